@@ -1,0 +1,1454 @@
+//! The filter's configuration: the JSON users write (serde types with documented defaults), its
+//! validation, and the compiled form the request path reads.
+//!
+//! The JSON is Envoy's wasm `configuration` (a `google.protobuf.StringValue`) or an Istio
+//! WasmPlugin's `pluginConfig`. Unknown fields are refused. [`Config::from_json`] either returns a
+//! fully checked [`Config`] or one [`ConfigError`] naming the field and the reason, which the
+//! glue logs before refusing the configuration.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::catalogue::{self, FaultId};
+use crate::matcher::{self, PathTemplate};
+
+// =============================================================================================
+// The JSON users write.
+// =============================================================================================
+
+/// The filter configuration. Every field is optional; an empty object `{}` is a valid
+/// configuration that answers every request with the gateway's 404 fault.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
+    #[serde(default)]
+    pub errors: RawErrors,
+    /// Which gateway's codes to use where WSO2's gateways disagree (expired or inactive tokens,
+    /// credential format errors). Defaults to `apim`.
+    #[serde(default)]
+    pub compatibility: Compatibility,
+    /// What to do with a request that matches no API. Defaults to `fault` (the 404 fault).
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// Where credentials are read from and how the upstream request is prepared.
+    #[serde(default)]
+    pub credentials: RawCredentials,
+    /// How the filter tells Envoy's router which cluster serves the request.
+    #[serde(default)]
+    pub routing: RawRouting,
+    /// The APIs the gateway serves. Defaults to none.
+    #[serde(default)]
+    pub apis: Vec<RawApi>,
+    /// Applications (API consumers). Defaults to none.
+    #[serde(default)]
+    pub applications: Vec<RawApplication>,
+    /// Subscriptions of applications to APIs. Defaults to none.
+    #[serde(default)]
+    pub subscriptions: Vec<RawSubscription>,
+    /// Throttling policies by name. `Unlimited` always exists. Defaults to none.
+    #[serde(default)]
+    pub policies: BTreeMap<String, RawPolicy>,
+}
+
+/// Fault rendering.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrors {
+    /// Body format of every fault. Defaults to `apim-json`.
+    #[serde(default)]
+    pub format: ErrorFormat,
+    /// Per-fault overrides, keyed by code (`"900800"`, or a transport code such as `"101507"`)
+    /// or by catalogue id (`"production_key_without_endpoint"`). An id override wins over a code
+    /// override. Defaults to none.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, RawOverride>,
+    /// CORS headers added to fault responses (and preflight answers). Defaults to off.
+    #[serde(default)]
+    pub cors: Option<RawCors>,
+    /// Documentation URL used in the `details` field of the `kanali` format; the two-digit
+    /// Kanali code is appended as an anchor. Defaults to `https://kanali.io/docs/v2/errorcodes/`.
+    #[serde(default = "default_kanali_docs_url")]
+    pub kanali_docs_url: String,
+    /// The body for the `template` format. Required when `format` is `template`.
+    #[serde(default)]
+    pub template: Option<RawTemplate>,
+}
+
+impl Default for RawErrors {
+    fn default() -> Self {
+        RawErrors {
+            format: ErrorFormat::default(),
+            overrides: BTreeMap::new(),
+            cors: None,
+            kanali_docs_url: default_kanali_docs_url(),
+            template: None,
+        }
+    }
+}
+
+fn default_kanali_docs_url() -> String {
+    "https://kanali.io/docs/v2/errorcodes/".to_string()
+}
+
+/// Fault body formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorFormat {
+    /// WSO2 API Manager 4.x JSON: `{"code":"900901","message":...,"description":...}`.
+    #[default]
+    ApimJson,
+    /// WSO2 API Manager XML: `<am:fault xmlns:am="http://wso2.org/apimanager">...`.
+    ApimXml,
+    /// WSO2 API Microgateway JSON: `{"fault":{"code":...,"message":...,"description":...}}`.
+    Microgateway,
+    /// WSO2 Choreo Connect JSON: `{"code":...,"error_message":...,"error_description":...}`.
+    ChoreoConnect,
+    /// Kanali JSON: `{"status":...,"message":...,"code":...,"details":...}`.
+    Kanali,
+    /// Tyk JSON: `{"error":...}` with Tyk's statuses.
+    Tyk,
+    /// `errors.template`, with placeholders.
+    Template,
+}
+
+/// An override of one catalogue entry. Unset fields keep the catalogue's value.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    /// HTTP status, 200 to 599. Defaults to the catalogue's status.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The `message` field. Defaults to the catalogue's message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The `description` field. Defaults to the catalogue's description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// CORS settings for fault responses.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Allowed origins; `"*"` allows any. Required, at least one.
+    pub allow_origins: Vec<String>,
+    /// `Access-Control-Allow-Methods`. Defaults to `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// `Access-Control-Allow-Headers`. Defaults to WSO2's
+    /// `authorization, Access-Control-Allow-Origin, Content-Type, SOAPAction, apikey`.
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// `Access-Control-Expose-Headers`. Defaults to none.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials: true`. Not allowed with origin `"*"`. Defaults to false.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// `Access-Control-Max-Age` in seconds on preflight answers. Defaults to none.
+    #[serde(default)]
+    pub max_age_s: Option<u32>,
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_cors_headers() -> Vec<String> {
+    [
+        "authorization",
+        "Access-Control-Allow-Origin",
+        "Content-Type",
+        "SOAPAction",
+        "apikey",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A custom fault body.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    /// `Content-Type` of the body. Values are JSON-escaped when it contains `json`, XML-escaped
+    /// when it contains `xml`, inserted as they are otherwise. Defaults to `application/json`.
+    #[serde(default = "default_template_content_type")]
+    pub content_type: String,
+    /// The body, with placeholders `{code}`, `{status}`, `{message}`, `{description}`. Required.
+    pub body: String,
+}
+
+fn default_template_content_type() -> String {
+    "application/json".to_string()
+}
+
+/// Where WSO2's gateways disagree on codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compatibility {
+    /// WSO2 API Manager: 900901 for expired, inactive and malformed credentials.
+    #[default]
+    Apim,
+    /// WSO2 API Microgateway: 900903, 900904, 900912 and 900917 where they apply.
+    Microgateway,
+}
+
+/// What to do with a request that matches no API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Answer with the gateway's 404 fault.
+    #[default]
+    Fault,
+    /// Let the request through untouched to Envoy's routes.
+    PassThrough,
+}
+
+/// Credential locations and upstream hygiene.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    /// Header carrying `Bearer <token>`. Defaults to `authorization`.
+    #[serde(default = "default_authorization_header")]
+    pub authorization_header: String,
+    /// Header carrying an API key. Defaults to `apikey`.
+    #[serde(default = "default_api_key_header")]
+    pub api_key_header: String,
+    /// Realm in `WWW-Authenticate` challenges. Defaults to `WSO2 API Manager`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Remove the credential headers before the request goes upstream. Defaults to true.
+    #[serde(default = "default_true")]
+    pub strip: bool,
+}
+
+impl Default for RawCredentials {
+    fn default() -> Self {
+        RawCredentials {
+            authorization_header: default_authorization_header(),
+            api_key_header: default_api_key_header(),
+            realm: default_realm(),
+            strip: true,
+        }
+    }
+}
+
+fn default_authorization_header() -> String {
+    "authorization".to_string()
+}
+fn default_api_key_header() -> String {
+    "apikey".to_string()
+}
+fn default_realm() -> String {
+    "WSO2 API Manager".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// How the chosen endpoint reaches Envoy's router.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Request header the filter sets to the endpoint's cluster name; route on it with
+    /// `cluster_header`. Any client-sent value is removed first. Defaults to `x-apim-cluster`.
+    #[serde(default = "default_cluster_header")]
+    pub cluster_header: String,
+    /// Request header the filter sets to `<api name>:<version>` for matched requests (for logs and
+    /// routes). Any client-sent value is removed first. Defaults to `x-apim-api`.
+    #[serde(default = "default_api_header")]
+    pub api_header: String,
+    /// Rewrite `:path` for the upstream: the API's context and version are replaced by the API's
+    /// `backend_path`, as WSO2 does. Defaults to true.
+    #[serde(default = "default_true")]
+    pub rewrite_path: bool,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            cluster_header: default_cluster_header(),
+            api_header: default_api_header(),
+            rewrite_path: true,
+        }
+    }
+}
+
+fn default_cluster_header() -> String {
+    "x-apim-cluster".to_string()
+}
+fn default_api_header() -> String {
+    "x-apim-api".to_string()
+}
+
+/// An API.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// API name. Required.
+    pub name: String,
+    /// Context, e.g. `/pizzashack`. May contain a `{version}` segment, as in WSO2. Required.
+    pub context: String,
+    /// Version, e.g. `1.0.0`. Appended to the context unless the context holds `{version}`. Required.
+    pub version: String,
+    /// Lifecycle state. `BLOCKED` answers 700700; `CREATED` and `RETIRED` are not deployed (as if
+    /// the API did not exist). Defaults to `PUBLISHED`.
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+    /// Also serve this API on its context without the version (WSO2's default version).
+    /// Defaults to false.
+    #[serde(default)]
+    pub default_version: bool,
+    /// Envoy cluster names of the production and sandbox endpoints. At least one is required.
+    pub endpoints: RawEndpoints,
+    /// Path prefix on the backend that replaces context and version (e.g. `/api/v1`).
+    /// Defaults to empty (the resource path is sent as it is).
+    #[serde(default)]
+    pub backend_path: String,
+    /// Security schemes accepted by the API's resources; `[]` makes them open.
+    /// Defaults to `["oauth2"]`, as in WSO2.
+    #[serde(default = "default_security")]
+    pub security: Vec<SecurityScheme>,
+    /// Accept the API key in the `apikey` query parameter too. Defaults to false.
+    #[serde(default)]
+    pub api_key_in_query: bool,
+    /// API-level throttling policy name. Defaults to none.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Resources (method + path template). Defaults to none (every request answers 900906).
+    #[serde(default)]
+    pub resources: Vec<RawResource>,
+}
+
+fn default_security() -> Vec<SecurityScheme> {
+    vec![SecurityScheme::Oauth2]
+}
+
+/// Endpoint clusters of an API.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoints {
+    /// Envoy cluster for production keys (and for open resources). Defaults to none.
+    #[serde(default)]
+    pub production: Option<String>,
+    /// Envoy cluster for sandbox keys. Defaults to none.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+}
+
+/// API lifecycle states (WSO2's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Lifecycle {
+    Created,
+    Prototyped,
+    #[default]
+    Published,
+    Blocked,
+    Deprecated,
+    Retired,
+}
+
+/// Security schemes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityScheme {
+    /// OAuth2 bearer tokens (JWT or opaque).
+    Oauth2,
+    /// API keys.
+    ApiKey,
+}
+
+/// A resource of an API.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    /// HTTP method: GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS. Required.
+    pub method: String,
+    /// Path template below the API's base path: literal segments, `{param}` segments (one
+    /// segment each) and a final `*` (any remainder, including none). Required.
+    pub path: String,
+    /// Security schemes for this resource; `[]` makes it open. Defaults to the API's.
+    #[serde(default)]
+    pub security: Option<Vec<SecurityScheme>>,
+    /// Scopes a token must carry. Defaults to none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Resource-level throttling policy name. Defaults to none.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Refuse application tokens (WSO2's APPLICATION_USER only). Defaults to false.
+    #[serde(default)]
+    pub user_token_only: bool,
+}
+
+/// An application.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApplication {
+    /// Application id (WSO2's UUID). Required, unique.
+    pub id: String,
+    /// Application name. Required.
+    pub name: String,
+    /// Subscriber (owner). Defaults to empty.
+    #[serde(default)]
+    pub owner: String,
+    /// Application-level throttling policy. Defaults to none.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// OAuth2 client ids of the application's keys. Defaults to none.
+    #[serde(default)]
+    pub client_ids: Vec<RawClientId>,
+    /// Opaque API keys, stored as SHA-256 hashes. Defaults to none.
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+}
+
+/// An OAuth2 client of an application.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientId {
+    /// The client id. Required, unique across applications.
+    pub id: String,
+    /// Key type. Defaults to `PRODUCTION`.
+    #[serde(default)]
+    pub key_type: KeyType,
+}
+
+/// An opaque API key.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Lowercase hex SHA-256 of the key (64 characters). Required, unique.
+    pub sha256: String,
+    /// Key type. Defaults to `PRODUCTION`.
+    #[serde(default)]
+    pub key_type: KeyType,
+}
+
+/// WSO2 key types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeyType {
+    #[default]
+    Production,
+    Sandbox,
+}
+
+/// A subscription.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubscription {
+    /// Application id. Required.
+    pub application: String,
+    /// API as `<name>:<version>`. Required.
+    pub api: String,
+    /// Subscription policy (tier). Defaults to `Unlimited`.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+    /// Subscription state. Defaults to `UNBLOCKED`.
+    #[serde(default)]
+    pub state: SubscriptionState,
+}
+
+fn default_tier() -> String {
+    UNLIMITED.to_string()
+}
+
+/// WSO2 subscription states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SubscriptionState {
+    #[default]
+    Unblocked,
+    Blocked,
+    ProdOnlyBlocked,
+    OnHold,
+    Rejected,
+    Inactive,
+}
+
+/// A throttling policy: a request count or a byte count per time unit.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Requests allowed per window. Exactly one of `requests` and `bytes` is required.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Request and response body bytes allowed per window.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Window unit. Required.
+    pub per: TimeUnit,
+    /// Window length in units. Defaults to 1.
+    #[serde(default = "default_one")]
+    pub unit_count: u32,
+    /// Burst control (subscription policies). Defaults to none.
+    #[serde(default)]
+    pub burst: Option<RawBurst>,
+    /// Deny requests over quota; when false they pass, flagged. Defaults to true.
+    #[serde(default = "default_true")]
+    pub stop_on_quota_reach: bool,
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+/// Burst control: at most `requests` per `per` (second or minute).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBurst {
+    /// Requests allowed per unit. Required.
+    pub requests: u64,
+    /// `second` or `minute`. Required.
+    pub per: TimeUnit,
+}
+
+/// Time units of throttling windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl TimeUnit {
+    /// The unit in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            TimeUnit::Second => 1,
+            TimeUnit::Minute => 60,
+            TimeUnit::Hour => 3_600,
+            TimeUnit::Day => 86_400,
+        }
+    }
+}
+
+/// The built-in policy that never throttles.
+pub const UNLIMITED: &str = "Unlimited";
+
+// =============================================================================================
+// Errors.
+// =============================================================================================
+
+/// Why a configuration was refused: the field (a path such as `apis[0].resources[1].path`) and
+/// the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: field `{}`: {}",
+            self.field, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// =============================================================================================
+// The compiled configuration.
+// =============================================================================================
+
+/// A checked, compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub errors: ErrorSettings,
+    pub compatibility: Compatibility,
+    pub unmatched: Unmatched,
+    pub credentials: RawCredentials,
+    pub routing: RawRouting,
+    pub apis: Vec<Api>,
+    /// Base path (normalized, e.g. `/pizzashack/1.0.0`) to API index.
+    pub base_paths: HashMap<String, usize>,
+    /// The largest number of segments in any base path.
+    pub max_base_depth: usize,
+    pub applications: Vec<RawApplication>,
+    pub subscriptions: Vec<RawSubscription>,
+    pub policies: BTreeMap<String, RawPolicy>,
+}
+
+impl Default for Config {
+    /// The configuration `{}` compiles to: no APIs, so every request gets the 404 fault.
+    fn default() -> Self {
+        Config {
+            errors: ErrorSettings::default(),
+            compatibility: Compatibility::default(),
+            unmatched: Unmatched::default(),
+            credentials: RawCredentials::default(),
+            routing: RawRouting::default(),
+            apis: Vec::new(),
+            base_paths: HashMap::new(),
+            max_base_depth: 0,
+            applications: Vec::new(),
+            subscriptions: Vec::new(),
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+/// Fault rendering settings with overrides resolved.
+#[derive(Debug)]
+pub struct ErrorSettings {
+    pub format: ErrorFormat,
+    pub overrides_by_code: HashMap<u32, RawOverride>,
+    pub overrides_by_id: HashMap<FaultId, RawOverride>,
+    pub cors: Option<RawCors>,
+    pub kanali_docs_url: String,
+    pub template: Option<RawTemplate>,
+    pub realm: String,
+}
+
+impl Default for ErrorSettings {
+    fn default() -> Self {
+        ErrorSettings {
+            format: ErrorFormat::default(),
+            overrides_by_code: HashMap::new(),
+            overrides_by_id: HashMap::new(),
+            cors: None,
+            kanali_docs_url: default_kanali_docs_url(),
+            template: None,
+            realm: default_realm(),
+        }
+    }
+}
+
+/// A compiled API.
+#[derive(Debug)]
+pub struct Api {
+    pub name: String,
+    pub version: String,
+    pub context: String,
+    pub lifecycle: Lifecycle,
+    pub default_version: bool,
+    pub endpoints: RawEndpoints,
+    pub backend_path: String,
+    pub api_key_in_query: bool,
+    pub policy: Option<String>,
+    pub resources: Vec<Resource>,
+}
+
+/// A compiled resource.
+#[derive(Debug)]
+pub struct Resource {
+    pub method: String,
+    pub template: PathTemplate,
+    /// Effective security schemes; empty means open.
+    pub security: Vec<SecurityScheme>,
+    pub scopes: Vec<String>,
+    pub policy: Option<String>,
+    pub user_token_only: bool,
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+impl Config {
+    /// Parses and checks a configuration. An empty input is the empty configuration `{}`.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
+        let raw: RawConfig = if trimmed {
+            RawConfig::default()
+        } else {
+            if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(ConfigError::new(
+                    "(root)",
+                    "the configuration must be a JSON object",
+                ));
+            }
+            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+            let raw = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                let field = if path == "." {
+                    "(root)".to_string()
+                } else {
+                    path
+                };
+                ConfigError::new(field, error.inner().to_string())
+            })?;
+            deserializer
+                .end()
+                .map_err(|error| ConfigError::new("(root)", error.to_string()))?;
+            raw
+        };
+        Config::compile(raw)
+    }
+
+    /// Checks and compiles a parsed configuration.
+    pub fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+        let policies = check_policies(&raw.policies)?;
+        check_credentials(&raw.credentials)?;
+        check_routing(&raw.routing)?;
+        let errors = compile_errors(raw.errors, &raw.credentials.realm)?;
+
+        let mut apis = Vec::with_capacity(raw.apis.len());
+        let mut base_paths: HashMap<String, usize> = HashMap::new();
+        let mut names: HashSet<(String, String)> = HashSet::new();
+        let mut max_base_depth = 0;
+        for (index, raw_api) in raw.apis.into_iter().enumerate() {
+            let field = format!("apis[{index}]");
+            let api = compile_api(&field, raw_api, &policies)?;
+            if !names.insert((api.name.clone(), api.version.clone())) {
+                return Err(ConfigError::new(
+                    format!("{field}.name"),
+                    format!("API {}:{} is defined twice", api.name, api.version),
+                ));
+            }
+            if api.lifecycle != Lifecycle::Created && api.lifecycle != Lifecycle::Retired {
+                for base in api_base_paths(&field, &api)? {
+                    max_base_depth = max_base_depth.max(base.matches('/').count());
+                    if let Some(other) = base_paths.insert(base.clone(), index) {
+                        return Err(ConfigError::new(
+                            format!("{field}.context"),
+                            format!("base path {base} is also served by apis[{other}]"),
+                        ));
+                    }
+                }
+            }
+            apis.push(api);
+        }
+
+        check_applications(&raw.applications, &policies)?;
+        check_subscriptions(&raw.subscriptions, &raw.applications, &apis, &policies)?;
+
+        Ok(Config {
+            errors,
+            compatibility: raw.compatibility,
+            unmatched: raw.unmatched,
+            credentials: raw.credentials,
+            routing: raw.routing,
+            apis,
+            base_paths,
+            max_base_depth,
+            applications: raw.applications,
+            subscriptions: raw.subscriptions,
+            policies: raw.policies,
+        })
+    }
+}
+
+/// The base paths an API is served on: `<context>/<version>` (or the context with `{version}`
+/// substituted) and, with `default_version`, the context alone.
+fn api_base_paths(field: &str, api: &Api) -> Result<Vec<String>, ConfigError> {
+    let mut bases = Vec::new();
+    if api.context.contains("{version}") {
+        bases.push(api.context.replace("{version}", &api.version));
+        if api.default_version {
+            let without: Vec<&str> = api
+                .context
+                .split('/')
+                .filter(|segment| !segment.is_empty() && *segment != "{version}")
+                .collect();
+            if without.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.default_version"),
+                    "a context of only {version} cannot have a default version",
+                ));
+            }
+            bases.push(format!("/{}", without.join("/")));
+        }
+    } else {
+        bases.push(format!("{}/{}", api.context, api.version));
+        if api.default_version {
+            bases.push(api.context.clone());
+        }
+    }
+    Ok(bases)
+}
+
+fn check_header_value(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.chars().any(|c| c.is_control()) {
+        return Err(ConfigError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_header_name(field: &str, value: &str) -> Result<(), ConfigError> {
+    let valid = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(ConfigError::new(
+            field,
+            format!("`{value}` is not a valid header name"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_credentials(credentials: &RawCredentials) -> Result<(), ConfigError> {
+    check_header_name(
+        "credentials.authorization_header",
+        &credentials.authorization_header,
+    )?;
+    check_header_name("credentials.api_key_header", &credentials.api_key_header)?;
+    if credentials.realm.contains('"') || credentials.realm.contains('\\') {
+        return Err(ConfigError::new(
+            "credentials.realm",
+            "must not contain `\"` or `\\`",
+        ));
+    }
+    check_header_value("credentials.realm", &credentials.realm)
+}
+
+fn check_routing(routing: &RawRouting) -> Result<(), ConfigError> {
+    check_header_name("routing.cluster_header", &routing.cluster_header)?;
+    check_header_name("routing.api_header", &routing.api_header)?;
+    if routing
+        .cluster_header
+        .eq_ignore_ascii_case(&routing.api_header)
+    {
+        return Err(ConfigError::new(
+            "routing.api_header",
+            "must differ from routing.cluster_header",
+        ));
+    }
+    Ok(())
+}
+
+fn compile_errors(raw: RawErrors, realm: &str) -> Result<ErrorSettings, ConfigError> {
+    let mut overrides_by_code = HashMap::new();
+    let mut overrides_by_id = HashMap::new();
+    for (key, value) in raw.overrides {
+        let field = format!("errors.overrides.{key}");
+        if let Some(status) = value.status {
+            if !(200..=599).contains(&status) {
+                return Err(ConfigError::new(
+                    format!("{field}.status"),
+                    format!("status {status} is not an HTTP status from 200 to 599"),
+                ));
+            }
+        }
+        for text in [&value.message, &value.description].into_iter().flatten() {
+            if text.len() > 4096 {
+                return Err(ConfigError::new(
+                    field.clone(),
+                    "message and description are limited to 4096 bytes",
+                ));
+            }
+        }
+        if let Ok(code) = key.parse::<u32>() {
+            if !catalogue::is_known_code(code) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{code} is not a code of the catalogue"),
+                ));
+            }
+            overrides_by_code.insert(code, value);
+        } else if let Some(id) = catalogue::by_id(&key) {
+            overrides_by_id.insert(id, value);
+        } else {
+            return Err(ConfigError::new(
+                field,
+                format!("`{key}` is neither a code nor an id of the catalogue"),
+            ));
+        }
+    }
+    if let Some(cors) = &raw.cors {
+        if cors.allow_origins.is_empty() {
+            return Err(ConfigError::new(
+                "errors.cors.allow_origins",
+                "must list at least one origin",
+            ));
+        }
+        if cors.allow_credentials && cors.allow_origins.iter().any(|origin| origin == "*") {
+            return Err(ConfigError::new(
+                "errors.cors.allow_credentials",
+                "cannot be true when allow_origins contains \"*\" (browsers refuse it)",
+            ));
+        }
+        let lists = [
+            ("allow_origins", &cors.allow_origins),
+            ("allow_methods", &cors.allow_methods),
+            ("allow_headers", &cors.allow_headers),
+            ("expose_headers", &cors.expose_headers),
+        ];
+        for (name, list) in lists {
+            for (index, value) in list.iter().enumerate() {
+                let field = format!("errors.cors.{name}[{index}]");
+                check_header_value(&field, value)?;
+                if value.trim().is_empty() || value.contains(',') {
+                    return Err(ConfigError::new(
+                        field,
+                        "must be one non-empty value without commas",
+                    ));
+                }
+            }
+        }
+    }
+    check_header_value("errors.kanali_docs_url", &raw.kanali_docs_url)?;
+    match (&raw.format, &raw.template) {
+        (ErrorFormat::Template, None) => {
+            return Err(ConfigError::new(
+                "errors.template",
+                "is required when errors.format is `template`",
+            ));
+        }
+        (_, Some(template)) => {
+            if template.body.is_empty() {
+                return Err(ConfigError::new(
+                    "errors.template.body",
+                    "must not be empty",
+                ));
+            }
+            check_header_value("errors.template.content_type", &template.content_type)?;
+            if template.content_type.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "errors.template.content_type",
+                    "must not be empty",
+                ));
+            }
+        }
+        (_, None) => {}
+    }
+    Ok(ErrorSettings {
+        format: raw.format,
+        overrides_by_code,
+        overrides_by_id,
+        cors: raw.cors,
+        kanali_docs_url: raw.kanali_docs_url,
+        template: raw.template,
+        realm: realm.to_string(),
+    })
+}
+
+fn check_policies(policies: &BTreeMap<String, RawPolicy>) -> Result<HashSet<String>, ConfigError> {
+    let mut names = HashSet::new();
+    names.insert(UNLIMITED.to_string());
+    for (name, policy) in policies {
+        let field = format!("policies.{name}");
+        if name == UNLIMITED {
+            return Err(ConfigError::new(
+                field,
+                "`Unlimited` is built in and cannot be redefined",
+            ));
+        }
+        if name.trim().is_empty() {
+            return Err(ConfigError::new(
+                "policies",
+                "a policy name must not be empty",
+            ));
+        }
+        match (policy.requests, policy.bytes) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    field,
+                    "set `requests` or `bytes`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::new(field, "set one of `requests` and `bytes`"))
+            }
+            (Some(0), None) => {
+                return Err(ConfigError::new(
+                    format!("{field}.requests"),
+                    "must be at least 1",
+                ))
+            }
+            (None, Some(0)) => {
+                return Err(ConfigError::new(
+                    format!("{field}.bytes"),
+                    "must be at least 1",
+                ))
+            }
+            _ => {}
+        }
+        if policy.unit_count == 0 {
+            return Err(ConfigError::new(
+                format!("{field}.unit_count"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(burst) = &policy.burst {
+            if burst.requests == 0 {
+                return Err(ConfigError::new(
+                    format!("{field}.burst.requests"),
+                    "must be at least 1",
+                ));
+            }
+            if !matches!(burst.per, TimeUnit::Second | TimeUnit::Minute) {
+                return Err(ConfigError::new(
+                    format!("{field}.burst.per"),
+                    "must be `second` or `minute`",
+                ));
+            }
+        }
+        names.insert(name.clone());
+    }
+    Ok(names)
+}
+
+fn check_policy_ref(
+    field: String,
+    policy: &Option<String>,
+    policies: &HashSet<String>,
+) -> Result<(), ConfigError> {
+    match policy {
+        Some(name) if !policies.contains(name) => Err(ConfigError::new(
+            field,
+            format!("policy `{name}` is not defined in `policies`"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_context(field: &str, context: &str) -> Result<(), ConfigError> {
+    if !context.starts_with('/') || context.len() < 2 {
+        return Err(ConfigError::new(
+            field,
+            format!("`{context}` must start with `/` and name at least one segment"),
+        ));
+    }
+    if context.ends_with('/') {
+        return Err(ConfigError::new(
+            field,
+            format!("`{context}` must not end with `/`"),
+        ));
+    }
+    let mut version_segments = 0;
+    for segment in context[1..].split('/') {
+        if segment == "{version}" {
+            version_segments += 1;
+            continue;
+        }
+        matcher::check_literal_segment(segment)
+            .map_err(|reason| ConfigError::new(field, format!("`{context}`: {reason}")))?;
+    }
+    if version_segments > 1 {
+        return Err(ConfigError::new(field, "`{version}` may appear once"));
+    }
+    Ok(())
+}
+
+fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<Api, ConfigError> {
+    if raw.name.trim().is_empty() {
+        return Err(ConfigError::new(
+            format!("{field}.name"),
+            "must not be empty",
+        ));
+    }
+    if raw.name.contains(':') {
+        return Err(ConfigError::new(
+            format!("{field}.name"),
+            "must not contain `:`",
+        ));
+    }
+    check_header_value(&format!("{field}.name"), &raw.name)?;
+    check_context(&format!("{field}.context"), &raw.context)?;
+    if raw.version.is_empty() {
+        return Err(ConfigError::new(
+            format!("{field}.version"),
+            "must not be empty",
+        ));
+    }
+    matcher::check_literal_segment(&raw.version)
+        .map_err(|reason| ConfigError::new(format!("{field}.version"), reason))?;
+    if raw.endpoints.production.is_none() && raw.endpoints.sandbox.is_none() {
+        return Err(ConfigError::new(
+            format!("{field}.endpoints"),
+            "needs a production or a sandbox cluster",
+        ));
+    }
+    for (name, cluster) in [
+        ("production", &raw.endpoints.production),
+        ("sandbox", &raw.endpoints.sandbox),
+    ] {
+        if let Some(cluster) = cluster {
+            let cluster_field = format!("{field}.endpoints.{name}");
+            if cluster.is_empty() {
+                return Err(ConfigError::new(cluster_field, "must not be empty"));
+            }
+            check_header_value(&cluster_field, cluster)?;
+        }
+    }
+    if !raw.backend_path.is_empty() {
+        let backend_field = format!("{field}.backend_path");
+        if !raw.backend_path.starts_with('/') || raw.backend_path.ends_with('/') {
+            return Err(ConfigError::new(
+                backend_field,
+                "must start with `/` and not end with `/` (or be empty)",
+            ));
+        }
+        for segment in raw.backend_path[1..].split('/') {
+            matcher::check_literal_segment(segment)
+                .map_err(|reason| ConfigError::new(backend_field.clone(), reason))?;
+        }
+    }
+    check_policy_ref(format!("{field}.policy"), &raw.policy, policies)?;
+
+    let mut resources = Vec::with_capacity(raw.resources.len());
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for (index, resource) in raw.resources.into_iter().enumerate() {
+        let resource_field = format!("{field}.resources[{index}]");
+        if !METHODS.contains(&resource.method.as_str()) {
+            return Err(ConfigError::new(
+                format!("{resource_field}.method"),
+                format!("`{}` is not one of {}", resource.method, METHODS.join(", ")),
+            ));
+        }
+        let template = PathTemplate::parse(&resource.path)
+            .map_err(|reason| ConfigError::new(format!("{resource_field}.path"), reason))?;
+        if !seen.insert((resource.method.clone(), template.shape())) {
+            return Err(ConfigError::new(
+                format!("{resource_field}.path"),
+                format!(
+                    "{} {} duplicates an earlier resource",
+                    resource.method, resource.path
+                ),
+            ));
+        }
+        check_policy_ref(
+            format!("{resource_field}.policy"),
+            &resource.policy,
+            policies,
+        )?;
+        for (scope_index, scope) in resource.scopes.iter().enumerate() {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(ConfigError::new(
+                    format!("{resource_field}.scopes[{scope_index}]"),
+                    "a scope is one non-empty word",
+                ));
+            }
+        }
+        resources.push(Resource {
+            method: resource.method,
+            template,
+            security: resource.security.unwrap_or_else(|| raw.security.clone()),
+            scopes: resource.scopes,
+            policy: resource.policy,
+            user_token_only: resource.user_token_only,
+        });
+    }
+    Ok(Api {
+        name: raw.name,
+        version: raw.version,
+        context: raw.context,
+        lifecycle: raw.lifecycle,
+        default_version: raw.default_version,
+        endpoints: raw.endpoints,
+        backend_path: raw.backend_path,
+        api_key_in_query: raw.api_key_in_query,
+        policy: raw.policy,
+        resources,
+    })
+}
+
+fn check_applications(
+    applications: &[RawApplication],
+    policies: &HashSet<String>,
+) -> Result<(), ConfigError> {
+    let mut ids = HashSet::new();
+    let mut client_ids = HashSet::new();
+    let mut key_hashes = HashSet::new();
+    for (index, application) in applications.iter().enumerate() {
+        let field = format!("applications[{index}]");
+        if application.id.is_empty() {
+            return Err(ConfigError::new(format!("{field}.id"), "must not be empty"));
+        }
+        if !ids.insert(application.id.as_str()) {
+            return Err(ConfigError::new(
+                format!("{field}.id"),
+                format!("`{}` is used twice", application.id),
+            ));
+        }
+        check_policy_ref(format!("{field}.policy"), &application.policy, policies)?;
+        for (client_index, client) in application.client_ids.iter().enumerate() {
+            if client.id.is_empty() || !client_ids.insert(client.id.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{field}.client_ids[{client_index}].id"),
+                    "must be non-empty and unique across applications",
+                ));
+            }
+        }
+        for (key_index, key) in application.api_keys.iter().enumerate() {
+            let key_field = format!("{field}.api_keys[{key_index}].sha256");
+            let valid = key.sha256.len() == 64
+                && key
+                    .sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !valid {
+                return Err(ConfigError::new(
+                    key_field,
+                    "must be 64 lowercase hex characters (a SHA-256 digest)",
+                ));
+            }
+            if !key_hashes.insert(key.sha256.as_str()) {
+                return Err(ConfigError::new(
+                    key_field,
+                    "the same key is configured twice",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_subscriptions(
+    subscriptions: &[RawSubscription],
+    applications: &[RawApplication],
+    apis: &[Api],
+    policies: &HashSet<String>,
+) -> Result<(), ConfigError> {
+    let application_ids: HashSet<&str> = applications.iter().map(|app| app.id.as_str()).collect();
+    let api_keys: HashSet<String> = apis
+        .iter()
+        .map(|api| format!("{}:{}", api.name, api.version))
+        .collect();
+    let mut seen = HashSet::new();
+    for (index, subscription) in subscriptions.iter().enumerate() {
+        let field = format!("subscriptions[{index}]");
+        if !application_ids.contains(subscription.application.as_str()) {
+            return Err(ConfigError::new(
+                format!("{field}.application"),
+                format!("application `{}` is not defined", subscription.application),
+            ));
+        }
+        if !api_keys.contains(&subscription.api) {
+            return Err(ConfigError::new(
+                format!("{field}.api"),
+                format!(
+                    "API `{}` is not defined (write `<name>:<version>`)",
+                    subscription.api
+                ),
+            ));
+        }
+        check_policy_ref(
+            format!("{field}.tier"),
+            &Some(subscription.tier.clone()),
+            policies,
+        )?;
+        if !seen.insert((subscription.application.as_str(), subscription.api.as_str())) {
+            return Err(ConfigError::new(
+                field,
+                "the application is subscribed to this API twice",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(json: &str) -> ConfigError {
+        Config::from_json(json.as_bytes()).expect_err("config should be refused")
+    }
+
+    const MINIMAL_API: &str = r#"{"name":"Pizza","context":"/pizzashack","version":"1.0.0",
+        "endpoints":{"production":"pizza"},"resources":[{"method":"GET","path":"/menu"}]}"#;
+
+    #[test]
+    fn empty_input_and_empty_object_are_valid_and_equal_the_default() {
+        assert!(Config::from_json(b"").is_ok());
+        let parsed = Config::from_json(b"{}").unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let error = error_of(
+            r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+               "resources":[{"method":"GET","path":"/x","methd":"GET"}]}]}"#,
+        );
+        assert!(error.field.starts_with("apis[0].resources[0]"), "{error}");
+        assert!(error.reason.contains("unknown field `methd`"), "{error}");
+    }
+
+    #[test]
+    fn bad_path_template_is_named() {
+        let error = error_of(
+            r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+               "resources":[{"method":"GET","path":"/x/{id"}]}]}"#,
+        );
+        assert_eq!(error.field, "apis[0].resources[0].path");
+    }
+
+    #[test]
+    fn invalid_override_status_is_named() {
+        let error = error_of(r#"{"errors":{"overrides":{"900800":{"status":99}}}}"#);
+        assert_eq!(error.field, "errors.overrides.900800.status");
+        let error = error_of(r#"{"errors":{"overrides":{"900800":{"status":600}}}}"#);
+        assert_eq!(error.field, "errors.overrides.900800.status");
+    }
+
+    #[test]
+    fn overrides_accept_codes_transport_codes_and_ids() {
+        let config = Config::from_json(
+            br#"{"errors":{"overrides":{"900800":{"status":555},"101507":{"status":599},
+                 "production_key_without_endpoint":{"message":"no prod"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.errors.overrides_by_code[&900800].status, Some(555));
+        assert!(config.errors.overrides_by_code.contains_key(&101507));
+        assert!(config
+            .errors
+            .overrides_by_id
+            .contains_key(&FaultId::ProductionKeyWithoutEndpoint));
+        assert_eq!(
+            error_of(r#"{"errors":{"overrides":{"123":{}}}}"#).field,
+            "errors.overrides.123"
+        );
+        assert_eq!(
+            error_of(r#"{"errors":{"overrides":{"nope":{}}}}"#).field,
+            "errors.overrides.nope"
+        );
+    }
+
+    #[test]
+    fn template_format_needs_a_template() {
+        assert_eq!(
+            error_of(r#"{"errors":{"format":"template"}}"#).field,
+            "errors.template"
+        );
+    }
+
+    #[test]
+    fn unknown_format_is_refused() {
+        let error = error_of(r#"{"errors":{"format":"soap"}}"#);
+        assert_eq!(error.field, "errors.format");
+    }
+
+    #[test]
+    fn api_references_and_uniqueness_are_checked() {
+        let twice = format!(r#"{{"apis":[{MINIMAL_API},{MINIMAL_API}]}}"#);
+        assert_eq!(error_of(&twice).field, "apis[1].name");
+        let no_policy = MINIMAL_API.replace(
+            r#""version":"1.0.0","#,
+            r#""version":"1.0.0","policy":"Gold","#,
+        );
+        assert_eq!(
+            error_of(&format!(r#"{{"apis":[{no_policy}]}}"#)).field,
+            "apis[0].policy"
+        );
+        let no_endpoint =
+            MINIMAL_API.replace(r#""endpoints":{"production":"pizza"}"#, r#""endpoints":{}"#);
+        assert_eq!(
+            error_of(&format!(r#"{{"apis":[{no_endpoint}]}}"#)).field,
+            "apis[0].endpoints"
+        );
+        let bad_method = MINIMAL_API.replace(r#""GET""#, r#""FETCH""#);
+        assert_eq!(
+            error_of(&format!(r#"{{"apis":[{bad_method}]}}"#)).field,
+            "apis[0].resources[0].method"
+        );
+    }
+
+    #[test]
+    fn contexts_are_checked() {
+        for context in [
+            "pizzashack",
+            "/",
+            "/pizza/",
+            "/pi zza",
+            "/a/../b",
+            "/a//b",
+            "/{id}",
+        ] {
+            let api = MINIMAL_API.replace("/pizzashack", context);
+            let error = error_of(&format!(r#"{{"apis":[{api}]}}"#));
+            assert_eq!(error.field, "apis[0].context", "context {context}");
+        }
+    }
+
+    #[test]
+    fn subscriptions_must_reference_known_things() {
+        let json = format!(
+            r#"{{"apis":[{MINIMAL_API}],"applications":[{{"id":"app1","name":"App"}}],
+               "subscriptions":[{{"application":"app1","api":"Pizza:2.0.0"}}]}}"#
+        );
+        assert_eq!(error_of(&json).field, "subscriptions[0].api");
+        let json = format!(
+            r#"{{"apis":[{MINIMAL_API}],"applications":[{{"id":"app1","name":"App"}}],
+               "subscriptions":[{{"application":"app1","api":"Pizza:1.0.0","tier":"Gold"}}]}}"#
+        );
+        assert_eq!(error_of(&json).field, "subscriptions[0].tier");
+    }
+
+    #[test]
+    fn api_key_hashes_are_checked() {
+        let json = r#"{"applications":[{"id":"a","name":"A","api_keys":[{"sha256":"ABC"}]}]}"#;
+        assert_eq!(error_of(json).field, "applications[0].api_keys[0].sha256");
+    }
+
+    #[test]
+    fn policies_are_checked() {
+        assert_eq!(
+            error_of(r#"{"policies":{"P":{"per":"minute"}}}"#).field,
+            "policies.P"
+        );
+        assert_eq!(
+            error_of(r#"{"policies":{"P":{"requests":0,"per":"minute"}}}"#).field,
+            "policies.P.requests"
+        );
+        assert_eq!(
+            error_of(r#"{"policies":{"P":{"requests":5,"per":"minute","burst":{"requests":1,"per":"hour"}}}}"#).field,
+            "policies.P.burst.per"
+        );
+        assert_eq!(
+            error_of(r#"{"policies":{"Unlimited":{"requests":5,"per":"minute"}}}"#).field,
+            "policies.Unlimited"
+        );
+    }
+
+    #[test]
+    fn cors_wildcard_with_credentials_is_refused() {
+        let error =
+            error_of(r#"{"errors":{"cors":{"allow_origins":["*"],"allow_credentials":true}}}"#);
+        assert_eq!(error.field, "errors.cors.allow_credentials");
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert_eq!(error_of("{} {}").field, "(root)");
+        assert_eq!(error_of("[]").field, "(root)");
+    }
+
+    #[test]
+    fn base_paths_include_default_version_and_version_templates() {
+        let api = MINIMAL_API.replace(
+            r#""version":"1.0.0","#,
+            r#""version":"1.0.0","default_version":true,"#,
+        );
+        let config = Config::from_json(format!(r#"{{"apis":[{api}]}}"#).as_bytes()).unwrap();
+        assert!(config.base_paths.contains_key("/pizzashack/1.0.0"));
+        assert!(config.base_paths.contains_key("/pizzashack"));
+        let api = MINIMAL_API.replace("/pizzashack", "/{version}/pizzashack");
+        let config = Config::from_json(format!(r#"{{"apis":[{api}]}}"#).as_bytes()).unwrap();
+        assert!(config.base_paths.contains_key("/1.0.0/pizzashack"));
+    }
+
+    #[test]
+    fn duplicate_base_paths_are_refused() {
+        let other = MINIMAL_API.replace(r#""name":"Pizza""#, r#""name":"Other""#);
+        let error = error_of(&format!(r#"{{"apis":[{MINIMAL_API},{other}]}}"#));
+        assert_eq!(error.field, "apis[1].context");
+    }
+}

@@ -1,0 +1,366 @@
+//! The request-phase decision: a pure function of the configuration and what the request shows.
+//! It matches the request to an API and a resource and says what to do: forward (and where),
+//! answer a CORS preflight, let the request pass untouched, or deny with a fault.
+
+use crate::catalogue::{Fault, FaultId};
+use crate::config::{Config, Lifecycle, SecurityScheme, Unmatched};
+use crate::matcher::{self, Specificity};
+
+/// What the decision needs from a request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestView<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`, with its query string.
+    pub path: &'a str,
+    /// The configured authorization header, if present.
+    pub authorization: Option<&'a str>,
+    /// The configured API key header, if present.
+    pub api_key: Option<&'a str>,
+    /// `Access-Control-Request-Method` (a CORS preflight carries it with `OPTIONS`).
+    pub access_control_request_method: Option<&'a str>,
+}
+
+/// Where a matched request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// Index of the API in [`Config::apis`].
+    pub api: usize,
+    /// Index of the resource in the API's resources.
+    pub resource: usize,
+    /// The Envoy cluster of the endpoint.
+    pub cluster: String,
+    /// `<api name>:<version>`.
+    pub api_label: String,
+    /// The `:path` for the upstream, when rewriting is on.
+    pub upstream_path: Option<String>,
+}
+
+/// The decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send upstream.
+    Forward(Forward),
+    /// Answer a CORS preflight for a known resource.
+    Preflight,
+    /// Matches no API and the configuration lets such requests through.
+    PassThrough,
+    /// Answer with a fault.
+    Deny(Fault),
+}
+
+/// Decides what to do with a request.
+pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
+    // A path that cannot be matched safely is refused whatever API it names, even when unmatched
+    // requests pass through: otherwise `/other/../pizzashack/1.0.0/admin` would skip the policy.
+    let Ok(path) = matcher::normalize(request.path) else {
+        return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
+    };
+    let depth_limit = config.max_base_depth.min(path.segments.len());
+    let matched = (1..=depth_limit).rev().find_map(|depth| {
+        let base = format!("/{}", path.segments[..depth].join("/"));
+        config.base_paths.get(&base).map(|&index| (index, depth))
+    });
+    let Some((api_index, depth)) = matched else {
+        return match config.unmatched {
+            Unmatched::PassThrough => Verdict::PassThrough,
+            Unmatched::Fault => Verdict::Deny(Fault::new(FaultId::NotFound)),
+        };
+    };
+    let Some(api) = config.apis.get(api_index) else {
+        return Verdict::Deny(Fault::new(FaultId::NotFound));
+    };
+    if api.lifecycle == Lifecycle::Blocked {
+        return Verdict::Deny(Fault::new(FaultId::ApiBlocked));
+    }
+
+    let below = &path.segments[depth..];
+    let mut best: Option<(Specificity, usize)> = None;
+    let mut path_matched = false;
+    for (index, resource) in api.resources.iter().enumerate() {
+        let Some(specificity) = resource.template.matches(below) else {
+            continue;
+        };
+        path_matched = true;
+        if resource.method != request.method {
+            continue;
+        }
+        if best
+            .as_ref()
+            .is_none_or(|(current, _)| specificity > *current)
+        {
+            best = Some((specificity, index));
+        }
+    }
+    let Some((_, resource_index)) = best else {
+        let preflight =
+            request.method == "OPTIONS" && request.access_control_request_method.is_some();
+        if preflight && path_matched && config.errors.cors.is_some() {
+            return Verdict::Preflight;
+        }
+        return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
+    };
+    let Some(resource) = api.resources.get(resource_index) else {
+        return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
+    };
+
+    if !resource.security.is_empty() {
+        // Credential validation (key managers, API keys) is not part of this build: a secured
+        // resource is closed. Missing credentials and presented ones get their own codes.
+        let offers_token =
+            resource.security.contains(&SecurityScheme::Oauth2) && request.authorization.is_some();
+        let offers_key =
+            resource.security.contains(&SecurityScheme::ApiKey) && request.api_key.is_some();
+        let fault = if offers_token || offers_key {
+            Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token")
+        } else {
+            Fault::new(FaultId::MissingCredentials)
+        };
+        return Verdict::Deny(fault);
+    }
+
+    let Some(cluster) = api
+        .endpoints
+        .production
+        .as_ref()
+        .or(api.endpoints.sandbox.as_ref())
+    else {
+        return Verdict::Deny(Fault::new(FaultId::ProductionKeyWithoutEndpoint));
+    };
+    let upstream_path = config.routing.rewrite_path.then(|| {
+        let mut upstream = format!("{}{}", api.backend_path, path.raw_after(depth));
+        if upstream.is_empty() {
+            upstream.push('/');
+        }
+        if let Some(query) = path.query {
+            upstream.push('?');
+            upstream.push_str(query);
+        }
+        upstream
+    });
+    Verdict::Forward(Forward {
+        api: api_index,
+        resource: resource_index,
+        cluster: cluster.clone(),
+        api_label: format!("{}:{}", api.name, api.version),
+        upstream_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{
+        "errors": {"cors": {"allow_origins": ["*"]}},
+        "apis": [
+            {"name": "PizzaShackAPI", "context": "/pizzashack", "version": "1.0.0",
+             "endpoints": {"production": "pizza"}, "backend_path": "/api", "security": [],
+             "resources": [
+                {"method": "GET", "path": "/menu"},
+                {"method": "POST", "path": "/order"},
+                {"method": "GET", "path": "/order/{orderId}"},
+                {"method": "GET", "path": "/order/latest"},
+                {"method": "GET", "path": "/secure", "security": ["oauth2", "api_key"]}
+             ]},
+            {"name": "Legacy", "context": "/legacy", "version": "1.0.0", "lifecycle": "BLOCKED",
+             "endpoints": {"production": "legacy"}, "resources": [{"method": "GET", "path": "/*"}]},
+            {"name": "Old", "context": "/old", "version": "1.0.0", "lifecycle": "RETIRED",
+             "endpoints": {"production": "old"}, "resources": [{"method": "GET", "path": "/*"}]},
+            {"name": "Nested", "context": "/pizzashack/1.0.0/extra", "version": "v2", "security": [],
+             "endpoints": {"sandbox": "nested"}, "resources": [{"method": "GET", "path": "/*"}]}
+        ]}"#;
+
+    fn config() -> Config {
+        Config::from_json(CONFIG.as_bytes()).unwrap()
+    }
+
+    fn decide_get(config: &Config, path: &str) -> Verdict {
+        decide(
+            config,
+            &RequestView {
+                method: "GET",
+                path,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn denied_with(verdict: Verdict) -> u32 {
+        match verdict {
+            Verdict::Deny(fault) => fault.code,
+            other => panic!("expected a fault, got {other:?}"),
+        }
+    }
+
+    fn forwarded(verdict: Verdict) -> Forward {
+        match verdict {
+            Verdict::Forward(forward) => forward,
+            other => panic!("expected forward, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn matches_api_and_resource_and_rewrites_the_path() {
+        let config = config();
+        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/menu?size=large"));
+        assert_eq!(forward.cluster, "pizza");
+        assert_eq!(forward.api_label, "PizzaShackAPI:1.0.0");
+        assert_eq!(
+            forward.upstream_path.as_deref(),
+            Some("/api/menu?size=large")
+        );
+        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/order/42"));
+        assert_eq!(forward.resource, 2);
+        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/order/latest"));
+        assert_eq!(forward.resource, 3, "literal beats parameter");
+    }
+
+    #[test]
+    fn unknown_api_is_404_and_unknown_resource_or_method_is_900906() {
+        let config = config();
+        assert_eq!(denied_with(decide_get(&config, "/nothing/1.0.0/menu")), 404);
+        assert_eq!(
+            denied_with(decide_get(&config, "/pizzashack/2.0.0/menu")),
+            404
+        );
+        assert_eq!(denied_with(decide_get(&config, "/pizzashack")), 404);
+        assert_eq!(
+            denied_with(decide_get(&config, "/pizzashack/1.0.0/drinks")),
+            900906
+        );
+        assert_eq!(
+            denied_with(decide_get(&config, "/pizzashack/1.0.0/order")),
+            900906,
+            "wrong method"
+        );
+        assert_eq!(
+            denied_with(decide_get(&config, "/pizzashack/1.0.0")),
+            900906
+        );
+    }
+
+    #[test]
+    fn lifecycle_states() {
+        let config = config();
+        assert_eq!(
+            denied_with(decide_get(&config, "/legacy/1.0.0/anything")),
+            700700
+        );
+        assert_eq!(denied_with(decide_get(&config, "/legacy/1.0.0")), 700700);
+        assert_eq!(
+            denied_with(decide_get(&config, "/old/1.0.0/anything")),
+            404,
+            "retired is not deployed"
+        );
+    }
+
+    #[test]
+    fn longest_base_path_wins() {
+        let config = config();
+        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/extra/v2/x"));
+        assert_eq!(
+            forward.cluster, "nested",
+            "sandbox-only API uses its sandbox endpoint"
+        );
+    }
+
+    #[test]
+    fn path_spellings_follow_the_documented_rules() {
+        let config = config();
+        for path in [
+            "/pizzashack/1.0.0/menu/",
+            "//pizzashack//1.0.0//menu",
+            "/pizzashack/1.0.0/menu;jsessionid=1",
+            "/pizzashack/1.0.0/men%75",
+        ] {
+            assert_eq!(forwarded(decide_get(&config, path)).resource, 0, "{path}");
+        }
+        for path in [
+            "/pizzashack/1.0.0/x/../menu",
+            "/pizzashack/1.0.0/order%2F42",
+            "/other/../pizzashack/1.0.0/menu",
+            "/pizzashack/1.0.0/%2e%2e/menu",
+            "/pizzashack/1.0.0/MENU",
+        ] {
+            assert_eq!(denied_with(decide_get(&config, path)), 900906, "{path}");
+        }
+    }
+
+    #[test]
+    fn dangerous_paths_are_refused_even_when_unmatched_requests_pass() {
+        let json = CONFIG.replacen('{', r#"{"unmatched": "pass_through","#, 1);
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(decide_get(&config, "/somewhere/else"), Verdict::PassThrough);
+        assert_eq!(
+            denied_with(decide_get(&config, "/somewhere/../pizzashack/1.0.0/secure")),
+            900906
+        );
+    }
+
+    #[test]
+    fn secured_resources_are_closed_without_a_validator() {
+        let config = config();
+        assert_eq!(
+            denied_with(decide_get(&config, "/pizzashack/1.0.0/secure")),
+            900902
+        );
+        let with_token = RequestView {
+            method: "GET",
+            path: "/pizzashack/1.0.0/secure",
+            authorization: Some("Bearer x"),
+            ..Default::default()
+        };
+        match decide(&config, &with_token) {
+            Verdict::Deny(fault) => {
+                assert_eq!(fault.code, 900901);
+                assert_eq!(fault.challenge_error, Some("invalid_token"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cors_preflight_is_answered_for_known_paths_only() {
+        let config = config();
+        let preflight = |path| RequestView {
+            method: "OPTIONS",
+            path,
+            access_control_request_method: Some("GET"),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&config, &preflight("/pizzashack/1.0.0/menu")),
+            Verdict::Preflight
+        );
+        assert_eq!(
+            denied_with(decide(&config, &preflight("/pizzashack/1.0.0/nope"))),
+            900906
+        );
+        let plain_options = RequestView {
+            method: "OPTIONS",
+            path: "/pizzashack/1.0.0/menu",
+            ..Default::default()
+        };
+        assert_eq!(denied_with(decide(&config, &plain_options)), 900906);
+    }
+
+    #[test]
+    fn rewrite_can_be_turned_off_and_root_paths_stay_absolute() {
+        let json = CONFIG.replacen('{', r#"{"routing": {"rewrite_path": false},"#, 1);
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(
+            forwarded(decide_get(&config, "/pizzashack/1.0.0/menu")).upstream_path,
+            None
+        );
+        let json = r#"{"apis":[{"name":"R","context":"/r","version":"1","security":[],
+            "endpoints":{"production":"c"},"resources":[{"method":"GET","path":"/"}]}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(
+            forwarded(decide_get(&config, "/r/1?x=1"))
+                .upstream_path
+                .as_deref(),
+            Some("/?x=1")
+        );
+    }
+}

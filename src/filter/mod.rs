@@ -1,0 +1,212 @@
+//! The proxy-wasm glue, and the only module that uses the SDK: the root context parses the
+//! configuration in `on_configure` (refusing a bad one with a log line naming the field), and each
+//! HTTP context hands Envoy's callbacks to [`crate::stream::Stream`] through [`WasmHost`].
+//!
+//! Host calls go through `proxy_wasm::hostcalls`, whose `Result`s are handled here rather than
+//! unwrapped, so an unexpected host status never kills the VM from our code.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::Config;
+use crate::stream::{Flow, Host, Stream};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// Fault counters (`apim.fault.<code>` in Envoy's stats, under the `wasmcustom.` prefix),
+/// defined on first use and shared by the VM's streams.
+#[derive(Default)]
+struct Metrics {
+    ids: HashMap<u32, u32>,
+}
+
+impl Metrics {
+    fn count(&mut self, code: u32) {
+        let id = match self.ids.get(&code) {
+            Some(id) => *id,
+            None => {
+                match hostcalls::define_metric(MetricType::Counter, &format!("apim.fault.{code}")) {
+                    Ok(id) => {
+                        self.ids.insert(code, id);
+                        id
+                    }
+                    Err(status) => {
+                        log::warn!("cannot define the counter for fault {code}: {status:?}");
+                        return;
+                    }
+                }
+            }
+        };
+        if let Err(status) = hostcalls::increment_metric(id, 1) {
+            log::warn!("cannot count fault {code}: {status:?}");
+        }
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    config: Rc<Config>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log::error!("invalid configuration: field `(root)`: cannot read it ({status:?})");
+                return false;
+            }
+        };
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                log::info!(
+                    "configuration accepted: {} APIs, {} applications, {} subscriptions, errors as {:?}",
+                    config.apis.len(),
+                    config.applications.len(),
+                    config.subscriptions.len(),
+                    config.errors.format
+                );
+                if !config.policies.is_empty() || !config.subscriptions.is_empty() {
+                    log::warn!("throttling policies and subscriptions are checked but not yet enforced by this build");
+                }
+                self.config = Rc::new(config);
+                true
+            }
+            Err(error) => {
+                log::error!("{error}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            stream: Stream::new(Rc::clone(&self.config)),
+            host: WasmHost {
+                metrics: Rc::clone(&self.metrics),
+            },
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    stream: Stream,
+    host: WasmHost,
+}
+
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(
+            self.stream
+                .on_request_headers(&mut self.host, end_of_stream),
+        )
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+        action(self.stream.on_request_body(end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.stream.on_request_trailers())
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(
+            self.stream
+                .on_response_headers(&mut self.host, end_of_stream),
+        )
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(
+            self.stream
+                .on_response_body(&mut self.host, body_size, end_of_stream),
+        )
+    }
+}
+
+/// [`Host`] over proxy-wasm host calls.
+struct WasmHost {
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value(map, name).ok().flatten()
+}
+
+fn set_header(map: MapType, name: &str, value: Option<&str>) {
+    if let Err(status) = hostcalls::set_map_value(map, name, value) {
+        log::warn!("cannot set header {name}: {status:?}");
+    }
+}
+
+impl Host for WasmHost {
+    fn request_header(&self, name: &str) -> Option<String> {
+        header(MapType::HttpRequestHeaders, name)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        set_header(MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        header(MapType::HttpResponseHeaders, name)
+    }
+
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) {
+        set_header(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let body = if body.is_empty() { None } else { Some(body) };
+        if let Err(status) = hostcalls::send_http_response(u32::from(status), pairs, body) {
+            log::error!("cannot send the local reply: {status:?}");
+        }
+    }
+
+    fn replace_response_body(&mut self, current_size: usize, body: &[u8]) {
+        if let Err(status) =
+            hostcalls::set_buffer(BufferType::HttpResponseBody, 0, current_size, body)
+        {
+            log::error!("cannot replace the response body: {status:?}");
+        }
+    }
+
+    fn count_fault(&mut self, code: u32) {
+        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+            metrics.count(code);
+        }
+    }
+}

