@@ -639,6 +639,10 @@ pub struct ErrorSettings {
     pub kanali_docs_url: String,
     pub template: Option<RawTemplate>,
     pub realm: String,
+    /// `credentials.authorization_header`, for the 900902 description.
+    pub authorization_header: String,
+    /// `credentials.api_key_header`, for the 900902 description.
+    pub api_key_header: String,
 }
 
 impl Default for ErrorSettings {
@@ -651,6 +655,8 @@ impl Default for ErrorSettings {
             kanali_docs_url: default_kanali_docs_url(),
             template: None,
             realm: default_realm(),
+            authorization_header: default_authorization_header(),
+            api_key_header: default_api_key_header(),
         }
     }
 }
@@ -705,7 +711,7 @@ impl Config {
                 } else {
                     path
                 };
-                ConfigError::new(field, error.inner().to_string())
+                ConfigError::new(field, redact_values(&error.inner().to_string()))
             })?;
             deserializer
                 .end()
@@ -719,8 +725,8 @@ impl Config {
     pub fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         let policies = check_policies(&raw.policies)?;
         check_credentials(&raw.credentials)?;
-        check_routing(&raw.routing)?;
-        let errors = compile_errors(raw.errors, &raw.credentials.realm)?;
+        check_routing(&raw.routing, &raw.credentials)?;
+        let errors = compile_errors(raw.errors, &raw.credentials)?;
 
         let mut apis = Vec::with_capacity(raw.apis.len());
         let mut base_paths: HashMap<String, usize> = HashMap::new();
@@ -766,6 +772,24 @@ impl Config {
             policies: raw.policies,
         })
     }
+}
+
+/// Removes the values serde quotes in type errors (`invalid type: string "sk_live_..."`), so a
+/// secret put in the wrong field never reaches Envoy's log. Field and variant names stay.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("string \"") {
+        out.push_str(&rest[..start]);
+        out.push_str("a string");
+        let after = &rest[start + "string \"".len()..];
+        rest = match after.find('"') {
+            Some(end) => &after[end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The base paths an API is served on: `<context>/<version>` (or the context with `{version}`
@@ -836,9 +860,47 @@ fn check_credentials(credentials: &RawCredentials) -> Result<(), ConfigError> {
     check_header_value("credentials.realm", &credentials.realm)
 }
 
-fn check_routing(routing: &RawRouting) -> Result<(), ConfigError> {
-    check_header_name("routing.cluster_header", &routing.cluster_header)?;
-    check_header_name("routing.api_header", &routing.api_header)?;
+/// Headers the filter must never set or remove for routing: framing, hop-by-hop, and the
+/// request's identity.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "expect",
+    "cookie",
+    "origin",
+];
+
+fn check_routing(routing: &RawRouting, credentials: &RawCredentials) -> Result<(), ConfigError> {
+    for (field, name) in [
+        ("routing.cluster_header", &routing.cluster_header),
+        ("routing.api_header", &routing.api_header),
+    ] {
+        check_header_name(field, name)?;
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
+            return Err(ConfigError::new(
+                field,
+                format!("`{name}` is a reserved header"),
+            ));
+        }
+        if lower == credentials.authorization_header.to_ascii_lowercase()
+            || lower == credentials.api_key_header.to_ascii_lowercase()
+        {
+            return Err(ConfigError::new(
+                field,
+                format!("`{name}` is also a credentials header"),
+            ));
+        }
+    }
     if routing
         .cluster_header
         .eq_ignore_ascii_case(&routing.api_header)
@@ -851,7 +913,10 @@ fn check_routing(routing: &RawRouting) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn compile_errors(raw: RawErrors, realm: &str) -> Result<ErrorSettings, ConfigError> {
+fn compile_errors(
+    raw: RawErrors,
+    credentials: &RawCredentials,
+) -> Result<ErrorSettings, ConfigError> {
     let mut overrides_by_code = HashMap::new();
     let mut overrides_by_id = HashMap::new();
     for (key, value) in raw.overrides {
@@ -953,7 +1018,9 @@ fn compile_errors(raw: RawErrors, realm: &str) -> Result<ErrorSettings, ConfigEr
         cors: raw.cors,
         kanali_docs_url: raw.kanali_docs_url,
         template: raw.template,
-        realm: realm.to_string(),
+        realm: credentials.realm.clone(),
+        authorization_header: credentials.authorization_header.clone(),
+        api_key_header: credentials.api_key_header.clone(),
     })
 }
 
@@ -1442,6 +1509,35 @@ mod tests {
         let error =
             error_of(r#"{"errors":{"cors":{"allow_origins":["*"],"allow_credentials":true}}}"#);
         assert_eq!(error.field, "errors.cors.allow_credentials");
+    }
+
+    #[test]
+    fn values_are_not_echoed_in_type_errors() {
+        let error =
+            error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["sk_live_SECRET"]}]}"#);
+        assert_eq!(error.field, "applications[0].api_keys[0]");
+        assert!(!error.to_string().contains("sk_live_SECRET"), "{error}");
+        assert!(error.reason.contains("invalid type: a string"), "{error}");
+    }
+
+    #[test]
+    fn routing_headers_must_not_be_reserved_or_credentials() {
+        assert_eq!(
+            error_of(r#"{"routing":{"cluster_header":"host"}}"#).field,
+            "routing.cluster_header"
+        );
+        assert_eq!(
+            error_of(r#"{"routing":{"cluster_header":"Content-Length"}}"#).field,
+            "routing.cluster_header"
+        );
+        assert_eq!(
+            error_of(r#"{"routing":{"api_header":"apikey"}}"#).field,
+            "routing.api_header"
+        );
+        assert_eq!(
+            error_of(r#"{"routing":{"api_header":"x-envoy-upstream-rq-timeout-ms"}}"#).field,
+            "routing.api_header"
+        );
     }
 
     #[test]

@@ -119,16 +119,15 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
         return Verdict::Deny(fault);
     }
 
-    let Some(cluster) = api
-        .endpoints
-        .production
-        .as_ref()
-        .or(api.endpoints.sandbox.as_ref())
-    else {
+    // Requests without a key are production traffic, as in WSO2.
+    let Some(cluster) = api.endpoints.production.as_ref() else {
         return Verdict::Deny(Fault::new(FaultId::ProductionKeyWithoutEndpoint));
     };
     let upstream_path = config.routing.rewrite_path.then(|| {
-        let mut upstream = format!("{}{}", api.backend_path, path.raw_after(depth));
+        // Runs of `/` are collapsed: the filter matched them as one, and a path starting with
+        // `//` would read as a network-path reference (`//host/x`) to some backends.
+        let mut upstream =
+            collapse_slashes(&format!("{}{}", api.backend_path, path.raw_after(depth)));
         if upstream.is_empty() {
             upstream.push('/');
         }
@@ -145,6 +144,16 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
         api_label: format!("{}:{}", api.name, api.version),
         upstream_path,
     })
+}
+
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -256,12 +265,36 @@ mod tests {
     }
 
     #[test]
-    fn longest_base_path_wins() {
+    fn longest_base_path_wins_and_keyless_traffic_needs_a_production_endpoint() {
         let config = config();
-        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/extra/v2/x"));
+        // `/pizzashack/1.0.0/extra/v2` is the Nested API (sandbox only), not PizzaShack's `/extra`.
+        match decide_get(&config, "/pizzashack/1.0.0/extra/v2/x") {
+            Verdict::Deny(fault) => assert_eq!(fault.id, FaultId::ProductionKeyWithoutEndpoint),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exact_secured_resource_is_not_shadowed_by_an_open_wildcard() {
+        let json = r#"{"apis":[{"name":"F","context":"/f","version":"1","endpoints":{"production":"c"},
+            "resources":[{"method":"GET","path":"/files"},{"method":"GET","path":"/files/*","security":[]}]}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(denied_with(decide_get(&config, "/f/1/files")), 900902);
+        assert!(matches!(
+            decide_get(&config, "/f/1/files/readme"),
+            Verdict::Forward(_)
+        ));
+    }
+
+    #[test]
+    fn forwarded_paths_never_start_with_a_double_slash() {
+        let json = r#"{"apis":[{"name":"A","context":"/a","version":"1","security":[],
+            "endpoints":{"production":"c"},"resources":[{"method":"GET","path":"/*"}]}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let forward = forwarded(decide_get(&config, "/a/1//evil.example//x?q=//y"));
         assert_eq!(
-            forward.cluster, "nested",
-            "sandbox-only API uses its sandbox endpoint"
+            forward.upstream_path.as_deref(),
+            Some("/evil.example/x?q=//y")
         );
     }
 

@@ -69,9 +69,10 @@ pub fn error_code_reference() -> String {
     out.push_str("| Envoy flag | cause | code |\n|---|---|---|\n");
     out.push_str("| UF | connection failed | 101503 (state REQUEST_READY) |\n");
     out.push_str(
-        "| UH, UO, URX, NC | no healthy host, overflow, retries exhausted, no cluster | 101503 |\n",
+        "| UH, UO, URX, NC, DF | no healthy host, overflow, retries exhausted, no cluster, DNS failure | 101503 |\n",
     );
-    out.push_str("| UT | upstream request timeout | 101504 + state: 101507 when the request was fully sent |\n");
+    out.push_str("| UT, UMSDR | upstream timeout, max stream duration | 101504 + state: 101507 when the request was fully sent |\n");
+    out.push_str("| UPE | upstream protocol error | 101506 + state: 101509 when the request was fully sent |\n");
     out.push_str("| UC, UR, LR | connection closed or reset | 101505 + state: 101508 when the request was fully sent |\n");
     out.push_str("| NR | no route | 404 (`not_found`) |\n");
     out.push_str(

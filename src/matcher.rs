@@ -92,7 +92,9 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathRejection> {
             continue;
         }
         let decoded = percent_decode(name)?;
-        if decoded == "." || decoded == ".." {
+        // `..%3B` decodes to `..;`: a backend that decodes before stripping parameters sees `..`.
+        let stem = decoded.split(';').next().unwrap_or_default();
+        if stem == "." || stem == ".." {
             return Err(PathRejection::DotSegment);
         }
         segments.push(decoded);
@@ -183,10 +185,16 @@ enum TemplateSegment {
     Wildcard,
 }
 
-/// How specifically a template matched: compared lexicographically, a literal beats a
-/// parameter, a parameter beats a wildcard, and at equal prefix a longer template wins.
+/// How specifically a template matched, compared lexicographically: per segment a literal (4)
+/// beats a parameter (3); a template that ends where the path ends (2) beats a wildcard that
+/// swallows the rest (1), so `/files` wins over `/files/*` for the path `/files`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Specificity(Vec<u8>);
+
+const LITERAL: u8 = 4;
+const PARAM: u8 = 3;
+const END: u8 = 2;
+const WILDCARD: u8 = 1;
 
 /// A resource path template such as `/order/{orderId}` or `/files/*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,21 +283,22 @@ impl PathTemplate {
         for (index, template_segment) in self.segments.iter().enumerate() {
             match template_segment {
                 TemplateSegment::Wildcard => {
-                    ranks.push(1);
+                    ranks.push(WILDCARD);
                     return Some(Specificity(ranks));
                 }
                 TemplateSegment::Literal(text) => {
                     if segments.get(index) != Some(text) {
                         return None;
                     }
-                    ranks.push(3);
+                    ranks.push(LITERAL);
                 }
                 TemplateSegment::Param(_) => {
                     segments.get(index)?;
-                    ranks.push(2);
+                    ranks.push(PARAM);
                 }
             }
         }
+        ranks.push(END);
         (segments.len() == self.segments.len()).then_some(Specificity(ranks))
     }
 }
@@ -331,6 +340,8 @@ mod tests {
             ("/a/%2e%2E/b", PathRejection::DotSegment),
             ("/a/..;x/b", PathRejection::DotSegment),
             ("/a/.%2e", PathRejection::DotSegment),
+            ("/a/..%3B/b", PathRejection::DotSegment),
+            ("/a/..%3bx/b", PathRejection::DotSegment),
             ("/a%2Fb", PathRejection::AmbiguousSeparator),
             ("/a%2fb", PathRejection::AmbiguousSeparator),
             ("/a%5Cb", PathRejection::AmbiguousSeparator),
@@ -375,6 +386,21 @@ mod tests {
         let files = PathTemplate::parse("/files/*").unwrap();
         assert!(files.matches(&segments("/files")).is_some());
         assert!(files.matches(&segments("/filesx")).is_none());
+    }
+
+    #[test]
+    fn an_exact_template_beats_a_wildcard_matching_nothing() {
+        let exact = PathTemplate::parse("/files").unwrap();
+        let wildcard = PathTemplate::parse("/files/*").unwrap();
+        let param = PathTemplate::parse("/files/{name}").unwrap();
+        let path = segments("/files");
+        assert!(exact.matches(&path).unwrap() > wildcard.matches(&path).unwrap());
+        let path = segments("/files/a");
+        assert!(param.matches(&path).unwrap() > wildcard.matches(&path).unwrap());
+        let root = PathTemplate::parse("/").unwrap();
+        let everything = PathTemplate::parse("/*").unwrap();
+        let path = segments("/");
+        assert!(root.matches(&path).unwrap() > everything.matches(&path).unwrap());
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
         message: Cow::Borrowed(spec.message),
         description: Cow::Borrowed(spec.description),
     };
+    if fault.id == FaultId::MissingCredentials {
+        resolved.description = Cow::Owned(missing_credentials_description(settings));
+    }
     match settings.format {
         ErrorFormat::Tyk => {
             let (status, message) = tyk_status_and_error(fault.id);
@@ -69,6 +72,23 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
         }
     }
     resolved
+}
+
+/// WSO2 names the configured headers in the 900902 description (`Authorization` as WSO2 spells
+/// it when the default header is used).
+fn missing_credentials_description(settings: &ErrorSettings) -> String {
+    let authorization = if settings
+        .authorization_header
+        .eq_ignore_ascii_case("authorization")
+    {
+        "Authorization"
+    } else {
+        settings.authorization_header.as_str()
+    };
+    format!(
+        "Invalid Credentials. Make sure your API invocation call has a header: '{authorization} : Bearer ACCESS_TOKEN' or '{authorization} : Basic ACCESS_TOKEN' or '{} : API_KEY'",
+        settings.api_key_header
+    )
 }
 
 /// Renders a fault. `origin` is the request's `Origin` header, for CORS.
@@ -707,6 +727,34 @@ mod tests {
         settings(&format!(
             r#"{{"errors":{{"overrides":{{"{code}":{{"status":599}}}}}}}}"#
         ))
+    }
+
+    #[test]
+    fn missing_credentials_description_names_the_configured_headers() {
+        let default = render(
+            &Fault::new(FaultId::MissingCredentials),
+            &settings("{}"),
+            None,
+        );
+        assert!(
+            default
+                .body
+                .contains(FaultId::MissingCredentials.spec().description),
+            "{}",
+            default.body
+        );
+        let custom = settings(
+            r#"{"credentials":{"authorization_header":"x-token","api_key_header":"x-key"}}"#,
+        );
+        let body = render(&Fault::new(FaultId::MissingCredentials), &custom, None).body;
+        assert!(
+            body.contains("'x-token : Bearer ACCESS_TOKEN'") && body.contains("'x-key : API_KEY'"),
+            "{body}"
+        );
+        let overridden =
+            settings(r#"{"errors":{"overrides":{"900902":{"description":"Send a key"}}}}"#);
+        let body = render(&Fault::new(FaultId::MissingCredentials), &overridden, None).body;
+        assert!(body.contains("\"description\":\"Send a key\""), "{body}");
     }
 
     #[test]

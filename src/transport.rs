@@ -16,7 +16,10 @@ pub mod flags {
     pub const UPSTREAM_OVERFLOW: u64 = 0x80; // UO
     pub const NO_ROUTE_FOUND: u64 = 0x100; // NR
     pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 0x8000; // URX
+    pub const UPSTREAM_MAX_STREAM_DURATION_REACHED: u64 = 0x8_0000; // UMSDR
+    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 0x80_0000; // UPE
     pub const NO_CLUSTER_FOUND: u64 = 0x100_0000; // NC
+    pub const DNS_RESOLUTION_FAILED: u64 = 0x400_0000; // DF
 }
 
 /// What the response phase knows about a response.
@@ -38,7 +41,9 @@ pub struct ResponseView<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamFailure {
     ConnectFailure,
+    DnsFailure,
     Timeout,
+    ProtocolError,
     ConnectionTermination,
     RemoteReset,
     LocalReset,
@@ -66,8 +71,17 @@ pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
     let order = [
         (flags::UPSTREAM_REQUEST_TIMEOUT, UpstreamFailure::Timeout),
         (
+            flags::UPSTREAM_MAX_STREAM_DURATION_REACHED,
+            UpstreamFailure::Timeout,
+        ),
+        (
             flags::UPSTREAM_CONNECTION_FAILURE,
             UpstreamFailure::ConnectFailure,
+        ),
+        (flags::DNS_RESOLUTION_FAILED, UpstreamFailure::DnsFailure),
+        (
+            flags::UPSTREAM_PROTOCOL_ERROR,
+            UpstreamFailure::ProtocolError,
         ),
         (
             flags::UPSTREAM_CONNECTION_TERMINATION,
@@ -111,8 +125,9 @@ pub fn fault_for(failure: UpstreamFailure, state: ProtocolState, format: ErrorFo
     use UpstreamFailure::*;
     if format == ErrorFormat::ChoreoConnect {
         let id = match failure {
-            ConnectFailure => FaultId::ChoreoConnectFailure,
+            ConnectFailure | DnsFailure => FaultId::ChoreoConnectFailure,
             Timeout => FaultId::ChoreoTimeout,
+            ProtocolError => FaultId::ChoreoRemoteReset,
             ConnectionTermination => FaultId::ChoreoConnectionTermination,
             RemoteReset => FaultId::ChoreoRemoteReset,
             LocalReset => FaultId::ChoreoLocalReset,
@@ -127,10 +142,10 @@ pub fn fault_for(failure: UpstreamFailure, state: ProtocolState, format: ErrorFo
     }
     match failure {
         // The connection never opened: REQUEST_READY, so exactly 101503.
-        ConnectFailure | NoHealthyUpstream | Overflow | RetriesExhausted | NoCluster => {
-            Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady)
-        }
+        ConnectFailure | DnsFailure | NoHealthyUpstream | Overflow | RetriesExhausted
+        | NoCluster => Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady),
         Timeout => Fault::transport(FaultId::ConnectionTimedOut, state),
+        ProtocolError => Fault::transport(FaultId::ProtocolViolation, state),
         ConnectionTermination | RemoteReset | LocalReset => {
             Fault::transport(FaultId::ConnectionClosed, state)
         }
@@ -247,6 +262,39 @@ mod tests {
         assert_eq!(
             classify(&view(404, "route_not_found", flags::NO_ROUTE_FOUND)),
             Some(UpstreamFailure::NoRoute)
+        );
+    }
+
+    #[test]
+    fn protocol_errors_dns_failures_and_max_duration_are_classified() {
+        let protocol = view(
+            502,
+            "upstream_reset_before_response_started{protocol_error}",
+            flags::UPSTREAM_PROTOCOL_ERROR,
+        );
+        assert_eq!(
+            fault_for_response(&protocol, ErrorFormat::ApimJson)
+                .unwrap()
+                .code,
+            101509
+        );
+        let dns = view(503, "dns_resolution_failure", flags::DNS_RESOLUTION_FAILED);
+        assert_eq!(
+            fault_for_response(&dns, ErrorFormat::ApimJson)
+                .unwrap()
+                .code,
+            101503
+        );
+        let max_duration = view(
+            504,
+            "upstream_max_stream_duration_reached",
+            flags::UPSTREAM_MAX_STREAM_DURATION_REACHED,
+        );
+        assert_eq!(
+            fault_for_response(&max_duration, ErrorFormat::ApimJson)
+                .unwrap()
+                .code,
+            101507
         );
     }
 

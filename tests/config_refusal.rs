@@ -55,6 +55,22 @@ fn invalid_status_is_refused_and_named() {
 }
 
 #[test]
+fn a_secret_in_the_wrong_place_is_not_logged() {
+    let config = r#"{"applications":[{"id":"a","name":"A","api_keys":["sk_live_DO_NOT_LOG"]}]}"#;
+    let error = Envoy::try_start(config, EnvoySetup::default())
+        .err()
+        .expect("refused");
+    assert!(
+        error.contains("field `applications[0].api_keys[0]`"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("sk_live_DO_NOT_LOG"),
+        "the value reached Envoy's log:\n{error}"
+    );
+}
+
+#[test]
 fn malformed_json_is_refused() {
     refused_with(r#"{"apis": [ }"#, "invalid configuration: field `apis");
 }

@@ -329,12 +329,18 @@ pub fn try_request(
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    if let Some(body) = body {
-        stream.write_all(body)?;
-    }
+    // One write: a gateway that answers before reading the body must not see unread data
+    // (closing with unread data turns its FIN into a reset that can eat the response).
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&message)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    if let Err(error) = stream.read_to_end(&mut raw) {
+        // A reset after a complete response still leaves that response.
+        if parse_response(&raw).is_none() {
+            return Err(error);
+        }
+    }
     parse_response(&raw).ok_or_else(|| {
         std::io::Error::other(format!(
             "unparseable response: {:?}",
