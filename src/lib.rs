@@ -6,6 +6,7 @@
 //! [`matcher`] (paths), [`decision`] (the request phase), [`transport`] (the response phase) and
 //! [`docs`] (reference documents generated from the code).
 
+pub mod auth;
 pub mod catalogue;
 pub mod config;
 pub mod decision;
