@@ -5,7 +5,9 @@ ENVOY := $(VENV)/bin/envoy
 TARGET := wasm32-wasip1
 WASM := target/$(TARGET)/release/apim_filter.wasm
 
-.PHONY: all build run test lint unit integration docs clean envoy wasm-target
+KM_MODULES := tests/km/node_modules/.package-lock.json
+
+.PHONY: all build run test lint unit integration docs clean envoy wasm-target km
 
 all: build
 
@@ -25,6 +27,12 @@ $(ENVOY):
 
 envoy: $(ENVOY)
 
+# The real OAuth2 key manager the integration tests run (oidc-provider, from the lock file).
+$(KM_MODULES): tests/km/package-lock.json
+	cd tests/km && npm ci --no-audit --no-fund --loglevel=error
+
+km: $(KM_MODULES)
+
 # The demo: Envoy on 127.0.0.1:8080 (admin 127.0.0.1:9901) in the foreground. Ctrl-C stops it.
 run: build envoy
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level info
@@ -35,7 +43,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 
 # Unit tests (native) and integration tests (real Envoy, real upstreams).
-test: build envoy lint
+test: build envoy km lint
 	cargo test --all-targets
 
 # Regenerate docs/ERROR-CODES.md, docs/CONFIG.md and docs/config.schema.json from the code.

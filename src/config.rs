@@ -12,6 +12,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use crate::auth::keys::{self, KeySet, VerificationKey};
 use crate::catalogue::{self, FaultId};
 use crate::matcher::{self, PathTemplate};
 
@@ -52,6 +55,14 @@ pub struct RawConfig {
     /// lands. Defaults to none.
     #[serde(default)]
     pub subscriptions: Vec<RawSubscription>,
+    /// Key managers (OAuth2 token issuers): JWT verification keys and introspection.
+    /// Defaults to none.
+    #[serde(default)]
+    pub key_managers: Vec<RawKeyManager>,
+    /// Verification of WSO2's self-contained JWT API keys. Defaults to off (JWT API keys are
+    /// refused; opaque keys in `applications[].api_keys` still work).
+    #[serde(default)]
+    pub api_key_jwt: Option<RawApiKeyJwt>,
     /// Throttling policies by name. `Unlimited` always exists. Checked at load; enforced once
     /// throttling lands. Defaults to none.
     #[serde(default)]
@@ -235,6 +246,213 @@ pub struct RawCredentials {
     /// Remove the credential headers before the request goes upstream. Defaults to true.
     #[serde(default = "default_true")]
     pub strip: bool,
+    /// Tokens and API keys longer than this (bytes) are refused before parsing. Defaults to 8192.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Verified JWTs remembered per worker (never past their `exp`). Defaults to 10000.
+    #[serde(default = "default_verified_cache_entries")]
+    pub verified_cache_entries: usize,
+    /// Query parameter carrying an API key, for APIs with `api_key_in_query`. Defaults to `apikey`.
+    #[serde(default = "default_api_key_header")]
+    pub api_key_query_param: String,
+    /// Prefix of the headers that carry the auth context to the backend
+    /// (`<prefix>application-id`, `-application-name`, `-subscriber`, `-key-type`, `-tier`,
+    /// `-end-user`); client-sent copies are removed. Defaults to `x-apim-`.
+    #[serde(default = "default_context_prefix")]
+    pub context_header_prefix: String,
+}
+
+fn default_max_token_bytes() -> usize {
+    8192
+}
+fn default_verified_cache_entries() -> usize {
+    10_000
+}
+fn default_context_prefix() -> String {
+    "x-apim-".to_string()
+}
+
+/// A key manager: an OAuth2 issuer whose JWT access tokens are verified locally and/or whose
+/// opaque tokens are introspected.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "KeyManager")]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyManager {
+    /// Name, unique. Required.
+    pub name: String,
+    /// The `iss` of its JWTs, compared exactly. Required.
+    pub issuer: String,
+    /// Where its JWT verification keys come from. Defaults to none (no JWTs from this issuer).
+    #[serde(default)]
+    pub jwks: Option<RawJwks>,
+    /// Shared secret for HS256/384/512 tokens. HS algorithms are refused without it.
+    /// Defaults to none.
+    #[serde(default)]
+    pub hmac_secret: Option<Secret>,
+    /// Algorithms accepted. Defaults to RS256/384/512, PS256/384/512, ES256/384 and EdDSA.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Accepted `aud` values; empty accepts any. Defaults to none.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Allowed clock skew for `exp` and `nbf`, seconds. Defaults to 60.
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+    /// Which claims carry what. Defaults as documented on each field.
+    #[serde(default)]
+    pub claims: RawClaims,
+    /// RFC 7662 introspection of opaque tokens. Defaults to none.
+    #[serde(default)]
+    pub introspection: Option<RawIntrospection>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_skew() -> u64 {
+    60
+}
+
+/// JWT verification keys: inline, or fetched from a JWKS URL through an Envoy cluster.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Jwks")]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    /// Inline JWKs (`[{"kty":"RSA",...}]`). Exactly one of `keys` and `cluster` is required.
+    #[serde(default)]
+    pub keys: Option<Vec<serde_json::Value>>,
+    /// Envoy cluster serving the JWKS.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Path of the JWKS on that cluster. Defaults to `/jwks`.
+    #[serde(default = "default_jwks_path")]
+    pub path: String,
+    /// `:authority` of the fetch. Defaults to the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Seconds between refreshes (an unknown `kid` also triggers one, at most every 5 s).
+    /// The last good set is kept when a fetch fails. Defaults to 300.
+    #[serde(default = "default_refresh")]
+    pub refresh_s: u64,
+    /// Fetch timeout, milliseconds. Defaults to 2000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_jwks_path() -> String {
+    "/jwks".to_string()
+}
+fn default_refresh() -> u64 {
+    300
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// Claim names.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Claims")]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    /// Claims holding the client id, first present wins. Defaults to `["client_id", "azp"]`.
+    #[serde(default = "default_client_id_claims")]
+    pub client_id: Vec<String>,
+    /// Claims holding scopes: a space-separated string or an array. First present wins.
+    /// Defaults to `["scope", "scp"]`.
+    #[serde(default = "default_scope_claims")]
+    pub scopes: Vec<String>,
+    /// Claim holding the end user. Defaults to `sub`.
+    #[serde(default = "default_sub")]
+    pub end_user: String,
+    /// Claim holding WSO2's token type (`APPLICATION` or `APPLICATION_USER`). When absent, a token
+    /// whose end user equals its client id is an application token. Defaults to `aut`.
+    #[serde(default = "default_aut")]
+    pub token_type: String,
+}
+
+impl Default for RawClaims {
+    fn default() -> Self {
+        RawClaims {
+            client_id: default_client_id_claims(),
+            scopes: default_scope_claims(),
+            end_user: default_sub(),
+            token_type: default_aut(),
+        }
+    }
+}
+
+fn default_client_id_claims() -> Vec<String> {
+    vec!["client_id".to_string(), "azp".to_string()]
+}
+fn default_scope_claims() -> Vec<String> {
+    vec!["scope".to_string(), "scp".to_string()]
+}
+fn default_sub() -> String {
+    "sub".to_string()
+}
+fn default_aut() -> String {
+    "aut".to_string()
+}
+
+/// RFC 7662 token introspection through an Envoy cluster.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Introspection")]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    /// Envoy cluster of the introspection endpoint. Required.
+    pub cluster: String,
+    /// Path of the endpoint. Defaults to `/oauth2/introspect`.
+    #[serde(default = "default_introspection_path")]
+    pub path: String,
+    /// `:authority` of the call. Defaults to the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// The gateway's client id at the key manager (HTTP Basic). Required.
+    pub client_id: String,
+    /// The gateway's client secret. Required.
+    pub client_secret: Secret,
+    /// Call timeout, milliseconds; a timeout answers 900900. Defaults to 2000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Active results are cached (all workers) until min(this, the token's `exp`). Defaults to 300.
+    #[serde(default = "default_refresh")]
+    pub cache_ttl_s: u64,
+    /// Inactive results are cached this long. Defaults to 10.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_cache_ttl_s: u64,
+}
+
+fn default_introspection_path() -> String {
+    "/oauth2/introspect".to_string()
+}
+fn default_negative_ttl() -> u64 {
+    10
+}
+
+/// Verification of WSO2 JWT API keys (claims `keytype`, `application`, `subscribedAPIs`).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ApiKeyJwt")]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyJwt {
+    /// The API manager's signing keys as inline JWKs. Required.
+    pub keys: Vec<serde_json::Value>,
+    /// Required `iss`, if set. Defaults to none (any issuer).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Algorithms accepted. Defaults to `["RS256"]`.
+    #[serde(default = "default_api_key_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Allowed clock skew, seconds. Defaults to 60.
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+}
+
+fn default_api_key_algorithms() -> Vec<String> {
+    vec!["RS256".to_string()]
 }
 
 impl Default for RawCredentials {
@@ -244,6 +462,10 @@ impl Default for RawCredentials {
             api_key_header: default_api_key_header(),
             realm: default_realm(),
             strip: true,
+            max_token_bytes: default_max_token_bytes(),
+            verified_cache_entries: default_verified_cache_entries(),
+            api_key_query_param: default_api_key_header(),
+            context_header_prefix: default_context_prefix(),
         }
     }
 }
@@ -552,6 +774,17 @@ impl TimeUnit {
     }
 }
 
+/// A secret from the configuration: never printed (`Debug` shows `***`).
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// The built-in policy that never throttles.
 pub const UNLIMITED: &str = "Unlimited";
 
@@ -608,6 +841,20 @@ pub struct Config {
     pub applications: Vec<RawApplication>,
     pub subscriptions: Vec<RawSubscription>,
     pub policies: BTreeMap<String, RawPolicy>,
+    pub key_managers: Vec<KeyManager>,
+    /// `iss` to key manager index.
+    pub issuers: HashMap<String, usize>,
+    pub api_key_jwt: Option<ApiKeyJwt>,
+    /// OAuth2 client id to application key.
+    pub clients: HashMap<String, AppKey>,
+    /// SHA-256 of opaque API keys to application key (compared in constant time on lookup).
+    pub api_key_hashes: Vec<([u8; 32], AppKey)>,
+    /// First 8 bytes of a key hash to positions in `api_key_hashes`.
+    pub api_key_buckets: HashMap<u64, Vec<usize>>,
+    /// Application id to index.
+    pub application_ids: HashMap<String, usize>,
+    /// (application id, `<api name>:<version>`) to subscription index.
+    pub subscription_index: HashMap<(String, String), usize>,
 }
 
 impl Default for Config {
@@ -625,8 +872,49 @@ impl Default for Config {
             applications: Vec::new(),
             subscriptions: Vec::new(),
             policies: BTreeMap::new(),
+            key_managers: Vec::new(),
+            issuers: HashMap::new(),
+            api_key_jwt: None,
+            clients: HashMap::new(),
+            api_key_hashes: Vec::new(),
+            api_key_buckets: HashMap::new(),
+            application_ids: HashMap::new(),
+            subscription_index: HashMap::new(),
         }
     }
+}
+
+/// A compiled key manager.
+#[derive(Debug)]
+pub struct KeyManager {
+    pub name: String,
+    pub issuer: String,
+    pub algorithms: Vec<Algorithm>,
+    /// Keys given inline.
+    pub static_keys: KeySet,
+    /// Keys fetched from a JWKS URL (kept per worker and in shared data).
+    pub remote_jwks: Option<RawJwks>,
+    pub hmac: Option<VerificationKey>,
+    pub audiences: Vec<String>,
+    pub clock_skew_s: u64,
+    pub claims: RawClaims,
+    pub introspection: Option<RawIntrospection>,
+}
+
+/// Compiled WSO2 JWT API key verification.
+#[derive(Debug)]
+pub struct ApiKeyJwt {
+    pub keys: KeySet,
+    pub issuer: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub clock_skew_s: u64,
+}
+
+/// An application key: which application, which key type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppKey {
+    pub application: usize,
+    pub key_type: KeyType,
 }
 
 /// Fault rendering settings with overrides resolved.
@@ -757,6 +1045,104 @@ impl Config {
 
         check_applications(&raw.applications, &policies)?;
         check_subscriptions(&raw.subscriptions, &raw.applications, &apis, &policies)?;
+        if raw.credentials.max_token_bytes < 64 || raw.credentials.max_token_bytes > 65_536 {
+            return Err(ConfigError::new(
+                "credentials.max_token_bytes",
+                "must be from 64 to 65536",
+            ));
+        }
+        if raw.credentials.verified_cache_entries > 1_000_000 {
+            return Err(ConfigError::new(
+                "credentials.verified_cache_entries",
+                "must be at most 1000000",
+            ));
+        }
+        check_header_name(
+            "credentials.context_header_prefix",
+            raw.credentials.context_header_prefix.trim_end_matches('-'),
+        )?;
+        if raw.credentials.api_key_query_param.is_empty()
+            || !raw
+                .credentials
+                .api_key_query_param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "credentials.api_key_query_param",
+                "must be a plain parameter name",
+            ));
+        }
+
+        let mut key_managers = Vec::with_capacity(raw.key_managers.len());
+        let mut issuers = HashMap::new();
+        let mut km_names = HashSet::new();
+        for (index, raw_km) in raw.key_managers.into_iter().enumerate() {
+            let field = format!("key_managers[{index}]");
+            if raw_km.name.is_empty() || !km_names.insert(raw_km.name.clone()) {
+                return Err(ConfigError::new(
+                    format!("{field}.name"),
+                    "must be non-empty and unique",
+                ));
+            }
+            if raw_km.issuer.is_empty() || issuers.insert(raw_km.issuer.clone(), index).is_some() {
+                return Err(ConfigError::new(
+                    format!("{field}.issuer"),
+                    "must be non-empty and unique",
+                ));
+            }
+            key_managers.push(compile_key_manager(&field, raw_km)?);
+        }
+        let api_key_jwt = match raw.api_key_jwt {
+            Some(raw_jwt) => Some(compile_api_key_jwt(raw_jwt)?),
+            None => None,
+        };
+
+        let mut clients = HashMap::new();
+        let mut api_key_hashes = Vec::new();
+        let mut api_key_buckets: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut application_ids = HashMap::new();
+        for (index, application) in raw.applications.iter().enumerate() {
+            application_ids.insert(application.id.clone(), index);
+            for client in &application.client_ids {
+                clients.insert(
+                    client.id.clone(),
+                    AppKey {
+                        application: index,
+                        key_type: client.key_type,
+                    },
+                );
+            }
+            for key in &application.api_keys {
+                let digest = hex_digest(&key.sha256);
+                let bucket = u64::from_be_bytes([
+                    digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6],
+                    digest[7],
+                ]);
+                api_key_buckets
+                    .entry(bucket)
+                    .or_default()
+                    .push(api_key_hashes.len());
+                api_key_hashes.push((
+                    digest,
+                    AppKey {
+                        application: index,
+                        key_type: key.key_type,
+                    },
+                ));
+            }
+        }
+        let subscription_index = raw
+            .subscriptions
+            .iter()
+            .enumerate()
+            .map(|(index, subscription)| {
+                (
+                    (subscription.application.clone(), subscription.api.clone()),
+                    index,
+                )
+            })
+            .collect();
 
         Ok(Config {
             errors,
@@ -770,8 +1156,183 @@ impl Config {
             applications: raw.applications,
             subscriptions: raw.subscriptions,
             policies: raw.policies,
+            key_managers,
+            issuers,
+            api_key_jwt,
+            clients,
+            api_key_hashes,
+            api_key_buckets,
+            application_ids,
+            subscription_index,
         })
     }
+}
+
+/// 64 validated lowercase hex characters to 32 bytes.
+fn hex_digest(hex: &str) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    for (index, byte) in digest.iter_mut().enumerate() {
+        *byte = hex
+            .get(index * 2..index * 2 + 2)
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            .unwrap_or(0);
+    }
+    digest
+}
+
+fn parse_algorithms(field: &str, names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::new(field, "must list at least one algorithm"));
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            name.parse::<Algorithm>().map_err(|_| {
+                ConfigError::new(
+                    format!("{field}[{index}]"),
+                    format!("`{name}` is not a supported algorithm"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn check_cluster_call(
+    field: &str,
+    cluster: &str,
+    path: &str,
+    timeout_ms: u64,
+) -> Result<(), ConfigError> {
+    if cluster.is_empty() {
+        return Err(ConfigError::new(
+            format!("{field}.cluster"),
+            "must not be empty",
+        ));
+    }
+    check_header_value(&format!("{field}.cluster"), cluster)?;
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            format!("{field}.path"),
+            "must start with `/` and hold no spaces",
+        ));
+    }
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        return Err(ConfigError::new(
+            format!("{field}.timeout_ms"),
+            "must be from 1 to 60000",
+        ));
+    }
+    Ok(())
+}
+
+fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, ConfigError> {
+    let algorithms = parse_algorithms(&format!("{field}.algorithms"), &raw.algorithms)?;
+    let hmac = match &raw.hmac_secret {
+        Some(secret) if secret.0.len() < 32 => {
+            return Err(ConfigError::new(
+                format!("{field}.hmac_secret"),
+                "must be at least 32 bytes",
+            ));
+        }
+        Some(secret) => Some(keys::hmac_key(secret.0.as_bytes())),
+        None => None,
+    };
+    let wants_hmac = algorithms
+        .iter()
+        .any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac);
+    if wants_hmac && hmac.is_none() {
+        return Err(ConfigError::new(
+            format!("{field}.algorithms"),
+            "HS256/384/512 need `hmac_secret`",
+        ));
+    }
+    let mut static_keys = KeySet::default();
+    let mut remote_jwks = None;
+    if let Some(jwks) = raw.jwks {
+        let jwks_field = format!("{field}.jwks");
+        match (&jwks.keys, &jwks.cluster) {
+            (Some(keys), None) => {
+                static_keys = KeySet::from_jwks(&serde_json::json!({ "keys": keys }))
+                    .map_err(|reason| ConfigError::new(format!("{jwks_field}.keys"), reason))?;
+            }
+            (None, Some(cluster)) => {
+                check_cluster_call(&jwks_field, cluster, &jwks.path, jwks.timeout_ms)?;
+                if jwks.refresh_s == 0 {
+                    return Err(ConfigError::new(
+                        format!("{jwks_field}.refresh_s"),
+                        "must be at least 1",
+                    ));
+                }
+                remote_jwks = Some(jwks);
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    jwks_field,
+                    "set exactly one of `keys` and `cluster`",
+                ))
+            }
+        }
+    }
+    if let Some(introspection) = &raw.introspection {
+        let introspection_field = format!("{field}.introspection");
+        check_cluster_call(
+            &introspection_field,
+            &introspection.cluster,
+            &introspection.path,
+            introspection.timeout_ms,
+        )?;
+        if introspection.client_id.is_empty() || introspection.client_id.contains(':') {
+            return Err(ConfigError::new(
+                format!("{introspection_field}.client_id"),
+                "must be non-empty, without `:`",
+            ));
+        }
+    }
+    let claims = &raw.claims;
+    if claims.client_id.is_empty()
+        || claims.scopes.is_empty()
+        || claims.end_user.is_empty()
+        || claims.token_type.is_empty()
+    {
+        return Err(ConfigError::new(
+            format!("{field}.claims"),
+            "claim names must not be empty",
+        ));
+    }
+    Ok(KeyManager {
+        name: raw.name,
+        issuer: raw.issuer,
+        algorithms,
+        static_keys,
+        remote_jwks,
+        hmac,
+        audiences: raw.audiences,
+        clock_skew_s: raw.clock_skew_s,
+        claims: raw.claims,
+        introspection: raw.introspection,
+    })
+}
+
+fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
+    let algorithms = parse_algorithms("api_key_jwt.algorithms", &raw.algorithms)?;
+    if algorithms
+        .iter()
+        .any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac)
+    {
+        return Err(ConfigError::new(
+            "api_key_jwt.algorithms",
+            "API keys are verified with public keys only",
+        ));
+    }
+    let keys = KeySet::from_jwks(&serde_json::json!({ "keys": raw.keys }))
+        .map_err(|reason| ConfigError::new("api_key_jwt.keys", reason))?;
+    Ok(ApiKeyJwt {
+        keys,
+        issuer: raw.issuer,
+        algorithms,
+        clock_skew_s: raw.clock_skew_s,
+    })
 }
 
 /// Removes the values serde quotes in type errors (`invalid type: string "sk_live_..."`), so a

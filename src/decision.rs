@@ -3,7 +3,7 @@
 //! answer a CORS preflight, let the request pass untouched, or deny with a fault.
 
 use crate::catalogue::{Fault, FaultId};
-use crate::config::{Config, Lifecycle, SecurityScheme, Unmatched};
+use crate::config::{Config, Lifecycle, Unmatched};
 use crate::matcher::{self, Specificity};
 
 /// What the decision needs from a request.
@@ -13,10 +13,6 @@ pub struct RequestView<'a> {
     pub method: &'a str,
     /// `:path`, with its query string.
     pub path: &'a str,
-    /// The configured authorization header, if present.
-    pub authorization: Option<&'a str>,
-    /// The configured API key header, if present.
-    pub api_key: Option<&'a str>,
     /// `Access-Control-Request-Method` (a CORS preflight carries it with `OPTIONS`).
     pub access_control_request_method: Option<&'a str>,
 }
@@ -28,8 +24,9 @@ pub struct Forward {
     pub api: usize,
     /// Index of the resource in the API's resources.
     pub resource: usize,
-    /// The Envoy cluster of the endpoint.
-    pub cluster: String,
+    /// The Envoy cluster of the endpoint; `None` until the credential's key type picks it
+    /// (secured resources).
+    pub cluster: Option<String>,
     /// `<api name>:<version>`.
     pub api_label: String,
     /// The `:path` for the upstream, when rewriting is on.
@@ -104,24 +101,15 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
         return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
     };
 
-    if !resource.security.is_empty() {
-        // Credential validation (key managers, API keys) is not part of this build: a secured
-        // resource is closed. Missing credentials and presented ones get their own codes.
-        let offers_token =
-            resource.security.contains(&SecurityScheme::Oauth2) && request.authorization.is_some();
-        let offers_key =
-            resource.security.contains(&SecurityScheme::ApiKey) && request.api_key.is_some();
-        let fault = if offers_token || offers_key {
-            Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token")
-        } else {
-            Fault::new(FaultId::MissingCredentials)
-        };
-        return Verdict::Deny(fault);
-    }
-
-    // Requests without a key are production traffic, as in WSO2.
-    let Some(cluster) = api.endpoints.production.as_ref() else {
-        return Verdict::Deny(Fault::new(FaultId::ProductionKeyWithoutEndpoint));
+    // Open resources are production traffic, as in WSO2; secured ones get their endpoint from
+    // the key type once the credential is verified.
+    let cluster = if resource.security.is_empty() {
+        match api.endpoints.production.as_ref() {
+            Some(cluster) => Some(cluster.clone()),
+            None => return Verdict::Deny(Fault::new(FaultId::ProductionKeyWithoutEndpoint)),
+        }
+    } else {
+        None
     };
     let upstream_path = config.routing.rewrite_path.then(|| {
         // Runs of `/` are collapsed: the filter matched them as one, and a path starting with
@@ -140,7 +128,7 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
     Verdict::Forward(Forward {
         api: api_index,
         resource: resource_index,
-        cluster: cluster.clone(),
+        cluster,
         api_label: format!("{}:{}", api.name, api.version),
         upstream_path,
     })
@@ -213,7 +201,7 @@ mod tests {
     fn matches_api_and_resource_and_rewrites_the_path() {
         let config = config();
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/menu?size=large"));
-        assert_eq!(forward.cluster, "pizza");
+        assert_eq!(forward.cluster.as_deref(), Some("pizza"));
         assert_eq!(forward.api_label, "PizzaShackAPI:1.0.0");
         assert_eq!(
             forward.upstream_path.as_deref(),
@@ -279,7 +267,11 @@ mod tests {
         let json = r#"{"apis":[{"name":"F","context":"/f","version":"1","endpoints":{"production":"c"},
             "resources":[{"method":"GET","path":"/files"},{"method":"GET","path":"/files/*","security":[]}]}]}"#;
         let config = Config::from_json(json.as_bytes()).unwrap();
-        assert_eq!(denied_with(decide_get(&config, "/f/1/files")), 900902);
+        assert_eq!(
+            forwarded(decide_get(&config, "/f/1/files")).cluster,
+            None,
+            "the secured exact match"
+        );
         assert!(matches!(
             decide_get(&config, "/f/1/files/readme"),
             Verdict::Forward(_)
@@ -332,25 +324,11 @@ mod tests {
     }
 
     #[test]
-    fn secured_resources_are_closed_without_a_validator() {
+    fn secured_resources_wait_for_the_credential_to_pick_the_endpoint() {
         let config = config();
-        assert_eq!(
-            denied_with(decide_get(&config, "/pizzashack/1.0.0/secure")),
-            900902
-        );
-        let with_token = RequestView {
-            method: "GET",
-            path: "/pizzashack/1.0.0/secure",
-            authorization: Some("Bearer x"),
-            ..Default::default()
-        };
-        match decide(&config, &with_token) {
-            Verdict::Deny(fault) => {
-                assert_eq!(fault.code, 900901);
-                assert_eq!(fault.challenge_error, Some("invalid_token"));
-            }
-            other => panic!("{other:?}"),
-        }
+        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/secure"));
+        assert_eq!(forward.cluster, None);
+        assert_eq!(forward.resource, 4);
     }
 
     #[test]
@@ -360,7 +338,6 @@ mod tests {
             method: "OPTIONS",
             path,
             access_control_request_method: Some("GET"),
-            ..Default::default()
         };
         assert_eq!(
             decide(&config, &preflight("/pizzashack/1.0.0/menu")),

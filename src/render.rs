@@ -130,7 +130,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
         },
     };
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
-    if resolved.status == 401 {
+    if resolved.status == 401 || fault.challenge_error.is_some() {
         let mut challenge = format!("Bearer realm=\"{}\"", settings.realm);
         if let Some(error) = fault.challenge_error {
             challenge.push_str(&format!(", error=\"{error}\""));

@@ -1,12 +1,19 @@
-//! One HTTP stream through the filter: gathers the request view, applies the decision, and in the
-//! response phase swaps Envoy's plain-text upstream-failure replies for the transport fault.
-//! Talks to Envoy only through [`Host`], so it runs natively in tests against a fake host.
+//! One HTTP stream through the filter: gathers the request view, applies the decision, runs key
+//! validation (pausing the request for introspection or a JWKS fetch), and in the response phase
+//! swaps Envoy's plain-text upstream-failure replies for the transport fault. Talks to Envoy only
+//! through [`Host`], so it runs natively in tests against a fake host.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::auth::flow::{
+    self, AuthFailure, Authorized, BearerStep, CachedIntrospection, Extracted, Identity,
+    Introspected, Presented, TokenCache,
+};
+use crate::auth::keys::KeySet;
 use crate::catalogue::Fault;
-use crate::config::Config;
-use crate::decision::{self, RequestView, Verdict};
+use crate::config::{Config, KeyType};
+use crate::decision::{self, Forward, RequestView, Verdict};
 use crate::render::{self, Rendered};
 use crate::transport::{self, ResponseView};
 
@@ -26,6 +33,22 @@ pub trait Host {
     fn replace_response_body(&mut self, current_size: usize, body: &[u8]);
     /// Adds one to the counter of a fault code.
     fn count_fault(&mut self, code: u32);
+    /// Unix time, seconds.
+    fn now(&self) -> u64;
+    /// Shared data (all workers): value and CAS token.
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)>;
+    /// Stores shared data; `false` on a CAS mismatch or failure.
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+    /// Calls a cluster; `None` when the call cannot be made.
+    fn dispatch(
+        &mut self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Option<u32>;
+    /// Resumes a paused request.
+    fn resume_request(&mut self);
 }
 
 /// Whether Envoy should continue with the stream or wait.
@@ -36,9 +59,71 @@ pub enum Flow {
     Pause,
 }
 
+/// Keys fetched from a key manager's JWKS URL, as this worker knows them.
+#[derive(Debug)]
+pub struct RemoteKeys {
+    pub keys: KeySet,
+    /// The shared-data CAS of the JWKS they were parsed from.
+    pub cas: Option<u32>,
+    pub checked_at: u64,
+}
+
+/// State shared by the streams of one worker (VM): the verified-token cache and fetched keys.
+#[derive(Debug)]
+pub struct VmState {
+    pub tokens: TokenCache,
+    pub remote_keys: Vec<Option<RemoteKeys>>,
+    pub last_fetch: Vec<Option<u64>>,
+}
+
+/// Fetches triggered by unknown `kid`s happen at most this often per key manager and worker.
+pub const JWKS_FETCH_INTERVAL_S: u64 = 5;
+
+impl VmState {
+    pub fn new(config: &Config) -> Self {
+        VmState {
+            tokens: TokenCache::new(config.credentials.verified_cache_entries),
+            remote_keys: config.key_managers.iter().map(|_| None).collect(),
+            last_fetch: config.key_managers.iter().map(|_| None).collect(),
+        }
+    }
+}
+
+/// The shared-data key of a key manager's fetched JWKS.
+pub fn jwks_key(name: &str) -> String {
+    format!("apim.jwks.{name}")
+}
+
+/// Auth-context headers for the backend, after the configured prefix.
+const CONTEXT_HEADERS: [&str; 6] = [
+    "application-id",
+    "application-name",
+    "subscriber",
+    "key-type",
+    "tier",
+    "end-user",
+];
+
+/// What the stream is waiting for.
+enum Waiting {
+    Introspection {
+        call: u32,
+        key_manager: usize,
+        hash: [u8; 32],
+        forward: Forward,
+    },
+    Jwks {
+        call: u32,
+        key_manager: usize,
+        token: String,
+        forward: Forward,
+    },
+}
+
 /// The per-request state.
 pub struct Stream {
     config: Rc<Config>,
+    vm: Rc<RefCell<VmState>>,
     origin: Option<String>,
     /// The filter answered this request itself: its response is not classified again.
     answered_locally: bool,
@@ -46,54 +131,51 @@ pub struct Stream {
     request_body_started: bool,
     /// A fault body waiting to replace Envoy's reply body.
     pending_body: Option<String>,
+    waiting: Option<Waiting>,
 }
 
 impl Stream {
-    pub fn new(config: Rc<Config>) -> Self {
+    pub fn new(config: Rc<Config>, vm: Rc<RefCell<VmState>>) -> Self {
         Stream {
             config,
+            vm,
             origin: None,
             answered_locally: false,
             request_complete: false,
             request_body_started: false,
             pending_body: None,
+            waiting: None,
         }
     }
 
     pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Flow {
         self.request_complete = end_of_stream;
         let config = Rc::clone(&self.config);
-        // Headers only the filter may set: a client's copy never reaches the router.
+        // Headers only the filter may set: a client's copy never reaches the router or backend.
         host.set_request_header(&config.routing.cluster_header, None);
         host.set_request_header(&config.routing.api_header, None);
+        for name in CONTEXT_HEADERS {
+            host.set_request_header(
+                &format!("{}{name}", config.credentials.context_header_prefix),
+                None,
+            );
+        }
 
         let method = host.request_header(":method").unwrap_or_default();
         let path = host.request_header(":path").unwrap_or_default();
-        let authorization = host.request_header(&config.credentials.authorization_header);
-        let api_key = host.request_header(&config.credentials.api_key_header);
         let preflight_method = host.request_header("access-control-request-method");
         self.origin = host.request_header("origin");
         let view = RequestView {
             method: &method,
             path: &path,
-            authorization: authorization.as_deref(),
-            api_key: api_key.as_deref(),
             access_control_request_method: preflight_method.as_deref(),
         };
         match decision::decide(&config, &view) {
             Verdict::PassThrough => Flow::Continue,
-            Verdict::Forward(forward) => {
-                host.set_request_header(&config.routing.cluster_header, Some(&forward.cluster));
-                host.set_request_header(&config.routing.api_header, Some(&forward.api_label));
-                if let Some(upstream_path) = &forward.upstream_path {
-                    host.set_request_header(":path", Some(upstream_path));
-                }
-                if config.credentials.strip {
-                    host.set_request_header(&config.credentials.authorization_header, None);
-                    host.set_request_header(&config.credentials.api_key_header, None);
-                }
-                Flow::Continue
+            Verdict::Forward(forward) if forward.cluster.is_some() => {
+                self.forward(host, &forward, None)
             }
+            Verdict::Forward(forward) => self.authenticate(host, forward, &path),
             Verdict::Preflight => {
                 let headers = match &config.errors.cors {
                     Some(cors) => render::cors_headers(cors, self.origin.as_deref(), true),
@@ -103,11 +185,383 @@ impl Stream {
                 host.send_response(200, &headers, b"");
                 Flow::Pause
             }
-            Verdict::Deny(fault) => {
-                self.answer(host, &fault);
-                Flow::Pause
+            Verdict::Deny(fault) => self.deny(host, &fault),
+        }
+    }
+
+    fn authenticate(&mut self, host: &mut impl Host, forward: Forward, path: &str) -> Flow {
+        let config = Rc::clone(&self.config);
+        let Some(api) = config.apis.get(forward.api) else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        let Some(resource) = api.resources.get(forward.resource) else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        let authorization = host.request_header(&config.credentials.authorization_header);
+        let api_key = host.request_header(&config.credentials.api_key_header);
+        let query = path.split_once('?').map(|(_, query)| query);
+        match flow::extract(
+            &config,
+            api,
+            resource,
+            authorization.as_deref(),
+            api_key.as_deref(),
+            query,
+        ) {
+            Extracted::Missing => self.fail(host, AuthFailure::Missing),
+            Extracted::BadFormat => self.fail(host, AuthFailure::BadFormat),
+            Extracted::BadScheme => self.fail(host, AuthFailure::BadScheme),
+            Extracted::Found(Presented::ApiKey(key)) => {
+                match flow::verify_api_key(&config, &key, host.now()) {
+                    Ok(identity) => self.authorize(host, &forward, &identity),
+                    Err(failure) => self.fail(host, failure),
+                }
+            }
+            Extracted::Found(Presented::Bearer(token)) => self.bearer(host, forward, token, true),
+        }
+    }
+
+    /// Verifies a bearer token, from the cache when it can.
+    fn bearer(
+        &mut self,
+        host: &mut impl Host,
+        forward: Forward,
+        token: String,
+        allow_fetch: bool,
+    ) -> Flow {
+        let config = Rc::clone(&self.config);
+        let now = host.now();
+        let hash = flow::credential_hash(&token);
+        let cached = self.vm.borrow().tokens.get(&hash, now).cloned();
+        if let Some(identity) = cached {
+            return self.authorize(host, &forward, &Identity::Token(identity));
+        }
+        self.sync_remote_keys(host, now);
+        let step = {
+            let vm = self.vm.borrow();
+            flow::verify_bearer(
+                &config,
+                |km| {
+                    vm.remote_keys
+                        .get(km)
+                        .and_then(Option::as_ref)
+                        .map(|remote| &remote.keys)
+                },
+                &token,
+                now,
+                |km| {
+                    allow_fetch
+                        && vm
+                            .last_fetch
+                            .get(km)
+                            .copied()
+                            .flatten()
+                            .is_none_or(|last| now >= last + JWKS_FETCH_INTERVAL_S)
+                },
+            )
+        };
+        match step {
+            BearerStep::Verified(identity) => {
+                self.vm.borrow_mut().tokens.insert(hash, identity.clone());
+                self.authorize(host, &forward, &Identity::Token(identity))
+            }
+            BearerStep::Failed(failure) => self.fail(host, failure),
+            BearerStep::Introspect { key_manager } => {
+                self.introspect(host, forward, &token, hash, key_manager, now)
+            }
+            BearerStep::FetchJwks { key_manager } => {
+                if let Some(slot) = self.vm.borrow_mut().last_fetch.get_mut(key_manager) {
+                    *slot = Some(now);
+                }
+                let call = config
+                    .key_managers
+                    .get(key_manager)
+                    .and_then(|km| km.remote_jwks.as_ref())
+                    .and_then(|jwks| {
+                        let cluster = jwks.cluster.as_deref()?;
+                        let headers = vec![
+                            (":method".to_string(), "GET".to_string()),
+                            (":path".to_string(), jwks.path.clone()),
+                            (
+                                ":authority".to_string(),
+                                jwks.authority
+                                    .clone()
+                                    .unwrap_or_else(|| cluster.to_string()),
+                            ),
+                            ("accept".to_string(), "application/json".to_string()),
+                        ];
+                        host.dispatch(cluster, &headers, None, jwks.timeout_ms)
+                    });
+                match call {
+                    Some(call) => {
+                        self.waiting = Some(Waiting::Jwks {
+                            call,
+                            key_manager,
+                            token,
+                            forward,
+                        });
+                        Flow::Pause
+                    }
+                    // Cannot fetch: decide with the keys at hand.
+                    None => self.bearer(host, forward, token, false),
+                }
             }
         }
+    }
+
+    /// Picks up JWKS that another worker fetched (at most once a second per worker).
+    fn sync_remote_keys(&mut self, host: &mut impl Host, now: u64) {
+        let config = Rc::clone(&self.config);
+        let mut vm = self.vm.borrow_mut();
+        for (index, km) in config.key_managers.iter().enumerate() {
+            if km.remote_jwks.is_none() {
+                continue;
+            }
+            let Some(slot) = vm.remote_keys.get_mut(index) else {
+                continue;
+            };
+            if slot.as_ref().is_some_and(|remote| remote.checked_at >= now) {
+                continue;
+            }
+            let Some((bytes, cas)) = host.shared_get(&jwks_key(&km.name)) else {
+                if let Some(remote) = slot.as_mut() {
+                    remote.checked_at = now;
+                }
+                continue;
+            };
+            if slot
+                .as_ref()
+                .is_some_and(|remote| remote.cas == cas && cas.is_some())
+            {
+                if let Some(remote) = slot.as_mut() {
+                    remote.checked_at = now;
+                }
+                continue;
+            }
+            if let Some(keys) = parse_jwks(&bytes) {
+                *slot = Some(RemoteKeys {
+                    keys,
+                    cas,
+                    checked_at: now,
+                });
+            }
+        }
+    }
+
+    fn introspect(
+        &mut self,
+        host: &mut impl Host,
+        forward: Forward,
+        token: &str,
+        hash: [u8; 32],
+        key_manager: usize,
+        now: u64,
+    ) -> Flow {
+        let config = Rc::clone(&self.config);
+        if let Some((bytes, _)) = host.shared_get(&flow::introspection_slot(&hash)) {
+            match CachedIntrospection::lookup(&bytes, &hash, now) {
+                Some(Introspected::Active(identity)) => {
+                    return self.authorize(host, &forward, &Identity::Token(identity))
+                }
+                Some(Introspected::Inactive) => return self.fail(host, AuthFailure::Inactive),
+                Some(Introspected::Unavailable) | None => {}
+            }
+        }
+        let Some(km) = config.key_managers.get(key_manager) else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        let Some(introspection) = km.introspection.as_ref() else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        let Some((headers, body)) = flow::introspection_request(km, token) else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        match host.dispatch(
+            &introspection.cluster,
+            &headers,
+            Some(&body),
+            introspection.timeout_ms,
+        ) {
+            Some(call) => {
+                self.waiting = Some(Waiting::Introspection {
+                    call,
+                    key_manager,
+                    hash,
+                    forward,
+                });
+                Flow::Pause
+            }
+            None => self.fail(host, AuthFailure::KeyManagerUnavailable),
+        }
+    }
+
+    /// The answer to a call this stream made. `status` is `None` when the call failed.
+    pub fn on_call_response(
+        &mut self,
+        host: &mut impl Host,
+        call: u32,
+        status: Option<u16>,
+        body: &[u8],
+    ) {
+        let config = Rc::clone(&self.config);
+        let flow = match self.waiting.take() {
+            Some(Waiting::Introspection {
+                call: expected,
+                key_manager,
+                hash,
+                forward,
+            }) if expected == call => {
+                let Some(km) = config.key_managers.get(key_manager) else {
+                    return;
+                };
+                let now = host.now();
+                let answer = flow::parse_introspection(key_manager, km, status, body, now);
+                if let Some(entry) = CachedIntrospection::for_answer(&hash, &answer, km, now) {
+                    if let Ok(bytes) = serde_json::to_vec(&entry) {
+                        host.shared_set(&flow::introspection_slot(&hash), &bytes, None);
+                    }
+                }
+                match answer {
+                    Introspected::Active(identity) => {
+                        self.authorize(host, &forward, &Identity::Token(identity))
+                    }
+                    Introspected::Inactive => self.fail(host, AuthFailure::Inactive),
+                    Introspected::Unavailable => {
+                        log::warn!(
+                            "key manager `{}` did not answer the introspection (status {status:?})",
+                            km.name
+                        );
+                        self.fail(host, AuthFailure::KeyManagerUnavailable)
+                    }
+                }
+            }
+            Some(Waiting::Jwks {
+                call: expected,
+                key_manager,
+                token,
+                forward,
+            }) if expected == call => {
+                let now = host.now();
+                if let (Some(200), Some(keys)) = (status, parse_jwks(body)) {
+                    if let Some(km) = config.key_managers.get(key_manager) {
+                        host.shared_set(&jwks_key(&km.name), body, None);
+                        let cas = host
+                            .shared_get(&jwks_key(&km.name))
+                            .and_then(|(_, cas)| cas);
+                        if let Some(slot) = self.vm.borrow_mut().remote_keys.get_mut(key_manager) {
+                            *slot = Some(RemoteKeys {
+                                keys,
+                                cas,
+                                checked_at: now,
+                            });
+                        }
+                    }
+                } else {
+                    log::warn!("JWKS fetch failed (status {status:?}); keeping the last good keys");
+                }
+                self.bearer(host, forward, token, false)
+            }
+            other => {
+                self.waiting = other;
+                return;
+            }
+        };
+        if flow == Flow::Continue {
+            host.resume_request();
+        }
+    }
+
+    fn authorize(&mut self, host: &mut impl Host, forward: &Forward, identity: &Identity) -> Flow {
+        let config = Rc::clone(&self.config);
+        let Some(api) = config.apis.get(forward.api) else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        let Some(resource) = api.resources.get(forward.resource) else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        match flow::authorize(&config, api, resource, identity) {
+            Ok(authorized) => self.forward(host, forward, Some(&authorized)),
+            Err(fault) => self.deny(host, &fault),
+        }
+    }
+
+    fn forward(
+        &mut self,
+        host: &mut impl Host,
+        forward: &Forward,
+        authorized: Option<&Authorized>,
+    ) -> Flow {
+        let config = Rc::clone(&self.config);
+        let Some(cluster) = authorized
+            .map(|a| a.cluster.as_str())
+            .or(forward.cluster.as_deref())
+        else {
+            return self.fail(host, AuthFailure::Invalid);
+        };
+        host.set_request_header(&config.routing.cluster_header, Some(cluster));
+        host.set_request_header(&config.routing.api_header, Some(&forward.api_label));
+        let strip_query_key = config.credentials.strip
+            && config
+                .apis
+                .get(forward.api)
+                .is_some_and(|api| api.api_key_in_query);
+        let current_path = host.request_header(":path").unwrap_or_default();
+        let upstream_path = forward
+            .upstream_path
+            .clone()
+            .unwrap_or(current_path.clone());
+        let upstream_path = if strip_query_key {
+            strip_query_param(&upstream_path, &config.credentials.api_key_query_param)
+        } else {
+            upstream_path
+        };
+        if upstream_path != current_path {
+            host.set_request_header(":path", Some(&upstream_path));
+        }
+        if config.credentials.strip {
+            host.set_request_header(&config.credentials.authorization_header, None);
+            host.set_request_header(&config.credentials.api_key_header, None);
+        }
+        if let Some(authorized) = authorized {
+            let prefix = &config.credentials.context_header_prefix;
+            let key_type = match authorized.key_type {
+                KeyType::Production => "PRODUCTION",
+                KeyType::Sandbox => "SANDBOX",
+            };
+            let values = [
+                Some(authorized.application_id.as_str()),
+                Some(authorized.application_name.as_str()),
+                Some(authorized.subscriber.as_str()),
+                Some(key_type),
+                Some(authorized.tier.as_str()),
+                authorized.end_user.as_deref(),
+            ];
+            for (name, value) in CONTEXT_HEADERS.iter().zip(values) {
+                if let Some(value) =
+                    value.filter(|value| !value.is_empty() && !value.chars().any(char::is_control))
+                {
+                    host.set_request_header(&format!("{prefix}{name}"), Some(value));
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn fail(&mut self, host: &mut impl Host, failure: AuthFailure) -> Flow {
+        let fault = flow::failure_fault(failure, self.config.compatibility);
+        self.deny(host, &fault)
+    }
+
+    fn deny(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
+        let Rendered {
+            status,
+            headers,
+            body,
+        } = render::render(fault, &self.config.errors, self.origin.as_deref());
+        self.answered_locally = true;
+        host.count_fault(fault.code);
+        host.send_response(status, &headers, body.as_bytes());
+        Flow::Pause
     }
 
     pub fn on_request_body(&mut self, end_of_stream: bool) -> Flow {
@@ -115,11 +569,17 @@ impl Stream {
         if end_of_stream {
             self.request_complete = true;
         }
+        if self.waiting.is_some() {
+            return Flow::Pause;
+        }
         Flow::Continue
     }
 
     pub fn on_request_trailers(&mut self) -> Flow {
         self.request_complete = true;
+        if self.waiting.is_some() {
+            return Flow::Pause;
+        }
         Flow::Continue
     }
 
@@ -178,16 +638,27 @@ impl Stream {
         }
         Flow::Continue
     }
+}
 
-    fn answer(&mut self, host: &mut impl Host, fault: &Fault) {
-        let Rendered {
-            status,
-            headers,
-            body,
-        } = render::render(fault, &self.config.errors, self.origin.as_deref());
-        self.answered_locally = true;
-        host.count_fault(fault.code);
-        host.send_response(status, &headers, body.as_bytes());
+/// Parses a fetched JWKS body.
+fn parse_jwks(bytes: &[u8]) -> Option<KeySet> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    KeySet::from_jwks(&value).ok()
+}
+
+/// Removes a query parameter (the API key) from a path.
+fn strip_query_param(path: &str, name: &str) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split('=').next() != Some(name))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
     }
 }
 
@@ -205,6 +676,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A call the stream made: cluster, headers, body.
+    type Dispatched = (String, Vec<(String, String)>, Option<Vec<u8>>);
+
     /// A local reply the stream sent: status, headers, body.
     type SentReply = (u16, Vec<(String, String)>, Vec<u8>);
 
@@ -216,6 +690,10 @@ mod tests {
         sent: Option<SentReply>,
         body: Option<Vec<u8>>,
         counted: Vec<u32>,
+        now: u64,
+        shared: HashMap<String, (Vec<u8>, u32)>,
+        dispatched: Vec<Dispatched>,
+        resumed: bool,
     }
 
     impl FakeHost {
@@ -261,12 +739,51 @@ mod tests {
         fn count_fault(&mut self, code: u32) {
             self.counted.push(code);
         }
+        fn now(&self) -> u64 {
+            self.now
+        }
+        fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+            self.shared
+                .get(key)
+                .map(|(value, cas)| (value.clone(), Some(*cas)))
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+            let current = self.shared.get(key).map(|(_, cas)| *cas);
+            if cas.is_some() && cas != current {
+                return false;
+            }
+            self.shared
+                .insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            true
+        }
+        fn dispatch(
+            &mut self,
+            cluster: &str,
+            headers: &[(String, String)],
+            body: Option<&[u8]>,
+            _timeout_ms: u64,
+        ) -> Option<u32> {
+            self.dispatched.push((
+                cluster.to_string(),
+                headers.to_vec(),
+                body.map(<[u8]>::to_vec),
+            ));
+            Some(self.dispatched.len() as u32)
+        }
+        fn resume_request(&mut self) {
+            self.resumed = true;
+        }
     }
 
     fn config() -> Rc<Config> {
         let json = r#"{"apis":[{"name":"P","context":"/p","version":"1","security":[],
             "endpoints":{"production":"backend"},"resources":[{"method":"GET","path":"/menu"}]}]}"#;
         Rc::new(Config::from_json(json.as_bytes()).unwrap())
+    }
+
+    fn stream(config: Rc<Config>) -> Stream {
+        let vm = Rc::new(RefCell::new(VmState::new(&config)));
+        Stream::new(config, vm)
     }
 
     #[test]
@@ -277,7 +794,7 @@ mod tests {
             ("x-apim-cluster", "admin"),
             ("authorization", "Bearer abc"),
         ]);
-        let mut stream = Stream::new(config());
+        let mut stream = stream(config());
         assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
         assert_eq!(host.request["x-apim-cluster"], "backend");
         assert_eq!(host.request["x-apim-api"], "P:1");
@@ -293,7 +810,7 @@ mod tests {
             (":path", "/nowhere"),
             ("x-apim-cluster", "admin"),
         ]);
-        let mut stream = Stream::new(config());
+        let mut stream = stream(config());
         assert_eq!(stream.on_request_headers(&mut host, true), Flow::Pause);
         let (status, _, body) = host.sent.clone().unwrap();
         assert_eq!(status, 404);
@@ -311,7 +828,7 @@ mod tests {
     #[test]
     fn envoy_upstream_failure_reply_is_rewritten() {
         let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
-        let mut stream = Stream::new(config());
+        let mut stream = stream(config());
         stream.on_request_headers(&mut host, true);
         host.response.insert(":status".into(), "503".into());
         host.response.insert("content-length".into(), "91".into());
@@ -337,7 +854,7 @@ mod tests {
     #[test]
     fn backend_responses_pass_untouched() {
         let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
-        let mut stream = Stream::new(config());
+        let mut stream = stream(config());
         stream.on_request_headers(&mut host, true);
         host.response.insert(":status".into(), "500".into());
         host.properties
@@ -354,5 +871,149 @@ mod tests {
         assert_eq!(le_u64(&32u64.to_le_bytes()), 32);
         assert_eq!(le_u64(&[4]), 4);
         assert_eq!(le_u64(&[]), 0);
+    }
+
+    const SECURED: &str = r#"{
+        "key_managers": [{"name": "km", "issuer": "https://km",
+            "introspection": {"cluster": "km", "client_id": "gateway", "client_secret": "gateway-secret"}}],
+        "apis": [{"name": "P", "context": "/p", "version": "1",
+            "endpoints": {"production": "prod", "sandbox": "sand"},
+            "resources": [{"method": "GET", "path": "/menu", "scopes": ["menu:read"]}]}],
+        "applications": [{"id": "app-1", "name": "App", "owner": "alice",
+            "client_ids": [{"id": "app1"}, {"id": "app1-sandbox", "key_type": "SANDBOX"}]}],
+        "subscriptions": [{"application": "app-1", "api": "P:1", "tier": "Gold"}],
+        "policies": {"Gold": {"requests": 100, "per": "minute"}}
+    }"#;
+
+    fn secured() -> Rc<Config> {
+        Rc::new(Config::from_json(SECURED.as_bytes()).unwrap())
+    }
+
+    fn introspection_answer(body: &str) -> (FakeHost, Stream) {
+        let mut host = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu"),
+            ("authorization", "Bearer opaque-token-1"),
+        ]);
+        host.now = 1_000;
+        let mut stream = stream(secured());
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Pause);
+        let (cluster, headers, request_body) = host.dispatched[0].clone();
+        assert_eq!(cluster, "km");
+        assert!(headers.contains(&(":path".to_string(), "/oauth2/introspect".to_string())));
+        assert!(headers
+            .iter()
+            .any(|(name, value)| name == "authorization" && value.starts_with("Basic ")));
+        assert_eq!(
+            request_body.unwrap(),
+            b"token=opaque-token-1&token_type_hint=access_token"
+        );
+        stream.on_call_response(&mut host, 1, Some(200), body.as_bytes());
+        (host, stream)
+    }
+
+    #[test]
+    fn an_active_opaque_token_is_forwarded_with_the_auth_context_and_cached() {
+        let (host, _) = introspection_answer(
+            r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#,
+        );
+        assert!(host.resumed);
+        assert!(host.sent.is_none());
+        assert_eq!(host.request["x-apim-cluster"], "prod");
+        assert_eq!(host.request["x-apim-application-id"], "app-1");
+        assert_eq!(host.request["x-apim-subscriber"], "alice");
+        assert_eq!(host.request["x-apim-key-type"], "PRODUCTION");
+        assert_eq!(host.request["x-apim-tier"], "Gold");
+        assert!(!host.request.contains_key("authorization"));
+        // The same token again: served from shared data, no second call.
+        let mut again = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu"),
+            ("authorization", "Bearer opaque-token-1"),
+        ]);
+        again.now = 1_100;
+        again.shared = host.shared.clone();
+        let mut second = stream(secured());
+        assert_eq!(second.on_request_headers(&mut again, true), Flow::Continue);
+        assert!(again.dispatched.is_empty());
+        // Never past the token's exp.
+        let mut late = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu"),
+            ("authorization", "Bearer opaque-token-1"),
+        ]);
+        late.now = 2_000;
+        late.shared = host.shared.clone();
+        let mut third = stream(secured());
+        assert_eq!(third.on_request_headers(&mut late, true), Flow::Pause);
+        assert_eq!(late.dispatched.len(), 1);
+    }
+
+    #[test]
+    fn introspection_outcomes_map_to_wso2_codes() {
+        let (host, _) = introspection_answer(r#"{"active":false}"#);
+        assert_eq!(host.sent.as_ref().unwrap().0, 401);
+        assert_eq!(host.counted, vec![900901]);
+        let (host, _) = introspection_answer("upstream connect error");
+        assert_eq!(
+            (host.sent.as_ref().unwrap().0, host.counted.clone()),
+            (500, vec![900900])
+        );
+        let (host, _) =
+            introspection_answer(r#"{"active":true,"client_id":"app1","scope":"other"}"#);
+        assert_eq!(
+            (host.sent.as_ref().unwrap().0, host.counted.clone()),
+            (403, vec![900910])
+        );
+        let (host, _) =
+            introspection_answer(r#"{"active":true,"client_id":"stranger","scope":"menu:read"}"#);
+        assert_eq!(
+            (host.sent.as_ref().unwrap().0, host.counted.clone()),
+            (403, vec![900908])
+        );
+        let (host, _) = introspection_answer(
+            r#"{"active":true,"client_id":"app1-sandbox","scope":"menu:read"}"#,
+        );
+        assert_eq!(host.request["x-apim-cluster"], "sand");
+        assert_eq!(host.request["x-apim-key-type"], "SANDBOX");
+    }
+
+    #[test]
+    fn a_failed_call_is_900900_and_nothing_is_cached() {
+        let mut host = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu"),
+            ("authorization", "Bearer opaque-token-2"),
+        ]);
+        let mut stream = stream(secured());
+        stream.on_request_headers(&mut host, true);
+        stream.on_call_response(&mut host, 1, None, b"");
+        assert_eq!(host.counted, vec![900900]);
+        assert!(host.shared.is_empty());
+    }
+
+    #[test]
+    fn spoofed_context_headers_are_removed() {
+        let mut host = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu"),
+            ("x-apim-application-id", "admin-app"),
+        ]);
+        let mut stream = stream(config());
+        stream.on_request_headers(&mut host, true);
+        assert!(!host.request.contains_key("x-apim-application-id"));
+    }
+
+    #[test]
+    fn api_key_in_query_is_stripped_before_forwarding() {
+        assert_eq!(
+            strip_query_param("/menu?apikey=k&x=1", "apikey"),
+            "/menu?x=1"
+        );
+        assert_eq!(strip_query_param("/menu?apikey=k", "apikey"), "/menu");
+        assert_eq!(
+            strip_query_param("/menu?apikeyx=1", "apikey"),
+            "/menu?apikeyx=1"
+        );
     }
 }

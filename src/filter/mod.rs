@@ -8,13 +8,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
-use crate::stream::{Flow, Host, Stream};
+use crate::stream::{Flow, Host, Stream, VmState};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -54,6 +55,7 @@ impl Metrics {
 #[derive(Default)]
 struct Root {
     config: Rc<Config>,
+    vm: Rc<RefCell<Option<Rc<RefCell<VmState>>>>>,
     metrics: Rc<RefCell<Metrics>>,
 }
 
@@ -77,10 +79,16 @@ impl RootContext for Root {
                     config.subscriptions.len(),
                     config.errors.format
                 );
-                if !config.policies.is_empty() || !config.subscriptions.is_empty() {
-                    log::warn!("throttling policies and subscriptions are checked but not yet enforced by this build");
+                if !config.policies.is_empty() {
+                    log::warn!(
+                        "throttling policies are checked but not yet enforced by this build"
+                    );
                 }
+                let vm = VmState::new(&config);
                 self.config = Rc::new(config);
+                if let Ok(mut slot) = self.vm.try_borrow_mut() {
+                    *slot = Some(Rc::new(RefCell::new(vm)));
+                }
                 true
             }
             Err(error) => {
@@ -91,8 +99,14 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let vm = self
+            .vm
+            .try_borrow()
+            .ok()
+            .and_then(|slot| slot.clone())
+            .unwrap_or_else(|| Rc::new(RefCell::new(VmState::new(&self.config))));
         Some(Box::new(Http {
-            stream: Stream::new(Rc::clone(&self.config)),
+            stream: Stream::new(Rc::clone(&self.config), vm),
             host: WasmHost {
                 metrics: Rc::clone(&self.metrics),
             },
@@ -116,7 +130,30 @@ fn action(flow: Flow) -> Action {
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let status = hostcalls::get_map(MapType::HttpCallResponseHeaders)
+            .ok()
+            .and_then(|headers| headers.into_iter().find(|(name, _)| name == ":status"))
+            .and_then(|(_, value)| value.parse::<u16>().ok());
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        self.stream
+            .on_call_response(&mut self.host, token_id, status, &body);
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -207,6 +244,57 @@ impl Host for WasmHost {
     fn count_fault(&mut self, code: u32) {
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
             metrics.count(code);
+        }
+    }
+
+    fn now(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Some((value, cas)),
+            _ => None,
+        }
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+
+    fn dispatch(
+        &mut self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        match hostcalls::dispatch_http_call(
+            cluster,
+            pairs,
+            body,
+            Vec::new(),
+            Duration::from_millis(timeout_ms),
+        ) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log::warn!("cannot call cluster `{cluster}`: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn resume_request(&mut self) {
+        if let Err(status) = hostcalls::resume_http_request() {
+            log::warn!("cannot resume the request: {status:?}");
         }
     }
 }

@@ -593,3 +593,127 @@ pub fn read_repo_file(relative: &str) -> String {
     let path: &Path = &repo_root().join(relative);
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The key manager: oidc-provider (tests/km/server.mjs), a real OAuth2 server.
+// ---------------------------------------------------------------------------------------------
+
+pub struct KeyManager {
+    pub port: u16,
+    child: Child,
+    pub keys_file: PathBuf,
+    _scratch: Option<Scratch>,
+}
+
+impl KeyManager {
+    /// Starts the key manager with a new signing key (written to a scratch file).
+    pub fn start() -> KeyManager {
+        let scratch = Scratch::new("km");
+        let keys = scratch.0.join("jwks.json");
+        let mut km = KeyManager::start_at(free_port(), &keys);
+        km._scratch = Some(scratch);
+        km
+    }
+
+    /// Starts it on `port` with the signing keys in `keys` (created when missing).
+    pub fn start_at(port: u16, keys: &Path) -> KeyManager {
+        let script = repo_root().join("tests/km/server.mjs");
+        assert!(
+            repo_root()
+                .join("tests/km/node_modules/oidc-provider")
+                .exists(),
+            "oidc-provider is not installed: run `make test`, which runs `npm ci` in tests/km"
+        );
+        let child = Command::new("node")
+            .arg(&script)
+            .args(["--port", &port.to_string(), "--keys"])
+            .arg(keys)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node (the key manager needs Node.js)");
+        let mut km = KeyManager {
+            port,
+            child,
+            keys_file: keys.to_path_buf(),
+            _scratch: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = km.child.try_wait() {
+                panic!("the key manager exited at start: {status}");
+            }
+            if try_request(port, "GET", "/.well-known/openid-configuration", &[], None)
+                .is_ok_and(|r| r.status == 200)
+            {
+                return km;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the key manager was not ready within 30 s"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops it (the port is free again afterwards).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client-credentials access token, as a client gets it.
+    pub fn token(&self, client: &str, secret: &str, scope: &str, resource: &str) -> String {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+        let body = format!(
+            "grant_type=client_credentials&scope={}&resource={resource}",
+            scope.replace(' ', "+")
+        );
+        let response = request(
+            self.port,
+            "POST",
+            "/token",
+            &[
+                ("authorization", &format!("Basic {basic}")),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(
+            response.status, 200,
+            "token request failed: {}",
+            response.body
+        );
+        response.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub fn jwt(&self, client: &str, secret: &str, scope: &str) -> String {
+        self.token(client, secret, scope, "urn:apim:jwt")
+    }
+
+    pub fn opaque(&self, client: &str, secret: &str, scope: &str) -> String {
+        self.token(client, secret, scope, "urn:apim:opaque")
+    }
+
+    /// How many introspection requests it has answered.
+    pub fn introspections(&self) -> u64 {
+        request(self.port, "GET", "/_stats", &[], None).json()["introspections"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for KeyManager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

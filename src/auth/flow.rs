@@ -1,0 +1,792 @@
+//! The pure steps of key validation: which credential a request offers, whether it is genuine
+//! (JWT verified locally, opaque token introspected, API key looked up or verified), and whether
+//! its application may call this resource (subscription, key type, token type, scopes). The
+//! stream drives these steps and performs the calls they ask for.
+
+use std::collections::{HashMap, VecDeque};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::jwt::{self, JwtError};
+use super::keys::KeySet;
+use crate::catalogue::{Fault, FaultId};
+use crate::config::{
+    Api, AppKey, Compatibility, Config, KeyManager, KeyType, Resource, SecurityScheme,
+    SubscriptionState,
+};
+
+/// A credential the request offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presented {
+    Bearer(String),
+    ApiKey(String),
+}
+
+/// What credential extraction found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extracted {
+    Missing,
+    Found(Presented),
+    /// `Authorization: Bearer` with nothing usable after it.
+    BadFormat,
+    /// An `Authorization` scheme other than Bearer.
+    BadScheme,
+}
+
+/// Finds the credential for a secured resource: a bearer token where OAuth2 is accepted, else an
+/// API key (header, or query parameter where the API allows it) where API keys are accepted.
+pub fn extract(
+    config: &Config,
+    api: &Api,
+    resource: &Resource,
+    authorization: Option<&str>,
+    api_key_header: Option<&str>,
+    query: Option<&str>,
+) -> Extracted {
+    let mut problem = None;
+    if resource.security.contains(&SecurityScheme::Oauth2) {
+        if let Some(value) = authorization
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+        {
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            let token = rest.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                problem = Some(Extracted::BadScheme);
+            } else if token.is_empty() || token.contains(char::is_whitespace) {
+                problem = Some(Extracted::BadFormat);
+            } else {
+                return Extracted::Found(Presented::Bearer(token.to_string()));
+            }
+        }
+    }
+    if resource.security.contains(&SecurityScheme::ApiKey) {
+        if let Some(key) = api_key_header.map(str::trim).filter(|key| !key.is_empty()) {
+            return Extracted::Found(Presented::ApiKey(key.to_string()));
+        }
+        if api.api_key_in_query {
+            if let Some(key) = query_param(query, &config.credentials.api_key_query_param) {
+                return Extracted::Found(Presented::ApiKey(key));
+            }
+        }
+    }
+    problem.unwrap_or(Extracted::Missing)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name && !value.is_empty()).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let decoded = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(if bytes[index] == b'+' {
+                    b' '
+                } else {
+                    bytes[index]
+                });
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why a credential failed, before it becomes a WSO2 code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    BadFormat,
+    BadScheme,
+    Invalid,
+    Expired,
+    Inactive,
+    /// The key manager could not answer (timeout, 5xx, unreachable): 900900, never 401.
+    KeyManagerUnavailable,
+}
+
+/// The fault for a failure; `compatibility` picks API-M's or the Microgateway's codes.
+pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Fault {
+    let microgateway = compatibility == Compatibility::Microgateway;
+    let invalid = Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token");
+    match failure {
+        AuthFailure::Missing => Fault::new(FaultId::MissingCredentials),
+        AuthFailure::Invalid => invalid,
+        AuthFailure::BadFormat if microgateway => {
+            Fault::new(FaultId::InvalidCredentialFormat).with_challenge_error("invalid_token")
+        }
+        AuthFailure::BadScheme if microgateway => {
+            Fault::new(FaultId::InvalidAuthScheme).with_challenge_error("invalid_token")
+        }
+        AuthFailure::Expired if microgateway => {
+            Fault::new(FaultId::AccessTokenExpired).with_challenge_error("invalid_token")
+        }
+        AuthFailure::Inactive if microgateway => {
+            Fault::new(FaultId::AccessTokenInactive).with_challenge_error("invalid_token")
+        }
+        AuthFailure::BadFormat
+        | AuthFailure::BadScheme
+        | AuthFailure::Expired
+        | AuthFailure::Inactive => invalid,
+        AuthFailure::KeyManagerUnavailable => Fault::new(FaultId::AuthGeneralError),
+    }
+}
+
+/// A verified OAuth2 token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub key_manager: usize,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub end_user: Option<String>,
+    /// WSO2's APPLICATION_USER (true) or APPLICATION (false).
+    pub user_token: bool,
+    pub expires_at: u64,
+}
+
+/// A verified WSO2 JWT API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwtApiKey {
+    pub key_type: KeyType,
+    pub application_id: String,
+    pub application_name: String,
+    pub owner: String,
+    pub tier: String,
+    pub end_user: Option<String>,
+    /// `(name, version, context)` of each subscribed API.
+    pub subscribed: Vec<(String, String, String)>,
+}
+
+/// Who is calling, once the credential is verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Token(TokenIdentity),
+    ApiKey(AppKey),
+    JwtApiKey(JwtApiKey),
+}
+
+/// What verifying a bearer token needs next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BearerStep {
+    Verified(TokenIdentity),
+    Failed(AuthFailure),
+    /// An opaque token: introspect it at this key manager.
+    Introspect {
+        key_manager: usize,
+    },
+    /// The issuer's remote keys are missing or lack the token's `kid`: fetch its JWKS.
+    FetchJwks {
+        key_manager: usize,
+    },
+}
+
+fn looks_like_jws(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+fn jwt_failure(error: JwtError) -> AuthFailure {
+    match error {
+        JwtError::Expired => AuthFailure::Expired,
+        JwtError::TooLarge
+        | JwtError::Malformed
+        | JwtError::AlgorithmNotAllowed
+        | JwtError::CriticalHeader
+        | JwtError::EmbeddedKey
+        | JwtError::NestedToken
+        | JwtError::BadKeyId
+        | JwtError::UnknownIssuer
+        | JwtError::UnknownKey
+        | JwtError::BadSignature
+        | JwtError::MissingExpiry
+        | JwtError::NotYetValid
+        | JwtError::WrongAudience => AuthFailure::Invalid,
+    }
+}
+
+/// Verifies a bearer token. `remote_keys(km)` are the keys fetched for a key manager's JWKS URL,
+/// if any; `may_fetch(km)` says whether asking for a fetch is allowed now.
+pub fn verify_bearer<'k>(
+    config: &Config,
+    remote_keys: impl Fn(usize) -> Option<&'k KeySet>,
+    token: &str,
+    now: u64,
+    may_fetch: impl Fn(usize) -> bool,
+) -> BearerStep {
+    if token.len() > config.credentials.max_token_bytes {
+        return BearerStep::Failed(AuthFailure::Invalid);
+    }
+    if !looks_like_jws(token) {
+        return match config
+            .key_managers
+            .iter()
+            .position(|km| km.introspection.is_some())
+        {
+            Some(key_manager) => BearerStep::Introspect { key_manager },
+            None => BearerStep::Failed(AuthFailure::Invalid),
+        };
+    }
+    let parsed = match jwt::parse(token, config.credentials.max_token_bytes) {
+        Ok(parsed) => parsed,
+        Err(error) => return BearerStep::Failed(jwt_failure(error)),
+    };
+    let Some(&index) = parsed
+        .issuer()
+        .and_then(|issuer| config.issuers.get(issuer))
+    else {
+        return BearerStep::Failed(AuthFailure::Invalid);
+    };
+    let Some(km) = config.key_managers.get(index) else {
+        return BearerStep::Failed(AuthFailure::Invalid);
+    };
+    let remote = remote_keys(index);
+    let kid = parsed.kid.as_deref();
+    let kid_known =
+        |set: Option<&KeySet>| kid.is_some_and(|kid| set.is_some_and(|set| set.has_kid(kid)));
+    if km.remote_jwks.is_some()
+        && may_fetch(index)
+        && (remote.is_none()
+            || (kid.is_some() && !kid_known(remote) && !kid_known(Some(&km.static_keys))))
+    {
+        return BearerStep::FetchJwks { key_manager: index };
+    }
+    let candidates = km
+        .static_keys
+        .candidates(kid, parsed.algorithm)
+        .chain(
+            remote
+                .into_iter()
+                .flat_map(|set| set.candidates(kid, parsed.algorithm)),
+        )
+        .chain(km.hmac.iter());
+    if let Err(error) = parsed.verify(&km.algorithms, candidates) {
+        return BearerStep::Failed(jwt_failure(error));
+    }
+    let expires_at = match jwt::check_times(&parsed.payload, now, km.clock_skew_s) {
+        Ok(expires_at) => expires_at,
+        Err(error) => return BearerStep::Failed(jwt_failure(error)),
+    };
+    if let Err(error) = jwt::check_audience(&parsed.payload, &km.audiences) {
+        return BearerStep::Failed(jwt_failure(error));
+    }
+    match token_identity(index, km, &parsed.payload, expires_at) {
+        Some(identity) => BearerStep::Verified(identity),
+        None => BearerStep::Failed(AuthFailure::Invalid),
+    }
+}
+
+/// Reads client id, scopes, end user and token type from verified claims (or an introspection
+/// answer). No client id: `None`.
+fn token_identity(
+    key_manager: usize,
+    km: &KeyManager,
+    claims: &Map<String, Value>,
+    expires_at: u64,
+) -> Option<TokenIdentity> {
+    let client_id = km
+        .claims
+        .client_id
+        .iter()
+        .find_map(|name| claims.get(name).and_then(Value::as_str))?
+        .to_string();
+    let scopes = km
+        .claims
+        .scopes
+        .iter()
+        .find_map(|name| claims.get(name))
+        .map(|value| match value {
+            Value::String(text) => text.split_whitespace().map(String::from).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
+    let end_user = claims
+        .get(&km.claims.end_user)
+        .and_then(Value::as_str)
+        .map(String::from);
+    let user_token = match claims.get(&km.claims.token_type).and_then(Value::as_str) {
+        Some(kind) => kind.eq_ignore_ascii_case("APPLICATION_USER"),
+        None => end_user.as_deref().is_some_and(|user| user != client_id),
+    };
+    Some(TokenIdentity {
+        key_manager,
+        client_id,
+        scopes,
+        end_user,
+        user_token,
+        expires_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Introspection (RFC 7662).
+// ---------------------------------------------------------------------------------------------
+
+/// SHA-256 of a credential: what caches are keyed by (the credential itself is never stored).
+pub fn credential_hash(credential: &str) -> [u8; 32] {
+    Sha256::digest(credential.as_bytes()).into()
+}
+
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Headers of an outgoing call.
+pub type CallHeaders = Vec<(String, String)>;
+
+/// The introspection call: headers and form body, the gateway authenticating with HTTP Basic.
+pub fn introspection_request(km: &KeyManager, token: &str) -> Option<(CallHeaders, Vec<u8>)> {
+    let introspection = km.introspection.as_ref()?;
+    let credentials = STANDARD.encode(format!(
+        "{}:{}",
+        form_encode(&introspection.client_id),
+        form_encode(&introspection.client_secret.0)
+    ));
+    let headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), introspection.path.clone()),
+        (
+            ":authority".to_string(),
+            introspection
+                .authority
+                .clone()
+                .unwrap_or_else(|| introspection.cluster.clone()),
+        ),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+        ("authorization".to_string(), format!("Basic {credentials}")),
+    ];
+    let body = format!("token={}&token_type_hint=access_token", form_encode(token)).into_bytes();
+    Some((headers, body))
+}
+
+/// What an introspection answer means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Introspected {
+    Active(TokenIdentity),
+    Inactive,
+    Unavailable,
+}
+
+/// Reads an introspection answer. Only a 200 with JSON is an answer: a timeout, a reset, a 5xx or
+/// anything unreadable means the key manager is unavailable (900900), not that the token is bad.
+pub fn parse_introspection(
+    key_manager: usize,
+    km: &KeyManager,
+    status: Option<u16>,
+    body: &[u8],
+    now: u64,
+) -> Introspected {
+    if status != Some(200) {
+        return Introspected::Unavailable;
+    }
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return Introspected::Unavailable;
+    };
+    match answer.get("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Introspected::Inactive,
+        _ => return Introspected::Unavailable,
+    }
+    let expires_at = match answer.get("exp").and_then(Value::as_u64) {
+        Some(exp) if exp <= now => return Introspected::Inactive,
+        Some(exp) => exp,
+        None => u64::MAX,
+    };
+    match token_identity(key_manager, km, &answer, expires_at) {
+        Some(identity) => Introspected::Active(identity),
+        None => Introspected::Inactive,
+    }
+}
+
+/// An introspection result as cached in shared data (keyed by the token's hash, never the token).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedIntrospection {
+    /// Hex SHA-256 of the token (slots are shared by hashes, so the entry names its owner).
+    pub hash: String,
+    /// Cached until (Unix seconds).
+    pub until: u64,
+    /// `None` for an inactive token.
+    pub identity: Option<CachedIdentity>,
+}
+
+/// The cached fields of an active token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedIdentity {
+    pub key_manager: usize,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub end_user: Option<String>,
+    pub user_token: bool,
+    pub expires_at: u64,
+}
+
+/// Shared-data slots for introspection results: memory is bounded by the slot count.
+pub const INTROSPECTION_SLOTS: u32 = 4096;
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The shared-data key of the slot for a token hash.
+pub fn introspection_slot(hash: &[u8; 32]) -> String {
+    let slot = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) % INTROSPECTION_SLOTS;
+    format!("apim.introspection.{slot}")
+}
+
+impl CachedIntrospection {
+    /// What to cache for an answer: active until min(ttl, exp); inactive for the negative TTL;
+    /// nothing when the key manager was unavailable.
+    pub fn for_answer(
+        hash: &[u8; 32],
+        answer: &Introspected,
+        km: &KeyManager,
+        now: u64,
+    ) -> Option<CachedIntrospection> {
+        let introspection = km.introspection.as_ref()?;
+        let (until, identity) = match answer {
+            Introspected::Active(identity) => (
+                now.saturating_add(introspection.cache_ttl_s)
+                    .min(identity.expires_at),
+                Some(CachedIdentity {
+                    key_manager: identity.key_manager,
+                    client_id: identity.client_id.clone(),
+                    scopes: identity.scopes.clone(),
+                    end_user: identity.end_user.clone(),
+                    user_token: identity.user_token,
+                    expires_at: identity.expires_at,
+                }),
+            ),
+            Introspected::Inactive => {
+                (now.saturating_add(introspection.negative_cache_ttl_s), None)
+            }
+            Introspected::Unavailable => return None,
+        };
+        Some(CachedIntrospection {
+            hash: hex(hash),
+            until,
+            identity,
+        })
+    }
+
+    /// The cached answer for this hash at `now`, if the slot holds it and it is fresh.
+    pub fn lookup(bytes: &[u8], hash: &[u8; 32], now: u64) -> Option<Introspected> {
+        let entry: CachedIntrospection = serde_json::from_slice(bytes).ok()?;
+        if entry.hash != hex(hash) || now >= entry.until {
+            return None;
+        }
+        Some(match entry.identity {
+            Some(identity) if now < identity.expires_at => Introspected::Active(TokenIdentity {
+                key_manager: identity.key_manager,
+                client_id: identity.client_id,
+                scopes: identity.scopes,
+                end_user: identity.end_user,
+                user_token: identity.user_token,
+                expires_at: identity.expires_at,
+            }),
+            _ => Introspected::Inactive,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys.
+// ---------------------------------------------------------------------------------------------
+
+/// Verifies an API key: a WSO2 JWT API key when it is a JWS, else an opaque key looked up by its
+/// SHA-256, compared in constant time.
+pub fn verify_api_key(config: &Config, key: &str, now: u64) -> Result<Identity, AuthFailure> {
+    if key.len() > config.credentials.max_token_bytes {
+        return Err(AuthFailure::Invalid);
+    }
+    if looks_like_jws(key) {
+        return verify_jwt_api_key(config, key, now).map(Identity::JwtApiKey);
+    }
+    let digest = credential_hash(key);
+    let bucket = u64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ]);
+    let mut found = None;
+    for position in config.api_key_buckets.get(&bucket).into_iter().flatten() {
+        if let Some((stored, app_key)) = config.api_key_hashes.get(*position) {
+            if bool::from(stored.ct_eq(&digest)) {
+                found = Some(*app_key);
+            }
+        }
+    }
+    found.map(Identity::ApiKey).ok_or(AuthFailure::Invalid)
+}
+
+fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey, AuthFailure> {
+    let verifier = config.api_key_jwt.as_ref().ok_or(AuthFailure::Invalid)?;
+    let parsed = jwt::parse(key, config.credentials.max_token_bytes).map_err(jwt_failure)?;
+    parsed
+        .verify(
+            &verifier.algorithms,
+            verifier
+                .keys
+                .candidates(parsed.kid.as_deref(), parsed.algorithm),
+        )
+        .map_err(jwt_failure)?;
+    jwt::check_times(&parsed.payload, now, verifier.clock_skew_s).map_err(jwt_failure)?;
+    if let Some(issuer) = &verifier.issuer {
+        if parsed.issuer() != Some(issuer.as_str()) {
+            return Err(AuthFailure::Invalid);
+        }
+    }
+    let claims = &parsed.payload;
+    let key_type = match claims.get("keytype").and_then(Value::as_str) {
+        Some("PRODUCTION") => KeyType::Production,
+        Some("SANDBOX") => KeyType::Sandbox,
+        _ => return Err(AuthFailure::Invalid),
+    };
+    let application = claims
+        .get("application")
+        .and_then(Value::as_object)
+        .ok_or(AuthFailure::Invalid)?;
+    let text = |object: &Map<String, Value>, name: &str| -> String {
+        match object.get(name) {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Number(number)) => number.to_string(),
+            _ => String::new(),
+        }
+    };
+    let application_id = [text(application, "uuid"), text(application, "id")]
+        .into_iter()
+        .find(|id| !id.is_empty())
+        .ok_or(AuthFailure::Invalid)?;
+    let subscribed = claims
+        .get("subscribedAPIs")
+        .and_then(Value::as_array)
+        .map(|apis| {
+            apis.iter()
+                .filter_map(Value::as_object)
+                .map(|api| {
+                    (
+                        text(api, "name"),
+                        text(api, "version"),
+                        text(api, "context"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(JwtApiKey {
+        key_type,
+        application_id,
+        application_name: text(application, "name"),
+        owner: text(application, "owner"),
+        tier: text(application, "tier"),
+        end_user: claims.get("sub").and_then(Value::as_str).map(String::from),
+        subscribed,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authorization.
+// ---------------------------------------------------------------------------------------------
+
+/// The auth context of an authorized request, sent to the backend as headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authorized {
+    pub cluster: String,
+    pub key_type: KeyType,
+    pub application_id: String,
+    pub application_name: String,
+    pub subscriber: String,
+    pub tier: String,
+    pub end_user: Option<String>,
+}
+
+fn endpoint(api: &Api, key_type: KeyType) -> Result<String, Fault> {
+    match key_type {
+        KeyType::Production => api
+            .endpoints
+            .production
+            .clone()
+            .ok_or(Fault::new(FaultId::ProductionKeyWithoutEndpoint)),
+        KeyType::Sandbox => api
+            .endpoints
+            .sandbox
+            .clone()
+            .ok_or(Fault::new(FaultId::SandboxKeyWithoutEndpoint)),
+    }
+}
+
+/// Checks, in WSO2's order: subscription (900908 none, 900907 blocked, 900909 inactive), token
+/// type (900905), scopes (900910, any one of the resource's), then the key type's endpoint
+/// (900901/403).
+pub fn authorize(
+    config: &Config,
+    api: &Api,
+    resource: &Resource,
+    identity: &Identity,
+) -> Result<Authorized, Fault> {
+    let forbidden = || Fault::new(FaultId::ResourceForbidden);
+    let api_label = format!("{}:{}", api.name, api.version);
+    match identity {
+        Identity::JwtApiKey(key) => {
+            let versioned_context = format!("{}/{}", api.context, api.version);
+            let subscribed = key.subscribed.iter().any(|(name, version, context)| {
+                version == &api.version && (name == &api.name || context == &versioned_context)
+            });
+            if !subscribed {
+                return Err(forbidden());
+            }
+            Ok(Authorized {
+                cluster: endpoint(api, key.key_type)?,
+                key_type: key.key_type,
+                application_id: key.application_id.clone(),
+                application_name: key.application_name.clone(),
+                subscriber: key.owner.clone(),
+                tier: key.tier.clone(),
+                end_user: key.end_user.clone(),
+            })
+        }
+        Identity::ApiKey(_) | Identity::Token(_) => {
+            let (app_key, token) = match identity {
+                Identity::ApiKey(app_key) => (*app_key, None),
+                Identity::Token(token) => (
+                    *config.clients.get(&token.client_id).ok_or_else(forbidden)?,
+                    Some(token),
+                ),
+                Identity::JwtApiKey(_) => return Err(forbidden()),
+            };
+            let application = config
+                .applications
+                .get(app_key.application)
+                .ok_or_else(forbidden)?;
+            let subscription = config
+                .subscription_index
+                .get(&(application.id.clone(), api_label))
+                .and_then(|index| config.subscriptions.get(*index))
+                .ok_or_else(forbidden)?;
+            match subscription.state {
+                SubscriptionState::Unblocked => {}
+                SubscriptionState::Blocked => {
+                    return Err(Fault::new(FaultId::ApiTemporarilyBlocked))
+                }
+                SubscriptionState::ProdOnlyBlocked if app_key.key_type == KeyType::Production => {
+                    return Err(Fault::new(FaultId::ApiTemporarilyBlocked));
+                }
+                SubscriptionState::ProdOnlyBlocked => {}
+                SubscriptionState::OnHold
+                | SubscriptionState::Rejected
+                | SubscriptionState::Inactive => {
+                    return Err(Fault::new(FaultId::SubscriptionInactive));
+                }
+            }
+            if let Some(token) = token {
+                if resource.user_token_only && !token.user_token {
+                    return Err(Fault::new(FaultId::IncorrectAccessTokenType)
+                        .with_challenge_error("invalid_token"));
+                }
+                if !resource.scopes.is_empty()
+                    && !resource
+                        .scopes
+                        .iter()
+                        .any(|scope| token.scopes.contains(scope))
+                {
+                    return Err(Fault::new(FaultId::InsufficientScope)
+                        .with_challenge_error("insufficient_scope"));
+                }
+            }
+            Ok(Authorized {
+                cluster: endpoint(api, app_key.key_type)?,
+                key_type: app_key.key_type,
+                application_id: application.id.clone(),
+                application_name: application.name.clone(),
+                subscriber: application.owner.clone(),
+                tier: subscription.tier.clone(),
+                end_user: token.and_then(|token| token.end_user.clone()),
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-worker verified-token cache.
+// ---------------------------------------------------------------------------------------------
+
+/// Verified JWTs by hash, bounded (oldest evicted first), never returned past their `exp`.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    capacity: usize,
+    entries: HashMap<[u8; 32], TokenIdentity>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        TokenCache {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn get(&self, hash: &[u8; 32], now: u64) -> Option<&TokenIdentity> {
+        self.entries
+            .get(hash)
+            .filter(|identity| now <= identity.expires_at)
+    }
+
+    pub fn insert(&mut self, hash: [u8; 32], identity: TokenIdentity) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.insert(hash, identity).is_none() {
+            self.order.push_back(hash);
+        }
+        while self.entries.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.entries.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
