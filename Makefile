@@ -44,7 +44,7 @@ lint: wasm-target
 
 # Unit tests (native) and integration tests (real Envoy, real upstreams).
 test: build envoy km lint
-	cargo test --all-targets
+	cargo test --tests
 
 # Regenerate docs/ERROR-CODES.md, docs/CONFIG.md and docs/config.schema.json from the code.
 docs:

@@ -262,13 +262,7 @@ pub struct Fault {
 impl Fault {
     /// The fault for a catalogue entry, with the entry's own code.
     pub fn new(id: FaultId) -> Self {
-        Fault {
-            id,
-            code: id.spec().code,
-            next_access_time: None,
-            retry_after_s: None,
-            challenge_error: None,
-        }
+        Fault { id, code: id.spec().code, next_access_time: None, retry_after_s: None, challenge_error: None }
     }
 
     /// A transport fault: WSO2's `code = base code + protocol state`.
@@ -328,8 +322,7 @@ mod tests {
         required.extend(101503..=101510);
         for code in required {
             assert!(
-                ALL.iter()
-                    .any(|id| id.spec().code == code && id.spec().family != Family::ChoreoUpstream),
+                ALL.iter().any(|id| id.spec().code == code && id.spec().family != Family::ChoreoUpstream),
                 "code {code} missing"
             );
         }
@@ -342,10 +335,7 @@ mod tests {
             (401, &[900901, 900902, 900905, 900907, 900909, 900911]),
             (403, &[900906, 900908, 900910]),
             (422, &[900422]),
-            (
-                429,
-                &[900800, 900802, 900803, 900804, 900805, 900806, 900807],
-            ),
+            (429, &[900800, 900802, 900803, 900804, 900805, 900806, 900807]),
             (500, &[900900]),
             (503, &[700700, 900801]),
         ];
@@ -353,9 +343,7 @@ mod tests {
             for code in *codes {
                 let entry = ALL
                     .iter()
-                    .find(|id| {
-                        id.spec().code == *code && id.spec().family != Family::ChoreoUpstream
-                    })
+                    .find(|id| id.spec().code == *code && id.spec().family != Family::ChoreoUpstream)
                     .map(|id| id.spec())
                     .expect("entry");
                 assert_eq!(entry.status, *status, "status of {code}");
@@ -368,15 +356,9 @@ mod tests {
     fn transport_arithmetic_follows_the_seed_example() {
         let fault = Fault::transport(FaultId::ConnectionTimedOut, ProtocolState::RequestDone);
         assert_eq!(fault.code, 101507);
-        assert_eq!(
-            Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady).code,
-            101503
-        );
+        assert_eq!(Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady).code, 101503);
         // Non-transport entries ignore the state.
-        assert_eq!(
-            Fault::transport(FaultId::ApiBlocked, ProtocolState::Closed).code,
-            700700
-        );
+        assert_eq!(Fault::transport(FaultId::ApiBlocked, ProtocolState::Closed).code, 700700);
     }
 
     #[test]

@@ -173,21 +173,11 @@ pub struct RawCors {
 }
 
 fn default_cors_methods() -> Vec<String> {
-    ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
-        .map(String::from)
-        .to_vec()
+    ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"].map(String::from).to_vec()
 }
 
 fn default_cors_headers() -> Vec<String> {
-    [
-        "authorization",
-        "Access-Control-Allow-Origin",
-        "Content-Type",
-        "SOAPAction",
-        "apikey",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["authorization", "Access-Control-Allow-Origin", "Content-Type", "SOAPAction", "apikey"].map(String::from).to_vec()
 }
 
 /// A custom fault body.
@@ -307,11 +297,7 @@ pub struct RawKeyManager {
 }
 
 fn default_algorithms() -> Vec<String> {
-    [
-        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"].map(String::from).to_vec()
 }
 fn default_skew() -> u64 {
     60
@@ -504,11 +490,7 @@ pub struct RawRouting {
 
 impl Default for RawRouting {
     fn default() -> Self {
-        RawRouting {
-            cluster_header: default_cluster_header(),
-            api_header: default_api_header(),
-            rewrite_path: true,
-        }
+        RawRouting { cluster_header: default_cluster_header(), api_header: default_api_header(), rewrite_path: true }
     }
 }
 
@@ -802,20 +784,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        ConfigError { field: field.into(), reason: reason.into() }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: field `{}`: {}",
-            self.field, self.reason
-        )
+        write!(f, "invalid configuration: field `{}`: {}", self.field, self.reason)
     }
 }
 
@@ -986,24 +961,15 @@ impl Config {
             RawConfig::default()
         } else {
             if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-                return Err(ConfigError::new(
-                    "(root)",
-                    "the configuration must be a JSON object",
-                ));
+                return Err(ConfigError::new("(root)", "the configuration must be a JSON object"));
             }
             let mut deserializer = serde_json::Deserializer::from_slice(bytes);
             let raw = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
                 let path = error.path().to_string();
-                let field = if path == "." {
-                    "(root)".to_string()
-                } else {
-                    path
-                };
+                let field = if path == "." { "(root)".to_string() } else { path };
                 ConfigError::new(field, redact_values(&error.inner().to_string()))
             })?;
-            deserializer
-                .end()
-                .map_err(|error| ConfigError::new("(root)", error.to_string()))?;
+            deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
             raw
         };
         Config::compile(raw)
@@ -1046,32 +1012,19 @@ impl Config {
         check_applications(&raw.applications, &policies)?;
         check_subscriptions(&raw.subscriptions, &raw.applications, &apis, &policies)?;
         if raw.credentials.max_token_bytes < 64 || raw.credentials.max_token_bytes > 65_536 {
-            return Err(ConfigError::new(
-                "credentials.max_token_bytes",
-                "must be from 64 to 65536",
-            ));
+            return Err(ConfigError::new("credentials.max_token_bytes", "must be from 64 to 65536"));
         }
         if raw.credentials.verified_cache_entries > 1_000_000 {
-            return Err(ConfigError::new(
-                "credentials.verified_cache_entries",
-                "must be at most 1000000",
-            ));
+            return Err(ConfigError::new("credentials.verified_cache_entries", "must be at most 1000000"));
         }
         check_header_name(
             "credentials.context_header_prefix",
             raw.credentials.context_header_prefix.trim_end_matches('-'),
         )?;
         if raw.credentials.api_key_query_param.is_empty()
-            || !raw
-                .credentials
-                .api_key_query_param
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !raw.credentials.api_key_query_param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err(ConfigError::new(
-                "credentials.api_key_query_param",
-                "must be a plain parameter name",
-            ));
+            return Err(ConfigError::new("credentials.api_key_query_param", "must be a plain parameter name"));
         }
 
         let mut key_managers = Vec::with_capacity(raw.key_managers.len());
@@ -1080,16 +1033,10 @@ impl Config {
         for (index, raw_km) in raw.key_managers.into_iter().enumerate() {
             let field = format!("key_managers[{index}]");
             if raw_km.name.is_empty() || !km_names.insert(raw_km.name.clone()) {
-                return Err(ConfigError::new(
-                    format!("{field}.name"),
-                    "must be non-empty and unique",
-                ));
+                return Err(ConfigError::new(format!("{field}.name"), "must be non-empty and unique"));
             }
             if raw_km.issuer.is_empty() || issuers.insert(raw_km.issuer.clone(), index).is_some() {
-                return Err(ConfigError::new(
-                    format!("{field}.issuer"),
-                    "must be non-empty and unique",
-                ));
+                return Err(ConfigError::new(format!("{field}.issuer"), "must be non-empty and unique"));
             }
             key_managers.push(compile_key_manager(&field, raw_km)?);
         }
@@ -1105,43 +1052,22 @@ impl Config {
         for (index, application) in raw.applications.iter().enumerate() {
             application_ids.insert(application.id.clone(), index);
             for client in &application.client_ids {
-                clients.insert(
-                    client.id.clone(),
-                    AppKey {
-                        application: index,
-                        key_type: client.key_type,
-                    },
-                );
+                clients.insert(client.id.clone(), AppKey { application: index, key_type: client.key_type });
             }
             for key in &application.api_keys {
                 let digest = hex_digest(&key.sha256);
                 let bucket = u64::from_be_bytes([
-                    digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6],
-                    digest[7],
+                    digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
                 ]);
-                api_key_buckets
-                    .entry(bucket)
-                    .or_default()
-                    .push(api_key_hashes.len());
-                api_key_hashes.push((
-                    digest,
-                    AppKey {
-                        application: index,
-                        key_type: key.key_type,
-                    },
-                ));
+                api_key_buckets.entry(bucket).or_default().push(api_key_hashes.len());
+                api_key_hashes.push((digest, AppKey { application: index, key_type: key.key_type }));
             }
         }
         let subscription_index = raw
             .subscriptions
             .iter()
             .enumerate()
-            .map(|(index, subscription)| {
-                (
-                    (subscription.application.clone(), subscription.api.clone()),
-                    index,
-                )
-            })
+            .map(|(index, subscription)| ((subscription.application.clone(), subscription.api.clone()), index))
             .collect();
 
         Ok(Config {
@@ -1172,10 +1098,7 @@ impl Config {
 fn hex_digest(hex: &str) -> [u8; 32] {
     let mut digest = [0u8; 32];
     for (index, byte) in digest.iter_mut().enumerate() {
-        *byte = hex
-            .get(index * 2..index * 2 + 2)
-            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-            .unwrap_or(0);
+        *byte = hex.get(index * 2..index * 2 + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).unwrap_or(0);
     }
     digest
 }
@@ -1189,39 +1112,22 @@ fn parse_algorithms(field: &str, names: &[String]) -> Result<Vec<Algorithm>, Con
         .enumerate()
         .map(|(index, name)| {
             name.parse::<Algorithm>().map_err(|_| {
-                ConfigError::new(
-                    format!("{field}[{index}]"),
-                    format!("`{name}` is not a supported algorithm"),
-                )
+                ConfigError::new(format!("{field}[{index}]"), format!("`{name}` is not a supported algorithm"))
             })
         })
         .collect()
 }
 
-fn check_cluster_call(
-    field: &str,
-    cluster: &str,
-    path: &str,
-    timeout_ms: u64,
-) -> Result<(), ConfigError> {
+fn check_cluster_call(field: &str, cluster: &str, path: &str, timeout_ms: u64) -> Result<(), ConfigError> {
     if cluster.is_empty() {
-        return Err(ConfigError::new(
-            format!("{field}.cluster"),
-            "must not be empty",
-        ));
+        return Err(ConfigError::new(format!("{field}.cluster"), "must not be empty"));
     }
     check_header_value(&format!("{field}.cluster"), cluster)?;
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(
-            format!("{field}.path"),
-            "must start with `/` and hold no spaces",
-        ));
+        return Err(ConfigError::new(format!("{field}.path"), "must start with `/` and hold no spaces"));
     }
     if timeout_ms == 0 || timeout_ms > 60_000 {
-        return Err(ConfigError::new(
-            format!("{field}.timeout_ms"),
-            "must be from 1 to 60000",
-        ));
+        return Err(ConfigError::new(format!("{field}.timeout_ms"), "must be from 1 to 60000"));
     }
     Ok(())
 }
@@ -1230,22 +1136,14 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
     let algorithms = parse_algorithms(&format!("{field}.algorithms"), &raw.algorithms)?;
     let hmac = match &raw.hmac_secret {
         Some(secret) if secret.0.len() < 32 => {
-            return Err(ConfigError::new(
-                format!("{field}.hmac_secret"),
-                "must be at least 32 bytes",
-            ));
+            return Err(ConfigError::new(format!("{field}.hmac_secret"), "must be at least 32 bytes"));
         }
         Some(secret) => Some(keys::hmac_key(secret.0.as_bytes())),
         None => None,
     };
-    let wants_hmac = algorithms
-        .iter()
-        .any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac);
+    let wants_hmac = algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac);
     if wants_hmac && hmac.is_none() {
-        return Err(ConfigError::new(
-            format!("{field}.algorithms"),
-            "HS256/384/512 need `hmac_secret`",
-        ));
+        return Err(ConfigError::new(format!("{field}.algorithms"), "HS256/384/512 need `hmac_secret`"));
     }
     let mut static_keys = KeySet::default();
     let mut remote_jwks = None;
@@ -1259,19 +1157,11 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
             (None, Some(cluster)) => {
                 check_cluster_call(&jwks_field, cluster, &jwks.path, jwks.timeout_ms)?;
                 if jwks.refresh_s == 0 {
-                    return Err(ConfigError::new(
-                        format!("{jwks_field}.refresh_s"),
-                        "must be at least 1",
-                    ));
+                    return Err(ConfigError::new(format!("{jwks_field}.refresh_s"), "must be at least 1"));
                 }
                 remote_jwks = Some(jwks);
             }
-            _ => {
-                return Err(ConfigError::new(
-                    jwks_field,
-                    "set exactly one of `keys` and `cluster`",
-                ))
-            }
+            _ => return Err(ConfigError::new(jwks_field, "set exactly one of `keys` and `cluster`")),
         }
     }
     if let Some(introspection) = &raw.introspection {
@@ -1283,10 +1173,7 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
             introspection.timeout_ms,
         )?;
         if introspection.client_id.is_empty() || introspection.client_id.contains(':') {
-            return Err(ConfigError::new(
-                format!("{introspection_field}.client_id"),
-                "must be non-empty, without `:`",
-            ));
+            return Err(ConfigError::new(format!("{introspection_field}.client_id"), "must be non-empty, without `:`"));
         }
     }
     let claims = &raw.claims;
@@ -1295,10 +1182,7 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
         || claims.end_user.is_empty()
         || claims.token_type.is_empty()
     {
-        return Err(ConfigError::new(
-            format!("{field}.claims"),
-            "claim names must not be empty",
-        ));
+        return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
     }
     Ok(KeyManager {
         name: raw.name,
@@ -1316,23 +1200,12 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
 
 fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
     let algorithms = parse_algorithms("api_key_jwt.algorithms", &raw.algorithms)?;
-    if algorithms
-        .iter()
-        .any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac)
-    {
-        return Err(ConfigError::new(
-            "api_key_jwt.algorithms",
-            "API keys are verified with public keys only",
-        ));
+    if algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac) {
+        return Err(ConfigError::new("api_key_jwt.algorithms", "API keys are verified with public keys only"));
     }
     let keys = KeySet::from_jwks(&serde_json::json!({ "keys": raw.keys }))
         .map_err(|reason| ConfigError::new("api_key_jwt.keys", reason))?;
-    Ok(ApiKeyJwt {
-        keys,
-        issuer: raw.issuer,
-        algorithms,
-        clock_skew_s: raw.clock_skew_s,
-    })
+    Ok(ApiKeyJwt { keys, issuer: raw.issuer, algorithms, clock_skew_s: raw.clock_skew_s })
 }
 
 /// Removes the values serde quotes in type errors (`invalid type: string "sk_live_..."`), so a
@@ -1360,11 +1233,8 @@ fn api_base_paths(field: &str, api: &Api) -> Result<Vec<String>, ConfigError> {
     if api.context.contains("{version}") {
         bases.push(api.context.replace("{version}", &api.version));
         if api.default_version {
-            let without: Vec<&str> = api
-                .context
-                .split('/')
-                .filter(|segment| !segment.is_empty() && *segment != "{version}")
-                .collect();
+            let without: Vec<&str> =
+                api.context.split('/').filter(|segment| !segment.is_empty() && *segment != "{version}").collect();
             if without.is_empty() {
                 return Err(ConfigError::new(
                     format!("{field}.default_version"),
@@ -1384,39 +1254,25 @@ fn api_base_paths(field: &str, api: &Api) -> Result<Vec<String>, ConfigError> {
 
 fn check_header_value(field: &str, value: &str) -> Result<(), ConfigError> {
     if value.chars().any(|c| c.is_control()) {
-        return Err(ConfigError::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(ConfigError::new(field, "must not contain control characters"));
     }
     Ok(())
 }
 
 fn check_header_name(field: &str, value: &str) -> Result<(), ConfigError> {
-    let valid = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let valid =
+        !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !valid {
-        return Err(ConfigError::new(
-            field,
-            format!("`{value}` is not a valid header name"),
-        ));
+        return Err(ConfigError::new(field, format!("`{value}` is not a valid header name")));
     }
     Ok(())
 }
 
 fn check_credentials(credentials: &RawCredentials) -> Result<(), ConfigError> {
-    check_header_name(
-        "credentials.authorization_header",
-        &credentials.authorization_header,
-    )?;
+    check_header_name("credentials.authorization_header", &credentials.authorization_header)?;
     check_header_name("credentials.api_key_header", &credentials.api_key_header)?;
     if credentials.realm.contains('"') || credentials.realm.contains('\\') {
-        return Err(ConfigError::new(
-            "credentials.realm",
-            "must not contain `\"` or `\\`",
-        ));
+        return Err(ConfigError::new("credentials.realm", "must not contain `\"` or `\\`"));
     }
     check_header_value("credentials.realm", &credentials.realm)
 }
@@ -1441,43 +1297,27 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 fn check_routing(routing: &RawRouting, credentials: &RawCredentials) -> Result<(), ConfigError> {
-    for (field, name) in [
-        ("routing.cluster_header", &routing.cluster_header),
-        ("routing.api_header", &routing.api_header),
-    ] {
+    for (field, name) in
+        [("routing.cluster_header", &routing.cluster_header), ("routing.api_header", &routing.api_header)]
+    {
         check_header_name(field, name)?;
         let lower = name.to_ascii_lowercase();
         if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
-            return Err(ConfigError::new(
-                field,
-                format!("`{name}` is a reserved header"),
-            ));
+            return Err(ConfigError::new(field, format!("`{name}` is a reserved header")));
         }
         if lower == credentials.authorization_header.to_ascii_lowercase()
             || lower == credentials.api_key_header.to_ascii_lowercase()
         {
-            return Err(ConfigError::new(
-                field,
-                format!("`{name}` is also a credentials header"),
-            ));
+            return Err(ConfigError::new(field, format!("`{name}` is also a credentials header")));
         }
     }
-    if routing
-        .cluster_header
-        .eq_ignore_ascii_case(&routing.api_header)
-    {
-        return Err(ConfigError::new(
-            "routing.api_header",
-            "must differ from routing.cluster_header",
-        ));
+    if routing.cluster_header.eq_ignore_ascii_case(&routing.api_header) {
+        return Err(ConfigError::new("routing.api_header", "must differ from routing.cluster_header"));
     }
     Ok(())
 }
 
-fn compile_errors(
-    raw: RawErrors,
-    credentials: &RawCredentials,
-) -> Result<ErrorSettings, ConfigError> {
+fn compile_errors(raw: RawErrors, credentials: &RawCredentials) -> Result<ErrorSettings, ConfigError> {
     let mut overrides_by_code = HashMap::new();
     let mut overrides_by_id = HashMap::new();
     for (key, value) in raw.overrides {
@@ -1492,35 +1332,23 @@ fn compile_errors(
         }
         for text in [&value.message, &value.description].into_iter().flatten() {
             if text.len() > 4096 {
-                return Err(ConfigError::new(
-                    field.clone(),
-                    "message and description are limited to 4096 bytes",
-                ));
+                return Err(ConfigError::new(field.clone(), "message and description are limited to 4096 bytes"));
             }
         }
         if let Ok(code) = key.parse::<u32>() {
             if !catalogue::is_known_code(code) {
-                return Err(ConfigError::new(
-                    field,
-                    format!("{code} is not a code of the catalogue"),
-                ));
+                return Err(ConfigError::new(field, format!("{code} is not a code of the catalogue")));
             }
             overrides_by_code.insert(code, value);
         } else if let Some(id) = catalogue::by_id(&key) {
             overrides_by_id.insert(id, value);
         } else {
-            return Err(ConfigError::new(
-                field,
-                format!("`{key}` is neither a code nor an id of the catalogue"),
-            ));
+            return Err(ConfigError::new(field, format!("`{key}` is neither a code nor an id of the catalogue")));
         }
     }
     if let Some(cors) = &raw.cors {
         if cors.allow_origins.is_empty() {
-            return Err(ConfigError::new(
-                "errors.cors.allow_origins",
-                "must list at least one origin",
-            ));
+            return Err(ConfigError::new("errors.cors.allow_origins", "must list at least one origin"));
         }
         if cors.allow_credentials && cors.allow_origins.iter().any(|origin| origin == "*") {
             return Err(ConfigError::new(
@@ -1539,10 +1367,7 @@ fn compile_errors(
                 let field = format!("errors.cors.{name}[{index}]");
                 check_header_value(&field, value)?;
                 if value.trim().is_empty() || value.contains(',') {
-                    return Err(ConfigError::new(
-                        field,
-                        "must be one non-empty value without commas",
-                    ));
+                    return Err(ConfigError::new(field, "must be one non-empty value without commas"));
                 }
             }
         }
@@ -1550,24 +1375,15 @@ fn compile_errors(
     check_header_value("errors.kanali_docs_url", &raw.kanali_docs_url)?;
     match (&raw.format, &raw.template) {
         (ErrorFormat::Template, None) => {
-            return Err(ConfigError::new(
-                "errors.template",
-                "is required when errors.format is `template`",
-            ));
+            return Err(ConfigError::new("errors.template", "is required when errors.format is `template`"));
         }
         (_, Some(template)) => {
             if template.body.is_empty() {
-                return Err(ConfigError::new(
-                    "errors.template.body",
-                    "must not be empty",
-                ));
+                return Err(ConfigError::new("errors.template.body", "must not be empty"));
             }
             check_header_value("errors.template.content_type", &template.content_type)?;
             if template.content_type.trim().is_empty() {
-                return Err(ConfigError::new(
-                    "errors.template.content_type",
-                    "must not be empty",
-                ));
+                return Err(ConfigError::new("errors.template.content_type", "must not be empty"));
             }
         }
         (_, None) => {}
@@ -1591,59 +1407,27 @@ fn check_policies(policies: &BTreeMap<String, RawPolicy>) -> Result<HashSet<Stri
     for (name, policy) in policies {
         let field = format!("policies.{name}");
         if name == UNLIMITED {
-            return Err(ConfigError::new(
-                field,
-                "`Unlimited` is built in and cannot be redefined",
-            ));
+            return Err(ConfigError::new(field, "`Unlimited` is built in and cannot be redefined"));
         }
         if name.trim().is_empty() {
-            return Err(ConfigError::new(
-                "policies",
-                "a policy name must not be empty",
-            ));
+            return Err(ConfigError::new("policies", "a policy name must not be empty"));
         }
         match (policy.requests, policy.bytes) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    field,
-                    "set `requests` or `bytes`, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(ConfigError::new(field, "set one of `requests` and `bytes`"))
-            }
-            (Some(0), None) => {
-                return Err(ConfigError::new(
-                    format!("{field}.requests"),
-                    "must be at least 1",
-                ))
-            }
-            (None, Some(0)) => {
-                return Err(ConfigError::new(
-                    format!("{field}.bytes"),
-                    "must be at least 1",
-                ))
-            }
+            (Some(_), Some(_)) => return Err(ConfigError::new(field, "set `requests` or `bytes`, not both")),
+            (None, None) => return Err(ConfigError::new(field, "set one of `requests` and `bytes`")),
+            (Some(0), None) => return Err(ConfigError::new(format!("{field}.requests"), "must be at least 1")),
+            (None, Some(0)) => return Err(ConfigError::new(format!("{field}.bytes"), "must be at least 1")),
             _ => {}
         }
         if policy.unit_count == 0 {
-            return Err(ConfigError::new(
-                format!("{field}.unit_count"),
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new(format!("{field}.unit_count"), "must be at least 1"));
         }
         if let Some(burst) = &policy.burst {
             if burst.requests == 0 {
-                return Err(ConfigError::new(
-                    format!("{field}.burst.requests"),
-                    "must be at least 1",
-                ));
+                return Err(ConfigError::new(format!("{field}.burst.requests"), "must be at least 1"));
             }
             if !matches!(burst.per, TimeUnit::Second | TimeUnit::Minute) {
-                return Err(ConfigError::new(
-                    format!("{field}.burst.per"),
-                    "must be `second` or `minute`",
-                ));
+                return Err(ConfigError::new(format!("{field}.burst.per"), "must be `second` or `minute`"));
             }
         }
         names.insert(name.clone());
@@ -1651,32 +1435,21 @@ fn check_policies(policies: &BTreeMap<String, RawPolicy>) -> Result<HashSet<Stri
     Ok(names)
 }
 
-fn check_policy_ref(
-    field: String,
-    policy: &Option<String>,
-    policies: &HashSet<String>,
-) -> Result<(), ConfigError> {
+fn check_policy_ref(field: String, policy: &Option<String>, policies: &HashSet<String>) -> Result<(), ConfigError> {
     match policy {
-        Some(name) if !policies.contains(name) => Err(ConfigError::new(
-            field,
-            format!("policy `{name}` is not defined in `policies`"),
-        )),
+        Some(name) if !policies.contains(name) => {
+            Err(ConfigError::new(field, format!("policy `{name}` is not defined in `policies`")))
+        }
         _ => Ok(()),
     }
 }
 
 fn check_context(field: &str, context: &str) -> Result<(), ConfigError> {
     if !context.starts_with('/') || context.len() < 2 {
-        return Err(ConfigError::new(
-            field,
-            format!("`{context}` must start with `/` and name at least one segment"),
-        ));
+        return Err(ConfigError::new(field, format!("`{context}` must start with `/` and name at least one segment")));
     }
     if context.ends_with('/') {
-        return Err(ConfigError::new(
-            field,
-            format!("`{context}` must not end with `/`"),
-        ));
+        return Err(ConfigError::new(field, format!("`{context}` must not end with `/`")));
     }
     let mut version_segments = 0;
     for segment in context[1..].split('/') {
@@ -1695,37 +1468,22 @@ fn check_context(field: &str, context: &str) -> Result<(), ConfigError> {
 
 fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<Api, ConfigError> {
     if raw.name.trim().is_empty() {
-        return Err(ConfigError::new(
-            format!("{field}.name"),
-            "must not be empty",
-        ));
+        return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
     }
     if raw.name.contains(':') {
-        return Err(ConfigError::new(
-            format!("{field}.name"),
-            "must not contain `:`",
-        ));
+        return Err(ConfigError::new(format!("{field}.name"), "must not contain `:`"));
     }
     check_header_value(&format!("{field}.name"), &raw.name)?;
     check_context(&format!("{field}.context"), &raw.context)?;
     if raw.version.is_empty() {
-        return Err(ConfigError::new(
-            format!("{field}.version"),
-            "must not be empty",
-        ));
+        return Err(ConfigError::new(format!("{field}.version"), "must not be empty"));
     }
     matcher::check_literal_segment(&raw.version)
         .map_err(|reason| ConfigError::new(format!("{field}.version"), reason))?;
     if raw.endpoints.production.is_none() && raw.endpoints.sandbox.is_none() {
-        return Err(ConfigError::new(
-            format!("{field}.endpoints"),
-            "needs a production or a sandbox cluster",
-        ));
+        return Err(ConfigError::new(format!("{field}.endpoints"), "needs a production or a sandbox cluster"));
     }
-    for (name, cluster) in [
-        ("production", &raw.endpoints.production),
-        ("sandbox", &raw.endpoints.sandbox),
-    ] {
+    for (name, cluster) in [("production", &raw.endpoints.production), ("sandbox", &raw.endpoints.sandbox)] {
         if let Some(cluster) = cluster {
             let cluster_field = format!("{field}.endpoints.{name}");
             if cluster.is_empty() {
@@ -1737,10 +1495,7 @@ fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<A
     if !raw.backend_path.is_empty() {
         let backend_field = format!("{field}.backend_path");
         if !raw.backend_path.starts_with('/') || raw.backend_path.ends_with('/') {
-            return Err(ConfigError::new(
-                backend_field,
-                "must start with `/` and not end with `/` (or be empty)",
-            ));
+            return Err(ConfigError::new(backend_field, "must start with `/` and not end with `/` (or be empty)"));
         }
         for segment in raw.backend_path[1..].split('/') {
             matcher::check_literal_segment(segment)
@@ -1764,17 +1519,10 @@ fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<A
         if !seen.insert((resource.method.clone(), template.shape())) {
             return Err(ConfigError::new(
                 format!("{resource_field}.path"),
-                format!(
-                    "{} {} duplicates an earlier resource",
-                    resource.method, resource.path
-                ),
+                format!("{} {} duplicates an earlier resource", resource.method, resource.path),
             ));
         }
-        check_policy_ref(
-            format!("{resource_field}.policy"),
-            &resource.policy,
-            policies,
-        )?;
+        check_policy_ref(format!("{resource_field}.policy"), &resource.policy, policies)?;
         for (scope_index, scope) in resource.scopes.iter().enumerate() {
             if scope.is_empty() || scope.contains(char::is_whitespace) {
                 return Err(ConfigError::new(
@@ -1806,10 +1554,7 @@ fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<A
     })
 }
 
-fn check_applications(
-    applications: &[RawApplication],
-    policies: &HashSet<String>,
-) -> Result<(), ConfigError> {
+fn check_applications(applications: &[RawApplication], policies: &HashSet<String>) -> Result<(), ConfigError> {
     let mut ids = HashSet::new();
     let mut client_ids = HashSet::new();
     let mut key_hashes = HashSet::new();
@@ -1819,10 +1564,7 @@ fn check_applications(
             return Err(ConfigError::new(format!("{field}.id"), "must not be empty"));
         }
         if !ids.insert(application.id.as_str()) {
-            return Err(ConfigError::new(
-                format!("{field}.id"),
-                format!("`{}` is used twice", application.id),
-            ));
+            return Err(ConfigError::new(format!("{field}.id"), format!("`{}` is used twice", application.id)));
         }
         check_policy_ref(format!("{field}.policy"), &application.policy, policies)?;
         for (client_index, client) in application.client_ids.iter().enumerate() {
@@ -1835,22 +1577,12 @@ fn check_applications(
         }
         for (key_index, key) in application.api_keys.iter().enumerate() {
             let key_field = format!("{field}.api_keys[{key_index}].sha256");
-            let valid = key.sha256.len() == 64
-                && key
-                    .sha256
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            let valid = key.sha256.len() == 64 && key.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
             if !valid {
-                return Err(ConfigError::new(
-                    key_field,
-                    "must be 64 lowercase hex characters (a SHA-256 digest)",
-                ));
+                return Err(ConfigError::new(key_field, "must be 64 lowercase hex characters (a SHA-256 digest)"));
             }
             if !key_hashes.insert(key.sha256.as_str()) {
-                return Err(ConfigError::new(
-                    key_field,
-                    "the same key is configured twice",
-                ));
+                return Err(ConfigError::new(key_field, "the same key is configured twice"));
             }
         }
     }
@@ -1864,10 +1596,7 @@ fn check_subscriptions(
     policies: &HashSet<String>,
 ) -> Result<(), ConfigError> {
     let application_ids: HashSet<&str> = applications.iter().map(|app| app.id.as_str()).collect();
-    let api_keys: HashSet<String> = apis
-        .iter()
-        .map(|api| format!("{}:{}", api.name, api.version))
-        .collect();
+    let api_keys: HashSet<String> = apis.iter().map(|api| format!("{}:{}", api.name, api.version)).collect();
     let mut seen = HashSet::new();
     for (index, subscription) in subscriptions.iter().enumerate() {
         let field = format!("subscriptions[{index}]");
@@ -1880,22 +1609,12 @@ fn check_subscriptions(
         if !api_keys.contains(&subscription.api) {
             return Err(ConfigError::new(
                 format!("{field}.api"),
-                format!(
-                    "API `{}` is not defined (write `<name>:<version>`)",
-                    subscription.api
-                ),
+                format!("API `{}` is not defined (write `<name>:<version>`)", subscription.api),
             ));
         }
-        check_policy_ref(
-            format!("{field}.tier"),
-            &Some(subscription.tier.clone()),
-            policies,
-        )?;
+        check_policy_ref(format!("{field}.tier"), &Some(subscription.tier.clone()), policies)?;
         if !seen.insert((subscription.application.as_str(), subscription.api.as_str())) {
-            return Err(ConfigError::new(
-                field,
-                "the application is subscribed to this API twice",
-            ));
+            return Err(ConfigError::new(field, "the application is subscribed to this API twice"));
         }
     }
     Ok(())
@@ -1955,26 +1674,14 @@ mod tests {
         .unwrap();
         assert_eq!(config.errors.overrides_by_code[&900800].status, Some(555));
         assert!(config.errors.overrides_by_code.contains_key(&101507));
-        assert!(config
-            .errors
-            .overrides_by_id
-            .contains_key(&FaultId::ProductionKeyWithoutEndpoint));
-        assert_eq!(
-            error_of(r#"{"errors":{"overrides":{"123":{}}}}"#).field,
-            "errors.overrides.123"
-        );
-        assert_eq!(
-            error_of(r#"{"errors":{"overrides":{"nope":{}}}}"#).field,
-            "errors.overrides.nope"
-        );
+        assert!(config.errors.overrides_by_id.contains_key(&FaultId::ProductionKeyWithoutEndpoint));
+        assert_eq!(error_of(r#"{"errors":{"overrides":{"123":{}}}}"#).field, "errors.overrides.123");
+        assert_eq!(error_of(r#"{"errors":{"overrides":{"nope":{}}}}"#).field, "errors.overrides.nope");
     }
 
     #[test]
     fn template_format_needs_a_template() {
-        assert_eq!(
-            error_of(r#"{"errors":{"format":"template"}}"#).field,
-            "errors.template"
-        );
+        assert_eq!(error_of(r#"{"errors":{"format":"template"}}"#).field, "errors.template");
     }
 
     #[test]
@@ -1987,38 +1694,17 @@ mod tests {
     fn api_references_and_uniqueness_are_checked() {
         let twice = format!(r#"{{"apis":[{MINIMAL_API},{MINIMAL_API}]}}"#);
         assert_eq!(error_of(&twice).field, "apis[1].name");
-        let no_policy = MINIMAL_API.replace(
-            r#""version":"1.0.0","#,
-            r#""version":"1.0.0","policy":"Gold","#,
-        );
-        assert_eq!(
-            error_of(&format!(r#"{{"apis":[{no_policy}]}}"#)).field,
-            "apis[0].policy"
-        );
-        let no_endpoint =
-            MINIMAL_API.replace(r#""endpoints":{"production":"pizza"}"#, r#""endpoints":{}"#);
-        assert_eq!(
-            error_of(&format!(r#"{{"apis":[{no_endpoint}]}}"#)).field,
-            "apis[0].endpoints"
-        );
+        let no_policy = MINIMAL_API.replace(r#""version":"1.0.0","#, r#""version":"1.0.0","policy":"Gold","#);
+        assert_eq!(error_of(&format!(r#"{{"apis":[{no_policy}]}}"#)).field, "apis[0].policy");
+        let no_endpoint = MINIMAL_API.replace(r#""endpoints":{"production":"pizza"}"#, r#""endpoints":{}"#);
+        assert_eq!(error_of(&format!(r#"{{"apis":[{no_endpoint}]}}"#)).field, "apis[0].endpoints");
         let bad_method = MINIMAL_API.replace(r#""GET""#, r#""FETCH""#);
-        assert_eq!(
-            error_of(&format!(r#"{{"apis":[{bad_method}]}}"#)).field,
-            "apis[0].resources[0].method"
-        );
+        assert_eq!(error_of(&format!(r#"{{"apis":[{bad_method}]}}"#)).field, "apis[0].resources[0].method");
     }
 
     #[test]
     fn contexts_are_checked() {
-        for context in [
-            "pizzashack",
-            "/",
-            "/pizza/",
-            "/pi zza",
-            "/a/../b",
-            "/a//b",
-            "/{id}",
-        ] {
+        for context in ["pizzashack", "/", "/pizza/", "/pi zza", "/a/../b", "/a//b", "/{id}"] {
             let api = MINIMAL_API.replace("/pizzashack", context);
             let error = error_of(&format!(r#"{{"apis":[{api}]}}"#));
             assert_eq!(error.field, "apis[0].context", "context {context}");
@@ -2047,35 +1733,24 @@ mod tests {
 
     #[test]
     fn policies_are_checked() {
-        assert_eq!(
-            error_of(r#"{"policies":{"P":{"per":"minute"}}}"#).field,
-            "policies.P"
-        );
-        assert_eq!(
-            error_of(r#"{"policies":{"P":{"requests":0,"per":"minute"}}}"#).field,
-            "policies.P.requests"
-        );
+        assert_eq!(error_of(r#"{"policies":{"P":{"per":"minute"}}}"#).field, "policies.P");
+        assert_eq!(error_of(r#"{"policies":{"P":{"requests":0,"per":"minute"}}}"#).field, "policies.P.requests");
         assert_eq!(
             error_of(r#"{"policies":{"P":{"requests":5,"per":"minute","burst":{"requests":1,"per":"hour"}}}}"#).field,
             "policies.P.burst.per"
         );
-        assert_eq!(
-            error_of(r#"{"policies":{"Unlimited":{"requests":5,"per":"minute"}}}"#).field,
-            "policies.Unlimited"
-        );
+        assert_eq!(error_of(r#"{"policies":{"Unlimited":{"requests":5,"per":"minute"}}}"#).field, "policies.Unlimited");
     }
 
     #[test]
     fn cors_wildcard_with_credentials_is_refused() {
-        let error =
-            error_of(r#"{"errors":{"cors":{"allow_origins":["*"],"allow_credentials":true}}}"#);
+        let error = error_of(r#"{"errors":{"cors":{"allow_origins":["*"],"allow_credentials":true}}}"#);
         assert_eq!(error.field, "errors.cors.allow_credentials");
     }
 
     #[test]
     fn values_are_not_echoed_in_type_errors() {
-        let error =
-            error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["sk_live_SECRET"]}]}"#);
+        let error = error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["sk_live_SECRET"]}]}"#);
         assert_eq!(error.field, "applications[0].api_keys[0]");
         assert!(!error.to_string().contains("sk_live_SECRET"), "{error}");
         assert!(error.reason.contains("invalid type: a string"), "{error}");
@@ -2083,18 +1758,9 @@ mod tests {
 
     #[test]
     fn routing_headers_must_not_be_reserved_or_credentials() {
-        assert_eq!(
-            error_of(r#"{"routing":{"cluster_header":"host"}}"#).field,
-            "routing.cluster_header"
-        );
-        assert_eq!(
-            error_of(r#"{"routing":{"cluster_header":"Content-Length"}}"#).field,
-            "routing.cluster_header"
-        );
-        assert_eq!(
-            error_of(r#"{"routing":{"api_header":"apikey"}}"#).field,
-            "routing.api_header"
-        );
+        assert_eq!(error_of(r#"{"routing":{"cluster_header":"host"}}"#).field, "routing.cluster_header");
+        assert_eq!(error_of(r#"{"routing":{"cluster_header":"Content-Length"}}"#).field, "routing.cluster_header");
+        assert_eq!(error_of(r#"{"routing":{"api_header":"apikey"}}"#).field, "routing.api_header");
         assert_eq!(
             error_of(r#"{"routing":{"api_header":"x-envoy-upstream-rq-timeout-ms"}}"#).field,
             "routing.api_header"
@@ -2109,10 +1775,7 @@ mod tests {
 
     #[test]
     fn base_paths_include_default_version_and_version_templates() {
-        let api = MINIMAL_API.replace(
-            r#""version":"1.0.0","#,
-            r#""version":"1.0.0","default_version":true,"#,
-        );
+        let api = MINIMAL_API.replace(r#""version":"1.0.0","#, r#""version":"1.0.0","default_version":true,"#);
         let config = Config::from_json(format!(r#"{{"apis":[{api}]}}"#).as_bytes()).unwrap();
         assert!(config.base_paths.contains_key("/pizzashack/1.0.0"));
         assert!(config.base_paths.contains_key("/pizzashack"));

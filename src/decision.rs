@@ -82,16 +82,12 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
         if resource.method != request.method {
             continue;
         }
-        if best
-            .as_ref()
-            .is_none_or(|(current, _)| specificity > *current)
-        {
+        if best.as_ref().is_none_or(|(current, _)| specificity > *current) {
             best = Some((specificity, index));
         }
     }
     let Some((_, resource_index)) = best else {
-        let preflight =
-            request.method == "OPTIONS" && request.access_control_request_method.is_some();
+        let preflight = request.method == "OPTIONS" && request.access_control_request_method.is_some();
         if preflight && path_matched && config.errors.cors.is_some() {
             return Verdict::Preflight;
         }
@@ -114,8 +110,7 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
     let upstream_path = config.routing.rewrite_path.then(|| {
         // Runs of `/` are collapsed: the filter matched them as one, and a path starting with
         // `//` would read as a network-path reference (`//host/x`) to some backends.
-        let mut upstream =
-            collapse_slashes(&format!("{}{}", api.backend_path, path.raw_after(depth)));
+        let mut upstream = collapse_slashes(&format!("{}{}", api.backend_path, path.raw_after(depth)));
         if upstream.is_empty() {
             upstream.push('/');
         }
@@ -173,14 +168,7 @@ mod tests {
     }
 
     fn decide_get(config: &Config, path: &str) -> Verdict {
-        decide(
-            config,
-            &RequestView {
-                method: "GET",
-                path,
-                ..Default::default()
-            },
-        )
+        decide(config, &RequestView { method: "GET", path, ..Default::default() })
     }
 
     fn denied_with(verdict: Verdict) -> u32 {
@@ -203,10 +191,7 @@ mod tests {
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/menu?size=large"));
         assert_eq!(forward.cluster.as_deref(), Some("pizza"));
         assert_eq!(forward.api_label, "PizzaShackAPI:1.0.0");
-        assert_eq!(
-            forward.upstream_path.as_deref(),
-            Some("/api/menu?size=large")
-        );
+        assert_eq!(forward.upstream_path.as_deref(), Some("/api/menu?size=large"));
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/order/42"));
         assert_eq!(forward.resource, 2);
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/order/latest"));
@@ -217,39 +202,19 @@ mod tests {
     fn unknown_api_is_404_and_unknown_resource_or_method_is_900906() {
         let config = config();
         assert_eq!(denied_with(decide_get(&config, "/nothing/1.0.0/menu")), 404);
-        assert_eq!(
-            denied_with(decide_get(&config, "/pizzashack/2.0.0/menu")),
-            404
-        );
+        assert_eq!(denied_with(decide_get(&config, "/pizzashack/2.0.0/menu")), 404);
         assert_eq!(denied_with(decide_get(&config, "/pizzashack")), 404);
-        assert_eq!(
-            denied_with(decide_get(&config, "/pizzashack/1.0.0/drinks")),
-            900906
-        );
-        assert_eq!(
-            denied_with(decide_get(&config, "/pizzashack/1.0.0/order")),
-            900906,
-            "wrong method"
-        );
-        assert_eq!(
-            denied_with(decide_get(&config, "/pizzashack/1.0.0")),
-            900906
-        );
+        assert_eq!(denied_with(decide_get(&config, "/pizzashack/1.0.0/drinks")), 900906);
+        assert_eq!(denied_with(decide_get(&config, "/pizzashack/1.0.0/order")), 900906, "wrong method");
+        assert_eq!(denied_with(decide_get(&config, "/pizzashack/1.0.0")), 900906);
     }
 
     #[test]
     fn lifecycle_states() {
         let config = config();
-        assert_eq!(
-            denied_with(decide_get(&config, "/legacy/1.0.0/anything")),
-            700700
-        );
+        assert_eq!(denied_with(decide_get(&config, "/legacy/1.0.0/anything")), 700700);
         assert_eq!(denied_with(decide_get(&config, "/legacy/1.0.0")), 700700);
-        assert_eq!(
-            denied_with(decide_get(&config, "/old/1.0.0/anything")),
-            404,
-            "retired is not deployed"
-        );
+        assert_eq!(denied_with(decide_get(&config, "/old/1.0.0/anything")), 404, "retired is not deployed");
     }
 
     #[test]
@@ -267,15 +232,8 @@ mod tests {
         let json = r#"{"apis":[{"name":"F","context":"/f","version":"1","endpoints":{"production":"c"},
             "resources":[{"method":"GET","path":"/files"},{"method":"GET","path":"/files/*","security":[]}]}]}"#;
         let config = Config::from_json(json.as_bytes()).unwrap();
-        assert_eq!(
-            forwarded(decide_get(&config, "/f/1/files")).cluster,
-            None,
-            "the secured exact match"
-        );
-        assert!(matches!(
-            decide_get(&config, "/f/1/files/readme"),
-            Verdict::Forward(_)
-        ));
+        assert_eq!(forwarded(decide_get(&config, "/f/1/files")).cluster, None, "the secured exact match");
+        assert!(matches!(decide_get(&config, "/f/1/files/readme"), Verdict::Forward(_)));
     }
 
     #[test]
@@ -284,10 +242,7 @@ mod tests {
             "endpoints":{"production":"c"},"resources":[{"method":"GET","path":"/*"}]}]}"#;
         let config = Config::from_json(json.as_bytes()).unwrap();
         let forward = forwarded(decide_get(&config, "/a/1//evil.example//x?q=//y"));
-        assert_eq!(
-            forward.upstream_path.as_deref(),
-            Some("/evil.example/x?q=//y")
-        );
+        assert_eq!(forward.upstream_path.as_deref(), Some("/evil.example/x?q=//y"));
     }
 
     #[test]
@@ -317,10 +272,7 @@ mod tests {
         let json = CONFIG.replacen('{', r#"{"unmatched": "pass_through","#, 1);
         let config = Config::from_json(json.as_bytes()).unwrap();
         assert_eq!(decide_get(&config, "/somewhere/else"), Verdict::PassThrough);
-        assert_eq!(
-            denied_with(decide_get(&config, "/somewhere/../pizzashack/1.0.0/secure")),
-            900906
-        );
+        assert_eq!(denied_with(decide_get(&config, "/somewhere/../pizzashack/1.0.0/secure")), 900906);
     }
 
     #[test]
@@ -334,24 +286,10 @@ mod tests {
     #[test]
     fn cors_preflight_is_answered_for_known_paths_only() {
         let config = config();
-        let preflight = |path| RequestView {
-            method: "OPTIONS",
-            path,
-            access_control_request_method: Some("GET"),
-        };
-        assert_eq!(
-            decide(&config, &preflight("/pizzashack/1.0.0/menu")),
-            Verdict::Preflight
-        );
-        assert_eq!(
-            denied_with(decide(&config, &preflight("/pizzashack/1.0.0/nope"))),
-            900906
-        );
-        let plain_options = RequestView {
-            method: "OPTIONS",
-            path: "/pizzashack/1.0.0/menu",
-            ..Default::default()
-        };
+        let preflight = |path| RequestView { method: "OPTIONS", path, access_control_request_method: Some("GET") };
+        assert_eq!(decide(&config, &preflight("/pizzashack/1.0.0/menu")), Verdict::Preflight);
+        assert_eq!(denied_with(decide(&config, &preflight("/pizzashack/1.0.0/nope"))), 900906);
+        let plain_options = RequestView { method: "OPTIONS", path: "/pizzashack/1.0.0/menu", ..Default::default() };
         assert_eq!(denied_with(decide(&config, &plain_options)), 900906);
     }
 
@@ -359,18 +297,10 @@ mod tests {
     fn rewrite_can_be_turned_off_and_root_paths_stay_absolute() {
         let json = CONFIG.replacen('{', r#"{"routing": {"rewrite_path": false},"#, 1);
         let config = Config::from_json(json.as_bytes()).unwrap();
-        assert_eq!(
-            forwarded(decide_get(&config, "/pizzashack/1.0.0/menu")).upstream_path,
-            None
-        );
+        assert_eq!(forwarded(decide_get(&config, "/pizzashack/1.0.0/menu")).upstream_path, None);
         let json = r#"{"apis":[{"name":"R","context":"/r","version":"1","security":[],
             "endpoints":{"production":"c"},"resources":[{"method":"GET","path":"/"}]}]}"#;
         let config = Config::from_json(json.as_bytes()).unwrap();
-        assert_eq!(
-            forwarded(decide_get(&config, "/r/1?x=1"))
-                .upstream_path
-                .as_deref(),
-            Some("/?x=1")
-        );
+        assert_eq!(forwarded(decide_get(&config, "/r/1?x=1")).upstream_path.as_deref(), Some("/?x=1"));
     }
 }

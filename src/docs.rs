@@ -41,16 +41,11 @@ pub fn error_code_reference() -> String {
     out.push_str("Messages and descriptions are the strings WSO2 API Manager 4.x sends (including the trailing\n");
     out.push_str("space of `Resource forbidden `); statuses follow the seed's status table, so 900805 is 429\n");
     out.push_str("(API-M 4.x code sends 403: override it if your clients expect that).\n\n");
-    out.push_str(
-        "| code | id | status | family | message | description |\n|---|---|---|---|---|---|\n",
-    );
+    out.push_str("| code | id | status | family | message | description |\n|---|---|---|---|---|---|\n");
     for id in ALL {
         let spec = id.spec();
-        let code = if spec.family == Family::Transport {
-            format!("{} + state", spec.code)
-        } else {
-            spec.code.to_string()
-        };
+        let code =
+            if spec.family == Family::Transport { format!("{} + state", spec.code) } else { spec.code.to_string() };
         out.push_str(&format!(
             "| {code} | `{}` | {} | {} | {} | {} |\n",
             spec.id,
@@ -62,9 +57,7 @@ pub fn error_code_reference() -> String {
     }
     out.push_str("\n## Transport codes\n\n");
     out.push_str("WSO2's transport codes are `base code + protocol state`. The filter replaces Envoy's own replies\n");
-    out.push_str(
-        "for a failed upstream (never a response the backend sent) and classifies them on\n",
-    );
+    out.push_str("for a failed upstream (never a response the backend sent) and classifies them on\n");
     out.push_str("`response.flags`:\n\n");
     out.push_str("| Envoy flag | cause | code |\n|---|---|---|\n");
     out.push_str("| UF | connection failed | 101503 (state REQUEST_READY) |\n");
@@ -73,27 +66,23 @@ pub fn error_code_reference() -> String {
     );
     out.push_str("| UT, UMSDR | upstream timeout, max stream duration | 101504 + state: 101507 when the request was fully sent |\n");
     out.push_str("| UPE | upstream protocol error | 101506 + state: 101509 when the request was fully sent |\n");
-    out.push_str("| UC, UR, LR | connection closed or reset | 101505 + state: 101508 when the request was fully sent |\n");
-    out.push_str("| NR | no route | 404 (`not_found`) |\n");
     out.push_str(
-        "| (413, `request_payload_too_large`) | request body over Envoy's limit | 102511 |\n\n",
+        "| UC, UR, LR | connection closed or reset | 101505 + state: 101508 when the request was fully sent |\n",
     );
-    out.push_str("With the `choreo-connect` format the `choreo` entries are used instead (UF 102503, UT 102504, …).\n\n");
+    out.push_str("| NR | no route | 404 (`not_found`) |\n");
+    out.push_str("| (413, `request_payload_too_large`) | request body over Envoy's limit | 102511 |\n\n");
+    out.push_str(
+        "With the `choreo-connect` format the `choreo` entries are used instead (UF 102503, UT 102504, …).\n\n",
+    );
     out.push_str("| state | value |\n|---|---|\n");
     for state in ProtocolState::ALL {
         out.push_str(&format!("| {} | {} |\n", state.name(), state as u32));
     }
-    out.push_str(
-        "\n## Tyk format\n\nThe `tyk` format answers with Tyk's statuses and texts (seed 004):\n\n",
-    );
+    out.push_str("\n## Tyk format\n\nThe `tyk` format answers with Tyk's statuses and texts (seed 004):\n\n");
     out.push_str("| id | status | error |\n|---|---|---|\n");
     for id in ALL {
         let (status, error) = tyk_status_and_error(*id);
-        out.push_str(&format!(
-            "| `{}` | {status} | {} |\n",
-            id.spec().id,
-            cell(error)
-        ));
+        out.push_str(&format!("| `{}` | {status} | {} |\n", id.spec().id, cell(error)));
     }
     out
 }
@@ -103,27 +92,17 @@ fn type_of(schema: &Value) -> String {
         let name = reference.rsplit('/').next().unwrap_or(reference);
         return format!("[{name}](#{})", name.to_ascii_lowercase());
     }
-    if let Some(variants) = schema
-        .get("anyOf")
-        .or_else(|| schema.get("oneOf"))
-        .and_then(Value::as_array)
-    {
+    if let Some(variants) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
         let consts: Vec<String> = variants
             .iter()
-            .filter_map(|v| {
-                v.get("const")
-                    .or_else(|| v.get("enum").and_then(|e| e.get(0)))
-            })
+            .filter_map(|v| v.get("const").or_else(|| v.get("enum").and_then(|e| e.get(0))))
             .map(|v| format!("`{}`", v.as_str().unwrap_or_default()))
             .collect();
         if !consts.is_empty() {
             return consts.join(" \\| ");
         }
-        let parts: Vec<String> = variants
-            .iter()
-            .filter(|v| v.get("type") != Some(&Value::from("null")))
-            .map(type_of)
-            .collect();
+        let parts: Vec<String> =
+            variants.iter().filter(|v| v.get("type") != Some(&Value::from("null"))).map(type_of).collect();
         return parts.join(" or ");
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
@@ -135,19 +114,13 @@ fn type_of(schema: &Value) -> String {
     }
     let kind = match schema.get("type") {
         Some(Value::String(kind)) => kind.clone(),
-        Some(Value::Array(kinds)) => kinds
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|kind| *kind != "null")
-            .collect::<Vec<_>>()
-            .join(" or "),
+        Some(Value::Array(kinds)) => {
+            kinds.iter().filter_map(Value::as_str).filter(|kind| *kind != "null").collect::<Vec<_>>().join(" or ")
+        }
         _ => "any".to_string(),
     };
     match kind.as_str() {
-        "array" => format!(
-            "list of {}",
-            schema.get("items").map(type_of).unwrap_or_default()
-        ),
+        "array" => format!("list of {}", schema.get("items").map(type_of).unwrap_or_default()),
         "object" => match schema.get("additionalProperties") {
             Some(value @ Value::Object(_)) => format!("map of name to {}", type_of(value)),
             _ => "object".to_string(),
@@ -170,45 +143,21 @@ fn describe_object(out: &mut String, title: &str, schema: &Value) {
             .unwrap_or_default();
         out.push_str("| field | type | required | description |\n|---|---|---|---|\n");
         for (name, property) in properties {
-            let description = property
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let is_required = if required.contains(&name.as_str()) {
-                "yes"
-            } else {
-                "no"
-            };
-            out.push_str(&format!(
-                "| `{name}` | {} | {is_required} | {} |\n",
-                type_of(property),
-                cell(description)
-            ));
+            let description = property.get("description").and_then(Value::as_str).unwrap_or("");
+            let is_required = if required.contains(&name.as_str()) { "yes" } else { "no" };
+            out.push_str(&format!("| `{name}` | {} | {is_required} | {} |\n", type_of(property), cell(description)));
         }
-    } else if let Some(variants) = schema
-        .get("oneOf")
-        .or_else(|| schema.get("anyOf"))
-        .and_then(Value::as_array)
-    {
+    } else if let Some(variants) = schema.get("oneOf").or_else(|| schema.get("anyOf")).and_then(Value::as_array) {
         out.push_str("| value | meaning |\n|---|---|\n");
         for variant in variants {
-            let value = variant
-                .get("const")
-                .or_else(|| variant.get("enum").and_then(|e| e.get(0)));
-            let description = variant
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let value = variant.get("const").or_else(|| variant.get("enum").and_then(|e| e.get(0)));
+            let description = variant.get("description").and_then(Value::as_str).unwrap_or("");
             if let Some(value) = value.and_then(Value::as_str) {
                 out.push_str(&format!("| `{value}` | {} |\n", cell(description)));
             }
         }
     } else if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        let list: Vec<String> = values
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|v| format!("`{v}`"))
-            .collect();
+        let list: Vec<String> = values.iter().filter_map(Value::as_str).map(|v| format!("`{v}`")).collect();
         out.push_str(&format!("One of {}.\n", list.join(", ")));
     }
 }
@@ -222,9 +171,7 @@ pub fn config_reference() -> String {
     out.push_str("is stale. The JSON Schema is `docs/config.schema.json`.\n\n");
     out.push_str("The configuration is JSON: Envoy's wasm filter `configuration` (a `google.protobuf.StringValue`)\n");
     out.push_str("or an Istio WasmPlugin's `pluginConfig`. Unknown fields are refused. A configuration that fails\n");
-    out.push_str(
-        "a check is refused at load with one log line naming the field and the reason, e.g.\n",
-    );
+    out.push_str("a check is refused at load with one log line naming the field and the reason, e.g.\n");
     out.push_str("`invalid configuration: field `apis[0].resources[1].path`: ...`; Envoy then keeps its previous\n");
     out.push_str("configuration (or refuses to start).\n");
     describe_object(&mut out, "Config (the top level)", &schema);

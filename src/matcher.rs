@@ -102,12 +102,7 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathRejection> {
     }
     // A matrix-only segment such as `..;x` was caught above (its name is `..`); a segment that is
     // only matrix parameters (`/;x`) counts as empty.
-    Ok(NormalizedPath {
-        raw,
-        query,
-        segments,
-        ends,
-    })
+    Ok(NormalizedPath { raw, query, segments, ends })
 }
 
 fn split_once_or_all(text: &str, separator: char) -> (&str, &str) {
@@ -162,14 +157,9 @@ pub fn check_literal_segment(segment: &str) -> Result<(), String> {
         return Err(format!("dot segment `{segment}`"));
     }
     if let Some(bad) = segment.chars().find(|c| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(c, '{' | '}' | '*' | '?' | '#' | ';' | '%' | '\\' | '/')
+        c.is_whitespace() || c.is_control() || matches!(c, '{' | '}' | '*' | '?' | '#' | ';' | '%' | '\\' | '/')
     }) {
-        return Err(format!(
-            "character `{}` is not allowed in segment `{segment}`",
-            bad.escape_default()
-        ));
+        return Err(format!("character `{}` is not allowed in segment `{segment}`", bad.escape_default()));
     }
     Ok(())
 }
@@ -218,23 +208,14 @@ impl PathTemplate {
             for (index, piece) in pieces.iter().enumerate() {
                 if *piece == "*" {
                     if index != last {
-                        return Err(format!(
-                            "`{template}`: `*` is only allowed as the last segment"
-                        ));
+                        return Err(format!("`{template}`: `*` is only allowed as the last segment"));
                     }
                     segments.push(TemplateSegment::Wildcard);
-                } else if let Some(name) = piece
-                    .strip_prefix('{')
-                    .and_then(|rest| rest.strip_suffix('}'))
-                {
-                    let valid = !name.is_empty()
-                        && name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                } else if let Some(name) = piece.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')) {
+                    let valid =
+                        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if !valid {
-                        return Err(format!(
-                            "`{template}`: `{{{name}}}` is not a valid parameter name"
-                        ));
+                        return Err(format!("`{template}`: `{{{name}}}` is not a valid parameter name"));
                     }
                     if names.contains(&name) {
                         return Err(format!("`{template}`: parameter `{name}` appears twice"));
@@ -242,16 +223,12 @@ impl PathTemplate {
                     names.push(name);
                     segments.push(TemplateSegment::Param(name.to_string()));
                 } else {
-                    check_literal_segment(piece)
-                        .map_err(|reason| format!("`{template}`: {reason}"))?;
+                    check_literal_segment(piece).map_err(|reason| format!("`{template}`: {reason}"))?;
                     segments.push(TemplateSegment::Literal((*piece).to_string()));
                 }
             }
         }
-        Ok(PathTemplate {
-            raw: template.to_string(),
-            segments,
-        })
+        Ok(PathTemplate { raw: template.to_string(), segments })
     }
 
     /// The template as configured.
@@ -354,11 +331,7 @@ mod tests {
             ("*", PathRejection::NotAbsolute),
         ];
         for (path, expected) in cases {
-            assert_eq!(
-                normalize(path).map(|p| p.segments),
-                Err(expected),
-                "path {path}"
-            );
+            assert_eq!(normalize(path).map(|p| p.segments), Err(expected), "path {path}");
         }
     }
 
@@ -416,19 +389,12 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused() {
-        for template in [
-            "menu", "/a/*/b", "/{id", "/{}", "/{a}/{a}", "/a//b", "/a/../b", "/a b", "/a?x",
-            "/a;b", "/a%20",
-        ] {
-            assert!(
-                PathTemplate::parse(template).is_err(),
-                "template {template}"
-            );
+        for template in
+            ["menu", "/a/*/b", "/{id", "/{}", "/{a}/{a}", "/a//b", "/a/../b", "/a b", "/a?x", "/a;b", "/a%20"]
+        {
+            assert!(PathTemplate::parse(template).is_err(), "template {template}");
         }
-        assert_eq!(
-            PathTemplate::parse("/order/{id}").unwrap().shape(),
-            "/order/{}"
-        );
+        assert_eq!(PathTemplate::parse("/order/{id}").unwrap().shape(), "/order/{}");
         assert_eq!(PathTemplate::parse("/").unwrap().shape(), "/");
     }
 

@@ -19,10 +19,7 @@ pub struct Rendered {
 impl Rendered {
     /// The value of a header (case-insensitive name), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 }
 
@@ -56,10 +53,7 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
         ErrorFormat::ChoreoConnect if fault.id == FaultId::Blocked => resolved.status = 403,
         _ => {}
     }
-    let overrides = [
-        settings.overrides_by_code.get(&fault.code),
-        settings.overrides_by_id.get(&fault.id),
-    ];
+    let overrides = [settings.overrides_by_code.get(&fault.code), settings.overrides_by_id.get(&fault.id)];
     for found in overrides.into_iter().flatten() {
         if let Some(status) = found.status {
             resolved.status = status;
@@ -77,10 +71,7 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
 /// WSO2 names the configured headers in the 900902 description (`Authorization` as WSO2 spells
 /// it when the default header is used).
 fn missing_credentials_description(settings: &ErrorSettings) -> String {
-    let authorization = if settings
-        .authorization_header
-        .eq_ignore_ascii_case("authorization")
-    {
+    let authorization = if settings.authorization_header.eq_ignore_ascii_case("authorization") {
         "Authorization"
     } else {
         settings.authorization_header.as_str()
@@ -97,36 +88,18 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
     let family = fault.id.spec().family;
     let next_access_time = fault.next_access_time.map(format_next_access_time);
     let (content_type, body) = match settings.format {
-        ErrorFormat::ApimJson => (
-            JSON,
-            apim_json(&resolved, family, next_access_time.as_deref()),
-        ),
-        ErrorFormat::ApimXml => (
-            XML,
-            apim_xml(&resolved, family, next_access_time.as_deref()),
-        ),
+        ErrorFormat::ApimJson => (JSON, apim_json(&resolved, family, next_access_time.as_deref())),
+        ErrorFormat::ApimXml => (XML, apim_xml(&resolved, family, next_access_time.as_deref())),
         ErrorFormat::Microgateway => (JSON, microgateway_json(&resolved)),
         ErrorFormat::ChoreoConnect => (JSON, choreo_json(&resolved, fault.id)),
-        ErrorFormat::Kanali => (
-            JSON,
-            kanali_json(&resolved, fault.id, &settings.kanali_docs_url),
-        ),
-        ErrorFormat::Tyk => (
-            JSON,
-            to_json(&TykBody {
-                error: &resolved.message,
-            }),
-        ),
+        ErrorFormat::Kanali => (JSON, kanali_json(&resolved, fault.id, &settings.kanali_docs_url)),
+        ErrorFormat::Tyk => (JSON, to_json(&TykBody { error: &resolved.message })),
         ErrorFormat::Template => match &settings.template {
-            Some(template) => (
-                template.content_type.as_str(),
-                fill_template(&template.body, &template.content_type, &resolved),
-            ),
+            Some(template) => {
+                (template.content_type.as_str(), fill_template(&template.body, &template.content_type, &resolved))
+            }
             // Config validation makes this unreachable; fall back to the default format.
-            None => (
-                JSON,
-                apim_json(&resolved, family, next_access_time.as_deref()),
-            ),
+            None => (JSON, apim_json(&resolved, family, next_access_time.as_deref())),
         },
     };
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
@@ -143,55 +116,30 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
     if let Some(cors) = &settings.cors {
         headers.extend(cors_headers(cors, origin, false));
     }
-    Rendered {
-        status: resolved.status,
-        headers,
-        body,
-    }
+    Rendered { status: resolved.status, headers, body }
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
 const XML: &str = "application/xml; charset=UTF-8";
 
 /// CORS headers for a response to a request from `origin`. `preflight` adds `Max-Age`.
-pub fn cors_headers(
-    cors: &RawCors,
-    origin: Option<&str>,
-    preflight: bool,
-) -> Vec<(String, String)> {
+pub fn cors_headers(cors: &RawCors, origin: Option<&str>, preflight: bool) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     if cors.allow_origins.iter().any(|allowed| allowed == "*") {
         headers.push(("access-control-allow-origin".to_string(), "*".to_string()));
-    } else if let Some(origin) =
-        origin.filter(|origin| cors.allow_origins.iter().any(|allowed| allowed == origin))
-    {
-        headers.push((
-            "access-control-allow-origin".to_string(),
-            origin.to_string(),
-        ));
+    } else if let Some(origin) = origin.filter(|origin| cors.allow_origins.iter().any(|allowed| allowed == origin)) {
+        headers.push(("access-control-allow-origin".to_string(), origin.to_string()));
         headers.push(("vary".to_string(), "Origin".to_string()));
     } else {
         return headers;
     }
-    headers.push((
-        "access-control-allow-methods".to_string(),
-        cors.allow_methods.join(","),
-    ));
-    headers.push((
-        "access-control-allow-headers".to_string(),
-        cors.allow_headers.join(","),
-    ));
+    headers.push(("access-control-allow-methods".to_string(), cors.allow_methods.join(",")));
+    headers.push(("access-control-allow-headers".to_string(), cors.allow_headers.join(",")));
     if !cors.expose_headers.is_empty() {
-        headers.push((
-            "access-control-expose-headers".to_string(),
-            cors.expose_headers.join(","),
-        ));
+        headers.push(("access-control-expose-headers".to_string(), cors.expose_headers.join(",")));
     }
     if cors.allow_credentials {
-        headers.push((
-            "access-control-allow-credentials".to_string(),
-            "true".to_string(),
-        ));
+        headers.push(("access-control-allow-credentials".to_string(), "true".to_string()));
     }
     if preflight {
         if let Some(max_age) = cors.max_age_s {
@@ -218,10 +166,7 @@ struct ApimBody<'a> {
 }
 
 fn status_report(family: Family) -> bool {
-    matches!(
-        family,
-        Family::Transport | Family::Gateway | Family::ChoreoUpstream
-    )
+    matches!(family, Family::Transport | Family::Gateway | Family::ChoreoUpstream)
 }
 
 fn apim_json(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&str>) -> String {
@@ -236,15 +181,9 @@ fn apim_json(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&
 }
 
 /// WSO2 appends the next access time to throttling descriptions (`" .You can access API after "`).
-fn throttle_description<'a>(
-    resolved: &'a Resolved<'_>,
-    next_access_time: Option<&str>,
-) -> Cow<'a, str> {
+fn throttle_description<'a>(resolved: &'a Resolved<'_>, next_access_time: Option<&str>) -> Cow<'a, str> {
     match next_access_time {
-        Some(time) => Cow::Owned(format!(
-            "{} .You can access API after {time}",
-            resolved.description
-        )),
+        Some(time) => Cow::Owned(format!("{} .You can access API after {time}", resolved.description)),
         None => Cow::Borrowed(&resolved.description),
     }
 }
@@ -263,19 +202,10 @@ fn apim_xml(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&s
     if status_report(family) {
         xml.push_str(&format!("<{prefix}:type>Status report</{prefix}:type>"));
     }
-    xml.push_str(&format!(
-        "<{prefix}:message>{}</{prefix}:message>",
-        xml_escape(&resolved.message)
-    ));
-    xml.push_str(&format!(
-        "<{prefix}:description>{}</{prefix}:description>",
-        xml_escape(&description)
-    ));
+    xml.push_str(&format!("<{prefix}:message>{}</{prefix}:message>", xml_escape(&resolved.message)));
+    xml.push_str(&format!("<{prefix}:description>{}</{prefix}:description>", xml_escape(&description)));
     if let Some(time) = next_access_time {
-        xml.push_str(&format!(
-            "<{prefix}:nextAccessTime>{}</{prefix}:nextAccessTime>",
-            xml_escape(time)
-        ));
+        xml.push_str(&format!("<{prefix}:nextAccessTime>{}</{prefix}:nextAccessTime>", xml_escape(time)));
     }
     xml.push_str(&format!("</{prefix}:fault>"));
     xml
@@ -314,10 +244,7 @@ struct ChoreoEnforcerBody<'a> {
 /// failures and unknown paths) answers `message`/`description`.
 fn choreo_json(resolved: &Resolved<'_>, id: FaultId) -> String {
     let family = id.spec().family;
-    if matches!(
-        family,
-        Family::ChoreoUpstream | Family::Gateway | Family::Transport
-    ) {
+    if matches!(family, Family::ChoreoUpstream | Family::Gateway | Family::Transport) {
         return to_json(&ApimBody {
             code: resolved.code.to_string(),
             kind: None,
@@ -472,11 +399,7 @@ fn fill_template(template: &str, content_type: &str, resolved: &Resolved<'_>) ->
 /// JSON string contents (without the quotes).
 fn json_escape(text: &str) -> String {
     let quoted = serde_json::to_string(text).unwrap_or_default();
-    quoted
-        .strip_prefix('"')
-        .and_then(|inner| inner.strip_suffix('"'))
-        .unwrap_or_default()
-        .to_string()
+    quoted.strip_prefix('"').and_then(|inner| inner.strip_suffix('"')).unwrap_or_default().to_string()
 }
 
 /// XML text and attribute escaping; characters XML 1.0 cannot carry become U+FFFD.
@@ -499,16 +422,11 @@ pub fn xml_escape(text: &str) -> String {
 
 /// WSO2's next-access-time format: `yyyy-MMM-dd HH:mm:ss+0000 UTC`.
 pub fn format_next_access_time(unix_seconds: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = unix_seconds / 86_400;
     let seconds_of_day = unix_seconds % 86_400;
     let (year, month, day) = civil_from_days(days as i64);
-    let month_name = MONTHS
-        .get((month as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or("Jan");
+    let month_name = MONTHS.get((month as usize).saturating_sub(1)).copied().unwrap_or("Jan");
     format!(
         "{year:04}-{month_name}-{day:02} {:02}:{:02}:{:02}+0000 UTC",
         seconds_of_day / 3_600,
@@ -522,8 +440,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
@@ -539,20 +456,10 @@ mod tests {
     use crate::config::Config;
 
     fn settings(json: &str) -> ErrorSettings {
-        Config::from_json(json.as_bytes())
-            .expect("valid config")
-            .errors
+        Config::from_json(json.as_bytes()).expect("valid config").errors
     }
 
-    const FORMATS: &[&str] = &[
-        "apim-json",
-        "apim-xml",
-        "microgateway",
-        "choreo-connect",
-        "kanali",
-        "tyk",
-        "template",
-    ];
+    const FORMATS: &[&str] = &["apim-json", "apim-xml", "microgateway", "choreo-connect", "kanali", "tyk", "template"];
 
     fn settings_for(format: &str) -> ErrorSettings {
         settings(&format!(
@@ -581,10 +488,7 @@ mod tests {
                 if content_type.contains("xml") {
                     let document = roxmltree::Document::parse(&rendered.body)
                         .unwrap_or_else(|e| panic!("{format} {}: {e}: {}", spec.id, rendered.body));
-                    let code = document
-                        .descendants()
-                        .find(|n| n.tag_name().name() == "code")
-                        .unwrap();
+                    let code = document.descendants().find(|n| n.tag_name().name() == "code").unwrap();
                     assert_eq!(code.text(), Some(fault.code.to_string().as_str()));
                 } else {
                     let value: serde_json::Value = serde_json::from_str(&rendered.body)
@@ -602,15 +506,8 @@ mod tests {
                             assert_eq!(value["d"], spec.description);
                         }
                         _ => {
-                            assert!(
-                                text.contains(&format!("\"{}\"", fault.code)),
-                                "{format} {}: {text}",
-                                spec.id
-                            );
-                            assert!(
-                                text.contains(&serde_json::to_string(spec.description).unwrap()),
-                                "{text}"
-                            );
+                            assert!(text.contains(&format!("\"{}\"", fault.code)), "{format} {}: {text}", spec.id);
+                            assert!(text.contains(&serde_json::to_string(spec.description).unwrap()), "{text}");
                         }
                     }
                 }
@@ -631,12 +528,8 @@ mod tests {
             body,
             r#"{"code":"404","type":"Status report","message":"Not Found","description":"The requested resource is not available."}"#
         );
-        let body = render(
-            &Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady),
-            &settings,
-            None,
-        )
-        .body;
+        let body =
+            render(&Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady), &settings, None).body;
         assert_eq!(
             body,
             r#"{"code":"101503","type":"Status report","message":"Runtime Error","description":"Error connecting to the back end"}"#
@@ -647,12 +540,7 @@ mod tests {
     fn microgateway_and_xml_shapes() {
         let fault = Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady);
         assert_eq!(
-            render(
-                &fault,
-                &settings(r#"{"errors":{"format":"microgateway"}}"#),
-                None
-            )
-            .body,
+            render(&fault, &settings(r#"{"errors":{"format":"microgateway"}}"#), None).body,
             r#"{"fault":{"code":"101503","message":"Runtime Error","description":"Error connecting to the back end"}}"#
         );
         assert_eq!(
@@ -660,14 +548,9 @@ mod tests {
             "<am:fault xmlns:am=\"http://wso2.org/apimanager\"><am:code>101503</am:code><am:type>Status report</am:type>\
              <am:message>Runtime Error</am:message><am:description>Error connecting to the back end</am:description></am:fault>"
         );
-        let throttled = render(
-            &Fault::new(FaultId::ApiThrottled),
-            &settings(r#"{"errors":{"format":"apim-xml"}}"#),
-            None,
-        );
-        assert!(throttled
-            .body
-            .starts_with("<amt:fault xmlns:amt=\"http://wso2.org/apimanager/throttling\">"));
+        let throttled =
+            render(&Fault::new(FaultId::ApiThrottled), &settings(r#"{"errors":{"format":"apim-xml"}}"#), None);
+        assert!(throttled.body.starts_with("<amt:fault xmlns:amt=\"http://wso2.org/apimanager/throttling\">"));
     }
 
     #[test]
@@ -683,8 +566,7 @@ mod tests {
             let rendered = render(&Fault::new(FaultId::InvalidCredentials), &settings, None);
             let content_type = rendered.header("content-type").unwrap();
             if content_type.contains("xml") {
-                let document = roxmltree::Document::parse(&rendered.body)
-                    .unwrap_or_else(|e| panic!("{format}: {e}"));
+                let document = roxmltree::Document::parse(&rendered.body).unwrap_or_else(|e| panic!("{format}: {e}"));
                 let text: String = document
                     .descendants()
                     .find(|n| n.tag_name().name() == "message" || n.tag_name().name() == "m")
@@ -693,8 +575,8 @@ mod tests {
                     .to_string();
                 assert_eq!(text, message.replace('\u{1}', "\u{FFFD}"), "{format}");
             } else {
-                let value: serde_json::Value = serde_json::from_str(&rendered.body)
-                    .unwrap_or_else(|e| panic!("{format}: {e}"));
+                let value: serde_json::Value =
+                    serde_json::from_str(&rendered.body).unwrap_or_else(|e| panic!("{format}: {e}"));
                 let found = match *format {
                     "tyk" => value["error"].clone(),
                     "choreo-connect" => value["error_message"].clone(),
@@ -724,35 +606,17 @@ mod tests {
     }
 
     fn settings_with_override(code: &str) -> ErrorSettings {
-        settings(&format!(
-            r#"{{"errors":{{"overrides":{{"{code}":{{"status":599}}}}}}}}"#
-        ))
+        settings(&format!(r#"{{"errors":{{"overrides":{{"{code}":{{"status":599}}}}}}}}"#))
     }
 
     #[test]
     fn missing_credentials_description_names_the_configured_headers() {
-        let default = render(
-            &Fault::new(FaultId::MissingCredentials),
-            &settings("{}"),
-            None,
-        );
-        assert!(
-            default
-                .body
-                .contains(FaultId::MissingCredentials.spec().description),
-            "{}",
-            default.body
-        );
-        let custom = settings(
-            r#"{"credentials":{"authorization_header":"x-token","api_key_header":"x-key"}}"#,
-        );
+        let default = render(&Fault::new(FaultId::MissingCredentials), &settings("{}"), None);
+        assert!(default.body.contains(FaultId::MissingCredentials.spec().description), "{}", default.body);
+        let custom = settings(r#"{"credentials":{"authorization_header":"x-token","api_key_header":"x-key"}}"#);
         let body = render(&Fault::new(FaultId::MissingCredentials), &custom, None).body;
-        assert!(
-            body.contains("'x-token : Bearer ACCESS_TOKEN'") && body.contains("'x-key : API_KEY'"),
-            "{body}"
-        );
-        let overridden =
-            settings(r#"{"errors":{"overrides":{"900902":{"description":"Send a key"}}}}"#);
+        assert!(body.contains("'x-token : Bearer ACCESS_TOKEN'") && body.contains("'x-key : API_KEY'"), "{body}");
+        let overridden = settings(r#"{"errors":{"overrides":{"900902":{"description":"Send a key"}}}}"#);
         let body = render(&Fault::new(FaultId::MissingCredentials), &overridden, None).body;
         assert!(body.contains("\"description\":\"Send a key\""), "{body}");
     }
@@ -761,19 +625,10 @@ mod tests {
     fn unauthorized_faults_carry_a_challenge() {
         let settings = settings(r#"{"credentials":{"realm":"shop"}}"#);
         let missing = render(&Fault::new(FaultId::MissingCredentials), &settings, None);
-        assert_eq!(
-            missing.header("www-authenticate"),
-            Some("Bearer realm=\"shop\"")
-        );
-        let invalid = render(
-            &Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"),
-            &settings,
-            None,
-        );
-        assert_eq!(
-            invalid.header("www-authenticate"),
-            Some("Bearer realm=\"shop\", error=\"invalid_token\"")
-        );
+        assert_eq!(missing.header("www-authenticate"), Some("Bearer realm=\"shop\""));
+        let invalid =
+            render(&Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"), &settings, None);
+        assert_eq!(invalid.header("www-authenticate"), Some("Bearer realm=\"shop\", error=\"invalid_token\""));
         let forbidden = render(&Fault::new(FaultId::ResourceForbidden), &settings, None);
         assert_eq!(forbidden.header("www-authenticate"), None);
     }
@@ -781,43 +636,17 @@ mod tests {
     #[test]
     fn cors_headers_follow_the_origin_list() {
         let wildcard = settings(r#"{"errors":{"cors":{"allow_origins":["*"]}}}"#);
-        let rendered = render(
-            &Fault::new(FaultId::NotFound),
-            &wildcard,
-            Some("https://a.example"),
-        );
+        let rendered = render(&Fault::new(FaultId::NotFound), &wildcard, Some("https://a.example"));
         assert_eq!(rendered.header("access-control-allow-origin"), Some("*"));
-        assert!(rendered
-            .header("access-control-allow-methods")
-            .unwrap()
-            .contains("GET"));
-        let listed = settings(
-            r#"{"errors":{"cors":{"allow_origins":["https://a.example"],"allow_credentials":true}}}"#,
-        );
-        let rendered = render(
-            &Fault::new(FaultId::NotFound),
-            &listed,
-            Some("https://a.example"),
-        );
-        assert_eq!(
-            rendered.header("access-control-allow-origin"),
-            Some("https://a.example")
-        );
-        assert_eq!(
-            rendered.header("access-control-allow-credentials"),
-            Some("true")
-        );
-        let rendered = render(
-            &Fault::new(FaultId::NotFound),
-            &listed,
-            Some("https://evil.example"),
-        );
+        assert!(rendered.header("access-control-allow-methods").unwrap().contains("GET"));
+        let listed =
+            settings(r#"{"errors":{"cors":{"allow_origins":["https://a.example"],"allow_credentials":true}}}"#);
+        let rendered = render(&Fault::new(FaultId::NotFound), &listed, Some("https://a.example"));
+        assert_eq!(rendered.header("access-control-allow-origin"), Some("https://a.example"));
+        assert_eq!(rendered.header("access-control-allow-credentials"), Some("true"));
+        let rendered = render(&Fault::new(FaultId::NotFound), &listed, Some("https://evil.example"));
         assert_eq!(rendered.header("access-control-allow-origin"), None);
-        let none = render(
-            &Fault::new(FaultId::NotFound),
-            &settings("{}"),
-            Some("https://a.example"),
-        );
+        let none = render(&Fault::new(FaultId::NotFound), &settings("{}"), Some("https://a.example"));
         assert_eq!(none.header("access-control-allow-origin"), None);
     }
 
@@ -837,30 +666,18 @@ mod tests {
     #[test]
     fn dates_format_like_wso2() {
         assert_eq!(format_next_access_time(0), "1970-Jan-01 00:00:00+0000 UTC");
-        assert_eq!(
-            format_next_access_time(951_782_400),
-            "2000-Feb-29 00:00:00+0000 UTC"
-        );
-        assert_eq!(
-            format_next_access_time(4_102_444_799),
-            "2099-Dec-31 23:59:59+0000 UTC"
-        );
+        assert_eq!(format_next_access_time(951_782_400), "2000-Feb-29 00:00:00+0000 UTC");
+        assert_eq!(format_next_access_time(4_102_444_799), "2099-Dec-31 23:59:59+0000 UTC");
     }
 
     #[test]
     fn kanali_details_link_the_docs() {
-        let settings = settings(
-            r#"{"errors":{"format":"kanali","kanali_docs_url":"https://docs.example/errors"}}"#,
-        );
+        let settings = settings(r#"{"errors":{"format":"kanali","kanali_docs_url":"https://docs.example/errors"}}"#);
         let value: serde_json::Value =
-            serde_json::from_str(&render(&Fault::new(FaultId::NotFound), &settings, None).body)
-                .unwrap();
+            serde_json::from_str(&render(&Fault::new(FaultId::NotFound), &settings, None).body).unwrap();
         assert_eq!(value["code"], 0);
         assert_eq!(value["status"], 404);
-        assert_eq!(
-            value["details"],
-            "Visit https://docs.example/errors#00 for more details."
-        );
+        assert_eq!(value["details"], "Visit https://docs.example/errors#00 for more details.");
     }
 
     #[test]

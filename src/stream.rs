@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::auth::flow::{
-    self, AuthFailure, Authorized, BearerStep, CachedIntrospection, Extracted, Identity,
-    Introspected, Presented, TokenCache,
+    self, AuthFailure, Authorized, BearerStep, CachedIntrospection, Extracted, Identity, Introspected, Presented,
+    TokenCache,
 };
 use crate::auth::keys::KeySet;
 use crate::catalogue::Fault;
@@ -66,6 +66,8 @@ pub struct RemoteKeys {
     /// The shared-data CAS of the JWKS they were parsed from.
     pub cas: Option<u32>,
     pub checked_at: u64,
+    /// When this worker got them (fetched, or read from shared data).
+    pub fetched_at: u64,
 }
 
 /// State shared by the streams of one worker (VM): the verified-token cache and fetched keys.
@@ -95,29 +97,12 @@ pub fn jwks_key(name: &str) -> String {
 }
 
 /// Auth-context headers for the backend, after the configured prefix.
-const CONTEXT_HEADERS: [&str; 6] = [
-    "application-id",
-    "application-name",
-    "subscriber",
-    "key-type",
-    "tier",
-    "end-user",
-];
+const CONTEXT_HEADERS: [&str; 6] = ["application-id", "application-name", "subscriber", "key-type", "tier", "end-user"];
 
 /// What the stream is waiting for.
 enum Waiting {
-    Introspection {
-        call: u32,
-        key_manager: usize,
-        hash: [u8; 32],
-        forward: Forward,
-    },
-    Jwks {
-        call: u32,
-        key_manager: usize,
-        token: String,
-        forward: Forward,
-    },
+    Introspection { call: u32, key_manager: usize, hash: [u8; 32], forward: Forward },
+    Jwks { call: u32, key_manager: usize, token: String, forward: Forward },
 }
 
 /// The per-request state.
@@ -155,26 +140,18 @@ impl Stream {
         host.set_request_header(&config.routing.cluster_header, None);
         host.set_request_header(&config.routing.api_header, None);
         for name in CONTEXT_HEADERS {
-            host.set_request_header(
-                &format!("{}{name}", config.credentials.context_header_prefix),
-                None,
-            );
+            host.set_request_header(&format!("{}{name}", config.credentials.context_header_prefix), None);
         }
 
         let method = host.request_header(":method").unwrap_or_default();
         let path = host.request_header(":path").unwrap_or_default();
         let preflight_method = host.request_header("access-control-request-method");
         self.origin = host.request_header("origin");
-        let view = RequestView {
-            method: &method,
-            path: &path,
-            access_control_request_method: preflight_method.as_deref(),
-        };
+        let view =
+            RequestView { method: &method, path: &path, access_control_request_method: preflight_method.as_deref() };
         match decision::decide(&config, &view) {
             Verdict::PassThrough => Flow::Continue,
-            Verdict::Forward(forward) if forward.cluster.is_some() => {
-                self.forward(host, &forward, None)
-            }
+            Verdict::Forward(forward) if forward.cluster.is_some() => self.forward(host, &forward, None),
             Verdict::Forward(forward) => self.authenticate(host, forward, &path),
             Verdict::Preflight => {
                 let headers = match &config.errors.cors {
@@ -200,35 +177,20 @@ impl Stream {
         let authorization = host.request_header(&config.credentials.authorization_header);
         let api_key = host.request_header(&config.credentials.api_key_header);
         let query = path.split_once('?').map(|(_, query)| query);
-        match flow::extract(
-            &config,
-            api,
-            resource,
-            authorization.as_deref(),
-            api_key.as_deref(),
-            query,
-        ) {
+        match flow::extract(&config, api, resource, authorization.as_deref(), api_key.as_deref(), query) {
             Extracted::Missing => self.fail(host, AuthFailure::Missing),
             Extracted::BadFormat => self.fail(host, AuthFailure::BadFormat),
             Extracted::BadScheme => self.fail(host, AuthFailure::BadScheme),
-            Extracted::Found(Presented::ApiKey(key)) => {
-                match flow::verify_api_key(&config, &key, host.now()) {
-                    Ok(identity) => self.authorize(host, &forward, &identity),
-                    Err(failure) => self.fail(host, failure),
-                }
-            }
+            Extracted::Found(Presented::ApiKey(key)) => match flow::verify_api_key(&config, &key, host.now()) {
+                Ok(identity) => self.authorize(host, &forward, &identity),
+                Err(failure) => self.fail(host, failure),
+            },
             Extracted::Found(Presented::Bearer(token)) => self.bearer(host, forward, token, true),
         }
     }
 
     /// Verifies a bearer token, from the cache when it can.
-    fn bearer(
-        &mut self,
-        host: &mut impl Host,
-        forward: Forward,
-        token: String,
-        allow_fetch: bool,
-    ) -> Flow {
+    fn bearer(&mut self, host: &mut impl Host, forward: Forward, token: String, allow_fetch: bool) -> Flow {
         let config = Rc::clone(&self.config);
         let now = host.now();
         let hash = flow::credential_hash(&token);
@@ -242,10 +204,14 @@ impl Stream {
             flow::verify_bearer(
                 &config,
                 |km| {
-                    vm.remote_keys
+                    let remote = vm.remote_keys.get(km).and_then(Option::as_ref);
+                    let refresh_s = config
+                        .key_managers
                         .get(km)
-                        .and_then(Option::as_ref)
-                        .map(|remote| &remote.keys)
+                        .and_then(|k| k.remote_jwks.as_ref())
+                        .map_or(u64::MAX, |j| j.refresh_s);
+                    let stale = remote.is_some_and(|remote| now >= remote.fetched_at.saturating_add(refresh_s));
+                    (remote.map(|remote| &remote.keys), stale)
                 },
                 &token,
                 now,
@@ -266,40 +232,25 @@ impl Stream {
                 self.authorize(host, &forward, &Identity::Token(identity))
             }
             BearerStep::Failed(failure) => self.fail(host, failure),
-            BearerStep::Introspect { key_manager } => {
-                self.introspect(host, forward, &token, hash, key_manager, now)
-            }
+            BearerStep::Introspect { key_manager } => self.introspect(host, forward, &token, hash, key_manager, now),
             BearerStep::FetchJwks { key_manager } => {
                 if let Some(slot) = self.vm.borrow_mut().last_fetch.get_mut(key_manager) {
                     *slot = Some(now);
                 }
-                let call = config
-                    .key_managers
-                    .get(key_manager)
-                    .and_then(|km| km.remote_jwks.as_ref())
-                    .and_then(|jwks| {
+                let call =
+                    config.key_managers.get(key_manager).and_then(|km| km.remote_jwks.as_ref()).and_then(|jwks| {
                         let cluster = jwks.cluster.as_deref()?;
                         let headers = vec![
                             (":method".to_string(), "GET".to_string()),
                             (":path".to_string(), jwks.path.clone()),
-                            (
-                                ":authority".to_string(),
-                                jwks.authority
-                                    .clone()
-                                    .unwrap_or_else(|| cluster.to_string()),
-                            ),
+                            (":authority".to_string(), jwks.authority.clone().unwrap_or_else(|| cluster.to_string())),
                             ("accept".to_string(), "application/json".to_string()),
                         ];
                         host.dispatch(cluster, &headers, None, jwks.timeout_ms)
                     });
                 match call {
                     Some(call) => {
-                        self.waiting = Some(Waiting::Jwks {
-                            call,
-                            key_manager,
-                            token,
-                            forward,
-                        });
+                        self.waiting = Some(Waiting::Jwks { call, key_manager, token, forward });
                         Flow::Pause
                     }
                     // Cannot fetch: decide with the keys at hand.
@@ -329,21 +280,14 @@ impl Stream {
                 }
                 continue;
             };
-            if slot
-                .as_ref()
-                .is_some_and(|remote| remote.cas == cas && cas.is_some())
-            {
+            if slot.as_ref().is_some_and(|remote| remote.cas == cas && cas.is_some()) {
                 if let Some(remote) = slot.as_mut() {
                     remote.checked_at = now;
                 }
                 continue;
             }
             if let Some(keys) = parse_jwks(&bytes) {
-                *slot = Some(RemoteKeys {
-                    keys,
-                    cas,
-                    checked_at: now,
-                });
+                *slot = Some(RemoteKeys { keys, cas, checked_at: now, fetched_at: now });
             }
         }
     }
@@ -376,19 +320,9 @@ impl Stream {
         let Some((headers, body)) = flow::introspection_request(km, token) else {
             return self.fail(host, AuthFailure::Invalid);
         };
-        match host.dispatch(
-            &introspection.cluster,
-            &headers,
-            Some(&body),
-            introspection.timeout_ms,
-        ) {
+        match host.dispatch(&introspection.cluster, &headers, Some(&body), introspection.timeout_ms) {
             Some(call) => {
-                self.waiting = Some(Waiting::Introspection {
-                    call,
-                    key_manager,
-                    hash,
-                    forward,
-                });
+                self.waiting = Some(Waiting::Introspection { call, key_manager, hash, forward });
                 Flow::Pause
             }
             None => self.fail(host, AuthFailure::KeyManagerUnavailable),
@@ -396,21 +330,10 @@ impl Stream {
     }
 
     /// The answer to a call this stream made. `status` is `None` when the call failed.
-    pub fn on_call_response(
-        &mut self,
-        host: &mut impl Host,
-        call: u32,
-        status: Option<u16>,
-        body: &[u8],
-    ) {
+    pub fn on_call_response(&mut self, host: &mut impl Host, call: u32, status: Option<u16>, body: &[u8]) {
         let config = Rc::clone(&self.config);
         let flow = match self.waiting.take() {
-            Some(Waiting::Introspection {
-                call: expected,
-                key_manager,
-                hash,
-                forward,
-            }) if expected == call => {
+            Some(Waiting::Introspection { call: expected, key_manager, hash, forward }) if expected == call => {
                 let Some(km) = config.key_managers.get(key_manager) else {
                     return;
                 };
@@ -422,38 +345,22 @@ impl Stream {
                     }
                 }
                 match answer {
-                    Introspected::Active(identity) => {
-                        self.authorize(host, &forward, &Identity::Token(identity))
-                    }
+                    Introspected::Active(identity) => self.authorize(host, &forward, &Identity::Token(identity)),
                     Introspected::Inactive => self.fail(host, AuthFailure::Inactive),
                     Introspected::Unavailable => {
-                        log::warn!(
-                            "key manager `{}` did not answer the introspection (status {status:?})",
-                            km.name
-                        );
+                        log::warn!("key manager `{}` did not answer the introspection (status {status:?})", km.name);
                         self.fail(host, AuthFailure::KeyManagerUnavailable)
                     }
                 }
             }
-            Some(Waiting::Jwks {
-                call: expected,
-                key_manager,
-                token,
-                forward,
-            }) if expected == call => {
+            Some(Waiting::Jwks { call: expected, key_manager, token, forward }) if expected == call => {
                 let now = host.now();
                 if let (Some(200), Some(keys)) = (status, parse_jwks(body)) {
                     if let Some(km) = config.key_managers.get(key_manager) {
                         host.shared_set(&jwks_key(&km.name), body, None);
-                        let cas = host
-                            .shared_get(&jwks_key(&km.name))
-                            .and_then(|(_, cas)| cas);
+                        let cas = host.shared_get(&jwks_key(&km.name)).and_then(|(_, cas)| cas);
                         if let Some(slot) = self.vm.borrow_mut().remote_keys.get_mut(key_manager) {
-                            *slot = Some(RemoteKeys {
-                                keys,
-                                cas,
-                                checked_at: now,
-                            });
+                            *slot = Some(RemoteKeys { keys, cas, checked_at: now, fetched_at: now });
                         }
                     }
                 } else {
@@ -485,31 +392,17 @@ impl Stream {
         }
     }
 
-    fn forward(
-        &mut self,
-        host: &mut impl Host,
-        forward: &Forward,
-        authorized: Option<&Authorized>,
-    ) -> Flow {
+    fn forward(&mut self, host: &mut impl Host, forward: &Forward, authorized: Option<&Authorized>) -> Flow {
         let config = Rc::clone(&self.config);
-        let Some(cluster) = authorized
-            .map(|a| a.cluster.as_str())
-            .or(forward.cluster.as_deref())
-        else {
+        let Some(cluster) = authorized.map(|a| a.cluster.as_str()).or(forward.cluster.as_deref()) else {
             return self.fail(host, AuthFailure::Invalid);
         };
         host.set_request_header(&config.routing.cluster_header, Some(cluster));
         host.set_request_header(&config.routing.api_header, Some(&forward.api_label));
-        let strip_query_key = config.credentials.strip
-            && config
-                .apis
-                .get(forward.api)
-                .is_some_and(|api| api.api_key_in_query);
+        let strip_query_key =
+            config.credentials.strip && config.apis.get(forward.api).is_some_and(|api| api.api_key_in_query);
         let current_path = host.request_header(":path").unwrap_or_default();
-        let upstream_path = forward
-            .upstream_path
-            .clone()
-            .unwrap_or(current_path.clone());
+        let upstream_path = forward.upstream_path.clone().unwrap_or(current_path.clone());
         let upstream_path = if strip_query_key {
             strip_query_param(&upstream_path, &config.credentials.api_key_query_param)
         } else {
@@ -537,9 +430,7 @@ impl Stream {
                 authorized.end_user.as_deref(),
             ];
             for (name, value) in CONTEXT_HEADERS.iter().zip(values) {
-                if let Some(value) =
-                    value.filter(|value| !value.is_empty() && !value.chars().any(char::is_control))
-                {
+                if let Some(value) = value.filter(|value| !value.is_empty() && !value.chars().any(char::is_control)) {
                     host.set_request_header(&format!("{prefix}{name}"), Some(value));
                 }
             }
@@ -553,11 +444,7 @@ impl Stream {
     }
 
     fn deny(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
-        let Rendered {
-            status,
-            headers,
-            body,
-        } = render::render(fault, &self.config.errors, self.origin.as_deref());
+        let Rendered { status, headers, body } = render::render(fault, &self.config.errors, self.origin.as_deref());
         self.answered_locally = true;
         host.count_fault(fault.code);
         host.send_response(status, &headers, body.as_bytes());
@@ -587,17 +474,9 @@ impl Stream {
         if self.answered_locally {
             return Flow::Continue;
         }
-        let status = host
-            .response_header(":status")
-            .and_then(|status| status.parse::<u16>().ok())
-            .unwrap_or(0);
-        let details = host
-            .property(&["response", "code_details"])
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let flags = host
-            .property(&["response", "flags"])
-            .map(|bytes| le_u64(&bytes))
-            .unwrap_or(0);
+        let status = host.response_header(":status").and_then(|status| status.parse::<u16>().ok()).unwrap_or(0);
+        let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());
+        let flags = host.property(&["response", "flags"]).map(|bytes| le_u64(&bytes)).unwrap_or(0);
         let view = ResponseView {
             status,
             code_details: details.as_deref(),
@@ -621,12 +500,7 @@ impl Stream {
         Flow::Continue
     }
 
-    pub fn on_response_body(
-        &mut self,
-        host: &mut impl Host,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Flow {
+    pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Flow {
         if self.pending_body.is_none() {
             return Flow::Continue;
         }
@@ -651,10 +525,7 @@ fn strip_query_param(path: &str, name: &str) -> String {
     let Some((base, query)) = path.split_once('?') else {
         return path.to_string();
     };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some(name))
-        .collect();
+    let kept: Vec<&str> = query.split('&').filter(|pair| pair.split('=').next() != Some(name)).collect();
     if kept.is_empty() {
         base.to_string()
     } else {
@@ -699,10 +570,7 @@ mod tests {
     impl FakeHost {
         fn request(pairs: &[(&str, &str)]) -> Self {
             FakeHost {
-                request: pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                request: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 ..Default::default()
             }
         }
@@ -743,17 +611,14 @@ mod tests {
             self.now
         }
         fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
-            self.shared
-                .get(key)
-                .map(|(value, cas)| (value.clone(), Some(*cas)))
+            self.shared.get(key).map(|(value, cas)| (value.clone(), Some(*cas)))
         }
         fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
             let current = self.shared.get(key).map(|(_, cas)| *cas);
             if cas.is_some() && cas != current {
                 return false;
             }
-            self.shared
-                .insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            self.shared.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
             true
         }
         fn dispatch(
@@ -763,11 +628,7 @@ mod tests {
             body: Option<&[u8]>,
             _timeout_ms: u64,
         ) -> Option<u32> {
-            self.dispatched.push((
-                cluster.to_string(),
-                headers.to_vec(),
-                body.map(<[u8]>::to_vec),
-            ));
+            self.dispatched.push((cluster.to_string(), headers.to_vec(), body.map(<[u8]>::to_vec)));
             Some(self.dispatched.len() as u32)
         }
         fn resume_request(&mut self) {
@@ -805,11 +666,7 @@ mod tests {
 
     #[test]
     fn denied_requests_are_answered_counted_and_not_reclassified() {
-        let mut host = FakeHost::request(&[
-            (":method", "GET"),
-            (":path", "/nowhere"),
-            ("x-apim-cluster", "admin"),
-        ]);
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/nowhere"), ("x-apim-cluster", "admin")]);
         let mut stream = stream(config());
         assert_eq!(stream.on_request_headers(&mut host, true), Flow::Pause);
         let (status, _, body) = host.sent.clone().unwrap();
@@ -819,8 +676,7 @@ mod tests {
         assert!(!host.request.contains_key("x-apim-cluster"));
         // Our own reply passes through the response phase untouched.
         host.response.insert(":status".into(), "404".into());
-        host.properties
-            .insert("response.flags".into(), 0x100u64.to_le_bytes().to_vec());
+        host.properties.insert("response.flags".into(), 0x100u64.to_le_bytes().to_vec());
         assert_eq!(stream.on_response_headers(&mut host, false), Flow::Continue);
         assert_eq!(host.counted, vec![404]);
     }
@@ -832,14 +688,9 @@ mod tests {
         stream.on_request_headers(&mut host, true);
         host.response.insert(":status".into(), "503".into());
         host.response.insert("content-length".into(), "91".into());
-        host.response
-            .insert("content-type".into(), "text/plain".into());
-        host.properties
-            .insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
-        host.properties.insert(
-            "response.code_details".into(),
-            b"upstream_reset_before_response_started{x}".to_vec(),
-        );
+        host.response.insert("content-type".into(), "text/plain".into());
+        host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
+        host.properties.insert("response.code_details".into(), b"upstream_reset_before_response_started{x}".to_vec());
         assert_eq!(stream.on_response_headers(&mut host, false), Flow::Continue);
         assert_eq!(host.response[":status"], "503");
         assert!(!host.response.contains_key("content-length"));
@@ -857,8 +708,7 @@ mod tests {
         let mut stream = stream(config());
         stream.on_request_headers(&mut host, true);
         host.response.insert(":status".into(), "500".into());
-        host.properties
-            .insert("response.code_details".into(), b"via_upstream".to_vec());
+        host.properties.insert("response.code_details".into(), b"via_upstream".to_vec());
         assert_eq!(stream.on_response_headers(&mut host, false), Flow::Continue);
         assert_eq!(stream.on_response_body(&mut host, 10, true), Flow::Continue);
         assert!(host.body.is_none());
@@ -901,22 +751,15 @@ mod tests {
         let (cluster, headers, request_body) = host.dispatched[0].clone();
         assert_eq!(cluster, "km");
         assert!(headers.contains(&(":path".to_string(), "/oauth2/introspect".to_string())));
-        assert!(headers
-            .iter()
-            .any(|(name, value)| name == "authorization" && value.starts_with("Basic ")));
-        assert_eq!(
-            request_body.unwrap(),
-            b"token=opaque-token-1&token_type_hint=access_token"
-        );
+        assert!(headers.iter().any(|(name, value)| name == "authorization" && value.starts_with("Basic ")));
+        assert_eq!(request_body.unwrap(), b"token=opaque-token-1&token_type_hint=access_token");
         stream.on_call_response(&mut host, 1, Some(200), body.as_bytes());
         (host, stream)
     }
 
     #[test]
     fn an_active_opaque_token_is_forwarded_with_the_auth_context_and_cached() {
-        let (host, _) = introspection_answer(
-            r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#,
-        );
+        let (host, _) = introspection_answer(r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#);
         assert!(host.resumed);
         assert!(host.sent.is_none());
         assert_eq!(host.request["x-apim-cluster"], "prod");
@@ -955,25 +798,12 @@ mod tests {
         assert_eq!(host.sent.as_ref().unwrap().0, 401);
         assert_eq!(host.counted, vec![900901]);
         let (host, _) = introspection_answer("upstream connect error");
-        assert_eq!(
-            (host.sent.as_ref().unwrap().0, host.counted.clone()),
-            (500, vec![900900])
-        );
-        let (host, _) =
-            introspection_answer(r#"{"active":true,"client_id":"app1","scope":"other"}"#);
-        assert_eq!(
-            (host.sent.as_ref().unwrap().0, host.counted.clone()),
-            (403, vec![900910])
-        );
-        let (host, _) =
-            introspection_answer(r#"{"active":true,"client_id":"stranger","scope":"menu:read"}"#);
-        assert_eq!(
-            (host.sent.as_ref().unwrap().0, host.counted.clone()),
-            (403, vec![900908])
-        );
-        let (host, _) = introspection_answer(
-            r#"{"active":true,"client_id":"app1-sandbox","scope":"menu:read"}"#,
-        );
+        assert_eq!((host.sent.as_ref().unwrap().0, host.counted.clone()), (500, vec![900900]));
+        let (host, _) = introspection_answer(r#"{"active":true,"client_id":"app1","scope":"other"}"#);
+        assert_eq!((host.sent.as_ref().unwrap().0, host.counted.clone()), (403, vec![900910]));
+        let (host, _) = introspection_answer(r#"{"active":true,"client_id":"stranger","scope":"menu:read"}"#);
+        assert_eq!((host.sent.as_ref().unwrap().0, host.counted.clone()), (403, vec![900908]));
+        let (host, _) = introspection_answer(r#"{"active":true,"client_id":"app1-sandbox","scope":"menu:read"}"#);
         assert_eq!(host.request["x-apim-cluster"], "sand");
         assert_eq!(host.request["x-apim-key-type"], "SANDBOX");
     }
@@ -994,11 +824,8 @@ mod tests {
 
     #[test]
     fn spoofed_context_headers_are_removed() {
-        let mut host = FakeHost::request(&[
-            (":method", "GET"),
-            (":path", "/p/1/menu"),
-            ("x-apim-application-id", "admin-app"),
-        ]);
+        let mut host =
+            FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("x-apim-application-id", "admin-app")]);
         let mut stream = stream(config());
         stream.on_request_headers(&mut host, true);
         assert!(!host.request.contains_key("x-apim-application-id"));
@@ -1006,14 +833,73 @@ mod tests {
 
     #[test]
     fn api_key_in_query_is_stripped_before_forwarding() {
-        assert_eq!(
-            strip_query_param("/menu?apikey=k&x=1", "apikey"),
-            "/menu?x=1"
-        );
+        assert_eq!(strip_query_param("/menu?apikey=k&x=1", "apikey"), "/menu?x=1");
         assert_eq!(strip_query_param("/menu?apikey=k", "apikey"), "/menu");
-        assert_eq!(
-            strip_query_param("/menu?apikeyx=1", "apikey"),
-            "/menu?apikeyx=1"
-        );
+        assert_eq!(strip_query_param("/menu?apikeyx=1", "apikey"), "/menu?apikeyx=1");
+    }
+
+    fn jwks_config() -> Rc<Config> {
+        let json = r#"{"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"cluster": "km", "refresh_s": 300}}],
+            "apis": [{"name": "P", "context": "/p", "version": "1", "endpoints": {"production": "prod"},
+                      "resources": [{"method": "GET", "path": "/menu"}]}],
+            "applications": [{"id": "app-1", "name": "App", "client_ids": [{"id": "app1"}]}],
+            "subscriptions": [{"application": "app-1", "api": "P:1"}]}"#;
+        Rc::new(Config::from_json(json.as_bytes()).unwrap())
+    }
+
+    fn signed(kid: &str, exp: u64) -> String {
+        use crate::auth::keys::testkeys::sign_raw;
+        let claims = format!(r#"{{"iss":"https://km","exp":{exp},"client_id":"app1"}}"#);
+        sign_raw(&format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#), &claims, "rsa-a.pem", jsonwebtoken::Algorithm::RS256)
+    }
+
+    fn jwks_body() -> Vec<u8> {
+        let jwk = crate::auth::keys::testkeys::jwk("rsa-a.pem", jsonwebtoken::Algorithm::RS256, "a");
+        serde_json::json!({"keys": [jwk]}).to_string().into_bytes()
+    }
+
+    #[test]
+    fn jwks_are_fetched_shared_refreshed_when_stale_and_kept_when_a_refresh_fails() {
+        let config = jwks_config();
+        let vm = Rc::new(RefCell::new(VmState::new(&config)));
+        let call = |vm: &Rc<RefCell<VmState>>, host: &mut FakeHost, token: &str| {
+            host.request = [(":method", "GET"), (":path", "/p/1/menu")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            host.request.insert("authorization".into(), format!("Bearer {token}"));
+            host.sent = None;
+            host.resumed = false;
+            let mut stream = Stream::new(Rc::clone(&config), Rc::clone(vm));
+            let flow = stream.on_request_headers(host, true);
+            (stream, flow)
+        };
+        let mut host = FakeHost { now: 1_000, ..Default::default() };
+        // First use: no keys yet, so the request waits for a fetch, which is shared with all workers.
+        let (mut stream, flow) = call(&vm, &mut host, &signed("a", 5_000));
+        assert_eq!((flow, host.dispatched.len()), (Flow::Pause, 1));
+        stream.on_call_response(&mut host, 1, Some(200), &jwks_body());
+        assert!(host.resumed && host.sent.is_none());
+        assert!(host.shared.contains_key("apim.jwks.km"));
+        // Another worker picks the keys up from shared data without fetching.
+        let other = Rc::new(RefCell::new(VmState::new(&config)));
+        host.now = 1_010;
+        let (_, flow) = call(&other, &mut host, &signed("a", 5_001));
+        assert_eq!((flow, host.dispatched.len()), (Flow::Continue, 1));
+        // Past refresh_s the keys are refetched; a failed refetch keeps the last good keys.
+        host.now = 1_400;
+        let (mut stream, flow) = call(&vm, &mut host, &signed("a", 5_002));
+        assert_eq!((flow, host.dispatched.len()), (Flow::Pause, 2));
+        stream.on_call_response(&mut host, 2, Some(503), b"down");
+        assert!(host.resumed && host.sent.is_none(), "verified with the last good keys");
+        // An unknown kid right after a fetch does not fetch again: it is refused at once.
+        host.now = 1_401;
+        let (_, flow) = call(&vm, &mut host, &signed("rotated", 5_003));
+        assert_eq!((flow, host.dispatched.len()), (Flow::Pause, 2));
+        assert_eq!(host.counted.last(), Some(&900901));
+        // After the interval it may fetch again.
+        host.now = 1_400 + JWKS_FETCH_INTERVAL_S;
+        let (_, flow) = call(&vm, &mut host, &signed("rotated", 5_004));
+        assert_eq!((flow, host.dispatched.len()), (Flow::Pause, 3));
     }
 }

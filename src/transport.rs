@@ -60,51 +60,26 @@ pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
     if view.code_details == Some("via_upstream") {
         return None;
     }
-    if view.status == 413
-        && view
-            .code_details
-            .is_some_and(|details| details.starts_with("request_payload_too_large"))
-    {
+    if view.status == 413 && view.code_details.is_some_and(|details| details.starts_with("request_payload_too_large")) {
         return Some(UpstreamFailure::PayloadTooLarge);
     }
     // The most specific cause first: a retried connection failure carries URX and UF.
     let order = [
         (flags::UPSTREAM_REQUEST_TIMEOUT, UpstreamFailure::Timeout),
-        (
-            flags::UPSTREAM_MAX_STREAM_DURATION_REACHED,
-            UpstreamFailure::Timeout,
-        ),
-        (
-            flags::UPSTREAM_CONNECTION_FAILURE,
-            UpstreamFailure::ConnectFailure,
-        ),
+        (flags::UPSTREAM_MAX_STREAM_DURATION_REACHED, UpstreamFailure::Timeout),
+        (flags::UPSTREAM_CONNECTION_FAILURE, UpstreamFailure::ConnectFailure),
         (flags::DNS_RESOLUTION_FAILED, UpstreamFailure::DnsFailure),
-        (
-            flags::UPSTREAM_PROTOCOL_ERROR,
-            UpstreamFailure::ProtocolError,
-        ),
-        (
-            flags::UPSTREAM_CONNECTION_TERMINATION,
-            UpstreamFailure::ConnectionTermination,
-        ),
+        (flags::UPSTREAM_PROTOCOL_ERROR, UpstreamFailure::ProtocolError),
+        (flags::UPSTREAM_CONNECTION_TERMINATION, UpstreamFailure::ConnectionTermination),
         (flags::UPSTREAM_REMOTE_RESET, UpstreamFailure::RemoteReset),
         (flags::LOCAL_RESET, UpstreamFailure::LocalReset),
-        (
-            flags::NO_HEALTHY_UPSTREAM,
-            UpstreamFailure::NoHealthyUpstream,
-        ),
+        (flags::NO_HEALTHY_UPSTREAM, UpstreamFailure::NoHealthyUpstream),
         (flags::UPSTREAM_OVERFLOW, UpstreamFailure::Overflow),
-        (
-            flags::UPSTREAM_RETRY_LIMIT_EXCEEDED,
-            UpstreamFailure::RetriesExhausted,
-        ),
+        (flags::UPSTREAM_RETRY_LIMIT_EXCEEDED, UpstreamFailure::RetriesExhausted),
         (flags::NO_CLUSTER_FOUND, UpstreamFailure::NoCluster),
         (flags::NO_ROUTE_FOUND, UpstreamFailure::NoRoute),
     ];
-    order
-        .iter()
-        .find(|(bit, _)| view.flags & bit != 0)
-        .map(|(_, failure)| *failure)
+    order.iter().find(|(bit, _)| view.flags & bit != 0).map(|(_, failure)| *failure)
 }
 
 /// WSO2's protocol state when the failure happened, as far as the filter can tell: a reply from
@@ -142,13 +117,12 @@ pub fn fault_for(failure: UpstreamFailure, state: ProtocolState, format: ErrorFo
     }
     match failure {
         // The connection never opened: REQUEST_READY, so exactly 101503.
-        ConnectFailure | DnsFailure | NoHealthyUpstream | Overflow | RetriesExhausted
-        | NoCluster => Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady),
+        ConnectFailure | DnsFailure | NoHealthyUpstream | Overflow | RetriesExhausted | NoCluster => {
+            Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady)
+        }
         Timeout => Fault::transport(FaultId::ConnectionTimedOut, state),
         ProtocolError => Fault::transport(FaultId::ProtocolViolation, state),
-        ConnectionTermination | RemoteReset | LocalReset => {
-            Fault::transport(FaultId::ConnectionClosed, state)
-        }
+        ConnectionTermination | RemoteReset | LocalReset => Fault::transport(FaultId::ConnectionClosed, state),
         NoRoute => Fault::new(FaultId::NotFound),
         PayloadTooLarge => Fault::new(FaultId::IncompletePayload),
     }
@@ -164,32 +138,15 @@ mod tests {
     use super::*;
 
     fn view(status: u16, details: &'static str, flags: u64) -> ResponseView<'static> {
-        ResponseView {
-            status,
-            code_details: Some(details),
-            flags,
-            request_complete: true,
-            request_body_started: false,
-        }
+        ResponseView { status, code_details: Some(details), flags, request_complete: true, request_body_started: false }
     }
 
     #[test]
     fn backend_responses_pass_whatever_their_status_or_flags() {
         assert_eq!(classify(&view(500, "via_upstream", 0)), None);
-        assert_eq!(
-            classify(&view(
-                503,
-                "via_upstream",
-                flags::UPSTREAM_RETRY_LIMIT_EXCEEDED
-            )),
-            None
-        );
+        assert_eq!(classify(&view(503, "via_upstream", flags::UPSTREAM_RETRY_LIMIT_EXCEEDED)), None);
         assert_eq!(classify(&view(413, "via_upstream", 0)), None);
-        assert_eq!(
-            classify(&view(404, "route_not_found", 0)),
-            None,
-            "no flag, no rewrite"
-        );
+        assert_eq!(classify(&view(404, "route_not_found", 0)), None, "no flag, no rewrite");
     }
 
     #[test]
@@ -203,40 +160,22 @@ mod tests {
         assert_eq!((fault.id, fault.code), (FaultId::ConnectionFailed, 101503));
         let timeout = view(504, "response_timeout", 4);
         let fault = fault_for_response(&timeout, ErrorFormat::ApimJson).unwrap();
-        assert_eq!(
-            (fault.id, fault.code),
-            (FaultId::ConnectionTimedOut, 101507)
-        );
+        assert_eq!((fault.id, fault.code), (FaultId::ConnectionTimedOut, 101507));
     }
 
     #[test]
     fn protocol_state_follows_the_request() {
         let mut timeout = view(504, "response_timeout", flags::UPSTREAM_REQUEST_TIMEOUT);
         timeout.request_complete = false;
-        assert_eq!(
-            fault_for_response(&timeout, ErrorFormat::ApimJson)
-                .unwrap()
-                .code,
-            101505
-        );
+        assert_eq!(fault_for_response(&timeout, ErrorFormat::ApimJson).unwrap().code, 101505);
         timeout.request_body_started = true;
-        assert_eq!(
-            fault_for_response(&timeout, ErrorFormat::ApimJson)
-                .unwrap()
-                .code,
-            101506
-        );
+        assert_eq!(fault_for_response(&timeout, ErrorFormat::ApimJson).unwrap().code, 101506);
         let closed = view(
             503,
             "upstream_reset_before_response_started{connection_termination}",
             flags::UPSTREAM_CONNECTION_TERMINATION,
         );
-        assert_eq!(
-            fault_for_response(&closed, ErrorFormat::ApimJson)
-                .unwrap()
-                .code,
-            101508
-        );
+        assert_eq!(fault_for_response(&closed, ErrorFormat::ApimJson).unwrap().code, 101508);
     }
 
     #[test]
@@ -248,73 +187,38 @@ mod tests {
         );
         assert_eq!(classify(&retried), Some(UpstreamFailure::ConnectFailure));
         assert_eq!(
-            classify(&view(
-                503,
-                "no_healthy_upstream",
-                flags::NO_HEALTHY_UPSTREAM
-            )),
+            classify(&view(503, "no_healthy_upstream", flags::NO_HEALTHY_UPSTREAM)),
             Some(UpstreamFailure::NoHealthyUpstream)
         );
         assert_eq!(
             classify(&view(503, "cluster_not_found", flags::NO_CLUSTER_FOUND)),
             Some(UpstreamFailure::NoCluster)
         );
-        assert_eq!(
-            classify(&view(404, "route_not_found", flags::NO_ROUTE_FOUND)),
-            Some(UpstreamFailure::NoRoute)
-        );
+        assert_eq!(classify(&view(404, "route_not_found", flags::NO_ROUTE_FOUND)), Some(UpstreamFailure::NoRoute));
     }
 
     #[test]
     fn protocol_errors_dns_failures_and_max_duration_are_classified() {
-        let protocol = view(
-            502,
-            "upstream_reset_before_response_started{protocol_error}",
-            flags::UPSTREAM_PROTOCOL_ERROR,
-        );
-        assert_eq!(
-            fault_for_response(&protocol, ErrorFormat::ApimJson)
-                .unwrap()
-                .code,
-            101509
-        );
+        let protocol =
+            view(502, "upstream_reset_before_response_started{protocol_error}", flags::UPSTREAM_PROTOCOL_ERROR);
+        assert_eq!(fault_for_response(&protocol, ErrorFormat::ApimJson).unwrap().code, 101509);
         let dns = view(503, "dns_resolution_failure", flags::DNS_RESOLUTION_FAILED);
-        assert_eq!(
-            fault_for_response(&dns, ErrorFormat::ApimJson)
-                .unwrap()
-                .code,
-            101503
-        );
-        let max_duration = view(
-            504,
-            "upstream_max_stream_duration_reached",
-            flags::UPSTREAM_MAX_STREAM_DURATION_REACHED,
-        );
-        assert_eq!(
-            fault_for_response(&max_duration, ErrorFormat::ApimJson)
-                .unwrap()
-                .code,
-            101507
-        );
+        assert_eq!(fault_for_response(&dns, ErrorFormat::ApimJson).unwrap().code, 101503);
+        let max_duration =
+            view(504, "upstream_max_stream_duration_reached", flags::UPSTREAM_MAX_STREAM_DURATION_REACHED);
+        assert_eq!(fault_for_response(&max_duration, ErrorFormat::ApimJson).unwrap().code, 101507);
     }
 
     #[test]
     fn oversized_bodies_become_102511() {
-        let fault = fault_for_response(
-            &view(413, "request_payload_too_large", 0),
-            ErrorFormat::ApimJson,
-        )
-        .unwrap();
+        let fault = fault_for_response(&view(413, "request_payload_too_large", 0), ErrorFormat::ApimJson).unwrap();
         assert_eq!((fault.id, fault.code), (FaultId::IncompletePayload, 102511));
     }
 
     #[test]
     fn choreo_connect_uses_its_own_codes() {
-        let fault = fault_for_response(
-            &view(503, "x", flags::UPSTREAM_CONNECTION_FAILURE),
-            ErrorFormat::ChoreoConnect,
-        )
-        .unwrap();
+        let fault = fault_for_response(&view(503, "x", flags::UPSTREAM_CONNECTION_FAILURE), ErrorFormat::ChoreoConnect)
+            .unwrap();
         assert_eq!(fault.code, 102503);
         let fault = fault_for_response(
             &view(504, "response_timeout", flags::UPSTREAM_REQUEST_TIMEOUT),

@@ -12,19 +12,13 @@ use common::{envoy_yaml, free_port, Envoy, EnvoySetup, Scratch};
 
 fn refused_with(filter_json: &str, expected_line: &str) {
     match Envoy::try_start(filter_json, EnvoySetup::default()) {
-        Ok(envoy) => panic!(
-            "Envoy started on a bad configuration; log:\n{}",
-            envoy.log()
-        ),
+        Ok(envoy) => panic!("Envoy started on a bad configuration; log:\n{}", envoy.log()),
         Err(log) => {
             let line = log
                 .lines()
                 .find(|line| line.contains("invalid configuration:"))
                 .unwrap_or_else(|| panic!("no configuration error in the log:\n{log}"));
-            assert!(
-                line.contains(expected_line),
-                "expected `{expected_line}` in: {line}"
-            );
+            assert!(line.contains(expected_line), "expected `{expected_line}` in: {line}");
         }
     }
 }
@@ -57,17 +51,9 @@ fn invalid_status_is_refused_and_named() {
 #[test]
 fn a_secret_in_the_wrong_place_is_not_logged() {
     let config = r#"{"applications":[{"id":"a","name":"A","api_keys":["sk_live_DO_NOT_LOG"]}]}"#;
-    let error = Envoy::try_start(config, EnvoySetup::default())
-        .err()
-        .expect("refused");
-    assert!(
-        error.contains("field `applications[0].api_keys[0]`"),
-        "{error}"
-    );
-    assert!(
-        !error.contains("sk_live_DO_NOT_LOG"),
-        "the value reached Envoy's log:\n{error}"
-    );
+    let error = Envoy::try_start(config, EnvoySetup::default()).err().expect("refused");
+    assert!(error.contains("field `applications[0].api_keys[0]`"), "{error}");
+    assert!(!error.contains("sk_live_DO_NOT_LOG"), "the value reached Envoy's log:\n{error}");
 }
 
 #[test]
@@ -88,12 +74,7 @@ fn bad_update_keeps_the_previous_configuration() {
         "endpoints":{"production":"c"},"resources":[{"method":"GET","path":"/*"}]}]}"#;
     let lds_path = scratch.0.join("lds.yaml");
     let write_lds = |filter: &str| {
-        let listener = listener_only(&envoy_yaml(
-            filter,
-            &EnvoySetup::default(),
-            port,
-            admin_port,
-        ));
+        let listener = listener_only(&envoy_yaml(filter, &EnvoySetup::default(), port, admin_port));
         let staging = scratch.0.join("lds.yaml.tmp");
         std::fs::write(&staging, listener).expect("write lds");
         std::fs::rename(&staging, &lds_path).expect("move lds into place");
@@ -106,22 +87,15 @@ fn bad_update_keeps_the_previous_configuration() {
          static_resources: {{ clusters: [] }}\n",
         lds_path.display()
     );
-    let envoy = Envoy::launch(&bootstrap, 2, port, admin_port, "lds-envoy")
-        .unwrap_or_else(|log| panic!("{log}"));
-    wait_for(|| {
-        common::try_request(port, "GET", "/a/1/x", &[], None)
-            .map(|r| r.status == 503)
-            .unwrap_or(false)
-    });
+    let envoy = Envoy::launch(&bootstrap, 2, port, admin_port, "lds-envoy").unwrap_or_else(|log| panic!("{log}"));
+    wait_for(|| common::try_request(port, "GET", "/a/1/x", &[], None).map(|r| r.status == 503).unwrap_or(false));
     assert_eq!(envoy.get("/a/1/x").json()["code"], "700700");
 
     let rejected_before = envoy.stat("listener_manager.lds.update_rejected");
     write_lds(bad);
     wait_for(|| envoy.stat("listener_manager.lds.update_rejected") > rejected_before);
     assert!(
-        envoy
-            .log()
-            .contains("field `apis[0].lifecycle`: unknown variant `BLOCKD`"),
+        envoy.log().contains("field `apis[0].lifecycle`: unknown variant `BLOCKD`"),
         "the log names the field:\n{}",
         envoy.log()
     );
@@ -135,12 +109,8 @@ fn bad_update_keeps_the_previous_configuration() {
 
 /// The `listeners` section of a generated bootstrap, as an LDS resource file.
 fn listener_only(bootstrap: &str) -> String {
-    let start = bootstrap
-        .find("  - name: gateway")
-        .expect("listener in generated config");
-    let end = bootstrap
-        .find("  clusters")
-        .expect("clusters in generated config");
+    let start = bootstrap.find("  - name: gateway").expect("listener in generated config");
+    let end = bootstrap.find("  clusters").expect("clusters in generated config");
     let listener: String = bootstrap[start..end]
         .lines()
         .map(|line| line.strip_prefix("  ").unwrap_or(line))

@@ -1,64 +1,81 @@
 //! `make run`'s demo does what the README says: the README's demo lines run against
-//! envoy/envoy.yaml (its ports moved to free ones) in a real Envoy, and each answers the status
-//! and, where the README shows one, the code it promises.
+//! envoy/envoy.yaml (its ports moved to free ones) in a real Envoy, with the demo API key from
+//! envoy/demo/credentials.env and a JWT from the README's mint command, and each answers the
+//! status and, where the README shows one, the code it promises.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{free_port, read_repo_file, request, Envoy};
+use std::process::Command;
+
+use common::{free_port, read_repo_file, repo_root, request, Envoy};
 
 struct DemoLine {
     method: String,
     path: String,
+    headers: Vec<(String, String)>,
     status: u16,
     code: Option<String>,
 }
 
-fn demo_lines() -> Vec<DemoLine> {
+/// The values the README's shell lines set.
+fn variables() -> Vec<(String, String)> {
+    let credentials = read_repo_file("envoy/demo/credentials.env");
+    let api_key = credentials
+        .lines()
+        .find_map(|line| line.strip_prefix("DEMO_API_KEY="))
+        .expect("DEMO_API_KEY in envoy/demo/credentials.env")
+        .to_string();
+    // The README's `cargo run --quiet --example mint-demo-jwt`.
+    let output = Command::new(env!("CARGO"))
+        .args(["run", "--quiet", "--example", "mint-demo-jwt"])
+        .current_dir(repo_root())
+        .output()
+        .expect("run the mint-demo-jwt example");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let jwt = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(jwt.matches('.').count(), 2, "a JWT: {jwt}");
+    vec![("$DEMO_API_KEY".to_string(), api_key), ("$DEMO_JWT".to_string(), jwt)]
+}
+
+fn demo_lines(variables: &[(String, String)]) -> Vec<DemoLine> {
     let readme = read_repo_file("README.md");
-    let start = readme
-        .find("<!-- demo:begin -->")
-        .expect("demo block start");
+    let start = readme.find("<!-- demo:begin -->").expect("demo block start");
     let end = readme.find("<!-- demo:end -->").expect("demo block end");
     let lines: Vec<DemoLine> = readme[start..end]
         .lines()
         .filter(|line| line.starts_with("curl "))
         .map(|line| {
-            let (command, expectation) = line
-                .split_once("# -> ")
-                .expect("each demo line says `# -> STATUS`");
+            let (command, expectation) = line.split_once("# -> ").expect("each demo line says `# -> STATUS`");
+            let mut headers = Vec::new();
+            let mut rest = command;
+            while let Some(at) = rest.find("-H \"") {
+                let after = &rest[at + 4..];
+                let close = after.find('"').expect("closing quote");
+                let mut header = after[..close].to_string();
+                for (name, value) in variables {
+                    header = header.replace(name, value);
+                }
+                let (name, value) = header.split_once(':').expect("Name: value");
+                headers.push((name.trim().to_string(), value.trim().to_string()));
+                rest = &after[close + 1..];
+            }
             let words: Vec<&str> = command.split_whitespace().collect();
-            let method = words
-                .iter()
-                .position(|w| *w == "-X")
-                .map(|i| words[i + 1].to_string())
-                .unwrap_or("GET".into());
-            let url = words
-                .iter()
-                .find(|w| w.starts_with("http://"))
-                .expect("a URL");
+            let method =
+                words.iter().position(|w| *w == "-X").map(|i| words[i + 1].to_string()).unwrap_or("GET".into());
+            let url = words.iter().find(|w| w.starts_with("http://")).expect("a URL");
             let path = url.trim_start_matches("http://127.0.0.1:8080").to_string();
-            let status = expectation
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .expect("a status");
+            let status = expectation.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().expect("a status");
             let code = expectation
                 .split("\"code\":\"")
                 .nth(1)
                 .map(|rest| rest.split('"').next().unwrap_or_default().to_string());
-            DemoLine {
-                method,
-                path,
-                status,
-                code,
-            }
+            DemoLine { method, path, headers, status, code }
         })
         .collect();
-    assert!(lines.len() >= 6, "the README shows the demo lines");
+    assert!(lines.len() >= 8, "the README shows the demo lines");
     lines
 }
 
@@ -69,37 +86,23 @@ fn readme_demo_lines_hold_against_the_shipped_config() {
         .replace("port_value: 8080", &format!("port_value: {port}"))
         .replace("port_value: 8081", &format!("port_value: {backend_port}"))
         .replace("port_value: 9901", &format!("port_value: {admin_port}"));
-    let envoy =
-        Envoy::launch(&yaml, 2, port, admin_port, "demo").unwrap_or_else(|log| panic!("{log}"));
-    let apis = ["/pizzashack/1.0.0", "/legacy/1.0.0", "/deadend/1.0.0"];
-    let lines = demo_lines();
-    for api in apis {
-        assert!(
-            lines.iter().any(|line| line.path.starts_with(api)),
-            "the README shows {api}"
-        );
+    let envoy = Envoy::launch(&yaml, 2, port, admin_port, "demo").unwrap_or_else(|log| panic!("{log}"));
+    let lines = demo_lines(&variables());
+    for api in ["/pizzashack/1.0.0", "/legacy/1.0.0", "/deadend/1.0.0"] {
+        assert!(lines.iter().any(|line| line.path.starts_with(api)), "the README shows {api}");
     }
+    assert!(lines.iter().any(|line| line.headers.iter().any(|(name, _)| name == "apikey") && line.status == 200));
+    assert!(lines
+        .iter()
+        .any(|line| line.headers.iter().any(|(name, _)| name == "Authorization") && line.status == 200));
     for line in lines {
-        let response = request(envoy.port, &line.method, &line.path, &[], None);
-        assert_eq!(
-            response.status, line.status,
-            "{} {}: {}",
-            line.method, line.path, response.body
-        );
+        let headers: Vec<(&str, &str)> = line.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let response = request(envoy.port, &line.method, &line.path, &headers, None);
+        assert_eq!(response.status, line.status, "{} {}: {}", line.method, line.path, response.body);
         if let Some(code) = line.code {
-            assert_eq!(
-                response.json()["code"],
-                code.as_str(),
-                "{} {}",
-                line.method,
-                line.path
-            );
+            assert_eq!(response.json()["code"], code.as_str(), "{} {}", line.method, line.path);
         } else {
-            assert!(
-                !response.body.contains("\"code\""),
-                "a backend answer, not a fault: {}",
-                response.body
-            );
+            assert!(!response.body.contains("\"code\""), "a backend answer, not a fault: {}", response.body);
         }
     }
 }

@@ -17,10 +17,7 @@ fn check(relative: &str, generated: String) {
         return;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{relative} is stale: run `make docs` and commit the result"
-    );
+    assert!(committed == generated, "{relative} is stale: run `make docs` and commit the result");
 }
 
 #[test]
@@ -42,10 +39,6 @@ fn config_schema_is_current() {
 fn the_error_reference_lists_every_catalogue_code() {
     let reference = docs::error_code_reference();
     for id in apim_filter::catalogue::ALL {
-        assert!(
-            reference.contains(&format!("`{}`", id.spec().id)),
-            "{} missing",
-            id.spec().id
-        );
+        assert!(reference.contains(&format!("`{}`", id.spec().id)), "{} missing", id.spec().id);
     }
 }

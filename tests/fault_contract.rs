@@ -58,11 +58,7 @@ fn stack_with(errors: &str, extra_filters: &str) -> Stack {
         ..Default::default()
     };
     let envoy = Envoy::start(&filter_config(errors), setup);
-    Stack {
-        envoy,
-        backend,
-        silent,
-    }
+    Stack { envoy, backend, silent }
 }
 
 fn stack(errors: &str) -> Stack {
@@ -72,14 +68,7 @@ fn stack(errors: &str) -> Stack {
 fn assert_fault(response: &common::Response, status: u16, code: &str) {
     assert_eq!(response.status, status, "status; body: {}", response.body);
     assert_eq!(response.json()["code"], code, "body: {}", response.body);
-    assert!(
-        response
-            .header("content-type")
-            .unwrap_or("")
-            .starts_with("application/json"),
-        "{:?}",
-        response.headers
-    );
+    assert!(response.header("content-type").unwrap_or("").starts_with("application/json"), "{:?}", response.headers);
 }
 
 #[test]
@@ -92,10 +81,7 @@ fn unknown_api_answers_the_gateway_404_fault() {
     );
     assert_eq!(response.status, 404);
     assert_fault(&stack.envoy.get("/shop/2.0.0/items"), 404, "404");
-    assert!(
-        stack.backend.requests().is_empty(),
-        "nothing reaches the backend"
-    );
+    assert!(stack.backend.requests().is_empty(), "nothing reaches the backend");
 }
 
 #[test]
@@ -103,34 +89,14 @@ fn unknown_resource_or_wrong_method_answers_900906() {
     let stack = stack("{}");
     let response = stack.envoy.get("/shop/1.0.0/drinks");
     assert_fault(&response, 403, "900906");
-    assert_eq!(
-        response.json()["message"],
-        "No matching resource found in the API for the given request"
-    );
-    assert_fault(
-        &stack.envoy.send("DELETE", "/shop/1.0.0/items", &[], None),
-        403,
-        "900906",
-    );
-    assert_fault(
-        &stack
-            .envoy
-            .send("POST", "/shop/1.0.0/items", &[], Some(b"{}")),
-        403,
-        "900906",
-    );
+    assert_eq!(response.json()["message"], "No matching resource found in the API for the given request");
+    assert_fault(&stack.envoy.send("DELETE", "/shop/1.0.0/items", &[], None), 403, "900906");
+    assert_fault(&stack.envoy.send("POST", "/shop/1.0.0/items", &[], Some(b"{}")), 403, "900906");
     // Paths that cannot be matched safely are refused, never forwarded.
-    for path in [
-        "/shop/1.0.0/x/../items",
-        "/shop/1.0.0/items%2F1",
-        "/shop/1.0.0/%2e%2e/items",
-    ] {
+    for path in ["/shop/1.0.0/x/../items", "/shop/1.0.0/items%2F1", "/shop/1.0.0/%2e%2e/items"] {
         assert_fault(&stack.envoy.get(path), 403, "900906");
     }
-    assert!(
-        stack.backend.requests().is_empty(),
-        "nothing reaches the backend"
-    );
+    assert!(stack.backend.requests().is_empty(), "nothing reaches the backend");
 }
 
 #[test]
@@ -158,11 +124,7 @@ fn matched_requests_reach_the_backend_rewritten_with_the_filters_routing_headers
     assert_eq!(received[0].header("x-apim-api"), Some("Shop:1.0.0"));
     assert_eq!(received[0].header("x-apim-cluster"), Some("live"));
     // Trailing slash, doubled slashes and matrix parameters match the same resource.
-    for path in [
-        "/shop/1.0.0/items/",
-        "//shop//1.0.0//items",
-        "/shop/1.0.0/items;jsessionid=7",
-    ] {
+    for path in ["/shop/1.0.0/items/", "//shop//1.0.0//items", "/shop/1.0.0/items;jsessionid=7"] {
         assert_eq!(stack.envoy.get(path).status, 200, "{path}");
     }
 }
@@ -188,10 +150,7 @@ fn closed_port_answers_503_101503() {
         r#"{"code":"101503","type":"Status report","message":"Runtime Error","description":"Error connecting to the back end"}"#
     );
     assert_eq!(response.status, 503);
-    assert!(response
-        .header("content-type")
-        .unwrap_or("")
-        .starts_with("application/json"));
+    assert!(response.header("content-type").unwrap_or("").starts_with("application/json"));
 }
 
 #[test]
@@ -201,17 +160,11 @@ fn never_answering_upstream_with_1s_timeout_answers_504_101507() {
     assert_fault(&response, 504, "101507");
     assert_eq!(response.json()["type"], "Status report");
     assert!(
-        stack
-            .silent
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1,
+        stack.silent.connections.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the request reached the silent upstream"
     );
     // A request with a body, fully sent before the timeout, is REQUEST_DONE as well.
-    let response = stack
-        .envoy
-        .send("GET", "/slow/1.0.0/upload", &[], Some(b"complete body"));
+    let response = stack.envoy.send("GET", "/slow/1.0.0/upload", &[], Some(b"complete body"));
     assert_fault(&response, 504, "101507");
 }
 
@@ -223,19 +176,11 @@ fn oversized_request_body_answers_102511() {
               max_request_bytes: 1024
 "#;
     let stack = stack_with("{}", buffer);
-    let response = stack
-        .envoy
-        .send("POST", "/shop/1.0.0/upload", &[], Some(&[b'x'; 8192]));
+    let response = stack.envoy.send("POST", "/shop/1.0.0/upload", &[], Some(&[b'x'; 8192]));
     assert_fault(&response, 400, "102511");
     assert_eq!(response.json()["message"], "Incomplete payload");
-    let response = stack
-        .envoy
-        .send("POST", "/shop/1.0.0/upload", &[], Some(&[b'x'; 100]));
-    assert_eq!(
-        response.status, 200,
-        "a small body passes: {}",
-        response.body
-    );
+    let response = stack.envoy.send("POST", "/shop/1.0.0/upload", &[], Some(&[b'x'; 100]));
+    assert_eq!(response.status, 200, "a small body passes: {}", response.body);
 }
 
 #[test]
@@ -243,21 +188,10 @@ fn secured_resources_are_closed_without_credentials_support() {
     let stack = stack("{}");
     let response = stack.envoy.get("/secure/1.0.0/x");
     assert_fault(&response, 401, "900902");
-    assert_eq!(
-        response.header("www-authenticate"),
-        Some(r#"Bearer realm="WSO2 API Manager""#)
-    );
-    let response = stack.envoy.send(
-        "GET",
-        "/secure/1.0.0/x",
-        &[("authorization", "Bearer s3cr3t-t0ken-value")],
-        None,
-    );
+    assert_eq!(response.header("www-authenticate"), Some(r#"Bearer realm="WSO2 API Manager""#));
+    let response = stack.envoy.send("GET", "/secure/1.0.0/x", &[("authorization", "Bearer s3cr3t-t0ken-value")], None);
     assert_fault(&response, 401, "900901");
-    assert_eq!(
-        response.header("www-authenticate"),
-        Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#)
-    );
+    assert_eq!(response.header("www-authenticate"), Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#));
     assert!(
         !response.body.contains("s3cr3t") && !stack.envoy.log().contains("s3cr3t"),
         "the token never appears in the body"
@@ -271,10 +205,7 @@ fn every_format_chosen_in_config_is_what_comes_back() {
         (r#"{"format":"apim-xml"}"#, "xml"),
         (r#"{"format":"microgateway"}"#, "microgateway"),
         (r#"{"format":"choreo-connect"}"#, "choreo"),
-        (
-            r#"{"format":"kanali","kanali_docs_url":"https://docs.example/errors"}"#,
-            "kanali",
-        ),
+        (r#"{"format":"kanali","kanali_docs_url":"https://docs.example/errors"}"#, "kanali"),
         (r#"{"format":"tyk"}"#, "tyk"),
         (
             r#"{"format":"template","template":{"content_type":"text/plain","body":"E{code}/{status}: {message}"}}"#,
@@ -288,22 +219,15 @@ fn every_format_chosen_in_config_is_what_comes_back() {
         match *kind {
             "xml" => {
                 assert_eq!(not_found.status, 404);
-                assert!(not_found
-                    .header("content-type")
-                    .unwrap()
-                    .starts_with("application/xml"));
+                assert!(not_found.header("content-type").unwrap().starts_with("application/xml"));
                 assert!(
-                    not_found.body.starts_with(
-                        r#"<am:fault xmlns:am="http://wso2.org/apimanager"><am:code>404</am:code>"#
-                    ),
+                    not_found
+                        .body
+                        .starts_with(r#"<am:fault xmlns:am="http://wso2.org/apimanager"><am:code>404</am:code>"#),
                     "{}",
                     not_found.body
                 );
-                assert!(
-                    refused.body.contains("<am:code>101503</am:code>"),
-                    "{}",
-                    refused.body
-                );
+                assert!(refused.body.contains("<am:code>101503</am:code>"), "{}", refused.body);
             }
             "microgateway" => {
                 assert_eq!(not_found.json()["fault"]["code"], "404");
@@ -324,10 +248,7 @@ fn every_format_chosen_in_config_is_what_comes_back() {
                 let body = not_found.json();
                 assert_eq!(body["status"], 404);
                 assert_eq!(body["code"], 0);
-                assert_eq!(
-                    body["details"],
-                    "Visit https://docs.example/errors#00 for more details."
-                );
+                assert_eq!(body["details"], "Visit https://docs.example/errors#00 for more details.");
                 assert_eq!(refused.json()["code"], 8);
             }
             "tyk" => {
@@ -364,56 +285,24 @@ fn status_override_to_555_is_honoured() {
 
 #[test]
 fn fault_responses_carry_cors_headers_and_preflights_are_answered() {
-    let stack = stack(
-        r#"{"cors":{"allow_origins":["https://app.example"],"allow_credentials":true,"max_age_s":600}}"#,
-    );
-    let response = stack.envoy.send(
-        "GET",
-        "/nowhere",
-        &[("origin", "https://app.example")],
-        None,
-    );
-    assert_eq!(
-        response.header("access-control-allow-origin"),
-        Some("https://app.example")
-    );
-    assert_eq!(
-        response.header("access-control-allow-credentials"),
-        Some("true")
-    );
-    let response = stack.envoy.send(
-        "GET",
-        "/closed/1.0.0/x",
-        &[("origin", "https://app.example")],
-        None,
-    );
+    let stack = stack(r#"{"cors":{"allow_origins":["https://app.example"],"allow_credentials":true,"max_age_s":600}}"#);
+    let response = stack.envoy.send("GET", "/nowhere", &[("origin", "https://app.example")], None);
+    assert_eq!(response.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(response.header("access-control-allow-credentials"), Some("true"));
+    let response = stack.envoy.send("GET", "/closed/1.0.0/x", &[("origin", "https://app.example")], None);
     assert_eq!(response.json()["code"], "101503");
-    assert_eq!(
-        response.header("access-control-allow-origin"),
-        Some("https://app.example")
-    );
-    let response = stack.envoy.send(
-        "GET",
-        "/nowhere",
-        &[("origin", "https://evil.example")],
-        None,
-    );
+    assert_eq!(response.header("access-control-allow-origin"), Some("https://app.example"));
+    let response = stack.envoy.send("GET", "/nowhere", &[("origin", "https://evil.example")], None);
     assert_eq!(response.header("access-control-allow-origin"), None);
     let preflight = stack.envoy.send(
         "OPTIONS",
         "/shop/1.0.0/items",
-        &[
-            ("origin", "https://app.example"),
-            ("access-control-request-method", "GET"),
-        ],
+        &[("origin", "https://app.example"), ("access-control-request-method", "GET")],
         None,
     );
     assert_eq!(preflight.status, 200);
     assert_eq!(preflight.header("access-control-max-age"), Some("600"));
-    assert!(
-        stack.backend.requests().is_empty(),
-        "preflights are answered by the gateway"
-    );
+    assert!(stack.backend.requests().is_empty(), "preflights are answered by the gateway");
 }
 
 #[test]
@@ -432,10 +321,7 @@ fn fault_counters_move_in_envoy_stats() {
         if resource == before + 3 && transport == 1 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "counters: 900906={resource}, 101503={transport}"
-        );
+        assert!(std::time::Instant::now() < deadline, "counters: 900906={resource}, 101503={transport}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -445,21 +331,10 @@ fn unmatched_requests_pass_through_when_configured() {
     let backend = Backend::start();
     let config = r#"{"unmatched":"pass_through","apis":[{"name":"Shop","context":"/shop","version":"1.0.0",
         "security":[],"endpoints":{"production":"live"},"resources":[{"method":"GET","path":"/items"}]}]}"#;
-    let envoy = Envoy::start(
-        config,
-        EnvoySetup {
-            clusters: vec![("live".into(), backend.port)],
-            ..Default::default()
-        },
-    );
+    let envoy =
+        Envoy::start(config, EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
     let response = envoy.send("GET", "/elsewhere", &[("x-apim-cluster", "live")], None);
-    assert_eq!(
-        (response.status, response.body.as_str()),
-        (418, "passed through unmatched")
-    );
-    assert!(
-        backend.requests().is_empty(),
-        "a client cannot route itself with x-apim-cluster"
-    );
+    assert_eq!((response.status, response.body.as_str()), (418, "passed through unmatched"));
+    assert!(backend.requests().is_empty(), "a client cannot route itself with x-apim-cluster");
     assert_eq!(envoy.get("/shop/1.0.0/items").status, 200);
 }

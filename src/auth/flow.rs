@@ -15,8 +15,7 @@ use super::jwt::{self, JwtError};
 use super::keys::KeySet;
 use crate::catalogue::{Fault, FaultId};
 use crate::config::{
-    Api, AppKey, Compatibility, Config, KeyManager, KeyType, Resource, SecurityScheme,
-    SubscriptionState,
+    Api, AppKey, Compatibility, Config, KeyManager, KeyType, Resource, SecurityScheme, SubscriptionState,
 };
 
 /// A credential the request offers.
@@ -49,10 +48,7 @@ pub fn extract(
 ) -> Extracted {
     let mut problem = None;
     if resource.security.contains(&SecurityScheme::Oauth2) {
-        if let Some(value) = authorization
-            .map(str::trim)
-            .filter(|value| !value.is_empty())
-        {
+        if let Some(value) = authorization.map(str::trim).filter(|value| !value.is_empty()) {
             let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
             let token = rest.trim();
             if !scheme.eq_ignore_ascii_case("bearer") {
@@ -100,11 +96,7 @@ fn percent_decode(text: &str) -> String {
                 index += 3;
             }
             None => {
-                out.push(if bytes[index] == b'+' {
-                    b' '
-                } else {
-                    bytes[index]
-                });
+                out.push(if bytes[index] == b'+' { b' ' } else { bytes[index] });
                 index += 1;
             }
         }
@@ -144,10 +136,7 @@ pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Faul
         AuthFailure::Inactive if microgateway => {
             Fault::new(FaultId::AccessTokenInactive).with_challenge_error("invalid_token")
         }
-        AuthFailure::BadFormat
-        | AuthFailure::BadScheme
-        | AuthFailure::Expired
-        | AuthFailure::Inactive => invalid,
+        AuthFailure::BadFormat | AuthFailure::BadScheme | AuthFailure::Expired | AuthFailure::Inactive => invalid,
         AuthFailure::KeyManagerUnavailable => Fault::new(FaultId::AuthGeneralError),
     }
 }
@@ -224,10 +213,11 @@ fn jwt_failure(error: JwtError) -> AuthFailure {
 }
 
 /// Verifies a bearer token. `remote_keys(km)` are the keys fetched for a key manager's JWKS URL,
-/// if any; `may_fetch(km)` says whether asking for a fetch is allowed now.
+/// if any, and whether they are due for a refresh; `may_fetch(km)` says whether asking for a
+/// fetch is allowed now.
 pub fn verify_bearer<'k>(
     config: &Config,
-    remote_keys: impl Fn(usize) -> Option<&'k KeySet>,
+    remote_keys: impl Fn(usize) -> (Option<&'k KeySet>, bool),
     token: &str,
     now: u64,
     may_fetch: impl Fn(usize) -> bool,
@@ -236,11 +226,7 @@ pub fn verify_bearer<'k>(
         return BearerStep::Failed(AuthFailure::Invalid);
     }
     if !looks_like_jws(token) {
-        return match config
-            .key_managers
-            .iter()
-            .position(|km| km.introspection.is_some())
-        {
+        return match config.key_managers.iter().position(|km| km.introspection.is_some()) {
             Some(key_manager) => BearerStep::Introspect { key_manager },
             None => BearerStep::Failed(AuthFailure::Invalid),
         };
@@ -249,34 +235,23 @@ pub fn verify_bearer<'k>(
         Ok(parsed) => parsed,
         Err(error) => return BearerStep::Failed(jwt_failure(error)),
     };
-    let Some(&index) = parsed
-        .issuer()
-        .and_then(|issuer| config.issuers.get(issuer))
-    else {
+    let Some(&index) = parsed.issuer().and_then(|issuer| config.issuers.get(issuer)) else {
         return BearerStep::Failed(AuthFailure::Invalid);
     };
     let Some(km) = config.key_managers.get(index) else {
         return BearerStep::Failed(AuthFailure::Invalid);
     };
-    let remote = remote_keys(index);
+    let (remote, stale) = remote_keys(index);
     let kid = parsed.kid.as_deref();
-    let kid_known =
-        |set: Option<&KeySet>| kid.is_some_and(|kid| set.is_some_and(|set| set.has_kid(kid)));
-    if km.remote_jwks.is_some()
-        && may_fetch(index)
-        && (remote.is_none()
-            || (kid.is_some() && !kid_known(remote) && !kid_known(Some(&km.static_keys))))
-    {
+    let kid_known = |set: Option<&KeySet>| kid.is_some_and(|kid| set.is_some_and(|set| set.has_kid(kid)));
+    let unknown_kid = kid.is_some() && !kid_known(remote) && !kid_known(Some(&km.static_keys));
+    if km.remote_jwks.is_some() && may_fetch(index) && (remote.is_none() || stale || unknown_kid) {
         return BearerStep::FetchJwks { key_manager: index };
     }
     let candidates = km
         .static_keys
         .candidates(kid, parsed.algorithm)
-        .chain(
-            remote
-                .into_iter()
-                .flat_map(|set| set.candidates(kid, parsed.algorithm)),
-        )
+        .chain(remote.into_iter().flat_map(|set| set.candidates(kid, parsed.algorithm)))
         .chain(km.hmac.iter());
     if let Err(error) = parsed.verify(&km.algorithms, candidates) {
         return BearerStep::Failed(jwt_failure(error));
@@ -302,12 +277,7 @@ fn token_identity(
     claims: &Map<String, Value>,
     expires_at: u64,
 ) -> Option<TokenIdentity> {
-    let client_id = km
-        .claims
-        .client_id
-        .iter()
-        .find_map(|name| claims.get(name).and_then(Value::as_str))?
-        .to_string();
+    let client_id = km.claims.client_id.iter().find_map(|name| claims.get(name).and_then(Value::as_str))?.to_string();
     let scopes = km
         .claims
         .scopes
@@ -315,30 +285,16 @@ fn token_identity(
         .find_map(|name| claims.get(name))
         .map(|value| match value {
             Value::String(text) => text.split_whitespace().map(String::from).collect(),
-            Value::Array(items) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
+            Value::Array(items) => items.iter().filter_map(Value::as_str).map(String::from).collect(),
             _ => Vec::new(),
         })
         .unwrap_or_default();
-    let end_user = claims
-        .get(&km.claims.end_user)
-        .and_then(Value::as_str)
-        .map(String::from);
+    let end_user = claims.get(&km.claims.end_user).and_then(Value::as_str).map(String::from);
     let user_token = match claims.get(&km.claims.token_type).and_then(Value::as_str) {
         Some(kind) => kind.eq_ignore_ascii_case("APPLICATION_USER"),
         None => end_user.as_deref().is_some_and(|user| user != client_id),
     };
-    Some(TokenIdentity {
-        key_manager,
-        client_id,
-        scopes,
-        end_user,
-        user_token,
-        expires_at,
-    })
+    Some(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,17 +332,8 @@ pub fn introspection_request(km: &KeyManager, token: &str) -> Option<(CallHeader
     let headers = vec![
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), introspection.path.clone()),
-        (
-            ":authority".to_string(),
-            introspection
-                .authority
-                .clone()
-                .unwrap_or_else(|| introspection.cluster.clone()),
-        ),
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        ),
+        (":authority".to_string(), introspection.authority.clone().unwrap_or_else(|| introspection.cluster.clone())),
+        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
         ("accept".to_string(), "application/json".to_string()),
         ("authorization".to_string(), format!("Basic {credentials}")),
     ];
@@ -480,8 +427,7 @@ impl CachedIntrospection {
         let introspection = km.introspection.as_ref()?;
         let (until, identity) = match answer {
             Introspected::Active(identity) => (
-                now.saturating_add(introspection.cache_ttl_s)
-                    .min(identity.expires_at),
+                now.saturating_add(introspection.cache_ttl_s).min(identity.expires_at),
                 Some(CachedIdentity {
                     key_manager: identity.key_manager,
                     client_id: identity.client_id.clone(),
@@ -491,16 +437,10 @@ impl CachedIntrospection {
                     expires_at: identity.expires_at,
                 }),
             ),
-            Introspected::Inactive => {
-                (now.saturating_add(introspection.negative_cache_ttl_s), None)
-            }
+            Introspected::Inactive => (now.saturating_add(introspection.negative_cache_ttl_s), None),
             Introspected::Unavailable => return None,
         };
-        Some(CachedIntrospection {
-            hash: hex(hash),
-            until,
-            identity,
-        })
+        Some(CachedIntrospection { hash: hex(hash), until, identity })
     }
 
     /// The cached answer for this hash at `now`, if the slot holds it and it is fresh.
@@ -537,9 +477,8 @@ pub fn verify_api_key(config: &Config, key: &str, now: u64) -> Result<Identity, 
         return verify_jwt_api_key(config, key, now).map(Identity::JwtApiKey);
     }
     let digest = credential_hash(key);
-    let bucket = u64::from_be_bytes([
-        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
-    ]);
+    let bucket =
+        u64::from_be_bytes([digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]]);
     let mut found = None;
     for position in config.api_key_buckets.get(&bucket).into_iter().flatten() {
         if let Some((stored, app_key)) = config.api_key_hashes.get(*position) {
@@ -555,12 +494,7 @@ fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey,
     let verifier = config.api_key_jwt.as_ref().ok_or(AuthFailure::Invalid)?;
     let parsed = jwt::parse(key, config.credentials.max_token_bytes).map_err(jwt_failure)?;
     parsed
-        .verify(
-            &verifier.algorithms,
-            verifier
-                .keys
-                .candidates(parsed.kid.as_deref(), parsed.algorithm),
-        )
+        .verify(&verifier.algorithms, verifier.keys.candidates(parsed.kid.as_deref(), parsed.algorithm))
         .map_err(jwt_failure)?;
     jwt::check_times(&parsed.payload, now, verifier.clock_skew_s).map_err(jwt_failure)?;
     if let Some(issuer) = &verifier.issuer {
@@ -574,10 +508,7 @@ fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey,
         Some("SANDBOX") => KeyType::Sandbox,
         _ => return Err(AuthFailure::Invalid),
     };
-    let application = claims
-        .get("application")
-        .and_then(Value::as_object)
-        .ok_or(AuthFailure::Invalid)?;
+    let application = claims.get("application").and_then(Value::as_object).ok_or(AuthFailure::Invalid)?;
     let text = |object: &Map<String, Value>, name: &str| -> String {
         match object.get(name) {
             Some(Value::String(text)) => text.clone(),
@@ -595,13 +526,7 @@ fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey,
         .map(|apis| {
             apis.iter()
                 .filter_map(Value::as_object)
-                .map(|api| {
-                    (
-                        text(api, "name"),
-                        text(api, "version"),
-                        text(api, "context"),
-                    )
-                })
+                .map(|api| (text(api, "name"), text(api, "version"), text(api, "context")))
                 .collect()
         })
         .unwrap_or_default();
@@ -634,28 +559,17 @@ pub struct Authorized {
 
 fn endpoint(api: &Api, key_type: KeyType) -> Result<String, Fault> {
     match key_type {
-        KeyType::Production => api
-            .endpoints
-            .production
-            .clone()
-            .ok_or(Fault::new(FaultId::ProductionKeyWithoutEndpoint)),
-        KeyType::Sandbox => api
-            .endpoints
-            .sandbox
-            .clone()
-            .ok_or(Fault::new(FaultId::SandboxKeyWithoutEndpoint)),
+        KeyType::Production => {
+            api.endpoints.production.clone().ok_or(Fault::new(FaultId::ProductionKeyWithoutEndpoint))
+        }
+        KeyType::Sandbox => api.endpoints.sandbox.clone().ok_or(Fault::new(FaultId::SandboxKeyWithoutEndpoint)),
     }
 }
 
 /// Checks, in WSO2's order: subscription (900908 none, 900907 blocked, 900909 inactive), token
 /// type (900905), scopes (900910, any one of the resource's), then the key type's endpoint
 /// (900901/403).
-pub fn authorize(
-    config: &Config,
-    api: &Api,
-    resource: &Resource,
-    identity: &Identity,
-) -> Result<Authorized, Fault> {
+pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Identity) -> Result<Authorized, Fault> {
     let forbidden = || Fault::new(FaultId::ResourceForbidden);
     let api_label = format!("{}:{}", api.name, api.version);
     match identity {
@@ -680,16 +594,10 @@ pub fn authorize(
         Identity::ApiKey(_) | Identity::Token(_) => {
             let (app_key, token) = match identity {
                 Identity::ApiKey(app_key) => (*app_key, None),
-                Identity::Token(token) => (
-                    *config.clients.get(&token.client_id).ok_or_else(forbidden)?,
-                    Some(token),
-                ),
+                Identity::Token(token) => (*config.clients.get(&token.client_id).ok_or_else(forbidden)?, Some(token)),
                 Identity::JwtApiKey(_) => return Err(forbidden()),
             };
-            let application = config
-                .applications
-                .get(app_key.application)
-                .ok_or_else(forbidden)?;
+            let application = config.applications.get(app_key.application).ok_or_else(forbidden)?;
             let subscription = config
                 .subscription_index
                 .get(&(application.id.clone(), api_label))
@@ -697,32 +605,21 @@ pub fn authorize(
                 .ok_or_else(forbidden)?;
             match subscription.state {
                 SubscriptionState::Unblocked => {}
-                SubscriptionState::Blocked => {
-                    return Err(Fault::new(FaultId::ApiTemporarilyBlocked))
-                }
+                SubscriptionState::Blocked => return Err(Fault::new(FaultId::ApiTemporarilyBlocked)),
                 SubscriptionState::ProdOnlyBlocked if app_key.key_type == KeyType::Production => {
                     return Err(Fault::new(FaultId::ApiTemporarilyBlocked));
                 }
                 SubscriptionState::ProdOnlyBlocked => {}
-                SubscriptionState::OnHold
-                | SubscriptionState::Rejected
-                | SubscriptionState::Inactive => {
+                SubscriptionState::OnHold | SubscriptionState::Rejected | SubscriptionState::Inactive => {
                     return Err(Fault::new(FaultId::SubscriptionInactive));
                 }
             }
             if let Some(token) = token {
                 if resource.user_token_only && !token.user_token {
-                    return Err(Fault::new(FaultId::IncorrectAccessTokenType)
-                        .with_challenge_error("invalid_token"));
+                    return Err(Fault::new(FaultId::IncorrectAccessTokenType).with_challenge_error("invalid_token"));
                 }
-                if !resource.scopes.is_empty()
-                    && !resource
-                        .scopes
-                        .iter()
-                        .any(|scope| token.scopes.contains(scope))
-                {
-                    return Err(Fault::new(FaultId::InsufficientScope)
-                        .with_challenge_error("insufficient_scope"));
+                if !resource.scopes.is_empty() && !resource.scopes.iter().any(|scope| token.scopes.contains(scope)) {
+                    return Err(Fault::new(FaultId::InsufficientScope).with_challenge_error("insufficient_scope"));
                 }
             }
             Ok(Authorized {
@@ -752,17 +649,11 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache {
-            capacity,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-        }
+        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new() }
     }
 
     pub fn get(&self, hash: &[u8; 32], now: u64) -> Option<&TokenIdentity> {
-        self.entries
-            .get(hash)
-            .filter(|identity| now <= identity.expires_at)
+        self.entries.get(hash).filter(|identity| now <= identity.expires_at)
     }
 
     pub fn insert(&mut self, hash: [u8; 32], identity: TokenIdentity) {

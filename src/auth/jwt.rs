@@ -54,9 +54,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, JwtError> {
         return Err(JwtError::Malformed);
     }
     // The no-padding URL-safe engine refuses `=`, `+`, `/` and non-zero trailing bits.
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| JwtError::Malformed)
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| JwtError::Malformed)
 }
 
 /// Splits and decodes a compact JWS and checks its header.
@@ -65,44 +63,29 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, JwtError> {
         return Err(JwtError::TooLarge);
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed);
     };
-    let header_json =
-        strict_json::parse_object(&decode_segment(header)?).map_err(|_| JwtError::Malformed)?;
-    let payload_json =
-        strict_json::parse_object(&decode_segment(payload)?).map_err(|_| JwtError::Malformed)?;
+    let header_json = strict_json::parse_object(&decode_segment(header)?).map_err(|_| JwtError::Malformed)?;
+    let payload_json = strict_json::parse_object(&decode_segment(payload)?).map_err(|_| JwtError::Malformed)?;
     decode_segment(signature)?;
 
-    let alg = header_json
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(JwtError::Malformed)?;
+    let alg = header_json.get("alg").and_then(Value::as_str).ok_or(JwtError::Malformed)?;
     let algorithm: Algorithm = alg.parse().map_err(|_| JwtError::AlgorithmNotAllowed)?;
     if header_json.contains_key("crit") {
         return Err(JwtError::CriticalHeader);
     }
-    if ["jwk", "jku", "x5u", "x5c"]
-        .iter()
-        .any(|name| header_json.contains_key(*name))
-    {
+    if ["jwk", "jku", "x5u", "x5c"].iter().any(|name| header_json.contains_key(*name)) {
         return Err(JwtError::EmbeddedKey);
     }
-    if header_json
-        .get("cty")
-        .and_then(Value::as_str)
-        .is_some_and(|cty| cty.eq_ignore_ascii_case("JWT"))
-    {
+    if header_json.get("cty").and_then(Value::as_str).is_some_and(|cty| cty.eq_ignore_ascii_case("JWT")) {
         return Err(JwtError::NestedToken);
     }
     let kid = match header_json.get("kid") {
         None => None,
         Some(Value::String(kid))
-            if !kid.is_empty()
-                && kid.len() <= MAX_KID_LEN
-                && kid.chars().all(|c| c.is_ascii_graphic()) =>
+            if !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.chars().all(|c| c.is_ascii_graphic()) =>
         {
             Some(kid.clone())
         }
@@ -136,28 +119,18 @@ impl Parsed<'_> {
         }
         let mut tried = false;
         for key in candidates {
-            if !key.algorithms.contains(&self.algorithm)
-                || key.key.family() != self.algorithm.family()
-            {
+            if !key.algorithms.contains(&self.algorithm) || key.key.family() != self.algorithm.family() {
                 continue;
             }
             tried = true;
-            let valid = jsonwebtoken::crypto::verify(
-                self.signature,
-                self.signing_input.as_bytes(),
-                &key.key,
-                self.algorithm,
-            )
-            .unwrap_or(false);
+            let valid =
+                jsonwebtoken::crypto::verify(self.signature, self.signing_input.as_bytes(), &key.key, self.algorithm)
+                    .unwrap_or(false);
             if valid {
                 return Ok(());
             }
         }
-        Err(if tried {
-            JwtError::BadSignature
-        } else {
-            JwtError::UnknownKey
-        })
+        Err(if tried { JwtError::BadSignature } else { JwtError::UnknownKey })
     }
 }
 
@@ -167,9 +140,7 @@ fn numeric_date(payload: &Map<String, Value>, name: &str) -> Result<Option<u64>,
         None => Ok(None),
         Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
             (Some(seconds), _) => Ok(Some(seconds)),
-            (None, Some(seconds)) if seconds >= 0.0 && seconds.is_finite() => {
-                Ok(Some(seconds as u64))
-            }
+            (None, Some(seconds)) if seconds >= 0.0 && seconds.is_finite() => Ok(Some(seconds as u64)),
             _ => Err(JwtError::Malformed),
         },
         Some(_) => Err(JwtError::Malformed),
@@ -196,11 +167,7 @@ pub fn check_audience(payload: &Map<String, Value>, audiences: &[String]) -> Res
     if audiences.is_empty() {
         return Ok(());
     }
-    let matches = |value: &Value| {
-        value
-            .as_str()
-            .is_some_and(|aud| audiences.iter().any(|wanted| wanted == aud))
-    };
+    let matches = |value: &Value| value.as_str().is_some_and(|aud| audiences.iter().any(|wanted| wanted == aud));
     let ok = match payload.get("aud") {
         Some(Value::Array(values)) => values.iter().any(matches),
         Some(value) => matches(value),
@@ -220,12 +187,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const RSA_ALGS: &[Algorithm] = &[
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::EdDSA,
-    ];
+    const RSA_ALGS: &[Algorithm] = &[Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA];
     const NOW: u64 = 1_800_000_000;
 
     fn keys() -> KeySet {
@@ -244,10 +206,7 @@ mod tests {
     fn check(token: &str) -> Result<(), JwtError> {
         let parsed = parse(token, 8192)?;
         let set = keys();
-        parsed.verify(
-            RSA_ALGS,
-            set.candidates(parsed.kid.as_deref(), parsed.algorithm),
-        )?;
+        parsed.verify(RSA_ALGS, set.candidates(parsed.kid.as_deref(), parsed.algorithm))?;
         check_times(&parsed.payload, NOW, 60).map(|_| ())
     }
 
@@ -257,40 +216,17 @@ mod tests {
 
     #[test]
     fn good_tokens_of_every_key_type_verify() {
+        assert_eq!(check(&sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload(), "rsa-a.pem", Algorithm::RS256)), Ok(()));
         assert_eq!(
-            check(&sign_raw(
-                r#"{"alg":"RS256","kid":"a"}"#,
-                &payload(),
-                "rsa-a.pem",
-                Algorithm::RS256
-            )),
+            check(&sign_raw(r#"{"alg":"ES256","kid":"ec"}"#, &payload(), "ec-p256.pem", Algorithm::ES256)),
             Ok(())
         );
         assert_eq!(
-            check(&sign_raw(
-                r#"{"alg":"ES256","kid":"ec"}"#,
-                &payload(),
-                "ec-p256.pem",
-                Algorithm::ES256
-            )),
+            check(&sign_raw(r#"{"alg":"EdDSA","kid":"ed"}"#, &payload(), "ed25519.pem", Algorithm::EdDSA)),
             Ok(())
         );
         assert_eq!(
-            check(&sign_raw(
-                r#"{"alg":"EdDSA","kid":"ed"}"#,
-                &payload(),
-                "ed25519.pem",
-                Algorithm::EdDSA
-            )),
-            Ok(())
-        );
-        assert_eq!(
-            check(&sign_raw(
-                r#"{"alg":"RS256"}"#,
-                &payload(),
-                "rsa-a.pem",
-                Algorithm::RS256
-            )),
+            check(&sign_raw(r#"{"alg":"RS256"}"#, &payload(), "rsa-a.pem", Algorithm::RS256)),
             Ok(()),
             "no kid: try the keys"
         );
@@ -299,17 +235,9 @@ mod tests {
     #[test]
     fn alg_none_in_any_casing_is_refused() {
         for alg in ["none", "None", "NONE", "nOnE"] {
-            let token = format!(
-                "{}.{}.",
-                b64(&format!(r#"{{"alg":"{alg}"}}"#)),
-                b64(&payload())
-            );
+            let token = format!("{}.{}.", b64(&format!(r#"{{"alg":"{alg}"}}"#)), b64(&payload()));
             assert!(check(&token).is_err(), "{alg}");
-            let token = format!(
-                "{}.{}.c2ln",
-                b64(&format!(r#"{{"alg":"{alg}"}}"#)),
-                b64(&payload())
-            );
+            let token = format!("{}.{}.c2ln", b64(&format!(r#"{{"alg":"{alg}"}}"#)), b64(&payload()));
             assert_eq!(check(&token), Err(JwtError::AlgorithmNotAllowed), "{alg}");
         }
     }
@@ -318,11 +246,7 @@ mod tests {
     fn hmac_signed_with_the_public_key_is_refused() {
         // The attacker signs HS256 using the RSA public key bytes as the secret.
         let public_pem = fixture("rsa-a.pub.pem");
-        let input = format!(
-            "{}.{}",
-            b64(r#"{"alg":"HS256","kid":"a"}"#),
-            b64(&payload())
-        );
+        let input = format!("{}.{}", b64(r#"{"alg":"HS256","kid":"a"}"#), b64(&payload()));
         let signature = jsonwebtoken::crypto::sign(
             input.as_bytes(),
             &jsonwebtoken::EncodingKey::from_secret(&public_pem),
@@ -335,138 +259,62 @@ mod tests {
         // Even when HS256 is allowed for the issuer, no RSA key verifies HMAC.
         let allowed = [Algorithm::RS256, Algorithm::HS256];
         assert_eq!(
-            parsed.verify(
-                &allowed,
-                set.candidates(parsed.kid.as_deref(), parsed.algorithm)
-            ),
+            parsed.verify(&allowed, set.candidates(parsed.kid.as_deref(), parsed.algorithm)),
             Err(JwtError::UnknownKey)
         );
-        assert_eq!(
-            parsed.verify(RSA_ALGS, set.candidates(None, parsed.algorithm)),
-            Err(JwtError::AlgorithmNotAllowed)
-        );
+        assert_eq!(parsed.verify(RSA_ALGS, set.candidates(None, parsed.algorithm)), Err(JwtError::AlgorithmNotAllowed));
         // With a configured secret, HS256 works, and only with that secret.
         let secret = hmac_key(b"a-configured-secret-of-enough-length");
-        assert_eq!(
-            parsed.verify(&allowed, std::iter::once(&secret)),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(parsed.verify(&allowed, std::iter::once(&secret)), Err(JwtError::BadSignature));
     }
 
     #[test]
     fn embedded_and_remote_keys_are_refused() {
         let embedded = jwk("rsa-b.pem", Algorithm::RS256, "b");
         let header = json!({"alg": "RS256", "jwk": embedded}).to_string();
-        assert_eq!(
-            check(&sign_raw(
-                &header,
-                &payload(),
-                "rsa-b.pem",
-                Algorithm::RS256
-            )),
-            Err(JwtError::EmbeddedKey)
-        );
+        assert_eq!(check(&sign_raw(&header, &payload(), "rsa-b.pem", Algorithm::RS256)), Err(JwtError::EmbeddedKey));
         for name in ["jku", "x5u"] {
-            let header = json!({"alg": "RS256", "kid": "a", name: "https://attacker.example/keys"})
-                .to_string();
+            let header = json!({"alg": "RS256", "kid": "a", name: "https://attacker.example/keys"}).to_string();
             assert_eq!(
-                check(&sign_raw(
-                    &header,
-                    &payload(),
-                    "rsa-a.pem",
-                    Algorithm::RS256
-                )),
+                check(&sign_raw(&header, &payload(), "rsa-a.pem", Algorithm::RS256)),
                 Err(JwtError::EmbeddedKey)
             );
         }
         let header = json!({"alg": "RS256", "kid": "a", "x5c": ["MIIB"]}).to_string();
-        assert_eq!(
-            check(&sign_raw(
-                &header,
-                &payload(),
-                "rsa-a.pem",
-                Algorithm::RS256
-            )),
-            Err(JwtError::EmbeddedKey)
-        );
+        assert_eq!(check(&sign_raw(&header, &payload(), "rsa-a.pem", Algorithm::RS256)), Err(JwtError::EmbeddedKey));
     }
 
     #[test]
     fn a_token_signed_by_another_key_is_refused() {
-        let token = sign_raw(
-            r#"{"alg":"RS256","kid":"a"}"#,
-            &payload(),
-            "rsa-b.pem",
-            Algorithm::RS256,
-        );
+        let token = sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload(), "rsa-b.pem", Algorithm::RS256);
         assert_eq!(check(&token), Err(JwtError::BadSignature));
-        let token = sign_raw(
-            r#"{"alg":"RS256","kid":"b"}"#,
-            &payload(),
-            "rsa-b.pem",
-            Algorithm::RS256,
-        );
+        let token = sign_raw(r#"{"alg":"RS256","kid":"b"}"#, &payload(), "rsa-b.pem", Algorithm::RS256);
         assert_eq!(check(&token), Err(JwtError::UnknownKey));
     }
 
     #[test]
     fn kid_injection_and_traversal_are_refused_or_harmless() {
-        for kid in [
-            "../../etc/passwd",
-            "a' OR '1'='1",
-            "a\u{0}",
-            "a\nb",
-            &"k".repeat(300),
-        ] {
+        for kid in ["../../etc/passwd", "a' OR '1'='1", "a\u{0}", "a\nb", &"k".repeat(300)] {
             let header = json!({"alg": "RS256", "kid": kid}).to_string();
-            let result = check(&sign_raw(
-                &header,
-                &payload(),
-                "rsa-a.pem",
-                Algorithm::RS256,
-            ));
-            assert!(
-                matches!(result, Err(JwtError::BadKeyId | JwtError::UnknownKey)),
-                "{kid:?}: {result:?}"
-            );
+            let result = check(&sign_raw(&header, &payload(), "rsa-a.pem", Algorithm::RS256));
+            assert!(matches!(result, Err(JwtError::BadKeyId | JwtError::UnknownKey)), "{kid:?}: {result:?}");
         }
         let header = json!({"alg": "RS256", "kid": 7}).to_string();
-        assert_eq!(
-            check(&sign_raw(
-                &header,
-                &payload(),
-                "rsa-a.pem",
-                Algorithm::RS256
-            )),
-            Err(JwtError::BadKeyId)
-        );
+        assert_eq!(check(&sign_raw(&header, &payload(), "rsa-a.pem", Algorithm::RS256)), Err(JwtError::BadKeyId));
     }
 
     #[test]
     fn psychic_ecdsa_signature_is_refused() {
         // CVE-2022-21449: r = s = 0 (64 zero bytes for P-256).
-        let input = format!(
-            "{}.{}",
-            b64(r#"{"alg":"ES256","kid":"ec"}"#),
-            b64(&payload())
-        );
+        let input = format!("{}.{}", b64(r#"{"alg":"ES256","kid":"ec"}"#), b64(&payload()));
         let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
         assert_eq!(check(&token), Err(JwtError::BadSignature));
     }
 
     #[test]
     fn unknown_critical_extensions_are_refused() {
-        let header =
-            json!({"alg": "RS256", "kid": "a", "crit": ["exp-ext"], "exp-ext": 1}).to_string();
-        assert_eq!(
-            check(&sign_raw(
-                &header,
-                &payload(),
-                "rsa-a.pem",
-                Algorithm::RS256
-            )),
-            Err(JwtError::CriticalHeader)
-        );
+        let header = json!({"alg": "RS256", "kid": "a", "crit": ["exp-ext"], "exp-ext": 1}).to_string();
+        assert_eq!(check(&sign_raw(&header, &payload(), "rsa-a.pem", Algorithm::RS256)), Err(JwtError::CriticalHeader));
     }
 
     #[test]
@@ -474,17 +322,9 @@ mod tests {
         let exp = NOW;
         let token = |exp: u64| {
             let claims = json!({"iss": "https://km", "exp": exp}).to_string();
-            parse(
-                &sign_raw(
-                    r#"{"alg":"RS256","kid":"a"}"#,
-                    &claims,
-                    "rsa-a.pem",
-                    Algorithm::RS256,
-                ),
-                8192,
-            )
-            .unwrap()
-            .payload
+            parse(&sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &claims, "rsa-a.pem", Algorithm::RS256), 8192)
+                .unwrap()
+                .payload
         };
         let payload = token(exp);
         assert_eq!(check_times(&payload, exp - 1, 60), Ok(exp));
@@ -494,8 +334,7 @@ mod tests {
         let no_exp: Map<String, Value> = serde_json::from_str(r#"{"iss":"x"}"#).unwrap();
         assert_eq!(check_times(&no_exp, NOW, 60), Err(JwtError::MissingExpiry));
         let future: Map<String, Value> =
-            serde_json::from_str(&format!(r#"{{"exp":{},"nbf":{}}}"#, NOW + 900, NOW + 61))
-                .unwrap();
+            serde_json::from_str(&format!(r#"{{"exp":{},"nbf":{}}}"#, NOW + 900, NOW + 61)).unwrap();
         assert_eq!(check_times(&future, NOW, 60), Err(JwtError::NotYetValid));
         let bad: Map<String, Value> = serde_json::from_str(r#"{"exp":"tomorrow"}"#).unwrap();
         assert_eq!(check_times(&bad, NOW, 60), Err(JwtError::Malformed));
@@ -503,20 +342,12 @@ mod tests {
 
     #[test]
     fn audience_and_issuer() {
-        let payload: Map<String, Value> =
-            serde_json::from_str(r#"{"aud":["x","gateway"],"iss":"i"}"#).unwrap();
+        let payload: Map<String, Value> = serde_json::from_str(r#"{"aud":["x","gateway"],"iss":"i"}"#).unwrap();
         assert_eq!(check_audience(&payload, &["gateway".to_string()]), Ok(()));
-        assert_eq!(
-            check_audience(&payload, &["other".to_string()]),
-            Err(JwtError::WrongAudience)
-        );
+        assert_eq!(check_audience(&payload, &["other".to_string()]), Err(JwtError::WrongAudience));
         assert_eq!(check_audience(&payload, &[]), Ok(()));
-        let token = sign_raw(
-            r#"{"alg":"RS256","kid":"a"}"#,
-            &payload_with_iss("https://km"),
-            "rsa-a.pem",
-            Algorithm::RS256,
-        );
+        let token =
+            sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload_with_iss("https://km"), "rsa-a.pem", Algorithm::RS256);
         assert_eq!(parse(&token, 8192).unwrap().issuer(), Some("https://km"));
     }
 
@@ -526,47 +357,23 @@ mod tests {
 
     #[test]
     fn duplicate_json_keys_are_refused() {
-        let token = sign_raw(
-            r#"{"alg":"RS256","alg":"none","kid":"a"}"#,
-            &payload(),
-            "rsa-a.pem",
-            Algorithm::RS256,
-        );
+        let token = sign_raw(r#"{"alg":"RS256","alg":"none","kid":"a"}"#, &payload(), "rsa-a.pem", Algorithm::RS256);
         assert_eq!(check(&token), Err(JwtError::Malformed));
-        let claims = format!(
-            r#"{{"iss":"https://km","exp":{},"exp":{}}}"#,
-            NOW + 300,
-            NOW + 99999
-        );
+        let claims = format!(r#"{{"iss":"https://km","exp":{},"exp":{}}}"#, NOW + 300, NOW + 99999);
         assert_eq!(
-            check(&sign_raw(
-                r#"{"alg":"RS256","kid":"a"}"#,
-                &claims,
-                "rsa-a.pem",
-                Algorithm::RS256
-            )),
+            check(&sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &claims, "rsa-a.pem", Algorithm::RS256)),
             Err(JwtError::Malformed)
         );
     }
 
     #[test]
     fn non_canonical_base64url_is_refused() {
-        let good = sign_raw(
-            r#"{"alg":"RS256","kid":"a"}"#,
-            &payload(),
-            "rsa-a.pem",
-            Algorithm::RS256,
-        );
+        let good = sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload(), "rsa-a.pem", Algorithm::RS256);
         let parts: Vec<&str> = good.split('.').collect();
         // Padding, standard-alphabet characters, and a changed last character (non-zero trailing bits).
         let padded = format!("{}=.{}.{}", parts[0], parts[1], parts[2]);
         assert_eq!(check(&padded), Err(JwtError::Malformed));
-        let plus = format!(
-            "{}.{}.{}",
-            parts[0],
-            parts[1],
-            parts[2].replace('-', "+").replace('_', "/")
-        );
+        let plus = format!("{}.{}.{}", parts[0], parts[1], parts[2].replace('-', "+").replace('_', "/"));
         if plus != good {
             assert_eq!(check(&plus), Err(JwtError::Malformed));
         }
@@ -584,35 +391,16 @@ mod tests {
     fn oversized_and_malformed_tokens_are_refused_before_parsing() {
         let huge = format!("{}.{}.sig", "a".repeat(9000), "b");
         assert_eq!(parse(&huge, 8192).err(), Some(JwtError::TooLarge));
-        for token in [
-            "",
-            "a",
-            "a.b",
-            "a.b.c.d",
-            "..",
-            "e30.e30.",
-            "e30..c2ln",
-            "bm90IGpzb24.e30.c2ln",
-        ] {
+        for token in ["", "a", "a.b", "a.b.c.d", "..", "e30.e30.", "e30..c2ln", "bm90IGpzb24.e30.c2ln"] {
             assert!(parse(token, 8192).is_err(), "{token}");
         }
     }
 
     #[test]
     fn nested_tokens_are_refused() {
-        let inner = sign_raw(
-            r#"{"alg":"RS256","kid":"a"}"#,
-            &payload(),
-            "rsa-a.pem",
-            Algorithm::RS256,
-        );
+        let inner = sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload(), "rsa-a.pem", Algorithm::RS256);
         let header = r#"{"alg":"RS256","kid":"a","cty":"JWT"}"#;
-        let outer = sign_raw(
-            header,
-            &json!({"token": inner}).to_string(),
-            "rsa-a.pem",
-            Algorithm::RS256,
-        );
+        let outer = sign_raw(header, &json!({"token": inner}).to_string(), "rsa-a.pem", Algorithm::RS256);
         assert_eq!(check(&outer), Err(JwtError::NestedToken));
     }
 }

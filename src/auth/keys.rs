@@ -24,10 +24,7 @@ pub struct VerificationKey {
 
 impl std::fmt::Debug for VerificationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerificationKey")
-            .field("kid", &self.kid)
-            .field("algorithms", &self.algorithms)
-            .finish()
+        f.debug_struct("VerificationKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
     }
 }
 
@@ -37,14 +34,8 @@ pub struct KeySet {
     pub keys: Vec<VerificationKey>,
 }
 
-const RSA_ALGORITHMS: [Algorithm; 6] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
+const RSA_ALGORITHMS: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
 
 impl KeySet {
     /// Parses a JWKS (`{"keys":[...]}`). Keys that are not signature keys (`use` other than `sig`,
@@ -59,10 +50,7 @@ impl KeySet {
         }
         let keys: Vec<VerificationKey> = entries.iter().filter_map(parse_key).collect();
         if keys.is_empty() {
-            return Err(
-                "the JWKS has no usable signature key (RSA >= 2048 bits, EC P-256/P-384, Ed25519)"
-                    .to_string(),
-            );
+            return Err("the JWKS has no usable signature key (RSA >= 2048 bits, EC P-256/P-384, Ed25519)".to_string());
         }
         Ok(KeySet { keys })
     }
@@ -74,8 +62,7 @@ impl KeySet {
         algorithm: Algorithm,
     ) -> impl Iterator<Item = &'a VerificationKey> + 'a {
         self.keys.iter().filter(move |key| {
-            key.algorithms.contains(&algorithm)
-                && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
+            key.algorithms.contains(&algorithm) && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
         })
     }
 
@@ -119,9 +106,7 @@ fn parse_key(entry: &Value) -> Option<VerificationKey> {
         }
         AlgorithmParameters::OctetKeyPair(params) => {
             // Ed25519 only; the verifier needs exactly 32 bytes.
-            if entry.get("crv").and_then(Value::as_str) != Some("Ed25519")
-                || decoded_len(&params.x)? != 32
-            {
+            if entry.get("crv").and_then(Value::as_str) != Some("Ed25519") || decoded_len(&params.x)? != 32 {
                 return None;
             }
             vec![Algorithm::EdDSA]
@@ -137,11 +122,7 @@ fn parse_key(entry: &Value) -> Option<VerificationKey> {
         algorithms = vec![declared];
     }
     let key = DecodingKey::from_jwk(&jwk).ok()?;
-    Some(VerificationKey {
-        kid: jwk.common.key_id.clone(),
-        algorithms,
-        key,
-    })
+    Some(VerificationKey { kid: jwk.common.key_id.clone(), algorithms, key })
 }
 
 /// An HMAC key from a configured secret, for HS256/384/512.
@@ -180,13 +161,8 @@ pub(crate) mod testkeys {
             // jsonwebtoken cannot export Ed25519 JWKs: the raw key is the last 32 bytes of the
             // SubjectPublicKeyInfo DER in the `.pub.pem` fixture.
             let pem = String::from_utf8(fixture(&name.replace(".pem", ".pub.pem"))).unwrap();
-            let body: String = pem
-                .lines()
-                .filter(|line| !line.starts_with("-----"))
-                .collect();
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .unwrap();
+            let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+            let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
             let x = URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]);
             return serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "kid": kid});
         }
@@ -198,13 +174,8 @@ pub(crate) mod testkeys {
 
     /// Signs `header` and `payload` (given as JSON text, so tests can write anything).
     pub fn sign_raw(header: &str, payload: &str, key: &str, algorithm: Algorithm) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
-        let signature =
-            jsonwebtoken::crypto::sign(input.as_bytes(), &encoding_key(key), algorithm).unwrap();
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &encoding_key(key), algorithm).unwrap();
         format!("{input}.{signature}")
     }
 }
@@ -225,11 +196,7 @@ mod tests {
         let set = KeySet::from_jwks(&jwks).unwrap();
         assert_eq!(set.keys.len(), 3);
         assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 1);
-        assert_eq!(
-            set.candidates(Some("a"), Algorithm::PS256).count(),
-            0,
-            "the JWK's alg narrows the key"
-        );
+        assert_eq!(set.candidates(Some("a"), Algorithm::PS256).count(), 0, "the JWK's alg narrows the key");
         assert_eq!(set.candidates(Some("ec"), Algorithm::ES384).count(), 0);
         assert_eq!(set.candidates(None, Algorithm::EdDSA).count(), 1);
         assert_eq!(set.candidates(None, Algorithm::HS256).count(), 0);

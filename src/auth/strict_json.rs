@@ -93,9 +93,6 @@ mod tests {
     fn only_objects_without_trailing_data() {
         assert!(parse_object(b"[1]").is_err());
         assert!(parse_object(br#"{"a":1} x"#).is_err());
-        assert_eq!(
-            parse_object(br#"{"a":[1,true,null,"x",1.5]}"#).unwrap()["a"][1],
-            true
-        );
+        assert_eq!(parse_object(br#"{"a":[1,true,null,"x",1.5]}"#).unwrap()["a"][1], true);
     }
 }

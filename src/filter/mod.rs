@@ -33,18 +33,16 @@ impl Metrics {
     fn count(&mut self, code: u32) {
         let id = match self.ids.get(&code) {
             Some(id) => *id,
-            None => {
-                match hostcalls::define_metric(MetricType::Counter, &format!("apim.fault.{code}")) {
-                    Ok(id) => {
-                        self.ids.insert(code, id);
-                        id
-                    }
-                    Err(status) => {
-                        log::warn!("cannot define the counter for fault {code}: {status:?}");
-                        return;
-                    }
+            None => match hostcalls::define_metric(MetricType::Counter, &format!("apim.fault.{code}")) {
+                Ok(id) => {
+                    self.ids.insert(code, id);
+                    id
                 }
-            }
+                Err(status) => {
+                    log::warn!("cannot define the counter for fault {code}: {status:?}");
+                    return;
+                }
+            },
         };
         if let Err(status) = hostcalls::increment_metric(id, 1) {
             log::warn!("cannot count fault {code}: {status:?}");
@@ -80,9 +78,7 @@ impl RootContext for Root {
                     config.errors.format
                 );
                 if !config.policies.is_empty() {
-                    log::warn!(
-                        "throttling policies are checked but not yet enforced by this build"
-                    );
+                    log::warn!("throttling policies are checked but not yet enforced by this build");
                 }
                 let vm = VmState::new(&config);
                 self.config = Rc::new(config);
@@ -107,9 +103,7 @@ impl RootContext for Root {
             .unwrap_or_else(|| Rc::new(RefCell::new(VmState::new(&self.config))));
         Some(Box::new(Http {
             stream: Stream::new(Rc::clone(&self.config), vm),
-            host: WasmHost {
-                metrics: Rc::clone(&self.metrics),
-            },
+            host: WasmHost { metrics: Rc::clone(&self.metrics) },
         }))
     }
 
@@ -131,13 +125,7 @@ fn action(flow: Flow) -> Action {
 }
 
 impl Context for Http {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let status = hostcalls::get_map(MapType::HttpCallResponseHeaders)
             .ok()
             .and_then(|headers| headers.into_iter().find(|(name, _)| name == ":status"))
@@ -145,22 +133,15 @@ impl Context for Http {
         let body = if body_size == 0 {
             Vec::new()
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
         };
-        self.stream
-            .on_call_response(&mut self.host, token_id, status, &body);
+        self.stream.on_call_response(&mut self.host, token_id, status, &body);
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(
-            self.stream
-                .on_request_headers(&mut self.host, end_of_stream),
-        )
+        action(self.stream.on_request_headers(&mut self.host, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
@@ -172,17 +153,11 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(
-            self.stream
-                .on_response_headers(&mut self.host, end_of_stream),
-        )
+        action(self.stream.on_response_headers(&mut self.host, end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(
-            self.stream
-                .on_response_body(&mut self.host, body_size, end_of_stream),
-        )
+        action(self.stream.on_response_body(&mut self.host, body_size, end_of_stream))
     }
 }
 
@@ -223,10 +198,7 @@ impl Host for WasmHost {
     }
 
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
         let body = if body.is_empty() { None } else { Some(body) };
         if let Err(status) = hostcalls::send_http_response(u32::from(status), pairs, body) {
             log::error!("cannot send the local reply: {status:?}");
@@ -234,9 +206,7 @@ impl Host for WasmHost {
     }
 
     fn replace_response_body(&mut self, current_size: usize, body: &[u8]) {
-        if let Err(status) =
-            hostcalls::set_buffer(BufferType::HttpResponseBody, 0, current_size, body)
-        {
+        if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, current_size, body) {
             log::error!("cannot replace the response body: {status:?}");
         }
     }
@@ -273,17 +243,8 @@ impl Host for WasmHost {
         body: Option<&[u8]>,
         timeout_ms: u64,
     ) -> Option<u32> {
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        match hostcalls::dispatch_http_call(
-            cluster,
-            pairs,
-            body,
-            Vec::new(),
-            Duration::from_millis(timeout_ms),
-        ) {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        match hostcalls::dispatch_http_call(cluster, pairs, body, Vec::new(), Duration::from_millis(timeout_ms)) {
             Ok(token) => Some(token),
             Err(status) => {
                 log::warn!("cannot call cluster `{cluster}`: {status:?}");

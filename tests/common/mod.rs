@@ -19,21 +19,13 @@ pub fn repo_root() -> PathBuf {
 
 pub fn envoy_binary() -> PathBuf {
     let path = repo_root().join(".venv/bin/envoy");
-    assert!(
-        path.exists(),
-        "Envoy is missing at {}: run `make test`, which installs it",
-        path.display()
-    );
+    assert!(path.exists(), "Envoy is missing at {}: run `make test`, which installs it", path.display());
     path
 }
 
 pub fn wasm_path() -> PathBuf {
     let path = repo_root().join("target/wasm32-wasip1/release/apim_filter.wasm");
-    assert!(
-        path.exists(),
-        "the filter is not built at {}: run `make test`, which builds it",
-        path.display()
-    );
+    assert!(path.exists(), "the filter is not built at {}: run `make test`, which builds it", path.display());
     path
 }
 
@@ -115,11 +107,8 @@ pub fn envoy_yaml(filter_json: &str, setup: &EnvoySetup, port: u16, admin_port: 
             "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {cluster_port} }} }} }} }}] }}]\n"
         ));
     }
-    let clusters = if clusters.is_empty() {
-        "  clusters: []\n".to_string()
-    } else {
-        format!("  clusters:\n{clusters}")
-    };
+    let clusters =
+        if clusters.is_empty() { "  clusters: []\n".to_string() } else { format!("  clusters:\n{clusters}") };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
@@ -186,13 +175,7 @@ impl Envoy {
     }
 
     /// Starts Envoy with a complete YAML config (ports already in it).
-    pub fn launch(
-        yaml: &str,
-        concurrency: u32,
-        port: u16,
-        admin_port: u16,
-        label: &str,
-    ) -> Result<Envoy, String> {
+    pub fn launch(yaml: &str, concurrency: u32, port: u16, admin_port: u16, label: &str) -> Result<Envoy, String> {
         let scratch = Scratch::new(label);
         let config_path = scratch.0.join("envoy.yaml");
         std::fs::write(&config_path, yaml).expect("write envoy config");
@@ -201,26 +184,14 @@ impl Envoy {
         let child = Command::new(envoy_binary())
             .arg("-c")
             .arg(&config_path)
-            .args([
-                "--concurrency",
-                &concurrency.to_string(),
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
+            .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "--log-level", "info"])
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
             .expect("spawn envoy");
-        let mut envoy = Envoy {
-            child,
-            port,
-            admin_port,
-            log_path,
-            _scratch: scratch,
-        };
+        let mut envoy = Envoy { child, port, admin_port, log_path, _scratch: scratch };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(_status)) = envoy.child.try_wait() {
@@ -246,13 +217,7 @@ impl Envoy {
         request(self.port, "GET", path, &[], None)
     }
 
-    pub fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Response {
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
         request(self.port, method, path, headers, body)
     }
 
@@ -287,26 +252,16 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body))
     }
 }
 
 /// One request on a fresh connection (`Connection: close`); panics on transport errors.
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> Response {
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
     try_request(port, method, path, headers, body)
         .unwrap_or_else(|error| panic!("{method} {path} on port {port} failed: {error}"))
 }
@@ -320,8 +275,7 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -341,12 +295,8 @@ pub fn try_request(
             return Err(error);
         }
     }
-    parse_response(&raw).ok_or_else(|| {
-        std::io::Error::other(format!(
-            "unparseable response: {:?}",
-            String::from_utf8_lossy(&raw)
-        ))
-    })
+    parse_response(&raw)
+        .ok_or_else(|| std::io::Error::other(format!("unparseable response: {:?}", String::from_utf8_lossy(&raw))))
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
@@ -359,17 +309,11 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
     if chunked {
         body = dechunk(&body)?;
     }
-    Some(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Some(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -401,10 +345,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 }
 
@@ -434,19 +375,11 @@ impl Backend {
                 thread::spawn(move || serve_backend_connection(connection, log));
             }
         });
-        Backend {
-            port,
-            received,
-            stop,
-            handle: Some(handle),
-        }
+        Backend { port, received, stop, handle: Some(handle) }
     }
 
     pub fn requests(&self) -> Vec<Received> {
-        self.received
-            .lock()
-            .map(|guard| guard.clone())
-            .unwrap_or_default()
+        self.received.lock().map(|guard| guard.clone()).unwrap_or_default()
     }
 }
 
@@ -488,10 +421,7 @@ fn serve_backend_connection(connection: TcpStream, log: Arc<Mutex<Vec<Received>>
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, content) = match path
-            .strip_prefix("/status/")
-            .and_then(|code| code.parse::<u16>().ok())
-        {
+        let (status, content) = match path.strip_prefix("/status/").and_then(|code| code.parse::<u16>().ok()) {
             Some(code) => (code, format!("backend says {code}")),
             None => {
                 let echo = serde_json::json!({
@@ -503,11 +433,7 @@ fn serve_backend_connection(connection: TcpStream, log: Arc<Mutex<Vec<Received>>
             }
         };
         if let Ok(mut guard) = log.lock() {
-            guard.push(Received {
-                method,
-                path,
-                headers,
-            });
+            guard.push(Received { method, path, headers });
         }
         let response = format!(
             "HTTP/1.1 {status} Backend\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: real\r\n\r\n{content}",
@@ -545,11 +471,7 @@ impl Silent {
         let stop = Arc::new(AtomicBool::new(false));
         let held = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (flag, keep, count) = (
-            Arc::clone(&stop),
-            Arc::clone(&held),
-            Arc::clone(&connections),
-        );
+        let (flag, keep, count) = (Arc::clone(&stop), Arc::clone(&held), Arc::clone(&connections));
         let handle = thread::spawn(move || {
             for connection in listener.incoming() {
                 if flag.load(Ordering::SeqCst) {
@@ -563,13 +485,7 @@ impl Silent {
                 }
             }
         });
-        Silent {
-            port,
-            connections,
-            stop,
-            held,
-            handle: Some(handle),
-        }
+        Silent { port, connections, stop, held, handle: Some(handle) }
     }
 }
 
@@ -619,9 +535,7 @@ impl KeyManager {
     pub fn start_at(port: u16, keys: &Path) -> KeyManager {
         let script = repo_root().join("tests/km/server.mjs");
         assert!(
-            repo_root()
-                .join("tests/km/node_modules/oidc-provider")
-                .exists(),
+            repo_root().join("tests/km/node_modules/oidc-provider").exists(),
             "oidc-provider is not installed: run `make test`, which runs `npm ci` in tests/km"
         );
         let child = Command::new("node")
@@ -633,26 +547,16 @@ impl KeyManager {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn node (the key manager needs Node.js)");
-        let mut km = KeyManager {
-            port,
-            child,
-            keys_file: keys.to_path_buf(),
-            _scratch: None,
-        };
+        let mut km = KeyManager { port, child, keys_file: keys.to_path_buf(), _scratch: None };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = km.child.try_wait() {
                 panic!("the key manager exited at start: {status}");
             }
-            if try_request(port, "GET", "/.well-known/openid-configuration", &[], None)
-                .is_ok_and(|r| r.status == 200)
-            {
+            if try_request(port, "GET", "/.well-known/openid-configuration", &[], None).is_ok_and(|r| r.status == 200) {
                 return km;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the key manager was not ready within 30 s"
-            );
+            assert!(Instant::now() < deadline, "the key manager was not ready within 30 s");
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -671,29 +575,16 @@ impl KeyManager {
     pub fn token(&self, client: &str, secret: &str, scope: &str, resource: &str) -> String {
         use base64::Engine;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
-        let body = format!(
-            "grant_type=client_credentials&scope={}&resource={resource}",
-            scope.replace(' ', "+")
-        );
+        let body = format!("grant_type=client_credentials&scope={}&resource={resource}", scope.replace(' ', "+"));
         let response = request(
             self.port,
             "POST",
             "/token",
-            &[
-                ("authorization", &format!("Basic {basic}")),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
+            &[("authorization", &format!("Basic {basic}")), ("content-type", "application/x-www-form-urlencoded")],
             Some(body.as_bytes()),
         );
-        assert_eq!(
-            response.status, 200,
-            "token request failed: {}",
-            response.body
-        );
-        response.json()["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string()
+        assert_eq!(response.status, 200, "token request failed: {}", response.body);
+        response.json()["access_token"].as_str().expect("access_token").to_string()
     }
 
     pub fn jwt(&self, client: &str, secret: &str, scope: &str) -> String {
@@ -706,9 +597,7 @@ impl KeyManager {
 
     /// How many introspection requests it has answered.
     pub fn introspections(&self) -> u64 {
-        request(self.port, "GET", "/_stats", &[], None).json()["introspections"]
-            .as_u64()
-            .unwrap_or(0)
+        request(self.port, "GET", "/_stats", &[], None).json()["introspections"].as_u64().unwrap_or(0)
     }
 }
 
