@@ -17,6 +17,8 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use crate::auth::keys::{self, KeySet, VerificationKey};
 use crate::catalogue::{self, FaultId};
 use crate::matcher::{self, PathTemplate};
+use crate::throttle::cidr::IpRange;
+use crate::throttle::{parse_key_template, KeyPart};
 
 // =============================================================================================
 // The JSON users write.
@@ -63,10 +65,145 @@ pub struct RawConfig {
     /// refused; opaque keys in `applications[].api_keys` still work).
     #[serde(default)]
     pub api_key_jwt: Option<RawApiKeyJwt>,
-    /// Throttling policies by name. `Unlimited` always exists. Checked at load; enforced once
-    /// throttling lands. Defaults to none.
+    /// Throttling policies by name. `Unlimited` always exists. Defaults to none.
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
+    /// Blocking conditions (answer 900805 before any counter). Defaults to none.
+    #[serde(default)]
+    pub blocking: Vec<RawBlockingCondition>,
+    /// Custom throttling policies with counter keys built from request attributes (900806).
+    /// Defaults to none.
+    #[serde(default)]
+    pub custom_policies: Vec<RawCustomPolicy>,
+    /// Hard limits per API and key type, requests per second (900801, 503). Defaults to none.
+    #[serde(default)]
+    pub hard_limits: Vec<RawHardLimit>,
+    /// How counters behave. Defaults as documented on each field.
+    #[serde(default)]
+    pub throttling: RawThrottling,
+}
+
+/// One blocking condition: exactly one field is set.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "BlockingCondition")]
+#[serde(deny_unknown_fields)]
+pub struct RawBlockingCondition {
+    /// An API, by context (`/pizzashack`), context and version (`/pizzashack/1.0.0`) or
+    /// `<name>:<version>`.
+    #[serde(default)]
+    pub api: Option<String>,
+    /// An application id.
+    #[serde(default)]
+    pub application: Option<String>,
+    /// An end user (the token's end-user claim).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A client IP address (Envoy's `source.address`).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// A client IP range in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`).
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// A subscription: `<application id>:<api name>:<version>`.
+    #[serde(default)]
+    pub subscription: Option<String>,
+}
+
+/// A custom policy: a counter per distinct value of `key`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "CustomPolicy")]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomPolicy {
+    /// Name, unique. Required.
+    pub name: String,
+    /// Counter key template over `$userId`, `$apiContext`, `$apiVersion`, `$appId`, `$clientIp`,
+    /// `$resourceKey` (e.g. `$userId:$apiContext`). Required.
+    pub key: String,
+    /// Requests per window. Exactly one of `requests` and `bytes` is required.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Body bytes per window.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Window unit. Required.
+    pub per: TimeUnit,
+    /// Window length in units. Defaults to 1.
+    #[serde(default = "default_one")]
+    pub unit_count: u32,
+    /// APIs the policy applies to, as `<name>:<version>`. Defaults to all APIs.
+    #[serde(default)]
+    pub apis: Vec<String>,
+}
+
+/// A hard limit: the most requests per second an API takes for one key type.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "HardLimit")]
+#[serde(deny_unknown_fields)]
+pub struct RawHardLimit {
+    /// API as `<name>:<version>`. Required.
+    pub api: String,
+    /// Key type the limit applies to. Defaults to `PRODUCTION`.
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// Requests per second. Required.
+    pub requests_per_second: u64,
+}
+
+/// Counter behaviour.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Throttling")]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottling {
+    /// When counters cannot be updated (compare-and-swap retries exhausted): `deny` answers
+    /// 900808 (500), `allow` lets the request through. Defaults to `deny`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Compare-and-swap attempts per counter update. Defaults to 20.
+    #[serde(default = "default_cas_retries")]
+    pub cas_retries: u32,
+    /// Add the IETF `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers (the
+    /// most restrictive counted level). Defaults to false.
+    #[serde(default)]
+    pub rate_limit_headers: bool,
+    /// Header flagging a request let through over quota (subscription policies without
+    /// stop-on-quota-reach). Defaults to `x-apim-quota-exceeded`.
+    #[serde(default = "default_quota_header")]
+    pub quota_exceeded_header: String,
+    /// Shared-data slots holding counters; memory is bounded by the slots and the keys active in
+    /// the current windows. Defaults to 4096.
+    #[serde(default = "default_counter_slots")]
+    pub counter_slots: u32,
+}
+
+impl Default for RawThrottling {
+    fn default() -> Self {
+        RawThrottling {
+            failure_mode: FailureMode::default(),
+            cas_retries: default_cas_retries(),
+            rate_limit_headers: false,
+            quota_exceeded_header: default_quota_header(),
+            counter_slots: default_counter_slots(),
+        }
+    }
+}
+
+fn default_cas_retries() -> u32 {
+    20
+}
+fn default_quota_header() -> String {
+    "x-apim-quota-exceeded".to_string()
+}
+fn default_counter_slots() -> u32 {
+    4096
+}
+
+/// What to do when a counter cannot be updated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    #[default]
+    Deny,
+    Allow,
 }
 
 /// Fault rendering.
@@ -830,6 +967,13 @@ pub struct Config {
     pub application_ids: HashMap<String, usize>,
     /// (application id, `<api name>:<version>`) to subscription index.
     pub subscription_index: HashMap<(String, String), usize>,
+    /// Throttling policies by name (`Unlimited` is absent: it counts nothing).
+    pub policy_specs: HashMap<String, PolicySpec>,
+    pub blocking: Vec<BlockingCondition>,
+    pub custom_policies: Vec<CustomPolicy>,
+    /// (`<api name>:<version>`, key type) to its hard limit.
+    pub hard_limits: HashMap<(String, KeyType), PolicySpec>,
+    pub throttling: RawThrottling,
 }
 
 impl Default for Config {
@@ -855,8 +999,52 @@ impl Default for Config {
             api_key_buckets: HashMap::new(),
             application_ids: HashMap::new(),
             subscription_index: HashMap::new(),
+            policy_specs: HashMap::new(),
+            blocking: Vec::new(),
+            custom_policies: Vec::new(),
+            hard_limits: HashMap::new(),
+            throttling: RawThrottling::default(),
         }
     }
+}
+
+/// A compiled throttling policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// Requests (or bytes) per window.
+    pub limit: u64,
+    /// A bandwidth policy: `limit` counts request and response body bytes.
+    pub bytes: bool,
+    pub window_s: u64,
+    /// Burst control: (requests, window seconds).
+    pub burst: Option<(u64, u64)>,
+    pub stop_on_quota_reach: bool,
+}
+
+impl PolicySpec {
+    fn requests_per_second(limit: u64) -> PolicySpec {
+        PolicySpec { limit, bytes: false, window_s: 1, burst: None, stop_on_quota_reach: true }
+    }
+}
+
+/// A compiled blocking condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockingCondition {
+    Api(String),
+    Application(String),
+    User(String),
+    Ip(IpRange),
+    Subscription { application: String, api: String },
+}
+
+/// A compiled custom policy.
+#[derive(Clone, Debug)]
+pub struct CustomPolicy {
+    pub name: String,
+    pub template: Vec<KeyPart>,
+    pub spec: PolicySpec,
+    /// `<name>:<version>` of the APIs it applies to; empty: all.
+    pub apis: Vec<String>,
 }
 
 /// A compiled key manager.
@@ -1063,6 +1251,45 @@ impl Config {
                 api_key_hashes.push((digest, AppKey { application: index, key_type: key.key_type }));
             }
         }
+        let policy_specs: HashMap<String, PolicySpec> =
+            raw.policies.iter().map(|(name, policy)| (name.clone(), policy_spec(policy))).collect();
+        let blocking = compile_blocking(&raw.blocking)?;
+        let custom_policies = compile_custom_policies(&raw.custom_policies)?;
+        for (index, policy) in custom_policies.iter().enumerate() {
+            for (api_index, label) in policy.apis.iter().enumerate() {
+                if !apis.iter().any(|api| format!("{}:{}", api.name, api.version) == *label) {
+                    return Err(ConfigError::new(
+                        format!("custom_policies[{index}].apis[{api_index}]"),
+                        format!("API `{label}` is not defined"),
+                    ));
+                }
+            }
+        }
+        let mut hard_limits = HashMap::new();
+        let api_labels: HashSet<String> = apis.iter().map(|api| format!("{}:{}", api.name, api.version)).collect();
+        for (index, limit) in raw.hard_limits.iter().enumerate() {
+            let field = format!("hard_limits[{index}]");
+            if !api_labels.contains(&limit.api) {
+                return Err(ConfigError::new(format!("{field}.api"), format!("API `{}` is not defined", limit.api)));
+            }
+            if limit.requests_per_second == 0 {
+                return Err(ConfigError::new(format!("{field}.requests_per_second"), "must be at least 1"));
+            }
+            if hard_limits
+                .insert((limit.api.clone(), limit.key_type), PolicySpec::requests_per_second(limit.requests_per_second))
+                .is_some()
+            {
+                return Err(ConfigError::new(field, "a second hard limit for the same API and key type"));
+            }
+        }
+        let throttling = raw.throttling;
+        check_header_name("throttling.quota_exceeded_header", &throttling.quota_exceeded_header)?;
+        if throttling.cas_retries == 0 || throttling.cas_retries > 1000 {
+            return Err(ConfigError::new("throttling.cas_retries", "must be from 1 to 1000"));
+        }
+        if throttling.counter_slots == 0 || throttling.counter_slots > 1_048_576 {
+            return Err(ConfigError::new("throttling.counter_slots", "must be from 1 to 1048576"));
+        }
         let subscription_index = raw
             .subscriptions
             .iter()
@@ -1090,8 +1317,105 @@ impl Config {
             api_key_buckets,
             application_ids,
             subscription_index,
+            policy_specs,
+            blocking,
+            custom_policies,
+            hard_limits,
+            throttling,
         })
     }
+}
+
+fn policy_spec(policy: &RawPolicy) -> PolicySpec {
+    PolicySpec {
+        limit: policy.requests.or(policy.bytes).unwrap_or(0),
+        bytes: policy.bytes.is_some(),
+        window_s: policy.per.seconds().saturating_mul(u64::from(policy.unit_count)),
+        burst: policy.burst.as_ref().map(|burst| (burst.requests, burst.per.seconds())),
+        stop_on_quota_reach: policy.stop_on_quota_reach,
+    }
+}
+
+fn compile_blocking(conditions: &[RawBlockingCondition]) -> Result<Vec<BlockingCondition>, ConfigError> {
+    let mut compiled = Vec::with_capacity(conditions.len());
+    for (index, condition) in conditions.iter().enumerate() {
+        let field = format!("blocking[{index}]");
+        let set = [
+            &condition.api,
+            &condition.application,
+            &condition.user,
+            &condition.ip,
+            &condition.ip_range,
+            &condition.subscription,
+        ]
+        .iter()
+        .filter(|value| value.is_some())
+        .count();
+        if set != 1 {
+            return Err(ConfigError::new(
+                field,
+                "set exactly one of api, application, user, ip, ip_range, subscription",
+            ));
+        }
+        let parsed = if let Some(api) = &condition.api {
+            BlockingCondition::Api(api.clone())
+        } else if let Some(application) = &condition.application {
+            BlockingCondition::Application(application.clone())
+        } else if let Some(user) = &condition.user {
+            BlockingCondition::User(user.clone())
+        } else if let Some(ip) = &condition.ip {
+            let range = IpRange::parse(ip).map_err(|reason| ConfigError::new(format!("{field}.ip"), reason))?;
+            if ip.contains('/') {
+                return Err(ConfigError::new(format!("{field}.ip"), "an address without a prefix (use ip_range)"));
+            }
+            BlockingCondition::Ip(range)
+        } else if let Some(range) = &condition.ip_range {
+            BlockingCondition::Ip(
+                IpRange::parse(range).map_err(|reason| ConfigError::new(format!("{field}.ip_range"), reason))?,
+            )
+        } else if let Some(subscription) = &condition.subscription {
+            let (application, api) = subscription
+                .split_once(':')
+                .filter(|(application, api)| !application.is_empty() && api.contains(':'))
+                .ok_or_else(|| {
+                    ConfigError::new(format!("{field}.subscription"), "write `<application id>:<api name>:<version>`")
+                })?;
+            BlockingCondition::Subscription { application: application.to_string(), api: api.to_string() }
+        } else {
+            return Err(ConfigError::new(field, "empty condition"));
+        };
+        compiled.push(parsed);
+    }
+    Ok(compiled)
+}
+
+fn compile_custom_policies(policies: &[RawCustomPolicy]) -> Result<Vec<CustomPolicy>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut compiled = Vec::with_capacity(policies.len());
+    for (index, policy) in policies.iter().enumerate() {
+        let field = format!("custom_policies[{index}]");
+        if policy.name.is_empty() || !names.insert(policy.name.clone()) {
+            return Err(ConfigError::new(format!("{field}.name"), "must be non-empty and unique"));
+        }
+        let template =
+            parse_key_template(&policy.key).map_err(|reason| ConfigError::new(format!("{field}.key"), reason))?;
+        let limit = match (policy.requests, policy.bytes) {
+            (Some(limit), None) | (None, Some(limit)) if limit > 0 => limit,
+            _ => return Err(ConfigError::new(field, "set one of `requests` and `bytes`, at least 1")),
+        };
+        if policy.unit_count == 0 {
+            return Err(ConfigError::new(format!("{field}.unit_count"), "must be at least 1"));
+        }
+        let spec = PolicySpec {
+            limit,
+            bytes: policy.bytes.is_some(),
+            window_s: policy.per.seconds().saturating_mul(u64::from(policy.unit_count)),
+            burst: None,
+            stop_on_quota_reach: true,
+        };
+        compiled.push(CustomPolicy { name: policy.name.clone(), template, spec, apis: policy.apis.clone() });
+    }
+    Ok(compiled)
 }
 
 /// 64 validated lowercase hex characters to 32 bytes.
@@ -1224,6 +1548,22 @@ fn redact_values(message: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+impl Config {
+    /// Whether any throttling is configured (policies, blocking, custom policies, hard limits).
+    pub fn throttles(&self) -> bool {
+        !self.policy_specs.is_empty()
+            || !self.blocking.is_empty()
+            || !self.custom_policies.is_empty()
+            || !self.hard_limits.is_empty()
+    }
+
+    /// Whether throttling needs the client's IP address.
+    pub fn uses_client_ip(&self) -> bool {
+        self.blocking.iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
+            || self.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
+    }
 }
 
 /// The base paths an API is served on: `<context>/<version>` (or the context with `{version}`

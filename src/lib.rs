@@ -14,6 +14,7 @@ pub mod docs;
 pub mod matcher;
 pub mod render;
 pub mod stream;
+pub mod throttle;
 pub mod transport;
 
 #[cfg(target_arch = "wasm32")]

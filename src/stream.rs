@@ -15,6 +15,9 @@ use crate::catalogue::Fault;
 use crate::config::{Config, KeyType};
 use crate::decision::{self, Forward, RequestView, Verdict};
 use crate::render::{self, Rendered};
+use crate::throttle::cidr::parse_source_address;
+use crate::throttle::limiter::CasStore;
+use crate::throttle::{self, ByteCounter, Caller, Outcome, RateLimitInfo};
 use crate::transport::{self, ResponseView};
 
 /// What the stream needs from Envoy. The proxy-wasm adapter implements it over host calls.
@@ -117,6 +120,22 @@ pub struct Stream {
     /// A fault body waiting to replace Envoy's reply body.
     pending_body: Option<String>,
     waiting: Option<Waiting>,
+    /// Byte budgets (bandwidth policies) to charge body bytes to.
+    byte_counters: Vec<ByteCounter>,
+    /// The most restrictive counted level, for the RateLimit headers.
+    rate_limit: Option<RateLimitInfo>,
+}
+
+/// Shared data as the counters' compare-and-swap store.
+struct HostStore<'h, H: Host>(&'h mut H);
+
+impl<H: Host> CasStore for HostStore<'_, H> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        self.0.shared_get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        self.0.shared_set(key, value, cas)
+    }
 }
 
 impl Stream {
@@ -130,6 +149,8 @@ impl Stream {
             request_body_started: false,
             pending_body: None,
             waiting: None,
+            byte_counters: Vec::new(),
+            rate_limit: None,
         }
     }
 
@@ -397,6 +418,14 @@ impl Stream {
         let Some(cluster) = authorized.map(|a| a.cluster.as_str()).or(forward.cluster.as_deref()) else {
             return self.fail(host, AuthFailure::Invalid);
         };
+        // Throttling comes after authentication, as in WSO2's handler chain.
+        let over_quota = match self.throttle(host, forward, authorized) {
+            Ok(over_quota) => over_quota,
+            Err(flow) => return flow,
+        };
+        if over_quota {
+            host.set_request_header(&config.throttling.quota_exceeded_header, Some("true"));
+        }
         host.set_request_header(&config.routing.cluster_header, Some(cluster));
         host.set_request_header(&config.routing.api_header, Some(&forward.api_label));
         let strip_query_key =
@@ -438,21 +467,82 @@ impl Stream {
         Flow::Continue
     }
 
+    /// Counts the request at every level; `Err` carries the flow of a throttled (answered) request.
+    fn throttle(
+        &mut self,
+        host: &mut impl Host,
+        forward: &Forward,
+        authorized: Option<&Authorized>,
+    ) -> Result<bool, Flow> {
+        let config = Rc::clone(&self.config);
+        let (Some(api), true) = (config.apis.get(forward.api), config.throttles()) else { return Ok(false) };
+        let Some(resource) = api.resources.get(forward.resource) else { return Ok(false) };
+        let client_ip = if config.uses_client_ip() {
+            host.property(&["source", "address"])
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| parse_source_address(&text))
+        } else {
+            None
+        };
+        let caller = Caller {
+            application_id: authorized.map(|a| a.application_id.as_str()),
+            tier: authorized.map(|a| a.tier.as_str()),
+            key_type: authorized.map(|a| a.key_type),
+            end_user: authorized.and_then(|a| a.end_user.as_deref()),
+            client_ip,
+        };
+        let now = host.now();
+        match throttle::evaluate(&config, api, resource, &caller, &mut HostStore(host), now) {
+            Outcome::Allowed { over_quota, byte_counters, rate_limit } => {
+                self.byte_counters = byte_counters;
+                self.rate_limit = rate_limit;
+                Ok(over_quota)
+            }
+            Outcome::Denied { fault, rate_limit } => {
+                self.rate_limit = rate_limit;
+                Err(self.deny(host, &fault))
+            }
+        }
+    }
+
+    /// The IETF RateLimit headers, when enabled and a level was counted.
+    fn rate_limit_headers(&self) -> Vec<(String, String)> {
+        match (self.config.throttling.rate_limit_headers, self.rate_limit) {
+            (true, Some(info)) => vec![
+                ("ratelimit-limit".to_string(), info.limit.to_string()),
+                ("ratelimit-remaining".to_string(), info.remaining.to_string()),
+                ("ratelimit-reset".to_string(), info.reset_s.to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn charge(&mut self, host: &mut impl Host, bytes: usize) {
+        if self.byte_counters.is_empty() || bytes == 0 {
+            return;
+        }
+        let config = Rc::clone(&self.config);
+        let now = host.now();
+        throttle::charge_bytes(&config, &self.byte_counters, bytes as u64, &mut HostStore(host), now);
+    }
+
     fn fail(&mut self, host: &mut impl Host, failure: AuthFailure) -> Flow {
         let fault = flow::failure_fault(failure, self.config.compatibility);
         self.deny(host, &fault)
     }
 
     fn deny(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
-        let Rendered { status, headers, body } = render::render(fault, &self.config.errors, self.origin.as_deref());
+        let Rendered { status, mut headers, body } = render::render(fault, &self.config.errors, self.origin.as_deref());
+        headers.extend(self.rate_limit_headers());
         self.answered_locally = true;
         host.count_fault(fault.code);
         host.send_response(status, &headers, body.as_bytes());
         Flow::Pause
     }
 
-    pub fn on_request_body(&mut self, end_of_stream: bool) -> Flow {
+    pub fn on_request_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Flow {
         self.request_body_started = true;
+        self.charge(host, body_size);
         if end_of_stream {
             self.request_complete = true;
         }
@@ -473,6 +563,9 @@ impl Stream {
     pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Flow {
         if self.answered_locally {
             return Flow::Continue;
+        }
+        for (name, value) in self.rate_limit_headers() {
+            host.set_response_header(&name, Some(&value));
         }
         let status = host.response_header(":status").and_then(|status| status.parse::<u16>().ok()).unwrap_or(0);
         let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());
@@ -502,6 +595,7 @@ impl Stream {
 
     pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Flow {
         if self.pending_body.is_none() {
+            self.charge(host, body_size);
             return Flow::Continue;
         }
         if !end_of_stream {

@@ -106,3 +106,30 @@ fn readme_demo_lines_hold_against_the_shipped_config() {
         }
     }
 }
+
+/// The README's throttling line: the demo's `GET /menu` allows 5 calls a minute; the sixth
+/// answers 429 with 900802 and `Retry-After`.
+#[test]
+fn the_demo_menu_allows_five_calls_a_minute() {
+    let (port, backend_port, admin_port) = (free_port(), free_port(), free_port());
+    let yaml = read_repo_file("envoy/envoy.yaml")
+        .replace("port_value: 8080", &format!("port_value: {port}"))
+        .replace("port_value: 8081", &format!("port_value: {backend_port}"))
+        .replace("port_value: 9901", &format!("port_value: {admin_port}"));
+    let envoy = Envoy::launch(&yaml, 2, port, admin_port, "demo-throttle").unwrap_or_else(|log| panic!("{log}"));
+    let key = variables().into_iter().find(|(name, _)| name == "$DEMO_API_KEY").unwrap().1;
+    // Six calls in one minute window: wait out the end of a minute that is about to roll over.
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let into_minute = seconds % 60.0;
+    if into_minute > 50.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(60.0 - into_minute + 0.1));
+    }
+    let responses: Vec<_> = (0..6)
+        .map(|_| request(envoy.port, "GET", "/pizzashack/1.0.0/menu", &[("apikey", key.as_str())], None))
+        .collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(responses[5].json()["code"], "900802");
+    assert!(responses[5].header("retry-after").is_some());
+    assert_eq!(responses[4].header("ratelimit-remaining"), Some("0"));
+}

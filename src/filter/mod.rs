@@ -77,9 +77,7 @@ impl RootContext for Root {
                     config.subscriptions.len(),
                     config.errors.format
                 );
-                if !config.policies.is_empty() {
-                    log::warn!("throttling policies are checked but not yet enforced by this build");
-                }
+
                 let vm = VmState::new(&config);
                 self.config = Rc::new(config);
                 if let Ok(mut slot) = self.vm.try_borrow_mut() {
@@ -144,8 +142,8 @@ impl HttpContext for Http {
         action(self.stream.on_request_headers(&mut self.host, end_of_stream))
     }
 
-    fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
-        action(self.stream.on_request_body(end_of_stream))
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.stream.on_request_body(&mut self.host, body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {

@@ -1,0 +1,314 @@
+//! Throttling through a real Envoy with two workers (`--concurrency 2`): a policy of N allows
+//! exactly N under concurrent load from many connections, each level answers its own code,
+//! blocking touches no counter, burst control trips within the second, `Retry-After` and
+//! `nextAccessTime` are right, and bandwidth policies count body bytes.
+
+// Test code: panicking on a broken fixture is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{request, Backend, Envoy, EnvoySetup, Response};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn now_f64() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Sleeps until just after the start of the next `window`-second window (aligned to Unix time),
+/// so a burst of requests lands in one window.
+fn align_to_window(window: u64) {
+    let now = now_f64();
+    let next = ((now / window as f64).floor() + 1.0) * window as f64;
+    thread::sleep(Duration::from_secs_f64(next - now + 0.05));
+}
+
+fn key_hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn api(name: &str, context: &str, policy: Option<&str>, resources: Value) -> Value {
+    let mut api = json!({"name": name, "context": context, "version": "1.0.0", "security": ["api_key"],
+        "endpoints": {"production": "live"}, "resources": resources});
+    if let Some(policy) = policy {
+        api["policy"] = Value::from(policy);
+    }
+    api
+}
+
+fn app(id: &str, policy: Option<&str>) -> Value {
+    let mut app = json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": key_hash(&format!("{id}-key"))}]});
+    if let Some(policy) = policy {
+        app["policy"] = Value::from(policy);
+    }
+    app
+}
+
+fn api_key_jwk() -> Value {
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-b.pem").as_bytes())
+            .unwrap();
+    let mut jwk =
+        serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap())
+            .unwrap();
+    jwk["kid"] = Value::from("apikey-b");
+    jwk
+}
+
+/// A WSO2 JWT API key of the `plain` application, issued to end user `user`.
+fn jwt_api_key(user: &str) -> String {
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-b.pem").as_bytes())
+            .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("apikey-b".to_string());
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
+    let claims = json!({"iss": "https://apim.test/apikey", "sub": user, "exp": exp, "keytype": "PRODUCTION",
+        "application": {"uuid": "plain", "name": "plain", "owner": "plain-owner", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": "ApiLevel", "version": "1.0.0", "context": "/apilevel/1.0.0"}]});
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn config() -> String {
+    let any = json!([{"method": "GET", "path": "/*"}, {"method": "POST", "path": "/*"}]);
+    json!({
+        "throttling": {"rate_limit_headers": true},
+        "api_key_jwt": {"keys": [api_key_jwk()], "issuer": "https://apim.test/apikey"},
+        "apis": [
+            {"name": "Exact", "context": "/exact", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
+             "resources": [{"method": "GET", "path": "/items", "policy": "TwentyFivePerTen"}]},
+            api("ApiLevel", "/apilevel", Some("ThreePerHour"), any.clone()),
+            api("Subs", "/subs", None, any.clone()),
+            api("Burst", "/burst", None, any.clone()),
+            api("Apps", "/apps", None, any.clone()),
+            api("Custom", "/custom", None, any.clone()),
+            api("Hard", "/hard", None, any.clone()),
+            api("Flagged", "/flagged", None, any.clone()),
+            api("Blocked", "/blockedapi", None, any.clone()),
+            {"name": "Bandwidth", "context": "/bandwidth", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
+             "resources": [{"method": "POST", "path": "/status/{code}", "policy": "ThousandBytes"}]}
+        ],
+        "applications": [
+            app("plain", None), app("blocked-app", None), app("limited", Some("TwoPerHour")), app("gold", None), app("bursty", None),
+            app("lenient", None)
+        ],
+        "subscriptions": [
+            {"application": "plain", "api": "ApiLevel:1.0.0"},
+            {"application": "blocked-app", "api": "ApiLevel:1.0.0"},
+            {"application": "gold", "api": "Subs:1.0.0", "tier": "TwoPerHour"},
+            {"application": "bursty", "api": "Burst:1.0.0", "tier": "BurstTier"},
+            {"application": "limited", "api": "Apps:1.0.0"},
+            {"application": "plain", "api": "Custom:1.0.0"},
+            {"application": "plain", "api": "Hard:1.0.0"},
+            {"application": "lenient", "api": "Flagged:1.0.0", "tier": "SoftTwo"},
+            {"application": "plain", "api": "Blocked:1.0.0"}
+        ],
+        "policies": {
+            "TwentyFivePerTen": {"requests": 25, "per": "second", "unit_count": 10},
+            "ThreePerHour": {"requests": 3, "per": "hour"},
+            "TwoPerHour": {"requests": 2, "per": "hour"},
+            "SoftTwo": {"requests": 2, "per": "hour", "stop_on_quota_reach": false},
+            "BurstTier": {"requests": 100, "per": "minute", "burst": {"requests": 2, "per": "second"}},
+            "ThousandBytes": {"bytes": 1000, "per": "hour"}
+        },
+        "custom_policies": [{"name": "per-ip", "key": "$clientIp:$apiContext", "requests": 2, "per": "hour", "apis": ["Custom:1.0.0"]}],
+        "hard_limits": [{"api": "Hard:1.0.0", "key_type": "PRODUCTION", "requests_per_second": 2}],
+        "blocking": [{"application": "blocked-app"}, {"api": "/blockedapi/1.0.0"}]
+    })
+    .to_string()
+}
+
+fn stack() -> (Envoy, Backend) {
+    let backend = Backend::start();
+    let envoy =
+        Envoy::start(&config(), EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
+    (envoy, backend)
+}
+
+fn with_key(envoy: &Envoy, path: &str, application: &str) -> Response {
+    envoy.send("GET", path, &[("apikey", &format!("{application}-key"))], None)
+}
+
+fn code(response: &Response) -> String {
+    if response.status == 200 {
+        return "200".to_string();
+    }
+    response.json()["code"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_opens() {
+    let (envoy, backend) = stack();
+    let port = envoy.port;
+    align_to_window(10);
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let results = Arc::clone(&results);
+            thread::spawn(move || {
+                for _ in 0..8 {
+                    let response = request(port, "GET", "/exact/1.0.0/items", &[], None);
+                    let code = if response.status == 200 {
+                        "200".to_string()
+                    } else {
+                        response.json()["code"].as_str().unwrap().to_string()
+                    };
+                    results.lock().unwrap().push((response.status, code));
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let results = results.lock().unwrap();
+    let allowed = results.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(allowed, 25, "exactly N of {} requests over two workers", results.len());
+    assert!(results
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .all(|(status, code)| *status == 429 && code == "900802"));
+    assert_eq!(backend.requests().len(), 25);
+    align_to_window(10);
+    assert_eq!(
+        request(port, "GET", "/exact/1.0.0/items", &[], None).status,
+        200,
+        "the next window lets traffic through"
+    );
+}
+
+#[test]
+fn each_level_answers_its_own_code() {
+    let (envoy, backend) = stack();
+    // API level: 3 per hour for the API, whoever calls.
+    let codes: Vec<String> = (0..4).map(|_| code(&with_key(&envoy, "/apilevel/1.0.0/x", "plain"))).collect();
+    assert_eq!(codes, ["200", "200", "200", "900800"]);
+    // Subscription level: the tier allows 2 per hour.
+    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/subs/1.0.0/x", "gold"))).collect();
+    assert_eq!(codes, ["200", "200", "900804"]);
+    // Application level: the application's own policy, 2 per hour per end user.
+    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/apps/1.0.0/x", "limited"))).collect();
+    assert_eq!(codes, ["200", "200", "900803"]);
+    // Custom policy keyed on client IP and API context.
+    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/custom/1.0.0/x", "plain"))).collect();
+    assert_eq!(codes, ["200", "200", "900806"]);
+    // Hard limit: 2 per second, then 503.
+    align_to_window(1);
+    let responses: Vec<Response> = (0..3).map(|_| with_key(&envoy, "/hard/1.0.0/x", "plain")).collect();
+    assert_eq!(responses.iter().map(code).collect::<Vec<_>>(), ["200", "200", "900801"]);
+    assert_eq!(responses[2].status, 503);
+    assert_eq!(responses[2].header("retry-after"), None, "no Retry-After for the hard limit");
+    // Blocked API: 900805 (429 per the seed's table).
+    let blocked = with_key(&envoy, "/blockedapi/1.0.0/x", "plain");
+    assert_eq!((blocked.status, code(&blocked)), (429, "900805".to_string()));
+    assert_eq!(backend.requests().len(), 3 + 2 + 2 + 2 + 2);
+}
+
+#[test]
+fn blocking_answers_900805_and_touches_no_counter() {
+    let (envoy, _backend) = stack();
+    for _ in 0..5 {
+        let response = with_key(&envoy, "/apilevel/1.0.0/x", "blocked-app");
+        assert_eq!((response.status, code(&response)), (429, "900805".to_string()));
+        assert_eq!(response.header("retry-after"), None);
+    }
+    // The API's 3-per-hour counter is untouched by the blocked requests.
+    let codes: Vec<String> = (0..4).map(|_| code(&with_key(&envoy, "/apilevel/1.0.0/x", "plain"))).collect();
+    assert_eq!(codes, ["200", "200", "200", "900800"]);
+}
+
+#[test]
+fn blocking_by_ip_and_cidr_and_user() {
+    for condition in [json!({"ip": "127.0.0.1"}), json!({"ip_range": "127.0.0.0/8"}), json!({"user": "admin"})] {
+        let backend = Backend::start();
+        let mut config: Value = serde_json::from_str(&config()).unwrap();
+        config["blocking"] = json!([condition]);
+        // JWT API keys carry an end user (`sub`); opaque keys do not, so the user condition uses the open API.
+        let envoy = Envoy::start(
+            &config.to_string(),
+            EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() },
+        );
+        let response = if condition.get("user").is_some() {
+            // The end user comes from the credential: a JWT API key issued to `admin`.
+            let other = envoy.send("GET", "/apilevel/1.0.0/x", &[("apikey", &jwt_api_key("someone-else"))], None);
+            assert_eq!(other.status, 200, "only the blocked user is blocked: {}", other.body);
+            envoy.send("GET", "/apilevel/1.0.0/x", &[("apikey", &jwt_api_key("admin"))], None)
+        } else {
+            envoy.get("/exact/1.0.0/items")
+        };
+        assert_eq!((response.status, code(&response)), (429, "900805".to_string()), "{condition}: {}", response.body);
+        let reached = if condition.get("user").is_some() { 1 } else { 0 };
+        assert_eq!(backend.requests().len(), reached, "{condition}");
+    }
+}
+
+#[test]
+fn burst_control_trips_within_the_second_while_the_minute_quota_has_room() {
+    let (envoy, _backend) = stack();
+    align_to_window(1);
+    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/burst/1.0.0/x", "bursty"))).collect();
+    assert_eq!(codes, ["200", "200", "900807"]);
+    align_to_window(1);
+    assert_eq!(code(&with_key(&envoy, "/burst/1.0.0/x", "bursty")), "200", "the next second lets it through");
+}
+
+#[test]
+fn retry_after_and_next_access_time_are_right_to_the_second() {
+    let (envoy, _backend) = stack();
+    for _ in 0..3 {
+        assert_eq!(with_key(&envoy, "/apilevel/1.0.0/x", "plain").status, 200);
+    }
+    let before = now_f64();
+    let response = with_key(&envoy, "/apilevel/1.0.0/x", "plain");
+    let after = now_f64();
+    assert_eq!(code(&response), "900800");
+    let window_end = ((before / 3600.0).floor() as u64 + 1) * 3600;
+    let retry_after: u64 = response.header("retry-after").expect("Retry-After").parse().unwrap();
+    let low = window_end - after.ceil() as u64;
+    let high = window_end - before.floor() as u64;
+    assert!((low..=high).contains(&retry_after), "Retry-After {retry_after} not in {low}..={high}");
+    let body = response.json();
+    assert_eq!(body["nextAccessTime"], apim_filter::render::format_next_access_time(window_end));
+    assert!(body["description"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(".You can access API after {}", body["nextAccessTime"].as_str().unwrap())));
+    assert_eq!(response.header("ratelimit-remaining"), Some("0"));
+    assert_eq!(response.header("ratelimit-limit"), Some("3"));
+}
+
+#[test]
+fn rate_limit_headers_count_down_and_over_quota_requests_pass_flagged() {
+    let (envoy, backend) = stack();
+    let remaining: Vec<String> = (0..3)
+        .map(|_| {
+            with_key(&envoy, "/apilevel/1.0.0/x", "plain").header("ratelimit-remaining").unwrap_or("?").to_string()
+        })
+        .collect();
+    assert_eq!(remaining, ["2", "1", "0"]);
+    // SoftTwo: stop_on_quota_reach false -> the third passes, flagged for the backend.
+    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/flagged/1.0.0/x", "lenient"))).collect();
+    assert_eq!(codes, ["200", "200", "200"]);
+    let flags: Vec<Option<String>> =
+        backend.requests().iter().skip(3).map(|r| r.header("x-apim-quota-exceeded").map(String::from)).collect();
+    assert_eq!(flags, [None, None, Some("true".to_string())]);
+}
+
+#[test]
+fn a_bandwidth_policy_trips_after_its_bytes_have_passed() {
+    let (envoy, _backend) = stack();
+    // Each exchange moves 400 request bytes and 16 response bytes ("backend says 200").
+    let body = [b'x'; 400];
+    let codes: Vec<String> = (0..4)
+        .map(|_| {
+            let response = envoy.send("POST", "/bandwidth/1.0.0/status/200", &[], Some(&body));
+            code(&response)
+        })
+        .collect();
+    assert_eq!(codes, ["200", "200", "200", "900802"], "1248 bytes have passed a 1000-byte budget");
+}
