@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use sha2::Digest;
 
 use crate::auth::keys::{self, KeySet, VerificationKey};
 use crate::catalogue::{self, FaultId};
@@ -775,6 +776,10 @@ pub struct RawClientId {
     /// Key type. Defaults to `PRODUCTION`.
     #[serde(default)]
     pub key_type: KeyType,
+    /// The key manager that issued the client (its `name`); tokens from any other key manager
+    /// are refused for it. Required when more than one key manager is configured.
+    #[serde(default)]
+    pub key_manager: Option<String>,
 }
 
 /// An opaque API key.
@@ -1050,6 +1055,10 @@ pub struct CustomPolicy {
 /// A compiled key manager.
 #[derive(Debug)]
 pub struct KeyManager {
+    /// Identifies the key manager's shared-data caches: a digest of what makes its answers what
+    /// they are (issuer, JWKS and introspection endpoints, gateway client), so a reloaded or
+    /// different configuration never reads another key manager's cached answers.
+    pub cache_id: String,
     pub name: String,
     pub issuer: String,
     pub algorithms: Vec<Algorithm>,
@@ -1078,6 +1087,8 @@ pub struct ApiKeyJwt {
 pub struct AppKey {
     pub application: usize,
     pub key_type: KeyType,
+    /// The key manager a client id belongs to (`None`: any, for API keys or a single key manager).
+    pub key_manager: Option<usize>,
 }
 
 /// Fault rendering settings with overrides resolved.
@@ -1233,14 +1244,31 @@ impl Config {
             None => None,
         };
 
+        let km_names_in_order: Vec<String> = key_managers.iter().map(|km: &KeyManager| km.name.clone()).collect();
         let mut clients = HashMap::new();
         let mut api_key_hashes = Vec::new();
         let mut api_key_buckets: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut application_ids = HashMap::new();
         for (index, application) in raw.applications.iter().enumerate() {
             application_ids.insert(application.id.clone(), index);
-            for client in &application.client_ids {
-                clients.insert(client.id.clone(), AppKey { application: index, key_type: client.key_type });
+            for (client_index, client) in application.client_ids.iter().enumerate() {
+                let key_manager = match &client.key_manager {
+                    Some(name) => Some(km_names_in_order.iter().position(|km| km == name).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("applications[{index}].client_ids[{client_index}].key_manager"),
+                            format!("key manager `{name}` is not defined"),
+                        )
+                    })?),
+                    None if km_names_in_order.len() > 1 => {
+                        return Err(ConfigError::new(
+                            format!("applications[{index}].client_ids[{client_index}].key_manager"),
+                            "is required when more than one key manager is configured",
+                        ));
+                    }
+                    None => None,
+                };
+                clients
+                    .insert(client.id.clone(), AppKey { application: index, key_type: client.key_type, key_manager });
             }
             for key in &application.api_keys {
                 let digest = hex_digest(&key.sha256);
@@ -1248,7 +1276,7 @@ impl Config {
                     digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
                 ]);
                 api_key_buckets.entry(bucket).or_default().push(api_key_hashes.len());
-                api_key_hashes.push((digest, AppKey { application: index, key_type: key.key_type }));
+                api_key_hashes.push((digest, AppKey { application: index, key_type: key.key_type, key_manager: None }));
             }
         }
         let policy_specs: HashMap<String, PolicySpec> =
@@ -1508,7 +1536,19 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
     {
         return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
     }
+    let identity = format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        raw.issuer,
+        remote_jwks.as_ref().and_then(|j: &RawJwks| j.cluster.clone()),
+        remote_jwks.as_ref().map(|j| j.path.clone()),
+        raw.introspection.as_ref().map(|i| i.cluster.clone()),
+        raw.introspection.as_ref().map(|i| i.path.clone()),
+        raw.introspection.as_ref().map(|i| i.client_id.clone()),
+    );
+    let digest = sha2::Sha256::digest(identity.as_bytes());
+    let cache_id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(KeyManager {
+        cache_id,
         name: raw.name,
         issuer: raw.issuer,
         algorithms,
@@ -1541,8 +1581,15 @@ fn redact_values(message: &str) -> String {
         out.push_str(&rest[..start]);
         out.push_str("a string");
         let after = &rest[start + "string \"".len()..];
-        rest = match after.find('"') {
-            Some(end) => &after[end + 1..],
+        // The value ends at the first quote not escaped by a backslash.
+        let mut escaped = false;
+        let end = after.char_indices().find(|(_, c)| {
+            let closes = *c == '"' && !escaped;
+            escaped = *c == '\\' && !escaped;
+            closes
+        });
+        rest = match end {
+            Some((end, _)) => &after[end + 1..],
             None => "",
         };
     }
@@ -2094,6 +2141,19 @@ mod tests {
         assert_eq!(error.field, "applications[0].api_keys[0]");
         assert!(!error.to_string().contains("sk_live_SECRET"), "{error}");
         assert!(error.reason.contains("invalid type: a string"), "{error}");
+        let error = error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["se\"cr\"et-TAIL"]}]}"#);
+        assert!(!error.to_string().contains("TAIL"), "{error}");
+    }
+
+    #[test]
+    fn client_ids_name_their_key_manager_when_there_are_several() {
+        let two = r#"{"key_managers":[{"name":"a","issuer":"https://a"},{"name":"b","issuer":"https://b"}],
+            "applications":[{"id":"x","name":"X","client_ids":[{"id":"c"}]}]}"#;
+        assert_eq!(error_of(two).field, "applications[0].client_ids[0].key_manager");
+        let unknown = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"z"}"#);
+        assert_eq!(error_of(&unknown).field, "applications[0].client_ids[0].key_manager");
+        let named = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"b"}"#);
+        assert_eq!(Config::from_json(named.as_bytes()).unwrap().clients["c"].key_manager, Some(1));
     }
 
     #[test]

@@ -95,8 +95,8 @@ impl VmState {
 }
 
 /// The shared-data key of a key manager's fetched JWKS.
-pub fn jwks_key(name: &str) -> String {
-    format!("apim.jwks.{name}")
+pub fn jwks_key(km: &crate::config::KeyManager) -> String {
+    format!("apim.jwks.{}", km.cache_id)
 }
 
 /// Auth-context headers for the backend, after the configured prefix.
@@ -295,7 +295,7 @@ impl Stream {
             if slot.as_ref().is_some_and(|remote| remote.checked_at >= now) {
                 continue;
             }
-            let Some((bytes, cas)) = host.shared_get(&jwks_key(&km.name)) else {
+            let Some((bytes, cas)) = host.shared_get(&jwks_key(km)) else {
                 if let Some(remote) = slot.as_mut() {
                     remote.checked_at = now;
                 }
@@ -323,8 +323,9 @@ impl Stream {
         now: u64,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        if let Some((bytes, _)) = host.shared_get(&flow::introspection_slot(&hash)) {
-            match CachedIntrospection::lookup(&bytes, &hash, now) {
+        let Some(km) = config.key_managers.get(key_manager) else { return self.fail(host, AuthFailure::Invalid) };
+        if let Some((bytes, _)) = host.shared_get(&flow::introspection_slot(km, &hash)) {
+            match CachedIntrospection::lookup(&bytes, &hash, key_manager, now) {
                 Some(Introspected::Active(identity)) => {
                     return self.authorize(host, &forward, &Identity::Token(identity))
                 }
@@ -332,9 +333,6 @@ impl Stream {
                 Some(Introspected::Unavailable) | None => {}
             }
         }
-        let Some(km) = config.key_managers.get(key_manager) else {
-            return self.fail(host, AuthFailure::Invalid);
-        };
         let Some(introspection) = km.introspection.as_ref() else {
             return self.fail(host, AuthFailure::Invalid);
         };
@@ -356,13 +354,20 @@ impl Stream {
         let flow = match self.waiting.take() {
             Some(Waiting::Introspection { call: expected, key_manager, hash, forward }) if expected == call => {
                 let Some(km) = config.key_managers.get(key_manager) else {
+                    self.fail(host, AuthFailure::KeyManagerUnavailable);
                     return;
                 };
                 let now = host.now();
                 let answer = flow::parse_introspection(key_manager, km, status, body, now);
                 if let Some(entry) = CachedIntrospection::for_answer(&hash, &answer, km, now) {
-                    if let Ok(bytes) = serde_json::to_vec(&entry) {
-                        host.shared_set(&flow::introspection_slot(&hash), &bytes, None);
+                    let slot = flow::introspection_slot(km, &hash);
+                    // A flood of bogus tokens must not evict the cached answers of real ones.
+                    let evicts_active = entry.identity.is_none()
+                        && host
+                            .shared_get(&slot)
+                            .is_some_and(|(bytes, _)| CachedIntrospection::is_fresh_active(&bytes, now));
+                    if let (false, Ok(bytes)) = (evicts_active, serde_json::to_vec(&entry)) {
+                        host.shared_set(&slot, &bytes, None);
                     }
                 }
                 match answer {
@@ -378,8 +383,8 @@ impl Stream {
                 let now = host.now();
                 if let (Some(200), Some(keys)) = (status, parse_jwks(body)) {
                     if let Some(km) = config.key_managers.get(key_manager) {
-                        host.shared_set(&jwks_key(&km.name), body, None);
-                        let cas = host.shared_get(&jwks_key(&km.name)).and_then(|(_, cas)| cas);
+                        host.shared_set(&jwks_key(km), body, None);
+                        let cas = host.shared_get(&jwks_key(km)).and_then(|(_, cas)| cas);
                         if let Some(slot) = self.vm.borrow_mut().remote_keys.get_mut(key_manager) {
                             *slot = Some(RemoteKeys { keys, cas, checked_at: now, fetched_at: now });
                         }
@@ -974,7 +979,7 @@ mod tests {
         assert_eq!((flow, host.dispatched.len()), (Flow::Pause, 1));
         stream.on_call_response(&mut host, 1, Some(200), &jwks_body());
         assert!(host.resumed && host.sent.is_none());
-        assert!(host.shared.contains_key("apim.jwks.km"));
+        assert!(host.shared.contains_key(&jwks_key(&config.key_managers[0])));
         // Another worker picks the keys up from shared data without fetching.
         let other = Rc::new(RefCell::new(VmState::new(&config)));
         host.now = 1_010;
@@ -995,5 +1000,29 @@ mod tests {
         host.now = 1_400 + JWKS_FETCH_INTERVAL_S;
         let (_, flow) = call(&vm, &mut host, &signed("rotated", 5_004));
         assert_eq!((flow, host.dispatched.len()), (Flow::Pause, 3));
+    }
+
+    #[test]
+    fn a_bogus_token_does_not_evict_a_cached_active_answer_in_its_slot() {
+        let config = secured();
+        let km = &config.key_managers[0];
+        let real = flow::credential_hash("opaque-token-1");
+        let slot = flow::introspection_slot(km, &real);
+        let bogus = (0..1_000_000)
+            .map(|i| format!("bogus-{i}"))
+            .find(|token| flow::introspection_slot(km, &flow::credential_hash(token)) == slot)
+            .expect("a colliding token");
+        let (mut host, _) =
+            introspection_answer(r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":5000}"#);
+        let cached = host.shared[&slot].clone();
+        host.request =
+            [(":method", "GET"), (":path", "/p/1/menu")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        host.request.insert("authorization".into(), format!("Bearer {bogus}"));
+        let mut attacker = stream(secured());
+        assert_eq!(attacker.on_request_headers(&mut host, true), Flow::Pause);
+        let call = host.dispatched.len() as u32;
+        attacker.on_call_response(&mut host, call, Some(200), br#"{"active":false}"#);
+        assert_eq!(host.counted.last(), Some(&900901));
+        assert_eq!(host.shared[&slot], cached, "the real token's answer stays cached");
     }
 }

@@ -20,6 +20,14 @@ use sha2::{Digest, Sha256};
 
 const LOCAL_ISSUER: &str = "https://local.test";
 const API_KEY_ISSUER: &str = "https://apim.test/apikey";
+const HMAC_SECRET: &str = "a-32-byte-or-longer-shared-secret-for-hs256";
+
+fn ec_jwk(kid: &str) -> Value {
+    let key = EncodingKey::from_ec_pem(read_repo_file("tests/fixtures/keys/ec-p256.pem").as_bytes()).unwrap();
+    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap()).unwrap();
+    jwk["kid"] = Value::from(kid);
+    jwk
+}
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -69,7 +77,8 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
              "introspection": {"cluster": "km", "path": "/token/introspection", "client_id": "gateway",
                                "client_secret": "gateway-secret", "timeout_ms": 1000}},
             {"name": "local", "issuer": LOCAL_ISSUER, "audiences": ["gateway"],
-             "jwks": {"keys": [public_jwk("rsa-a.pem", "local-a")]}}
+             "algorithms": ["RS256", "ES256", "HS256"], "hmac_secret": HMAC_SECRET,
+             "jwks": {"keys": [public_jwk("rsa-a.pem", "local-a"), ec_jwk("local-ec")]}}
         ],
         "api_key_jwt": {"keys": [public_jwk("rsa-b.pem", "apikey-b")], "issuer": API_KEY_ISSUER},
         "apis": [
@@ -79,7 +88,8 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
                 {"method": "GET", "path": "/items", "scopes": ["menu:read"]},
                 {"method": "POST", "path": "/orders", "scopes": ["order:write"]},
                 {"method": "GET", "path": "/me", "user_token_only": true},
-                {"method": "GET", "path": "/open", "security": []}
+                {"method": "GET", "path": "/open", "security": []},
+                {"method": "GET", "path": "/catalog"}
              ]},
             secured("Blocked", "/blockedsub", both.clone()),
             secured("OnHold", "/onhold", both.clone()),
@@ -90,11 +100,11 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
              "resources": [{"method": "GET", "path": "/*"}]}
         ],
         "applications": [
-            {"id": "app-1", "name": "ShopApp", "owner": "alice", "client_ids": [{"id": "app1"}],
+            {"id": "app-1", "name": "ShopApp", "owner": "alice", "client_ids": [{"id": "app1", "key_manager": "oidc"}],
              "api_keys": [{"sha256": sha256_hex("shop-key-1")}]},
-            {"id": "app-sb", "name": "SandboxApp", "owner": "bob", "client_ids": [{"id": "sandbox-app", "key_type": "SANDBOX"}]},
-            {"id": "app-none", "name": "Lonely", "owner": "carol", "client_ids": [{"id": "unsubscribed-app"}]},
-            {"id": "app-local", "name": "LocalApp", "owner": "dave", "client_ids": [{"id": "local-client"}]}
+            {"id": "app-sb", "name": "SandboxApp", "owner": "bob", "client_ids": [{"id": "sandbox-app", "key_type": "SANDBOX", "key_manager": "oidc"}]},
+            {"id": "app-none", "name": "Lonely", "owner": "carol", "client_ids": [{"id": "unsubscribed-app", "key_manager": "oidc"}]},
+            {"id": "app-local", "name": "LocalApp", "owner": "dave", "client_ids": [{"id": "local-client", "key_manager": "local"}]}
         ],
         "subscriptions": [
             {"application": "app-1", "api": "Shop:1.0.0", "tier": "Gold"},
@@ -285,6 +295,26 @@ fn every_attack_is_refused_with_900901_and_nothing_reaches_the_backend() {
         200,
         "the honest token works"
     );
+    // HS256 is allowed for this issuer, with its configured secret: an honest HS256 token works.
+    let honest_hs = {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
+            URL_SAFE_NO_PAD.encode(local_claims().to_string())
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &EncodingKey::from_secret(HMAC_SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{input}.{signature}")
+    };
+    assert_eq!(
+        bearer(&stack.envoy, "GET", "/shop/1.0.0/items", &honest_hs).status,
+        200,
+        "the honest HS256 token works"
+    );
     let claims = local_claims().to_string();
     let b64 = |text: &str| URL_SAFE_NO_PAD.encode(text);
     let hs256_with_public_key = {
@@ -406,7 +436,7 @@ fn every_attack_is_refused_with_900901_and_nothing_reaches_the_backend() {
     // A token in the query string is not a credential unless configured.
     let response = stack.envoy.get(&format!("/shop/1.0.0/items?access_token={good}"));
     assert_fault(&response, 401, "900902");
-    assert_eq!(stack.live.requests().len(), 1, "only the honest request reached the backend");
+    assert_eq!(stack.live.requests().len(), 2, "only the honest requests reached the backend");
 }
 
 fn local_token_raw(payload: &str) -> String {
@@ -430,12 +460,14 @@ fn microgateway_compatibility_uses_its_codes() {
 #[test]
 fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     let stack = stack();
-    let response = stack.envoy.send("GET", "/shop/1.0.0/items", &[("apikey", "shop-key-1")], None);
+    let response = stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", "shop-key-1")], None);
     assert_eq!(response.status, 200, "{}", response.body);
+    // API keys carry no scopes: a scoped resource refuses them.
+    assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/items", &[("apikey", "shop-key-1")], None), 403, "900910");
     let request = &stack.live.requests()[0];
     assert_eq!(request.header("apikey"), None, "the key is stripped");
     assert_eq!(request.header("x-apim-application-id"), Some("app-1"));
-    assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/items", &[("apikey", "shop-key-2")], None), 401, "900901");
+    assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", "shop-key-2")], None), 401, "900901");
 
     let response = stack.envoy.get("/query/1.0.0/report?apikey=shop-key-1&month=5");
     assert_eq!(response.status, 200, "{}", response.body);
@@ -451,9 +483,10 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     let key = jwt_key(
         json!([{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0", "publisher": "admin", "subscriptionTier": "Gold"}]),
     );
-    let response = stack.envoy.send("GET", "/shop/1.0.0/items", &[("apikey", &key)], None);
+    let response = stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &key)], None);
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(stack.live.requests()[2].header("x-apim-application-id"), Some("jwt-app"));
+    assert_eq!(stack.live.requests()[2].header("x-apim-tier"), Some("Gold"), "the subscribed API's tier");
     assert_fault(&stack.envoy.send("GET", "/query/1.0.0/x", &[("apikey", &key)], None), 403, "900908");
     let forged = sign(
         &json!({"alg": "RS256", "kid": "apikey-b"}).to_string(),
@@ -463,5 +496,5 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
         "rsa-a.pem",
         Algorithm::RS256,
     );
-    assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/items", &[("apikey", &forged)], None), 401, "900901");
+    assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &forged)], None), 401, "900901");
 }

@@ -18,11 +18,20 @@ use crate::config::{
     Api, AppKey, Compatibility, Config, KeyManager, KeyType, Resource, SecurityScheme, SubscriptionState,
 };
 
-/// A credential the request offers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A credential the request offers. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Presented {
     Bearer(String),
     ApiKey(String),
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::Bearer(_) => f.write_str("Bearer(***)"),
+            Presented::ApiKey(_) => f.write_str("ApiKey(***)"),
+        }
+    }
 }
 
 /// What credential extraction found.
@@ -162,8 +171,8 @@ pub struct JwtApiKey {
     pub owner: String,
     pub tier: String,
     pub end_user: Option<String>,
-    /// `(name, version, context)` of each subscribed API.
-    pub subscribed: Vec<(String, String, String)>,
+    /// `(name, version, context, subscription tier)` of each subscribed API.
+    pub subscribed: Vec<(String, String, String, String)>,
 }
 
 /// Who is calling, once the credential is verified.
@@ -290,10 +299,11 @@ fn token_identity(
         })
         .unwrap_or_default();
     let end_user = claims.get(&km.claims.end_user).and_then(Value::as_str).map(String::from);
-    let user_token = match claims.get(&km.claims.token_type).and_then(Value::as_str) {
-        Some(kind) => kind.eq_ignore_ascii_case("APPLICATION_USER"),
-        None => end_user.as_deref().is_some_and(|user| user != client_id),
-    };
+    // Only an explicit claim makes a user token: a service account's `sub` is no end user.
+    let user_token = claims
+        .get(&km.claims.token_type)
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("APPLICATION_USER"));
     Some(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at })
 }
 
@@ -369,6 +379,12 @@ pub fn parse_introspection(
         Some(Value::Bool(false)) => return Introspected::Inactive,
         _ => return Introspected::Unavailable,
     }
+    // `token_type_hint` is only a hint: a refresh token is reported active too, and is no access token.
+    if let Some(kind) = answer.get("token_type").and_then(Value::as_str) {
+        if !kind.eq_ignore_ascii_case("bearer") && !kind.eq_ignore_ascii_case("access_token") {
+            return Introspected::Inactive;
+        }
+    }
     let expires_at = match answer.get("exp").and_then(Value::as_u64) {
         Some(exp) if exp <= now => return Introspected::Inactive,
         Some(exp) => exp,
@@ -409,10 +425,10 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The shared-data key of the slot for a token hash.
-pub fn introspection_slot(hash: &[u8; 32]) -> String {
+/// The shared-data key of the slot for a token hash at a key manager.
+pub fn introspection_slot(km: &KeyManager, hash: &[u8; 32]) -> String {
     let slot = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) % INTROSPECTION_SLOTS;
-    format!("apim.introspection.{slot}")
+    format!("apim.introspection.{}.{slot}", km.cache_id)
 }
 
 impl CachedIntrospection {
@@ -443,15 +459,22 @@ impl CachedIntrospection {
         Some(CachedIntrospection { hash: hex(hash), until, identity })
     }
 
-    /// The cached answer for this hash at `now`, if the slot holds it and it is fresh.
-    pub fn lookup(bytes: &[u8], hash: &[u8; 32], now: u64) -> Option<Introspected> {
+    /// Whether the entry is a fresh active answer (worth keeping over a negative one).
+    pub fn is_fresh_active(bytes: &[u8], now: u64) -> bool {
+        serde_json::from_slice::<CachedIntrospection>(bytes)
+            .is_ok_and(|entry| now < entry.until && entry.identity.is_some_and(|identity| now < identity.expires_at))
+    }
+
+    /// The cached answer for this hash at `now`, if the slot holds it and it is fresh; the
+    /// identity is reported as coming from `key_manager` (the slot belongs to it).
+    pub fn lookup(bytes: &[u8], hash: &[u8; 32], key_manager: usize, now: u64) -> Option<Introspected> {
         let entry: CachedIntrospection = serde_json::from_slice(bytes).ok()?;
         if entry.hash != hex(hash) || now >= entry.until {
             return None;
         }
         Some(match entry.identity {
             Some(identity) if now < identity.expires_at => Introspected::Active(TokenIdentity {
-                key_manager: identity.key_manager,
+                key_manager,
                 client_id: identity.client_id,
                 scopes: identity.scopes,
                 end_user: identity.end_user,
@@ -526,7 +549,9 @@ fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey,
         .map(|apis| {
             apis.iter()
                 .filter_map(Value::as_object)
-                .map(|api| (text(api, "name"), text(api, "version"), text(api, "context")))
+                .map(|api| {
+                    (text(api, "name"), text(api, "version"), text(api, "context"), text(api, "subscriptionTier"))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -557,6 +582,32 @@ pub struct Authorized {
     pub end_user: Option<String>,
 }
 
+fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
+    match state {
+        SubscriptionState::Unblocked => Ok(()),
+        SubscriptionState::Blocked => Err(Fault::new(FaultId::ApiTemporarilyBlocked)),
+        SubscriptionState::ProdOnlyBlocked if key_type == KeyType::Production => {
+            Err(Fault::new(FaultId::ApiTemporarilyBlocked))
+        }
+        SubscriptionState::ProdOnlyBlocked => Ok(()),
+        SubscriptionState::OnHold | SubscriptionState::Rejected | SubscriptionState::Inactive => {
+            Err(Fault::new(FaultId::SubscriptionInactive))
+        }
+    }
+}
+
+/// API keys carry no scopes: a resource that requires scopes refuses them (900910). An opaque key
+/// is an application's, never a user's: user-only resources refuse it (900905).
+fn api_key_resource_checks(resource: &Resource, opaque: bool) -> Result<(), Fault> {
+    if !resource.scopes.is_empty() {
+        return Err(Fault::new(FaultId::InsufficientScope).with_challenge_error("insufficient_scope"));
+    }
+    if opaque && resource.user_token_only {
+        return Err(Fault::new(FaultId::IncorrectAccessTokenType).with_challenge_error("invalid_token"));
+    }
+    Ok(())
+}
+
 fn endpoint(api: &Api, key_type: KeyType) -> Result<String, Fault> {
     match key_type {
         KeyType::Production => {
@@ -575,11 +626,21 @@ pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Ide
     match identity {
         Identity::JwtApiKey(key) => {
             let versioned_context = format!("{}/{}", api.context, api.version);
-            let subscribed = key.subscribed.iter().any(|(name, version, context)| {
+            let Some((_, _, _, subscription_tier)) = key.subscribed.iter().find(|(name, version, context, _)| {
                 version == &api.version && (name == &api.name || context == &versioned_context)
-            });
-            if !subscribed {
+            }) else {
                 return Err(forbidden());
+            };
+            api_key_resource_checks(resource, false)?;
+            // An application the gateway also knows: its subscription's state applies too.
+            let mut tier = if subscription_tier.is_empty() { key.tier.clone() } else { subscription_tier.clone() };
+            if let Some(subscription) = config
+                .subscription_index
+                .get(&(key.application_id.clone(), api_label))
+                .and_then(|i| config.subscriptions.get(*i))
+            {
+                check_subscription_state(subscription.state, key.key_type)?;
+                tier = subscription.tier.clone();
             }
             Ok(Authorized {
                 cluster: endpoint(api, key.key_type)?,
@@ -587,14 +648,21 @@ pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Ide
                 application_id: key.application_id.clone(),
                 application_name: key.application_name.clone(),
                 subscriber: key.owner.clone(),
-                tier: key.tier.clone(),
+                tier,
                 end_user: key.end_user.clone(),
             })
         }
         Identity::ApiKey(_) | Identity::Token(_) => {
             let (app_key, token) = match identity {
                 Identity::ApiKey(app_key) => (*app_key, None),
-                Identity::Token(token) => (*config.clients.get(&token.client_id).ok_or_else(forbidden)?, Some(token)),
+                Identity::Token(token) => {
+                    let app_key = *config.clients.get(&token.client_id).ok_or_else(forbidden)?;
+                    // A client id belongs to the key manager that issued it.
+                    if app_key.key_manager.is_some_and(|owner| owner != token.key_manager) {
+                        return Err(Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"));
+                    }
+                    (app_key, Some(token))
+                }
                 Identity::JwtApiKey(_) => return Err(forbidden()),
             };
             let application = config.applications.get(app_key.application).ok_or_else(forbidden)?;
@@ -603,16 +671,9 @@ pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Ide
                 .get(&(application.id.clone(), api_label))
                 .and_then(|index| config.subscriptions.get(*index))
                 .ok_or_else(forbidden)?;
-            match subscription.state {
-                SubscriptionState::Unblocked => {}
-                SubscriptionState::Blocked => return Err(Fault::new(FaultId::ApiTemporarilyBlocked)),
-                SubscriptionState::ProdOnlyBlocked if app_key.key_type == KeyType::Production => {
-                    return Err(Fault::new(FaultId::ApiTemporarilyBlocked));
-                }
-                SubscriptionState::ProdOnlyBlocked => {}
-                SubscriptionState::OnHold | SubscriptionState::Rejected | SubscriptionState::Inactive => {
-                    return Err(Fault::new(FaultId::SubscriptionInactive));
-                }
+            check_subscription_state(subscription.state, app_key.key_type)?;
+            if token.is_none() {
+                api_key_resource_checks(resource, true)?;
             }
             if let Some(token) = token {
                 if resource.user_token_only && !token.user_token {
@@ -679,5 +740,110 @@ impl TokenCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const CONFIG: &str = r#"{
+        "key_managers": [{"name": "a", "issuer": "https://a"}, {"name": "b", "issuer": "https://b"}],
+        "apis": [{"name": "S", "context": "/s", "version": "1", "security": ["oauth2", "api_key"],
+                  "endpoints": {"production": "p"},
+                  "resources": [{"method": "GET", "path": "/open-to-keys"},
+                                {"method": "GET", "path": "/scoped", "scopes": ["read"]},
+                                {"method": "GET", "path": "/users", "user_token_only": true}]}],
+        "applications": [{"id": "app", "name": "App", "client_ids": [{"id": "c", "key_manager": "b"}],
+                          "api_keys": [{"sha256": "b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c"}]},
+                         {"id": "jwt-app", "name": "JwtApp"}],
+        "subscriptions": [{"application": "app", "api": "S:1"}, {"application": "jwt-app", "api": "S:1", "state": "BLOCKED"}]
+    }"#;
+
+    fn config() -> Config {
+        Config::from_json(CONFIG.as_bytes()).unwrap()
+    }
+
+    fn token(key_manager: usize, scopes: &[&str], user_token: bool) -> Identity {
+        Identity::Token(TokenIdentity {
+            key_manager,
+            client_id: "c".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            end_user: Some("someone".into()),
+            user_token,
+            expires_at: u64::MAX,
+        })
+    }
+
+    fn code(config: &Config, path: usize, identity: &Identity) -> Result<String, u32> {
+        let api = &config.apis[0];
+        authorize(config, api, &api.resources[path], identity).map(|a| a.application_id).map_err(|fault| fault.code)
+    }
+
+    #[test]
+    fn a_client_id_is_honoured_only_from_its_own_key_manager() {
+        let config = config();
+        assert_eq!(code(&config, 0, &token(1, &[], false)), Ok("app".into()));
+        assert_eq!(code(&config, 0, &token(0, &[], false)), Err(900901), "issuer a cannot speak for b's client");
+    }
+
+    #[test]
+    fn api_keys_cannot_reach_scoped_or_user_only_resources() {
+        let config = config();
+        // The configured hash is SHA-256("foo\n").
+        assert!(matches!(verify_api_key(&config, "foo\n", 0), Ok(Identity::ApiKey(_))));
+        assert_eq!(verify_api_key(&config, "foo", 0), Err(AuthFailure::Invalid));
+        let opaque = Identity::ApiKey(AppKey { application: 0, key_type: KeyType::Production, key_manager: None });
+        assert_eq!(code(&config, 0, &opaque), Ok("app".into()));
+        assert_eq!(code(&config, 1, &opaque), Err(900910));
+        assert_eq!(code(&config, 2, &opaque), Err(900905));
+        assert_eq!(code(&config, 1, &token(1, &["read"], false)), Ok("app".into()));
+        assert_eq!(code(&config, 2, &token(1, &[], false)), Err(900905));
+        assert_eq!(code(&config, 2, &token(1, &[], true)), Ok("app".into()));
+    }
+
+    #[test]
+    fn jwt_api_keys_honour_the_subscription_state_the_gateway_knows() {
+        let config = config();
+        let key = Identity::JwtApiKey(JwtApiKey {
+            key_type: KeyType::Production,
+            application_id: "jwt-app".into(),
+            application_name: "JwtApp".into(),
+            owner: "o".into(),
+            tier: "Unlimited".into(),
+            end_user: None,
+            subscribed: vec![("S".into(), "1".into(), "/s/1".into(), "Gold".into())],
+        });
+        assert_eq!(code(&config, 0, &key), Err(900907));
+    }
+
+    #[test]
+    fn only_an_explicit_claim_makes_a_user_token() {
+        let config = config();
+        let km = &config.key_managers[0];
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"client_id":"c","sub":"service-account-uuid"}"#).unwrap();
+        assert!(!token_identity(0, km, &claims, 1).unwrap().user_token);
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"client_id":"c","sub":"bob","aut":"APPLICATION_USER"}"#).unwrap();
+        assert!(token_identity(0, km, &claims, 1).unwrap().user_token);
+    }
+
+    #[test]
+    fn introspected_refresh_tokens_are_not_access_tokens() {
+        let config = config();
+        let km = &config.key_managers[0];
+        let refresh = br#"{"active":true,"client_id":"c","token_type":"refresh_token"}"#;
+        assert_eq!(parse_introspection(0, km, Some(200), refresh, 0), Introspected::Inactive);
+        let access = br#"{"active":true,"client_id":"c","token_type":"Bearer"}"#;
+        assert!(matches!(parse_introspection(0, km, Some(200), access, 0), Introspected::Active(_)));
+        assert_eq!(parse_introspection(0, km, Some(503), access, 0), Introspected::Unavailable);
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        assert_eq!(format!("{:?}", Presented::Bearer("secret-token".into())), "Bearer(***)");
+        assert_eq!(format!("{:?}", Extracted::Found(Presented::ApiKey("k".into()))), "Found(ApiKey(***))");
     }
 }
