@@ -498,3 +498,36 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     );
     assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &forged)], None), 401, "900901");
 }
+
+/// A key manager that never answers (timeout) or answers 5xx: 900900 (500), never 401.
+#[test]
+fn a_key_manager_that_times_out_or_fails_answers_900900() {
+    let silent = common::Silent::start();
+    let failing = Backend::start();
+    let live = Backend::start();
+    let config = |km_path: &str, cluster: &str| {
+        json!({
+            "key_managers": [{"name": "km", "issuer": "https://km.test",
+                "introspection": {"cluster": cluster, "path": km_path, "client_id": "gateway", "client_secret": "s", "timeout_ms": 500}}],
+            "apis": [{"name": "S", "context": "/s", "version": "1", "endpoints": {"production": "live"},
+                      "resources": [{"method": "GET", "path": "/*"}]}],
+            "applications": [{"id": "a", "name": "A", "client_ids": [{"id": "c"}]}],
+            "subscriptions": [{"application": "a", "api": "S:1"}]
+        })
+        .to_string()
+    };
+    let clusters = vec![
+        ("live".to_string(), live.port),
+        ("silent".to_string(), silent.port),
+        ("failing".to_string(), failing.port),
+    ];
+    for (path, cluster) in [("/introspect", "silent"), ("/status/503", "failing"), ("/status/500", "failing")] {
+        let envoy =
+            Envoy::start(&config(path, cluster), EnvoySetup { clusters: clusters.clone(), ..Default::default() });
+        let response = bearer(&envoy, "GET", "/s/1/x", "some-opaque-token");
+        assert_fault(&response, 500, "900900");
+        assert_eq!(response.header("www-authenticate"), None, "{cluster}{path}");
+    }
+    assert!(live.requests().is_empty());
+    assert_eq!(failing.requests().len(), 2, "the key manager was asked");
+}
