@@ -7,7 +7,7 @@ WASM := target/$(TARGET)/release/apim_filter.wasm
 
 KM_MODULES := tests/km/node_modules/.package-lock.json
 
-.PHONY: all build run test lint unit integration docs clean envoy wasm-target km
+.PHONY: all build run test lint unit integration docs clean envoy wasm-target km bench wrk
 
 all: build
 
@@ -45,6 +45,14 @@ lint: wasm-target
 # Unit tests (native) and integration tests (real Envoy, real upstreams).
 test: build envoy km lint
 	cargo test --tests
+
+# The load generator for benchmarks (Debian's wrk; root on the project's machines).
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+# Benchmarks (not part of `make test`): writes bench/RESULTS.md.
+bench: build envoy wrk
+	python3 bench/run.py
 
 # Regenerate docs/ERROR-CODES.md, docs/CONFIG.md and docs/config.schema.json from the code.
 docs:

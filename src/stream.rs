@@ -23,6 +23,8 @@ use crate::transport::{self, ResponseView};
 /// What the stream needs from Envoy. The proxy-wasm adapter implements it over host calls.
 pub trait Host {
     fn request_header(&self, name: &str) -> Option<String>;
+    /// Every request header at once (one host call instead of one per header).
+    fn request_headers(&self) -> Vec<(String, String)>;
     /// Sets (or with `None` removes) a request header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
     fn response_header(&self, name: &str) -> Option<String>;
@@ -120,6 +122,8 @@ pub struct Stream {
     /// A fault body waiting to replace Envoy's reply body.
     pending_body: Option<String>,
     waiting: Option<Waiting>,
+    /// The request headers as they arrived.
+    headers: Vec<(String, String)>,
     /// Byte budgets (bandwidth policies) to charge body bytes to.
     byte_counters: Vec<ByteCounter>,
     /// The most restrictive counted level, for the RateLimit headers.
@@ -149,6 +153,7 @@ impl Stream {
             request_body_started: false,
             pending_body: None,
             waiting: None,
+            headers: Vec::new(),
             byte_counters: Vec::new(),
             rate_limit: None,
         }
@@ -157,17 +162,32 @@ impl Stream {
     pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Flow {
         self.request_complete = end_of_stream;
         let config = Rc::clone(&self.config);
+        self.headers = host.request_headers();
         // Headers only the filter may set: a client's copy never reaches the router or backend.
-        host.set_request_header(&config.routing.cluster_header, None);
-        host.set_request_header(&config.routing.api_header, None);
-        for name in CONTEXT_HEADERS {
-            host.set_request_header(&format!("{}{name}", config.credentials.context_header_prefix), None);
+        let prefix = &config.credentials.context_header_prefix;
+        let internal: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                name.eq_ignore_ascii_case(&config.routing.cluster_header)
+                    || name.eq_ignore_ascii_case(&config.routing.api_header)
+                    || (name.len() > prefix.len()
+                        && name.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                        && CONTEXT_HEADERS.iter().any(|suffix| {
+                            name.get(prefix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+                        }))
+            })
+            .cloned()
+            .collect();
+        for name in internal {
+            host.set_request_header(&name, None);
         }
 
-        let method = host.request_header(":method").unwrap_or_default();
-        let path = host.request_header(":path").unwrap_or_default();
-        let preflight_method = host.request_header("access-control-request-method");
-        self.origin = host.request_header("origin");
+        let method = self.header(":method").unwrap_or_default();
+        let path = self.header(":path").unwrap_or_default();
+        let preflight_method = self.header("access-control-request-method");
+        self.origin = self.header("origin");
         let view =
             RequestView { method: &method, path: &path, access_control_request_method: preflight_method.as_deref() };
         match decision::decide(&config, &view) {
@@ -187,6 +207,15 @@ impl Stream {
         }
     }
 
+    /// A request header from the snapshot taken at the start (case-insensitive name).
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.clone())
+    }
+
+    fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name))
+    }
+
     fn authenticate(&mut self, host: &mut impl Host, forward: Forward, path: &str) -> Flow {
         let config = Rc::clone(&self.config);
         let Some(api) = config.apis.get(forward.api) else {
@@ -195,8 +224,8 @@ impl Stream {
         let Some(resource) = api.resources.get(forward.resource) else {
             return self.fail(host, AuthFailure::Invalid);
         };
-        let authorization = host.request_header(&config.credentials.authorization_header);
-        let api_key = host.request_header(&config.credentials.api_key_header);
+        let authorization = self.header(&config.credentials.authorization_header);
+        let api_key = self.header(&config.credentials.api_key_header);
         let query = path.split_once('?').map(|(_, query)| query);
         match flow::extract(&config, api, resource, authorization.as_deref(), api_key.as_deref(), query) {
             Extracted::Missing => self.fail(host, AuthFailure::Missing),
@@ -214,8 +243,7 @@ impl Stream {
     fn bearer(&mut self, host: &mut impl Host, forward: Forward, token: String, allow_fetch: bool) -> Flow {
         let config = Rc::clone(&self.config);
         let now = host.now();
-        let hash = flow::credential_hash(&token);
-        let cached = self.vm.borrow().tokens.get(&hash, now).cloned();
+        let cached = self.vm.borrow().tokens.get(&token, now).cloned();
         if let Some(identity) = cached {
             return self.authorize(host, &forward, &Identity::Token(identity));
         }
@@ -249,11 +277,13 @@ impl Stream {
         };
         match step {
             BearerStep::Verified(identity) => {
-                self.vm.borrow_mut().tokens.insert(hash, identity.clone());
+                self.vm.borrow_mut().tokens.insert(&token, identity.clone());
                 self.authorize(host, &forward, &Identity::Token(identity))
             }
             BearerStep::Failed(failure) => self.fail(host, failure),
-            BearerStep::Introspect { key_manager } => self.introspect(host, forward, &token, hash, key_manager, now),
+            BearerStep::Introspect { key_manager } => {
+                self.introspect(host, forward, &token, flow::credential_hash(&token), key_manager, now)
+            }
             BearerStep::FetchJwks { key_manager } => {
                 if let Some(slot) = self.vm.borrow_mut().last_fetch.get_mut(key_manager) {
                     *slot = Some(now);
@@ -435,7 +465,7 @@ impl Stream {
         host.set_request_header(&config.routing.api_header, Some(&forward.api_label));
         let strip_query_key =
             config.credentials.strip && config.apis.get(forward.api).is_some_and(|api| api.api_key_in_query);
-        let current_path = host.request_header(":path").unwrap_or_default();
+        let current_path = self.header(":path").unwrap_or_default();
         let upstream_path = forward.upstream_path.clone().unwrap_or(current_path.clone());
         let upstream_path = if strip_query_key {
             strip_query_param(&upstream_path, &config.credentials.api_key_query_param)
@@ -446,8 +476,11 @@ impl Stream {
             host.set_request_header(":path", Some(&upstream_path));
         }
         if config.credentials.strip {
-            host.set_request_header(&config.credentials.authorization_header, None);
-            host.set_request_header(&config.credentials.api_key_header, None);
+            for name in [&config.credentials.authorization_header, &config.credentials.api_key_header] {
+                if self.has_header(name) {
+                    host.set_request_header(name, None);
+                }
+            }
         }
         if let Some(authorized) = authorized {
             let prefix = &config.credentials.context_header_prefix;
@@ -573,6 +606,11 @@ impl Stream {
             host.set_response_header(&name, Some(&value));
         }
         let status = host.response_header(":status").and_then(|status| status.parse::<u16>().ok()).unwrap_or(0);
+        // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
+        // everything else.
+        if status < 400 {
+            return Flow::Continue;
+        }
         let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());
         let flags = host.property(&["response", "flags"]).map(|bytes| le_u64(&bytes)).unwrap_or(0);
         let view = ResponseView {
@@ -678,6 +716,9 @@ mod tests {
     impl Host for FakeHost {
         fn request_header(&self, name: &str) -> Option<String> {
             self.request.get(name).cloned()
+        }
+        fn request_headers(&self) -> Vec<(String, String)> {
+            self.request.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         }
         fn set_request_header(&mut self, name: &str, value: Option<&str>) {
             match value {

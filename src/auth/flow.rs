@@ -700,46 +700,77 @@ pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Ide
 // The per-worker verified-token cache.
 // ---------------------------------------------------------------------------------------------
 
-/// Verified JWTs by hash, bounded (oldest evicted first), never returned past their `exp`.
+/// Verified JWTs, bounded (oldest evicted first), never returned past their `exp`.
+///
+/// Entries are found by a cheap hash of the token's length and last bytes (its signature) and
+/// then compared in full: a token that shares a signature with a cached one but differs anywhere
+/// else is a different token and is verified on its own. (Hashing the whole token with SHA-256
+/// cost more than the rest of the request path in wasm.) The tokens are kept in worker memory only.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<[u8; 32], TokenIdentity>,
-    order: VecDeque<[u8; 32]>,
+    entries: HashMap<u64, Vec<(Box<str>, TokenIdentity)>>,
+    order: VecDeque<(u64, Box<str>)>,
+    len: usize,
+}
+
+fn token_bucket(token: &str) -> u64 {
+    let bytes = token.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    for byte in tail {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new() }
+        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new(), len: 0 }
     }
 
-    pub fn get(&self, hash: &[u8; 32], now: u64) -> Option<&TokenIdentity> {
-        self.entries.get(hash).filter(|identity| now <= identity.expires_at)
+    pub fn get(&self, token: &str, now: u64) -> Option<&TokenIdentity> {
+        self.entries
+            .get(&token_bucket(token))?
+            .iter()
+            .find(|(cached, _)| cached.as_ref() == token)
+            .map(|(_, identity)| identity)
+            .filter(|identity| now <= identity.expires_at)
     }
 
-    pub fn insert(&mut self, hash: [u8; 32], identity: TokenIdentity) {
+    pub fn insert(&mut self, token: &str, identity: TokenIdentity) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.insert(hash, identity).is_none() {
-            self.order.push_back(hash);
-        }
-        while self.entries.len() > self.capacity {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.entries.remove(&oldest);
-                }
-                None => break,
+        let bucket = token_bucket(token);
+        let entries = self.entries.entry(bucket).or_default();
+        match entries.iter_mut().find(|(cached, _)| cached.as_ref() == token) {
+            Some(entry) => entry.1 = identity,
+            None => {
+                entries.push((token.into(), identity));
+                self.order.push_back((bucket, token.into()));
+                self.len += 1;
             }
+        }
+        while self.len > self.capacity {
+            let Some((bucket, oldest)) = self.order.pop_front() else { break };
+            if let Some(entries) = self.entries.get_mut(&bucket) {
+                entries.retain(|(cached, _)| *cached != oldest);
+                if entries.is_empty() {
+                    self.entries.remove(&bucket);
+                }
+            }
+            self.len -= 1;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 
@@ -839,6 +870,32 @@ mod tests {
         let access = br#"{"active":true,"client_id":"c","token_type":"Bearer"}"#;
         assert!(matches!(parse_introspection(0, km, Some(200), access, 0), Introspected::Active(_)));
         assert_eq!(parse_introspection(0, km, Some(503), access, 0), Introspected::Unavailable);
+    }
+
+    #[test]
+    fn the_token_cache_compares_whole_tokens_is_bounded_and_respects_exp() {
+        let identity = |exp| TokenIdentity {
+            key_manager: 0,
+            client_id: "c".into(),
+            scopes: vec![],
+            end_user: None,
+            user_token: false,
+            expires_at: exp,
+        };
+        let mut cache = TokenCache::new(2);
+        cache.insert("header.payload.SIGNATURE", identity(100));
+        assert!(cache.get("header.payload.SIGNATURE", 100).is_some());
+        assert!(cache.get("header.payload.SIGNATURE", 101).is_none(), "never past exp");
+        // Same length, same signature, another payload: a different token.
+        assert!(cache.get("header.PAYLOAD.SIGNATURE", 50).is_none());
+        cache.insert("b.b.b", identity(100));
+        cache.insert("c.c.c", identity(100));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("header.payload.SIGNATURE", 50).is_none(), "the oldest was evicted");
+        assert!(cache.get("c.c.c", 50).is_some());
+        let mut off = TokenCache::new(0);
+        off.insert("a.a.a", identity(100));
+        assert!(off.get("a.a.a", 1).is_none());
     }
 
     #[test]

@@ -68,10 +68,17 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let started = hostcalls::get_current_time().ok();
         match Config::from_json(&bytes) {
             Ok(config) => {
+                let elapsed_ms = match (started, hostcalls::get_current_time().ok()) {
+                    (Some(start), Some(end)) => {
+                        end.duration_since(start).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+                    }
+                    _ => 0.0,
+                };
                 log::info!(
-                    "configuration accepted: {} APIs, {} applications, {} subscriptions, errors as {:?}",
+                    "configuration accepted: {} APIs, {} applications, {} subscriptions, errors as {:?}, in {elapsed_ms:.1} ms",
                     config.apis.len(),
                     config.applications.len(),
                     config.subscriptions.len(),
@@ -177,6 +184,10 @@ fn set_header(map: MapType, name: &str, value: Option<&str>) {
 impl Host for WasmHost {
     fn request_header(&self, name: &str) -> Option<String> {
         header(MapType::HttpRequestHeaders, name)
+    }
+
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {

@@ -8,8 +8,6 @@
 //! write drops the entries whose window has ended, so memory stays bounded by the slots and the
 //! keys active in the current windows.
 
-use sha2::{Digest, Sha256};
-
 /// A compare-and-swap key-value store: proxy-wasm shared data in the filter, a map in tests.
 pub trait CasStore {
     /// The value and its CAS token.
@@ -96,11 +94,15 @@ fn decode(mut bytes: &[u8]) -> Vec<Entry> {
     entries
 }
 
-/// The shared-data key of the slot a counter key lives in.
+/// The shared-data key of the slot a counter key lives in (FNV-1a: spreading keys needs no
+/// cryptography, and an unlucky key only shares a slot, never a count).
 pub fn slot_of(key: &str, slots: u32) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let slot = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % slots.max(1);
-    format!("apim.rl.{slot}")
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("apim.rl.{}", hash % u64::from(slots.max(1)))
 }
 
 /// Applies a hit to the counter `key` (limit per `window_s`-second window) at `now`.

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""`make bench`: our filter against bare Envoy and Envoy's native filters, side by side.
+
+Every scenario runs in this one run on this machine with the same load: Envoy with
+`--concurrency 1` pinned to core 0, wrk (keep-alive, fixed connections) pinned to core 1, a
+warm-up, then several rounds; the table reports medians. Routes answer with a direct response, so
+what differs between scenarios is the filter chain alone. Writes bench/RESULTS.md.
+
+Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32).
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
+WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "apim_filter.wasm")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = 3
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+API_KEY = "bench-api-key-0"
+PATH = "/bench/1.0.0/items"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def credentials():
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "--release", "--example", "bench-credentials"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def bootstrap(http_filters, port, admin):
+    """An Envoy bootstrap (JSON) whose only route answers 200 directly."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "bench",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "bench",
+                        "route_config": {"virtual_hosts": [{
+                            "name": "all", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}],
+                        }]},
+                        "http_filters": http_filters + [{
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                        }],
+                    },
+                }]}],
+            }],
+            "clusters": [],
+        },
+    }
+
+
+def wasm_filter(config):
+    return [{
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "apim", "root_id": "apim",
+                "vm_config": {"vm_id": "apim", "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": WASM}}},
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(config)},
+            },
+        },
+    }]
+
+
+def native_filters(creds, cache):
+    provider = {
+        "issuer": creds["issuer"],
+        "audiences": ["bench"],
+        "local_jwks": {"inline_string": json.dumps({"keys": [creds["jwk"]]})},
+    }
+    if cache:
+        provider["jwt_cache_config"] = {"jwt_cache_size": 100}
+    never = {"numerator": 100, "denominator": "HUNDRED"}
+    return [
+        {
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": {"bench": provider},
+                "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+            },
+        },
+        {
+            "name": "envoy.filters.http.local_ratelimit",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "bench_rl",
+                "token_bucket": {"max_tokens": 1000000000, "tokens_per_fill": 1000000000, "fill_interval": "1s"},
+                "filter_enabled": {"runtime_key": "rl_enabled", "default_value": never},
+                "filter_enforced": {"runtime_key": "rl_enforced", "default_value": never},
+            },
+        },
+    ]
+
+
+def our_config(creds, applications=10, cache_entries=10000):
+    """API- and subscription-level throttling with limits never reached, one key manager, and
+    `applications` applications each with a client id, an opaque API key and a subscription."""
+    apps, subs = [], []
+    for i in range(applications):
+        client = "bench-client" if i == 0 else f"client-{i}"
+        key = f"bench-api-key-{i}"
+        apps.append({"id": f"app-{i}", "name": f"App {i}", "owner": "bench",
+                     "client_ids": [{"id": client}],
+                     "api_keys": [{"sha256": hashlib.sha256(key.encode()).hexdigest()}]})
+        subs.append({"application": f"app-{i}", "api": "Bench:1.0.0", "tier": "Huge"})
+    return {
+        "credentials": {"verified_cache_entries": cache_entries},
+        "key_managers": [{"name": "bench", "issuer": creds["issuer"], "audiences": ["bench"],
+                          "jwks": {"keys": [creds["jwk"]]}}],
+        "apis": [{"name": "Bench", "context": "/bench", "version": "1.0.0", "security": ["oauth2", "api_key"],
+                  "policy": "Huge", "endpoints": {"production": "unused"},
+                  "resources": [{"method": "GET", "path": "/items"}]}],
+        "applications": apps,
+        "subscriptions": subs,
+        "policies": {"Huge": {"requests": 1000000000000, "per": "minute"}},
+    }
+
+
+def open_config():
+    return {"apis": [{"name": "Bench", "context": "/bench", "version": "1.0.0", "security": [],
+                      "endpoints": {"production": "unused"}, "resources": [{"method": "GET", "path": "/items"}]}]}
+
+
+def without_policies(config):
+    config = dict(config)
+    config["policies"] = {}
+    config["apis"] = [dict(api, policy=None) for api in config["apis"]]
+    config["subscriptions"] = [dict(s, tier="Unlimited") for s in config["subscriptions"]]
+    return config
+
+
+class Envoy:
+    def __init__(self, filters, label):
+        self.port, self.admin = free_port(), free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-")
+        path = os.path.join(self.dir, "envoy.json")
+        with open(path, "w") as f:
+            json.dump(bootstrap(filters, self.port, self.admin), f)
+        self.log = os.path.join(self.dir, "envoy.log")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", ENVOY, "-c", path, "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"Envoy exited ({label}):\n" + open(self.log).read()[-3000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit(f"Envoy not ready ({label})")
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def configure_ms(self):
+        times = [float(m) for m in re.findall(r"configuration accepted: .* in ([0-9.]+) ms", open(self.log).read())]
+        return max(times) if times else None
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def check(port, headers, expected):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers=dict(headers))
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    if status != expected:
+        raise SystemExit(f"scenario answered {status}, expected {expected}")
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(port, headers, seconds):
+    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    for name, value in headers:
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}{PATH}"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    latency = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": latency.get("50"), "p99": latency.get("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def measure(label, filters, headers, expected=200):
+    envoy = Envoy(filters, label)
+    try:
+        check(envoy.port, headers, expected)
+        wrk(envoy.port, headers, WARMUP)
+        rounds = [wrk(envoy.port, headers, SECONDS) for _ in range(ROUNDS)]
+        if expected == 200 and any(r["non2xx"] for r in rounds):
+            raise SystemExit(f"{label}: non-2xx answers during the run")
+        result = {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p50", "p99")}
+        result["rounds"] = [round(r["rps"]) for r in rounds]
+        result["rss_kib"] = envoy.rss_kib()
+        result["configure_ms"] = envoy.configure_ms()
+        print(f"{label:<40} {result['rps']:>10.0f} req/s  p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms  rounds {result['rounds']}", flush=True)
+        return result
+    finally:
+        envoy.stop()
+
+
+def version(command):
+    try:
+        return subprocess.run(command, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def main():
+    for tool in (ENVOY, WASM):
+        if not os.path.exists(tool):
+            raise SystemExit(f"missing {tool}: run `make bench`")
+    creds = credentials()
+    bearer = [("Authorization", f"Bearer {creds['token']}")]
+    apikey = [("apikey", API_KEY)]
+    started = time.time()
+    results = {}
+    only = os.environ.get("BENCH_ONLY")
+    if only:  # a quick look while optimizing: these scenarios, no scale runs, no RESULTS.md
+        scenarios = {
+            "a": lambda: measure("(a) bare Envoy", [], []),
+            "b'": lambda: measure("(b') (b) with jwt_cache_config", native_filters(creds, cache=True), bearer),
+            "c": lambda: measure("(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer),
+            "d": lambda: measure("(d) apim-filter, opaque API key", wasm_filter(our_config(creds)), apikey),
+            "e": lambda: measure("(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], expected=401),
+            "open": lambda: measure("(diag) open resource, no policies", wasm_filter(open_config()), []),
+            "d0": lambda: measure("(diag) API key, no policies", wasm_filter(without_policies(our_config(creds))), apikey),
+        }
+        for key in only.split(","):
+            scenarios[key]()
+        return 0
+    results["a"] = measure("(a) bare Envoy", [], [])
+    results["b"] = measure("(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer)
+    results["b'"] = measure("(b') (b) with jwt_cache_config", native_filters(creds, cache=True), bearer)
+    results["c"] = measure("(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer)
+    results["d"] = measure("(d) apim-filter, opaque API key", wasm_filter(our_config(creds)), apikey)
+    results["e"] = measure("(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], expected=401)
+    results["f"] = measure("(f) apim-filter, JWT, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer)
+
+    scale = {}
+    for n in (10, 10_000, 100_000):
+        scale[n] = measure(f"(d) with {n} applications/keys/subscriptions", wasm_filter(our_config(creds, applications=n)), apikey)
+
+    wasm_size = os.path.getsize(WASM)
+    write_results(results, scale, wasm_size, time.time() - started)
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def ratio(x, y):
+    return x / y if y else float("nan")
+
+
+def write_results(r, scale, wasm_size, elapsed):
+    c_a, c_b, c_bc, f_b = ratio(r["c"]["rps"], r["a"]["rps"]), ratio(r["c"]["rps"], r["b"]["rps"]), ratio(r["c"]["rps"], r["b'"]["rps"]), ratio(r["f"]["rps"], r["b"]["rps"])
+    base = scale[10]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} in {elapsed / 60:.1f} minutes.",
+        "",
+        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.platform()}",
+        f"- Envoy: {version([ENVOY, '--version'])}",
+        f"- rustc: {version(['rustc', '--version'])}; wrk: {version(['sh', '-c', 'wrk --version 2>&1'])}",
+        f"- Load: wrk, 1 thread, {CONNECTIONS} keep-alive connections, {WARMUP} s warm-up, {ROUNDS} rounds of {SECONDS} s, medians;"
+        " Envoy `--concurrency 1` on core 0, wrk on core 1; routes answer directly (200), so only the filter chain differs.",
+        "",
+        "| scenario | requests/s | p50 ms | p99 ms | rounds (req/s) |",
+        "|---|---|---|---|---|",
+    ]
+    names = {
+        "a": "(a) bare Envoy, router only",
+        "b": "(b) native `jwt_authn` (RS256, local JWKS) + `local_ratelimit`",
+        "b'": "(b') (b) with `jwt_cache_config`",
+        "c": "(c) apim-filter: JWT, subscription check, API + subscription throttling",
+        "d": "(d) apim-filter: opaque API key",
+        "e": "(e) apim-filter: 900902 fault (no credentials)",
+        "f": "(f) apim-filter: JWT with the verified-token cache off",
+    }
+    for key, name in names.items():
+        x = r[key]
+        lines.append(f"| {name} | {x['rps']:.0f} | {x['p50']:.3f} | {x['p99']:.3f} | {', '.join(map(str, x['rounds']))} |")
+    verdict = lambda ok: "met" if ok else "missed"
+    lines += [
+        "",
+        "| ratio | value | target |",
+        "|---|---|---|",
+        f"| c/a | {c_a:.3f} | >= 0.85: {verdict(c_a >= 0.85)} |",
+        f"| c/b | {c_b:.3f} | |",
+        f"| c/b' | {c_bc:.3f} | >= 1.0: {verdict(c_bc >= 1.0)} |",
+        f"| f/b | {f_b:.3f} | (raw verification cost next to native) |",
+        "",
+        "## Scale",
+        "",
+        "The (d) scenario with configs of 10, 10,000 and 100,000 applications, API keys and subscriptions."
+        " `on_configure` is the filter's own measurement (logged per VM; the largest shown); RSS is the whole Envoy process"
+        " (`--concurrency 1`: the main thread's VM and one worker VM), its delta against the 10-key config.",
+        "",
+        "| config | on_configure ms | Envoy RSS MiB | RSS delta MiB | requests/s | relative to 10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, x in scale.items():
+        lines.append(
+            f"| {n:,} | {x['configure_ms'] if x['configure_ms'] is not None else 'n/a'} | {x['rss_kib'] / 1024:.1f} |"
+            f" {(x['rss_kib'] - base['rss_kib']) / 1024:.1f} | {x['rps']:.0f} | {ratio(x['rps'], base['rps']):.3f} |"
+        )
+    big = scale[100_000]
+    lines += [
+        "",
+        f"- 100,000 keys: throughput {ratio(big['rps'], base['rps']):.3f} of the 10-key config (target >= 0.95: {verdict(ratio(big['rps'], base['rps']) >= 0.95)});"
+        f" `on_configure` {big['configure_ms']} ms (target < 1000: {verdict((big['configure_ms'] or 1e9) < 1000)}).",
+        f"- `.wasm` size: {wasm_size:,} bytes ({wasm_size / 1048576:.2f} MiB; target < 1.5 MiB: {verdict(wasm_size < 1.5 * 1048576)}).",
+        "",
+    ]
+    notes = os.path.join(ROOT, "bench", "NOTES.md")
+    if os.path.exists(notes):
+        lines += [open(notes).read().rstrip(), ""]
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
