@@ -79,14 +79,19 @@ fn demo_lines(variables: &[(String, String)]) -> Vec<DemoLine> {
     lines
 }
 
-#[test]
-fn readme_demo_lines_hold_against_the_shipped_config() {
+/// Envoy with envoy/envoy.yaml as shipped, its ports moved to free ones.
+fn launch_demo() -> Envoy {
     let (port, backend_port, admin_port) = (free_port(), free_port(), free_port());
     let yaml = read_repo_file("envoy/envoy.yaml")
         .replace("port_value: 8080", &format!("port_value: {port}"))
         .replace("port_value: 8081", &format!("port_value: {backend_port}"))
         .replace("port_value: 9901", &format!("port_value: {admin_port}"));
-    let envoy = Envoy::launch(&yaml, 2, port, admin_port, "demo").unwrap_or_else(|log| panic!("{log}"));
+    Envoy::launch(&yaml, 2, port, admin_port, "demo").unwrap_or_else(|log| panic!("{log}"))
+}
+
+#[test]
+fn readme_demo_lines_hold_against_the_shipped_config() {
+    let envoy = launch_demo();
     let lines = demo_lines(&variables());
     for api in ["/pizzashack/1.0.0", "/legacy/1.0.0", "/deadend/1.0.0"] {
         assert!(lines.iter().any(|line| line.path.starts_with(api)), "the README shows {api}");
@@ -111,12 +116,7 @@ fn readme_demo_lines_hold_against_the_shipped_config() {
 /// answers 429 with 900802 and `Retry-After`.
 #[test]
 fn the_demo_menu_allows_five_calls_a_minute() {
-    let (port, backend_port, admin_port) = (free_port(), free_port(), free_port());
-    let yaml = read_repo_file("envoy/envoy.yaml")
-        .replace("port_value: 8080", &format!("port_value: {port}"))
-        .replace("port_value: 8081", &format!("port_value: {backend_port}"))
-        .replace("port_value: 9901", &format!("port_value: {admin_port}"));
-    let envoy = Envoy::launch(&yaml, 2, port, admin_port, "demo-throttle").unwrap_or_else(|log| panic!("{log}"));
+    let envoy = launch_demo();
     let key = variables().into_iter().find(|(name, _)| name == "$DEMO_API_KEY").unwrap().1;
     // Six calls in one minute window: wait out the end of a minute that is about to roll over.
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();

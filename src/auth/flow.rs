@@ -150,8 +150,8 @@ pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Faul
     }
 }
 
-/// A verified OAuth2 token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A verified OAuth2 token (also what the introspection cache stores for an active token).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenIdentity {
     pub key_manager: usize,
     pub client_id: String,
@@ -404,18 +404,7 @@ pub struct CachedIntrospection {
     /// Cached until (Unix seconds).
     pub until: u64,
     /// `None` for an inactive token.
-    pub identity: Option<CachedIdentity>,
-}
-
-/// The cached fields of an active token.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CachedIdentity {
-    pub key_manager: usize,
-    pub client_id: String,
-    pub scopes: Vec<String>,
-    pub end_user: Option<String>,
-    pub user_token: bool,
-    pub expires_at: u64,
+    pub identity: Option<TokenIdentity>,
 }
 
 /// Shared-data slots for introspection results: memory is bounded by the slot count.
@@ -442,17 +431,9 @@ impl CachedIntrospection {
     ) -> Option<CachedIntrospection> {
         let introspection = km.introspection.as_ref()?;
         let (until, identity) = match answer {
-            Introspected::Active(identity) => (
-                now.saturating_add(introspection.cache_ttl_s).min(identity.expires_at),
-                Some(CachedIdentity {
-                    key_manager: identity.key_manager,
-                    client_id: identity.client_id.clone(),
-                    scopes: identity.scopes.clone(),
-                    end_user: identity.end_user.clone(),
-                    user_token: identity.user_token,
-                    expires_at: identity.expires_at,
-                }),
-            ),
+            Introspected::Active(identity) => {
+                (now.saturating_add(introspection.cache_ttl_s).min(identity.expires_at), Some(identity.clone()))
+            }
             Introspected::Inactive => (now.saturating_add(introspection.negative_cache_ttl_s), None),
             Introspected::Unavailable => return None,
         };
@@ -473,14 +454,9 @@ impl CachedIntrospection {
             return None;
         }
         Some(match entry.identity {
-            Some(identity) if now < identity.expires_at => Introspected::Active(TokenIdentity {
-                key_manager,
-                client_id: identity.client_id,
-                scopes: identity.scopes,
-                end_user: identity.end_user,
-                user_token: identity.user_token,
-                expires_at: identity.expires_at,
-            }),
+            Some(identity) if now < identity.expires_at => {
+                Introspected::Active(TokenIdentity { key_manager, ..identity })
+            }
             _ => Introspected::Inactive,
         })
     }
