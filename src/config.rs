@@ -1315,8 +1315,8 @@ impl Config {
         if throttling.cas_retries == 0 || throttling.cas_retries > 1000 {
             return Err(ConfigError::new("throttling.cas_retries", "must be from 1 to 1000"));
         }
-        if throttling.counter_slots == 0 || throttling.counter_slots > 1_048_576 {
-            return Err(ConfigError::new("throttling.counter_slots", "must be from 1 to 1048576"));
+        if throttling.counter_slots == 0 || throttling.counter_slots > 65_536 {
+            return Err(ConfigError::new("throttling.counter_slots", "must be from 1 to 65536"));
         }
         let subscription_index = raw
             .subscriptions
@@ -1422,8 +1422,8 @@ fn compile_custom_policies(policies: &[RawCustomPolicy]) -> Result<Vec<CustomPol
     let mut compiled = Vec::with_capacity(policies.len());
     for (index, policy) in policies.iter().enumerate() {
         let field = format!("custom_policies[{index}]");
-        if policy.name.is_empty() || !names.insert(policy.name.clone()) {
-            return Err(ConfigError::new(format!("{field}.name"), "must be non-empty and unique"));
+        if policy.name.is_empty() || policy.name.contains(':') || !names.insert(policy.name.clone()) {
+            return Err(ConfigError::new(format!("{field}.name"), "must be non-empty, unique and without `:`"));
         }
         let template =
             parse_key_template(&policy.key).map_err(|reason| ConfigError::new(format!("{field}.key"), reason))?;
@@ -1812,6 +1812,12 @@ fn check_policies(policies: &BTreeMap<String, RawPolicy>) -> Result<HashSet<Stri
         if let Some(burst) = &policy.burst {
             if burst.requests == 0 {
                 return Err(ConfigError::new(format!("{field}.burst.requests"), "must be at least 1"));
+            }
+            if policy.requests.is_some_and(|requests| burst.requests >= requests) {
+                return Err(ConfigError::new(
+                    format!("{field}.burst.requests"),
+                    "must be below the policy's own `requests`",
+                ));
             }
             if !matches!(burst.per, TimeUnit::Second | TimeUnit::Minute) {
                 return Err(ConfigError::new(format!("{field}.burst.per"), "must be `second` or `minute`"));

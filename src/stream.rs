@@ -128,6 +128,17 @@ pub struct Stream {
     byte_counters: Vec<ByteCounter>,
     /// The most restrictive counted level, for the RateLimit headers.
     rate_limit: Option<RateLimitInfo>,
+    /// Throttling has run for this request.
+    throttled: bool,
+    /// Body bytes that passed before throttling ran (while authentication waited on a call).
+    uncharged_bytes: u64,
+}
+
+/// Creates the counter slots in shared data (at configure time, before requests count).
+pub fn prepare_counters(host: &mut impl Host, config: &Config) {
+    if config.throttles() {
+        crate::throttle::limiter::prepare_slots(&mut HostStore(host), config.throttling.counter_slots);
+    }
 }
 
 /// Shared data as the counters' compare-and-swap store.
@@ -156,6 +167,8 @@ impl Stream {
             headers: Vec::new(),
             byte_counters: Vec::new(),
             rate_limit: None,
+            throttled: false,
+            uncharged_bytes: 0,
         }
     }
 
@@ -530,10 +543,13 @@ impl Stream {
             client_ip,
         };
         let now = host.now();
+        self.throttled = true;
         match throttle::evaluate(&config, api, resource, &caller, &mut HostStore(host), now) {
             Outcome::Allowed { over_quota, byte_counters, rate_limit } => {
                 self.byte_counters = byte_counters;
                 self.rate_limit = rate_limit;
+                let early = std::mem::take(&mut self.uncharged_bytes);
+                self.charge(host, early as usize);
                 Ok(over_quota)
             }
             Outcome::Denied { fault, rate_limit } => {
@@ -556,6 +572,10 @@ impl Stream {
     }
 
     fn charge(&mut self, host: &mut impl Host, bytes: usize) {
+        if !self.throttled {
+            self.uncharged_bytes = self.uncharged_bytes.saturating_add(bytes as u64);
+            return;
+        }
         if self.byte_counters.is_empty() || bytes == 0 {
             return;
         }
@@ -886,6 +906,7 @@ mod tests {
             ("authorization", "Bearer opaque-token-1"),
         ]);
         host.now = 1_000;
+        prepare_counters(&mut host, &secured());
         let mut stream = stream(secured());
         assert_eq!(stream.on_request_headers(&mut host, true), Flow::Pause);
         let (cluster, headers, request_body) = host.dispatched[0].clone();
@@ -955,11 +976,12 @@ mod tests {
             (":path", "/p/1/menu"),
             ("authorization", "Bearer opaque-token-2"),
         ]);
+        prepare_counters(&mut host, &secured());
         let mut stream = stream(secured());
         stream.on_request_headers(&mut host, true);
         stream.on_call_response(&mut host, 1, None, b"");
         assert_eq!(host.counted, vec![900900]);
-        assert!(host.shared.is_empty());
+        assert!(!host.shared.keys().any(|key| key.starts_with("apim.introspection")), "nothing cached");
     }
 
     #[test]

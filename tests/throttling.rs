@@ -28,6 +28,16 @@ fn align_to_window(window: u64) {
     thread::sleep(Duration::from_secs_f64(next - now + 0.05));
 }
 
+/// Waits out the last `margin` seconds of an aligned `window`, so a test's requests all land in
+/// one window (the hourly policies below would otherwise flake at the top of the hour).
+fn away_from_window_end(window: u64, margin: u64) {
+    let now = now_f64();
+    let into = now % window as f64;
+    if into > (window - margin) as f64 {
+        thread::sleep(Duration::from_secs_f64(window as f64 - into + 0.05));
+    }
+}
+
 fn key_hash(key: &str) -> String {
     Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -91,7 +101,7 @@ fn config() -> String {
             api("Flagged", "/flagged", None, any.clone()),
             api("Blocked", "/blockedapi", None, any.clone()),
             {"name": "Bandwidth", "context": "/bandwidth", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
-             "resources": [{"method": "POST", "path": "/status/{code}", "policy": "ThousandBytes"}]}
+                          "resources": [{"method": "POST", "path": "/bytes/{n}", "policy": "ThousandBytes"}]}
         ],
         "applications": [
             app("plain", None), app("blocked-app", None), app("limited", Some("TwoPerHour")), app("gold", None), app("bursty", None),
@@ -124,6 +134,7 @@ fn config() -> String {
 }
 
 fn stack() -> (Envoy, Backend) {
+    away_from_window_end(3600, 30);
     let backend = Backend::start();
     let envoy =
         Envoy::start(&config(), EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
@@ -167,6 +178,17 @@ fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_ope
         worker.join().unwrap();
     }
     let results = results.lock().unwrap();
+    // Both workers took connections: the count is shared, not per worker.
+    let stats = request(envoy.admin_port, "GET", "/stats?filter=worker_.\\.downstream_cx_total", &[], None).body;
+    let per_worker: Vec<u64> = stats
+        .lines()
+        .filter(|l| l.contains(&format!("_{port}.worker_")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0),
+        "connections per worker: {per_worker:?}\n{stats}"
+    );
     let allowed = results.iter().filter(|(status, _)| *status == 200).count();
     assert_eq!(allowed, 25, "exactly N of {} requests over two workers", results.len());
     assert!(results
@@ -302,13 +324,10 @@ fn rate_limit_headers_count_down_and_over_quota_requests_pass_flagged() {
 #[test]
 fn a_bandwidth_policy_trips_after_its_bytes_have_passed() {
     let (envoy, _backend) = stack();
-    // Each exchange moves 400 request bytes and 16 response bytes ("backend says 200").
-    let body = [b'x'; 400];
-    let codes: Vec<String> = (0..4)
-        .map(|_| {
-            let response = envoy.send("POST", "/bandwidth/1.0.0/status/200", &[], Some(&body));
-            code(&response)
-        })
-        .collect();
-    assert_eq!(codes, ["200", "200", "200", "900802"], "1248 bytes have passed a 1000-byte budget");
+    // Each exchange moves 300 request bytes and 200 response bytes: the 1000-byte budget is spent
+    // after two exchanges only if response bytes count too (request bytes alone would be 600).
+    let body = [b'x'; 300];
+    let codes: Vec<String> =
+        (0..3).map(|_| code(&envoy.send("POST", "/bandwidth/1.0.0/bytes/200", &[], Some(&body)))).collect();
+    assert_eq!(codes, ["200", "200", "900802"], "1000 bytes of bodies have passed a 1000-byte budget");
 }

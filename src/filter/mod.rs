@@ -86,6 +86,8 @@ impl RootContext for Root {
                 );
 
                 let vm = VmState::new(&config);
+                let mut host = WasmHost { metrics: Rc::clone(&self.metrics) };
+                crate::stream::prepare_counters(&mut host, &config);
                 self.config = Rc::new(config);
                 if let Ok(mut slot) = self.vm.try_borrow_mut() {
                     *slot = Some(Rc::new(RefCell::new(vm)));

@@ -8,11 +8,17 @@
 //! write drops the entries whose window has ended, so memory stays bounded by the slots and the
 //! keys active in the current windows.
 
+use sha2::{Digest, Sha256};
+
 /// A compare-and-swap key-value store: proxy-wasm shared data in the filter, a map in tests.
+///
+/// Like Envoy's shared data, a write without a CAS token is unconditional; the counters therefore
+/// only write with the token of the value they read, and slots are created (empty) by
+/// [`prepare_slots`] before any request counts.
 pub trait CasStore {
     /// The value and its CAS token.
     fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)>;
-    /// Writes when `cas` still matches; `false` on a mismatch (or any failure).
+    /// Writes when `cas` still matches (always, with `None`); `false` on a mismatch or failure.
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 }
 
@@ -25,6 +31,8 @@ pub enum Hit {
     Check,
     /// Add this many units whatever the limit (bytes that already passed).
     Add(u64),
+    /// Take back one counted request (a later level denied it).
+    Undo,
 }
 
 /// A counter's answer.
@@ -39,7 +47,7 @@ pub struct Count {
     pub reset_at: u64,
 }
 
-/// The store could not be updated within the retries.
+/// The store could not be updated (retries exhausted, slot missing or full).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contended;
 
@@ -50,21 +58,29 @@ pub struct Settings {
     pub retries: u32,
 }
 
-/// One counted entry in a slot.
+/// A slot holds at most this many live entries; a new key in a full slot is `Contended`.
+pub const MAX_ENTRIES_PER_SLOT: usize = 256;
+
+/// Format version of a slot's value.
+const MAGIC: u8 = 0xA1;
+
+/// One counted entry in a slot: a fixed-size id of the key (the first 16 bytes of its SHA-256),
+/// so a client-chosen key (a user name, an address) cannot make a slot grow by its length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
-    key: String,
+    id: [u8; 16],
     window_start: u64,
     window_s: u64,
     count: u64,
 }
 
+const ENTRY_LEN: usize = 16 + 8 * 3;
+
 fn encode(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(1 + entries.len() * ENTRY_LEN);
+    out.push(MAGIC);
     for entry in entries {
-        let key = entry.key.as_bytes();
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        out.extend_from_slice(key);
+        out.extend_from_slice(&entry.id);
         out.extend_from_slice(&entry.window_start.to_le_bytes());
         out.extend_from_slice(&entry.window_s.to_le_bytes());
         out.extend_from_slice(&entry.count.to_le_bytes());
@@ -72,26 +88,36 @@ fn encode(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
-fn decode(mut bytes: &[u8]) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    let take_u64 = |bytes: &mut &[u8]| -> Option<u64> {
-        let (head, rest) = bytes.split_first_chunk::<8>()?;
-        *bytes = rest;
-        Some(u64::from_le_bytes(*head))
-    };
-    while let Some((length, rest)) = bytes.split_first_chunk::<4>() {
-        let length = u32::from_le_bytes(*length) as usize;
-        let Some(key) = rest.get(..length) else { break };
-        let Ok(key) = String::from_utf8(key.to_vec()) else { break };
-        bytes = &rest[length..];
-        let (Some(window_start), Some(window_s), Some(count)) =
-            (take_u64(&mut bytes), take_u64(&mut bytes), take_u64(&mut bytes))
-        else {
-            break;
-        };
-        entries.push(Entry { key, window_start, window_s, count });
-    }
-    entries
+/// Decodes a slot; anything unreadable decodes as empty.
+fn decode(bytes: &[u8]) -> Vec<Entry> {
+    let Some((&MAGIC, body)) = bytes.split_first() else { return Vec::new() };
+    body.chunks_exact(ENTRY_LEN)
+        .filter_map(|chunk| {
+            let (id, rest) = chunk.split_first_chunk::<16>()?;
+            let (start, rest) = rest.split_first_chunk::<8>()?;
+            let (window, rest) = rest.split_first_chunk::<8>()?;
+            let (count, _) = rest.split_first_chunk::<8>()?;
+            Some(Entry {
+                id: *id,
+                window_start: u64::from_le_bytes(*start),
+                window_s: u64::from_le_bytes(*window),
+                count: u64::from_le_bytes(*count),
+            })
+        })
+        .collect()
+}
+
+fn key_id(key: &str) -> [u8; 16] {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
+/// The shared-data key of slot `index` (the slot count is in the name, so a reconfigured count
+/// starts on fresh slots instead of misreading old ones).
+fn slot_name(index: u64, slots: u32) -> String {
+    format!("apim.rl.{slots}.{index}")
 }
 
 /// The shared-data key of the slot a counter key lives in (FNV-1a: spreading keys needs no
@@ -102,7 +128,19 @@ pub fn slot_of(key: &str, slots: u32) -> String {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("apim.rl.{}", hash % u64::from(slots.max(1)))
+    slot_name(hash % u64::from(slots.max(1)), slots)
+}
+
+/// Creates the slots that do not exist yet (empty), before requests count: a slot is then only
+/// ever written with the CAS token of the value read.
+pub fn prepare_slots(store: &mut dyn CasStore, slots: u32) {
+    let empty = encode(&[]);
+    for index in 0..u64::from(slots.max(1)) {
+        let name = slot_name(index, slots);
+        if store.get(&name).is_none() {
+            store.set(&name, &empty, None);
+        }
+    }
 }
 
 /// Applies a hit to the counter `key` (limit per `window_s`-second window) at `now`.
@@ -117,33 +155,46 @@ pub fn hit(
 ) -> Result<Count, Contended> {
     let Settings { slots, retries } = settings;
     let window_s = window_s.max(1);
-    let window_start = now / window_s * window_s;
-    let reset_at = window_start + window_s;
+    let own_window = now / window_s * window_s;
     let slot = slot_of(key, slots);
+    let id = key_id(key);
     for _ in 0..retries.max(1) {
-        let (bytes, cas) = store.get(&slot).unwrap_or_default();
-        let mut entries: Vec<Entry> =
-            decode(&bytes).into_iter().filter(|e| now < e.window_start + e.window_s).collect();
+        let Some((bytes, Some(cas))) = store.get(&slot) else { return Err(Contended) };
+        // Keep the previous window too: a worker whose clock lags a little must find it full
+        // rather than reopen it.
+        let mut entries: Vec<Entry> = decode(&bytes)
+            .into_iter()
+            .filter(|e| now < e.window_start.saturating_add(e.window_s.saturating_mul(2)))
+            .collect();
+        // A later window of this key (another worker's clock is ahead): count into it.
+        let window_start = entries
+            .iter()
+            .filter(|e| e.id == id && e.window_s == window_s)
+            .map(|e| e.window_start)
+            .max()
+            .map_or(own_window, |latest| latest.max(own_window));
+        let reset_at = window_start.saturating_add(window_s);
         let position =
-            entries.iter().position(|e| e.key == key && e.window_start == window_start && e.window_s == window_s);
+            entries.iter().position(|e| e.id == id && e.window_start == window_start && e.window_s == window_s);
         let current = position.and_then(|p| entries.get(p)).map_or(0, |e| e.count);
         let (allowed, next) = match hit {
             Hit::Request if current < limit => (true, current + 1),
             Hit::Request => (false, current),
             Hit::Check => (current < limit, current),
             Hit::Add(units) => (true, current.saturating_add(units)),
+            Hit::Undo => (true, current.saturating_sub(1)),
         };
         let count = Count { allowed, limit, remaining: limit.saturating_sub(next), reset_at };
-        if next == current && position.is_some() {
-            // Nothing to write.
+        if next == current {
             return Ok(count);
         }
+        let full = entries.len() >= MAX_ENTRIES_PER_SLOT;
         match position.and_then(|p| entries.get_mut(p)) {
             Some(entry) => entry.count = next,
-            None if next > 0 => entries.push(Entry { key: key.to_string(), window_start, window_s, count: next }),
-            None => return Ok(count),
+            None if full => return Err(Contended),
+            None => entries.push(Entry { id, window_start, window_s, count: next }),
         }
-        if store.set(&slot, &encode(&entries), cas) {
+        if store.set(&slot, &encode(&entries), Some(cas)) {
             return Ok(count);
         }
     }
@@ -162,23 +213,36 @@ pub(crate) mod tests {
         pub conflicts: u32,
     }
 
+    /// Behaves like Envoy's shared data: a write without a CAS token is unconditional, a write
+    /// with one succeeds only while the token matches.
     impl CasStore for MemoryStore {
         fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
             self.data.get(key).map(|(value, cas)| (value.clone(), Some(*cas)))
         }
         fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            if self.conflicts > 0 {
+            if self.conflicts > 0 && cas.is_some() {
                 self.conflicts -= 1;
-                let entry = self.data.entry(key.to_string()).or_default();
-                entry.1 += 1;
+                if let Some(entry) = self.data.get_mut(key) {
+                    entry.1 += 1;
+                }
                 return false;
             }
             let current = self.data.get(key).map(|(_, cas)| *cas);
-            if current.is_some() && cas != current {
-                return false;
+            if let (Some(expected), Some(current)) = (cas, current) {
+                if expected != current {
+                    return false;
+                }
             }
             self.data.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
             true
+        }
+    }
+
+    impl MemoryStore {
+        pub fn prepared(slots: u32) -> MemoryStore {
+            let mut store = MemoryStore::default();
+            prepare_slots(&mut store, slots);
+            store
         }
     }
 
@@ -188,7 +252,7 @@ pub(crate) mod tests {
 
     #[test]
     fn exactly_n_per_aligned_window() {
-        let mut store = MemoryStore::default();
+        let mut store = MemoryStore::prepared(64);
         let allowed = (0..10).filter(|_| request(&mut store, "k", 3, 60, 1_000).allowed).count();
         assert_eq!(allowed, 3);
         // 1_000 is in the window [960, 1020): the next window starts at 1020.
@@ -199,8 +263,45 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn keys_are_independent_even_in_one_slot() {
+    fn a_lagging_clock_cannot_reopen_a_full_window() {
+        let mut store = MemoryStore::prepared(64);
+        for _ in 0..3 {
+            assert!(request(&mut store, "k", 3, 60, 1_000).allowed);
+        }
+        assert!(request(&mut store, "k", 3, 60, 1_020).allowed, "worker A is in the next window");
+        // Worker B's clock still says 1_019: its request is counted in the newer window, never in
+        // a reopened old one, so the newer window still allows exactly 3.
+        assert!(request(&mut store, "k", 3, 60, 1_019).allowed);
+        assert!(request(&mut store, "k", 3, 60, 1_020).allowed);
+        assert!(!request(&mut store, "k", 3, 60, 1_019).allowed);
+        assert!(!request(&mut store, "k", 3, 60, 1_021).allowed);
+        // Without a newer window, the old one (kept for one more window) still reads full.
+        let mut store = MemoryStore::prepared(64);
+        for _ in 0..3 {
+            assert!(request(&mut store, "j", 3, 60, 1_000).allowed);
+        }
+        assert!(!request(&mut store, "j", 3, 60, 1_019).allowed);
+    }
+
+    #[test]
+    fn counters_never_write_without_a_cas_token() {
+        // Envoy treats a tokenless write as unconditional: two workers creating a slot would both
+        // win. Slots are prepared up front; a missing slot is contention, not a blind write.
         let mut store = MemoryStore::default();
+        assert_eq!(hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 4, retries: 3 }), Err(Contended));
+        assert!(store.data.is_empty());
+        prepare_slots(&mut store, 4);
+        assert_eq!(store.data.len(), 4);
+        assert!(request_in(&mut store, "k", 4).allowed);
+    }
+
+    fn request_in(store: &mut MemoryStore, key: &str, slots: u32) -> Count {
+        hit(store, key, 5, 60, Hit::Request, 0, Settings { slots, retries: 3 }).unwrap()
+    }
+
+    #[test]
+    fn keys_are_independent_even_in_one_slot() {
+        let mut store = MemoryStore::prepared(1);
         for key in ["a", "b", "c", "d"] {
             assert!(
                 hit(&mut store, key, 1, 60, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap().allowed,
@@ -212,39 +313,65 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn expired_windows_do_not_pile_up() {
-        let mut store = MemoryStore::default();
-        for (second, key) in (0..100).map(|i| (i * 60, format!("user-{i}"))) {
+    fn expired_windows_do_not_pile_up_and_slots_are_capped() {
+        let mut store = MemoryStore::prepared(1);
+        for (second, key) in (0..100).map(|i| (i * 120, format!("user-{i}"))) {
             hit(&mut store, &key, 5, 60, Hit::Request, second, Settings { slots: 1, retries: 20 }).unwrap();
         }
-        let entries = decode(&store.data["apim.rl.0"].0);
+        let entries = decode(&store.data[&slot_of("x", 1)].0);
         assert_eq!(entries.len(), 1, "only the key active in the current window remains");
+        // Long, client-chosen keys take a fixed 40 bytes each, and a slot holds a bounded number.
+        let mut store = MemoryStore::prepared(1);
+        for i in 0..MAX_ENTRIES_PER_SLOT {
+            let key = format!("{}-{i}", "x".repeat(1000));
+            hit(&mut store, &key, 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap();
+        }
+        assert!(store.data[&slot_of("x", 1)].0.len() <= 1 + MAX_ENTRIES_PER_SLOT * ENTRY_LEN);
+        assert_eq!(
+            hit(&mut store, "one-more", 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }),
+            Err(Contended)
+        );
     }
 
     #[test]
     fn cas_conflicts_are_retried_then_reported() {
-        let mut store = MemoryStore { conflicts: 3, ..Default::default() };
+        let mut store = MemoryStore::prepared(64);
+        store.conflicts = 3;
         assert!(request(&mut store, "k", 5, 60, 0).allowed, "three lost races, then a win");
-        let mut store = MemoryStore { conflicts: 100, ..Default::default() };
+        let mut store = MemoryStore::prepared(64);
+        store.conflicts = 100;
         assert_eq!(hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 64, retries: 20 }), Err(Contended));
     }
 
     #[test]
-    fn bytes_are_checked_then_added() {
-        let mut store = MemoryStore::default();
-        assert!(hit(&mut store, "b", 100, 60, Hit::Check, 0, Settings { slots: 64, retries: 20 }).unwrap().allowed);
-        hit(&mut store, "b", 100, 60, Hit::Add(60), 0, Settings { slots: 64, retries: 20 }).unwrap();
-        assert!(hit(&mut store, "b", 100, 60, Hit::Check, 0, Settings { slots: 64, retries: 20 }).unwrap().allowed);
-        hit(&mut store, "b", 100, 60, Hit::Add(60), 0, Settings { slots: 64, retries: 20 }).unwrap();
-        let over = hit(&mut store, "b", 100, 60, Hit::Check, 0, Settings { slots: 64, retries: 20 }).unwrap();
+    fn bytes_are_checked_then_added_and_requests_can_be_taken_back() {
+        let settings = Settings { slots: 64, retries: 20 };
+        let mut store = MemoryStore::prepared(64);
+        assert!(hit(&mut store, "b", 100, 60, Hit::Check, 0, settings).unwrap().allowed);
+        hit(&mut store, "b", 100, 60, Hit::Add(60), 0, settings).unwrap();
+        assert!(hit(&mut store, "b", 100, 60, Hit::Check, 0, settings).unwrap().allowed);
+        hit(&mut store, "b", 100, 60, Hit::Add(60), 0, settings).unwrap();
+        let over = hit(&mut store, "b", 100, 60, Hit::Check, 0, settings).unwrap();
         assert!(!over.allowed);
         assert_eq!(over.remaining, 0);
+        assert!(hit(&mut store, "r", 1, 60, Hit::Request, 0, settings).unwrap().allowed);
+        hit(&mut store, "r", 1, 60, Hit::Undo, 0, settings).unwrap();
+        assert!(
+            hit(&mut store, "r", 1, 60, Hit::Request, 0, settings).unwrap().allowed,
+            "the undone request freed its place"
+        );
     }
 
     #[test]
     fn garbage_in_a_slot_is_survivable() {
-        let mut store = MemoryStore::default();
-        store.data.insert(slot_of("k", 64), (vec![255, 255, 255, 255, 1, 2], 1));
+        let mut store = MemoryStore::prepared(64);
+        let slot = slot_of("k", 64);
+        let mut garbage = vec![MAGIC];
+        garbage.extend_from_slice(&[0xFF; ENTRY_LEN]);
+        garbage.extend_from_slice(&[1, 2, 3]);
+        store.data.insert(slot.clone(), (garbage, 7));
+        assert!(request(&mut store, "k", 1, 60, 0).allowed);
+        store.data.insert(slot, (vec![0, 1, 2], 9));
         assert!(request(&mut store, "k", 1, 60, 0).allowed);
     }
 }

@@ -3,8 +3,9 @@
 //! through flagged without stop-on-quota-reach), subscription burst (900807), application per end
 //! user (900803), custom policies (900806), and the hard limit per API and key type (900801, 503).
 //!
-//! Levels are counted in order and the first over its limit answers; the levels before it have
-//! counted the request, those after it have not (as WSO2's handler does). Each level is one
+//! Levels are counted in order and the first over its limit answers; the counts the levels before
+//! it took are then taken back, so a denied request counts nowhere (WSO2 counts only the requests
+//! it lets through). Each level is one
 //! counter key, which is also the descriptor a cluster-wide rate-limit service would get (see
 //! [`Level::descriptor`]).
 
@@ -277,6 +278,13 @@ pub fn evaluate(
     let mut over_quota = false;
     let mut byte_counters = Vec::new();
     let mut rate_limit = None;
+    // Request counts taken so far, to take back if a later level denies.
+    let mut counted: Vec<(String, u64, u64)> = Vec::new();
+    let undo = |counted: &[(String, u64, u64)], store: &mut dyn CasStore| {
+        for (key, limit, window_s) in counted {
+            let _ = limiter::hit(store, key, *limit, *window_s, Hit::Undo, now, settings);
+        }
+    };
     for (level, key, spec) in counters(config, api, resource, caller) {
         let (limit, window_s) = match level {
             Level::Burst => match spec.burst {
@@ -290,6 +298,7 @@ pub fn evaluate(
             Ok(count) => count,
             Err(Contended) => match config.throttling.failure_mode {
                 FailureMode::Deny => {
+                    undo(&counted, store);
                     return Outcome::Denied { fault: Fault::new(FaultId::ThrottleInternalError), rate_limit };
                 }
                 FailureMode::Allow => continue,
@@ -298,13 +307,19 @@ pub fn evaluate(
         if hit == Hit::Check {
             byte_counters.push(ByteCounter { key: key.clone(), limit, window_s });
         }
-        rate_limit = tighter(rate_limit, &count, now);
         if !count.allowed {
             if level == Level::Subscription && !spec.stop_on_quota_reach {
                 over_quota = true;
                 continue;
             }
+            rate_limit = tighter(rate_limit, &count, now);
+            undo(&counted, store);
             return Outcome::Denied { fault: throttled(level, &count, now), rate_limit };
+        }
+        if hit == Hit::Request {
+            // The RateLimit headers speak of requests: byte budgets do not take part.
+            rate_limit = tighter(rate_limit, &count, now);
+            counted.push((key, limit, window_s));
         }
     }
     Outcome::Allowed { over_quota, byte_counters, rate_limit }
@@ -340,7 +355,7 @@ mod tests {
               "applications":[{{"id":"app","name":"App","policy":"One","client_ids":[{{"id":"c1"}}]}}],
               "subscriptions":[{{"application":"app","api":"A:1","tier":"Tier"}}],
               "policies":{{"One":{{"requests":1,"per":"hour"}},
-                          "Tier":{{"requests":1,"per":"hour","stop_on_quota_reach":{stop_on_quota_reach},"burst":{{"requests":1,"per":"minute"}}}}}},
+                          "Tier":{{"requests":2,"per":"hour","stop_on_quota_reach":{stop_on_quota_reach},"burst":{{"requests":1,"per":"minute"}}}}}},
               "custom_policies":[{{"name":"cp","key":"$userId:$apiContext","requests":1,"per":"hour"}}],
               "hard_limits":[{{"api":"A:1","key_type":"PRODUCTION","requests_per_second":1}}],
               "blocking":[{{"user":"blocked-user"}},{{"ip_range":"203.0.113.0/24"}}]}}"#
@@ -403,7 +418,7 @@ mod tests {
                 let config = config(api_level, true);
                 let user = if *first == Level::Blocked { "blocked-user" } else { "u" };
                 let both = caller(user);
-                let mut store = MemoryStore::default();
+                let mut store = MemoryStore::prepared(4096);
                 for level in [*first, *second] {
                     exhaust(&config, &both, level, &mut store);
                 }
@@ -414,7 +429,7 @@ mod tests {
                 );
                 // The second alone answers its own code.
                 if *second != Level::Blocked {
-                    let mut store = MemoryStore::default();
+                    let mut store = MemoryStore::prepared(4096);
                     exhaust(&config, &caller("u"), *second, &mut store);
                     assert_eq!(
                         outcome_code(&config, &caller("u"), &mut store),
@@ -429,14 +444,14 @@ mod tests {
     #[test]
     fn blocking_touches_no_counter() {
         let config = config(false, true);
-        let mut store = MemoryStore::default();
+        let mut store = MemoryStore::prepared(4096);
         for _ in 0..5 {
             assert_eq!(outcome_code(&config, &caller("blocked-user"), &mut store), Some(900805));
         }
         let mut by_ip = caller("u");
         by_ip.client_ip = Some("203.0.113.9".parse().unwrap());
         assert_eq!(outcome_code(&config, &by_ip, &mut store), Some(900805));
-        assert!(store.data.is_empty(), "no counter was written");
+        assert!(store.data.values().all(|(value, _)| value.len() <= 1), "no counter was written");
         assert_eq!(outcome_code(&config, &caller("u"), &mut store), None);
     }
 
@@ -444,7 +459,7 @@ mod tests {
     fn without_stop_on_quota_reach_the_request_passes_flagged() {
         let config = config(false, false);
         let caller = caller("u");
-        let mut store = MemoryStore::default();
+        let mut store = MemoryStore::prepared(4096);
         exhaust(&config, &caller, Level::Subscription, &mut store);
         let api = &config.apis[0];
         match evaluate(&config, api, &api.resources[0], &caller, &mut store, NOW) {
@@ -457,7 +472,7 @@ mod tests {
     fn throttled_faults_carry_the_next_access_time_and_retry_after() {
         let config = config(false, true);
         let caller = caller("u");
-        let mut store = MemoryStore::default();
+        let mut store = MemoryStore::prepared(4096);
         exhaust(&config, &caller, Level::Resource, &mut store);
         let api = &config.apis[0];
         let Outcome::Denied { fault, .. } = evaluate(&config, api, &api.resources[0], &caller, &mut store, NOW) else {
@@ -467,7 +482,7 @@ mod tests {
         assert_eq!(fault.next_access_time, Some(window_end));
         assert_eq!(fault.retry_after_s, Some(window_end - NOW));
         // Hard limits and blocking say nothing about when to come back.
-        let mut store = MemoryStore::default();
+        let mut store = MemoryStore::prepared(4096);
         exhaust(&config, &caller, Level::HardLimit, &mut store);
         let Outcome::Denied { fault, .. } = evaluate(&config, api, &api.resources[0], &caller, &mut store, NOW) else {
             panic!()
@@ -479,10 +494,12 @@ mod tests {
     fn contention_follows_the_failure_mode() {
         let mut config = config(false, true);
         let caller = caller("u");
-        let mut store = MemoryStore { conflicts: 1_000, ..Default::default() };
+        let mut store = MemoryStore::prepared(4096);
+        store.conflicts = 1_000;
         assert_eq!(outcome_code(&config, &caller, &mut store), Some(900808));
         config.throttling.failure_mode = FailureMode::Allow;
-        let mut store = MemoryStore { conflicts: 1_000, ..Default::default() };
+        let mut store = MemoryStore::prepared(4096);
+        store.conflicts = 1_000;
         assert_eq!(outcome_code(&config, &caller, &mut store), None);
     }
 
@@ -495,6 +512,23 @@ mod tests {
         assert!(parse_key_template("$nope").is_err());
         assert!(parse_key_template("constant").is_err());
         assert_eq!(parse_key_template("ip=$clientIp").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_denied_request_counts_nowhere() {
+        let config = config(false, true);
+        let caller = caller("u");
+        let mut store = MemoryStore::prepared(4096);
+        exhaust(&config, &caller, Level::Application, &mut store);
+        // Denied at the application level: resource, subscription and burst counts are taken back.
+        assert_eq!(outcome_code(&config, &caller, &mut store), Some(900803));
+        assert_eq!(outcome_code(&config, &caller, &mut store), Some(900803));
+        let other = Caller { application_id: None, tier: None, ..caller.clone() };
+        assert_eq!(
+            outcome_code(&config, &other, &mut store),
+            None,
+            "the shared resource level still has its one request"
+        );
     }
 
     #[test]

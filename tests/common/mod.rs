@@ -350,7 +350,7 @@ impl Received {
 }
 
 /// A backend that answers: `/status/<code>` with that status and body `backend says <code>`,
-/// anything else with 200 and a JSON echo. It records every request it receives.
+/// `/bytes/<n>` with 200 and `n` bytes, anything else with 200 and a JSON echo. It records every request it receives.
 pub struct Backend {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -421,9 +421,11 @@ fn serve_backend_connection(connection: TcpStream, log: Arc<Mutex<Vec<Received>>
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, content) = match path.strip_prefix("/status/").and_then(|code| code.parse::<u16>().ok()) {
-            Some(code) => (code, format!("backend says {code}")),
-            None => {
+        let sized = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok());
+        let (status, content) = match (path.strip_prefix("/status/").and_then(|code| code.parse::<u16>().ok()), sized) {
+            (Some(code), _) => (code, format!("backend says {code}")),
+            (None, Some(size)) => (200, "b".repeat(size.min(1 << 20))),
+            (None, None) => {
                 let echo = serde_json::json!({
                     "method": method,
                     "path": path,
