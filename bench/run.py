@@ -245,6 +245,39 @@ def measure(label, filters, headers, expected=200):
         envoy.stop()
 
 
+def measure_interleaved(specs):
+    """Runs several scenarios with their rounds interleaved (round 1 of each, then round 2, ...),
+    so slow drift of a noisy machine lands on every scenario alike. `specs`: (key, label, filters,
+    headers, expected status). Idle Envoys wait on core 0 while another is measured."""
+    envoys = {}
+    try:
+        for key, label, filters, headers, expected in specs:
+            envoys[key] = Envoy(filters, key)
+            check(envoys[key].port, headers, expected)
+        for key, label, filters, headers, expected in specs:
+            wrk(envoys[key].port, headers, WARMUP)
+        rounds = {key: [] for key, *_ in specs}
+        for _ in range(ROUNDS):
+            for key, label, filters, headers, expected in specs:
+                result = wrk(envoys[key].port, headers, SECONDS)
+                if expected == 200 and result["non2xx"]:
+                    raise SystemExit(f"{label}: non-2xx answers during the run")
+                rounds[key].append(result)
+        results = {}
+        for key, label, filters, headers, expected in specs:
+            runs = rounds[key]
+            result = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+            result["rounds"] = [round(r["rps"]) for r in runs]
+            result["rss_kib"] = envoys[key].rss_kib()
+            result["configure_ms"] = envoys[key].configure_ms()
+            print(f"{label:<40} {result['rps']:>10.0f} req/s  p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms  rounds {result['rounds']}", flush=True)
+            results[key] = result
+        return results
+    finally:
+        for envoy in envoys.values():
+            envoy.stop()
+
+
 def version(command):
     try:
         return subprocess.run(command, capture_output=True, text=True).stdout.strip().splitlines()[0]
@@ -275,17 +308,19 @@ def main():
         for key in only.split(","):
             scenarios[key]()
         return 0
-    results["a"] = measure("(a) bare Envoy", [], [])
-    results["b"] = measure("(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer)
-    results["b'"] = measure("(b') (b) with jwt_cache_config", native_filters(creds, cache=True), bearer)
-    results["c"] = measure("(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer)
-    results["d"] = measure("(d) apim-filter, opaque API key", wasm_filter(our_config(creds)), apikey)
-    results["e"] = measure("(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], expected=401)
-    results["f"] = measure("(f) apim-filter, JWT, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer)
-
-    scale = {}
-    for n in (10, 10_000, 100_000):
-        scale[n] = measure(f"(d) with {n} applications/keys/subscriptions", wasm_filter(our_config(creds, applications=n)), apikey)
+    results = measure_interleaved([
+        ("a", "(a) bare Envoy", [], [], 200),
+        ("b", "(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer, 200),
+        ("b'", "(b') (b) with jwt_cache_config", native_filters(creds, cache=True), bearer, 200),
+        ("c", "(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer, 200),
+        ("d", "(d) apim-filter, opaque API key", wasm_filter(our_config(creds)), apikey, 200),
+        ("e", "(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], 401),
+        ("f", "(f) apim-filter, JWT, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer, 200),
+    ])
+    scale = measure_interleaved([
+        (n, f"(d) with {n} applications/keys/subscriptions", wasm_filter(our_config(creds, applications=n)), apikey, 200)
+        for n in (10, 10_000, 100_000)
+    ])
 
     wasm_size = os.path.getsize(WASM)
     write_results(results, scale, wasm_size, time.time() - started)
@@ -314,7 +349,8 @@ def write_results(r, scale, wasm_size, elapsed):
         f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {platform.platform()}",
         f"- Envoy: {version([ENVOY, '--version'])}",
         f"- rustc: {version(['rustc', '--version'])}; wrk: {version(['sh', '-c', 'wrk --version 2>&1'])}",
-        f"- Load: wrk, 1 thread, {CONNECTIONS} keep-alive connections, {WARMUP} s warm-up, {ROUNDS} rounds of {SECONDS} s, medians;"
+        f"- Load: wrk, 1 thread, {CONNECTIONS} keep-alive connections, {WARMUP} s warm-up, {ROUNDS} rounds of {SECONDS} s"
+        " interleaved across the scenarios of a table (round 1 of each, then round 2, ...), medians;"
         " Envoy `--concurrency 1` on core 0, wrk on core 1; routes answer directly (200), so only the filter chain differs.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | rounds (req/s) |",
