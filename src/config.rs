@@ -1155,6 +1155,12 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPT
 impl Config {
     /// Parses and checks a configuration. An empty input is the empty configuration `{}`.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::compile(Config::parse(bytes)?)
+    }
+
+    /// Parses the JSON without checking it (the caller can free the text before compiling: large
+    /// configurations then peak lower).
+    pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
         let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
         let raw: RawConfig = if trimmed {
             RawConfig::default()
@@ -1171,7 +1177,7 @@ impl Config {
             deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
             raw
         };
-        Config::compile(raw)
+        Ok(raw)
     }
 
     /// Checks and compiles a parsed configuration.
@@ -1334,7 +1340,12 @@ impl Config {
             apis,
             base_paths,
             max_base_depth,
-            applications: raw.applications,
+            // Keys and client ids live on in the indices above; the lists are not needed again.
+            applications: raw
+                .applications
+                .into_iter()
+                .map(|application| RawApplication { client_ids: Vec::new(), api_keys: Vec::new(), ..application })
+                .collect(),
             subscriptions: raw.subscriptions,
             policies: raw.policies,
             key_managers,

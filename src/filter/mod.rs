@@ -69,7 +69,9 @@ impl RootContext for Root {
             }
         };
         let started = hostcalls::get_current_time().ok();
-        match Config::from_json(&bytes) {
+        let parsed = Config::parse(&bytes);
+        drop(bytes);
+        match parsed.and_then(Config::compile) {
             Ok(config) => {
                 let elapsed_ms = match (started, hostcalls::get_current_time().ok()) {
                     (Some(start), Some(end)) => {
