@@ -971,7 +971,7 @@ pub struct Config {
     /// Application id to index.
     pub application_ids: HashMap<String, usize>,
     /// (application id, `<api name>:<version>`) to subscription index.
-    pub subscription_index: HashMap<(String, String), usize>,
+    pub subscription_index: HashMap<(usize, usize), usize>,
     /// Throttling policies by name (`Unlimited` is absent: it counts nothing).
     pub policy_specs: HashMap<String, PolicySpec>,
     pub blocking: Vec<BlockingCondition>,
@@ -1126,6 +1126,8 @@ impl Default for ErrorSettings {
 /// A compiled API.
 #[derive(Debug)]
 pub struct Api {
+    /// Position in [`Config::apis`].
+    pub index: usize,
     pub name: String,
     pub version: String,
     pub context: String,
@@ -1193,7 +1195,7 @@ impl Config {
         let mut max_base_depth = 0;
         for (index, raw_api) in raw.apis.into_iter().enumerate() {
             let field = format!("apis[{index}]");
-            let api = compile_api(&field, raw_api, &policies)?;
+            let api = compile_api(&field, index, raw_api, &policies)?;
             if !names.insert((api.name.clone(), api.version.clone())) {
                 return Err(ConfigError::new(
                     format!("{field}.name"),
@@ -1324,11 +1326,17 @@ impl Config {
         if throttling.counter_slots == 0 || throttling.counter_slots > 65_536 {
             return Err(ConfigError::new("throttling.counter_slots", "must be from 1 to 65536"));
         }
+        let api_indices: HashMap<String, usize> =
+            apis.iter().enumerate().map(|(index, api)| (format!("{}:{}", api.name, api.version), index)).collect();
         let subscription_index = raw
             .subscriptions
             .iter()
             .enumerate()
-            .map(|(index, subscription)| ((subscription.application.clone(), subscription.api.clone()), index))
+            .filter_map(|(index, subscription)| {
+                let application = application_ids.get(&subscription.application)?;
+                let api = api_indices.get(&subscription.api)?;
+                Some(((*application, *api), index))
+            })
             .collect();
 
         Ok(Config {
@@ -1870,7 +1878,7 @@ fn check_context(field: &str, context: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<Api, ConfigError> {
+fn compile_api(field: &str, index: usize, raw: RawApi, policies: &HashSet<String>) -> Result<Api, ConfigError> {
     if raw.name.trim().is_empty() {
         return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
     }
@@ -1945,6 +1953,7 @@ fn compile_api(field: &str, raw: RawApi, policies: &HashSet<String>) -> Result<A
         });
     }
     Ok(Api {
+        index,
         name: raw.name,
         version: raw.version,
         context: raw.context,

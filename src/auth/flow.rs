@@ -598,7 +598,6 @@ fn endpoint(api: &Api, key_type: KeyType) -> Result<String, Fault> {
 /// (900901/403).
 pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Identity) -> Result<Authorized, Fault> {
     let forbidden = || Fault::new(FaultId::ResourceForbidden);
-    let api_label = format!("{}:{}", api.name, api.version);
     match identity {
         Identity::JwtApiKey(key) => {
             let versioned_context = format!("{}/{}", api.context, api.version);
@@ -611,8 +610,9 @@ pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Ide
             // An application the gateway also knows: its subscription's state applies too.
             let mut tier = if subscription_tier.is_empty() { key.tier.clone() } else { subscription_tier.clone() };
             if let Some(subscription) = config
-                .subscription_index
-                .get(&(key.application_id.clone(), api_label))
+                .application_ids
+                .get(&key.application_id)
+                .and_then(|application| config.subscription_index.get(&(*application, api.index)))
                 .and_then(|i| config.subscriptions.get(*i))
             {
                 check_subscription_state(subscription.state, key.key_type)?;
@@ -644,7 +644,7 @@ pub fn authorize(config: &Config, api: &Api, resource: &Resource, identity: &Ide
             let application = config.applications.get(app_key.application).ok_or_else(forbidden)?;
             let subscription = config
                 .subscription_index
-                .get(&(application.id.clone(), api_label))
+                .get(&(app_key.application, api.index))
                 .and_then(|index| config.subscriptions.get(*index))
                 .ok_or_else(forbidden)?;
             check_subscription_state(subscription.state, app_key.key_type)?;
