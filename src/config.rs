@@ -50,12 +50,11 @@ pub struct RawConfig {
     /// The APIs the gateway serves. Defaults to none.
     #[serde(default)]
     pub apis: Vec<RawApi>,
-    /// Applications (API consumers). Checked at load; enforced once key validation lands.
-    /// Defaults to none.
+    /// Applications (API consumers): their OAuth2 client ids and API keys. Defaults to none.
     #[serde(default)]
     pub applications: Vec<RawApplication>,
-    /// Subscriptions of applications to APIs. Checked at load; enforced once key validation
-    /// lands. Defaults to none.
+    /// Subscriptions of applications to APIs; an application calls an API only through one.
+    /// Defaults to none.
     #[serde(default)]
     pub subscriptions: Vec<RawSubscription>,
     /// Key managers (OAuth2 token issuers): JWT verification keys and introspection.
@@ -1565,7 +1564,7 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
         raw.introspection.as_ref().map(|i| i.client_id.clone()),
     );
     let digest = sha2::Sha256::digest(identity.as_bytes());
-    let cache_id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let cache_id = crate::hashing::hex(&digest[..8]);
     Ok(KeyManager {
         cache_id,
         name: raw.name,

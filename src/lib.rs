@@ -1,16 +1,19 @@
-//! `apim-filter`: WSO2 API Manager's gateway policy (API matching, the fault contract, and
-//! eventually key validation and throttling) as a proxy-wasm filter for Envoy and Istio.
+//! `apim-filter`: WSO2 API Manager's gateway policy (API matching, the fault contract, key
+//! validation and throttling) as a proxy-wasm filter for Envoy and Istio.
 //!
-//! Everything but [`filter`] is plain Rust with no proxy-wasm dependency, tested natively:
+//! Everything but `filter` is plain Rust with no proxy-wasm dependency, tested natively:
 //! [`config`] (the JSON users write), [`catalogue`] (every fault), [`render`] (the one renderer),
-//! [`matcher`] (paths), [`decision`] (the request phase), [`transport`] (the response phase) and
-//! [`docs`] (reference documents generated from the code).
+//! [`matcher`] (paths), [`decision`] (the request phase), [`auth`] (credentials, verification,
+//! authorization), [`throttle`] (levels and counters), [`transport`] (the response phase),
+//! [`stream`] (one request against a small `Host` trait), [`hashing`] and [`docs`] (reference
+//! documents generated from the code).
 
 pub mod auth;
 pub mod catalogue;
 pub mod config;
 pub mod decision;
 pub mod docs;
+pub mod hashing;
 pub mod matcher;
 pub mod render;
 pub mod stream;

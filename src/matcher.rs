@@ -118,6 +118,13 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// The byte of two hex digits at `bytes[at..at + 2]`, if they are there.
+pub(crate) fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let high = bytes.get(at).copied().and_then(hex_value)?;
+    let low = bytes.get(at + 1).copied().and_then(hex_value)?;
+    Some(high * 16 + low)
+}
+
 fn percent_decode(segment: &str) -> Result<String, PathRejection> {
     if !segment.contains('%') {
         return Ok(segment.to_string());
@@ -128,12 +135,9 @@ fn percent_decode(segment: &str) -> Result<String, PathRejection> {
     while index < bytes.len() {
         let byte = bytes[index];
         if byte == b'%' {
-            let high = bytes.get(index + 1).copied().and_then(hex_value);
-            let low = bytes.get(index + 2).copied().and_then(hex_value);
-            let (Some(high), Some(low)) = (high, low) else {
+            let Some(decoded) = hex_pair(bytes, index + 1) else {
                 return Err(PathRejection::BadEncoding);
             };
-            let decoded = high * 16 + low;
             match decoded {
                 b'/' | b'\\' => return Err(PathRejection::AmbiguousSeparator),
                 0 => return Err(PathRejection::BadEncoding),

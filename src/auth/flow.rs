@@ -94,11 +94,7 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let decoded = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        let decoded = (bytes[index] == b'%').then(|| crate::matcher::hex_pair(bytes, index + 1)).flatten();
         match decoded {
             Some(byte) => {
                 out.push(byte);
@@ -410,9 +406,7 @@ pub struct CachedIntrospection {
 /// Shared-data slots for introspection results: memory is bounded by the slot count.
 pub const INTROSPECTION_SLOTS: u32 = 4096;
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::hashing::hex;
 
 /// The shared-data key of the slot for a token hash at a key manager.
 pub fn introspection_slot(km: &KeyManager, hash: &[u8; 32]) -> String {
@@ -693,12 +687,7 @@ pub struct TokenCache {
 fn token_bucket(token: &str) -> u64 {
     let bytes = token.as_bytes();
     let tail = &bytes[bytes.len().saturating_sub(32)..];
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
-    for byte in tail {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    crate::hashing::fnv1a(bytes.len() as u64, tail)
 }
 
 impl TokenCache {

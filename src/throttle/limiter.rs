@@ -123,12 +123,7 @@ fn slot_name(index: u64, slots: u32) -> String {
 /// The shared-data key of the slot a counter key lives in (FNV-1a: spreading keys needs no
 /// cryptography, and an unlucky key only shares a slot, never a count).
 pub fn slot_of(key: &str, slots: u32) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    slot_name(hash % u64::from(slots.max(1)), slots)
+    slot_name(crate::hashing::fnv1a(0, key.as_bytes()) % u64::from(slots.max(1)), slots)
 }
 
 /// Creates the slots that do not exist yet (empty), before requests count: a slot is then only

@@ -135,12 +135,12 @@ pub fn counters<'c>(
 ) -> Vec<(Level, String, &'c PolicySpec)> {
     let mut levels = Vec::new();
     let context_version = format!("{}:{}", api.context, api.version);
-    let resource_key = format!("{}/{}{}:{}", api.context, api.version, resource.template.as_str(), resource.method);
+    let resource_key = || format!("{}/{}{}:{}", api.context, api.version, resource.template.as_str(), resource.method);
     let policy = |name: Option<&String>| name.and_then(|name| config.policy_specs.get(name));
     if let Some(spec) = policy(api.policy.as_ref()) {
         levels.push((Level::Api, format!("api:{context_version}"), spec));
     } else if let Some(spec) = policy(resource.policy.as_ref()) {
-        levels.push((Level::Resource, format!("resource:{resource_key}"), spec));
+        levels.push((Level::Resource, format!("resource:{}", resource_key()), spec));
     }
     if let (Some(application), Some(spec)) =
         (caller.application_id, caller.tier.and_then(|tier| config.policy_specs.get(tier)))
@@ -176,7 +176,7 @@ pub fn counters<'c>(
                 KeyPart::ApiVersion => key.push_str(&api.version),
                 KeyPart::AppId => key.push_str(caller.application_id.unwrap_or("anonymous")),
                 KeyPart::ClientIp => key.push_str(&caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default()),
-                KeyPart::ResourceKey => key.push_str(&resource_key),
+                KeyPart::ResourceKey => key.push_str(&resource_key()),
             }
         }
         levels.push((Level::Custom, format!("custom:{}:{key}", custom.name), &custom.spec));

@@ -1,0 +1,34 @@
+//! Small non-cryptographic helpers shared by the caches and counters: FNV-1a for spreading keys
+//! over buckets and slots (a collision only shares a bucket, never an answer), and hex encoding.
+
+/// FNV-1a over `bytes`, starting from the offset basis mixed with `seed`.
+pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(0, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(0, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(fnv1a(1, b"a"), fnv1a(0, b"a"));
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(hex(&[0, 10, 255]), "000aff");
+    }
+}
