@@ -14,7 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/rsa-a.pem"))?;
     let key = EncodingKey::from_rsa_pem(&pem)?;
     let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::RS256)?)?;
-    jwk["kid"] = json!("bench");
+    if let Some(fields) = jwk.as_object_mut() {
+        fields.insert("kid".to_string(), json!("bench"));
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("bench".to_string());

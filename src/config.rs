@@ -214,9 +214,11 @@ pub struct RawErrors {
     /// Body format of every fault. Defaults to `apim-json`.
     #[serde(default)]
     pub format: ErrorFormat,
-    /// Per-fault overrides, keyed by code (`"900800"`, or a transport code such as `"101507"`)
-    /// or by catalogue id (`"production_key_without_endpoint"`). An id override wins over a code
-    /// override. Defaults to none.
+    /// Per-fault overrides, keyed by code (`"900800"`, or a transport code such as `"101507"`), by
+    /// code family (trailing `x`s: `"9008xx"` is every throttling code, `"1015xx"` every transport
+    /// code) or by catalogue id (`"production_key_without_endpoint"`). The most specific key wins:
+    /// an id over a code, a code over a family, a narrower family over a broader one. Defaults to
+    /// none.
     #[serde(default)]
     pub overrides: BTreeMap<String, RawOverride>,
     /// CORS headers added to fault responses (and preflight answers). Defaults to off.
@@ -412,10 +414,10 @@ pub struct RawKeyManager {
     /// Where its JWT verification keys come from. Defaults to none (no JWTs from this issuer).
     #[serde(default)]
     pub jwks: Option<RawJwks>,
-    /// Shared secret for HS256/384/512 tokens. HS algorithms are refused without it.
-    /// Defaults to none.
+    /// Shared secret for HS256/384/512 tokens, at least 32 bytes (random bytes: give it with
+    /// `"encoding": "base64"`). HS algorithms are refused without it. Defaults to none.
     #[serde(default)]
-    pub hmac_secret: Option<Secret>,
+    pub hmac_secret: Option<RawSecret>,
     /// Algorithms accepted. Defaults to RS256/384/512, PS256/384/512, ES256/384 and EdDSA.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
@@ -536,8 +538,9 @@ pub struct RawIntrospection {
     pub authority: Option<String>,
     /// The gateway's client id at the key manager (HTTP Basic). Required.
     pub client_id: String,
-    /// The gateway's client secret. Required.
-    pub client_secret: Secret,
+    /// The gateway's client secret (text). Required; give it as `{"env": "NAME"}` to keep it out
+    /// of Envoy's config dump.
+    pub client_secret: RawSecret,
     /// Call timeout, milliseconds; a timeout answers 900900. Defaults to 2000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -897,15 +900,109 @@ impl TimeUnit {
     }
 }
 
-/// A secret from the configuration: never printed (`Debug` shows `***`).
+/// A secret: given by reference (`{"env": "NAME"}`, resolved when the configuration loads, so it
+/// never appears in Envoy's configuration or its `/config_dump`), or inline (a plain string, or
+/// `{"value": "..."}`; visible in the config dump, so the filter logs a warning).
 #[derive(Clone, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Secret(pub String);
+#[schemars(rename = "Secret")]
+#[serde(untagged)]
+pub enum RawSecret {
+    /// Inline text (its UTF-8 bytes).
+    Inline(String),
+    Source(RawSecretSource),
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a secret comes from and how it is written.
+#[derive(Clone, Deserialize, JsonSchema)]
+#[schemars(rename = "SecretSource")]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretSource {
+    /// An environment variable of the Envoy process, handed to the filter's VM with
+    /// `vm_config.environment_variables.host_env_keys` (in Istio: `vmConfig.env` with
+    /// `valueFrom: HOST`). Exactly one of `env` and `value` is required.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The secret inline (visible in Envoy's config dump).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// How the text is encoded: `text` (the secret is its UTF-8 bytes), `base64` or `base64url`
+    /// (random bytes, padded or not). Defaults to `text`.
+    #[serde(default)]
+    pub encoding: SecretEncoding,
+}
+
+/// How a secret's text is encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretEncoding {
+    #[default]
+    Text,
+    Base64,
+    Base64url,
+}
+
+/// A resolved secret: bytes, never printed (`Debug` shows `***`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
+}
+
+/// Resolves a secret at `field`; an inline one adds a warning (the config dump shows it).
+pub fn resolve_secret(field: &str, raw: &RawSecret, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {
+    use base64::Engine;
+    let (text, encoding, inline) = match raw {
+        RawSecret::Inline(text) => (text.clone(), SecretEncoding::Text, true),
+        RawSecret::Source(RawSecretSource { env: Some(name), value: None, encoding }) => {
+            let field = format!("{field}.env");
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(ConfigError::new(field, "must name an environment variable"));
+            }
+            let text = std::env::var(name).map_err(|_| {
+                ConfigError::new(
+                    field,
+                    format!(
+                        "environment variable `{name}` is not set for the filter (pass it to the VM with \
+                         vm_config.environment_variables.host_env_keys)"
+                    ),
+                )
+            })?;
+            (text, *encoding, false)
+        }
+        RawSecret::Source(RawSecretSource { env: None, value: Some(text), encoding }) => {
+            (text.clone(), *encoding, true)
+        }
+        RawSecret::Source(_) => return Err(ConfigError::new(field, "set exactly one of `env` and `value`")),
+    };
+    let bytes = match encoding {
+        SecretEncoding::Text => text.into_bytes(),
+        SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim()))
+            .map_err(|_| ConfigError::new(field, "is not valid base64"))?,
+        SecretEncoding::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim().trim_end_matches('='))
+            .map_err(|_| ConfigError::new(field, "is not valid base64url"))?,
+    };
+    if bytes.is_empty() {
+        return Err(ConfigError::new(field, "is empty"));
+    }
+    if inline {
+        warnings.push(format!(
+            "field `{field}` holds a secret inline: Envoy's /config_dump and debug log show it; give it as \
+             {{\"env\": \"NAME\"}} instead"
+        ));
+    }
+    Ok(Secret(bytes))
 }
 
 /// The built-in policy that never throttles.
@@ -944,6 +1041,11 @@ impl std::error::Error for ConfigError {}
 /// A checked, compiled configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// What the operator should know about an accepted configuration (logged at load).
+    warnings: Vec<String>,
+    /// The request headers only the filter sets (routing, auth context, quota flag), lowercase
+    /// with `-`: a client's copy is removed in any spelling.
+    pub owned_headers: Vec<String>,
     pub errors: ErrorSettings,
     pub compatibility: Compatibility,
     pub unmatched: Unmatched,
@@ -983,12 +1085,17 @@ pub struct Config {
 impl Default for Config {
     /// The configuration `{}` compiles to: no APIs, so every request gets the 404 fault.
     fn default() -> Self {
+        let routing = RawRouting::default();
+        let credentials = RawCredentials::default();
+        let throttling = RawThrottling::default();
         Config {
+            warnings: Vec::new(),
+            owned_headers: owned_headers(&routing, &credentials, &throttling),
             errors: ErrorSettings::default(),
             compatibility: Compatibility::default(),
             unmatched: Unmatched::default(),
-            credentials: RawCredentials::default(),
-            routing: RawRouting::default(),
+            credentials,
+            routing,
             apis: Vec::new(),
             base_paths: HashMap::new(),
             max_base_depth: 0,
@@ -1007,9 +1114,23 @@ impl Default for Config {
             blocking: Vec::new(),
             custom_policies: Vec::new(),
             hard_limits: HashMap::new(),
-            throttling: RawThrottling::default(),
+            throttling,
         }
     }
+}
+
+/// The headers the filter owns, normalized (lowercase, `_` as `-`).
+fn owned_headers(routing: &RawRouting, credentials: &RawCredentials, throttling: &RawThrottling) -> Vec<String> {
+    let normalize = |name: &str| name.to_ascii_lowercase().replace('_', "-");
+    let mut owned = vec![
+        normalize(&routing.cluster_header),
+        normalize(&routing.api_header),
+        normalize(&throttling.quota_exceeded_header),
+    ];
+    for suffix in crate::stream::CONTEXT_HEADERS {
+        owned.push(normalize(&format!("{}{suffix}", credentials.context_header_prefix)));
+    }
+    owned
 }
 
 /// A compiled throttling policy.
@@ -1064,12 +1185,35 @@ pub struct KeyManager {
     /// Keys given inline.
     pub static_keys: KeySet,
     /// Keys fetched from a JWKS URL (kept per worker and in shared data).
-    pub remote_jwks: Option<RawJwks>,
+    pub remote_jwks: Option<RemoteJwks>,
     pub hmac: Option<VerificationKey>,
     pub audiences: Vec<String>,
     pub clock_skew_s: u64,
     pub claims: RawClaims,
-    pub introspection: Option<RawIntrospection>,
+    pub introspection: Option<Introspection>,
+}
+
+/// A compiled JWKS endpoint.
+#[derive(Clone, Debug)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub refresh_s: u64,
+    pub timeout_ms: u32,
+}
+
+/// A compiled introspection endpoint.
+#[derive(Clone, Debug)]
+pub struct Introspection {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub timeout_ms: u32,
+    pub cache_ttl_s: u64,
+    pub negative_cache_ttl_s: u64,
 }
 
 /// Compiled WSO2 JWT API key verification.
@@ -1096,6 +1240,8 @@ pub struct ErrorSettings {
     pub format: ErrorFormat,
     pub overrides_by_code: HashMap<u32, RawOverride>,
     pub overrides_by_id: HashMap<FaultId, RawOverride>,
+    /// Overrides of code families (`9008xx`), broadest first.
+    pub overrides_by_pattern: Vec<(catalogue::CodePattern, RawOverride)>,
     pub cors: Option<RawCors>,
     pub kanali_docs_url: String,
     pub template: Option<RawTemplate>,
@@ -1112,6 +1258,7 @@ impl Default for ErrorSettings {
             format: ErrorFormat::default(),
             overrides_by_code: HashMap::new(),
             overrides_by_id: HashMap::new(),
+            overrides_by_pattern: Vec::new(),
             cors: None,
             kanali_docs_url: default_kanali_docs_url(),
             template: None,
@@ -1135,6 +1282,9 @@ pub struct Api {
     pub endpoints: RawEndpoints,
     pub backend_path: String,
     pub api_key_in_query: bool,
+    /// Some resource accepts API keys (or the API takes them in the query): an `apikey` query
+    /// parameter is then a credential and never goes upstream.
+    pub api_keys: bool,
     pub policy: Option<String>,
     pub resources: Vec<Resource>,
 }
@@ -1183,9 +1333,11 @@ impl Config {
 
     /// Checks and compiles a parsed configuration.
     pub fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
         let policies = check_policies(&raw.policies)?;
         check_credentials(&raw.credentials)?;
         check_routing(&raw.routing, &raw.credentials)?;
+        let errors_template_unused = raw.errors.template.is_some() && raw.errors.format != ErrorFormat::Template;
         let errors = compile_errors(raw.errors, &raw.credentials)?;
 
         let mut apis = Vec::with_capacity(raw.apis.len());
@@ -1244,7 +1396,7 @@ impl Config {
             if raw_km.issuer.is_empty() || issuers.insert(raw_km.issuer.clone(), index).is_some() {
                 return Err(ConfigError::new(format!("{field}.issuer"), "must be non-empty and unique"));
             }
-            key_managers.push(compile_key_manager(&field, raw_km)?);
+            key_managers.push(compile_key_manager(&field, raw_km, &mut warnings)?);
         }
         let api_key_jwt = match raw.api_key_jwt {
             Some(raw_jwt) => Some(compile_api_key_jwt(raw_jwt)?),
@@ -1289,6 +1441,20 @@ impl Config {
         let policy_specs: HashMap<String, PolicySpec> =
             raw.policies.iter().map(|(name, policy)| (name.clone(), policy_spec(policy))).collect();
         let blocking = compile_blocking(&raw.blocking)?;
+        check_blocking_targets(&blocking, &apis)?;
+        if key_managers.is_empty() {
+            for (index, application) in raw.applications.iter().enumerate() {
+                if !application.client_ids.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("applications[{index}].client_ids"),
+                        "OAuth2 clients need a key manager to verify their tokens (`key_managers`)",
+                    ));
+                }
+            }
+        }
+        if errors_template_unused {
+            warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
+        }
         let custom_policies = compile_custom_policies(&raw.custom_policies)?;
         for (index, policy) in custom_policies.iter().enumerate() {
             for (api_index, label) in policy.apis.iter().enumerate() {
@@ -1338,7 +1504,10 @@ impl Config {
             })
             .collect();
 
+        let owned_headers = owned_headers(&raw.routing, &raw.credentials, &throttling);
         Ok(Config {
+            warnings,
+            owned_headers,
             errors,
             compatibility: raw.compatibility,
             unmatched: raw.unmatched,
@@ -1502,13 +1671,16 @@ fn check_cluster_call(field: &str, cluster: &str, path: &str, timeout_ms: u64) -
     Ok(())
 }
 
-fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, ConfigError> {
+fn compile_key_manager(field: &str, raw: RawKeyManager, warnings: &mut Vec<String>) -> Result<KeyManager, ConfigError> {
     let algorithms = parse_algorithms(&format!("{field}.algorithms"), &raw.algorithms)?;
     let hmac = match &raw.hmac_secret {
-        Some(secret) if secret.0.len() < 32 => {
-            return Err(ConfigError::new(format!("{field}.hmac_secret"), "must be at least 32 bytes"));
+        Some(secret) => {
+            let secret = resolve_secret(&format!("{field}.hmac_secret"), secret, warnings)?;
+            if secret.0.len() < 32 {
+                return Err(ConfigError::new(format!("{field}.hmac_secret"), "must be at least 32 bytes"));
+            }
+            Some(keys::hmac_key(&secret.0))
         }
-        Some(secret) => Some(keys::hmac_key(secret.0.as_bytes())),
         None => None,
     };
     let wants_hmac = algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac);
@@ -1529,22 +1701,61 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
                 if jwks.refresh_s == 0 {
                     return Err(ConfigError::new(format!("{jwks_field}.refresh_s"), "must be at least 1"));
                 }
-                remote_jwks = Some(jwks);
+                if let Some(authority) = &jwks.authority {
+                    check_header_value(&format!("{jwks_field}.authority"), authority)?;
+                }
+                remote_jwks = Some(RemoteJwks {
+                    cluster: cluster.clone(),
+                    path: jwks.path.clone(),
+                    authority: jwks.authority.clone().unwrap_or_else(|| cluster.clone()),
+                    refresh_s: jwks.refresh_s,
+                    timeout_ms: jwks.timeout_ms as u32,
+                });
             }
             _ => return Err(ConfigError::new(jwks_field, "set exactly one of `keys` and `cluster`")),
         }
     }
-    if let Some(introspection) = &raw.introspection {
-        let introspection_field = format!("{field}.introspection");
-        check_cluster_call(
-            &introspection_field,
-            &introspection.cluster,
-            &introspection.path,
-            introspection.timeout_ms,
-        )?;
-        if introspection.client_id.is_empty() || introspection.client_id.contains(':') {
-            return Err(ConfigError::new(format!("{introspection_field}.client_id"), "must be non-empty, without `:`"));
+    let introspection = match &raw.introspection {
+        Some(introspection) => {
+            let introspection_field = format!("{field}.introspection");
+            check_cluster_call(
+                &introspection_field,
+                &introspection.cluster,
+                &introspection.path,
+                introspection.timeout_ms,
+            )?;
+            if introspection.client_id.is_empty() || introspection.client_id.contains(':') {
+                return Err(ConfigError::new(
+                    format!("{introspection_field}.client_id"),
+                    "must be non-empty, without `:`",
+                ));
+            }
+            if let Some(authority) = &introspection.authority {
+                check_header_value(&format!("{introspection_field}.authority"), authority)?;
+            }
+            let secret_field = format!("{introspection_field}.client_secret");
+            let client_secret = resolve_secret(&secret_field, &introspection.client_secret, warnings)?;
+            if std::str::from_utf8(&client_secret.0).is_err() {
+                return Err(ConfigError::new(secret_field, "must be text (it is sent with HTTP Basic)"));
+            }
+            Some(Introspection {
+                cluster: introspection.cluster.clone(),
+                path: introspection.path.clone(),
+                authority: introspection.authority.clone().unwrap_or_else(|| introspection.cluster.clone()),
+                client_id: introspection.client_id.clone(),
+                client_secret,
+                timeout_ms: introspection.timeout_ms as u32,
+                cache_ttl_s: introspection.cache_ttl_s,
+                negative_cache_ttl_s: introspection.negative_cache_ttl_s,
+            })
         }
+        None => None,
+    };
+    if static_keys.keys.is_empty() && remote_jwks.is_none() && hmac.is_none() && introspection.is_none() {
+        return Err(ConfigError::new(
+            field,
+            "verifies nothing: give it `jwks` (keys or a cluster), `hmac_secret` or `introspection`",
+        ));
     }
     let claims = &raw.claims;
     if claims.client_id.is_empty()
@@ -1557,14 +1768,14 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
     let identity = format!(
         "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
         raw.issuer,
-        remote_jwks.as_ref().and_then(|j: &RawJwks| j.cluster.clone()),
+        remote_jwks.as_ref().map(|j: &RemoteJwks| j.cluster.clone()),
         remote_jwks.as_ref().map(|j| j.path.clone()),
-        raw.introspection.as_ref().map(|i| i.cluster.clone()),
-        raw.introspection.as_ref().map(|i| i.path.clone()),
-        raw.introspection.as_ref().map(|i| i.client_id.clone()),
+        introspection.as_ref().map(|i: &Introspection| i.cluster.clone()),
+        introspection.as_ref().map(|i| i.path.clone()),
+        introspection.as_ref().map(|i| i.client_id.clone()),
     );
     let digest = sha2::Sha256::digest(identity.as_bytes());
-    let cache_id = crate::hashing::hex(&digest[..8]);
+    let cache_id = crate::hashing::hex(digest.get(..8).unwrap_or_default());
     Ok(KeyManager {
         cache_id,
         name: raw.name,
@@ -1576,7 +1787,7 @@ fn compile_key_manager(field: &str, raw: RawKeyManager) -> Result<KeyManager, Co
         audiences: raw.audiences,
         clock_skew_s: raw.clock_skew_s,
         claims: raw.claims,
-        introspection: raw.introspection,
+        introspection,
     })
 }
 
@@ -1596,9 +1807,9 @@ fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(start) = rest.find("string \"") {
-        out.push_str(&rest[..start]);
+        out.push_str(rest.get(..start).unwrap_or_default());
         out.push_str("a string");
-        let after = &rest[start + "string \"".len()..];
+        let after = rest.get(start + "string \"".len()..).unwrap_or_default();
         // The value ends at the first quote not escaped by a backslash.
         let mut escaped = false;
         let end = after.char_indices().find(|(_, c)| {
@@ -1607,7 +1818,7 @@ fn redact_values(message: &str) -> String {
             closes
         });
         rest = match end {
-            Some((end, _)) => &after[end + 1..],
+            Some((end, _)) => after.get(end + 1..).unwrap_or_default(),
             None => "",
         };
     }
@@ -1616,6 +1827,11 @@ fn redact_values(message: &str) -> String {
 }
 
 impl Config {
+    /// What the operator should know about this configuration (the filter logs each line).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// Whether any throttling is configured (policies, blocking, custom policies, hard limits).
     pub fn throttles(&self) -> bool {
         !self.policy_specs.is_empty()
@@ -1725,6 +1941,7 @@ fn check_routing(routing: &RawRouting, credentials: &RawCredentials) -> Result<(
 fn compile_errors(raw: RawErrors, credentials: &RawCredentials) -> Result<ErrorSettings, ConfigError> {
     let mut overrides_by_code = HashMap::new();
     let mut overrides_by_id = HashMap::new();
+    let mut overrides_by_pattern = Vec::new();
     for (key, value) in raw.overrides {
         let field = format!("errors.overrides.{key}");
         if let Some(status) = value.status {
@@ -1747,8 +1964,16 @@ fn compile_errors(raw: RawErrors, credentials: &RawCredentials) -> Result<ErrorS
             overrides_by_code.insert(code, value);
         } else if let Some(id) = catalogue::by_id(&key) {
             overrides_by_id.insert(id, value);
+        } else if let Some(pattern) = catalogue::CodePattern::parse(&key) {
+            if !catalogue::known_codes().any(|code| pattern.matches(code)) {
+                return Err(ConfigError::new(field, format!("`{key}` matches no code of the catalogue")));
+            }
+            overrides_by_pattern.push((pattern, value));
         } else {
-            return Err(ConfigError::new(field, format!("`{key}` is neither a code nor an id of the catalogue")));
+            return Err(ConfigError::new(
+                field,
+                format!("`{key}` is neither a code, a code family (`9008xx`) nor an id of the catalogue"),
+            ));
         }
     }
     if let Some(cors) = &raw.cors {
@@ -1793,10 +2018,13 @@ fn compile_errors(raw: RawErrors, credentials: &RawCredentials) -> Result<ErrorS
         }
         (_, None) => {}
     }
+    // Broadest first: the renderer applies them in order, so the most specific wins.
+    overrides_by_pattern.sort_by_key(|(pattern, _)| pattern.specificity());
     Ok(ErrorSettings {
         format: raw.format,
         overrides_by_code,
         overrides_by_id,
+        overrides_by_pattern,
         cors: raw.cors,
         kanali_docs_url: raw.kanali_docs_url,
         template: raw.template,
@@ -1863,7 +2091,7 @@ fn check_context(field: &str, context: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(field, format!("`{context}` must not end with `/`")));
     }
     let mut version_segments = 0;
-    for segment in context[1..].split('/') {
+    for segment in context.get(1..).unwrap_or_default().split('/') {
         if segment == "{version}" {
             version_segments += 1;
             continue;
@@ -1889,6 +2117,16 @@ fn compile_api(field: &str, index: usize, raw: RawApi, policies: &HashSet<String
     if raw.version.is_empty() {
         return Err(ConfigError::new(format!("{field}.version"), "must not be empty"));
     }
+    if !raw.context.contains("{version}") && raw.context.rsplit('/').next() == Some(raw.version.as_str()) {
+        return Err(ConfigError::new(
+            format!("{field}.context"),
+            format!(
+                "`{}` ends with the version `{}`, which the gateway appends (it would serve `{}/{}`): write \
+                 the context without it, or put `{{version}}` where it goes",
+                raw.context, raw.version, raw.context, raw.version
+            ),
+        ));
+    }
     matcher::check_literal_segment(&raw.version)
         .map_err(|reason| ConfigError::new(format!("{field}.version"), reason))?;
     if raw.endpoints.production.is_none() && raw.endpoints.sandbox.is_none() {
@@ -1908,7 +2146,7 @@ fn compile_api(field: &str, index: usize, raw: RawApi, policies: &HashSet<String
         if !raw.backend_path.starts_with('/') || raw.backend_path.ends_with('/') {
             return Err(ConfigError::new(backend_field, "must start with `/` and not end with `/` (or be empty)"));
         }
-        for segment in raw.backend_path[1..].split('/') {
+        for segment in raw.backend_path.get(1..).unwrap_or_default().split('/') {
             matcher::check_literal_segment(segment)
                 .map_err(|reason| ConfigError::new(backend_field.clone(), reason))?;
         }
@@ -1934,6 +2172,22 @@ fn compile_api(field: &str, index: usize, raw: RawApi, policies: &HashSet<String
             ));
         }
         check_policy_ref(format!("{resource_field}.policy"), &resource.policy, policies)?;
+        let security = resource.security.clone().unwrap_or_else(|| raw.security.clone());
+        if !security.contains(&SecurityScheme::Oauth2) {
+            let accepts = if security.is_empty() { "is open".to_string() } else { "accepts only API keys".to_string() };
+            if !resource.scopes.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{resource_field}.scopes"),
+                    format!("only OAuth2 tokens carry scopes, and this resource {accepts}: no request could pass"),
+                ));
+            }
+            if resource.user_token_only {
+                return Err(ConfigError::new(
+                    format!("{resource_field}.user_token_only"),
+                    format!("only OAuth2 tokens are user tokens, and this resource {accepts}: no request could pass"),
+                ));
+            }
+        }
         for (scope_index, scope) in resource.scopes.iter().enumerate() {
             if scope.is_empty() || scope.contains(char::is_whitespace) {
                 return Err(ConfigError::new(
@@ -1951,6 +2205,13 @@ fn compile_api(field: &str, index: usize, raw: RawApi, policies: &HashSet<String
             user_token_only: resource.user_token_only,
         });
     }
+    let any_api_key_resource = resources.iter().any(|resource| resource.security.contains(&SecurityScheme::ApiKey));
+    if raw.api_key_in_query && !any_api_key_resource {
+        return Err(ConfigError::new(
+            format!("{field}.api_key_in_query"),
+            "no resource of this API accepts API keys (`security` with `api_key`): a key in the query could never be used",
+        ));
+    }
     Ok(Api {
         index,
         name: raw.name,
@@ -1960,6 +2221,8 @@ fn compile_api(field: &str, index: usize, raw: RawApi, policies: &HashSet<String
         default_version: raw.default_version,
         endpoints: raw.endpoints,
         backend_path: raw.backend_path,
+        api_keys: raw.api_key_in_query
+            || resources.iter().any(|resource| resource.security.contains(&SecurityScheme::ApiKey)),
         api_key_in_query: raw.api_key_in_query,
         policy: raw.policy,
         resources,
@@ -2028,6 +2291,57 @@ fn check_subscriptions(
         if !seen.insert((subscription.application.as_str(), subscription.api.as_str())) {
             return Err(ConfigError::new(field, "the application is subscribed to this API twice"));
         }
+        // An application whose every key is of a type the API has no endpoint for can never call it.
+        let application = applications.iter().find(|app| app.id == subscription.application);
+        let api = apis.iter().find(|api| format!("{}:{}", api.name, api.version) == subscription.api);
+        if let (Some(application), Some(api)) = (application, api) {
+            let types: HashSet<KeyType> = application
+                .client_ids
+                .iter()
+                .map(|client| client.key_type)
+                .chain(application.api_keys.iter().map(|key| key.key_type))
+                .collect();
+            let served = |key_type: &KeyType| match key_type {
+                KeyType::Production => api.endpoints.production.is_some(),
+                KeyType::Sandbox => api.endpoints.sandbox.is_some(),
+            };
+            if !types.is_empty() && !types.iter().any(served) {
+                let (kind, missing) = if api.endpoints.production.is_none() {
+                    ("PRODUCTION", "production")
+                } else {
+                    ("SANDBOX", "sandbox")
+                };
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "application `{}` has only {kind} keys and API `{}` has no {missing} endpoint: every call \
+                         would answer 900901",
+                        application.id, subscription.api
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blocking conditions name things that exist: a condition on an API that is not there never
+/// matches (a typo would silently block nothing).
+fn check_blocking_targets(conditions: &[BlockingCondition], apis: &[Api]) -> Result<(), ConfigError> {
+    for (index, condition) in conditions.iter().enumerate() {
+        let (field, target) = match condition {
+            BlockingCondition::Api(name) => (format!("blocking[{index}].api"), name),
+            BlockingCondition::Subscription { api, .. } => (format!("blocking[{index}].subscription"), api),
+            _ => continue,
+        };
+        let known = apis.iter().any(|api| {
+            let label = format!("{}:{}", api.name, api.version);
+            let versioned = format!("{}/{}", api.context, api.version);
+            *target == label || *target == versioned || *target == api.context
+        });
+        if !known {
+            return Err(ConfigError::new(field, format!("`{target}` names no API of this configuration")));
+        }
     }
     Ok(())
 }
@@ -2089,6 +2403,8 @@ mod tests {
         assert!(config.errors.overrides_by_id.contains_key(&FaultId::ProductionKeyWithoutEndpoint));
         assert_eq!(error_of(r#"{"errors":{"overrides":{"123":{}}}}"#).field, "errors.overrides.123");
         assert_eq!(error_of(r#"{"errors":{"overrides":{"nope":{}}}}"#).field, "errors.overrides.nope");
+        assert_eq!(error_of(r#"{"errors":{"overrides":{"7xx":{}}}}"#).field, "errors.overrides.7xx");
+        assert!(Config::from_json(br#"{"errors":{"overrides":{"9008xx":{"status":555}}}}"#).is_ok());
     }
 
     #[test]
@@ -2172,7 +2488,8 @@ mod tests {
 
     #[test]
     fn client_ids_name_their_key_manager_when_there_are_several() {
-        let two = r#"{"key_managers":[{"name":"a","issuer":"https://a"},{"name":"b","issuer":"https://b"}],
+        let two = r#"{"key_managers":[{"name":"a","issuer":"https://a","jwks":{"cluster":"a"}},
+            {"name":"b","issuer":"https://b","jwks":{"cluster":"b"}}],
             "applications":[{"id":"x","name":"X","client_ids":[{"id":"c"}]}]}"#;
         assert_eq!(error_of(two).field, "applications[0].client_ids[0].key_manager");
         let unknown = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"z"}"#);
@@ -2207,6 +2524,80 @@ mod tests {
         let api = MINIMAL_API.replace("/pizzashack", "/{version}/pizzashack");
         let config = Config::from_json(format!(r#"{{"apis":[{api}]}}"#).as_bytes()).unwrap();
         assert!(config.base_paths.contains_key("/1.0.0/pizzashack"));
+    }
+
+    /// Mistakes that used to load and then fail on every request are refused at load, naming the
+    /// field.
+    #[test]
+    fn configurations_that_could_never_serve_are_refused_at_load() {
+        let api = |extra: &str| format!(r#"{{"apis":[{}]{extra}}}"#, MINIMAL_API);
+        let cases: Vec<(String, &str)> = vec![
+            (api("").replace(r#""context":"/pizzashack""#, r#""context":"/pizzashack/1.0.0""#), "apis[0].context"),
+            (api("").replace(r#""path":"/menu""#, r#""path":"/orders/:id""#), "apis[0].resources[0].path"),
+            (
+                api("").replace(r#""path":"/menu""#, r#""path":"/menu","security":["api_key"],"scopes":["read"]"#),
+                "apis[0].resources[0].scopes",
+            ),
+            (
+                api("").replace(r#""path":"/menu""#, r#""path":"/menu","security":[],"user_token_only":true"#),
+                "apis[0].resources[0].user_token_only",
+            ),
+            (
+                api("").replace(r#""version":"1.0.0","#, r#""version":"1.0.0","api_key_in_query":true,"#),
+                "apis[0].api_key_in_query",
+            ),
+            (
+                api(
+                    r#","applications":[{"id":"a","name":"A","api_keys":[{"sha256":"b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","key_type":"SANDBOX"}]}],
+                      "subscriptions":[{"application":"a","api":"Pizza:1.0.0"}]"#,
+                ),
+                "subscriptions[0]",
+            ),
+            (api(r#","blocking":[{"api":"/pizzashak/1.0.0"}]"#), "blocking[0].api"),
+            (api(r#","applications":[{"id":"a","name":"A","client_ids":[{"id":"c"}]}]"#), "applications[0].client_ids"),
+            (api(r#","key_managers":[{"name":"k","issuer":"https://k"}]"#), "key_managers[0]"),
+        ];
+        for (json, field) in cases {
+            assert_eq!(error_of(&json).field, field, "{json}");
+        }
+        // The mixed application is fine: its production key works.
+        let mixed = api(r#","applications":[{"id":"a","name":"A","api_keys":[
+            {"sha256":"b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","key_type":"SANDBOX"},
+            {"sha256":"c5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c"}]}],
+            "subscriptions":[{"application":"a","api":"Pizza:1.0.0"}]"#);
+        assert!(Config::from_json(mixed.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_taken_from_the_environment_or_inline_with_a_warning() {
+        let km = |secret: &str| {
+            format!(
+                r#"{{"key_managers":[{{"name":"k","issuer":"https://k",
+                    "introspection":{{"cluster":"km","client_id":"gw","client_secret":{secret}}}}}]}}"#
+            )
+        };
+        std::env::set_var("APIM_TEST_SECRET_A", "from-the-environment");
+        let config = Config::from_json(km(r#"{"env":"APIM_TEST_SECRET_A"}"#).as_bytes()).unwrap();
+        let introspection = config.key_managers[0].introspection.as_ref().unwrap();
+        assert_eq!(introspection.client_secret.0, b"from-the-environment");
+        assert!(config.warnings().is_empty());
+        assert!(!format!("{config:?}").contains("from-the-environment"), "never printed");
+        let error = error_of(&km(r#"{"env":"APIM_TEST_SECRET_UNSET"}"#));
+        assert_eq!(error.field, "key_managers[0].introspection.client_secret.env");
+        let inline = Config::from_json(km(r#""inline-secret""#).as_bytes()).unwrap();
+        assert!(inline.warnings()[0].contains("key_managers[0].introspection.client_secret"));
+        assert!(!inline.warnings()[0].contains("inline-secret"));
+        assert_eq!(error_of(&km(r#"{"env":"X","value":"y"}"#)).field, "key_managers[0].introspection.client_secret");
+        // HMAC secrets are random bytes: base64.
+        let hmac = |secret: &str| {
+            format!(
+                r#"{{"key_managers":[{{"name":"k","issuer":"https://k","algorithms":["HS256"],"hmac_secret":{secret}}}]}}"#
+            )
+        };
+        let random = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0xffu8; 32]);
+        assert!(Config::from_json(hmac(&format!(r#"{{"value":"{random}","encoding":"base64"}}"#)).as_bytes()).is_ok());
+        assert_eq!(error_of(&hmac(r#"{"value":"c2hvcnQ=","encoding":"base64"}"#)).field, "key_managers[0].hmac_secret");
+        assert_eq!(error_of(&hmac(r#"{"value":"!!!","encoding":"base64"}"#)).field, "key_managers[0].hmac_secret");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
     };
     let depth_limit = config.max_base_depth.min(path.segments.len());
     let matched = (1..=depth_limit).rev().find_map(|depth| {
-        let base = format!("/{}", path.segments[..depth].join("/"));
+        let base = format!("/{}", path.segments.get(..depth).unwrap_or_default().join("/"));
         config.base_paths.get(&base).map(|&index| (index, depth))
     });
     let Some((api_index, depth)) = matched else {
@@ -71,7 +71,7 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
         return Verdict::Deny(Fault::new(FaultId::ApiBlocked));
     }
 
-    let below = &path.segments[depth..];
+    let below = path.segments.get(depth..).unwrap_or_default();
     let mut best: Option<(Specificity, usize)> = None;
     let mut path_matched = false;
     for (index, resource) in api.resources.iter().enumerate() {

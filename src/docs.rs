@@ -4,9 +4,8 @@
 
 use serde_json::Value;
 
-use crate::catalogue::{Family, ProtocolState, ALL};
+use crate::catalogue::{formats, Family, ProtocolState, ALL};
 use crate::config::RawConfig;
-use crate::render::tyk_status_and_error;
 
 /// The JSON Schema of the configuration, pretty-printed.
 pub fn config_schema() -> String {
@@ -37,10 +36,13 @@ pub fn error_code_reference() -> String {
     out.push_str("# Error codes\n\n");
     out.push_str("Generated from `src/catalogue.rs` by `make docs`; a test fails when this file is stale.\n\n");
     out.push_str("Every fault the filter sends is one of these entries. `errors.overrides` can change the status,\n");
-    out.push_str("message and description of any entry, by code (`\"900800\"`) or by id (`\"api_throttled\"`).\n");
+    out.push_str("message and description of any entry: by id (`\"api_throttled\"`), by code (`\"900800\"`), or by\n");
+    out.push_str("a family of codes written with trailing `x`s (`\"9008xx\"`: every throttling code; `\"1015xx\"`:\n");
+    out.push_str("every transport code). The most specific key wins: id, then code, then the narrowest family.\n\n");
     out.push_str("Messages and descriptions are the strings WSO2 API Manager 4.x sends (including the trailing\n");
-    out.push_str("space of `Resource forbidden `); statuses follow the seed's status table, so 900805 is 429\n");
-    out.push_str("(API-M 4.x code sends 403: override it if your clients expect that).\n\n");
+    out.push_str("space of `Resource forbidden `). Statuses follow the status table of WSO2 API Manager's\n");
+    out.push_str("documentation (\"Error Handling\": HTTP status code per error code), so 900805 is 429, although\n");
+    out.push_str("API-M 4.x's code sends 403 for it: override it if your clients expect that.\n\n");
     out.push_str("| code | id | status | family | message | description |\n|---|---|---|---|---|---|\n");
     for id in ALL {
         let spec = id.spec();
@@ -78,10 +80,34 @@ pub fn error_code_reference() -> String {
     for state in ProtocolState::ALL {
         out.push_str(&format!("| {} | {} |\n", state.name(), state as u32));
     }
-    out.push_str("\n## Tyk format\n\nThe `tyk` format answers with Tyk's statuses and texts (seed 004):\n\n");
+    out.push_str("\n## Microgateway format\n\n");
+    out.push_str("The `microgateway` format answers as the WSO2 API Microgateway does: the body is\n");
+    out.push_str(
+        "`{\"fault\":{\"code\":...,\"message\":...,\"description\":...}}`; transport codes have no protocol-state\n",
+    );
+    out.push_str("arithmetic (a backend timeout is 101504, every other backend failure 101503; the Microgateway\n");
+    out.push_str("itself sent these with status 500, the filter keeps Envoy's 503/504 unless overridden); and these\n");
+    out.push_str("entries carry the Microgateway's texts:\n\n");
+    out.push_str("| id | message | description |\n|---|---|---|\n");
+    for id in ALL {
+        if let Some((message, description)) = formats::microgateway(*id) {
+            out.push_str(&format!("| `{}` | {} | {} |\n", id.spec().id, cell(message), cell(description)));
+        }
+    }
+    out.push_str("\n## Kanali format\n\nThe `kanali` format answers with Kanali's own codes, each with Kanali's status and message\n");
+    out.push_str("(`details` links `errors.kanali_docs_url` + `#<code>`):\n\n");
+    out.push_str("| Kanali code | status | message |\n|---|---|---|\n");
+    for entry in formats::KANALI {
+        out.push_str(&format!("| {:02} | {} | {} |\n", entry.code, entry.status, cell(entry.message)));
+    }
+    out.push_str("\nWhich Kanali code each entry is answered with:\n\n| id | Kanali code |\n|---|---|\n");
+    for id in ALL {
+        out.push_str(&format!("| `{}` | {:02} |\n", id.spec().id, formats::kanali(*id).code));
+    }
+    out.push_str("\n## Tyk format\n\nThe `tyk` format answers with the statuses and texts of Tyk's error list:\n\n");
     out.push_str("| id | status | error |\n|---|---|---|\n");
     for id in ALL {
-        let (status, error) = tyk_status_and_error(*id);
+        let (status, error) = formats::tyk(*id);
         out.push_str(&format!("| `{}` | {status} | {} |\n", id.spec().id, cell(error)));
     }
     out

@@ -132,8 +132,7 @@ fn percent_decode(segment: &str) -> Result<String, PathRejection> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
+    while let Some(&byte) = bytes.get(index) {
         if byte == b'%' {
             let Some(decoded) = hex_pair(bytes, index + 1) else {
                 return Err(PathRejection::BadEncoding);
@@ -159,6 +158,12 @@ pub fn check_literal_segment(segment: &str) -> Result<(), String> {
     }
     if segment == "." || segment == ".." {
         return Err(format!("dot segment `{segment}`"));
+    }
+    if let Some(name) = segment.strip_prefix(':').filter(|name| !name.is_empty()) {
+        return Err(format!("`{segment}` is not a parameter here: write `{{{name}}}`"));
+    }
+    if segment.contains(['<', '>']) {
+        return Err(format!("`{segment}` is not a parameter here: write parameters as `{{name}}`"));
     }
     if let Some(bad) = segment.chars().find(|c| {
         c.is_whitespace() || c.is_control() || matches!(c, '{' | '}' | '*' | '?' | '#' | ';' | '%' | '\\' | '/')
@@ -205,7 +210,7 @@ impl PathTemplate {
         }
         let mut segments = Vec::new();
         let mut names: Vec<&str> = Vec::new();
-        let body = &template[1..];
+        let body = template.get(1..).unwrap_or_default();
         if !body.is_empty() {
             let pieces: Vec<&str> = body.split('/').collect();
             let last = pieces.len() - 1;
@@ -393,9 +398,21 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused() {
-        for template in
-            ["menu", "/a/*/b", "/{id", "/{}", "/{a}/{a}", "/a//b", "/a/../b", "/a b", "/a?x", "/a;b", "/a%20"]
-        {
+        for template in [
+            "menu",
+            "/a/*/b",
+            "/{id",
+            "/{}",
+            "/{a}/{a}",
+            "/a//b",
+            "/a/../b",
+            "/a b",
+            "/a?x",
+            "/a;b",
+            "/a%20",
+            "/orders/:id",
+            "/orders/<id>",
+        ] {
             assert!(PathTemplate::parse(template).is_err(), "template {template}");
         }
         assert_eq!(PathTemplate::parse("/order/{id}").unwrap().shape(), "/order/{}");

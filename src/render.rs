@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::catalogue::{Family, Fault, FaultId};
+use crate::catalogue::{formats, Family, Fault, FaultId};
 use crate::config::{ErrorFormat, ErrorSettings, RawCors};
 
 /// A fault ready to send.
@@ -46,15 +46,29 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
     }
     match settings.format {
         ErrorFormat::Tyk => {
-            let (status, message) = tyk_status_and_error(fault.id);
+            let (status, message) = formats::tyk(fault.id);
             resolved.status = status;
             resolved.message = Cow::Borrowed(message);
+        }
+        ErrorFormat::Kanali => {
+            let kanali = formats::kanali(fault.id);
+            resolved.status = kanali.status;
+            resolved.message = Cow::Borrowed(kanali.message);
+        }
+        ErrorFormat::Microgateway => {
+            if let Some((message, description)) = formats::microgateway(fault.id) {
+                resolved.message = Cow::Borrowed(message);
+                resolved.description = Cow::Borrowed(description);
+            }
         }
         ErrorFormat::ChoreoConnect if fault.id == FaultId::Blocked => resolved.status = 403,
         _ => {}
     }
-    let overrides = [settings.overrides_by_code.get(&fault.code), settings.overrides_by_id.get(&fault.id)];
-    for found in overrides.into_iter().flatten() {
+    // The least specific first, so the most specific wins: code patterns (`9008xx`, broadest
+    // first), then the exact code, then the entry id.
+    let patterns = settings.overrides_by_pattern.iter().filter(|(pattern, _)| pattern.matches(fault.code));
+    let exact = [settings.overrides_by_code.get(&fault.code), settings.overrides_by_id.get(&fault.id)];
+    for found in patterns.map(|(_, value)| value).chain(exact.into_iter().flatten()) {
         if let Some(status) = found.status {
             resolved.status = status;
         }
@@ -268,26 +282,8 @@ struct KanaliBody<'a> {
     details: String,
 }
 
-/// Kanali's own code for a fault (its documentation anchors `#00` to `#14`).
-pub fn kanali_code(id: FaultId, status: u16) -> u8 {
-    match id.spec().family {
-        Family::Gateway => 0,
-        Family::Transport | Family::ChoreoUpstream => {
-            if id == FaultId::ChoreoNoRoute {
-                0
-            } else {
-                8
-            }
-        }
-        Family::Throttle if status == 429 => 14,
-        Family::Auth if status == 401 => 13,
-        _ if status == 403 => 12,
-        _ => 1,
-    }
-}
-
 fn kanali_json(resolved: &Resolved<'_>, id: FaultId, docs_url: &str) -> String {
-    let code = kanali_code(id, resolved.status);
+    let code = formats::kanali(id).code;
     to_json(&KanaliBody {
         status: resolved.status,
         message: &resolved.message,
@@ -299,66 +295,6 @@ fn kanali_json(resolved: &Resolved<'_>, id: FaultId, docs_url: &str) -> String {
 #[derive(Serialize)]
 struct TykBody<'a> {
     error: &'a str,
-}
-
-/// Tyk's status and `error` text for each fault (seed 004).
-pub fn tyk_status_and_error(id: FaultId) -> (u16, &'static str) {
-    use FaultId::*;
-    match id {
-        MissingCredentials => (401, "Authorization field missing"),
-        InvalidCredentials
-        | ProductionKeyWithoutEndpoint
-        | SandboxKeyWithoutEndpoint
-        | AccessTokenExpired
-        | AccessTokenInactive
-        | IncorrectAccessTokenType
-        | InvalidCredentialsAlt
-        | InvalidCredentialFormat
-        | InvalidCookie
-        | NoCookies
-        | UnprocessableEntity
-        | UnprocessableEntityAlt
-        | InvalidAuthScheme => (403, "Key not authorised"),
-        InsufficientScope => (403, "No matching policy found in scope claim"),
-        NoMatchingResource => (403, "Access to this resource has been disallowed"),
-        ApiBlocked | ApiTemporarilyBlocked | ResourceForbidden | SubscriptionInactive | Blocked => {
-            (403, "Access to this API has been disallowed")
-        }
-        SubscriptionThrottled => (403, "Quota exceeded"),
-        ApiThrottled
-        | HardLimitExceeded
-        | ResourceThrottled
-        | ApplicationThrottled
-        | CustomPolicyThrottled
-        | BurstThrottled => (429, "Rate Limit Exceeded"),
-        NotFound | ChoreoNoRoute => (404, "API not found"),
-        IncompletePayload | InvalidGraphqlQuery => (400, "Request malformed"),
-        TemporaryServerError
-        | ThrottleInternalError
-        | ThrottlePolicyMissing
-        | AuthGeneralError
-        | ReceiverIoErrorSending
-        | ReceiverIoErrorReceiving
-        | SenderIoErrorSending
-        | SenderIoErrorReceiving
-        | ConnectionFailed
-        | ConnectionTimedOut
-        | ConnectionClosed
-        | ProtocolViolation
-        | ConnectionCanceled
-        | NewConnectionTimedOut
-        | SendAbort
-        | ResponseProcessingFailed
-        | ChoreoConnectFailure
-        | ChoreoTimeout
-        | ChoreoOverflow
-        | ChoreoRetryLimit
-        | ChoreoNoCluster
-        | ChoreoNoHealthyUpstream
-        | ChoreoRemoteReset
-        | ChoreoConnectionTermination
-        | ChoreoLocalReset => (500, "There was a problem proxying the request"),
-    }
 }
 
 /// Fills `{code}`, `{status}`, `{message}` and `{description}`, escaping for the content type.
@@ -376,8 +312,8 @@ fn fill_template(template: &str, content_type: &str, resolved: &Resolved<'_>) ->
     let mut out = String::with_capacity(template.len() + 64);
     let mut rest = template;
     while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start..];
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start..).unwrap_or_default();
         let (value, consumed) = if after.starts_with("{code}") {
             (resolved.code.to_string(), "{code}".len())
         } else if after.starts_with("{status}") {
@@ -390,7 +326,7 @@ fn fill_template(template: &str, content_type: &str, resolved: &Resolved<'_>) ->
             ("{".to_string(), 1)
         };
         out.push_str(&value);
-        rest = &after[consumed..];
+        rest = after.get(consumed..).unwrap_or_default();
     }
     out.push_str(rest);
     out
@@ -479,7 +415,8 @@ mod tests {
                 let rendered = render(&fault, &settings, None);
                 let spec = id.spec();
                 let expected_status = match settings.format {
-                    ErrorFormat::Tyk => tyk_status_and_error(*id).0,
+                    ErrorFormat::Tyk => formats::tyk(*id).0,
+                    ErrorFormat::Kanali => formats::kanali(*id).status,
                     ErrorFormat::ChoreoConnect if *id == FaultId::Blocked => 403,
                     _ => spec.status,
                 };
@@ -495,10 +432,12 @@ mod tests {
                         .unwrap_or_else(|e| panic!("{format} {}: {e}: {}", spec.id, rendered.body));
                     let text = value.to_string();
                     match settings.format {
-                        ErrorFormat::Tyk => assert_eq!(value["error"], tyk_status_and_error(*id).1),
+                        ErrorFormat::Tyk => assert_eq!(value["error"], formats::tyk(*id).1),
                         ErrorFormat::Kanali => {
-                            assert_eq!(value["status"], expected_status);
-                            assert_eq!(value["message"], spec.message);
+                            let kanali = formats::kanali(*id);
+                            assert_eq!(value["status"], kanali.status);
+                            assert_eq!(value["message"], kanali.message);
+                            assert_eq!(value["code"], kanali.code);
                         }
                         ErrorFormat::Template => {
                             assert_eq!(value["c"], fault.code);
@@ -507,7 +446,13 @@ mod tests {
                         }
                         _ => {
                             assert!(text.contains(&format!("\"{}\"", fault.code)), "{format} {}: {text}", spec.id);
-                            assert!(text.contains(&serde_json::to_string(spec.description).unwrap()), "{text}");
+                            let description = match settings.format {
+                                ErrorFormat::Microgateway => {
+                                    formats::microgateway(*id).map_or(spec.description, |m| m.1)
+                                }
+                                _ => spec.description,
+                            };
+                            assert!(text.contains(&serde_json::to_string(description).unwrap()), "{text}");
                         }
                     }
                 }
@@ -668,6 +613,46 @@ mod tests {
         assert_eq!(format_next_access_time(0), "1970-Jan-01 00:00:00+0000 UTC");
         assert_eq!(format_next_access_time(951_782_400), "2000-Feb-29 00:00:00+0000 UTC");
         assert_eq!(format_next_access_time(4_102_444_799), "2099-Dec-31 23:59:59+0000 UTC");
+    }
+
+    #[test]
+    fn kanali_answers_with_its_own_pairs_and_the_microgateway_with_its_texts() {
+        let kanali = settings(r#"{"errors":{"format":"kanali"}}"#);
+        let refused = render(&Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady), &kanali, None);
+        let body: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
+        assert_eq!((refused.status, body["status"].clone(), body["code"].clone()), (502, 502.into(), 8.into()));
+        assert_eq!(body["message"], "Could not get a valid or any response from the upstream server.");
+        let missing = render(&Fault::new(FaultId::NotFound), &kanali, None);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&missing.body).unwrap()["message"],
+            formats::KANALI[0].message
+        );
+        let mgw = settings(r#"{"errors":{"format":"microgateway"}}"#);
+        assert_eq!(
+            render(&Fault::new(FaultId::AuthGeneralError), &mgw, None).body,
+            r#"{"fault":{"code":"900900","message":"Unclassified Authentication Failure","description":"Unclassified Authentication Failure"}}"#
+        );
+        assert_eq!(
+            render(&Fault::new(FaultId::ConnectionTimedOut), &mgw, None).body,
+            r#"{"fault":{"code":"101504","message":"Runtime Error","description":"Connection timed out"}}"#
+        );
+    }
+
+    #[test]
+    fn code_families_are_overridden_in_one_line_and_the_most_specific_key_wins() {
+        let settings = settings(
+            r#"{"errors":{"overrides":{"9008xx":{"status":555},"90080x":{"status":556},"900802":{"status":557},
+                "burst_throttled":{"status":558},"1015xx":{"description":"backend trouble"}}}}"#,
+        );
+        let status = |id| render(&Fault::new(id), &settings, None).status;
+        assert_eq!(status(FaultId::SubscriptionThrottled), 556);
+        assert_eq!(status(FaultId::ResourceThrottled), 557);
+        assert_eq!(status(FaultId::BurstThrottled), 558);
+        assert_eq!(status(FaultId::ThrottleInternalError), 556);
+        assert_eq!(status(FaultId::InvalidCredentials), 401, "other families untouched");
+        let timeout =
+            render(&Fault::transport(FaultId::ConnectionTimedOut, ProtocolState::RequestDone), &settings, None);
+        assert!(timeout.body.contains("backend trouble"), "{}", timeout.body);
     }
 
     #[test]

@@ -115,6 +115,25 @@ pub fn fault_for(failure: UpstreamFailure, state: ProtocolState, format: ErrorFo
         };
         return Fault::new(id);
     }
+    if format == ErrorFormat::Microgateway {
+        // The Microgateway has no protocol-state arithmetic: a timeout is 101504, every other
+        // backend failure 101503.
+        return match failure {
+            Timeout => Fault::new(FaultId::ConnectionTimedOut),
+            NoRoute => Fault::new(FaultId::NotFound),
+            PayloadTooLarge => Fault::new(FaultId::IncompletePayload),
+            ConnectFailure
+            | DnsFailure
+            | ProtocolError
+            | ConnectionTermination
+            | RemoteReset
+            | LocalReset
+            | NoHealthyUpstream
+            | Overflow
+            | RetriesExhausted
+            | NoCluster => Fault::new(FaultId::ConnectionFailed),
+        };
+    }
     match failure {
         // The connection never opened: REQUEST_READY, so exactly 101503.
         ConnectFailure | DnsFailure | NoHealthyUpstream | Overflow | RetriesExhausted | NoCluster => {
@@ -213,6 +232,16 @@ mod tests {
     fn oversized_bodies_become_102511() {
         let fault = fault_for_response(&view(413, "request_payload_too_large", 0), ErrorFormat::ApimJson).unwrap();
         assert_eq!((fault.id, fault.code), (FaultId::IncompletePayload, 102511));
+    }
+
+    #[test]
+    fn the_microgateway_has_no_protocol_state_arithmetic() {
+        let timeout = view(504, "response_timeout", flags::UPSTREAM_REQUEST_TIMEOUT);
+        assert_eq!(fault_for_response(&timeout, ErrorFormat::Microgateway).unwrap().code, 101504);
+        let reset = view(503, "upstream_reset_before_response_started{remote_reset}", flags::UPSTREAM_REMOTE_RESET);
+        assert_eq!(fault_for_response(&reset, ErrorFormat::Microgateway).unwrap().code, 101503);
+        let refused = view(503, "x", flags::UPSTREAM_CONNECTION_FAILURE);
+        assert_eq!(fault_for_response(&refused, ErrorFormat::Microgateway).unwrap().code, 101503);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the reason, and on a live update Envoy keeps serving with its previous configuration.
 
 // Test code: panicking on a broken fixture is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 mod common;
 

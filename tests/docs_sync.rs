@@ -3,7 +3,7 @@
 //! `make docs` (UPDATE_DOCS=1) rewrites them.
 
 // Test code: panicking on a broken fixture is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 mod common;
 

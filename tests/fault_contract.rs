@@ -2,7 +2,7 @@
 //! with real upstreams: one that answers, a closed port, and one that never answers.
 
 // Test code: panicking on a broken fixture is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 mod common;
 
@@ -32,7 +32,9 @@ fn filter_config(errors: &str) -> String {
     {{"name": "Slow", "context": "/slow", "version": "1.0.0", "security": [],
       "endpoints": {{"production": "silent"}}, "resources": [{{"method": "GET", "path": "/*"}}]}},
     {{"name": "Secure", "context": "/secure", "version": "1.0.0",
-      "endpoints": {{"production": "live"}}, "resources": [{{"method": "GET", "path": "/*"}}]}}
+      "endpoints": {{"production": "live"}}, "resources": [{{"method": "GET", "path": "/*"}}]}},
+    {{"name": "Typo", "context": "/typo", "version": "1.0.0", "security": [],
+      "endpoints": {{"production": "no_such_cluster"}}, "resources": [{{"method": "GET", "path": "/*"}}]}}
   ]
 }}"#
     )
@@ -202,6 +204,7 @@ fn secured_resources_are_closed_without_credentials_support() {
 #[test]
 fn every_format_chosen_in_config_is_what_comes_back() {
     let cases: &[(&str, &str)] = &[
+        (r#"{"format":"apim-json"}"#, "json"),
         (r#"{"format":"apim-xml"}"#, "xml"),
         (r#"{"format":"microgateway"}"#, "microgateway"),
         (r#"{"format":"choreo-connect"}"#, "choreo"),
@@ -216,7 +219,29 @@ fn every_format_chosen_in_config_is_what_comes_back() {
         let stack = stack(errors);
         let not_found = stack.envoy.get("/nowhere");
         let refused = stack.envoy.get("/closed/1.0.0/x");
+        // Envoy's reply for a cluster that does not exist has no body: the fault brings its own.
+        let typo = stack.envoy.get("/typo/1.0.0/x");
+        assert!(typo.status >= 500 && !typo.body.is_empty(), "{kind}: {} {:?}", typo.status, typo.body);
+        assert!(
+            typo.body.contains("101503")
+                || typo.body.contains("102507")
+                || typo.body.contains("problem proxying")
+                || typo.body.contains("E101503")
+                || typo.body.contains("\"code\":8"),
+            "{kind}: {}",
+            typo.body
+        );
         match *kind {
+            "json" => {
+                assert_eq!(
+                    (typo.status, typo.body.as_str()),
+                    (
+                        503,
+                        r#"{"code":"101503","type":"Status report","message":"Runtime Error","description":"Error connecting to the back end"}"#
+                    )
+                );
+                assert!(typo.header("content-type").unwrap().starts_with("application/json"));
+            }
             "xml" => {
                 assert_eq!(not_found.status, 404);
                 assert!(not_found.header("content-type").unwrap().starts_with("application/xml"));
@@ -235,6 +260,15 @@ fn every_format_chosen_in_config_is_what_comes_back() {
                     refused.body,
                     r#"{"fault":{"code":"101503","message":"Runtime Error","description":"Error connecting to the back end"}}"#
                 );
+                // No protocol-state arithmetic: a timeout is 101504 "Connection timed out".
+                let slow = stack.envoy.get("/slow/1.0.0/x");
+                assert_eq!(
+                    (slow.status, slow.body.as_str()),
+                    (
+                        504,
+                        r#"{"fault":{"code":"101504","message":"Runtime Error","description":"Connection timed out"}}"#
+                    )
+                );
             }
             "choreo" => {
                 assert_eq!(not_found.json()["code"], "404");
@@ -248,8 +282,18 @@ fn every_format_chosen_in_config_is_what_comes_back() {
                 let body = not_found.json();
                 assert_eq!(body["status"], 404);
                 assert_eq!(body["code"], 0);
+                assert_eq!(body["message"], "No ApiProxy resource was not found that matches the request.");
                 assert_eq!(body["details"], "Visit https://docs.example/errors#00 for more details.");
+                // Kanali's pairs: code 08 is 502 with its own message.
+                assert_eq!(refused.status, 502);
                 assert_eq!(refused.json()["code"], 8);
+                assert_eq!(refused.json()["status"], 502);
+                assert_eq!(
+                    refused.json()["message"],
+                    "Could not get a valid or any response from the upstream server."
+                );
+                let missing = stack.envoy.get("/secure/1.0.0/x");
+                assert_eq!((missing.status, missing.json()["code"].clone()), (401, 13.into()));
             }
             "tyk" => {
                 assert_eq!(not_found.status, 404);

@@ -4,7 +4,7 @@
 //! rotation, and the attack catalogue, each attack refused before anything reaches the backend.
 
 // Test code: panicking on a broken fixture is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 mod common;
 
@@ -75,7 +75,7 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
             {"name": "oidc", "issuer": km.issuer(), "audiences": ["urn:apim:jwt"],
              "jwks": {"cluster": "km", "path": "/jwks"},
              "introspection": {"cluster": "km", "path": "/token/introspection", "client_id": "gateway",
-                               "client_secret": "gateway-secret", "timeout_ms": 1000}},
+                               "client_secret": {"env": "APIM_TEST_KM_SECRET"}, "timeout_ms": 1000}},
             {"name": "local", "issuer": LOCAL_ISSUER, "audiences": ["gateway"],
              "algorithms": ["RS256", "ES256", "HS256"], "hmac_secret": HMAC_SECRET,
              "jwks": {"keys": [public_jwk("rsa-a.pem", "local-a"), ec_jwk("local-ec")]}}
@@ -94,7 +94,8 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
             secured("Blocked", "/blockedsub", both.clone()),
             secured("OnHold", "/onhold", both.clone()),
             secured("ProdBlocked", "/prodblocked", both.clone()),
-            secured("ProdOnly", "/prodonly", json!({"production": "live"})),
+            {"name": "ProdOnly", "context": "/prodonly", "version": "1.0.0", "security": ["oauth2", "api_key"],
+             "endpoints": {"production": "live"}, "resources": [{"method": "GET", "path": "/*"}]},
             {"name": "KeyInQuery", "context": "/query", "version": "1.0.0", "security": ["api_key"],
              "api_key_in_query": true, "endpoints": {"production": "live"},
              "resources": [{"method": "GET", "path": "/*"}]}
@@ -114,7 +115,6 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
             {"application": "app-1", "api": "KeyInQuery:1.0.0"},
             {"application": "app-sb", "api": "Shop:1.0.0"},
             {"application": "app-sb", "api": "ProdBlocked:1.0.0", "state": "PROD_ONLY_BLOCKED"},
-            {"application": "app-sb", "api": "ProdOnly:1.0.0"},
             {"application": "app-local", "api": "Shop:1.0.0"}
         ],
         "policies": {"Gold": {"requests": 1000, "per": "minute"}}
@@ -135,6 +135,9 @@ fn stack_with(compatibility: &str) -> Stack {
     let sandbox = Backend::start();
     let setup = EnvoySetup {
         clusters: vec![("live".into(), live.port), ("sandbox".into(), sandbox.port), ("km".into(), km.port)],
+        // The gateway's client secret reaches the filter from Envoy's environment, never its config.
+        env: vec![("APIM_TEST_KM_SECRET".into(), "gateway-secret".into())],
+        host_env_keys: vec!["APIM_TEST_KM_SECRET".into()],
         ..Default::default()
     };
     let envoy = Envoy::start(&filter_config(&km, compatibility), setup);
@@ -184,6 +187,25 @@ fn an_opaque_token_is_introspected_once_and_then_served_from_the_cache() {
 }
 
 #[test]
+fn secrets_given_by_reference_work_and_never_appear_in_envoys_config_dump_or_log() {
+    let stack = stack();
+    let token = stack.km.opaque("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(&stack.envoy, "GET", "/shop/1.0.0/items", &token).status, 200, "introspection authenticated");
+    let dump = common::request(stack.envoy.admin_port, "GET", "/config_dump", &[], None).body;
+    assert!(dump.contains("APIM_TEST_KM_SECRET"), "the dump names the variable");
+    assert!(!dump.contains("gateway-secret"), "the secret is not in the config dump");
+    assert!(!stack.envoy.log().contains("gateway-secret"), "nor in the log");
+    assert!(
+        !stack.envoy.log().contains("introspection.client_secret` holds a secret inline"),
+        "no inline-secret warning for the referenced secret"
+    );
+    assert!(
+        stack.envoy.log().contains("key_managers[1].hmac_secret` holds a secret inline"),
+        "the inline HMAC secret of the other key manager is warned about"
+    );
+}
+
+#[test]
 fn missing_and_invalid_credentials() {
     let stack = stack();
     let response = stack.envoy.get("/shop/1.0.0/items");
@@ -225,7 +247,10 @@ fn every_authorization_code_arises_from_its_case() {
     let response = bearer(&stack.envoy, "GET", "/shop/1.0.0/me", &app1);
     assert_fault(&response, 401, "900905");
 
-    let response = bearer(&stack.envoy, "GET", "/prodonly/1.0.0/x", &sandbox);
+    // A sandbox key on an API without a sandbox endpoint (a configuration cannot subscribe a
+    // sandbox-only application there: this is a WSO2 JWT API key that says it is a sandbox key).
+    let sandbox_key = sandbox_jwt_api_key("ProdOnly", "/prodonly/1.0.0");
+    let response = stack.envoy.send("GET", "/prodonly/1.0.0/x", &[("apikey", &sandbox_key)], None);
     assert_fault(&response, 403, "900901");
     assert_eq!(response.json()["description"], "Sandbox key offered to the API with no sandbox endpoint");
 
@@ -437,6 +462,14 @@ fn every_attack_is_refused_with_900901_and_nothing_reaches_the_backend() {
     let response = stack.envoy.get(&format!("/shop/1.0.0/items?access_token={good}"));
     assert_fault(&response, 401, "900902");
     assert_eq!(stack.live.requests().len(), 2, "only the honest requests reached the backend");
+}
+
+/// A WSO2 JWT API key of type SANDBOX, subscribed to one API.
+fn sandbox_jwt_api_key(api: &str, context: &str) -> String {
+    let claims = json!({"iss": API_KEY_ISSUER, "sub": "admin", "exp": now() + 300, "keytype": "SANDBOX",
+        "application": {"id": 9, "uuid": "jwt-sandbox-app", "name": "JwtSandbox", "owner": "erin", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": api, "context": context, "version": "1.0.0", "subscriptionTier": "Unlimited"}]});
+    sign(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256)
 }
 
 fn local_token_raw(payload: &str) -> String {

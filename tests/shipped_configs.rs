@@ -3,7 +3,7 @@
 //! run here), and the Istio WasmPlugin's pluginConfig through the filter's own parser.
 
 // Test code: panicking on a broken fixture is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::process::Command;
 
 use apim_filter::config::Config;
 use common::{envoy_binary, read_repo_file, repo_root, wasm_path};
+use serde::Deserialize;
 
 /// The Envoy version the Makefile installs.
 fn pinned_envoy_version() -> String {
@@ -34,6 +35,11 @@ fn demo_envoy_config_validates_with_the_filter_accepting_its_configuration() {
     assert!(output.status.success(), "validate failed:\n{text}");
     assert!(text.contains("configuration 'envoy/envoy.yaml' OK"), "{text}");
     assert!(text.contains("configuration accepted: 3 APIs"), "the filter parsed the demo config:\n{text}");
+    // The guard against self-routing acts before the route is chosen, and the failure policy is
+    // chosen deliberately.
+    let demo = read_repo_file("envoy/envoy.yaml");
+    assert!(demo.contains("early_header_mutation_extensions"), "the early header mutation guard");
+    assert!(demo.contains("- remove: x-apim-cluster") && demo.contains("failure_policy: FAIL_RELOAD"));
 }
 
 #[test]
@@ -75,13 +81,51 @@ fn docker_compose_runs_the_same_envoy_with_the_demo_config_and_filter() {
 }
 
 #[test]
-fn istio_wasmplugin_is_well_formed_and_its_plugin_config_is_accepted() {
-    let plugin: serde_yaml::Value = serde_yaml::from_str(&read_repo_file("envoy/istio/wasmplugin.yaml")).expect("YAML");
+fn istio_manifests_are_well_formed_the_plugin_config_is_accepted_and_a_client_cannot_route_itself() {
+    let text = read_repo_file("envoy/istio/wasmplugin.yaml");
+    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde_yaml::Value::deserialize(document).expect("YAML"))
+        .collect();
+    let kind = |name: &str| {
+        documents
+            .iter()
+            .find(|document| document["kind"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in the Istio manifests"))
+    };
+    let plugin = kind("WasmPlugin");
     assert_eq!(plugin["apiVersion"].as_str(), Some("extensions.istio.io/v1alpha1"));
-    assert_eq!(plugin["kind"].as_str(), Some("WasmPlugin"));
     assert_eq!(plugin["spec"]["phase"].as_str(), Some("AUTHN"));
-    assert!(matches!(plugin["spec"]["failStrategy"].as_str(), Some("FAIL_CLOSE" | "FAIL_OPEN")));
+    assert_eq!(plugin["spec"]["failStrategy"].as_str(), Some("FAIL_CLOSE"), "chosen deliberately");
+    // The secret comes from the proxy's environment, never from the manifest.
+    let env = &plugin["spec"]["vmConfig"]["env"][0];
+    assert_eq!(env["valueFrom"].as_str(), Some("HOST"));
+    let variable = env["name"].as_str().expect("an env variable");
+    assert!(!text.contains("client_secret: \""), "no inline secret");
+    std::env::set_var(variable, "from-the-proxy-environment");
     let json = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).expect("pluginConfig as JSON");
     let config = Config::from_json(&json).unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(config.apis.len(), 1);
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    // The guard removes client copies of both routing headers before any other filter.
+    let guard = kind("EnvoyFilter");
+    let patch = &guard["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"].as_str(), Some("NETWORK_FILTER"));
+    let extension = &patch["patch"]["value"]["typed_config"]["early_header_mutation_extensions"][0];
+    let removed: Vec<&str> = extension["typed_config"]["mutations"]
+        .as_sequence()
+        .expect("mutations")
+        .iter()
+        .filter_map(|mutation| mutation["remove"].as_str())
+        .collect();
+    assert!(removed.contains(&"x-apim-cluster") && removed.contains(&"x-apim-api"), "{removed:?}");
+    // Every API's route needs the header only the filter sets, with that API's label.
+    let routes = kind("VirtualService");
+    for api in &config.apis {
+        let label = format!("{}:{}", api.name, api.version);
+        let matched = routes["spec"]["http"].as_sequence().expect("http routes").iter().any(|route| {
+            route["match"].as_sequence().is_some_and(|matches| {
+                matches.iter().all(|m| m["headers"]["x-apim-api"]["exact"].as_str() == Some(label.as_str()))
+            })
+        });
+        assert!(matched, "no route for {label} guarded by x-apim-api");
+    }
 }

@@ -4,7 +4,7 @@
 //! `nextAccessTime` are right, and bandwidth policies count body bytes.
 
 // Test code: panicking on a broken fixture is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 mod common;
 

@@ -43,6 +43,17 @@ pub enum Extracted {
     BadFormat,
     /// An `Authorization` scheme other than Bearer.
     BadScheme,
+    /// A credential header whose value is not UTF-8 (Envoy lets such bytes through).
+    Unreadable,
+}
+
+/// A credential header as the request has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialHeader<'a> {
+    Absent,
+    Text(&'a str),
+    /// Present, but not UTF-8.
+    Unreadable,
 }
 
 /// Finds the credential for a secured resource: a bearer token where OAuth2 is accepted, else an
@@ -51,13 +62,22 @@ pub fn extract(
     config: &Config,
     api: &Api,
     resource: &Resource,
-    authorization: Option<&str>,
-    api_key_header: Option<&str>,
+    authorization: CredentialHeader<'_>,
+    api_key_header: CredentialHeader<'_>,
     query: Option<&str>,
 ) -> Extracted {
     let mut problem = None;
+    fn present<'h>(header: CredentialHeader<'h>) -> Option<&'h str> {
+        match header {
+            CredentialHeader::Text(value) => Some(value.trim()).filter(|value| !value.is_empty()),
+            CredentialHeader::Absent | CredentialHeader::Unreadable => None,
+        }
+    }
     if resource.security.contains(&SecurityScheme::Oauth2) {
-        if let Some(value) = authorization.map(str::trim).filter(|value| !value.is_empty()) {
+        if authorization == CredentialHeader::Unreadable {
+            problem = Some(Extracted::Unreadable);
+        }
+        if let Some(value) = present(authorization) {
             let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
             let token = rest.trim();
             if !scheme.eq_ignore_ascii_case("bearer") {
@@ -70,7 +90,10 @@ pub fn extract(
         }
     }
     if resource.security.contains(&SecurityScheme::ApiKey) {
-        if let Some(key) = api_key_header.map(str::trim).filter(|key| !key.is_empty()) {
+        if api_key_header == CredentialHeader::Unreadable {
+            return Extracted::Unreadable;
+        }
+        if let Some(key) = present(api_key_header) {
             return Extracted::Found(Presented::ApiKey(key.to_string()));
         }
         if api.api_key_in_query {
@@ -89,19 +112,19 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(text: &str) -> String {
+/// Percent-decodes a query component (`+` is a space); invalid UTF-8 is replaced, never refused.
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
-    while index < bytes.len() {
-        let decoded = (bytes[index] == b'%').then(|| crate::matcher::hex_pair(bytes, index + 1)).flatten();
-        match decoded {
-            Some(byte) => {
-                out.push(byte);
+    while let Some(&byte) = bytes.get(index) {
+        match (byte == b'%').then(|| crate::matcher::hex_pair(bytes, index + 1)).flatten() {
+            Some(decoded) => {
+                out.push(decoded);
                 index += 3;
             }
             None => {
-                out.push(if bytes[index] == b'+' { b' ' } else { bytes[index] });
+                out.push(if byte == b'+' { b' ' } else { byte });
                 index += 1;
             }
         }
@@ -118,8 +141,25 @@ pub enum AuthFailure {
     Invalid,
     Expired,
     Inactive,
-    /// The key manager could not answer (timeout, 5xx, unreachable): 900900, never 401.
+    /// The key manager could not answer (timeout, 5xx, unreachable, a garbled answer, keys that
+    /// could not be fetched): 900900, never 401.
     KeyManagerUnavailable,
+}
+
+impl AuthFailure {
+    /// This failure, with the reason operators see.
+    pub fn because(self, reason: &'static str) -> Refusal {
+        Refusal { failure: self, reason }
+    }
+}
+
+/// Why a credential was refused: the failure decides the WSO2 code the client gets; the reason
+/// is only for operators (a debug log line and the counter `apim.auth.refused.<reason>`) and never
+/// names the credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub failure: AuthFailure,
+    pub reason: &'static str,
 }
 
 /// The fault for a failure; `compatibility` picks API-M's or the Microgateway's codes.
@@ -183,7 +223,7 @@ pub enum Identity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BearerStep {
     Verified(TokenIdentity),
-    Failed(AuthFailure),
+    Failed(Refusal),
     /// An opaque token: introspect it at this key manager.
     Introspect {
         key_manager: usize,
@@ -198,8 +238,8 @@ fn looks_like_jws(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
-fn jwt_failure(error: JwtError) -> AuthFailure {
-    match error {
+fn jwt_failure(error: JwtError) -> Refusal {
+    let failure = match error {
         JwtError::Expired => AuthFailure::Expired,
         JwtError::TooLarge
         | JwtError::Malformed
@@ -213,27 +253,43 @@ fn jwt_failure(error: JwtError) -> AuthFailure {
         | JwtError::BadSignature
         | JwtError::MissingExpiry
         | JwtError::NotYetValid
-        | JwtError::WrongAudience => AuthFailure::Invalid,
-    }
+        | JwtError::WrongAudience
+        | JwtError::WrongClaimType => AuthFailure::Invalid,
+    };
+    failure.because(error.name())
 }
 
-/// Verifies a bearer token. `remote_keys(km)` are the keys fetched for a key manager's JWKS URL,
-/// if any, and whether they are due for a refresh; `may_fetch(km)` says whether asking for a
-/// fetch is allowed now.
+/// What a worker knows of a key manager's fetched JWKS.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RemoteKeyView<'k> {
+    /// The keys last fetched (by any worker), if any.
+    pub keys: Option<&'k KeySet>,
+    /// They are older than the configured refresh interval.
+    pub stale: bool,
+    /// The last fetch this worker made failed (unreachable, timed out, an error status, garbage).
+    pub fetch_failed: bool,
+}
+
+/// Verifies a bearer token. `remote_keys(km)` tells what is known of a key manager's fetched
+/// keys; `may_fetch(km)` whether asking for a fetch is allowed now.
+///
+/// A token whose keys could not be had (its `kid` is unknown, or no keys were ever fetched, and
+/// the last fetch failed) is refused as a key manager outage (900900), not as bad credentials:
+/// the check could not be made.
 pub fn verify_bearer<'k>(
     config: &Config,
-    remote_keys: impl Fn(usize) -> (Option<&'k KeySet>, bool),
+    remote_keys: impl Fn(usize) -> RemoteKeyView<'k>,
     token: &str,
     now: u64,
     may_fetch: impl Fn(usize) -> bool,
 ) -> BearerStep {
     if token.len() > config.credentials.max_token_bytes {
-        return BearerStep::Failed(AuthFailure::Invalid);
+        return BearerStep::Failed(AuthFailure::Invalid.because("too_large"));
     }
     if !looks_like_jws(token) {
         return match config.key_managers.iter().position(|km| km.introspection.is_some()) {
             Some(key_manager) => BearerStep::Introspect { key_manager },
-            None => BearerStep::Failed(AuthFailure::Invalid),
+            None => BearerStep::Failed(AuthFailure::Invalid.because("opaque_without_introspection")),
         };
     }
     let parsed = match jwt::parse(token, config.credentials.max_token_bytes) {
@@ -241,22 +297,30 @@ pub fn verify_bearer<'k>(
         Err(error) => return BearerStep::Failed(jwt_failure(error)),
     };
     let Some(&index) = parsed.issuer().and_then(|issuer| config.issuers.get(issuer)) else {
-        return BearerStep::Failed(AuthFailure::Invalid);
+        return BearerStep::Failed(jwt_failure(JwtError::UnknownIssuer));
     };
     let Some(km) = config.key_managers.get(index) else {
-        return BearerStep::Failed(AuthFailure::Invalid);
+        return BearerStep::Failed(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
     };
-    let (remote, stale) = remote_keys(index);
+    let remote = remote_keys(index);
     let kid = parsed.kid.as_deref();
     let kid_known = |set: Option<&KeySet>| kid.is_some_and(|kid| set.is_some_and(|set| set.has_kid(kid)));
-    let unknown_kid = kid.is_some() && !kid_known(remote) && !kid_known(Some(&km.static_keys));
-    if km.remote_jwks.is_some() && may_fetch(index) && (remote.is_none() || stale || unknown_kid) {
-        return BearerStep::FetchJwks { key_manager: index };
+    let unknown_kid = kid.is_some() && !kid_known(remote.keys) && !kid_known(Some(&km.static_keys));
+    if km.remote_jwks.is_some() {
+        let wanted = remote.keys.is_none() || remote.stale || unknown_kid;
+        if wanted && may_fetch(index) {
+            return BearerStep::FetchJwks { key_manager: index };
+        }
+        let keys_missing =
+            unknown_kid || (remote.keys.is_none() && km.static_keys.keys.is_empty() && km.hmac.is_none());
+        if keys_missing && remote.fetch_failed {
+            return BearerStep::Failed(AuthFailure::KeyManagerUnavailable.because("keys_unavailable"));
+        }
     }
     let candidates = km
         .static_keys
         .candidates(kid, parsed.algorithm)
-        .chain(remote.into_iter().flat_map(|set| set.candidates(kid, parsed.algorithm)))
+        .chain(remote.keys.into_iter().flat_map(|set| set.candidates(kid, parsed.algorithm)))
         .chain(km.hmac.iter());
     if let Err(error) = parsed.verify(&km.algorithms, candidates) {
         return BearerStep::Failed(jwt_failure(error));
@@ -269,38 +333,54 @@ pub fn verify_bearer<'k>(
         return BearerStep::Failed(jwt_failure(error));
     }
     match token_identity(index, km, &parsed.payload, expires_at) {
-        Some(identity) => BearerStep::Verified(identity),
-        None => BearerStep::Failed(AuthFailure::Invalid),
+        Ok(identity) => BearerStep::Verified(identity),
+        Err(reason) => BearerStep::Failed(AuthFailure::Invalid.because(reason)),
+    }
+}
+
+/// A string claim: absent is `None`; present with another type is an error.
+fn string_claim<'c>(claims: &'c Map<String, Value>, name: &str) -> Result<Option<&'c str>, &'static str> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err("wrong_claim_type"),
     }
 }
 
 /// Reads client id, scopes, end user and token type from verified claims (or an introspection
-/// answer). No client id: `None`.
+/// answer). Every claim it relies on must have its type: a client id, end user and token type
+/// are strings; scopes a space-separated string or an array of strings. The error is the reason.
 fn token_identity(
     key_manager: usize,
     km: &KeyManager,
     claims: &Map<String, Value>,
     expires_at: u64,
-) -> Option<TokenIdentity> {
-    let client_id = km.claims.client_id.iter().find_map(|name| claims.get(name).and_then(Value::as_str))?.to_string();
-    let scopes = km
-        .claims
-        .scopes
-        .iter()
-        .find_map(|name| claims.get(name))
-        .map(|value| match value {
-            Value::String(text) => text.split_whitespace().map(String::from).collect(),
-            Value::Array(items) => items.iter().filter_map(Value::as_str).map(String::from).collect(),
-            _ => Vec::new(),
-        })
-        .unwrap_or_default();
-    let end_user = claims.get(&km.claims.end_user).and_then(Value::as_str).map(String::from);
+) -> Result<TokenIdentity, &'static str> {
+    let mut client_id = None;
+    for name in &km.claims.client_id {
+        if let Some(found) = string_claim(claims, name)? {
+            client_id = Some(found.to_string());
+            break;
+        }
+    }
+    let client_id = client_id.ok_or("no_client_id")?;
+    let mut scopes = Vec::new();
+    if let Some(value) = km.claims.scopes.iter().find_map(|name| claims.get(name)) {
+        match value {
+            Value::String(text) => scopes = text.split_whitespace().map(String::from).collect(),
+            Value::Array(items) => {
+                for item in items {
+                    scopes.push(item.as_str().ok_or("wrong_claim_type")?.to_string());
+                }
+            }
+            _ => return Err("wrong_claim_type"),
+        }
+    }
+    let end_user = string_claim(claims, &km.claims.end_user)?.map(String::from);
     // Only an explicit claim makes a user token: a service account's `sub` is no end user.
-    let user_token = claims
-        .get(&km.claims.token_type)
-        .and_then(Value::as_str)
-        .is_some_and(|kind| kind.eq_ignore_ascii_case("APPLICATION_USER"));
-    Some(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at })
+    let user_token =
+        string_claim(claims, &km.claims.token_type)?.is_some_and(|kind| kind.eq_ignore_ascii_case("APPLICATION_USER"));
+    Ok(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,12 +413,12 @@ pub fn introspection_request(km: &KeyManager, token: &str) -> Option<(CallHeader
     let credentials = STANDARD.encode(format!(
         "{}:{}",
         form_encode(&introspection.client_id),
-        form_encode(&introspection.client_secret.0)
+        form_encode(&String::from_utf8_lossy(&introspection.client_secret.0))
     ));
     let headers = vec![
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), introspection.path.clone()),
-        (":authority".to_string(), introspection.authority.clone().unwrap_or_else(|| introspection.cluster.clone())),
+        (":authority".to_string(), introspection.authority.clone()),
         ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
         ("accept".to_string(), "application/json".to_string()),
         ("authorization".to_string(), format!("Basic {credentials}")),
@@ -347,16 +427,27 @@ pub fn introspection_request(km: &KeyManager, token: &str) -> Option<(CallHeader
     Some((headers, body))
 }
 
-/// What an introspection answer means.
+/// What an introspection answer means; the strings are the reasons operators see.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Introspected {
     Active(TokenIdentity),
-    Inactive,
-    Unavailable,
+    Inactive(&'static str),
+    Unavailable(&'static str),
 }
 
-/// Reads an introspection answer. Only a 200 with JSON is an answer: a timeout, a reset, a 5xx or
-/// anything unreadable means the key manager is unavailable (900900), not that the token is bad.
+/// A NumericDate field of an introspection answer: absent, or a non-negative integer. Anything
+/// else (a string, a negative number, a fraction) is a malformed answer.
+fn answer_time(answer: &Map<String, Value>, name: &str) -> Result<Option<u64>, ()> {
+    match answer.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
+/// Reads an introspection answer. Only a 200 with a well-typed JSON object is an answer: a
+/// timeout, a reset, a 5xx, anything unreadable, or a field of the wrong type means the key
+/// manager is unavailable (900900, nothing cached), not that the token is bad.
 pub fn parse_introspection(
     key_manager: usize,
     km: &KeyManager,
@@ -365,30 +456,41 @@ pub fn parse_introspection(
     now: u64,
 ) -> Introspected {
     if status != Some(200) {
-        return Introspected::Unavailable;
+        return Introspected::Unavailable("introspection_status");
     }
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
-        return Introspected::Unavailable;
+        return Introspected::Unavailable("introspection_not_json");
     };
     match answer.get("active") {
         Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) => return Introspected::Inactive,
-        _ => return Introspected::Unavailable,
+        Some(Value::Bool(false)) => return Introspected::Inactive("inactive"),
+        _ => return Introspected::Unavailable("introspection_malformed"),
     }
     // `token_type_hint` is only a hint: a refresh token is reported active too, and is no access token.
-    if let Some(kind) = answer.get("token_type").and_then(Value::as_str) {
-        if !kind.eq_ignore_ascii_case("bearer") && !kind.eq_ignore_ascii_case("access_token") {
-            return Introspected::Inactive;
+    match answer.get("token_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(kind)) => {
+            if !kind.eq_ignore_ascii_case("bearer") && !kind.eq_ignore_ascii_case("access_token") {
+                return Introspected::Inactive("not_an_access_token");
+            }
         }
+        Some(_) => return Introspected::Unavailable("introspection_malformed"),
     }
-    let expires_at = match answer.get("exp").and_then(Value::as_u64) {
-        Some(exp) if exp <= now => return Introspected::Inactive,
+    let (Ok(exp), Ok(nbf)) = (answer_time(&answer, "exp"), answer_time(&answer, "nbf")) else {
+        return Introspected::Unavailable("introspection_malformed");
+    };
+    let expires_at = match exp {
+        Some(exp) if exp <= now => return Introspected::Inactive("expired"),
         Some(exp) => exp,
         None => u64::MAX,
     };
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(km.clock_skew_s)) {
+        return Introspected::Inactive("not_yet_valid");
+    }
     match token_identity(key_manager, km, &answer, expires_at) {
-        Some(identity) => Introspected::Active(identity),
-        None => Introspected::Inactive,
+        Ok(identity) => Introspected::Active(identity),
+        Err("no_client_id") => Introspected::Inactive("no_client_id"),
+        Err(_) => Introspected::Unavailable("introspection_malformed"),
     }
 }
 
@@ -428,8 +530,8 @@ impl CachedIntrospection {
             Introspected::Active(identity) => {
                 (now.saturating_add(introspection.cache_ttl_s).min(identity.expires_at), Some(identity.clone()))
             }
-            Introspected::Inactive => (now.saturating_add(introspection.negative_cache_ttl_s), None),
-            Introspected::Unavailable => return None,
+            Introspected::Inactive(_) => (now.saturating_add(introspection.negative_cache_ttl_s), None),
+            Introspected::Unavailable(_) => return None,
         };
         Some(CachedIntrospection { hash: hex(hash), until, identity })
     }
@@ -451,7 +553,7 @@ impl CachedIntrospection {
             Some(identity) if now < identity.expires_at => {
                 Introspected::Active(TokenIdentity { key_manager, ..identity })
             }
-            _ => Introspected::Inactive,
+            _ => Introspected::Inactive("inactive"),
         })
     }
 }
@@ -462,9 +564,9 @@ impl CachedIntrospection {
 
 /// Verifies an API key: a WSO2 JWT API key when it is a JWS, else an opaque key looked up by its
 /// SHA-256, compared in constant time.
-pub fn verify_api_key(config: &Config, key: &str, now: u64) -> Result<Identity, AuthFailure> {
+pub fn verify_api_key(config: &Config, key: &str, now: u64) -> Result<Identity, Refusal> {
     if key.len() > config.credentials.max_token_bytes {
-        return Err(AuthFailure::Invalid);
+        return Err(AuthFailure::Invalid.because("too_large"));
     }
     if looks_like_jws(key) {
         return verify_jwt_api_key(config, key, now).map(Identity::JwtApiKey);
@@ -480,58 +582,80 @@ pub fn verify_api_key(config: &Config, key: &str, now: u64) -> Result<Identity, 
             }
         }
     }
-    found.map(Identity::ApiKey).ok_or(AuthFailure::Invalid)
+    found.map(Identity::ApiKey).ok_or(AuthFailure::Invalid.because("unknown_api_key"))
 }
 
-fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey, AuthFailure> {
-    let verifier = config.api_key_jwt.as_ref().ok_or(AuthFailure::Invalid)?;
+/// A claim of a JWT API key as text: strings as they are, numbers (WSO2 writes the numeric
+/// application id) in decimal; absent or null is empty; any other type is an error.
+fn api_key_text(object: &Map<String, Value>, name: &str) -> Result<String, Refusal> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Number(number)) => Ok(number.to_string()),
+        Some(_) => Err(AuthFailure::Invalid.because("wrong_claim_type")),
+    }
+}
+
+/// Verifies a WSO2 JWT API key (see `docs/CONFIG.md`, `api_key_jwt`, for the claims read).
+///
+/// As WSO2 issues them, keys of unlimited validity carry no `exp`: such a key does not expire
+/// (revocation is what ends it); an `exp` that is present is enforced, as is `nbf`.
+fn verify_jwt_api_key(config: &Config, key: &str, now: u64) -> Result<JwtApiKey, Refusal> {
+    let verifier = config.api_key_jwt.as_ref().ok_or(AuthFailure::Invalid.because("jwt_api_keys_not_configured"))?;
     let parsed = jwt::parse(key, config.credentials.max_token_bytes).map_err(jwt_failure)?;
+    if let Some(issuer) = &verifier.issuer {
+        if parsed.issuer() != Some(issuer.as_str()) {
+            return Err(jwt_failure(JwtError::UnknownIssuer));
+        }
+    }
     parsed
         .verify(&verifier.algorithms, verifier.keys.candidates(parsed.kid.as_deref(), parsed.algorithm))
         .map_err(jwt_failure)?;
-    jwt::check_times(&parsed.payload, now, verifier.clock_skew_s).map_err(jwt_failure)?;
-    if let Some(issuer) = &verifier.issuer {
-        if parsed.issuer() != Some(issuer.as_str()) {
-            return Err(AuthFailure::Invalid);
-        }
-    }
+    jwt::check_times_optional_exp(&parsed.payload, now, verifier.clock_skew_s).map_err(jwt_failure)?;
     let claims = &parsed.payload;
-    let key_type = match claims.get("keytype").and_then(Value::as_str) {
-        Some("PRODUCTION") => KeyType::Production,
-        Some("SANDBOX") => KeyType::Sandbox,
-        _ => return Err(AuthFailure::Invalid),
+    // WSO2's gateway takes a key without `keytype` as a production key.
+    let key_type = match claims.get("keytype") {
+        None | Some(Value::Null) => KeyType::Production,
+        Some(Value::String(kind)) if kind == "PRODUCTION" => KeyType::Production,
+        Some(Value::String(kind)) if kind == "SANDBOX" => KeyType::Sandbox,
+        Some(_) => return Err(AuthFailure::Invalid.because("wrong_claim_type")),
     };
-    let application = claims.get("application").and_then(Value::as_object).ok_or(AuthFailure::Invalid)?;
-    let text = |object: &Map<String, Value>, name: &str| -> String {
-        match object.get(name) {
-            Some(Value::String(text)) => text.clone(),
-            Some(Value::Number(number)) => number.to_string(),
-            _ => String::new(),
-        }
+    let application = match claims.get("application") {
+        Some(Value::Object(application)) => application,
+        _ => return Err(AuthFailure::Invalid.because("no_application")),
     };
-    let application_id = [text(application, "uuid"), text(application, "id")]
+    let application_id = [api_key_text(application, "uuid")?, api_key_text(application, "id")?]
         .into_iter()
         .find(|id| !id.is_empty())
-        .ok_or(AuthFailure::Invalid)?;
-    let subscribed = claims
-        .get("subscribedAPIs")
-        .and_then(Value::as_array)
-        .map(|apis| {
-            apis.iter()
-                .filter_map(Value::as_object)
-                .map(|api| {
-                    (text(api, "name"), text(api, "version"), text(api, "context"), text(api, "subscriptionTier"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .ok_or(AuthFailure::Invalid.because("no_application"))?;
+    let mut subscribed = Vec::new();
+    match claims.get("subscribedAPIs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(apis)) => {
+            for api in apis {
+                let Value::Object(api) = api else { return Err(AuthFailure::Invalid.because("wrong_claim_type")) };
+                subscribed.push((
+                    api_key_text(api, "name")?,
+                    api_key_text(api, "version")?,
+                    api_key_text(api, "context")?,
+                    api_key_text(api, "subscriptionTier")?,
+                ));
+            }
+        }
+        Some(_) => return Err(AuthFailure::Invalid.because("wrong_claim_type")),
+    }
+    let end_user = match claims.get("sub") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(sub)) => Some(sub.clone()),
+        Some(_) => return Err(AuthFailure::Invalid.because("wrong_claim_type")),
+    };
     Ok(JwtApiKey {
         key_type,
         application_id,
-        application_name: text(application, "name"),
-        owner: text(application, "owner"),
-        tier: text(application, "tier"),
-        end_user: claims.get("sub").and_then(Value::as_str).map(String::from),
+        application_name: api_key_text(application, "name")?,
+        owner: api_key_text(application, "owner")?,
+        tier: api_key_text(application, "tier")?,
+        end_user,
         subscribed,
     })
 }
@@ -686,7 +810,7 @@ pub struct TokenCache {
 
 fn token_bucket(token: &str) -> u64 {
     let bytes = token.as_bytes();
-    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or_default();
     crate::hashing::fnv1a(bytes.len() as u64, tail)
 }
 
@@ -745,7 +869,8 @@ mod tests {
     use crate::config::Config;
 
     const CONFIG: &str = r#"{
-        "key_managers": [{"name": "a", "issuer": "https://a"}, {"name": "b", "issuer": "https://b"}],
+        "key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"cluster": "a"}},
+                         {"name": "b", "issuer": "https://b", "jwks": {"cluster": "b"}}],
         "apis": [{"name": "S", "context": "/s", "version": "1", "security": ["oauth2", "api_key"],
                   "endpoints": {"production": "p"},
                   "resources": [{"method": "GET", "path": "/open-to-keys"},
@@ -789,7 +914,7 @@ mod tests {
         let config = config();
         // The configured hash is SHA-256("foo\n").
         assert!(matches!(verify_api_key(&config, "foo\n", 0), Ok(Identity::ApiKey(_))));
-        assert_eq!(verify_api_key(&config, "foo", 0), Err(AuthFailure::Invalid));
+        assert_eq!(verify_api_key(&config, "foo", 0), Err(AuthFailure::Invalid.because("unknown_api_key")));
         let opaque = Identity::ApiKey(AppKey { application: 0, key_type: KeyType::Production, key_manager: None });
         assert_eq!(code(&config, 0, &opaque), Ok("app".into()));
         assert_eq!(code(&config, 1, &opaque), Err(900910));
@@ -822,6 +947,9 @@ mod tests {
             serde_json::from_str(r#"{"client_id":"c","sub":"service-account-uuid"}"#).unwrap();
         assert!(!token_identity(0, km, &claims, 1).unwrap().user_token);
         let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"client_id":"c","aut":["APPLICATION_USER"]}"#).unwrap();
+        assert_eq!(token_identity(0, km, &claims, 1), Err("wrong_claim_type"));
+        let claims: Map<String, Value> =
             serde_json::from_str(r#"{"client_id":"c","sub":"bob","aut":"APPLICATION_USER"}"#).unwrap();
         assert!(token_identity(0, km, &claims, 1).unwrap().user_token);
     }
@@ -831,10 +959,30 @@ mod tests {
         let config = config();
         let km = &config.key_managers[0];
         let refresh = br#"{"active":true,"client_id":"c","token_type":"refresh_token"}"#;
-        assert_eq!(parse_introspection(0, km, Some(200), refresh, 0), Introspected::Inactive);
+        assert_eq!(parse_introspection(0, km, Some(200), refresh, 0), Introspected::Inactive("not_an_access_token"));
         let access = br#"{"active":true,"client_id":"c","token_type":"Bearer"}"#;
         assert!(matches!(parse_introspection(0, km, Some(200), access, 0), Introspected::Active(_)));
-        assert_eq!(parse_introspection(0, km, Some(503), access, 0), Introspected::Unavailable);
+        assert_eq!(parse_introspection(0, km, Some(503), access, 0), Introspected::Unavailable("introspection_status"));
+        // Fields of the wrong type are a garbled answer (900900, nothing cached), never "no expiry".
+        for exp in [r#""2000""#, "-5", "1.5e3", "1500.5", "true", "[]"] {
+            let answer = format!(r#"{{"active":true,"client_id":"c","exp":{exp}}}"#);
+            assert_eq!(
+                parse_introspection(0, km, Some(200), answer.as_bytes(), 0),
+                Introspected::Unavailable("introspection_malformed"),
+                "exp {exp}"
+            );
+        }
+        for field in [r#""client_id":7"#, r#""scope":5"#, r#""scope":["a",1]"#, r#""sub":{}"#, r#""token_type":1"#] {
+            let answer = format!(r#"{{"active":true,"client_id":"c",{field}}}"#)
+                .replace(r#""client_id":"c","client_id":7"#, r#""client_id":7"#);
+            assert_eq!(
+                parse_introspection(0, km, Some(200), answer.as_bytes(), 0),
+                Introspected::Unavailable("introspection_malformed"),
+                "{answer}"
+            );
+        }
+        let expired = br#"{"active":true,"client_id":"c","exp":100}"#;
+        assert_eq!(parse_introspection(0, km, Some(200), expired, 100), Introspected::Inactive("expired"));
     }
 
     #[test]

@@ -34,6 +34,31 @@ pub enum JwtError {
     Expired,
     NotYetValid,
     WrongAudience,
+    /// A claim the gateway relies on has the wrong JSON type.
+    WrongClaimType,
+}
+
+impl JwtError {
+    /// The reason operators see (logs and the `apim.auth.refused.<reason>` counters).
+    pub fn name(self) -> &'static str {
+        match self {
+            JwtError::TooLarge => "too_large",
+            JwtError::Malformed => "malformed",
+            JwtError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            JwtError::CriticalHeader => "critical_header",
+            JwtError::EmbeddedKey => "embedded_key",
+            JwtError::NestedToken => "nested_token",
+            JwtError::BadKeyId => "bad_key_id",
+            JwtError::UnknownIssuer => "unknown_issuer",
+            JwtError::UnknownKey => "unknown_key",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::MissingExpiry => "missing_expiry",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not_yet_valid",
+            JwtError::WrongAudience => "wrong_audience",
+            JwtError::WrongClaimType => "wrong_claim_type",
+        }
+    }
 }
 
 /// A structurally valid JWS, not yet verified.
@@ -150,8 +175,14 @@ fn numeric_date(payload: &Map<String, Value>, name: &str) -> Result<Option<u64>,
 /// `exp` is required: valid while `now <= exp + skew`; `nbf`, when present, must be
 /// `<= now + skew`. Returns `exp`.
 pub fn check_times(payload: &Map<String, Value>, now: u64, skew: u64) -> Result<u64, JwtError> {
-    let expires = numeric_date(payload, "exp")?.ok_or(JwtError::MissingExpiry)?;
-    if now > expires.saturating_add(skew) {
+    check_times_optional_exp(payload, now, skew)?.ok_or(JwtError::MissingExpiry)
+}
+
+/// As [`check_times`], for tokens that may lawfully carry no `exp` (WSO2's API keys of unlimited
+/// validity): `None` when there is none.
+pub fn check_times_optional_exp(payload: &Map<String, Value>, now: u64, skew: u64) -> Result<Option<u64>, JwtError> {
+    let expires = numeric_date(payload, "exp")?;
+    if expires.is_some_and(|expires| now > expires.saturating_add(skew)) {
         return Err(JwtError::Expired);
     }
     if let Some(not_before) = numeric_date(payload, "nbf")? {

@@ -1,273 +1,430 @@
-//! The proxy-wasm glue, and the only module that uses the SDK: the root context parses the
-//! configuration in `on_configure` (refusing a bad one with a log line naming the field), and each
-//! HTTP context hands Envoy's callbacks to [`crate::stream::Stream`] through [`WasmHost`].
+//! The proxy-wasm glue, and the only module that talks to Envoy: the callbacks Envoy calls (only
+//! those the filter uses are exported, so Envoy skips the others), a registry of root and stream
+//! contexts, and [`WasmHost`], the [`Host`] over the ABI ([`abi`]).
 //!
-//! Host calls go through `proxy_wasm::hostcalls`, whose `Result`s are handled here rather than
-//! unwrapped, so an unexpected host status never kills the VM from our code.
+//! The root context parses the configuration in `on_configure` (refusing a bad one with a log
+//! line naming the field) and runs background work on its tick; each HTTP stream hands Envoy's
+//! callbacks to [`crate::stream::Stream`]. Callout answers arrive on the root context and are
+//! routed to the stream that made the call, which is made the effective context first.
+
+mod abi;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
-use crate::stream::{Flow, Host, Stream, VmState};
+use crate::host::{text, Answer, Call, Header, Host, HostError};
+use crate::stream::{Flow, Stream, VmState};
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}
+/// Envoy's log levels as the ABI numbers them.
+const LOG_TRACE: u32 = 0;
+const LOG_DEBUG: u32 = 1;
+const LOG_INFO: u32 = 2;
+const LOG_WARN: u32 = 3;
+const LOG_ERROR: u32 = 4;
+const LOG_CRITICAL: u32 = 5;
 
-/// Fault counters (`apim.fault.<code>` in Envoy's stats, under the `wasmcustom.` prefix),
-/// defined on first use and shared by the VM's streams.
+/// `log` records go to Envoy's log through `proxy_log`; the level Envoy logs at is read at
+/// configure time and on every tick, so records Envoy would drop never cross into the host.
+struct EnvoyLogger;
+
+impl log::Log for EnvoyLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Error => LOG_ERROR,
+            log::Level::Warn => LOG_WARN,
+            log::Level::Info => LOG_INFO,
+            log::Level::Debug => LOG_DEBUG,
+            log::Level::Trace => LOG_TRACE,
+        };
+        abi::log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: EnvoyLogger = EnvoyLogger;
+
+fn follow_envoy_log_level() {
+    let filter = match abi::log_level() {
+        Ok(LOG_TRACE) => log::LevelFilter::Trace,
+        Ok(LOG_DEBUG) => log::LevelFilter::Debug,
+        Ok(LOG_INFO) => log::LevelFilter::Info,
+        Ok(LOG_WARN) => log::LevelFilter::Warn,
+        Ok(LOG_ERROR | LOG_CRITICAL) => log::LevelFilter::Error,
+        Ok(_) => log::LevelFilter::Off,
+        Err(_) => log::LevelFilter::Info,
+    };
+    log::set_max_level(filter);
+}
+
+#[cfg(target_os = "wasi")]
+extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// Called once per VM before any context exists (only `proxy_log` may be called here).
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    #[cfg(target_os = "wasi")]
+    // SAFETY: the module's constructors, run once, as the reactor start-up does.
+    unsafe {
+        __wasm_call_ctors();
+    }
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    // A panic would be a bug (lints forbid the constructs that panic); if one happens anyway, say
+    // where, never what: the message could hold request data such as a credential.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        abi::log(LOG_CRITICAL, &format!("apim-filter: internal error at {location}"));
+    }));
+}
+
+/// Marks the module as proxy-wasm ABI 0.2.1 (Envoy refuses a module without it).
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+// ---------------------------------------------------------------------------------------------
+// The context registry.
+// ---------------------------------------------------------------------------------------------
+
+/// A root context: one per filter configuration per VM.
+#[derive(Default)]
+struct Root {
+    config: Rc<Config>,
+    vm: Option<Rc<RefCell<VmState>>>,
+}
+
+/// Everything the VM keeps between callbacks (a wasm VM runs one callback at a time).
+#[derive(Default)]
+struct Registry {
+    roots: HashMap<u32, Root>,
+    streams: HashMap<u32, Stream>,
+    /// Call token to the stream that made the call.
+    calls: HashMap<u32, u32>,
+    metrics: Metrics,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+fn with_registry<T>(work: impl FnOnce(&mut Registry) -> T) -> Option<T> {
+    REGISTRY.with(|registry| registry.try_borrow_mut().ok().map(|mut registry| work(&mut registry)))
+}
+
+/// Counters defined on first use (`wasmcustom.<name>` in Envoy's stats).
 #[derive(Default)]
 struct Metrics {
-    ids: HashMap<u32, u32>,
+    ids: HashMap<String, u32>,
 }
 
 impl Metrics {
-    fn count(&mut self, code: u32) {
-        let id = match self.ids.get(&code) {
+    fn count(&mut self, name: &str) {
+        let id = match self.ids.get(name) {
             Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, &format!("apim.fault.{code}")) {
+            None => match abi::define_metric(abi::METRIC_COUNTER, name) {
                 Ok(id) => {
-                    self.ids.insert(code, id);
+                    self.ids.insert(name.to_string(), id);
                     id
                 }
                 Err(status) => {
-                    log::warn!("cannot define the counter for fault {code}: {status:?}");
+                    log::warn!("cannot define the counter {name}: {status:?}");
                     return;
                 }
             },
         };
-        if let Err(status) = hostcalls::increment_metric(id, 1) {
-            log::warn!("cannot count fault {code}: {status:?}");
+        if let Err(status) = abi::increment_metric(id, 1) {
+            log::warn!("cannot count {name}: {status:?}");
         }
     }
 }
 
-#[derive(Default)]
-struct Root {
-    config: Rc<Config>,
-    vm: Rc<RefCell<Option<Rc<RefCell<VmState>>>>>,
-    metrics: Rc<RefCell<Metrics>>,
-}
+// ---------------------------------------------------------------------------------------------
+// Root callbacks.
+// ---------------------------------------------------------------------------------------------
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(bytes) => bytes.unwrap_or_default(),
-            Err(status) => {
-                log::error!("invalid configuration: field `(root)`: cannot read it ({status:?})");
-                return false;
+/// A root context is created with parent 0; an HTTP stream with its root as parent.
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
+    with_registry(|registry| {
+        if parent == 0 {
+            registry.roots.insert(context, Root::default());
+            return;
+        }
+        let (config, vm) = match registry.roots.get_mut(&parent) {
+            Some(root) => {
+                let vm = root.vm.get_or_insert_with(|| Rc::new(RefCell::new(VmState::new(&root.config))));
+                (Rc::clone(&root.config), Rc::clone(vm))
+            }
+            None => {
+                let config = Rc::new(Config::default());
+                let vm = Rc::new(RefCell::new(VmState::new(&config)));
+                (config, vm)
             }
         };
-        let started = hostcalls::get_current_time().ok();
-        let parsed = Config::parse(&bytes);
-        drop(bytes);
-        match parsed.and_then(Config::compile) {
-            Ok(config) => {
-                let elapsed_ms = match (started, hostcalls::get_current_time().ok()) {
-                    (Some(start), Some(end)) => {
-                        end.duration_since(start).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
-                    }
-                    _ => 0.0,
-                };
-                log::info!(
-                    "configuration accepted: {} APIs, {} applications, {} subscriptions, errors as {:?}, in {elapsed_ms:.1} ms",
-                    config.apis.len(),
-                    config.applications.len(),
-                    config.subscriptions.len(),
-                    config.errors.format
-                );
+        registry.streams.insert(context, Stream::new(config, vm));
+    });
+}
 
-                let vm = VmState::new(&config);
-                let mut host = WasmHost { metrics: Rc::clone(&self.metrics) };
-                crate::stream::prepare_counters(&mut host, &config);
-                self.config = Rc::new(config);
-                if let Ok(mut slot) = self.vm.try_borrow_mut() {
-                    *slot = Some(Rc::new(RefCell::new(vm)));
-                }
-                true
-            }
-            Err(error) => {
-                log::error!("{error}");
-                false
-            }
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u32 {
+    follow_envoy_log_level();
+    let bytes = match abi::buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(status) => {
+            log::error!("invalid configuration: field `(root)`: cannot read it ({status:?})");
+            return 0;
         }
+    };
+    let started = abi::now_nanos().ok();
+    let parsed = Config::parse(&bytes);
+    drop(bytes);
+    let mut config = match parsed.and_then(Config::compile) {
+        Ok(config) => config,
+        Err(error) => {
+            log::error!("{error}");
+            return 0;
+        }
+    };
+    let elapsed_ms = match (started, abi::now_nanos().ok()) {
+        (Some(start), Some(end)) => end.saturating_sub(start) as f64 / 1e6,
+        _ => 0.0,
+    };
+    log::info!(
+        "configuration accepted: {} APIs, {} applications, {} subscriptions, errors as {:?}, in {elapsed_ms:.1} ms",
+        config.apis.len(),
+        config.applications.len(),
+        config.subscriptions.len(),
+        config.errors.format
+    );
+    for warning in config.warnings() {
+        log::warn!("{warning}");
     }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let vm = self
-            .vm
-            .try_borrow()
-            .ok()
-            .and_then(|slot| slot.clone())
-            .unwrap_or_else(|| Rc::new(RefCell::new(VmState::new(&self.config))));
-        Some(Box::new(Http {
-            stream: Stream::new(Rc::clone(&self.config), vm),
-            host: WasmHost { metrics: Rc::clone(&self.metrics) },
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+    let vm = VmState::new(&config);
+    with_registry(|registry| {
+        let mut host = WasmHost { metrics: &mut registry.metrics };
+        crate::stream::prepare_counters(&mut host, &mut config);
+        let root = registry.roots.entry(root).or_default();
+        root.config = Rc::new(config);
+        root.vm = Some(Rc::new(RefCell::new(vm)));
+    })
+    .map_or(0, |()| 1)
 }
 
-struct Http {
-    stream: Stream,
-    host: WasmHost,
-}
+// ---------------------------------------------------------------------------------------------
+// Stream callbacks.
+// ---------------------------------------------------------------------------------------------
 
-fn action(flow: Flow) -> Action {
+fn action(flow: Flow) -> u32 {
     match flow {
-        Flow::Continue => Action::Continue,
-        Flow::Pause => Action::Pause,
+        Flow::Continue => 0,
+        Flow::Pause => 1,
     }
 }
 
-impl Context for Http {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let status = hostcalls::get_map(MapType::HttpCallResponseHeaders)
+/// Runs `work` on a stream with a host; a stream Envoy never announced continues untouched.
+fn on_stream(context: u32, work: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> Flow) -> u32 {
+    with_registry(|registry| {
+        let Registry { streams, metrics, calls, .. } = registry;
+        let Some(stream) = streams.get_mut(&context) else { return Flow::Continue };
+        let mut host = WasmHost { metrics };
+        let flow = work(stream, &mut host);
+        if let Some(token) = stream.take_started_call() {
+            calls.insert(token, context);
+        }
+        flow
+    })
+    .map_or(0, action)
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, end_of_stream: u32) -> u32 {
+    on_stream(context, |stream, host| stream.on_request_headers(host, end_of_stream != 0))
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(context: u32, body_size: usize, end_of_stream: u32) -> u32 {
+    on_stream(context, |stream, host| stream.on_request_body(host, body_size, end_of_stream != 0))
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_trailers(context: u32, _trailers: usize) -> u32 {
+    on_stream(context, |stream, _| stream.on_request_trailers())
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(context: u32, _headers: usize, _end_of_stream: u32) -> u32 {
+    on_stream(context, |stream, host| stream.on_response_headers(host))
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(context: u32, body_size: usize, end_of_stream: u32) -> u32 {
+    on_stream(context, |stream, host| stream.on_response_body(host, body_size, end_of_stream != 0))
+}
+
+/// The end of a context (stream or root): its state goes, and so do the calls it still waits on.
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context: u32) {
+    with_registry(|registry| {
+        if registry.streams.remove(&context).is_some() {
+            registry.calls.retain(|_, stream| *stream != context);
+        } else {
+            registry.roots.remove(&context);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call answers (delivered on the root context).
+// ---------------------------------------------------------------------------------------------
+
+fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
+    with_registry(|registry| {
+        let Registry { streams, metrics, calls, .. } = registry;
+        let Some(context) = calls.remove(&token) else { return };
+        let Some(stream) = streams.get_mut(&context) else { return };
+        if abi::set_effective_context(context).is_err() {
+            return;
+        }
+        let mut host = WasmHost { metrics };
+        stream.on_call_response(&mut host, token, answer());
+        if let Some(next) = stream.take_started_call() {
+            calls.insert(next, context);
+        }
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: usize, body_size: usize, _: usize) {
+    deliver(token, || {
+        if headers == 0 {
+            // Envoy reports a failed call (reset, timeout, no cluster) with no headers.
+            let code = abi::call_status().map_or(0, |(code, _)| code);
+            return Answer::Failed { code };
+        }
+        let status = abi::header_value(abi::MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
             .ok()
-            .and_then(|headers| headers.into_iter().find(|(name, _)| name == ":status"))
-            .and_then(|(_, value)| value.parse::<u16>().ok());
+            .flatten()
+            .and_then(|value| text(&value).and_then(|status| status.parse::<u16>().ok()))
+            .unwrap_or(0);
         let body = if body_size == 0 {
             Vec::new()
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
+            abi::buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size).ok().flatten().unwrap_or_default()
         };
-        self.stream.on_call_response(&mut self.host, token_id, status, &body);
-    }
+        Answer::Http { status, body }
+    });
 }
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.stream.on_request_headers(&mut self.host, end_of_stream))
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.stream.on_request_body(&mut self.host, body_size, end_of_stream))
-    }
-
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.stream.on_request_trailers())
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.stream.on_response_headers(&mut self.host, end_of_stream))
-    }
-
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.stream.on_response_body(&mut self.host, body_size, end_of_stream))
-    }
+#[no_mangle]
+pub extern "C" fn proxy_on_grpc_receive(_root: u32, token: u32, message_size: usize) {
+    deliver(token, || {
+        let message = abi::buffer(abi::BUFFER_GRPC_RECEIVE, 0, message_size).ok().flatten().unwrap_or_default();
+        Answer::Grpc { message }
+    });
 }
 
-/// [`Host`] over proxy-wasm host calls.
-struct WasmHost {
-    metrics: Rc<RefCell<Metrics>>,
+#[no_mangle]
+pub extern "C" fn proxy_on_grpc_close(_root: u32, token: u32, status: u32) {
+    deliver(token, || Answer::Failed { code: status });
 }
 
-fn header(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value(map, name).ok().flatten()
+// ---------------------------------------------------------------------------------------------
+// The Host over the ABI.
+// ---------------------------------------------------------------------------------------------
+
+/// [`Host`] over proxy-wasm host calls. Host failures are logged, never unwrapped.
+struct WasmHost<'r> {
+    metrics: &'r mut Metrics,
 }
 
-fn set_header(map: MapType, name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(map, name, value) {
+fn set_header(map: u32, name: &str, value: Option<&[u8]>) {
+    let result = match value {
+        Some(value) => abi::replace_header(map, name, value),
+        None => abi::remove_header(map, name),
+    };
+    if let Err(status) = result {
         log::warn!("cannot set header {name}: {status:?}");
     }
 }
 
-impl Host for WasmHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        header(MapType::HttpRequestHeaders, name)
+impl Host for WasmHost<'_> {
+    fn request_headers(&self) -> Vec<Header> {
+        abi::header_pairs(abi::MAP_REQUEST_HEADERS)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (String::from_utf8_lossy(&name).into_owned(), value))
+            .collect()
     }
 
-    fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        set_header(abi::MAP_REQUEST_HEADERS, name, value);
     }
 
-    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        set_header(MapType::HttpRequestHeaders, name, value);
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        abi::header_value(abi::MAP_RESPONSE_HEADERS, name).ok().flatten()
     }
 
-    fn response_header(&self, name: &str) -> Option<String> {
-        header(MapType::HttpResponseHeaders, name)
-    }
-
-    fn set_response_header(&mut self, name: &str, value: Option<&str>) {
-        set_header(MapType::HttpResponseHeaders, name, value);
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {
+        set_header(abi::MAP_RESPONSE_HEADERS, name, value);
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+        abi::property(path).ok().flatten()
     }
 
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        let body = if body.is_empty() { None } else { Some(body) };
-        if let Err(status) = hostcalls::send_http_response(u32::from(status), pairs, body) {
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())).collect();
+        if let Err(status) = abi::send_local_response(u32::from(status), "apim_filter", body, &pairs) {
             log::error!("cannot send the local reply: {status:?}");
         }
     }
 
-    fn replace_response_body(&mut self, current_size: usize, body: &[u8]) {
-        if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, current_size, body) {
-            log::error!("cannot replace the response body: {status:?}");
-        }
+    fn count(&mut self, name: &str) {
+        self.metrics.count(name);
     }
 
-    fn count_fault(&mut self, code: u32) {
-        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
-            metrics.count(code);
-        }
+    fn now(&self) -> Result<u64, HostError> {
+        abi::now_nanos().map(|nanos| nanos / 1_000_000_000)
     }
 
-    fn now(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or(0)
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        abi::shared_get(key)
     }
 
-    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), cas)) => Some((value, cas)),
-            _ => None,
-        }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        abi::shared_set(key, value, cas)
     }
 
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
-    }
-
-    fn dispatch(
-        &mut self,
-        cluster: &str,
-        headers: &[(String, String)],
-        body: Option<&[u8]>,
-        timeout_ms: u64,
-    ) -> Option<u32> {
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        match hostcalls::dispatch_http_call(cluster, pairs, body, Vec::new(), Duration::from_millis(timeout_ms)) {
-            Ok(token) => Some(token),
-            Err(status) => {
-                log::warn!("cannot call cluster `{cluster}`: {status:?}");
-                None
+    fn call(&mut self, call: &Call) -> Result<u32, HostError> {
+        let result = match call {
+            Call::Http { cluster, headers, body, timeout_ms } => {
+                let pairs: Vec<(&str, &[u8])> =
+                    headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())).collect();
+                abi::http_call(cluster, &pairs, body, *timeout_ms)
             }
+            Call::Grpc { cluster, service, method, message, timeout_ms } => {
+                abi::grpc_call(cluster, service, method, &[], message, *timeout_ms)
+            }
+        };
+        if let Err(status) = result {
+            log::warn!("cannot call cluster `{}`: {status:?}", call.cluster());
         }
+        result
     }
 
     fn resume_request(&mut self) {
-        if let Err(status) = hostcalls::resume_http_request() {
+        if let Err(status) = abi::continue_request() {
             log::warn!("cannot resume the request: {status:?}");
         }
     }

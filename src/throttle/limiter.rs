@@ -47,9 +47,26 @@ pub struct Count {
     pub reset_at: u64,
 }
 
-/// The store could not be updated (retries exhausted, slot missing or full).
+/// Why a counter could not be updated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Contended;
+pub enum Contended {
+    /// Other workers won the compare-and-swap every time (`cas_retries` exhausted).
+    Retries,
+    /// The slot holds [`MAX_ENTRIES_PER_SLOT`] keys counting in their current windows.
+    SlotFull,
+    /// The slot does not exist (it is created at configure time) or cannot be read.
+    SlotMissing,
+}
+
+impl Contended {
+    pub fn name(self) -> &'static str {
+        match self {
+            Contended::Retries => "cas_retries_exhausted",
+            Contended::SlotFull => "slot_full",
+            Contended::SlotMissing => "slot_missing",
+        }
+    }
+}
 
 /// How counters are stored: the slot count and the compare-and-swap attempts per update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +75,10 @@ pub struct Settings {
     pub retries: u32,
 }
 
-/// A slot holds at most this many live entries; a new key in a full slot is `Contended`.
+/// A slot holds at most this many entries. When a new key finds it full, entries of windows that
+/// have ended go first (they are kept only so a worker whose clock lags cannot reopen a full
+/// window); a slot with this many keys counting in their current windows cannot take another
+/// ([`Contended::SlotFull`]). Capacity is therefore `counter_slots` x 256 keys active at once.
 pub const MAX_ENTRIES_PER_SLOT: usize = 256;
 
 /// Format version of a slot's value.
@@ -110,7 +130,9 @@ fn decode(bytes: &[u8]) -> Vec<Entry> {
 fn key_id(key: &str) -> [u8; 16] {
     let digest = Sha256::digest(key.as_bytes());
     let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
+    for (slot, byte) in id.iter_mut().zip(digest.iter()) {
+        *slot = *byte;
+    }
     id
 }
 
@@ -126,16 +148,38 @@ pub fn slot_of(key: &str, slots: u32) -> String {
     slot_name(crate::hashing::fnv1a(0, key.as_bytes()) % u64::from(slots.max(1)), slots)
 }
 
+/// The shared-data key holding the slot count in use in this Envoy.
+const LAYOUT_KEY: &str = "apim.rl.layout";
+
 /// Creates the slots that do not exist yet (empty), before requests count: a slot is then only
-/// ever written with the CAS token of the value read.
-pub fn prepare_slots(store: &mut dyn CasStore, slots: u32) {
+/// ever written with the CAS token of the value read. Returns the slot count to use.
+///
+/// The first configuration an Envoy process loads fixes the slot count for the life of the
+/// process: a later configuration asking for another count keeps the one in use (so counts stay
+/// exact across a live update, when old and new configurations serve side by side) and the new
+/// count takes effect when Envoy restarts.
+pub fn prepare_slots(store: &mut dyn CasStore, slots: u32) -> u32 {
+    let slots = slots.max(1);
+    let in_use = store
+        .get(LAYOUT_KEY)
+        .and_then(|(bytes, _)| <[u8; 4]>::try_from(bytes.as_slice()).ok())
+        .map(u32::from_le_bytes)
+        .filter(|count| *count > 0);
+    let slots = match in_use {
+        Some(count) => count,
+        None => {
+            store.set(LAYOUT_KEY, &slots.to_le_bytes(), None);
+            slots
+        }
+    };
     let empty = encode(&[]);
-    for index in 0..u64::from(slots.max(1)) {
+    for index in 0..u64::from(slots) {
         let name = slot_name(index, slots);
         if store.get(&name).is_none() {
             store.set(&name, &empty, None);
         }
     }
+    slots
 }
 
 /// Applies a hit to the counter `key` (limit per `window_s`-second window) at `now`.
@@ -154,7 +198,7 @@ pub fn hit(
     let slot = slot_of(key, slots);
     let id = key_id(key);
     for _ in 0..retries.max(1) {
-        let Some((bytes, Some(cas))) = store.get(&slot) else { return Err(Contended) };
+        let Some((bytes, Some(cas))) = store.get(&slot) else { return Err(Contended::SlotMissing) };
         // Keep the previous window too: a worker whose clock lags a little must find it full
         // rather than reopen it.
         let mut entries: Vec<Entry> = decode(&bytes)
@@ -183,17 +227,28 @@ pub fn hit(
         if next == current {
             return Ok(count);
         }
-        let full = entries.len() >= MAX_ENTRIES_PER_SLOT;
-        match position.and_then(|p| entries.get_mut(p)) {
-            Some(entry) => entry.count = next,
-            None if full => return Err(Contended),
-            None => entries.push(Entry { id, window_start, window_s, count: next }),
+        match position {
+            Some(position) => {
+                if let Some(entry) = entries.get_mut(position) {
+                    entry.count = next;
+                }
+            }
+            None => {
+                if entries.len() >= MAX_ENTRIES_PER_SLOT {
+                    // Ended windows give up their places before a key goes uncounted.
+                    entries.retain(|e| now < e.window_start.saturating_add(e.window_s));
+                }
+                if entries.len() >= MAX_ENTRIES_PER_SLOT {
+                    return Err(Contended::SlotFull);
+                }
+                entries.push(Entry { id, window_start, window_s, count: next });
+            }
         }
         if store.set(&slot, &encode(&entries), Some(cas)) {
             return Ok(count);
         }
     }
-    Err(Contended)
+    Err(Contended::Retries)
 }
 
 #[cfg(test)]
@@ -283,10 +338,13 @@ pub(crate) mod tests {
         // Envoy treats a tokenless write as unconditional: two workers creating a slot would both
         // win. Slots are prepared up front; a missing slot is contention, not a blind write.
         let mut store = MemoryStore::default();
-        assert_eq!(hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 4, retries: 3 }), Err(Contended));
+        assert_eq!(
+            hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 4, retries: 3 }),
+            Err(Contended::SlotMissing)
+        );
         assert!(store.data.is_empty());
         prepare_slots(&mut store, 4);
-        assert_eq!(store.data.len(), 4);
+        assert_eq!(store.data.len(), 5, "four slots and the layout");
         assert!(request_in(&mut store, "k", 4).allowed);
     }
 
@@ -304,7 +362,7 @@ pub(crate) mod tests {
             );
         }
         assert!(!hit(&mut store, "a", 1, 60, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap().allowed);
-        assert_eq!(store.data.len(), 1, "one slot holds them all");
+        assert_eq!(store.data.len(), 2, "one slot (and the layout) holds them all");
     }
 
     #[test]
@@ -324,8 +382,35 @@ pub(crate) mod tests {
         assert!(store.data[&slot_of("x", 1)].0.len() <= 1 + MAX_ENTRIES_PER_SLOT * ENTRY_LEN);
         assert_eq!(
             hit(&mut store, "one-more", 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }),
-            Err(Contended)
+            Err(Contended::SlotFull)
         );
+    }
+
+    #[test]
+    fn entries_of_ended_windows_give_up_their_places_in_a_full_slot() {
+        let settings = Settings { slots: 1, retries: 20 };
+        let mut store = MemoryStore::prepared(1);
+        for i in 0..MAX_ENTRIES_PER_SLOT {
+            hit(&mut store, &format!("old-{i}"), 5, 60, Hit::Request, 0, settings).unwrap();
+        }
+        // One window later the old entries are still kept (for lagging clocks) but no longer count.
+        let later = hit(&mut store, "newcomer", 5, 60, Hit::Request, 60, settings);
+        assert!(later.unwrap().allowed, "a stale entry made room");
+        let entries = decode(&store.data[&slot_of("x", 1)].0);
+        assert_eq!(entries.len(), 1, "only the live key remains");
+    }
+
+    #[test]
+    fn the_first_slot_count_stays_for_the_life_of_the_process() {
+        let mut store = MemoryStore::default();
+        assert_eq!(prepare_slots(&mut store, 8), 8);
+        for _ in 0..3 {
+            hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots: 8, retries: 3 }).unwrap();
+        }
+        // A live update asks for 16: the layout in use stays, so the window's count carries over.
+        let slots = prepare_slots(&mut store, 16);
+        assert_eq!(slots, 8);
+        assert!(!hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots, retries: 3 }).unwrap().allowed);
     }
 
     #[test]
@@ -335,7 +420,10 @@ pub(crate) mod tests {
         assert!(request(&mut store, "k", 5, 60, 0).allowed, "three lost races, then a win");
         let mut store = MemoryStore::prepared(64);
         store.conflicts = 100;
-        assert_eq!(hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 64, retries: 20 }), Err(Contended));
+        assert_eq!(
+            hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 64, retries: 20 }),
+            Err(Contended::Retries)
+        );
     }
 
     #[test]

@@ -75,7 +75,19 @@ pub struct Caller<'a> {
     pub tier: Option<&'a str>,
     pub key_type: Option<KeyType>,
     pub end_user: Option<&'a str>,
+    /// The application's owner (subscriber): the user an application token or an API key acts
+    /// for, as in WSO2.
+    pub owner: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+}
+
+impl Caller<'_> {
+    /// The user a request acts for (WSO2's `authorizedUser`): the end user when the credential
+    /// names one, else the application's owner (application tokens and API keys act for their
+    /// owner), else `anonymous` (no credential).
+    pub fn user(&self) -> &str {
+        self.end_user.filter(|user| !user.is_empty()).or(self.owner).unwrap_or("anonymous")
+    }
 }
 
 /// A byte budget to charge body bytes to once they pass.
@@ -102,10 +114,14 @@ pub enum Outcome {
         over_quota: bool,
         byte_counters: Vec<ByteCounter>,
         rate_limit: Option<RateLimitInfo>,
+        /// A level could not be counted and `failure_mode: allow` let the request through.
+        uncounted: Option<Contended>,
     },
     Denied {
         fault: Fault,
         rate_limit: Option<RateLimitInfo>,
+        /// Denied because a level could not be counted (`failure_mode: deny`, 900808).
+        uncounted: Option<Contended>,
     },
 }
 
@@ -157,11 +173,7 @@ pub fn counters<'c>(
             .and_then(|i| config.applications.get(*i))
             .and_then(|a| a.policy.as_ref());
         if let Some(spec) = policy(policy_name) {
-            levels.push((
-                Level::Application,
-                format!("application:{application}:{}", caller.end_user.unwrap_or("")),
-                spec,
-            ));
+            levels.push((Level::Application, format!("application:{application}:{}", caller.user()), spec));
         }
     }
     let label = format!("{}:{}", api.name, api.version);
@@ -171,7 +183,7 @@ pub fn counters<'c>(
         for part in &custom.template {
             match part {
                 KeyPart::Text(text) => key.push_str(text),
-                KeyPart::UserId => key.push_str(caller.end_user.unwrap_or("anonymous")),
+                KeyPart::UserId => key.push_str(caller.user()),
                 KeyPart::ApiContext => key.push_str(&api.context),
                 KeyPart::ApiVersion => key.push_str(&api.version),
                 KeyPart::AppId => key.push_str(caller.application_id.unwrap_or("anonymous")),
@@ -226,7 +238,7 @@ pub fn parse_key_template(template: &str) -> Result<Vec<KeyPart>, String> {
                 parts.push(KeyPart::Text(std::mem::take(&mut text)));
             }
             parts.push(make.clone());
-            rest = &rest[name.len()..];
+            rest = rest.get(name.len()..).unwrap_or_default();
         } else {
             let mut chars = rest.chars();
             if let Some(c) = chars.next() {
@@ -272,12 +284,13 @@ pub fn evaluate(
     now: u64,
 ) -> Outcome {
     if blocked(config, api, caller) {
-        return Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None };
+        return Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None, uncounted: None };
     }
     let settings = Settings { slots: config.throttling.counter_slots, retries: config.throttling.cas_retries };
     let mut over_quota = false;
     let mut byte_counters = Vec::new();
     let mut rate_limit = None;
+    let mut uncounted = None;
     // Request counts taken so far, to take back if a later level denies.
     let mut counted: Vec<(String, u64, u64)> = Vec::new();
     let undo = |counted: &[(String, u64, u64)], store: &mut dyn CasStore| {
@@ -296,12 +309,19 @@ pub fn evaluate(
         let hit = if spec.bytes && level != Level::Burst { Hit::Check } else { Hit::Request };
         let count = match limiter::hit(store, &key, limit, window_s, hit, now, settings) {
             Ok(count) => count,
-            Err(Contended) => match config.throttling.failure_mode {
+            Err(contended) => match config.throttling.failure_mode {
                 FailureMode::Deny => {
                     undo(&counted, store);
-                    return Outcome::Denied { fault: Fault::new(FaultId::ThrottleInternalError), rate_limit };
+                    return Outcome::Denied {
+                        fault: Fault::new(FaultId::ThrottleInternalError),
+                        rate_limit,
+                        uncounted: Some(contended),
+                    };
                 }
-                FailureMode::Allow => continue,
+                FailureMode::Allow => {
+                    uncounted = Some(contended);
+                    continue;
+                }
             },
         };
         if hit == Hit::Check {
@@ -314,7 +334,7 @@ pub fn evaluate(
             }
             rate_limit = tighter(rate_limit, &count, now);
             undo(&counted, store);
-            return Outcome::Denied { fault: throttled(level, &count, now), rate_limit };
+            return Outcome::Denied { fault: throttled(level, &count, now), rate_limit, uncounted };
         }
         if hit == Hit::Request {
             // The RateLimit headers speak of requests: byte budgets do not take part.
@@ -322,7 +342,7 @@ pub fn evaluate(
             counted.push((key, limit, window_s));
         }
     }
-    Outcome::Allowed { over_quota, byte_counters, rate_limit }
+    Outcome::Allowed { over_quota, byte_counters, rate_limit, uncounted }
 }
 
 /// Charges body bytes to the byte budgets of a request.
@@ -352,7 +372,7 @@ mod tests {
         let json = format!(
             r#"{{"apis":[{{"name":"A","context":"/a","version":"1","endpoints":{{"production":"c"}}{api_policy},
                   "resources":[{{"method":"GET","path":"/r","policy":"One"}}]}}],
-              "applications":[{{"id":"app","name":"App","policy":"One","client_ids":[{{"id":"c1"}}]}}],
+              "applications":[{{"id":"app","name":"App","policy":"One"}}],
               "subscriptions":[{{"application":"app","api":"A:1","tier":"Tier"}}],
               "policies":{{"One":{{"requests":1,"per":"hour"}},
                           "Tier":{{"requests":2,"per":"hour","stop_on_quota_reach":{stop_on_quota_reach},"burst":{{"requests":1,"per":"minute"}}}}}},
@@ -369,6 +389,7 @@ mod tests {
             tier: Some("Tier"),
             key_type: Some(KeyType::Production),
             end_user: Some(user),
+            owner: Some("owner"),
             client_ip: Some("198.51.100.7".parse().unwrap()),
         }
     }
@@ -451,7 +472,10 @@ mod tests {
         let mut by_ip = caller("u");
         by_ip.client_ip = Some("203.0.113.9".parse().unwrap());
         assert_eq!(outcome_code(&config, &by_ip, &mut store), Some(900805));
-        assert!(store.data.values().all(|(value, _)| value.len() <= 1), "no counter was written");
+        assert!(
+            store.data.iter().all(|(key, (value, _))| key == "apim.rl.layout" || value.len() <= 1),
+            "no counter was written"
+        );
         assert_eq!(outcome_code(&config, &caller("u"), &mut store), None);
     }
 

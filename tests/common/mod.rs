@@ -2,7 +2,7 @@
 //! release `.wasm`, configs generated per test on free ports, real upstreams started by the test,
 //! a small HTTP/1.1 client, readiness by polling Envoy's admin `/ready` (no blind sleeps), and
 //! `Drop` impls that always stop what was started.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -73,6 +73,12 @@ pub struct EnvoySetup {
     pub extra_filters: String,
     /// `--concurrency`. Defaults to 2.
     pub concurrency: u32,
+    /// Environment variables of the Envoy process. Defaults to none.
+    pub env: Vec<(String, String)>,
+    /// Envoy environment variables handed to the filter's VM (`host_env_keys`). Defaults to none.
+    pub host_env_keys: Vec<String>,
+    /// Leave the wasm filter out (what a skipped or dead filter amounts to). Defaults to false.
+    pub without_filter: bool,
 }
 
 impl Default for EnvoySetup {
@@ -82,6 +88,9 @@ impl Default for EnvoySetup {
             route_timeout: Duration::from_secs(5),
             extra_filters: String::new(),
             concurrency: 2,
+            env: Vec::new(),
+            host_env_keys: Vec::new(),
+            without_filter: false,
         }
     }
 }
@@ -109,6 +118,37 @@ pub fn envoy_yaml(filter_json: &str, setup: &EnvoySetup, port: u16, admin_port: 
     }
     let clusters =
         if clusters.is_empty() { "  clusters: []\n".to_string() } else { format!("  clusters:\n{clusters}") };
+    let environment = if setup.host_env_keys.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "                  environment_variables: {{ host_env_keys: [{}] }}\n",
+            setup.host_env_keys.iter().map(|key| format!("\"{key}\"")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let wasm_filter = if setup.without_filter {
+        String::new()
+    } else {
+        format!(
+            r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: apim
+                root_id: apim
+                failure_policy: FAIL_RELOAD
+                vm_config:
+                  vm_id: apim
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{wasm}" }} }}
+{environment}                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: |
+{filter}"#,
+            wasm = wasm_path().display(),
+            filter = indent(filter_json, 20),
+        )
+    };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
@@ -131,27 +171,21 @@ static_resources:
                 route: {{ cluster_header: x-apim-cluster, timeout: {timeout}s }}
               - match: {{ prefix: "/" }}
                 direct_response: {{ status: 418, body: {{ inline_string: "passed through unmatched" }} }}
-          http_filters:
-          - name: envoy.filters.http.wasm
+          # Routing headers are the filter's: a client's copy is removed before the route is chosen,
+          # so a skipped or dead filter cannot let a client route itself to a backend.
+          early_header_mutation_extensions:
+          - name: envoy.http.early_header_mutation.header_mutation
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: apim
-                root_id: apim
-                vm_config:
-                  vm_id: apim
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{wasm}" }} }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{filter}{extra}          - name: envoy.filters.http.router
+              "@type": type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation
+              mutations:
+              - remove: x-apim-cluster
+              - remove: x-apim-api
+          http_filters:
+{wasm_filter}{extra}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 {clusters}"#,
         timeout = setup.route_timeout.as_secs_f64(),
-        wasm = wasm_path().display(),
-        filter = indent(filter_json, 20),
         extra = setup.extra_filters,
     )
 }
@@ -171,11 +205,23 @@ impl Envoy {
         let port = free_port();
         let admin_port = free_port();
         let yaml = envoy_yaml(filter_json, &setup, port, admin_port);
-        Envoy::launch(&yaml, setup.concurrency, port, admin_port, "envoy")
+        Envoy::launch_with_env(&yaml, setup.concurrency, port, admin_port, "envoy", &setup.env)
     }
 
     /// Starts Envoy with a complete YAML config (ports already in it).
     pub fn launch(yaml: &str, concurrency: u32, port: u16, admin_port: u16, label: &str) -> Result<Envoy, String> {
+        Envoy::launch_with_env(yaml, concurrency, port, admin_port, label, &[])
+    }
+
+    /// Starts Envoy with a complete YAML config and environment variables for its process.
+    pub fn launch_with_env(
+        yaml: &str,
+        concurrency: u32,
+        port: u16,
+        admin_port: u16,
+        label: &str,
+        env: &[(String, String)],
+    ) -> Result<Envoy, String> {
         let scratch = Scratch::new(label);
         let config_path = scratch.0.join("envoy.yaml");
         std::fs::write(&config_path, yaml).expect("write envoy config");
@@ -186,6 +232,7 @@ impl Envoy {
             .arg(&config_path)
             .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "--log-level", "info"])
             .current_dir(repo_root())
+            .envs(env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -301,7 +348,8 @@ pub fn try_request(
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|window| window == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    // Header values may be any bytes (obs-text): read them leniently.
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines

@@ -4,7 +4,10 @@
 //! WSO2's gateways send (seed 002's status table wins; codes it leaves out take the statuses in
 //! `docs/ERROR-CODES.md`). Configuration may override status, message and description per code or
 //! per entry id (see [`crate::config`]); the [`crate::render`] module is the only place a fault
-//! becomes a response. No status number or error string for a fault is written anywhere else.
+//! becomes a response. No status number or error string for a fault is written anywhere else;
+//! what other gateways' formats answer for each entry is in [`formats`].
+
+pub mod formats;
 
 /// Which WSO2 fault sequence an entry belongs to. It decides the body shape in some formats
 /// (API-M JSON adds `"type":"Status report"` for transport and gateway faults; API-M XML uses the
@@ -292,6 +295,44 @@ pub fn is_known_code(code: u32) -> bool {
             spec.code == code
         }
     })
+}
+
+/// Every code an override may name: each entry's code and, for transport entries, every code the
+/// base + protocol-state arithmetic produces.
+pub fn known_codes() -> impl Iterator<Item = u32> {
+    ALL.iter().flat_map(|id| {
+        let spec = id.spec();
+        let states = if spec.family == Family::Transport { ProtocolState::Closed as u32 } else { 0 };
+        (0..=states).map(move |state| spec.code + state)
+    })
+}
+
+/// A family of codes written with trailing `x`s: `9008xx` is 900800 to 900899, `1015xx` the
+/// transport codes. Matches codes with as many digits whose leading digits are the pattern's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodePattern {
+    prefix: String,
+    digits: usize,
+}
+
+impl CodePattern {
+    /// Parses `<digits><one or more x>`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<CodePattern> {
+        let prefix = text.trim_end_matches(['x', 'X']);
+        let wildcards = text.len() - prefix.len();
+        let valid = wildcards > 0 && !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit());
+        valid.then(|| CodePattern { prefix: prefix.to_string(), digits: text.len() })
+    }
+
+    pub fn matches(&self, code: u32) -> bool {
+        let text = code.to_string();
+        text.len() == self.digits && text.starts_with(&self.prefix)
+    }
+
+    /// More fixed digits is more specific.
+    pub fn specificity(&self) -> usize {
+        self.prefix.len()
+    }
 }
 
 /// The entry with this id, if any.

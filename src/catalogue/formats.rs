@@ -1,0 +1,197 @@
+//! What the non-WSO2-4.x formats answer for each catalogue entry: the statuses and texts of Tyk
+//! (its documented error list), Kanali (its numbered error table, where each code has its own
+//! status and message), and the WSO2 API Microgateway (whose texts differ from API-M 4.x for a few
+//! entries). Every match is exhaustive: a new catalogue entry cannot compile without a decision
+//! for each format.
+
+use super::FaultId;
+
+/// Tyk's status and `error` text for a fault.
+pub fn tyk(id: FaultId) -> (u16, &'static str) {
+    use FaultId::*;
+    match id {
+        MissingCredentials => (401, "Authorization field missing"),
+        InvalidCredentials
+        | ProductionKeyWithoutEndpoint
+        | SandboxKeyWithoutEndpoint
+        | AccessTokenExpired
+        | AccessTokenInactive
+        | IncorrectAccessTokenType
+        | InvalidCredentialsAlt
+        | InvalidCredentialFormat
+        | InvalidCookie
+        | NoCookies
+        | UnprocessableEntity
+        | UnprocessableEntityAlt
+        | InvalidAuthScheme => (403, "Key not authorised"),
+        InsufficientScope => (403, "No matching policy found in scope claim"),
+        NoMatchingResource => (403, "Access to this resource has been disallowed"),
+        ApiBlocked | ApiTemporarilyBlocked | ResourceForbidden | SubscriptionInactive | Blocked => {
+            (403, "Access to this API has been disallowed")
+        }
+        SubscriptionThrottled => (403, "Quota exceeded"),
+        ApiThrottled
+        | HardLimitExceeded
+        | ResourceThrottled
+        | ApplicationThrottled
+        | CustomPolicyThrottled
+        | BurstThrottled => (429, "Rate Limit Exceeded"),
+        NotFound | ChoreoNoRoute => (404, "API not found"),
+        IncompletePayload | InvalidGraphqlQuery => (400, "Request malformed"),
+        TemporaryServerError
+        | ThrottleInternalError
+        | ThrottlePolicyMissing
+        | AuthGeneralError
+        | ReceiverIoErrorSending
+        | ReceiverIoErrorReceiving
+        | SenderIoErrorSending
+        | SenderIoErrorReceiving
+        | ConnectionFailed
+        | ConnectionTimedOut
+        | ConnectionClosed
+        | ProtocolViolation
+        | ConnectionCanceled
+        | NewConnectionTimedOut
+        | SendAbort
+        | ResponseProcessingFailed
+        | ChoreoConnectFailure
+        | ChoreoTimeout
+        | ChoreoOverflow
+        | ChoreoRetryLimit
+        | ChoreoNoCluster
+        | ChoreoNoHealthyUpstream
+        | ChoreoRemoteReset
+        | ChoreoConnectionTermination
+        | ChoreoLocalReset => (500, "There was a problem proxying the request"),
+    }
+}
+
+/// One of Kanali's documented errors: its two-digit code, the status it is sent with, and its
+/// message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KanaliError {
+    pub code: u8,
+    pub status: u16,
+    pub message: &'static str,
+}
+
+/// Kanali's error table, codes `00` to `14`, with each code's own status and message.
+pub const KANALI: [KanaliError; 15] = [
+    KanaliError { code: 0, status: 404, message: "No ApiProxy resource was not found that matches the request." },
+    KanaliError { code: 1, status: 500, message: "An unknown error occurred." },
+    KanaliError { code: 2, status: 404, message: "No MockTarget resource was not found that matches the request." },
+    KanaliError { code: 3, status: 500, message: "Could not open or load plugin." },
+    KanaliError { code: 4, status: 500, message: "Could not lookup plugin symbol." },
+    KanaliError { code: 5, status: 500, message: "Plugin does not implement the correct interface." },
+    KanaliError { code: 6, status: 500, message: "Could not retrieve Kubernetes secret." },
+    KanaliError { code: 7, status: 500, message: "Could not create x509 key pair." },
+    KanaliError { code: 8, status: 502, message: "Could not get a valid or any response from the upstream server." },
+    KanaliError { code: 9, status: 500, message: "Could not retrieve Kubernetes services." },
+    KanaliError { code: 10, status: 500, message: "Could not retrieve any matching Kubernetes services." },
+    KanaliError { code: 11, status: 500, message: "Plugin threw a runtime error." },
+    KanaliError { code: 12, status: 403, message: "My lips are sealed." },
+    KanaliError { code: 13, status: 401, message: "Api key is not authorized." },
+    KanaliError { code: 14, status: 429, message: "The Api key you are using has exceeded its rate limit." },
+];
+
+/// The Kanali error a fault is answered with in the `kanali` format: no route or resource is
+/// `00`, any upstream failure `08`, a refused credential `13`, a refused request `12`, a rate
+/// limit `14`, and everything Kanali has no code for `01`.
+pub fn kanali(id: FaultId) -> KanaliError {
+    use FaultId::*;
+    let code: usize = match id {
+        NotFound | ChoreoNoRoute | NoMatchingResource => 0,
+        ReceiverIoErrorSending
+        | ReceiverIoErrorReceiving
+        | SenderIoErrorSending
+        | SenderIoErrorReceiving
+        | ConnectionFailed
+        | ConnectionTimedOut
+        | ConnectionClosed
+        | ProtocolViolation
+        | ConnectionCanceled
+        | NewConnectionTimedOut
+        | SendAbort
+        | ResponseProcessingFailed
+        | ChoreoConnectFailure
+        | ChoreoTimeout
+        | ChoreoOverflow
+        | ChoreoRetryLimit
+        | ChoreoNoCluster
+        | ChoreoNoHealthyUpstream
+        | ChoreoRemoteReset
+        | ChoreoConnectionTermination
+        | ChoreoLocalReset => 8,
+        MissingCredentials
+        | InvalidCredentials
+        | AccessTokenExpired
+        | AccessTokenInactive
+        | IncorrectAccessTokenType
+        | ApiTemporarilyBlocked
+        | SubscriptionInactive
+        | InvalidCredentialsAlt
+        | InvalidCredentialFormat
+        | InvalidCookie
+        | NoCookies
+        | UnprocessableEntity
+        | UnprocessableEntityAlt
+        | InvalidAuthScheme => 13,
+        ApiBlocked
+        | ProductionKeyWithoutEndpoint
+        | SandboxKeyWithoutEndpoint
+        | ResourceForbidden
+        | InsufficientScope
+        | Blocked => 12,
+        ApiThrottled
+        | HardLimitExceeded
+        | ResourceThrottled
+        | ApplicationThrottled
+        | SubscriptionThrottled
+        | CustomPolicyThrottled
+        | BurstThrottled => 14,
+        TemporaryServerError
+        | ThrottleInternalError
+        | ThrottlePolicyMissing
+        | AuthGeneralError
+        | IncompletePayload
+        | InvalidGraphqlQuery => 1,
+    };
+    KANALI.get(code).copied().unwrap_or(KANALI[1])
+}
+
+/// Where the WSO2 API Microgateway's texts differ from API-M 4.x: `(message, description)`.
+///
+/// The Microgateway answers a key manager outage with "Unclassified Authentication Failure" as
+/// both message and description, and a backend timeout with 101504 "Connection timed out" (it has
+/// no protocol-state arithmetic: every other backend failure is 101503).
+pub fn microgateway(id: FaultId) -> Option<(&'static str, &'static str)> {
+    match id {
+        FaultId::AuthGeneralError => {
+            Some(("Unclassified Authentication Failure", "Unclassified Authentication Failure"))
+        }
+        FaultId::ConnectionTimedOut => Some(("Runtime Error", "Connection timed out")),
+        FaultId::ConnectionFailed => Some(("Runtime Error", "Error connecting to the back end")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::ALL;
+
+    #[test]
+    fn kanali_codes_carry_their_own_status_and_message() {
+        for (position, entry) in KANALI.iter().enumerate() {
+            assert_eq!(usize::from(entry.code), position);
+        }
+        assert_eq!(kanali(FaultId::ConnectionFailed), KanaliError { code: 8, status: 502, message: KANALI[8].message });
+        assert_eq!(kanali(FaultId::NotFound).status, 404);
+        assert_eq!(kanali(FaultId::InvalidCredentials).status, 401);
+        assert_eq!(kanali(FaultId::ApplicationThrottled).status, 429);
+        for id in ALL {
+            let entry = kanali(*id);
+            assert_eq!(KANALI[usize::from(entry.code)], entry, "{:?}", id);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The seam between the pure core and Envoy: the [`Host`] trait the stream talks to (headers,
+//! properties, shared data, calls, local replies, counters, the clock), its typed errors, and the
+//! proxy-wasm map serialization (pure, so it is tested natively). The filter implements `Host`
+//! over the ABI; tests implement it over maps.
+
+/// A host call failed with this ABI status (1 NotFound, 2 BadArgument, 4 ParseFailure,
+/// 6 InvalidMemoryAccess, 8 CasMismatch, 10 InternalFailure, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl HostError {
+    pub const NOT_FOUND: HostError = HostError(1);
+    pub const BAD_ARGUMENT: HostError = HostError(2);
+    pub const CAS_MISMATCH: HostError = HostError(8);
+    pub const INTERNAL_FAILURE: HostError = HostError(10);
+}
+
+/// A header: its name (lowercase ASCII in Envoy) and its value, which is bytes: Envoy accepts
+/// obs-text (bytes 0x80-0xFF) in values, so a value is not always UTF-8.
+pub type Header = (String, Vec<u8>);
+
+/// An outgoing call to an Envoy cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Http {
+        cluster: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        timeout_ms: u32,
+    },
+    /// A unary gRPC call; `message` is the encoded request (no gRPC framing).
+    Grpc {
+        cluster: String,
+        service: String,
+        method: String,
+        message: Vec<u8>,
+        timeout_ms: u32,
+    },
+}
+
+impl Call {
+    pub fn cluster(&self) -> &str {
+        match self {
+            Call::Http { cluster, .. } | Call::Grpc { cluster, .. } => cluster,
+        }
+    }
+}
+
+/// The answer to a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// An HTTP response: status (0 when unreadable) and body.
+    Http { status: u16, body: Vec<u8> },
+    /// A gRPC response message.
+    Grpc { message: Vec<u8> },
+    /// The call failed (reset, timeout, unreachable cluster, a non-OK gRPC status): the code the
+    /// host reported (a gRPC status for gRPC calls).
+    Failed { code: u32 },
+}
+
+/// What the stream needs from Envoy.
+pub trait Host {
+    /// Every request header at once (one host call instead of one per header).
+    fn request_headers(&self) -> Vec<Header>;
+    /// Sets (or with `None` removes) a request header.
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>);
+    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Sets (or with `None` removes) a response header.
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>);
+    /// A property such as `response.flags`, as raw bytes.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Answers the request locally (also valid in the response phase, before the response
+    /// headers went downstream: Envoy then sends this reply instead).
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]);
+    /// Adds one to a counter (`wasmcustom.<name>` in Envoy's stats).
+    fn count(&mut self, name: &str);
+    /// Unix time, seconds. An error means the clock could not be read: callers fail closed.
+    fn now(&self) -> Result<u64, HostError>;
+    /// Shared data (all workers of this Envoy): value and CAS token; `None` when absent.
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+    /// Stores shared data; with a CAS token only if the value is unchanged
+    /// ([`HostError::CAS_MISMATCH`] otherwise).
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+    /// Starts a call; the answer arrives later with the returned token.
+    fn call(&mut self, call: &Call) -> Result<u32, HostError>;
+    /// Resumes a paused request.
+    fn resume_request(&mut self);
+}
+
+/// Reads the proxy-wasm map serialization: a u32 count, then (name length, value length) u32
+/// pairs, then each name and value followed by a NUL; all little-endian. Stops at the first
+/// entry that does not fit, so truncated or hostile input yields what could be read.
+pub fn decode_pairs(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let word = |at: usize| -> Option<usize> {
+        let slice = bytes.get(at..at.checked_add(4)?)?;
+        let array: [u8; 4] = slice.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(array)).ok()
+    };
+    let Some(count) = word(0) else { return Vec::new() };
+    let Some(mut cursor) = count.checked_mul(8).and_then(|lengths| lengths.checked_add(4)) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::with_capacity(count.min(1024));
+    for index in 0..count {
+        let Some(at) = index.checked_mul(8).and_then(|offset| offset.checked_add(4)) else { break };
+        let (Some(name_len), Some(value_len)) = (word(at), at.checked_add(4).and_then(word)) else { break };
+        let name_end = cursor.saturating_add(name_len);
+        let value_start = name_end.saturating_add(1);
+        let value_end = value_start.saturating_add(value_len);
+        let (Some(name), Some(value)) = (bytes.get(cursor..name_end), bytes.get(value_start..value_end)) else {
+            break;
+        };
+        pairs.push((name.to_vec(), value.to_vec()));
+        cursor = value_end.saturating_add(1);
+    }
+    pairs
+}
+
+/// Writes the proxy-wasm map serialization.
+pub fn encode_pairs(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = 4 + pairs.iter().map(|(name, value)| 8 + name.len() + value.len() + 2).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+/// Text of a header value, when it is UTF-8.
+pub fn text(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip_with_any_bytes() {
+        let pairs: [(&str, &[u8]); 3] = [(":path", b"/a"), ("user-agent", b"Mozilla/5.0 \xa9"), ("empty", b"")];
+        let decoded = decode_pairs(&encode_pairs(&pairs));
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded[1], (b"user-agent".to_vec(), b"Mozilla/5.0 \xa9".to_vec()));
+        assert_eq!(decoded[2].1, b"");
+    }
+
+    #[test]
+    fn truncated_or_hostile_maps_never_panic() {
+        let good = encode_pairs(&[("a", b"1"), ("b", b"2")]);
+        for cut in 0..good.len() {
+            let decoded = decode_pairs(&good[..cut]);
+            assert!(decoded.len() <= 2);
+        }
+        assert!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]).is_empty(), "a huge count with no entries");
+        let mut lying = good.clone();
+        lying[4] = 0xff; // the first name's length points past the end
+        assert!(decode_pairs(&lying).is_empty());
+        // A simple deterministic generator of noise.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            let len = (state % 64) as usize;
+            let noise: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = decode_pairs(&noise);
+        }
+    }
+}
