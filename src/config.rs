@@ -117,7 +117,10 @@ pub struct RawCustomPolicy {
     /// Name, unique. Required.
     pub name: String,
     /// Counter key template over `$userId`, `$apiContext`, `$apiVersion`, `$appId`, `$clientIp`,
-    /// `$resourceKey` (e.g. `$userId:$apiContext`). Required.
+    /// `$resourceKey` (e.g. `$userId:$apiContext`). `$userId` is the user the request acts for, as
+    /// WSO2 has it: the credential's end user, else the application's owner (application tokens
+    /// and API keys act for their owner), else `anonymous` (open resources: every unauthenticated
+    /// caller shares that counter); `$appId` is `anonymous` without a credential. Required.
     pub key: String,
     /// Requests per window. Exactly one of `requests` and `bytes` is required.
     #[serde(default)]
@@ -169,8 +172,11 @@ pub struct RawThrottling {
     /// stop-on-quota-reach). Defaults to `x-apim-quota-exceeded`.
     #[serde(default = "default_quota_header")]
     pub quota_exceeded_header: String,
-    /// Shared-data slots holding counters; memory is bounded by the slots and the keys active in
-    /// the current windows. Defaults to 4096.
+    /// Shared-data slots holding counters. A slot holds up to 256 keys counting in their current
+    /// windows, so about `counter_slots` x 256 keys can be active at once; a key that finds its
+    /// slot full is counted in `apim.throttle.uncounted.slot_full`, logged, and handled by
+    /// `failure_mode`. The first configuration an Envoy loads fixes the count until Envoy restarts.
+    /// 1 to 65536; see docs/HOWTO.md to size it. Defaults to 4096.
     #[serde(default = "default_counter_slots")]
     pub counter_slots: u32,
 }
@@ -359,6 +365,10 @@ pub enum Unmatched {
 }
 
 /// Credential locations and upstream hygiene.
+///
+/// Header values are bytes (Envoy lets obs-text through): a credential header whose value is not
+/// UTF-8 is refused as invalid credentials (900901); any other header is carried through as it
+/// came (the filter only ever rewrites its own headers and `:path`).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "Credentials")]
 #[serde(deny_unknown_fields)]
@@ -372,7 +382,9 @@ pub struct RawCredentials {
     /// Realm in `WWW-Authenticate` challenges. Defaults to `WSO2 API Manager`.
     #[serde(default = "default_realm")]
     pub realm: String,
-    /// Remove the credential headers before the request goes upstream. Defaults to true.
+    /// Remove the credentials before the request goes upstream: the credential headers, and the
+    /// API-key query parameter of any API whose resources accept API keys (whether or not the
+    /// resource called asked for one). Defaults to true.
     #[serde(default = "default_true")]
     pub strip: bool,
     /// Tokens and API keys longer than this (bytes) are refused before parsing. Defaults to 8192.
@@ -493,8 +505,9 @@ pub struct RawClaims {
     /// Claim holding the end user. Defaults to `sub`.
     #[serde(default = "default_sub")]
     pub end_user: String,
-    /// Claim holding WSO2's token type (`APPLICATION` or `APPLICATION_USER`). When absent, a token
-    /// whose end user equals its client id is an application token. Defaults to `aut`.
+    /// Claim holding WSO2's token type (`APPLICATION` or `APPLICATION_USER`). Only this claim
+    /// saying `APPLICATION_USER` makes a user token; without it a token is an application token.
+    /// Defaults to `aut`.
     #[serde(default = "default_aut")]
     pub token_type: String,
 }
@@ -559,7 +572,12 @@ fn default_negative_ttl() -> u64 {
     10
 }
 
-/// Verification of WSO2 JWT API keys (claims `keytype`, `application`, `subscribedAPIs`).
+/// Verification of WSO2's self-contained JWT API keys. Claims read: `keytype` (`PRODUCTION` or
+/// `SANDBOX`; absent is production, as in WSO2), `application` (an object: `uuid` or `id`, `name`,
+/// `owner`, `tier`), `subscribedAPIs` (an array of objects: `name`, `version`, `context`,
+/// `subscriptionTier`), `sub` (the end user), `iss`, `exp` and `nbf`. A key without `exp` does
+/// not expire (WSO2 issues keys of unlimited validity so); an `exp` present is enforced. A claim
+/// of the wrong type refuses the key.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "ApiKeyJwt")]
 #[serde(deny_unknown_fields)]

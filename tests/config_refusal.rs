@@ -131,3 +131,40 @@ fn wait_for(mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The ECDS example (envoy/examples/ecds, the how-to in docs/HOWTO.md): the filter's configuration
+/// is replaced live through its file; a refused one is rejected and the previous one serves on.
+#[test]
+fn the_ecds_example_updates_the_filter_live_and_keeps_the_last_good_configuration() {
+    let scratch = Scratch::new("ecds");
+    let (port, backend_port, admin_port) = (free_port(), free_port(), free_port());
+    let filter_path = scratch.0.join("apim-filter.yaml");
+    let original = common::read_repo_file("envoy/examples/ecds/apim-filter.yaml");
+    let wasm = common::wasm_path();
+    let install = |text: &str| {
+        let staging = scratch.0.join("apim-filter.yaml.tmp");
+        let text = text.replace("target/wasm32-wasip1/release/apim_filter.wasm", &wasm.display().to_string());
+        std::fs::write(&staging, text).expect("write the filter config");
+        std::fs::rename(&staging, &filter_path).expect("move it into place");
+    };
+    install(&original);
+    let yaml = common::read_repo_file("envoy/examples/ecds/envoy.yaml")
+        .replace("port_value: 8080", &format!("port_value: {port}"))
+        .replace("port_value: 8081", &format!("port_value: {backend_port}"))
+        .replace("port_value: 9901", &format!("port_value: {admin_port}"))
+        .replace("envoy/examples/ecds/apim-filter.yaml", &filter_path.display().to_string());
+    let envoy = Envoy::launch(&yaml, 2, port, admin_port, "ecds-envoy").unwrap_or_else(|log| panic!("{log}"));
+    wait_for(|| common::try_request(port, "GET", "/hello/1.0.0/x", &[], None).is_ok_and(|r| r.status == 200));
+    assert_eq!(envoy.get("/hello/1.0.0/x").body, "hello from the backend");
+
+    // A new configuration: the API is blocked now.
+    install(&original.replace(r#""security": [],"#, r#""security": [], "lifecycle": "BLOCKED","#));
+    wait_for(|| envoy.get("/hello/1.0.0/x").status == 503);
+    assert_eq!(envoy.get("/hello/1.0.0/x").json()["code"], "700700");
+
+    // A configuration the filter refuses is rejected; the blocked one keeps serving.
+    install(&original.replace(r#""security": [],"#, r#""security": [], "lifecycle": "BLOCKD","#));
+    wait_for(|| envoy.log().contains("field `apis[0].lifecycle`: unknown variant `BLOCKD`"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(envoy.get("/hello/1.0.0/x").json()["code"], "700700", "the last good configuration serves");
+}

@@ -20,24 +20,30 @@ struct DemoLine {
     code: Option<String>,
 }
 
-/// The values the README's shell lines set.
+/// The values the README's shell lines set (`source envoy/demo/credentials.env`).
 fn variables() -> Vec<(String, String)> {
     let credentials = read_repo_file("envoy/demo/credentials.env");
-    let api_key = credentials
-        .lines()
-        .find_map(|line| line.strip_prefix("DEMO_API_KEY="))
-        .expect("DEMO_API_KEY in envoy/demo/credentials.env")
-        .to_string();
-    // The README's `cargo run --quiet --example mint-demo-jwt`.
+    let value = |name: &str| {
+        credentials
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in envoy/demo/credentials.env"))
+            .to_string()
+    };
+    let jwt = value("DEMO_JWT");
+    assert_eq!(jwt.matches('.').count(), 2, "a JWT: {jwt}");
+    vec![("$DEMO_API_KEY".to_string(), value("DEMO_API_KEY")), ("$DEMO_JWT".to_string(), jwt)]
+}
+
+/// The README's `cargo run --example mint-demo-jwt`: a fresh token the demo accepts.
+fn minted_jwt() -> String {
     let output = Command::new(env!("CARGO"))
         .args(["run", "--quiet", "--example", "mint-demo-jwt"])
         .current_dir(repo_root())
         .output()
         .expect("run the mint-demo-jwt example");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let jwt = String::from_utf8(output.stdout).unwrap().trim().to_string();
-    assert_eq!(jwt.matches('.').count(), 2, "a JWT: {jwt}");
-    vec![("$DEMO_API_KEY".to_string(), api_key), ("$DEMO_JWT".to_string(), jwt)]
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 fn demo_lines(variables: &[(String, String)]) -> Vec<DemoLine> {
@@ -100,6 +106,9 @@ fn readme_demo_lines_hold_against_the_shipped_config() {
     assert!(lines
         .iter()
         .any(|line| line.headers.iter().any(|(name, _)| name == "Authorization") && line.status == 200));
+    let minted = format!("Bearer {}", minted_jwt());
+    let response = request(envoy.port, "GET", "/pizzashack/1.0.0/order/7", &[("Authorization", minted.as_str())], None);
+    assert_eq!(response.status, 200, "a freshly minted demo JWT works: {}", response.body);
     for line in lines {
         let headers: Vec<(&str, &str)> = line.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let response = request(envoy.port, &line.method, &line.path, &headers, None);
@@ -112,8 +121,8 @@ fn readme_demo_lines_hold_against_the_shipped_config() {
     }
 }
 
-/// The README's throttling line: the demo's `GET /menu` allows 5 calls a minute; the sixth
-/// answers 429 with 900802 and `Retry-After`.
+/// The README's throttling line: the demo's `GET /menu` allows 5 calls a minute; the next ones
+/// answer 429 with 900802 and `Retry-After`.
 #[test]
 fn the_demo_menu_allows_five_calls_a_minute() {
     let envoy = launch_demo();
@@ -124,11 +133,13 @@ fn the_demo_menu_allows_five_calls_a_minute() {
     if into_minute > 50.0 {
         std::thread::sleep(std::time::Duration::from_secs_f64(60.0 - into_minute + 0.1));
     }
-    let responses: Vec<_> = (0..6)
+    let readme = read_repo_file("README.md");
+    assert!(readme.contains("for i in 1 2 3 4 5 6 7;"), "the README's loop makes seven calls");
+    let responses: Vec<_> = (0..7)
         .map(|_| request(envoy.port, "GET", "/pizzashack/1.0.0/menu", &[("apikey", key.as_str())], None))
         .collect();
     let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
     assert_eq!(responses[5].json()["code"], "900802");
     assert!(responses[5].header("retry-after").is_some());
     assert_eq!(responses[4].header("ratelimit-remaining"), Some("0"));

@@ -98,7 +98,7 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
              "endpoints": {"production": "live"}, "resources": [{"method": "GET", "path": "/*"}]},
             {"name": "KeyInQuery", "context": "/query", "version": "1.0.0", "security": ["api_key"],
              "api_key_in_query": true, "endpoints": {"production": "live"},
-             "resources": [{"method": "GET", "path": "/*"}]}
+             "resources": [{"method": "GET", "path": "/*"}, {"method": "GET", "path": "/public", "security": []}]}
         ],
         "applications": [
             {"id": "app-1", "name": "ShopApp", "owner": "alice", "client_ids": [{"id": "app1", "key_manager": "oidc"}],
@@ -458,6 +458,15 @@ fn every_attack_is_refused_with_900901_and_nothing_reaches_the_backend() {
             response.body
         );
     }
+    // Each refusal is counted by its reason in Envoy's stats (flushed per worker: poll).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.envoy.stat("wasmcustom.apim.auth.refused.embedded_key") < 1
+        || stack.envoy.stat("wasmcustom.apim.auth.refused.bad_signature") < 1
+    {
+        assert!(Instant::now() < deadline, "refusal counters by reason");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!stack.envoy.log().contains(&good), "no token in the log");
     // A token in the query string is not a credential unless configured.
     let response = stack.envoy.get(&format!("/shop/1.0.0/items?access_token={good}"));
     assert_fault(&response, 401, "900902");
@@ -506,6 +515,12 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(stack.live.requests()[1].path, "/report?month=5", "the key is removed from the query");
     assert_fault(&stack.envoy.get("/shop/1.0.0/items?apikey=shop-key-1"), 401, "900902");
+    // On an open resource of an API that takes keys, a key in the query is still a credential:
+    // it never reaches the backend (or its access log), in any spelling of its name.
+    let response = stack.envoy.get("/query/1.0.0/public?apikey=shop-key-1&x=1&api%6Bey=shop-key-1");
+    assert_eq!(response.status, 200, "{}", response.body);
+    let public = stack.live.requests().last().cloned().unwrap();
+    assert_eq!(public.path, "/public?x=1");
 
     let jwt_key = |subscribed: Value| {
         let claims = json!({"iss": API_KEY_ISSUER, "sub": "admin", "exp": now() + 300, "keytype": "PRODUCTION",
@@ -518,8 +533,8 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     );
     let response = stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &key)], None);
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(stack.live.requests()[2].header("x-apim-application-id"), Some("jwt-app"));
-    assert_eq!(stack.live.requests()[2].header("x-apim-tier"), Some("Gold"), "the subscribed API's tier");
+    assert_eq!(stack.live.requests()[3].header("x-apim-application-id"), Some("jwt-app"));
+    assert_eq!(stack.live.requests()[3].header("x-apim-tier"), Some("Gold"), "the subscribed API's tier");
     assert_fault(&stack.envoy.send("GET", "/query/1.0.0/x", &[("apikey", &key)], None), 403, "900908");
     let forged = sign(
         &json!({"alg": "RS256", "kid": "apikey-b"}).to_string(),

@@ -39,7 +39,7 @@ const RSA_ALGORITHMS: [Algorithm; 6] =
 
 impl KeySet {
     /// Parses a JWKS (`{"keys":[...]}`). Keys that are not signature keys (`use` other than `sig`,
-    /// symmetric `oct` keys, unknown types or curves, short RSA moduli, malformed coordinates) are
+    /// `key_ops` without `verify`, symmetric `oct` keys, unknown types or curves, short RSA moduli, malformed coordinates) are
     /// skipped; a set with no usable key is an error.
     pub fn from_jwks(jwks: &Value) -> Result<KeySet, String> {
         let Some(entries) = jwks.get("keys").and_then(Value::as_array) else {
@@ -77,8 +77,16 @@ fn decoded_len(text: &str) -> Option<usize> {
 }
 
 fn parse_key(entry: &Value) -> Option<VerificationKey> {
+    // A key published for another purpose never verifies tokens: `use` must say `sig` and
+    // `key_ops`, when present, must list `verify` (RFC 7517 4.2 and 4.3).
     if let Some(usage) = entry.get("use") {
         if usage != "sig" {
+            return None;
+        }
+    }
+    if let Some(operations) = entry.get("key_ops") {
+        let verifies = operations.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+        if !verifies {
             return None;
         }
     }
@@ -208,6 +216,12 @@ mod tests {
         short_ed["x"] = Value::from("AAAA");
         let mut encryption = jwk("rsa-b.pem", Algorithm::RS256, "enc");
         encryption["use"] = Value::from("enc");
+        let mut encrypt_ops = jwk("rsa-b.pem", Algorithm::RS256, "encrypt-ops");
+        encrypt_ops["key_ops"] = serde_json::json!(["encrypt"]);
+        let mut malformed_ops = jwk("rsa-b.pem", Algorithm::RS256, "malformed-ops");
+        malformed_ops["key_ops"] = Value::from("verify");
+        let mut verify_ops = jwk("rsa-a.pem", Algorithm::RS256, "verify-ops");
+        verify_ops["key_ops"] = serde_json::json!(["verify"]);
         let jwks = json!({"keys": [
             jwk("rsa-1024-weak.pem", Algorithm::RS256, "weak"),
             {"kty": "oct", "k": "c2VjcmV0", "kid": "oct"},
@@ -215,11 +229,14 @@ mod tests {
             {"kty": "XYZ"},
             short_ed,
             encryption,
+            encrypt_ops,
+            malformed_ops,
+            verify_ops,
             jwk("rsa-a.pem", Algorithm::RS256, "good"),
         ]});
         let set = KeySet::from_jwks(&jwks).unwrap();
         let kids: Vec<_> = set.keys.iter().map(|k| k.kid.clone().unwrap()).collect();
-        assert_eq!(kids, vec!["good"]);
+        assert_eq!(kids, vec!["verify-ops", "good"]);
         assert!(KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
         assert!(KeySet::from_jwks(&json!({"nokeys": []})).is_err());
     }

@@ -2,7 +2,14 @@
 //! release `.wasm`, configs generated per test on free ports, real upstreams started by the test,
 //! a small HTTP/1.1 client, readiness by polling Envoy's admin `/ready` (no blind sleeps), and
 //! `Drop` impls that always stop what was started.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
