@@ -579,3 +579,61 @@ fn a_key_manager_that_times_out_or_fails_answers_900900() {
     assert!(live.requests().is_empty());
     assert_eq!(failing.requests().len(), 2, "the key manager was asked");
 }
+
+/// JWKS that cannot be had (the endpoint down, slow, failing, or its cluster misnamed) are a key
+/// manager outage: 900900 (500), never 401. So is a token with an unknown `kid` once the key
+/// manager stopped answering.
+#[test]
+fn jwks_that_cannot_be_fetched_answer_900900() {
+    let silent = common::Silent::start();
+    let failing = Backend::start();
+    let live = Backend::start();
+    let closed = common::free_port();
+    let config = |cluster: &str, path: &str| {
+        json!({
+            "key_managers": [{"name": "km", "issuer": LOCAL_ISSUER,
+                "jwks": {"cluster": cluster, "path": path, "timeout_ms": 500}}],
+            "apis": [{"name": "S", "context": "/s", "version": "1", "endpoints": {"production": "live"},
+                      "resources": [{"method": "GET", "path": "/*"}]}],
+            "applications": [{"id": "a", "name": "A", "client_ids": [{"id": "local-client"}]}],
+            "subscriptions": [{"application": "a", "api": "S:1"}]
+        })
+        .to_string()
+    };
+    let clusters = vec![
+        ("live".to_string(), live.port),
+        ("silent".to_string(), silent.port),
+        ("failing".to_string(), failing.port),
+        ("closed".to_string(), closed),
+    ];
+    let token = local_token(local_claims());
+    for (cluster, path) in
+        [("silent", "/jwks"), ("failing", "/status/503"), ("closed", "/jwks"), ("no_such_cluster", "/jwks")]
+    {
+        let envoy =
+            Envoy::start(&config(cluster, path), EnvoySetup { clusters: clusters.clone(), ..Default::default() });
+        let response = bearer(&envoy, "GET", "/s/1/x", &token);
+        assert_fault(&response, 500, "900900");
+        assert_eq!(response.header("www-authenticate"), None, "{cluster}: an outage is not a 401");
+    }
+    assert!(live.requests().is_empty());
+}
+
+#[test]
+fn an_unknown_kid_while_the_key_manager_is_down_is_900900() {
+    let mut stack = stack();
+    let before = stack.km.jwt("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(&stack.envoy, "GET", "/shop/1.0.0/items", &before).status, 200);
+    let issuer = stack.km.issuer();
+    stack.km.stop();
+    // A token signed by a key the gateway has never seen (as after a rotation), once the gateway
+    // may fetch again (5 s after its last fetch): the fetch fails, so the check cannot be made.
+    std::thread::sleep(Duration::from_millis(5_500));
+    let claims =
+        json!({"iss": issuer, "aud": "urn:apim:jwt", "exp": now() + 300, "client_id": "app1", "scope": "menu:read"});
+    let rotated = sign(r#"{"alg":"RS256","kid":"rotated-away"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256);
+    let response = bearer(&stack.envoy, "GET", "/shop/1.0.0/items", &rotated);
+    assert_fault(&response, 500, "900900");
+    // The token whose key is known still works from the keys at hand.
+    assert_eq!(bearer(&stack.envoy, "GET", "/shop/1.0.0/items", &before).status, 200);
+}

@@ -316,8 +316,7 @@ fn rate_limit_headers_count_down_and_over_quota_requests_pass_flagged() {
     // SoftTwo: stop_on_quota_reach false -> the third passes, flagged for the backend. The flag is
     // the filter's: a client's copy, in any spelling, never reaches the backend.
     let forged = [("apikey", "lenient-key"), ("x-apim-quota-exceeded", "true"), ("X_Apim_Quota_Exceeded", "true")];
-    let codes: Vec<String> =
-        (0..3).map(|_| code(&envoy.send("GET", "/flagged/1.0.0/x", &forged, None))).collect();
+    let codes: Vec<String> = (0..3).map(|_| code(&envoy.send("GET", "/flagged/1.0.0/x", &forged, None))).collect();
     assert_eq!(codes, ["200", "200", "200"]);
     let flags: Vec<Option<String>> =
         backend.requests().iter().skip(3).map(|r| r.header("x-apim-quota-exceeded").map(String::from)).collect();
