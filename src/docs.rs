@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::catalogue::{formats, Family, ProtocolState, ALL};
-use crate::config::RawConfig;
+use crate::schema::RawConfig;
 
 /// The JSON Schema of the configuration, pretty-printed.
 pub fn config_schema() -> String {

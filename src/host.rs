@@ -9,10 +9,8 @@
 pub struct HostError(pub u32);
 
 impl HostError {
-    pub const NOT_FOUND: HostError = HostError(1);
-    pub const BAD_ARGUMENT: HostError = HostError(2);
+    /// A CAS write found the value changed since it was read.
     pub const CAS_MISMATCH: HostError = HostError(8);
-    pub const INTERNAL_FAILURE: HostError = HostError(10);
 }
 
 /// A header: its name (lowercase ASCII in Envoy) and its value, which is bytes: Envoy accepts
@@ -46,6 +44,15 @@ impl Call {
     }
 }
 
+/// What a stage of the request path says next: it is done, it needs a call (and how to resume
+/// when the answer comes), or it refuses the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step<T, R, E> {
+    Done(T),
+    Call(Call, R),
+    Refused(E),
+}
+
 /// The answer to a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -58,8 +65,19 @@ pub enum Answer {
     Failed { code: u32 },
 }
 
+/// Shared data: one store per Envoy process, shared by every worker's VM (proxy-wasm shared data
+/// in the filter, a map in tests). Values carry a CAS token; a write with the token of the value
+/// read succeeds only if nobody wrote in between, a write without one is unconditional.
+pub trait SharedStore {
+    /// A value and its CAS token; `None` when absent.
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+    /// Stores a value; with a CAS token only if the value is unchanged
+    /// ([`HostError::CAS_MISMATCH`] otherwise).
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+}
+
 /// What the stream needs from Envoy.
-pub trait Host {
+pub trait Host: SharedStore {
     /// Every request header at once (one host call instead of one per header).
     fn request_headers(&self) -> Vec<Header>;
     /// Sets (or with `None` removes) a request header.
@@ -76,11 +94,6 @@ pub trait Host {
     fn count(&mut self, name: &str);
     /// Unix time, seconds. An error means the clock could not be read: callers fail closed.
     fn now(&self) -> Result<u64, HostError>;
-    /// Shared data (all workers of this Envoy): value and CAS token; `None` when absent.
-    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
-    /// Stores shared data; with a CAS token only if the value is unchanged
-    /// ([`HostError::CAS_MISMATCH`] otherwise).
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
     /// Starts a call; the answer arrives later with the returned token.
     fn call(&mut self, call: &Call) -> Result<u32, HostError>;
     /// Resumes a paused request.

@@ -3,7 +3,7 @@
 //! `via_upstream`) are never touched, whatever their status.
 
 use crate::catalogue::{Fault, FaultId, ProtocolState};
-use crate::config::ErrorFormat;
+use crate::schema::ErrorFormat;
 
 /// Envoy response flag bits (`response.flags`), as Envoy 1.40 reports them.
 pub mod flags {

@@ -119,7 +119,7 @@ fn istio_manifests_are_well_formed_the_plugin_config_is_accepted_and_a_client_ca
     assert!(removed.contains(&"x-apim-cluster") && removed.contains(&"x-apim-api"), "{removed:?}");
     // Every API's route needs the header only the filter sets, with that API's label.
     let routes = kind("VirtualService");
-    for api in &config.apis {
+    for api in &config.routes.apis {
         let label = format!("{}:{}", api.name, api.version);
         let matched = routes["spec"]["http"].as_sequence().expect("http routes").iter().any(|route| {
             route["match"].as_sequence().is_some_and(|matches| {

@@ -34,8 +34,6 @@ pub enum JwtError {
     Expired,
     NotYetValid,
     WrongAudience,
-    /// A claim the gateway relies on has the wrong JSON type.
-    WrongClaimType,
 }
 
 impl JwtError {
@@ -56,7 +54,6 @@ impl JwtError {
             JwtError::Expired => "expired",
             JwtError::NotYetValid => "not_yet_valid",
             JwtError::WrongAudience => "wrong_audience",
-            JwtError::WrongClaimType => "wrong_claim_type",
         }
     }
 }
@@ -126,7 +123,37 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, JwtError> {
     })
 }
 
+/// What a JWT is checked against. Bearer tokens and WSO2 JWT API keys go through the same checks
+/// in the same order: the issuer (checked by the caller before the keys are chosen: it picks the
+/// key manager, or must equal the configured API-key issuer), then the signature (an algorithm the
+/// issuer is configured for and the key's type allows), the times, and the audience.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    pub algorithms: &'a [Algorithm],
+    /// Accepted `aud` values; empty accepts any.
+    pub audiences: &'a [String],
+    pub clock_skew_s: u64,
+    /// `exp` is required (access tokens) or may be absent (WSO2's API keys of unlimited validity).
+    pub require_expiry: bool,
+}
+
 impl Parsed<'_> {
+    /// Checks signature, times and audience, in that order; returns `exp`, if any.
+    pub fn check<'k>(
+        &self,
+        rules: &Rules<'_>,
+        candidates: impl Iterator<Item = &'k VerificationKey>,
+        now: u64,
+    ) -> Result<Option<u64>, JwtError> {
+        self.verify(rules.algorithms, candidates)?;
+        let expires = check_times_optional_exp(&self.payload, now, rules.clock_skew_s)?;
+        if rules.require_expiry && expires.is_none() {
+            return Err(JwtError::MissingExpiry);
+        }
+        check_audience(&self.payload, rules.audiences)?;
+        Ok(expires)
+    }
+
     /// The unverified issuer, to choose whose keys to use.
     pub fn issuer(&self) -> Option<&str> {
         self.payload.get("iss").and_then(Value::as_str)
@@ -172,14 +199,8 @@ fn numeric_date(payload: &Map<String, Value>, name: &str) -> Result<Option<u64>,
     }
 }
 
-/// `exp` is required: valid while `now <= exp + skew`; `nbf`, when present, must be
-/// `<= now + skew`. Returns `exp`.
-pub fn check_times(payload: &Map<String, Value>, now: u64, skew: u64) -> Result<u64, JwtError> {
-    check_times_optional_exp(payload, now, skew)?.ok_or(JwtError::MissingExpiry)
-}
-
-/// As [`check_times`], for tokens that may lawfully carry no `exp` (WSO2's API keys of unlimited
-/// validity): `None` when there is none.
+/// `exp`, when present, must be `>= now - skew` and `nbf`, when present, `<= now + skew`. Returns
+/// `exp` (whether it is required is the caller's rule: see [`Rules`]).
 pub fn check_times_optional_exp(payload: &Map<String, Value>, now: u64, skew: u64) -> Result<Option<u64>, JwtError> {
     let expires = numeric_date(payload, "exp")?;
     if expires.is_some_and(|expires| now > expires.saturating_add(skew)) {
@@ -237,8 +258,12 @@ mod tests {
     fn check(token: &str) -> Result<(), JwtError> {
         let parsed = parse(token, 8192)?;
         let set = keys();
-        parsed.verify(RSA_ALGS, set.candidates(parsed.kid.as_deref(), parsed.algorithm))?;
-        check_times(&parsed.payload, NOW, 60).map(|_| ())
+        let rules = Rules { algorithms: RSA_ALGS, audiences: &[], clock_skew_s: 60, require_expiry: true };
+        parsed.check(&rules, set.candidates(parsed.kid.as_deref(), parsed.algorithm), NOW).map(|_| ())
+    }
+
+    fn check_times(payload: &Map<String, Value>, now: u64, skew: u64) -> Result<u64, JwtError> {
+        check_times_optional_exp(payload, now, skew)?.ok_or(JwtError::MissingExpiry)
     }
 
     fn b64(text: &str) -> String {

@@ -1,8 +1,146 @@
-//! Key validation: credentials from the request, JWT access tokens, opaque tokens (RFC 7662
-//! introspection), WSO2 API keys, and the authorization checks (application, subscription, key
-//! type, scopes) that turn a verified credential into a decision.
+//! Key validation: which credential a request offers ([`credentials`]), whether it is genuine
+//! (JWTs verified locally against keys inline or fetched, [`bearer`] and [`jwks`]; opaque tokens
+//! introspected, [`introspection`]; API keys looked up or verified, [`api_keys`]), and whether its
+//! application may call the resource ([`authorize`]: subscription, key type, token type, scopes).
+//!
+//! [`validation`] drives the steps of one request: it answers at once or asks for a call (an
+//! introspection, a JWKS fetch) and resumes with the answer. Refusals carry a reason for operators
+//! and become WSO2 codes through [`failure_fault`].
 
-pub mod flow;
+pub mod api_keys;
+pub mod authorize;
+pub mod bearer;
+pub mod credentials;
+pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
+pub mod settings;
 pub mod strict_json;
+pub mod validation;
+
+use sha2::{Digest, Sha256};
+
+use crate::catalogue::{Fault, FaultId};
+use crate::directory::AppKey;
+use crate::schema::Compatibility;
+pub use bearer::{TokenCache, TokenIdentity};
+pub use settings::{AuthConfig, CredentialSettings};
+
+/// Why a credential failed, before it becomes a WSO2 code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    BadFormat,
+    BadScheme,
+    Invalid,
+    Expired,
+    Inactive,
+    /// The key manager could not answer (timeout, 5xx, unreachable, a garbled answer, keys that
+    /// could not be fetched): 900900, never 401.
+    KeyManagerUnavailable,
+}
+
+impl AuthFailure {
+    /// This failure, with the reason operators see.
+    pub fn because(self, reason: &'static str) -> Refusal {
+        Refusal { failure: self, reason }
+    }
+}
+
+/// Why a credential was refused: the failure decides the WSO2 code the client gets; the reason
+/// is only for operators (a debug log line and the counter `apim.auth.refused.<reason>`) and never
+/// names the credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub failure: AuthFailure,
+    pub reason: &'static str,
+}
+
+/// The fault for a failure; `compatibility` picks API-M's or the Microgateway's codes.
+pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Fault {
+    let microgateway = compatibility == Compatibility::Microgateway;
+    let invalid = Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token");
+    match failure {
+        AuthFailure::Missing => Fault::new(FaultId::MissingCredentials),
+        AuthFailure::Invalid => invalid,
+        AuthFailure::BadFormat if microgateway => {
+            Fault::new(FaultId::InvalidCredentialFormat).with_challenge_error("invalid_token")
+        }
+        AuthFailure::BadScheme if microgateway => {
+            Fault::new(FaultId::InvalidAuthScheme).with_challenge_error("invalid_token")
+        }
+        AuthFailure::Expired if microgateway => {
+            Fault::new(FaultId::AccessTokenExpired).with_challenge_error("invalid_token")
+        }
+        AuthFailure::Inactive if microgateway => {
+            Fault::new(FaultId::AccessTokenInactive).with_challenge_error("invalid_token")
+        }
+        AuthFailure::BadFormat | AuthFailure::BadScheme | AuthFailure::Expired | AuthFailure::Inactive => invalid,
+        AuthFailure::KeyManagerUnavailable => Fault::new(FaultId::AuthGeneralError),
+    }
+}
+
+/// Who is calling, once the credential is verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Token(TokenIdentity),
+    ApiKey(AppKey),
+    JwtApiKey(api_keys::JwtApiKey),
+}
+
+/// Whether a credential has the shape of a compact JWS (three dot-separated parts).
+pub fn looks_like_jws(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// SHA-256 of a credential: what caches are keyed by (the credential itself is never stored).
+pub fn credential_hash(credential: &str) -> [u8; 32] {
+    Sha256::digest(credential.as_bytes()).into()
+}
+
+/// Key validation's state in one worker (VM), shared by its streams and its root context: the
+/// verified-token cache and the keys fetched from JWKS endpoints.
+#[derive(Debug)]
+pub struct WorkerState {
+    pub tokens: TokenCache,
+    pub jwks: Vec<jwks::FetchedKeys>,
+}
+
+impl WorkerState {
+    pub fn new(auth: &AuthConfig) -> Self {
+        WorkerState {
+            tokens: TokenCache::new(auth.credentials.verified_cache_entries),
+            jwks: auth.key_managers.iter().map(|_| jwks::FetchedKeys::default()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixture {
+    //! Key validation's inputs compiled from a configuration's JSON, the way `crate::config` does.
+    use super::AuthConfig;
+    use crate::directory::static_dir::Context;
+    use crate::directory::StaticDirectory;
+    use crate::routing::Table;
+    use crate::schema::RawConfig;
+
+    pub struct Fixture {
+        pub auth: AuthConfig,
+        pub routes: Table,
+        pub directory: StaticDirectory,
+    }
+
+    pub fn compile(json: &str) -> Fixture {
+        let raw: RawConfig = serde_json::from_str(json).expect("well-formed test JSON");
+        let mut warnings = Vec::new();
+        let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings).unwrap();
+        let policies = StaticDirectory::policy_names(&raw.policies).unwrap();
+        let routes = Table::compile(raw.apis, &|name| policies.contains(name)).unwrap();
+        let context = Context { routes: &routes, key_managers: &auth.key_manager_names() };
+        let directory =
+            StaticDirectory::compile(raw.applications, raw.subscriptions, raw.policies, raw.blocking, &context)
+                .unwrap();
+        Fixture { auth, routes, directory }
+    }
+}

@@ -31,6 +31,7 @@ mod sys {
         pub fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
         pub fn proxy_get_log_level(level: *mut u32) -> u32;
         pub fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+        pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
         pub fn proxy_get_buffer_bytes(
             buffer: u32,
             start: usize,
@@ -167,6 +168,12 @@ pub fn now_nanos() -> HostResult<u64> {
     // SAFETY: a valid out-pointer.
     check(unsafe { sys::proxy_get_current_time_nanoseconds(&mut time) })?;
     Ok(time)
+}
+
+/// Asks for `proxy_on_tick` on the root context every `period` milliseconds (0: never).
+pub fn set_tick_period_ms(period: u32) -> HostResult<()> {
+    // SAFETY: no pointers.
+    check(unsafe { sys::proxy_set_tick_period_milliseconds(period) })
 }
 
 // ---------------------------------------------------------------------------------------------

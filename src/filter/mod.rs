@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::Config;
-use crate::host::{text, Answer, Call, Header, Host, HostError};
-use crate::stream::{Flow, Stream, VmState};
+use crate::host::{text, Answer, Call, Header, Host, HostError, SharedStore};
+use crate::stream::background::{self, Job};
+use crate::stream::{Flow, Stream, Worker};
 
 /// Envoy's log levels as the ABI numbers them.
 const LOG_TRACE: u32 = 0;
@@ -101,7 +102,14 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 #[derive(Default)]
 struct Root {
     config: Rc<Config>,
-    vm: Option<Rc<RefCell<VmState>>>,
+    worker: Option<Rc<RefCell<Worker>>>,
+}
+
+/// Who made a call, and waits for its answer.
+#[derive(Clone, Copy)]
+enum Caller {
+    Stream(u32),
+    Root(u32, Job),
 }
 
 /// Everything the VM keeps between callbacks (a wasm VM runs one callback at a time).
@@ -109,8 +117,8 @@ struct Root {
 struct Registry {
     roots: HashMap<u32, Root>,
     streams: HashMap<u32, Stream>,
-    /// Call token to the stream that made the call.
-    calls: HashMap<u32, u32>,
+    /// Call token to who made the call.
+    calls: HashMap<u32, Caller>,
     metrics: Metrics,
 }
 
@@ -161,18 +169,18 @@ pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
             registry.roots.insert(context, Root::default());
             return;
         }
-        let (config, vm) = match registry.roots.get_mut(&parent) {
+        let (config, worker) = match registry.roots.get_mut(&parent) {
             Some(root) => {
-                let vm = root.vm.get_or_insert_with(|| Rc::new(RefCell::new(VmState::new(&root.config))));
-                (Rc::clone(&root.config), Rc::clone(vm))
+                let worker = root.worker.get_or_insert_with(|| Rc::new(RefCell::new(Worker::new(&root.config))));
+                (Rc::clone(&root.config), Rc::clone(worker))
             }
             None => {
                 let config = Rc::new(Config::default());
-                let vm = Rc::new(RefCell::new(VmState::new(&config)));
-                (config, vm)
+                let worker = Rc::new(RefCell::new(Worker::new(&config)));
+                (config, worker)
             }
         };
-        registry.streams.insert(context, Stream::new(config, vm));
+        registry.streams.insert(context, Stream::new(config, worker));
     });
 }
 
@@ -200,25 +208,37 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
         (Some(start), Some(end)) => end.saturating_sub(start) as f64 / 1e6,
         _ => 0.0,
     };
-    log::info!(
-        "configuration accepted: {} APIs, {} applications, {} subscriptions, errors as {:?}, in {elapsed_ms:.1} ms",
-        config.apis.len(),
-        config.applications.len(),
-        config.subscriptions.len(),
-        config.errors.format
-    );
+    log::info!("configuration accepted: {}, in {elapsed_ms:.1} ms", config.summary());
     for warning in config.warnings() {
         log::warn!("{warning}");
     }
-    let vm = VmState::new(&config);
+    let worker = Worker::new(&config);
+    if background::needed(&config) {
+        if let Err(status) = abi::set_tick_period_ms(background::TICK_MS) {
+            log::warn!("no background refresh: the tick cannot be set ({status:?})");
+        }
+    }
     with_registry(|registry| {
         let mut host = WasmHost { metrics: &mut registry.metrics };
         crate::stream::prepare_counters(&mut host, &mut config);
         let root = registry.roots.entry(root).or_default();
         root.config = Rc::new(config);
-        root.vm = Some(Rc::new(RefCell::new(vm)));
+        root.worker = Some(Rc::new(RefCell::new(worker)));
     })
     .map_or(0, |()| 1)
+}
+
+/// Background work of a root context (see [`background`]).
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(root: u32) {
+    with_registry(|registry| {
+        let Registry { roots, metrics, calls, .. } = registry;
+        let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
+        let mut host = WasmHost { metrics };
+        for (token, job) in background::tick(&mut host, config, &mut worker.borrow_mut()) {
+            calls.insert(token, Caller::Root(root, job));
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,7 +248,7 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
 fn action(flow: Flow) -> u32 {
     match flow {
         Flow::Continue => 0,
-        Flow::Pause => 1,
+        Flow::Waiting | Flow::Answered => 1,
     }
 }
 
@@ -240,7 +260,7 @@ fn on_stream(context: u32, work: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> 
         let mut host = WasmHost { metrics };
         let flow = work(stream, &mut host);
         if let Some(token) = stream.take_started_call() {
-            calls.insert(token, context);
+            calls.insert(token, Caller::Stream(context));
         }
         flow
     })
@@ -277,9 +297,10 @@ pub extern "C" fn proxy_on_response_body(context: u32, body_size: usize, end_of_
 pub extern "C" fn proxy_on_delete(context: u32) {
     with_registry(|registry| {
         if registry.streams.remove(&context).is_some() {
-            registry.calls.retain(|_, stream| *stream != context);
+            registry.calls.retain(|_, caller| !matches!(caller, Caller::Stream(stream) if *stream == context));
         } else {
             registry.roots.remove(&context);
+            registry.calls.retain(|_, caller| !matches!(caller, Caller::Root(root, _) if *root == context));
         }
     });
 }
@@ -290,16 +311,25 @@ pub extern "C" fn proxy_on_delete(context: u32) {
 
 fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
     with_registry(|registry| {
-        let Registry { streams, metrics, calls, .. } = registry;
-        let Some(context) = calls.remove(&token) else { return };
-        let Some(stream) = streams.get_mut(&context) else { return };
-        if abi::set_effective_context(context).is_err() {
-            return;
-        }
-        let mut host = WasmHost { metrics };
-        stream.on_call_response(&mut host, token, answer());
-        if let Some(next) = stream.take_started_call() {
-            calls.insert(next, context);
+        let Registry { roots, streams, metrics, calls } = registry;
+        match calls.remove(&token) {
+            Some(Caller::Stream(context)) => {
+                let Some(stream) = streams.get_mut(&context) else { return };
+                if abi::set_effective_context(context).is_err() {
+                    return;
+                }
+                let mut host = WasmHost { metrics };
+                stream.on_call_response(&mut host, token, answer());
+                if let Some(next) = stream.take_started_call() {
+                    calls.insert(next, Caller::Stream(context));
+                }
+            }
+            Some(Caller::Root(root, job)) => {
+                let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
+                let mut host = WasmHost { metrics };
+                background::answered(&mut host, config, &mut worker.borrow_mut(), job, &answer());
+            }
+            None => {}
         }
     });
 }
@@ -358,6 +388,16 @@ fn set_header(map: u32, name: &str, value: Option<&[u8]>) {
     }
 }
 
+impl SharedStore for WasmHost<'_> {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        abi::shared_get(key)
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        abi::shared_set(key, value, cas)
+    }
+}
+
 impl Host for WasmHost<'_> {
     fn request_headers(&self) -> Vec<Header> {
         abi::header_pairs(abi::MAP_REQUEST_HEADERS)
@@ -396,14 +436,6 @@ impl Host for WasmHost<'_> {
 
     fn now(&self) -> Result<u64, HostError> {
         abi::now_nanos().map(|nanos| nanos / 1_000_000_000)
-    }
-
-    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-        abi::shared_get(key)
-    }
-
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        abi::shared_set(key, value, cas)
     }
 
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {

@@ -10,17 +10,11 @@
 
 use sha2::{Digest, Sha256};
 
-/// A compare-and-swap key-value store: proxy-wasm shared data in the filter, a map in tests.
-///
-/// Like Envoy's shared data, a write without a CAS token is unconditional; the counters therefore
-/// only write with the token of the value they read, and slots are created (empty) by
-/// [`prepare_slots`] before any request counts.
-pub trait CasStore {
-    /// The value and its CAS token.
-    fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)>;
-    /// Writes when `cas` still matches (always, with `None`); `false` on a mismatch or failure.
-    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-}
+use crate::host::SharedStore;
+
+// Like Envoy's shared data, a write without a CAS token is unconditional: the counters therefore
+// only write with the token of the value they read, and slots are created (empty) by
+// [`prepare_slots`] before any request counts.
 
 /// What a counter is asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,25 +152,27 @@ const LAYOUT_KEY: &str = "apim.rl.layout";
 /// process: a later configuration asking for another count keeps the one in use (so counts stay
 /// exact across a live update, when old and new configurations serve side by side) and the new
 /// count takes effect when Envoy restarts.
-pub fn prepare_slots(store: &mut dyn CasStore, slots: u32) -> u32 {
+pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32) -> u32 {
     let slots = slots.max(1);
     let in_use = store
-        .get(LAYOUT_KEY)
+        .shared_get(LAYOUT_KEY)
+        .ok()
+        .flatten()
         .and_then(|(bytes, _)| <[u8; 4]>::try_from(bytes.as_slice()).ok())
         .map(u32::from_le_bytes)
         .filter(|count| *count > 0);
     let slots = match in_use {
         Some(count) => count,
         None => {
-            store.set(LAYOUT_KEY, &slots.to_le_bytes(), None);
+            let _ = store.shared_set(LAYOUT_KEY, &slots.to_le_bytes(), None);
             slots
         }
     };
     let empty = encode(&[]);
     for index in 0..u64::from(slots) {
         let name = slot_name(index, slots);
-        if store.get(&name).is_none() {
-            store.set(&name, &empty, None);
+        if matches!(store.shared_get(&name), Ok(None)) {
+            let _ = store.shared_set(&name, &empty, None);
         }
     }
     slots
@@ -184,7 +180,7 @@ pub fn prepare_slots(store: &mut dyn CasStore, slots: u32) -> u32 {
 
 /// Applies a hit to the counter `key` (limit per `window_s`-second window) at `now`.
 pub fn hit(
-    store: &mut dyn CasStore,
+    store: &mut dyn SharedStore,
     key: &str,
     limit: u64,
     window_s: u64,
@@ -198,7 +194,7 @@ pub fn hit(
     let slot = slot_of(key, slots);
     let id = key_id(key);
     for _ in 0..retries.max(1) {
-        let Some((bytes, Some(cas))) = store.get(&slot) else { return Err(Contended::SlotMissing) };
+        let Ok(Some((bytes, cas))) = store.shared_get(&slot) else { return Err(Contended::SlotMissing) };
         // Keep the previous window too: a worker whose clock lags a little must find it full
         // rather than reopen it.
         let mut entries: Vec<Entry> = decode(&bytes)
@@ -244,7 +240,7 @@ pub fn hit(
                 entries.push(Entry { id, window_start, window_s, count: next });
             }
         }
-        if store.set(&slot, &encode(&entries), Some(cas)) {
+        if store.shared_set(&slot, &encode(&entries), Some(cas)).is_ok() {
             return Ok(count);
         }
     }
@@ -254,6 +250,7 @@ pub fn hit(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::host::HostError;
     use std::collections::HashMap;
 
     /// An in-memory store; `conflicts` makes the next N writes fail as if another worker won.
@@ -265,26 +262,26 @@ pub(crate) mod tests {
 
     /// Behaves like Envoy's shared data: a write without a CAS token is unconditional, a write
     /// with one succeeds only while the token matches.
-    impl CasStore for MemoryStore {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
-            self.data.get(key).map(|(value, cas)| (value.clone(), Some(*cas)))
+    impl SharedStore for MemoryStore {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            Ok(self.data.get(key).map(|(value, cas)| (value.clone(), *cas)))
         }
-        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
             if self.conflicts > 0 && cas.is_some() {
                 self.conflicts -= 1;
                 if let Some(entry) = self.data.get_mut(key) {
                     entry.1 += 1;
                 }
-                return false;
+                return Err(HostError::CAS_MISMATCH);
             }
             let current = self.data.get(key).map(|(_, cas)| *cas);
             if let (Some(expected), Some(current)) = (cas, current) {
                 if expected != current {
-                    return false;
+                    return Err(HostError::CAS_MISMATCH);
                 }
             }
             self.data.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-            true
+            Ok(())
         }
     }
 

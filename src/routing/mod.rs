@@ -1,10 +1,16 @@
-//! The request-phase decision: a pure function of the configuration and what the request shows.
-//! It matches the request to an API and a resource and says what to do: forward (and where),
-//! answer a CORS preflight, let the request pass untouched, or deny with a fault.
+//! Routing: which API and resource a request is for, and what to do with it. [`decide`] is a pure
+//! function of the routing table and what the request shows: forward (and where), answer a CORS
+//! preflight, let the request pass untouched, or deny with a fault. The table is compiled in
+//! [`table`]; paths are normalized and templates matched in [`matcher`].
+
+pub mod matcher;
+pub mod table;
 
 use crate::catalogue::{Fault, FaultId};
-use crate::config::{Config, Lifecycle, Unmatched};
-use crate::matcher::{self, Specificity};
+use crate::schema::Unmatched;
+use crate::vocab::{ApiId, Lifecycle, ResourceId};
+use matcher::Specificity;
+pub use table::{Api, Resource, RoutingSettings, Table};
 
 /// What the decision needs from a request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,17 +26,24 @@ pub struct RequestView<'a> {
 /// Where a matched request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forward {
-    /// Index of the API in [`Config::apis`].
-    pub api: usize,
-    /// Index of the resource in the API's resources.
-    pub resource: usize,
+    pub api: ApiId,
+    pub resource: ResourceId,
     /// The Envoy cluster of the endpoint; `None` until the credential's key type picks it
     /// (secured resources).
     pub cluster: Option<String>,
-    /// `<api name>:<version>`.
-    pub api_label: String,
     /// The `:path` for the upstream, when rewriting is on.
     pub upstream_path: Option<String>,
+}
+
+/// What routing needs besides the table: the settings and the gateway's answers to what matches
+/// nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Router<'a> {
+    pub table: &'a Table,
+    pub settings: &'a RoutingSettings,
+    pub unmatched: Unmatched,
+    /// CORS is configured: preflights of known resources are answered by the gateway.
+    pub answers_preflights: bool,
 }
 
 /// The decision.
@@ -47,24 +60,25 @@ pub enum Verdict {
 }
 
 /// Decides what to do with a request.
-pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
+pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
+    let Router { table, settings, unmatched, answers_preflights } = router;
     // A path that cannot be matched safely is refused whatever API it names, even when unmatched
     // requests pass through: otherwise `/other/../pizzashack/1.0.0/admin` would skip the policy.
     let Ok(path) = matcher::normalize(request.path) else {
         return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
     };
-    let depth_limit = config.max_base_depth.min(path.segments.len());
+    let depth_limit = table.max_base_depth.min(path.segments.len());
     let matched = (1..=depth_limit).rev().find_map(|depth| {
         let base = format!("/{}", path.segments.get(..depth).unwrap_or_default().join("/"));
-        config.base_paths.get(&base).map(|&index| (index, depth))
+        table.base_paths.get(&base).map(|&id| (id, depth))
     });
-    let Some((api_index, depth)) = matched else {
-        return match config.unmatched {
+    let Some((api_id, depth)) = matched else {
+        return match unmatched {
             Unmatched::PassThrough => Verdict::PassThrough,
             Unmatched::Fault => Verdict::Deny(Fault::new(FaultId::NotFound)),
         };
     };
-    let Some(api) = config.apis.get(api_index) else {
+    let Some(api) = table.api(api_id) else {
         return Verdict::Deny(Fault::new(FaultId::NotFound));
     };
     if api.lifecycle == Lifecycle::Blocked {
@@ -72,9 +86,9 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
     }
 
     let below = path.segments.get(depth..).unwrap_or_default();
-    let mut best: Option<(Specificity, usize)> = None;
+    let mut best: Option<(Specificity, ResourceId)> = None;
     let mut path_matched = false;
-    for (index, resource) in api.resources.iter().enumerate() {
+    for resource in &api.resources {
         let Some(specificity) = resource.template.matches(below) else {
             continue;
         };
@@ -83,17 +97,17 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
             continue;
         }
         if best.as_ref().is_none_or(|(current, _)| specificity > *current) {
-            best = Some((specificity, index));
+            best = Some((specificity, resource.id));
         }
     }
-    let Some((_, resource_index)) = best else {
+    let Some((_, resource_id)) = best else {
         let preflight = request.method == "OPTIONS" && request.access_control_request_method.is_some();
-        if preflight && path_matched && config.errors.cors.is_some() {
+        if preflight && path_matched && answers_preflights {
             return Verdict::Preflight;
         }
         return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
     };
-    let Some(resource) = api.resources.get(resource_index) else {
+    let Some(resource) = api.resource(resource_id) else {
         return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
     };
 
@@ -107,7 +121,7 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
     } else {
         None
     };
-    let upstream_path = config.routing.rewrite_path.then(|| {
+    let upstream_path = settings.rewrite_path.then(|| {
         // Runs of `/` are collapsed: the filter matched them as one, and a path starting with
         // `//` would read as a network-path reference (`//host/x`) to some backends.
         let mut upstream = collapse_slashes(&format!("{}{}", api.backend_path, path.raw_after(depth)));
@@ -120,13 +134,7 @@ pub fn decide(config: &Config, request: &RequestView<'_>) -> Verdict {
         }
         upstream
     });
-    Verdict::Forward(Forward {
-        api: api_index,
-        resource: resource_index,
-        cluster,
-        api_label: format!("{}:{}", api.name, api.version),
-        upstream_path,
-    })
+    Verdict::Forward(Forward { api: api_id, resource: resource_id, cluster, upstream_path })
 }
 
 fn collapse_slashes(path: &str) -> String {
@@ -142,6 +150,40 @@ fn collapse_slashes(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::RawConfig;
+
+    /// What routing gets from a configuration: its table, settings and answers.
+    struct Config {
+        routes: Table,
+        settings: RoutingSettings,
+        unmatched: Unmatched,
+        answers_preflights: bool,
+    }
+
+    impl Config {
+        fn from_json(json: &[u8]) -> Result<Config, crate::schema::ConfigError> {
+            let raw: RawConfig = serde_json::from_slice(json).expect("well-formed test JSON");
+            Ok(Config {
+                answers_preflights: raw.errors.cors.is_some(),
+                unmatched: raw.unmatched,
+                settings: RoutingSettings::compile(raw.routing, &raw.credentials)?,
+                routes: Table::compile(raw.apis, &|_| true)?,
+            })
+        }
+
+        fn router(&self) -> Router<'_> {
+            Router {
+                table: &self.routes,
+                settings: &self.settings,
+                unmatched: self.unmatched,
+                answers_preflights: self.answers_preflights,
+            }
+        }
+    }
+
+    fn decide_with(config: &Config, request: &RequestView<'_>) -> Verdict {
+        decide(config.router(), request)
+    }
 
     const CONFIG: &str = r#"{
         "errors": {"cors": {"allow_origins": ["*"]}},
@@ -168,7 +210,7 @@ mod tests {
     }
 
     fn decide_get(config: &Config, path: &str) -> Verdict {
-        decide(config, &RequestView { method: "GET", path, ..Default::default() })
+        decide_with(config, &RequestView { method: "GET", path, ..Default::default() })
     }
 
     fn denied_with(verdict: Verdict) -> u32 {
@@ -190,12 +232,12 @@ mod tests {
         let config = config();
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/menu?size=large"));
         assert_eq!(forward.cluster.as_deref(), Some("pizza"));
-        assert_eq!(forward.api_label, "PizzaShackAPI:1.0.0");
+        assert_eq!(config.routes.api(forward.api).unwrap().label, "PizzaShackAPI:1.0.0");
         assert_eq!(forward.upstream_path.as_deref(), Some("/api/menu?size=large"));
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/order/42"));
-        assert_eq!(forward.resource, 2);
+        assert_eq!(forward.resource, ResourceId(2));
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/order/latest"));
-        assert_eq!(forward.resource, 3, "literal beats parameter");
+        assert_eq!(forward.resource, ResourceId(3), "literal beats parameter");
     }
 
     #[test]
@@ -254,7 +296,7 @@ mod tests {
             "/pizzashack/1.0.0/menu;jsessionid=1",
             "/pizzashack/1.0.0/men%75",
         ] {
-            assert_eq!(forwarded(decide_get(&config, path)).resource, 0, "{path}");
+            assert_eq!(forwarded(decide_get(&config, path)).resource, ResourceId(0), "{path}");
         }
         for path in [
             "/pizzashack/1.0.0/x/../menu",
@@ -280,17 +322,17 @@ mod tests {
         let config = config();
         let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/secure"));
         assert_eq!(forward.cluster, None);
-        assert_eq!(forward.resource, 4);
+        assert_eq!(forward.resource, ResourceId(4));
     }
 
     #[test]
     fn cors_preflight_is_answered_for_known_paths_only() {
         let config = config();
         let preflight = |path| RequestView { method: "OPTIONS", path, access_control_request_method: Some("GET") };
-        assert_eq!(decide(&config, &preflight("/pizzashack/1.0.0/menu")), Verdict::Preflight);
-        assert_eq!(denied_with(decide(&config, &preflight("/pizzashack/1.0.0/nope"))), 900906);
+        assert_eq!(decide_with(&config, &preflight("/pizzashack/1.0.0/menu")), Verdict::Preflight);
+        assert_eq!(denied_with(decide_with(&config, &preflight("/pizzashack/1.0.0/nope"))), 900906);
         let plain_options = RequestView { method: "OPTIONS", path: "/pizzashack/1.0.0/menu", ..Default::default() };
-        assert_eq!(denied_with(decide(&config, &plain_options)), 900906);
+        assert_eq!(denied_with(decide_with(&config, &plain_options)), 900906);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The one renderer: turns a [`Fault`] into the status, headers and body the client receives,
-//! in the configured format, with overrides, CORS headers and `WWW-Authenticate` applied.
+//! in the configured format, with overrides, CORS headers and `WWW-Authenticate` applied. Its
+//! settings are compiled in [`settings`].
+
+pub mod settings;
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 
 use crate::catalogue::{formats, Family, Fault, FaultId};
-use crate::config::{ErrorFormat, ErrorSettings, RawCors};
+use crate::schema::ErrorFormat;
+pub use settings::{Cors, ErrorSettings};
 
 /// A fault ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +20,7 @@ pub struct Rendered {
     pub body: String,
 }
 
+#[cfg(test)]
 impl Rendered {
     /// The value of a header (case-insensitive name), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -137,7 +142,7 @@ const JSON: &str = "application/json; charset=UTF-8";
 const XML: &str = "application/xml; charset=UTF-8";
 
 /// CORS headers for a response to a request from `origin`. `preflight` adds `Max-Age`.
-pub fn cors_headers(cors: &RawCors, origin: Option<&str>, preflight: bool) -> Vec<(String, String)> {
+pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: bool) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     if cors.allow_origins.iter().any(|allowed| allowed == "*") {
         headers.push(("access-control-allow-origin".to_string(), "*".to_string()));
@@ -389,10 +394,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use crate::catalogue::{ProtocolState, ALL};
-    use crate::config::Config;
+    use crate::schema::RawConfig;
 
     fn settings(json: &str) -> ErrorSettings {
-        Config::from_json(json.as_bytes()).expect("valid config").errors
+        let raw: RawConfig = serde_json::from_str(json).expect("well-formed test JSON");
+        ErrorSettings::compile(raw.errors, &raw.credentials).expect("valid settings")
     }
 
     const FORMATS: &[&str] = &["apim-json", "apim-xml", "microgateway", "choreo-connect", "kanali", "tyk", "template"];

@@ -1,0 +1,215 @@
+//! Authorization of a verified credential, in WSO2's order: the subscription (none 900908,
+//! BLOCKED 900907, PROD_ONLY_BLOCKED for production keys, inactive states 900909), the token
+//! type (900905), the scopes (900910), then the endpoint of the key type (900901/403). The
+//! directory answers who the application is and what it subscribed to.
+
+use super::Identity;
+use crate::catalogue::{Fault, FaultId};
+use crate::directory::Directory;
+use crate::routing::{Api, Resource};
+use crate::vocab::{KeyType, SubscriptionState};
+
+/// The auth context of an authorized request, sent to the backend as headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authorized {
+    pub cluster: String,
+    pub key_type: KeyType,
+    pub application_id: String,
+    pub application_name: String,
+    pub subscriber: String,
+    pub tier: String,
+    pub end_user: Option<String>,
+}
+
+fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
+    match state {
+        SubscriptionState::Unblocked => Ok(()),
+        SubscriptionState::Blocked => Err(Fault::new(FaultId::ApiTemporarilyBlocked)),
+        SubscriptionState::ProdOnlyBlocked if key_type == KeyType::Production => {
+            Err(Fault::new(FaultId::ApiTemporarilyBlocked))
+        }
+        SubscriptionState::ProdOnlyBlocked => Ok(()),
+        SubscriptionState::OnHold | SubscriptionState::Rejected | SubscriptionState::Inactive => {
+            Err(Fault::new(FaultId::SubscriptionInactive))
+        }
+    }
+}
+
+/// API keys carry no scopes: a resource that requires scopes refuses them (900910). An opaque key
+/// is an application's, never a user's: user-only resources refuse it (900905).
+fn api_key_resource_checks(resource: &Resource, opaque: bool) -> Result<(), Fault> {
+    if !resource.scopes.is_empty() {
+        return Err(Fault::new(FaultId::InsufficientScope).with_challenge_error("insufficient_scope"));
+    }
+    if opaque && resource.user_token_only {
+        return Err(Fault::new(FaultId::IncorrectAccessTokenType).with_challenge_error("invalid_token"));
+    }
+    Ok(())
+}
+
+fn endpoint(api: &Api, key_type: KeyType) -> Result<String, Fault> {
+    match key_type {
+        KeyType::Production => {
+            api.endpoints.production.clone().ok_or(Fault::new(FaultId::ProductionKeyWithoutEndpoint))
+        }
+        KeyType::Sandbox => api.endpoints.sandbox.clone().ok_or(Fault::new(FaultId::SandboxKeyWithoutEndpoint)),
+    }
+}
+
+/// Checks, in WSO2's order: subscription (900908 none, 900907 blocked, 900909 inactive), token
+/// type (900905), scopes (900910, any one of the resource's), then the key type's endpoint
+/// (900901/403).
+pub fn authorize(
+    directory: &dyn Directory,
+    api: &Api,
+    resource: &Resource,
+    identity: &Identity,
+) -> Result<Authorized, Fault> {
+    let forbidden = || Fault::new(FaultId::ResourceForbidden);
+    match identity {
+        Identity::JwtApiKey(key) => {
+            let versioned_context = format!("{}/{}", api.context, api.version);
+            let Some((_, _, _, subscription_tier)) = key.subscribed.iter().find(|(name, version, context, _)| {
+                version == &api.version && (name == &api.name || context == &versioned_context)
+            }) else {
+                return Err(forbidden());
+            };
+            api_key_resource_checks(resource, false)?;
+            // An application the gateway also knows: its subscription's state applies too.
+            let mut tier = if subscription_tier.is_empty() { key.tier.clone() } else { subscription_tier.clone() };
+            if let Some(subscription) = directory.subscription(&key.application_id, &api.label) {
+                check_subscription_state(subscription.state, key.key_type)?;
+                tier = subscription.tier.clone();
+            }
+            Ok(Authorized {
+                cluster: endpoint(api, key.key_type)?,
+                key_type: key.key_type,
+                application_id: key.application_id.clone(),
+                application_name: key.application_name.clone(),
+                subscriber: key.owner.clone(),
+                tier,
+                end_user: key.end_user.clone(),
+            })
+        }
+        Identity::ApiKey(_) | Identity::Token(_) => {
+            let (app_key, token) = match identity {
+                Identity::ApiKey(app_key) => (app_key.clone(), None),
+                Identity::Token(token) => {
+                    let app_key = directory.client(&token.client_id).ok_or_else(forbidden)?;
+                    // A client id belongs to the key manager that issued it.
+                    if app_key.key_manager.is_some_and(|owner| owner != token.key_manager) {
+                        return Err(Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"));
+                    }
+                    (app_key, Some(token))
+                }
+                Identity::JwtApiKey(_) => return Err(forbidden()),
+            };
+            let application = directory.application(&app_key.application).ok_or_else(forbidden)?;
+            let subscription = directory.subscription(&app_key.application, &api.label).ok_or_else(forbidden)?;
+            check_subscription_state(subscription.state, app_key.key_type)?;
+            if token.is_none() {
+                api_key_resource_checks(resource, true)?;
+            }
+            if let Some(token) = token {
+                if resource.user_token_only && !token.user_token {
+                    return Err(Fault::new(FaultId::IncorrectAccessTokenType).with_challenge_error("invalid_token"));
+                }
+                if !resource.scopes.is_empty() && !resource.scopes.iter().any(|scope| token.scopes.contains(scope)) {
+                    return Err(Fault::new(FaultId::InsufficientScope).with_challenge_error("insufficient_scope"));
+                }
+            }
+            Ok(Authorized {
+                cluster: endpoint(api, app_key.key_type)?,
+                key_type: app_key.key_type,
+                application_id: application.id.to_string(),
+                application_name: application.name.clone(),
+                subscriber: application.owner.clone(),
+                tier: subscription.tier.clone(),
+                end_user: token.and_then(|token| token.end_user.clone()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::api_keys::{self, JwtApiKey};
+    use crate::auth::fixture::{compile, Fixture};
+    use crate::auth::{AuthFailure, TokenIdentity};
+    use crate::directory::AppKey;
+    use crate::vocab::KmId;
+
+    const CONFIG: &str = r#"{
+        "key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"cluster": "a"}},
+                         {"name": "b", "issuer": "https://b", "jwks": {"cluster": "b"}}],
+        "apis": [{"name": "S", "context": "/s", "version": "1", "security": ["oauth2", "api_key"],
+                  "endpoints": {"production": "p"},
+                  "resources": [{"method": "GET", "path": "/open-to-keys"},
+                                {"method": "GET", "path": "/scoped", "scopes": ["read"]},
+                                {"method": "GET", "path": "/users", "user_token_only": true}]}],
+        "applications": [{"id": "app", "name": "App", "client_ids": [{"id": "c", "key_manager": "b"}],
+                          "api_keys": [{"sha256": "b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c"}]},
+                         {"id": "jwt-app", "name": "JwtApp"}],
+        "subscriptions": [{"application": "app", "api": "S:1"}, {"application": "jwt-app", "api": "S:1", "state": "BLOCKED"}]
+    }"#;
+
+    fn token(key_manager: u32, scopes: &[&str], user_token: bool) -> Identity {
+        Identity::Token(TokenIdentity {
+            key_manager: KmId(key_manager),
+            client_id: "c".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            end_user: Some("someone".into()),
+            user_token,
+            expires_at: u64::MAX,
+        })
+    }
+
+    fn code(fixture: &Fixture, path: usize, identity: &Identity) -> Result<String, u32> {
+        let api = &fixture.routes.apis[0];
+        authorize(&fixture.directory, api, &api.resources[path], identity)
+            .map(|a| a.application_id)
+            .map_err(|fault| fault.code)
+    }
+
+    #[test]
+    fn a_client_id_is_honoured_only_from_its_own_key_manager() {
+        let config = compile(CONFIG);
+        assert_eq!(code(&config, 0, &token(1, &[], false)), Ok("app".into()));
+        assert_eq!(code(&config, 0, &token(0, &[], false)), Err(900901), "issuer a cannot speak for b's client");
+    }
+
+    #[test]
+    fn api_keys_cannot_reach_scoped_or_user_only_resources() {
+        let config = compile(CONFIG);
+        // The configured hash is SHA-256("foo\n").
+        assert!(matches!(api_keys::verify(&config.auth, &config.directory, "foo\n", 0), Ok(Identity::ApiKey(_))));
+        assert_eq!(
+            api_keys::verify(&config.auth, &config.directory, "foo", 0),
+            Err(AuthFailure::Invalid.because("unknown_api_key"))
+        );
+        let opaque =
+            Identity::ApiKey(AppKey { application: "app".into(), key_type: KeyType::Production, key_manager: None });
+        assert_eq!(code(&config, 0, &opaque), Ok("app".into()));
+        assert_eq!(code(&config, 1, &opaque), Err(900910));
+        assert_eq!(code(&config, 2, &opaque), Err(900905));
+        assert_eq!(code(&config, 1, &token(1, &["read"], false)), Ok("app".into()));
+        assert_eq!(code(&config, 2, &token(1, &[], false)), Err(900905));
+        assert_eq!(code(&config, 2, &token(1, &[], true)), Ok("app".into()));
+    }
+
+    #[test]
+    fn jwt_api_keys_honour_the_subscription_state_the_gateway_knows() {
+        let config = compile(CONFIG);
+        let key = Identity::JwtApiKey(JwtApiKey {
+            key_type: KeyType::Production,
+            application_id: "jwt-app".into(),
+            application_name: "JwtApp".into(),
+            owner: "o".into(),
+            tier: "Unlimited".into(),
+            end_user: None,
+            subscribed: vec![("S".into(), "1".into(), "/s/1".into(), "Gold".into())],
+        });
+        assert_eq!(code(&config, 0, &key), Err(900907));
+    }
+}

@@ -1,0 +1,294 @@
+//! Bearer tokens verified locally: JWT access tokens checked against their key manager's keys
+//! and rules, the claims read into a [`TokenIdentity`], and the per-worker cache of verified
+//! tokens.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{Map, Value};
+
+use super::jwks::FetchedKeys;
+use super::jwt::{self, JwtError, Rules};
+use super::keys::KeySet;
+use super::settings::{AuthConfig, Claims};
+use super::{looks_like_jws, AuthFailure, Refusal};
+use crate::vocab::KmId;
+
+/// A verified OAuth2 token (also what the introspection cache stores for an active token).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenIdentity {
+    pub key_manager: KmId,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub end_user: Option<String>,
+    /// WSO2's APPLICATION_USER (true) or APPLICATION (false).
+    pub user_token: bool,
+    pub expires_at: u64,
+}
+
+pub fn jwt_failure(error: JwtError) -> Refusal {
+    let failure = match error {
+        JwtError::Expired => AuthFailure::Expired,
+        JwtError::TooLarge
+        | JwtError::Malformed
+        | JwtError::AlgorithmNotAllowed
+        | JwtError::CriticalHeader
+        | JwtError::EmbeddedKey
+        | JwtError::NestedToken
+        | JwtError::BadKeyId
+        | JwtError::UnknownIssuer
+        | JwtError::UnknownKey
+        | JwtError::BadSignature
+        | JwtError::MissingExpiry
+        | JwtError::NotYetValid
+        | JwtError::WrongAudience => AuthFailure::Invalid,
+    };
+    failure.because(error.name())
+}
+
+/// What verifying a bearer token needs next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BearerStep {
+    Verified(TokenIdentity),
+    Failed(Refusal),
+    /// An opaque token: introspect it at this key manager.
+    Introspect {
+        key_manager: KmId,
+    },
+    /// The issuer's remote keys are missing or lack the token's `kid`: fetch its JWKS.
+    FetchJwks {
+        key_manager: KmId,
+    },
+}
+
+/// Verifies a bearer token against the keys at hand: inline keys, the HMAC secret, and the
+/// fetched keys this worker knows (`fetched`, one per key manager). `may_fetch` says whether this
+/// request may still ask for a fetch.
+///
+/// A token whose keys could not be had (its `kid` is unknown, or no keys were ever fetched, and
+/// the last fetch failed) is refused as a key manager outage (900900), not as bad credentials:
+/// the check could not be made.
+pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64, may_fetch: bool) -> BearerStep {
+    let max_bytes = auth.credentials.max_token_bytes;
+    if token.len() > max_bytes {
+        return BearerStep::Failed(AuthFailure::Invalid.because("too_large"));
+    }
+    if !looks_like_jws(token) {
+        return match auth.key_managers.iter().find(|km| km.introspection.is_some()) {
+            Some(km) => BearerStep::Introspect { key_manager: km.id },
+            None => BearerStep::Failed(AuthFailure::Invalid.because("opaque_without_introspection")),
+        };
+    }
+    let parsed = match jwt::parse(token, max_bytes) {
+        Ok(parsed) => parsed,
+        Err(error) => return BearerStep::Failed(jwt_failure(error)),
+    };
+    // The issuer picks the key manager, and with it the keys and the rules.
+    let Some(km) = parsed.issuer().and_then(|issuer| auth.issuers.get(issuer)).and_then(|id| auth.key_manager(*id))
+    else {
+        return BearerStep::Failed(jwt_failure(JwtError::UnknownIssuer));
+    };
+    let remote = fetched.get(km.id.index());
+    let remote_keys = remote.and_then(|fetched| fetched.keys.as_ref());
+    let kid = parsed.kid.as_deref();
+    let kid_known = |set: Option<&KeySet>| kid.is_some_and(|kid| set.is_some_and(|set| set.has_kid(kid)));
+    let unknown_kid = kid.is_some() && !kid_known(remote_keys) && !kid_known(Some(&km.static_keys));
+    if km.remote_jwks.is_some() {
+        let wanted = remote_keys.is_none() || unknown_kid;
+        if wanted && may_fetch && remote.is_some_and(|fetched| fetched.may_fetch(now)) {
+            return BearerStep::FetchJwks { key_manager: km.id };
+        }
+        let keys_missing =
+            unknown_kid || (remote_keys.is_none() && km.static_keys.keys.is_empty() && km.hmac.is_none());
+        if keys_missing && remote.is_some_and(|fetched| fetched.failed) {
+            return BearerStep::Failed(AuthFailure::KeyManagerUnavailable.because("keys_unavailable"));
+        }
+    }
+    let candidates = km
+        .static_keys
+        .candidates(kid, parsed.algorithm)
+        .chain(remote_keys.into_iter().flat_map(|set| set.candidates(kid, parsed.algorithm)))
+        .chain(km.hmac.iter());
+    let rules = Rules {
+        algorithms: &km.algorithms,
+        audiences: &km.audiences,
+        clock_skew_s: km.clock_skew_s,
+        require_expiry: true,
+    };
+    let expires_at = match parsed.check(&rules, candidates, now) {
+        Ok(expires_at) => expires_at.unwrap_or(u64::MAX),
+        Err(error) => return BearerStep::Failed(jwt_failure(error)),
+    };
+    match token_identity(km.id, &km.claims, &parsed.payload, expires_at) {
+        Ok(identity) => BearerStep::Verified(identity),
+        Err(reason) => BearerStep::Failed(AuthFailure::Invalid.because(reason)),
+    }
+}
+
+/// A string claim: absent is `None`; present with another type is an error.
+fn string_claim<'c>(claims: &'c Map<String, Value>, name: &str) -> Result<Option<&'c str>, &'static str> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err("wrong_claim_type"),
+    }
+}
+
+/// Reads client id, scopes, end user and token type from verified claims (or an introspection
+/// answer). Every claim it relies on must have its type: a client id, end user and token type
+/// are strings; scopes a space-separated string or an array of strings. The error is the reason.
+pub fn token_identity(
+    key_manager: KmId,
+    claims_names: &Claims,
+    claims: &Map<String, Value>,
+    expires_at: u64,
+) -> Result<TokenIdentity, &'static str> {
+    let mut client_id = None;
+    for name in &claims_names.client_id {
+        if let Some(found) = string_claim(claims, name)? {
+            client_id = Some(found.to_string());
+            break;
+        }
+    }
+    let client_id = client_id.ok_or("no_client_id")?;
+    let mut scopes = Vec::new();
+    if let Some(value) = claims_names.scopes.iter().find_map(|name| claims.get(name)) {
+        match value {
+            Value::String(text) => scopes = text.split_whitespace().map(String::from).collect(),
+            Value::Array(items) => {
+                for item in items {
+                    scopes.push(item.as_str().ok_or("wrong_claim_type")?.to_string());
+                }
+            }
+            _ => return Err("wrong_claim_type"),
+        }
+    }
+    let end_user = string_claim(claims, &claims_names.end_user)?.map(String::from);
+    // Only an explicit claim makes a user token: a service account's `sub` is no end user.
+    let user_token = string_claim(claims, &claims_names.token_type)?
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("APPLICATION_USER"));
+    Ok(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-worker verified-token cache.
+// ---------------------------------------------------------------------------------------------
+
+/// Verified JWTs, bounded (oldest evicted first), never returned past their `exp`.
+///
+/// Entries are found by a cheap hash of the token's length and last bytes (its signature) and
+/// then compared in full: a token that shares a signature with a cached one but differs anywhere
+/// else is a different token and is verified on its own. (Hashing the whole token with SHA-256
+/// cost more than the rest of the request path in wasm.) The tokens are kept in worker memory only.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    capacity: usize,
+    entries: HashMap<u64, Vec<(Box<str>, TokenIdentity)>>,
+    order: VecDeque<(u64, Box<str>)>,
+    len: usize,
+}
+
+fn token_bucket(token: &str) -> u64 {
+    let bytes = token.as_bytes();
+    let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or_default();
+    crate::hashing::fnv1a(bytes.len() as u64, tail)
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new(), len: 0 }
+    }
+
+    pub fn get(&self, token: &str, now: u64) -> Option<&TokenIdentity> {
+        self.entries
+            .get(&token_bucket(token))?
+            .iter()
+            .find(|(cached, _)| cached.as_ref() == token)
+            .map(|(_, identity)| identity)
+            .filter(|identity| now <= identity.expires_at)
+    }
+
+    pub fn insert(&mut self, token: &str, identity: TokenIdentity) {
+        if self.capacity == 0 {
+            return;
+        }
+        let bucket = token_bucket(token);
+        let entries = self.entries.entry(bucket).or_default();
+        match entries.iter_mut().find(|(cached, _)| cached.as_ref() == token) {
+            Some(entry) => entry.1 = identity,
+            None => {
+                entries.push((token.into(), identity));
+                self.order.push_back((bucket, token.into()));
+                self.len += 1;
+            }
+        }
+        while self.len > self.capacity {
+            let Some((bucket, oldest)) = self.order.pop_front() else { break };
+            if let Some(entries) = self.entries.get_mut(&bucket) {
+                entries.retain(|(cached, _)| *cached != oldest);
+                if entries.is_empty() {
+                    self.entries.remove(&bucket);
+                }
+            }
+            self.len -= 1;
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::fixture::compile;
+
+    const CONFIG: &str = r#"{"key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"cluster": "a"}}]}"#;
+
+    #[test]
+    fn only_an_explicit_claim_makes_a_user_token() {
+        let config = compile(CONFIG);
+        let claims_names = &config.auth.key_managers[0].claims;
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"client_id":"c","sub":"service-account-uuid"}"#).unwrap();
+        assert!(!token_identity(KmId(0), claims_names, &claims, 1).unwrap().user_token);
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"client_id":"c","aut":["APPLICATION_USER"]}"#).unwrap();
+        assert_eq!(token_identity(KmId(0), claims_names, &claims, 1), Err("wrong_claim_type"));
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"client_id":"c","sub":"bob","aut":"APPLICATION_USER"}"#).unwrap();
+        assert!(token_identity(KmId(0), claims_names, &claims, 1).unwrap().user_token);
+    }
+
+    #[test]
+    fn the_token_cache_compares_whole_tokens_is_bounded_and_respects_exp() {
+        let identity = |exp| TokenIdentity {
+            key_manager: KmId(0),
+            client_id: "c".into(),
+            scopes: vec![],
+            end_user: None,
+            user_token: false,
+            expires_at: exp,
+        };
+        let mut cache = TokenCache::new(2);
+        cache.insert("header.payload.SIGNATURE", identity(100));
+        assert!(cache.get("header.payload.SIGNATURE", 100).is_some());
+        assert!(cache.get("header.payload.SIGNATURE", 101).is_none(), "never past exp");
+        // Same length, same signature, another payload: a different token.
+        assert!(cache.get("header.PAYLOAD.SIGNATURE", 50).is_none());
+        cache.insert("b.b.b", identity(100));
+        cache.insert("c.c.c", identity(100));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("header.payload.SIGNATURE", 50).is_none(), "the oldest was evicted");
+        assert!(cache.get("c.c.c", 50).is_some());
+        let mut off = TokenCache::new(0);
+        off.insert("a.a.a", identity(100));
+        assert!(off.get("a.a.a", 1).is_none());
+    }
+}

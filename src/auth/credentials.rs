@@ -1,0 +1,140 @@
+//! Which credential a request offers: a bearer token where the resource accepts OAuth2, an API
+//! key (header, or query parameter where the API allows it) where it accepts API keys. Missing is
+//! not malformed: a missing credential, a malformed one, another scheme, and a header that is not
+//! text are told apart.
+
+use super::CredentialSettings;
+use crate::routing::{Api, Resource};
+use crate::vocab::SecurityScheme;
+
+/// A credential the request offers. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Presented {
+    Bearer(String),
+    ApiKey(String),
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::Bearer(_) => f.write_str("Bearer(***)"),
+            Presented::ApiKey(_) => f.write_str("ApiKey(***)"),
+        }
+    }
+}
+
+/// What credential extraction found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extracted {
+    Missing,
+    Found(Presented),
+    /// `Authorization: Bearer` with nothing usable after it.
+    BadFormat,
+    /// An `Authorization` scheme other than Bearer.
+    BadScheme,
+    /// A credential header whose value is not UTF-8 (Envoy lets such bytes through).
+    Unreadable,
+}
+
+/// A credential header as the request has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialHeader<'a> {
+    Absent,
+    Text(&'a str),
+    /// Present, but not UTF-8.
+    Unreadable,
+}
+
+/// Finds the credential for a secured resource: a bearer token where OAuth2 is accepted, else an
+/// API key (header, or query parameter where the API allows it) where API keys are accepted.
+pub fn extract(
+    settings: &CredentialSettings,
+    api: &Api,
+    resource: &Resource,
+    authorization: CredentialHeader<'_>,
+    api_key_header: CredentialHeader<'_>,
+    query: Option<&str>,
+) -> Extracted {
+    let mut problem = None;
+    fn present<'h>(header: CredentialHeader<'h>) -> Option<&'h str> {
+        match header {
+            CredentialHeader::Text(value) => Some(value.trim()).filter(|value| !value.is_empty()),
+            CredentialHeader::Absent | CredentialHeader::Unreadable => None,
+        }
+    }
+    if resource.security.contains(&SecurityScheme::Oauth2) {
+        if authorization == CredentialHeader::Unreadable {
+            problem = Some(Extracted::Unreadable);
+        }
+        if let Some(value) = present(authorization) {
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            let token = rest.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                problem = Some(Extracted::BadScheme);
+            } else if token.is_empty() || token.contains(char::is_whitespace) {
+                problem = Some(Extracted::BadFormat);
+            } else {
+                return Extracted::Found(Presented::Bearer(token.to_string()));
+            }
+        }
+    }
+    if resource.security.contains(&SecurityScheme::ApiKey) {
+        if api_key_header == CredentialHeader::Unreadable {
+            return Extracted::Unreadable;
+        }
+        if let Some(key) = present(api_key_header) {
+            return Extracted::Found(Presented::ApiKey(key.to_string()));
+        }
+        if api.api_key_in_query {
+            if let Some(key) = query_param(query, &settings.api_key_query_param) {
+                return Extracted::Found(Presented::ApiKey(key));
+            }
+        }
+    }
+    problem.unwrap_or(Extracted::Missing)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name && !value.is_empty()).then(|| percent_decode(value))
+    })
+}
+
+/// Percent-decodes a query component (`+` is a space); invalid UTF-8 is replaced, never refused.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        match (byte == b'%').then(|| crate::routing::matcher::hex_pair(bytes, index + 1)).flatten() {
+            Some(decoded) => {
+                out.push(decoded);
+                index += 3;
+            }
+            None => {
+                out.push(if byte == b'+' { b' ' } else { byte });
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_print() {
+        assert_eq!(format!("{:?}", Presented::Bearer("secret-token".into())), "Bearer(***)");
+        assert_eq!(format!("{:?}", Extracted::Found(Presented::ApiKey("k".into()))), "Found(ApiKey(***))");
+    }
+
+    #[test]
+    fn query_components_are_percent_decoded() {
+        assert_eq!(percent_decode("a%20b+c%zz"), "a b c%zz");
+        assert_eq!(query_param(Some("x=1&apikey=k%2B1"), "apikey").as_deref(), Some("k+1"));
+        assert_eq!(query_param(Some("apikey="), "apikey"), None);
+    }
+}

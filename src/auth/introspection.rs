@@ -1,0 +1,219 @@
+//! Opaque tokens by RFC 7662 introspection at a key manager: the call (the gateway authenticating
+//! with HTTP Basic), reading the answer with every field it relies on typed (a garbled answer is a
+//! key manager outage, 900900, never "no expiry"), and the answers cached in shared data for every
+//! worker, keyed by the token's hash (never the token), until min(TTL, `exp`).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::bearer::{token_identity, TokenIdentity};
+use super::settings::{Introspection, KeyManager};
+use crate::hashing::hex;
+use crate::host::{Answer, Call};
+use crate::vocab::KmId;
+
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The introspection call: a form body, the gateway authenticating with HTTP Basic.
+pub fn call(introspection: &Introspection, token: &str) -> Call {
+    let credentials = STANDARD.encode(format!(
+        "{}:{}",
+        form_encode(&introspection.client_id),
+        form_encode(&String::from_utf8_lossy(&introspection.client_secret.0))
+    ));
+    let headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), introspection.path.clone()),
+        (":authority".to_string(), introspection.authority.clone()),
+        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        ("accept".to_string(), "application/json".to_string()),
+        ("authorization".to_string(), format!("Basic {credentials}")),
+    ];
+    let body = format!("token={}&token_type_hint=access_token", form_encode(token)).into_bytes();
+    Call::Http { cluster: introspection.cluster.clone(), headers, body, timeout_ms: introspection.timeout_ms }
+}
+
+/// What an introspection answer means; the strings are the reasons operators see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Introspected {
+    Active(TokenIdentity),
+    Inactive(&'static str),
+    Unavailable(&'static str),
+}
+
+/// A NumericDate field of an introspection answer: absent, or a non-negative integer. Anything
+/// else (a string, a negative number, a fraction) is a malformed answer.
+fn answer_time(answer: &Map<String, Value>, name: &str) -> Result<Option<u64>, ()> {
+    match answer.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
+/// Reads an introspection answer. Only a 200 with a well-typed JSON object is an answer: a
+/// timeout, a reset, a 5xx, anything unreadable, or a field of the wrong type means the key
+/// manager is unavailable (900900, nothing cached), not that the token is bad.
+pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
+    let body = match answer {
+        Answer::Http { status: 200, body } => body,
+        Answer::Http { .. } => return Introspected::Unavailable("introspection_status"),
+        Answer::Grpc { .. } | Answer::Failed { .. } => return Introspected::Unavailable("introspection_call_failed"),
+    };
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body.as_slice()) else {
+        return Introspected::Unavailable("introspection_not_json");
+    };
+    match answer.get("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Introspected::Inactive("inactive"),
+        _ => return Introspected::Unavailable("introspection_malformed"),
+    }
+    // `token_type_hint` is only a hint: a refresh token is reported active too, and is no access token.
+    match answer.get("token_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(kind)) => {
+            if !kind.eq_ignore_ascii_case("bearer") && !kind.eq_ignore_ascii_case("access_token") {
+                return Introspected::Inactive("not_an_access_token");
+            }
+        }
+        Some(_) => return Introspected::Unavailable("introspection_malformed"),
+    }
+    let (Ok(exp), Ok(nbf)) = (answer_time(&answer, "exp"), answer_time(&answer, "nbf")) else {
+        return Introspected::Unavailable("introspection_malformed");
+    };
+    let expires_at = match exp {
+        Some(exp) if exp <= now => return Introspected::Inactive("expired"),
+        Some(exp) => exp,
+        None => u64::MAX,
+    };
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(km.clock_skew_s)) {
+        return Introspected::Inactive("not_yet_valid");
+    }
+    match token_identity(km.id, &km.claims, &answer, expires_at) {
+        Ok(identity) => Introspected::Active(identity),
+        Err("no_client_id") => Introspected::Inactive("no_client_id"),
+        Err(_) => Introspected::Unavailable("introspection_malformed"),
+    }
+}
+
+/// An introspection result as cached in shared data (keyed by the token's hash, never the token).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedIntrospection {
+    /// Hex SHA-256 of the token (slots are shared by hashes, so the entry names its owner).
+    pub hash: String,
+    /// Cached until (Unix seconds).
+    pub until: u64,
+    /// `None` for an inactive token.
+    pub identity: Option<TokenIdentity>,
+}
+
+/// Shared-data slots for introspection results: memory is bounded by the slot count.
+pub const SLOTS: u32 = 4096;
+
+/// The shared-data key of the slot for a token hash at a key manager.
+pub fn slot(km: &KeyManager, hash: &[u8; 32]) -> String {
+    let head = [hash[0], hash[1], hash[2], hash[3]];
+    let slot = u32::from_be_bytes(head) % SLOTS;
+    format!("apim.introspection.{}.{slot}", km.cache_id)
+}
+
+impl CachedIntrospection {
+    /// What to cache for an answer: active until min(ttl, exp); inactive for the negative TTL;
+    /// nothing when the key manager was unavailable.
+    pub fn for_answer(
+        hash: &[u8; 32],
+        answer: &Introspected,
+        km: &KeyManager,
+        now: u64,
+    ) -> Option<CachedIntrospection> {
+        let introspection = km.introspection.as_ref()?;
+        let (until, identity) = match answer {
+            Introspected::Active(identity) => {
+                (now.saturating_add(introspection.cache_ttl_s).min(identity.expires_at), Some(identity.clone()))
+            }
+            Introspected::Inactive(_) => (now.saturating_add(introspection.negative_cache_ttl_s), None),
+            Introspected::Unavailable(_) => return None,
+        };
+        Some(CachedIntrospection { hash: hex(hash), until, identity })
+    }
+
+    /// Whether the entry is a fresh active answer (worth keeping over a negative one).
+    pub fn is_fresh_active(bytes: &[u8], now: u64) -> bool {
+        serde_json::from_slice::<CachedIntrospection>(bytes)
+            .is_ok_and(|entry| now < entry.until && entry.identity.is_some_and(|identity| now < identity.expires_at))
+    }
+
+    /// The cached answer for this hash at `now`, if the slot holds it and it is fresh; the
+    /// identity is reported as coming from `key_manager` (the slot belongs to it).
+    pub fn lookup(bytes: &[u8], hash: &[u8; 32], key_manager: KmId, now: u64) -> Option<Introspected> {
+        let entry: CachedIntrospection = serde_json::from_slice(bytes).ok()?;
+        if entry.hash != hex(hash) || now >= entry.until {
+            return None;
+        }
+        Some(match entry.identity {
+            Some(identity) if now < identity.expires_at => {
+                Introspected::Active(TokenIdentity { key_manager, ..identity })
+            }
+            _ => Introspected::Inactive("inactive"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::fixture::compile;
+
+    const CONFIG: &str = r#"{"key_managers": [{"name": "a", "issuer": "https://a",
+        "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#;
+
+    fn parse_introspection(km: &KeyManager, status: Option<u16>, body: &[u8], now: u64) -> Introspected {
+        let answer = match status {
+            Some(status) => Answer::Http { status, body: body.to_vec() },
+            None => Answer::Failed { code: 11 },
+        };
+        parse(km, &answer, now)
+    }
+
+    #[test]
+    fn introspected_refresh_tokens_are_not_access_tokens() {
+        let config = compile(CONFIG);
+        let km = &config.auth.key_managers[0];
+        let refresh = br#"{"active":true,"client_id":"c","token_type":"refresh_token"}"#;
+        assert_eq!(parse_introspection(km, Some(200), refresh, 0), Introspected::Inactive("not_an_access_token"));
+        let access = br#"{"active":true,"client_id":"c","token_type":"Bearer"}"#;
+        assert!(matches!(parse_introspection(km, Some(200), access, 0), Introspected::Active(_)));
+        assert_eq!(parse_introspection(km, Some(503), access, 0), Introspected::Unavailable("introspection_status"));
+        // Fields of the wrong type are a garbled answer (900900, nothing cached), never "no expiry".
+        for exp in [r#""2000""#, "-5", "1.5e3", "1500.5", "true", "[]"] {
+            let answer = format!(r#"{{"active":true,"client_id":"c","exp":{exp}}}"#);
+            assert_eq!(
+                parse_introspection(km, Some(200), answer.as_bytes(), 0),
+                Introspected::Unavailable("introspection_malformed"),
+                "exp {exp}"
+            );
+        }
+        for field in [r#""client_id":7"#, r#""scope":5"#, r#""scope":["a",1]"#, r#""sub":{}"#, r#""token_type":1"#] {
+            let answer = format!(r#"{{"active":true,"client_id":"c",{field}}}"#)
+                .replace(r#""client_id":"c","client_id":7"#, r#""client_id":7"#);
+            assert_eq!(
+                parse_introspection(km, Some(200), answer.as_bytes(), 0),
+                Introspected::Unavailable("introspection_malformed"),
+                "{answer}"
+            );
+        }
+        let expired = br#"{"active":true,"client_id":"c","exp":100}"#;
+        assert_eq!(parse_introspection(km, Some(200), expired, 100), Introspected::Inactive("expired"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Keys fetched from key managers' JWKS endpoints. One copy per Envoy lives in shared data; each
+//! worker parses it once and keeps it ([`FetchedKeys`]), picking up a newer copy another worker
+//! fetched. A request fetches only when it needs keys it does not have (none yet, or an unknown
+//! `kid`), at most every [`FETCH_INTERVAL_S`] per worker; refreshing keys that merely grew old is
+//! background work of the root context ([`due`]), so no request waits for it. A failed fetch keeps
+//! the last good keys.
+
+use super::keys::KeySet;
+use super::settings::{AuthConfig, KeyManager, RemoteJwks};
+use super::WorkerState;
+use crate::host::{Answer, Call, SharedStore};
+use crate::vocab::KmId;
+
+/// Fetches on behalf of requests (missing keys, unknown `kid`s) happen at most this often per key
+/// manager and worker; a failed background refresh is retried after this long.
+pub const FETCH_INTERVAL_S: u64 = 5;
+
+/// One worker's view of a key manager's fetched keys.
+#[derive(Debug, Default)]
+pub struct FetchedKeys {
+    pub keys: Option<KeySet>,
+    /// The shared-data CAS of the JWKS they were parsed from.
+    pub cas: Option<u32>,
+    /// When this worker last looked at shared data for them.
+    pub checked_at: u64,
+    /// When this worker last fetched (for requests' rate limit).
+    pub last_attempt: Option<u64>,
+    /// This worker's last fetch failed and no worker has fetched since.
+    pub failed: bool,
+}
+
+impl FetchedKeys {
+    /// Whether a request may fetch now.
+    pub fn may_fetch(&self, now: u64) -> bool {
+        self.last_attempt.is_none_or(|last| now >= last.saturating_add(FETCH_INTERVAL_S))
+    }
+}
+
+/// The shared-data key of a key manager's fetched JWKS.
+pub fn shared_key(km: &KeyManager) -> String {
+    format!("apim.jwks.{}", km.cache_id)
+}
+
+/// The shared-data key of the time the next background refresh is due (the refresh lease).
+fn due_key(km: &KeyManager) -> String {
+    format!("apim.jwks.{}.due", km.cache_id)
+}
+
+/// The fetch.
+pub fn call(jwks: &RemoteJwks) -> Call {
+    Call::Http {
+        cluster: jwks.cluster.clone(),
+        headers: vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), jwks.path.clone()),
+            (":authority".to_string(), jwks.authority.clone()),
+            ("accept".to_string(), "application/json".to_string()),
+        ],
+        body: Vec::new(),
+        timeout_ms: jwks.timeout_ms,
+    }
+}
+
+fn parse(bytes: &[u8]) -> Option<KeySet> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    KeySet::from_jwks(&value).ok()
+}
+
+/// Picks up keys another worker fetched (at most once a second per worker).
+pub fn sync(store: &dyn SharedStore, auth: &AuthConfig, state: &mut WorkerState, now: u64) {
+    for (km, fetched) in auth.key_managers.iter().zip(state.jwks.iter_mut()) {
+        if km.remote_jwks.is_none() || (fetched.keys.is_some() && fetched.checked_at >= now) {
+            continue;
+        }
+        fetched.checked_at = now;
+        let Ok(Some((bytes, cas))) = store.shared_get(&shared_key(km)) else { continue };
+        if fetched.cas == Some(cas) {
+            continue;
+        }
+        if let Some(keys) = parse(&bytes) {
+            *fetched = FetchedKeys {
+                keys: Some(keys),
+                cas: Some(cas),
+                checked_at: now,
+                last_attempt: fetched.last_attempt,
+                // Another worker fetched them: the key manager answered.
+                failed: false,
+            };
+        }
+    }
+}
+
+/// Takes the answer to a fetch: good keys go to shared data (for every worker) and to this
+/// worker; anything else is remembered as a failed fetch, keeping the last good keys. Returns
+/// whether the fetch succeeded.
+pub fn ingest(
+    store: &mut dyn SharedStore,
+    km: &KeyManager,
+    fetched: &mut FetchedKeys,
+    answer: &Answer,
+    now: u64,
+) -> bool {
+    let body = match answer {
+        Answer::Http { status: 200, body } => body,
+        Answer::Http { .. } | Answer::Grpc { .. } | Answer::Failed { .. } => {
+            log::warn!("JWKS fetch from key manager `{}` failed; keeping the last good keys", km.name);
+            fetched.failed = true;
+            return false;
+        }
+    };
+    let Some(keys) = parse(body) else {
+        log::warn!("key manager `{}` answered a JWKS with no usable key; keeping the last good keys", km.name);
+        fetched.failed = true;
+        return false;
+    };
+    let key = shared_key(km);
+    let current = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
+    let _ = store.shared_set(&key, body, current);
+    let cas = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
+    *fetched =
+        FetchedKeys { keys: Some(keys), cas, checked_at: now, last_attempt: fetched.last_attempt, failed: false };
+    true
+}
+
+/// Background refreshes due now: one per key manager with a JWKS endpoint whose keys are older
+/// than its `refresh_s`, taken by compare-and-swap on a shared due time so that one worker of the
+/// Envoy refreshes while the others read the result.
+pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmId, Call)> {
+    let mut calls = Vec::new();
+    for km in &auth.key_managers {
+        let Some(jwks) = &km.remote_jwks else { continue };
+        let key = due_key(km);
+        let (due_at, cas) = match store.shared_get(&key) {
+            Ok(Some((bytes, cas))) => (<[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes), Some(cas)),
+            Ok(None) => (0, None),
+            Err(_) => continue,
+        };
+        if now < due_at {
+            continue;
+        }
+        // Whoever moves the due time forward first does the refresh.
+        let next = now.saturating_add(jwks.refresh_s);
+        if store.shared_set(&key, &next.to_le_bytes(), cas).is_ok() {
+            calls.push((km.id, call(jwks)));
+        }
+    }
+    calls
+}
+
+/// After a failed background refresh: try again after [`FETCH_INTERVAL_S`], not `refresh_s`.
+pub fn retry_soon(store: &mut dyn SharedStore, km: &KeyManager, now: u64) {
+    let key = due_key(km);
+    let cas = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
+    let _ = store.shared_set(&key, &now.saturating_add(FETCH_INTERVAL_S).to_le_bytes(), cas);
+}

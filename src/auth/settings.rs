@@ -1,0 +1,346 @@
+//! Key validation's part of the configuration, compiled: where credentials are read from, the key
+//! managers (their keys, introspection endpoints, claim names) and WSO2 JWT API key verification.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use sha2::Digest;
+
+use super::keys::{self, KeySet, VerificationKey};
+use crate::schema::checks::{check_cluster_call, check_header_name, check_header_value};
+use crate::schema::{resolve_secret, ConfigError, RawApiKeyJwt, RawCredentials, RawKeyManager};
+use crate::vocab::{KmId, Secret};
+
+/// Where credentials are read from and how the upstream request is cleaned of them.
+#[derive(Clone, Debug)]
+pub struct CredentialSettings {
+    pub authorization_header: String,
+    pub api_key_header: String,
+    pub realm: String,
+    pub strip: bool,
+    pub max_token_bytes: usize,
+    pub verified_cache_entries: usize,
+    pub api_key_query_param: String,
+    pub context_header_prefix: String,
+}
+
+/// Claim names of a key manager's tokens.
+#[derive(Clone, Debug)]
+pub struct Claims {
+    pub client_id: Vec<String>,
+    pub scopes: Vec<String>,
+    pub end_user: String,
+    pub token_type: String,
+}
+
+/// A compiled JWKS endpoint.
+#[derive(Clone, Debug)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub refresh_s: u64,
+    pub timeout_ms: u32,
+}
+
+/// A compiled introspection endpoint.
+#[derive(Clone, Debug)]
+pub struct Introspection {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub timeout_ms: u32,
+    pub cache_ttl_s: u64,
+    pub negative_cache_ttl_s: u64,
+}
+
+/// A compiled key manager.
+#[derive(Debug)]
+pub struct KeyManager {
+    pub id: KmId,
+    /// Identifies the key manager's shared-data caches: a digest of what makes its answers what
+    /// they are (issuer, JWKS and introspection endpoints, gateway client), so a reloaded or
+    /// different configuration never reads another key manager's cached answers.
+    pub cache_id: String,
+    pub name: String,
+    pub issuer: String,
+    pub algorithms: Vec<Algorithm>,
+    /// Keys given inline.
+    pub static_keys: KeySet,
+    /// Keys fetched from a JWKS URL (kept per worker and in shared data).
+    pub remote_jwks: Option<RemoteJwks>,
+    pub hmac: Option<VerificationKey>,
+    pub audiences: Vec<String>,
+    pub clock_skew_s: u64,
+    pub claims: Claims,
+    pub introspection: Option<Introspection>,
+}
+
+/// Compiled WSO2 JWT API key verification.
+#[derive(Debug)]
+pub struct ApiKeyJwt {
+    pub keys: KeySet,
+    pub issuer: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub clock_skew_s: u64,
+}
+
+/// Key validation's configuration.
+#[derive(Debug)]
+pub struct AuthConfig {
+    pub credentials: CredentialSettings,
+    pub key_managers: Vec<KeyManager>,
+    /// `iss` to key manager.
+    pub issuers: HashMap<String, KmId>,
+    pub api_key_jwt: Option<ApiKeyJwt>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            credentials: CredentialSettings::from(RawCredentials::default()),
+            key_managers: Vec::new(),
+            issuers: HashMap::new(),
+            api_key_jwt: None,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Checks and compiles key validation's part; inline secrets add warnings.
+    pub fn compile(
+        credentials: RawCredentials,
+        key_managers: Vec<RawKeyManager>,
+        api_key_jwt: Option<RawApiKeyJwt>,
+        warnings: &mut Vec<String>,
+    ) -> Result<AuthConfig, ConfigError> {
+        let credentials = CredentialSettings::compile(credentials)?;
+        let mut compiled = Vec::with_capacity(key_managers.len());
+        let mut issuers = HashMap::new();
+        let mut names = Vec::with_capacity(key_managers.len());
+        for (index, raw) in key_managers.into_iter().enumerate() {
+            let field = format!("key_managers[{index}]");
+            let id = KmId(index as u32);
+            if raw.name.is_empty() || names.contains(&raw.name) {
+                return Err(ConfigError::new(format!("{field}.name"), "must be non-empty and unique"));
+            }
+            names.push(raw.name.clone());
+            if raw.issuer.is_empty() || issuers.insert(raw.issuer.clone(), id).is_some() {
+                return Err(ConfigError::new(format!("{field}.issuer"), "must be non-empty and unique"));
+            }
+            compiled.push(compile_key_manager(&field, id, raw, warnings)?);
+        }
+        let api_key_jwt = match api_key_jwt {
+            Some(raw) => Some(compile_api_key_jwt(raw)?),
+            None => None,
+        };
+        Ok(AuthConfig { credentials, key_managers: compiled, issuers, api_key_jwt })
+    }
+
+    pub fn key_manager(&self, id: KmId) -> Option<&KeyManager> {
+        self.key_managers.get(id.index())
+    }
+
+    /// The key managers' names, in order (how client ids name their key manager).
+    pub fn key_manager_names(&self) -> Vec<String> {
+        self.key_managers.iter().map(|km| km.name.clone()).collect()
+    }
+}
+
+impl CredentialSettings {
+    pub fn compile(raw: RawCredentials) -> Result<CredentialSettings, ConfigError> {
+        check_header_name("credentials.authorization_header", &raw.authorization_header)?;
+        check_header_name("credentials.api_key_header", &raw.api_key_header)?;
+        if raw.realm.contains('"') || raw.realm.contains('\\') {
+            return Err(ConfigError::new("credentials.realm", "must not contain `\"` or `\\`"));
+        }
+        check_header_value("credentials.realm", &raw.realm)?;
+        if raw.max_token_bytes < 64 || raw.max_token_bytes > 65_536 {
+            return Err(ConfigError::new("credentials.max_token_bytes", "must be from 64 to 65536"));
+        }
+        if raw.verified_cache_entries > 1_000_000 {
+            return Err(ConfigError::new("credentials.verified_cache_entries", "must be at most 1000000"));
+        }
+        check_header_name("credentials.context_header_prefix", raw.context_header_prefix.trim_end_matches('-'))?;
+        if raw.api_key_query_param.is_empty()
+            || !raw.api_key_query_param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new("credentials.api_key_query_param", "must be a plain parameter name"));
+        }
+        Ok(CredentialSettings::from(raw))
+    }
+}
+
+impl From<RawCredentials> for CredentialSettings {
+    /// The settings as written (unchecked: [`CredentialSettings::compile`] checks first).
+    fn from(raw: RawCredentials) -> Self {
+        CredentialSettings {
+            authorization_header: raw.authorization_header,
+            api_key_header: raw.api_key_header,
+            realm: raw.realm,
+            strip: raw.strip,
+            max_token_bytes: raw.max_token_bytes,
+            verified_cache_entries: raw.verified_cache_entries,
+            api_key_query_param: raw.api_key_query_param,
+            context_header_prefix: raw.context_header_prefix,
+        }
+    }
+}
+
+fn parse_algorithms(field: &str, names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::new(field, "must list at least one algorithm"));
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            name.parse::<Algorithm>().map_err(|_| {
+                ConfigError::new(format!("{field}[{index}]"), format!("`{name}` is not a supported algorithm"))
+            })
+        })
+        .collect()
+}
+
+fn compile_key_manager(
+    field: &str,
+    id: KmId,
+    raw: RawKeyManager,
+    warnings: &mut Vec<String>,
+) -> Result<KeyManager, ConfigError> {
+    let algorithms = parse_algorithms(&format!("{field}.algorithms"), &raw.algorithms)?;
+    let hmac = match &raw.hmac_secret {
+        Some(secret) => {
+            let secret = resolve_secret(&format!("{field}.hmac_secret"), secret, warnings)?;
+            if secret.0.len() < 32 {
+                return Err(ConfigError::new(format!("{field}.hmac_secret"), "must be at least 32 bytes"));
+            }
+            Some(keys::hmac_key(&secret.0))
+        }
+        None => None,
+    };
+    let wants_hmac = algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac);
+    if wants_hmac && hmac.is_none() {
+        return Err(ConfigError::new(format!("{field}.algorithms"), "HS256/384/512 need `hmac_secret`"));
+    }
+    let mut static_keys = KeySet::default();
+    let mut remote_jwks = None;
+    if let Some(jwks) = raw.jwks {
+        let jwks_field = format!("{field}.jwks");
+        match (&jwks.keys, &jwks.cluster) {
+            (Some(keys), None) => {
+                static_keys = KeySet::from_jwks(&serde_json::json!({ "keys": keys }))
+                    .map_err(|reason| ConfigError::new(format!("{jwks_field}.keys"), reason))?;
+            }
+            (None, Some(cluster)) => {
+                check_cluster_call(&jwks_field, cluster, &jwks.path, jwks.timeout_ms)?;
+                if jwks.refresh_s == 0 {
+                    return Err(ConfigError::new(format!("{jwks_field}.refresh_s"), "must be at least 1"));
+                }
+                if let Some(authority) = &jwks.authority {
+                    check_header_value(&format!("{jwks_field}.authority"), authority)?;
+                }
+                remote_jwks = Some(RemoteJwks {
+                    cluster: cluster.clone(),
+                    path: jwks.path.clone(),
+                    authority: jwks.authority.clone().unwrap_or_else(|| cluster.clone()),
+                    refresh_s: jwks.refresh_s,
+                    timeout_ms: jwks.timeout_ms as u32,
+                });
+            }
+            _ => return Err(ConfigError::new(jwks_field, "set exactly one of `keys` and `cluster`")),
+        }
+    }
+    let introspection = match &raw.introspection {
+        Some(introspection) => {
+            let introspection_field = format!("{field}.introspection");
+            check_cluster_call(
+                &introspection_field,
+                &introspection.cluster,
+                &introspection.path,
+                introspection.timeout_ms,
+            )?;
+            if introspection.client_id.is_empty() || introspection.client_id.contains(':') {
+                return Err(ConfigError::new(
+                    format!("{introspection_field}.client_id"),
+                    "must be non-empty, without `:`",
+                ));
+            }
+            if let Some(authority) = &introspection.authority {
+                check_header_value(&format!("{introspection_field}.authority"), authority)?;
+            }
+            let secret_field = format!("{introspection_field}.client_secret");
+            let client_secret = resolve_secret(&secret_field, &introspection.client_secret, warnings)?;
+            if std::str::from_utf8(&client_secret.0).is_err() {
+                return Err(ConfigError::new(secret_field, "must be text (it is sent with HTTP Basic)"));
+            }
+            Some(Introspection {
+                cluster: introspection.cluster.clone(),
+                path: introspection.path.clone(),
+                authority: introspection.authority.clone().unwrap_or_else(|| introspection.cluster.clone()),
+                client_id: introspection.client_id.clone(),
+                client_secret,
+                timeout_ms: introspection.timeout_ms as u32,
+                cache_ttl_s: introspection.cache_ttl_s,
+                negative_cache_ttl_s: introspection.negative_cache_ttl_s,
+            })
+        }
+        None => None,
+    };
+    if static_keys.keys.is_empty() && remote_jwks.is_none() && hmac.is_none() && introspection.is_none() {
+        return Err(ConfigError::new(
+            field,
+            "verifies nothing: give it `jwks` (keys or a cluster), `hmac_secret` or `introspection`",
+        ));
+    }
+    let claims = raw.claims;
+    if claims.client_id.is_empty()
+        || claims.scopes.is_empty()
+        || claims.end_user.is_empty()
+        || claims.token_type.is_empty()
+    {
+        return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
+    }
+    let identity = format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        raw.issuer,
+        remote_jwks.as_ref().map(|j: &RemoteJwks| j.cluster.clone()),
+        remote_jwks.as_ref().map(|j| j.path.clone()),
+        introspection.as_ref().map(|i: &Introspection| i.cluster.clone()),
+        introspection.as_ref().map(|i| i.path.clone()),
+        introspection.as_ref().map(|i| i.client_id.clone()),
+    );
+    let digest = sha2::Sha256::digest(identity.as_bytes());
+    let cache_id = crate::hashing::hex(digest.get(..8).unwrap_or_default());
+    Ok(KeyManager {
+        id,
+        cache_id,
+        name: raw.name,
+        issuer: raw.issuer,
+        algorithms,
+        static_keys,
+        remote_jwks,
+        hmac,
+        audiences: raw.audiences,
+        clock_skew_s: raw.clock_skew_s,
+        claims: Claims {
+            client_id: claims.client_id,
+            scopes: claims.scopes,
+            end_user: claims.end_user,
+            token_type: claims.token_type,
+        },
+        introspection,
+    })
+}
+
+fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
+    let algorithms = parse_algorithms("api_key_jwt.algorithms", &raw.algorithms)?;
+    if algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac) {
+        return Err(ConfigError::new("api_key_jwt.algorithms", "API keys are verified with public keys only"));
+    }
+    let keys = KeySet::from_jwks(&serde_json::json!({ "keys": raw.keys }))
+        .map_err(|reason| ConfigError::new("api_key_jwt.keys", reason))?;
+    Ok(ApiKeyJwt { keys, issuer: raw.issuer, algorithms, clock_skew_s: raw.clock_skew_s })
+}

@@ -1,0 +1,142 @@
+//! One request's key validation, as steps: [`start`] verifies a credential with what is at hand
+//! (the verified-token cache, keys already fetched, cached introspection answers, the directory)
+//! or asks for a call (an introspection, a JWKS fetch) with what to [`resume`] with; the answer
+//! finishes the work, or asks for the next call. A call that could not even be made resumes with
+//! [`Answer::Failed`], so an unreachable key manager is an outage (900900), never bad credentials.
+
+use super::credentials::Presented;
+use super::introspection::{self, CachedIntrospection, Introspected};
+use super::settings::AuthConfig;
+use super::{api_keys, bearer, credential_hash, jwks, AuthFailure, Identity, Refusal, WorkerState};
+use crate::directory::Directory;
+use crate::host::{Answer, SharedStore, Step};
+use crate::vocab::KmId;
+
+/// What key validation waits for.
+pub enum Resume {
+    /// An introspection answer for the token with this hash.
+    Introspection { key_manager: KmId, hash: [u8; 32] },
+    /// A JWKS fetch, to verify this token once the keys are in.
+    Jwks { key_manager: KmId, token: String },
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resume::Introspection { key_manager, .. } => write!(f, "Introspection({key_manager:?})"),
+            Resume::Jwks { key_manager, .. } => write!(f, "Jwks({key_manager:?}, ***)"),
+        }
+    }
+}
+
+/// A step of key validation.
+pub type AuthStep = Step<Identity, Resume, Refusal>;
+
+/// What key validation works with.
+pub struct Context<'a> {
+    pub auth: &'a AuthConfig,
+    pub directory: &'a dyn Directory,
+    pub worker: &'a mut WorkerState,
+    pub store: &'a mut dyn SharedStore,
+    pub now: u64,
+}
+
+/// Verifies a credential, or asks for the call that lets it.
+pub fn start(context: &mut Context<'_>, presented: Presented) -> AuthStep {
+    match presented {
+        Presented::ApiKey(key) => match api_keys::verify(context.auth, context.directory, &key, context.now) {
+            Ok(identity) => Step::Done(identity),
+            Err(refusal) => Step::Refused(refusal),
+        },
+        Presented::Bearer(token) => verify_bearer(context, token, true),
+    }
+}
+
+/// Continues with the answer to the call a step asked for.
+pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> AuthStep {
+    match resume {
+        Resume::Introspection { key_manager, hash } => introspected(context, key_manager, &hash, answer),
+        Resume::Jwks { key_manager, token } => {
+            if let (Some(km), Some(fetched)) =
+                (context.auth.key_manager(key_manager), context.worker.jwks.get_mut(key_manager.index()))
+            {
+                jwks::ingest(context.store, km, fetched, answer, context.now);
+            }
+            verify_bearer(context, token, false)
+        }
+    }
+}
+
+/// A bearer token: from the cache, verified locally, or introspected.
+fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> AuthStep {
+    let now = context.now;
+    if let Some(identity) = context.worker.tokens.get(&token, now) {
+        return Step::Done(Identity::Token(identity.clone()));
+    }
+    jwks::sync(context.store, context.auth, context.worker, now);
+    match bearer::verify(context.auth, &context.worker.jwks, &token, now, may_fetch) {
+        bearer::BearerStep::Verified(identity) => {
+            context.worker.tokens.insert(&token, identity.clone());
+            Step::Done(Identity::Token(identity))
+        }
+        bearer::BearerStep::Failed(refusal) => Step::Refused(refusal),
+        bearer::BearerStep::Introspect { key_manager } => introspect(context, &token, key_manager),
+        bearer::BearerStep::FetchJwks { key_manager } => {
+            let call = context.auth.key_manager(key_manager).and_then(|km| km.remote_jwks.as_ref()).map(jwks::call);
+            let Some(call) = call else {
+                return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
+            };
+            if let Some(fetched) = context.worker.jwks.get_mut(key_manager.index()) {
+                fetched.last_attempt = Some(now);
+            }
+            Step::Call(call, Resume::Jwks { key_manager, token })
+        }
+    }
+}
+
+/// An opaque token: from the shared introspection cache, or introspected.
+fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> AuthStep {
+    let Some(km) = context.auth.key_manager(key_manager) else {
+        return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
+    };
+    let Some(settings) = km.introspection.as_ref() else {
+        return Step::Refused(AuthFailure::Invalid.because("opaque_without_introspection"));
+    };
+    let hash = credential_hash(token);
+    if let Ok(Some((bytes, _))) = context.store.shared_get(&introspection::slot(km, &hash)) {
+        match CachedIntrospection::lookup(&bytes, &hash, key_manager, context.now) {
+            Some(Introspected::Active(identity)) => return Step::Done(Identity::Token(identity)),
+            Some(Introspected::Inactive(_)) => return Step::Refused(AuthFailure::Inactive.because("inactive_cached")),
+            Some(Introspected::Unavailable(_)) | None => {}
+        }
+    }
+    Step::Call(introspection::call(settings, token), Resume::Introspection { key_manager, hash })
+}
+
+/// Reads an introspection answer and caches it for every worker.
+fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], answer: &Answer) -> AuthStep {
+    let Some(km) = context.auth.key_manager(key_manager) else {
+        return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
+    };
+    let now = context.now;
+    let answer = introspection::parse(km, answer, now);
+    if let Some(entry) = CachedIntrospection::for_answer(hash, &answer, km, now) {
+        let slot = introspection::slot(km, hash);
+        // A flood of bogus tokens must not evict the cached answers of real ones; the write
+        // carries the CAS of what was read, so it never overwrites a newer entry.
+        let current = context.store.shared_get(&slot).ok().flatten();
+        let evicts_active = entry.identity.is_none()
+            && current.as_ref().is_some_and(|(bytes, _)| CachedIntrospection::is_fresh_active(bytes, now));
+        if let (false, Ok(bytes)) = (evicts_active, serde_json::to_vec(&entry)) {
+            let _ = context.store.shared_set(&slot, &bytes, current.map(|(_, cas)| cas));
+        }
+    }
+    match answer {
+        Introspected::Active(identity) => Step::Done(Identity::Token(identity)),
+        Introspected::Inactive(reason) => Step::Refused(AuthFailure::Inactive.because(reason)),
+        Introspected::Unavailable(reason) => {
+            log::warn!("key manager `{}` did not answer the introspection usably ({reason})", km.name);
+            Step::Refused(AuthFailure::KeyManagerUnavailable.because(reason))
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! The filter's configuration: parsing the JSON users write ([`crate::schema`]) and compiling it,
+//! each domain compiling its own part (fault rendering, routing, key validation, the directory,
+//! throttling) in an order where each checks what it refers to. [`Config::from_json`] returns a
+//! fully checked [`Config`] or one [`ConfigError`] naming the field and the reason, which the glue
+//! logs before refusing the configuration.
+//!
+//! The JSON is Envoy's wasm `configuration` (a `google.protobuf.StringValue`) or an Istio
+//! WasmPlugin's `pluginConfig`. Unknown fields are refused.
+
+use std::rc::Rc;
+
+use crate::auth::AuthConfig;
+use crate::directory::static_dir::Context as DirectoryContext;
+use crate::directory::BlockingCondition;
+use crate::directory::{Directory, StaticDirectory};
+use crate::render::ErrorSettings;
+use crate::routing::{Router, RoutingSettings, Table};
+pub use crate::schema::ConfigError;
+use crate::schema::{Compatibility, ErrorFormat, RawConfig, RawCredentials, RawRouting, RawThrottling, Unmatched};
+use crate::throttle::plan::KeyPart;
+use crate::throttle::ThrottleConfig;
+
+/// A checked, compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// What the operator should know about an accepted configuration (logged at load).
+    warnings: Vec<String>,
+    /// Applications and subscriptions of the static directory (for the load log line).
+    directory_size: (usize, usize),
+    /// The request headers only the filter sets (routing, auth context, quota flag), lowercase
+    /// with `-`: a client's copy is removed in any spelling.
+    pub owned_headers: Vec<String>,
+    pub errors: ErrorSettings,
+    pub compatibility: Compatibility,
+    pub unmatched: Unmatched,
+    pub routing: RoutingSettings,
+    pub routes: Table,
+    pub auth: AuthConfig,
+    pub directory: Rc<dyn Directory>,
+    pub throttle: ThrottleConfig,
+}
+
+/// Auth-context headers for the backend, after the configured prefix.
+pub const CONTEXT_HEADERS: [&str; 6] =
+    ["application-id", "application-name", "subscriber", "key-type", "tier", "end-user"];
+
+impl Default for Config {
+    /// The configuration `{}` compiles to: no APIs, so every request gets the 404 fault.
+    fn default() -> Self {
+        let routing = RawRouting::default();
+        let credentials = RawCredentials::default();
+        let throttling = RawThrottling::default();
+        Config {
+            warnings: Vec::new(),
+            directory_size: (0, 0),
+            owned_headers: owned_headers(&routing, &credentials, &throttling),
+            errors: ErrorSettings::default(),
+            compatibility: Compatibility::default(),
+            unmatched: Unmatched::default(),
+            routing: RoutingSettings {
+                cluster_header: routing.cluster_header,
+                api_header: routing.api_header,
+                rewrite_path: routing.rewrite_path,
+            },
+            routes: Table::default(),
+            auth: AuthConfig::default(),
+            directory: Rc::new(StaticDirectory::default()),
+            throttle: ThrottleConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a configuration. An empty input is the empty configuration `{}`.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::compile(Config::parse(bytes)?)
+    }
+
+    /// Parses the JSON without checking it (the caller can free the text before compiling: large
+    /// configurations then peak lower).
+    pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
+        let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
+        let raw: RawConfig = if trimmed {
+            RawConfig::default()
+        } else {
+            if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(ConfigError::new("(root)", "the configuration must be a JSON object"));
+            }
+            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+            let raw = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                let field = if path == "." { "(root)".to_string() } else { path };
+                ConfigError::new(field, redact_values(&error.inner().to_string()))
+            })?;
+            deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
+            raw
+        };
+        Ok(raw)
+    }
+
+    /// Checks and compiles a parsed configuration, each domain its own part.
+    pub fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        // Routing refers to policies by name: their definitions are checked first.
+        let policies = StaticDirectory::policy_names(&raw.policies)?;
+        let owned_headers = owned_headers(&raw.routing, &raw.credentials, &raw.throttling);
+        let routing = RoutingSettings::compile(raw.routing, &raw.credentials)?;
+        if raw.errors.template.is_some() && raw.errors.format != ErrorFormat::Template {
+            warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
+        }
+        let errors = ErrorSettings::compile(raw.errors, &raw.credentials)?;
+        let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
+        let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
+        let directory = StaticDirectory::compile(
+            raw.applications,
+            raw.subscriptions,
+            raw.policies,
+            raw.blocking,
+            &DirectoryContext { routes: &routes, key_managers: &auth.key_manager_names() },
+        )?;
+        let throttle = ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes)?;
+        Ok(Config {
+            warnings,
+            directory_size: directory.len(),
+            owned_headers,
+            errors,
+            compatibility: raw.compatibility,
+            unmatched: raw.unmatched,
+            routing,
+            routes,
+            auth,
+            directory: Rc::new(directory),
+            throttle,
+        })
+    }
+
+    /// What the operator should know about this configuration (the filter logs each line).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// One line saying what the configuration holds.
+    pub fn summary(&self) -> String {
+        let (applications, subscriptions) = self.directory_size;
+        format!(
+            "{} APIs, {applications} applications, {subscriptions} subscriptions, errors as {:?}",
+            self.routes.apis.len(),
+            self.errors.format
+        )
+    }
+
+    /// Routing's view of the configuration.
+    pub fn router(&self) -> Router<'_> {
+        Router {
+            table: &self.routes,
+            settings: &self.routing,
+            unmatched: self.unmatched,
+            answers_preflights: self.errors.cors.is_some(),
+        }
+    }
+
+    /// Whether any throttling is configured (policies, blocking, custom policies, hard limits).
+    pub fn throttles(&self) -> bool {
+        self.directory.has_policies()
+            || !self.directory.blocking().is_empty()
+            || !self.throttle.custom_policies.is_empty()
+            || !self.throttle.hard_limits.is_empty()
+    }
+
+    /// Whether throttling needs the client's IP address.
+    pub fn uses_client_ip(&self) -> bool {
+        self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
+            || self.throttle.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
+    }
+}
+
+/// The headers the filter owns, normalized (lowercase, `_` as `-`).
+fn owned_headers(routing: &RawRouting, credentials: &RawCredentials, throttling: &RawThrottling) -> Vec<String> {
+    let normalize = |name: &str| name.to_ascii_lowercase().replace('_', "-");
+    let mut owned = vec![
+        normalize(&routing.cluster_header),
+        normalize(&routing.api_header),
+        normalize(&throttling.quota_exceeded_header),
+    ];
+    for suffix in CONTEXT_HEADERS {
+        owned.push(normalize(&format!("{}{suffix}", credentials.context_header_prefix)));
+    }
+    owned
+}
+
+/// Removes the values serde quotes in type errors (`invalid type: string "sk_live_..."`), so a
+/// secret put in the wrong field never reaches Envoy's log. Field and variant names stay.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("string \"") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        out.push_str("a string");
+        let after = rest.get(start + "string \"".len()..).unwrap_or_default();
+        // The value ends at the first quote not escaped by a backslash.
+        let mut escaped = false;
+        let end = after.char_indices().find(|(_, c)| {
+            let closes = *c == '"' && !escaped;
+            escaped = *c == '\\' && !escaped;
+            closes
+        });
+        rest = match end {
+            Some((end, _)) => after.get(end + 1..).unwrap_or_default(),
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::FaultId;
+
+    fn error_of(json: &str) -> ConfigError {
+        Config::from_json(json.as_bytes()).expect_err("config should be refused")
+    }
+
+    const MINIMAL_API: &str = r#"{"name":"Pizza","context":"/pizzashack","version":"1.0.0",
+        "endpoints":{"production":"pizza"},"resources":[{"method":"GET","path":"/menu"}]}"#;
+
+    #[test]
+    fn empty_input_and_empty_object_are_valid_and_equal_the_default() {
+        assert!(Config::from_json(b"").is_ok());
+        let parsed = Config::from_json(b"{}").unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn compiled_parts_keep_no_raw_types_and_labels_are_built_once() {
+        let config = Config::from_json(format!(r#"{{"apis":[{MINIMAL_API}]}}"#).as_bytes()).unwrap();
+        let api = &config.routes.apis[0];
+        assert_eq!(api.label, "Pizza:1.0.0");
+        assert_eq!(api.resources[0].key, "/pizzashack/1.0.0/menu:GET");
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let error = error_of(
+            r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+               "resources":[{"method":"GET","path":"/x","methd":"GET"}]}]}"#,
+        );
+        assert!(error.field.starts_with("apis[0].resources[0]"), "{error}");
+        assert!(error.reason.contains("unknown field `methd`"), "{error}");
+    }
+
+    #[test]
+    fn bad_path_template_is_named() {
+        let error = error_of(
+            r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+               "resources":[{"method":"GET","path":"/x/{id"}]}]}"#,
+        );
+        assert_eq!(error.field, "apis[0].resources[0].path");
+    }
+
+    #[test]
+    fn invalid_override_status_is_named() {
+        let error = error_of(r#"{"errors":{"overrides":{"900800":{"status":99}}}}"#);
+        assert_eq!(error.field, "errors.overrides.900800.status");
+        let error = error_of(r#"{"errors":{"overrides":{"900800":{"status":600}}}}"#);
+        assert_eq!(error.field, "errors.overrides.900800.status");
+    }
+
+    #[test]
+    fn overrides_accept_codes_transport_codes_and_ids() {
+        let config = Config::from_json(
+            br#"{"errors":{"overrides":{"900800":{"status":555},"101507":{"status":599},
+                 "production_key_without_endpoint":{"message":"no prod"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.errors.overrides_by_code[&900800].status, Some(555));
+        assert!(config.errors.overrides_by_code.contains_key(&101507));
+        assert!(config.errors.overrides_by_id.contains_key(&FaultId::ProductionKeyWithoutEndpoint));
+        assert_eq!(error_of(r#"{"errors":{"overrides":{"123":{}}}}"#).field, "errors.overrides.123");
+        assert_eq!(error_of(r#"{"errors":{"overrides":{"nope":{}}}}"#).field, "errors.overrides.nope");
+        assert_eq!(error_of(r#"{"errors":{"overrides":{"7xx":{}}}}"#).field, "errors.overrides.7xx");
+        assert!(Config::from_json(br#"{"errors":{"overrides":{"9008xx":{"status":555}}}}"#).is_ok());
+    }
+
+    #[test]
+    fn template_format_needs_a_template() {
+        assert_eq!(error_of(r#"{"errors":{"format":"template"}}"#).field, "errors.template");
+    }
+
+    #[test]
+    fn unknown_format_is_refused() {
+        let error = error_of(r#"{"errors":{"format":"soap"}}"#);
+        assert_eq!(error.field, "errors.format");
+    }
+
+    #[test]
+    fn api_references_and_uniqueness_are_checked() {
+        let twice = format!(r#"{{"apis":[{MINIMAL_API},{MINIMAL_API}]}}"#);
+        assert_eq!(error_of(&twice).field, "apis[1].name");
+        let no_policy = MINIMAL_API.replace(r#""version":"1.0.0","#, r#""version":"1.0.0","policy":"Gold","#);
+        assert_eq!(error_of(&format!(r#"{{"apis":[{no_policy}]}}"#)).field, "apis[0].policy");
+        let no_endpoint = MINIMAL_API.replace(r#""endpoints":{"production":"pizza"}"#, r#""endpoints":{}"#);
+        assert_eq!(error_of(&format!(r#"{{"apis":[{no_endpoint}]}}"#)).field, "apis[0].endpoints");
+        let bad_method = MINIMAL_API.replace(r#""GET""#, r#""FETCH""#);
+        assert_eq!(error_of(&format!(r#"{{"apis":[{bad_method}]}}"#)).field, "apis[0].resources[0].method");
+    }
+
+    #[test]
+    fn contexts_are_checked() {
+        for context in ["pizzashack", "/", "/pizza/", "/pi zza", "/a/../b", "/a//b", "/{id}"] {
+            let api = MINIMAL_API.replace("/pizzashack", context);
+            let error = error_of(&format!(r#"{{"apis":[{api}]}}"#));
+            assert_eq!(error.field, "apis[0].context", "context {context}");
+        }
+    }
+
+    #[test]
+    fn subscriptions_must_reference_known_things() {
+        let json = format!(
+            r#"{{"apis":[{MINIMAL_API}],"applications":[{{"id":"app1","name":"App"}}],
+               "subscriptions":[{{"application":"app1","api":"Pizza:2.0.0"}}]}}"#
+        );
+        assert_eq!(error_of(&json).field, "subscriptions[0].api");
+        let json = format!(
+            r#"{{"apis":[{MINIMAL_API}],"applications":[{{"id":"app1","name":"App"}}],
+               "subscriptions":[{{"application":"app1","api":"Pizza:1.0.0","tier":"Gold"}}]}}"#
+        );
+        assert_eq!(error_of(&json).field, "subscriptions[0].tier");
+    }
+
+    #[test]
+    fn api_key_hashes_are_checked() {
+        let json = r#"{"applications":[{"id":"a","name":"A","api_keys":[{"sha256":"ABC"}]}]}"#;
+        assert_eq!(error_of(json).field, "applications[0].api_keys[0].sha256");
+    }
+
+    #[test]
+    fn policies_are_checked() {
+        assert_eq!(error_of(r#"{"policies":{"P":{"per":"minute"}}}"#).field, "policies.P");
+        assert_eq!(error_of(r#"{"policies":{"P":{"requests":0,"per":"minute"}}}"#).field, "policies.P.requests");
+        assert_eq!(
+            error_of(r#"{"policies":{"P":{"requests":5,"per":"minute","burst":{"requests":1,"per":"hour"}}}}"#).field,
+            "policies.P.burst.per"
+        );
+        assert_eq!(error_of(r#"{"policies":{"Unlimited":{"requests":5,"per":"minute"}}}"#).field, "policies.Unlimited");
+    }
+
+    #[test]
+    fn cors_wildcard_with_credentials_is_refused() {
+        let error = error_of(r#"{"errors":{"cors":{"allow_origins":["*"],"allow_credentials":true}}}"#);
+        assert_eq!(error.field, "errors.cors.allow_credentials");
+    }
+
+    #[test]
+    fn values_are_not_echoed_in_type_errors() {
+        let error = error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["sk_live_SECRET"]}]}"#);
+        assert_eq!(error.field, "applications[0].api_keys[0]");
+        assert!(!error.to_string().contains("sk_live_SECRET"), "{error}");
+        assert!(error.reason.contains("invalid type: a string"), "{error}");
+        let error = error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["se\"cr\"et-TAIL"]}]}"#);
+        assert!(!error.to_string().contains("TAIL"), "{error}");
+    }
+
+    #[test]
+    fn client_ids_name_their_key_manager_when_there_are_several() {
+        let two = r#"{"key_managers":[{"name":"a","issuer":"https://a","jwks":{"cluster":"a"}},
+            {"name":"b","issuer":"https://b","jwks":{"cluster":"b"}}],
+            "applications":[{"id":"x","name":"X","client_ids":[{"id":"c"}]}]}"#;
+        assert_eq!(error_of(two).field, "applications[0].client_ids[0].key_manager");
+        let unknown = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"z"}"#);
+        assert_eq!(error_of(&unknown).field, "applications[0].client_ids[0].key_manager");
+        let named = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"b"}"#);
+        let config = Config::from_json(named.as_bytes()).unwrap();
+        assert_eq!(config.directory.client("c").unwrap().key_manager, Some(crate::vocab::KmId(1)));
+    }
+
+    #[test]
+    fn routing_headers_must_not_be_reserved_or_credentials() {
+        assert_eq!(error_of(r#"{"routing":{"cluster_header":"host"}}"#).field, "routing.cluster_header");
+        assert_eq!(error_of(r#"{"routing":{"cluster_header":"Content-Length"}}"#).field, "routing.cluster_header");
+        assert_eq!(error_of(r#"{"routing":{"api_header":"apikey"}}"#).field, "routing.api_header");
+        assert_eq!(
+            error_of(r#"{"routing":{"api_header":"x-envoy-upstream-rq-timeout-ms"}}"#).field,
+            "routing.api_header"
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert_eq!(error_of("{} {}").field, "(root)");
+        assert_eq!(error_of("[]").field, "(root)");
+    }
+
+    #[test]
+    fn base_paths_include_default_version_and_version_templates() {
+        let api = MINIMAL_API.replace(r#""version":"1.0.0","#, r#""version":"1.0.0","default_version":true,"#);
+        let config = Config::from_json(format!(r#"{{"apis":[{api}]}}"#).as_bytes()).unwrap();
+        assert!(config.routes.base_paths.contains_key("/pizzashack/1.0.0"));
+        assert!(config.routes.base_paths.contains_key("/pizzashack"));
+        let api = MINIMAL_API.replace("/pizzashack", "/{version}/pizzashack");
+        let config = Config::from_json(format!(r#"{{"apis":[{api}]}}"#).as_bytes()).unwrap();
+        assert!(config.routes.base_paths.contains_key("/1.0.0/pizzashack"));
+    }
+
+    /// Mistakes that used to load and then fail on every request are refused at load, naming the
+    /// field.
+    #[test]
+    fn configurations_that_could_never_serve_are_refused_at_load() {
+        let api = |extra: &str| format!(r#"{{"apis":[{}]{extra}}}"#, MINIMAL_API);
+        let cases: Vec<(String, &str)> = vec![
+            (api("").replace(r#""context":"/pizzashack""#, r#""context":"/pizzashack/1.0.0""#), "apis[0].context"),
+            (api("").replace(r#""path":"/menu""#, r#""path":"/orders/:id""#), "apis[0].resources[0].path"),
+            (
+                api("").replace(r#""path":"/menu""#, r#""path":"/menu","security":["api_key"],"scopes":["read"]"#),
+                "apis[0].resources[0].scopes",
+            ),
+            (
+                api("").replace(r#""path":"/menu""#, r#""path":"/menu","security":[],"user_token_only":true"#),
+                "apis[0].resources[0].user_token_only",
+            ),
+            (
+                api("").replace(r#""version":"1.0.0","#, r#""version":"1.0.0","api_key_in_query":true,"#),
+                "apis[0].api_key_in_query",
+            ),
+            (
+                api(
+                    r#","applications":[{"id":"a","name":"A","api_keys":[{"sha256":"b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","key_type":"SANDBOX"}]}],
+                      "subscriptions":[{"application":"a","api":"Pizza:1.0.0"}]"#,
+                ),
+                "subscriptions[0]",
+            ),
+            (api(r#","blocking":[{"api":"/pizzashak/1.0.0"}]"#), "blocking[0].api"),
+            (api(r#","applications":[{"id":"a","name":"A","client_ids":[{"id":"c"}]}]"#), "applications[0].client_ids"),
+            (api(r#","key_managers":[{"name":"k","issuer":"https://k"}]"#), "key_managers[0]"),
+        ];
+        for (json, field) in cases {
+            assert_eq!(error_of(&json).field, field, "{json}");
+        }
+        // The mixed application is fine: its production key works.
+        let mixed = api(r#","applications":[{"id":"a","name":"A","api_keys":[
+            {"sha256":"b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","key_type":"SANDBOX"},
+            {"sha256":"c5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c"}]}],
+            "subscriptions":[{"application":"a","api":"Pizza:1.0.0"}]"#);
+        assert!(Config::from_json(mixed.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_taken_from_the_environment_or_inline_with_a_warning() {
+        let km = |secret: &str| {
+            format!(
+                r#"{{"key_managers":[{{"name":"k","issuer":"https://k",
+                    "introspection":{{"cluster":"km","client_id":"gw","client_secret":{secret}}}}}]}}"#
+            )
+        };
+        std::env::set_var("APIM_TEST_SECRET_A", "from-the-environment");
+        let config = Config::from_json(km(r#"{"env":"APIM_TEST_SECRET_A"}"#).as_bytes()).unwrap();
+        let introspection = config.auth.key_managers[0].introspection.as_ref().unwrap();
+        assert_eq!(introspection.client_secret.0, b"from-the-environment");
+        assert!(config.warnings().is_empty());
+        assert!(!format!("{config:?}").contains("from-the-environment"), "never printed");
+        let error = error_of(&km(r#"{"env":"APIM_TEST_SECRET_UNSET"}"#));
+        assert_eq!(error.field, "key_managers[0].introspection.client_secret.env");
+        let inline = Config::from_json(km(r#""inline-secret""#).as_bytes()).unwrap();
+        assert!(inline.warnings()[0].contains("key_managers[0].introspection.client_secret"));
+        assert!(!inline.warnings()[0].contains("inline-secret"));
+        assert_eq!(error_of(&km(r#"{"env":"X","value":"y"}"#)).field, "key_managers[0].introspection.client_secret");
+        // HMAC secrets are random bytes: base64.
+        let hmac = |secret: &str| {
+            format!(
+                r#"{{"key_managers":[{{"name":"k","issuer":"https://k","algorithms":["HS256"],"hmac_secret":{secret}}}]}}"#
+            )
+        };
+        let random = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0xffu8; 32]);
+        assert!(Config::from_json(hmac(&format!(r#"{{"value":"{random}","encoding":"base64"}}"#)).as_bytes()).is_ok());
+        assert_eq!(error_of(&hmac(r#"{"value":"c2hvcnQ=","encoding":"base64"}"#)).field, "key_managers[0].hmac_secret");
+        assert_eq!(error_of(&hmac(r#"{"value":"!!!","encoding":"base64"}"#)).field, "key_managers[0].hmac_secret");
+    }
+
+    #[test]
+    fn duplicate_base_paths_are_refused() {
+        let other = MINIMAL_API.replace(r#""name":"Pizza""#, r#""name":"Other""#);
+        let error = error_of(&format!(r#"{{"apis":[{MINIMAL_API},{other}]}}"#));
+        assert_eq!(error.field, "apis[1].context");
+    }
+}

@@ -1,0 +1,185 @@
+//! Fault rendering's part of the configuration, compiled: the format, the overrides resolved by
+//! id, code and code family, CORS, the custom template, and what the 900902 description names.
+
+use std::collections::HashMap;
+
+use crate::catalogue::{self, CodePattern, FaultId};
+use crate::schema::checks::check_header_value;
+use crate::schema::{ConfigError, ErrorFormat, RawCredentials, RawErrors, RawOverride};
+
+/// An override of one catalogue entry. Unset fields keep the catalogue's value.
+#[derive(Clone, Debug, Default)]
+pub struct Override {
+    pub status: Option<u16>,
+    pub message: Option<String>,
+    pub description: Option<String>,
+}
+
+impl From<RawOverride> for Override {
+    fn from(raw: RawOverride) -> Self {
+        Override { status: raw.status, message: raw.message, description: raw.description }
+    }
+}
+
+/// CORS headers for fault responses and preflights.
+#[derive(Clone, Debug)]
+pub struct Cors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_s: Option<u32>,
+}
+
+/// A custom fault body.
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub content_type: String,
+    pub body: String,
+}
+
+/// Fault rendering settings with overrides resolved.
+#[derive(Debug)]
+pub struct ErrorSettings {
+    pub format: ErrorFormat,
+    pub overrides_by_code: HashMap<u32, Override>,
+    pub overrides_by_id: HashMap<FaultId, Override>,
+    /// Overrides of code families (`9008xx`), broadest first.
+    pub overrides_by_pattern: Vec<(CodePattern, Override)>,
+    pub cors: Option<Cors>,
+    pub kanali_docs_url: String,
+    pub template: Option<Template>,
+    pub realm: String,
+    /// `credentials.authorization_header`, for the 900902 description.
+    pub authorization_header: String,
+    /// `credentials.api_key_header`, for the 900902 description.
+    pub api_key_header: String,
+}
+
+impl Default for ErrorSettings {
+    fn default() -> Self {
+        let raw = RawErrors::default();
+        let credentials = RawCredentials::default();
+        ErrorSettings {
+            format: raw.format,
+            overrides_by_code: HashMap::new(),
+            overrides_by_id: HashMap::new(),
+            overrides_by_pattern: Vec::new(),
+            cors: None,
+            kanali_docs_url: raw.kanali_docs_url,
+            template: None,
+            realm: credentials.realm,
+            authorization_header: credentials.authorization_header,
+            api_key_header: credentials.api_key_header,
+        }
+    }
+}
+
+impl ErrorSettings {
+    /// Checks and compiles fault rendering; the credential headers name themselves in 900902.
+    pub fn compile(raw: RawErrors, credentials: &RawCredentials) -> Result<ErrorSettings, ConfigError> {
+        let mut overrides_by_code = HashMap::new();
+        let mut overrides_by_id = HashMap::new();
+        let mut overrides_by_pattern = Vec::new();
+        for (key, value) in raw.overrides {
+            let field = format!("errors.overrides.{key}");
+            if let Some(status) = value.status {
+                if !(200..=599).contains(&status) {
+                    return Err(ConfigError::new(
+                        format!("{field}.status"),
+                        format!("status {status} is not an HTTP status from 200 to 599"),
+                    ));
+                }
+            }
+            for text in [&value.message, &value.description].into_iter().flatten() {
+                if text.len() > 4096 {
+                    return Err(ConfigError::new(field.clone(), "message and description are limited to 4096 bytes"));
+                }
+            }
+            if let Ok(code) = key.parse::<u32>() {
+                if !catalogue::is_known_code(code) {
+                    return Err(ConfigError::new(field, format!("{code} is not a code of the catalogue")));
+                }
+                overrides_by_code.insert(code, Override::from(value));
+            } else if let Some(id) = catalogue::by_id(&key) {
+                overrides_by_id.insert(id, Override::from(value));
+            } else if let Some(pattern) = catalogue::CodePattern::parse(&key) {
+                if !catalogue::known_codes().any(|code| pattern.matches(code)) {
+                    return Err(ConfigError::new(field, format!("`{key}` matches no code of the catalogue")));
+                }
+                overrides_by_pattern.push((pattern, Override::from(value)));
+            } else {
+                return Err(ConfigError::new(
+                    field,
+                    format!("`{key}` is neither a code, a code family (`9008xx`) nor an id of the catalogue"),
+                ));
+            }
+        }
+        if let Some(cors) = &raw.cors {
+            if cors.allow_origins.is_empty() {
+                return Err(ConfigError::new("errors.cors.allow_origins", "must list at least one origin"));
+            }
+            if cors.allow_credentials && cors.allow_origins.iter().any(|origin| origin == "*") {
+                return Err(ConfigError::new(
+                    "errors.cors.allow_credentials",
+                    "cannot be true when allow_origins contains \"*\" (browsers refuse it)",
+                ));
+            }
+            let lists = [
+                ("allow_origins", &cors.allow_origins),
+                ("allow_methods", &cors.allow_methods),
+                ("allow_headers", &cors.allow_headers),
+                ("expose_headers", &cors.expose_headers),
+            ];
+            for (name, list) in lists {
+                for (index, value) in list.iter().enumerate() {
+                    let field = format!("errors.cors.{name}[{index}]");
+                    check_header_value(&field, value)?;
+                    if value.trim().is_empty() || value.contains(',') {
+                        return Err(ConfigError::new(field, "must be one non-empty value without commas"));
+                    }
+                }
+            }
+        }
+        check_header_value("errors.kanali_docs_url", &raw.kanali_docs_url)?;
+        match (&raw.format, &raw.template) {
+            (ErrorFormat::Template, None) => {
+                return Err(ConfigError::new("errors.template", "is required when errors.format is `template`"));
+            }
+            (_, Some(template)) => {
+                if template.body.is_empty() {
+                    return Err(ConfigError::new("errors.template.body", "must not be empty"));
+                }
+                check_header_value("errors.template.content_type", &template.content_type)?;
+                if template.content_type.trim().is_empty() {
+                    return Err(ConfigError::new("errors.template.content_type", "must not be empty"));
+                }
+            }
+            (_, None) => {}
+        }
+        // Broadest first: the renderer applies them in order, so the most specific wins.
+        overrides_by_pattern.sort_by_key(|(pattern, _)| pattern.specificity());
+        Ok(ErrorSettings {
+            format: raw.format,
+            overrides_by_code,
+            overrides_by_id,
+            overrides_by_pattern,
+            cors: raw.cors.map(|cors| Cors {
+                allow_origins: cors.allow_origins,
+                allow_methods: cors.allow_methods,
+                allow_headers: cors.allow_headers,
+                expose_headers: cors.expose_headers,
+                allow_credentials: cors.allow_credentials,
+                max_age_s: cors.max_age_s,
+            }),
+            kanali_docs_url: raw.kanali_docs_url,
+            template: raw
+                .template
+                .map(|template| Template { content_type: template.content_type, body: template.body }),
+            realm: credentials.realm.clone(),
+            authorization_header: credentials.authorization_header.clone(),
+            api_key_header: credentials.api_key_header.clone(),
+        })
+    }
+}

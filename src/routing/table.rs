@@ -1,0 +1,355 @@
+//! The routing table: APIs and their resources compiled from configuration (checked, their path
+//! templates parsed, their base paths indexed), and how the chosen endpoint reaches Envoy's router.
+
+use std::collections::{HashMap, HashSet};
+
+use super::matcher::{self, PathTemplate};
+use crate::schema::checks::{check_header_name, check_header_value};
+use crate::schema::{ConfigError, RawApi, RawCredentials, RawRouting};
+use crate::vocab::{ApiId, Lifecycle, ResourceId, SecurityScheme};
+
+/// How the chosen endpoint reaches Envoy's router.
+#[derive(Clone, Debug)]
+pub struct RoutingSettings {
+    pub cluster_header: String,
+    pub api_header: String,
+    pub rewrite_path: bool,
+}
+
+/// The Envoy clusters of an API's endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    pub production: Option<String>,
+    pub sandbox: Option<String>,
+}
+
+/// A compiled API.
+#[derive(Debug)]
+pub struct Api {
+    pub id: ApiId,
+    pub name: String,
+    pub version: String,
+    /// `<name>:<version>`, how subscriptions, policies and logs name the API.
+    pub label: String,
+    pub context: String,
+    pub lifecycle: Lifecycle,
+    pub default_version: bool,
+    pub endpoints: Endpoints,
+    pub backend_path: String,
+    pub api_key_in_query: bool,
+    /// Some resource accepts API keys (or the API takes them in the query): an `apikey` query
+    /// parameter is then a credential and never goes upstream.
+    pub api_keys: bool,
+    /// API-level throttling policy.
+    pub policy: Option<String>,
+    pub resources: Vec<Resource>,
+}
+
+/// A compiled resource.
+#[derive(Debug)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub method: String,
+    pub template: PathTemplate,
+    /// Effective security schemes; empty means open.
+    pub security: Vec<SecurityScheme>,
+    pub scopes: Vec<String>,
+    /// Resource-level throttling policy.
+    pub policy: Option<String>,
+    pub user_token_only: bool,
+    /// WSO2's key of the resource: `<context>/<version><template>:<method>`.
+    pub key: String,
+}
+
+/// Every served API by base path.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub apis: Vec<Api>,
+    /// Base path (normalized, e.g. `/pizzashack/1.0.0`) to API.
+    pub base_paths: HashMap<String, ApiId>,
+    /// The largest number of segments in any base path.
+    pub max_base_depth: usize,
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+/// Headers the filter must never set or remove for routing: framing, hop-by-hop, and the
+/// request's identity.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "expect",
+    "cookie",
+    "origin",
+];
+
+impl RoutingSettings {
+    pub fn compile(routing: RawRouting, credentials: &RawCredentials) -> Result<RoutingSettings, ConfigError> {
+        for (field, name) in
+            [("routing.cluster_header", &routing.cluster_header), ("routing.api_header", &routing.api_header)]
+        {
+            check_header_name(field, name)?;
+            let lower = name.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
+                return Err(ConfigError::new(field, format!("`{name}` is a reserved header")));
+            }
+            if lower == credentials.authorization_header.to_ascii_lowercase()
+                || lower == credentials.api_key_header.to_ascii_lowercase()
+            {
+                return Err(ConfigError::new(field, format!("`{name}` is also a credentials header")));
+            }
+        }
+        if routing.cluster_header.eq_ignore_ascii_case(&routing.api_header) {
+            return Err(ConfigError::new("routing.api_header", "must differ from routing.cluster_header"));
+        }
+        Ok(RoutingSettings {
+            cluster_header: routing.cluster_header,
+            api_header: routing.api_header,
+            rewrite_path: routing.rewrite_path,
+        })
+    }
+}
+
+impl Table {
+    /// Compiles the APIs; `policy_exists` says whether a throttling policy name is defined.
+    pub fn compile(raw: Vec<RawApi>, policy_exists: &dyn Fn(&str) -> bool) -> Result<Table, ConfigError> {
+        let mut table = Table::default();
+        let mut names: HashSet<String> = HashSet::new();
+        for (index, raw_api) in raw.into_iter().enumerate() {
+            let field = format!("apis[{index}]");
+            let id = ApiId(index as u32);
+            let api = compile_api(&field, id, raw_api, policy_exists)?;
+            if !names.insert(api.label.clone()) {
+                return Err(ConfigError::new(format!("{field}.name"), format!("API {} is defined twice", api.label)));
+            }
+            if api.lifecycle != Lifecycle::Created && api.lifecycle != Lifecycle::Retired {
+                for base in api_base_paths(&field, &api)? {
+                    table.max_base_depth = table.max_base_depth.max(base.matches('/').count());
+                    if let Some(other) = table.base_paths.insert(base.clone(), id) {
+                        return Err(ConfigError::new(
+                            format!("{field}.context"),
+                            format!("base path {base} is also served by apis[{}]", other.0),
+                        ));
+                    }
+                }
+            }
+            table.apis.push(api);
+        }
+        Ok(table)
+    }
+
+    pub fn api(&self, id: ApiId) -> Option<&Api> {
+        self.apis.get(id.index())
+    }
+
+    /// An API by its `<name>:<version>` label.
+    pub fn by_label(&self, label: &str) -> Option<&Api> {
+        self.apis.iter().find(|api| api.label == label)
+    }
+}
+
+impl Api {
+    pub fn resource(&self, id: ResourceId) -> Option<&Resource> {
+        self.resources.get(id.index())
+    }
+
+    /// Whether a blocking condition's `api` (a context, context and version, or label) names it.
+    pub fn is_named_by(&self, name: &str) -> bool {
+        name == self.label
+            || name == self.context
+            || name.strip_prefix(&self.context) == Some(&format!("/{}", self.version))
+    }
+}
+
+fn check_context(field: &str, context: &str) -> Result<(), ConfigError> {
+    if !context.starts_with('/') || context.len() < 2 {
+        return Err(ConfigError::new(field, format!("`{context}` must start with `/` and name at least one segment")));
+    }
+    if context.ends_with('/') {
+        return Err(ConfigError::new(field, format!("`{context}` must not end with `/`")));
+    }
+    let mut version_segments = 0;
+    for segment in context.get(1..).unwrap_or_default().split('/') {
+        if segment == "{version}" {
+            version_segments += 1;
+            continue;
+        }
+        matcher::check_literal_segment(segment)
+            .map_err(|reason| ConfigError::new(field, format!("`{context}`: {reason}")))?;
+    }
+    if version_segments > 1 {
+        return Err(ConfigError::new(field, "`{version}` may appear once"));
+    }
+    Ok(())
+}
+
+fn check_policy_ref(field: String, policy: &Option<String>, exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+    match policy {
+        Some(name) if !exists(name) => {
+            Err(ConfigError::new(field, format!("policy `{name}` is not defined in `policies`")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str) -> bool) -> Result<Api, ConfigError> {
+    if raw.name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
+    }
+    if raw.name.contains(':') {
+        return Err(ConfigError::new(format!("{field}.name"), "must not contain `:`"));
+    }
+    check_header_value(&format!("{field}.name"), &raw.name)?;
+    check_context(&format!("{field}.context"), &raw.context)?;
+    if raw.version.is_empty() {
+        return Err(ConfigError::new(format!("{field}.version"), "must not be empty"));
+    }
+    if !raw.context.contains("{version}") && raw.context.rsplit('/').next() == Some(raw.version.as_str()) {
+        return Err(ConfigError::new(
+            format!("{field}.context"),
+            format!(
+                "`{}` ends with the version `{}`, which the gateway appends (it would serve `{}/{}`): write \
+                 the context without it, or put `{{version}}` where it goes",
+                raw.context, raw.version, raw.context, raw.version
+            ),
+        ));
+    }
+    matcher::check_literal_segment(&raw.version)
+        .map_err(|reason| ConfigError::new(format!("{field}.version"), reason))?;
+    if raw.endpoints.production.is_none() && raw.endpoints.sandbox.is_none() {
+        return Err(ConfigError::new(format!("{field}.endpoints"), "needs a production or a sandbox cluster"));
+    }
+    for (name, cluster) in [("production", &raw.endpoints.production), ("sandbox", &raw.endpoints.sandbox)] {
+        if let Some(cluster) = cluster {
+            let cluster_field = format!("{field}.endpoints.{name}");
+            if cluster.is_empty() {
+                return Err(ConfigError::new(cluster_field, "must not be empty"));
+            }
+            check_header_value(&cluster_field, cluster)?;
+        }
+    }
+    if !raw.backend_path.is_empty() {
+        let backend_field = format!("{field}.backend_path");
+        if !raw.backend_path.starts_with('/') || raw.backend_path.ends_with('/') {
+            return Err(ConfigError::new(backend_field, "must start with `/` and not end with `/` (or be empty)"));
+        }
+        for segment in raw.backend_path.get(1..).unwrap_or_default().split('/') {
+            matcher::check_literal_segment(segment)
+                .map_err(|reason| ConfigError::new(backend_field.clone(), reason))?;
+        }
+    }
+    check_policy_ref(format!("{field}.policy"), &raw.policy, policy_exists)?;
+
+    let mut resources = Vec::with_capacity(raw.resources.len());
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for (index, resource) in raw.resources.into_iter().enumerate() {
+        let resource_field = format!("{field}.resources[{index}]");
+        if !METHODS.contains(&resource.method.as_str()) {
+            return Err(ConfigError::new(
+                format!("{resource_field}.method"),
+                format!("`{}` is not one of {}", resource.method, METHODS.join(", ")),
+            ));
+        }
+        let template = PathTemplate::parse(&resource.path)
+            .map_err(|reason| ConfigError::new(format!("{resource_field}.path"), reason))?;
+        if !seen.insert((resource.method.clone(), template.shape())) {
+            return Err(ConfigError::new(
+                format!("{resource_field}.path"),
+                format!("{} {} duplicates an earlier resource", resource.method, resource.path),
+            ));
+        }
+        check_policy_ref(format!("{resource_field}.policy"), &resource.policy, policy_exists)?;
+        let security = resource.security.clone().unwrap_or_else(|| raw.security.clone());
+        if !security.contains(&SecurityScheme::Oauth2) {
+            let accepts = if security.is_empty() { "is open" } else { "accepts only API keys" };
+            if !resource.scopes.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{resource_field}.scopes"),
+                    format!("only OAuth2 tokens carry scopes, and this resource {accepts}: no request could pass"),
+                ));
+            }
+            if resource.user_token_only {
+                return Err(ConfigError::new(
+                    format!("{resource_field}.user_token_only"),
+                    format!("only OAuth2 tokens are user tokens, and this resource {accepts}: no request could pass"),
+                ));
+            }
+        }
+        for (scope_index, scope) in resource.scopes.iter().enumerate() {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(ConfigError::new(
+                    format!("{resource_field}.scopes[{scope_index}]"),
+                    "a scope is one non-empty word",
+                ));
+            }
+        }
+        let key = format!("{}/{}{}:{}", raw.context, raw.version, template.as_str(), resource.method);
+        resources.push(Resource {
+            id: ResourceId(index as u32),
+            method: resource.method,
+            template,
+            security,
+            scopes: resource.scopes,
+            policy: resource.policy,
+            user_token_only: resource.user_token_only,
+            key,
+        });
+    }
+    let any_api_key_resource = resources.iter().any(|resource| resource.security.contains(&SecurityScheme::ApiKey));
+    if raw.api_key_in_query && !any_api_key_resource {
+        return Err(ConfigError::new(
+            format!("{field}.api_key_in_query"),
+            "no resource of this API accepts API keys (`security` with `api_key`): a key in the query could never be used",
+        ));
+    }
+    Ok(Api {
+        id,
+        label: format!("{}:{}", raw.name, raw.version),
+        name: raw.name,
+        version: raw.version,
+        context: raw.context,
+        lifecycle: raw.lifecycle,
+        default_version: raw.default_version,
+        endpoints: Endpoints { production: raw.endpoints.production, sandbox: raw.endpoints.sandbox },
+        backend_path: raw.backend_path,
+        api_keys: raw.api_key_in_query || any_api_key_resource,
+        api_key_in_query: raw.api_key_in_query,
+        policy: raw.policy,
+        resources,
+    })
+}
+
+/// The base paths an API is served on: `<context>/<version>` (or the context with `{version}`
+/// substituted) and, with `default_version`, the context alone.
+fn api_base_paths(field: &str, api: &Api) -> Result<Vec<String>, ConfigError> {
+    let mut bases = Vec::new();
+    if api.context.contains("{version}") {
+        bases.push(api.context.replace("{version}", &api.version));
+        if api.default_version {
+            let without: Vec<&str> =
+                api.context.split('/').filter(|segment| !segment.is_empty() && *segment != "{version}").collect();
+            if without.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.default_version"),
+                    "a context of only {version} cannot have a default version",
+                ));
+            }
+            bases.push(format!("/{}", without.join("/")));
+        }
+    } else {
+        bases.push(format!("{}/{}", api.context, api.version));
+        if api.default_version {
+            bases.push(api.context.clone());
+        }
+    }
+    Ok(bases)
+}

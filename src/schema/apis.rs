@@ -1,0 +1,86 @@
+//! APIs and their resources, as users write them.
+
+use crate::vocab::{Lifecycle, SecurityScheme};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// An API.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Api")]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// API name. Required.
+    pub name: String,
+    /// Context, e.g. `/pizzashack`. May contain a `{version}` segment, as in WSO2. Required.
+    pub context: String,
+    /// Version, e.g. `1.0.0`. Appended to the context unless the context holds `{version}`. Required.
+    pub version: String,
+    /// Lifecycle state. `BLOCKED` answers 700700; `CREATED` and `RETIRED` are not deployed (as if
+    /// the API did not exist). Defaults to `PUBLISHED`.
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+    /// Also serve this API on its context without the version (WSO2's default version).
+    /// Defaults to false.
+    #[serde(default)]
+    pub default_version: bool,
+    /// Envoy cluster names of the production and sandbox endpoints. At least one is required.
+    pub endpoints: RawEndpoints,
+    /// Path prefix on the backend that replaces context and version (e.g. `/api/v1`).
+    /// Defaults to empty (the resource path is sent as it is).
+    #[serde(default)]
+    pub backend_path: String,
+    /// Security schemes accepted by the API's resources; `[]` makes them open.
+    /// Defaults to `["oauth2"]`, as in WSO2.
+    #[serde(default = "default_security")]
+    pub security: Vec<SecurityScheme>,
+    /// Accept the API key in the `apikey` query parameter too. Defaults to false.
+    #[serde(default)]
+    pub api_key_in_query: bool,
+    /// API-level throttling policy name. Defaults to none.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Resources (method + path template). Defaults to none (every request answers 900906).
+    #[serde(default)]
+    pub resources: Vec<RawResource>,
+}
+
+fn default_security() -> Vec<SecurityScheme> {
+    vec![SecurityScheme::Oauth2]
+}
+
+/// Endpoint clusters of an API.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Endpoints")]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoints {
+    /// Envoy cluster for production keys (and for open resources). Defaults to none.
+    #[serde(default)]
+    pub production: Option<String>,
+    /// Envoy cluster for sandbox keys. Defaults to none.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+}
+
+/// A resource of an API.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Resource")]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    /// HTTP method: GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS. Required.
+    pub method: String,
+    /// Path template below the API's base path: literal segments, `{param}` segments (one
+    /// segment each) and a final `*` (any remainder, including none). Required.
+    pub path: String,
+    /// Security schemes for this resource; `[]` makes it open. Defaults to the API's.
+    #[serde(default)]
+    pub security: Option<Vec<SecurityScheme>>,
+    /// Scopes a token must carry. Defaults to none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Resource-level throttling policy name. Defaults to none.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Refuse application tokens (WSO2's APPLICATION_USER only). Defaults to false.
+    #[serde(default)]
+    pub user_token_only: bool,
+}

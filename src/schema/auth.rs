@@ -1,0 +1,192 @@
+//! Key managers (JWT keys, introspection, claim names) and WSO2 JWT API key verification, as users
+//! write them.
+
+use super::RawSecret;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A key manager: an OAuth2 issuer whose JWT access tokens are verified locally and/or whose
+/// opaque tokens are introspected.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "KeyManager")]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyManager {
+    /// Name, unique. Required.
+    pub name: String,
+    /// The `iss` of its JWTs, compared exactly. Required.
+    pub issuer: String,
+    /// Where its JWT verification keys come from. Defaults to none (no JWTs from this issuer).
+    #[serde(default)]
+    pub jwks: Option<RawJwks>,
+    /// Shared secret for HS256/384/512 tokens, at least 32 bytes (random bytes: give it with
+    /// `"encoding": "base64"`). HS algorithms are refused without it. Defaults to none.
+    #[serde(default)]
+    pub hmac_secret: Option<RawSecret>,
+    /// Algorithms accepted. Defaults to RS256/384/512, PS256/384/512, ES256/384 and EdDSA.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Accepted `aud` values; empty accepts any. Defaults to none.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Allowed clock skew for `exp` and `nbf`, seconds. Defaults to 60.
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+    /// Which claims carry what. Defaults as documented on each field.
+    #[serde(default)]
+    pub claims: RawClaims,
+    /// RFC 7662 introspection of opaque tokens. Defaults to none.
+    #[serde(default)]
+    pub introspection: Option<RawIntrospection>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"].map(String::from).to_vec()
+}
+pub(crate) fn default_skew() -> u64 {
+    60
+}
+
+/// JWT verification keys: inline, or fetched from a JWKS URL through an Envoy cluster.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Jwks")]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    /// Inline JWKs (`[{"kty":"RSA",...}]`). Exactly one of `keys` and `cluster` is required.
+    #[serde(default)]
+    pub keys: Option<Vec<serde_json::Value>>,
+    /// Envoy cluster serving the JWKS.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Path of the JWKS on that cluster. Defaults to `/jwks`.
+    #[serde(default = "default_jwks_path")]
+    pub path: String,
+    /// `:authority` of the fetch. Defaults to the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Seconds between refreshes (an unknown `kid` also triggers one, at most every 5 s).
+    /// The last good set is kept when a fetch fails. Defaults to 300.
+    #[serde(default = "default_refresh")]
+    pub refresh_s: u64,
+    /// Fetch timeout, milliseconds. Defaults to 2000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_jwks_path() -> String {
+    "/jwks".to_string()
+}
+fn default_refresh() -> u64 {
+    300
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// Claim names.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Claims")]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    /// Claims holding the client id, first present wins. Defaults to `["client_id", "azp"]`.
+    #[serde(default = "default_client_id_claims")]
+    pub client_id: Vec<String>,
+    /// Claims holding scopes: a space-separated string or an array. First present wins.
+    /// Defaults to `["scope", "scp"]`.
+    #[serde(default = "default_scope_claims")]
+    pub scopes: Vec<String>,
+    /// Claim holding the end user. Defaults to `sub`.
+    #[serde(default = "default_sub")]
+    pub end_user: String,
+    /// Claim holding WSO2's token type (`APPLICATION` or `APPLICATION_USER`). Only this claim
+    /// saying `APPLICATION_USER` makes a user token; without it a token is an application token.
+    /// Defaults to `aut`.
+    #[serde(default = "default_aut")]
+    pub token_type: String,
+}
+
+impl Default for RawClaims {
+    fn default() -> Self {
+        RawClaims {
+            client_id: default_client_id_claims(),
+            scopes: default_scope_claims(),
+            end_user: default_sub(),
+            token_type: default_aut(),
+        }
+    }
+}
+
+fn default_client_id_claims() -> Vec<String> {
+    vec!["client_id".to_string(), "azp".to_string()]
+}
+fn default_scope_claims() -> Vec<String> {
+    vec!["scope".to_string(), "scp".to_string()]
+}
+fn default_sub() -> String {
+    "sub".to_string()
+}
+fn default_aut() -> String {
+    "aut".to_string()
+}
+
+/// RFC 7662 token introspection through an Envoy cluster.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Introspection")]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    /// Envoy cluster of the introspection endpoint. Required.
+    pub cluster: String,
+    /// Path of the endpoint. Defaults to `/oauth2/introspect`.
+    #[serde(default = "default_introspection_path")]
+    pub path: String,
+    /// `:authority` of the call. Defaults to the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// The gateway's client id at the key manager (HTTP Basic). Required.
+    pub client_id: String,
+    /// The gateway's client secret (text). Required; give it as `{"env": "NAME"}` to keep it out
+    /// of Envoy's config dump.
+    pub client_secret: RawSecret,
+    /// Call timeout, milliseconds; a timeout answers 900900. Defaults to 2000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Active results are cached (all workers) until min(this, the token's `exp`). Defaults to 300.
+    #[serde(default = "default_refresh")]
+    pub cache_ttl_s: u64,
+    /// Inactive results are cached this long. Defaults to 10.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_cache_ttl_s: u64,
+}
+
+fn default_introspection_path() -> String {
+    "/oauth2/introspect".to_string()
+}
+fn default_negative_ttl() -> u64 {
+    10
+}
+
+/// Verification of WSO2's self-contained JWT API keys. Claims read: `keytype` (`PRODUCTION` or
+/// `SANDBOX`; absent is production, as in WSO2), `application` (an object: `uuid` or `id`, `name`,
+/// `owner`, `tier`), `subscribedAPIs` (an array of objects: `name`, `version`, `context`,
+/// `subscriptionTier`), `sub` (the end user), `iss`, `exp` and `nbf`. A key without `exp` does
+/// not expire (WSO2 issues keys of unlimited validity so); an `exp` present is enforced. A claim
+/// of the wrong type refuses the key.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ApiKeyJwt")]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyJwt {
+    /// The API manager's signing keys as inline JWKs. Required.
+    pub keys: Vec<serde_json::Value>,
+    /// Required `iss`, if set. Defaults to none (any issuer).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Algorithms accepted. Defaults to `["RS256"]`.
+    #[serde(default = "default_api_key_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Allowed clock skew, seconds. Defaults to 60.
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+}
+
+fn default_api_key_algorithms() -> Vec<String> {
+    vec!["RS256".to_string()]
+}

@@ -1,0 +1,140 @@
+//! The directory as users write it in static configuration: applications with their client ids
+//! and API keys, subscriptions, throttling policies (tiers) and blocking conditions.
+
+use super::{default_one, default_true};
+use crate::vocab::{KeyType, SubscriptionState, TimeUnit, UNLIMITED};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// An application.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Application")]
+#[serde(deny_unknown_fields)]
+pub struct RawApplication {
+    /// Application id (WSO2's UUID). Required, unique.
+    pub id: String,
+    /// Application name. Required.
+    pub name: String,
+    /// Subscriber (owner). Defaults to empty.
+    #[serde(default)]
+    pub owner: String,
+    /// Application-level throttling policy. Defaults to none.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// OAuth2 client ids of the application's keys. Defaults to none.
+    #[serde(default)]
+    pub client_ids: Vec<RawClientId>,
+    /// Opaque API keys, stored as SHA-256 hashes. Defaults to none.
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+}
+
+/// An OAuth2 client of an application.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ClientId")]
+#[serde(deny_unknown_fields)]
+pub struct RawClientId {
+    /// The client id. Required, unique across applications.
+    pub id: String,
+    /// Key type. Defaults to `PRODUCTION`.
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// The key manager that issued the client (its `name`); tokens from any other key manager
+    /// are refused for it. Required when more than one key manager is configured.
+    #[serde(default)]
+    pub key_manager: Option<String>,
+}
+
+/// An opaque API key.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ApiKey")]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Lowercase hex SHA-256 of the key (64 characters). Required, unique.
+    pub sha256: String,
+    /// Key type. Defaults to `PRODUCTION`.
+    #[serde(default)]
+    pub key_type: KeyType,
+}
+
+/// A subscription.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Subscription")]
+#[serde(deny_unknown_fields)]
+pub struct RawSubscription {
+    /// Application id. Required.
+    pub application: String,
+    /// API as `<name>:<version>`. Required.
+    pub api: String,
+    /// Subscription policy (tier). Defaults to `Unlimited`.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+    /// Subscription state. Defaults to `UNBLOCKED`.
+    #[serde(default)]
+    pub state: SubscriptionState,
+}
+
+fn default_tier() -> String {
+    UNLIMITED.to_string()
+}
+
+/// A throttling policy: a request count or a byte count per time unit.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Policy")]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Requests allowed per window. Exactly one of `requests` and `bytes` is required.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Request and response body bytes allowed per window.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Window unit. Required.
+    pub per: TimeUnit,
+    /// Window length in units. Defaults to 1.
+    #[serde(default = "default_one")]
+    pub unit_count: u32,
+    /// Burst control (subscription policies). Defaults to none.
+    #[serde(default)]
+    pub burst: Option<RawBurst>,
+    /// Deny requests over quota; when false they pass, flagged. Defaults to true.
+    #[serde(default = "default_true")]
+    pub stop_on_quota_reach: bool,
+}
+
+/// Burst control: at most `requests` per `per` (second or minute).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Burst")]
+#[serde(deny_unknown_fields)]
+pub struct RawBurst {
+    /// Requests allowed per unit. Required.
+    pub requests: u64,
+    /// `second` or `minute`. Required.
+    pub per: TimeUnit,
+}
+
+/// One blocking condition: exactly one field is set.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "BlockingCondition")]
+#[serde(deny_unknown_fields)]
+pub struct RawBlockingCondition {
+    /// An API, by context (`/pizzashack`), context and version (`/pizzashack/1.0.0`) or
+    /// `<name>:<version>`.
+    #[serde(default)]
+    pub api: Option<String>,
+    /// An application id.
+    #[serde(default)]
+    pub application: Option<String>,
+    /// An end user (the token's end-user claim).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A client IP address (Envoy's `source.address`).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// A client IP range in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`).
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// A subscription: `<application id>:<api name>:<version>`.
+    #[serde(default)]
+    pub subscription: Option<String>,
+}

@@ -1,0 +1,158 @@
+//! How faults are rendered, as users write it: format, overrides, CORS, the custom template, and
+//! which gateway's codes to use.
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Fault rendering.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Errors")]
+#[serde(deny_unknown_fields)]
+pub struct RawErrors {
+    /// Body format of every fault. Defaults to `apim-json`.
+    #[serde(default)]
+    pub format: ErrorFormat,
+    /// Per-fault overrides, keyed by code (`"900800"`, or a transport code such as `"101507"`), by
+    /// code family (trailing `x`s: `"9008xx"` is every throttling code, `"1015xx"` every transport
+    /// code) or by catalogue id (`"production_key_without_endpoint"`). The most specific key wins:
+    /// an id over a code, a code over a family, a narrower family over a broader one. Defaults to
+    /// none.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, RawOverride>,
+    /// CORS headers added to fault responses (and preflight answers). Defaults to off.
+    #[serde(default)]
+    pub cors: Option<RawCors>,
+    /// Documentation URL used in the `details` field of the `kanali` format; the two-digit
+    /// Kanali code is appended as an anchor. Defaults to `https://kanali.io/docs/v2/errorcodes/`.
+    #[serde(default = "default_kanali_docs_url")]
+    pub kanali_docs_url: String,
+    /// The body for the `template` format. Required when `format` is `template`.
+    #[serde(default)]
+    pub template: Option<RawTemplate>,
+}
+
+impl Default for RawErrors {
+    fn default() -> Self {
+        RawErrors {
+            format: ErrorFormat::default(),
+            overrides: BTreeMap::new(),
+            cors: None,
+            kanali_docs_url: default_kanali_docs_url(),
+            template: None,
+        }
+    }
+}
+
+fn default_kanali_docs_url() -> String {
+    "https://kanali.io/docs/v2/errorcodes/".to_string()
+}
+
+/// Fault body formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorFormat {
+    /// WSO2 API Manager 4.x JSON: `{"code":"900901","message":...,"description":...}`.
+    #[default]
+    ApimJson,
+    /// WSO2 API Manager XML: `<am:fault xmlns:am="http://wso2.org/apimanager">...`.
+    ApimXml,
+    /// WSO2 API Microgateway JSON: `{"fault":{"code":...,"message":...,"description":...}}`.
+    Microgateway,
+    /// WSO2 Choreo Connect JSON: `{"code":...,"error_message":...,"error_description":...}`.
+    ChoreoConnect,
+    /// Kanali JSON: `{"status":...,"message":...,"code":...,"details":...}`.
+    Kanali,
+    /// Tyk JSON: `{"error":...}` with Tyk's statuses.
+    Tyk,
+    /// `errors.template`, with placeholders.
+    Template,
+}
+
+/// An override of one catalogue entry. Unset fields keep the catalogue's value.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Override")]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    /// HTTP status, 200 to 599. Defaults to the catalogue's status.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The `message` field. Defaults to the catalogue's message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The `description` field. Defaults to the catalogue's description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// CORS settings for fault responses.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Cors")]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Allowed origins; `"*"` allows any. Required, at least one.
+    pub allow_origins: Vec<String>,
+    /// `Access-Control-Allow-Methods`. Defaults to `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// `Access-Control-Allow-Headers`. Defaults to WSO2's
+    /// `authorization, Access-Control-Allow-Origin, Content-Type, SOAPAction, apikey`.
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// `Access-Control-Expose-Headers`. Defaults to none.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials: true`. Not allowed with origin `"*"`. Defaults to false.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// `Access-Control-Max-Age` in seconds on preflight answers. Defaults to none.
+    #[serde(default)]
+    pub max_age_s: Option<u32>,
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"].map(String::from).to_vec()
+}
+
+fn default_cors_headers() -> Vec<String> {
+    ["authorization", "Access-Control-Allow-Origin", "Content-Type", "SOAPAction", "apikey"].map(String::from).to_vec()
+}
+
+/// A custom fault body.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "Template")]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    /// `Content-Type` of the body. Values are JSON-escaped when it contains `json`, XML-escaped
+    /// when it contains `xml`, inserted as they are otherwise. Defaults to `application/json`.
+    #[serde(default = "default_template_content_type")]
+    pub content_type: String,
+    /// The body, with placeholders `{code}`, `{status}`, `{message}`, `{description}`. Required.
+    pub body: String,
+}
+
+fn default_template_content_type() -> String {
+    "application/json".to_string()
+}
+
+/// Where WSO2's gateways disagree on codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compatibility {
+    /// WSO2 API Manager: 900901 for expired, inactive and malformed credentials.
+    #[default]
+    Apim,
+    /// WSO2 API Microgateway: 900903, 900904, 900912 and 900917 where they apply.
+    Microgateway,
+}
+
+/// What to do with a request that matches no API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Answer with the gateway's 404 fault.
+    #[default]
+    Fault,
+    /// Let the request through untouched to Envoy's routes.
+    PassThrough,
+}

@@ -1,0 +1,118 @@
+//! The JSON users write: the configuration's serde types with every default documented (the
+//! reference `docs/CONFIG.md` and the JSON Schema are generated from these doc comments), and
+//! [`ConfigError`], the one error a refused configuration produces. Nothing here checks or
+//! compiles: [`crate::config`] does, with each domain compiling its own part.
+
+mod apis;
+mod auth;
+pub mod checks;
+mod consumers;
+mod errors;
+mod secrets;
+mod settings;
+mod throttling;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub use apis::*;
+pub use auth::*;
+pub use consumers::*;
+pub use errors::*;
+pub use secrets::*;
+pub use settings::*;
+pub use throttling::*;
+
+/// The filter configuration. Every field is optional; an empty object `{}` is a valid
+/// configuration that answers every request with the gateway's 404 fault.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Config")]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
+    #[serde(default)]
+    pub errors: RawErrors,
+    /// Which gateway's codes to use where WSO2's gateways disagree (expired or inactive tokens,
+    /// credential format errors). Defaults to `apim`.
+    #[serde(default)]
+    pub compatibility: Compatibility,
+    /// What to do with a request that matches no API. Defaults to `fault` (the 404 fault).
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// Where credentials are read from and how the upstream request is prepared.
+    #[serde(default)]
+    pub credentials: RawCredentials,
+    /// How the filter tells Envoy's router which cluster serves the request.
+    #[serde(default)]
+    pub routing: RawRouting,
+    /// The APIs the gateway serves. Defaults to none.
+    #[serde(default)]
+    pub apis: Vec<RawApi>,
+    /// Applications (API consumers): their OAuth2 client ids and API keys. Defaults to none.
+    #[serde(default)]
+    pub applications: Vec<RawApplication>,
+    /// Subscriptions of applications to APIs; an application calls an API only through one.
+    /// Defaults to none.
+    #[serde(default)]
+    pub subscriptions: Vec<RawSubscription>,
+    /// Key managers (OAuth2 token issuers): JWT verification keys and introspection.
+    /// Defaults to none.
+    #[serde(default)]
+    pub key_managers: Vec<RawKeyManager>,
+    /// Verification of WSO2's self-contained JWT API keys. Defaults to off (JWT API keys are
+    /// refused; opaque keys in `applications[].api_keys` still work).
+    #[serde(default)]
+    pub api_key_jwt: Option<RawApiKeyJwt>,
+    /// Throttling policies by name. `Unlimited` always exists. Defaults to none.
+    #[serde(default)]
+    pub policies: BTreeMap<String, RawPolicy>,
+    /// Blocking conditions (answer 900805 before any counter). Defaults to none.
+    #[serde(default)]
+    pub blocking: Vec<RawBlockingCondition>,
+    /// Custom throttling policies with counter keys built from request attributes (900806).
+    /// Defaults to none.
+    #[serde(default)]
+    pub custom_policies: Vec<RawCustomPolicy>,
+    /// Hard limits per API and key type, requests per second (900801, 503). Defaults to none.
+    #[serde(default)]
+    pub hard_limits: Vec<RawHardLimit>,
+    /// How counters behave. Defaults as documented on each field.
+    #[serde(default)]
+    pub throttling: RawThrottling,
+}
+
+/// Why a configuration was refused: the field (a path such as `apis[0].resources[1].path`) and
+/// the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: field `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// =============================================================================================
+// The compiled configuration.
+
+pub(crate) fn default_true() -> bool {
+    true
+}
+
+pub(crate) fn default_one() -> u32 {
+    1
+}

@@ -1,0 +1,432 @@
+//! One HTTP stream through the filter, as a short phase machine: gather the request, route it,
+//! validate its credential, authorize it, throttle it, and forward it; in the response phase,
+//! replace Envoy's own upstream-failure replies with the transport fault. A stage that needs a
+//! call (an introspection, a JWKS fetch, a remote counting engine) leaves it in the stream's one
+//! pending-call slot with how to resume; the answer continues the machine where it stopped.
+//!
+//! The stream talks to Envoy only through [`Host`], so it runs natively in tests against a fake
+//! host. Header values are bytes (Envoy accepts obs-text): see [`request`].
+
+pub mod background;
+mod request;
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::auth::authorize::{authorize, Authorized};
+use crate::auth::credentials::{self, Extracted};
+use crate::auth::validation::{self, AuthStep};
+use crate::auth::{self, failure_fault, AuthFailure, Identity, Refusal};
+use crate::catalogue::{Fault, FaultId};
+use crate::config::Config;
+use crate::host::{Answer, Call, Host, Step};
+use crate::render;
+use crate::routing::{self, Forward, Verdict};
+use crate::throttle::limiter::Settings;
+use crate::throttle::{self, ByteCounter, Caller, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
+use request::Snapshot;
+
+/// What Envoy should do with the stream now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop iteration: a call is under way and its answer resumes the stream.
+    Waiting,
+    /// Stop iteration: the filter answered the request itself.
+    Answered,
+}
+
+/// State shared by the streams (and the root context) of one worker (VM).
+#[derive(Debug)]
+pub struct Worker {
+    pub auth: auth::WorkerState,
+    /// When this worker last logged an uncounted request.
+    pub last_uncounted_log: Option<u64>,
+}
+
+impl Worker {
+    pub fn new(config: &Config) -> Self {
+        Worker { auth: auth::WorkerState::new(&config.auth), last_uncounted_log: None }
+    }
+}
+
+/// What the stream waits for.
+enum Resume {
+    Auth(validation::Resume),
+    /// Boxed: an evaluation in progress is much larger than the other waits.
+    Throttle(Box<(throttle::Resume, Option<Authorized>)>),
+}
+
+/// The one pending call.
+struct Pending {
+    token: u32,
+    resume: Resume,
+}
+
+/// The per-request state.
+pub struct Stream {
+    config: Rc<Config>,
+    worker: Rc<RefCell<Worker>>,
+    request: Snapshot,
+    route: Option<Forward>,
+    pending: Option<Pending>,
+    /// A call started during the current callback, for the glue to route its answer here.
+    started_call: Option<u32>,
+    /// The filter answered this request itself: its response is not classified again.
+    answered_locally: bool,
+    /// Byte budgets (bandwidth policies) to charge body bytes to.
+    byte_counters: Vec<ByteCounter>,
+    /// Throttling has run for this request.
+    throttled: bool,
+    /// Body bytes that passed before throttling ran (while authentication waited on a call).
+    uncharged_bytes: u64,
+    /// The most restrictive counted level, for the RateLimit headers.
+    rate_limit: Option<RateLimitInfo>,
+}
+
+/// Creates the counter slots in shared data (at configure time, before requests count) and sets
+/// the slot count to the one this Envoy uses (the first configuration's; see
+/// [`crate::throttle::limiter::prepare_slots`]).
+pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
+    if config.throttles() {
+        let wanted = config.throttle.settings.counter_slots;
+        let slots = crate::throttle::limiter::prepare_slots(host, wanted);
+        if slots != wanted {
+            log::info!(
+                "throttling.counter_slots {wanted} takes effect when Envoy restarts; this process keeps counting in \
+                 {slots} slots, so counts stay exact across the update"
+            );
+        }
+        config.throttle.settings.counter_slots = slots;
+    }
+}
+
+impl Stream {
+    pub fn new(config: Rc<Config>, worker: Rc<RefCell<Worker>>) -> Self {
+        Stream {
+            config,
+            worker,
+            request: Snapshot::default(),
+            route: None,
+            pending: None,
+            started_call: None,
+            answered_locally: false,
+            byte_counters: Vec::new(),
+            throttled: false,
+            uncharged_bytes: 0,
+            rate_limit: None,
+        }
+    }
+
+    /// The token of a call started during the last callback (taken once).
+    pub fn take_started_call(&mut self) -> Option<u32> {
+        self.started_call.take()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Request phase.
+    // -----------------------------------------------------------------------------------------
+
+    pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Flow {
+        let config = Rc::clone(&self.config);
+        self.request = Snapshot::take(host, &config, end_of_stream);
+        let verdict = routing::decide(config.router(), &self.request.view());
+        match verdict {
+            Verdict::PassThrough => Flow::Continue,
+            Verdict::Preflight => {
+                let headers = match &config.errors.cors {
+                    Some(cors) => render::cors_headers(cors, self.request.origin.as_deref(), true),
+                    None => Vec::new(),
+                };
+                self.answered_locally = true;
+                host.send_response(200, &headers, b"");
+                Flow::Answered
+            }
+            Verdict::Deny(fault) => self.deny(host, &fault),
+            Verdict::Forward(forward) => {
+                let open = forward.cluster.is_some();
+                self.route = Some(forward);
+                if open {
+                    self.throttle(host, None)
+                } else {
+                    self.authenticate(host)
+                }
+            }
+        }
+    }
+
+    fn authenticate(&mut self, host: &mut impl Host) -> Flow {
+        let config = Rc::clone(&self.config);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&config, route)) else {
+            return self.internal_error(host, "matched route out of range");
+        };
+        let settings = &config.auth.credentials;
+        let authorization = self.request.credential(&settings.authorization_header);
+        let api_key = self.request.credential(&settings.api_key_header);
+        let presented =
+            match credentials::extract(settings, api, resource, authorization, api_key, self.request.query()) {
+                Extracted::Found(presented) => presented,
+                Extracted::Missing => return self.refuse(host, AuthFailure::Missing.because("missing")),
+                Extracted::BadFormat => return self.refuse(host, AuthFailure::BadFormat.because("bad_format")),
+                Extracted::BadScheme => return self.refuse(host, AuthFailure::BadScheme.because("bad_scheme")),
+                Extracted::Unreadable => return self.refuse(host, AuthFailure::Invalid.because("not_utf8")),
+            };
+        let step = match self.clock(host, FaultId::AuthGeneralError) {
+            Ok(now) => {
+                let worker = Rc::clone(&self.worker);
+                let mut worker = worker.borrow_mut();
+                let mut context = validation::Context {
+                    auth: &config.auth,
+                    directory: config.directory.as_ref(),
+                    worker: &mut worker.auth,
+                    store: host,
+                    now,
+                };
+                validation::start(&mut context, presented)
+            }
+            Err(flow) => return flow,
+        };
+        self.after_auth(host, step)
+    }
+
+    fn after_auth(&mut self, host: &mut impl Host, step: AuthStep) -> Flow {
+        match step {
+            Step::Done(identity) => self.authorize(host, &identity),
+            Step::Call(call, resume) => self.call(host, call, Resume::Auth(resume)),
+            Step::Refused(refusal) => self.refuse(host, refusal),
+        }
+    }
+
+    fn authorize(&mut self, host: &mut impl Host, identity: &Identity) -> Flow {
+        let config = Rc::clone(&self.config);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&config, route)) else {
+            return self.internal_error(host, "matched route out of range");
+        };
+        match authorize(config.directory.as_ref(), api, resource, identity) {
+            Ok(authorized) => self.throttle(host, Some(authorized)),
+            Err(fault) => {
+                log::debug!("request to {} refused: {}", api.label, fault.id.spec().id);
+                host.count(&format!("apim.auth.refused.{}", fault.id.spec().id));
+                self.deny(host, &fault)
+            }
+        }
+    }
+
+    /// Throttling comes after authentication, as in WSO2's handler chain.
+    fn throttle(&mut self, host: &mut impl Host, authorized: Option<Authorized>) -> Flow {
+        let config = Rc::clone(&self.config);
+        if !config.throttles() {
+            return self.forward(host, authorized.as_ref(), false);
+        }
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&config, route)) else {
+            return self.internal_error(host, "matched route out of range");
+        };
+        let client_ip = if config.uses_client_ip() { request::client_ip(host) } else { None };
+        let caller = caller(authorized.as_ref(), client_ip);
+        let now = match self.clock(host, FaultId::ThrottleInternalError) {
+            Ok(now) => now,
+            Err(flow) => return flow,
+        };
+        let mut engine = self.engine();
+        let mut context = throttle::Context {
+            throttle: &config.throttle,
+            directory: config.directory.as_ref(),
+            engine: &mut engine,
+            store: host,
+            now,
+        };
+        let step = throttle::start(&mut context, api, resource, &caller);
+        self.after_throttle(host, step, authorized, now)
+    }
+
+    fn after_throttle(
+        &mut self,
+        host: &mut impl Host,
+        step: ThrottleStep,
+        authorized: Option<Authorized>,
+        now: u64,
+    ) -> Flow {
+        self.throttled = true;
+        match step {
+            Step::Done(Outcome::Allowed { over_quota, byte_counters, rate_limit, uncounted }) => {
+                self.byte_counters = byte_counters;
+                self.rate_limit = rate_limit;
+                if let Some(why) = uncounted {
+                    self.report_uncounted(host, why, now);
+                }
+                let early = std::mem::take(&mut self.uncharged_bytes);
+                self.charge(host, early);
+                self.forward(host, authorized.as_ref(), over_quota)
+            }
+            Step::Done(Outcome::Denied { fault, rate_limit, uncounted }) => {
+                self.rate_limit = rate_limit;
+                if let Some(why) = uncounted {
+                    self.report_uncounted(host, why, now);
+                }
+                self.deny(host, &fault)
+            }
+            Step::Call(call, resume) => self.call(host, call, Resume::Throttle(Box::new((resume, authorized)))),
+            Step::Refused(never) => match never {},
+        }
+    }
+
+    fn forward(&mut self, host: &mut impl Host, authorized: Option<&Authorized>, over_quota: bool) -> Flow {
+        let config = Rc::clone(&self.config);
+        let Some(route) = self.route.clone() else {
+            return self.internal_error(host, "forwarded without a route");
+        };
+        let Some(cluster) = authorized.map(|a| a.cluster.as_str()).or(route.cluster.as_deref()) else {
+            return self.internal_error(host, "forwarded without an endpoint");
+        };
+        request::apply_forward(host, &config, &self.request, &route, cluster, authorized, over_quota);
+        Flow::Continue
+    }
+
+    /// Starts a call and leaves the stream waiting for it; a call that cannot be made resumes at
+    /// once with a failed answer (the stage decides what that means).
+    fn call(&mut self, host: &mut impl Host, call: Call, resume: Resume) -> Flow {
+        match host.call(&call) {
+            Ok(token) => {
+                self.started_call = Some(token);
+                self.pending = Some(Pending { token, resume });
+                Flow::Waiting
+            }
+            Err(error) => self.resume(host, resume, &Answer::Failed { code: error.0 }),
+        }
+    }
+
+    /// The answer to a call this stream made.
+    pub fn on_call_response(&mut self, host: &mut impl Host, token: u32, answer: Answer) {
+        let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
+        if self.resume(host, pending.resume, &answer) == Flow::Continue {
+            host.resume_request();
+        }
+    }
+
+    fn resume(&mut self, host: &mut impl Host, resume: Resume, answer: &Answer) -> Flow {
+        let config = Rc::clone(&self.config);
+        match resume {
+            Resume::Auth(resume) => {
+                let now = match self.clock(host, FaultId::AuthGeneralError) {
+                    Ok(now) => now,
+                    Err(flow) => return flow,
+                };
+                let worker = Rc::clone(&self.worker);
+                let mut worker = worker.borrow_mut();
+                let mut context = validation::Context {
+                    auth: &config.auth,
+                    directory: config.directory.as_ref(),
+                    worker: &mut worker.auth,
+                    store: host,
+                    now,
+                };
+                let step = validation::resume(&mut context, resume, answer);
+                drop(worker);
+                self.after_auth(host, step)
+            }
+            Resume::Throttle(waiting) => {
+                let (resume, authorized) = *waiting;
+                let now = match self.clock(host, FaultId::ThrottleInternalError) {
+                    Ok(now) => now,
+                    Err(flow) => return flow,
+                };
+                let mut engine = self.engine();
+                let mut context = throttle::Context {
+                    throttle: &config.throttle,
+                    directory: config.directory.as_ref(),
+                    engine: &mut engine,
+                    store: host,
+                    now,
+                };
+                let step = throttle::resume(&mut context, resume, answer);
+                self.after_throttle(host, step, authorized, now)
+            }
+        }
+    }
+
+    pub fn on_request_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Flow {
+        self.request.body_started = true;
+        self.charge(host, body_size as u64);
+        if end_of_stream {
+            self.request.complete = true;
+        }
+        if self.pending.is_some() {
+            return Flow::Waiting;
+        }
+        Flow::Continue
+    }
+
+    pub fn on_request_trailers(&mut self) -> Flow {
+        self.request.complete = true;
+        if self.pending.is_some() {
+            return Flow::Waiting;
+        }
+        Flow::Continue
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Helpers.
+    // -----------------------------------------------------------------------------------------
+
+    fn engine(&self) -> LocalEngine {
+        let settings = &self.config.throttle.settings;
+        LocalEngine { settings: Settings { slots: settings.counter_slots, retries: settings.cas_retries } }
+    }
+
+    /// The clock, or the given fault: nothing time-dependent is decided without it.
+    fn clock(&mut self, host: &mut impl Host, fault: FaultId) -> Result<u64, Flow> {
+        match host.now() {
+            Ok(now) => Ok(now),
+            Err(error) => {
+                log::error!("the host clock cannot be read ({error:?}): refusing the request");
+                Err(self.deny(host, &Fault::new(fault)))
+            }
+        }
+    }
+
+    /// Refuses a credential: the reason goes to the debug log and the counters, the fault to the
+    /// client.
+    fn refuse(&mut self, host: &mut impl Host, refusal: Refusal) -> Flow {
+        log::debug!("credential refused: {}", refusal.reason);
+        host.count(&format!("apim.auth.refused.{}", refusal.reason));
+        let fault = failure_fault(refusal.failure, self.config.compatibility);
+        self.deny(host, &fault)
+    }
+
+    /// An internal invariant broke: an internal fault and a log line, never a credential fault.
+    fn internal_error(&mut self, host: &mut impl Host, what: &str) -> Flow {
+        log::error!("internal error: {what}");
+        self.deny(host, &Fault::new(FaultId::AuthGeneralError))
+    }
+
+    fn deny(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
+        let rendered = render::render(fault, &self.config.errors, self.request.origin.as_deref());
+        let mut headers = rendered.headers;
+        headers.extend(self.rate_limit_headers());
+        self.answered_locally = true;
+        host.count(&format!("apim.fault.{}", fault.code));
+        host.send_response(rendered.status, &headers, rendered.body.as_bytes());
+        Flow::Answered
+    }
+}
+
+/// The API and resource of a route.
+fn route_of<'c>(config: &'c Config, route: &Forward) -> Option<(&'c routing::Api, &'c routing::Resource)> {
+    let api = config.routes.api(route.api)?;
+    Some((api, api.resource(route.resource)?))
+}
+
+/// Who is calling, as throttling sees it.
+fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) -> Caller<'_> {
+    Caller {
+        application_id: authorized.map(|a| a.application_id.as_str()),
+        tier: authorized.map(|a| a.tier.as_str()),
+        key_type: authorized.map(|a| a.key_type),
+        end_user: authorized.and_then(|a| a.end_user.as_deref()),
+        owner: authorized.map(|a| a.subscriber.as_str()),
+        client_ip,
+    }
+}

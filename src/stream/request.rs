@@ -1,0 +1,174 @@
+//! The request as the stream reads and prepares it. A snapshot of the headers is taken once, as
+//! bytes: the filter reads the headers it needs as text when they are UTF-8 and never rewrites the
+//! others. A credential that is not UTF-8 is refused (900901); a non-UTF-8 `Origin` is treated as
+//! absent, a non-UTF-8 `:path` matches nothing. Every header the filter owns is removed from the
+//! client's request first, in any spelling Envoy lets through.
+
+use std::net::IpAddr;
+
+use crate::auth::authorize::Authorized;
+use crate::auth::credentials::{percent_decode, CredentialHeader};
+use crate::cidr::parse_source_address;
+use crate::config::{Config, CONTEXT_HEADERS};
+use crate::host::{text, Header, Host};
+use crate::routing::{Forward, RequestView};
+
+/// The request headers as they arrived, and what the stream learned of the request.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    headers: Vec<Header>,
+    method: String,
+    path: String,
+    preflight_method: Option<String>,
+    pub origin: Option<String>,
+    /// The filter saw the end of the request.
+    pub complete: bool,
+    /// The filter saw request body data.
+    pub body_started: bool,
+}
+
+/// Whether a header name is one the filter owns, in any spelling Envoy lets through: letter case,
+/// and `_` for `-` (CGI-style backends read `x_apim_tier` as `x-apim-tier`).
+fn is_owned(config: &Config, name: &str) -> bool {
+    let normalized: String =
+        name.bytes().map(|b| if b == b'_' { '-' } else { char::from(b.to_ascii_lowercase()) }).collect();
+    config.owned_headers.contains(&normalized)
+}
+
+impl Snapshot {
+    /// Takes the request headers and removes the client's copies of the filter's own headers.
+    pub fn take(host: &mut impl Host, config: &Config, end_of_stream: bool) -> Snapshot {
+        let headers = host.request_headers();
+        let owned: Vec<String> =
+            headers.iter().map(|(name, _)| name).filter(|name| is_owned(config, name)).cloned().collect();
+        for name in owned {
+            host.set_request_header(&name, None);
+        }
+        let mut snapshot = Snapshot { headers, complete: end_of_stream, ..Snapshot::default() };
+        snapshot.method = snapshot.text(":method").unwrap_or_default().to_string();
+        snapshot.path = snapshot.text(":path").unwrap_or_default().to_string();
+        snapshot.preflight_method = snapshot.text("access-control-request-method").map(String::from);
+        snapshot.origin = snapshot.text("origin").map(String::from);
+        snapshot
+    }
+
+    /// What routing sees.
+    pub fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            access_control_request_method: self.preflight_method.as_deref(),
+        }
+    }
+
+    /// The query string of `:path`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.path.split_once('?').map(|(_, query)| query)
+    }
+
+    fn bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_slice())
+    }
+
+    /// A header as text; absent, or not UTF-8, is `None`.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.bytes(name).and_then(text)
+    }
+
+    /// A credential header as extraction sees it.
+    pub fn credential(&self, name: &str) -> CredentialHeader<'_> {
+        match self.bytes(name) {
+            None => CredentialHeader::Absent,
+            Some(value) => text(value).map_or(CredentialHeader::Unreadable, CredentialHeader::Text),
+        }
+    }
+}
+
+/// Prepares a forwarded request: the routing headers, the upstream path (rewritten, and without an
+/// API key in the query), no credentials, the auth context, the over-quota flag.
+pub fn apply_forward(
+    host: &mut impl Host,
+    config: &Config,
+    request: &Snapshot,
+    route: &Forward,
+    cluster: &str,
+    authorized: Option<&Authorized>,
+    over_quota: bool,
+) {
+    let api = config.routes.api(route.api);
+    if over_quota {
+        host.set_request_header(&config.throttle.settings.quota_exceeded_header, Some(b"true"));
+    }
+    host.set_request_header(&config.routing.cluster_header, Some(cluster.as_bytes()));
+    if let Some(api) = api {
+        host.set_request_header(&config.routing.api_header, Some(api.label.as_bytes()));
+    }
+    let credentials = &config.auth.credentials;
+    let upstream_path = route.upstream_path.clone().unwrap_or(request.path.clone());
+    // An API key in the query is a credential wherever the API accepts API keys: it never goes
+    // upstream (or into upstream access logs), whether this resource asked for it or not.
+    let upstream_path = if credentials.strip && api.is_some_and(|api| api.api_keys) {
+        strip_query_param(&upstream_path, &credentials.api_key_query_param)
+    } else {
+        upstream_path
+    };
+    if upstream_path != request.path {
+        host.set_request_header(":path", Some(upstream_path.as_bytes()));
+    }
+    if credentials.strip {
+        for name in [&credentials.authorization_header, &credentials.api_key_header] {
+            if request.bytes(name).is_some() {
+                host.set_request_header(name, None);
+            }
+        }
+    }
+    if let Some(authorized) = authorized {
+        let values = [
+            Some(authorized.application_id.as_str()),
+            Some(authorized.application_name.as_str()),
+            Some(authorized.subscriber.as_str()),
+            Some(authorized.key_type.name()),
+            Some(authorized.tier.as_str()),
+            authorized.end_user.as_deref(),
+        ];
+        for (name, value) in CONTEXT_HEADERS.iter().zip(values) {
+            if let Some(value) = value.filter(|value| !value.is_empty() && !value.chars().any(char::is_control)) {
+                host.set_request_header(
+                    &format!("{}{name}", credentials.context_header_prefix),
+                    Some(value.as_bytes()),
+                );
+            }
+        }
+    }
+}
+
+/// The client's address (Envoy's `source.address`).
+pub fn client_ip(host: &impl Host) -> Option<IpAddr> {
+    host.property(&["source", "address"])
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| parse_source_address(&text))
+}
+
+/// Removes a query parameter (the API key) from a path; the parameter's name is compared after
+/// percent-decoding, so `api%6Bey=` goes too.
+pub fn strip_query_param(path: &str, name: &str) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let kept: Vec<&str> =
+        query.split('&').filter(|pair| percent_decode(pair.split('=').next().unwrap_or_default()) != name).collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// Envoy's integer properties are 8-byte little-endian.
+pub fn le_u64(bytes: &[u8]) -> u64 {
+    let mut buffer = [0u8; 8];
+    for (slot, byte) in buffer.iter_mut().zip(bytes.iter()) {
+        *slot = *byte;
+    }
+    u64::from_le_bytes(buffer)
+}

@@ -1,0 +1,94 @@
+//! The stream's response phase and its accounting: Envoy's own upstream-failure replies replaced
+//! by the transport fault, body bytes charged to bandwidth budgets, requests a level could not
+//! count reported, and the RateLimit headers.
+
+use super::{request, Flow, Stream};
+use crate::host::Host;
+use crate::throttle;
+use crate::throttle::limiter::Contended;
+use crate::transport::{self, ResponseView};
+
+impl Stream {
+    pub fn on_response_headers(&mut self, host: &mut impl Host) -> Flow {
+        if self.answered_locally {
+            return Flow::Continue;
+        }
+        for (name, value) in self.rate_limit_headers() {
+            host.set_response_header(&name, Some(value.as_bytes()));
+        }
+        let status = host
+            .response_header(":status")
+            .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
+            .unwrap_or(0);
+        // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
+        // everything else.
+        if status < 400 {
+            return Flow::Continue;
+        }
+        let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());
+        let flags = host.property(&["response", "flags"]).map(|bytes| request::le_u64(&bytes)).unwrap_or(0);
+        let view = ResponseView {
+            status,
+            code_details: details.as_deref(),
+            flags,
+            request_complete: self.request.complete,
+            request_body_started: self.request.body_started,
+        };
+        match transport::fault_for_response(&view, self.config.errors.format) {
+            // Envoy's reply is replaced whole: a local reply made before the response headers went
+            // downstream is sent instead of them (also when Envoy's reply had no body to rewrite,
+            // as for a missing cluster).
+            Some(fault) => self.deny(host, &fault),
+            None => Flow::Continue,
+        }
+    }
+
+    pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, _end_of_stream: bool) -> Flow {
+        if !self.answered_locally {
+            self.charge(host, body_size as u64);
+        }
+        Flow::Continue
+    }
+
+    pub(super) fn charge(&mut self, host: &mut impl Host, bytes: u64) {
+        if !self.throttled {
+            self.uncharged_bytes = self.uncharged_bytes.saturating_add(bytes);
+            return;
+        }
+        if self.byte_counters.is_empty() || bytes == 0 {
+            return;
+        }
+        // Bytes that already passed are charged at the host's time; without a clock they cannot be.
+        let Ok(now) = host.now() else { return };
+        let mut engine = self.engine();
+        throttle::charge_bytes(&mut engine, host, &self.byte_counters, bytes, now);
+    }
+
+    /// A request a level could not count: always in the stats, in the log at most every ten
+    /// seconds per worker (a flood must not flood the log).
+    pub(super) fn report_uncounted(&mut self, host: &mut impl Host, why: Contended, now: u64) {
+        host.count(&format!("apim.throttle.uncounted.{}", why.name()));
+        let mut worker = self.worker.borrow_mut();
+        if worker.last_uncounted_log.is_none_or(|last| now >= last.saturating_add(10)) {
+            worker.last_uncounted_log = Some(now);
+            log::warn!(
+                "a throttling level could not count a request ({}; failure_mode {:?}): see docs/HOWTO.md to size \
+                 throttling.counter_slots",
+                why.name(),
+                self.config.throttle.settings.failure_mode
+            );
+        }
+    }
+
+    /// The IETF RateLimit headers, when enabled and a level was counted.
+    pub(super) fn rate_limit_headers(&self) -> Vec<(String, String)> {
+        match (self.config.throttle.settings.rate_limit_headers, self.rate_limit) {
+            (true, Some(info)) => vec![
+                ("ratelimit-limit".to_string(), info.limit.to_string()),
+                ("ratelimit-remaining".to_string(), info.remaining.to_string()),
+                ("ratelimit-reset".to_string(), info.reset_s.to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Planning: which counters a request touches, in WSO2's order, each with its key, limit and
+//! window: API (or resource), subscription and its burst control, application per user, custom
+//! policies, the hard limit. Planning counts nothing; an engine counts.
+
+use std::net::IpAddr;
+
+use super::settings::ThrottleConfig;
+use crate::catalogue::FaultId;
+use crate::directory::{BlockingCondition, Directory, PolicySpec};
+use crate::routing::{Api, Resource};
+use crate::vocab::KeyType;
+
+/// A throttling level with a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Api,
+    Resource,
+    Subscription,
+    Burst,
+    Application,
+    Custom,
+    HardLimit,
+}
+
+impl Level {
+    /// The level's fault.
+    pub fn fault_id(self) -> FaultId {
+        match self {
+            Level::Api => FaultId::ApiThrottled,
+            Level::Resource => FaultId::ResourceThrottled,
+            Level::Subscription => FaultId::SubscriptionThrottled,
+            Level::Burst => FaultId::BurstThrottled,
+            Level::Application => FaultId::ApplicationThrottled,
+            Level::Custom => FaultId::CustomPolicyThrottled,
+            Level::HardLimit => FaultId::HardLimitExceeded,
+        }
+    }
+}
+
+/// Who is calling, as far as throttling needs to know.
+#[derive(Clone, Debug, Default)]
+pub struct Caller<'a> {
+    pub application_id: Option<&'a str>,
+    /// The subscription policy (tier).
+    pub tier: Option<&'a str>,
+    pub key_type: Option<KeyType>,
+    pub end_user: Option<&'a str>,
+    /// The application's owner (subscriber): the user an application token or an API key acts
+    /// for, as in WSO2.
+    pub owner: Option<&'a str>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Caller<'_> {
+    /// The user a request acts for (WSO2's `authorizedUser`): the end user when the credential
+    /// names one, else the application's owner (application tokens and API keys act for their
+    /// owner), else `anonymous` (no credential).
+    pub fn user(&self) -> &str {
+        self.end_user.filter(|user| !user.is_empty()).or(self.owner).unwrap_or("anonymous")
+    }
+}
+
+/// What a counter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Units {
+    /// Requests: one per request, taken if the limit allows.
+    Requests,
+    /// Body bytes: the budget must have room; bytes are charged as they pass.
+    Bytes,
+}
+
+/// One counter a request touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    pub level: Level,
+    /// The counter's key (`subscription:<app>:<context>:<version>`, ...).
+    pub key: String,
+    pub limit: u64,
+    pub window_s: u64,
+    pub units: Units,
+    /// Over its limit, the request still passes, flagged (a subscription policy without
+    /// stop-on-quota-reach).
+    pub soft: bool,
+}
+
+impl Counter {
+    fn new(level: Level, key: String, spec: &PolicySpec) -> Counter {
+        let (limit, window_s, units) = match (level, spec.burst) {
+            // Burst control counts requests within its own window, whatever the tier counts.
+            (Level::Burst, Some((requests, window_s))) => (requests, window_s, Units::Requests),
+            _ => (spec.limit, spec.window_s, if spec.bytes { Units::Bytes } else { Units::Requests }),
+        };
+        Counter { level, key, limit, window_s, units, soft: level == Level::Subscription && !spec.stop_on_quota_reach }
+    }
+}
+
+/// Whether a blocking condition refuses the request (900805, before any counter).
+pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>) -> bool {
+    directory.blocking().iter().any(|condition| match condition {
+        BlockingCondition::Api(name) => api.is_named_by(name),
+        BlockingCondition::Application(id) => caller.application_id == Some(id.as_str()),
+        BlockingCondition::User(user) => caller.end_user == Some(user.as_str()),
+        BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
+        BlockingCondition::Subscription { application, api: subscribed } => {
+            caller.application_id == Some(application.as_str()) && *subscribed == api.label
+        }
+    })
+}
+
+/// The counters of a request, in WSO2's order.
+pub fn plan(
+    throttle: &ThrottleConfig,
+    directory: &dyn Directory,
+    api: &Api,
+    resource: &Resource,
+    caller: &Caller<'_>,
+) -> Vec<Counter> {
+    let mut counters = Vec::new();
+    let context_version = || format!("{}:{}", api.context, api.version);
+    let policy = |name: Option<&String>| name.and_then(|name| directory.policy(name));
+    // An API-level policy replaces the resource level: never both.
+    if let Some(spec) = policy(api.policy.as_ref()) {
+        counters.push(Counter::new(Level::Api, format!("api:{}", context_version()), &spec));
+    } else if let Some(spec) = policy(resource.policy.as_ref()) {
+        counters.push(Counter::new(Level::Resource, format!("resource:{}", resource.key), &spec));
+    }
+    if let (Some(application), Some(spec)) =
+        (caller.application_id, caller.tier.and_then(|tier| directory.policy(tier)))
+    {
+        counters.push(Counter::new(
+            Level::Subscription,
+            format!("subscription:{application}:{}", context_version()),
+            &spec,
+        ));
+        if spec.burst.is_some() {
+            counters.push(Counter::new(Level::Burst, format!("burst:{application}:{}", context_version()), &spec));
+        }
+    }
+    if let Some(application) = caller.application_id {
+        let app_policy = directory.application(application).and_then(|app| app.policy.clone());
+        if let Some(spec) = policy(app_policy.as_ref()) {
+            counters.push(Counter::new(
+                Level::Application,
+                format!("application:{application}:{}", caller.user()),
+                &spec,
+            ));
+        }
+    }
+    for custom in
+        throttle.custom_policies.iter().filter(|custom| custom.apis.is_empty() || custom.apis.contains(&api.label))
+    {
+        let mut key = String::new();
+        for part in &custom.template {
+            match part {
+                KeyPart::Text(text) => key.push_str(text),
+                KeyPart::UserId => key.push_str(caller.user()),
+                KeyPart::ApiContext => key.push_str(&api.context),
+                KeyPart::ApiVersion => key.push_str(&api.version),
+                KeyPart::AppId => key.push_str(caller.application_id.unwrap_or("anonymous")),
+                KeyPart::ClientIp => key.push_str(&caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default()),
+                KeyPart::ResourceKey => key.push_str(&resource.key),
+            }
+        }
+        counters.push(Counter::new(Level::Custom, format!("custom:{}:{key}", custom.name), &custom.spec));
+    }
+    let key_type = caller.key_type.unwrap_or(KeyType::Production);
+    if let Some(spec) = throttle.hard_limits.get(&(api.label.clone(), key_type)) {
+        counters.push(Counter::new(
+            Level::HardLimit,
+            format!("hard_limit:{}:{}", context_version(), key_type.name()),
+            spec,
+        ));
+    }
+    counters
+}
+
+/// A part of a custom policy's key template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyPart {
+    Text(String),
+    UserId,
+    ApiContext,
+    ApiVersion,
+    AppId,
+    ClientIp,
+    ResourceKey,
+}
+
+/// Parses `$userId:$apiContext`-style templates.
+pub fn parse_key_template(template: &str) -> Result<Vec<KeyPart>, String> {
+    const NAMES: [(&str, KeyPart); 6] = [
+        ("$userId", KeyPart::UserId),
+        ("$apiContext", KeyPart::ApiContext),
+        ("$apiVersion", KeyPart::ApiVersion),
+        ("$appId", KeyPart::AppId),
+        ("$clientIp", KeyPart::ClientIp),
+        ("$resourceKey", KeyPart::ResourceKey),
+    ];
+    let mut parts = Vec::new();
+    let mut rest = template;
+    let mut text = String::new();
+    while !rest.is_empty() {
+        if rest.starts_with('$') {
+            let Some((name, make)) = NAMES.iter().find(|(name, _)| rest.starts_with(name)) else {
+                return Err(format!("unknown placeholder in `{template}` (use $userId, $apiContext, $apiVersion, $appId, $clientIp, $resourceKey)"));
+            };
+            if !text.is_empty() {
+                parts.push(KeyPart::Text(std::mem::take(&mut text)));
+            }
+            parts.push(make.clone());
+            rest = rest.get(name.len()..).unwrap_or_default();
+        } else {
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                text.push(c);
+            }
+            rest = chars.as_str();
+        }
+    }
+    if !text.is_empty() {
+        parts.push(KeyPart::Text(text));
+    }
+    if !parts.iter().any(|part| !matches!(part, KeyPart::Text(_))) {
+        return Err(format!("`{template}` has no placeholder: every request would share one counter"));
+    }
+    Ok(parts)
+}

@@ -1,0 +1,120 @@
+//! The layering ARCHITECTURE.md describes holds in the code: every module of `src/` imports only
+//! modules below it (no import circle), only `src/filter/` talks to the proxy-wasm ABI, and no
+//! source file grows past the size a reader can hold.
+
+// Test code: panicking on a broken fixture is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+/// The modules of `src/`, bottom up: each may import only those before it.
+const LAYERS: &[&str] = &[
+    "vocab",
+    "host",
+    "cidr",
+    "hashing",
+    "schema",
+    "catalogue",
+    "render",
+    "routing",
+    "directory",
+    "auth",
+    "throttle",
+    "transport",
+    "config",
+    "stream",
+    "docs",
+    "filter",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code of a file without comments and without its inline test module.
+fn production_code(text: &str) -> String {
+    let mut code = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed == "#[cfg(test)]" && lines.peek().is_some_and(|next| next.trim_start().starts_with("mod tests {")) {
+            break;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        code.push_str(line);
+        code.push('\n');
+    }
+    code
+}
+
+#[test]
+fn every_module_imports_only_modules_below_it() {
+    let src = common::repo_root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut violations = Vec::new();
+    for path in &files {
+        let relative = path.strip_prefix(&src).unwrap();
+        let module =
+            relative.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        if module == "lib" || relative.file_name().is_some_and(|name| name == "tests.rs") {
+            continue;
+        }
+        let Some(level) = LAYERS.iter().position(|layer| *layer == module) else {
+            violations.push(format!("{}: module `{module}` is not in LAYERS", relative.display()));
+            continue;
+        };
+        let code = production_code(&std::fs::read_to_string(path).unwrap());
+        for (at, _) in code.match_indices("crate::") {
+            let name: String =
+                code[at + "crate::".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if name == module {
+                continue;
+            }
+            match LAYERS.iter().position(|layer| *layer == name) {
+                Some(used) if used < level => {}
+                Some(_) => {
+                    violations.push(format!("{}: `{module}` imports `{name}`, which is above it", relative.display()))
+                }
+                None => violations.push(format!("{}: unknown module `crate::{name}`", relative.display())),
+            }
+        }
+    }
+    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn only_the_glue_touches_the_proxy_wasm_abi_and_no_file_outgrows_a_reader() {
+    let src = common::repo_root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for path in &files {
+        let relative = path.strip_prefix(&src).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        if !relative.starts_with("filter") {
+            assert!(
+                !text.contains("wasm_import_module") && !text.contains("proxy_wasm"),
+                "{}: only src/filter/ talks to the ABI",
+                relative.display()
+            );
+        }
+        let lines = text.lines().count();
+        assert!(lines <= 800, "{} has {lines} lines: split it", relative.display());
+        assert!(
+            text.lines().next().is_some_and(|first| first.starts_with("//!")),
+            "{} starts with a `//!` line saying what it owns",
+            relative.display()
+        );
+    }
+}
