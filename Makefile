@@ -7,7 +7,14 @@ WASM := target/$(TARGET)/release/apim_filter.wasm
 
 KM_MODULES := tests/km/node_modules/.package-lock.json
 
-.PHONY: all build run test lint unit integration docs clean envoy wasm-target km bench wrk
+# The cluster-wide rate-limit engine the tests run: envoyproxy/ratelimit (the reference server of
+# Envoy's rate-limit service protocol), built from its Go module at a pinned pseudo-version, and
+# Redis from Debian.
+RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
+TOOLS := .tools/bin
+RATELIMIT := $(TOOLS)/service_cmd
+
+.PHONY: all build run test lint unit integration docs clean envoy wasm-target km bench wrk ratelimit redis
 
 all: build
 
@@ -33,6 +40,15 @@ $(KM_MODULES): tests/km/package-lock.json
 
 km: $(KM_MODULES)
 
+$(RATELIMIT):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(abspath $(TOOLS)) GOFLAGS=-mod=mod go install github.com/envoyproxy/ratelimit/src/service_cmd@$(RATELIMIT_VERSION)
+
+ratelimit: $(RATELIMIT)
+
+redis:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
 # The demo: Envoy on 127.0.0.1:8080 (admin 127.0.0.1:9901) in the foreground. Ctrl-C stops it.
 run: build envoy
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level info
@@ -43,7 +59,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 
 # Unit tests (native) and integration tests (real Envoy, real upstreams).
-test: build envoy km lint
+test: build envoy km ratelimit redis lint
 	cargo test --tests
 
 # The load generator for benchmarks (Debian's wrk; root on the project's machines).
@@ -51,7 +67,7 @@ wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 # Benchmarks (not part of `make test`): writes bench/RESULTS.md.
-bench: build envoy wrk
+bench: build envoy wrk ratelimit redis
 	python3 bench/run.py
 
 # Regenerate docs/ERROR-CODES.md, docs/CONFIG.md and docs/config.schema.json from the code.
@@ -60,4 +76,4 @@ docs:
 
 clean:
 	cargo clean
-	rm -rf tests/.work
+	rm -rf tests/.work .tools

@@ -193,7 +193,7 @@ pub fn config_reference() -> String {
     let schema: Value = serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default();
     let mut out = String::new();
     out.push_str("# Configuration reference\n\n");
-    out.push_str("Generated from the doc comments in `src/config.rs` by `make docs`; a test fails when this file\n");
+    out.push_str("Generated from the doc comments in `src/schema/` by `make docs`; a test fails when this file\n");
     out.push_str("is stale. The JSON Schema is `docs/config.schema.json`.\n\n");
     out.push_str("The configuration is JSON: Envoy's wasm filter `configuration` (a `google.protobuf.StringValue`)\n");
     out.push_str("or an Istio WasmPlugin's `pluginConfig`. Unknown fields are refused. A configuration that fails\n");

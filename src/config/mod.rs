@@ -111,6 +111,8 @@ impl Config {
         let errors = ErrorSettings::compile(raw.errors, &raw.credentials)?;
         let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
         let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
+        let throttle =
+            ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)?;
         let directory = StaticDirectory::compile(
             raw.applications,
             raw.subscriptions,
@@ -118,7 +120,6 @@ impl Config {
             raw.blocking,
             &DirectoryContext { routes: &routes, key_managers: &auth.key_manager_names() },
         )?;
-        let throttle = ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes)?;
         Ok(Config {
             warnings,
             directory_size: directory.len(),

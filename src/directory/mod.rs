@@ -26,11 +26,14 @@ pub struct PolicySpec {
     /// Burst control: (requests, window seconds).
     pub burst: Option<(u64, u64)>,
     pub stop_on_quota_reach: bool,
+    /// Count across Envoy nodes (true) or per node (false); `None` follows the rate-limit
+    /// service's `applies_to`.
+    pub cluster_wide: Option<bool>,
 }
 
 impl PolicySpec {
-    pub fn requests_per_second(limit: u64) -> PolicySpec {
-        PolicySpec { limit, bytes: false, window_s: 1, burst: None, stop_on_quota_reach: true }
+    pub fn requests_per_second(limit: u64, cluster_wide: Option<bool>) -> PolicySpec {
+        PolicySpec { limit, bytes: false, window_s: 1, burst: None, stop_on_quota_reach: true, cluster_wide }
     }
 }
 

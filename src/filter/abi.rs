@@ -341,24 +341,24 @@ pub fn http_call(cluster: &str, headers: &[(&str, &[u8])], body: &[u8], timeout_
     Ok(token)
 }
 
-/// `envoy.config.core.v3.GrpcService{envoy_grpc{cluster_name}}` in protobuf wire form: Envoy
-/// takes the `service` argument of a gRPC call as this message (a bare cluster name is only a
-/// fallback that some names defeat).
+/// `envoy.config.core.v3.GrpcService` (only its `envoy_grpc` target).
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrpcService {
+    #[prost(message, optional, tag = "1")]
+    envoy_grpc: Option<EnvoyGrpc>,
+}
+
+/// `envoy.config.core.v3.GrpcService.EnvoyGrpc`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EnvoyGrpc {
+    #[prost(string, tag = "1")]
+    cluster_name: String,
+}
+
+/// The `service` argument of a gRPC call: Envoy takes a `GrpcService{envoy_grpc{cluster_name}}`
+/// message (a bare cluster name is only a fallback that some names defeat).
 pub fn grpc_service_for_cluster(cluster: &str) -> Vec<u8> {
-    fn varint(mut value: usize, out: &mut Vec<u8>) {
-        while value >= 0x80 {
-            out.push((value as u8 & 0x7f) | 0x80);
-            value >>= 7;
-        }
-        out.push(value as u8);
-    }
-    let mut inner = vec![0x0a];
-    varint(cluster.len(), &mut inner);
-    inner.extend_from_slice(cluster.as_bytes());
-    let mut out = vec![0x0a];
-    varint(inner.len(), &mut out);
-    out.extend_from_slice(&inner);
-    out
+    prost::Message::encode_to_vec(&GrpcService { envoy_grpc: Some(EnvoyGrpc { cluster_name: cluster.to_string() }) })
 }
 
 /// Dispatches a unary gRPC call (the message without gRPC framing); returns its token.

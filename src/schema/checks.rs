@@ -23,13 +23,20 @@ pub fn check_header_name(field: &str, value: &str) -> Result<(), ConfigError> {
 
 /// A call to an Envoy cluster: a cluster name, an absolute path, a timeout from 1 ms to 60 s.
 pub fn check_cluster_call(field: &str, cluster: &str, path: &str, timeout_ms: u64) -> Result<(), ConfigError> {
+    check_cluster_target(field, cluster, timeout_ms)?;
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(format!("{field}.path"), "must start with `/` and hold no spaces"));
+    }
+    Ok(())
+}
+
+/// A cluster to call (`<field>.cluster`, non-empty, no control characters) and the call's
+/// timeout (`<field>.timeout_ms`, from 1 ms to 60 s).
+pub fn check_cluster_target(field: &str, cluster: &str, timeout_ms: u64) -> Result<(), ConfigError> {
     if cluster.is_empty() {
         return Err(ConfigError::new(format!("{field}.cluster"), "must not be empty"));
     }
     check_header_value(&format!("{field}.cluster"), cluster)?;
-    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(format!("{field}.path"), "must start with `/` and hold no spaces"));
-    }
     if timeout_ms == 0 || timeout_ms > 60_000 {
         return Err(ConfigError::new(format!("{field}.timeout_ms"), "must be from 1 to 60000"));
     }

@@ -100,6 +100,10 @@ pub struct RawPolicy {
     /// Deny requests over quota; when false they pass, flagged. Defaults to true.
     #[serde(default = "default_true")]
     pub stop_on_quota_reach: bool,
+    /// Count this policy across Envoy nodes on `throttling.rate_limit_service` (true) or in this
+    /// Envoy alone (false). Defaults to the service's `applies_to` (node-local without a service).
+    #[serde(default)]
+    pub cluster_wide: Option<bool>,
 }
 
 /// Burst control: at most `requests` per `per` (second or minute).

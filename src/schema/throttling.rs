@@ -33,6 +33,10 @@ pub struct RawCustomPolicy {
     /// APIs the policy applies to, as `<name>:<version>`. Defaults to all APIs.
     #[serde(default)]
     pub apis: Vec<String>,
+    /// Count this policy across Envoy nodes on `throttling.rate_limit_service` (true) or in this
+    /// Envoy alone (false). Defaults to the service's `applies_to` (node-local without a service).
+    #[serde(default)]
+    pub cluster_wide: Option<bool>,
 }
 
 /// A hard limit: the most requests per second an API takes for one key type.
@@ -47,6 +51,10 @@ pub struct RawHardLimit {
     pub key_type: KeyType,
     /// Requests per second. Required.
     pub requests_per_second: u64,
+    /// Count this policy across Envoy nodes on `throttling.rate_limit_service` (true) or in this
+    /// Envoy alone (false). Defaults to the service's `applies_to` (node-local without a service).
+    #[serde(default)]
+    pub cluster_wide: Option<bool>,
 }
 
 /// Counter behaviour.
@@ -76,6 +84,97 @@ pub struct RawThrottling {
     /// 1 to 65536; see docs/HOWTO.md to size it. Defaults to 4096.
     #[serde(default = "default_counter_slots")]
     pub counter_slots: u32,
+    /// A rate-limit service (Envoy's RLS v3 protocol, e.g. envoyproxy/ratelimit with Redis) to
+    /// count across Envoy nodes. Defaults to none: every level counts in this Envoy alone.
+    #[serde(default)]
+    pub rate_limit_service: Option<RawRateLimitService>,
+}
+
+/// Counting across Envoy nodes on a rate-limit service speaking Envoy's RLS v3 protocol, tested
+/// with envoyproxy/ratelimit and Redis. The filter sends every limit with its call, so the
+/// service's configuration is the domain alone (`envoy/ratelimit/config/apim.yaml`). Every
+/// request level (API, resource, subscription, burst, application, custom, hard limit) can count
+/// across nodes; bandwidth policies count per node. Both modes admit at most a level's limit per
+/// window across all nodes. Leased counting asks for tokens in blocks that shrink near the limit,
+/// and counts a request denied at a later level nowhere; it admits fewer than the limit only by
+/// the tokens a node still holds when its traffic for that counter stops before the window ends
+/// (at most `lease_max` - 1 per node and counter, fewer near the limit). Strict counting calls
+/// once per request and cluster-wide level and cannot take a count back: a request denied at a
+/// later level stays counted at the cluster-wide levels before it. Windows are aligned to Unix
+/// time on the nodes and on the service: keep their clocks in step (NTP).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "RateLimitService")]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimitService {
+    /// The Envoy cluster of the service (HTTP/2). Required.
+    pub cluster: String,
+    /// The service's domain; its configuration needs only `domain: <this>`, the filter sends each
+    /// limit with the request. Defaults to `apim`.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// How long a call may take, in milliseconds (1 to 60000). Defaults to 100.
+    #[serde(default = "default_rls_timeout_ms")]
+    pub timeout_ms: u32,
+    /// When the service cannot be reached, answers late or answers without the filter's limits:
+    /// `deny` answers 900808 (500), `allow` lets the request through uncounted (counted in
+    /// `apim.throttle.uncounted.engine_unavailable`). Defaults to `allow`, as Envoy's own
+    /// rate-limit filter.
+    #[serde(default = "default_rls_failure_mode")]
+    pub failure_mode: FailureMode,
+    /// `leased`: a node takes tokens from the service in blocks and spends them across its
+    /// workers, far fewer calls than requests and never more than the limit across nodes.
+    /// `strict`: one call per cluster-wide level per request, as Envoy's rate-limit filter.
+    /// Defaults to `leased`.
+    #[serde(default)]
+    pub counting: Counting,
+    /// Which request policies count across nodes when they do not say (`cluster_wide`): `all` or
+    /// `marked` (only those with `cluster_wide: true`). Bandwidth policies always count per node.
+    /// Defaults to `all`.
+    #[serde(default)]
+    pub applies_to: AppliesTo,
+    /// Leased counting: a node asks for this percentage of what the service last said remains
+    /// (at least 1 token, at most `lease_max`), so blocks shrink to single tokens near the limit.
+    /// 1 to 100. Defaults to 10.
+    #[serde(default = "default_lease_share")]
+    pub lease_share_percent: u32,
+    /// Leased counting: the most tokens a node asks for at once (1 to 1000; 1 makes leased
+    /// counting call once per request, keeping given-back tokens). Defaults to 100.
+    #[serde(default = "default_lease_max")]
+    pub lease_max: u32,
+}
+
+/// How cluster-wide levels are counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Counting {
+    #[default]
+    Leased,
+    Strict,
+}
+
+/// Which request policies count across nodes by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AppliesTo {
+    #[default]
+    All,
+    Marked,
+}
+
+fn default_domain() -> String {
+    "apim".to_string()
+}
+fn default_rls_timeout_ms() -> u32 {
+    100
+}
+fn default_rls_failure_mode() -> FailureMode {
+    FailureMode::Allow
+}
+fn default_lease_share() -> u32 {
+    10
+}
+fn default_lease_max() -> u32 {
+    100
 }
 
 impl Default for RawThrottling {
@@ -86,6 +185,7 @@ impl Default for RawThrottling {
             rate_limit_headers: false,
             quota_exceeded_header: default_quota_header(),
             counter_slots: default_counter_slots(),
+            rate_limit_service: None,
         }
     }
 }

@@ -25,8 +25,9 @@ use crate::config::Config;
 use crate::host::{Answer, Call, Host, Step};
 use crate::render;
 use crate::routing::{self, Forward, Verdict};
-use crate::throttle::limiter::Settings;
-use crate::throttle::{self, ByteCounter, Caller, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
+use crate::throttle::cluster::ClusterEngine;
+use crate::throttle::limiter::{Settings, Space};
+use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
 use request::Snapshot;
 
 /// What Envoy should do with the stream now.
@@ -93,7 +94,11 @@ pub struct Stream {
 pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
     if config.throttles() {
         let wanted = config.throttle.settings.counter_slots;
-        let slots = crate::throttle::limiter::prepare_slots(host, wanted);
+        let spaces: &[Space] = match config.throttle.rate_limit_service {
+            Some(_) => &[Space::Counters, Space::Leases],
+            None => &[Space::Counters],
+        };
+        let slots = crate::throttle::limiter::prepare_slots(host, wanted, spaces);
         if slots != wanted {
             log::info!(
                 "throttling.counter_slots {wanted} takes effect when Envoy restarts; this process keeps counting in \
@@ -230,7 +235,7 @@ impl Stream {
             Ok(now) => now,
             Err(flow) => return flow,
         };
-        let mut engine = self.engine();
+        let mut engine = Stream::engine(&config);
         let mut context = throttle::Context {
             throttle: &config.throttle,
             directory: config.directory.as_ref(),
@@ -333,7 +338,7 @@ impl Stream {
                     Ok(now) => now,
                     Err(flow) => return flow,
                 };
-                let mut engine = self.engine();
+                let mut engine = Stream::engine(&config);
                 let mut context = throttle::Context {
                     throttle: &config.throttle,
                     directory: config.directory.as_ref(),
@@ -371,9 +376,19 @@ impl Stream {
     // Helpers.
     // -----------------------------------------------------------------------------------------
 
-    fn engine(&self) -> LocalEngine {
-        let settings = &self.config.throttle.settings;
-        LocalEngine { settings: Settings { slots: settings.counter_slots, retries: settings.cas_retries } }
+    /// The counting engines: this Envoy's shared data, and the rate-limit service when one is
+    /// configured. (A function of the configuration alone, so the stream rebuilds it per use.)
+    fn engine(config: &Config) -> Engines<'_> {
+        let settings = &config.throttle.settings;
+        let slots = Settings { slots: settings.counter_slots, retries: settings.cas_retries };
+        Engines {
+            local: LocalEngine { settings: slots },
+            cluster: config
+                .throttle
+                .rate_limit_service
+                .as_ref()
+                .map(|service| ClusterEngine { service, leases: slots }),
+        }
     }
 
     /// The clock, or the given fault: nothing time-dependent is decided without it.

@@ -2,6 +2,8 @@
 //! by the transport fault, body bytes charged to bandwidth budgets, requests a level could not
 //! count reported, and the RateLimit headers.
 
+use std::rc::Rc;
+
 use super::{request, Flow, Stream};
 use crate::host::Host;
 use crate::throttle;
@@ -60,7 +62,8 @@ impl Stream {
         }
         // Bytes that already passed are charged at the host's time; without a clock they cannot be.
         let Ok(now) = host.now() else { return };
-        let mut engine = self.engine();
+        let config = Rc::clone(&self.config);
+        let mut engine = Stream::engine(&config);
         throttle::charge_bytes(&mut engine, host, &self.byte_counters, bytes, now);
     }
 
@@ -71,12 +74,22 @@ impl Stream {
         let mut worker = self.worker.borrow_mut();
         if worker.last_uncounted_log.is_none_or(|last| now >= last.saturating_add(10)) {
             worker.last_uncounted_log = Some(now);
-            log::warn!(
-                "a throttling level could not count a request ({}; failure_mode {:?}): see docs/HOWTO.md to size \
-                 throttling.counter_slots",
-                why.name(),
-                self.config.throttle.settings.failure_mode
-            );
+            let mode = self.config.throttle.failure_mode_for(why);
+            match why {
+                Contended::EngineUnavailable => log::warn!(
+                    "the rate-limit service could not count a request (no answer in time, unreachable, or its \
+                     storage is down; failure_mode {mode:?})"
+                ),
+                Contended::EngineUnusable => log::warn!(
+                    "the rate-limit service answered without the filter's limits (is the domain in its \
+                     configuration?); failure_mode {mode:?}"
+                ),
+                Contended::Retries | Contended::SlotFull | Contended::SlotMissing => log::warn!(
+                    "a throttling level could not count a request ({}; failure_mode {mode:?}): see docs/HOWTO.md \
+                     to size throttling.counter_slots",
+                    why.name()
+                ),
+            }
         }
     }
 

@@ -12,15 +12,19 @@
 //!   passed, whatever the limit.
 //!
 //! [`LocalEngine`] counts in this Envoy's shared data (exact across its workers) and never needs
-//! a call.
+//! a call; [`ClusterEngine`] counts on a rate-limit service, exact across Envoy nodes; [`Engines`]
+//! sends each counter to the engine of its [`Scope`].
 
+use super::cluster::{ClusterEngine, Pending};
 use super::limiter::{self, Contended, Count, Hit, Settings};
-use super::plan::Counter;
+use super::plan::{Counter, Scope};
 use crate::host::{Answer, SharedStore, Step};
 
-/// What an engine waits for when a take needs a call. The local engine never calls.
+/// What an engine waits for when a take needs a call.
 #[derive(Debug)]
-pub enum EngineResume {}
+pub enum EngineResume {
+    Cluster(Pending),
+}
 
 /// A byte budget to charge body bytes to once they pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +52,9 @@ pub trait Engine {
         answer: &Answer,
         now: u64,
     ) -> Step<Count, EngineResume, Contended>;
-    /// Undoes one take at `counter`.
-    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64);
+    /// Undoes one take at `counter`, made in the window starting at `window_start` (a new window
+    /// may have begun since).
+    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64);
     /// Whether a byte budget has room; counts nothing.
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended>;
     /// Adds bytes that passed to a byte budget, whatever its limit.
@@ -84,11 +89,15 @@ impl Engine for LocalEngine {
         _: &Answer,
         _: u64,
     ) -> Step<Count, EngineResume, Contended> {
-        match resume {}
+        // The local engine never calls: an answer for it is not one it can use.
+        match resume {
+            EngineResume::Cluster(_) => Step::Refused(Contended::EngineUnusable),
+        }
     }
 
-    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) {
-        let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, Hit::Undo, now, self.settings);
+    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
+        let undo = Hit::Undo(window_start);
+        let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, undo, now, self.settings);
     }
 
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {
@@ -97,5 +106,73 @@ impl Engine for LocalEngine {
 
     fn charge(&mut self, store: &mut dyn SharedStore, counter: &ByteCounter, bytes: u64, now: u64) {
         let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, Hit::Add(bytes), now, self.settings);
+    }
+}
+
+/// The engines of a configuration: every counter counts in this Envoy unless its scope is the
+/// cluster and a rate-limit service is configured.
+#[derive(Clone, Copy, Debug)]
+pub struct Engines<'a> {
+    pub local: LocalEngine,
+    pub cluster: Option<ClusterEngine<'a>>,
+}
+
+impl Engines<'_> {
+    fn cluster_for(&self, counter: &Counter) -> Option<ClusterEngine<'_>> {
+        self.cluster.filter(|_| counter.scope == Scope::Cluster)
+    }
+}
+
+fn wrap(step: Step<Count, Pending, Contended>) -> Step<Count, EngineResume, Contended> {
+    match step {
+        Step::Done(count) => Step::Done(count),
+        Step::Call(call, pending) => Step::Call(call, EngineResume::Cluster(pending)),
+        Step::Refused(why) => Step::Refused(why),
+    }
+}
+
+impl Engine for Engines<'_> {
+    fn take(
+        &mut self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        now: u64,
+    ) -> Step<Count, EngineResume, Contended> {
+        match self.cluster_for(counter) {
+            Some(cluster) => wrap(cluster.take(store, counter, now)),
+            None => self.local.take(store, counter, now),
+        }
+    }
+
+    fn resume_take(
+        &mut self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        resume: EngineResume,
+        answer: &Answer,
+        now: u64,
+    ) -> Step<Count, EngineResume, Contended> {
+        match (self.cluster_for(counter), resume) {
+            (Some(cluster), EngineResume::Cluster(pending)) => {
+                wrap(cluster.resume_take(store, counter, pending, answer, now))
+            }
+            (None, resume) => self.local.resume_take(store, counter, resume, answer, now),
+        }
+    }
+
+    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
+        match self.cluster_for(counter) {
+            Some(cluster) => cluster.give_back(store, counter, window_start, now),
+            None => self.local.give_back(store, counter, window_start, now),
+        }
+    }
+
+    fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {
+        // Byte budgets count per node (see `ThrottleConfig::scope_of`).
+        self.local.check(store, counter, now)
+    }
+
+    fn charge(&mut self, store: &mut dyn SharedStore, counter: &ByteCounter, bytes: u64, now: u64) {
+        self.local.charge(store, counter, bytes, now);
     }
 }

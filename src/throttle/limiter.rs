@@ -25,8 +25,9 @@ pub enum Hit {
     Check,
     /// Add this many units whatever the limit (bytes that already passed).
     Add(u64),
-    /// Take back one counted request (a later level denied it).
-    Undo,
+    /// Take back one request counted in the window starting at this second (a later level
+    /// denied it; the window is the take's, even if a new one has begun since).
+    Undo(u64),
 }
 
 /// A counter's answer.
@@ -41,9 +42,15 @@ pub struct Count {
     pub reset_at: u64,
 }
 
-/// Why a counter could not be updated.
+/// Why a level could not count a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contended {
+    /// The rate-limit service could not be reached or did not answer in time (or answered with a
+    /// gRPC error: envoyproxy/ratelimit does when Redis is down).
+    EngineUnavailable,
+    /// The rate-limit service answered without the filter's limits (its configuration lacks the
+    /// domain, or it is not a service that honours limit overrides) or unreadably.
+    EngineUnusable,
     /// Other workers won the compare-and-swap every time (`cas_retries` exhausted).
     Retries,
     /// The slot holds [`MAX_ENTRIES_PER_SLOT`] keys counting in their current windows.
@@ -55,6 +62,8 @@ pub enum Contended {
 impl Contended {
     pub fn name(self) -> &'static str {
         match self {
+            Contended::EngineUnavailable => "engine_unavailable",
+            Contended::EngineUnusable => "engine_unusable",
             Contended::Retries => "cas_retries_exhausted",
             Contended::SlotFull => "slot_full",
             Contended::SlotMissing => "slot_missing",
@@ -130,29 +139,46 @@ fn key_id(key: &str) -> [u8; 16] {
     id
 }
 
+/// Where a family of entries lives in shared data: request and byte counters, or the leases of
+/// tokens a node holds from a rate-limit service (see [`super::cluster`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    Counters,
+    Leases,
+}
+
+impl Space {
+    fn prefix(self) -> &'static str {
+        match self {
+            Space::Counters => "apim.rl",
+            Space::Leases => "apim.lease",
+        }
+    }
+}
+
 /// The shared-data key of slot `index` (the slot count is in the name, so a reconfigured count
 /// starts on fresh slots instead of misreading old ones).
-fn slot_name(index: u64, slots: u32) -> String {
-    format!("apim.rl.{slots}.{index}")
+fn slot_name(space: Space, index: u64, slots: u32) -> String {
+    format!("{}.{slots}.{index}", space.prefix())
 }
 
 /// The shared-data key of the slot a counter key lives in (FNV-1a: spreading keys needs no
 /// cryptography, and an unlucky key only shares a slot, never a count).
-pub fn slot_of(key: &str, slots: u32) -> String {
-    slot_name(crate::hashing::fnv1a(0, key.as_bytes()) % u64::from(slots.max(1)), slots)
+pub fn slot_of(space: Space, key: &str, slots: u32) -> String {
+    slot_name(space, crate::hashing::fnv1a(0, key.as_bytes()) % u64::from(slots.max(1)), slots)
 }
 
 /// The shared-data key holding the slot count in use in this Envoy.
 const LAYOUT_KEY: &str = "apim.rl.layout";
 
-/// Creates the slots that do not exist yet (empty), before requests count: a slot is then only
-/// ever written with the CAS token of the value read. Returns the slot count to use.
+/// Creates the slots of `spaces` that do not exist yet (empty), before requests count: a slot is
+/// then only ever written with the CAS token of the value read. Returns the slot count to use.
 ///
 /// The first configuration an Envoy process loads fixes the slot count for the life of the
 /// process: a later configuration asking for another count keeps the one in use (so counts stay
 /// exact across a live update, when old and new configurations serve side by side) and the new
 /// count takes effect when Envoy restarts.
-pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32) -> u32 {
+pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space]) -> u32 {
     let slots = slots.max(1);
     let in_use = store
         .shared_get(LAYOUT_KEY)
@@ -169,13 +195,26 @@ pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32) -> u32 {
         }
     };
     let empty = encode(&[]);
-    for index in 0..u64::from(slots) {
-        let name = slot_name(index, slots);
-        if matches!(store.shared_get(&name), Ok(None)) {
-            let _ = store.shared_set(&name, &empty, None);
+    for space in spaces {
+        for index in 0..u64::from(slots) {
+            let name = slot_name(*space, index, slots);
+            if matches!(store.shared_get(&name), Ok(None)) {
+                let _ = store.shared_set(&name, &empty, None);
+            }
         }
     }
     slots
+}
+
+/// Which window an update applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// The window `now` falls in, or a later one of the same key that a worker whose clock is
+    /// ahead already opened (so a lagging clock never reopens a full window).
+    Current,
+    /// The window starting at this second, exactly (undoing a take made earlier, or storing what
+    /// a call made in that window brought back).
+    StartingAt(u64),
 }
 
 /// Applies a hit to the counter `key` (limit per `window_s`-second window) at `now`.
@@ -188,10 +227,41 @@ pub fn hit(
     now: u64,
     settings: Settings,
 ) -> Result<Count, Contended> {
+    let window = match hit {
+        Hit::Undo(window_start) => Window::StartingAt(window_start),
+        _ => Window::Current,
+    };
+    update(store, Space::Counters, key, window_s, window, now, settings, |current, reset_at| {
+        let (allowed, next) = match hit {
+            Hit::Request if current < limit => (true, current + 1),
+            Hit::Request => (false, current),
+            Hit::Check => (current < limit, current),
+            Hit::Add(units) => (true, current.saturating_add(units)),
+            Hit::Undo(_) => (true, current.saturating_sub(1)),
+        };
+        (next, Count { allowed, limit, remaining: limit.saturating_sub(next), reset_at })
+    })
+}
+
+/// Reads the value of `key` in a window (0 when absent), lets `change` compute the next value and
+/// an answer from it and the window's end, and writes the next value back by compare-and-swap,
+/// retrying from a fresh read when another worker wrote in between. The answer of the attempt
+/// that was written (or that changed nothing) is returned.
+#[allow(clippy::too_many_arguments)]
+pub fn update<R>(
+    store: &mut dyn SharedStore,
+    space: Space,
+    key: &str,
+    window_s: u64,
+    window: Window,
+    now: u64,
+    settings: Settings,
+    mut change: impl FnMut(u64, u64) -> (u64, R),
+) -> Result<R, Contended> {
     let Settings { slots, retries } = settings;
     let window_s = window_s.max(1);
     let own_window = now / window_s * window_s;
-    let slot = slot_of(key, slots);
+    let slot = slot_of(space, key, slots);
     let id = key_id(key);
     for _ in 0..retries.max(1) {
         let Ok(Some((bytes, cas))) = store.shared_get(&slot) else { return Err(Contended::SlotMissing) };
@@ -201,27 +271,23 @@ pub fn hit(
             .into_iter()
             .filter(|e| now < e.window_start.saturating_add(e.window_s.saturating_mul(2)))
             .collect();
-        // A later window of this key (another worker's clock is ahead): count into it.
-        let window_start = entries
-            .iter()
-            .filter(|e| e.id == id && e.window_s == window_s)
-            .map(|e| e.window_start)
-            .max()
-            .map_or(own_window, |latest| latest.max(own_window));
+        let window_start = match window {
+            // A later window of this key (another worker's clock is ahead): count into it.
+            Window::Current => entries
+                .iter()
+                .filter(|e| e.id == id && e.window_s == window_s)
+                .map(|e| e.window_start)
+                .max()
+                .map_or(own_window, |latest| latest.max(own_window)),
+            Window::StartingAt(start) => start,
+        };
         let reset_at = window_start.saturating_add(window_s);
         let position =
             entries.iter().position(|e| e.id == id && e.window_start == window_start && e.window_s == window_s);
         let current = position.and_then(|p| entries.get(p)).map_or(0, |e| e.count);
-        let (allowed, next) = match hit {
-            Hit::Request if current < limit => (true, current + 1),
-            Hit::Request => (false, current),
-            Hit::Check => (current < limit, current),
-            Hit::Add(units) => (true, current.saturating_add(units)),
-            Hit::Undo => (true, current.saturating_sub(1)),
-        };
-        let count = Count { allowed, limit, remaining: limit.saturating_sub(next), reset_at };
+        let (next, answer) = change(current, reset_at);
         if next == current {
-            return Ok(count);
+            return Ok(answer);
         }
         match position {
             Some(position) => {
@@ -241,7 +307,7 @@ pub fn hit(
             }
         }
         if store.shared_set(&slot, &encode(&entries), Some(cas)).is_ok() {
-            return Ok(count);
+            return Ok(answer);
         }
     }
     Err(Contended::Retries)
@@ -288,7 +354,7 @@ pub(crate) mod tests {
     impl MemoryStore {
         pub fn prepared(slots: u32) -> MemoryStore {
             let mut store = MemoryStore::default();
-            prepare_slots(&mut store, slots);
+            prepare_slots(&mut store, slots, &[Space::Counters]);
             store
         }
     }
@@ -340,7 +406,7 @@ pub(crate) mod tests {
             Err(Contended::SlotMissing)
         );
         assert!(store.data.is_empty());
-        prepare_slots(&mut store, 4);
+        prepare_slots(&mut store, 4, &[Space::Counters]);
         assert_eq!(store.data.len(), 5, "four slots and the layout");
         assert!(request_in(&mut store, "k", 4).allowed);
     }
@@ -368,7 +434,7 @@ pub(crate) mod tests {
         for (second, key) in (0..100).map(|i| (i * 120, format!("user-{i}"))) {
             hit(&mut store, &key, 5, 60, Hit::Request, second, Settings { slots: 1, retries: 20 }).unwrap();
         }
-        let entries = decode(&store.data[&slot_of("x", 1)].0);
+        let entries = decode(&store.data[&slot_of(Space::Counters, "x", 1)].0);
         assert_eq!(entries.len(), 1, "only the key active in the current window remains");
         // Long, client-chosen keys take a fixed 40 bytes each, and a slot holds a bounded number.
         let mut store = MemoryStore::prepared(1);
@@ -376,7 +442,7 @@ pub(crate) mod tests {
             let key = format!("{}-{i}", "x".repeat(1000));
             hit(&mut store, &key, 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap();
         }
-        assert!(store.data[&slot_of("x", 1)].0.len() <= 1 + MAX_ENTRIES_PER_SLOT * ENTRY_LEN);
+        assert!(store.data[&slot_of(Space::Counters, "x", 1)].0.len() <= 1 + MAX_ENTRIES_PER_SLOT * ENTRY_LEN);
         assert_eq!(
             hit(&mut store, "one-more", 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }),
             Err(Contended::SlotFull)
@@ -393,19 +459,19 @@ pub(crate) mod tests {
         // One window later the old entries are still kept (for lagging clocks) but no longer count.
         let later = hit(&mut store, "newcomer", 5, 60, Hit::Request, 60, settings);
         assert!(later.unwrap().allowed, "a stale entry made room");
-        let entries = decode(&store.data[&slot_of("x", 1)].0);
+        let entries = decode(&store.data[&slot_of(Space::Counters, "x", 1)].0);
         assert_eq!(entries.len(), 1, "only the live key remains");
     }
 
     #[test]
     fn the_first_slot_count_stays_for_the_life_of_the_process() {
         let mut store = MemoryStore::default();
-        assert_eq!(prepare_slots(&mut store, 8), 8);
+        assert_eq!(prepare_slots(&mut store, 8, &[Space::Counters]), 8);
         for _ in 0..3 {
             hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots: 8, retries: 3 }).unwrap();
         }
         // A live update asks for 16: the layout in use stays, so the window's count carries over.
-        let slots = prepare_slots(&mut store, 16);
+        let slots = prepare_slots(&mut store, 16, &[Space::Counters]);
         assert_eq!(slots, 8);
         assert!(!hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots, retries: 3 }).unwrap().allowed);
     }
@@ -435,7 +501,7 @@ pub(crate) mod tests {
         assert!(!over.allowed);
         assert_eq!(over.remaining, 0);
         assert!(hit(&mut store, "r", 1, 60, Hit::Request, 0, settings).unwrap().allowed);
-        hit(&mut store, "r", 1, 60, Hit::Undo, 0, settings).unwrap();
+        hit(&mut store, "r", 1, 60, Hit::Undo(0), 0, settings).unwrap();
         assert!(
             hit(&mut store, "r", 1, 60, Hit::Request, 0, settings).unwrap().allowed,
             "the undone request freed its place"
@@ -445,7 +511,7 @@ pub(crate) mod tests {
     #[test]
     fn garbage_in_a_slot_is_survivable() {
         let mut store = MemoryStore::prepared(64);
-        let slot = slot_of("k", 64);
+        let slot = slot_of(Space::Counters, "k", 64);
         let mut garbage = vec![MAGIC];
         garbage.extend_from_slice(&[0xFF; ENTRY_LEN]);
         garbage.extend_from_slice(&[1, 2, 3]);

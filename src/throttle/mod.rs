@@ -8,9 +8,11 @@
 //! denied request counts nowhere (WSO2 counts only the requests it lets through). An evaluation
 //! that waits for an engine's call resumes where it stopped ([`start`], [`resume`]).
 
+pub mod cluster;
 pub mod engine;
 pub mod limiter;
 pub mod plan;
+pub mod rls;
 pub mod settings;
 
 use std::convert::Infallible;
@@ -20,9 +22,9 @@ use crate::directory::Directory;
 use crate::host::{Answer, SharedStore, Step};
 use crate::routing::{Api, Resource};
 use crate::vocab::FailureMode;
-pub use engine::{ByteCounter, Engine, EngineResume, LocalEngine};
+pub use engine::{ByteCounter, Engine, EngineResume, Engines, LocalEngine};
 use limiter::{Contended, Count};
-pub use plan::{Caller, Counter, Level, Units};
+pub use plan::{Caller, Counter, Level, Scope, Units};
 pub use settings::ThrottleConfig;
 
 /// The IETF RateLimit header values of the most restrictive counted level.
@@ -115,8 +117,9 @@ struct Evaluation {
     counters: Vec<Counter>,
     /// The next counter to take.
     next: usize,
-    /// Counters that took the request (given back if a later level denies it).
-    taken: Vec<usize>,
+    /// Counters that took the request, with the start of the window each took it in (given back
+    /// if a later level denies it).
+    taken: Vec<(usize, u64)>,
     over_quota: bool,
     byte_counters: Vec<ByteCounter>,
     rate_limit: Option<RateLimitInfo>,
@@ -155,7 +158,7 @@ impl Evaluation {
                 let evaluation = std::mem::take(self);
                 return Some(Step::Call(call, Resume { evaluation, engine }));
             }
-            Step::Refused(contended) => match context.throttle.settings.failure_mode {
+            Step::Refused(contended) => match context.throttle.failure_mode_for(contended) {
                 FailureMode::Deny => {
                     self.give_back(context);
                     return Some(Step::Done(Outcome::Denied {
@@ -193,15 +196,16 @@ impl Evaluation {
         if counter.units == Units::Requests {
             // The RateLimit headers speak of requests: byte budgets do not take part.
             self.rate_limit = tighter(self.rate_limit, &count, context.now);
-            self.taken.push(self.next);
+            let window_start = count.reset_at.saturating_sub(counter.window_s.max(1));
+            self.taken.push((self.next, window_start));
         }
         None
     }
 
     fn give_back(&mut self, context: &mut Context<'_>) {
-        for index in std::mem::take(&mut self.taken) {
+        for (index, window_start) in std::mem::take(&mut self.taken) {
             if let Some(counter) = self.counters.get(index) {
-                context.engine.give_back(context.store, counter, context.now);
+                context.engine.give_back(context.store, counter, window_start, context.now);
             }
         }
     }
@@ -270,6 +274,9 @@ mod tests {
         let raw: RawConfig = serde_json::from_str(&json).unwrap();
         let names = StaticDirectory::policy_names(&raw.policies).unwrap();
         let routes = Table::compile(raw.apis, &|name| names.contains(name)).unwrap();
+        let throttle =
+            ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)
+                .unwrap();
         let directory = StaticDirectory::compile(
             raw.applications,
             raw.subscriptions,
@@ -278,7 +285,6 @@ mod tests {
             &DirectoryContext { routes: &routes, key_managers: &[] },
         )
         .unwrap();
-        let throttle = ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes).unwrap();
         Fixture { routes, directory, throttle }
     }
 
@@ -450,6 +456,93 @@ mod tests {
         let mut store = MemoryStore::prepared(4096);
         store.conflicts = 1_000;
         assert_eq!(outcome_code(&fixture, &caller, &mut store), None);
+    }
+
+    /// Drives an evaluation on the engines of `fixture`, answering every call with `answer`.
+    fn evaluate_with_calls(fixture: &Fixture, answer: &Answer, store: &mut MemoryStore) -> (Outcome, usize) {
+        let slots = Settings { slots: 4096, retries: 20 };
+        let service = fixture.throttle.rate_limit_service.as_ref();
+        let mut engine = Engines {
+            local: LocalEngine { settings: slots },
+            cluster: service.map(|service| cluster::ClusterEngine { service, leases: slots }),
+        };
+        let mut context = Context {
+            throttle: &fixture.throttle,
+            directory: &fixture.directory,
+            engine: &mut engine,
+            store,
+            now: NOW,
+        };
+        let api = &fixture.routes.apis[0];
+        let mut calls = 0;
+        let mut step = start(&mut context, api, &api.resources[0], &caller("u"));
+        loop {
+            match step {
+                Step::Done(outcome) => return (outcome, calls),
+                Step::Call(_, resume) => {
+                    calls += 1;
+                    step = super::resume(&mut context, resume, answer);
+                }
+                Step::Refused(never) => match never {},
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreachable_rate_limit_service_follows_its_failure_mode() {
+        let mut fixture = config(false, true);
+        let mut service = settings::RateLimitService {
+            cluster: "rls".into(),
+            domain: "apim".into(),
+            timeout_ms: 100,
+            failure_mode: FailureMode::Deny,
+            counting: crate::schema::Counting::Leased,
+            applies_to: crate::schema::AppliesTo::All,
+            lease_share_percent: 10,
+            lease_max: 100,
+        };
+        fixture.throttle.rate_limit_service = Some(service.clone());
+        let down = Answer::Failed { code: 14 };
+        let mut store = MemoryStore::prepared(4096);
+        let (outcome, calls) = evaluate_with_calls(&fixture, &down, &mut store);
+        assert_eq!(calls, 1, "the first level's call failed: nothing further is asked");
+        let Outcome::Denied { fault, uncounted, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!((fault.code, uncounted), (900808, Some(Contended::EngineUnavailable)));
+        // `allow`: every level's call fails, the request passes uncounted.
+        service.failure_mode = FailureMode::Allow;
+        fixture.throttle.rate_limit_service = Some(service);
+        let (outcome, calls) = evaluate_with_calls(&fixture, &down, &mut store);
+        let Outcome::Allowed { uncounted, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(uncounted, Some(Contended::EngineUnavailable));
+        assert_eq!(calls, 6, "resource, subscription, burst, application, custom, hard limit");
+        // The local failure mode is untouched by the service's.
+        assert_eq!(fixture.throttle.failure_mode_for(Contended::SlotFull), FailureMode::Deny);
+    }
+
+    #[test]
+    fn a_give_back_goes_to_the_window_the_take_was_counted_in() {
+        // A request waits on a call past the end of a window, then a later level denies it: the
+        // earlier level's count is taken back from the window it was counted in, never from the
+        // new one (which would then admit one more than its limit).
+        let settings = Settings { slots: 64, retries: 20 };
+        let mut store = MemoryStore::prepared(64);
+        let mut engine = LocalEngine { settings };
+        let plan = Counter {
+            level: Level::Api,
+            key: "k".into(),
+            limit: 1,
+            window_s: 60,
+            units: Units::Requests,
+            soft: false,
+            scope: Scope::Node,
+        };
+        let Step::Done(first) = engine.take(&mut store, &plan, 59) else { panic!() };
+        assert!(first.allowed);
+        let Step::Done(second) = engine.take(&mut store, &plan, 60) else { panic!() };
+        assert!(second.allowed, "the new window's one request");
+        engine.give_back(&mut store, &plan, first.reset_at - 60, 61);
+        let Step::Done(third) = engine.take(&mut store, &plan, 61) else { panic!() };
+        assert!(!third.allowed, "the new window stays full");
     }
 
     #[test]

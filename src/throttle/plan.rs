@@ -69,6 +69,15 @@ pub enum Units {
     Bytes,
 }
 
+/// Where a counter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// In this Envoy's shared data, exact across its workers.
+    Node,
+    /// On the rate-limit service, exact across Envoy nodes.
+    Cluster,
+}
+
 /// One counter a request touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counter {
@@ -81,16 +90,25 @@ pub struct Counter {
     /// Over its limit, the request still passes, flagged (a subscription policy without
     /// stop-on-quota-reach).
     pub soft: bool,
+    pub scope: Scope,
 }
 
 impl Counter {
-    fn new(level: Level, key: String, spec: &PolicySpec) -> Counter {
+    fn new(level: Level, key: String, spec: &PolicySpec, throttle: &ThrottleConfig) -> Counter {
         let (limit, window_s, units) = match (level, spec.burst) {
             // Burst control counts requests within its own window, whatever the tier counts.
             (Level::Burst, Some((requests, window_s))) => (requests, window_s, Units::Requests),
             _ => (spec.limit, spec.window_s, if spec.bytes { Units::Bytes } else { Units::Requests }),
         };
-        Counter { level, key, limit, window_s, units, soft: level == Level::Subscription && !spec.stop_on_quota_reach }
+        Counter {
+            level,
+            key,
+            limit,
+            window_s,
+            units,
+            soft: level == Level::Subscription && !spec.stop_on_quota_reach,
+            scope: throttle.scope_of(spec.cluster_wide, limit, window_s, units),
+        }
     }
 }
 
@@ -120,9 +138,9 @@ pub fn plan(
     let policy = |name: Option<&String>| name.and_then(|name| directory.policy(name));
     // An API-level policy replaces the resource level: never both.
     if let Some(spec) = policy(api.policy.as_ref()) {
-        counters.push(Counter::new(Level::Api, format!("api:{}", context_version()), &spec));
+        counters.push(Counter::new(Level::Api, format!("api:{}", context_version()), &spec, throttle));
     } else if let Some(spec) = policy(resource.policy.as_ref()) {
-        counters.push(Counter::new(Level::Resource, format!("resource:{}", resource.key), &spec));
+        counters.push(Counter::new(Level::Resource, format!("resource:{}", resource.key), &spec, throttle));
     }
     if let (Some(application), Some(spec)) =
         (caller.application_id, caller.tier.and_then(|tier| directory.policy(tier)))
@@ -131,9 +149,15 @@ pub fn plan(
             Level::Subscription,
             format!("subscription:{application}:{}", context_version()),
             &spec,
+            throttle,
         ));
         if spec.burst.is_some() {
-            counters.push(Counter::new(Level::Burst, format!("burst:{application}:{}", context_version()), &spec));
+            counters.push(Counter::new(
+                Level::Burst,
+                format!("burst:{application}:{}", context_version()),
+                &spec,
+                throttle,
+            ));
         }
     }
     if let Some(application) = caller.application_id {
@@ -143,6 +167,7 @@ pub fn plan(
                 Level::Application,
                 format!("application:{application}:{}", caller.user()),
                 &spec,
+                throttle,
             ));
         }
     }
@@ -161,7 +186,7 @@ pub fn plan(
                 KeyPart::ResourceKey => key.push_str(&resource.key),
             }
         }
-        counters.push(Counter::new(Level::Custom, format!("custom:{}:{key}", custom.name), &custom.spec));
+        counters.push(Counter::new(Level::Custom, format!("custom:{}:{key}", custom.name), &custom.spec, throttle));
     }
     let key_type = caller.key_type.unwrap_or(KeyType::Production);
     if let Some(spec) = throttle.hard_limits.get(&(api.label.clone(), key_type)) {
@@ -169,6 +194,7 @@ pub fn plan(
             Level::HardLimit,
             format!("hard_limit:{}:{}", context_version(), key_type.name()),
             spec,
+            throttle,
         ));
     }
     counters

@@ -1,14 +1,18 @@
 //! Throttling's part of the configuration, compiled: custom policies with their key templates,
-//! hard limits per API and key type, and how counters behave. (Tiers and blocking conditions are
-//! the directory's.)
+//! hard limits per API and key type, how counters behave, and the rate-limit service that
+//! cluster-wide levels count on. (Tiers and blocking conditions are the directory's.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::plan::{parse_key_template, KeyPart};
+use super::limiter::Contended;
+use super::plan::{parse_key_template, KeyPart, Scope, Units};
+use super::rls;
 use crate::directory::PolicySpec;
 use crate::routing::Table;
-use crate::schema::checks::check_header_name;
-use crate::schema::{ConfigError, RawCustomPolicy, RawHardLimit, RawThrottling};
+use crate::schema::checks::{check_cluster_target, check_header_name};
+use crate::schema::{
+    AppliesTo, ConfigError, Counting, RawCustomPolicy, RawHardLimit, RawPolicy, RawRateLimitService, RawThrottling,
+};
 use crate::vocab::{FailureMode, KeyType};
 
 /// A compiled custom policy.
@@ -32,6 +36,19 @@ pub struct CounterSettings {
     pub counter_slots: u32,
 }
 
+/// The rate-limit service cluster-wide levels count on (see [`super::cluster`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitService {
+    pub cluster: String,
+    pub domain: String,
+    pub timeout_ms: u32,
+    pub failure_mode: FailureMode,
+    pub counting: Counting,
+    pub applies_to: AppliesTo,
+    pub lease_share_percent: u32,
+    pub lease_max: u32,
+}
+
 /// Throttling's configuration.
 #[derive(Debug)]
 pub struct ThrottleConfig {
@@ -39,6 +56,7 @@ pub struct ThrottleConfig {
     /// (`<api name>:<version>`, key type) to its hard limit.
     pub hard_limits: HashMap<(String, KeyType), PolicySpec>,
     pub settings: CounterSettings,
+    pub rate_limit_service: Option<RateLimitService>,
 }
 
 impl Default for ThrottleConfig {
@@ -47,6 +65,7 @@ impl Default for ThrottleConfig {
             custom_policies: Vec::new(),
             hard_limits: HashMap::new(),
             settings: CounterSettings::from(RawThrottling::default()),
+            rate_limit_service: None,
         }
     }
 }
@@ -65,12 +84,57 @@ impl From<RawThrottling> for CounterSettings {
 }
 
 impl ThrottleConfig {
+    /// Where a counter counts: on the rate-limit service when there is one, the policy (or the
+    /// service's `applies_to`) asks for it, it counts requests, and the service can hold its window
+    /// and limit; in this Envoy otherwise. Policies configured here are checked at load (see
+    /// [`check_scope`]), so only policies from elsewhere fall back to the node silently.
+    pub fn scope_of(&self, cluster_wide: Option<bool>, limit: u64, window_s: u64, units: Units) -> Scope {
+        let Some(service) = &self.rate_limit_service else { return Scope::Node };
+        let wanted = cluster_wide.unwrap_or(service.applies_to == AppliesTo::All);
+        if wanted && units == Units::Requests && rls::unit_for(window_s).is_some() && u32::try_from(limit).is_ok() {
+            Scope::Cluster
+        } else {
+            Scope::Node
+        }
+    }
+
+    /// What to do with a request a level could not count.
+    pub fn failure_mode_for(&self, why: Contended) -> FailureMode {
+        match (why, &self.rate_limit_service) {
+            (Contended::EngineUnavailable | Contended::EngineUnusable, Some(service)) => service.failure_mode,
+            _ => self.settings.failure_mode,
+        }
+    }
+
+    /// `policies` are the directory's, checked here for what cluster-wide counting needs.
     pub fn compile(
         custom_policies: Vec<RawCustomPolicy>,
         hard_limits: Vec<RawHardLimit>,
-        throttling: RawThrottling,
+        mut throttling: RawThrottling,
         routes: &Table,
+        policies: &BTreeMap<String, RawPolicy>,
     ) -> Result<ThrottleConfig, ConfigError> {
+        let rate_limit_service = throttling.rate_limit_service.take().map(compile_service).transpose()?;
+        let service = rate_limit_service.as_ref();
+        for (name, policy) in policies {
+            let field = format!("policies.{name}");
+            let window_s = policy.per.seconds().saturating_mul(u64::from(policy.unit_count));
+            let limit = policy.requests.or(policy.bytes).unwrap_or(0);
+            check_scope(&field, service, policy.cluster_wide, limit, policy.bytes.is_some(), window_s)?;
+            if let Some(burst) = &policy.burst {
+                check_scope(&format!("{field}.burst"), service, policy.cluster_wide, burst.requests, false, 1)?;
+            }
+        }
+        for (index, policy) in custom_policies.iter().enumerate() {
+            let window_s = policy.per.seconds().saturating_mul(u64::from(policy.unit_count));
+            let limit = policy.requests.or(policy.bytes).unwrap_or(0);
+            let field = format!("custom_policies[{index}]");
+            check_scope(&field, service, policy.cluster_wide, limit, policy.bytes.is_some(), window_s)?;
+        }
+        for (index, limit) in hard_limits.iter().enumerate() {
+            let field = format!("hard_limits[{index}]");
+            check_scope(&field, service, limit.cluster_wide, limit.requests_per_second, false, 1)?;
+        }
         let custom_policies = compile_custom_policies(&custom_policies)?;
         for (index, policy) in custom_policies.iter().enumerate() {
             for (api_index, label) in policy.apis.iter().enumerate() {
@@ -91,7 +155,7 @@ impl ThrottleConfig {
             if limit.requests_per_second == 0 {
                 return Err(ConfigError::new(format!("{field}.requests_per_second"), "must be at least 1"));
             }
-            let spec = PolicySpec::requests_per_second(limit.requests_per_second);
+            let spec = PolicySpec::requests_per_second(limit.requests_per_second, limit.cluster_wide);
             if compiled_limits.insert((limit.api.clone(), limit.key_type), spec).is_some() {
                 return Err(ConfigError::new(field, "a second hard limit for the same API and key type"));
             }
@@ -107,8 +171,81 @@ impl ThrottleConfig {
             custom_policies,
             hard_limits: compiled_limits,
             settings: CounterSettings::from(throttling),
+            rate_limit_service,
         })
     }
+}
+
+fn compile_service(raw: RawRateLimitService) -> Result<RateLimitService, ConfigError> {
+    let field = "throttling.rate_limit_service";
+    check_cluster_target(field, &raw.cluster, u64::from(raw.timeout_ms))?;
+    if raw.domain.is_empty() || raw.domain.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(format!("{field}.domain"), "must be non-empty, without spaces"));
+    }
+    if !(1..=100).contains(&raw.lease_share_percent) {
+        return Err(ConfigError::new(format!("{field}.lease_share_percent"), "must be from 1 to 100"));
+    }
+    if !(1..=1000).contains(&raw.lease_max) {
+        return Err(ConfigError::new(format!("{field}.lease_max"), "must be from 1 to 1000"));
+    }
+    Ok(RateLimitService {
+        cluster: raw.cluster,
+        domain: raw.domain,
+        timeout_ms: raw.timeout_ms,
+        failure_mode: raw.failure_mode,
+        counting: raw.counting,
+        applies_to: raw.applies_to,
+        lease_share_percent: raw.lease_share_percent,
+        lease_max: raw.lease_max,
+    })
+}
+
+/// Refuses a policy that asks to count across nodes where it cannot: without a service, for a
+/// byte budget, with a window no service unit holds whole, or with a limit the protocol cannot
+/// carry (32 bits).
+fn check_scope(
+    field: &str,
+    service: Option<&RateLimitService>,
+    cluster_wide: Option<bool>,
+    limit: u64,
+    bytes: bool,
+    window_s: u64,
+) -> Result<(), ConfigError> {
+    let Some(service) = service else {
+        return match cluster_wide {
+            Some(true) => Err(ConfigError::new(
+                format!("{field}.cluster_wide"),
+                "counting across nodes needs `throttling.rate_limit_service`",
+            )),
+            _ => Ok(()),
+        };
+    };
+    let field = format!("{field}.cluster_wide");
+    if bytes {
+        // A byte budget is checked before the bytes are known and charged after they pass: it
+        // counts per node (see docs/CONFIG.md), whatever `applies_to` says.
+        return match cluster_wide {
+            Some(true) => Err(ConfigError::new(field, "bandwidth policies count per node, not across nodes")),
+            _ => Ok(()),
+        };
+    }
+    if !cluster_wide.unwrap_or(service.applies_to == AppliesTo::All) {
+        return Ok(());
+    }
+    if rls::unit_for(window_s).is_none() {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "a window of {window_s} s fits no whole number of times in a unit of the rate-limit service (second, \
+                 minute, hour, day, week, 30-day month, 365-day year): choose another window or set \
+                 `cluster_wide: false`"
+            ),
+        ));
+    }
+    if u32::try_from(limit).is_err() {
+        return Err(ConfigError::new(field, "the rate-limit service carries limits up to 4294967295"));
+    }
+    Ok(())
 }
 
 fn compile_custom_policies(policies: &[RawCustomPolicy]) -> Result<Vec<CustomPolicy>, ConfigError> {
@@ -134,8 +271,98 @@ fn compile_custom_policies(policies: &[RawCustomPolicy]) -> Result<Vec<CustomPol
             window_s: policy.per.seconds().saturating_mul(u64::from(policy.unit_count)),
             burst: None,
             stop_on_quota_reach: true,
+            cluster_wide: policy.cluster_wide,
         };
         compiled.push(CustomPolicy { name: policy.name.clone(), template, spec, apis: policy.apis.clone() });
     }
     Ok(compiled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn compile(policies: &str, service: &str) -> Result<Config, ConfigError> {
+        let throttling = if service.is_empty() {
+            String::new()
+        } else {
+            format!(r#","throttling":{{"rate_limit_service":{service}}}"#)
+        };
+        Config::from_json(format!(r#"{{"policies":{{{policies}}}{throttling}}}"#).as_bytes())
+    }
+
+    fn refused_field(policies: &str, service: &str) -> String {
+        compile(policies, service).expect_err("refused").field
+    }
+
+    const SERVICE: &str = r#"{"cluster":"rls"}"#;
+
+    #[test]
+    fn cluster_wide_policies_need_a_service_a_request_count_and_a_window_the_service_holds() {
+        assert_eq!(
+            refused_field(r#""P":{"requests":5,"per":"minute","cluster_wide":true}"#, ""),
+            "policies.P.cluster_wide"
+        );
+        assert!(compile(r#""P":{"requests":5,"per":"minute","cluster_wide":true}"#, SERVICE).is_ok());
+        // 11 minutes fit no unit of the service a whole number of times.
+        let eleven = r#""P":{"requests":5,"per":"minute","unit_count":11}"#;
+        let error = compile(eleven, SERVICE).expect_err("refused");
+        assert_eq!(error.field, "policies.P.cluster_wide");
+        assert!(error.reason.contains("660 s") && error.reason.contains("cluster_wide: false"), "{error}");
+        assert!(compile(r#""P":{"requests":5,"per":"minute","unit_count":11,"cluster_wide":false}"#, SERVICE).is_ok());
+        assert!(compile(eleven, r#"{"cluster":"rls","applies_to":"marked"}"#).is_ok());
+        assert!(
+            compile(r#""P":{"requests":5,"per":"minute","unit_count":5}"#, SERVICE).is_ok(),
+            "5 minutes fit an hour"
+        );
+        // Byte budgets count per node.
+        let bytes = r#""B":{"bytes":1000,"per":"minute","cluster_wide":true}"#;
+        assert_eq!(refused_field(bytes, SERVICE), "policies.B.cluster_wide");
+        assert!(compile(r#""B":{"bytes":1000,"per":"minute"}"#, SERVICE).is_ok(), "`all` leaves bandwidth per node");
+        assert_eq!(
+            refused_field(r#""P":{"requests":5000000000,"per":"day"}"#, SERVICE),
+            "policies.P.cluster_wide",
+            "limits travel as 32 bits"
+        );
+    }
+
+    #[test]
+    fn the_service_settings_are_checked() {
+        let policies = r#""P":{"requests":5,"per":"minute"}"#;
+        let field = |service: &str| refused_field(policies, service);
+        let prefix = "throttling.rate_limit_service";
+        assert_eq!(field(r#"{"cluster":""}"#), format!("{prefix}.cluster"));
+        assert_eq!(field(r#"{"cluster":"rls","timeout_ms":0}"#), format!("{prefix}.timeout_ms"));
+        assert_eq!(field(r#"{"cluster":"rls","domain":""}"#), format!("{prefix}.domain"));
+        assert_eq!(field(r#"{"cluster":"rls","lease_share_percent":0}"#), format!("{prefix}.lease_share_percent"));
+        assert_eq!(field(r#"{"cluster":"rls","lease_share_percent":101}"#), format!("{prefix}.lease_share_percent"));
+        assert_eq!(field(r#"{"cluster":"rls","lease_max":0}"#), format!("{prefix}.lease_max"));
+        assert_eq!(field(r#"{"cluster":"rls","lease_max":1001}"#), format!("{prefix}.lease_max"));
+        assert_eq!(field(r#"{"cluster":"rls","counting":"eventual"}"#), format!("{prefix}.counting"));
+        let config = compile(policies, SERVICE).unwrap();
+        let service = config.throttle.rate_limit_service.as_ref().unwrap();
+        assert_eq!(
+            (service.domain.as_str(), service.timeout_ms, service.failure_mode, service.counting, service.applies_to),
+            ("apim", 100, FailureMode::Allow, Counting::Leased, AppliesTo::All)
+        );
+        assert_eq!((service.lease_share_percent, service.lease_max), (10, 100));
+    }
+
+    #[test]
+    fn scope_follows_the_policy_then_applies_to_and_stays_per_node_where_the_service_cannot_count() {
+        let none = ThrottleConfig::default();
+        assert_eq!(none.scope_of(Some(true), 5, 60, Units::Requests), Scope::Node, "no service");
+        let all = compile("", SERVICE).unwrap().throttle;
+        assert_eq!(all.scope_of(None, 5, 60, Units::Requests), Scope::Cluster);
+        assert_eq!(all.scope_of(Some(false), 5, 60, Units::Requests), Scope::Node);
+        assert_eq!(all.scope_of(None, 5, 60, Units::Bytes), Scope::Node);
+        assert_eq!(all.scope_of(None, 5, 660, Units::Requests), Scope::Node, "a policy from elsewhere");
+        assert_eq!(all.scope_of(None, u64::from(u32::MAX) + 1, 60, Units::Requests), Scope::Node);
+        let marked = compile("", r#"{"cluster":"rls","applies_to":"marked"}"#).unwrap().throttle;
+        assert_eq!(marked.scope_of(None, 5, 60, Units::Requests), Scope::Node);
+        assert_eq!(marked.scope_of(Some(true), 5, 60, Units::Requests), Scope::Cluster);
+        assert_eq!(all.failure_mode_for(Contended::EngineUnavailable), FailureMode::Allow);
+        assert_eq!(all.failure_mode_for(Contended::Retries), FailureMode::Deny);
+    }
 }

@@ -11,6 +11,8 @@
     clippy::string_slice
 )]
 
+pub mod engines;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -74,6 +76,8 @@ impl Drop for Scratch {
 pub struct EnvoySetup {
     /// Clusters by name, each one endpoint on 127.0.0.1.
     pub clusters: Vec<(String, u16)>,
+    /// HTTP/2 clusters (gRPC services) by name, each one endpoint on 127.0.0.1.
+    pub grpc_clusters: Vec<(String, u16)>,
     /// Route timeout. Defaults to 5 s.
     pub route_timeout: Duration,
     /// HTTP filters placed after ours and before the router (YAML list items, indented 10).
@@ -92,6 +96,7 @@ impl Default for EnvoySetup {
     fn default() -> Self {
         EnvoySetup {
             clusters: Vec::new(),
+            grpc_clusters: Vec::new(),
             route_timeout: Duration::from_secs(5),
             extra_filters: String::new(),
             concurrency: 2,
@@ -121,6 +126,11 @@ pub fn envoy_yaml(filter_json: &str, setup: &EnvoySetup, port: u16, admin_port: 
     for (name, cluster_port) in &setup.clusters {
         clusters.push_str(&format!(
             "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {cluster_port} }} }} }} }}] }}]\n"
+        ));
+    }
+    for (name, cluster_port) in &setup.grpc_clusters {
+        clusters.push_str(&format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {cluster_port} }} }} }} }}] }}]\n"
         ));
     }
     let clusters =

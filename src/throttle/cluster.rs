@@ -1,0 +1,337 @@
+//! Counting across Envoy nodes on a rate-limit service (Envoy's RLS v3 protocol, served by
+//! envoyproxy/ratelimit with Redis): never more than a limit admitted in a window, whichever
+//! node and worker the requests reach, with far fewer calls than requests.
+//!
+//! **Tokens, one increment each.** A call that wants k tokens of a counter sends k copies of the
+//! counter's descriptor, each adding 1. The service increments its counter once per copy and
+//! answers OK for each increment that stayed within the limit, so across all nodes exactly the
+//! first N increments of a window are granted, and an over-limit answer wastes nothing. (One
+//! descriptor adding k would be refused whole when fewer than k tokens remain, losing them.)
+//! Each descriptor carries its limit as the request's override, so the service's configuration
+//! needs only the domain.
+//!
+//! **Leased counting** (the default). A node keeps a lease per counter and window in shared
+//! data: the tokens it holds and what the service last said remains. A request spends a held
+//! token with no call; with none held it asks for a block of `lease_share_percent` of what
+//! remains (at least 1, at most `lease_max`), so blocks shrink to single tokens near the limit. A
+//! token taken for a request that a later level denied goes back to the lease (WSO2 counts a
+//! denied request nowhere). Once the service says nothing remains, the node denies locally until
+//! the window ends: the service never un-counts, so no token can come back there.
+//!
+//! **Strict counting.** One call per request and cluster-wide level, nothing held, as Envoy's
+//! own rate-limit filter does. A token cannot be given back: a request denied at a later level
+//! stays counted at the cluster-wide levels before it.
+//!
+//! **Windows.** The service counts in windows of its units (second ... year) aligned to Unix time,
+//! as the node does. A window that is a whole fraction of a unit (WSO2's "100 per 5 minutes")
+//! puts its start in the descriptor, so each of its windows has its own counter inside the
+//! unit's. Tokens are held only for the window the call was made in, and only when the service's
+//! clock agrees with the node's (its `duration_until_reset`): a block that arrives after the
+//! window ended, or from a service whose window differs, serves its own request and nothing more.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use super::limiter::{self, Contended, Count, Settings, Space, Window};
+use super::plan::Counter;
+use super::rls;
+use super::settings::RateLimitService;
+use crate::hashing::hex;
+use crate::host::{Answer, Call, SharedStore, Step};
+use crate::schema::Counting;
+
+/// Counts cluster-wide counters on the rate-limit service, with leases in this Envoy's shared
+/// data.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterEngine<'a> {
+    pub service: &'a RateLimitService,
+    /// Where leases are stored (the counters' slot count and CAS retries).
+    pub leases: Settings,
+}
+
+/// A call under way for a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The node's window when the call was made.
+    window_start: u64,
+    /// Tokens asked for.
+    requested: u32,
+    called_at: u64,
+}
+
+/// A node's lease of one counter in one window, packed into a counter value: the tokens held
+/// (low 32 bits) and what the service last said remains, plus one (high 32 bits; 0: not asked
+/// yet in this window).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Lease {
+    held: u32,
+    remaining: Option<u32>,
+}
+
+impl Lease {
+    fn unpack(value: u64) -> Lease {
+        let held = u32::try_from(value & u64::from(u32::MAX)).unwrap_or(0);
+        let seen = u32::try_from(value >> 32).unwrap_or(0);
+        Lease { held, remaining: seen.checked_sub(1) }
+    }
+
+    fn pack(self) -> u64 {
+        let seen = self.remaining.map_or(0, |remaining| remaining.min(u32::MAX - 1) + 1);
+        (u64::from(seen) << 32) | u64::from(self.held)
+    }
+
+    /// Spends a held token, if any.
+    fn spend(&mut self) -> bool {
+        match self.held.checked_sub(1) {
+            Some(held) => {
+                self.held = held;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What remains for this node to admit: what the service last said, plus what it holds.
+    fn available(self) -> u64 {
+        u64::from(self.remaining.unwrap_or(0)) + u64::from(self.held)
+    }
+}
+
+/// What a lease update found.
+enum Found {
+    Spent(Lease),
+    Empty(Lease),
+}
+
+/// A counter's key in the lease store: the limit is part of it, so a live update that changes
+/// the limit does not inherit a lease that says nothing remains.
+fn lease_key(counter: &Counter) -> String {
+    format!("{}|{}", counter.key, counter.limit)
+}
+
+/// The descriptor value of a counter: its level, a hash of its key (user names and addresses do
+/// not leave the node, and the value has a fixed length), its window, and the window's start when
+/// the window is shorter than the service's unit.
+pub fn descriptor_value(counter: &Counter, window_start: u64, unit_s: u64) -> String {
+    let level = counter.key.split_once(':').map_or(counter.key.as_str(), |(level, _)| level);
+    let digest = Sha256::digest(counter.key.as_bytes());
+    let id = hex(digest.get(..16).unwrap_or_default());
+    if counter.window_s == unit_s {
+        format!("{level}:{id}:{}", counter.window_s)
+    } else {
+        format!("{level}:{id}:{}:{window_start}", counter.window_s)
+    }
+}
+
+fn window_of(counter: &Counter, now: u64) -> (u64, u64) {
+    let window_s = counter.window_s.max(1);
+    let start = now / window_s * window_s;
+    (start, start.saturating_add(window_s))
+}
+
+fn allowed(counter: &Counter, available: u64, reset_at: u64) -> Count {
+    Count { allowed: true, limit: counter.limit, remaining: available.min(counter.limit), reset_at }
+}
+
+fn denied(counter: &Counter, reset_at: u64) -> Count {
+    Count { allowed: false, limit: counter.limit, remaining: 0, reset_at }
+}
+
+impl ClusterEngine<'_> {
+    fn leased(&self) -> bool {
+        self.service.counting == Counting::Leased
+    }
+
+    /// Applies `change` to the counter's lease in the window starting at `window_start`.
+    fn lease<R>(
+        &self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        window_start: u64,
+        now: u64,
+        mut change: impl FnMut(&mut Lease) -> R,
+    ) -> Result<R, Contended> {
+        let window = Window::StartingAt(window_start);
+        limiter::update(
+            store,
+            Space::Leases,
+            &lease_key(counter),
+            counter.window_s,
+            window,
+            now,
+            self.leases,
+            |value, _| {
+                let mut lease = Lease::unpack(value);
+                let answer = change(&mut lease);
+                (lease.pack(), answer)
+            },
+        )
+    }
+
+    /// How many tokens to ask for, given what the service last said remains.
+    fn block_size(&self, counter: &Counter, remaining: Option<u32>) -> u32 {
+        if !self.leased() {
+            return 1;
+        }
+        let remaining = remaining.map_or(counter.limit, u64::from);
+        let share = remaining.saturating_mul(u64::from(self.service.lease_share_percent)) / 100;
+        let size = share.clamp(1, u64::from(self.service.lease_max)).min(counter.limit.max(1));
+        u32::try_from(size).unwrap_or(1)
+    }
+
+    /// The call asking for `tokens` tokens of a counter.
+    fn call(&self, counter: &Counter, window_start: u64, tokens: u32) -> Option<Call> {
+        let (unit, unit_s) = rls::unit_for(counter.window_s)?;
+        let descriptor = rls::RateLimitDescriptor {
+            entries: vec![rls::Entry {
+                key: "apim".to_string(),
+                value: descriptor_value(counter, window_start, unit_s),
+            }],
+            limit: Some(rls::RateLimitOverride { requests_per_unit: u32::try_from(counter.limit).ok()?, unit }),
+            hits_addend: None,
+        };
+        let count = usize::try_from(tokens).ok()?;
+        let request = rls::RateLimitRequest {
+            domain: self.service.domain.clone(),
+            descriptors: vec![descriptor; count],
+            hits_addend: 0,
+        };
+        Some(Call::Grpc {
+            cluster: self.service.cluster.clone(),
+            service: rls::SERVICE.to_string(),
+            method: rls::METHOD.to_string(),
+            message: request.encode_to_vec(),
+            timeout_ms: self.service.timeout_ms,
+        })
+    }
+
+    /// Counts one request: from the lease, or with a call.
+    pub fn take(&self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Step<Count, Pending, Contended> {
+        let (window_start, reset_at) = window_of(counter, now);
+        let mut tokens = 1;
+        if self.leased() {
+            match self.lease(store, counter, window_start, now, |lease| {
+                if lease.spend() {
+                    Found::Spent(*lease)
+                } else {
+                    Found::Empty(*lease)
+                }
+            }) {
+                Ok(Found::Spent(lease)) => return Step::Done(allowed(counter, lease.available(), reset_at)),
+                // The service said nothing remains in this window, and nothing came back since.
+                Ok(Found::Empty(Lease { remaining: Some(0), .. })) => return Step::Done(denied(counter, reset_at)),
+                Ok(Found::Empty(lease)) => tokens = self.block_size(counter, lease.remaining),
+                // No lease can be kept: one token for this request, as strict counting does.
+                Err(_) => tokens = 1,
+            }
+        }
+        match self.call(counter, window_start, tokens) {
+            Some(call) => Step::Call(call, Pending { window_start, requested: tokens, called_at: now }),
+            None => Step::Refused(Contended::EngineUnusable),
+        }
+    }
+
+    /// Reads the service's answer: the request takes one granted token, the node holds the rest.
+    pub fn resume_take(
+        &self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        pending: Pending,
+        answer: &Answer,
+        now: u64,
+    ) -> Step<Count, Pending, Contended> {
+        let granted = match read_answer(answer, pending.requested) {
+            Ok(granted) => granted,
+            Err(why) => return Step::Refused(why),
+        };
+        let reset_at = pending.window_start.saturating_add(counter.window_s.max(1));
+        if !self.leased() {
+            return Step::Done(match granted.tokens {
+                0 => denied(counter, reset_at),
+                _ => allowed(counter, u64::from(granted.remaining), reset_at),
+            });
+        }
+        if granted.tokens == 0 {
+            // Nothing remains on the service for this window; a token another worker gave back
+            // in the meantime still serves this request.
+            let spent = self.lease(store, counter, pending.window_start, now, |lease| {
+                lease.remaining = Some(0);
+                lease.spend().then_some(*lease)
+            });
+            return Step::Done(match spent {
+                Ok(Some(lease)) => allowed(counter, lease.available(), reset_at),
+                _ => denied(counter, reset_at),
+            });
+        }
+        let unit_s = rls::unit_for(counter.window_s).map_or(0, |(_, unit_s)| unit_s);
+        let same_window = window_of(counter, now).0 == pending.window_start;
+        if !(same_window && granted.clocks_agree(pending.called_at, unit_s)) {
+            // Held tokens would outlive the service's window: this request uses one, the rest
+            // are left unspent (fewer admitted, never more).
+            return Step::Done(allowed(counter, u64::from(granted.remaining), reset_at));
+        }
+        let kept = self.lease(store, counter, pending.window_start, now, |lease| {
+            lease.held = lease.held.saturating_add(granted.tokens.saturating_sub(1));
+            lease.remaining = Some(granted.remaining);
+            *lease
+        });
+        let available = kept.map_or(u64::from(granted.remaining), Lease::available);
+        Step::Done(allowed(counter, available, reset_at))
+    }
+
+    /// Returns a token that a denied request took: to the lease of the window it came from.
+    pub fn give_back(&self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
+        if self.leased() {
+            let _ = self.lease(store, counter, window_start, now, |lease| lease.held = lease.held.saturating_add(1));
+        }
+    }
+}
+
+/// What an answer granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Granted {
+    tokens: u32,
+    /// What the service says remains after the grant.
+    remaining: u32,
+    /// The service's `duration_until_reset`, seconds (0 when absent).
+    reset_in_s: i64,
+}
+
+impl Granted {
+    /// Whether the service's window ends where the node's does (within a second either way).
+    fn clocks_agree(&self, called_at: u64, unit_s: u64) -> bool {
+        if unit_s == 0 || self.reset_in_s <= 0 {
+            return false;
+        }
+        let node_end = i128::from((called_at / unit_s).saturating_add(1).saturating_mul(unit_s));
+        let service_end = i128::from(called_at) + i128::from(self.reset_in_s);
+        (service_end - node_end).abs() <= 1
+    }
+}
+
+/// Reads an answer asking for `requested` tokens: a status per token, each carrying the limit
+/// the filter sent (a service without the domain in its configuration answers OK with no limit).
+fn read_answer(answer: &Answer, requested: u32) -> Result<Granted, Contended> {
+    let message = match answer {
+        Answer::Grpc { message } => message,
+        Answer::Failed { .. } => return Err(Contended::EngineUnavailable),
+        Answer::Http { .. } => return Err(Contended::EngineUnusable),
+    };
+    let response = rls::decode_response(message).ok_or(Contended::EngineUnusable)?;
+    let statuses = &response.statuses;
+    if usize::try_from(requested).ok() != Some(statuses.len())
+        || statuses.iter().any(|status| status.current_limit.is_none())
+    {
+        return Err(Contended::EngineUnusable);
+    }
+    let ok = statuses.iter().filter(|status| status.code == rls::CODE_OK);
+    let tokens = u32::try_from(ok.clone().count()).unwrap_or(0);
+    let remaining = if tokens == requested { ok.map(|status| status.limit_remaining).min().unwrap_or(0) } else { 0 };
+    let reset_in_s =
+        statuses.iter().find_map(|status| status.duration_until_reset.as_ref().map(|d| d.seconds)).unwrap_or(0);
+    Ok(Granted { tokens, remaining, reset_in_s })
+}
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;

@@ -1,0 +1,362 @@
+//! The cluster engine against a model of envoyproxy/ratelimit: the model counts the way the
+//! reference server does (one increment per descriptor, OK while the count after it is within the
+//! limit, `duration_until_reset` from its own clock), so node interleavings can be explored here
+//! that a real run only samples. The real server is in tests/cluster_throttling.rs.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::schema::{AppliesTo, Counting};
+use crate::throttle::limiter::tests::MemoryStore;
+use crate::throttle::plan::{Level, Scope, Units};
+use crate::vocab::FailureMode;
+
+/// envoyproxy/ratelimit's counting, in memory.
+#[derive(Default)]
+struct ModelService {
+    counters: HashMap<String, u64>,
+    calls: u64,
+    /// Seconds the service's clock is ahead of the nodes'.
+    skew: i64,
+    /// Answer without per-descriptor limits (a domain the service does not know).
+    unknown_domain: bool,
+}
+
+impl ModelService {
+    fn answer(&mut self, call: &Call, now: u64) -> Answer {
+        self.calls += 1;
+        let Call::Grpc { message, .. } = call else { panic!("the engine calls over gRPC") };
+        let request = rls::RateLimitRequest::decode(message.as_slice()).unwrap();
+        let now = now.checked_add_signed(self.skew).unwrap();
+        let mut response = rls::RateLimitResponse { overall_code: rls::CODE_OK, statuses: Vec::new() };
+        for descriptor in &request.descriptors {
+            let limit = descriptor.limit.clone().unwrap();
+            let unit_s = rls::UNITS.iter().find(|(unit, _)| *unit == limit.unit).unwrap().1;
+            let entries: Vec<String> = descriptor.entries.iter().map(|e| format!("{}_{}", e.key, e.value)).collect();
+            let key = format!("{}_{}_{}", request.domain, entries.join("_"), now / unit_s * unit_s);
+            let hits = descriptor.hits_addend.unwrap_or(u64::from(request.hits_addend.max(1)));
+            let after = *self.counters.entry(key).and_modify(|count| *count += hits).or_insert(hits);
+            let over = after > u64::from(limit.requests_per_unit);
+            if over {
+                response.overall_code = rls::CODE_OVER_LIMIT;
+            }
+            response.statuses.push(rls::DescriptorStatus {
+                code: if over { rls::CODE_OVER_LIMIT } else { rls::CODE_OK },
+                current_limit: (!self.unknown_domain)
+                    .then_some(rls::CurrentLimit { requests_per_unit: limit.requests_per_unit, unit: limit.unit }),
+                limit_remaining: if over {
+                    0
+                } else {
+                    u32::try_from(u64::from(limit.requests_per_unit) - after).unwrap()
+                },
+                duration_until_reset: Some(rls::Duration { seconds: (unit_s - now % unit_s) as i64, nanos: 0 }),
+            });
+        }
+        Answer::Grpc { message: response.encode_to_vec() }
+    }
+}
+
+fn service(counting: Counting) -> RateLimitService {
+    RateLimitService {
+        cluster: "rls".into(),
+        domain: "apim".into(),
+        timeout_ms: 100,
+        failure_mode: FailureMode::Deny,
+        counting,
+        applies_to: AppliesTo::All,
+        lease_share_percent: 10,
+        lease_max: 100,
+    }
+}
+
+fn counter(limit: u64, window_s: u64) -> Counter {
+    Counter {
+        level: Level::Subscription,
+        key: "subscription:app:/a:1".into(),
+        limit,
+        window_s,
+        units: Units::Requests,
+        soft: false,
+        scope: Scope::Cluster,
+    }
+}
+
+const SLOTS: Settings = Settings { slots: 64, retries: 20 };
+/// 1_800_000_000 is a whole number of minutes, hours and days.
+const T0: u64 = 1_800_000_000;
+
+fn node() -> MemoryStore {
+    let mut store = MemoryStore::default();
+    limiter::prepare_slots(&mut store, SLOTS.slots, &[Space::Counters, Space::Leases]);
+    store
+}
+
+/// Takes one request to its end (answering its call at once, if it makes one).
+fn admit(
+    engine: &ClusterEngine<'_>,
+    store: &mut MemoryStore,
+    model: &mut ModelService,
+    counter: &Counter,
+    now: u64,
+) -> Result<Count, Contended> {
+    match engine.take(store, counter, now) {
+        Step::Done(count) => Ok(count),
+        Step::Refused(why) => Err(why),
+        Step::Call(call, pending) => {
+            let answer = model.answer(&call, now);
+            match engine.resume_take(store, counter, pending, &answer, now) {
+                Step::Done(count) => Ok(count),
+                Step::Refused(why) => Err(why),
+                Step::Call(..) => panic!("one call per take"),
+            }
+        }
+    }
+}
+
+#[test]
+fn leases_pack_into_one_counter_value() {
+    for lease in [
+        Lease::default(),
+        Lease { held: 7, remaining: Some(0) },
+        Lease { held: u32::MAX, remaining: Some(u32::MAX - 1) },
+        Lease { held: 0, remaining: Some(12) },
+    ] {
+        assert_eq!(Lease::unpack(lease.pack()), lease);
+    }
+    assert_eq!(Lease::unpack(0), Lease::default(), "a fresh counter is an empty lease, nothing asked yet");
+}
+
+#[test]
+fn a_call_asks_for_tokens_as_copies_of_one_descriptor_with_the_limit_as_override() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut store = node();
+    let Step::Call(Call::Grpc { cluster, service: name, method, message, timeout_ms }, pending) =
+        engine.take(&mut store, &counter(1000, 60), T0 + 5)
+    else {
+        panic!("an empty lease calls")
+    };
+    assert_eq!((cluster.as_str(), name.as_str(), method.as_str(), timeout_ms), ("rls", rls::SERVICE, rls::METHOD, 100));
+    let request = rls::RateLimitRequest::decode(message.as_slice()).unwrap();
+    assert_eq!(request.domain, "apim");
+    assert_eq!(request.descriptors.len(), 100, "10% of 1000, the first block");
+    assert_eq!(pending.requested, 100);
+    let first = &request.descriptors[0];
+    assert!(request.descriptors.iter().all(|d| d == first && d.hits_addend.is_none()));
+    assert_eq!(first.limit, Some(rls::RateLimitOverride { requests_per_unit: 1000, unit: 2 }));
+    assert_eq!(first.entries.len(), 1);
+    let value = &first.entries[0].value;
+    assert!(value.starts_with("subscription:") && value.ends_with(":60"), "{value}");
+    assert!(!value.contains("app:/a"), "the key is hashed: {value}");
+    // A 5-minute window lives in the service's hours, with its start in the value.
+    let Step::Call(Call::Grpc { message, .. }, _) = engine.take(&mut store, &counter(1000, 300), T0 + 301) else {
+        panic!()
+    };
+    let request = rls::RateLimitRequest::decode(message.as_slice()).unwrap();
+    assert_eq!(request.descriptors[0].limit.as_ref().unwrap().unit, 3);
+    assert!(request.descriptors[0].entries[0].value.ends_with(&format!(":300:{}", T0 + 300)));
+}
+
+#[test]
+fn exactly_the_limit_is_admitted_across_nodes_whatever_the_interleaving() {
+    // Two nodes, requests arriving at either; calls answered in a scrambled order so that blocks
+    // overlap. Admissions never exceed the limit, and once every node has drained its lease the
+    // count is exactly the limit.
+    for limit in [1, 2, 7, 50, 333] {
+        for seed in 0..20u64 {
+            let service = service(Counting::Leased);
+            let engine = ClusterEngine { service: &service, leases: SLOTS };
+            let mut model = ModelService::default();
+            let mut nodes = [node(), node()];
+            let counter = counter(limit, 60);
+            let mut admitted = 0;
+            let mut waiting: Vec<(usize, Pending, Answer)> = Vec::new();
+            let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = || {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng >> 33
+            };
+            for _ in 0..(limit * 3 + 10) {
+                let at = usize::try_from(next() % 2).unwrap();
+                // Sometimes a call made earlier is answered now.
+                if !waiting.is_empty() && next() % 3 == 0 {
+                    let index = usize::try_from(next()).unwrap() % waiting.len();
+                    let (at, pending, answer) = waiting.swap_remove(index);
+                    if let Step::Done(count) = engine.resume_take(&mut nodes[at], &counter, pending, &answer, T0 + 1) {
+                        admitted += u64::from(count.allowed);
+                    }
+                }
+                match engine.take(&mut nodes[at], &counter, T0 + 1) {
+                    Step::Done(count) => admitted += u64::from(count.allowed),
+                    Step::Call(call, pending) => {
+                        // The service counts when the call reaches it; the answer may come later.
+                        let answer = model.answer(&call, T0 + 1);
+                        waiting.push((at, pending, answer));
+                    }
+                    Step::Refused(why) => panic!("{why:?}"),
+                }
+                assert!(admitted <= limit, "limit {limit}, seed {seed}: {admitted} admitted");
+            }
+            for (at, pending, answer) in waiting.drain(..) {
+                if let Step::Done(count) = engine.resume_take(&mut nodes[at], &counter, pending, &answer, T0 + 1) {
+                    admitted += u64::from(count.allowed);
+                }
+            }
+            assert!(admitted <= limit, "limit {limit}, seed {seed}");
+            // Drain: each node keeps receiving requests until it denies.
+            for store in &mut nodes {
+                while admit(&engine, store, &mut model, &counter, T0 + 2).unwrap().allowed {
+                    admitted += 1;
+                }
+            }
+            assert_eq!(admitted, limit, "limit {limit}, seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn below_half_the_limit_calls_are_a_small_fraction_of_requests_and_shrink_near_it() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut nodes = [node(), node()];
+    let counter = counter(10_000, 3600);
+    let mut admitted = 0u64;
+    let mut calls_at_half = None;
+    let mut blocks = Vec::new();
+    for request in 0u64.. {
+        let at = usize::try_from(request % 2).unwrap();
+        let before = model.calls;
+        let count = admit(&engine, &mut nodes[at], &mut model, &counter, T0 + 10).unwrap();
+        if model.calls > before {
+            blocks.push(model.counters.values().sum::<u64>());
+        }
+        if !count.allowed {
+            break;
+        }
+        admitted += 1;
+        if admitted == 5_000 {
+            calls_at_half = Some(model.calls);
+        }
+    }
+    assert_eq!(admitted, 10_000);
+    let calls_at_half = calls_at_half.unwrap();
+    assert!(
+        calls_at_half * 10 <= 5_000,
+        "{calls_at_half} calls for the first 5000 requests: more than 0.1 per request"
+    );
+    // Near the limit the blocks are single tokens: the last calls each moved the count by 1.
+    let steps: Vec<u64> = blocks.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(steps.iter().rev().skip(1).take(5).all(|step| *step == 1), "{:?}", &steps[steps.len() - 8..]);
+    // Once the service says nothing remains, a node denies without calling.
+    let calls = model.calls;
+    for _ in 0..100 {
+        assert!(!admit(&engine, &mut nodes[0], &mut model, &counter, T0 + 11).unwrap().allowed);
+    }
+    assert!(model.calls - calls <= 1, "{} calls for 100 denials", model.calls - calls);
+}
+
+#[test]
+fn a_token_given_back_serves_the_next_request_without_a_call() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let counter = counter(1, 60);
+    assert!(admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
+    assert!(!admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
+    // A later level denied the admitted request: its token comes back to this node's lease.
+    engine.give_back(&mut store, &counter, T0, T0 + 1);
+    let calls = model.calls;
+    assert!(admit(&engine, &mut store, &mut model, &counter, T0 + 1).unwrap().allowed);
+    assert_eq!(model.calls, calls);
+    assert!(!admit(&engine, &mut store, &mut model, &counter, T0 + 1).unwrap().allowed);
+    // Given back in a window that has ended, a token does not serve the next one.
+    engine.give_back(&mut store, &counter, T0, T0 + 61);
+    let count = admit(&engine, &mut store, &mut model, &counter, T0 + 61).unwrap();
+    assert!(count.allowed, "the new window's own token");
+    assert!(!admit(&engine, &mut store, &mut model, &counter, T0 + 62).unwrap().allowed);
+}
+
+#[test]
+fn a_block_that_arrives_after_its_window_ended_serves_only_its_request() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let counter = counter(1000, 60);
+    let Step::Call(call, pending) = engine.take(&mut store, &counter, T0 + 59) else { panic!() };
+    let answer = model.answer(&call, T0 + 59);
+    let Step::Done(count) = engine.resume_take(&mut store, &counter, pending, &answer, T0 + 60) else { panic!() };
+    assert!(count.allowed);
+    // Nothing was held for the new window: the next request calls.
+    assert!(matches!(engine.take(&mut store, &counter, T0 + 60), Step::Call(..)));
+    assert!(matches!(engine.take(&mut store, &counter, T0 + 59), Step::Call(..)), "nor for the old one");
+}
+
+#[test]
+fn tokens_are_held_only_when_the_service_clock_agrees() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let counter = counter(1000, 60);
+    for (skew, holds) in [(0, true), (1, true), (-1, true), (30, false), (-30, false)] {
+        let mut model = ModelService { skew, ..ModelService::default() };
+        let mut store = node();
+        assert!(admit(&engine, &mut store, &mut model, &counter, T0 + 40).unwrap().allowed);
+        let calls = matches!(engine.take(&mut store, &counter, T0 + 40), Step::Call(..));
+        assert_eq!(!calls, holds, "skew {skew}");
+    }
+}
+
+#[test]
+fn strict_counting_calls_for_every_request_and_holds_nothing() {
+    let service = service(Counting::Strict);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let counter = counter(3, 60);
+    let admitted = (0..10).filter(|_| admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed).count();
+    assert_eq!((admitted, model.calls), (3, 10));
+    assert!(model.counters.values().all(|count| *count == 10), "each call asked for one token");
+    engine.give_back(&mut store, &counter, T0, T0);
+    assert!(!admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed, "strict cannot give back");
+}
+
+#[test]
+fn answers_without_the_limits_or_unreadable_are_unusable_and_failures_unavailable() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let counter = counter(10, 60);
+    let resume_with = |answer: &dyn Fn(&Call) -> Answer| {
+        let mut store = node();
+        let Step::Call(call, pending) = engine.take(&mut store, &counter, T0) else { panic!() };
+        match engine.resume_take(&mut store, &counter, pending, &answer(&call), T0) {
+            Step::Refused(why) => Some(why),
+            _ => None,
+        }
+    };
+    let unknown = |call: &Call| ModelService { unknown_domain: true, ..ModelService::default() }.answer(call, T0);
+    assert_eq!(resume_with(&unknown), Some(Contended::EngineUnusable));
+    assert_eq!(resume_with(&|_| Answer::Grpc { message: vec![0xff, 0xff, 0xff] }), Some(Contended::EngineUnusable));
+    let short = |_: &Call| {
+        let response = rls::RateLimitResponse { overall_code: rls::CODE_OK, statuses: Vec::new() };
+        Answer::Grpc { message: response.encode_to_vec() }
+    };
+    assert_eq!(resume_with(&short), Some(Contended::EngineUnusable), "one status per token asked for");
+    assert_eq!(resume_with(&|_| Answer::Http { status: 200, body: Vec::new() }), Some(Contended::EngineUnusable));
+    assert_eq!(resume_with(&|_| Answer::Failed { code: 14 }), Some(Contended::EngineUnavailable));
+    assert_eq!(resume_with(&|call| ModelService::default().answer(call, T0)), None);
+}
+
+#[test]
+fn descriptor_values_carry_level_hash_window_and_start_when_shorter_than_the_unit() {
+    let mut counter = counter(5, 60);
+    let value = descriptor_value(&counter, T0, 60);
+    let parts: Vec<&str> = value.split(':').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!((parts[0], parts[1].len(), parts[2]), ("subscription", 32, "60"));
+    counter.window_s = 300;
+    assert_eq!(descriptor_value(&counter, T0, 3600), format!("subscription:{}:300:{T0}", parts[1]));
+    counter.key = "custom:cp:bob".into();
+    assert_ne!(descriptor_value(&counter, T0, 3600), format!("subscription:{}:300:{T0}", parts[1]));
+}

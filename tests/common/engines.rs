@@ -1,0 +1,219 @@
+//! The cluster-wide counting engine as real processes: Redis (Debian's `redis-server`) and
+//! envoyproxy/ratelimit (built by `make ratelimit` into `.tools/bin/service_cmd`), each on free
+//! ports, with the shipped service configuration (`envoy/ratelimit/config/apim.yaml`). Readiness
+//! is polled (Redis answers PING, the service's `/healthcheck` answers 200); `Drop` stops them.
+//! `pause` and `resume` (SIGSTOP, SIGCONT) make a process hang without closing its sockets: a
+//! slow engine, as a client sees one.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{free_port, repo_root, try_request, Scratch};
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([name, &child.id().to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill {name} failed");
+}
+
+fn wait_until(what: &str, child: &mut Child, log: &PathBuf, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if ready() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} was not ready within 60 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Redis server (no persistence) on a port of its own.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    scratch: Scratch,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis { port: free_port(), child: None, scratch: Scratch::new("redis") };
+        redis.restart();
+        redis
+    }
+
+    /// Starts it again on the same port (after [`Redis::stop`]).
+    pub fn restart(&mut self) {
+        assert!(
+            Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
+            "redis-server is missing: run `make test`, which installs it"
+        );
+        let log = self.scratch.0.join("redis.log");
+        let mut child = Command::new("redis-server")
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.scratch.0)
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let port = self.port;
+        wait_until("redis-server", &mut child, &log, || ping(port));
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A command's reply, for inspecting counters (`["KEYS", "*"]`).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut message = format!("*{}\r\n", args.len());
+        for arg in args {
+            message.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(message.as_bytes()).expect("write to redis");
+        thread::sleep(Duration::from_millis(50));
+        let mut buffer = [0u8; 65536];
+        let read = stream.read(&mut buffer).unwrap_or(0);
+        String::from_utf8_lossy(&buffer[..read]).into_owned()
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// envoyproxy/ratelimit with the shipped configuration, counting in `redis`.
+pub struct RateLimit {
+    pub grpc_port: u16,
+    pub http_port: u16,
+    debug_port: u16,
+    redis_port: u16,
+    child: Option<Child>,
+    scratch: Scratch,
+}
+
+pub fn ratelimit_binary() -> PathBuf {
+    let path = repo_root().join(".tools/bin/service_cmd");
+    assert!(path.exists(), "envoyproxy/ratelimit is not built at {}: run `make test`, which builds it", path.display());
+    path
+}
+
+impl RateLimit {
+    pub fn start(redis: &Redis) -> RateLimit {
+        RateLimit::start_with_config(redis, &super::read_repo_file("envoy/ratelimit/config/apim.yaml"))
+    }
+
+    /// Starts it with another configuration file (a domain other than the filter's, say).
+    pub fn start_with_config(redis: &Redis, config: &str) -> RateLimit {
+        let scratch = Scratch::new("ratelimit");
+        let config_dir = scratch.0.join("runtime/ratelimit/config");
+        std::fs::create_dir_all(&config_dir).expect("create the service's config directory");
+        std::fs::write(config_dir.join("apim.yaml"), config).expect("write the service's config");
+        let mut service = RateLimit {
+            grpc_port: free_port(),
+            http_port: free_port(),
+            debug_port: free_port(),
+            redis_port: redis.port,
+            child: None,
+            scratch,
+        };
+        service.restart();
+        service
+    }
+
+    /// Starts it again on the same ports (after [`RateLimit::stop`]).
+    pub fn restart(&mut self) {
+        let log = self.scratch.0.join("ratelimit.log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create log");
+        let mut child = Command::new(ratelimit_binary())
+            .env_clear()
+            .envs([
+                ("REDIS_SOCKET_TYPE", "tcp".to_string()),
+                ("REDIS_URL", format!("127.0.0.1:{}", self.redis_port)),
+                ("RUNTIME_ROOT", self.scratch.0.join("runtime").display().to_string()),
+                ("RUNTIME_SUBDIRECTORY", "ratelimit".to_string()),
+                ("RUNTIME_APPDIRECTORY", "config".to_string()),
+                ("RUNTIME_WATCH_ROOT", "false".to_string()),
+                ("RUNTIME_IGNOREDOTFILES", "true".to_string()),
+                ("USE_STATSD", "false".to_string()),
+                ("DISABLE_STATS", "true".to_string()),
+                ("HOST", "127.0.0.1".to_string()),
+                ("PORT", self.http_port.to_string()),
+                ("GRPC_HOST", "127.0.0.1".to_string()),
+                ("GRPC_PORT", self.grpc_port.to_string()),
+                ("DEBUG_HOST", "127.0.0.1".to_string()),
+                ("DEBUG_PORT", self.debug_port.to_string()),
+                ("LOG_LEVEL", "warn".to_string()),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn the rate-limit service");
+        let port = self.http_port;
+        wait_until("envoyproxy/ratelimit", &mut child, &log, || {
+            try_request(port, "GET", "/healthcheck", &[], None).is_ok_and(|response| response.status == 200)
+        });
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Makes it hang: connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        signal(self.child.as_ref().expect("running"), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self.child.as_ref().expect("running"), "-CONT");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.0.join("ratelimit.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RateLimit {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+        }
+        self.stop();
+    }
+}
