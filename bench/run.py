@@ -23,6 +23,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402  (the cluster scenario, bench/cluster.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
 WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "apim_filter.wasm")
@@ -48,32 +51,43 @@ def credentials():
     return json.loads(out.stdout)
 
 
-def bootstrap(http_filters, port, admin):
-    """An Envoy bootstrap (JSON) whose only route answers 200 directly."""
+def listener(name, port, http_filters, route):
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+                "http_filters": http_filters + [{
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                }],
+            },
+        }]}],
+    }
+
+
+DIRECT = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}
+
+
+def bootstrap(http_filters, port, admin, clusters=(), upstream_port=None):
+    """An Envoy bootstrap (JSON) whose only route answers 200 directly; with `upstream_port`, the
+    route goes to a second listener of the same Envoy that answers so (Envoy's own rate-limit
+    filter acts only on routes to a cluster)."""
+    listeners = [listener("bench", port, http_filters, DIRECT)]
+    clusters = list(clusters)
+    if upstream_port:
+        listeners[0] = listener("bench", port, http_filters, {"match": {"prefix": "/"}, "route": {"cluster": "backend"}})
+        listeners.append(listener("backend", upstream_port, [], DIRECT))
+        clusters.append({"name": "backend", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+            "cluster_name": "backend", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}]}})
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "bench",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "bench",
-                        "route_config": {"virtual_hosts": [{
-                            "name": "all", "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}],
-                        }]},
-                        "http_filters": http_filters + [{
-                            "name": "envoy.filters.http.router",
-                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-                        }],
-                    },
-                }]}],
-            }],
-            "clusters": [],
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
 
 
@@ -160,15 +174,15 @@ def without_policies(config):
 
 
 class Envoy:
-    def __init__(self, filters, label):
+    def __init__(self, filters, label, core="0", clusters=(), upstream=False):
         self.port, self.admin = free_port(), free_port()
         self.dir = tempfile.mkdtemp(prefix="bench-")
         path = os.path.join(self.dir, "envoy.json")
         with open(path, "w") as f:
-            json.dump(bootstrap(filters, self.port, self.admin), f)
+            json.dump(bootstrap(filters, self.port, self.admin, clusters, free_port() if upstream else None), f)
         self.log = os.path.join(self.dir, "envoy.log")
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", ENVOY, "-c", path, "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"],
+            ["taskset", "-c", core, ENVOY, "-c", path, "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.time() + 120
@@ -304,6 +318,7 @@ def main():
             "e": lambda: measure("(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], expected=401),
             "open": lambda: measure("(diag) open resource, no policies", wasm_filter(open_config()), []),
             "d0": lambda: measure("(diag) API key, no policies", wasm_filter(without_policies(our_config(creds))), apikey),
+            "cluster": lambda: print("\n".join(cluster.report(cluster.bench(sys.modules[__name__]), verdict))),
         }
         for key in only.split(","):
             scenarios[key]()
@@ -322,8 +337,10 @@ def main():
         for n in (10, 10_000, 100_000)
     ])
 
+    across_nodes = cluster.bench(sys.modules[__name__])
+
     wasm_size = os.path.getsize(WASM)
-    write_results(results, scale, wasm_size, time.time() - started)
+    write_results(results, scale, across_nodes, wasm_size, time.time() - started)
 
 
 def cpu_model():
@@ -338,7 +355,11 @@ def ratio(x, y):
     return x / y if y else float("nan")
 
 
-def write_results(r, scale, wasm_size, elapsed):
+def verdict(ok):
+    return "met" if ok else "missed"
+
+
+def write_results(r, scale, across_nodes, wasm_size, elapsed):
     c_a, c_b, c_bc, f_b = ratio(r["c"]["rps"], r["a"]["rps"]), ratio(r["c"]["rps"], r["b"]["rps"]), ratio(r["c"]["rps"], r["b'"]["rps"]), ratio(r["f"]["rps"], r["b"]["rps"])
     base = scale[10]
     lines = [
@@ -368,7 +389,6 @@ def write_results(r, scale, wasm_size, elapsed):
     for key, name in names.items():
         x = r[key]
         lines.append(f"| {name} | {x['rps']:.0f} | {x['p50']:.3f} | {x['p99']:.3f} | {', '.join(map(str, x['rounds']))} |")
-    verdict = lambda ok: "met" if ok else "missed"
     lines += [
         "",
         "| ratio | value | target |",
@@ -400,6 +420,7 @@ def write_results(r, scale, wasm_size, elapsed):
         f"- `.wasm` size: {wasm_size:,} bytes ({wasm_size / 1048576:.2f} MiB; target < 1.5 MiB: {verdict(wasm_size < 1.5 * 1048576)}).",
         "",
     ]
+    lines += cluster.report(across_nodes, verdict)
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if os.path.exists(notes):
         lines += [open(notes).read().rstrip(), ""]

@@ -34,7 +34,7 @@ fn cell(text: &str) -> String {
 pub fn error_code_reference() -> String {
     let mut out = String::new();
     out.push_str("# Error codes\n\n");
-    out.push_str("Generated from `src/catalogue.rs` by `make docs`; a test fails when this file is stale.\n\n");
+    out.push_str("Generated from `src/catalogue/` by `make docs`; a test fails when this file is stale.\n\n");
     out.push_str("Every fault the filter sends is one of these entries. `errors.overrides` can change the status,\n");
     out.push_str("message and description of any entry: by id (`\"api_throttled\"`), by code (`\"900800\"`), or by\n");
     out.push_str("a family of codes written with trailing `x`s (`\"9008xx\"`: every throttling code; `\"1015xx\"`:\n");

@@ -105,6 +105,14 @@ fn istio_manifests_are_well_formed_the_plugin_config_is_accepted_and_a_client_ca
     let json = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).expect("pluginConfig as JSON");
     let config = Config::from_json(&json).unwrap_or_else(|error| panic!("{error}"));
     assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    // The rate-limit service's cluster is the gateway's cluster for the declared gRPC service.
+    let service = config.throttle.rate_limit_service.as_ref().expect("cluster-wide throttling");
+    let entry = kind("ServiceEntry");
+    let host = entry["spec"]["hosts"][0].as_str().expect("host");
+    let port = &entry["spec"]["ports"][0];
+    assert_eq!(port["protocol"].as_str(), Some("GRPC"), "HTTP/2 for gRPC");
+    assert_eq!(service.cluster, format!("outbound|{}||{host}", port["number"].as_u64().unwrap()));
+    assert_eq!(kind("DestinationRule")["spec"]["host"].as_str(), Some(host));
     // The guard removes client copies of both routing headers before any other filter.
     let guard = kind("EnvoyFilter");
     let patch = &guard["spec"]["configPatches"][0];
@@ -128,4 +136,71 @@ fn istio_manifests_are_well_formed_the_plugin_config_is_accepted_and_a_client_ca
         });
         assert!(matched, "no route for {label} guarded by x-apim-api");
     }
+}
+
+#[test]
+fn the_cluster_profile_runs_redis_the_pinned_rate_limit_service_and_two_gateways_on_the_cluster_example() {
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&read_repo_file("envoy/docker-compose.yml")).expect("compose YAML");
+    let services = &compose["services"];
+    let in_profile = |name: &str| {
+        let service = &services[name];
+        assert!(
+            service["profiles"].as_sequence().is_some_and(|p| p.iter().any(|p| p.as_str() == Some("cluster"))),
+            "{name} is in the cluster profile"
+        );
+        service
+    };
+    // The service image is the commit the Makefile builds for the tests.
+    let makefile = read_repo_file("Makefile");
+    let version = makefile.lines().find_map(|line| line.strip_prefix("RATELIMIT_VERSION := ")).expect("version");
+    let commit = version.trim().rsplit('-').next().expect("a pseudo-version ends in the commit");
+    let ratelimit = in_profile("ratelimit");
+    assert_eq!(ratelimit["image"].as_str(), Some(format!("envoyproxy/ratelimit:{}", &commit[..8]).as_str()));
+    let env = &ratelimit["environment"];
+    let redis_host = env["REDIS_URL"].as_str().expect("REDIS_URL").split(':').next().unwrap();
+    in_profile(redis_host);
+    assert_eq!(ratelimit["depends_on"][redis_host]["condition"].as_str(), Some("service_healthy"));
+    let config_dir = format!(
+        "{}/{}/config",
+        env["RUNTIME_ROOT"].as_str().expect("RUNTIME_ROOT"),
+        env["RUNTIME_SUBDIRECTORY"].as_str().expect("RUNTIME_SUBDIRECTORY")
+    );
+    let volumes: Vec<&str> = ratelimit["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(volumes.contains(&format!("./ratelimit/config:{config_dir}:ro").as_str()), "{volumes:?}");
+    assert!(repo_root().join("envoy/ratelimit/config/apim.yaml").exists());
+    for gateway in ["gateway-1", "gateway-2"] {
+        let volumes: Vec<&str> =
+            in_profile(gateway)["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert!(volumes.contains(&"./examples/cluster/envoy.yaml:/etc/envoy/envoy.yaml:ro"), "{volumes:?}");
+    }
+
+    // The example validates, the filter accepts its configuration, and that configuration counts
+    // on an HTTP/2 cluster of the file, at the service image's gRPC port (8081) and the domain the
+    // shipped service configuration declares.
+    let output = Command::new(envoy_binary())
+        .args(["--mode", "validate", "-c", "envoy/examples/cluster/envoy.yaml"])
+        .current_dir(repo_root())
+        .output()
+        .expect("run envoy --mode validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && text.contains("counting across nodes on cluster `ratelimit`"), "{text}");
+    let example: serde_yaml::Value =
+        serde_yaml::from_str(&read_repo_file("envoy/examples/cluster/envoy.yaml")).expect("example YAML");
+    let filter = &example["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"][0]["typed_config"]["config"]["configuration"]["value"];
+    let config = Config::from_json(filter.as_str().expect("filter configuration").as_bytes()).unwrap();
+    let service = config.throttle.rate_limit_service.as_ref().expect("a rate-limit service");
+    let cluster = example["static_resources"]["clusters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|cluster| cluster["name"].as_str() == Some(service.cluster.as_str()))
+        .expect("the service's cluster is defined");
+    assert!(cluster["typed_extension_protocol_options"].as_mapping().is_some(), "HTTP/2 for gRPC");
+    let address =
+        &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    assert_eq!((address["address"].as_str(), address["port_value"].as_u64()), (Some("ratelimit"), Some(8081)));
+    let domain: serde_yaml::Value = serde_yaml::from_str(&read_repo_file("envoy/ratelimit/config/apim.yaml")).unwrap();
+    assert_eq!(domain["domain"].as_str(), Some(service.domain.as_str()));
 }

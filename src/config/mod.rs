@@ -143,8 +143,15 @@ impl Config {
     /// One line saying what the configuration holds.
     pub fn summary(&self) -> String {
         let (applications, subscriptions) = self.directory_size;
+        let counting = match &self.throttle.rate_limit_service {
+            Some(service) => format!(
+                ", counting across nodes on cluster `{}` (domain `{}`, {:?})",
+                service.cluster, service.domain, service.counting
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} APIs, {applications} applications, {subscriptions} subscriptions, errors as {:?}",
+            "{} APIs, {applications} applications, {subscriptions} subscriptions, errors as {:?}{counting}",
             self.routes.apis.len(),
             self.errors.format
         )

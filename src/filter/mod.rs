@@ -106,7 +106,7 @@ struct Root {
 }
 
 /// Who made a call, and waits for its answer.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Caller {
     Stream(u32),
     Root(u32, Job),
@@ -117,6 +117,8 @@ enum Caller {
 struct Registry {
     roots: HashMap<u32, Root>,
     streams: HashMap<u32, Stream>,
+    /// Stream to its root context (which owns the calls a stream starts in the background).
+    parents: HashMap<u32, u32>,
     /// Call token to who made the call.
     calls: HashMap<u32, Caller>,
     metrics: Metrics,
@@ -181,6 +183,7 @@ pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
             }
         };
         registry.streams.insert(context, Stream::new(config, worker));
+        registry.parents.insert(context, parent);
     });
 }
 
@@ -255,13 +258,11 @@ fn action(flow: Flow) -> u32 {
 /// Runs `work` on a stream with a host; a stream Envoy never announced continues untouched.
 fn on_stream(context: u32, work: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> Flow) -> u32 {
     with_registry(|registry| {
-        let Registry { streams, metrics, calls, .. } = registry;
+        let Registry { streams, metrics, calls, parents, .. } = registry;
         let Some(stream) = streams.get_mut(&context) else { return Flow::Continue };
         let mut host = WasmHost { metrics };
         let flow = work(stream, &mut host);
-        if let Some(token) = stream.take_started_call() {
-            calls.insert(token, Caller::Stream(context));
-        }
+        route_calls(calls, parents, context, stream);
         flow
     })
     .map_or(0, action)
@@ -297,6 +298,7 @@ pub extern "C" fn proxy_on_response_body(context: u32, body_size: usize, end_of_
 pub extern "C" fn proxy_on_delete(context: u32) {
     with_registry(|registry| {
         if registry.streams.remove(&context).is_some() {
+            registry.parents.remove(&context);
             registry.calls.retain(|_, caller| !matches!(caller, Caller::Stream(stream) if *stream == context));
         } else {
             registry.roots.remove(&context);
@@ -309,9 +311,23 @@ pub extern "C" fn proxy_on_delete(context: u32) {
 // Call answers (delivered on the root context).
 // ---------------------------------------------------------------------------------------------
 
+/// Records who waits for the calls a stream started in its last callback: the stream itself, or
+/// its root context for background calls.
+fn route_calls(calls: &mut HashMap<u32, Caller>, parents: &HashMap<u32, u32>, context: u32, stream: &mut Stream) {
+    if let Some(token) = stream.take_started_call() {
+        calls.insert(token, Caller::Stream(context));
+    }
+    let background = stream.take_background_calls();
+    if let Some(root) = parents.get(&context) {
+        for (token, job) in background {
+            calls.insert(token, Caller::Root(*root, job));
+        }
+    }
+}
+
 fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
     with_registry(|registry| {
-        let Registry { roots, streams, metrics, calls } = registry;
+        let Registry { roots, streams, metrics, calls, parents } = registry;
         match calls.remove(&token) {
             Some(Caller::Stream(context)) => {
                 let Some(stream) = streams.get_mut(&context) else { return };
@@ -320,9 +336,7 @@ fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
                 }
                 let mut host = WasmHost { metrics };
                 stream.on_call_response(&mut host, token, answer());
-                if let Some(next) = stream.take_started_call() {
-                    calls.insert(next, Caller::Stream(context));
-                }
+                route_calls(calls, parents, context, stream);
             }
             Some(Caller::Root(root, job)) => {
                 let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };

@@ -98,7 +98,10 @@ pub struct RawThrottling {
 /// window across all nodes. Leased counting asks for tokens in blocks that shrink near the limit,
 /// and counts a request denied at a later level nowhere; it admits fewer than the limit only by
 /// the tokens a node still holds when its traffic for that counter stops before the window ends
-/// (at most `lease_max` - 1 per node and counter, fewer near the limit). Strict counting calls
+/// (at most one and a half blocks per node and counter, fewer near the limit, plus tokens given
+/// back by requests a later level denied), and by at most `lease_max` - 1 per counter and window
+/// when a block asked for in one piece far from the limit arrives after other nodes took nearly
+/// all that remained. Strict counting calls
 /// once per request and cluster-wide level and cannot take a count back: a request denied at a
 /// later level stays counted at the cluster-wide levels before it. Windows are aligned to Unix
 /// time on the nodes and on the service: keep their clocks in step (NTP).
@@ -121,8 +124,9 @@ pub struct RawRateLimitService {
     /// rate-limit filter.
     #[serde(default = "default_rls_failure_mode")]
     pub failure_mode: FailureMode,
-    /// `leased`: a node takes tokens from the service in blocks and spends them across its
-    /// workers, far fewer calls than requests and never more than the limit across nodes.
+    /// `leased`: a node takes tokens from the service in blocks, spends them across its workers
+    /// and asks for the next block in the background when one is half spent: far fewer calls
+    /// than requests, requests rarely wait, and never more than the limit across nodes.
     /// `strict`: one call per cluster-wide level per request, as Envoy's rate-limit filter.
     /// Defaults to `leased`.
     #[serde(default)]

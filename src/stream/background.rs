@@ -1,21 +1,26 @@
-//! Background work of a root context, on its tick: refreshing key managers' JWKS before they grow
+//! Background work of a root context. On its tick: refreshing key managers' JWKS before they grow
 //! old, so that no request waits for a refresh it did not need. One worker of the Envoy does each
 //! refresh (a shared due time, taken by compare-and-swap); the others pick the keys up from shared
-//! data. A failed refresh keeps the last good keys and is retried soon.
+//! data. A failed refresh keeps the last good keys and is retried soon. And the answers to the
+//! blocks of tokens a request asked the rate-limit service for without waiting (calls are the
+//! root context's, so they outlive the request that made them).
 
-use super::Worker;
+use super::{engines, Worker};
 use crate::auth::jwks;
 use crate::config::Config;
 use crate::host::{Answer, Host};
+use crate::throttle::cluster::Refill;
 use crate::vocab::KmId;
 
 /// How often the root context ticks, milliseconds.
 pub const TICK_MS: u32 = 1_000;
 
 /// A background call under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Job {
     Jwks(KmId),
+    /// A block of tokens for a cluster-wide counter's lease.
+    Refill(Box<Refill>),
 }
 
 /// Whether a configuration has background work (and its root context a tick).
@@ -48,6 +53,11 @@ pub fn answered(host: &mut impl Host, config: &Config, worker: &mut Worker, job:
             };
             if !jwks::ingest(host, km, fetched, answer, now) {
                 jwks::retry_soon(host, km, now);
+            }
+        }
+        Job::Refill(refill) => {
+            if let Some(cluster) = engines(config).cluster {
+                cluster.refilled(host, &refill, answer, now);
             }
         }
     }

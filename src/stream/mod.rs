@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::host::{Answer, Call, Host, Step};
 use crate::render;
 use crate::routing::{self, Forward, Verdict};
-use crate::throttle::cluster::ClusterEngine;
+use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::{Settings, Space};
 use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
 use request::Snapshot;
@@ -76,6 +76,9 @@ pub struct Stream {
     pending: Option<Pending>,
     /// A call started during the current callback, for the glue to route its answer here.
     started_call: Option<u32>,
+    /// Background calls started during the current callback, for the glue to route their answers
+    /// to the root context.
+    background_calls: Vec<(u32, background::Job)>,
     /// The filter answered this request itself: its response is not classified again.
     answered_locally: bool,
     /// Byte budgets (bandwidth policies) to charge body bytes to.
@@ -86,6 +89,18 @@ pub struct Stream {
     uncharged_bytes: u64,
     /// The most restrictive counted level, for the RateLimit headers.
     rate_limit: Option<RateLimitInfo>,
+}
+
+/// The counting engines of a configuration: this Envoy's shared data, and the rate-limit service
+/// when one is configured. (A function of the configuration alone, rebuilt per use.)
+pub(crate) fn engines(config: &Config) -> Engines<'_> {
+    let settings = &config.throttle.settings;
+    let slots = Settings { slots: settings.counter_slots, retries: settings.cas_retries };
+    Engines {
+        local: LocalEngine { settings: slots },
+        cluster: config.throttle.rate_limit_service.as_ref().map(|service| ClusterEngine { service, leases: slots }),
+        refills: Vec::new(),
+    }
 }
 
 /// Creates the counter slots in shared data (at configure time, before requests count) and sets
@@ -118,6 +133,7 @@ impl Stream {
             route: None,
             pending: None,
             started_call: None,
+            background_calls: Vec::new(),
             answered_locally: false,
             byte_counters: Vec::new(),
             throttled: false,
@@ -129,6 +145,26 @@ impl Stream {
     /// The token of a call started during the last callback (taken once).
     pub fn take_started_call(&mut self) -> Option<u32> {
         self.started_call.take()
+    }
+
+    /// The background calls started during the last callback (taken once).
+    pub fn take_background_calls(&mut self) -> Vec<(u32, background::Job)> {
+        std::mem::take(&mut self.background_calls)
+    }
+
+    /// Starts the blocks of tokens throttling asked for without waiting; the answers go to the
+    /// root context (see [`background`]).
+    fn start_refills(&mut self, host: &mut impl Host, config: &Config, refills: Vec<Refill>, now: u64) {
+        for refill in refills {
+            match host.call(&refill.call) {
+                Ok(token) => self.background_calls.push((token, background::Job::Refill(Box::new(refill)))),
+                Err(error) => {
+                    if let Some(cluster) = engines(config).cluster {
+                        cluster.refilled(host, &refill, &Answer::Failed { code: error.0 }, now);
+                    }
+                }
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -235,7 +271,7 @@ impl Stream {
             Ok(now) => now,
             Err(flow) => return flow,
         };
-        let mut engine = Stream::engine(&config);
+        let mut engine = engines(&config);
         let mut context = throttle::Context {
             throttle: &config.throttle,
             directory: config.directory.as_ref(),
@@ -244,6 +280,7 @@ impl Stream {
             now,
         };
         let step = throttle::start(&mut context, api, resource, &caller);
+        self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
         self.after_throttle(host, step, authorized, now)
     }
 
@@ -338,7 +375,7 @@ impl Stream {
                     Ok(now) => now,
                     Err(flow) => return flow,
                 };
-                let mut engine = Stream::engine(&config);
+                let mut engine = engines(&config);
                 let mut context = throttle::Context {
                     throttle: &config.throttle,
                     directory: config.directory.as_ref(),
@@ -347,6 +384,7 @@ impl Stream {
                     now,
                 };
                 let step = throttle::resume(&mut context, resume, answer);
+                self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
                 self.after_throttle(host, step, authorized, now)
             }
         }
@@ -375,21 +413,6 @@ impl Stream {
     // -----------------------------------------------------------------------------------------
     // Helpers.
     // -----------------------------------------------------------------------------------------
-
-    /// The counting engines: this Envoy's shared data, and the rate-limit service when one is
-    /// configured. (A function of the configuration alone, so the stream rebuilds it per use.)
-    fn engine(config: &Config) -> Engines<'_> {
-        let settings = &config.throttle.settings;
-        let slots = Settings { slots: settings.counter_slots, retries: settings.cas_retries };
-        Engines {
-            local: LocalEngine { settings: slots },
-            cluster: config
-                .throttle
-                .rate_limit_service
-                .as_ref()
-                .map(|service| ClusterEngine { service, leases: slots }),
-        }
-    }
 
     /// The clock, or the given fault: nothing time-dependent is decided without it.
     fn clock(&mut self, host: &mut impl Host, fault: FaultId) -> Result<u64, Flow> {

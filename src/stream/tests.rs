@@ -354,7 +354,7 @@ fn jwks_are_fetched_when_needed_shared_refreshed_in_the_background_and_kept_when
     let started = background::tick(&mut host, &config, &mut worker.borrow_mut());
     assert_eq!(started.len(), 1);
     assert!(background::tick(&mut host, &config, &mut other.borrow_mut()).is_empty(), "one refresh per Envoy");
-    let (token, job) = started[0];
+    let (token, job) = started[0].clone();
     assert_eq!(token, 2);
     // A failed refresh keeps the last good keys and is retried soon.
     background::answered(

@@ -2,20 +2,29 @@
 //! envoyproxy/ratelimit with Redis): never more than a limit admitted in a window, whichever
 //! node and worker the requests reach, with far fewer calls than requests.
 //!
-//! **Tokens, one increment each.** A call that wants k tokens of a counter sends k copies of the
-//! counter's descriptor, each adding 1. The service increments its counter once per copy and
-//! answers OK for each increment that stayed within the limit, so across all nodes exactly the
-//! first N increments of a window are granted, and an over-limit answer wastes nothing. (One
-//! descriptor adding k would be refused whole when fewer than k tokens remain, losing them.)
-//! Each descriptor carries its limit as the request's override, so the service's configuration
-//! needs only the domain.
+//! **Tokens, one increment each, near the limit.** A call that wants k tokens of a counter sends k
+//! copies of the counter's descriptor, each adding 1. The service increments its counter once per
+//! copy and answers OK for each increment that stayed within the limit, so across all nodes
+//! exactly the first N increments of a window are granted, and an over-limit answer wastes
+//! nothing. Every increment costs the service (and Redis) work, so far from the limit, while the
+//! service last said more than ten of the largest blocks remain, a block is asked for as one
+//! increment of k. Such a block is refused whole if the count went past N - k in the meantime
+//! (other nodes took more than nine tenths of what remained between two of this node's calls);
+//! its tokens below the limit are then lost, at most `lease_max` - 1 per counter and window for
+//! the whole cluster (the first such refusal takes the count past the limit). Never more than N
+//! either way. Each descriptor carries its limit as the request's override, so the service's
+//! configuration needs only the domain.
 //!
 //! **Leased counting** (the default). A node keeps a lease per counter and window in shared
 //! data: the tokens it holds and what the service last said remains. A request spends a held
 //! token with no call; with none held it asks for a block of `lease_share_percent` of what
-//! remains (at least 1, at most `lease_max`), so blocks shrink to single tokens near the limit. A
-//! token taken for a request that a later level denied goes back to the lease (WSO2 counts a
-//! denied request nowhere). Once the service says nothing remains, the node denies locally until
+//! remains (at least 1, at most `lease_max`), so blocks shrink to single tokens near the limit.
+//! When a request leaves the lease at half a block or less, the next block is asked for in the
+//! background (a [`Refill`]: the call is the root context's, the request goes on), so under
+//! steady traffic requests do not wait for the service at all. One block is asked for at a time:
+//! requests that find the lease empty while a block is on its way ask for their own token only,
+//! so a node holds at most one and a half blocks. A token taken for a request that a later level
+//! denied goes back to the lease (WSO2 counts a denied request nowhere). Once the service says nothing remains, the node denies locally until
 //! the window ends: the service never un-counts, so no token can come back there.
 //!
 //! **Strict counting.** One call per request and cluster-wide level, nothing held, as Envoy's
@@ -56,28 +65,46 @@ pub struct Pending {
     window_start: u64,
     /// Tokens asked for.
     requested: u32,
+    /// Asked for as one increment (far from the limit) rather than one increment per token.
+    whole: bool,
+    /// The call asked for the lease's block (its answer clears the lease's mark).
+    block: bool,
     called_at: u64,
 }
 
+/// A block asked for in the background: the call, and what its answer settles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refill {
+    pub call: Call,
+    pub counter: Counter,
+    pub pending: Pending,
+}
+
 /// A node's lease of one counter in one window, packed into a counter value: the tokens held
-/// (low 32 bits) and what the service last said remains, plus one (high 32 bits; 0: not asked
-/// yet in this window).
+/// (bits 0-23), a block asked for and not answered yet (bits 24-31: the second it was asked, as
+/// `second % 255 + 1`; 0 for none), and what the service last said remains, plus one (bits
+/// 32-63; 0: not asked yet in this window).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Lease {
     held: u32,
+    block_asked: u8,
     remaining: Option<u32>,
 }
 
+/// The most tokens a lease holds (24 bits).
+const MAX_HELD: u32 = 0x00FF_FFFF;
+
 impl Lease {
     fn unpack(value: u64) -> Lease {
-        let held = u32::try_from(value & u64::from(u32::MAX)).unwrap_or(0);
+        let held = u32::try_from(value & u64::from(MAX_HELD)).unwrap_or(0);
+        let block_asked = u8::try_from((value >> 24) & 0xFF).unwrap_or(0);
         let seen = u32::try_from(value >> 32).unwrap_or(0);
-        Lease { held, remaining: seen.checked_sub(1) }
+        Lease { held, block_asked, remaining: seen.checked_sub(1) }
     }
 
     fn pack(self) -> u64 {
         let seen = self.remaining.map_or(0, |remaining| remaining.min(u32::MAX - 1) + 1);
-        (u64::from(seen) << 32) | u64::from(self.held)
+        (u64::from(seen) << 32) | (u64::from(self.block_asked) << 24) | u64::from(self.held.min(MAX_HELD))
     }
 
     /// Spends a held token, if any.
@@ -91,17 +118,45 @@ impl Lease {
         }
     }
 
+    fn hold(&mut self, tokens: u32) {
+        self.held = self.held.saturating_add(tokens).min(MAX_HELD);
+    }
+
     /// What remains for this node to admit: what the service last said, plus what it holds.
     fn available(self) -> u64 {
         u64::from(self.remaining.unwrap_or(0)) + u64::from(self.held)
+    }
+
+    fn stamp(now: u64) -> u8 {
+        u8::try_from(now % 255 + 1).unwrap_or(1)
+    }
+
+    /// Whether a block asked for is still on its way (asked less than the call's timeout, plus a
+    /// second, ago): requests that find the lease empty meanwhile ask for their own token only,
+    /// so a node holds at most one block's worth of tokens at a time.
+    fn block_on_its_way(self, now: u64, timeout_ms: u32) -> bool {
+        if self.block_asked == 0 {
+            return false;
+        }
+        let age_s = (u64::from(Lease::stamp(now)) + 255 - u64::from(self.block_asked)) % 255;
+        age_s.saturating_mul(1000) <= u64::from(timeout_ms).saturating_add(1000)
     }
 }
 
 /// What a lease update found.
 enum Found {
-    Spent(Lease),
-    Empty(Lease),
+    /// A held token was spent; `refill`: the lease is low and the next block is to be asked for.
+    Spent { lease: Lease, refill: Option<(u32, bool)> },
+    /// Nothing held, and the service said nothing remains in this window.
+    Exhausted,
+    /// Nothing held: ask for this many tokens (a block when `block`; in one increment when
+    /// `whole`).
+    Ask { tokens: u32, block: bool, whole: bool },
 }
+
+/// A block is asked for in one increment while the service last said more than this many of the
+/// largest blocks (`lease_max`) remain.
+const WHOLE_BLOCKS_ABOVE: u64 = 10;
 
 /// A counter's key in the lease store: the limit is part of it, so a live update that changes
 /// the limit does not inherit a lease that says nothing remains.
@@ -168,6 +223,13 @@ impl ClusterEngine<'_> {
         )
     }
 
+    /// Whether a block is asked for as one increment: while the service last said more than ten
+    /// of the largest blocks remain (see the module's docs).
+    fn whole(&self, counter: &Counter, remaining: Option<u32>) -> bool {
+        let remaining = remaining.map_or(counter.limit, u64::from);
+        self.leased() && remaining > WHOLE_BLOCKS_ABOVE.saturating_mul(u64::from(self.service.lease_max))
+    }
+
     /// How many tokens to ask for, given what the service last said remains.
     fn block_size(&self, counter: &Counter, remaining: Option<u32>) -> u32 {
         if !self.leased() {
@@ -179,8 +241,9 @@ impl ClusterEngine<'_> {
         u32::try_from(size).unwrap_or(1)
     }
 
-    /// The call asking for `tokens` tokens of a counter.
-    fn call(&self, counter: &Counter, window_start: u64, tokens: u32) -> Option<Call> {
+    /// The call asking for `tokens` tokens of a counter: one descriptor adding them all
+    /// (`whole`), or one descriptor per token.
+    fn call(&self, counter: &Counter, window_start: u64, tokens: u32, whole: bool) -> Option<Call> {
         let (unit, unit_s) = rls::unit_for(counter.window_s)?;
         let descriptor = rls::RateLimitDescriptor {
             entries: vec![rls::Entry {
@@ -190,11 +253,11 @@ impl ClusterEngine<'_> {
             limit: Some(rls::RateLimitOverride { requests_per_unit: u32::try_from(counter.limit).ok()?, unit }),
             hits_addend: None,
         };
-        let count = usize::try_from(tokens).ok()?;
+        let (copies, hits_addend) = if whole { (1, tokens) } else { (usize::try_from(tokens).ok()?, 0) };
         let request = rls::RateLimitRequest {
             domain: self.service.domain.clone(),
-            descriptors: vec![descriptor; count],
-            hits_addend: 0,
+            descriptors: vec![descriptor; copies],
+            hits_addend,
         };
         Some(Call::Grpc {
             cluster: self.service.cluster.clone(),
@@ -205,30 +268,95 @@ impl ClusterEngine<'_> {
         })
     }
 
-    /// Counts one request: from the lease, or with a call.
-    pub fn take(&self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Step<Count, Pending, Contended> {
+    /// Counts one request: from the lease, or with a call. A lease left low asks for its next
+    /// block in the background: the call goes to `refills`, for the caller to dispatch.
+    pub fn take(
+        &self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        now: u64,
+        refills: &mut Vec<Refill>,
+    ) -> Step<Count, Pending, Contended> {
         let (window_start, reset_at) = window_of(counter, now);
-        let mut tokens = 1;
+        let (mut tokens, mut block, mut whole) = (1, false, false);
         if self.leased() {
+            let timeout_ms = self.service.timeout_ms;
             match self.lease(store, counter, window_start, now, |lease| {
+                let size = self.block_size(counter, lease.remaining);
+                let whole = self.whole(counter, lease.remaining);
                 if lease.spend() {
-                    Found::Spent(*lease)
+                    let low = lease.held <= size / 2 && lease.remaining != Some(0);
+                    let refill = (low && !lease.block_on_its_way(now, timeout_ms)).then(|| {
+                        lease.block_asked = Lease::stamp(now);
+                        (size, whole)
+                    });
+                    Found::Spent { lease: *lease, refill }
+                } else if lease.remaining == Some(0) {
+                    // The service said nothing remains in this window, and nothing came back since.
+                    Found::Exhausted
+                } else if lease.block_on_its_way(now, timeout_ms) {
+                    Found::Ask { tokens: 1, block: false, whole: false }
                 } else {
-                    Found::Empty(*lease)
+                    lease.block_asked = Lease::stamp(now);
+                    Found::Ask { tokens: size, block: true, whole }
                 }
             }) {
-                Ok(Found::Spent(lease)) => return Step::Done(allowed(counter, lease.available(), reset_at)),
-                // The service said nothing remains in this window, and nothing came back since.
-                Ok(Found::Empty(Lease { remaining: Some(0), .. })) => return Step::Done(denied(counter, reset_at)),
-                Ok(Found::Empty(lease)) => tokens = self.block_size(counter, lease.remaining),
+                Ok(Found::Spent { lease, refill }) => {
+                    if let Some((size, whole)) = refill {
+                        let pending = Pending { window_start, requested: size, whole, block: true, called_at: now };
+                        match self.call(counter, window_start, size, whole) {
+                            Some(call) => refills.push(Refill { call, counter: counter.clone(), pending }),
+                            None => self.settle(store, counter, pending, Err(Contended::EngineUnusable), now),
+                        }
+                    }
+                    return Step::Done(allowed(counter, lease.available(), reset_at));
+                }
+                Ok(Found::Exhausted) => return Step::Done(denied(counter, reset_at)),
+                Ok(Found::Ask { tokens: asked, block: is_block, whole: in_one }) => {
+                    (tokens, block, whole) = (asked, is_block, in_one);
+                }
                 // No lease can be kept: one token for this request, as strict counting does.
-                Err(_) => tokens = 1,
+                Err(_) => (tokens, block, whole) = (1, false, false),
             }
         }
-        match self.call(counter, window_start, tokens) {
-            Some(call) => Step::Call(call, Pending { window_start, requested: tokens, called_at: now }),
+        match self.call(counter, window_start, tokens, whole) {
+            Some(call) => Step::Call(call, Pending { window_start, requested: tokens, whole, block, called_at: now }),
             None => Step::Refused(Contended::EngineUnusable),
         }
+    }
+
+    /// Takes the answer to a background block: every granted token goes to the lease (or, when
+    /// the call failed, the lease is free to ask again).
+    pub fn settle(
+        &self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        pending: Pending,
+        granted: Result<Granted, Contended>,
+        now: u64,
+    ) {
+        let unit_s = rls::unit_for(counter.window_s).map_or(0, |(_, unit_s)| unit_s);
+        let same_window = window_of(counter, now).0 == pending.window_start;
+        let _ = self.lease(store, counter, pending.window_start, now, |lease| {
+            lease.block_asked = 0;
+            if let Ok(granted) = granted {
+                if granted.tokens < pending.requested {
+                    lease.remaining = Some(0);
+                }
+                if same_window && granted.clocks_agree(pending.called_at, unit_s) {
+                    lease.hold(granted.tokens);
+                    if granted.tokens == pending.requested {
+                        lease.remaining = Some(granted.remaining);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Reads the answer to a background block (see [`ClusterEngine::settle`]).
+    pub fn refilled(&self, store: &mut dyn SharedStore, refill: &Refill, answer: &Answer, now: u64) {
+        let granted = read_answer(answer, refill.pending);
+        self.settle(store, &refill.counter, refill.pending, granted, now);
     }
 
     /// Reads the service's answer: the request takes one granted token, the node holds the rest.
@@ -240,56 +368,60 @@ impl ClusterEngine<'_> {
         answer: &Answer,
         now: u64,
     ) -> Step<Count, Pending, Contended> {
-        let granted = match read_answer(answer, pending.requested) {
-            Ok(granted) => granted,
-            Err(why) => return Step::Refused(why),
-        };
+        let granted = read_answer(answer, pending);
         let reset_at = pending.window_start.saturating_add(counter.window_s.max(1));
         if !self.leased() {
-            return Step::Done(match granted.tokens {
-                0 => denied(counter, reset_at),
-                _ => allowed(counter, u64::from(granted.remaining), reset_at),
-            });
-        }
-        if granted.tokens == 0 {
-            // Nothing remains on the service for this window; a token another worker gave back
-            // in the meantime still serves this request.
-            let spent = self.lease(store, counter, pending.window_start, now, |lease| {
-                lease.remaining = Some(0);
-                lease.spend().then_some(*lease)
-            });
-            return Step::Done(match spent {
-                Ok(Some(lease)) => allowed(counter, lease.available(), reset_at),
-                _ => denied(counter, reset_at),
-            });
+            return match granted {
+                Err(why) => Step::Refused(why),
+                Ok(Granted { tokens: 0, .. }) => Step::Done(denied(counter, reset_at)),
+                Ok(granted) => Step::Done(allowed(counter, u64::from(granted.remaining), reset_at)),
+            };
         }
         let unit_s = rls::unit_for(counter.window_s).map_or(0, |(_, unit_s)| unit_s);
         let same_window = window_of(counter, now).0 == pending.window_start;
-        if !(same_window && granted.clocks_agree(pending.called_at, unit_s)) {
-            // Held tokens would outlive the service's window: this request uses one, the rest
-            // are left unspent (fewer admitted, never more).
-            return Step::Done(allowed(counter, u64::from(granted.remaining), reset_at));
-        }
-        let kept = self.lease(store, counter, pending.window_start, now, |lease| {
-            lease.held = lease.held.saturating_add(granted.tokens.saturating_sub(1));
-            lease.remaining = Some(granted.remaining);
-            *lease
+        let outcome = self.lease(store, counter, pending.window_start, now, |lease| {
+            if pending.block {
+                lease.block_asked = 0;
+            }
+            let granted = granted?;
+            if granted.tokens == 0 {
+                // Nothing remains on the service for this window; a token another worker gave
+                // back in the meantime still serves this request.
+                lease.remaining = Some(0);
+                return Ok(lease.spend().then_some(*lease));
+            }
+            if same_window && granted.clocks_agree(pending.called_at, unit_s) {
+                lease.hold(granted.tokens.saturating_sub(1));
+                lease.remaining = Some(granted.remaining);
+            }
+            // Otherwise held tokens would outlive the service's window: this request uses one,
+            // the rest are left unspent (fewer admitted, never more).
+            Ok(Some(Lease { held: lease.held, block_asked: 0, remaining: Some(granted.remaining) }))
         });
-        let available = kept.map_or(u64::from(granted.remaining), Lease::available);
-        Step::Done(allowed(counter, available, reset_at))
+        match outcome {
+            Ok(Ok(Some(lease))) => Step::Done(allowed(counter, lease.available(), reset_at)),
+            Ok(Ok(None)) => Step::Done(denied(counter, reset_at)),
+            Ok(Err(why)) => Step::Refused(why),
+            // The lease cannot be updated: the answer alone decides this request.
+            Err(_) => match granted {
+                Err(why) => Step::Refused(why),
+                Ok(Granted { tokens: 0, .. }) => Step::Done(denied(counter, reset_at)),
+                Ok(granted) => Step::Done(allowed(counter, u64::from(granted.remaining), reset_at)),
+            },
+        }
     }
 
     /// Returns a token that a denied request took: to the lease of the window it came from.
     pub fn give_back(&self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
         if self.leased() {
-            let _ = self.lease(store, counter, window_start, now, |lease| lease.held = lease.held.saturating_add(1));
+            let _ = self.lease(store, counter, window_start, now, |lease| lease.hold(1));
         }
     }
 }
 
 /// What an answer granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Granted {
+pub struct Granted {
     tokens: u32,
     /// What the service says remains after the grant.
     remaining: u32,
@@ -309,9 +441,12 @@ impl Granted {
     }
 }
 
-/// Reads an answer asking for `requested` tokens: a status per token, each carrying the limit
-/// the filter sent (a service without the domain in its configuration answers OK with no limit).
-fn read_answer(answer: &Answer, requested: u32) -> Result<Granted, Contended> {
+/// Reads the answer to a call: a status per descriptor (one for a whole block, one per token
+/// otherwise), each carrying the limit the filter sent (a service without the domain in its
+/// configuration answers OK with no limit).
+pub fn read_answer(answer: &Answer, pending: Pending) -> Result<Granted, Contended> {
+    let requested = pending.requested;
+    let descriptors = if pending.whole { 1 } else { requested };
     let message = match answer {
         Answer::Grpc { message } => message,
         Answer::Failed { .. } => return Err(Contended::EngineUnavailable),
@@ -319,13 +454,14 @@ fn read_answer(answer: &Answer, requested: u32) -> Result<Granted, Contended> {
     };
     let response = rls::decode_response(message).ok_or(Contended::EngineUnusable)?;
     let statuses = &response.statuses;
-    if usize::try_from(requested).ok() != Some(statuses.len())
+    if usize::try_from(descriptors).ok() != Some(statuses.len())
         || statuses.iter().any(|status| status.current_limit.is_none())
     {
         return Err(Contended::EngineUnusable);
     }
     let ok = statuses.iter().filter(|status| status.code == rls::CODE_OK);
-    let tokens = u32::try_from(ok.clone().count()).unwrap_or(0);
+    let granted_descriptors = u32::try_from(ok.clone().count()).unwrap_or(0);
+    let tokens = if pending.whole { requested.saturating_mul(granted_descriptors) } else { granted_descriptors };
     let remaining = if tokens == requested { ok.map(|status| status.limit_remaining).min().unwrap_or(0) } else { 0 };
     let reset_in_s =
         statuses.iter().find_map(|status| status.duration_until_reset.as_ref().map(|d| d.seconds)).unwrap_or(0);

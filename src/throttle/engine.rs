@@ -15,7 +15,7 @@
 //! a call; [`ClusterEngine`] counts on a rate-limit service, exact across Envoy nodes; [`Engines`]
 //! sends each counter to the engine of its [`Scope`].
 
-use super::cluster::{ClusterEngine, Pending};
+use super::cluster::{ClusterEngine, Pending, Refill};
 use super::limiter::{self, Contended, Count, Hit, Settings};
 use super::plan::{Counter, Scope};
 use crate::host::{Answer, SharedStore, Step};
@@ -111,14 +111,16 @@ impl Engine for LocalEngine {
 
 /// The engines of a configuration: every counter counts in this Envoy unless its scope is the
 /// cluster and a rate-limit service is configured.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Engines<'a> {
     pub local: LocalEngine,
     pub cluster: Option<ClusterEngine<'a>>,
+    /// Blocks the cluster engine asks for in the background, for the caller to dispatch.
+    pub refills: Vec<Refill>,
 }
 
-impl Engines<'_> {
-    fn cluster_for(&self, counter: &Counter) -> Option<ClusterEngine<'_>> {
+impl<'a> Engines<'a> {
+    fn cluster_for(&self, counter: &Counter) -> Option<ClusterEngine<'a>> {
         self.cluster.filter(|_| counter.scope == Scope::Cluster)
     }
 }
@@ -139,7 +141,7 @@ impl Engine for Engines<'_> {
         now: u64,
     ) -> Step<Count, EngineResume, Contended> {
         match self.cluster_for(counter) {
-            Some(cluster) => wrap(cluster.take(store, counter, now)),
+            Some(cluster) => wrap(cluster.take(store, counter, now, &mut self.refills)),
             None => self.local.take(store, counter, now),
         }
     }

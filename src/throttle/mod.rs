@@ -465,6 +465,7 @@ mod tests {
         let mut engine = Engines {
             local: LocalEngine { settings: slots },
             cluster: service.map(|service| cluster::ClusterEngine { service, leases: slots }),
+            refills: Vec::new(),
         };
         let mut context = Context {
             throttle: &fixture.throttle,
