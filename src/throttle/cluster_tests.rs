@@ -222,8 +222,8 @@ fn exactly_the_limit_is_admitted_across_nodes_whatever_the_interleaving() {
                 rng >> 33
             };
             let answer_one = |waiting: &mut Vec<(usize, Option<Pending>, Refill, Answer)>,
-                                  nodes: &mut [MemoryStore; 2],
-                                  index: usize| {
+                              nodes: &mut [MemoryStore; 2],
+                              index: usize| {
                 let (at, pending, refill, answer) = waiting.swap_remove(index);
                 match pending {
                     Some(pending) => match engine.resume_take(&mut nodes[at], &counter, pending, &answer, T0 + 1) {

@@ -38,8 +38,31 @@ pub fn wasm_path() -> PathBuf {
     path
 }
 
-/// A port nothing listens on right now.
+static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+
+/// A port nothing listens on right now, chosen below the kernel's ephemeral range: a port from
+/// that range can be taken by any process's outgoing connection between this check and the
+/// test's bind (Envoy, the rate-limit service and Redis open many). Test binaries run in
+/// parallel, so each starts at its own offset (from its process id).
 pub fn free_port() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    let low = 10_000usize;
+    if ephemeral_start > low + 1000 {
+        let span = ephemeral_start - low;
+        let offset = (std::process::id() as usize).wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let step = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+            let port = low + (offset + step.wrapping_mul(101)) % span;
+            if let Ok(port) = u16::try_from(port) {
+                if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    return port;
+                }
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
@@ -219,10 +242,17 @@ impl Envoy {
     /// Starts Envoy; `Err` carries Envoy's log when it exits (refuses the config) or is not ready
     /// within 60 s.
     pub fn try_start(filter_json: &str, setup: EnvoySetup) -> Result<Envoy, String> {
-        let port = free_port();
-        let admin_port = free_port();
-        let yaml = envoy_yaml(filter_json, &setup, port, admin_port);
-        Envoy::launch_with_env(&yaml, setup.concurrency, port, admin_port, "envoy", &setup.env)
+        let mut attempts = 0;
+        loop {
+            let port = free_port();
+            let admin_port = free_port();
+            let yaml = envoy_yaml(filter_json, &setup, port, admin_port);
+            match Envoy::launch_with_env(&yaml, setup.concurrency, port, admin_port, "envoy", &setup.env) {
+                // Another process took a port between the check and Envoy's bind: new ports.
+                Err(log) if log.contains("Address already in use") && attempts < 3 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Starts Envoy with a complete YAML config (ports already in it).
