@@ -195,7 +195,8 @@ class Envoy:
                         return
             except OSError:
                 time.sleep(0.1)
-        raise SystemExit(f"Envoy not ready ({label})")
+        self.proc.kill()
+        raise SystemExit(f"Envoy not ready ({label}):\n" + open(self.log).read()[-3000:])
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

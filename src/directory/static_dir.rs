@@ -288,9 +288,10 @@ fn check_subscriptions(
     policies: &HashSet<String>,
 ) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
+    let by_id: HashMap<&str, &RawApplication> = applications.iter().map(|app| (app.id.as_str(), app)).collect();
     for (index, subscription) in subscriptions.iter().enumerate() {
         let field = format!("subscriptions[{index}]");
-        let Some(application) = applications.iter().find(|app| app.id == subscription.application) else {
+        let Some(application) = by_id.get(subscription.application.as_str()) else {
             return Err(ConfigError::new(
                 format!("{field}.application"),
                 format!("application `{}` is not defined", subscription.application),

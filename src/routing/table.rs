@@ -69,6 +69,8 @@ pub struct Table {
     pub base_paths: HashMap<String, ApiId>,
     /// The largest number of segments in any base path.
     pub max_base_depth: usize,
+    /// `<name>:<version>` label to API.
+    pub labels: HashMap<String, ApiId>,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
@@ -123,12 +125,11 @@ impl Table {
     /// Compiles the APIs; `policy_exists` says whether a throttling policy name is defined.
     pub fn compile(raw: Vec<RawApi>, policy_exists: &dyn Fn(&str) -> bool) -> Result<Table, ConfigError> {
         let mut table = Table::default();
-        let mut names: HashSet<String> = HashSet::new();
         for (index, raw_api) in raw.into_iter().enumerate() {
             let field = format!("apis[{index}]");
             let id = ApiId(index as u32);
             let api = compile_api(&field, id, raw_api, policy_exists)?;
-            if !names.insert(api.label.clone()) {
+            if table.labels.insert(api.label.clone(), id).is_some() {
                 return Err(ConfigError::new(format!("{field}.name"), format!("API {} is defined twice", api.label)));
             }
             if api.lifecycle != Lifecycle::Created && api.lifecycle != Lifecycle::Retired {
@@ -153,7 +154,7 @@ impl Table {
 
     /// An API by its `<name>:<version>` label.
     pub fn by_label(&self, label: &str) -> Option<&Api> {
-        self.apis.iter().find(|api| api.label == label)
+        self.labels.get(label).and_then(|id| self.api(*id))
     }
 }
 
