@@ -25,6 +25,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402  (the cluster scenario, bench/cluster.py)
+import directory  # noqa: E402  (the control-plane scenario, bench/directory.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
@@ -174,7 +175,7 @@ def without_policies(config):
 
 
 class Envoy:
-    def __init__(self, filters, label, core="0", clusters=(), upstream=False):
+    def __init__(self, filters, label, core="0", clusters=(), upstream=False, concurrency=1):
         self.port, self.admin = free_port(), free_port()
         self.dir = tempfile.mkdtemp(prefix="bench-")
         path = os.path.join(self.dir, "envoy.json")
@@ -182,7 +183,7 @@ class Envoy:
             json.dump(bootstrap(filters, self.port, self.admin, clusters, free_port() if upstream else None), f)
         self.log = os.path.join(self.dir, "envoy.log")
         self.proc = subprocess.Popen(
-            ["taskset", "-c", core, ENVOY, "-c", path, "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"],
+            ["taskset", "-c", core, ENVOY, "-c", path, "--concurrency", str(concurrency), "--disable-hot-restart", "--log-level", "info"],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.time() + 120
@@ -217,8 +218,8 @@ class Envoy:
             self.proc.kill()
 
 
-def check(port, headers, expected):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers=dict(headers))
+def check(port, headers, expected, path=PATH):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=dict(headers))
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
             status = r.status
@@ -231,11 +232,11 @@ def check(port, headers, expected):
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(port, headers, seconds):
+def wrk(port, headers, seconds, path=PATH):
     args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for name, value in headers:
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run(args + [f"http://127.0.0.1:{port}{PATH}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     latency = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -320,6 +321,7 @@ def main():
             "open": lambda: measure("(diag) open resource, no policies", wasm_filter(open_config()), []),
             "d0": lambda: measure("(diag) API key, no policies", wasm_filter(without_policies(our_config(creds))), apikey),
             "cluster": lambda: print("\n".join(cluster.report(cluster.bench(sys.modules[__name__]), verdict))),
+            "directory": lambda: print("\n".join(directory.report(directory.bench(sys.modules[__name__], creds), verdict))),
         }
         for key in only.split(","):
             scenarios[key]()
@@ -338,10 +340,11 @@ def main():
         for n in (10, 10_000, 100_000)
     ])
 
+    from_control_plane = directory.bench(sys.modules[__name__], creds)
     across_nodes = cluster.bench(sys.modules[__name__])
 
     wasm_size = os.path.getsize(WASM)
-    write_results(results, scale, across_nodes, wasm_size, time.time() - started)
+    write_results(results, scale, from_control_plane, across_nodes, wasm_size, time.time() - started)
 
 
 def cpu_model():
@@ -360,7 +363,7 @@ def verdict(ok):
     return "met" if ok else "missed"
 
 
-def write_results(r, scale, across_nodes, wasm_size, elapsed):
+def write_results(r, scale, from_control_plane, across_nodes, wasm_size, elapsed):
     c_a, c_b, c_bc, f_b = ratio(r["c"]["rps"], r["a"]["rps"]), ratio(r["c"]["rps"], r["b"]["rps"]), ratio(r["c"]["rps"], r["b'"]["rps"]), ratio(r["f"]["rps"], r["b"]["rps"])
     base = scale[10]
     lines = [
@@ -421,6 +424,7 @@ def write_results(r, scale, across_nodes, wasm_size, elapsed):
         f"- `.wasm` size: {wasm_size:,} bytes ({wasm_size / 1048576:.2f} MiB; target < 1.5 MiB: {verdict(wasm_size < 1.5 * 1048576)}).",
         "",
     ]
+    lines += directory.report(from_control_plane, verdict)
     lines += cluster.report(across_nodes, verdict)
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if os.path.exists(notes):

@@ -1,5 +1,6 @@
 //! Small non-cryptographic helpers shared by the caches and counters: FNV-1a for spreading keys
-//! over buckets and slots (a collision only shares a bucket, never an answer), and hex encoding.
+//! over buckets and slots (a collision only shares a bucket, never an answer), hex, and the
+//! percent-encoding of form bodies and query parameters.
 
 /// FNV-1a over `bytes`, starting from the offset basis mixed with `seed`.
 pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
@@ -14,6 +15,19 @@ pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (form bodies, query values).
+pub fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ impl HostError {
 /// obs-text (bytes 0x80-0xFF) in values, so a value is not always UTF-8.
 pub type Header = (String, Vec<u8>);
 
-/// An outgoing call to an Envoy cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An outgoing call to an Envoy cluster. `Debug` leaves out the `authorization` header's value
+/// (a key manager's or control plane's credentials never reach a log).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Call {
     Http {
         cluster: String,
@@ -34,6 +35,35 @@ pub enum Call {
         message: Vec<u8>,
         timeout_ms: u32,
     },
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Call::Http { cluster, headers, body, timeout_ms } => {
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (name.as_str(), if name.eq_ignore_ascii_case("authorization") { "***" } else { value.as_str() })
+                    })
+                    .collect();
+                f.debug_struct("Http")
+                    .field("cluster", cluster)
+                    .field("headers", &headers)
+                    .field("body_len", &body.len())
+                    .field("timeout_ms", timeout_ms)
+                    .finish()
+            }
+            Call::Grpc { cluster, service, method, message, timeout_ms } => f
+                .debug_struct("Grpc")
+                .field("cluster", cluster)
+                .field("service", service)
+                .field("method", method)
+                .field("message_len", &message.len())
+                .field("timeout_ms", timeout_ms)
+                .finish(),
+        }
+    }
 }
 
 impl Call {
@@ -58,6 +88,9 @@ pub enum Step<T, R, E> {
 pub enum Answer {
     /// An HTTP response: status (0 when unreadable) and body.
     Http { status: u16, body: Vec<u8> },
+    /// An HTTP response whose body (`size` bytes) stays in Envoy, to be read in pieces during the
+    /// answer's callback (large answers: a control plane's full lists).
+    HttpStream { status: u16, size: usize },
     /// A gRPC response message.
     Grpc { message: Vec<u8> },
     /// The call failed (reset, timeout, unreachable cluster, a non-OK gRPC status): the code the
@@ -94,6 +127,10 @@ pub trait Host: SharedStore {
     fn count(&mut self, name: &str);
     /// Unix time, seconds. An error means the clock could not be read: callers fail closed.
     fn now(&self) -> Result<u64, HostError>;
+    /// Unix time, milliseconds (for measuring; decisions use [`Host::now`]).
+    fn now_ms(&self) -> Result<u64, HostError> {
+        self.now().map(|seconds| seconds.saturating_mul(1000))
+    }
     /// Starts a call; the answer arrives later with the returned token.
     fn call(&mut self, call: &Call) -> Result<u32, HostError>;
     /// Resumes a paused request.

@@ -22,6 +22,8 @@ pub struct JwtApiKey {
     pub end_user: Option<String>,
     /// `(name, version, context, subscription tier)` of each subscribed API.
     pub subscribed: Vec<(String, String, String, String)>,
+    /// How a revocation names the key: its `jti`, else its signature.
+    pub token_id: String,
 }
 
 /// Verifies an API key: a WSO2 JWT API key when it is a JWS, else an opaque key looked up by its
@@ -117,5 +119,6 @@ fn verify_jwt_api_key(auth: &AuthConfig, key: &str, now: u64) -> Result<JwtApiKe
         tier: api_key_text(application, "tier")?,
         end_user,
         subscribed,
+        token_id: super::bearer::jwt_id(claims, key),
     })
 }

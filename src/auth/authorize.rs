@@ -77,7 +77,7 @@ pub fn authorize(
             api_key_resource_checks(resource, false)?;
             // An application the gateway also knows: its subscription's state applies too.
             let mut tier = if subscription_tier.is_empty() { key.tier.clone() } else { subscription_tier.clone() };
-            if let Some(subscription) = directory.subscription(&key.application_id, &api.label) {
+            if let Some(subscription) = directory.subscription(&key.application_id, api) {
                 check_subscription_state(subscription.state, key.key_type)?;
                 tier = subscription.tier.clone();
             }
@@ -95,7 +95,7 @@ pub fn authorize(
             let (app_key, token) = match identity {
                 Identity::ApiKey(app_key) => (app_key.clone(), None),
                 Identity::Token(token) => {
-                    let app_key = directory.client(&token.client_id).ok_or_else(forbidden)?;
+                    let app_key = directory.client(&token.client_id, token.key_manager).ok_or_else(forbidden)?;
                     // A client id belongs to the key manager that issued it.
                     if app_key.key_manager.is_some_and(|owner| owner != token.key_manager) {
                         return Err(Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"));
@@ -105,7 +105,7 @@ pub fn authorize(
                 Identity::JwtApiKey(_) => return Err(forbidden()),
             };
             let application = directory.application(&app_key.application).ok_or_else(forbidden)?;
-            let subscription = directory.subscription(&app_key.application, &api.label).ok_or_else(forbidden)?;
+            let subscription = directory.subscription(&app_key.application, api).ok_or_else(forbidden)?;
             check_subscription_state(subscription.state, app_key.key_type)?;
             if token.is_none() {
                 api_key_resource_checks(resource, true)?;
@@ -162,6 +162,7 @@ mod tests {
             end_user: Some("someone".into()),
             user_token,
             expires_at: u64::MAX,
+            token_id: None,
         })
     }
 
@@ -209,6 +210,7 @@ mod tests {
             tier: "Unlimited".into(),
             end_user: None,
             subscribed: vec![("S".into(), "1".into(), "/s/1".into(), "Gold".into())],
+            token_id: "jti".into(),
         });
         assert_eq!(code(&config, 0, &key), Err(900907));
     }

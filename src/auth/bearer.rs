@@ -23,6 +23,8 @@ pub struct TokenIdentity {
     /// WSO2's APPLICATION_USER (true) or APPLICATION (false).
     pub user_token: bool,
     pub expires_at: u64,
+    /// How a revocation names the token: its `jti`, else its signature (JWTs only).
+    pub token_id: Option<String>,
 }
 
 pub fn jwt_failure(error: JwtError) -> Refusal {
@@ -119,8 +121,19 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
         Err(error) => return BearerStep::Failed(jwt_failure(error)),
     };
     match token_identity(km.id, &km.claims, &parsed.payload, expires_at) {
-        Ok(identity) => BearerStep::Verified(identity),
+        Ok(identity) => {
+            BearerStep::Verified(TokenIdentity { token_id: Some(jwt_id(&parsed.payload, token)), ..identity })
+        }
         Err(reason) => BearerStep::Failed(AuthFailure::Invalid.because(reason)),
+    }
+}
+
+/// How WSO2 names a JWT in its revocation list: the `jti` claim when it is a non-empty string,
+/// else the token's signature segment as sent.
+pub fn jwt_id(claims: &Map<String, Value>, token: &str) -> String {
+    match claims.get("jti").and_then(Value::as_str).filter(|jti| !jti.is_empty()) {
+        Some(jti) => jti.to_string(),
+        None => token.rsplit('.').next().unwrap_or_default().to_string(),
     }
 }
 
@@ -166,7 +179,7 @@ pub fn token_identity(
     // Only an explicit claim makes a user token: a service account's `sub` is no end user.
     let user_token = string_claim(claims, &claims_names.token_type)?
         .is_some_and(|kind| kind.eq_ignore_ascii_case("APPLICATION_USER"));
-    Ok(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at })
+    Ok(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at, token_id: None })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,6 +288,7 @@ mod tests {
             end_user: None,
             user_token: false,
             expires_at: exp,
+            token_id: None,
         };
         let mut cache = TokenCache::new(2);
         cache.insert("header.payload.SIGNATURE", identity(100));

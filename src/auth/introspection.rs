@@ -9,21 +9,9 @@ use serde_json::{Map, Value};
 
 use super::bearer::{token_identity, TokenIdentity};
 use super::settings::{Introspection, KeyManager};
-use crate::hashing::hex;
+use crate::hashing::{form_encode, hex};
 use crate::host::{Answer, Call};
 use crate::vocab::KmId;
-
-fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
 
 /// The introspection call: a form body, the gateway authenticating with HTTP Basic.
 pub fn call(introspection: &Introspection, token: &str) -> Call {
@@ -68,7 +56,7 @@ fn answer_time(answer: &Map<String, Value>, name: &str) -> Result<Option<u64>, (
 pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
     let body = match answer {
         Answer::Http { status: 200, body } => body,
-        Answer::Http { .. } => return Introspected::Unavailable("introspection_status"),
+        Answer::Http { .. } | Answer::HttpStream { .. } => return Introspected::Unavailable("introspection_status"),
         Answer::Grpc { .. } | Answer::Failed { .. } => return Introspected::Unavailable("introspection_call_failed"),
     };
     let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body.as_slice()) else {

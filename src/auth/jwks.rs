@@ -102,7 +102,7 @@ pub fn ingest(
 ) -> bool {
     let body = match answer {
         Answer::Http { status: 200, body } => body,
-        Answer::Http { .. } | Answer::Grpc { .. } | Answer::Failed { .. } => {
+        Answer::Http { .. } | Answer::HttpStream { .. } | Answer::Grpc { .. } | Answer::Failed { .. } => {
             log::warn!("JWKS fetch from key manager `{}` failed; keeping the last good keys", km.name);
             fetched.failed = true;
             return false;

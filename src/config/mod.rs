@@ -10,6 +10,7 @@
 use std::rc::Rc;
 
 use crate::auth::AuthConfig;
+use crate::directory::control_plane::ControlPlane;
 use crate::directory::static_dir::Context as DirectoryContext;
 use crate::directory::BlockingCondition;
 use crate::directory::{Directory, StaticDirectory};
@@ -34,10 +35,13 @@ pub struct Config {
     pub compatibility: Compatibility,
     pub unmatched: Unmatched,
     pub routing: RoutingSettings,
-    pub routes: Table,
+    /// The configuration's APIs (with a control plane, each worker serves these and the control
+    /// plane's: see `directory::control_plane::view`).
+    pub routes: Rc<Table>,
     pub auth: AuthConfig,
     pub directory: Rc<dyn Directory>,
     pub throttle: ThrottleConfig,
+    pub control_plane: Option<ControlPlane>,
 }
 
 /// Auth-context headers for the backend, after the configured prefix.
@@ -62,10 +66,11 @@ impl Default for Config {
                 api_header: routing.api_header,
                 rewrite_path: routing.rewrite_path,
             },
-            routes: Table::default(),
+            routes: Rc::new(Table::default()),
             auth: AuthConfig::default(),
             directory: Rc::new(StaticDirectory::default()),
             throttle: ThrottleConfig::default(),
+            control_plane: None,
         }
     }
 }
@@ -109,6 +114,8 @@ impl Config {
             warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
         }
         let errors = ErrorSettings::compile(raw.errors, &raw.credentials)?;
+        let control_plane =
+            raw.control_plane.map(|cp| ControlPlane::compile(cp, &raw.apis, &mut warnings)).transpose()?;
         let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
         let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
         let throttle =
@@ -128,10 +135,11 @@ impl Config {
             compatibility: raw.compatibility,
             unmatched: raw.unmatched,
             routing,
-            routes,
+            routes: Rc::new(routes),
             auth,
             directory: Rc::new(directory),
             throttle,
+            control_plane,
         })
     }
 
@@ -143,6 +151,13 @@ impl Config {
     /// One line saying what the configuration holds.
     pub fn summary(&self) -> String {
         let (applications, subscriptions) = self.directory_size;
+        let source = match &self.control_plane {
+            Some(cp) => format!(
+                ", and from the WSO2 control plane at cluster `{}` (gateway label `{}`, reloaded every {} s)",
+                cp.cluster, cp.gateway_label, cp.refresh_s
+            ),
+            None => String::new(),
+        };
         let counting = match &self.throttle.rate_limit_service {
             Some(service) => format!(
                 ", counting across nodes on cluster `{}` (domain `{}`, {:?})",
@@ -151,16 +166,17 @@ impl Config {
             None => String::new(),
         };
         format!(
-            "{} APIs, {applications} applications, {subscriptions} subscriptions, errors as {:?}{counting}",
+            "{} APIs, {applications} applications, {subscriptions} subscriptions{source}, errors as {:?}{counting}",
             self.routes.apis.len(),
             self.errors.format
         )
     }
 
-    /// Routing's view of the configuration.
-    pub fn router(&self) -> Router<'_> {
+    /// Routing's view of the configuration, over `table` (the configuration's own, or a worker's
+    /// with the control plane's APIs too).
+    pub fn router<'a>(&'a self, table: &'a Table) -> Router<'a> {
         Router {
-            table: &self.routes,
+            table,
             settings: &self.routing,
             unmatched: self.unmatched,
             answers_preflights: self.errors.cors.is_some(),
@@ -169,7 +185,8 @@ impl Config {
 
     /// Whether any throttling is configured (policies, blocking, custom policies, hard limits).
     pub fn throttles(&self) -> bool {
-        self.directory.has_policies()
+        self.control_plane.is_some()
+            || self.directory.has_policies()
             || !self.directory.blocking().is_empty()
             || !self.throttle.custom_policies.is_empty()
             || !self.throttle.hard_limits.is_empty()
@@ -177,7 +194,8 @@ impl Config {
 
     /// Whether throttling needs the client's IP address.
     pub fn uses_client_ip(&self) -> bool {
-        self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
+        self.control_plane.is_some()
+            || self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
             || self.throttle.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
     }
 }
@@ -380,7 +398,10 @@ mod tests {
         assert_eq!(error_of(&unknown).field, "applications[0].client_ids[0].key_manager");
         let named = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"b"}"#);
         let config = Config::from_json(named.as_bytes()).unwrap();
-        assert_eq!(config.directory.client("c").unwrap().key_manager, Some(crate::vocab::KmId(1)));
+        assert_eq!(
+            config.directory.client("c", crate::vocab::KmId(0)).unwrap().key_manager,
+            Some(crate::vocab::KmId(1))
+        );
     }
 
     #[test]

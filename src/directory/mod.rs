@@ -3,15 +3,20 @@
 //! policies (tiers) and the blocking conditions, behind one query interface, [`Directory`], that
 //! key validation and throttling ask.
 //!
-//! [`StaticDirectory`] is the directory written in the filter's configuration. A directory fed at
-//! run time from a WSO2 control plane plugs in behind the same trait.
+//! [`StaticDirectory`] is the directory written in the filter's configuration;
+//! [`control_plane`] reads one from a WSO2 API Manager at run time, once per Envoy, and
+//! [`Layered`] answers from both (the configuration first).
 
+pub mod control_plane;
 pub mod static_dir;
 
 use std::fmt::Debug;
 use std::rc::Rc;
 
+use std::net::IpAddr;
+
 use crate::cidr::IpRange;
+use crate::routing::Api;
 use crate::vocab::{KeyType, KmId, SubscriptionState};
 pub use static_dir::StaticDirectory;
 
@@ -72,26 +77,84 @@ pub enum BlockingCondition {
     /// An API by context, context and version, or `<name>:<version>`.
     Api(String),
     Application(String),
+    /// An application by `<owner>:<name>` (how WSO2's control plane names it).
+    ApplicationNamed {
+        owner: String,
+        name: String,
+    },
+    /// An end user; `bob@carbon.super` (WSO2's tenant-qualified form) also blocks `bob`.
     User(String),
     Ip(IpRange),
+    /// Addresses from `low` to `high` (WSO2's `IP` is both ends equal and inclusive; its
+    /// `IPRANGE` excludes its ends); `invert` blocks every other address instead.
+    IpBetween {
+        low: IpAddr,
+        high: IpAddr,
+        inclusive: bool,
+        invert: bool,
+    },
     Subscription {
         application: String,
         api: String,
     },
 }
 
+/// Which level asks for a policy: WSO2 keeps API (and resource), subscription and application
+/// policies apart, and a name may exist at more than one level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyLevel {
+    Api,
+    Subscription,
+    Application,
+}
+
 /// The directory's queries. Answers are cheap to clone (shared).
 pub trait Directory: Debug {
-    /// The application key of an OAuth2 client id.
-    fn client(&self, client_id: &str) -> Option<AppKey>;
+    /// The application key of an OAuth2 client id issued by `key_manager`.
+    fn client(&self, client_id: &str, key_manager: KmId) -> Option<AppKey>;
     /// The application key of an opaque API key, by the key's SHA-256 (compared in constant time).
     fn api_key(&self, hash: &[u8; 32]) -> Option<AppKey>;
     fn application(&self, id: &str) -> Option<Rc<Application>>;
-    /// The subscription of an application to an API (`<name>:<version>`).
-    fn subscription(&self, application: &str, api: &str) -> Option<Rc<Subscription>>;
-    /// A throttling policy by name (`Unlimited` has none: it counts nothing).
-    fn policy(&self, name: &str) -> Option<Rc<PolicySpec>>;
+    /// The subscription of an application to an API.
+    fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>>;
+    /// A throttling policy by level and name (`Unlimited` has none: it counts nothing).
+    fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>>;
     /// Whether any policy is defined (otherwise tiers throttle nothing).
     fn has_policies(&self) -> bool;
     fn blocking(&self) -> &[BlockingCondition];
+}
+
+/// The configuration's directory first, then the control plane's (when there is one).
+#[derive(Debug)]
+pub struct Layered<'a> {
+    pub fixed: &'a dyn Directory,
+    pub control_plane: Option<&'a control_plane::view::CpWorker>,
+}
+
+impl Directory for Layered<'_> {
+    fn client(&self, client_id: &str, key_manager: KmId) -> Option<AppKey> {
+        self.fixed.client(client_id, key_manager).or_else(|| self.control_plane?.client(client_id, key_manager))
+    }
+    fn api_key(&self, hash: &[u8; 32]) -> Option<AppKey> {
+        self.fixed.api_key(hash)
+    }
+    fn application(&self, id: &str) -> Option<Rc<Application>> {
+        self.fixed.application(id).or_else(|| self.control_plane?.application(id))
+    }
+    fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>> {
+        self.fixed.subscription(application, api).or_else(|| self.control_plane?.subscription(application, api))
+    }
+    fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {
+        self.fixed.policy(level, name).or_else(|| self.control_plane?.policy(level, name))
+    }
+    fn has_policies(&self) -> bool {
+        self.fixed.has_policies() || self.control_plane.is_some_and(control_plane::view::CpWorker::has_policies)
+    }
+    fn blocking(&self) -> &[BlockingCondition] {
+        match self.control_plane {
+            // The control plane's list holds the configuration's conditions too.
+            Some(worker) => worker.blocking(),
+            None => self.fixed.blocking(),
+        }
+    }
 }

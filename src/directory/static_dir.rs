@@ -7,8 +7,9 @@ use std::rc::Rc;
 
 use subtle::ConstantTimeEq;
 
-use super::{AppKey, Application, BlockingCondition, Directory, PolicySpec, Subscription};
+use super::{AppKey, Application, BlockingCondition, Directory, PolicyLevel, PolicySpec, Subscription};
 use crate::cidr::IpRange;
+use crate::routing::Api;
 use crate::routing::Table;
 use crate::schema::{ConfigError, RawApplication, RawBlockingCondition, RawPolicy, RawSubscription};
 use crate::vocab::{KeyType, KmId, TimeUnit, UNLIMITED};
@@ -172,7 +173,8 @@ impl StaticDirectory {
 }
 
 impl Directory for StaticDirectory {
-    fn client(&self, client_id: &str) -> Option<AppKey> {
+    fn client(&self, client_id: &str, _: KmId) -> Option<AppKey> {
+        // Client ids are unique across the configuration; `authorize` checks the key manager.
         self.clients.get(client_id).cloned()
     }
 
@@ -192,11 +194,12 @@ impl Directory for StaticDirectory {
         self.applications.get(id).cloned()
     }
 
-    fn subscription(&self, application: &str, api: &str) -> Option<Rc<Subscription>> {
-        self.subscriptions.get(application)?.get(api).cloned()
+    fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>> {
+        self.subscriptions.get(application)?.get(&api.label).cloned()
     }
 
-    fn policy(&self, name: &str) -> Option<Rc<PolicySpec>> {
+    fn policy(&self, _: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {
+        // The configuration has one namespace of policies for every level.
         self.policies.get(name).cloned()
     }
 
@@ -394,7 +397,11 @@ fn check_blocking_targets(conditions: &[BlockingCondition], routes: &Table) -> R
         let (field, target) = match condition {
             BlockingCondition::Api(name) => (format!("blocking[{index}].api"), name),
             BlockingCondition::Subscription { api, .. } => (format!("blocking[{index}].subscription"), api),
-            BlockingCondition::Application(_) | BlockingCondition::User(_) | BlockingCondition::Ip(_) => continue,
+            BlockingCondition::Application(_)
+            | BlockingCondition::ApplicationNamed { .. }
+            | BlockingCondition::User(_)
+            | BlockingCondition::Ip(_)
+            | BlockingCondition::IpBetween { .. } => continue,
         };
         if !routes.apis.iter().any(|api| api.is_named_by(target)) {
             return Err(ConfigError::new(field, format!("`{target}` names no API of this configuration")));

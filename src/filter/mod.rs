@@ -325,7 +325,9 @@ fn route_calls(calls: &mut HashMap<u32, Caller>, parents: &HashMap<u32, u32>, co
     }
 }
 
-fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
+/// Routes a call's answer to whoever waits for it. `answer(stream_body)` builds the answer; with
+/// `stream_body` an HTTP body stays in Envoy (`Answer::HttpStream`) and is read in pieces.
+fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
     with_registry(|registry| {
         let Registry { roots, streams, metrics, calls, parents } = registry;
         match calls.remove(&token) {
@@ -335,13 +337,21 @@ fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
                     return;
                 }
                 let mut host = WasmHost { metrics };
-                stream.on_call_response(&mut host, token, answer());
+                stream.on_call_response(&mut host, token, answer(false));
                 route_calls(calls, parents, context, stream);
             }
             Some(Caller::Root(root, job)) => {
                 let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
                 let mut host = WasmHost { metrics };
-                background::answered(&mut host, config, &mut worker.borrow_mut(), job, &answer());
+                let answer = answer(background::streams(&job));
+                let read = |start: usize, length: usize| {
+                    abi::buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, start, length).ok().flatten().unwrap_or_default()
+                };
+                for (next, job) in
+                    background::answered(&mut host, config, &mut worker.borrow_mut(), job, &answer, &read)
+                {
+                    calls.insert(next, Caller::Root(root, job));
+                }
             }
             None => {}
         }
@@ -350,7 +360,7 @@ fn deliver(token: u32, answer: impl FnOnce() -> Answer) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: usize, body_size: usize, _: usize) {
-    deliver(token, || {
+    deliver(token, |stream_body| {
         if headers == 0 {
             // Envoy reports a failed call (reset, timeout, no cluster) with no headers.
             let code = abi::call_status().map_or(0, |(code, _)| code);
@@ -361,6 +371,9 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: u
             .flatten()
             .and_then(|value| text(&value).and_then(|status| status.parse::<u16>().ok()))
             .unwrap_or(0);
+        if stream_body {
+            return Answer::HttpStream { status, size: body_size };
+        }
         let body = if body_size == 0 {
             Vec::new()
         } else {
@@ -372,7 +385,7 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: u
 
 #[no_mangle]
 pub extern "C" fn proxy_on_grpc_receive(_root: u32, token: u32, message_size: usize) {
-    deliver(token, || {
+    deliver(token, |_| {
         let message = abi::buffer(abi::BUFFER_GRPC_RECEIVE, 0, message_size).ok().flatten().unwrap_or_default();
         Answer::Grpc { message }
     });
@@ -380,7 +393,7 @@ pub extern "C" fn proxy_on_grpc_receive(_root: u32, token: u32, message_size: us
 
 #[no_mangle]
 pub extern "C" fn proxy_on_grpc_close(_root: u32, token: u32, status: u32) {
-    deliver(token, || Answer::Failed { code: status });
+    deliver(token, |_| Answer::Failed { code: status });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,6 +463,10 @@ impl Host for WasmHost<'_> {
 
     fn now(&self) -> Result<u64, HostError> {
         abi::now_nanos().map(|nanos| nanos / 1_000_000_000)
+    }
+
+    fn now_ms(&self) -> Result<u64, HostError> {
+        abi::now_nanos().map(|nanos| nanos / 1_000_000)
     }
 
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {

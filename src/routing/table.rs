@@ -43,6 +43,8 @@ pub struct Api {
     /// API-level throttling policy.
     pub policy: Option<String>,
     pub resources: Vec<Resource>,
+    /// The API's id where it came from (the control plane's UUID); `None` for the configuration's.
+    pub source_id: Option<String>,
 }
 
 /// A compiled resource.
@@ -126,26 +128,38 @@ impl Table {
     pub fn compile(raw: Vec<RawApi>, policy_exists: &dyn Fn(&str) -> bool) -> Result<Table, ConfigError> {
         let mut table = Table::default();
         for (index, raw_api) in raw.into_iter().enumerate() {
-            let field = format!("apis[{index}]");
-            let id = ApiId(index as u32);
-            let api = compile_api(&field, id, raw_api, policy_exists)?;
-            if table.labels.insert(api.label.clone(), id).is_some() {
-                return Err(ConfigError::new(format!("{field}.name"), format!("API {} is defined twice", api.label)));
-            }
-            if api.lifecycle != Lifecycle::Created && api.lifecycle != Lifecycle::Retired {
-                for base in api_base_paths(&field, &api)? {
-                    table.max_base_depth = table.max_base_depth.max(base.matches('/').count());
-                    if let Some(other) = table.base_paths.insert(base.clone(), id) {
-                        return Err(ConfigError::new(
-                            format!("{field}.context"),
-                            format!("base path {base} is also served by apis[{}]", other.0),
-                        ));
-                    }
-                }
-            }
-            table.apis.push(api);
+            table.add(&format!("apis[{index}]"), raw_api, policy_exists)?;
         }
         Ok(table)
+    }
+
+    /// Compiles one more API (`field` names it in errors). On an error the table is unchanged.
+    pub fn add(&mut self, field: &str, raw: RawApi, policy_exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+        let id = ApiId(u32::try_from(self.apis.len()).map_err(|_| ConfigError::new(field, "too many APIs"))?);
+        let api = compile_api(field, id, raw, policy_exists)?;
+        if self.labels.contains_key(&api.label) {
+            return Err(ConfigError::new(format!("{field}.name"), format!("API {} is defined twice", api.label)));
+        }
+        let bases = if api.lifecycle != Lifecycle::Created && api.lifecycle != Lifecycle::Retired {
+            api_base_paths(field, &api)?
+        } else {
+            Vec::new()
+        };
+        for base in &bases {
+            if let Some(other) = self.base_paths.get(base) {
+                return Err(ConfigError::new(
+                    format!("{field}.context"),
+                    format!("base path {base} is also served by apis[{}]", other.0),
+                ));
+            }
+        }
+        for base in bases {
+            self.max_base_depth = self.max_base_depth.max(base.matches('/').count());
+            self.base_paths.insert(base, id);
+        }
+        self.labels.insert(api.label.clone(), id);
+        self.apis.push(api);
+        Ok(())
     }
 
     pub fn api(&self, id: ApiId) -> Option<&Api> {
@@ -326,6 +340,7 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
         api_key_in_query: raw.api_key_in_query,
         policy: raw.policy,
         resources,
+        source_id: None,
     })
 }
 

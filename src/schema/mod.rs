@@ -7,6 +7,7 @@ mod apis;
 mod auth;
 pub mod checks;
 mod consumers;
+mod control_plane;
 mod errors;
 mod secrets;
 mod settings;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 pub use apis::*;
 pub use auth::*;
 pub use consumers::*;
+pub use control_plane::*;
 pub use errors::*;
 pub use secrets::*;
 pub use settings::*;
@@ -82,6 +84,11 @@ pub struct RawConfig {
     /// How counters behave. Defaults as documented on each field.
     #[serde(default)]
     pub throttling: RawThrottling,
+    /// A WSO2 API Manager control plane to read APIs, applications, subscriptions, client ids,
+    /// policies, blocking conditions and revoked tokens from at run time, beside what this
+    /// configuration holds. Defaults to none.
+    #[serde(default)]
+    pub control_plane: Option<RawControlPlane>,
 }
 
 /// Why a configuration was refused: the field (a path such as `apis[0].resources[1].path`) and

@@ -3,11 +3,13 @@
 //! refresh (a shared due time, taken by compare-and-swap); the others pick the keys up from shared
 //! data. A failed refresh keeps the last good keys and is retried soon. And the answers to the
 //! blocks of tokens a request asked the rate-limit service for without waiting (calls are the
-//! root context's, so they outlive the request that made them).
+//! root context's, so they outlive the request that made them). And full loads of a WSO2 control
+//! plane's directory, one call after another.
 
 use super::{engines, Worker};
 use crate::auth::jwks;
 use crate::config::Config;
+use crate::directory::control_plane::refresh::{self, Load};
 use crate::host::{Answer, Host};
 use crate::throttle::cluster::Refill;
 use crate::vocab::KmId;
@@ -21,11 +23,19 @@ pub enum Job {
     Jwks(KmId),
     /// A block of tokens for a cluster-wide counter's lease.
     Refill(Box<Refill>),
+    /// A full load of the control plane's directory.
+    ControlPlane(Box<Load>),
+}
+
+/// Whether the answer to `job` is read from Envoy in pieces (`Answer::HttpStream`): a control
+/// plane's full lists can be tens of megabytes.
+pub fn streams(job: &Job) -> bool {
+    matches!(job, Job::ControlPlane(_))
 }
 
 /// Whether a configuration has background work (and its root context a tick).
 pub fn needed(config: &Config) -> bool {
-    config.auth.key_managers.iter().any(|km| km.remote_jwks.is_some())
+    config.control_plane.is_some() || config.auth.key_managers.iter().any(|km| km.remote_jwks.is_some())
 }
 
 /// Starts the background calls that are due; returns their tokens.
@@ -35,29 +45,80 @@ pub fn tick(host: &mut impl Host, config: &Config, worker: &mut Worker) -> Vec<(
     for (key_manager, call) in jwks::due(host, &config.auth, now) {
         match host.call(&call) {
             Ok(token) => started.push((token, Job::Jwks(key_manager))),
-            Err(_) => answered(host, config, worker, Job::Jwks(key_manager), &Answer::Failed { code: 0 }),
+            Err(_) => started.extend(answered(
+                host,
+                config,
+                worker,
+                Job::Jwks(key_manager),
+                &Answer::Failed { code: 0 },
+                &no_body,
+            )),
+        }
+    }
+    if let Some(control_plane) = &config.control_plane {
+        let now_ms = host.now_ms().unwrap_or(0);
+        if let Some(load) = refresh::due(host, control_plane, now, now_ms) {
+            let call = load.fetch.call(control_plane);
+            started.extend(start(host, config, worker, call, Job::ControlPlane(Box::new(load))));
         }
     }
     started
 }
 
-/// Takes the answer to a background call.
-pub fn answered(host: &mut impl Host, config: &Config, worker: &mut Worker, job: Job, answer: &Answer) {
-    let Ok(now) = host.now() else { return };
+/// The body of an answer that has none in Envoy.
+fn no_body(_: usize, _: usize) -> Vec<u8> {
+    Vec::new()
+}
+
+/// Starts a background call; one that cannot be made is answered as failed at once.
+fn start(
+    host: &mut impl Host,
+    config: &Config,
+    worker: &mut Worker,
+    call: crate::host::Call,
+    job: Job,
+) -> Vec<(u32, Job)> {
+    match host.call(&call) {
+        Ok(token) => vec![(token, job)],
+        Err(error) => answered(host, config, worker, job, &Answer::Failed { code: error.0 }, &no_body),
+    }
+}
+
+/// Takes the answer to a background call (`read(start, length)` reads the body of an
+/// `Answer::HttpStream`); returns the calls it started next.
+pub fn answered(
+    host: &mut impl Host,
+    config: &Config,
+    worker: &mut Worker,
+    job: Job,
+    answer: &Answer,
+    read: &dyn Fn(usize, usize) -> Vec<u8>,
+) -> Vec<(u32, Job)> {
+    let Ok(now) = host.now() else { return Vec::new() };
     match job {
         Job::Jwks(key_manager) => {
             let (Some(km), Some(fetched)) =
                 (config.auth.key_manager(key_manager), worker.auth.jwks.get_mut(key_manager.index()))
             else {
-                return;
+                return Vec::new();
             };
             if !jwks::ingest(host, km, fetched, answer, now) {
                 jwks::retry_soon(host, km, now);
             }
+            Vec::new()
         }
         Job::Refill(refill) => {
             if let Some(cluster) = engines(config).cluster {
                 cluster.refilled(host, &refill, answer, now);
+            }
+            Vec::new()
+        }
+        Job::ControlPlane(mut load) => {
+            let Some(control_plane) = &config.control_plane else { return Vec::new() };
+            let now_ms = host.now_ms().unwrap_or(0);
+            match refresh::ingest(host, control_plane, &mut load, answer, read, now, now_ms) {
+                Some(call) => start(host, config, worker, call, Job::ControlPlane(load)),
+                None => Vec::new(),
             }
         }
     }

@@ -8,6 +8,7 @@
 //! host. Header values are bytes (Envoy accepts obs-text): see [`request`].
 
 pub mod background;
+mod directory;
 mod request;
 mod response;
 #[cfg(test)]
@@ -22,9 +23,12 @@ use crate::auth::validation::{self, AuthStep};
 use crate::auth::{self, failure_fault, AuthFailure, Identity, Refusal};
 use crate::catalogue::{Fault, FaultId};
 use crate::config::Config;
+use crate::directory::control_plane::lookup;
+use crate::directory::control_plane::view::CpWorker;
+use crate::directory::Layered;
 use crate::host::{Answer, Call, Host, Step};
 use crate::render;
-use crate::routing::{self, Forward, Verdict};
+use crate::routing::{self, Forward, Table, Verdict};
 use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::{Settings, Space};
 use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
@@ -46,11 +50,20 @@ pub struct Worker {
     pub auth: auth::WorkerState,
     /// When this worker last logged an uncounted request.
     pub last_uncounted_log: Option<u64>,
+    /// This worker's view of the control plane's directory, when there is one.
+    pub control_plane: Option<CpWorker>,
 }
 
 impl Worker {
     pub fn new(config: &Config) -> Self {
-        Worker { auth: auth::WorkerState::new(&config.auth), last_uncounted_log: None }
+        let control_plane = config.control_plane.as_ref().map(|_| {
+            CpWorker::new(
+                config.auth.key_manager_names(),
+                Rc::clone(&config.routes),
+                config.directory.blocking().to_vec(),
+            )
+        });
+        Worker { auth: auth::WorkerState::new(&config.auth), last_uncounted_log: None, control_plane }
     }
 }
 
@@ -59,6 +72,8 @@ enum Resume {
     Auth(validation::Resume),
     /// Boxed: an evaluation in progress is much larger than the other waits.
     Throttle(Box<(throttle::Resume, Option<Authorized>)>),
+    /// A control-plane lookup, for the identity it authorizes.
+    Lookup(Box<(lookup::Resume, lookup::Need, Identity)>),
 }
 
 /// The one pending call.
@@ -71,6 +86,9 @@ struct Pending {
 pub struct Stream {
     config: Rc<Config>,
     worker: Rc<RefCell<Worker>>,
+    /// The APIs this request is routed among (a worker's table changes with the control plane's
+    /// generation; a request keeps the one it started with).
+    routes: Rc<Table>,
     request: Snapshot,
     route: Option<Forward>,
     pending: Option<Pending>,
@@ -114,6 +132,9 @@ pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
             None => &[Space::Counters],
         };
         let slots = crate::throttle::limiter::prepare_slots(host, wanted, spaces);
+        if config.control_plane.is_some() {
+            crate::directory::control_plane::refresh::prepare(host);
+        }
         if slots != wanted {
             log::info!(
                 "throttling.counter_slots {wanted} takes effect when Envoy restarts; this process keeps counting in \
@@ -127,6 +148,7 @@ pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
 impl Stream {
     pub fn new(config: Rc<Config>, worker: Rc<RefCell<Worker>>) -> Self {
         Stream {
+            routes: Rc::clone(&config.routes),
             config,
             worker,
             request: Snapshot::default(),
@@ -174,7 +196,9 @@ impl Stream {
     pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Flow {
         let config = Rc::clone(&self.config);
         self.request = Snapshot::take(host, &config, end_of_stream);
-        let verdict = routing::decide(config.router(), &self.request.view());
+        self.routes = self.current_routes(host);
+        let routes = Rc::clone(&self.routes);
+        let verdict = routing::decide(config.router(&routes), &self.request.view());
         match verdict {
             Verdict::PassThrough => Flow::Continue,
             Verdict::Preflight => {
@@ -201,7 +225,8 @@ impl Stream {
 
     fn authenticate(&mut self, host: &mut impl Host) -> Flow {
         let config = Rc::clone(&self.config);
-        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&config, route)) else {
+        let routes = Rc::clone(&self.routes);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
             return self.internal_error(host, "matched route out of range");
         };
         let settings = &config.auth.credentials;
@@ -235,18 +260,26 @@ impl Stream {
 
     fn after_auth(&mut self, host: &mut impl Host, step: AuthStep) -> Flow {
         match step {
-            Step::Done(identity) => self.authorize(host, &identity),
+            Step::Done(identity) => self.look_up(host, identity),
             Step::Call(call, resume) => self.call(host, call, Resume::Auth(resume)),
             Step::Refused(refusal) => self.refuse(host, refusal),
         }
     }
 
+    /// Authorization against the directory, once it knows what the request needs (see
+    /// [`directory`]).
     fn authorize(&mut self, host: &mut impl Host, identity: &Identity) -> Flow {
         let config = Rc::clone(&self.config);
-        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&config, route)) else {
+        let routes = Rc::clone(&self.routes);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
             return self.internal_error(host, "matched route out of range");
         };
-        match authorize(config.directory.as_ref(), api, resource, identity) {
+        let worker = Rc::clone(&self.worker);
+        let worker = worker.borrow();
+        let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
+        let decision = authorize(&directory, api, resource, identity);
+        drop(worker);
+        match decision {
             Ok(authorized) => self.throttle(host, Some(authorized)),
             Err(fault) => {
                 log::debug!("request to {} refused: {}", api.label, fault.id.spec().id);
@@ -262,7 +295,8 @@ impl Stream {
         if !config.throttles() {
             return self.forward(host, authorized.as_ref(), false);
         }
-        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&config, route)) else {
+        let routes = Rc::clone(&self.routes);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
             return self.internal_error(host, "matched route out of range");
         };
         let client_ip = if config.uses_client_ip() { request::client_ip(host) } else { None };
@@ -272,14 +306,18 @@ impl Stream {
             Err(flow) => return flow,
         };
         let mut engine = engines(&config);
+        let worker = Rc::clone(&self.worker);
+        let worker = worker.borrow();
+        let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
         let mut context = throttle::Context {
             throttle: &config.throttle,
-            directory: config.directory.as_ref(),
+            directory: &directory,
             engine: &mut engine,
             store: host,
             now,
         };
         let step = throttle::start(&mut context, api, resource, &caller);
+        drop(worker);
         self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
         self.after_throttle(host, step, authorized, now)
     }
@@ -369,6 +407,10 @@ impl Stream {
                 drop(worker);
                 self.after_auth(host, step)
             }
+            Resume::Lookup(waiting) => {
+                let (resume, need, identity) = *waiting;
+                self.lookup_answered(host, resume, need, identity, answer)
+            }
             Resume::Throttle(waiting) => {
                 let (resume, authorized) = *waiting;
                 let now = match self.clock(host, FaultId::ThrottleInternalError) {
@@ -376,14 +418,19 @@ impl Stream {
                     Err(flow) => return flow,
                 };
                 let mut engine = engines(&config);
+                let worker = Rc::clone(&self.worker);
+                let worker = worker.borrow();
+                let directory =
+                    Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
                 let mut context = throttle::Context {
                     throttle: &config.throttle,
-                    directory: config.directory.as_ref(),
+                    directory: &directory,
                     engine: &mut engine,
                     store: host,
                     now,
                 };
                 let step = throttle::resume(&mut context, resume, answer);
+                drop(worker);
                 self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
                 self.after_throttle(host, step, authorized, now)
             }
@@ -452,8 +499,8 @@ impl Stream {
 }
 
 /// The API and resource of a route.
-fn route_of<'c>(config: &'c Config, route: &Forward) -> Option<(&'c routing::Api, &'c routing::Resource)> {
-    let api = config.routes.api(route.api)?;
+fn route_of<'t>(routes: &'t Table, route: &Forward) -> Option<(&'t routing::Api, &'t routing::Resource)> {
+    let api = routes.api(route.api)?;
     Some((api, api.resource(route.resource)?))
 }
 
@@ -461,6 +508,7 @@ fn route_of<'c>(config: &'c Config, route: &Forward) -> Option<(&'c routing::Api
 fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) -> Caller<'_> {
     Caller {
         application_id: authorized.map(|a| a.application_id.as_str()),
+        application_name: authorized.map(|a| a.application_name.as_str()),
         tier: authorized.map(|a| a.tier.as_str()),
         key_type: authorized.map(|a| a.key_type),
         end_user: authorized.and_then(|a| a.end_user.as_deref()),

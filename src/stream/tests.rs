@@ -363,6 +363,7 @@ fn jwks_are_fetched_when_needed_shared_refreshed_in_the_background_and_kept_when
         &mut worker.borrow_mut(),
         job,
         &Answer::Http { status: 503, body: b"down".to_vec() },
+        &|_, _| Vec::new(),
     );
     let (_, flow) = bearer_call(&config, &worker, &mut host, &signed("a", 5_003));
     assert_eq!(flow, Flow::Continue, "verified with the last good keys");

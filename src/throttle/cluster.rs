@@ -450,7 +450,7 @@ pub fn read_answer(answer: &Answer, pending: Pending) -> Result<Granted, Contend
     let message = match answer {
         Answer::Grpc { message } => message,
         Answer::Failed { .. } => return Err(Contended::EngineUnavailable),
-        Answer::Http { .. } => return Err(Contended::EngineUnusable),
+        Answer::Http { .. } | Answer::HttpStream { .. } => return Err(Contended::EngineUnusable),
     };
     let response = rls::decode_response(message).ok_or(Contended::EngineUnusable)?;
     let statuses = &response.statuses;

@@ -291,6 +291,7 @@ mod tests {
     fn caller(user: &str) -> Caller<'_> {
         Caller {
             application_id: Some("app"),
+            application_name: Some("App"),
             tier: Some("Tier"),
             key_type: Some(KeyType::Production),
             end_user: Some(user),

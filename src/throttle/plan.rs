@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::settings::ThrottleConfig;
 use crate::catalogue::FaultId;
-use crate::directory::{BlockingCondition, Directory, PolicySpec};
+use crate::directory::{BlockingCondition, Directory, PolicyLevel, PolicySpec};
 use crate::routing::{Api, Resource};
 use crate::vocab::KeyType;
 
@@ -41,6 +41,7 @@ impl Level {
 #[derive(Clone, Debug, Default)]
 pub struct Caller<'a> {
     pub application_id: Option<&'a str>,
+    pub application_name: Option<&'a str>,
     /// The subscription policy (tier).
     pub tier: Option<&'a str>,
     pub key_type: Option<KeyType>,
@@ -117,12 +118,27 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>) -> boo
     directory.blocking().iter().any(|condition| match condition {
         BlockingCondition::Api(name) => api.is_named_by(name),
         BlockingCondition::Application(id) => caller.application_id == Some(id.as_str()),
-        BlockingCondition::User(user) => caller.end_user == Some(user.as_str()),
+        BlockingCondition::ApplicationNamed { owner, name } => {
+            caller.owner == Some(owner.as_str()) && caller.application_name == Some(name.as_str())
+        }
+        BlockingCondition::User(user) => caller.end_user.is_some_and(|end_user| same_user(end_user, user)),
         BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
+        BlockingCondition::IpBetween { low, high, inclusive, invert } => caller.client_ip.is_some_and(|ip| {
+            let inside = if *inclusive { *low <= ip && ip <= *high } else { *low < ip && ip < *high };
+            // Addresses of another family are never inside.
+            let comparable = low.is_ipv4() == ip.is_ipv4();
+            comparable && (inside != *invert)
+        }),
         BlockingCondition::Subscription { application, api: subscribed } => {
             caller.application_id == Some(application.as_str()) && *subscribed == api.label
         }
     })
+}
+
+/// An end user against a blocked user: equal, or equal once WSO2's `@<tenant>` is taken off the
+/// blocked name (`bob@carbon.super` blocks `bob`).
+fn same_user(end_user: &str, blocked: &str) -> bool {
+    end_user == blocked || blocked.rsplit_once('@').is_some_and(|(user, _)| user == end_user)
 }
 
 /// The counters of a request, in WSO2's order.
@@ -135,7 +151,7 @@ pub fn plan(
 ) -> Vec<Counter> {
     let mut counters = Vec::new();
     let context_version = || format!("{}:{}", api.context, api.version);
-    let policy = |name: Option<&String>| name.and_then(|name| directory.policy(name));
+    let policy = |name: Option<&String>| name.and_then(|name| directory.policy(PolicyLevel::Api, name));
     // An API-level policy replaces the resource level: never both.
     if let Some(spec) = policy(api.policy.as_ref()) {
         counters.push(Counter::new(Level::Api, format!("api:{}", context_version()), &spec, throttle));
@@ -143,7 +159,7 @@ pub fn plan(
         counters.push(Counter::new(Level::Resource, format!("resource:{}", resource.key), &spec, throttle));
     }
     if let (Some(application), Some(spec)) =
-        (caller.application_id, caller.tier.and_then(|tier| directory.policy(tier)))
+        (caller.application_id, caller.tier.and_then(|tier| directory.policy(PolicyLevel::Subscription, tier)))
     {
         counters.push(Counter::new(
             Level::Subscription,
@@ -162,7 +178,7 @@ pub fn plan(
     }
     if let Some(application) = caller.application_id {
         let app_policy = directory.application(application).and_then(|app| app.policy.clone());
-        if let Some(spec) = policy(app_policy.as_ref()) {
+        if let Some(spec) = app_policy.and_then(|name| directory.policy(PolicyLevel::Application, &name)) {
             counters.push(Counter::new(
                 Level::Application,
                 format!("application:{application}:{}", caller.user()),

@@ -11,6 +11,7 @@
     clippy::string_slice
 )]
 
+pub mod cp;
 pub mod engines;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,180 @@
+//! On-demand lookups: what a request brings that this Envoy does not know yet, asked of the
+//! control plane as WSO2's gateway asks on a cache miss, one call at a time: the key mapping of a
+//! client id (`/application-key-mappings?consumerKey=&keymanager=`), then its application
+//! (`/applications?appId=`), then the subscription to the API
+//! (`/subscriptions?apiUUID=&applicationUUID=`). Each answer, found or not, is remembered for
+//! every worker (not found only for `negative_ttl_s`); at most `lookups_per_second` calls are
+//! made per Envoy. A lookup that cannot be made (over that budget, the control plane down, slow,
+//! failing or answering garbage) refuses the request with 900900, never 401 or 403.
+
+use super::store::{AppEntry, KeyEntry, SubEntry};
+use super::view::{key_of_client, key_of_subscription, Cached, CpWorker};
+use super::{wire, ControlPlane};
+use crate::catalogue::{Fault, FaultId};
+use crate::host::{Answer, SharedStore, Step};
+use crate::vocab::KmId;
+
+/// What a request needs the directory to know.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Need {
+    /// An OAuth2 client id and the key manager that issued its token.
+    pub client: Option<(KmId, String)>,
+    /// An application known from the credential itself (a JWT API key).
+    pub application: Option<String>,
+    /// The control plane's UUID of the requested API (`None` for the configuration's APIs).
+    pub api: Option<String>,
+}
+
+/// The lookup under way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resume {
+    Key { key_manager: String, client_id: String },
+    App { uuid: String, id: i64 },
+    Sub { application: String, api: String },
+}
+
+/// What lookups work with.
+pub struct Context<'a> {
+    pub control_plane: &'a ControlPlane,
+    pub worker: &'a mut CpWorker,
+    pub store: &'a mut dyn SharedStore,
+    pub now: u64,
+}
+
+pub type LookupStep = Step<(), Resume, Fault>;
+
+fn unavailable() -> Fault {
+    Fault::new(FaultId::AuthGeneralError)
+}
+
+/// Makes sure the directory knows what the request needs, looking up what it does not.
+pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
+    // The application: from the client id's key mapping, or from the credential.
+    let application = match &need.client {
+        Some((key_manager, client_id)) => {
+            let Some(name) = context.worker.key_manager_name(*key_manager).map(String::from) else {
+                return Step::Done(());
+            };
+            let key = key_of_client(&name, client_id);
+            let entry = match context.worker.key(context.store, &key, context.now) {
+                Some(Cached::Present(entry)) => entry,
+                Some(Cached::Absent { .. }) => return Step::Done(()),
+                None => {
+                    let call = context
+                        .control_plane
+                        .get("application-key-mappings", &[("consumerKey", client_id), ("keymanager", &name)]);
+                    return ask(context, call, Resume::Key { key_manager: name, client_id: client_id.clone() });
+                }
+            };
+            match context.worker.app(context.store, &entry.application, context.now) {
+                Some(Cached::Present(_)) => {}
+                Some(Cached::Absent { .. }) => return Step::Done(()),
+                None => {
+                    let id = entry.application_id.to_string();
+                    let call = context.control_plane.get("applications", &[("appId", &id)]);
+                    return ask(context, call, Resume::App { uuid: entry.application, id: entry.application_id });
+                }
+            }
+            entry.application
+        }
+        None => match &need.application {
+            Some(application) => application.clone(),
+            None => return Step::Done(()),
+        },
+    };
+    let Some(api) = &need.api else { return Step::Done(()) };
+    let key = key_of_subscription(&application, api);
+    match context.worker.sub(context.store, &key, context.now) {
+        Some(_) => Step::Done(()),
+        None => {
+            let call =
+                context.control_plane.get("subscriptions", &[("apiUUID", api), ("applicationUUID", &application)]);
+            ask(context, call, Resume::Sub { application, api: api.clone() })
+        }
+    }
+}
+
+/// A call within this Envoy's lookup budget, else 900900.
+fn ask(context: &mut Context<'_>, call: crate::host::Call, resume: Resume) -> LookupStep {
+    let budget = context.control_plane.lookups_per_second;
+    if super::store::take_lookup(context.store, budget, context.now) {
+        Step::Call(call, resume)
+    } else {
+        log::warn!("control plane lookup refused: more than {budget} a second");
+        Step::Refused(unavailable())
+    }
+}
+
+/// Takes a lookup's answer, then goes on with what else the request needs.
+pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &Answer) -> LookupStep {
+    let body = match answer {
+        Answer::Http { status: 200, body } => body,
+        Answer::Http { status, .. } => {
+            log::warn!("control plane lookup failed: HTTP {status}");
+            return Step::Refused(unavailable());
+        }
+        Answer::Failed { code } => {
+            log::warn!("control plane lookup failed: no answer ({code})");
+            return Step::Refused(unavailable());
+        }
+        Answer::Grpc { .. } | Answer::HttpStream { .. } => return Step::Refused(unavailable()),
+    };
+    let until = context.now.saturating_add(context.control_plane.negative_ttl_s);
+    let now = context.now;
+    match resume {
+        Resume::Key { key_manager, client_id } => {
+            let Some(list) = parse::<wire::KeyMapping>(body) else { return Step::Refused(unavailable()) };
+            let found = list
+                .into_iter()
+                .find(|mapping| mapping.consumer_key == client_id && mapping.key_manager == key_manager)
+                .and_then(|mapping| {
+                    let key_type = wire::key_type(&mapping.key_type)?;
+                    Some(Cached::Present(KeyEntry {
+                        application: mapping.application_uuid,
+                        application_id: mapping.application_id,
+                        production: key_type == crate::vocab::KeyType::Production,
+                    }))
+                })
+                .unwrap_or(Cached::Absent { until });
+            context.worker.learn_key(context.store, &key_of_client(&key_manager, &client_id), found, now);
+        }
+        Resume::App { uuid, id } => {
+            let Some(list) = parse::<wire::Application>(body) else { return Step::Refused(unavailable()) };
+            let found = list
+                .into_iter()
+                .find(|application| application.uuid == uuid || (application.uuid.is_empty() && application.id == id))
+                .map(|application| {
+                    Cached::Present(AppEntry {
+                        name: application.name,
+                        owner: application.sub_name,
+                        policy: application.policy,
+                    })
+                })
+                .unwrap_or(Cached::Absent { until });
+            context.worker.learn_app(context.store, &uuid, found, now);
+        }
+        Resume::Sub { application, api } => {
+            let Some(list) = parse::<wire::Subscription>(body) else { return Step::Refused(unavailable()) };
+            let found = list
+                .into_iter()
+                .find(|subscription| subscription.api_uuid == api && subscription.application_uuid == application)
+                .map(|subscription| {
+                    let state = super::store::state_index(wire::subscription_state(&subscription.subscription_state));
+                    Cached::Present(SubEntry { tier: subscription.policy_id, state })
+                })
+                .unwrap_or(Cached::Absent { until });
+            context.worker.learn_sub(context.store, &key_of_subscription(&application, &api), found, now);
+        }
+    }
+    start(context, need)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<Vec<T>> {
+    match serde_json::from_slice::<wire::Envelope<T>>(body) {
+        Ok(envelope) => Some(envelope.list),
+        Err(_) => {
+            log::warn!("control plane lookup failed: the answer is not WSO2's list JSON");
+            None
+        }
+    }
+}

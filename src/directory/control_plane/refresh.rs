@@ -1,0 +1,331 @@
+//! Full loads of the control plane's directory: at start and every `refresh_s`, by one worker of
+//! the Envoy (the due time in shared data is taken by compare-and-swap), as background work of
+//! its root context. The load asks for each resource in turn; a resource whose answer did not
+//! change since the last load (same bytes) is not rewritten, and a load that changed something
+//! bumps the generation, which every worker notices on its next request. A resource that cannot
+//! be had (the control plane down, slow, failing, or answering garbage) keeps its last good data,
+//! and the next load comes sooner (`RETRY_S`).
+
+use super::store::{self, AppEntry, Document, KeyEntry, Kind, KindBuilder, Meta, SubEntry};
+use super::view::{key_of_client, key_of_subscription};
+use super::{wire, ControlPlane};
+use crate::hashing::fnv1a;
+use crate::host::{Answer, Call, SharedStore};
+
+/// Seconds before a load that failed somewhere is tried again.
+pub const RETRY_S: u64 = 5;
+
+/// The resources of a full load, in the order they are asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    Apis,
+    SubscriptionPolicies,
+    ApplicationPolicies,
+    ApiPolicies,
+    Applications,
+    Subscriptions,
+    KeyMappings,
+    Block,
+    Revoked,
+}
+
+const ORDER: [Fetch; 9] = [
+    Fetch::Apis,
+    Fetch::SubscriptionPolicies,
+    Fetch::ApplicationPolicies,
+    Fetch::ApiPolicies,
+    Fetch::Applications,
+    Fetch::Subscriptions,
+    Fetch::KeyMappings,
+    Fetch::Block,
+    Fetch::Revoked,
+];
+
+impl Fetch {
+    pub fn resource(self) -> &'static str {
+        match self {
+            Fetch::Apis => "apis",
+            Fetch::SubscriptionPolicies => "subscription-policies",
+            Fetch::ApplicationPolicies => "application-policies",
+            Fetch::ApiPolicies => "api-policies",
+            Fetch::Applications => "applications",
+            Fetch::Subscriptions => "subscriptions",
+            Fetch::KeyMappings => "application-key-mappings",
+            Fetch::Block => "block",
+            Fetch::Revoked => "revokedjwt",
+        }
+    }
+
+    pub fn call(self, control_plane: &ControlPlane) -> Call {
+        match self {
+            Fetch::Apis => control_plane.get("apis", &[("gatewayLabel", &control_plane.gateway_label)]),
+            other => control_plane.get(other.resource(), &[]),
+        }
+    }
+
+    fn next(self) -> Option<Fetch> {
+        let position = ORDER.iter().position(|fetch| *fetch == self)?;
+        ORDER.get(position + 1).copied()
+    }
+
+    /// Where its answer's fingerprint is kept (an unchanged answer is not rewritten).
+    fn fingerprint_key(self) -> String {
+        format!("apim.cp.fingerprint.{}", self.resource())
+    }
+}
+
+/// A full load under way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Load {
+    pub fetch: Fetch,
+    pub started_at: u64,
+    /// For the log: when it started, milliseconds.
+    pub started_ms: u64,
+    changed: bool,
+    failed: Vec<&'static str>,
+}
+
+const DUE_KEY: &str = "apim.cp.due";
+
+/// Creates the due time (at once) if this Envoy has none, so that taking it is always a
+/// compare-and-swap.
+pub fn prepare(store: &mut dyn SharedStore) {
+    if matches!(store.shared_get(DUE_KEY), Ok(None)) {
+        let _ = store.shared_set(DUE_KEY, &0u64.to_le_bytes(), None);
+    }
+}
+
+fn set_due(store: &mut dyn SharedStore, at: u64) {
+    let _ = store.shared_set(DUE_KEY, &at.to_le_bytes(), None);
+}
+
+/// A load to start now, if one is due and this worker took it.
+pub fn due(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64, now_ms: u64) -> Option<Load> {
+    let (bytes, cas) = store.shared_get(DUE_KEY).ok().flatten()?;
+    let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
+    if now < due {
+        return None;
+    }
+    // Taken until the load should be over; the load sets the next due time when it ends.
+    let next = now.saturating_add(control_plane.refresh_s);
+    store.shared_set(DUE_KEY, &next.to_le_bytes(), Some(cas)).ok()?;
+    Some(Load { fetch: Fetch::Apis, started_at: now, started_ms: now_ms, changed: false, failed: Vec::new() })
+}
+
+/// An answer's body: in memory, or still in Envoy (`Answer::HttpStream`), read in pieces with
+/// `read(start, length)`.
+pub struct Body<'a> {
+    size: usize,
+    bytes: Option<&'a [u8]>,
+    read: &'a dyn Fn(usize, usize) -> Vec<u8>,
+}
+
+impl<'a> Body<'a> {
+    pub fn of(answer: &'a Answer, read: &'a dyn Fn(usize, usize) -> Vec<u8>) -> Option<(u16, Body<'a>)> {
+        match answer {
+            Answer::Http { status, body } => Some((*status, Body { size: body.len(), bytes: Some(body), read })),
+            Answer::HttpStream { status, size } => Some((*status, Body { size: *size, bytes: None, read })),
+            Answer::Failed { .. } | Answer::Grpc { .. } => None,
+        }
+    }
+
+    fn reader(&self) -> BodyReader<'_, 'a> {
+        BodyReader { body: self, position: 0 }
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size);
+        let _ = std::io::Read::read_to_end(&mut self.reader(), &mut out);
+        out
+    }
+
+    /// FNV-1a over the whole body, read in pieces.
+    fn fingerprint(&self) -> [u8; 8] {
+        let mut hash = 0x5eed;
+        let mut reader = self.reader();
+        let mut chunk = vec![0u8; CHUNK];
+        while let Ok(read) = std::io::Read::read(&mut reader, &mut chunk) {
+            if read == 0 {
+                break;
+            }
+            hash = fnv1a(hash, chunk.get(..read).unwrap_or_default());
+        }
+        hash.to_le_bytes()
+    }
+}
+
+const CHUNK: usize = 1 << 16;
+
+struct BodyReader<'b, 'a> {
+    body: &'b Body<'a>,
+    position: usize,
+}
+
+impl std::io::Read for BodyReader<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let wanted = out.len().min(self.body.size.saturating_sub(self.position));
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let piece = match self.body.bytes {
+            Some(bytes) => bytes.get(self.position..self.position + wanted).unwrap_or_default().to_vec(),
+            None => (self.body.read)(self.position, wanted.min(CHUNK)),
+        };
+        let n = piece.len().min(out.len());
+        if n == 0 {
+            return Err(std::io::Error::other("the answer's body ended early"));
+        }
+        if let Some(target) = out.get_mut(..n) {
+            target.copy_from_slice(piece.get(..n).unwrap_or_default());
+        }
+        self.position += n;
+        Ok(n)
+    }
+}
+
+/// Takes one resource's answer (`read` reads a body Envoy still holds); the next call of the
+/// load, or `None` when it is over.
+pub fn ingest(
+    store: &mut dyn SharedStore,
+    control_plane: &ControlPlane,
+    load: &mut Load,
+    answer: &Answer,
+    read: &dyn Fn(usize, usize) -> Vec<u8>,
+    now: u64,
+    now_ms: u64,
+) -> Option<Call> {
+    let fetch = load.fetch;
+    match Body::of(answer, read) {
+        Some((200, body)) => match take(store, fetch, &body) {
+            Ok(changed) => load.changed |= changed,
+            Err(reason) => {
+                log::warn!("control plane: /{} kept its last good data: {reason}", fetch.resource());
+                load.failed.push(fetch.resource());
+            }
+        },
+        Some((status, _)) => {
+            log::warn!("control plane: /{} answered HTTP {status}; its last good data stays", fetch.resource());
+            load.failed.push(fetch.resource());
+        }
+        None => {
+            log::warn!("control plane: /{} could not be fetched; its last good data stays", fetch.resource());
+            load.failed.push(fetch.resource());
+        }
+    }
+    if let Some(next) = fetch.next() {
+        load.fetch = next;
+        return Some(next.call(control_plane));
+    }
+    finish(store, control_plane, load, now, now_ms);
+    None
+}
+
+fn finish(store: &mut dyn SharedStore, control_plane: &ControlPlane, load: &Load, now: u64, now_ms: u64) {
+    let mut meta = Meta::read(store);
+    if load.changed || meta.generation == 0 {
+        meta.generation = meta.generation.saturating_add(1);
+    }
+    meta.loaded_at = now;
+    meta.write(store);
+    if load.failed.is_empty() {
+        set_due(store, load.started_at.saturating_add(control_plane.refresh_s).max(now.saturating_add(1)));
+        log::info!(
+            "control plane loaded in {} ms: generation {}{}",
+            now_ms.saturating_sub(load.started_ms),
+            meta.generation,
+            if load.changed { "" } else { " (unchanged)" }
+        );
+    } else {
+        set_due(store, now.saturating_add(RETRY_S));
+        log::warn!(
+            "control plane load incomplete ({} kept their last good data); next try in {RETRY_S} s",
+            load.failed.join(", ")
+        );
+    }
+}
+
+/// JSON bytes per entry of WSO2's big lists, roughly: sizes the buckets before the entries are
+/// read.
+const BYTES_PER_ENTRY: usize = 200;
+
+/// Checks and stores one resource's answer; `Ok(true)` when it changed the directory. The big
+/// lists are read element by element, straight into their buckets.
+fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bool, String> {
+    let fingerprint = body.fingerprint();
+    let key = fetch.fingerprint_key();
+    let unchanged = matches!(store.shared_get(&key), Ok(Some((stored, _))) if stored == fingerprint);
+    if unchanged {
+        return Ok(false);
+    }
+    let garbage = |error: serde_json::Error| format!("not WSO2's JSON ({error})");
+    let expected = body.size / BYTES_PER_ENTRY;
+    match fetch {
+        Fetch::Apis => document::<wire::Envelope<wire::Api>>(store, Document::Apis, body).map_err(garbage)?,
+        Fetch::SubscriptionPolicies => {
+            document::<wire::Envelope<wire::Policy>>(store, Document::SubscriptionPolicies, body).map_err(garbage)?
+        }
+        Fetch::ApplicationPolicies => {
+            document::<wire::Envelope<wire::Policy>>(store, Document::ApplicationPolicies, body).map_err(garbage)?
+        }
+        Fetch::ApiPolicies => {
+            document::<wire::Envelope<wire::Policy>>(store, Document::ApiPolicies, body).map_err(garbage)?
+        }
+        Fetch::Block => document::<wire::Block>(store, Document::Block, body).map_err(garbage)?,
+        Fetch::Revoked => document::<Vec<wire::RevokedJwt>>(store, Document::Revoked, body).map_err(garbage)?,
+        Fetch::Applications => {
+            let mut builder = KindBuilder::new(Kind::Apps, expected);
+            wire::for_each_listed(body.reader(), |application: wire::Application| {
+                if !application.uuid.is_empty() {
+                    let entry =
+                        AppEntry { name: application.name, owner: application.sub_name, policy: application.policy };
+                    builder.add(&application.uuid, &entry.encode());
+                }
+            })
+            .map_err(garbage)?;
+            builder.write(store);
+        }
+        Fetch::Subscriptions => {
+            let mut builder = KindBuilder::new(Kind::Subs, expected);
+            wire::for_each_listed(body.reader(), |subscription: wire::Subscription| {
+                if !subscription.api_uuid.is_empty() && !subscription.application_uuid.is_empty() {
+                    let state = store::state_index(wire::subscription_state(&subscription.subscription_state));
+                    let key = key_of_subscription(&subscription.application_uuid, &subscription.api_uuid);
+                    builder.add(&key, &SubEntry { tier: subscription.policy_id, state }.encode());
+                }
+            })
+            .map_err(garbage)?;
+            builder.write(store);
+        }
+        Fetch::KeyMappings => {
+            let mut builder = KindBuilder::new(Kind::Keys, expected);
+            wire::for_each_listed(body.reader(), |mapping: wire::KeyMapping| {
+                let Some(key_type) = wire::key_type(&mapping.key_type) else { return };
+                if mapping.consumer_key.is_empty() {
+                    return;
+                }
+                let entry = KeyEntry {
+                    application: mapping.application_uuid,
+                    application_id: mapping.application_id,
+                    production: key_type == crate::vocab::KeyType::Production,
+                };
+                builder.add(&key_of_client(&mapping.key_manager, &mapping.consumer_key), &entry.encode());
+            })
+            .map_err(garbage)?;
+            builder.write(store);
+        }
+    }
+    let _ = store.shared_set(&key, &fingerprint, None);
+    Ok(true)
+}
+
+/// A small resource: checked to be what WSO2 sends, then kept as it came.
+fn document<T: serde::de::DeserializeOwned>(
+    store: &mut dyn SharedStore,
+    document: Document,
+    body: &Body<'_>,
+) -> Result<(), serde_json::Error> {
+    let bytes = body.to_vec();
+    serde_json::from_slice::<T>(&bytes)?;
+    store::write_document(store, document, &bytes);
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The control plane's directory end to end over a fake shared store, with the answers of
+//! `tests/cp/fixtures/` (WSO2's shapes): full loads, what workers decode, lookups, budgets and
+//! failures.
+
+use std::rc::Rc;
+
+use super::lookup::{self, Need, Resume};
+use super::refresh::{self, Fetch};
+use super::store::Meta;
+use super::view::CpWorker;
+use super::ControlPlane;
+use crate::directory::{Directory, Layered, PolicyLevel, StaticDirectory};
+use crate::host::{Answer, Call, Step};
+use crate::routing::Table;
+use crate::schema::RawControlPlane;
+use crate::throttle::limiter::tests::MemoryStore;
+use crate::vocab::{KmId, SubscriptionState};
+
+const NOW: u64 = 1_800_000_000;
+const MOBILE_APP: &str = "0c9e2b4a-8d1f-4b0e-9a55-3f6c2d7e8a90";
+const WEB_APP: &str = "5b2d7c1e-3a4f-4e6d-9b8c-7a6f5e4d3c2b";
+const PIZZA: &str = "6a1bdb2e-2c5d-4f7a-9d3c-0d7b1c2f9e11";
+
+fn fixture(fetch: Fetch) -> &'static str {
+    match fetch {
+        Fetch::Apis => include_str!("../../../tests/cp/fixtures/apis.json"),
+        Fetch::SubscriptionPolicies => include_str!("../../../tests/cp/fixtures/subscription-policies.json"),
+        Fetch::ApplicationPolicies => include_str!("../../../tests/cp/fixtures/application-policies.json"),
+        Fetch::ApiPolicies => include_str!("../../../tests/cp/fixtures/api-policies.json"),
+        Fetch::Applications => include_str!("../../../tests/cp/fixtures/applications.json"),
+        Fetch::Subscriptions => include_str!("../../../tests/cp/fixtures/subscriptions.json"),
+        Fetch::KeyMappings => include_str!("../../../tests/cp/fixtures/application-key-mappings.json"),
+        Fetch::Block => include_str!("../../../tests/cp/fixtures/block.json"),
+        Fetch::Revoked => include_str!("../../../tests/cp/fixtures/revokedjwt.json"),
+    }
+}
+
+fn control_plane(lookups_per_second: u64) -> ControlPlane {
+    let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
+        "cluster": "cp", "username": "gw", "password": "secret", "lookups_per_second": lookups_per_second,
+        "endpoints": {"PizzaShackAPI": {"production": "live"}, "LegacyAPI:2.0.0": {"production": "live"}}
+    }))
+    .unwrap();
+    ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap()
+}
+
+/// A full load answered by `answer` for each resource; returns the calls made.
+fn load(store: &mut MemoryStore, cp: &ControlPlane, now: u64, answer: impl Fn(Fetch) -> Answer) -> Vec<Call> {
+    refresh::prepare(store);
+    let Some(mut load) = refresh::due(store, cp, now, now * 1000) else { return Vec::new() };
+    let mut calls = vec![load.fetch.call(cp)];
+    loop {
+        let fetch = load.fetch;
+        match refresh::ingest(store, cp, &mut load, &answer(fetch), &|_, _| Vec::new(), now, now * 1000) {
+            Some(call) => calls.push(call),
+            None => return calls,
+        }
+    }
+}
+
+fn ok(fetch: Fetch) -> Answer {
+    Answer::Http { status: 200, body: fixture(fetch).as_bytes().to_vec() }
+}
+
+fn worker() -> CpWorker {
+    CpWorker::new(vec!["Resident Key Manager".into()], Rc::new(Table::default()), Vec::new())
+}
+
+fn path(call: &Call) -> String {
+    let Call::Http { headers, .. } = call else { panic!() };
+    headers.iter().find(|(name, _)| name == ":path").map(|(_, value)| value.clone()).unwrap()
+}
+
+#[test]
+fn a_full_load_asks_for_every_resource_as_wso2s_gateway_does_and_workers_decode_it() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    let calls = load(&mut store, &cp, NOW, ok);
+    let paths: Vec<String> = calls.iter().map(path).collect();
+    assert_eq!(paths[0], "/internal/data/v1/apis?gatewayLabel=Default");
+    assert_eq!(paths.len(), 9);
+    let Call::Http { headers, cluster, .. } = &calls[4] else { panic!() };
+    assert_eq!(cluster, "cp");
+    assert!(headers.contains(&("authorization".into(), "Basic Z3c6c2VjcmV0".into())));
+    assert!(headers.contains(&("xwso2tenant".into(), "carbon.super".into())));
+    assert_eq!(Meta::read(&store).generation, 1);
+
+    let mut view = worker();
+    let loaded = view.sync(&store, &cp, &[]).unwrap();
+    assert_eq!(loaded.apis, 2, "PizzaShackAPI and the BLOCKED LegacyAPI; Unmapped has no cluster");
+    assert!(loaded.skipped_apis.iter().any(|skipped| skipped.starts_with("Unmapped:1.0.0")));
+    assert!(loaded.skipped_policies.iter().any(|skipped| skipped.contains("10KPerMin: condition groups")));
+    assert!(view.sync(&store, &cp, &[]).is_none(), "the same generation decodes nothing");
+    let routes = Rc::clone(&view.routes);
+    let pizza = routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    assert_eq!(pizza.source_id.as_deref(), Some(PIZZA));
+    assert_eq!(view.policy(PolicyLevel::Subscription, "Gold").unwrap().limit, 5000);
+    assert_eq!(view.policy(PolicyLevel::Api, "ThreePerMin").unwrap().limit, 3);
+    assert!(view.policy(PolicyLevel::Subscription, "Unlimited").is_none(), "Unlimited counts nothing");
+    assert!(view.policy(PolicyLevel::Api, "Gold").is_none(), "levels are apart");
+
+    // Everything the full load brought is known without a call.
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
+    let directory = Layered { fixed: &StaticDirectory::default(), control_plane: Some(&view) };
+    let app_key = directory.client("app1", KmId(0)).unwrap();
+    assert_eq!(&*app_key.application, MOBILE_APP);
+    let application = directory.application(MOBILE_APP).unwrap();
+    assert_eq!((application.name.as_str(), application.owner.as_str()), ("MobileApp", "admin"));
+    let subscription = directory.subscription(MOBILE_APP, pizza).unwrap();
+    assert_eq!((subscription.tier.as_str(), subscription.state), ("Gold", SubscriptionState::Unblocked));
+
+    // A second load with the same answers changes nothing: no new generation.
+    refresh::prepare(&mut store);
+    let later = NOW + 60;
+    load(&mut store, &cp, later, ok);
+    assert_eq!(Meta::read(&store).generation, 1);
+}
+
+#[test]
+fn an_unknown_client_is_looked_up_then_its_application_and_subscription() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let need = Need { client: Some((KmId(0), "app 2".into())), application: None, api: Some(PIZZA.into()) };
+    let Step::Call(call, resume) = lookup::start(&mut context, &need) else { panic!() };
+    assert_eq!(
+        path(&call),
+        "/internal/data/v1/application-key-mappings?consumerKey=app%202&keymanager=Resident%20Key%20Manager"
+    );
+    let mapping = r#"{"count":1,"list":[{"applicationId":4,"applicationUUID":"5b2d7c1e-3a4f-4e6d-9b8c-7a6f5e4d3c2b",
+        "consumerKey":"app 2","keyType":"SANDBOX","keyManager":"Resident Key Manager"}],"pagination":null}"#;
+    let answer = Answer::Http { status: 200, body: mapping.as_bytes().to_vec() };
+    // WebApp came with the full load; its subscription is looked up next.
+    let Step::Call(call, resume) = lookup::resume(&mut context, &need, resume, &answer) else { panic!() };
+    assert_eq!(resume, Resume::Sub { application: WEB_APP.into(), api: PIZZA.into() });
+    assert_eq!(path(&call), format!("/internal/data/v1/subscriptions?apiUUID={PIZZA}&applicationUUID={WEB_APP}"));
+    let none = Answer::Http { status: 200, body: br#"{"count":0,"list":[],"pagination":null}"#.to_vec() };
+    assert_eq!(lookup::resume(&mut context, &need, resume, &none), Step::Done(()));
+    // Remembered for every worker: another worker finds both in shared data.
+    let mut other = worker();
+    other.sync(&store, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut other, store: &mut store, now: NOW + 1 };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
+    assert!(other.client("app 2", KmId(0)).is_some());
+    let pizza = other.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    assert!(other.subscription(WEB_APP, pizza).is_none(), "absent: authorization answers 900908");
+    // The absence counts for negative_ttl_s (30 s by default), then is asked again.
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut other, store: &mut store, now: NOW + 31 };
+    assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)));
+}
+
+#[test]
+fn lookups_that_cannot_be_made_answer_900900() {
+    let cp = control_plane(2);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let need = |client: &str| Need { client: Some((KmId(0), client.into())), application: None, api: None };
+    for (second, failure) in [
+        Answer::Failed { code: 14 },
+        Answer::Http { status: 500, body: b"{}".to_vec() },
+        Answer::Http { status: 200, body: b"{\"list\": [tru".to_vec() },
+        Answer::Http { status: 401, body: Vec::new() },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let now = NOW + 10 + second as u64;
+        let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now };
+        let Step::Call(_, resume) = lookup::start(&mut context, &need("x")) else { panic!() };
+        let Step::Refused(fault) = lookup::resume(&mut context, &need("x"), resume, &failure) else {
+            panic!("{failure:?}")
+        };
+        assert_eq!(fault.code, 900900, "{failure:?}");
+    }
+    // Two lookups a second: the third unknown key in the same second is refused without a call.
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 20 };
+    assert!(matches!(lookup::start(&mut context, &need("a")), Step::Call(..)));
+    assert!(matches!(lookup::start(&mut context, &need("b")), Step::Call(..)));
+    let Step::Refused(fault) = lookup::start(&mut context, &need("c")) else { panic!() };
+    assert_eq!(fault.code, 900900);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 21 };
+    assert!(matches!(lookup::start(&mut context, &need("c")), Step::Call(..)), "the next second");
+}
+
+#[test]
+fn a_load_that_fails_somewhere_keeps_the_last_good_data_and_retries_soon() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    // The next load: subscriptions answer garbage, applications fail, the rest changes nothing.
+    let calls = load(&mut store, &cp, NOW + 60, |fetch| match fetch {
+        Fetch::Subscriptions => Answer::Http { status: 200, body: b"{\"list\":[{\"apiUUID\": 3".to_vec() },
+        Fetch::Applications => Answer::Failed { code: 0 },
+        other => ok(other),
+    });
+    assert_eq!(calls.len(), 9, "every resource is still asked for");
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let routes = Rc::clone(&view.routes);
+    let pizza = routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 61 };
+    let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "the last good data");
+    assert!(view.subscription(MOBILE_APP, pizza).is_some());
+    // Retried in RETRY_S, not refresh_s.
+    assert!(refresh::due(&mut store, &cp, NOW + 60 + refresh::RETRY_S - 1, 0).is_none());
+    assert!(refresh::due(&mut store, &cp, NOW + 60 + refresh::RETRY_S, 0).is_some());
+    // Only one worker takes a due load.
+    refresh::prepare(&mut store);
+    assert!(refresh::due(&mut store, &cp, NOW + 1000, 0).is_some());
+    assert!(refresh::due(&mut store, &cp, NOW + 1000, 0).is_none());
+}
+
+#[test]
+fn the_configurations_blocking_conditions_stay_beside_the_control_planes() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    let block = r#"{"api":[],"application":["admin:MobileApp"],"user":["bob@carbon.super"],"ip":[],"custom":[],"subscription":[]}"#;
+    load(&mut store, &cp, NOW, |fetch| match fetch {
+        Fetch::Block => Answer::Http { status: 200, body: block.as_bytes().to_vec() },
+        other => ok(other),
+    });
+    let mut view = worker();
+    let fixed = [crate::directory::BlockingCondition::User("mallory".into())];
+    view.sync(&store, &cp, &fixed);
+    assert_eq!(view.blocking().len(), 3);
+}
+
+#[test]
+fn answers_read_in_pieces_from_envoy_load_the_same_directory() {
+    let cp = control_plane(50);
+    let mut streamed = MemoryStore::default();
+    refresh::prepare(&mut streamed);
+    let mut load = refresh::due(&mut streamed, &cp, NOW, 0).unwrap();
+    loop {
+        let body = fixture(load.fetch).as_bytes();
+        let answer = Answer::HttpStream { status: 200, size: body.len() };
+        // Pieces of at most 7 bytes: the reader asks again until the body is read.
+        let read = |start: usize, length: usize| body[start..(start + length.min(7)).min(body.len())].to_vec();
+        if refresh::ingest(&mut streamed, &cp, &mut load, &answer, &read, NOW, 0).is_none() {
+            break;
+        }
+    }
+    let mut in_memory = MemoryStore::default();
+    load_all(&mut in_memory, &cp);
+    let need = Need { client: Some((KmId(0), "sandbox-app".into())), application: None, api: Some(PIZZA.into()) };
+    let mut a = worker();
+    a.sync(&streamed, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut a, store: &mut streamed, now: NOW };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "known from the streamed load");
+    let mut b = worker();
+    b.sync(&in_memory, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut b, store: &mut in_memory, now: NOW };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
+    assert_eq!(a.client("sandbox-app", KmId(0)), b.client("sandbox-app", KmId(0)));
+    assert_eq!(a.client("sandbox-app", KmId(0)).unwrap().key_type, crate::vocab::KeyType::Sandbox);
+}
+
+fn load_all(store: &mut MemoryStore, cp: &ControlPlane) {
+    load(store, cp, NOW, ok);
+}

@@ -1,0 +1,337 @@
+//! What one worker holds of the control plane's directory: decoded from shared data once per
+//! generation (the routing table with the control plane's APIs, policies by level, blocking
+//! conditions, revoked tokens) and, entry by entry, the key mappings, applications and
+//! subscriptions its requests used. A full load that changed something bumps the generation and
+//! every worker starts afresh; entries an on-demand lookup adds need no new generation.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::store::{self, AppEntry, Document, Found, KeyEntry, Kind, Meta, SubEntry, SEPARATOR};
+use super::{wire, ControlPlane};
+use crate::directory::{AppKey, Application, BlockingCondition, PolicyLevel, PolicySpec, Subscription};
+use crate::host::SharedStore;
+use crate::routing::{Api, Table};
+use crate::vocab::{KeyType, KmId};
+
+/// An entry as a worker remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cached<T> {
+    Present(T),
+    /// The control plane said it does not exist; believed until this second.
+    Absent {
+        until: u64,
+    },
+}
+
+/// The most entries of each kind a worker keeps decoded (beyond, it starts afresh).
+const MAX_CACHED: usize = 50_000;
+
+/// One worker's view of the control plane's directory.
+#[derive(Debug)]
+pub struct CpWorker {
+    /// The generation decoded; `None` before the first look.
+    generation: Option<u64>,
+    /// Key manager names by [`KmId`] (WSO2 names key mappings by the key manager's name).
+    key_managers: Vec<String>,
+    /// The configuration's APIs and the control plane's.
+    pub routes: Rc<Table>,
+    policies: [HashMap<String, Rc<PolicySpec>>; 3],
+    /// The configuration's conditions and the control plane's.
+    blocking: Vec<BlockingCondition>,
+    /// Revoked tokens (`jti` or signature) and when their revocation can be forgotten.
+    revoked: HashMap<String, u64>,
+    keys: HashMap<String, Cached<KeyEntry>>,
+    apps: HashMap<String, Cached<Rc<Application>>>,
+    subs: HashMap<String, Cached<Rc<Subscription>>>,
+}
+
+/// What a generation held, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub generation: u64,
+    pub apis: usize,
+    pub skipped_apis: Vec<String>,
+    pub policies: usize,
+    pub skipped_policies: Vec<String>,
+    pub blocking: usize,
+    pub revoked: usize,
+}
+
+fn level_index(level: PolicyLevel) -> usize {
+    match level {
+        PolicyLevel::Api => 0,
+        PolicyLevel::Subscription => 1,
+        PolicyLevel::Application => 2,
+    }
+}
+
+pub fn key_of_client(key_manager: &str, client_id: &str) -> String {
+    format!("{key_manager}{SEPARATOR}{client_id}")
+}
+
+pub fn key_of_subscription(application: &str, api_uuid: &str) -> String {
+    format!("{application}{SEPARATOR}{api_uuid}")
+}
+
+impl CpWorker {
+    pub fn new(key_managers: Vec<String>, routes: Rc<Table>, blocking: Vec<BlockingCondition>) -> CpWorker {
+        CpWorker {
+            generation: None,
+            key_managers,
+            routes,
+            policies: Default::default(),
+            blocking,
+            revoked: HashMap::new(),
+            keys: HashMap::new(),
+            apps: HashMap::new(),
+            subs: HashMap::new(),
+        }
+    }
+
+    /// Catches up with the shared data: a new generation is decoded (what it held comes back,
+    /// for the log); the same generation costs one small read.
+    pub fn sync(
+        &mut self,
+        store: &dyn SharedStore,
+        control_plane: &ControlPlane,
+        fixed_blocking: &[BlockingCondition],
+    ) -> Option<Loaded> {
+        let meta = Meta::read(store);
+        if self.generation == Some(meta.generation) {
+            return None;
+        }
+        self.generation = Some(meta.generation);
+        let mut loaded = Loaded { generation: meta.generation, ..Loaded::default() };
+        self.routes = Rc::new(routes(store, control_plane, &mut loaded));
+        for (level, document) in [
+            (PolicyLevel::Api, Document::ApiPolicies),
+            (PolicyLevel::Subscription, Document::SubscriptionPolicies),
+            (PolicyLevel::Application, Document::ApplicationPolicies),
+        ] {
+            let mut policies = HashMap::new();
+            let list: Vec<wire::Policy> = read_list(store, document);
+            for policy in &list {
+                match wire::policy_spec(policy) {
+                    Ok(Some(spec)) => {
+                        policies.insert(policy.name.clone(), Rc::new(spec));
+                    }
+                    Ok(None) => {}
+                    Err(reason) => loaded.skipped_policies.push(format!("{} ({reason})", policy.name)),
+                }
+                if !policy.condition_groups.is_empty() {
+                    loaded
+                        .skipped_policies
+                        .push(format!("{}: condition groups (its default limit applies)", policy.name));
+                }
+            }
+            loaded.policies += policies.len();
+            if let Some(slot) = self.policies.get_mut(level_index(level)) {
+                *slot = policies;
+            }
+        }
+        let block: wire::Block = store::document(store, Document::Block)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let (conditions, _) = wire::blocking(&block);
+        loaded.blocking = conditions.len();
+        self.blocking = fixed_blocking.iter().cloned().chain(conditions).collect();
+        let revoked: Vec<wire::RevokedJwt> = store::document(store, Document::Revoked)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        self.revoked = revoked
+            .into_iter()
+            .filter(|entry| !entry.jwt_signature.is_empty())
+            .map(|entry| (entry.jwt_signature, wire::expiry_seconds(entry.expiry_time)))
+            .collect();
+        loaded.revoked = self.revoked.len();
+        self.keys.clear();
+        self.apps.clear();
+        self.subs.clear();
+        Some(loaded)
+    }
+
+    /// Whether a token (`jti` or signature) was revoked.
+    pub fn revoked(&self, token_id: &str) -> bool {
+        self.revoked.contains_key(token_id)
+    }
+
+    pub fn has_policies(&self) -> bool {
+        self.policies.iter().any(|policies| !policies.is_empty())
+    }
+
+    pub fn blocking(&self) -> &[BlockingCondition] {
+        &self.blocking
+    }
+
+    pub fn key_manager_name(&self, key_manager: KmId) -> Option<&str> {
+        self.key_managers.get(key_manager.index()).map(String::as_str)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Entries: this worker's, else the shared data's.
+    // -----------------------------------------------------------------------------------------
+
+    /// A key mapping as far as this Envoy knows: `None` when it must be looked up.
+    pub fn key(&mut self, store: &dyn SharedStore, key: &str, now: u64) -> Option<Cached<KeyEntry>> {
+        known(&mut self.keys, store, Kind::Keys, key, now, KeyEntry::decode)
+    }
+
+    pub fn app(&mut self, store: &dyn SharedStore, uuid: &str, now: u64) -> Option<Cached<Rc<Application>>> {
+        known(&mut self.apps, store, Kind::Apps, uuid, now, |bytes| {
+            AppEntry::decode(bytes).map(|entry| Rc::new(application(uuid, entry)))
+        })
+    }
+
+    pub fn sub(&mut self, store: &dyn SharedStore, key: &str, now: u64) -> Option<Cached<Rc<Subscription>>> {
+        known(&mut self.subs, store, Kind::Subs, key, now, |bytes| {
+            SubEntry::decode(bytes).map(|entry| Rc::new(subscription(entry)))
+        })
+    }
+
+    /// Remembers what a lookup found, here and for every worker.
+    pub fn learn_key(&mut self, store: &mut dyn SharedStore, key: &str, found: Cached<KeyEntry>, now: u64) {
+        let shared = match &found {
+            Cached::Present(entry) => Found::Present(entry.encode()),
+            Cached::Absent { until } => Found::Absent { until: *until },
+        };
+        let meta = Meta::read(store);
+        store::remember(store, &meta, Kind::Keys, key, &shared, now);
+        insert(&mut self.keys, key, found);
+    }
+
+    pub fn learn_app(&mut self, store: &mut dyn SharedStore, uuid: &str, found: Cached<AppEntry>, now: u64) {
+        let (shared, cached) = match found {
+            Cached::Present(entry) => {
+                (Found::Present(entry.encode()), Cached::Present(Rc::new(application(uuid, entry))))
+            }
+            Cached::Absent { until } => (Found::Absent { until }, Cached::Absent { until }),
+        };
+        let meta = Meta::read(store);
+        store::remember(store, &meta, Kind::Apps, uuid, &shared, now);
+        insert(&mut self.apps, uuid, cached);
+    }
+
+    pub fn learn_sub(&mut self, store: &mut dyn SharedStore, key: &str, found: Cached<SubEntry>, now: u64) {
+        let (shared, cached) = match found {
+            Cached::Present(entry) => (Found::Present(entry.encode()), Cached::Present(Rc::new(subscription(entry)))),
+            Cached::Absent { until } => (Found::Absent { until }, Cached::Absent { until }),
+        };
+        let meta = Meta::read(store);
+        store::remember(store, &meta, Kind::Subs, key, &shared, now);
+        insert(&mut self.subs, key, cached);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The directory's queries (after the request's lookups ran: only what is here is found).
+    // -----------------------------------------------------------------------------------------
+
+    pub fn client(&self, client_id: &str, key_manager: KmId) -> Option<AppKey> {
+        let name = self.key_manager_name(key_manager)?;
+        match self.keys.get(&key_of_client(name, client_id))? {
+            Cached::Present(entry) => Some(AppKey {
+                application: Rc::from(entry.application.as_str()),
+                key_type: if entry.production { KeyType::Production } else { KeyType::Sandbox },
+                key_manager: Some(key_manager),
+            }),
+            Cached::Absent { .. } => None,
+        }
+    }
+
+    pub fn application(&self, id: &str) -> Option<Rc<Application>> {
+        match self.apps.get(id)? {
+            Cached::Present(application) => Some(Rc::clone(application)),
+            Cached::Absent { .. } => None,
+        }
+    }
+
+    pub fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>> {
+        let api_uuid = api.source_id.as_deref()?;
+        match self.subs.get(&key_of_subscription(application, api_uuid))? {
+            Cached::Present(subscription) => Some(Rc::clone(subscription)),
+            Cached::Absent { .. } => None,
+        }
+    }
+
+    pub fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {
+        self.policies.get(level_index(level))?.get(name).cloned()
+    }
+}
+
+/// This worker's entry, else the shared data's (decoded and kept); an absence that has expired,
+/// or nothing at all, is `None`: look it up.
+fn known<T: Clone>(
+    cache: &mut HashMap<String, Cached<T>>,
+    store: &dyn SharedStore,
+    kind: Kind,
+    key: &str,
+    now: u64,
+    decode: impl Fn(&[u8]) -> Option<T>,
+) -> Option<Cached<T>> {
+    match cache.get(key) {
+        Some(Cached::Absent { until }) if *until <= now => {}
+        Some(found) => return Some(found.clone()),
+        None => {}
+    }
+    let found = match store::lookup(store, &Meta::read(store), kind, key)? {
+        Found::Present(bytes) => Cached::Present(decode(&bytes)?),
+        Found::Absent { until } if until > now => Cached::Absent { until },
+        Found::Absent { .. } => return None,
+    };
+    insert(cache, key, found.clone());
+    Some(found)
+}
+
+fn insert<T>(cache: &mut HashMap<String, Cached<T>>, key: &str, found: Cached<T>) {
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key.to_string(), found);
+}
+
+fn application(uuid: &str, entry: AppEntry) -> Application {
+    Application { id: Rc::from(uuid), name: entry.name, owner: entry.owner, policy: entry.policy }
+}
+
+fn subscription(entry: SubEntry) -> Subscription {
+    let state = store::SUB_STATES.get(usize::from(entry.state)).copied().unwrap_or_default();
+    Subscription { tier: entry.tier, state }
+}
+
+/// A list document (`{"list": [...]}`) as stored; garbage reads as empty.
+fn read_list<T: serde::de::DeserializeOwned>(store: &dyn SharedStore, document: Document) -> Vec<T> {
+    store::document(store, document)
+        .and_then(|bytes| serde_json::from_slice::<wire::Envelope<T>>(&bytes).ok())
+        .map(|envelope| envelope.list)
+        .unwrap_or_default()
+}
+
+/// The configuration's APIs, then the control plane's that map to clusters and do not clash.
+fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Loaded) -> Table {
+    let mut table = Table::default();
+    for (index, raw) in control_plane.static_apis.iter().enumerate() {
+        // Checked when the configuration loaded.
+        let _ = table.add(&format!("apis[{index}]"), raw.clone(), &|_| true);
+    }
+    let apis: Vec<wire::Api> = read_list(store, Document::Apis);
+    for api in &apis {
+        let label = format!("{}:{}", api.name, api.version);
+        let Some(endpoints) = control_plane.endpoints_for(&api.name, &api.version) else {
+            loaded.skipped_apis.push(format!("{label} (no cluster in control_plane.endpoints)"));
+            continue;
+        };
+        let compiled = wire::api(api, endpoints, &control_plane.security).and_then(|raw| {
+            table.add(&format!("control plane API {label}"), raw, &|_| true).map_err(|error| error.to_string())
+        });
+        match compiled {
+            Ok(()) => {
+                if let Some(last) = table.apis.last_mut() {
+                    last.source_id = Some(api.uuid.clone());
+                }
+                loaded.apis += 1;
+            }
+            Err(reason) => loaded.skipped_apis.push(format!("{label} ({reason})")),
+        }
+    }
+    table
+}

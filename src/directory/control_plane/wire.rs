@@ -1,0 +1,517 @@
+//! WSO2 API Manager's internal data API, as it answers (`/internal/data/v1`, API-M 4.x): the
+//! JSON shapes, read leniently (unknown fields ignored, `null` where WSO2 writes it), and their
+//! mapping to the filter's own model. Every mapping decision is here and in `docs/HOWTO.md`.
+//!
+//! Sources: carbon-apimgt's internal service (`api.yaml`, the DTOs of
+//! `org.wso2.carbon.apimgt.internal.service`), `SubscriptionDataLoaderImpl`, `APIConstants`,
+//! `AbstractKeyValidationHandler` (subscription states), `ThrottleHandler` (blocking).
+
+use std::fmt;
+use std::io::Read;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::directory::{BlockingCondition, PolicySpec};
+use crate::schema::{RawApi, RawEndpoints, RawResource};
+use crate::vocab::{KeyType, Lifecycle, SecurityScheme, SubscriptionState};
+
+/// `null` reads as the type's default (WSO2 writes `null` for absent lists and strings).
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+/// WSO2's list envelope: `{"count": n, "list": [...], "pagination": null}`.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Envelope<T> {
+    #[serde(default = "Vec::new", deserialize_with = "nullable_list")]
+    pub list: Vec<T>,
+}
+
+fn nullable_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+/// Reads WSO2's list envelope from `reader`, handing each element of `list` to `each` as it is
+/// read: a list of 100,000 entries is never held whole. Anything but the envelope is an error.
+pub fn for_each_listed<T, R: Read>(reader: R, mut each: impl FnMut(T)) -> Result<(), serde_json::Error>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    EnvelopeSeed { each: &mut each, item: PhantomData }.deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+struct EnvelopeSeed<'f, T, F> {
+    each: &'f mut F,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for EnvelopeSeed<'_, T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for EnvelopeSeed<'_, T, F> {
+    type Value = ();
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("WSO2's list envelope")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "list" {
+                map.next_value_seed(ListSeed { each: &mut *self.each, item: PhantomData })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ListSeed<'f, T, F> {
+    each: &'f mut F,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_, T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> {
+    type Value = ();
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a list or null")
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<T>()? {
+            (self.each)(item);
+        }
+        Ok(())
+    }
+}
+
+/// `APIDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Api {
+    #[serde(default, deserialize_with = "nullable")]
+    pub uuid: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub version: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub context: String,
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub api_type: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub status: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub is_default_version: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub url_mappings: Vec<UrlMapping>,
+}
+
+/// `URLMappingDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlMapping {
+    #[serde(default, deserialize_with = "nullable")]
+    pub auth_scheme: String,
+    #[serde(default)]
+    pub throttling_policy: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub http_method: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub url_pattern: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub scopes: Vec<String>,
+}
+
+/// `ApplicationDTO` (the fields the gateway uses).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    #[serde(default, deserialize_with = "nullable")]
+    pub uuid: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    /// The owner (subscriber).
+    #[serde(default, deserialize_with = "nullable")]
+    pub sub_name: String,
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// `SubscriptionDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Subscription {
+    /// The tier's name.
+    #[serde(rename = "policyId", default, deserialize_with = "nullable")]
+    pub policy_id: String,
+    #[serde(rename = "apiUUID", default, deserialize_with = "nullable")]
+    pub api_uuid: String,
+    #[serde(rename = "applicationUUID", default, deserialize_with = "nullable")]
+    pub application_uuid: String,
+    #[serde(rename = "subscriptionState", default, deserialize_with = "nullable")]
+    pub subscription_state: String,
+}
+
+/// `ApplicationKeyMappingDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct KeyMapping {
+    #[serde(rename = "applicationId", default, deserialize_with = "nullable")]
+    pub application_id: i64,
+    #[serde(rename = "applicationUUID", default, deserialize_with = "nullable")]
+    pub application_uuid: String,
+    #[serde(rename = "consumerKey", default, deserialize_with = "nullable")]
+    pub consumer_key: String,
+    #[serde(rename = "keyType", default, deserialize_with = "nullable")]
+    pub key_type: String,
+    #[serde(rename = "keyManager", default, deserialize_with = "nullable")]
+    pub key_manager: String,
+}
+
+/// Subscription, application and API policies (`SubscriptionPolicyDTO`, `ApplicationPolicyDTO`,
+/// `ApiPolicyDTO`: the fields the gateway uses).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default)]
+    pub default_limit: Option<Limit>,
+    /// Burst control: requests per `rate_limit_time_unit` (0: none).
+    #[serde(default, deserialize_with = "nullable")]
+    pub rate_limit_count: i64,
+    #[serde(default)]
+    pub rate_limit_time_unit: Option<String>,
+    #[serde(default)]
+    pub stop_on_quota_reach: Option<bool>,
+    /// API policies with condition groups: the groups are not applied (see the mapping).
+    #[serde(default, deserialize_with = "nullable")]
+    pub condition_groups: Vec<serde_json::Value>,
+}
+
+/// `ThrottleLimitDTO`: only the member matching `quotaType` is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limit {
+    #[serde(default, deserialize_with = "nullable")]
+    pub quota_type: String,
+    #[serde(default)]
+    pub request_count: Option<CountLimit>,
+    #[serde(default)]
+    pub event_count: Option<CountLimit>,
+    #[serde(default)]
+    pub bandwidth: Option<BandwidthLimit>,
+}
+
+/// `RequestCountLimitDTO` / `EventCountLimitDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountLimit {
+    #[serde(default, deserialize_with = "nullable")]
+    pub time_unit: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub unit_time: i64,
+    #[serde(default, alias = "eventCount", deserialize_with = "nullable")]
+    pub request_count: i64,
+}
+
+/// `BandwidthLimitDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BandwidthLimit {
+    #[serde(default, deserialize_with = "nullable")]
+    pub time_unit: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub unit_time: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub data_amount: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub data_unit: String,
+}
+
+/// `BlockConditionsDTO` (a bare object).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Block {
+    #[serde(default, deserialize_with = "nullable")]
+    pub api: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub application: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub user: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub ip: Vec<BlockedIp>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub subscription: Vec<String>,
+}
+
+/// `IPLevelDTO`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedIp {
+    #[serde(rename = "type", default, deserialize_with = "nullable")]
+    pub kind: String,
+    #[serde(default)]
+    pub fixed_ip: Option<String>,
+    #[serde(default)]
+    pub starting_ip: Option<String>,
+    #[serde(default)]
+    pub ending_ip: Option<String>,
+    #[serde(default)]
+    pub invert: Option<bool>,
+}
+
+/// `RevokedJWTDTO` (`/revokedjwt` is a plain array of them).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RevokedJwt {
+    /// The token's `jti`, or its signature when it has none.
+    #[serde(default, deserialize_with = "nullable")]
+    pub jwt_signature: String,
+    /// Seconds or milliseconds (WSO2 writes both).
+    #[serde(default, deserialize_with = "nullable")]
+    pub expiry_time: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapping to the filter's model.
+// ---------------------------------------------------------------------------------------------
+
+/// A WSO2 time unit in seconds. WSO2 stores the admin's word verbatim and hands it to Siddhi, so
+/// every spelling Siddhi takes is accepted (`sec`, `second(s)`, `min`, `minute(s)`, `hour(s)`,
+/// `day(s)`, `week(s)`, `month(s)` as 30 days, `year(s)` as 365 days; milliseconds round up to
+/// a second).
+pub fn unit_seconds(unit: &str) -> Option<u64> {
+    let unit = unit.trim().to_ascii_lowercase();
+    let singular = unit.strip_suffix('s').filter(|stem| stem.len() > 1).unwrap_or(&unit);
+    Some(match singular {
+        "ms" | "millisec" | "millisecond" => 1,
+        "sec" | "second" => 1,
+        "min" | "minute" => 60,
+        "hour" => 3_600,
+        "day" => 86_400,
+        "week" => 604_800,
+        "month" => 2_592_000,
+        "year" => 31_536_000,
+        _ => return None,
+    })
+}
+
+/// WSO2's `Unlimited` (at every level) counts nothing; so does its stored form, 2147483647 a
+/// minute.
+pub const UNLIMITED_COUNT: i64 = 2_147_483_647;
+
+/// A policy as the filter counts it; `None` for `Unlimited`, or a limit it cannot read (the
+/// reason, for the log).
+pub fn policy_spec(policy: &Policy) -> Result<Option<PolicySpec>, String> {
+    if policy.name.eq_ignore_ascii_case(crate::vocab::UNLIMITED) {
+        return Ok(None);
+    }
+    let Some(limit) = &policy.default_limit else { return Err("no default limit".to_string()) };
+    let window = |unit: &str, count: i64| -> Result<u64, String> {
+        let unit_s = unit_seconds(unit).ok_or_else(|| format!("time unit `{unit}`"))?;
+        Ok(unit_s.saturating_mul(u64::try_from(count.max(1)).unwrap_or(1)))
+    };
+    let (limit, bytes, window_s) = match limit.quota_type.as_str() {
+        "bandwidthVolume" => {
+            let bandwidth = limit.bandwidth.as_ref().ok_or("a bandwidth quota without `bandwidth`")?;
+            let scale: u64 = match bandwidth.data_unit.to_ascii_uppercase().as_str() {
+                "B" => 1,
+                "KB" => 1 << 10,
+                "MB" => 1 << 20,
+                "GB" => 1 << 30,
+                other => return Err(format!("data unit `{other}`")),
+            };
+            let amount = u64::try_from(bandwidth.data_amount).map_err(|_| "a negative data amount")?;
+            (amount.saturating_mul(scale), true, window(&bandwidth.time_unit, bandwidth.unit_time)?)
+        }
+        // Event counts (async APIs) count requests here.
+        quota => {
+            let count = match quota {
+                "eventCount" => limit.event_count.as_ref().or(limit.request_count.as_ref()),
+                _ => limit.request_count.as_ref().or(limit.event_count.as_ref()),
+            }
+            .ok_or("a request quota without `requestCount`")?;
+            if count.request_count >= UNLIMITED_COUNT {
+                return Ok(None);
+            }
+            let requests = u64::try_from(count.request_count).map_err(|_| "a negative request count")?;
+            (requests, false, window(&count.time_unit, count.unit_time)?)
+        }
+    };
+    if limit == 0 {
+        return Err("a limit of 0".to_string());
+    }
+    let burst = match (policy.rate_limit_count, &policy.rate_limit_time_unit) {
+        (count, Some(unit)) if count > 0 => {
+            let unit_s = unit_seconds(unit).ok_or_else(|| format!("burst time unit `{unit}`"))?;
+            u64::try_from(count).ok().map(|count| (count, unit_s))
+        }
+        _ => None,
+    };
+    Ok(Some(PolicySpec {
+        limit,
+        bytes,
+        window_s,
+        burst,
+        stop_on_quota_reach: policy.stop_on_quota_reach.unwrap_or(true),
+        cluster_wide: None,
+    }))
+}
+
+/// A subscription state as WSO2's gateway treats it: `TIER_UPDATE_PENDING`, `DELETE_PENDING`
+/// and states it does not know pass, as they do there.
+pub fn subscription_state(state: &str) -> SubscriptionState {
+    match state {
+        "BLOCKED" => SubscriptionState::Blocked,
+        "PROD_ONLY_BLOCKED" => SubscriptionState::ProdOnlyBlocked,
+        "ON_HOLD" => SubscriptionState::OnHold,
+        "REJECTED" => SubscriptionState::Rejected,
+        _ => SubscriptionState::Unblocked,
+    }
+}
+
+pub fn key_type(key_type: &str) -> Option<KeyType> {
+    match key_type.to_ascii_uppercase().as_str() {
+        "PRODUCTION" => Some(KeyType::Production),
+        "SANDBOX" => Some(KeyType::Sandbox),
+        _ => None,
+    }
+}
+
+fn lifecycle(status: &str) -> Option<Lifecycle> {
+    Some(match status.to_ascii_uppercase().as_str() {
+        "PUBLISHED" => Lifecycle::Published,
+        "DEPRECATED" => Lifecycle::Deprecated,
+        "BLOCKED" => Lifecycle::Blocked,
+        "PROTOTYPED" => Lifecycle::Prototyped,
+        "CREATED" => Lifecycle::Created,
+        "RETIRED" => Lifecycle::Retired,
+        _ => return None,
+    })
+}
+
+/// An API as the filter serves it (`endpoints` are the Envoy clusters the configuration maps it
+/// to); `Err` says why it is not served. WSO2's context carries the version
+/// (`/pizzashack/1.0.0`): the filter's does not. A resource whose `authScheme` is `None` is
+/// open; `Application User` (or `Application_User`) takes user tokens only; anything else is
+/// secured by `security`. `Unlimited` tiers count nothing.
+pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> Result<RawApi, String> {
+    if api.name.is_empty() || api.version.is_empty() || api.context.is_empty() {
+        return Err("no name, version or context".to_string());
+    }
+    let lifecycle = lifecycle(&api.status).ok_or_else(|| format!("status `{}`", api.status))?;
+    let suffix = format!("/{}", api.version);
+    let context = api.context.strip_suffix(&suffix).filter(|base| !base.is_empty()).unwrap_or(&api.context);
+    let tier = |name: &Option<String>| {
+        name.clone().filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case(crate::vocab::UNLIMITED))
+    };
+    let resources = api
+        .url_mappings
+        .iter()
+        .map(|mapping| {
+            let scheme = mapping.auth_scheme.replace(['_', ' '], "").to_ascii_lowercase();
+            RawResource {
+                method: mapping.http_method.to_ascii_uppercase(),
+                path: mapping.url_pattern.clone(),
+                security: (scheme == "none").then(Vec::new),
+                scopes: mapping.scopes.clone(),
+                policy: tier(&mapping.throttling_policy),
+                user_token_only: scheme == "applicationuser",
+            }
+        })
+        .collect();
+    Ok(RawApi {
+        name: api.name.clone(),
+        context: context.to_string(),
+        version: api.version.clone(),
+        lifecycle,
+        default_version: api.is_default_version,
+        endpoints,
+        backend_path: String::new(),
+        security: security.to_vec(),
+        api_key_in_query: false,
+        policy: tier(&api.policy),
+        resources,
+    })
+}
+
+/// Blocking conditions as WSO2's gateway applies them: APIs by versioned context, applications
+/// by `<owner>:<name>`, users with or without `@<tenant>`, addresses (an `IPRANGE` excludes its
+/// ends, and `invert` blocks everything else). Entries that cannot be read are skipped (the count
+/// comes back for the log).
+pub fn blocking(block: &Block) -> (Vec<BlockingCondition>, usize) {
+    let mut conditions = Vec::new();
+    let mut skipped = 0;
+    conditions.extend(block.api.iter().map(|context| BlockingCondition::Api(context.clone())));
+    for application in &block.application {
+        match application.split_once(':') {
+            Some((owner, name)) => conditions
+                .push(BlockingCondition::ApplicationNamed { owner: owner.to_string(), name: name.to_string() }),
+            None => skipped += 1,
+        }
+    }
+    conditions.extend(block.user.iter().map(|user| BlockingCondition::User(user.clone())));
+    for ip in &block.ip {
+        let parse = |text: &Option<String>| text.as_deref().and_then(|text| text.trim().parse::<IpAddr>().ok());
+        let invert = ip.invert.unwrap_or(false);
+        let condition = match ip.kind.to_ascii_uppercase().as_str() {
+            "IP" => parse(&ip.fixed_ip).map(|ip| BlockingCondition::IpBetween {
+                low: ip,
+                high: ip,
+                inclusive: true,
+                invert,
+            }),
+            "IPRANGE" => match (parse(&ip.starting_ip), parse(&ip.ending_ip)) {
+                (Some(low), Some(high)) => Some(BlockingCondition::IpBetween { low, high, inclusive: false, invert }),
+                _ => None,
+            },
+            _ => None,
+        };
+        match condition {
+            Some(condition) => conditions.push(condition),
+            None => skipped += 1,
+        }
+    }
+    (conditions, skipped)
+}
+
+/// A revoked token's expiry in seconds (WSO2 writes seconds for API keys and milliseconds
+/// elsewhere: a value above 10^11 is milliseconds).
+pub fn expiry_seconds(expiry: i64) -> u64 {
+    let expiry = u64::try_from(expiry).unwrap_or(0);
+    if expiry > 100_000_000_000 {
+        expiry / 1000
+    } else {
+        expiry
+    }
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -1,0 +1,161 @@
+//! WSO2's documented answers (the shapes of `tests/cp/fixtures/`) read and mapped.
+
+use super::*;
+
+fn policy(json: &str) -> Result<Option<PolicySpec>, String> {
+    policy_spec(&serde_json::from_str::<Policy>(json).unwrap())
+}
+
+#[test]
+fn time_units_in_every_spelling_wso2_stores() {
+    for (unit, seconds) in [
+        ("sec", 1),
+        ("second", 1),
+        ("seconds", 1),
+        ("min", 60),
+        ("minute", 60),
+        ("minutes", 60),
+        ("hour", 3600),
+        ("hours", 3600),
+        ("day", 86_400),
+        ("days", 86_400),
+        ("week", 604_800),
+        ("months", 2_592_000),
+        ("years", 31_536_000),
+        ("ms", 1),
+        ("MIN", 60),
+    ] {
+        assert_eq!(unit_seconds(unit), Some(seconds), "{unit}");
+    }
+    assert_eq!(unit_seconds("fortnight"), None);
+    assert_eq!(unit_seconds("s"), None);
+}
+
+#[test]
+fn policies_map_quota_multiplier_burst_and_stop_on_quota_reach() {
+    let gold = policy(
+        r#"{"id":2,"tenantId":-1234,"tenantDomain":"carbon.super","name":"Gold","quotaType":"requestCount",
+            "graphQLMaxComplexity":0,"graphQLMaxDepth":0,"rateLimitCount":10,"rateLimitTimeUnit":"sec","stopOnQuotaReach":false,
+            "defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":5,"requestCount":5000},
+            "bandwidth":null,"eventCount":null}}"#,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((gold.limit, gold.bytes, gold.window_s), (5000, false, 300), "unitTime multiplies");
+    assert_eq!(gold.burst, Some((10, 1)));
+    assert!(!gold.stop_on_quota_reach);
+    let bandwidth = policy(
+        r#"{"name":"Big","quotaType":"bandwidthVolume","rateLimitCount":0,"rateLimitTimeUnit":null,
+            "defaultLimit":{"quotaType":"bandwidthVolume","requestCount":null,
+            "bandwidth":{"timeUnit":"hours","unitTime":2,"dataAmount":500,"dataUnit":"MB"},"eventCount":null}}"#,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((bandwidth.limit, bandwidth.bytes, bandwidth.window_s, bandwidth.burst), (500 << 20, true, 7200, None));
+    assert!(bandwidth.stop_on_quota_reach, "true unless WSO2 says otherwise");
+    let events = policy(
+        r#"{"name":"AsyncGold","defaultLimit":{"quotaType":"eventCount","eventCount":{"timeUnit":"days","unitTime":1,"eventCount":50000}}}"#,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((events.limit, events.window_s), (50_000, 86_400));
+    assert_eq!(policy(r#"{"name":"Unlimited","defaultLimit":null}"#), Ok(None));
+    assert_eq!(
+        policy(
+            r#"{"name":"Max","defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":2147483647}}}"#
+        ),
+        Ok(None),
+        "WSO2 stores Unlimited as 2147483647 a minute"
+    );
+    assert!(policy(r#"{"name":"Odd","defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"lunar","unitTime":1,"requestCount":5}}}"#).is_err());
+    assert!(policy(r#"{"name":"None"}"#).is_err());
+}
+
+#[test]
+fn subscription_states_as_wso2s_gateway_treats_them() {
+    use crate::vocab::SubscriptionState::*;
+    for (wso2, ours) in [
+        ("UNBLOCKED", Unblocked),
+        ("BLOCKED", Blocked),
+        ("PROD_ONLY_BLOCKED", ProdOnlyBlocked),
+        ("ON_HOLD", OnHold),
+        ("REJECTED", Rejected),
+        ("TIER_UPDATE_PENDING", Unblocked),
+        ("DELETE_PENDING", Unblocked),
+    ] {
+        assert_eq!(subscription_state(wso2), ours, "{wso2}");
+    }
+}
+
+#[test]
+fn apis_lose_the_version_from_their_context_and_map_auth_schemes_and_tiers() {
+    let list: Envelope<Api> = serde_json::from_str(
+        r#"{"count":1,"list":[{"uuid":"6a1b","apiId":2,"provider":"admin","name":"PizzaShackAPI","version":"1.0.0",
+            "context":"/pizzashack/1.0.0","policy":null,"apiType":"HTTP","status":"PUBLISHED","organization":"carbon.super",
+            "isDefaultVersion":true,"urlMappings":[
+             {"authScheme":"Any","throttlingPolicy":"Unlimited","httpMethod":"GET","urlPattern":"/menu","scopes":[]},
+             {"authScheme":"Application User","throttlingPolicy":"10KPerMin","httpMethod":"post","urlPattern":"/order","scopes":["order:write"]},
+             {"authScheme":"None","throttlingPolicy":null,"httpMethod":"GET","urlPattern":"/health","scopes":null}]}],
+            "pagination":null}"#,
+    )
+    .unwrap();
+    let endpoints = RawEndpoints { production: Some("pizza".into()), sandbox: None };
+    let raw = api(&list.list[0], endpoints, &[SecurityScheme::Oauth2]).unwrap();
+    assert_eq!((raw.context.as_str(), raw.version.as_str(), raw.default_version), ("/pizzashack", "1.0.0", true));
+    assert_eq!(raw.policy, None);
+    let [menu, order, health] = &raw.resources[..] else { panic!() };
+    assert_eq!((menu.policy.as_deref(), menu.security.as_ref(), menu.user_token_only), (None, None, false));
+    assert_eq!(
+        (order.method.as_str(), order.policy.as_deref(), order.user_token_only),
+        ("POST", Some("10KPerMin"), true)
+    );
+    assert_eq!(order.scopes, ["order:write"]);
+    assert_eq!(health.security, Some(Vec::new()), "authScheme None is open");
+    let blocked = Api { status: "BLOCKED".into(), ..list.list[0].clone() };
+    assert_eq!(api(&blocked, RawEndpoints::default(), &[]).unwrap().lifecycle, Lifecycle::Blocked);
+    let odd = Api { status: "SOMETHING".into(), ..list.list[0].clone() };
+    assert!(api(&odd, RawEndpoints::default(), &[]).is_err());
+}
+
+#[test]
+fn blocking_conditions_and_revocations_read_as_wso2_writes_them() {
+    let block: Block = serde_json::from_str(
+        r#"{"api":["/pizzashack/1.0.0"],"application":["admin:MobileApp","no-colon"],"user":["bob@carbon.super"],
+            "ip":[{"type":"IP","fixedIp":"192.168.1.20","startingIp":null,"endingIp":null,"invert":false,"tenantDomain":"carbon.super","id":4},
+                  {"type":"IPRANGE","fixedIp":null,"startingIp":"10.0.0.1","endingIp":"10.0.0.255","invert":null,"tenantDomain":"carbon.super","id":5},
+                  {"type":"IP","fixedIp":"not-an-ip"}],
+            "custom":[],"subscription":null}"#,
+    )
+    .unwrap();
+    let (conditions, skipped) = blocking(&block);
+    assert_eq!(skipped, 2);
+    assert!(
+        conditions.contains(&BlockingCondition::ApplicationNamed { owner: "admin".into(), name: "MobileApp".into() })
+    );
+    let low: IpAddr = "10.0.0.1".parse().unwrap();
+    assert!(conditions.contains(&BlockingCondition::IpBetween {
+        low,
+        high: "10.0.0.255".parse().unwrap(),
+        inclusive: false,
+        invert: false
+    }));
+    let revoked: Vec<RevokedJwt> = serde_json::from_str(
+        r#"[{"jwt_signature":"3f1b","expiry_time":1735689600000},{"jwt_signature":"b2a1","expiry_time":1735689600}]"#,
+    )
+    .unwrap();
+    assert_eq!(expiry_seconds(revoked[0].expiry_time), 1_735_689_600);
+    assert_eq!(expiry_seconds(revoked[1].expiry_time), 1_735_689_600);
+}
+
+#[test]
+fn nulls_and_unknown_fields_are_read_leniently() {
+    let apps: Envelope<Application> = serde_json::from_str(
+        r#"{"count":1,"list":[{"uuid":"0c9e","id":3,"name":"MobileApp","subName":"admin","policy":null,"tokenType":"JWT",
+            "groupIds":[],"attributes":{"tier":"gold"},"organization":"carbon.super","somethingNew":{"x":1}}],"pagination":null}"#,
+    )
+    .unwrap();
+    assert_eq!((apps.list[0].sub_name.as_str(), apps.list[0].policy.as_deref()), ("admin", None));
+    let empty: Envelope<Subscription> = serde_json::from_str(r#"{"count":0,"list":null,"pagination":null}"#).unwrap();
+    assert!(empty.list.is_empty());
+    assert!(serde_json::from_str::<Envelope<Subscription>>("[1,2]").is_err());
+}

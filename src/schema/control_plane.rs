@@ -1,0 +1,107 @@
+//! The WSO2 API Manager control plane the filter can read its directory from, as users write it.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::RawSecret;
+use crate::vocab::SecurityScheme;
+
+/// A WSO2 API Manager 4.x control plane, read through its internal data API
+/// (`/internal/data/v1`) as WSO2's own gateways read it: APIs deployed on a gateway label with
+/// their resources, applications, subscriptions, OAuth2 client ids (key mappings),
+/// subscription, application and API policies, blocking conditions and revoked JWTs. Loaded in
+/// full at start and every `refresh_s`, once per Envoy (shared by its workers); a client id or
+/// subscription the filter does not know yet is looked up when a request brings it.
+/// Everything written in the filter's own configuration keeps working beside it.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ControlPlane")]
+#[serde(deny_unknown_fields)]
+pub struct RawControlPlane {
+    /// The Envoy cluster of the control plane (its port 9443, usually with TLS). Required.
+    pub cluster: String,
+    /// The internal data API's path. Defaults to `/internal/data/v1`.
+    #[serde(default = "default_base_path")]
+    pub base_path: String,
+    /// The `Host` (`:authority`) sent. Defaults to the cluster's name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// The user of HTTP Basic authentication (WSO2's gateways use the event hub's admin user).
+    /// Required.
+    pub username: String,
+    /// Its password. Required.
+    pub password: RawSecret,
+    /// The tenant (`xWSO2Tenant`). Defaults to `carbon.super`.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The gateway label (environment) whose deployed APIs this gateway serves. Defaults to
+    /// `Default`.
+    #[serde(default = "default_label")]
+    pub gateway_label: String,
+    /// Seconds between full reloads (state changes, deletions, revocations, policy edits show
+    /// within one interval). 5 to 86400. Defaults to 60.
+    #[serde(default = "default_refresh_s")]
+    pub refresh_s: u64,
+    /// How long one call may take, milliseconds (1 to 60000). Defaults to 10000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Seconds an answer that a client id or subscription does not exist is remembered, so a
+    /// flood of unknown keys cannot flood the control plane. 1 to 3600. Defaults to 30.
+    #[serde(default = "default_negative_ttl_s")]
+    pub negative_ttl_s: u64,
+    /// The most lookups per second this Envoy makes for things it does not know (beyond: 900900).
+    /// 1 to 10000. Defaults to 50.
+    #[serde(default = "default_lookups_per_second")]
+    pub lookups_per_second: u64,
+    /// Envoy clusters of the control plane's APIs by `<name>:<version>` or `<name>`. Defaults to
+    /// none.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, RawCpEndpoints>,
+    /// Cluster names for APIs not in `endpoints`, with `{name}` and `{version}` replaced
+    /// (e.g. `{name}-{version}`). Defaults to none: such APIs are not served (logged).
+    #[serde(default)]
+    pub endpoint_template: Option<RawCpEndpoints>,
+    /// Security schemes of the control plane's secured resources (WSO2's `/apis` tells only
+    /// whether a resource is secured). Defaults to `["oauth2", "api_key"]`.
+    #[serde(default = "default_security")]
+    pub security: Vec<SecurityScheme>,
+}
+
+/// Envoy cluster names of an API's production and sandbox endpoints.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "CpEndpoints")]
+#[serde(deny_unknown_fields)]
+pub struct RawCpEndpoints {
+    /// Production cluster. Defaults to none.
+    #[serde(default)]
+    pub production: Option<String>,
+    /// Sandbox cluster. Defaults to none.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+}
+
+fn default_base_path() -> String {
+    "/internal/data/v1".to_string()
+}
+fn default_tenant() -> String {
+    "carbon.super".to_string()
+}
+fn default_label() -> String {
+    "Default".to_string()
+}
+fn default_refresh_s() -> u64 {
+    60
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_negative_ttl_s() -> u64 {
+    30
+}
+fn default_lookups_per_second() -> u64 {
+    50
+}
+fn default_security() -> Vec<SecurityScheme> {
+    vec![SecurityScheme::Oauth2, SecurityScheme::ApiKey]
+}

@@ -1,0 +1,281 @@
+//! The directory read from a WSO2 API Manager control plane at run time, through a real Envoy:
+//! the stand-in of `tests/cp/` serves WSO2's internal data API with WSO2's shapes, tokens come
+//! from the real OAuth2 server of `tests/km`. Initial load (APIs, applications, subscriptions,
+//! key mappings, policies), on-demand lookups of what the directory does not know yet, refreshes
+//! (a subscription blocked, an application deleted, a tier changed), revoked tokens, the control
+//! plane down, slow or answering garbage, and a directory of 100,000 entries.
+
+// Test code: panicking on a broken fixture is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::cp::ControlPlane;
+use common::{Backend, Envoy, EnvoySetup, KeyManager, Response};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{json, Value};
+
+const PIZZA: &str = "6a1bdb2e-2c5d-4f7a-9d3c-0d7b1c2f9e11";
+const MOBILE_APP: &str = "0c9e2b4a-8d1f-4b0e-9a55-3f6c2d7e8a90";
+const WEB_APP: &str = "5b2d7c1e-3a4f-4e6d-9b8c-7a6f5e4d3c2b";
+const KM: &str = "Resident Key Manager";
+
+fn control_plane_config(key_manager: Value) -> Value {
+    json!({
+        "throttling": {"rate_limit_headers": true},
+        "key_managers": [key_manager],
+        "control_plane": {
+            "cluster": "cp", "username": "admin", "password": {"env": "APIM_TEST_CP_PASSWORD"},
+            "refresh_s": 5, "timeout_ms": 1500, "negative_ttl_s": 2,
+            "endpoints": {"PizzaShackAPI": {"production": "live", "sandbox": "sandbox"},
+                          "LegacyAPI:2.0.0": {"production": "live"}}
+        },
+        "apis": [{"name": "Static", "context": "/static", "version": "1", "security": [],
+                  "endpoints": {"production": "live"}, "resources": [{"method": "GET", "path": "/*"}]}]
+    })
+}
+
+struct Stack {
+    envoy: Envoy,
+    live: Backend,
+    sandbox: Backend,
+    km: KeyManager,
+    cp: ControlPlane,
+}
+
+fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value) -> Stack {
+    let km = KeyManager::start();
+    let live = Backend::start();
+    let sandbox = Backend::start();
+    let config = control_plane_config(key_manager(&km));
+    let setup = EnvoySetup {
+        clusters: vec![
+            ("live".into(), live.port),
+            ("sandbox".into(), sandbox.port),
+            ("km".into(), km.port),
+            ("cp".into(), cp.port),
+        ],
+        env: vec![("APIM_TEST_CP_PASSWORD".into(), "admin".into())],
+        host_env_keys: vec!["APIM_TEST_CP_PASSWORD".into()],
+        ..Default::default()
+    };
+    let envoy = Envoy::start(&config.to_string(), setup);
+    let stack = Stack { envoy, live, sandbox, km, cp };
+    // The first full load starts on the first tick: wait until the control plane's API is served.
+    until("the first load", || stack.envoy.get("/pizzashack/1.0.0/health").status == 200);
+    stack
+}
+
+fn stack() -> Stack {
+    start(
+        ControlPlane::start(),
+        |km| json!({"name": KM, "issuer": km.issuer(), "audiences": ["urn:apim:jwt"], "jwks": {"cluster": "km", "path": "/jwks"}}),
+    )
+}
+
+/// Polls `condition` every 200 ms for up to 20 s (a refresh interval is 5 s).
+fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn bearer(envoy: &Envoy, path: &str, token: &str) -> Response {
+    envoy.send("GET", path, &[("authorization", &format!("Bearer {token}"))], None)
+}
+
+fn code(response: &Response) -> String {
+    if response.status == 200 {
+        return "200".into();
+    }
+    response.json()["code"].as_str().unwrap_or("?").to_string()
+}
+
+#[test]
+fn the_first_load_serves_the_control_planes_apis_with_its_applications_tiers_and_states() {
+    let stack = stack();
+    let envoy = &stack.envoy;
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    // A key mapping from the full load: no lookup needed.
+    let response = bearer(envoy, "/pizzashack/1.0.0/menu", &app1);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let received = stack.live.requests().pop().unwrap();
+    assert_eq!(received.header("x-apim-application-id"), Some(MOBILE_APP));
+    assert_eq!(received.header("x-apim-application-name"), Some("MobileApp"));
+    assert_eq!(received.header("x-apim-subscriber"), Some("admin"));
+    assert_eq!(received.header("x-apim-tier"), Some("Gold"));
+    assert_eq!(received.path, "/menu", "WSO2's versioned context maps to context and version");
+    assert_eq!(stack.cp.requests("application-key-mappings?"), 0, "no lookup for what the full load brought");
+    // The default version, the sandbox key type, the configuration's own API beside them.
+    assert_eq!(bearer(envoy, "/pizzashack/menu", &app1).status, 200, "isDefaultVersion");
+    let sandbox = stack.km.jwt("sandbox-app", "sandbox-secret", "menu:read");
+    assert_eq!(bearer(envoy, "/pizzashack/1.0.0/menu", &sandbox).status, 200);
+    assert_eq!(stack.sandbox.requests().len(), 1, "SANDBOX key mapping -> sandbox cluster");
+    assert_eq!(envoy.get("/static/1/x").status, 200);
+    // Scopes from the URL mapping; an open resource (`authScheme: None`); a BLOCKED API; an API
+    // the configuration maps to no cluster is not served.
+    let order = envoy.send("POST", "/pizzashack/1.0.0/order", &[("authorization", &format!("Bearer {app1}"))], None);
+    assert_eq!(code(&order), "900910");
+    assert_eq!(envoy.get("/pizzashack/1.0.0/health").status, 200);
+    let legacy = bearer(envoy, "/legacy/2.0.0/x", &app1);
+    assert_eq!((legacy.status, code(&legacy)), (503, "700700".to_string()));
+    assert_eq!(code(&bearer(envoy, "/unmapped/1.0.0/x", &app1)), "404");
+    assert!(envoy.log().contains("Unmapped:1.0.0 (no cluster in control_plane.endpoints)"), "logged");
+    // The resource tier (an API policy, 3 a minute) counts.
+    let codes: Vec<String> = (0..4).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/order/7", &app1))).collect();
+    assert_eq!(codes, ["200", "200", "200", "900802"]);
+    // A client the control plane does not know: looked up once, then remembered as absent.
+    let stranger = stack.km.jwt("unsubscribed-app", "unsubscribed-secret", "menu:read");
+    for _ in 0..3 {
+        assert_eq!(code(&bearer(envoy, "/pizzashack/1.0.0/menu", &stranger)), "900908");
+    }
+    assert_eq!(stack.cp.requests("application-key-mappings?"), 1, "the absence is remembered");
+}
+
+#[test]
+fn a_new_key_and_subscription_work_on_their_first_request() {
+    let stack = stack();
+    // Created in the developer portal after the gateway loaded: a key mapping for WebApp and a
+    // subscription of WebApp to the API.
+    stack.cp.add(
+        "application-key-mappings",
+        json!({"applicationId": 4, "applicationUUID": WEB_APP,
+        "consumerKey": "app2", "keyType": "PRODUCTION", "keyManager": KM}),
+    );
+    stack.cp.add(
+        "subscriptions",
+        json!({"subscriptionUUID": "new-sub", "subscriptionId": 9, "policyId": "Gold",
+        "apiUUID": PIZZA, "apiId": 2, "applicationUUID": WEB_APP, "appId": 4, "subscriptionState": "UNBLOCKED"}),
+    );
+    let app2 = stack.km.jwt("app2", "app2-secret", "menu:read");
+    let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app2);
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(stack.live.requests().pop().unwrap().header("x-apim-subscriber"), Some("alice"));
+    assert_eq!(stack.cp.requests("application-key-mappings?"), 1);
+    assert_eq!(stack.cp.requests("subscriptions?"), 1);
+    // Known now, on every worker: no more lookups.
+    for _ in 0..6 {
+        assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app2).status, 200);
+    }
+    assert_eq!(stack.cp.requests("application-key-mappings?") + stack.cp.requests("subscriptions?"), 2);
+}
+
+#[test]
+fn refreshes_apply_blocked_subscriptions_deleted_applications_and_changed_tiers() {
+    let stack = stack();
+    let envoy = &stack.envoy;
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(envoy, "/pizzashack/1.0.0/menu", &app1).status, 200);
+    stack.cp.update(
+        "subscriptions",
+        "subscriptionUUID",
+        "5f0d8c2e-1a3b-4c5d-8e9f-0a1b2c3d4e5f",
+        json!({"subscriptionState": "BLOCKED"}),
+    );
+    until("the blocked subscription", || code(&bearer(envoy, "/pizzashack/1.0.0/menu", &app1)) == "900907");
+    // Unblocked with a tier of 2 an hour: the third request is over it.
+    stack.cp.update(
+        "subscriptions",
+        "subscriptionUUID",
+        "5f0d8c2e-1a3b-4c5d-8e9f-0a1b2c3d4e5f",
+        json!({"subscriptionState": "UNBLOCKED", "policyId": "TwoPerHour"}),
+    );
+    until("the new tier", || bearer(envoy, "/pizzashack/1.0.0/menu", &app1).status == 200);
+    assert_eq!(stack.live.requests().pop().unwrap().header("x-apim-tier"), Some("TwoPerHour"));
+    let codes: Vec<String> = (0..2).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/menu", &app1))).collect();
+    assert!(codes.contains(&"900804".to_string()), "{codes:?}");
+    // The application deleted (with its keys and subscriptions, as WSO2 deletes them).
+    stack.cp.delete("applications", "uuid", MOBILE_APP);
+    stack.cp.delete("application-key-mappings", "applicationUUID", MOBILE_APP);
+    stack.cp.delete("subscriptions", "applicationUUID", MOBILE_APP);
+    until("the deleted application", || code(&bearer(envoy, "/pizzashack/1.0.0/menu", &app1)) == "900908");
+}
+
+#[test]
+fn a_revoked_token_is_refused_within_one_refresh() {
+    let stack = stack();
+    let token = stack.km.jwt("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &token).status, 200);
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let jti = payload["jti"].as_str().expect("the key manager's tokens carry a jti");
+    let expiry = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600) * 1000;
+    stack.cp.set("revokedjwt", json!([{"jwt_signature": jti, "expiry_time": expiry}]));
+    until("the revocation", || {
+        let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &token);
+        response.status == 401 && code(&response) == "900901"
+    });
+    let other = stack.km.jwt("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &other).status, 200, "only that token");
+}
+
+#[test]
+fn down_slow_or_garbage_the_last_good_directory_serves_and_lookups_answer_900900() {
+    let mut stack = stack();
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    let unknown = |stack: &Stack| stack.km.jwt("app2", "app2-secret", "menu:read");
+    assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app1).status, 200);
+    for mode in ["garbage", "error", "slow"] {
+        stack.cp.mode(mode, 20_000);
+        // A lookup that cannot be made: 900900, never 401/403; what was loaded keeps serving,
+        // through full loads that fail too.
+        let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &unknown(&stack));
+        assert_eq!((response.status, code(&response)), (500, "900900".to_string()), "{mode}: {}", response.body);
+        thread::sleep(Duration::from_secs(6));
+        assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app1).status, 200, "{mode}: last good data");
+        stack.cp.mode("ok", 0);
+    }
+    stack.cp.stop();
+    let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &unknown(&stack));
+    assert_eq!(code(&response), "900900", "down");
+    assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app1).status, 200, "down: last good data");
+    // Back: lookups and loads work again (app2 is unknown to it: remembered as absent).
+    stack.cp.restart();
+    until("recovery", || code(&bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &unknown(&stack))) == "900908");
+    let log = stack.envoy.log();
+    assert!(log.contains("kept its last good data") || log.contains("its last good data stays"), "logged");
+    assert!(!log.contains("panicked"));
+}
+
+/// An RS256 key of the fixtures as a JWK.
+fn public_jwk() -> Value {
+    let key = EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-a.pem").as_bytes()).unwrap();
+    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap()).unwrap();
+    jwk["kid"] = Value::from("local-a");
+    jwk
+}
+
+fn local_token(client: &str) -> String {
+    let key = EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-a.pem").as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("local-a".into());
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
+    jsonwebtoken::encode(&header, &json!({"iss": "https://local.test", "exp": exp, "client_id": client}), &key).unwrap()
+}
+
+#[test]
+fn a_directory_of_100000_applications_keys_and_subscriptions() {
+    let stack = start(
+        ControlPlane::start_scaled(100_000),
+        |_| json!({"name": KM, "issuer": "https://local.test", "jwks": {"keys": [public_jwk()]}}),
+    );
+    until("the full load", || stack.envoy.log().contains("control plane loaded in"));
+    let log = stack.envoy.log();
+    let loaded = log.lines().find(|line| line.contains("control plane loaded in")).unwrap_or_default();
+    eprintln!("{loaded}");
+    // Any of them works at once, from the full load (no lookups).
+    for i in [0, 4_242, 99_999] {
+        let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &local_token(&format!("gen-client-{i}")));
+        assert_eq!(response.status, 200, "gen-client-{i}: {}", response.body);
+    }
+    assert_eq!(stack.cp.requests("application-key-mappings?") + stack.cp.requests("subscriptions?"), 0);
+    assert_eq!(stack.cp.requests("applications"), 1, "one full load");
+}
