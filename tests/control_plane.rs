@@ -192,6 +192,16 @@ fn refreshes_apply_blocked_subscriptions_deleted_applications_and_changed_tiers(
     assert_eq!(stack.live.requests().pop().unwrap().header("x-apim-tier"), Some("TwoPerHour"));
     let codes: Vec<String> = (0..2).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/menu", &app1))).collect();
     assert!(codes.contains(&"900804".to_string()), "{codes:?}");
+    // Blocked by the admin portal (a blocking condition on `<owner>:<application>`): 900805.
+    stack.cp.set(
+        "block",
+        json!({"api": [], "application": ["admin:MobileApp"], "user": [], "ip": [], "custom": [], "subscription": []}),
+    );
+    until("the blocked application", || code(&bearer(envoy, "/pizzashack/1.0.0/menu", &app1)) == "900805");
+    stack
+        .cp
+        .set("block", json!({"api": [], "application": [], "user": [], "ip": [], "custom": [], "subscription": []}));
+    until("the unblocked application", || code(&bearer(envoy, "/pizzashack/1.0.0/menu", &app1)) != "900805");
     // The application deleted (with its keys and subscriptions, as WSO2 deletes them).
     stack.cp.delete("applications", "uuid", MOBILE_APP);
     stack.cp.delete("application-key-mappings", "applicationUUID", MOBILE_APP);

@@ -204,3 +204,18 @@ fn the_cluster_profile_runs_redis_the_pinned_rate_limit_service_and_two_gateways
     let domain: serde_yaml::Value = serde_yaml::from_str(&read_repo_file("envoy/ratelimit/config/apim.yaml")).unwrap();
     assert_eq!(domain["domain"].as_str(), Some(service.domain.as_str()));
 }
+
+#[test]
+fn the_control_plane_example_validates_and_reads_its_password_from_the_environment() {
+    let output = Command::new(envoy_binary())
+        .args(["--mode", "validate", "-c", "envoy/examples/control-plane/envoy.yaml"])
+        .env("APIM_EVENTHUB_PASSWORD", "from-the-environment")
+        .current_dir(repo_root())
+        .output()
+        .expect("run envoy --mode validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && text.contains("from the WSO2 control plane at cluster `apim`"), "{text}");
+    assert!(!text.contains("from-the-environment"), "the password is never logged");
+    let example = read_repo_file("envoy/examples/control-plane/envoy.yaml");
+    assert!(!example.contains("\"password\": \""), "no inline password in the example");
+}
