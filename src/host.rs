@@ -120,6 +120,8 @@ pub trait Host: SharedStore {
     fn set_response_header(&mut self, name: &str, value: Option<&[u8]>);
     /// A property such as `response.flags`, as raw bytes.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Sets a value in the request's filter state (`wasm.<name>` in Envoy), for access logs.
+    fn set_property(&mut self, name: &str, value: &[u8]);
     /// Answers the request locally (also valid in the response phase, before the response
     /// headers went downstream: Envoy then sends this reply instead).
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]);

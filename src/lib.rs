@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod auth;
+pub mod backend_jwt;
 pub mod catalogue;
 pub mod cidr;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod directory;
 pub mod docs;
 pub mod hashing;
 pub mod host;
+pub mod observe;
 pub mod render;
 pub mod routing;
 pub mod schema;

@@ -23,6 +23,8 @@ const LAYERS: &[&str] = &[
     "auth",
     "throttle",
     "transport",
+    "backend_jwt",
+    "observe",
     "config",
     "stream",
     "docs",

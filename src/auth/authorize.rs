@@ -19,6 +19,14 @@ pub struct Authorized {
     pub subscriber: String,
     pub tier: String,
     pub end_user: Option<String>,
+    /// The application's own throttling policy (WSO2's `applicationtier`).
+    pub application_tier: String,
+    /// A user's token (WSO2's APPLICATION_USER) rather than an application's.
+    pub user_token: bool,
+    /// The caller token's `sub`.
+    pub subject: Option<String>,
+    /// The caller's claims the backend JWT copies.
+    pub caller_claims: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
@@ -89,6 +97,10 @@ pub fn authorize(
                 subscriber: key.owner.clone(),
                 tier,
                 end_user: key.end_user.clone(),
+                application_tier: key.tier.clone(),
+                user_token: key.end_user.is_some(),
+                subject: key.end_user.clone(),
+                caller_claims: None,
             })
         }
         Identity::ApiKey(_) | Identity::Token(_) => {
@@ -126,6 +138,10 @@ pub fn authorize(
                 subscriber: application.owner.clone(),
                 tier: subscription.tier.clone(),
                 end_user: token.and_then(|token| token.end_user.clone()),
+                application_tier: application.policy.clone().unwrap_or_else(|| "Unlimited".to_string()),
+                user_token: token.is_some_and(|token| token.user_token),
+                subject: token.and_then(|token| token.subject.clone()),
+                caller_claims: token.and_then(|token| token.claims.clone()),
             })
         }
     }
@@ -163,6 +179,8 @@ mod tests {
             user_token,
             expires_at: u64::MAX,
             token_id: None,
+            subject: None,
+            claims: None,
         })
     }
 

@@ -25,6 +25,12 @@ pub struct TokenIdentity {
     pub expires_at: u64,
     /// How a revocation names the token: its `jti`, else its signature (JWTs only).
     pub token_id: Option<String>,
+    /// The token's `sub` (the backend JWT's `sub`).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The caller's claims the backend JWT copies (kept only when it copies any).
+    #[serde(default)]
+    pub claims: Option<Box<Map<String, Value>>>,
 }
 
 pub fn jwt_failure(error: JwtError) -> Refusal {
@@ -179,7 +185,21 @@ pub fn token_identity(
     // Only an explicit claim makes a user token: a service account's `sub` is no end user.
     let user_token = string_claim(claims, &claims_names.token_type)?
         .is_some_and(|kind| kind.eq_ignore_ascii_case("APPLICATION_USER"));
-    Ok(TokenIdentity { key_manager, client_id, scopes, end_user, user_token, expires_at, token_id: None })
+    let subject = match claims.get("sub") {
+        Some(Value::String(sub)) => Some(sub.clone()),
+        _ => None,
+    };
+    Ok(TokenIdentity {
+        key_manager,
+        client_id,
+        scopes,
+        end_user,
+        user_token,
+        expires_at,
+        token_id: None,
+        subject,
+        claims: claims_names.copyable(claims),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,6 +309,8 @@ mod tests {
             user_token: false,
             expires_at: exp,
             token_id: None,
+            subject: None,
+            claims: None,
         };
         let mut cache = TokenCache::new(2);
         cache.insert("header.payload.SIGNATURE", identity(100));

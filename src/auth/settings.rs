@@ -31,6 +31,29 @@ pub struct Claims {
     pub scopes: Vec<String>,
     pub end_user: String,
     pub token_type: String,
+    /// Keep the caller's claims for the backend JWT, except these (set when a backend JWT copies
+    /// caller claims; see [`Claims::copyable`]).
+    pub copy_except: Option<Vec<String>>,
+}
+
+/// Claims never copied from a caller's token into the backend JWT (WSO2's restricted set).
+pub const RESTRICTED_CLAIMS: &[&str] =
+    &["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "application", "tierInfo", "subscribedAPIs", "aut", "active"];
+
+impl Claims {
+    /// The caller claims the backend JWT copies, when it copies any.
+    pub fn copyable(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Box<serde_json::Map<String, serde_json::Value>>> {
+        let excluded = self.copy_except.as_ref()?;
+        let kept = claims
+            .iter()
+            .filter(|(name, _)| !RESTRICTED_CLAIMS.contains(&name.as_str()) && !excluded.contains(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        Some(Box::new(kept))
+    }
 }
 
 /// A compiled JWKS endpoint.
@@ -330,6 +353,7 @@ fn compile_key_manager(
             scopes: claims.scopes,
             end_user: claims.end_user,
             token_type: claims.token_type,
+            copy_except: None,
         },
         introspection,
     })

@@ -7,6 +7,7 @@
 //! becomes a response. No status number or error string for a fault is written anywhere else;
 //! what other gateways' formats answer for each entry is in [`formats`].
 
+pub mod analytics;
 pub mod formats;
 
 /// Which WSO2 fault sequence an entry belongs to. It decides the body shape in some formats

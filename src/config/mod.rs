@@ -10,10 +10,12 @@
 use std::rc::Rc;
 
 use crate::auth::AuthConfig;
+use crate::backend_jwt::BackendJwt;
 use crate::directory::control_plane::ControlPlane;
 use crate::directory::static_dir::Context as DirectoryContext;
 use crate::directory::BlockingCondition;
 use crate::directory::{Directory, StaticDirectory};
+use crate::observe::Observability;
 use crate::render::ErrorSettings;
 use crate::routing::{Router, RoutingSettings, Table};
 pub use crate::schema::ConfigError;
@@ -42,6 +44,9 @@ pub struct Config {
     pub directory: Rc<dyn Directory>,
     pub throttle: ThrottleConfig,
     pub control_plane: Option<ControlPlane>,
+    /// The backend JWT, when one is sent.
+    pub backend_jwt: Option<BackendJwt>,
+    pub observability: Observability,
 }
 
 /// Auth-context headers for the backend, after the configured prefix.
@@ -57,7 +62,7 @@ impl Default for Config {
         Config {
             warnings: Vec::new(),
             directory_size: (0, 0),
-            owned_headers: owned_headers(&routing, &credentials, &throttling),
+            owned_headers: owned_headers(&routing, &credentials, &throttling, None),
             errors: ErrorSettings::default(),
             compatibility: Compatibility::default(),
             unmatched: Unmatched::default(),
@@ -71,6 +76,8 @@ impl Default for Config {
             directory: Rc::new(StaticDirectory::default()),
             throttle: ThrottleConfig::default(),
             control_plane: None,
+            backend_jwt: None,
+            observability: Observability::default(),
         }
     }
 }
@@ -108,7 +115,8 @@ impl Config {
         let mut warnings = Vec::new();
         // Routing refers to policies by name: their definitions are checked first.
         let policies = StaticDirectory::policy_names(&raw.policies)?;
-        let owned_headers = owned_headers(&raw.routing, &raw.credentials, &raw.throttling);
+        let backend_header = raw.backend_jwt.as_ref().map(|jwt| jwt.header.clone());
+        let owned_headers = owned_headers(&raw.routing, &raw.credentials, &raw.throttling, backend_header.as_deref());
         let routing = RoutingSettings::compile(raw.routing, &raw.credentials)?;
         if raw.errors.template.is_some() && raw.errors.format != ErrorFormat::Template {
             warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
@@ -117,7 +125,14 @@ impl Config {
         let control_plane =
             raw.control_plane.map(|cp| ControlPlane::compile(cp, &raw.apis, &mut warnings)).transpose()?;
         let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
-        let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
+        let mut auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
+        let backend_jwt = raw.backend_jwt.map(|jwt| BackendJwt::compile(jwt, &mut warnings)).transpose()?;
+        // Key validation keeps the caller's claims only for a backend JWT that copies them.
+        if let Some(jwt) = backend_jwt.as_ref().filter(|jwt| jwt.copy_caller_claims) {
+            for km in &mut auth.key_managers {
+                km.claims.copy_except = Some(jwt.excluded_claims.clone());
+            }
+        }
         let throttle =
             ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)?;
         let directory = StaticDirectory::compile(
@@ -140,6 +155,8 @@ impl Config {
             directory: Rc::new(directory),
             throttle,
             control_plane,
+            backend_jwt,
+            observability: Observability::from(raw.observability),
         })
     }
 
@@ -201,7 +218,12 @@ impl Config {
 }
 
 /// The headers the filter owns, normalized (lowercase, `_` as `-`).
-fn owned_headers(routing: &RawRouting, credentials: &RawCredentials, throttling: &RawThrottling) -> Vec<String> {
+fn owned_headers(
+    routing: &RawRouting,
+    credentials: &RawCredentials,
+    throttling: &RawThrottling,
+    backend_jwt_header: Option<&str>,
+) -> Vec<String> {
     let normalize = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let mut owned = vec![
         normalize(&routing.cluster_header),
@@ -211,6 +233,7 @@ fn owned_headers(routing: &RawRouting, credentials: &RawCredentials, throttling:
     for suffix in CONTEXT_HEADERS {
         owned.push(normalize(&format!("{}{suffix}", credentials.context_header_prefix)));
     }
+    owned.extend(backend_jwt_header.map(normalize));
     owned
 }
 

@@ -61,6 +61,7 @@ mod sys {
             value: *mut *mut u8,
             value_size: *mut usize,
         ) -> u32;
+        pub fn proxy_set_property(path: *const u8, path_size: usize, value: *const u8, value_size: usize) -> u32;
         pub fn proxy_get_shared_data(
             key: *const u8,
             key_size: usize,
@@ -260,6 +261,14 @@ pub fn property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
         NOT_FOUND => Ok(None),
         other => Err(HostError(other)),
     }
+}
+
+/// Sets a property: for a one-segment path, the request's filter state `wasm.<path>` (what an
+/// access log reads with `%FILTER_STATE(wasm.<path>:PLAIN)%`).
+pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
+    let path = property_path(path);
+    // SAFETY: pointers and lengths of live buffers.
+    check(unsafe { sys::proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 /// A shared-data value and its CAS token; `None` when the key does not exist.

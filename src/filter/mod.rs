@@ -450,6 +450,10 @@ impl Host for WasmHost<'_> {
         abi::property(path).ok().flatten()
     }
 
+    fn set_property(&mut self, name: &str, value: &[u8]) {
+        let _ = abi::set_property(&[name], value);
+    }
+
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
         let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())).collect();
         if let Err(status) = abi::send_local_response(u32::from(status), "apim_filter", body, &pairs) {

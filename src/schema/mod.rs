@@ -5,6 +5,7 @@
 
 mod apis;
 mod auth;
+mod backend;
 pub mod checks;
 mod consumers;
 mod control_plane;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use apis::*;
 pub use auth::*;
+pub use backend::*;
 pub use consumers::*;
 pub use control_plane::*;
 pub use errors::*;
@@ -89,6 +91,13 @@ pub struct RawConfig {
     /// configuration holds. Defaults to none.
     #[serde(default)]
     pub control_plane: Option<RawControlPlane>,
+    /// The backend JWT (WSO2's `X-JWT-Assertion`) sent with every authorized request. Defaults to
+    /// none.
+    #[serde(default)]
+    pub backend_jwt: Option<RawBackendJwt>,
+    /// Stats and access-log fields. Defaults as documented on each field.
+    #[serde(default)]
+    pub observability: RawObservability,
 }
 
 /// Why a configuration was refused: the field (a path such as `apis[0].resources[1].path`) and

@@ -21,12 +21,14 @@ use crate::auth::authorize::{authorize, Authorized};
 use crate::auth::credentials::{self, Extracted};
 use crate::auth::validation::{self, AuthStep};
 use crate::auth::{self, failure_fault, AuthFailure, Identity, Refusal};
+use crate::backend_jwt::IssuedCache;
 use crate::catalogue::{Fault, FaultId};
 use crate::config::Config;
 use crate::directory::control_plane::lookup;
 use crate::directory::control_plane::view::CpWorker;
 use crate::directory::Layered;
 use crate::host::{Answer, Call, Host, Step};
+use crate::observe::{self, ApplicationNames, Record};
 use crate::render;
 use crate::routing::{self, Forward, Table, Verdict};
 use crate::throttle::cluster::{ClusterEngine, Refill};
@@ -52,6 +54,10 @@ pub struct Worker {
     pub last_uncounted_log: Option<u64>,
     /// This worker's view of the control plane's directory, when there is one.
     pub control_plane: Option<CpWorker>,
+    /// Backend JWTs this worker issued or read, for reuse.
+    pub backend_jwts: IssuedCache,
+    /// The applications this worker counts by name.
+    pub application_names: ApplicationNames,
 }
 
 impl Worker {
@@ -63,7 +69,13 @@ impl Worker {
                 config.directory.blocking().to_vec(),
             )
         });
-        Worker { auth: auth::WorkerState::new(&config.auth), last_uncounted_log: None, control_plane }
+        Worker {
+            auth: auth::WorkerState::new(&config.auth),
+            last_uncounted_log: None,
+            control_plane,
+            backend_jwts: IssuedCache::default(),
+            application_names: ApplicationNames::default(),
+        }
     }
 }
 
@@ -107,6 +119,12 @@ pub struct Stream {
     uncharged_bytes: u64,
     /// The most restrictive counted level, for the RateLimit headers.
     rate_limit: Option<RateLimitInfo>,
+    /// Access-log fields not yet handed to Envoy.
+    record: Record,
+    /// The matched API's stats prefix (with per-API stats).
+    api_stats: Option<String>,
+    /// The authorized application's name (with application stats).
+    application: Option<String>,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data, and the rate-limit service
@@ -161,6 +179,9 @@ impl Stream {
             throttled: false,
             uncharged_bytes: 0,
             rate_limit: None,
+            record: Record::default(),
+            api_stats: None,
+            application: None,
         }
     }
 
@@ -213,6 +234,14 @@ impl Stream {
             Verdict::Deny(fault) => self.deny(host, &fault),
             Verdict::Forward(forward) => {
                 let open = forward.cluster.is_some();
+                if let Some((api, resource)) = route_of(&routes, &forward) {
+                    if config.observability.api_stats {
+                        self.api_stats = Some(observe::api_stat_prefix(api));
+                    }
+                    if config.observability.access_log_fields {
+                        self.record.route(api, resource, self.request.view().path);
+                    }
+                }
                 self.route = Some(forward);
                 if open {
                     self.throttle(host, None)
@@ -280,7 +309,15 @@ impl Stream {
         let decision = authorize(&directory, api, resource, identity);
         drop(worker);
         match decision {
-            Ok(authorized) => self.throttle(host, Some(authorized)),
+            Ok(authorized) => {
+                if config.observability.access_log_fields {
+                    self.record.caller(&authorized);
+                }
+                if config.observability.application_stats > 0 {
+                    self.application = Some(authorized.application_name.clone());
+                }
+                self.throttle(host, Some(authorized))
+            }
             Err(fault) => {
                 log::debug!("request to {} refused: {}", api.label, fault.id.spec().id);
                 host.count(&format!("apim.auth.refused.{}", fault.id.spec().id));
@@ -361,8 +398,58 @@ impl Stream {
         let Some(cluster) = authorized.map(|a| a.cluster.as_str()).or(route.cluster.as_deref()) else {
             return self.internal_error(host, "forwarded without an endpoint");
         };
-        request::apply_forward(host, &config, &self.request, &route, cluster, authorized, over_quota);
+        let routes = Rc::clone(&self.routes);
+        let api = routes.api(route.api);
+        let backend_jwt = match (&config.backend_jwt, api, authorized) {
+            (Some(settings), Some(api), Some(authorized)) => {
+                let Ok(now) = host.now() else {
+                    return self.deny(host, &Fault::new(FaultId::AuthGeneralError));
+                };
+                let worker = Rc::clone(&self.worker);
+                let mut worker = worker.borrow_mut();
+                match settings.jwt_for(host, &mut worker.backend_jwts, api, authorized, now) {
+                    Ok((jwt, issued)) => {
+                        if issued {
+                            host.count("apim.backend_jwt.issued");
+                        }
+                        Some((settings.header.as_str(), jwt))
+                    }
+                    Err(crate::backend_jwt::SigningFailed) => {
+                        drop(worker);
+                        return self.internal_error(host, "the backend JWT could not be signed");
+                    }
+                }
+            }
+            _ => None,
+        };
+        let target = request::Target { api, route: &route, cluster };
+        request::apply_forward(host, &config, &self.request, &target, authorized, over_quota);
+        if let Some((header, jwt)) = backend_jwt {
+            host.set_request_header(header, Some(jwt.as_bytes()));
+        }
+        if let Some(prefix) = &self.api_stats {
+            host.count(&format!("{prefix}.allowed"));
+        }
+        self.count_application(host, "allowed");
+        self.emit_record(host);
         Flow::Continue
+    }
+
+    /// Counts the authorized application's outcome (bounded names).
+    fn count_application(&mut self, host: &mut impl Host, outcome: &str) {
+        let Some(application) = &self.application else { return };
+        let limit = self.config.observability.application_stats;
+        let stat = self.worker.borrow_mut().application_names.stat(limit, application, outcome);
+        if let Some(stat) = stat {
+            host.count(&stat);
+        }
+    }
+
+    /// Hands the access-log fields gathered so far to Envoy's filter state.
+    fn emit_record(&mut self, host: &mut impl Host) {
+        for (name, value) in std::mem::take(&mut self.record.fields) {
+            host.set_property(&format!("{}{name}", observe::FIELD_PREFIX), value.as_bytes());
+        }
     }
 
     /// Starts a call and leaves the stream waiting for it; a call that cannot be made resumes at
@@ -493,6 +580,14 @@ impl Stream {
         headers.extend(self.rate_limit_headers());
         self.answered_locally = true;
         host.count(&format!("apim.fault.{}", fault.code));
+        if let Some(prefix) = &self.api_stats {
+            host.count(&observe::refused_stat(prefix, fault));
+        }
+        self.count_application(host, "refused");
+        if self.config.observability.access_log_fields {
+            self.record.fault(fault, rendered.status);
+            self.emit_record(host);
+        }
         host.send_response(rendered.status, &headers, rendered.body.as_bytes());
         Flow::Answered
     }

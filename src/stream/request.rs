@@ -11,7 +11,7 @@ use crate::auth::credentials::{percent_decode, CredentialHeader};
 use crate::cidr::parse_source_address;
 use crate::config::{Config, CONTEXT_HEADERS};
 use crate::host::{text, Header, Host};
-use crate::routing::{Forward, RequestView};
+use crate::routing::{Api, Forward, RequestView};
 
 /// The request headers as they arrived, and what the stream learned of the request.
 #[derive(Debug, Default)]
@@ -84,18 +84,24 @@ impl Snapshot {
     }
 }
 
+/// Where a forwarded request goes: its API, route and endpoint cluster.
+pub struct Target<'a> {
+    pub api: Option<&'a Api>,
+    pub route: &'a Forward,
+    pub cluster: &'a str,
+}
+
 /// Prepares a forwarded request: the routing headers, the upstream path (rewritten, and without an
 /// API key in the query), no credentials, the auth context, the over-quota flag.
 pub fn apply_forward(
     host: &mut impl Host,
     config: &Config,
     request: &Snapshot,
-    route: &Forward,
-    cluster: &str,
+    target: &Target<'_>,
     authorized: Option<&Authorized>,
     over_quota: bool,
 ) {
-    let api = config.routes.api(route.api);
+    let Target { api, route, cluster } = *target;
     if over_quota {
         host.set_request_header(&config.throttle.settings.quota_exceeded_header, Some(b"true"));
     }

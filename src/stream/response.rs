@@ -22,6 +22,11 @@ impl Stream {
             .response_header(":status")
             .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
             .unwrap_or(0);
+        if self.config.observability.access_log_fields && self.route.is_some() {
+            // The backend's status (a transport fault below replaces it with WSO2's -1).
+            let name = format!("{}target_response_code", crate::observe::FIELD_PREFIX);
+            host.set_property(&name, status.to_string().as_bytes());
+        }
         // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
         // everything else.
         if status < 400 {

@@ -76,6 +76,9 @@ impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.properties.get(&path.join(".")).cloned()
     }
+    fn set_property(&mut self, name: &str, value: &[u8]) {
+        self.properties.insert(name.to_string(), value.to_vec());
+    }
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
         self.sent = Some((status, headers.to_vec(), body.to_vec()));
     }

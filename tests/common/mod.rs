@@ -114,6 +114,9 @@ pub struct EnvoySetup {
     pub host_env_keys: Vec<String>,
     /// Leave the wasm filter out (what a skipped or dead filter amounts to). Defaults to false.
     pub without_filter: bool,
+    /// Write the shipped access log (`envoy/envoy.yaml`'s JSON format) to this file. Defaults to
+    /// none.
+    pub access_log: Option<PathBuf>,
 }
 
 impl Default for EnvoySetup {
@@ -127,8 +130,28 @@ impl Default for EnvoySetup {
             env: Vec::new(),
             host_env_keys: Vec::new(),
             without_filter: false,
+            access_log: None,
         }
     }
+}
+
+/// The shipped `envoy/envoy.yaml`, parsed.
+fn shipped_envoy_yaml() -> serde_yaml::Value {
+    serde_yaml::from_str(&read_repo_file("envoy/envoy.yaml")).expect("envoy/envoy.yaml parses")
+}
+
+/// The shipped stats configuration (the filter's tag extraction rules), as one line of JSON.
+pub fn shipped_stats_config() -> String {
+    serde_json::to_string(&shipped_envoy_yaml()["stats_config"]).expect("stats_config")
+}
+
+/// The shipped access log's format (the gateway listener's), as one line of JSON.
+pub fn shipped_access_log_format() -> String {
+    let yaml = shipped_envoy_yaml();
+    let manager = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let format = &manager["access_log"][0]["typed_config"]["log_format"];
+    assert!(format.is_mapping(), "envoy/envoy.yaml's gateway listener has an access log format");
+    serde_json::to_string(format).expect("log_format")
 }
 
 pub struct Envoy {
@@ -190,9 +213,18 @@ pub fn envoy_yaml(filter_json: &str, setup: &EnvoySetup, port: u16, admin_port: 
             filter = indent(filter_json, 20),
         )
     };
+    let access_log = match &setup.access_log {
+        Some(path) => format!(
+            "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{}\"\n              log_format: {}\n",
+            path.display(),
+            shipped_access_log_format()
+        ),
+        None => String::new(),
+    };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
+stats_config: {stats}
 static_resources:
   listeners:
   - name: gateway
@@ -203,7 +235,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
-          route_config:
+{access_log}          route_config:
             virtual_hosts:
             - name: apis
               domains: ["*"]
@@ -228,6 +260,7 @@ static_resources:
 {clusters}"#,
         timeout = setup.route_timeout.as_secs_f64(),
         extra = setup.extra_filters,
+        stats = shipped_stats_config(),
     )
 }
 

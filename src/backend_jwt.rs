@@ -1,0 +1,579 @@
+//! The backend JWT (WSO2 API-M 4.x's `X-JWT-Assertion`): the caller's context as claims in WSO2's
+//! dialect, signed RS256 or ES256 (or unsigned, `alg: none`), issued once per caller and API and
+//! reused by every worker of the Envoy (shared data) until shortly before it expires.
+//!
+//! What makes two requests "the same caller and API" is the claims themselves: the JWT's
+//! identity claims (everything but `iat`, `exp` and `jti`) are written canonically and hashed with
+//! the signing settings; the hash names the cached JWT. A change of tier, subscription or caller
+//! claims therefore issues a new JWT, and a new signing key never reuses an old one.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Map, Value};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use crate::auth::authorize::Authorized;
+use crate::host::SharedStore;
+use crate::routing::Api;
+use crate::schema::checks::check_header_name;
+use crate::schema::{resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt};
+
+/// The compiled backend-JWT settings.
+pub struct BackendJwt {
+    /// The header the JWT travels in (lowercase).
+    pub header: String,
+    algorithm: BackendJwtAlgorithm,
+    key: Option<EncodingKey>,
+    /// The JOSE header, already encoded.
+    encoded_header: String,
+    lifetime_s: u64,
+    renew_before_s: u64,
+    /// `<dialect>/`.
+    claim_prefix: String,
+    issuer: String,
+    encoding: BackendJwtEncoding,
+    tenant_domain: String,
+    tenant_id: String,
+    /// Whether the caller's claims are copied (key validation keeps them only then).
+    pub copy_caller_claims: bool,
+    pub excluded_claims: Vec<String>,
+    pub cache_entries: u32,
+    /// SHA-256 of everything that shapes an issued JWT besides its claims (the key included), so
+    /// a changed configuration never reuses a JWT issued under the old one.
+    fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for BackendJwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendJwt")
+            .field("header", &self.header)
+            .field("algorithm", &self.algorithm)
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("lifetime_s", &self.lifetime_s)
+            .finish_non_exhaustive()
+    }
+}
+
+const FIELD: &str = "backend_jwt";
+
+impl BackendJwt {
+    /// Checks and compiles the settings: the key is parsed and tried once (a key that cannot sign
+    /// is refused here, never at run time).
+    pub fn compile(raw: RawBackendJwt, warnings: &mut Vec<String>) -> Result<BackendJwt, ConfigError> {
+        check_header_name(&format!("{FIELD}.header"), &raw.header)?;
+        if raw.header.starts_with(':') || raw.header.eq_ignore_ascii_case("host") {
+            return Err(ConfigError::new(format!("{FIELD}.header"), "must be an ordinary request header"));
+        }
+        if raw.lifetime_s == 0 || raw.lifetime_s > 86_400 {
+            return Err(ConfigError::new(format!("{FIELD}.lifetime_s"), "must be from 1 to 86400"));
+        }
+        if raw.renew_before_s >= raw.lifetime_s {
+            return Err(ConfigError::new(format!("{FIELD}.renew_before_s"), "must be less than `lifetime_s`"));
+        }
+        if raw.cache_entries == 0 || raw.cache_entries > 1 << 20 {
+            return Err(ConfigError::new(format!("{FIELD}.cache_entries"), "must be from 1 to 1048576"));
+        }
+        let mut fingerprint = Sha256::new();
+        let key = match (raw.algorithm, &raw.private_key) {
+            (BackendJwtAlgorithm::None, key) => {
+                if key.is_some() {
+                    warnings.push(format!("`{FIELD}.private_key` is set but `algorithm` is `none`: it is not used"));
+                }
+                None
+            }
+            (_, None) => {
+                return Err(ConfigError::new(
+                    format!("{FIELD}.private_key"),
+                    "is required to sign (or set `algorithm` to `none`)",
+                ))
+            }
+            (algorithm, Some(secret)) => {
+                let field = format!("{FIELD}.private_key");
+                let pem_bytes = resolve_secret(&field, secret, warnings)?;
+                let (key, der) = signing_key(&field, algorithm, &pem_bytes.0)?;
+                fingerprint.update(Sha256::digest(&der));
+                Some(key)
+            }
+        };
+        let x5t = raw.certificate.as_deref().map(x5t_of_certificate).transpose()?;
+        let alg = match raw.algorithm {
+            BackendJwtAlgorithm::RS256 => "RS256",
+            BackendJwtAlgorithm::ES256 => "ES256",
+            BackendJwtAlgorithm::None => "none",
+        };
+        // WSO2 writes the header by hand, in this order.
+        let mut header = format!(r#"{{"typ":"JWT","alg":"{alg}""#);
+        for (name, value) in [("x5t", x5t.as_deref()), ("kid", raw.key_id.as_deref())] {
+            if let Some(value) = value {
+                header.push_str(&format!(",\"{name}\":{}", json_string(value)));
+            }
+        }
+        header.push('}');
+        let claim_prefix = match raw.claim_dialect.as_str() {
+            "" | "/" => raw.claim_dialect.clone(),
+            dialect => format!("{}/", dialect.trim_end_matches('/')),
+        };
+        let encoded_header = encode(raw.encoding, header.as_bytes());
+        for part in [
+            header.as_str(),
+            &claim_prefix,
+            &raw.issuer,
+            &raw.tenant_domain,
+            &raw.tenant_id,
+            &raw.lifetime_s.to_string(),
+            &format!("{:?}", raw.encoding),
+        ] {
+            fingerprint.update(part.as_bytes());
+            fingerprint.update([0]);
+        }
+        let compiled = BackendJwt {
+            header: raw.header.to_ascii_lowercase(),
+            algorithm: raw.algorithm,
+            key,
+            encoded_header,
+            lifetime_s: raw.lifetime_s,
+            renew_before_s: raw.renew_before_s,
+            claim_prefix,
+            issuer: raw.issuer,
+            encoding: raw.encoding,
+            tenant_domain: raw.tenant_domain,
+            tenant_id: raw.tenant_id,
+            copy_caller_claims: raw.copy_caller_claims,
+            excluded_claims: raw.excluded_claims,
+            cache_entries: raw.cache_entries,
+            fingerprint: fingerprint.finalize().into(),
+        };
+        // A key that parses but cannot sign is refused now.
+        compiled.sign("probe").map_err(|SigningFailed| {
+            ConfigError::new(format!("{FIELD}.private_key"), "cannot sign with this key and `algorithm`")
+        })?;
+        Ok(compiled)
+    }
+
+    /// The claims that name the caller and API (WSO2's, then the caller's own where WSO2 has
+    /// none of that name), without the time claims.
+    pub fn identity_claims(&self, api: &Api, authorized: &Authorized) -> Map<String, Value> {
+        let mut claims = Map::new();
+        if let Some(copied) = &authorized.caller_claims {
+            for (name, value) in copied.iter() {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
+        let mut put = |name: &str, value: &str| {
+            claims.insert(format!("{}{name}", self.claim_prefix), Value::String(value.to_string()));
+        };
+        for (name, value) in [
+            ("subscriber", authorized.subscriber.as_str()),
+            ("applicationid", authorized.application_id.as_str()),
+            ("applicationname", authorized.application_name.as_str()),
+            ("applicationtier", authorized.application_tier.as_str()),
+            ("apiname", api.name.as_str()),
+            ("version", api.version.as_str()),
+            ("tier", authorized.tier.as_str()),
+        ] {
+            if !value.is_empty() {
+                put(name, value);
+            }
+        }
+        put("apicontext", &versioned_context(api));
+        put("keytype", authorized.key_type.name());
+        put("usertype", "Application_User");
+        let end_user = match (authorized.user_token, &authorized.end_user) {
+            (true, Some(user)) => user.as_str(),
+            _ => authorized.subscriber.as_str(),
+        };
+        put("enduser", &format!("{end_user}@{}", self.tenant_domain));
+        put("enduserTenantId", &self.tenant_id);
+        put("applicationUUId", &authorized.application_id);
+        if let Some(subject) = &authorized.subject {
+            claims.insert("sub".to_string(), Value::String(subject.clone()));
+        }
+        claims.insert("iss".to_string(), Value::String(self.issuer.clone()));
+        claims
+    }
+
+    /// The cache key of identity claims: SHA-256 of the settings' fingerprint and the claims'
+    /// canonical JSON (keys sorted).
+    pub fn cache_key(&self, identity: &Map<String, Value>) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.fingerprint);
+        hasher.update(Value::Object(identity.clone()).to_string().as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// Issues a JWT for identity claims at `now`: with `iat`, `exp` and a `jti` derived from the
+    /// cache key and the time. `Err` only if signing failed (a key that signed at load).
+    pub fn issue(&self, mut claims: Map<String, Value>, key: &[u8; 32], now: u64) -> Result<Issued, SigningFailed> {
+        let expires = now.saturating_add(self.lifetime_s);
+        claims.insert("iat".to_string(), Value::from(now));
+        claims.insert("exp".to_string(), Value::from(expires));
+        claims.insert("jti".to_string(), Value::String(jti(key, now)));
+        let payload = Value::Object(claims).to_string();
+        let signing_input = format!("{}.{}", self.encoded_header, encode(self.encoding, payload.as_bytes()));
+        let signature = self.sign(&signing_input)?;
+        Ok(Issued { jwt: format!("{signing_input}.{signature}"), reuse_until: expires - self.renew_before_s })
+    }
+
+    /// The encoded signature of a signing input (empty for `alg: none`).
+    fn sign(&self, signing_input: &str) -> Result<String, SigningFailed> {
+        let algorithm = match self.algorithm {
+            BackendJwtAlgorithm::None => return Ok(String::new()),
+            BackendJwtAlgorithm::RS256 => Algorithm::RS256,
+            BackendJwtAlgorithm::ES256 => Algorithm::ES256,
+        };
+        let key = self.key.as_ref().ok_or(SigningFailed)?;
+        let signature =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, algorithm).map_err(|_| SigningFailed)?;
+        match self.encoding {
+            BackendJwtEncoding::Base64url => Ok(signature),
+            other => {
+                let raw = URL_SAFE_NO_PAD.decode(signature.as_bytes()).map_err(|_| SigningFailed)?;
+                Ok(encode(other, &raw))
+            }
+        }
+    }
+
+    /// The JWT for a caller and API: this worker's copy, else the Envoy's (shared data), else a
+    /// newly issued one (stored for every worker). `Err` only if signing failed.
+    pub fn jwt_for(
+        &self,
+        store: &mut dyn SharedStore,
+        cache: &mut IssuedCache,
+        api: &Api,
+        authorized: &Authorized,
+        now: u64,
+    ) -> Result<(Rc<str>, bool), SigningFailed> {
+        let identity = self.identity_claims(api, authorized);
+        let key = self.cache_key(&identity);
+        if let Some((reuse_until, jwt)) = cache.entries.get(&key) {
+            if now < *reuse_until {
+                return Ok((Rc::clone(jwt), false));
+            }
+        }
+        let slot = format!("apim.backend_jwt.{}", slot_of(&key, self.cache_entries));
+        if let Ok(Some((bytes, _))) = store.shared_get(&slot) {
+            if let Some((reuse_until, jwt)) = read_slot(&bytes, &key) {
+                if now < reuse_until {
+                    let jwt: Rc<str> = Rc::from(jwt);
+                    cache.insert(key, reuse_until, Rc::clone(&jwt), self.cache_entries);
+                    return Ok((jwt, false));
+                }
+            }
+        }
+        let issued = self.issue(identity, &key, now)?;
+        let mut value = Vec::with_capacity(40 + issued.jwt.len());
+        value.extend_from_slice(&key);
+        value.extend_from_slice(&issued.reuse_until.to_be_bytes());
+        value.extend_from_slice(issued.jwt.as_bytes());
+        // Last writer wins: two workers issuing at once both hold valid JWTs.
+        let _ = store.shared_set(&slot, &value, None);
+        let jwt: Rc<str> = Rc::from(issued.jwt);
+        cache.insert(key, issued.reuse_until, Rc::clone(&jwt), self.cache_entries);
+        Ok((jwt, true))
+    }
+}
+
+/// Signing failed (with a key that signed when the configuration loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigningFailed;
+
+/// A newly issued JWT and until when it is reused.
+#[derive(Debug)]
+pub struct Issued {
+    pub jwt: String,
+    pub reuse_until: u64,
+}
+
+/// A worker's issued JWTs by cache key (bounded: emptied when full).
+#[derive(Debug, Default)]
+pub struct IssuedCache {
+    entries: HashMap<[u8; 32], (u64, Rc<str>)>,
+}
+
+impl IssuedCache {
+    fn insert(&mut self, key: [u8; 32], reuse_until: u64, jwt: Rc<str>, capacity: u32) {
+        if self.entries.len() >= capacity as usize {
+            self.entries.clear();
+        }
+        self.entries.insert(key, (reuse_until, jwt));
+    }
+}
+
+fn slot_of(key: &[u8; 32], slots: u32) -> u32 {
+    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) % slots.max(1)
+}
+
+/// A shared slot's JWT if it is the one for `key`: 32 bytes of key, 8 of reuse-until (big
+/// endian), then the JWT.
+fn read_slot<'b>(bytes: &'b [u8], key: &[u8; 32]) -> Option<(u64, &'b str)> {
+    let stored_key = bytes.get(..32)?;
+    if stored_key != key {
+        return None;
+    }
+    let until: [u8; 8] = bytes.get(32..40)?.try_into().ok()?;
+    let jwt = std::str::from_utf8(bytes.get(40..)?).ok()?;
+    Some((u64::from_be_bytes(until), jwt))
+}
+
+/// WSO2's `apicontext`: the context with its version (`/pizzashack/1.0.0`).
+pub fn versioned_context(api: &Api) -> String {
+    if api.context.contains("{version}") {
+        api.context.replace("{version}", &api.version)
+    } else {
+        format!("{}/{}", api.context, api.version)
+    }
+}
+
+/// A UUID-shaped (version 4 layout) id from the cache key and the issue time.
+fn jti(key: &[u8; 32], now: u64) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(key);
+    hasher.update(now.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = crate::hashing::hex(&bytes);
+    let part = |from: usize, to: usize| hex.get(from..to).unwrap_or_default().to_string();
+    format!("{}-{}-{}-{}-{}", part(0, 8), part(8, 12), part(12, 16), part(16, 20), part(20, 32))
+}
+
+fn encode(encoding: BackendJwtEncoding, bytes: &[u8]) -> String {
+    match encoding {
+        BackendJwtEncoding::Base64url => URL_SAFE_NO_PAD.encode(bytes),
+        BackendJwtEncoding::Base64urlPadded => URL_SAFE.encode(bytes),
+        BackendJwtEncoding::Base64 => STANDARD_NO_PAD.encode(bytes),
+    }
+}
+
+fn json_string(text: &str) -> String {
+    Value::String(text.to_string()).to_string()
+}
+
+const RSA_OID: &str = "1.2.840.113549.1.1.1";
+const EC_OID: &str = "1.2.840.10045.2.1";
+
+/// The signing key from PEM, and its DER (for the fingerprint).
+fn signing_key(
+    field: &str,
+    algorithm: BackendJwtAlgorithm,
+    pem_text: &[u8],
+) -> Result<(EncodingKey, Vec<u8>), ConfigError> {
+    let parsed = pem::parse(pem_text).map_err(|_| ConfigError::new(field, "is not a PEM private key"))?;
+    let der = parsed.contents().to_vec();
+    let wrong = |what: &str| ConfigError::new(field, format!("{what} (algorithm {algorithm:?})"));
+    let key = match (parsed.tag(), algorithm) {
+        ("RSA PRIVATE KEY", BackendJwtAlgorithm::RS256) => EncodingKey::from_rsa_der(&der),
+        ("PRIVATE KEY", _) => {
+            let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
+                .map_err(|_| ConfigError::new(field, "is not a readable PKCS#8 private key"))?;
+            let oid = info.algorithm.oid.to_string();
+            match algorithm {
+                BackendJwtAlgorithm::RS256 if oid == RSA_OID => EncodingKey::from_rsa_der(info.private_key),
+                BackendJwtAlgorithm::ES256 if oid == EC_OID => EncodingKey::from_ec_der(&der),
+                _ => return Err(wrong("is not a key of the algorithm's type")),
+            }
+        }
+        ("EC PRIVATE KEY", BackendJwtAlgorithm::ES256) => {
+            return Err(wrong("is a SEC1 EC key: convert it to PKCS#8 (`openssl pkcs8 -topk8 -nocrypt -in key.pem`)"))
+        }
+        (tag, _) => return Err(wrong(&format!("holds a `{tag}`, not a private key of the algorithm's type"))),
+    };
+    Ok((key, der))
+}
+
+/// WSO2's `x5t`: base64url, padded, of the lowercase hex SHA-1 thumbprint of the certificate's DER.
+fn x5t_of_certificate(pem_text: &str) -> Result<String, ConfigError> {
+    let field = format!("{FIELD}.certificate");
+    let parsed = pem::parse(pem_text).map_err(|_| ConfigError::new(&field, "is not a PEM certificate"))?;
+    if parsed.tag() != "CERTIFICATE" {
+        return Err(ConfigError::new(field, "is not a PEM certificate"));
+    }
+    let thumbprint = crate::hashing::hex(&Sha1::digest(parsed.contents()));
+    Ok(URL_SAFE.encode(thumbprint.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::fixture::compile;
+    use crate::host::HostError;
+    use crate::vocab::KeyType;
+    use jsonwebtoken::{decode, DecodingKey, Validation};
+
+    const RSA_KEY: &str = include_str!("../tests/fixtures/keys/rsa-a.pem");
+    const RSA_PUBLIC: &str = include_str!("../tests/fixtures/keys/rsa-a.pub.pem");
+    const RSA_CERT: &str = include_str!("../tests/fixtures/keys/rsa-a.crt");
+    const EC_KEY: &str = include_str!("../tests/fixtures/keys/ec-p256.pem");
+    const EC_PUBLIC: &str = include_str!("../tests/fixtures/keys/ec-p256.pub.pem");
+
+    #[derive(Default)]
+    struct Store(HashMap<String, Vec<u8>>);
+
+    impl SharedStore for Store {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            Ok(self.0.get(key).map(|value| (value.clone(), 1)))
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
+            self.0.insert(key.to_string(), value.to_vec());
+            Ok(())
+        }
+    }
+
+    fn settings(json: serde_json::Value) -> Result<BackendJwt, ConfigError> {
+        BackendJwt::compile(serde_json::from_value(json).unwrap(), &mut Vec::new())
+    }
+
+    fn authorized() -> Authorized {
+        let mut claims = Map::new();
+        claims.insert("email".into(), Value::String("alice@example.com".into()));
+        claims.insert("scope".into(), Value::String("read".into()));
+        // A caller claim with the name of one of WSO2's: WSO2's wins.
+        claims.insert("http://wso2.org/claims/tier".into(), Value::String("Forged".into()));
+        Authorized {
+            cluster: "backend".into(),
+            key_type: KeyType::Production,
+            application_id: "app-uuid".into(),
+            application_name: "App".into(),
+            subscriber: "admin".into(),
+            tier: "Gold".into(),
+            end_user: Some("alice".into()),
+            application_tier: "Unlimited".into(),
+            user_token: true,
+            subject: Some("alice".into()),
+            caller_claims: Some(Box::new(claims)),
+        }
+    }
+
+    fn api() -> crate::routing::Table {
+        compile(
+            r#"{"apis": [{"name": "PizzaShackAPI", "context": "/pizzashack", "version": "1.0.0",
+                 "endpoints": {"production": "p"}, "resources": [{"method": "GET", "path": "/menu"}]}]}"#,
+        )
+        .routes
+    }
+
+    fn decoded(jwt: &str, key: &DecodingKey, algorithm: Algorithm) -> Map<String, Value> {
+        let mut validation = Validation::new(algorithm);
+        validation.validate_aud = false;
+        validation.validate_exp = false;
+        validation.set_issuer(&["wso2.org/products/am"]);
+        decode::<Map<String, Value>>(jwt, key, &validation).unwrap().claims
+    }
+
+    #[test]
+    fn an_rs256_jwt_verifies_and_carries_wso2_claims() {
+        let jwt_settings =
+            settings(serde_json::json!({"private_key": RSA_KEY, "certificate": RSA_CERT, "key_id": "gw-1"})).unwrap();
+        let routes = api();
+        let (jwt, issued) = jwt_settings
+            .jwt_for(&mut Store::default(), &mut IssuedCache::default(), &routes.apis[0], &authorized(), 1_000)
+            .unwrap();
+        assert!(issued);
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+        // x5t from the fixture's SHA-1 fingerprint (openssl, see tests/fixtures/keys/README.md).
+        assert_eq!(
+            header,
+            serde_json::json!({"typ": "JWT", "alg": "RS256",
+                "x5t": "MGJhZTVjZjYwOThmYzA5NmYxNDI4ODNkZjUwOGUzYjk4ZDUxNTdhOA==", "kid": "gw-1"})
+        );
+        let claims = decoded(&jwt, &DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()).unwrap(), Algorithm::RS256);
+        let claim = |name: &str| claims.get(name).cloned().unwrap_or(Value::Null);
+        let wso2 = |name: &str| claim(&format!("http://wso2.org/claims/{name}"));
+        assert_eq!(wso2("subscriber"), "admin");
+        assert_eq!(wso2("applicationid"), "app-uuid");
+        assert_eq!(wso2("applicationUUId"), "app-uuid");
+        assert_eq!(wso2("applicationname"), "App");
+        assert_eq!(wso2("applicationtier"), "Unlimited");
+        assert_eq!(wso2("apiname"), "PizzaShackAPI");
+        assert_eq!(wso2("apicontext"), "/pizzashack/1.0.0");
+        assert_eq!(wso2("version"), "1.0.0");
+        assert_eq!(wso2("tier"), "Gold", "WSO2's claim wins over the caller's");
+        assert_eq!(wso2("keytype"), "PRODUCTION");
+        assert_eq!(wso2("usertype"), "Application_User");
+        assert_eq!(wso2("enduser"), "alice@carbon.super");
+        assert_eq!(wso2("enduserTenantId"), "-1234");
+        assert_eq!(claim("sub"), "alice");
+        assert_eq!(claim("email"), "alice@example.com", "caller claims are copied");
+        assert_eq!(claim("iat"), 1_000);
+        assert_eq!(claim("exp"), 1_900);
+        assert_eq!(claim("jti").as_str().map(str::len), Some(36));
+    }
+
+    #[test]
+    fn es256_and_none_and_wso2_encodings() {
+        let routes = api();
+        let es = settings(serde_json::json!({"algorithm": "ES256", "private_key": EC_KEY})).unwrap();
+        let issued = es.issue(es.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
+        let claims = decoded(&issued.jwt, &DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap(), Algorithm::ES256);
+        assert_eq!(claims["http://wso2.org/claims/apiname"], "PizzaShackAPI");
+        assert_eq!(issued.reuse_until, 10 + 900 - 300);
+
+        let none = settings(serde_json::json!({"algorithm": "none", "encoding": "base64url_padded"})).unwrap();
+        let issued = none.issue(none.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
+        assert!(issued.jwt.ends_with('.'), "alg none keeps the trailing dot: {}", issued.jwt);
+        let header = issued.jwt.split('.').next().unwrap();
+        assert_eq!(URL_SAFE.decode(header).unwrap(), br#"{"typ":"JWT","alg":"none"}"#);
+    }
+
+    #[test]
+    fn one_jwt_per_caller_and_api_until_renewal() {
+        let jwt_settings = settings(serde_json::json!({"algorithm": "ES256", "private_key": EC_KEY})).unwrap();
+        let routes = api();
+        let mut store = Store::default();
+        let (first, _) =
+            jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 100).unwrap();
+        // Another worker (its own cache) finds it in shared data.
+        let (again, issued) =
+            jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 699).unwrap();
+        assert_eq!((again.as_ref(), issued), (first.as_ref(), false));
+        // Past reuse: a new one.
+        let (renewed, issued) =
+            jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 700).unwrap();
+        assert!(issued && renewed != first);
+        // Another caller: another JWT.
+        let other = Authorized { tier: "Bronze".into(), ..authorized() };
+        let (theirs, issued) =
+            jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &other, 700).unwrap();
+        assert!(issued && theirs != renewed);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_field() {
+        let field = |json| settings(json).unwrap_err().field;
+        assert_eq!(field(serde_json::json!({})), "backend_jwt.private_key");
+        assert_eq!(field(serde_json::json!({"private_key": EC_KEY})), "backend_jwt.private_key", "EC key for RS256");
+        assert_eq!(field(serde_json::json!({"algorithm": "ES256", "private_key": RSA_KEY})), "backend_jwt.private_key");
+        assert_eq!(field(serde_json::json!({"private_key": "not pem"})), "backend_jwt.private_key");
+        assert_eq!(
+            field(serde_json::json!({"algorithm": "none", "renew_before_s": 900})),
+            "backend_jwt.renew_before_s"
+        );
+        assert_eq!(field(serde_json::json!({"algorithm": "none", "header": ":path"})), "backend_jwt.header");
+        assert_eq!(field(serde_json::json!({"algorithm": "none", "certificate": RSA_KEY})), "backend_jwt.certificate");
+    }
+
+    #[test]
+    fn restricted_and_excluded_caller_claims_are_not_copied() {
+        let claims_settings = crate::auth::settings::Claims {
+            client_id: vec![],
+            scopes: vec![],
+            end_user: "sub".into(),
+            token_type: "aut".into(),
+            copy_except: Some(vec!["email".into()]),
+        };
+        let caller: Map<String, Value> = serde_json::from_str(
+            r#"{"iss":"x","sub":"s","aud":"a","exp":1,"jti":"j","aut":"APPLICATION","email":"e","azp":"c"}"#,
+        )
+        .unwrap();
+        let copied = claims_settings.copyable(&caller).unwrap();
+        assert_eq!(copied.keys().collect::<Vec<_>>(), ["azp"]);
+    }
+}

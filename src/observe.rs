@@ -1,0 +1,155 @@
+//! What operators see of a request: its API-management context as access-log fields (Envoy
+//! filter state `wasm.apim.*`, named after WSO2's analytics event where it has a name), and the
+//! counters per API, per fault and level, and per application (bounded). Names are built so
+//! Envoy's tag extraction turns them into labels (`envoy/envoy.yaml` ships the rules).
+
+use std::collections::HashSet;
+
+use crate::auth::authorize::Authorized;
+use crate::backend_jwt::versioned_context;
+use crate::catalogue::analytics::classify;
+use crate::catalogue::Fault;
+use crate::routing::{Api, Resource};
+use crate::schema::RawObservability;
+
+/// The compiled observability settings.
+#[derive(Clone, Debug)]
+pub struct Observability {
+    pub api_stats: bool,
+    pub application_stats: u32,
+    pub access_log_fields: bool,
+}
+
+impl From<RawObservability> for Observability {
+    fn from(raw: RawObservability) -> Self {
+        Observability {
+            api_stats: raw.api_stats,
+            application_stats: raw.application_stats,
+            access_log_fields: raw.access_log_fields,
+        }
+    }
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Observability::from(RawObservability::default())
+    }
+}
+
+/// The prefix of the access-log fields in Envoy's filter state (`wasm.` is Envoy's).
+pub const FIELD_PREFIX: &str = "apim.";
+
+/// A stats-name segment: what Envoy's tag extraction cannot confuse (no dots unless `dots`).
+fn segment(text: &str, dots: bool) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.') { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// The per-API stats prefix: `apim.api.<name>.version.<version>` (the name without dots).
+pub fn api_stat_prefix(api: &Api) -> String {
+    format!("apim.api.{}.version.{}", segment(&api.name, false), segment(&api.version, true))
+}
+
+/// The counter of a refusal at an API: `<prefix>.refused.code.<code>.level.<level>`.
+pub fn refused_stat(prefix: &str, fault: &Fault) -> String {
+    format!("{prefix}.refused.code.{}.level.{}", fault.code, fault.id.level())
+}
+
+/// The applications a worker counts by name: at most `limit`; the others count as `_other`.
+#[derive(Debug, Default)]
+pub struct ApplicationNames {
+    named: HashSet<String>,
+}
+
+impl ApplicationNames {
+    /// The counter for an application's outcome (`allowed` or `refused`), or `None` when
+    /// application stats are off.
+    pub fn stat(&mut self, limit: u32, application: &str, outcome: &str) -> Option<String> {
+        if limit == 0 {
+            return None;
+        }
+        let name = segment(application, false);
+        let known = self.named.contains(&name);
+        if !known && self.named.len() < limit as usize {
+            self.named.insert(name.clone());
+        }
+        let shown = if self.named.contains(&name) { name } else { "_other".to_string() };
+        Some(format!("apim.application.{shown}.{outcome}"))
+    }
+}
+
+/// The access-log fields of a request, as `(name, value)` pairs in the order they are set.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Record {
+    fn put(&mut self, name: &'static str, value: &str) {
+        if !value.is_empty() {
+            self.fields.push((name, value.to_string()));
+        }
+    }
+
+    /// The API and resource matched, and the path the client sent (before any rewrite).
+    pub fn route(&mut self, api: &Api, resource: &Resource, original_path: &str) {
+        self.put("api_name", &api.name);
+        self.put("api_version", &api.version);
+        self.put("api_context", &versioned_context(api));
+        self.put("api_id", api.source_id.as_deref().unwrap_or(&api.label));
+        self.put("api_resource", resource.template.as_str());
+        self.put("original_path", original_path);
+    }
+
+    /// Who was authorized.
+    pub fn caller(&mut self, authorized: &Authorized) {
+        self.put("application_id", &authorized.application_id);
+        self.put("application_name", &authorized.application_name);
+        self.put("application_owner", &authorized.subscriber);
+        self.put("key_type", authorized.key_type.name());
+        self.put("tier", &authorized.tier);
+        if let Some(user) = &authorized.end_user {
+            self.put("user_name", user);
+        }
+    }
+
+    /// The fault the filter answered with.
+    pub fn fault(&mut self, fault: &Fault, status: u16) {
+        let (error_type, error_message) = classify(fault.code, status);
+        self.put("error_code", &fault.code.to_string());
+        self.put("error_type", error_type);
+        self.put("error_message", error_message);
+        self.put("level", fault.id.level());
+        // WSO2 reports -1 as the backend's status of a fault.
+        self.put("target_response_code", "-1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_segments_keep_tag_extraction_unambiguous() {
+        assert_eq!(segment("Pizza.Shack API", false), "Pizza_Shack_API");
+        assert_eq!(segment("1.0.0", true), "1.0.0");
+        assert_eq!(segment("", false), "_");
+    }
+
+    #[test]
+    fn application_names_are_bounded() {
+        let mut names = ApplicationNames::default();
+        assert_eq!(names.stat(2, "a", "allowed").as_deref(), Some("apim.application.a.allowed"));
+        assert_eq!(names.stat(2, "b.c", "refused").as_deref(), Some("apim.application.b_c.refused"));
+        assert_eq!(names.stat(2, "d", "allowed").as_deref(), Some("apim.application._other.allowed"));
+        assert_eq!(names.stat(2, "a", "refused").as_deref(), Some("apim.application.a.refused"));
+        assert_eq!(names.stat(0, "a", "allowed"), None);
+    }
+}
