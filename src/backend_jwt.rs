@@ -248,11 +248,20 @@ impl BackendJwt {
         authorized: &Authorized,
         now: u64,
     ) -> Result<(Rc<str>, bool), SigningFailed> {
+        // The quick path: the same caller (by what names it exactly) at the same API.
+        let quick = quick_key(api, authorized);
+        if let Some((reuse_until, jwt)) = quick.as_ref().and_then(|quick| cache.by_caller.get(quick)) {
+            if now < *reuse_until {
+                return Ok((Rc::clone(jwt), false));
+            }
+        }
         let identity = self.identity_claims(api, authorized);
         let key = self.cache_key(&identity);
         if let Some((reuse_until, jwt)) = cache.entries.get(&key) {
             if now < *reuse_until {
-                return Ok((Rc::clone(jwt), false));
+                let jwt = Rc::clone(jwt);
+                cache.remember(quick, *reuse_until, &jwt, self.cache_entries);
+                return Ok((jwt, false));
             }
         }
         let slot = format!("apim.backend_jwt.{}", slot_of(&key, self.cache_entries));
@@ -261,6 +270,7 @@ impl BackendJwt {
                 if now < reuse_until {
                     let jwt: Rc<str> = Rc::from(jwt);
                     cache.insert(key, reuse_until, Rc::clone(&jwt), self.cache_entries);
+                    cache.remember(quick, reuse_until, &jwt, self.cache_entries);
                     return Ok((jwt, false));
                 }
             }
@@ -274,6 +284,7 @@ impl BackendJwt {
         let _ = store.shared_set(&slot, &value, None);
         let jwt: Rc<str> = Rc::from(issued.jwt);
         cache.insert(key, issued.reuse_until, Rc::clone(&jwt), self.cache_entries);
+        cache.remember(quick, issued.reuse_until, &jwt, self.cache_entries);
         Ok((jwt, true))
     }
 }
@@ -289,13 +300,22 @@ pub struct Issued {
     pub reuse_until: u64,
 }
 
-/// A worker's issued JWTs by cache key (bounded: emptied when full).
+/// A worker's issued JWTs by cache key, and by caller (bounded: emptied when full).
 #[derive(Debug, Default)]
 pub struct IssuedCache {
     entries: HashMap<[u8; 32], (u64, Rc<str>)>,
+    by_caller: HashMap<String, (u64, Rc<str>)>,
 }
 
 impl IssuedCache {
+    fn remember(&mut self, quick: Option<String>, reuse_until: u64, jwt: &Rc<str>, capacity: u32) {
+        let Some(quick) = quick else { return };
+        if self.by_caller.len() >= capacity as usize {
+            self.by_caller.clear();
+        }
+        self.by_caller.insert(quick, (reuse_until, Rc::clone(jwt)));
+    }
+
     fn insert(&mut self, key: [u8; 32], reuse_until: u64, jwt: Rc<str>, capacity: u32) {
         if self.entries.len() >= capacity as usize {
             self.entries.clear();
@@ -306,6 +326,39 @@ impl IssuedCache {
 
 fn slot_of(key: &[u8; 32], slots: u32) -> u32 {
     u32::from_be_bytes([key[0], key[1], key[2], key[3]]) % slots.max(1)
+}
+
+/// Everything that decides a caller's JWT at an API, written exactly (a cheap string instead of
+/// the claims' JSON and its hash); `None` when caller claims are copied but nothing names the
+/// caller's token (an introspected token: the claims path is taken).
+fn quick_key(api: &Api, authorized: &Authorized) -> Option<String> {
+    let token = match (&authorized.caller_claims, &authorized.caller_token) {
+        (None, token) => token.as_deref().unwrap_or(""),
+        (Some(_), Some(token)) => token.as_str(),
+        (Some(_), None) => return None,
+    };
+    let parts = [
+        api.label.as_str(),
+        api.context.as_str(),
+        &authorized.application_id,
+        &authorized.application_name,
+        &authorized.application_tier,
+        &authorized.subscriber,
+        &authorized.tier,
+        authorized.key_type.name(),
+        authorized.end_user.as_deref().unwrap_or("\u{1}"),
+        if authorized.user_token { "u" } else { "a" },
+        authorized.subject.as_deref().unwrap_or("\u{1}"),
+        token,
+    ];
+    // Each part with its length first: no value can shift the boundaries.
+    let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 6).sum());
+    for part in parts {
+        key.push_str(&part.len().to_string());
+        key.push(':');
+        key.push_str(part);
+    }
+    Some(key)
 }
 
 /// A shared slot's JWT if it is the one for `key`: 32 bytes of key, 8 of reuse-until (big
@@ -448,6 +501,7 @@ mod tests {
             user_token: true,
             subject: Some("alice".into()),
             caller_claims: Some(Box::new(claims)),
+            caller_token: Some("0:jti-1".into()),
         }
     }
 
@@ -538,11 +592,16 @@ mod tests {
         let (renewed, issued) =
             jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 700).unwrap();
         assert!(issued && renewed != first);
-        // Another caller: another JWT.
+        // Another caller: another JWT, also from a worker that knows the first caller.
+        let mut worker = IssuedCache::default();
+        jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &authorized(), 701).unwrap();
         let other = Authorized { tier: "Bronze".into(), ..authorized() };
-        let (theirs, issued) =
-            jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &other, 700).unwrap();
+        let (theirs, issued) = jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &other, 701).unwrap();
         assert!(issued && theirs != renewed);
+        // An introspected token (claims, no token id) takes the claims path and still finds its JWT.
+        let opaque = Authorized { caller_token: None, ..authorized() };
+        let (same, issued) = jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &opaque, 702).unwrap();
+        assert_eq!((same.as_ref(), issued), (renewed.as_ref(), false));
     }
 
     #[test]

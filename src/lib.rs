@@ -7,7 +7,8 @@
 //! [`schema`] (the JSON users write), [`catalogue`] (every fault), [`render`] (the one renderer),
 //! [`routing`] (APIs, resources, paths), [`directory`] (applications, subscriptions, keys,
 //! policies), [`auth`] (key validation and authorization), [`throttle`] (levels, plans, engines),
-//! [`transport`] (the response phase), [`config`] (parse and compile), [`stream`] (one request,
+//! [`transport`] (the response phase), [`backend_jwt`] (the backend JWT), [`observe`] (access-log
+//! fields and stats names), [`config`] (parse and compile), [`stream`] (one request,
 //! and the root context's background work), [`docs`] (reference documents generated from the
 //! code). `ARCHITECTURE.md` shows the request's path through them.
 

@@ -219,3 +219,17 @@ fn the_control_plane_example_validates_and_reads_its_password_from_the_environme
     let example = read_repo_file("envoy/examples/control-plane/envoy.yaml");
     assert!(!example.contains("\"password\": \""), "no inline password in the example");
 }
+
+#[test]
+fn the_istio_stats_tags_are_the_shipped_envoy_configs() {
+    let envoy: serde_yaml::Value = serde_yaml::from_str(&read_repo_file("envoy/envoy.yaml")).unwrap();
+    let istio = read_repo_file("envoy/istio/wasmplugin.yaml");
+    let filter = istio
+        .split("\n---\n")
+        .map(|doc| serde_yaml::from_str::<serde_yaml::Value>(doc).unwrap())
+        .find(|doc| doc["metadata"]["name"].as_str() == Some("apim-stats-tags"))
+        .expect("the stats-tags EnvoyFilter");
+    let tags = &filter["spec"]["configPatches"][0]["patch"]["value"]["stats_config"]["stats_tags"];
+    assert!(tags.as_sequence().is_some_and(|tags| tags.len() == 5));
+    assert_eq!(tags, &envoy["stats_config"]["stats_tags"]);
+}

@@ -27,6 +27,9 @@ pub struct Authorized {
     pub subject: Option<String>,
     /// The caller's claims the backend JWT copies.
     pub caller_claims: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// What names the caller's token uniquely (its key manager and `jti` or signature), when
+    /// something does: the caller claims are then a function of it.
+    pub caller_token: Option<String>,
 }
 
 fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
@@ -101,6 +104,7 @@ pub fn authorize(
                 user_token: key.end_user.is_some(),
                 subject: key.end_user.clone(),
                 caller_claims: None,
+                caller_token: Some(format!("api-key:{}", key.token_id)),
             })
         }
         Identity::ApiKey(_) | Identity::Token(_) => {
@@ -142,6 +146,8 @@ pub fn authorize(
                 user_token: token.is_some_and(|token| token.user_token),
                 subject: token.and_then(|token| token.subject.clone()),
                 caller_claims: token.and_then(|token| token.claims.clone()),
+                caller_token: token
+                    .and_then(|token| token.token_id.as_ref().map(|id| format!("{}:{id}", token.key_manager.0))),
             })
         }
     }

@@ -533,3 +533,41 @@ fn a_bogus_token_does_not_evict_a_cached_active_answer_in_its_slot() {
     assert_eq!(host.counted.last(), Some(&900901));
     assert_eq!(host.shared[&slot], cached, "the real token's answer stays cached");
 }
+
+#[test]
+fn the_access_log_fields_and_api_stats_follow_the_request() {
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu?x=1")]);
+    let mut stream = stream(config());
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+    let field = |host: &FakeHost, name: &str| {
+        host.properties.get(&format!("apim.{name}")).map(|value| String::from_utf8(value.clone()).unwrap())
+    };
+    assert_eq!(field(&host, "api_name").as_deref(), Some("P"));
+    assert_eq!(field(&host, "api_context").as_deref(), Some("/p/1"));
+    assert_eq!(field(&host, "api_resource").as_deref(), Some("/menu"));
+    assert_eq!(field(&host, "original_path").as_deref(), Some("/p/1/menu?x=1"));
+    assert_eq!(field(&host, "error_code"), None);
+    assert!(host.counters.contains(&"apim.api.P.version.1.allowed".to_string()));
+    // The upstream failed: the fault's fields, and the refusal counted at the transport level.
+    host.response.insert(":status".into(), b"503".to_vec());
+    host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
+    assert_eq!(stream.on_response_headers(&mut host), Flow::Answered);
+    assert_eq!(field(&host, "error_code").as_deref(), Some("101503"));
+    assert_eq!(field(&host, "error_type").as_deref(), Some("TARGET_CONNECTIVITY"));
+    assert_eq!(field(&host, "level").as_deref(), Some("transport"));
+    assert_eq!(field(&host, "target_response_code").as_deref(), Some("-1"));
+    assert!(host.counters.contains(&"apim.api.P.version.1.refused.code.101503.level.transport".to_string()));
+}
+
+#[test]
+fn a_client_copy_of_the_backend_jwt_header_is_removed_in_any_spelling() {
+    let json = r#"{"backend_jwt": {"algorithm": "none", "header": "X-Backend-JWT"},
+        "apis":[{"name":"P","context":"/p","version":"1","security":[],
+        "endpoints":{"production":"backend"},"resources":[{"method":"GET","path":"/menu"}]}]}"#;
+    let config = Rc::new(Config::from_json(json.as_bytes()).unwrap());
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("x_backend_jwt", "forged")]);
+    let mut stream = stream(config);
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+    assert!(!host.request.contains_key("x_backend_jwt"));
+    assert!(!host.request.contains_key("x-backend-jwt"), "an open resource gets no backend JWT");
+}
