@@ -170,6 +170,13 @@ def with_backend_jwt(config, algorithm):
     return config
 
 
+def quiet(config):
+    """`config` without the per-API stats and the access-log fields."""
+    config = dict(config)
+    config["observability"] = {"api_stats": False, "application_stats": 0, "access_log_fields": False}
+    return config
+
+
 def open_config():
     return {"apis": [{"name": "Bench", "context": "/bench", "version": "1.0.0", "security": [],
                       "endpoints": {"production": "unused"}, "resources": [{"method": "GET", "path": "/items"}]}]}
@@ -328,8 +335,12 @@ def main():
             "d": lambda: measure("(d) apim-filter, opaque API key", wasm_filter(our_config(creds)), apikey),
             "g": lambda: measure("(g) (c) with the backend JWT, RS256", wasm_filter(with_backend_jwt(our_config(creds), "RS256")), bearer),
             "h": lambda: measure("(h) (c) with the backend JWT, ES256", wasm_filter(with_backend_jwt(our_config(creds), "ES256")), bearer),
+            "b": lambda: measure("(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer),
+            "f": lambda: measure("(f) apim-filter, JWT, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer),
             "e": lambda: measure("(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], expected=401),
             "open": lambda: measure("(diag) open resource, no policies", wasm_filter(open_config()), []),
+            "open-quiet": lambda: measure("(diag) open, no stats or log fields", wasm_filter(quiet(open_config())), []),
+            "c-quiet": lambda: measure("(diag) (c), no stats or log fields", wasm_filter(quiet(our_config(creds))), bearer),
             "d0": lambda: measure("(diag) API key, no policies", wasm_filter(without_policies(our_config(creds))), apikey),
             "cluster": lambda: print("\n".join(cluster.report(cluster.bench(sys.modules[__name__]), verdict))),
             "directory": lambda: print("\n".join(directory.report(directory.bench(sys.modules[__name__], creds), verdict))),
