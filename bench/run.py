@@ -106,14 +106,14 @@ def wasm_filter(config):
     }]
 
 
-def native_filters(creds, cache):
+def native_filters(creds, cache, cache_size=100):
     provider = {
         "issuer": creds["issuer"],
         "audiences": ["bench"],
         "local_jwks": {"inline_string": json.dumps({"keys": [creds["jwk"]]})},
     }
     if cache:
-        provider["jwt_cache_config"] = {"jwt_cache_size": 100}
+        provider["jwt_cache_config"] = {"jwt_cache_size": cache_size}
     never = {"numerator": 100, "denominator": "HUNDRED"}
     return [
         {
@@ -151,7 +151,8 @@ def our_config(creds, applications=10, cache_entries=10000):
     return {
         "credentials": {"verified_cache_entries": cache_entries},
         "key_managers": [{"name": "bench", "issuer": creds["issuer"], "audiences": ["bench"],
-                          "jwks": {"keys": [creds["jwk"]]}}],
+                          "algorithms": ["RS256", "ES256", "EdDSA"],
+                          "jwks": {"keys": [creds["jwk"], creds["es256"]["jwk"], creds["eddsa"]["jwk"]]}}],
         "apis": [{"name": "Bench", "context": "/bench", "version": "1.0.0", "security": ["oauth2", "api_key"],
                   "policy": "Huge", "endpoints": {"production": "unused"},
                   "resources": [{"method": "GET", "path": "/items"}]}],
@@ -175,6 +176,25 @@ def quiet(config):
     config = dict(config)
     config["observability"] = {"api_stats": False, "application_stats": 0, "access_log_fields": False}
     return config
+
+
+def ext_authz(authorizer_port):
+    """Envoy's ext_authz calling a minimal authorizer (an Envoy listener that answers 200 to
+    everything, on the same core): the shape of Choreo Connect's enforcer or Authorino, at its
+    cheapest. Returns (filters, clusters)."""
+    filters = [{
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "http_service": {"server_uri": {"uri": f"http://127.0.0.1:{authorizer_port}", "cluster": "authorizer",
+                                            "timeout": "1s"}},
+        },
+    }]
+    clusters = [{"name": "authorizer", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+        "cluster_name": "authorizer", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": authorizer_port}}}}]}]}}]
+    return filters, clusters
 
 
 def open_config():
@@ -235,6 +255,8 @@ class Envoy:
 
 
 def check(port, headers, expected, path=PATH):
+    if isinstance(headers, Rotating):
+        headers = headers.first
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=dict(headers))
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
@@ -248,8 +270,38 @@ def check(port, headers, expected, path=PATH):
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+class Rotating:
+    """Headers that change per request: `Authorization: Bearer <token>` round-robin over the
+    tokens in `path` (a wrk Lua script does it); `first` is what the scenario check sends."""
+
+    def __init__(self, path):
+        self.tokens = path
+        self.first = [("Authorization", f"Bearer {open(path).readline().strip()}")]
+        self.script = path + ".lua"
+        with open(self.script, "w") as f:
+            f.write(
+                "local tokens = {}\n"
+                f"for line in io.lines('{path}') do tokens[#tokens + 1] = 'Bearer ' .. line end\n"
+                "local i = 0\n"
+                "request = function()\n"
+                "  i = i % #tokens + 1\n"
+                "  return wrk.format(nil, nil, {['Authorization'] = tokens[i]})\n"
+                "end\n"
+            )
+
+
+def many_tokens(count):
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-tokens-"), "tokens.txt")
+    subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "bench-credentials", "--", "--tokens",
+                    str(count), path], cwd=ROOT, check=True)
+    return Rotating(path)
+
+
 def wrk(port, headers, seconds, path=PATH):
     args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    if isinstance(headers, Rotating):
+        args += ["-s", headers.script]
+        headers = []
     for name, value in headers:
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
@@ -284,10 +336,12 @@ def measure_interleaved(specs):
     envoys = {}
     try:
         for key, label, filters, headers, expected in specs:
-            envoys[key] = Envoy(filters, key)
+            filters, clusters = filters if isinstance(filters, tuple) else (filters, ())
+            envoys[key] = Envoy(filters, key, clusters=clusters)
             check(envoys[key].port, headers, expected)
         for key, label, filters, headers, expected in specs:
-            wrk(envoys[key].port, headers, WARMUP)
+            # Many callers: long enough for every caller to have been seen once.
+            wrk(envoys[key].port, headers, 20 if isinstance(headers, Rotating) else WARMUP)
         rounds = {key: [] for key, *_ in specs}
         for _ in range(ROUNDS):
             for key, label, filters, headers, expected in specs:
@@ -348,7 +402,13 @@ def main():
         for key in only.split(","):
             scenarios[key]()
         return 0
-    results = measure_interleaved([
+    authorizer = Envoy([], "authorizer")
+    es256 = [("Authorization", f"Bearer {creds['es256']['token']}")]
+    eddsa = [("Authorization", f"Bearer {creds['eddsa']['token']}")]
+    callers = many_tokens(10_000)
+    many = our_config(creds, applications=10_001)  # client-1 .. client-10000 each have an application
+    try:
+        results = measure_interleaved([
         ("a", "(a) bare Envoy", [], [], 200),
         ("b", "(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer, 200),
         ("b'", "(b') (b) with jwt_cache_config", native_filters(creds, cache=True), bearer, 200),
@@ -358,7 +418,22 @@ def main():
         ("f", "(f) apim-filter, JWT, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer, 200),
         ("g", "(g) (c) with the backend JWT, RS256", wasm_filter(with_backend_jwt(our_config(creds), "RS256")), bearer, 200),
         ("h", "(h) (c) with the backend JWT, ES256", wasm_filter(with_backend_jwt(our_config(creds), "ES256")), bearer, 200),
-    ])
+        ("open", "(open) apim-filter, open resource", wasm_filter(open_config()), [], 200),
+        ("open-quiet", "(open) without stats or log fields", wasm_filter(quiet(open_config())), [], 200),
+        ("x", "(x) ext_authz, minimal authorizer", ext_authz(authorizer.port), bearer, 200),
+        ])
+        cold = measure_interleaved([
+            ("b", "(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer, 200),
+            ("f", "(f) RS256, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer, 200),
+            ("f-es", "(f) ES256, no cache", wasm_filter(our_config(creds, cache_entries=0)), es256, 200),
+            ("f-ed", "(f) EdDSA, no cache", wasm_filter(our_config(creds, cache_entries=0)), eddsa, 200),
+            ("c10k", "(c) 10,000 callers round-robin", wasm_filter(many), callers, 200),
+            ("b'10k", "(b') 10,000 callers, cache 10,000", native_filters(creds, cache=True, cache_size=10_000), callers, 200),
+        ])
+    finally:
+        authorizer.stop()
+    results.update({k: v for k, v in cold.items() if k != "b"})
+    results["b-cold"] = cold["b"]
     scale = measure_interleaved([
         (n, f"(d) with {n} applications/keys/subscriptions", wasm_filter(our_config(creds, applications=n)), apikey, 200)
         for n in (10, 10_000, 100_000)
@@ -377,6 +452,9 @@ def cpu_model():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "unknown CPU"
+
+
+MANY_NATIVE = "b'10k"
 
 
 def delta_ms(x, y):
@@ -421,6 +499,14 @@ def write_results(r, scale, from_control_plane, across_nodes, wasm_size, elapsed
         "f": "(f) apim-filter: JWT with the verified-token cache off",
         "g": "(g) (c) with the backend JWT (X-JWT-Assertion), RS256",
         "h": "(h) (c) with the backend JWT, ES256",
+        "open": "(open) apim-filter: an open resource, no policy (the floor)",
+        "open-quiet": "(open) the same without per-API stats and access-log fields",
+        "x": "(x) Envoy `ext_authz` to a minimal authorizer that answers allowed",
+        "b-cold": "(b) again, beside the cold-token scenarios",
+        "f-es": "(f) apim-filter: ES256 JWT, verified-token cache off",
+        "f-ed": "(f) apim-filter: EdDSA JWT, verified-token cache off",
+        "c10k": "(c) with 10,000 distinct callers round-robin (10,000 applications, tokens cached)",
+        "b'10k": "(b') with 10,000 distinct callers, `jwt_cache_size` 10,000",
     }
     for key, name in names.items():
         x = r[key]
@@ -433,6 +519,15 @@ def write_results(r, scale, from_control_plane, across_nodes, wasm_size, elapsed
         f"| c/b | {c_b:.3f} | |",
         f"| c/b' | {c_bc:.3f} | >= 1.0: {verdict(c_bc >= 1.0)} |",
         f"| f/b | {f_b:.3f} | (raw verification cost next to native) |",
+        f"| open/a | {ratio(r['open']['rps'], r['a']['rps']):.3f} | >= 0.85: {verdict(ratio(r['open']['rps'], r['a']['rps']) >= 0.85)} (the floor) |",
+        f"| open-quiet/a | {ratio(r['open-quiet']['rps'], r['a']['rps']):.3f} | (the floor without stats and access-log fields) |",
+        f"| c/open | {ratio(r['c']['rps'], r['open']['rps']):.3f} | >= 0.9: {verdict(ratio(r['c']['rps'], r['open']['rps']) >= 0.9)} |",
+        f"| c/x | {ratio(r['c']['rps'], r['x']['rps']):.3f} | >= 3: {verdict(ratio(r['c']['rps'], r['x']['rps']) >= 3)} |",
+        f"| f/b (same table) | {ratio(r['f']['rps'], r['b-cold']['rps']):.3f} | >= 0.5: {verdict(ratio(r['f']['rps'], r['b-cold']['rps']) >= 0.5)} (RS256) |",
+        f"| f-es/b | {ratio(r['f-es']['rps'], r['b-cold']['rps']):.3f} | (ES256, ours; b verifies RS256) |",
+        f"| f-ed/b | {ratio(r['f-ed']['rps'], r['b-cold']['rps']):.3f} | (EdDSA, ours) |",
+        f"| c10k/b'10k | {ratio(r['c10k']['rps'], r[MANY_NATIVE]['rps']):.3f} | (many callers) |",
+        f"| c10k/c | {ratio(r['c10k']['rps'], r['c']['rps']):.3f} | (many callers against one) |",
         f"| g/c | {ratio(r['g']['rps'], r['c']['rps']):.3f} | (the backend JWT, reused: one per caller and API) |",
         f"| h/c | {ratio(r['h']['rps'], r['c']['rps']):.3f} | |",
         "",
