@@ -16,6 +16,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod settings;
+pub mod shared_tokens;
 pub mod strict_json;
 pub mod validation;
 

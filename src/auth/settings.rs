@@ -118,6 +118,9 @@ pub struct AuthConfig {
     /// `iss` to key manager.
     pub issuers: HashMap<String, KmId>,
     pub api_key_jwt: Option<ApiKeyJwt>,
+    /// Names the configuration (hex SHA-256 of its text) in the Envoy-wide cache of verified
+    /// tokens: a token verified under another configuration is verified again.
+    pub fingerprint: String,
 }
 
 impl Default for AuthConfig {
@@ -127,11 +130,18 @@ impl Default for AuthConfig {
             key_managers: Vec::new(),
             issuers: HashMap::new(),
             api_key_jwt: None,
+            fingerprint: String::new(),
         }
     }
 }
 
 impl AuthConfig {
+    /// Whether verified tokens are shared by the workers (with the verified-token cache on, and
+    /// a configuration to name them by).
+    pub fn shares_verified_tokens(&self) -> bool {
+        self.credentials.verified_cache_entries > 0 && !self.fingerprint.is_empty()
+    }
+
     /// Checks and compiles key validation's part; inline secrets add warnings.
     pub fn compile(
         credentials: RawCredentials,
@@ -159,7 +169,7 @@ impl AuthConfig {
             Some(raw) => Some(compile_api_key_jwt(raw)?),
             None => None,
         };
-        Ok(AuthConfig { credentials, key_managers: compiled, issuers, api_key_jwt })
+        Ok(AuthConfig { credentials, key_managers: compiled, issuers, api_key_jwt, fingerprint: String::new() })
     }
 
     pub fn key_manager(&self, id: KmId) -> Option<&KeyManager> {

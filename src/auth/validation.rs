@@ -7,7 +7,9 @@
 use super::credentials::Presented;
 use super::introspection::{self, CachedIntrospection, Introspected};
 use super::settings::AuthConfig;
-use super::{api_keys, bearer, credential_hash, jwks, AuthFailure, Identity, Refusal, WorkerState};
+use super::{
+    api_keys, bearer, credential_hash, jwks, looks_like_jws, shared_tokens, AuthFailure, Identity, Refusal, WorkerState,
+};
 use crate::directory::Directory;
 use crate::host::{Answer, SharedStore, Step};
 use crate::vocab::KmId;
@@ -73,10 +75,22 @@ fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> A
     if let Some(identity) = context.worker.tokens.get(&token, now) {
         return Step::Done(Identity::Token(identity.clone()));
     }
+    // Another worker of this Envoy may have verified it already.
+    let shared = context.auth.shares_verified_tokens() && looks_like_jws(&token);
+    let hash = shared.then(|| credential_hash(&token));
+    if let Some(hash) = &hash {
+        if let Some(identity) = shared_tokens::lookup(context.store, &context.auth.fingerprint, hash, now) {
+            context.worker.tokens.insert(&token, identity.clone());
+            return Step::Done(Identity::Token(identity));
+        }
+    }
     jwks::sync(context.store, context.auth, context.worker, now);
     match bearer::verify(context.auth, &context.worker.jwks, &token, now, may_fetch) {
         bearer::BearerStep::Verified(identity) => {
             context.worker.tokens.insert(&token, identity.clone());
+            if let Some(hash) = &hash {
+                shared_tokens::remember(context.store, &context.auth.fingerprint, hash, &identity);
+            }
             Step::Done(Identity::Token(identity))
         }
         bearer::BearerStep::Failed(refusal) => Step::Refused(refusal),
@@ -137,6 +151,74 @@ fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], a
         Introspected::Unavailable(reason) => {
             log::warn!("key manager `{}` did not answer the introspection usably ({reason})", km.name);
             Step::Refused(AuthFailure::KeyManagerUnavailable.because(reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::testkeys::{jwk, sign_raw};
+    use crate::config::Config;
+    use crate::host::HostError;
+    use jsonwebtoken::Algorithm;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Store(HashMap<String, Vec<u8>>);
+
+    impl SharedStore for Store {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            Ok(self.0.get(key).map(|value| (value.clone(), 1)))
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
+            self.0.insert(key.to_string(), value.to_vec());
+            Ok(())
+        }
+    }
+
+    fn config(extra: &str) -> Config {
+        let json = serde_json::json!({
+            "key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"keys": [jwk("rsa-a.pem", Algorithm::RS256, "k")]}}],
+            "credentials": {"api_key_header": extra}
+        });
+        Config::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn validate(config: &Config, worker: &mut WorkerState, store: &mut Store, token: &str) -> AuthStep {
+        let mut context =
+            Context { auth: &config.auth, directory: config.directory.as_ref(), worker, store, now: 1_000 };
+        start(&mut context, Presented::Bearer(token.to_string()))
+    }
+
+    #[test]
+    fn a_token_one_worker_verified_is_not_verified_again_by_another_and_never_under_another_configuration() {
+        let config = config("apikey");
+        let token = sign_raw(
+            r#"{"alg":"RS256","kid":"k"}"#,
+            r#"{"iss":"https://a","client_id":"c","exp":2000,"jti":"t-1"}"#,
+            "rsa-a.pem",
+            Algorithm::RS256,
+        );
+        let mut store = Store::default();
+        let mut first = WorkerState::new(&config.auth);
+        assert!(matches!(validate(&config, &mut first, &mut store, &token), Step::Done(_)));
+        assert_eq!(store.0.keys().filter(|key| key.starts_with("apim.verified.")).count(), 1);
+        // Tamper with the stored identity: a worker that takes it from shared data shows it.
+        let key = store.0.keys().find(|key| key.starts_with("apim.verified.")).unwrap().clone();
+        let marked = String::from_utf8(store.0[&key].clone()).unwrap().replace("\"c\"", "\"from-shared-data\"");
+        store.0.insert(key, marked.into_bytes());
+        let mut second = WorkerState::new(&config.auth);
+        match validate(&config, &mut second, &mut store, &token) {
+            Step::Done(Identity::Token(identity)) => assert_eq!(identity.client_id, "from-shared-data"),
+            other => panic!("{other:?}"),
+        }
+        // Another configuration verifies for itself.
+        let other = self::config("x-api-key");
+        let mut third = WorkerState::new(&other.auth);
+        match validate(&other, &mut third, &mut store, &token) {
+            Step::Done(Identity::Token(identity)) => assert_eq!(identity.client_id, "c"),
+            other => panic!("{other:?}"),
         }
     }
 }

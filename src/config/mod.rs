@@ -107,7 +107,8 @@ impl Config {
             deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
             raw
         };
-        Ok(raw)
+        use sha2::Digest;
+        Ok(RawConfig { fingerprint: crate::hashing::hex(&sha2::Sha256::digest(bytes)), ..raw })
     }
 
     /// Checks and compiles a parsed configuration, each domain its own part.
@@ -126,6 +127,7 @@ impl Config {
             raw.control_plane.map(|cp| ControlPlane::compile(cp, &raw.apis, &mut warnings)).transpose()?;
         let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
         let mut auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
+        auth.fingerprint = raw.fingerprint;
         let backend_jwt = raw.backend_jwt.map(|jwt| BackendJwt::compile(jwt, &mut warnings)).transpose()?;
         // Key validation keeps the caller's claims only for a backend JWT that copies them.
         if let Some(jwt) = backend_jwt.as_ref().filter(|jwt| jwt.copy_caller_claims) {
@@ -277,7 +279,10 @@ mod tests {
     #[test]
     fn empty_input_and_empty_object_are_valid_and_equal_the_default() {
         assert!(Config::from_json(b"").is_ok());
-        let parsed = Config::from_json(b"{}").unwrap();
+        let mut parsed = Config::from_json(b"{}").unwrap();
+        // The fingerprint names the text (for the shared verified-token cache), not a behaviour.
+        assert_eq!(parsed.auth.fingerprint.len(), 64);
+        parsed.auth.fingerprint.clear();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
     }
 

@@ -98,6 +98,10 @@ pub struct RawConfig {
     /// Stats and access-log fields. Defaults as documented on each field.
     #[serde(default)]
     pub observability: RawObservability,
+    /// Hex SHA-256 of the configuration's text (set when it is parsed; not a field users write).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub fingerprint: String,
 }
 
 /// Why a configuration was refused: the field (a path such as `apis[0].resources[1].path`) and

@@ -1,0 +1,94 @@
+//! The Envoy-wide cache of verified JWTs: a token one worker verified is not verified again by
+//! the others (signature verification in wasm costs about a millisecond). Entries are keyed by
+//! the token's SHA-256 (the token itself is never stored), in a fixed number of shared-data slots
+//! (memory is bounded by the slots), and name the configuration that verified them: after a
+//! configuration change nothing verified under the old one is taken. An entry is never used past
+//! the token's `exp`; the per-worker cache in front of it keeps the hot tokens.
+
+use serde::{Deserialize, Serialize};
+
+use super::bearer::TokenIdentity;
+use crate::hashing::hex;
+use crate::host::SharedStore;
+
+/// Shared-data slots for verified tokens.
+pub const SLOTS: u32 = 4096;
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    /// Hex SHA-256 of the token.
+    hash: String,
+    /// The configuration that verified it.
+    config: String,
+    identity: TokenIdentity,
+}
+
+fn slot(hash: &[u8; 32]) -> String {
+    let slot = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]) % SLOTS;
+    format!("apim.verified.{slot}")
+}
+
+/// The identity of a token another worker verified under this configuration, if still valid.
+pub fn lookup(store: &dyn SharedStore, config: &str, hash: &[u8; 32], now: u64) -> Option<TokenIdentity> {
+    let (bytes, _) = store.shared_get(&slot(hash)).ok()??;
+    let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+    (entry.hash == hex(hash) && entry.config == config && now <= entry.identity.expires_at).then_some(entry.identity)
+}
+
+/// Remembers a verified token for every worker (a newer token may take an older one's slot).
+pub fn remember(store: &mut dyn SharedStore, config: &str, hash: &[u8; 32], identity: &TokenIdentity) {
+    let entry = Entry { hash: hex(hash), config: config.to_string(), identity: identity.clone() };
+    if let Ok(bytes) = serde_json::to_vec(&entry) {
+        let _ = store.shared_set(&slot(hash), &bytes, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostError;
+    use crate::vocab::KmId;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Store(HashMap<String, Vec<u8>>);
+
+    impl SharedStore for Store {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            Ok(self.0.get(key).map(|value| (value.clone(), 1)))
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
+            self.0.insert(key.to_string(), value.to_vec());
+            Ok(())
+        }
+    }
+
+    fn identity(expires_at: u64) -> TokenIdentity {
+        TokenIdentity {
+            key_manager: KmId(0),
+            client_id: "c".into(),
+            scopes: vec![],
+            end_user: None,
+            user_token: false,
+            expires_at,
+            token_id: Some("jti".into()),
+            subject: None,
+            claims: None,
+        }
+    }
+
+    #[test]
+    fn only_the_same_token_under_the_same_configuration_until_exp() {
+        let mut store = Store::default();
+        let hash = super::super::credential_hash("a.b.c");
+        remember(&mut store, "config-1", &hash, &identity(100));
+        assert_eq!(lookup(&store, "config-1", &hash, 100), Some(identity(100)));
+        assert_eq!(lookup(&store, "config-1", &hash, 101), None, "never past exp");
+        assert_eq!(lookup(&store, "config-2", &hash, 50), None, "another configuration verifies again");
+        // Another token in the same slot is not this one.
+        let mut other = hash;
+        other[31] ^= 1;
+        assert_eq!(lookup(&store, "config-1", &other, 50), None);
+        assert!(store.0.values().all(|value| !String::from_utf8_lossy(value).contains("a.b.c")), "no token stored");
+    }
+}
