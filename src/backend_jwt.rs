@@ -456,7 +456,7 @@ fn x5t_of_certificate(pem_text: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use crate::auth::fixture::compile;
-    use crate::host::HostError;
+    use crate::host::testing::MemoryStore;
     use crate::vocab::KeyType;
     use jsonwebtoken::{decode, DecodingKey, Validation};
 
@@ -465,19 +465,6 @@ mod tests {
     const RSA_CERT: &str = include_str!("../tests/fixtures/keys/rsa-a.crt");
     const EC_KEY: &str = include_str!("../tests/fixtures/keys/ec-p256.pem");
     const EC_PUBLIC: &str = include_str!("../tests/fixtures/keys/ec-p256.pub.pem");
-
-    #[derive(Default)]
-    struct Store(HashMap<String, Vec<u8>>);
-
-    impl SharedStore for Store {
-        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-            Ok(self.0.get(key).map(|value| (value.clone(), 1)))
-        }
-        fn shared_set(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
-            self.0.insert(key.to_string(), value.to_vec());
-            Ok(())
-        }
-    }
 
     fn settings(json: serde_json::Value) -> Result<BackendJwt, ConfigError> {
         BackendJwt::compile(serde_json::from_value(json).unwrap(), &mut Vec::new())
@@ -527,7 +514,7 @@ mod tests {
             settings(serde_json::json!({"private_key": RSA_KEY, "certificate": RSA_CERT, "key_id": "gw-1"})).unwrap();
         let routes = api();
         let (jwt, issued) = jwt_settings
-            .jwt_for(&mut Store::default(), &mut IssuedCache::default(), &routes.apis[0], &authorized(), 1_000)
+            .jwt_for(&mut MemoryStore::default(), &mut IssuedCache::default(), &routes.apis[0], &authorized(), 1_000)
             .unwrap();
         assert!(issued);
         let header: Value =
@@ -581,7 +568,7 @@ mod tests {
     fn one_jwt_per_caller_and_api_until_renewal() {
         let jwt_settings = settings(serde_json::json!({"algorithm": "ES256", "private_key": EC_KEY})).unwrap();
         let routes = api();
-        let mut store = Store::default();
+        let mut store = MemoryStore::default();
         let (first, _) =
             jwt_settings.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 100).unwrap();
         // Another worker (its own cache) finds it in shared data.

@@ -191,6 +191,45 @@ pub fn text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
 }
 
+/// Test doubles of the host.
+#[cfg(test)]
+pub mod testing {
+    use super::{HostError, SharedStore};
+    use std::collections::HashMap;
+
+    /// An in-memory store; `conflicts` makes the next N writes fail as if another worker won.
+    #[derive(Default)]
+    pub struct MemoryStore {
+        pub data: HashMap<String, (Vec<u8>, u32)>,
+        pub conflicts: u32,
+    }
+
+    /// Behaves like Envoy's shared data: a write without a CAS token is unconditional, a write
+    /// with one succeeds only while the token matches.
+    impl SharedStore for MemoryStore {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            Ok(self.data.get(key).map(|(value, cas)| (value.clone(), *cas)))
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+            if self.conflicts > 0 && cas.is_some() {
+                self.conflicts -= 1;
+                if let Some(entry) = self.data.get_mut(key) {
+                    entry.1 += 1;
+                }
+                return Err(HostError::CAS_MISMATCH);
+            }
+            let current = self.data.get(key).map(|(_, cas)| *cas);
+            if let (Some(expected), Some(current)) = (cas, current) {
+                if expected != current {
+                    return Err(HostError::CAS_MISMATCH);
+                }
+            }
+            self.data.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

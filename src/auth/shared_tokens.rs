@@ -46,22 +46,8 @@ pub fn remember(store: &mut dyn SharedStore, config: &str, hash: &[u8; 32], iden
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::HostError;
+    use crate::host::testing::MemoryStore;
     use crate::vocab::KmId;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Store(HashMap<String, Vec<u8>>);
-
-    impl SharedStore for Store {
-        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-            Ok(self.0.get(key).map(|value| (value.clone(), 1)))
-        }
-        fn shared_set(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
-            self.0.insert(key.to_string(), value.to_vec());
-            Ok(())
-        }
-    }
 
     fn identity(expires_at: u64) -> TokenIdentity {
         TokenIdentity {
@@ -79,7 +65,7 @@ mod tests {
 
     #[test]
     fn only_the_same_token_under_the_same_configuration_until_exp() {
-        let mut store = Store::default();
+        let mut store = MemoryStore::default();
         let hash = super::super::credential_hash("a.b.c");
         remember(&mut store, "config-1", &hash, &identity(100));
         assert_eq!(lookup(&store, "config-1", &hash, 100), Some(identity(100)));
@@ -89,6 +75,9 @@ mod tests {
         let mut other = hash;
         other[31] ^= 1;
         assert_eq!(lookup(&store, "config-1", &other, 50), None);
-        assert!(store.0.values().all(|value| !String::from_utf8_lossy(value).contains("a.b.c")), "no token stored");
+        assert!(
+            store.data.values().all(|(value, _)| !String::from_utf8_lossy(value).contains("a.b.c")),
+            "no token stored"
+        );
     }
 }

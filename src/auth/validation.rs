@@ -160,22 +160,8 @@ mod tests {
     use super::*;
     use crate::auth::keys::testkeys::{jwk, sign_raw};
     use crate::config::Config;
-    use crate::host::HostError;
+    use crate::host::testing::MemoryStore;
     use jsonwebtoken::Algorithm;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Store(HashMap<String, Vec<u8>>);
-
-    impl SharedStore for Store {
-        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-            Ok(self.0.get(key).map(|value| (value.clone(), 1)))
-        }
-        fn shared_set(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
-            self.0.insert(key.to_string(), value.to_vec());
-            Ok(())
-        }
-    }
 
     fn config(extra: &str) -> Config {
         let json = serde_json::json!({
@@ -185,7 +171,7 @@ mod tests {
         Config::from_json(json.to_string().as_bytes()).unwrap()
     }
 
-    fn validate(config: &Config, worker: &mut WorkerState, store: &mut Store, token: &str) -> AuthStep {
+    fn validate(config: &Config, worker: &mut WorkerState, store: &mut MemoryStore, token: &str) -> AuthStep {
         let mut context =
             Context { auth: &config.auth, directory: config.directory.as_ref(), worker, store, now: 1_000 };
         start(&mut context, Presented::Bearer(token.to_string()))
@@ -200,14 +186,14 @@ mod tests {
             "rsa-a.pem",
             Algorithm::RS256,
         );
-        let mut store = Store::default();
+        let mut store = MemoryStore::default();
         let mut first = WorkerState::new(&config.auth);
         assert!(matches!(validate(&config, &mut first, &mut store, &token), Step::Done(_)));
-        assert_eq!(store.0.keys().filter(|key| key.starts_with("apim.verified.")).count(), 1);
+        assert_eq!(store.data.keys().filter(|key| key.starts_with("apim.verified.")).count(), 1);
         // Tamper with the stored identity: a worker that takes it from shared data shows it.
-        let key = store.0.keys().find(|key| key.starts_with("apim.verified.")).unwrap().clone();
-        let marked = String::from_utf8(store.0[&key].clone()).unwrap().replace("\"c\"", "\"from-shared-data\"");
-        store.0.insert(key, marked.into_bytes());
+        let key = store.data.keys().find(|key| key.starts_with("apim.verified.")).unwrap().clone();
+        let marked = String::from_utf8(store.data[&key].0.clone()).unwrap().replace("\"c\"", "\"from-shared-data\"");
+        store.data.insert(key, (marked.into_bytes(), 1));
         let mut second = WorkerState::new(&config.auth);
         match validate(&config, &mut second, &mut store, &token) {
             Step::Done(Identity::Token(identity)) => assert_eq!(identity.client_id, "from-shared-data"),
