@@ -3,12 +3,13 @@
 //! counters per API, per fault and level, and per application (bounded). Names are built so
 //! Envoy's tag extraction turns them into labels (`envoy/envoy.yaml` ships the rules).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::auth::authorize::Authorized;
 use crate::backend_jwt::versioned_context;
 use crate::catalogue::analytics::classify;
 use crate::catalogue::Fault;
+use crate::routing::table::stat_segment;
 use crate::routing::{Api, Resource};
 use crate::schema::RawObservability;
 
@@ -39,49 +40,41 @@ impl Default for Observability {
 /// The prefix of the access-log fields in Envoy's filter state (`wasm.` is Envoy's).
 pub const FIELD_PREFIX: &str = "apim.";
 
-/// A stats-name segment: what Envoy's tag extraction cannot confuse (no dots unless `dots`).
-fn segment(text: &str, dots: bool) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.') { c } else { '_' })
-        .collect();
-    if cleaned.is_empty() {
-        "_".to_string()
-    } else {
-        cleaned
-    }
-}
-
-/// The per-API stats prefix: `apim.api.<name>.version.<version>` (the name without dots).
-pub fn api_stat_prefix(api: &Api) -> String {
-    format!("apim.api.{}.version.{}", segment(&api.name, false), segment(&api.version, true))
-}
-
-/// The counter of a refusal at an API: `<prefix>.refused.code.<code>.level.<level>`.
+/// The counter of a refusal at an API (`prefix`: its `stats_prefix`):
+/// `<prefix>.refused.code.<code>.level.<level>`.
 pub fn refused_stat(prefix: &str, fault: &Fault) -> String {
     format!("{prefix}.refused.code.{}.level.{}", fault.code, fault.id.level())
 }
 
 /// The applications a worker counts by name: at most `limit`; the others count as `_other`.
+/// Each counted name's two counters are built once.
 #[derive(Debug, Default)]
 pub struct ApplicationNames {
-    named: HashSet<String>,
+    named: HashMap<String, [String; 2]>,
+    other: Option<[String; 2]>,
+}
+
+fn application_stats(segment: &str) -> [String; 2] {
+    [format!("apim.application.{segment}.allowed"), format!("apim.application.{segment}.refused")]
 }
 
 impl ApplicationNames {
     /// The counter for an application's outcome (`allowed` or `refused`), or `None` when
     /// application stats are off.
-    pub fn stat(&mut self, limit: u32, application: &str, outcome: &str) -> Option<String> {
+    pub fn stat(&mut self, limit: u32, application: &str, outcome: &str) -> Option<&str> {
         if limit == 0 {
             return None;
         }
-        let name = segment(application, false);
-        let known = self.named.contains(&name);
-        if !known && self.named.len() < limit as usize {
-            self.named.insert(name.clone());
+        let index = usize::from(outcome != "allowed");
+        if !self.named.contains_key(application) && self.named.len() < limit as usize {
+            self.named.insert(application.to_string(), application_stats(&stat_segment(application, false)));
         }
-        let shown = if self.named.contains(&name) { name } else { "_other".to_string() };
-        Some(format!("apim.application.{shown}.{outcome}"))
+        let names = if self.named.contains_key(application) {
+            self.named.get(application)?
+        } else {
+            self.other.get_or_insert_with(|| application_stats("_other"))
+        };
+        names.get(index).map(String::as_str)
     }
 }
 
@@ -138,18 +131,18 @@ mod tests {
 
     #[test]
     fn stat_segments_keep_tag_extraction_unambiguous() {
-        assert_eq!(segment("Pizza.Shack API", false), "Pizza_Shack_API");
-        assert_eq!(segment("1.0.0", true), "1.0.0");
-        assert_eq!(segment("", false), "_");
+        assert_eq!(stat_segment("Pizza.Shack API", false), "Pizza_Shack_API");
+        assert_eq!(stat_segment("1.0.0", true), "1.0.0");
+        assert_eq!(stat_segment("", false), "_");
     }
 
     #[test]
     fn application_names_are_bounded() {
         let mut names = ApplicationNames::default();
-        assert_eq!(names.stat(2, "a", "allowed").as_deref(), Some("apim.application.a.allowed"));
-        assert_eq!(names.stat(2, "b.c", "refused").as_deref(), Some("apim.application.b_c.refused"));
-        assert_eq!(names.stat(2, "d", "allowed").as_deref(), Some("apim.application._other.allowed"));
-        assert_eq!(names.stat(2, "a", "refused").as_deref(), Some("apim.application.a.refused"));
+        assert_eq!(names.stat(2, "a", "allowed"), Some("apim.application.a.allowed"));
+        assert_eq!(names.stat(2, "b.c", "refused"), Some("apim.application.b_c.refused"));
+        assert_eq!(names.stat(2, "d", "allowed"), Some("apim.application._other.allowed"));
+        assert_eq!(names.stat(2, "a", "refused"), Some("apim.application.a.refused"));
         assert_eq!(names.stat(0, "a", "allowed"), None);
     }
 }

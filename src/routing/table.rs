@@ -45,6 +45,24 @@ pub struct Api {
     pub resources: Vec<Resource>,
     /// The API's id where it came from (the control plane's UUID); `None` for the configuration's.
     pub source_id: Option<String>,
+    /// Its stats prefix, `apim.api.<name>.version.<version>` (see [`stat_segment`]), built once.
+    pub stats_prefix: String,
+    /// The counter of its allowed requests, `<stats_prefix>.allowed`, built once.
+    pub stats_allowed: String,
+}
+
+/// A stats-name segment Envoy's tag extraction cannot confuse: characters other than letters,
+/// digits, `-` and `_` (and `.` when `dots`) become `_`; empty becomes `_`.
+pub fn stat_segment(text: &str, dots: bool) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.') { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_string()
+    } else {
+        cleaned
+    }
 }
 
 /// A compiled resource.
@@ -326,9 +344,13 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
             "no resource of this API accepts API keys (`security` with `api_key`): a key in the query could never be used",
         ));
     }
+    let stats_prefix =
+        format!("apim.api.{}.version.{}", stat_segment(&raw.name, false), stat_segment(&raw.version, true));
     Ok(Api {
         id,
         label: format!("{}:{}", raw.name, raw.version),
+        stats_allowed: format!("{stats_prefix}.allowed"),
+        stats_prefix,
         name: raw.name,
         version: raw.version,
         context: raw.context,

@@ -121,8 +121,8 @@ pub struct Stream {
     rate_limit: Option<RateLimitInfo>,
     /// Access-log fields not yet handed to Envoy.
     record: Record,
-    /// The matched API's stats prefix (with per-API stats).
-    api_stats: Option<String>,
+    /// The matched API is counted (per-API stats on, and an API matched).
+    api_stats: bool,
     /// The authorized application's name (with application stats).
     application: Option<String>,
 }
@@ -180,7 +180,7 @@ impl Stream {
             uncharged_bytes: 0,
             rate_limit: None,
             record: Record::default(),
-            api_stats: None,
+            api_stats: false,
             application: None,
         }
     }
@@ -235,9 +235,7 @@ impl Stream {
             Verdict::Forward(forward) => {
                 let open = forward.cluster.is_some();
                 if let Some((api, resource)) = route_of(&routes, &forward) {
-                    if config.observability.api_stats {
-                        self.api_stats = Some(observe::api_stat_prefix(api));
-                    }
+                    self.api_stats = config.observability.api_stats;
                     if config.observability.access_log_fields {
                         self.record.route(api, resource, self.request.view().path);
                     }
@@ -269,21 +267,31 @@ impl Stream {
                 Extracted::BadScheme => return self.refuse(host, AuthFailure::BadScheme.because("bad_scheme")),
                 Extracted::Unreadable => return self.refuse(host, AuthFailure::Invalid.because("not_utf8")),
             };
-        let step = match self.clock(host, FaultId::AuthGeneralError) {
-            Ok(now) => {
-                let worker = Rc::clone(&self.worker);
-                let mut worker = worker.borrow_mut();
-                let mut context = validation::Context {
-                    auth: &config.auth,
-                    directory: config.directory.as_ref(),
-                    worker: &mut worker.auth,
-                    store: host,
-                    now,
-                };
-                validation::start(&mut context, presented)
-            }
+        self.with_validation(host, |context| validation::start(context, presented))
+    }
+
+    /// Runs a step of key validation with this worker's state and the clock, then continues.
+    fn with_validation(
+        &mut self,
+        host: &mut impl Host,
+        work: impl FnOnce(&mut validation::Context<'_>) -> AuthStep,
+    ) -> Flow {
+        let config = Rc::clone(&self.config);
+        let now = match self.clock(host, FaultId::AuthGeneralError) {
+            Ok(now) => now,
             Err(flow) => return flow,
         };
+        let worker = Rc::clone(&self.worker);
+        let mut worker = worker.borrow_mut();
+        let mut context = validation::Context {
+            auth: &config.auth,
+            directory: config.directory.as_ref(),
+            worker: &mut worker.auth,
+            store: host,
+            now,
+        };
+        let step = work(&mut context);
+        drop(worker);
         self.after_auth(host, step)
     }
 
@@ -337,11 +345,23 @@ impl Stream {
             return self.internal_error(host, "matched route out of range");
         };
         let client_ip = if config.uses_client_ip() { request::client_ip(host) } else { None };
-        let caller = caller(authorized.as_ref(), client_ip);
-        let now = match self.clock(host, FaultId::ThrottleInternalError) {
-            Ok(now) => now,
-            Err(flow) => return flow,
-        };
+        let who = caller(authorized.as_ref(), client_ip);
+        match self.with_throttle(host, |context| throttle::start(context, api, resource, &who)) {
+            Ok((step, now)) => self.after_throttle(host, step, authorized, now),
+            Err(flow) => flow,
+        }
+    }
+
+    /// Runs a step of throttling with the counting engines, the directory and the clock, and
+    /// starts the lease refills it asked for; the step and the time it ran at, or the refusal
+    /// when the clock cannot be read.
+    fn with_throttle(
+        &mut self,
+        host: &mut impl Host,
+        work: impl FnOnce(&mut throttle::Context<'_>) -> ThrottleStep,
+    ) -> Result<(ThrottleStep, u64), Flow> {
+        let config = Rc::clone(&self.config);
+        let now = self.clock(host, FaultId::ThrottleInternalError)?;
         let mut engine = engines(&config);
         let worker = Rc::clone(&self.worker);
         let worker = worker.borrow();
@@ -353,10 +373,10 @@ impl Stream {
             store: host,
             now,
         };
-        let step = throttle::start(&mut context, api, resource, &caller);
+        let step = work(&mut context);
         drop(worker);
         self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
-        self.after_throttle(host, step, authorized, now)
+        Ok((step, now))
     }
 
     fn after_throttle(
@@ -427,8 +447,8 @@ impl Stream {
         if let Some((header, jwt)) = backend_jwt {
             host.set_request_header(header, Some(jwt.as_bytes()));
         }
-        if let Some(prefix) = &self.api_stats {
-            host.count(&format!("{prefix}.allowed"));
+        if let (true, Some(api)) = (self.api_stats, api) {
+            host.count(&api.stats_allowed);
         }
         self.count_application(host, "allowed");
         self.emit_record(host);
@@ -439,9 +459,9 @@ impl Stream {
     fn count_application(&mut self, host: &mut impl Host, outcome: &str) {
         let Some(application) = &self.application else { return };
         let limit = self.config.observability.application_stats;
-        let stat = self.worker.borrow_mut().application_names.stat(limit, application, outcome);
-        if let Some(stat) = stat {
-            host.count(&stat);
+        let mut worker = self.worker.borrow_mut();
+        if let Some(stat) = worker.application_names.stat(limit, application, outcome) {
+            host.count(stat);
         }
     }
 
@@ -474,52 +494,18 @@ impl Stream {
     }
 
     fn resume(&mut self, host: &mut impl Host, resume: Resume, answer: &Answer) -> Flow {
-        let config = Rc::clone(&self.config);
         match resume {
-            Resume::Auth(resume) => {
-                let now = match self.clock(host, FaultId::AuthGeneralError) {
-                    Ok(now) => now,
-                    Err(flow) => return flow,
-                };
-                let worker = Rc::clone(&self.worker);
-                let mut worker = worker.borrow_mut();
-                let mut context = validation::Context {
-                    auth: &config.auth,
-                    directory: config.directory.as_ref(),
-                    worker: &mut worker.auth,
-                    store: host,
-                    now,
-                };
-                let step = validation::resume(&mut context, resume, answer);
-                drop(worker);
-                self.after_auth(host, step)
-            }
+            Resume::Auth(resume) => self.with_validation(host, |context| validation::resume(context, resume, answer)),
             Resume::Lookup(waiting) => {
                 let (resume, need, identity) = *waiting;
                 self.lookup_answered(host, resume, need, identity, answer)
             }
             Resume::Throttle(waiting) => {
                 let (resume, authorized) = *waiting;
-                let now = match self.clock(host, FaultId::ThrottleInternalError) {
-                    Ok(now) => now,
-                    Err(flow) => return flow,
-                };
-                let mut engine = engines(&config);
-                let worker = Rc::clone(&self.worker);
-                let worker = worker.borrow();
-                let directory =
-                    Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
-                let mut context = throttle::Context {
-                    throttle: &config.throttle,
-                    directory: &directory,
-                    engine: &mut engine,
-                    store: host,
-                    now,
-                };
-                let step = throttle::resume(&mut context, resume, answer);
-                drop(worker);
-                self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
-                self.after_throttle(host, step, authorized, now)
+                match self.with_throttle(host, |context| throttle::resume(context, resume, answer)) {
+                    Ok((step, now)) => self.after_throttle(host, step, authorized, now),
+                    Err(flow) => flow,
+                }
             }
         }
     }
@@ -580,8 +566,8 @@ impl Stream {
         headers.extend(self.rate_limit_headers());
         self.answered_locally = true;
         host.count(&format!("apim.fault.{}", fault.code));
-        if let Some(prefix) = &self.api_stats {
-            host.count(&observe::refused_stat(prefix, fault));
+        if let (true, Some(api)) = (self.api_stats, self.route.as_ref().and_then(|route| self.routes.api(route.api))) {
+            host.count(&observe::refused_stat(&api.stats_prefix, fault));
         }
         self.count_application(host, "refused");
         if self.config.observability.access_log_fields {
