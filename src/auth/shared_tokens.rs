@@ -1,8 +1,9 @@
 //! The Envoy-wide cache of verified JWTs: a token one worker verified is not verified again by
 //! the others (signature verification in wasm costs about a millisecond). Entries are keyed by
 //! the token's SHA-256 (the token itself is never stored), in a fixed number of shared-data slots
-//! (memory is bounded by the slots), and name the configuration that verified them: after a
-//! configuration change nothing verified under the old one is taken. An entry is never used past
+//! (memory is bounded by the slots), and name the verification settings they were verified under
+//! (key managers, credential settings, JWT API keys, the backend JWT's claim copying): after a
+//! change to those nothing verified before is taken; a change to the directory alone keeps them. An entry is never used past
 //! the token's `exp`; the per-worker cache in front of it keeps the hot tokens.
 
 use serde::{Deserialize, Serialize};

@@ -107,8 +107,8 @@ impl Config {
             deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
             raw
         };
-        use sha2::Digest;
-        Ok(RawConfig { fingerprint: crate::hashing::hex(&sha2::Sha256::digest(bytes)), ..raw })
+        let fingerprint = verification_fingerprint(&raw);
+        Ok(RawConfig { fingerprint, ..raw })
     }
 
     /// Checks and compiles a parsed configuration, each domain its own part.
@@ -239,6 +239,18 @@ fn owned_headers(
     owned
 }
 
+/// Names what decides the identity a verified token leads to: the credential settings, the key
+/// managers, JWT API keys and the backend JWT's claim copying (SHA-256 of their canonical JSON).
+/// The Envoy-wide verified-token cache trusts an entry only under the same fingerprint, so a
+/// changed key or issuer forgets what was verified before, and a changed directory (the bulk of a
+/// large configuration) neither costs a hash of itself nor empties the cache. Empty (the shared
+/// cache off) if the sections cannot be written.
+fn verification_fingerprint(raw: &RawConfig) -> String {
+    use sha2::Digest;
+    let sections = (&raw.credentials, &raw.key_managers, &raw.api_key_jwt, &raw.backend_jwt);
+    serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()
+}
+
 /// Removes the values serde quotes in type errors (`invalid type: string "sk_live_..."`), so a
 /// secret put in the wrong field never reaches Envoy's log. Field and variant names stay.
 fn redact_values(message: &str) -> String {
@@ -277,10 +289,34 @@ mod tests {
         "endpoints":{"production":"pizza"},"resources":[{"method":"GET","path":"/menu"}]}"#;
 
     #[test]
+    fn the_verification_fingerprint_follows_what_decides_verification_and_nothing_else() {
+        let with = |key_managers: &str, applications: &str, backend_jwt: &str| {
+            let json = format!(
+                r#"{{"apis":[{MINIMAL_API}],"key_managers":{key_managers},"applications":{applications}{backend_jwt}}}"#
+            );
+            Config::from_json(json.as_bytes()).unwrap().auth.fingerprint
+        };
+        let km = |issuer: &str, secret: &str| {
+            format!(r#"[{{"name":"km","issuer":"{issuer}","algorithms":["HS256"],"hmac_secret":"{secret}"}}]"#)
+        };
+        let apps = |id: &str| format!(r#"[{{"id":"{id}","name":"App","owner":"o","client_ids":[{{"id":"c-{id}"}}]}}]"#);
+        const S1: &str = "a-secret-of-thirty-two-bytes-000";
+        const S2: &str = "a-secret-of-thirty-two-bytes-001";
+        let base = with(&km("https://a", S1), &apps("one"), "");
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, with(&km("https://a", S1), &apps("one"), ""), "the same settings, the same fingerprint");
+        assert_eq!(base, with(&km("https://a", S1), &apps("two"), ""), "the directory is not part of it");
+        assert_ne!(base, with(&km("https://b", S1), &apps("one"), ""), "an issuer is");
+        assert_ne!(base, with(&km("https://a", S2), &apps("one"), ""), "a key is");
+        let copying = r#","backend_jwt":{"algorithm":"none","excluded_claims":["email"]}"#;
+        assert_ne!(base, with(&km("https://a", S1), &apps("one"), copying), "the claims kept for the backend JWT are");
+    }
+
+    #[test]
     fn empty_input_and_empty_object_are_valid_and_equal_the_default() {
         assert!(Config::from_json(b"").is_ok());
         let mut parsed = Config::from_json(b"{}").unwrap();
-        // The fingerprint names the text (for the shared verified-token cache), not a behaviour.
+        // The fingerprint names the verification settings (for the shared verified-token cache).
         assert_eq!(parsed.auth.fingerprint.len(), 64);
         parsed.auth.fingerprint.clear();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));

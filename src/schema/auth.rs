@@ -3,11 +3,11 @@
 
 use super::RawSecret;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A key manager: an OAuth2 issuer whose JWT access tokens are verified locally and/or whose
 /// opaque tokens are introspected.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "KeyManager")]
 #[serde(deny_unknown_fields)]
 pub struct RawKeyManager {
@@ -47,7 +47,7 @@ pub(crate) fn default_skew() -> u64 {
 }
 
 /// JWT verification keys: inline, or fetched from a JWKS URL through an Envoy cluster.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "Jwks")]
 #[serde(deny_unknown_fields)]
 pub struct RawJwks {
@@ -83,7 +83,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// Claim names.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "Claims")]
 #[serde(deny_unknown_fields)]
 pub struct RawClaims {
@@ -129,7 +129,7 @@ fn default_aut() -> String {
 }
 
 /// RFC 7662 token introspection through an Envoy cluster.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "Introspection")]
 #[serde(deny_unknown_fields)]
 pub struct RawIntrospection {
@@ -170,7 +170,7 @@ fn default_negative_ttl() -> u64 {
 /// `subscriptionTier`), `sub` (the end user), `iss`, `exp` and `nbf`. A key without `exp` does
 /// not expire (WSO2 issues keys of unlimited validity so); an `exp` present is enforced. A claim
 /// of the wrong type refuses the key.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "ApiKeyJwt")]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeyJwt {

@@ -2,7 +2,7 @@
 //! signed backend JWT (WSO2's `X-JWT-Assertion`) and the observability settings.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::RawSecret;
 
@@ -11,7 +11,7 @@ use super::RawSecret;
 /// (subscriber, application, API, tier, key type, end user) and, by default, the caller's own
 /// token claims. One JWT is issued per caller and API and reused by every worker of the Envoy
 /// until `renew_before_s` before it expires.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "BackendJwt")]
 #[serde(deny_unknown_fields)]
 pub struct RawBackendJwt {
@@ -82,7 +82,7 @@ pub struct RawBackendJwt {
 }
 
 /// How the backend JWT is signed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
 pub enum BackendJwtAlgorithm {
     #[default]
     RS256,
@@ -92,7 +92,7 @@ pub enum BackendJwtAlgorithm {
 }
 
 /// How the backend JWT's parts are encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendJwtEncoding {
     #[default]

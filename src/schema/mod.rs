@@ -98,7 +98,8 @@ pub struct RawConfig {
     /// Stats and access-log fields. Defaults as documented on each field.
     #[serde(default)]
     pub observability: RawObservability,
-    /// Hex SHA-256 of the configuration's text (set when it is parsed; not a field users write).
+    /// Hex SHA-256 of what decides verification (set when the text is parsed, see
+    /// `config::verification_fingerprint`; not a field users write).
     #[serde(skip)]
     #[schemars(skip)]
     pub fingerprint: String,

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use crate::vocab::Secret;
@@ -12,7 +12,7 @@ use crate::vocab::Secret;
 /// A secret: given by reference (`{"env": "NAME"}`, resolved when the configuration loads, so it
 /// never appears in Envoy's configuration or its `/config_dump`), or inline (a plain string, or
 /// `{"value": "..."}`; visible in the config dump, so the filter logs a warning).
-#[derive(Clone, Deserialize, JsonSchema)]
+#[derive(Clone, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "Secret")]
 #[serde(untagged)]
 pub enum RawSecret {
@@ -28,7 +28,7 @@ impl fmt::Debug for RawSecret {
 }
 
 /// Where a secret comes from and how it is written.
-#[derive(Clone, Deserialize, JsonSchema)]
+#[derive(Clone, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "SecretSource")]
 #[serde(deny_unknown_fields)]
 pub struct RawSecretSource {
@@ -47,7 +47,7 @@ pub struct RawSecretSource {
 }
 
 /// How a secret's text is encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretEncoding {
     #[default]

@@ -3,14 +3,14 @@
 
 use super::default_true;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Credential locations and upstream hygiene.
 ///
 /// Header values are bytes (Envoy lets obs-text through): a credential header whose value is not
 /// UTF-8 is refused as invalid credentials (900901); any other header is carried through as it
 /// came (the filter only ever rewrites its own headers and `:path`).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "Credentials")]
 #[serde(deny_unknown_fields)]
 pub struct RawCredentials {
