@@ -12,22 +12,26 @@ use crate::cidr::IpRange;
 use crate::routing::Api;
 use crate::routing::Table;
 use crate::schema::{ConfigError, RawApplication, RawBlockingCondition, RawPolicy, RawSubscription};
-use crate::vocab::{KeyType, KmId, TimeUnit, UNLIMITED};
+use crate::vocab::{KeyType, KmId, SubscriptionState, TimeUnit, UNLIMITED};
 
-/// The directory of a static configuration.
+/// The directory of a static configuration. Built for configurations of 100,000 applications and
+/// more: one map entry per application and per client id, flat sorted lists for API keys and
+/// subscriptions, and identical subscriptions (same tier and state) shared.
 #[derive(Debug, Default)]
 pub struct StaticDirectory {
     applications: HashMap<Rc<str>, Rc<Application>>,
     clients: HashMap<String, AppKey>,
-    /// SHA-256 of opaque API keys, with their application keys.
-    api_key_hashes: Vec<([u8; 32], AppKey)>,
-    /// First 8 bytes of a key hash to positions in `api_key_hashes`.
-    api_key_buckets: HashMap<u64, Vec<usize>>,
-    /// Application id, then API label, to the subscription.
-    subscriptions: HashMap<Rc<str>, HashMap<String, Rc<Subscription>>>,
+    /// SHA-256 of opaque API keys with their application keys, sorted by digest: found by the
+    /// first 8 bytes, then compared whole in constant time.
+    api_keys: Vec<([u8; 32], AppKey)>,
+    /// Application id to its subscriptions, sorted by API label.
+    subscriptions: HashMap<Rc<str>, SubscriptionsByApi>,
     policies: HashMap<String, Rc<PolicySpec>>,
     blocking: Vec<BlockingCondition>,
 }
+
+/// An application's subscriptions: (API label, subscription), sorted by label.
+type SubscriptionsByApi = Box<[(Rc<str>, Rc<Subscription>)]>;
 
 /// What the directory's configuration is checked against.
 pub struct Context<'a> {
@@ -79,7 +83,8 @@ impl StaticDirectory {
         Ok(names)
     }
 
-    /// Checks and compiles the directory.
+    /// Checks and compiles the directory, in one pass over the applications and one over the
+    /// subscriptions (field names for errors are only built for an error).
     pub fn compile(
         applications: Vec<RawApplication>,
         subscriptions: Vec<RawSubscription>,
@@ -88,28 +93,43 @@ impl StaticDirectory {
         context: &Context<'_>,
     ) -> Result<StaticDirectory, ConfigError> {
         let names = StaticDirectory::policy_names(&policies)?;
-        check_applications(&applications, &names)?;
-        check_subscriptions(&subscriptions, &applications, context.routes, &names)?;
         let blocking = compile_blocking(&blocking)?;
         check_blocking_targets(&blocking, context.routes)?;
-        if context.key_managers.is_empty() {
-            for (index, application) in applications.iter().enumerate() {
-                if !application.client_ids.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("applications[{index}].client_ids"),
-                        "OAuth2 clients need a key manager to verify their tokens (`key_managers`)",
-                    ));
-                }
-            }
-        }
         let mut directory = StaticDirectory {
             policies: policies.iter().map(|(name, policy)| (name.clone(), Rc::new(policy_spec(policy)))).collect(),
             blocking,
+            applications: HashMap::with_capacity(applications.len()),
             ..StaticDirectory::default()
         };
+        // The key types each application holds (bit 0 production, bit 1 sandbox).
+        let mut key_types: HashMap<Rc<str>, u8> = HashMap::with_capacity(applications.len());
+        // Where each API key came from, for the error naming a duplicate.
+        let mut key_origins = Vec::new();
         for (index, application) in applications.into_iter().enumerate() {
+            let field = || format!("applications[{index}]");
+            if application.id.is_empty() {
+                return Err(ConfigError::new(format!("{}.id", field()), "must not be empty"));
+            }
             let id: Rc<str> = Rc::from(application.id.as_str());
-            for (client_index, client) in application.client_ids.iter().enumerate() {
+            if directory.applications.contains_key(&id) {
+                return Err(ConfigError::new(format!("{}.id", field()), format!("`{id}` is used twice")));
+            }
+            check_policy_ref(|| format!("{}.policy", field()), &application.policy, &names)?;
+            let mut types = 0u8;
+            for (client_index, client) in application.client_ids.into_iter().enumerate() {
+                let client_field = || format!("{}.client_ids[{client_index}]", field());
+                if client.id.is_empty() || directory.clients.contains_key(&client.id) {
+                    return Err(ConfigError::new(
+                        format!("{}.id", client_field()),
+                        "must be non-empty and unique across applications",
+                    ));
+                }
+                if context.key_managers.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{}.client_ids", field()),
+                        "OAuth2 clients need a key manager to verify their tokens (`key_managers`)",
+                    ));
+                }
                 let key_manager = match &client.key_manager {
                     Some(name) => Some(
                         context
@@ -119,32 +139,41 @@ impl StaticDirectory {
                             .map(|position| KmId(position as u32))
                             .ok_or_else(|| {
                                 ConfigError::new(
-                                    format!("applications[{index}].client_ids[{client_index}].key_manager"),
+                                    format!("{}.key_manager", client_field()),
                                     format!("key manager `{name}` is not defined"),
                                 )
                             })?,
                     ),
                     None if context.key_managers.len() > 1 => {
                         return Err(ConfigError::new(
-                            format!("applications[{index}].client_ids[{client_index}].key_manager"),
+                            format!("{}.key_manager", client_field()),
                             "is required when more than one key manager is configured",
                         ));
                     }
                     None => None,
                 };
-                directory.clients.insert(
-                    client.id.clone(),
-                    AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager },
-                );
-            }
-            for key in &application.api_keys {
-                let digest = hex_digest(&key.sha256);
-                let bucket = bucket_of(&digest);
-                directory.api_key_buckets.entry(bucket).or_default().push(directory.api_key_hashes.len());
+                types |= key_type_bit(client.key_type);
                 directory
-                    .api_key_hashes
-                    .push((digest, AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None }));
+                    .clients
+                    .insert(client.id, AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager });
             }
+            for (key_index, key) in application.api_keys.iter().enumerate() {
+                let valid =
+                    key.sha256.len() == 64 && key.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if !valid {
+                    return Err(ConfigError::new(
+                        format!("{}.api_keys[{key_index}].sha256", field()),
+                        "must be 64 lowercase hex characters (a SHA-256 digest)",
+                    ));
+                }
+                types |= key_type_bit(key.key_type);
+                directory.api_keys.push((
+                    hex_digest(&key.sha256),
+                    AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None },
+                ));
+                key_origins.push((index, key_index));
+            }
+            key_types.insert(Rc::clone(&id), types);
             let compiled = Application {
                 id: Rc::clone(&id),
                 name: application.name,
@@ -153,22 +182,37 @@ impl StaticDirectory {
             };
             directory.applications.insert(id, Rc::new(compiled));
         }
-        for subscription in subscriptions {
-            let Some((id, _)) = directory.applications.get_key_value(subscription.application.as_str()) else {
-                continue;
-            };
-            let id = Rc::clone(id);
-            directory
-                .subscriptions
-                .entry(id)
-                .or_default()
-                .insert(subscription.api, Rc::new(Subscription { tier: subscription.tier, state: subscription.state }));
-        }
+        directory.sort_api_keys(&key_origins)?;
+        directory.subscriptions =
+            compile_subscriptions(subscriptions, &directory.applications, &key_types, context.routes, &names)?;
         Ok(directory)
     }
 
+    /// Sorts the API keys by digest; the same key twice is refused, naming the second.
+    fn sort_api_keys(&mut self, origins: &[(usize, usize)]) -> Result<(), ConfigError> {
+        let mut order: Vec<usize> = (0..self.api_keys.len()).collect();
+        order.sort_unstable_by(|a, b| {
+            let digest = |at: &usize| self.api_keys.get(*at).map(|(digest, _)| *digest);
+            digest(a).cmp(&digest(b)).then(a.cmp(b))
+        });
+        for pair in order.windows(2) {
+            if let [first, second] = pair {
+                let digest = |at: &usize| self.api_keys.get(*at).map(|(digest, _)| *digest);
+                if digest(first) == digest(second) {
+                    let (index, key_index) = origins.get(*second).copied().unwrap_or_default();
+                    return Err(ConfigError::new(
+                        format!("applications[{index}].api_keys[{key_index}].sha256"),
+                        "the same key is configured twice",
+                    ));
+                }
+            }
+        }
+        self.api_keys.sort_unstable_by_key(|(digest, _)| *digest);
+        Ok(())
+    }
+
     pub fn len(&self) -> (usize, usize) {
-        (self.applications.len(), self.subscriptions.values().map(HashMap::len).sum())
+        (self.applications.len(), self.subscriptions.values().map(|list| list.len()).sum())
     }
 }
 
@@ -179,12 +223,13 @@ impl Directory for StaticDirectory {
     }
 
     fn api_key(&self, hash: &[u8; 32]) -> Option<AppKey> {
+        let bucket = bucket_of(hash);
+        let start = self.api_keys.partition_point(|(stored, _)| bucket_of(stored) < bucket);
         let mut found = None;
-        for position in self.api_key_buckets.get(&bucket_of(hash)).into_iter().flatten() {
-            if let Some((stored, app_key)) = self.api_key_hashes.get(*position) {
-                if bool::from(stored.ct_eq(hash)) {
-                    found = Some(app_key.clone());
-                }
+        for (stored, app_key) in self.api_keys.iter().skip(start).take_while(|(stored, _)| bucket_of(stored) == bucket)
+        {
+            if bool::from(stored.ct_eq(hash)) {
+                found = Some(app_key.clone());
             }
         }
         found
@@ -195,7 +240,9 @@ impl Directory for StaticDirectory {
     }
 
     fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>> {
-        self.subscriptions.get(application)?.get(&api.label).cloned()
+        let subscriptions = self.subscriptions.get(application)?;
+        let at = subscriptions.binary_search_by(|(label, _)| label.as_ref().cmp(api.label.as_str())).ok()?;
+        subscriptions.get(at).map(|(_, subscription)| Rc::clone(subscription))
     }
 
     fn policy(&self, _: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {
@@ -240,101 +287,101 @@ fn policy_spec(policy: &RawPolicy) -> PolicySpec {
     }
 }
 
-fn check_policy_ref(field: String, policy: &Option<String>, policies: &HashSet<String>) -> Result<(), ConfigError> {
+fn check_policy_ref(
+    field: impl FnOnce() -> String,
+    policy: &Option<String>,
+    policies: &HashSet<String>,
+) -> Result<(), ConfigError> {
     match policy {
         Some(name) if !policies.contains(name) => {
-            Err(ConfigError::new(field, format!("policy `{name}` is not defined in `policies`")))
+            Err(ConfigError::new(field(), format!("policy `{name}` is not defined in `policies`")))
         }
         _ => Ok(()),
     }
 }
 
-fn check_applications(applications: &[RawApplication], policies: &HashSet<String>) -> Result<(), ConfigError> {
-    let mut ids = HashSet::new();
-    let mut client_ids = HashSet::new();
-    let mut key_hashes = HashSet::new();
-    for (index, application) in applications.iter().enumerate() {
-        let field = format!("applications[{index}]");
-        if application.id.is_empty() {
-            return Err(ConfigError::new(format!("{field}.id"), "must not be empty"));
-        }
-        if !ids.insert(application.id.as_str()) {
-            return Err(ConfigError::new(format!("{field}.id"), format!("`{}` is used twice", application.id)));
-        }
-        check_policy_ref(format!("{field}.policy"), &application.policy, policies)?;
-        for (client_index, client) in application.client_ids.iter().enumerate() {
-            if client.id.is_empty() || !client_ids.insert(client.id.as_str()) {
-                return Err(ConfigError::new(
-                    format!("{field}.client_ids[{client_index}].id"),
-                    "must be non-empty and unique across applications",
-                ));
-            }
-        }
-        for (key_index, key) in application.api_keys.iter().enumerate() {
-            let key_field = format!("{field}.api_keys[{key_index}].sha256");
-            let valid = key.sha256.len() == 64 && key.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            if !valid {
-                return Err(ConfigError::new(key_field, "must be 64 lowercase hex characters (a SHA-256 digest)"));
-            }
-            if !key_hashes.insert(key.sha256.as_str()) {
-                return Err(ConfigError::new(key_field, "the same key is configured twice"));
-            }
-        }
+fn key_type_bit(key_type: KeyType) -> u8 {
+    match key_type {
+        KeyType::Production => 1,
+        KeyType::Sandbox => 2,
     }
-    Ok(())
 }
 
-fn check_subscriptions(
-    subscriptions: &[RawSubscription],
-    applications: &[RawApplication],
+/// Checks the subscriptions and indexes them by application, then API label (sorted). API labels
+/// are shared with one `Rc` per API, and identical subscriptions (tier and state) with one `Rc`.
+fn compile_subscriptions(
+    subscriptions: Vec<RawSubscription>,
+    applications: &HashMap<Rc<str>, Rc<Application>>,
+    key_types: &HashMap<Rc<str>, u8>,
     routes: &Table,
     policies: &HashSet<String>,
-) -> Result<(), ConfigError> {
-    let mut seen = HashSet::new();
-    let by_id: HashMap<&str, &RawApplication> = applications.iter().map(|app| (app.id.as_str(), app)).collect();
-    for (index, subscription) in subscriptions.iter().enumerate() {
-        let field = format!("subscriptions[{index}]");
-        let Some(application) = by_id.get(subscription.application.as_str()) else {
+) -> Result<HashMap<Rc<str>, SubscriptionsByApi>, ConfigError> {
+    let labels: HashMap<&str, Rc<str>> =
+        routes.apis.iter().map(|api| (api.label.as_str(), Rc::from(api.label.as_str()))).collect();
+    let mut shared: HashMap<(String, SubscriptionState), Rc<Subscription>> = HashMap::new();
+    // Per application: (API label, subscription, index in the configuration).
+    type Listed = (Rc<str>, Rc<Subscription>, usize);
+    let mut by_application: HashMap<Rc<str>, Vec<Listed>> = HashMap::new();
+    for (index, subscription) in subscriptions.into_iter().enumerate() {
+        let field = || format!("subscriptions[{index}]");
+        let Some((id, _)) = applications.get_key_value(subscription.application.as_str()) else {
             return Err(ConfigError::new(
-                format!("{field}.application"),
+                format!("{}.application", field()),
                 format!("application `{}` is not defined", subscription.application),
             ));
         };
-        let Some(api) = routes.by_label(&subscription.api) else {
+        let (Some(api), Some(label)) = (routes.by_label(&subscription.api), labels.get(subscription.api.as_str()))
+        else {
             return Err(ConfigError::new(
-                format!("{field}.api"),
+                format!("{}.api", field()),
                 format!("API `{}` is not defined (write `<name>:<version>`)", subscription.api),
             ));
         };
-        check_policy_ref(format!("{field}.tier"), &Some(subscription.tier.clone()), policies)?;
-        if !seen.insert((subscription.application.as_str(), subscription.api.as_str())) {
-            return Err(ConfigError::new(field, "the application is subscribed to this API twice"));
-        }
+        check_policy_ref(|| format!("{}.tier", field()), &Some(subscription.tier.clone()), policies)?;
         // An application whose every key is of a type the API has no endpoint for can never call it.
-        let types: HashSet<KeyType> = application
-            .client_ids
-            .iter()
-            .map(|client| client.key_type)
-            .chain(application.api_keys.iter().map(|key| key.key_type))
-            .collect();
-        let served = |key_type: &KeyType| match key_type {
-            KeyType::Production => api.endpoints.production.is_some(),
-            KeyType::Sandbox => api.endpoints.sandbox.is_some(),
-        };
-        if !types.is_empty() && !types.iter().any(served) {
+        let types = key_types.get(id).copied().unwrap_or(0);
+        let served = (types & 1 != 0 && api.endpoints.production.is_some())
+            || (types & 2 != 0 && api.endpoints.sandbox.is_some());
+        if types != 0 && !served {
             let (kind, missing) =
                 if api.endpoints.production.is_none() { ("PRODUCTION", "production") } else { ("SANDBOX", "sandbox") };
             return Err(ConfigError::new(
-                field,
+                field(),
                 format!(
                     "application `{}` has only {kind} keys and API `{}` has no {missing} endpoint: every call \
                      would answer 900901",
-                    application.id, subscription.api
+                    subscription.application, subscription.api
                 ),
             ));
         }
+        let compiled = Rc::clone(
+            shared
+                .entry((subscription.tier, subscription.state))
+                .or_insert_with_key(|(tier, state)| Rc::new(Subscription { tier: tier.clone(), state: *state })),
+        );
+        by_application.entry(Rc::clone(id)).or_default().push((Rc::clone(label), compiled, index));
     }
-    Ok(())
+    let mut indexed = HashMap::with_capacity(by_application.len());
+    // The first duplicate in the configuration's order is the one named.
+    let mut duplicate: Option<usize> = None;
+    for (id, mut list) in by_application {
+        list.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
+        for pair in list.windows(2) {
+            if let [first, second] = pair {
+                if first.0 == second.0 {
+                    duplicate = Some(duplicate.map_or(second.2, |known| known.min(second.2)));
+                }
+            }
+        }
+        indexed.insert(id, list.into_iter().map(|(label, subscription, _)| (label, subscription)).collect());
+    }
+    if let Some(index) = duplicate {
+        return Err(ConfigError::new(
+            format!("subscriptions[{index}]"),
+            "the application is subscribed to this API twice",
+        ));
+    }
+    Ok(indexed)
 }
 
 fn compile_blocking(conditions: &[RawBlockingCondition]) -> Result<Vec<BlockingCondition>, ConfigError> {
@@ -408,4 +455,99 @@ fn check_blocking_targets(conditions: &[BlockingCondition], routes: &Table) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use sha2::{Digest, Sha256};
+
+    const APIS: &str = r#"[
+        {"name":"A","context":"/a","version":"1","endpoints":{"production":"a"},"security":["api_key"],
+         "resources":[{"method":"GET","path":"/x"}]},
+        {"name":"B","context":"/b","version":"1","endpoints":{"production":"b"},"security":["api_key"],
+         "resources":[{"method":"GET","path":"/x"}]}]"#;
+
+    fn digest(key: &str) -> [u8; 32] {
+        Sha256::digest(key.as_bytes()).into()
+    }
+
+    /// `count` applications, each with an API key, subscribed to A (and every third also to B).
+    fn config(
+        count: usize,
+        extra_keys: &[(usize, [u8; 32])],
+        extra_subscriptions: &str,
+    ) -> Result<Config, ConfigError> {
+        let mut applications = Vec::new();
+        let mut subscriptions = Vec::new();
+        for i in 0..count {
+            let mut keys = vec![crate::hashing::hex(&digest(&format!("key-{i}")))];
+            keys.extend(extra_keys.iter().filter(|(app, _)| *app == i).map(|(_, key)| crate::hashing::hex(key)));
+            let keys: Vec<String> = keys.iter().map(|key| format!(r#"{{"sha256":"{key}"}}"#)).collect();
+            applications
+                .push(format!(r#"{{"id":"app-{i}","name":"App {i}","owner":"o","api_keys":[{}]}}"#, keys.join(",")));
+            subscriptions.push(format!(r#"{{"application":"app-{i}","api":"A:1","tier":"Gold"}}"#));
+            if i % 3 == 0 {
+                subscriptions.push(format!(r#"{{"application":"app-{i}","api":"B:1","tier":"Gold"}}"#));
+            }
+        }
+        let json = format!(
+            r#"{{"apis":{APIS},"policies":{{"Gold":{{"requests":5,"per":"minute"}}}},"applications":[{}],"subscriptions":[{}{extra_subscriptions}]}}"#,
+            applications.join(","),
+            subscriptions.join(",")
+        );
+        Config::from_json(json.as_bytes())
+    }
+
+    #[test]
+    fn every_key_and_subscription_of_a_large_directory_is_found_and_nothing_else() {
+        // Two keys whose digests share their first 8 bytes (the lookup's bucket) with app 7's key.
+        let mut near = digest("key-7");
+        near[31] ^= 1;
+        let mut nearer = digest("key-7");
+        nearer[8] ^= 0x80;
+        let config = config(2_000, &[(11, near), (12, nearer)], "").unwrap();
+        let directory = config.directory.as_ref();
+        let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
+        for i in 0..2_000 {
+            let key = directory.api_key(&digest(&format!("key-{i}"))).unwrap();
+            assert_eq!(&*key.application, format!("app-{i}"));
+            let id = format!("app-{i}");
+            assert_eq!(directory.subscription(&id, a).unwrap().tier, "Gold");
+            assert_eq!(directory.subscription(&id, b).is_some(), i % 3 == 0, "app {i} on B");
+            assert_eq!(directory.application(&id).unwrap().name, format!("App {i}"));
+        }
+        assert_eq!(&*directory.api_key(&near).unwrap().application, "app-11");
+        assert_eq!(&*directory.api_key(&nearer).unwrap().application, "app-12");
+        assert!(directory.api_key(&digest("key-2000")).is_none());
+        let mut unknown_near = digest("key-7");
+        unknown_near[20] ^= 1;
+        assert!(directory.api_key(&unknown_near).is_none());
+        assert!(directory.subscription("app-2000", a).is_none());
+    }
+
+    #[test]
+    fn identical_subscriptions_share_one_value() {
+        let config = config(10, &[], "").unwrap();
+        let a = config.routes.by_label("A:1").unwrap();
+        let first = config.directory.subscription("app-0", a).unwrap();
+        let second = config.directory.subscription("app-9", a).unwrap();
+        assert!(Rc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn duplicates_are_refused_naming_the_first_repeat_in_the_configuration() {
+        let repeated = digest("key-3");
+        let error = config(10, &[(8, repeated)], "").unwrap_err();
+        assert_eq!(error.field, "applications[8].api_keys[1].sha256");
+        assert_eq!(error.reason, "the same key is configured twice");
+        let twice =
+            r#",{"application":"app-5","api":"B:1","tier":"Gold"},{"application":"app-2","api":"A:1","tier":"Gold"}"#;
+        let error = config(10, &[], twice).unwrap_err();
+        // 10 subscriptions to A and 4 to B come first; app-5's to B is new, app-2's to A repeats.
+        assert_eq!(error.field, "subscriptions[15]");
+        let error = config(10, &[], r#",{"application":"app-99","api":"A:1","tier":"Gold"}"#).unwrap_err();
+        assert_eq!(error.field, "subscriptions[14].application");
+    }
 }
