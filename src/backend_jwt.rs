@@ -375,11 +375,7 @@ fn read_slot<'b>(bytes: &'b [u8], key: &[u8; 32]) -> Option<(u64, &'b str)> {
 
 /// WSO2's `apicontext`: the context with its version (`/pizzashack/1.0.0`).
 pub fn versioned_context(api: &Api) -> String {
-    if api.context.contains("{version}") {
-        api.context.replace("{version}", &api.version)
-    } else {
-        format!("{}/{}", api.context, api.version)
-    }
+    api.versioned_context.clone()
 }
 
 /// A UUID-shaped (version 4 layout) id from the cache key and the issue time.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use crate::auth::authorize::Authorized;
-use crate::backend_jwt::versioned_context;
 use crate::catalogue::analytics::classify;
 use crate::catalogue::Fault;
 use crate::routing::table::stat_segment;
@@ -37,8 +36,19 @@ impl Default for Observability {
     }
 }
 
+/// An access-log field's name in Envoy's filter state, `apim.<name>` (`wasm.` is Envoy's), as a
+/// constant (no name is built per request).
+macro_rules! field {
+    ($name:literal) => {
+        concat!("apim.", $name)
+    };
+}
+
 /// The prefix of the access-log fields in Envoy's filter state (`wasm.` is Envoy's).
-pub const FIELD_PREFIX: &str = "apim.";
+pub const FIELD_PREFIX: &str = field!("");
+
+/// The backend's status field (set in the response phase).
+pub const TARGET_RESPONSE_CODE: &str = field!("target_response_code");
 
 /// The counter of a refusal at an API (`prefix`: its `stats_prefix`):
 /// `<prefix>.refused.code.<code>.level.<level>`.
@@ -81,7 +91,29 @@ impl ApplicationNames {
 /// The access-log fields of a request, as `(name, value)` pairs in the order they are set.
 #[derive(Debug, Default)]
 pub struct Record {
+    /// The route's fields are due (they are read from the route when the record is handed over,
+    /// not copied per request: see [`route_fields`]).
+    pub route: bool,
+    /// Other fields, by their names in Envoy's filter state.
     pub fields: Vec<(&'static str, String)>,
+}
+
+/// The fields of the API and resource matched, and of the path the client sent (before any
+/// rewrite), handed to `set` by name in Envoy's filter state; empty values are left out.
+pub fn route_fields(api: &Api, resource: &Resource, original_path: &str, mut set: impl FnMut(&'static str, &str)) {
+    let fields = [
+        (field!("api_name"), api.name.as_str()),
+        (field!("api_version"), api.version.as_str()),
+        (field!("api_context"), api.versioned_context.as_str()),
+        (field!("api_id"), api.source_id.as_deref().unwrap_or(&api.label)),
+        (field!("api_resource"), resource.template.as_str()),
+        (field!("original_path"), original_path),
+    ];
+    for (name, value) in fields {
+        if !value.is_empty() {
+            set(name, value);
+        }
+    }
 }
 
 impl Record {
@@ -91,37 +123,32 @@ impl Record {
         }
     }
 
-    /// The API and resource matched, and the path the client sent (before any rewrite).
-    pub fn route(&mut self, api: &Api, resource: &Resource, original_path: &str) {
-        self.put("api_name", &api.name);
-        self.put("api_version", &api.version);
-        self.put("api_context", &versioned_context(api));
-        self.put("api_id", api.source_id.as_deref().unwrap_or(&api.label));
-        self.put("api_resource", resource.template.as_str());
-        self.put("original_path", original_path);
+    /// The API and resource matched: their fields are due.
+    pub fn route(&mut self) {
+        self.route = true;
     }
 
     /// Who was authorized.
     pub fn caller(&mut self, authorized: &Authorized) {
-        self.put("application_id", &authorized.application_id);
-        self.put("application_name", &authorized.application_name);
-        self.put("application_owner", &authorized.subscriber);
-        self.put("key_type", authorized.key_type.name());
-        self.put("tier", &authorized.tier);
+        self.put(field!("application_id"), &authorized.application_id);
+        self.put(field!("application_name"), &authorized.application_name);
+        self.put(field!("application_owner"), &authorized.subscriber);
+        self.put(field!("key_type"), authorized.key_type.name());
+        self.put(field!("tier"), &authorized.tier);
         if let Some(user) = &authorized.end_user {
-            self.put("user_name", user);
+            self.put(field!("user_name"), user);
         }
     }
 
     /// The fault the filter answered with.
     pub fn fault(&mut self, fault: &Fault, status: u16) {
         let (error_type, error_message) = classify(fault.code, status);
-        self.put("error_code", &fault.code.to_string());
-        self.put("error_type", error_type);
-        self.put("error_message", error_message);
-        self.put("level", fault.id.level());
+        self.put(field!("error_code"), &fault.code.to_string());
+        self.put(field!("error_type"), error_type);
+        self.put(field!("error_message"), error_message);
+        self.put(field!("level"), fault.id.level());
         // WSO2 reports -1 as the backend's status of a fault.
-        self.put("target_response_code", "-1");
+        self.put(TARGET_RESPONSE_CODE, "-1");
     }
 }
 

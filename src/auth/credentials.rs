@@ -71,7 +71,7 @@ pub fn extract(
             let token = rest.trim();
             if !scheme.eq_ignore_ascii_case("bearer") {
                 problem = Some(Extracted::BadScheme);
-            } else if token.is_empty() || token.contains(char::is_whitespace) {
+            } else if token.is_empty() || has_whitespace(token) {
                 problem = Some(Extracted::BadFormat);
             } else {
                 return Extracted::Found(Presented::Bearer(token.to_string()));
@@ -92,6 +92,16 @@ pub fn extract(
         }
     }
     problem.unwrap_or(Extracted::Missing)
+}
+
+/// Whitespace anywhere in a token (Unicode's, as `char::is_whitespace`); ASCII tokens, which every
+/// valid one is, are checked byte by byte without decoding.
+fn has_whitespace(token: &str) -> bool {
+    if token.is_ascii() {
+        token.bytes().any(|byte| byte.is_ascii_whitespace() || byte == 0x0b)
+    } else {
+        token.contains(char::is_whitespace)
+    }
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -124,6 +134,17 @@ pub fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_in_a_token_is_what_unicode_calls_whitespace() {
+        for byte in 0u8..128 {
+            let token = format!("ab{}cd", char::from(byte));
+            assert_eq!(has_whitespace(&token), token.contains(char::is_whitespace), "byte {byte:#04x}");
+        }
+        assert!(has_whitespace("ab\u{2003}cd"));
+        assert!(has_whitespace("ab\u{a0}cd"));
+        assert!(!has_whitespace("ab\u{e9}cd"));
+    }
 
     #[test]
     fn credentials_never_print() {

@@ -430,7 +430,12 @@ impl Host for WasmHost<'_> {
         abi::header_pairs(abi::MAP_REQUEST_HEADERS)
             .unwrap_or_default()
             .into_iter()
-            .map(|(name, value)| (String::from_utf8_lossy(&name).into_owned(), value))
+            .map(|(name, value)| {
+                // Envoy's names are valid UTF-8 (they are tokens): kept as they are, not copied.
+                let name = String::from_utf8(name)
+                    .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+                (name, value)
+            })
             .collect()
     }
 

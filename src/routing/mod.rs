@@ -68,9 +68,17 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
         return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
     };
     let depth_limit = table.max_base_depth.min(path.segments.len());
+    // One string holds every candidate base path: `/a/b/c` and where `/a`, `/a/b` end in it.
+    let mut bases = String::new();
+    let mut ends = Vec::with_capacity(depth_limit);
+    for segment in path.segments.iter().take(depth_limit) {
+        bases.push('/');
+        bases.push_str(segment);
+        ends.push(bases.len());
+    }
     let matched = (1..=depth_limit).rev().find_map(|depth| {
-        let base = format!("/{}", path.segments.get(..depth).unwrap_or_default().join("/"));
-        table.base_paths.get(&base).map(|&id| (id, depth))
+        let base = bases.get(..*ends.get(depth - 1)?)?;
+        table.base_paths.get(base).map(|&id| (id, depth))
     });
     let Some((api_id, depth)) = matched else {
         return match unmatched {

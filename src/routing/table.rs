@@ -49,6 +49,9 @@ pub struct Api {
     pub stats_prefix: String,
     /// The counter of its allowed requests, `<stats_prefix>.allowed`, built once.
     pub stats_allowed: String,
+    /// The context with the version in it (`/pizzashack/1.0.0`), as WSO2's analytics and backend
+    /// JWT name it, built once.
+    pub versioned_context: String,
 }
 
 /// A stats-name segment Envoy's tag extraction cannot confuse: characters other than letters,
@@ -346,8 +349,14 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
     }
     let stats_prefix =
         format!("apim.api.{}.version.{}", stat_segment(&raw.name, false), stat_segment(&raw.version, true));
+    let versioned_context = if raw.context.contains("{version}") {
+        raw.context.replace("{version}", &raw.version)
+    } else {
+        format!("{}/{}", raw.context, raw.version)
+    };
     Ok(Api {
         id,
+        versioned_context,
         label: format!("{}:{}", raw.name, raw.version),
         stats_allowed: format!("{stats_prefix}.allowed"),
         stats_prefix,

@@ -234,10 +234,10 @@ impl Stream {
             Verdict::Deny(fault) => self.deny(host, &fault),
             Verdict::Forward(forward) => {
                 let open = forward.cluster.is_some();
-                if let Some((api, resource)) = route_of(&routes, &forward) {
+                if route_of(&routes, &forward).is_some() {
                     self.api_stats = config.observability.api_stats;
                     if config.observability.access_log_fields {
-                        self.record.route(api, resource, self.request.view().path);
+                        self.record.route();
                     }
                 }
                 self.route = Some(forward);
@@ -467,8 +467,16 @@ impl Stream {
 
     /// Hands the access-log fields gathered so far to Envoy's filter state.
     fn emit_record(&mut self, host: &mut impl Host) {
+        if std::mem::take(&mut self.record.route) {
+            let routes = Rc::clone(&self.routes);
+            if let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) {
+                observe::route_fields(api, resource, &self.request.view().path, |name, value| {
+                    host.set_property(name, value.as_bytes());
+                });
+            }
+        }
         for (name, value) in std::mem::take(&mut self.record.fields) {
-            host.set_property(&format!("{}{name}", observe::FIELD_PREFIX), value.as_bytes());
+            host.set_property(name, value.as_bytes());
         }
     }
 

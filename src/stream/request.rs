@@ -28,11 +28,17 @@ pub struct Snapshot {
 }
 
 /// Whether a header name is one the filter owns, in any spelling Envoy lets through: letter case,
-/// and `_` for `-` (CGI-style backends read `x_apim_tier` as `x-apim-tier`).
+/// and `_` for `-` (CGI-style backends read `x_apim_tier` as `x-apim-tier`). Compared byte by byte
+/// with the normalized names: this runs for every request header, and allocates nothing.
 fn is_owned(config: &Config, name: &str) -> bool {
-    let normalized: String =
-        name.bytes().map(|b| if b == b'_' { '-' } else { char::from(b.to_ascii_lowercase()) }).collect();
-    config.owned_headers.contains(&normalized)
+    let spelled_as = |owned: &String| {
+        owned.len() == name.len()
+            && owned
+                .bytes()
+                .zip(name.bytes())
+                .all(|(want, got)| want == if got == b'_' { b'-' } else { got.to_ascii_lowercase() })
+    };
+    config.owned_headers.iter().any(spelled_as)
 }
 
 impl Snapshot {

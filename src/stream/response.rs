@@ -24,8 +24,7 @@ impl Stream {
             .unwrap_or(0);
         if self.config.observability.access_log_fields && self.route.is_some() {
             // The backend's status (a transport fault below replaces it with WSO2's -1).
-            let name = format!("{}target_response_code", crate::observe::FIELD_PREFIX);
-            host.set_property(&name, status.to_string().as_bytes());
+            host.set_property(crate::observe::TARGET_RESPONSE_CODE, status.to_string().as_bytes());
         }
         // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
         // everything else.
