@@ -470,7 +470,7 @@ impl Stream {
         if std::mem::take(&mut self.record.route) {
             let routes = Rc::clone(&self.routes);
             if let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) {
-                observe::route_fields(api, resource, &self.request.view().path, |name, value| {
+                observe::route_fields(api, resource, self.request.view().path, |name, value| {
                     host.set_property(name, value.as_bytes());
                 });
             }
