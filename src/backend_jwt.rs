@@ -180,7 +180,7 @@ impl BackendJwt {
                 put(name, value);
             }
         }
-        put("apicontext", &versioned_context(api));
+        put("apicontext", &api.versioned_context);
         put("keytype", authorized.key_type.name());
         put("usertype", "Application_User");
         let end_user = match (authorized.user_token, &authorized.end_user) {
@@ -371,11 +371,6 @@ fn read_slot<'b>(bytes: &'b [u8], key: &[u8; 32]) -> Option<(u64, &'b str)> {
     let until: [u8; 8] = bytes.get(32..40)?.try_into().ok()?;
     let jwt = std::str::from_utf8(bytes.get(40..)?).ok()?;
     Some((u64::from_be_bytes(until), jwt))
-}
-
-/// WSO2's `apicontext`: the context with its version (`/pizzashack/1.0.0`).
-pub fn versioned_context(api: &Api) -> String {
-    api.versioned_context.clone()
 }
 
 /// A UUID-shaped (version 4 layout) id from the cache key and the issue time.

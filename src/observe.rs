@@ -44,9 +44,6 @@ macro_rules! field {
     };
 }
 
-/// The prefix of the access-log fields in Envoy's filter state (`wasm.` is Envoy's).
-pub const FIELD_PREFIX: &str = field!("");
-
 /// The backend's status field (set in the response phase).
 pub const TARGET_RESPONSE_CODE: &str = field!("target_response_code");
 
