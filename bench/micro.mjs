@@ -104,6 +104,7 @@ function instantiate(config, requestHeaders) {
     proxy_set_effective_context: () => 0,
     proxy_define_metric: (kind, ptr, len, out) => { count("define_metric"); memory().setUint32(out, 1, true); return 0; },
     proxy_increment_metric: () => { count("increment_metric"); return 0; },
+    proxy_call_foreign_function: () => { count("call_foreign_function"); return 0; },
   };
   const wasi = {
     random_get: (ptr, len) => { bytes(ptr, len).fill(7); return 0; },

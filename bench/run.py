@@ -116,7 +116,9 @@ def micro(creds):
     scenarios = [
         ("open", open_config(), []),
         ("open-quiet", quiet(open_config()), []),
+        ("open-struct", as_struct(open_config()), []),
         ("c", our_config(creds), [("authorization", f"Bearer {creds['token']}")]),
+        ("c-struct", as_struct(our_config(creds)), [("authorization", f"Bearer {creds['token']}")]),
         ("c-quiet", quiet(our_config(creds)), [("authorization", f"Bearer {creds['token']}")]),
         ("d", our_config(creds), [("apikey", API_KEY)]),
     ]
@@ -244,6 +246,26 @@ def quiet(config):
     config = dict(config)
     config["observability"] = {"api_stats": False, "application_stats": 0, "access_log_fields": False}
     return config
+
+
+def as_struct(config):
+    """`config` handing the access-log fields over as one `Struct` property (read with CEL)."""
+    config = dict(config)
+    config["observability"] = {"access_log_encoding": "struct"}
+    return config
+
+
+def log_scenarios(creds):
+    """The access-log fields as properties, as one `Struct`, and not at all, side by side."""
+    bearer = [("Authorization", f"Bearer {creds['token']}")]
+    return [
+        ("open", "(open) apim-filter, open resource", wasm_filter(open_config()), [], 200),
+        ("open-struct", "(open) log fields as one Struct", wasm_filter(as_struct(open_config())), [], 200),
+        ("open-quiet", "(open) without stats or log fields", wasm_filter(quiet(open_config())), [], 200),
+        ("c", "(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer, 200),
+        ("c-struct", "(c) log fields as one Struct", wasm_filter(as_struct(our_config(creds))), bearer, 200),
+        ("c-quiet", "(c) without stats or log fields", wasm_filter(quiet(our_config(creds))), bearer, 200),
+    ]
 
 
 def ext_authz(authorizer_port):
@@ -467,6 +489,7 @@ def main():
             "null": lambda: measure("(null) do-nothing filter, fewest callbacks", wasm_filter({}, NULL_WASM), []),
             "null-same": lambda: measure("(null) do-nothing filter, our callbacks", wasm_filter({}, NULL_SAME_WASM), []),
             "floor": lambda: measure_interleaved(floor_scenarios()),
+            "log": lambda: measure_interleaved(log_scenarios(creds)),
             "micro": lambda: print("\n".join(micro_report(micro(creds)))),
             "d0": lambda: measure("(diag) API key, no policies", wasm_filter(without_policies(our_config(creds))), apikey),
             "cluster": lambda: print("\n".join(cluster.report(cluster.bench(sys.modules[__name__]), verdict))),
@@ -486,6 +509,7 @@ def main():
         ("b", "(b) jwt_authn + local_ratelimit", native_filters(creds, cache=False), bearer, 200),
         ("b'", "(b') (b) with jwt_cache_config", native_filters(creds, cache=True), bearer, 200),
         ("c", "(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer, 200),
+        ("c-struct", "(c) log fields as one Struct", wasm_filter(as_struct(our_config(creds))), bearer, 200),
         ("d", "(d) apim-filter, opaque API key", wasm_filter(our_config(creds)), apikey, 200),
         ("e", "(e) apim-filter, 900902 fault", wasm_filter(our_config(creds)), [], 401),
         ("f", "(f) apim-filter, JWT, no cache", wasm_filter(our_config(creds, cache_entries=0)), bearer, 200),
@@ -493,6 +517,7 @@ def main():
         ("h", "(h) (c) with the backend JWT, ES256", wasm_filter(with_backend_jwt(our_config(creds), "ES256")), bearer, 200),
         ("open", "(open) apim-filter, open resource", wasm_filter(open_config()), [], 200),
         ("open-quiet", "(open) without stats or log fields", wasm_filter(quiet(open_config())), [], 200),
+        ("open-struct", "(open) log fields as one Struct", wasm_filter(as_struct(open_config())), [], 200),
         ("null", "(null) do-nothing filter, fewest callbacks", wasm_filter({}, NULL_WASM), [], 200),
         ("null-same", "(null) do-nothing filter, our callbacks", wasm_filter({}, NULL_SAME_WASM), [], 200),
         ("x", "(x) ext_authz, minimal authorizer", ext_authz(authorizer.port), bearer, 200),
@@ -566,6 +591,7 @@ def envoy_config_share(creds):
 
 def write_results(r, scale, envoy_share, own_cost, from_control_plane, across_nodes, wasm_size, elapsed):
     c_a, c_b, c_bc, f_b = ratio(r["c"]["rps"], r["a"]["rps"]), ratio(r["c"]["rps"], r["b"]["rps"]), ratio(r["c"]["rps"], r["b'"]["rps"]), ratio(r["f"]["rps"], r["b"]["rps"])
+    c_struct_bc = ratio(r["c-struct"]["rps"], r["b'"]["rps"])
     base = scale[10]
     lines = [
         "# Benchmark results",
@@ -594,6 +620,8 @@ def write_results(r, scale, envoy_share, own_cost, from_control_plane, across_no
         "h": "(h) (c) with the backend JWT, ES256",
         "open": "(open) apim-filter: an open resource, no policy (the floor)",
         "open-quiet": "(open) the same without per-API stats and access-log fields",
+        "open-struct": "(open) the same with the access-log fields as one `Struct` (`access_log_encoding`)",
+        "c-struct": "(c) with the access-log fields as one `Struct` (`access_log_encoding`)",
         "null": "(null) a do-nothing proxy-wasm filter: the fewest callbacks Envoy needs",
         "null-same": "(null) a do-nothing proxy-wasm filter exporting every callback apim-filter exports",
         "x": "(x) Envoy `ext_authz` to a minimal authorizer that answers allowed",
@@ -613,9 +641,12 @@ def write_results(r, scale, envoy_share, own_cost, from_control_plane, across_no
         f"| c/a | {c_a:.3f} | >= 0.85: {verdict(c_a >= 0.85)} |",
         f"| c/b | {c_b:.3f} | |",
         f"| c/b' | {c_bc:.3f} | >= 1.0: {verdict(c_bc >= 1.0)} |",
+        f"| c-struct/b' | {c_struct_bc:.3f} | (c with the access-log fields as one Struct) |",
+        f"| c-struct/c | {ratio(r['c-struct']['rps'], r['c']['rps']):.3f} | (one Struct against 13 properties) |",
         f"| f/b | {f_b:.3f} | (raw verification cost next to native) |",
         f"| open/a | {ratio(r['open']['rps'], r['a']['rps']):.3f} | >= 0.85: {verdict(ratio(r['open']['rps'], r['a']['rps']) >= 0.85)} (the floor) |",
         f"| open-quiet/a | {ratio(r['open-quiet']['rps'], r['a']['rps']):.3f} | (the floor without stats and access-log fields) |",
+        f"| open-struct/a | {ratio(r['open-struct']['rps'], r['a']['rps']):.3f} | (the floor, access-log fields as one Struct) |",
         f"| null/a | {ratio(r['null']['rps'], r['a']['rps']):.3f} | (proxy-wasm itself: a filter that does nothing) |",
         f"| null-same/a | {ratio(r['null-same']['rps'], r['a']['rps']):.3f} | (the same, with our callbacks exported) |",
         f"| open/null-same | {ratio(r['open']['rps'], r['null-same']['rps']):.3f} | (what our filter adds on an open resource) |",

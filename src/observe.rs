@@ -1,16 +1,19 @@
 //! What operators see of a request: its API-management context as access-log fields (Envoy
-//! filter state `wasm.apim.*`, named after WSO2's analytics event where it has a name), and the
-//! counters per API, per fault and level, and per application (bounded). Names are built so
-//! Envoy's tag extraction turns them into labels (`envoy/envoy.yaml` ships the rules).
+//! filter state `wasm.apim.*`, or one `google.protobuf.Struct` `wasm.apim`; named after WSO2's
+//! analytics event where it has a name), and the counters per API, per fault and level, and per
+//! application (bounded). Names are built so Envoy's tag extraction turns them into labels
+//! (`envoy/envoy.yaml` ships the rules).
 
 use std::collections::HashMap;
+
+use prost::Message;
 
 use crate::auth::authorize::Authorized;
 use crate::catalogue::analytics::classify;
 use crate::catalogue::Fault;
 use crate::routing::table::stat_segment;
 use crate::routing::{Api, Resource};
-use crate::schema::RawObservability;
+use crate::schema::{AccessLogEncoding, RawObservability};
 
 /// The compiled observability settings.
 #[derive(Clone, Debug)]
@@ -18,6 +21,7 @@ pub struct Observability {
     pub api_stats: bool,
     pub application_stats: u32,
     pub access_log_fields: bool,
+    pub access_log_encoding: AccessLogEncoding,
 }
 
 impl From<RawObservability> for Observability {
@@ -26,6 +30,7 @@ impl From<RawObservability> for Observability {
             api_stats: raw.api_stats,
             application_stats: raw.application_stats,
             access_log_fields: raw.access_log_fields,
+            access_log_encoding: raw.access_log_encoding,
         }
     }
 }
@@ -93,11 +98,18 @@ pub struct Record {
     pub route: bool,
     /// Other fields, by their names in Envoy's filter state.
     pub fields: Vec<(&'static str, String)>,
+    /// The fields handed over so far, as one `Struct` (when they are handed over that way).
+    pub encoded: Vec<u8>,
 }
 
 /// The fields of the API and resource matched, and of the path the client sent (before any
 /// rewrite), handed to `set` by name in Envoy's filter state; empty values are left out.
-pub fn route_fields(api: &Api, resource: &Resource, original_path: &str, mut set: impl FnMut(&'static str, &str)) {
+pub fn route_fields<'r>(
+    api: &'r Api,
+    resource: &'r Resource,
+    original_path: &'r str,
+    mut set: impl FnMut(&'static str, &'r str),
+) {
     let fields = [
         (field!("api_name"), api.name.as_str()),
         (field!("api_version"), api.version.as_str()),
@@ -114,10 +126,20 @@ pub fn route_fields(api: &Api, resource: &Resource, original_path: &str, mut set
 }
 
 impl Record {
+    /// Sets a field (replacing an earlier value of the same field); empty values are left out.
     fn put(&mut self, name: &'static str, value: &str) {
-        if !value.is_empty() {
-            self.fields.push((name, value.to_string()));
+        if value.is_empty() {
+            return;
         }
+        match self.fields.iter_mut().find(|(field, _)| *field == name) {
+            Some((_, earlier)) => value.clone_into(earlier),
+            None => self.fields.push((name, value.to_string())),
+        }
+    }
+
+    /// The backend's status.
+    pub fn target_response_code(&mut self, status: u16) {
+        self.put(TARGET_RESPONSE_CODE, &status.to_string());
     }
 
     /// The API and resource matched: their fields are due.
@@ -149,9 +171,117 @@ impl Record {
     }
 }
 
+/// The name of the one property holding every field as a `google.protobuf.Struct` (Envoy's
+/// filter state `wasm.apim`).
+pub const STRUCT_PROPERTY: &str = "apim";
+
+/// Envoy's `declare_property` foreign function's arguments (`DeclarePropertyArguments` in
+/// Envoy's `source/extensions/common/wasm/declare_property.proto`).
+#[derive(Clone, PartialEq, Message)]
+struct DeclarePropertyArguments {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(bool, tag = "2")]
+    readonly: bool,
+    /// `WasmType`: 3 is `Protobuf`.
+    #[prost(int32, tag = "3")]
+    r#type: i32,
+    /// The message's type URL.
+    #[prost(bytes = "vec", tag = "4")]
+    schema: Vec<u8>,
+    /// `LifeSpan`: 0 is `FilterChain` (the request, for an HTTP filter).
+    #[prost(int32, tag = "5")]
+    span: i32,
+}
+
+/// The arguments that declare [`STRUCT_PROPERTY`] a writable `google.protobuf.Struct` living as
+/// long as the request, so that Envoy's CEL reads its fields.
+pub fn struct_declaration() -> Vec<u8> {
+    DeclarePropertyArguments {
+        name: STRUCT_PROPERTY.to_string(),
+        readonly: false,
+        r#type: 3,
+        schema: b"type.googleapis.com/google.protobuf.Struct".to_vec(),
+        span: 0,
+    }
+    .encode_to_vec()
+}
+
+/// `google.protobuf.Struct`, its map written as the repeated entries it is on the wire.
+#[derive(Clone, PartialEq, Message)]
+struct StructMessage {
+    #[prost(message, repeated, tag = "1")]
+    fields: Vec<StructEntry>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StructEntry {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(message, optional, tag = "2")]
+    value: Option<StringValue>,
+}
+
+/// `google.protobuf.Value` holding a string (`string_value`, field 3 of its `kind`).
+#[derive(Clone, PartialEq, Message)]
+struct StringValue {
+    #[prost(string, tag = "3")]
+    string_value: String,
+}
+
+/// Appends the fields to `message` as a `google.protobuf.Struct` keyed by the field's name
+/// without `apim.` (appended to an encoded `Struct`, they are merged into it).
+pub fn encode_struct<'f>(fields: impl IntoIterator<Item = (&'static str, &'f str)>, message: &mut Vec<u8>) {
+    let fields = fields
+        .into_iter()
+        .map(|(name, value)| StructEntry {
+            key: name.strip_prefix("apim.").unwrap_or(name).to_string(),
+            value: Some(StringValue { string_value: value.to_string() }),
+        })
+        .collect();
+    let fields = StructMessage { fields };
+    message.reserve(fields.encoded_len());
+    // A Vec grows as needed: encoding into it cannot fail.
+    let _ = fields.encode(message);
+}
+
+/// Decodes [`encode_struct`]'s output as a map (a later entry wins, as in protobuf maps); empty
+/// when it does not decode.
+#[cfg(test)]
+pub fn decode_struct(bytes: &[u8]) -> HashMap<String, String> {
+    let fields = StructMessage::decode(bytes).map(|message| message.fields).unwrap_or_default();
+    fields.into_iter().map(|entry| (entry.key, entry.value.unwrap_or_default().string_value)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_struct_holds_each_field_by_its_short_name() {
+        let mut bytes = Vec::new();
+        encode_struct([(field!("api_name"), "Pizza"), (TARGET_RESPONSE_CODE, "200")], &mut bytes);
+        let fields = decode_struct(&bytes);
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields["api_name"], "Pizza");
+        assert_eq!(fields["target_response_code"], "200");
+        // Appended, later fields are merged in: new ones added, a repeated one replaced.
+        encode_struct([(TARGET_RESPONSE_CODE, "-1"), (field!("tier"), "Gold")], &mut bytes);
+        let fields = decode_struct(&bytes);
+        assert_eq!(fields.len(), 3);
+        assert_eq!(fields["api_name"], "Pizza");
+        assert_eq!(fields["target_response_code"], "-1");
+    }
+
+    #[test]
+    fn a_field_set_again_replaces_its_value() {
+        let mut record = Record::default();
+        record.target_response_code(200);
+        record.put(field!("tier"), "Gold");
+        record.put(TARGET_RESPONSE_CODE, "-1");
+        record.put(field!("user_name"), "");
+        assert_eq!(record.fields, vec![(TARGET_RESPONSE_CODE, "-1".to_string()), (field!("tier"), "Gold".to_string())]);
+    }
 
     #[test]
     fn stat_segments_keep_tag_extraction_unambiguous() {

@@ -16,7 +16,7 @@ use common::{free_port, read_repo_file, request, Backend, Envoy, EnvoySetup, Key
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
 
-fn filter_config(km: &KeyManager) -> String {
+fn filter_config(km: &KeyManager, encoding: &str) -> String {
     json!({
         "key_managers": [{"name": "oidc", "issuer": km.issuer(), "audiences": ["urn:apim:jwt"],
                           "jwks": {"cluster": "km", "path": "/jwks"}}],
@@ -37,7 +37,7 @@ fn filter_config(km: &KeyManager) -> String {
         "backend_jwt": {"algorithm": "RS256", "private_key": {"env": "APIM_TEST_BACKEND_JWT_KEY"},
                         "certificate": read_repo_file("tests/fixtures/keys/rsa-a.crt"),
                         "excluded_claims": ["client_id"]},
-        "observability": {"application_stats": 10}
+        "observability": {"application_stats": 10, "access_log_encoding": encoding}
     })
     .to_string()
 }
@@ -51,6 +51,12 @@ struct Stack {
 }
 
 fn stack() -> Stack {
+    stack_logging("properties", None)
+}
+
+/// A stack whose filter hands the access-log fields over as `encoding`, logged in `format`
+/// (the shipped format when `None`).
+fn stack_logging(encoding: &str, format: Option<String>) -> Stack {
     let km = KeyManager::start();
     let live = Backend::start();
     let scratch = Scratch::new("observability");
@@ -60,9 +66,10 @@ fn stack() -> Stack {
         env: vec![("APIM_TEST_BACKEND_JWT_KEY".into(), read_repo_file("tests/fixtures/keys/rsa-a.pem"))],
         host_env_keys: vec!["APIM_TEST_BACKEND_JWT_KEY".into()],
         access_log: Some(log.clone()),
+        access_log_format: format,
         ..Default::default()
     };
-    let envoy = Envoy::start(&filter_config(&km), setup);
+    let envoy = Envoy::start(&filter_config(&km, encoding), setup);
     Stack { envoy, live, km, log, _scratch: scratch }
 }
 
@@ -147,7 +154,15 @@ fn log_lines(path: &std::path::Path, count: usize) -> Vec<Value> {
 
 #[test]
 fn the_access_log_and_the_stats_say_what_happened() {
-    let stack = stack();
+    access_log_and_stats_say_what_happened(&stack());
+}
+
+#[test]
+fn the_access_log_says_the_same_from_one_struct_read_with_cel() {
+    access_log_and_stats_say_what_happened(&stack_logging("struct", Some(common::struct_access_log_format())));
+}
+
+fn access_log_and_stats_say_what_happened(stack: &Stack) {
     let token = stack.km.jwt("app1", "app1-secret", "menu:read");
     let bearer = format!("Bearer {token}");
     let send = |path: &str, authorization: &str| {

@@ -120,6 +120,14 @@ mod sys {
         pub fn proxy_set_effective_context(context: u32) -> u32;
         pub fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
         pub fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        pub fn proxy_call_foreign_function(
+            name: *const u8,
+            name_size: usize,
+            arguments: *const u8,
+            arguments_size: usize,
+            results: *mut *mut u8,
+            results_size: *mut usize,
+        ) -> u32;
     }
 }
 
@@ -428,4 +436,27 @@ pub fn define_metric(kind: u32, name: &str) -> HostResult<u32> {
 pub fn increment_metric(id: u32, offset: i64) -> HostResult<()> {
     // SAFETY: no pointers.
     check(unsafe { sys::proxy_increment_metric(id, offset) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Foreign functions (Envoy's extensions to the ABI).
+// ---------------------------------------------------------------------------------------------
+
+/// Calls one of the host's foreign functions by name (Envoy's `declare_property`, for one).
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> HostResult<Vec<u8>> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: pointers and lengths of live buffers; valid out-pointers; the result is taken back
+    // with `take`.
+    check(unsafe {
+        sys::proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    })?;
+    Ok(take(data, size))
 }

@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::host::{text, Answer, Call, Header, Host, HostError, SharedStore};
+use crate::schema::AccessLogEncoding;
 use crate::stream::background::{self, Job};
 use crate::stream::{Flow, Stream, Worker};
 
@@ -207,6 +208,10 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
             return 0;
         }
     };
+    if let Err(reason) = declare_properties(&config) {
+        log::error!("invalid configuration: field `observability.access_log_encoding`: {reason}");
+        return 0;
+    }
     let elapsed_ms = match (started, abi::now_nanos().ok()) {
         (Some(start), Some(end)) => end.saturating_sub(start) as f64 / 1e6,
         _ => 0.0,
@@ -229,6 +234,18 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
         root.worker = Some(Rc::new(RefCell::new(worker)));
     })
     .map_or(0, |()| 1)
+}
+
+/// Declares the access log's `Struct` property when the configuration asks for it, so that Envoy
+/// keeps it as a message CEL can read field by field.
+fn declare_properties(config: &Config) -> Result<(), String> {
+    let observability = &config.observability;
+    if !observability.access_log_fields || observability.access_log_encoding != AccessLogEncoding::Struct {
+        return Ok(());
+    }
+    abi::call_foreign_function("declare_property", &crate::observe::struct_declaration())
+        .map(drop)
+        .map_err(|status| format!("\"struct\" needs Envoy's `declare_property` foreign function ({status:?})"))
 }
 
 /// Background work of a root context (see [`background`]).

@@ -148,11 +148,34 @@ pub struct RawObservability {
     /// (`wasm.apim.*`), for access logs. Defaults to true.
     #[serde(default = "super::default_true")]
     pub access_log_fields: bool,
+    /// How the access-log fields reach Envoy's filter state. Defaults to `"properties"`.
+    #[serde(default)]
+    pub access_log_encoding: AccessLogEncoding,
+}
+
+/// How the access-log fields reach Envoy's filter state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogEncoding {
+    /// One filter-state object per field, `wasm.apim.<field>`, read with
+    /// `%FILTER_STATE(wasm.apim.<field>:PLAIN)%` (any Envoy). The default.
+    #[default]
+    Properties,
+    /// One filter-state object, `wasm.apim`, a `google.protobuf.Struct` holding every field, read
+    /// with `%CEL(filter_state['wasm.apim'].<field>)%` (Envoy's CEL formatter,
+    /// `envoy.formatter.cel`). At most two filter-state writes per request instead of one per
+    /// field: the cheaper choice (see `bench/RESULTS.md`).
+    Struct,
 }
 
 impl Default for RawObservability {
     fn default() -> Self {
-        RawObservability { api_stats: true, application_stats: default_application_stats(), access_log_fields: true }
+        RawObservability {
+            api_stats: true,
+            application_stats: default_application_stats(),
+            access_log_fields: true,
+            access_log_encoding: AccessLogEncoding::default(),
+        }
     }
 }
 

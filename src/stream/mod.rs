@@ -31,6 +31,7 @@ use crate::host::{Answer, Call, Host, Step};
 use crate::observe::{self, ApplicationNames, Record};
 use crate::render;
 use crate::routing::{self, Forward, Table, Verdict};
+use crate::schema::AccessLogEncoding;
 use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::{Settings, Space};
 use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
@@ -465,18 +466,36 @@ impl Stream {
         }
     }
 
-    /// Hands the access-log fields gathered so far to Envoy's filter state.
+    /// Hands the access-log fields gathered since the last hand-over to Envoy's filter state: as
+    /// properties, one each; as one `Struct`, appended to the message handed over before (a
+    /// protobuf message followed by another is their merge, a later field replacing an earlier
+    /// one) and the whole message set again.
     fn emit_record(&mut self, host: &mut impl Host) {
-        if std::mem::take(&mut self.record.route) {
-            let routes = Rc::clone(&self.routes);
-            if let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) {
-                observe::route_fields(api, resource, self.request.view().path, |name, value| {
+        let routes = Rc::clone(&self.routes);
+        let route = self.route.as_ref().and_then(|route| route_of(&routes, route));
+        let route = if std::mem::take(&mut self.record.route) { route } else { None };
+        let path = self.request.view().path;
+        let fields = std::mem::take(&mut self.record.fields);
+        match self.config.observability.access_log_encoding {
+            AccessLogEncoding::Properties => {
+                if let Some((api, resource)) = route {
+                    observe::route_fields(api, resource, path, |name, value| {
+                        host.set_property(name, value.as_bytes());
+                    });
+                }
+                for (name, value) in fields {
                     host.set_property(name, value.as_bytes());
-                });
+                }
             }
-        }
-        for (name, value) in std::mem::take(&mut self.record.fields) {
-            host.set_property(name, value.as_bytes());
+            AccessLogEncoding::Struct => {
+                let mut all = Vec::with_capacity(fields.len() + 6);
+                if let Some((api, resource)) = route {
+                    observe::route_fields(api, resource, path, |name, value| all.push((name, value)));
+                }
+                all.extend(fields.iter().map(|(name, value)| (*name, value.as_str())));
+                observe::encode_struct(all, &mut self.record.encoded);
+                host.set_property(observe::STRUCT_PROPERTY, &self.record.encoded);
+            }
         }
     }
 

@@ -22,14 +22,10 @@ impl Stream {
             .response_header(":status")
             .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
             .unwrap_or(0);
-        if self.config.observability.access_log_fields && self.route.is_some() {
-            // The backend's status (a transport fault below replaces it with WSO2's -1).
-            host.set_property(crate::observe::TARGET_RESPONSE_CODE, status.to_string().as_bytes());
-        }
         // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
         // everything else.
         if status < 400 {
-            return Flow::Continue;
+            return self.backend_answered(host, status);
         }
         let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());
         let flags = host.property(&["response", "flags"]).map(|bytes| request::le_u64(&bytes)).unwrap_or(0);
@@ -45,8 +41,18 @@ impl Stream {
             // downstream is sent instead of them (also when Envoy's reply had no body to rewrite,
             // as for a missing cluster).
             Some(fault) => self.deny(host, &fault),
-            None => Flow::Continue,
+            None => self.backend_answered(host, status),
         }
+    }
+
+    /// The backend's answer goes on: its status is the access log's target response code (a
+    /// transport fault's is WSO2's -1, set by the fault).
+    fn backend_answered(&mut self, host: &mut impl Host, status: u16) -> Flow {
+        if self.config.observability.access_log_fields && self.route.is_some() {
+            self.record.target_response_code(status);
+            self.emit_record(host);
+        }
+        Flow::Continue
     }
 
     pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, _end_of_stream: bool) -> Flow {

@@ -571,3 +571,54 @@ fn a_client_copy_of_the_backend_jwt_header_is_removed_in_any_spelling() {
     assert!(!host.request.contains_key("x_backend_jwt"));
     assert!(!host.request.contains_key("x-backend-jwt"), "an open resource gets no backend JWT");
 }
+
+#[test]
+fn as_one_struct_the_access_log_fields_are_one_property_replaced_whole() {
+    let json = r#"{"observability": {"access_log_encoding": "struct"},
+        "apis":[{"name":"P","context":"/p","version":"1","endpoints":{"production":"backend"},
+        "resources":[{"method":"GET","path":"/menu","security":[]},{"method":"GET","path":"/orders"}]}]}"#;
+    let config = Rc::new(Config::from_json(json.as_bytes()).unwrap());
+    let fields = |host: &FakeHost| {
+        assert_eq!(host.properties.keys().filter(|name| name.starts_with("apim")).count(), 1, "one property");
+        crate::observe::decode_struct(&host.properties[crate::observe::STRUCT_PROPERTY])
+    };
+
+    // Forwarded: the route's fields at once, the backend's status added in the response phase.
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu?x=1")]);
+    let mut filter = stream(Rc::clone(&config));
+    assert_eq!(filter.on_request_headers(&mut host, true), Flow::Continue);
+    let sent = fields(&host);
+    assert_eq!(sent["api_name"], "P");
+    assert_eq!(sent["api_context"], "/p/1");
+    assert_eq!(sent["api_resource"], "/menu");
+    assert_eq!(sent["original_path"], "/p/1/menu?x=1");
+    assert!(!sent.contains_key("target_response_code"));
+    host.response.insert(":status".into(), b"404".to_vec());
+    assert_eq!(filter.on_response_headers(&mut host), Flow::Continue);
+    let sent = fields(&host);
+    assert_eq!(sent["target_response_code"], "404");
+    assert_eq!(sent["api_name"], "P", "the route's fields stay");
+
+    // The upstream failed: WSO2's -1 replaces the status, with the fault's fields.
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
+    let mut filter = stream(Rc::clone(&config));
+    assert_eq!(filter.on_request_headers(&mut host, true), Flow::Continue);
+    host.response.insert(":status".into(), b"503".to_vec());
+    host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
+    assert_eq!(filter.on_response_headers(&mut host), Flow::Answered);
+    host.properties.remove("response.flags");
+    let sent = fields(&host);
+    assert_eq!(sent["error_code"], "101503");
+    assert_eq!(sent["level"], "transport");
+    assert_eq!(sent["target_response_code"], "-1");
+    assert_eq!(sent["api_resource"], "/menu");
+
+    // Refused before any backend: the fault's fields with the route's.
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/orders")]);
+    let mut filter = stream(config);
+    assert_eq!(filter.on_request_headers(&mut host, true), Flow::Answered);
+    let sent = fields(&host);
+    assert_eq!(sent["error_code"], "900902");
+    assert_eq!(sent["api_resource"], "/orders");
+    assert_eq!(sent["target_response_code"], "-1");
+}

@@ -117,6 +117,8 @@ pub struct EnvoySetup {
     /// Write the shipped access log (`envoy/envoy.yaml`'s JSON format) to this file. Defaults to
     /// none.
     pub access_log: Option<PathBuf>,
+    /// The access log's `log_format` (JSON) instead of the shipped one. Defaults to none.
+    pub access_log_format: Option<String>,
 }
 
 impl Default for EnvoySetup {
@@ -131,6 +133,7 @@ impl Default for EnvoySetup {
             host_env_keys: Vec::new(),
             without_filter: false,
             access_log: None,
+            access_log_format: None,
         }
     }
 }
@@ -152,6 +155,29 @@ pub fn shipped_access_log_format() -> String {
     let format = &manager["access_log"][0]["typed_config"]["log_format"];
     assert!(format.is_mapping(), "envoy/envoy.yaml's gateway listener has an access log format");
     serde_json::to_string(format).expect("log_format")
+}
+
+/// The shipped access log's format read from the filter's one `Struct` property
+/// (`"access_log_encoding": "struct"`), as docs/HOWTO.md tells users to write it: each
+/// `%FILTER_STATE(wasm.apim.<field>:PLAIN)%` becomes `%CEL(filter_state['wasm.apim'].<field>)%`,
+/// with Envoy's CEL formatter.
+pub fn struct_access_log_format() -> String {
+    let mut format: serde_json::Value = serde_json::from_str(&shipped_access_log_format()).expect("JSON");
+    let fields = format["json_format"].as_object_mut().expect("a JSON format");
+    let mut rewritten = 0;
+    for value in fields.values_mut() {
+        let Some(text) = value.as_str() else { continue };
+        if let Some(field) =
+            text.strip_prefix("%FILTER_STATE(wasm.apim.").and_then(|rest| rest.strip_suffix(":PLAIN)%"))
+        {
+            *value = serde_json::Value::String(format!("%CEL(filter_state['wasm.apim'].{field})%"));
+            rewritten += 1;
+        }
+    }
+    assert!(rewritten >= 10, "the shipped format reads the filter's fields");
+    format["formatters"] = serde_json::json!([{"name": "envoy.formatter.cel", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.formatter.cel.v3.Cel"}}]);
+    format.to_string()
 }
 
 pub struct Envoy {
@@ -217,7 +243,7 @@ pub fn envoy_yaml(filter_json: &str, setup: &EnvoySetup, port: u16, admin_port: 
         Some(path) => format!(
             "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: \"{}\"\n              log_format: {}\n",
             path.display(),
-            shipped_access_log_format()
+            setup.access_log_format.clone().unwrap_or_else(shipped_access_log_format)
         ),
         None => String::new(),
     };
