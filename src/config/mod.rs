@@ -7,7 +7,11 @@
 //! The JSON is Envoy's wasm `configuration` (a `google.protobuf.StringValue`) or an Istio
 //! WasmPlugin's `pluginConfig`. Unknown fields are refused.
 
+mod json_path;
+
 use std::rc::Rc;
+
+use serde::Deserialize;
 
 use crate::auth::AuthConfig;
 use crate::backend_jwt::BackendJwt;
@@ -99,10 +103,8 @@ impl Config {
                 return Err(ConfigError::new("(root)", "the configuration must be a JSON object"));
             }
             let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-            let raw = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-                let path = error.path().to_string();
-                let field = if path == "." { "(root)".to_string() } else { path };
-                ConfigError::new(field, redact_values(&error.inner().to_string()))
+            let raw = RawConfig::deserialize(&mut deserializer).map_err(|error| {
+                ConfigError::new(json_path::path_of_error(bytes, &error), redact_values(&error.to_string()))
             })?;
             deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
             raw
