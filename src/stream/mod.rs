@@ -471,6 +471,9 @@ impl Stream {
     /// protobuf message followed by another is their merge, a later field replacing an earlier
     /// one) and the whole message set again.
     fn emit_record(&mut self, host: &mut impl Host) {
+        if !self.record.route && self.record.fields.is_empty() {
+            return;
+        }
         let routes = Rc::clone(&self.routes);
         let route = self.route.as_ref().and_then(|route| route_of(&routes, route));
         let route = if std::mem::take(&mut self.record.route) { route } else { None };
