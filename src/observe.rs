@@ -194,9 +194,17 @@ struct DeclarePropertyArguments {
     span: i32,
 }
 
+impl Observability {
+    /// The `declare_property` arguments Envoy needs before the fields can be handed over as one
+    /// `Struct`; `None` when they are not handed over that way.
+    pub fn struct_declaration(&self) -> Option<Vec<u8>> {
+        (self.access_log_fields && self.access_log_encoding == AccessLogEncoding::Struct).then(struct_declaration)
+    }
+}
+
 /// The arguments that declare [`STRUCT_PROPERTY`] a writable `google.protobuf.Struct` living as
 /// long as the request, so that Envoy's CEL reads its fields.
-pub fn struct_declaration() -> Vec<u8> {
+fn struct_declaration() -> Vec<u8> {
     DeclarePropertyArguments {
         name: STRUCT_PROPERTY.to_string(),
         readonly: false,
@@ -271,6 +279,21 @@ mod tests {
         assert_eq!(fields.len(), 3);
         assert_eq!(fields["api_name"], "Pizza");
         assert_eq!(fields["target_response_code"], "-1");
+    }
+
+    #[test]
+    fn the_struct_is_declared_only_when_the_fields_are_handed_over_as_one() {
+        let observability = |fields: bool, encoding: AccessLogEncoding| Observability {
+            access_log_fields: fields,
+            access_log_encoding: encoding,
+            ..Observability::default()
+        };
+        assert_eq!(observability(true, AccessLogEncoding::Properties).struct_declaration(), None);
+        assert_eq!(observability(false, AccessLogEncoding::Struct).struct_declaration(), None);
+        let declared = observability(true, AccessLogEncoding::Struct).struct_declaration().unwrap_or_default();
+        let arguments = DeclarePropertyArguments::decode(declared.as_slice()).unwrap();
+        assert_eq!((arguments.name.as_str(), arguments.readonly, arguments.r#type), (STRUCT_PROPERTY, false, 3));
+        assert_eq!(arguments.schema, b"type.googleapis.com/google.protobuf.Struct");
     }
 
     #[test]

@@ -15,7 +15,6 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::host::{text, Answer, Call, Header, Host, HostError, SharedStore};
-use crate::schema::AccessLogEncoding;
 use crate::stream::background::{self, Job};
 use crate::stream::{Flow, Stream, Worker};
 
@@ -239,11 +238,8 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
 /// Declares the access log's `Struct` property when the configuration asks for it, so that Envoy
 /// keeps it as a message CEL can read field by field.
 fn declare_properties(config: &Config) -> Result<(), String> {
-    let observability = &config.observability;
-    if !observability.access_log_fields || observability.access_log_encoding != AccessLogEncoding::Struct {
-        return Ok(());
-    }
-    abi::call_foreign_function("declare_property", &crate::observe::struct_declaration())
+    let Some(declaration) = config.observability.struct_declaration() else { return Ok(()) };
+    abi::call_foreign_function("declare_property", &declaration)
         .map(drop)
         .map_err(|status| format!("\"struct\" needs Envoy's `declare_property` foreign function ({status:?})"))
 }
