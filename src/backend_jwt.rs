@@ -12,7 +12,6 @@ use std::rc::Rc;
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Map, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -22,13 +21,14 @@ use crate::host::SharedStore;
 use crate::routing::Api;
 use crate::schema::checks::check_header_name;
 use crate::schema::{resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt};
+use crate::signatures::SigningKey;
 
 /// The compiled backend-JWT settings.
 pub struct BackendJwt {
     /// The header the JWT travels in (lowercase).
     pub header: String,
     algorithm: BackendJwtAlgorithm,
-    key: Option<EncodingKey>,
+    key: Option<SigningKey>,
     /// The JOSE header, already encoded.
     encoded_header: String,
     lifetime_s: u64,
@@ -60,6 +60,8 @@ impl std::fmt::Debug for BackendJwt {
 }
 
 const FIELD: &str = "backend_jwt";
+/// Why a private key that the key crates refuse, or that fails its trial signature, is refused.
+const CANNOT_SIGN: &str = "cannot sign with this key and `algorithm`";
 
 impl BackendJwt {
     /// Checks and compiles the settings: the key is parsed and tried once (a key that cannot sign
@@ -149,9 +151,9 @@ impl BackendJwt {
             fingerprint: fingerprint.finalize().into(),
         };
         // A key that parses but cannot sign is refused now.
-        compiled.sign("probe").map_err(|SigningFailed| {
-            ConfigError::new(format!("{FIELD}.private_key"), "cannot sign with this key and `algorithm`")
-        })?;
+        compiled
+            .sign("probe")
+            .map_err(|SigningFailed| ConfigError::new(format!("{FIELD}.private_key"), CANNOT_SIGN))?;
         Ok(compiled)
     }
 
@@ -221,21 +223,12 @@ impl BackendJwt {
 
     /// The encoded signature of a signing input (empty for `alg: none`).
     fn sign(&self, signing_input: &str) -> Result<String, SigningFailed> {
-        let algorithm = match self.algorithm {
-            BackendJwtAlgorithm::None => return Ok(String::new()),
-            BackendJwtAlgorithm::RS256 => Algorithm::RS256,
-            BackendJwtAlgorithm::ES256 => Algorithm::ES256,
-        };
-        let key = self.key.as_ref().ok_or(SigningFailed)?;
-        let signature =
-            jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, algorithm).map_err(|_| SigningFailed)?;
-        match self.encoding {
-            BackendJwtEncoding::Base64url => Ok(signature),
-            other => {
-                let raw = URL_SAFE_NO_PAD.decode(signature.as_bytes()).map_err(|_| SigningFailed)?;
-                Ok(encode(other, &raw))
-            }
+        if self.algorithm == BackendJwtAlgorithm::None {
+            return Ok(String::new());
         }
+        let key = self.key.as_ref().ok_or(SigningFailed)?;
+        let signature = key.sign(signing_input.as_bytes()).ok_or(SigningFailed)?;
+        Ok(encode(self.encoding, &signature))
     }
 
     /// The JWT for a caller and API: this worker's copy, else the Envoy's (shared data), else a
@@ -408,19 +401,19 @@ fn signing_key(
     field: &str,
     algorithm: BackendJwtAlgorithm,
     pem_text: &[u8],
-) -> Result<(EncodingKey, Vec<u8>), ConfigError> {
+) -> Result<(SigningKey, Vec<u8>), ConfigError> {
     let parsed = pem::parse(pem_text).map_err(|_| ConfigError::new(field, "is not a PEM private key"))?;
     let der = parsed.contents().to_vec();
     let wrong = |what: &str| ConfigError::new(field, format!("{what} (algorithm {algorithm:?})"));
     let key = match (parsed.tag(), algorithm) {
-        ("RSA PRIVATE KEY", BackendJwtAlgorithm::RS256) => EncodingKey::from_rsa_der(&der),
+        ("RSA PRIVATE KEY", BackendJwtAlgorithm::RS256) => SigningKey::rs256_from_pkcs1_der(&der),
         ("PRIVATE KEY", _) => {
             let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
                 .map_err(|_| ConfigError::new(field, "is not a readable PKCS#8 private key"))?;
             let oid = info.algorithm.oid.to_string();
             match algorithm {
-                BackendJwtAlgorithm::RS256 if oid == RSA_OID => EncodingKey::from_rsa_der(info.private_key),
-                BackendJwtAlgorithm::ES256 if oid == EC_OID => EncodingKey::from_ec_der(&der),
+                BackendJwtAlgorithm::RS256 if oid == RSA_OID => SigningKey::rs256_from_pkcs1_der(info.private_key),
+                BackendJwtAlgorithm::ES256 if oid == EC_OID => SigningKey::es256_from_pkcs8_der(&der),
                 _ => return Err(wrong("is not a key of the algorithm's type")),
             }
         }
@@ -429,6 +422,7 @@ fn signing_key(
         }
         (tag, _) => return Err(wrong(&format!("holds a `{tag}`, not a private key of the algorithm's type"))),
     };
+    let key = key.ok_or_else(|| ConfigError::new(field, CANNOT_SIGN))?;
     Ok((key, der))
 }
 
@@ -449,7 +443,7 @@ mod tests {
     use crate::auth::fixture::compile;
     use crate::host::testing::MemoryStore;
     use crate::vocab::KeyType;
-    use jsonwebtoken::{decode, DecodingKey, Validation};
+    use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 
     const RSA_KEY: &str = include_str!("../tests/fixtures/keys/rsa-a.pem");
     const RSA_PUBLIC: &str = include_str!("../tests/fixtures/keys/rsa-a.pub.pem");

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "host",
     "cidr",
     "hashing",
+    "signatures",
     "schema",
     "catalogue",
     "render",
@@ -119,4 +120,19 @@ fn only_the_glue_touches_the_proxy_wasm_abi_and_no_file_outgrows_a_reader() {
             relative.display()
         );
     }
+}
+
+#[test]
+fn jsonwebtoken_crypto_provider_is_not_linked_into_the_filter() {
+    // The filter builds jsonwebtoken without a provider feature (src/signatures.rs does the
+    // cryptography), so every jsonwebtoken function that reaches its provider (`crypto::sign`,
+    // `crypto::verify`, `decode`, `encode`, `Jwk::from_encoding_key`, thumbprints) would panic:
+    // a dead VM. Their panic message names `CryptoProvider`; if any such call is linked, the
+    // message is in the module's data.
+    let wasm = std::fs::read(common::wasm_path()).unwrap();
+    let needle = b"CryptoProvider";
+    assert!(
+        !wasm.windows(needle.len()).any(|window| window == needle),
+        "the .wasm links jsonwebtoken's crypto provider (a call that panics without one): use src/signatures.rs"
+    );
 }

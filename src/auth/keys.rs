@@ -5,8 +5,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
+
+use crate::signatures::VerifyingKey;
 
 /// A JWKS may carry at most this many keys; more is refused.
 pub const MAX_KEYS: usize = 64;
@@ -14,12 +16,11 @@ pub const MAX_KEYS: usize = 64;
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// One verification key.
-#[derive(Clone)]
 pub struct VerificationKey {
     pub kid: Option<String>,
     /// Algorithms this key verifies: narrowed by the JWK's own `alg` when it has one.
     pub algorithms: Vec<Algorithm>,
-    pub key: DecodingKey,
+    pub key: VerifyingKey,
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -29,7 +30,7 @@ impl std::fmt::Debug for VerificationKey {
 }
 
 /// The keys of one issuer.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct KeySet {
     pub keys: Vec<VerificationKey>,
 }
@@ -72,8 +73,8 @@ impl KeySet {
     }
 }
 
-fn decoded_len(text: &str) -> Option<usize> {
-    URL_SAFE_NO_PAD.decode(text).ok().map(|bytes| bytes.len())
+fn decoded(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 fn parse_key(entry: &Value) -> Option<VerificationKey> {
@@ -91,33 +92,31 @@ fn parse_key(entry: &Value) -> Option<VerificationKey> {
         }
     }
     let jwk: Jwk = serde_json::from_value(entry.clone()).ok()?;
-    let mut algorithms: Vec<Algorithm> = match &jwk.algorithm {
+    let (key, mut algorithms) = match &jwk.algorithm {
         AlgorithmParameters::RSA(params) => {
-            let modulus = URL_SAFE_NO_PAD.decode(&params.n).ok()?;
+            let modulus = decoded(&params.n)?;
+            let exponent = decoded(&params.e)?;
             let significant = modulus.iter().skip_while(|byte| **byte == 0).count();
-            if significant * 8 < MIN_RSA_BITS || decoded_len(&params.e)? == 0 {
+            if significant * 8 < MIN_RSA_BITS || exponent.is_empty() {
                 return None;
             }
-            RSA_ALGORITHMS.to_vec()
+            (VerifyingKey::rsa(&modulus, &exponent)?, RSA_ALGORITHMS.to_vec())
         }
         AlgorithmParameters::EllipticCurve(params) => {
-            let curve = entry.get("crv").and_then(Value::as_str)?;
-            let (algorithm, size) = match curve {
-                "P-256" => (Algorithm::ES256, 32),
-                "P-384" => (Algorithm::ES384, 48),
+            let (x, y) = (decoded(&params.x)?, decoded(&params.y)?);
+            // The coordinates must be the curve's full size (RFC 7518 6.2.1.2) and on the curve.
+            match entry.get("crv").and_then(Value::as_str)? {
+                "P-256" if x.len() == 32 && y.len() == 32 => (VerifyingKey::p256(&x, &y)?, vec![Algorithm::ES256]),
+                "P-384" if x.len() == 48 && y.len() == 48 => (VerifyingKey::p384(&x, &y)?, vec![Algorithm::ES384]),
                 _ => return None,
-            };
-            if decoded_len(&params.x)? != size || decoded_len(&params.y)? != size {
-                return None;
             }
-            vec![algorithm]
         }
         AlgorithmParameters::OctetKeyPair(params) => {
-            // Ed25519 only; the verifier needs exactly 32 bytes.
-            if entry.get("crv").and_then(Value::as_str) != Some("Ed25519") || decoded_len(&params.x)? != 32 {
+            // Ed25519 only: exactly 32 bytes that decompress to a point.
+            if entry.get("crv").and_then(Value::as_str) != Some("Ed25519") {
                 return None;
             }
-            vec![Algorithm::EdDSA]
+            (VerifyingKey::ed25519(&decoded(&params.x)?)?, vec![Algorithm::EdDSA])
         }
         // Symmetric keys are never taken from a JWKS: HMAC needs a configured secret.
         AlgorithmParameters::OctetKey(_) => return None,
@@ -129,7 +128,6 @@ fn parse_key(entry: &Value) -> Option<VerificationKey> {
         }
         algorithms = vec![declared];
     }
-    let key = DecodingKey::from_jwk(&jwk).ok()?;
     Some(VerificationKey { kid: jwk.common.key_id.clone(), algorithms, key })
 }
 
@@ -138,7 +136,7 @@ pub fn hmac_key(secret: &[u8]) -> VerificationKey {
     VerificationKey {
         kid: None,
         algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-        key: DecodingKey::from_secret(secret),
+        key: VerifyingKey::hmac(secret),
     }
 }
 
@@ -220,6 +218,13 @@ mod tests {
         encrypt_ops["key_ops"] = serde_json::json!(["encrypt"]);
         let mut malformed_ops = jwk("rsa-b.pem", Algorithm::RS256, "malformed-ops");
         malformed_ops["key_ops"] = Value::from("verify");
+        // A point off its curve, and a modulus the RSA crate refuses (8192 bits): such keys
+        // could never verify, so they do not load.
+        let mut off_curve = jwk("ec-p256.pem", Algorithm::ES256, "off-curve");
+        let mut y = URL_SAFE_NO_PAD.decode(off_curve["y"].as_str().unwrap()).unwrap();
+        y[31] ^= 1;
+        off_curve["y"] = Value::from(URL_SAFE_NO_PAD.encode(&y));
+        let huge = json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xc5; 1024]), "e": "AQAB", "kid": "huge"});
         let mut verify_ops = jwk("rsa-a.pem", Algorithm::RS256, "verify-ops");
         verify_ops["key_ops"] = serde_json::json!(["verify"]);
         let jwks = json!({"keys": [
@@ -231,6 +236,8 @@ mod tests {
             encryption,
             encrypt_ops,
             malformed_ops,
+            off_curve,
+            huge,
             verify_ops,
             jwk("rsa-a.pem", Algorithm::RS256, "good"),
         ]});

@@ -52,6 +52,8 @@ pub(crate) fn default_skew() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RawJwks {
     /// Inline JWKs (`[{"kty":"RSA",...}]`). Exactly one of `keys` and `cluster` is required.
+    /// A key that cannot verify is skipped (RSA under 2048 or over 4096 bits, an EC point off
+    /// its curve, `use` other than `sig`, an `oct` key); a set with no usable key is refused.
     #[serde(default)]
     pub keys: Option<Vec<serde_json::Value>>,
     /// Envoy cluster serving the JWKS.
