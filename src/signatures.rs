@@ -225,6 +225,35 @@ mod tests {
     }
 
     #[test]
+    fn any_signature_bytes_are_a_verdict_never_a_panic() {
+        let keys = [
+            (key_of("rsa-a.pem", Algorithm::RS256), [Algorithm::RS256, Algorithm::PS512]),
+            (key_of("ec-p256.pem", Algorithm::ES256), [Algorithm::ES256, Algorithm::ES384]),
+            (key_of("ed25519.pem", Algorithm::EdDSA), [Algorithm::EdDSA, Algorithm::EdDSA]),
+            (VerifyingKey::hmac(b""), [Algorithm::HS256, Algorithm::HS512]),
+        ];
+        // Every length around each algorithm's own (0 to 600 bytes), all zero, all 0xff and a
+        // pseudo-random pattern: none verifies.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for length in 0..600 {
+            let mut noise = vec![0u8; length];
+            for byte in noise.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            for signature in [vec![0u8; length], vec![0xffu8; length], noise] {
+                for (key, algorithms) in &keys {
+                    for algorithm in algorithms {
+                        assert!(!key.verifies(*algorithm, b"message", &signature), "{algorithm:?} {length}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn hmac_verifies_its_own_secret_only() {
         let input = b"header.payload";
         for algorithm in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
@@ -248,6 +277,15 @@ mod tests {
         assert!(VerifyingKey::p384(&x, &b64(&jwk, "y")).is_none(), "P-256 coordinates are not P-384");
         assert!(VerifyingKey::ed25519(&[0u8; 31]).is_none());
         assert!(VerifyingKey::rsa(&[0xff; 1024], &[1, 0, 1]).is_none(), "an 8192-bit modulus");
+        // Moduli no key manager would publish (even, all ones) load or not, but never panic.
+        for modulus in [[0xc4u8; 256], [0xffu8; 256]] {
+            if let Some(key) = VerifyingKey::rsa(&modulus, &[1, 0, 1]) {
+                for signature in [[0u8; 256], [0x7fu8; 256], [0xffu8; 256]] {
+                    assert!(!key.verifies(Algorithm::RS256, b"m", &signature));
+                    assert!(!key.verifies(Algorithm::PS256, b"m", &signature));
+                }
+            }
+        }
         assert!(VerifyingKey::rsa(&b64(&public_jwk("rsa-a.pem", Algorithm::RS256), "n"), &[1]).is_none(), "e = 1");
     }
 
