@@ -1,5 +1,6 @@
 //! Throttling through a real Envoy with two workers (`--concurrency 2`): a policy of N allows
-//! exactly N under concurrent load from many connections, each level answers its own code,
+//! exactly N under concurrent load from many connections (also when workers count in blocks of
+//! tokens, for larger limits), each level answers its own code,
 //! blocking touches no counter, burst control trips within the second, `Retry-After` and
 //! `nextAccessTime` are right, and bandwidth policies count body bytes.
 
@@ -92,6 +93,8 @@ fn config() -> String {
         "apis": [
             {"name": "Exact", "context": "/exact", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
              "resources": [{"method": "GET", "path": "/items", "policy": "TwentyFivePerTen"}]},
+            {"name": "Leased", "context": "/leased", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
+             "resources": [{"method": "GET", "path": "/items", "policy": "FourHundredPerHour"}]},
             api("ApiLevel", "/apilevel", Some("ThreePerHour"), any.clone()),
             api("Subs", "/subs", None, any.clone()),
             api("Burst", "/burst", None, any.clone()),
@@ -120,6 +123,7 @@ fn config() -> String {
         ],
         "policies": {
             "TwentyFivePerTen": {"requests": 25, "per": "second", "unit_count": 10},
+            "FourHundredPerHour": {"requests": 400, "per": "hour"},
             "ThreePerHour": {"requests": 3, "per": "hour"},
             "TwoPerHour": {"requests": 2, "per": "hour"},
             "SoftTwo": {"requests": 2, "per": "hour", "stop_on_quota_reach": false},
@@ -152,18 +156,16 @@ fn code(response: &Response) -> String {
     response.json()["code"].as_str().unwrap_or_default().to_string()
 }
 
-#[test]
-fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_opens() {
-    let (envoy, backend) = stack();
-    let port = envoy.port;
-    align_to_window(10);
+/// Sends `threads` x `each` requests to `path` at once over new connections; their statuses and
+/// codes.
+fn concurrent_load(port: u16, path: &'static str, threads: usize, each: usize) -> Vec<(u16, String)> {
     let results = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..16)
+    let workers: Vec<_> = (0..threads)
         .map(|_| {
             let results = Arc::clone(&results);
             thread::spawn(move || {
-                for _ in 0..8 {
-                    let response = request(port, "GET", "/exact/1.0.0/items", &[], None);
+                for _ in 0..each {
+                    let response = request(port, "GET", path, &[], None);
                     let code = if response.status == 200 {
                         "200".to_string()
                     } else {
@@ -177,18 +179,29 @@ fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_ope
     for worker in workers {
         worker.join().unwrap();
     }
-    let results = results.lock().unwrap();
-    // Both workers took connections: the count is shared, not per worker.
+    let results = results.lock().unwrap().clone();
+    results
+}
+
+/// Connections each of Envoy's workers took on the listener.
+fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
     let stats = request(envoy.admin_port, "GET", "/stats?filter=worker_.\\.downstream_cx_total", &[], None).body;
-    let per_worker: Vec<u64> = stats
+    stats
         .lines()
-        .filter(|l| l.contains(&format!("_{port}.worker_")))
+        .filter(|l| l.contains(&format!("_{}.worker_", envoy.port)))
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    assert!(
-        per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0),
-        "connections per worker: {per_worker:?}\n{stats}"
-    );
+        .collect()
+}
+
+#[test]
+fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_opens() {
+    let (envoy, backend) = stack();
+    let port = envoy.port;
+    align_to_window(10);
+    let results = concurrent_load(port, "/exact/1.0.0/items", 16, 8);
+    // Both workers took connections: the count is shared, not per worker.
+    let per_worker = connections_per_worker(&envoy);
+    assert!(per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0), "connections per worker: {per_worker:?}");
     let allowed = results.iter().filter(|(status, _)| *status == 200).count();
     assert_eq!(allowed, 25, "exactly N of {} requests over two workers", results.len());
     assert!(results
@@ -202,6 +215,27 @@ fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_ope
         200,
         "the next window lets traffic through"
     );
+}
+
+#[test]
+fn a_limit_counted_in_worker_blocks_never_admits_more_than_n_and_loses_at_most_a_block_per_worker() {
+    // 400 per hour: a worker takes blocks of 5% of what remains (20 at first, fewer near the
+    // limit) and spends them without shared data; the last 20 tokens go request by request.
+    // `stack` starts at least 30 s before the hour ends: the load fits in one window.
+    let (envoy, backend) = stack();
+    let port = envoy.port;
+    let results = concurrent_load(port, "/leased/1.0.0/items", 16, 50);
+    let per_worker = connections_per_worker(&envoy);
+    assert!(per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0), "connections per worker: {per_worker:?}");
+    let allowed = results.iter().filter(|(status, _)| *status == 200).count();
+    // Never more than N; fewer only by what a worker still held when its traffic stopped (at most
+    // one block each, 20 tokens). With both workers loaded to the end it is N.
+    assert!((400 - 2 * 20..=400).contains(&allowed), "{allowed} of {} requests admitted", results.len());
+    assert!(results
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .all(|(status, code)| *status == 429 && code == "900802"));
+    assert_eq!(backend.requests().len(), allowed);
 }
 
 #[test]

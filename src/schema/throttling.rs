@@ -84,6 +84,21 @@ pub struct RawThrottling {
     /// 1 to 65536; see docs/HOWTO.md to size it. Defaults to 4096.
     #[serde(default = "default_counter_slots")]
     pub counter_slots: u32,
+    /// Levels counted in this Envoy: a worker takes this percentage of what remains in a
+    /// counter's window as one block (at most `worker_lease_max` tokens) and spends it with no
+    /// shared-data access; when that is one token or less it counts each request in shared data.
+    /// So limits under `100 / worker_lease_share_percent` (20 by default) and the last tokens of
+    /// every window are counted request by request, in order across workers. Never more than the
+    /// limit is admitted; fewer only by the tokens a worker still holds when its traffic for that
+    /// counter stops before the window ends (at most one block per worker and counter), and
+    /// `RateLimit-Remaining` is what remained when the worker last took a block, less what it spent
+    /// since. 1 to 100. Defaults to 5.
+    #[serde(default = "default_worker_lease_share")]
+    pub worker_lease_share_percent: u32,
+    /// The largest block of tokens a worker takes at once (see `worker_lease_share_percent`); 0
+    /// or 1 counts every request in shared data. 0 to 1000. Defaults to 100.
+    #[serde(default = "default_worker_lease_max")]
+    pub worker_lease_max: u32,
     /// A rate-limit service (Envoy's RLS v3 protocol, e.g. envoyproxy/ratelimit with Redis) to
     /// count across Envoy nodes. Defaults to none: every level counts in this Envoy alone.
     #[serde(default)]
@@ -189,6 +204,8 @@ impl Default for RawThrottling {
             rate_limit_headers: false,
             quota_exceeded_header: default_quota_header(),
             counter_slots: default_counter_slots(),
+            worker_lease_share_percent: default_worker_lease_share(),
+            worker_lease_max: default_worker_lease_max(),
             rate_limit_service: None,
         }
     }
@@ -202,4 +219,10 @@ fn default_quota_header() -> String {
 }
 fn default_counter_slots() -> u32 {
     4096
+}
+fn default_worker_lease_share() -> u32 {
+    5
+}
+fn default_worker_lease_max() -> u32 {
+    100
 }

@@ -108,7 +108,7 @@ pub fn answered(
             Vec::new()
         }
         Job::Refill(refill) => {
-            if let Some(cluster) = engines(config).cluster {
+            if let Some(cluster) = engines(config, None).cluster {
                 cluster.refilled(host, &refill, answer, now);
             }
             Vec::new()

@@ -34,6 +34,7 @@ use crate::routing::{self, Forward, Table, Verdict};
 use crate::schema::AccessLogEncoding;
 use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::{Settings, Space};
+use crate::throttle::worker_lease::WorkerLeases;
 use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
 use request::Snapshot;
 
@@ -59,6 +60,8 @@ pub struct Worker {
     pub backend_jwts: IssuedCache,
     /// The applications this worker counts by name.
     pub application_names: ApplicationNames,
+    /// Blocks of node-local counters' tokens this worker holds.
+    pub counter_leases: WorkerLeases,
 }
 
 impl Worker {
@@ -76,6 +79,7 @@ impl Worker {
             control_plane,
             backend_jwts: IssuedCache::default(),
             application_names: ApplicationNames::default(),
+            counter_leases: WorkerLeases::default(),
         }
     }
 }
@@ -128,13 +132,13 @@ pub struct Stream {
     application: Option<String>,
 }
 
-/// The counting engines of a configuration: this Envoy's shared data, and the rate-limit service
-/// when one is configured. (A function of the configuration alone, rebuilt per use.)
-pub(crate) fn engines(config: &Config) -> Engines<'_> {
+/// The counting engines of a configuration: this Envoy's shared data (through the worker's
+/// leases when given), and the rate-limit service when one is configured. (Rebuilt per use.)
+pub(crate) fn engines<'a>(config: &'a Config, leases: Option<&'a mut WorkerLeases>) -> Engines<'a> {
     let settings = &config.throttle.settings;
     let slots = Settings { slots: settings.counter_slots, retries: settings.cas_retries };
     Engines {
-        local: LocalEngine { settings: slots },
+        local: LocalEngine { settings: slots, leasing: settings.worker_leasing, leases },
         cluster: config.throttle.rate_limit_service.as_ref().map(|service| ClusterEngine { service, leases: slots }),
         refills: Vec::new(),
     }
@@ -203,7 +207,7 @@ impl Stream {
             match host.call(&refill.call) {
                 Ok(token) => self.background_calls.push((token, background::Job::Refill(Box::new(refill)))),
                 Err(error) => {
-                    if let Some(cluster) = engines(config).cluster {
+                    if let Some(cluster) = engines(config, None).cluster {
                         cluster.refilled(host, &refill, &Answer::Failed { code: error.0 }, now);
                     }
                 }
@@ -363,10 +367,11 @@ impl Stream {
     ) -> Result<(ThrottleStep, u64), Flow> {
         let config = Rc::clone(&self.config);
         let now = self.clock(host, FaultId::ThrottleInternalError)?;
-        let mut engine = engines(&config);
         let worker = Rc::clone(&self.worker);
-        let worker = worker.borrow();
-        let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
+        let mut worker = worker.borrow_mut();
+        let Worker { control_plane, counter_leases, .. } = &mut *worker;
+        let mut engine = engines(&config, Some(counter_leases));
+        let directory = Layered { fixed: config.directory.as_ref(), control_plane: control_plane.as_ref() };
         let mut context = throttle::Context {
             throttle: &config.throttle,
             directory: &directory,
@@ -375,8 +380,10 @@ impl Stream {
             now,
         };
         let step = work(&mut context);
+        let refills = std::mem::take(&mut engine.refills);
+        drop(engine);
         drop(worker);
-        self.start_refills(host, &config, std::mem::take(&mut engine.refills), now);
+        self.start_refills(host, &config, refills, now);
         Ok((step, now))
     }
 

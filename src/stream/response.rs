@@ -73,7 +73,7 @@ impl Stream {
         // Bytes that already passed are charged at the host's time; without a clock they cannot be.
         let Ok(now) = host.now() else { return };
         let config = Rc::clone(&self.config);
-        let mut engine = super::engines(&config);
+        let mut engine = super::engines(&config, None);
         throttle::charge_bytes(&mut engine, host, &self.byte_counters, bytes, now);
     }
 

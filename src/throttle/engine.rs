@@ -11,13 +11,14 @@
 //! - **check** a byte budget (bandwidth policies) without counting, and **charge** bytes that
 //!   passed, whatever the limit.
 //!
-//! [`LocalEngine`] counts in this Envoy's shared data (exact across its workers) and never needs
-//! a call; [`ClusterEngine`] counts on a rate-limit service, exact across Envoy nodes; [`Engines`]
+//! [`LocalEngine`] counts in this Envoy's shared data (exact across its workers, in blocks a
+//! worker holds: [`super::worker_lease`]) and never needs a call; [`ClusterEngine`] counts on a rate-limit service, exact across Envoy nodes; [`Engines`]
 //! sends each counter to the engine of its [`Scope`].
 
 use super::cluster::{ClusterEngine, Pending, Refill};
 use super::limiter::{self, Contended, Count, Hit, Settings};
 use super::plan::{Counter, Scope};
+use super::worker_lease::{Leasing, WorkerLeases};
 use crate::host::{Answer, SharedStore, Step};
 
 /// What an engine waits for when a take needs a call.
@@ -62,20 +63,45 @@ pub trait Engine {
 }
 
 /// Counts in this Envoy's shared data: fixed windows aligned to Unix time, updated by
-/// compare-and-swap (see [`limiter`]), exact across the workers of one Envoy.
-#[derive(Clone, Copy, Debug)]
-pub struct LocalEngine {
+/// compare-and-swap (see [`limiter`]), exact across the workers of one Envoy. With a worker's
+/// leases, requests are taken from blocks of tokens the worker holds (see [`worker_lease`]).
+#[derive(Debug)]
+pub struct LocalEngine<'w> {
     pub settings: Settings,
+    pub leasing: Leasing,
+    /// The worker's blocks; without them every request counts in shared data.
+    pub leases: Option<&'w mut WorkerLeases>,
 }
 
-impl Engine for LocalEngine {
+impl LocalEngine<'_> {
+    /// Counts every request in shared data.
+    pub fn unleased(settings: Settings) -> Self {
+        LocalEngine { settings, leasing: Leasing { share_percent: 100, max: 0 }, leases: None }
+    }
+}
+
+impl Engine for LocalEngine<'_> {
     fn take(
         &mut self,
         store: &mut dyn SharedStore,
         counter: &Counter,
         now: u64,
     ) -> Step<Count, EngineResume, Contended> {
-        match limiter::hit(store, &counter.key, counter.limit, counter.window_s, Hit::Request, now, self.settings) {
+        let Counter { key, limit, window_s, .. } = counter;
+        let leasing = self.leasing;
+        let taken = match self.leases.as_deref_mut() {
+            Some(leases) if leasing.enabled() => {
+                if let Some(count) = leases.spend(key, *limit, *window_s, now) {
+                    return Step::Done(count);
+                }
+                let room = leases.room_for(key, now);
+                let block = |left| if room { leasing.block(left) } else { 1 };
+                limiter::take_block(store, key, *limit, *window_s, now, self.settings, block)
+                    .map(|(count, taken)| leases.took(key, *window_s, count, taken))
+            }
+            _ => limiter::hit(store, key, *limit, *window_s, Hit::Request, now, self.settings),
+        };
+        match taken {
             Ok(count) => Step::Done(count),
             Err(contended) => Step::Refused(contended),
         }
@@ -96,6 +122,11 @@ impl Engine for LocalEngine {
     }
 
     fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
+        if let Some(leases) = self.leases.as_deref_mut() {
+            if leases.give_back(&counter.key, window_start) {
+                return;
+            }
+        }
         let undo = Hit::Undo(window_start);
         let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, undo, now, self.settings);
     }
@@ -111,9 +142,9 @@ impl Engine for LocalEngine {
 
 /// The engines of a configuration: every counter counts in this Envoy unless its scope is the
 /// cluster and a rate-limit service is configured.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Engines<'a> {
-    pub local: LocalEngine,
+    pub local: LocalEngine<'a>,
     pub cluster: Option<ClusterEngine<'a>>,
     /// Blocks the cluster engine asks for in the background, for the caller to dispatch.
     pub refills: Vec<Refill>,
@@ -176,5 +207,129 @@ impl Engine for Engines<'_> {
 
     fn charge(&mut self, store: &mut dyn SharedStore, counter: &ByteCounter, bytes: u64, now: u64) {
         self.local.charge(store, counter, bytes, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::testing::MemoryStore;
+    use crate::throttle::plan::{Level, Units};
+
+    const SETTINGS: Settings = Settings { slots: 64, retries: 20 };
+    const LEASING: Leasing = Leasing { share_percent: 5, max: 100 };
+
+    fn api_counter(limit: u64) -> Counter {
+        Counter {
+            level: Level::Api,
+            key: "api".into(),
+            limit,
+            window_s: 60,
+            units: Units::Requests,
+            soft: false,
+            scope: Scope::Node,
+        }
+    }
+
+    fn take(store: &mut MemoryStore, leases: &mut WorkerLeases, counter: &Counter, now: u64) -> Count {
+        let mut engine = LocalEngine { settings: SETTINGS, leasing: LEASING, leases: Some(leases) };
+        match engine.take(store, counter, now) {
+            Step::Done(count) => count,
+            other => panic!("the local engine answers at once: {other:?}"),
+        }
+    }
+
+    /// A small deterministic sequence for interleaving workers.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    #[test]
+    fn workers_taking_blocks_never_admit_more_than_the_limit_and_spend_it_all_under_demand() {
+        for (limit, workers, seed) in
+            [(1000, 2, 1), (1000, 4, 2), (5000, 3, 3), (250, 8, 4), (39, 2, 5), (100_000, 2, 6)]
+        {
+            let mut store = MemoryStore::prepared(64);
+            let mut leases: Vec<WorkerLeases> = (0..workers).map(|_| WorkerLeases::default()).collect();
+            let counter = api_counter(limit);
+            let mut state = seed;
+            let mut admitted = 0;
+            // Demand far above the limit, spread unevenly over the workers, in one window.
+            for _ in 0..limit * 3 {
+                let worker = (next(&mut state) % workers) as usize;
+                if take(&mut store, &mut leases[worker], &counter, 120).allowed {
+                    admitted += 1;
+                }
+            }
+            assert_eq!(admitted, limit, "limit {limit}, {workers} workers");
+            let Step::Done(after) = LocalEngine::unleased(SETTINGS).take(&mut store, &counter, 121) else { panic!() };
+            assert!(!after.allowed, "shared data is at the limit");
+        }
+    }
+
+    #[test]
+    fn small_limits_and_the_last_tokens_are_counted_request_by_request_in_order() {
+        // Two workers alternating, a limit under 100 / share: exactly the first N requests pass.
+        let mut store = MemoryStore::prepared(64);
+        let (mut a, mut b) = (WorkerLeases::default(), WorkerLeases::default());
+        let counter = api_counter(19);
+        let allowed: Vec<bool> = (0..30)
+            .map(|i| take(&mut store, if i % 2 == 0 { &mut a } else { &mut b }, &counter, 120).allowed)
+            .collect();
+        assert_eq!(allowed.iter().filter(|a| **a).count(), 19);
+        assert!(allowed[..19].iter().all(|a| *a), "{allowed:?}");
+        assert!(a.is_empty() && b.is_empty(), "no blocks held");
+        let Step::Done(count) = LocalEngine::unleased(SETTINGS).take(&mut store, &counter, 120) else { panic!() };
+        assert!(!count.allowed);
+    }
+
+    #[test]
+    fn blocks_cut_shared_data_updates_and_what_a_stopped_worker_holds_is_bounded() {
+        let mut store = MemoryStore::prepared(64);
+        let (mut busy, mut stopped) = (WorkerLeases::default(), WorkerLeases::default());
+        let limit = 10_000;
+        let counter = api_counter(limit);
+        // The second worker takes one request (a block of 5% of what remains, so 500 tokens, at
+        // most 100) and no more.
+        assert!(take(&mut store, &mut stopped, &counter, 120).allowed);
+        let writes_of = |store: &MemoryStore| {
+            let slot = limiter::slot_of(limiter::Space::Counters, "api", 64);
+            store.data.get(&slot).map_or(0, |(_, cas)| u64::from(*cas))
+        };
+        let writes_before = writes_of(&store);
+        let mut admitted = 1;
+        for _ in 0..limit * 2 {
+            if take(&mut store, &mut busy, &counter, 120).allowed {
+                admitted += 1;
+            }
+        }
+        let writes = writes_of(&store) - writes_before;
+        assert!(writes < limit / 10, "{writes} shared-data writes for {limit} requests");
+        assert_eq!(admitted, limit - 99, "only the stopped worker's held block goes unused");
+        assert!(!take(&mut store, &mut busy, &counter, 120).allowed);
+        assert!(take(&mut store, &mut stopped, &counter, 120).allowed, "its held tokens are still good");
+        // A new window starts afresh.
+        assert!(take(&mut store, &mut busy, &counter, 180).allowed);
+    }
+
+    #[test]
+    fn a_token_given_back_returns_to_the_lease_it_came_from_or_to_shared_data() {
+        let mut store = MemoryStore::prepared(64);
+        let mut leases = WorkerLeases::default();
+        let counter = api_counter(1000);
+        let first = take(&mut store, &mut leases, &counter, 120);
+        assert_eq!(first.remaining, 999, "a block of 50: 950 left in shared data, 49 held");
+        let mut engine = LocalEngine { settings: SETTINGS, leasing: LEASING, leases: Some(&mut leases) };
+        engine.give_back(&mut store, &counter, 120, 120);
+        let again = take(&mut store, &mut leases, &counter, 120);
+        assert_eq!(again.remaining, 999, "the token went back to the lease");
+        // Counted request by request near the limit: a give back reaches shared data.
+        let small = Counter { key: "small".into(), ..api_counter(3) };
+        assert_eq!(take(&mut store, &mut leases, &small, 120).remaining, 2);
+        let mut engine = LocalEngine { settings: SETTINGS, leasing: LEASING, leases: Some(&mut leases) };
+        engine.give_back(&mut store, &small, 120, 120);
+        let Step::Done(count) = LocalEngine::unleased(SETTINGS).take(&mut store, &small, 120) else { panic!() };
+        assert_eq!(count.remaining, 2, "shared data has it back");
     }
 }

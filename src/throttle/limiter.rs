@@ -243,6 +243,28 @@ pub fn hit(
     })
 }
 
+/// Takes a block of tokens from the counter `key` (limit per `window_s`-second window) at `now`
+/// for a request: `block(remaining)` says how many to take when `remaining` are left (at least
+/// one), and at most what remains is taken. The request's count (after the whole block) and the
+/// tokens taken (0 when denied).
+pub fn take_block(
+    store: &mut dyn SharedStore,
+    key: &str,
+    limit: u64,
+    window_s: u64,
+    now: u64,
+    settings: Settings,
+    block: impl Fn(u64) -> u64,
+) -> Result<(Count, u64), Contended> {
+    update(store, Space::Counters, key, window_s, Window::Current, now, settings, |current, reset_at| {
+        let remaining = limit.saturating_sub(current);
+        let taken = block(remaining).max(1).min(remaining);
+        let next = current.saturating_add(taken);
+        let count = Count { allowed: taken > 0, limit, remaining: limit.saturating_sub(next), reset_at };
+        (next, (count, taken))
+    })
+}
+
 /// Reads the value of `key` in a window (0 when absent), lets `change` compute the next value and
 /// an answer from it and the window's end, and writes the next value back by compare-and-swap,
 /// retrying from a fresh read when another worker wrote in between. The answer of the attempt

@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod plan;
 pub mod rls;
 pub mod settings;
+pub mod worker_lease;
 
 use std::convert::Infallible;
 
@@ -301,7 +302,7 @@ mod tests {
     }
 
     fn evaluate(fixture: &Fixture, caller: &Caller<'_>, store: &mut MemoryStore) -> Outcome {
-        let mut engine = LocalEngine { settings: Settings { slots: 4096, retries: 20 } };
+        let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
         let mut context = Context {
             throttle: &fixture.throttle,
             directory: &fixture.directory,
@@ -464,7 +465,7 @@ mod tests {
         let slots = Settings { slots: 4096, retries: 20 };
         let service = fixture.throttle.rate_limit_service.as_ref();
         let mut engine = Engines {
-            local: LocalEngine { settings: slots },
+            local: LocalEngine::unleased(slots),
             cluster: service.map(|service| cluster::ClusterEngine { service, leases: slots }),
             refills: Vec::new(),
         };
@@ -528,7 +529,7 @@ mod tests {
         // new one (which would then admit one more than its limit).
         let settings = Settings { slots: 64, retries: 20 };
         let mut store = MemoryStore::prepared(64);
-        let mut engine = LocalEngine { settings };
+        let mut engine = LocalEngine::unleased(settings);
         let plan = Counter {
             level: Level::Api,
             key: "k".into(),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::limiter::Contended;
 use super::plan::{parse_key_template, KeyPart, Scope, Units};
 use super::rls;
+use super::worker_lease::Leasing;
 use crate::directory::PolicySpec;
 use crate::routing::Table;
 use crate::schema::checks::{check_cluster_target, check_header_name};
@@ -34,6 +35,8 @@ pub struct CounterSettings {
     pub quota_exceeded_header: String,
     /// The slot count in use (see [`super::limiter::prepare_slots`]).
     pub counter_slots: u32,
+    /// The blocks a worker takes of node-local counters (see [`super::worker_lease`]).
+    pub worker_leasing: Leasing,
 }
 
 /// The rate-limit service cluster-wide levels count on (see [`super::cluster`]).
@@ -79,6 +82,7 @@ impl From<RawThrottling> for CounterSettings {
             rate_limit_headers: raw.rate_limit_headers,
             quota_exceeded_header: raw.quota_exceeded_header,
             counter_slots: raw.counter_slots,
+            worker_leasing: Leasing { share_percent: raw.worker_lease_share_percent, max: raw.worker_lease_max },
         }
     }
 }
@@ -166,6 +170,12 @@ impl ThrottleConfig {
         }
         if throttling.counter_slots == 0 || throttling.counter_slots > 65_536 {
             return Err(ConfigError::new("throttling.counter_slots", "must be from 1 to 65536"));
+        }
+        if !(1..=100).contains(&throttling.worker_lease_share_percent) {
+            return Err(ConfigError::new("throttling.worker_lease_share_percent", "must be from 1 to 100"));
+        }
+        if throttling.worker_lease_max > 1000 {
+            return Err(ConfigError::new("throttling.worker_lease_max", "must be from 0 to 1000"));
         }
         Ok(ThrottleConfig {
             custom_policies,
@@ -325,6 +335,29 @@ mod tests {
             "policies.P.cluster_wide",
             "limits travel as 32 bits"
         );
+    }
+
+    #[test]
+    fn the_counter_settings_are_checked() {
+        let refused = |throttling: &str| {
+            Config::from_json(format!(r#"{{"throttling":{throttling}}}"#).as_bytes()).expect_err("refused").field
+        };
+        for (throttling, field) in [
+            (r#"{"cas_retries":0}"#, "throttling.cas_retries"),
+            (r#"{"cas_retries":1001}"#, "throttling.cas_retries"),
+            (r#"{"counter_slots":0}"#, "throttling.counter_slots"),
+            (r#"{"counter_slots":65537}"#, "throttling.counter_slots"),
+            (r#"{"worker_lease_share_percent":0}"#, "throttling.worker_lease_share_percent"),
+            (r#"{"worker_lease_share_percent":101}"#, "throttling.worker_lease_share_percent"),
+            (r#"{"worker_lease_max":1001}"#, "throttling.worker_lease_max"),
+            (r#"{"worker_lease_max":-1}"#, "throttling.worker_lease_max"),
+        ] {
+            assert_eq!(refused(throttling), field, "{throttling}");
+        }
+        let config = Config::from_json(br#"{"throttling":{"worker_lease_max":0}}"#).unwrap();
+        assert!(!config.throttle.settings.worker_leasing.enabled(), "0 counts every request in shared data");
+        let defaults = Config::from_json(b"{}").unwrap().throttle.settings.worker_leasing;
+        assert_eq!((defaults.share_percent, defaults.max), (5, 100));
     }
 
     #[test]
