@@ -21,15 +21,15 @@
 //!
 //! Leases live per worker (VM) and are lost with it: a configuration update or a worker that stops
 //! loses at most the tokens it held. A worker holds at most [`MAX_LEASES`] counters' blocks; a
-//! counter that finds the table full (after leases of ended windows are dropped) is counted in
-//! shared data request by request.
+//! counter that finds the table full (after leases of ended windows and spent leases are dropped)
+//! is counted in shared data request by request.
 
 use std::collections::HashMap;
 
 use super::limiter::Count;
 
-/// The most counters a worker holds blocks for at once.
-pub const MAX_LEASES: usize = 4096;
+/// The most counters a worker holds blocks for at once (about 150 bytes each: 2.4 MB at most).
+pub const MAX_LEASES: usize = 16_384;
 
 /// How big the blocks are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,12 +99,12 @@ impl WorkerLeases {
     }
 
     /// Whether this worker can hold a block of `key` (it holds one, or the table has room once
-    /// leases of ended windows are dropped).
+    /// leases of ended windows and spent leases are dropped).
     pub fn room_for(&mut self, key: &str, now: u64) -> bool {
         if self.leases.len() < MAX_LEASES || self.leases.contains_key(key) {
             return true;
         }
-        self.leases.retain(|_, held| now < held.reset_at());
+        self.leases.retain(|_, lease| now < lease.reset_at() && lease.held > 0);
         self.leases.len() < MAX_LEASES
     }
 
@@ -225,9 +225,15 @@ mod tests {
         let count = leases.took("late", 60, taken(100, 50, 120), 3);
         assert_eq!((leases.len(), count.remaining), (MAX_LEASES, 50), "nothing held, nothing reported held");
         assert_eq!(leases.spend("late", 100, 60, 61), None);
-        assert!(leases.room_for("late", 120), "ended windows dropped");
+        assert_eq!(leases.spend("k0", 100, 60, 61).map(|c| c.remaining), Some(51));
+        assert_eq!(leases.spend("k0", 100, 60, 61).map(|c| c.remaining), Some(50));
+        assert!(leases.room_for("late", 61), "a spent lease makes room");
+        assert_eq!(leases.len(), MAX_LEASES - 1);
+        leases.took("late", 60, taken(100, 50, 120), 3);
+        assert_eq!(leases.len(), MAX_LEASES);
+        assert!(leases.room_for("next", 120), "ended windows dropped");
         assert!(leases.is_empty());
-        leases.took("late", 60, taken(100, 50, 180), 3);
-        assert!(leases.spend("late", 100, 60, 121).is_some());
+        leases.took("next", 60, taken(100, 50, 180), 3);
+        assert!(leases.spend("next", 100, 60, 121).is_some());
     }
 }
