@@ -129,8 +129,7 @@ fn raw_request(port: u16, method: &str, path: &[u8], headers: &[&[u8]]) -> Respo
     }
     message.extend_from_slice(b"\r\n");
     stream.write_all(&message).unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    let raw = common::read_response(&mut stream).unwrap_or_default();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");

@@ -14,7 +14,7 @@
 pub mod cp;
 pub mod engines;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -442,15 +442,47 @@ pub fn try_request(
     let mut message = head.into_bytes();
     message.extend_from_slice(body.unwrap_or_default());
     stream.write_all(&message)?;
-    let mut raw = Vec::new();
-    if let Err(error) = stream.read_to_end(&mut raw) {
-        // A reset after a complete response still leaves that response.
-        if parse_response(&raw).is_none() {
-            return Err(error);
-        }
-    }
+    let raw = read_response(&mut stream)?;
     parse_response(&raw)
         .ok_or_else(|| std::io::Error::other(format!("unparseable response: {:?}", String::from_utf8_lossy(&raw))))
+}
+
+/// Reads a response to a `connection: close` request: until the server closes, or, once a
+/// response with a `content-length` is complete, until nothing more comes for 20 ms. After a
+/// response it answered itself, Envoy waits for the client to close first (its delayed close,
+/// up to a second); bytes a server sends after the declared body are still read and kept.
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let mut complete = false;
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Ok(raw),
+            Ok(read) => {
+                raw.extend_from_slice(&buffer[..read]);
+                if !complete && declared_body_complete(&raw) {
+                    complete = true;
+                    stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+                }
+            }
+            Err(error) if complete && matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(raw)
+            }
+            // A reset after a complete response still leaves that response.
+            Err(error) => return if parse_response(&raw).is_some() { Ok(raw) } else { Err(error) },
+        }
+    }
+}
+
+/// Whether `raw` holds a response head with a `content-length` and at least that many body bytes.
+fn declared_body_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|window| window == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let length = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+    });
+    length.is_some_and(|length| raw.len() - (split + 4) >= length)
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
