@@ -1,8 +1,8 @@
 //! Throttling across Envoy nodes on the real engine: two Envoy processes (`--concurrency 2`
 //! each) sharing one envoyproxy/ratelimit and one Redis, all started here as local processes.
 //! Exactly N admitted for a limit of N under concurrent load split across both nodes and all
-//! workers, with leased and with strict counting, for one level and for two levels at once, and
-//! window by window across window edges; the service stopped, hanging past the timeout, without
+//! workers, with leased and with strict counting, for one level and for two levels at once, with
+//! workers spending blocks of their node's lease, and window by window across window edges; the service stopped, hanging past the timeout, without
 //! its Redis, or without the filter's domain: the configured failure mode, the right fault, no
 //! crash, and counting again once it is back.
 
@@ -64,6 +64,7 @@ fn config(service: Value) -> String {
         "apis": [
             open("One", "/one", "Forty"),
             open("Edge", "/edge", "TwentyPerTwoSeconds"),
+            open("Blocks", "/blocks", "SixHundredPerHour"),
             {"name": "Failing", "context": "/failing", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
              "resources": failing_resources},
             {"name": "Two", "context": "/two", "version": "1.0.0", "security": ["api_key"], "policy": "Ten",
@@ -76,6 +77,7 @@ fn config(service: Value) -> String {
         ],
         "policies": {
             "Forty": {"requests": 40, "per": "minute"},
+            "SixHundredPerHour": {"requests": 600, "per": "hour"},
             "Ten": {"requests": 10, "per": "minute"},
             "Three": {"requests": 3, "per": "minute"},
             "Five": {"requests": 5, "per": "minute"},
@@ -244,6 +246,33 @@ fn exactly_n_across_two_nodes_with_leased_and_with_strict_counting() {
             assert!((calls as usize) < requests, "leased counting calls less than once per request");
         }
     }
+}
+
+#[test]
+fn workers_spending_blocks_of_their_nodes_lease_never_admit_more_than_n_across_nodes() {
+    // 600 per hour, leased: a node asks the service for 10% of what remains (60 at first), and
+    // each worker takes 5% of what remains for its node, at most half of what the node holds
+    // (29 at first, fewer near the limit), spending it without touching shared data.
+    let redis = Redis::start();
+    let service = RateLimit::start(&redis);
+    let cluster = Cluster::start(&service, json!({"counting": "leased"}));
+    let ports = cluster.ports();
+    away_from_window_end(3600, 40);
+    let outcomes = load(&ports, "/blocks/1.0.0/x", &[], 8, 1200);
+    let during = admitted(&outcomes);
+    for node in &cluster.nodes {
+        workers_took_connections(node);
+    }
+    let after = drain(&ports, "/blocks/1.0.0/x", &[], 600);
+    // Never more than N. Fewer only by what a worker still holds when its traffic stops: at most
+    // one block (30 tokens) for each of the four workers; with every worker loaded past the limit
+    // it is N.
+    assert!(during + after <= 600, "{during} admitted under load, {after} after it");
+    assert!(during + after >= 600 - 4 * 30, "{during} admitted under load, {after} after it");
+    assert!(outcomes.iter().filter(|o| o.status != 200).all(|o| o.status == 429 && o.code == "900802"));
+    let calls = calls(&cluster.nodes[0]) + calls(&cluster.nodes[1]);
+    eprintln!("{during} + {after} admitted; {calls} service calls for {} requests", outcomes.len() + after + 2);
+    assert!(calls * 5 < 1200, "{calls} service calls for 1200 requests");
 }
 
 #[test]

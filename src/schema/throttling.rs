@@ -87,6 +87,9 @@ pub struct RawThrottling {
     /// Levels counted in this Envoy: a worker takes this percentage of what remains in a
     /// counter's window as one block (at most `worker_lease_max` tokens) and spends it with no
     /// shared-data access; when that is one token or less it counts each request in shared data.
+    /// Levels counted across nodes (`rate_limit_service`, leased) do the same with the tokens the
+    /// node holds: a worker's block is this percentage of what remains for the node, at most half
+    /// of what the node holds.
     /// So limits under `100 / worker_lease_share_percent` (20 by default) and the last tokens of
     /// every window are counted request by request, in order across workers. Never more than the
     /// limit is admitted; fewer only by the tokens a worker still holds when its traffic for that
@@ -114,7 +117,8 @@ pub struct RawThrottling {
 /// and counts a request denied at a later level nowhere; it admits fewer than the limit only by
 /// the tokens a node still holds when its traffic for that counter stops before the window ends
 /// (at most one and a half blocks per node and counter, fewer near the limit, plus tokens given
-/// back by requests a later level denied), and by at most `lease_max` - 1 per counter and window
+/// back by requests a later level denied; each worker may hold a block of the node's tokens, see
+/// `worker_lease_share_percent`), and by at most `lease_max` - 1 per counter and window
 /// when a block asked for in one piece far from the limit arrives after other nodes took nearly
 /// all that remained. Strict counting calls
 /// once per request and cluster-wide level and cannot take a count back: a request denied at a

@@ -24,8 +24,17 @@
 //! steady traffic requests do not wait for the service at all. One block is asked for at a time:
 //! requests that find the lease empty while a block is on its way ask for their own token only,
 //! so a node holds at most one and a half blocks. A token taken for a request that a later level
-//! denied goes back to the lease (WSO2 counts a denied request nowhere). Once the service says nothing remains, the node denies locally until
-//! the window ends: the service never un-counts, so no token can come back there.
+//! denied goes back to the lease (WSO2 counts a denied request nowhere). Once the service says
+//! nothing remains, the node denies locally until the window ends: the service never un-counts,
+//! so no token can come back there.
+//!
+//! **Worker blocks** (one design at both levels: [`super::worker_lease`]). A worker takes its own
+//! block from the node's lease in the same update that spends the request's token: the worker's
+//! share of what remains for the node (what the service last said, plus what the node holds), at
+//! most half of what the node holds, so the other workers still find tokens and the node's next
+//! block is asked for in time. It spends the block with no shared-data access; a token a later
+//! level gives back goes to the worker's block of that window, else to the node's lease. Near
+//! the limit blocks are single tokens, spent from the node's lease request by request.
 //!
 //! **Strict counting.** One call per request and cluster-wide level, nothing held, as Envoy's
 //! own rate-limit filter does. A token cannot be given back: a request denied at a later level
@@ -45,6 +54,7 @@ use super::limiter::{self, Contended, Count, Settings, Space, Window};
 use super::plan::Counter;
 use super::rls;
 use super::settings::RateLimitService;
+use super::worker_lease::{Leasing, WorkerLeases};
 use crate::hashing::hex;
 use crate::host::{Answer, Call, SharedStore, Step};
 use crate::schema::Counting;
@@ -107,6 +117,13 @@ impl Lease {
         (u64::from(seen) << 32) | (u64::from(self.block_asked) << 24) | u64::from(self.held.min(MAX_HELD))
     }
 
+    /// Takes up to `wanted` held tokens (for a worker's block): how many were taken.
+    fn spend_block(&mut self, wanted: u32) -> u32 {
+        let taken = wanted.min(self.held);
+        self.held -= taken;
+        taken
+    }
+
     /// Spends a held token, if any.
     fn spend(&mut self) -> bool {
         match self.held.checked_sub(1) {
@@ -145,8 +162,9 @@ impl Lease {
 
 /// What a lease update found.
 enum Found {
-    /// A held token was spent; `refill`: the lease is low and the next block is to be asked for.
-    Spent { lease: Lease, refill: Option<(u32, bool)> },
+    /// `taken` held tokens were spent (the request's, and the rest of the worker's block);
+    /// `refill`: the lease is low and the next block is to be asked for.
+    Spent { lease: Lease, taken: u32, refill: Option<(u32, bool)> },
     /// Nothing held, and the service said nothing remains in this window.
     Exhausted,
     /// Nothing held: ask for this many tokens (a block when `block`; in one increment when
@@ -162,6 +180,20 @@ const WHOLE_BLOCKS_ABOVE: u64 = 10;
 /// the limit does not inherit a lease that says nothing remains.
 fn lease_key(counter: &Counter) -> String {
     format!("{}|{}", counter.key, counter.limit)
+}
+
+/// A cluster-wide counter's key among a worker's blocks (apart from the node-local counters').
+fn worker_key(counter: &Counter) -> String {
+    format!("cluster|{}", counter.key)
+}
+
+/// The block a worker takes from its node's lease: `leasing`'s share of what remains for the
+/// node (what the service last said, plus what the node holds), at most half of what the node
+/// holds (the other workers find tokens, and the node's next block is asked for in time), at
+/// least the request's own token.
+fn worker_block(leasing: Leasing, lease: &Lease) -> u32 {
+    let block = leasing.block(lease.available()).min(u64::from(lease.held / 2)).max(1);
+    u32::try_from(block).unwrap_or(1)
 }
 
 /// The descriptor value of a counter: its level, a hash of its key (user names and addresses do
@@ -277,20 +309,43 @@ impl ClusterEngine<'_> {
         now: u64,
         refills: &mut Vec<Refill>,
     ) -> Step<Count, Pending, Contended> {
+        self.take_for_worker(store, counter, now, refills, None)
+    }
+
+    /// [`Self::take`], first from the blocks the calling worker holds (`worker`: its blocks and
+    /// how big it takes them), and taking the worker's next block from the node's lease.
+    pub fn take_for_worker(
+        &self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        now: u64,
+        refills: &mut Vec<Refill>,
+        mut worker: Option<(&mut WorkerLeases, Leasing)>,
+    ) -> Step<Count, Pending, Contended> {
         let (window_start, reset_at) = window_of(counter, now);
         let (mut tokens, mut block, mut whole) = (1, false, false);
         if self.leased() {
+            let key = worker.as_ref().map(|_| worker_key(counter));
+            let mut worker_leasing = None;
+            if let (Some((leases, leasing)), Some(key)) = (worker.as_mut(), key.as_deref()) {
+                if let Some(count) = leases.spend(key, counter.limit, counter.window_s, now) {
+                    return Step::Done(count);
+                }
+                worker_leasing = (leasing.enabled() && leases.room_for(key, now)).then_some(*leasing);
+            }
             let timeout_ms = self.service.timeout_ms;
             match self.lease(store, counter, window_start, now, |lease| {
                 let size = self.block_size(counter, lease.remaining);
                 let whole = self.whole(counter, lease.remaining);
-                if lease.spend() {
+                let wanted = worker_leasing.map_or(1, |leasing| worker_block(leasing, lease));
+                let taken = lease.spend_block(wanted);
+                if taken > 0 {
                     let low = lease.held <= size / 2 && lease.remaining != Some(0);
                     let refill = (low && !lease.block_on_its_way(now, timeout_ms)).then(|| {
                         lease.block_asked = Lease::stamp(now);
                         (size, whole)
                     });
-                    Found::Spent { lease: *lease, refill }
+                    Found::Spent { lease: *lease, taken, refill }
                 } else if lease.remaining == Some(0) {
                     // The service said nothing remains in this window, and nothing came back since.
                     Found::Exhausted
@@ -301,7 +356,7 @@ impl ClusterEngine<'_> {
                     Found::Ask { tokens: size, block: true, whole }
                 }
             }) {
-                Ok(Found::Spent { lease, refill }) => {
+                Ok(Found::Spent { lease, taken, refill }) => {
                     if let Some((size, whole)) = refill {
                         let pending = Pending { window_start, requested: size, whole, block: true, called_at: now };
                         match self.call(counter, window_start, size, whole) {
@@ -309,7 +364,11 @@ impl ClusterEngine<'_> {
                             None => self.settle(store, counter, pending, Err(Contended::EngineUnusable), now),
                         }
                     }
-                    return Step::Done(allowed(counter, lease.available(), reset_at));
+                    let count = allowed(counter, lease.available(), reset_at);
+                    return Step::Done(match (worker, key) {
+                        (Some((leases, _)), Some(key)) => leases.took(&key, counter.window_s, count, u64::from(taken)),
+                        _ => count,
+                    });
                 }
                 Ok(Found::Exhausted) => return Step::Done(denied(counter, reset_at)),
                 Ok(Found::Ask { tokens: asked, block: is_block, whole: in_one }) => {
@@ -413,9 +472,25 @@ impl ClusterEngine<'_> {
 
     /// Returns a token that a denied request took: to the lease of the window it came from.
     pub fn give_back(&self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
-        if self.leased() {
-            let _ = self.lease(store, counter, window_start, now, |lease| lease.hold(1));
+        self.give_back_for_worker(store, counter, window_start, now, None);
+    }
+
+    /// [`Self::give_back`], to the calling worker's block of that window when it holds one.
+    pub fn give_back_for_worker(
+        &self,
+        store: &mut dyn SharedStore,
+        counter: &Counter,
+        window_start: u64,
+        now: u64,
+        worker: Option<&mut WorkerLeases>,
+    ) {
+        if !self.leased() {
+            return;
         }
+        if worker.is_some_and(|leases| leases.give_back(&worker_key(counter), window_start)) {
+            return;
+        }
+        let _ = self.lease(store, counter, window_start, now, |lease| lease.hold(1));
     }
 }
 

@@ -9,6 +9,7 @@ use super::*;
 use crate::schema::{AppliesTo, Counting};
 use crate::throttle::limiter::tests::MemoryStore;
 use crate::throttle::plan::{Level, Scope, Units};
+use crate::throttle::worker_lease::{Leasing, WorkerLeases};
 use crate::vocab::FailureMode;
 
 /// envoyproxy/ratelimit's counting, in memory.
@@ -481,4 +482,148 @@ fn descriptor_values_carry_level_hash_window_and_start_when_shorter_than_the_uni
     assert_eq!(descriptor_value(&counter, T0, 3600), format!("subscription:{}:300:{T0}", parts[1]));
     counter.key = "custom:cp:bob".into();
     assert_ne!(descriptor_value(&counter, T0, 3600), format!("subscription:{}:300:{T0}", parts[1]));
+}
+
+const WORKER_LEASING: Leasing = Leasing { share_percent: 5, max: 100 };
+
+/// Takes one request to its end for one worker of a node (answering its call at once).
+fn admit_for_worker(
+    engine: &ClusterEngine<'_>,
+    store: &mut MemoryStore,
+    worker: &mut WorkerLeases,
+    model: &mut ModelService,
+    counter: &Counter,
+    now: u64,
+) -> Count {
+    let mut refills = Vec::new();
+    let step = engine.take_for_worker(store, counter, now, &mut refills, Some((worker, WORKER_LEASING)));
+    for refill in refills {
+        let answer = model.answer(&refill.call, now);
+        engine.refilled(store, &refill, &answer, now);
+    }
+    match step {
+        Step::Done(count) => count,
+        Step::Call(call, pending) => {
+            let answer = model.answer(&call, now);
+            match engine.resume_take(store, counter, pending, &answer, now) {
+                Step::Done(count) => count,
+                other => panic!("{other:?}"),
+            }
+        }
+        Step::Refused(why) => panic!("{why:?}"),
+    }
+}
+
+/// Writes to a counter's lease in a node's shared data so far.
+fn lease_writes(store: &MemoryStore, counter: &Counter) -> u64 {
+    let slot = limiter::slot_of(Space::Leases, &lease_key(counter), SLOTS.slots);
+    store.data.get(&slot).map_or(0, |(_, cas)| u64::from(*cas))
+}
+
+#[test]
+fn workers_taking_blocks_of_a_node_lease_never_admit_more_than_the_limit_across_nodes() {
+    // Two nodes of three workers each, requests landing unevenly; then every worker of every node
+    // drained: exactly the limit (far from it, a whole block refused loses under `lease_max`).
+    for limit in [1, 7, 39, 50, 333, 2500, 20_000] {
+        for seed in 0..8u64 {
+            let service = service(Counting::Leased);
+            let engine = ClusterEngine { service: &service, leases: SLOTS };
+            let mut model = ModelService::default();
+            let mut nodes = [node(), node()];
+            let mut workers: Vec<Vec<WorkerLeases>> =
+                (0..2).map(|_| (0..3).map(|_| WorkerLeases::default()).collect()).collect();
+            let counter = counter(limit, 60);
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state >> 33
+            };
+            let mut admitted = 0;
+            for _ in 0..limit * 2 + 10 {
+                let (at, worker) = (usize::try_from(next() % 2).unwrap(), usize::try_from(next() % 3).unwrap());
+                let count =
+                    admit_for_worker(&engine, &mut nodes[at], &mut workers[at][worker], &mut model, &counter, T0 + 1);
+                admitted += u64::from(count.allowed);
+                assert!(admitted <= limit, "limit {limit}, seed {seed}: {admitted} admitted");
+            }
+            for (at, store) in nodes.iter_mut().enumerate() {
+                for worker in &mut workers[at] {
+                    // Bounded: a broken engine that never runs out must fail, not hang.
+                    for _ in 0..=limit {
+                        if !admit_for_worker(&engine, store, worker, &mut model, &counter, T0 + 2).allowed {
+                            break;
+                        }
+                        admitted += 1;
+                    }
+                }
+            }
+            if limit > 1000 {
+                assert!(admitted <= limit && admitted + 99 >= limit, "limit {limit}, seed {seed}: {admitted}");
+            } else {
+                assert_eq!(admitted, limit, "limit {limit}, seed {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn worker_blocks_spare_the_node_lease_most_updates_and_a_stopped_worker_holds_a_bounded_block() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let (mut busy, mut stopped) = (WorkerLeases::default(), WorkerLeases::default());
+    let counter = counter(100_000, 3600);
+    // Without worker blocks, every request held by the node updates its lease.
+    let mut plain = node();
+    for _ in 0..1000 {
+        assert!(admit(&engine, &mut plain, &mut model, &counter, T0 + 5).unwrap().allowed);
+    }
+    let plain_writes = lease_writes(&plain, &counter);
+    assert!(plain_writes >= 990, "{plain_writes} lease writes for 1000 requests");
+
+    let mut model = ModelService::default();
+    for _ in 0..3 {
+        assert!(admit_for_worker(&engine, &mut store, &mut stopped, &mut model, &counter, T0 + 5).allowed);
+    }
+    let mut admitted = 0u64;
+    let writes_before = lease_writes(&store, &counter);
+    for _ in 0..10_000 {
+        admitted += u64::from(admit_for_worker(&engine, &mut store, &mut busy, &mut model, &counter, T0 + 5).allowed);
+    }
+    let writes = lease_writes(&store, &counter) - writes_before;
+    assert_eq!(admitted, 10_000);
+    assert!(writes * 10 <= 10_000, "{writes} lease writes for 10,000 requests: more than 0.1 per request");
+    assert!(model.calls * 10 <= 10_000, "{} service calls", model.calls);
+    // What the stopped worker still holds is at most one block, and still good in the window.
+    let mut held = 0;
+    while let Some(count) = stopped.spend(&worker_key(&counter), 100_000, 3600, T0 + 6) {
+        assert!(count.allowed);
+        held += 1;
+    }
+    assert!(held <= 100, "{held} held by a stopped worker");
+    assert_eq!(stopped.spend(&worker_key(&counter), 100_000, 3600, T0 + 3600 * 2), None);
+}
+
+#[test]
+fn a_token_given_back_returns_to_the_workers_block_of_its_window_or_to_the_node() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let mut worker = WorkerLeases::default();
+    let counter = counter(100_000, 60);
+    for _ in 0..3 {
+        admit_for_worker(&engine, &mut store, &mut worker, &mut model, &counter, T0 + 1);
+    }
+    assert!(!worker.is_empty(), "the worker holds a block");
+    let node_before = lease_writes(&store, &counter);
+    let before = worker.spend(&worker_key(&counter), 100_000, 60, T0 + 1).map(|c| c.remaining);
+    engine.give_back_for_worker(&mut store, &counter, T0, T0 + 1, Some(&mut worker));
+    assert_eq!(lease_writes(&store, &counter), node_before, "the worker's block took it back");
+    let after = worker.spend(&worker_key(&counter), 100_000, 60, T0 + 1).map(|c| c.remaining);
+    assert_eq!(after, before, "the same token again");
+    // Of another window (the worker holds none for it): to the node's lease.
+    engine.give_back_for_worker(&mut store, &counter, T0 - 60, T0 + 1, Some(&mut worker));
+    assert_eq!(lease_writes(&store, &counter), node_before + 1);
 }

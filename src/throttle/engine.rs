@@ -12,8 +12,9 @@
 //!   passed, whatever the limit.
 //!
 //! [`LocalEngine`] counts in this Envoy's shared data (exact across its workers, in blocks a
-//! worker holds: [`super::worker_lease`]) and never needs a call; [`ClusterEngine`] counts on a rate-limit service, exact across Envoy nodes; [`Engines`]
-//! sends each counter to the engine of its [`Scope`].
+//! worker holds: [`super::worker_lease`]) and never needs a call; [`ClusterEngine`] counts on a
+//! rate-limit service, exact across Envoy nodes (its workers take blocks of the node's lease
+//! the same way); [`Engines`] sends each counter to the engine of its [`Scope`].
 
 use super::cluster::{ClusterEngine, Pending, Refill};
 use super::limiter::{self, Contended, Count, Hit, Settings};
@@ -172,7 +173,12 @@ impl Engine for Engines<'_> {
         now: u64,
     ) -> Step<Count, EngineResume, Contended> {
         match self.cluster_for(counter) {
-            Some(cluster) => wrap(cluster.take(store, counter, now, &mut self.refills)),
+            Some(cluster) => {
+                let leasing = self.local.leasing;
+                let worker =
+                    self.local.leases.as_deref_mut().filter(|_| leasing.enabled()).map(|leases| (leases, leasing));
+                wrap(cluster.take_for_worker(store, counter, now, &mut self.refills, worker))
+            }
             None => self.local.take(store, counter, now),
         }
     }
@@ -195,7 +201,9 @@ impl Engine for Engines<'_> {
 
     fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
         match self.cluster_for(counter) {
-            Some(cluster) => cluster.give_back(store, counter, window_start, now),
+            Some(cluster) => {
+                cluster.give_back_for_worker(store, counter, window_start, now, self.local.leases.as_deref_mut())
+            }
             None => self.local.give_back(store, counter, window_start, now),
         }
     }

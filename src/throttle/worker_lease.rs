@@ -1,5 +1,8 @@
-//! Blocks of a node-local counter's tokens that one worker holds and spends without touching
-//! shared data.
+//! Blocks of a counter's tokens that one worker holds and spends without touching shared data.
+//!
+//! The same design serves both levels: a node-local counter's blocks come from its count in
+//! shared data (below); a cluster-wide counter's from the tokens the node's lease holds (see
+//! [`super::cluster`]), which the node took from the rate-limit service in blocks of its own.
 //!
 //! A node-local counter lives in shared data (see [`super::limiter`]): exact across workers, at
 //! the price of a read and a compare-and-swap write per request and level. A worker can instead
