@@ -319,7 +319,8 @@ def report(results, verdict):
         f" {results['exact'][0]['admitted']} of {EXACT_LIMIT}.",
         f"- Under-admission when a node's traffic stops while it holds tokens: {s['limit'] - s['admitted']} of {s['limit']}"
         f" (the stated bound: one and a half blocks held by the node whose traffic stopped, 150 with `lease_max` 100, plus"
-        f" fewer than `lease_max` lost to one whole block refused near the limit: {verdict(s['limit'] - s['admitted'] <= 249)}).",
+        " its worker's block of the node's tokens, at most half of what the node held, 75, plus"
+        f" fewer than `lease_max` lost to one whole block refused near the limit: {verdict(s['limit'] - s['admitted'] <= 324)}).",
         "",
     ]
     return lines

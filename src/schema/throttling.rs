@@ -116,9 +116,9 @@ pub struct RawThrottling {
 /// window across all nodes. Leased counting asks for tokens in blocks that shrink near the limit,
 /// and counts a request denied at a later level nowhere; it admits fewer than the limit only by
 /// the tokens a node still holds when its traffic for that counter stops before the window ends
-/// (at most one and a half blocks per node and counter, fewer near the limit, plus tokens given
-/// back by requests a later level denied; each worker may hold a block of the node's tokens, see
-/// `worker_lease_share_percent`), and by at most `lease_max` - 1 per counter and window
+/// (at most one and a half blocks per node and counter, fewer near the limit, plus one block of
+/// the node's tokens per worker, see `worker_lease_share_percent`, plus tokens given back by
+/// requests a later level denied), and by at most `lease_max` - 1 per counter and window
 /// when a block asked for in one piece far from the limit arrives after other nodes took nearly
 /// all that remained. Strict counting calls
 /// once per request and cluster-wide level and cannot take a count back: a request denied at a

@@ -34,7 +34,9 @@
 //! most half of what the node holds, so the other workers still find tokens and the node's next
 //! block is asked for in time. It spends the block with no shared-data access; a token a later
 //! level gives back goes to the worker's block of that window, else to the node's lease. Near
-//! the limit blocks are single tokens, spent from the node's lease request by request.
+//! the limit blocks are single tokens, spent from the node's lease request by request. A worker
+//! whose traffic for the counter stops leaves at most its one block unspent, besides what its
+//! node holds.
 //!
 //! **Strict counting.** One call per request and cluster-wide level, nothing held, as Envoy's
 //! own rate-limit filter does. A token cannot be given back: a request denied at a later level
