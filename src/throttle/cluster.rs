@@ -227,7 +227,8 @@ fn denied(counter: &Counter, reset_at: u64) -> Count {
 }
 
 impl ClusterEngine<'_> {
-    fn leased(&self) -> bool {
+    /// Whether this engine counts from leases (which take a token given back) or strictly.
+    pub fn leased(&self) -> bool {
         self.service.counting == Counting::Leased
     }
 
@@ -547,4 +548,4 @@ pub fn read_answer(answer: &Answer, pending: Pending) -> Result<Granted, Contend
 
 #[cfg(test)]
 #[path = "cluster_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -14,7 +14,7 @@ use crate::vocab::FailureMode;
 
 /// envoyproxy/ratelimit's counting, in memory.
 #[derive(Default)]
-struct ModelService {
+pub(crate) struct ModelService {
     counters: HashMap<String, u64>,
     calls: u64,
     /// Seconds the service's clock is ahead of the nodes'.
@@ -24,7 +24,7 @@ struct ModelService {
 }
 
 impl ModelService {
-    fn answer(&mut self, call: &Call, now: u64) -> Answer {
+    pub(crate) fn answer(&mut self, call: &Call, now: u64) -> Answer {
         self.calls += 1;
         let Call::Grpc { message, .. } = call else { panic!("the engine calls over gRPC") };
         let request = rls::RateLimitRequest::decode(message.as_slice()).unwrap();

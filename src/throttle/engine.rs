@@ -57,6 +57,9 @@ pub trait Engine {
     /// Undoes one take at `counter`, made in the window starting at `window_start` (a new window
     /// may have begun since).
     fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64);
+    /// Whether a token given back at `counter` can be taken again: false where the count lives in
+    /// a rate-limit service that cannot take a hit back (strict counting).
+    fn takes_back(&self, counter: &Counter) -> bool;
     /// Whether a byte budget has room; counts nothing.
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended>;
     /// Adds bytes that passed to a byte budget, whatever its limit.
@@ -130,6 +133,10 @@ impl Engine for LocalEngine<'_> {
         }
         let undo = Hit::Undo(window_start);
         let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, undo, now, self.settings);
+    }
+
+    fn takes_back(&self, _counter: &Counter) -> bool {
+        true
     }
 
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {
@@ -206,6 +213,10 @@ impl Engine for Engines<'_> {
             }
             None => self.local.give_back(store, counter, window_start, now),
         }
+    }
+
+    fn takes_back(&self, counter: &Counter) -> bool {
+        self.cluster_for(counter).is_none_or(|cluster| cluster.leased())
     }
 
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {

@@ -6,7 +6,9 @@
 //! [`plan`] says which counters a request touches; an [`engine`] counts them. Levels are taken in
 //! order and the first over its limit answers; what the levels before it took is given back, so a
 //! denied request counts nowhere (WSO2 counts only the requests it lets through). An evaluation
-//! that waits for an engine's call resumes where it stopped ([`start`], [`resume`]).
+//! that waits for an engine's call resumes where it stopped ([`start`], [`resume`]); while it
+//! waits it holds no token of the levels before (they are given back and taken again once the
+//! call answers), so a request that a later level may still deny never crowds others out.
 
 pub mod cluster;
 pub mod engine;
@@ -16,6 +18,7 @@ pub mod rls;
 pub mod settings;
 pub mod worker_lease;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use crate::catalogue::{Fault, FaultId};
@@ -80,24 +83,30 @@ pub fn start(context: &mut Context<'_>, api: &Api, resource: &Resource, caller: 
         return Step::Done(Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None, uncounted: None });
     }
     let counters = plan::plan(context.throttle, context.directory, api, resource, caller);
-    Evaluation { counters, ..Evaluation::default() }.run(context)
+    let order = (0..counters.len()).collect();
+    Evaluation { counters, order, ..Evaluation::default() }.run(context)
 }
 
 /// Continues an evaluation with the answer to its engine's call.
 pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> ThrottleStep {
     let Resume { mut evaluation, engine } = resume;
-    let Some(counter) = evaluation.counters.get(evaluation.next).cloned() else {
+    let Some(counter) = evaluation.current().cloned() else {
         return evaluation.finish();
     };
     let step = context.engine.resume_take(context.store, &counter, engine, answer, context.now);
     match evaluation.taken(context, &counter, step) {
         Some(step) => step,
         None => {
-            evaluation.next += 1;
+            evaluation.order.pop_front();
             evaluation.run(context)
         }
     }
 }
+
+/// How many times one request gives back what it took to wait for a call without holding it;
+/// past that (leases drained again while it waited) it waits holding its tokens, so an
+/// evaluation always ends.
+const RELEASES_FOR_CALLS: u8 = 2;
 
 /// Charges body bytes to the byte budgets of a request.
 pub fn charge_bytes(
@@ -116,11 +125,14 @@ pub fn charge_bytes(
 #[derive(Debug, Default)]
 struct Evaluation {
     counters: Vec<Counter>,
-    /// The next counter to take.
-    next: usize,
+    /// The counters still to take, by index, the next first: in plan order, except that the
+    /// levels given back while waiting for a call come right after the level that called.
+    order: VecDeque<usize>,
     /// Counters that took the request, with the start of the window each took it in (given back
     /// if a later level denies it).
     taken: Vec<(usize, u64)>,
+    /// How many times this request gave back its tokens to wait for a call.
+    releases: u8,
     over_quota: bool,
     byte_counters: Vec<ByteCounter>,
     rate_limit: Option<RateLimitInfo>,
@@ -128,8 +140,12 @@ struct Evaluation {
 }
 
 impl Evaluation {
+    fn current(&self) -> Option<&Counter> {
+        self.counters.get(*self.order.front()?)
+    }
+
     fn run(mut self, context: &mut Context<'_>) -> ThrottleStep {
-        while let Some(counter) = self.counters.get(self.next).cloned() {
+        while let Some(counter) = self.current().cloned() {
             let step = match counter.units {
                 Units::Bytes => match context.engine.check(context.store, &counter, context.now) {
                     Ok(count) => Step::Done(count),
@@ -140,7 +156,7 @@ impl Evaluation {
             if let Some(step) = self.taken(context, &counter, step) {
                 return step;
             }
-            self.next += 1;
+            self.order.pop_front();
         }
         self.finish()
     }
@@ -156,6 +172,23 @@ impl Evaluation {
         let count = match step {
             Step::Done(count) => count,
             Step::Call(call, engine) => {
+                let counters = &self.counters;
+                let releasable = |(index, _): &(usize, u64)| {
+                    counters.get(*index).is_some_and(|taken| context.engine.takes_back(taken))
+                };
+                if !self.taken.is_empty() && self.releases < RELEASES_FOR_CALLS && self.taken.iter().all(releasable) {
+                    // Waiting holds nothing: what the levels before took goes back now and is
+                    // taken again, in order, right after this level once the call answers.
+                    // (A strictly counted level is held: the service cannot take its hit back.)
+                    self.releases += 1;
+                    if let Some(calling) = self.order.pop_front() {
+                        for (index, _) in self.taken.iter().rev() {
+                            self.order.push_front(*index);
+                        }
+                        self.order.push_front(calling);
+                    }
+                    self.give_back(context);
+                }
                 let evaluation = std::mem::take(self);
                 return Some(Step::Call(call, Resume { evaluation, engine }));
             }
@@ -198,7 +231,9 @@ impl Evaluation {
             // The RateLimit headers speak of requests: byte budgets do not take part.
             self.rate_limit = tighter(self.rate_limit, &count, context.now);
             let window_start = count.reset_at.saturating_sub(counter.window_s.max(1));
-            self.taken.push((self.next, window_start));
+            if let Some(index) = self.order.front() {
+                self.taken.push((*index, window_start));
+            }
         }
         None
     }
@@ -520,6 +555,100 @@ mod tests {
         assert_eq!(calls, 6, "resource, subscription, burst, application, custom, hard limit");
         // The local failure mode is untouched by the service's.
         assert_eq!(fixture.throttle.failure_mode_for(Contended::SlotFull), FailureMode::Deny);
+    }
+
+    #[test]
+    fn a_request_waiting_for_a_call_holds_no_token_of_the_levels_before() {
+        // Every level counted across nodes, leased. The resource /r admits one request an hour;
+        // the application's subscription one an hour, already spent (on /s, at another node). While `app`'s
+        // request on /r waits for its subscription level's answer, an anonymous request on /r
+        // takes the resource's only token: the waiting request had given it back, and is then
+        // denied at its subscription. Holding the token would have denied both.
+        let json = r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+                  "resources":[{"method":"GET","path":"/r","policy":"One"},{"method":"GET","path":"/s","policy":"Ten"}]}],
+              "applications":[{"id":"app","name":"App"}],
+              "subscriptions":[{"application":"app","api":"A:1","tier":"One"}],
+              "policies":{"One":{"requests":1,"per":"hour"},"Ten":{"requests":10,"per":"hour"}}}"#;
+        let raw: RawConfig = serde_json::from_str(json).unwrap();
+        let names = StaticDirectory::policy_names(&raw.policies).unwrap();
+        let routes = Table::compile(raw.apis, &|name| names.contains(name)).unwrap();
+        let mut throttle =
+            ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)
+                .unwrap();
+        let directory = StaticDirectory::compile(
+            raw.applications,
+            raw.subscriptions,
+            raw.policies,
+            raw.blocking,
+            &DirectoryContext { routes: &routes, key_managers: &[] },
+        )
+        .unwrap();
+        throttle.rate_limit_service = Some(settings::RateLimitService {
+            cluster: "rls".into(),
+            domain: "apim".into(),
+            timeout_ms: 100,
+            failure_mode: FailureMode::Deny,
+            counting: crate::schema::Counting::Leased,
+            applies_to: crate::schema::AppliesTo::All,
+            lease_share_percent: 10,
+            lease_max: 100,
+        });
+        let slots = Settings { slots: 4096, retries: 20 };
+        let node = || {
+            let mut store = MemoryStore::default();
+            limiter::prepare_slots(&mut store, 4096, &[limiter::Space::Counters, limiter::Space::Leases]);
+            let engine = Engines {
+                local: LocalEngine::unleased(slots),
+                cluster: throttle
+                    .rate_limit_service
+                    .as_ref()
+                    .map(|service| cluster::ClusterEngine { service, leases: slots }),
+                refills: Vec::new(),
+            };
+            (store, engine)
+        };
+        let mut model = cluster::tests::ModelService::default();
+        let api = &routes.apis[0];
+        let (r, s) = (&api.resources[0], &api.resources[1]);
+        let app = Caller { end_user: Some("u"), tier: Some("One"), ..caller("u") };
+        let anonymous = Caller { application_id: None, application_name: None, tier: None, ..caller("u") };
+        let run_to_end =
+            |context: &mut Context<'_>, model: &mut cluster::tests::ModelService, mut step: ThrottleStep| loop {
+                match step {
+                    Step::Done(outcome) => return outcome,
+                    Step::Call(call, waiting) => step = resume(context, waiting, &model.answer(&call, NOW)),
+                    Step::Refused(never) => match never {},
+                }
+            };
+        // Another node spends the subscription.
+        let (mut store, mut engine) = node();
+        let mut context =
+            Context { throttle: &throttle, directory: &directory, engine: &mut engine, store: &mut store, now: NOW };
+        let first = start(&mut context, api, s, &app);
+        let outcome = run_to_end(&mut context, &mut model, first);
+        assert!(matches!(outcome, Outcome::Allowed { .. }), "{outcome:?}");
+        let (mut store, mut engine) = node();
+        let mut context =
+            Context { throttle: &throttle, directory: &directory, engine: &mut engine, store: &mut store, now: NOW };
+        // `app` on /r: its resource level is answered, then it waits on its subscription level.
+        let Step::Call(call, waiting) = start(&mut context, api, r, &app) else { panic!("the resource level calls") };
+        let step = resume(&mut context, waiting, &model.answer(&call, NOW));
+        let Step::Call(subscription_call, waiting) = step else { panic!("the subscription level calls: {step:?}") };
+        let meanwhile = start(&mut context, api, r, &anonymous);
+        assert!(
+            matches!(run_to_end(&mut context, &mut model, meanwhile), Outcome::Allowed { .. }),
+            "the resource's token is free while the other request waits"
+        );
+        let answer = model.answer(&subscription_call, NOW);
+        let step = resume(&mut context, waiting, &answer);
+        let Outcome::Denied { fault, .. } = run_to_end(&mut context, &mut model, step) else {
+            panic!("the subscription is spent")
+        };
+        assert_eq!(fault.code, 900804);
+        // Exactly one request on /r was let through in this hour.
+        let again = start(&mut context, api, r, &anonymous);
+        let Outcome::Denied { fault, .. } = run_to_end(&mut context, &mut model, again) else { panic!("one an hour") };
+        assert_eq!(fault.code, 900802);
     }
 
     #[test]
