@@ -13,10 +13,17 @@ use jsonwebtoken::Algorithm;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::pkcs8::DecodePrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
+/// The hash types RSA schemes are named by (the RSA crate's version of SHA-2; the digests
+/// themselves are computed once, with `sha2`, for every algorithm).
+use rsa::sha2 as rsa_sha2;
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
-use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
+use rsa::{BoxedUint, Pkcs1v15Sign, Pss, PublicKey as RsaPublicKey};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
+
+/// RSA moduli a key manager's key may have: at least 1024 bits (shorter keys can be factored),
+/// at most 4096 (a longer modulus makes every cold verification a denial of service).
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 1024..=4096;
 
 /// A key that verifies signatures, parsed and checked when it loads (a key that parses here can
 /// run every verification of its algorithms).
@@ -31,9 +38,13 @@ pub enum VerifyingKey {
 
 impl VerifyingKey {
     /// An RSA public key from its big-endian modulus and exponent; `None` if the RSA crate
-    /// refuses it (a modulus over 4096 bits, an exponent out of range).
+    /// refuses it (a modulus under 1024 or over 4096 bits, an even modulus, an exponent out of
+    /// range).
     pub fn rsa(modulus: &[u8], exponent: &[u8]) -> Option<VerifyingKey> {
-        RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from_bytes_be(exponent)).ok().map(VerifyingKey::Rsa)
+        let bits = |bytes: &[u8]| u32::try_from(bytes.len().max(1).saturating_mul(8)).ok();
+        let modulus = BoxedUint::from_be_slice(modulus, bits(modulus)?).ok()?;
+        let exponent = BoxedUint::from_be_slice(exponent, bits(exponent)?).ok()?;
+        RsaPublicKey::new_with_size_limits(modulus, exponent, RSA_MODULUS_BITS).ok().map(VerifyingKey::Rsa)
     }
 
     /// A P-256 public key from its coordinates; `None` unless the point is on the curve.
@@ -77,22 +88,22 @@ impl VerifyingKey {
         use Algorithm::*;
         match (self, algorithm) {
             (VerifyingKey::Rsa(key), RS256) => {
-                key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message), signature).is_ok()
+                key.verify(Pkcs1v15Sign::new::<rsa_sha2::Sha256>(), &Sha256::digest(message), signature).is_ok()
             }
             (VerifyingKey::Rsa(key), RS384) => {
-                key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(message), signature).is_ok()
+                key.verify(Pkcs1v15Sign::new::<rsa_sha2::Sha384>(), &Sha384::digest(message), signature).is_ok()
             }
             (VerifyingKey::Rsa(key), RS512) => {
-                key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(message), signature).is_ok()
+                key.verify(Pkcs1v15Sign::new::<rsa_sha2::Sha512>(), &Sha512::digest(message), signature).is_ok()
             }
             (VerifyingKey::Rsa(key), PS256) => {
-                key.verify(Pss::new::<Sha256>(), &Sha256::digest(message), signature).is_ok()
+                key.verify(Pss::<rsa_sha2::Sha256>::new(), &Sha256::digest(message), signature).is_ok()
             }
             (VerifyingKey::Rsa(key), PS384) => {
-                key.verify(Pss::new::<Sha384>(), &Sha384::digest(message), signature).is_ok()
+                key.verify(Pss::<rsa_sha2::Sha384>::new(), &Sha384::digest(message), signature).is_ok()
             }
             (VerifyingKey::Rsa(key), PS512) => {
-                key.verify(Pss::new::<Sha512>(), &Sha512::digest(message), signature).is_ok()
+                key.verify(Pss::<rsa_sha2::Sha512>::new(), &Sha512::digest(message), signature).is_ok()
             }
             (VerifyingKey::P256(key), ES256) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|signature| key.verify(message, &signature).is_ok()),
@@ -129,7 +140,7 @@ fn hmac_verifies<M: Mac + KeyInit>(secret: &[u8], message: &[u8], signature: &[u
 /// A key that signs the backend JWT, parsed and checked when it loads.
 pub enum SigningKey {
     /// RSASSA-PKCS1-v1_5 with SHA-256, blinded with random numbers from the host.
-    Rs256(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
+    Rs256(Box<rsa::pkcs1v15::SigningKey<rsa_sha2::Sha256>>),
     /// ECDSA P-256 with SHA-256, deterministic nonces (RFC 6979).
     Es256(p256::ecdsa::SigningKey),
 }
@@ -137,7 +148,7 @@ pub enum SigningKey {
 impl SigningKey {
     /// An RS256 key from a PKCS#1 `RSAPrivateKey` DER.
     pub fn rs256_from_pkcs1_der(der: &[u8]) -> Option<SigningKey> {
-        let key = RsaPrivateKey::from_pkcs1_der(der).ok()?;
+        let key = rsa::PrivateKey::from_pkcs1_der(der).ok()?;
         Some(SigningKey::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key))))
     }
 
@@ -151,7 +162,7 @@ impl SigningKey {
     pub fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         match self {
             SigningKey::Rs256(key) => {
-                key.try_sign_with_rng(&mut rand_core::OsRng, message).ok().map(|signature| signature.to_vec())
+                key.try_sign_with_rng(&mut getrandom::SysRng, message).ok().map(|signature| signature.to_vec())
             }
             SigningKey::Es256(key) => {
                 let signature: p256::ecdsa::Signature = key.try_sign(message).ok()?;
