@@ -288,6 +288,7 @@ mod tests {
         assert!(VerifyingKey::p384(&x, &b64(&jwk, "y")).is_none(), "P-256 coordinates are not P-384");
         assert!(VerifyingKey::ed25519(&[0u8; 31]).is_none());
         assert!(VerifyingKey::rsa(&[0xff; 1024], &[1, 0, 1]).is_none(), "an 8192-bit modulus");
+        assert!(VerifyingKey::rsa(&[0xc5; 64], &[1, 0, 1]).is_none(), "a 512-bit modulus (factorable)");
         // Moduli no key manager would publish (even, all ones) load or not, but never panic.
         for modulus in [[0xc4u8; 256], [0xffu8; 256]] {
             if let Some(key) = VerifyingKey::rsa(&modulus, &[1, 0, 1]) {
