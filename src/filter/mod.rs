@@ -9,7 +9,7 @@
 
 mod abi;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -226,7 +226,7 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
         }
     }
     with_registry(|registry| {
-        let mut host = WasmHost { metrics: &mut registry.metrics };
+        let mut host = WasmHost::new(&mut registry.metrics);
         crate::stream::prepare_counters(&mut host, &mut config);
         let root = registry.roots.entry(root).or_default();
         root.config = Rc::new(config);
@@ -250,7 +250,7 @@ pub extern "C" fn proxy_on_tick(root: u32) {
     with_registry(|registry| {
         let Registry { roots, metrics, calls, .. } = registry;
         let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
-        let mut host = WasmHost { metrics };
+        let mut host = WasmHost::new(metrics);
         for (token, job) in background::tick(&mut host, config, &mut worker.borrow_mut()) {
             calls.insert(token, Caller::Root(root, job));
         }
@@ -273,7 +273,7 @@ fn on_stream(context: u32, work: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> 
     with_registry(|registry| {
         let Registry { streams, metrics, calls, parents, .. } = registry;
         let Some(stream) = streams.get_mut(&context) else { return Flow::Continue };
-        let mut host = WasmHost { metrics };
+        let mut host = WasmHost::new(metrics);
         let flow = work(stream, &mut host);
         route_calls(calls, parents, context, stream);
         flow
@@ -349,13 +349,13 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
                 if abi::set_effective_context(context).is_err() {
                     return;
                 }
-                let mut host = WasmHost { metrics };
+                let mut host = WasmHost::new(metrics);
                 stream.on_call_response(&mut host, token, answer(false));
                 route_calls(calls, parents, context, stream);
             }
             Some(Caller::Root(root, job)) => {
                 let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
-                let mut host = WasmHost { metrics };
+                let mut host = WasmHost::new(metrics);
                 let answer = answer(background::streams(&job));
                 let read = |start: usize, length: usize| {
                     abi::buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, start, length).ok().flatten().unwrap_or_default()
@@ -416,6 +416,24 @@ pub extern "C" fn proxy_on_grpc_close(_root: u32, token: u32, status: u32) {
 /// [`Host`] over proxy-wasm host calls. Host failures are logged, never unwrapped.
 struct WasmHost<'r> {
     metrics: &'r mut Metrics,
+    /// The host's clock as first read in this callback (nanoseconds): one callback runs in
+    /// microseconds, and each host call costs about as much as the filter's own work on a request.
+    clock: Cell<Option<u64>>,
+}
+
+impl<'r> WasmHost<'r> {
+    fn new(metrics: &'r mut Metrics) -> Self {
+        WasmHost { metrics, clock: Cell::new(None) }
+    }
+
+    fn now_nanos(&self) -> Result<u64, HostError> {
+        if let Some(nanos) = self.clock.get() {
+            return Ok(nanos);
+        }
+        let nanos = abi::now_nanos()?;
+        self.clock.set(Some(nanos));
+        Ok(nanos)
+    }
 }
 
 fn set_header(map: u32, name: &str, value: Option<&[u8]>) {
@@ -484,11 +502,11 @@ impl Host for WasmHost<'_> {
     }
 
     fn now(&self) -> Result<u64, HostError> {
-        abi::now_nanos().map(|nanos| nanos / 1_000_000_000)
+        self.now_nanos().map(|nanos| nanos / 1_000_000_000)
     }
 
     fn now_ms(&self) -> Result<u64, HostError> {
-        abi::now_nanos().map(|nanos| nanos / 1_000_000)
+        self.now_nanos().map(|nanos| nanos / 1_000_000)
     }
 
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {
