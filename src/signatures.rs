@@ -21,8 +21,9 @@ use rsa::{BoxedUint, Pkcs1v15Sign, Pss, PublicKey as RsaPublicKey};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
-/// RSA moduli a key manager's key may have: at least 1024 bits (shorter keys can be factored),
-/// at most 4096 (a longer modulus makes every cold verification a denial of service).
+/// RSA moduli this layer takes: at least 1024 bits (shorter keys can be factored), at most 4096
+/// (a longer modulus makes every cold verification a denial of service). Key managers' keys are
+/// held to 2048 bits and more before they get here (`auth::keys::MIN_RSA_BITS`).
 const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 1024..=4096;
 
 /// A key that verifies signatures, parsed and checked when it loads (a key that parses here can
