@@ -307,7 +307,11 @@ mod tests {
               "hard_limits":[{{"api":"A:1","key_type":"PRODUCTION","requests_per_second":1}}],
               "blocking":[{{"user":"blocked-user"}},{{"ip_range":"203.0.113.0/24"}}]}}"#
         );
-        let raw: RawConfig = serde_json::from_str(&json).unwrap();
+        compile(&json)
+    }
+
+    fn compile(json: &str) -> Fixture {
+        let raw: RawConfig = serde_json::from_str(json).unwrap();
         let names = StaticDirectory::policy_names(&raw.policies).unwrap();
         let routes = Table::compile(raw.apis, &|name| names.contains(name)).unwrap();
         let throttle =
@@ -322,6 +326,20 @@ mod tests {
         )
         .unwrap();
         Fixture { routes, directory, throttle }
+    }
+
+    /// A rate-limit service counting every level, leased.
+    fn leased_service() -> settings::RateLimitService {
+        settings::RateLimitService {
+            cluster: "rls".into(),
+            domain: "apim".into(),
+            timeout_ms: 100,
+            failure_mode: FailureMode::Deny,
+            counting: crate::schema::Counting::Leased,
+            applies_to: crate::schema::AppliesTo::All,
+            lease_share_percent: 10,
+            lease_max: 100,
+        }
     }
 
     fn caller(user: &str) -> Caller<'_> {
@@ -529,16 +547,7 @@ mod tests {
     #[test]
     fn an_unreachable_rate_limit_service_follows_its_failure_mode() {
         let mut fixture = config(false, true);
-        let mut service = settings::RateLimitService {
-            cluster: "rls".into(),
-            domain: "apim".into(),
-            timeout_ms: 100,
-            failure_mode: FailureMode::Deny,
-            counting: crate::schema::Counting::Leased,
-            applies_to: crate::schema::AppliesTo::All,
-            lease_share_percent: 10,
-            lease_max: 100,
-        };
+        let mut service = leased_service();
         fixture.throttle.rate_limit_service = Some(service.clone());
         let down = Answer::Failed { code: 14 };
         let mut store = MemoryStore::prepared(4096);
@@ -569,30 +578,8 @@ mod tests {
               "applications":[{"id":"app","name":"App"}],
               "subscriptions":[{"application":"app","api":"A:1","tier":"One"}],
               "policies":{"One":{"requests":1,"per":"hour"},"Ten":{"requests":10,"per":"hour"}}}"#;
-        let raw: RawConfig = serde_json::from_str(json).unwrap();
-        let names = StaticDirectory::policy_names(&raw.policies).unwrap();
-        let routes = Table::compile(raw.apis, &|name| names.contains(name)).unwrap();
-        let mut throttle =
-            ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)
-                .unwrap();
-        let directory = StaticDirectory::compile(
-            raw.applications,
-            raw.subscriptions,
-            raw.policies,
-            raw.blocking,
-            &DirectoryContext { routes: &routes, key_managers: &[] },
-        )
-        .unwrap();
-        throttle.rate_limit_service = Some(settings::RateLimitService {
-            cluster: "rls".into(),
-            domain: "apim".into(),
-            timeout_ms: 100,
-            failure_mode: FailureMode::Deny,
-            counting: crate::schema::Counting::Leased,
-            applies_to: crate::schema::AppliesTo::All,
-            lease_share_percent: 10,
-            lease_max: 100,
-        });
+        let Fixture { routes, directory, mut throttle } = compile(json);
+        throttle.rate_limit_service = Some(leased_service());
         let slots = Settings { slots: 4096, retries: 20 };
         let node = || {
             let mut store = MemoryStore::default();
