@@ -303,6 +303,27 @@ mod tests {
     }
 
     #[test]
+    fn a_mangled_rs256_signing_key_is_refused_or_signs_never_panics() {
+        // The backend JWT's key comes from the configuration: every byte of it changed in turn
+        // (every 5th, to keep the test short) loads and signs, or is refused when it loads.
+        let pem = pem::parse(fixture("rsa-a.pem")).unwrap();
+        let der = match pem.tag() {
+            "RSA PRIVATE KEY" => pem.contents().to_vec(),
+            _ => pkcs8::PrivateKeyInfo::try_from(pem.contents()).unwrap().private_key.to_vec(),
+        };
+        for index in (0..der.len()).step_by(5) {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut mangled = der.clone();
+                mangled[index] ^= flip;
+                if let Some(key) = SigningKey::rs256_from_pkcs1_der(&mangled) {
+                    let _ = key.sign(b"header.payload");
+                }
+            }
+        }
+        let _ = SigningKey::rs256_from_pkcs1_der(&der[..der.len() / 2]);
+    }
+
+    #[test]
     fn what_we_sign_jsonwebtoken_verifies() {
         let message = b"header.payload";
         let rsa_pem = pem::parse(fixture("rsa-a.pem")).unwrap();
