@@ -138,8 +138,10 @@ pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmI
         if now < due_at {
             continue;
         }
-        // Whoever moves the due time forward first does the refresh.
-        let next = now.saturating_add(jwks.refresh_s);
+        // Whoever moves the due time forward first does the refresh; never again while this
+        // one may still be answering (a `refresh_s` shorter than the call's timeout).
+        let answered_by = u64::from(jwks.timeout_ms).div_ceil(1000).saturating_add(1);
+        let next = now.saturating_add(jwks.refresh_s.max(answered_by));
         if store.shared_set(&key, &next.to_le_bytes(), cas).is_ok() {
             calls.push((km.id, call(jwks)));
         }

@@ -40,7 +40,8 @@ pub struct RawControlPlane {
     #[serde(default = "default_label")]
     pub gateway_label: String,
     /// Seconds between full reloads (state changes, deletions, revocations, policy edits show
-    /// within one interval). 5 to 86400. Defaults to 60.
+    /// within one interval); a load that takes longer is never joined by another, the next
+    /// starts when it ends. 5 to 86400. Defaults to 60.
     #[serde(default = "default_refresh_s")]
     pub refresh_s: u64,
     /// How long one call may take, milliseconds (1 to 60000). Defaults to 10000.

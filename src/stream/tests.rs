@@ -299,12 +299,16 @@ fn api_key_in_query_is_stripped_before_forwarding() {
 }
 
 fn jwks_config() -> Rc<Config> {
-    let json = r#"{"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"cluster": "km", "refresh_s": 300}}],
+    Rc::new(Config::from_json(jwks_config_json().as_bytes()).unwrap())
+}
+
+fn jwks_config_json() -> String {
+    r#"{"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"cluster": "km", "refresh_s": 300}}],
         "apis": [{"name": "P", "context": "/p", "version": "1", "endpoints": {"production": "prod"},
                   "resources": [{"method": "GET", "path": "/menu"}]}],
         "applications": [{"id": "app-1", "name": "App", "client_ids": [{"id": "app1"}]}],
-        "subscriptions": [{"application": "app-1", "api": "P:1"}]}"#;
-    Rc::new(Config::from_json(json.as_bytes()).unwrap())
+        "subscriptions": [{"application": "app-1", "api": "P:1"}]}"#
+        .to_string()
 }
 
 fn signed(kid: &str, exp: u64) -> String {
@@ -386,6 +390,22 @@ fn jwks_are_fetched_when_needed_shared_refreshed_in_the_background_and_kept_when
     assert_eq!((flow, host.dispatched.len()), (Flow::Waiting, dispatched + 1));
     stream.on_call_response(&mut host, dispatched as u32 + 1, Answer::Http { status: 200, body: jwks_body() });
     assert_eq!(host.counted.last(), Some(&900901));
+}
+
+#[test]
+fn a_jwks_refresh_is_never_started_again_while_the_last_may_still_answer() {
+    // refresh_s 1 beside a 5 s call timeout.
+    let json = jwks_config_json().replace(r#""refresh_s": 300"#, r#""refresh_s": 1, "timeout_ms": 5000"#);
+    let config = Rc::new(Config::from_json(json.as_bytes()).unwrap());
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    assert_eq!(background::tick(&mut host, &config, &mut worker.borrow_mut()).len(), 1);
+    for now in 1_001..=1_005 {
+        host.now = now;
+        assert!(background::tick(&mut host, &config, &mut worker.borrow_mut()).is_empty(), "again at {now}");
+    }
+    host.now = 1_006;
+    assert_eq!(background::tick(&mut host, &config, &mut worker.borrow_mut()).len(), 1, "after the timeout");
 }
 
 #[test]

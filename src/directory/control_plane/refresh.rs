@@ -1,6 +1,7 @@
 //! Full loads of the control plane's directory: at start and every `refresh_s`, by one worker of
-//! the Envoy (the due time in shared data is taken by compare-and-swap), as background work of
-//! its root context. The load asks for each resource in turn; a resource whose answer did not
+//! the Envoy (the due time in shared data is taken by compare-and-swap and held until the load
+//! ends, so loads never overlap), as background work of its root context. The load asks for
+//! each resource in turn; a resource whose answer did not
 //! change since the last load (same bytes) is not rewritten, and a load that changed something
 //! bumps the generation, which every worker notices on its next request. A resource that cannot
 //! be had (the control plane down, slow, failing, or answering garbage) keeps its last good data,
@@ -99,6 +100,28 @@ fn set_due(store: &mut dyn SharedStore, at: u64) {
     let _ = store.shared_set(DUE_KEY, &at.to_le_bytes(), None);
 }
 
+/// Seconds a load holds the due time past the start of each call it makes, beyond the call's
+/// timeout: the time taking a big answer (100,000 entries) can need on a slow machine.
+const HOLD_PAST_TIMEOUT_S: u64 = 30;
+
+/// How long the due time is held for each call of a load: no other worker starts a load while
+/// one is under way, however long it takes (a load that outlasted `refresh_s` was joined by a
+/// second, and a slow second by a third). Every call ends within its timeout, so a load always
+/// ends and sets the next due time; a worker that vanished mid-load only delays the next.
+fn hold_s(control_plane: &ControlPlane) -> u64 {
+    u64::from(control_plane.timeout_ms).div_ceil(1000).saturating_add(HOLD_PAST_TIMEOUT_S)
+}
+
+/// Holds the due time on while the load makes its next call (never moves it earlier).
+fn hold(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64) {
+    let Ok(Some((bytes, cas))) = store.shared_get(DUE_KEY) else { return };
+    let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
+    let until = now.saturating_add(hold_s(control_plane));
+    if until > due {
+        let _ = store.shared_set(DUE_KEY, &until.to_le_bytes(), Some(cas));
+    }
+}
+
 /// A load to start now, if one is due and this worker took it.
 pub fn due(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64, now_ms: u64) -> Option<Load> {
     let (bytes, cas) = store.shared_get(DUE_KEY).ok().flatten()?;
@@ -106,8 +129,9 @@ pub fn due(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64, 
     if now < due {
         return None;
     }
-    // Taken until the load should be over; the load sets the next due time when it ends.
-    let next = now.saturating_add(control_plane.refresh_s);
+    // Taken at least as long as its first call can last; each later call holds it on (`hold`),
+    // and the load sets the next due time when it ends.
+    let next = now.saturating_add(control_plane.refresh_s.max(hold_s(control_plane)));
     store.shared_set(DUE_KEY, &next.to_le_bytes(), Some(cas)).ok()?;
     Some(Load { fetch: Fetch::Apis, started_at: now, started_ms: now_ms, changed: false, failed: Vec::new() })
 }
@@ -214,6 +238,7 @@ pub fn ingest(
     }
     if let Some(next) = fetch.next() {
         load.fetch = next;
+        hold(store, control_plane, now);
         return Some(next.call(control_plane));
     }
     finish(store, control_plane, load, now, now_ms);

@@ -219,6 +219,29 @@ fn a_load_that_fails_somewhere_keeps_the_last_good_data_and_retries_soon() {
 }
 
 #[test]
+fn a_load_that_outlasts_refresh_s_is_never_joined_by_another() {
+    // refresh_s 60, timeout 10 s: every call of this load takes the longest it may (10 s), and
+    // taking each answer 25 s more, so the load lasts minutes.
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    refresh::prepare(&mut store);
+    let mut load = refresh::due(&mut store, &cp, NOW, 0).unwrap();
+    let mut now = NOW;
+    loop {
+        now += 35;
+        assert!(refresh::due(&mut store, &cp, now, 0).is_none(), "a second load {} s into the first", now - NOW);
+        let fetch = load.fetch;
+        if refresh::ingest(&mut store, &cp, &mut load, &ok(fetch), &|_, _| Vec::new(), now, 0).is_none() {
+            break;
+        }
+    }
+    assert_eq!(now, NOW + 35 * 9);
+    // Over: the next load is due at once (refresh_s has passed since this one started).
+    assert!(refresh::due(&mut store, &cp, now, 0).is_none(), "due a second after the end");
+    assert!(refresh::due(&mut store, &cp, now + 1, 0).is_some());
+}
+
+#[test]
 fn the_configurations_blocking_conditions_stay_beside_the_control_planes() {
     let cp = control_plane(50);
     let mut store = MemoryStore::default();
