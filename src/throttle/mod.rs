@@ -18,7 +18,6 @@ pub mod rls;
 pub mod settings;
 pub mod worker_lease;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use crate::catalogue::{Fault, FaultId};
@@ -83,21 +82,20 @@ pub fn start(context: &mut Context<'_>, api: &Api, resource: &Resource, caller: 
         return Step::Done(Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None, uncounted: None });
     }
     let counters = plan::plan(context.throttle, context.directory, api, resource, caller);
-    let order = (0..counters.len()).collect();
-    Evaluation { counters, order, ..Evaluation::default() }.run(context)
+    Evaluation { counters, current: 0, next: 1, ..Evaluation::default() }.run(context)
 }
 
 /// Continues an evaluation with the answer to its engine's call.
 pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> ThrottleStep {
     let Resume { mut evaluation, engine } = resume;
-    let Some(counter) = evaluation.current().cloned() else {
+    let Some(counter) = evaluation.counters.get(evaluation.current) else {
         return evaluation.finish();
     };
-    let step = context.engine.resume_take(context.store, &counter, engine, answer, context.now);
-    match evaluation.taken(context, &counter, step) {
+    let step = context.engine.resume_take(context.store, counter, engine, answer, context.now);
+    match evaluation.taken(context, step) {
         Some(step) => step,
         None => {
-            evaluation.order.pop_front();
+            evaluation.advance();
             evaluation.run(context)
         }
     }
@@ -125,9 +123,13 @@ pub fn charge_bytes(
 #[derive(Debug, Default)]
 struct Evaluation {
     counters: Vec<Counter>,
-    /// The counters still to take, by index, the next first: in plan order, except that the
-    /// levels given back while waiting for a call come right after the level that called.
-    order: VecDeque<usize>,
+    /// The counter being taken, an index of `counters` (past the end: all are taken).
+    current: usize,
+    /// The plan's next counter after the current one and those to retake.
+    next: usize,
+    /// Levels given back while waiting for a call, taken again (last first) right after the
+    /// level that called, before `next`. Empty, it allocates nothing.
+    retake: Vec<usize>,
     /// Counters that took the request, with the start of the window each took it in (given back
     /// if a later level denies it).
     taken: Vec<(usize, u64)>,
@@ -140,35 +142,37 @@ struct Evaluation {
 }
 
 impl Evaluation {
-    fn current(&self) -> Option<&Counter> {
-        self.counters.get(*self.order.front()?)
+    /// Moves on to the next counter to take.
+    fn advance(&mut self) {
+        match self.retake.pop() {
+            Some(index) => self.current = index,
+            None => {
+                self.current = self.next;
+                self.next = self.next.saturating_add(1);
+            }
+        }
     }
 
     fn run(mut self, context: &mut Context<'_>) -> ThrottleStep {
-        while let Some(counter) = self.current().cloned() {
+        while let Some(counter) = self.counters.get(self.current) {
             let step = match counter.units {
-                Units::Bytes => match context.engine.check(context.store, &counter, context.now) {
+                Units::Bytes => match context.engine.check(context.store, counter, context.now) {
                     Ok(count) => Step::Done(count),
                     Err(contended) => Step::Refused(contended),
                 },
-                Units::Requests => context.engine.take(context.store, &counter, context.now),
+                Units::Requests => context.engine.take(context.store, counter, context.now),
             };
-            if let Some(step) = self.taken(context, &counter, step) {
+            if let Some(step) = self.taken(context, step) {
                 return step;
             }
-            self.order.pop_front();
+            self.advance();
         }
         self.finish()
     }
 
-    /// Applies one counter's answer; `Some` when the evaluation stops there (a call to wait for,
-    /// or a denial), `None` to go on with the next counter.
-    fn taken(
-        &mut self,
-        context: &mut Context<'_>,
-        counter: &Counter,
-        step: Step<Count, EngineResume, Contended>,
-    ) -> Option<ThrottleStep> {
+    /// Applies the current counter's answer; `Some` when the evaluation stops there (a call to
+    /// wait for, or a denial), `None` to go on with the next counter.
+    fn taken(&mut self, context: &mut Context<'_>, step: Step<Count, EngineResume, Contended>) -> Option<ThrottleStep> {
         let count = match step {
             Step::Done(count) => count,
             Step::Call(call, engine) => {
@@ -181,12 +185,7 @@ impl Evaluation {
                     // taken again, in order, right after this level once the call answers.
                     // (A strictly counted level is held: the service cannot take its hit back.)
                     self.releases += 1;
-                    if let Some(calling) = self.order.pop_front() {
-                        for (index, _) in self.taken.iter().rev() {
-                            self.order.push_front(*index);
-                        }
-                        self.order.push_front(calling);
-                    }
+                    self.retake.extend(self.taken.iter().rev().map(|(index, _)| *index));
                     self.give_back(context);
                 }
                 let evaluation = std::mem::take(self);
@@ -207,6 +206,7 @@ impl Evaluation {
                 }
             },
         };
+        let counter = self.counters.get(self.current)?;
         if counter.units == Units::Bytes {
             self.byte_counters.push(ByteCounter {
                 key: counter.key.clone(),
@@ -219,10 +219,11 @@ impl Evaluation {
                 self.over_quota = true;
                 return None;
             }
+            let level = counter.level;
             self.rate_limit = tighter(self.rate_limit, &count, context.now);
             self.give_back(context);
             return Some(Step::Done(Outcome::Denied {
-                fault: throttled(counter.level, &count, context.now),
+                fault: throttled(level, &count, context.now),
                 rate_limit: self.rate_limit,
                 uncounted: self.uncounted,
             }));
@@ -231,9 +232,7 @@ impl Evaluation {
             // The RateLimit headers speak of requests: byte budgets do not take part.
             self.rate_limit = tighter(self.rate_limit, &count, context.now);
             let window_start = count.reset_at.saturating_sub(counter.window_s.max(1));
-            if let Some(index) = self.order.front() {
-                self.taken.push((*index, window_start));
-            }
+            self.taken.push((self.current, window_start));
         }
         None
     }
