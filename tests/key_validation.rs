@@ -75,7 +75,7 @@ fn filter_config(km: &KeyManager, compatibility: &str) -> String {
             {"name": "oidc", "issuer": km.issuer(), "audiences": ["urn:apim:jwt"],
              "jwks": {"cluster": "km", "path": "/jwks"},
              "introspection": {"cluster": "km", "path": "/token/introspection", "client_id": "gateway",
-                               "client_secret": {"env": "APIM_TEST_KM_SECRET"}, "timeout_ms": 1000}},
+                               "client_secret": {"env": "APIM_TEST_KM_SECRET"}, "timeout_ms": 10_000}},
             {"name": "local", "issuer": LOCAL_ISSUER, "audiences": ["gateway"],
              "algorithms": ["RS256", "ES256", "HS256"], "hmac_secret": HMAC_SECRET,
              "jwks": {"keys": [public_jwk("rsa-a.pem", "local-a"), ec_jwk("local-ec")]}}

@@ -11,33 +11,12 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::windows::{align_to_window, away_from_window_end, in_one_window, now_f64};
 use common::{request, Backend, Envoy, EnvoySetup, Response};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-fn now_f64() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
-}
-
-/// Sleeps until just after the start of the next `window`-second window (aligned to Unix time),
-/// so a burst of requests lands in one window.
-fn align_to_window(window: u64) {
-    let now = now_f64();
-    let next = ((now / window as f64).floor() + 1.0) * window as f64;
-    thread::sleep(Duration::from_secs_f64(next - now + 0.05));
-}
-
-/// Waits out the last `margin` seconds of an aligned `window`, so a test's requests all land in
-/// one window (the hourly policies below would otherwise flake at the top of the hour).
-fn away_from_window_end(window: u64, margin: u64) {
-    let now = now_f64();
-    let into = now % window as f64;
-    if into > (window - margin) as f64 {
-        thread::sleep(Duration::from_secs_f64(window as f64 - into + 0.05));
-    }
-}
 
 fn key_hash(key: &str) -> String {
     Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -137,11 +116,13 @@ fn config() -> String {
     .to_string()
 }
 
+/// A started Envoy with at least two minutes left of the hour (its hourly policies count in one
+/// window for the whole test).
 fn stack() -> (Envoy, Backend) {
-    away_from_window_end(3600, 30);
     let backend = Backend::start();
     let envoy =
         Envoy::start(&config(), EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
+    away_from_window_end(3600, 120);
     (envoy, backend)
 }
 
@@ -197,8 +178,11 @@ fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
 fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_opens() {
     let (envoy, backend) = stack();
     let port = envoy.port;
-    align_to_window(10);
-    let results = concurrent_load(port, "/exact/1.0.0/items", 16, 8);
+    let (results, reached) = in_one_window(10, || {
+        let before = backend.requests().len();
+        let results = concurrent_load(port, "/exact/1.0.0/items", 16, 8);
+        (results, backend.requests().len() - before)
+    });
     // Both workers took connections: the count is shared, not per worker.
     let per_worker = connections_per_worker(&envoy);
     assert!(per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0), "connections per worker: {per_worker:?}");
@@ -208,7 +192,7 @@ fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_ope
         .iter()
         .filter(|(status, _)| *status != 200)
         .all(|(status, code)| *status == 429 && code == "900802"));
-    assert_eq!(backend.requests().len(), 25);
+    assert_eq!(reached, 25);
     align_to_window(10);
     assert_eq!(
         request(port, "GET", "/exact/1.0.0/items", &[], None).status,
@@ -221,7 +205,7 @@ fn a_policy_of_n_allows_exactly_n_under_concurrent_load_then_the_next_window_ope
 fn a_limit_counted_in_worker_blocks_never_admits_more_than_n_and_loses_at_most_a_block_per_worker() {
     // 400 per hour: a worker takes blocks of 5% of what remains (20 at first, fewer near the
     // limit) and spends them without shared data; the last 20 tokens go request by request.
-    // `stack` starts at least 30 s before the hour ends: the load fits in one window.
+    // `stack` leaves at least two minutes of the hour: the load fits in one window.
     let (envoy, backend) = stack();
     let port = envoy.port;
     let results = concurrent_load(port, "/leased/1.0.0/items", 16, 50);
@@ -253,16 +237,18 @@ fn each_level_answers_its_own_code() {
     // Custom policy keyed on client IP and API context.
     let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/custom/1.0.0/x", "plain"))).collect();
     assert_eq!(codes, ["200", "200", "900806"]);
+    assert_eq!(backend.requests().len(), 3 + 2 + 2 + 2);
     // Hard limit: 2 per second, then 503.
-    align_to_window(1);
-    let responses: Vec<Response> = (0..3).map(|_| with_key(&envoy, "/hard/1.0.0/x", "plain")).collect();
+    let responses: Vec<Response> =
+        in_one_window(1, || (0..3).map(|_| with_key(&envoy, "/hard/1.0.0/x", "plain")).collect());
     assert_eq!(responses.iter().map(code).collect::<Vec<_>>(), ["200", "200", "900801"]);
     assert_eq!(responses[2].status, 503);
     assert_eq!(responses[2].header("retry-after"), None, "no Retry-After for the hard limit");
-    // Blocked API: 900805 (429 per the seed's table).
+    // Blocked API: 900805 (429 per the seed's table), never reaching the backend.
+    let reached = backend.requests().len();
     let blocked = with_key(&envoy, "/blockedapi/1.0.0/x", "plain");
     assert_eq!((blocked.status, code(&blocked)), (429, "900805".to_string()));
-    assert_eq!(backend.requests().len(), 3 + 2 + 2 + 2 + 2);
+    assert_eq!(backend.requests().len(), reached);
 }
 
 #[test]
@@ -306,8 +292,8 @@ fn blocking_by_ip_and_cidr_and_user() {
 #[test]
 fn burst_control_trips_within_the_second_while_the_minute_quota_has_room() {
     let (envoy, _backend) = stack();
-    align_to_window(1);
-    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/burst/1.0.0/x", "bursty"))).collect();
+    let codes: Vec<String> =
+        in_one_window(1, || (0..3).map(|_| code(&with_key(&envoy, "/burst/1.0.0/x", "bursty"))).collect());
     assert_eq!(codes, ["200", "200", "900807"]);
     align_to_window(1);
     assert_eq!(code(&with_key(&envoy, "/burst/1.0.0/x", "bursty")), "200", "the next second lets it through");

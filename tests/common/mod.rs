@@ -13,6 +13,7 @@
 
 pub mod cp;
 pub mod engines;
+pub mod windows;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -737,7 +738,7 @@ impl KeyManager {
             .spawn()
             .expect("spawn node (the key manager needs Node.js)");
         let mut km = KeyManager { port, child, keys_file: keys.to_path_buf(), _scratch: None };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(status)) = km.child.try_wait() {
                 panic!("the key manager exited at start: {status}");
