@@ -201,7 +201,7 @@ fn exactly_n_across_two_nodes_with_leased_and_with_strict_counting() {
         let cluster = Cluster::start(&service, json!({"counting": counting}));
         let ports = cluster.ports();
         // The two modes count apart.
-        redis.command(&["FLUSHALL"]);
+        assert_eq!(redis.command(&["FLUSHALL"]), "+OK\r\n", "the counts of the step before are gone");
         away_from_window_end(60, 25);
         let outcomes = load(&ports, "/one/1.0.0/x", &[], 8, 120);
         let during = admitted(&outcomes);
@@ -410,7 +410,7 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
             let response = until(node.port, resource, "900802");
             assert_eq!(code(&response), "900802", "{mode}: counting resumes after {what}: {}", response.body);
         };
-        redis.command(&["FLUSHALL"]);
+        assert_eq!(redis.command(&["FLUSHALL"]), "+OK\r\n", "the counts of the step before are gone");
         away_from_window_end(60, 40);
 
         service.stop();

@@ -68,7 +68,9 @@ impl Drop for RawServer {
 }
 
 fn serve(connection: TcpStream, log: &Mutex<Vec<Vec<u8>>>, routes: &[(&str, Vec<u8>)]) {
-    let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
+    // Longer than any pause of a test: a backend closing an idle connection just as Envoy
+    // reuses it would answer that request 503.
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(300)));
     let mut writer = connection.try_clone().unwrap();
     let mut reader = BufReader::new(connection);
     loop {

@@ -572,7 +572,9 @@ impl Backend {
 }
 
 fn serve_backend_connection(connection: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
-    let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
+    // Longer than any pause of a test: a backend closing an idle connection just as Envoy
+    // reuses it would answer that request 503.
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(300)));
     let Ok(write_half) = connection.try_clone() else {
         return;
     };
