@@ -177,7 +177,7 @@ mod tests {
     }"#;
 
     fn token(key_manager: u32, scopes: &[&str], user_token: bool) -> Identity {
-        Identity::Token(TokenIdentity {
+        Identity::Token(std::rc::Rc::new(TokenIdentity {
             key_manager: KmId(key_manager),
             client_id: "c".into(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -187,7 +187,7 @@ mod tests {
             token_id: None,
             subject: None,
             claims: None,
-        })
+        }))
     }
 
     fn code(fixture: &Fixture, path: usize, identity: &Identity) -> Result<String, u32> {

@@ -3,6 +3,7 @@
 //! tokens.
 
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
@@ -215,10 +216,13 @@ pub fn token_identity(
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<u64, Vec<(Box<str>, TokenIdentity)>>,
+    entries: HashMap<u64, Vec<CachedToken>>,
     order: VecDeque<(u64, Box<str>)>,
     len: usize,
 }
+
+/// A cached token and what its verification found.
+type CachedToken = (Box<str>, Rc<TokenIdentity>);
 
 fn token_bucket(token: &str) -> u64 {
     let bytes = token.as_bytes();
@@ -231,7 +235,7 @@ impl TokenCache {
         TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new(), len: 0 }
     }
 
-    pub fn get(&self, token: &str, now: u64) -> Option<&TokenIdentity> {
+    pub fn get(&self, token: &str, now: u64) -> Option<&Rc<TokenIdentity>> {
         self.entries
             .get(&token_bucket(token))?
             .iter()
@@ -240,7 +244,7 @@ impl TokenCache {
             .filter(|identity| now <= identity.expires_at)
     }
 
-    pub fn insert(&mut self, token: &str, identity: TokenIdentity) {
+    pub fn insert(&mut self, token: &str, identity: Rc<TokenIdentity>) {
         if self.capacity == 0 {
             return;
         }
@@ -301,16 +305,18 @@ mod tests {
 
     #[test]
     fn the_token_cache_compares_whole_tokens_is_bounded_and_respects_exp() {
-        let identity = |exp| TokenIdentity {
-            key_manager: KmId(0),
-            client_id: "c".into(),
-            scopes: vec![],
-            end_user: None,
-            user_token: false,
-            expires_at: exp,
-            token_id: None,
-            subject: None,
-            claims: None,
+        let identity = |exp| {
+            Rc::new(TokenIdentity {
+                key_manager: KmId(0),
+                client_id: "c".into(),
+                scopes: vec![],
+                end_user: None,
+                user_token: false,
+                expires_at: exp,
+                token_id: None,
+                subject: None,
+                claims: None,
+            })
         };
         let mut cache = TokenCache::new(2);
         cache.insert("header.payload.SIGNATURE", identity(100));

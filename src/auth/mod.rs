@@ -20,6 +20,8 @@ pub mod shared_tokens;
 pub mod strict_json;
 pub mod validation;
 
+use std::rc::Rc;
+
 use sha2::{Digest, Sha256};
 
 use crate::catalogue::{Fault, FaultId};
@@ -85,7 +87,8 @@ pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Faul
 /// Who is calling, once the credential is verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
-    Token(TokenIdentity),
+    /// Shared with the worker's verified-token cache (a cache hit copies nothing).
+    Token(Rc<TokenIdentity>),
     ApiKey(AppKey),
     JwtApiKey(api_keys::JwtApiKey),
 }

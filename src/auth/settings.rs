@@ -22,6 +22,9 @@ pub struct CredentialSettings {
     pub verified_cache_entries: usize,
     pub api_key_query_param: String,
     pub context_header_prefix: String,
+    /// The auth-context headers' names (`context_header_prefix` before each of
+    /// [`crate::config::CONTEXT_HEADERS`]), built once.
+    pub context_headers: [String; 6],
 }
 
 /// Claim names of a key manager's tokens.
@@ -217,6 +220,8 @@ impl From<RawCredentials> for CredentialSettings {
             max_token_bytes: raw.max_token_bytes,
             verified_cache_entries: raw.verified_cache_entries,
             api_key_query_param: raw.api_key_query_param,
+            context_headers: crate::config::CONTEXT_HEADERS
+                .map(|suffix| format!("{}{suffix}", raw.context_header_prefix)),
             context_header_prefix: raw.context_header_prefix,
         }
     }

@@ -4,6 +4,8 @@
 //! finishes the work, or asks for the next call. A call that could not even be made resumes with
 //! [`Answer::Failed`], so an unreachable key manager is an outage (900900), never bad credentials.
 
+use std::rc::Rc;
+
 use super::credentials::Presented;
 use super::introspection::{self, CachedIntrospection, Introspected};
 use super::settings::AuthConfig;
@@ -73,21 +75,23 @@ pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> Aut
 fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> AuthStep {
     let now = context.now;
     if let Some(identity) = context.worker.tokens.get(&token, now) {
-        return Step::Done(Identity::Token(identity.clone()));
+        return Step::Done(Identity::Token(Rc::clone(identity)));
     }
     // Another worker of this Envoy may have verified it already.
     let shared = context.auth.shares_verified_tokens() && looks_like_jws(&token);
     let hash = shared.then(|| credential_hash(&token));
     if let Some(hash) = &hash {
         if let Some(identity) = shared_tokens::lookup(context.store, &context.auth.fingerprint, hash, now) {
-            context.worker.tokens.insert(&token, identity.clone());
+            let identity = Rc::new(identity);
+            context.worker.tokens.insert(&token, Rc::clone(&identity));
             return Step::Done(Identity::Token(identity));
         }
     }
     jwks::sync(context.store, context.auth, context.worker, now);
     match bearer::verify(context.auth, &context.worker.jwks, &token, now, may_fetch) {
         bearer::BearerStep::Verified(identity) => {
-            context.worker.tokens.insert(&token, identity.clone());
+            let identity = Rc::new(identity);
+            context.worker.tokens.insert(&token, Rc::clone(&identity));
             if let Some(hash) = &hash {
                 shared_tokens::remember(context.store, &context.auth.fingerprint, hash, &identity);
             }
@@ -119,7 +123,7 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
     let hash = credential_hash(token);
     if let Ok(Some((bytes, _))) = context.store.shared_get(&introspection::slot(km, &hash)) {
         match CachedIntrospection::lookup(&bytes, &hash, key_manager, context.now) {
-            Some(Introspected::Active(identity)) => return Step::Done(Identity::Token(identity)),
+            Some(Introspected::Active(identity)) => return Step::Done(Identity::Token(Rc::new(identity))),
             Some(Introspected::Inactive(_)) => return Step::Refused(AuthFailure::Inactive.because("inactive_cached")),
             Some(Introspected::Unavailable(_)) | None => {}
         }
@@ -146,7 +150,7 @@ fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], a
         }
     }
     match answer {
-        Introspected::Active(identity) => Step::Done(Identity::Token(identity)),
+        Introspected::Active(identity) => Step::Done(Identity::Token(Rc::new(identity))),
         Introspected::Inactive(reason) => Step::Refused(AuthFailure::Inactive.because(reason)),
         Introspected::Unavailable(reason) => {
             log::warn!("key manager `{}` did not answer the introspection usably ({reason})", km.name);

@@ -253,8 +253,13 @@ pub fn remove_header(map: u32, name: &str) -> HostResult<()> {
 // Properties and shared data.
 // ---------------------------------------------------------------------------------------------
 
-fn property_path(path: &[&str]) -> Vec<u8> {
-    path.join("\0").into_bytes()
+/// A property path as the host reads it (segments separated by NUL); one segment is its own
+/// bytes (no copy).
+fn property_path<'p>(path: &[&'p str]) -> std::borrow::Cow<'p, [u8]> {
+    match path {
+        [one] => std::borrow::Cow::Borrowed(one.as_bytes()),
+        _ => std::borrow::Cow::Owned(path.join("\0").into_bytes()),
+    }
 }
 
 /// A property (`["response", "flags"]`) as bytes; `None` when the host does not have it.

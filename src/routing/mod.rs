@@ -132,7 +132,7 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
     let upstream_path = settings.rewrite_path.then(|| {
         // Runs of `/` are collapsed: the filter matched them as one, and a path starting with
         // `//` would read as a network-path reference (`//host/x`) to some backends.
-        let mut upstream = collapse_slashes(&format!("{}{}", api.backend_path, path.raw_after(depth)));
+        let mut upstream = collapse_slashes(&[&api.backend_path, path.raw_after(depth)]);
         if upstream.is_empty() {
             upstream.push('/');
         }
@@ -145,9 +145,10 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
     Verdict::Forward(Forward { api: api_id, resource: resource_id, cluster, upstream_path })
 }
 
-fn collapse_slashes(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
+/// The pieces joined, each run of `/` as one (also where one piece ends and the next begins).
+fn collapse_slashes(pieces: &[&str]) -> String {
+    let mut out = String::with_capacity(pieces.iter().map(|piece| piece.len()).sum());
+    for c in pieces.iter().flat_map(|piece| piece.chars()) {
         if !(c == '/' && out.ends_with('/')) {
             out.push(c);
         }

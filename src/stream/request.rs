@@ -4,12 +4,13 @@
 //! absent, a non-UTF-8 `:path` matches nothing. Every header the filter owns is removed from the
 //! client's request first, in any spelling Envoy lets through.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::auth::authorize::Authorized;
 use crate::auth::credentials::{percent_decode, CredentialHeader};
 use crate::cidr::parse_source_address;
-use crate::config::{Config, CONTEXT_HEADERS};
+use crate::config::Config;
 use crate::host::{text, Header, Host};
 use crate::routing::{Api, Forward, RequestView};
 
@@ -116,15 +117,15 @@ pub fn apply_forward(
         host.set_request_header(&config.routing.api_header, Some(api.label.as_bytes()));
     }
     let credentials = &config.auth.credentials;
-    let upstream_path = route.upstream_path.clone().unwrap_or(request.path.clone());
+    let upstream_path = route.upstream_path.as_deref().unwrap_or(&request.path);
     // An API key in the query is a credential wherever the API accepts API keys: it never goes
     // upstream (or into upstream access logs), whether this resource asked for it or not.
     let upstream_path = if credentials.strip && api.is_some_and(|api| api.api_keys) {
-        strip_query_param(&upstream_path, &credentials.api_key_query_param)
+        strip_query_param(upstream_path, &credentials.api_key_query_param)
     } else {
-        upstream_path
+        Cow::Borrowed(upstream_path)
     };
-    if upstream_path != request.path {
+    if upstream_path != request.path.as_str() {
         host.set_request_header(":path", Some(upstream_path.as_bytes()));
     }
     if credentials.strip {
@@ -143,12 +144,9 @@ pub fn apply_forward(
             Some(authorized.tier.as_str()),
             authorized.end_user.as_deref(),
         ];
-        for (name, value) in CONTEXT_HEADERS.iter().zip(values) {
+        for (name, value) in credentials.context_headers.iter().zip(values) {
             if let Some(value) = value.filter(|value| !value.is_empty() && !value.chars().any(char::is_control)) {
-                host.set_request_header(
-                    &format!("{}{name}", credentials.context_header_prefix),
-                    Some(value.as_bytes()),
-                );
+                host.set_request_header(name, Some(value.as_bytes()));
             }
         }
     }
@@ -163,16 +161,19 @@ pub fn client_ip(host: &impl Host) -> Option<IpAddr> {
 
 /// Removes a query parameter (the API key) from a path; the parameter's name is compared after
 /// percent-decoding, so `api%6Bey=` goes too.
-pub fn strip_query_param(path: &str, name: &str) -> String {
+pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
     let Some((base, query)) = path.split_once('?') else {
-        return path.to_string();
+        return Cow::Borrowed(path);
     };
-    let kept: Vec<&str> =
-        query.split('&').filter(|pair| percent_decode(pair.split('=').next().unwrap_or_default()) != name).collect();
+    let is_key = |pair: &&str| percent_decode(pair.split('=').next().unwrap_or_default()) == name;
+    if !query.split('&').any(|pair| is_key(&pair)) {
+        return Cow::Borrowed(path);
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_key(pair)).collect();
     if kept.is_empty() {
-        base.to_string()
+        Cow::Borrowed(base)
     } else {
-        format!("{base}?{}", kept.join("&"))
+        Cow::Owned(format!("{base}?{}", kept.join("&")))
     }
 }
 

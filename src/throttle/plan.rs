@@ -150,38 +150,34 @@ pub fn plan(
     caller: &Caller<'_>,
 ) -> Vec<Counter> {
     let mut counters = Vec::new();
-    let context_version = || format!("{}:{}", api.context, api.version);
+    let (context, version) = (api.context.as_str(), api.version.as_str());
     let policy = |name: Option<&String>| name.and_then(|name| directory.policy(PolicyLevel::Api, name));
     // An API-level policy replaces the resource level: never both.
     if let Some(spec) = policy(api.policy.as_ref()) {
-        counters.push(Counter::new(Level::Api, format!("api:{}", context_version()), &spec, throttle));
+        counters.push(Counter::new(Level::Api, key(&["api", context, version]), &spec, throttle));
     } else if let Some(spec) = policy(resource.policy.as_ref()) {
-        counters.push(Counter::new(Level::Resource, format!("resource:{}", resource.key), &spec, throttle));
+        counters.push(Counter::new(Level::Resource, key(&["resource", &resource.key]), &spec, throttle));
     }
     if let (Some(application), Some(spec)) =
         (caller.application_id, caller.tier.and_then(|tier| directory.policy(PolicyLevel::Subscription, tier)))
     {
         counters.push(Counter::new(
             Level::Subscription,
-            format!("subscription:{application}:{}", context_version()),
+            key(&["subscription", application, context, version]),
             &spec,
             throttle,
         ));
         if spec.burst.is_some() {
-            counters.push(Counter::new(
-                Level::Burst,
-                format!("burst:{application}:{}", context_version()),
-                &spec,
-                throttle,
-            ));
+            counters.push(Counter::new(Level::Burst, key(&["burst", application, context, version]), &spec, throttle));
         }
     }
     if let Some(application) = caller.application_id {
-        let app_policy = directory.application(application).and_then(|app| app.policy.clone());
-        if let Some(spec) = app_policy.and_then(|name| directory.policy(PolicyLevel::Application, &name)) {
+        let app = directory.application(application);
+        let app_policy = app.as_ref().and_then(|app| app.policy.as_deref());
+        if let Some(spec) = app_policy.and_then(|name| directory.policy(PolicyLevel::Application, name)) {
             counters.push(Counter::new(
                 Level::Application,
-                format!("application:{application}:{}", caller.user()),
+                key(&["application", application, caller.user()]),
                 &spec,
                 throttle,
             ));
@@ -202,18 +198,25 @@ pub fn plan(
                 KeyPart::ResourceKey => key.push_str(&resource.key),
             }
         }
-        counters.push(Counter::new(Level::Custom, format!("custom:{}:{key}", custom.name), &custom.spec, throttle));
+        counters.push(Counter::new(Level::Custom, self::key(&["custom", &custom.name, &key]), &custom.spec, throttle));
     }
     let key_type = caller.key_type.unwrap_or(KeyType::Production);
-    if let Some(spec) = throttle.hard_limits.get(&(api.label.clone(), key_type)) {
+    let hard_limit =
+        if throttle.hard_limits.is_empty() { None } else { throttle.hard_limits.get(&(api.label.clone(), key_type)) };
+    if let Some(spec) = hard_limit {
         counters.push(Counter::new(
             Level::HardLimit,
-            format!("hard_limit:{}:{}", context_version(), key_type.name()),
+            key(&["hard_limit", context, version, key_type.name()]),
             spec,
             throttle,
         ));
     }
     counters
+}
+
+/// A counter's key: its parts joined by `:` (`subscription:<app>:<context>:<version>`).
+fn key(parts: &[&str]) -> String {
+    parts.join(":")
 }
 
 /// A part of a custom policy's key template.
