@@ -15,6 +15,7 @@
 //!   NUL bytes, malformed percent-encoding, non-UTF-8 after decoding, and paths that do not
 //!   start with `/`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a request path cannot be matched safely.
@@ -50,7 +51,7 @@ pub struct NormalizedPath<'a> {
     /// The query string, without `?`, if any.
     pub query: Option<&'a str>,
     /// Decoded segments, without empty ones and without matrix parameters.
-    pub segments: Vec<String>,
+    pub segments: Vec<Cow<'a, str>>,
     /// For each segment, the byte offset in `raw` just past it.
     pub ends: Vec<usize>,
 }
@@ -125,9 +126,9 @@ pub(crate) fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
     Some(high * 16 + low)
 }
 
-fn percent_decode(segment: &str) -> Result<String, PathRejection> {
+fn percent_decode(segment: &str) -> Result<Cow<'_, str>, PathRejection> {
     if !segment.contains('%') {
-        return Ok(segment.to_string());
+        return Ok(Cow::Borrowed(segment));
     }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -148,7 +149,7 @@ fn percent_decode(segment: &str) -> Result<String, PathRejection> {
             index += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| PathRejection::BadEncoding)
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| PathRejection::BadEncoding)
 }
 
 /// Checks a literal path segment of a configured context, version or template.
@@ -264,7 +265,7 @@ impl PathTemplate {
     }
 
     /// Matches decoded path segments (those below the API's base path).
-    pub fn matches(&self, segments: &[String]) -> Option<Specificity> {
+    pub fn matches(&self, segments: &[Cow<'_, str>]) -> Option<Specificity> {
         let mut ranks = Vec::with_capacity(self.segments.len());
         for (index, template_segment) in self.segments.iter().enumerate() {
             match template_segment {
@@ -273,7 +274,7 @@ impl PathTemplate {
                     return Some(Specificity(ranks));
                 }
                 TemplateSegment::Literal(text) => {
-                    if segments.get(index) != Some(text) {
+                    if segments.get(index).map(|segment| segment.as_ref()) != Some(text.as_str()) {
                         return None;
                     }
                     ranks.push(LITERAL);
@@ -293,8 +294,9 @@ impl PathTemplate {
 mod tests {
     use super::*;
 
-    fn segments(path: &str) -> Vec<String> {
-        normalize(path).expect("path should normalize").segments
+    fn segments(path: &str) -> Vec<Cow<'static, str>> {
+        let segments = normalize(path).expect("path should normalize").segments;
+        segments.into_iter().map(|segment| Cow::Owned(segment.into_owned())).collect()
     }
 
     #[test]
