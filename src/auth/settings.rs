@@ -12,6 +12,10 @@ use crate::schema::{resolve_secret, ConfigError, RawApiKeyJwt, RawCredentials, R
 use crate::vocab::{KmId, Secret};
 
 /// Where credentials are read from and how the upstream request is cleaned of them.
+/// Auth-context headers for the backend, after the configured prefix.
+pub const CONTEXT_HEADERS: [&str; 6] =
+    ["application-id", "application-name", "subscriber", "key-type", "tier", "end-user"];
+
 #[derive(Clone, Debug)]
 pub struct CredentialSettings {
     pub authorization_header: String,
@@ -23,7 +27,7 @@ pub struct CredentialSettings {
     pub api_key_query_param: String,
     pub context_header_prefix: String,
     /// The auth-context headers' names (`context_header_prefix` before each of
-    /// [`crate::config::CONTEXT_HEADERS`]), built once.
+    /// [`CONTEXT_HEADERS`]), built once.
     pub context_headers: [String; 6],
 }
 
@@ -220,8 +224,7 @@ impl From<RawCredentials> for CredentialSettings {
             max_token_bytes: raw.max_token_bytes,
             verified_cache_entries: raw.verified_cache_entries,
             api_key_query_param: raw.api_key_query_param,
-            context_headers: crate::config::CONTEXT_HEADERS
-                .map(|suffix| format!("{}{suffix}", raw.context_header_prefix)),
+            context_headers: CONTEXT_HEADERS.map(|suffix| format!("{}{suffix}", raw.context_header_prefix)),
             context_header_prefix: raw.context_header_prefix,
         }
     }

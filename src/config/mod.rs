@@ -53,9 +53,7 @@ pub struct Config {
     pub observability: Observability,
 }
 
-/// Auth-context headers for the backend, after the configured prefix.
-pub const CONTEXT_HEADERS: [&str; 6] =
-    ["application-id", "application-name", "subscriber", "key-type", "tier", "end-user"];
+pub use crate::auth::settings::CONTEXT_HEADERS;
 
 impl Default for Config {
     /// The configuration `{}` compiles to: no APIs, so every request gets the 404 fault.
