@@ -100,11 +100,11 @@ fn set_due(store: &mut dyn SharedStore, at: u64) {
     let _ = store.shared_set(DUE_KEY, &at.to_le_bytes(), None);
 }
 
-/// Seconds a load holds the due time past the start of each call it makes, beyond the call's
+/// Seconds a load holds the due time past the arrival of each answer, beyond the next call's
 /// timeout: the time taking a big answer (100,000 entries) can need on a slow machine.
 const HOLD_PAST_TIMEOUT_S: u64 = 30;
 
-/// How long the due time is held for each call of a load: no other worker starts a load while
+/// How long the due time is held at each answer of a load: no other worker starts a load while
 /// one is under way, however long it takes (a load that outlasted `refresh_s` was joined by a
 /// second, and a slow second by a third). Every call ends within its timeout, so a load always
 /// ends and sets the next due time; a worker that vanished mid-load only delays the next.
@@ -112,7 +112,7 @@ fn hold_s(control_plane: &ControlPlane) -> u64 {
     u64::from(control_plane.timeout_ms).div_ceil(1000).saturating_add(HOLD_PAST_TIMEOUT_S)
 }
 
-/// Holds the due time on while the load makes its next call (never moves it earlier).
+/// Holds the due time on from an answer's arrival (never moves it earlier).
 fn hold(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64) {
     let Ok(Some((bytes, cas))) = store.shared_get(DUE_KEY) else { return };
     let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
@@ -218,6 +218,9 @@ pub fn ingest(
     now: u64,
     now_ms: u64,
 ) -> Option<Call> {
+    // Held first, from when the answer arrived: this hold covers taking this answer (up to
+    // `HOLD_PAST_TIMEOUT_S`) and the next call (up to its timeout).
+    hold(store, control_plane, now);
     let fetch = load.fetch;
     match Body::of(answer, read) {
         Some((200, body)) => match take(store, fetch, &body) {
@@ -238,7 +241,6 @@ pub fn ingest(
     }
     if let Some(next) = fetch.next() {
         load.fetch = next;
-        hold(store, control_plane, now);
         return Some(next.call(control_plane));
     }
     finish(store, control_plane, load, now, now_ms);
