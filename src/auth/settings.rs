@@ -11,11 +11,11 @@ use crate::schema::checks::{check_cluster_call, check_header_name, check_header_
 use crate::schema::{resolve_secret, ConfigError, RawApiKeyJwt, RawCredentials, RawKeyManager};
 use crate::vocab::{KmId, Secret};
 
-/// Where credentials are read from and how the upstream request is cleaned of them.
 /// Auth-context headers for the backend, after the configured prefix.
 pub const CONTEXT_HEADERS: [&str; 6] =
     ["application-id", "application-name", "subscriber", "key-type", "tier", "end-user"];
 
+/// Where credentials are read from and how the upstream request is cleaned of them.
 #[derive(Clone, Debug)]
 pub struct CredentialSettings {
     pub authorization_header: String,
