@@ -23,7 +23,11 @@ import urllib.request
 SERVICE_BIN = None  # set by bench()
 WINDOW = 10
 EXACT_LIMIT = 2000
-STRANDED_LIMIT = 20000
+# The stranded-tokens limit is sized from the leased throughput just measured, so that the node
+# still loaded asks for more than the limit whatever the machine's speed: under-admission can only
+# be seen when demand exceeds the limit (a fixed 20,000 read unserved demand as under-admission on
+# a slow machine). A third of what the two nodes would ask for in the window with both loaded.
+STRANDED_SHARE = 1 / 3
 HUGE = 1_000_000_000
 
 NATIVE_DOMAIN = """domain: native
@@ -267,10 +271,27 @@ def bench(run):
     try:
         results = {"throughput": throughput(run, engine)}
         results["exact"] = [exactness(run, engine, mode, EXACT_LIMIT) for mode in ("leased", "strict")]
-        results["stranded"] = exactness(run, engine, "leased", STRANDED_LIMIT, second_node_seconds=1)
+        both_rps = results["throughput"]["leased"]["rps"]
+        stranded_limit = max(EXACT_LIMIT, int(both_rps * (WINDOW - 1) * STRANDED_SHARE) // 100 * 100)
+        results["stranded"] = exactness(run, engine, "leased", stranded_limit, second_node_seconds=1)
         return results
     finally:
         engine.stop()
+
+
+def under_admission(s, verdict):
+    """The stranded-tokens line: what the limit lost when a node's traffic stopped while it held
+    tokens, against the stated bound; measurable only when the demand exceeded the limit."""
+    bound = ("the stated bound: one and a half blocks held by the node whose traffic stopped, 150 with `lease_max` 100,"
+             " plus its worker's block of the node's tokens, at most half of what the node held, 75, plus fewer than"
+             " `lease_max` lost to one whole block refused near the limit: 324")
+    refused = s["requests"] - s["admitted"]
+    if refused == 0:
+        return (f"- Under-admission when a node's traffic stops while it holds tokens: not measured, the demand"
+                f" ({s['requests']}) did not reach the limit ({s['limit']}); {bound}.")
+    lost = s["limit"] - s["admitted"]
+    return (f"- Under-admission when a node's traffic stops while it holds tokens: {lost} of {s['limit']}, with"
+            f" {refused} requests refused ({bound}: {verdict(lost <= 324)}).")
 
 
 def report(results, verdict):
@@ -313,14 +334,13 @@ def report(results, verdict):
         lines.append(f"| {label} | {x['limit']} | {x['requests']} | {x['admitted']} | {x['calls_per_request']:.4f} |")
     overshoot = [x for x in results["exact"] + [results["stranded"]] if x["admitted"] > x["limit"]]
     s = results["stranded"]
+    below = [f"{x['mode']} (N {x['limit']}, {x['requests']} requests)" for x in results["exact"] + [s] if x["requests"] <= x["limit"]]
     lines += [
         "",
         f"- Never more than N: {verdict(not overshoot)}. With demand on both nodes to the end, leased counting admitted"
-        f" {results['exact'][0]['admitted']} of {EXACT_LIMIT}.",
-        f"- Under-admission when a node's traffic stops while it holds tokens: {s['limit'] - s['admitted']} of {s['limit']}"
-        f" (the stated bound: one and a half blocks held by the node whose traffic stopped, 150 with `lease_max` 100, plus"
-        " its worker's block of the node's tokens, at most half of what the node held, 75, plus"
-        f" fewer than `lease_max` lost to one whole block refused near the limit: {verdict(s['limit'] - s['admitted'] <= 324)}).",
+        f" {results['exact'][0]['admitted']} of {EXACT_LIMIT}."
+        + ("" if not below else " Not tested where the demand did not exceed N: " + ", ".join(below) + "."),
+        under_admission(s, verdict),
         "",
     ]
     return lines
