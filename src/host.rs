@@ -133,6 +133,11 @@ pub trait Host: SharedStore {
     fn now_ms(&self) -> Result<u64, HostError> {
         self.now().map(|seconds| seconds.saturating_mul(1000))
     }
+    /// Unix time, milliseconds, read afresh: [`Host::now`] and [`Host::now_ms`] may keep the
+    /// first reading of a callback, which cannot time work done inside it.
+    fn fresh_now_ms(&self) -> Result<u64, HostError> {
+        self.now_ms()
+    }
     /// Starts a call; the answer arrives later with the returned token.
     fn call(&mut self, call: &Call) -> Result<u32, HostError>;
     /// Resumes a paused request.

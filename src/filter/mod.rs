@@ -509,6 +509,10 @@ impl Host for WasmHost<'_> {
         self.now_nanos().map(|nanos| nanos / 1_000_000)
     }
 
+    fn fresh_now_ms(&self) -> Result<u64, HostError> {
+        abi::now_nanos().map(|nanos| nanos / 1_000_000)
+    }
+
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {
         let result = match call {
             Call::Http { cluster, headers, body, timeout_ms } => {

@@ -117,7 +117,10 @@ pub fn answered(
             let Some(control_plane) = &config.control_plane else { return Vec::new() };
             let now_ms = host.now_ms().unwrap_or(0);
             match refresh::ingest(host, control_plane, &mut load, answer, read, now, now_ms) {
-                Some(call) => start(host, config, worker, call, Job::ControlPlane(load)),
+                Some(call) => {
+                    load.asked(host.fresh_now_ms().unwrap_or(now_ms));
+                    start(host, config, worker, call, Job::ControlPlane(load))
+                }
                 None => Vec::new(),
             }
         }

@@ -17,6 +17,7 @@
 //! The last good data keeps serving while the control plane is down, slow or answering garbage;
 //! a lookup that cannot be made answers 900900, never 401 or 403.
 
+pub mod listed;
 pub mod lookup;
 pub mod refresh;
 pub mod store;

@@ -200,17 +200,20 @@ fn decode_bucket(bytes: &[u8]) -> Vec<(KeyId, Found)> {
 }
 
 fn encode_entry(out: &mut Vec<u8>, id: &KeyId, found: &Found) {
-    out.extend_from_slice(id);
     match found {
-        Found::Present(value) => {
-            out.push(PRESENT);
-            put_short_bytes(out, value);
-        }
+        Found::Present(value) => encode_present(out, id, value),
         Found::Absent { until } => {
+            out.extend_from_slice(id);
             out.push(ABSENT);
             out.extend_from_slice(&until.to_le_bytes());
         }
     }
+}
+
+fn encode_present(out: &mut Vec<u8>, id: &KeyId, value: &[u8]) {
+    out.extend_from_slice(id);
+    out.push(PRESENT);
+    put_short_bytes(out, value);
 }
 
 /// Whether a bucket being built already holds `id` (WSO2 lists an application once per
@@ -292,7 +295,7 @@ impl KindBuilder {
         let index = usize::try_from(bucket_of(&id, self.count)).unwrap_or(0);
         if let Some(bucket) = self.buckets.get_mut(index) {
             if !holds(bucket, &id) {
-                encode_entry(bucket, &id, &Found::Present(value.to_vec()));
+                encode_present(bucket, &id, value);
                 self.entries += 1;
             }
         }

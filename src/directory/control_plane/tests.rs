@@ -242,6 +242,32 @@ fn a_load_that_outlasts_refresh_s_is_never_joined_by_another() {
 }
 
 #[test]
+fn a_loads_log_tells_waiting_for_the_control_plane_from_taking_its_answers() {
+    // Each answer arrives 300 ms after its call and takes 100 ms to take: of the load's time,
+    // 9 x 300 ms is waiting (the last answer's taking is after the log's clock reading).
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    refresh::prepare(&mut store);
+    let mut clock_ms = NOW * 1000;
+    let mut load = refresh::due(&mut store, &cp, NOW, clock_ms).unwrap();
+    let mut answers = 0;
+    loop {
+        clock_ms += 300;
+        answers += 1;
+        let fetch = load.fetch;
+        let next = refresh::ingest(&mut store, &cp, &mut load, &ok(fetch), &|_, _| Vec::new(), NOW, clock_ms);
+        assert_eq!(load.waiting_ms(), 300 * answers);
+        if next.is_none() {
+            break;
+        }
+        clock_ms += 100;
+        load.asked(clock_ms);
+    }
+    assert_eq!(answers, 9);
+    assert_eq!(clock_ms - load.started_ms, 9 * 300 + 8 * 100);
+}
+
+#[test]
 fn the_configurations_blocking_conditions_stay_beside_the_control_planes() {
     let cp = control_plane(50);
     let mut store = MemoryStore::default();

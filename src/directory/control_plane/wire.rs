@@ -6,12 +6,8 @@
 //! `org.wso2.carbon.apimgt.internal.service`), `SubscriptionDataLoaderImpl`, `APIConstants`,
 //! `AbstractKeyValidationHandler` (subscription states), `ThrottleHandler` (blocking).
 
-use std::fmt;
-use std::io::Read;
-use std::marker::PhantomData;
 use std::net::IpAddr;
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::directory::{BlockingCondition, PolicySpec};
@@ -33,80 +29,6 @@ pub struct Envelope<T> {
 
 fn nullable_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
     Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
-}
-
-/// Reads WSO2's list envelope from `reader`, handing each element of `list` to `each` as it is
-/// read: a list of 100,000 entries is never held whole. Anything but the envelope is an error.
-pub fn for_each_listed<T, R: Read>(reader: R, mut each: impl FnMut(T)) -> Result<(), serde_json::Error>
-where
-    T: for<'de> Deserialize<'de>,
-{
-    let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
-    EnvelopeSeed { each: &mut each, item: PhantomData }.deserialize(&mut deserializer)?;
-    deserializer.end()
-}
-
-struct EnvelopeSeed<'f, T, F> {
-    each: &'f mut F,
-    item: PhantomData<T>,
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for EnvelopeSeed<'_, T, F> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for EnvelopeSeed<'_, T, F> {
-    type Value = ();
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("WSO2's list envelope")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "list" {
-                map.next_value_seed(ListSeed { each: &mut *self.each, item: PhantomData })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-struct ListSeed<'f, T, F> {
-    each: &'f mut F,
-    item: PhantomData<T>,
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_, T, F> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_option(self)
-    }
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> {
-    type Value = ();
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a list or null")
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(item) = seq.next_element::<T>()? {
-            (self.each)(item);
-        }
-        Ok(())
-    }
 }
 
 /// `APIDTO`.

@@ -1,0 +1,380 @@
+//! WSO2's list envelope (`{"count": n, "list": [...]}`) read element by element from a body held
+//! in pieces: a list of 100,000 entries is never held whole, and each value is parsed by
+//! serde_json from the bytes in hand (its reader over `io::Read` takes one byte per call, which
+//! made reading three times slower than taking the entries).
+//!
+//! Only the envelope's punctuation (`{ } [ ] , :` and whitespace) is read here; every key and
+//! value, and so every check of what JSON allows inside them, is serde_json's.
+
+use std::io::Read;
+
+use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
+
+/// Bytes read from the body at a time (the buffer grows only for a value larger than this).
+pub const CHUNK: usize = 1 << 16;
+
+/// Reads WSO2's list envelope from `reader`, handing each element of `list` (`null` reads as
+/// none) to `each` as it is read. Anything but the envelope is an error, as it is to serde_json.
+pub fn for_each_listed<T: DeserializeOwned, R: Read>(reader: R, each: impl FnMut(T)) -> Result<(), serde_json::Error> {
+    for_each_listed_in_chunks(reader, CHUNK, each)
+}
+
+/// [`for_each_listed`] reading `chunk` bytes at a time (small in tests, to cut values anywhere).
+pub fn for_each_listed_in_chunks<T: DeserializeOwned, R: Read>(
+    reader: R,
+    chunk: usize,
+    mut each: impl FnMut(T),
+) -> Result<(), serde_json::Error> {
+    let mut input = Chunked { reader, buffer: Vec::with_capacity(chunk.max(1)), position: 0, ended: false };
+    input.expect(b'{')?;
+    if input.peek()? == Some(b'}') {
+        input.position += 1;
+    } else {
+        loop {
+            let key: String = input.value()?;
+            input.expect(b':')?;
+            if key == "list" {
+                list(&mut input, &mut each)?;
+            } else {
+                input.value::<IgnoredAny>()?;
+            }
+            match input.next()? {
+                Some(b',') => {}
+                Some(b'}') => break,
+                _ => return Err(serde_json::Error::custom("expected `,` or `}` in the list envelope")),
+            }
+        }
+    }
+    match input.peek()? {
+        None => Ok(()),
+        Some(_) => Err(serde_json::Error::custom("trailing characters after the list envelope")),
+    }
+}
+
+/// The `list` member: `null`, or an array whose elements go to `each`.
+fn list<T: DeserializeOwned, R: Read>(
+    input: &mut Chunked<R>,
+    each: &mut impl FnMut(T),
+) -> Result<(), serde_json::Error> {
+    if input.peek()? == Some(b'n') {
+        return input.value::<()>();
+    }
+    input.expect(b'[')?;
+    if input.peek()? == Some(b']') {
+        input.position += 1;
+        return Ok(());
+    }
+    loop {
+        each(input.value::<T>()?);
+        match input.next()? {
+            Some(b',') => {}
+            Some(b']') => return Ok(()),
+            _ => return Err(serde_json::Error::custom("expected `,` or `]` in the list")),
+        }
+    }
+}
+
+/// The body's bytes in hand: `buffer[position..]` is not read yet; `ended` once `reader` has
+/// nothing more.
+struct Chunked<R> {
+    reader: R,
+    buffer: Vec<u8>,
+    position: usize,
+    ended: bool,
+}
+
+impl<R: Read> Chunked<R> {
+    /// Reads more of the body behind what is in hand (keeping what is not read yet; the buffer
+    /// doubles when that fills it). `false` when the body has nothing more.
+    fn fill(&mut self) -> Result<bool, serde_json::Error> {
+        if self.ended {
+            return Ok(false);
+        }
+        self.buffer.drain(..self.position);
+        self.position = 0;
+        if self.buffer.len() == self.buffer.capacity() {
+            self.buffer.reserve(self.buffer.capacity().max(1));
+        }
+        let start = self.buffer.len();
+        self.buffer.resize(self.buffer.capacity(), 0);
+        let read = loop {
+            match self.reader.read(self.buffer.get_mut(start..).unwrap_or_default()) {
+                Ok(read) => break read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    self.buffer.truncate(start);
+                    return Err(serde_json::Error::io(error));
+                }
+            }
+        };
+        self.buffer.truncate(start + read);
+        self.ended = read == 0;
+        Ok(read > 0)
+    }
+
+    /// The next byte that is not whitespace, left in hand; `None` at the body's end.
+    fn peek(&mut self) -> Result<Option<u8>, serde_json::Error> {
+        loop {
+            while let Some(byte) = self.buffer.get(self.position) {
+                if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+                    return Ok(Some(*byte));
+                }
+                self.position += 1;
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next byte that is not whitespace, taken.
+    fn next(&mut self) -> Result<Option<u8>, serde_json::Error> {
+        let byte = self.peek()?;
+        if byte.is_some() {
+            self.position += 1;
+        }
+        Ok(byte)
+    }
+
+    fn expect(&mut self, wanted: u8) -> Result<(), serde_json::Error> {
+        match self.next()? {
+            Some(byte) if byte == wanted => Ok(()),
+            _ => Err(serde_json::Error::custom(format!("expected `{}` in the list envelope", char::from(wanted)))),
+        }
+    }
+
+    /// The next JSON value, parsed by serde_json from the bytes in hand. A value that may go on
+    /// past them (cut by the chunk's end, or ending exactly there, as a number can) is parsed
+    /// again with more of the body.
+    fn value<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
+        loop {
+            let rest = self.buffer.get(self.position..).unwrap_or_default();
+            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+            let parsed = stream.next();
+            let used = stream.byte_offset();
+            match parsed {
+                Some(Ok(value)) if used < rest.len() || self.ended => {
+                    self.position += used;
+                    return Ok(value);
+                }
+                Some(Err(error)) if !error.is_eof() || self.ended => return Err(error),
+                None if self.ended => return Err(serde_json::Error::custom("the body ended where a value was due")),
+                _ => {}
+            }
+            if !self.fill()? {
+                // Nothing more: parsed once more as the body's last bytes (`ended` is now set).
+                continue;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+    use std::io::Read;
+    use std::marker::PhantomData;
+
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    use super::for_each_listed_in_chunks;
+    use crate::directory::control_plane::wire;
+
+    /// The reading this module replaced, as the reference: serde_json over `io::Read`, the envelope
+    /// and the list through serde visitors.
+    fn reference<T, R: Read>(reader: R, mut each: impl FnMut(T)) -> Result<(), serde_json::Error>
+    where
+        T: for<'de> Deserialize<'de>,
+    {
+        let mut deserializer =
+            serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+        EnvelopeSeed { each: &mut each, item: PhantomData }.deserialize(&mut deserializer)?;
+        deserializer.end()
+    }
+
+    struct EnvelopeSeed<'f, T, F> {
+        each: &'f mut F,
+        item: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for EnvelopeSeed<'_, T, F> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_map(self)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for EnvelopeSeed<'_, T, F> {
+        type Value = ();
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("WSO2's list envelope")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "list" {
+                    map.next_value_seed(ListSeed { each: &mut *self.each, item: PhantomData })?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct ListSeed<'f, T, F> {
+        each: &'f mut F,
+        item: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_, T, F> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_option(self)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> {
+        type Value = ();
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a list or null")
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<T>()? {
+                (self.each)(item);
+            }
+            Ok(())
+        }
+    }
+
+    /// A reader handing out at most `step` bytes per call (the body as Envoy hands it, in pieces).
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(self.step).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    fn read_new(text: &str, chunk: usize, step: usize) -> Result<Vec<serde_json::Value>, ()> {
+        let mut seen = Vec::new();
+        let reader = Trickle { bytes: text.as_bytes(), step };
+        for_each_listed_in_chunks(reader, chunk, |item: serde_json::Value| seen.push(item)).map_err(|_| ())?;
+        Ok(seen)
+    }
+
+    fn read_reference(text: &str) -> Result<Vec<serde_json::Value>, ()> {
+        let mut seen = Vec::new();
+        reference(text.as_bytes(), |item: serde_json::Value| seen.push(item)).map_err(|_| ())?;
+        Ok(seen)
+    }
+
+    /// The first `VALID` documents are envelopes; the rest are refused.
+    const VALID: usize = 8;
+    const DOCUMENTS: &[&str] = &[
+        r#"{"count":2,"list":[{"uuid":"a","id":1},{"uuid":"b","id":-2.5e3}],"pagination":null}"#,
+        " \n{ \"list\" : [ 1 , 22 , 333 , true , null , \"x\\\"y\\u00e9é\" , [ ] , { } ] , \"count\" : 12345678 }\t",
+        r#"{"list":null}"#,
+        r#"{"list":[]}"#,
+        r#"{}"#,
+        r#"{"count":0}"#,
+        r#"{"pagination":{"next":[1,{"a":"]"}]},"list":[{"k":"v,}]"}]}"#,
+        r#"{"list":[{"a":1}],"list":[{"b":2}]}"#,
+        // Not the envelope, or not JSON: refused by both.
+        "",
+        "   ",
+        r#"[]"#,
+        r#"null"#,
+        r#"{"list":[1,]}"#,
+        r#"{"list":[1 2]}"#,
+        r#"{"list":[1],}"#,
+        r#"{"list":[1]} x"#,
+        r#"{"list":[1]}{}"#,
+        r#"{"list":{"a":1}}"#,
+        r#"{"list":"[1]"}"#,
+        r#"{"list":[1]"#,
+        r#"{"list":[1"#,
+        r#"{"list":[{"a":"b}]}"#,
+        r#"{"list":[12x]}"#,
+        r#"{"list":[-]}"#,
+        r#"{"list":[1.]}"#,
+        r#"{"list":[tru]}"#,
+        r#"{"list":[nul]}"#,
+        r#"{"list":["\u12"]}"#,
+        r#"{"list":["\q"]}"#,
+        r#"{list:[]}"#,
+        r#"{"list"[]}"#,
+        r#"{"list":[],"count"}"#,
+        r#"{"list":[01]}"#,
+    ];
+
+    #[test]
+    fn every_document_reads_as_the_reference_reads_it_wherever_the_chunks_cut_it() {
+        for (index, text) in DOCUMENTS.iter().enumerate() {
+            let expected = read_reference(text);
+            assert_eq!(expected.is_ok(), index < VALID, "the reference on {text:?}");
+            for chunk in 1..=text.len() + 1 {
+                for step in [1, 3, chunk, usize::MAX] {
+                    assert_eq!(read_new(text, chunk, step), expected, "{text:?} in chunks of {chunk}, {step} a read");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_inside_a_string_is_refused_wherever_the_chunks_cut_it() {
+        let mut bytes = br#"{"list":[{"name":"caf"#.to_vec();
+        bytes.extend_from_slice(&[0xC3, b'"', b'}', b']', b'}']);
+        let text_reference = {
+            let mut seen = 0;
+            reference(bytes.as_slice(), |_: serde_json::Value| seen += 1).is_err()
+        };
+        assert!(text_reference);
+        for chunk in 1..=bytes.len() + 1 {
+            let reader = Trickle { bytes: &bytes, step: 2 };
+            assert!(for_each_listed_in_chunks(reader, chunk, |_: serde_json::Value| {}).is_err(), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn wso2s_big_lists_read_the_same_through_small_and_default_chunks() {
+        let mut text = String::from(r#"{"count":300,"list":["#);
+        for i in 0..300 {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!(
+                r#"{{"uuid":"00000000-0000-4000-8000-{i:012}","id":{i},"name":"App {i} \u00e9","subName":"admin","policy":"Unlimited","attributes":{{"a":"b"}},"groupIds":[]}}"#
+            ));
+        }
+        text.push_str(r#"],"pagination":null}"#);
+        let names = |chunk: usize| {
+            let mut names = Vec::new();
+            let reader = Trickle { bytes: text.as_bytes(), step: 1000 };
+            for_each_listed_in_chunks(reader, chunk, |app: wire::Application| names.push(app.name)).unwrap();
+            names
+        };
+        let mut expected = Vec::new();
+        reference(text.as_bytes(), |app: wire::Application| expected.push(app.name)).unwrap();
+        assert_eq!(expected.len(), 300);
+        assert_eq!(expected[7], "App 7 é");
+        for chunk in [7, 64, 199, 4096, super::CHUNK] {
+            assert_eq!(names(chunk), expected, "chunks of {chunk}");
+        }
+    }
+}
