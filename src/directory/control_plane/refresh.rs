@@ -205,7 +205,8 @@ impl<'a> Body<'a> {
     }
 }
 
-const CHUNK: usize = 1 << 16;
+/// Bytes read from Envoy at a time: the same pieces the lists are parsed from.
+const CHUNK: usize = listed::CHUNK;
 
 struct BodyReader<'b, 'a> {
     body: &'b Body<'a>,
