@@ -84,8 +84,10 @@ struct Chunked<R> {
 }
 
 impl<R: Read> Chunked<R> {
-    /// Reads more of the body behind what is in hand (keeping what is not read yet; the buffer
-    /// doubles when that fills it). `false` when the body has nothing more.
+    /// Reads more of the body behind what is in hand, until the buffer is full or the body ends
+    /// (a reader handing out a few bytes at a time must not make a value be parsed again per
+    /// read). What is not read yet is kept; the buffer doubles when that fills it. `false` when
+    /// the body had nothing more.
     fn fill(&mut self) -> Result<bool, serde_json::Error> {
         if self.ended {
             return Ok(false);
@@ -96,20 +98,24 @@ impl<R: Read> Chunked<R> {
             self.buffer.reserve(self.buffer.capacity().max(1));
         }
         let start = self.buffer.len();
+        let mut filled = start;
         self.buffer.resize(self.buffer.capacity(), 0);
-        let read = loop {
-            match self.reader.read(self.buffer.get_mut(start..).unwrap_or_default()) {
-                Ok(read) => break read,
+        while filled < self.buffer.len() {
+            match self.reader.read(self.buffer.get_mut(filled..).unwrap_or_default()) {
+                Ok(0) => {
+                    self.ended = true;
+                    break;
+                }
+                Ok(read) => filled += read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    self.buffer.truncate(start);
+                    self.buffer.truncate(filled);
                     return Err(serde_json::Error::io(error));
                 }
             }
-        };
-        self.buffer.truncate(start + read);
-        self.ended = read == 0;
-        Ok(read > 0)
+        }
+        self.buffer.truncate(filled);
+        Ok(filled > start)
     }
 
     /// The next byte that is not whitespace, left in hand; `None` at the body's end.
@@ -161,10 +167,8 @@ impl<R: Read> Chunked<R> {
                 None if self.ended => return Err(serde_json::Error::custom("the body ended where a value was due")),
                 _ => {}
             }
-            if !self.fill()? {
-                // Nothing more: parsed once more as the body's last bytes (`ended` is now set).
-                continue;
-            }
+            // With nothing more, `ended` is now set and the next pass parses the last bytes.
+            self.fill()?;
         }
     }
 }
