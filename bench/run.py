@@ -712,6 +712,9 @@ def write_results(r, scale, envoy_share, own_cost, from_control_plane, across_no
         f"- 100,000 keys: throughput {ratio(big['rps'], base['rps']):.3f} of the 10-key config (target >= 0.95: {verdict(ratio(big['rps'], base['rps']) >= 0.95)});"
         f" `on_configure` {big['configure_ms']} ms (target <= 250: {verdict((big['configure_ms'] or 1e9) <= 250)}).",
         f"- `.wasm` size: {wasm_size:,} bytes ({wasm_size / 1048576:.2f} MiB; target < 1.5 MiB: {verdict(wasm_size < 1.5 * 1048576)}).",
+        f"- At rest: with the 10-entry config, Envoy's RSS is {(base['rss_kib'] - envoy_share[10]) / 1024:.1f} MiB above"
+        " the do-nothing filter's: the module compiled by V8 and its VMs' memory (compare between runs: a build step"
+        " that grows it shows here first).",
         "",
     ]
     lines += micro_report(own_cost)
