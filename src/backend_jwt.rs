@@ -408,11 +408,13 @@ fn signing_key(
     let key = match (parsed.tag(), algorithm) {
         ("RSA PRIVATE KEY", BackendJwtAlgorithm::RS256) => SigningKey::rs256_from_pkcs1_der(&der),
         ("PRIVATE KEY", _) => {
-            let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
+            let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())
                 .map_err(|_| ConfigError::new(field, "is not a readable PKCS#8 private key"))?;
             let oid = info.algorithm.oid.to_string();
             match algorithm {
-                BackendJwtAlgorithm::RS256 if oid == RSA_OID => SigningKey::rs256_from_pkcs1_der(info.private_key),
+                BackendJwtAlgorithm::RS256 if oid == RSA_OID => {
+                    SigningKey::rs256_from_pkcs1_der(info.private_key.as_bytes())
+                }
                 BackendJwtAlgorithm::ES256 if oid == EC_OID => SigningKey::es256_from_pkcs8_der(&der),
                 _ => return Err(wrong("is not a key of the algorithm's type")),
             }

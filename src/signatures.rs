@@ -131,7 +131,7 @@ fn uncompressed_point(x: &[u8], y: &[u8]) -> Vec<u8> {
 
 /// HMAC comparison in constant time (`verify_slice`).
 fn hmac_verifies<M: Mac + KeyInit>(secret: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    let Ok(mut mac) = <M as Mac>::new_from_slice(secret) else {
+    let Ok(mut mac) = <M as KeyInit>::new_from_slice(secret) else {
         return false;
     };
     mac.update(message);
@@ -309,7 +309,7 @@ mod tests {
         let pem = pem::parse(fixture("rsa-a.pem")).unwrap();
         let der = match pem.tag() {
             "RSA PRIVATE KEY" => pem.contents().to_vec(),
-            _ => pkcs8::PrivateKeyInfo::try_from(pem.contents()).unwrap().private_key.to_vec(),
+            _ => pkcs8::PrivateKeyInfoRef::try_from(pem.contents()).unwrap().private_key.as_bytes().to_vec(),
         };
         for index in (0..der.len()).step_by(5) {
             for flip in [0x01u8, 0x80, 0xff] {
@@ -329,7 +329,7 @@ mod tests {
         let rsa_pem = pem::parse(fixture("rsa-a.pem")).unwrap();
         let rsa_der = match rsa_pem.tag() {
             "RSA PRIVATE KEY" => rsa_pem.contents().to_vec(),
-            _ => pkcs8::PrivateKeyInfo::try_from(rsa_pem.contents()).unwrap().private_key.to_vec(),
+            _ => pkcs8::PrivateKeyInfoRef::try_from(rsa_pem.contents()).unwrap().private_key.as_bytes().to_vec(),
         };
         let ec_der = pem::parse(fixture("ec-p256.pem")).unwrap().contents().to_vec();
         let cases = [
