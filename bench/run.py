@@ -143,7 +143,9 @@ def micro_report(results):
         " response body, delete) in a loop. Microseconds are the fastest of ten batches (the median beside it):"
         " what the filter's code and its ABI traffic cost, free of the noise an Envoy run carries, and comparable"
         " between builds. Host calls are per request. The host here is JavaScript: Envoy's own side of each call"
-        " (building filter state, header maps) costs more, which is why the call counts matter.",
+        " (building filter state, header maps) costs more, which is why the call counts matter. Node's V8 is older"
+        " than Envoy's and generates different code for some loops: a change of code generation (an optimization"
+        " level, a crate version) is measured in Envoy (bench/NOTES.md, verification).",
         "",
         "| scenario | us per request | median | host calls per request |",
         "|---|---|---|---|",
