@@ -2,6 +2,7 @@
 //! routing table and the key managers, and indexed for the request path (API keys by the first
 //! bytes of their hash, subscriptions by application then API).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -15,23 +16,28 @@ use crate::schema::{ConfigError, RawApplication, RawBlockingCondition, RawPolicy
 use crate::vocab::{KeyType, KmId, SubscriptionState, TimeUnit, UNLIMITED};
 
 /// The directory of a static configuration. Built for configurations of 100,000 applications and
-/// more: one map entry per application and per client id, flat sorted lists for API keys and
-/// subscriptions, and identical subscriptions (same tier and state) shared.
+/// more: one map entry per application (holding its subscriptions) and per client id, a flat
+/// sorted list for API keys, and identical subscriptions (same tier and state) shared.
 #[derive(Debug, Default)]
 pub struct StaticDirectory {
-    applications: HashMap<Rc<str>, Rc<Application>>,
+    applications: HashMap<Rc<str>, Listed>,
     clients: HashMap<String, AppKey>,
     /// SHA-256 of opaque API keys with their application keys, sorted by digest: found by the
     /// first 8 bytes, then compared whole in constant time.
     api_keys: Vec<([u8; 32], AppKey)>,
-    /// Application id to its subscriptions, sorted by API label.
-    subscriptions: HashMap<Rc<str>, SubscriptionsByApi>,
     policies: HashMap<String, Rc<PolicySpec>>,
     blocking: Vec<BlockingCondition>,
 }
 
-/// An application's subscriptions: (API label, subscription), sorted by label.
-type SubscriptionsByApi = Box<[(Rc<str>, Rc<Subscription>)]>;
+/// An application as the directory keeps it.
+#[derive(Debug)]
+struct Listed {
+    application: Rc<Application>,
+    /// The key types the application holds (bit 0 production, bit 1 sandbox).
+    key_types: u8,
+    /// (API label, subscription), sorted by label.
+    subscriptions: Vec<(Rc<str>, Rc<Subscription>)>,
+}
 
 /// What the directory's configuration is checked against.
 pub struct Context<'a> {
@@ -101,8 +107,6 @@ impl StaticDirectory {
             applications: HashMap::with_capacity(applications.len()),
             ..StaticDirectory::default()
         };
-        // The key types each application holds (bit 0 production, bit 1 sandbox).
-        let mut key_types: HashMap<Rc<str>, u8> = HashMap::with_capacity(applications.len());
         // Where each API key came from, for the error naming a duplicate.
         let mut key_origins = Vec::new();
         for (index, application) in applications.into_iter().enumerate() {
@@ -111,19 +115,22 @@ impl StaticDirectory {
                 return Err(ConfigError::new(format!("{}.id", field()), "must not be empty"));
             }
             let id: Rc<str> = Rc::from(application.id.as_str());
-            if directory.applications.contains_key(&id) {
+            let Entry::Vacant(slot) = directory.applications.entry(Rc::clone(&id)) else {
                 return Err(ConfigError::new(format!("{}.id", field()), format!("`{id}` is used twice")));
-            }
-            check_policy_ref(|| format!("{}.policy", field()), &application.policy, &names)?;
-            let mut types = 0u8;
+            };
+            check_policy_ref(|| format!("{}.policy", field()), application.policy.as_deref(), &names)?;
+            let mut key_types = 0u8;
             for (client_index, client) in application.client_ids.into_iter().enumerate() {
                 let client_field = || format!("{}.client_ids[{client_index}]", field());
-                if client.id.is_empty() || directory.clients.contains_key(&client.id) {
-                    return Err(ConfigError::new(
-                        format!("{}.id", client_field()),
-                        "must be non-empty and unique across applications",
-                    ));
-                }
+                let unique = match directory.clients.entry(client.id) {
+                    Entry::Vacant(unique) if !unique.key().is_empty() => unique,
+                    _ => {
+                        return Err(ConfigError::new(
+                            format!("{}.id", client_field()),
+                            "must be non-empty and unique across applications",
+                        ))
+                    }
+                };
                 if context.key_managers.is_empty() {
                     return Err(ConfigError::new(
                         format!("{}.client_ids", field()),
@@ -152,10 +159,8 @@ impl StaticDirectory {
                     }
                     None => None,
                 };
-                types |= key_type_bit(client.key_type);
-                directory
-                    .clients
-                    .insert(client.id, AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager });
+                key_types |= key_type_bit(client.key_type);
+                unique.insert(AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager });
             }
             for (key_index, key) in application.api_keys.iter().enumerate() {
                 let valid =
@@ -166,25 +171,19 @@ impl StaticDirectory {
                         "must be 64 lowercase hex characters (a SHA-256 digest)",
                     ));
                 }
-                types |= key_type_bit(key.key_type);
+                key_types |= key_type_bit(key.key_type);
                 directory.api_keys.push((
                     hex_digest(&key.sha256),
                     AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None },
                 ));
                 key_origins.push((index, key_index));
             }
-            key_types.insert(Rc::clone(&id), types);
-            let compiled = Application {
-                id: Rc::clone(&id),
-                name: application.name,
-                owner: application.owner,
-                policy: application.policy,
-            };
-            directory.applications.insert(id, Rc::new(compiled));
+            let application =
+                Application { id, name: application.name, owner: application.owner, policy: application.policy };
+            slot.insert(Listed { application: Rc::new(application), key_types, subscriptions: Vec::new() });
         }
         directory.sort_api_keys(key_origins)?;
-        directory.subscriptions =
-            compile_subscriptions(subscriptions, &directory.applications, &key_types, context.routes, &names)?;
+        add_subscriptions(&mut directory.applications, &subscriptions, context.routes, &names)?;
         Ok(directory)
     }
 
@@ -206,7 +205,7 @@ impl StaticDirectory {
     }
 
     pub fn len(&self) -> (usize, usize) {
-        (self.applications.len(), self.subscriptions.values().map(|list| list.len()).sum())
+        (self.applications.len(), self.applications.values().map(|listed| listed.subscriptions.len()).sum())
     }
 }
 
@@ -230,11 +229,11 @@ impl Directory for StaticDirectory {
     }
 
     fn application(&self, id: &str) -> Option<Rc<Application>> {
-        self.applications.get(id).cloned()
+        self.applications.get(id).map(|listed| Rc::clone(&listed.application))
     }
 
     fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>> {
-        let subscriptions = self.subscriptions.get(application)?;
+        let subscriptions = &self.applications.get(application)?.subscriptions;
         let at = subscriptions.binary_search_by(|(label, _)| label.as_ref().cmp(api.label.as_str())).ok()?;
         subscriptions.get(at).map(|(_, subscription)| Rc::clone(subscription))
     }
@@ -283,7 +282,7 @@ fn policy_spec(policy: &RawPolicy) -> PolicySpec {
 
 fn check_policy_ref(
     field: impl FnOnce() -> String,
-    policy: &Option<String>,
+    policy: Option<&str>,
     policies: &HashSet<String>,
 ) -> Result<(), ConfigError> {
     match policy {
@@ -301,24 +300,20 @@ fn key_type_bit(key_type: KeyType) -> u8 {
     }
 }
 
-/// Checks the subscriptions and indexes them by application, then API label (sorted). API labels
+/// Checks the subscriptions and files each under its application, sorted by API label. API labels
 /// are shared with one `Rc` per API, and identical subscriptions (tier and state) with one `Rc`.
-fn compile_subscriptions(
-    subscriptions: Vec<RawSubscription>,
-    applications: &HashMap<Rc<str>, Rc<Application>>,
-    key_types: &HashMap<Rc<str>, u8>,
+fn add_subscriptions(
+    applications: &mut HashMap<Rc<str>, Listed>,
+    subscriptions: &[RawSubscription],
     routes: &Table,
     policies: &HashSet<String>,
-) -> Result<HashMap<Rc<str>, SubscriptionsByApi>, ConfigError> {
+) -> Result<(), ConfigError> {
     let labels: HashMap<&str, Rc<str>> =
         routes.apis.iter().map(|api| (api.label.as_str(), Rc::from(api.label.as_str()))).collect();
-    let mut shared: HashMap<(String, SubscriptionState), Rc<Subscription>> = HashMap::new();
-    // Per application: (API label, subscription, index in the configuration).
-    type Listed = (Rc<str>, Rc<Subscription>, usize);
-    let mut by_application: HashMap<Rc<str>, Vec<Listed>> = HashMap::new();
-    for (index, subscription) in subscriptions.into_iter().enumerate() {
+    let mut shared: HashMap<(&str, SubscriptionState), Rc<Subscription>> = HashMap::new();
+    for (index, subscription) in subscriptions.iter().enumerate() {
         let field = || format!("subscriptions[{index}]");
-        let Some((id, _)) = applications.get_key_value(subscription.application.as_str()) else {
+        let Some(listed) = applications.get_mut(subscription.application.as_str()) else {
             return Err(ConfigError::new(
                 format!("{}.application", field()),
                 format!("application `{}` is not defined", subscription.application),
@@ -331,9 +326,9 @@ fn compile_subscriptions(
                 format!("API `{}` is not defined (write `<name>:<version>`)", subscription.api),
             ));
         };
-        check_policy_ref(|| format!("{}.tier", field()), &Some(subscription.tier.clone()), policies)?;
+        check_policy_ref(|| format!("{}.tier", field()), Some(&subscription.tier), policies)?;
         // An application whose every key is of a type the API has no endpoint for can never call it.
-        let types = key_types.get(id).copied().unwrap_or(0);
+        let types = listed.key_types;
         let served = (types & 1 != 0 && api.endpoints.production.is_some())
             || (types & 2 != 0 && api.endpoints.sandbox.is_some());
         if types != 0 && !served {
@@ -350,32 +345,32 @@ fn compile_subscriptions(
         }
         let compiled = Rc::clone(
             shared
-                .entry((subscription.tier, subscription.state))
-                .or_insert_with_key(|(tier, state)| Rc::new(Subscription { tier: tier.clone(), state: *state })),
+                .entry((subscription.tier.as_str(), subscription.state))
+                .or_insert_with_key(|(tier, state)| Rc::new(Subscription { tier: tier.to_string(), state: *state })),
         );
-        by_application.entry(Rc::clone(id)).or_default().push((Rc::clone(label), compiled, index));
+        listed.subscriptions.push((Rc::clone(label), compiled));
     }
-    let mut indexed = HashMap::with_capacity(by_application.len());
-    // The first duplicate in the configuration's order is the one named.
-    let mut duplicate: Option<usize> = None;
-    for (id, mut list) in by_application {
-        list.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
-        for pair in list.windows(2) {
-            if let [first, second] = pair {
-                if first.0 == second.0 {
-                    duplicate = Some(duplicate.map_or(second.2, |known| known.min(second.2)));
-                }
-            }
-        }
-        indexed.insert(id, list.into_iter().map(|(label, subscription, _)| (label, subscription)).collect());
+    let mut repeated = false;
+    for listed in applications.values_mut() {
+        listed.subscriptions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        repeated |= listed.subscriptions.windows(2).any(|pair| matches!(pair, [a, b] if a.0 == b.0));
+        listed.subscriptions.shrink_to_fit();
     }
-    if let Some(index) = duplicate {
-        return Err(ConfigError::new(
-            format!("subscriptions[{index}]"),
-            "the application is subscribed to this API twice",
-        ));
+    if repeated {
+        return Err(first_repeated_subscription(subscriptions));
     }
-    Ok(indexed)
+    Ok(())
+}
+
+/// The error naming the first subscription, in the configuration's order, that repeats an
+/// earlier one (same application and API).
+fn first_repeated_subscription(subscriptions: &[RawSubscription]) -> ConfigError {
+    let mut seen = HashSet::new();
+    let index = subscriptions
+        .iter()
+        .position(|subscription| !seen.insert((subscription.application.as_str(), subscription.api.as_str())))
+        .unwrap_or_default();
+    ConfigError::new(format!("subscriptions[{index}]"), "the application is subscribed to this API twice")
 }
 
 fn compile_blocking(conditions: &[RawBlockingCondition]) -> Result<Vec<BlockingCondition>, ConfigError> {
