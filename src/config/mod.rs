@@ -90,9 +90,10 @@ impl Config {
         Config::compile(Config::parse(bytes)?)
     }
 
-    /// Parses the JSON without checking it (the caller can free the text before compiling: large
-    /// configurations then peak lower).
-    pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
+    /// Parses the JSON without checking it. The directory's strings borrow from the text where
+    /// they have no escapes (100,000 applications would otherwise be about 800,000 allocations,
+    /// made and freed before compiling).
+    pub fn parse(bytes: &[u8]) -> Result<RawConfig<'_>, ConfigError> {
         let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
         let raw: RawConfig = if trimmed {
             RawConfig::default()
@@ -112,7 +113,7 @@ impl Config {
     }
 
     /// Checks and compiles a parsed configuration, each domain its own part.
-    pub fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+    pub fn compile(raw: RawConfig<'_>) -> Result<Config, ConfigError> {
         let mut warnings = Vec::new();
         // Routing refers to policies by name: their definitions are checked first.
         let policies = StaticDirectory::policy_names(&raw.policies)?;
@@ -245,7 +246,7 @@ fn owned_headers(
 /// changed key or issuer forgets what was verified before, and a changed directory (the bulk of a
 /// large configuration) neither costs a hash of itself nor empties the cache. Empty (the shared
 /// cache off) if the sections cannot be written.
-fn verification_fingerprint(raw: &RawConfig) -> String {
+fn verification_fingerprint(raw: &RawConfig<'_>) -> String {
     use sha2::Digest;
     let sections = (&raw.credentials, &raw.key_managers, &raw.api_key_jwt, &raw.backend_jwt);
     serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()

@@ -2,6 +2,7 @@
 //! routing table and the key managers, and indexed for the request path (API keys by the first
 //! bytes of their hash, subscriptions by application then API).
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -114,7 +115,7 @@ impl StaticDirectory {
             if application.id.is_empty() {
                 return Err(ConfigError::new(format!("{}.id", field()), "must not be empty"));
             }
-            let id: Rc<str> = Rc::from(application.id.as_str());
+            let id: Rc<str> = Rc::from(&*application.id);
             let Entry::Vacant(slot) = directory.applications.entry(Rc::clone(&id)) else {
                 return Err(ConfigError::new(format!("{}.id", field()), format!("`{id}` is used twice")));
             };
@@ -122,7 +123,7 @@ impl StaticDirectory {
             let mut key_types = 0u8;
             for (client_index, client) in application.client_ids.into_iter().enumerate() {
                 let client_field = || format!("{}.client_ids[{client_index}]", field());
-                let unique = match directory.clients.entry(client.id) {
+                let unique = match directory.clients.entry(client.id.into_owned()) {
                     Entry::Vacant(unique) if !unique.key().is_empty() => unique,
                     _ => {
                         return Err(ConfigError::new(
@@ -178,8 +179,12 @@ impl StaticDirectory {
                 ));
                 key_origins.push((index, key_index));
             }
-            let application =
-                Application { id, name: application.name, owner: application.owner, policy: application.policy };
+            let application = Application {
+                id,
+                name: application.name.into_owned(),
+                owner: application.owner.into_owned(),
+                policy: application.policy.map(Cow::into_owned),
+            };
             slot.insert(Listed { application: Rc::new(application), key_types, subscriptions: Vec::new() });
         }
         directory.sort_api_keys(key_origins)?;
@@ -313,14 +318,13 @@ fn add_subscriptions(
     let mut shared: HashMap<(&str, SubscriptionState), Rc<Subscription>> = HashMap::new();
     for (index, subscription) in subscriptions.iter().enumerate() {
         let field = || format!("subscriptions[{index}]");
-        let Some(listed) = applications.get_mut(subscription.application.as_str()) else {
+        let Some(listed) = applications.get_mut(&*subscription.application) else {
             return Err(ConfigError::new(
                 format!("{}.application", field()),
                 format!("application `{}` is not defined", subscription.application),
             ));
         };
-        let (Some(api), Some(label)) = (routes.by_label(&subscription.api), labels.get(subscription.api.as_str()))
-        else {
+        let (Some(api), Some(label)) = (routes.by_label(&subscription.api), labels.get(&*subscription.api)) else {
             return Err(ConfigError::new(
                 format!("{}.api", field()),
                 format!("API `{}` is not defined (write `<name>:<version>`)", subscription.api),
@@ -345,7 +349,7 @@ fn add_subscriptions(
         }
         let compiled = Rc::clone(
             shared
-                .entry((subscription.tier.as_str(), subscription.state))
+                .entry((&*subscription.tier, subscription.state))
                 .or_insert_with_key(|(tier, state)| Rc::new(Subscription { tier: tier.to_string(), state: *state })),
         );
         listed.subscriptions.push((Rc::clone(label), compiled));
@@ -368,7 +372,7 @@ fn first_repeated_subscription(subscriptions: &[RawSubscription]) -> ConfigError
     let mut seen = HashSet::new();
     let index = subscriptions
         .iter()
-        .position(|subscription| !seen.insert((subscription.application.as_str(), subscription.api.as_str())))
+        .position(|subscription| !seen.insert((&*subscription.application, &*subscription.api)))
         .unwrap_or_default();
     ConfigError::new(format!("subscriptions[{index}]"), "the application is subscribed to this API twice")
 }
@@ -514,6 +518,28 @@ mod tests {
         unknown_near[20] ^= 1;
         assert!(directory.api_key(&unknown_near).is_none());
         assert!(directory.subscription("app-2000", a).is_none());
+    }
+
+    #[test]
+    fn strings_with_escapes_are_read_like_plain_ones() {
+        // Plain strings borrow from the text; escaped ones are decoded into owned strings.
+        let json = format!(
+            r#"{{"apis":{APIS},"policies":{{"Gold":{{"requests":5,"per":"minute"}}}},
+                "applications":[{{"id":"app\u002d1","name":"App \"One\"","owner":"o\\p","policy":"G\u006fld",
+                    "api_keys":[{{"sha256":"{}"}}]}}],
+                "subscriptions":[{{"application":"app-1","api":"A\u003a1","tier":"Gol\u0064"}},
+                                 {{"application":"app\u002d1","api":"B:1"}}]}}"#,
+            crate::hashing::hex(&digest("key-1"))
+        );
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let directory = config.directory.as_ref();
+        let application = directory.application("app-1").unwrap();
+        assert_eq!((application.name.as_str(), application.owner.as_str()), ("App \"One\"", "o\\p"));
+        assert_eq!(application.policy.as_deref(), Some("Gold"));
+        assert_eq!(&*directory.api_key(&digest("key-1")).unwrap().application, "app-1");
+        let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
+        assert_eq!(directory.subscription("app-1", a).unwrap().tier, "Gold");
+        assert_eq!(directory.subscription("app-1", b).unwrap().tier, UNLIMITED);
     }
 
     #[test]

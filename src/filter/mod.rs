@@ -198,9 +198,9 @@ pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u
         }
     };
     let started = abi::now_nanos().ok();
-    let parsed = Config::parse(&bytes);
+    let compiled = Config::parse(&bytes).and_then(Config::compile);
     drop(bytes);
-    let mut config = match parsed.and_then(Config::compile) {
+    let mut config = match compiled {
         Ok(config) => config,
         Err(error) => {
             log::error!("{error}");

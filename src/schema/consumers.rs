@@ -1,6 +1,8 @@
 //! The directory as users write it in static configuration: applications with their client ids
 //! and API keys, subscriptions, throttling policies (tiers) and blocking conditions.
 
+use std::borrow::Cow;
+
 use super::{default_one, default_true};
 use crate::vocab::{KeyType, SubscriptionState, TimeUnit, UNLIMITED};
 use schemars::JsonSchema;
@@ -10,48 +12,52 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "Application")]
 #[serde(deny_unknown_fields)]
-pub struct RawApplication {
+pub struct RawApplication<'a> {
     /// Application id (WSO2's UUID). Required, unique.
-    pub id: String,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     /// Application name. Required.
-    pub name: String,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
     /// Subscriber (owner). Defaults to empty.
-    #[serde(default)]
-    pub owner: String,
+    #[serde(default, borrow)]
+    pub owner: Cow<'a, str>,
     /// Application-level throttling policy. Defaults to none.
-    #[serde(default)]
-    pub policy: Option<String>,
+    #[serde(default, borrow)]
+    pub policy: Option<Cow<'a, str>>,
     /// OAuth2 client ids of the application's keys. Defaults to none.
-    #[serde(default)]
-    pub client_ids: Vec<RawClientId>,
+    #[serde(default, borrow)]
+    pub client_ids: Vec<RawClientId<'a>>,
     /// Opaque API keys, stored as SHA-256 hashes. Defaults to none.
-    #[serde(default)]
-    pub api_keys: Vec<RawApiKey>,
+    #[serde(default, borrow)]
+    pub api_keys: Vec<RawApiKey<'a>>,
 }
 
 /// An OAuth2 client of an application.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "ClientId")]
 #[serde(deny_unknown_fields)]
-pub struct RawClientId {
+pub struct RawClientId<'a> {
     /// The client id. Required, unique across applications.
-    pub id: String,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     /// Key type. Defaults to `PRODUCTION`.
     #[serde(default)]
     pub key_type: KeyType,
     /// The key manager that issued the client (its `name`); tokens from any other key manager
     /// are refused for it. Required when more than one key manager is configured.
-    #[serde(default)]
-    pub key_manager: Option<String>,
+    #[serde(default, borrow)]
+    pub key_manager: Option<Cow<'a, str>>,
 }
 
 /// An opaque API key.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "ApiKey")]
 #[serde(deny_unknown_fields)]
-pub struct RawApiKey {
+pub struct RawApiKey<'a> {
     /// Lowercase hex SHA-256 of the key (64 characters). Required, unique.
-    pub sha256: String,
+    #[serde(borrow)]
+    pub sha256: Cow<'a, str>,
     /// Key type. Defaults to `PRODUCTION`.
     #[serde(default)]
     pub key_type: KeyType,
@@ -61,21 +67,23 @@ pub struct RawApiKey {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "Subscription")]
 #[serde(deny_unknown_fields)]
-pub struct RawSubscription {
+pub struct RawSubscription<'a> {
     /// Application id. Required.
-    pub application: String,
+    #[serde(borrow)]
+    pub application: Cow<'a, str>,
     /// API as `<name>:<version>`. Required.
-    pub api: String,
+    #[serde(borrow)]
+    pub api: Cow<'a, str>,
     /// Subscription policy (tier). Defaults to `Unlimited`.
-    #[serde(default = "default_tier")]
-    pub tier: String,
+    #[serde(default = "default_tier", borrow)]
+    pub tier: Cow<'a, str>,
     /// Subscription state. Defaults to `UNBLOCKED`.
     #[serde(default)]
     pub state: SubscriptionState,
 }
 
-fn default_tier() -> String {
-    UNLIMITED.to_string()
+fn default_tier() -> Cow<'static, str> {
+    Cow::Borrowed(UNLIMITED)
 }
 
 /// A throttling policy: a request count or a byte count per time unit.

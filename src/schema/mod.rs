@@ -35,7 +35,7 @@ pub use throttling::*;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[schemars(rename = "Config")]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub struct RawConfig<'a> {
     /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
     #[serde(default)]
     pub errors: RawErrors,
@@ -56,12 +56,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub apis: Vec<RawApi>,
     /// Applications (API consumers): their OAuth2 client ids and API keys. Defaults to none.
-    #[serde(default)]
-    pub applications: Vec<RawApplication>,
+    #[serde(default, borrow)]
+    pub applications: Vec<RawApplication<'a>>,
     /// Subscriptions of applications to APIs; an application calls an API only through one.
     /// Defaults to none.
-    #[serde(default)]
-    pub subscriptions: Vec<RawSubscription>,
+    #[serde(default, borrow)]
+    pub subscriptions: Vec<RawSubscription<'a>>,
     /// Key managers (OAuth2 token issuers): JWT verification keys and introspection.
     /// Defaults to none.
     #[serde(default)]
