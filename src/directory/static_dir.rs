@@ -106,6 +106,8 @@ impl StaticDirectory {
             policies: policies.iter().map(|(name, policy)| (name.clone(), Rc::new(policy_spec(policy)))).collect(),
             blocking,
             applications: HashMap::with_capacity(applications.len()),
+            // Most applications have one OAuth2 client: sized once instead of growing 17 times.
+            clients: HashMap::with_capacity(applications.len()),
             ..StaticDirectory::default()
         };
         // Where each API key came from, for the error naming a duplicate.
@@ -352,6 +354,11 @@ fn add_subscriptions(
                 .entry((&*subscription.tier, subscription.state))
                 .or_insert_with_key(|(tier, state)| Rc::new(Subscription { tier: tier.to_string(), state: *state })),
         );
+        if listed.subscriptions.is_empty() {
+            // Room for exactly one: most applications have few subscriptions, and a first push
+            // would make room for four (then shrunk, one more allocation).
+            listed.subscriptions.reserve_exact(1);
+        }
         listed.subscriptions.push((Rc::clone(label), compiled));
     }
     let mut repeated = false;
