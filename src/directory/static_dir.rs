@@ -166,19 +166,16 @@ impl StaticDirectory {
                 unique.insert(AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager });
             }
             for (key_index, key) in application.api_keys.iter().enumerate() {
-                let valid =
-                    key.sha256.len() == 64 && key.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-                if !valid {
+                let Some(digest) = hex_digest(&key.sha256) else {
                     return Err(ConfigError::new(
                         format!("{}.api_keys[{key_index}].sha256", field()),
                         "must be 64 lowercase hex characters (a SHA-256 digest)",
                     ));
-                }
+                };
                 key_types |= key_type_bit(key.key_type);
-                directory.api_keys.push((
-                    hex_digest(&key.sha256),
-                    AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None },
-                ));
+                directory
+                    .api_keys
+                    .push((digest, AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None }));
                 key_origins.push((index, key_index));
             }
             let application = Application {
@@ -194,20 +191,33 @@ impl StaticDirectory {
         Ok(directory)
     }
 
-    /// Sorts the API keys by digest; the same key twice is refused, naming the second. `origins`
-    /// are each key's application and key index, in the keys' order.
+    /// Sorts the API keys by the first 8 bytes of their digest (what a lookup searches by; keys
+    /// sharing them are kept in the configuration's order). The same key twice is refused, naming
+    /// the second. `origins` are each key's application and key index, in the keys' order.
     fn sort_api_keys(&mut self, origins: Vec<(usize, usize)>) -> Result<(), ConfigError> {
-        // An ordered map: one generic sort of these entries cost 25 KB of the `.wasm`.
-        let mut sorted = std::collections::BTreeMap::new();
-        for ((digest, key), (index, key_index)) in std::mem::take(&mut self.api_keys).into_iter().zip(origins) {
-            if sorted.insert(digest, key).is_some() {
-                return Err(ConfigError::new(
-                    format!("applications[{index}].api_keys[{key_index}].sha256"),
-                    "the same key is configured twice",
-                ));
+        // Sorting plain integers (bucket, then position) instead of the entries: the sort is
+        // generated for one small type, and digests that share a bucket end up side by side.
+        let mut order: Vec<u128> = self
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(position, (digest, _))| u128::from(bucket_of(digest)) << 64 | position as u128)
+            .collect();
+        order.sort_unstable();
+        let mut sorted = Vec::with_capacity(self.api_keys.len());
+        for packed in order {
+            let Some((digest, key)) = self.api_keys.get(packed as u64 as usize) else { continue };
+            let repeated = sorted
+                .iter()
+                .rev()
+                .take_while(|(stored, _)| bucket_of(stored) == bucket_of(digest))
+                .find(|(stored, _)| stored == digest);
+            if repeated.is_some() {
+                return Err(first_repeated_key(&self.api_keys, &origins));
             }
+            sorted.push((*digest, key.clone()));
         }
-        self.api_keys = sorted.into_iter().collect();
+        self.api_keys = sorted;
         Ok(())
     }
 
@@ -267,13 +277,35 @@ fn bucket_of(digest: &[u8; 32]) -> u64 {
     u64::from_be_bytes(head)
 }
 
-/// 64 validated lowercase hex characters to 32 bytes.
-fn hex_digest(hex: &str) -> [u8; 32] {
-    let mut digest = [0u8; 32];
-    for (index, byte) in digest.iter_mut().enumerate() {
-        *byte = hex.get(index * 2..index * 2 + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).unwrap_or(0);
+/// The error naming the first API key, in the configuration's order, that repeats an earlier one.
+fn first_repeated_key(keys: &[([u8; 32], AppKey)], origins: &[(usize, usize)]) -> ConfigError {
+    let mut seen = HashSet::new();
+    let (index, key_index) = keys
+        .iter()
+        .zip(origins)
+        .find_map(|((digest, _), origin)| (!seen.insert(digest)).then_some(*origin))
+        .unwrap_or_default();
+    ConfigError::new(format!("applications[{index}].api_keys[{key_index}].sha256"), "the same key is configured twice")
+}
+
+/// 64 lowercase hex characters to 32 bytes (`None` for anything else).
+fn hex_digest(hex: &str) -> Option<[u8; 32]> {
+    fn nibble(character: u8) -> Option<u8> {
+        match character {
+            b'0'..=b'9' => Some(character - b'0'),
+            b'a'..=b'f' => Some(character - b'a' + 10),
+            _ => None,
+        }
     }
-    digest
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = nibble(*high)? << 4 | nibble(*low)?;
+    }
+    Some(digest)
 }
 
 fn policy_spec(policy: &RawPolicy) -> PolicySpec {
@@ -547,6 +579,20 @@ mod tests {
         let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
         assert_eq!(directory.subscription("app-1", a).unwrap().tier, "Gold");
         assert_eq!(directory.subscription("app-1", b).unwrap().tier, UNLIMITED);
+    }
+
+    #[test]
+    fn key_digests_are_64_lowercase_hex_characters() {
+        let key = digest("k");
+        assert_eq!(hex_digest(&crate::hashing::hex(&key)), Some(key));
+        let upper = crate::hashing::hex(&key).to_uppercase();
+        let mut wrong_character = crate::hashing::hex(&key);
+        wrong_character.replace_range(63.., "g");
+        let mut multibyte = crate::hashing::hex(&key);
+        multibyte.replace_range(62.., "é");
+        for refused in [upper.as_str(), &wrong_character, &multibyte, &crate::hashing::hex(&key)[..62], ""] {
+            assert_eq!(hex_digest(refused), None, "{refused}");
+        }
     }
 
     #[test]
