@@ -14,7 +14,7 @@ pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(bytes)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (form bodies, query values).
