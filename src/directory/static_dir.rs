@@ -18,6 +18,9 @@ use crate::routing::Table;
 use crate::schema::{ConfigError, RawApplication, RawBlockingCondition, RawPolicy, RawSubscription};
 use crate::vocab::{KeyType, KmId, SubscriptionState, TimeUnit, UNLIMITED};
 
+/// The names of the configured policies, `Unlimited` included.
+pub type PolicyNames = HashSet<String, FixedState>;
+
 /// The directory of a static configuration. Built for configurations of 100,000 applications and
 /// more: the applications in a list in configuration order (each holding its subscriptions) with
 /// a map from id to place, one map entry per client id, a flat sorted list for API keys, and
@@ -56,8 +59,8 @@ pub struct Context<'a> {
 impl StaticDirectory {
     /// Checks the policies alone (routing refers to them before the rest is compiled): the set of
     /// defined names, `Unlimited` included.
-    pub fn policy_names(policies: &BTreeMap<String, RawPolicy>) -> Result<HashSet<String>, ConfigError> {
-        let mut names = HashSet::new();
+    pub fn policy_names(policies: &BTreeMap<String, RawPolicy>) -> Result<PolicyNames, ConfigError> {
+        let mut names = PolicyNames::default();
         names.insert(UNLIMITED.to_string());
         for (name, policy) in policies {
             let field = format!("policies.{name}");
@@ -335,7 +338,7 @@ fn policy_spec(policy: &RawPolicy) -> PolicySpec {
 fn check_policy_ref(
     field: impl FnOnce() -> String,
     policy: Option<&str>,
-    policies: &HashSet<String>,
+    policies: &PolicyNames,
 ) -> Result<(), ConfigError> {
     match policy {
         Some(name) if !policies.contains(name) => {
@@ -358,11 +361,12 @@ fn add_subscriptions(
     directory: &mut StaticDirectory,
     subscriptions: &[RawSubscription],
     routes: &Table,
-    policies: &HashSet<String>,
+    policies: &PolicyNames,
 ) -> Result<(), ConfigError> {
-    let labels: HashMap<&str, Rc<str>> =
-        routes.apis.iter().map(|api| (api.label.as_str(), Rc::from(api.label.as_str()))).collect();
-    let mut shared: HashMap<(&str, SubscriptionState), Rc<Subscription>> = HashMap::new();
+    // Each API by label, with the label shared by its subscriptions.
+    let apis: HashMap<&str, (&Api, Rc<str>), FixedState> =
+        routes.apis.iter().map(|api| (api.label.as_str(), (api, Rc::from(api.label.as_str())))).collect();
+    let mut shared: HashMap<(&str, SubscriptionState), Rc<Subscription>, FixedState> = HashMap::default();
     let mut cursor = 0;
     for (index, subscription) in subscriptions.iter().enumerate() {
         let field = || format!("subscriptions[{index}]");
@@ -385,7 +389,7 @@ fn add_subscriptions(
                 format!("application `{}` is not defined", subscription.application),
             ));
         };
-        let (Some(api), Some(label)) = (routes.by_label(&subscription.api), labels.get(&*subscription.api)) else {
+        let Some((api, label)) = apis.get(&*subscription.api) else {
             return Err(ConfigError::new(
                 format!("{}.api", field()),
                 format!("API `{}` is not defined (write `<name>:<version>`)", subscription.api),
