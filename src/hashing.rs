@@ -14,7 +14,12 @@ pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    base16ct::lower::encode_string(bytes)
+    // Into a buffer of the right size (`encode_string` would assert the size it computes).
+    let mut out = vec![0u8; bytes.len().saturating_mul(2)];
+    match base16ct::lower::encode(bytes, &mut out) {
+        Ok(_) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (form bodies, query values).

@@ -5,10 +5,9 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-use foldhash::fast::FixedState;
 use std::rc::Rc;
 
+use foldhash::fast::FixedState;
 use subtle::ConstantTimeEq;
 
 use super::{AppKey, Application, BlockingCondition, Directory, PolicyLevel, PolicySpec, Subscription};
