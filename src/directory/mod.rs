@@ -8,6 +8,7 @@
 //! [`Layered`] answers from both (the configuration first).
 
 pub mod control_plane;
+mod index;
 pub mod static_dir;
 
 use std::fmt::Debug;
