@@ -129,18 +129,25 @@ impl StaticDirectory {
         let names = StaticDirectory::policy_names(&policies)?;
         let blocking = compile_blocking(&blocking)?;
         check_blocking_targets(&blocking, context.routes)?;
+        // Every list sized once (growing them copied each 17 times at 100,000 entries).
+        let (clients, client_bytes, keys) =
+            applications.iter().fold((0, 0, 0), |(clients, bytes, keys), application| {
+                let client_bytes: usize = application.client_ids.iter().map(|client| client.id.len()).sum();
+                (clients + application.client_ids.len(), bytes + client_bytes, keys + application.api_keys.len())
+            });
         let mut directory = StaticDirectory {
             policies: policies.iter().map(|(name, policy)| (name.clone(), Rc::new(policy_spec(policy)))).collect(),
             blocking,
             applications: Index::with_capacity(applications.len()),
             listed: Vec::with_capacity(applications.len()),
-            // Most applications have one OAuth2 client: sized once instead of growing 17 times.
-            clients: Vec::with_capacity(applications.len()),
-            client_index: Index::with_capacity(applications.len()),
+            client_ids: String::with_capacity(client_bytes),
+            clients: Vec::with_capacity(clients),
+            client_index: Index::with_capacity(clients),
+            api_keys: Vec::with_capacity(keys),
             ..StaticDirectory::default()
         };
         // Where each API key came from, for the error naming a duplicate.
-        let mut key_origins = Vec::new();
+        let mut key_origins = Vec::with_capacity(keys);
         for (index, application) in applications.into_iter().enumerate() {
             let field = || format!("applications[{index}]");
             if application.id.is_empty() {
