@@ -45,6 +45,9 @@ pub struct StaticDirectory {
     /// (application's place in `listed`, API, subscription), sorted by place then API; each
     /// application knows its run.
     subscriptions: Vec<(u32, ApiId, Rc<Subscription>)>,
+    /// The ids the APIs had in the table the directory was checked against, by label: a lookup
+    /// may come with an API of another table (the control plane's, which numbers its own).
+    api_ids: HashMap<String, ApiId, FixedState>,
     policies: HashMap<String, Rc<PolicySpec>>,
     blocking: Vec<BlockingCondition>,
 }
@@ -306,7 +309,8 @@ impl Directory for StaticDirectory {
         let (first, count) = self.listed(application)?.subscriptions;
         let (first, count) = (usize::try_from(first).ok()?, usize::try_from(count).ok()?);
         let subscriptions = self.subscriptions.get(first..first.checked_add(count)?)?;
-        let at = subscriptions.binary_search_by(|(_, id, _)| id.cmp(&api.id)).ok()?;
+        let api = self.api_ids.get(api.label.as_str())?;
+        let at = subscriptions.binary_search_by(|(_, id, _)| id.cmp(api)).ok()?;
         subscriptions.get(at).map(|(_, _, subscription)| Rc::clone(subscription))
     }
 
@@ -422,7 +426,7 @@ fn add_subscriptions(
             });
         let Some(listed) = next.and_then(|at| {
             cursor = at;
-            directory.listed.get_mut(at)
+            directory.listed.get(at)
         }) else {
             return Err(ConfigError::new(
                 format!("{}.application", field()),
@@ -484,6 +488,7 @@ fn add_subscriptions(
         first = first.saturating_add(count);
     }
     directory.subscriptions = filed;
+    directory.api_ids = routes.apis.iter().map(|api| (api.label.clone(), api.id)).collect();
     Ok(())
 }
 
@@ -745,6 +750,29 @@ mod tests {
         for (applications, field) in refused {
             assert_eq!(with(applications).unwrap_err().field, field, "{applications}");
         }
+    }
+
+    #[test]
+    fn subscriptions_are_found_by_label_whatever_table_the_api_comes_from() {
+        // The control plane's table numbers its APIs itself: there B has A's id here, and C B's.
+        let config = config(10, &[], "").unwrap();
+        let other = Config::from_json(
+            br#"{"apis":[
+            {"name":"B","context":"/b","version":"1","endpoints":{"production":"b"},"security":["api_key"],
+             "resources":[{"method":"GET","path":"/x"}]},
+            {"name":"C","context":"/c","version":"1","endpoints":{"production":"c"},"security":["api_key"],
+             "resources":[{"method":"GET","path":"/x"}]}]}"#,
+        )
+        .unwrap();
+        let (b, c) = (other.routes.by_label("B:1").unwrap(), other.routes.by_label("C:1").unwrap());
+        assert_eq!(
+            (b.id, c.id),
+            (config.routes.by_label("A:1").unwrap().id, config.routes.by_label("B:1").unwrap().id)
+        );
+        let directory = config.directory.as_ref();
+        assert!(directory.subscription("app-0", b).is_some());
+        assert!(directory.subscription("app-1", b).is_none(), "app-1 is subscribed to A, not B");
+        assert!(directory.subscription("app-0", c).is_none(), "no one is subscribed to C");
     }
 
     #[test]
