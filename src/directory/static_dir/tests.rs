@@ -1,0 +1,220 @@
+//! The static directory's tests: large directories, lookups, duplicates and their errors.
+
+use super::*;
+use crate::config::Config;
+use sha2::{Digest, Sha256};
+
+const APIS: &str = r#"[
+    {"name":"A","context":"/a","version":"1","endpoints":{"production":"a"},"security":["api_key"],
+     "resources":[{"method":"GET","path":"/x"}]},
+    {"name":"B","context":"/b","version":"1","endpoints":{"production":"b"},"security":["api_key"],
+     "resources":[{"method":"GET","path":"/x"}]}]"#;
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// `count` applications, each with an API key, subscribed to A (and every third also to B).
+fn config(count: usize, extra_keys: &[(usize, [u8; 32])], extra_subscriptions: &str) -> Result<Config, ConfigError> {
+    let mut applications = Vec::new();
+    let mut subscriptions = Vec::new();
+    for i in 0..count {
+        let mut keys = vec![crate::hashing::hex(&digest(&format!("key-{i}")))];
+        keys.extend(extra_keys.iter().filter(|(app, _)| *app == i).map(|(_, key)| crate::hashing::hex(key)));
+        let keys: Vec<String> = keys.iter().map(|key| format!(r#"{{"sha256":"{key}"}}"#)).collect();
+        applications
+            .push(format!(r#"{{"id":"app-{i}","name":"App {i}","owner":"o","api_keys":[{}]}}"#, keys.join(",")));
+        subscriptions.push(format!(r#"{{"application":"app-{i}","api":"A:1","tier":"Gold"}}"#));
+        if i % 3 == 0 {
+            subscriptions.push(format!(r#"{{"application":"app-{i}","api":"B:1","tier":"Gold"}}"#));
+        }
+    }
+    let json = format!(
+        r#"{{"apis":{APIS},"policies":{{"Gold":{{"requests":5,"per":"minute"}}}},"applications":[{}],"subscriptions":[{}{extra_subscriptions}]}}"#,
+        applications.join(","),
+        subscriptions.join(",")
+    );
+    Config::from_json(json.as_bytes())
+}
+
+#[test]
+fn every_key_and_subscription_of_a_large_directory_is_found_and_nothing_else() {
+    // Two keys whose digests share their first 8 bytes (the lookup's bucket) with app 7's key.
+    let mut near = digest("key-7");
+    near[31] ^= 1;
+    let mut nearer = digest("key-7");
+    nearer[8] ^= 0x80;
+    let config = config(2_000, &[(11, near), (12, nearer)], "").unwrap();
+    let directory = config.directory.as_ref();
+    let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
+    for i in 0..2_000 {
+        let key = directory.api_key(&digest(&format!("key-{i}"))).unwrap();
+        assert_eq!(&*key.application, format!("app-{i}"));
+        let id = format!("app-{i}");
+        assert_eq!(directory.subscription(&id, a).unwrap().tier, "Gold");
+        assert_eq!(directory.subscription(&id, b).is_some(), i % 3 == 0, "app {i} on B");
+        assert_eq!(directory.application(&id).unwrap().name, format!("App {i}"));
+    }
+    assert_eq!(&*directory.api_key(&near).unwrap().application, "app-11");
+    assert_eq!(&*directory.api_key(&nearer).unwrap().application, "app-12");
+    assert!(directory.api_key(&digest("key-2000")).is_none());
+    let mut unknown_near = digest("key-7");
+    unknown_near[20] ^= 1;
+    assert!(directory.api_key(&unknown_near).is_none());
+    assert!(directory.subscription("app-2000", a).is_none());
+}
+
+#[test]
+fn strings_with_escapes_are_read_like_plain_ones() {
+    // Plain strings borrow from the text; escaped ones are decoded into owned strings.
+    let json = format!(
+        r#"{{"apis":{APIS},"policies":{{"Gold":{{"requests":5,"per":"minute"}}}},
+            "applications":[{{"id":"app\u002d1","name":"App \"One\"","owner":"o\\p","policy":"G\u006fld",
+                "api_keys":[{{"sha256":"{}"}}]}}],
+            "subscriptions":[{{"application":"app-1","api":"A\u003a1","tier":"Gol\u0064"}},
+                             {{"application":"app\u002d1","api":"B:1"}}]}}"#,
+        crate::hashing::hex(&digest("key-1"))
+    );
+    let config = Config::from_json(json.as_bytes()).unwrap();
+    let directory = config.directory.as_ref();
+    let application = directory.application("app-1").unwrap();
+    assert_eq!((application.name.as_str(), application.owner.as_str()), ("App \"One\"", "o\\p"));
+    assert_eq!(application.policy.as_deref(), Some("Gold"));
+    assert_eq!(&*directory.api_key(&digest("key-1")).unwrap().application, "app-1");
+    let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
+    assert_eq!(directory.subscription("app-1", a).unwrap().tier, "Gold");
+    assert_eq!(directory.subscription("app-1", b).unwrap().tier, UNLIMITED);
+}
+
+#[test]
+fn key_digests_are_64_lowercase_hex_characters() {
+    let key = digest("k");
+    assert_eq!(hex_digest(&crate::hashing::hex(&key)), Some(key));
+    let upper = crate::hashing::hex(&key).to_uppercase();
+    let mut wrong_character = crate::hashing::hex(&key);
+    wrong_character.replace_range(63.., "g");
+    let mut multibyte = crate::hashing::hex(&key);
+    multibyte.replace_range(62.., "é");
+    for refused in [upper.as_str(), &wrong_character, &multibyte, &crate::hashing::hex(&key)[..62], ""] {
+        assert_eq!(hex_digest(refused), None, "{refused}");
+    }
+}
+
+#[test]
+fn subscriptions_in_any_order_reach_their_applications() {
+    // Applications in order, subscriptions scrambled (the lookup tries the application after
+    // the last one found before the map): each lands on its own application.
+    let applications: Vec<String> =
+        (0..50).map(|i| format!(r#"{{"id":"app-{i}","name":"App {i}","owner":"o"}}"#)).collect();
+    let mut subscriptions = Vec::new();
+    for step in 0..50 {
+        let i = step * 7 % 50;
+        subscriptions.push(format!(r#"{{"application":"app-{i}","api":"A:1","tier":"Gold"}}"#));
+        if i % 2 == 0 {
+            subscriptions.push(format!(r#"{{"application":"app-{}","api":"B:1"}}"#, (i + 1) % 50));
+        }
+    }
+    let json = |extra: &str| {
+        format!(
+            r#"{{"apis":{APIS},"policies":{{"Gold":{{"requests":5,"per":"minute"}}}},"applications":[{}],"subscriptions":[{}{extra}]}}"#,
+            applications.join(","),
+            subscriptions.join(",")
+        )
+    };
+    let config = Config::from_json(json("").as_bytes()).unwrap();
+    let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
+    for i in 0..50 {
+        let id = format!("app-{i}");
+        assert_eq!(config.directory.subscription(&id, a).unwrap().tier, "Gold", "{id} on A");
+        assert_eq!(config.directory.subscription(&id, b).is_some(), i % 2 == 1, "{id} on B");
+    }
+    let error = Config::from_json(json(r#",{"application":"app-50","api":"A:1"}"#).as_bytes()).unwrap_err();
+    assert_eq!(error.field, format!("subscriptions[{}].application", subscriptions.len()));
+}
+
+#[test]
+fn client_ids_and_application_ids_are_unique_and_each_found() {
+    let km = r#""key_managers":[{"name":"k","issuer":"https://k","jwks":{"cluster":"k"}}]"#;
+    let with = |applications: &str| {
+        Config::from_json(format!(r#"{{"apis":{APIS},{km},"applications":[{applications}]}}"#).as_bytes())
+    };
+    // 3,000 applications, each with two clients (the index grows past its first size).
+    let applications: Vec<String> = (0..3_000)
+        .map(|i| format!(r#"{{"id":"app-{i}","name":"App {i}","client_ids":[{{"id":"c-{i}"}},{{"id":"d-{i}","key_type":"SANDBOX"}}]}}"#))
+        .collect();
+    let config = with(&applications.join(",")).unwrap();
+    let directory = config.directory.as_ref();
+    for i in 0..3_000 {
+        let production = directory.client(&format!("c-{i}"), KmId(0)).unwrap();
+        assert_eq!((&*production.application, production.key_type), (&*format!("app-{i}"), KeyType::Production));
+        let sandbox = directory.client(&format!("d-{i}"), KmId(0)).unwrap();
+        assert_eq!((&*sandbox.application, sandbox.key_type), (&*format!("app-{i}"), KeyType::Sandbox));
+        assert_eq!(directory.application(&format!("app-{i}")).unwrap().name, format!("App {i}"));
+    }
+    for unknown in ["c-3000", "c-", "", "app-1"] {
+        assert!(directory.client(unknown, KmId(0)).is_none(), "{unknown}");
+    }
+    assert!(directory.application("c-1").is_none());
+    let refused = [
+        (
+            r#"{"id":"a","name":"A","client_ids":[{"id":"c"}]},{"id":"b","name":"B","client_ids":[{"id":"c"}]}"#,
+            "applications[1].client_ids[0].id",
+        ),
+        (r#"{"id":"a","name":"A","client_ids":[{"id":"c"},{"id":"c"}]}"#, "applications[0].client_ids[1].id"),
+        (r#"{"id":"a","name":"A","client_ids":[{"id":""}]}"#, "applications[0].client_ids[0].id"),
+        (r#"{"id":"a","name":"A"},{"id":"b","name":"B"},{"id":"a","name":"C"}"#, "applications[2].id"),
+        (r#"{"id":"","name":"A"}"#, "applications[0].id"),
+    ];
+    for (applications, field) in refused {
+        assert_eq!(with(applications).unwrap_err().field, field, "{applications}");
+    }
+}
+
+#[test]
+fn subscriptions_are_found_by_label_whatever_table_the_api_comes_from() {
+    // The control plane's table numbers its APIs itself: there B has A's id here, and C B's.
+    let config = config(10, &[], "").unwrap();
+    let other = Config::from_json(
+        br#"{"apis":[
+        {"name":"B","context":"/b","version":"1","endpoints":{"production":"b"},"security":["api_key"],
+         "resources":[{"method":"GET","path":"/x"}]},
+        {"name":"C","context":"/c","version":"1","endpoints":{"production":"c"},"security":["api_key"],
+         "resources":[{"method":"GET","path":"/x"}]}]}"#,
+    )
+    .unwrap();
+    let (b, c) = (other.routes.by_label("B:1").unwrap(), other.routes.by_label("C:1").unwrap());
+    assert_eq!((b.id, c.id), (config.routes.by_label("A:1").unwrap().id, config.routes.by_label("B:1").unwrap().id));
+    let directory = config.directory.as_ref();
+    assert!(directory.subscription("app-0", b).is_some());
+    assert!(directory.subscription("app-1", b).is_none(), "app-1 is subscribed to A, not B");
+    assert!(directory.subscription("app-0", c).is_none(), "no one is subscribed to C");
+}
+
+#[test]
+fn identical_subscriptions_share_one_value() {
+    let config = config(10, &[], "").unwrap();
+    let a = config.routes.by_label("A:1").unwrap();
+    let first = config.directory.subscription("app-0", a).unwrap();
+    let second = config.directory.subscription("app-9", a).unwrap();
+    assert!(Rc::ptr_eq(&first, &second));
+}
+
+#[test]
+fn duplicates_are_refused_naming_the_first_repeat_in_the_configuration() {
+    let repeated = digest("key-3");
+    let error = config(10, &[(8, repeated)], "").unwrap_err();
+    assert_eq!(error.field, "applications[8].api_keys[1].sha256");
+    assert_eq!(error.reason, "the same key is configured twice");
+    // Among keys sharing their first 8 bytes (what the index sorts by) too.
+    let mut near = repeated;
+    near[8] ^= 0x80;
+    let error = config(10, &[(1, near), (8, repeated)], "").unwrap_err();
+    assert_eq!(error.field, "applications[8].api_keys[1].sha256");
+    let twice =
+        r#",{"application":"app-5","api":"B:1","tier":"Gold"},{"application":"app-2","api":"A:1","tier":"Gold"}"#;
+    let error = config(10, &[], twice).unwrap_err();
+    // 10 subscriptions to A and 4 to B come first; app-5's to B is new, app-2's to A repeats.
+    assert_eq!(error.field, "subscriptions[15]");
+    let error = config(10, &[], r#",{"application":"app-99","api":"A:1","tier":"Gold"}"#).unwrap_err();
+    assert_eq!(error.field, "subscriptions[14].application");
+}
