@@ -417,7 +417,7 @@ fn add_subscriptions(
             .listed
             .get(cursor..)
             .and_then(|rest| rest.iter().take(2).position(|listed| *listed.application.id == *subscription.application))
-            .map(|offset| cursor + offset)
+            .map(|step| cursor + step)
             .or_else(|| {
                 let hash = directory.applications.hash(&subscription.application);
                 let at =
