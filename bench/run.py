@@ -78,10 +78,10 @@ def listener(name, port, http_filters, route):
 DIRECT = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}
 
 
-def bootstrap(http_filters, port, admin, clusters=(), upstream_port=None):
+def bootstrap(http_filters, port, admin, clusters=(), upstream_port=None, extra=None):
     """An Envoy bootstrap (JSON) whose only route answers 200 directly; with `upstream_port`, the
     route goes to a second listener of the same Envoy that answers so (Envoy's own rate-limit
-    filter acts only on routes to a cluster)."""
+    filter acts only on routes to a cluster). `extra`: more top-level bootstrap fields."""
     listeners = [listener("bench", port, http_filters, DIRECT)]
     clusters = list(clusters)
     if upstream_port:
@@ -93,6 +93,7 @@ def bootstrap(http_filters, port, admin, clusters=(), upstream_port=None):
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},
+        **(extra or {}),
     }
 
 
@@ -303,12 +304,12 @@ def without_policies(config):
 
 
 class Envoy:
-    def __init__(self, filters, label, core="0", clusters=(), upstream=False, concurrency=1):
+    def __init__(self, filters, label, core="0", clusters=(), upstream=False, concurrency=1, extra=None):
         self.port, self.admin = free_port(), free_port()
         self.dir = tempfile.mkdtemp(prefix="bench-")
         path = os.path.join(self.dir, "envoy.json")
         with open(path, "w") as f:
-            json.dump(bootstrap(filters, self.port, self.admin, clusters, free_port() if upstream else None), f)
+            json.dump(bootstrap(filters, self.port, self.admin, clusters, free_port() if upstream else None, extra), f)
         self.log = os.path.join(self.dir, "envoy.log")
         self.proc = subprocess.Popen(
             ["taskset", "-c", core, ENVOY, "-c", path, "--concurrency", str(concurrency), "--disable-hot-restart", "--log-level", "info"],
