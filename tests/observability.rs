@@ -34,6 +34,8 @@ fn filter_config(km: &KeyManager, encoding: &str) -> String {
                           "client_ids": [{"id": "app1", "key_manager": "oidc"}]}],
         "subscriptions": [{"application": "6f0c-app", "api": "PizzaShackAPI:1.0.0", "tier": "Gold"},
                           {"application": "6f0c-app", "api": "DeadEnd:2.1", "tier": "Gold"}],
+        // The backend reads the JWT: no auth-context headers beside it.
+        "credentials": {"context_headers": false},
         "backend_jwt": {"algorithm": "RS256", "private_key": {"env": "APIM_TEST_BACKEND_JWT_KEY"},
                         "certificate": read_repo_file("tests/fixtures/keys/rsa-a.crt"),
                         "excluded_claims": ["client_id"]},
@@ -90,7 +92,7 @@ fn the_backend_gets_a_signed_wso2_jwt_reused_for_the_same_caller() {
         let response = stack.envoy.send(
             "GET",
             "/pizzashack/1.0.0/menu",
-            &[("authorization", &bearer), ("x-jwt-assertion", "forged.by.client")],
+            &[("authorization", &bearer), ("x-jwt-assertion", "forged.by.client"), ("x-apim-tier", "Platinum")],
             None,
         );
         assert_eq!(response.status, 200, "{}", response.body);
@@ -130,6 +132,10 @@ fn the_backend_gets_a_signed_wso2_jwt_reused_for_the_same_caller() {
     assert_eq!(exp - iat, 900, "WSO2's default lifetime");
     assert!(!jwts[0].contains(&token), "the caller's token is not forwarded");
     assert!(received.iter().all(|r| r.header("authorization").is_none()), "credentials are stripped");
+    for suffix in ["application-id", "application-name", "subscriber", "key-type", "tier", "end-user"] {
+        let name = format!("x-apim-{suffix}");
+        assert!(received.iter().all(|r| r.header(&name).is_none()), "no {name} with `context_headers: false`");
+    }
 }
 
 /// The caller's token claims, unverified (the test only compares them).

@@ -26,6 +26,8 @@ pub struct CredentialSettings {
     pub verified_cache_entries: usize,
     pub api_key_query_param: String,
     pub context_header_prefix: String,
+    /// Whether authorized requests carry the auth-context headers upstream.
+    pub send_context: bool,
     /// The auth-context headers' names (`context_header_prefix` before each of
     /// [`CONTEXT_HEADERS`]), built once.
     pub context_headers: [String; 6],
@@ -226,6 +228,7 @@ impl From<RawCredentials> for CredentialSettings {
             api_key_query_param: raw.api_key_query_param,
             context_headers: CONTEXT_HEADERS.map(|suffix| format!("{}{suffix}", raw.context_header_prefix)),
             context_header_prefix: raw.context_header_prefix,
+            send_context: raw.context_headers,
         }
     }
 }

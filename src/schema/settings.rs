@@ -44,6 +44,12 @@ pub struct RawCredentials {
     /// `-end-user`); client-sent copies are removed. Defaults to `x-apim-`.
     #[serde(default = "default_context_prefix")]
     pub context_header_prefix: String,
+    /// Send the auth context to the backend in the headers `context_header_prefix` names.
+    /// Defaults to true. Turn it off when backends read the backend JWT (`backend_jwt`) or need no
+    /// context: six header writes fewer per authorized request. Client-sent copies of these
+    /// headers are removed either way.
+    #[serde(default = "default_true")]
+    pub context_headers: bool,
 }
 
 fn default_max_token_bytes() -> usize {
@@ -67,6 +73,7 @@ impl Default for RawCredentials {
             verified_cache_entries: default_verified_cache_entries(),
             api_key_query_param: default_api_key_header(),
             context_header_prefix: default_context_prefix(),
+            context_headers: true,
         }
     }
 }

@@ -135,7 +135,7 @@ pub fn apply_forward(
             }
         }
     }
-    if let Some(authorized) = authorized {
+    if let Some(authorized) = authorized.filter(|_| credentials.send_context) {
         let values = [
             Some(authorized.application_id.as_str()),
             Some(authorized.application_name.as_str()),

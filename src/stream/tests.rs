@@ -210,11 +210,17 @@ fn secured() -> Rc<Config> {
 }
 
 fn introspection_answer(body: &str) -> (FakeHost, Stream) {
-    let mut host =
-        FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("authorization", "Bearer opaque-token-1")]);
+    introspection_answer_with(SECURED, body, &[])
+}
+
+/// An introspected request under `config`; `extra` are more request headers.
+fn introspection_answer_with(config: &str, body: &str, extra: &[(&str, &str)]) -> (FakeHost, Stream) {
+    let mut headers = vec![(":method", "GET"), (":path", "/p/1/menu"), ("authorization", "Bearer opaque-token-1")];
+    headers.extend_from_slice(extra);
+    let mut host = FakeHost::request(&headers);
     host.now = 1_000;
-    prepare_counters(&mut host, &mut Config::from_json(SECURED.as_bytes()).unwrap());
-    let mut stream = stream(secured());
+    prepare_counters(&mut host, &mut Config::from_json(config.as_bytes()).unwrap());
+    let mut stream = stream(Rc::new(Config::from_json(config.as_bytes()).unwrap()));
     assert_eq!(stream.on_request_headers(&mut host, true), Flow::Waiting);
     let (cluster, headers, request_body) = host.dispatched[0].clone();
     assert_eq!(cluster, "km");
@@ -252,6 +258,21 @@ fn an_active_opaque_token_is_forwarded_with_the_auth_context_and_cached() {
     let mut third = stream(secured());
     assert_eq!(third.on_request_headers(&mut late, true), Flow::Waiting);
     assert_eq!(late.dispatched.len(), 1);
+}
+
+#[test]
+fn the_auth_context_headers_can_be_turned_off_and_client_copies_still_go() {
+    let quiet = SECURED.replacen('{', r#"{"credentials": {"context_headers": false},"#, 1);
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
+    let (host, _) = introspection_answer_with(&quiet, active, &[("x-apim-application-id", "admin-app")]);
+    assert!(host.resumed && host.sent.is_none());
+    assert_eq!(host.req("x-apim-cluster"), "prod");
+    for suffix in crate::auth::settings::CONTEXT_HEADERS {
+        assert!(!host.request.contains_key(&format!("x-apim-{suffix}")), "{suffix}");
+    }
+    // On by default, from the same request.
+    let (host, _) = introspection_answer_with(SECURED, active, &[("x-apim-application-id", "admin-app")]);
+    assert_eq!(host.req("x-apim-application-id"), "app-1");
 }
 
 #[test]
