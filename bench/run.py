@@ -251,6 +251,26 @@ def quiet(config):
     return config
 
 
+def without_context(config):
+    """`config` without the auth-context headers (`credentials.context_headers: false`)."""
+    config = dict(config)
+    config["credentials"] = {**config.get("credentials", {}), "context_headers": False}
+    return config
+
+
+def context_scenarios(creds):
+    """What the auth-context headers cost: (c) with and without them, beside the open resource."""
+    bearer = [("Authorization", f"Bearer {creds['token']}")]
+    return [
+        ("open", "(open) apim-filter, open resource", wasm_filter(open_config()), [], 200),
+        ("c", "(c) apim-filter, JWT", wasm_filter(our_config(creds)), bearer, 200),
+        ("c-bare", "(c) without the auth-context headers", wasm_filter(without_context(our_config(creds))), bearer, 200),
+        ("open-quiet", "(open) without stats or log fields", wasm_filter(quiet(open_config())), [], 200),
+        ("c-quiet-bare", "(c) without stats, log fields or auth-context headers",
+         wasm_filter(without_context(quiet(our_config(creds)))), bearer, 200),
+    ]
+
+
 def as_struct(config):
     """`config` handing the access-log fields over as one `Struct` property (read with CEL)."""
     config = dict(config)
@@ -511,6 +531,7 @@ def main():
             "null-same": lambda: measure("(null) do-nothing filter, our callbacks", wasm_filter({}, NULL_SAME_WASM), []),
             "floor": lambda: measure_interleaved(floor_scenarios()),
             "log": lambda: measure_interleaved(log_scenarios(creds)),
+            "context": lambda: measure_interleaved(context_scenarios(creds)),
             "micro": lambda: print("\n".join(micro_report(micro(creds)))),
             "d0": lambda: measure("(diag) API key, no policies", wasm_filter(without_policies(our_config(creds))), apikey),
             "cluster": lambda: print("\n".join(cluster.report(cluster.bench(sys.modules[__name__]), verdict))),
