@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::auth::AuthConfig;
 use crate::backend_jwt::BackendJwt;
 use crate::directory::control_plane::ControlPlane;
-use crate::directory::static_dir::Context as DirectoryContext;
+use crate::directory::static_dir::{Context as DirectoryContext, StagedApplications};
 use crate::directory::BlockingCondition;
 use crate::directory::{Directory, StaticDirectory};
 use crate::observe::Observability;
@@ -93,9 +93,9 @@ impl Config {
     /// Parses the JSON without checking it. The directory's strings borrow from the text where
     /// they have no escapes (100,000 applications would otherwise be about 800,000 allocations,
     /// made and freed before compiling).
-    pub fn parse(bytes: &[u8]) -> Result<RawConfig<'_>, ConfigError> {
+    pub fn parse(bytes: &[u8]) -> Result<RawConfig<'_, StagedApplications>, ConfigError> {
         let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
-        let raw: RawConfig = if trimmed {
+        let raw: RawConfig<StagedApplications> = if trimmed {
             RawConfig::default()
         } else {
             if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -123,7 +123,7 @@ impl Config {
     }
 
     /// Checks and compiles a parsed configuration, each domain its own part.
-    pub fn compile(raw: RawConfig<'_>) -> Result<Config, ConfigError> {
+    pub fn compile(raw: RawConfig<'_, StagedApplications>) -> Result<Config, ConfigError> {
         let mut warnings = Vec::new();
         // Routing refers to policies by name: their definitions are checked first.
         let policies = StaticDirectory::policy_names(&raw.policies)?;
@@ -256,7 +256,7 @@ fn owned_headers(
 /// changed key or issuer forgets what was verified before, and a changed directory (the bulk of a
 /// large configuration) neither costs a hash of itself nor empties the cache. Empty (the shared
 /// cache off) if the sections cannot be written.
-fn verification_fingerprint(raw: &RawConfig<'_>) -> String {
+fn verification_fingerprint<Applications>(raw: &RawConfig<'_, Applications>) -> String {
     use sha2::Digest;
     let sections = (&raw.credentials, &raw.key_managers, &raw.api_key_jwt, &raw.backend_jwt);
     serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()

@@ -2,7 +2,8 @@
 //! routing table and the key managers, and indexed for the request path (API keys by the first
 //! bytes of their hash, subscriptions by application then API).
 
-use std::borrow::Cow;
+mod staged;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -14,8 +15,9 @@ use super::{AppKey, Application, BlockingCondition, Directory, PolicyLevel, Poli
 use crate::cidr::IpRange;
 use crate::routing::Api;
 use crate::routing::Table;
-use crate::schema::{ConfigError, RawApplication, RawBlockingCondition, RawPolicy, RawSubscription};
+use crate::schema::{ConfigError, RawBlockingCondition, RawPolicy, RawSubscription};
 use crate::vocab::{ApiId, KeyType, KmId, SubscriptionState, TimeUnit, UNLIMITED};
+pub use staged::StagedApplications;
 
 /// The names of the configured policies, `Unlimited` included.
 pub type PolicyNames = HashSet<String, FixedState>;
@@ -120,10 +122,11 @@ impl StaticDirectory {
         Ok(names)
     }
 
-    /// Checks and compiles the directory, in one pass over the applications and one over the
+    /// Checks and compiles the directory: the applications were compiled as they were parsed
+    /// ([`StagedApplications`]); their remaining checks run here, then one pass over the
     /// subscriptions (field names for errors are only built for an error).
     pub fn compile(
-        applications: Vec<RawApplication>,
+        applications: StagedApplications,
         subscriptions: Vec<RawSubscription>,
         policies: BTreeMap<String, RawPolicy>,
         blocking: Vec<RawBlockingCondition>,
@@ -132,111 +135,22 @@ impl StaticDirectory {
         let names = StaticDirectory::policy_names(&policies)?;
         let blocking = compile_blocking(&blocking)?;
         check_blocking_targets(&blocking, context.routes)?;
-        // Every list sized once (growing them copied each 17 times at 100,000 entries).
-        let (clients, client_bytes, keys) =
-            applications.iter().fold((0, 0, 0), |(clients, bytes, keys), application| {
-                let client_bytes: usize = application.client_ids.iter().map(|client| client.id.len()).sum();
-                (clients + application.client_ids.len(), bytes + client_bytes, keys + application.api_keys.len())
-            });
+        let mut applications = applications;
+        applications.finish(context, &names)?;
+        let StagedApplications {
+            applications, listed, client_ids, clients, client_index, api_keys, key_origins, ..
+        } = applications;
         let mut directory = StaticDirectory {
             policies: policies.iter().map(|(name, policy)| (name.clone(), Rc::new(policy_spec(policy)))).collect(),
             blocking,
-            applications: Index::with_capacity(applications.len()),
-            listed: Vec::with_capacity(applications.len()),
-            client_ids: String::with_capacity(client_bytes),
-            clients: Vec::with_capacity(clients),
-            client_index: Index::with_capacity(clients),
-            api_keys: Vec::with_capacity(keys),
+            applications,
+            listed,
+            client_ids,
+            clients,
+            client_index,
+            api_keys,
             ..StaticDirectory::default()
         };
-        // Where each API key came from, for the error naming a duplicate.
-        let mut key_origins = Vec::with_capacity(keys);
-        for (index, application) in applications.into_iter().enumerate() {
-            let field = || format!("applications[{index}]");
-            if application.id.is_empty() {
-                return Err(ConfigError::new(format!("{}.id", field()), "must not be empty"));
-            }
-            let id_hash = directory.applications.hash(&application.id);
-            if directory.applications.find(id_hash, &application.id, |at| listed_id(&directory.listed, at)).is_some() {
-                return Err(ConfigError::new(format!("{}.id", field()), format!("`{}` is used twice", application.id)));
-            }
-            let id: Rc<str> = Rc::from(&*application.id);
-            check_policy_ref(|| format!("{}.policy", field()), application.policy.as_deref(), &names)?;
-            let mut key_types = 0u8;
-            for (client_index, client) in application.client_ids.into_iter().enumerate() {
-                let client_field = || format!("{}.client_ids[{client_index}]", field());
-                let client_hash = directory.client_index.hash(&client.id);
-                let (ids, clients) = (&directory.client_ids, &directory.clients);
-                if client.id.is_empty()
-                    || directory.client_index.find(client_hash, &client.id, |at| client_id(ids, clients, at)).is_some()
-                {
-                    return Err(ConfigError::new(
-                        format!("{}.id", client_field()),
-                        "must be non-empty and unique across applications",
-                    ));
-                }
-                if context.key_managers.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{}.client_ids", field()),
-                        "OAuth2 clients need a key manager to verify their tokens (`key_managers`)",
-                    ));
-                }
-                let key_manager = match &client.key_manager {
-                    Some(name) => Some(
-                        context
-                            .key_managers
-                            .iter()
-                            .position(|km| km == name)
-                            .map(|position| KmId(position as u32))
-                            .ok_or_else(|| {
-                                ConfigError::new(
-                                    format!("{}.key_manager", client_field()),
-                                    format!("key manager `{name}` is not defined"),
-                                )
-                            })?,
-                    ),
-                    None if context.key_managers.len() > 1 => {
-                        return Err(ConfigError::new(
-                            format!("{}.key_manager", client_field()),
-                            "is required when more than one key manager is configured",
-                        ));
-                    }
-                    None => None,
-                };
-                key_types |= key_type_bit(client.key_type);
-                let start = directory.client_ids.len();
-                directory.client_ids.push_str(&client.id);
-                let place = offset(directory.clients.len());
-                directory.clients.push(Client {
-                    id: (offset(start), offset(directory.client_ids.len())),
-                    key: AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager },
-                });
-                let (ids, clients) = (&directory.client_ids, &directory.clients);
-                directory.client_index.add(client_hash, place, |at| client_id(ids, clients, at));
-            }
-            for (key_index, key) in application.api_keys.iter().enumerate() {
-                let Some(digest) = hex_digest(&key.sha256) else {
-                    return Err(ConfigError::new(
-                        format!("{}.api_keys[{key_index}].sha256", field()),
-                        "must be 64 lowercase hex characters (a SHA-256 digest)",
-                    ));
-                };
-                key_types |= key_type_bit(key.key_type);
-                directory
-                    .api_keys
-                    .push((digest, AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None }));
-                key_origins.push((index, key_index));
-            }
-            let application = Application {
-                id,
-                name: application.name.into_owned(),
-                owner: application.owner.into_owned(),
-                policy: application.policy.map(Cow::into_owned),
-            };
-            let place = offset(directory.listed.len());
-            directory.listed.push(Listed { application: Rc::new(application), key_types, subscriptions: (0, 0) });
-            directory.applications.add(id_hash, place, |at| listed_id(&directory.listed, at));
-        }
         directory.index_api_keys(&key_origins)?;
         add_subscriptions(&mut directory, &subscriptions, context.routes, &names)?;
         Ok(directory)

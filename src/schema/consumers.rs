@@ -2,14 +2,11 @@
 //! and API keys, subscriptions, throttling policies (tiers) and blocking conditions.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 
 use super::{default_one, default_true};
 use crate::vocab::{KeyType, SubscriptionState, TimeUnit, UNLIMITED};
 use schemars::JsonSchema;
-use serde::de::{SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// An application.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -29,10 +26,10 @@ pub struct RawApplication<'a> {
     #[serde(default, borrow)]
     pub policy: Option<Cow<'a, str>>,
     /// OAuth2 client ids of the application's keys. Defaults to none.
-    #[serde(default, borrow, deserialize_with = "short_list")]
+    #[serde(default, borrow)]
     pub client_ids: Vec<RawClientId<'a>>,
     /// Opaque API keys, stored as SHA-256 hashes. Defaults to none.
-    #[serde(default, borrow, deserialize_with = "short_list")]
+    #[serde(default, borrow)]
     pub api_keys: Vec<RawApiKey<'a>>,
 }
 
@@ -83,34 +80,6 @@ pub struct RawSubscription<'a> {
     /// Subscription state. Defaults to `UNBLOCKED`.
     #[serde(default)]
     pub state: SubscriptionState,
-}
-
-/// A list that is usually one element long (an application's clients and keys), given room as it
-/// fills: serde's own `Vec` starts with room for four, which for 100,000 applications was about
-/// 13 MB of every VM's memory never used.
-fn short_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct ShortList<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for ShortList<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-            formatter.write_str("a sequence")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut list = Vec::new();
-            while let Some(element) = seq.next_element()? {
-                if list.len() == list.capacity() {
-                    list.reserve_exact(list.len().max(1));
-                }
-                list.push(element);
-            }
-            Ok(list)
-        }
-    }
-    deserializer.deserialize_seq(ShortList(PhantomData))
 }
 
 fn default_tier() -> Cow<'static, str> {
@@ -180,23 +149,4 @@ pub struct RawBlockingCondition {
     /// A subscription: `<application id>:<api name>:<version>`.
     #[serde(default)]
     pub subscription: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_lists_take_the_room_they_need_and_keep_their_order() {
-        let one: RawApplication = serde_json::from_str(r#"{"id":"a","name":"A","client_ids":[{"id":"c"}]}"#).unwrap();
-        assert_eq!((one.client_ids.len(), one.client_ids.capacity()), (1, 1));
-        assert!(one.api_keys.is_empty());
-        let keys: Vec<String> = (0..9).map(|i| format!(r#"{{"sha256":"{i}"}}"#)).collect();
-        let text = format!(r#"{{"id":"a","name":"A","api_keys":[{}]}}"#, keys.join(","));
-        let many: RawApplication = serde_json::from_str(&text).unwrap();
-        let digests: Vec<&str> = many.api_keys.iter().map(|key| key.sha256.as_ref()).collect();
-        assert_eq!(digests, ["0", "1", "2", "3", "4", "5", "6", "7", "8"]);
-        let error = serde_json::from_str::<RawApplication>(r#"{"id":"a","name":"A","client_ids":{"id":"c"}}"#);
-        assert!(error.unwrap_err().to_string().contains("expected a sequence"));
-    }
 }

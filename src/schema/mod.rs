@@ -33,9 +33,9 @@ pub use throttling::*;
 /// The filter configuration. Every field is optional; an empty object `{}` is a valid
 /// configuration that answers every request with the gateway's 404 fault.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[schemars(rename = "Config")]
+#[schemars(rename = "Config", bound = "Applications: JsonSchema + Default")]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig<'a> {
+pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>> {
     /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
     #[serde(default)]
     pub errors: RawErrors,
@@ -56,8 +56,10 @@ pub struct RawConfig<'a> {
     #[serde(default)]
     pub apis: Vec<RawApi>,
     /// Applications (API consumers): their OAuth2 client ids and API keys. Defaults to none.
-    #[serde(default, borrow)]
-    pub applications: Vec<RawApplication<'a>>,
+    // The filter parses them as `directory::static_dir::StagedApplications`, compiling each as
+    // it is read; the default type is what the schema describes.
+    #[serde(default)]
+    pub applications: Applications,
     /// Subscriptions of applications to APIs; an application calls an API only through one.
     /// Defaults to none.
     #[serde(default, borrow)]

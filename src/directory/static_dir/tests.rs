@@ -218,3 +218,86 @@ fn duplicates_are_refused_naming_the_first_repeat_in_the_configuration() {
     let error = config(10, &[], r#",{"application":"app-99","api":"A:1","tier":"Gold"}"#).unwrap_err();
     assert_eq!(error.field, "subscriptions[14].application");
 }
+
+/// Applications are compiled as they are parsed and some checks wait for the rest of the
+/// configuration: whatever fails, the error is still the first failure in the applications'
+/// order (id, policy, each client, each key), and a JSON error anywhere comes before any.
+#[test]
+fn the_first_failing_check_in_the_applications_order_is_reported() {
+    const TWO_KMS: &str = r#""key_managers":[{"name":"a","issuer":"https://a","jwks":{"cluster":"a"}},
+        {"name":"b","issuer":"https://b","jwks":{"cluster":"b"}}]"#;
+    const ONE_KM: &str = r#""key_managers":[{"name":"a","issuer":"https://a","jwks":{"cluster":"a"}}]"#;
+    const GOLD: &str = r#""policies":{"Gold":{"requests":5,"per":"minute"}}"#;
+    let bad_key = r#"{"sha256":"ABC"}"#;
+    let cases = [
+        // A policy waits for `policies`; a repeated id is found at once, later.
+        (GOLD, r#"{"id":"x","name":"X","policy":"Iron"},{"id":"x","name":"X"}"#, "applications[0].policy", "Iron"),
+        (GOLD, r#"{"id":"x","name":"X"},{"id":"x","name":"X","policy":"Iron"}"#, "applications[1].id", "twice"),
+        // Within one application: the policy, then its clients, then its keys.
+        (
+            ONE_KM,
+            r#"{"id":"x","name":"X","policy":"Iron","client_ids":[{"id":"c"},{"id":"c"}]}"#,
+            "applications[0].policy",
+            "Iron",
+        ),
+        (
+            ONE_KM,
+            &format!(r#"{{"id":"x","name":"X","client_ids":[{{"id":"c","key_manager":"z"}}],"api_keys":[{bad_key}]}}"#),
+            "applications[0].client_ids[0].key_manager",
+            "`z` is not defined",
+        ),
+        (
+            ONE_KM,
+            &format!(r#"{{"id":"x","name":"X","api_keys":[{bad_key}]}},{{"id":"y","name":"Y","policy":"Iron"}}"#),
+            "applications[0].api_keys[0].sha256",
+            "64 lowercase hex",
+        ),
+        // Key managers: none configured, one missing among two, one unknown, in client order.
+        (
+            "",
+            r#"{"id":"x","name":"X"},{"id":"y","name":"Y","client_ids":[{"id":"c"}]}"#,
+            "applications[1].client_ids",
+            "need a key manager",
+        ),
+        (
+            TWO_KMS,
+            r#"{"id":"x","name":"X","client_ids":[{"id":"c","key_manager":"a"},{"id":"d"},{"id":"e","key_manager":"z"}]}"#,
+            "applications[0].client_ids[1].key_manager",
+            "is required",
+        ),
+        (
+            TWO_KMS,
+            r#"{"id":"x","name":"X","client_ids":[{"id":"c","key_manager":"z"}]},{"id":"y","name":"Y","client_ids":[{"id":"d"}]}"#,
+            "applications[0].client_ids[0].key_manager",
+            "`z` is not defined",
+        ),
+        (
+            TWO_KMS,
+            r#"{"id":"x","name":"X","client_ids":[{"id":"c","key_manager":"a"}]},{"id":"y","name":"Y","client_ids":[{"id":"c","key_manager":"z"}]}"#,
+            "applications[1].client_ids[0].id",
+            "unique",
+        ),
+        (
+            TWO_KMS,
+            r#"{"id":"x","name":"X"},{"id":"y","name":"Y","client_ids":[{"id":"c","key_manager":"a"},{"id":"c","key_manager":"z"}]}"#,
+            "applications[1].client_ids[1].id",
+            "unique",
+        ),
+        // A JSON error after a failing check is still the one reported.
+        (GOLD, r#"{"id":"x","name":"X","policy":"Iron"},{"id":"y","name":7}"#, "applications[1].name", "invalid type"),
+    ];
+    for (context, applications, field, reason) in cases {
+        let separator = if context.is_empty() { "" } else { "," };
+        let json = format!(r#"{{{context}{separator}"applications":[{applications}]}}"#);
+        let error = Config::from_json(json.as_bytes()).err().unwrap_or_else(|| panic!("{json} loaded"));
+        assert_eq!(error.field, field, "{json}");
+        assert!(error.reason.contains(reason), "{json}: {}", error.reason);
+    }
+    // Clients name their key managers in any order and each gets its own.
+    let json = format!(
+        r#"{{{TWO_KMS},"applications":[{{"id":"x","name":"X","client_ids":[{{"id":"c","key_manager":"b"}},{{"id":"d","key_manager":"a"}}]}}]}}"#
+    );
+    let config = Config::from_json(json.as_bytes()).unwrap();
+    assert_eq!(config.directory.client("c", KmId(0)).unwrap().key_manager, Some(KmId(1)));
+    assert_eq!(config.directory.client("d", KmId(0)).unwrap().key_manager, Some(KmId(0)));
+}
