@@ -91,6 +91,30 @@ impl StagedApplications {
             note_name(&mut self.policies, policy, (index, POLICY), 0);
         }
         let id: Rc<str> = Rc::from(&*application.id);
+        // Listed even when one of its clients or keys fails: the checks for repeated ids after
+        // the parse then see its id and the clients before the failure (a place in `listed` is
+        // an application's index).
+        let compiled = self.compile_keys(index, &id, &application);
+        let application = Application {
+            id,
+            name: application.name.into_owned(),
+            owner: application.owner.into_owned(),
+            policy: application.policy.map(|policy| policy.into_owned()),
+        };
+        let key_types = compiled.as_ref().copied().unwrap_or_default();
+        self.listed.push(Listed { application: Rc::new(application), key_types, subscriptions: (0, 0) });
+        compiled.map(|_| ())
+    }
+
+    /// Compiles an application's clients and keys: the key types it holds (bit 0 production, bit
+    /// 1 sandbox).
+    fn compile_keys(
+        &mut self,
+        index: usize,
+        id: &Rc<str>,
+        application: &RawApplication<'_>,
+    ) -> Result<u8, (Origin, ConfigError)> {
+        let field = || format!("applications[{index}]");
         let mut key_types = 0u8;
         for (client_index, client) in application.client_ids.iter().enumerate() {
             if client.id.is_empty() {
@@ -113,7 +137,7 @@ impl StagedApplications {
             self.client_ids.push_str(&client.id);
             self.clients.push(Client {
                 id: (offset(start), offset(self.client_ids.len())),
-                key: AppKey { application: Rc::clone(&id), key_type: client.key_type, key_manager },
+                key: AppKey { application: Rc::clone(id), key_type: client.key_type, key_manager },
             });
         }
         let keys_from = client_step(application.client_ids.len(), 0);
@@ -129,17 +153,10 @@ impl StagedApplications {
             };
             key_types |= key_type_bit(key.key_type);
             self.api_keys
-                .push((digest, AppKey { application: Rc::clone(&id), key_type: key.key_type, key_manager: None }));
+                .push((digest, AppKey { application: Rc::clone(id), key_type: key.key_type, key_manager: None }));
             self.key_origins.push((index, key_index));
         }
-        let application = Application {
-            id,
-            name: application.name.into_owned(),
-            owner: application.owner.into_owned(),
-            policy: application.policy.map(|policy| policy.into_owned()),
-        };
-        self.listed.push(Listed { application: Rc::new(application), key_types, subscriptions: (0, 0) });
-        Ok(())
+        Ok(key_types)
     }
 
     /// Indexes the applications and the clients by id, each at its final size, and runs the

@@ -283,6 +283,19 @@ fn the_first_failing_check_in_the_applications_order_is_reported() {
             "applications[1].client_ids[1].id",
             "unique",
         ),
+        // A repeat before a failure in the same application.
+        (
+            ONE_KM,
+            r#"{"id":"x","name":"X","client_ids":[{"id":"c"}]},{"id":"y","name":"Y","client_ids":[{"id":"c"},{"id":""}]}"#,
+            "applications[1].client_ids[0].id",
+            "unique",
+        ),
+        (
+            GOLD,
+            &format!(r#"{{"id":"x","name":"X"}},{{"id":"x","name":"X","api_keys":[{bad_key}]}}"#),
+            "applications[1].id",
+            "twice",
+        ),
         // A JSON error after a failing check is still the one reported.
         (GOLD, r#"{"id":"x","name":"X","policy":"Iron"},{"id":"y","name":7}"#, "applications[1].name", "invalid type"),
     ];
@@ -300,4 +313,109 @@ fn the_first_failing_check_in_the_applications_order_is_reported() {
     let config = Config::from_json(json.as_bytes()).unwrap();
     assert_eq!(config.directory.client("c", KmId(0)).unwrap().key_manager, Some(KmId(1)));
     assert_eq!(config.directory.client("d", KmId(0)).unwrap().key_manager, Some(KmId(0)));
+}
+
+/// The error of a configuration's applications as a plain reading would find it: every check in
+/// the applications' order, stopping at the first failure (the reference for the test below).
+fn first_failure(applications: &[serde_json::Value], key_managers: &[&str], policies: &[&str]) -> Option<String> {
+    let (mut ids, mut clients) = (HashSet::new(), HashSet::new());
+    for (index, application) in applications.iter().enumerate() {
+        let text = |value: &serde_json::Value, name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let id = text(application, "id").unwrap_or_default();
+        if id.is_empty() || !ids.insert(id) {
+            return Some(format!("applications[{index}].id"));
+        }
+        if text(application, "policy").is_some_and(|policy| !policies.contains(&policy.as_str())) {
+            return Some(format!("applications[{index}].policy"));
+        }
+        let list = |name: &str| application.get(name).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+        for (client_index, client) in list("client_ids").iter().enumerate() {
+            let client_id = text(client, "id").unwrap_or_default();
+            if client_id.is_empty() || !clients.insert(client_id) {
+                return Some(format!("applications[{index}].client_ids[{client_index}].id"));
+            }
+            if key_managers.is_empty() {
+                return Some(format!("applications[{index}].client_ids"));
+            }
+            let named = text(client, "key_manager");
+            if named.as_ref().map_or(key_managers.len() > 1, |name| !key_managers.contains(&name.as_str())) {
+                return Some(format!("applications[{index}].client_ids[{client_index}].key_manager"));
+            }
+        }
+        for (key_index, key) in list("api_keys").iter().enumerate() {
+            let digest = text(key, "sha256").unwrap_or_default();
+            if hex_digest(&digest).is_none() {
+                return Some(format!("applications[{index}].api_keys[{key_index}].sha256"));
+            }
+        }
+    }
+    None
+}
+
+/// Many small configurations, each application drawing its id, policy, clients and keys from
+/// pools where repeats, empty ids, unknown names and bad digests are common: the filter's error
+/// names the field the plain reading above names (or both accept the configuration).
+#[test]
+fn the_reported_failure_is_the_one_a_plain_reading_finds_first() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut draw = |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound) as usize
+    };
+    let good_key = crate::hashing::hex(&digest("key"));
+    for _ in 0..3_000 {
+        let key_managers: &[&str] = [&[][..], &["a"][..], &["a", "b"][..]][draw(3)];
+        let policies: &[&str] = [&[][..], &["Gold"][..]][draw(2)];
+        let mut applications = Vec::new();
+        for _ in 0..1 + draw(4) {
+            let mut application = {
+                let id = ["", "x", "y", "z", "w"][draw(5)];
+                serde_json::json!({"id": id, "name": "N"})
+            };
+            if draw(3) == 0 {
+                application["policy"] = serde_json::json!(["Gold", "Iron"][draw(2)]);
+            }
+            let clients: Vec<serde_json::Value> = (0..draw(3))
+                .map(|_| {
+                    let mut client = {
+                        let id = ["", "c", "d", "e", "f", "g"][draw(6)];
+                        serde_json::json!({ "id": id })
+                    };
+                    if draw(2) == 0 {
+                        client["key_manager"] = serde_json::json!(["a", "b", "z"][draw(3)]);
+                    }
+                    client
+                })
+                .collect();
+            let keys: Vec<serde_json::Value> = (0..draw(3))
+                .map(|_| {
+                    let unique = crate::hashing::hex(&digest(&format!("{}", draw(1 << 30))));
+                    let sha256 = [unique.as_str(), "ABC", good_key.as_str()][draw(3)];
+                    serde_json::json!({ "sha256": sha256 })
+                })
+                .collect();
+            application["client_ids"] = serde_json::Value::Array(clients);
+            application["api_keys"] = serde_json::Value::Array(keys);
+            applications.push(application);
+        }
+        let expected = first_failure(&applications, key_managers, policies);
+        let config = serde_json::json!({
+            "key_managers": key_managers.iter().map(|name| serde_json::json!({"name": name, "issuer": format!("https://{name}"),
+                "jwks": {"cluster": name}})).collect::<Vec<_>>(),
+            "policies": policies.iter().map(|name| (name.to_string(), serde_json::json!({"requests": 5, "per": "minute"})))
+                .collect::<serde_json::Map<_, _>>(),
+            "applications": applications,
+        });
+        let text = config.to_string();
+        match (Config::from_json(text.as_bytes()), expected) {
+            (Ok(_), None) => {}
+            (Err(error), Some(field)) => assert_eq!(error.field, field, "{text}"),
+            // The same digest twice is checked after every application (the reference stops
+            // at application failures only).
+            (Err(error), None) => assert!(error.reason.contains("the same key is configured twice"), "{text}: {error}"),
+            (Ok(_), Some(field)) => panic!("{text} loaded; expected a failure at {field}"),
+        }
+    }
 }
