@@ -126,7 +126,7 @@ impl StaticDirectory {
     /// ([`StagedApplications`]); their remaining checks run here, then one pass over the
     /// subscriptions (field names for errors are only built for an error).
     pub fn compile(
-        applications: StagedApplications,
+        mut applications: StagedApplications,
         subscriptions: Vec<RawSubscription>,
         policies: BTreeMap<String, RawPolicy>,
         blocking: Vec<RawBlockingCondition>,
@@ -135,7 +135,6 @@ impl StaticDirectory {
         let names = StaticDirectory::policy_names(&policies)?;
         let blocking = compile_blocking(&blocking)?;
         check_blocking_targets(&blocking, context.routes)?;
-        let mut applications = applications;
         applications.finish(context, &names)?;
         let StagedApplications {
             applications, listed, client_ids, clients, client_index, api_keys, key_origins, ..
