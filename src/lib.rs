@@ -26,6 +26,7 @@ pub mod docs;
 pub mod hashing;
 pub mod host;
 pub mod observe;
+pub mod pieces;
 pub mod render;
 pub mod routing;
 pub mod schema;

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "host",
     "cidr",
     "hashing",
+    "pieces",
     "signatures",
     "schema",
     "catalogue",

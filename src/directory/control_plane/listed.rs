@@ -1,17 +1,12 @@
 //! WSO2's list envelope (`{"count": n, "list": [...]}`) read element by element from a body held
-//! in pieces: a list of 100,000 entries is never held whole, and each value is parsed by
-//! serde_json from the bytes in hand (its reader over `io::Read` takes one byte per call, which
-//! made reading three times slower than taking the entries).
-//!
-//! Only the envelope's punctuation (`{ } [ ] , :` and whitespace) is read here; every key and
-//! value, and so every check of what JSON allows inside them, is serde_json's.
+//! in pieces ([`crate::pieces`]): a list of 100,000 entries is never held whole.
 
 use std::io::Read;
 
 use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
 
-/// Bytes read from the body at a time (the buffer grows only for a value larger than this).
-pub const CHUNK: usize = 1 << 16;
+use crate::pieces::Pieces;
+pub use crate::pieces::CHUNK;
 
 /// Reads WSO2's list envelope from `reader`, handing each element of `list` (`null` reads as
 /// none) to `each` as it is read. Anything but the envelope is an error, as it is to serde_json.
@@ -25,10 +20,10 @@ pub fn for_each_listed_in_chunks<T: DeserializeOwned, R: Read>(
     chunk: usize,
     mut each: impl FnMut(T),
 ) -> Result<(), serde_json::Error> {
-    let mut input = Chunked { reader, buffer: Vec::with_capacity(chunk.max(1)), position: 0, ended: false };
+    let mut input = Pieces::new(reader, chunk);
     input.expect(b'{')?;
     if input.peek()? == Some(b'}') {
-        input.position += 1;
+        input.take()?;
     } else {
         loop {
             let key: String = input.value()?;
@@ -38,7 +33,7 @@ pub fn for_each_listed_in_chunks<T: DeserializeOwned, R: Read>(
             } else {
                 input.value::<IgnoredAny>()?;
             }
-            match input.next()? {
+            match input.take()? {
                 Some(b',') => {}
                 Some(b'}') => break,
                 _ => return Err(serde_json::Error::custom("expected `,` or `}` in the list envelope")),
@@ -53,7 +48,7 @@ pub fn for_each_listed_in_chunks<T: DeserializeOwned, R: Read>(
 
 /// The `list` member: `null`, or an array whose elements go to `each`.
 fn list<T: DeserializeOwned, R: Read>(
-    input: &mut Chunked<R>,
+    input: &mut Pieces<R>,
     each: &mut impl FnMut(T),
 ) -> Result<(), serde_json::Error> {
     if input.peek()? == Some(b'n') {
@@ -61,114 +56,15 @@ fn list<T: DeserializeOwned, R: Read>(
     }
     input.expect(b'[')?;
     if input.peek()? == Some(b']') {
-        input.position += 1;
+        input.take()?;
         return Ok(());
     }
     loop {
         each(input.value::<T>()?);
-        match input.next()? {
+        match input.take()? {
             Some(b',') => {}
             Some(b']') => return Ok(()),
             _ => return Err(serde_json::Error::custom("expected `,` or `]` in the list")),
-        }
-    }
-}
-
-/// The body's bytes in hand: `buffer[position..]` is not read yet; `ended` once `reader` has
-/// nothing more.
-struct Chunked<R> {
-    reader: R,
-    buffer: Vec<u8>,
-    position: usize,
-    ended: bool,
-}
-
-impl<R: Read> Chunked<R> {
-    /// Reads more of the body behind what is in hand, until the buffer is full or the body ends
-    /// (a reader handing out a few bytes at a time must not make a value be parsed again per
-    /// read). What is not read yet is kept; the buffer doubles when that fills it. `false` when
-    /// the body had nothing more.
-    fn fill(&mut self) -> Result<bool, serde_json::Error> {
-        if self.ended {
-            return Ok(false);
-        }
-        self.buffer.drain(..self.position);
-        self.position = 0;
-        if self.buffer.len() == self.buffer.capacity() {
-            self.buffer.reserve(self.buffer.capacity().max(1));
-        }
-        let start = self.buffer.len();
-        let mut filled = start;
-        self.buffer.resize(self.buffer.capacity(), 0);
-        while filled < self.buffer.len() {
-            match self.reader.read(self.buffer.get_mut(filled..).unwrap_or_default()) {
-                Ok(0) => {
-                    self.ended = true;
-                    break;
-                }
-                Ok(read) => filled += read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    self.buffer.truncate(filled);
-                    return Err(serde_json::Error::io(error));
-                }
-            }
-        }
-        self.buffer.truncate(filled);
-        Ok(filled > start)
-    }
-
-    /// The next byte that is not whitespace, left in hand; `None` at the body's end.
-    fn peek(&mut self) -> Result<Option<u8>, serde_json::Error> {
-        loop {
-            while let Some(byte) = self.buffer.get(self.position) {
-                if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
-                    return Ok(Some(*byte));
-                }
-                self.position += 1;
-            }
-            if !self.fill()? {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// The next byte that is not whitespace, taken.
-    fn next(&mut self) -> Result<Option<u8>, serde_json::Error> {
-        let byte = self.peek()?;
-        if byte.is_some() {
-            self.position += 1;
-        }
-        Ok(byte)
-    }
-
-    fn expect(&mut self, wanted: u8) -> Result<(), serde_json::Error> {
-        match self.next()? {
-            Some(byte) if byte == wanted => Ok(()),
-            _ => Err(serde_json::Error::custom(format!("expected `{}` in the list envelope", char::from(wanted)))),
-        }
-    }
-
-    /// The next JSON value, parsed by serde_json from the bytes in hand. A value that may go on
-    /// past them (cut by the chunk's end, or ending exactly there, as a number can) is parsed
-    /// again with more of the body.
-    fn value<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
-        loop {
-            let rest = self.buffer.get(self.position..).unwrap_or_default();
-            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
-            let parsed = stream.next();
-            let used = stream.byte_offset();
-            match parsed {
-                Some(Ok(value)) if used < rest.len() || self.ended => {
-                    self.position += used;
-                    return Ok(value);
-                }
-                Some(Err(error)) if !error.is_eof() || self.ended => return Err(error),
-                None if self.ended => return Err(serde_json::Error::custom("the body ended where a value was due")),
-                _ => {}
-            }
-            // With nothing more, `ended` is now set and the next pass parses the last bytes.
-            self.fill()?;
         }
     }
 }

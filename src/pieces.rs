@@ -1,0 +1,284 @@
+//! JSON read from a source in pieces (Envoy's answer bodies, the plugin configuration): a big
+//! document is never held whole, and each value is parsed by serde_json from the text in hand.
+//!
+//! Only punctuation (`{ } [ ] , :`) and whitespace are read here; every key and value, and so
+//! every check of what JSON allows inside them, is serde_json's. The text is checked for UTF-8
+//! once, as each piece arrives, and serde_json reads it as `str`: values may borrow from it
+//! ([`Pieces::borrowed`]) and their strings are not checked again.
+
+use std::io::Read;
+
+use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
+use serde::Deserialize;
+
+/// Bytes read from the source at a time (the text in hand grows only for a value larger than
+/// this).
+pub const CHUNK: usize = 1 << 16;
+
+/// A family of types that borrow from the text they are parsed from, for [`Pieces::borrowed`].
+pub trait Borrowing {
+    type Value<'de>: Deserialize<'de>;
+}
+
+/// The source's text in hand: `text[position..]` is not read yet; `ended` once the source has
+/// nothing more.
+pub struct Pieces<R> {
+    reader: R,
+    chunk: usize,
+    text: String,
+    position: usize,
+    /// The first bytes of a character a read cut in two, completed by the next read.
+    cut: Vec<u8>,
+    ended: bool,
+}
+
+/// What parsing the next value from the text in hand gave.
+enum Parsed<T> {
+    /// The value and the bytes it took.
+    Value(T, usize),
+    Failed(serde_json::Error),
+    /// The value may go on past the text in hand.
+    NeedMore,
+}
+
+impl<R: Read> Pieces<R> {
+    /// Reads `reader` `chunk` bytes at a time (small in tests, to cut values anywhere).
+    pub fn new(reader: R, chunk: usize) -> Pieces<R> {
+        let chunk = chunk.max(1);
+        Pieces { reader, chunk, text: String::with_capacity(chunk), position: 0, cut: Vec::new(), ended: false }
+    }
+
+    /// Reads more of the source behind what is in hand: `chunk` bytes, or as many as are in hand
+    /// when that is more (a value larger than a chunk is parsed again at most about twice its
+    /// size). What is not read yet is kept. `false` when the source had nothing more.
+    fn fill(&mut self) -> Result<bool, serde_json::Error> {
+        if self.ended {
+            return Ok(false);
+        }
+        if !self.text.is_char_boundary(self.position) {
+            return Err(serde_json::Error::custom("a value ended inside a character"));
+        }
+        self.text.drain(..self.position);
+        self.position = 0;
+        let wanted = self.chunk.max(self.text.len());
+        let mut bytes = std::mem::take(&mut self.cut);
+        let start = bytes.len();
+        bytes.resize(start + wanted, 0);
+        let mut filled = start;
+        while filled < bytes.len() {
+            match self.reader.read(bytes.get_mut(filled..).unwrap_or_default()) {
+                Ok(0) => {
+                    self.ended = true;
+                    break;
+                }
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(serde_json::Error::io(error)),
+            }
+        }
+        bytes.truncate(filled);
+        let valid = match std::str::from_utf8(&bytes) {
+            Ok(_) => bytes.len(),
+            // A character cut at the end of this read: kept for the next.
+            Err(error) if error.error_len().is_none() && !self.ended => error.valid_up_to(),
+            Err(_) => return Err(serde_json::Error::custom("the text is not UTF-8")),
+        };
+        let (whole, cut) = bytes.split_at(valid);
+        self.text.push_str(std::str::from_utf8(whole).map_err(serde_json::Error::custom)?);
+        self.cut = cut.to_vec();
+        Ok(filled > start)
+    }
+
+    /// The next byte that is not whitespace, left in hand; `None` at the source's end.
+    pub fn peek(&mut self) -> Result<Option<u8>, serde_json::Error> {
+        loop {
+            while let Some(byte) = self.text.as_bytes().get(self.position) {
+                if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+                    return Ok(Some(*byte));
+                }
+                self.position += 1;
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next byte that is not whitespace, taken.
+    pub fn take(&mut self) -> Result<Option<u8>, serde_json::Error> {
+        let byte = self.peek()?;
+        if byte.is_some() {
+            self.position += 1;
+        }
+        Ok(byte)
+    }
+
+    /// Takes the next byte that is not whitespace, which must be `wanted`.
+    pub fn expect(&mut self, wanted: u8) -> Result<(), serde_json::Error> {
+        match self.take()? {
+            Some(byte) if byte == wanted => Ok(()),
+            _ => Err(serde_json::Error::custom(format!("expected `{}`", char::from(wanted)))),
+        }
+    }
+
+    /// The next JSON value.
+    pub fn value<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
+        loop {
+            match parse::<T>(self.text.get(self.position..).unwrap_or_default(), self.ended) {
+                Parsed::Value(value, used) => {
+                    self.position += used;
+                    return Ok(value);
+                }
+                Parsed::Failed(error) => return Err(error),
+                // With nothing more, `ended` is now set and the next pass parses the last bytes.
+                Parsed::NeedMore => {
+                    self.fill()?;
+                }
+            }
+        }
+    }
+
+    /// The next JSON value as a type that borrows from the text, handed to `each` while the text
+    /// is in hand.
+    pub fn borrowed<B: Borrowing>(&mut self, each: impl FnOnce(B::Value<'_>)) -> Result<(), serde_json::Error> {
+        let mut each = Some(each);
+        loop {
+            // The parsed value (which may run code when dropped) is gone before the text grows.
+            let parsed = match parse::<B::Value<'_>>(self.text.get(self.position..).unwrap_or_default(), self.ended) {
+                Parsed::Value(value, used) => {
+                    if let Some(each) = each.take() {
+                        each(value);
+                    }
+                    Some(Ok(used))
+                }
+                Parsed::Failed(error) => Some(Err(error)),
+                Parsed::NeedMore => None,
+            };
+            match parsed {
+                Some(Ok(used)) => {
+                    self.position += used;
+                    return Ok(());
+                }
+                Some(Err(error)) => return Err(error),
+                None => {
+                    self.fill()?;
+                }
+            }
+        }
+    }
+
+    /// Skips the next JSON value (checked by serde_json), appending its text to `out`.
+    pub fn copy_value(&mut self, out: &mut String) -> Result<(), serde_json::Error> {
+        loop {
+            let rest = self.text.get(self.position..).unwrap_or_default();
+            match parse::<IgnoredAny>(rest, self.ended) {
+                Parsed::Value(_, used) => {
+                    out.push_str(rest.get(..used).unwrap_or_default());
+                    self.position += used;
+                    return Ok(());
+                }
+                Parsed::Failed(error) => return Err(error),
+                Parsed::NeedMore => {
+                    self.fill()?;
+                }
+            }
+        }
+    }
+}
+
+/// Parses the value at the start of `text`. A value that may go on past it (cut by the piece's
+/// end, or ending exactly there, as a number can) needs more, unless the source `ended`.
+fn parse<'de, T: Deserialize<'de>>(text: &'de str, ended: bool) -> Parsed<T> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
+    let parsed = stream.next();
+    let used = stream.byte_offset();
+    match parsed {
+        Some(Ok(value)) if used < text.len() || ended => Parsed::Value(value, used),
+        Some(Err(error)) if !error.is_eof() || ended => Parsed::Failed(error),
+        None if ended => Parsed::Failed(serde_json::Error::custom("the text ended where a value was due")),
+        _ => Parsed::NeedMore,
+    }
+}
+
+/// A text the host holds, `size` bytes, read `read(start, length)` at a time (`None`: the host
+/// could not hand it).
+pub struct HostText<'a> {
+    size: usize,
+    position: usize,
+    read: &'a dyn Fn(usize, usize) -> Option<Vec<u8>>,
+}
+
+impl<'a> HostText<'a> {
+    pub fn new(size: usize, read: &'a dyn Fn(usize, usize) -> Option<Vec<u8>>) -> HostText<'a> {
+        HostText { size, position: 0, read }
+    }
+}
+
+impl Read for HostText<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let wanted = out.len().min(self.size.saturating_sub(self.position));
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let piece = (self.read)(self.position, wanted).unwrap_or_default();
+        let n = piece.len().min(wanted);
+        if n == 0 {
+            return Err(std::io::Error::other("the host's text ended early"));
+        }
+        if let (Some(target), Some(source)) = (out.get_mut(..n), piece.get(..n)) {
+            target.copy_from_slice(source);
+        }
+        self.position += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::{Borrowing, Pieces};
+
+    struct Text;
+    impl Borrowing for Text {
+        type Value<'de> = Cow<'de, str>;
+    }
+
+    /// Every string of `text` (a JSON array of strings), read `chunk` bytes at a time.
+    fn strings(text: &[u8], chunk: usize) -> Result<Vec<String>, serde_json::Error> {
+        let mut input = Pieces::new(text, chunk);
+        let mut seen = Vec::new();
+        input.expect(b'[')?;
+        loop {
+            input.borrowed::<Text>(|value| seen.push(value.into_owned()))?;
+            match input.take()? {
+                Some(b',') => {}
+                Some(b']') => break,
+                _ => return Err(serde::de::Error::custom("expected `,` or `]`")),
+            }
+        }
+        match input.peek()? {
+            None => Ok(seen),
+            Some(_) => Err(serde::de::Error::custom("trailing characters")),
+        }
+    }
+
+    #[test]
+    fn characters_cut_by_a_piece_are_whole_when_parsed() {
+        let text = r#"["é☃𝄞", "a\"b\u00e9", "", "x"]"#;
+        let expected: Vec<String> = serde_json::from_str(text).unwrap();
+        for chunk in 1..=text.len() + 1 {
+            assert_eq!(strings(text.as_bytes(), chunk).unwrap(), expected, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_wherever_it_is_cut() {
+        let cases: [&[u8]; 4] = [b"[\"a\xC3\"]", b"[\"a\xFF\"]", b"[\"a\"]\xC3", b"[\"a\", \"\xE2\x98\"]"];
+        for bytes in cases {
+            for chunk in 1..=bytes.len() + 1 {
+                assert!(strings(bytes, chunk).is_err(), "{bytes:?} in chunks of {chunk}");
+            }
+        }
+    }
+}
