@@ -2,6 +2,11 @@
 //! 120 KB of the `.wasm`): the path is found from where serde_json stopped. This checks it against
 //! serde_path_to_error, which tracks the path in every deserializer, over every configuration we
 //! ship mutated at every value (wrong types, unknown and missing fields), compact and pretty.
+//!
+//! The filter reads its configuration from Envoy in pieces (`Config::from_source`), and falls back
+//! to the whole text for what it cannot take that way: the same configurations, and malformed
+//! ones, must compile to the same `Config` or be refused with the same error either way,
+//! wherever the pieces cut the text.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -164,4 +169,128 @@ fn syntax_errors_name_where_the_text_breaks() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// A configuration's compiled form, comparable across two compilations: its `Debug` lines,
+/// sorted (std's hash maps list their entries in a different order in each map).
+fn shape(compiled: &Result<Config, apim_filter::config::ConfigError>) -> Result<Vec<String>, String> {
+    match compiled {
+        Ok(config) => {
+            let mut lines: Vec<String> = format!("{config:#?}").lines().map(|line| line.trim().to_string()).collect();
+            lines.sort();
+            Ok(lines)
+        }
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// `text` compiled from the host in pieces: `chunk` bytes asked at a time, at most `step` handed
+/// back per read. Also says whether the text was read whole (the fallback).
+fn from_pieces(text: &[u8], chunk: usize, step: usize) -> (Result<Config, apim_filter::config::ConfigError>, bool) {
+    let whole = std::cell::Cell::new(false);
+    let read = |start: usize, length: usize| {
+        if start == 0 && length == text.len() && length > chunk {
+            whole.set(true);
+        }
+        let end = text.len().min(start + length.min(step));
+        Some(text[start..end].to_vec())
+    };
+    let compiled = Config::from_source_in_chunks(text.len(), &read, chunk);
+    (compiled, whole.get())
+}
+
+/// A configuration with `n` applications, each with a client id, an API key and a subscription,
+/// with escapes and non-ASCII in its strings.
+fn with_directory(n: usize) -> Value {
+    let apps: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("app-{i}\"é"), "name": format!("App {i} ☃"), "owner": "o\u{0}",
+                   "client_ids": [{"id": format!("client-{i}")}],
+                   "api_keys": [{"sha256": format!("{i:064x}")}]})
+        })
+        .collect();
+    let subs: Vec<Value> = (0..n)
+        .map(|i| {
+            let state = ["UNBLOCKED", "BLOCKED", "PROD_ONLY_BLOCKED", "ON_HOLD"][i % 4];
+            let tier = if i % 3 == 0 { "Gold" } else { "Unlimited" };
+            json!({"application": format!("app-{i}\"é"), "api": "Pets:1.0.0", "tier": tier, "state": state})
+        })
+        .collect();
+    json!({
+        "key_managers": shipped_configs()[0]["key_managers"].clone(),
+        "apis": [{"name": "Pets", "context": "/pets", "version": "1.0.0", "endpoints": {"production": "pets"},
+                  "resources": [{"method": "GET", "path": "/*"}]}],
+        "applications": apps,
+        "subscriptions": subs,
+        "policies": {"Gold": {"requests": 5, "per": "minute"}}
+    })
+}
+
+#[test]
+fn a_configuration_read_in_pieces_compiles_or_is_refused_as_the_whole_text_is() {
+    let mut texts: Vec<Vec<u8>> = Vec::new();
+    for config in shipped_configs().iter().chain([&with_directory(2)]) {
+        texts.push(config.to_string().into_bytes());
+        texts.push(serde_json::to_string_pretty(config).unwrap().into_bytes());
+        for mutated in mutations(config) {
+            texts.push(mutated.to_string().into_bytes());
+        }
+    }
+    texts.push(serde_json::to_string_pretty(&with_directory(40)).unwrap().into_bytes());
+    let directory = with_directory(3).to_string();
+    let edited = |from: &str, to: &str| directory.replacen(from, to, 1).into_bytes();
+    let odd = [
+        edited("\"applications\":", "\"applications\":[],\"applications\":"),
+        edited("\"subscriptions\":", "\"subscriptions\":[],\"subscriptions\":"),
+        edited("\"policies\":", "\"policies\":{},\"policies\":"),
+        edited("\"applications\":", "\"appl\\u0069cations\":"),
+        edited("\"applications\":", "\"applications\":null,\"x\":"),
+        edited("\"subscriptions\":", "\"subscriptions\":{},\"x\":"),
+        edited("\"api\":\"Pets:1.0.0\"", "\"api\":\"Pets:1.0.0\",\"api\":\"Pets:1.0.0\""),
+        edited("\"client_ids\":[", "\"client_ids\":[1,"),
+        edited("Pets:1.0.0", "Pets:2.0.0"),
+        edited("\"Gold\":{", "\"Gold\":{\"bytes\":1,"),
+        edited("app-1", ""),
+        format!("{directory} ").into_bytes(),
+        format!("{directory} x").into_bytes(),
+        format!("{directory}{{}}").into_bytes(),
+        format!("\u{feff}{directory}").into_bytes(),
+        format!("\x0c{directory}").into_bytes(),
+        directory.as_bytes()[..directory.len() - 1].to_vec(),
+        directory.replacen("é", "\u{0}", 1).into_bytes(),
+        [&directory.as_bytes()[..30], &[0xC3, 0x28], &directory.as_bytes()[30..]].concat(),
+        b"".to_vec(),
+        b"  ".to_vec(),
+        b"{}".to_vec(),
+        b"[]".to_vec(),
+        b"{\"applications\":[],\"subscriptions\":[]}".to_vec(),
+    ];
+    texts.extend(odd);
+    let mut accepted = 0;
+    for text in &texts {
+        let expected = shape(&Config::from_json(text));
+        for (chunk, step) in [(1, usize::MAX), (3, 2), (7, usize::MAX), (64, 5), (4096, usize::MAX), (1 << 16, 1000)] {
+            let (compiled, read_whole) = from_pieces(text, chunk, step);
+            assert_eq!(shape(&compiled), expected, "{} in chunks of {chunk}", String::from_utf8_lossy(text));
+            let object = text.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+            assert!(
+                expected.is_err() || !object || !read_whole,
+                "an accepted configuration is read in pieces: {}",
+                String::from_utf8_lossy(text)
+            );
+            accepted += usize::from(expected.is_ok());
+        }
+    }
+    assert!(texts.len() > 1000, "enough configurations: {}", texts.len());
+    assert!(accepted > 100, "enough configurations were accepted: {accepted}");
+}
+
+#[test]
+fn a_big_directory_is_read_in_pieces_not_whole() {
+    let text = with_directory(2_000).to_string().into_bytes();
+    let expected = shape(&Config::from_json(&text));
+    assert!(expected.is_ok(), "{expected:?}");
+    let (compiled, read_whole) = from_pieces(&text, 1 << 16, usize::MAX);
+    assert!(!read_whole, "read in pieces");
+    assert_eq!(shape(&compiled), expected);
 }

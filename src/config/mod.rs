@@ -8,6 +8,7 @@
 //! WasmPlugin's `pluginConfig`. Unknown fields are refused.
 
 mod json_path;
+mod streamed;
 
 use std::rc::Rc;
 
@@ -20,6 +21,7 @@ use crate::directory::static_dir::{Context as DirectoryContext, StagedApplicatio
 use crate::directory::BlockingCondition;
 use crate::directory::{Directory, StaticDirectory};
 use crate::observe::Observability;
+use crate::pieces::{HostText, CHUNK};
 use crate::render::ErrorSettings;
 use crate::routing::{Router, RoutingSettings, Table};
 pub use crate::schema::ConfigError;
@@ -88,6 +90,34 @@ impl Config {
     /// Parses and checks a configuration. An empty input is the empty configuration `{}`.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         Config::compile(Config::parse(bytes)?)
+    }
+
+    /// Reads, checks and compiles the configuration the host holds (`size` bytes, read with
+    /// `read(start, length)`) in pieces (`streamed`): the text of 100,000 applications (26 MB) is
+    /// never in memory whole. A configuration the pieces cannot be taken as (any JSON error, a
+    /// repeated member) is read whole and parsed as [`Config::from_json`] parses it, for the same
+    /// error.
+    pub fn from_source(size: usize, read: &dyn Fn(usize, usize) -> Option<Vec<u8>>) -> Result<Config, ConfigError> {
+        Config::from_source_in_chunks(size, read, CHUNK)
+    }
+
+    /// [`Config::from_source`] reading `chunk` bytes at a time (small in tests, to cut the text
+    /// anywhere).
+    pub fn from_source_in_chunks(
+        size: usize,
+        read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
+        chunk: usize,
+    ) -> Result<Config, ConfigError> {
+        if let Ok(streamed) = streamed::read(HostText::new(size, read), chunk) {
+            if let Ok(raw) = Config::parse(streamed.rest.as_bytes()) {
+                let subscriptions = streamed.subscriptions.list();
+                return Config::compile(RawConfig { applications: streamed.applications, subscriptions, ..raw });
+            }
+        }
+        let mut bytes = Vec::with_capacity(size);
+        std::io::Read::read_to_end(&mut HostText::new(size, read), &mut bytes)
+            .map_err(|_| ConfigError::new("(root)", "the host could not hand the configuration"))?;
+        Config::from_json(&bytes)
     }
 
     /// Parses the JSON without checking it. The directory's strings borrow from the text where

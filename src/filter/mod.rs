@@ -188,18 +188,19 @@ pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u32 {
+pub extern "C" fn proxy_on_configure(root: u32, configuration_size: usize) -> u32 {
     follow_envoy_log_level();
-    let bytes = match abi::buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX) {
-        Ok(bytes) => bytes.unwrap_or_default(),
+    let started = abi::now_nanos().ok();
+    // Read in pieces: a VM's memory never shrinks below its peak, and the text of a big directory
+    // would be part of that peak.
+    let read = |start: usize, length: usize| match abi::buffer(abi::BUFFER_PLUGIN_CONFIGURATION, start, length) {
+        Ok(bytes) => Some(bytes.unwrap_or_default()),
         Err(status) => {
-            log::error!("invalid configuration: field `(root)`: cannot read it ({status:?})");
-            return 0;
+            log::warn!("the configuration could not be read at byte {start} ({status:?})");
+            None
         }
     };
-    let started = abi::now_nanos().ok();
-    let compiled = Config::parse(&bytes).and_then(Config::compile);
-    drop(bytes);
+    let compiled = Config::from_source(configuration_size, &read);
     let mut config = match compiled {
         Ok(config) => config,
         Err(error) => {

@@ -72,7 +72,7 @@ impl fmt::Debug for StagedApplications {
 
 impl StagedApplications {
     /// Compiles one application, or records the first failure and stops compiling.
-    fn add(&mut self, application: RawApplication<'_>) {
+    pub(crate) fn add(&mut self, application: RawApplication<'_>) {
         let index = self.parsed;
         self.parsed += 1;
         if self.failure.is_none() {
