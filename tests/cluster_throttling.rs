@@ -424,7 +424,12 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
         let waited = started.elapsed();
         service.resume();
         check("service hanging", &response);
-        assert!(waited >= Duration::from_millis(250), "{mode}: answered after the 300 ms timeout, not before");
+        assert!(
+            waited >= Duration::from_millis(250),
+            "{mode}: answered after the 300 ms timeout, not before ({waited:?}; {}): {}",
+            response.status,
+            node.log().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
         assert!(waited < Duration::from_secs(5), "{mode}: the timeout bounds the wait: {waited:?}");
         counting_again("a pause", "hanging");
 
