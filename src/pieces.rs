@@ -121,6 +121,56 @@ impl<R: Read> Pieces<R> {
         }
     }
 
+    /// An object: each member's key (decoded) handed to `member`, which reads its value.
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, String) -> Result<(), serde_json::Error>,
+    ) -> Result<(), serde_json::Error> {
+        self.expect(b'{')?;
+        if self.peek()? == Some(b'}') {
+            self.take()?;
+            return Ok(());
+        }
+        loop {
+            let key: String = self.value()?;
+            self.expect(b':')?;
+            member(self, key)?;
+            match self.take()? {
+                Some(b',') => {}
+                Some(b'}') => return Ok(()),
+                _ => return Err(serde_json::Error::custom("expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// An array: `element` reads each element.
+    pub fn array(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Result<(), serde_json::Error>,
+    ) -> Result<(), serde_json::Error> {
+        self.expect(b'[')?;
+        if self.peek()? == Some(b']') {
+            self.take()?;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.take()? {
+                Some(b',') => {}
+                Some(b']') => return Ok(()),
+                _ => return Err(serde_json::Error::custom("expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// Nothing but whitespace is left.
+    pub fn end(&mut self) -> Result<(), serde_json::Error> {
+        match self.peek()? {
+            None => Ok(()),
+            Some(_) => Err(serde_json::Error::custom("trailing characters")),
+        }
+    }
+
     /// The next JSON value.
     pub fn value<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
         loop {
@@ -248,19 +298,9 @@ mod tests {
     fn strings(text: &[u8], chunk: usize) -> Result<Vec<String>, serde_json::Error> {
         let mut input = Pieces::new(text, chunk);
         let mut seen = Vec::new();
-        input.expect(b'[')?;
-        loop {
-            input.borrowed::<Text>(|value| seen.push(value.into_owned()))?;
-            match input.take()? {
-                Some(b',') => {}
-                Some(b']') => break,
-                _ => return Err(serde::de::Error::custom("expected `,` or `]`")),
-            }
-        }
-        match input.peek()? {
-            None => Ok(seen),
-            Some(_) => Err(serde::de::Error::custom("trailing characters")),
-        }
+        input.array(|input| input.borrowed::<Text>(|value| seen.push(value.into_owned())))?;
+        input.end()?;
+        Ok(seen)
     }
 
     #[test]

@@ -41,70 +41,36 @@ pub(super) fn read<R: Read>(reader: R, chunk: usize) -> Result<Streamed, serde_j
     let mut rest = String::from("{");
     let mut applications = None;
     let mut subscriptions = None;
-    input.expect(b'{')?;
-    if input.peek()? == Some(b'}') {
-        input.take()?;
-    } else {
-        loop {
-            let key: String = input.value()?;
-            input.expect(b':')?;
-            match key.as_str() {
-                "applications" if applications.is_none() => {
-                    let mut staged = StagedApplications::default();
-                    each_element(&mut input, |input| input.borrowed::<ApplicationOf>(|app| staged.add(app)))?;
-                    applications = Some(staged);
-                }
-                "subscriptions" if subscriptions.is_none() => {
-                    let mut packed = PackedSubscriptions::default();
-                    each_element(&mut input, |input| input.borrowed::<SubscriptionOf>(|sub| packed.add(&sub)))?;
-                    subscriptions = Some(packed);
-                }
-                "applications" | "subscriptions" => return Err(serde_json::Error::custom("a repeated member")),
-                _ => {
-                    if rest.len() > 1 {
-                        rest.push(',');
-                    }
-                    rest.push_str(&serde_json::to_string(&key)?);
-                    rest.push(':');
-                    input.copy_value(&mut rest)?;
-                }
-            }
-            match input.take()? {
-                Some(b',') => {}
-                Some(b'}') => break,
-                _ => return Err(serde_json::Error::custom("expected `,` or `}`")),
-            }
+    input.object(|input, key| match key.as_str() {
+        "applications" if applications.is_none() => {
+            let mut staged = StagedApplications::default();
+            input.array(|input| input.borrowed::<ApplicationOf>(|app| staged.add(app)))?;
+            applications = Some(staged);
+            Ok(())
         }
-    }
-    if input.peek()?.is_some() {
-        return Err(serde_json::Error::custom("trailing characters"));
-    }
+        "subscriptions" if subscriptions.is_none() => {
+            let mut packed = PackedSubscriptions::default();
+            input.array(|input| input.borrowed::<SubscriptionOf>(|sub| packed.add(&sub)))?;
+            subscriptions = Some(packed);
+            Ok(())
+        }
+        "applications" | "subscriptions" => Err(serde_json::Error::custom("a repeated member")),
+        _ => {
+            if rest.len() > 1 {
+                rest.push(',');
+            }
+            rest.push_str(&serde_json::to_string(&key)?);
+            rest.push(':');
+            input.copy_value(&mut rest)
+        }
+    })?;
+    input.end()?;
     rest.push('}');
     Ok(Streamed {
         rest,
         applications: applications.unwrap_or_default(),
         subscriptions: subscriptions.unwrap_or_default(),
     })
-}
-
-/// An array, each element read by `element`.
-fn each_element<R: Read>(
-    input: &mut Pieces<R>,
-    mut element: impl FnMut(&mut Pieces<R>) -> Result<(), serde_json::Error>,
-) -> Result<(), serde_json::Error> {
-    input.expect(b'[')?;
-    if input.peek()? == Some(b']') {
-        input.take()?;
-        return Ok(());
-    }
-    loop {
-        element(input)?;
-        match input.take()? {
-            Some(b',') => {}
-            Some(b']') => return Ok(()),
-            _ => return Err(serde_json::Error::custom("expected `,` or `]`")),
-        }
-    }
 }
 
 /// The subscriptions, their strings in one string (an API or a tier repeated from the

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::pieces::Pieces;
 pub use crate::pieces::CHUNK;
@@ -21,29 +21,16 @@ pub fn for_each_listed_in_chunks<T: DeserializeOwned, R: Read>(
     mut each: impl FnMut(T),
 ) -> Result<(), serde_json::Error> {
     let mut input = Pieces::new(reader, chunk);
-    input.expect(b'{')?;
-    if input.peek()? == Some(b'}') {
-        input.take()?;
-    } else {
-        loop {
-            let key: String = input.value()?;
-            input.expect(b':')?;
+    input.object(
+        |input, key| {
             if key == "list" {
-                list(&mut input, &mut each)?;
+                list(input, &mut each)
             } else {
-                input.value::<IgnoredAny>()?;
+                input.value::<IgnoredAny>().map(drop)
             }
-            match input.take()? {
-                Some(b',') => {}
-                Some(b'}') => break,
-                _ => return Err(serde_json::Error::custom("expected `,` or `}` in the list envelope")),
-            }
-        }
-    }
-    match input.peek()? {
-        None => Ok(()),
-        Some(_) => Err(serde_json::Error::custom("trailing characters after the list envelope")),
-    }
+        },
+    )?;
+    input.end()
 }
 
 /// The `list` member: `null`, or an array whose elements go to `each`.
@@ -54,19 +41,7 @@ fn list<T: DeserializeOwned, R: Read>(
     if input.peek()? == Some(b'n') {
         return input.value::<()>();
     }
-    input.expect(b'[')?;
-    if input.peek()? == Some(b']') {
-        input.take()?;
-        return Ok(());
-    }
-    loop {
-        each(input.value::<T>()?);
-        match input.take()? {
-            Some(b',') => {}
-            Some(b']') => return Ok(()),
-            _ => return Err(serde_json::Error::custom("expected `,` or `]` in the list")),
-        }
-    }
+    input.array(|input| input.value::<T>().map(&mut *each))
 }
 
 #[cfg(test)]
