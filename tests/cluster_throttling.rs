@@ -399,8 +399,15 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
         let cluster = Cluster::start(&service, json!({"failure_mode": mode, "timeout_ms": 300, "lease_max": 1}));
         let node = &cluster.nodes[0];
         let expected = if mode == "deny" { "900808" } else { "200" };
+        let log_tail = || node.log().lines().rev().take(30).collect::<Vec<_>>().join("\n");
         let check = |what: &str, response: &Response| {
-            assert_eq!(code(response), expected, "{mode}, {what}: {}", response.body);
+            assert_eq!(
+                code(response),
+                expected,
+                "{mode}, {what}: {}\nthe node's log, last lines first:\n{}",
+                response.body,
+                log_tail()
+            );
             if mode == "deny" {
                 assert_eq!(response.status, 500, "{mode}, {what}");
             }
@@ -426,9 +433,9 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
         check("service hanging", &response);
         assert!(
             waited >= Duration::from_millis(250),
-            "{mode}: answered after the 300 ms timeout, not before ({waited:?}; {}): {}",
+            "{mode}: answered after the 300 ms timeout, not before ({waited:?}; {})\nthe node's log, last lines first:\n{}",
             response.status,
-            node.log().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+            log_tail()
         );
         assert!(waited < Duration::from_secs(5), "{mode}: the timeout bounds the wait: {waited:?}");
         counting_again("a pause", "hanging");
