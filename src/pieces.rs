@@ -15,6 +15,9 @@ use serde::Deserialize;
 /// this).
 pub const CHUNK: usize = 1 << 16;
 
+/// The largest piece asked for at a time (a larger `chunk` is taken as this).
+const MAX_CHUNK: usize = 1 << 20;
+
 /// A family of types that borrow from the text they are parsed from, for [`Pieces::borrowed`].
 pub trait Borrowing {
     type Value<'de>: Deserialize<'de>;
@@ -29,6 +32,8 @@ pub struct Pieces<R> {
     position: usize,
     /// The first bytes of a character a read cut in two, completed by the next read.
     cut: Vec<u8>,
+    /// How many bytes of the source were read and let go before `text`.
+    consumed: usize,
     ended: bool,
 }
 
@@ -44,8 +49,16 @@ enum Parsed<T> {
 impl<R: Read> Pieces<R> {
     /// Reads `reader` `chunk` bytes at a time (small in tests, to cut values anywhere).
     pub fn new(reader: R, chunk: usize) -> Pieces<R> {
-        let chunk = chunk.max(1);
-        Pieces { reader, chunk, text: String::with_capacity(chunk), position: 0, cut: Vec::new(), ended: false }
+        let chunk = chunk.clamp(1, MAX_CHUNK);
+        Pieces {
+            reader,
+            chunk,
+            text: String::with_capacity(chunk),
+            position: 0,
+            cut: Vec::new(),
+            consumed: 0,
+            ended: false,
+        }
     }
 
     /// Reads more of the source behind what is in hand: `chunk` bytes, or as many as are in hand
@@ -59,7 +72,12 @@ impl<R: Read> Pieces<R> {
             return Err(serde_json::Error::custom("a value ended inside a character"));
         }
         self.text.drain(..self.position);
+        self.consumed += self.position;
         self.position = 0;
+        // Room a large value needed is given back once it is read.
+        if self.text.capacity() > 4 * self.chunk && self.text.len() <= self.chunk {
+            self.text.shrink_to(2 * self.chunk);
+        }
         let wanted = self.chunk.max(self.text.len());
         let mut bytes = std::mem::take(&mut self.cut);
         let start = bytes.len();
@@ -81,7 +99,10 @@ impl<R: Read> Pieces<R> {
             Ok(_) => bytes.len(),
             // A character cut at the end of this read: kept for the next.
             Err(error) if error.error_len().is_none() && !self.ended => error.valid_up_to(),
-            Err(_) => return Err(serde_json::Error::custom("the text is not UTF-8")),
+            Err(error) => {
+                let at = self.consumed + self.text.len() + error.valid_up_to();
+                return Err(serde_json::Error::custom(format!("the text is not UTF-8 (at byte offset {at})")));
+            }
         };
         let (whole, cut) = bytes.split_at(valid);
         self.text.push_str(std::str::from_utf8(whole).map_err(serde_json::Error::custom)?);
@@ -237,7 +258,10 @@ impl<R: Read> Pieces<R> {
 }
 
 /// Parses the value at the start of `text`. A value that may go on past it (cut by the piece's
-/// end, or ending exactly there, as a number can) needs more, unless the source `ended`.
+/// end, or ending exactly there, as a number can) needs more, unless the source `ended`. (A
+/// float whose digits cut by the piece's end are out of range alone, hundreds of digits, is
+/// refused: the types read in pieces hold no floats, and serde_json skips numbers without reading
+/// their value.)
 fn parse<'de, T: Deserialize<'de>>(text: &'de str, ended: bool) -> Parsed<T> {
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
     let parsed = stream.next();

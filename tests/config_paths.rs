@@ -185,18 +185,17 @@ fn shape(compiled: &Result<Config, apim_filter::config::ConfigError>) -> Result<
 }
 
 /// `text` compiled from the host in pieces: `chunk` bytes asked at a time, at most `step` handed
-/// back per read. Also says whether the text was read whole (the fallback).
+/// back per read. Also says whether the text was read more than once (the fallback reads it
+/// whole after the pieces).
 fn from_pieces(text: &[u8], chunk: usize, step: usize) -> (Result<Config, apim_filter::config::ConfigError>, bool) {
-    let whole = std::cell::Cell::new(false);
+    let handed = std::cell::Cell::new(0);
     let read = |start: usize, length: usize| {
-        if start == 0 && length == text.len() && length > chunk {
-            whole.set(true);
-        }
         let end = text.len().min(start + length.min(step));
+        handed.set(handed.get() + (end - start));
         Some(text[start..end].to_vec())
     };
     let compiled = Config::from_source_in_chunks(text.len(), &read, chunk);
-    (compiled, whole.get())
+    (compiled, handed.get() > text.len())
 }
 
 /// A configuration with `n` applications, each with a client id, an API key and a subscription,
@@ -290,7 +289,11 @@ fn a_big_directory_is_read_in_pieces_not_whole() {
     let text = with_directory(2_000).to_string().into_bytes();
     let expected = shape(&Config::from_json(&text));
     assert!(expected.is_ok(), "{expected:?}");
-    let (compiled, read_whole) = from_pieces(&text, 1 << 16, usize::MAX);
-    assert!(!read_whole, "read in pieces");
+    let (compiled, read_again) = from_pieces(&text, 1 << 16, usize::MAX);
+    assert!(!read_again, "read once, in pieces");
     assert_eq!(shape(&compiled), expected);
+    // What the pieces cannot take is read again, whole: the count above sees it.
+    let refused = [text.as_slice(), b" x"].concat();
+    let (compiled, read_again) = from_pieces(&refused, 1 << 16, usize::MAX);
+    assert!(compiled.is_err() && read_again, "a refused text is read again, whole");
 }

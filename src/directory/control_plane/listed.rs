@@ -1,5 +1,9 @@
 //! WSO2's list envelope (`{"count": n, "list": [...]}`) read element by element from a body held
 //! in pieces ([`crate::pieces`]): a list of 100,000 entries is never held whole.
+//!
+//! A body that is not UTF-8 is refused wherever the bytes are, even inside a member the filter
+//! ignores (JSON exchanged between systems is UTF-8, RFC 8259 section 8.1; WSO2 writes it): the
+//! text is checked once as it arrives, so that serde_json reads it as `str`.
 
 use std::io::Read;
 
@@ -223,6 +227,18 @@ mod tests {
         for chunk in 1..=bytes.len() + 1 {
             let reader = Trickle { bytes: &bytes, step: 2 };
             assert!(for_each_listed_in_chunks(reader, chunk, |_: serde_json::Value| {}).is_err(), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_ignored_member_is_refused_too_and_says_where() {
+        let mut bytes = br#"{"count":1,"x":""#.to_vec();
+        bytes.push(0xFF);
+        bytes.extend_from_slice(br#"","list":[{"uuid":"a","name":"n"}]}"#);
+        for chunk in 1..=bytes.len() + 1 {
+            let reader = Trickle { bytes: &bytes, step: 3 };
+            let error = for_each_listed_in_chunks(reader, chunk, |_: serde_json::Value| {}).unwrap_err();
+            assert!(error.to_string().contains("not UTF-8 (at byte offset 16)"), "chunks of {chunk}: {error}");
         }
     }
 
