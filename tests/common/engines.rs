@@ -19,6 +19,22 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill {name} failed");
 }
 
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn every_thread_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    let mut seen = 0;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        if state != Some("T") {
+            return false;
+        }
+        seen += 1;
+    }
+    seen > 0
+}
+
 fn wait_until(what: &str, child: &mut Child, log: &PathBuf, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -195,9 +211,16 @@ impl RateLimit {
         }
     }
 
-    /// Makes it hang: connections stay open, nothing is answered.
+    /// Makes it hang: connections stay open, nothing is answered. Returns once every thread of
+    /// the process is stopped (a signal is delivered to each thread in its own time).
     pub fn pause(&self) {
-        signal(self.child.as_ref().expect("running"), "-STOP");
+        let child = self.child.as_ref().expect("running");
+        signal(child, "-STOP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !every_thread_stopped(child.id()) {
+            assert!(Instant::now() < deadline, "the rate-limit service did not stop within 5 s of SIGSTOP");
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub fn resume(&self) {
