@@ -95,18 +95,20 @@ impl<R: Read> Pieces<R> {
             }
         }
         bytes.truncate(filled);
-        let valid = match std::str::from_utf8(&bytes) {
-            Ok(_) => bytes.len(),
-            // A character cut at the end of this read: kept for the next.
-            Err(error) if error.error_len().is_none() && !self.ended => error.valid_up_to(),
+        match std::str::from_utf8(&bytes) {
+            Ok(piece) => self.text.push_str(piece),
+            // A character cut at the end of this read: kept for the next (this piece's whole
+            // characters are checked once more, as a `str`).
+            Err(error) if error.error_len().is_none() && !self.ended => {
+                let (whole, cut) = bytes.split_at(error.valid_up_to());
+                self.text.push_str(std::str::from_utf8(whole).map_err(serde_json::Error::custom)?);
+                self.cut = cut.to_vec();
+            }
             Err(error) => {
                 let at = self.consumed + self.text.len() + error.valid_up_to();
                 return Err(serde_json::Error::custom(format!("the text is not UTF-8 (at byte offset {at})")));
             }
-        };
-        let (whole, cut) = bytes.split_at(valid);
-        self.text.push_str(std::str::from_utf8(whole).map_err(serde_json::Error::custom)?);
-        self.cut = cut.to_vec();
+        }
         Ok(filled > start)
     }
 
@@ -194,31 +196,27 @@ impl<R: Read> Pieces<R> {
 
     /// The next JSON value.
     pub fn value<T: DeserializeOwned>(&mut self) -> Result<T, serde_json::Error> {
-        loop {
-            match parse::<T>(self.text.get(self.position..).unwrap_or_default(), self.ended) {
-                Parsed::Value(value, used) => {
-                    self.position += used;
-                    return Ok(value);
-                }
-                Parsed::Failed(error) => return Err(error),
-                // With nothing more, `ended` is now set and the next pass parses the last bytes.
-                Parsed::NeedMore => {
-                    self.fill()?;
-                }
-            }
-        }
+        let mut value = None;
+        self.borrowed::<Owned<T>>(|parsed, _| value = Some(parsed))?;
+        value.ok_or_else(|| serde_json::Error::custom("no value"))
     }
 
-    /// The next JSON value as a type that borrows from the text, handed to `each` while the text
-    /// is in hand.
-    pub fn borrowed<B: Borrowing>(&mut self, each: impl FnOnce(B::Value<'_>)) -> Result<(), serde_json::Error> {
+    /// Skips the next JSON value (checked by serde_json), appending its text to `out`.
+    pub fn copy_value(&mut self, out: &mut String) -> Result<(), serde_json::Error> {
+        self.borrowed::<Owned<IgnoredAny>>(|_, text| out.push_str(text))
+    }
+
+    /// The next JSON value as a type that borrows from the text, handed to `each` with its text
+    /// while the text is in hand.
+    pub fn borrowed<B: Borrowing>(&mut self, each: impl FnOnce(B::Value<'_>, &str)) -> Result<(), serde_json::Error> {
         let mut each = Some(each);
         loop {
             // The parsed value (which may run code when dropped) is gone before the text grows.
-            let parsed = match parse::<B::Value<'_>>(self.text.get(self.position..).unwrap_or_default(), self.ended) {
+            let rest = self.text.get(self.position..).unwrap_or_default();
+            let parsed = match parse::<B::Value<'_>>(rest, self.ended) {
                 Parsed::Value(value, used) => {
                     if let Some(each) = each.take() {
-                        each(value);
+                        each(value, rest.get(..used).unwrap_or_default());
                     }
                     Some(Ok(used))
                 }
@@ -231,30 +229,20 @@ impl<R: Read> Pieces<R> {
                     return Ok(());
                 }
                 Some(Err(error)) => return Err(error),
+                // With nothing more, `ended` is now set and the next pass parses the last bytes.
                 None => {
                     self.fill()?;
                 }
             }
         }
     }
+}
 
-    /// Skips the next JSON value (checked by serde_json), appending its text to `out`.
-    pub fn copy_value(&mut self, out: &mut String) -> Result<(), serde_json::Error> {
-        loop {
-            let rest = self.text.get(self.position..).unwrap_or_default();
-            match parse::<IgnoredAny>(rest, self.ended) {
-                Parsed::Value(_, used) => {
-                    out.push_str(rest.get(..used).unwrap_or_default());
-                    self.position += used;
-                    return Ok(());
-                }
-                Parsed::Failed(error) => return Err(error),
-                Parsed::NeedMore => {
-                    self.fill()?;
-                }
-            }
-        }
-    }
+/// An owned type, as a [`Borrowing`] family that borrows nothing.
+struct Owned<T>(std::marker::PhantomData<T>);
+
+impl<T: DeserializeOwned> Borrowing for Owned<T> {
+    type Value<'de> = T;
 }
 
 /// Parses the value at the start of `text`. A value that may go on past it (cut by the piece's
@@ -322,7 +310,7 @@ mod tests {
     fn strings(text: &[u8], chunk: usize) -> Result<Vec<String>, serde_json::Error> {
         let mut input = Pieces::new(text, chunk);
         let mut seen = Vec::new();
-        input.array(|input| input.borrowed::<Text>(|value| seen.push(value.into_owned())))?;
+        input.array(|input| input.borrowed::<Text>(|value, _| seen.push(value.into_owned())))?;
         input.end()?;
         Ok(seen)
     }

@@ -44,13 +44,13 @@ pub(super) fn read<R: Read>(reader: R, chunk: usize) -> Result<Streamed, serde_j
     input.object(|input, key| match key.as_str() {
         "applications" if applications.is_none() => {
             let mut staged = StagedApplications::default();
-            input.array(|input| input.borrowed::<ApplicationOf>(|app| staged.add(app)))?;
+            input.array(|input| input.borrowed::<ApplicationOf>(|app, _| staged.add(app)))?;
             applications = Some(staged);
             Ok(())
         }
         "subscriptions" if subscriptions.is_none() => {
             let mut packed = PackedSubscriptions::default();
-            input.array(|input| input.borrowed::<SubscriptionOf>(|sub| packed.add(&sub)))?;
+            input.array(|input| input.borrowed::<SubscriptionOf>(|sub, _| packed.add(&sub)))?;
             subscriptions = Some(packed);
             Ok(())
         }
