@@ -124,7 +124,7 @@ impl WorkerState {
 pub(crate) mod fixture {
     //! Key validation's inputs compiled from a configuration's JSON, the way `crate::config` does.
     use super::AuthConfig;
-    use crate::directory::static_dir::{Context, StagedApplications};
+    use crate::directory::static_dir::{Context, PackedSubscriptions, StagedApplications};
     use crate::directory::StaticDirectory;
     use crate::routing::Table;
     use crate::schema::RawConfig;
@@ -136,7 +136,8 @@ pub(crate) mod fixture {
     }
 
     pub fn compile(json: &str) -> Fixture {
-        let raw: RawConfig<StagedApplications> = serde_json::from_str(json).expect("well-formed test JSON");
+        let raw: RawConfig<StagedApplications, PackedSubscriptions> =
+            serde_json::from_str(json).expect("well-formed test JSON");
         let mut warnings = Vec::new();
         let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings).unwrap();
         let policies = StaticDirectory::policy_names(&raw.policies).unwrap();

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::auth::AuthConfig;
 use crate::backend_jwt::BackendJwt;
 use crate::directory::control_plane::ControlPlane;
-use crate::directory::static_dir::{Context as DirectoryContext, StagedApplications};
+use crate::directory::static_dir::{Context as DirectoryContext, PackedSubscriptions, StagedApplications};
 use crate::directory::BlockingCondition;
 use crate::directory::{Directory, StaticDirectory};
 use crate::observe::Observability;
@@ -28,6 +28,10 @@ pub use crate::schema::ConfigError;
 use crate::schema::{Compatibility, ErrorFormat, RawConfig, RawCredentials, RawRouting, RawThrottling, Unmatched};
 use crate::throttle::plan::KeyPart;
 use crate::throttle::ThrottleConfig;
+
+/// A configuration parsed, not yet checked: its directory's lists as the filter reads them (the
+/// applications compiled as they come, the subscriptions packed).
+pub type Parsed<'a> = RawConfig<'a, StagedApplications, PackedSubscriptions>;
 
 /// A checked, compiled configuration.
 #[derive(Debug)]
@@ -110,8 +114,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         if let Ok(streamed) = streamed::read(HostText::new(size, read), chunk) {
             if let Ok(raw) = Config::parse(streamed.rest.as_bytes()) {
-                let subscriptions = streamed.subscriptions.list();
-                return Config::compile(RawConfig { applications: streamed.applications, subscriptions, ..raw });
+                let (applications, subscriptions) = (streamed.applications, streamed.subscriptions);
+                return Config::compile(RawConfig { applications, subscriptions, ..raw });
             }
         }
         let mut bytes = Vec::with_capacity(size);
@@ -123,9 +127,9 @@ impl Config {
     /// Parses the JSON without checking it. The directory's strings borrow from the text where
     /// they have no escapes (100,000 applications would otherwise be about 800,000 allocations,
     /// made and freed before compiling).
-    pub fn parse(bytes: &[u8]) -> Result<RawConfig<'_, StagedApplications>, ConfigError> {
+    pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, ConfigError> {
         let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
-        let raw: RawConfig<StagedApplications> = if trimmed {
+        let raw: Parsed = if trimmed {
             RawConfig::default()
         } else {
             if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -153,7 +157,7 @@ impl Config {
     }
 
     /// Checks and compiles a parsed configuration, each domain its own part.
-    pub fn compile(raw: RawConfig<'_, StagedApplications>) -> Result<Config, ConfigError> {
+    pub fn compile(raw: Parsed<'_>) -> Result<Config, ConfigError> {
         let mut warnings = Vec::new();
         // Routing refers to policies by name: their definitions are checked first.
         let policies = StaticDirectory::policy_names(&raw.policies)?;
@@ -286,7 +290,7 @@ fn owned_headers(
 /// changed key or issuer forgets what was verified before, and a changed directory (the bulk of a
 /// large configuration) neither costs a hash of itself nor empties the cache. Empty (the shared
 /// cache off) if the sections cannot be written.
-fn verification_fingerprint<Applications>(raw: &RawConfig<'_, Applications>) -> String {
+fn verification_fingerprint<Applications, Subscriptions>(raw: &RawConfig<'_, Applications, Subscriptions>) -> String {
     use sha2::Digest;
     let sections = (&raw.credentials, &raw.key_managers, &raw.api_key_jwt, &raw.backend_jwt);
     serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()

@@ -7,15 +7,13 @@
 //! not an array) is left to the whole text: [`super::Config::from_source`] then reads it whole,
 //! so a refused configuration gets the same error, naming the same field, either way.
 
-use std::borrow::Cow;
 use std::io::Read;
 
 use serde::de::Error as _;
 
-use crate::directory::static_dir::StagedApplications;
+use crate::directory::static_dir::{PackedSubscriptions, StagedApplications};
 use crate::pieces::{Borrowing, Pieces};
 use crate::schema::{RawApplication, RawSubscription};
-use crate::vocab::SubscriptionState;
 
 /// A configuration read in pieces.
 pub(super) struct Streamed {
@@ -51,6 +49,7 @@ pub(super) fn read<R: Read>(reader: R, chunk: usize) -> Result<Streamed, serde_j
         "subscriptions" if subscriptions.is_none() => {
             let mut packed = PackedSubscriptions::default();
             input.array(|input| input.borrowed::<SubscriptionOf>(|sub, _| packed.add(&sub)))?;
+            packed.finish();
             subscriptions = Some(packed);
             Ok(())
         }
@@ -71,62 +70,4 @@ pub(super) fn read<R: Read>(reader: R, chunk: usize) -> Result<Streamed, serde_j
         applications: applications.unwrap_or_default(),
         subscriptions: subscriptions.unwrap_or_default(),
     })
-}
-
-/// The subscriptions, their strings in one string (an API or a tier repeated from the
-/// subscription before is kept once).
-#[derive(Default)]
-pub(super) struct PackedSubscriptions {
-    text: String,
-    entries: Vec<Packed>,
-}
-
-/// One subscription: where its strings are in the text.
-struct Packed {
-    application: (usize, usize),
-    api: (usize, usize),
-    tier: (usize, usize),
-    state: SubscriptionState,
-}
-
-impl PackedSubscriptions {
-    fn add(&mut self, subscription: &RawSubscription<'_>) {
-        let last = self.entries.last().map(|last| (last.api, last.tier));
-        let application = self.push(&subscription.application);
-        let api = self.push_or_repeat(last.map(|(api, _)| api), &subscription.api);
-        let tier = self.push_or_repeat(last.map(|(_, tier)| tier), &subscription.tier);
-        self.entries.push(Packed { application, api, tier, state: subscription.state });
-    }
-
-    fn push(&mut self, value: &str) -> (usize, usize) {
-        let start = self.text.len();
-        self.text.push_str(value);
-        (start, self.text.len())
-    }
-
-    /// `value`'s place: the one `before` when it holds the same string.
-    fn push_or_repeat(&mut self, before: Option<(usize, usize)>, value: &str) -> (usize, usize) {
-        match before {
-            Some(place) if self.get(place) == value => place,
-            _ => self.push(value),
-        }
-    }
-
-    fn get(&self, (start, end): (usize, usize)) -> &str {
-        self.text.get(start..end).unwrap_or_default()
-    }
-
-    /// The subscriptions as the configuration's parser gives them, borrowing from the text.
-    pub(super) fn list(&self) -> Vec<RawSubscription<'_>> {
-        let borrowed = |place| Cow::Borrowed(self.get(place));
-        self.entries
-            .iter()
-            .map(|packed| RawSubscription {
-                application: borrowed(packed.application),
-                api: borrowed(packed.api),
-                tier: borrowed(packed.tier),
-                state: packed.state,
-            })
-            .collect()
-    }
 }

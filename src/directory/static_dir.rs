@@ -2,6 +2,7 @@
 //! routing table and the key managers, and indexed for the request path (API keys by the first
 //! bytes of their hash, subscriptions by application then API).
 
+mod packed;
 mod staged;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,8 +16,9 @@ use super::{AppKey, Application, BlockingCondition, Directory, PolicyLevel, Poli
 use crate::cidr::IpRange;
 use crate::routing::Api;
 use crate::routing::Table;
-use crate::schema::{ConfigError, RawBlockingCondition, RawPolicy, RawSubscription};
+use crate::schema::{ConfigError, RawBlockingCondition, RawPolicy};
 use crate::vocab::{ApiId, KeyType, KmId, SubscriptionState, TimeUnit, UNLIMITED};
+pub use packed::{PackedSubscriptions, SubscriptionView};
 pub use staged::StagedApplications;
 
 /// The names of the configured policies, `Unlimited` included.
@@ -127,7 +129,7 @@ impl StaticDirectory {
     /// subscriptions (field names for errors are only built for an error).
     pub fn compile(
         mut applications: StagedApplications,
-        subscriptions: Vec<RawSubscription>,
+        subscriptions: PackedSubscriptions,
         policies: BTreeMap<String, RawPolicy>,
         blocking: Vec<RawBlockingCondition>,
         context: &Context<'_>,
@@ -314,7 +316,7 @@ fn key_type_bit(key_type: KeyType) -> u8 {
 /// (tier and state) share one `Rc`.
 fn add_subscriptions(
     directory: &mut StaticDirectory,
-    subscriptions: &[RawSubscription],
+    subscriptions: &PackedSubscriptions,
     routes: &Table,
     policies: &PolicyNames,
 ) -> Result<(), ConfigError> {
@@ -332,9 +334,9 @@ fn add_subscriptions(
             .and_then(|rest| rest.iter().take(2).position(|listed| *listed.application.id == *subscription.application))
             .map(|step| cursor + step)
             .or_else(|| {
-                let hash = directory.applications.hash(&subscription.application);
+                let hash = directory.applications.hash(subscription.application);
                 let at =
-                    directory.applications.find(hash, &subscription.application, |at| listed_id(&directory.listed, at));
+                    directory.applications.find(hash, subscription.application, |at| listed_id(&directory.listed, at));
                 at.and_then(|at| usize::try_from(at).ok())
             });
         let Some(listed) = next.and_then(|at| {
@@ -346,13 +348,13 @@ fn add_subscriptions(
                 format!("application `{}` is not defined", subscription.application),
             ));
         };
-        let Some(api) = apis.get(&*subscription.api) else {
+        let Some(api) = apis.get(subscription.api) else {
             return Err(ConfigError::new(
                 format!("{}.api", field()),
                 format!("API `{}` is not defined (write `<name>:<version>`)", subscription.api),
             ));
         };
-        check_policy_ref(|| format!("{}.tier", field()), Some(&subscription.tier), policies)?;
+        check_policy_ref(|| format!("{}.tier", field()), Some(subscription.tier), policies)?;
         // An application whose every key is of a type the API has no endpoint for can never call it.
         let types = listed.key_types;
         let served = (types & 1 != 0 && api.endpoints.production.is_some())
@@ -371,7 +373,7 @@ fn add_subscriptions(
         }
         let compiled = Rc::clone(
             shared
-                .entry((&*subscription.tier, subscription.state))
+                .entry((subscription.tier, subscription.state))
                 .or_insert_with_key(|(tier, state)| Rc::new(Subscription { tier: tier.to_string(), state: *state })),
         );
         filed.push((offset(cursor), api.id, compiled));
@@ -407,11 +409,11 @@ fn add_subscriptions(
 
 /// The error naming the first subscription, in the configuration's order, that repeats an
 /// earlier one (same application and API).
-fn first_repeated_subscription(subscriptions: &[RawSubscription]) -> ConfigError {
+fn first_repeated_subscription(subscriptions: &PackedSubscriptions) -> ConfigError {
     let mut seen = HashSet::new();
     let index = subscriptions
         .iter()
-        .position(|subscription| !seen.insert((&*subscription.application, &*subscription.api)))
+        .position(|subscription| !seen.insert((subscription.application, subscription.api)))
         .unwrap_or_default();
     ConfigError::new(format!("subscriptions[{index}]"), "the application is subscribed to this API twice")
 }

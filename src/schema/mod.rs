@@ -16,6 +16,7 @@ mod throttling;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -33,9 +34,9 @@ pub use throttling::*;
 /// The filter configuration. Every field is optional; an empty object `{}` is a valid
 /// configuration that answers every request with the gateway's 404 fault.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[schemars(rename = "Config", bound = "Applications: JsonSchema + Default")]
+#[schemars(rename = "Config", bound = "Applications: JsonSchema + Default, Subscriptions: JsonSchema + Default")]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>> {
+pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions = Vec<RawSubscription<'a>>> {
     /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
     #[serde(default)]
     pub errors: RawErrors,
@@ -62,8 +63,10 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>> {
     pub applications: Applications,
     /// Subscriptions of applications to APIs; an application calls an API only through one.
     /// Defaults to none.
-    #[serde(default, borrow)]
-    pub subscriptions: Vec<RawSubscription<'a>>,
+    // The filter parses them as `directory::static_dir::PackedSubscriptions`; the default type is
+    // what the schema describes.
+    #[serde(default)]
+    pub subscriptions: Subscriptions,
     /// Key managers (OAuth2 token issuers): JWT verification keys and introspection.
     /// Defaults to none.
     #[serde(default)]
@@ -105,6 +108,10 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>> {
     #[serde(skip)]
     #[schemars(skip)]
     pub fingerprint: String,
+    /// The text the default list types borrow from (not a field users write).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub borrows: PhantomData<&'a str>,
 }
 
 /// Why a configuration was refused: the field (a path such as `apis[0].resources[1].path`) and

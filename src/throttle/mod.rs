@@ -279,7 +279,7 @@ mod tests {
     use super::limiter::{Hit, Settings};
     use super::plan::{parse_key_template, KeyPart};
     use super::*;
-    use crate::directory::static_dir::{Context as DirectoryContext, StagedApplications};
+    use crate::directory::static_dir::{Context as DirectoryContext, PackedSubscriptions, StagedApplications};
     use crate::directory::StaticDirectory;
     use crate::routing::Table;
     use crate::schema::RawConfig;
@@ -310,7 +310,7 @@ mod tests {
     }
 
     fn compile(json: &str) -> Fixture {
-        let raw: RawConfig<StagedApplications> = serde_json::from_str(json).unwrap();
+        let raw: RawConfig<StagedApplications, PackedSubscriptions> = serde_json::from_str(json).unwrap();
         let names = StaticDirectory::policy_names(&raw.policies).unwrap();
         let routes = Table::compile(raw.apis, &|name| names.contains(name)).unwrap();
         let throttle =
