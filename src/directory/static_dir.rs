@@ -153,6 +153,7 @@ impl StaticDirectory {
             ..StaticDirectory::default()
         };
         directory.index_api_keys(&key_origins)?;
+        drop(key_origins);
         add_subscriptions(&mut directory, &subscriptions, context.routes, &names)?;
         Ok(directory)
     }
