@@ -173,7 +173,7 @@ pub fn plan(
     }
     if let Some(application) = caller.application_id {
         let app = directory.application(application);
-        let app_policy = app.as_ref().and_then(|app| app.policy.as_deref());
+        let app_policy = app.as_ref().and_then(|app| app.policy());
         if let Some(spec) = app_policy.and_then(|name| directory.policy(PolicyLevel::Application, name)) {
             counters.push(Counter::new(
                 Level::Application,

@@ -107,7 +107,7 @@ fn a_full_load_asks_for_every_resource_as_wso2s_gateway_does_and_workers_decode_
     let app_key = directory.client("app1", KmId(0)).unwrap();
     assert_eq!(&*app_key.application, MOBILE_APP);
     let application = directory.application(MOBILE_APP).unwrap();
-    assert_eq!((application.name.as_str(), application.owner.as_str()), ("MobileApp", "admin"));
+    assert_eq!((application.name(), application.owner()), ("MobileApp", "admin"));
     let subscription = directory.subscription(MOBILE_APP, pizza).unwrap();
     assert_eq!((subscription.tier.as_str(), subscription.state), ("Gold", SubscriptionState::Unblocked));
 

@@ -290,7 +290,7 @@ fn insert<T>(cache: &mut HashMap<String, Cached<T>>, key: &str, found: Cached<T>
 }
 
 fn application(uuid: &str, entry: AppEntry) -> Application {
-    Application { id: Rc::from(uuid), name: entry.name, owner: entry.owner, policy: entry.policy }
+    Application::new(Rc::from(uuid), &entry.name, &entry.owner, entry.policy.as_deref())
 }
 
 fn subscription(entry: SubEntry) -> Subscription {

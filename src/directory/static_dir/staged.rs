@@ -95,12 +95,7 @@ impl StagedApplications {
         // the parse then see its id and the clients before the failure (a place in `listed` is
         // an application's index).
         let compiled = self.compile_keys(index, &id, &application);
-        let application = Application {
-            id,
-            name: application.name.into_owned(),
-            owner: application.owner.into_owned(),
-            policy: application.policy.map(|policy| policy.into_owned()),
-        };
+        let application = Application::new(id, &application.name, &application.owner, application.policy.as_deref());
         let key_types = compiled.as_ref().copied().unwrap_or_default();
         self.listed.push(Listed { application: Rc::new(application), key_types, subscriptions: (0, 0) });
         compiled.map(|_| ())

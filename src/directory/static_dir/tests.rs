@@ -53,7 +53,7 @@ fn every_key_and_subscription_of_a_large_directory_is_found_and_nothing_else() {
         let id = format!("app-{i}");
         assert_eq!(directory.subscription(&id, a).unwrap().tier, "Gold");
         assert_eq!(directory.subscription(&id, b).is_some(), i % 3 == 0, "app {i} on B");
-        assert_eq!(directory.application(&id).unwrap().name, format!("App {i}"));
+        assert_eq!(directory.application(&id).unwrap().name(), format!("App {i}"));
     }
     assert_eq!(&*directory.api_key(&near).unwrap().application, "app-11");
     assert_eq!(&*directory.api_key(&nearer).unwrap().application, "app-12");
@@ -78,8 +78,8 @@ fn strings_with_escapes_are_read_like_plain_ones() {
     let config = Config::from_json(json.as_bytes()).unwrap();
     let directory = config.directory.as_ref();
     let application = directory.application("app-1").unwrap();
-    assert_eq!((application.name.as_str(), application.owner.as_str()), ("App \"One\"", "o\\p"));
-    assert_eq!(application.policy.as_deref(), Some("Gold"));
+    assert_eq!((application.name(), application.owner()), ("App \"One\"", "o\\p"));
+    assert_eq!(application.policy(), Some("Gold"));
     assert_eq!(&*directory.api_key(&digest("key-1")).unwrap().application, "app-1");
     let (a, b) = (config.routes.by_label("A:1").unwrap(), config.routes.by_label("B:1").unwrap());
     assert_eq!(directory.subscription("app-1", a).unwrap().tier, "Gold");
@@ -149,7 +149,7 @@ fn client_ids_and_application_ids_are_unique_and_each_found() {
         assert_eq!((&*production.application, production.key_type), (&*format!("app-{i}"), KeyType::Production));
         let sandbox = directory.client(&format!("d-{i}"), KmId(0)).unwrap();
         assert_eq!((&*sandbox.application, sandbox.key_type), (&*format!("app-{i}"), KeyType::Sandbox));
-        assert_eq!(directory.application(&format!("app-{i}")).unwrap().name, format!("App {i}"));
+        assert_eq!(directory.application(&format!("app-{i}")).unwrap().name(), format!("App {i}"));
     }
     for unknown in ["c-3000", "c-", "", "app-1"] {
         assert!(directory.client(unknown, KmId(0)).is_none(), "{unknown}");
