@@ -226,6 +226,23 @@ fn the_control_plane_example_validates_and_reads_its_password_from_the_environme
     assert!(release["memory_release_interval"].as_str().is_some(), "{release:?}");
 }
 
+/// docs/HOWTO.md has users copy `memory_allocator_manager` from these examples for large
+/// directories, with the figures the bench measured using the same values.
+#[test]
+fn the_examples_for_large_directories_give_freed_pages_back_as_the_bench_measured() {
+    let bench = read_repo_file("bench/directory.py");
+    assert!(
+        bench.contains(r#"{"bytes_to_release": 8 * 1024 * 1024, "memory_release_interval": "1s"}"#),
+        "the bench's setting changed: change the examples and docs/HOWTO.md with it"
+    );
+    for path in ["envoy/examples/control-plane/envoy.yaml", "envoy/examples/ecds/envoy.yaml"] {
+        let bootstrap: serde_yaml::Value = serde_yaml::from_str(&read_repo_file(path)).unwrap();
+        let release = &bootstrap["memory_allocator_manager"];
+        assert_eq!(release["bytes_to_release"].as_u64(), Some(8 * 1024 * 1024), "{path}: {release:?}");
+        assert_eq!(release["memory_release_interval"].as_str(), Some("1s"), "{path}: {release:?}");
+    }
+}
+
 #[test]
 fn the_istio_stats_tags_are_the_shipped_envoy_configs() {
     let envoy: serde_yaml::Value = serde_yaml::from_str(&read_repo_file("envoy/envoy.yaml")).unwrap();

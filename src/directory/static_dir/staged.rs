@@ -192,7 +192,8 @@ impl StagedApplications {
             return Err(error);
         }
         // The lists grew by doubling while the applications were read: about a quarter of their
-        // room at 100,000 applications, given back before the directory's indexes are built.
+        // room at 100,000 applications, given back before the API keys are indexed and the
+        // subscriptions compiled.
         self.listed.shrink_to_fit();
         self.client_ids.shrink_to_fit();
         self.clients.shrink_to_fit();
