@@ -7,7 +7,7 @@ use super::Identity;
 use crate::catalogue::{Fault, FaultId};
 use crate::directory::Directory;
 use crate::routing::{Api, Resource};
-use crate::vocab::{KeyType, SubscriptionState};
+use crate::vocab::{KeyType, SubscriptionState, UNLIMITED};
 
 /// The auth context of an authorized request, sent to the backend as headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,7 +142,7 @@ pub fn authorize(
                 subscriber: application.owner().to_string(),
                 tier: subscription.tier.clone(),
                 end_user: token.and_then(|token| token.end_user.clone()),
-                application_tier: application.policy().unwrap_or("Unlimited").to_string(),
+                application_tier: application.policy().unwrap_or(UNLIMITED).to_string(),
                 user_token: token.is_some_and(|token| token.user_token),
                 subject: token.and_then(|token| token.subject.clone()),
                 caller_claims: token.and_then(|token| token.claims.clone()),
