@@ -170,13 +170,13 @@ impl BackendJwt {
             claims.insert(format!("{}{name}", self.claim_prefix), Value::String(value.to_string()));
         };
         for (name, value) in [
-            ("subscriber", authorized.subscriber.as_str()),
-            ("applicationid", authorized.application_id.as_str()),
-            ("applicationname", authorized.application_name.as_str()),
-            ("applicationtier", authorized.application_tier.as_str()),
+            ("subscriber", authorized.subscriber()),
+            ("applicationid", authorized.application_id()),
+            ("applicationname", authorized.application_name()),
+            ("applicationtier", authorized.application_tier()),
             ("apiname", api.name.as_str()),
             ("version", api.version.as_str()),
-            ("tier", authorized.tier.as_str()),
+            ("tier", authorized.tier()),
         ] {
             if !value.is_empty() {
                 put(name, value);
@@ -187,11 +187,11 @@ impl BackendJwt {
         put("usertype", "Application_User");
         let end_user = match (authorized.user_token, &authorized.end_user) {
             (true, Some(user)) => user.as_str(),
-            _ => authorized.subscriber.as_str(),
+            _ => authorized.subscriber(),
         };
         put("enduser", &format!("{end_user}@{}", self.tenant_domain));
         put("enduserTenantId", &self.tenant_id);
-        put("applicationUUId", &authorized.application_id);
+        put("applicationUUId", authorized.application_id());
         if let Some(subject) = &authorized.subject {
             claims.insert("sub".to_string(), Value::String(subject.clone()));
         }
@@ -333,11 +333,11 @@ fn quick_key(api: &Api, authorized: &Authorized) -> Option<String> {
     let parts = [
         api.label.as_str(),
         api.context.as_str(),
-        &authorized.application_id,
-        &authorized.application_name,
-        &authorized.application_tier,
-        &authorized.subscriber,
-        &authorized.tier,
+        authorized.application_id(),
+        authorized.application_name(),
+        authorized.application_tier(),
+        authorized.subscriber(),
+        authorized.tier(),
         authorized.key_type.name(),
         authorized.end_user.as_deref().unwrap_or("\u{1}"),
         if authorized.user_token { "u" } else { "a" },
@@ -443,9 +443,14 @@ fn x5t_of_certificate(pem_text: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use crate::auth::fixture::compile;
+    use crate::directory::{Application, Subscription};
     use crate::host::testing::MemoryStore;
-    use crate::vocab::KeyType;
+    use crate::vocab::{KeyType, SubscriptionState};
     use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+
+    fn subscription(tier: &str) -> Rc<Subscription> {
+        Rc::new(Subscription { tier: tier.into(), state: SubscriptionState::Unblocked })
+    }
 
     const RSA_KEY: &str = include_str!("../tests/fixtures/keys/rsa-a.pem");
     const RSA_PUBLIC: &str = include_str!("../tests/fixtures/keys/rsa-a.pub.pem");
@@ -466,12 +471,9 @@ mod tests {
         Authorized {
             cluster: "backend".into(),
             key_type: KeyType::Production,
-            application_id: "app-uuid".into(),
-            application_name: "App".into(),
-            subscriber: "admin".into(),
-            tier: "Gold".into(),
+            application: Rc::new(Application::new(Rc::from("app-uuid"), "App", "admin", None)),
+            subscription: subscription("Gold"),
             end_user: Some("alice".into()),
-            application_tier: "Unlimited".into(),
             user_token: true,
             subject: Some("alice".into()),
             caller_claims: Some(Box::new(claims)),
@@ -569,7 +571,7 @@ mod tests {
         // Another caller: another JWT, also from a worker that knows the first caller.
         let mut worker = IssuedCache::default();
         jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &authorized(), 701).unwrap();
-        let other = Authorized { tier: "Bronze".into(), ..authorized() };
+        let other = Authorized { subscription: subscription("Bronze"), ..authorized() };
         let (theirs, issued) = jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &other, 701).unwrap();
         assert!(issued && theirs != renewed);
         // An introspected token (claims, no token id) takes the claims path and still finds its JWT.

@@ -149,11 +149,11 @@ impl Record {
 
     /// Who was authorized.
     pub fn caller(&mut self, authorized: &Authorized) {
-        self.put(field!("application_id"), &authorized.application_id);
-        self.put(field!("application_name"), &authorized.application_name);
-        self.put(field!("application_owner"), &authorized.subscriber);
+        self.put(field!("application_id"), authorized.application_id());
+        self.put(field!("application_name"), authorized.application_name());
+        self.put(field!("application_owner"), authorized.subscriber());
         self.put(field!("key_type"), authorized.key_type.name());
-        self.put(field!("tier"), &authorized.tier);
+        self.put(field!("tier"), authorized.tier());
         if let Some(user) = &authorized.end_user {
             self.put(field!("user_name"), user);
         }

@@ -3,24 +3,25 @@
 //! type (900905), the scopes (900910), then the endpoint of the key type (900901/403). The
 //! directory answers who the application is and what it subscribed to.
 
+use std::rc::Rc;
+
 use super::Identity;
 use crate::catalogue::{Fault, FaultId};
-use crate::directory::Directory;
+use crate::directory::{Application, Directory, Subscription};
 use crate::routing::{Api, Resource};
 use crate::vocab::{KeyType, SubscriptionState, UNLIMITED};
 
-/// The auth context of an authorized request, sent to the backend as headers.
+/// The auth context of an authorized request, sent to the backend as headers. The application,
+/// its subscription and the cluster are shared with the directory and the routing table (a
+/// count each, not copies of their strings on every request).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authorized {
-    pub cluster: String,
+    pub cluster: Rc<str>,
     pub key_type: KeyType,
-    pub application_id: String,
-    pub application_name: String,
-    pub subscriber: String,
-    pub tier: String,
+    pub application: Rc<Application>,
+    /// The subscription to the API (its tier).
+    pub subscription: Rc<Subscription>,
     pub end_user: Option<String>,
-    /// The application's own throttling policy (WSO2's `applicationtier`).
-    pub application_tier: String,
     /// A user's token (WSO2's APPLICATION_USER) rather than an application's.
     pub user_token: bool,
     /// The caller token's `sub`.
@@ -30,6 +31,31 @@ pub struct Authorized {
     /// What names the caller's token uniquely (its key manager and `jti` or signature), when
     /// something does: the caller claims are then a function of it.
     pub caller_token: Option<String>,
+}
+
+impl Authorized {
+    pub fn application_id(&self) -> &str {
+        &self.application.id
+    }
+
+    pub fn application_name(&self) -> &str {
+        self.application.name()
+    }
+
+    /// The user who owns the application.
+    pub fn subscriber(&self) -> &str {
+        self.application.owner()
+    }
+
+    /// The subscription's tier.
+    pub fn tier(&self) -> &str {
+        &self.subscription.tier
+    }
+
+    /// The application's own throttling policy (WSO2's `applicationtier`).
+    pub fn application_tier(&self) -> &str {
+        self.application.policy().unwrap_or(UNLIMITED)
+    }
 }
 
 fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
@@ -58,7 +84,7 @@ fn api_key_resource_checks(resource: &Resource, opaque: bool) -> Result<(), Faul
     Ok(())
 }
 
-fn endpoint(api: &Api, key_type: KeyType) -> Result<String, Fault> {
+fn endpoint(api: &Api, key_type: KeyType) -> Result<Rc<str>, Fault> {
     match key_type {
         KeyType::Production => {
             api.endpoints.production.clone().ok_or(Fault::new(FaultId::ProductionKeyWithoutEndpoint))
@@ -87,20 +113,24 @@ pub fn authorize(
             };
             api_key_resource_checks(resource, false)?;
             // An application the gateway also knows: its subscription's state applies too.
-            let mut tier = if subscription_tier.is_empty() { key.tier.clone() } else { subscription_tier.clone() };
-            if let Some(subscription) = directory.subscription(&key.application_id, api) {
-                check_subscription_state(subscription.state, key.key_type)?;
-                tier = subscription.tier.clone();
-            }
+            let subscription = match directory.subscription(&key.application_id, api) {
+                Some(subscription) => {
+                    check_subscription_state(subscription.state, key.key_type)?;
+                    subscription
+                }
+                None => {
+                    let tier = if subscription_tier.is_empty() { &key.tier } else { subscription_tier };
+                    Rc::new(Subscription { tier: tier.clone(), state: SubscriptionState::Unblocked })
+                }
+            };
+            let application =
+                Application::new(Rc::from(&*key.application_id), &key.application_name, &key.owner, Some(&key.tier));
             Ok(Authorized {
                 cluster: endpoint(api, key.key_type)?,
                 key_type: key.key_type,
-                application_id: key.application_id.clone(),
-                application_name: key.application_name.clone(),
-                subscriber: key.owner.clone(),
-                tier,
+                application: Rc::new(application),
+                subscription,
                 end_user: key.end_user.clone(),
-                application_tier: key.tier.clone(),
                 user_token: key.end_user.is_some(),
                 subject: key.end_user.clone(),
                 caller_claims: None,
@@ -137,12 +167,9 @@ pub fn authorize(
             Ok(Authorized {
                 cluster: endpoint(api, app_key.key_type)?,
                 key_type: app_key.key_type,
-                application_id: application.id.to_string(),
-                application_name: application.name().to_string(),
-                subscriber: application.owner().to_string(),
-                tier: subscription.tier.clone(),
+                application,
+                subscription,
                 end_user: token.and_then(|token| token.end_user.clone()),
-                application_tier: application.policy().unwrap_or(UNLIMITED).to_string(),
                 user_token: token.is_some_and(|token| token.user_token),
                 subject: token.and_then(|token| token.subject.clone()),
                 caller_claims: token.and_then(|token| token.claims.clone()),
@@ -193,7 +220,7 @@ mod tests {
     fn code(fixture: &Fixture, path: usize, identity: &Identity) -> Result<String, u32> {
         let api = &fixture.routes.apis[0];
         authorize(&fixture.directory, api, &api.resources[path], identity)
-            .map(|a| a.application_id)
+            .map(|a| a.application_id().to_string())
             .map_err(|fault| fault.code)
     }
 

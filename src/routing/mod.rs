@@ -6,6 +6,8 @@
 pub mod matcher;
 pub mod table;
 
+use std::rc::Rc;
+
 use crate::catalogue::{Fault, FaultId};
 use crate::schema::Unmatched;
 use crate::vocab::{ApiId, Lifecycle, ResourceId};
@@ -30,7 +32,7 @@ pub struct Forward {
     pub resource: ResourceId,
     /// The Envoy cluster of the endpoint; `None` until the credential's key type picks it
     /// (secured resources).
-    pub cluster: Option<String>,
+    pub cluster: Option<Rc<str>>,
     /// The `:path` for the upstream, when rewriting is on.
     pub upstream_path: Option<String>,
 }

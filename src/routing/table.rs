@@ -2,6 +2,7 @@
 //! templates parsed, their base paths indexed), and how the chosen endpoint reaches Envoy's router.
 
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use super::matcher::{self, PathTemplate};
 use crate::schema::checks::{check_header_name, check_header_value};
@@ -19,8 +20,9 @@ pub struct RoutingSettings {
 /// The Envoy clusters of an API's endpoints.
 #[derive(Clone, Debug, Default)]
 pub struct Endpoints {
-    pub production: Option<String>,
-    pub sandbox: Option<String>,
+    /// Shared with each request that goes to it (a count, not a copy).
+    pub production: Option<Rc<str>>,
+    pub sandbox: Option<Rc<str>>,
 }
 
 /// A compiled API.
@@ -365,7 +367,10 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
         context: raw.context,
         lifecycle: raw.lifecycle,
         default_version: raw.default_version,
-        endpoints: Endpoints { production: raw.endpoints.production, sandbox: raw.endpoints.sandbox },
+        endpoints: Endpoints {
+            production: raw.endpoints.production.map(Rc::from),
+            sandbox: raw.endpoints.sandbox.map(Rc::from),
+        },
         backend_path: raw.backend_path,
         api_keys: raw.api_key_in_query || any_api_key_resource,
         api_key_in_query: raw.api_key_in_query,

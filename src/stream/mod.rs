@@ -26,7 +26,7 @@ use crate::catalogue::{Fault, FaultId};
 use crate::config::Config;
 use crate::directory::control_plane::lookup;
 use crate::directory::control_plane::view::CpWorker;
-use crate::directory::Layered;
+use crate::directory::{Application, Layered};
 use crate::host::{Answer, Call, Host, Step};
 use crate::observe::{self, ApplicationNames, Record};
 use crate::render;
@@ -128,8 +128,8 @@ pub struct Stream {
     record: Record,
     /// The matched API is counted (per-API stats on, and an API matched).
     api_stats: bool,
-    /// The authorized application's name (with application stats).
-    application: Option<String>,
+    /// The authorized application (with application stats: its name is counted).
+    application: Option<Rc<Application>>,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data (through the worker's
@@ -327,7 +327,7 @@ impl Stream {
                     self.record.caller(&authorized);
                 }
                 if config.observability.application_stats > 0 {
-                    self.application = Some(authorized.application_name.clone());
+                    self.application = Some(Rc::clone(&authorized.application));
                 }
                 self.throttle(host, Some(authorized))
             }
@@ -423,7 +423,7 @@ impl Stream {
         let Some(route) = self.route.clone() else {
             return self.internal_error(host, "forwarded without a route");
         };
-        let Some(cluster) = authorized.map(|a| a.cluster.as_str()).or(route.cluster.as_deref()) else {
+        let Some(cluster) = authorized.map(|a| &*a.cluster).or(route.cluster.as_deref()) else {
             return self.internal_error(host, "forwarded without an endpoint");
         };
         let routes = Rc::clone(&self.routes);
@@ -468,7 +468,7 @@ impl Stream {
         let Some(application) = &self.application else { return };
         let limit = self.config.observability.application_stats;
         let mut worker = self.worker.borrow_mut();
-        if let Some(stat) = worker.application_names.stat(limit, application, outcome) {
+        if let Some(stat) = worker.application_names.stat(limit, application.name(), outcome) {
             host.count(stat);
         }
     }
@@ -625,12 +625,12 @@ fn route_of<'t>(routes: &'t Table, route: &Forward) -> Option<(&'t routing::Api,
 /// Who is calling, as throttling sees it.
 fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) -> Caller<'_> {
     Caller {
-        application_id: authorized.map(|a| a.application_id.as_str()),
-        application_name: authorized.map(|a| a.application_name.as_str()),
-        tier: authorized.map(|a| a.tier.as_str()),
+        application_id: authorized.map(|a| a.application_id()),
+        application_name: authorized.map(|a| a.application_name()),
+        tier: authorized.map(|a| a.tier()),
         key_type: authorized.map(|a| a.key_type),
         end_user: authorized.and_then(|a| a.end_user.as_deref()),
-        owner: authorized.map(|a| a.subscriber.as_str()),
+        owner: authorized.map(|a| a.subscriber()),
         client_ip,
     }
 }

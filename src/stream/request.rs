@@ -137,11 +137,11 @@ pub fn apply_forward(
     }
     if let Some(authorized) = authorized.filter(|_| credentials.send_context) {
         let values = [
-            Some(authorized.application_id.as_str()),
-            Some(authorized.application_name.as_str()),
-            Some(authorized.subscriber.as_str()),
+            Some(authorized.application_id()),
+            Some(authorized.application_name()),
+            Some(authorized.subscriber()),
             Some(authorized.key_type.name()),
-            Some(authorized.tier.as_str()),
+            Some(authorized.tier()),
             authorized.end_user.as_deref(),
         ];
         for (name, value) in credentials.context_headers.iter().zip(values) {
