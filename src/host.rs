@@ -83,6 +83,16 @@ pub enum Step<T, R, E> {
     Refused(E),
 }
 
+/// The largest answer the filter reads whole: a key manager's JWKS or introspection answer, a
+/// control plane's lookup, a rate-limit service's message (a few KB each). A larger one is taken
+/// as a failed call ([`ANSWER_TOO_LARGE`]) before a byte of it is read: parsing holds several
+/// times an answer's size in the VM, whose memory never shrinks, and an allocation the VM cannot
+/// make ends it. A control plane's full loads are read in pieces ([`Answer::HttpStream`]).
+pub const MAX_WHOLE_ANSWER: usize = 1 << 20;
+
+/// The code of a call whose answer was over [`MAX_WHOLE_ANSWER`] (gRPC's `RESOURCE_EXHAUSTED`).
+pub const ANSWER_TOO_LARGE: u32 = 8;
+
 /// The answer to a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {

@@ -18,6 +18,13 @@ pub const CHUNK: usize = 1 << 16;
 /// The largest piece asked for at a time (a larger `chunk` is taken as this).
 const MAX_CHUNK: usize = 1 << 20;
 
+/// The longest value held in hand: one entry of a control plane's list, one member of the
+/// configuration besides its applications and subscriptions. A value this long is read; one
+/// longer by more than a piece is refused (the text in hand would otherwise grow with whatever
+/// an answer holds, and the VM's memory never shrinks); a configuration refused for it is read
+/// whole instead.
+pub const MAX_VALUE: usize = 32 << 20;
+
 /// A family of types that borrow from the text they are parsed from, for [`Pieces::borrowed`].
 pub trait Borrowing {
     type Value<'de>: Deserialize<'de>;
@@ -74,11 +81,15 @@ impl<R: Read> Pieces<R> {
         self.text.drain(..self.position);
         self.consumed += self.position;
         self.position = 0;
+        if self.text.len() > MAX_VALUE {
+            return Err(serde_json::Error::custom(format!("a value is longer than {MAX_VALUE} bytes")));
+        }
         // Room a large value needed is given back once it is read.
         if self.text.capacity() > 4 * self.chunk && self.text.len() <= self.chunk {
             self.text.shrink_to(2 * self.chunk);
         }
-        let wanted = self.chunk.max(self.text.len());
+        // Doubling, up to a piece past the longest value held.
+        let wanted = self.chunk.max(self.text.len()).min(MAX_VALUE + self.chunk - self.text.len());
         let mut bytes = std::mem::take(&mut self.cut);
         let start = bytes.len();
         bytes.resize(start + wanted, 0);
@@ -299,7 +310,7 @@ impl Read for HostText<'_> {
 mod tests {
     use std::borrow::Cow;
 
-    use super::{Borrowing, Pieces};
+    use super::{Borrowing, Pieces, MAX_VALUE};
 
     struct Text;
     impl Borrowing for Text {
@@ -330,6 +341,18 @@ mod tests {
         for bytes in cases {
             for chunk in 1..=bytes.len() + 1 {
                 assert!(strings(bytes, chunk).is_err(), "{bytes:?} in chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_longer_than_the_limit_is_refused_and_shorter_ones_are_read() {
+        for (length, read) in [(MAX_VALUE - 64, true), (MAX_VALUE + super::CHUNK + 1, false)] {
+            let text = format!("[\"{}\", \"x\"]", "a".repeat(length));
+            let result = strings(text.as_bytes(), super::CHUNK);
+            assert_eq!(result.is_ok(), read, "{length} bytes");
+            if let Err(error) = result {
+                assert!(error.to_string().starts_with("a value is longer than"), "{error}");
             }
         }
     }

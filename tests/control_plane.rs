@@ -278,6 +278,27 @@ fn down_slow_or_garbage_the_last_good_directory_serves_and_lookups_answer_900900
     assert!(!log.contains("panicked"));
 }
 
+#[test]
+fn a_lookup_answer_over_a_mib_is_a_failed_call_and_the_vm_lives_on() {
+    // Answers the filter reads whole are refused above 1 MiB before a byte is read (parsing holds
+    // several times an answer's size, and a VM's memory never shrinks). Full loads are read in
+    // pieces and take any size; spaces keep every answer valid JSON.
+    let stack = stack(STILL);
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app1).status, 200);
+    stack.cp.padded(2 << 20);
+    let unknown = stack.km.jwt("app2", "app2-secret", "menu:read");
+    let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &unknown);
+    assert_eq!((response.status, code(&response)), (500, "900900".to_string()), "{}", response.body);
+    assert!(stack.envoy.log().contains("over the 1048576 bytes read whole"), "logged");
+    assert_eq!(bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app1).status, 200, "the VM lives on");
+    // Under the limit the same lookup is read: app2 is unknown to this control plane.
+    stack.cp.padded(512 << 10);
+    let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &unknown);
+    assert_eq!(code(&response), "900908", "{}", response.body);
+    assert!(!stack.envoy.log().contains("panicked"));
+}
+
 /// An RS256 key of the fixtures as a JWK.
 fn public_jwk() -> Value {
     let key = EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-a.pem").as_bytes()).unwrap();

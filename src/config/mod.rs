@@ -118,7 +118,11 @@ impl Config {
                 return Config::compile(RawConfig { applications, subscriptions, ..raw });
             }
         }
-        let mut bytes = Vec::with_capacity(size);
+        // The size is Envoy's: a configuration the VM cannot hold is refused, not allocated.
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(size).map_err(|_| {
+            ConfigError::new("(root)", format!("{size} bytes are more than the filter's memory can hold"))
+        })?;
         std::io::Read::read_to_end(&mut HostText::new(size, read), &mut bytes)
             .map_err(|_| ConfigError::new("(root)", "the host could not hand the configuration"))?;
         Config::from_json(&bytes)
@@ -328,6 +332,19 @@ mod tests {
 
     fn error_of(json: &str) -> ConfigError {
         Config::from_json(json.as_bytes()).expect_err("config should be refused")
+    }
+
+    #[test]
+    fn a_configuration_of_any_declared_size_is_refused_not_allocated() {
+        // Envoy says how large the configuration is before a byte is read; it hands none here.
+        for size in [isize::MAX as usize + 1, usize::MAX] {
+            let error = Config::from_source(size, &|_, _| None).expect_err("nothing to read");
+            assert_eq!(error.field, "(root)", "{size}");
+            assert_eq!(error.reason, format!("{size} bytes are more than the filter's memory can hold"));
+        }
+        // A size the host then cannot hand is its own refusal.
+        let error = Config::from_source(100, &|_, _| None).expect_err("nothing to read");
+        assert_eq!(error.reason, "the host could not hand the configuration");
     }
 
     #[test]

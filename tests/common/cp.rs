@@ -79,6 +79,11 @@ impl ControlPlane {
         self.admin("/_admin/mode", &serde_json::json!({"mode": mode, "delay_ms": delay_ms}));
     }
 
+    /// Every answer right, followed by `bytes` spaces (valid JSON of any size).
+    pub fn padded(&self, bytes: usize) {
+        self.admin("/_admin/mode", &serde_json::json!({"mode": "padded", "pad_bytes": bytes}));
+    }
+
     /// Requests it answered for `key` (`subscriptions` for full loads, `subscriptions?` for
     /// lookups with a query).
     pub fn requests(&self, key: &str) -> u64 {

@@ -23,7 +23,8 @@
 //   POST /_admin/update/<resource>?<field>=<value>   body: fields merged into matching items
 //   POST /_admin/delete/<resource>?<field>=<value>
 //   POST /_admin/set/<resource>               body: the whole answer (block, revokedjwt)
-//   POST /_admin/mode                         body: {"mode": "ok"|"error"|"garbage"|"slow", "delay_ms": N}
+//   POST /_admin/mode                         body: {"mode": "ok"|"error"|"garbage"|"slow"|"padded", "delay_ms": N, "pad_bytes": N}
+//                                             (padded: the right answer followed by pad_bytes spaces)
 //   GET  /_admin/stats                        requests per resource, full loads and lookups apart
 //
 // Prints `READY <port>` once listening.
@@ -138,7 +139,7 @@ async function admin(req, res, url) {
   };
   if (action === 'stats') return reply(200, stats);
   if (action === 'mode') {
-    mode = { mode: 'ok', delay_ms: 0, ...JSON.parse(body) };
+    mode = { mode: 'ok', delay_ms: 0, pad_bytes: 0, ...JSON.parse(body) };
     return reply(200, mode);
   }
   if (!resources.includes(resource)) return reply(404, { error: `no resource ${resource}` });
@@ -193,7 +194,8 @@ const server = http.createServer(async (req, res) => {
     return res.end('{"count":1,"list":[{"uuid": tru');
   }
   // URLSearchParams decodes `+` as a space, as WSO2's server does.
-  const body = JSON.stringify(answer(resource, url.searchParams));
+  let body = JSON.stringify(answer(resource, url.searchParams));
+  if (mode.mode === 'padded') body += ' '.repeat(mode.pad_bytes || 0);
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 });

@@ -181,10 +181,17 @@ impl<'a> Body<'a> {
         BodyReader { body: self, position: 0 }
     }
 
-    fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.size);
+    /// The whole body, for a document kept as it came; `None` over [`MAX_DOCUMENT`] bytes or
+    /// when the VM cannot hold it (the size is Envoy's, sent by the control plane: sized from it
+    /// without a check, a body over 2 GiB ended the VM).
+    fn to_vec(&self) -> Option<Vec<u8>> {
+        if self.size > MAX_DOCUMENT {
+            return None;
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(self.size).ok()?;
         let _ = std::io::Read::read_to_end(&mut self.reader(), &mut out);
-        out
+        Some(out)
     }
 
     /// SipHash (std's fixed-key hasher) over the whole body, read in pieces: an accidental
@@ -207,6 +214,10 @@ impl<'a> Body<'a> {
 
 /// Bytes read from Envoy at a time: the same pieces the lists are parsed from.
 const CHUNK: usize = listed::CHUNK;
+
+/// The largest document kept whole (the APIs, the policies, the blocking conditions, the revoked
+/// tokens): each worker decodes it from shared data. The big lists are read in pieces instead.
+pub const MAX_DOCUMENT: usize = 32 << 20;
 
 struct BodyReader<'b, 'a> {
     body: &'b Body<'a>,
@@ -317,18 +328,16 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
     let garbage = |error: serde_json::Error| format!("not WSO2's JSON ({error})");
     let expected = body.size / BYTES_PER_ENTRY;
     match fetch {
-        Fetch::Apis => document::<wire::Envelope<wire::Api>>(store, Document::Apis, body).map_err(garbage)?,
+        Fetch::Apis => document::<wire::Envelope<wire::Api>>(store, Document::Apis, body)?,
         Fetch::SubscriptionPolicies => {
-            document::<wire::Envelope<wire::Policy>>(store, Document::SubscriptionPolicies, body).map_err(garbage)?
+            document::<wire::Envelope<wire::Policy>>(store, Document::SubscriptionPolicies, body)?
         }
         Fetch::ApplicationPolicies => {
-            document::<wire::Envelope<wire::Policy>>(store, Document::ApplicationPolicies, body).map_err(garbage)?
+            document::<wire::Envelope<wire::Policy>>(store, Document::ApplicationPolicies, body)?
         }
-        Fetch::ApiPolicies => {
-            document::<wire::Envelope<wire::Policy>>(store, Document::ApiPolicies, body).map_err(garbage)?
-        }
-        Fetch::Block => document::<wire::Block>(store, Document::Block, body).map_err(garbage)?,
-        Fetch::Revoked => document::<Vec<wire::RevokedJwt>>(store, Document::Revoked, body).map_err(garbage)?,
+        Fetch::ApiPolicies => document::<wire::Envelope<wire::Policy>>(store, Document::ApiPolicies, body)?,
+        Fetch::Block => document::<wire::Block>(store, Document::Block, body)?,
+        Fetch::Revoked => document::<Vec<wire::RevokedJwt>>(store, Document::Revoked, body)?,
         Fetch::Applications => {
             let mut builder = KindBuilder::new(Kind::Apps, expected);
             listed::for_each_listed(body.reader(), |application: wire::Application| {
@@ -380,9 +389,11 @@ fn document<T: serde::de::DeserializeOwned>(
     store: &mut dyn SharedStore,
     document: Document,
     body: &Body<'_>,
-) -> Result<(), serde_json::Error> {
-    let bytes = body.to_vec();
-    serde_json::from_slice::<T>(&bytes)?;
+) -> Result<(), String> {
+    let Some(bytes) = body.to_vec() else {
+        return Err(format!("{} bytes, over the {} bytes a document may hold", body.size, MAX_DOCUMENT));
+    };
+    serde_json::from_slice::<T>(&bytes).map_err(|error| format!("not WSO2's JSON ({error})"))?;
     store::write_document(store, document, &bytes);
     Ok(())
 }

@@ -315,3 +315,34 @@ fn answers_read_in_pieces_from_envoy_load_the_same_directory() {
 fn load_all(store: &mut MemoryStore, cp: &ControlPlane) {
     load(store, cp, NOW, ok);
 }
+
+#[test]
+fn answers_of_any_declared_size_fail_the_load_without_ending_the_vm() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    // Envoy hands the size of a body before a byte of it is read: sized from it, a body over
+    // 2 GiB (`isize::MAX` on wasm32) was a capacity overflow, and one over the VM's free memory
+    // an allocation that ends it. Envoy holds none of these bytes here.
+    let sizes = [refresh::MAX_DOCUMENT + 1, isize::MAX as usize + 1, usize::MAX];
+    for (round, size) in sizes.into_iter().enumerate() {
+        let now = NOW + 1_000_000 * (round as u64 + 1);
+        refresh::prepare(&mut store);
+        let mut load = refresh::due(&mut store, &cp, now, 0).unwrap();
+        let mut asked = 1;
+        let answer = Answer::HttpStream { status: 200, size };
+        while refresh::ingest(&mut store, &cp, &mut load, &answer, &|_, _| Vec::new(), now, 0).is_some() {
+            asked += 1;
+        }
+        assert_eq!(asked, 9, "{size}: every resource is still asked for");
+        assert!(refresh::due(&mut store, &cp, now + refresh::RETRY_S, 0).is_some(), "{size}: retried soon");
+    }
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let routes = Rc::clone(&view.routes);
+    let pizza = routes.by_label("PizzaShackAPI:1.0.0").expect("the last good APIs");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "the last good data");
+    assert!(view.subscription(MOBILE_APP, pizza).is_some(), "the last good subscriptions");
+}
