@@ -257,20 +257,29 @@ impl<T: DeserializeOwned> Borrowing for Owned<T> {
 }
 
 /// Parses the value at the start of `text`. A value that may go on past it (cut by the piece's
-/// end, or ending exactly there, as a number can) needs more, unless the source `ended`. (A
-/// float whose digits cut by the piece's end are out of range alone, hundreds of digits, is
-/// refused: the types read in pieces hold no floats, and serde_json skips numbers without reading
-/// their value.)
+/// end, or ending exactly there, as a number can) needs more, unless the source `ended`; so does
+/// any error serde_json finds where the text in hand ends. (A number it skips without reading its
+/// value, in an ignored member, and finds cut after `-`, `.` or `e` is an invalid number to it,
+/// not the input's end: a WSO2 answer with such a number across a 64 KiB boundary was refused.)
+/// A genuine error there is found again once more text is in hand, or the source has ended.
 fn parse<'de, T: Deserialize<'de>>(text: &'de str, ended: bool) -> Parsed<T> {
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
     let parsed = stream.next();
     let used = stream.byte_offset();
     match parsed {
         Some(Ok(value)) if used < text.len() || ended => Parsed::Value(value, used),
-        Some(Err(error)) if !error.is_eof() || ended => Parsed::Failed(error),
+        Some(Err(error)) if ended || !(error.is_eof() || at_end(text, &error)) => Parsed::Failed(error),
         None if ended => Parsed::Failed(serde_json::Error::custom("the text ended where a value was due")),
         _ => Parsed::NeedMore,
     }
+}
+
+/// Whether serde_json found `error` where `text` ends (it counts lines from 1 and columns in
+/// bytes from the line's start).
+fn at_end(text: &str, error: &serde_json::Error) -> bool {
+    let last_line = text.rfind('\n').map_or(0, |at| at + 1);
+    let lines = 1 + text.bytes().filter(|byte| *byte == b'\n').count();
+    error.line() == lines && error.column() == text.len() - last_line
 }
 
 /// A text the host holds, `size` bytes, read `read(start, length)` at a time (`None`: the host
@@ -353,6 +362,28 @@ mod tests {
             assert_eq!(result.is_ok(), read, "{length} bytes");
             if let Err(error) = result {
                 assert!(error.to_string().starts_with("a value is longer than"), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_skipped_in_ignored_values_read_wherever_a_piece_cuts_them() {
+        // serde_json skips an ignored number's digits and calls one cut after `-`, `.`, `e` or
+        // `e+` invalid rather than ended.
+        let text = "[{\"a\":-1.5e+3,\"b\":\"x\"},\n-0.25E-2, 1e5, -7, 0.5, [2E+10]]";
+        for chunk in 1..=text.len() + 1 {
+            let mut input = Pieces::new(text.as_bytes(), chunk);
+            let mut count = 0;
+            let read = input.array(|input| input.value::<serde::de::IgnoredAny>().map(|_| count += 1));
+            assert!(read.is_ok() && input.end().is_ok(), "chunks of {chunk}: {read:?}");
+            assert_eq!(count, 6, "chunks of {chunk}");
+        }
+        // Cut for good, or wrong further on, they are still refused.
+        for text in ["[-", "[1.", "[1e+", "[-x]", "[1.e5]", "[1e+]"] {
+            for chunk in 1..=text.len() + 1 {
+                let mut input = Pieces::new(text.as_bytes(), chunk);
+                let read = input.array(|input| input.value::<serde::de::IgnoredAny>().map(drop));
+                assert!(read.is_err(), "{text:?} in chunks of {chunk}");
             }
         }
     }

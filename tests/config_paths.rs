@@ -237,7 +237,10 @@ fn a_configuration_read_in_pieces_compiles_or_is_refused_as_the_whole_text_is() 
     }
     texts.push(serde_json::to_string_pretty(&with_directory(40)).unwrap().into_bytes());
     let directory = with_directory(3).to_string();
-    let edited = |from: &str, to: &str| directory.replacen(from, to, 1).into_bytes();
+    let edited = |from: &str, to: &str| {
+        assert!(directory.contains(from), "{from} is in the configuration");
+        directory.replacen(from, to, 1).into_bytes()
+    };
     let odd = [
         edited("\"applications\":", "\"applications\":[],\"applications\":"),
         edited("\"subscriptions\":", "\"subscriptions\":[],\"subscriptions\":"),
@@ -265,6 +268,12 @@ fn a_configuration_read_in_pieces_compiles_or_is_refused_as_the_whole_text_is() 
         b"{\"applications\":[],\"subscriptions\":[]}".to_vec(),
     ];
     texts.extend(odd);
+    // Numbers in a member read whole (a JWK's fields the filter ignores), at every offset within
+    // 32 bytes, so that the chunks cut some after `-`, `.` or `e`.
+    for pad in 0..32 {
+        let numbers = format!("\"x\":{}-1.5e+3,\"y\":[-2,0.25,1E-7],\"kty\":\"RSA\"", " ".repeat(pad));
+        texts.push(edited("\"kty\":\"RSA\"", &numbers));
+    }
     let mut accepted = 0;
     for text in &texts {
         let expected = shape(&Config::from_json(text));

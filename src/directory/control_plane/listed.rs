@@ -164,7 +164,7 @@ mod tests {
     }
 
     /// The first `VALID` documents are envelopes; the rest are refused.
-    const VALID: usize = 8;
+    const VALID: usize = 9;
     const DOCUMENTS: &[&str] = &[
         r#"{"count":2,"list":[{"uuid":"a","id":1},{"uuid":"b","id":-2.5e3}],"pagination":null}"#,
         " \n{ \"list\" : [ 1 , 22 , 333 , true , null , \"x\\\"y\\u00e9é\" , [ ] , { } ] , \"count\" : 12345678 }\t",
@@ -174,6 +174,8 @@ mod tests {
         r#"{"count":0}"#,
         r#"{"pagination":{"next":[1,{"a":"]"}]},"list":[{"k":"v,}]"}]}"#,
         r#"{"list":[{"a":1}],"list":[{"b":2}]}"#,
+        // Numbers in ignored members, cut by a chunk after `-`, `.` or `e`.
+        "{\"count\":-1.5e+3,\"x\":[-0.25E-2,1e5,-7],\n\"list\":[{\"apiId\":-1}],\"y\":0.5}",
         // Not the envelope, or not JSON: refused by both.
         "",
         "   ",
