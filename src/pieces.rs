@@ -18,11 +18,12 @@ pub const CHUNK: usize = 1 << 16;
 /// The largest piece asked for at a time (a larger `chunk` is taken as this).
 const MAX_CHUNK: usize = 1 << 20;
 
-/// The longest value held in hand: one entry of a control plane's list, one member of the
-/// configuration besides its applications and subscriptions. A value this long is read; one
-/// longer by more than a piece is refused (the text in hand would otherwise grow with whatever
-/// an answer holds, and the VM's memory never shrinks); a configuration refused for it is read
-/// whole instead.
+/// The longest value held in hand: one entry of a control plane's list or a member of its
+/// envelope, one member of the configuration besides its applications and subscriptions. A value
+/// this long is read; one longer by more than a piece is refused (the text in hand would
+/// otherwise grow with whatever an answer holds, and the VM's memory never shrinks); a
+/// configuration refused for it is read whole instead. While one is read, the text in hand, the
+/// piece being read and the text's next room hold at most about three times this.
 pub const MAX_VALUE: usize = 32 << 20;
 
 /// A family of types that borrow from the text they are parsed from, for [`Pieces::borrowed`].
@@ -92,6 +93,7 @@ impl<R: Read> Pieces<R> {
         let wanted = self.chunk.max(self.text.len()).min(MAX_VALUE + self.chunk - self.text.len());
         let mut bytes = std::mem::take(&mut self.cut);
         let start = bytes.len();
+        bytes.try_reserve_exact(wanted).map_err(out_of_memory)?;
         bytes.resize(start + wanted, 0);
         let mut filled = start;
         while filled < bytes.len() {
@@ -106,6 +108,9 @@ impl<R: Read> Pieces<R> {
             }
         }
         bytes.truncate(filled);
+        // The text grows by what the piece holds (or a chunk), not by doubling: a long value's
+        // text would take twice its room.
+        self.text.try_reserve_exact(bytes.len().max(self.chunk)).map_err(out_of_memory)?;
         match std::str::from_utf8(&bytes) {
             Ok(piece) => self.text.push_str(piece),
             // A character cut at the end of this read: kept for the next (this piece's whole
@@ -272,6 +277,10 @@ fn parse<'de, T: Deserialize<'de>>(text: &'de str, ended: bool) -> Parsed<T> {
         None if ended => Parsed::Failed(serde_json::Error::custom("the text ended where a value was due")),
         _ => Parsed::NeedMore,
     }
+}
+
+fn out_of_memory(_: std::collections::TryReserveError) -> serde_json::Error {
+    serde_json::Error::custom("the filter's memory cannot hold the next piece")
 }
 
 /// Whether serde_json found `error` where `text` ends (it counts lines from 1 and columns in

@@ -181,17 +181,18 @@ impl<'a> Body<'a> {
         BodyReader { body: self, position: 0 }
     }
 
-    /// The whole body, for a document kept as it came; `None` over [`MAX_DOCUMENT`] bytes or
+    /// The whole body, for a document kept as it came; refused over [`MAX_DOCUMENT`] bytes or
     /// when the VM cannot hold it (the size is Envoy's, sent by the control plane: sized from it
     /// without a check, a body over 2 GiB ended the VM).
-    fn to_vec(&self) -> Option<Vec<u8>> {
+    fn to_vec(&self) -> Result<Vec<u8>, String> {
         if self.size > MAX_DOCUMENT {
-            return None;
+            return Err(format!("{} bytes, over the {MAX_DOCUMENT} bytes a document may hold", self.size));
         }
         let mut out = Vec::new();
-        out.try_reserve_exact(self.size).ok()?;
+        out.try_reserve_exact(self.size)
+            .map_err(|_| format!("{} bytes, more than the filter's memory can hold", self.size))?;
         let _ = std::io::Read::read_to_end(&mut self.reader(), &mut out);
-        Some(out)
+        Ok(out)
     }
 
     /// SipHash (std's fixed-key hasher) over the whole body, read in pieces: an accidental
@@ -390,9 +391,7 @@ fn document<T: serde::de::DeserializeOwned>(
     document: Document,
     body: &Body<'_>,
 ) -> Result<(), String> {
-    let Some(bytes) = body.to_vec() else {
-        return Err(format!("{} bytes, over the {} bytes a document may hold", body.size, MAX_DOCUMENT));
-    };
+    let bytes = body.to_vec()?;
     serde_json::from_slice::<T>(&bytes).map_err(|error| format!("not WSO2's JSON ({error})"))?;
     store::write_document(store, document, &bytes);
     Ok(())
