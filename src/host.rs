@@ -93,6 +93,15 @@ pub const MAX_WHOLE_ANSWER: usize = 1 << 20;
 /// The code of a call whose answer was over [`MAX_WHOLE_ANSWER`] (gRPC's `RESOURCE_EXHAUSTED`).
 pub const ANSWER_TOO_LARGE: u32 = 8;
 
+/// For an answer of `size` bytes to be read whole: a failed call, left unread, when it is over
+/// [`MAX_WHOLE_ANSWER`].
+pub fn unread_when_too_large(size: usize) -> Option<Answer> {
+    (size > MAX_WHOLE_ANSWER).then(|| {
+        log::warn!("an answer of {size} bytes is over the {MAX_WHOLE_ANSWER} bytes read whole: taken as a failed call");
+        Answer::Failed { code: ANSWER_TOO_LARGE }
+    })
+}
+
 /// The answer to a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -248,6 +257,16 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_over_a_mib_are_failed_calls_left_unread() {
+        for size in [0, 1, MAX_WHOLE_ANSWER] {
+            assert_eq!(unread_when_too_large(size), None, "{size}");
+        }
+        for size in [MAX_WHOLE_ANSWER + 1, isize::MAX as usize + 1, usize::MAX] {
+            assert_eq!(unread_when_too_large(size), Some(Answer::Failed { code: ANSWER_TOO_LARGE }), "{size}");
+        }
+    }
 
     #[test]
     fn pairs_round_trip_with_any_bytes() {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::Config;
-use crate::host::{text, Answer, Call, Header, Host, HostError, SharedStore, ANSWER_TOO_LARGE, MAX_WHOLE_ANSWER};
+use crate::host::{text, unread_when_too_large, Answer, Call, Header, Host, HostError, SharedStore};
 use crate::stream::background::{self, Job};
 use crate::stream::{Flow, Stream, Worker};
 
@@ -388,7 +388,7 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: u
         if stream_body {
             return Answer::HttpStream { status, size: body_size };
         }
-        if let Some(refused) = too_large(body_size) {
+        if let Some(refused) = unread_when_too_large(body_size) {
             return refused;
         }
         let body = if body_size == 0 {
@@ -403,20 +403,12 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: u
 #[no_mangle]
 pub extern "C" fn proxy_on_grpc_receive(_root: u32, token: u32, message_size: usize) {
     deliver(token, |_| {
-        if let Some(refused) = too_large(message_size) {
+        if let Some(refused) = unread_when_too_large(message_size) {
             return refused;
         }
         let message = abi::buffer(abi::BUFFER_GRPC_RECEIVE, 0, message_size).ok().flatten().unwrap_or_default();
         Answer::Grpc { message }
     });
-}
-
-/// An answer to read whole that is over [`MAX_WHOLE_ANSWER`]: a failed call, left unread.
-fn too_large(size: usize) -> Option<Answer> {
-    (size > MAX_WHOLE_ANSWER).then(|| {
-        log::warn!("an answer of {size} bytes is over the {MAX_WHOLE_ANSWER} bytes read whole: taken as a failed call");
-        Answer::Failed { code: ANSWER_TOO_LARGE }
-    })
 }
 
 #[no_mangle]
