@@ -675,6 +675,60 @@ mod tests {
     }
 
     #[test]
+    fn no_two_apis_or_callers_share_a_counter_key_through_a_separator() {
+        // `:` joins a key's parts, and contexts, versions, applications and users may hold it.
+        let fixture = compile(
+            r#"{"apis":[
+                {"name":"Shop","context":"/shop","version":"v1:beta","endpoints":{"production":"c"},"policy":"One",
+                 "resources":[{"method":"GET","path":"/r"}]},
+                {"name":"Other","context":"/shop:v1","version":"beta","endpoints":{"production":"c"},"policy":"One",
+                 "resources":[{"method":"GET","path":"/r"}]}],
+              "applications":[{"id":"acme","name":"Acme","policy":"One"},{"id":"acme:ops","name":"Ops","policy":"One"}],
+              "subscriptions":[{"application":"acme","api":"Shop:v1:beta","tier":"Tier"},
+                               {"application":"acme","api":"Other:beta","tier":"Tier"},
+                               {"application":"acme:ops","api":"Shop:v1:beta","tier":"Tier"}],
+              "policies":{"One":{"requests":1,"per":"hour"},"Tier":{"requests":5,"per":"hour","burst":{"requests":1,"per":"minute"}}},
+              "custom_policies":[{"name":"cp","key":"$userId:$clientIp","requests":1,"per":"hour"}],
+              "hard_limits":[{"api":"Shop:v1:beta","key_type":"PRODUCTION","requests_per_second":1},
+                             {"api":"Other:beta","key_type":"PRODUCTION","requests_per_second":1}]}"#,
+        );
+        let keys = |api: usize, application: &str, user: &str, ip: &str| -> Vec<(Level, String)> {
+            let api = &fixture.routes.apis[api];
+            let caller = Caller {
+                application_id: Some(application),
+                end_user: Some(user),
+                client_ip: Some(ip.parse().unwrap()),
+                ..caller(user)
+            };
+            plan::plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller)
+                .into_iter()
+                .map(|counter| (counter.level, counter.key))
+                .collect()
+        };
+        let shop = keys(0, "acme", "bob", "198.51.100.7");
+        let other = keys(1, "acme", "bob", "198.51.100.7");
+        for level in [Level::Api, Level::Subscription, Level::Burst, Level::HardLimit] {
+            let of = |keys: &[(Level, String)]| keys.iter().find(|(l, _)| *l == level).map(|(_, key)| key.clone());
+            assert!(of(&shop).is_some(), "{level:?} planned");
+            assert_ne!(of(&shop), of(&other), "{level:?}: two APIs, one counter");
+        }
+        // Application `acme` with user `ops:bob` against application `acme:ops` with user `bob`;
+        // `alice` at 2001:db8::1 against `alice:2001` at db8::1.
+        let level_key =
+            |keys: Vec<(Level, String)>, level: Level| keys.into_iter().find(|(l, _)| *l == level).unwrap().1;
+        assert_ne!(
+            level_key(keys(0, "acme", "ops:bob", "198.51.100.7"), Level::Application),
+            level_key(keys(0, "acme:ops", "bob", "198.51.100.7"), Level::Application)
+        );
+        assert_ne!(
+            level_key(keys(0, "acme", "alice", "2001:db8::1"), Level::Custom),
+            level_key(keys(0, "acme", "alice:2001", "::db8:0:0:1"), Level::Custom)
+        );
+        // Keys without a separator in a part read as before.
+        assert_eq!(level_key(keys(0, "acme", "bob", "198.51.100.7"), Level::Application), "application:acme:bob");
+    }
+
+    #[test]
     fn a_denied_request_counts_nowhere() {
         let fixture = config(false, true);
         let caller = caller("u");

@@ -188,14 +188,18 @@ pub fn plan(
     {
         let mut key = String::new();
         for part in &custom.template {
+            // The template's own text is the author's; what fills a placeholder is escaped, so
+            // `$userId:$clientIp` separates `alice` at `2001:db8::1` from `alice:2001` at `db8::1`.
             match part {
                 KeyPart::Text(text) => key.push_str(text),
-                KeyPart::UserId => key.push_str(caller.user()),
-                KeyPart::ApiContext => key.push_str(&api.context),
-                KeyPart::ApiVersion => key.push_str(&api.version),
-                KeyPart::AppId => key.push_str(caller.application_id.unwrap_or("anonymous")),
-                KeyPart::ClientIp => key.push_str(&caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default()),
-                KeyPart::ResourceKey => key.push_str(&resource.key),
+                KeyPart::UserId => push_escaped(&mut key, caller.user()),
+                KeyPart::ApiContext => push_escaped(&mut key, &api.context),
+                KeyPart::ApiVersion => push_escaped(&mut key, &api.version),
+                KeyPart::AppId => push_escaped(&mut key, caller.application_id.unwrap_or("anonymous")),
+                KeyPart::ClientIp => {
+                    push_escaped(&mut key, &caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default())
+                }
+                KeyPart::ResourceKey => push_escaped(&mut key, &resource.key),
             }
         }
         counters.push(Counter::new(Level::Custom, self::key(&["custom", &custom.name, &key]), &custom.spec, throttle));
@@ -214,9 +218,34 @@ pub fn plan(
     counters
 }
 
-/// A counter's key: its parts joined by `:` (`subscription:<app>:<context>:<version>`).
+/// A counter's key: its parts joined by `:` (`subscription:<app>:<context>:<version>`), each with
+/// its own `:` and `%` escaped (`%3A`, `%25`). Names, contexts, versions and users may hold `:`,
+/// and two different requests' parts must never join into one key: an API versioned `v1:beta`
+/// at `/shop` and one versioned `beta` at `/shop:v1` count apart.
 fn key(parts: &[&str]) -> String {
-    parts.join(":")
+    let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            key.push(':');
+        }
+        push_escaped(&mut key, part);
+    }
+    key
+}
+
+/// Appends `part` with its `:` and `%` percent-escaped, so a separator in it separates nothing.
+fn push_escaped(key: &mut String, part: &str) {
+    if !part.contains([':', '%']) {
+        key.push_str(part);
+        return;
+    }
+    for character in part.chars() {
+        match character {
+            ':' => key.push_str("%3A"),
+            '%' => key.push_str("%25"),
+            other => key.push(other),
+        }
+    }
 }
 
 /// A part of a custom policy's key template.
