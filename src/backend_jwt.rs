@@ -286,18 +286,33 @@ impl BackendJwt {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigningFailed;
 
-/// A newly issued JWT and until when it is reused.
-#[derive(Debug)]
+/// A newly issued JWT and until when it is reused. `Debug` leaves the JWT out.
 pub struct Issued {
     pub jwt: String,
     pub reuse_until: u64,
 }
 
-/// A worker's issued JWTs by cache key, and by caller (bounded: emptied when full).
-#[derive(Debug, Default)]
+/// A worker's issued JWTs by cache key, and by caller (bounded: emptied when full). `Debug` gives
+/// the counts: the JWTs are credentials, and a caller's key is its token's `jti` or signature.
+#[derive(Default)]
 pub struct IssuedCache {
     entries: HashMap<[u8; 32], (u64, Rc<str>)>,
     by_caller: HashMap<String, (u64, Rc<str>)>,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued").field("reuse_until", &self.reuse_until).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for IssuedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCache")
+            .field("entries", &self.entries.len())
+            .field("by_caller", &self.by_caller.len())
+            .finish()
+    }
 }
 
 impl IssuedCache {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
 
 use super::jwks::FetchedKeys;
 use super::jwt::{self, JwtError, Rules};
@@ -212,13 +213,25 @@ pub fn token_identity(
 /// Entries are found by a cheap hash of the token's length and last bytes (its signature) and
 /// then compared in full: a token that shares a signature with a cached one but differs anywhere
 /// else is a different token and is verified on its own. (Hashing the whole token with SHA-256
-/// cost more than the rest of the request path in wasm.) The tokens are kept in worker memory only.
-#[derive(Debug, Default)]
+/// cost more than the rest of the request path in wasm.) The tokens are kept in worker memory only,
+/// compared in constant time, and never printed (`Debug` gives the counts).
+#[derive(Default)]
 pub struct TokenCache {
     capacity: usize,
     entries: HashMap<u64, Vec<CachedToken>>,
     order: VecDeque<(u64, Box<str>)>,
     len: usize,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").field("capacity", &self.capacity).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+/// Whether a cached token is `token`, in time that does not depend on where they differ.
+fn same_token(cached: &str, token: &str) -> bool {
+    bool::from(cached.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// A cached token and what its verification found.
@@ -239,7 +252,7 @@ impl TokenCache {
         self.entries
             .get(&token_bucket(token))?
             .iter()
-            .find(|(cached, _)| cached.as_ref() == token)
+            .find(|(cached, _)| same_token(cached, token))
             .map(|(_, identity)| identity)
             .filter(|identity| now <= identity.expires_at)
     }
@@ -250,7 +263,7 @@ impl TokenCache {
         }
         let bucket = token_bucket(token);
         let entries = self.entries.entry(bucket).or_default();
-        match entries.iter_mut().find(|(cached, _)| cached.as_ref() == token) {
+        match entries.iter_mut().find(|(cached, _)| same_token(cached, token)) {
             Some(entry) => entry.1 = identity,
             None => {
                 entries.push((token.into(), identity));

@@ -300,24 +300,45 @@ fn verification_fingerprint<Applications, Subscriptions>(raw: &RawConfig<'_, App
     serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()
 }
 
-/// Removes the values serde quotes in type errors (`invalid type: string "sk_live_..."`), so a
-/// secret put in the wrong field never reaches Envoy's log. Field and variant names stay.
+/// The values serde quotes in its errors: where each begins, how it is shown instead, and where it
+/// ends (a string at its first unescaped `"`, the others at their closing backtick).
+const QUOTED_VALUES: [(&str, &str); 4] = [
+    ("string \"", "a string"),
+    ("unknown variant `", "an unknown variant"),
+    ("integer `", "an integer"),
+    ("floating point `", "a number"),
+];
+
+/// Removes the values serde quotes in its errors (`invalid type: string "sk_live_..."`, `unknown
+/// variant `sk_live_...``, `invalid type: integer `8675309123``), so a secret put in the wrong
+/// field never reaches Envoy's log. Field names and the expected variants stay.
 fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(start) = rest.find("string \"") {
+    while let Some((start, opening, shown)) = QUOTED_VALUES
+        .iter()
+        .filter_map(|(opening, shown)| rest.find(opening).map(|start| (start, *opening, *shown)))
+        .min_by_key(|(start, _, _)| *start)
+    {
         out.push_str(rest.get(..start).unwrap_or_default());
-        out.push_str("a string");
-        let after = rest.get(start + "string \"".len()..).unwrap_or_default();
-        // The value ends at the first quote not escaped by a backslash.
-        let mut escaped = false;
-        let end = after.char_indices().find(|(_, c)| {
-            let closes = *c == '"' && !escaped;
-            escaped = *c == '\\' && !escaped;
-            closes
-        });
+        out.push_str(shown);
+        let after = rest.get(start + opening.len()..).unwrap_or_default();
+        let end = if opening.ends_with('"') {
+            // The value ends at the first quote not escaped by a backslash.
+            let mut escaped = false;
+            after
+                .char_indices()
+                .find(|(_, c)| {
+                    let closes = *c == '"' && !escaped;
+                    escaped = *c == '\\' && !escaped;
+                    closes
+                })
+                .map(|(end, _)| end)
+        } else {
+            after.find('`')
+        };
         rest = match end {
-            Some((end, _)) => after.get(end + 1..).unwrap_or_default(),
+            Some(end) => after.get(end + 1..).unwrap_or_default(),
             None => "",
         };
     }
@@ -524,6 +545,20 @@ mod tests {
         assert!(error.reason.contains("invalid type: a string"), "{error}");
         let error = error_of(r#"{"applications":[{"id":"a","name":"A","api_keys":["se\"cr\"et-TAIL"]}]}"#);
         assert!(!error.to_string().contains("TAIL"), "{error}");
+        // serde quotes variants and numbers in backticks: a secret pasted where an enum or a
+        // number goes is not echoed either, and what was expected still is.
+        let error = error_of(r#"{"errors":{"format":"sk_live_SECRET"}}"#);
+        assert_eq!(error.field, "errors.format");
+        assert!(!error.to_string().contains("sk_live_SECRET") && error.reason.contains("expected one of"), "{error}");
+        for number in ["8675309123", "-8675309123", "8675309.123"] {
+            let error = error_of(&format!(r#"{{"credentials":{{"realm":{number}}}}}"#));
+            assert!(!error.to_string().contains("8675309"), "{error}");
+            assert!(
+                error.reason.starts_with("invalid type: an integer")
+                    || error.reason.starts_with("invalid type: a number"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

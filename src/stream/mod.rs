@@ -484,7 +484,11 @@ impl Stream {
         let routes = Rc::clone(&self.routes);
         let route = self.route.as_ref().and_then(|route| route_of(&routes, route));
         let route = if std::mem::take(&mut self.record.route) { route } else { None };
-        let path = self.request.view().path;
+        // What the client sent, without an API key in the query: a field for logs is never a
+        // credential, whichever API the request was for and whatever `credentials.strip` says.
+        let path =
+            request::strip_query_param(self.request.view().path, &self.config.auth.credentials.api_key_query_param);
+        let path = path.as_ref();
         let fields = std::mem::take(&mut self.record.fields);
         match self.config.observability.access_log_encoding {
             AccessLogEncoding::Properties => {
@@ -610,6 +614,13 @@ impl Stream {
         if self.config.observability.access_log_fields {
             self.record.fault(fault, rendered.status);
             self.emit_record(host);
+        }
+        // A refused request goes nowhere, but Envoy's access log prints its `:path` (its default
+        // format does): an API key in the query is taken out of it first.
+        let path = self.request.view().path;
+        let stripped = request::strip_query_param(path, &self.config.auth.credentials.api_key_query_param);
+        if stripped.len() != path.len() {
+            host.set_request_header(":path", Some(stripped.as_bytes()));
         }
         host.send_response(rendered.status, &headers, rendered.body.as_bytes());
         Flow::Answered

@@ -14,8 +14,9 @@ use crate::config::Config;
 use crate::host::{text, Header, Host};
 use crate::routing::{Api, Forward, RequestView};
 
-/// The request headers as they arrived, and what the stream learned of the request.
-#[derive(Debug, Default)]
+/// The request headers as they arrived, and what the stream learned of the request. Its `Debug`
+/// names the headers and sizes the path: their values hold credentials.
+#[derive(Default)]
 pub struct Snapshot {
     headers: Vec<Header>,
     method: String,
@@ -26,6 +27,18 @@ pub struct Snapshot {
     pub complete: bool,
     /// The filter saw request body data.
     pub body_started: bool,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("method", &self.method)
+            .field("path_bytes", &self.path.len())
+            .field("complete", &self.complete)
+            .field("body_started", &self.body_started)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether a header name is one the filter owns, in any spelling Envoy lets through: letter case,
