@@ -174,7 +174,11 @@ pub fn token_identity(
     let mut scopes = Vec::new();
     if let Some(value) = claims_names.scopes.iter().find_map(|name| claims.get(name)) {
         match value {
-            Value::String(text) => scopes = text.split_whitespace().map(String::from).collect(),
+            // Scopes are separated by spaces (U+0020) only (RFC 6749 3.3): `read\u{a0}admin` is
+            // one scope, never `read` and `admin`.
+            Value::String(text) => {
+                scopes = text.split(' ').filter(|scope| !scope.is_empty()).map(String::from).collect()
+            }
             Value::Array(items) => {
                 for item in items {
                     scopes.push(item.as_str().ok_or("wrong_claim_type")?.to_string());
@@ -314,6 +318,19 @@ mod tests {
         let claims: Map<String, Value> =
             serde_json::from_str(r#"{"client_id":"c","sub":"bob","aut":"APPLICATION_USER"}"#).unwrap();
         assert!(token_identity(KmId(0), claims_names, &claims, 1).unwrap().user_token);
+    }
+
+    #[test]
+    fn scopes_are_separated_by_spaces_only() {
+        let config = compile(CONFIG);
+        let claims_names = &config.auth.key_managers[0].claims;
+        let scopes = |scope: &str| {
+            let claims = serde_json::json!({"client_id": "c", "scope": scope}).as_object().unwrap().clone();
+            token_identity(KmId(0), claims_names, &claims, 1).unwrap().scopes
+        };
+        assert_eq!(scopes("read\u{a0}admin read\u{2028}write"), ["read\u{a0}admin", "read\u{2028}write"]);
+        assert_eq!(scopes(" read  write "), ["read", "write"]);
+        assert_eq!(scopes("read\tadmin"), ["read\tadmin"]);
     }
 
     #[test]

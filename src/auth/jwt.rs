@@ -185,45 +185,73 @@ impl Parsed<'_> {
     }
 }
 
-/// A NumericDate claim as whole seconds (fractions are truncated; negatives are refused).
-fn numeric_date(payload: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
-    match payload.get(name) {
-        None => Ok(None),
-        Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
-            (Some(seconds), _) => Ok(Some(seconds)),
-            (None, Some(seconds)) if seconds >= 0.0 && seconds.is_finite() => Ok(Some(seconds as u64)),
-            _ => Err(JwtError::Malformed),
-        },
-        Some(_) => Err(JwtError::Malformed),
-    }
+/// The largest NumericDate taken: Envoy's `jwt_authn` reads the time claims as 64-bit signed
+/// integers and refuses what does not fit. A larger `exp` would make a token valid forever.
+const MAX_NUMERIC_DATE: u64 = i64::MAX as u64;
+
+/// How a fraction of a second in a NumericDate is taken: down for `exp` and `iat`, up for `nbf`
+/// (each the direction that accepts no earlier and no longer than the claim says).
+#[derive(Clone, Copy)]
+enum Fraction {
+    Down,
+    Up,
 }
 
-/// `exp`, when present, must be `>= now - skew` and `nbf`, when present, `<= now + skew`. Returns
-/// `exp` (whether it is required is the caller's rule: see [`Rules`]).
+/// A NumericDate claim as whole seconds; negatives, values over [`MAX_NUMERIC_DATE`] and other
+/// types are refused.
+fn numeric_date(payload: &Map<String, Value>, name: &str, fraction: Fraction) -> Result<Option<u64>, JwtError> {
+    let seconds = match payload.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
+            (Some(seconds), _) => seconds,
+            // Below 2^63 a float converts without saturating.
+            (None, Some(seconds)) if (0.0..9.223_372_036_854_775e18).contains(&seconds) => match fraction {
+                Fraction::Down => seconds.floor() as u64,
+                Fraction::Up => seconds.ceil() as u64,
+            },
+            _ => return Err(JwtError::Malformed),
+        },
+        Some(_) => return Err(JwtError::Malformed),
+    };
+    if seconds > MAX_NUMERIC_DATE {
+        return Err(JwtError::Malformed);
+    }
+    Ok(Some(seconds))
+}
+
+/// `exp`, when present, must be `>= now - skew` and `nbf`, when present, `<= now + skew`; `iat`,
+/// when present, must be a NumericDate. Returns `exp` (whether it is required is the caller's
+/// rule: see [`Rules`]).
 pub fn check_times_optional_exp(payload: &Map<String, Value>, now: u64, skew: u64) -> Result<Option<u64>, JwtError> {
-    let expires = numeric_date(payload, "exp")?;
+    let expires = numeric_date(payload, "exp", Fraction::Down)?;
     if expires.is_some_and(|expires| now > expires.saturating_add(skew)) {
         return Err(JwtError::Expired);
     }
-    if let Some(not_before) = numeric_date(payload, "nbf")? {
+    if let Some(not_before) = numeric_date(payload, "nbf", Fraction::Up)? {
         if not_before > now.saturating_add(skew) {
             return Err(JwtError::NotYetValid);
         }
     }
+    numeric_date(payload, "iat", Fraction::Down)?;
     Ok(expires)
 }
 
 /// When audiences are configured, `aud` (a string or an array) must name one of them.
+/// An `aud` that is neither is malformed, whether or not audiences are configured (as in Envoy's
+/// `jwt_authn`): an array with a number or an object beside the wanted audience is refused.
 pub fn check_audience(payload: &Map<String, Value>, audiences: &[String]) -> Result<(), JwtError> {
+    let audience: Vec<&str> = match payload.get("aud") {
+        None => Vec::new(),
+        Some(Value::String(aud)) => vec![aud.as_str()],
+        Some(Value::Array(values)) => {
+            values.iter().map(Value::as_str).collect::<Option<Vec<&str>>>().ok_or(JwtError::Malformed)?
+        }
+        Some(_) => return Err(JwtError::Malformed),
+    };
     if audiences.is_empty() {
         return Ok(());
     }
-    let matches = |value: &Value| value.as_str().is_some_and(|aud| audiences.iter().any(|wanted| wanted == aud));
-    let ok = match payload.get("aud") {
-        Some(Value::Array(values)) => values.iter().any(matches),
-        Some(value) => matches(value),
-        None => false,
-    };
+    let ok = audience.iter().any(|aud| audiences.iter().any(|wanted| wanted == aud));
     if ok {
         Ok(())
     } else {
@@ -404,6 +432,40 @@ mod tests {
         let token =
             sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload_with_iss("https://km"), "rsa-a.pem", Algorithm::RS256);
         assert_eq!(parse(&token, 8192).unwrap().issuer(), Some("https://km"));
+    }
+
+    #[test]
+    fn time_claims_out_of_range_or_of_another_type_are_malformed_never_forever() {
+        let times = |claims: &str| check_times_optional_exp(&serde_json::from_str(claims).unwrap(), NOW, 60);
+        // An `exp` past what a signed 64-bit integer holds would never expire (a float saturates).
+        for exp in
+            ["1e300", "18446744073709551615", "18446744073709551616", "9223372036854775808", "1.8446744073709552e19"]
+        {
+            assert_eq!(times(&format!(r#"{{"exp":{exp}}}"#)), Err(JwtError::Malformed), "exp {exp}");
+        }
+        assert_eq!(times(r#"{"exp":9223372036854775807}"#), Ok(Some(i64::MAX as u64)));
+        assert_eq!(times(&format!(r#"{{"exp":{}.75}}"#, NOW + 10)), Ok(Some(NOW + 10)));
+        // `nbf`'s fraction counts up: not a fraction of a second early.
+        assert_eq!(times(&format!(r#"{{"nbf":{}.1}}"#, NOW + 60)), Err(JwtError::NotYetValid));
+        assert_eq!(times(&format!(r#"{{"nbf":{}}}"#, NOW + 60)), Ok(None));
+        // `iat` is not compared with the clock, but it must be a NumericDate.
+        for iat in [r#""yesterday""#, "1e300", "-5", "{}", "null", "[1]"] {
+            assert_eq!(times(&format!(r#"{{"iat":{iat}}}"#)), Err(JwtError::Malformed), "iat {iat}");
+        }
+        assert_eq!(times(&format!(r#"{{"iat":{NOW}.5}}"#)), Ok(None));
+    }
+
+    #[test]
+    fn an_audience_with_a_value_that_is_not_a_string_is_malformed() {
+        let audience = |claims: &str, wanted: &[String]| check_audience(&serde_json::from_str(claims).unwrap(), wanted);
+        let gateway = ["gw".to_string()];
+        for aud in [r#"["gw",5,{"x":1}]"#, r#"[null,"gw"]"#, "5", "{}", "null"] {
+            assert_eq!(audience(&format!(r#"{{"aud":{aud}}}"#), &gateway), Err(JwtError::Malformed), "aud {aud}");
+            assert_eq!(audience(&format!(r#"{{"aud":{aud}}}"#), &[]), Err(JwtError::Malformed), "aud {aud}");
+        }
+        assert_eq!(audience(r#"{"aud":[]}"#, &gateway), Err(JwtError::WrongAudience));
+        assert_eq!(audience(r#"{"aud":[]}"#, &[]), Ok(()));
+        assert_eq!(audience(r#"{"aud":"gw"}"#, &gateway), Ok(()));
     }
 
     fn payload_with_iss(iss: &str) -> String {
