@@ -123,6 +123,23 @@ impl VerifyingKey {
     }
 }
 
+/// The other ECDSA signature that verifies whatever `signature` verifies: `(r, n - s)` for `(r, s)`
+/// (ECDSA signatures are malleable; JWS does not ask for a low `s`, and signers produce both).
+/// `None` for other algorithms and for bytes that are not a signature of the curve.
+pub fn ecdsa_twin(algorithm: Algorithm, signature: &[u8]) -> Option<Vec<u8>> {
+    match algorithm {
+        Algorithm::ES256 => {
+            let (r, s) = p256::ecdsa::Signature::from_slice(signature).ok()?.split_scalars();
+            p256::ecdsa::Signature::from_scalars(r, -s).ok().map(|twin| twin.to_vec())
+        }
+        Algorithm::ES384 => {
+            let (r, s) = p384::ecdsa::Signature::from_slice(signature).ok()?.split_scalars();
+            p384::ecdsa::Signature::from_scalars(r, -s).ok().map(|twin| twin.to_vec())
+        }
+        _ => None,
+    }
+}
+
 /// The SEC1 uncompressed encoding of a point: `04 || x || y`.
 fn uncompressed_point(x: &[u8], y: &[u8]) -> Vec<u8> {
     let mut point = Vec::with_capacity(1 + x.len() + y.len());

@@ -24,6 +24,8 @@ pub struct JwtApiKey {
     pub subscribed: Vec<(String, String, String, String)>,
     /// How a revocation names the key: its `jti`, else its signature.
     pub token_id: String,
+    /// Its other name, for an ECDSA key without `jti` (`jwt::Parsed::revocation_ids`).
+    pub token_twin: Option<String>,
 }
 
 /// Verifies an API key: a WSO2 JWT API key when it is a JWS, else an opaque key looked up by its
@@ -74,6 +76,7 @@ fn verify_jwt_api_key(auth: &AuthConfig, key: &str, now: u64) -> Result<JwtApiKe
     parsed
         .check(&rules, verifier.keys.candidates(parsed.kid.as_deref(), parsed.algorithm), now)
         .map_err(jwt_failure)?;
+    let (token_id, token_twin) = parsed.revocation_ids();
     let claims = &parsed.payload;
     // WSO2's gateway takes a key without `keytype` as a production key.
     let key_type = match claims.get("keytype") {
@@ -119,6 +122,7 @@ fn verify_jwt_api_key(auth: &AuthConfig, key: &str, now: u64) -> Result<JwtApiKe
         tier: api_key_text(application, "tier")?,
         end_user,
         subscribed,
-        token_id: super::bearer::jwt_id(claims, key),
+        token_id,
+        token_twin,
     })
 }

@@ -212,6 +212,7 @@ mod tests {
             user_token,
             expires_at: u64::MAX,
             token_id: None,
+            token_twin: None,
             subject: None,
             claims: None,
         }))
@@ -262,6 +263,7 @@ mod tests {
             end_user: None,
             subscribed: vec![("S".into(), "1".into(), "/s/1".into(), "Gold".into())],
             token_id: "jti".into(),
+            token_twin: None,
         });
         assert_eq!(code(&config, 0, &key), Err(900907));
     }

@@ -27,6 +27,10 @@ pub struct TokenIdentity {
     pub expires_at: u64,
     /// How a revocation names the token: its `jti`, else its signature (JWTs only).
     pub token_id: Option<String>,
+    /// The other name of an ECDSA token without `jti`: its signature's other form
+    /// (`jwt::Parsed::revocation_ids`).
+    #[serde(default)]
+    pub token_twin: Option<String>,
     /// The token's `sub` (the backend JWT's `sub`).
     #[serde(default)]
     pub subject: Option<String>,
@@ -130,18 +134,10 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
     };
     match token_identity(km.id, &km.claims, &parsed.payload, expires_at) {
         Ok(identity) => {
-            BearerStep::Verified(TokenIdentity { token_id: Some(jwt_id(&parsed.payload, token)), ..identity })
+            let (token_id, token_twin) = parsed.revocation_ids();
+            BearerStep::Verified(TokenIdentity { token_id: Some(token_id), token_twin, ..identity })
         }
         Err(reason) => BearerStep::Failed(AuthFailure::Invalid.because(reason)),
-    }
-}
-
-/// How WSO2 names a JWT in its revocation list: the `jti` claim when it is a non-empty string,
-/// else the token's signature segment as sent.
-pub fn jwt_id(claims: &Map<String, Value>, token: &str) -> String {
-    match claims.get("jti").and_then(Value::as_str).filter(|jti| !jti.is_empty()) {
-        Some(jti) => jti.to_string(),
-        None => token.rsplit('.').next().unwrap_or_default().to_string(),
     }
 }
 
@@ -203,6 +199,7 @@ pub fn token_identity(
         user_token,
         expires_at,
         token_id: None,
+        token_twin: None,
         subject,
         claims: claims_names.copyable(claims),
     })
@@ -344,6 +341,7 @@ mod tests {
                 user_token: false,
                 expires_at: exp,
                 token_id: None,
+                token_twin: None,
                 subject: None,
                 claims: None,
             })

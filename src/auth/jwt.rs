@@ -154,6 +154,22 @@ impl Parsed<'_> {
         Ok(expires)
     }
 
+    /// How a revocation names this token, as WSO2 does: its `jti` when it is a non-empty string,
+    /// else its signature segment as sent. With no `jti`, an ECDSA token has a second name: the
+    /// other form of its signature, `(r, n - s)`, which verifies the same claims (whoever holds
+    /// the token can write it), so a revocation naming either names both.
+    pub fn revocation_ids(&self) -> (String, Option<String>) {
+        if let Some(jti) = self.payload.get("jti").and_then(Value::as_str).filter(|jti| !jti.is_empty()) {
+            return (jti.to_string(), None);
+        }
+        let twin = URL_SAFE_NO_PAD
+            .decode(self.signature)
+            .ok()
+            .and_then(|signature| crate::signatures::ecdsa_twin(self.algorithm, &signature))
+            .map(|twin| URL_SAFE_NO_PAD.encode(twin));
+        (self.signature.to_string(), twin)
+    }
+
     /// The unverified issuer, to choose whose keys to use.
     pub fn issuer(&self) -> Option<&str> {
         self.payload.get("iss").and_then(Value::as_str)
@@ -466,6 +482,28 @@ mod tests {
         assert_eq!(audience(r#"{"aud":[]}"#, &gateway), Err(JwtError::WrongAudience));
         assert_eq!(audience(r#"{"aud":[]}"#, &[]), Ok(()));
         assert_eq!(audience(r#"{"aud":"gw"}"#, &gateway), Ok(()));
+    }
+
+    #[test]
+    fn an_ecdsa_token_without_jti_is_named_by_both_forms_of_its_signature() {
+        // Whoever holds an ES256 token can write its twin, (r, n - s), which verifies the same
+        // claims: a revocation naming the signature as sent must name the twin too.
+        let token = sign_raw(r#"{"alg":"ES256","kid":"ec"}"#, &payload(), "ec-p256.pem", Algorithm::ES256);
+        let parsed = parse(&token, 8192).unwrap();
+        let (id, twin) = parsed.revocation_ids();
+        assert_eq!(id, token.rsplit('.').next().unwrap());
+        let twin = twin.expect("an ECDSA signature has a twin");
+        let twin_token = format!("{}.{twin}", token.rsplit_once('.').unwrap().0);
+        let rules = Rules { algorithms: RSA_ALGS, audiences: &[], clock_skew_s: 60, require_expiry: true };
+        let twin_parsed = parse(&twin_token, 8192).unwrap();
+        twin_parsed.check(&rules, keys().candidates(Some("ec"), Algorithm::ES256), NOW).expect("the twin verifies");
+        assert_eq!(twin_parsed.revocation_ids(), (twin, Some(id)), "each names the other");
+        // A `jti` names the token alone; RSA signatures have no twin.
+        let with_jti = json!({"iss": "https://km", "exp": NOW + 300, "jti": "j-1"}).to_string();
+        let token = sign_raw(r#"{"alg":"ES256","kid":"ec"}"#, &with_jti, "ec-p256.pem", Algorithm::ES256);
+        assert_eq!(parse(&token, 8192).unwrap().revocation_ids(), ("j-1".to_string(), None));
+        let token = sign_raw(r#"{"alg":"RS256","kid":"a"}"#, &payload(), "rsa-a.pem", Algorithm::RS256);
+        assert_eq!(parse(&token, 8192).unwrap().revocation_ids().1, None);
     }
 
     fn payload_with_iss(iss: &str) -> String {

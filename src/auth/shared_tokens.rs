@@ -59,6 +59,7 @@ mod tests {
             user_token: false,
             expires_at,
             token_id: Some("jti".into()),
+            token_twin: None,
             subject: None,
             claims: None,
         }

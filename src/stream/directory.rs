@@ -42,13 +42,18 @@ impl Stream {
         if config.control_plane.is_none() {
             return self.authorize(host, &identity);
         }
-        let token_id = match &identity {
-            Identity::Token(token) => token.token_id.as_deref(),
-            Identity::JwtApiKey(key) => Some(key.token_id.as_str()),
-            Identity::ApiKey(_) => None,
+        // A JWT's revocation names: its `jti` or signature, and an ECDSA signature's other form.
+        let token_ids = match &identity {
+            Identity::Token(token) => [token.token_id.as_deref(), token.token_twin.as_deref()],
+            Identity::JwtApiKey(key) => [Some(key.token_id.as_str()), key.token_twin.as_deref()],
+            Identity::ApiKey(_) => [None, None],
         };
-        let revoked =
-            token_id.is_some_and(|id| self.worker.borrow().control_plane.as_ref().is_some_and(|view| view.revoked(id)));
+        let revoked = self
+            .worker
+            .borrow()
+            .control_plane
+            .as_ref()
+            .is_some_and(|view| token_ids.iter().flatten().any(|id| view.revoked(id)));
         if revoked {
             return self.refuse(host, AuthFailure::Invalid.because("revoked"));
         }
