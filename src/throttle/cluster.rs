@@ -417,7 +417,7 @@ impl ClusterEngine<'_> {
 
     /// Reads the answer to a background block (see [`ClusterEngine::settle`]).
     pub fn refilled(&self, store: &mut dyn SharedStore, refill: &Refill, answer: &Answer, now: u64) {
-        let granted = read_answer(answer, refill.pending);
+        let granted = read_answer(answer, refill.pending, &refill.counter);
         self.settle(store, &refill.counter, refill.pending, granted, now);
     }
 
@@ -430,7 +430,7 @@ impl ClusterEngine<'_> {
         answer: &Answer,
         now: u64,
     ) -> Step<Count, Pending, Contended> {
-        let granted = read_answer(answer, pending);
+        let granted = read_answer(answer, pending, counter);
         let reset_at = pending.window_start.saturating_add(counter.window_s.max(1));
         if !self.leased() {
             return match granted {
@@ -520,9 +520,11 @@ impl Granted {
 }
 
 /// Reads the answer to a call: a status per descriptor (one for a whole block, one per token
-/// otherwise), each carrying the limit the filter sent (a service without the domain in its
-/// configuration answers OK with no limit).
-pub fn read_answer(answer: &Answer, pending: Pending) -> Result<Granted, Contended> {
+/// otherwise), each carrying the limit the filter sent. An answer without it (a service without
+/// the domain in its configuration answers OK with no limit) or with another limit or unit (a
+/// service applying a rule of its own) is unusable: its grants would count against a limit the
+/// filter never set.
+pub fn read_answer(answer: &Answer, pending: Pending, counter: &Counter) -> Result<Granted, Contended> {
     let requested = pending.requested;
     let descriptors = if pending.whole { 1 } else { requested };
     let message = match answer {
@@ -532,9 +534,11 @@ pub fn read_answer(answer: &Answer, pending: Pending) -> Result<Granted, Contend
     };
     let response = rls::decode_response(message).ok_or(Contended::EngineUnusable)?;
     let statuses = &response.statuses;
-    if usize::try_from(descriptors).ok() != Some(statuses.len())
-        || statuses.iter().any(|status| status.current_limit.is_none())
-    {
+    let sent = u32::try_from(counter.limit).ok().zip(rls::unit_for(counter.window_s).map(|(unit, _)| unit));
+    let limit_sent = |status: &rls::DescriptorStatus| {
+        status.current_limit.as_ref().map(|limit| (limit.requests_per_unit, limit.unit)) == sent
+    };
+    if usize::try_from(descriptors).ok() != Some(statuses.len()) || !statuses.iter().all(limit_sent) {
         return Err(Contended::EngineUnusable);
     }
     let ok = statuses.iter().filter(|status| status.code == rls::CODE_OK);

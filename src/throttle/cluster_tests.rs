@@ -446,7 +446,7 @@ fn strict_counting_calls_for_every_request_and_holds_nothing() {
 }
 
 #[test]
-fn answers_without_the_limits_or_unreadable_are_unusable_and_failures_unavailable() {
+fn answers_without_the_limits_sent_or_unreadable_are_unusable_and_failures_unavailable() {
     let service = service(Counting::Leased);
     let engine = ClusterEngine { service: &service, leases: SLOTS };
     let counter = counter(10, 60);
@@ -468,6 +468,23 @@ fn answers_without_the_limits_or_unreadable_are_unusable_and_failures_unavailabl
     assert_eq!(resume_with(&short), Some(Contended::EngineUnusable), "one status per token asked for");
     assert_eq!(resume_with(&|_| Answer::Http { status: 200, body: Vec::new() }), Some(Contended::EngineUnusable));
     assert_eq!(resume_with(&|_| Answer::Failed { code: 14 }), Some(Contended::EngineUnavailable));
+    // A service applying a rule of its own instead of the override (1000 a minute, or the
+    // limit per hour): its grants count against a limit the filter never set.
+    let own_rule = |requests_per_unit: u32, unit: i32| {
+        move |call: &Call| {
+            let Answer::Grpc { message } = ModelService::default().answer(call, T0) else { panic!() };
+            let mut response = rls::RateLimitResponse::decode(message.as_slice()).unwrap();
+            for status in &mut response.statuses {
+                status.current_limit = Some(rls::CurrentLimit { requests_per_unit, unit });
+            }
+            Answer::Grpc { message: response.encode_to_vec() }
+        }
+    };
+    let (minute, _) = rls::unit_for(60).unwrap();
+    let (hour, _) = rls::unit_for(3600).unwrap();
+    assert_eq!(resume_with(&own_rule(1000, minute)), Some(Contended::EngineUnusable), "another limit");
+    assert_eq!(resume_with(&own_rule(10, hour)), Some(Contended::EngineUnusable), "another unit");
+    assert_eq!(resume_with(&own_rule(10, minute)), None, "the limit sent");
     assert_eq!(resume_with(&|call| ModelService::default().answer(call, T0)), None);
 }
 
