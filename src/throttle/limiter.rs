@@ -209,8 +209,8 @@ pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space]) 
 /// Which window an update applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Window {
-    /// The window `now` falls in, or a later one of the same key that a worker whose clock is
-    /// ahead already opened (so a lagging clock never reopens a full window).
+    /// The window `now` falls in, or the next one of the same key that a worker whose clock is a
+    /// little ahead already opened (so a lagging clock never reopens a full window).
     Current,
     /// The window starting at this second, exactly (undoing a take made earlier, or storing what
     /// a call made in that window brought back).
@@ -265,6 +265,12 @@ pub fn take_block(
     })
 }
 
+/// Where the window after the one holding `now` starts, for windows of `window_s` seconds.
+fn next_window_start(now: u64, window_s: u64) -> u64 {
+    let window_s = window_s.max(1);
+    (now / window_s).saturating_add(1).saturating_mul(window_s)
+}
+
 /// Reads the value of `key` in a window (0 when absent), lets `change` compute the next value and
 /// an answer from it and the window's end, and writes the next value back by compare-and-swap,
 /// retrying from a fresh read when another worker wrote in between. The answer of the attempt
@@ -288,13 +294,17 @@ pub fn update<R>(
     for _ in 0..retries.max(1) {
         let Ok(Some((bytes, cas))) = store.shared_get(&slot) else { return Err(Contended::SlotMissing) };
         // Keep the previous window too: a worker whose clock lags a little must find it full
-        // rather than reopen it.
+        // rather than reopen it. A window more than one window ahead of this clock was opened by
+        // a clock that was wrong (stepped back since): it is dropped, or every request would
+        // count into it, and be refused, until this clock reached it.
         let mut entries: Vec<Entry> = decode(&bytes)
             .into_iter()
             .filter(|e| now < e.window_start.saturating_add(e.window_s.saturating_mul(2)))
+            .filter(|e| e.window_start <= next_window_start(now, e.window_s))
             .collect();
         let window_start = match window {
-            // A later window of this key (another worker's clock is ahead): count into it.
+            // The next window of this key (another worker's clock is a little ahead): count
+            // into it.
             Window::Current => entries
                 .iter()
                 .filter(|e| e.id == id && e.window_s == window_s)
@@ -383,6 +393,27 @@ pub(crate) mod tests {
             assert!(request(&mut store, "j", 3, 60, 1_000).allowed);
         }
         assert!(!request(&mut store, "j", 3, 60, 1_019).allowed);
+    }
+
+    #[test]
+    fn a_window_opened_by_a_clock_stepped_back_since_holds_no_counter() {
+        // Ten a second. One request while the clock read an hour ahead; the clock is then stepped
+        // back (NTP): each second admits ten again, instead of counting into the hour-ahead
+        // window and refusing everything for an hour.
+        let mut store = MemoryStore::prepared(64);
+        let now = 1_800_000_000;
+        assert!(request(&mut store, "hard_limit:k", 10, 1, now + 3_600).allowed);
+        for second in 0..5 {
+            let admitted = (0..12).filter(|_| request(&mut store, "hard_limit:k", 10, 1, now + second).allowed).count();
+            assert_eq!(admitted, 10, "second {second}");
+        }
+        assert_eq!(request(&mut store, "hard_limit:k", 10, 1, now + 5).reset_at, now + 6);
+        // One window ahead is a clock a little ahead, counted into as before.
+        let mut store = MemoryStore::prepared(64);
+        for _ in 0..3 {
+            assert!(request(&mut store, "m", 3, 60, 1_020).allowed);
+        }
+        assert!(!request(&mut store, "m", 3, 60, 1_019).allowed);
     }
 
     #[test]
