@@ -25,7 +25,9 @@ pub struct RawKeyManager {
     /// Algorithms accepted. Defaults to RS256/384/512, PS256/384/512, ES256/384 and EdDSA.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
-    /// Accepted `aud` values; empty accepts any. Defaults to none.
+    /// Accepted `aud` values; empty accepts any. Defaults to none. Set it where the issuer also
+    /// signs other JWTs (an OIDC provider's ID tokens carry the client's id as `aud`): without
+    /// it, any JWT the issuer signs with a client id is taken as an access token, as WSO2 takes it.
     #[serde(default)]
     pub audiences: Vec<String>,
     /// Allowed clock skew for `exp` and `nbf`, seconds. Defaults to 60.
