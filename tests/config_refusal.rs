@@ -94,8 +94,11 @@ fn bad_update_keeps_the_previous_configuration() {
     let rejected_before = envoy.stat("listener_manager.lds.update_rejected");
     write_lds(bad);
     wait_for(|| envoy.stat("listener_manager.lds.update_rejected") > rejected_before);
+    // The field and what it takes; not the value, which could be a secret pasted in the wrong
+    // place.
     assert!(
-        envoy.log().contains("field `apis[0].lifecycle`: unknown variant `BLOCKD`"),
+        envoy.log().contains("field `apis[0].lifecycle`: an unknown variant, expected one of")
+            && !envoy.log().contains("BLOCKD"),
         "the log names the field:\n{}",
         envoy.log()
     );
@@ -164,7 +167,7 @@ fn the_ecds_example_updates_the_filter_live_and_keeps_the_last_good_configuratio
 
     // A configuration the filter refuses is rejected; the blocked one keeps serving.
     install(&original.replace(r#""security": [],"#, r#""security": [], "lifecycle": "BLOCKD","#));
-    wait_for(|| envoy.log().contains("field `apis[0].lifecycle`: unknown variant `BLOCKD`"));
+    wait_for(|| envoy.log().contains("field `apis[0].lifecycle`: an unknown variant, expected one of"));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(envoy.get("/hello/1.0.0/x").json()["code"], "700700", "the last good configuration serves");
 }
