@@ -82,13 +82,22 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathRejection> {
     if raw.contains('\\') {
         return Err(PathRejection::AmbiguousSeparator);
     }
+    if raw.contains('\0') {
+        return Err(PathRejection::BadEncoding);
+    }
     let mut segments = Vec::new();
     let mut ends = Vec::new();
     let mut offset = 0;
     for piece in raw.split('/') {
         let end = offset + piece.len();
         offset = end + 1;
-        let (name, _matrix) = split_once_or_all(piece, ';');
+        let (name, matrix) = split_once_or_all(piece, ';');
+        // Parameters are not matched, but they go upstream, and a backend may decode them: what
+        // is refused in a name is refused in them too (`/menu;%2F..%2Fadmin` must not reach an
+        // `/admin` under `/menu`'s policy through a backend that decodes, then resolves).
+        if !matrix.is_empty() {
+            percent_decode(matrix)?;
+        }
         if name.is_empty() {
             continue;
         }
@@ -338,6 +347,14 @@ mod tests {
             ("/a%zz", PathRejection::BadEncoding),
             ("/a%4", PathRejection::BadEncoding),
             ("/a%ff", PathRejection::BadEncoding),
+            ("/a;%2F..%2Fadmin", PathRejection::AmbiguousSeparator),
+            ("/a;x=%2f%2e%2e%2fadmin", PathRejection::AmbiguousSeparator),
+            ("/a/;%2F..%2F..%2Fadmin", PathRejection::AmbiguousSeparator),
+            ("/a;%5C..%5Cadmin", PathRejection::AmbiguousSeparator),
+            ("/a;%00", PathRejection::BadEncoding),
+            ("/a;%zz", PathRejection::BadEncoding),
+            ("/a;x=%ff", PathRejection::BadEncoding),
+            ("/a/4\u{0}2", PathRejection::BadEncoding),
             ("menu", PathRejection::NotAbsolute),
             ("*", PathRejection::NotAbsolute),
         ];
