@@ -7,7 +7,7 @@
 //! made per Envoy. A lookup that cannot be made (over that budget, the control plane down, slow,
 //! failing or answering garbage) refuses the request with 900900, never 401 or 403.
 
-use super::store::{AppEntry, KeyEntry, SubEntry};
+use super::store::{AppEntry, KeyEntry, Meta, SubEntry};
 use super::view::{key_of_client, key_of_subscription, Cached, CpWorker};
 use super::{wire, ControlPlane};
 use crate::catalogue::{Fault, FaultId};
@@ -25,9 +25,16 @@ pub struct Need {
     pub api: Option<String>,
 }
 
-/// The lookup under way.
+/// The lookup under way: what was asked, and the generation of the shared data when it was.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resume {
+pub struct Resume {
+    pub asked: Asked,
+    pub generation: u64,
+}
+
+/// What a lookup asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Asked {
     Key { key_manager: String, client_id: String },
     App { uuid: String, id: i64 },
     Sub { application: String, api: String },
@@ -63,7 +70,7 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
                     let call = context
                         .control_plane
                         .get("application-key-mappings", &[("consumerKey", client_id), ("keymanager", &name)]);
-                    return ask(context, call, Resume::Key { key_manager: name, client_id: client_id.clone() });
+                    return ask(context, call, Asked::Key { key_manager: name, client_id: client_id.clone() });
                 }
             };
             match context.worker.app(context.store, &entry.application, context.now) {
@@ -72,7 +79,7 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
                 None => {
                     let id = entry.application_id.to_string();
                     let call = context.control_plane.get("applications", &[("appId", &id)]);
-                    return ask(context, call, Resume::App { uuid: entry.application, id: entry.application_id });
+                    return ask(context, call, Asked::App { uuid: entry.application, id: entry.application_id });
                 }
             }
             entry.application
@@ -89,16 +96,16 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
         None => {
             let call =
                 context.control_plane.get("subscriptions", &[("apiUUID", api), ("applicationUUID", &application)]);
-            ask(context, call, Resume::Sub { application, api: api.clone() })
+            ask(context, call, Asked::Sub { application, api: api.clone() })
         }
     }
 }
 
 /// A call within this Envoy's lookup budget, else 900900.
-fn ask(context: &mut Context<'_>, call: crate::host::Call, resume: Resume) -> LookupStep {
+fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> LookupStep {
     let budget = context.control_plane.lookups_per_second;
     if super::store::take_lookup(context.store, budget, context.now) {
-        Step::Call(call, resume)
+        Step::Call(call, Resume { asked, generation: Meta::read(context.store).generation })
     } else {
         log::warn!("control plane lookup refused: more than {budget} a second");
         Step::Refused(unavailable())
@@ -119,15 +126,27 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
         }
         Answer::Grpc { .. } | Answer::HttpStream { .. } => return Step::Refused(unavailable()),
     };
+    // A full load landed while the call was out: its data is newer than this answer, which is
+    // dropped (written over the load, it would stay until the next change). The request goes on
+    // from the new data, asking again for what it still lacks.
+    if Meta::read(context.store).generation != resume.generation {
+        return start(context, need);
+    }
     let until = context.now.saturating_add(context.control_plane.negative_ttl_s);
     let now = context.now;
-    match resume {
-        Resume::Key { key_manager, client_id } => {
+    match resume.asked {
+        Asked::Key { key_manager, client_id } => {
             let Some(list) = parse::<wire::KeyMapping>(body) else { return Step::Refused(unavailable()) };
+            // The first mapping a full load would take: one with an application and a key type
+            // (a mapping without an application must not join every such client to one).
             let found = list
                 .into_iter()
-                .find(|mapping| mapping.consumer_key == client_id && mapping.key_manager == key_manager)
-                .and_then(|mapping| {
+                .filter(|mapping| {
+                    mapping.consumer_key == client_id
+                        && mapping.key_manager == key_manager
+                        && !mapping.application_uuid.is_empty()
+                })
+                .find_map(|mapping| {
                     let key_type = wire::key_type(&mapping.key_type)?;
                     Some(Cached::Present(KeyEntry {
                         application: mapping.application_uuid,
@@ -138,7 +157,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
                 .unwrap_or(Cached::Absent { until });
             context.worker.learn_key(context.store, &key_of_client(&key_manager, &client_id), found, now);
         }
-        Resume::App { uuid, id } => {
+        Asked::App { uuid, id } => {
             let Some(list) = parse::<wire::Application>(body) else { return Step::Refused(unavailable()) };
             let found = list
                 .into_iter()
@@ -153,7 +172,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
                 .unwrap_or(Cached::Absent { until });
             context.worker.learn_app(context.store, &uuid, found, now);
         }
-        Resume::Sub { application, api } => {
+        Asked::Sub { application, api } => {
             let Some(list) = parse::<wire::Subscription>(body) else { return Step::Refused(unavailable()) };
             let found = list
                 .into_iter()

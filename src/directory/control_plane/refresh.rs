@@ -70,7 +70,7 @@ impl Fetch {
 
     /// Where its answer's fingerprint is kept (an unchanged answer is not rewritten).
     fn fingerprint_key(self) -> String {
-        format!("apim.cp.fingerprint.{}", self.resource())
+        store::fingerprint_key(self.resource())
     }
 }
 
@@ -367,7 +367,8 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
             let mut builder = KindBuilder::new(Kind::Keys, expected);
             listed::for_each_listed(body.reader(), |mapping: wire::KeyMapping| {
                 let Some(key_type) = wire::key_type(&mapping.key_type) else { return };
-                if mapping.consumer_key.is_empty() {
+                // A mapping without an application would join every such client to one.
+                if mapping.consumer_key.is_empty() || mapping.application_uuid.is_empty() {
                     return;
                 }
                 let entry = KeyEntry {

@@ -238,6 +238,28 @@ fn holds(bucket: &[u8], id: &KeyId) -> bool {
     false
 }
 
+/// Where the fingerprint of a resource's last full answer is kept: a full load whose answer has
+/// the same fingerprint writes nothing.
+pub fn fingerprint_key(resource: &str) -> String {
+    format!("apim.cp.fingerprint.{resource}")
+}
+
+/// The resource whose full load writes `kind`.
+fn resource_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Keys => "application-key-mappings",
+        Kind::Apps => "applications",
+        Kind::Subs => "subscriptions",
+    }
+}
+
+/// Makes the next full load rewrite `kind` whatever its answer: an entry a lookup added is not
+/// in the last full answer, and an unchanged answer would otherwise keep it after the control
+/// plane deleted it.
+pub fn forget_fingerprint(store: &mut dyn SharedStore, kind: Kind) {
+    let _ = store.shared_set(&fingerprint_key(resource_of(kind)), b"", None);
+}
+
 /// Reads what the directory holds for `key`.
 pub fn lookup(store: &dyn SharedStore, meta: &Meta, kind: Kind, key: &str) -> Option<Found> {
     let count = meta.bucket_count(kind);

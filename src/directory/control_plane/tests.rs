@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::lookup::{self, Need, Resume};
+use super::lookup::{self, Asked, Need};
 use super::refresh::{self, Fetch};
 use super::store::Meta;
 use super::view::CpWorker;
@@ -137,7 +137,7 @@ fn an_unknown_client_is_looked_up_then_its_application_and_subscription() {
     let answer = Answer::Http { status: 200, body: mapping.as_bytes().to_vec() };
     // WebApp came with the full load; its subscription is looked up next.
     let Step::Call(call, resume) = lookup::resume(&mut context, &need, resume, &answer) else { panic!() };
-    assert_eq!(resume, Resume::Sub { application: WEB_APP.into(), api: PIZZA.into() });
+    assert_eq!(resume.asked, Asked::Sub { application: WEB_APP.into(), api: PIZZA.into() });
     assert_eq!(path(&call), format!("/internal/data/v1/subscriptions?apiUUID={PIZZA}&applicationUUID={WEB_APP}"));
     let none = Answer::Http { status: 200, body: br#"{"count":0,"list":[],"pagination":null}"#.to_vec() };
     assert_eq!(lookup::resume(&mut context, &need, resume, &none), Step::Done(()));
@@ -345,4 +345,103 @@ fn answers_of_any_declared_size_fail_the_load_without_ending_the_vm() {
     let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
     assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "the last good data");
     assert!(view.subscription(MOBILE_APP, pizza).is_some(), "the last good subscriptions");
+}
+
+/// The subscriptions fixture with WebApp's subscription to PizzaShackAPI added in `state`.
+fn with_web_app_subscription(state: &str) -> impl Fn(Fetch) -> Answer + '_ {
+    move |fetch| match fetch {
+        Fetch::Subscriptions => {
+            let mut list: serde_json::Value = serde_json::from_str(fixture(fetch)).unwrap();
+            let added = serde_json::json!({"subscriptionUUID": "s-web", "subscriptionId": 9, "policyId": "Gold",
+                "apiUUID": PIZZA, "apiId": 2, "applicationUUID": WEB_APP, "appId": 4, "subscriptionState": state});
+            list["list"].as_array_mut().unwrap().push(added);
+            Answer::Http { status: 200, body: list.to_string().into_bytes() }
+        }
+        other => ok(other),
+    }
+}
+
+fn subscription_answer(state: &str) -> Answer {
+    let body = format!(
+        r#"{{"count":1,"list":[{{"subscriptionUUID":"s-web","subscriptionId":9,"policyId":"Gold","apiUUID":"{PIZZA}",
+            "apiId":2,"applicationUUID":"{WEB_APP}","appId":4,"subscriptionState":"{state}"}}],"pagination":null}}"#
+    );
+    Answer::Http { status: 200, body: body.into_bytes() }
+}
+
+#[test]
+fn what_a_lookup_learned_goes_with_the_next_full_load_that_lacks_it() {
+    // A subscription made after a full load is found by a lookup, then deleted in API-M: the
+    // next full load's answer is byte for byte the last one, and must still take it away.
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
+    let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
+    assert_eq!(lookup::resume(&mut context, &need, resume, &subscription_answer("UNBLOCKED")), Step::Done(()));
+    assert!(!load(&mut store, &cp, NOW + 3_600, ok).is_empty(), "a full load ran");
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 3_601 };
+    assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "not known any more: asked again");
+}
+
+#[test]
+fn a_lookup_answered_after_a_newer_full_load_is_not_taken() {
+    // The lookup is asked; API-M blocks the subscription and a full load brings it BLOCKED; the
+    // lookup's older UNBLOCKED answer then arrives.
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
+    let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
+    assert!(!load(&mut store, &cp, NOW + 3_600, with_web_app_subscription("BLOCKED")).is_empty());
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 3_601 };
+    assert_eq!(lookup::resume(&mut context, &need, resume, &subscription_answer("UNBLOCKED")), Step::Done(()));
+    view.sync(&store, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 3_602 };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
+    let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    assert_eq!(view.subscription(WEB_APP, pizza).map(|s| s.state), Some(SubscriptionState::Blocked));
+}
+
+#[test]
+fn a_key_mapping_without_an_application_leads_nowhere() {
+    // Two clients whose mappings have no application UUID must not share one: neither is known.
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    for (client, uuid) in [("alice-key", "null"), ("mallory-key", r#""""#)] {
+        let need = Need { client: Some((KmId(0), client.into())), application: None, api: Some(PIZZA.into()) };
+        let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
+        let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
+        let body = format!(
+            r#"{{"list":[{{"applicationId":100,"applicationUUID":{uuid},"consumerKey":"{client}","keyType":"PRODUCTION",
+                "keyManager":"Resident Key Manager"}},{{"applicationId":101,"applicationUUID":"","consumerKey":"{client}",
+                "keyType":"","keyManager":"Resident Key Manager"}}]}}"#
+        );
+        let answer = Answer::Http { status: 200, body: body.into_bytes() };
+        assert_eq!(lookup::resume(&mut context, &need, resume, &answer), Step::Done(()), "{client}");
+        assert!(view.client(client, KmId(0)).is_none(), "{client}: no application");
+    }
+    // The first mapping a full load would take, as the full load takes it: one with a key type.
+    let need = Need { client: Some((KmId(0), "twice".into())), application: None, api: None };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 2 };
+    let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
+    let body = format!(
+        r#"{{"list":[{{"applicationId":4,"applicationUUID":"{WEB_APP}","consumerKey":"twice","keyType":"",
+            "keyManager":"Resident Key Manager"}},{{"applicationId":4,"applicationUUID":"{WEB_APP}",
+            "consumerKey":"twice","keyType":"PRODUCTION","keyManager":"Resident Key Manager"}}]}}"#
+    );
+    let answer = Answer::Http { status: 200, body: body.into_bytes() };
+    assert_eq!(lookup::resume(&mut context, &need, resume, &answer), Step::Done(()));
+    assert_eq!(view.client("twice", KmId(0)).map(|key| key.application.to_string()).as_deref(), Some(WEB_APP));
 }

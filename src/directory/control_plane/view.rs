@@ -133,7 +133,10 @@ impl CpWorker {
         let block: wire::Block = store::document(store, Document::Block)
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        let (conditions, _) = wire::blocking(&block);
+        let (conditions, skipped) = wire::blocking(&block);
+        if skipped > 0 {
+            loaded.skipped_policies.push(format!("{skipped} blocking conditions (unreadable, or of a subscription)"));
+        }
         loaded.blocking = conditions.len();
         self.blocking = fixed_blocking.iter().cloned().chain(conditions).collect();
         let revoked: Vec<wire::RevokedJwt> = store::document(store, Document::Revoked)
@@ -197,6 +200,9 @@ impl CpWorker {
         };
         let meta = Meta::read(store);
         store::remember(store, &meta, Kind::Keys, key, &shared, now);
+        if matches!(shared, Found::Present(_)) {
+            store::forget_fingerprint(store, Kind::Keys);
+        }
         insert(&mut self.keys, key, found);
     }
 
@@ -209,6 +215,9 @@ impl CpWorker {
         };
         let meta = Meta::read(store);
         store::remember(store, &meta, Kind::Apps, uuid, &shared, now);
+        if matches!(shared, Found::Present(_)) {
+            store::forget_fingerprint(store, Kind::Apps);
+        }
         insert(&mut self.apps, uuid, cached);
     }
 
@@ -219,6 +228,9 @@ impl CpWorker {
         };
         let meta = Meta::read(store);
         store::remember(store, &meta, Kind::Subs, key, &shared, now);
+        if matches!(shared, Found::Present(_)) {
+            store::forget_fingerprint(store, Kind::Subs);
+        }
         insert(&mut self.subs, key, cached);
     }
 

@@ -385,11 +385,12 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
 
 /// Blocking conditions as WSO2's gateway applies them: APIs by versioned context, applications
 /// by `<owner>:<name>`, users with or without `@<tenant>`, addresses (an `IPRANGE` excludes its
-/// ends, and `invert` blocks everything else). Entries that cannot be read are skipped (the count
-/// comes back for the log).
+/// ends, and `invert` blocks everything else). Entries that cannot be read are skipped, and so
+/// are subscription conditions, whose format WSO2 does not document (a subscription is blocked
+/// by its state, which is applied): the count comes back for the log.
 pub fn blocking(block: &Block) -> (Vec<BlockingCondition>, usize) {
     let mut conditions = Vec::new();
-    let mut skipped = 0;
+    let mut skipped = block.subscription.len();
     conditions.extend(block.api.iter().map(|context| BlockingCondition::Api(context.clone())));
     for application in &block.application {
         match application.split_once(':') {

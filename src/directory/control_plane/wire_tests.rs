@@ -139,6 +139,9 @@ fn blocking_conditions_and_revocations_read_as_wso2_writes_them() {
         inclusive: false,
         invert: false
     }));
+    // Subscription conditions are not applied, and counted as skipped (so logged).
+    let block: Block = serde_json::from_str(r#"{"subscription":["/pizzashack/1.0.0:admin:MobileApp"]}"#).unwrap();
+    assert_eq!(blocking(&block), (Vec::new(), 1));
     let revoked: Vec<RevokedJwt> = serde_json::from_str(
         r#"[{"jwt_signature":"3f1b","expiry_time":1735689600000},{"jwt_signature":"b2a1","expiry_time":1735689600}]"#,
     )
