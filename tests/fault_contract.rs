@@ -301,7 +301,7 @@ fn every_format_chosen_in_config_is_what_comes_back() {
                 let missing = stack.envoy.get("/secure/1.0.0/x");
                 assert_eq!(
                     (missing.status, missing.body.as_str()),
-                    (401, r#"{"error":"Authorization field missing"}"#)
+                    (401, r#"{"error":"Authorization Field Missing"}"#)
                 );
                 assert_eq!(refused.status, 500);
             }

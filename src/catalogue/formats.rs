@@ -10,7 +10,7 @@ use super::FaultId;
 pub fn tyk(id: FaultId) -> (u16, &'static str) {
     use FaultId::*;
     match id {
-        MissingCredentials => (401, "Authorization field missing"),
+        MissingCredentials => (401, "Authorization Field Missing"),
         InvalidCredentials
         | ProductionKeyWithoutEndpoint
         | SandboxKeyWithoutEndpoint
@@ -29,7 +29,7 @@ pub fn tyk(id: FaultId) -> (u16, &'static str) {
         ApiBlocked | ApiTemporarilyBlocked | ResourceForbidden | SubscriptionInactive | Blocked => {
             (403, "Access to this API has been disallowed")
         }
-        SubscriptionThrottled => (403, "Quota exceeded"),
+        SubscriptionThrottled => (403, "Quota Exceeded"),
         ApiThrottled
         | HardLimitExceeded
         | ResourceThrottled

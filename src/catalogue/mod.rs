@@ -15,7 +15,7 @@ pub mod formats;
 /// `security` and `throttling` namespaces for authentication and throttling faults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// API handler faults (`700700`, `900422`, `900424`, `900906`, `102511`).
+    /// API handler faults (`700700`, `900422`, `900424`, `102511`).
     Handler,
     /// Authentication and authorization faults (`9009xx`).
     Auth,
@@ -86,7 +86,7 @@ catalogue! {
     InvalidGraphqlQuery => ("invalid_graphql_query", 900422, 422, Handler, "Invalid GraphQL query",
         "Syntax of the provided GraphQL query is invalid"),
     TemporaryServerError => ("temporary_server_error", 900424, 500, Handler, "Temporary Server Error",
-        "Please try again"),
+        "Server has encountered an error. Please try again."),
     NoMatchingResource => ("no_matching_resource", 900906, 403, Auth,
         "No matching resource found in the API for the given request",
         "Check the API documentation and add a proper REST resource path to the invocation URL"),

@@ -66,7 +66,9 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
                 resolved.description = Cow::Borrowed(description);
             }
         }
+        // Choreo Connect answers 900805 with 403 and every other throttle code with 429.
         ErrorFormat::ChoreoConnect if fault.id == FaultId::Blocked => resolved.status = 403,
+        ErrorFormat::ChoreoConnect if fault.id == FaultId::HardLimitExceeded => resolved.status = 429,
         _ => {}
     }
     // The least specific first, so the most specific wins: code patterns (`9008xx`, broadest
@@ -85,6 +87,25 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
         }
     }
     resolved
+}
+
+/// The `WWW-Authenticate` challenge a fault answered with `status` carries (RFC 6750 3): every 401
+/// (`error="invalid_token"` unless the fault names another error, and no error when no credentials
+/// were sent, as RFC 6750 3.1 asks), and a 403 for a scope the token lacks
+/// (`error="insufficient_scope"`). A fault whose status an override or a format changed to
+/// anything else carries none.
+fn challenge(fault: &Fault, status: u16, realm: &str) -> Option<String> {
+    let error = match (status, fault.challenge_error) {
+        (401, _) if fault.id == FaultId::MissingCredentials => None,
+        (401, error) => Some(error.unwrap_or("invalid_token")),
+        (403, Some(error @ "insufficient_scope")) => Some(error),
+        _ => return None,
+    };
+    let mut challenge = format!("Bearer realm=\"{realm}\"");
+    if let Some(error) = error {
+        challenge.push_str(&format!(", error=\"{error}\""));
+    }
+    Some(challenge)
 }
 
 /// WSO2 names the configured headers in the 900902 description (`Authorization` as WSO2 spells
@@ -109,7 +130,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
     let (content_type, body) = match settings.format {
         ErrorFormat::ApimJson => (JSON, apim_json(&resolved, family, next_access_time.as_deref())),
         ErrorFormat::ApimXml => (XML, apim_xml(&resolved, family, next_access_time.as_deref())),
-        ErrorFormat::Microgateway => (JSON, microgateway_json(&resolved)),
+        ErrorFormat::Microgateway => (JSON, microgateway_json(&resolved, family)),
         ErrorFormat::ChoreoConnect => (JSON, choreo_json(&resolved, fault.id)),
         ErrorFormat::Kanali => (JSON, kanali_json(&resolved, fault.id, &settings.kanali_docs_url)),
         ErrorFormat::Tyk => (JSON, to_json(&TykBody { error: &resolved.message })),
@@ -122,11 +143,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
         },
     };
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
-    if resolved.status == 401 || fault.challenge_error.is_some() {
-        let mut challenge = format!("Bearer realm=\"{}\"", settings.realm);
-        if let Some(error) = fault.challenge_error {
-            challenge.push_str(&format!(", error=\"{error}\""));
-        }
+    if let Some(challenge) = challenge(fault, resolved.status, &settings.realm) {
         headers.push(("www-authenticate".to_string(), challenge));
     }
     if let Some(seconds) = fault.retry_after_s {
@@ -150,6 +167,9 @@ pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: bool) -> Vec<(
         headers.push(("access-control-allow-origin".to_string(), origin.to_string()));
         headers.push(("vary".to_string(), "Origin".to_string()));
     } else {
+        // The answer depends on the origin whatever it is: a shared cache must not serve this
+        // one, without CORS headers, to an allowed origin.
+        headers.push(("vary".to_string(), "Origin".to_string()));
         return headers;
     }
     headers.push(("access-control-allow-methods".to_string(), cors.allow_methods.join(",")));
@@ -237,18 +257,28 @@ struct MicrogatewayBody<'a> {
 
 #[derive(Serialize)]
 struct MicrogatewayFault<'a> {
-    code: String,
+    code: MicrogatewayCode,
     message: &'a str,
     description: &'a str,
 }
 
-fn microgateway_json(resolved: &Resolved<'_>) -> String {
+/// The Microgateway writes the codes of backend failures as strings (`"101503"`) and its own
+/// (authentication, throttling) as numbers (`900900`), as its documentation shows them.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum MicrogatewayCode {
+    Text(String),
+    Number(u32),
+}
+
+fn microgateway_json(resolved: &Resolved<'_>, family: Family) -> String {
+    let code = if status_report(family) {
+        MicrogatewayCode::Text(resolved.code.to_string())
+    } else {
+        MicrogatewayCode::Number(resolved.code)
+    };
     to_json(&MicrogatewayBody {
-        fault: MicrogatewayFault {
-            code: resolved.code.to_string(),
-            message: &resolved.message,
-            description: &resolved.description,
-        },
+        fault: MicrogatewayFault { code, message: &resolved.message, description: &resolved.description },
     })
 }
 
@@ -353,7 +383,11 @@ pub fn xml_escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
+            // As references, so they survive in attribute values too (a parser turns a raw one
+            // there into a space).
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
@@ -424,6 +458,7 @@ mod tests {
                     ErrorFormat::Tyk => formats::tyk(*id).0,
                     ErrorFormat::Kanali => formats::kanali(*id).status,
                     ErrorFormat::ChoreoConnect if *id == FaultId::Blocked => 403,
+                    ErrorFormat::ChoreoConnect if *id == FaultId::HardLimitExceeded => 429,
                     _ => spec.status,
                 };
                 assert_eq!(rendered.status, expected_status, "{format} {}", spec.id);
@@ -449,6 +484,13 @@ mod tests {
                             assert_eq!(value["c"], fault.code);
                             assert_eq!(value["s"], expected_status);
                             assert_eq!(value["d"], spec.description);
+                        }
+                        // The Microgateway writes its own codes as numbers, backend failures' as
+                        // strings.
+                        ErrorFormat::Microgateway if !status_report(spec.family) => {
+                            assert_eq!(value["fault"]["code"], fault.code, "{format} {}", spec.id);
+                            let description = formats::microgateway(*id).map_or(spec.description, |m| m.1);
+                            assert_eq!(value["fault"]["description"], description);
                         }
                         _ => {
                             assert!(text.contains(&format!("\"{}\"", fault.code)), "{format} {}: {text}", spec.id);
@@ -636,12 +678,64 @@ mod tests {
         let mgw = settings(r#"{"errors":{"format":"microgateway"}}"#);
         assert_eq!(
             render(&Fault::new(FaultId::AuthGeneralError), &mgw, None).body,
-            r#"{"fault":{"code":"900900","message":"Unclassified Authentication Failure","description":"Unclassified Authentication Failure"}}"#
+            r#"{"fault":{"code":900900,"message":"Unclassified Authentication Failure","description":"Unclassified Authentication Failure"}}"#
         );
         assert_eq!(
             render(&Fault::new(FaultId::ConnectionTimedOut), &mgw, None).body,
             r#"{"fault":{"code":"101504","message":"Runtime Error","description":"Connection timed out"}}"#
         );
+    }
+
+    #[test]
+    fn every_401_and_only_a_401_challenges_with_invalid_token_unless_no_credential_was_sent() {
+        for format in FORMATS {
+            let settings = settings_for(format);
+            for id in ALL {
+                let fault = Fault::transport(*id, ProtocolState::RequestDone);
+                let rendered = render(&fault, &settings, None);
+                let challenge = rendered.header("www-authenticate");
+                let expected = match (rendered.status, *id) {
+                    (401, FaultId::MissingCredentials) => Some(r#"Bearer realm="WSO2 API Manager""#.to_string()),
+                    (401, _) => Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#.to_string()),
+                    _ => None,
+                };
+                assert_eq!(challenge.map(String::from), expected, "{format} {}", id.spec().id);
+            }
+        }
+        // A scope the token lacks, at 403 (RFC 6750 3.1); an override to another status: none.
+        let scope = Fault::new(FaultId::InsufficientScope).with_challenge_error("insufficient_scope");
+        let apim = settings_for("apim-json");
+        assert_eq!(
+            render(&scope, &apim, None).header("www-authenticate"),
+            Some(r#"Bearer realm="WSO2 API Manager", error="insufficient_scope""#)
+        );
+        let custom = settings(r#"{"errors":{"overrides":{"900901":{"status":555}}}}"#);
+        let invalid = Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token");
+        assert_eq!(render(&invalid, &custom, None).header("www-authenticate"), None);
+    }
+
+    #[test]
+    fn the_seeds_texts_and_statuses() {
+        let body = |format: &str, id: FaultId| {
+            serde_json::from_str::<serde_json::Value>(&render(&Fault::new(id), &settings_for(format), None).body)
+                .unwrap()
+        };
+        assert_eq!(body("tyk", FaultId::SubscriptionThrottled)["error"], "Quota Exceeded");
+        assert_eq!(body("tyk", FaultId::MissingCredentials)["error"], "Authorization Field Missing");
+        assert_eq!(
+            body("apim-json", FaultId::TemporaryServerError)["description"],
+            "Server has encountered an error. Please try again."
+        );
+        let choreo = settings_for("choreo-connect");
+        assert_eq!(render(&Fault::new(FaultId::HardLimitExceeded), &choreo, None).status, 429);
+        // XML keeps line breaks and tabs as references: in an attribute a raw one reads as a space.
+        assert_eq!(xml_escape("a\nb\r\tc<&"), "a&#10;b&#13;&#9;c&lt;&amp;");
+        // A fault whose CORS answer depends on the origin says so, allowed or not.
+        let cors = settings(r#"{"errors":{"cors":{"allow_origins":["https://good.example"]}}}"#);
+        for origin in [Some("https://good.example"), Some("https://evil.example"), None] {
+            let rendered = render(&Fault::new(FaultId::NotFound), &cors, origin);
+            assert_eq!(rendered.header("vary"), Some("Origin"), "{origin:?}");
+        }
     }
 
     #[test]

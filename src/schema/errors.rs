@@ -16,8 +16,9 @@ pub struct RawErrors {
     /// Per-fault overrides, keyed by code (`"900800"`, or a transport code such as `"101507"`), by
     /// code family (trailing `x`s: `"9008xx"` is every throttling code, `"1015xx"` every transport
     /// code) or by catalogue id (`"production_key_without_endpoint"`). The most specific key wins:
-    /// an id over a code, a code over a family, a narrower family over a broader one. Defaults to
-    /// none.
+    /// an id over a code, a code over a family, a narrower family over a broader one. A code two
+    /// entries share (`102511`: an incomplete payload, and Choreo Connect's local reset; `404`) is
+    /// overridden for both: name the entry's id to change one. Defaults to none.
     #[serde(default)]
     pub overrides: BTreeMap<String, RawOverride>,
     /// CORS headers added to fault responses (and preflight answers). Defaults to off.
