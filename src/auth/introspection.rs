@@ -37,18 +37,38 @@ pub fn call(introspection: &Introspection, token: &str) -> Call {
 pub enum Introspected {
     Active(TokenIdentity),
     Inactive(&'static str),
+    /// Active, but not before `valid_from` (its `nbf` less the clock skew): refused until then,
+    /// and remembered as refused no longer.
+    NotYetValid {
+        valid_from: u64,
+    },
     Unavailable(&'static str),
 }
 
-/// A NumericDate field of an introspection answer: absent, or a non-negative integer. Anything
-/// else (a string, a negative number, a fraction) is a malformed answer.
-fn answer_time(answer: &Map<String, Value>, name: &str) -> Result<Option<u64>, ()> {
-    match answer.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or(()),
-        Some(_) => Err(()),
+/// A NumericDate field of an introspection answer: absent, or a non-negative number that fits a
+/// signed 64-bit integer (a fraction of a second counts down, or up with `round_up`, the `nbf`
+/// direction). Anything else (a string, a negative number, 1e300) is a malformed answer.
+fn answer_time(answer: &Map<String, Value>, name: &str, round_up: bool) -> Result<Option<u64>, ()> {
+    let seconds = match answer.get(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
+            (Some(seconds), _) => seconds,
+            (None, Some(seconds)) if (0.0..9.223_372_036_854_775e18).contains(&seconds) => {
+                (if round_up { seconds.ceil() } else { seconds.floor() }) as u64
+            }
+            _ => return Err(()),
+        },
+        Some(_) => return Err(()),
+    };
+    if seconds > i64::MAX as u64 {
+        return Err(());
     }
+    Ok(Some(seconds))
 }
+
+/// The largest introspection result cached: a key manager answering with tens of thousands of
+/// scopes is asked again rather than filling shared data (4,096 slots).
+pub const MAX_CACHED_ENTRY: usize = 16 * 1024;
 
 /// Reads an introspection answer. Only a 200 with a well-typed JSON object is an answer: a
 /// timeout, a reset, a 5xx, anything unreadable, or a field of the wrong type means the key
@@ -59,7 +79,8 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
         Answer::Http { .. } | Answer::HttpStream { .. } => return Introspected::Unavailable("introspection_status"),
         Answer::Grpc { .. } | Answer::Failed { .. } => return Introspected::Unavailable("introspection_call_failed"),
     };
-    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body.as_slice()) else {
+    // Duplicate members are refused, as in a JWT: `{"active":false,...,"active":true}` is no answer.
+    let Ok(answer) = crate::auth::strict_json::parse_object(body) else {
         return Introspected::Unavailable("introspection_not_json");
     };
     match answer.get("active") {
@@ -77,7 +98,7 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
         }
         Some(_) => return Introspected::Unavailable("introspection_malformed"),
     }
-    let (Ok(exp), Ok(nbf)) = (answer_time(&answer, "exp"), answer_time(&answer, "nbf")) else {
+    let (Ok(exp), Ok(nbf)) = (answer_time(&answer, "exp", false), answer_time(&answer, "nbf", true)) else {
         return Introspected::Unavailable("introspection_malformed");
     };
     let expires_at = match exp {
@@ -85,8 +106,8 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
         Some(exp) => exp,
         None => u64::MAX,
     };
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(km.clock_skew_s)) {
-        return Introspected::Inactive("not_yet_valid");
+    if let Some(nbf) = nbf.filter(|nbf| *nbf > now.saturating_add(km.clock_skew_s)) {
+        return Introspected::NotYetValid { valid_from: nbf.saturating_sub(km.clock_skew_s) };
     }
     match token_identity(km.id, &km.claims, &answer, expires_at) {
         Ok(identity) => Introspected::Active(identity),
@@ -131,6 +152,9 @@ impl CachedIntrospection {
                 (now.saturating_add(introspection.cache_ttl_s).min(identity.expires_at), Some(identity.clone()))
             }
             Introspected::Inactive(_) => (now.saturating_add(introspection.negative_cache_ttl_s), None),
+            Introspected::NotYetValid { valid_from } => {
+                (now.saturating_add(introspection.negative_cache_ttl_s).min(*valid_from), None)
+            }
             Introspected::Unavailable(_) => return None,
         };
         Some(CachedIntrospection { hash: hex(hash), until, identity })
@@ -184,7 +208,7 @@ mod tests {
         assert!(matches!(parse_introspection(km, Some(200), access, 0), Introspected::Active(_)));
         assert_eq!(parse_introspection(km, Some(503), access, 0), Introspected::Unavailable("introspection_status"));
         // Fields of the wrong type are a garbled answer (900900, nothing cached), never "no expiry".
-        for exp in [r#""2000""#, "-5", "1.5e3", "1500.5", "true", "[]"] {
+        for exp in [r#""2000""#, "-5", "1e300", "9223372036854775808", "true", "[]"] {
             let answer = format!(r#"{{"active":true,"client_id":"c","exp":{exp}}}"#);
             assert_eq!(
                 parse_introspection(km, Some(200), answer.as_bytes(), 0),
@@ -203,5 +227,57 @@ mod tests {
         }
         let expired = br#"{"active":true,"client_id":"c","exp":100}"#;
         assert_eq!(parse_introspection(km, Some(200), expired, 100), Introspected::Inactive("expired"));
+        // A NumericDate may have a fraction (RFC 7519 2): counted down for `exp`.
+        for exp in ["1.5e3", "1500.5"] {
+            let answer = format!(r#"{{"active":true,"client_id":"c","exp":{exp}}}"#);
+            let Introspected::Active(identity) = parse_introspection(km, Some(200), answer.as_bytes(), 0) else {
+                panic!("exp {exp}")
+            };
+            assert_eq!(identity.expires_at, 1500);
+        }
+        // Duplicate members are no answer (the last one would say active).
+        let twice = br#"{"active":false,"client_id":"c","active":true}"#;
+        assert_eq!(parse_introspection(km, Some(200), twice, 0), Introspected::Unavailable("introspection_not_json"));
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_refused_no_longer_than_until_it_is() {
+        let config = compile(
+            r#"{"key_managers": [{"name": "a", "issuer": "https://a", "clock_skew_s": 0,
+                "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s", "negative_cache_ttl_s": 300}}]}"#,
+        );
+        let km = &config.auth.key_managers[0];
+        let answer = br#"{"active":true,"client_id":"c","nbf":1002}"#;
+        let parsed = parse_introspection(km, Some(200), answer, 1000);
+        assert_eq!(parsed, Introspected::NotYetValid { valid_from: 1002 });
+        let cached = CachedIntrospection::for_answer(&[7; 32], &parsed, km, 1000).unwrap();
+        assert_eq!((cached.until, cached.identity), (1002, None), "refused until nbf, not for 300 s");
+        assert!(matches!(parse_introspection(km, Some(200), answer, 1002), Introspected::Active(_)));
+    }
+
+    #[test]
+    fn what_a_cached_answer_depends_on_names_its_cache_and_one_key_manager_introspects() {
+        let cache_id =
+            |km: &str| compile(&format!(r#"{{"key_managers": [{km}]}}"#)).auth.key_managers[0].cache_id.clone();
+        let km = |extra: &str| {
+            format!(
+                r#"{{"name": "a", "issuer": "https://a"{extra},
+                    "introspection": {{"cluster": "km", "client_id": "gw", "client_secret": "s"}}}}"#
+            )
+        };
+        let base = cache_id(&km(""));
+        assert_eq!(base, cache_id(&km("")));
+        assert_ne!(base, cache_id(&km(r#", "claims": {"client_id": ["azp"]}"#)), "the claim names");
+        assert_ne!(base, cache_id(&km(r#", "clock_skew_s": 5"#)), "the skew");
+        let ttl = r#"{"name": "a", "issuer": "https://a",
+            "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s", "cache_ttl_s": 5}}"#;
+        assert_ne!(base, cache_id(ttl), "the cache time");
+        let two = format!(
+            r#"{{"key_managers": [{}, {}]}}"#,
+            km(""),
+            km("").replace("https://a", "https://b").replace(r#""a""#, r#""b""#)
+        );
+        let error = crate::config::Config::from_json(two.as_bytes()).expect_err("two introspecting key managers");
+        assert_eq!(error.field, "key_managers[1].introspection");
     }
 }

@@ -93,8 +93,9 @@ pub struct Introspection {
 pub struct KeyManager {
     pub id: KmId,
     /// Identifies the key manager's shared-data caches: a digest of what makes its answers what
-    /// they are (issuer, JWKS and introspection endpoints, gateway client), so a reloaded or
-    /// different configuration never reads another key manager's cached answers.
+    /// they are (issuer, JWKS and introspection endpoints, gateway client, claim names, cache
+    /// times, skew), so a reloaded or different configuration never reads another key manager's
+    /// cached answers.
     pub cache_id: String,
     pub name: String,
     pub issuer: String,
@@ -172,7 +173,16 @@ impl AuthConfig {
             if raw.issuer.is_empty() || issuers.insert(raw.issuer.clone(), id).is_some() {
                 return Err(ConfigError::new(format!("{field}.issuer"), "must be non-empty and unique"));
             }
-            compiled.push(compile_key_manager(&field, id, raw, warnings)?);
+            let km = compile_key_manager(&field, id, raw, warnings)?;
+            // An opaque token names no issuer: one key manager answers for all of them, and a
+            // second one would never be asked.
+            if km.introspection.is_some() && compiled.iter().any(|other: &KeyManager| other.introspection.is_some()) {
+                return Err(ConfigError::new(
+                    format!("{field}.introspection"),
+                    "only one key manager may introspect opaque tokens (an opaque token names no issuer)",
+                ));
+            }
+            compiled.push(km);
         }
         let api_key_jwt = match api_key_jwt {
             Some(raw) => Some(compile_api_key_jwt(raw)?),
@@ -347,14 +357,20 @@ fn compile_key_manager(
     {
         return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
     }
+    // What the cached answers depend on: where they come from, and how they are read and kept
+    // (the claim names, what the backend JWT copies, the cache times, the skew).
     let identity = format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
         raw.issuer,
         remote_jwks.as_ref().map(|j: &RemoteJwks| j.cluster.clone()),
         remote_jwks.as_ref().map(|j| j.path.clone()),
         introspection.as_ref().map(|i: &Introspection| i.cluster.clone()),
         introspection.as_ref().map(|i| i.path.clone()),
         introspection.as_ref().map(|i| i.client_id.clone()),
+        introspection.as_ref().map(|i| (i.cache_ttl_s, i.negative_cache_ttl_s)),
+        claims,
+        raw.audiences,
+        raw.clock_skew_s,
     );
     let digest = sha2::Sha256::digest(identity.as_bytes());
     let cache_id = crate::hashing::hex(digest.get(..8).unwrap_or_default());

@@ -125,7 +125,7 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
         match CachedIntrospection::lookup(&bytes, &hash, key_manager, context.now) {
             Some(Introspected::Active(identity)) => return Step::Done(Identity::Token(Rc::new(identity))),
             Some(Introspected::Inactive(_)) => return Step::Refused(AuthFailure::Inactive.because("inactive_cached")),
-            Some(Introspected::Unavailable(_)) | None => {}
+            Some(Introspected::NotYetValid { .. } | Introspected::Unavailable(_)) | None => {}
         }
     }
     Step::Call(introspection::call(settings, token), Resume::Introspection { key_manager, hash })
@@ -146,12 +146,15 @@ fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], a
         let evicts_active = entry.identity.is_none()
             && current.as_ref().is_some_and(|(bytes, _)| CachedIntrospection::is_fresh_active(bytes, now));
         if let (false, Ok(bytes)) = (evicts_active, serde_json::to_vec(&entry)) {
-            let _ = context.store.shared_set(&slot, &bytes, current.map(|(_, cas)| cas));
+            if bytes.len() <= introspection::MAX_CACHED_ENTRY {
+                let _ = context.store.shared_set(&slot, &bytes, current.map(|(_, cas)| cas));
+            }
         }
     }
     match answer {
         Introspected::Active(identity) => Step::Done(Identity::Token(Rc::new(identity))),
         Introspected::Inactive(reason) => Step::Refused(AuthFailure::Inactive.because(reason)),
+        Introspected::NotYetValid { .. } => Step::Refused(AuthFailure::Inactive.because("not_yet_valid")),
         Introspected::Unavailable(reason) => {
             log::warn!("key manager `{}` did not answer the introspection usably ({reason})", km.name);
             Step::Refused(AuthFailure::KeyManagerUnavailable.because(reason))

@@ -36,7 +36,8 @@ pub struct RawKeyManager {
     /// Which claims carry what. Defaults as documented on each field.
     #[serde(default)]
     pub claims: RawClaims,
-    /// RFC 7662 introspection of opaque tokens. Defaults to none.
+    /// RFC 7662 introspection of opaque tokens; one key manager at most has it (an opaque token
+    /// names no issuer). Defaults to none.
     #[serde(default)]
     pub introspection: Option<RawIntrospection>,
 }

@@ -551,6 +551,15 @@ fn envoy_replies_without_a_body_get_the_whole_fault() {
 }
 
 #[test]
+fn an_introspection_answer_too_large_to_cache_serves_its_request_and_is_not_cached() {
+    let scopes: Vec<String> = (0..3_000).map(|i| format!("scope-{i:05}")).collect();
+    let body = format!(r#"{{"active":true,"client_id":"app1","scope":"menu:read {}","exp":5000}}"#, scopes.join(" "));
+    let (host, _) = introspection_answer(&body);
+    assert_eq!(host.req("x-apim-cluster"), "prod", "the request passes");
+    assert!(!host.shared.keys().any(|key| key.starts_with("apim.introspection")), "nothing cached");
+}
+
+#[test]
 fn a_bogus_token_does_not_evict_a_cached_active_answer_in_its_slot() {
     let config = secured();
     let km = &config.auth.key_managers[0];
