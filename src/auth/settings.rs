@@ -289,7 +289,7 @@ fn compile_key_manager(
                     .map_err(|reason| ConfigError::new(format!("{jwks_field}.keys"), reason))?;
             }
             (None, Some(cluster)) => {
-                check_cluster_call(&jwks_field, cluster, &jwks.path, jwks.timeout_ms)?;
+                check_cluster_call(&jwks_field, cluster, ("path", &jwks.path), jwks.timeout_ms)?;
                 if jwks.refresh_s == 0 {
                     return Err(ConfigError::new(format!("{jwks_field}.refresh_s"), "must be at least 1"));
                 }
@@ -313,7 +313,7 @@ fn compile_key_manager(
             check_cluster_call(
                 &introspection_field,
                 &introspection.cluster,
-                &introspection.path,
+                ("path", &introspection.path),
                 introspection.timeout_ms,
             )?;
             if introspection.client_id.is_empty() || introspection.client_id.contains(':') {

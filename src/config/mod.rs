@@ -168,6 +168,7 @@ impl Config {
         let backend_header = raw.backend_jwt.as_ref().map(|jwt| jwt.header.clone());
         let owned_headers = owned_headers(&raw.routing, &raw.credentials, &raw.throttling, backend_header.as_deref());
         let routing = RoutingSettings::compile(raw.routing, &raw.credentials)?;
+        check_owned_headers(&owned_headers, &raw.credentials)?;
         if raw.errors.template.is_some() && raw.errors.format != ErrorFormat::Template {
             warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
         }
@@ -268,24 +269,61 @@ impl Config {
     }
 }
 
-/// The headers the filter owns, normalized (lowercase, `_` as `-`).
+/// How the filter compares header names it owns: lowercase, `_` as `-`.
+fn normalize_header(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The headers the filter owns, normalized, in the order [`OWNED_HEADER_FIELDS`] names them
+/// (then the auth-context headers, then the backend JWT's when there is one).
 fn owned_headers(
     routing: &RawRouting,
     credentials: &RawCredentials,
     throttling: &RawThrottling,
     backend_jwt_header: Option<&str>,
 ) -> Vec<String> {
-    let normalize = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let mut owned = vec![
-        normalize(&routing.cluster_header),
-        normalize(&routing.api_header),
-        normalize(&throttling.quota_exceeded_header),
+        normalize_header(&routing.cluster_header),
+        normalize_header(&routing.api_header),
+        normalize_header(&throttling.quota_exceeded_header),
     ];
     for suffix in CONTEXT_HEADERS {
-        owned.push(normalize(&format!("{}{suffix}", credentials.context_header_prefix)));
+        owned.push(normalize_header(&format!("{}{suffix}", credentials.context_header_prefix)));
     }
-    owned.extend(backend_jwt_header.map(normalize));
+    owned.extend(backend_jwt_header.map(normalize_header));
     owned
+}
+
+/// The field that names each of the first owned headers, in [`owned_headers`]' order.
+const OWNED_HEADER_FIELDS: [&str; 3] =
+    ["routing.cluster_header", "routing.api_header", "throttling.quota_exceeded_header"];
+
+/// Every header the filter sets is its own: two settings naming one header would have one value
+/// written over the other (the backend JWT in place of the cluster, a tier as the cluster: every
+/// authorized request routed nowhere), and a credentials header among them would be removed from
+/// the client's request before it is read.
+fn check_owned_headers(owned: &[String], credentials: &RawCredentials) -> Result<(), ConfigError> {
+    let field_of = |index: usize| match OWNED_HEADER_FIELDS.get(index) {
+        Some(field) => (*field).to_string(),
+        None if index < OWNED_HEADER_FIELDS.len() + CONTEXT_HEADERS.len() => {
+            "credentials.context_header_prefix".to_string()
+        }
+        None => "backend_jwt.header".to_string(),
+    };
+    let credential_headers =
+        [normalize_header(&credentials.authorization_header), normalize_header(&credentials.api_key_header)];
+    for (index, name) in owned.iter().enumerate() {
+        if let Some(first) = owned.iter().take(index).position(|earlier| earlier == name) {
+            return Err(ConfigError::new(
+                field_of(index),
+                format!("`{name}` is also the header of `{}`: each header the filter sets is its own", field_of(first)),
+            ));
+        }
+        if credential_headers.contains(name) {
+            return Err(ConfigError::new(field_of(index), format!("`{name}` is also a credentials header")));
+        }
+    }
+    Ok(())
 }
 
 /// Names what decides the identity a verified token leads to: the credential settings, the key
@@ -535,6 +573,68 @@ mod tests {
     fn cors_wildcard_with_credentials_is_refused() {
         let error = error_of(r#"{"errors":{"cors":{"allow_origins":["*"],"allow_credentials":true}}}"#);
         assert_eq!(error.field, "errors.cors.allow_credentials");
+    }
+
+    #[test]
+    fn each_header_the_filter_sets_is_its_own() {
+        // Found by a configuration fuzz: these loaded, and the later header was written over the
+        // earlier one (every authorized request routed to a cluster named by a JWT or a tier).
+        let cases = [
+            (
+                r#""routing":{"cluster_header":"x-jwt-assertion"},"backend_jwt":{"algorithm":"none"}"#,
+                "backend_jwt.header",
+            ),
+            (
+                r#""routing":{"cluster_header":"x-apim-cluster"},"backend_jwt":{"algorithm":"none","header":"x-apim-cluster"}"#,
+                "backend_jwt.header",
+            ),
+            (
+                r#""routing":{"api_header":"x-apim-api"},"backend_jwt":{"algorithm":"none","header":"X_APIM_API"}"#,
+                "backend_jwt.header",
+            ),
+            (r#""routing":{"cluster_header":"x-apim-tier"}"#, "credentials.context_header_prefix"),
+            (r#""routing":{"api_header":"x-apim-application-id"}"#, "credentials.context_header_prefix"),
+            (r#""routing":{"api_header":"x-apim-key-type"}"#, "credentials.context_header_prefix"),
+            (r#""throttling":{"quota_exceeded_header":"x-apim-cluster"}"#, "throttling.quota_exceeded_header"),
+            // A credentials header the filter sets would be taken from the client before it is read.
+            (r#""throttling":{"quota_exceeded_header":"apikey"}"#, "throttling.quota_exceeded_header"),
+            (r#""backend_jwt":{"algorithm":"none","header":"authorization"}"#, "backend_jwt.header"),
+        ];
+        for (settings, field) in cases {
+            let error = error_of(&format!("{{{settings}}}"));
+            assert_eq!(error.field, field, "{settings}: {error}");
+        }
+        Config::from_json(br#"{"backend_jwt":{"algorithm":"none"}}"#).expect("the defaults are distinct");
+    }
+
+    #[test]
+    fn a_refusal_names_the_field_that_was_written() {
+        let cases = [
+            (
+                r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","base_path":"internal/data/v1"}}"#,
+                "control_plane.base_path",
+            ),
+            (
+                r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","base_path":"//"}}"#,
+                "control_plane.base_path",
+            ),
+            (
+                r#"{"throttling":{"rate_limit_service":{"cluster":"rl"}},
+                    "policies":{"B":{"bytes":100,"per":"minute","burst":{"requests":4294967296,"per":"second"}}}}"#,
+                "policies.B.burst.requests",
+            ),
+            (
+                r#"{"throttling":{"rate_limit_service":{"cluster":"rl"}},"policies":{"B":{"requests":4294967296,"per":"minute"}}}"#,
+                "policies.B.requests",
+            ),
+            (
+                r#"{"key_managers":[{"name":"a","issuer":"https://a","jwks":{"cluster":"km","path":"jwks"}}]}"#,
+                "key_managers[0].jwks.path",
+            ),
+        ];
+        for (json, field) in cases {
+            assert_eq!(error_of(json).field, field, "{json}");
+        }
     }
 
     #[test]

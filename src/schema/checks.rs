@@ -21,11 +21,17 @@ pub fn check_header_name(field: &str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A call to an Envoy cluster: a cluster name, an absolute path, a timeout from 1 ms to 60 s.
-pub fn check_cluster_call(field: &str, cluster: &str, path: &str, timeout_ms: u64) -> Result<(), ConfigError> {
+/// A call to an Envoy cluster: a cluster name, an absolute path (`<field>.<path_name>`), a timeout
+/// from 1 ms to 60 s.
+pub fn check_cluster_call(
+    field: &str,
+    cluster: &str,
+    (path_name, path): (&str, &str),
+    timeout_ms: u64,
+) -> Result<(), ConfigError> {
     check_cluster_target(field, cluster, timeout_ms)?;
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(format!("{field}.path"), "must start with `/` and hold no spaces"));
+        return Err(ConfigError::new(format!("{field}.{path_name}"), "must start with `/` and hold no spaces"));
     }
     Ok(())
 }

@@ -124,20 +124,24 @@ impl ThrottleConfig {
             let field = format!("policies.{name}");
             let window_s = policy.per.seconds().saturating_mul(u64::from(policy.unit_count));
             let limit = policy.requests.or(policy.bytes).unwrap_or(0);
-            check_scope(&field, service, policy.cluster_wide, limit, policy.bytes.is_some(), window_s)?;
+            let limit_field = format!("{field}.requests");
+            check_scope((&field, &limit_field), service, policy.cluster_wide, limit, policy.bytes.is_some(), window_s)?;
             if let Some(burst) = &policy.burst {
-                check_scope(&format!("{field}.burst"), service, policy.cluster_wide, burst.requests, false, 1)?;
+                let burst_field = format!("{field}.burst.requests");
+                check_scope((&field, &burst_field), service, policy.cluster_wide, burst.requests, false, 1)?;
             }
         }
         for (index, policy) in custom_policies.iter().enumerate() {
             let window_s = policy.per.seconds().saturating_mul(u64::from(policy.unit_count));
             let limit = policy.requests.or(policy.bytes).unwrap_or(0);
             let field = format!("custom_policies[{index}]");
-            check_scope(&field, service, policy.cluster_wide, limit, policy.bytes.is_some(), window_s)?;
+            let limit_field = format!("{field}.requests");
+            check_scope((&field, &limit_field), service, policy.cluster_wide, limit, policy.bytes.is_some(), window_s)?;
         }
         for (index, limit) in hard_limits.iter().enumerate() {
             let field = format!("hard_limits[{index}]");
-            check_scope(&field, service, limit.cluster_wide, limit.requests_per_second, false, 1)?;
+            let limit_field = format!("{field}.requests_per_second");
+            check_scope((&field, &limit_field), service, limit.cluster_wide, limit.requests_per_second, false, 1)?;
         }
         let custom_policies = compile_custom_policies(&custom_policies)?;
         for (index, policy) in custom_policies.iter().enumerate() {
@@ -212,9 +216,9 @@ fn compile_service(raw: RawRateLimitService) -> Result<RateLimitService, ConfigE
 
 /// Refuses a policy that asks to count across nodes where it cannot: without a service, for a
 /// byte budget, with a window no service unit holds whole, or with a limit the protocol cannot
-/// carry (32 bits).
+/// carry (32 bits). `fields`: where the policy's `cluster_wide` is, and where the limit is.
 fn check_scope(
-    field: &str,
+    (field, limit_field): (&str, &str),
     service: Option<&RateLimitService>,
     cluster_wide: Option<bool>,
     limit: u64,
@@ -253,7 +257,10 @@ fn check_scope(
         ));
     }
     if u32::try_from(limit).is_err() {
-        return Err(ConfigError::new(field, "the rate-limit service carries limits up to 4294967295"));
+        return Err(ConfigError::new(
+            limit_field,
+            "the rate-limit service carries limits up to 4294967295 (or set `cluster_wide: false`)",
+        ));
     }
     Ok(())
 }
@@ -332,7 +339,7 @@ mod tests {
         assert!(compile(r#""B":{"bytes":1000,"per":"minute"}"#, SERVICE).is_ok(), "`all` leaves bandwidth per node");
         assert_eq!(
             refused_field(r#""P":{"requests":5000000000,"per":"day"}"#, SERVICE),
-            "policies.P.cluster_wide",
+            "policies.P.requests",
             "limits travel as 32 bits"
         );
     }

@@ -72,7 +72,10 @@ impl ControlPlane {
         warnings: &mut Vec<String>,
     ) -> Result<ControlPlane, ConfigError> {
         let field = "control_plane";
-        check_cluster_call(field, &raw.cluster, &raw.base_path, raw.timeout_ms)?;
+        check_cluster_call(field, &raw.cluster, ("base_path", &raw.base_path), raw.timeout_ms)?;
+        if raw.base_path.contains("//") {
+            return Err(ConfigError::new(format!("{field}.base_path"), "must not hold an empty segment (`//`)"));
+        }
         if raw.username.is_empty() || raw.username.contains(':') {
             return Err(ConfigError::new(format!("{field}.username"), "must be non-empty, without `:`"));
         }
