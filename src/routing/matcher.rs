@@ -13,7 +13,8 @@
 //! - Refused outright (never matched, whatever API they name): dot segments `.` and `..` in any
 //!   spelling (`%2e`, `..;x`), encoded slashes and backslashes (`%2F`, `%5C`), raw backslashes,
 //!   NUL bytes, malformed percent-encoding, non-UTF-8 after decoding, and paths that do not
-//!   start with `/`.
+//!   start with `/`. Matrix parameters are checked for the same (they go upstream, and a backend
+//!   may decode them).
 
 use std::borrow::Cow;
 use std::fmt;
