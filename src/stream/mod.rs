@@ -601,7 +601,20 @@ impl Stream {
         self.deny(host, &Fault::new(FaultId::AuthGeneralError))
     }
 
+    /// Refuses the request before it went anywhere. It goes nowhere, but Envoy's access log prints
+    /// its `:path` (Envoy's default format does): an API key in the query is taken out of it first.
     fn deny(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
+        let path = self.request.view().path;
+        let stripped = request::strip_query_param(path, &self.config.auth.credentials.api_key_query_param);
+        if stripped.len() != path.len() {
+            host.set_request_header(":path", Some(stripped.as_bytes()));
+        }
+        self.reply(host, fault)
+    }
+
+    /// Answers with a fault: before the request went upstream (through [`Stream::deny`]), or in
+    /// place of Envoy's reply for a failed upstream (the request's headers are what was sent).
+    pub(super) fn reply(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
         let rendered = render::render(fault, &self.config.errors, self.request.origin.as_deref());
         let mut headers = rendered.headers;
         headers.extend(self.rate_limit_headers());
@@ -614,13 +627,6 @@ impl Stream {
         if self.config.observability.access_log_fields {
             self.record.fault(fault, rendered.status);
             self.emit_record(host);
-        }
-        // A refused request goes nowhere, but Envoy's access log prints its `:path` (its default
-        // format does): an API key in the query is taken out of it first.
-        let path = self.request.view().path;
-        let stripped = request::strip_query_param(path, &self.config.auth.credentials.api_key_query_param);
-        if stripped.len() != path.len() {
-            host.set_request_header(":path", Some(stripped.as_bytes()));
         }
         host.send_response(rendered.status, &headers, rendered.body.as_bytes());
         Flow::Answered

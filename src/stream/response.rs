@@ -40,7 +40,7 @@ impl Stream {
             // Envoy's reply is replaced whole: a local reply made before the response headers went
             // downstream is sent instead of them (also when Envoy's reply had no body to rewrite,
             // as for a missing cluster).
-            Some(fault) => self.deny(host, &fault),
+            Some(fault) => self.reply(host, &fault),
             None => self.backend_answered(host, status),
         }
     }

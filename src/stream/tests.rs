@@ -723,9 +723,16 @@ fn an_api_key_in_the_query_reaches_no_access_log_field_and_no_refused_path() {
         // Allowed: the key leaves the upstream path and the field.
         let mut host =
             FakeHost::request(&[(":method", "GET"), (":path", &format!("/p/1/menu?x=1&apikey={SECRET_KEY}"))]);
-        assert_eq!(stream(api_key_config(&extra)).on_request_headers(&mut host, true), Flow::Continue);
+        let mut allowed = stream(api_key_config(&extra));
+        assert_eq!(allowed.on_request_headers(&mut host, true), Flow::Continue);
         assert_eq!(host.req(":path"), "/menu?x=1");
         assert_eq!(original_path(&host), "/p/1/menu?x=1", "{encoding}");
+        // A failed upstream answered with a fault: the request's `:path` stays what went upstream.
+        host.response.insert(":status".into(), b"503".to_vec());
+        host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
+        host.properties.insert("response.code_details".into(), b"upstream_reset_before_response_started{x}".to_vec());
+        assert_eq!(allowed.on_response_headers(&mut host), Flow::Answered);
+        assert_eq!(host.req(":path"), "/menu?x=1");
         // Refused (a wrong key, spelled `api%6Bey`): neither the field nor Envoy's `:path`, which
         // its access log prints, holds the guess.
         let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu?api%6Bey=guess-SECRET")]);
