@@ -369,10 +369,8 @@ fn subscription_answer(state: &str) -> Answer {
     Answer::Http { status: 200, body: body.into_bytes() }
 }
 
-#[test]
-fn what_a_lookup_learned_goes_with_the_next_full_load_that_lacks_it() {
-    // A subscription made after a full load is found by a lookup, then deleted in API-M: the
-    // next full load's answer is byte for byte the last one, and must still take it away.
+/// After a full load, a lookup of WebApp's subscription to PizzaShackAPI, asked and not answered.
+fn web_app_subscription_asked() -> (ControlPlane, MemoryStore, CpWorker, Need, lookup::Resume) {
     let cp = control_plane(50);
     let mut store = MemoryStore::default();
     load(&mut store, &cp, NOW, ok);
@@ -381,6 +379,15 @@ fn what_a_lookup_learned_goes_with_the_next_full_load_that_lacks_it() {
     let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
     let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
+    (cp, store, view, need, resume)
+}
+
+#[test]
+fn what_a_lookup_learned_goes_with_the_next_full_load_that_lacks_it() {
+    // A subscription made after a full load is found by a lookup, then deleted in API-M: the
+    // next full load's answer is byte for byte the last one, and must still take it away.
+    let (cp, mut store, mut view, need, resume) = web_app_subscription_asked();
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
     assert_eq!(lookup::resume(&mut context, &need, resume, &subscription_answer("UNBLOCKED")), Step::Done(()));
     assert!(!load(&mut store, &cp, NOW + 3_600, ok).is_empty(), "a full load ran");
     let mut view = worker();
@@ -393,14 +400,7 @@ fn what_a_lookup_learned_goes_with_the_next_full_load_that_lacks_it() {
 fn a_lookup_answered_after_a_newer_full_load_is_not_taken() {
     // The lookup is asked; API-M blocks the subscription and a full load brings it BLOCKED; the
     // lookup's older UNBLOCKED answer then arrives.
-    let cp = control_plane(50);
-    let mut store = MemoryStore::default();
-    load(&mut store, &cp, NOW, ok);
-    let mut view = worker();
-    view.sync(&store, &cp, &[]);
-    let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
-    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
-    let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
+    let (cp, mut store, mut view, need, resume) = web_app_subscription_asked();
     assert!(!load(&mut store, &cp, NOW + 3_600, with_web_app_subscription("BLOCKED")).is_empty());
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 3_601 };
     assert_eq!(lookup::resume(&mut context, &need, resume, &subscription_answer("UNBLOCKED")), Step::Done(()));
