@@ -8,6 +8,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::bearer::{token_identity, TokenIdentity};
+use super::jwt::{numeric_date_value, Fraction};
 use super::settings::{Introspection, KeyManager};
 use crate::hashing::{form_encode, hex};
 use crate::host::{Answer, Call};
@@ -45,25 +46,14 @@ pub enum Introspected {
     Unavailable(&'static str),
 }
 
-/// A NumericDate field of an introspection answer: absent, or a non-negative number that fits a
-/// signed 64-bit integer (a fraction of a second counts down, or up with `round_up`, the `nbf`
-/// direction). Anything else (a string, a negative number, 1e300) is a malformed answer.
-fn answer_time(answer: &Map<String, Value>, name: &str, round_up: bool) -> Result<Option<u64>, ()> {
-    let seconds = match answer.get(name) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
-            (Some(seconds), _) => seconds,
-            (None, Some(seconds)) if (0.0..9.223_372_036_854_775e18).contains(&seconds) => {
-                (if round_up { seconds.ceil() } else { seconds.floor() }) as u64
-            }
-            _ => return Err(()),
-        },
-        Some(_) => return Err(()),
-    };
-    if seconds > i64::MAX as u64 {
-        return Err(());
+/// A NumericDate field of an introspection answer: absent (or null), or a NumericDate as a JWT
+/// claim is read (`jwt::numeric_date_value`). Anything else (a string, a negative number, 1e300)
+/// is a malformed answer.
+fn answer_time(answer: &Map<String, Value>, name: &str, fraction: Fraction) -> Result<Option<u64>, ()> {
+    match answer.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => numeric_date_value(value, fraction).map(Some).ok_or(()),
     }
-    Ok(Some(seconds))
 }
 
 /// The largest introspection result cached: a key manager answering with tens of thousands of
@@ -98,7 +88,8 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
         }
         Some(_) => return Introspected::Unavailable("introspection_malformed"),
     }
-    let (Ok(exp), Ok(nbf)) = (answer_time(&answer, "exp", false), answer_time(&answer, "nbf", true)) else {
+    let (Ok(exp), Ok(nbf)) = (answer_time(&answer, "exp", Fraction::Down), answer_time(&answer, "nbf", Fraction::Up))
+    else {
         return Introspected::Unavailable("introspection_malformed");
     };
     let expires_at = match exp {

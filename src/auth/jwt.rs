@@ -208,31 +208,31 @@ const MAX_NUMERIC_DATE: u64 = i64::MAX as u64;
 /// How a fraction of a second in a NumericDate is taken: down for `exp` and `iat`, up for `nbf`
 /// (each the direction that accepts no earlier and no longer than the claim says).
 #[derive(Clone, Copy)]
-enum Fraction {
+pub enum Fraction {
     Down,
     Up,
 }
 
-/// A NumericDate claim as whole seconds; negatives, values over [`MAX_NUMERIC_DATE`] and other
-/// types are refused.
-fn numeric_date(payload: &Map<String, Value>, name: &str, fraction: Fraction) -> Result<Option<u64>, JwtError> {
-    let seconds = match payload.get(name) {
-        None => return Ok(None),
-        Some(Value::Number(number)) => match (number.as_u64(), number.as_f64()) {
-            (Some(seconds), _) => seconds,
-            // Below 2^63 a float converts without saturating.
-            (None, Some(seconds)) if (0.0..9.223_372_036_854_775e18).contains(&seconds) => match fraction {
-                Fraction::Down => seconds.floor() as u64,
-                Fraction::Up => seconds.ceil() as u64,
-            },
-            _ => return Err(JwtError::Malformed),
+/// A NumericDate (RFC 7519 2) as whole seconds: a non-negative number up to
+/// [`MAX_NUMERIC_DATE`]; `None` for anything else (another type, a negative, `1e300`). Shared by
+/// JWT claims and introspection answers.
+pub fn numeric_date_value(value: &Value, fraction: Fraction) -> Option<u64> {
+    let Value::Number(number) = value else { return None };
+    let seconds = match (number.as_u64(), number.as_f64()) {
+        (Some(seconds), _) => seconds,
+        // Below 2^63 a float converts without saturating.
+        (None, Some(seconds)) if (0.0..9.223_372_036_854_775e18).contains(&seconds) => match fraction {
+            Fraction::Down => seconds.floor() as u64,
+            Fraction::Up => seconds.ceil() as u64,
         },
-        Some(_) => return Err(JwtError::Malformed),
+        _ => return None,
     };
-    if seconds > MAX_NUMERIC_DATE {
-        return Err(JwtError::Malformed);
-    }
-    Ok(Some(seconds))
+    (seconds <= MAX_NUMERIC_DATE).then_some(seconds)
+}
+
+/// A NumericDate claim, when present; any other value is malformed.
+fn numeric_date(payload: &Map<String, Value>, name: &str, fraction: Fraction) -> Result<Option<u64>, JwtError> {
+    payload.get(name).map(|value| numeric_date_value(value, fraction).ok_or(JwtError::Malformed)).transpose()
 }
 
 /// `exp`, when present, must be `>= now - skew` and `nbf`, when present, `<= now + skew`; `iat`,
