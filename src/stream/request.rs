@@ -178,6 +178,11 @@ pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
     let Some((base, query)) = path.split_once('?') else {
         return Cow::Borrowed(path);
     };
+    // Most queries hold neither the name nor an escape: nothing to decode, pair by pair (this runs
+    // for every request with a query, for the access log).
+    if !query.contains(name) && !query.contains('%') {
+        return Cow::Borrowed(path);
+    }
     let is_key = |pair: &&str| percent_decode(pair.split('=').next().unwrap_or_default()) == name;
     if !query.split('&').any(|pair| is_key(&pair)) {
         return Cow::Borrowed(path);
