@@ -88,7 +88,9 @@ pub(crate) fn default_realm() -> String {
     "WSO2 API Manager".to_string()
 }
 
-/// How the chosen endpoint reaches Envoy's router.
+/// How the chosen endpoint reaches Envoy's router. Every header the filter sets (these two, the
+/// auth-context headers, `throttling.quota_exceeded_header`, `backend_jwt.header`) must be its
+/// own, and none a credentials header.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "Routing")]
 #[serde(deny_unknown_fields)]
