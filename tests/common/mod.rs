@@ -120,6 +120,9 @@ pub struct EnvoySetup {
     pub access_log: Option<PathBuf>,
     /// The access log's `log_format` (JSON) instead of the shipped one. Defaults to none.
     pub access_log_format: Option<String>,
+    /// More fields of the HTTP connection manager (YAML lines, e.g. `normalize_path: true`).
+    /// Defaults to none.
+    pub connection_manager: Vec<String>,
 }
 
 impl Default for EnvoySetup {
@@ -135,6 +138,7 @@ impl Default for EnvoySetup {
             without_filter: false,
             access_log: None,
             access_log_format: None,
+            connection_manager: Vec::new(),
         }
     }
 }
@@ -262,7 +266,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
-{access_log}          route_config:
+{manager}{access_log}          route_config:
             virtual_hosts:
             - name: apis
               domains: ["*"]
@@ -288,6 +292,7 @@ static_resources:
         timeout = setup.route_timeout.as_secs_f64(),
         extra = setup.extra_filters,
         stats = shipped_stats_config(),
+        manager = setup.connection_manager.iter().map(|line| format!("          {line}\n")).collect::<String>(),
     )
 }
 
