@@ -22,6 +22,7 @@ fn filter_config(errors: &str) -> String {
       "resources": [
         {{"method": "GET", "path": "/items"}},
         {{"method": "GET", "path": "/items/{{id}}"}},
+        {{"method": "DELETE", "path": "/items/{{id}}"}},
         {{"method": "GET", "path": "/status/{{code}}"}},
         {{"method": "POST", "path": "/upload"}}
       ]}},
@@ -346,6 +347,21 @@ fn fault_responses_carry_cors_headers_and_preflights_are_answered() {
     );
     assert_eq!(preflight.status, 200);
     assert_eq!(preflight.header("access-control-max-age"), Some("600"));
+    assert_eq!(preflight.header("access-control-allow-methods"), Some("GET"), "the resource's methods");
+    // As WSO2's CORSRequestHandler: the methods of the path template that takes the requested
+    // one; a method no resource there takes is refused as any unmatched request.
+    let ask = |path: &str, method: &str| {
+        stack.envoy.send(
+            "OPTIONS",
+            path,
+            &[("origin", "https://app.example"), ("access-control-request-method", method)],
+            None,
+        )
+    };
+    assert_eq!(ask("/shop/1.0.0/items/7", "DELETE").header("access-control-allow-methods"), Some("GET,DELETE"));
+    let refused = ask("/shop/1.0.0/items", "DELETE");
+    assert_fault(&refused, 403, "900906");
+    assert_eq!(refused.header("access-control-allow-origin"), Some("https://app.example"), "a fault's CORS headers");
     assert!(stack.backend.requests().is_empty(), "preflights are answered by the gateway");
 }
 

@@ -150,7 +150,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
         headers.push(("retry-after".to_string(), seconds.to_string()));
     }
     if let Some(cors) = &settings.cors {
-        headers.extend(cors_headers(cors, origin, false));
+        headers.extend(cors_headers(cors, origin, None));
     }
     Rendered { status: resolved.status, headers, body }
 }
@@ -158,8 +158,10 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
 const JSON: &str = "application/json; charset=UTF-8";
 const XML: &str = "application/xml; charset=UTF-8";
 
-/// CORS headers for a response to a request from `origin`. `preflight` adds `Max-Age`.
-pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: bool) -> Vec<(String, String)> {
+/// CORS headers for a response to a request from `origin`. A preflight's answer (`preflight`:
+/// the methods of the resource asked about) allows those of them the configuration allows, and
+/// adds `Max-Age`; other responses allow every configured method.
+pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: Option<&[String]>) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     if cors.allow_origins.iter().any(|allowed| allowed == "*") {
         headers.push(("access-control-allow-origin".to_string(), "*".to_string()));
@@ -172,7 +174,13 @@ pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: bool) -> Vec<(
         headers.push(("vary".to_string(), "Origin".to_string()));
         return headers;
     }
-    headers.push(("access-control-allow-methods".to_string(), cors.allow_methods.join(",")));
+    let methods = match preflight {
+        Some(methods) => {
+            methods.iter().filter(|method| cors.allow_methods.contains(method)).cloned().collect::<Vec<_>>().join(",")
+        }
+        None => cors.allow_methods.join(","),
+    };
+    headers.push(("access-control-allow-methods".to_string(), methods));
     headers.push(("access-control-allow-headers".to_string(), cors.allow_headers.join(",")));
     if !cors.expose_headers.is_empty() {
         headers.push(("access-control-expose-headers".to_string(), cors.expose_headers.join(",")));
@@ -180,7 +188,7 @@ pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: bool) -> Vec<(
     if cors.allow_credentials {
         headers.push(("access-control-allow-credentials".to_string(), "true".to_string()));
     }
-    if preflight {
+    if preflight.is_some() {
         if let Some(max_age) = cors.max_age_s {
             headers.push(("access-control-max-age".to_string(), max_age.to_string()));
         }

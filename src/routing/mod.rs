@@ -6,6 +6,7 @@
 pub mod matcher;
 pub mod table;
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::catalogue::{Fault, FaultId};
@@ -53,8 +54,9 @@ pub struct Router<'a> {
 pub enum Verdict {
     /// Send upstream.
     Forward(Forward),
-    /// Answer a CORS preflight for a known resource.
-    Preflight,
+    /// Answer a CORS preflight for a resource that takes the requested method, allowing the
+    /// methods of that resource's path template (as WSO2's `CORSRequestHandler` does).
+    Preflight { methods: Vec<String> },
     /// Matches no API and the configuration lets such requests through.
     PassThrough,
     /// Answer with a fault.
@@ -111,9 +113,11 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
         }
     }
     let Some((_, resource_id)) = best else {
-        let preflight = request.method == "OPTIONS" && request.access_control_request_method.is_some();
-        if preflight && path_matched && answers_preflights {
-            return Verdict::Preflight;
+        let preflight = request.access_control_request_method.filter(|_| request.method == "OPTIONS");
+        if let Some(requested) = preflight.filter(|_| path_matched && answers_preflights) {
+            if let Some(methods) = preflight_methods(&api.resources, below, requested) {
+                return Verdict::Preflight { methods };
+            }
         }
         return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
     };
@@ -145,6 +149,29 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
         upstream
     });
     Verdict::Forward(Forward { api: api_id, resource: resource_id, cluster, upstream_path })
+}
+
+/// The methods a preflight for `requested` may announce: those of the path template that
+/// `requested` matches best, in configuration order; `None` when no resource takes `requested`
+/// there (WSO2 answers such a preflight as any unmatched request).
+fn preflight_methods(resources: &[Resource], below: &[Cow<'_, str>], requested: &str) -> Option<Vec<String>> {
+    let mut best: Option<(Specificity, &Resource)> = None;
+    for resource in resources.iter().filter(|resource| resource.method == requested) {
+        let Some(specificity) = resource.template.matches(below) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(current, _)| specificity > *current) {
+            best = Some((specificity, resource));
+        }
+    }
+    let (_, chosen) = best?;
+    let mut methods: Vec<String> = Vec::new();
+    for resource in resources.iter().filter(|resource| resource.template == chosen.template) {
+        if !methods.contains(&resource.method) {
+            methods.push(resource.method.clone());
+        }
+    }
+    Some(methods)
 }
 
 /// The pieces joined, each run of `/` as one (also where one piece ends and the next begins).
@@ -206,7 +233,8 @@ mod tests {
                 {"method": "POST", "path": "/order"},
                 {"method": "GET", "path": "/order/{orderId}"},
                 {"method": "GET", "path": "/order/latest"},
-                {"method": "GET", "path": "/secure", "security": ["oauth2", "api_key"]}
+                {"method": "GET", "path": "/secure", "security": ["oauth2", "api_key"]},
+                {"method": "DELETE", "path": "/order/{orderId}"}
              ]},
             {"name": "Legacy", "context": "/legacy", "version": "1.0.0", "lifecycle": "BLOCKED",
              "endpoints": {"production": "legacy"}, "resources": [{"method": "GET", "path": "/*"}]},
@@ -340,10 +368,33 @@ mod tests {
     fn cors_preflight_is_answered_for_known_paths_only() {
         let config = config();
         let preflight = |path| RequestView { method: "OPTIONS", path, access_control_request_method: Some("GET") };
-        assert_eq!(decide_with(&config, &preflight("/pizzashack/1.0.0/menu")), Verdict::Preflight);
+        assert_eq!(
+            decide_with(&config, &preflight("/pizzashack/1.0.0/menu")),
+            Verdict::Preflight { methods: vec!["GET".to_string()] }
+        );
         assert_eq!(denied_with(decide_with(&config, &preflight("/pizzashack/1.0.0/nope"))), 900906);
         let plain_options = RequestView { method: "OPTIONS", path: "/pizzashack/1.0.0/menu", ..Default::default() };
         assert_eq!(denied_with(decide_with(&config, &plain_options)), 900906);
+    }
+
+    #[test]
+    fn a_preflight_is_answered_for_a_method_the_resource_takes_and_allows_that_templates_methods() {
+        let config = config();
+        let preflight = |path, method| match decide_with(
+            &config,
+            &RequestView { method: "OPTIONS", path, access_control_request_method: Some(method) },
+        ) {
+            Verdict::Preflight { methods } => methods.join(","),
+            Verdict::Deny(fault) => fault.code.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(preflight("/pizzashack/1.0.0/menu", "DELETE"), "900906", "no resource takes DELETE there");
+        assert_eq!(preflight("/pizzashack/1.0.0/order/42", "GET"), "GET,DELETE");
+        assert_eq!(preflight("/pizzashack/1.0.0/order/42", "DELETE"), "GET,DELETE");
+        assert_eq!(preflight("/pizzashack/1.0.0/order/latest", "GET"), "GET", "the literal template is the best");
+        assert_eq!(preflight("/pizzashack/1.0.0/order/latest", "DELETE"), "GET,DELETE", "only the parameter takes it");
+        assert_eq!(preflight("/pizzashack/1.0.0/order", "POST"), "POST");
+        assert_eq!(preflight("/pizzashack/1.0.0/order", "PUT"), "900906");
     }
 
     #[test]

@@ -227,9 +227,9 @@ impl Stream {
         let verdict = routing::decide(config.router(&routes), &self.request.view());
         match verdict {
             Verdict::PassThrough => Flow::Continue,
-            Verdict::Preflight => {
+            Verdict::Preflight { methods } => {
                 let headers = match &config.errors.cors {
-                    Some(cors) => render::cors_headers(cors, self.request.origin.as_deref(), true),
+                    Some(cors) => render::cors_headers(cors, self.request.origin.as_deref(), Some(&methods)),
                     None => Vec::new(),
                 };
                 self.answered_locally = true;
