@@ -129,6 +129,8 @@ impl BackendJwt {
             &raw.tenant_id,
             &raw.lifetime_s.to_string(),
             &format!("{:?}", raw.encoding),
+            // The shared slot's layout: a slot written by another layout never matches.
+            SLOT_LAYOUT,
         ] {
             fingerprint.update(part.as_bytes());
             fingerprint.update([0]);
@@ -157,8 +159,9 @@ impl BackendJwt {
         Ok(compiled)
     }
 
-    /// The claims that name the caller and API (WSO2's, then the caller's own where WSO2 has
-    /// none of that name), without the time claims.
+    /// The claims that name the caller and API: the caller's own, then WSO2's over them. A claim
+    /// of WSO2's that has no value here (an application without an owner has no `subscriber`) is
+    /// left out, never taken from the caller. Without the time claims.
     pub fn identity_claims(&self, api: &Api, authorized: &Authorized) -> Map<String, Value> {
         let mut claims = Map::new();
         if let Some(copied) = &authorized.caller_claims {
@@ -166,10 +169,7 @@ impl BackendJwt {
                 claims.insert(name.clone(), value.clone());
             }
         }
-        let mut put = |name: &str, value: &str| {
-            claims.insert(format!("{}{name}", self.claim_prefix), Value::String(value.to_string()));
-        };
-        for (name, value) in [
+        let named = [
             ("subscriber", authorized.subscriber()),
             ("applicationid", authorized.application_id()),
             ("applicationname", authorized.application_name()),
@@ -177,10 +177,16 @@ impl BackendJwt {
             ("apiname", api.name.as_str()),
             ("version", api.version.as_str()),
             ("tier", authorized.tier()),
-        ] {
-            if !value.is_empty() {
-                put(name, value);
-            }
+        ];
+        for (name, _) in named.iter().filter(|(_, value)| value.is_empty()) {
+            // WSO2's claim is left out, never stood in for by the caller's of that name.
+            claims.remove(&format!("{}{name}", self.claim_prefix));
+        }
+        let mut put = |name: &str, value: &str| {
+            claims.insert(format!("{}{name}", self.claim_prefix), Value::String(value.to_string()));
+        };
+        for (name, value) in named.iter().filter(|(_, value)| !value.is_empty()) {
+            put(name, value);
         }
         put("apicontext", &api.versioned_context);
         put("keytype", authorized.key_type.name());
@@ -218,7 +224,7 @@ impl BackendJwt {
         let payload = Value::Object(claims).to_string();
         let signing_input = format!("{}.{}", self.encoded_header, encode(self.encoding, payload.as_bytes()));
         let signature = self.sign(&signing_input)?;
-        Ok(Issued { jwt: format!("{signing_input}.{signature}"), reuse_until: expires - self.renew_before_s })
+        Ok(Issued { jwt: format!("{signing_input}.{signature}"), validity: Validity { issued_at: now, expires } })
     }
 
     /// The encoded signature of a signing input (empty for `alg: none`).
@@ -242,42 +248,44 @@ impl BackendJwt {
         now: u64,
     ) -> Result<(Rc<str>, bool), SigningFailed> {
         // The quick path: the same caller (by what names it exactly) at the same API.
+        let renew_before = self.renew_before_s;
         let quick = quick_key(api, authorized);
-        if let Some((reuse_until, jwt)) = quick.as_ref().and_then(|quick| cache.by_caller.get(quick)) {
-            if now < *reuse_until {
+        if let Some((validity, jwt)) = quick.as_ref().and_then(|quick| cache.by_caller.get(quick)) {
+            if validity.reusable(now, renew_before) {
                 return Ok((Rc::clone(jwt), false));
             }
         }
         let identity = self.identity_claims(api, authorized);
         let key = self.cache_key(&identity);
-        if let Some((reuse_until, jwt)) = cache.entries.get(&key) {
-            if now < *reuse_until {
-                let jwt = Rc::clone(jwt);
-                cache.remember(quick, *reuse_until, &jwt, self.cache_entries);
+        if let Some((validity, jwt)) = cache.entries.get(&key) {
+            if validity.reusable(now, renew_before) {
+                let (validity, jwt) = (*validity, Rc::clone(jwt));
+                cache.remember(quick, validity, &jwt, self.cache_entries);
                 return Ok((jwt, false));
             }
         }
         let slot = format!("apim.backend_jwt.{}", slot_of(&key, self.cache_entries));
         if let Ok(Some((bytes, _))) = store.shared_get(&slot) {
-            if let Some((reuse_until, jwt)) = read_slot(&bytes, &key) {
-                if now < reuse_until {
+            if let Some((validity, jwt)) = read_slot(&bytes, &key) {
+                if validity.reusable(now, renew_before) {
                     let jwt: Rc<str> = Rc::from(jwt);
-                    cache.insert(key, reuse_until, Rc::clone(&jwt), self.cache_entries);
-                    cache.remember(quick, reuse_until, &jwt, self.cache_entries);
+                    cache.insert(key, validity, Rc::clone(&jwt), self.cache_entries);
+                    cache.remember(quick, validity, &jwt, self.cache_entries);
                     return Ok((jwt, false));
                 }
             }
         }
         let issued = self.issue(identity, &key, now)?;
-        let mut value = Vec::with_capacity(40 + issued.jwt.len());
+        let mut value = Vec::with_capacity(48 + issued.jwt.len());
         value.extend_from_slice(&key);
-        value.extend_from_slice(&issued.reuse_until.to_be_bytes());
+        value.extend_from_slice(&issued.validity.issued_at.to_be_bytes());
+        value.extend_from_slice(&issued.validity.expires.to_be_bytes());
         value.extend_from_slice(issued.jwt.as_bytes());
         // Last writer wins: two workers issuing at once both hold valid JWTs.
         let _ = store.shared_set(&slot, &value, None);
         let jwt: Rc<str> = Rc::from(issued.jwt);
-        cache.insert(key, issued.reuse_until, Rc::clone(&jwt), self.cache_entries);
-        cache.remember(quick, issued.reuse_until, &jwt, self.cache_entries);
+        cache.insert(key, issued.validity, Rc::clone(&jwt), self.cache_entries);
+        cache.remember(quick, issued.validity, &jwt, self.cache_entries);
         Ok((jwt, true))
     }
 }
@@ -289,20 +297,39 @@ pub struct SigningFailed;
 /// A newly issued JWT and until when it is reused. `Debug` leaves the JWT out.
 pub struct Issued {
     pub jwt: String,
-    pub reuse_until: u64,
+    pub validity: Validity,
 }
+
+/// When an issued JWT was issued and when it expires. It is reused while the clock reads from
+/// its `iat` to `renew_before_s` before its `exp`, as the settings read now: a clock stepped back
+/// never serves a JWT issued in its future, and a longer `renew_before_s` applies to JWTs issued
+/// before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub issued_at: u64,
+    pub expires: u64,
+}
+
+impl Validity {
+    fn reusable(&self, now: u64, renew_before_s: u64) -> bool {
+        self.issued_at <= now && now.saturating_add(renew_before_s) < self.expires
+    }
+}
+
+/// The layout of a shared slot, part of the settings' fingerprint.
+const SLOT_LAYOUT: &str = "slot: key, iat, exp, jwt";
 
 /// A worker's issued JWTs by cache key, and by caller (bounded: emptied when full). `Debug` gives
 /// the counts: the JWTs are credentials, and a caller's key is its token's `jti` or signature.
 #[derive(Default)]
 pub struct IssuedCache {
-    entries: HashMap<[u8; 32], (u64, Rc<str>)>,
-    by_caller: HashMap<String, (u64, Rc<str>)>,
+    entries: HashMap<[u8; 32], (Validity, Rc<str>)>,
+    by_caller: HashMap<String, (Validity, Rc<str>)>,
 }
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued").field("reuse_until", &self.reuse_until).finish_non_exhaustive()
+        f.debug_struct("Issued").field("validity", &self.validity).finish_non_exhaustive()
     }
 }
 
@@ -316,19 +343,19 @@ impl std::fmt::Debug for IssuedCache {
 }
 
 impl IssuedCache {
-    fn remember(&mut self, quick: Option<String>, reuse_until: u64, jwt: &Rc<str>, capacity: u32) {
+    fn remember(&mut self, quick: Option<String>, validity: Validity, jwt: &Rc<str>, capacity: u32) {
         let Some(quick) = quick else { return };
         if self.by_caller.len() >= capacity as usize {
             self.by_caller.clear();
         }
-        self.by_caller.insert(quick, (reuse_until, Rc::clone(jwt)));
+        self.by_caller.insert(quick, (validity, Rc::clone(jwt)));
     }
 
-    fn insert(&mut self, key: [u8; 32], reuse_until: u64, jwt: Rc<str>, capacity: u32) {
+    fn insert(&mut self, key: [u8; 32], validity: Validity, jwt: Rc<str>, capacity: u32) {
         if self.entries.len() >= capacity as usize {
             self.entries.clear();
         }
-        self.entries.insert(key, (reuse_until, jwt));
+        self.entries.insert(key, (validity, jwt));
     }
 }
 
@@ -369,16 +396,17 @@ fn quick_key(api: &Api, authorized: &Authorized) -> Option<String> {
     Some(key)
 }
 
-/// A shared slot's JWT if it is the one for `key`: 32 bytes of key, 8 of reuse-until (big
-/// endian), then the JWT.
-fn read_slot<'b>(bytes: &'b [u8], key: &[u8; 32]) -> Option<(u64, &'b str)> {
+/// A shared slot's JWT if it is the one for `key`: 32 bytes of key, 8 of `iat` and 8 of `exp`
+/// (big endian), then the JWT.
+fn read_slot<'b>(bytes: &'b [u8], key: &[u8; 32]) -> Option<(Validity, &'b str)> {
     let stored_key = bytes.get(..32)?;
     if stored_key != key {
         return None;
     }
-    let until: [u8; 8] = bytes.get(32..40)?.try_into().ok()?;
-    let jwt = std::str::from_utf8(bytes.get(40..)?).ok()?;
-    Some((u64::from_be_bytes(until), jwt))
+    let issued_at: [u8; 8] = bytes.get(32..40)?.try_into().ok()?;
+    let expires: [u8; 8] = bytes.get(40..48)?.try_into().ok()?;
+    let jwt = std::str::from_utf8(bytes.get(48..)?).ok()?;
+    Some((Validity { issued_at: u64::from_be_bytes(issued_at), expires: u64::from_be_bytes(expires) }, jwt))
 }
 
 /// A UUID-shaped (version 4 layout) id from the cache key and the issue time.
@@ -559,7 +587,7 @@ mod tests {
         let issued = es.issue(es.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
         let claims = decoded(&issued.jwt, &DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap(), Algorithm::ES256);
         assert_eq!(claims["http://wso2.org/claims/apiname"], "PizzaShackAPI");
-        assert_eq!(issued.reuse_until, 10 + 900 - 300);
+        assert_eq!(issued.validity, Validity { issued_at: 10, expires: 10 + 900 });
 
         let none = settings(serde_json::json!({"algorithm": "none", "encoding": "base64url_padded"})).unwrap();
         let issued = none.issue(none.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
@@ -625,5 +653,65 @@ mod tests {
         .unwrap();
         let copied = claims_settings.copyable(&caller).unwrap();
         assert_eq!(copied.keys().collect::<Vec<_>>(), ["azp"]);
+    }
+
+    fn payload_of(jwt: &str) -> Map<String, Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_caller_claim_never_stands_in_for_a_wso2_claim_without_a_value() {
+        // An application without an owner has no subscriber; the caller's token carries one in
+        // WSO2's dialect, which a backend would trust as the gateway's word.
+        let jwt_settings = settings(serde_json::json!({"algorithm": "none"})).unwrap();
+        let routes = api();
+        let mut claims = Map::new();
+        claims.insert("http://wso2.org/claims/subscriber".into(), Value::String("admin".into()));
+        claims.insert("http://wso2.org/claims/role".into(), Value::String("reader".into()));
+        let caller = Authorized {
+            application: Rc::new(Application::new(Rc::from("app-uuid"), "App", "", None)),
+            caller_claims: Some(Box::new(claims)),
+            ..authorized()
+        };
+        let (jwt, _) = jwt_settings
+            .jwt_for(&mut MemoryStore::default(), &mut IssuedCache::default(), &routes.apis[0], &caller, 1_000)
+            .unwrap();
+        let payload = payload_of(&jwt);
+        assert_eq!(payload.get("http://wso2.org/claims/subscriber"), None);
+        assert_eq!(payload["http://wso2.org/claims/role"], "reader", "other claims of the caller are copied");
+    }
+
+    #[test]
+    fn a_clock_stepped_back_reuses_no_jwt_issued_in_its_future() {
+        let jwt_settings = settings(serde_json::json!({"algorithm": "none"})).unwrap();
+        let routes = api();
+        // The clock is stepped back by 9000 s: neither the worker's copy nor the shared one serves.
+        for same_worker in [true, false] {
+            let mut store = MemoryStore::default();
+            let mut worker = IssuedCache::default();
+            jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &authorized(), 10_000).unwrap();
+            if !same_worker {
+                worker = IssuedCache::default();
+            }
+            let (jwt, issued) =
+                jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], &authorized(), 1_000).unwrap();
+            let claims = payload_of(&jwt);
+            assert!(issued, "issued anew (same worker: {same_worker})");
+            assert_eq!((claims["iat"].as_u64(), claims["exp"].as_u64()), (Some(1_000), Some(1_900)));
+        }
+    }
+
+    #[test]
+    fn a_longer_renew_before_applies_to_jwts_issued_before_it() {
+        let old = settings(serde_json::json!({"algorithm": "none"})).unwrap();
+        let new = settings(serde_json::json!({"algorithm": "none", "renew_before_s": 800})).unwrap();
+        let routes = api();
+        let mut store = MemoryStore::default();
+        old.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 1_000).unwrap();
+        // A new configuration: fresh worker caches, the same shared data.
+        let (jwt, _) =
+            new.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 1_500).unwrap();
+        let left = payload_of(&jwt)["exp"].as_u64().unwrap() - 1_500;
+        assert!(left >= 800, "served with {left} s left under renew_before_s 800");
     }
 }
