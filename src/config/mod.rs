@@ -8,6 +8,7 @@
 //! WasmPlugin's `pluginConfig`. Unknown fields are refused.
 
 mod json_path;
+mod owned_headers;
 mod streamed;
 
 use std::rc::Rc;
@@ -28,6 +29,7 @@ pub use crate::schema::ConfigError;
 use crate::schema::{Compatibility, ErrorFormat, RawConfig, RawCredentials, RawRouting, RawThrottling, Unmatched};
 use crate::throttle::plan::KeyPart;
 use crate::throttle::ThrottleConfig;
+use owned_headers::{check_owned_headers, owned_headers};
 
 /// A configuration parsed, not yet checked: its directory's lists as the filter reads them (the
 /// applications compiled as they come, the subscriptions packed).
@@ -167,7 +169,7 @@ impl Config {
         let policies = StaticDirectory::policy_names(&raw.policies)?;
         let backend_header = raw.backend_jwt.as_ref().map(|jwt| jwt.header.clone());
         let owned_headers = owned_headers(&raw.routing, &raw.credentials, &raw.throttling, backend_header.as_deref());
-        let routing = RoutingSettings::compile(raw.routing, &raw.credentials)?;
+        let routing = RoutingSettings::compile(raw.routing)?;
         check_owned_headers(&owned_headers, &raw.credentials)?;
         if raw.errors.template.is_some() && raw.errors.format != ErrorFormat::Template {
             warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
@@ -267,63 +269,6 @@ impl Config {
             || self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
             || self.throttle.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
     }
-}
-
-/// How the filter compares header names it owns: lowercase, `_` as `-`.
-fn normalize_header(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
-}
-
-/// The headers the filter owns, normalized, in the order [`OWNED_HEADER_FIELDS`] names them
-/// (then the auth-context headers, then the backend JWT's when there is one).
-fn owned_headers(
-    routing: &RawRouting,
-    credentials: &RawCredentials,
-    throttling: &RawThrottling,
-    backend_jwt_header: Option<&str>,
-) -> Vec<String> {
-    let mut owned = vec![
-        normalize_header(&routing.cluster_header),
-        normalize_header(&routing.api_header),
-        normalize_header(&throttling.quota_exceeded_header),
-    ];
-    for suffix in CONTEXT_HEADERS {
-        owned.push(normalize_header(&format!("{}{suffix}", credentials.context_header_prefix)));
-    }
-    owned.extend(backend_jwt_header.map(normalize_header));
-    owned
-}
-
-/// The field that names each of the first owned headers, in [`owned_headers`]' order.
-const OWNED_HEADER_FIELDS: [&str; 3] =
-    ["routing.cluster_header", "routing.api_header", "throttling.quota_exceeded_header"];
-
-/// Every header the filter sets is its own: two settings naming one header would have one value
-/// written over the other (the backend JWT in place of the cluster, a tier as the cluster: every
-/// authorized request routed nowhere), and a credentials header among them would be removed from
-/// the client's request before it is read.
-fn check_owned_headers(owned: &[String], credentials: &RawCredentials) -> Result<(), ConfigError> {
-    let field_of = |index: usize| match OWNED_HEADER_FIELDS.get(index) {
-        Some(field) => (*field).to_string(),
-        None if index < OWNED_HEADER_FIELDS.len() + CONTEXT_HEADERS.len() => {
-            "credentials.context_header_prefix".to_string()
-        }
-        None => "backend_jwt.header".to_string(),
-    };
-    let credential_headers =
-        [normalize_header(&credentials.authorization_header), normalize_header(&credentials.api_key_header)];
-    for (index, name) in owned.iter().enumerate() {
-        if let Some(first) = owned.iter().take(index).position(|earlier| earlier == name) {
-            return Err(ConfigError::new(
-                field_of(index),
-                format!("`{name}` is also the header of `{}`: each header the filter sets is its own", field_of(first)),
-            ));
-        }
-        if credential_headers.contains(name) {
-            return Err(ConfigError::new(field_of(index), format!("`{name}` is also a credentials header")));
-        }
-    }
-    Ok(())
 }
 
 /// Names what decides the identity a verified token leads to: the credential settings, the key
@@ -599,6 +544,12 @@ mod tests {
             // A credentials header the filter sets would be taken from the client before it is read.
             (r#""throttling":{"quota_exceeded_header":"apikey"}"#, "throttling.quota_exceeded_header"),
             (r#""backend_jwt":{"algorithm":"none","header":"authorization"}"#, "backend_jwt.header"),
+            // Nor a header requests depend on: the client's copy is removed from every request.
+            (r#""backend_jwt":{"algorithm":"none","header":"Content-Type"}"#, "backend_jwt.header"),
+            (r#""backend_jwt":{"algorithm":"none","header":"cookie"}"#, "backend_jwt.header"),
+            (r#""throttling":{"quota_exceeded_header":"X-Forwarded-For"}"#, "throttling.quota_exceeded_header"),
+            (r#""credentials":{"context_header_prefix":"x-envoy-"}"#, "credentials.context_header_prefix"),
+            (r#""credentials":{"context_header_prefix":"content-"}"#, "credentials.context_header_prefix"),
         ];
         for (settings, field) in cases {
             let error = error_of(&format!("{{{settings}}}"));

@@ -204,7 +204,7 @@ mod tests {
             Ok(Config {
                 answers_preflights: raw.errors.cors.is_some(),
                 unmatched: raw.unmatched,
-                settings: RoutingSettings::compile(raw.routing, &raw.credentials)?,
+                settings: RoutingSettings::compile(raw.routing)?,
                 routes: Table::compile(raw.apis, &|_| true)?,
             })
         }

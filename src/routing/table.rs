@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::matcher::{self, PathTemplate};
 use crate::schema::checks::{check_header_name, check_header_value};
-use crate::schema::{ConfigError, RawApi, RawCredentials, RawRouting};
+use crate::schema::{ConfigError, RawApi, RawRouting};
 use crate::vocab::{ApiId, Lifecycle, ResourceId, SecurityScheme};
 
 /// How the chosen endpoint reaches Envoy's router.
@@ -100,40 +100,14 @@ pub struct Table {
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
 
-/// Headers the filter must never set or remove for routing: framing, hop-by-hop, and the
-/// request's identity.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-connection",
-    "expect",
-    "cookie",
-    "origin",
-];
-
 impl RoutingSettings {
-    pub fn compile(routing: RawRouting, credentials: &RawCredentials) -> Result<RoutingSettings, ConfigError> {
+    pub fn compile(routing: RawRouting) -> Result<RoutingSettings, ConfigError> {
         for (field, name) in
             [("routing.cluster_header", &routing.cluster_header), ("routing.api_header", &routing.api_header)]
         {
+            // Whether each is the filter's own, and no header requests need, is checked with the
+            // other headers the filter sets (`config::owned_headers`).
             check_header_name(field, name)?;
-            let lower = name.to_ascii_lowercase();
-            if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
-                return Err(ConfigError::new(field, format!("`{name}` is a reserved header")));
-            }
-            if lower == credentials.authorization_header.to_ascii_lowercase()
-                || lower == credentials.api_key_header.to_ascii_lowercase()
-            {
-                return Err(ConfigError::new(field, format!("`{name}` is also a credentials header")));
-            }
         }
         if routing.cluster_header.eq_ignore_ascii_case(&routing.api_header) {
             return Err(ConfigError::new("routing.api_header", "must differ from routing.cluster_header"));

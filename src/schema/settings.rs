@@ -90,7 +90,9 @@ pub(crate) fn default_realm() -> String {
 
 /// How the chosen endpoint reaches Envoy's router. Every header the filter sets (these two, the
 /// auth-context headers, `throttling.quota_exceeded_header`, `backend_jwt.header`) must be its
-/// own, and none a credentials header.
+/// own, and none a credentials header or a header requests depend on (`Host`, `Content-*`,
+/// `Transfer-Encoding`, `Cookie`, `Origin`, `X-Forwarded-*`, `X-Envoy-*`, and the like): the
+/// client's copy of each is removed from every request.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "Routing")]
 #[serde(deny_unknown_fields)]
