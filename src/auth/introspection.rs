@@ -271,4 +271,24 @@ mod tests {
         let error = crate::config::Config::from_json(two.as_bytes()).expect_err("two introspecting key managers");
         assert_eq!(error.field, "key_managers[1].introspection");
     }
+
+    #[test]
+    fn another_host_behind_the_same_cluster_has_its_own_cached_keys_and_answers() {
+        let cache_id =
+            |km: &str| compile(&format!(r#"{{"key_managers": [{km}]}}"#)).auth.key_managers[0].cache_id.clone();
+        let jwks = |host: &str| {
+            format!(
+                r#"{{"name": "a", "issuer": "https://a", "jwks": {{"cluster": "idp", "path": "/jwks", "authority": "{host}"}}}}"#
+            )
+        };
+        assert_ne!(cache_id(&jwks("tenant-a.idp")), cache_id(&jwks("tenant-b.idp")), "JWKS of another host");
+        let introspect = |host: &str, secret: &str| {
+            format!(
+                r#"{{"name": "a", "issuer": "https://a", "introspection": {{"cluster": "km", "authority": "{host}", "client_id": "gw", "client_secret": "{secret}"}}}}"#
+            )
+        };
+        assert_ne!(cache_id(&introspect("a.km", "s")), cache_id(&introspect("b.km", "s")), "answers of another host");
+        assert_ne!(cache_id(&introspect("a.km", "s")), cache_id(&introspect("a.km", "t")), "another gateway client");
+        assert_eq!(cache_id(&introspect("a.km", "s")), cache_id(&introspect("a.km", "s")), "the same key manager");
+    }
 }

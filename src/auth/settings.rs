@@ -357,26 +357,9 @@ fn compile_key_manager(
     {
         return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
     }
-    // What the cached answers depend on: where they come from, and how they are read and kept
-    // (the claim names, what the backend JWT copies, the cache times, the skew).
-    let identity = format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
-        raw.issuer,
-        remote_jwks.as_ref().map(|j: &RemoteJwks| j.cluster.clone()),
-        remote_jwks.as_ref().map(|j| j.path.clone()),
-        introspection.as_ref().map(|i: &Introspection| i.cluster.clone()),
-        introspection.as_ref().map(|i| i.path.clone()),
-        introspection.as_ref().map(|i| i.client_id.clone()),
-        introspection.as_ref().map(|i| (i.cache_ttl_s, i.negative_cache_ttl_s)),
-        claims,
-        raw.audiences,
-        raw.clock_skew_s,
-    );
-    let digest = sha2::Sha256::digest(identity.as_bytes());
-    let cache_id = crate::hashing::hex(digest.get(..8).unwrap_or_default());
-    Ok(KeyManager {
+    let mut key_manager = KeyManager {
         id,
-        cache_id,
+        cache_id: String::new(),
         name: raw.name,
         issuer: raw.issuer,
         algorithms,
@@ -393,7 +376,35 @@ fn compile_key_manager(
             copy_except: None,
         },
         introspection,
-    })
+    };
+    key_manager.cache_id = key_manager.derive_cache_id();
+    Ok(key_manager)
+}
+
+impl KeyManager {
+    /// Keeps the caller's claims for the backend JWT, except these; the cached answers' id
+    /// follows, so answers cached under other copying rules are not read.
+    pub fn copy_claims_except(&mut self, excluded: Vec<String>) {
+        self.claims.copy_except = Some(excluded);
+        self.cache_id = self.derive_cache_id();
+    }
+
+    /// What the cached answers depend on: where they come from (clusters, paths, authorities,
+    /// the gateway's client and secret), and how they are read and kept (the claim names, what
+    /// the backend JWT copies, the cache times, the audiences, the skew).
+    fn derive_cache_id(&self) -> String {
+        let jwks = self.remote_jwks.as_ref().map(|jwks| (&jwks.cluster, &jwks.path, &jwks.authority));
+        let introspection = self.introspection.as_ref().map(|i| {
+            let secret = crate::hashing::hex(&sha2::Sha256::digest(&i.client_secret.0));
+            (&i.cluster, &i.path, &i.authority, &i.client_id, secret, i.cache_ttl_s, i.negative_cache_ttl_s)
+        });
+        let identity = format!(
+            "{}|{jwks:?}|{introspection:?}|{:?}|{:?}|{}",
+            self.issuer, self.claims, self.audiences, self.clock_skew_s
+        );
+        let digest = sha2::Sha256::digest(identity.as_bytes());
+        crate::hashing::hex(digest.get(..8).unwrap_or_default())
+    }
 }
 
 fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {

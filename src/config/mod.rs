@@ -184,7 +184,7 @@ impl Config {
         // Key validation keeps the caller's claims only for a backend JWT that copies them.
         if let Some(jwt) = backend_jwt.as_ref().filter(|jwt| jwt.copy_caller_claims) {
             for km in &mut auth.key_managers {
-                km.claims.copy_except = Some(jwt.excluded_claims.clone());
+                km.copy_claims_except(jwt.excluded_claims.clone());
             }
         }
         let throttle =

@@ -769,3 +769,5 @@ fn debug_output_of_request_and_worker_state_holds_no_credential() {
     let signature = token.rsplit('.').next().unwrap();
     assert!(!printed.contains(signature), "the worker's Debug holds the token: {printed}");
 }
+
+mod reload;
