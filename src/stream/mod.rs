@@ -155,8 +155,8 @@ pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
             None => &[Space::Counters],
         };
         let slots = crate::throttle::limiter::prepare_slots(host, wanted, spaces);
-        if config.control_plane.is_some() {
-            crate::directory::control_plane::refresh::prepare(host);
+        if let Some(control_plane) = &config.control_plane {
+            crate::directory::control_plane::refresh::prepare(host, control_plane);
         }
         if slots != wanted {
             log::info!(

@@ -38,6 +38,9 @@ use crate::vocab::SecurityScheme;
 /// The control plane, compiled.
 #[derive(Debug)]
 pub struct ControlPlane {
+    /// Names where the data comes from (cluster, base path, authority, tenant, gateway label,
+    /// user): data another source left in shared data is dropped when this one is configured.
+    pub source: u64,
     pub cluster: String,
     pub base_path: String,
     pub authority: String,
@@ -105,10 +108,14 @@ impl ControlPlane {
                 }
             }
         }
+        let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+        let base_path = raw.base_path.trim_end_matches('/').to_string();
+        let source = source_of(&[&raw.cluster, &base_path, &authority, &raw.tenant, &raw.gateway_label, &raw.username]);
         Ok(ControlPlane {
-            authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+            source,
+            authority,
             cluster: raw.cluster,
-            base_path: raw.base_path.trim_end_matches('/').to_string(),
+            base_path,
             authorization: Redacted(format!("Basic {}", STANDARD.encode(credentials))),
             tenant: raw.tenant,
             gateway_label: raw.gateway_label,
@@ -173,3 +180,13 @@ impl ControlPlane {
 
 #[cfg(test)]
 mod tests;
+
+/// A digest of what names a control plane's data (never 0: 0 is data of no known source).
+fn source_of(parts: &[&str]) -> u64 {
+    let mut hash = 0u64;
+    for part in parts {
+        hash = crate::hashing::fnv1a(hash, part.as_bytes());
+        hash = crate::hashing::fnv1a(hash, &[0]);
+    }
+    hash.max(1)
+}

@@ -92,12 +92,31 @@ pub struct Load {
 
 const DUE_KEY: &str = "apim.cp.due";
 
-/// Creates the due time (at once) if this Envoy has none, so that taking it is always a
-/// compare-and-swap.
-pub fn prepare(store: &mut dyn SharedStore) {
+/// At configure time: creates the due time (at once) if this Envoy has none, so that taking it
+/// is always a compare-and-swap; and drops the data another control plane left (another API-M,
+/// tenant, label or user), so that it is never served or kept as "last good data" under this
+/// configuration, and loads from this one at once. Data of no known source (written by an
+/// earlier version) is adopted.
+pub fn prepare(store: &mut dyn SharedStore, control_plane: &ControlPlane) {
     if matches!(store.shared_get(DUE_KEY), Ok(None)) {
         let _ = store.shared_set(DUE_KEY, &0u64.to_le_bytes(), None);
     }
+    let meta = Meta::read(store);
+    if meta.source == control_plane.source {
+        return;
+    }
+    if meta.source != 0 {
+        store::empty_all(store, &meta);
+        for fetch in ORDER {
+            let _ = store.shared_set(&fetch.fingerprint_key(), b"", None);
+        }
+        set_due(store, 0);
+        log::info!("control plane: another source is configured; the data of the previous one is dropped");
+    }
+    // A new generation: workers rebuild their views, and lookups asked before are dropped.
+    let generation = if meta.source == 0 { meta.generation } else { meta.generation.saturating_add(1) };
+    let buckets = if meta.source == 0 { meta.buckets } else { [0; 3] };
+    Meta { generation, loaded_at: 0, buckets, source: control_plane.source }.write(store);
 }
 
 fn set_due(store: &mut dyn SharedStore, at: u64) {
@@ -130,7 +149,10 @@ fn hold(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64) {
 pub fn due(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64, now_ms: u64) -> Option<Load> {
     let (bytes, cas) = store.shared_get(DUE_KEY).ok().flatten()?;
     let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
-    if now < due {
+    // A due time further off than this configuration ever sets (one a longer `refresh_s` set) is
+    // taken now: a shorter `refresh_s` applies at once.
+    let furthest = now.saturating_add(control_plane.refresh_s.max(hold_s(control_plane)));
+    if now < due && due <= furthest {
         return None;
     }
     // Taken at least as long as its first call can last; each later call holds it on (`hold`),
@@ -258,6 +280,13 @@ pub fn ingest(
     now: u64,
     now_ms: u64,
 ) -> Option<Call> {
+    // A load an earlier configuration started, for another source (its VM still drains), writes
+    // nothing over this one's data.
+    let source = Meta::read(store).source;
+    if source != 0 && source != control_plane.source {
+        log::info!("control plane: a load from a source no longer configured is dropped");
+        return None;
+    }
     // Held first, from when the answer arrived: this hold covers taking this answer (up to
     // `HOLD_PAST_TIMEOUT_S`) and the next call (up to its timeout).
     hold(store, control_plane, now);

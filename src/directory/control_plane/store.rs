@@ -91,10 +91,13 @@ pub struct Meta {
     pub loaded_at: u64,
     /// Bucket counts by kind (0: the kind was never written).
     pub buckets: [u32; 3],
+    /// The control plane the data came from ([`super::ControlPlane::source`]; 0: unknown, data
+    /// written before sources were recorded).
+    pub source: u64,
 }
 
 const META_KEY: &str = "apim.cp.meta";
-const META_LEN: usize = 8 + 8 + 4 * 3;
+const META_LEN: usize = 8 + 8 + 4 * 3 + 8;
 
 impl Meta {
     pub fn read(store: &dyn SharedStore) -> Meta {
@@ -105,7 +108,8 @@ impl Meta {
         else {
             return Meta::default();
         };
-        Meta { generation, loaded_at, buckets: [keys, apps, subs] }
+        let source = reader.u64().unwrap_or(0);
+        Meta { generation, loaded_at, buckets: [keys, apps, subs], source }
     }
 
     pub fn write(&self, store: &mut dyn SharedStore) {
@@ -115,6 +119,7 @@ impl Meta {
         for count in self.buckets {
             out.extend_from_slice(&count.to_le_bytes());
         }
+        out.extend_from_slice(&self.source.to_le_bytes());
         let _ = store.shared_set(META_KEY, &out, None);
     }
 
@@ -236,6 +241,19 @@ fn holds(bucket: &[u8], id: &KeyId) -> bool {
         }
     }
     false
+}
+
+/// Empties every bucket and document: the data of another control plane.
+pub fn empty_all(store: &mut dyn SharedStore, meta: &Meta) {
+    for kind in Kind::ALL {
+        let count = meta.bucket_count(kind);
+        for index in 0..u64::from(count) {
+            let _ = store.shared_set(&bucket_name(kind, count, index), &[MAGIC], None);
+        }
+    }
+    for document in Document::ALL {
+        let _ = store.shared_set(document.key(), b"", None);
+    }
 }
 
 /// Where the fingerprint of a resource's last full answer is kept: a full load whose answer has

@@ -46,7 +46,7 @@ fn control_plane(lookups_per_second: u64) -> ControlPlane {
 
 /// A full load answered by `answer` for each resource; returns the calls made.
 fn load(store: &mut MemoryStore, cp: &ControlPlane, now: u64, answer: impl Fn(Fetch) -> Answer) -> Vec<Call> {
-    refresh::prepare(store);
+    refresh::prepare(store, cp);
     let Some(mut load) = refresh::due(store, cp, now, now * 1000) else { return Vec::new() };
     let mut calls = vec![load.fetch.call(cp)];
     loop {
@@ -112,7 +112,7 @@ fn a_full_load_asks_for_every_resource_as_wso2s_gateway_does_and_workers_decode_
     assert_eq!((subscription.tier.as_str(), subscription.state), ("Gold", SubscriptionState::Unblocked));
 
     // A second load with the same answers changes nothing: no new generation.
-    refresh::prepare(&mut store);
+    refresh::prepare(&mut store, &cp);
     let later = NOW + 60;
     load(&mut store, &cp, later, ok);
     assert_eq!(Meta::read(&store).generation, 1);
@@ -213,7 +213,7 @@ fn a_load_that_fails_somewhere_keeps_the_last_good_data_and_retries_soon() {
     assert!(refresh::due(&mut store, &cp, NOW + 60 + refresh::RETRY_S - 1, 0).is_none());
     assert!(refresh::due(&mut store, &cp, NOW + 60 + refresh::RETRY_S, 0).is_some());
     // Only one worker takes a due load.
-    refresh::prepare(&mut store);
+    refresh::prepare(&mut store, &cp);
     assert!(refresh::due(&mut store, &cp, NOW + 1000, 0).is_some());
     assert!(refresh::due(&mut store, &cp, NOW + 1000, 0).is_none());
 }
@@ -224,7 +224,7 @@ fn a_load_that_outlasts_refresh_s_is_never_joined_by_another() {
     // taking each answer 25 s more, so the load lasts minutes.
     let cp = control_plane(50);
     let mut store = MemoryStore::default();
-    refresh::prepare(&mut store);
+    refresh::prepare(&mut store, &cp);
     let mut load = refresh::due(&mut store, &cp, NOW, 0).unwrap();
     let mut now = NOW;
     loop {
@@ -247,7 +247,7 @@ fn a_loads_log_tells_waiting_for_the_control_plane_from_taking_its_answers() {
     // 9 x 300 ms is waiting (the last answer's taking is after the log's clock reading).
     let cp = control_plane(50);
     let mut store = MemoryStore::default();
-    refresh::prepare(&mut store);
+    refresh::prepare(&mut store, &cp);
     let mut clock_ms = NOW * 1000;
     let mut load = refresh::due(&mut store, &cp, NOW, clock_ms).unwrap();
     let mut answers = 0;
@@ -286,7 +286,7 @@ fn the_configurations_blocking_conditions_stay_beside_the_control_planes() {
 fn answers_read_in_pieces_from_envoy_load_the_same_directory() {
     let cp = control_plane(50);
     let mut streamed = MemoryStore::default();
-    refresh::prepare(&mut streamed);
+    refresh::prepare(&mut streamed, &cp);
     let mut load = refresh::due(&mut streamed, &cp, NOW, 0).unwrap();
     loop {
         let body = fixture(load.fetch).as_bytes();
@@ -327,7 +327,7 @@ fn answers_of_any_declared_size_fail_the_load_without_ending_the_vm() {
     let sizes = [refresh::MAX_DOCUMENT + 1, isize::MAX as usize + 1, usize::MAX];
     for (round, size) in sizes.into_iter().enumerate() {
         let now = NOW + 1_000_000 * (round as u64 + 1);
-        refresh::prepare(&mut store);
+        refresh::prepare(&mut store, &cp);
         let mut load = refresh::due(&mut store, &cp, now, 0).unwrap();
         let mut asked = 1;
         let answer = Answer::HttpStream { status: 200, size };
@@ -444,4 +444,55 @@ fn a_key_mapping_without_an_application_leads_nowhere() {
     let answer = Answer::Http { status: 200, body: body.into_bytes() };
     assert_eq!(lookup::resume(&mut context, &need, resume, &answer), Step::Done(()));
     assert_eq!(view.client("twice", KmId(0)).map(|key| key.application.to_string()).as_deref(), Some(WEB_APP));
+}
+
+fn other_control_plane(refresh_s: u64) -> ControlPlane {
+    let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
+        "cluster": "cp-other", "username": "gw2", "password": "other", "tenant": "other.com",
+        "gateway_label": "External", "refresh_s": refresh_s, "endpoints": {"PizzaShackAPI": {"production": "live"}}
+    }))
+    .unwrap();
+    ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap()
+}
+
+#[test]
+fn another_control_plane_configured_never_serves_the_previous_ones_data() {
+    let mut store = MemoryStore::default();
+    let first = control_plane(50);
+    load(&mut store, &first, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &first, &[]);
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some(), "loaded from the first");
+    // The operator points the gateway at another API-M (cluster, tenant, label, user).
+    let other = other_control_plane(600);
+    refresh::prepare(&mut store, &other);
+    let mut view = worker();
+    view.sync(&store, &other, &[]);
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_none(), "the first one's APIs are gone");
+    assert!(view.client("mobile-key", KmId(0)).is_none() && view.application(MOBILE_APP).is_none());
+    assert!(refresh::due(&mut store, &other, NOW + 1, 0).is_some(), "a load from the new one is due at once");
+    // A load the first configuration still runs (its VM drains) writes nothing.
+    let mut elsewhere = MemoryStore::default();
+    refresh::prepare(&mut elsewhere, &first);
+    let mut late = refresh::due(&mut elsewhere, &first, NOW, 0).unwrap();
+    assert_eq!(refresh::ingest(&mut store, &first, &mut late, &ok(Fetch::Apis), &|_, _| Vec::new(), NOW, 0), None);
+    let mut view = worker();
+    view.sync(&store, &other, &[]);
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_none());
+    // The same source configured again keeps its data.
+    let mut store = MemoryStore::default();
+    load(&mut store, &first, NOW, ok);
+    refresh::prepare(&mut store, &control_plane(50));
+    let mut view = worker();
+    view.sync(&store, &first, &[]);
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some(), "kept for the same source");
+}
+
+#[test]
+fn a_shorter_refresh_s_applies_at_once() {
+    let mut store = MemoryStore::default();
+    let slow = other_control_plane(3600);
+    load(&mut store, &slow, NOW, ok);
+    assert!(refresh::due(&mut store, &slow, NOW + 100, 0).is_none(), "due in an hour");
+    assert!(refresh::due(&mut store, &other_control_plane(60), NOW + 100, 0).is_some(), "60 s applies now");
 }
