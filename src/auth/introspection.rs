@@ -112,6 +112,10 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
 pub struct CachedIntrospection {
     /// Hex SHA-256 of the token (slots are shared by hashes, so the entry names its owner).
     pub hash: String,
+    /// Cached from (Unix seconds): an entry from the clock's future (the clock was stepped back)
+    /// is not read, so no answer outlives its time to live. 0 in entries written before.
+    #[serde(default)]
+    pub since: u64,
     /// Cached until (Unix seconds).
     pub until: u64,
     /// `None` for an inactive token.
@@ -148,20 +152,24 @@ impl CachedIntrospection {
             }
             Introspected::Unavailable(_) => return None,
         };
-        Some(CachedIntrospection { hash: hex(hash), until, identity })
+        Some(CachedIntrospection { hash: hex(hash), since: now, until, identity })
+    }
+
+    fn covers(&self, now: u64) -> bool {
+        self.since <= now && now < self.until
     }
 
     /// Whether the entry is a fresh active answer (worth keeping over a negative one).
     pub fn is_fresh_active(bytes: &[u8], now: u64) -> bool {
         serde_json::from_slice::<CachedIntrospection>(bytes)
-            .is_ok_and(|entry| now < entry.until && entry.identity.is_some_and(|identity| now < identity.expires_at))
+            .is_ok_and(|entry| entry.covers(now) && entry.identity.is_some_and(|identity| now < identity.expires_at))
     }
 
     /// The cached answer for this hash at `now`, if the slot holds it and it is fresh; the
     /// identity is reported as coming from `key_manager` (the slot belongs to it).
     pub fn lookup(bytes: &[u8], hash: &[u8; 32], key_manager: KmId, now: u64) -> Option<Introspected> {
         let entry: CachedIntrospection = serde_json::from_slice(bytes).ok()?;
-        if entry.hash != hex(hash) || now >= entry.until {
+        if entry.hash != hex(hash) || !entry.covers(now) {
             return None;
         }
         Some(match entry.identity {
@@ -244,6 +252,22 @@ mod tests {
         let cached = CachedIntrospection::for_answer(&[7; 32], &parsed, km, 1000).unwrap();
         assert_eq!((cached.until, cached.identity), (1002, None), "refused until nbf, not for 300 s");
         assert!(matches!(parse_introspection(km, Some(200), answer, 1002), Introspected::Active(_)));
+    }
+
+    #[test]
+    fn a_cached_answer_from_the_clocks_future_is_not_read() {
+        let config = compile(
+            r#"{"key_managers": [{"name": "a", "issuer": "https://a",
+                "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s", "cache_ttl_s": 60}}]}"#,
+        );
+        let km = &config.auth.key_managers[0];
+        let parsed = parse_introspection(km, Some(200), br#"{"active":true,"client_id":"c","exp":99999}"#, 10_000);
+        let cached = CachedIntrospection::for_answer(&[7; 32], &parsed, km, 10_000).unwrap();
+        let bytes = serde_json::to_vec(&cached).unwrap();
+        assert!(CachedIntrospection::lookup(&bytes, &[7; 32], KmId(0), 10_030).is_some(), "within its 60 s");
+        // The clock is stepped back an hour: the answer would otherwise count for an hour more.
+        assert_eq!(CachedIntrospection::lookup(&bytes, &[7; 32], KmId(0), 6_400), None);
+        assert!(!CachedIntrospection::is_fresh_active(&bytes, 6_400));
     }
 
     #[test]
