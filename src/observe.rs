@@ -102,11 +102,12 @@ pub struct Record {
     pub encoded: Vec<u8>,
 }
 
-/// The fields of the API and resource matched, and of the path the client sent (before any
-/// rewrite), handed to `set` by name in Envoy's filter state; empty values are left out.
+/// The fields of the API and resource matched (a request refused before a resource matched has
+/// none), and of the path the client sent (before any rewrite), handed to `set` by name in Envoy's
+/// filter state; empty values are left out.
 pub fn route_fields<'r>(
     api: &'r Api,
-    resource: &'r Resource,
+    resource: Option<&'r Resource>,
     original_path: &'r str,
     mut set: impl FnMut(&'static str, &'r str),
 ) {
@@ -115,7 +116,7 @@ pub fn route_fields<'r>(
         (field!("api_version"), api.version.as_str()),
         (field!("api_context"), api.versioned_context.as_str()),
         (field!("api_id"), api.source_id.as_deref().unwrap_or(&api.label)),
-        (field!("api_resource"), resource.template.as_str()),
+        (field!("api_resource"), resource.map_or("", |resource| resource.template.as_str())),
         (field!("original_path"), original_path),
     ];
     for (name, value) in fields {

@@ -28,7 +28,10 @@ fn filter_config(km: &KeyManager, encoding: &str) -> String {
                            {"method": "GET", "path": "/scarce", "policy": "TwoPerHour"}]},
             {"name": "DeadEnd", "context": "/deadend", "version": "2.1",
              "endpoints": {"production": "dead"},
-             "resources": [{"method": "GET", "path": "/status"}]}
+             "resources": [{"method": "GET", "path": "/status"}]},
+            {"name": "Vieux Café", "context": "/cafe", "version": "1.0", "lifecycle": "BLOCKED",
+             "endpoints": {"production": "live"},
+             "resources": [{"method": "GET", "path": "/menu"}]}
         ],
         "applications": [{"id": "6f0c-app", "name": "ShopApp", "owner": "alice", "policy": "Unlimited",
                           "client_ids": [{"id": "app1", "key_manager": "oidc"}]}],
@@ -196,9 +199,10 @@ fn access_log_and_stats_say_what_happened(stack: &Stack) {
     assert_eq!(send("/pizzashack/1.0.0/scarce", &bearer).status, 200);
     assert_eq!(send("/pizzashack/1.0.0/scarce", &bearer).status, 429);
     assert_eq!(send("/deadend/2.1/status", &bearer).status, 503);
+    assert_eq!(send("/cafe/1.0/menu", &bearer).status, 503, "a BLOCKED API");
 
-    let lines = log_lines(&stack.log, 6);
-    assert_eq!(lines.len(), 6, "one line per request: {lines:?}");
+    let lines = log_lines(&stack.log, 7);
+    assert_eq!(lines.len(), 7, "one line per request: {lines:?}");
     for line in &lines {
         let text = line.to_string();
         assert!(
@@ -258,6 +262,13 @@ fn access_log_and_stats_say_what_happened(stack: &Stack) {
     assert_eq!(field(failed, "targetResponseCode").as_deref(), Some("-1"));
     assert_eq!(field(failed, "applicationName").as_deref(), Some("ShopApp"));
     assert_eq!(failed["proxyResponseCode"], 503);
+
+    let blocked = &lines[6];
+    assert_eq!(field(blocked, "apiName").as_deref(), Some("Vieux Café"), "refused at routing, logged with its API");
+    assert_eq!(field(blocked, "apiContext").as_deref(), Some("/cafe/1.0"));
+    assert_eq!(field(blocked, "errorCode").as_deref(), Some("700700"));
+    assert_eq!(field(blocked, "throttleLevel").as_deref(), Some("lifecycle"));
+    assert!(blocked["apiResourceTemplate"].is_null(), "no resource matched: {blocked}");
 
     // The counters, as Prometheus sees them through the shipped tag extraction.
     let prometheus = request(stack.envoy.admin_port, "GET", "/stats/prometheus", &[], None).body;

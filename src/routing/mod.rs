@@ -38,6 +38,21 @@ pub struct Forward {
     pub upstream_path: Option<String>,
 }
 
+/// The API a request matched, and its resource when one matched too: what a refusal after the
+/// API matched is counted and logged under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matched {
+    pub api: ApiId,
+    pub resource: Option<ResourceId>,
+}
+
+impl Forward {
+    /// The API and resource forwarded to.
+    pub fn matched(&self) -> Matched {
+        Matched { api: self.api, resource: Some(self.resource) }
+    }
+}
+
 /// What routing needs besides the table: the settings and the gateway's answers to what matches
 /// nothing.
 #[derive(Clone, Copy, Debug)]
@@ -59,8 +74,21 @@ pub enum Verdict {
     Preflight { methods: Vec<String> },
     /// Matches no API and the configuration lets such requests through.
     PassThrough,
-    /// Answer with a fault.
-    Deny(Fault),
+    /// Answer with a fault; `matched` is what the request matched before it was refused (`None`
+    /// when it matched no API).
+    Deny { fault: Fault, matched: Option<Matched> },
+}
+
+impl Verdict {
+    /// Refuses a request that matched no API.
+    fn deny(id: FaultId) -> Verdict {
+        Verdict::Deny { fault: Fault::new(id), matched: None }
+    }
+
+    /// Refuses a request for an API (and resource) it matched.
+    fn deny_at(id: FaultId, api: ApiId, resource: Option<ResourceId>) -> Verdict {
+        Verdict::Deny { fault: Fault::new(id), matched: Some(Matched { api, resource }) }
+    }
 }
 
 /// Decides what to do with a request.
@@ -69,7 +97,7 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
     // A path that cannot be matched safely is refused whatever API it names, even when unmatched
     // requests pass through: otherwise `/other/../pizzashack/1.0.0/admin` would skip the policy.
     let Ok(path) = matcher::normalize(request.path) else {
-        return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
+        return Verdict::deny(FaultId::NoMatchingResource);
     };
     let depth_limit = table.max_base_depth.min(path.segments.len());
     // One string holds every candidate base path: `/a/b/c` and where `/a`, `/a/b` end in it.
@@ -87,14 +115,14 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
     let Some((api_id, depth)) = matched else {
         return match unmatched {
             Unmatched::PassThrough => Verdict::PassThrough,
-            Unmatched::Fault => Verdict::Deny(Fault::new(FaultId::NotFound)),
+            Unmatched::Fault => Verdict::deny(FaultId::NotFound),
         };
     };
     let Some(api) = table.api(api_id) else {
-        return Verdict::Deny(Fault::new(FaultId::NotFound));
+        return Verdict::deny(FaultId::NotFound);
     };
     if api.lifecycle == Lifecycle::Blocked {
-        return Verdict::Deny(Fault::new(FaultId::ApiBlocked));
+        return Verdict::deny_at(FaultId::ApiBlocked, api_id, None);
     }
 
     let below = path.segments.get(depth..).unwrap_or_default();
@@ -119,10 +147,10 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
                 return Verdict::Preflight { methods };
             }
         }
-        return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
+        return Verdict::deny_at(FaultId::NoMatchingResource, api_id, None);
     };
     let Some(resource) = api.resource(resource_id) else {
-        return Verdict::Deny(Fault::new(FaultId::NoMatchingResource));
+        return Verdict::deny_at(FaultId::NoMatchingResource, api_id, None);
     };
 
     // Open resources are production traffic, as in WSO2; secured ones get their endpoint from
@@ -130,7 +158,7 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
     let cluster = if resource.security.is_empty() {
         match api.endpoints.production.as_ref() {
             Some(cluster) => Some(cluster.clone()),
-            None => return Verdict::Deny(Fault::new(FaultId::ProductionKeyWithoutEndpoint)),
+            None => return Verdict::deny_at(FaultId::ProductionKeyWithoutEndpoint, api_id, Some(resource_id)),
         }
     } else {
         None
@@ -254,7 +282,14 @@ mod tests {
 
     fn denied_with(verdict: Verdict) -> u32 {
         match verdict {
-            Verdict::Deny(fault) => fault.code,
+            Verdict::Deny { fault, .. } => fault.code,
+            other => panic!("expected a fault, got {other:?}"),
+        }
+    }
+
+    fn denied_at(verdict: Verdict) -> Option<Matched> {
+        match verdict {
+            Verdict::Deny { matched, .. } => matched,
             other => panic!("expected a fault, got {other:?}"),
         }
     }
@@ -291,6 +326,20 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_after_an_api_matched_names_that_api_and_only_then() {
+        let config = config();
+        let api = |label: &str| config.routes.labels.get(label).copied();
+        let pizza = api("PizzaShackAPI:1.0.0");
+        let at = |api: Option<ApiId>| api.map(|api| Matched { api, resource: None });
+        assert_eq!(denied_at(decide_get(&config, "/legacy/1.0.0/anything")), at(api("Legacy:1.0.0")));
+        assert_eq!(denied_at(decide_get(&config, "/pizzashack/1.0.0/order")), at(pizza), "wrong method");
+        assert_eq!(denied_at(decide_get(&config, "/pizzashack/1.0.0/drinks")), at(pizza), "unknown resource");
+        assert_eq!(denied_at(decide_get(&config, "/nothing/1.0.0/menu")), None);
+        assert_eq!(denied_at(decide_get(&config, "/old/1.0.0/anything")), None, "retired is not deployed");
+        assert_eq!(denied_at(decide_get(&config, "/pizzashack/1.0.0/%2e%2e/menu")), None, "not matched safely");
+    }
+
+    #[test]
     fn lifecycle_states() {
         let config = config();
         assert_eq!(denied_with(decide_get(&config, "/legacy/1.0.0/anything")), 700700);
@@ -303,7 +352,11 @@ mod tests {
         let config = config();
         // `/pizzashack/1.0.0/extra/v2` is the Nested API (sandbox only), not PizzaShack's `/extra`.
         match decide_get(&config, "/pizzashack/1.0.0/extra/v2/x") {
-            Verdict::Deny(fault) => assert_eq!(fault.id, FaultId::ProductionKeyWithoutEndpoint),
+            Verdict::Deny { fault, matched } => {
+                assert_eq!(fault.id, FaultId::ProductionKeyWithoutEndpoint);
+                let nested = config.routes.labels.get("Nested:v2").copied();
+                assert_eq!(matched, nested.map(|api| Matched { api, resource: Some(ResourceId(0)) }));
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -385,7 +438,7 @@ mod tests {
             &RequestView { method: "OPTIONS", path, access_control_request_method: Some(method) },
         ) {
             Verdict::Preflight { methods } => methods.join(","),
-            Verdict::Deny(fault) => fault.code.to_string(),
+            Verdict::Deny { fault, .. } => fault.code.to_string(),
             other => panic!("{other:?}"),
         };
         assert_eq!(preflight("/pizzashack/1.0.0/menu", "DELETE"), "900906", "no resource takes DELETE there");

@@ -30,7 +30,7 @@ use crate::directory::{Application, Layered};
 use crate::host::{Answer, Call, Host, Step};
 use crate::observe::{self, ApplicationNames, Record};
 use crate::render;
-use crate::routing::{self, Forward, Table, Verdict};
+use crate::routing::{self, Forward, Matched, Table, Verdict};
 use crate::schema::AccessLogEncoding;
 use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::{Settings, Space};
@@ -107,7 +107,11 @@ pub struct Stream {
     /// generation; a request keeps the one it started with).
     routes: Rc<Table>,
     request: Snapshot,
+    /// Where the request goes upstream, once routing forwarded it.
     route: Option<Forward>,
+    /// The API (and resource) the request matched, forwarded or refused: what it is counted and
+    /// logged under.
+    matched: Option<Matched>,
     pending: Option<Pending>,
     /// A call started during the current callback, for the glue to route its answer here.
     started_call: Option<u32>,
@@ -176,6 +180,7 @@ impl Stream {
             worker,
             request: Snapshot::default(),
             route: None,
+            matched: None,
             pending: None,
             started_call: None,
             background_calls: Vec::new(),
@@ -236,15 +241,15 @@ impl Stream {
                 host.send_response(200, &headers, b"");
                 Flow::Answered
             }
-            Verdict::Deny(fault) => self.deny(host, &fault),
+            Verdict::Deny { fault, matched } => {
+                if let Some(matched) = matched {
+                    self.matched(matched);
+                }
+                self.deny(host, &fault)
+            }
             Verdict::Forward(forward) => {
                 let open = forward.cluster.is_some();
-                if route_of(&routes, &forward).is_some() {
-                    self.api_stats = config.observability.api_stats;
-                    if config.observability.access_log_fields {
-                        self.record.route();
-                    }
-                }
+                self.matched(forward.matched());
                 self.route = Some(forward);
                 if open {
                     self.throttle(host, None)
@@ -253,6 +258,17 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Notes the API the request matched: its counters and its access-log fields are due.
+    fn matched(&mut self, matched: Matched) {
+        if matched_of(&self.routes, matched).is_some() {
+            self.api_stats = self.config.observability.api_stats;
+            if self.config.observability.access_log_fields {
+                self.record.route();
+            }
+        }
+        self.matched = Some(matched);
     }
 
     fn authenticate(&mut self, host: &mut impl Host) -> Flow {
@@ -482,8 +498,8 @@ impl Stream {
             return;
         }
         let routes = Rc::clone(&self.routes);
-        let route = self.route.as_ref().and_then(|route| route_of(&routes, route));
-        let route = if std::mem::take(&mut self.record.route) { route } else { None };
+        let matched = self.matched.and_then(|matched| matched_of(&routes, matched));
+        let matched = if std::mem::take(&mut self.record.route) { matched } else { None };
         // What the client sent, without an API key in the query: a field for logs is never a
         // credential, whichever API the request was for and whatever `credentials.strip` says.
         let path =
@@ -492,7 +508,7 @@ impl Stream {
         let fields = std::mem::take(&mut self.record.fields);
         match self.config.observability.access_log_encoding {
             AccessLogEncoding::Properties => {
-                if let Some((api, resource)) = route {
+                if let Some((api, resource)) = matched {
                     observe::route_fields(api, resource, path, |name, value| {
                         host.set_property(name, value.as_bytes());
                     });
@@ -503,7 +519,7 @@ impl Stream {
             }
             AccessLogEncoding::Struct => {
                 let mut all = Vec::with_capacity(fields.len() + 6);
-                if let Some((api, resource)) = route {
+                if let Some((api, resource)) = matched {
                     observe::route_fields(api, resource, path, |name, value| all.push((name, value)));
                 }
                 all.extend(fields.iter().map(|(name, value)| (*name, value.as_str())));
@@ -620,7 +636,7 @@ impl Stream {
         headers.extend(self.rate_limit_headers());
         self.answered_locally = true;
         host.count(&format!("apim.fault.{}", fault.code));
-        if let (true, Some(api)) = (self.api_stats, self.route.as_ref().and_then(|route| self.routes.api(route.api))) {
+        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
             host.count(&observe::refused_stat(&api.stats_prefix, fault));
         }
         self.count_application(host, "refused");
@@ -637,6 +653,16 @@ impl Stream {
 fn route_of<'t>(routes: &'t Table, route: &Forward) -> Option<(&'t routing::Api, &'t routing::Resource)> {
     let api = routes.api(route.api)?;
     Some((api, api.resource(route.resource)?))
+}
+
+/// The API and, when one matched, the resource a request matched; `None` when either is not in
+/// the table.
+fn matched_of(routes: &Table, matched: Matched) -> Option<(&routing::Api, Option<&routing::Resource>)> {
+    let api = routes.api(matched.api)?;
+    match matched.resource {
+        Some(resource) => Some((api, Some(api.resource(resource)?))),
+        None => Some((api, None)),
+    }
 }
 
 /// Who is calling, as throttling sees it.

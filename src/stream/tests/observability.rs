@@ -1,0 +1,47 @@
+//! What operators see of a stream: per-API and per-application counters, access-log fields,
+//! and responses the filter leaves alone.
+
+use super::*;
+
+fn config_of(json: &str) -> Rc<Config> {
+    Rc::new(Config::from_json(json.as_bytes()).unwrap())
+}
+
+#[test]
+fn a_blocked_api_refusal_is_counted_per_api_at_lifecycle_and_logged_with_its_api() {
+    let config = config_of(
+        r#"{"apis":[{"name":"P","context":"/p","version":"1","security":[],"lifecycle":"BLOCKED",
+        "endpoints":{"production":"backend"},"resources":[{"method":"GET","path":"/menu"}]}]}"#,
+    );
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
+    let mut stream = stream(config);
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+    assert_eq!(host.counted, vec![700700]);
+    // README: per-API refused counters with level `lifecycle`; and the access log names the API.
+    assert!(
+        host.counters.contains(&"apim.api.P.version.1.refused.code.700700.level.lifecycle".to_string()),
+        "{:?}",
+        host.counters
+    );
+    assert_eq!(host.properties.get("apim.api_name").map(Vec::as_slice), Some(&b"P"[..]));
+    assert_eq!(host.properties.get("apim.api_context").map(Vec::as_slice), Some(&b"/p/1"[..]));
+    assert!(!host.properties.contains_key("apim.api_resource"), "no resource matched");
+}
+
+#[test]
+fn a_wrong_method_on_a_known_api_is_counted_per_api_at_routing_and_logged_with_its_api() {
+    let mut host = FakeHost::request(&[(":method", "DELETE"), (":path", "/p/1/menu")]);
+    let mut stream = stream(config());
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+    assert_eq!(host.counted, vec![900906]);
+    assert!(
+        host.properties.contains_key("apim.api_name"),
+        "no API field in the access log: {:?}",
+        host.properties.keys()
+    );
+    assert!(
+        host.counters.contains(&"apim.api.P.version.1.refused.code.900906.level.routing".to_string()),
+        "{:?}",
+        host.counters
+    );
+}
