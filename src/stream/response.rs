@@ -11,8 +11,16 @@ use crate::throttle::limiter::Contended;
 use crate::transport::{self, ResponseView};
 
 impl Stream {
+    /// The filter governs this response: the request went upstream as an API's. A request passed
+    /// through untouched (`"unmatched": "pass_through"`) is not the filter's, and a request it
+    /// answered itself has its answer already: neither's response is replaced, charged, counted
+    /// or logged.
+    pub(super) fn governs_response(&self) -> bool {
+        self.route.is_some() && !self.answered_locally
+    }
+
     pub fn on_response_headers(&mut self, host: &mut impl Host) -> Flow {
-        if self.answered_locally {
+        if !self.governs_response() {
             return Flow::Continue;
         }
         for (name, value) in self.rate_limit_headers() {
@@ -48,7 +56,7 @@ impl Stream {
     /// The backend's answer goes on: its status is the access log's target response code (a
     /// transport fault's is WSO2's -1, set by the fault).
     fn backend_answered(&mut self, host: &mut impl Host, status: u16) -> Flow {
-        if self.config.observability.access_log_fields && self.route.is_some() {
+        if self.config.observability.access_log_fields {
             self.record.target_response_code(status);
             self.emit_record(host);
         }
@@ -56,13 +64,16 @@ impl Stream {
     }
 
     pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, _end_of_stream: bool) -> Flow {
-        if !self.answered_locally {
-            self.charge(host, body_size as u64);
-        }
+        self.charge(host, body_size as u64);
         Flow::Continue
     }
 
+    /// Charges body bytes (the request's or the response's) to the byte budgets, once throttling
+    /// has found them; only for a stream the filter governs.
     pub(super) fn charge(&mut self, host: &mut impl Host, bytes: u64) {
+        if !self.governs_response() {
+            return;
+        }
         if !self.throttled {
             self.uncharged_bytes = self.uncharged_bytes.saturating_add(bytes);
             return;

@@ -45,3 +45,26 @@ fn a_wrong_method_on_a_known_api_is_counted_per_api_at_routing_and_logged_with_i
         host.counters
     );
 }
+
+#[test]
+fn pass_through_responses_are_untouched_and_uncounted() {
+    let config = config_of(
+        r#"{"unmatched":"pass_through","apis":[{"name":"P","context":"/p","version":"1","security":[],
+        "endpoints":{"production":"backend"},"resources":[{"method":"GET","path":"/menu"}]}]}"#,
+    );
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/website/index.html")]);
+    let mut stream = stream(config);
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+    // Envoy's own route for the website: its upstream is down.
+    host.response.insert(":status".into(), b"503".to_vec());
+    host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
+    host.properties.insert("response.code_details".into(), b"upstream_reset_before_response_started{x}".to_vec());
+    assert_eq!(stream.on_response_headers(&mut host), Flow::Continue, "CONFIG.md: pass_through is untouched");
+    assert!(
+        host.sent.is_none(),
+        "replaced by {:?}",
+        host.sent.as_ref().map(|s| String::from_utf8_lossy(&s.2).into_owned())
+    );
+    assert!(host.counters.is_empty(), "{:?}", host.counters);
+    assert!(host.properties.keys().all(|k| !k.starts_with("apim.")), "{:?}", host.properties.keys());
+}
