@@ -308,17 +308,39 @@ mod tests {
     }
 
     #[test]
-    fn stat_segments_keep_tag_extraction_unambiguous() {
-        assert_eq!(stat_segment("Pizza.Shack API", false), "Pizza_Shack_API");
+    fn stat_segments_name_one_text_each_and_keep_tag_extraction_unambiguous() {
+        assert_eq!(stat_segment("PizzaShack-API_2", false), "PizzaShack-API_2", "ordinary names stay");
         assert_eq!(stat_segment("1.0.0", true), "1.0.0");
+        assert_eq!(stat_segment("Pizza.Shack API", false), "Pizza%2EShack%20API");
+        assert_eq!(stat_segment("注文", false), "%E6%B3%A8%E6%96%87");
         assert_eq!(stat_segment("", false), "_");
+        assert_eq!(stat_segment("_other", false), "%5Fother", "the filter's own segments start with `_`");
+        // One segment per text: the ones that clean to the same letters stay apart.
+        let texts = [
+            "Pizza Shack",
+            "Pizza_Shack",
+            "Pizza%20Shack",
+            "Pizza.Shack",
+            "注文",
+            "在庫",
+            "_",
+            "",
+            "_other",
+            "%5Fother",
+        ];
+        let segments: std::collections::HashSet<String> = texts.iter().map(|text| stat_segment(text, false)).collect();
+        assert_eq!(segments.len(), texts.len(), "{segments:?}");
+        for segment in &segments {
+            assert!(!segment.contains('.') && !segment.is_empty(), "{segment}");
+        }
+        assert!(segments.iter().filter(|segment| segment.starts_with('_')).count() == 1, "only the empty text's");
     }
 
     #[test]
     fn application_names_are_bounded() {
         let mut names = ApplicationNames::default();
         assert_eq!(names.stat(2, "a", "allowed"), Some("apim.application.a.allowed"));
-        assert_eq!(names.stat(2, "b.c", "refused"), Some("apim.application.b_c.refused"));
+        assert_eq!(names.stat(2, "b.c", "refused"), Some("apim.application.b%2Ec.refused"));
         assert_eq!(names.stat(2, "d", "allowed"), Some("apim.application._other.allowed"));
         assert_eq!(names.stat(2, "a", "refused"), Some("apim.application.a.refused"));
         assert_eq!(names.stat(0, "a", "allowed"), None);

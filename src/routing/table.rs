@@ -56,18 +56,26 @@ pub struct Api {
     pub versioned_context: String,
 }
 
-/// A stats-name segment Envoy's tag extraction cannot confuse: characters other than letters,
-/// digits, `-` and `_` (and `.` when `dots`) become `_`; empty becomes `_`.
+/// A stats-name segment that names one text only, and that Envoy's tag extraction reads whole:
+/// letters, digits, `-` and `_` (and `.` when `dots`) stay as they are; every other byte of the
+/// text's UTF-8 is written `%XX` (`Pizza Shack` is `Pizza%20Shack`, apart from `Pizza_Shack`),
+/// and so is a leading `_`, which keeps the segments starting with `_` for the filter's own:
+/// `_` for an empty text, `_other` for applications past the bound.
 pub fn stat_segment(text: &str, dots: bool) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.') { c } else { '_' })
-        .collect();
-    if cleaned.is_empty() {
-        "_".to_string()
-    } else {
-        cleaned
+    if text.is_empty() {
+        return "_".to_string();
     }
+    let mut segment = String::with_capacity(text.len());
+    for (index, byte) in text.bytes().enumerate() {
+        let kept =
+            byte.is_ascii_alphanumeric() || byte == b'-' || (byte == b'_' && index > 0) || (dots && byte == b'.');
+        if kept {
+            segment.push(char::from(byte));
+        } else {
+            segment.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    segment
 }
 
 /// A compiled resource.

@@ -68,3 +68,23 @@ fn pass_through_responses_are_untouched_and_uncounted() {
     assert!(host.counters.is_empty(), "{:?}", host.counters);
     assert!(host.properties.keys().all(|k| !k.starts_with("apim.")), "{:?}", host.properties.keys());
 }
+
+#[test]
+fn two_apis_never_share_a_stats_prefix() {
+    let config = config_of(
+        r#"{"apis":[
+        {"name":"注文","context":"/order","version":"1.0.0","security":[],"endpoints":{"production":"a"},"resources":[{"method":"GET","path":"/x"}]},
+        {"name":"在庫","context":"/stock","version":"1.0.0","security":[],"endpoints":{"production":"b"},"resources":[{"method":"GET","path":"/x"}]},
+        {"name":"Pizza Shack","context":"/ps1","version":"1.0.0","security":[],"endpoints":{"production":"c"},"resources":[{"method":"GET","path":"/x"}]},
+        {"name":"Pizza_Shack","context":"/ps2","version":"1.0.0","security":[],"endpoints":{"production":"d"},"resources":[{"method":"GET","path":"/x"}]}]}"#,
+    );
+    let mut allowed = Vec::new();
+    for path in ["/order/1.0.0/x", "/stock/1.0.0/x", "/ps1/1.0.0/x", "/ps2/1.0.0/x"] {
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", path)]);
+        let mut stream = stream(Rc::clone(&config));
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+        allowed.extend(host.counters.into_iter().filter(|name| name.ends_with(".allowed")));
+    }
+    let distinct: std::collections::HashSet<_> = allowed.iter().collect();
+    assert_eq!(distinct.len(), 4, "four APIs, counted in {allowed:?}");
+}
