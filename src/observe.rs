@@ -5,12 +5,14 @@
 //! (`envoy/envoy.yaml` ships the rules).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use prost::Message;
 
 use crate::auth::authorize::Authorized;
 use crate::catalogue::analytics::classify;
 use crate::catalogue::Fault;
+use crate::directory::Application;
 use crate::routing::table::stat_segment;
 use crate::routing::{Api, Resource};
 use crate::schema::{AccessLogEncoding, RawObservability};
@@ -58,33 +60,37 @@ pub fn refused_stat(prefix: &str, fault: &Fault) -> String {
     format!("{prefix}.refused.code.{}.level.{}", fault.code, fault.id.level())
 }
 
-/// The applications a worker counts by name: at most `limit`; the others count as `_other`.
-/// Each counted name's two counters are built once.
+/// The applications a worker counts: at most `limit`, told apart by id (two applications of one
+/// name, owned by two users, are two); the others count as `_other`. An application's counters
+/// are labelled with its name and owner (`apim.application.<name>.owner.<owner>.<outcome>`, each
+/// a [`stat_segment`]), built once.
 #[derive(Debug, Default)]
 pub struct ApplicationNames {
-    named: HashMap<String, [String; 2]>,
+    counted: HashMap<Rc<str>, [String; 2]>,
     other: Option<[String; 2]>,
 }
 
-fn application_stats(segment: &str) -> [String; 2] {
-    [format!("apim.application.{segment}.allowed"), format!("apim.application.{segment}.refused")]
+fn application_stats(name: &str, owner: &str) -> [String; 2] {
+    let prefix = format!("apim.application.{name}.owner.{owner}");
+    [format!("{prefix}.allowed"), format!("{prefix}.refused")]
 }
 
 impl ApplicationNames {
     /// The counter for an application's outcome (`allowed` or `refused`), or `None` when
     /// application stats are off.
-    pub fn stat(&mut self, limit: u32, application: &str, outcome: &str) -> Option<&str> {
+    pub fn stat(&mut self, limit: u32, application: &Application, outcome: &str) -> Option<&str> {
         if limit == 0 {
             return None;
         }
         let index = usize::from(outcome != "allowed");
-        if !self.named.contains_key(application) && self.named.len() < limit as usize {
-            self.named.insert(application.to_string(), application_stats(&stat_segment(application, false)));
+        if !self.counted.contains_key(&application.id) && self.counted.len() < limit as usize {
+            let stats =
+                application_stats(&stat_segment(application.name(), false), &stat_segment(application.owner(), false));
+            self.counted.insert(Rc::clone(&application.id), stats);
         }
-        let names = if self.named.contains_key(application) {
-            self.named.get(application)?
-        } else {
-            self.other.get_or_insert_with(|| application_stats("_other"))
+        let names = match self.counted.get(&application.id) {
+            Some(names) => names,
+            None => self.other.get_or_insert_with(|| application_stats("_other", "_other")),
         };
         names.get(index).map(String::as_str)
     }
@@ -337,12 +343,22 @@ mod tests {
     }
 
     #[test]
-    fn application_names_are_bounded() {
+    fn applications_are_counted_by_id_up_to_the_bound_and_labelled_by_name_and_owner() {
+        let application = |id: &str, name: &str, owner: &str| Application::new(Rc::from(id), name, owner, None);
+        let (alice, bob) =
+            (application("a1", "DefaultApplication", "alice"), application("b2", "DefaultApplication", "bob"));
         let mut names = ApplicationNames::default();
-        assert_eq!(names.stat(2, "a", "allowed"), Some("apim.application.a.allowed"));
-        assert_eq!(names.stat(2, "b.c", "refused"), Some("apim.application.b%2Ec.refused"));
-        assert_eq!(names.stat(2, "d", "allowed"), Some("apim.application._other.allowed"));
-        assert_eq!(names.stat(2, "a", "refused"), Some("apim.application.a.refused"));
-        assert_eq!(names.stat(0, "a", "allowed"), None);
+        assert_eq!(names.stat(2, &alice, "allowed"), Some("apim.application.DefaultApplication.owner.alice.allowed"));
+        assert_eq!(names.stat(2, &bob, "refused"), Some("apim.application.DefaultApplication.owner.bob.refused"));
+        // The bound counts applications, not names: a third one of the same name is `_other`.
+        let carol = application("c3", "DefaultApplication", "carol");
+        assert_eq!(names.stat(2, &carol, "allowed"), Some("apim.application._other.owner._other.allowed"));
+        assert_eq!(names.stat(2, &alice, "refused"), Some("apim.application.DefaultApplication.owner.alice.refused"));
+        let dotted = application("d4", "b.c", "dave@example.com");
+        assert_eq!(
+            names.stat(3, &dotted, "allowed"),
+            Some("apim.application.b%2Ec.owner.dave%40example%2Ecom.allowed")
+        );
+        assert_eq!(names.stat(0, &alice, "allowed"), None);
     }
 }

@@ -2,8 +2,9 @@
 //! real upstreams: the backend JWT (WSO2's `X-JWT-Assertion`, signed RS256 with a key from
 //! Envoy's environment) verifies with the public key, carries WSO2's claims, is reused for the
 //! same caller and replaces a client's copy; the shipped access log prints WSO2 analytics' fields
-//! for allowed, refused, throttled and upstream-failed requests, never a credential; the shipped
-//! tag extraction turns the per-API counters into Prometheus labels.
+//! for allowed, refused, throttled, upstream-failed and BLOCKED-API requests, never a credential;
+//! the shipped tag extraction turns the per-API and per-application counters into Prometheus
+//! labels, one per name (escaped where a name has other characters than letters and digits).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
@@ -290,6 +291,15 @@ fn access_log_and_stats_say_what_happened(stack: &Stack) {
     let dead =
         [("apim_api", "DeadEnd"), ("apim_api_version", "2.1"), ("apim_code", "101503"), ("apim_level", "transport")];
     assert_eq!(value("apim_api_version_refused_code_level", &dead), Some(1));
-    assert_eq!(value("apim_application_allowed", &[("apim_application", "ShopApp")]), Some(4));
-    assert_eq!(value("apim_application_refused", &[("apim_application", "ShopApp")]), Some(2));
+    // A name with a space and a non-ASCII letter is one label of its own, escaped.
+    let cafe = [
+        ("apim_api", "Vieux%20Caf%C3%A9"),
+        ("apim_api_version", "1.0"),
+        ("apim_code", "700700"),
+        ("apim_level", "lifecycle"),
+    ];
+    assert_eq!(value("apim_api_version_refused_code_level", &cafe), Some(1), "{prometheus}");
+    let shop = [("apim_application", "ShopApp"), ("apim_application_owner", "alice")];
+    assert_eq!(value("apim_application_owner_allowed", &shop), Some(4));
+    assert_eq!(value("apim_application_owner_refused", &shop), Some(2));
 }

@@ -138,9 +138,10 @@ pub struct RawObservability {
     #[serde(default = "super::default_true")]
     pub api_stats: bool,
     /// Count allowed and refused requests per application
-    /// (`apim.application.<name>.allowed|refused`) for at most this many applications per worker;
-    /// the others count as `_other`, so a flood of applications cannot explode the number of
-    /// stats. 0 turns application stats off. Defaults to 100.
+    /// (`apim.application.<name>.owner.<owner>.allowed|refused`) for at most this many
+    /// applications per worker, told apart by id; the others count as `_other.owner._other`, so a
+    /// flood of applications cannot explode the number of stats. 0 turns application stats off.
+    /// Defaults to 100.
     #[serde(default = "default_application_stats")]
     pub application_stats: u32,
     /// Put the request's context (API, resource, application, subscriber, key type, tier, end

@@ -58,7 +58,7 @@ pub struct Worker {
     pub control_plane: Option<CpWorker>,
     /// Backend JWTs this worker issued or read, for reuse.
     pub backend_jwts: IssuedCache,
-    /// The applications this worker counts by name.
+    /// The applications this worker counts.
     pub application_names: ApplicationNames,
     /// Blocks of node-local counters' tokens this worker holds.
     pub counter_leases: WorkerLeases,
@@ -484,7 +484,7 @@ impl Stream {
         let Some(application) = &self.application else { return };
         let limit = self.config.observability.application_stats;
         let mut worker = self.worker.borrow_mut();
-        if let Some(stat) = worker.application_names.stat(limit, application.name(), outcome) {
+        if let Some(stat) = worker.application_names.stat(limit, application, outcome) {
             host.count(stat);
         }
     }

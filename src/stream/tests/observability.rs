@@ -88,3 +88,33 @@ fn two_apis_never_share_a_stats_prefix() {
     let distinct: std::collections::HashSet<_> = allowed.iter().collect();
     assert_eq!(distinct.len(), 4, "four APIs, counted in {allowed:?}");
 }
+
+#[test]
+fn two_applications_of_one_name_are_counted_apart() {
+    let (alice_key, bob_key) = ("alice-key-0123456789abcdef", "bob-key-0123456789abcdef");
+    let json = format!(
+        r#"{{"apis":[{{"name":"P","context":"/p","version":"1","security":["api_key"],"endpoints":{{"production":"backend"}},
+            "resources":[{{"method":"GET","path":"/menu"}}]}}],
+          "applications":[{{"id":"a1","name":"DefaultApplication","owner":"alice","api_keys":[{{"sha256":"{}"}}]}},
+                          {{"id":"b2","name":"DefaultApplication","owner":"bob","api_keys":[{{"sha256":"{}"}}]}}],
+          "subscriptions":[{{"application":"a1","api":"P:1"}},{{"application":"b2","api":"P:1"}}]}}"#,
+        crate::hashing::hex(&credential_hash(alice_key)),
+        crate::hashing::hex(&credential_hash(bob_key))
+    );
+    let config = config_of(&json);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut counted = Vec::new();
+    for key in [alice_key, bob_key] {
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("apikey", key)]);
+        let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue, "{:?}", host.sent);
+        counted.extend(host.counters.into_iter().filter(|name| name.starts_with("apim.application.")));
+    }
+    assert_eq!(
+        counted,
+        [
+            "apim.application.DefaultApplication.owner.alice.allowed",
+            "apim.application.DefaultApplication.owner.bob.allowed"
+        ]
+    );
+}
