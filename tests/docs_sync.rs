@@ -42,3 +42,83 @@ fn the_error_reference_lists_every_catalogue_code() {
         assert!(reference.contains(&format!("`{}`", id.spec().id)), "{} missing", id.spec().id);
     }
 }
+
+/// The `.count(…)` calls of the filter's own code (test modules left out): each argument's text.
+fn counted_in_sources() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut folders = vec![repo_root().join("src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "tests" {
+                    folders.push(path);
+                }
+                continue;
+            }
+            if !name.ends_with(".rs") || name.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap();
+            for (at, _) in code.match_indices(".count(") {
+                let rest = &code[at + ".count(".len()..];
+                let mut depth = 1;
+                let end = rest
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map(|(end, _)| end)
+                    .unwrap();
+                let argument: String = rest[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+                if !argument.is_empty() {
+                    found.push((path.strip_prefix(repo_root()).unwrap().display().to_string(), argument));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_counter_the_filter_keeps_is_documented() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let howto = std::fs::read_to_string(repo_root().join("docs/HOWTO.md")).unwrap();
+    // Counters built from the configuration (src/routing/table.rs, src/observe.rs; their names are
+    // unit-tested there) and the glue's hand-over to Envoy.
+    let built = ["&api.stats_allowed", "&observe::refused_stat(&api.stats_prefix, fault)", "stat", "name"];
+    for documented in [
+        "apim.api.<name>.version.<version>.allowed",
+        "apim.api.<name>.version.<version>.refused.code.<code>.level.<level>",
+        "apim.application.<name>.owner.<owner>.allowed|refused",
+    ] {
+        assert!(readme.contains(documented), "README lacks `{documented}`");
+    }
+    let counted = counted_in_sources();
+    assert!(counted.len() >= 8, "the scan finds the counters: {counted:?}");
+    for (file, argument) in counted {
+        let literal = argument.split('"').nth(1);
+        let Some(name) = literal.filter(|name| name.starts_with("apim.")) else {
+            assert!(
+                built.contains(&argument.as_str()),
+                "{file} counts `{argument}`: name it in a literal, or list it here"
+            );
+            continue;
+        };
+        // `format!("apim.fault.{}", …)` is documented as `apim.fault.<code>`.
+        let documented = match name.find('{') {
+            Some(open) => format!("{}<", &name[..open]),
+            None => name.to_string(),
+        };
+        for (doc, text) in [("README.md", &readme), ("docs/HOWTO.md", &howto)] {
+            assert!(text.contains(&documented), "{file} counts `{name}`, which {doc} does not list");
+        }
+    }
+}
