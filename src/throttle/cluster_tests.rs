@@ -644,3 +644,99 @@ fn a_token_given_back_returns_to_the_workers_block_of_its_window_or_to_the_node(
     engine.give_back_for_worker(&mut store, &counter, T0 - 60, T0 + 1, Some(&mut worker));
     assert_eq!(lease_writes(&store, &counter), node_before + 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Review (review-cluster): failing tests for defects found.
+// ---------------------------------------------------------------------------------------------
+
+/// A token granted while the service's clock disagrees is never held (the grant may belong to
+/// another service window) -- but giving it back puts it into the node's lease, where a request
+/// spends it later without a call. Node A's clock is 30 s behind the service (the skew the module
+/// defends against in `tokens_are_held_only_when_the_service_clock_agrees`); node B is in step.
+#[test]
+fn review_tokens_given_back_under_disagreeing_clocks_are_not_admitted_again() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let (mut a, mut b) = (node(), node());
+    let counter = counter(100, 60);
+    // A at its T0+5 (service T0+35, service window T0): 50 requests counted, each then denied
+    // at a later level (WSO2 counts a denied request nowhere): their tokens go back to A's lease.
+    model.skew = 30;
+    let waiting: Vec<_> = (0..50)
+        .map(|_| match take(&engine, &mut a, &counter, T0 + 5) {
+            Step::Call(call, pending) => (model.answer(&call, T0 + 5), pending),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for (answer, pending) in waiting {
+        let step = engine.resume_take(&mut a, &counter, pending, &answer, T0 + 5);
+        assert!(matches!(step, Step::Done(Count { allowed: true, .. })), "{step:?}");
+    }
+    for _ in 0..50 {
+        engine.give_back(&mut a, &counter, T0, T0 + 5);
+    }
+    // Service window T0+60: A (its T0+40, service T0+70) and B (T0+71) admit.
+    let mut admitted = 0;
+    // A spends its 50 held tokens in a burst (the background block it asks for answers after).
+    let mut refills = Vec::new();
+    for _ in 0..50 {
+        if let Step::Done(count) = engine.take(&mut a, &counter, T0 + 40, &mut refills) {
+            admitted += u32::from(count.allowed);
+        }
+    }
+    for refill in &refills {
+        let answer = model.answer(&refill.call, T0 + 40);
+        engine.refilled(&mut a, refill, &answer, T0 + 40);
+    }
+    model.skew = 0;
+    while admit(&engine, &mut b, &mut model, &counter, T0 + 71).unwrap().allowed {
+        admitted += 1;
+    }
+    assert!(admitted <= 100, "limit 100: {admitted} admitted in the service's window T0+60..T0+120");
+}
+
+/// A status whose code is neither OK nor OVER_LIMIT (UNKNOWN, 0) is an answer the filter cannot
+/// read: it should follow `failure_mode` (engine_unusable), not deny the request as throttled and
+/// mark the node's lease exhausted for the rest of the window.
+#[test]
+fn review_an_unknown_status_code_is_unusable_not_a_denial() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut store = node();
+    let counter = counter(10, 3600);
+    let Step::Call(call, pending) = take(&engine, &mut store, &counter, T0) else { panic!() };
+    let Answer::Grpc { message } = ModelService::default().answer(&call, T0) else { panic!() };
+    let mut response = rls::RateLimitResponse::decode(message.as_slice()).unwrap();
+    response.overall_code = 0;
+    for status in &mut response.statuses {
+        status.code = 0;
+    }
+    let answer = Answer::Grpc { message: response.encode_to_vec() };
+    let step = engine.resume_take(&mut store, &counter, pending, &answer, T0);
+    let later = take(&engine, &mut store, &counter, T0 + 10);
+    assert!(
+        matches!(step, Step::Refused(Contended::EngineUnusable)),
+        "UNKNOWN read as: {step:?}; the next request an hour-window later: {later:?}"
+    );
+}
+
+/// A failing service: every request of a node calls again (no memory that it just failed), and
+/// with `failure_mode: allow` a request calls once per cluster-wide level, each waiting up to
+/// `timeout_ms`. Healthy, the node makes ~1 call per 10+ requests.
+#[test]
+fn review_a_failing_service_is_not_called_by_every_request() {
+    let mut service = service(Counting::Leased);
+    service.failure_mode = FailureMode::Allow;
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut store = node();
+    let counter = counter(10_000, 60);
+    let mut calls = 0;
+    for i in 0..100 {
+        if let Step::Call(_, pending) = take(&engine, &mut store, &counter, T0 + i / 10) {
+            calls += 1;
+            let _ = engine.resume_take(&mut store, &counter, pending, &Answer::Failed { code: 4 }, T0 + i / 10);
+        }
+    }
+    assert!(calls <= 20, "{calls} calls to a failing service for 100 requests");
+}

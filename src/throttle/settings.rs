@@ -367,6 +367,21 @@ mod tests {
         assert_eq!((defaults.share_percent, defaults.max), (5, 100));
     }
 
+    /// Review (review-cluster): WSO2's "per month" quotas (the control plane maps `months` to
+    /// 2 592 000 s) count per node, silently, with a rate-limit service and `applies_to: all`;
+    /// envoyproxy/ratelimit has MONTH (30 days) and YEAR (365 days), which the load error even
+    /// lists as units of the service.
+    #[test]
+    fn review_monthly_quotas_count_across_nodes() {
+        let all = compile("", SERVICE).unwrap().throttle;
+        let error = compile(r#""P":{"requests":5,"per":"day","unit_count":30}"#, SERVICE).err();
+        assert_eq!(
+            all.scope_of(None, 10_000, 2_592_000, Units::Requests),
+            Scope::Cluster,
+            "a monthly tier from API-M; 30 days in a config is refused with: {error:?}"
+        );
+    }
+
     #[test]
     fn the_service_settings_are_checked() {
         let policies = r#""P":{"requests":5,"per":"minute"}"#;
