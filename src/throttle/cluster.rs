@@ -24,7 +24,9 @@
 //! steady traffic requests do not wait for the service at all. One block is asked for at a time:
 //! requests that find the lease empty while a block is on its way ask for their own token only,
 //! so a node holds at most one and a half blocks. A token taken for a request that a later level
-//! denied goes back to the lease (WSO2 counts a denied request nowhere). Once the service says
+//! denied goes back to the lease (WSO2 counts a denied request nowhere) when the lease could have
+//! held it: a token of a grant that was not held (see **Windows**) is dropped, since it may
+//! belong to another of the service's windows and the service never un-counts. Once the service says
 //! nothing remains, the node denies locally until the window ends: the service never un-counts,
 //! so no token can come back there.
 //!
@@ -218,12 +220,14 @@ fn window_of(counter: &Counter, now: u64) -> (u64, u64) {
     (start, start.saturating_add(window_s))
 }
 
-fn allowed(counter: &Counter, available: u64, reset_at: u64) -> Count {
-    Count { allowed: true, limit: counter.limit, remaining: available.min(counter.limit), reset_at }
+/// An admitted request's count; `held`: its token came from the node's lease (or a grant the
+/// lease could have held), so it can be given back there.
+fn allowed(counter: &Counter, available: u64, reset_at: u64, held: bool) -> Count {
+    Count { allowed: true, limit: counter.limit, remaining: available.min(counter.limit), reset_at, returnable: held }
 }
 
 fn denied(counter: &Counter, reset_at: u64) -> Count {
-    Count { allowed: false, limit: counter.limit, remaining: 0, reset_at }
+    Count { allowed: false, limit: counter.limit, remaining: 0, reset_at, returnable: false }
 }
 
 impl ClusterEngine<'_> {
@@ -367,7 +371,7 @@ impl ClusterEngine<'_> {
                             None => self.settle(store, counter, pending, Err(Contended::EngineUnusable), now),
                         }
                     }
-                    let count = allowed(counter, lease.available(), reset_at);
+                    let count = allowed(counter, lease.available(), reset_at, true);
                     return Step::Done(match (worker, key) {
                         (Some((leases, _)), Some(key)) => leases.took(&key, counter.window_s, count, u64::from(taken)),
                         _ => count,
@@ -436,7 +440,7 @@ impl ClusterEngine<'_> {
             return match granted {
                 Err(why) => Step::Refused(why),
                 Ok(Granted { tokens: 0, .. }) => Step::Done(denied(counter, reset_at)),
-                Ok(granted) => Step::Done(allowed(counter, u64::from(granted.remaining), reset_at)),
+                Ok(granted) => Step::Done(allowed(counter, u64::from(granted.remaining), reset_at, false)),
             };
         }
         let unit_s = rls::unit_for(counter.window_s).map_or(0, |(_, unit_s)| unit_s);
@@ -450,32 +454,37 @@ impl ClusterEngine<'_> {
                 // Nothing remains on the service for this window; a token another worker gave
                 // back in the meantime still serves this request.
                 lease.remaining = Some(0);
-                return Ok(lease.spend().then_some(*lease));
+                return Ok(lease.spend().then_some((*lease, true)));
             }
             if same_window && granted.clocks_agree(pending.called_at, unit_s) {
                 lease.hold(granted.tokens.saturating_sub(1));
                 lease.remaining = Some(granted.remaining);
+                return Ok(Some((*lease, true)));
             }
             // Otherwise held tokens would outlive the service's window: this request uses one,
-            // the rest are left unspent (fewer admitted, never more).
-            Ok(Some(Lease { held: lease.held, block_asked: 0, remaining: Some(granted.remaining) }))
+            // the rest are left unspent (fewer admitted, never more), and so is this one if a
+            // later level denies the request.
+            Ok(Some((Lease { held: lease.held, block_asked: 0, remaining: Some(granted.remaining) }, false)))
         });
         match outcome {
-            Ok(Ok(Some(lease))) => Step::Done(allowed(counter, lease.available(), reset_at)),
+            Ok(Ok(Some((lease, held)))) => Step::Done(allowed(counter, lease.available(), reset_at, held)),
             Ok(Ok(None)) => Step::Done(denied(counter, reset_at)),
             Ok(Err(why)) => Step::Refused(why),
             // The lease cannot be updated: the answer alone decides this request.
             Err(_) => match granted {
                 Err(why) => Step::Refused(why),
                 Ok(Granted { tokens: 0, .. }) => Step::Done(denied(counter, reset_at)),
-                Ok(granted) => Step::Done(allowed(counter, u64::from(granted.remaining), reset_at)),
+                Ok(granted) => Step::Done(allowed(counter, u64::from(granted.remaining), reset_at, false)),
             },
         }
     }
 
-    /// Returns a token that a denied request took: to the lease of the window it came from.
-    pub fn give_back(&self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
-        self.give_back_for_worker(store, counter, window_start, now, None);
+    /// Returns the token of a take that answered `taken` (a later level denied its request): to
+    /// the lease of the window it came from. A token the lease did not hold (strict counting, or a
+    /// grant under a disagreeing clock or past its window) is dropped: the service counted it,
+    /// perhaps in another of its windows, and never un-counts.
+    pub fn give_back(&self, store: &mut dyn SharedStore, counter: &Counter, taken: &Count, now: u64) {
+        self.give_back_for_worker(store, counter, taken, now, None);
     }
 
     /// [`Self::give_back`], to the calling worker's block of that window when it holds one.
@@ -483,14 +492,16 @@ impl ClusterEngine<'_> {
         &self,
         store: &mut dyn SharedStore,
         counter: &Counter,
-        window_start: u64,
+        taken: &Count,
         now: u64,
         worker: Option<&mut WorkerLeases>,
     ) {
-        if !self.leased() {
+        if !self.leased() || !taken.returnable {
             return;
         }
-        if worker.is_some_and(|leases| leases.give_back(&worker_key(counter), window_start)) {
+        let window_start = taken.window_start(counter.window_s);
+        let key = worker_key(counter);
+        if worker.is_some_and(|leases| leases.give_back(&key, counter.limit, counter.window_s, window_start)) {
             return;
         }
         let _ = self.lease(store, counter, window_start, now, |lease| lease.hold(1));

@@ -386,16 +386,17 @@ fn a_token_given_back_serves_the_next_request_without_a_call() {
     let mut model = ModelService::default();
     let mut store = node();
     let counter = counter(1, 60);
-    assert!(admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
+    let taken = admit(&engine, &mut store, &mut model, &counter, T0).unwrap();
+    assert!(taken.allowed && taken.returnable);
     assert!(!admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
     // A later level denied the admitted request: its token comes back to this node's lease.
-    engine.give_back(&mut store, &counter, T0, T0 + 1);
+    engine.give_back(&mut store, &counter, &taken, T0 + 1);
     let calls = model.calls;
     assert!(admit(&engine, &mut store, &mut model, &counter, T0 + 1).unwrap().allowed);
     assert_eq!(model.calls, calls);
     assert!(!admit(&engine, &mut store, &mut model, &counter, T0 + 1).unwrap().allowed);
     // Given back in a window that has ended, a token does not serve the next one.
-    engine.give_back(&mut store, &counter, T0, T0 + 61);
+    engine.give_back(&mut store, &counter, &taken, T0 + 61);
     let count = admit(&engine, &mut store, &mut model, &counter, T0 + 61).unwrap();
     assert!(count.allowed, "the new window's own token");
     assert!(!admit(&engine, &mut store, &mut model, &counter, T0 + 62).unwrap().allowed);
@@ -438,10 +439,13 @@ fn strict_counting_calls_for_every_request_and_holds_nothing() {
     let mut model = ModelService::default();
     let mut store = node();
     let counter = counter(3, 60);
-    let admitted = (0..10).filter(|_| admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed).count();
+    let counts: Vec<Count> = (0..10).map(|_| admit(&engine, &mut store, &mut model, &counter, T0).unwrap()).collect();
+    let admitted = counts.iter().filter(|count| count.allowed).count();
     assert_eq!((admitted, model.calls), (3, 10));
     assert!(model.counters.values().all(|count| *count == 10), "each call asked for one token");
-    engine.give_back(&mut store, &counter, T0, T0);
+    assert!(!counts[0].returnable, "the service never un-counts");
+    let taken = Count { returnable: true, ..counts[0] };
+    engine.give_back(&mut store, &counter, &taken, T0);
     assert!(!admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed, "strict cannot give back");
 }
 
@@ -636,12 +640,14 @@ fn a_token_given_back_returns_to_the_workers_block_of_its_window_or_to_the_node(
     assert!(!worker.is_empty(), "the worker holds a block");
     let node_before = lease_writes(&store, &counter);
     let before = worker.spend(&worker_key(&counter), 100_000, 60, T0 + 1).map(|c| c.remaining);
-    engine.give_back_for_worker(&mut store, &counter, T0, T0 + 1, Some(&mut worker));
+    let taken = Count { allowed: true, limit: 100_000, remaining: 0, reset_at: T0 + 60, returnable: true };
+    engine.give_back_for_worker(&mut store, &counter, &taken, T0 + 1, Some(&mut worker));
     assert_eq!(lease_writes(&store, &counter), node_before, "the worker's block took it back");
     let after = worker.spend(&worker_key(&counter), 100_000, 60, T0 + 1).map(|c| c.remaining);
     assert_eq!(after, before, "the same token again");
     // Of another window (the worker holds none for it): to the node's lease.
-    engine.give_back_for_worker(&mut store, &counter, T0 - 60, T0 + 1, Some(&mut worker));
+    let earlier = Count { reset_at: T0, ..taken };
+    engine.give_back_for_worker(&mut store, &counter, &earlier, T0 + 1, Some(&mut worker));
     assert_eq!(lease_writes(&store, &counter), node_before + 1);
 }
 
@@ -669,12 +675,14 @@ fn review_tokens_given_back_under_disagreeing_clocks_are_not_admitted_again() {
             other => panic!("{other:?}"),
         })
         .collect();
+    let mut taken = Vec::new();
     for (answer, pending) in waiting {
         let step = engine.resume_take(&mut a, &counter, pending, &answer, T0 + 5);
-        assert!(matches!(step, Step::Done(Count { allowed: true, .. })), "{step:?}");
+        let Step::Done(count @ Count { allowed: true, .. }) = step else { panic!("{step:?}") };
+        taken.push(count);
     }
-    for _ in 0..50 {
-        engine.give_back(&mut a, &counter, T0, T0 + 5);
+    for count in &taken {
+        engine.give_back(&mut a, &counter, count, T0 + 5);
     }
     // Service window T0+60: A (its T0+40, service T0+70) and B (T0+71) admit.
     let mut admitted = 0;

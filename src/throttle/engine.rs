@@ -5,9 +5,10 @@
 //!   ([`Count`]); an engine whose counters are elsewhere may first ask for a call
 //!   ([`Step::Call`]) and finish in [`Engine::resume_take`];
 //! - **give back**: undo a take, when a later level denied the request (WSO2 counts only what it
-//!   lets through). An engine that cannot give back leaves the count: the denied request then
-//!   also counts at the levels before the one that denied it, and the engine must say so in its
-//!   documentation;
+//!   lets through), returning its token where the take found it: the same window, block or lease.
+//!   A take whose token has no such place says so ([`Count::returnable`]: a rate-limit service
+//!   never un-counts) and its give back drops the token: the denied request then also counts at
+//!   the levels before the one that denied it, and the engine must say so in its documentation;
 //! - **check** a byte budget (bandwidth policies) without counting, and **charge** bytes that
 //!   passed, whatever the limit.
 //!
@@ -54,12 +55,9 @@ pub trait Engine {
         answer: &Answer,
         now: u64,
     ) -> Step<Count, EngineResume, Contended>;
-    /// Undoes one take at `counter`, made in the window starting at `window_start` (a new window
-    /// may have begun since).
-    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64);
-    /// Whether a token given back at `counter` can be taken again: false where the count lives in
-    /// a rate-limit service that cannot take a hit back (strict counting).
-    fn takes_back(&self, counter: &Counter) -> bool;
+    /// Undoes the take at `counter` that answered `taken`, in the window it was counted in (a new
+    /// window may have begun since); nothing when the take is not [`Count::returnable`].
+    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, taken: &Count, now: u64);
     /// Whether a byte budget has room; counts nothing.
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended>;
     /// Adds bytes that passed to a byte budget, whatever its limit.
@@ -125,18 +123,18 @@ impl Engine for LocalEngine<'_> {
         }
     }
 
-    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
+    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, taken: &Count, now: u64) {
+        if !taken.returnable {
+            return;
+        }
+        let window_start = taken.window_start(counter.window_s);
         if let Some(leases) = self.leases.as_deref_mut() {
-            if leases.give_back(&counter.key, window_start) {
+            if leases.give_back(&counter.key, counter.limit, counter.window_s, window_start) {
                 return;
             }
         }
         let undo = Hit::Undo(window_start);
         let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, undo, now, self.settings);
-    }
-
-    fn takes_back(&self, _counter: &Counter) -> bool {
-        true
     }
 
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {
@@ -206,17 +204,11 @@ impl Engine for Engines<'_> {
         }
     }
 
-    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, window_start: u64, now: u64) {
+    fn give_back(&mut self, store: &mut dyn SharedStore, counter: &Counter, taken: &Count, now: u64) {
         match self.cluster_for(counter) {
-            Some(cluster) => {
-                cluster.give_back_for_worker(store, counter, window_start, now, self.local.leases.as_deref_mut())
-            }
-            None => self.local.give_back(store, counter, window_start, now),
+            Some(cluster) => cluster.give_back_for_worker(store, counter, taken, now, self.local.leases.as_deref_mut()),
+            None => self.local.give_back(store, counter, taken, now),
         }
-    }
-
-    fn takes_back(&self, counter: &Counter) -> bool {
-        self.cluster_for(counter).is_none_or(|cluster| cluster.leased())
     }
 
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {
@@ -340,14 +332,15 @@ mod tests {
         let first = take(&mut store, &mut leases, &counter, 120);
         assert_eq!(first.remaining, 999, "a block of 50: 950 left in shared data, 49 held");
         let mut engine = LocalEngine { settings: SETTINGS, leasing: LEASING, leases: Some(&mut leases) };
-        engine.give_back(&mut store, &counter, 120, 120);
+        engine.give_back(&mut store, &counter, &first, 120);
         let again = take(&mut store, &mut leases, &counter, 120);
         assert_eq!(again.remaining, 999, "the token went back to the lease");
         // Counted request by request near the limit: a give back reaches shared data.
         let small = Counter { key: "small".into(), ..api_counter(3) };
-        assert_eq!(take(&mut store, &mut leases, &small, 120).remaining, 2);
+        let taken = take(&mut store, &mut leases, &small, 120);
+        assert_eq!(taken.remaining, 2);
         let mut engine = LocalEngine { settings: SETTINGS, leasing: LEASING, leases: Some(&mut leases) };
-        engine.give_back(&mut store, &small, 120, 120);
+        engine.give_back(&mut store, &small, &taken, 120);
         let Step::Done(count) = LocalEngine::unleased(SETTINGS).take(&mut store, &small, 120) else { panic!() };
         assert_eq!(count.remaining, 2, "shared data has it back");
     }

@@ -40,6 +40,12 @@ pub struct Count {
     pub remaining: u64,
     /// When the window ends (Unix seconds).
     pub reset_at: u64,
+    /// The request's token can be given back where it was taken from (the window's count, or the
+    /// block or lease that held it): false for a token a rate-limit service granted that its node
+    /// could not hold (the service's clock disagreed, or its window had ended), or one counted
+    /// strictly there. Such a token, given back, would be admitted a second time: the service
+    /// never un-counts it, so it is dropped instead.
+    pub returnable: bool,
 }
 
 /// Why a level could not count a request.
@@ -57,6 +63,13 @@ pub enum Contended {
     SlotFull,
     /// The slot does not exist (it is created at configure time) or cannot be read.
     SlotMissing,
+}
+
+impl Count {
+    /// Where the window this count was taken in starts, for windows of `window_s` seconds.
+    pub fn window_start(&self, window_s: u64) -> u64 {
+        self.reset_at.saturating_sub(window_s.max(1))
+    }
 }
 
 impl Contended {
@@ -239,7 +252,8 @@ pub fn hit(
             Hit::Add(units) => (true, current.saturating_add(units)),
             Hit::Undo(_) => (true, current.saturating_sub(1)),
         };
-        (next, Count { allowed, limit, remaining: limit.saturating_sub(next), reset_at })
+        let returnable = allowed && hit == Hit::Request;
+        (next, Count { allowed, limit, remaining: limit.saturating_sub(next), reset_at, returnable })
     })
 }
 
@@ -260,7 +274,8 @@ pub fn take_block(
         let remaining = limit.saturating_sub(current);
         let taken = block(remaining).max(1).min(remaining);
         let next = current.saturating_add(taken);
-        let count = Count { allowed: taken > 0, limit, remaining: limit.saturating_sub(next), reset_at };
+        let allowed = taken > 0;
+        let count = Count { allowed, limit, remaining: limit.saturating_sub(next), reset_at, returnable: allowed };
         (next, (count, taken))
     })
 }

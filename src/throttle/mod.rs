@@ -130,9 +130,9 @@ struct Evaluation {
     /// Levels given back while waiting for a call, taken again (last first) right after the
     /// level that called, before `next`. Empty, it allocates nothing.
     retake: Vec<usize>,
-    /// Counters that took the request, with the start of the window each took it in (given back
-    /// if a later level denies it).
-    taken: Vec<(usize, u64)>,
+    /// Counters that took the request, with what each answered (the window it was taken in, and
+    /// whether its token can be given back if a later level denies the request).
+    taken: Vec<(usize, Count)>,
     /// How many times this request gave back its tokens to wait for a call.
     releases: u8,
     over_quota: bool,
@@ -176,14 +176,11 @@ impl Evaluation {
         let count = match step {
             Step::Done(count) => count,
             Step::Call(call, engine) => {
-                let counters = &self.counters;
-                let releasable = |(index, _): &(usize, u64)| {
-                    counters.get(*index).is_some_and(|taken| context.engine.takes_back(taken))
-                };
+                let releasable = |(_, taken): &(usize, Count)| taken.returnable;
                 if !self.taken.is_empty() && self.releases < RELEASES_FOR_CALLS && self.taken.iter().all(releasable) {
                     // Waiting holds nothing: what the levels before took goes back now and is
                     // taken again, in order, right after this level once the call answers.
-                    // (A strictly counted level is held: the service cannot take its hit back.)
+                    // (A token that cannot go back is held: the service cannot take its hit back.)
                     self.releases += 1;
                     self.retake.extend(self.taken.iter().rev().map(|(index, _)| *index));
                     self.give_back(context);
@@ -231,16 +228,15 @@ impl Evaluation {
         if counter.units == Units::Requests {
             // The RateLimit headers speak of requests: byte budgets do not take part.
             self.rate_limit = tighter(self.rate_limit, &count, context.now);
-            let window_start = count.reset_at.saturating_sub(counter.window_s.max(1));
-            self.taken.push((self.current, window_start));
+            self.taken.push((self.current, count));
         }
         None
     }
 
     fn give_back(&mut self, context: &mut Context<'_>) {
-        for (index, window_start) in std::mem::take(&mut self.taken) {
+        for (index, taken) in std::mem::take(&mut self.taken) {
             if let Some(counter) = self.counters.get(index) {
-                context.engine.give_back(context.store, counter, window_start, context.now);
+                context.engine.give_back(context.store, counter, &taken, context.now);
             }
         }
     }
@@ -658,7 +654,7 @@ mod tests {
         assert!(first.allowed);
         let Step::Done(second) = engine.take(&mut store, &plan, 60) else { panic!() };
         assert!(second.allowed, "the new window's one request");
-        engine.give_back(&mut store, &plan, first.reset_at - 60, 61);
+        engine.give_back(&mut store, &plan, &first, 61);
         let Step::Done(third) = engine.take(&mut store, &plan, 61) else { panic!() };
         assert!(!third.allowed, "the new window stays full");
     }

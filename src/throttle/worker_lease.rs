@@ -78,6 +78,7 @@ impl Lease {
             limit: self.limit,
             remaining: self.remaining_after_take.saturating_add(self.held),
             reset_at: self.reset_at(),
+            returnable: true,
         }
     }
 }
@@ -140,12 +141,14 @@ impl WorkerLeases {
         lease.count()
     }
 
-    /// Takes back one token spent from `key`'s lease in the window starting at `window_start` (a
-    /// later level denied the request); false when this worker holds no lease for that window
-    /// (the token was counted in shared data and goes back there).
-    pub fn give_back(&mut self, key: &str, window_start: u64) -> bool {
+    /// Takes back one token of `key` (limit per `window_s`-second window) spent in the window
+    /// starting at `window_start` (a later level denied the request); false when this worker
+    /// holds no lease of that counter in that window (the token was counted in shared data and
+    /// goes back there). A lease of the same key under another limit or window length (the
+    /// policy changed meanwhile) is another counter: its tokens are counted in another entry.
+    pub fn give_back(&mut self, key: &str, limit: u64, window_s: u64, window_start: u64) -> bool {
         match self.leases.get_mut(key) {
-            Some(lease) if lease.window_start == window_start => {
+            Some(lease) if lease.limit == limit && lease.window_s == window_s.max(1) && lease.window_start == window_start => {
                 lease.held = lease.held.saturating_add(1);
                 true
             }
@@ -170,7 +173,7 @@ mod tests {
     const LEASING: Leasing = Leasing { share_percent: 5, max: 100 };
 
     fn taken(limit: u64, remaining: u64, reset_at: u64) -> Count {
-        Count { allowed: true, limit, remaining, reset_at }
+        Count { allowed: true, limit, remaining, reset_at, returnable: true }
     }
 
     #[test]
@@ -207,12 +210,16 @@ mod tests {
     fn a_block_of_one_ends_the_lease_so_given_back_tokens_return_to_shared_data() {
         let mut leases = WorkerLeases::default();
         leases.took("k", 60, taken(100, 50, 120), 3);
-        assert!(leases.give_back("k", 60), "a lease of that window takes it back");
-        assert!(!leases.give_back("k", 0), "not one of another window");
+        assert!(leases.give_back("k", 100, 60, 60), "a lease of that window takes it back");
+        assert!(!leases.give_back("k", 100, 60, 0), "not one of another window");
+        // The policy changed between the take and the give back: its tokens count in another
+        // entry of shared data (another window length), or under another limit.
+        assert!(!leases.give_back("k", 100, 30, 60), "not one of another window length");
+        assert!(!leases.give_back("k", 50, 60, 60), "not one of another limit");
         leases.took("k", 60, taken(100, 10, 120), 1);
         assert!(leases.is_empty());
-        assert!(!leases.give_back("k", 60), "counted in shared data: given back there");
-        leases.took("k", 60, Count { allowed: false, limit: 100, remaining: 0, reset_at: 120 }, 5);
+        assert!(!leases.give_back("k", 100, 60, 60), "counted in shared data: given back there");
+        leases.took("k", 60, Count { allowed: false, limit: 100, remaining: 0, reset_at: 120, returnable: false }, 5);
         assert!(leases.is_empty(), "a denied take holds nothing");
     }
 
