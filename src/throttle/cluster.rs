@@ -534,7 +534,9 @@ impl Granted {
 /// otherwise), each carrying the limit the filter sent. An answer without it (a service without
 /// the domain in its configuration answers OK with no limit) or with another limit or unit (a
 /// service applying a rule of its own) is unusable: its grants would count against a limit the
-/// filter never set.
+/// filter never set. So is an answer with a code other than OK or OVER_LIMIT (UNKNOWN says
+/// nothing of the count), or whose overall code contradicts its statuses (OVER_LIMIT exactly when
+/// one of them is; a service in global shadow mode answers OK over statuses over the limit).
 pub fn read_answer(answer: &Answer, pending: Pending, counter: &Counter) -> Result<Granted, Contended> {
     let requested = pending.requested;
     let descriptors = if pending.whole { 1 } else { requested };
@@ -550,6 +552,12 @@ pub fn read_answer(answer: &Answer, pending: Pending, counter: &Counter) -> Resu
         status.current_limit.as_ref().map(|limit| (limit.requests_per_unit, limit.unit)) == sent
     };
     if usize::try_from(descriptors).ok() != Some(statuses.len()) || !statuses.iter().all(limit_sent) {
+        return Err(Contended::EngineUnusable);
+    }
+    let known = |code: i32| code == rls::CODE_OK || code == rls::CODE_OVER_LIMIT;
+    let any_over = statuses.iter().any(|status| status.code == rls::CODE_OVER_LIMIT);
+    let overall_over = response.overall_code == rls::CODE_OVER_LIMIT;
+    if !known(response.overall_code) || !statuses.iter().all(|status| known(status.code)) || any_over != overall_over {
         return Err(Contended::EngineUnusable);
     }
     let ok = statuses.iter().filter(|status| status.code == rls::CODE_OK);

@@ -490,6 +490,28 @@ fn answers_without_the_limits_sent_or_unreadable_are_unusable_and_failures_unava
     assert_eq!(resume_with(&own_rule(10, hour)), Some(Contended::EngineUnusable), "another unit");
     assert_eq!(resume_with(&own_rule(10, minute)), None, "the limit sent");
     assert_eq!(resume_with(&|call| ModelService::default().answer(call, T0)), None);
+    // Codes: only OK and OVER_LIMIT, and the overall code OVER_LIMIT exactly when a status is.
+    let coded = |overall: i32, first: i32| {
+        move |call: &Call| {
+            let Answer::Grpc { message } = ModelService::default().answer(call, T0) else { panic!() };
+            let mut response = rls::RateLimitResponse::decode(message.as_slice()).unwrap();
+            response.overall_code = overall;
+            response.statuses[0].code = first;
+            Answer::Grpc { message: response.encode_to_vec() }
+        }
+    };
+    let (ok, over) = (rls::CODE_OK, rls::CODE_OVER_LIMIT);
+    assert_eq!(resume_with(&coded(ok, ok)), None);
+    assert_eq!(resume_with(&coded(over, over)), None, "the first token over the limit: a usable denial");
+    for (overall, first, what) in [
+        (0, ok, "UNKNOWN overall"),
+        (ok, 0, "an UNKNOWN status"),
+        (ok, 3, "a code the protocol does not have"),
+        (ok, over, "OK over a status over the limit (global shadow mode)"),
+        (over, ok, "OVER_LIMIT with every status OK"),
+    ] {
+        assert_eq!(resume_with(&coded(overall, first)), Some(Contended::EngineUnusable), "{what}");
+    }
 }
 
 #[test]
