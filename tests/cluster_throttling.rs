@@ -56,6 +56,8 @@ fn config(service: Value) -> String {
             open("One", "/one", "Forty"),
             open("Edge", "/edge", "TwentyPerTwoSeconds"),
             open("Blocks", "/blocks", "SixHundredPerHour"),
+            open("Month", "/month", "ThirtyPerMonth"),
+            open("Year", "/year", "TwentyPerYear"),
             {"name": "Failing", "context": "/failing", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
              "resources": failing_resources},
             {"name": "Two", "context": "/two", "version": "1.0.0", "security": ["api_key"], "policy": "Ten",
@@ -72,7 +74,9 @@ fn config(service: Value) -> String {
             "Ten": {"requests": 10, "per": "minute"},
             "Three": {"requests": 3, "per": "minute"},
             "Five": {"requests": 5, "per": "minute"},
-            "TwentyPerTwoSeconds": {"requests": 20, "per": "second", "unit_count": 2}
+            "TwentyPerTwoSeconds": {"requests": 20, "per": "second", "unit_count": 2},
+            "ThirtyPerMonth": {"requests": 30, "per": "day", "unit_count": 30},
+            "TwentyPerYear": {"requests": 20, "per": "day", "unit_count": 365}
         }
     })
     .to_string()
@@ -264,6 +268,26 @@ fn workers_spending_blocks_of_their_nodes_lease_never_admit_more_than_n_across_n
     let calls = calls(&cluster.nodes[0]) + calls(&cluster.nodes[1]);
     eprintln!("{during} + {after} admitted; {calls} service calls for {} requests", outcomes.len() + after + 2);
     assert!(calls * 5 < 1200, "{calls} service calls for 1200 requests");
+}
+
+#[test]
+fn monthly_and_yearly_quotas_count_across_nodes_in_the_services_month_and_year() {
+    // WSO2's months are 30 days, as the service's MONTH; a 365-day year is its YEAR. Counted per
+    // node, two nodes would admit twice the limit; the service's keys name its unit's window.
+    let redis = Redis::start();
+    let service = RateLimit::start(&redis);
+    let cluster = Cluster::start(&service, json!({"counting": "leased"}));
+    let ports = cluster.ports();
+    for (path, limit, unit_s) in [("/month/1.0.0/x", 30, 2_592_000u64), ("/year/1.0.0/x", 20, 31_536_000)] {
+        away_from_window_end(unit_s, 25);
+        let outcomes = load(&ports, path, &[], 4, limit * 2);
+        let during = admitted(&outcomes);
+        let after = drain(&ports, path, &[], limit);
+        assert_eq!(during + after, limit, "{path}: {during} admitted under load, {after} after it");
+        let window_start = (now_f64() as u64) / unit_s * unit_s;
+        let keys = redis.command(&["KEYS", &format!("*_{window_start}")]);
+        assert!(keys.contains(&format!("_{window_start}")), "{path}: no key of the service's window: {keys}");
+    }
 }
 
 #[test]

@@ -99,9 +99,12 @@ pub struct Duration {
 pub const CODE_OK: i32 = 1;
 pub const CODE_OVER_LIMIT: i32 = 2;
 
-/// `envoy.type.v3.RateLimitUnit` values and their lengths in seconds (the reference server counts
-/// a month as 30 days; WEEK is 7 on the response's enum and accepted on overrides).
-pub const UNITS: [(i32, u64); 5] = [(1, 1), (2, 60), (3, 3_600), (4, 86_400), (7, 604_800)];
+/// `envoy.type.v3.RateLimitUnit` values and their lengths in seconds, shortest first: SECOND,
+/// MINUTE, HOUR, DAY, WEEK (7 on the response's enum, accepted on overrides), MONTH (5) and YEAR
+/// (6). The reference server counts a month as 30 days and a year as 365 (its
+/// `utils.UnitToDivider`), aligned to Unix time as every unit: WSO2's months are 30 days too.
+pub const UNITS: [(i32, u64); 7] =
+    [(1, 1), (2, 60), (3, 3_600), (4, 86_400), (7, 604_800), (5, 2_592_000), (6, 31_536_000)];
 
 /// The smallest service unit that a window of `window_s` seconds divides, so that no window of
 /// ours straddles one of the service's windows (its counter key changes at its unit's boundaries).
@@ -170,5 +173,11 @@ mod tests {
         assert_eq!(unit_for(480), Some((4, 86_400)), "8 minutes do not divide an hour");
         assert_eq!(unit_for(420), Some((7, 604_800)), "7 minutes divide a week");
         assert_eq!(unit_for(660), None, "11 minutes divide no unit");
+        assert_eq!(unit_for(2_592_000), Some((5, 2_592_000)), "WSO2's month: the service's MONTH");
+        assert_eq!(unit_for(172_800), Some((5, 2_592_000)), "2 days divide no week, but a month");
+        assert_eq!(unit_for(31_536_000), Some((6, 31_536_000)), "a 365-day year");
+        assert_eq!(unit_for(86_400 * 73), Some((6, 31_536_000)), "73 days divide a year, no month");
+        assert_eq!(unit_for(31_536_000 * 2), None, "longer than any unit");
+        assert!(UNITS.windows(2).all(|pair| pair[0].1 < pair[1].1), "the smallest unit is found first");
     }
 }
