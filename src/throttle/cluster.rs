@@ -40,6 +40,13 @@
 //! whose traffic for the counter stops leaves at most its one block unspent, besides what its
 //! node holds.
 //!
+//! **A failing service.** A call that fails (no answer within `timeout_ms`, a gRPC error) or is
+//! answered unusably is remembered in the node's shared data, and for the rest of that second
+//! and the next no request of the node calls: each level that would call follows `failure_mode`
+//! at once (held tokens are still spent). The remaining cluster-wide levels of the request whose
+//! call failed are among them, so a request waits for at most one failed call, and a node calls a
+//! failing service about once a second instead of once per request and level.
+//!
 //! **Strict counting.** One call per request and cluster-wide level, nothing held, as Envoy's
 //! own rate-limit filter does. A token cannot be given back: a request denied at a later level
 //! stays counted at the cluster-wide levels before it.
@@ -174,6 +181,16 @@ enum Found {
     /// Nothing held: ask for this many tokens (a block when `block`; in one increment when
     /// `whole`).
     Ask { tokens: u32, block: bool, whole: bool },
+    /// Nothing held, and the service failed a moment ago: no call.
+    Failing(Contended),
+}
+
+/// After a failed call, the node calls no more for the rest of that second and this many more.
+const PAUSE_AFTER_FAILURE_S: u64 = 1;
+
+/// The shared-data key where a node remembers its last failed call to the service.
+fn failure_key(service: &RateLimitService) -> String {
+    format!("apim.rls.failed.{}", service.cluster)
 }
 
 /// A block is asked for in one increment while the service last said more than this many of the
@@ -234,6 +251,36 @@ impl ClusterEngine<'_> {
     /// Whether this engine counts from leases (which take a token given back) or strictly.
     pub fn leased(&self) -> bool {
         self.service.counting == Counting::Leased
+    }
+
+    /// Why the node's last call to the service failed, while that is recent enough to call no more
+    /// (see the module's docs); `None` when calls may go.
+    fn recent_failure(&self, store: &dyn SharedStore, now: u64) -> Option<Contended> {
+        let (value, _) = store.shared_get(&failure_key(self.service)).ok().flatten()?;
+        let (at, why) = value.split_first_chunk::<8>()?;
+        let at = u64::from_le_bytes(*at);
+        // A failure stamped ahead of this clock (stepped back since) is not recent.
+        if now < at || now > at.saturating_add(PAUSE_AFTER_FAILURE_S) {
+            return None;
+        }
+        match why.first() {
+            Some(0) => Some(Contended::EngineUnavailable),
+            Some(1) => Some(Contended::EngineUnusable),
+            _ => None,
+        }
+    }
+
+    /// Remembers a call the service failed or answered unusably (the last one wins: a timestamp
+    /// written without compare-and-swap).
+    fn remember_failure(&self, store: &mut dyn SharedStore, why: Contended, now: u64) {
+        let code = match why {
+            Contended::EngineUnavailable => 0u8,
+            Contended::EngineUnusable => 1,
+            _ => return,
+        };
+        let mut value = now.to_le_bytes().to_vec();
+        value.push(code);
+        let _ = store.shared_set(&failure_key(self.service), &value, None);
     }
 
     /// Applies `change` to the counter's lease in the window starting at `window_start`.
@@ -331,6 +378,7 @@ impl ClusterEngine<'_> {
     ) -> Step<Count, Pending, Contended> {
         let (window_start, reset_at) = window_of(counter, now);
         let (mut tokens, mut block, mut whole) = (1, false, false);
+        let failing = self.recent_failure(store, now);
         if self.leased() {
             let key = worker.as_ref().map(|_| worker_key(counter));
             let mut worker_leasing = None;
@@ -347,7 +395,7 @@ impl ClusterEngine<'_> {
                 let wanted = worker_leasing.map_or(1, |leasing| worker_block(leasing, lease));
                 let taken = lease.spend_block(wanted);
                 if taken > 0 {
-                    let low = lease.held <= size / 2 && lease.remaining != Some(0);
+                    let low = lease.held <= size / 2 && lease.remaining != Some(0) && failing.is_none();
                     let refill = (low && !lease.block_on_its_way(now, timeout_ms)).then(|| {
                         lease.block_asked = Lease::stamp(now);
                         (size, whole)
@@ -356,6 +404,8 @@ impl ClusterEngine<'_> {
                 } else if lease.remaining == Some(0) {
                     // The service said nothing remains in this window, and nothing came back since.
                     Found::Exhausted
+                } else if let Some(why) = failing {
+                    Found::Failing(why)
                 } else if lease.block_on_its_way(now, timeout_ms) {
                     Found::Ask { tokens: 1, block: false, whole: false }
                 } else {
@@ -378,12 +428,16 @@ impl ClusterEngine<'_> {
                     });
                 }
                 Ok(Found::Exhausted) => return Step::Done(denied(counter, reset_at)),
+                Ok(Found::Failing(why)) => return Step::Refused(why),
                 Ok(Found::Ask { tokens: asked, block: is_block, whole: in_one }) => {
                     (tokens, block, whole) = (asked, is_block, in_one);
                 }
                 // No lease can be kept: one token for this request, as strict counting does.
                 Err(_) => (tokens, block, whole) = (1, false, false),
             }
+        }
+        if let Some(why) = failing {
+            return Step::Refused(why);
         }
         match self.call(counter, window_start, tokens, whole) {
             Some(call) => Step::Call(call, Pending { window_start, requested: tokens, whole, block, called_at: now }),
@@ -422,6 +476,9 @@ impl ClusterEngine<'_> {
     /// Reads the answer to a background block (see [`ClusterEngine::settle`]).
     pub fn refilled(&self, store: &mut dyn SharedStore, refill: &Refill, answer: &Answer, now: u64) {
         let granted = read_answer(answer, refill.pending, &refill.counter);
+        if let Err(why) = granted {
+            self.remember_failure(store, why, now);
+        }
         self.settle(store, &refill.counter, refill.pending, granted, now);
     }
 
@@ -435,6 +492,9 @@ impl ClusterEngine<'_> {
         now: u64,
     ) -> Step<Count, Pending, Contended> {
         let granted = read_answer(answer, pending, counter);
+        if let Err(why) = granted {
+            self.remember_failure(store, why, now);
+        }
         let reset_at = pending.window_start.saturating_add(counter.window_s.max(1));
         if !self.leased() {
             return match granted {

@@ -376,7 +376,10 @@ fn a_low_lease_asks_for_its_next_block_in_the_background_one_block_at_a_time() {
     assert!(pending.block);
     let failed = engine.resume_take(&mut store, &counter, pending, &Answer::Failed { code: 14 }, T0 + 10);
     assert!(matches!(failed, Step::Refused(Contended::EngineUnavailable)));
-    assert!(asked(&take(&engine, &mut store, &counter, T0 + 10)).1);
+    // The node leaves the failing service alone for the rest of that second and the next.
+    let refused = |step| matches!(step, Step::Refused(Contended::EngineUnavailable));
+    assert!(refused(take(&engine, &mut store, &counter, T0 + 10)) && refused(take(&engine, &mut store, &counter, T0 + 11)));
+    assert!(asked(&take(&engine, &mut store, &counter, T0 + 12)).1);
 }
 
 #[test]
@@ -769,4 +772,28 @@ fn review_a_failing_service_is_not_called_by_every_request() {
         }
     }
     assert!(calls <= 20, "{calls} calls to a failing service for 100 requests");
+}
+
+#[test]
+fn a_failed_background_block_pauses_calls_but_held_tokens_are_still_spent() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let counter = counter(1000, 60);
+    assert!(admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
+    let mut refills = Vec::new();
+    while refills.is_empty() {
+        assert!(matches!(engine.take(&mut store, &counter, T0, &mut refills), Step::Done(Count { allowed: true, .. })));
+    }
+    engine.refilled(&mut store, &refills[0], &Answer::Failed { code: 4 }, T0);
+    let calls = model.calls;
+    let mut held = 0;
+    while let Step::Done(Count { allowed: true, .. }) = take(&engine, &mut store, &counter, T0 + 1) {
+        held += 1;
+    }
+    assert!(held > 0, "the tokens the node held still serve");
+    assert!(matches!(take(&engine, &mut store, &counter, T0 + 1), Step::Refused(Contended::EngineUnavailable)));
+    assert_eq!(model.calls, calls, "no call to the failing service");
+    assert!(matches!(take(&engine, &mut store, &counter, T0 + 2), Step::Call(..)), "calls resume");
 }

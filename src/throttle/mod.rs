@@ -550,13 +550,20 @@ mod tests {
         assert_eq!(calls, 1, "the first level's call failed: nothing further is asked");
         let Outcome::Denied { fault, uncounted, .. } = outcome else { panic!("{outcome:?}") };
         assert_eq!((fault.code, uncounted), (900808, Some(Contended::EngineUnavailable)));
-        // `allow`: every level's call fails, the request passes uncounted.
+        // `allow`: the first level's call fails, and the five levels after it (subscription, burst,
+        // application, custom, hard limit) do not call the failing service: the request waits for
+        // one failed call at most, and passes uncounted.
         service.failure_mode = FailureMode::Allow;
         fixture.throttle.rate_limit_service = Some(service);
+        let mut store = MemoryStore::prepared(4096);
         let (outcome, calls) = evaluate_with_calls(&fixture, &down, &mut store);
         let Outcome::Allowed { uncounted, .. } = outcome else { panic!("{outcome:?}") };
         assert_eq!(uncounted, Some(Contended::EngineUnavailable));
-        assert_eq!(calls, 6, "resource, subscription, burst, application, custom, hard limit");
+        assert_eq!(calls, 1, "one failed call per request, not one per level");
+        // The node remembers: the next request in that second does not call at all.
+        let (outcome, calls) = evaluate_with_calls(&fixture, &down, &mut store);
+        assert!(matches!(outcome, Outcome::Allowed { uncounted: Some(Contended::EngineUnavailable), .. }));
+        assert_eq!(calls, 0);
         // The local failure mode is untouched by the service's.
         assert_eq!(fixture.throttle.failure_mode_for(Contended::SlotFull), FailureMode::Deny);
     }
