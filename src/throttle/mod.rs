@@ -749,6 +749,32 @@ mod tests {
     }
 
     #[test]
+    fn reload_a_bandwidth_policy_made_a_request_policy_does_not_read_bytes_as_requests() {
+        // The API's policy counted body bytes; the operator turns it into a request count.
+        let fixture = |one: &str| {
+            compile(&format!(
+                r#"{{"apis":[{{"name":"A","context":"/a","version":"1","endpoints":{{"production":"c"}},"policy":"One",
+                      "resources":[{{"method":"GET","path":"/r"}}]}}],
+                  "policies":{{"One":{one}}}}}"#
+            ))
+        };
+        let before = fixture(r#"{"bytes":10000000,"per":"hour"}"#);
+        let mut store = MemoryStore::prepared(4096);
+        let Outcome::Allowed { byte_counters, .. } = evaluate(&before, &caller("u"), &mut store) else { panic!() };
+        let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
+        charge_bytes(&mut engine, &mut store, &byte_counters, 64_000, NOW);
+        // After the update, in the same hour: no request has been counted under the new policy.
+        let after = fixture(r#"{"requests":1000,"per":"hour"}"#);
+        assert_eq!(outcome_code(&after, &caller("u"), &mut store), None, "64,000 bytes read as 64,000 requests");
+        // And back: the 1 request counted is not 1 byte of the budget, nor the bytes requests.
+        let key = |fixture: &Fixture| {
+            let api = &fixture.routes.apis[0];
+            plan::plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller("u"))[0].key.clone()
+        };
+        assert_eq!((key(&after), key(&before)), ("api:/a:1".to_string(), "api:/a:1:bytes".to_string()));
+    }
+
+    #[test]
     fn the_user_is_the_end_user_else_the_owner_else_anonymous() {
         let mut caller = caller("bob");
         assert_eq!(caller.user(), "bob");

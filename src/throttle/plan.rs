@@ -94,12 +94,25 @@ pub struct Counter {
     pub scope: Scope,
 }
 
+/// The last part of a byte budget's key: what it counts is part of a counter's identity, so a
+/// policy that changes from bytes to requests (a live update, API-M changing a policy's type, a
+/// subscription moved from a bandwidth tier to a request tier) starts a fresh count instead of
+/// reading the bytes of the window as requests. Request counters' keys carry no marker: they are
+/// the keys the rate-limit service and its Redis have always seen.
+const BYTES_MARKER: &str = "bytes";
+
 impl Counter {
     fn new(level: Level, key: String, spec: &PolicySpec, throttle: &ThrottleConfig) -> Counter {
         let (limit, window_s, units) = match (level, spec.burst) {
             // Burst control counts requests within its own window, whatever the tier counts.
             (Level::Burst, Some((requests, window_s))) => (requests, window_s, Units::Requests),
             _ => (spec.limit, spec.window_s, if spec.bytes { Units::Bytes } else { Units::Requests }),
+        };
+        // Each level's key has a fixed number of parts, each with its `:` escaped: one part more
+        // is no other counter's key.
+        let key = match units {
+            Units::Requests => key,
+            Units::Bytes => format!("{key}:{BYTES_MARKER}"),
         };
         Counter {
             level,
