@@ -1,0 +1,55 @@
+//! Tests of what an evaluation says and keeps, for byte budgets and configuration updates: the
+//! RateLimit headers speak of requests only, and a policy changed between bytes and requests
+//! starts a fresh count.
+
+use super::limiter::tests::MemoryStore;
+use super::limiter::Settings;
+use super::tests::{caller, compile, evaluate, outcome_code, Fixture, NOW};
+use super::*;
+
+#[test]
+fn reload_a_bandwidth_policy_made_a_request_policy_does_not_read_bytes_as_requests() {
+    // The API's policy counted body bytes; the operator turns it into a request count.
+    let fixture = |one: &str| {
+        compile(&format!(
+            r#"{{"apis":[{{"name":"A","context":"/a","version":"1","endpoints":{{"production":"c"}},"policy":"One",
+                  "resources":[{{"method":"GET","path":"/r"}}]}}],
+              "policies":{{"One":{one}}}}}"#
+        ))
+    };
+    let before = fixture(r#"{"bytes":10000000,"per":"hour"}"#);
+    let mut store = MemoryStore::prepared(4096);
+    let Outcome::Allowed { byte_counters, .. } = evaluate(&before, &caller("u"), &mut store) else { panic!() };
+    let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
+    charge_bytes(&mut engine, &mut store, &byte_counters, 64_000, NOW);
+    // After the update, in the same hour: no request has been counted under the new policy.
+    let after = fixture(r#"{"requests":1000,"per":"hour"}"#);
+    assert_eq!(outcome_code(&after, &caller("u"), &mut store), None, "64,000 bytes read as 64,000 requests");
+    // And back: the 1 request counted is not 1 byte of the budget, nor the bytes requests.
+    let key = |fixture: &Fixture| {
+        let api = &fixture.routes.apis[0];
+        plan::plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller("u"))[0].key.clone()
+    };
+    assert_eq!((key(&after), key(&before)), ("api:/a:1".to_string(), "api:/a:1:bytes".to_string()));
+}
+
+#[test]
+fn a_bandwidth_refusal_puts_no_bytes_in_the_rate_limit_headers() {
+    // The API counts 10 bytes an hour; a custom policy 100 requests an hour.
+    let fixture = compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},"policy":"TenBytes",
+              "resources":[{"method":"GET","path":"/r"}]}],
+          "policies":{"TenBytes":{"bytes":10,"per":"hour"}},
+          "custom_policies":[{"name":"cp","key":"$apiContext","requests":100,"per":"hour"}]}"#,
+    );
+    let mut store = MemoryStore::prepared(4096);
+    let Outcome::Allowed { byte_counters, rate_limit, .. } = evaluate(&fixture, &caller("u"), &mut store) else {
+        panic!()
+    };
+    assert_eq!(rate_limit.map(|info| (info.limit, info.remaining)), Some((100, 99)), "requests only");
+    let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
+    charge_bytes(&mut engine, &mut store, &byte_counters, 20, NOW);
+    let Outcome::Denied { fault, rate_limit, .. } = evaluate(&fixture, &caller("u"), &mut store) else { panic!() };
+    assert_eq!(fault.code, 900800);
+    assert_eq!(rate_limit, None, "the byte budget is no request count");
+}
