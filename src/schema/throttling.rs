@@ -70,7 +70,8 @@ pub struct RawThrottling {
     #[serde(default = "default_cas_retries")]
     pub cas_retries: u32,
     /// Add the IETF `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers (the
-    /// most restrictive counted level). Defaults to false.
+    /// most restrictive level counting requests; byte budgets never appear there, not even when
+    /// one refuses the request). Defaults to false.
     #[serde(default)]
     pub rate_limit_headers: bool,
     /// Header flagging a request let through over quota (subscription policies without
