@@ -378,7 +378,9 @@ fn a_low_lease_asks_for_its_next_block_in_the_background_one_block_at_a_time() {
     assert!(matches!(failed, Step::Refused(Contended::EngineUnavailable)));
     // The node leaves the failing service alone for the rest of that second and the next.
     let refused = |step| matches!(step, Step::Refused(Contended::EngineUnavailable));
-    assert!(refused(take(&engine, &mut store, &counter, T0 + 10)) && refused(take(&engine, &mut store, &counter, T0 + 11)));
+    assert!(
+        refused(take(&engine, &mut store, &counter, T0 + 10)) && refused(take(&engine, &mut store, &counter, T0 + 11))
+    );
     assert!(asked(&take(&engine, &mut store, &counter, T0 + 12)).1);
 }
 

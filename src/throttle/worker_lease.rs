@@ -148,7 +148,9 @@ impl WorkerLeases {
     /// policy changed meanwhile) is another counter: its tokens are counted in another entry.
     pub fn give_back(&mut self, key: &str, limit: u64, window_s: u64, window_start: u64) -> bool {
         match self.leases.get_mut(key) {
-            Some(lease) if lease.limit == limit && lease.window_s == window_s.max(1) && lease.window_start == window_start => {
+            Some(lease)
+                if lease.limit == limit && lease.window_s == window_s.max(1) && lease.window_start == window_start =>
+            {
                 lease.held = lease.held.saturating_add(1);
                 true
             }
