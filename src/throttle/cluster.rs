@@ -632,3 +632,7 @@ pub fn read_answer(answer: &Answer, pending: Pending, counter: &Counter) -> Resu
 #[cfg(test)]
 #[path = "cluster_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "cluster_answer_tests.rs"]
+mod answer_tests;

@@ -15,12 +15,12 @@ use crate::vocab::FailureMode;
 /// envoyproxy/ratelimit's counting, in memory.
 #[derive(Default)]
 pub(crate) struct ModelService {
-    counters: HashMap<String, u64>,
-    calls: u64,
+    pub(crate) counters: HashMap<String, u64>,
+    pub(crate) calls: u64,
     /// Seconds the service's clock is ahead of the nodes'.
-    skew: i64,
+    pub(crate) skew: i64,
     /// Answer without per-descriptor limits (a domain the service does not know).
-    unknown_domain: bool,
+    pub(crate) unknown_domain: bool,
 }
 
 impl ModelService {
@@ -57,7 +57,7 @@ impl ModelService {
     }
 }
 
-fn service(counting: Counting) -> RateLimitService {
+pub(crate) fn service(counting: Counting) -> RateLimitService {
     RateLimitService {
         cluster: "rls".into(),
         domain: "apim".into(),
@@ -70,7 +70,7 @@ fn service(counting: Counting) -> RateLimitService {
     }
 }
 
-fn counter(limit: u64, window_s: u64) -> Counter {
+pub(crate) fn counter(limit: u64, window_s: u64) -> Counter {
     Counter {
         level: Level::Subscription,
         key: "subscription:app:/a:1".into(),
@@ -82,18 +82,18 @@ fn counter(limit: u64, window_s: u64) -> Counter {
     }
 }
 
-const SLOTS: Settings = Settings { slots: 64, retries: 20 };
+pub(crate) const SLOTS: Settings = Settings { slots: 64, retries: 20 };
 /// 1_800_000_000 is a whole number of minutes, hours and days.
-const T0: u64 = 1_800_000_000;
+pub(crate) const T0: u64 = 1_800_000_000;
 
-fn node() -> MemoryStore {
+pub(crate) fn node() -> MemoryStore {
     let mut store = MemoryStore::default();
     limiter::prepare_slots(&mut store, SLOTS.slots, &[Space::Counters, Space::Leases]);
     store
 }
 
 /// A take whose background blocks are never answered.
-fn take(
+pub(crate) fn take(
     engine: &ClusterEngine<'_>,
     store: &mut MemoryStore,
     counter: &Counter,
@@ -103,7 +103,7 @@ fn take(
 }
 
 /// Takes one request to its end (answering its call at once, if it makes one).
-fn admit(
+pub(crate) fn admit(
     engine: &ClusterEngine<'_>,
     store: &mut MemoryStore,
     model: &mut ModelService,
@@ -455,71 +455,6 @@ fn strict_counting_calls_for_every_request_and_holds_nothing() {
 }
 
 #[test]
-fn answers_without_the_limits_sent_or_unreadable_are_unusable_and_failures_unavailable() {
-    let service = service(Counting::Leased);
-    let engine = ClusterEngine { service: &service, leases: SLOTS };
-    let counter = counter(10, 60);
-    let resume_with = |answer: &dyn Fn(&Call) -> Answer| {
-        let mut store = node();
-        let Step::Call(call, pending) = take(&engine, &mut store, &counter, T0) else { panic!() };
-        match engine.resume_take(&mut store, &counter, pending, &answer(&call), T0) {
-            Step::Refused(why) => Some(why),
-            _ => None,
-        }
-    };
-    let unknown = |call: &Call| ModelService { unknown_domain: true, ..ModelService::default() }.answer(call, T0);
-    assert_eq!(resume_with(&unknown), Some(Contended::EngineUnusable));
-    assert_eq!(resume_with(&|_| Answer::Grpc { message: vec![0xff, 0xff, 0xff] }), Some(Contended::EngineUnusable));
-    let short = |_: &Call| {
-        let response = rls::RateLimitResponse { overall_code: rls::CODE_OK, statuses: Vec::new() };
-        Answer::Grpc { message: response.encode_to_vec() }
-    };
-    assert_eq!(resume_with(&short), Some(Contended::EngineUnusable), "one status per token asked for");
-    assert_eq!(resume_with(&|_| Answer::Http { status: 200, body: Vec::new() }), Some(Contended::EngineUnusable));
-    assert_eq!(resume_with(&|_| Answer::Failed { code: 14 }), Some(Contended::EngineUnavailable));
-    // A service applying a rule of its own instead of the override (1000 a minute, or the
-    // limit per hour): its grants count against a limit the filter never set.
-    let own_rule = |requests_per_unit: u32, unit: i32| {
-        move |call: &Call| {
-            let Answer::Grpc { message } = ModelService::default().answer(call, T0) else { panic!() };
-            let mut response = rls::RateLimitResponse::decode(message.as_slice()).unwrap();
-            for status in &mut response.statuses {
-                status.current_limit = Some(rls::CurrentLimit { requests_per_unit, unit });
-            }
-            Answer::Grpc { message: response.encode_to_vec() }
-        }
-    };
-    let (minute, _) = rls::unit_for(60).unwrap();
-    let (hour, _) = rls::unit_for(3600).unwrap();
-    assert_eq!(resume_with(&own_rule(1000, minute)), Some(Contended::EngineUnusable), "another limit");
-    assert_eq!(resume_with(&own_rule(10, hour)), Some(Contended::EngineUnusable), "another unit");
-    assert_eq!(resume_with(&own_rule(10, minute)), None, "the limit sent");
-    assert_eq!(resume_with(&|call| ModelService::default().answer(call, T0)), None);
-    // Codes: only OK and OVER_LIMIT, and the overall code OVER_LIMIT exactly when a status is.
-    let coded = |overall: i32, first: i32| {
-        move |call: &Call| {
-            let Answer::Grpc { message } = ModelService::default().answer(call, T0) else { panic!() };
-            let mut response = rls::RateLimitResponse::decode(message.as_slice()).unwrap();
-            response.overall_code = overall;
-            response.statuses[0].code = first;
-            Answer::Grpc { message: response.encode_to_vec() }
-        }
-    };
-    let (ok, over) = (rls::CODE_OK, rls::CODE_OVER_LIMIT);
-    assert_eq!(resume_with(&coded(ok, ok)), None);
-    assert_eq!(resume_with(&coded(over, over)), None, "the first token over the limit: a usable denial");
-    for (overall, first, what) in [
-        (0, ok, "UNKNOWN overall"),
-        (ok, 0, "an UNKNOWN status"),
-        (ok, 3, "a code the protocol does not have"),
-        (ok, over, "OK over a status over the limit (global shadow mode)"),
-        (over, ok, "OVER_LIMIT with every status OK"),
-    ] {
-        assert_eq!(resume_with(&coded(overall, first)), Some(Contended::EngineUnusable), "{what}");
-    }
-}
-
-#[test]
 fn descriptor_values_carry_level_hash_window_and_start_when_shorter_than_the_unit() {
     let mut counter = counter(5, 60);
     let value = descriptor_value(&counter, T0, 60);
@@ -729,73 +664,4 @@ fn review_tokens_given_back_under_disagreeing_clocks_are_not_admitted_again() {
         admitted += 1;
     }
     assert!(admitted <= 100, "limit 100: {admitted} admitted in the service's window T0+60..T0+120");
-}
-
-/// A status whose code is neither OK nor OVER_LIMIT (UNKNOWN, 0) is an answer the filter cannot
-/// read: it should follow `failure_mode` (engine_unusable), not deny the request as throttled and
-/// mark the node's lease exhausted for the rest of the window.
-#[test]
-fn review_an_unknown_status_code_is_unusable_not_a_denial() {
-    let service = service(Counting::Leased);
-    let engine = ClusterEngine { service: &service, leases: SLOTS };
-    let mut store = node();
-    let counter = counter(10, 3600);
-    let Step::Call(call, pending) = take(&engine, &mut store, &counter, T0) else { panic!() };
-    let Answer::Grpc { message } = ModelService::default().answer(&call, T0) else { panic!() };
-    let mut response = rls::RateLimitResponse::decode(message.as_slice()).unwrap();
-    response.overall_code = 0;
-    for status in &mut response.statuses {
-        status.code = 0;
-    }
-    let answer = Answer::Grpc { message: response.encode_to_vec() };
-    let step = engine.resume_take(&mut store, &counter, pending, &answer, T0);
-    let later = take(&engine, &mut store, &counter, T0 + 10);
-    assert!(
-        matches!(step, Step::Refused(Contended::EngineUnusable)),
-        "UNKNOWN read as: {step:?}; the next request an hour-window later: {later:?}"
-    );
-}
-
-/// A failing service: every request of a node calls again (no memory that it just failed), and
-/// with `failure_mode: allow` a request calls once per cluster-wide level, each waiting up to
-/// `timeout_ms`. Healthy, the node makes ~1 call per 10+ requests.
-#[test]
-fn review_a_failing_service_is_not_called_by_every_request() {
-    let mut service = service(Counting::Leased);
-    service.failure_mode = FailureMode::Allow;
-    let engine = ClusterEngine { service: &service, leases: SLOTS };
-    let mut store = node();
-    let counter = counter(10_000, 60);
-    let mut calls = 0;
-    for i in 0..100 {
-        if let Step::Call(_, pending) = take(&engine, &mut store, &counter, T0 + i / 10) {
-            calls += 1;
-            let _ = engine.resume_take(&mut store, &counter, pending, &Answer::Failed { code: 4 }, T0 + i / 10);
-        }
-    }
-    assert!(calls <= 20, "{calls} calls to a failing service for 100 requests");
-}
-
-#[test]
-fn a_failed_background_block_pauses_calls_but_held_tokens_are_still_spent() {
-    let service = service(Counting::Leased);
-    let engine = ClusterEngine { service: &service, leases: SLOTS };
-    let mut model = ModelService::default();
-    let mut store = node();
-    let counter = counter(1000, 60);
-    assert!(admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
-    let mut refills = Vec::new();
-    while refills.is_empty() {
-        assert!(matches!(engine.take(&mut store, &counter, T0, &mut refills), Step::Done(Count { allowed: true, .. })));
-    }
-    engine.refilled(&mut store, &refills[0], &Answer::Failed { code: 4 }, T0);
-    let calls = model.calls;
-    let mut held = 0;
-    while let Step::Done(Count { allowed: true, .. }) = take(&engine, &mut store, &counter, T0 + 1) {
-        held += 1;
-    }
-    assert!(held > 0, "the tokens the node held still serve");
-    assert!(matches!(take(&engine, &mut store, &counter, T0 + 1), Step::Refused(Contended::EngineUnavailable)));
-    assert_eq!(model.calls, calls, "no call to the failing service");
-    assert!(matches!(take(&engine, &mut store, &counter, T0 + 2), Step::Call(..)), "calls resume");
 }
