@@ -378,7 +378,8 @@ impl ClusterEngine<'_> {
     ) -> Step<Count, Pending, Contended> {
         let (window_start, reset_at) = window_of(counter, now);
         let (mut tokens, mut block, mut whole) = (1, false, false);
-        let failing = self.recent_failure(store, now);
+        // Read once the worker's own block is found empty: spending it touches no shared data.
+        let mut failing = None;
         if self.leased() {
             let key = worker.as_ref().map(|_| worker_key(counter));
             let mut worker_leasing = None;
@@ -388,6 +389,7 @@ impl ClusterEngine<'_> {
                 }
                 worker_leasing = (leasing.enabled() && leases.room_for(key, now)).then_some(*leasing);
             }
+            failing = self.recent_failure(store, now);
             let timeout_ms = self.service.timeout_ms;
             match self.lease(store, counter, window_start, now, |lease| {
                 let size = self.block_size(counter, lease.remaining);
@@ -436,7 +438,7 @@ impl ClusterEngine<'_> {
                 Err(_) => (tokens, block, whole) = (1, false, false),
             }
         }
-        if let Some(why) = failing {
+        if let Some(why) = failing.or_else(|| self.recent_failure(store, now)) {
             return Step::Refused(why);
         }
         match self.call(counter, window_start, tokens, whole) {
