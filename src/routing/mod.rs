@@ -325,6 +325,20 @@ mod tests {
         assert_eq!(denied_with(decide_get(&config, "/pizzashack/1.0.0")), 900906);
     }
 
+    /// WSO2's API blocking condition names an API by its versioned context, `/v1/tpl` for the
+    /// context `/{version}/tpl`: a configuration that blocks it loads, and the condition names it.
+    #[test]
+    fn a_version_template_context_is_named_by_its_versioned_context() {
+        let fixture = crate::auth::fixture::compile(
+            r#"{"apis": [{"name": "Tpl", "context": "/{version}/tpl", "version": "v1",
+                "endpoints": {"production": "p"}, "resources": [{"method": "GET", "path": "/x"}]}],
+                "blocking": [{"api": "/v1/tpl"}]}"#,
+        );
+        let api = &fixture.routes.apis[0];
+        assert!(api.is_named_by("/v1/tpl") && api.is_named_by("Tpl:v1"));
+        assert!(!api.is_named_by("/{version}/tpl/v1"));
+    }
+
     #[test]
     fn a_refusal_after_an_api_matched_names_that_api_and_only_then() {
         let config = config();

@@ -182,11 +182,11 @@ impl Api {
         self.resources.get(id.index())
     }
 
-    /// Whether a blocking condition's `api` (a context, context and version, or label) names it.
+    /// Whether a blocking condition's `api` (a context, the versioned context WSO2 writes, or a
+    /// label) names it. The versioned context is [`Api::versioned_context`], never the context and
+    /// `/<version>` put together: a `{version}` context holds its version where the template says.
     pub fn is_named_by(&self, name: &str) -> bool {
-        name == self.label
-            || name == self.context
-            || name.strip_prefix(&self.context) == Some(&format!("/{}", self.version))
+        name == self.label || name == self.context || name == self.versioned_context
     }
 }
 

@@ -348,8 +348,7 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         return Err("no name, version or context".to_string());
     }
     let lifecycle = lifecycle(&api.status).ok_or_else(|| format!("status `{}`", api.status))?;
-    let suffix = format!("/{}", api.version);
-    let context = api.context.strip_suffix(&suffix).filter(|base| !base.is_empty()).unwrap_or(&api.context);
+    let context = unversioned_context(&api.context, &api.version);
     let tier = |name: &Option<String>| {
         name.clone().filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case(crate::vocab::UNLIMITED))
     };
@@ -370,7 +369,7 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         .collect();
     Ok(RawApi {
         name: api.name.clone(),
-        context: context.to_string(),
+        context,
         version: api.version.clone(),
         lifecycle,
         default_version: api.is_default_version,
@@ -381,6 +380,25 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         policy: tier(&api.policy),
         resources,
     })
+}
+
+/// The filter's context for WSO2's, which holds the version where the API's context template put
+/// it: at the end (`/pizzashack/1.0.0` is `/pizzashack`), or elsewhere (`/1.0.0/tpl`, from the
+/// template `/{version}/tpl`, is `/{version}/tpl` again), so that the API's versioned context is
+/// WSO2's context and blocking conditions and JWT API keys that name it find it.
+fn unversioned_context(context: &str, version: &str) -> String {
+    let suffix = format!("/{version}");
+    if let Some(base) = context.strip_suffix(&suffix).filter(|base| !base.is_empty()) {
+        return base.to_string();
+    }
+    let mut segments: Vec<&str> = context.split('/').collect();
+    match segments.iter_mut().find(|segment| **segment == version) {
+        Some(segment) => {
+            *segment = "{version}";
+            segments.join("/")
+        }
+        None => context.to_string(),
+    }
 }
 
 /// Blocking conditions as WSO2's gateway applies them: APIs by versioned context, applications

@@ -117,6 +117,28 @@ fn apis_lose_the_version_from_their_context_and_map_auth_schemes_and_tiers() {
     assert!(api(&odd, RawEndpoints::default(), &[]).is_err());
 }
 
+/// A `{version}` context template: WSO2 writes the context with the version in the template's
+/// place, and the API, its blocking condition and its JWT API keys name it by that context.
+#[test]
+fn a_version_template_context_keeps_its_version_where_wso2_put_it() {
+    let wso2 = Api {
+        name: "Tpl".into(),
+        version: "v1".into(),
+        context: "/t/shop.example/v1/tpl".into(),
+        status: "PUBLISHED".into(),
+        ..Api::default()
+    };
+    let endpoints = RawEndpoints { production: Some("p".into()), sandbox: None };
+    let raw = api(&wso2, endpoints, &[SecurityScheme::Oauth2]).unwrap();
+    assert_eq!(raw.context, "/t/shop.example/{version}/tpl");
+    let routes = crate::routing::Table::compile(vec![raw], &|_| true).unwrap();
+    assert_eq!(routes.apis[0].versioned_context, "/t/shop.example/v1/tpl");
+    let block = Block { api: vec!["/t/shop.example/v1/tpl".into()], ..Block::default() };
+    let (conditions, _) = blocking(&block);
+    let [crate::directory::BlockingCondition::Api(named)] = &conditions[..] else { panic!("{conditions:?}") };
+    assert!(routes.apis[0].is_named_by(named));
+}
+
 #[test]
 fn blocking_conditions_and_revocations_read_as_wso2_writes_them() {
     let block: Block = serde_json::from_str(
