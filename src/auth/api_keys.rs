@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::bearer::jwt_failure;
 use super::jwt::{self, JwtError, Rules};
-use super::settings::AuthConfig;
+use super::settings::{ApiKeyJwt, AuthConfig};
 use super::{credential_hash, looks_like_jws, AuthFailure, Identity, Refusal};
 use crate::directory::Directory;
 use crate::vocab::KeyType;
@@ -28,14 +28,15 @@ pub struct JwtApiKey {
     pub token_twin: Option<String>,
 }
 
-/// Verifies an API key: a WSO2 JWT API key when it is a JWS, else an opaque key looked up by its
-/// SHA-256, compared in constant time.
+/// Verifies an API key: a WSO2 JWT API key when JWT API keys are configured and the key is a JWS
+/// ([`looks_like_jws`]: its header decodes as one), else an opaque key looked up by its SHA-256,
+/// compared in constant time. A JWS that fails verification is refused, never looked up.
 pub fn verify(auth: &AuthConfig, directory: &dyn Directory, key: &str, now: u64) -> Result<Identity, Refusal> {
     if key.len() > auth.credentials.max_token_bytes {
         return Err(AuthFailure::Invalid.because("too_large"));
     }
-    if looks_like_jws(key) {
-        return verify_jwt_api_key(auth, key, now).map(Identity::JwtApiKey);
+    if let Some(verifier) = auth.api_key_jwt.as_ref().filter(|_| looks_like_jws(key)) {
+        return verify_jwt_api_key(verifier, auth.credentials.max_token_bytes, key, now).map(Identity::JwtApiKey);
     }
     directory
         .api_key(&credential_hash(key))
@@ -58,9 +59,8 @@ fn api_key_text(object: &Map<String, Value>, name: &str) -> Result<String, Refus
 ///
 /// As WSO2 issues them, keys of unlimited validity carry no `exp`: such a key does not expire
 /// (revocation is what ends it); an `exp` that is present is enforced, as is `nbf`.
-fn verify_jwt_api_key(auth: &AuthConfig, key: &str, now: u64) -> Result<JwtApiKey, Refusal> {
-    let verifier = auth.api_key_jwt.as_ref().ok_or(AuthFailure::Invalid.because("jwt_api_keys_not_configured"))?;
-    let parsed = jwt::parse(key, auth.credentials.max_token_bytes).map_err(jwt_failure)?;
+fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u64) -> Result<JwtApiKey, Refusal> {
+    let parsed = jwt::parse(key, max_bytes).map_err(jwt_failure)?;
     // The same checks, in the same order, as bearer tokens: issuer, signature, times, audience.
     if let Some(issuer) = &verifier.issuer {
         if parsed.issuer() != Some(issuer.as_str()) {
@@ -125,4 +125,62 @@ fn verify_jwt_api_key(auth: &AuthConfig, key: &str, now: u64) -> Result<JwtApiKe
         token_id,
         token_twin,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::fixture::compile;
+    use crate::auth::keys::testkeys::{jwk, sign_raw};
+    use jsonwebtoken::Algorithm;
+
+    /// An API with one application whose opaque key has this SHA-256, with JWT API keys or not.
+    fn with_key(sha256: &str, jwt_api_keys: bool) -> crate::auth::fixture::Fixture {
+        let mut json = serde_json::json!({
+            "apis": [{"name": "S", "context": "/s", "version": "1", "security": ["api_key"],
+                      "endpoints": {"production": "p"}, "resources": [{"method": "GET", "path": "/x"}]}],
+            "applications": [{"id": "app", "name": "App", "api_keys": [{"sha256": sha256}]}],
+            "subscriptions": [{"application": "app", "api": "S:1"}]
+        });
+        if jwt_api_keys {
+            json["api_key_jwt"] = serde_json::json!({"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]});
+        }
+        compile(&json.to_string())
+    }
+
+    fn sha256_hex(key: &str) -> String {
+        credential_hash(key).iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// HOWTO "Hash an API key" puts no limit on an opaque key's form: one with two dots
+    /// (`live.shop.key`) is no JWS (its first part is no JWS header) and is looked up by its hash,
+    /// whether JWT API keys are configured or not.
+    #[test]
+    fn an_opaque_key_with_two_dots_is_found() {
+        for jwt_api_keys in [false, true] {
+            let fixture = with_key(&sha256_hex("live.shop.key"), jwt_api_keys);
+            let found = verify(&fixture.auth, &fixture.directory, "live.shop.key", 0);
+            assert!(matches!(found, Ok(Identity::ApiKey(_))), "{found:?} (JWT API keys: {jwt_api_keys})");
+        }
+    }
+
+    /// A JWS is a JWT API key where JWT API keys are configured: one that fails verification is
+    /// refused, even when an opaque key with its hash is configured; where they are not, it is an
+    /// opaque key like any other.
+    #[test]
+    fn a_jws_that_fails_verification_is_never_looked_up() {
+        let forged = sign_raw(
+            r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#,
+            r#"{"token_type":"apiKey","application":{"uuid":"app"}}"#,
+            "rsa-a.pem",
+            Algorithm::RS256,
+        );
+        let fixture = with_key(&sha256_hex(&forged), true);
+        let refused = verify(&fixture.auth, &fixture.directory, &forged, 0);
+        assert!(
+            matches!(refused, Err(Refusal { failure: AuthFailure::Invalid, reason }) if reason != "unknown_api_key")
+        );
+        let fixture = with_key(&sha256_hex(&forged), false);
+        assert!(matches!(verify(&fixture.auth, &fixture.directory, &forged, 0), Ok(Identity::ApiKey(_))));
+    }
 }

@@ -330,6 +330,17 @@ mod tests {
         assert_eq!(scopes("read\tadmin"), ["read\tadmin"]);
     }
 
+    /// An opaque token is introspected whatever dots it holds: two do not make it a JWT.
+    #[test]
+    fn an_opaque_token_with_two_dots_is_introspected() {
+        let config = compile(
+            r#"{"key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"cluster": "a"},
+                "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#,
+        );
+        let step = verify(&config.auth, &[], "opaque.token.value", 1_000, false);
+        assert_eq!(step, BearerStep::Introspect { key_manager: KmId(0) });
+    }
+
     #[test]
     fn the_token_cache_compares_whole_tokens_is_bounded_and_respects_exp() {
         let identity = |exp| {

@@ -79,6 +79,15 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, JwtError> {
     URL_SAFE_NO_PAD.decode(segment).map_err(|_| JwtError::Malformed)
 }
 
+/// Whether a token's first segment is a JWS header: base64url JSON naming its `alg` (read
+/// leniently: a header [`parse`] then refuses is still a JWS's).
+pub fn is_jws_header(segment: &str) -> bool {
+    decode_segment(segment)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .is_some_and(|header| header.get("alg").is_some_and(Value::is_string))
+}
+
 /// Splits and decodes a compact JWS and checks its header.
 pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, JwtError> {
     if token.len() > max_bytes {

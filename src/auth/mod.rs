@@ -93,9 +93,16 @@ pub enum Identity {
     JwtApiKey(api_keys::JwtApiKey),
 }
 
-/// Whether a credential has the shape of a compact JWS (three dot-separated parts).
+/// Whether a credential is meant as a compact JWS: three dot-separated parts, the first a JWS
+/// header (base64url JSON naming its `alg`). Anything else is an opaque credential, whatever dots
+/// it holds (`live.shop.key` is an opaque API key): it is looked up or introspected, never taken
+/// for a JWT that could not verify. A JWS that fails verification is refused as one.
 pub fn looks_like_jws(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(_), Some(_), None) => jwt::is_jws_header(header),
+        _ => false,
+    }
 }
 
 /// SHA-256 of a credential: what caches are keyed by (the credential itself is never stored).
