@@ -55,12 +55,33 @@ fn api_key_text(object: &Map<String, Value>, name: &str) -> Result<String, Refus
     }
 }
 
+/// WSO2's `GatewayUtils.isAPIKey`: a token whose `token_type` is `apiKey` or, without a
+/// `token_type`, one with an `application` claim and no `consumerKey` (an API-M 3.x JWT access
+/// token has both).
+pub fn is_api_key(claims: &Map<String, Value>) -> bool {
+    let claim = |name: &str| claims.get(name).filter(|value| !value.is_null());
+    match claim("token_type") {
+        Some(kind) => kind.as_str() == Some("apiKey"),
+        None => claim("application").is_some() && claim("consumerKey").is_none(),
+    }
+}
+
+/// WSO2's `GatewayUtils.isInternalKey`: a token whose `token_type` is `InternalKey`.
+pub fn is_internal_key(claims: &Map<String, Value>) -> bool {
+    claims.get("token_type").and_then(Value::as_str) == Some("InternalKey")
+}
+
 /// Verifies a WSO2 JWT API key (see `docs/CONFIG.md`, `api_key_jwt`, for the claims read).
 ///
-/// As WSO2 issues them, keys of unlimited validity carry no `exp`: such a key does not expire
-/// (revocation is what ends it); an `exp` that is present is enforced, as is `nbf`.
+/// Only an API key is one ([`is_api_key`]): an access token or an internal key signed by the same
+/// key is refused (900901), as WSO2's `ApiKeyAuthenticator` refuses it. As WSO2 issues them, keys
+/// of unlimited validity carry no `exp`: such a key does not expire (revocation is what ends it);
+/// an `exp` that is present is enforced, as is `nbf`.
 fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u64) -> Result<JwtApiKey, Refusal> {
     let parsed = jwt::parse(key, max_bytes).map_err(jwt_failure)?;
+    if !is_api_key(&parsed.payload) {
+        return Err(AuthFailure::Invalid.because("not_an_api_key"));
+    }
     // The same checks, in the same order, as bearer tokens: issuer, signature, times, audience.
     if let Some(issuer) = &verifier.issuer {
         if parsed.issuer() != Some(issuer.as_str()) {

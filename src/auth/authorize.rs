@@ -268,3 +268,7 @@ mod tests {
         assert_eq!(code(&config, 0, &key), Err(900907));
     }
 }
+
+#[cfg(test)]
+#[path = "authorize_jwt_api_key_tests.rs"]
+mod jwt_api_key_tests;

@@ -12,7 +12,7 @@ use super::jwks::FetchedKeys;
 use super::jwt::{self, JwtError, Rules};
 use super::keys::KeySet;
 use super::settings::{AuthConfig, Claims};
-use super::{looks_like_jws, AuthFailure, Refusal};
+use super::{api_keys, looks_like_jws, AuthFailure, Refusal};
 use crate::vocab::KmId;
 
 /// A verified OAuth2 token (also what the introspection cache stores for an active token).
@@ -96,6 +96,11 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
         Ok(parsed) => parsed,
         Err(error) => return BearerStep::Failed(jwt_failure(error)),
     };
+    // WSO2's OAuthAuthenticator takes no API key and no internal key as an access token, whoever
+    // signed it (API-M signs its JWT access tokens and its API keys with one key).
+    if api_keys::is_api_key(&parsed.payload) || api_keys::is_internal_key(&parsed.payload) {
+        return BearerStep::Failed(AuthFailure::Invalid.because("api_key_as_bearer"));
+    }
     // The issuer picks the key manager, and with it the keys and the rules.
     let Some(km) = parsed.issuer().and_then(|issuer| auth.issuers.get(issuer)).and_then(|id| auth.key_manager(*id))
     else {
@@ -328,6 +333,28 @@ mod tests {
         assert_eq!(scopes("read\u{a0}admin read\u{2028}write"), ["read\u{a0}admin", "read\u{2028}write"]);
         assert_eq!(scopes(" read  write "), ["read", "write"]);
         assert_eq!(scopes("read\tadmin"), ["read\tadmin"]);
+    }
+
+    /// WSO2's OAuthAuthenticator refuses an API key or an internal key as an access token (900901),
+    /// by rule: here one that its key manager's keys verify and that names a client.
+    #[test]
+    fn an_api_key_or_internal_key_is_no_bearer_token() {
+        use crate::auth::keys::testkeys::{jwk, sign_raw};
+        use jsonwebtoken::Algorithm;
+        let json = serde_json::json!({"key_managers": [{"name": "apim", "issuer": "https://apim",
+            "jwks": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "b")]}}]});
+        let config = compile(&json.to_string());
+        let token = |claims: &str| {
+            let payload = format!(r#"{{"iss":"https://apim","exp":2000,"client_id":"c",{claims}}}"#);
+            sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"b"}"#, &payload, "rsa-b.pem", Algorithm::RS256)
+        };
+        let verified = |claims: &str| verify(&config.auth, &[], &token(claims), 1_000, false);
+        let refused = BearerStep::Failed(AuthFailure::Invalid.because("api_key_as_bearer"));
+        assert_eq!(verified(r#""token_type":"apiKey""#), refused);
+        assert_eq!(verified(r#""token_type":"InternalKey""#), refused);
+        assert_eq!(verified(r#""application":{"uuid":"a"}"#), refused, "WSO2's API key without token_type");
+        assert!(matches!(verified(r#""application":{"uuid":"a"},"consumerKey":"c""#), BearerStep::Verified(_)));
+        assert!(matches!(verified(r#""token_type":"Bearer""#), BearerStep::Verified(_)));
     }
 
     /// An opaque token is introspected whatever dots it holds: two do not make it a JWT.

@@ -170,10 +170,15 @@ fn default_negative_ttl() -> u64 {
     10
 }
 
-/// Verification of WSO2's self-contained JWT API keys. Claims read: `keytype` (`PRODUCTION` or
-/// `SANDBOX`; absent is production, as in WSO2), `application` (an object: `uuid` or `id`, `name`,
-/// `owner`, `tier`), `subscribedAPIs` (an array of objects: `name`, `version`, `context`,
-/// `subscriptionTier`), `sub` (the end user), `iss`, `exp` and `nbf`. A key without `exp` does
+/// Verification of WSO2's self-contained JWT API keys. An API key whose first part is a JWS header
+/// is verified as one (a JWS that fails is refused, 900901); any other key, and every key when
+/// `api_key_jwt` is not set, is an opaque key looked up by its hash. Only WSO2 API keys are taken:
+/// `token_type` `apiKey`, or without `token_type` an `application` and no `consumerKey` (an access
+/// token or an internal key signed by the same key is refused, 900901; an API key sent as a bearer
+/// token is refused too). Claims read: `keytype` (`PRODUCTION` or `SANDBOX`; absent is production,
+/// as in WSO2), `application` (an object: `uuid` or `id`, `name`, `owner`, `tier`),
+/// `subscribedAPIs` (an array of objects: `name`, `version`, `context`, `subscriptionTier`), `sub`
+/// (the end user), `iss`, `exp` and `nbf`. A key without `exp` does
 /// not expire (WSO2 issues keys of unlimited validity so); an `exp` present is enforced. A claim
 /// of the wrong type refuses the key.
 #[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]

@@ -71,8 +71,8 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions =
     /// Defaults to none.
     #[serde(default)]
     pub key_managers: Vec<RawKeyManager>,
-    /// Verification of WSO2's self-contained JWT API keys. Defaults to off (JWT API keys are
-    /// refused; opaque keys in `applications[].api_keys` still work).
+    /// Verification of WSO2's self-contained JWT API keys. Defaults to off (every API key is an
+    /// opaque key looked up in `applications[].api_keys`, so JWT API keys are refused).
     #[serde(default)]
     pub api_key_jwt: Option<RawApiKeyJwt>,
     /// Throttling policies by name. `Unlimited` always exists. Defaults to none.
