@@ -105,10 +105,13 @@ pub fn authorize(
     let forbidden = || Fault::new(FaultId::ResourceForbidden);
     match identity {
         Identity::JwtApiKey(key) => {
-            let versioned_context = format!("{}/{}", api.context, api.version);
-            let Some((_, _, _, subscription_tier)) = key.subscribed.iter().find(|(name, version, context, _)| {
-                version == &api.version && (name == &api.name || context == &versioned_context)
-            }) else {
+            // WSO2 (`validateAPISubscription`) matches by context and version, never by name: API-M
+            // signs every tenant's keys with one key, and another tenant's API may share the name.
+            let Some((_, _, _, subscription_tier)) = key
+                .subscribed
+                .iter()
+                .find(|(_, version, context, _)| version == &api.version && context == &api.versioned_context)
+            else {
                 return Err(forbidden());
             };
             api_key_resource_checks(resource, false)?;

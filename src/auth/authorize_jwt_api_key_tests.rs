@@ -1,4 +1,5 @@
-//! WSO2 JWT API keys authorized as WSO2's `ApiKeyAuthenticator` does: only API keys.
+//! WSO2 JWT API keys authorized as WSO2's `ApiKeyAuthenticator` does: only API keys, subscribed by
+//! context and version.
 
 use super::*;
 use crate::auth::api_keys;
@@ -38,6 +39,33 @@ fn outcome(fixture: &Fixture, api: usize, token: &str) -> Result<(), u32> {
     let identity = api_keys::verify(&fixture.auth, &fixture.directory, token, 1_000).map_err(|_| 900901u32)?;
     let api = &fixture.routes.apis[api];
     authorize(&fixture.directory, api, &api.resources[0], &identity).map(|_| ()).map_err(|f| f.code)
+}
+
+/// WSO2 matches subscribedAPIs by context AND version: a key subscribed to another tenant's
+/// API that shares the name (API-M signs every tenant's keys with the super tenant's key) is
+/// refused with 900908, and so is one for another version of the same context.
+#[test]
+fn a_key_for_another_context_or_version_with_the_same_name_is_refused() {
+    let fixture = config();
+    let other_tenant = key(json!({"subscribedAPIs": [{"name": "Shop", "context": "/t/evil.com/shop/1.0.0",
+        "version": "1.0.0", "subscriptionTier": "Unlimited"}]}));
+    assert_eq!(outcome(&fixture, 0, &other_tenant), Err(900908));
+    let other_version =
+        key(json!({"subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "2.0.0"}]}));
+    assert_eq!(outcome(&fixture, 0, &other_version), Err(900908));
+    assert_eq!(outcome(&fixture, 0, &key(json!({"subscribedAPIs": shop()}))), Ok(()));
+}
+
+/// A `{version}` context: the key names `/v1/tpl`, the API's versioned context (whatever it
+/// calls the API), never `/{version}/tpl/v1`.
+#[test]
+fn a_version_template_context_matches_the_key() {
+    let fixture = config();
+    let wso2_name = key(json!({"subscribedAPIs": [{"name": "TemplateAPI", "context": "/v1/tpl",
+        "version": "v1", "subscriptionTier": "Unlimited"}]}));
+    assert_eq!(outcome(&fixture, 1, &wso2_name), Ok(()));
+    let appended = key(json!({"subscribedAPIs": [{"name": "Tpl", "context": "/{version}/tpl/v1", "version": "v1"}]}));
+    assert_eq!(outcome(&fixture, 1, &appended), Err(900908));
 }
 
 /// WSO2's ApiKeyAuthenticator takes only tokens that are API keys (`token_type` "apiKey", or

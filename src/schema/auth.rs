@@ -177,8 +177,10 @@ fn default_negative_ttl() -> u64 {
 /// token or an internal key signed by the same key is refused, 900901; an API key sent as a bearer
 /// token is refused too). Claims read: `keytype` (`PRODUCTION` or `SANDBOX`; absent is production,
 /// as in WSO2), `application` (an object: `uuid` or `id`, `name`, `owner`, `tier`),
-/// `subscribedAPIs` (an array of objects: `name`, `version`, `context`, `subscriptionTier`), `sub`
-/// (the end user), `iss`, `exp` and `nbf`. A key without `exp` does
+/// `subscribedAPIs` (an array of objects: `name`, `version`, `context`, `subscriptionTier`; the API
+/// must be listed by its versioned context, `/pizzashack/1.0.0` or `/v1/tpl` for `/{version}/tpl`,
+/// and its version, as WSO2 matches: the name is not compared), `sub` (the end user), `iss`, `exp`
+/// and `nbf`. A key without `exp` does
 /// not expire (WSO2 issues keys of unlimited validity so); an `exp` present is enforced. A claim
 /// of the wrong type refuses the key.
 #[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
