@@ -2,12 +2,15 @@
 //! never stored in clear), and WSO2's self-contained JWT API keys verified against the API
 //! manager's keys with the same rules as bearer tokens (see `docs/CONFIG.md`, `api_key_jwt`).
 
+use std::net::IpAddr;
+
 use serde_json::{Map, Value};
 
 use super::bearer::jwt_failure;
 use super::jwt::{self, JwtError, Rules};
 use super::settings::{ApiKeyJwt, AuthConfig};
 use super::{credential_hash, looks_like_jws, AuthFailure, Identity, Refusal};
+use crate::cidr::IpRange;
 use crate::directory::Directory;
 use crate::vocab::KeyType;
 
@@ -26,6 +29,60 @@ pub struct JwtApiKey {
     pub token_id: String,
     /// Its other name, for an ECDSA key without `jti` (`jwt::Parsed::revocation_ids`).
     pub token_twin: Option<String>,
+    /// `permittedIP`: the addresses and networks the client must be in; `None` when the key sets
+    /// none. An entry that is no address or network matches no client.
+    pub permitted_ips: Option<Vec<IpRange>>,
+    /// `permittedReferer`: the patterns one of which the `Referer` must match; `None` when the key
+    /// sets none.
+    pub permitted_referers: Option<Vec<String>>,
+}
+
+impl JwtApiKey {
+    /// Whether a request from `client_ip` with this `Referer` may use the key, as WSO2's
+    /// `validateAPIKeyRestrictions` decides (900908 otherwise): the client is in one of the
+    /// `permittedIP` networks (an unknown address is in none), and the `Referer` matches one of the
+    /// `permittedReferer` patterns (a request without one matches none). Each applies when set.
+    pub fn permits(&self, client_ip: Option<IpAddr>, referer: Option<&str>) -> bool {
+        let ip_permitted = self
+            .permitted_ips
+            .as_ref()
+            .is_none_or(|ranges| client_ip.is_some_and(|address| ranges.iter().any(|range| range.contains(address))));
+        let referer_permitted = self.permitted_referers.as_ref().is_none_or(|patterns| {
+            referer.is_some_and(|referer| patterns.iter().any(|pattern| referer_matches(pattern, referer)))
+        });
+        ip_permitted && referer_permitted
+    }
+}
+
+/// Whether a `Referer` matches a `permittedReferer` pattern as a whole, `*` standing for any run
+/// of characters (none included) and everything else for itself.
+pub fn referer_matches(pattern: &str, referer: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = referer.strip_prefix(first) else { return false };
+    let mut parts: Vec<&str> = parts.collect();
+    // Without a `*` the pattern is the whole value.
+    let Some(last) = parts.pop() else { return rest.is_empty() };
+    // Each middle part at its first place (taking it earliest leaves the most for the rest), and
+    // the last at the end.
+    for part in parts {
+        let Some(found) = rest.find(part) else { return false };
+        rest = rest.get(found + part.len()..).unwrap_or_default();
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A restriction claim: a comma-separated list, absent (or null, or empty) when the key sets none;
+/// a value of another type refuses the key.
+fn restriction_list(claims: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, Refusal> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(list)) if list.is_empty() => Ok(None),
+        Some(Value::String(list)) => {
+            Ok(Some(list.split(',').map(str::trim).filter(|entry| !entry.is_empty()).map(String::from).collect()))
+        }
+        Some(_) => Err(AuthFailure::Invalid.because("wrong_claim_type")),
+    }
 }
 
 /// Verifies an API key: a WSO2 JWT API key when JWT API keys are configured and the key is a JWS
@@ -36,7 +93,8 @@ pub fn verify(auth: &AuthConfig, directory: &dyn Directory, key: &str, now: u64)
         return Err(AuthFailure::Invalid.because("too_large"));
     }
     if let Some(verifier) = auth.api_key_jwt.as_ref().filter(|_| looks_like_jws(key)) {
-        return verify_jwt_api_key(verifier, auth.credentials.max_token_bytes, key, now).map(Identity::JwtApiKey);
+        return verify_jwt_api_key(verifier, auth.credentials.max_token_bytes, key, now)
+            .map(|key| Identity::JwtApiKey(Box::new(key)));
     }
     directory
         .api_key(&credential_hash(key))
@@ -135,6 +193,9 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
         Some(Value::String(sub)) => Some(sub.clone()),
         Some(_) => return Err(AuthFailure::Invalid.because("wrong_claim_type")),
     };
+    let permitted_ips = restriction_list(claims, "permittedIP")?
+        .map(|entries| entries.iter().filter_map(|entry| IpRange::parse(entry).ok()).collect());
+    let permitted_referers = restriction_list(claims, "permittedReferer")?;
     Ok(JwtApiKey {
         key_type,
         application_id,
@@ -145,6 +206,8 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
         subscribed,
         token_id,
         token_twin,
+        permitted_ips,
+        permitted_referers,
     })
 }
 
@@ -203,5 +266,28 @@ mod tests {
         );
         let fixture = with_key(&sha256_hex(&forged), false);
         assert!(matches!(verify(&fixture.auth, &fixture.directory, &forged, 0), Ok(Identity::ApiKey(_))));
+    }
+
+    #[test]
+    fn referer_patterns_match_whole_values_with_star_for_any_run() {
+        let cases = [
+            ("https://app.example/*", "https://app.example/", true),
+            ("https://app.example/*", "https://app.example/a/b", true),
+            ("https://app.example/*", "https://app.example", false),
+            ("https://app.example/*", "http://x/https://app.example/", false),
+            ("https://app.example/", "https://app.example/", true),
+            ("https://app.example/", "https://app.example/x", false),
+            ("*", "", true),
+            ("*.example/*", "https://a.example/p", true),
+            ("*.example/*", "https://a.example.evil/p", false),
+            ("ab*ba", "aba", false),
+            ("ab*ba", "abba", true),
+            ("a*b*c", "a-c-b-c", true),
+            ("a*b*c", "a-c-c", false),
+            ("https://app.example", "https://app.exampleX", false),
+        ];
+        for (pattern, referer, expected) in cases {
+            assert_eq!(referer_matches(pattern, referer), expected, "{pattern} {referer}");
+        }
     }
 }

@@ -1,8 +1,10 @@
-//! Authorization of a verified credential, in WSO2's order: the subscription (none 900908,
-//! BLOCKED 900907, PROD_ONLY_BLOCKED for production keys, inactive states 900909), the token
-//! type (900905), the scopes (900910), then the endpoint of the key type (900901/403). The
-//! directory answers who the application is and what it subscribed to.
+//! Authorization of a verified credential, in WSO2's order: a JWT API key's restrictions (client
+//! address and `Referer`, 900908), the subscription (none 900908, BLOCKED 900907,
+//! PROD_ONLY_BLOCKED for production keys, inactive states 900909), the token type (900905), the
+//! scopes (900910), then the endpoint of the key type (900901/403). The directory answers who the
+//! application is and what it subscribed to.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::Identity;
@@ -93,18 +95,30 @@ fn endpoint(api: &Api, key_type: KeyType) -> Result<Rc<str>, Fault> {
     }
 }
 
-/// Checks, in WSO2's order: subscription (900908 none, 900907 blocked, 900909 inactive), token
-/// type (900905), scopes (900910, any one of the resource's), then the key type's endpoint
-/// (900901/403).
+/// What authorization reads of the request itself: where it comes from, for a JWT API key's
+/// `permittedIP` (the client address blocking conditions read) and `permittedReferer`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestOrigin<'r> {
+    pub client_ip: Option<IpAddr>,
+    pub referer: Option<&'r str>,
+}
+
+/// Checks, in WSO2's order: a JWT API key's IP and referer restrictions (900908), subscription
+/// (900908 none, 900907 blocked, 900909 inactive), token type (900905), scopes (900910, any one
+/// of the resource's), then the key type's endpoint (900901/403).
 pub fn authorize(
     directory: &dyn Directory,
     api: &Api,
     resource: &Resource,
     identity: &Identity,
+    origin: &RequestOrigin<'_>,
 ) -> Result<Authorized, Fault> {
     let forbidden = || Fault::new(FaultId::ResourceForbidden);
     match identity {
         Identity::JwtApiKey(key) => {
+            if !key.permits(origin.client_ip, origin.referer) {
+                return Err(Fault::new(FaultId::ApiKeyRestricted));
+            }
             // WSO2 (`validateAPISubscription`) matches by context and version, never by name: API-M
             // signs every tenant's keys with one key, and another tenant's API may share the name.
             let Some((_, _, _, subscription_tier)) = key
@@ -223,7 +237,7 @@ mod tests {
 
     fn code(fixture: &Fixture, path: usize, identity: &Identity) -> Result<String, u32> {
         let api = &fixture.routes.apis[0];
-        authorize(&fixture.directory, api, &api.resources[path], identity)
+        authorize(&fixture.directory, api, &api.resources[path], identity, &RequestOrigin::default())
             .map(|a| a.application_id().to_string())
             .map_err(|fault| fault.code)
     }
@@ -257,7 +271,7 @@ mod tests {
     #[test]
     fn jwt_api_keys_honour_the_subscription_state_the_gateway_knows() {
         let config = compile(CONFIG);
-        let key = Identity::JwtApiKey(JwtApiKey {
+        let key = Identity::JwtApiKey(Box::new(JwtApiKey {
             key_type: KeyType::Production,
             application_id: "jwt-app".into(),
             application_name: "JwtApp".into(),
@@ -267,7 +281,9 @@ mod tests {
             subscribed: vec![("S".into(), "1".into(), "/s/1".into(), "Gold".into())],
             token_id: "jti".into(),
             token_twin: None,
-        });
+            permitted_ips: None,
+            permitted_referers: None,
+        }));
         assert_eq!(code(&config, 0, &key), Err(900907));
     }
 }

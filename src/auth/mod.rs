@@ -90,7 +90,15 @@ pub enum Identity {
     /// Shared with the worker's verified-token cache (a cache hit copies nothing).
     Token(Rc<TokenIdentity>),
     ApiKey(AppKey),
-    JwtApiKey(api_keys::JwtApiKey),
+    /// Boxed: a verified key and its restrictions are much larger than the other identities.
+    JwtApiKey(Box<api_keys::JwtApiKey>),
+}
+
+impl Identity {
+    /// Whether authorizing it reads the client's address (a JWT API key's `permittedIP`).
+    pub fn reads_client_ip(&self) -> bool {
+        matches!(self, Identity::JwtApiKey(key) if key.permitted_ips.is_some())
+    }
 }
 
 /// Whether a credential is meant as a compact JWS: three dot-separated parts, the first a JWS

@@ -29,6 +29,7 @@ impl FaultId {
             | IncorrectAccessTokenType
             | ApiTemporarilyBlocked
             | ResourceForbidden
+            | ApiKeyRestricted
             | SubscriptionInactive
             | InsufficientScope => "authorization",
             AuthGeneralError

@@ -26,7 +26,7 @@ pub fn tyk(id: FaultId) -> (u16, &'static str) {
         | InvalidAuthScheme => (403, "Key not authorised"),
         InsufficientScope => (403, "No matching policy found in scope claim"),
         NoMatchingResource => (403, "Access to this resource has been disallowed"),
-        ApiBlocked | ApiTemporarilyBlocked | ResourceForbidden | SubscriptionInactive | Blocked => {
+        ApiBlocked | ApiTemporarilyBlocked | ResourceForbidden | ApiKeyRestricted | SubscriptionInactive | Blocked => {
             (403, "Access to this API has been disallowed")
         }
         SubscriptionThrottled => (403, "Quota Exceeded"),
@@ -140,6 +140,7 @@ pub fn kanali(id: FaultId) -> KanaliError {
         | ProductionKeyWithoutEndpoint
         | SandboxKeyWithoutEndpoint
         | ResourceForbidden
+        | ApiKeyRestricted
         | InsufficientScope
         | Blocked => 12,
         ApiThrottled

@@ -137,6 +137,8 @@ catalogue! {
         "API Subscription is blocked"),
     ResourceForbidden => ("resource_forbidden", 900908, 403, Auth, "Resource forbidden ",
         "User is NOT authorized to access the Resource. API Subscription validation failed."),
+    ApiKeyRestricted => ("api_key_restricted", 900908, 403, Auth, "Resource forbidden ",
+        "Access forbidden for the invocations"),
     SubscriptionInactive => ("subscription_inactive", 900909, 401, Auth, "The subscription to the API is inactive",
         "The status of the API has changed to an inaccessible/unavailable state."),
     InsufficientScope => ("insufficient_scope", 900910, 403, Auth,

@@ -179,8 +179,13 @@ fn default_negative_ttl() -> u64 {
 /// as in WSO2), `application` (an object: `uuid` or `id`, `name`, `owner`, `tier`),
 /// `subscribedAPIs` (an array of objects: `name`, `version`, `context`, `subscriptionTier`; the API
 /// must be listed by its versioned context, `/pizzashack/1.0.0` or `/v1/tpl` for `/{version}/tpl`,
-/// and its version, as WSO2 matches: the name is not compared), `sub` (the end user), `iss`, `exp`
-/// and `nbf`. A key without `exp` does
+/// and its version, as WSO2 matches: the name is not compared), `permittedIP` (comma-separated
+/// addresses and CIDR networks, IPv4 or IPv6: the client, Envoy's `source.address` as blocking
+/// conditions read it, must be in one), `permittedReferer` (comma-separated patterns: the whole
+/// `Referer` must match one, `*` standing for any run of characters; a request without `Referer`
+/// matches none), `sub` (the end user), `iss`, `exp` and `nbf`. A request the key's restrictions
+/// do not permit is refused with 900908 (403, "Access forbidden for the invocations"), before its
+/// subscription is checked; empty restriction claims restrict nothing. A key without `exp` does
 /// not expire (WSO2 issues keys of unlimited validity so); an `exp` present is enforced. A claim
 /// of the wrong type refuses the key.
 #[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]

@@ -17,7 +17,7 @@ mod tests;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::auth::authorize::{authorize, Authorized};
+use crate::auth::authorize::{authorize, Authorized, RequestOrigin};
 use crate::auth::credentials::{self, Extracted};
 use crate::auth::validation::{self, AuthStep};
 use crate::auth::{self, failure_fault, AuthFailure, Identity, Refusal};
@@ -335,7 +335,9 @@ impl Stream {
         let worker = Rc::clone(&self.worker);
         let worker = worker.borrow();
         let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
-        let decision = authorize(&directory, api, resource, identity);
+        let client_ip = if identity.reads_client_ip() { request::client_ip(host) } else { None };
+        let origin = RequestOrigin { client_ip, referer: self.request.referer() };
+        let decision = authorize(&directory, api, resource, identity, &origin);
         drop(worker);
         match decision {
             Ok(authorized) => {

@@ -95,6 +95,11 @@ impl Snapshot {
         self.bytes(name).and_then(text)
     }
 
+    /// The `Referer` (a JWT API key's `permittedReferer`); absent, or not UTF-8, is `None`.
+    pub fn referer(&self) -> Option<&str> {
+        self.text("referer")
+    }
+
     /// A credential header as extraction sees it.
     pub fn credential(&self, name: &str) -> CredentialHeader<'_> {
         match self.bytes(name) {

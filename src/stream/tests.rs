@@ -770,5 +770,6 @@ fn debug_output_of_request_and_worker_state_holds_no_credential() {
     assert!(!printed.contains(signature), "the worker's Debug holds the token: {printed}");
 }
 
+mod jwt_api_keys;
 mod observability;
 mod reload;
