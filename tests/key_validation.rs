@@ -536,6 +536,27 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     assert_eq!(stack.live.requests()[3].header("x-apim-application-id"), Some("jwt-app"));
     assert_eq!(stack.live.requests()[3].header("x-apim-tier"), Some("Gold"), "the subscribed API's tier");
     assert_fault(&stack.envoy.send("GET", "/query/1.0.0/x", &[("apikey", &key)], None), 403, "900908");
+    // WSO2's key restrictions, on the client's address as Envoy has it (this test's 127.0.0.1).
+    let restricted = |ip: &str| {
+        let claims = json!({"iss": API_KEY_ISSUER, "exp": now() + 300, "token_type": "apiKey",
+            "application": {"uuid": "jwt-app", "name": "JwtApp", "owner": "erin", "tier": "Unlimited"},
+            "permittedIP": ip, "permittedReferer": "https://app.example/*",
+            "subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0"}]});
+        sign(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256)
+    };
+    let from_here = restricted("10.0.0.0/8, 127.0.0.1/32, ::1");
+    let referer = ("referer", "https://app.example/page");
+    let response = stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &from_here), referer], None);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let refused = stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &from_here)], None);
+    assert_fault(&refused, 403, "900908");
+    assert!(refused.body.contains("Access forbidden for the invocations"), "{}", refused.body);
+    let elsewhere = restricted("192.0.2.0/24");
+    assert_fault(
+        &stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &elsewhere), referer], None),
+        403,
+        "900908",
+    );
     let forged = sign(
         &json!({"alg": "RS256", "kid": "apikey-b"}).to_string(),
         &json!({"iss": API_KEY_ISSUER, "exp": now() + 300, "keytype": "PRODUCTION",
