@@ -38,22 +38,73 @@ pub struct KeySet {
 const RSA_ALGORITHMS: [Algorithm; 6] =
     [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
 
+/// A key of a JWKS that can never verify a token, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its index in the `keys` array.
+    pub index: usize,
+    pub kid: Option<String>,
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "key {} (kid `{kid}`): {}", self.index, self.reason),
+            None => write!(f, "key {} (no kid): {}", self.index, self.reason),
+        }
+    }
+}
+
 impl KeySet {
     /// Parses a JWKS (`{"keys":[...]}`). Keys that are not signature keys (`use` other than `sig`,
-    /// `key_ops` without `verify`, symmetric `oct` keys, unknown types or curves, short RSA moduli, malformed coordinates) are
-    /// skipped; a set with no usable key is an error.
+    /// `key_ops` without `verify`, symmetric `oct` keys, unknown types or curves, short RSA
+    /// moduli, malformed coordinates) are skipped; a set with no usable key is an error.
     pub fn from_jwks(jwks: &Value) -> Result<KeySet, String> {
+        Self::with_skipped(jwks).map(|(set, _)| set)
+    }
+
+    /// [`KeySet::from_jwks`], with the keys it skipped and why (for a fetched set's log).
+    pub fn with_skipped(jwks: &Value) -> Result<(KeySet, Vec<Skipped>), String> {
         let Some(entries) = jwks.get("keys").and_then(Value::as_array) else {
             return Err("a JWKS is an object with a `keys` array".to_string());
         };
         if entries.len() > MAX_KEYS {
             return Err(format!("a JWKS may hold at most {MAX_KEYS} keys"));
         }
-        let keys: Vec<VerificationKey> = entries.iter().filter_map(parse_key).collect();
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut skipped = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            match parse_key(entry) {
+                Ok(key) => keys.push(key),
+                Err(reason) => {
+                    let kid = entry.get("kid").and_then(Value::as_str).map(String::from);
+                    skipped.push(Skipped { index, kid, reason });
+                }
+            }
+        }
         if keys.is_empty() {
             return Err("the JWKS has no usable signature key (RSA >= 2048 bits, EC P-256/P-384, Ed25519)".to_string());
         }
-        Ok(KeySet { keys })
+        Ok((KeySet { keys }, skipped))
+    }
+
+    /// Keys written in the configuration: every one must be able to verify a token (a key that
+    /// cannot, as a modulus pasted in standard base64 or `use: enc`, is a mistake the operator
+    /// has to see, not a key quietly missing). The error: the index of the key at fault (`None`
+    /// for the set as a whole) and why.
+    pub fn from_configured(keys: &[Value]) -> Result<KeySet, (Option<usize>, String)> {
+        let (set, skipped) = Self::with_skipped(&serde_json::json!({ "keys": keys })).map_err(|reason| {
+            // A set with no usable key names its first key's reason when there is one.
+            match keys.first().map(parse_key) {
+                Some(Err(why)) => (Some(0), why.to_string()),
+                _ => (None, reason),
+            }
+        })?;
+        match skipped.into_iter().next() {
+            Some(first) => Err((Some(first.index), first.reason.to_string())),
+            None => Ok(set),
+        }
     }
 
     /// Keys that may verify `algorithm`, by `kid` when the token names one.
@@ -77,58 +128,82 @@ fn decoded(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
-fn parse_key(entry: &Value) -> Option<VerificationKey> {
+fn parse_key(entry: &Value) -> Result<VerificationKey, &'static str> {
     // A key published for another purpose never verifies tokens: `use` must say `sig` and
     // `key_ops`, when present, must list `verify` (RFC 7517 4.2 and 4.3).
     if let Some(usage) = entry.get("use") {
         if usage != "sig" {
-            return None;
+            return Err("`use` is not `sig`: not a signature key");
         }
     }
     if let Some(operations) = entry.get("key_ops") {
         let verifies = operations.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify"));
         if !verifies {
-            return None;
+            return Err("`key_ops` does not list `verify`");
         }
     }
-    let jwk: Jwk = serde_json::from_value(entry.clone()).ok()?;
+    const BASE64: &str = "a value is not unpadded base64url (RFC 7518: `-` and `_`, no `=`)";
+    if entry.get("kty").and_then(Value::as_str) == Some("oct") {
+        return Err("a symmetric (`oct`) key is never taken from a JWKS: HMAC needs `hmac_secret`");
+    }
+    match (entry.get("kty").and_then(Value::as_str), entry.get("crv").and_then(Value::as_str)) {
+        (Some("EC"), crv) if !matches!(crv, Some("P-256" | "P-384")) => {
+            return Err("an EC curve (`crv`) other than P-256 or P-384")
+        }
+        (Some("OKP"), crv) if crv != Some("Ed25519") => return Err("an OKP curve (`crv`) other than Ed25519"),
+        _ => {}
+    }
+    let jwk: Jwk = serde_json::from_value(entry.clone())
+        .map_err(|_| "not a JWK of a known type (`kty` RSA, EC or OKP, with its members)")?;
     let (key, mut algorithms) = match &jwk.algorithm {
         AlgorithmParameters::RSA(params) => {
-            let modulus = decoded(&params.n)?;
-            let exponent = decoded(&params.e)?;
+            let modulus = decoded(&params.n).ok_or(BASE64)?;
+            let exponent = decoded(&params.e).ok_or(BASE64)?;
             let significant = modulus.iter().skip_while(|byte| **byte == 0).count();
-            if significant * 8 < MIN_RSA_BITS || exponent.is_empty() {
-                return None;
+            if significant * 8 < MIN_RSA_BITS {
+                return Err("an RSA modulus shorter than 2048 bits");
             }
-            (VerifyingKey::rsa(&modulus, &exponent)?, RSA_ALGORITHMS.to_vec())
+            if exponent.is_empty() {
+                return Err("an empty RSA exponent");
+            }
+            (VerifyingKey::rsa(&modulus, &exponent).ok_or("an RSA key that cannot be used")?, RSA_ALGORITHMS.to_vec())
         }
         AlgorithmParameters::EllipticCurve(params) => {
-            let (x, y) = (decoded(&params.x)?, decoded(&params.y)?);
+            let (x, y) = (decoded(&params.x).ok_or(BASE64)?, decoded(&params.y).ok_or(BASE64)?);
             // The coordinates must be the curve's full size (RFC 7518 6.2.1.2) and on the curve.
-            match entry.get("crv").and_then(Value::as_str)? {
-                "P-256" if x.len() == 32 && y.len() == 32 => (VerifyingKey::p256(&x, &y)?, vec![Algorithm::ES256]),
-                "P-384" if x.len() == 48 && y.len() == 48 => (VerifyingKey::p384(&x, &y)?, vec![Algorithm::ES384]),
-                _ => return None,
+            let off_curve = "coordinates not of the curve's size or not on the curve";
+            match entry.get("crv").and_then(Value::as_str) {
+                Some("P-256") if x.len() == 32 && y.len() == 32 => {
+                    (VerifyingKey::p256(&x, &y).ok_or(off_curve)?, vec![Algorithm::ES256])
+                }
+                Some("P-384") if x.len() == 48 && y.len() == 48 => {
+                    (VerifyingKey::p384(&x, &y).ok_or(off_curve)?, vec![Algorithm::ES384])
+                }
+                Some("P-256" | "P-384") => return Err(off_curve),
+                _ => return Err("an EC curve (`crv`) other than P-256 or P-384"),
             }
         }
         AlgorithmParameters::OctetKeyPair(params) => {
             // Ed25519 only: exactly 32 bytes that decompress to a point.
             if entry.get("crv").and_then(Value::as_str) != Some("Ed25519") {
-                return None;
+                return Err("an OKP curve (`crv`) other than Ed25519");
             }
-            (VerifyingKey::ed25519(&decoded(&params.x)?)?, vec![Algorithm::EdDSA])
+            let x = decoded(&params.x).ok_or(BASE64)?;
+            (VerifyingKey::ed25519(&x).ok_or("an Ed25519 key that is not 32 bytes of a point")?, vec![Algorithm::EdDSA])
         }
         // Symmetric keys are never taken from a JWKS: HMAC needs a configured secret.
-        AlgorithmParameters::OctetKey(_) => return None,
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("a symmetric (`oct`) key is never taken from a JWKS: HMAC needs `hmac_secret`")
+        }
     };
     if let Some(declared) = entry.get("alg").and_then(Value::as_str) {
-        let declared: Algorithm = declared.parse().ok()?;
+        let declared: Algorithm = declared.parse().map_err(|_| "an unknown `alg`")?;
         if !algorithms.contains(&declared) {
-            return None;
+            return Err("an `alg` this type of key cannot verify");
         }
         algorithms = vec![declared];
     }
-    Some(VerificationKey { kid: jwk.common.key_id.clone(), algorithms, key })
+    Ok(VerificationKey { kid: jwk.common.key_id.clone(), algorithms, key })
 }
 
 /// An HMAC key from a configured secret, for HS256/384/512.
@@ -246,5 +321,43 @@ mod tests {
         assert_eq!(kids, vec!["verify-ops", "good"]);
         assert!(KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
         assert!(KeySet::from_jwks(&json!({"nokeys": []})).is_err());
+    }
+}
+
+#[cfg(test)]
+mod configured_key_tests {
+    use crate::auth::keys::testkeys::jwk;
+    use jsonwebtoken::Algorithm;
+
+    fn load(keys: serde_json::Value) -> Result<crate::config::Config, String> {
+        let json = serde_json::json!({"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": keys}}]});
+        crate::config::Config::from_json(json.to_string().as_bytes()).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn an_inline_key_that_can_never_verify_is_refused_at_load_naming_it() {
+        let good = jwk("rsa-a.pem", Algorithm::RS256, "old");
+        // The operator pastes the new key with its modulus in standard base64 (`+`, `/`, `=`),
+        // as many tools print it: it can never verify a token.
+        let mut pasted = jwk("rsa-b.pem", Algorithm::RS256, "new");
+        let n = pasted["n"].as_str().unwrap().replace('-', "+").replace('_', "/") + "=";
+        pasted["n"] = serde_json::Value::from(n);
+        let error = load(serde_json::json!([good.clone(), pasted])).unwrap_err();
+        assert!(error.contains("key_managers[0].jwks.keys[1]") && error.contains("base64url"), "{error}");
+        let mut typo = jwk("ec-p256.pem", Algorithm::ES256, "ec");
+        typo["crv"] = serde_json::Value::from("P256");
+        let mut encryption = jwk("rsa-b.pem", Algorithm::RS256, "enc");
+        encryption["use"] = serde_json::Value::from("enc");
+        let weak = jwk("rsa-1024-weak.pem", Algorithm::RS256, "weak");
+        for (bad, why) in [(typo, "crv"), (encryption, "use"), (weak, "2048")] {
+            let error = load(serde_json::json!([good.clone(), bad])).unwrap_err();
+            assert!(error.contains("key_managers[0].jwks.keys[1]") && error.contains(why), "{error}");
+        }
+        let error = load(serde_json::json!([{"kty": "oct", "k": "c2VjcmV0"}])).unwrap_err();
+        assert!(error.contains("key_managers[0].jwks.keys[0]"), "{error}");
+        assert!(load(serde_json::json!([good])).is_ok());
+        let api_key_jwt = serde_json::json!({"api_key_jwt": {"keys": [jwk("rsa-a.pem", Algorithm::RS256, "k"), {"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}});
+        let error = crate::config::Config::from_json(api_key_jwt.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(error.contains("api_key_jwt.keys[1]"), "{error}");
     }
 }

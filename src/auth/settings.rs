@@ -285,8 +285,10 @@ fn compile_key_manager(
         let jwks_field = format!("{field}.jwks");
         match (&jwks.keys, &jwks.cluster) {
             (Some(keys), None) => {
-                static_keys = KeySet::from_jwks(&serde_json::json!({ "keys": keys }))
-                    .map_err(|reason| ConfigError::new(format!("{jwks_field}.keys"), reason))?;
+                static_keys = KeySet::from_configured(keys).map_err(|(index, reason)| match index {
+                    Some(index) => ConfigError::new(format!("{jwks_field}.keys[{index}]"), reason),
+                    None => ConfigError::new(format!("{jwks_field}.keys"), reason),
+                })?;
             }
             (None, Some(cluster)) => {
                 check_cluster_call(&jwks_field, cluster, ("path", &jwks.path), jwks.timeout_ms)?;
@@ -412,7 +414,9 @@ fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
     if algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac) {
         return Err(ConfigError::new("api_key_jwt.algorithms", "API keys are verified with public keys only"));
     }
-    let keys = KeySet::from_jwks(&serde_json::json!({ "keys": raw.keys }))
-        .map_err(|reason| ConfigError::new("api_key_jwt.keys", reason))?;
+    let keys = KeySet::from_configured(&raw.keys).map_err(|(index, reason)| match index {
+        Some(index) => ConfigError::new(format!("api_key_jwt.keys[{index}]"), reason),
+        None => ConfigError::new("api_key_jwt.keys", reason),
+    })?;
     Ok(ApiKeyJwt { keys, issuer: raw.issuer, algorithms, clock_skew_s: raw.clock_skew_s })
 }

@@ -55,8 +55,10 @@ pub(crate) fn default_skew() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RawJwks {
     /// Inline JWKs (`[{"kty":"RSA",...}]`). Exactly one of `keys` and `cluster` is required.
-    /// A key that cannot verify is skipped (RSA under 2048 or over 4096 bits, an EC point off
-    /// its curve, `use` other than `sig`, an `oct` key); a set with no usable key is refused.
+    /// A key that cannot verify (RSA under 2048 or over 4096 bits, a value not in base64url, an
+    /// EC point off its curve or an unknown `crv`, `use` other than `sig`, an `oct` key) is
+    /// refused at load, naming it (`keys[j]`). A fetched set skips such keys instead, logging
+    /// each skipped `kid` and why once per new set; a set with no usable key is refused.
     #[serde(default)]
     pub keys: Option<Vec<serde_json::Value>>,
     /// Envoy cluster serving the JWKS.
@@ -192,7 +194,8 @@ fn default_negative_ttl() -> u64 {
 #[schemars(rename = "ApiKeyJwt")]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeyJwt {
-    /// The API manager's signing keys as inline JWKs. Required.
+    /// The API manager's signing keys as inline JWKs. Required. A key that cannot verify is
+    /// refused at load, naming it (`api_key_jwt.keys[j]`).
     pub keys: Vec<serde_json::Value>,
     /// Required `iss`, if set. Defaults to none (any issuer).
     #[serde(default)]
