@@ -122,19 +122,29 @@ pub fn ingest(
     true
 }
 
+/// Creates each key manager's due time (due at once) if this Envoy has none, at configure time,
+/// so that taking the refresh lease is always a compare-and-swap: Envoy's shared data has no
+/// "create if absent", and a due time read as absent and then written unconditionally let every
+/// worker take the first refresh.
+pub fn prepare(store: &mut dyn SharedStore, auth: &AuthConfig) {
+    for km in auth.key_managers.iter().filter(|km| km.remote_jwks.is_some()) {
+        let key = due_key(km);
+        if matches!(store.shared_get(&key), Ok(None)) {
+            let _ = store.shared_set(&key, &0u64.to_le_bytes(), None);
+        }
+    }
+}
+
 /// Background refreshes due now: one per key manager with a JWKS endpoint whose keys are older
-/// than its `refresh_s`, taken by compare-and-swap on a shared due time so that one worker of the
-/// Envoy refreshes while the others read the result.
+/// than its `refresh_s`, taken by compare-and-swap on a shared due time (created by [`prepare`])
+/// so that one worker of the Envoy refreshes while the others read the result.
 pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmId, Call)> {
     let mut calls = Vec::new();
     for km in &auth.key_managers {
         let Some(jwks) = &km.remote_jwks else { continue };
         let key = due_key(km);
-        let (due_at, cas) = match store.shared_get(&key) {
-            Ok(Some((bytes, cas))) => (<[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes), Some(cas)),
-            Ok(None) => (0, None),
-            Err(_) => continue,
-        };
+        let Ok(Some((bytes, cas))) = store.shared_get(&key) else { continue };
+        let due_at = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes);
         if now < due_at {
             continue;
         }
@@ -142,7 +152,7 @@ pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmI
         // one may still be answering (a `refresh_s` shorter than the call's timeout).
         let answered_by = u64::from(jwks.timeout_ms).div_ceil(1000).saturating_add(1);
         let next = now.saturating_add(jwks.refresh_s.max(answered_by));
-        if store.shared_set(&key, &next.to_le_bytes(), cas).is_ok() {
+        if store.shared_set(&key, &next.to_le_bytes(), Some(cas)).is_ok() {
             calls.push((km.id, call(jwks)));
         }
     }
@@ -152,6 +162,54 @@ pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmI
 /// After a failed background refresh: try again after [`FETCH_INTERVAL_S`], not `refresh_s`.
 pub fn retry_soon(store: &mut dyn SharedStore, km: &KeyManager, now: u64) {
     let key = due_key(km);
-    let cas = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
-    let _ = store.shared_set(&key, &now.saturating_add(FETCH_INTERVAL_S).to_le_bytes(), cas);
+    let Ok(Some((_, cas))) = store.shared_get(&key) else { return };
+    let _ = store.shared_set(&key, &now.saturating_add(FETCH_INTERVAL_S).to_le_bytes(), Some(cas));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::testing::MemoryStore;
+    use crate::host::HostError;
+
+    /// Another worker's tick runs `due` between this worker's read and write of the due time.
+    struct Racing {
+        inner: MemoryStore,
+        rival_writes: bool,
+    }
+    impl SharedStore for Racing {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            self.inner.shared_get(key)
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+            if std::mem::take(&mut self.rival_writes) {
+                // The rival read the same value and wrote its due time first: it refreshes.
+                self.inner.shared_set(key, value, cas)?;
+            }
+            self.inner.shared_set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn the_refresh_lease_is_exclusive_on_the_first_tick_too() {
+        let json = r#"{"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"cluster": "km"}}]}"#;
+        let config = crate::config::Config::from_json(json.as_bytes()).unwrap();
+        // Steady state: the lease works (a rival that wrote in between wins alone).
+        let mut store = Racing { inner: MemoryStore::default(), rival_writes: false };
+        prepare(&mut store, &config.auth);
+        assert_eq!(due(&mut store, &config.auth, 1_000).len(), 1);
+        store.rival_writes = true;
+        assert_eq!(due(&mut store, &config.auth, 2_000).len(), 0, "CAS held: the rival alone refreshes");
+        // First tick after start: the due time was made at configure time, so taking it is a
+        // compare-and-swap too (read as absent and written unconditionally, both workers fetched).
+        let mut store = Racing { inner: MemoryStore::default(), rival_writes: false };
+        prepare(&mut store, &config.auth);
+        store.rival_writes = true;
+        assert_eq!(due(&mut store, &config.auth, 1_000).len(), 0, "the rival took the lease");
+        // Preparing again (another configuration, another worker) leaves a due time as it is.
+        prepare(&mut store.inner, &config.auth);
+        assert_eq!(due(&mut store, &config.auth, 1_000).len(), 0);
+        // Without a due time (never prepared) nobody refreshes rather than everybody.
+        assert!(due(&mut MemoryStore::default(), &config.auth, 1_000).is_empty());
+    }
 }

@@ -148,10 +148,12 @@ pub(crate) fn engines<'a>(config: &'a Config, leases: Option<&'a mut WorkerLease
     }
 }
 
-/// Creates the counter slots in shared data (at configure time, before requests count) and sets
-/// the slot count to the one this Envoy uses (the first configuration's; see
-/// [`crate::throttle::limiter::prepare_slots`]).
+/// Creates what is shared through leases taken by compare-and-swap (at configure time, before
+/// requests or ticks use them): the key managers' JWKS due times, the control plane's due time,
+/// and the counter slots; and sets the slot count to the one this Envoy uses (the first
+/// configuration's; see [`crate::throttle::limiter::prepare_slots`]).
 pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
+    crate::auth::jwks::prepare(host, &config.auth);
     if config.throttles() {
         let wanted = config.throttle.settings.counter_slots;
         let spaces: &[Space] = match config.throttle.rate_limit_service {

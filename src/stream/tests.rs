@@ -367,6 +367,7 @@ fn jwks_are_fetched_when_needed_shared_refreshed_in_the_background_and_kept_when
     let km = &config.auth.key_managers[0];
     let worker = Rc::new(RefCell::new(Worker::new(&config)));
     let mut host = FakeHost { now: 1_000, ..Default::default() };
+    jwks::prepare(&mut host, &config.auth);
     // First use: no keys yet, so the request waits for a fetch, which is shared with all workers.
     let (mut stream, flow) = bearer_call(&config, &worker, &mut host, &signed("a", 5_000));
     assert_eq!((flow, host.dispatched.len()), (Flow::Waiting, 1));
@@ -424,6 +425,7 @@ fn a_jwks_refresh_is_never_started_again_while_the_last_may_still_answer() {
     let config = Rc::new(Config::from_json(json.as_bytes()).unwrap());
     let worker = Rc::new(RefCell::new(Worker::new(&config)));
     let mut host = FakeHost { now: 1_000, ..Default::default() };
+    jwks::prepare(&mut host, &config.auth);
     assert_eq!(background::tick(&mut host, &config, &mut worker.borrow_mut()).len(), 1);
     for now in 1_001..=1_005 {
         host.now = now;
