@@ -157,7 +157,9 @@ pub trait Host: SharedStore {
     fn fresh_now_ms(&self) -> Result<u64, HostError> {
         self.now_ms()
     }
-    /// Starts a call; the answer arrives later with the returned token.
+    /// Starts a call; the answer arrives later with the returned token. The call is the
+    /// worker's (the root context's in Envoy), never cancelled with the request that made it: its
+    /// answer is applied even when the request is gone (`Stream::on_abandoned_answer`).
     fn call(&mut self, call: &Call) -> Result<u32, HostError>;
     /// Resumes a paused request.
     fn resume_request(&mut self);

@@ -76,7 +76,7 @@ pub enum BearerStep {
 
 /// Verifies a bearer token against the keys at hand: inline keys, the HMAC secret, and the
 /// fetched keys this worker knows (`fetched`, one per key manager). `may_fetch` says whether this
-/// request may still ask for a fetch.
+/// request may still ask for a fetch, or wait for the one under way.
 ///
 /// A token whose keys could not be had (its `kid` is unknown, or no keys were ever fetched, and
 /// the last fetch failed) is refused as a key manager outage (900900), not as bad credentials:
@@ -111,9 +111,13 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
     let kid = parsed.kid.as_deref();
     let kid_known = |set: Option<&KeySet>| kid.is_some_and(|kid| set.is_some_and(|set| set.has_kid(kid)));
     let unknown_kid = kid.is_some() && !kid_known(remote_keys) && !kid_known(Some(&km.static_keys));
-    if km.remote_jwks.is_some() {
+    if let Some(jwks) = &km.remote_jwks {
         let wanted = remote_keys.is_none() || unknown_kid;
-        if wanted && may_fetch && remote.is_some_and(|fetched| fetched.may_fetch(now)) {
+        // A fetch under way is waited for: its keys have not arrived yet, which says nothing of
+        // the token (refused meanwhile, a valid token was taken as bad credentials).
+        let fetchable =
+            |fetched: &FetchedKeys| fetched.may_fetch(now) || fetched.under_way(now, jwks.timeout_ms).is_some();
+        if wanted && may_fetch && remote.is_some_and(fetchable) {
             return BearerStep::FetchJwks { key_manager: km.id };
         }
         let keys_missing =

@@ -1,11 +1,12 @@
 //! Keys fetched from key managers' JWKS endpoints. One copy per Envoy lives in shared data; each
 //! worker parses it once and keeps it ([`FetchedKeys`]), picking up a newer copy another worker
 //! fetched. A request fetches only when it needs keys it does not have (none yet, or an unknown
-//! `kid`), at most every [`FETCH_INTERVAL_S`] per worker; refreshing keys that merely grew old is
-//! background work of the root context ([`due`]), so no request waits for it. A failed fetch keeps
-//! the last good keys.
+//! `kid`), at most every [`FETCH_INTERVAL_S`] per worker, and the fetch is the worker's: requests
+//! that need the keys meanwhile wait for it ([`FetchedKeys::under_way`]). Refreshing keys that
+//! merely grew old is background work of the root context ([`due`]), so no request waits for it.
+//! A failed fetch keeps the last good keys.
 
-use super::keys::KeySet;
+use super::keys::{KeySet, Skipped};
 use super::settings::{AuthConfig, KeyManager, RemoteJwks};
 use super::WorkerState;
 use crate::host::{Answer, Call, SharedStore};
@@ -27,12 +28,27 @@ pub struct FetchedKeys {
     pub last_attempt: Option<u64>,
     /// This worker's last fetch failed and no worker has fetched since.
     pub failed: bool,
+    /// The fetch of this worker under way (a request's or the background refresh's): its call
+    /// token and when it was made. Requests that need the keys wait for its answer.
+    pub in_flight: Option<(u32, u64)>,
 }
 
 impl FetchedKeys {
     /// Whether a request may fetch now.
     pub fn may_fetch(&self, now: u64) -> bool {
         self.last_attempt.is_none_or(|last| now >= last.saturating_add(FETCH_INTERVAL_S))
+    }
+
+    /// The token of the fetch under way, which a request that needs the keys waits for; none
+    /// once it has had longer than its timeout to answer (Envoy answers every call by then).
+    pub fn under_way(&self, now: u64, timeout_ms: u32) -> Option<u32> {
+        let answered_by = u64::from(timeout_ms).div_ceil(1000).saturating_add(1);
+        self.in_flight.and_then(|(token, asked)| (now < asked.saturating_add(answered_by)).then_some(token))
+    }
+
+    /// A fetch was made with this token: requests wait for it rather than fetch again.
+    pub fn started(&mut self, token: u32, now: u64) {
+        self.in_flight = Some((token, now));
     }
 }
 
@@ -61,9 +77,9 @@ pub fn call(jwks: &RemoteJwks) -> Call {
     }
 }
 
-fn parse(bytes: &[u8]) -> Option<KeySet> {
+fn parse(bytes: &[u8]) -> Option<(KeySet, Vec<Skipped>)> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    KeySet::from_jwks(&value).ok()
+    KeySet::with_skipped(&value).ok()
 }
 
 /// Picks up keys another worker fetched (at most once a second per worker).
@@ -77,22 +93,38 @@ pub fn sync(store: &dyn SharedStore, auth: &AuthConfig, state: &mut WorkerState,
         if fetched.cas == Some(cas) {
             continue;
         }
-        if let Some(keys) = parse(&bytes) {
-            *fetched = FetchedKeys {
-                keys: Some(keys),
-                cas: Some(cas),
-                checked_at: now,
-                last_attempt: fetched.last_attempt,
-                // Another worker fetched them: the key manager answered.
-                failed: false,
-            };
+        if let Some((keys, _)) = parse(&bytes) {
+            fetched.keys = Some(keys);
+            fetched.cas = Some(cas);
+            // Another worker fetched them: the key manager answered.
+            fetched.failed = false;
         }
     }
 }
 
+/// Takes the answer to the fetch with this token, once: the first to see it (the worker's
+/// call, or a request that waited for it) ingests it; later ones find it taken. Returns whether
+/// this call ingested a good set (`None`: the answer was taken already, or is not this worker's
+/// fetch under way).
+pub fn settle(
+    store: &mut dyn SharedStore,
+    km: &KeyManager,
+    fetched: &mut FetchedKeys,
+    token: u32,
+    answer: &Answer,
+    now: u64,
+) -> Option<bool> {
+    if fetched.in_flight.is_none_or(|(under_way, _)| under_way != token) {
+        return None;
+    }
+    fetched.in_flight = None;
+    Some(ingest(store, km, fetched, answer, now))
+}
+
 /// Takes the answer to a fetch: good keys go to shared data (for every worker) and to this
 /// worker; anything else is remembered as a failed fetch, keeping the last good keys. Returns
-/// whether the fetch succeeded.
+/// whether the fetch succeeded. Keys of the set that cannot verify are logged, with why, when
+/// the set is new.
 pub fn ingest(
     store: &mut dyn SharedStore,
     km: &KeyManager,
@@ -108,17 +140,23 @@ pub fn ingest(
             return false;
         }
     };
-    let Some(keys) = parse(body) else {
+    let Some((keys, skipped)) = parse(body) else {
         log::warn!("key manager `{}` answered a JWKS with no usable key; keeping the last good keys", km.name);
         fetched.failed = true;
         return false;
     };
     let key = shared_key(km);
-    let current = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
-    let _ = store.shared_set(&key, body, current);
-    let cas = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
-    *fetched =
-        FetchedKeys { keys: Some(keys), cas, checked_at: now, last_attempt: fetched.last_attempt, failed: false };
+    let current = store.shared_get(&key).ok().flatten();
+    if current.as_ref().is_none_or(|(bytes, _)| bytes != body) {
+        for skipped in &skipped {
+            log::warn!("key manager `{}`: the JWKS's {skipped}; it is skipped", km.name);
+        }
+    }
+    let _ = store.shared_set(&key, body, current.map(|(_, cas)| cas));
+    fetched.keys = Some(keys);
+    fetched.cas = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
+    fetched.checked_at = now;
+    fetched.failed = false;
     true
 }
 

@@ -330,7 +330,8 @@ mod configured_key_tests {
     use jsonwebtoken::Algorithm;
 
     fn load(keys: serde_json::Value) -> Result<crate::config::Config, String> {
-        let json = serde_json::json!({"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": keys}}]});
+        let json =
+            serde_json::json!({"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": keys}}]});
         crate::config::Config::from_json(json.to_string().as_bytes()).map_err(|error| error.to_string())
     }
 

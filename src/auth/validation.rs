@@ -20,8 +20,18 @@ use crate::vocab::KmId;
 pub enum Resume {
     /// An introspection answer for the token with this hash.
     Introspection { key_manager: KmId, hash: [u8; 32] },
-    /// A JWKS fetch, to verify this token once the keys are in.
-    Jwks { key_manager: KmId, token: String },
+    /// A JWKS fetch, to verify this token once the keys are in. `fetch` is the token of the
+    /// worker's call the request waits for: `None` until the stream made the call, or `Some` of
+    /// the fetch under way it joins (see [`joins`]).
+    Jwks { key_manager: KmId, token: String, fetch: Option<u32> },
+}
+
+/// The fetch under way a JWKS wait joins (no call is made for it), when there is one.
+pub fn joins(resume: &Resume) -> Option<u32> {
+    match resume {
+        Resume::Jwks { fetch, .. } => *fetch,
+        Resume::Introspection { .. } => None,
+    }
 }
 
 impl std::fmt::Debug for Resume {
@@ -60,11 +70,12 @@ pub fn start(context: &mut Context<'_>, presented: Presented) -> AuthStep {
 pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> AuthStep {
     match resume {
         Resume::Introspection { key_manager, hash } => introspected(context, key_manager, &hash, answer),
-        Resume::Jwks { key_manager, token } => {
-            if let (Some(km), Some(fetched)) =
-                (context.auth.key_manager(key_manager), context.worker.jwks.get_mut(key_manager.index()))
+        Resume::Jwks { key_manager, token, fetch } => {
+            // The worker's call may have taken the answer already (then this finds it taken).
+            if let (Some(km), Some(fetched), Some(fetch)) =
+                (context.auth.key_manager(key_manager), context.worker.jwks.get_mut(key_manager.index()), fetch)
             {
-                jwks::ingest(context.store, km, fetched, answer, context.now);
+                jwks::settle(context.store, km, fetched, fetch, answer, context.now);
             }
             verify_bearer(context, token, false)
         }
@@ -100,14 +111,18 @@ fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> A
         bearer::BearerStep::Failed(refusal) => Step::Refused(refusal),
         bearer::BearerStep::Introspect { key_manager } => introspect(context, &token, key_manager),
         bearer::BearerStep::FetchJwks { key_manager } => {
-            let call = context.auth.key_manager(key_manager).and_then(|km| km.remote_jwks.as_ref()).map(jwks::call);
-            let Some(call) = call else {
+            let remote = context.auth.key_manager(key_manager).and_then(|km| km.remote_jwks.as_ref());
+            let (Some(remote), Some(fetched)) = (remote, context.worker.jwks.get_mut(key_manager.index())) else {
                 return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
             };
-            if let Some(fetched) = context.worker.jwks.get_mut(key_manager.index()) {
+            // One fetch at a time per worker: a request that needs the keys while one is under
+            // way waits for its answer (as Envoy's jwt_authn does), and is neither refused nor
+            // the cause of a second fetch.
+            let fetch = fetched.under_way(now, remote.timeout_ms);
+            if fetch.is_none() {
                 fetched.last_attempt = Some(now);
             }
-            Step::Call(call, Resume::Jwks { key_manager, token })
+            Step::Call(jwks::call(remote), Resume::Jwks { key_manager, token, fetch })
         }
     }
 }

@@ -4,8 +4,14 @@
 //!
 //! The root context parses the configuration in `on_configure` (refusing a bad one with a log
 //! line naming the field) and runs background work on its tick; each HTTP stream hands Envoy's
-//! callbacks to [`crate::stream::Stream`]. Callout answers arrive on the root context and are
-//! routed to the stream that made the call, which is made the effective context first.
+//! callbacks to [`crate::stream::Stream`]. Every call is the root context's, also one a stream
+//! makes (the root is made the effective context for it): Envoy cancels the calls of a context it
+//! deletes, and an answer's effects are the worker's and the Envoy's (a JWKS, a block of tokens the
+//! rate-limit service counted, a cached introspection, a lookup), not only the request's. Answers
+//! arrive on the root context and are routed to the stream that waits for them, made the effective
+//! context first; the answer to a call of a stream Envoy deleted meanwhile is still applied
+//! ([`Stream::on_abandoned_answer`]), and the requests that wait for a worker's JWKS fetch resume
+//! together when it answers.
 
 mod abi;
 
@@ -110,6 +116,8 @@ struct Root {
 enum Caller {
     Stream(u32),
     Root(u32, Job),
+    /// A stream Envoy deleted while it waited (its state is in `Registry::abandoned`).
+    Abandoned,
 }
 
 /// Everything the VM keeps between callbacks (a wasm VM runs one callback at a time).
@@ -121,6 +129,10 @@ struct Registry {
     parents: HashMap<u32, u32>,
     /// Call token to who made the call.
     calls: HashMap<u32, Caller>,
+    /// A worker's JWKS fetch to the streams that wait for its keys.
+    waiting: HashMap<u32, Vec<u32>>,
+    /// Call token to the state of the deleted stream that made it, and its root context.
+    abandoned: HashMap<u32, (u32, Stream)>,
     metrics: Metrics,
 }
 
@@ -227,7 +239,7 @@ pub extern "C" fn proxy_on_configure(root: u32, configuration_size: usize) -> u3
         }
     }
     with_registry(|registry| {
-        let mut host = WasmHost::new(&mut registry.metrics);
+        let mut host = WasmHost::new(&mut registry.metrics, None);
         crate::stream::prepare_counters(&mut host, &mut config);
         let root = registry.roots.entry(root).or_default();
         root.config = Rc::new(config);
@@ -251,7 +263,7 @@ pub extern "C" fn proxy_on_tick(root: u32) {
     with_registry(|registry| {
         let Registry { roots, metrics, calls, .. } = registry;
         let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
-        let mut host = WasmHost::new(metrics);
+        let mut host = WasmHost::new(metrics, None);
         for (token, job) in background::tick(&mut host, config, &mut worker.borrow_mut()) {
             calls.insert(token, Caller::Root(root, job));
         }
@@ -272,11 +284,11 @@ fn action(flow: Flow) -> u32 {
 /// Runs `work` on a stream with a host; a stream Envoy never announced continues untouched.
 fn on_stream(context: u32, work: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> Flow) -> u32 {
     with_registry(|registry| {
-        let Registry { streams, metrics, calls, parents, .. } = registry;
+        let Registry { streams, metrics, calls, parents, waiting, .. } = registry;
         let Some(stream) = streams.get_mut(&context) else { return Flow::Continue };
-        let mut host = WasmHost::new(metrics);
+        let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
         let flow = work(stream, &mut host);
-        route_calls(calls, parents, context, stream);
+        route_calls(calls, waiting, parents, context, stream);
         flow
     })
     .map_or(0, action)
@@ -307,16 +319,34 @@ pub extern "C" fn proxy_on_response_body(context: u32, body_size: usize, end_of_
     on_stream(context, |stream, host| stream.on_response_body(host, body_size, end_of_stream != 0))
 }
 
-/// The end of a context (stream or root): its state goes, and so do the calls it still waits on.
+/// The end of a context. A stream's state goes, but for a call of its own it still waits on: its
+/// answer is applied when it comes ([`Stream::on_abandoned_answer`]). A root context's state goes
+/// with every call it waits on (Envoy cancels them).
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(context: u32) {
     with_registry(|registry| {
-        if registry.streams.remove(&context).is_some() {
-            registry.parents.remove(&context);
+        if let Some(stream) = registry.streams.remove(&context) {
+            let root = registry.parents.remove(&context);
+            for streams in registry.waiting.values_mut() {
+                streams.retain(|waiting| *waiting != context);
+            }
+            registry.waiting.retain(|_, streams| !streams.is_empty());
             registry.calls.retain(|_, caller| !matches!(caller, Caller::Stream(stream) if *stream == context));
+            if let (Some(token), Some(root)) = (stream.own_pending_call(), root) {
+                registry.calls.insert(token, Caller::Abandoned);
+                registry.abandoned.insert(token, (root, stream));
+            }
         } else {
             registry.roots.remove(&context);
-            registry.calls.retain(|_, caller| !matches!(caller, Caller::Root(root, _) if *root == context));
+            let Registry { calls, abandoned, .. } = registry;
+            calls.retain(|_, caller| !matches!(caller, Caller::Root(root, _) if *root == context));
+            abandoned.retain(|token, (root, _)| {
+                let keep = *root != context;
+                if !keep {
+                    calls.remove(token);
+                }
+                keep
+            });
         }
     });
 }
@@ -326,10 +356,19 @@ pub extern "C" fn proxy_on_delete(context: u32) {
 // ---------------------------------------------------------------------------------------------
 
 /// Records who waits for the calls a stream started in its last callback: the stream itself, or
-/// its root context for background calls.
-fn route_calls(calls: &mut HashMap<u32, Caller>, parents: &HashMap<u32, u32>, context: u32, stream: &mut Stream) {
+/// its root context for background calls (a JWKS fetch among them, which the stream waits for).
+fn route_calls(
+    calls: &mut HashMap<u32, Caller>,
+    waiting: &mut HashMap<u32, Vec<u32>>,
+    parents: &HashMap<u32, u32>,
+    context: u32,
+    stream: &mut Stream,
+) {
     if let Some(token) = stream.take_started_call() {
         calls.insert(token, Caller::Stream(context));
+    }
+    if let Some(fetch) = stream.take_awaited_fetch() {
+        waiting.entry(fetch).or_default().push(context);
     }
     let background = stream.take_background_calls();
     if let Some(root) = parents.get(&context) {
@@ -343,27 +382,51 @@ fn route_calls(calls: &mut HashMap<u32, Caller>, parents: &HashMap<u32, u32>, co
 /// `stream_body` an HTTP body stays in Envoy (`Answer::HttpStream`) and is read in pieces.
 fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
     with_registry(|registry| {
-        let Registry { roots, streams, metrics, calls, parents } = registry;
+        let Registry { roots, streams, metrics, calls, parents, waiting, abandoned } = registry;
         match calls.remove(&token) {
             Some(Caller::Stream(context)) => {
                 let Some(stream) = streams.get_mut(&context) else { return };
                 if abi::set_effective_context(context).is_err() {
                     return;
                 }
-                let mut host = WasmHost::new(metrics);
+                let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
                 stream.on_call_response(&mut host, token, answer(false));
-                route_calls(calls, parents, context, stream);
+                route_calls(calls, waiting, parents, context, stream);
             }
             Some(Caller::Root(root, job)) => {
                 let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
-                let mut host = WasmHost::new(metrics);
                 let answer = answer(background::streams(&job));
-                let read = |start: usize, length: usize| {
-                    abi::buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, start, length).ok().flatten().unwrap_or_default()
-                };
-                for (next, job) in
-                    background::answered(&mut host, config, &mut worker.borrow_mut(), job, &answer, &read)
                 {
+                    let mut host = WasmHost::new(metrics, None);
+                    let read = |start: usize, length: usize| {
+                        abi::buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, start, length)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default()
+                    };
+                    for (next, job) in
+                        background::answered(&mut host, config, &mut worker.borrow_mut(), job, &answer, &read)
+                    {
+                        calls.insert(next, Caller::Root(root, job));
+                    }
+                }
+                // The requests that waited for this fetch's keys go on, each as the effective
+                // context (the keys are in the worker now).
+                for context in waiting.remove(&token).unwrap_or_default() {
+                    let Some(stream) = streams.get_mut(&context) else { continue };
+                    if abi::set_effective_context(context).is_err() {
+                        continue;
+                    }
+                    let mut host = WasmHost::new(metrics, Some((context, root)));
+                    stream.on_call_response(&mut host, token, answer.clone());
+                    route_calls(calls, waiting, parents, context, stream);
+                }
+            }
+            Some(Caller::Abandoned) => {
+                let Some((root, mut stream)) = abandoned.remove(&token) else { return };
+                let mut host = WasmHost::new(metrics, None);
+                stream.on_abandoned_answer(&mut host, token, &answer(false));
+                for (next, job) in stream.take_background_calls() {
                     calls.insert(next, Caller::Root(root, job));
                 }
             }
@@ -423,14 +486,16 @@ pub extern "C" fn proxy_on_grpc_close(_root: u32, token: u32, status: u32) {
 /// [`Host`] over proxy-wasm host calls. Host failures are logged, never unwrapped.
 struct WasmHost<'r> {
     metrics: &'r mut Metrics,
+    /// In a stream's callback: the stream and its root context, whose calls the stream's are.
+    stream: Option<(u32, u32)>,
     /// The host's clock as first read in this callback (nanoseconds): one callback runs in
     /// microseconds, and each host call costs about as much as the filter's own work on a request.
     clock: Cell<Option<u64>>,
 }
 
 impl<'r> WasmHost<'r> {
-    fn new(metrics: &'r mut Metrics) -> Self {
-        WasmHost { metrics, clock: Cell::new(None) }
+    fn new(metrics: &'r mut Metrics, stream: Option<(u32, u32)>) -> Self {
+        WasmHost { metrics, stream, clock: Cell::new(None) }
     }
 
     fn now_nanos(&self) -> Result<u64, HostError> {
@@ -521,6 +586,17 @@ impl Host for WasmHost<'_> {
     }
 
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {
+        // A stream's call is made as its root context's, so that Envoy does not cancel it when
+        // it deletes the stream; the stream is the effective context again right after.
+        let as_root = self.stream.filter(|(_, root)| match abi::set_effective_context(*root) {
+            Ok(()) => true,
+            Err(status) => {
+                log::warn!(
+                    "a call is the request's, not the worker's: the root context cannot be made effective ({status:?})"
+                );
+                false
+            }
+        });
         let result = match call {
             Call::Http { cluster, headers, body, timeout_ms } => {
                 let pairs: Vec<(&str, &[u8])> =
@@ -531,6 +607,11 @@ impl Host for WasmHost<'_> {
                 abi::grpc_call(cluster, service, method, &[], message, *timeout_ms)
             }
         };
+        if let Some((stream, _)) = as_root {
+            if let Err(status) = abi::set_effective_context(stream) {
+                log::warn!("the request is not the effective context again after a call ({status:?})");
+            }
+        }
         if let Err(status) = result {
             log::warn!("cannot call cluster `{}`: {status:?}", call.cluster());
         }

@@ -2,6 +2,7 @@
 //! old, so that no request waits for a refresh it did not need. One worker of the Envoy does each
 //! refresh (a shared due time, taken by compare-and-swap); the others pick the keys up from shared
 //! data. A failed refresh keeps the last good keys and is retried soon. And the answers to the
+//! JWKS fetches requests needed (the worker's; the waiting requests resume after) and to the
 //! blocks of tokens a request asked the rate-limit service for without waiting (calls are the
 //! root context's, so they outlive the request that made them). And full loads of a WSO2 control
 //! plane's directory, one call after another.
@@ -20,7 +21,10 @@ pub const TICK_MS: u32 = 1_000;
 /// A background call under way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Job {
-    Jwks(KmId),
+    /// A JWKS fetch (`fetch`, its call token): the background refresh (`refresh`), or a fetch a
+    /// request needed, which is the worker's too, so that a request that goes away takes nothing
+    /// with it, and the requests that wait for the keys resume when they arrive.
+    Jwks { key_manager: KmId, fetch: u32, refresh: bool },
     /// A block of tokens for a cluster-wide counter's lease.
     Refill(Box<Refill>),
     /// A full load of the control plane's directory.
@@ -43,16 +47,28 @@ pub fn tick(host: &mut impl Host, config: &Config, worker: &mut Worker) -> Vec<(
     let Ok(now) = host.now() else { return Vec::new() };
     let mut started = Vec::new();
     for (key_manager, call) in jwks::due(host, &config.auth, now) {
+        let Some(fetched) = worker.auth.jwks.get_mut(key_manager.index()) else { continue };
+        let timeout_ms =
+            config.auth.key_manager(key_manager).and_then(|km| km.remote_jwks.as_ref()).map_or(0, |r| r.timeout_ms);
+        if fetched.under_way(now, timeout_ms).is_some() {
+            // A request's fetch is under way: its answer refreshes the keys for every worker.
+            continue;
+        }
         match host.call(&call) {
-            Ok(token) => started.push((token, Job::Jwks(key_manager))),
-            Err(_) => started.extend(answered(
-                host,
-                config,
-                worker,
-                Job::Jwks(key_manager),
-                &Answer::Failed { code: 0 },
-                &no_body,
-            )),
+            Ok(token) => {
+                fetched.started(token, now);
+                started.push((token, Job::Jwks { key_manager, fetch: token, refresh: true }));
+            }
+            Err(_) => {
+                fetched.failed = true;
+                if let Some(km) = config.auth.key_manager(key_manager) {
+                    log::warn!(
+                        "JWKS refresh from key manager `{}` could not be made; keeping the last good keys",
+                        km.name
+                    );
+                    jwks::retry_soon(host, km, now);
+                }
+            }
         }
     }
     if let Some(control_plane) = &config.control_plane {
@@ -96,13 +112,13 @@ pub fn answered(
 ) -> Vec<(u32, Job)> {
     let Ok(now) = host.now() else { return Vec::new() };
     match job {
-        Job::Jwks(key_manager) => {
+        Job::Jwks { key_manager, fetch, refresh } => {
             let (Some(km), Some(fetched)) =
                 (config.auth.key_manager(key_manager), worker.auth.jwks.get_mut(key_manager.index()))
             else {
                 return Vec::new();
             };
-            if !jwks::ingest(host, km, fetched, answer, now) {
+            if jwks::settle(host, km, fetched, fetch, answer, now) == Some(false) && refresh {
                 jwks::retry_soon(host, km, now);
             }
             Vec::new()

@@ -85,7 +85,7 @@ impl Stream {
         self.after_lookup(host, step, need, identity)
     }
 
-    fn with_lookup(
+    pub(super) fn with_lookup(
         &mut self,
         host: &mut impl Host,
         work: impl FnOnce(&mut lookup::Context<'_>) -> LookupStep,

@@ -118,6 +118,9 @@ pub struct Stream {
     /// Background calls started during the current callback, for the glue to route their answers
     /// to the root context.
     background_calls: Vec<(u32, background::Job)>,
+    /// The worker's JWKS fetch this stream began to wait for during the current callback, for
+    /// the glue to resume it when the fetch answers.
+    awaited_fetch: Option<u32>,
     /// The filter answered this request itself: its response is not classified again.
     answered_locally: bool,
     /// Byte budgets (bandwidth policies) to charge body bytes to.
@@ -186,6 +189,7 @@ impl Stream {
             pending: None,
             started_call: None,
             background_calls: Vec::new(),
+            awaited_fetch: None,
             answered_locally: false,
             byte_counters: Vec::new(),
             throttled: false,
@@ -205,6 +209,22 @@ impl Stream {
     /// The background calls started during the last callback (taken once).
     pub fn take_background_calls(&mut self) -> Vec<(u32, background::Job)> {
         std::mem::take(&mut self.background_calls)
+    }
+
+    /// The worker's fetch this stream began to wait for in the last callback (taken once).
+    pub fn take_awaited_fetch(&mut self) -> Option<u32> {
+        self.awaited_fetch.take()
+    }
+
+    /// The token of the call whose answer this stream waits for, when the call is its own (not
+    /// a worker's fetch it waits on): its answer has effects beyond the request (a count, a
+    /// cache entry, a lookup for every worker), which [`Stream::on_abandoned_answer`] applies
+    /// once the request is gone.
+    pub fn own_pending_call(&self) -> Option<u32> {
+        self.pending
+            .as_ref()
+            .filter(|pending| !matches!(&pending.resume, Resume::Auth(validation::Resume::Jwks { .. })))
+            .map(|pending| pending.token)
     }
 
     /// Starts the blocks of tokens throttling asked for without waiting; the answers go to the
@@ -380,11 +400,11 @@ impl Stream {
     /// Runs a step of throttling with the counting engines, the directory and the clock, and
     /// starts the lease refills it asked for; the step and the time it ran at, or the refusal
     /// when the clock cannot be read.
-    fn with_throttle(
+    fn with_throttle<T>(
         &mut self,
         host: &mut impl Host,
-        work: impl FnOnce(&mut throttle::Context<'_>) -> ThrottleStep,
-    ) -> Result<(ThrottleStep, u64), Flow> {
+        work: impl FnOnce(&mut throttle::Context<'_>) -> T,
+    ) -> Result<(T, u64), Flow> {
         let config = Rc::clone(&self.config);
         let now = self.clock(host, FaultId::ThrottleInternalError)?;
         let worker = Rc::clone(&self.worker);
@@ -534,8 +554,12 @@ impl Stream {
     }
 
     /// Starts a call and leaves the stream waiting for it; a call that cannot be made resumes at
-    /// once with a failed answer (the stage decides what that means).
+    /// once with a failed answer (the stage decides what that means). A JWKS fetch is the
+    /// worker's: the stream waits for it, joining the one under way if there is one.
     fn call(&mut self, host: &mut impl Host, call: Call, resume: Resume) -> Flow {
+        if let Resume::Auth(validation::Resume::Jwks { key_manager, token, fetch }) = resume {
+            return self.await_fetch(host, call, key_manager, token, fetch);
+        }
         match host.call(&call) {
             Ok(token) => {
                 self.started_call = Some(token);
@@ -543,6 +567,73 @@ impl Stream {
                 Flow::Waiting
             }
             Err(error) => self.resume(host, resume, &Answer::Failed { code: error.0 }),
+        }
+    }
+
+    /// Waits for the worker's JWKS fetch: the one under way (`fetch`), or one this request
+    /// starts for the worker (its answer is the worker's, whatever becomes of this request).
+    fn await_fetch(
+        &mut self,
+        host: &mut impl Host,
+        call: Call,
+        key_manager: crate::vocab::KmId,
+        token: String,
+        fetch: Option<u32>,
+    ) -> Flow {
+        let fetch = match fetch {
+            Some(under_way) => under_way,
+            None => match host.call(&call) {
+                Ok(started) => {
+                    let now = host.now().unwrap_or(0);
+                    if let Some(fetched) = self.worker.borrow_mut().auth.jwks.get_mut(key_manager.index()) {
+                        fetched.started(started, now);
+                    }
+                    let job = background::Job::Jwks { key_manager, fetch: started, refresh: false };
+                    self.background_calls.push((started, job));
+                    started
+                }
+                Err(error) => {
+                    let resume = Resume::Auth(validation::Resume::Jwks { key_manager, token, fetch: None });
+                    return self.resume(host, resume, &Answer::Failed { code: error.0 });
+                }
+            },
+        };
+        self.awaited_fetch = Some(fetch);
+        let resume = Resume::Auth(validation::Resume::Jwks { key_manager, token, fetch: Some(fetch) });
+        self.pending = Some(Pending { token: fetch, resume });
+        Flow::Waiting
+    }
+
+    /// The answer to the call of this stream's request after the request went away (its client
+    /// hung up): only what the answer means beyond the request is applied (the tokens of a
+    /// block the rate-limit service counted go to the lease, and the request's own are given
+    /// back; an introspection answer is cached; a lookup is stored), nothing is sent.
+    pub fn on_abandoned_answer(&mut self, host: &mut impl Host, token: u32, answer: &Answer) {
+        let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
+        // Without a clock nothing is settled (and nothing may be refused: there is no request).
+        let Ok(now) = host.now() else { return };
+        match pending.resume {
+            Resume::Auth(resume) => {
+                let config = Rc::clone(&self.config);
+                let worker = Rc::clone(&self.worker);
+                let mut worker = worker.borrow_mut();
+                let mut context = validation::Context {
+                    auth: &config.auth,
+                    directory: config.directory.as_ref(),
+                    worker: &mut worker.auth,
+                    store: host,
+                    now,
+                };
+                let _ = validation::resume(&mut context, resume, answer);
+            }
+            Resume::Lookup(waiting) => {
+                let (resume, need, _) = *waiting;
+                let _ = self.with_lookup(host, |context| lookup::resume(context, &need, resume, answer));
+            }
+            Resume::Throttle(waiting) => {
+                let (resume, _) = *waiting;
+                let _ = self.with_throttle(host, |context| throttle::abandon(context, resume, answer));
+            }
         }
     }
 

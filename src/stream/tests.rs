@@ -24,6 +24,8 @@ struct FakeHost {
     clock_broken: bool,
     shared: HashMap<String, (Vec<u8>, u32)>,
     dispatched: Vec<Dispatched>,
+    /// The gRPC calls made (each also in `dispatched`, with its message as the body).
+    grpc_calls: Vec<Call>,
     resumed: bool,
 }
 
@@ -100,7 +102,11 @@ impl Host for FakeHost {
                 self.dispatched.push((cluster.clone(), headers.clone(), Some(body.clone())));
                 Ok(self.dispatched.len() as u32)
             }
-            Call::Grpc { .. } => Err(HostError(2)),
+            Call::Grpc { cluster, message, .. } => {
+                self.dispatched.push((cluster.clone(), Vec::new(), Some(message.clone())));
+                self.grpc_calls.push(call.clone());
+                Ok(self.dispatched.len() as u32)
+            }
         }
     }
     fn resume_request(&mut self) {
@@ -772,6 +778,7 @@ fn debug_output_of_request_and_worker_state_holds_no_credential() {
     assert!(!printed.contains(signature), "the worker's Debug holds the token: {printed}");
 }
 
+mod calls;
 mod jwt_api_keys;
 mod observability;
 mod reload;

@@ -101,6 +101,22 @@ pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> Thr
     }
 }
 
+/// Takes the answer to the call of a request that is gone (its client hung up while it waited):
+/// what the answer grants is settled as for any request (a block the service counted goes to the
+/// node's lease), and every token the request took, its own from this answer included, is given
+/// back, so no count is lost with the request.
+pub fn abandon(context: &mut Context<'_>, resume: Resume, answer: &Answer) {
+    let Resume { mut evaluation, engine } = resume;
+    let Some(counter) = evaluation.counters.get(evaluation.current) else { return };
+    let step = context.engine.resume_take(context.store, counter, engine, answer, context.now);
+    if let Step::Done(count) = step {
+        if count.allowed && counter.units == Units::Requests {
+            evaluation.taken.push((evaluation.current, count));
+        }
+    }
+    evaluation.give_back(context);
+}
+
 /// How many times one request gives back what it took to wait for a call without holding it;
 /// past that (leases drained again while it waited) it waits holding its tokens, so an
 /// evaluation always ends.
