@@ -71,11 +71,15 @@ pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> Aut
     match resume {
         Resume::Introspection { key_manager, hash } => introspected(context, key_manager, &hash, answer),
         Resume::Jwks { key_manager, token, fetch } => {
-            // The worker's call may have taken the answer already (then this finds it taken).
-            if let (Some(km), Some(fetched), Some(fetch)) =
-                (context.auth.key_manager(key_manager), context.worker.jwks.get_mut(key_manager.index()), fetch)
+            // The worker's call may have taken the answer already (then this finds it taken); a
+            // fetch that could not even be made (`fetch` none) is a failed one.
+            if let (Some(km), Some(fetched)) =
+                (context.auth.key_manager(key_manager), context.worker.jwks.get_mut(key_manager.index()))
             {
-                jwks::settle(context.store, km, fetched, fetch, answer, context.now);
+                match fetch {
+                    Some(fetch) => drop(jwks::settle(context.store, km, fetched, fetch, answer, context.now)),
+                    None => drop(jwks::ingest(context.store, km, fetched, answer, context.now)),
+                }
             }
             verify_bearer(context, token, false)
         }

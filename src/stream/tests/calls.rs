@@ -193,3 +193,66 @@ fn an_introspection_answered_after_its_client_hung_up_is_cached_and_nothing_is_s
     assert!(host.sent.is_none() && !host.resumed && host.counted.is_empty());
     assert_eq!(stream.own_pending_call(), None, "settled once");
 }
+
+/// A fetch that cannot even be made (a misnamed cluster) is a failed fetch: an outage, 900900.
+struct NoCluster(FakeHost);
+
+impl SharedStore for NoCluster {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.0.shared_get(key)
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.0.shared_set(key, value, cas)
+    }
+}
+
+impl Host for NoCluster {
+    fn request_headers(&self) -> Vec<crate::host::Header> {
+        self.0.request_headers()
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.0.set_request_header(name, value)
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.response_header(name)
+    }
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.0.set_response_header(name, value)
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.0.property(path)
+    }
+    fn set_property(&mut self, name: &str, value: &[u8]) {
+        self.0.set_property(name, value)
+    }
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
+        self.0.send_response(status, headers, body)
+    }
+    fn count(&mut self, name: &str) {
+        self.0.count(name)
+    }
+    fn now(&self) -> Result<u64, HostError> {
+        self.0.now()
+    }
+    fn call(&mut self, _: &Call) -> Result<u32, HostError> {
+        Err(HostError(1))
+    }
+    fn resume_request(&mut self) {
+        self.0.resume_request()
+    }
+}
+
+#[test]
+fn a_jwks_fetch_that_cannot_be_made_is_an_outage() {
+    let config = jwks_config();
+    let mut host = NoCluster(FakeHost { now: 1_000, ..Default::default() });
+    host.0.request = [(":method", "GET"), (":path", "/p/1/menu")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    host.0.request.insert("authorization".into(), format!("Bearer {}", signed("a", 5_000)).into_bytes());
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut stream = Stream::new(Rc::clone(&config), worker);
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+    assert_eq!(host.0.counted, vec![900900]);
+}
