@@ -324,17 +324,7 @@ impl Stream {
             Ok(now) => now,
             Err(flow) => return flow,
         };
-        let worker = Rc::clone(&self.worker);
-        let mut worker = worker.borrow_mut();
-        let mut context = validation::Context {
-            auth: &config.auth,
-            directory: config.directory.as_ref(),
-            worker: &mut worker.auth,
-            store: host,
-            now,
-        };
-        let step = work(&mut context);
-        drop(worker);
+        let step = with_validation(&config, &self.worker, host, now, work);
         self.after_auth(host, step)
     }
 
@@ -614,17 +604,9 @@ impl Stream {
         let Ok(now) = host.now() else { return };
         match pending.resume {
             Resume::Auth(resume) => {
-                let config = Rc::clone(&self.config);
-                let worker = Rc::clone(&self.worker);
-                let mut worker = worker.borrow_mut();
-                let mut context = validation::Context {
-                    auth: &config.auth,
-                    directory: config.directory.as_ref(),
-                    worker: &mut worker.auth,
-                    store: host,
-                    now,
-                };
-                let _ = validation::resume(&mut context, resume, answer);
+                let _ = with_validation(&self.config, &self.worker, host, now, |context| {
+                    validation::resume(context, resume, answer)
+                });
             }
             Resume::Lookup(waiting) => {
                 let (resume, need, _) = *waiting;
@@ -771,4 +753,23 @@ fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) 
         owner: authorized.map(|a| a.subscriber()),
         client_ip,
     }
+}
+
+/// Runs key-validation work with this worker's state and the host's shared data.
+fn with_validation<R>(
+    config: &Config,
+    worker: &RefCell<Worker>,
+    host: &mut impl Host,
+    now: u64,
+    work: impl FnOnce(&mut validation::Context<'_>) -> R,
+) -> R {
+    let mut worker = worker.borrow_mut();
+    let mut context = validation::Context {
+        auth: &config.auth,
+        directory: config.directory.as_ref(),
+        worker: &mut worker.auth,
+        store: host,
+        now,
+    };
+    work(&mut context)
 }
