@@ -188,11 +188,6 @@ enum Found {
 /// After a failed call, the node calls no more for the rest of that second and this many more.
 const PAUSE_AFTER_FAILURE_S: u64 = 1;
 
-/// The shared-data key where a node remembers its last failed call to the service.
-fn failure_key(service: &RateLimitService) -> String {
-    format!("apim.rls.failed.{}", service.cluster)
-}
-
 /// A block is asked for in one increment while the service last said more than this many of the
 /// largest blocks (`lease_max`) remain.
 const WHOLE_BLOCKS_ABOVE: u64 = 10;
@@ -256,7 +251,7 @@ impl ClusterEngine<'_> {
     /// Why the node's last call to the service failed, while that is recent enough to call no more
     /// (see the module's docs); `None` when calls may go.
     fn recent_failure(&self, store: &dyn SharedStore, now: u64) -> Option<Contended> {
-        let (value, _) = store.shared_get(&failure_key(self.service)).ok().flatten()?;
+        let (value, _) = store.shared_get(&self.service.failure_key).ok().flatten()?;
         let (at, why) = value.split_first_chunk::<8>()?;
         let at = u64::from_le_bytes(*at);
         // A failure stamped ahead of this clock (stepped back since) is not recent.
@@ -280,7 +275,7 @@ impl ClusterEngine<'_> {
         };
         let mut value = now.to_le_bytes().to_vec();
         value.push(code);
-        let _ = store.shared_set(&failure_key(self.service), &value, None);
+        let _ = store.shared_set(&self.service.failure_key, &value, None);
     }
 
     /// Applies `change` to the counter's lease in the window starting at `window_start`.
@@ -379,7 +374,7 @@ impl ClusterEngine<'_> {
         let (window_start, reset_at) = window_of(counter, now);
         let (mut tokens, mut block, mut whole) = (1, false, false);
         // Read once the worker's own block is found empty: spending it touches no shared data.
-        let mut failing = None;
+        let (mut failing, mut failure_read) = (None, false);
         if self.leased() {
             let key = worker.as_ref().map(|_| worker_key(counter));
             let mut worker_leasing = None;
@@ -389,7 +384,7 @@ impl ClusterEngine<'_> {
                 }
                 worker_leasing = (leasing.enabled() && leases.room_for(key, now)).then_some(*leasing);
             }
-            failing = self.recent_failure(store, now);
+            (failing, failure_read) = (self.recent_failure(store, now), true);
             let timeout_ms = self.service.timeout_ms;
             match self.lease(store, counter, window_start, now, |lease| {
                 let size = self.block_size(counter, lease.remaining);
@@ -438,7 +433,10 @@ impl ClusterEngine<'_> {
                 Err(_) => (tokens, block, whole) = (1, false, false),
             }
         }
-        if let Some(why) = failing.or_else(|| self.recent_failure(store, now)) {
+        if !failure_read {
+            failing = self.recent_failure(store, now);
+        }
+        if let Some(why) = failing {
             return Step::Refused(why);
         }
         match self.call(counter, window_start, tokens, whole) {
@@ -562,8 +560,9 @@ impl ClusterEngine<'_> {
             return;
         }
         let window_start = taken.window_start(counter.window_s);
-        let key = worker_key(counter);
-        if worker.is_some_and(|leases| leases.give_back(&key, counter.limit, counter.window_s, window_start)) {
+        if worker
+            .is_some_and(|leases| leases.give_back(&worker_key(counter), counter.limit, counter.window_s, window_start))
+        {
             return;
         }
         let _ = self.lease(store, counter, window_start, now, |lease| lease.hold(1));

@@ -67,6 +67,7 @@ pub(crate) fn service(counting: Counting) -> RateLimitService {
         applies_to: AppliesTo::All,
         lease_share_percent: 10,
         lease_max: 100,
+        failure_key: "apim.rls.failed.rls".into(),
     }
 }
 

@@ -358,6 +358,7 @@ mod tests {
             applies_to: crate::schema::AppliesTo::All,
             lease_share_percent: 10,
             lease_max: 100,
+            failure_key: "apim.rls.failed.rls".into(),
         }
     }
 

@@ -112,7 +112,12 @@ impl Counter {
         // is no other counter's key.
         let key = match units {
             Units::Requests => key,
-            Units::Bytes => format!("{key}:{BYTES_MARKER}"),
+            Units::Bytes => {
+                let mut key = key;
+                key.push(':');
+                key.push_str(BYTES_MARKER);
+                key
+            }
         };
         Counter {
             level,

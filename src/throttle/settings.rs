@@ -50,6 +50,8 @@ pub struct RateLimitService {
     pub applies_to: AppliesTo,
     pub lease_share_percent: u32,
     pub lease_max: u32,
+    /// The shared-data key where a node remembers its last failed call to the service.
+    pub failure_key: String,
 }
 
 /// Throttling's configuration.
@@ -203,6 +205,7 @@ fn compile_service(raw: RawRateLimitService) -> Result<RateLimitService, ConfigE
         return Err(ConfigError::new(format!("{field}.lease_max"), "must be from 1 to 1000"));
     }
     Ok(RateLimitService {
+        failure_key: format!("apim.rls.failed.{}", raw.cluster),
         cluster: raw.cluster,
         domain: raw.domain,
         timeout_ms: raw.timeout_ms,

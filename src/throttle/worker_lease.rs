@@ -68,6 +68,12 @@ struct Lease {
 }
 
 impl Lease {
+    /// Whether this block counts for a counter of `limit` per `window_s`-second window (a policy
+    /// changed meanwhile is another counter).
+    fn is_of(&self, limit: u64, window_s: u64) -> bool {
+        self.limit == limit && self.window_s == window_s.max(1)
+    }
+
     fn reset_at(&self) -> u64 {
         self.window_start.saturating_add(self.window_s)
     }
@@ -94,7 +100,7 @@ impl WorkerLeases {
     /// count, or `None` when this worker holds none for the current window.
     pub fn spend(&mut self, key: &str, limit: u64, window_s: u64, now: u64) -> Option<Count> {
         let lease = self.leases.get_mut(key)?;
-        let usable = lease.limit == limit && lease.window_s == window_s.max(1) && now < lease.reset_at();
+        let usable = lease.is_of(limit, window_s) && now < lease.reset_at();
         if !usable || lease.held == 0 {
             return None;
         }
@@ -148,9 +154,7 @@ impl WorkerLeases {
     /// policy changed meanwhile) is another counter: its tokens are counted in another entry.
     pub fn give_back(&mut self, key: &str, limit: u64, window_s: u64, window_start: u64) -> bool {
         match self.leases.get_mut(key) {
-            Some(lease)
-                if lease.limit == limit && lease.window_s == window_s.max(1) && lease.window_start == window_start =>
-            {
+            Some(lease) if lease.is_of(limit, window_s) && lease.window_start == window_start => {
                 lease.held = lease.held.saturating_add(1);
                 true
             }
