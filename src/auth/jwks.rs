@@ -42,7 +42,7 @@ impl FetchedKeys {
     /// The token of the fetch under way, which a request that needs the keys waits for; none
     /// once it has had longer than its timeout to answer (Envoy answers every call by then).
     pub fn under_way(&self, now: u64, timeout_ms: u32) -> Option<u32> {
-        let answered_by = u64::from(timeout_ms).div_ceil(1000).saturating_add(1);
+        let answered_by = answered_within_s(timeout_ms);
         self.in_flight.and_then(|(token, asked)| (now < asked.saturating_add(answered_by)).then_some(token))
     }
 
@@ -188,7 +188,7 @@ pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmI
         }
         // Whoever moves the due time forward first does the refresh; never again while this
         // one may still be answering (a `refresh_s` shorter than the call's timeout).
-        let answered_by = u64::from(jwks.timeout_ms).div_ceil(1000).saturating_add(1);
+        let answered_by = answered_within_s(jwks.timeout_ms);
         let next = now.saturating_add(jwks.refresh_s.max(answered_by));
         if store.shared_set(&key, &next.to_le_bytes(), Some(cas)).is_ok() {
             calls.push((km.id, call(jwks)));
@@ -202,6 +202,12 @@ pub fn retry_soon(store: &mut dyn SharedStore, km: &KeyManager, now: u64) {
     let key = due_key(km);
     let Ok(Some((_, cas))) = store.shared_get(&key) else { return };
     let _ = store.shared_set(&key, &now.saturating_add(FETCH_INTERVAL_S).to_le_bytes(), Some(cas));
+}
+
+/// Seconds within which Envoy has answered a fetch made with `timeout_ms` (its timeout, rounded
+/// up, and a second more).
+fn answered_within_s(timeout_ms: u32) -> u64 {
+    u64::from(timeout_ms).div_ceil(1000).saturating_add(1)
 }
 
 #[cfg(test)]

@@ -22,16 +22,8 @@ pub enum Resume {
     Introspection { key_manager: KmId, hash: [u8; 32] },
     /// A JWKS fetch, to verify this token once the keys are in. `fetch` is the token of the
     /// worker's call the request waits for: `None` until the stream made the call, or `Some` of
-    /// the fetch under way it joins (see [`joins`]).
+    /// the fetch under way it joins.
     Jwks { key_manager: KmId, token: String, fetch: Option<u32> },
-}
-
-/// The fetch under way a JWKS wait joins (no call is made for it), when there is one.
-pub fn joins(resume: &Resume) -> Option<u32> {
-    match resume {
-        Resume::Jwks { fetch, .. } => *fetch,
-        Resume::Introspection { .. } => None,
-    }
 }
 
 impl std::fmt::Debug for Resume {
