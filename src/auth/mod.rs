@@ -99,6 +99,11 @@ impl Identity {
     pub fn reads_client_ip(&self) -> bool {
         matches!(self, Identity::JwtApiKey(key) if key.permitted_ips.is_some())
     }
+
+    /// Whether authorizing it reads the `Referer` header (a JWT API key's `permittedReferer`).
+    pub fn reads_referer(&self) -> bool {
+        matches!(self, Identity::JwtApiKey(key) if key.permitted_referers.is_some())
+    }
 }
 
 /// Whether a credential is meant as a compact JWS: three dot-separated parts, the first a JWS

@@ -348,7 +348,8 @@ impl Stream {
         let worker = worker.borrow();
         let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
         let client_ip = if identity.reads_client_ip() { request::client_ip(host) } else { None };
-        let origin = RequestOrigin { client_ip, referer: self.request.referer() };
+        let referer = if identity.reads_referer() { self.request.referer() } else { None };
+        let origin = RequestOrigin { client_ip, referer };
         let decision = authorize(&directory, api, resource, identity, &origin);
         drop(worker);
         match decision {
