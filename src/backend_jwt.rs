@@ -67,10 +67,9 @@ impl BackendJwt {
     /// Checks and compiles the settings: the key is parsed and tried once (a key that cannot sign
     /// is refused here, never at run time).
     pub fn compile(raw: RawBackendJwt, warnings: &mut Vec<String>) -> Result<BackendJwt, ConfigError> {
+        // Whether it is the filter's own, and no header requests need (`Host`, pseudo-headers),
+        // is checked with the other headers the filter sets (`config::owned_headers`).
         check_header_name(&format!("{FIELD}.header"), &raw.header)?;
-        if raw.header.starts_with(':') || raw.header.eq_ignore_ascii_case("host") {
-            return Err(ConfigError::new(format!("{FIELD}.header"), "must be an ordinary request header"));
-        }
         if raw.lifetime_s == 0 || raw.lifetime_s > 86_400 {
             return Err(ConfigError::new(format!("{FIELD}.lifetime_s"), "must be from 1 to 86400"));
         }

@@ -547,6 +547,7 @@ mod tests {
             // Nor a header requests depend on: the client's copy is removed from every request.
             (r#""backend_jwt":{"algorithm":"none","header":"Content-Type"}"#, "backend_jwt.header"),
             (r#""backend_jwt":{"algorithm":"none","header":"cookie"}"#, "backend_jwt.header"),
+            (r#""backend_jwt":{"algorithm":"none","header":"Host"}"#, "backend_jwt.header"),
             (r#""throttling":{"quota_exceeded_header":"X-Forwarded-For"}"#, "throttling.quota_exceeded_header"),
             (r#""credentials":{"context_header_prefix":"x-envoy-"}"#, "credentials.context_header_prefix"),
             (r#""credentials":{"context_header_prefix":"content-"}"#, "credentials.context_header_prefix"),
