@@ -1,6 +1,7 @@
 //! Authorization of a verified credential, in WSO2's order: a JWT API key's restrictions (client
 //! address and `Referer`, 900908), the subscription (none 900908, BLOCKED 900907,
-//! PROD_ONLY_BLOCKED for production keys, inactive states 900909), the token type (900905), the
+//! PROD_ONLY_BLOCKED for production keys, inactive states 900909), the token type (a user's or an
+//! application's, as the resource's auth type asks: 900905), the
 //! scopes (900910), then the endpoint of the key type (900901/403). The directory answers who the
 //! application is and what it subscribed to.
 
@@ -174,7 +175,9 @@ pub fn authorize(
                 api_key_resource_checks(resource, true)?;
             }
             if let Some(token) = token {
-                if resource.user_token_only && !token.user_token {
+                let wrong_kind =
+                    if token.user_token { resource.application_token_only } else { resource.user_token_only };
+                if wrong_kind {
                     return Err(Fault::new(FaultId::IncorrectAccessTokenType).with_challenge_error("invalid_token"));
                 }
                 if !resource.scopes.is_empty() && !resource.scopes.iter().any(|scope| token.scopes.contains(scope)) {
@@ -213,7 +216,8 @@ mod tests {
                   "endpoints": {"production": "p"},
                   "resources": [{"method": "GET", "path": "/open-to-keys"},
                                 {"method": "GET", "path": "/scoped", "scopes": ["read"]},
-                                {"method": "GET", "path": "/users", "user_token_only": true}]}],
+                                {"method": "GET", "path": "/users", "user_token_only": true},
+                                {"method": "GET", "path": "/apps", "application_token_only": true}]}],
         "applications": [{"id": "app", "name": "App", "client_ids": [{"id": "c", "key_manager": "b"}],
                           "api_keys": [{"sha256": "b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c"}]},
                          {"id": "jwt-app", "name": "JwtApp"}],
@@ -266,6 +270,48 @@ mod tests {
         assert_eq!(code(&config, 1, &token(1, &["read"], false)), Ok("app".into()));
         assert_eq!(code(&config, 2, &token(1, &[], false)), Err(900905));
         assert_eq!(code(&config, 2, &token(1, &[], true)), Ok("app".into()));
+        assert_eq!(code(&config, 3, &opaque), Ok("app".into()));
+        assert_eq!(code(&config, 3, &token(1, &[], false)), Ok("app".into()));
+        assert_eq!(code(&config, 3, &token(1, &[], true)), Err(900905));
+    }
+
+    /// WSO2's resource auth types (`AUTH_APPLICATION_LEVEL_TOKEN` and its kin): `Application`
+    /// takes application tokens only, `Application_User` user tokens only, `Any` both; the wrong
+    /// kind answers 900905 (`JWTValidator.validateTokenGrantType`, `hasTokenRequiredAuthLevel`).
+    #[test]
+    fn control_plane_auth_types_admit_the_token_types_wso2_admits() {
+        use crate::directory::control_plane::wire;
+        let config = compile(CONFIG);
+        let wso2: wire::Api = serde_json::from_str(
+            r#"{"uuid":"u","name":"S","version":"1","context":"/s/1","status":"PUBLISHED","urlMappings":[
+                {"authScheme":"Application","httpMethod":"GET","urlPattern":"/app"},
+                {"authScheme":"Application_User","httpMethod":"GET","urlPattern":"/user"},
+                {"authScheme":"Application User","httpMethod":"GET","urlPattern":"/user2"},
+                {"authScheme":"Any","httpMethod":"GET","urlPattern":"/any"}]}"#,
+        )
+        .unwrap();
+        let endpoints = crate::schema::RawEndpoints { production: Some("p".into()), sandbox: None };
+        let raw =
+            wire::api(&wso2, endpoints, &[crate::vocab::SecurityScheme::Oauth2, crate::vocab::SecurityScheme::ApiKey])
+                .unwrap();
+        let routes = crate::routing::Table::compile(vec![raw], &|_| true).unwrap();
+        let api = &routes.apis[0];
+        let check = |resource: usize, identity: &Identity| {
+            authorize(&config.directory, api, &api.resources[resource], identity, &RequestOrigin::default())
+                .map(|_| ())
+                .map_err(|fault| fault.code)
+        };
+        let (application_token, user_token) = (token(1, &[], false), token(1, &[], true));
+        let opaque =
+            Identity::ApiKey(AppKey { application: "app".into(), key_type: KeyType::Production, key_manager: None });
+        assert_eq!(check(0, &application_token), Ok(()));
+        assert_eq!(check(0, &user_token), Err(900905), "Application refuses user tokens");
+        assert_eq!(check(0, &opaque), Ok(()), "an API key is an application's");
+        for user_only in [1, 2] {
+            assert_eq!(check(user_only, &application_token), Err(900905));
+            assert_eq!(check(user_only, &user_token), Ok(()));
+        }
+        assert_eq!((check(3, &application_token), check(3, &user_token)), (Ok(()), Ok(())));
     }
 
     #[test]

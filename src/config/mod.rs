@@ -674,6 +674,13 @@ mod tests {
                 "apis[0].resources[0].user_token_only",
             ),
             (
+                api("").replace(
+                    r#""path":"/menu""#,
+                    r#""path":"/menu","user_token_only":true,"application_token_only":true"#,
+                ),
+                "apis[0].resources[0].application_token_only",
+            ),
+            (
                 api("").replace(r#""version":"1.0.0","#, r#""version":"1.0.0","api_key_in_query":true,"#),
                 "apis[0].api_key_in_query",
             ),

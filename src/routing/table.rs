@@ -89,7 +89,10 @@ pub struct Resource {
     pub scopes: Vec<String>,
     /// Resource-level throttling policy.
     pub policy: Option<String>,
+    /// Only user tokens (WSO2's `Application User`): application tokens answer 900905.
     pub user_token_only: bool,
+    /// Only application tokens (WSO2's `Application`): user tokens answer 900905.
+    pub application_token_only: bool,
     /// WSO2's key of the resource: `<context>/<version><template>:<method>`.
     pub key: String,
 }
@@ -304,6 +307,12 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
                 ));
             }
         }
+        if resource.user_token_only && resource.application_token_only {
+            return Err(ConfigError::new(
+                format!("{resource_field}.application_token_only"),
+                "a token is a user's or an application's, and `user_token_only` refuses the other: no token could pass",
+            ));
+        }
         for (scope_index, scope) in resource.scopes.iter().enumerate() {
             if scope.is_empty() || scope.contains(char::is_whitespace) {
                 return Err(ConfigError::new(
@@ -321,6 +330,7 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
             scopes: resource.scopes,
             policy: resource.policy,
             user_token_only: resource.user_token_only,
+            application_token_only: resource.application_token_only,
             key,
         });
     }

@@ -80,7 +80,12 @@ pub struct RawResource {
     /// Resource-level throttling policy name. Defaults to none.
     #[serde(default)]
     pub policy: Option<String>,
-    /// Refuse application tokens (WSO2's APPLICATION_USER only). Defaults to false.
+    /// Refuse application tokens (WSO2's auth type `Application User`: user tokens only).
+    /// Defaults to false.
     #[serde(default)]
     pub user_token_only: bool,
+    /// Refuse user tokens (WSO2's auth type `Application`: application tokens only; API keys,
+    /// an application's, pass). Not with `user_token_only`. Defaults to false.
+    #[serde(default)]
+    pub application_token_only: bool,
 }

@@ -341,8 +341,9 @@ fn lifecycle(status: &str) -> Option<Lifecycle> {
 /// An API as the filter serves it (`endpoints` are the Envoy clusters the configuration maps it
 /// to); `Err` says why it is not served. WSO2's context carries the version
 /// (`/pizzashack/1.0.0`): the filter's does not. A resource whose `authScheme` is `None` is
-/// open; `Application User` (or `Application_User`) takes user tokens only; anything else is
-/// secured by `security`. `Unlimited` tiers count nothing.
+/// open; every other is secured by `security`, and `Application User` (or `Application_User`)
+/// takes user tokens only, `Application` application tokens only (WSO2's auth levels; `Any`
+/// takes both). `Unlimited` tiers count nothing.
 pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> Result<RawApi, String> {
     if api.name.is_empty() || api.version.is_empty() || api.context.is_empty() {
         return Err("no name, version or context".to_string());
@@ -364,6 +365,7 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
                 scopes: mapping.scopes.clone(),
                 policy: tier(&mapping.throttling_policy),
                 user_token_only: scheme == "applicationuser",
+                application_token_only: scheme == "application",
             }
         })
         .collect();
