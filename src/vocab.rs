@@ -58,7 +58,8 @@ impl KeyType {
     }
 }
 
-/// WSO2 subscription states.
+/// WSO2 subscription states. `TIER_UPDATE_PENDING` and `DELETE_PENDING` (a change awaiting
+/// approval) work as `UNBLOCKED`, as in WSO2.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SubscriptionState {
@@ -69,6 +70,8 @@ pub enum SubscriptionState {
     OnHold,
     Rejected,
     Inactive,
+    TierUpdatePending,
+    DeletePending,
 }
 
 /// Time units of throttling windows.

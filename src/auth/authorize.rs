@@ -63,7 +63,9 @@ impl Authorized {
 
 fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
     match state {
-        SubscriptionState::Unblocked => Ok(()),
+        SubscriptionState::Unblocked | SubscriptionState::TierUpdatePending | SubscriptionState::DeletePending => {
+            Ok(())
+        }
         SubscriptionState::Blocked => Err(Fault::new(FaultId::ApiTemporarilyBlocked)),
         SubscriptionState::ProdOnlyBlocked if key_type == KeyType::Production => {
             Err(Fault::new(FaultId::ApiTemporarilyBlocked))
@@ -213,7 +215,7 @@ mod tests {
         "key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"cluster": "a"}},
                          {"name": "b", "issuer": "https://b", "jwks": {"cluster": "b"}}],
         "apis": [{"name": "S", "context": "/s", "version": "1", "security": ["oauth2", "api_key"],
-                  "endpoints": {"production": "p"},
+                  "endpoints": {"production": "p", "sandbox": "s"},
                   "resources": [{"method": "GET", "path": "/open-to-keys"},
                                 {"method": "GET", "path": "/scoped", "scopes": ["read"]},
                                 {"method": "GET", "path": "/users", "user_token_only": true},
@@ -273,6 +275,33 @@ mod tests {
         assert_eq!(code(&config, 3, &opaque), Ok("app".into()));
         assert_eq!(code(&config, 3, &token(1, &[], false)), Ok("app".into()));
         assert_eq!(code(&config, 3, &token(1, &[], true)), Err(900905));
+    }
+
+    /// Every state WSO2 writes in `AM_SUBSCRIPTION.SUB_STATUS` loads from the configuration, and
+    /// answers as WSO2's gateway answers it (`SubscriptionValidationUtils`): a tier change or a
+    /// removal awaiting approval leaves the subscription working.
+    #[test]
+    fn configured_subscription_states_answer_as_wso2_answers_them() {
+        for (state, production, sandbox) in [
+            ("UNBLOCKED", Ok(()), Ok(())),
+            ("TIER_UPDATE_PENDING", Ok(()), Ok(())),
+            ("DELETE_PENDING", Ok(()), Ok(())),
+            ("BLOCKED", Err(900907), Err(900907)),
+            ("PROD_ONLY_BLOCKED", Err(900907), Ok(())),
+            ("ON_HOLD", Err(900909), Err(900909)),
+            ("REJECTED", Err(900909), Err(900909)),
+        ] {
+            let config = compile(&CONFIG.replace(
+                r#"{"application": "app", "api": "S:1"}"#,
+                &format!(r#"{{"application": "app", "api": "S:1", "state": "{state}"}}"#),
+            ));
+            let api = &config.routes.apis[0];
+            for (key_type, expected) in [(KeyType::Production, production), (KeyType::Sandbox, sandbox)] {
+                let key = Identity::ApiKey(AppKey { application: "app".into(), key_type, key_manager: None });
+                let answer = authorize(&config.directory, api, &api.resources[0], &key, &RequestOrigin::default());
+                assert_eq!(answer.map(|_| ()).map_err(|fault| fault.code), expected, "{state} {key_type:?}");
+            }
+        }
     }
 
     /// WSO2's resource auth types (`AUTH_APPLICATION_LEVEL_TOKEN` and its kin): `Application`
