@@ -143,8 +143,26 @@ impl Table {
 
     /// Compiles one more API (`field` names it in errors). On an error the table is unchanged.
     pub fn add(&mut self, field: &str, raw: RawApi, policy_exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+        self.insert(field, raw, policy_exists, Unservable::Refused)
+    }
+
+    /// Compiles one more API of the control plane's. A resource that no credential of its
+    /// security could pass (scopes or user tokens where only API keys are taken) is kept and
+    /// answers its fault (900910, 900905), as a configured one cannot be: the API's other
+    /// resources are served, as WSO2's gateway serves them.
+    pub fn add_from_control_plane(&mut self, field: &str, raw: RawApi) -> Result<(), ConfigError> {
+        self.insert(field, raw, &|_| true, Unservable::Kept)
+    }
+
+    fn insert(
+        &mut self,
+        field: &str,
+        raw: RawApi,
+        policy_exists: &dyn Fn(&str) -> bool,
+        unservable: Unservable,
+    ) -> Result<(), ConfigError> {
         let id = ApiId(u32::try_from(self.apis.len()).map_err(|_| ConfigError::new(field, "too many APIs"))?);
-        let api = compile_api(field, id, raw, policy_exists)?;
+        let api = compile_api(field, id, raw, policy_exists, unservable)?;
         if self.labels.contains_key(&api.label) {
             return Err(ConfigError::new(format!("{field}.name"), format!("API {} is defined twice", api.label)));
         }
@@ -224,7 +242,22 @@ fn check_policy_ref(field: String, policy: &Option<String>, exists: &dyn Fn(&str
     }
 }
 
-fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str) -> bool) -> Result<Api, ConfigError> {
+/// What becomes of a resource no credential of its security could pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unservable {
+    /// Refused, naming the field (the configuration's mistake).
+    Refused,
+    /// Kept, answering its fault (the control plane's data).
+    Kept,
+}
+
+fn compile_api(
+    field: &str,
+    id: ApiId,
+    raw: RawApi,
+    policy_exists: &dyn Fn(&str) -> bool,
+    unservable: Unservable,
+) -> Result<Api, ConfigError> {
     if raw.name.trim().is_empty() {
         return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
     }
@@ -292,7 +325,7 @@ fn compile_api(field: &str, id: ApiId, raw: RawApi, policy_exists: &dyn Fn(&str)
         }
         check_policy_ref(format!("{resource_field}.policy"), &resource.policy, policy_exists)?;
         let security = resource.security.clone().unwrap_or_else(|| raw.security.clone());
-        if !security.contains(&SecurityScheme::Oauth2) {
+        if !security.contains(&SecurityScheme::Oauth2) && unservable == Unservable::Refused {
             let accepts = if security.is_empty() { "is open" } else { "accepts only API keys" };
             if !resource.scopes.is_empty() {
                 return Err(ConfigError::new(

@@ -496,3 +496,24 @@ fn a_shorter_refresh_s_applies_at_once() {
     assert!(refresh::due(&mut store, &slow, NOW + 100, 0).is_none(), "due in an hour");
     assert!(refresh::due(&mut store, &other_control_plane(60), NOW + 100, 0).is_some(), "60 s applies now");
 }
+
+/// A control plane whose secured resources take API keys only still serves an API with a scoped
+/// resource (PizzaShackAPI's `POST /order`): that resource refuses the keys (900910) and the
+/// API's others serve them, where the whole API went unserved (WSO2's gateway serves it all).
+#[test]
+fn a_resource_api_keys_cannot_pass_leaves_its_api_served() {
+    let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
+        "cluster": "cp", "username": "gw", "password": "secret", "security": ["api_key"],
+        "endpoints": {"PizzaShackAPI": {"production": "live"}, "LegacyAPI:2.0.0": {"production": "live"}}
+    }))
+    .unwrap();
+    let cp = ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap();
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    let loaded = view.sync(&store, &cp, &[]).unwrap();
+    assert_eq!(loaded.apis, 2, "{:?}", loaded.skipped_apis);
+    let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    let order = pizza.resources.iter().find(|resource| resource.method == "POST").unwrap();
+    assert_eq!(order.scopes, ["order:write"]);
+}

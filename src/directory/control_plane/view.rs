@@ -333,7 +333,7 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
             continue;
         };
         let compiled = wire::api(api, endpoints, &control_plane.security).and_then(|raw| {
-            table.add(&format!("control plane API {label}"), raw, &|_| true).map_err(|error| error.to_string())
+            table.add_from_control_plane(&format!("control plane API {label}"), raw).map_err(|error| error.to_string())
         });
         match compiled {
             Ok(()) => {
