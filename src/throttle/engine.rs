@@ -325,6 +325,25 @@ mod tests {
     }
 
     #[test]
+    fn a_block_taken_while_the_clock_read_ahead_is_not_spent_after_it_is_stepped_back() {
+        // A worker takes a block while its clock reads an hour ahead; NTP steps it back. The
+        // hour-ahead window is dropped from shared data (a clock that was wrong opened it), so
+        // the current window admits its whole limit: the block, spent too, would pass more.
+        let mut store = MemoryStore::prepared(64);
+        let (mut early, mut other) = (WorkerLeases::default(), WorkerLeases::default());
+        let counter = api_counter(1000);
+        assert!(take(&mut store, &mut early, &counter, 3_720).allowed, "a block of 50, 49 held");
+        let mut admitted = 0;
+        for i in 0..3_000 {
+            let worker = if i % 2 == 0 { &mut early } else { &mut other };
+            if take(&mut store, worker, &counter, 120).allowed {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 1000, "the current window admits its limit, no more");
+    }
+
+    #[test]
     fn a_token_given_back_returns_to_the_lease_it_came_from_or_to_shared_data() {
         let mut store = MemoryStore::prepared(64);
         let mut leases = WorkerLeases::default();

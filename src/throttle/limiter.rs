@@ -280,8 +280,10 @@ pub fn take_block(
     })
 }
 
-/// Where the window after the one holding `now` starts, for windows of `window_s` seconds.
-fn next_window_start(now: u64, window_s: u64) -> u64 {
+/// Where the window after the one holding `now` starts, for windows of `window_s` seconds: the
+/// furthest window a clock a little ahead may have opened; one further off was opened by a clock
+/// that was wrong (stepped back since) and counts for nothing.
+pub fn next_window_start(now: u64, window_s: u64) -> u64 {
     let window_s = window_s.max(1);
     (now / window_s).saturating_add(1).saturating_mul(window_s)
 }

@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use super::limiter::Count;
+use super::limiter::{next_window_start, Count};
 
 /// The most counters a worker holds blocks for at once (about 150 bytes each: 2.4 MB at most).
 pub const MAX_LEASES: usize = 16_384;
@@ -78,6 +78,14 @@ impl Lease {
         self.window_start.saturating_add(self.window_s)
     }
 
+    /// Whether its tokens can be spent at `now`: its window has not ended, and it is the current
+    /// window or the next (one a worker whose clock is a little ahead opened). A block of a window
+    /// further ahead was taken while the clock read ahead (stepped back since): shared data no
+    /// longer counts that window, so its tokens would be admitted on top of the current window's.
+    fn spendable(&self, now: u64) -> bool {
+        now < self.reset_at() && self.window_start <= next_window_start(now, self.window_s)
+    }
+
     fn count(&self) -> Count {
         Count {
             allowed: true,
@@ -100,7 +108,7 @@ impl WorkerLeases {
     /// count, or `None` when this worker holds none for the current window.
     pub fn spend(&mut self, key: &str, limit: u64, window_s: u64, now: u64) -> Option<Count> {
         let lease = self.leases.get_mut(key)?;
-        let usable = lease.is_of(limit, window_s) && now < lease.reset_at();
+        let usable = lease.is_of(limit, window_s) && lease.spendable(now);
         if !usable || lease.held == 0 {
             return None;
         }
@@ -114,7 +122,7 @@ impl WorkerLeases {
         if self.leases.len() < MAX_LEASES || self.leases.contains_key(key) {
             return true;
         }
-        self.leases.retain(|_, lease| now < lease.reset_at() && lease.held > 0);
+        self.leases.retain(|_, lease| lease.spendable(now) && lease.held > 0);
         self.leases.len() < MAX_LEASES
     }
 
