@@ -34,16 +34,19 @@ pub struct FetchedKeys {
 }
 
 impl FetchedKeys {
-    /// Whether a request may fetch now.
+    /// Whether a request may fetch now: this worker's last fetch is not recent. One noted in the
+    /// clock's future (stepped back since) is not recent.
     pub fn may_fetch(&self, now: u64) -> bool {
-        self.last_attempt.is_none_or(|last| now >= last.saturating_add(FETCH_INTERVAL_S))
+        self.last_attempt.is_none_or(|last| last > now || now >= last.saturating_add(FETCH_INTERVAL_S))
     }
 
     /// The token of the fetch under way, which a request that needs the keys waits for; none
-    /// once it has had longer than its timeout to answer (Envoy answers every call by then).
+    /// once it has had longer than its timeout to answer (Envoy answers every call by then), or
+    /// when it was made in the clock's future (stepped back since: how long ago is unknown).
     pub fn under_way(&self, now: u64, timeout_ms: u32) -> Option<u32> {
         let answered_by = answered_within_s(timeout_ms);
-        self.in_flight.and_then(|(token, asked)| (now < asked.saturating_add(answered_by)).then_some(token))
+        self.in_flight
+            .and_then(|(token, asked)| (asked <= now && now < asked.saturating_add(answered_by)).then_some(token))
     }
 
     /// A fetch was made with this token: requests wait for it rather than fetch again.
@@ -82,10 +85,12 @@ fn parse(bytes: &[u8]) -> Option<(KeySet, Vec<Skipped>)> {
     KeySet::with_skipped(&value).ok()
 }
 
-/// Picks up keys another worker fetched (at most once a second per worker).
+/// Picks up keys another worker fetched (at most once a second per worker; a look noted in the
+/// clock's future, stepped back since, is no look: skipping until the clock came back left the
+/// worker refusing tokens of keys every other worker had).
 pub fn sync(store: &dyn SharedStore, auth: &AuthConfig, state: &mut WorkerState, now: u64) {
     for (km, fetched) in auth.key_managers.iter().zip(state.jwks.iter_mut()) {
-        if km.remote_jwks.is_none() || (fetched.keys.is_some() && fetched.checked_at >= now) {
+        if km.remote_jwks.is_none() || (fetched.keys.is_some() && fetched.checked_at == now) {
             continue;
         }
         fetched.checked_at = now;
@@ -183,12 +188,16 @@ pub fn due(store: &mut dyn SharedStore, auth: &AuthConfig, now: u64) -> Vec<(KmI
         let key = due_key(km);
         let Ok(Some((bytes, cas))) = store.shared_get(&key) else { continue };
         let due_at = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes);
-        if now < due_at {
-            continue;
-        }
         // Whoever moves the due time forward first does the refresh; never again while this
         // one may still be answering (a `refresh_s` shorter than the call's timeout).
         let answered_by = answered_within_s(jwks.timeout_ms);
+        let interval = jwks.refresh_s.max(answered_by).max(FETCH_INTERVAL_S);
+        // A due time further off than this configuration ever sets is due now: the clock was
+        // stepped back since (it would wait as long as the step), or a configuration with a
+        // longer `refresh_s` set it (a shorter one applies at once).
+        if now < due_at && due_at <= now.saturating_add(interval) {
+            continue;
+        }
         let next = now.saturating_add(jwks.refresh_s.max(answered_by));
         if store.shared_set(&key, &next.to_le_bytes(), Some(cas)).is_ok() {
             calls.push((km.id, call(jwks)));
@@ -232,6 +241,47 @@ mod tests {
             }
             self.inner.shared_set(key, value, cas)
         }
+    }
+
+    #[test]
+    fn a_due_time_from_the_clocks_future_or_a_longer_refresh_s_is_due_now() {
+        let config = |refresh_s: u64| {
+            let json = format!(
+                r#"{{"key_managers": [{{"name": "km", "issuer": "https://km",
+                    "jwks": {{"cluster": "km", "refresh_s": {refresh_s}}}}}]}}"#
+            );
+            crate::config::Config::from_json(json.as_bytes()).unwrap()
+        };
+        let hourly = config(3_600);
+        let mut store = MemoryStore::default();
+        prepare(&mut store, &hourly.auth);
+        assert_eq!(due(&mut store, &hourly.auth, 100_000).len(), 1);
+        assert!(due(&mut store, &hourly.auth, 100_001).is_empty(), "held until 103_600");
+        // NTP steps the clock back a day: the keys are refreshed now, not in a day and an hour.
+        assert_eq!(due(&mut store, &hourly.auth, 100_000 - 86_400).len(), 1, "stepped back");
+        // A configuration refreshing every minute replaces the hourly one (same key manager, the
+        // same shared keys): its refresh_s applies at once.
+        let minutely = config(60);
+        assert_eq!(due(&mut store, &minutely.auth, 100_000 - 86_399).len(), 1, "an hour off: due now");
+        assert!(due(&mut store, &minutely.auth, 100_000 - 86_398).is_empty(), "then every minute");
+        assert_eq!(due(&mut store, &minutely.auth, 100_000 - 86_339).len(), 1);
+    }
+
+    #[test]
+    fn a_worker_trusts_no_time_it_noted_in_the_clocks_future() {
+        let mut fetched = FetchedKeys {
+            keys: None,
+            cas: None,
+            checked_at: 10_000,
+            last_attempt: Some(10_000),
+            failed: false,
+            in_flight: Some((7, 10_000)),
+        };
+        // The clock is stepped back an hour.
+        assert!(fetched.may_fetch(6_400), "a request may fetch: its last fetch is not 'recent'");
+        assert_eq!(fetched.under_way(6_400, 2_000), None, "a fetch made in the future is not waited for");
+        fetched.in_flight = Some((7, 6_399));
+        assert_eq!(fetched.under_way(6_400, 2_000), Some(7));
     }
 
     #[test]

@@ -195,6 +195,53 @@ mod tests {
         start(&mut context, Presented::Bearer(token.to_string()))
     }
 
+    /// The JWKS a key manager answers with: these keys of `rsa-a.pem` (kid `a`) and `rsa-b.pem`.
+    fn jwks_answer(kids: &[(&str, &str)]) -> Answer {
+        let keys: Vec<serde_json::Value> = kids.iter().map(|(pem, kid)| jwk(pem, Algorithm::RS256, kid)).collect();
+        Answer::Http { status: 200, body: serde_json::json!({ "keys": keys }).to_string().into_bytes() }
+    }
+
+    /// Validates `token` at `now`, answering a JWKS fetch it asks for with `answer`.
+    fn validate_at(
+        config: &Config,
+        worker: &mut WorkerState,
+        store: &mut MemoryStore,
+        token: &str,
+        now: u64,
+        answer: &Answer,
+    ) -> AuthStep {
+        let mut context = Context { auth: &config.auth, directory: config.directory.as_ref(), worker, store, now };
+        match start(&mut context, Presented::Bearer(token.to_string())) {
+            Step::Call(_, resume) => super::resume(&mut context, resume, answer),
+            other => other,
+        }
+    }
+
+    #[test]
+    fn a_clock_stepped_back_leaves_no_worker_blind_to_keys_fetched_since() {
+        let json = r#"{"key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"cluster": "km"}}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let token = |kid: &str, pem: &str, client: &str| {
+            let payload = format!(r#"{{"iss":"https://a","client_id":"{client}","exp":20000}}"#);
+            sign_raw(&format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#), &payload, pem, Algorithm::RS256)
+        };
+        let mut store = MemoryStore::default();
+        let mut worker = WorkerState::new(&config.auth);
+        let only_a = jwks_answer(&[("rsa-a.pem", "a")]);
+        let step = validate_at(&config, &mut worker, &mut store, &token("a", "rsa-a.pem", "c"), 10_000, &only_a);
+        assert!(matches!(step, Step::Done(_)), "{step:?}");
+        // NTP steps the clock back an hour; the key manager rotates to `b`, and another worker
+        // of this Envoy fetches the new set into shared data.
+        let rotated = jwks_answer(&[("rsa-a.pem", "a"), ("rsa-b.pem", "b")]);
+        let mut other = WorkerState::new(&config.auth);
+        let step = validate_at(&config, &mut other, &mut store, &token("b", "rsa-b.pem", "c"), 6_400, &rotated);
+        assert!(matches!(step, Step::Done(_)), "{step:?}");
+        // The first worker takes the keys from shared data (or fetches them): a token of the new
+        // key is no bad credential for the hour the clock takes to come back.
+        let step = validate_at(&config, &mut worker, &mut store, &token("b", "rsa-b.pem", "d"), 6_410, &rotated);
+        assert!(matches!(step, Step::Done(_)), "{step:?}");
+    }
+
     #[test]
     fn a_token_one_worker_verified_is_not_verified_again_by_another_and_never_under_another_configuration() {
         let config = config("apikey");
