@@ -8,7 +8,7 @@
 //! failing or answering garbage) refuses the request with 900900, never 401 or 403.
 
 use super::store::{AppEntry, KeyEntry, Meta, SubEntry};
-use super::view::{key_of_client, key_of_subscription, Cached, CpWorker};
+use super::view::{key_of_client, key_of_subscription, Cached, CpWorker, Trust};
 use super::{wire, ControlPlane};
 use crate::catalogue::{Fault, FaultId};
 use crate::host::{Answer, SharedStore, Step};
@@ -56,6 +56,7 @@ fn unavailable() -> Fault {
 
 /// Makes sure the directory knows what the request needs, looking up what it does not.
 pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
+    let trust = Trust { now: context.now, negative_ttl_s: context.control_plane.negative_ttl_s };
     // The application: from the client id's key mapping, or from the credential.
     let application = match &need.client {
         Some((key_manager, client_id)) => {
@@ -63,7 +64,7 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
                 return Step::Done(());
             };
             let key = key_of_client(&name, client_id);
-            let entry = match context.worker.key(context.store, &key, context.now) {
+            let entry = match context.worker.key(context.store, &key, trust) {
                 Some(Cached::Present(entry)) => entry,
                 Some(Cached::Absent { .. }) => return Step::Done(()),
                 None => {
@@ -73,7 +74,7 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
                     return ask(context, call, Asked::Key { key_manager: name, client_id: client_id.clone() });
                 }
             };
-            match context.worker.app(context.store, &entry.application, context.now) {
+            match context.worker.app(context.store, &entry.application, trust) {
                 Some(Cached::Present(_)) => {}
                 Some(Cached::Absent { .. }) => return Step::Done(()),
                 None => {
@@ -91,7 +92,7 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
     };
     let Some(api) = &need.api else { return Step::Done(()) };
     let key = key_of_subscription(&application, api);
-    match context.worker.sub(context.store, &key, context.now) {
+    match context.worker.sub(context.store, &key, trust) {
         Some(_) => Step::Done(()),
         None => {
             let call =

@@ -517,3 +517,22 @@ fn a_resource_api_keys_cannot_pass_leaves_its_api_served() {
     let order = pizza.resources.iter().find(|resource| resource.method == "POST").unwrap();
     assert_eq!(order.scopes, ["order:write"]);
 }
+
+#[test]
+fn a_not_found_from_the_clocks_future_is_asked_again() {
+    // WebApp's subscription to PizzaShack is not found; API-M then makes it. NTP steps the clock
+    // back an hour: the "not found" counts for negative_ttl_s (30 s), not for an hour more.
+    let (cp, mut store, mut view, need, resume) = web_app_subscription_asked();
+    let none = Answer::Http { status: 200, body: br#"{"count":0,"list":[],"pagination":null}"#.to_vec() };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
+    assert_eq!(lookup::resume(&mut context, &need, resume, &none), Step::Done(()));
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 2 };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "not found, for now");
+    let stepped_back = NOW - 3_600;
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: stepped_back };
+    assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "this worker asks again");
+    let mut other = worker();
+    other.sync(&store, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut other, store: &mut store, now: stepped_back };
+    assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "and so does another");
+}

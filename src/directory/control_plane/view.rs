@@ -24,6 +24,23 @@ pub enum Cached<T> {
     },
 }
 
+/// The clock, and how long a "not found" counts (`negative_ttl_s`): what decides whether a
+/// remembered absence still counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trust {
+    pub now: u64,
+    pub negative_ttl_s: u64,
+}
+
+impl Trust {
+    /// Whether an absence remembered until `until` counts now: it has not expired, and it was
+    /// remembered no later than now. One from the clock's future (stepped back since; or kept
+    /// under a longer `negative_ttl_s`) would count for as long as the step: it is asked again.
+    pub fn counts(self, until: u64) -> bool {
+        self.now < until && until <= self.now.saturating_add(self.negative_ttl_s)
+    }
+}
+
 /// The most entries of each kind a worker keeps decoded (beyond, it starts afresh).
 const MAX_CACHED: usize = 50_000;
 
@@ -175,18 +192,19 @@ impl CpWorker {
     // Entries: this worker's, else the shared data's.
     // -----------------------------------------------------------------------------------------
 
-    /// A key mapping as far as this Envoy knows: `None` when it must be looked up.
-    pub fn key(&mut self, store: &dyn SharedStore, key: &str, now: u64) -> Option<Cached<KeyEntry>> {
+    /// A key mapping as far as this Envoy knows: `None` when it must be looked up. A "not found"
+    /// counts as [`Trust::counts`] says.
+    pub fn key(&mut self, store: &dyn SharedStore, key: &str, now: Trust) -> Option<Cached<KeyEntry>> {
         known(&mut self.keys, store, Kind::Keys, key, now, KeyEntry::decode)
     }
 
-    pub fn app(&mut self, store: &dyn SharedStore, uuid: &str, now: u64) -> Option<Cached<Rc<Application>>> {
+    pub fn app(&mut self, store: &dyn SharedStore, uuid: &str, now: Trust) -> Option<Cached<Rc<Application>>> {
         known(&mut self.apps, store, Kind::Apps, uuid, now, |bytes| {
             AppEntry::decode(bytes).map(|entry| Rc::new(application(uuid, entry)))
         })
     }
 
-    pub fn sub(&mut self, store: &dyn SharedStore, key: &str, now: u64) -> Option<Cached<Rc<Subscription>>> {
+    pub fn sub(&mut self, store: &dyn SharedStore, key: &str, now: Trust) -> Option<Cached<Rc<Subscription>>> {
         known(&mut self.subs, store, Kind::Subs, key, now, |bytes| {
             SubEntry::decode(bytes).map(|entry| Rc::new(subscription(entry)))
         })
@@ -277,17 +295,17 @@ fn known<T: Clone>(
     store: &dyn SharedStore,
     kind: Kind,
     key: &str,
-    now: u64,
+    now: Trust,
     decode: impl Fn(&[u8]) -> Option<T>,
 ) -> Option<Cached<T>> {
     match cache.get(key) {
-        Some(Cached::Absent { until }) if *until <= now => {}
+        Some(Cached::Absent { until }) if !now.counts(*until) => {}
         Some(found) => return Some(found.clone()),
         None => {}
     }
     let found = match store::lookup(store, &Meta::read(store), kind, key)? {
         Found::Present(bytes) => Cached::Present(decode(&bytes)?),
-        Found::Absent { until } if until > now => Cached::Absent { until },
+        Found::Absent { until } if now.counts(until) => Cached::Absent { until },
         Found::Absent { .. } => return None,
     };
     insert(cache, key, found.clone());
