@@ -135,12 +135,19 @@ fn hold_s(control_plane: &ControlPlane) -> u64 {
     u64::from(control_plane.timeout_ms).div_ceil(1000).saturating_add(HOLD_PAST_TIMEOUT_S)
 }
 
-/// Holds the due time on from an answer's arrival (never moves it earlier).
+/// The furthest due time this configuration sets at `now`; [`due`] takes one further off at once
+/// (the clock was stepped back since it was set, or a longer `refresh_s` set it).
+fn furthest(control_plane: &ControlPlane, now: u64) -> u64 {
+    now.saturating_add(control_plane.refresh_s.max(hold_s(control_plane)))
+}
+
+/// Holds the due time on from an answer's arrival (never moves it earlier, unless it is further
+/// off than [`furthest`]: [`due`] would take that at once, joining this load).
 fn hold(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64) {
     let Ok(Some((bytes, cas))) = store.shared_get(DUE_KEY) else { return };
     let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
     let until = now.saturating_add(hold_s(control_plane));
-    if until > due {
+    if until > due || due > furthest(control_plane, now) {
         let _ = store.shared_set(DUE_KEY, &until.to_le_bytes(), Some(cas));
     }
 }
@@ -149,15 +156,15 @@ fn hold(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64) {
 pub fn due(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64, now_ms: u64) -> Option<Load> {
     let (bytes, cas) = store.shared_get(DUE_KEY).ok().flatten()?;
     let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
-    // A due time further off than this configuration ever sets (one a longer `refresh_s` set) is
-    // taken now: a shorter `refresh_s` applies at once.
-    let furthest = now.saturating_add(control_plane.refresh_s.max(hold_s(control_plane)));
-    if now < due && due <= furthest {
+    // A due time further off than this configuration ever sets (one a longer `refresh_s` set, or
+    // one set before the clock was stepped back) is taken now: a shorter `refresh_s` applies at
+    // once, and a step back never delays a load by as long as the step.
+    let next = furthest(control_plane, now);
+    if now < due && due <= next {
         return None;
     }
     // Taken at least as long as its first call can last; each later call holds it on (`hold`),
     // and the load sets the next due time when it ends.
-    let next = now.saturating_add(control_plane.refresh_s.max(hold_s(control_plane)));
     store.shared_set(DUE_KEY, &next.to_le_bytes(), Some(cas)).ok()?;
     Some(Load {
         fetch: Fetch::Apis,

@@ -536,3 +536,17 @@ fn a_not_found_from_the_clocks_future_is_asked_again() {
     let mut context = lookup::Context { control_plane: &cp, worker: &mut other, store: &mut store, now: stepped_back };
     assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "and so does another");
 }
+
+#[test]
+fn a_load_under_way_when_the_clock_is_stepped_back_is_not_joined_by_another() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    refresh::prepare(&mut store, &cp);
+    let mut load = refresh::due(&mut store, &cp, NOW, 0).unwrap();
+    // NTP steps the clock back an hour while the first answer is on its way.
+    let stepped_back = NOW - 3_600;
+    let answer = ok(load.fetch);
+    let next = refresh::ingest(&mut store, &cp, &mut load, &answer, &|_, _| Vec::new(), stepped_back, 0);
+    assert!(next.is_some(), "the load goes on");
+    assert!(refresh::due(&mut store, &cp, stepped_back + 1, 0).is_none(), "held by the load under way");
+}
