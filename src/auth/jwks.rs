@@ -157,9 +157,14 @@ pub fn ingest(
             log::warn!("key manager `{}`: the JWKS's {skipped}; it is skipped", km.name);
         }
     }
-    let _ = store.shared_set(&key, body, current.map(|(_, cas)| cas));
+    let written = store.shared_set(&key, body, current.map(|(_, cas)| cas)).is_ok();
     fetched.keys = Some(keys);
-    fetched.cas = store.shared_get(&key).ok().flatten().map(|(_, cas)| cas);
+    // The CAS of the set written, so that [`sync`] skips it. A write that lost the race to
+    // another worker's set (before it, or just after) claims nothing: taking the winner's CAS,
+    // the worker kept its own set while every other worker used the winner's, until the next
+    // refresh.
+    let stored = if written { store.shared_get(&key).ok().flatten() } else { None };
+    fetched.cas = stored.filter(|(bytes, _)| bytes == body).map(|(_, cas)| cas);
     fetched.checked_at = now;
     fetched.failed = false;
     true
@@ -265,6 +270,46 @@ mod tests {
         assert_eq!(due(&mut store, &minutely.auth, 100_000 - 86_399).len(), 1, "an hour off: due now");
         assert!(due(&mut store, &minutely.auth, 100_000 - 86_398).is_empty(), "then every minute");
         assert_eq!(due(&mut store, &minutely.auth, 100_000 - 86_339).len(), 1);
+    }
+
+    /// Another worker's fetch lands in shared data between this worker's read and its write.
+    struct RivalFetch {
+        inner: MemoryStore,
+        rival: Option<Vec<u8>>,
+    }
+    impl SharedStore for RivalFetch {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            self.inner.shared_get(key)
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+            if let Some(rival) = self.rival.take() {
+                self.inner.shared_set(key, &rival, None)?;
+            }
+            self.inner.shared_set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn a_worker_whose_write_lost_the_race_takes_the_winners_keys() {
+        use crate::auth::keys::testkeys::jwk;
+        use jsonwebtoken::Algorithm;
+        let json = r#"{"key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"cluster": "km"}}]}"#;
+        let config = crate::config::Config::from_json(json.as_bytes()).unwrap();
+        let km = &config.auth.key_managers[0];
+        let set = |kid: &str| serde_json::json!({"keys": [jwk("rsa-a.pem", Algorithm::RS256, kid)]}).to_string();
+        let mut store = RivalFetch { inner: MemoryStore::default(), rival: None };
+        let mut state = WorkerState::new(&config.auth);
+        let first = Answer::Http { status: 200, body: set("old").into_bytes() };
+        assert!(ingest(&mut store, km, &mut state.jwks[0], &first, 1_000));
+        // This worker's next fetch answers; another worker's, with the rotated set, is written
+        // first: this worker's write loses the compare-and-swap.
+        store.rival = Some(set("new").into_bytes());
+        let late = Answer::Http { status: 200, body: set("late").into_bytes() };
+        assert!(ingest(&mut store, km, &mut state.jwks[0], &late, 1_010));
+        // A second later the worker looks at shared data: the set there is not the one it holds.
+        sync(&store, &config.auth, &mut state, 1_011);
+        let keys = state.jwks[0].keys.as_ref().unwrap();
+        assert!(keys.has_kid("new"), "the set in shared data, which every other worker uses");
     }
 
     #[test]
