@@ -358,10 +358,22 @@ const BYTES_PER_ENTRY: usize = 200;
 fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bool, String> {
     let fingerprint = body.fingerprint();
     let key = fetch.fingerprint_key();
-    let unchanged = matches!(store.shared_get(&key), Ok(Some((stored, _))) if stored == fingerprint);
-    if unchanged {
+    let stored = store.shared_get(&key).ok().flatten();
+    if stored.as_ref().is_some_and(|(stored, _)| *stored == fingerprint) {
         return Ok(false);
     }
+    // The fingerprint is written at the end by compare-and-swap against what is read here: a
+    // lookup that forgets it meanwhile (`store::forget_fingerprint`: its entry may sit in the
+    // buckets written below) wins, and the next load rewrites them. Written over it, the entry
+    // outlived its deletion in API-M for as long as the answer stayed the same. A fingerprint
+    // never written is created empty first, so that there is a value to compare.
+    let cas = match stored {
+        Some((_, cas)) => Some(cas),
+        None => {
+            let _ = store.shared_set(&key, b"", None);
+            store.shared_get(&key).ok().flatten().map(|(_, cas)| cas)
+        }
+    };
     let garbage = |error: serde_json::Error| format!("not WSO2's JSON ({error})");
     let expected = body.size / BYTES_PER_ENTRY;
     match fetch {
@@ -418,7 +430,7 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
             builder.write(store);
         }
     }
-    let _ = store.shared_set(&key, &fingerprint, None);
+    let _ = store.shared_set(&key, &fingerprint, cas);
     Ok(true)
 }
 

@@ -550,3 +550,61 @@ fn a_load_under_way_when_the_clock_is_stepped_back_is_not_joined_by_another() {
     assert!(next.is_some(), "the load goes on");
     assert!(refresh::due(&mut store, &cp, stepped_back + 1, 0).is_none(), "held by the load under way");
 }
+
+/// Another worker's lookup lands while a full load rewrites the subscriptions: after the load's
+/// buckets, before the load records its answer's fingerprint.
+struct LookupDuringLoad {
+    inner: MemoryStore,
+    armed: bool,
+}
+
+impl crate::host::SharedStore for LookupDuringLoad {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, crate::host::HostError> {
+        self.inner.shared_get(key)
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::host::HostError> {
+        if self.armed && key == "apim.cp.fingerprint.subscriptions" && !value.is_empty() {
+            self.armed = false;
+            // What CpWorker::learn_sub does with a subscription found.
+            use super::store::{self, Found, Kind, SubEntry};
+            let meta = Meta::read(&self.inner);
+            let entry = SubEntry { tier: "Gold".into(), state: 0 }.encode();
+            let key = super::view::key_of_subscription(WEB_APP, PIZZA);
+            store::remember(&mut self.inner, &meta, Kind::Subs, &key, &Found::Present(entry), NOW);
+            store::forget_fingerprint(&mut self.inner, Kind::Subs);
+        }
+        self.inner.shared_set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_lookup_that_lands_during_a_full_load_is_not_kept_by_the_loads_fingerprint() {
+    // A second full load brings changed subscriptions; meanwhile WebApp subscribes to PizzaShack
+    // in API-M and another worker's lookup finds it. API-M then deletes that subscription: the
+    // third load's answer is the second's, byte for byte, and must still take it away.
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let changed = |fetch: Fetch| match fetch {
+        Fetch::Subscriptions => {
+            Answer::Http { status: 200, body: fixture(fetch).replace("Bronze", "Silver").into_bytes() }
+        }
+        other => ok(other),
+    };
+    let mut racing = LookupDuringLoad { inner: store, armed: true };
+    let mut second = refresh::due(&mut racing, &cp, NOW + 3_600, 0).unwrap();
+    loop {
+        let answer = changed(second.fetch);
+        if refresh::ingest(&mut racing, &cp, &mut second, &answer, &|_, _| Vec::new(), NOW + 3_600, 0).is_none() {
+            break;
+        }
+    }
+    assert!(!racing.armed, "the lookup landed during the load");
+    let mut store = racing.inner;
+    assert!(!load(&mut store, &cp, NOW + 7_200, changed).is_empty(), "a third load ran");
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 7_201 };
+    assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "deleted in API-M: asked again");
+}
