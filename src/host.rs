@@ -212,6 +212,14 @@ pub fn encode_pairs(pairs: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// Whether a time noted at `at` (Unix seconds) is less than `within_s` seconds before `now`. A
+/// time from the clock's future is never recent: the clock was stepped back since it was noted
+/// (NTP), so how long ago it was is unknown, and taking it for recent would hold back a fetch, a
+/// call or a log line for as long as the step.
+pub fn recent(at: u64, now: u64, within_s: u64) -> bool {
+    at <= now && now < at.saturating_add(within_s)
+}
+
 /// Text of a header value, when it is UTF-8.
 pub fn text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
@@ -259,6 +267,14 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_from_the_clocks_future_is_not_recent() {
+        assert!(recent(100, 100, 5) && recent(100, 104, 5));
+        assert!(!recent(100, 105, 5), "five seconds on");
+        assert!(!recent(100, 99, 5) && !recent(u64::MAX, 0, 5), "noted after now: stepped back since");
+        assert!(!recent(0, u64::MAX, 5) && !recent(7, 7, 0));
+    }
 
     #[test]
     fn answers_over_a_mib_are_failed_calls_left_unread() {

@@ -9,7 +9,7 @@
 use super::keys::{KeySet, Skipped};
 use super::settings::{AuthConfig, KeyManager, RemoteJwks};
 use super::WorkerState;
-use crate::host::{Answer, Call, SharedStore};
+use crate::host::{recent, Answer, Call, SharedStore};
 use crate::vocab::KmId;
 
 /// Fetches on behalf of requests (missing keys, unknown `kid`s) happen at most this often per key
@@ -37,7 +37,7 @@ impl FetchedKeys {
     /// Whether a request may fetch now: this worker's last fetch is not recent. One noted in the
     /// clock's future (stepped back since) is not recent.
     pub fn may_fetch(&self, now: u64) -> bool {
-        self.last_attempt.is_none_or(|last| last > now || now >= last.saturating_add(FETCH_INTERVAL_S))
+        self.last_attempt.is_none_or(|last| !recent(last, now, FETCH_INTERVAL_S))
     }
 
     /// The token of the fetch under way, which a request that needs the keys waits for; none
@@ -45,8 +45,7 @@ impl FetchedKeys {
     /// when it was made in the clock's future (stepped back since: how long ago is unknown).
     pub fn under_way(&self, now: u64, timeout_ms: u32) -> Option<u32> {
         let answered_by = answered_within_s(timeout_ms);
-        self.in_flight
-            .and_then(|(token, asked)| (asked <= now && now < asked.saturating_add(answered_by)).then_some(token))
+        self.in_flight.and_then(|(token, asked)| recent(asked, now, answered_by).then_some(token))
     }
 
     /// A fetch was made with this token: requests wait for it rather than fetch again.

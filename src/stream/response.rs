@@ -93,7 +93,7 @@ impl Stream {
     pub(super) fn report_uncounted(&mut self, host: &mut impl Host, why: Contended, now: u64) {
         host.count(&format!("apim.throttle.uncounted.{}", why.name()));
         let mut worker = self.worker.borrow_mut();
-        if worker.last_uncounted_log.is_none_or(|last| now >= last.saturating_add(10)) {
+        if worker.last_uncounted_log.is_none_or(|last| !crate::host::recent(last, now, 10)) {
             worker.last_uncounted_log = Some(now);
             let mode = self.config.throttle.failure_mode_for(why);
             match why {

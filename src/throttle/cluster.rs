@@ -254,8 +254,9 @@ impl ClusterEngine<'_> {
         let (value, _) = store.shared_get(&self.service.failure_key).ok().flatten()?;
         let (at, why) = value.split_first_chunk::<8>()?;
         let at = u64::from_le_bytes(*at);
-        // A failure stamped ahead of this clock (stepped back since) is not recent.
-        if now < at || now > at.saturating_add(PAUSE_AFTER_FAILURE_S) {
+        // The rest of the failure's second and the next; one stamped ahead of this clock
+        // (stepped back since) is not recent.
+        if !crate::host::recent(at, now, PAUSE_AFTER_FAILURE_S + 1) {
             return None;
         }
         match why.first() {
