@@ -41,11 +41,13 @@ impl FetchedKeys {
     }
 
     /// The token of the fetch under way, which a request that needs the keys waits for; none
-    /// once it has had longer than its timeout to answer (Envoy answers every call by then), or
-    /// when it was made in the clock's future (stepped back since: how long ago is unknown).
+    /// once it has had longer than its timeout to answer (Envoy answers every call by then). One
+    /// made in the clock's future (stepped back since) is still waited for: its answer, which
+    /// comes within its timeout whatever the clock says, ends the wait; a second fetch would take
+    /// its place, and the first answer, for which requests wait, would be dropped unread.
     pub fn under_way(&self, now: u64, timeout_ms: u32) -> Option<u32> {
         let answered_by = answered_within_s(timeout_ms);
-        self.in_flight.and_then(|(token, asked)| recent(asked, now, answered_by).then_some(token))
+        self.in_flight.and_then(|(token, asked)| (now < asked.saturating_add(answered_by)).then_some(token))
     }
 
     /// A fetch was made with this token: requests wait for it rather than fetch again.
@@ -323,9 +325,9 @@ mod tests {
         };
         // The clock is stepped back an hour.
         assert!(fetched.may_fetch(6_400), "a request may fetch: its last fetch is not 'recent'");
-        assert_eq!(fetched.under_way(6_400, 2_000), None, "a fetch made in the future is not waited for");
-        fetched.in_flight = Some((7, 6_399));
-        assert_eq!(fetched.under_way(6_400, 2_000), Some(7));
+        assert_eq!(fetched.under_way(6_400, 2_000), Some(7), "the fetch under way ends with its answer");
+        fetched.in_flight = Some((7, 6_397));
+        assert_eq!(fetched.under_way(6_400, 2_000), None, "it has answered by then");
     }
 
     #[test]
