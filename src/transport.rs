@@ -60,7 +60,8 @@ pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
     if view.code_details == Some("via_upstream") {
         return None;
     }
-    if view.status == 413 && view.code_details.is_some_and(|details| details.starts_with("request_payload_too_large")) {
+    // By the details alone: Envoy answers a gRPC client's 413 with a 200 too.
+    if view.code_details.is_some_and(|details| details.starts_with("request_payload_too_large")) {
         return Some(UpstreamFailure::PayloadTooLarge);
     }
     // The most specific cause first: a retried connection failure carries URX and UF.
@@ -232,6 +233,9 @@ mod tests {
     fn oversized_bodies_become_102511() {
         let fault = fault_for_response(&view(413, "request_payload_too_large", 0), ErrorFormat::ApimJson).unwrap();
         assert_eq!((fault.id, fault.code), (FaultId::IncompletePayload, 102511));
+        // A gRPC client's is a trailers-only 200.
+        let fault = fault_for_response(&view(200, "request_payload_too_large", 0), ErrorFormat::ApimJson).unwrap();
+        assert_eq!(fault.code, 102511);
     }
 
     #[test]

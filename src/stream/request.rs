@@ -27,6 +27,10 @@ pub struct Snapshot {
     pub complete: bool,
     /// The filter saw request body data.
     pub body_started: bool,
+    /// A gRPC request (`content-type` `application/grpc` or `application/grpc+proto`, ...): Envoy
+    /// answers it itself, a failed upstream as a fault alike, as a trailers-only 200 that carries
+    /// the status in `grpc-status`.
+    pub grpc: bool,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -69,6 +73,7 @@ impl Snapshot {
         snapshot.path = snapshot.text(":path").unwrap_or_default().to_string();
         snapshot.preflight_method = snapshot.text("access-control-request-method").map(String::from);
         snapshot.origin = snapshot.text("origin").map(String::from);
+        snapshot.grpc = snapshot.bytes("content-type").is_some_and(is_grpc_content_type);
         snapshot
     }
 
@@ -107,6 +112,13 @@ impl Snapshot {
             Some(value) => text(value).map_or(CredentialHeader::Unreadable, CredentialHeader::Text),
         }
     }
+}
+
+/// Whether a `content-type` is gRPC's, as Envoy tells a gRPC request (and then answers it with
+/// gRPC's trailers-only responses): `application/grpc`, or it followed by `+` (`application/grpc-web`
+/// is not).
+fn is_grpc_content_type(value: &[u8]) -> bool {
+    value.strip_prefix(b"application/grpc").is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
 }
 
 /// Where a forwarded request goes: its API, route and endpoint cluster.

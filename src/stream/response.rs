@@ -31,8 +31,8 @@ impl Stream {
             .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
             .unwrap_or(0);
         // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
-        // everything else.
-        if status < 400 {
+        // everything else; but for a gRPC request, whose every reply from Envoy is a 200.
+        if status < 400 && !self.request.grpc {
             return self.backend_answered(host, status);
         }
         let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());

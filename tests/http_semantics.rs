@@ -1,0 +1,187 @@
+//! HTTP semantics through a real Envoy loading the release `.wasm`: request bodies that arrive
+//! while the filter waits for a call, and gRPC clients (HTTP/2, `application/grpc`), whose
+//! failed upstreams Envoy answers with a trailers-only 200 that the filter must still recognise.
+
+// Test code: panicking on a broken fixture is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{free_port, read_response, Backend, Envoy, EnvoySetup, Silent};
+use serde_json::json;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An introspection endpoint that answers every token active for client `app1`, after `delay`.
+fn slow_introspection(delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for connection in listener.incoming().flatten() {
+            std::thread::spawn(move || answer_introspections(connection, delay));
+        }
+    });
+    port
+}
+
+fn answer_introspections(mut connection: TcpStream, delay: Duration) {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let Ok(read) = connection.read(&mut buffer) else { return };
+        if read == 0 {
+            return;
+        }
+        request.extend_from_slice(&buffer[..read]);
+        let Some(end) = request.windows(4).position(|window| window == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        if request.len() < end + 4 + length {
+            continue;
+        }
+        request.clear();
+        std::thread::sleep(delay);
+        let body = json!({"active": true, "client_id": "app1", "exp": now() + 600}).to_string();
+        let answer =
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        if connection.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A POST whose body is written by another thread while the response is read (a gateway may
+/// answer before it read the body, and stop reading it).
+fn post_while_reading(port: u16, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> common::Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nhost: gw\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body));
+    });
+    let raw = read_response(&mut stream).unwrap();
+    let _ = sender.join();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    common::Response { status, headers, body: body.to_string() }
+}
+
+/// A request body larger than Envoy's buffer limit (1 MiB per connection by default) that arrives
+/// while the filter waits for a key manager is held back by flow control, as Envoy's own
+/// jwt_authn and ext_authz hold it, and goes upstream whole once the request is admitted: it is
+/// never buffered up to the limit and refused as too large.
+#[test]
+fn a_large_body_arriving_while_the_filter_waits_for_a_call_goes_upstream_whole() {
+    let introspection = slow_introspection(Duration::from_millis(1500));
+    let backend = Backend::start();
+    let config = json!({
+        "key_managers": [{"name": "opaque", "issuer": "https://opaque.test",
+            "introspection": {"cluster": "km", "path": "/introspect", "client_id": "gw", "client_secret": "s"}}],
+        "apis": [{"name": "Upload", "context": "/upload", "version": "1.0.0",
+            "endpoints": {"production": "live"}, "resources": [{"method": "POST", "path": "/*"}]}],
+        "applications": [{"id": "app-1", "name": "App", "owner": "o",
+            "client_ids": [{"id": "app1", "key_manager": "opaque"}]}],
+        "subscriptions": [{"application": "app-1", "api": "Upload:1.0.0"}]
+    });
+    let envoy = Envoy::start(
+        &config.to_string(),
+        EnvoySetup {
+            clusters: vec![("live".into(), backend.port), ("km".into(), introspection)],
+            route_timeout: Duration::from_secs(20),
+            ..Default::default()
+        },
+    );
+    let size = 3 * 1024 * 1024;
+    let response =
+        post_while_reading(envoy.port, "/upload/1.0.0/file", &[("authorization", "Bearer opaque-1")], vec![b'x'; size]);
+    assert_eq!(response.status, 200, "{:?} {}", response.headers, response.body);
+    let received = backend.requests();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].header("content-length"), Some(size.to_string().as_str()));
+}
+
+/// A gRPC call over HTTP/2 (prior knowledge) with curl: the status line's code and the headers.
+fn grpc_call(port: u16, path: &str) -> (u16, Vec<(String, String)>) {
+    let output = Command::new("curl")
+        .args(["-s", "-i", "--http2-prior-knowledge", "-X", "POST", "-H", "content-type: application/grpc"])
+        .args(["-H", "te: trailers", "--data-binary", "@-", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            // An empty message: no compression flag, length 0.
+            child.stdin.take().unwrap().write_all(&[0, 0, 0, 0, 0])?;
+            child.wait_with_output()
+        })
+        .expect("curl is needed for HTTP/2 and is missing");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Vec<&'h str> {
+    headers.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str()).collect()
+}
+
+/// Envoy answers a gRPC request whose upstream failed with a trailers-only 200 (`grpc-status`
+/// 14): the filter replaces it with the transport fault as it does for any client, so the gRPC
+/// client reads the WSO2 code in `grpc-message`, and the fault is counted.
+#[test]
+fn a_grpc_clients_failed_upstream_is_answered_with_the_transport_fault() {
+    let silent = Silent::start();
+    let config = json!({
+        "apis": [
+            {"name": "Closed", "context": "/closed", "version": "1.0.0", "security": [],
+             "endpoints": {"production": "closed"}, "resources": [{"method": "POST", "path": "/*"}]},
+            {"name": "Slow", "context": "/slow", "version": "1.0.0", "security": [],
+             "endpoints": {"production": "silent"}, "resources": [{"method": "POST", "path": "/*"}]}
+        ]
+    });
+    let envoy = Envoy::start(
+        &config.to_string(),
+        EnvoySetup {
+            clusters: vec![("closed".into(), free_port()), ("silent".into(), silent.port)],
+            route_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+    );
+    for (path, code) in [("/closed/1.0.0/pkg.Shop/Get", "101503"), ("/slow/1.0.0/pkg.Shop/Get", "101507")] {
+        let (status, headers) = grpc_call(envoy.port, path);
+        assert_eq!(status, 200, "a gRPC answer: {headers:?}");
+        assert_eq!(header(&headers, "content-type"), ["application/grpc"], "{headers:?}");
+        assert_eq!(header(&headers, "grpc-status"), ["14"], "UNAVAILABLE: {headers:?}");
+        let message = header(&headers, "grpc-message");
+        assert_eq!(message.len(), 1, "{headers:?}");
+        assert!(message[0].contains(&format!("\"code\":\"{code}\"")), "the WSO2 fault: {headers:?}");
+        assert_eq!(envoy.stat(&format!("wasmcustom.apim.fault.{code}")), 1, "counted");
+    }
+}
