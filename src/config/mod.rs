@@ -433,6 +433,13 @@ mod tests {
         assert_eq!(error.field, "errors.overrides.900800.status");
         let error = error_of(r#"{"errors":{"overrides":{"900800":{"status":600}}}}"#);
         assert_eq!(error.field, "errors.overrides.900800.status");
+        // A fault is its body: a status that carries none would be sent with one (RFC 9110 forbids
+        // it; an HTTP/2 client resets the stream, an HTTP/1.1 one reads it as the next response).
+        for status in [204, 205, 304] {
+            let error = error_of(&format!(r#"{{"errors":{{"overrides":{{"9008xx":{{"status":{status}}}}}}}}}"#));
+            assert_eq!(error.field, "errors.overrides.9008xx.status", "{status}");
+            assert!(error.to_string().contains("carries no content"), "{error}");
+        }
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl Default for ErrorSettings {
     }
 }
 
+/// The statuses whose responses carry no content (RFC 9110 15.3.5, 15.3.6, 15.4.5): a fault sent
+/// with one would break the connection (HTTP/2 resets the stream; an HTTP/1.1 client reads the
+/// body as the next response).
+const NO_CONTENT_STATUSES: [u16; 3] = [204, 205, 304];
+
 impl ErrorSettings {
     /// Checks and compiles fault rendering; the credential headers name themselves in 900902.
     pub fn compile(raw: RawErrors, credentials: &RawCredentials) -> Result<ErrorSettings, ConfigError> {
@@ -89,6 +94,12 @@ impl ErrorSettings {
                     return Err(ConfigError::new(
                         format!("{field}.status"),
                         format!("status {status} is not an HTTP status from 200 to 599"),
+                    ));
+                }
+                if NO_CONTENT_STATUSES.contains(&status) {
+                    return Err(ConfigError::new(
+                        format!("{field}.status"),
+                        format!("a {status} response carries no content, and a fault is its body"),
                     ));
                 }
             }

@@ -75,7 +75,8 @@ pub enum ErrorFormat {
 #[schemars(rename = "Override")]
 #[serde(deny_unknown_fields)]
 pub struct RawOverride {
-    /// HTTP status, 200 to 599. Defaults to the catalogue's status.
+    /// HTTP status, 200 to 599, but not 204, 205 or 304 (they carry no content, and a fault is its
+    /// body). Defaults to the catalogue's status.
     #[serde(default)]
     pub status: Option<u16>,
     /// The `message` field. Defaults to the catalogue's message.
