@@ -1,6 +1,7 @@
-//! HTTP semantics through a real Envoy loading the release `.wasm`: request bodies that arrive
-//! while the filter waits for a call, and gRPC clients (HTTP/2, `application/grpc`), whose
-//! failed upstreams Envoy answers with a trailers-only 200 that the filter must still recognise.
+//! HTTP semantics through a real Envoy loading the release `.wasm`: every answer the filter writes
+//! is well formed over HTTP/1.1 and HTTP/2, for GET and HEAD; request bodies that arrive while the
+//! filter waits for a call; and gRPC clients (HTTP/2, `application/grpc`), whose failed upstreams
+//! Envoy answers with a trailers-only 200 that the filter must still recognise.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -13,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{free_port, read_response, Backend, Envoy, EnvoySetup, Silent};
-use serde_json::json;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -53,8 +55,10 @@ fn answer_introspections(mut connection: TcpStream, delay: Duration) {
         request.clear();
         std::thread::sleep(delay);
         let body = json!({"active": true, "client_id": "app1", "exp": now() + 600}).to_string();
-        let answer =
-            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
         if connection.write_all(answer.as_bytes()).is_err() {
             return;
         }
@@ -66,7 +70,8 @@ fn answer_introspections(mut connection: TcpStream, delay: Duration) {
 fn post_while_reading(port: u16, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> common::Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!("POST {path} HTTP/1.1\r\nhost: gw\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut head =
+        format!("POST {path} HTTP/1.1\r\nhost: gw\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -184,4 +189,114 @@ fn a_grpc_clients_failed_upstream_is_answered_with_the_transport_fault() {
         assert!(message[0].contains(&format!("\"code\":\"{code}\"")), "the WSO2 fault: {headers:?}");
         assert_eq!(envoy.stat(&format!("wasmcustom.apim.fault.{code}")), 1, "counted");
     }
+}
+
+/// A response as curl read it (`-i`): status, headers in order, body.
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn curl(port: u16, http2: bool, method: &str, path: &str, headers: &[&str]) -> Raw {
+    let mut command = Command::new("curl");
+    command.args(["-s", "-i", "--max-time", "10", if http2 { "--http2-prior-knowledge" } else { "--http1.1" }]);
+    match method {
+        "HEAD" => command.arg("-I"),
+        other => command.args(["-X", other]),
+    };
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("curl is needed");
+    let raw = output.stdout;
+    let split = raw.windows(4).position(|window| window == b"\r\n\r\n").unwrap_or_else(|| {
+        panic!("{method} {path} (HTTP/2 {http2}): no response: {:?}", String::from_utf8_lossy(&raw))
+    });
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|code| code.parse().ok()).unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().into()))
+        .collect();
+    Raw { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+/// Every answer the filter writes, over HTTP/1.1 and HTTP/2, for GET and HEAD: the status, one
+/// content type, a `content-length` that is the body's length (for HEAD, the length GET's body
+/// has, and no body), and no header twice.
+#[test]
+fn every_answer_the_filter_writes_is_well_formed_over_http1_and_http2_for_get_and_head() {
+    let backend = Backend::start();
+    let silent = Silent::start();
+    let key_hash: String = Sha256::digest(b"good-key").iter().map(|b| format!("{b:02x}")).collect();
+    let any = json!([{"method": "GET", "path": "/*"}, {"method": "HEAD", "path": "/*"}]);
+    let api = |name: &str, cluster: &str, security: Value| {
+        json!({"name": name, "context": format!("/{}", name.to_lowercase()), "version": "1.0.0", "security": security,
+               "endpoints": {"production": cluster}, "resources": any})
+    };
+    let mut blocked = api("Legacy", "live", json!([]));
+    blocked["lifecycle"] = Value::from("BLOCKED");
+    let mut tiny = api("Tiny", "live", json!([]));
+    tiny["policy"] = Value::from("One");
+    let config = json!({
+        "errors": {"cors": {"allow_origins": ["https://app.example"]}},
+        "throttling": {"rate_limit_headers": true},
+        "apis": [api("Secure", "live", json!(["api_key"])), api("Closed", "closed", json!([])),
+                 api("Slow", "silent", json!([])), blocked, tiny],
+        "applications": [{"id": "app", "name": "App", "owner": "o", "api_keys": [{"sha256": key_hash}]}],
+        "subscriptions": [{"application": "app", "api": "Secure:1.0.0"}],
+        "policies": {"One": {"requests": 1, "per": "hour"}}
+    });
+    let envoy = Envoy::start(
+        &config.to_string(),
+        EnvoySetup {
+            clusters: vec![
+                ("live".into(), backend.port),
+                ("closed".into(), free_port()),
+                ("silent".into(), silent.port),
+            ],
+            route_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+    );
+    assert_eq!(curl(envoy.port, false, "GET", "/tiny/1.0.0/x", &[]).status, 200, "the one request /tiny allows");
+    let origin = "origin: https://app.example";
+    let cases: [(&str, &str, &[&str], u16); 8] = [
+        ("GET", "/nowhere", &[origin], 404),
+        ("DELETE", "/secure/1.0.0/x", &[origin], 403),
+        ("GET", "/secure/1.0.0/x", &[origin], 401),
+        ("GET", "/secure/1.0.0/x", &[origin, "apikey: wrong"], 401),
+        ("GET", "/legacy/1.0.0/x", &[origin], 503),
+        ("GET", "/tiny/1.0.0/x", &[origin], 429),
+        ("GET", "/closed/1.0.0/x", &[origin], 503),
+        ("GET", "/slow/1.0.0/x", &[origin], 504),
+    ];
+    for http2 in [false, true] {
+        for (method, path, headers, status) in cases {
+            let answer = curl(envoy.port, http2, method, path, headers);
+            let context = format!("{method} {path} over HTTP/{}", if http2 { 2 } else { 1 });
+            assert_eq!(answer.status, status, "{context}");
+            let mut names: Vec<&str> = answer.headers.iter().map(|(name, _)| name.as_str()).collect();
+            names.sort_unstable();
+            let count = names.len();
+            names.dedup();
+            assert_eq!(names.len(), count, "{context}: a header twice: {:?}", answer.headers);
+            let value = |name: &str| answer.headers.iter().find(|(key, _)| key == name).map(|(_, v)| v.as_str());
+            assert_eq!(value("content-type"), Some("application/json; charset=UTF-8"), "{context}");
+            assert_eq!(value("access-control-allow-origin"), Some("https://app.example"), "{context}");
+            let length: usize = value("content-length").and_then(|v| v.parse().ok()).expect("content-length");
+            assert_eq!(length, answer.body.len(), "{context}");
+            serde_json::from_slice::<Value>(&answer.body).unwrap_or_else(|e| panic!("{context}: {e}"));
+            if method == "GET" {
+                let head = curl(envoy.port, http2, "HEAD", path, headers);
+                assert_eq!(head.status, status, "HEAD {context}");
+                assert!(head.body.is_empty(), "HEAD {context}: a body");
+                let head_length = head.headers.iter().find(|(key, _)| key == "content-length").map(|(_, v)| v.as_str());
+                assert_eq!(head_length, Some(length.to_string().as_str()), "HEAD {context}");
+            }
+        }
+    }
+    assert!(backend.requests().len() == 1, "only the one allowed request reached the backend");
 }
