@@ -300,3 +300,92 @@ fn every_answer_the_filter_writes_is_well_formed_over_http1_and_http2_for_get_an
     }
     assert!(backend.requests().len() == 1, "only the one allowed request reached the backend");
 }
+
+/// A WebSocket backend: answers every upgrade with 101 and then echoes what it reads.
+fn websocket_echo() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut connection in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if connection.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                              sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if connection.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+                let mut buffer = [0u8; 1024];
+                while let Ok(read) = connection.read(&mut buffer) {
+                    if read == 0 || connection.write_all(&buffer[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// WebSocket APIs are authenticated and throttled at the handshake, as WSO2 does: a handshake that
+/// waited for its token's introspection is upgraded and its frames flow both ways; one without a
+/// credential, or over its policy, is refused before any upgrade.
+#[test]
+fn websocket_handshakes_are_authenticated_and_throttled_and_upgraded_after_a_wait() {
+    let introspection = slow_introspection(Duration::from_millis(300));
+    let echo = websocket_echo();
+    let config = json!({
+        "key_managers": [{"name": "opaque", "issuer": "https://opaque.test",
+            "introspection": {"cluster": "km", "path": "/introspect", "client_id": "gw", "client_secret": "s"}}],
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "policy": "Two",
+            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "applications": [{"id": "app-1", "name": "App", "owner": "o",
+            "client_ids": [{"id": "app1", "key_manager": "opaque"}]}],
+        "subscriptions": [{"application": "app-1", "api": "Chat:1.0.0"}],
+        "policies": {"Two": {"requests": 2, "per": "hour"}}
+    });
+    let envoy = Envoy::start(
+        &config.to_string(),
+        EnvoySetup {
+            clusters: vec![("ws".into(), echo), ("km".into(), introspection)],
+            connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
+            ..Default::default()
+        },
+    );
+    let handshake = |authorization: Option<&str>| {
+        let mut stream = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut request = "GET /chat/1.0.0/room HTTP/1.1\r\nhost: gw\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+                           sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            .to_string();
+        if let Some(authorization) = authorization {
+            request.push_str(&format!("authorization: {authorization}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        (String::from_utf8_lossy(&head).into_owned(), stream)
+    };
+    let (head, _) = handshake(None);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    for token in ["opaque-1", "opaque-2"] {
+        let (head, mut stream) = handshake(Some(&format!("Bearer {token}")));
+        assert!(head.starts_with("HTTP/1.1 101"), "upgraded after the introspection: {head}");
+        stream.write_all(b"frames").unwrap();
+        let mut echoed = [0u8; 6];
+        stream.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"frames");
+    }
+    let (head, _) = handshake(Some("Bearer opaque-3"));
+    assert!(head.starts_with("HTTP/1.1 429"), "the third handshake is over the policy: {head}");
+}
