@@ -389,3 +389,25 @@ fn websocket_handshakes_are_authenticated_and_throttled_and_upgraded_after_a_wai
     let (head, _) = handshake(Some("Bearer opaque-3"));
     assert!(head.starts_with("HTTP/1.1 429"), "the third handshake is over the policy: {head}");
 }
+
+/// A client's own `X-Forwarded-For` is not its address: an IP blocking condition on the address it
+/// connects from still blocks it, whatever it claims.
+#[test]
+fn a_client_cannot_name_its_own_address_in_x_forwarded_for() {
+    let backend = Backend::start();
+    let config = json!({
+        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": [],
+            "endpoints": {"production": "live"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "blocking": [{"ip": "127.0.0.1"}],
+        "policies": {}
+    });
+    let envoy = Envoy::start(
+        &config.to_string(),
+        EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() },
+    );
+    for forwarded in ["203.0.113.9", "127.0.0.2", "203.0.113.9, 198.51.100.4"] {
+        let response = envoy.send("GET", "/shop/1.0.0/x", &[("x-forwarded-for", forwarded)], None);
+        assert_eq!(response.status, 429, "{forwarded}: {}", response.body);
+    }
+    assert!(backend.requests().is_empty(), "nothing reached the backend");
+}

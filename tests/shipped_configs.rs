@@ -256,3 +256,25 @@ fn the_istio_stats_tags_are_the_shipped_envoy_configs() {
     assert!(tags.as_sequence().is_some_and(|tags| tags.len() == 6), "{tags:?}");
     assert_eq!(tags, &envoy["stats_config"]["stats_tags"]);
 }
+
+/// Every shipped gateway takes the client's address (what IP blocking conditions, a JWT API key's
+/// `permittedIP` and client-IP policies read) from the connection, never from an
+/// `X-Forwarded-For` the client sends: without `use_remote_address`, Envoy takes it from that
+/// header, and any client names its own address (`tests/http_semantics.rs` shows it).
+#[test]
+fn every_shipped_gateway_takes_the_clients_address_from_the_connection() {
+    let configs = [
+        "envoy/envoy.yaml",
+        "envoy/examples/ecds/envoy.yaml",
+        "envoy/examples/cluster/envoy.yaml",
+        "envoy/examples/control-plane/envoy.yaml",
+    ];
+    for path in configs {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&read_repo_file(path)).unwrap();
+        let listeners = yaml["static_resources"]["listeners"].as_sequence().expect("listeners");
+        let gateway = listeners.iter().find(|listener| listener["name"].as_str() == Some("gateway")).expect(path);
+        let manager = &gateway["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(manager["stat_prefix"].as_str(), Some("gateway"), "{path}");
+        assert_eq!(manager["use_remote_address"].as_bool(), Some(true), "{path}");
+    }
+}

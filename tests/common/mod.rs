@@ -266,6 +266,8 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: gateway
+          # As the shipped config: the client's address is the peer's, never its X-Forwarded-For.
+          use_remote_address: true
 {manager}{access_log}          route_config:
             virtual_hosts:
             - name: apis
