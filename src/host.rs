@@ -134,6 +134,10 @@ pub trait Host: SharedStore {
     fn request_headers(&self) -> Vec<Header>;
     /// Sets (or with `None` removes) a request header.
     fn set_request_header(&mut self, name: &str, value: Option<&[u8]>);
+    /// The names of the request's trailers (HTTP/2 and gRPC clients, chunked HTTP/1.1).
+    fn request_trailer_names(&self) -> Vec<String>;
+    /// Removes a request trailer.
+    fn remove_request_trailer(&mut self, name: &str);
     fn response_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Sets (or with `None` removes) a response header.
     fn set_response_header(&mut self, name: &str, value: Option<&[u8]>);

@@ -211,6 +211,7 @@ pub fn buffer(kind: u32, start: usize, max_size: usize) -> HostResult<Option<Vec
 // ---------------------------------------------------------------------------------------------
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
+pub const MAP_REQUEST_TRAILERS: u32 = 1;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
 pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 

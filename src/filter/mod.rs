@@ -306,7 +306,7 @@ pub extern "C" fn proxy_on_request_body(context: u32, body_size: usize, end_of_s
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_trailers(context: u32, _trailers: usize) -> u32 {
-    on_stream(context, |stream, _| stream.on_request_trailers())
+    on_stream(context, |stream, host| stream.on_request_trailers(host))
 }
 
 #[no_mangle]
@@ -544,6 +544,20 @@ impl Host for WasmHost<'_> {
 
     fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
         set_header(abi::MAP_REQUEST_HEADERS, name, value);
+    }
+
+    fn request_trailer_names(&self) -> Vec<String> {
+        abi::header_pairs(abi::MAP_REQUEST_TRAILERS)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| {
+                String::from_utf8(name).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+            })
+            .collect()
+    }
+
+    fn remove_request_trailer(&mut self, name: &str) {
+        set_header(abi::MAP_REQUEST_TRAILERS, name, None);
     }
 
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {

@@ -23,9 +23,10 @@ pub struct RawCredentials {
     /// Realm in `WWW-Authenticate` challenges. Defaults to `WSO2 API Manager`.
     #[serde(default = "default_realm")]
     pub realm: String,
-    /// Remove the credentials before the request goes upstream: the credential headers, and the
-    /// API-key query parameter of any API whose resources accept API keys (whether or not the
-    /// resource called asked for one). Defaults to true.
+    /// Remove the credentials before the request goes upstream: the credential headers (and
+    /// request trailers of those names), and the API-key query parameter of any API whose
+    /// resources accept API keys (whether or not the resource called asked for one). Defaults to
+    /// true.
     #[serde(default = "default_true")]
     pub strip: bool,
     /// Tokens and API keys longer than this (bytes) are refused before parsing. Defaults to 8192.

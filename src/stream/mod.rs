@@ -657,7 +657,8 @@ impl Stream {
         Flow::Continue
     }
 
-    pub fn on_request_trailers(&mut self) -> Flow {
+    pub fn on_request_trailers(&mut self, host: &mut impl Host) -> Flow {
+        request::clean_trailers(host, &self.config);
         self.request.complete = true;
         if self.pending.is_some() {
             return Flow::Waiting;

@@ -59,6 +59,25 @@ fn is_owned(config: &Config, name: &str) -> bool {
     config.owned_headers.iter().any(spelled_as)
 }
 
+/// Removes from the request's trailers what never goes upstream in its headers: the client's
+/// copies of the filter's own headers and, when credentials are stripped, the credentials
+/// headers. A backend that reads trailers (gRPC and HTTP/2 ones may) sees the same request as one
+/// that reads headers.
+pub fn clean_trailers(host: &mut impl Host, config: &Config) {
+    let credentials = &config.auth.credentials;
+    let is_credential = |name: &str| {
+        credentials.strip
+            && [&credentials.authorization_header, &credentials.api_key_header]
+                .iter()
+                .any(|credential| credential.eq_ignore_ascii_case(name))
+    };
+    for name in host.request_trailer_names() {
+        if is_owned(config, &name) || is_credential(&name) {
+            host.remove_request_trailer(&name);
+        }
+    }
+}
+
 impl Snapshot {
     /// Takes the request headers and removes the client's copies of the filter's own headers.
     pub fn take(host: &mut impl Host, config: &Config, end_of_stream: bool) -> Snapshot {

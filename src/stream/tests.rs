@@ -15,6 +15,7 @@ type SentReply = (u16, Vec<(String, String)>, Vec<u8>);
 #[derive(Default)]
 struct FakeHost {
     request: HashMap<String, Vec<u8>>,
+    trailers: HashMap<String, Vec<u8>>,
     response: HashMap<String, Vec<u8>>,
     properties: HashMap<String, Vec<u8>>,
     sent: Option<SentReply>,
@@ -65,6 +66,12 @@ impl Host for FakeHost {
             Some(value) => self.request.insert(name.to_string(), value.to_vec()),
             None => self.request.remove(name),
         };
+    }
+    fn request_trailer_names(&self) -> Vec<String> {
+        self.trailers.keys().cloned().collect()
+    }
+    fn remove_request_trailer(&mut self, name: &str) {
+        self.trailers.remove(name);
     }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.response.get(name).cloned()
@@ -783,3 +790,4 @@ mod grpc;
 mod jwt_api_keys;
 mod observability;
 mod reload;
+mod trailers;

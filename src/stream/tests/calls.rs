@@ -213,6 +213,12 @@ impl Host for NoCluster {
     fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
         self.0.set_request_header(name, value)
     }
+    fn request_trailer_names(&self) -> Vec<String> {
+        self.0.request_trailer_names()
+    }
+    fn remove_request_trailer(&mut self, name: &str) {
+        self.0.remove_request_trailer(name)
+    }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.0.response_header(name)
     }
