@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use sha2::Digest;
 
 use super::keys::{self, KeySet, VerificationKey};
-use crate::schema::checks::{check_cluster_call, check_header_name, check_header_value};
+use crate::schema::checks::{call_authority, check_cluster_call, check_header_name, check_header_value};
 use crate::schema::{resolve_secret, ConfigError, RawApiKeyJwt, RawCredentials, RawKeyManager};
 use crate::vocab::{KmId, Secret};
 
@@ -295,13 +295,11 @@ fn compile_key_manager(
                 if jwks.refresh_s == 0 {
                     return Err(ConfigError::new(format!("{jwks_field}.refresh_s"), "must be at least 1"));
                 }
-                if let Some(authority) = &jwks.authority {
-                    check_header_value(&format!("{jwks_field}.authority"), authority)?;
-                }
+                let authority = call_authority(&jwks_field, jwks.authority.as_deref(), cluster)?;
                 remote_jwks = Some(RemoteJwks {
                     cluster: cluster.clone(),
                     path: jwks.path.clone(),
-                    authority: jwks.authority.clone().unwrap_or_else(|| cluster.clone()),
+                    authority,
                     refresh_s: jwks.refresh_s,
                     timeout_ms: jwks.timeout_ms as u32,
                 });
@@ -324,9 +322,8 @@ fn compile_key_manager(
                     "must be non-empty, without `:`",
                 ));
             }
-            if let Some(authority) = &introspection.authority {
-                check_header_value(&format!("{introspection_field}.authority"), authority)?;
-            }
+            let authority =
+                call_authority(&introspection_field, introspection.authority.as_deref(), &introspection.cluster)?;
             let secret_field = format!("{introspection_field}.client_secret");
             let client_secret = resolve_secret(&secret_field, &introspection.client_secret, warnings)?;
             if std::str::from_utf8(&client_secret.0).is_err() {
@@ -335,7 +332,7 @@ fn compile_key_manager(
             Some(Introspection {
                 cluster: introspection.cluster.clone(),
                 path: introspection.path.clone(),
-                authority: introspection.authority.clone().unwrap_or_else(|| introspection.cluster.clone()),
+                authority,
                 client_id: introspection.client_id.clone(),
                 client_secret,
                 timeout_ms: introspection.timeout_ms as u32,

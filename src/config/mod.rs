@@ -330,6 +330,9 @@ fn redact_values(message: &str) -> String {
 }
 
 #[cfg(test)]
+mod migration_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalogue::FaultId;

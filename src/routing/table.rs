@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::matcher::{self, PathTemplate};
-use crate::schema::checks::{check_header_name, check_header_value};
+use crate::schema::checks::{check_cluster_name, check_header_name, check_header_value};
 use crate::schema::{ConfigError, RawApi, RawRouting};
 use crate::vocab::{ApiId, Lifecycle, ResourceId, SecurityScheme};
 
@@ -286,11 +286,7 @@ fn compile_api(
     }
     for (name, cluster) in [("production", &raw.endpoints.production), ("sandbox", &raw.endpoints.sandbox)] {
         if let Some(cluster) = cluster {
-            let cluster_field = format!("{field}.endpoints.{name}");
-            if cluster.is_empty() {
-                return Err(ConfigError::new(cluster_field, "must not be empty"));
-            }
-            check_header_value(&cluster_field, cluster)?;
+            check_cluster_name(&format!("{field}.endpoints.{name}"), cluster)?;
         }
     }
     if !raw.backend_path.is_empty() {

@@ -23,7 +23,8 @@ pub struct RawApi {
     /// Defaults to false.
     #[serde(default)]
     pub default_version: bool,
-    /// Envoy cluster names of the production and sandbox endpoints. At least one is required.
+    /// Envoy cluster names of the production and sandbox endpoints (a cluster, not WSO2's
+    /// endpoint URL: a URL is refused). At least one is required.
     pub endpoints: RawEndpoints,
     /// Path prefix on the backend that replaces context and version (e.g. `/api/v1`).
     /// Defaults to empty (the resource path is sent as it is).

@@ -67,7 +67,9 @@ pub struct RawJwks {
     /// Path of the JWKS on that cluster. Defaults to `/jwks`.
     #[serde(default = "default_jwks_path")]
     pub path: String,
-    /// `:authority` of the fetch. Defaults to the cluster name.
+    /// `:authority` of the fetch: a host and an optional port. Defaults to the cluster name, or to
+    /// the service host of an Istio cluster name (`outbound|<port>||<host>`); a cluster name that
+    /// is no host name needs it.
     #[serde(default)]
     pub authority: Option<String>,
     /// Seconds between refreshes (an unknown `kid` also triggers one, at most every 5 s), at
@@ -146,7 +148,9 @@ pub struct RawIntrospection {
     /// Path of the endpoint. Defaults to `/oauth2/introspect`.
     #[serde(default = "default_introspection_path")]
     pub path: String,
-    /// `:authority` of the call. Defaults to the cluster name.
+    /// `:authority` of the call: a host and an optional port. Defaults to the cluster name, or to
+    /// the service host of an Istio cluster name (`outbound|<port>||<host>`); a cluster name that
+    /// is no host name needs it.
     #[serde(default)]
     pub authority: Option<String>,
     /// The gateway's client id at the key manager (HTTP Basic). Required.

@@ -39,12 +39,76 @@ pub fn check_cluster_call(
 /// A cluster to call (`<field>.cluster`, non-empty, no control characters) and the call's
 /// timeout (`<field>.timeout_ms`, from 1 ms to 60 s).
 pub fn check_cluster_target(field: &str, cluster: &str, timeout_ms: u64) -> Result<(), ConfigError> {
-    if cluster.is_empty() {
-        return Err(ConfigError::new(format!("{field}.cluster"), "must not be empty"));
-    }
-    check_header_value(&format!("{field}.cluster"), cluster)?;
+    check_cluster_name(&format!("{field}.cluster"), cluster)?;
     if timeout_ms == 0 || timeout_ms > 60_000 {
         return Err(ConfigError::new(format!("{field}.timeout_ms"), "must be from 1 to 60000"));
     }
     Ok(())
+}
+
+/// An Envoy cluster's name: non-empty, no control characters, and not a URL. WSO2 configures
+/// endpoints, key managers and services by URL; Envoy reaches them through a cluster it defines,
+/// so a URL here would load and then fail every call (Envoy knows no such cluster).
+pub fn check_cluster_name(field: &str, cluster: &str) -> Result<(), ConfigError> {
+    if cluster.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    check_header_value(field, cluster)?;
+    if cluster.contains("://") {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "`{cluster}` is a URL, not an Envoy cluster: define a cluster for its host and port in \
+                 Envoy's configuration and name it here (a path goes in its own field)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The `:authority` a call to `cluster` sends: `authority` when set, else Istio's service host for
+/// an Istio cluster name (`outbound|<port>|<subset>|<host>`), else the cluster's name. It must be
+/// an RFC 3986 authority (a host, an optional port): a server refuses a request whose `Host` is
+/// not one (Tomcat, which WSO2 runs on, answers 400), so every call would fail. Named as
+/// `<field>.authority`, or `<field>.cluster` when the cluster's name stood in for it.
+pub fn call_authority(field: &str, authority: Option<&str>, cluster: &str) -> Result<String, ConfigError> {
+    let (value, named) = match authority {
+        Some(authority) => (authority, format!("{field}.authority")),
+        None => (istio_service_host(cluster).unwrap_or(cluster), format!("{field}.cluster")),
+    };
+    if is_authority(value) {
+        return Ok(value.to_string());
+    }
+    let reason = match authority {
+        Some(_) => format!("`{value}` is not a host with an optional port (no scheme, no path)"),
+        None => format!("`{value}` is not a host name to send as `:authority`: set `authority` (the server's host)"),
+    };
+    Err(ConfigError::new(named, reason))
+}
+
+/// The service host of an Istio cluster name (`outbound|9443||km.example.svc.cluster.local`).
+fn istio_service_host(cluster: &str) -> Option<&str> {
+    let mut parts = cluster.split('|');
+    let (Some("outbound"), Some(_port), Some(_subset), Some(host), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some(host)
+}
+
+/// RFC 3986's `authority` without user information: a registered name or an IP literal in
+/// brackets, then an optional `:port`.
+fn is_authority(value: &str) -> bool {
+    let (host, port) = match value.rsplit_once(':') {
+        Some((host, port)) if host.ends_with(']') || !host.contains(':') => (host, port),
+        _ => (value, ""),
+    };
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    match host.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        Some(literal) => !literal.is_empty() && literal.bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b)),
+        None => !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)),
+    }
 }

@@ -24,7 +24,9 @@ pub struct RawControlPlane {
     /// The internal data API's path. Defaults to `/internal/data/v1`.
     #[serde(default = "default_base_path")]
     pub base_path: String,
-    /// The `Host` (`:authority`) sent. Defaults to the cluster's name.
+    /// The `Host` (`:authority`) sent: a host and an optional port. Defaults to the cluster's
+    /// name, or to the service host of an Istio cluster name (`outbound|<port>||<host>`); a
+    /// cluster name that is no host name needs it.
     #[serde(default)]
     pub authority: Option<String>,
     /// The user of HTTP Basic authentication (WSO2's gateways use the event hub's admin user).
@@ -60,7 +62,8 @@ pub struct RawControlPlane {
     #[serde(default)]
     pub endpoints: BTreeMap<String, RawCpEndpoints>,
     /// Cluster names for APIs not in `endpoints`, with `{name}` and `{version}` replaced
-    /// (e.g. `{name}-{version}`). Defaults to none: such APIs are not served (logged).
+    /// (e.g. `{name}-{version}`; no other placeholder). Defaults to none: such APIs are not
+    /// served (logged).
     #[serde(default)]
     pub endpoint_template: Option<RawCpEndpoints>,
     /// Security schemes of the control plane's secured resources (WSO2's `/apis` tells only

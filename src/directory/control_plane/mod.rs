@@ -31,7 +31,7 @@ use base64::Engine;
 
 use crate::hashing::form_encode;
 use crate::host::Call;
-use crate::schema::checks::check_cluster_call;
+use crate::schema::checks::{call_authority, check_cluster_call, check_cluster_name};
 use crate::schema::{resolve_secret, ConfigError, RawApi, RawControlPlane, RawCpEndpoints, RawEndpoints};
 use crate::vocab::SecurityScheme;
 
@@ -103,12 +103,25 @@ impl ControlPlane {
             clusters.chain(raw.endpoint_template.iter().map(|t| (format!("{field}.endpoint_template"), t)))
         {
             for cluster in [&endpoints.production, &endpoints.sandbox].into_iter().flatten() {
-                if cluster.is_empty() || cluster.chars().any(char::is_control) {
-                    return Err(ConfigError::new(name, "cluster names must be non-empty text"));
+                check_cluster_name(&name, cluster)?;
+                // A template fills `{name}` and `{version}` only: any other brace would reach
+                // Envoy as part of a cluster name no configuration defines.
+                if cluster.replace("{name}", "").replace("{version}", "").contains(['{', '}']) {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("`{cluster}`: a cluster name may hold `{{name}}` and `{{version}}` only"),
+                    ));
                 }
             }
         }
-        let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+        // API-M names an API by name and version; a context here would match no API.
+        if let Some(key) = raw.endpoints.keys().find(|key| key.starts_with('/') || key.is_empty()) {
+            return Err(ConfigError::new(
+                format!("{field}.endpoints.{key}"),
+                "key an API by `<name>:<version>` or `<name>` (as API-M names it), not by its context",
+            ));
+        }
+        let authority = call_authority(field, raw.authority.as_deref(), &raw.cluster)?;
         let base_path = raw.base_path.trim_end_matches('/').to_string();
         let source = source_of(&[&raw.cluster, &base_path, &authority, &raw.tenant, &raw.gateway_label, &raw.username]);
         Ok(ControlPlane {

@@ -1,0 +1,116 @@
+//! What a team moving from WSO2 API Manager writes by habit: each mistake is refused at load,
+//! naming the field and why, or loads and works; none loads and then fails every request.
+
+use super::*;
+
+fn error_of(json: &str) -> ConfigError {
+    Config::from_json(json.as_bytes()).expect_err("config should be refused")
+}
+
+const API: &str = r#"{"name":"Pizza","context":"/pizzashack","version":"1.0.0",
+    "endpoints":{"production":"pizza"},"resources":[{"method":"GET","path":"/menu"}]}"#;
+
+fn with_api(extra: &str) -> String {
+    format!(r#"{{"apis":[{API}]{extra}}}"#)
+}
+
+/// WSO2 names endpoints, key managers and services by URL; Envoy reaches them through clusters.
+/// A URL where a cluster goes used to load, and every call then went to a cluster Envoy does not
+/// have (503s, 900900s, uncounted requests).
+#[test]
+fn a_url_where_an_envoy_cluster_goes_is_refused_naming_the_field() {
+    let km = |jwks: &str, introspection: &str| {
+        with_api(&format!(
+            r#","key_managers":[{{"name":"Resident Key Manager","issuer":"https://localhost:9443/oauth2/token",
+                "jwks":{jwks}{introspection}}}]"#
+        ))
+    };
+    let introspect = |fields: &str| {
+        km(r#"{"cluster":"km"}"#, &format!(r#","introspection":{{"client_id":"gw","client_secret":"s",{fields}}}"#))
+    };
+    let control_plane = |fields: &str| {
+        with_api(&format!(r#","control_plane":{{"username":"admin","password":"p",{fields}}}"#))
+    };
+    let cases = [
+        (
+            with_api_raw(&API.replace(r#""production":"pizza""#, r#""production":"http://localhost:9080/pizzashack""#)),
+            "apis[0].endpoints.production",
+        ),
+        (km(r#"{"cluster":"https://localhost:9443/oauth2/jwks"}"#, ""), "key_managers[0].jwks.cluster"),
+        (km(r#"{"cluster":"km","authority":"https://localhost:9443"}"#, ""), "key_managers[0].jwks.authority"),
+        (km(r#"{"cluster":"km","authority":"km/oauth2"}"#, ""), "key_managers[0].jwks.authority"),
+        (introspect(r#""cluster":"https://km:9443/oauth2/introspect""#), "key_managers[0].introspection.cluster"),
+        (introspect(r#""cluster":"km","authority":"https://km:9443""#), "key_managers[0].introspection.authority"),
+        (control_plane(r#""cluster":"https://apim:9443""#), "control_plane.cluster"),
+        (control_plane(r#""cluster":"apim","authority":"https://apim:9443""#), "control_plane.authority"),
+        (
+            control_plane(r#""cluster":"apim","endpoints":{"Pizza:1.0.0":{"production":"http://pizza:8080"}}"#),
+            "control_plane.endpoints.Pizza:1.0.0",
+        ),
+        (
+            control_plane(r#""cluster":"apim","endpoint_template":{"production":"https://{name}:8080"}"#),
+            "control_plane.endpoint_template",
+        ),
+        (
+            with_api(r#","throttling":{"rate_limit_service":{"cluster":"grpc://ratelimit:8081"}}"#),
+            "throttling.rate_limit_service.cluster",
+        ),
+    ];
+    for (json, field) in cases {
+        let error = error_of(&json);
+        assert_eq!(error.field, field, "{json}: {error}");
+    }
+    // A cluster name stays a name: Istio's, with `|`, loads.
+    let istio = km(r#"{"cluster":"outbound|9443||km.example.svc.cluster.local"}"#, "");
+    Config::from_json(istio.as_bytes()).expect("an Istio cluster name");
+}
+
+fn with_api_raw(api: &str) -> String {
+    format!(r#"{{"apis":[{api}]}}"#)
+}
+
+/// A call's `:authority` defaults to its cluster's name. Istio's cluster names
+/// (`outbound|9443||km.example.svc.cluster.local`) are no host: sent as `Host`, WSO2's Tomcat
+/// answers 400 and every JWKS fetch and introspection failed. Istio's names give their service
+/// host; other names that are no host are refused, asking for `authority`.
+#[test]
+fn a_call_sends_a_host_as_its_authority() {
+    let config = |jwks: &str| {
+        with_api(&format!(r#","key_managers":[{{"name":"k","issuer":"https://k","jwks":{jwks}}}]"#))
+    };
+    let loaded = Config::from_json(config(r#"{"cluster":"outbound|9443||km.example.svc.cluster.local"}"#).as_bytes())
+        .expect("an Istio cluster");
+    let jwks = loaded.auth.key_managers[0].remote_jwks.as_ref().expect("fetched keys");
+    assert_eq!(jwks.authority, "km.example.svc.cluster.local");
+    let plain = Config::from_json(config(r#"{"cluster":"km_cluster"}"#).as_bytes()).expect("a plain name");
+    assert_eq!(plain.auth.key_managers[0].remote_jwks.as_ref().expect("fetched").authority, "km_cluster");
+    for (jwks, field) in [
+        (r#"{"cluster":"km cluster"}"#, "key_managers[0].jwks.cluster"),
+        (r#"{"cluster":"a|b"}"#, "key_managers[0].jwks.cluster"),
+        (r#"{"cluster":"a|b","authority":"km.example.com:9443"}"#, ""),
+        (r#"{"cluster":"km","authority":"[::1]:9443"}"#, ""),
+    ] {
+        match Config::from_json(config(jwks).as_bytes()) {
+            Ok(_) => assert_eq!(field, "", "{jwks} loads"),
+            Err(error) => assert_eq!(error.field, field, "{jwks}: {error}"),
+        }
+    }
+}
+
+/// The control plane fills `{name}` and `{version}` into `endpoint_template`, and finds APIs in
+/// `endpoints` by name: anything else would name clusters no API ever gets.
+#[test]
+fn control_plane_endpoints_name_apis_and_placeholders_it_fills() {
+    let control_plane = |fields: &str| {
+        with_api(&format!(r#","control_plane":{{"cluster":"apim","username":"admin","password":"p",{fields}}}"#))
+    };
+    for (fields, field) in [
+        (r#""endpoint_template":{"production":"{context}"}"#, "control_plane.endpoint_template"),
+        (r#""endpoint_template":{"sandbox":"{name}-{apiVersion}"}"#, "control_plane.endpoint_template"),
+        (r#""endpoints":{"/pizzashack/1.0.0":{"production":"pizza"}}"#, "control_plane.endpoints./pizzashack/1.0.0"),
+    ] {
+        assert_eq!(error_of(&control_plane(fields)).field, field, "{fields}");
+    }
+    Config::from_json(control_plane(r#""endpoint_template":{"production":"{name}-{version}"}"#).as_bytes())
+        .expect("the placeholders it fills");
+}
