@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::bearer::jwt_failure;
 use super::jwt::{self, JwtError, Rules};
-use super::settings::{ApiKeyJwt, AuthConfig};
+use super::settings::{issuer_key, ApiKeyJwt, AuthConfig};
 use super::{credential_hash, looks_like_jws, AuthFailure, Identity, Refusal};
 use crate::cidr::IpRange;
 use crate::directory::Directory;
@@ -142,7 +142,7 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
     }
     // The same checks, in the same order, as bearer tokens: issuer, signature, times, audience.
     if let Some(issuer) = &verifier.issuer {
-        if parsed.issuer() != Some(issuer.as_str()) {
+        if parsed.issuer().map(issuer_key) != Some(issuer_key(issuer)) {
             return Err(jwt_failure(JwtError::UnknownIssuer));
         }
     }

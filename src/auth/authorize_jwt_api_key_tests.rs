@@ -127,3 +127,21 @@ fn an_oauth_access_token_is_not_an_api_key() {
     let typed = key(json!({"token_type": "apiKey", "consumerKey": "abc", "subscribedAPIs": shop()}));
     assert_eq!(outcome(&fixture, 0, &typed), Ok(()), "token_type apiKey decides");
 }
+
+/// `api_key_jwt.issuer` is compared as key managers' issuers are: one trailing `/` either way is
+/// the same issuer, anything else is not.
+#[test]
+fn the_api_key_issuer_is_compared_without_a_trailing_slash() {
+    let with_issuer = |issuer: &str| {
+        let json = json!({
+            "api_key_jwt": {"issuer": issuer, "keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
+            "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["api_key"],
+                "endpoints": {"production": "p"}, "resources": [{"method": "GET", "path": "/*"}]}]
+        });
+        compile(&json.to_string())
+    };
+    let token = key(json!({"subscribedAPIs": shop()}));
+    for (issuer, expected) in [("https://apim/", Ok(())), ("https://apim", Ok(())), ("https://apim/x", Err(900901))] {
+        assert_eq!(outcome(&with_issuer(issuer), 0, &token), expected, "{issuer}");
+    }
+}

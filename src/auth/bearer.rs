@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use super::jwks::FetchedKeys;
 use super::jwt::{self, JwtError, Rules};
 use super::keys::KeySet;
-use super::settings::{AuthConfig, Claims};
+use super::settings::{issuer_key, AuthConfig, Claims};
 use super::{api_keys, looks_like_jws, AuthFailure, Refusal};
 use crate::vocab::KmId;
 
@@ -102,7 +102,7 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
         return BearerStep::Failed(AuthFailure::Invalid.because("api_key_as_bearer"));
     }
     // The issuer picks the key manager, and with it the keys and the rules.
-    let Some(km) = parsed.issuer().and_then(|issuer| auth.issuers.get(issuer)).and_then(|id| auth.key_manager(*id))
+    let Some(km) = parsed.issuer().and_then(|issuer| auth.issuers.get(issuer_key(issuer))).and_then(|id| auth.key_manager(*id))
     else {
         return BearerStep::Failed(jwt_failure(JwtError::UnknownIssuer));
     };

@@ -170,8 +170,12 @@ impl AuthConfig {
                 return Err(ConfigError::new(format!("{field}.name"), "must be non-empty and unique"));
             }
             names.push(raw.name.clone());
-            if raw.issuer.is_empty() || issuers.insert(raw.issuer.clone(), id).is_some() {
-                return Err(ConfigError::new(format!("{field}.issuer"), "must be non-empty and unique"));
+            check_issuer(&format!("{field}.issuer"), &raw.issuer)?;
+            if issuers.insert(issuer_key(&raw.issuer).to_string(), id).is_some() {
+                return Err(ConfigError::new(
+                    format!("{field}.issuer"),
+                    "must be unique (an issuer with and without a trailing `/` is one issuer)",
+                ));
             }
             let km = compile_key_manager(&field, id, raw, warnings)?;
             // An opaque token names no issuer: one key manager answers for all of them, and a
@@ -406,7 +410,26 @@ impl KeyManager {
     }
 }
 
+/// How an issuer is compared: as written, less one trailing `/`. Issuers are written both ways
+/// (WSO2's `https://host:9443/oauth2/token`, Auth0's `https://tenant.auth0.com/`), and a
+/// configuration with the other spelling than the tokens' would load and refuse every token.
+pub fn issuer_key(issuer: &str) -> &str {
+    issuer.strip_suffix('/').unwrap_or(issuer)
+}
+
+/// An issuer as tokens carry it: non-empty, no spaces or control characters (which no `iss`
+/// compared with it could hold, so every token would be refused).
+fn check_issuer(field: &str, issuer: &str) -> Result<(), ConfigError> {
+    if issuer_key(issuer).is_empty() || issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(field, "must be non-empty, without spaces (as the tokens' `iss`)"));
+    }
+    Ok(())
+}
+
 fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
+    if let Some(issuer) = &raw.issuer {
+        check_issuer("api_key_jwt.issuer", issuer)?;
+    }
     let algorithms = parse_algorithms("api_key_jwt.algorithms", &raw.algorithms)?;
     if algorithms.iter().any(|algorithm| algorithm.family() == AlgorithmFamily::Hmac) {
         return Err(ConfigError::new("api_key_jwt.algorithms", "API keys are verified with public keys only"));

@@ -272,4 +272,51 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// Issuers are written with and without a trailing `/` (WSO2's `.../oauth2/token`, Auth0's
+    /// `https://tenant.auth0.com/`): the other spelling than the tokens' used to load and refuse
+    /// every token (900901). One trailing `/` is not compared; two issuers differing by it are
+    /// one, refused at load; an issuer no `iss` can equal (spaces) is refused.
+    #[test]
+    fn an_issuer_with_or_without_a_trailing_slash_verifies_the_tokens_of_the_other_spelling() {
+        let with_issuer = |issuer: &str| {
+            let json = serde_json::json!({
+                "key_managers": [{"name": "a", "issuer": issuer, "jwks": {"keys": [jwk("rsa-a.pem", Algorithm::RS256, "k")]}}]
+            });
+            Config::from_json(json.to_string().as_bytes())
+        };
+        for (configured, carried) in [
+            ("https://km/oauth2/token/", "https://km/oauth2/token"),
+            ("https://km/oauth2/token", "https://km/oauth2/token/"),
+            ("https://km/oauth2/token", "https://km/oauth2/token"),
+        ] {
+            let config = with_issuer(configured).unwrap();
+            let token = sign_raw(
+                r#"{"alg":"RS256","kid":"k"}"#,
+                &format!(r#"{{"iss":"{carried}","client_id":"c","exp":2000}}"#),
+                "rsa-a.pem",
+                Algorithm::RS256,
+            );
+            let mut worker = WorkerState::new(&config.auth);
+            let step = validate(&config, &mut worker, &mut MemoryStore::default(), &token);
+            assert!(matches!(step, Step::Done(_)), "{configured} / {carried}: {step:?}");
+        }
+        let other = sign_raw(
+            r#"{"alg":"RS256","kid":"k"}"#,
+            r#"{"iss":"https://km/oauth2/token/x","client_id":"c","exp":2000}"#,
+            "rsa-a.pem",
+            Algorithm::RS256,
+        );
+        let config = with_issuer("https://km/oauth2/token/").unwrap();
+        let mut worker = WorkerState::new(&config.auth);
+        assert!(matches!(validate(&config, &mut worker, &mut MemoryStore::default(), &other), Step::Refused(_)));
+        for issuer in [" https://km/oauth2/token", "https://km/oauth2/token\n", "/"] {
+            assert_eq!(with_issuer(issuer).unwrap_err().field, "key_managers[0].issuer", "{issuer:?}");
+        }
+        let two = serde_json::json!({"key_managers": [
+            {"name": "a", "issuer": "https://km", "jwks": {"cluster": "a"}},
+            {"name": "b", "issuer": "https://km/", "jwks": {"cluster": "b"}}]});
+        let error = Config::from_json(two.to_string().as_bytes()).unwrap_err();
+        assert_eq!(error.field, "key_managers[1].issuer");
+    }
 }

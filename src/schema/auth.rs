@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct RawKeyManager {
     /// Name, unique. Required.
     pub name: String,
-    /// The `iss` of its JWTs, compared exactly. Required.
+    /// The `iss` of its JWTs, compared exactly except for one trailing `/` (`https://km/` and
+    /// `https://km` are one issuer, as both spellings are in use). Required.
     pub issuer: String,
     /// Where its JWT verification keys come from. Defaults to none (no JWTs from this issuer).
     #[serde(default)]
@@ -201,7 +202,8 @@ pub struct RawApiKeyJwt {
     /// The API manager's signing keys as inline JWKs. Required. A key that cannot verify is
     /// refused at load, naming it (`api_key_jwt.keys[j]`).
     pub keys: Vec<serde_json::Value>,
-    /// Required `iss`, if set. Defaults to none (any issuer).
+    /// Required `iss`, if set (compared as key managers' issuers are). Defaults to none (any
+    /// issuer).
     #[serde(default)]
     pub issuer: Option<String>,
     /// Algorithms accepted. Defaults to `["RS256"]`.
