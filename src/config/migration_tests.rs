@@ -114,3 +114,27 @@ fn control_plane_endpoints_name_apis_and_placeholders_it_fills() {
     Config::from_json(control_plane(r#""endpoint_template":{"production":"{name}-{version}"}"#).as_bytes())
         .expect("the placeholders it fills");
 }
+
+/// WSO2's deployment.toml writes references as `$env{NAME}` (and `$sys{..}`, `$secret{..}`):
+/// copied into a secret field, the text itself was taken as the secret (a warning said it was
+/// inline), and every introspection or control-plane call then failed authentication.
+#[test]
+fn a_secret_written_as_a_wso2_reference_is_refused_pointing_at_env() {
+    let introspection = |secret: &str| {
+        with_api(&format!(
+            r#","key_managers":[{{"name":"k","issuer":"https://k",
+                "introspection":{{"cluster":"km","client_id":"gw","client_secret":{secret}}}}}]"#
+        ))
+    };
+    for secret in [r#""$env{KM_SECRET}""#, r#""$sys{km.secret}""#, r#""$secret{km_secret}""#, r#"{"value":"${KM_SECRET}"}"#] {
+        let error = error_of(&introspection(secret));
+        assert_eq!(error.field, "key_managers[0].introspection.client_secret", "{secret}");
+        assert!(error.reason.contains(r#"{"env": "NAME"}"#), "{error}");
+    }
+    let password = with_api(r#","control_plane":{"cluster":"apim","username":"admin","password":"$env{APIM_PASSWORD}"}"#);
+    assert_eq!(error_of(&password).field, "control_plane.password");
+    // Secrets that merely hold such characters are secrets.
+    for secret in [r#""p$env{x""#, r#""$env{}""#, r#""a$env{X}""#] {
+        Config::from_json(introspection(secret).as_bytes()).unwrap_or_else(|error| panic!("{secret}: {error}"));
+    }
+}

@@ -11,7 +11,9 @@ use crate::vocab::Secret;
 
 /// A secret: given by reference (`{"env": "NAME"}`, resolved when the configuration loads, so it
 /// never appears in Envoy's configuration or its `/config_dump`), or inline (a plain string, or
-/// `{"value": "..."}`; visible in the config dump, so the filter logs a warning).
+/// `{"value": "..."}`; visible in the config dump, so the filter logs a warning). WSO2's
+/// deployment.toml references (`$env{NAME}`, `$sys{NAME}`, `$secret{alias}`) are not resolved:
+/// written inline, one is refused (write `{"env": "NAME"}`).
 #[derive(Clone, Deserialize, JsonSchema, Serialize)]
 #[schemars(rename = "Secret")]
 #[serde(untagged)]
@@ -95,6 +97,13 @@ pub fn resolve_secret(field: &str, raw: &RawSecret, warnings: &mut Vec<String>) 
     if bytes.is_empty() {
         return Err(ConfigError::new(field, "is empty"));
     }
+    if inline && is_wso2_reference(&bytes) {
+        return Err(ConfigError::new(
+            field,
+            "is a reference in WSO2's deployment.toml syntax (`$env{NAME}`, `$sys{NAME}`, `$secret{alias}`, \
+             `${NAME}`), which would be taken as the secret itself: write `{\"env\": \"NAME\"}`",
+        ));
+    }
     if inline {
         warnings.push(format!(
             "field `{field}` holds a secret inline: Envoy's /config_dump and debug log show it; give it as \
@@ -102,4 +111,18 @@ pub fn resolve_secret(field: &str, raw: &RawSecret, warnings: &mut Vec<String>) 
         ));
     }
     Ok(Secret(bytes))
+}
+
+/// Whether an inline secret is written as a reference of WSO2's configuration (`$env{NAME}`,
+/// `$sys{NAME}`, `$secret{alias}`) or a shell's `${NAME}`: text no secret is, which nothing here
+/// resolves.
+fn is_wso2_reference(text: &[u8]) -> bool {
+    let Some(inner) = text.strip_suffix(b"}") else {
+        return false;
+    };
+    [&b"$env{"[..], b"$sys{", b"$secret{", b"${"].iter().any(|prefix| {
+        inner.strip_prefix(*prefix).is_some_and(|name| {
+            !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || b"_.-:".contains(b))
+        })
+    })
 }
