@@ -2,6 +2,7 @@
 //! naming the field and why, or loads and works; none loads and then fails every request.
 
 use super::*;
+use crate::directory::BlockingCondition;
 
 fn error_of(json: &str) -> ConfigError {
     Config::from_json(json.as_bytes()).expect_err("config should be refused")
@@ -137,4 +138,33 @@ fn a_secret_written_as_a_wso2_reference_is_refused_pointing_at_env() {
     for secret in [r#""p$env{x""#, r#""$env{}""#, r#""a$env{X}""#] {
         Config::from_json(introspection(secret).as_bytes()).unwrap_or_else(|error| panic!("{secret}: {error}"));
     }
+}
+
+/// WSO2's blocking conditions name an application as `<owner>:<name>`; this configuration's
+/// `application` took only an id, so `admin:DefaultApplication` loaded and blocked nothing.
+#[test]
+fn a_blocked_application_is_named_by_id_or_as_wso2_names_it() {
+    let config = |blocking: &str| {
+        with_api(&format!(
+            r#","applications":[{{"id":"3f1c","name":"DefaultApplication","owner":"admin"}}],
+               "blocking":[{blocking}]"#
+        ))
+    };
+    let named = Config::from_json(config(r#"{"application":"admin:DefaultApplication"}"#).as_bytes()).unwrap();
+    assert_eq!(
+        named.directory.blocking(),
+        &[BlockingCondition::ApplicationNamed { owner: "admin".into(), name: "DefaultApplication".into() }]
+    );
+    let by_id = Config::from_json(config(r#"{"application":"3f1c"}"#).as_bytes()).unwrap();
+    assert_eq!(by_id.directory.blocking(), &[BlockingCondition::Application("3f1c".into())]);
+    for (blocking, field) in [
+        (r#"{"application":"DefaultApplication"}"#, "blocking[0].application"),
+        (r#"{"subscription":"DefaultApplication:Pizza:1.0.0"}"#, "blocking[0].subscription"),
+    ] {
+        assert_eq!(error_of(&config(blocking)).field, field, "{blocking}");
+    }
+    // With a control plane, an id may be one of its applications.
+    let with_control_plane = config(r#"{"application":"9d2e-uuid"}"#)
+        .replacen('{', r#"{"control_plane":{"cluster":"apim","username":"a","password":"p"},"#, 1);
+    Config::from_json(with_control_plane.as_bytes()).expect("an application of the control plane");
 }

@@ -194,7 +194,11 @@ impl Config {
             raw.subscriptions,
             raw.policies,
             raw.blocking,
-            &DirectoryContext { routes: &routes, key_managers: &auth.key_manager_names() },
+            &DirectoryContext {
+                routes: &routes,
+                key_managers: &auth.key_manager_names(),
+                control_plane: control_plane.is_some(),
+            },
         )?;
         Ok(Config {
             warnings,

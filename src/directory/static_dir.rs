@@ -79,6 +79,9 @@ pub struct Context<'a> {
     pub routes: &'a Table,
     /// The configured key managers' names, in order.
     pub key_managers: &'a [String],
+    /// Whether a control plane adds applications at run time (a blocking condition may then name
+    /// one this configuration does not hold).
+    pub control_plane: bool,
 }
 
 impl StaticDirectory {
@@ -155,6 +158,7 @@ impl StaticDirectory {
         directory.index_api_keys(&key_origins)?;
         drop(key_origins);
         add_subscriptions(&mut directory, &subscriptions, context.routes, &names)?;
+        directory.resolve_blocked_applications(context.control_plane)?;
         Ok(directory)
     }
 
@@ -180,6 +184,41 @@ impl StaticDirectory {
             }
         }
         self.api_key_order = order;
+        Ok(())
+    }
+
+    /// Blocking conditions naming an application: by its id, or as WSO2 writes them,
+    /// `<owner>:<name>` (API-M's blocking conditions and the control plane's); an id this
+    /// configuration does not hold would block nothing, and is refused unless a control plane may
+    /// bring it.
+    fn resolve_blocked_applications(&mut self, control_plane: bool) -> Result<(), ConfigError> {
+        let mut blocking = std::mem::take(&mut self.blocking);
+        for (index, condition) in blocking.iter_mut().enumerate() {
+            let (field, id) = match &*condition {
+                BlockingCondition::Application(id) => (format!("blocking[{index}].application"), id),
+                BlockingCondition::Subscription { application, .. } => {
+                    (format!("blocking[{index}].subscription"), application)
+                }
+                _ => continue,
+            };
+            if self.listed(id).is_some() {
+                continue;
+            }
+            match (&*condition, id.split_once(':')) {
+                (BlockingCondition::Application(_), Some((owner, name))) if !owner.is_empty() && !name.is_empty() => {
+                    *condition = BlockingCondition::ApplicationNamed { owner: owner.to_string(), name: name.to_string() };
+                }
+                _ if control_plane => {}
+                _ => {
+                    let reason = format!(
+                        "application `{id}` is not defined (name an application by its `id`, or as WSO2 does, \
+                         `<owner>:<name>`)"
+                    );
+                    return Err(ConfigError::new(field, reason));
+                }
+            }
+        }
+        self.blocking = blocking;
         Ok(())
     }
 

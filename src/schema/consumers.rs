@@ -134,7 +134,8 @@ pub struct RawBlockingCondition {
     /// `<name>:<version>`.
     #[serde(default)]
     pub api: Option<String>,
-    /// An application id.
+    /// An application: its `id`, or as WSO2's blocking conditions name it, `<owner>:<name>`.
+    /// An id the configuration does not hold is refused, unless a control plane is configured.
     #[serde(default)]
     pub application: Option<String>,
     /// An end user (the token's end-user claim).

@@ -341,7 +341,7 @@ mod tests {
             raw.subscriptions,
             raw.policies,
             raw.blocking,
-            &DirectoryContext { routes: &routes, key_managers: &[] },
+            &DirectoryContext { routes: &routes, key_managers: &[], control_plane: false },
         )
         .unwrap();
         Fixture { routes, directory, throttle }
