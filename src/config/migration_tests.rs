@@ -168,3 +168,21 @@ fn a_blocked_application_is_named_by_id_or_as_wso2_names_it() {
         .replacen('{', r#"{"control_plane":{"cluster":"apim","username":"a","password":"p"},"#, 1);
     Config::from_json(with_control_plane.as_bytes()).expect("an application of the control plane");
 }
+
+/// A resource path is below the API's base path; WSO2's full resource URL copied as the path
+/// loaded and was served at `/pizzashack/1.0.0/pizzashack/1.0.0/menu`.
+#[test]
+fn a_resource_path_written_from_the_root_is_refused() {
+    for (context, path) in [
+        ("/pizzashack", "/pizzashack/1.0.0/menu"),
+        ("/pizzashack", "/pizzashack/1.0.0"),
+        ("/{version}/tpl", "/1.0.0/tpl/items/{id}"),
+    ] {
+        let api = API.replace("/pizzashack", context).replace(r#""path":"/menu""#, &format!(r#""path":"{path}""#));
+        let error = error_of(&with_api_raw(&api));
+        assert_eq!(error.field, "apis[0].resources[0].path", "{path}: {error}");
+    }
+    // A path that only begins like the context is the API's own.
+    let api = API.replace(r#""path":"/menu""#, r#""path":"/pizzashack/menu""#);
+    Config::from_json(with_api_raw(&api).as_bytes()).expect("below the base path");
+}

@@ -242,6 +242,16 @@ fn check_policy_ref(field: String, policy: &Option<String>, exists: &dyn Fn(&str
     }
 }
 
+/// The path an API is served under: its context with the version in `{version}`'s place, or
+/// appended.
+fn versioned_context(context: &str, version: &str) -> String {
+    if context.contains("{version}") {
+        context.replace("{version}", version)
+    } else {
+        format!("{context}/{version}")
+    }
+}
+
 /// What becomes of a resource no credential of its security could pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unservable {
@@ -313,6 +323,21 @@ fn compile_api(
         }
         let template = PathTemplate::parse(&resource.path)
             .map_err(|reason| ConfigError::new(format!("{resource_field}.path"), reason))?;
+        // A resource is below the API's base path; a path written from the root (WSO2's full
+        // resource URL) would be served under the base path twice. The control plane's data is
+        // served as API-M serves it.
+        let base_path = versioned_context(&raw.context, &raw.version);
+        let from_root = resource.path == base_path || resource.path.starts_with(&format!("{base_path}/"));
+        if from_root && unservable == Unservable::Refused {
+            return Err(ConfigError::new(
+                format!("{resource_field}.path"),
+                format!(
+                    "`{}` starts with the API's base path `{base_path}`, which the gateway puts before it (it \
+                     would serve `{base_path}{}`): write the path below it",
+                    resource.path, resource.path
+                ),
+            ));
+        }
         if !seen.insert((resource.method.clone(), template.shape())) {
             return Err(ConfigError::new(
                 format!("{resource_field}.path"),
@@ -372,14 +397,9 @@ fn compile_api(
     }
     let stats_prefix =
         format!("apim.api.{}.version.{}", stat_segment(&raw.name, false), stat_segment(&raw.version, true));
-    let versioned_context = if raw.context.contains("{version}") {
-        raw.context.replace("{version}", &raw.version)
-    } else {
-        format!("{}/{}", raw.context, raw.version)
-    };
     Ok(Api {
         id,
-        versioned_context,
+        versioned_context: versioned_context(&raw.context, &raw.version),
         label: format!("{}:{}", raw.name, raw.version),
         stats_allowed: format!("{stats_prefix}.allowed"),
         stats_prefix,

@@ -69,8 +69,9 @@ pub struct RawEndpoints {
 pub struct RawResource {
     /// HTTP method: GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS. Required.
     pub method: String,
-    /// Path template below the API's base path: literal segments, `{param}` segments (one
-    /// segment each) and a final `*` (any remainder, including none). Required.
+    /// Path template below the API's base path (`/menu`, not `/pizzashack/1.0.0/menu`, which is
+    /// refused): literal segments, `{param}` segments (one segment each) and a final `*` (any
+    /// remainder, including none). Required.
     pub path: String,
     /// Security schemes for this resource; `[]` makes it open. Defaults to the API's.
     #[serde(default)]
