@@ -360,6 +360,10 @@ fn compile_key_manager(
     {
         return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
     }
+    check_clock_skew(&format!("{field}.clock_skew_s"), raw.clock_skew_s)?;
+    if raw.audiences.iter().any(|audience| audience.is_empty() || audience.chars().any(char::is_whitespace)) {
+        return Err(ConfigError::new(format!("{field}.audiences"), "an audience is one non-empty word"));
+    }
     let mut key_manager = KeyManager {
         id,
         cache_id: String::new(),
@@ -426,7 +430,22 @@ fn check_issuer(field: &str, issuer: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The most clock skew accepted, seconds: an hour. A larger value is almost surely milliseconds
+/// written into a field of seconds (`60000`), which would take tokens that expired hours ago.
+const MAX_CLOCK_SKEW_S: u64 = 3600;
+
+fn check_clock_skew(field: &str, skew_s: u64) -> Result<(), ConfigError> {
+    if skew_s > MAX_CLOCK_SKEW_S {
+        return Err(ConfigError::new(
+            field,
+            format!("{skew_s} s is more than {MAX_CLOCK_SKEW_S} s (the field is in seconds, not milliseconds)"),
+        ));
+    }
+    Ok(())
+}
+
 fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
+    check_clock_skew("api_key_jwt.clock_skew_s", raw.clock_skew_s)?;
     if let Some(issuer) = &raw.issuer {
         check_issuer("api_key_jwt.issuer", issuer)?;
     }

@@ -186,3 +186,24 @@ fn a_resource_path_written_from_the_root_is_refused() {
     let api = API.replace(r#""path":"/menu""#, r#""path":"/pizzashack/menu""#);
     Config::from_json(with_api_raw(&api).as_bytes()).expect("below the base path");
 }
+
+/// Durations are in the unit their name ends with. Milliseconds written into a field of seconds
+/// made a clock skew of 16 hours (`60000`): tokens that expired hours ago were taken. And an
+/// audience no `aud` can equal (empty, spaces) refused every token.
+#[test]
+fn a_clock_skew_in_milliseconds_and_an_audience_no_token_carries_are_refused() {
+    let km = |fields: &str| {
+        format!(r#"{{"key_managers":[{{"name":"k","issuer":"https://k","jwks":{{"cluster":"km"}},{fields}}}]}}"#)
+    };
+    for (fields, field) in [
+        (r#""clock_skew_s":60000"#, "key_managers[0].clock_skew_s"),
+        (r#""audiences":[""]"#, "key_managers[0].audiences"),
+        (r#""audiences":["gateway "]"#, "key_managers[0].audiences"),
+    ] {
+        let error = error_of(&km(fields));
+        assert_eq!(error.field, field, "{fields}: {error}");
+    }
+    Config::from_json(km(r#""clock_skew_s":3600,"audiences":["gateway"]"#).as_bytes()).expect("an hour at most");
+    let api_key = r#"{"api_key_jwt":{"clock_skew_s":300000,"keys":[]}}"#;
+    assert_eq!(error_of(api_key).field, "api_key_jwt.clock_skew_s");
+}

@@ -31,7 +31,7 @@ pub struct RawKeyManager {
     /// it, any JWT the issuer signs with a client id is taken as an access token, as WSO2 takes it.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Allowed clock skew for `exp` and `nbf`, seconds. Defaults to 60.
+    /// Allowed clock skew for `exp` and `nbf`, seconds, at most 3600. Defaults to 60.
     #[serde(default = "default_skew")]
     pub clock_skew_s: u64,
     /// Which claims carry what. Defaults as documented on each field.
@@ -209,7 +209,7 @@ pub struct RawApiKeyJwt {
     /// Algorithms accepted. Defaults to `["RS256"]`.
     #[serde(default = "default_api_key_algorithms")]
     pub algorithms: Vec<String>,
-    /// Allowed clock skew, seconds. Defaults to 60.
+    /// Allowed clock skew, seconds, at most 3600. Defaults to 60.
     #[serde(default = "default_skew")]
     pub clock_skew_s: u64,
 }
