@@ -125,8 +125,28 @@ fn istio_manifests_are_well_formed_the_plugin_config_is_accepted_and_a_client_ca
         .filter_map(|mutation| mutation["remove"].as_str())
         .collect();
     assert!(removed.contains(&"x-apim-cluster") && removed.contains(&"x-apim-api"), "{removed:?}");
-    // Every API's route needs the header only the filter sets, with that API's label.
+    // The routes bind to a Gateway the manifests define (an Istio install defines none), on the
+    // workload the plugin runs in.
     let routes = kind("VirtualService");
+    for bound in routes["spec"]["gateways"].as_sequence().expect("the gateways the routes bind to") {
+        let (namespace, name) = bound.as_str().and_then(|bound| bound.split_once('/')).expect("<namespace>/<name>");
+        let gateway = documents
+            .iter()
+            .find(|document| {
+                document["kind"].as_str() == Some("Gateway")
+                    && document["metadata"]["name"].as_str() == Some(name)
+                    && document["metadata"]["namespace"].as_str() == Some(namespace)
+            })
+            .unwrap_or_else(|| panic!("the routes bind to {namespace}/{name}, which no Gateway in the manifests is"));
+        assert_eq!(gateway["spec"]["selector"], plugin["spec"]["selector"]["matchLabels"], "the plugin's workload");
+        assert!(
+            gateway["spec"]["servers"].as_sequence().expect("servers").iter().any(|server| server["port"]["protocol"]
+                .as_str()
+                .is_some_and(|protocol| ["HTTP", "HTTPS"].contains(&protocol))),
+            "an HTTP server"
+        );
+    }
+    // Every API's route needs the header only the filter sets, with that API's label.
     for api in &config.routes.apis {
         let label = format!("{}:{}", api.name, api.version);
         let matched = routes["spec"]["http"].as_sequence().expect("http routes").iter().any(|route| {
