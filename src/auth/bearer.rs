@@ -102,7 +102,8 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
         return BearerStep::Failed(AuthFailure::Invalid.because("api_key_as_bearer"));
     }
     // The issuer picks the key manager, and with it the keys and the rules.
-    let Some(km) = parsed.issuer().and_then(|issuer| auth.issuers.get(issuer_key(issuer))).and_then(|id| auth.key_manager(*id))
+    let Some(km) =
+        parsed.issuer().and_then(|issuer| auth.issuers.get(issuer_key(issuer))).and_then(|id| auth.key_manager(*id))
     else {
         return BearerStep::Failed(jwt_failure(JwtError::UnknownIssuer));
     };

@@ -29,9 +29,8 @@ fn a_url_where_an_envoy_cluster_goes_is_refused_naming_the_field() {
     let introspect = |fields: &str| {
         km(r#"{"cluster":"km"}"#, &format!(r#","introspection":{{"client_id":"gw","client_secret":"s",{fields}}}"#))
     };
-    let control_plane = |fields: &str| {
-        with_api(&format!(r#","control_plane":{{"username":"admin","password":"p",{fields}}}"#))
-    };
+    let control_plane =
+        |fields: &str| with_api(&format!(r#","control_plane":{{"username":"admin","password":"p",{fields}}}"#));
     let cases = [
         (
             with_api_raw(&API.replace(r#""production":"pizza""#, r#""production":"http://localhost:9080/pizzashack""#)),
@@ -76,9 +75,8 @@ fn with_api_raw(api: &str) -> String {
 /// host; other names that are no host are refused, asking for `authority`.
 #[test]
 fn a_call_sends_a_host_as_its_authority() {
-    let config = |jwks: &str| {
-        with_api(&format!(r#","key_managers":[{{"name":"k","issuer":"https://k","jwks":{jwks}}}]"#))
-    };
+    let config =
+        |jwks: &str| with_api(&format!(r#","key_managers":[{{"name":"k","issuer":"https://k","jwks":{jwks}}}]"#));
     let loaded = Config::from_json(config(r#"{"cluster":"outbound|9443||km.example.svc.cluster.local"}"#).as_bytes())
         .expect("an Istio cluster");
     let jwks = loaded.auth.key_managers[0].remote_jwks.as_ref().expect("fetched keys");
@@ -127,12 +125,15 @@ fn a_secret_written_as_a_wso2_reference_is_refused_pointing_at_env() {
                 "introspection":{{"cluster":"km","client_id":"gw","client_secret":{secret}}}}}]"#
         ))
     };
-    for secret in [r#""$env{KM_SECRET}""#, r#""$sys{km.secret}""#, r#""$secret{km_secret}""#, r#"{"value":"${KM_SECRET}"}"#] {
+    for secret in
+        [r#""$env{KM_SECRET}""#, r#""$sys{km.secret}""#, r#""$secret{km_secret}""#, r#"{"value":"${KM_SECRET}"}"#]
+    {
         let error = error_of(&introspection(secret));
         assert_eq!(error.field, "key_managers[0].introspection.client_secret", "{secret}");
         assert!(error.reason.contains(r#"{"env": "NAME"}"#), "{error}");
     }
-    let password = with_api(r#","control_plane":{"cluster":"apim","username":"admin","password":"$env{APIM_PASSWORD}"}"#);
+    let password =
+        with_api(r#","control_plane":{"cluster":"apim","username":"admin","password":"$env{APIM_PASSWORD}"}"#);
     assert_eq!(error_of(&password).field, "control_plane.password");
     // Secrets that merely hold such characters are secrets.
     for secret in [r#""p$env{x""#, r#""$env{}""#, r#""a$env{X}""#] {
@@ -164,8 +165,11 @@ fn a_blocked_application_is_named_by_id_or_as_wso2_names_it() {
         assert_eq!(error_of(&config(blocking)).field, field, "{blocking}");
     }
     // With a control plane, an id may be one of its applications.
-    let with_control_plane = config(r#"{"application":"9d2e-uuid"}"#)
-        .replacen('{', r#"{"control_plane":{"cluster":"apim","username":"a","password":"p"},"#, 1);
+    let with_control_plane = config(r#"{"application":"9d2e-uuid"}"#).replacen(
+        '{',
+        r#"{"control_plane":{"cluster":"apim","username":"a","password":"p"},"#,
+        1,
+    );
     Config::from_json(with_control_plane.as_bytes()).expect("an application of the control plane");
 }
 

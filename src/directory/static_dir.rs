@@ -206,7 +206,8 @@ impl StaticDirectory {
             }
             match (&*condition, id.split_once(':')) {
                 (BlockingCondition::Application(_), Some((owner, name))) if !owner.is_empty() && !name.is_empty() => {
-                    *condition = BlockingCondition::ApplicationNamed { owner: owner.to_string(), name: name.to_string() };
+                    *condition =
+                        BlockingCondition::ApplicationNamed { owner: owner.to_string(), name: name.to_string() };
                 }
                 _ if control_plane => {}
                 _ => {
