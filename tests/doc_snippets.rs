@@ -54,6 +54,28 @@ fn every_json_configuration_in_the_docs_loads() {
     assert!(checked >= 6, "the docs' configurations are found ({checked})");
 }
 
+/// Envoy sees a file-based configuration change only as a move into place (inotify's
+/// `IN_MOVED_TO`); a `mv` from another directory may cross file systems (a tmpfs `/tmp`) and is
+/// then a copy, which Envoy never applies. The HOWTO's update moves within the target's directory.
+#[test]
+fn the_howto_replaces_a_watched_file_by_a_move_within_its_directory() {
+    let howto = read_repo_file("docs/HOWTO.md");
+    let moves: Vec<(&str, &str)> = blocks(&howto, "sh")
+        .into_iter()
+        .flat_map(str::lines)
+        .filter_map(|line| line.trim().strip_prefix("mv "))
+        .map(|arguments| {
+            let words: Vec<&str> = arguments.split_whitespace().collect();
+            (words[0], words[1])
+        })
+        .collect();
+    assert!(!moves.is_empty(), "the HOWTO shows the move");
+    let directory = |path: &str| std::path::Path::new(path).parent().map(|parent| parent.to_path_buf());
+    for (from, to) in moves {
+        assert_eq!(directory(from), directory(to), "`mv {from} {to}` may cross file systems");
+    }
+}
+
 /// The ports a shipped Envoy config listens on (its admin and listeners).
 fn listened_ports() -> Vec<u64> {
     let mut ports = Vec::new();
