@@ -244,6 +244,12 @@ fn the_control_plane_example_validates_and_reads_its_password_from_the_environme
     let release = &bootstrap["memory_allocator_manager"];
     assert!(release["bytes_to_release"].as_u64().is_some_and(|bytes| bytes > 0), "{release:?}");
     assert!(release["memory_release_interval"].as_str().is_some(), "{release:?}");
+    // Its backends are DNS clusters behind their own host names: the route sends each its host, as
+    // WSO2's gateway does, not the host the client called the gateway by.
+    let routes = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    let routed = routes.as_sequence().unwrap().iter().find(|route| route["route"]["cluster_header"].is_string());
+    assert_eq!(routed.expect("the routed route")["route"]["auto_host_rewrite"].as_bool(), Some(true));
 }
 
 /// docs/HOWTO.md has users copy `memory_allocator_manager` from these examples for large
