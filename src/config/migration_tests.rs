@@ -211,3 +211,18 @@ fn a_clock_skew_in_milliseconds_and_an_audience_no_token_carries_are_refused() {
     let api_key = r#"{"api_key_jwt":{"clock_skew_s":300000,"keys":[]}}"#;
     assert_eq!(error_of(api_key).field, "api_key_jwt.clock_skew_s");
 }
+
+/// Origins are compared exactly with what browsers send (`https://app.example`): an allowed
+/// origin with a trailing `/`, a path or capitals loaded and matched no request, so no fault
+/// carried CORS headers for it.
+#[test]
+fn an_allowed_origin_no_browser_sends_is_refused() {
+    let cors =
+        |origin: &str| format!(r#"{{"errors":{{"cors":{{"allow_origins":["https://ok.example","{origin}"]}}}}}}"#);
+    for origin in ["https://app.example/", "https://app.example/path", "https://App.example", "app.example"] {
+        assert_eq!(error_of(&cors(origin)).field, "errors.cors.allow_origins[1]", "{origin}");
+    }
+    for origin in ["*", "null", "http://localhost:3000", "https://app.example"] {
+        Config::from_json(cors(origin).as_bytes()).unwrap_or_else(|error| panic!("{origin}: {error}"));
+    }
+}

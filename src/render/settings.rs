@@ -150,6 +150,15 @@ impl ErrorSettings {
                     if value.trim().is_empty() || value.contains(',') {
                         return Err(ConfigError::new(field, "must be one non-empty value without commas"));
                     }
+                    if name == "allow_origins" && !is_origin(value) {
+                        return Err(ConfigError::new(
+                            field,
+                            format!(
+                                "`{value}` is no origin a browser sends: write `scheme://host[:port]` in lowercase, \
+                                 without a path or a trailing `/` (or `*`)"
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -193,4 +202,20 @@ impl ErrorSettings {
             api_key_header: credentials.api_key_header.clone(),
         })
     }
+}
+
+/// An allowed origin as browsers send `Origin` (RFC 6454's serialization: a lowercase scheme and
+/// host, an optional port, no path), `*`, or `null`. Origins are compared exactly, so any other
+/// spelling (`https://app.example/`, `https://App.example`) would match no request.
+fn is_origin(value: &str) -> bool {
+    if value == "*" || value == "null" {
+        return true;
+    }
+    let Some((scheme, authority)) = value.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@'])
+        && !value.chars().any(|c| c.is_ascii_uppercase() || c.is_whitespace())
 }

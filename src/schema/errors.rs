@@ -92,7 +92,8 @@ pub struct RawOverride {
 #[schemars(rename = "Cors")]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
-    /// Allowed origins; `"*"` allows any. Required, at least one.
+    /// Allowed origins, as browsers send them (`https://app.example`: lowercase, no path, no
+    /// trailing `/`; other spellings are refused); `"*"` allows any. Required, at least one.
     pub allow_origins: Vec<String>,
     /// `Access-Control-Allow-Methods`. Defaults to `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
     #[serde(default = "default_cors_methods")]
