@@ -296,8 +296,13 @@ fn compile_key_manager(
             }
             (None, Some(cluster)) => {
                 check_cluster_call(&jwks_field, cluster, ("path", &jwks.path), jwks.timeout_ms)?;
-                if jwks.refresh_s == 0 {
-                    return Err(ConfigError::new(format!("{jwks_field}.refresh_s"), "must be at least 1"));
+                // A key removed from the set stays trusted until the next refresh: a day at most
+                // (300000, milliseconds in a field of seconds, would be three and a half days).
+                if !(1..=86_400).contains(&jwks.refresh_s) {
+                    return Err(ConfigError::new(
+                        format!("{jwks_field}.refresh_s"),
+                        "must be from 1 to 86400 (seconds, not milliseconds)",
+                    ));
                 }
                 let authority = call_authority(&jwks_field, jwks.authority.as_deref(), cluster)?;
                 remote_jwks = Some(RemoteJwks {

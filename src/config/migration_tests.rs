@@ -208,6 +208,9 @@ fn a_clock_skew_in_milliseconds_and_an_audience_no_token_carries_are_refused() {
         assert_eq!(error.field, field, "{fields}: {error}");
     }
     Config::from_json(km(r#""clock_skew_s":3600,"audiences":["gateway"]"#).as_bytes()).expect("an hour at most");
+    let refresh =
+        km(r#""audiences":["gateway"]"#).replace(r#"{"cluster":"km"}"#, r#"{"cluster":"km","refresh_s":300000}"#);
+    assert_eq!(error_of(&refresh).field, "key_managers[0].jwks.refresh_s");
     let api_key = r#"{"api_key_jwt":{"clock_skew_s":300000,"keys":[]}}"#;
     assert_eq!(error_of(api_key).field, "api_key_jwt.clock_skew_s");
 }

@@ -73,9 +73,10 @@ pub struct RawJwks {
     /// is no host name needs it.
     #[serde(default)]
     pub authority: Option<String>,
-    /// Seconds between refreshes (an unknown `kid` also triggers one, at most every 5 s), at
-    /// least the fetch's `timeout_ms` plus a second. The last good set is kept when a fetch
-    /// fails. Defaults to 300.
+    /// Seconds between refreshes (an unknown `kid` also triggers one, at most every 5 s), 1 to
+    /// 86400 (a key removed from the set is trusted until the next), in effect at least the
+    /// fetch's `timeout_ms` plus a second. The last good set is kept when a fetch fails. Defaults
+    /// to 300.
     #[serde(default = "default_refresh")]
     pub refresh_s: u64,
     /// Fetch timeout, milliseconds. Defaults to 2000.
