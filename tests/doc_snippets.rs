@@ -108,3 +108,87 @@ fn the_rate_limit_service_of_the_howto_starts_beside_the_shipped_envoy_configs()
         }
     }
 }
+
+/// GitHub's anchor of a heading: lowercase, spaces to `-`, punctuation other than `-` and `_`
+/// dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The places a Markdown file can be pointed at: its headings' anchors, and the titles of its
+/// headings and of its bold items (`- **Access logs**:`), as prose cites them.
+fn places(markdown: &str) -> (Vec<String>, Vec<String>) {
+    let mut anchors = Vec::new();
+    let mut titles = Vec::new();
+    for line in markdown.lines() {
+        if let Some(heading) = line.strip_prefix('#').map(|rest| rest.trim_start_matches('#')) {
+            anchors.push(anchor(heading));
+            titles.push(heading.trim().to_string());
+        }
+        if let Some(bold) = line.trim_start().strip_prefix("- **").and_then(|rest| rest.split("**").next()) {
+            titles.push(bold.trim_end_matches('.').to_string());
+        }
+    }
+    (anchors, titles)
+}
+
+/// Every link to a section (`docs/HOWTO.md#count-across-envoy-nodes`, `#observability`) and every
+/// citation of one (`docs/HOWTO.md, "Serve a large static directory"`) in the docs and the shipped
+/// configs names a section that exists.
+#[test]
+fn every_section_the_docs_and_configs_point_to_exists() {
+    let sources = [
+        "README.md",
+        "ARCHITECTURE.md",
+        "docs/HOWTO.md",
+        "envoy/envoy.yaml",
+        "envoy/docker-compose.yml",
+        "envoy/istio/wasmplugin.yaml",
+        "envoy/examples/ecds/envoy.yaml",
+        "envoy/examples/cluster/envoy.yaml",
+        "envoy/examples/control-plane/envoy.yaml",
+    ];
+    let mut checked = 0;
+    for source in sources {
+        let text = read_repo_file(source);
+        let folder = std::path::Path::new(source).parent().unwrap();
+        // Links: `](target#anchor)`.
+        for (at, _) in text.match_indices("](") {
+            let link = &text[at + 2..];
+            let link = &link[..link.find(')').unwrap()];
+            let Some((target, wanted)) = link.split_once('#') else { continue };
+            if target.starts_with("http") {
+                continue;
+            }
+            let file = if target.is_empty() { source.to_string() } else { folder.join(target).display().to_string() };
+            let file = file.replace("docs/../", "");
+            let (anchors, _) = places(&read_repo_file(&file));
+            assert!(
+                anchors.iter().any(|a| a == wanted),
+                "{source} links to {file}#{wanted}, which has no such section"
+            );
+            checked += 1;
+        }
+        // Citations: `<file>.md, "<title>"`.
+        for (at, _) in text.match_indices(".md, \"") {
+            let start = text[..at].rfind(|c: char| c.is_whitespace() || c == '(').map_or(0, |start| start + 1);
+            let cited = &text[start..at + 3];
+            let title = &text[at + 6..];
+            let title = &title[..title.find('"').unwrap()];
+            let file = if cited.contains('/') { cited.to_string() } else { folder.join(cited).display().to_string() };
+            let (_, titles) = places(&read_repo_file(&file));
+            assert!(titles.iter().any(|t| t == title), "{source} cites {file}, \"{title}\", which has no such section");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "the links are found ({checked})");
+}
