@@ -52,11 +52,13 @@ impl IpRange {
 
 /// The IP of Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`, or a bare address).
 pub fn parse_source_address(text: &str) -> Option<IpAddr> {
+    // An IPv4-mapped IPv6 address (a dual-stack listener's) is the IPv4 address it carries:
+    // blocking conditions, JWT API key restrictions and `$clientIp` keys see one spelling.
     if let Ok(address) = text.parse::<IpAddr>() {
-        return Some(address);
+        return Some(address.to_canonical());
     }
     if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
-        return Some(socket.ip());
+        return Some(socket.ip().to_canonical());
     }
     None
 }
@@ -97,5 +99,7 @@ mod tests {
         assert_eq!(parse_source_address("[::1]:80"), Some(ip("::1")));
         assert_eq!(parse_source_address("10.0.0.1"), Some(ip("10.0.0.1")));
         assert_eq!(parse_source_address("pipe:/x"), None);
+        assert_eq!(parse_source_address("[::ffff:192.0.2.1]:80"), Some(ip("192.0.2.1")));
+        assert_eq!(parse_source_address("::ffff:192.0.2.1"), Some(ip("192.0.2.1")));
     }
 }

@@ -142,10 +142,12 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>) -> boo
         BlockingCondition::User(user) => caller.end_user.is_some_and(|end_user| same_user(end_user, user)),
         BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
         BlockingCondition::IpBetween { low, high, inclusive, invert } => caller.client_ip.is_some_and(|ip| {
-            let inside = if *inclusive { *low <= ip && ip <= *high } else { *low < ip && ip < *high };
-            // Addresses of another family are never inside.
+            // `::ffff:192.0.2.1` is `192.0.2.1`; an address of another family is never inside,
+            // so an inverted condition (block all but these) blocks it, as in WSO2.
+            let ip = ip.to_canonical();
             let comparable = low.is_ipv4() == ip.is_ipv4();
-            comparable && (inside != *invert)
+            let inside = comparable && if *inclusive { *low <= ip && ip <= *high } else { *low < ip && ip < *high };
+            inside != *invert
         }),
         BlockingCondition::Subscription { application, api: subscribed } => {
             caller.application_id == Some(application.as_str()) && *subscribed == api.label
@@ -317,3 +319,7 @@ pub fn parse_key_template(template: &str) -> Result<Vec<KeyPart>, String> {
     }
     Ok(parts)
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,80 @@
+//! Blocking conditions as WSO2's gateway applies them (`ThrottleDataHolder.isRequestBlocked`).
+
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use super::*;
+use crate::directory::{AppKey, Application, Subscription};
+use crate::routing::Table;
+use crate::vocab::KmId;
+
+/// A directory holding blocking conditions only.
+#[derive(Debug)]
+struct Conditions(Vec<BlockingCondition>);
+
+impl Directory for Conditions {
+    fn client(&self, _: &str, _: KmId) -> Option<AppKey> {
+        None
+    }
+    fn api_key(&self, _: &[u8; 32]) -> Option<AppKey> {
+        None
+    }
+    fn application(&self, _: &str) -> Option<Rc<Application>> {
+        None
+    }
+    fn subscription(&self, _: &str, _: &Api) -> Option<Rc<Subscription>> {
+        None
+    }
+    fn policy(&self, _: PolicyLevel, _: &str) -> Option<Rc<crate::directory::PolicySpec>> {
+        None
+    }
+    fn has_policies(&self) -> bool {
+        false
+    }
+    fn blocking(&self) -> &[BlockingCondition] {
+        &self.0
+    }
+}
+
+fn table() -> Table {
+    let api = serde_json::json!({"name": "A", "context": "/a", "version": "1", "endpoints": {"production": "c"}});
+    Table::compile(vec![serde_json::from_value(api).unwrap()], &|_| true).unwrap()
+}
+
+fn blocks(condition: BlockingCondition, client: &str) -> bool {
+    let routes = table();
+    let caller = Caller { client_ip: Some(client.parse::<IpAddr>().unwrap()), ..Caller::default() };
+    blocked(&Conditions(vec![condition]), &routes.apis[0], &caller)
+}
+
+fn between(low: &str, high: &str, inclusive: bool, invert: bool) -> BlockingCondition {
+    BlockingCondition::IpBetween { low: low.parse().unwrap(), high: high.parse().unwrap(), inclusive, invert }
+}
+
+#[test]
+fn an_inverted_address_condition_blocks_every_address_outside_it_of_either_family() {
+    // WSO2: an `IP` condition with `invert` blocks every address that is not the one it names,
+    // and an inverted `IPRANGE` every address outside the range: an IPv6 client is outside an
+    // IPv4 range, so an "only from 10.0.0.0/8" rule must not let IPv6 clients through.
+    let only_office = between("10.0.0.0", "10.255.255.255", false, true);
+    assert!(!blocks(only_office.clone(), "10.1.2.3"));
+    assert!(blocks(only_office.clone(), "192.0.2.1"));
+    assert!(blocks(only_office, "2001:db8::1"), "an IPv6 client is outside an IPv4 range");
+    let only_host = between("192.0.2.10", "192.0.2.10", true, true);
+    assert!(!blocks(only_host.clone(), "192.0.2.10"));
+    assert!(blocks(only_host, "2001:db8::10"));
+    let only_v6 = between("2001:db8::", "2001:db8::ffff", false, true);
+    assert!(blocks(only_v6, "192.0.2.1"), "an IPv4 client is outside an IPv6 range");
+    // Not inverted, another family is never inside.
+    assert!(!blocks(between("10.0.0.0", "10.255.255.255", false, false), "2001:db8::1"));
+}
+
+#[test]
+fn an_ipv4_mapped_client_address_is_the_ipv4_address_for_every_address_condition() {
+    // As for the configuration's `ip`/`ip_range` (`IpRange::contains`), so for the control
+    // plane's `IP` and `IPRANGE`: `::ffff:192.0.2.10` is `192.0.2.10`.
+    assert!(blocks(between("192.0.2.10", "192.0.2.10", true, false), "::ffff:192.0.2.10"));
+    assert!(blocks(between("192.0.2.0", "192.0.2.255", false, false), "::ffff:192.0.2.10"));
+    assert!(!blocks(between("192.0.2.10", "192.0.2.10", true, true), "::ffff:192.0.2.10"));
+    assert!(blocks(BlockingCondition::Ip(crate::cidr::IpRange::parse("192.0.2.0/24").unwrap()), "::ffff:192.0.2.10"));
+}
