@@ -99,6 +99,9 @@ impl TimeUnit {
 /// The built-in policy that never throttles.
 pub const UNLIMITED: &str = "Unlimited";
 
+/// WSO2's super tenant domain.
+pub const SUPER_TENANT: &str = "carbon.super";
+
 /// A resolved secret: bytes, never printed (`Debug` shows `***`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub Vec<u8>);

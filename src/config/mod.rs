@@ -187,8 +187,11 @@ impl Config {
                 km.copy_claims_except(jwt.excluded_claims.clone());
             }
         }
-        let throttle =
+        let mut throttle =
             ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)?;
+        if let Some(control_plane) = &control_plane {
+            throttle.tenant.clone_from(&control_plane.tenant);
+        }
         let directory = StaticDirectory::compile(
             raw.applications,
             raw.subscriptions,

@@ -126,7 +126,8 @@ pub enum BlockingCondition {
         owner: String,
         name: String,
     },
-    /// An end user; `bob@carbon.super` (WSO2's tenant-qualified form) also blocks `bob`.
+    /// An end user, compared with the gateway's tenant taken off both (WSO2 qualifies both with
+    /// it): in the super tenant `bob@carbon.super` blocks `bob` and the reverse.
     User(String),
     Ip(IpRange),
     /// Addresses from `low` to `high` (WSO2's `IP` is both ends equal and inclusive; its

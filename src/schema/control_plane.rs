@@ -89,7 +89,7 @@ fn default_base_path() -> String {
     "/internal/data/v1".to_string()
 }
 fn default_tenant() -> String {
-    "carbon.super".to_string()
+    crate::vocab::SUPER_TENANT.to_string()
 }
 fn default_label() -> String {
     "Default".to_string()

@@ -78,7 +78,7 @@ pub type ThrottleStep = Step<Outcome, Resume, Infallible>;
 
 /// Evaluates every level for a request.
 pub fn start(context: &mut Context<'_>, api: &Api, resource: &Resource, caller: &Caller<'_>) -> ThrottleStep {
-    if plan::blocked(context.directory, api, caller) {
+    if plan::blocked(context.directory, api, caller, &context.throttle.tenant) {
         return Step::Done(Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None, uncounted: None });
     }
     let counters = plan::plan(context.throttle, context.directory, api, resource, caller);

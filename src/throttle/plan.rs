@@ -131,15 +131,16 @@ impl Counter {
     }
 }
 
-/// Whether a blocking condition refuses the request (900805, before any counter).
-pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>) -> bool {
+/// Whether a blocking condition refuses the request (900805, before any counter). `tenant` is the
+/// gateway's (WSO2's API tenant): users are compared qualified with it.
+pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant: &str) -> bool {
     directory.blocking().iter().any(|condition| match condition {
         BlockingCondition::Api(name) => api.is_named_by(name),
         BlockingCondition::Application(id) => caller.application_id == Some(id.as_str()),
         BlockingCondition::ApplicationNamed { owner, name } => {
             caller.owner == Some(owner.as_str()) && caller.application_name == Some(name.as_str())
         }
-        BlockingCondition::User(user) => caller.end_user.is_some_and(|end_user| same_user(end_user, user)),
+        BlockingCondition::User(user) => caller.end_user.is_some_and(|end_user| same_user(end_user, user, tenant)),
         BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
         BlockingCondition::IpBetween { low, high, inclusive, invert } => caller.client_ip.is_some_and(|ip| {
             // `::ffff:192.0.2.1` is `192.0.2.1`; an address of another family is never inside,
@@ -155,10 +156,17 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>) -> boo
     })
 }
 
-/// An end user against a blocked user: equal, or equal once WSO2's `@<tenant>` is taken off the
-/// blocked name (`bob@carbon.super` blocks `bob`).
-fn same_user(end_user: &str, blocked: &str) -> bool {
-    end_user == blocked || blocked.rsplit_once('@').is_some_and(|(user, _)| user == end_user)
+/// An end user against a blocked user, both qualified with the gateway's tenant as WSO2 qualifies
+/// them (its ThrottleHandler appends `@<API tenant>` to a user without it; API-M stores a blocked
+/// user as `<user>@<tenant>`): in the super tenant `bob` and `bob@carbon.super` are one user, and
+/// `bob@wso2.com` (another tenant's, or an e-mail user name) is not `bob`.
+fn same_user(end_user: &str, blocked: &str, tenant: &str) -> bool {
+    unqualified(end_user, tenant) == unqualified(blocked, tenant)
+}
+
+/// A user without the `@<tenant>` suffix (when it has one and something before it).
+fn unqualified<'u>(user: &'u str, tenant: &str) -> &'u str {
+    user.strip_suffix(tenant).and_then(|user| user.strip_suffix('@')).filter(|user| !user.is_empty()).unwrap_or(user)
 }
 
 /// The counters of a request, in WSO2's order.

@@ -44,7 +44,7 @@ fn table() -> Table {
 fn blocks(condition: BlockingCondition, client: &str) -> bool {
     let routes = table();
     let caller = Caller { client_ip: Some(client.parse::<IpAddr>().unwrap()), ..Caller::default() };
-    blocked(&Conditions(vec![condition]), &routes.apis[0], &caller)
+    blocked(&Conditions(vec![condition]), &routes.apis[0], &caller, "carbon.super")
 }
 
 fn between(low: &str, high: &str, inclusive: bool, invert: bool) -> BlockingCondition {
@@ -77,4 +77,30 @@ fn an_ipv4_mapped_client_address_is_the_ipv4_address_for_every_address_condition
     assert!(blocks(between("192.0.2.0", "192.0.2.255", false, false), "::ffff:192.0.2.10"));
     assert!(!blocks(between("192.0.2.10", "192.0.2.10", true, true), "::ffff:192.0.2.10"));
     assert!(blocks(BlockingCondition::Ip(crate::cidr::IpRange::parse("192.0.2.0/24").unwrap()), "::ffff:192.0.2.10"));
+}
+
+fn user_blocks(blocked_user: &str, end_user: &str, tenant: &str) -> bool {
+    let routes = table();
+    let caller = Caller { end_user: Some(end_user), ..Caller::default() };
+    blocked(&Conditions(vec![BlockingCondition::User(blocked_user.into())]), &routes.apis[0], &caller, tenant)
+}
+
+#[test]
+fn a_blocked_user_is_compared_as_wso2_qualifies_both_with_the_gateways_tenant() {
+    // WSO2's ThrottleHandler appends `@<API tenant>` to a user that lacks it, and API-M stores a
+    // blocked user as `<user>@<tenant>`: `bob`, `bob@carbon.super` are one super-tenant user ...
+    assert!(user_blocks("bob@carbon.super", "bob", "carbon.super"));
+    assert!(user_blocks("bob@carbon.super", "bob@carbon.super", "carbon.super"));
+    assert!(user_blocks("bob", "bob@carbon.super", "carbon.super"));
+    assert!(user_blocks("bob", "bob", "carbon.super"));
+    // ... and `bob@wso2.com` is another tenant's bob, never the super tenant's.
+    assert!(!user_blocks("bob@wso2.com", "bob", "carbon.super"));
+    assert!(user_blocks("bob@wso2.com", "bob@wso2.com", "carbon.super"));
+    // A gateway serving the wso2.com tenant: its users may come without the domain.
+    assert!(user_blocks("bob@wso2.com", "bob", "wso2.com"));
+    assert!(!user_blocks("bob@carbon.super", "bob", "wso2.com"));
+    // An e-mail user name keeps its `@`: `bob@gmail.com` is not `bob`.
+    assert!(!user_blocks("bob@gmail.com", "bob", "carbon.super"));
+    assert!(user_blocks("bob@gmail.com@carbon.super", "bob@gmail.com", "carbon.super"));
+    assert!(!user_blocks("bob@carbon.super", "alice", "carbon.super"));
 }

@@ -14,7 +14,7 @@ use crate::schema::checks::{check_cluster_target, check_header_name};
 use crate::schema::{
     AppliesTo, ConfigError, Counting, RawCustomPolicy, RawHardLimit, RawPolicy, RawRateLimitService, RawThrottling,
 };
-use crate::vocab::{FailureMode, KeyType};
+use crate::vocab::{FailureMode, KeyType, SUPER_TENANT};
 
 /// A compiled custom policy.
 #[derive(Clone, Debug)]
@@ -62,6 +62,9 @@ pub struct ThrottleConfig {
     pub hard_limits: HashMap<(String, KeyType), PolicySpec>,
     pub settings: CounterSettings,
     pub rate_limit_service: Option<RateLimitService>,
+    /// The tenant the gateway serves (`control_plane.tenant`, else WSO2's super tenant
+    /// `carbon.super`): blocked users are compared qualified with it, as WSO2's gateway does.
+    pub tenant: String,
 }
 
 impl Default for ThrottleConfig {
@@ -71,6 +74,7 @@ impl Default for ThrottleConfig {
             hard_limits: HashMap::new(),
             settings: CounterSettings::from(RawThrottling::default()),
             rate_limit_service: None,
+            tenant: SUPER_TENANT.to_string(),
         }
     }
 }
@@ -188,6 +192,7 @@ impl ThrottleConfig {
             hard_limits: compiled_limits,
             settings: CounterSettings::from(throttling),
             rate_limit_service,
+            tenant: SUPER_TENANT.to_string(),
         })
     }
 }
