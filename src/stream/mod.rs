@@ -749,6 +749,7 @@ fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) 
     Caller {
         application_id: authorized.map(|a| a.application_id()),
         application_name: authorized.map(|a| a.application_name()),
+        application_policy: authorized.and_then(|a| a.application.policy()),
         tier: authorized.map(|a| a.tier()),
         key_type: authorized.map(|a| a.key_type),
         end_user: authorized.and_then(|a| a.end_user.as_deref()),

@@ -366,6 +366,7 @@ mod tests {
         Caller {
             application_id: Some("app"),
             application_name: Some("App"),
+            application_policy: Some("One"),
             tier: Some("Tier"),
             key_type: Some(KeyType::Production),
             end_user: Some(user),
@@ -624,7 +625,7 @@ mod tests {
         let mut model = cluster::tests::ModelService::default();
         let api = &routes.apis[0];
         let (r, s) = (&api.resources[0], &api.resources[1]);
-        let app = Caller { end_user: Some("u"), tier: Some("One"), ..caller("u") };
+        let app = Caller { end_user: Some("u"), tier: Some("One"), application_policy: None, ..caller("u") };
         let anonymous = Caller { application_id: None, application_name: None, tier: None, ..caller("u") };
         let run_to_end =
             |context: &mut Context<'_>, model: &mut cluster::tests::ModelService, mut step: ThrottleStep| loop {

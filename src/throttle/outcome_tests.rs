@@ -1,6 +1,6 @@
 //! Tests of what an evaluation says and keeps, for byte budgets and configuration updates: the
 //! RateLimit headers speak of requests only, and a policy changed between bytes and requests
-//! starts a fresh count.
+//! starts a fresh count; and of where the application level's policy comes from.
 
 use super::limiter::tests::MemoryStore;
 use super::limiter::Settings;
@@ -52,4 +52,24 @@ fn a_bandwidth_refusal_puts_no_bytes_in_the_rate_limit_headers() {
     let Outcome::Denied { fault, rate_limit, .. } = evaluate(&fixture, &caller("u"), &mut store) else { panic!() };
     assert_eq!(fault.code, 900800);
     assert_eq!(rate_limit, None, "the byte budget is no request count");
+}
+
+#[test]
+fn an_application_the_directory_does_not_hold_is_throttled_by_the_policy_its_credential_names() {
+    // A JWT API key names its application and the application's policy (`application.tier`);
+    // WSO2 throttles at the application level with it. The directory knows no such application.
+    let fixture = compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r"}]}],
+          "policies":{"One":{"requests":1,"per":"hour"}}}"#,
+    );
+    let key_caller = Caller {
+        application_id: Some("from-a-jwt-api-key"),
+        application_policy: Some("One"),
+        tier: None,
+        ..caller("u")
+    };
+    let mut store = MemoryStore::prepared(4096);
+    assert_eq!(outcome_code(&fixture, &key_caller, &mut store), None);
+    assert_eq!(outcome_code(&fixture, &key_caller, &mut store), Some(900803));
 }

@@ -42,6 +42,9 @@ impl Level {
 pub struct Caller<'a> {
     pub application_id: Option<&'a str>,
     pub application_name: Option<&'a str>,
+    /// The application's own policy (WSO2's `applicationTier`), as authorization found it: the
+    /// directory's application, or the one a JWT API key names.
+    pub application_policy: Option<&'a str>,
     /// The subscription policy (tier).
     pub tier: Option<&'a str>,
     pub key_type: Option<KeyType>,
@@ -200,9 +203,8 @@ pub fn plan(
         }
     }
     if let Some(application) = caller.application_id {
-        let app = directory.application(application);
-        let app_policy = app.as_ref().and_then(|app| app.policy());
-        if let Some(spec) = app_policy.and_then(|name| directory.policy(PolicyLevel::Application, name)) {
+        if let Some(spec) = caller.application_policy.and_then(|name| directory.policy(PolicyLevel::Application, name))
+        {
             counters.push(Counter::new(
                 Level::Application,
                 key(&["application", application, caller.user()]),
