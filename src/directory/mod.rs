@@ -126,8 +126,9 @@ pub enum BlockingCondition {
         owner: String,
         name: String,
     },
-    /// An end user, compared with the gateway's tenant taken off both (WSO2 qualifies both with
-    /// it): in the super tenant `bob@carbon.super` blocks `bob` and the reverse.
+    /// The user a request acts for (the end user, else the application's owner), compared with
+    /// the gateway's tenant taken off both (WSO2 qualifies both with it): in the super tenant
+    /// `bob@carbon.super` blocks `bob` and the reverse.
     User(String),
     Ip(IpRange),
     /// Addresses from `low` to `high` (WSO2's `IP` is both ends equal and inclusive; its

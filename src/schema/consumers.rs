@@ -138,9 +138,11 @@ pub struct RawBlockingCondition {
     /// An id the configuration does not hold is refused, unless a control plane is configured.
     #[serde(default)]
     pub application: Option<String>,
-    /// An end user (the token's end-user claim), compared as WSO2 does: with `@<tenant>` (the
-    /// control plane's tenant, else `carbon.super`) taken off both, so `bob` and
-    /// `bob@carbon.super` are one user and `bob@wso2.com` is another.
+    /// A user: the one the request acts for, as `$userId` (the credential's end user, else the
+    /// application's owner: an application token or API key acts for its owner), compared as
+    /// WSO2 compares its `authorizedUser`: with `@<tenant>` (the control plane's tenant, else
+    /// `carbon.super`) taken off both, so `bob` and `bob@carbon.super` are one user and
+    /// `bob@wso2.com` is another.
     #[serde(default)]
     pub user: Option<String>,
     /// A client IP address (Envoy's `source.address`).

@@ -143,7 +143,8 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant
         BlockingCondition::ApplicationNamed { owner, name } => {
             caller.owner == Some(owner.as_str()) && caller.application_name == Some(name.as_str())
         }
-        BlockingCondition::User(user) => caller.end_user.is_some_and(|end_user| same_user(end_user, user, tenant)),
+        // WSO2's `authorizedUser`, as `$userId`: an application credential acts for its owner.
+        BlockingCondition::User(user) => same_user(caller.user(), user, tenant),
         BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
         BlockingCondition::IpBetween { low, high, inclusive, invert } => caller.client_ip.is_some_and(|ip| {
             // `::ffff:192.0.2.1` is `192.0.2.1`; an address of another family is never inside,

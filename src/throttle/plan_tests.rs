@@ -104,3 +104,17 @@ fn a_blocked_user_is_compared_as_wso2_qualifies_both_with_the_gateways_tenant() 
     assert!(user_blocks("bob@gmail.com@carbon.super", "bob@gmail.com", "carbon.super"));
     assert!(!user_blocks("bob@carbon.super", "alice", "carbon.super"));
 }
+
+#[test]
+fn a_blocked_user_is_the_user_the_request_acts_for_the_owner_for_an_application_credential() {
+    // WSO2 blocks `authorizedUser`: the token's user, which for an application token (and an
+    // API key) is the application's owner; `$userId` reads the same user here.
+    let routes = table();
+    let block = |user: &str| Conditions(vec![BlockingCondition::User(user.into())]);
+    let application_key = Caller { application_id: Some("app"), owner: Some("alice"), ..Caller::default() };
+    assert!(blocked(&block("alice@carbon.super"), &routes.apis[0], &application_key, "carbon.super"));
+    assert!(!blocked(&block("bob"), &routes.apis[0], &application_key, "carbon.super"));
+    let bobs_token = Caller { end_user: Some("bob"), ..application_key };
+    assert!(blocked(&block("bob"), &routes.apis[0], &bobs_token, "carbon.super"));
+    assert!(!blocked(&block("alice"), &routes.apis[0], &bobs_token, "carbon.super"), "bob acts for himself");
+}
