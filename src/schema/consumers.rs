@@ -105,7 +105,9 @@ pub struct RawPolicy {
     /// Burst control (subscription policies). Defaults to none.
     #[serde(default)]
     pub burst: Option<RawBurst>,
-    /// Deny requests over quota; when false they pass, flagged. Defaults to true.
+    /// Deny requests over quota; when false they pass, flagged (`throttling.quota_exceeded_header`).
+    /// Subscription policies only, as in WSO2: used at another level, the policy always denies.
+    /// Defaults to true.
     #[serde(default = "default_true")]
     pub stop_on_quota_reach: bool,
     /// Count this policy across Envoy nodes on `throttling.rate_limit_service` (true) or in this
