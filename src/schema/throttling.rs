@@ -17,7 +17,8 @@ pub struct RawCustomPolicy {
     /// `$resourceKey` (e.g. `$userId:$apiContext`). `$userId` is the user the request acts for, as
     /// WSO2 has it: the credential's end user, else the application's owner (application tokens
     /// and API keys act for their owner), else `anonymous` (open resources: every unauthenticated
-    /// caller shares that counter); `$appId` is `anonymous` without a credential. Required.
+    /// caller shares that counter), without the gateway's `@<tenant>` (`bob@carbon.super` is
+    /// `bob`); `$appId` is `anonymous` without a credential. Required.
     pub key: String,
     /// Requests per window. Exactly one of `requests` and `bytes` is required.
     #[serde(default)]

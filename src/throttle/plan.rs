@@ -183,6 +183,8 @@ pub fn plan(
 ) -> Vec<Counter> {
     let mut counters = Vec::new();
     let (context, version) = (api.context.as_str(), api.version.as_str());
+    // One user, one counter: `bob` and `bob@carbon.super` are one user, as in WSO2's keys.
+    let user = unqualified(caller.user(), &throttle.tenant);
     let policy = |name: Option<&String>| name.and_then(|name| directory.policy(PolicyLevel::Api, name));
     // An API-level policy replaces the resource level: never both.
     if let Some(spec) = policy(api.policy.as_ref()) {
@@ -206,12 +208,7 @@ pub fn plan(
     if let Some(application) = caller.application_id {
         if let Some(spec) = caller.application_policy.and_then(|name| directory.policy(PolicyLevel::Application, name))
         {
-            counters.push(Counter::new(
-                Level::Application,
-                key(&["application", application, caller.user()]),
-                &spec,
-                throttle,
-            ));
+            counters.push(Counter::new(Level::Application, key(&["application", application, user]), &spec, throttle));
         }
     }
     for custom in
@@ -223,7 +220,7 @@ pub fn plan(
             // `$userId:$clientIp` separates `alice` at `2001:db8::1` from `alice:2001` at `db8::1`.
             match part {
                 KeyPart::Text(text) => key.push_str(text),
-                KeyPart::UserId => push_escaped(&mut key, caller.user()),
+                KeyPart::UserId => push_escaped(&mut key, user),
                 KeyPart::ApiContext => push_escaped(&mut key, &api.context),
                 KeyPart::ApiVersion => push_escaped(&mut key, &api.version),
                 KeyPart::AppId => push_escaped(&mut key, caller.application_id.unwrap_or("anonymous")),

@@ -118,3 +118,33 @@ fn a_blocked_user_is_the_user_the_request_acts_for_the_owner_for_an_application_
     assert!(blocked(&block("bob"), &routes.apis[0], &bobs_token, "carbon.super"));
     assert!(!blocked(&block("alice"), &routes.apis[0], &bobs_token, "carbon.super"), "bob acts for himself");
 }
+
+#[test]
+fn a_user_with_and_without_the_gateways_tenant_has_one_application_and_custom_counter() {
+    // WSO2 keys the application level (and `$userId`) by the user qualified with the API's
+    // tenant: `bob` and `bob@carbon.super` count together; `bob@wso2.com` apart.
+    let fixture = crate::throttle::tests::compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r"}]}],
+          "applications":[{"id":"app","name":"App","policy":"One"}],
+          "policies":{"One":{"requests":1,"per":"hour"}},
+          "custom_policies":[{"name":"cp","key":"$userId","requests":1,"per":"hour"}]}"#,
+    );
+    let api = &fixture.routes.apis[0];
+    let keys = |user| {
+        let caller = Caller {
+            application_id: Some("app"),
+            application_policy: Some("One"),
+            end_user: Some(user),
+            ..Caller::default()
+        };
+        plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller)
+            .into_iter()
+            .filter(|counter| matches!(counter.level, Level::Application | Level::Custom))
+            .map(|counter| counter.key)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys("bob").len(), 2);
+    assert_eq!(keys("bob"), keys("bob@carbon.super"));
+    assert_ne!(keys("bob"), keys("bob@wso2.com"));
+}
