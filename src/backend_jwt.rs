@@ -194,7 +194,13 @@ impl BackendJwt {
             (true, Some(user)) => user.as_str(),
             _ => authorized.subscriber(),
         };
-        put("enduser", &format!("{end_user}@{}", self.tenant_domain));
+        // With the tenant once: a user that already carries it (`alice@carbon.super`) keeps it.
+        let qualified = end_user.strip_suffix(self.tenant_domain.as_str()).is_some_and(|user| user.ends_with('@'));
+        if qualified {
+            put("enduser", end_user);
+        } else {
+            put("enduser", &format!("{end_user}@{}", self.tenant_domain));
+        }
         put("enduserTenantId", &self.tenant_id);
         put("applicationUUId", authorized.application_id());
         if let Some(subject) = &authorized.subject {
@@ -712,5 +718,20 @@ mod tests {
             new.jwt_for(&mut store, &mut IssuedCache::default(), &routes.apis[0], &authorized(), 1_500).unwrap();
         let left = payload_of(&jwt)["exp"].as_u64().unwrap() - 1_500;
         assert!(left >= 800, "served with {left} s left under renew_before_s 800");
+    }
+
+    /// WSO2 appends the tenant to a user without it (`getUserNameWithTenantSuffix`): a user who
+    /// already carries it keeps one suffix.
+    #[test]
+    fn the_end_user_carries_the_tenant_once() {
+        let jwt_settings =
+            settings(serde_json::json!({"private_key": RSA_KEY, "certificate": RSA_CERT, "key_id": "gw-1"})).unwrap();
+        let routes = api();
+        let enduser = |user: &str| {
+            let authorized = Authorized { end_user: Some(user.into()), ..authorized() };
+            jwt_settings.identity_claims(&routes.apis[0], &authorized)["http://wso2.org/claims/enduser"].clone()
+        };
+        assert_eq!(enduser("alice"), "alice@carbon.super");
+        assert_eq!(enduser("alice@carbon.super"), "alice@carbon.super");
     }
 }
