@@ -518,7 +518,17 @@ fn check_blocking_targets(conditions: &[BlockingCondition], routes: &Table) -> R
     for (index, condition) in conditions.iter().enumerate() {
         let (field, target) = match condition {
             BlockingCondition::Api(name) => (format!("blocking[{index}].api"), name),
-            BlockingCondition::Subscription { api, .. } => (format!("blocking[{index}].subscription"), api),
+            // Matched by label alone: an API named any other way would block nothing.
+            BlockingCondition::Subscription { api, .. } => {
+                if routes.by_label(api).is_none() {
+                    let field = format!("blocking[{index}].subscription");
+                    return Err(ConfigError::new(
+                        field,
+                        format!("`{api}` names no API of this configuration as `<name>:<version>`"),
+                    ));
+                }
+                continue;
+            }
             BlockingCondition::Application(_)
             | BlockingCondition::ApplicationNamed { .. }
             | BlockingCondition::User(_)
