@@ -709,6 +709,8 @@ mod tests {
                 "subscriptions[0]",
             ),
             (api(r#","blocking":[{"api":"/pizzashak/1.0.0"}]"#), "blocking[0].api"),
+            (api(r#","blocking":[{"user":""}]"#), "blocking[0].user"),
+            (api(r#","blocking":[{"application":" "}]"#), "blocking[0].application"),
             (api(r#","applications":[{"id":"a","name":"A","client_ids":[{"id":"c"}]}]"#), "applications[0].client_ids"),
             (api(r#","key_managers":[{"name":"k","issuer":"https://k"}]"#), "key_managers[0]"),
         ];

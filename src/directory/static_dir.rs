@@ -483,8 +483,16 @@ fn compile_blocking(conditions: &[RawBlockingCondition]) -> Result<Vec<BlockingC
         let parsed = if let Some(api) = &condition.api {
             BlockingCondition::Api(api.clone())
         } else if let Some(application) = &condition.application {
+            if application.trim().is_empty() {
+                return Err(ConfigError::new(format!("{field}.application"), "names no application"));
+            }
             BlockingCondition::Application(application.clone())
         } else if let Some(user) = &condition.user {
+            // An empty user is the one an application without an owner acts for: every key of
+            // every such application would be blocked.
+            if user.trim().is_empty() {
+                return Err(ConfigError::new(format!("{field}.user"), "names no user"));
+            }
             BlockingCondition::User(user.clone())
         } else if let Some(ip) = &condition.ip {
             let range = IpRange::parse(ip).map_err(|reason| ConfigError::new(format!("{field}.ip"), reason))?;
