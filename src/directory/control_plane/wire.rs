@@ -419,7 +419,14 @@ pub fn blocking(block: &Block) -> (Vec<BlockingCondition>, usize) {
             None => skipped += 1,
         }
     }
-    conditions.extend(block.user.iter().map(|user| BlockingCondition::User(user.clone())));
+    // An empty user would be every owner-less application's: unreadable, skipped.
+    for user in &block.user {
+        if user.trim().is_empty() {
+            skipped += 1;
+        } else {
+            conditions.push(BlockingCondition::User(user.clone()));
+        }
+    }
     for ip in &block.ip {
         let parse = |text: &Option<String>| text.as_deref().and_then(|text| text.trim().parse::<IpAddr>().ok()).map(|ip| ip.to_canonical());
         let invert = ip.invert.unwrap_or(false);
