@@ -710,6 +710,12 @@ mod tests {
             ),
             (api(r#","blocking":[{"api":"/pizzashak/1.0.0"}]"#), "blocking[0].api"),
             (api(r#","blocking":[{"user":""}]"#), "blocking[0].user"),
+            // Subscription conditions are matched by `<name>:<version>` only: naming the API by
+            // a context (one holding `:`) would load and block nothing.
+            (
+                api(r#","blocking":[{"subscription":"app:/shop:v1"}]"#).replace("/pizzashack", "/shop:v1"),
+                "blocking[0].subscription",
+            ),
             (api(r#","blocking":[{"application":" "}]"#), "blocking[0].application"),
             (api(r#","applications":[{"id":"a","name":"A","client_ids":[{"id":"c"}]}]"#), "applications[0].client_ids"),
             (api(r#","key_managers":[{"name":"k","issuer":"https://k"}]"#), "key_managers[0]"),

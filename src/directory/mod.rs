@@ -165,6 +165,9 @@ pub trait Directory: Debug {
     fn subscription(&self, application: &str, api: &Api) -> Option<Rc<Subscription>>;
     /// A throttling policy by level and name (`Unlimited` has none: it counts nothing).
     fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>>;
+    /// Whether a policy of that name is defined at that level, one that counts or one that
+    /// counts nothing (`Unlimited`, in any letter case, always is).
+    fn knows_policy(&self, level: PolicyLevel, name: &str) -> bool;
     /// Whether any policy is defined (otherwise tiers throttle nothing).
     fn has_policies(&self) -> bool;
     fn blocking(&self) -> &[BlockingCondition];
@@ -192,6 +195,10 @@ impl Directory for Layered<'_> {
     }
     fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {
         self.fixed.policy(level, name).or_else(|| self.control_plane?.policy(level, name))
+    }
+    fn knows_policy(&self, level: PolicyLevel, name: &str) -> bool {
+        self.fixed.knows_policy(level, name)
+            || self.control_plane.is_some_and(|control_plane| control_plane.knows_policy(level, name))
     }
     fn has_policies(&self) -> bool {
         self.fixed.has_policies() || self.control_plane.is_some_and(control_plane::view::CpWorker::has_policies)

@@ -275,6 +275,10 @@ impl Directory for StaticDirectory {
         self.policies.get(name).cloned()
     }
 
+    fn knows_policy(&self, _: PolicyLevel, name: &str) -> bool {
+        name.eq_ignore_ascii_case(UNLIMITED) || self.policies.contains_key(name)
+    }
+
     fn has_policies(&self) -> bool {
         !self.policies.is_empty()
     }

@@ -7,6 +7,11 @@ use super::limiter::Settings;
 use super::tests::{caller, compile, evaluate, outcome_code, Fixture, NOW};
 use super::*;
 
+/// A caller whose tiers name no policy these fixtures define: only the API's levels count.
+fn untiered() -> Caller<'static> {
+    Caller { tier: None, application_policy: None, ..caller("u") }
+}
+
 #[test]
 fn reload_a_bandwidth_policy_made_a_request_policy_does_not_read_bytes_as_requests() {
     // The API's policy counted body bytes; the operator turns it into a request count.
@@ -19,16 +24,16 @@ fn reload_a_bandwidth_policy_made_a_request_policy_does_not_read_bytes_as_reques
     };
     let before = fixture(r#"{"bytes":10000000,"per":"hour"}"#);
     let mut store = MemoryStore::prepared(4096);
-    let Outcome::Allowed { byte_counters, .. } = evaluate(&before, &caller("u"), &mut store) else { panic!() };
+    let Outcome::Allowed { byte_counters, .. } = evaluate(&before, &untiered(), &mut store) else { panic!() };
     let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
     charge_bytes(&mut engine, &mut store, &byte_counters, 64_000, NOW);
     // After the update, in the same hour: no request has been counted under the new policy.
     let after = fixture(r#"{"requests":1000,"per":"hour"}"#);
-    assert_eq!(outcome_code(&after, &caller("u"), &mut store), None, "64,000 bytes read as 64,000 requests");
+    assert_eq!(outcome_code(&after, &untiered(), &mut store), None, "64,000 bytes read as 64,000 requests");
     // And back: the 1 request counted is not 1 byte of the budget, nor the bytes requests.
     let key = |fixture: &Fixture| {
         let api = &fixture.routes.apis[0];
-        plan::plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller("u"))[0].key.clone()
+        plan::plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &untiered())[0].key.clone()
     };
     assert_eq!((key(&after), key(&before)), ("api:/a:1".to_string(), "api:/a:1:bytes".to_string()));
 }
@@ -43,13 +48,13 @@ fn a_bandwidth_refusal_puts_no_bytes_in_the_rate_limit_headers() {
           "custom_policies":[{"name":"cp","key":"$apiContext","requests":100,"per":"hour"}]}"#,
     );
     let mut store = MemoryStore::prepared(4096);
-    let Outcome::Allowed { byte_counters, rate_limit, .. } = evaluate(&fixture, &caller("u"), &mut store) else {
+    let Outcome::Allowed { byte_counters, rate_limit, .. } = evaluate(&fixture, &untiered(), &mut store) else {
         panic!()
     };
     assert_eq!(rate_limit.map(|info| (info.limit, info.remaining)), Some((100, 99)), "requests only");
     let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
     charge_bytes(&mut engine, &mut store, &byte_counters, 20, NOW);
-    let Outcome::Denied { fault, rate_limit, .. } = evaluate(&fixture, &caller("u"), &mut store) else { panic!() };
+    let Outcome::Denied { fault, rate_limit, .. } = evaluate(&fixture, &untiered(), &mut store) else { panic!() };
     assert_eq!(fault.code, 900800);
     assert_eq!(rate_limit, None, "the byte budget is no request count");
 }
@@ -72,4 +77,33 @@ fn an_application_the_directory_does_not_hold_is_throttled_by_the_policy_its_cre
     let mut store = MemoryStore::prepared(4096);
     assert_eq!(outcome_code(&fixture, &key_caller, &mut store), None);
     assert_eq!(outcome_code(&fixture, &key_caller, &mut store), Some(900803));
+}
+
+#[test]
+fn a_tier_no_policy_defines_answers_900809_and_admits_nothing() {
+    // A subscription tier or application policy named at run time (a JWT API key's
+    // `subscribedAPIs` tier and `application.tier`, the control plane's subscriptions) that no
+    // policy defines: the Microgateway answers 900809 ("a subscription or application throttle
+    // policy is not deployed"); it never goes unthrottled.
+    let fixture = compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r"}]}],
+          "policies":{"Bronze":{"requests":1000,"per":"hour"}}}"#,
+    );
+    let mut store = MemoryStore::prepared(4096);
+    let with = |tier, application_policy| Caller {
+        application_id: Some("from-a-jwt-api-key"),
+        tier: Some(tier),
+        application_policy,
+        ..caller("u")
+    };
+    assert_eq!(outcome_code(&fixture, &with("Gold", None), &mut store), Some(900809));
+    assert_eq!(outcome_code(&fixture, &with("Bronze", Some("Platinum")), &mut store), Some(900809));
+    assert_eq!(outcome_code(&fixture, &with("Bronze", Some("Bronze")), &mut store), None);
+    assert_eq!(outcome_code(&fixture, &with("Unlimited", None), &mut store), None);
+    assert_eq!(
+        outcome_code(&fixture, &with("unlimited", Some("UNLIMITED")), &mut store),
+        None,
+        "WSO2 ignores its case"
+    );
 }

@@ -8,7 +8,7 @@ use super::settings::ThrottleConfig;
 use crate::catalogue::FaultId;
 use crate::directory::{BlockingCondition, Directory, PolicyLevel, PolicySpec};
 use crate::routing::{Api, Resource};
-use crate::vocab::KeyType;
+use crate::vocab::{KeyType, UNLIMITED};
 
 /// A throttling level with a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -158,6 +158,21 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant
             caller.application_id == Some(application.as_str()) && *subscribed == api.label
         }
     })
+}
+
+/// Whether the caller's subscription tier or application policy names a policy the directory
+/// does not define (900809, the Microgateway's "a subscription or application throttle policy
+/// is not deployed"): such a request is never let through unthrottled. Names arrive at run time
+/// from the control plane and JWT API keys; without any policy at all, tiers throttle nothing.
+pub fn missing_policy(directory: &dyn Directory, caller: &Caller<'_>) -> bool {
+    if caller.application_id.is_none() || !directory.has_policies() {
+        return false;
+    }
+    let missing = |level, name: &str| {
+        !name.is_empty() && !name.eq_ignore_ascii_case(UNLIMITED) && !directory.knows_policy(level, name)
+    };
+    caller.tier.is_some_and(|tier| missing(PolicyLevel::Subscription, tier))
+        || caller.application_policy.is_some_and(|policy| missing(PolicyLevel::Application, policy))
 }
 
 /// An end user against a blocked user, both qualified with the gateway's tenant as WSO2 qualifies

@@ -98,6 +98,12 @@ fn a_full_load_asks_for_every_resource_as_wso2s_gateway_does_and_workers_decode_
     assert_eq!(view.policy(PolicyLevel::Api, "ThreePerMin").unwrap().limit, 3);
     assert!(view.policy(PolicyLevel::Subscription, "Unlimited").is_none(), "Unlimited counts nothing");
     assert!(view.policy(PolicyLevel::Api, "Gold").is_none(), "levels are apart");
+    // Unlimited counts nothing but is known; a tier the control plane did not send is not.
+    assert!(
+        view.knows_policy(PolicyLevel::Subscription, "Unlimited")
+            && view.knows_policy(PolicyLevel::Subscription, "Gold")
+    );
+    assert!(!view.knows_policy(PolicyLevel::Subscription, "Platinum"));
 
     // Everything the full load brought is known without a call.
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };

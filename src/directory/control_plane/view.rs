@@ -4,7 +4,7 @@
 //! subscriptions its requests used. A full load that changed something bumps the generation and
 //! every worker starts afresh; entries an on-demand lookup adds need no new generation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::store::{self, AppEntry, Document, Found, KeyEntry, Kind, Meta, SubEntry, SEPARATOR};
@@ -54,6 +54,9 @@ pub struct CpWorker {
     /// The configuration's APIs and the control plane's.
     pub routes: Rc<Table>,
     policies: [HashMap<String, Rc<PolicySpec>>; 3],
+    /// Policies that count nothing (WSO2's `Unlimited`, or 2147483647 a minute) by level: known,
+    /// unlike a policy the control plane did not send or the filter could not read.
+    unlimited: [HashSet<String>; 3],
     /// The configuration's conditions and the control plane's.
     blocking: Vec<BlockingCondition>,
     /// Revoked tokens (`jti` or signature) and when their revocation can be forgotten.
@@ -98,6 +101,7 @@ impl CpWorker {
             key_managers,
             routes,
             policies: Default::default(),
+            unlimited: Default::default(),
             blocking,
             revoked: HashMap::new(),
             keys: HashMap::new(),
@@ -127,13 +131,16 @@ impl CpWorker {
             (PolicyLevel::Application, Document::ApplicationPolicies),
         ] {
             let mut policies = HashMap::new();
+            let mut unlimited = HashSet::new();
             let list: Vec<wire::Policy> = read_list(store, document);
             for policy in &list {
                 match wire::policy_spec(policy) {
                     Ok(Some(spec)) => {
                         policies.insert(policy.name.clone(), Rc::new(spec));
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        unlimited.insert(policy.name.clone());
+                    }
                     Err(reason) => loaded.skipped_policies.push(format!("{} ({reason})", policy.name)),
                 }
                 if !policy.condition_groups.is_empty() {
@@ -145,6 +152,9 @@ impl CpWorker {
             loaded.policies += policies.len();
             if let Some(slot) = self.policies.get_mut(level_index(level)) {
                 *slot = policies;
+            }
+            if let Some(slot) = self.unlimited.get_mut(level_index(level)) {
+                *slot = unlimited;
             }
         }
         let block: wire::Block = store::document(store, Document::Block)
@@ -285,6 +295,14 @@ impl CpWorker {
 
     pub fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {
         self.policies.get(level_index(level))?.get(name).cloned()
+    }
+
+    /// Whether the control plane defines a policy of that name at that level (one that counts,
+    /// or one that counts nothing).
+    pub fn knows_policy(&self, level: PolicyLevel, name: &str) -> bool {
+        let index = level_index(level);
+        self.policies.get(index).is_some_and(|policies| policies.contains_key(name))
+            || self.unlimited.get(index).is_some_and(|unlimited| unlimited.contains(name))
     }
 }
 
