@@ -115,7 +115,7 @@ catalogue! {
     ThrottleInternalError => ("throttle_internal_error", 900808, 500, Throttle, "Internal Server Error",
         "The request could not be counted against its throttling policies"),
     ThrottlePolicyMissing => ("throttle_policy_missing", 900809, 500, Throttle, "Internal Server Error",
-        "A subscription or application throttle policy is not deployed"),
+        "A throttle policy the request is subject to is not deployed"),
     // ---- authentication and authorization --------------------------------------------------
     AuthGeneralError => ("auth_general_error", 900900, 500, Auth, "Unclassified Authentication Failure",
         "An unspecified error has occurred"),

@@ -81,7 +81,7 @@ pub fn start(context: &mut Context<'_>, api: &Api, resource: &Resource, caller: 
     if plan::blocked(context.directory, api, caller, &context.throttle.tenant) {
         return Step::Done(Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None, uncounted: None });
     }
-    if plan::missing_policy(context.directory, caller) {
+    if plan::missing_policy(context.directory, api, resource, caller) {
         let fault = Fault::new(FaultId::ThrottlePolicyMissing);
         return Step::Done(Outcome::Denied { fault, rate_limit: None, uncounted: None });
     }

@@ -160,19 +160,26 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant
     })
 }
 
-/// Whether the caller's subscription tier or application policy names a policy the directory
-/// does not define (900809, the Microgateway's "a subscription or application throttle policy
-/// is not deployed"): such a request is never let through unthrottled. Names arrive at run time
-/// from the control plane and JWT API keys; without any policy at all, tiers throttle nothing.
-pub fn missing_policy(directory: &dyn Directory, caller: &Caller<'_>) -> bool {
-    if caller.application_id.is_none() || !directory.has_policies() {
+/// Whether a policy the request is subject to (the API's or resource's, the caller's
+/// subscription tier or application policy) is one the directory does not define (900809, the
+/// Microgateway's "throttle policy is not deployed"): such a request is never let through
+/// unthrottled. Names arrive at run time from the control plane and JWT API keys (the
+/// configuration's own are checked at load); without any policy at all, tiers throttle nothing.
+pub fn missing_policy(directory: &dyn Directory, api: &Api, resource: &Resource, caller: &Caller<'_>) -> bool {
+    if !directory.has_policies() {
         return false;
     }
-    let missing = |level, name: &str| {
-        !name.is_empty() && !name.eq_ignore_ascii_case(UNLIMITED) && !directory.knows_policy(level, name)
+    let unlimited = |name: &str| name.is_empty() || name.eq_ignore_ascii_case(UNLIMITED);
+    let missing = |level, name: &str| !unlimited(name) && !directory.knows_policy(level, name);
+    // An API policy (not `Unlimited`) replaces the resource's, as in `plan`.
+    let api_level = match api.policy.as_deref().filter(|name| !unlimited(name)) {
+        Some(name) => missing(PolicyLevel::Api, name),
+        None => resource.policy.as_deref().is_some_and(|name| missing(PolicyLevel::Api, name)),
     };
-    caller.tier.is_some_and(|tier| missing(PolicyLevel::Subscription, tier))
-        || caller.application_policy.is_some_and(|policy| missing(PolicyLevel::Application, policy))
+    let application_levels = caller.application_id.is_some()
+        && (caller.tier.is_some_and(|tier| missing(PolicyLevel::Subscription, tier))
+            || caller.application_policy.is_some_and(|policy| missing(PolicyLevel::Application, policy)));
+    api_level || application_levels
 }
 
 /// An end user against a blocked user, both qualified with the gateway's tenant as WSO2 qualifies

@@ -8,9 +8,10 @@ use crate::directory::{AppKey, Application, Subscription};
 use crate::routing::Table;
 use crate::vocab::KmId;
 
-/// A directory holding blocking conditions only.
-#[derive(Debug)]
-struct Conditions(Vec<BlockingCondition>);
+/// A directory holding blocking conditions only; with `known`, it also defines the policies of
+/// those names (which count nothing).
+#[derive(Debug, Default)]
+struct Conditions(Vec<BlockingCondition>, Vec<&'static str>);
 
 impl Directory for Conditions {
     fn client(&self, _: &str, _: KmId) -> Option<AppKey> {
@@ -28,11 +29,11 @@ impl Directory for Conditions {
     fn policy(&self, _: PolicyLevel, _: &str) -> Option<Rc<crate::directory::PolicySpec>> {
         None
     }
-    fn knows_policy(&self, _: PolicyLevel, _: &str) -> bool {
-        false
+    fn knows_policy(&self, _: PolicyLevel, name: &str) -> bool {
+        self.1.contains(&name)
     }
     fn has_policies(&self) -> bool {
-        false
+        !self.1.is_empty()
     }
     fn blocking(&self) -> &[BlockingCondition] {
         &self.0
@@ -47,7 +48,7 @@ fn table() -> Table {
 fn blocks(condition: BlockingCondition, client: &str) -> bool {
     let routes = table();
     let caller = Caller { client_ip: Some(client.parse::<IpAddr>().unwrap()), ..Caller::default() };
-    blocked(&Conditions(vec![condition]), &routes.apis[0], &caller, "carbon.super")
+    blocked(&Conditions(vec![condition], Vec::new()), &routes.apis[0], &caller, "carbon.super")
 }
 
 fn between(low: &str, high: &str, inclusive: bool, invert: bool) -> BlockingCondition {
@@ -85,7 +86,12 @@ fn an_ipv4_mapped_client_address_is_the_ipv4_address_for_every_address_condition
 fn user_blocks(blocked_user: &str, end_user: &str, tenant: &str) -> bool {
     let routes = table();
     let caller = Caller { end_user: Some(end_user), ..Caller::default() };
-    blocked(&Conditions(vec![BlockingCondition::User(blocked_user.into())]), &routes.apis[0], &caller, tenant)
+    blocked(
+        &Conditions(vec![BlockingCondition::User(blocked_user.into())], Vec::new()),
+        &routes.apis[0],
+        &caller,
+        tenant,
+    )
 }
 
 #[test]
@@ -113,7 +119,7 @@ fn a_blocked_user_is_the_user_the_request_acts_for_the_owner_for_an_application_
     // WSO2 blocks `authorizedUser`: the token's user, which for an application token (and an
     // API key) is the application's owner; `$userId` reads the same user here.
     let routes = table();
-    let block = |user: &str| Conditions(vec![BlockingCondition::User(user.into())]);
+    let block = |user: &str| Conditions(vec![BlockingCondition::User(user.into())], Vec::new());
     let application_key = Caller { application_id: Some("app"), owner: Some("alice"), ..Caller::default() };
     assert!(blocked(&block("alice@carbon.super"), &routes.apis[0], &application_key, "carbon.super"));
     assert!(!blocked(&block("bob"), &routes.apis[0], &application_key, "carbon.super"));
@@ -150,4 +156,25 @@ fn a_user_with_and_without_the_gateways_tenant_has_one_application_and_custom_co
     assert_eq!(keys("bob").len(), 2);
     assert_eq!(keys("bob"), keys("bob@carbon.super"));
     assert_ne!(keys("bob"), keys("bob@wso2.com"));
+}
+
+#[test]
+fn an_api_or_resource_policy_no_policy_defines_is_missing_too() {
+    // The control plane's APIs name their policies as WSO2 sends them: a name it did not send
+    // (or the filter could not read) is no limit to drop silently.
+    let api = |api_policy: Option<&str>, resource_policy: Option<&str>| {
+        let api = serde_json::json!({"name": "A", "context": "/a", "version": "1", "endpoints": {"production": "c"},
+            "policy": api_policy, "resources": [{"method": "GET", "path": "/r", "policy": resource_policy}]});
+        Table::compile(vec![serde_json::from_value(api).unwrap()], &|_| true).unwrap()
+    };
+    let directory = Conditions(Vec::new(), vec!["Known"]);
+    let missing = |routes: Table| {
+        let api = &routes.apis[0];
+        missing_policy(&directory, api, &api.resources[0], &Caller::default())
+    };
+    assert!(missing(api(Some("Ghost"), None)));
+    assert!(missing(api(None, Some("Ghost"))));
+    assert!(!missing(api(Some("Known"), Some("Ghost"))), "an API policy replaces the resource's");
+    assert!(!missing(api(Some("unlimited"), Some("Known"))));
+    assert!(!missing(api(None, None)));
 }
