@@ -428,7 +428,9 @@ pub fn blocking(block: &Block) -> (Vec<BlockingCondition>, usize) {
         }
     }
     for ip in &block.ip {
-        let parse = |text: &Option<String>| text.as_deref().and_then(|text| text.trim().parse::<IpAddr>().ok()).map(|ip| ip.to_canonical());
+        let parse = |text: &Option<String>| {
+            text.as_deref().and_then(|text| text.trim().parse::<IpAddr>().ok()).map(|ip| ip.to_canonical())
+        };
         let invert = ip.invert.unwrap_or(false);
         let condition = match ip.kind.to_ascii_uppercase().as_str() {
             "IP" => parse(&ip.fixed_ip).map(|ip| BlockingCondition::IpBetween {
