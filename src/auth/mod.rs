@@ -162,7 +162,8 @@ pub(crate) mod fixture {
         let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings).unwrap();
         let policies = StaticDirectory::policy_names(&raw.policies).unwrap();
         let routes = Table::compile(raw.apis, &|name| policies.contains(name)).unwrap();
-        let context = Context { routes: &routes, key_managers: &auth.key_manager_names(), control_plane: false };
+        let context =
+            Context { routes: &routes, key_managers: &auth.key_manager_names(), applications_at_run_time: false };
         let directory =
             StaticDirectory::compile(raw.applications, raw.subscriptions, raw.policies, raw.blocking, &context)
                 .unwrap();

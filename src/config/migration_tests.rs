@@ -229,3 +229,15 @@ fn an_allowed_origin_no_browser_sends_is_refused() {
         Config::from_json(cors(origin).as_bytes()).unwrap_or_else(|error| panic!("{origin}: {error}"));
     }
 }
+
+/// A JWT API key names its application by id (`application.uuid`) without the configuration
+/// holding it: a blocking condition on such an application's id loads, as with a control plane.
+#[test]
+fn a_blocked_application_may_be_one_only_jwt_api_keys_name() {
+    use crate::auth::keys::testkeys::jwk;
+    let keys = serde_json::json!({"keys": [jwk("rsa-b.pem", jsonwebtoken::Algorithm::RS256, "apikey-b")]});
+    for blocking in [r#"{"application":"9d2e-uuid"}"#, r#"{"subscription":"9d2e-uuid:Pizza:1.0.0"}"#] {
+        let config = with_api(&format!(r#","api_key_jwt":{keys},"blocking":[{blocking}]"#));
+        Config::from_json(config.as_bytes()).unwrap_or_else(|error| panic!("{blocking}: {error}"));
+    }
+}

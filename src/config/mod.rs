@@ -200,7 +200,8 @@ impl Config {
             &DirectoryContext {
                 routes: &routes,
                 key_managers: &auth.key_manager_names(),
-                control_plane: control_plane.is_some(),
+                // JWT API keys name their application by id, as the control plane's keys do.
+                applications_at_run_time: control_plane.is_some() || auth.api_key_jwt.is_some(),
             },
         )?;
         Ok(Config {

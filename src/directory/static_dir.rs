@@ -79,9 +79,9 @@ pub struct Context<'a> {
     pub routes: &'a Table,
     /// The configured key managers' names, in order.
     pub key_managers: &'a [String],
-    /// Whether a control plane adds applications at run time (a blocking condition may then name
-    /// one this configuration does not hold).
-    pub control_plane: bool,
+    /// Whether applications arrive at run time, from a control plane or named by JWT API keys (a
+    /// blocking condition may then name one this configuration does not hold).
+    pub applications_at_run_time: bool,
 }
 
 impl StaticDirectory {
@@ -158,7 +158,7 @@ impl StaticDirectory {
         directory.index_api_keys(&key_origins)?;
         drop(key_origins);
         add_subscriptions(&mut directory, &subscriptions, context.routes, &names)?;
-        directory.resolve_blocked_applications(context.control_plane)?;
+        directory.resolve_blocked_applications(context.applications_at_run_time)?;
         Ok(directory)
     }
 
@@ -189,9 +189,9 @@ impl StaticDirectory {
 
     /// Blocking conditions naming an application: by its id, or as WSO2 writes them,
     /// `<owner>:<name>` (API-M's blocking conditions and the control plane's); an id this
-    /// configuration does not hold would block nothing, and is refused unless a control plane may
-    /// bring it.
-    fn resolve_blocked_applications(&mut self, control_plane: bool) -> Result<(), ConfigError> {
+    /// configuration does not hold would block nothing, and is refused unless a control plane or
+    /// a JWT API key may bring it.
+    fn resolve_blocked_applications(&mut self, applications_at_run_time: bool) -> Result<(), ConfigError> {
         let mut blocking = std::mem::take(&mut self.blocking);
         for (index, condition) in blocking.iter_mut().enumerate() {
             let (field, id) = match &*condition {
@@ -209,7 +209,7 @@ impl StaticDirectory {
                     *condition =
                         BlockingCondition::ApplicationNamed { owner: owner.to_string(), name: name.to_string() };
                 }
-                _ if control_plane => {}
+                _ if applications_at_run_time => {}
                 _ => {
                     let reason = format!(
                         "application `{id}` is not defined (name an application by its `id`, or as WSO2 does, \

@@ -137,7 +137,8 @@ pub struct RawBlockingCondition {
     #[serde(default)]
     pub api: Option<String>,
     /// An application: its `id`, or as WSO2's blocking conditions name it, `<owner>:<name>`.
-    /// An id the configuration does not hold is refused, unless a control plane is configured.
+    /// An id the configuration does not hold is refused, unless a control plane or JWT API keys
+    /// (`api_key_jwt`, whose keys name their application by id) are configured.
     #[serde(default)]
     pub application: Option<String>,
     /// A user: the one the request acts for, as `$userId` (the credential's end user, else the

@@ -345,7 +345,7 @@ mod tests {
             raw.subscriptions,
             raw.policies,
             raw.blocking,
-            &DirectoryContext { routes: &routes, key_managers: &[], control_plane: false },
+            &DirectoryContext { routes: &routes, key_managers: &[], applications_at_run_time: false },
         )
         .unwrap();
         Fixture { routes, directory, throttle }
