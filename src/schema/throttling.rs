@@ -82,7 +82,9 @@ pub struct RawThrottling {
     /// Shared-data slots holding counters. A slot holds up to 256 keys counting in their current
     /// windows, so about `counter_slots` x 256 keys can be active at once; a key that finds its
     /// slot full is counted in `apim.throttle.uncounted.slot_full`, logged, and handled by
-    /// `failure_mode`. The first configuration an Envoy loads fixes the count until Envoy restarts.
+    /// `failure_mode`. Keys are placed in slots by a random secret of the Envoy process, so no
+    /// client can choose keys that fill the slot of another's counter. The first configuration an
+    /// Envoy loads fixes the count until Envoy restarts.
     /// 1 to 65536; see docs/HOWTO.md to size it. Defaults to 4096.
     #[serde(default = "default_counter_slots")]
     pub counter_slots: u32,

@@ -143,7 +143,7 @@ pub struct Stream {
 /// leases when given), and the rate-limit service when one is configured. (Rebuilt per use.)
 pub(crate) fn engines<'a>(config: &'a Config, leases: Option<&'a mut WorkerLeases>) -> Engines<'a> {
     let settings = &config.throttle.settings;
-    let slots = Settings { slots: settings.counter_slots, retries: settings.cas_retries };
+    let slots = Settings { slots: settings.counter_slots, retries: settings.cas_retries, seed: settings.slot_seed };
     Engines {
         local: LocalEngine { settings: slots, leasing: settings.worker_leasing, leases },
         cluster: config.throttle.rate_limit_service.as_ref().map(|service| ClusterEngine { service, leases: slots }),
@@ -153,7 +153,7 @@ pub(crate) fn engines<'a>(config: &'a Config, leases: Option<&'a mut WorkerLease
 
 /// Creates what is shared through leases taken by compare-and-swap (at configure time, before
 /// requests or ticks use them): the key managers' JWKS due times, the control plane's due time,
-/// and the counter slots; and sets the slot count to the one this Envoy uses (the first
+/// and the counter slots; and sets the slot count and seed to the ones this Envoy uses (the first
 /// configuration's; see [`crate::throttle::limiter::prepare_slots`]).
 pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
     crate::auth::jwks::prepare(host, &config.auth);
@@ -163,7 +163,9 @@ pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
             Some(_) => &[Space::Counters, Space::Leases],
             None => &[Space::Counters],
         };
-        let slots = crate::throttle::limiter::prepare_slots(host, wanted, spaces);
+        let fresh = crate::throttle::limiter::fresh_seed(host.now_ms().unwrap_or_default());
+        let (slots, seed) = crate::throttle::limiter::prepare_slots(host, wanted, spaces, fresh);
+        config.throttle.settings.slot_seed = seed;
         if let Some(control_plane) = &config.control_plane {
             crate::directory::control_plane::refresh::prepare(host, control_plane);
         }

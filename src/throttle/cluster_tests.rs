@@ -83,13 +83,13 @@ pub(crate) fn counter(limit: u64, window_s: u64) -> Counter {
     }
 }
 
-pub(crate) const SLOTS: Settings = Settings { slots: 64, retries: 20 };
+pub(crate) const SLOTS: Settings = Settings { slots: 64, retries: 20, seed: [0; 16] };
 /// 1_800_000_000 is a whole number of minutes, hours and days.
 pub(crate) const T0: u64 = 1_800_000_000;
 
 pub(crate) fn node() -> MemoryStore {
     let mut store = MemoryStore::default();
-    limiter::prepare_slots(&mut store, SLOTS.slots, &[Space::Counters, Space::Leases]);
+    limiter::prepare_slots(&mut store, SLOTS.slots, &[Space::Counters, Space::Leases], SLOTS.seed);
     store
 }
 
@@ -500,7 +500,7 @@ fn admit_for_worker(
 
 /// Writes to a counter's lease in a node's shared data so far.
 fn lease_writes(store: &MemoryStore, counter: &Counter) -> u64 {
-    let slot = limiter::slot_of(Space::Leases, &lease_key(counter), SLOTS.slots);
+    let slot = limiter::slot_of(Space::Leases, &lease_key(counter), SLOTS);
     store.data.get(&slot).map_or(0, |(_, cas)| u64::from(*cas))
 }
 

@@ -227,7 +227,7 @@ mod tests {
     use crate::host::testing::MemoryStore;
     use crate::throttle::plan::{Level, Units};
 
-    const SETTINGS: Settings = Settings { slots: 64, retries: 20 };
+    const SETTINGS: Settings = Settings { slots: 64, retries: 20, seed: [0; 16] };
     const LEASING: Leasing = Leasing { share_percent: 5, max: 100 };
 
     fn api_counter(limit: u64) -> Counter {
@@ -305,7 +305,7 @@ mod tests {
         // most 100) and no more.
         assert!(take(&mut store, &mut stopped, &counter, 120).allowed);
         let writes_of = |store: &MemoryStore| {
-            let slot = limiter::slot_of(limiter::Space::Counters, "api", 64);
+            let slot = limiter::slot_of(limiter::Space::Counters, "api", SETTINGS);
             store.data.get(&slot).map_or(0, |(_, cas)| u64::from(*cas))
         };
         let writes_before = writes_of(&store);

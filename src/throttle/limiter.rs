@@ -6,7 +6,9 @@
 //! and the update is retried (at most `retries` times). Counters live in slots: a key hashes to
 //! one of a fixed number of slots, and a slot holds the entries of the keys that hash to it; every
 //! write drops the entries whose window has ended, so memory stays bounded by the slots and the
-//! keys active in the current windows.
+//! keys active in the current windows. Which slot a key hashes to depends on a secret of this
+//! Envoy (random, made when the slots are), so that nobody can choose keys (client addresses, user
+//! names) that fill the slot of another caller's counter.
 
 use sha2::{Digest, Sha256};
 
@@ -84,12 +86,21 @@ impl Contended {
     }
 }
 
-/// How counters are stored: the slot count and the compare-and-swap attempts per update.
+/// How counters are stored: the slot count, the compare-and-swap attempts per update, and the
+/// secret that places keys in slots ([`prepare_slots`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub slots: u32,
     pub retries: u32,
+    pub seed: SlotSeed,
 }
+
+/// The secret mixed into a key's slot: random per Envoy process, the same for all its workers
+/// (kept in shared data). Without it a client could compute offline which client addresses or
+/// user names fall in the slot of an API's or an application's counter, and fill that slot with
+/// [`MAX_ENTRIES_PER_SLOT`] keys of its own each window: every request counted there would then
+/// be uncounted (`failure_mode`: refused with 900808 by default, or let through over the limit).
+pub type SlotSeed = [u8; 16];
 
 /// A slot holds at most this many entries. When a new key finds it full, entries of windows that
 /// have ended go first (they are kept only so a worker whose clock lags cannot reopen a full
@@ -175,23 +186,67 @@ fn slot_name(space: Space, index: u64, slots: u32) -> String {
     format!("{}.{slots}.{index}", space.prefix())
 }
 
-/// The shared-data key of the slot a counter key lives in (FNV-1a: spreading keys needs no
-/// cryptography, and an unlucky key only shares a slot, never a count).
-pub fn slot_of(space: Space, key: &str, slots: u32) -> String {
-    slot_name(space, crate::hashing::fnv1a(0, key.as_bytes()) % u64::from(slots.max(1)), slots)
+/// The shared-data key of the slot a counter key lives in: keyed by this Envoy's secret (an
+/// unlucky key only shares a slot, never a count; a chosen one cannot pick its slot).
+pub fn slot_of(space: Space, key: &str, settings: Settings) -> String {
+    let digest = Sha256::new().chain_update(settings.seed).chain_update(key.as_bytes()).finalize();
+    let mut head = [0u8; 8];
+    for (slot, byte) in head.iter_mut().zip(digest.iter()) {
+        *slot = *byte;
+    }
+    let slots = settings.slots.max(1);
+    slot_name(space, u64::from_be_bytes(head) % u64::from(slots), slots)
 }
 
 /// The shared-data key holding the slot count in use in this Envoy.
 const LAYOUT_KEY: &str = "apim.rl.layout";
 
+/// The shared-data key holding this Envoy's [`SlotSeed`].
+const SEED_KEY: &str = "apim.rl.seed";
+
+/// This Envoy's slot seed: the one in shared data, else `fresh` stored for every worker (the
+/// first VM configured makes it; a VM reads back what it wrote, so two that raced to make it use
+/// the one written last). `None` when no seed can be kept: then the slots are not made.
+fn slot_seed(store: &mut dyn SharedStore, fresh: SlotSeed) -> Option<SlotSeed> {
+    let stored = |store: &dyn SharedStore| {
+        let (bytes, _) = store.shared_get(SEED_KEY).ok().flatten()?;
+        SlotSeed::try_from(bytes.as_slice()).ok()
+    };
+    if let Some(seed) = stored(store) {
+        return Some(seed);
+    }
+    let _ = store.shared_set(SEED_KEY, &fresh, None);
+    // What was stored, which another writer's may have replaced: every worker uses the same.
+    stored(store)
+}
+
+/// A fresh random seed (from the host's random source; the clock's nanoseconds if it has none).
+pub fn fresh_seed(clock_nanos: u64) -> SlotSeed {
+    let mut seed = SlotSeed::default();
+    if getrandom::fill(&mut seed).is_err() {
+        log::warn!("no random source: counter slots are placed by a seed from the clock");
+        let digest = Sha256::digest(clock_nanos.to_le_bytes());
+        for (slot, byte) in seed.iter_mut().zip(digest.iter()) {
+            *slot = *byte;
+        }
+    }
+    seed
+}
+
 /// Creates the slots of `spaces` that do not exist yet (empty), before requests count: a slot is
-/// then only ever written with the CAS token of the value read. Returns the slot count to use.
+/// then only ever written with the CAS token of the value read. Returns the slot count and the
+/// slot seed to use (`fresh` when this Envoy has none yet).
 ///
-/// The first configuration an Envoy process loads fixes the slot count for the life of the
-/// process: a later configuration asking for another count keeps the one in use (so counts stay
-/// exact across a live update, when old and new configurations serve side by side) and the new
-/// count takes effect when Envoy restarts.
-pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space]) -> u32 {
+/// The first configuration an Envoy process loads fixes the slot count and the seed for the life
+/// of the process: a later configuration asking for another count keeps the one in use (so counts
+/// stay exact across a live update, when old and new configurations serve side by side) and the
+/// new count takes effect when Envoy restarts.
+pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space], fresh: SlotSeed) -> (u32, SlotSeed) {
+    let Some(seed) = slot_seed(store, fresh) else {
+        // Slots never created are never written: every count is uncounted, and says so.
+        log::error!("the counter slots' seed cannot be kept in shared data: no counter can count");
+        return (slots.max(1), fresh);
+    };
     let slots = slots.max(1);
     let in_use = store
         .shared_get(LAYOUT_KEY)
@@ -216,7 +271,7 @@ pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space]) 
             }
         }
     }
-    slots
+    (slots, seed)
 }
 
 /// Which window an update applies to.
@@ -303,10 +358,10 @@ pub fn update<R>(
     settings: Settings,
     mut change: impl FnMut(u64, u64) -> (u64, R),
 ) -> Result<R, Contended> {
-    let Settings { slots, retries } = settings;
+    let retries = settings.retries;
     let window_s = window_s.max(1);
     let own_window = now / window_s * window_s;
-    let slot = slot_of(space, key, slots);
+    let slot = slot_of(space, key, settings);
     let id = key_id(key);
     for _ in 0..retries.max(1) {
         let Ok(Some((bytes, cas))) = store.shared_get(&slot) else { return Err(Contended::SlotMissing) };
@@ -370,13 +425,13 @@ pub(crate) mod tests {
     impl MemoryStore {
         pub fn prepared(slots: u32) -> MemoryStore {
             let mut store = MemoryStore::default();
-            prepare_slots(&mut store, slots, &[Space::Counters]);
+            prepare_slots(&mut store, slots, &[Space::Counters], [0; 16]);
             store
         }
     }
 
     fn request(store: &mut MemoryStore, key: &str, limit: u64, window: u64, now: u64) -> Count {
-        hit(store, key, limit, window, Hit::Request, now, Settings { slots: 64, retries: 20 }).unwrap()
+        hit(store, key, limit, window, Hit::Request, now, Settings { slots: 64, retries: 20, seed: [0; 16] }).unwrap()
     }
 
     #[test]
@@ -439,17 +494,17 @@ pub(crate) mod tests {
         // win. Slots are prepared up front; a missing slot is contention, not a blind write.
         let mut store = MemoryStore::default();
         assert_eq!(
-            hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 4, retries: 3 }),
+            hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 4, retries: 3, seed: [0; 16] }),
             Err(Contended::SlotMissing)
         );
         assert!(store.data.is_empty());
-        prepare_slots(&mut store, 4, &[Space::Counters]);
-        assert_eq!(store.data.len(), 5, "four slots and the layout");
+        prepare_slots(&mut store, 4, &[Space::Counters], [0; 16]);
+        assert_eq!(store.data.len(), 6, "four slots, the layout and the seed");
         assert!(request_in(&mut store, "k", 4).allowed);
     }
 
     fn request_in(store: &mut MemoryStore, key: &str, slots: u32) -> Count {
-        hit(store, key, 5, 60, Hit::Request, 0, Settings { slots, retries: 3 }).unwrap()
+        hit(store, key, 5, 60, Hit::Request, 0, Settings { slots, retries: 3, seed: [0; 16] }).unwrap()
     }
 
     #[test]
@@ -457,38 +512,49 @@ pub(crate) mod tests {
         let mut store = MemoryStore::prepared(1);
         for key in ["a", "b", "c", "d"] {
             assert!(
-                hit(&mut store, key, 1, 60, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap().allowed,
+                hit(&mut store, key, 1, 60, Hit::Request, 0, Settings { slots: 1, retries: 20, seed: [0; 16] })
+                    .unwrap()
+                    .allowed,
                 "{key}"
             );
         }
-        assert!(!hit(&mut store, "a", 1, 60, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap().allowed);
-        assert_eq!(store.data.len(), 2, "one slot (and the layout) holds them all");
+        assert!(
+            !hit(&mut store, "a", 1, 60, Hit::Request, 0, Settings { slots: 1, retries: 20, seed: [0; 16] })
+                .unwrap()
+                .allowed
+        );
+        assert_eq!(store.data.len(), 3, "one slot (beside the layout and the seed) holds them all");
     }
 
     #[test]
     fn expired_windows_do_not_pile_up_and_slots_are_capped() {
         let mut store = MemoryStore::prepared(1);
         for (second, key) in (0..100).map(|i| (i * 120, format!("user-{i}"))) {
-            hit(&mut store, &key, 5, 60, Hit::Request, second, Settings { slots: 1, retries: 20 }).unwrap();
+            hit(&mut store, &key, 5, 60, Hit::Request, second, Settings { slots: 1, retries: 20, seed: [0; 16] })
+                .unwrap();
         }
-        let entries = decode(&store.data[&slot_of(Space::Counters, "x", 1)].0);
+        let entries =
+            decode(&store.data[&slot_of(Space::Counters, "x", Settings { slots: 1, retries: 1, seed: [0; 16] })].0);
         assert_eq!(entries.len(), 1, "only the key active in the current window remains");
         // Long, client-chosen keys take a fixed 40 bytes each, and a slot holds a bounded number.
         let mut store = MemoryStore::prepared(1);
         for i in 0..MAX_ENTRIES_PER_SLOT {
             let key = format!("{}-{i}", "x".repeat(1000));
-            hit(&mut store, &key, 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }).unwrap();
+            hit(&mut store, &key, 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20, seed: [0; 16] }).unwrap();
         }
-        assert!(store.data[&slot_of(Space::Counters, "x", 1)].0.len() <= 1 + MAX_ENTRIES_PER_SLOT * ENTRY_LEN);
+        assert!(
+            store.data[&slot_of(Space::Counters, "x", Settings { slots: 1, retries: 1, seed: [0; 16] })].0.len()
+                <= 1 + MAX_ENTRIES_PER_SLOT * ENTRY_LEN
+        );
         assert_eq!(
-            hit(&mut store, "one-more", 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20 }),
+            hit(&mut store, "one-more", 5, 3600, Hit::Request, 0, Settings { slots: 1, retries: 20, seed: [0; 16] }),
             Err(Contended::SlotFull)
         );
     }
 
     #[test]
     fn entries_of_ended_windows_give_up_their_places_in_a_full_slot() {
-        let settings = Settings { slots: 1, retries: 20 };
+        let settings = Settings { slots: 1, retries: 20, seed: [0; 16] };
         let mut store = MemoryStore::prepared(1);
         for i in 0..MAX_ENTRIES_PER_SLOT {
             hit(&mut store, &format!("old-{i}"), 5, 60, Hit::Request, 0, settings).unwrap();
@@ -496,21 +562,43 @@ pub(crate) mod tests {
         // One window later the old entries are still kept (for lagging clocks) but no longer count.
         let later = hit(&mut store, "newcomer", 5, 60, Hit::Request, 60, settings);
         assert!(later.unwrap().allowed, "a stale entry made room");
-        let entries = decode(&store.data[&slot_of(Space::Counters, "x", 1)].0);
+        let entries =
+            decode(&store.data[&slot_of(Space::Counters, "x", Settings { slots: 1, retries: 1, seed: [0; 16] })].0);
         assert_eq!(entries.len(), 1, "only the live key remains");
+    }
+
+    #[test]
+    fn the_slot_of_a_key_depends_on_a_secret_of_the_envoy_kept_for_its_life() {
+        let keys: Vec<String> = (0..64).map(|n| format!("custom:per_ip:2001%253Adb8%253A%253A{n:x}")).collect();
+        let placed = |fresh: SlotSeed| {
+            let mut store = MemoryStore::default();
+            let (slots, seed) = prepare_slots(&mut store, 4096, &[Space::Counters], fresh);
+            // A later configuration of the same Envoy keeps the seed.
+            assert_eq!(prepare_slots(&mut store, 4096, &[Space::Counters], fresh_seed(0)).1, seed);
+            let settings = Settings { slots, retries: 3, seed };
+            keys.iter().map(|key| slot_of(Space::Counters, key, settings)).collect::<Vec<_>>()
+        };
+        // Two Envoys place the same keys in other slots: where a key goes cannot be computed
+        // without this Envoy's seed.
+        assert_ne!(placed(fresh_seed(0)), placed(fresh_seed(0)));
+        assert_eq!(placed([7; 16]), placed([7; 16]));
     }
 
     #[test]
     fn the_first_slot_count_stays_for_the_life_of_the_process() {
         let mut store = MemoryStore::default();
-        assert_eq!(prepare_slots(&mut store, 8, &[Space::Counters]), 8);
+        assert_eq!(prepare_slots(&mut store, 8, &[Space::Counters], [0; 16]).0, 8);
         for _ in 0..3 {
-            hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots: 8, retries: 3 }).unwrap();
+            hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots: 8, retries: 3, seed: [0; 16] }).unwrap();
         }
         // A live update asks for 16: the layout in use stays, so the window's count carries over.
-        let slots = prepare_slots(&mut store, 16, &[Space::Counters]);
+        let (slots, _) = prepare_slots(&mut store, 16, &[Space::Counters], [1; 16]);
         assert_eq!(slots, 8);
-        assert!(!hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots, retries: 3 }).unwrap().allowed);
+        assert!(
+            !hit(&mut store, "k", 3, 60, Hit::Request, 0, Settings { slots, retries: 3, seed: [0; 16] })
+                .unwrap()
+                .allowed
+        );
     }
 
     #[test]
@@ -521,14 +609,14 @@ pub(crate) mod tests {
         let mut store = MemoryStore::prepared(64);
         store.conflicts = 100;
         assert_eq!(
-            hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 64, retries: 20 }),
+            hit(&mut store, "k", 5, 60, Hit::Request, 0, Settings { slots: 64, retries: 20, seed: [0; 16] }),
             Err(Contended::Retries)
         );
     }
 
     #[test]
     fn bytes_are_checked_then_added_and_requests_can_be_taken_back() {
-        let settings = Settings { slots: 64, retries: 20 };
+        let settings = Settings { slots: 64, retries: 20, seed: [0; 16] };
         let mut store = MemoryStore::prepared(64);
         assert!(hit(&mut store, "b", 100, 60, Hit::Check, 0, settings).unwrap().allowed);
         hit(&mut store, "b", 100, 60, Hit::Add(60), 0, settings).unwrap();
@@ -548,7 +636,7 @@ pub(crate) mod tests {
     #[test]
     fn garbage_in_a_slot_is_survivable() {
         let mut store = MemoryStore::prepared(64);
-        let slot = slot_of(Space::Counters, "k", 64);
+        let slot = slot_of(Space::Counters, "k", Settings { slots: 64, retries: 1, seed: [0; 16] });
         let mut garbage = vec![MAGIC];
         garbage.extend_from_slice(&[0xFF; ENTRY_LEN]);
         garbage.extend_from_slice(&[1, 2, 3]);

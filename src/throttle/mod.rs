@@ -380,7 +380,7 @@ mod tests {
     }
 
     pub(super) fn evaluate(fixture: &Fixture, caller: &Caller<'_>, store: &mut MemoryStore) -> Outcome {
-        let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
+        let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20, seed: [0; 16] });
         let mut context = Context {
             throttle: &fixture.throttle,
             directory: &fixture.directory,
@@ -408,7 +408,7 @@ mod tests {
         for counter in plan::plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], caller) {
             if counter.level == level {
                 for _ in 0..counter.limit {
-                    let settings = Settings { slots: 4096, retries: 20 };
+                    let settings = Settings { slots: 4096, retries: 20, seed: [0; 16] };
                     limiter::hit(store, &counter.key, counter.limit, counter.window_s, Hit::Request, NOW, settings)
                         .unwrap();
                 }
@@ -490,7 +490,7 @@ mod tests {
         by_ip.client_ip = Some("203.0.113.9".parse().unwrap());
         assert_eq!(outcome_code(&fixture, &by_ip, &mut store), Some(900805));
         assert!(
-            store.data.iter().all(|(key, (value, _))| key == "apim.rl.layout" || value.len() <= 1),
+            store.data.iter().all(|(key, (value, _))| ["apim.rl.layout", "apim.rl.seed"].contains(&key.as_str()) || value.len() <= 1),
             "no counter was written"
         );
         assert_eq!(outcome_code(&fixture, &caller("u"), &mut store), None);
@@ -540,7 +540,7 @@ mod tests {
 
     /// Drives an evaluation on the engines of `fixture`, answering every call with `answer`.
     fn evaluate_with_calls(fixture: &Fixture, answer: &Answer, store: &mut MemoryStore) -> (Outcome, usize) {
-        let slots = Settings { slots: 4096, retries: 20 };
+        let slots = Settings { slots: 4096, retries: 20, seed: [0; 16] };
         let service = fixture.throttle.rate_limit_service.as_ref();
         let mut engine = Engines {
             local: LocalEngine::unleased(slots),
@@ -612,10 +612,10 @@ mod tests {
               "policies":{"One":{"requests":1,"per":"hour"},"Ten":{"requests":10,"per":"hour"}}}"#;
         let Fixture { routes, directory, mut throttle } = compile(json);
         throttle.rate_limit_service = Some(leased_service());
-        let slots = Settings { slots: 4096, retries: 20 };
+        let slots = Settings { slots: 4096, retries: 20, seed: [0; 16] };
         let node = || {
             let mut store = MemoryStore::default();
-            limiter::prepare_slots(&mut store, 4096, &[limiter::Space::Counters, limiter::Space::Leases]);
+            limiter::prepare_slots(&mut store, 4096, &[limiter::Space::Counters, limiter::Space::Leases], [0; 16]);
             let engine = Engines {
                 local: LocalEngine::unleased(slots),
                 cluster: throttle
@@ -675,7 +675,7 @@ mod tests {
         // A request waits on a call past the end of a window, then a later level denies it: the
         // earlier level's count is taken back from the window it was counted in, never from the
         // new one (which would then admit one more than its limit).
-        let settings = Settings { slots: 64, retries: 20 };
+        let settings = Settings { slots: 64, retries: 20, seed: [0; 16] };
         let mut store = MemoryStore::prepared(64);
         let mut engine = LocalEngine::unleased(settings);
         let plan = Counter {

@@ -25,7 +25,7 @@ fn reload_a_bandwidth_policy_made_a_request_policy_does_not_read_bytes_as_reques
     let before = fixture(r#"{"bytes":10000000,"per":"hour"}"#);
     let mut store = MemoryStore::prepared(4096);
     let Outcome::Allowed { byte_counters, .. } = evaluate(&before, &untiered(), &mut store) else { panic!() };
-    let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
+    let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20, seed: [0; 16] });
     charge_bytes(&mut engine, &mut store, &byte_counters, 64_000, NOW);
     // After the update, in the same hour: no request has been counted under the new policy.
     let after = fixture(r#"{"requests":1000,"per":"hour"}"#);
@@ -52,7 +52,7 @@ fn a_bandwidth_refusal_puts_no_bytes_in_the_rate_limit_headers() {
         panic!()
     };
     assert_eq!(rate_limit.map(|info| (info.limit, info.remaining)), Some((100, 99)), "requests only");
-    let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20 });
+    let mut engine = LocalEngine::unleased(Settings { slots: 4096, retries: 20, seed: [0; 16] });
     charge_bytes(&mut engine, &mut store, &byte_counters, 20, NOW);
     let Outcome::Denied { fault, rate_limit, .. } = evaluate(&fixture, &untiered(), &mut store) else { panic!() };
     assert_eq!(fault.code, 900800);

@@ -35,6 +35,8 @@ pub struct CounterSettings {
     pub quota_exceeded_header: String,
     /// The slot count in use (see [`super::limiter::prepare_slots`]).
     pub counter_slots: u32,
+    /// The secret placing keys in slots in this Envoy (set with the slot count in use).
+    pub slot_seed: super::limiter::SlotSeed,
     /// The blocks a worker takes of node-local counters (see [`super::worker_lease`]).
     pub worker_leasing: Leasing,
 }
@@ -88,6 +90,7 @@ impl From<RawThrottling> for CounterSettings {
             rate_limit_headers: raw.rate_limit_headers,
             quota_exceeded_header: raw.quota_exceeded_header,
             counter_slots: raw.counter_slots,
+            slot_seed: super::limiter::SlotSeed::default(),
             worker_leasing: Leasing { share_percent: raw.worker_lease_share_percent, max: raw.worker_lease_max },
         }
     }
