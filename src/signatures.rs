@@ -90,6 +90,8 @@ impl VerifyingKey {
     /// False for an algorithm of another key type and for a malformed signature.
     pub fn verifies(&self, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> bool {
         use Algorithm::*;
+        #[cfg(test)]
+        testing::VERIFICATIONS.with(|count| count.set(count.get() + 1));
         match (self, algorithm) {
             (VerifyingKey::Rsa(key), RS256) => {
                 key.verify(Pkcs1v15Sign::new::<rsa_sha2::Sha256>(), &Sha256::digest(message), signature).is_ok()
@@ -120,6 +122,20 @@ impl VerifyingKey {
             (VerifyingKey::Hmac(secret), HS512) => hmac_verifies::<Hmac<Sha512>>(secret, message, signature),
             _ => false,
         }
+    }
+}
+
+/// What tests measure of the verifier: how many signatures this thread checked (a cache that
+/// works checks none again).
+#[cfg(test)]
+pub mod testing {
+    thread_local! {
+        pub static VERIFICATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Signatures checked by this thread so far.
+    pub fn verifications() -> u64 {
+        VERIFICATIONS.with(std::cell::Cell::get)
     }
 }
 

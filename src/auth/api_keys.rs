@@ -3,10 +3,11 @@
 //! manager's keys with the same rules as bearer tokens (see `docs/CONFIG.md`, `api_key_jwt`).
 
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use super::bearer::jwt_failure;
+use super::bearer::{jwt_failure, TokenCache};
 use super::jwt::{self, JwtError, Rules};
 use super::settings::{issuer_key, ApiKeyJwt, AuthConfig};
 use super::{credential_hash, looks_like_jws, AuthFailure, Identity, Refusal};
@@ -35,6 +36,14 @@ pub struct JwtApiKey {
     /// `permittedReferer`: the patterns one of which the `Referer` must match; `None` when the key
     /// sets none.
     pub permitted_referers: Option<Vec<String>>,
+    /// Its `exp` (Unix seconds); `u64::MAX` for a key of unlimited validity (no `exp`).
+    pub expires_at: u64,
+}
+
+impl super::bearer::Expiring for JwtApiKey {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
 }
 
 impl JwtApiKey {
@@ -83,6 +92,26 @@ fn restriction_list(claims: &Map<String, Value>, name: &str) -> Result<Option<Ve
         }
         Some(_) => Err(AuthFailure::Invalid.because("wrong_claim_type")),
     }
+}
+
+/// Verifies an API key with the worker's verified JWT API keys at hand ([`verify`] for the rest):
+/// as WSO2's gateway keeps verified API keys in its API key cache, a key's signature is checked
+/// once per worker, and the key is never taken from the cache past its `exp`.
+pub fn verify_cached(
+    auth: &AuthConfig,
+    directory: &dyn Directory,
+    verified: &mut TokenCache<JwtApiKey>,
+    key: &str,
+    now: u64,
+) -> Result<Identity, Refusal> {
+    if let Some(cached) = verified.get(key, now) {
+        return Ok(Identity::JwtApiKey(Box::new(JwtApiKey::clone(cached))));
+    }
+    let identity = verify(auth, directory, key, now)?;
+    if let Identity::JwtApiKey(jwt_api_key) = &identity {
+        verified.insert(key, Rc::new(JwtApiKey::clone(jwt_api_key)));
+    }
+    Ok(identity)
 }
 
 /// Verifies an API key: a WSO2 JWT API key when JWT API keys are configured and the key is a JWS
@@ -152,9 +181,10 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
         clock_skew_s: verifier.clock_skew_s,
         require_expiry: false,
     };
-    parsed
+    let expires_at = parsed
         .check(&rules, verifier.keys.candidates(parsed.kid.as_deref(), parsed.algorithm), now)
-        .map_err(jwt_failure)?;
+        .map_err(jwt_failure)?
+        .unwrap_or(u64::MAX);
     let (token_id, token_twin) = parsed.revocation_ids();
     let claims = &parsed.payload;
     // WSO2's gateway takes a key without `keytype` as a production key.
@@ -208,6 +238,7 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
         token_twin,
         permitted_ips,
         permitted_referers,
+        expires_at,
     })
 }
 

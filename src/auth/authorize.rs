@@ -358,6 +358,7 @@ mod tests {
             token_twin: None,
             permitted_ips: None,
             permitted_referers: None,
+            expires_at: u64::MAX,
         }));
         assert_eq!(code(&config, 0, &key), Err(900907));
     }

@@ -219,22 +219,33 @@ pub fn token_identity(
 // The per-worker verified-token cache.
 // ---------------------------------------------------------------------------------------------
 
-/// Verified JWTs, bounded (oldest evicted first), never returned past their `exp`.
+/// Verified JWTs (access tokens, and JWT API keys with what their verification found), bounded
+/// (oldest evicted first), never returned past their `exp`.
 ///
 /// Entries are found by a cheap hash of the token's length and last bytes (its signature) and
 /// then compared in full: a token that shares a signature with a cached one but differs anywhere
 /// else is a different token and is verified on its own. (Hashing the whole token with SHA-256
 /// cost more than the rest of the request path in wasm.) The tokens are kept in worker memory only,
 /// compared in constant time, and never printed (`Debug` gives the counts).
-#[derive(Default)]
-pub struct TokenCache {
+pub struct TokenCache<T = TokenIdentity> {
     capacity: usize,
-    entries: HashMap<u64, Vec<CachedToken>>,
+    entries: HashMap<u64, Vec<CachedToken<T>>>,
     order: VecDeque<(u64, Box<str>)>,
     len: usize,
 }
 
-impl std::fmt::Debug for TokenCache {
+/// What a verified token is good for until: its `exp` (Unix seconds; `u64::MAX` without one).
+pub trait Expiring {
+    fn expires_at(&self) -> u64;
+}
+
+impl Expiring for TokenIdentity {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+impl<T> std::fmt::Debug for TokenCache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache").field("capacity", &self.capacity).field("len", &self.len).finish_non_exhaustive()
     }
@@ -246,7 +257,7 @@ fn same_token(cached: &str, token: &str) -> bool {
 }
 
 /// A cached token and what its verification found.
-type CachedToken = (Box<str>, Rc<TokenIdentity>);
+type CachedToken<T> = (Box<str>, Rc<T>);
 
 fn token_bucket(token: &str) -> u64 {
     let bytes = token.as_bytes();
@@ -254,21 +265,21 @@ fn token_bucket(token: &str) -> u64 {
     crate::hashing::fnv1a(bytes.len() as u64, tail)
 }
 
-impl TokenCache {
+impl<T: Expiring> TokenCache<T> {
     pub fn new(capacity: usize) -> Self {
         TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new(), len: 0 }
     }
 
-    pub fn get(&self, token: &str, now: u64) -> Option<&Rc<TokenIdentity>> {
+    pub fn get(&self, token: &str, now: u64) -> Option<&Rc<T>> {
         self.entries
             .get(&token_bucket(token))?
             .iter()
             .find(|(cached, _)| same_token(cached, token))
             .map(|(_, identity)| identity)
-            .filter(|identity| now <= identity.expires_at)
+            .filter(|identity| now <= identity.expires_at())
     }
 
-    pub fn insert(&mut self, token: &str, identity: Rc<TokenIdentity>) {
+    pub fn insert(&mut self, token: &str, identity: Rc<T>) {
         if self.capacity == 0 {
             return;
         }

@@ -124,10 +124,11 @@ pub fn credential_hash(credential: &str) -> [u8; 32] {
 }
 
 /// Key validation's state in one worker (VM), shared by its streams and its root context: the
-/// verified-token cache and the keys fetched from JWKS endpoints.
+/// verified-token caches (access tokens, JWT API keys) and the keys fetched from JWKS endpoints.
 #[derive(Debug)]
 pub struct WorkerState {
     pub tokens: TokenCache,
+    pub api_keys: TokenCache<api_keys::JwtApiKey>,
     pub jwks: Vec<jwks::FetchedKeys>,
 }
 
@@ -135,6 +136,7 @@ impl WorkerState {
     pub fn new(auth: &AuthConfig) -> Self {
         WorkerState {
             tokens: TokenCache::new(auth.credentials.verified_cache_entries),
+            api_keys: TokenCache::new(auth.credentials.verified_cache_entries),
             jwks: auth.key_managers.iter().map(|_| jwks::FetchedKeys::default()).collect(),
         }
     }

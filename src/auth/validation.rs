@@ -50,7 +50,13 @@ pub struct Context<'a> {
 /// Verifies a credential, or asks for the call that lets it.
 pub fn start(context: &mut Context<'_>, presented: Presented) -> AuthStep {
     match presented {
-        Presented::ApiKey(key) => match api_keys::verify(context.auth, context.directory, &key, context.now) {
+        Presented::ApiKey(key) => match api_keys::verify_cached(
+            context.auth,
+            context.directory,
+            &mut context.worker.api_keys,
+            &key,
+            context.now,
+        ) {
             Ok(identity) => Step::Done(identity),
             Err(refusal) => Step::Refused(refusal),
         },

@@ -49,3 +49,43 @@ fn a_jwt_api_keys_permitted_ip_and_referer_are_enforced() {
         }
     }
 }
+
+/// WSO2's gateway keeps a verified API key in its API key cache (`ApiKeyAuthenticator`,
+/// `getGatewayApiKeyCache`) and checks its signature once, as the filter does for bearer tokens:
+/// a client's requests with one JWT API key cost one signature check (in wasm about a
+/// millisecond of RS256), not one each. The key is never taken past its `exp`, and its
+/// restrictions are still checked on every request.
+#[test]
+fn a_jwt_api_key_is_verified_once_per_worker_and_never_past_its_exp() {
+    use crate::auth::keys::testkeys::{jwk, sign_raw};
+    use crate::signatures::testing::verifications;
+    use jsonwebtoken::Algorithm;
+    let json = serde_json::json!({
+        "api_key_jwt": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
+        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["api_key"],
+                  "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/*"}]}]
+    });
+    let config = Rc::new(Config::from_json(json.to_string().as_bytes()).unwrap());
+    let claims = serde_json::json!({"iss": "https://apim", "sub": "admin", "keytype": "PRODUCTION",
+        "token_type": "apiKey", "permittedIP": "192.0.2.1", "exp": 2_000,
+        "application": {"uuid": "jwt-app", "name": "JwtApp", "owner": "erin", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0", "subscriptionTier": "Unlimited"}]});
+    let key =
+        sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let request = |now: u64, address: &str| {
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/shop/1.0.0/items"), ("apikey", &key)]);
+        host.now = now;
+        host.properties.insert("source.address".into(), address.as_bytes().to_vec());
+        let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        (stream.on_request_headers(&mut host, true), host.counted)
+    };
+    let before = verifications();
+    for _ in 0..50 {
+        assert_eq!(request(1_000, "192.0.2.1:5555"), (Flow::Continue, vec![]));
+    }
+    assert_eq!(verifications() - before, 1, "50 requests with one key: its signature checked once");
+    // From the cache, the key's restrictions still hold, and its `exp` still ends it.
+    assert_eq!(request(1_000, "198.51.100.7:5555"), (Flow::Answered, vec![900908]));
+    assert_eq!(request(2_100, "192.0.2.1:5555"), (Flow::Answered, vec![900901]));
+}
