@@ -325,7 +325,7 @@ pub extern "C" fn proxy_on_response_body(context: u32, body_size: usize, end_of_
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(context: u32) {
     with_registry(|registry| {
-        if let Some(stream) = registry.streams.remove(&context) {
+        if let Some(mut stream) = registry.streams.remove(&context) {
             let root = registry.parents.remove(&context);
             for streams in registry.waiting.values_mut() {
                 streams.retain(|waiting| *waiting != context);
@@ -333,6 +333,7 @@ pub extern "C" fn proxy_on_delete(context: u32) {
             registry.waiting.retain(|_, streams| !streams.is_empty());
             registry.calls.retain(|_, caller| !matches!(caller, Caller::Stream(stream) if *stream == context));
             if let (Some(token), Some(root)) = (stream.own_pending_call(), root) {
+                stream.abandon();
                 registry.calls.insert(token, Caller::Abandoned);
                 registry.abandoned.insert(token, (root, stream));
             }

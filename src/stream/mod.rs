@@ -601,6 +601,23 @@ impl Stream {
     /// hung up): only what the answer means beyond the request is applied (the tokens of a
     /// block the rate-limit service counted go to the lease, and the request's own are given
     /// back; an introspection answer is cached; a lookup is stored), nothing is sent.
+    /// Envoy deleted the request while its own call is under way ([`Self::own_pending_call`]):
+    /// what is kept until the answer comes is what the answer needs ([`Self::on_abandoned_answer`]),
+    /// not the request (its headers could be Envoy's limit, 60 KiB by default, and a client that
+    /// opens and resets streams, each waiting for an introspection, made the worker hold every
+    /// one until its call's timeout).
+    pub fn abandon(&mut self) {
+        self.request = Snapshot::default();
+        self.record = Record::default();
+        self.byte_counters = Vec::new();
+    }
+
+    /// The bytes of the request this stream holds (what tests measure).
+    #[cfg(test)]
+    pub fn request_bytes_held(&self) -> usize {
+        self.request.bytes_held() + self.record.fields.iter().map(|(_, value)| value.len()).sum::<usize>()
+    }
+
     pub fn on_abandoned_answer(&mut self, host: &mut impl Host, token: u32, answer: &Answer) {
         let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
         // Without a clock nothing is settled (and nothing may be refused: there is no request).

@@ -96,6 +96,13 @@ impl Snapshot {
         snapshot
     }
 
+    /// The bytes of the request's headers held (what tests measure).
+    #[cfg(test)]
+    pub fn bytes_held(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        headers + self.method.len() + self.path.len()
+    }
+
     /// What routing sees.
     pub fn view(&self) -> RequestView<'_> {
         RequestView {

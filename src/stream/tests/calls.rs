@@ -194,6 +194,32 @@ fn an_introspection_answered_after_its_client_hung_up_is_cached_and_nothing_is_s
     assert_eq!(stream.own_pending_call(), None, "settled once");
 }
 
+/// A client opens streams with a random opaque token and big headers, and resets each at once:
+/// the worker keeps each one's state until its introspection answers (the key manager's
+/// timeout). What it keeps is what the answer needs, not the request's headers.
+#[test]
+fn a_request_whose_client_hung_up_leaves_only_its_calls_state_behind() {
+    let cookie = "c".repeat(60 * 1024);
+    let mut host = FakeHost::request(&[
+        (":method", "GET"),
+        (":path", "/p/1/menu"),
+        ("authorization", "Bearer random-opaque-token"),
+        ("cookie", &cookie),
+    ]);
+    host.now = 1_000;
+    let mut stream = stream(secured());
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Waiting);
+    let token = stream.own_pending_call().expect("the request's own call");
+    assert!(stream.request_bytes_held() > 60 * 1024, "a live request holds its headers");
+    // Envoy deletes the stream; the glue keeps it for the answer.
+    stream.abandon();
+    assert!(stream.request_bytes_held() < 1024, "{} bytes kept after the client hung up", stream.request_bytes_held());
+    let answer = br#"{"active":true,"client_id":"app1","scope":"menu:read","exp":5000}"#.to_vec();
+    stream.on_abandoned_answer(&mut host, token, &Answer::Http { status: 200, body: answer });
+    assert!(host.shared.keys().any(|key| key.starts_with("apim.introspection")), "still cached for every worker");
+    assert!(host.sent.is_none() && !host.resumed);
+}
+
 /// A fetch that cannot even be made (a misnamed cluster) is a failed fetch: an outage, 900900.
 struct NoCluster(FakeHost);
 
