@@ -230,7 +230,8 @@ pub fn token_identity(
 pub struct TokenCache<T = TokenIdentity> {
     capacity: usize,
     entries: HashMap<u64, Vec<CachedToken<T>>>,
-    order: VecDeque<(u64, Box<str>)>,
+    /// Eviction order: the same text as the entry's (one allocation per token, not two).
+    order: VecDeque<(u64, Rc<str>)>,
     len: usize,
 }
 
@@ -257,7 +258,7 @@ fn same_token(cached: &str, token: &str) -> bool {
 }
 
 /// A cached token and what its verification found.
-type CachedToken<T> = (Box<str>, Rc<T>);
+type CachedToken<T> = (Rc<str>, Rc<T>);
 
 fn token_bucket(token: &str) -> u64 {
     let bytes = token.as_bytes();
@@ -288,15 +289,16 @@ impl<T: Expiring> TokenCache<T> {
         match entries.iter_mut().find(|(cached, _)| same_token(cached, token)) {
             Some(entry) => entry.1 = identity,
             None => {
-                entries.push((token.into(), identity));
-                self.order.push_back((bucket, token.into()));
+                let text: Rc<str> = Rc::from(token);
+                entries.push((Rc::clone(&text), identity));
+                self.order.push_back((bucket, text));
                 self.len += 1;
             }
         }
         while self.len > self.capacity {
             let Some((bucket, oldest)) = self.order.pop_front() else { break };
             if let Some(entries) = self.entries.get_mut(&bucket) {
-                entries.retain(|(cached, _)| *cached != oldest);
+                entries.retain(|(cached, _)| !Rc::ptr_eq(cached, &oldest));
                 if entries.is_empty() {
                     self.entries.remove(&bucket);
                 }
@@ -308,6 +310,21 @@ impl<T: Expiring> TokenCache<T> {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Bytes of token text held, each copy counted (what tests measure).
+    #[cfg(test)]
+    pub fn token_bytes_held(&self) -> usize {
+        let mut copies: Vec<(*const u8, usize)> = self
+            .entries
+            .values()
+            .flatten()
+            .map(|(token, _)| (token.as_ptr(), token.len()))
+            .chain(self.order.iter().map(|(_, token)| (token.as_ptr(), token.len())))
+            .collect();
+        copies.sort_unstable();
+        copies.dedup();
+        copies.iter().map(|(_, len)| len).sum()
     }
 
     #[cfg(test)]
@@ -411,6 +428,15 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(cache.get("header.payload.SIGNATURE", 50).is_none(), "the oldest was evicted");
         assert!(cache.get("c.c.c", 50).is_some());
+        // Each token's text is held once, however the cache finds it.
+        let long = format!("h.p.{}", "s".repeat(4_000));
+        cache.insert(&long, identity(100));
+        assert!(
+            cache.token_bytes_held() < 2 * long.len(),
+            "{} bytes for one token of {}",
+            cache.token_bytes_held(),
+            long.len()
+        );
         let mut off = TokenCache::new(0);
         off.insert("a.a.a", identity(100));
         assert!(off.get("a.a.a", 1).is_none());
