@@ -22,6 +22,7 @@ use std::rc::Rc;
 use crate::config::Config;
 use crate::host::{text, unread_when_too_large, Answer, Call, Header, Host, HostError, SharedStore};
 use crate::stream::background::{self, Job};
+use crate::stream::waiters::FetchWaiters;
 use crate::stream::{Flow, Stream, Worker};
 
 /// Envoy's log levels as the ABI numbers them.
@@ -130,7 +131,7 @@ struct Registry {
     /// Call token to who made the call.
     calls: HashMap<u32, Caller>,
     /// A worker's JWKS fetch to the streams that wait for its keys.
-    waiting: HashMap<u32, Vec<u32>>,
+    waiting: FetchWaiters,
     /// Call token to the state of the deleted stream that made it, and its root context.
     abandoned: HashMap<u32, (u32, Stream)>,
     metrics: Metrics,
@@ -327,12 +328,16 @@ pub extern "C" fn proxy_on_delete(context: u32) {
     with_registry(|registry| {
         if let Some(mut stream) = registry.streams.remove(&context) {
             let root = registry.parents.remove(&context);
-            for streams in registry.waiting.values_mut() {
-                streams.retain(|waiting| *waiting != context);
+            // What is the stream's is found from the stream (every call and list holds many
+            // others: a scan of them on every deletion cost the square of the requests waiting).
+            registry.waiting.forget(context);
+            let own = stream.own_pending_call();
+            if let Some(token) = own {
+                if matches!(registry.calls.get(&token), Some(Caller::Stream(caller)) if *caller == context) {
+                    registry.calls.remove(&token);
+                }
             }
-            registry.waiting.retain(|_, streams| !streams.is_empty());
-            registry.calls.retain(|_, caller| !matches!(caller, Caller::Stream(stream) if *stream == context));
-            if let (Some(token), Some(root)) = (stream.own_pending_call(), root) {
+            if let (Some(token), Some(root)) = (own, root) {
                 stream.abandon();
                 registry.calls.insert(token, Caller::Abandoned);
                 registry.abandoned.insert(token, (root, stream));
@@ -360,7 +365,7 @@ pub extern "C" fn proxy_on_delete(context: u32) {
 /// its root context for background calls (a JWKS fetch among them, which the stream waits for).
 fn route_calls(
     calls: &mut HashMap<u32, Caller>,
-    waiting: &mut HashMap<u32, Vec<u32>>,
+    waiting: &mut FetchWaiters,
     parents: &HashMap<u32, u32>,
     context: u32,
     stream: &mut Stream,
@@ -369,7 +374,7 @@ fn route_calls(
         calls.insert(token, Caller::Stream(context));
     }
     if let Some(fetch) = stream.take_awaited_fetch() {
-        waiting.entry(fetch).or_default().push(context);
+        waiting.wait(fetch, context);
     }
     let background = stream.take_background_calls();
     if let Some(root) = parents.get(&context) {
@@ -413,7 +418,7 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
                 }
                 // The requests that waited for this fetch's keys go on, each as the effective
                 // context (the keys are in the worker now).
-                for context in waiting.remove(&token).unwrap_or_default() {
+                for context in waiting.answered(token) {
                     let Some(stream) = streams.get_mut(&context) else { continue };
                     if abi::set_effective_context(context).is_err() {
                         continue;

@@ -13,6 +13,7 @@ mod request;
 mod response;
 #[cfg(test)]
 mod tests;
+pub mod waiters;
 
 use std::cell::RefCell;
 use std::rc::Rc;
