@@ -27,16 +27,25 @@ impl IpRange {
                 .ok_or(format!("`/{prefix}` is not a prefix length from 0 to {max}"))?,
             None => max,
         };
-        Ok(IpRange { network, prefix })
+        Ok(IpRange::canonical(network, prefix))
+    }
+
+    /// A range as client addresses are compared: canonical, as [`parse_source_address`] makes
+    /// them (an IPv4-mapped range of at least `/96`, `::ffff:203.0.113.0/120`, is the IPv4 range
+    /// `203.0.113.0/24`, or it would hold no client).
+    fn canonical(network: IpAddr, prefix: u8) -> IpRange {
+        match (network, prefix.checked_sub(96)) {
+            (IpAddr::V6(v6), Some(v4_prefix)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpRange { network: IpAddr::V4(v4), prefix: v4_prefix },
+                None => IpRange { network, prefix },
+            },
+            _ => IpRange { network, prefix },
+        }
     }
 
     /// Whether the range holds `address` (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, address: IpAddr) -> bool {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
-            v4 => v4,
-        };
-        match (self.network, address) {
+        match (self.network, address.to_canonical()) {
             (IpAddr::V4(network), IpAddr::V4(address)) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(network) & mask == u32::from(address) & mask
@@ -84,6 +93,23 @@ mod tests {
         let v6 = IpRange::parse("2001:db8::/32").unwrap();
         assert!(v6.contains(ip("2001:db8:1::1")) && !v6.contains(ip("2001:db9::1")));
         assert!(!v6.contains(ip("1.2.3.4")));
+    }
+
+    /// Client addresses are compared canonical (a dual-stack listener's `::ffff:192.0.2.1` is
+    /// `192.0.2.1`): a range or an address written IPv4-mapped is the IPv4 one, or it loads (a
+    /// blocking condition, a JWT API key's `permittedIP`) and never holds any client.
+    #[test]
+    fn ranges_written_ipv4_mapped_hold_the_ipv4_clients() {
+        let client = parse_source_address("[::ffff:203.0.113.5]:443").unwrap();
+        for written in ["::ffff:203.0.113.0/120", "::ffff:203.0.113.5", "::FFFF:cb00:7105", "::ffff:0:0/96"] {
+            let range = IpRange::parse(written).unwrap();
+            assert!(range.contains(client), "{written}");
+            assert!(range.contains(ip("::ffff:203.0.113.5")), "{written}");
+        }
+        assert!(!IpRange::parse("::ffff:203.0.113.0/120").unwrap().contains(ip("203.0.114.5")));
+        assert_eq!(IpRange::parse("::ffff:203.0.113.0/120"), IpRange::parse("203.0.113.0/24"));
+        // Below `/96` a mapped range is an IPv6 one (it holds more than IPv4 addresses).
+        assert!(!IpRange::parse("::fffe:0:0/95").unwrap().contains(ip("203.0.113.5")));
     }
 
     #[test]
