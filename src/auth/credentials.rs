@@ -106,9 +106,17 @@ fn has_whitespace(token: &str) -> bool {
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name && !value.is_empty()).then(|| percent_decode(value))
+        let (_, value) = pair.split_once('=')?;
+        (is_param_named(pair, name) && !value.is_empty()).then(|| percent_decode(value))
     })
+}
+
+/// Whether a query pair (`name=value`) is the parameter `name`: its name percent-decoded, as its
+/// value is, and compared exactly (parameter names are case-sensitive). Reading the API key and
+/// stripping it upstream both ask this, so what is stripped as the key is what is read as it.
+pub fn is_param_named(pair: &str, name: &str) -> bool {
+    let key = pair.split('=').next().unwrap_or_default();
+    key == name || (key.contains('%') && percent_decode(key) == name)
 }
 
 /// Percent-decodes a query component (`+` is a space); invalid UTF-8 is replaced, never refused.
@@ -157,5 +165,16 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c%zz"), "a b c%zz");
         assert_eq!(query_param(Some("x=1&apikey=k%2B1"), "apikey").as_deref(), Some("k+1"));
         assert_eq!(query_param(Some("apikey="), "apikey"), None);
+    }
+
+    /// A parameter's name is compared as its value is, percent-decoded, as by the upstream
+    /// stripping: `api%6Bey=K` is stripped as the API key, so it is read as the API key (it was
+    /// stripped and then answered 900902, no credential).
+    #[test]
+    fn the_api_key_parameter_is_named_as_stripping_names_it() {
+        for query in ["api%6Bey=K", "x=1&api%6bey=K", "%61pikey=K"] {
+            assert_eq!(query_param(Some(query), "apikey").as_deref(), Some("K"), "{query}");
+        }
+        assert_eq!(query_param(Some("APIKEY=K&api+key=L"), "apikey"), None);
     }
 }

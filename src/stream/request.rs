@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::auth::authorize::Authorized;
-use crate::auth::credentials::{percent_decode, CredentialHeader};
+use crate::auth::credentials::{is_param_named, CredentialHeader};
 use crate::cidr::parse_source_address;
 use crate::config::Config;
 use crate::host::{text, Header, Host};
@@ -226,7 +226,7 @@ pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
     if !query.contains(name) && !query.contains('%') {
         return Cow::Borrowed(path);
     }
-    let is_key = |pair: &&str| percent_decode(pair.split('=').next().unwrap_or_default()) == name;
+    let is_key = |pair: &&str| is_param_named(pair, name);
     if !query.split('&').any(|pair| is_key(&pair)) {
         return Cow::Borrowed(path);
     }
