@@ -230,6 +230,50 @@ fn an_allowed_origin_no_browser_sends_is_refused() {
     }
 }
 
+/// A browser serializes an origin without its scheme's default port and with its host in ASCII
+/// (punycode): `https://app.example:443` or `https://bücher.example` loaded and matched no
+/// request. A port that is not the default, and IPv6 literals, load.
+#[test]
+fn an_allowed_origin_with_a_default_port_or_a_unicode_host_is_refused() {
+    let cors =
+        |origin: &str| format!(r#"{{"errors":{{"cors":{{"allow_origins":["https://ok.example","{origin}"]}}}}}}"#);
+    for origin in [
+        "https://app.example:443",
+        "http://app.example:80",
+        "wss://app.example:443",
+        "https://app.example:08443",
+        "https://app.example:",
+        "https://app.example:99999",
+        "https://b\u{fc}cher.example",
+        "https://\u{ff41}pp.example",
+    ] {
+        assert_eq!(error_of(&cors(origin)).field, "errors.cors.allow_origins[1]", "{origin}");
+    }
+    for origin in
+        ["https://app.example:8443", "http://app.example:443", "http://[::1]:8080", "https://xn--bcher-kva.example"]
+    {
+        Config::from_json(cors(origin).as_bytes()).unwrap_or_else(|error| panic!("{origin}: {error}"));
+    }
+}
+
+/// Methods are case-sensitive (RFC 9110 9.1) and a preflight's answer lists the resource's
+/// methods (`GET`) the configuration allows: `allow_methods: ["get"]` loaded and every preflight
+/// was answered with no method allowed.
+#[test]
+fn a_cors_method_in_lowercase_is_refused() {
+    let cors = |method: &str| {
+        with_api(&format!(
+            r#","errors":{{"cors":{{"allow_origins":["https://ok.example"],"allow_methods":["GET","{method}"]}}}}"#
+        ))
+    };
+    for method in ["post", "Put", "GET POST", ""] {
+        assert_eq!(error_of(&cors(method)).field, "errors.cors.allow_methods[1]", "{method}");
+    }
+    for method in ["POST", "PROPFIND", "*"] {
+        Config::from_json(cors(method).as_bytes()).unwrap_or_else(|error| panic!("{method}: {error}"));
+    }
+}
+
 /// A JWT API key names its application by id (`application.uuid`) without the configuration
 /// holding it: a blocking condition on such an application's id loads, as with a control plane.
 #[test]

@@ -176,7 +176,7 @@ pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: Option<&[Strin
     }
     let methods = match preflight {
         Some(methods) => {
-            methods.iter().filter(|method| cors.allow_methods.contains(method)).cloned().collect::<Vec<_>>().join(",")
+            methods.iter().filter(|method| cors.allows_method(method)).cloned().collect::<Vec<_>>().join(",")
         }
         None => cors.allow_methods.join(","),
     };
@@ -649,6 +649,17 @@ mod tests {
         assert_eq!(rendered.header("access-control-allow-origin"), None);
         let none = render(&Fault::new(FaultId::NotFound), &settings("{}"), Some("https://a.example"));
         assert_eq!(none.header("access-control-allow-origin"), None);
+    }
+
+    /// `allow_methods: ["*"]` (Fetch's wildcard) allows every method: a preflight is answered
+    /// with the resource's methods (it was answered with none, and browsers sent nothing).
+    #[test]
+    fn a_wildcard_method_allows_the_resources_methods() {
+        let wildcard = settings(r#"{"errors":{"cors":{"allow_origins":["https://a.example"],"allow_methods":["*"]}}}"#);
+        let methods = ["GET".to_string(), "PUT".to_string()];
+        let headers = cors_headers(wildcard.cors.as_ref().unwrap(), Some("https://a.example"), Some(&methods));
+        let allowed = headers.iter().find(|(name, _)| name == "access-control-allow-methods").map(|(_, v)| v.as_str());
+        assert_eq!(allowed, Some("GET,PUT"));
     }
 
     #[test]

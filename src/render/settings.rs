@@ -32,6 +32,13 @@ pub struct Cors {
     pub max_age_s: Option<u32>,
 }
 
+impl Cors {
+    /// Whether a method (a resource's, compared case-sensitively) is one the answer allows.
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.allow_methods.iter().any(|allowed| allowed == "*" || allowed == method)
+    }
+}
+
 /// A custom fault body.
 #[derive(Clone, Debug)]
 pub struct Template {
@@ -150,12 +157,21 @@ impl ErrorSettings {
                     if value.trim().is_empty() || value.contains(',') {
                         return Err(ConfigError::new(field, "must be one non-empty value without commas"));
                     }
+                    if name == "allow_methods" && !is_cors_method(value) {
+                        return Err(ConfigError::new(
+                            field,
+                            format!(
+                                "`{value}` is no method: methods are case-sensitive, write them as requests do (`GET`)"
+                            ),
+                        ));
+                    }
                     if name == "allow_origins" && !is_origin(value) {
                         return Err(ConfigError::new(
                             field,
                             format!(
                                 "`{value}` is no origin a browser sends: write `scheme://host[:port]` in lowercase, \
-                                 without a path or a trailing `/` (or `*`)"
+                                 the host in ASCII (punycode), without the scheme's default port, a path or a trailing \
+                                 `/` (or `*`)"
                             ),
                         ));
                     }
@@ -205,8 +221,10 @@ impl ErrorSettings {
 }
 
 /// An allowed origin as browsers send `Origin` (RFC 6454's serialization: a lowercase scheme and
-/// host, an optional port, no path), `*`, or `null`. Origins are compared exactly, so any other
-/// spelling (`https://app.example/`, `https://App.example`) would match no request.
+/// an ASCII host, punycode for a Unicode one, a port only when it is not the scheme's default, no
+/// path), `*`, or `null`. Origins are compared exactly, so any other spelling
+/// (`https://app.example/`, `https://App.example`, `https://app.example:443`,
+/// `https://bücher.example`) would match no request.
 fn is_origin(value: &str) -> bool {
     if value == "*" || value == "null" {
         return true;
@@ -214,8 +232,33 @@ fn is_origin(value: &str) -> bool {
     let Some((scheme, authority)) = value.split_once("://") else {
         return false;
     };
+    // The port follows the last `:` outside an IPv6 literal (`[::1]:8080`).
+    let (host, port) = match authority.rsplit_once(':').filter(|(_, port)| !port.contains(']')) {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let default_port = match scheme {
+        "http" | "ws" => Some("80"),
+        "https" | "wss" => Some("443"),
+        _ => None,
+    };
+    let port_as_sent =
+        port.is_none_or(|port| port.parse::<u16>().is_ok() && !port.starts_with('0') && Some(port) != default_port);
     !scheme.is_empty()
-        && !authority.is_empty()
+        && !host.is_empty()
+        && port_as_sent
         && !authority.contains(['/', '?', '#', '@'])
-        && !value.chars().any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+        && value.is_ascii()
+        && !value.chars().any(|c| c.is_ascii_uppercase() || c.is_ascii_whitespace())
+}
+
+/// A method a CORS answer may allow: `*` (Fetch's wildcard), or a method as requests carry it,
+/// an RFC 9110 token compared case-sensitively (`GET`, never `get`, which no resource's method
+/// or browser's preflight for one would match).
+fn is_cors_method(value: &str) -> bool {
+    value == "*"
+        || (!value.is_empty()
+            && value.bytes().all(|byte| {
+                (byte.is_ascii_alphanumeric() && !byte.is_ascii_lowercase()) || b"!#$%&'*+-.^_`|~".contains(&byte)
+            }))
 }
