@@ -92,10 +92,13 @@ pub struct RawOverride {
 #[schemars(rename = "Cors")]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
-    /// Allowed origins, as browsers send them (`https://app.example`: lowercase, no path, no
-    /// trailing `/`; other spellings are refused); `"*"` allows any. Required, at least one.
+    /// Allowed origins, as browsers send them (`https://app.example`: lowercase, the host in
+    /// ASCII (punycode), no default port, no path, no trailing `/`; other spellings are refused);
+    /// `"*"` allows any. Required, at least one.
     pub allow_origins: Vec<String>,
-    /// `Access-Control-Allow-Methods`. Defaults to `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
+    /// `Access-Control-Allow-Methods`: methods as requests carry them (case-sensitive: `GET`,
+    /// never `get`), or `"*"` for every method of the resource a preflight asks about. Defaults to
+    /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
     #[serde(default = "default_cors_methods")]
     pub allow_methods: Vec<String>,
     /// `Access-Control-Allow-Headers`. Defaults to WSO2's
