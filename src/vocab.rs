@@ -99,6 +99,12 @@ impl TimeUnit {
 /// The built-in policy that never throttles.
 pub const UNLIMITED: &str = "Unlimited";
 
+/// Whether a policy name is the built-in `Unlimited`: in any case, as WSO2's gateway compares it
+/// (`UNLIMITED_TIER.equalsIgnoreCase`), wherever the name comes from.
+pub fn is_unlimited(name: &str) -> bool {
+    name.eq_ignore_ascii_case(UNLIMITED)
+}
+
 /// WSO2's super tenant domain.
 pub const SUPER_TENANT: &str = "carbon.super";
 

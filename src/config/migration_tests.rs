@@ -285,3 +285,18 @@ fn a_blocked_application_may_be_one_only_jwt_api_keys_name() {
         Config::from_json(config.as_bytes()).unwrap_or_else(|error| panic!("{blocking}: {error}"));
     }
 }
+
+/// WSO2's gateway reads `Unlimited` in any case (`UNLIMITED_TIER.equalsIgnoreCase`), and so does
+/// the filter at run time (a control plane's or a JWT API key's `unlimited` counts nothing): an
+/// API's `unlimited` was refused as not defined, and a policy defined as `unlimited` loaded and
+/// counted where the same name from the control plane counted nothing.
+#[test]
+fn unlimited_is_one_policy_in_any_case() {
+    let api = r#"{"name":"Pizza","context":"/pizzashack","version":"1.0.0","policy":"unlimited",
+        "endpoints":{"production":"pizza"},"resources":[{"method":"GET","path":"/menu","policy":"UNLIMITED"}]}"#;
+    Config::from_json(with_api_raw(api).as_bytes()).unwrap_or_else(|error| panic!("{error}"));
+    for name in ["unlimited", "UNLIMITED"] {
+        let defined = with_api(&format!(r#","policies":{{"{name}":{{"requests":1,"per":"minute"}}}}"#));
+        assert_eq!(error_of(&defined).field, format!("policies.{name}"));
+    }
+}

@@ -17,12 +17,20 @@ use crate::cidr::IpRange;
 use crate::routing::Api;
 use crate::routing::Table;
 use crate::schema::{ConfigError, RawBlockingCondition, RawPolicy};
-use crate::vocab::{ApiId, KeyType, KmId, SubscriptionState, TimeUnit, UNLIMITED};
+use crate::vocab::{is_unlimited, ApiId, KeyType, KmId, SubscriptionState, TimeUnit};
 pub use packed::{PackedSubscriptions, SubscriptionView};
 pub use staged::StagedApplications;
 
-/// The names of the configured policies, `Unlimited` included.
-pub type PolicyNames = HashSet<String, FixedState>;
+/// The names of the configured policies, and `Unlimited` in any case.
+#[derive(Debug, Default)]
+pub struct PolicyNames(HashSet<String, FixedState>);
+
+impl PolicyNames {
+    /// Whether a policy of that name is defined (`Unlimited`, in any case, always is).
+    pub fn contains(&self, name: &str) -> bool {
+        is_unlimited(name) || self.0.contains(name)
+    }
+}
 
 /// The directory of a static configuration. Built for configurations of 100,000 applications and
 /// more: the applications, the OAuth2 clients, the API keys and the subscriptions each in one
@@ -86,14 +94,13 @@ pub struct Context<'a> {
 
 impl StaticDirectory {
     /// Checks the policies alone (routing refers to them before the rest is compiled): the set of
-    /// defined names, `Unlimited` included.
+    /// defined names, `Unlimited` (in any case) included.
     pub fn policy_names(policies: &BTreeMap<String, RawPolicy>) -> Result<PolicyNames, ConfigError> {
         let mut names = PolicyNames::default();
-        names.insert(UNLIMITED.to_string());
         for (name, policy) in policies {
             let field = format!("policies.{name}");
-            if name == UNLIMITED {
-                return Err(ConfigError::new(field, "`Unlimited` is built in and cannot be redefined"));
+            if is_unlimited(name) {
+                return Err(ConfigError::new(field, "`Unlimited` (in any case) is built in and cannot be redefined"));
             }
             if name.trim().is_empty() {
                 return Err(ConfigError::new("policies", "a policy name must not be empty"));
@@ -122,7 +129,7 @@ impl StaticDirectory {
                     return Err(ConfigError::new(format!("{field}.burst.per"), "must be `second` or `minute`"));
                 }
             }
-            names.insert(name.clone());
+            names.0.insert(name.clone());
         }
         Ok(names)
     }
@@ -276,7 +283,7 @@ impl Directory for StaticDirectory {
     }
 
     fn knows_policy(&self, _: PolicyLevel, name: &str) -> bool {
-        name.eq_ignore_ascii_case(UNLIMITED) || self.policies.contains_key(name)
+        is_unlimited(name) || self.policies.contains_key(name)
     }
 
     fn has_policies(&self) -> bool {

@@ -75,7 +75,8 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions =
     /// opaque key looked up in `applications[].api_keys`, so JWT API keys are refused).
     #[serde(default)]
     pub api_key_jwt: Option<RawApiKeyJwt>,
-    /// Throttling policies by name. `Unlimited` always exists. Defaults to none.
+    /// Throttling policies by name. `Unlimited` always exists, and is read in any case
+    /// (`unlimited`), as WSO2 reads it. Defaults to none.
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
     /// Blocking conditions (answer 900805 before any counter). Defaults to none.

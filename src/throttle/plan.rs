@@ -8,7 +8,7 @@ use super::settings::ThrottleConfig;
 use crate::catalogue::FaultId;
 use crate::directory::{BlockingCondition, Directory, PolicyLevel, PolicySpec};
 use crate::routing::{Api, Resource};
-use crate::vocab::{KeyType, UNLIMITED};
+use crate::vocab::{is_unlimited, KeyType};
 
 /// A throttling level with a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,7 +169,7 @@ pub fn missing_policy(directory: &dyn Directory, api: &Api, resource: &Resource,
     if !directory.has_policies() {
         return false;
     }
-    let unlimited = |name: &str| name.is_empty() || name.eq_ignore_ascii_case(UNLIMITED);
+    let unlimited = |name: &str| name.is_empty() || is_unlimited(name);
     let missing = |level, name: &str| !unlimited(name) && !directory.knows_policy(level, name);
     // An API policy (not `Unlimited`) replaces the resource's, as in `plan`.
     let api_level = match api.policy.as_deref().filter(|name| !unlimited(name)) {

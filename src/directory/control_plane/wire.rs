@@ -251,7 +251,7 @@ pub const UNLIMITED_COUNT: i64 = 2_147_483_647;
 /// A policy as the filter counts it; `None` for `Unlimited`, or a limit it cannot read (the
 /// reason, for the log).
 pub fn policy_spec(policy: &Policy) -> Result<Option<PolicySpec>, String> {
-    if policy.name.eq_ignore_ascii_case(crate::vocab::UNLIMITED) {
+    if crate::vocab::is_unlimited(&policy.name) {
         return Ok(None);
     }
     let Some(limit) = &policy.default_limit else { return Err("no default limit".to_string()) };
@@ -350,9 +350,8 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
     }
     let lifecycle = lifecycle(&api.status).ok_or_else(|| format!("status `{}`", api.status))?;
     let context = unversioned_context(&api.context, &api.version);
-    let tier = |name: &Option<String>| {
-        name.clone().filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case(crate::vocab::UNLIMITED))
-    };
+    let tier =
+        |name: &Option<String>| name.clone().filter(|name| !name.is_empty() && !crate::vocab::is_unlimited(name));
     let resources = api
         .url_mappings
         .iter()

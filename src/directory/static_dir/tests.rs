@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::vocab::UNLIMITED;
 use sha2::{Digest, Sha256};
 
 const APIS: &str = r#"[
