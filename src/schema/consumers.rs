@@ -151,7 +151,8 @@ pub struct RawBlockingCondition {
     /// A client IP address (Envoy's `source.address`).
     #[serde(default)]
     pub ip: Option<String>,
-    /// A client IP range in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`).
+    /// A client IP range in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`); an IPv4-mapped
+    /// one (`::ffff:203.0.113.0/120`) is the IPv4 range, as client addresses are compared.
     #[serde(default)]
     pub ip_range: Option<String>,
     /// A subscription: `<application id>:<api name>:<version>`.
