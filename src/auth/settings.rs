@@ -366,8 +366,11 @@ fn compile_key_manager(
         return Err(ConfigError::new(format!("{field}.claims"), "claim names must not be empty"));
     }
     check_clock_skew(&format!("{field}.clock_skew_s"), raw.clock_skew_s)?;
-    if raw.audiences.iter().any(|audience| audience.is_empty() || audience.chars().any(char::is_whitespace)) {
-        return Err(ConfigError::new(format!("{field}.audiences"), "an audience is one non-empty word"));
+    if raw.audiences.iter().any(|audience| !is_claim_value(audience)) {
+        return Err(ConfigError::new(
+            format!("{field}.audiences"),
+            "an audience is non-empty, without spaces at either end or control characters",
+        ));
     }
     let mut key_manager = KeyManager {
         id,
@@ -426,11 +429,20 @@ pub fn issuer_key(issuer: &str) -> &str {
     issuer.strip_suffix('/').unwrap_or(issuer)
 }
 
-/// An issuer as tokens carry it: non-empty, no spaces or control characters (which no `iss`
-/// compared with it could hold, so every token would be refused).
+/// A string a token's `iss` or `aud` could be compared with: any string (RFC 7519 lets `My API`
+/// be an audience), but not empty, and without the spaces at either end or control characters
+/// that copying it from somewhere leaves and no token carries.
+fn is_claim_value(value: &str) -> bool {
+    !value.is_empty() && value.trim() == value && !value.chars().any(char::is_control)
+}
+
+/// An issuer as tokens carry it (see [`is_claim_value`]), and not `/` alone.
 fn check_issuer(field: &str, issuer: &str) -> Result<(), ConfigError> {
-    if issuer_key(issuer).is_empty() || issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(field, "must be non-empty, without spaces (as the tokens' `iss`)"));
+    if issuer_key(issuer).is_empty() || !is_claim_value(issuer) {
+        return Err(ConfigError::new(
+            field,
+            "must be non-empty, without spaces at either end or control characters (as the tokens' `iss`)",
+        ));
     }
     Ok(())
 }

@@ -208,6 +208,11 @@ fn a_clock_skew_in_milliseconds_and_an_audience_no_token_carries_are_refused() {
         assert_eq!(error.field, field, "{fields}: {error}");
     }
     Config::from_json(km(r#""clock_skew_s":3600,"audiences":["gateway"]"#).as_bytes()).expect("an hour at most");
+    // RFC 7519 lets an audience or issuer be any string: one with a space inside loads.
+    let spaced = km(r#""audiences":["My API"]"#).replace("https://k", "WSO2 KM");
+    Config::from_json(spaced.as_bytes()).expect("spaces inside an audience or issuer");
+    let padded = km(r#""audiences":["gateway"]"#).replace("https://k", " https://k");
+    assert_eq!(error_of(&padded).field, "key_managers[0].issuer", "a space at either end");
     let refresh =
         km(r#""audiences":["gateway"]"#).replace(r#"{"cluster":"km"}"#, r#"{"cluster":"km","refresh_s":300000}"#);
     assert_eq!(error_of(&refresh).field, "key_managers[0].jwks.refresh_s");
