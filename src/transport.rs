@@ -55,9 +55,12 @@ pub enum UpstreamFailure {
     PayloadTooLarge,
 }
 
+/// `response.code_details` of a response the backend sent.
+pub const FROM_UPSTREAM: &str = "via_upstream";
+
 /// Classifies a response; `None` means it passes untouched.
 pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
-    if view.code_details == Some("via_upstream") {
+    if view.code_details == Some(FROM_UPSTREAM) {
         return None;
     }
     // By the details alone: Envoy answers a gRPC client's 413 with a 200 too.

@@ -313,6 +313,8 @@ fn compile_api(
 
     let mut resources = Vec::with_capacity(raw.resources.len());
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    // Only a configuration's own resources are checked against the base path (below).
+    let base_path = (unservable == Unservable::Refused).then(|| versioned_context(&raw.context, &raw.version));
     for (index, resource) in raw.resources.into_iter().enumerate() {
         let resource_field = format!("{field}.resources[{index}]");
         if !METHODS.contains(&resource.method.as_str()) {
@@ -326,9 +328,10 @@ fn compile_api(
         // A resource is below the API's base path; a path written from the root (WSO2's full
         // resource URL) would be served under the base path twice. The control plane's data is
         // served as API-M serves it.
-        let base_path = versioned_context(&raw.context, &raw.version);
-        let from_root = resource.path == base_path || resource.path.starts_with(&format!("{base_path}/"));
-        if from_root && unservable == Unservable::Refused {
+        let from_root = |base_path: &str| {
+            resource.path.strip_prefix(base_path).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if let Some(base_path) = base_path.as_deref().filter(|base_path| from_root(base_path)) {
             return Err(ConfigError::new(
                 format!("{resource_field}.path"),
                 format!(

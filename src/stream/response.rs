@@ -36,6 +36,11 @@ impl Stream {
             return self.backend_answered(host, status);
         }
         let details = host.property(&["response", "code_details"]).and_then(|bytes| String::from_utf8(bytes).ok());
+        // What the backend sent passes whatever its flags (every gRPC answer and backend error):
+        // the flags are read only for Envoy's own replies.
+        if details.as_deref() == Some(transport::FROM_UPSTREAM) {
+            return self.backend_answered(host, status);
+        }
         let flags = host.property(&["response", "flags"]).map(|bytes| request::le_u64(&bytes)).unwrap_or(0);
         let view = ResponseView {
             status,
