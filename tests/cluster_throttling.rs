@@ -372,13 +372,20 @@ fn window_by_window_across_edges_a_window_shorter_than_the_service_unit_admits_e
     }
     let results = results.lock().unwrap();
     // The window an admitted request was counted in ends at (the filter's second) + reset; the
-    // filter's second is the second it was sent or answered in.
+    // filter's second is the second its response left, between when it was sent and answered. A
+    // response leaving after its window ended carries no RateLimit headers: it was counted in the
+    // window it was sent in, or a later one before its answer.
     let mut placed: BTreeMap<u64, usize> = BTreeMap::new();
     let mut unplaced: BTreeMap<u64, usize> = BTreeMap::new();
     for outcome in results.iter().filter(|o| o.status == 200) {
-        let reset = outcome.reset.expect("admitted requests carry RateLimit-Reset");
-        let window = |second: f64| (second.floor() as u64 + reset - 1) / 2;
+        let window = |second: f64| match outcome.reset {
+            Some(reset) => (second.floor() as u64 + reset - 1) / 2,
+            None => second.floor() as u64 / 2,
+        };
         let (first, last) = (window(outcome.sent), window(outcome.received));
+        if outcome.reset.is_none() {
+            assert!(first != last, "an admitted request answered within its window carries RateLimit-Reset");
+        }
         if first == last {
             *placed.entry(first).or_default() += 1;
         } else {

@@ -70,9 +70,12 @@ pub struct RawThrottling {
     /// Compare-and-swap attempts per counter update. Defaults to 20.
     #[serde(default = "default_cas_retries")]
     pub cas_retries: u32,
-    /// Add the IETF `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers (the
-    /// most restrictive level counting requests; byte budgets never appear there, not even when
-    /// one refuses the request). Defaults to false.
+    /// Add the IETF `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers: the
+    /// most restrictive level counting requests, and on a throttled answer the level that refused
+    /// it (whose window `Retry-After` names); byte budgets never appear there, not even when one
+    /// refuses the request, nor does a 900808. `RateLimit-Reset` counts from when the response
+    /// leaves: a backend answering after the window ended gets no RateLimit headers. Defaults to
+    /// false.
     #[serde(default)]
     pub rate_limit_headers: bool,
     /// Header flagging a request let through over quota (subscription policies without

@@ -732,7 +732,7 @@ impl Stream {
     pub(super) fn reply(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
         let rendered = render::render(fault, &self.config.errors, self.request.origin.as_deref());
         let mut headers = rendered.headers;
-        headers.extend(self.rate_limit_headers());
+        headers.extend(self.rate_limit_headers(host));
         self.answered_locally = true;
         host.count(&format!("apim.fault.{}", fault.code));
         if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {

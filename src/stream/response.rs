@@ -23,7 +23,7 @@ impl Stream {
         if !self.governs_response() {
             return Flow::Continue;
         }
-        for (name, value) in self.rate_limit_headers() {
+        for (name, value) in self.rate_limit_headers(host) {
             host.set_response_header(&name, Some(value.as_bytes()));
         }
         let status = host
@@ -119,15 +119,21 @@ impl Stream {
         }
     }
 
-    /// The IETF RateLimit headers, when enabled and a level was counted.
-    pub(super) fn rate_limit_headers(&self) -> Vec<(String, String)> {
-        match (self.config.throttle.settings.rate_limit_headers, self.rate_limit) {
-            (true, Some(info)) => vec![
+    /// The IETF RateLimit headers, when enabled and a level was counted, as the window stands
+    /// when the response leaves (`host`'s clock): `RateLimit-Reset` counts from then, and a
+    /// window that ended meanwhile (a slow backend) gets none, its count saying nothing of the
+    /// window the client is in.
+    pub(super) fn rate_limit_headers(&self, host: &impl Host) -> Vec<(String, String)> {
+        let Some(info) = self.rate_limit.filter(|_| self.config.throttle.settings.rate_limit_headers) else {
+            return Vec::new();
+        };
+        match host.now().ok().and_then(|now| info.reset_s(now)) {
+            Some(reset_s) => vec![
                 ("ratelimit-limit".to_string(), info.limit.to_string()),
                 ("ratelimit-remaining".to_string(), info.remaining.to_string()),
-                ("ratelimit-reset".to_string(), info.reset_s.to_string()),
+                ("ratelimit-reset".to_string(), reset_s.to_string()),
             ],
-            _ => Vec::new(),
+            None => Vec::new(),
         }
     }
 }

@@ -790,5 +790,6 @@ mod grpc;
 mod hostile_keys;
 mod jwt_api_keys;
 mod observability;
+mod rate_limit_headers;
 mod reload;
 mod trailers;

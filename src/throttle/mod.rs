@@ -30,12 +30,22 @@ use limiter::{Contended, Count};
 pub use plan::{Caller, Counter, Level, Scope, Units};
 pub use settings::ThrottleConfig;
 
-/// The IETF RateLimit header values of the most restrictive counted level.
+/// The IETF RateLimit header values: the most restrictive counted level, or the denying one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimitInfo {
     pub limit: u64,
     pub remaining: u64,
-    pub reset_s: u64,
+    /// When the counted window ends (Unix seconds): `RateLimit-Reset` is counted from when the
+    /// response leaves, which a slow backend makes later than when the request was counted.
+    pub reset_at: u64,
+}
+
+impl RateLimitInfo {
+    /// Seconds until the window ends at `now`; `None` once it has ended (its count and limit then
+    /// say nothing of the window the client is in).
+    pub fn reset_s(&self, now: u64) -> Option<u64> {
+        self.reset_at.checked_sub(now).filter(|seconds| *seconds > 0)
+    }
 }
 
 /// The throttling decision.
@@ -210,10 +220,12 @@ impl Evaluation {
             }
             Step::Refused(contended) => match context.throttle.failure_mode_for(contended) {
                 FailureMode::Deny => {
+                    // No level counted the denial, and the levels before took their tokens back:
+                    // the RateLimit headers have nothing true to say.
                     self.give_back(context);
                     return Some(Step::Done(Outcome::Denied {
                         fault: Fault::new(FaultId::ThrottleInternalError),
-                        rate_limit: self.rate_limit,
+                        rate_limit: None,
                         uncounted: Some(contended),
                     }));
                 }
@@ -237,21 +249,20 @@ impl Evaluation {
                 return None;
             }
             let level = counter.level;
-            if counter.units == Units::Requests {
-                // The RateLimit headers speak of requests: a byte budget's refusal says nothing
-                // there (its fault says when to come back).
-                self.rate_limit = tighter(self.rate_limit, &count, context.now);
-            }
+            // A denial's RateLimit headers speak of the level that denied it (whose window
+            // Retry-After names; the levels before take their tokens back), and of requests: a
+            // byte budget's refusal says nothing there (its fault says when to come back).
+            let rate_limit = (counter.units == Units::Requests).then(|| info(&count));
             self.give_back(context);
             return Some(Step::Done(Outcome::Denied {
                 fault: throttled(level, &count, context.now),
-                rate_limit: self.rate_limit,
+                rate_limit,
                 uncounted: self.uncounted,
             }));
         }
         if counter.units == Units::Requests {
             // The RateLimit headers speak of requests: byte budgets do not take part.
-            self.rate_limit = tighter(self.rate_limit, &count, context.now);
+            self.rate_limit = tighter(self.rate_limit, &count);
             self.taken.push((self.current, count));
         }
         None
@@ -284,9 +295,12 @@ fn throttled(level: Level, count: &Count, now: u64) -> Fault {
     fault
 }
 
-fn tighter(current: Option<RateLimitInfo>, count: &Count, now: u64) -> Option<RateLimitInfo> {
-    let info =
-        RateLimitInfo { limit: count.limit, remaining: count.remaining, reset_s: count.reset_at.saturating_sub(now) };
+fn info(count: &Count) -> RateLimitInfo {
+    RateLimitInfo { limit: count.limit, remaining: count.remaining, reset_at: count.reset_at }
+}
+
+fn tighter(current: Option<RateLimitInfo>, count: &Count) -> Option<RateLimitInfo> {
+    let info = info(count);
     match current {
         Some(current) if current.remaining <= info.remaining => Some(current),
         _ => Some(info),
@@ -301,7 +315,6 @@ mod outcome_tests;
 mod tests {
     use super::limiter::tests::MemoryStore;
     use super::limiter::{Hit, Settings};
-    use super::plan::{parse_key_template, KeyPart};
     use super::*;
     use crate::directory::static_dir::{Context as DirectoryContext, PackedSubscriptions, StagedApplications};
     use crate::directory::StaticDirectory;
@@ -694,17 +707,6 @@ mod tests {
         engine.give_back(&mut store, &plan, &first, 61);
         let Step::Done(third) = engine.take(&mut store, &plan, 61) else { panic!() };
         assert!(!third.allowed, "the new window stays full");
-    }
-
-    #[test]
-    fn key_templates() {
-        assert_eq!(
-            parse_key_template("$userId:$apiContext").unwrap(),
-            vec![KeyPart::UserId, KeyPart::Text(":".into()), KeyPart::ApiContext]
-        );
-        assert!(parse_key_template("$nope").is_err());
-        assert!(parse_key_template("constant").is_err());
-        assert_eq!(parse_key_template("ip=$clientIp").unwrap().len(), 2);
     }
 
     #[test]

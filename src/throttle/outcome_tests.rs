@@ -1,6 +1,6 @@
-//! Tests of what an evaluation says and keeps, for byte budgets and configuration updates: the
-//! RateLimit headers speak of requests only, and a policy changed between bytes and requests
-//! starts a fresh count; and of where the application level's policy comes from.
+//! Tests of what an evaluation says and keeps: the RateLimit headers speak of requests only, and
+//! on a denial of the level that denied it; a policy changed between bytes and requests starts a
+//! fresh count; and where the application level's policy comes from.
 
 use super::limiter::tests::MemoryStore;
 use super::limiter::Settings;
@@ -105,5 +105,31 @@ fn a_tier_no_policy_defines_answers_900809_and_admits_nothing() {
         outcome_code(&fixture, &with("unlimited", Some("UNLIMITED")), &mut store),
         None,
         "WSO2 ignores its case"
+    );
+}
+
+#[test]
+fn a_denial_s_rate_limit_headers_describe_the_level_that_denied_it() {
+    // The resource admits 2 a minute, the subscription 1 an hour. The second request takes the
+    // resource's last token of the minute, then its subscription denies it: the resource's
+    // token goes back, and the headers must speak of the subscription (the level the client
+    // waits for, as Retry-After does), not of a minute that ends long before it may come back.
+    let fixture = compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r","policy":"TwoPerMinute"}]}],
+          "applications":[{"id":"app","name":"App"}],
+          "subscriptions":[{"application":"app","api":"A:1","tier":"Tier"}],
+          "policies":{"TwoPerMinute":{"requests":2,"per":"minute"},"Tier":{"requests":1,"per":"hour"}}}"#,
+    );
+    let mut store = MemoryStore::prepared(4096);
+    let caller = Caller { application_policy: None, ..caller("u") };
+    assert!(matches!(evaluate(&fixture, &caller, &mut store), Outcome::Allowed { .. }));
+    let Outcome::Denied { fault, rate_limit, .. } = evaluate(&fixture, &caller, &mut store) else { panic!() };
+    assert_eq!(fault.code, 900804);
+    let retry_after = fault.retry_after_s.unwrap();
+    assert_eq!(
+        rate_limit.map(|info| (info.limit, info.remaining, info.reset_s(NOW))),
+        Some((1, 0, Some(retry_after))),
+        "RateLimit-Limit, -Remaining and -Reset of the subscription, whose window Retry-After names"
     );
 }

@@ -1,4 +1,5 @@
-//! Blocking conditions as WSO2's gateway applies them (`ThrottleDataHolder.isRequestBlocked`).
+//! Blocking conditions as WSO2's gateway applies them (`ThrottleDataHolder.isRequestBlocked`),
+//! and custom policies' key templates.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -177,4 +178,15 @@ fn an_api_or_resource_policy_no_policy_defines_is_missing_too() {
     assert!(!missing(api(Some("Known"), Some("Ghost"))), "an API policy replaces the resource's");
     assert!(!missing(api(Some("unlimited"), Some("Known"))));
     assert!(!missing(api(None, None)));
+}
+
+#[test]
+fn key_templates() {
+    assert_eq!(
+        parse_key_template("$userId:$apiContext").unwrap(),
+        vec![KeyPart::UserId, KeyPart::Text(":".into()), KeyPart::ApiContext]
+    );
+    assert!(parse_key_template("$nope").is_err());
+    assert!(parse_key_template("constant").is_err());
+    assert_eq!(parse_key_template("ip=$clientIp").unwrap().len(), 2);
 }
