@@ -391,6 +391,45 @@ fn node(service: &RateLimit, backend: &Backend) -> Envoy {
     )
 }
 
+#[test]
+fn two_nodes_on_the_rate_limit_service_never_pass_a_limit_in_any_window() {
+    // 1000 per 2 s on the service, leased: nodes take blocks (whole increments far from the
+    // limit, single tokens near it) and their workers smaller ones.
+    let redis = Redis::start();
+    let service = RateLimit::start(&redis);
+    let backend = Backend::start();
+    let mut config: Value = serde_json::from_str(&config(1000)).unwrap();
+    config["throttling"]["rate_limit_service"] = json!({"cluster": "rls", "timeout_ms": 10_000});
+    let setup = || EnvoySetup {
+        clusters: vec![("live".into(), backend.port)],
+        grpc_clusters: vec![("rls".into(), service.grpc_port)],
+        concurrency: 2,
+        ..Default::default()
+    };
+    let nodes = [Envoy::start(&config.to_string(), setup()), Envoy::start(&config.to_string(), setup())];
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let ports = [nodes[0].port, nodes[1].port];
+    thread::scope(|scope| {
+        for (index, port) in ports.iter().enumerate() {
+            let results = Arc::clone(&results);
+            scope.spawn(move || {
+                let outcomes = hammer(*port, "/one/1.0.0/x", 16, Duration::from_secs(12), |_| Vec::new());
+                results.lock().unwrap().extend(outcomes.into_iter().map(|o| Outcome { client: index, ..o }));
+            });
+        }
+    });
+    let outcomes = Arc::try_unwrap(results).unwrap().into_inner().unwrap();
+    let admitted = outcomes.iter().filter(|o| o.status == 200).count();
+    assert_eq!(backend.requests().len(), admitted);
+    assert!(outcomes.iter().all(|o| o.status == 200 || (o.status == 429 && o.code == "900802")));
+    headers_are_truthful(&outcomes, 2);
+    let (placed, near_edge) = per_window(&outcomes, 2, |_| true);
+    eprintln!("two nodes, {} requests, {admitted} admitted; per 2 s window (limit 1000): {placed:?}, near an edge {near_edge:?}", outcomes.len());
+    for (window, count) in &placed {
+        assert!(*count <= 1000, "window {window}: {count} admitted of 1000");
+    }
+}
+
 /// `total` requests to `/one` from 16 clients, alternating between `ports`: how many were admitted.
 fn admitted_by(ports: &[u16], total: usize) -> usize {
     let next = Arc::new(Mutex::new(0usize));
