@@ -32,6 +32,10 @@ pub struct PolicySpec {
     /// Burst control: (requests, window seconds).
     pub burst: Option<(u64, u64)>,
     pub stop_on_quota_reach: bool,
+    /// As an API's or a resource's policy, each user has the limit, counted apart (WSO2's
+    /// advanced policies applied per user, `applicableLevel: userLevel`); else the API or
+    /// resource as a whole has it. The other levels are per application (and user) already.
+    pub per_user: bool,
     /// Count across Envoy nodes (true) or per node (false); `None` follows the rate-limit
     /// service's `applies_to`.
     pub cluster_wide: Option<bool>,
@@ -39,7 +43,15 @@ pub struct PolicySpec {
 
 impl PolicySpec {
     pub fn requests_per_second(limit: u64, cluster_wide: Option<bool>) -> PolicySpec {
-        PolicySpec { limit, bytes: false, window_s: 1, burst: None, stop_on_quota_reach: true, cluster_wide }
+        PolicySpec {
+            limit,
+            bytes: false,
+            window_s: 1,
+            burst: None,
+            stop_on_quota_reach: true,
+            per_user: false,
+            cluster_wide,
+        }
     }
 }
 

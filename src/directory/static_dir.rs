@@ -340,6 +340,7 @@ fn policy_spec(policy: &RawPolicy) -> PolicySpec {
         window_s: policy.per.seconds().saturating_mul(u64::from(policy.unit_count)),
         burst: policy.burst.as_ref().map(|burst| (burst.requests, burst.per.seconds())),
         stop_on_quota_reach: policy.stop_on_quota_reach,
+        per_user: policy.per_user,
         cluster_wide: policy.cluster_wide,
     }
 }

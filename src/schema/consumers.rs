@@ -110,6 +110,12 @@ pub struct RawPolicy {
     /// Defaults to true.
     #[serde(default = "default_true")]
     pub stop_on_quota_reach: bool,
+    /// Where this is an API's or a resource's policy, each user has the limit, counted apart
+    /// (WSO2's advanced policies applied per user, `applicableLevel: userLevel`); when false the
+    /// API or resource as a whole has it. Subscription tiers count per application and
+    /// application policies per user whatever this says. Defaults to false.
+    #[serde(default)]
+    pub per_user: bool,
     /// Count this policy across Envoy nodes on `throttling.rate_limit_service` (true) or in this
     /// Envoy alone (false). Defaults to the service's `applies_to` (node-local without a service).
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! Tests of what an evaluation says and keeps: the RateLimit headers speak of requests only, and
 //! on a denial of the level that denied it; a policy changed between bytes and requests starts a
-//! fresh count; and where the application level's policy comes from.
+//! fresh count; where the application level's policy comes from; and an API or resource policy
+//! applied per user counts each user apart.
 
 use super::limiter::tests::MemoryStore;
 use super::limiter::Settings;
@@ -132,4 +133,26 @@ fn a_denial_s_rate_limit_headers_describe_the_level_that_denied_it() {
         Some((1, 0, Some(retry_after))),
         "RateLimit-Limit, -Remaining and -Reset of the subscription, whose window Retry-After names"
     );
+}
+
+#[test]
+fn an_api_or_resource_policy_applied_per_user_counts_each_user_apart() {
+    // WSO2's advanced policies apply to the API as a whole or per user (`applicableLevel:
+    // userLevel`): per user, each user has the policy's limit, counted apart.
+    for (api_policy, resource_policy, code) in
+        [(r#","policy":"OnePerUser""#, "", 900800), ("", r#","policy":"OnePerUser""#, 900802)]
+    {
+        let fixture = compile(&format!(
+            r#"{{"apis":[{{"name":"A","context":"/a","version":"1","endpoints":{{"production":"c"}}{api_policy},
+                  "resources":[{{"method":"GET","path":"/r"{resource_policy}}}]}}],
+              "policies":{{"OnePerUser":{{"requests":1,"per":"hour","per_user":true}}}}}}"#
+        ));
+        // Only the API's levels count: the callers' tiers name no policy of the fixture.
+        let alice = Caller { tier: None, application_policy: None, ..caller("alice") };
+        let bob = Caller { tier: None, application_policy: None, ..caller("bob") };
+        let mut store = MemoryStore::prepared(4096);
+        assert_eq!(outcome_code(&fixture, &alice, &mut store), None);
+        assert_eq!(outcome_code(&fixture, &alice, &mut store), Some(code), "alice's one request is spent");
+        assert_eq!(outcome_code(&fixture, &bob, &mut store), None, "bob has his own");
+    }
 }

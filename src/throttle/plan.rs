@@ -208,11 +208,15 @@ pub fn plan(
     // One user, one counter: `bob` and `bob@carbon.super` are one user, as in WSO2's keys.
     let user = unqualified(caller.user(), &throttle.tenant);
     let policy = |name: Option<&String>| name.and_then(|name| directory.policy(PolicyLevel::Api, name));
-    // An API-level policy replaces the resource level: never both.
+    // An API-level policy replaces the resource level: never both. Applied per user, a user's
+    // count is apart (one part more: no key of the API or resource as a whole).
     if let Some(spec) = policy(api.policy.as_ref()) {
-        counters.push(Counter::new(Level::Api, key(&["api", context, version]), &spec, throttle));
+        let parts: &[&str] = if spec.per_user { &["api", context, version, user] } else { &["api", context, version] };
+        counters.push(Counter::new(Level::Api, key(parts), &spec, throttle));
     } else if let Some(spec) = policy(resource.policy.as_ref()) {
-        counters.push(Counter::new(Level::Resource, key(&["resource", &resource.key]), &spec, throttle));
+        let parts: &[&str] =
+            if spec.per_user { &["resource", &resource.key, user] } else { &["resource", &resource.key] };
+        counters.push(Counter::new(Level::Resource, key(parts), &spec, throttle));
     }
     if let (Some(application), Some(spec)) =
         (caller.application_id, caller.tier.and_then(|tier| directory.policy(PolicyLevel::Subscription, tier)))

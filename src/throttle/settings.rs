@@ -299,6 +299,7 @@ fn compile_custom_policies(policies: &[RawCustomPolicy]) -> Result<Vec<CustomPol
             window_s: policy.per.seconds().saturating_mul(u64::from(policy.unit_count)),
             burst: None,
             stop_on_quota_reach: true,
+            per_user: false,
             cluster_wide: policy.cluster_wide,
         };
         compiled.push(CustomPolicy { name: policy.name.clone(), template, spec, apis: policy.apis.clone() });

@@ -133,6 +133,10 @@ pub struct Policy {
     pub rate_limit_time_unit: Option<String>,
     #[serde(default)]
     pub stop_on_quota_reach: Option<bool>,
+    /// API policies: `userLevel` counts each user apart, `apiLevel` the API (or resource) as a
+    /// whole.
+    #[serde(default, deserialize_with = "nullable")]
+    pub applicable_level: String,
     /// API policies with condition groups: the groups are not applied (see the mapping).
     #[serde(default, deserialize_with = "nullable")]
     pub condition_groups: Vec<serde_json::Value>,
@@ -302,6 +306,7 @@ pub fn policy_spec(policy: &Policy) -> Result<Option<PolicySpec>, String> {
         window_s,
         burst,
         stop_on_quota_reach: policy.stop_on_quota_reach.unwrap_or(true),
+        per_user: policy.applicable_level.eq_ignore_ascii_case("userLevel"),
         cluster_wide: None,
     }))
 }

@@ -184,3 +184,19 @@ fn nulls_and_unknown_fields_are_read_leniently() {
     assert!(empty.list.is_empty());
     assert!(serde_json::from_str::<Envelope<Subscription>>("[1,2]").is_err());
 }
+
+#[test]
+fn an_api_policy_applied_per_user_is_counted_per_user() {
+    let api_policy = |level: &str| {
+        policy(&format!(
+            r#"{{"name":"FivePerMin","quotaType":"requestCount","applicableLevel":{level},
+                "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":5}}}},
+                "conditionGroups":[]}}"#
+        ))
+        .unwrap()
+        .unwrap()
+    };
+    assert!(api_policy(r#""userLevel""#).per_user, "WSO2 counts each user apart");
+    assert!(!api_policy(r#""apiLevel""#).per_user, "the API as a whole");
+    assert!(!api_policy("null").per_user);
+}
