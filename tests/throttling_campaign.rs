@@ -44,20 +44,24 @@ fn config(one_limit: u64) -> String {
             {"name": "Shared", "context": "/shared", "version": "1.0.0", "security": ["api_key"], "policy": "ApiShared",
              "endpoints": {"production": "live"}, "resources": any},
             {"name": "Burst", "context": "/burst", "version": "1.0.0", "security": ["api_key"],
+             "endpoints": {"production": "live"}, "resources": any},
+            {"name": "PerUser", "context": "/peruser", "version": "1.0.0", "security": ["api_key"], "policy": "FortyPerUser",
              "endpoints": {"production": "live"}, "resources": any}
         ],
         "applications": [app("a"), app("b"), app("c")],
         "subscriptions": [
             {"application": "a", "api": "Shared:1.0.0", "tier": "SubA"},
             {"application": "b", "api": "Shared:1.0.0", "tier": "Unlimited"},
-            {"application": "c", "api": "Burst:1.0.0", "tier": "Bursty"}
+            {"application": "c", "api": "Burst:1.0.0", "tier": "Bursty"},
+            {"application": "a", "api": "PerUser:1.0.0", "tier": "Unlimited"},
+            {"application": "b", "api": "PerUser:1.0.0", "tier": "Unlimited"}
         ],
         "policies": {
             "OnePolicy": {"requests": one_limit, "per": "second", "unit_count": 2},
             "ApiShared": {"requests": 150, "per": "second", "unit_count": 2},
             "SubA": {"requests": 60, "per": "second", "unit_count": 2},
             "Bursty": {"requests": 100000, "per": "minute", "burst": {"requests": 10, "per": "second"}},
-            "PerMinute": {"requests": 60, "per": "minute"}
+            "FortyPerUser": {"requests": 40, "per": "second", "unit_count": 2, "per_user": true}
         }
     })
     .to_string()
@@ -236,6 +240,29 @@ fn two_limits_sharing_a_caller_each_hold_in_every_window() {
     for window in inner_windows(&all) {
         let maybe = all_near.get(&window).copied().unwrap_or(0);
         assert!(all[&window] + maybe >= 150, "window {window}: the API's 150 filled: {all:?}");
+    }
+}
+
+#[test]
+fn an_api_policy_applied_per_user_holds_for_each_user_in_every_window() {
+    // `/peruser`: 40 per 2 s for each user (an API key acts for its application's owner).
+    let (envoy, backend) = stack(&config(100));
+    let key = |client: usize| vec![("apikey".to_string(), if client % 2 == 0 { "a-key" } else { "b-key" }.to_string())];
+    let outcomes = hammer(envoy.port, "/peruser/1.0.0/x", 32, Duration::from_secs(8), key);
+    let admitted = outcomes.iter().filter(|o| o.status == 200).count();
+    assert_eq!(backend.requests().len(), admitted);
+    assert!(outcomes.iter().all(|o| o.status == 200 || o.code == "900800"));
+    headers_are_truthful(&outcomes, 2);
+    for user in 0..2 {
+        let (placed, near_edge) = per_window(&outcomes, 2, |o| o.client % 2 == user);
+        eprintln!("user {user} (40 each): {placed:?}, near an edge {near_edge:?}");
+        for (window, count) in &placed {
+            assert!(*count <= 40, "window {window}: {count} admitted for one user's 40");
+        }
+        for window in inner_windows(&placed) {
+            let maybe = near_edge.get(&window).copied().unwrap_or(0);
+            assert!(placed[&window] + maybe >= 40, "window {window}: each user has 40 of their own: {placed:?}");
+        }
     }
 }
 
