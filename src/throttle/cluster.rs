@@ -146,6 +146,14 @@ impl Lease {
         }
     }
 
+    /// Takes what an answer says remains in the window: the lower of it and what an earlier
+    /// answer said, as answers may be read in another order than the service counted their calls
+    /// and the service never un-counts within a window (an older, higher figure would have the
+    /// node report more remaining than there is, and ask for blocks the service then refuses).
+    fn heard(&mut self, remaining: u32) {
+        self.remaining = Some(self.remaining.map_or(remaining, |known| known.min(remaining)));
+    }
+
     fn hold(&mut self, tokens: u32) {
         self.held = self.held.saturating_add(tokens).min(MAX_HELD);
     }
@@ -467,7 +475,7 @@ impl ClusterEngine<'_> {
                 if same_window && granted.clocks_agree(pending.called_at, unit_s) {
                     lease.hold(granted.tokens);
                     if granted.tokens == pending.requested {
-                        lease.remaining = Some(granted.remaining);
+                        lease.heard(granted.remaining);
                     }
                 }
             }
@@ -519,7 +527,7 @@ impl ClusterEngine<'_> {
             }
             if same_window && granted.clocks_agree(pending.called_at, unit_s) {
                 lease.hold(granted.tokens.saturating_sub(1));
-                lease.remaining = Some(granted.remaining);
+                lease.heard(granted.remaining);
                 return Ok(Some((*lease, true)));
             }
             // Otherwise held tokens would outlive the service's window: this request uses one,

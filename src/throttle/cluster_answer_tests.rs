@@ -142,3 +142,36 @@ fn a_failed_background_block_pauses_calls_but_held_tokens_are_still_spent() {
     assert_eq!(model.calls, calls, "no call to the failing service");
     assert!(matches!(take(&engine, &mut store, &counter, T0 + 2), Step::Call(..)), "calls resume");
 }
+
+#[test]
+fn answers_read_out_of_order_never_make_a_node_report_more_remaining_than_there_is() {
+    // Request X asks for a block, request Y for its own token while the block is on its way. The
+    // service counts Y's call first, then X's block; the node reads X's answer first, then Y's,
+    // whose `remaining` is older: the service never un-counts within a window, so the node keeps
+    // the lower. Then the requests' RateLimit-Remaining never exceeds what remains (the service's
+    // 899, plus what the node and its worker hold) nor the limit.
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let counter = counter(1000, 60);
+    let (mut store, mut model) = (node(), ModelService::default());
+    let Step::Call(block_call, block) = take(&engine, &mut store, &counter, T0) else { panic!("a block is asked") };
+    let Step::Call(own_call, own) = take(&engine, &mut store, &counter, T0) else { panic!("its own token") };
+    let own_answer = model.answer(&own_call, T0);
+    let block_answer = model.answer(&block_call, T0);
+    assert!(matches!(engine.resume_take(&mut store, &counter, block, &block_answer, T0), Step::Done(c) if c.allowed));
+    assert!(matches!(engine.resume_take(&mut store, &counter, own, &own_answer, T0), Step::Done(c) if c.allowed));
+    let mut worker = crate::throttle::worker_lease::WorkerLeases::default();
+    let leasing = crate::throttle::worker_lease::Leasing { share_percent: 5, max: 100 };
+    let mut refills = Vec::new();
+    let Step::Done(next) = engine.take_for_worker(&mut store, &counter, T0, &mut refills, Some((&mut worker, leasing)))
+    else {
+        panic!("a held token")
+    };
+    // 101 counted by the service, 99 of them held (one spent now, in the worker's block or not).
+    assert!(next.allowed);
+    assert!(next.remaining <= 899 + 98, "RateLimit-Remaining {} of 1000: 899 remain, 98 are held", next.remaining);
+    let Some(from_block) = worker.spend(&worker_key(&counter), 1000, 60, T0) else {
+        panic!("the worker holds a block")
+    };
+    assert!(from_block.remaining <= 899 + 97, "RateLimit-Remaining {} from the worker's block", from_block.remaining);
+}

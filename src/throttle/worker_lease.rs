@@ -90,7 +90,8 @@ impl Lease {
         Count {
             allowed: true,
             limit: self.limit,
-            remaining: self.remaining_after_take.saturating_add(self.held),
+            // Never above the limit, whatever the count the block was taken with said.
+            remaining: self.remaining_after_take.saturating_add(self.held).min(self.limit),
             reset_at: self.reset_at(),
             returnable: true,
         }
