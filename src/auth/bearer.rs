@@ -442,3 +442,7 @@ mod tests {
         assert!(off.get("a.a.a", 1).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "vendor_tokens_tests.rs"]
+mod vendor_tokens_tests;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::bearer::{token_identity, TokenIdentity};
 use super::jwt::{numeric_date_value, Fraction};
-use super::settings::{Introspection, KeyManager};
+use super::settings::{Claims, Introspection, KeyManager};
 use crate::hashing::{form_encode, hex};
 use crate::host::{Answer, Call};
 use crate::vocab::KmId;
@@ -100,10 +100,28 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
     if let Some(nbf) = nbf.filter(|nbf| *nbf > now.saturating_add(km.clock_skew_s)) {
         return Introspected::NotYetValid { valid_from: nbf.saturating_sub(km.clock_skew_s) };
     }
-    match token_identity(km.id, &km.claims, &answer, expires_at) {
+    match token_identity(km.id, &rfc7662_names(&km.claims), &answer, expires_at) {
         Ok(identity) => Introspected::Active(identity),
         Err("no_client_id") => Introspected::Inactive("no_client_id"),
         Err(_) => Introspected::Unavailable("introspection_malformed"),
+    }
+}
+
+/// The names an introspection answer is read by: RFC 7662's `client_id` and `scope` first, as WSO2
+/// reads them (`IntrospectInfo`), then the key manager's claim names. The claim names are its
+/// JWTs' (Okta's `cid` and `scp`, Azure's `appid`), which its answers need not use: read by them
+/// alone, every opaque token of such a key manager was refused (`no_client_id`, 900901) or had
+/// no scopes (900910).
+fn rfc7662_names(claims: &Claims) -> Claims {
+    let first = |standard: &str, configured: &[String]| {
+        std::iter::once(standard.to_string())
+            .chain(configured.iter().filter(|name| *name != standard).cloned())
+            .collect::<Vec<_>>()
+    };
+    Claims {
+        client_id: first("client_id", &claims.client_id),
+        scopes: first("scope", &claims.scopes),
+        ..claims.clone()
     }
 }
 

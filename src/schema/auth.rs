@@ -99,11 +99,14 @@ fn default_timeout_ms() -> u64 {
 #[schemars(rename = "Claims")]
 #[serde(deny_unknown_fields)]
 pub struct RawClaims {
-    /// Claims holding the client id, first present wins. Defaults to `["client_id", "azp"]`.
+    /// Claims holding the client id, first present wins (Okta's tokens name it `cid`, Azure AD
+    /// v1's `appid`). An introspection answer is read by RFC 7662's `client_id` first, then these.
+    /// Defaults to `["client_id", "azp"]`.
     #[serde(default = "default_client_id_claims")]
     pub client_id: Vec<String>,
-    /// Claims holding scopes: a space-separated string or an array. First present wins.
-    /// Defaults to `["scope", "scp"]`.
+    /// Claims holding scopes: a space-separated string or an array. First present wins. An
+    /// introspection answer is read by RFC 7662's `scope` first, then these. Defaults to
+    /// `["scope", "scp"]`.
     #[serde(default = "default_scope_claims")]
     pub scopes: Vec<String>,
     /// Claim holding the end user. Defaults to `sub`.
