@@ -100,15 +100,22 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
     if let Some(nbf) = nbf.filter(|nbf| *nbf > now.saturating_add(km.clock_skew_s)) {
         return Introspected::NotYetValid { valid_from: nbf.saturating_sub(km.clock_skew_s) };
     }
+    // The end user is RFC 7662's `username`, as WSO2 reads it; WSO2 IS's answers carry no `sub`.
+    let username = match answer.get("username") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(username)) => Some(username.clone()),
+        Some(_) => return Introspected::Unavailable("introspection_malformed"),
+    };
     match token_identity(km.id, &rfc7662_names(&km.claims), &answer, expires_at) {
-        Ok(identity) => Introspected::Active(identity),
+        Ok(identity) => Introspected::Active(TokenIdentity { end_user: username.or(identity.end_user), ..identity }),
         Err("no_client_id") => Introspected::Inactive("no_client_id"),
         Err(_) => Introspected::Unavailable("introspection_malformed"),
     }
 }
 
 /// The names an introspection answer is read by: RFC 7662's `client_id` and `scope` first, as WSO2
-/// reads them (`IntrospectInfo`), then the key manager's claim names. The claim names are its
+/// reads them (`IntrospectInfo`), then the key manager's claim names (the end user is its
+/// `username`, else the end-user claim: see [`parse`]). The claim names are its
 /// JWTs' (Okta's `cid` and `scp`, Azure's `appid`), which its answers need not use: read by them
 /// alone, every opaque token of such a key manager was refused (`no_client_id`, 900901) or had
 /// no scopes (900910).

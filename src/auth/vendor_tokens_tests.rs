@@ -204,3 +204,37 @@ fn introspection_answers_are_read_by_their_rfc_7662_names_whatever_the_jwt_claim
         other => panic!("{other:?}"),
     }
 }
+
+/// The end user of an introspected token is RFC 7662's `username`, as WSO2 reads it
+/// (`tokenInfo.setEndUserName(introspectInfo.getUsername())`): WSO2 IS answers with no `sub` at
+/// all, Keycloak with its user's id as `sub`. Read by the claim name alone (`sub`), a WSO2 opaque
+/// token had no end user (throttled, blocked and named upstream as the application's owner).
+#[test]
+fn an_introspected_tokens_end_user_is_its_username() {
+    use crate::auth::introspection::{parse, Introspected};
+    use crate::host::Answer;
+    let fixture = compile(
+        r#"{"key_managers": [{"name": "km", "issuer": "https://km",
+            "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#,
+    );
+    let km = &fixture.auth.key_managers[0];
+    let end_user =
+        |body: Value| match parse(km, &Answer::Http { status: 200, body: body.to_string().into_bytes() }, NOW) {
+            Introspected::Active(identity) => identity.end_user,
+            other => panic!("{other:?}"),
+        };
+    // WSO2 IS (API-M's resident key manager) for an opaque token.
+    let wso2 = json!({"aut": "APPLICATION_USER", "nbf": NOW, "scope": "default", "active": true,
+        "token_type": "Bearer", "exp": NOW + 300, "iat": NOW, "client_id": "shop-client",
+        "username": "admin@carbon.super"});
+    assert_eq!(end_user(wso2).as_deref(), Some("admin@carbon.super"));
+    let keycloak = json!({"active": true, "exp": NOW + 300, "iat": NOW, "sub": "f1b2c3", "typ": "Bearer",
+        "azp": "shop-client", "scope": "read", "client_id": "shop-client", "username": "alice",
+        "token_type": "Bearer"});
+    assert_eq!(end_user(keycloak).as_deref(), Some("alice"));
+    let without_username = json!({"active": true, "client_id": "shop-client", "sub": "bob"});
+    assert_eq!(end_user(without_username).as_deref(), Some("bob"), "the end-user claim, without a username");
+    let garbled = json!({"active": true, "client_id": "shop-client", "username": 7});
+    let answer = Answer::Http { status: 200, body: garbled.to_string().into_bytes() };
+    assert_eq!(parse(km, &answer, NOW), Introspected::Unavailable("introspection_malformed"));
+}

@@ -109,7 +109,9 @@ pub struct RawClaims {
     /// `["scope", "scp"]`.
     #[serde(default = "default_scope_claims")]
     pub scopes: Vec<String>,
-    /// Claim holding the end user. Defaults to `sub`.
+    /// Claim holding the end user (Keycloak's user name is `preferred_username`, Azure AD's
+    /// `upn`). An introspection answer's RFC 7662 `username` comes first, as in WSO2. Defaults to
+    /// `sub`.
     #[serde(default = "default_sub")]
     pub end_user: String,
     /// Claim holding WSO2's token type (`APPLICATION` or `APPLICATION_USER`). Only this claim
