@@ -238,3 +238,28 @@ fn an_introspected_tokens_end_user_is_its_username() {
     let answer = Answer::Http { status: 200, body: garbled.to_string().into_bytes() };
     assert_eq!(parse(km, &answer, NOW), Introspected::Unavailable("introspection_malformed"));
 }
+
+/// A JWKS key given only as an `x5c` certificate (no `n` and `e`) cannot be used: configured
+/// inline it is refused at load, naming it; an Azure-shaped key (no `alg`, `x5t`, `x5c`,
+/// `issuer`) loads and verifies RS and PS tokens.
+#[test]
+fn keys_as_vendors_publish_them_load_or_are_refused_naming_them() {
+    let mut certificate_only = jwk("rsa-a.pem", Algorithm::RS256, "k");
+    for member in ["n", "e", "alg"] {
+        certificate_only.as_object_mut().unwrap().remove(member);
+    }
+    certificate_only["x5c"] = json!(["MIIDBTCCAe2g"]);
+    let json = json!({"key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"keys": [certificate_only]}}]});
+    let error = crate::config::Config::from_json(json.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "key_managers[0].jwks.keys[0]");
+    let azure = config(
+        json!({"issuer": "https://a"}),
+        json!({"alg": null, "x5t": "k", "x5c": ["MIIDBTCCAe2g"], "issuer": "https://a"}),
+    );
+    let payload = json!({"iss": "https://a", "exp": NOW + 300, "client_id": "shop-client", "scope": "read"});
+    for algorithm in [Algorithm::RS256, Algorithm::PS256] {
+        let header = json!({"alg": format!("{algorithm:?}"), "kid": "k"}).to_string();
+        let token = sign_raw(&header, &payload.to_string(), "rsa-a.pem", algorithm);
+        assert!(matches!(verify(&azure.auth, &[], &token, NOW, false), BearerStep::Verified(_)), "{algorithm:?}");
+    }
+}
