@@ -162,9 +162,10 @@ pub fn authorize(
                 Identity::ApiKey(app_key) => (app_key.clone(), None),
                 Identity::Token(token) => {
                     let app_key = directory.client(&token.client_id, token.key_manager).ok_or_else(forbidden)?;
-                    // A client id belongs to the key manager that issued it.
+                    // A client id belongs to the key manager that issued it: another's is no key
+                    // mapping of this token (WSO2's `getKeyMappingByKeyAndKeyManager`, 900908).
                     if app_key.key_manager.is_some_and(|owner| owner != token.key_manager) {
-                        return Err(Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"));
+                        return Err(forbidden());
                     }
                     (app_key, Some(token))
                 }
@@ -252,7 +253,24 @@ mod tests {
     fn a_client_id_is_honoured_only_from_its_own_key_manager() {
         let config = compile(CONFIG);
         assert_eq!(code(&config, 0, &token(1, &[], false)), Ok("app".into()));
-        assert_eq!(code(&config, 0, &token(0, &[], false)), Err(900901), "issuer a cannot speak for b's client");
+        assert_eq!(code(&config, 0, &token(0, &[], false)), Err(900908), "issuer a cannot speak for b's client");
+    }
+
+    /// A key mapping is a client id and its key manager, as in WSO2: two key managers (two
+    /// Keycloak realms) may issue the same client id to two applications, and each token is its
+    /// own key manager's client's. The same id twice for one key manager is refused at load.
+    #[test]
+    fn two_key_managers_may_issue_one_client_id_to_two_applications() {
+        let two = CONFIG.replace(
+            r#"{"id": "jwt-app", "name": "JwtApp"}"#,
+            r#"{"id": "jwt-app", "name": "JwtApp", "client_ids": [{"id": "c", "key_manager": "a"}]}"#,
+        );
+        let config = compile(&two.replace(r#""state": "BLOCKED""#, r#""state": "UNBLOCKED""#));
+        assert_eq!(code(&config, 0, &token(1, &[], false)), Ok("app".into()), "b's client c");
+        assert_eq!(code(&config, 0, &token(0, &[], false)), Ok("jwt-app".into()), "a's client c");
+        let twice = two.replace(r#"{"id": "c", "key_manager": "a"}"#, r#"{"id": "c", "key_manager": "b"}"#);
+        let error = crate::config::Config::from_json(twice.as_bytes()).map(|_| ()).unwrap_err();
+        assert_eq!(error.field, "applications[1].client_ids[0].id");
     }
 
     #[test]

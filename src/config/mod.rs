@@ -642,9 +642,10 @@ mod tests {
         let named = two.replace(r#"{"id":"c"}"#, r#"{"id":"c","key_manager":"b"}"#);
         let config = Config::from_json(named.as_bytes()).unwrap();
         assert_eq!(
-            config.directory.client("c", crate::vocab::KmId(0)).unwrap().key_manager,
+            config.directory.client("c", crate::vocab::KmId(1)).unwrap().key_manager,
             Some(crate::vocab::KmId(1))
         );
+        assert!(config.directory.client("c", crate::vocab::KmId(0)).is_none(), "b's client, not a's");
     }
 
     #[test]

@@ -29,6 +29,12 @@ impl Index {
         self.table.find(hash, |at| key_at(*at) == Some(key)).copied()
     }
 
+    /// The first place of `hash` that `matches` (for entries that share a key: a client id each
+    /// key manager may issue).
+    pub fn find_where(&self, hash: u64, matches: impl Fn(u32) -> bool) -> Option<u32> {
+        self.table.find(hash, |at| matches(*at)).copied()
+    }
+
     /// Adds a place whose key is not in the index yet (`hash` is of that key).
     pub fn add<'k>(&mut self, hash: u64, place: u32, key_at: impl Fn(u32) -> Option<&'k str>) {
         let Index { table, hasher } = self;

@@ -241,12 +241,15 @@ impl StaticDirectory {
 }
 
 impl Directory for StaticDirectory {
-    fn client(&self, client_id: &str, _: KmId) -> Option<AppKey> {
-        // Client ids are unique across the configuration; `authorize` checks the key manager.
+    fn client(&self, client_id: &str, key_manager: KmId) -> Option<AppKey> {
+        // A client id is unique per key manager (one without a key manager is the only key
+        // manager's): another key manager's client of that id is not this token's (WSO2's
+        // `getKeyMappingByKeyAndKeyManager`), and the control plane may still know it.
         let (ids, clients) = (&self.client_ids, &self.clients);
-        let at = self
-            .client_index
-            .find(self.client_index.hash(client_id), client_id, |at| self::client_id(ids, clients, at))?;
+        let at = self.client_index.find_where(self.client_index.hash(client_id), |at| {
+            let issuer = clients.get(at as usize).and_then(|client| client.key.key_manager);
+            self::client_id(ids, clients, at) == Some(client_id) && issuer.is_none_or(|issuer| issuer == key_manager)
+        })?;
         self.clients.get(usize::try_from(at).ok()?).map(|client| client.key.clone())
     }
 

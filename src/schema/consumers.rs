@@ -38,7 +38,9 @@ pub struct RawApplication<'a> {
 #[schemars(rename = "ClientId")]
 #[serde(deny_unknown_fields)]
 pub struct RawClientId<'a> {
-    /// The client id. Required, unique across applications.
+    /// The client id. Required, unique across applications for its key manager: as in WSO2 (a
+    /// key mapping is a consumer key and its key manager), two key managers may issue one id to
+    /// two applications, and a token is its own key manager's client's (another's answers 900908).
     #[serde(borrow)]
     pub id: Cow<'a, str>,
     /// Key type. Defaults to `PRODUCTION`.

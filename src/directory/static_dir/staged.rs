@@ -224,14 +224,22 @@ impl StagedApplications {
         None
     }
 
-    /// Indexes the clients by id; the first id seen twice is a failure.
+    /// Indexes the clients by id; the first id seen twice for one key manager is a failure. As in
+    /// WSO2 (a key mapping is a consumer key and its key manager), two key managers may issue the
+    /// same client id (two Keycloak realms' `web`) to two applications.
     fn index_clients(&mut self) -> Option<(Origin, ConfigError)> {
         let (ids, clients) = (&self.client_ids, &self.clients);
         let mut index = Index::with_capacity(clients.len());
         for place in 0..clients.len() {
             let id = client_id(ids, clients, offset(place)).unwrap_or_default();
+            let key_manager = clients.get(place).and_then(|client| client.key.key_manager);
             let hash = index.hash(id);
-            if index.find(hash, id, |at| client_id(ids, clients, at)).is_some() {
+            let same = |at: u32| {
+                let other = clients.get(at as usize).and_then(|client| client.key.key_manager);
+                client_id(ids, clients, at) == Some(id)
+                    && (key_manager.is_none() || other.is_none() || other == key_manager)
+            };
+            if index.find_where(hash, same).is_some() {
                 return Some(self.client_origin(place));
             }
             index.add(hash, offset(place), |at| client_id(ids, clients, at));
@@ -259,7 +267,7 @@ impl StagedApplications {
 fn client_id_error(index: usize, client_index: usize) -> ConfigError {
     ConfigError::new(
         format!("applications[{index}].client_ids[{client_index}].id"),
-        "must be non-empty and unique across applications",
+        "must be non-empty and unique across applications (for its key manager)",
     )
 }
 

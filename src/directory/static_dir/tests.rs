@@ -274,13 +274,13 @@ fn the_first_failing_check_in_the_applications_order_is_reported() {
         ),
         (
             TWO_KMS,
-            r#"{"id":"x","name":"X","client_ids":[{"id":"c","key_manager":"a"}]},{"id":"y","name":"Y","client_ids":[{"id":"c","key_manager":"z"}]}"#,
+            r#"{"id":"x","name":"X","client_ids":[{"id":"c","key_manager":"a"}]},{"id":"y","name":"Y","client_ids":[{"id":"c","key_manager":"a"},{"id":"d","key_manager":"z"}]}"#,
             "applications[1].client_ids[0].id",
             "unique",
         ),
         (
             TWO_KMS,
-            r#"{"id":"x","name":"X"},{"id":"y","name":"Y","client_ids":[{"id":"c","key_manager":"a"},{"id":"c","key_manager":"z"}]}"#,
+            r#"{"id":"x","name":"X"},{"id":"y","name":"Y","client_ids":[{"id":"c","key_manager":"a"},{"id":"c","key_manager":"a"},{"id":"e","key_manager":"z"}]}"#,
             "applications[1].client_ids[1].id",
             "unique",
         ),
@@ -312,14 +312,17 @@ fn the_first_failing_check_in_the_applications_order_is_reported() {
         r#"{{{TWO_KMS},"applications":[{{"id":"x","name":"X","client_ids":[{{"id":"c","key_manager":"b"}},{{"id":"d","key_manager":"a"}}]}}]}}"#
     );
     let config = Config::from_json(json.as_bytes()).unwrap();
-    assert_eq!(config.directory.client("c", KmId(0)).unwrap().key_manager, Some(KmId(1)));
+    assert_eq!(config.directory.client("c", KmId(1)).unwrap().key_manager, Some(KmId(1)));
     assert_eq!(config.directory.client("d", KmId(0)).unwrap().key_manager, Some(KmId(0)));
+    assert!(config.directory.client("c", KmId(0)).is_none(), "no client c of key manager a");
 }
 
 /// The error of a configuration's applications as a plain reading would find it: every check in
 /// the applications' order, stopping at the first failure (the reference for the test below).
 fn first_failure(applications: &[serde_json::Value], key_managers: &[&str], policies: &[&str]) -> Option<String> {
-    let (mut ids, mut clients) = (HashSet::new(), HashSet::new());
+    let mut ids = HashSet::new();
+    // A client id is unique per key manager (one without a key manager is any's).
+    let mut clients: Vec<(String, Option<String>)> = Vec::new();
     for (index, application) in applications.iter().enumerate() {
         let text = |value: &serde_json::Value, name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
         let id = text(application, "id").unwrap_or_default();
@@ -332,7 +335,12 @@ fn first_failure(applications: &[serde_json::Value], key_managers: &[&str], poli
         let list = |name: &str| application.get(name).and_then(|v| v.as_array()).cloned().unwrap_or_default();
         for (client_index, client) in list("client_ids").iter().enumerate() {
             let client_id = text(client, "id").unwrap_or_default();
-            if client_id.is_empty() || !clients.insert(client_id) {
+            let issuer = text(client, "key_manager");
+            let repeated = clients
+                .iter()
+                .any(|(id, other)| *id == client_id && (issuer.is_none() || other.is_none() || *other == issuer));
+            clients.push((client_id.clone(), issuer));
+            if client_id.is_empty() || repeated {
                 return Some(format!("applications[{index}].client_ids[{client_index}].id"));
             }
             if key_managers.is_empty() {
