@@ -249,8 +249,9 @@ fn keys_as_vendors_publish_them_load_or_are_refused_naming_them() {
         certificate_only.as_object_mut().unwrap().remove(member);
     }
     certificate_only["x5c"] = json!(["MIIDBTCCAe2g"]);
-    let json = json!({"key_managers": [{"name": "a", "issuer": "https://a", "jwks": {"keys": [certificate_only]}}]});
-    let error = crate::config::Config::from_json(json.to_string().as_bytes()).unwrap_err();
+    let raw =
+        serde_json::from_value(json!([{"name": "a", "issuer": "https://a", "jwks": {"keys": [certificate_only]}}]));
+    let error = crate::auth::AuthConfig::compile(Default::default(), raw.unwrap(), None, &mut Vec::new()).unwrap_err();
     assert_eq!(error.field, "key_managers[0].jwks.keys[0]");
     let azure = config(
         json!({"issuer": "https://a"}),
