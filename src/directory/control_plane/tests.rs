@@ -614,3 +614,28 @@ fn a_lookup_that_lands_during_a_full_load_is_not_kept_by_the_loads_fingerprint()
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 7_201 };
     assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "deleted in API-M: asked again");
 }
+
+/// A client id is a key mapping of one key manager: a configured client `app1` of another key
+/// manager does not hide the control plane's `app1` of the Resident Key Manager (WSO2 keys its
+/// mappings by consumer key and key manager).
+#[test]
+fn a_configured_client_of_another_key_manager_does_not_hide_the_control_planes() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let names = vec!["Keycloak".to_string(), "Resident Key Manager".to_string()];
+    let mut view = CpWorker::new(names, Rc::new(Table::default()), Vec::new());
+    view.sync(&store, &cp, &[]);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let need = Need { client: Some((KmId(1), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
+    let config = crate::config::Config::from_json(
+        br#"{"key_managers": [{"name": "Keycloak", "issuer": "https://kc", "jwks": {"cluster": "kc"}},
+                              {"name": "Resident Key Manager", "issuer": "https://apim", "jwks": {"cluster": "apim"}}],
+             "applications": [{"id": "mine", "name": "Mine", "client_ids": [{"id": "app1", "key_manager": "Keycloak"}]}]}"#,
+    )
+    .unwrap();
+    let directory = Layered { fixed: config.directory.as_ref(), control_plane: Some(&view) };
+    assert_eq!(&*directory.client("app1", KmId(0)).unwrap().application, "mine");
+    assert_eq!(&*directory.client("app1", KmId(1)).unwrap().application, MOBILE_APP);
+}
