@@ -305,3 +305,23 @@ fn unlimited_is_one_policy_in_any_case() {
         assert_eq!(error_of(&defined).field, format!("policies.{name}"));
     }
 }
+
+/// A URL pasted where a cluster or an authority goes may carry a password (`user:password@`):
+/// the refusal names the field and shows the value without it, as it goes to Envoy's log.
+#[test]
+fn a_refused_url_or_authority_is_shown_without_its_password() {
+    let km = |jwks: &str| with_api(&format!(r#","key_managers":[{{"name":"k","issuer":"https://k","jwks":{jwks}}}]"#));
+    let control_plane =
+        |fields: &str| with_api(&format!(r#","control_plane":{{"username":"admin","password":"p",{fields}}}"#));
+    for json in [
+        with_api_raw(&API.replace(r#""production":"pizza""#, r#""production":"https://admin:s3cret@pizza:8443/x""#)),
+        km(r#"{"cluster":"https://admin:s3cret@km:9443/oauth2/jwks"}"#),
+        km(r#"{"cluster":"km","authority":"admin:s3cret@km:9443"}"#),
+        control_plane(r#""cluster":"apim","authority":"admin:s3cret@apim""#),
+        control_plane(r#""cluster":"apim","endpoint_template":{"production":"https://admin:s3cret@{name}:8080"}"#),
+    ] {
+        let error = error_of(&json).to_string();
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(error.contains('…') || error.contains("endpoint_template"), "{error}");
+    }
+}

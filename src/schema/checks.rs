@@ -58,8 +58,9 @@ pub fn check_cluster_name(field: &str, cluster: &str) -> Result<(), ConfigError>
         return Err(ConfigError::new(
             field,
             format!(
-                "`{cluster}` is a URL, not an Envoy cluster: define a cluster for its host and port in \
-                 Envoy's configuration and name it here (a path goes in its own field)"
+                "`{}` is a URL, not an Envoy cluster: define a cluster for its host and port in \
+                 Envoy's configuration and name it here (a path goes in its own field)",
+                without_user_information(cluster)
             ),
         ));
     }
@@ -79,11 +80,28 @@ pub fn call_authority(field: &str, authority: Option<&str>, cluster: &str) -> Re
     if is_authority(value) {
         return Ok(value.to_string());
     }
+    let shown = without_user_information(value);
     let reason = match authority {
-        Some(_) => format!("`{value}` is not a host with an optional port (no scheme, no path)"),
-        None => format!("`{value}` is not a host name to send as `:authority`: set `authority` (the server's host)"),
+        Some(_) => format!("`{shown}` is not a host with an optional port (no scheme, no path)"),
+        None => format!("`{shown}` is not a host name to send as `:authority`: set `authority` (the server's host)"),
     };
     Err(ConfigError::new(named, reason))
+}
+
+/// A URL or authority as a log line may show it: user information (`user:password@`), which
+/// carries a secret, is replaced with `…@`.
+pub fn without_user_information(value: &str) -> std::borrow::Cow<'_, str> {
+    let start = value.find("://").map_or(0, |at| at + 3);
+    let rest = value.get(start..).unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    match authority.rfind('@') {
+        Some(at) => {
+            let host = authority.get(at..).unwrap_or_default();
+            let after = rest.get(authority.len()..).unwrap_or_default();
+            format!("{}…{host}{after}", value.get(..start).unwrap_or_default()).into()
+        }
+        None => value.into(),
+    }
 }
 
 /// The service host of an Istio cluster name (`outbound|9443||km.example.svc.cluster.local`).
