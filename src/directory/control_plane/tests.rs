@@ -639,3 +639,29 @@ fn a_configured_client_of_another_key_manager_does_not_hide_the_control_planes()
     assert_eq!(&*directory.client("app1", KmId(0)).unwrap().application, "mine");
     assert_eq!(&*directory.client("app1", KmId(1)).unwrap().application, MOBILE_APP);
 }
+
+/// A control plane that sends policies has tiers, even when every policy it sent counts nothing
+/// or could not be read: a tier it does not define is refused (900809), never let through
+/// unthrottled because no policy happened to be readable.
+#[test]
+fn policies_that_count_nothing_or_cannot_be_read_still_make_tiers_policies() {
+    let unlimited = r#"{"count":2,"list":[
+        {"id":1,"tenantId":-1234,"tenantDomain":"carbon.super","name":"Unlimited","quotaType":"requestCount",
+         "defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":2147483647}}},
+        {"id":2,"tenantId":-1234,"tenantDomain":"carbon.super","name":"Odd","quotaType":"eventCount",
+         "defaultLimit":{"quotaType":"eventCount","eventCount":{"timeUnit":"fortnight","unitTime":1,"eventCount":5}}}]}"#;
+    let empty = r#"{"count":0,"list":[]}"#;
+    let cp = control_plane(10);
+    for (subscription_policies, expected) in [(unlimited, true), (empty, false)] {
+        let mut store = MemoryStore::default();
+        load(&mut store, &cp, NOW, |fetch| match fetch {
+            Fetch::SubscriptionPolicies => Answer::Http { status: 200, body: subscription_policies.into() },
+            Fetch::ApiPolicies | Fetch::ApplicationPolicies => Answer::Http { status: 200, body: empty.into() },
+            other => ok(other),
+        });
+        let mut view = worker();
+        view.sync(&store, &cp, &[]).unwrap();
+        assert!(view.knows_policy(PolicyLevel::Subscription, "Unlimited") == expected);
+        assert_eq!(view.has_policies(), expected, "{subscription_policies}");
+    }
+}

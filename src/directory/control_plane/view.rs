@@ -57,6 +57,9 @@ pub struct CpWorker {
     /// Policies that count nothing (WSO2's `Unlimited`, or 2147483647 a minute) by level: known,
     /// unlike a policy the control plane did not send or the filter could not read.
     unlimited: [HashSet<String>; 3],
+    /// Whether the control plane sent any policy at all (read, counting nothing, or unreadable):
+    /// then its tiers are policies, and a tier it does not define is refused (900809).
+    sent_policies: bool,
     /// The configuration's conditions and the control plane's.
     blocking: Vec<BlockingCondition>,
     /// Revoked tokens (`jti` or signature) and when their revocation can be forgotten.
@@ -102,6 +105,7 @@ impl CpWorker {
             routes,
             policies: Default::default(),
             unlimited: Default::default(),
+            sent_policies: false,
             blocking,
             revoked: HashMap::new(),
             keys: HashMap::new(),
@@ -125,6 +129,7 @@ impl CpWorker {
         self.generation = Some(meta.generation);
         let mut loaded = Loaded { generation: meta.generation, ..Loaded::default() };
         self.routes = Rc::new(routes(store, control_plane, &mut loaded));
+        self.sent_policies = false;
         for (level, document) in [
             (PolicyLevel::Api, Document::ApiPolicies),
             (PolicyLevel::Subscription, Document::SubscriptionPolicies),
@@ -133,6 +138,7 @@ impl CpWorker {
             let mut policies = HashMap::new();
             let mut unlimited = HashSet::new();
             let list: Vec<wire::Policy> = read_list(store, document);
+            self.sent_policies |= !list.is_empty();
             for policy in &list {
                 match wire::policy_spec(policy) {
                     Ok(Some(spec)) => {
@@ -187,7 +193,7 @@ impl CpWorker {
     }
 
     pub fn has_policies(&self) -> bool {
-        self.policies.iter().any(|policies| !policies.is_empty())
+        self.sent_policies
     }
 
     pub fn blocking(&self) -> &[BlockingCondition] {
