@@ -22,6 +22,7 @@ use crate::routing::Api;
 use crate::schema::checks::check_header_name;
 use crate::schema::{resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt};
 use crate::signatures::SigningKey;
+use crate::vocab::user_without_tenant;
 
 /// The compiled backend-JWT settings.
 pub struct BackendJwt {
@@ -195,12 +196,8 @@ impl BackendJwt {
             _ => authorized.subscriber(),
         };
         // With the tenant once: a user that already carries it (`alice@carbon.super`) keeps it.
-        let qualified = end_user.strip_suffix(self.tenant_domain.as_str()).is_some_and(|user| user.ends_with('@'));
-        if qualified {
-            put("enduser", end_user);
-        } else {
-            put("enduser", &format!("{end_user}@{}", self.tenant_domain));
-        }
+        let user = user_without_tenant(end_user, &self.tenant_domain);
+        put("enduser", &format!("{user}@{}", self.tenant_domain));
         put("enduserTenantId", &self.tenant_id);
         put("applicationUUId", authorized.application_id());
         if let Some(subject) = &authorized.subject {

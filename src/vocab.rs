@@ -108,6 +108,13 @@ pub fn is_unlimited(name: &str) -> bool {
 /// WSO2's super tenant domain.
 pub const SUPER_TENANT: &str = "carbon.super";
 
+/// A user name without its `@<tenant>` suffix, when it has one and something before it
+/// (`bob@carbon.super` is `bob` in the super tenant; `bob@wso2.com` stays as it is there). One rule
+/// for every place a user is compared or qualified: blocking, counters, the backend JWT.
+pub fn user_without_tenant<'u>(user: &'u str, tenant: &str) -> &'u str {
+    user.strip_suffix(tenant).and_then(|user| user.strip_suffix('@')).filter(|user| !user.is_empty()).unwrap_or(user)
+}
+
 /// A resolved secret: bytes, never printed (`Debug` shows `***`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub Vec<u8>);

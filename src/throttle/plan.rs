@@ -8,7 +8,7 @@ use super::settings::ThrottleConfig;
 use crate::catalogue::FaultId;
 use crate::directory::{BlockingCondition, Directory, PolicyLevel, PolicySpec};
 use crate::routing::{Api, Resource};
-use crate::vocab::{is_unlimited, KeyType};
+use crate::vocab::{is_unlimited, user_without_tenant, KeyType};
 
 /// A throttling level with a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,12 +187,7 @@ pub fn missing_policy(directory: &dyn Directory, api: &Api, resource: &Resource,
 /// user as `<user>@<tenant>`): in the super tenant `bob` and `bob@carbon.super` are one user, and
 /// `bob@wso2.com` (another tenant's, or an e-mail user name) is not `bob`.
 fn same_user(end_user: &str, blocked: &str, tenant: &str) -> bool {
-    unqualified(end_user, tenant) == unqualified(blocked, tenant)
-}
-
-/// A user without the `@<tenant>` suffix (when it has one and something before it).
-fn unqualified<'u>(user: &'u str, tenant: &str) -> &'u str {
-    user.strip_suffix(tenant).and_then(|user| user.strip_suffix('@')).filter(|user| !user.is_empty()).unwrap_or(user)
+    user_without_tenant(end_user, tenant) == user_without_tenant(blocked, tenant)
 }
 
 /// The counters of a request, in WSO2's order.
@@ -206,7 +201,7 @@ pub fn plan(
     let mut counters = Vec::new();
     let (context, version) = (api.context.as_str(), api.version.as_str());
     // One user, one counter: `bob` and `bob@carbon.super` are one user, as in WSO2's keys.
-    let user = unqualified(caller.user(), &throttle.tenant);
+    let user = user_without_tenant(caller.user(), &throttle.tenant);
     let policy = |name: Option<&String>| name.and_then(|name| directory.policy(PolicyLevel::Api, name));
     // An API-level policy replaces the resource level: never both. Applied per user, a user's
     // count is apart (one part more: no key of the API or resource as a whole).
