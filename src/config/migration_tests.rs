@@ -160,6 +160,8 @@ fn a_blocked_application_is_named_by_id_or_as_wso2_names_it() {
     assert_eq!(by_id.directory.blocking(), &[BlockingCondition::Application("3f1c".into())]);
     for (blocking, field) in [
         (r#"{"application":"DefaultApplication"}"#, "blocking[0].application"),
+        (r#"{"application":"nobody:nothing"}"#, "blocking[0].application"),
+        (r#"{"application":"Admin:DefaultApplication"}"#, "blocking[0].application"),
         (r#"{"subscription":"DefaultApplication:Pizza:1.0.0"}"#, "blocking[0].subscription"),
     ] {
         assert_eq!(error_of(&config(blocking)).field, field, "{blocking}");

@@ -195,9 +195,9 @@ impl StaticDirectory {
     }
 
     /// Blocking conditions naming an application: by its id, or as WSO2 writes them,
-    /// `<owner>:<name>` (API-M's blocking conditions and the control plane's); an id this
-    /// configuration does not hold would block nothing, and is refused unless a control plane or
-    /// a JWT API key may bring it.
+    /// `<owner>:<name>` (API-M's blocking conditions and the control plane's); an id or an owner
+    /// and name this configuration does not hold would block nothing, and is refused unless a
+    /// control plane or a JWT API key may bring it.
     fn resolve_blocked_applications(&mut self, applications_at_run_time: bool) -> Result<(), ConfigError> {
         let mut blocking = std::mem::take(&mut self.blocking);
         for (index, condition) in blocking.iter_mut().enumerate() {
@@ -212,7 +212,11 @@ impl StaticDirectory {
                 continue;
             }
             match (&*condition, id.split_once(':')) {
-                (BlockingCondition::Application(_), Some((owner, name))) if !owner.is_empty() && !name.is_empty() => {
+                (BlockingCondition::Application(_), Some((owner, name)))
+                    if !owner.is_empty()
+                        && !name.is_empty()
+                        && (applications_at_run_time || self.holds_application_named(owner, name)) =>
+                {
                     *condition =
                         BlockingCondition::ApplicationNamed { owner: owner.to_string(), name: name.to_string() };
                 }
@@ -220,7 +224,7 @@ impl StaticDirectory {
                 _ => {
                     let reason = format!(
                         "application `{id}` is not defined (name an application by its `id`, or as WSO2 does, \
-                         `<owner>:<name>`)"
+                         `<owner>:<name>`, both as the application is configured)"
                     );
                     return Err(ConfigError::new(field, reason));
                 }
@@ -228,6 +232,12 @@ impl StaticDirectory {
         }
         self.blocking = blocking;
         Ok(())
+    }
+
+    /// Whether this configuration holds an application of that owner and name (compared as a
+    /// blocking condition compares them: exactly).
+    fn holds_application_named(&self, owner: &str, name: &str) -> bool {
+        self.listed.iter().any(|listed| listed.application.owner() == owner && listed.application.name() == name)
     }
 
     fn listed(&self, id: &str) -> Option<&Listed> {
