@@ -18,20 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::engines::{RateLimit, Redis};
 use common::windows::{away_from_window_end, now_f64};
-use common::{request, Backend, Envoy, EnvoySetup, Response};
+use common::{api_key_hash, request, Backend, Envoy, EnvoySetup, Response};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn code(response: &Response) -> String {
-    if response.status == 200 {
-        return "200".to_string();
-    }
-    response.json()["code"].as_str().unwrap_or_default().to_string()
-}
 
 /// The filter's configuration with a rate-limit service (`service` merged over the defaults: a
 /// call timeout no slow machine reaches, as a call that times out lets a request through
@@ -49,7 +37,7 @@ fn config(service: Value) -> String {
         .iter()
         .map(|path| json!({"method": "GET", "path": path, "policy": "Five"}))
         .collect();
-    let app = |id: &str| json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": key_hash(&format!("{id}-key"))}]});
+    let app = |id: &str| json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": api_key_hash(&format!("{id}-key"))}]});
     json!({
         "throttling": {"rate_limit_headers": true, "rate_limit_service": rls},
         "apis": [
@@ -147,7 +135,7 @@ fn load(ports: &[u16], path: &str, headers: &[(&str, &str)], threads: usize, tot
                 let received = now_f64();
                 let reset = response.header("ratelimit-reset").and_then(|value| value.parse().ok());
                 results.lock().unwrap().push(Outcome {
-                    code: code(&response),
+                    code: response.code(),
                     status: response.status,
                     reset,
                     sent,
@@ -223,7 +211,7 @@ fn exactly_n_across_two_nodes_with_leased_and_with_strict_counting() {
         let before = now_f64();
         let response = request(ports[1], "GET", "/one/1.0.0/x", &[], None);
         let window_end = ((before / 60.0).floor() as u64 + 1) * 60;
-        assert_eq!((response.status, code(&response)), (429, "900802".to_string()), "{counting}");
+        assert_eq!((response.status, response.code()), (429, "900802".to_string()), "{counting}");
         let retry_after: u64 = response.header("retry-after").expect("Retry-After").parse().unwrap();
         assert!(retry_after >= 1 && retry_after <= window_end - before.floor() as u64, "{counting}: {retry_after}");
         assert_eq!(
@@ -324,7 +312,7 @@ fn strict_counting_leaves_a_denied_request_counted_at_the_levels_before_as_docum
     let ports = cluster.ports();
     away_from_window_end(60, 25);
     let a = [("apikey", "a-key")];
-    let codes: Vec<String> = (0..6).map(|i| code(&request(ports[i % 2], "GET", "/two/1.0.0/x", &a, None))).collect();
+    let codes: Vec<String> = (0..6).map(|i| request(ports[i % 2], "GET", "/two/1.0.0/x", &a, None).code()).collect();
     assert_eq!(codes, ["200", "200", "200", "900804", "900804", "900804"]);
     let b = [("apikey", "b-key")];
     let b_admitted = (0..10).filter(|i| request(ports[i % 2], "GET", "/two/1.0.0/x", &b, None).status == 200).count();
@@ -356,7 +344,7 @@ fn window_by_window_across_edges_a_window_shorter_than_the_service_unit_admits_e
                     let received = now_f64();
                     let reset = response.header("ratelimit-reset").and_then(|value| value.parse().ok());
                     results.lock().unwrap().push(Outcome {
-                        code: code(&response),
+                        code: response.code(),
                         status: response.status,
                         reset,
                         sent,
@@ -414,7 +402,7 @@ fn until(port: u16, resource: &str, expected: &str) -> Response {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let response = request(port, "GET", &format!("/failing/1.0.0/{resource}"), &[], None);
-        if code(&response) == expected || Instant::now() > deadline {
+        if response.code() == expected || Instant::now() > deadline {
             return response;
         }
         thread::sleep(Duration::from_millis(50));
@@ -433,7 +421,7 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
         let log_tail = || node.log().lines().rev().take(30).collect::<Vec<_>>().join("\n");
         let check = |what: &str, response: &Response| {
             assert_eq!(
-                code(response),
+                response.code(),
                 expected,
                 "{mode}, {what}: {}\nthe node's log, last lines first:\n{}",
                 response.body,
@@ -446,7 +434,7 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
         // Counting again means: the resource's limit of 5 holds (the sixth gets its fault).
         let counting_again = |what: &str, resource: &str| {
             let response = until(node.port, resource, "900802");
-            assert_eq!(code(&response), "900802", "{mode}: counting resumes after {what}: {}", response.body);
+            assert_eq!(response.code(), "900802", "{mode}: counting resumes after {what}: {}", response.body);
         };
         assert_eq!(redis.command(&["FLUSHALL"]), "+OK\r\n", "the counts of the step before are gone");
         away_from_window_end(60, 40);
@@ -494,7 +482,7 @@ fn a_service_without_the_filters_domain_is_unusable_and_says_so() {
     let cluster = Cluster::start(&service, json!({"failure_mode": "deny", "lease_max": 1}));
     let node = &cluster.nodes[0];
     let response = request(node.port, "GET", "/failing/1.0.0/domain", &[], None);
-    assert_eq!((response.status, code(&response)), (500, "900808".to_string()));
+    assert_eq!((response.status, response.code()), (500, "900808".to_string()));
     assert_eq!(node.stat("wasmcustom.apim.throttle.uncounted.engine_unusable"), 1);
     assert!(node.log().contains("is the domain in its configuration?"), "{}", node.log());
 }

@@ -14,13 +14,8 @@ use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::windows::{align_to_window, away_from_window_end, in_one_window, now_f64};
-use common::{request, Backend, Envoy, EnvoySetup, Response};
+use common::{api_key_hash, request, Backend, Envoy, EnvoySetup, Response};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn api(name: &str, context: &str, policy: Option<&str>, resources: Value) -> Value {
     let mut api = json!({"name": name, "context": context, "version": "1.0.0", "security": ["api_key"],
@@ -32,7 +27,7 @@ fn api(name: &str, context: &str, policy: Option<&str>, resources: Value) -> Val
 }
 
 fn app(id: &str, policy: Option<&str>) -> Value {
-    let mut app = json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": key_hash(&format!("{id}-key"))}]});
+    let mut app = json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": api_key_hash(&format!("{id}-key"))}]});
     if let Some(policy) = policy {
         app["policy"] = Value::from(policy);
     }
@@ -130,13 +125,6 @@ fn with_key(envoy: &Envoy, path: &str, application: &str) -> Response {
     envoy.send("GET", path, &[("apikey", &format!("{application}-key"))], None)
 }
 
-fn code(response: &Response) -> String {
-    if response.status == 200 {
-        return "200".to_string();
-    }
-    response.json()["code"].as_str().unwrap_or_default().to_string()
-}
-
 /// Sends `threads` x `each` requests to `path` at once over new connections; their statuses and
 /// codes.
 fn concurrent_load(port: u16, path: &'static str, threads: usize, each: usize) -> Vec<(u16, String)> {
@@ -226,28 +214,28 @@ fn a_limit_counted_in_worker_blocks_never_admits_more_than_n_and_loses_at_most_a
 fn each_level_answers_its_own_code() {
     let (envoy, backend) = stack();
     // API level: 3 per hour for the API, whoever calls.
-    let codes: Vec<String> = (0..4).map(|_| code(&with_key(&envoy, "/apilevel/1.0.0/x", "plain"))).collect();
+    let codes: Vec<String> = (0..4).map(|_| with_key(&envoy, "/apilevel/1.0.0/x", "plain").code()).collect();
     assert_eq!(codes, ["200", "200", "200", "900800"]);
     // Subscription level: the tier allows 2 per hour.
-    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/subs/1.0.0/x", "gold"))).collect();
+    let codes: Vec<String> = (0..3).map(|_| with_key(&envoy, "/subs/1.0.0/x", "gold").code()).collect();
     assert_eq!(codes, ["200", "200", "900804"]);
     // Application level: the application's own policy, 2 per hour per end user.
-    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/apps/1.0.0/x", "limited"))).collect();
+    let codes: Vec<String> = (0..3).map(|_| with_key(&envoy, "/apps/1.0.0/x", "limited").code()).collect();
     assert_eq!(codes, ["200", "200", "900803"]);
     // Custom policy keyed on client IP and API context.
-    let codes: Vec<String> = (0..3).map(|_| code(&with_key(&envoy, "/custom/1.0.0/x", "plain"))).collect();
+    let codes: Vec<String> = (0..3).map(|_| with_key(&envoy, "/custom/1.0.0/x", "plain").code()).collect();
     assert_eq!(codes, ["200", "200", "900806"]);
     assert_eq!(backend.requests().len(), 3 + 2 + 2 + 2);
     // Hard limit: 2 per second, then 503.
     let responses: Vec<Response> =
         in_one_window(1, || (0..3).map(|_| with_key(&envoy, "/hard/1.0.0/x", "plain")).collect());
-    assert_eq!(responses.iter().map(code).collect::<Vec<_>>(), ["200", "200", "900801"]);
+    assert_eq!(responses.iter().map(Response::code).collect::<Vec<_>>(), ["200", "200", "900801"]);
     assert_eq!(responses[2].status, 503);
     assert_eq!(responses[2].header("retry-after"), None, "no Retry-After for the hard limit");
     // Blocked API: 900805 (429 per the seed's table), never reaching the backend.
     let reached = backend.requests().len();
     let blocked = with_key(&envoy, "/blockedapi/1.0.0/x", "plain");
-    assert_eq!((blocked.status, code(&blocked)), (429, "900805".to_string()));
+    assert_eq!((blocked.status, blocked.code()), (429, "900805".to_string()));
     assert_eq!(backend.requests().len(), reached);
 }
 
@@ -256,11 +244,11 @@ fn blocking_answers_900805_and_touches_no_counter() {
     let (envoy, _backend) = stack();
     for _ in 0..5 {
         let response = with_key(&envoy, "/apilevel/1.0.0/x", "blocked-app");
-        assert_eq!((response.status, code(&response)), (429, "900805".to_string()));
+        assert_eq!((response.status, response.code()), (429, "900805".to_string()));
         assert_eq!(response.header("retry-after"), None);
     }
     // The API's 3-per-hour counter is untouched by the blocked requests.
-    let codes: Vec<String> = (0..4).map(|_| code(&with_key(&envoy, "/apilevel/1.0.0/x", "plain"))).collect();
+    let codes: Vec<String> = (0..4).map(|_| with_key(&envoy, "/apilevel/1.0.0/x", "plain").code()).collect();
     assert_eq!(codes, ["200", "200", "200", "900800"]);
 }
 
@@ -283,7 +271,7 @@ fn blocking_by_ip_and_cidr_and_user() {
         } else {
             envoy.get("/exact/1.0.0/items")
         };
-        assert_eq!((response.status, code(&response)), (429, "900805".to_string()), "{condition}: {}", response.body);
+        assert_eq!((response.status, response.code()), (429, "900805".to_string()), "{condition}: {}", response.body);
         let reached = if condition.get("user").is_some() { 1 } else { 0 };
         assert_eq!(backend.requests().len(), reached, "{condition}");
     }
@@ -293,10 +281,10 @@ fn blocking_by_ip_and_cidr_and_user() {
 fn burst_control_trips_within_the_second_while_the_minute_quota_has_room() {
     let (envoy, _backend) = stack();
     let codes: Vec<String> =
-        in_one_window(1, || (0..3).map(|_| code(&with_key(&envoy, "/burst/1.0.0/x", "bursty"))).collect());
+        in_one_window(1, || (0..3).map(|_| with_key(&envoy, "/burst/1.0.0/x", "bursty").code()).collect());
     assert_eq!(codes, ["200", "200", "900807"]);
     align_to_window(1);
-    assert_eq!(code(&with_key(&envoy, "/burst/1.0.0/x", "bursty")), "200", "the next second lets it through");
+    assert_eq!(with_key(&envoy, "/burst/1.0.0/x", "bursty").code(), "200", "the next second lets it through");
 }
 
 #[test]
@@ -308,7 +296,7 @@ fn retry_after_and_next_access_time_are_right_to_the_second() {
     let before = now_f64();
     let response = with_key(&envoy, "/apilevel/1.0.0/x", "plain");
     let after = now_f64();
-    assert_eq!(code(&response), "900800");
+    assert_eq!(response.code(), "900800");
     let window_end = ((before / 3600.0).floor() as u64 + 1) * 3600;
     let retry_after: u64 = response.header("retry-after").expect("Retry-After").parse().unwrap();
     let low = window_end - after.ceil() as u64;
@@ -336,7 +324,7 @@ fn rate_limit_headers_count_down_and_over_quota_requests_pass_flagged() {
     // SoftTwo: stop_on_quota_reach false -> the third passes, flagged for the backend. The flag is
     // the filter's: a client's copy, in any spelling, never reaches the backend.
     let forged = [("apikey", "lenient-key"), ("x-apim-quota-exceeded", "true"), ("X_Apim_Quota_Exceeded", "true")];
-    let codes: Vec<String> = (0..3).map(|_| code(&envoy.send("GET", "/flagged/1.0.0/x", &forged, None))).collect();
+    let codes: Vec<String> = (0..3).map(|_| envoy.send("GET", "/flagged/1.0.0/x", &forged, None).code()).collect();
     assert_eq!(codes, ["200", "200", "200"]);
     let flags: Vec<Option<String>> =
         backend.requests().iter().skip(3).map(|r| r.header("x-apim-quota-exceeded").map(String::from)).collect();
@@ -350,6 +338,6 @@ fn a_bandwidth_policy_trips_after_its_bytes_have_passed() {
     // after two exchanges only if response bytes count too (request bytes alone would be 600).
     let body = [b'x'; 300];
     let codes: Vec<String> =
-        (0..3).map(|_| code(&envoy.send("POST", "/bandwidth/1.0.0/bytes/200", &[], Some(&body)))).collect();
+        (0..3).map(|_| envoy.send("POST", "/bandwidth/1.0.0/bytes/200", &[], Some(&body)).code()).collect();
     assert_eq!(codes, ["200", "200", "900802"], "1000 bytes of bodies have passed a 1000-byte budget");
 }

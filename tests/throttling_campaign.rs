@@ -16,25 +16,13 @@ use std::time::{Duration, Instant};
 
 use common::engines::{RateLimit, Redis};
 use common::windows::{away_from_window_end, now_f64};
-use common::{free_port, request, Backend, Envoy, EnvoySetup, Response, Scratch};
+use common::{api_key_hash, free_port, request, Backend, Envoy, EnvoySetup, Scratch};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn code(response: &Response) -> String {
-    if response.status == 200 {
-        return "200".to_string();
-    }
-    response.json()["code"].as_str().unwrap_or_default().to_string()
-}
 
 /// The filter's configuration: `/one` admits `one_limit` per 2-second window; `/shared` 150 per
 /// 2 s for everyone, of which application `a`'s subscription 60; `/burst` bursts of 10 a second.
 fn config(one_limit: u64) -> String {
-    let app = |id: &str| json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": key_hash(&format!("{id}-key"))}]});
+    let app = |id: &str| json!({"id": id, "name": id, "owner": format!("{id}-owner"), "api_keys": [{"sha256": api_key_hash(&format!("{id}-key"))}]});
     let any = json!([{"method": "GET", "path": "/*"}]);
     json!({
         "throttling": {"rate_limit_headers": true},
@@ -105,7 +93,7 @@ fn hammer(
                     let outcome = Outcome {
                         client,
                         status: response.status,
-                        code: code(&response),
+                        code: response.code(),
                         limit: number("ratelimit-limit"),
                         remaining: number("ratelimit-remaining"),
                         reset: number("ratelimit-reset"),

@@ -420,6 +420,20 @@ impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body))
     }
+
+    /// `200`, or the fault's code from its JSON body.
+    pub fn code(&self) -> String {
+        if self.status == 200 {
+            return "200".to_string();
+        }
+        self.json()["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// An API key as the configuration stores it: its SHA-256, in hex.
+pub fn api_key_hash(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One request on a fresh connection (`Connection: close`); panics on transport errors.
