@@ -128,6 +128,19 @@ pub trait SharedStore {
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
 }
 
+/// The CAS token no stored value has (Envoy numbers values from 1 up, one per write): a write
+/// with it stores a value only where none is ([`create_if_absent`]).
+const NO_VALUE_HAS_THIS_CAS: u32 = u32::MAX;
+
+/// Stores `value` only if `key` has none; a value another VM stored first is kept. Envoy's shared
+/// data has no such call, but compares a CAS token only against a value that exists: a write
+/// with a token no value holds inserts where the key is absent and fails where it is present.
+/// For what every worker must agree on (the counter slots' seed and count, an empty slot), where
+/// "read, then write if absent" lets two VMs that read at once each keep their own.
+pub fn create_if_absent(store: &mut dyn SharedStore, key: &str, value: &[u8]) -> Result<(), HostError> {
+    store.shared_set(key, value, Some(NO_VALUE_HAS_THIS_CAS))
+}
+
 /// What the stream needs from Envoy.
 pub trait Host: SharedStore {
     /// Every request header at once (one host call instead of one per header).

@@ -12,7 +12,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::host::SharedStore;
+use crate::host::{create_if_absent, SharedStore};
 
 // Like Envoy's shared data, a write without a CAS token is unconditional: the counters therefore
 // only write with the token of the value they read, and slots are created (empty) by
@@ -204,9 +204,9 @@ const LAYOUT_KEY: &str = "apim.rl.layout";
 /// The shared-data key holding this Envoy's [`SlotSeed`].
 const SEED_KEY: &str = "apim.rl.seed";
 
-/// This Envoy's slot seed: the one in shared data, else `fresh` stored for every worker (the
-/// first VM configured makes it; a VM reads back what it wrote, so two that raced to make it use
-/// the one written last). `None` when no seed can be kept: then the slots are not made.
+/// This Envoy's slot seed: the one in shared data, else `fresh`, stored only if no VM stored one
+/// first ([`create_if_absent`]), so every worker uses the first VM's, also when two configure at
+/// once. `None` when no seed can be kept: then the slots are not made.
 fn slot_seed(store: &mut dyn SharedStore, fresh: SlotSeed) -> Option<SlotSeed> {
     let stored = |store: &dyn SharedStore| {
         let (bytes, _) = store.shared_get(SEED_KEY).ok().flatten()?;
@@ -215,8 +215,7 @@ fn slot_seed(store: &mut dyn SharedStore, fresh: SlotSeed) -> Option<SlotSeed> {
     if let Some(seed) = stored(store) {
         return Some(seed);
     }
-    let _ = store.shared_set(SEED_KEY, &fresh, None);
-    // What was stored, which another writer's may have replaced: every worker uses the same.
+    let _ = create_if_absent(store, SEED_KEY, &fresh);
     stored(store)
 }
 
@@ -224,7 +223,10 @@ fn slot_seed(store: &mut dyn SharedStore, fresh: SlotSeed) -> Option<SlotSeed> {
 pub fn fresh_seed(clock_nanos: u64) -> SlotSeed {
     let mut seed = SlotSeed::default();
     if getrandom::fill(&mut seed).is_err() {
-        log::warn!("no random source: counter slots are placed by a seed from the clock");
+        log::error!(
+            "no random source: counter slots are placed by a seed from the clock, which one who knows when \
+             Envoy started may guess (and fill one key's slot with keys of its choosing)"
+        );
         let digest = Sha256::digest(clock_nanos.to_le_bytes());
         for (slot, byte) in seed.iter_mut().zip(digest.iter()) {
             *slot = *byte;
@@ -248,26 +250,30 @@ pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space], 
         return (slots.max(1), fresh);
     };
     let slots = slots.max(1);
-    let in_use = store
-        .shared_get(LAYOUT_KEY)
-        .ok()
-        .flatten()
-        .and_then(|(bytes, _)| <[u8; 4]>::try_from(bytes.as_slice()).ok())
-        .map(u32::from_le_bytes)
-        .filter(|count| *count > 0);
-    let slots = match in_use {
+    let stored_count = |store: &dyn SharedStore| {
+        store
+            .shared_get(LAYOUT_KEY)
+            .ok()
+            .flatten()
+            .and_then(|(bytes, _)| <[u8; 4]>::try_from(bytes.as_slice()).ok())
+            .map(u32::from_le_bytes)
+            .filter(|count| *count > 0)
+    };
+    // The count the first VM stored, also when another configures at the same moment.
+    let slots = match stored_count(store) {
         Some(count) => count,
         None => {
-            let _ = store.shared_set(LAYOUT_KEY, &slots.to_le_bytes(), None);
-            slots
+            let _ = create_if_absent(store, LAYOUT_KEY, &slots.to_le_bytes());
+            stored_count(store).unwrap_or(slots)
         }
     };
+    // An empty slot never replaces one a worker already counts in.
     let empty = encode(&[]);
     for space in spaces {
         for index in 0..u64::from(slots) {
             let name = slot_name(*space, index, slots);
             if matches!(store.shared_get(&name), Ok(None)) {
-                let _ = store.shared_set(&name, &empty, None);
+                let _ = create_if_absent(store, &name, &empty);
             }
         }
     }
@@ -421,6 +427,27 @@ pub fn update<R>(
 pub(crate) mod tests {
     use super::*;
     pub use crate::host::testing::MemoryStore;
+
+    /// Two VMs configuring at once both read no seed, no slot count and no slots. The one that
+    /// writes second must keep what the first wrote and is already counting with: a seed or count
+    /// of its own would place every key elsewhere (each worker counting a limit apart), and an
+    /// empty slot written over a counted one would forget its count.
+    #[test]
+    fn a_vm_that_read_nothing_keeps_what_another_vm_made_meanwhile() {
+        let mut store = MemoryStore::default();
+        let (slots, seed) = prepare_slots(&mut store, 4, &[Space::Counters], [1; 16]);
+        let settings = Settings { slots, retries: 3, seed };
+        hit(&mut store, "k", 5, 60, Hit::Request, 0, settings).unwrap();
+        // The second VM's writes, as it makes them after reading nothing.
+        let _ = create_if_absent(&mut store, SEED_KEY, &[2; 16]);
+        let _ = create_if_absent(&mut store, LAYOUT_KEY, &8u32.to_le_bytes());
+        for index in 0..u64::from(slots) {
+            let _ = create_if_absent(&mut store, &slot_name(Space::Counters, index, slots), &encode(&[]));
+        }
+        assert_eq!(prepare_slots(&mut store, 8, &[Space::Counters], [2; 16]), (4, seed));
+        let count = hit(&mut store, "k", 5, 60, Hit::Request, 0, settings).unwrap();
+        assert_eq!(count.remaining, 3, "the first VM's count is kept");
+    }
 
     impl MemoryStore {
         pub fn prepared(slots: u32) -> MemoryStore {
