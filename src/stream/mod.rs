@@ -598,10 +598,6 @@ impl Stream {
         Flow::Waiting
     }
 
-    /// The answer to the call of this stream's request after the request went away (its client
-    /// hung up): only what the answer means beyond the request is applied (the tokens of a
-    /// block the rate-limit service counted go to the lease, and the request's own are given
-    /// back; an introspection answer is cached; a lookup is stored), nothing is sent.
     /// Envoy deleted the request while its own call is under way ([`Self::own_pending_call`]):
     /// what is kept until the answer comes is what the answer needs ([`Self::on_abandoned_answer`]),
     /// not the request (its headers could be Envoy's limit, 60 KiB by default, and a client that
@@ -619,6 +615,10 @@ impl Stream {
         self.request.bytes_held() + self.record.fields.iter().map(|(_, value)| value.len()).sum::<usize>()
     }
 
+    /// The answer to the call of this stream's request after the request went away (its client
+    /// hung up): only what the answer means beyond the request is applied (the tokens of a
+    /// block the rate-limit service counted go to the lease, and the request's own are given
+    /// back; an introspection answer is cached; a lookup is stored), nothing is sent.
     pub fn on_abandoned_answer(&mut self, host: &mut impl Host, token: u32, answer: &Answer) {
         let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
         // Without a clock nothing is settled (and nothing may be refused: there is no request).
