@@ -105,11 +105,11 @@ pub fn verify_cached(
     now: u64,
 ) -> Result<Identity, Refusal> {
     if let Some(cached) = verified.get(key, now) {
-        return Ok(Identity::JwtApiKey(Box::new(JwtApiKey::clone(cached))));
+        return Ok(Identity::JwtApiKey(Rc::clone(cached)));
     }
     let identity = verify(auth, directory, key, now)?;
     if let Identity::JwtApiKey(jwt_api_key) = &identity {
-        verified.insert(key, Rc::new(JwtApiKey::clone(jwt_api_key)));
+        verified.insert(key, Rc::clone(jwt_api_key));
     }
     Ok(identity)
 }
@@ -123,7 +123,7 @@ pub fn verify(auth: &AuthConfig, directory: &dyn Directory, key: &str, now: u64)
     }
     if let Some(verifier) = auth.api_key_jwt.as_ref().filter(|_| looks_like_jws(key)) {
         return verify_jwt_api_key(verifier, auth.credentials.max_token_bytes, key, now)
-            .map(|key| Identity::JwtApiKey(Box::new(key)));
+            .map(|key| Identity::JwtApiKey(Rc::new(key)));
     }
     directory
         .api_key(&credential_hash(key))

@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn jwt_api_keys_honour_the_subscription_state_the_gateway_knows() {
         let config = compile(CONFIG);
-        let key = Identity::JwtApiKey(Box::new(JwtApiKey {
+        let key = Identity::JwtApiKey(Rc::new(JwtApiKey {
             key_type: KeyType::Production,
             application_id: "jwt-app".into(),
             application_name: "JwtApp".into(),

@@ -103,7 +103,8 @@ pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
     // The end user is RFC 7662's `username`, as WSO2 reads it; WSO2 IS's answers carry no `sub`.
     let username = match answer.get("username") {
         None | Some(Value::Null) => None,
-        Some(Value::String(username)) => Some(username.clone()),
+        // An empty one names nobody: the end-user claim stands.
+        Some(Value::String(username)) => Some(username.clone()).filter(|username| !username.is_empty()),
         Some(_) => return Introspected::Unavailable("introspection_malformed"),
     };
     match token_identity(km.id, &rfc7662_names(&km.claims), &answer, expires_at) {

@@ -90,8 +90,9 @@ pub enum Identity {
     /// Shared with the worker's verified-token cache (a cache hit copies nothing).
     Token(Rc<TokenIdentity>),
     ApiKey(AppKey),
-    /// Boxed: a verified key and its restrictions are much larger than the other identities.
-    JwtApiKey(Box<api_keys::JwtApiKey>),
+    /// Shared with the worker's verified JWT API keys (a cache hit copies nothing; the key and its
+    /// restrictions are much larger than the other identities).
+    JwtApiKey(Rc<api_keys::JwtApiKey>),
 }
 
 impl Identity {

@@ -234,6 +234,8 @@ fn an_introspected_tokens_end_user_is_its_username() {
     assert_eq!(end_user(keycloak).as_deref(), Some("alice"));
     let without_username = json!({"active": true, "client_id": "shop-client", "sub": "bob"});
     assert_eq!(end_user(without_username).as_deref(), Some("bob"), "the end-user claim, without a username");
+    let empty_username = json!({"active": true, "client_id": "shop-client", "sub": "bob", "username": ""});
+    assert_eq!(end_user(empty_username).as_deref(), Some("bob"), "an empty username names nobody");
     let garbled = json!({"active": true, "client_id": "shop-client", "username": 7});
     let answer = Answer::Http { status: 200, body: garbled.to_string().into_bytes() };
     assert_eq!(parse(km, &answer, NOW), Introspected::Unavailable("introspection_malformed"));

@@ -242,8 +242,12 @@ fn is_origin(value: &str) -> bool {
         "https" | "wss" => Some("443"),
         _ => None,
     };
-    let port_as_sent =
-        port.is_none_or(|port| port.parse::<u16>().is_ok() && !port.starts_with('0') && Some(port) != default_port);
+    let port_as_sent = port.is_none_or(|port| {
+        port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+            && !port.starts_with('0')
+            && Some(port) != default_port
+    });
     !scheme.is_empty()
         && !host.is_empty()
         && port_as_sent

@@ -93,13 +93,10 @@ pub fn call_authority(field: &str, authority: Option<&str>, cluster: &str) -> Re
 pub fn without_user_information(value: &str) -> std::borrow::Cow<'_, str> {
     let start = value.find("://").map_or(0, |at| at + 3);
     let rest = value.get(start..).unwrap_or_default();
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    match authority.rfind('@') {
-        Some(at) => {
-            let host = authority.get(at..).unwrap_or_default();
-            let after = rest.get(authority.len()..).unwrap_or_default();
-            format!("{}…{host}{after}", value.get(..start).unwrap_or_default()).into()
-        }
+    // Up to the last `@` of the value: a password may hold an unencoded `/`, `?` or `#`, and one
+    // `@` too many only hides a little more of the value.
+    match rest.rfind('@') {
+        Some(at) => format!("{}…{}", value.get(..start).unwrap_or_default(), rest.get(at..).unwrap_or_default()).into(),
         None => value.into(),
     }
 }

@@ -32,10 +32,12 @@ pub struct RawCredentials {
     /// Tokens and API keys longer than this (bytes) are refused before parsing. Defaults to 8192.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
-    /// Verified JWTs remembered per worker (never past their `exp`), access tokens and as many JWT
-    /// API keys (whose restrictions are still checked on every request); a token one worker
-    /// verified is also shared with the others (by its SHA-256, in shared data). 0 turns them all
-    /// off, so every request verifies its token. Defaults to 10000.
+    /// Verified JWTs remembered per worker (never past their `exp`): this many access tokens, and
+    /// as many JWT API keys again (whose restrictions are still checked on every request), so a
+    /// worker holds up to twice this many tokens of up to `max_token_bytes` each. An access token
+    /// one worker verified is also shared with the others (by its SHA-256, in shared data); a JWT
+    /// API key is not. 0 turns them all off, so every request verifies its token. Defaults to
+    /// 10000.
     #[serde(default = "default_verified_cache_entries")]
     pub verified_cache_entries: usize,
     /// Query parameter carrying an API key, for APIs with `api_key_in_query`. Defaults to `apikey`.
