@@ -199,6 +199,11 @@ def wrk_both(run, pair, seconds, only_first_for=None):
         requests = int(re.search(r"(\d+) requests in", out).group(1))
         rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
         non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        socket_errors = sum(int(n) for n in errors.groups()) if errors else 0
+        # An admission count is only as good as the answers counted (as run.verify_round).
+        if socket_errors * 1000 > requests:
+            raise SystemExit(f"cluster: {socket_errors} socket errors in {requests} requests")
         results.append({"requests": requests, "rps": rps, "non2xx": int(non2xx.group(1)) if non2xx else 0})
     return results
 
