@@ -1,6 +1,30 @@
 //! JWT API keys through the stream: what of the request their restrictions read reaches them.
 
 use super::*;
+use crate::auth::keys::testkeys::{jwk, sign_raw};
+use jsonwebtoken::Algorithm;
+
+/// A configuration whose API `Shop` takes WSO2 JWT API keys signed with `rsa-b.pem`.
+fn shop_config() -> Rc<Config> {
+    let json = serde_json::json!({
+        "api_key_jwt": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
+        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["api_key"],
+                  "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/*"}]}]
+    });
+    Rc::new(Config::from_json(json.to_string().as_bytes()).unwrap())
+}
+
+/// A JWT API key of application `JwtApp` subscribed to `Shop`, with `extra` claims.
+fn jwt_api_key(extra: serde_json::Value) -> String {
+    let mut claims = serde_json::json!({"iss": "https://apim", "sub": "admin", "keytype": "PRODUCTION",
+        "token_type": "apiKey",
+        "application": {"uuid": "jwt-app", "name": "JwtApp", "owner": "erin", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0", "subscriptionTier": "Unlimited"}]});
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
+    sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256)
+}
 
 /// WSO2 (`ApiKeyAuthenticator.validateAPIKeyRestrictions`) refuses a JWT API key whose
 /// `permittedIP` list does not hold the client (`source.address`, as blocking conditions read it),
@@ -8,20 +32,8 @@ use super::*;
 /// stream hands both to authorization.
 #[test]
 fn a_jwt_api_keys_permitted_ip_and_referer_are_enforced() {
-    use crate::auth::keys::testkeys::{jwk, sign_raw};
-    use jsonwebtoken::Algorithm;
-    let json = serde_json::json!({
-        "api_key_jwt": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
-        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["api_key"],
-                  "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/*"}]}]
-    });
-    let config = Rc::new(Config::from_json(json.to_string().as_bytes()).unwrap());
-    let claims = serde_json::json!({"iss": "https://apim", "sub": "admin", "keytype": "PRODUCTION",
-        "token_type": "apiKey", "permittedIP": "192.0.2.1", "permittedReferer": "https://app.example/*",
-        "application": {"uuid": "jwt-app", "name": "JwtApp", "owner": "erin", "tier": "Unlimited"},
-        "subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0", "subscriptionTier": "Unlimited"}]});
-    let key =
-        sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256);
+    let config = shop_config();
+    let key = jwt_api_key(serde_json::json!({"permittedIP": "192.0.2.1", "permittedReferer": "https://app.example/*"}));
     let cases = [
         ("198.51.100.7:5555", Some("https://app.example/x"), false),
         ("192.0.2.1:5555", None, false),
@@ -57,21 +69,9 @@ fn a_jwt_api_keys_permitted_ip_and_referer_are_enforced() {
 /// restrictions are still checked on every request.
 #[test]
 fn a_jwt_api_key_is_verified_once_per_worker_and_never_past_its_exp() {
-    use crate::auth::keys::testkeys::{jwk, sign_raw};
     use crate::signatures::testing::verifications;
-    use jsonwebtoken::Algorithm;
-    let json = serde_json::json!({
-        "api_key_jwt": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
-        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["api_key"],
-                  "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/*"}]}]
-    });
-    let config = Rc::new(Config::from_json(json.to_string().as_bytes()).unwrap());
-    let claims = serde_json::json!({"iss": "https://apim", "sub": "admin", "keytype": "PRODUCTION",
-        "token_type": "apiKey", "permittedIP": "192.0.2.1", "exp": 2_000,
-        "application": {"uuid": "jwt-app", "name": "JwtApp", "owner": "erin", "tier": "Unlimited"},
-        "subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0", "subscriptionTier": "Unlimited"}]});
-    let key =
-        sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256);
+    let config = shop_config();
+    let key = jwt_api_key(serde_json::json!({"permittedIP": "192.0.2.1", "exp": 2_000}));
     let worker = Rc::new(RefCell::new(Worker::new(&config)));
     let request = |now: u64, address: &str| {
         let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/shop/1.0.0/items"), ("apikey", &key)]);
