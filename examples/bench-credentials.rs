@@ -2,9 +2,10 @@
 //! `tests/fixtures/keys/rsa-a.pem` and an RS256 token it signs (issuer `https://bench.local`,
 //! client `bench-client`, valid for a day); the same for ES256 (`ec-p256.pem`) and EdDSA
 //! (`ed25519.pem`); and with `--tokens N FILE`, N RS256 tokens of clients `client-1` ..
-//! `client-N`, one per line in FILE (many distinct callers).
+//! `client-N`, one per line in FILE (many distinct callers); with `--fresh N FILE`, N RS256 tokens
+//! of `bench-client` that differ by their `jti` (a token no cache has seen, for every request).
 //!
-//!     cargo run --quiet --example bench-credentials [-- --tokens N FILE]
+//!     cargo run --quiet --example bench-credentials [-- --tokens N FILE | --fresh N FILE]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,12 +46,53 @@ fn signer(file: &str, algorithm: Algorithm, kid: &str) -> Result<(serde_json::Va
 }
 
 fn token(key: &EncodingKey, algorithm: Algorithm, kid: &str, client: &str) -> Result<String, Failure> {
+    token_with_id(key, algorithm, kid, client, None)
+}
+
+fn token_with_id(
+    key: &EncodingKey,
+    algorithm: Algorithm,
+    kid: &str,
+    client: &str,
+    id: Option<usize>,
+) -> Result<String, Failure> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut header = Header::new(algorithm);
     header.kid = Some(kid.to_string());
-    let claims = json!({"iss": "https://bench.local", "sub": client, "client_id": client,
+    let mut claims = json!({"iss": "https://bench.local", "sub": client, "client_id": client,
         "aud": "bench", "scope": "read", "iat": now, "exp": now + 86_400});
+    if let (Some(id), Some(fields)) = (id, claims.as_object_mut()) {
+        fields.insert("jti".to_string(), json!(format!("fresh-{id}")));
+    }
     Ok(jsonwebtoken::encode(&header, &claims, key)?)
+}
+
+/// `count` tokens of `bench-client`, each with its own `jti`, signed on every core (RSA signing
+/// takes about 1.5 ms a token).
+fn fresh_tokens(key: &EncodingKey, count: usize) -> Result<String, Failure> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let parts: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut lines = String::new();
+                    for id in (part..count).step_by(threads) {
+                        let token = token_with_id(key, Algorithm::RS256, "bench", "bench-client", Some(id))
+                            .map_err(|e| e.to_string())?;
+                        lines.push_str(&token);
+                        lines.push('\n');
+                    }
+                    Ok(lines)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a signing thread failed".into()))).collect()
+    });
+    let mut all = String::new();
+    for part in parts {
+        all.push_str(&part?);
+    }
+    Ok(all)
 }
 
 fn main() -> Result<(), Failure> {
@@ -64,6 +106,10 @@ fn main() -> Result<(), Failure> {
             lines.push('\n');
         }
         std::fs::write(file, lines)?;
+        return Ok(());
+    }
+    if let (Some("--fresh"), Some(count), Some(file)) = (args.get(1).map(String::as_str), args.get(2), args.get(3)) {
+        std::fs::write(file, fresh_tokens(&key, count.parse()?)?)?;
         return Ok(());
     }
     let (es_jwk, es_key) = signer("ec-p256.pem", Algorithm::ES256, "bench-es")?;
