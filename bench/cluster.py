@@ -71,6 +71,7 @@ class Engine:
     own rate-limit filter."""
 
     def __init__(self, run):
+        self.run = run
         self.dir = tempfile.mkdtemp(prefix="bench-rls-")
         self.redis_port, self.grpc_port, self.http_port, self.debug_port = (run.free_port() for _ in range(4))
         redis_log = os.path.join(self.dir, "redis.log")
@@ -105,12 +106,7 @@ class Engine:
 
     def cpu_seconds(self):
         """CPU time the service and Redis have used (user + system)."""
-        total = 0.0
-        for proc in (self.service, self.redis):
-            with open(f"/proc/{proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        return sum(self.run.cpu_seconds(proc.pid) for proc in (self.service, self.redis))
 
     def stop(self):
         for proc in (self.service, self.redis):
@@ -164,6 +160,7 @@ class Pair:
     """Two Envoy nodes running the same filter chain, one per core."""
 
     def __init__(self, run, engine, mode, limit, window_s=60):
+        self.run = run
         filters = native_ratelimit() if mode == "native" else run.wasm_filter(filter_config(mode, limit, window_s))
         clusters = [rls_cluster(engine.grpc_port)]
         # Routes go to an upstream (a listener of the same Envoy) in every mode: Envoy's own
@@ -178,6 +175,10 @@ class Pair:
                     if line.startswith("cluster.rls.upstream_rq_total:"):
                         total += int(line.split(":")[1])
         return total
+
+    def cpu_seconds(self):
+        """CPU time both nodes have used (all threads)."""
+        return sum(self.run.cpu_seconds(node.proc.pid) for node in self.nodes)
 
     def stop(self):
         for node in self.nodes:
@@ -215,14 +216,17 @@ def throughput(run, engine):
     try:
         requests = {mode: 0 for mode, _ in modes}
         cpu = {mode: 0.0 for mode, _ in modes}
+        node_cpu = {mode: 0.0 for mode, _ in modes}
         for mode, _ in modes:
             requests[mode] += sum(r["requests"] for r in wrk_both(run, pairs[mode], run.WARMUP))
+        warm_up = dict(requests)
         rounds = {mode: [] for mode, _ in modes}
         for _ in range(run.ROUNDS):
             for mode, _ in modes:
-                before = engine.cpu_seconds()
+                before, nodes_before = engine.cpu_seconds(), pairs[mode].cpu_seconds()
                 result = wrk_both(run, pairs[mode], run.SECONDS)
                 cpu[mode] += engine.cpu_seconds() - before
+                node_cpu[mode] += pairs[mode].cpu_seconds() - nodes_before
                 if any(r["non2xx"] for r in result):
                     raise SystemExit(f"cluster {mode}: non-2xx answers below the limit")
                 requests[mode] += sum(r["requests"] for r in result)
@@ -230,12 +234,14 @@ def throughput(run, engine):
         out = {}
         for mode, label in modes:
             measured = sum(r for r in rounds[mode]) * run.SECONDS
+            answered = max(1, requests[mode] - warm_up[mode])
             out[mode] = {
                 "label": label,
                 "rps": statistics.median(rounds[mode]),
                 "rounds": [round(r) for r in rounds[mode]],
                 "calls_per_request": pairs[mode].calls() / max(1, requests[mode]),
                 "engine_cpu_us": 1e6 * cpu[mode] / max(1.0, measured),
+                "node_cpu_us": 1e6 * node_cpu[mode] / answered,
             }
             print(f"cluster {label:<50} {out[mode]['rps']:>10.0f} req/s  {out[mode]['calls_per_request']:.4f} calls/request", flush=True)
         return out
@@ -310,14 +316,18 @@ def report(results, verdict):
         " figures are the two nodes' sum. Routes go to an upstream (a second listener of the same Envoy)"
         " in every mode, as Envoy's own rate-limit filter needs one, so these figures are not comparable"
         " with the tables above. Calls per request are the nodes' calls to the service over"
-        " all requests of the run; engine CPU is the service's and Redis's CPU time per request.",
+        " all requests of the run; engine CPU is the service's and Redis's CPU time per request; node CPU is"
+        " the two Envoys' CPU time per request answered in the rounds (`by CPU`: per-node counting's over this"
+        " row's, which reads through the load on the machine: the nodes, the service, Redis and wrk share two cores).",
         "",
-        "| counting | requests/s | relative to per node | service calls per request | engine CPU µs per request | rounds (req/s) |",
-        "|---|---|---|---|---|---|",
+        "| counting | requests/s | relative to per node | node CPU µs per request | by CPU | service calls per request |"
+        " engine CPU µs per request | rounds (req/s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for mode, x in t.items():
         lines.append(
-            f"| {x['label']} | {x['rps']:.0f} | {x['rps'] / local:.3f} | {x['calls_per_request']:.4f} |"
+            f"| {x['label']} | {x['rps']:.0f} | {x['rps'] / local:.3f} | {x['node_cpu_us']:.1f} |"
+            f" {t['local']['node_cpu_us'] / max(x['node_cpu_us'], 1e-9):.3f} | {x['calls_per_request']:.4f} |"
             f" {x['engine_cpu_us']:.1f} | {', '.join(map(str, x['rounds']))} |"
         )
     leased = t["leased"]
@@ -325,7 +335,8 @@ def report(results, verdict):
         "",
         f"- Leased counting, far below the limit: {leased['calls_per_request']:.4f} calls per request"
         f" (target <= 0.1: {verdict(leased['calls_per_request'] <= 0.1)}); throughput {leased['rps'] / local:.3f} of"
-        f" per-node counting (target >= 0.8: {verdict(leased['rps'] / local >= 0.8)}), {leased['rps'] / t['strict']['rps']:.2f}x"
+        f" per-node counting (target >= 0.8: {verdict(leased['rps'] / local >= 0.8)}; by CPU per request"
+        f" {t['local']['node_cpu_us'] / max(leased['node_cpu_us'], 1e-9):.3f}), {leased['rps'] / t['strict']['rps']:.2f}x"
         f" strict counting and {leased['rps'] / t['native']['rps']:.2f}x Envoy's own filter.",
         "",
         f"Exactness: a limit of N per {WINDOW}-second window, both nodes loaded for {WINDOW - 1} s inside one window"

@@ -924,18 +924,20 @@ def write_results(r, scale, static_share, own_cost, from_control_plane, across_n
         " `on_configure` is the filter's own measurement (logged per VM; the largest shown); RSS is the whole Envoy process"
         " (`--concurrency 1`: the main thread's VM and one worker VM), its delta against the 10-key config.",
         "",
-        "| config | on_configure ms | Envoy RSS MiB | RSS delta MiB | requests/s | relative to 10 |",
-        "|---|---|---|---|---|---|",
+        "| config | on_configure ms | Envoy RSS MiB | RSS delta MiB | requests/s | relative to 10 | CPU µs/request | by CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, x in scale.items():
         lines.append(
             f"| {n:,} | {x['configure_ms'] if x['configure_ms'] is not None else 'n/a'} | {x['rss_kib'] / 1024:.1f} |"
             f" {(x['rss_kib'] - base['rss_kib']) / 1024:.1f} | {x['rps']:.0f} | {ratio(x['rps'], base['rps']):.3f} |"
+            f" {x['cpu_us']:.1f} | {ratio(base['cpu_us'], x['cpu_us']):.3f} |"
         )
     big = scale[100_000]
     lines += static_memory_report(static_share, base, big, verdict)
     lines += [
-        f"- 100,000 keys: throughput {ratio(big['rps'], base['rps']):.3f} of the 10-key config (target >= 0.95: {verdict(ratio(big['rps'], base['rps']) >= 0.95)});"
+        f"- 100,000 keys: throughput {ratio(big['rps'], base['rps']):.3f} of the 10-key config (target >= 0.95: {verdict(ratio(big['rps'], base['rps']) >= 0.95)};"
+        f" by CPU per request {ratio(base['cpu_us'], big['cpu_us']):.3f});"
         f" `on_configure` {big['configure_ms']} ms (target <= 250: {verdict((big['configure_ms'] or 1e9) <= 250)}).",
         f"- `.wasm` size: {wasm_size:,} bytes ({wasm_size / 1048576:.2f} MiB; target < 1.5 MiB: {verdict(wasm_size < 1.5 * 1048576)}).",
         f"- At rest: with the 10-entry config, Envoy's RSS is"
