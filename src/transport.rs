@@ -16,10 +16,13 @@ pub mod flags {
     pub const UPSTREAM_OVERFLOW: u64 = 0x80; // UO
     pub const NO_ROUTE_FOUND: u64 = 0x100; // NR
     pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 0x8000; // URX
+    pub const STREAM_IDLE_TIMEOUT: u64 = 0x1_0000; // SI
     pub const UPSTREAM_MAX_STREAM_DURATION_REACHED: u64 = 0x8_0000; // UMSDR
     pub const UPSTREAM_PROTOCOL_ERROR: u64 = 0x80_0000; // UPE
     pub const NO_CLUSTER_FOUND: u64 = 0x100_0000; // NC
     pub const DNS_RESOLUTION_FAILED: u64 = 0x400_0000; // DF
+    pub const DROP_OVERLOAD: u64 = 0x800_0000; // DO
+    pub const UNCONDITIONAL_DROP_OVERLOAD: u64 = 0x2000_0000; // UDO
 }
 
 /// What the response phase knows about a response.
@@ -58,19 +61,28 @@ pub enum UpstreamFailure {
 /// `response.code_details` of a response the backend sent.
 pub const FROM_UPSTREAM: &str = "via_upstream";
 
+/// `response.code_details` of Envoy's reply to a stream that outlived its `max_stream_duration`.
+const MAX_DURATION_TIMEOUT: &str = "max_duration_timeout";
+
 /// Classifies a response; `None` means it passes untouched.
 pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
     if view.code_details == Some(FROM_UPSTREAM) {
         return None;
     }
-    // By the details alone: Envoy answers a gRPC client's 413 with a 200 too.
+    // By the details alone: Envoy answers a gRPC client's 413 with a 200 too, and sets no flag
+    // when a stream outlives the connection manager's or the route's max_stream_duration.
     if view.code_details.is_some_and(|details| details.starts_with("request_payload_too_large")) {
         return Some(UpstreamFailure::PayloadTooLarge);
     }
-    // The most specific cause first: a retried connection failure carries URX and UF.
+    if view.code_details == Some(MAX_DURATION_TIMEOUT) {
+        return Some(UpstreamFailure::Timeout);
+    }
+    // The most specific cause first: a retried connection failure carries URX and UF. The idle
+    // timeout of the whole stream (the connection manager's or the route's) is a timeout too.
     let order = [
         (flags::UPSTREAM_REQUEST_TIMEOUT, UpstreamFailure::Timeout),
         (flags::UPSTREAM_MAX_STREAM_DURATION_REACHED, UpstreamFailure::Timeout),
+        (flags::STREAM_IDLE_TIMEOUT, UpstreamFailure::Timeout),
         (flags::UPSTREAM_CONNECTION_FAILURE, UpstreamFailure::ConnectFailure),
         (flags::DNS_RESOLUTION_FAILED, UpstreamFailure::DnsFailure),
         (flags::UPSTREAM_PROTOCOL_ERROR, UpstreamFailure::ProtocolError),
@@ -79,6 +91,8 @@ pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
         (flags::LOCAL_RESET, UpstreamFailure::LocalReset),
         (flags::NO_HEALTHY_UPSTREAM, UpstreamFailure::NoHealthyUpstream),
         (flags::UPSTREAM_OVERFLOW, UpstreamFailure::Overflow),
+        (flags::DROP_OVERLOAD, UpstreamFailure::Overflow),
+        (flags::UNCONDITIONAL_DROP_OVERLOAD, UpstreamFailure::Overflow),
         (flags::UPSTREAM_RETRY_LIMIT_EXCEEDED, UpstreamFailure::RetriesExhausted),
         (flags::NO_CLUSTER_FOUND, UpstreamFailure::NoCluster),
         (flags::NO_ROUTE_FOUND, UpstreamFailure::NoRoute),
@@ -230,6 +244,28 @@ mod tests {
         let max_duration =
             view(504, "upstream_max_stream_duration_reached", flags::UPSTREAM_MAX_STREAM_DURATION_REACHED);
         assert_eq!(fault_for_response(&max_duration, ErrorFormat::ApimJson).unwrap().code, 101507);
+    }
+
+    /// Envoy's replies for a stream that timed out as a whole or a request its cluster dropped
+    /// are its own plain text like the route's timeout: each is a transport fault.
+    #[test]
+    fn envoys_stream_timeouts_and_dropped_requests_are_classified() {
+        let idle = view(504, "stream_idle_timeout", flags::STREAM_IDLE_TIMEOUT);
+        assert_eq!(fault_for_response(&idle, ErrorFormat::ApimJson).map(|fault| fault.code), Some(101507));
+        let duration = view(504, "max_duration_timeout", 0);
+        assert_eq!(fault_for_response(&duration, ErrorFormat::ApimJson).map(|fault| fault.code), Some(101507));
+        let mut stalled = view(408, "stream_idle_timeout", flags::STREAM_IDLE_TIMEOUT);
+        stalled.request_complete = false;
+        stalled.request_body_started = true;
+        assert_eq!(fault_for_response(&stalled, ErrorFormat::ApimJson).map(|fault| fault.code), Some(101506));
+        for (details, flag) in [
+            ("drop_overload", flags::DROP_OVERLOAD),
+            ("unconditional_drop_overload", flags::UNCONDITIONAL_DROP_OVERLOAD),
+        ] {
+            let dropped = view(503, details, flag);
+            assert_eq!(fault_for_response(&dropped, ErrorFormat::ApimJson).map(|fault| fault.code), Some(101503));
+        }
+        assert_eq!(fault_for_response(&idle, ErrorFormat::Microgateway).map(|fault| fault.code), Some(101504));
     }
 
     #[test]

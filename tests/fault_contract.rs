@@ -171,6 +171,33 @@ fn never_answering_upstream_with_1s_timeout_answers_504_101507() {
     assert_fault(&response, 504, "101507");
 }
 
+/// Envoy's own timeouts of a whole stream (the connection manager's `stream_idle_timeout`, its
+/// `max_stream_duration`: what bounds a route whose own timeout is off, as a long-running API's
+/// is) and a request its cluster drops (`drop_overloads`) are answered with Envoy's plain text
+/// like the route's timeout: each becomes the transport fault.
+#[test]
+fn envoys_stream_timeouts_and_dropped_requests_answer_transport_faults() {
+    let silent = Silent::start();
+    for timeout in ["stream_idle_timeout: 1s", "common_http_protocol_options: { max_stream_duration: 1s }"] {
+        let setup = EnvoySetup {
+            clusters: vec![("silent".to_string(), silent.port), ("live".to_string(), free_port())],
+            route_timeout: Duration::ZERO,
+            connection_manager: vec![timeout.to_string()],
+            ..Default::default()
+        };
+        let envoy = Envoy::start(&filter_config("{}"), setup);
+        assert_fault(&envoy.get("/slow/1.0.0/anything"), 504, "101507");
+    }
+    let setup = EnvoySetup { clusters: vec![("closed".to_string(), free_port())], ..Default::default() };
+    let (port, admin_port) = (free_port(), free_port());
+    let yaml = common::envoy_yaml(&filter_config("{}"), &setup, port, admin_port).replace(
+        "      cluster_name: closed\n",
+        "      cluster_name: closed\n      policy: { drop_overloads: [{ category: all, drop_percentage: { numerator: 100 } }] }\n",
+    );
+    let envoy = Envoy::launch(&yaml, 2, port, admin_port, "envoy").unwrap_or_else(|log| panic!("{log}"));
+    assert_fault(&envoy.get("/closed/1.0.0/anything"), 503, "101503");
+}
+
 #[test]
 fn oversized_request_body_answers_102511() {
     let buffer = r#"          - name: envoy.filters.http.buffer
