@@ -74,8 +74,9 @@ pub struct RawThrottling {
     /// most restrictive level counting requests, and on a throttled answer the level that refused
     /// it (whose window `Retry-After` names); byte budgets never appear there, not even when one
     /// refuses the request, nor does a 900808. `RateLimit-Reset` counts from when the response
-    /// leaves: a backend answering after the window ended gets no RateLimit headers. Defaults to
-    /// false.
+    /// leaves: a backend answering after the window ended gets no RateLimit headers. On a request
+    /// a level counted, the backend's own RateLimit headers never reach the client (replaced, or
+    /// removed with the filter's). Defaults to false.
     #[serde(default)]
     pub rate_limit_headers: bool,
     /// Header flagging a request let through over quota (subscription policies without

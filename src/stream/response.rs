@@ -23,7 +23,16 @@ impl Stream {
         if !self.governs_response() {
             return Flow::Continue;
         }
-        for (name, value) in self.rate_limit_headers(host) {
+        // The RateLimit headers of a counted request are the filter's: a backend's copies are
+        // replaced, or removed when the window ended meanwhile (the client would read them as the
+        // gateway's).
+        let rate_limit_headers = self.rate_limit_headers(host);
+        if rate_limit_headers.is_empty() && self.sends_rate_limit_headers() {
+            for name in RATE_LIMIT_HEADERS {
+                host.set_response_header(name, None);
+            }
+        }
+        for (name, value) in rate_limit_headers {
             host.set_response_header(&name, Some(value.as_bytes()));
         }
         let status = host
@@ -124,16 +133,25 @@ impl Stream {
     /// window that ended meanwhile (a slow backend) gets none, its count saying nothing of the
     /// window the client is in.
     pub(super) fn rate_limit_headers(&self, host: &impl Host) -> Vec<(String, String)> {
-        let Some(info) = self.rate_limit.filter(|_| self.config.throttle.settings.rate_limit_headers) else {
+        let Some(info) = self.rate_limit.filter(|_| self.sends_rate_limit_headers()) else {
             return Vec::new();
         };
+        let [limit, remaining, reset] = RATE_LIMIT_HEADERS;
         match host.now().ok().and_then(|now| info.reset_s(now)) {
             Some(reset_s) => vec![
-                ("ratelimit-limit".to_string(), info.limit.to_string()),
-                ("ratelimit-remaining".to_string(), info.remaining.to_string()),
-                ("ratelimit-reset".to_string(), reset_s.to_string()),
+                (limit.to_string(), info.limit.to_string()),
+                (remaining.to_string(), info.remaining.to_string()),
+                (reset.to_string(), reset_s.to_string()),
             ],
             None => Vec::new(),
         }
     }
+
+    /// The RateLimit headers are on and a level counted this request: they are the filter's.
+    fn sends_rate_limit_headers(&self) -> bool {
+        self.rate_limit.is_some() && self.config.throttle.settings.rate_limit_headers
+    }
 }
+
+/// The IETF RateLimit headers the filter sets.
+const RATE_LIMIT_HEADERS: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];

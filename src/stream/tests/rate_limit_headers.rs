@@ -46,3 +46,37 @@ fn ratelimit_reset_counts_from_when_the_response_leaves() {
     assert_eq!(headers.get("ratelimit-remaining"), None, "8 left in a window that is over");
     assert_eq!(headers.get("ratelimit-limit"), None);
 }
+
+/// The RateLimit headers of a counted request are the filter's: a backend's copies (its own
+/// limiter's, or whatever it echoes) are replaced, and removed when the window ended while the
+/// backend answered, for the client would read the backend's numbers as the gateway's.
+#[test]
+fn a_backends_ratelimit_headers_never_pass_as_the_gateways() {
+    let mut host = FakeHost::default();
+    let config = config_with_headers(&mut host);
+    let backend_says = |host: &mut FakeHost| {
+        for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+            host.response.insert(name.to_string(), b"1000".to_vec());
+        }
+    };
+    for (counted_at, answered_at, remaining) in
+        [(1_800_000_010, 1_800_000_020, Some(&b"9"[..])), (1_800_000_050, 1_800_000_075, None)]
+    {
+        host.request = [(":method", "GET"), (":path", "/p/1/menu")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        host.response = [(":status".to_string(), b"200".to_vec())].into_iter().collect();
+        backend_says(&mut host);
+        host.now = counted_at;
+        let mut stream = stream(Rc::clone(&config));
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+        host.now = answered_at;
+        assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+        assert_eq!(host.response.get("ratelimit-remaining").map(Vec::as_slice), remaining, "answered at {answered_at}");
+        if remaining.is_none() {
+            assert_eq!(host.response.get("ratelimit-limit"), None);
+            assert_eq!(host.response.get("ratelimit-reset"), None);
+        }
+    }
+}
