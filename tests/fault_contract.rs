@@ -356,7 +356,7 @@ fn status_override_to_555_is_honoured() {
 }
 
 #[test]
-fn fault_responses_carry_cors_headers_and_preflights_are_answered() {
+fn responses_carry_cors_headers_and_preflights_are_answered() {
     let stack = stack(r#"{"cors":{"allow_origins":["https://app.example"],"allow_credentials":true,"max_age_s":600}}"#);
     let response = stack.envoy.send("GET", "/nowhere", &[("origin", "https://app.example")], None);
     assert_eq!(response.header("access-control-allow-origin"), Some("https://app.example"));
@@ -390,6 +390,12 @@ fn fault_responses_carry_cors_headers_and_preflights_are_answered() {
     assert_fault(&refused, 403, "900906");
     assert_eq!(refused.header("access-control-allow-origin"), Some("https://app.example"), "a fault's CORS headers");
     assert!(stack.backend.requests().is_empty(), "preflights are answered by the gateway");
+    // The backend's answer too, as WSO2's CORS handler: a browser the preflight allowed can read it.
+    let answered = stack.envoy.send("GET", "/shop/1.0.0/items", &[("origin", "https://app.example")], None);
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(answered.header("access-control-allow-origin"), Some("https://app.example"), "the backend's answer");
+    assert_eq!(answered.header("access-control-allow-credentials"), Some("true"));
+    assert!(answered.header("vary").is_some_and(|vary| vary.contains("Origin")), "{:?}", answered.headers);
 }
 
 #[test]

@@ -21,7 +21,9 @@ pub struct RawErrors {
     /// overridden for both: name the entry's id to change one. Defaults to none.
     #[serde(default)]
     pub overrides: BTreeMap<String, RawOverride>,
-    /// CORS headers added to fault responses (and preflight answers). Defaults to off.
+    /// CORS headers on every response of an API, as WSO2's CORS handler sets them: faults,
+    /// preflight answers, and the backend's answers (a backend's own `Access-Control-*` headers
+    /// are replaced, and `Origin` joins its `Vary`). Defaults to off: the backend's headers pass.
     #[serde(default)]
     pub cors: Option<RawCors>,
     /// Documentation URL used in the `details` field of the `kanali` format; the two-digit
@@ -87,7 +89,7 @@ pub struct RawOverride {
     pub description: Option<String>,
 }
 
-/// CORS settings for fault responses.
+/// CORS settings: the gateway's CORS policy, for faults, preflights and the backend's answers.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "Cors")]
 #[serde(deny_unknown_fields)]

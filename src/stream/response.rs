@@ -1,11 +1,12 @@
 //! The stream's response phase and its accounting: Envoy's own upstream-failure replies replaced
 //! by the transport fault, body bytes charged to bandwidth budgets, requests a level could not
-//! count reported, and the RateLimit headers.
+//! count reported, the RateLimit headers, and CORS headers on the backend's answers.
 
 use std::rc::Rc;
 
 use super::{request, Flow, Stream};
 use crate::host::Host;
+use crate::render;
 use crate::throttle;
 use crate::throttle::limiter::Contended;
 use crate::transport::{self, ResponseView};
@@ -35,6 +36,7 @@ impl Stream {
         for (name, value) in rate_limit_headers {
             host.set_response_header(&name, Some(value.as_bytes()));
         }
+        self.cors_on_response(host);
         let status = host
             .response_header(":status")
             .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
@@ -64,6 +66,28 @@ impl Stream {
             // as for a missing cluster).
             Some(fault) => self.reply(host, &fault),
             None => self.backend_answered(host, status),
+        }
+    }
+
+    /// With `errors.cors` set, the backend's answer carries the gateway's CORS headers, as WSO2's
+    /// CORS handler sets them on every response: a browser the preflight allowed could not read
+    /// the answer otherwise. A backend's own `Access-Control-*` headers are replaced (the gateway's
+    /// policy answered the preflight), and `Origin` joins the backend's `Vary`. A reply that
+    /// replaces Envoy's (a transport fault) is rendered with them anyway.
+    fn cors_on_response(&self, host: &mut impl Host) {
+        let Some(cors) = &self.config.errors.cors else { return };
+        for name in CORS_RESPONSE_HEADERS {
+            host.set_response_header(name, None);
+        }
+        for (name, value) in render::cors_headers(cors, self.request.origin.as_deref(), None) {
+            if name == "vary" {
+                let backend = host.response_header("vary").and_then(|value| String::from_utf8(value).ok());
+                if let Some(vary) = vary_with_origin(backend.as_deref()) {
+                    host.set_response_header("vary", Some(vary.as_bytes()));
+                }
+            } else {
+                host.set_response_header(&name, Some(value.as_bytes()));
+            }
         }
     }
 
@@ -152,6 +176,32 @@ impl Stream {
         self.rate_limit.is_some() && self.config.throttle.settings.rate_limit_headers
     }
 }
+
+/// A response's `Vary` once it names `Origin`: `None` when `backend` (the response's `Vary`)
+/// already names it or varies on everything (`*`).
+fn vary_with_origin(backend: Option<&str>) -> Option<String> {
+    match backend.map(str::trim).filter(|vary| !vary.is_empty()) {
+        None => Some("Origin".to_string()),
+        Some(vary)
+            if vary
+                .split(',')
+                .any(|field| matches!(field.trim(), "*") || field.trim().eq_ignore_ascii_case("origin")) =>
+        {
+            None
+        }
+        Some(vary) => Some(format!("{vary}, Origin")),
+    }
+}
+
+/// The CORS headers of a response, which the gateway's CORS settings decide.
+const CORS_RESPONSE_HEADERS: [&str; 6] = [
+    "access-control-allow-origin",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-expose-headers",
+    "access-control-allow-credentials",
+    "access-control-max-age",
+];
 
 /// The IETF RateLimit headers the filter sets.
 const RATE_LIMIT_HEADERS: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];
