@@ -95,9 +95,11 @@ pub const ANSWER_TOO_LARGE: u32 = 8;
 
 /// For an answer of `size` bytes to be read whole: a failed call, left unread, when it is over
 /// [`MAX_WHOLE_ANSWER`].
-pub fn unread_when_too_large(size: usize) -> Option<Answer> {
+pub fn unread_when_too_large(size: usize, now: u64) -> Option<Answer> {
     (size > MAX_WHOLE_ANSWER).then(|| {
-        log::warn!("an answer of {size} bytes is over the {MAX_WHOLE_ANSWER} bytes read whole: taken as a failed call");
+        warn_repeated("answer_too_large", now, || {
+            format!("an answer of {size} bytes is over the {MAX_WHOLE_ANSWER} bytes read whole: taken as a failed call")
+        });
         Answer::Failed { code: ANSWER_TOO_LARGE }
     })
 }
@@ -237,6 +239,44 @@ pub fn recent(at: u64, now: u64, within_s: u64) -> bool {
     at <= now && now < at.saturating_add(within_s)
 }
 
+/// Seconds between two log lines about one failure that repeats with the traffic, per worker.
+pub const REPEATED_WARNING_S: u64 = 10;
+
+thread_local! {
+    /// Per kind of repeated failure: when its last line was logged, and how many were held back
+    /// since. A VM is one thread, so this is the worker's.
+    static WARNED: std::cell::RefCell<std::collections::BTreeMap<String, (u64, u64)>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// Logs a warning about a failure that comes back with every request while a dependency is down
+/// or misnamed (a key manager, the control plane, a cluster that cannot be called): the first of
+/// its `kind`, then at most one every [`REPEATED_WARNING_S`] per worker, saying how many were held
+/// back, so that an outage at thousands of requests a second does not flood the log (each
+/// request is still in the stats). `kind` names what fails, from the configuration (bounded).
+/// A line noted in the clock's future (stepped back since) holds nothing back.
+pub fn warn_repeated(kind: &str, now: u64, message: impl FnOnce() -> String) {
+    let held_back = WARNED.with(|warned| {
+        let mut warned = warned.borrow_mut();
+        match warned.get_mut(kind) {
+            Some((at, held)) if recent(*at, now, REPEATED_WARNING_S) => {
+                *held = held.saturating_add(1);
+                None
+            }
+            Some(entry) => Some(std::mem::replace(entry, (now, 0)).1),
+            None => {
+                warned.insert(kind.to_string(), (now, 0));
+                Some(0)
+            }
+        }
+    });
+    match held_back {
+        Some(0) => log::warn!("{}", message()),
+        Some(held) => log::warn!("{} ({held} more like it since the last such line)", message()),
+        None => {}
+    }
+}
+
 /// Text of a header value, when it is UTF-8.
 pub fn text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
@@ -247,6 +287,42 @@ pub fn text(value: &[u8]) -> Option<&str> {
 pub mod testing {
     use super::{HostError, SharedStore};
     use std::collections::HashMap;
+
+    thread_local! {
+        static CAPTURED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Keeps each test thread's warnings and errors, for tests that count log lines.
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                CAPTURED.with(|captured| captured.borrow_mut().push(record.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Starts keeping this thread's warnings (from here on); [`warnings`] returns them.
+    pub fn capture_warnings() {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let _ = log::set_logger(&CAPTURE);
+            log::set_max_level(log::LevelFilter::Warn);
+        });
+        CAPTURED.with(|captured| captured.borrow_mut().clear());
+    }
+
+    /// The warnings this thread logged since [`capture_warnings`].
+    pub fn warnings() -> Vec<String> {
+        CAPTURED.with(|captured| captured.borrow().clone())
+    }
 
     /// An in-memory store; `conflicts` makes the next N writes fail as if another worker won.
     #[derive(Default)]
@@ -294,12 +370,28 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_failure_is_logged_now_and_then_each_kind_apart() {
+        use testing::{capture_warnings, warnings};
+        capture_warnings();
+        for now in 100..110 {
+            warn_repeated("a", now, || "a down".into());
+            warn_repeated("b", now, || "b down".into());
+        }
+        assert_eq!(warnings(), ["a down", "b down"]);
+        warn_repeated("a", 110, || "a down".into());
+        assert_eq!(warnings().last().map(String::as_str), Some("a down (9 more like it since the last such line)"));
+        // The clock stepped back: the line noted in its future holds nothing back.
+        warn_repeated("b", 50, || "b down".into());
+        assert_eq!(warnings().len(), 4);
+    }
+
+    #[test]
     fn answers_over_a_mib_are_failed_calls_left_unread() {
         for size in [0, 1, MAX_WHOLE_ANSWER] {
-            assert_eq!(unread_when_too_large(size), None, "{size}");
+            assert_eq!(unread_when_too_large(size, 0), None, "{size}");
         }
         for size in [MAX_WHOLE_ANSWER + 1, isize::MAX as usize + 1, usize::MAX] {
-            assert_eq!(unread_when_too_large(size), Some(Answer::Failed { code: ANSWER_TOO_LARGE }), "{size}");
+            assert_eq!(unread_when_too_large(size, 0), Some(Answer::Failed { code: ANSWER_TOO_LARGE }), "{size}");
         }
     }
 

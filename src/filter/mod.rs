@@ -457,7 +457,7 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: u
         if stream_body {
             return Answer::HttpStream { status, size: body_size };
         }
-        if let Some(refused) = unread_when_too_large(body_size) {
+        if let Some(refused) = unread_when_too_large(body_size, clock_s()) {
             return refused;
         }
         let body = if body_size == 0 {
@@ -469,10 +469,15 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, headers: u
     });
 }
 
+/// The host's clock in Unix seconds, for log pacing (0 when it cannot be read).
+fn clock_s() -> u64 {
+    abi::now_nanos().map_or(0, |nanos| nanos / 1_000_000_000)
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_grpc_receive(_root: u32, token: u32, message_size: usize) {
     deliver(token, |_| {
-        if let Some(refused) = unread_when_too_large(message_size) {
+        if let Some(refused) = unread_when_too_large(message_size, clock_s()) {
             return refused;
         }
         let message = abi::buffer(abi::BUFFER_GRPC_RECEIVE, 0, message_size).ok().flatten().unwrap_or_default();
@@ -633,7 +638,10 @@ impl Host for WasmHost<'_> {
             }
         }
         if let Err(status) = result {
-            log::warn!("cannot call cluster `{}`: {status:?}", call.cluster());
+            // A misnamed cluster fails every request's call: a line now and then.
+            crate::host::warn_repeated(&format!("call:{}", call.cluster()), clock_s(), || {
+                format!("cannot call cluster `{}`: {status:?}", call.cluster())
+            });
         }
         result
     }

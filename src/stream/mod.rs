@@ -53,8 +53,6 @@ pub enum Flow {
 #[derive(Debug)]
 pub struct Worker {
     pub auth: auth::WorkerState,
-    /// When this worker last logged an uncounted request.
-    pub last_uncounted_log: Option<u64>,
     /// This worker's view of the control plane's directory, when there is one.
     pub control_plane: Option<CpWorker>,
     /// Backend JWTs this worker issued or read, for reuse.
@@ -76,7 +74,6 @@ impl Worker {
         });
         Worker {
             auth: auth::WorkerState::new(&config.auth),
-            last_uncounted_log: None,
             control_plane,
             backend_jwts: IssuedCache::default(),
             application_names: ApplicationNames::default(),

@@ -130,26 +130,22 @@ impl Stream {
     /// seconds per worker (a flood must not flood the log).
     pub(super) fn report_uncounted(&mut self, host: &mut impl Host, why: Contended, now: u64) {
         host.count(&format!("apim.throttle.uncounted.{}", why.name()));
-        let mut worker = self.worker.borrow_mut();
-        if worker.last_uncounted_log.is_none_or(|last| !crate::host::recent(last, now, 10)) {
-            worker.last_uncounted_log = Some(now);
-            let mode = self.config.throttle.failure_mode_for(why);
-            match why {
-                Contended::EngineUnavailable => log::warn!(
-                    "the rate-limit service could not count a request (no answer in time, unreachable, or its \
-                     storage is down; failure_mode {mode:?})"
-                ),
-                Contended::EngineUnusable => log::warn!(
-                    "the rate-limit service answered without the filter's limits (is the domain in its \
-                     configuration?); failure_mode {mode:?}"
-                ),
-                Contended::Retries | Contended::SlotFull | Contended::SlotMissing => log::warn!(
-                    "a throttling level could not count a request ({}; failure_mode {mode:?}): see docs/HOWTO.md \
-                     to size throttling.counter_slots",
-                    why.name()
-                ),
-            }
-        }
+        let mode = self.config.throttle.failure_mode_for(why);
+        crate::host::warn_repeated("throttle_uncounted", now, || match why {
+            Contended::EngineUnavailable => format!(
+                "the rate-limit service could not count a request (no answer in time, unreachable, or its storage \
+                 is down; failure_mode {mode:?})"
+            ),
+            Contended::EngineUnusable => format!(
+                "the rate-limit service answered without the filter's limits (is the domain in its configuration?); \
+                 failure_mode {mode:?}"
+            ),
+            Contended::Retries | Contended::SlotFull | Contended::SlotMissing => format!(
+                "a throttling level could not count a request ({}; failure_mode {mode:?}): see docs/HOWTO.md to size \
+                 throttling.counter_slots",
+                why.name()
+            ),
+        });
     }
 
     /// The IETF RateLimit headers, when enabled and a level was counted, as the window stands

@@ -791,6 +791,7 @@ mod grpc;
 mod hostile_keys;
 mod jwt_api_keys;
 mod observability;
+mod outages;
 mod rate_limit_headers;
 mod reload;
 mod trailers;

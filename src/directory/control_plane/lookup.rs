@@ -11,7 +11,7 @@ use super::store::{AppEntry, KeyEntry, Meta, SubEntry};
 use super::view::{key_of_client, key_of_subscription, Cached, CpWorker, Trust};
 use super::{wire, ControlPlane};
 use crate::catalogue::{Fault, FaultId};
-use crate::host::{Answer, SharedStore, Step};
+use crate::host::{warn_repeated, Answer, SharedStore, Step};
 use crate::vocab::KmId;
 
 /// What a request needs the directory to know.
@@ -108,7 +108,9 @@ fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> Look
     if super::store::take_lookup(context.store, budget, context.now) {
         Step::Call(call, Resume { asked, generation: Meta::read(context.store).generation })
     } else {
-        log::warn!("control plane lookup refused: more than {budget} a second");
+        warn_repeated("control_plane_lookup_budget", context.now, || {
+            format!("control plane lookup refused: more than {budget} a second")
+        });
         Step::Refused(unavailable())
     }
 }
@@ -118,11 +120,11 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     let body = match answer {
         Answer::Http { status: 200, body } => body,
         Answer::Http { status, .. } => {
-            log::warn!("control plane lookup failed: HTTP {status}");
+            warn_repeated(FAILED_LOOKUP, context.now, || format!("control plane lookup failed: HTTP {status}"));
             return Step::Refused(unavailable());
         }
         Answer::Failed { code } => {
-            log::warn!("control plane lookup failed: no answer ({code})");
+            warn_repeated(FAILED_LOOKUP, context.now, || format!("control plane lookup failed: no answer ({code})"));
             return Step::Refused(unavailable());
         }
         Answer::Grpc { .. } | Answer::HttpStream { .. } => return Step::Refused(unavailable()),
@@ -137,7 +139,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     let now = context.now;
     match resume.asked {
         Asked::Key { key_manager, client_id } => {
-            let Some(list) = parse::<wire::KeyMapping>(body) else { return Step::Refused(unavailable()) };
+            let Some(list) = parse::<wire::KeyMapping>(body, now) else { return Step::Refused(unavailable()) };
             // The first mapping a full load would take: one with an application and a key type
             // (a mapping without an application must not join every such client to one).
             let found = list
@@ -159,7 +161,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
             context.worker.learn_key(context.store, &key_of_client(&key_manager, &client_id), found, now);
         }
         Asked::App { uuid, id } => {
-            let Some(list) = parse::<wire::Application>(body) else { return Step::Refused(unavailable()) };
+            let Some(list) = parse::<wire::Application>(body, now) else { return Step::Refused(unavailable()) };
             let found = list
                 .into_iter()
                 .find(|application| application.uuid == uuid || (application.uuid.is_empty() && application.id == id))
@@ -174,7 +176,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
             context.worker.learn_app(context.store, &uuid, found, now);
         }
         Asked::Sub { application, api } => {
-            let Some(list) = parse::<wire::Subscription>(body) else { return Step::Refused(unavailable()) };
+            let Some(list) = parse::<wire::Subscription>(body, now) else { return Step::Refused(unavailable()) };
             let found = list
                 .into_iter()
                 .find(|subscription| subscription.api_uuid == api && subscription.application_uuid == application)
@@ -189,12 +191,17 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     start(context, need)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<Vec<T>> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], now: u64) -> Option<Vec<T>> {
     match serde_json::from_slice::<wire::Envelope<T>>(body) {
         Ok(envelope) => Some(envelope.list),
         Err(_) => {
-            log::warn!("control plane lookup failed: the answer is not WSO2's list JSON");
+            warn_repeated(FAILED_LOOKUP, now, || {
+                "control plane lookup failed: the answer is not WSO2's list JSON".into()
+            });
             None
         }
     }
 }
+
+/// The kind of log line of a lookup the control plane failed (one now and then, not per request).
+const FAILED_LOOKUP: &str = "control_plane_lookup_failed";

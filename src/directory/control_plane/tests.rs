@@ -665,3 +665,32 @@ fn policies_that_count_nothing_or_cannot_be_read_still_make_tiers_policies() {
         assert_eq!(view.has_policies(), expected, "{subscription_policies}");
     }
 }
+
+/// The control plane down, or a flood of unknown keys past the lookup budget: every lookup is
+/// refused (900900, counted by the stream), and the log gets a line now and then per worker.
+#[test]
+fn failing_or_refused_lookups_log_a_line_now_and_then_not_one_per_request() {
+    use crate::host::testing::{capture_warnings, warnings};
+    capture_warnings();
+    let cp = control_plane(1_000);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]);
+    let need = |client: &str| Need { client: Some((KmId(0), client.into())), application: None, api: None };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 10 };
+    for client in 0..100 {
+        let client = format!("unknown-{client}");
+        let Step::Call(_, resume) = lookup::start(&mut context, &need(&client)) else { panic!() };
+        let refused = lookup::resume(&mut context, &need(&client), resume, &Answer::Failed { code: 14 });
+        assert!(matches!(refused, Step::Refused(_)));
+    }
+    assert_eq!(warnings().len(), 1, "{:?}", warnings());
+    // Past the budget (two a second), every lookup is refused without a call.
+    let cp = control_plane(2);
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 11 };
+    for client in 0..100 {
+        let _ = lookup::start(&mut context, &need(&format!("flood-{client}")));
+    }
+    assert_eq!(warnings().len(), 2, "{:?}", warnings());
+}
