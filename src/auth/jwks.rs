@@ -13,7 +13,8 @@ use crate::host::{recent, Answer, Call, SharedStore};
 use crate::vocab::KmId;
 
 /// Fetches on behalf of requests (missing keys, unknown `kid`s) happen at most this often per key
-/// manager and worker; a failed background refresh is retried after this long.
+/// manager and worker; after a failed fetch (a background refresh, or a request's) the refresh is
+/// retried after this long.
 pub const FETCH_INTERVAL_S: u64 = 5;
 
 /// One worker's view of a key manager's fetched keys.

@@ -1,8 +1,9 @@
 //! Background work of a root context. On its tick: refreshing key managers' JWKS before they grow
 //! old, so that no request waits for a refresh it did not need. One worker of the Envoy does each
 //! refresh (a shared due time, taken by compare-and-swap); the others pick the keys up from shared
-//! data. A failed refresh keeps the last good keys and is retried soon. And the answers to the
-//! JWKS fetches requests needed (the worker's; the waiting requests resume after) and to the
+//! data. A failed fetch (a refresh, or a request's) keeps the last good keys, and the refresh is
+//! retried soon. And the answers to the JWKS fetches requests needed (the worker's; the waiting
+//! requests resume after) and to the
 //! blocks of tokens a request asked the rate-limit service for without waiting (calls are the
 //! root context's, so they outlive the request that made them). And full loads of a WSO2 control
 //! plane's directory, one call after another.
@@ -21,10 +22,10 @@ pub const TICK_MS: u32 = 1_000;
 /// A background call under way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Job {
-    /// A JWKS fetch (`fetch`, its call token): the background refresh (`refresh`), or a fetch a
-    /// request needed, which is the worker's too, so that a request that goes away takes nothing
-    /// with it, and the requests that wait for the keys resume when they arrive.
-    Jwks { key_manager: KmId, fetch: u32, refresh: bool },
+    /// A JWKS fetch (`fetch`, its call token): the background refresh, or a fetch a request
+    /// needed, which is the worker's too, so that a request that goes away takes nothing with
+    /// it, and the requests that wait for the keys resume when they arrive.
+    Jwks { key_manager: KmId, fetch: u32 },
     /// A block of tokens for a cluster-wide counter's lease.
     Refill(Box<Refill>),
     /// A full load of the control plane's directory.
@@ -57,7 +58,7 @@ pub fn tick(host: &mut impl Host, config: &Config, worker: &mut Worker) -> Vec<(
         match host.call(&call) {
             Ok(token) => {
                 fetched.started(token, now);
-                started.push((token, Job::Jwks { key_manager, fetch: token, refresh: true }));
+                started.push((token, Job::Jwks { key_manager, fetch: token }));
             }
             Err(_) => {
                 fetched.failed = true;
@@ -112,13 +113,16 @@ pub fn answered(
 ) -> Vec<(u32, Job)> {
     let Ok(now) = host.now() else { return Vec::new() };
     match job {
-        Job::Jwks { key_manager, fetch, refresh } => {
+        Job::Jwks { key_manager, fetch } => {
             let (Some(km), Some(fetched)) =
                 (config.auth.key_manager(key_manager), worker.auth.jwks.get_mut(key_manager.index()))
             else {
                 return Vec::new();
             };
-            if jwks::settle(host, km, fetched, fetch, answer, now) == Some(false) && refresh {
+            // A failed fetch, a request's too, brings the next refresh within the fetch interval:
+            // the tick leaves a due refresh to a request's fetch under way, and when that failed
+            // the keys waited a whole `refresh_s` (a key the key manager dropped stayed trusted).
+            if jwks::settle(host, km, fetched, fetch, answer, now) == Some(false) {
                 jwks::retry_soon(host, km, now);
             }
             Vec::new()

@@ -579,7 +579,7 @@ impl Stream {
                     if let Some(fetched) = self.worker.borrow_mut().auth.jwks.get_mut(key_manager.index()) {
                         fetched.started(started, now);
                     }
-                    let job = background::Job::Jwks { key_manager, fetch: started, refresh: false };
+                    let job = background::Job::Jwks { key_manager, fetch: started };
                     self.background_calls.push((started, job));
                     started
                 }

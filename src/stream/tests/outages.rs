@@ -36,3 +36,33 @@ fn a_key_manager_down_under_load_logs_a_line_now_and_then_not_one_per_request() 
     assert_eq!(logged(), 2);
     assert!(warnings().last().is_some_and(|line| line.contains("99 more")), "{:?}", warnings());
 }
+
+/// The tick finds the refresh due while a request's fetch is under way and leaves the refresh to
+/// it. That fetch fails (the key manager down): the keys are retried within the fetch interval,
+/// as after a failed refresh, not a whole `refresh_s` later (a key the key manager dropped in
+/// the meantime, as after a leak, stayed trusted that much longer).
+#[test]
+fn a_failed_request_fetch_that_stood_in_for_the_refresh_is_retried_soon() {
+    let config = jwks_config();
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    jwks::prepare(&mut host, &config.auth);
+    let answered = |host: &mut FakeHost, job: background::Job, answer: &Answer| {
+        background::answered(host, &config, &mut worker.borrow_mut(), job, answer, &|_, _| Vec::new())
+    };
+    let (token, job) = background::tick(&mut host, &config, &mut worker.borrow_mut()).remove(0);
+    answered(&mut host, job, &Answer::Http { status: 200, body: jwks_body() });
+    // 300 s on, a token of a new kid fetches just before the tick.
+    host.now = 1_300;
+    let (mut stream, flow) = bearer_call(&config, &worker, &mut host, &signed("b", 5_000));
+    assert_eq!((flow, host.dispatched.len() as u32), (Flow::Waiting, token + 1));
+    let mut fetches = stream.take_background_calls();
+    assert!(background::tick(&mut host, &config, &mut worker.borrow_mut()).is_empty(), "left to the fetch");
+    // The key manager is down: the worker's call takes the failure, then the request.
+    let (_, job) = fetches.remove(0);
+    answered(&mut host, job, &Answer::Failed { code: 14 });
+    stream.on_call_response(&mut host, token + 1, Answer::Failed { code: 14 });
+    assert_eq!(host.counted.last(), Some(&900900));
+    host.now += jwks::FETCH_INTERVAL_S;
+    assert_eq!(background::tick(&mut host, &config, &mut worker.borrow_mut()).len(), 1, "retried soon");
+}
