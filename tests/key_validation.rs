@@ -601,6 +601,34 @@ fn a_key_manager_that_times_out_or_fails_answers_900900() {
     assert_eq!(failing.requests().len(), 2, "the key manager was asked");
 }
 
+/// A key manager outage under load (its introspection cluster misnamed, or its endpoint failing):
+/// every request gets 900900, and Envoy's log gets a line per worker and kind, not one per request.
+#[test]
+fn a_key_manager_outage_under_load_logs_a_line_not_one_per_request() {
+    let failing = Backend::start();
+    let config = |cluster: &str| {
+        json!({
+            "key_managers": [{"name": "km", "issuer": "https://km.test",
+                "introspection": {"cluster": cluster, "path": "/status/503", "client_id": "gateway", "client_secret": "s"}}],
+            "apis": [{"name": "S", "context": "/s", "version": "1", "endpoints": {"production": "failing"},
+                      "resources": [{"method": "GET", "path": "/*"}]}]
+        })
+        .to_string()
+    };
+    let clusters = vec![("failing".to_string(), failing.port)];
+    for (cluster, line) in
+        [("no_such_cluster", "cannot call cluster `no_such_cluster`"), ("failing", "introspection usably")]
+    {
+        let envoy = Envoy::start(&config(cluster), EnvoySetup { clusters: clusters.clone(), ..Default::default() });
+        for _ in 0..40 {
+            assert_fault(&bearer(&envoy, "GET", "/s/1/x", "some-opaque-token"), 500, "900900");
+        }
+        let log = envoy.log();
+        let lines = log.matches(line).count();
+        assert!((1..=2).contains(&lines), "{cluster}: {lines} lines of `{line}` for 40 requests (2 workers)");
+    }
+}
+
 /// JWKS that cannot be had (the endpoint down, slow, failing, or its cluster misnamed) are a key
 /// manager outage: 900900 (500), never 401. So is a token with an unknown `kid` once the key
 /// manager stopped answering.
