@@ -121,8 +121,13 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
         if wanted && may_fetch && remote.is_some_and(fetchable) {
             return BearerStep::FetchJwks { key_manager: km.id };
         }
-        let keys_missing =
-            unknown_kid || (remote_keys.is_none() && km.static_keys.keys.is_empty() && km.hmac.is_none());
+        // Missing: the keys this token needs were never fetched or lack its `kid`, and no key
+        // of the configuration (inline, or the HMAC secret) can verify its algorithm instead.
+        // (Any configured key counted: an RS256 token of a key manager with an HMAC secret and
+        // its JWKS down was refused as bad credentials, 900901.)
+        let verifiable_locally = km.static_keys.candidates(kid, parsed.algorithm).next().is_some()
+            || km.hmac.as_ref().is_some_and(|hmac| hmac.algorithms.contains(&parsed.algorithm));
+        let keys_missing = (unknown_kid || remote_keys.is_none()) && !verifiable_locally;
         if keys_missing && remote.is_some_and(|fetched| fetched.failed) {
             return BearerStep::Failed(AuthFailure::KeyManagerUnavailable.because("keys_unavailable"));
         }
@@ -388,6 +393,29 @@ mod tests {
         assert_eq!(verified(r#""application":{"uuid":"a"}"#), refused, "WSO2's API key without token_type");
         assert!(matches!(verified(r#""application":{"uuid":"a"},"consumerKey":"c""#), BearerStep::Verified(_)));
         assert!(matches!(verified(r#""token_type":"Bearer""#), BearerStep::Verified(_)));
+    }
+
+    /// A key manager with an HMAC secret beside a JWKS endpoint that is down (its keys never
+    /// fetched): a token the secret cannot verify (RS256, no `kid`) could not be checked, an
+    /// outage (900900), not bad credentials; a token the secret can verify is checked with it,
+    /// whatever `kid` it names (refused as an outage, it could never pass).
+    #[test]
+    fn a_token_only_the_unreachable_jwks_could_verify_is_an_outage() {
+        use crate::auth::keys::testkeys::sign_raw;
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        const SECRET: &str = "a-32-byte-or-longer-shared-secret-for-hs256";
+        let json = serde_json::json!({"key_managers": [{"name": "km", "issuer": "https://km",
+            "hmac_secret": SECRET, "algorithms": ["RS256", "HS256"], "jwks": {"cluster": "km"}}]});
+        let config = compile(&json.to_string());
+        let down = [FetchedKeys { failed: true, last_attempt: Some(1_000), ..Default::default() }];
+        let payload = r#"{"iss":"https://km","exp":2000,"client_id":"c"}"#;
+        let rs256 = sign_raw(r#"{"alg":"RS256","typ":"JWT"}"#, payload, "rsa-a.pem", Algorithm::RS256);
+        let outage = BearerStep::Failed(AuthFailure::KeyManagerUnavailable.because("keys_unavailable"));
+        assert_eq!(verify(&config.auth, &down, &rs256, 1_000, true), outage);
+        let header = Header { kid: Some("hmac-1".into()), ..Header::new(Algorithm::HS256) };
+        let claims: Value = serde_json::from_str(payload).unwrap();
+        let hs256 = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        assert!(matches!(verify(&config.auth, &down, &hs256, 1_000, true), BearerStep::Verified(_)));
     }
 
     /// An opaque token is introspected whatever dots it holds: two do not make it a JWT.
