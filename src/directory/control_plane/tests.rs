@@ -694,3 +694,29 @@ fn failing_or_refused_lookups_log_a_line_now_and_then_not_one_per_request() {
     }
     assert_eq!(warnings().len(), 2, "{:?}", warnings());
 }
+
+/// At start with the policy resources failing (down, slow, garbage) and the rest answering, the
+/// control plane's APIs and subscriptions are served with no policy known: their tiers are
+/// policies not known yet, refused (900809) until a load brings them, never let through
+/// unthrottled because the policies could not be had.
+#[test]
+fn policies_that_could_not_be_loaded_at_start_leave_tiers_refused_not_unthrottled() {
+    let cp = control_plane(10);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, |fetch| match fetch {
+        Fetch::SubscriptionPolicies => Answer::Failed { code: 14 },
+        Fetch::ApplicationPolicies => Answer::Http { status: 503, body: Vec::new() },
+        Fetch::ApiPolicies => Answer::Http { status: 200, body: b"<html>".to_vec() },
+        other => ok(other),
+    });
+    let mut view = worker();
+    view.sync(&store, &cp, &[]).unwrap();
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some(), "the APIs are served");
+    assert!(!view.knows_policy(PolicyLevel::Subscription, "Gold"));
+    assert!(view.has_policies(), "tiers are policies: Gold is refused (900809), not unthrottled");
+    // The next load brings them.
+    let mut store_after = store;
+    load(&mut store_after, &cp, NOW + refresh::RETRY_S, ok);
+    view.sync(&store_after, &cp, &[]).unwrap();
+    assert!(view.knows_policy(PolicyLevel::Subscription, "Gold") && view.has_policies());
+}

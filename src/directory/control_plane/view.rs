@@ -57,8 +57,9 @@ pub struct CpWorker {
     /// Policies that count nothing (WSO2's `Unlimited`, or 2147483647 a minute) by level: known,
     /// unlike a policy the control plane did not send or the filter could not read.
     unlimited: [HashSet<String>; 3],
-    /// Whether the control plane sent any policy at all (read, counting nothing, or unreadable):
-    /// then its tiers are policies, and a tier it does not define is refused (900809).
+    /// Whether the control plane sent any policy at all (read, counting nothing, or unreadable),
+    /// or a policy document was never loaded: then its tiers are policies, and a tier it does not
+    /// define is refused (900809).
     sent_policies: bool,
     /// The configuration's conditions and the control plane's.
     blocking: Vec<BlockingCondition>,
@@ -138,7 +139,11 @@ impl CpWorker {
             let mut policies = HashMap::new();
             let mut unlimited = HashSet::new();
             let list: Vec<wire::Policy> = read_list(store, document);
-            self.sent_policies |= !list.is_empty();
+            // A policy document no load has brought yet (the control plane down, slow or failing
+            // for it since start) leaves its tiers unknown, not absent: they are refused (900809)
+            // until a load brings them, never let through unthrottled.
+            let never_loaded = store::document(store, document).is_none_or(|bytes| bytes.is_empty());
+            self.sent_policies |= !list.is_empty() || never_loaded;
             for policy in &list {
                 match wire::policy_spec(policy) {
                     Ok(Some(spec)) => {
