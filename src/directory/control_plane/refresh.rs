@@ -303,16 +303,20 @@ pub fn ingest(
         Some((200, body)) => match take(store, fetch, &body) {
             Ok(changed) => load.changed |= changed,
             Err(reason) => {
-                log::warn!("control plane: /{} kept its last good data: {reason}", fetch.resource());
+                log::warn!(
+                    "control plane: /{} answered what cannot be taken ({reason}); {}",
+                    fetch.resource(),
+                    kept(store, fetch)
+                );
                 load.failed.push(fetch.resource());
             }
         },
         Some((status, _)) => {
-            log::warn!("control plane: /{} answered HTTP {status}; its last good data stays", fetch.resource());
+            log::warn!("control plane: /{} answered HTTP {status}; {}", fetch.resource(), kept(store, fetch));
             load.failed.push(fetch.resource());
         }
         None => {
-            log::warn!("control plane: /{} could not be fetched; its last good data stays", fetch.resource());
+            log::warn!("control plane: /{} could not be fetched; {}", fetch.resource(), kept(store, fetch));
             load.failed.push(fetch.resource());
         }
     }
@@ -343,9 +347,22 @@ fn finish(store: &mut dyn SharedStore, control_plane: &ControlPlane, load: &Load
     } else {
         set_due(store, now.saturating_add(RETRY_S));
         log::warn!(
-            "control plane load incomplete ({} kept their last good data); next try in {RETRY_S} s",
+            "control plane load incomplete ({} failed, each keeping what it last loaded, if anything); next try in \
+             {RETRY_S} s",
             load.failed.join(", ")
         );
+    }
+}
+
+/// What a resource whose load failed keeps, for the log: its last good data, or nothing at all
+/// when no load has brought it yet (at start, "its last good data stays" told the operator of
+/// data that was not there: the control plane's APIs were not served).
+fn kept(store: &dyn SharedStore, fetch: Fetch) -> &'static str {
+    let loaded = store.shared_get(&fetch.fingerprint_key()).ok().flatten().is_some_and(|(bytes, _)| !bytes.is_empty());
+    if loaded {
+        "its last good data stays"
+    } else {
+        "no load has brought it yet: nothing of it is served"
     }
 }
 

@@ -720,3 +720,22 @@ fn policies_that_could_not_be_loaded_at_start_leave_tiers_refused_not_unthrottle
     view.sync(&store_after, &cp, &[]).unwrap();
     assert!(view.knows_policy(PolicyLevel::Subscription, "Gold") && view.has_policies());
 }
+
+/// API-M down at start: the log says that nothing is served yet, not that last good data stays;
+/// after a good load, a failure says the last good data stays.
+#[test]
+fn a_load_that_fails_at_start_says_nothing_is_served_yet() {
+    use crate::host::testing::{capture_warnings, warnings};
+    capture_warnings();
+    let cp = control_plane(10);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, |_| Answer::Failed { code: 14 });
+    let lines = warnings();
+    assert_eq!(lines.iter().filter(|line| line.contains("nothing of it is served")).count(), 9, "{lines:?}");
+    assert!(!lines.iter().any(|line| line.contains("last good data")), "{lines:?}");
+    capture_warnings();
+    load(&mut store, &cp, NOW + refresh::RETRY_S, ok);
+    load(&mut store, &cp, NOW + 1_000, |_| Answer::Http { status: 503, body: Vec::new() });
+    let lines = warnings();
+    assert_eq!(lines.iter().filter(|line| line.contains("its last good data stays")).count(), 9, "{lines:?}");
+}
