@@ -16,6 +16,13 @@ use crate::host::{Answer, Host};
 use crate::throttle::cluster::Refill;
 use crate::vocab::KmId;
 
+/// Counted when a JWKS fetch (a refresh, or a request's) fails or cannot be made: the log says
+/// which key manager; the last good keys stay, so only this and the log show the outage.
+pub const JWKS_FETCH_FAILED: &str = "apim.jwks.fetch_failed";
+/// Counted when a control plane load ends with a resource that could not be taken (its last good
+/// data, if any, stays served).
+pub const CONTROL_PLANE_LOAD_FAILED: &str = "apim.control_plane.load_failed";
+
 /// How often the root context ticks, milliseconds.
 pub const TICK_MS: u32 = 1_000;
 
@@ -62,6 +69,7 @@ pub fn tick(host: &mut impl Host, config: &Config, worker: &mut Worker) -> Vec<(
             }
             Err(_) => {
                 fetched.failed = true;
+                host.count(JWKS_FETCH_FAILED);
                 if let Some(km) = config.auth.key_manager(key_manager) {
                     log::warn!(
                         "JWKS refresh from key manager `{}` could not be made; keeping the last good keys",
@@ -123,6 +131,7 @@ pub fn answered(
             // the tick leaves a due refresh to a request's fetch under way, and when that failed
             // the keys waited a whole `refresh_s` (a key the key manager dropped stayed trusted).
             if jwks::settle(host, km, fetched, fetch, answer, now) == Some(false) {
+                host.count(JWKS_FETCH_FAILED);
                 jwks::retry_soon(host, km, now);
             }
             Vec::new()
@@ -141,7 +150,12 @@ pub fn answered(
                     load.asked(host.fresh_now_ms().unwrap_or(now_ms));
                     start(host, config, worker, call, Job::ControlPlane(load))
                 }
-                None => Vec::new(),
+                None => {
+                    if load.incomplete() {
+                        host.count(CONTROL_PLANE_LOAD_FAILED);
+                    }
+                    Vec::new()
+                }
             }
         }
     }

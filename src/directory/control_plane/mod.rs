@@ -192,7 +192,7 @@ impl ControlPlane {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// A digest of what names a control plane's data (never 0: 0 is data of no known source).
 fn source_of(parts: &[&str]) -> u64 {

@@ -90,6 +90,13 @@ pub struct Load {
     failed: Vec<&'static str>,
 }
 
+impl Load {
+    /// Whether a resource of this load failed (its last good data, if any, stays).
+    pub fn incomplete(&self) -> bool {
+        !self.failed.is_empty()
+    }
+}
+
 const DUE_KEY: &str = "apim.cp.due";
 
 /// At configure time: creates the due time (at once) if this Envoy has none, so that taking it

@@ -58,7 +58,8 @@ fn load(store: &mut MemoryStore, cp: &ControlPlane, now: u64, answer: impl Fn(Fe
     }
 }
 
-fn ok(fetch: Fetch) -> Answer {
+/// WSO2's answer for `fetch` (the fixtures'), as a 200.
+pub(crate) fn ok(fetch: Fetch) -> Answer {
     Answer::Http { status: 200, body: fixture(fetch).as_bytes().to_vec() }
 }
 

@@ -2,6 +2,7 @@
 //! log gets a line now and then, not one per request.
 
 use super::*;
+use crate::directory::control_plane::refresh::Fetch;
 use crate::host::testing::{capture_warnings, warnings};
 use crate::host::REPEATED_WARNING_S;
 
@@ -52,6 +53,9 @@ fn a_failed_request_fetch_that_stood_in_for_the_refresh_is_retried_soon() {
     };
     let (token, job) = background::tick(&mut host, &config, &mut worker.borrow_mut()).remove(0);
     answered(&mut host, job, &Answer::Http { status: 200, body: jwks_body() });
+    let fetches_failed =
+        |host: &FakeHost| host.counters.iter().filter(|name| *name == "apim.jwks.fetch_failed").count();
+    assert_eq!(fetches_failed(&host), 0);
     // 300 s on, a token of a new kid fetches just before the tick.
     host.now = 1_300;
     let (mut stream, flow) = bearer_call(&config, &worker, &mut host, &signed("b", 5_000));
@@ -63,6 +67,35 @@ fn a_failed_request_fetch_that_stood_in_for_the_refresh_is_retried_soon() {
     answered(&mut host, job, &Answer::Failed { code: 14 });
     stream.on_call_response(&mut host, token + 1, Answer::Failed { code: 14 });
     assert_eq!(host.counted.last(), Some(&900900));
+    assert_eq!(fetches_failed(&host), 1, "the outage is in the stats, not only in the log");
     host.now += jwks::FETCH_INTERVAL_S;
     assert_eq!(background::tick(&mut host, &config, &mut worker.borrow_mut()).len(), 1, "retried soon");
+}
+
+/// A control plane load with a resource that failed is in the stats: its last good data stays
+/// served, so nothing else but the log shows that API-M is down.
+#[test]
+fn a_control_plane_load_that_fails_is_counted() {
+    let config =
+        Rc::new(Config::from_json(br#"{"control_plane":{"cluster":"apim","username":"a","password":"p"}}"#).unwrap());
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    let control_plane = config.control_plane.as_ref().unwrap();
+    crate::directory::control_plane::refresh::prepare(&mut host, control_plane);
+    let load = |host: &mut FakeHost, answer: &dyn Fn(Fetch) -> Answer| {
+        let mut calls = background::tick(host, &config, &mut worker.borrow_mut());
+        assert_eq!(calls.len(), 1, "a load starts");
+        while let Some((_, job)) = calls.pop() {
+            let background::Job::ControlPlane(load) = &job else { panic!("a control plane load") };
+            let answer = answer(load.fetch);
+            calls = background::answered(host, &config, &mut worker.borrow_mut(), job, &answer, &|_, _| Vec::new());
+        }
+    };
+    let failed =
+        |host: &FakeHost| host.counters.iter().filter(|name| *name == "apim.control_plane.load_failed").count();
+    load(&mut host, &|_| Answer::Failed { code: 14 });
+    assert_eq!(failed(&host), 1, "one load, one count (not one per resource)");
+    host.now += 60;
+    load(&mut host, &crate::directory::control_plane::tests::ok);
+    assert_eq!(failed(&host), 1, "a load that went well is not counted");
 }
