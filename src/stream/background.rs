@@ -16,13 +16,6 @@ use crate::host::{Answer, Host};
 use crate::throttle::cluster::Refill;
 use crate::vocab::KmId;
 
-/// Counted when a JWKS fetch (a refresh, or a request's) fails or cannot be made: the log says
-/// which key manager; the last good keys stay, so only this and the log show the outage.
-pub const JWKS_FETCH_FAILED: &str = "apim.jwks.fetch_failed";
-/// Counted when a control plane load ends with a resource that could not be taken (its last good
-/// data, if any, stays served).
-pub const CONTROL_PLANE_LOAD_FAILED: &str = "apim.control_plane.load_failed";
-
 /// How often the root context ticks, milliseconds.
 pub const TICK_MS: u32 = 1_000;
 
@@ -69,7 +62,8 @@ pub fn tick(host: &mut impl Host, config: &Config, worker: &mut Worker) -> Vec<(
             }
             Err(_) => {
                 fetched.failed = true;
-                host.count(JWKS_FETCH_FAILED);
+                // The last good keys stay: only this counter and the log show the outage.
+                host.count("apim.jwks.fetch_failed");
                 if let Some(km) = config.auth.key_manager(key_manager) {
                     log::warn!(
                         "JWKS refresh from key manager `{}` could not be made; keeping the last good keys",
@@ -131,7 +125,7 @@ pub fn answered(
             // the tick leaves a due refresh to a request's fetch under way, and when that failed
             // the keys waited a whole `refresh_s` (a key the key manager dropped stayed trusted).
             if jwks::settle(host, km, fetched, fetch, answer, now) == Some(false) {
-                host.count(JWKS_FETCH_FAILED);
+                host.count("apim.jwks.fetch_failed");
                 jwks::retry_soon(host, km, now);
             }
             Vec::new()
@@ -152,7 +146,8 @@ pub fn answered(
                 }
                 None => {
                     if load.incomplete() {
-                        host.count(CONTROL_PLANE_LOAD_FAILED);
+                        // A resource's last good data, if any, stays served: as for the JWKS.
+                        host.count("apim.control_plane.load_failed");
                     }
                     Vec::new()
                 }
