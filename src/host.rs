@@ -256,7 +256,16 @@ thread_local! {
 /// request is still in the stats). `kind` names what fails, from the configuration (bounded).
 /// A line noted in the clock's future (stepped back since) holds nothing back.
 pub fn warn_repeated(kind: &str, now: u64, message: impl FnOnce() -> String) {
-    let held_back = WARNED.with(|warned| {
+    if let Some(held) = held_back(kind, now) {
+        warn_with_held_back(&message(), held);
+    }
+}
+
+/// Whether a warning of `kind` is logged now (`Some`, with how many were held back since the
+/// last), or held back. Not generic, so that each call site adds only its message.
+#[inline(never)]
+fn held_back(kind: &str, now: u64) -> Option<u64> {
+    WARNED.with(|warned| {
         let mut warned = warned.borrow_mut();
         match warned.get_mut(kind) {
             Some((at, held)) if recent(*at, now, REPEATED_WARNING_S) => {
@@ -269,11 +278,14 @@ pub fn warn_repeated(kind: &str, now: u64, message: impl FnOnce() -> String) {
                 Some(0)
             }
         }
-    });
-    match held_back {
-        Some(0) => log::warn!("{}", message()),
-        Some(held) => log::warn!("{} ({held} more like it since the last such line)", message()),
-        None => {}
+    })
+}
+
+#[inline(never)]
+fn warn_with_held_back(message: &str, held: u64) {
+    match held {
+        0 => log::warn!("{message}"),
+        held => log::warn!("{message} ({held} more like it since the last such line)"),
     }
 }
 
