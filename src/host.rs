@@ -184,6 +184,98 @@ pub trait Host: SharedStore {
     fn resume_request(&mut self);
 }
 
+/// The host as one gateway of several in one Envoy sees it: its shared-data keys under its own
+/// prefix (`apim.gw.<name>.`, from the configuration's `gateway`), everything else as it is.
+/// Envoy keys shared data by `vm_id` only, so the filters of two listeners that share a `vm_id`
+/// share every key: without a prefix each, one gateway's counters, control-plane data (its
+/// label's APIs, its applications) and caches serve the other's requests. With no name (the
+/// Envoy's one gateway) the keys are as they always were. Two workers of one gateway share its
+/// keys, as before.
+pub struct GatewayScoped<'a, H: Host> {
+    host: &'a mut H,
+    /// `apim.gw.<name>.`, or empty for the Envoy's one gateway.
+    prefix: &'a str,
+}
+
+impl<'a, H: Host> GatewayScoped<'a, H> {
+    pub fn new(host: &'a mut H, prefix: &'a str) -> Self {
+        GatewayScoped { host, prefix }
+    }
+
+    /// The key in Envoy's shared data: `apim.<rest>` becomes `<prefix><rest>`.
+    fn key<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
+        // A key already under the prefix (a host scoped twice) is not scoped again.
+        if self.prefix.is_empty() || key.starts_with(self.prefix) {
+            return std::borrow::Cow::Borrowed(key);
+        }
+        let rest = key.strip_prefix("apim.").unwrap_or(key);
+        std::borrow::Cow::Owned(format!("{}{rest}", self.prefix))
+    }
+}
+
+/// The shared-data prefix of the gateway named `name` (empty for none).
+pub fn gateway_prefix(name: Option<&str>) -> String {
+    name.map(|name| format!("apim.gw.{name}.")).unwrap_or_default()
+}
+
+impl<H: Host> SharedStore for GatewayScoped<'_, H> {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.host.shared_get(&self.key(key))
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        let key = self.key(key).into_owned();
+        self.host.shared_set(&key, value, cas)
+    }
+}
+
+impl<H: Host> Host for GatewayScoped<'_, H> {
+    fn request_headers(&self) -> Vec<Header> {
+        self.host.request_headers()
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.host.set_request_header(name, value);
+    }
+    fn request_trailer_names(&self) -> Vec<String> {
+        self.host.request_trailer_names()
+    }
+    fn remove_request_trailer(&mut self, name: &str) {
+        self.host.remove_request_trailer(name);
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.host.response_header(name)
+    }
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.host.set_response_header(name, value);
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.host.property(path)
+    }
+    fn set_property(&mut self, name: &str, value: &[u8]) {
+        self.host.set_property(name, value);
+    }
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
+        self.host.send_response(status, headers, body);
+    }
+    fn count(&mut self, name: &str) {
+        self.host.count(name);
+    }
+    fn now(&self) -> Result<u64, HostError> {
+        self.host.now()
+    }
+    fn now_ms(&self) -> Result<u64, HostError> {
+        self.host.now_ms()
+    }
+    fn fresh_now_ms(&self) -> Result<u64, HostError> {
+        self.host.fresh_now_ms()
+    }
+    fn call(&mut self, call: &Call) -> Result<u32, HostError> {
+        self.host.call(call)
+    }
+    fn resume_request(&mut self) {
+        self.host.resume_request();
+    }
+}
+
 /// Reads the proxy-wasm map serialization: a u32 count, then (name length, value length) u32
 /// pairs, then each name and value followed by a NUL; all little-endian. Stops at the first
 /// entry that does not fit, so truncated or hostile input yields what could be read.

@@ -59,6 +59,9 @@ pub struct Config {
     /// The backend JWT, when one is sent.
     pub backend_jwt: Option<BackendJwt>,
     pub observability: Observability,
+    /// Where this gateway keeps its shared data: `apim.gw.<gateway>.`, or empty for the one
+    /// gateway of its `vm_id` (see [`crate::host::GatewayScoped`]).
+    pub shared_prefix: String,
 }
 
 pub use crate::auth::settings::CONTEXT_HEADERS;
@@ -88,6 +91,7 @@ impl Default for Config {
             control_plane: None,
             backend_jwt: None,
             observability: Observability::default(),
+            shared_prefix: String::new(),
         }
     }
 }
@@ -165,6 +169,7 @@ impl Config {
     /// Checks and compiles a parsed configuration, each domain its own part.
     pub fn compile(raw: Parsed<'_>) -> Result<Config, ConfigError> {
         let mut warnings = Vec::new();
+        let shared_prefix = crate::schema::checks::check_gateway_name(raw.gateway.as_deref())?;
         // Routing refers to policies by name: their definitions are checked first.
         let policies = StaticDirectory::policy_names(&raw.policies)?;
         let backend_header = raw.backend_jwt.as_ref().map(|jwt| jwt.header.clone());
@@ -219,6 +224,7 @@ impl Config {
             control_plane,
             backend_jwt,
             observability: Observability::from(raw.observability),
+            shared_prefix,
         })
     }
 

@@ -127,3 +127,15 @@ fn is_authority(value: &str) -> bool {
         None => !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)),
     }
 }
+
+/// The shared-data prefix of a configuration's `gateway`, refused unless it is a name (letters,
+/// digits, `-`, `_`; at most 64), which no other gateway's keys can end in or start with.
+pub fn check_gateway_name(name: Option<&str>) -> Result<String, ConfigError> {
+    if let Some(name) = name {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+            return Err(ConfigError::new("gateway", "must be 1 to 64 letters, digits, `-` or `_`"));
+        }
+    }
+    Ok(crate::host::gateway_prefix(name))
+}

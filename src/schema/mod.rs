@@ -37,6 +37,15 @@ pub use throttling::*;
 #[schemars(rename = "Config", bound = "Applications: JsonSchema + Default, Subscriptions: JsonSchema + Default")]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions = Vec<RawSubscription<'a>>> {
+    /// This gateway's name among several in one Envoy. Filters that share a `vm_id` share
+    /// Envoy's shared data, where each keeps its counters, control-plane data and caches: two
+    /// listeners (an internal and an external gateway, two WSO2 gateway labels) whose filters
+    /// share a `vm_id` each need a name of their own, or one gateway's counts, APIs and
+    /// applications serve the other's requests. Keep a gateway's name across its updates: its
+    /// counts, caches and control-plane data go on under it. Letters, digits, `-` and `_`, at
+    /// most 64. Defaults to none (the one gateway of its `vm_id`).
+    #[serde(default)]
+    pub gateway: Option<String>,
     /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
     #[serde(default)]
     pub errors: RawErrors,

@@ -87,8 +87,8 @@ pub struct RawThrottling {
     /// windows, so about `counter_slots` x 256 keys can be active at once; a key that finds its
     /// slot full is counted in `apim.throttle.uncounted.slot_full`, logged, and handled by
     /// `failure_mode`. Keys are placed in slots by a random secret of the Envoy process, so no
-    /// client can choose keys that fill the slot of another's counter. The first configuration an
-    /// Envoy loads fixes the count until Envoy restarts.
+    /// client can choose keys that fill the slot of another's counter. The first configuration of a
+    /// gateway (see `gateway`) an Envoy loads fixes its count until Envoy restarts.
     /// 1 to 65536; see docs/HOWTO.md to size it. Defaults to 4096.
     #[serde(default = "default_counter_slots")]
     pub counter_slots: u32,

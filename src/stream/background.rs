@@ -12,8 +12,9 @@ use super::{engines, Worker};
 use crate::auth::jwks;
 use crate::config::Config;
 use crate::directory::control_plane::refresh::{self, Load};
-use crate::host::{Answer, Host};
+use crate::host::{Answer, GatewayScoped, Host};
 use crate::throttle::cluster::Refill;
+use crate::throttle::limiter::Space;
 use crate::vocab::KmId;
 
 /// How often the root context ticks, milliseconds.
@@ -45,6 +46,7 @@ pub fn needed(config: &Config) -> bool {
 
 /// Starts the background calls that are due; returns their tokens.
 pub fn tick(host: &mut impl Host, config: &Config, worker: &mut Worker) -> Vec<(u32, Job)> {
+    let host = &mut GatewayScoped::new(host, &config.shared_prefix);
     let Ok(now) = host.now() else { return Vec::new() };
     let mut started = Vec::new();
     for (key_manager, call) in jwks::due(host, &config.auth, now) {
@@ -99,13 +101,25 @@ fn start(
 ) -> Vec<(u32, Job)> {
     match host.call(&call) {
         Ok(token) => vec![(token, job)],
-        Err(error) => answered(host, config, worker, job, &Answer::Failed { code: error.0 }, &no_body),
+        Err(error) => take_answer(host, config, worker, job, &Answer::Failed { code: error.0 }, &no_body),
     }
 }
 
 /// Takes the answer to a background call (`read(start, length)` reads the body of an
 /// `Answer::HttpStream`); returns the calls it started next.
 pub fn answered(
+    host: &mut impl Host,
+    config: &Config,
+    worker: &mut Worker,
+    job: Job,
+    answer: &Answer,
+    read: &dyn Fn(usize, usize) -> Vec<u8>,
+) -> Vec<(u32, Job)> {
+    take_answer(&mut GatewayScoped::new(host, &config.shared_prefix), config, worker, job, answer, read)
+}
+
+/// [`answered`] on the host as this gateway sees it.
+fn take_answer(
     host: &mut impl Host,
     config: &Config,
     worker: &mut Worker,
@@ -153,5 +167,36 @@ pub fn answered(
                 }
             }
         }
+    }
+}
+
+/// Creates what is shared through leases taken by compare-and-swap (at configure time, before
+/// requests or ticks use them), under the configuration's gateway (see
+/// [`crate::host::GatewayScoped`]): the key managers' JWKS due times, the control plane's due
+/// time, and the counter slots; and sets the slot count and seed to the ones this gateway uses in
+/// this Envoy (its first configuration's; see [`crate::throttle::limiter::prepare_slots`]).
+pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
+    let prefix = config.shared_prefix.clone();
+    let host = &mut GatewayScoped::new(host, &prefix);
+    crate::auth::jwks::prepare(host, &config.auth);
+    if config.throttles() {
+        let wanted = config.throttle.settings.counter_slots;
+        let spaces: &[Space] = match config.throttle.rate_limit_service {
+            Some(_) => &[Space::Counters, Space::Leases],
+            None => &[Space::Counters],
+        };
+        let fresh = crate::throttle::limiter::fresh_seed(host.now_ms().unwrap_or_default());
+        let (slots, seed) = crate::throttle::limiter::prepare_slots(host, wanted, spaces, fresh);
+        config.throttle.settings.slot_seed = seed;
+        if let Some(control_plane) = &config.control_plane {
+            crate::directory::control_plane::refresh::prepare(host, control_plane);
+        }
+        if slots != wanted {
+            log::info!(
+                "throttling.counter_slots {wanted} takes effect when Envoy restarts; this process keeps counting in \
+                 {slots} slots, so counts stay exact across the update"
+            );
+        }
+        config.throttle.settings.counter_slots = slots;
     }
 }

@@ -28,16 +28,18 @@ use crate::config::Config;
 use crate::directory::control_plane::lookup;
 use crate::directory::control_plane::view::CpWorker;
 use crate::directory::{Application, Layered};
-use crate::host::{Answer, Call, Host, Step};
+use crate::host::{Answer, Call, GatewayScoped, Host, Step};
 use crate::observe::{self, ApplicationNames, Record};
 use crate::render;
 use crate::routing::{self, Forward, Matched, Table, Verdict};
 use crate::schema::AccessLogEncoding;
 use crate::throttle::cluster::{ClusterEngine, Refill};
-use crate::throttle::limiter::{Settings, Space};
+use crate::throttle::limiter::Settings;
 use crate::throttle::worker_lease::WorkerLeases;
 use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
 use request::Snapshot;
+
+pub use background::prepare_counters;
 
 /// What Envoy should do with the stream now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,34 +151,6 @@ pub(crate) fn engines<'a>(config: &'a Config, leases: Option<&'a mut WorkerLease
     }
 }
 
-/// Creates what is shared through leases taken by compare-and-swap (at configure time, before
-/// requests or ticks use them): the key managers' JWKS due times, the control plane's due time,
-/// and the counter slots; and sets the slot count and seed to the ones this Envoy uses (the first
-/// configuration's; see [`crate::throttle::limiter::prepare_slots`]).
-pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
-    crate::auth::jwks::prepare(host, &config.auth);
-    if config.throttles() {
-        let wanted = config.throttle.settings.counter_slots;
-        let spaces: &[Space] = match config.throttle.rate_limit_service {
-            Some(_) => &[Space::Counters, Space::Leases],
-            None => &[Space::Counters],
-        };
-        let fresh = crate::throttle::limiter::fresh_seed(host.now_ms().unwrap_or_default());
-        let (slots, seed) = crate::throttle::limiter::prepare_slots(host, wanted, spaces, fresh);
-        config.throttle.settings.slot_seed = seed;
-        if let Some(control_plane) = &config.control_plane {
-            crate::directory::control_plane::refresh::prepare(host, control_plane);
-        }
-        if slots != wanted {
-            log::info!(
-                "throttling.counter_slots {wanted} takes effect when Envoy restarts; this process keeps counting in \
-                 {slots} slots, so counts stay exact across the update"
-            );
-        }
-        config.throttle.settings.counter_slots = slots;
-    }
-}
-
 impl Stream {
     pub fn new(config: Rc<Config>, worker: Rc<RefCell<Worker>>) -> Self {
         Stream {
@@ -247,6 +221,8 @@ impl Stream {
     // -----------------------------------------------------------------------------------------
 
     pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Flow {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         let config = Rc::clone(&self.config);
         self.request = Snapshot::take(host, &config, end_of_stream);
         self.routes = self.current_routes(host);
@@ -617,6 +593,8 @@ impl Stream {
     /// block the rate-limit service counted go to the lease, and the request's own are given
     /// back; an introspection answer is cached; a lookup is stored), nothing is sent.
     pub fn on_abandoned_answer(&mut self, host: &mut impl Host, token: u32, answer: &Answer) {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
         // Without a clock nothing is settled (and nothing may be refused: there is no request).
         let Ok(now) = host.now() else { return };
@@ -639,6 +617,8 @@ impl Stream {
 
     /// The answer to a call this stream made.
     pub fn on_call_response(&mut self, host: &mut impl Host, token: u32, answer: Answer) {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
         if self.resume(host, pending.resume, &answer) == Flow::Continue {
             host.resume_request();
@@ -663,6 +643,8 @@ impl Stream {
     }
 
     pub fn on_request_body(&mut self, host: &mut impl Host, body_size: usize, end_of_stream: bool) -> Flow {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         self.request.body_started = true;
         self.charge(host, body_size as u64);
         if end_of_stream {
@@ -675,6 +657,8 @@ impl Stream {
     }
 
     pub fn on_request_trailers(&mut self, host: &mut impl Host) -> Flow {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         request::clean_trailers(host, &self.config);
         self.request.complete = true;
         if self.pending.is_some() {

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{request, Flow, Stream};
-use crate::host::Host;
+use crate::host::{GatewayScoped, Host};
 use crate::render;
 use crate::throttle;
 use crate::throttle::limiter::Contended;
@@ -21,6 +21,8 @@ impl Stream {
     }
 
     pub fn on_response_headers(&mut self, host: &mut impl Host) -> Flow {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         if !self.governs_response() {
             return Flow::Continue;
         }
@@ -102,6 +104,8 @@ impl Stream {
     }
 
     pub fn on_response_body(&mut self, host: &mut impl Host, body_size: usize, _end_of_stream: bool) -> Flow {
+        let scope = Rc::clone(&self.config);
+        let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         self.charge(host, body_size as u64);
         Flow::Continue
     }

@@ -787,6 +787,7 @@ fn debug_output_of_request_and_worker_state_holds_no_credential() {
 
 mod calls;
 mod cors;
+mod gateways;
 mod grpc;
 mod hostile_keys;
 mod jwt_api_keys;

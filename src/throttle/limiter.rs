@@ -239,8 +239,8 @@ pub fn fresh_seed(clock_nanos: u64) -> SlotSeed {
 /// then only ever written with the CAS token of the value read. Returns the slot count and the
 /// slot seed to use (`fresh` when this Envoy has none yet).
 ///
-/// The first configuration an Envoy process loads fixes the slot count and the seed for the life
-/// of the process: a later configuration asking for another count keeps the one in use (so counts
+/// The first configuration an Envoy process loads (of each gateway: `store` is the gateway's,
+/// [`crate::host::GatewayScoped`]) fixes the slot count and the seed for the life of the process: a later configuration asking for another count keeps the one in use (so counts
 /// stay exact across a live update, when old and new configurations serve side by side) and the
 /// new count takes effect when Envoy restarts.
 pub fn prepare_slots(store: &mut dyn SharedStore, slots: u32, spaces: &[Space], fresh: SlotSeed) -> (u32, SlotSeed) {
