@@ -104,6 +104,14 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
 
 /// A call within this Envoy's lookup budget, else 900900.
 fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> LookupStep {
+    // The shared data is another control plane's (this configuration's was replaced, and its
+    // listener drains): an answer from this one, remembered there, would serve the other's
+    // requests.
+    let source = Meta::read(context.store).source;
+    if source != 0 && source != context.control_plane.source {
+        log::warn!("control plane lookup refused: this configuration's control plane is no longer the Envoy's");
+        return Step::Refused(unavailable());
+    }
     let budget = context.control_plane.lookups_per_second;
     if super::store::take_lookup(context.store, budget, context.now) {
         Step::Call(call, Resume { asked, generation: Meta::read(context.store).generation })

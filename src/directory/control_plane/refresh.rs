@@ -118,7 +118,10 @@ pub fn prepare(store: &mut dyn SharedStore, control_plane: &ControlPlane) {
             let _ = store.shared_set(&fetch.fingerprint_key(), b"", None);
         }
         set_due(store, 0);
-        log::info!("control plane: another source is configured; the data of the previous one is dropped");
+        log::warn!(
+            "control plane: another source is configured; the data of the previous one is dropped (if another \
+             gateway whose filter shares this vm_id still reads it, give each gateway its own `gateway` name)"
+        );
     }
     // A new generation: workers rebuild their views, and lookups asked before are dropped.
     let generation = if meta.source == 0 { meta.generation } else { meta.generation.saturating_add(1) };
@@ -161,6 +164,12 @@ fn hold(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64) {
 
 /// A load to start now, if one is due and this worker took it.
 pub fn due(store: &mut dyn SharedStore, control_plane: &ControlPlane, now: u64, now_ms: u64) -> Option<Load> {
+    // A configuration whose control plane was replaced since (its listener drains) takes no load:
+    // it would drop it at its first answer ([`ingest`]) and hold the due time the new one needs.
+    let source = Meta::read(store).source;
+    if source != 0 && source != control_plane.source {
+        return None;
+    }
     let (bytes, cas) = store.shared_get(DUE_KEY).ok().flatten()?;
     let due = <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_le_bytes).unwrap_or(0);
     // A due time further off than this configuration ever sets (one a longer `refresh_s` set, or
@@ -298,7 +307,11 @@ pub fn ingest(
     // nothing over this one's data.
     let source = Meta::read(store).source;
     if source != 0 && source != control_plane.source {
-        log::info!("control plane: a load from a source no longer configured is dropped");
+        log::warn!(
+            "control plane: a load from a source no longer configured is dropped (after a change of control \
+             plane this stops once the old configuration drains; if it goes on, two gateways whose filters share \
+             a vm_id read different control planes or labels: give each its own `gateway` name)"
+        );
         return None;
     }
     // Held first, from when the answer arrived: this hold covers taking this answer (up to
