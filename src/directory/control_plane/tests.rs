@@ -532,6 +532,33 @@ fn a_configuration_whose_control_plane_was_replaced_remembers_no_lookup_for_the_
 }
 
 #[test]
+fn a_worker_never_serves_another_control_planes_data() {
+    let mut store = MemoryStore::default();
+    let first = control_plane(50);
+    let no_apis = |fetch: Fetch| match fetch {
+        Fetch::Apis => Answer::Http { status: 200, body: br#"{"count":0,"list":[]}"#.to_vec() },
+        other => ok(other),
+    };
+    load(&mut store, &first, NOW, no_apis);
+    let mut draining = worker();
+    draining.sync(&store, &first, &[]);
+    // Another control plane is configured in this Envoy (the gateway's replacement, or another
+    // gateway whose filter shares the vm_id), and loads PizzaShackAPI and its clients.
+    let other = other_control_plane(600);
+    load(&mut store, &other, NOW + 1, ok);
+    let trust = super::view::Trust { now: NOW + 1, negative_ttl_s: 60 };
+    for mut view in [draining, worker()] {
+        assert!(view.sync(&store, &first, &[]).is_none(), "another source's generation is not decoded");
+        assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_none(), "the other's API");
+        assert!(view.key(&store, &super::view::key_of_client("Resident Key Manager", "app1"), trust).is_none());
+        assert!(view.app(&store, MOBILE_APP, trust).is_none(), "the other's application");
+    }
+    let mut view = worker();
+    view.sync(&store, &other, &[]);
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some(), "its own");
+}
+
+#[test]
 fn a_shorter_refresh_s_applies_at_once() {
     let mut store = MemoryStore::default();
     let slow = other_control_plane(3600);

@@ -68,6 +68,9 @@ pub struct CpWorker {
     keys: HashMap<String, Cached<KeyEntry>>,
     apps: HashMap<String, Cached<Rc<Application>>>,
     subs: HashMap<String, Cached<Rc<Subscription>>>,
+    /// The control plane this worker's configuration reads ([`super::ControlPlane::source`]; 0
+    /// before the first sync): the shared data of another is never decoded or read.
+    source: u64,
 }
 
 /// What a generation held, for the log.
@@ -112,6 +115,7 @@ impl CpWorker {
             keys: HashMap::new(),
             apps: HashMap::new(),
             subs: HashMap::new(),
+            source: 0,
         }
     }
 
@@ -124,7 +128,11 @@ impl CpWorker {
         fixed_blocking: &[BlockingCondition],
     ) -> Option<Loaded> {
         let meta = Meta::read(store);
-        if self.generation == Some(meta.generation) {
+        self.source = control_plane.source;
+        // Another control plane's data (this configuration's was replaced and its listener
+        // drains, or another gateway whose filter shares the vm_id has no name of its own): this
+        // worker keeps what it decoded from its own.
+        if self.generation == Some(meta.generation) || !self.owns(&meta) {
             return None;
         }
         self.generation = Some(meta.generation);
@@ -213,20 +221,25 @@ impl CpWorker {
     // Entries: this worker's, else the shared data's.
     // -----------------------------------------------------------------------------------------
 
+    /// Whether the shared data is this worker's control plane's (or of no known source).
+    fn owns(&self, meta: &Meta) -> bool {
+        meta.source == 0 || self.source == 0 || meta.source == self.source
+    }
+
     /// A key mapping as far as this Envoy knows: `None` when it must be looked up. A "not found"
     /// counts as [`Trust::counts`] says.
     pub fn key(&mut self, store: &dyn SharedStore, key: &str, now: Trust) -> Option<Cached<KeyEntry>> {
-        known(&mut self.keys, store, Kind::Keys, key, now, KeyEntry::decode)
+        known(&mut self.keys, self.source, store, Kind::Keys, key, now, KeyEntry::decode)
     }
 
     pub fn app(&mut self, store: &dyn SharedStore, uuid: &str, now: Trust) -> Option<Cached<Rc<Application>>> {
-        known(&mut self.apps, store, Kind::Apps, uuid, now, |bytes| {
+        known(&mut self.apps, self.source, store, Kind::Apps, uuid, now, |bytes| {
             AppEntry::decode(bytes).map(|entry| Rc::new(application(uuid, entry)))
         })
     }
 
     pub fn sub(&mut self, store: &dyn SharedStore, key: &str, now: Trust) -> Option<Cached<Rc<Subscription>>> {
-        known(&mut self.subs, store, Kind::Subs, key, now, |bytes| {
+        known(&mut self.subs, self.source, store, Kind::Subs, key, now, |bytes| {
             SubEntry::decode(bytes).map(|entry| Rc::new(subscription(entry)))
         })
     }
@@ -321,6 +334,7 @@ impl CpWorker {
 /// or nothing at all, is `None`: look it up.
 fn known<T: Clone>(
     cache: &mut HashMap<String, Cached<T>>,
+    source: u64,
     store: &dyn SharedStore,
     kind: Kind,
     key: &str,
@@ -332,7 +346,12 @@ fn known<T: Clone>(
         Some(found) => return Some(found.clone()),
         None => {}
     }
-    let found = match store::lookup(store, &Meta::read(store), kind, key)? {
+    let meta = Meta::read(store);
+    // Another control plane's data is not this worker's to read (see [`CpWorker::sync`]).
+    if meta.source != 0 && source != 0 && meta.source != source {
+        return None;
+    }
+    let found = match store::lookup(store, &meta, kind, key)? {
         Found::Present(bytes) => Cached::Present(decode(&bytes)?),
         Found::Absent { until } if now.counts(until) => Cached::Absent { until },
         Found::Absent { .. } => return None,
