@@ -184,13 +184,14 @@ pub trait Host: SharedStore {
     fn resume_request(&mut self);
 }
 
-/// The host as one gateway of several in one Envoy sees it: its shared-data keys under its own
-/// prefix (`apim.gw.<name>.`, from the configuration's `gateway`), everything else as it is.
-/// Envoy keys shared data by `vm_id` only, so the filters of two listeners that share a `vm_id`
-/// share every key: without a prefix each, one gateway's counters, control-plane data (its
-/// label's APIs, its applications) and caches serve the other's requests. With no name (the
-/// Envoy's one gateway) the keys are as they always were. Two workers of one gateway share its
-/// keys, as before.
+/// The host as one gateway of several in one Envoy sees it: its shared-data keys and its stats
+/// under its own prefix (`apim.gw.<name>.`, from the configuration's `gateway`), everything else
+/// as it is. Envoy keys shared data by `vm_id` only, so the filters of two listeners that share a
+/// `vm_id` share every key: without a prefix each, one gateway's counters, control-plane data
+/// (its label's APIs, its applications) and caches serve the other's requests; and Envoy's stats
+/// are the process's, so their counts would add up (the shipped tag extraction makes the name an
+/// `apim_gateway` label). With no name (the Envoy's one gateway) keys and stats are as they always
+/// were. Two workers of one gateway share its keys and stats, as before.
 pub struct GatewayScoped<'a, H: Host> {
     host: &'a mut H,
     /// `apim.gw.<name>.`, or empty for the Envoy's one gateway.
@@ -257,7 +258,8 @@ impl<H: Host> Host for GatewayScoped<'_, H> {
         self.host.send_response(status, headers, body);
     }
     fn count(&mut self, name: &str) {
-        self.host.count(name);
+        let name = self.key(name).into_owned();
+        self.host.count(&name);
     }
     fn now(&self) -> Result<u64, HostError> {
         self.host.now()

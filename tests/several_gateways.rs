@@ -1,6 +1,7 @@
 //! Two gateways in one Envoy: two listeners, each with its own filter configuration, whose
 //! filters share a `vm_id` (and so Envoy's shared data). Named apart (`gateway`), each counts its
-//! own requests under its own limit; two workers of one gateway count together.
+//! own requests under its own limit, two workers of one gateway count together, and each one's
+//! stats carry its name (the `apim_gateway` label).
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -54,4 +55,15 @@ fn two_named_gateways_in_one_envoy_count_apart_and_each_across_its_workers() {
     assert_eq!(status(internal.port), 200);
     assert_eq!(status(internal.port), 429, "the third of two an hour");
     assert_eq!(status(external_port), 200);
+    // Each gateway's counters are its own, labelled with its name by the shipped tag extraction.
+    let prometheus = request(internal.admin_port, "GET", "/stats/prometheus", &[], None).body;
+    let allowed = |gateway: &str| {
+        let labels = format!("apim_gateway=\"{gateway}\"");
+        prometheus
+            .lines()
+            .find(|line| line.starts_with("apim_api_version_allowed{") && line.contains(&labels))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    assert_eq!(allowed("internal"), Some(2), "{prometheus}");
+    assert_eq!(allowed("external"), Some(6), "{prometheus}");
 }

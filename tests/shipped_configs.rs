@@ -279,7 +279,7 @@ fn the_istio_stats_tags_are_the_shipped_envoy_configs() {
         .find(|doc| doc["metadata"]["name"].as_str() == Some("apim-stats-tags"))
         .expect("the stats-tags EnvoyFilter");
     let tags = &filter["spec"]["configPatches"][0]["patch"]["value"]["stats_config"]["stats_tags"];
-    assert!(tags.as_sequence().is_some_and(|tags| tags.len() == 6), "{tags:?}");
+    assert!(tags.as_sequence().is_some_and(|tags| tags.len() == 7), "{tags:?}");
     assert_eq!(tags, &envoy["stats_config"]["stats_tags"]);
 }
 

@@ -91,6 +91,28 @@ fn two_gateways_count_an_api_of_the_same_context_apart_and_each_keeps_its_slot_c
 }
 
 #[test]
+fn a_named_gateways_stats_carry_its_name_and_the_one_gateways_keep_theirs() {
+    for (name, prefix) in [("internal", "apim.gw.internal."), ("", "apim.")] {
+        let json = limited(name, 1, 64);
+        let json = if name.is_empty() { json.replacen(r#""gateway": "", "#, "", 1) } else { json };
+        let mut shared = HashMap::new();
+        let gateway = Gateway::configure(&mut shared, &json);
+        let mut counted = Vec::new();
+        for _ in 0..2 {
+            let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
+            host.now = NOW;
+            host.shared = std::mem::take(&mut shared);
+            Stream::new(Rc::clone(&gateway.config), Rc::clone(&gateway.worker)).on_request_headers(&mut host, true);
+            shared = host.shared;
+            counted.extend(host.counters);
+        }
+        assert!(counted.iter().any(|stat| stat.ends_with(".allowed")), "{counted:?}");
+        assert!(counted.iter().any(|stat| stat.ends_with("fault.900800")), "{counted:?}");
+        assert!(counted.iter().all(|stat| stat.starts_with(prefix) && !stat[prefix.len()..].starts_with("gw.")));
+    }
+}
+
+#[test]
 fn a_gateway_reconfigured_keeps_counting_where_it_was() {
     let mut shared = HashMap::new();
     let before = Gateway::configure(&mut shared, &limited("internal", 2, 64));
