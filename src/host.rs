@@ -258,8 +258,9 @@ impl<H: Host> Host for GatewayScoped<'_, H> {
         self.host.send_response(status, headers, body);
     }
     fn count(&mut self, name: &str) {
-        let name = self.key(name).into_owned();
-        self.host.count(&name);
+        let scoped = self.key(name).into_owned();
+        let name = scoped.as_str();
+        self.host.count(name);
     }
     fn now(&self) -> Result<u64, HostError> {
         self.host.now()

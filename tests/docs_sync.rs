@@ -92,7 +92,8 @@ fn every_counter_the_filter_keeps_is_documented() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let howto = std::fs::read_to_string(repo_root().join("docs/HOWTO.md")).unwrap();
     // Counters built from the configuration (src/routing/table.rs, src/observe.rs; their names are
-    // unit-tested there) and the glue's hand-over to Envoy.
+    // unit-tested there), the glue's hand-over to Envoy, and a named gateway's (src/host.rs: the
+    // same names under `apim.gw.<name>.`).
     let built = ["&api.stats_allowed", "&observe::refused_stat(&api.stats_prefix, fault)", "stat", "name"];
     for documented in [
         "apim.api.<name>.version.<version>.allowed",
