@@ -15,6 +15,14 @@ use super::settings::{issuer_key, AuthConfig, Claims};
 use super::{api_keys, looks_like_jws, AuthFailure, Refusal};
 use crate::vocab::KmId;
 
+/// The version of what a token's identity holds and of the rules that make it (verification,
+/// introspection answers, revocation names), written with every identity kept in shared data
+/// (the verified-token cache, the introspection cache). Shared data outlives a module upgrade
+/// (and the old module's VMs drain beside the new ones): an entry of another version is not
+/// taken, the token is verified or introspected again. Bump it with any change that would make
+/// this module refuse, or name differently, a token an earlier one accepted.
+pub const IDENTITY_FORMAT: u32 = 2;
+
 /// A verified OAuth2 token (also what the introspection cache stores for an active token).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenIdentity {

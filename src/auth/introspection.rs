@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::bearer::{token_identity, TokenIdentity};
+use super::bearer::{token_identity, TokenIdentity, IDENTITY_FORMAT};
 use super::jwt::{numeric_date_value, Fraction};
 use super::settings::{Claims, Introspection, KeyManager};
 use crate::hashing::{form_encode, hex};
@@ -136,6 +136,9 @@ fn rfc7662_names(claims: &Claims) -> Claims {
 /// An introspection result as cached in shared data (keyed by the token's hash, never the token).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedIntrospection {
+    /// [`IDENTITY_FORMAT`] of the module that cached it (absent before it was recorded): an
+    /// answer an earlier module made of the key manager's is asked again.
+    pub format: u32,
     /// Hex SHA-256 of the token (slots are shared by hashes, so the entry names its owner).
     pub hash: String,
     /// Cached from (Unix seconds): an entry from the clock's future (the clock was stepped back)
@@ -178,11 +181,11 @@ impl CachedIntrospection {
             }
             Introspected::Unavailable(_) => return None,
         };
-        Some(CachedIntrospection { hash: hex(hash), since: now, until, identity })
+        Some(CachedIntrospection { format: IDENTITY_FORMAT, hash: hex(hash), since: now, until, identity })
     }
 
     fn covers(&self, now: u64) -> bool {
-        self.since <= now && now < self.until
+        self.format == IDENTITY_FORMAT && self.since <= now && now < self.until
     }
 
     /// Whether the entry is a fresh active answer (worth keeping over a negative one).
@@ -340,5 +343,22 @@ mod tests {
         assert_ne!(cache_id(&introspect("a.km", "s")), cache_id(&introspect("b.km", "s")), "answers of another host");
         assert_ne!(cache_id(&introspect("a.km", "s")), cache_id(&introspect("a.km", "t")), "another gateway client");
         assert_eq!(cache_id(&introspect("a.km", "s")), cache_id(&introspect("a.km", "s")), "the same key manager");
+    }
+
+    #[test]
+    fn an_answer_an_earlier_module_cached_is_asked_again() {
+        // Before refresh tokens were told from access tokens (381da3f), an active refresh token's
+        // answer was cached as an active identity. During a module upgrade the new module read
+        // that entry (same key manager, same slot) and let the refresh token in until it expired
+        // from the cache, where an introspection of its own refuses it.
+        let hash = [7u8; 32];
+        let earlier = serde_json::json!({
+            "hash": hex(&hash), "until": 1_000,
+            "identity": {"key_manager": 0, "client_id": "c", "scopes": [], "end_user": null,
+                "user_token": false, "expires_at": 2_000, "token_id": null}
+        });
+        let bytes = serde_json::to_vec(&earlier).unwrap();
+        assert_eq!(CachedIntrospection::lookup(&bytes, &hash, KmId(0), 500), None, "asked again");
+        assert!(!CachedIntrospection::is_fresh_active(&bytes, 500), "an entry this module cannot read is not kept");
     }
 }

@@ -4,11 +4,13 @@
 //! (memory is bounded by the slots), and name the verification settings they were verified under
 //! (key managers, credential settings, JWT API keys, the backend JWT's claim copying): after a
 //! change to those nothing verified before is taken; a change to the directory alone keeps them. An entry is never used past
-//! the token's `exp`; the per-worker cache in front of it keeps the hot tokens.
+//! the token's `exp`; the per-worker cache in front of it keeps the hot tokens. An entry names the
+//! module's [`IDENTITY_FORMAT`]: one an earlier module wrote (before an upgrade, or by its VMs
+//! draining beside this one's) is verified again.
 
 use serde::{Deserialize, Serialize};
 
-use super::bearer::TokenIdentity;
+use super::bearer::{TokenIdentity, IDENTITY_FORMAT};
 use crate::hashing::hex;
 use crate::host::SharedStore;
 
@@ -17,6 +19,8 @@ pub const SLOTS: u32 = 4096;
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
+    /// [`IDENTITY_FORMAT`] of the module that verified it (absent before it was recorded).
+    format: u32,
     /// Hex SHA-256 of the token.
     hash: String,
     /// The configuration that verified it.
@@ -33,12 +37,17 @@ fn slot(hash: &[u8; 32]) -> String {
 pub fn lookup(store: &dyn SharedStore, config: &str, hash: &[u8; 32], now: u64) -> Option<TokenIdentity> {
     let (bytes, _) = store.shared_get(&slot(hash)).ok()??;
     let entry: Entry = serde_json::from_slice(&bytes).ok()?;
-    (entry.hash == hex(hash) && entry.config == config && now <= entry.identity.expires_at).then_some(entry.identity)
+    (entry.format == IDENTITY_FORMAT
+        && entry.hash == hex(hash)
+        && entry.config == config
+        && now <= entry.identity.expires_at)
+        .then_some(entry.identity)
 }
 
 /// Remembers a verified token for every worker (a newer token may take an older one's slot).
 pub fn remember(store: &mut dyn SharedStore, config: &str, hash: &[u8; 32], identity: &TokenIdentity) {
-    let entry = Entry { hash: hex(hash), config: config.to_string(), identity: identity.clone() };
+    let entry =
+        Entry { format: IDENTITY_FORMAT, hash: hex(hash), config: config.to_string(), identity: identity.clone() };
     if let Ok(bytes) = serde_json::to_vec(&entry) {
         let _ = store.shared_set(&slot(hash), &bytes, None);
     }
@@ -81,5 +90,51 @@ mod tests {
             store.data.values().all(|(value, _)| !String::from_utf8_lossy(value).contains("a.b.c")),
             "no token stored"
         );
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+    use crate::host::testing::MemoryStore;
+    use crate::vocab::KmId;
+
+    /// An entry as the module wrote it before tokens had two revocation names (f788346): the
+    /// same settings' fingerprint, an identity without `token_twin` (nor `subject`, `claims`).
+    fn entry_of_an_earlier_module(config: &str, hash: &[u8; 32]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "hash": hex(hash),
+            "config": config,
+            "identity": {"key_manager": KmId(0), "client_id": "c", "scopes": [], "end_user": null,
+                "user_token": false, "expires_at": 100, "token_id": "sig-of-the-presented-form"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_an_earlier_module_verified_is_verified_again() {
+        // During a module upgrade the new module reads what the old one (draining beside it, or
+        // before it in this Envoy) verified under the same settings. The old entry lacks the
+        // revocation name an ECDSA token's other signature form gives: taken as it is, a token
+        // revoked under that name passed the new module until its `exp`.
+        let mut store = MemoryStore::default();
+        let hash = super::super::credential_hash("a.b.c");
+        store.data.insert(slot(&hash), (entry_of_an_earlier_module("config-1", &hash), 1));
+        assert_eq!(lookup(&store, "config-1", &hash, 50), None, "verified again by this module");
+        // What this module writes, it reads.
+        let identity = TokenIdentity {
+            key_manager: KmId(0),
+            client_id: "c".into(),
+            scopes: vec![],
+            end_user: None,
+            user_token: false,
+            expires_at: 100,
+            token_id: Some("jti".into()),
+            token_twin: None,
+            subject: None,
+            claims: None,
+        };
+        remember(&mut store, "config-1", &hash, &identity);
+        assert_eq!(lookup(&store, "config-1", &hash, 50), Some(identity));
     }
 }
