@@ -176,6 +176,14 @@ pub enum Found {
 }
 
 const MAGIC: u8 = 0xC2;
+
+/// The version of what a full load makes of WSO2's answers: the buckets' encoding and the rules
+/// that pick and map their entries (`refresh`, `wire`). A full load whose answer is the last one
+/// writes nothing, and the answer's fingerprint includes this version, so the first full load of
+/// a module that changed either rewrites what an earlier module made of the same answer (shared
+/// data outlives a module upgrade; kept, it served the earlier module's entries until API-M's
+/// answer changed). Bump it with any such change.
+pub const FORMAT: u32 = 2;
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 0;
 

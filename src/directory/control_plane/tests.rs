@@ -742,3 +742,25 @@ fn a_load_that_fails_at_start_says_nothing_is_served_yet() {
 }
 
 mod replaced;
+
+#[test]
+fn a_full_load_rewrites_what_an_earlier_module_made_of_the_same_answers() {
+    // An earlier module (before 1e1c6d2) kept a key mapping without an application, which this one
+    // skips. Its fingerprint named the answer alone: after an upgrade the same answer was "not
+    // changed" and the earlier module's buckets kept serving, for as long as API-M answered alike.
+    use super::store::{self, Found, KeyEntry, Kind};
+    use std::hash::Hasher;
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let orphan = super::view::key_of_client("Resident Key Manager", "orphan-key");
+    let kept = KeyEntry { application: String::new(), application_id: 0, production: true };
+    let meta = Meta::read(&store);
+    store::remember(&mut store, &meta, Kind::Keys, &orphan, &Found::Present(kept.encode()), NOW);
+    let mut earlier = std::hash::DefaultHasher::new();
+    earlier.write(fixture(Fetch::KeyMappings).as_bytes());
+    let earlier = earlier.finish().to_le_bytes().to_vec();
+    store.data.insert(store::fingerprint_key("application-key-mappings"), (earlier, 1));
+    load(&mut store, &cp, NOW + 3_600, ok);
+    assert_eq!(store::lookup(&store, &Meta::read(&store), Kind::Keys, &orphan), None, "rewritten by this module");
+}
