@@ -135,6 +135,12 @@ mod upgrade_tests {
             claims: None,
         };
         remember(&mut store, "config-1", &hash, &identity);
-        assert_eq!(lookup(&store, "config-1", &hash, 50), Some(identity));
+        assert_eq!(lookup(&store, "config-1", &hash, 50), Some(identity.clone()));
+        // A change to what an identity holds must bump IDENTITY_FORMAT (and this list), or a module
+        // upgrade takes the earlier module's entries for this one's.
+        let serde_json::Value::Object(fields) = serde_json::to_value(&identity).unwrap() else { panic!() };
+        let fields: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let known = ["claims", "client_id", "end_user", "expires_at", "key_manager", "scopes", "subject", "token_id"];
+        assert_eq!((IDENTITY_FORMAT, fields), (2, [&known[..], &["token_twin", "user_token"]].concat()));
     }
 }

@@ -764,3 +764,24 @@ fn a_full_load_rewrites_what_an_earlier_module_made_of_the_same_answers() {
     load(&mut store, &cp, NOW + 3_600, ok);
     assert_eq!(store::lookup(&store, &Meta::read(&store), Kind::Keys, &orphan), None, "rewritten by this module");
 }
+
+#[test]
+fn what_a_full_load_makes_of_wso2s_answers_is_the_version_store_format_names() {
+    // A change to the buckets a load makes of the same answers must bump store::FORMAT (and this
+    // digest), or the first load after an upgrade keeps what the earlier module made of them.
+    use sha2::{Digest, Sha256};
+    let mut store = MemoryStore::default();
+    load(&mut store, &control_plane(50), NOW, ok);
+    let mut buckets: Vec<_> = store
+        .data
+        .iter()
+        .filter(|(key, _)| key.contains(".keys.") || key.contains(".apps.") || key.contains(".subs."))
+        .collect();
+    buckets.sort();
+    let digest =
+        buckets.iter().fold(Sha256::new(), |hash, (key, (value, _))| hash.chain_update(key).chain_update(value));
+    assert_eq!(
+        (super::store::FORMAT, crate::hashing::hex(&digest.finalize())),
+        (2, "7ac8beea192597af99c6a73b0cb3628f035d6151fa25cc2fabcc5778fab1c0b6".to_string())
+    );
+}
