@@ -666,3 +666,12 @@ fn review_tokens_given_back_under_disagreeing_clocks_are_not_admitted_again() {
     }
     assert!(admitted <= 100, "limit 100: {admitted} admitted in the service's window T0+60..T0+120");
 }
+
+#[test]
+fn a_leases_bits_are_what_earlier_modules_read() {
+    // Old and new modules spend one node's leases during an upgrade: a change to these bits
+    // needs new slot names (an old module would read new bits as tokens held; ARCHITECTURE).
+    let lease = Lease { held: 5, block_asked: 3, remaining: Some(9) };
+    assert_eq!(lease.pack(), 0x0000_000A_0300_0005);
+    assert_eq!(Lease::unpack(0x0000_000A_0300_0005), lease);
+}

@@ -672,4 +672,20 @@ pub(crate) mod tests {
         store.data.insert(slot, (vec![0, 1, 2], 9));
         assert!(request(&mut store, "k", 1, 60, 0).allowed);
     }
+
+    #[test]
+    fn a_counters_slot_name_and_bytes_are_what_earlier_modules_read() {
+        // Old and new modules count together during an upgrade only if both place and encode a
+        // counter alike: a change here restarts counts and needs new slot names (ARCHITECTURE).
+        let mut store = MemoryStore::prepared(64);
+        let settings = Settings { slots: 64, retries: 1, seed: [7; 16] };
+        hit(&mut store, "api:/shop:1.0", 10, 60, Hit::Request, 120, settings).unwrap();
+        let slot = slot_of(Space::Counters, "api:/shop:1.0", settings);
+        let (bytes, _) = store.data.get(&slot).unwrap();
+        let digest = crate::hashing::hex(&Sha256::digest(bytes));
+        assert_eq!(
+            (slot.as_str(), digest.as_str()),
+            ("apim.rl.64.31", "c6b7c1519dcbdbe93f12ff2ef10fe79d91f498a1ddb6eb66cfefd0d2abdd7b23")
+        );
+    }
 }
