@@ -203,15 +203,32 @@ impl<'a, H: Host> GatewayScoped<'a, H> {
         GatewayScoped { host, prefix }
     }
 
-    /// The key in Envoy's shared data: `apim.<rest>` becomes `<prefix><rest>`.
-    fn key<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
+    /// Runs `work` with the key in Envoy's shared data (or the stat's name): `apim.<rest>`
+    /// becomes `<prefix><rest>`. Every request reads, writes and counts through here: the one
+    /// gateway's keys pass as they are, and a named gateway's are built in a buffer the worker
+    /// keeps, so neither costs an allocation.
+    fn with_key<T>(prefix: &str, key: &str, work: impl FnOnce(&str) -> T) -> T {
         // A key already under the prefix (a host scoped twice) is not scoped again.
-        if self.prefix.is_empty() || key.starts_with(self.prefix) {
-            return std::borrow::Cow::Borrowed(key);
+        if prefix.is_empty() || key.starts_with(prefix) {
+            return work(key);
         }
         let rest = key.strip_prefix("apim.").unwrap_or(key);
-        std::borrow::Cow::Owned(format!("{}{rest}", self.prefix))
+        SCOPED_KEY.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                buffer.push_str(prefix);
+                buffer.push_str(rest);
+                work(&buffer)
+            }
+            // Never while a host call runs (the host does not call back); a copy if it did.
+            Err(_) => work(&format!("{prefix}{rest}")),
+        })
     }
+}
+
+thread_local! {
+    /// The worker's buffer for a named gateway's keys ([`GatewayScoped`]).
+    static SCOPED_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// The shared-data prefix of the gateway named `name` (empty for none).
@@ -221,11 +238,11 @@ pub fn gateway_prefix(name: Option<&str>) -> String {
 
 impl<H: Host> SharedStore for GatewayScoped<'_, H> {
     fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-        self.host.shared_get(&self.key(key))
+        Self::with_key(self.prefix, key, |key| self.host.shared_get(key))
     }
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        let key = self.key(key).into_owned();
-        self.host.shared_set(&key, value, cas)
+        let host = &mut *self.host;
+        Self::with_key(self.prefix, key, |key| host.shared_set(key, value, cas))
     }
 }
 
@@ -258,9 +275,8 @@ impl<H: Host> Host for GatewayScoped<'_, H> {
         self.host.send_response(status, headers, body);
     }
     fn count(&mut self, name: &str) {
-        let scoped = self.key(name).into_owned();
-        let name = scoped.as_str();
-        self.host.count(name);
+        let host = &mut *self.host;
+        Self::with_key(self.prefix, name, |name| host.count(name));
     }
     fn now(&self) -> Result<u64, HostError> {
         self.host.now()
@@ -429,6 +445,39 @@ pub mod testing {
     /// The warnings this thread logged since [`capture_warnings`].
     pub fn warnings() -> Vec<String> {
         CAPTURED.with(|captured| captured.borrow().clone())
+    }
+
+    /// The test binary's allocator: the system's, counting each thread's allocations, for tests
+    /// of what a request costs.
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call is the system allocator's, with the caller's arguments.
+    unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, pointer: *mut u8, layout: std::alloc::Layout) {
+            unsafe { std::alloc::System.dealloc(pointer, layout) }
+        }
+        unsafe fn realloc(&self, pointer: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+            unsafe { std::alloc::System.realloc(pointer, layout, size) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: CountingAllocator = CountingAllocator;
+
+    /// How many allocations (and reallocations) `work` made on this thread.
+    pub fn allocations_in(work: impl FnOnce()) -> u64 {
+        let before = ALLOCATIONS.with(std::cell::Cell::get);
+        work();
+        ALLOCATIONS.with(std::cell::Cell::get) - before
     }
 
     /// An in-memory store; `conflicts` makes the next N writes fail as if another worker won.

@@ -186,3 +186,59 @@ fn a_gateway_name_is_a_name_and_places_its_shared_data() {
         assert_eq!(error.field, "gateway", "{bad}");
     }
 }
+
+/// Counts `stat`, then reads and writes `key`: what a request does through the host most often.
+fn count_read_write(host: &mut impl Host, stat: &str, key: &str) {
+    host.count(stat);
+    let _ = host.shared_get(key);
+    let _ = host.shared_set(key, b"1", None);
+}
+
+/// A gateway's scope costs a request no allocation: the one gateway's keys and stats pass as
+/// they are, and a named gateway's are built without one once the worker has built one as long
+/// (every request reads, writes and counts through it).
+#[test]
+fn scoping_a_key_or_a_stat_allocates_nothing() {
+    use crate::host::testing::allocations_in;
+    use crate::host::GatewayScoped;
+    for prefix in ["", "apim.gw.internal."] {
+        let base = if prefix.is_empty() { "apim." } else { prefix };
+        let (stat, key) = (format!("{base}api.P.allowed"), format!("{base}rl.k"));
+        let mut host = FakeHost::default();
+        host.counters.reserve(16);
+        count_read_write(&mut GatewayScoped::new(&mut host, prefix), "apim.api.P.allowed", "apim.rl.k");
+        let direct = allocations_in(|| count_read_write(&mut host, &stat, &key));
+        let scoped = allocations_in(|| {
+            count_read_write(&mut GatewayScoped::new(&mut host, prefix), "apim.api.P.allowed", "apim.rl.k")
+        });
+        assert_eq!(scoped, direct, "`{prefix}`: the same keys and stats, as the host gets them");
+        assert_eq!(host.counters.iter().filter(|counted| **counted == stat).count(), 3, "`{prefix}`");
+    }
+}
+
+/// A named gateway's request costs what the one gateway's does: the same allocations.
+#[test]
+fn a_named_gateways_request_allocates_as_the_one_gateways_does() {
+    use crate::host::testing::allocations_in;
+    let allocations = |json: &str| {
+        let mut shared = HashMap::new();
+        let gateway = Gateway::configure(&mut shared, json);
+        let mut counted = Vec::new();
+        for _ in 0..4 {
+            let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
+            host.now = NOW;
+            host.shared = std::mem::take(&mut shared);
+            host.counters.reserve(16);
+            let mut stream = Stream::new(Rc::clone(&gateway.config), Rc::clone(&gateway.worker));
+            counted.push(allocations_in(|| {
+                stream.on_request_headers(&mut host, true);
+            }));
+            assert_eq!(host.sent, None);
+            shared = host.shared;
+        }
+        counted
+    };
+    let named = allocations(&limited("internal", 1_000, 64));
+    let unnamed = allocations(&limited("internal", 1_000, 64).replacen(r#""gateway": "internal", "#, "", 1));
+    assert_eq!(named[1..], unnamed[1..], "after the first request");
+}
