@@ -162,36 +162,22 @@ const XML: &str = "application/xml; charset=UTF-8";
 /// the methods of the resource asked about) allows those of them the configuration allows, and
 /// adds `Max-Age`; other responses allow every configured method.
 pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: Option<&[String]>) -> Vec<(String, String)> {
-    let mut headers = Vec::new();
-    if cors.allow_origins.iter().any(|allowed| allowed == "*") {
-        headers.push(("access-control-allow-origin".to_string(), "*".to_string()));
-    } else if let Some(origin) = origin.filter(|origin| cors.allow_origins.iter().any(|allowed| allowed == origin)) {
-        headers.push(("access-control-allow-origin".to_string(), origin.to_string()));
+    let answer = cors.headers(origin, preflight.is_some());
+    let mut headers = Vec::with_capacity(answer.values.len() + 1);
+    for (name, value) in answer.values {
+        let Some(value) = value else { continue };
+        let value = match preflight {
+            Some(methods) if name == "access-control-allow-methods" => {
+                methods.iter().filter(|method| cors.allows_method(method)).cloned().collect::<Vec<_>>().join(",")
+            }
+            _ => value.to_string(),
+        };
+        headers.push((name.to_string(), value));
+    }
+    if answer.varies_on_origin {
+        // The answer depends on the origin whatever it is: a shared cache must not serve one
+        // without CORS headers to an allowed origin.
         headers.push(("vary".to_string(), "Origin".to_string()));
-    } else {
-        // The answer depends on the origin whatever it is: a shared cache must not serve this
-        // one, without CORS headers, to an allowed origin.
-        headers.push(("vary".to_string(), "Origin".to_string()));
-        return headers;
-    }
-    let methods = match preflight {
-        Some(methods) => {
-            methods.iter().filter(|method| cors.allows_method(method)).cloned().collect::<Vec<_>>().join(",")
-        }
-        None => cors.allow_methods.join(","),
-    };
-    headers.push(("access-control-allow-methods".to_string(), methods));
-    headers.push(("access-control-allow-headers".to_string(), cors.allow_headers.join(",")));
-    if !cors.expose_headers.is_empty() {
-        headers.push(("access-control-expose-headers".to_string(), cors.expose_headers.join(",")));
-    }
-    if cors.allow_credentials {
-        headers.push(("access-control-allow-credentials".to_string(), "true".to_string()));
-    }
-    if preflight.is_some() {
-        if let Some(max_age) = cors.max_age_s {
-            headers.push(("access-control-max-age".to_string(), max_age.to_string()));
-        }
     }
     headers
 }

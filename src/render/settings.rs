@@ -21,7 +21,7 @@ impl From<RawOverride> for Override {
     }
 }
 
-/// CORS headers for fault responses and preflights.
+/// The gateway's CORS policy: its headers on faults, preflights and the backend's answers.
 #[derive(Clone, Debug)]
 pub struct Cors {
     pub allow_origins: Vec<String>,
@@ -30,9 +30,79 @@ pub struct Cors {
     pub expose_headers: Vec<String>,
     pub allow_credentials: bool,
     pub max_age_s: Option<u32>,
+    /// The values of the headers that list, joined once at load: every response of an API carries
+    /// them ([`Cors::headers`]).
+    values: CorsValues,
+}
+
+#[derive(Clone, Debug)]
+struct CorsValues {
+    methods: String,
+    headers: String,
+    expose: String,
+    max_age: Option<String>,
+}
+
+/// The CORS headers of a response, which the gateway's CORS settings decide (in the order of
+/// [`Cors::headers`]).
+pub const CORS_HEADERS: [&str; 6] = [
+    "access-control-allow-origin",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-expose-headers",
+    "access-control-allow-credentials",
+    "access-control-max-age",
+];
+
+/// A response's CORS headers: each of [`CORS_HEADERS`] with its value, `None` when the response
+/// carries none of it; and whether its answer depends on the request's `Origin` (`Vary`).
+pub struct CorsHeaders<'a> {
+    pub values: [(&'static str, Option<&'a str>); 6],
+    pub varies_on_origin: bool,
 }
 
 impl Cors {
+    pub fn new(raw: crate::schema::RawCors) -> Cors {
+        let max_age = raw.max_age_s.map(|max_age| max_age.to_string());
+        let values = CorsValues {
+            methods: raw.allow_methods.join(","),
+            headers: raw.allow_headers.join(","),
+            expose: raw.expose_headers.join(","),
+            max_age,
+        };
+        Cors {
+            allow_origins: raw.allow_origins,
+            allow_methods: raw.allow_methods,
+            allow_headers: raw.allow_headers,
+            expose_headers: raw.expose_headers,
+            allow_credentials: raw.allow_credentials,
+            max_age_s: raw.max_age_s,
+            values,
+        }
+    }
+
+    /// The CORS headers of a response to a request from `origin` (a preflight's adds `Max-Age`),
+    /// without an allocation: every response of an API carries them. An origin the policy does not
+    /// allow gets none; any answer but one to every origin (`*`) varies on `Origin`.
+    pub fn headers<'a>(&'a self, origin: Option<&'a str>, preflight: bool) -> CorsHeaders<'a> {
+        let wildcard = self.allow_origins.iter().any(|allowed| allowed == "*");
+        let allowed = match wildcard {
+            true => Some("*"),
+            false => origin.filter(|origin| self.allow_origins.iter().any(|allowed| allowed == origin)),
+        };
+        let listed = |value: &'a str| allowed.is_some().then_some(value);
+        let [origin_name, methods, headers, expose, credentials, max_age] = CORS_HEADERS;
+        let values = [
+            (origin_name, allowed),
+            (methods, listed(&self.values.methods)),
+            (headers, listed(&self.values.headers)),
+            (expose, listed(&self.values.expose).filter(|_| !self.expose_headers.is_empty())),
+            (credentials, listed("true").filter(|_| self.allow_credentials)),
+            (max_age, self.values.max_age.as_deref().and_then(listed).filter(|_| preflight)),
+        ];
+        CorsHeaders { values, varies_on_origin: !wildcard }
+    }
+
     /// Whether a method (a resource's, compared case-sensitively) is one the answer allows.
     pub fn allows_method(&self, method: &str) -> bool {
         self.allow_methods.iter().any(|allowed| allowed == "*" || allowed == method)
@@ -201,14 +271,7 @@ impl ErrorSettings {
             overrides_by_code,
             overrides_by_id,
             overrides_by_pattern,
-            cors: raw.cors.map(|cors| Cors {
-                allow_origins: cors.allow_origins,
-                allow_methods: cors.allow_methods,
-                allow_headers: cors.allow_headers,
-                expose_headers: cors.expose_headers,
-                allow_credentials: cors.allow_credentials,
-                max_age_s: cors.max_age_s,
-            }),
+            cors: raw.cors.map(Cors::new),
             kanali_docs_url: raw.kanali_docs_url,
             template: raw
                 .template

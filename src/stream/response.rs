@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use super::{request, Flow, Stream};
 use crate::host::{GatewayScoped, Host};
-use crate::render;
 use crate::throttle;
 use crate::throttle::limiter::Contended;
 use crate::transport::{self, ResponseView};
@@ -78,17 +77,15 @@ impl Stream {
     /// replaces Envoy's (a transport fault) is rendered with them anyway.
     fn cors_on_response(&self, host: &mut impl Host) {
         let Some(cors) = &self.config.errors.cors else { return };
-        for name in CORS_RESPONSE_HEADERS {
-            host.set_response_header(name, None);
+        // Each header set, or removed when the gateway's answer has none: nothing is allocated.
+        let answer = cors.headers(self.request.origin.as_deref(), false);
+        for (name, value) in answer.values {
+            host.set_response_header(name, value.map(str::as_bytes));
         }
-        for (name, value) in render::cors_headers(cors, self.request.origin.as_deref(), None) {
-            if name == "vary" {
-                let backend = host.response_header("vary").and_then(|value| String::from_utf8(value).ok());
-                if let Some(vary) = vary_with_origin(backend.as_deref()) {
-                    host.set_response_header("vary", Some(vary.as_bytes()));
-                }
-            } else {
-                host.set_response_header(&name, Some(value.as_bytes()));
+        if answer.varies_on_origin {
+            let backend = host.response_header("vary");
+            if let Some(vary) = vary_with_origin(backend.as_deref().and_then(crate::host::text)) {
+                host.set_response_header("vary", Some(vary.as_bytes()));
             }
         }
     }
@@ -179,9 +176,9 @@ impl Stream {
 
 /// A response's `Vary` once it names `Origin`: `None` when `backend` (the response's `Vary`)
 /// already names it or varies on everything (`*`).
-fn vary_with_origin(backend: Option<&str>) -> Option<String> {
+fn vary_with_origin(backend: Option<&str>) -> Option<std::borrow::Cow<'static, str>> {
     match backend.map(str::trim).filter(|vary| !vary.is_empty()) {
-        None => Some("Origin".to_string()),
+        None => Some(std::borrow::Cow::Borrowed("Origin")),
         Some(vary)
             if vary
                 .split(',')
@@ -189,19 +186,9 @@ fn vary_with_origin(backend: Option<&str>) -> Option<String> {
         {
             None
         }
-        Some(vary) => Some(format!("{vary}, Origin")),
+        Some(vary) => Some(format!("{vary}, Origin").into()),
     }
 }
-
-/// The CORS headers of a response, which the gateway's CORS settings decide.
-const CORS_RESPONSE_HEADERS: [&str; 6] = [
-    "access-control-allow-origin",
-    "access-control-allow-methods",
-    "access-control-allow-headers",
-    "access-control-expose-headers",
-    "access-control-allow-credentials",
-    "access-control-max-age",
-];
 
 /// The IETF RateLimit headers the filter sets.
 const RATE_LIMIT_HEADERS: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];

@@ -2,6 +2,7 @@
 //! gateway's CORS headers, as WSO2's CORS handler sets them (not only faults and preflights).
 
 use super::*;
+use crate::host::testing::{allocations_in, uncounted};
 
 fn cors_config(cors: &str) -> Rc<Config> {
     let json = format!(
@@ -78,4 +79,83 @@ fn without_cors_settings_the_backends_headers_pass() {
     let headers = answered(config(), Some("https://app.example"), &[("access-control-allow-origin", "*")]);
     assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
     assert_eq!(header(&headers, "vary"), None);
+}
+
+/// The fake host, its own allocations left uncounted (Envoy's host makes them outside the VM).
+struct Quiet<'a>(&'a mut FakeHost);
+
+impl SharedStore for Quiet<'_> {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        uncounted(|| self.0.shared_get(key))
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        uncounted(|| self.0.shared_set(key, value, cas))
+    }
+}
+
+impl Host for Quiet<'_> {
+    fn request_headers(&self) -> Vec<Header> {
+        uncounted(|| self.0.request_headers())
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        uncounted(|| self.0.set_request_header(name, value));
+    }
+    fn request_trailer_names(&self) -> Vec<String> {
+        uncounted(|| self.0.request_trailer_names())
+    }
+    fn remove_request_trailer(&mut self, name: &str) {
+        uncounted(|| self.0.remove_request_trailer(name));
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        uncounted(|| self.0.response_header(name))
+    }
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {
+        uncounted(|| self.0.set_response_header(name, value));
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        uncounted(|| self.0.property(path))
+    }
+    fn set_property(&mut self, name: &str, value: &[u8]) {
+        uncounted(|| self.0.set_property(name, value));
+    }
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
+        uncounted(|| self.0.send_response(status, headers, body));
+    }
+    fn count(&mut self, name: &str) {
+        uncounted(|| self.0.count(name));
+    }
+    fn now(&self) -> Result<u64, HostError> {
+        self.0.now()
+    }
+    fn call(&mut self, call: &Call) -> Result<u32, HostError> {
+        uncounted(|| self.0.call(call))
+    }
+    fn resume_request(&mut self) {
+        self.0.resume_request();
+    }
+}
+
+/// Every response of an API carries the gateway's CORS headers: setting them allocates nothing
+/// (the lists' values are joined once, at load; a backend's copies are replaced or removed).
+#[test]
+fn the_cors_headers_of_a_backends_answer_cost_no_allocation() {
+    let allocations = |config: Rc<Config>| {
+        let mut host =
+            FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("origin", "https://a.example")]);
+        host.response = [(":status", "200"), ("access-control-allow-origin", "*")]
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
+        let mut stream = stream(config);
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+        allocations_in(|| assert_eq!(stream.on_response_headers(&mut Quiet(&mut host)), Flow::Continue))
+    };
+    let without = allocations(config());
+    for cors in [
+        r#"{"allow_origins": ["https://a.example"], "allow_credentials": true, "expose_headers": ["x-a", "x-b"]}"#,
+        r#"{"allow_origins": ["*"], "max_age_s": 600}"#,
+        r#"{"allow_origins": ["https://b.example"]}"#,
+    ] {
+        assert_eq!(allocations(cors_config(cors)), without, "{cors}");
+    }
 }
