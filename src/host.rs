@@ -97,7 +97,7 @@ pub const ANSWER_TOO_LARGE: u32 = 8;
 /// [`MAX_WHOLE_ANSWER`].
 pub fn unread_when_too_large(size: usize, now: u64) -> Option<Answer> {
     (size > MAX_WHOLE_ANSWER).then(|| {
-        warn_repeated("answer_too_large", now, || {
+        warn_repeated("", "answer_too_large", now, || {
             format!("an answer of {size} bytes is over the {MAX_WHOLE_ANSWER} bytes read whole: taken as a failed call")
         });
         Answer::Failed { code: ANSWER_TOO_LARGE }
@@ -128,6 +128,11 @@ pub trait SharedStore {
     /// Stores a value; with a CAS token only if the value is unchanged
     /// ([`HostError::CAS_MISMATCH`] otherwise).
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+    /// The prefix of the gateway whose data this is (`apim.gw.<name>.`, [`GatewayScoped`]), empty
+    /// for the Envoy's one gateway: what a log line about it is paced and named by.
+    fn gateway_scope(&self) -> &str {
+        ""
+    }
 }
 
 /// The CAS token no stored value has (Envoy numbers values from 1 up, one per write): a write
@@ -244,6 +249,9 @@ impl<H: Host> SharedStore for GatewayScoped<'_, H> {
         let host = &mut *self.host;
         Self::with_key(self.prefix, key, |key| host.shared_set(key, value, cas))
     }
+    fn gateway_scope(&self) -> &str {
+        self.prefix
+    }
 }
 
 impl<H: Host> Host for GatewayScoped<'_, H> {
@@ -353,11 +361,19 @@ pub fn recent(at: u64, now: u64, within_s: u64) -> bool {
 /// Seconds between two log lines about one failure that repeats with the traffic, per worker.
 pub const REPEATED_WARNING_S: u64 = 10;
 
+/// A repeated failure's last logged line, and how many like it were held back since.
+struct Warned {
+    scope: String,
+    kind: String,
+    at: u64,
+    held: u64,
+}
+
 thread_local! {
-    /// Per kind of repeated failure: when its last line was logged, and how many were held back
-    /// since. A VM is one thread, so this is the worker's.
-    static WARNED: std::cell::RefCell<std::collections::BTreeMap<String, (u64, u64)>> =
-        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+    /// Per gateway and kind of repeated failure (a few of each): when its last line was logged,
+    /// and how many were held back since. A VM is one thread, so this is the worker's, and the
+    /// worker is every gateway's of its `vm_id`.
+    static WARNED: std::cell::RefCell<Vec<Warned>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Logs a warning about a failure that comes back with every request while a dependency is down
@@ -365,27 +381,32 @@ thread_local! {
 /// its `kind`, then at most one every [`REPEATED_WARNING_S`] per worker, saying how many were held
 /// back, so that an outage at thousands of requests a second does not flood the log (each
 /// request is still in the stats). `kind` names what fails, from the configuration (bounded).
+/// Each gateway (`scope`, [`SharedStore::gateway_scope`]) is paced apart and named in its lines:
+/// one gateway's outage is not held back behind another's line of the same kind.
 /// A line noted in the clock's future (stepped back since) holds nothing back.
-pub fn warn_repeated(kind: &str, now: u64, message: impl FnOnce() -> String) {
-    if let Some(held) = held_back(kind, now) {
-        warn_with_held_back(&message(), held);
+pub fn warn_repeated(scope: &str, kind: &str, now: u64, message: impl FnOnce() -> String) {
+    if let Some(held) = held_back(scope, kind, now) {
+        warn_with_held_back(scope, &message(), held);
     }
 }
 
 /// Whether a warning of `kind` is logged now (`Some`, with how many were held back since the
 /// last), or held back. Not generic, so that each call site adds only its message.
 #[inline(never)]
-fn held_back(kind: &str, now: u64) -> Option<u64> {
+fn held_back(scope: &str, kind: &str, now: u64) -> Option<u64> {
     WARNED.with(|warned| {
         let mut warned = warned.borrow_mut();
-        match warned.get_mut(kind) {
-            Some((at, held)) if recent(*at, now, REPEATED_WARNING_S) => {
-                *held = held.saturating_add(1);
+        match warned.iter_mut().find(|warned| warned.scope == scope && warned.kind == kind) {
+            Some(warned) if recent(warned.at, now, REPEATED_WARNING_S) => {
+                warned.held = warned.held.saturating_add(1);
                 None
             }
-            Some(entry) => Some(std::mem::replace(entry, (now, 0)).1),
+            Some(warned) => {
+                warned.at = now;
+                Some(std::mem::take(&mut warned.held))
+            }
             None => {
-                warned.insert(kind.to_string(), (now, 0));
+                warned.push(Warned { scope: scope.to_string(), kind: kind.to_string(), at: now, held: 0 });
                 Some(0)
             }
         }
@@ -393,10 +414,15 @@ fn held_back(kind: &str, now: u64) -> Option<u64> {
 }
 
 #[inline(never)]
-fn warn_with_held_back(message: &str, held: u64) {
-    match held {
-        0 => log::warn!("{message}"),
-        held => log::warn!("{message} ({held} more like it since the last such line)"),
+fn warn_with_held_back(scope: &str, message: &str, held: u64) {
+    let gateway = scope.strip_prefix("apim.gw.").and_then(|name| name.strip_suffix('.'));
+    match (gateway, held) {
+        (None, 0) => log::warn!("{message}"),
+        (None, held) => log::warn!("{message} ({held} more like it since the last such line)"),
+        (Some(gateway), 0) => log::warn!("gateway `{gateway}`: {message}"),
+        (Some(gateway), held) => {
+            log::warn!("gateway `{gateway}`: {message} ({held} more like it since the last such line)")
+        }
     }
 }
 
@@ -547,14 +573,14 @@ mod tests {
         use testing::{capture_warnings, warnings};
         capture_warnings();
         for now in 100..110 {
-            warn_repeated("a", now, || "a down".into());
-            warn_repeated("b", now, || "b down".into());
+            warn_repeated("", "a", now, || "a down".into());
+            warn_repeated("", "b", now, || "b down".into());
         }
         assert_eq!(warnings(), ["a down", "b down"]);
-        warn_repeated("a", 110, || "a down".into());
+        warn_repeated("", "a", 110, || "a down".into());
         assert_eq!(warnings().last().map(String::as_str), Some("a down (9 more like it since the last such line)"));
         // The clock stepped back: the line noted in its future holds nothing back.
-        warn_repeated("b", 50, || "b down".into());
+        warn_repeated("", "b", 50, || "b down".into());
         assert_eq!(warnings().len(), 4);
     }
 

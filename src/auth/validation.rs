@@ -173,9 +173,12 @@ fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], a
         Introspected::Inactive(reason) => Step::Refused(AuthFailure::Inactive.because(reason)),
         Introspected::NotYetValid { .. } => Step::Refused(AuthFailure::Inactive.because("not_yet_valid")),
         Introspected::Unavailable(reason) => {
-            crate::host::warn_repeated(&format!("introspection:{}", km.name), now, || {
-                format!("key manager `{}` did not answer the introspection usably ({reason})", km.name)
-            });
+            crate::host::warn_repeated(
+                context.store.gateway_scope(),
+                &format!("introspection:{}", km.name),
+                now,
+                || format!("key manager `{}` did not answer the introspection usably ({reason})", km.name),
+            );
             Step::Refused(AuthFailure::KeyManagerUnavailable.because(reason))
         }
     }

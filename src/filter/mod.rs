@@ -639,7 +639,8 @@ impl Host for WasmHost<'_> {
         }
         if let Err(status) = result {
             // A misnamed cluster fails every request's call: a line now and then.
-            crate::host::warn_repeated(&format!("call:{}", call.cluster()), clock_s(), || {
+            // The cluster is the Envoy's, whichever gateway calls it.
+            crate::host::warn_repeated("", &format!("call:{}", call.cluster()), clock_s(), || {
                 format!("cannot call cluster `{}`: {status:?}", call.cluster())
             });
         }

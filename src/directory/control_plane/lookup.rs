@@ -116,7 +116,7 @@ fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> Look
     if super::store::take_lookup(context.store, budget, context.now) {
         Step::Call(call, Resume { asked, generation: Meta::read(context.store).generation })
     } else {
-        warn_repeated("control_plane_lookup_budget", context.now, || {
+        warn_repeated(context.store.gateway_scope(), "control_plane_lookup_budget", context.now, || {
             format!("control plane lookup refused: more than {budget} a second")
         });
         Step::Refused(unavailable())
@@ -128,11 +128,15 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     let body = match answer {
         Answer::Http { status: 200, body } => body,
         Answer::Http { status, .. } => {
-            warn_repeated(FAILED_LOOKUP, context.now, || format!("control plane lookup failed: HTTP {status}"));
+            warn_repeated(context.store.gateway_scope(), FAILED_LOOKUP, context.now, || {
+                format!("control plane lookup failed: HTTP {status}")
+            });
             return Step::Refused(unavailable());
         }
         Answer::Failed { code } => {
-            warn_repeated(FAILED_LOOKUP, context.now, || format!("control plane lookup failed: no answer ({code})"));
+            warn_repeated(context.store.gateway_scope(), FAILED_LOOKUP, context.now, || {
+                format!("control plane lookup failed: no answer ({code})")
+            });
             return Step::Refused(unavailable());
         }
         Answer::Grpc { .. } | Answer::HttpStream { .. } => return Step::Refused(unavailable()),
@@ -147,7 +151,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     let now = context.now;
     match resume.asked {
         Asked::Key { key_manager, client_id } => {
-            let Some(list) = parse::<wire::KeyMapping>(body, now) else { return Step::Refused(unavailable()) };
+            let Some(list) = parse::<wire::KeyMapping>(context, body) else { return Step::Refused(unavailable()) };
             // The first mapping a full load would take: one with an application and a key type
             // (a mapping without an application must not join every such client to one).
             let found = list
@@ -169,7 +173,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
             context.worker.learn_key(context.store, &key_of_client(&key_manager, &client_id), found, now);
         }
         Asked::App { uuid, id } => {
-            let Some(list) = parse::<wire::Application>(body, now) else { return Step::Refused(unavailable()) };
+            let Some(list) = parse::<wire::Application>(context, body) else { return Step::Refused(unavailable()) };
             let found = list
                 .into_iter()
                 .find(|application| application.uuid == uuid || (application.uuid.is_empty() && application.id == id))
@@ -184,7 +188,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
             context.worker.learn_app(context.store, &uuid, found, now);
         }
         Asked::Sub { application, api } => {
-            let Some(list) = parse::<wire::Subscription>(body, now) else { return Step::Refused(unavailable()) };
+            let Some(list) = parse::<wire::Subscription>(context, body) else { return Step::Refused(unavailable()) };
             let found = list
                 .into_iter()
                 .find(|subscription| subscription.api_uuid == api && subscription.application_uuid == application)
@@ -199,11 +203,11 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     start(context, need)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], now: u64) -> Option<Vec<T>> {
+fn parse<T: serde::de::DeserializeOwned>(context: &Context<'_>, body: &[u8]) -> Option<Vec<T>> {
     match serde_json::from_slice::<wire::Envelope<T>>(body) {
         Ok(envelope) => Some(envelope.list),
         Err(_) => {
-            warn_repeated(FAILED_LOOKUP, now, || {
+            warn_repeated(context.store.gateway_scope(), FAILED_LOOKUP, context.now, || {
                 "control plane lookup failed: the answer is not WSO2's list JSON".into()
             });
             None

@@ -99,3 +99,23 @@ fn a_control_plane_load_that_fails_is_counted() {
     load(&mut host, &crate::directory::control_plane::tests::ok);
     assert_eq!(failed(&host), 1, "a load that went well is not counted");
 }
+
+/// Two gateways in one Envoy (one VM per worker for both) whose key managers share a name: the
+/// second's outage is logged as its own, named, not held back as one more line of the first's
+/// (the busier gateway's line came first every ten seconds, and the other's outage never showed).
+#[test]
+fn each_gateways_repeated_failures_are_paced_and_logged_apart() {
+    capture_warnings();
+    let named = |name: &str| {
+        Rc::new(Config::from_json(SECURED.replacen('{', &format!(r#"{{"gateway": "{name}","#), 1).as_bytes()).unwrap())
+    };
+    let (internal, external) = (named("internal"), named("external"));
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    for config in [&internal, &external, &internal] {
+        let worker = Rc::new(RefCell::new(Worker::new(config)));
+        introspected(config, &worker, &mut host, Answer::Http { status: 503, body: b"down".to_vec() });
+    }
+    let lines: Vec<String> = warnings().into_iter().filter(|line| line.contains("introspection")).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("`internal`") && lines[1].contains("`external`"), "{lines:?}");
+}
