@@ -109,7 +109,10 @@ fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> Look
     // requests.
     let source = Meta::read(context.store).source;
     if source != 0 && source != context.control_plane.source {
-        log::warn!("control plane lookup refused: this configuration's control plane is no longer the Envoy's");
+        // Every such request of the draining listener's (up to Envoy's `drain_time`): paced.
+        warn_repeated(context.store.gateway_scope(), "control_plane_replaced", context.now, || {
+            "control plane lookup refused: this configuration's control plane is no longer the Envoy's".into()
+        });
         return Step::Refused(unavailable());
     }
     let budget = context.control_plane.lookups_per_second;

@@ -66,3 +66,24 @@ fn a_worker_never_serves_another_control_planes_data() {
     view.sync(&store, &other, &[]);
     assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some(), "its own");
 }
+
+/// The draining configuration's listener keeps serving for up to `drain_time` (ten minutes by
+/// default), and each of its requests that needs a lookup is refused: the log says so now and
+/// then, not once per request.
+#[test]
+fn the_draining_configurations_refused_lookups_log_a_line_now_and_then() {
+    use crate::host::testing::{capture_warnings, warnings};
+    capture_warnings();
+    let mut store = MemoryStore::default();
+    let first = control_plane(50);
+    load(&mut store, &first, NOW, ok);
+    refresh::prepare(&mut store, &other_control_plane(600));
+    let need = Need { client: Some((KmId(0), "newcomer".into())), application: None, api: None };
+    for _ in 0..100 {
+        let mut view = worker();
+        let mut context = lookup::Context { control_plane: &first, worker: &mut view, store: &mut store, now: NOW };
+        assert!(matches!(lookup::start(&mut context, &need), Step::Refused(_)));
+    }
+    let lines = warnings().into_iter().filter(|line| line.contains("no longer the Envoy's")).count();
+    assert_eq!(lines, 1, "{:?}", warnings());
+}
