@@ -560,6 +560,8 @@ impl Stream {
                     started
                 }
                 Err(error) => {
+                    // A failed fetch, as the tick's that cannot be made: the last good keys stay.
+                    host.count("apim.jwks.fetch_failed");
                     let resume = Resume::Auth(validation::Resume::Jwks { key_manager, token, fetch: None });
                     return self.resume(host, resume, &Answer::Failed { code: error.0 });
                 }

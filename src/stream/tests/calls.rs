@@ -287,4 +287,6 @@ fn a_jwks_fetch_that_cannot_be_made_is_an_outage() {
     let mut stream = Stream::new(Rc::clone(&config), worker);
     assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
     assert_eq!(host.0.counted, vec![900900]);
+    // A failed fetch, as one whose call was made and failed: in the stats an operator alerts on.
+    assert_eq!(host.0.counters.iter().filter(|name| *name == "apim.jwks.fetch_failed").count(), 1);
 }
