@@ -42,8 +42,9 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions =
     /// listeners (an internal and an external gateway, two WSO2 gateway labels) whose filters
     /// share a `vm_id` each need a name of their own, or one gateway's counts, APIs and
     /// applications serve the other's requests. Keep a gateway's name across its updates: its
-    /// counts, caches and control-plane data go on under it. Letters, digits, `-` and `_`, at
-    /// most 64. Defaults to none (the one gateway of its `vm_id`).
+    /// counts, caches and control-plane data go on under it (naming a running gateway that had
+    /// none is a rename: it counts and loads afresh, see docs/HOWTO.md). Letters, digits, `-`
+    /// and `_`, at most 64. Defaults to none (the one gateway of its `vm_id`).
     #[serde(default)]
     pub gateway: Option<String>,
     /// How faults are rendered. Defaults to API-M 4.x JSON with the catalogue's statuses.
