@@ -132,7 +132,8 @@ impl Stream {
     pub(super) fn report_uncounted(&mut self, host: &mut impl Host, why: Contended, now: u64) {
         host.count(&format!("apim.throttle.uncounted.{}", why.name()));
         let mode = self.config.throttle.failure_mode_for(why);
-        crate::host::warn_repeated(host.gateway_scope(), "throttle_uncounted", now, || match why {
+        // Paced per reason: a full slot's lines must not hold back the rate-limit service's outage.
+        crate::host::warn_repeated(host.gateway_scope(), why.name(), now, || match why {
             Contended::EngineUnavailable => format!(
                 "the rate-limit service could not count a request (no answer in time, unreachable, or its storage \
                  is down; failure_mode {mode:?})"

@@ -5,6 +5,7 @@ use super::*;
 use crate::directory::control_plane::refresh::Fetch;
 use crate::host::testing::{capture_warnings, warnings};
 use crate::host::REPEATED_WARNING_S;
+use crate::throttle::limiter::Contended;
 
 /// One opaque-token request whose introspection the key manager answers with `answer`.
 fn introspected(config: &Rc<Config>, worker: &Rc<RefCell<Worker>>, host: &mut FakeHost, answer: Answer) {
@@ -118,4 +119,23 @@ fn each_gateways_repeated_failures_are_paced_and_logged_apart() {
     let lines: Vec<String> = warnings().into_iter().filter(|line| line.contains("introspection")).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].contains("`internal`") && lines[1].contains("`external`"), "{lines:?}");
+}
+
+/// Each reason a level could not count a request is paced apart: a flood of full-slot lines
+/// must not hold back the first line saying the rate-limit service is down.
+#[test]
+fn uncounted_requests_are_paced_per_reason() {
+    capture_warnings();
+    let config = secured();
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+    for _ in 0..50 {
+        stream.report_uncounted(&mut host, Contended::SlotFull, 1_000);
+    }
+    stream.report_uncounted(&mut host, Contended::EngineUnavailable, 1_001);
+    let lines = |what: &str| warnings().iter().filter(|line| line.contains(what)).count();
+    assert_eq!(lines("slot_full"), 1, "{:?}", warnings());
+    assert_eq!(lines("rate-limit service could not count"), 1, "the outage is not held back: {:?}", warnings());
+    assert_eq!(host.counters.len(), 51, "every request is in the stats");
 }
