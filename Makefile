@@ -85,7 +85,7 @@ lint: wasm-target
 
 # Unit tests (native) and integration tests (real Envoy, real upstreams).
 test: build envoy km ratelimit redis lint
-	cargo test --tests
+	cargo test --tests --no-fail-fast
 
 # The load generator for benchmarks (Debian's wrk; root on the project's machines).
 wrk:
