@@ -741,6 +741,7 @@ fn a_load_that_fails_at_start_says_nothing_is_served_yet() {
     assert_eq!(lines.iter().filter(|line| line.contains("its last good data stays")).count(), 9, "{lines:?}");
 }
 
+mod api_types;
 mod replaced;
 
 #[test]

@@ -348,31 +348,34 @@ fn lifecycle(status: &str) -> Option<Lifecycle> {
 /// (`/pizzashack/1.0.0`): the filter's does not. A resource whose `authScheme` is `None` is
 /// open; every other is secured by `security`, and `Application User` (or `Application_User`)
 /// takes user tokens only, `Application` application tokens only (WSO2's auth levels; `Any`
-/// takes both). `Unlimited` tiers count nothing.
+/// takes both). `Unlimited` tiers count nothing. The API's `apiType` decides what its URL
+/// mappings are (see [`topics`]); a type the filter cannot serve as API-M does is not served.
 pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> Result<RawApi, String> {
     if api.name.is_empty() || api.version.is_empty() || api.context.is_empty() {
         return Err("no name, version or context".to_string());
     }
+    let topics = topics(&api.api_type)?;
     let lifecycle = lifecycle(&api.status).ok_or_else(|| format!("status `{}`", api.status))?;
     let context = unversioned_context(&api.context, &api.version);
     let tier =
         |name: &Option<String>| name.clone().filter(|name| !name.is_empty() && !crate::vocab::is_unlimited(name));
-    let resources = api
-        .url_mappings
-        .iter()
-        .map(|mapping| {
-            let scheme = mapping.auth_scheme.replace(['_', ' '], "").to_ascii_lowercase();
-            RawResource {
-                method: mapping.http_method.to_ascii_uppercase(),
-                path: mapping.url_pattern.clone(),
-                security: (scheme == "none").then(Vec::new),
-                scopes: mapping.scopes.clone(),
-                policy: tier(&mapping.throttling_policy),
-                user_token_only: scheme == "applicationuser",
-                application_token_only: scheme == "application",
-            }
-        })
-        .collect();
+    let mut resources: Vec<RawResource> = Vec::with_capacity(api.url_mappings.len());
+    for mapping in &api.url_mappings {
+        let scheme = mapping.auth_scheme.replace(['_', ' '], "").to_ascii_lowercase();
+        let resource = RawResource {
+            method: if topics { "GET".to_string() } else { mapping.http_method.to_ascii_uppercase() },
+            path: mapping.url_pattern.clone(),
+            security: (scheme == "none").then(Vec::new),
+            scopes: mapping.scopes.clone(),
+            policy: tier(&mapping.throttling_policy),
+            user_token_only: scheme == "applicationuser",
+            application_token_only: scheme == "application",
+        };
+        match resources.iter_mut().find(|kept| topics && kept.path == resource.path) {
+            Some(kept) => same_topic(kept, resource)?,
+            None => resources.push(resource),
+        }
+    }
     Ok(RawApi {
         name: api.name.clone(),
         context,
@@ -386,6 +389,51 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         policy: tier(&api.policy),
         resources,
     })
+}
+
+/// Whether an API of WSO2's `apiType` carries topics (`true`) or HTTP resources, or why it is not
+/// served. HTTP, SOAP pass-through and API products (and no type) are HTTP resources. WebSocket
+/// and server-sent-events APIs carry topics (`SUBSCRIBE`, `PUBLISH`), which a client opens with a
+/// GET (a WebSocket handshake, an event stream) on the API's context and the topic, and API-M's
+/// gateway authenticates it and checks the topic's scopes there (`InboundWebSocketProcessor`,
+/// `OAuthAuthenticator`): each topic is a GET resource. What the filter cannot serve as API-M
+/// does is refused, never served with less: a GraphQL API's operations, their scopes and tiers,
+/// are named in the query (`GraphQLAPIHandler`); a WebSub subscriber names its topic in the body;
+/// API-M converts a SOAP-to-REST API's calls to SOAP.
+fn topics(api_type: &str) -> Result<bool, String> {
+    let why = match api_type.to_ascii_uppercase().as_str() {
+        "" | "HTTP" | "SOAP" | "APIPRODUCT" => return Ok(false),
+        "WS" | "SSE" => return Ok(true),
+        "GRAPHQL" => {
+            "GraphQL: its operations' scopes and tiers are named in the query, which the filter does not parse"
+        }
+        "WEBSUB" => "WebSub: a subscriber names its topic, and the topic's scopes and tier, in the request body",
+        "SOAPTOREST" => "SOAP-to-REST: API-M's gateway converts each call to SOAP, which the filter does not",
+        _ => "a type the filter does not know",
+    };
+    Err(format!("API type `{api_type}` not served: {why}"))
+}
+
+/// One handshake opens a topic for every verb: the verbs' security, scopes and tiers apply together
+/// (the stricter where one has none); scopes or tiers that differ cannot, and the API is not served.
+fn same_topic(kept: &mut RawResource, verb: RawResource) -> Result<(), String> {
+    let differ = |what: &str| Err(format!("topic `{}`: its verbs have different {what}", verb.path));
+    if kept.scopes.is_empty() {
+        kept.scopes = verb.scopes;
+    } else if !verb.scopes.is_empty() && verb.scopes != kept.scopes {
+        return differ("scopes");
+    }
+    match (&kept.policy, verb.policy) {
+        (None, policy) => kept.policy = policy,
+        (Some(kept_policy), Some(policy)) if *kept_policy != policy => return differ("throttling tiers"),
+        _ => {}
+    }
+    if verb.security.is_none() {
+        kept.security = None;
+    }
+    kept.user_token_only |= verb.user_token_only;
+    kept.application_token_only |= verb.application_token_only;
+    Ok(())
 }
 
 /// The filter's context for WSO2's, which holds the version where the API's context template put

@@ -200,3 +200,101 @@ fn an_api_policy_applied_per_user_is_counted_per_user() {
     assert!(!api_policy(r#""apiLevel""#).per_user, "the API as a whole");
     assert!(!api_policy("null").per_user);
 }
+
+/// An API of `api_type` with `mappings` (`[method, path, scopes, tier]`), as API-M sends it.
+fn typed(api_type: &str, mappings: &[(&str, &str, &[&str], Option<&str>)]) -> Api {
+    Api {
+        uuid: "u".into(),
+        name: "Typed".into(),
+        version: "1.0.0".into(),
+        context: "/typed/1.0.0".into(),
+        api_type: api_type.into(),
+        status: "PUBLISHED".into(),
+        url_mappings: mappings
+            .iter()
+            .map(|(method, path, scopes, tier)| UrlMapping {
+                auth_scheme: "Any".into(),
+                throttling_policy: tier.map(str::to_string),
+                http_method: (*method).into(),
+                url_pattern: (*path).into(),
+                scopes: scopes.iter().map(|scope| scope.to_string()).collect(),
+            })
+            .collect(),
+        ..Api::default()
+    }
+}
+
+/// The API as the control plane's load compiles it, or why it is not served.
+fn served(wso2: &Api) -> Result<crate::routing::Table, String> {
+    let endpoints = RawEndpoints { production: Some("p".into()), sandbox: None };
+    let raw = api(wso2, endpoints, &[SecurityScheme::Oauth2, SecurityScheme::ApiKey])?;
+    let mut table = crate::routing::Table::default();
+    table.add_from_control_plane("control plane API Typed:1.0.0", raw).map_err(|error| error.to_string())?;
+    Ok(table)
+}
+
+/// WSO2's WebSocket and server-sent-events APIs carry topics (`SUBSCRIBE`, `PUBLISH`): a client
+/// opens one with a GET (a handshake) on the API's context and the topic, authenticated and
+/// checked against the topic's scopes there (`InboundWebSocketProcessor`, `OAuthAuthenticator`).
+/// Each topic is served as a GET resource with its verbs' scopes and tier.
+#[test]
+fn websocket_and_sse_topics_are_served_as_handshakes_with_their_scopes_and_tiers() {
+    for api_type in ["WS", "SSE", "ws"] {
+        let wso2 = typed(
+            api_type,
+            &[
+                ("SUBSCRIBE", "/rooms/{room}", &["chat:read"], Some("Unlimited")),
+                ("PUBLISH", "/rooms/{room}", &["chat:read"], None),
+                ("SUBSCRIBE", "/*", &[], Some("TenPerMin")),
+            ],
+        );
+        let routes = served(&wso2).unwrap_or_else(|reason| panic!("{api_type}: {reason}"));
+        let [rooms, rest] = &routes.apis[0].resources[..] else { panic!("{:?}", routes.apis[0].resources) };
+        assert_eq!((rooms.method.as_str(), rooms.template.as_str()), ("GET", "/rooms/{room}"));
+        assert_eq!((rooms.scopes.as_slice(), rooms.policy.as_deref()), (&["chat:read".to_string()][..], None));
+        assert_eq!(
+            (rest.method.as_str(), rest.template.as_str(), rest.policy.as_deref()),
+            ("GET", "/*", Some("TenPerMin"))
+        );
+        assert!(!rest.security.is_empty(), "secured");
+    }
+    // One verb's scope or tier is not dropped for the other's absence; the stricter is kept.
+    let one_sided =
+        typed("WS", &[("SUBSCRIBE", "/feed", &[], None), ("PUBLISH", "/feed", &["feed:write"], Some("TenPerMin"))]);
+    let routes = served(&one_sided).unwrap();
+    let [feed] = &routes.apis[0].resources[..] else { panic!() };
+    assert_eq!((feed.scopes.as_slice(), feed.policy.as_deref()), (&["feed:write".to_string()][..], Some("TenPerMin")));
+    // Scopes or tiers that differ per verb cannot be applied by one handshake: not served.
+    let split =
+        typed("WS", &[("SUBSCRIBE", "/feed", &["feed:read"], None), ("PUBLISH", "/feed", &["feed:write"], None)]);
+    assert!(served(&split).unwrap_err().contains("/feed"));
+    let split_tier =
+        typed("WS", &[("SUBSCRIBE", "/feed", &[], Some("TenPerMin")), ("PUBLISH", "/feed", &[], Some("FivePerMin"))]);
+    assert!(served(&split_tier).unwrap_err().contains("/feed"));
+}
+
+/// What the filter cannot serve as API-M does is not served, saying why: a GraphQL API's
+/// operations (their scopes and tiers) are named in the query, which the filter does not parse;
+/// a WebSub API's topic is in the request's body; a SOAP-to-REST API's calls are converted to
+/// SOAP by API-M's gateway. A type the filter does not know is not served either.
+#[test]
+fn api_types_the_filter_cannot_serve_as_wso2_does_are_not_served_saying_why() {
+    for (api_type, mappings, why) in [
+        (
+            "GRAPHQL",
+            &[("QUERY", "hero", &["read"][..], None), ("MUTATION", "addHero", &[][..], Some("TenPerMin"))][..],
+            "GraphQL",
+        ),
+        ("WEBSUB", &[("SUBSCRIBE", "/_default", &[][..], None)][..], "WebSub"),
+        ("SOAPTOREST", &[("POST", "/checkPhoneNumber", &[][..], None)][..], "SOAP"),
+        ("MCP", &[("GET", "/*", &[][..], None)][..], "MCP"),
+    ] {
+        let reason = served(&typed(api_type, mappings)).err().unwrap_or_else(|| panic!("{api_type} was served"));
+        assert!(reason.contains(why), "{api_type}: {reason}");
+    }
+    // Plain HTTP, SOAP pass-through and API products are HTTP resources; no type is HTTP.
+    for api_type in ["HTTP", "SOAP", "APIProduct", "APIPRODUCT", ""] {
+        let routes = served(&typed(api_type, &[("POST", "/*", &[], None)])).unwrap();
+        assert_eq!(routes.apis[0].resources[0].method, "POST", "{api_type}");
+    }
+}

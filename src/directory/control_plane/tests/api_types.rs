@@ -1,0 +1,48 @@
+//! API-M's API types in one full load: what the filter can serve as API-M does is served (HTTP,
+//! WebSocket and event-stream topics), what it cannot is not, each logged with its reason, and
+//! the load's other APIs are served whatever the types beside them.
+
+use super::*;
+
+/// API-M's `/apis` with one API of each type.
+const APIS: &str = r#"{"count":5,"list":[
+  {"uuid":"a1","name":"PizzaShackAPI","version":"1.0.0","context":"/pizzashack/1.0.0","apiType":"HTTP","status":"PUBLISHED",
+   "urlMappings":[{"authScheme":"Any","httpMethod":"GET","urlPattern":"/menu","scopes":[]}]},
+  {"uuid":"a2","name":"Chat","version":"1.0.0","context":"/chat/1.0.0","apiType":"WS","status":"PUBLISHED",
+   "urlMappings":[{"authScheme":"Any","httpMethod":"SUBSCRIBE","urlPattern":"/rooms/{room}","scopes":["chat:read"]},
+                  {"authScheme":"Any","httpMethod":"PUBLISH","urlPattern":"/rooms/{room}","scopes":["chat:read"]}]},
+  {"uuid":"a3","name":"Ticks","version":"1.0.0","context":"/ticks/1.0.0","apiType":"SSE","status":"PUBLISHED",
+   "urlMappings":[{"authScheme":"Any","httpMethod":"SUBSCRIBE","urlPattern":"/*","scopes":[]}]},
+  {"uuid":"a4","name":"StarWars","version":"1.0.0","context":"/swapi/1.0.0","apiType":"GRAPHQL","status":"PUBLISHED",
+   "urlMappings":[{"authScheme":"Any","httpMethod":"QUERY","urlPattern":"hero","scopes":["admin"]},
+                  {"authScheme":"Any","httpMethod":"MUTATION","urlPattern":"createReview","scopes":["admin"]}]},
+  {"uuid":"a5","name":"Phone","version":"1.0.0","context":"/phone/1.0.0","apiType":"SOAPTOREST","status":"PUBLISHED",
+   "urlMappings":[{"authScheme":"Any","httpMethod":"POST","urlPattern":"/checkPhoneNumber","scopes":[]}]}
+],"pagination":null}"#;
+
+#[test]
+fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
+    let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
+        "cluster": "cp", "username": "gw", "password": "secret", "endpoint_template": {"production": "live"}
+    }))
+    .unwrap();
+    let cp = ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap();
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, |fetch| match fetch {
+        Fetch::Apis => Answer::Http { status: 200, body: APIS.as_bytes().to_vec() },
+        other => ok(other),
+    });
+    let mut view = worker();
+    let loaded = view.sync(&store, &cp, &[]).unwrap();
+    assert_eq!(loaded.apis, 3, "{:?}", loaded.skipped_apis);
+    let chat = view.routes.by_label("Chat:1.0.0").unwrap();
+    let [rooms] = &chat.resources[..] else { panic!("{:?}", chat.resources) };
+    assert_eq!((rooms.method.as_str(), rooms.template.as_str()), ("GET", "/rooms/{room}"), "the handshake");
+    assert_eq!(rooms.scopes, ["chat:read"]);
+    assert_eq!(view.routes.by_label("Ticks:1.0.0").unwrap().resources[0].method, "GET");
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some());
+    let [graphql, soap_to_rest] = &loaded.skipped_apis[..] else { panic!("{:?}", loaded.skipped_apis) };
+    assert!(graphql.starts_with("StarWars:1.0.0") && graphql.contains("GraphQL"), "{graphql}");
+    assert!(soap_to_rest.starts_with("Phone:1.0.0") && soap_to_rest.contains("SOAP"), "{soap_to_rest}");
+    assert!(view.routes.by_label("StarWars:1.0.0").is_none() && view.routes.by_label("Phone:1.0.0").is_none());
+}
