@@ -7,6 +7,9 @@ use super::CredentialSettings;
 use crate::routing::{Api, Resource};
 use crate::vocab::SecurityScheme;
 
+/// The query parameter of an OAuth2 token (RFC 6750), where an API takes it there.
+pub const ACCESS_TOKEN_PARAM: &str = "access_token";
+
 /// A credential the request offers. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Presented {
@@ -45,8 +48,8 @@ pub enum CredentialHeader<'a> {
     Unreadable,
 }
 
-/// Finds the credential for a secured resource: a bearer token where OAuth2 is accepted, else an
-/// API key (header, or query parameter where the API allows it) where API keys are accepted.
+/// Finds the credential for a secured resource: a bearer token where OAuth2 is accepted (from
+/// `Authorization`, or without one from the query where the API takes it there), else an API key (header, or query parameter where the API allows it) where API keys are accepted.
 pub fn extract(
     settings: &CredentialSettings,
     api: &Api,
@@ -76,6 +79,11 @@ pub fn extract(
             } else {
                 return Extracted::Found(Presented::Bearer(token.to_string()));
             }
+        } else if let Some(token) = query_param(query, ACCESS_TOKEN_PARAM).filter(|_| api.access_token_in_query) {
+            if has_whitespace(&token) {
+                return Extracted::BadFormat;
+            }
+            return Extracted::Found(Presented::Bearer(token));
         }
     }
     if resource.security.contains(&SecurityScheme::ApiKey) {

@@ -39,6 +39,9 @@ pub struct Api {
     pub endpoints: Endpoints,
     pub backend_path: String,
     pub api_key_in_query: bool,
+    /// An OAuth2 token is also taken from the `access_token` query parameter (a control plane's
+    /// WebSocket API, as API-M takes it on a handshake), which then never goes upstream.
+    pub access_token_in_query: bool,
     /// Some resource accepts API keys (or the API takes them in the query): an `apikey` query
     /// parameter is then a credential and never goes upstream.
     pub api_keys: bool,
@@ -418,6 +421,7 @@ fn compile_api(
         backend_path: raw.backend_path,
         api_keys: raw.api_key_in_query || any_api_key_resource,
         api_key_in_query: raw.api_key_in_query,
+        access_token_in_query: false,
         policy: raw.policy,
         resources,
         source_id: None,

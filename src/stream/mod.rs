@@ -491,10 +491,13 @@ impl Stream {
         let routes = Rc::clone(&self.routes);
         let matched = self.matched.and_then(|matched| matched_of(&routes, matched));
         let matched = if std::mem::take(&mut self.record.route) { matched } else { None };
-        // What the client sent, without an API key in the query: a field for logs is never a
-        // credential, whichever API the request was for and whatever `credentials.strip` says.
-        let path =
-            request::strip_query_param(self.request.view().path, &self.config.auth.credentials.api_key_query_param);
+        // What the client sent, without an API key or OAuth2 token in the query: a field for logs
+        // is never a credential, whichever API the request was for and whatever `credentials.strip`
+        // says.
+        let path = request::without_query_credentials(
+            self.request.view().path,
+            &self.config.auth.credentials.api_key_query_param,
+        );
         let path = path.as_ref();
         let fields = std::mem::take(&mut self.record.fields);
         match self.config.observability.access_log_encoding {
@@ -700,10 +703,11 @@ impl Stream {
     }
 
     /// Refuses the request before it went anywhere. It goes nowhere, but Envoy's access log prints
-    /// its `:path` (Envoy's default format does): an API key in the query is taken out of it first.
+    /// its `:path` (Envoy's default format does): an API key or OAuth2 token in the query is taken
+    /// out of it first.
     fn deny(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
         let path = self.request.view().path;
-        let stripped = request::strip_query_param(path, &self.config.auth.credentials.api_key_query_param);
+        let stripped = request::without_query_credentials(path, &self.config.auth.credentials.api_key_query_param);
         if stripped.len() != path.len() {
             host.set_request_header(":path", Some(stripped.as_bytes()));
         }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::auth::authorize::Authorized;
-use crate::auth::credentials::{is_param_named, CredentialHeader};
+use crate::auth::credentials::{is_param_named, CredentialHeader, ACCESS_TOKEN_PARAM};
 use crate::cidr::parse_source_address;
 use crate::config::Config;
 use crate::host::{text, Header, Host};
@@ -176,10 +176,12 @@ pub fn apply_forward(
     let upstream_path = route.upstream_path.as_deref().unwrap_or(&request.path);
     // An API key in the query is a credential wherever the API accepts API keys: it never goes
     // upstream (or into upstream access logs), whether this resource asked for it or not.
-    let upstream_path = if credentials.strip && api.is_some_and(|api| api.api_keys) {
-        strip_query_param(upstream_path, &credentials.api_key_query_param)
-    } else {
-        Cow::Borrowed(upstream_path)
+    // So is an OAuth2 token in the query where the API takes it there.
+    let upstream_path = match api.filter(|_| credentials.strip).map(|api| (api.api_keys, api.access_token_in_query)) {
+        Some((true, true)) => without_query_credentials(upstream_path, &credentials.api_key_query_param),
+        Some((true, false)) => strip_query_param(upstream_path, &credentials.api_key_query_param),
+        Some((false, true)) => strip_query_param(upstream_path, ACCESS_TOKEN_PARAM),
+        _ => Cow::Borrowed(upstream_path),
     };
     if upstream_path != request.path.as_str() {
         host.set_request_header(":path", Some(upstream_path.as_bytes()));
@@ -213,6 +215,14 @@ pub fn client_ip(host: &impl Host) -> Option<IpAddr> {
     host.property(&["source", "address"])
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| parse_source_address(&text))
+}
+
+/// A path without the credentials a query can carry: the API key, and an OAuth2 `access_token`.
+pub fn without_query_credentials<'p>(path: &'p str, api_key_param: &str) -> Cow<'p, str> {
+    match strip_query_param(path, api_key_param) {
+        Cow::Borrowed(path) => strip_query_param(path, ACCESS_TOKEN_PARAM),
+        Cow::Owned(path) => Cow::Owned(strip_query_param(&path, ACCESS_TOKEN_PARAM).into_owned()),
+    }
 }
 
 /// Removes a query parameter (the API key) from a path; the parameter's name is compared after

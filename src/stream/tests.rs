@@ -796,3 +796,4 @@ mod outages;
 mod rate_limit_headers;
 mod reload;
 mod trailers;
+mod websocket_query_token;

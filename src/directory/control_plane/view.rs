@@ -405,6 +405,7 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
             Ok(()) => {
                 if let Some(last) = table.apis.last_mut() {
                     last.source_id = Some(api.uuid.clone());
+                    last.access_token_in_query = wire::takes_query_token(&api.api_type);
                 }
                 loaded.apis += 1;
             }

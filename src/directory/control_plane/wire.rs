@@ -414,6 +414,13 @@ fn topics(api_type: &str) -> Result<bool, String> {
     Err(format!("API type `{api_type}` not served: {why}"))
 }
 
+/// Whether API-M takes an API's OAuth2 token from the `access_token` query parameter too: a
+/// WebSocket API's, on its handshake (`InboundWebSocketProcessor.validateOAuthHeader`, for
+/// browsers, whose WebSockets cannot set `Authorization`). API-M removes it before the backend.
+pub fn takes_query_token(api_type: &str) -> bool {
+    api_type.eq_ignore_ascii_case("WS")
+}
+
 /// One handshake opens a topic for every verb: the verbs' security, scopes and tiers apply together
 /// (the stricter where one has none); scopes or tiers that differ cannot, and the API is not served.
 fn same_topic(kept: &mut RawResource, verb: RawResource) -> Result<(), String> {

@@ -39,8 +39,11 @@ fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
     let [rooms] = &chat.resources[..] else { panic!("{:?}", chat.resources) };
     assert_eq!((rooms.method.as_str(), rooms.template.as_str()), ("GET", "/rooms/{room}"), "the handshake");
     assert_eq!(rooms.scopes, ["chat:read"]);
-    assert_eq!(view.routes.by_label("Ticks:1.0.0").unwrap().resources[0].method, "GET");
-    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some());
+    let ticks = view.routes.by_label("Ticks:1.0.0").unwrap();
+    assert_eq!(ticks.resources[0].method, "GET");
+    let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    // API-M takes a WebSocket handshake's token from `access_token` in the query; nothing else's.
+    assert!(chat.access_token_in_query && !ticks.access_token_in_query && !pizza.access_token_in_query);
     let [graphql, soap_to_rest] = &loaded.skipped_apis[..] else { panic!("{:?}", loaded.skipped_apis) };
     assert!(graphql.starts_with("StarWars:1.0.0") && graphql.contains("GraphQL"), "{graphql}");
     assert!(soap_to_rest.starts_with("Phone:1.0.0") && soap_to_rest.contains("SOAP"), "{soap_to_rest}");

@@ -1,0 +1,50 @@
+//! A WebSocket API's handshake with its OAuth2 token in the `access_token` query parameter, as
+//! API-M's gateway takes it (`InboundWebSocketProcessor.validateOAuthHeader`: a browser's
+//! WebSocket cannot set `Authorization`), and the parameter never going upstream or into a log.
+
+use super::*;
+
+/// `SECURED` with its API `P` as a control-plane WebSocket API is (`wire::takes_query_token`).
+fn websocket_config(query_token: bool) -> Config {
+    let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
+    if let Some(api) = Rc::get_mut(&mut config.routes).and_then(|routes| routes.apis.first_mut()) {
+        api.access_token_in_query = query_token;
+    }
+    config
+}
+
+fn handshake(config: Config, path: &str) -> (FakeHost, Stream, Flow) {
+    let mut host =
+        FakeHost::request(&[(":method", "GET"), (":path", path), ("connection", "Upgrade"), ("upgrade", "websocket")]);
+    host.now = 1_000;
+    let mut config = config;
+    prepare_counters(&mut host, &mut config);
+    let mut stream = stream(Rc::new(config));
+    let flow = stream.on_request_headers(&mut host, true);
+    (host, stream, flow)
+}
+
+#[test]
+fn a_websocket_handshake_takes_its_token_from_the_query_and_never_sends_it_upstream() {
+    let (mut host, mut stream, flow) = handshake(websocket_config(true), "/p/1/menu?x=1&access_token=opaque-token-1");
+    assert_eq!(flow, Flow::Waiting, "the token is introspected");
+    let (_, _, body) = host.dispatched[0].clone();
+    assert_eq!(body.unwrap(), b"token=opaque-token-1&token_type_hint=access_token".to_vec());
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+    assert!(host.resumed && host.sent.is_none());
+    assert_eq!(host.req(":path"), "/menu?x=1", "the token does not go upstream");
+
+    // Refused, its path (which Envoy's access log prints) loses the token too.
+    let (mut host, mut stream, _) = handshake(websocket_config(true), "/p/1/menu?access_token=opaque-token-1");
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: br#"{"active":false}"#.to_vec() });
+    assert_eq!(host.counted, vec![900901]);
+    assert_eq!(host.req(":path"), "/p/1/menu");
+}
+
+#[test]
+fn only_a_websocket_api_takes_a_token_in_the_query() {
+    let (host, _, flow) = handshake(websocket_config(false), "/p/1/menu?access_token=opaque-token-1");
+    assert_eq!((flow, host.counted.as_slice()), (Flow::Answered, &[900902][..]), "missing credentials");
+    assert_eq!(host.req(":path"), "/p/1/menu", "and the token is not logged");
+}
