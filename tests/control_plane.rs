@@ -23,6 +23,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 
 const PIZZA: &str = "6a1bdb2e-2c5d-4f7a-9d3c-0d7b1c2f9e11";
+const CHAT: &str = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f";
 const MOBILE_APP: &str = "0c9e2b4a-8d1f-4b0e-9a55-3f6c2d7e8a90";
 const WEB_APP: &str = "5b2d7c1e-3a4f-4e6d-9b8c-7a6f5e4d3c2b";
 const KM: &str = "Resident Key Manager";
@@ -48,7 +49,8 @@ fn control_plane_config(key_manager: Value, timing: Timing) -> Value {
             "cluster": "cp", "username": "admin", "password": {"env": "APIM_TEST_CP_PASSWORD"},
             "refresh_s": timing.refresh_s, "timeout_ms": timing.timeout_ms, "negative_ttl_s": 30,
             "endpoints": {"PizzaShackAPI": {"production": "live", "sandbox": "sandbox"},
-                          "LegacyAPI:2.0.0": {"production": "live"}}
+                          "LegacyAPI:2.0.0": {"production": "live"}, "ChatAPI": {"production": "live"},
+                          "StarWarsAPI": {"production": "live"}}
         },
         "apis": [{"name": "Static", "context": "/static", "version": "1", "security": [],
                   "endpoints": {"production": "live"}, "resources": [{"method": "GET", "path": "/*"}]}]
@@ -159,6 +161,36 @@ fn the_first_load_serves_the_control_planes_apis_with_its_applications_tiers_and
         assert_eq!(code(&bearer(envoy, "/pizzashack/1.0.0/menu", &stranger)), "900908");
     }
     assert_eq!(stack.cp.requests("application-key-mappings?"), 1, "the absence is remembered");
+}
+
+/// API-M's API types: a WebSocket API's topics are served at the handshake, its token taken from
+/// `access_token` in the query as API-M takes it (and not sent on), each topic's scopes checked;
+/// a GraphQL API, whose operations' scopes the filter cannot check, is not served, saying why.
+#[test]
+fn a_websocket_api_is_served_at_its_handshake_and_a_graphql_api_is_not_served() {
+    let stack = stack(STILL);
+    let envoy = &stack.envoy;
+    // MobileApp subscribes to the WebSocket API after the full load: looked up on its handshake.
+    stack.cp.add(
+        "subscriptions",
+        json!({"subscriptionUUID": "chat-sub", "subscriptionId": 9, "policyId": "Gold",
+        "apiUUID": CHAT, "apiId": 8, "applicationUUID": MOBILE_APP, "appId": 3, "subscriptionState": "UNBLOCKED"}),
+    );
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    // The handshake's GET (this Envoy takes no upgrades: tests/http_semantics.rs upgrades one).
+    let handshake = |path: &str| envoy.get(path);
+    let response = handshake(&format!("/chat/1.0.0/rooms/7?access_token={app1}&since=5"));
+    assert_eq!(response.status, 200, "{}", response.body);
+    let received = stack.live.requests().pop().unwrap();
+    assert_eq!(received.path, "/rooms/7?since=5", "the token does not go upstream");
+    assert_eq!(received.header("x-apim-application-id"), Some(MOBILE_APP));
+    assert_eq!(code(&handshake(&format!("/chat/1.0.0/moderation?access_token={app1}"))), "900910", "topic scopes");
+    assert_eq!(code(&handshake("/chat/1.0.0/rooms/7")), "900902");
+    // Only a WebSocket API takes the token from the query.
+    assert_eq!(code(&envoy.get(&format!("/pizzashack/1.0.0/menu?access_token={app1}"))), "900902");
+    assert_eq!(code(&bearer(envoy, "/swapi/1.0.0", &app1)), "404");
+    assert!(envoy.log().contains("StarWarsAPI:1.0.0 (API type `GRAPHQL` not served: GraphQL"), "logged");
+    assert!(!envoy.log().contains(&app1), "the token is never logged");
 }
 
 #[test]
