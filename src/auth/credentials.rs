@@ -79,11 +79,13 @@ pub fn extract(
             } else {
                 return Extracted::Found(Presented::Bearer(token.to_string()));
             }
-        } else if let Some(token) = query_param(query, ACCESS_TOKEN_PARAM).filter(|_| api.access_token_in_query) {
-            if has_whitespace(&token) {
-                return Extracted::BadFormat;
+        } else if api.access_token_in_query && authorization == CredentialHeader::Absent {
+            // API-M reads the query only when the request has no `Authorization` at all.
+            match query_param(query, ACCESS_TOKEN_PARAM) {
+                Some(token) if has_whitespace(&token) => problem = Some(Extracted::BadFormat),
+                Some(token) => return Extracted::Found(Presented::Bearer(token)),
+                None => {}
             }
-            return Extracted::Found(Presented::Bearer(token));
         }
     }
     if resource.security.contains(&SecurityScheme::ApiKey) {

@@ -48,3 +48,23 @@ fn only_a_websocket_api_takes_a_token_in_the_query() {
     assert_eq!((flow, host.counted.as_slice()), (Flow::Answered, &[900902][..]), "missing credentials");
     assert_eq!(host.req(":path"), "/p/1/menu", "and the token is not logged");
 }
+
+/// API-M takes the query's token only when the request has no `Authorization` at all: a header
+/// that cannot be used is refused as it is, not replaced by the query's token.
+#[test]
+fn an_authorization_header_wins_over_the_query() {
+    for (header, code) in [("Basic dXNlcjpwYXNz", 900901), ("Bearer", 900901), ("", 900902)] {
+        let mut host = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu?access_token=opaque-token-1"),
+            ("authorization", header),
+        ]);
+        host.now = 1_000;
+        let mut config = websocket_config(true);
+        prepare_counters(&mut host, &mut config);
+        let mut stream = stream(Rc::new(config));
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered, "{header}");
+        assert!(host.dispatched.is_empty(), "{header}: the query's token was not introspected");
+        assert_eq!(host.counted, vec![code], "{header}: refused as without the query");
+    }
+}
