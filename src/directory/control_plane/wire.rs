@@ -407,7 +407,9 @@ fn topics(api_type: &str) -> Result<bool, String> {
         "GRAPHQL" => {
             "GraphQL: its operations' scopes and tiers are named in the query, which the filter does not parse"
         }
-        "WEBSUB" => "WebSub: a subscriber names its topic, and the topic's scopes and tier, in the request body",
+        "WEBSUB" | "WEBHOOK" => {
+            "WebSub: a subscriber names its topic, and the topic's scopes and tier, in the request body"
+        }
         "SOAPTOREST" => "SOAP-to-REST: API-M's gateway converts each call to SOAP, which the filter does not",
         _ => "a type the filter does not know",
     };

@@ -286,6 +286,7 @@ fn api_types_the_filter_cannot_serve_as_wso2_does_are_not_served_saying_why() {
             "GraphQL",
         ),
         ("WEBSUB", &[("SUBSCRIBE", "/_default", &[][..], None)][..], "WebSub"),
+        ("WEBHOOK", &[("SUBSCRIBE", "/_default", &[][..], None)][..], "WebSub"),
         ("SOAPTOREST", &[("POST", "/checkPhoneNumber", &[][..], None)][..], "SOAP"),
         ("MCP", &[("GET", "/*", &[][..], None)][..], "MCP"),
     ] {
