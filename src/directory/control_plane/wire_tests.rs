@@ -264,6 +264,8 @@ fn websocket_and_sse_topics_are_served_as_handshakes_with_their_scopes_and_tiers
     let routes = served(&one_sided).unwrap();
     let [feed] = &routes.apis[0].resources[..] else { panic!() };
     assert_eq!((feed.scopes.as_slice(), feed.policy.as_deref()), (&["feed:write".to_string()][..], Some("TenPerMin")));
+    let reordered = typed("WS", &[("SUBSCRIBE", "/feed", &["a", "b"], None), ("PUBLISH", "/feed", &["b", "a"], None)]);
+    assert_eq!(served(&reordered).unwrap().apis[0].resources.len(), 1, "the same scopes in another order");
     // Scopes or tiers that differ per verb cannot be applied by one handshake: not served.
     let split =
         typed("WS", &[("SUBSCRIBE", "/feed", &["feed:read"], None), ("PUBLISH", "/feed", &["feed:write"], None)]);
