@@ -427,14 +427,13 @@ pub fn takes_query_token(api_type: &str) -> bool {
 /// (the stricter where one has none); scopes or tiers that differ cannot, and the API is not served.
 fn same_topic(kept: &mut RawResource, verb: RawResource) -> Result<(), String> {
     let differ = |what: &str| Err(format!("topic `{}`: its verbs have different {what}", verb.path));
-    let sorted = |scopes: &[String]| {
-        let mut scopes = scopes.to_vec();
-        scopes.sort();
-        scopes
+    // The same scopes in any order.
+    let same_scopes = |one: &[String], other: &[String]| {
+        one.iter().all(|scope| other.contains(scope)) && other.iter().all(|scope| one.contains(scope))
     };
     if kept.scopes.is_empty() {
         kept.scopes = verb.scopes;
-    } else if !verb.scopes.is_empty() && sorted(&verb.scopes) != sorted(&kept.scopes) {
+    } else if !verb.scopes.is_empty() && !same_scopes(&verb.scopes, &kept.scopes) {
         return differ("scopes");
     }
     match (&kept.policy, verb.policy) {
