@@ -137,3 +137,12 @@ fn jsonwebtoken_crypto_provider_is_not_linked_into_the_filter() {
         "the .wasm links jsonwebtoken's crypto provider (a call that panics without one): use src/signatures.rs"
     );
 }
+
+#[test]
+fn the_filter_stays_under_its_size_budget() {
+    // 1.5 MiB (bench/NOTES.md): each Envoy worker's V8 compiles the module, and its memory grows
+    // with the code. A change that crosses it pays for itself elsewhere, or does not go in.
+    let wasm = std::fs::read(common::wasm_path()).unwrap();
+    let budget = 1_572_864;
+    assert!(wasm.len() <= budget, "the .wasm is {} bytes, over its budget of {budget}", wasm.len());
+}
