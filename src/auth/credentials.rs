@@ -114,8 +114,13 @@ fn has_whitespace(token: &str) -> bool {
     }
 }
 
+/// What separates a query's pairs: `&`, and `;` as API-M's WebSocket gateway (Netty's
+/// `QueryStringDecoder`) and many backends read a query. A credential is read, and stripped, in
+/// either spelling, so one the filter does not read never reaches a backend or a log.
+pub const QUERY_SEPARATORS: [char; 2] = ['&', ';'];
+
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
+    query?.split(QUERY_SEPARATORS).find_map(|pair| {
         let (_, value) = pair.split_once('=')?;
         (is_param_named(pair, name) && !value.is_empty()).then(|| percent_decode(value))
     })
@@ -175,6 +180,9 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c%zz"), "a b c%zz");
         assert_eq!(query_param(Some("x=1&apikey=k%2B1"), "apikey").as_deref(), Some("k+1"));
         assert_eq!(query_param(Some("apikey="), "apikey"), None);
+        // `;` separates pairs as `&` does, as API-M's WebSocket gateway reads a query.
+        assert_eq!(query_param(Some("x=1;apikey=k"), "apikey").as_deref(), Some("k"));
+        assert_eq!(query_param(Some("apikey=k;x=1"), "apikey").as_deref(), Some("k"));
     }
 
     /// A parameter's name is compared as its value is, percent-decoded, as by the upstream

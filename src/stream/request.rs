@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::auth::authorize::Authorized;
-use crate::auth::credentials::{is_param_named, CredentialHeader, ACCESS_TOKEN_PARAM};
+use crate::auth::credentials::{is_param_named, CredentialHeader, ACCESS_TOKEN_PARAM, QUERY_SEPARATORS};
 use crate::cidr::parse_source_address;
 use crate::config::Config;
 use crate::host::{text, Header, Host};
@@ -225,8 +225,9 @@ pub fn without_query_credentials<'p>(path: &'p str, api_key_param: &str) -> Cow<
     }
 }
 
-/// Removes a query parameter (the API key) from a path; the parameter's name is compared after
-/// percent-decoding, so `api%6Bey=` goes too.
+/// Removes a query parameter (a credential) from a path, every pair of that name whether `&` or `;`
+/// separates it ([`QUERY_SEPARATORS`]); the parameter's name is compared after percent-decoding, so
+/// `api%6Bey=` goes too.
 pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
     let Some((base, query)) = path.split_once('?') else {
         return Cow::Borrowed(path);
@@ -236,16 +237,22 @@ pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
     if !query.contains(name) && !query.contains('%') {
         return Cow::Borrowed(path);
     }
-    let is_key = |pair: &&str| is_param_named(pair, name);
-    if !query.split('&').any(|pair| is_key(&pair)) {
+    if !query.split(QUERY_SEPARATORS).any(|pair| is_param_named(pair, name)) {
         return Cow::Borrowed(path);
     }
-    let kept: Vec<&str> = query.split('&').filter(|pair| !is_key(pair)).collect();
-    if kept.is_empty() {
-        Cow::Borrowed(base)
-    } else {
-        Cow::Owned(format!("{base}?{}", kept.join("&")))
+    // The pairs kept, each after the separator the client put before it (the first after `?`).
+    let mut stripped = String::with_capacity(path.len());
+    stripped.push_str(base);
+    let mut separator = '?';
+    for piece in query.split_inclusive(QUERY_SEPARATORS) {
+        let pair = piece.strip_suffix(QUERY_SEPARATORS).unwrap_or(piece);
+        if !is_param_named(pair, name) {
+            stripped.push(if stripped.len() == base.len() { '?' } else { separator });
+            stripped.push_str(pair);
+        }
+        separator = piece.chars().next_back().filter(|last| QUERY_SEPARATORS.contains(last)).unwrap_or('&');
     }
+    Cow::Owned(stripped)
 }
 
 /// Envoy's integer properties are 8-byte little-endian.

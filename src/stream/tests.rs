@@ -793,6 +793,7 @@ mod hostile_keys;
 mod jwt_api_keys;
 mod observability;
 mod outages;
+mod query_credentials;
 mod rate_limit_headers;
 mod reload;
 mod trailers;

@@ -42,6 +42,32 @@ fn a_websocket_handshake_takes_its_token_from_the_query_and_never_sends_it_upstr
     assert_eq!(host.req(":path"), "/p/1/menu");
 }
 
+/// API-M's WebSocket gateway reads a query as Netty does, `;` separating pairs as `&` does: a
+/// token after a `;` is the handshake's token, and neither the backend nor a refused request's
+/// `:path` (Envoy's access log) keeps it, whichever separator came before it.
+#[test]
+fn a_token_after_a_semicolon_is_read_and_never_sent_upstream_or_logged() {
+    let (mut host, mut stream, flow) = handshake(websocket_config(true), "/p/1/menu?x=1;access_token=opaque-token-1");
+    assert_eq!(flow, Flow::Waiting, "the token is introspected");
+    let (_, _, body) = host.dispatched[0].clone();
+    assert_eq!(body.unwrap(), b"token=opaque-token-1&token_type_hint=access_token".to_vec());
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+    assert_eq!(host.req(":path"), "/menu?x=1", "the token does not go upstream");
+    // A second token after a `;` goes too.
+    let (mut host, mut stream, _) =
+        handshake(websocket_config(true), "/p/1/menu?access_token=opaque-token-1&x=1;access_token=other-token");
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+    assert_eq!(host.req(":path"), "/menu?x=1");
+    // Refused (a non-WebSocket API, or a bad token): the refused `:path` loses it.
+    for query_token in [false, true] {
+        let (mut host, mut stream, _) =
+            handshake(websocket_config(query_token), "/p/1/menu?x=1;access_token=opaque-token-1");
+        stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: br#"{"active":false}"#.to_vec() });
+        assert_eq!(host.req(":path"), "/p/1/menu?x=1", "{query_token}");
+    }
+}
+
 #[test]
 fn only_a_websocket_api_takes_a_token_in_the_query() {
     let (host, _, flow) = handshake(websocket_config(false), "/p/1/menu?access_token=opaque-token-1");
