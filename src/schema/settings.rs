@@ -40,7 +40,9 @@ pub struct RawCredentials {
     /// 10000.
     #[serde(default = "default_verified_cache_entries")]
     pub verified_cache_entries: usize,
-    /// Query parameter carrying an API key, for APIs with `api_key_in_query`. Defaults to `apikey`.
+    /// Query parameter carrying an API key, for APIs with `api_key_in_query` and a control plane's
+    /// WebSocket APIs that take API keys (as API-M's gateway takes it on a handshake). Defaults to
+    /// `apikey`.
     #[serde(default = "default_api_key_header")]
     pub api_key_query_param: String,
     /// Prefix of the headers that carry the auth context to the backend

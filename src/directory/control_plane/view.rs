@@ -405,7 +405,11 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
             Ok(()) => {
                 if let Some(last) = table.apis.last_mut() {
                     last.source_id = Some(api.uuid.clone());
-                    last.access_token_in_query = wire::takes_query_token(&api.api_type);
+                    // A browser's WebSocket cannot set headers: API-M's gateway takes a handshake's
+                    // OAuth2 token, and its API key where the API takes API keys, from the query.
+                    let websocket = wire::takes_query_credentials(&api.api_type);
+                    last.access_token_in_query = websocket;
+                    last.api_key_in_query = websocket && last.api_keys;
                 }
                 loaded.apis += 1;
             }

@@ -416,10 +416,11 @@ fn topics(api_type: &str) -> Result<bool, String> {
     Err(format!("API type `{api_type}` not served: {why}"))
 }
 
-/// Whether API-M takes an API's OAuth2 token from the `access_token` query parameter too: a
-/// WebSocket API's, on its handshake (`InboundWebSocketProcessor.validateOAuthHeader`, for
-/// browsers, whose WebSockets cannot set `Authorization`). API-M removes it before the backend.
-pub fn takes_query_token(api_type: &str) -> bool {
+/// Whether API-M takes an API's credentials from the query too: a WebSocket API's, on its
+/// handshake, for browsers, whose WebSockets cannot set headers: the OAuth2 token from
+/// `access_token` (`InboundWebSocketProcessor.isOauthAuthentication`) and, where the API takes API
+/// keys, the API key from `apikey` (`isAPIKeyAuthentication`). API-M removes them before the backend.
+pub fn takes_query_credentials(api_type: &str) -> bool {
     api_type.eq_ignore_ascii_case("WS")
 }
 

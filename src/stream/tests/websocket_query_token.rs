@@ -4,7 +4,7 @@
 
 use super::*;
 
-/// `SECURED` with its API `P` as a control-plane WebSocket API is (`wire::takes_query_token`).
+/// `SECURED` with its API `P` as a control-plane WebSocket API is (`wire::takes_query_credentials`).
 fn websocket_config(query_token: bool) -> Config {
     let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
     if let Some(api) = Rc::get_mut(&mut config.routes).and_then(|routes| routes.apis.first_mut()) {
