@@ -129,9 +129,34 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 /// Whether a query pair (`name=value`) is the parameter `name`: its name percent-decoded, as its
 /// value is, and compared exactly (parameter names are case-sensitive). Reading the API key and
 /// stripping it upstream both ask this, so what is stripped as the key is what is read as it.
+///
+/// It runs for every request with a query (the access log's path), so an escaped name is decoded
+/// byte by byte against `name`, never into a new string.
 pub fn is_param_named(pair: &str, name: &str) -> bool {
     let key = pair.split('=').next().unwrap_or_default();
-    key == name || (key.contains('%') && percent_decode(key) == name)
+    if key == name || !key.contains('%') {
+        return key == name;
+    }
+    if !name.is_ascii() {
+        return percent_decode(key) == name;
+    }
+    // An ASCII name: the decoded bytes are the name's exactly, or the key is another name (invalid
+    // UTF-8, which `percent_decode` replaces, never decodes to ASCII).
+    let bytes = key.as_bytes();
+    let mut expected = name.bytes();
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let escaped = (byte == b'%').then(|| crate::routing::matcher::hex_pair(bytes, index + 1)).flatten();
+        let (decoded, width) = match escaped {
+            Some(decoded) => (decoded, 3),
+            None => (if byte == b'+' { b' ' } else { byte }, 1),
+        };
+        if expected.next() != Some(decoded) {
+            return false;
+        }
+        index += width;
+    }
+    expected.next().is_none()
 }
 
 /// Percent-decodes a query component (`+` is a space); invalid UTF-8 is replaced, never refused.
@@ -183,6 +208,34 @@ mod tests {
         // `;` separates pairs as `&` does, as API-M's WebSocket gateway reads a query.
         assert_eq!(query_param(Some("x=1;apikey=k"), "apikey").as_deref(), Some("k"));
         assert_eq!(query_param(Some("apikey=k;x=1"), "apikey").as_deref(), Some("k"));
+    }
+
+    /// A name decoded byte by byte is the name `percent_decode` gives, whatever its escapes.
+    #[test]
+    fn an_escaped_name_is_compared_as_decoded() {
+        for name in ["apikey", "access_token", "api-key"] {
+            for key in [
+                "api%6Bey",
+                "api%6bey",
+                "%61pikey",
+                "api%6Key",
+                "api%6",
+                "apikey%",
+                "apikey%00",
+                "api+key",
+                "api%2Dkey",
+                "%61ccess%5Ftoken",
+                "access%5ftoken",
+                "access%5Ftokens",
+                "%C3%A9",
+                "%FFapikey",
+                "",
+                "%",
+            ] {
+                let expected = percent_decode(key) == name;
+                assert_eq!(is_param_named(&format!("{key}=v"), name), expected, "{key} as {name}");
+            }
+        }
     }
 
     /// A parameter's name is compared as its value is, percent-decoded, as by the upstream
