@@ -79,6 +79,7 @@ fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timin
         ],
         env: vec![("APIM_TEST_CP_PASSWORD".into(), "admin".into())],
         host_env_keys: vec!["APIM_TEST_CP_PASSWORD".into()],
+        connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
         ..Default::default()
     };
     let envoy = Envoy::start(&config.to_string(), setup);
@@ -177,8 +178,9 @@ fn a_websocket_api_is_served_at_its_handshake_and_a_graphql_api_is_not_served() 
         "apiUUID": CHAT, "apiId": 8, "applicationUUID": MOBILE_APP, "appId": 3, "subscriptionState": "UNBLOCKED"}),
     );
     let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
-    // The handshake's GET (this Envoy takes no upgrades: tests/http_semantics.rs upgrades one).
-    let handshake = |path: &str| envoy.get(path);
+    // The handshake (the backend answers it 200, not 101: tests/http_semantics.rs upgrades one).
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13")];
+    let handshake = |path: &str| envoy.send("GET", path, &upgrade, None);
     let response = handshake(&format!("/chat/1.0.0/rooms/7?access_token={app1}&since=5"));
     assert_eq!(response.status, 200, "{}", response.body);
     let received = stack.live.requests().pop().unwrap();
@@ -186,6 +188,8 @@ fn a_websocket_api_is_served_at_its_handshake_and_a_graphql_api_is_not_served() 
     assert_eq!(received.header("x-apim-application-id"), Some(MOBILE_APP));
     assert_eq!(code(&handshake(&format!("/chat/1.0.0/moderation?access_token={app1}"))), "900910", "topic scopes");
     assert_eq!(code(&handshake("/chat/1.0.0/rooms/7")), "900902");
+    // A request that is no handshake does not take its token from the query, as API-M's does not.
+    assert_eq!(code(&envoy.get(&format!("/chat/1.0.0/rooms/7?access_token={app1}"))), "900902");
     // Only a WebSocket API takes the token from the query.
     assert_eq!(code(&envoy.get(&format!("/pizzashack/1.0.0/menu?access_token={app1}"))), "900902");
     assert_eq!(code(&bearer(envoy, "/swapi/1.0.0", &app1)), "404");

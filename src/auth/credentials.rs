@@ -49,7 +49,9 @@ pub enum CredentialHeader<'a> {
 }
 
 /// Finds the credential for a secured resource: a bearer token where OAuth2 is accepted (from
-/// `Authorization`, or without one from the query where the API takes it there), else an API key (header, or query parameter where the API allows it) where API keys are accepted.
+/// `Authorization`, or without one from the query on a WebSocket API's handshake), else an API key
+/// (header, or query parameter where the API allows it or on a WebSocket API's handshake) where API
+/// keys are accepted. `handshake`: the request is a WebSocket upgrade.
 pub fn extract(
     settings: &CredentialSettings,
     api: &Api,
@@ -57,7 +59,11 @@ pub fn extract(
     authorization: CredentialHeader<'_>,
     api_key_header: CredentialHeader<'_>,
     query: Option<&str>,
+    handshake: bool,
 ) -> Extracted {
+    // API-M reads a WebSocket API's credentials from the query on its handshake only: its
+    // WebSocket endpoint serves nothing else, and a token in any other request's URL is refused.
+    let websocket_query = api.websocket_query_credentials && handshake;
     let mut problem = None;
     fn present<'h>(header: CredentialHeader<'h>) -> Option<&'h str> {
         match header {
@@ -79,7 +85,7 @@ pub fn extract(
             } else {
                 return Extracted::Found(Presented::Bearer(token.to_string()));
             }
-        } else if api.access_token_in_query && authorization == CredentialHeader::Absent {
+        } else if websocket_query && authorization == CredentialHeader::Absent {
             // API-M reads the query only when the request has no `Authorization` at all.
             match query_param(query, ACCESS_TOKEN_PARAM) {
                 Some(token) if has_whitespace(&token) => problem = Some(Extracted::BadFormat),
@@ -95,7 +101,7 @@ pub fn extract(
         if let Some(key) = present(api_key_header) {
             return Extracted::Found(Presented::ApiKey(key.to_string()));
         }
-        if api.api_key_in_query {
+        if api.api_key_in_query || websocket_query {
             if let Some(key) = query_param(query, &settings.api_key_query_param) {
                 return Extracted::Found(Presented::ApiKey(key));
             }

@@ -39,9 +39,10 @@ pub struct Api {
     pub endpoints: Endpoints,
     pub backend_path: String,
     pub api_key_in_query: bool,
-    /// An OAuth2 token is also taken from the `access_token` query parameter (a control plane's
-    /// WebSocket API, as API-M takes it on a handshake), which then never goes upstream.
-    pub access_token_in_query: bool,
+    /// A control plane's WebSocket API: a handshake (a WebSocket upgrade, and only one) also takes
+    /// its OAuth2 token from the `access_token` query parameter, and its API key from the API key's
+    /// one, as API-M's gateway does; `access_token` then never goes upstream.
+    pub websocket_query_credentials: bool,
     /// Some resource accepts API keys (or the API takes them in the query): an `apikey` query
     /// parameter is then a credential and never goes upstream.
     pub api_keys: bool,
@@ -421,7 +422,7 @@ fn compile_api(
         backend_path: raw.backend_path,
         api_keys: raw.api_key_in_query || any_api_key_resource,
         api_key_in_query: raw.api_key_in_query,
-        access_token_in_query: false,
+        websocket_query_credentials: false,
         policy: raw.policy,
         resources,
         source_id: None,

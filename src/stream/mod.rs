@@ -278,14 +278,14 @@ impl Stream {
         let settings = &config.auth.credentials;
         let authorization = self.request.credential(&settings.authorization_header);
         let api_key = self.request.credential(&settings.api_key_header);
-        let presented =
-            match credentials::extract(settings, api, resource, authorization, api_key, self.request.query()) {
-                Extracted::Found(presented) => presented,
-                Extracted::Missing => return self.refuse(host, AuthFailure::Missing.because("missing")),
-                Extracted::BadFormat => return self.refuse(host, AuthFailure::BadFormat.because("bad_format")),
-                Extracted::BadScheme => return self.refuse(host, AuthFailure::BadScheme.because("bad_scheme")),
-                Extracted::Unreadable => return self.refuse(host, AuthFailure::Invalid.because("not_utf8")),
-            };
+        let (query, handshake) = (self.request.query(), self.request.is_websocket_upgrade());
+        let presented = match credentials::extract(settings, api, resource, authorization, api_key, query, handshake) {
+            Extracted::Found(presented) => presented,
+            Extracted::Missing => return self.refuse(host, AuthFailure::Missing.because("missing")),
+            Extracted::BadFormat => return self.refuse(host, AuthFailure::BadFormat.because("bad_format")),
+            Extracted::BadScheme => return self.refuse(host, AuthFailure::BadScheme.because("bad_scheme")),
+            Extracted::Unreadable => return self.refuse(host, AuthFailure::Invalid.because("not_utf8")),
+        };
         self.with_validation(host, |context| validation::start(context, presented))
     }
 

@@ -131,6 +131,14 @@ impl Snapshot {
         self.text("referer")
     }
 
+    /// Whether the request is a WebSocket handshake: `upgrade: websocket` (Envoy presents an HTTP/2
+    /// or HTTP/3 extended CONNECT for a WebSocket so too).
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.bytes("upgrade").is_some_and(|value| {
+            value.split(|byte| *byte == b',').any(|protocol| protocol.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+        })
+    }
+
     /// A credential header as extraction sees it.
     pub fn credential(&self, name: &str) -> CredentialHeader<'_> {
         match self.bytes(name) {
@@ -177,12 +185,13 @@ pub fn apply_forward(
     // An API key in the query is a credential wherever the API accepts API keys: it never goes
     // upstream (or into upstream access logs), whether this resource asked for it or not.
     // So is an OAuth2 token in the query where the API takes it there.
-    let upstream_path = match api.filter(|_| credentials.strip).map(|api| (api.api_keys, api.access_token_in_query)) {
-        Some((true, true)) => without_query_credentials(upstream_path, &credentials.api_key_query_param),
-        Some((true, false)) => strip_query_param(upstream_path, &credentials.api_key_query_param),
-        Some((false, true)) => strip_query_param(upstream_path, ACCESS_TOKEN_PARAM),
-        _ => Cow::Borrowed(upstream_path),
-    };
+    let upstream_path =
+        match api.filter(|_| credentials.strip).map(|api| (api.api_keys, api.websocket_query_credentials)) {
+            Some((true, true)) => without_query_credentials(upstream_path, &credentials.api_key_query_param),
+            Some((true, false)) => strip_query_param(upstream_path, &credentials.api_key_query_param),
+            Some((false, true)) => strip_query_param(upstream_path, ACCESS_TOKEN_PARAM),
+            _ => Cow::Borrowed(upstream_path),
+        };
     if upstream_path != request.path.as_str() {
         host.set_request_header(":path", Some(upstream_path.as_bytes()));
     }

@@ -407,9 +407,7 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
                     last.source_id = Some(api.uuid.clone());
                     // A browser's WebSocket cannot set headers: API-M's gateway takes a handshake's
                     // OAuth2 token, and its API key where the API takes API keys, from the query.
-                    let websocket = wire::takes_query_credentials(&api.api_type);
-                    last.access_token_in_query = websocket;
-                    last.api_key_in_query = websocket && last.api_keys;
+                    last.websocket_query_credentials = wire::takes_query_credentials(&api.api_type);
                 }
                 loaded.apis += 1;
             }

@@ -8,7 +8,7 @@ use super::*;
 fn websocket_config(query_token: bool) -> Config {
     let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
     if let Some(api) = Rc::get_mut(&mut config.routes).and_then(|routes| routes.apis.first_mut()) {
-        api.access_token_in_query = query_token;
+        api.websocket_query_credentials = query_token;
     }
     config
 }
@@ -83,6 +83,8 @@ fn an_authorization_header_wins_over_the_query() {
         let mut host = FakeHost::request(&[
             (":method", "GET"),
             (":path", "/p/1/menu?access_token=opaque-token-1"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
             ("authorization", header),
         ]);
         host.now = 1_000;
@@ -93,4 +95,57 @@ fn an_authorization_header_wins_over_the_query() {
         assert!(host.dispatched.is_empty(), "{header}: the query's token was not introspected");
         assert_eq!(host.counted, vec![code], "{header}: refused as without the query");
     }
+}
+
+/// API-M's gateway reads a WebSocket API's credentials from the query on its handshake only (its
+/// WebSocket endpoint serves nothing else): a plain request to the API, which a URL's token would
+/// authenticate nowhere in API-M, is refused without reading it, and its refused path loses it.
+#[test]
+fn only_a_handshake_takes_its_credentials_from_the_query() {
+    for upgrade in ["websocket", "WebSocket", "h2c, websocket"] {
+        let mut host = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu?access_token=opaque-token-1"),
+            ("connection", "Upgrade"),
+            ("upgrade", upgrade),
+        ]);
+        let mut config = websocket_config(true);
+        prepare_counters(&mut host, &mut config);
+        assert_eq!(stream(Rc::new(config)).on_request_headers(&mut host, true), Flow::Waiting, "{upgrade}");
+    }
+    for upgrade in [None, Some("h2c")] {
+        let mut headers = vec![(":method", "GET"), (":path", "/p/1/menu?access_token=opaque-token-1")];
+        headers.extend(upgrade.map(|upgrade| ("upgrade", upgrade)));
+        let mut host = FakeHost::request(&headers);
+        host.now = 1_000;
+        let mut config = websocket_config(true);
+        prepare_counters(&mut host, &mut config);
+        let flow = stream(Rc::new(config)).on_request_headers(&mut host, true);
+        assert_eq!((flow, host.counted.as_slice()), (Flow::Answered, &[900902][..]), "{upgrade:?}");
+        assert!(host.dispatched.is_empty());
+        assert_eq!(host.req(":path"), "/p/1/menu", "the refused path loses the token");
+    }
+}
+
+/// A browser's WebSocket cannot set the `apikey` header either: API-M's gateway takes a
+/// handshake's API key from the `apikey` query parameter where the API takes API keys
+/// (`isAPIKeyAuthentication`); a plain request's is not read, as for any API without
+/// `api_key_in_query`.
+#[test]
+fn a_handshake_takes_its_api_key_from_the_query() {
+    let websocket_api_keys = || {
+        let mut config = Rc::try_unwrap(api_key_config("")).ok().unwrap();
+        if let Some(api) = Rc::get_mut(&mut config.routes).and_then(|routes| routes.apis.first_mut()) {
+            api.api_key_in_query = false;
+            api.websocket_query_credentials = true;
+        }
+        Rc::new(config)
+    };
+    let path = format!("/p/1/menu?x=1&apikey={SECRET_KEY}");
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", &path), ("upgrade", "websocket")]);
+    assert_eq!(stream(websocket_api_keys()).on_request_headers(&mut host, true), Flow::Continue);
+    assert_eq!(host.req(":path"), "/menu?x=1", "the key does not go upstream");
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", &path)]);
+    assert_eq!(stream(websocket_api_keys()).on_request_headers(&mut host, true), Flow::Answered);
+    assert_eq!((host.counted.as_slice(), host.req(":path")), (&[900902][..], "/p/1/menu?x=1"));
 }

@@ -43,36 +43,11 @@ fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
     assert_eq!(ticks.resources[0].method, "GET");
     let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
     // API-M takes a WebSocket handshake's token from `access_token` in the query; nothing else's.
-    assert!(chat.access_token_in_query && !ticks.access_token_in_query && !pizza.access_token_in_query);
+    assert!(
+        chat.websocket_query_credentials && !ticks.websocket_query_credentials && !pizza.websocket_query_credentials
+    );
     let [graphql, soap_to_rest] = &loaded.skipped_apis[..] else { panic!("{:?}", loaded.skipped_apis) };
     assert!(graphql.starts_with("StarWars:1.0.0") && graphql.contains("GraphQL"), "{graphql}");
     assert!(soap_to_rest.starts_with("Phone:1.0.0") && soap_to_rest.contains("SOAP"), "{soap_to_rest}");
     assert!(view.routes.by_label("StarWars:1.0.0").is_none() && view.routes.by_label("Phone:1.0.0").is_none());
-}
-
-/// A browser's WebSocket cannot set headers: API-M's gateway takes a handshake's API key from the
-/// `apikey` query parameter where the API takes API keys (`isAPIKeyAuthentication`), as it takes
-/// its OAuth2 token from `access_token`; no other API type's.
-#[test]
-fn a_websocket_api_that_takes_api_keys_takes_them_in_the_query() {
-    for (security, websocket_query_key) in
-        [(serde_json::json!(["oauth2", "api_key"]), true), (serde_json::json!(["oauth2"]), false)]
-    {
-        let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
-            "cluster": "cp", "username": "gw", "password": "secret", "endpoint_template": {"production": "live"},
-            "security": security
-        }))
-        .unwrap();
-        let cp = ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap();
-        let mut store = MemoryStore::default();
-        load(&mut store, &cp, NOW, |fetch| match fetch {
-            Fetch::Apis => Answer::Http { status: 200, body: APIS.as_bytes().to_vec() },
-            other => ok(other),
-        });
-        let mut view = worker();
-        view.sync(&store, &cp, &[]).unwrap();
-        let query_key = |label: &str| view.routes.by_label(label).map(|api| api.api_key_in_query);
-        assert_eq!(query_key("Chat:1.0.0"), Some(websocket_query_key), "{security}");
-        assert_eq!((query_key("Ticks:1.0.0"), query_key("PizzaShackAPI:1.0.0")), (Some(false), Some(false)));
-    }
 }
