@@ -24,9 +24,9 @@ pub struct RawCredentials {
     #[serde(default = "default_realm")]
     pub realm: String,
     /// Remove the credentials before the request goes upstream: the credential headers (and
-    /// request trailers of those names), and the API-key query parameter of any API whose
-    /// resources accept API keys (whether or not the resource called asked for one). Defaults to
-    /// true.
+    /// request trailers of those names), the API-key query parameter of any API whose resources
+    /// accept API keys (whether or not the resource called asked for one), and a control plane's
+    /// WebSocket API's `access_token` query parameter. Defaults to true.
     #[serde(default = "default_true")]
     pub strip: bool,
     /// Tokens and API keys longer than this (bytes) are refused before parsing. Defaults to 8192.
