@@ -48,6 +48,8 @@ fn control_plane_config(key_manager: Value, timing: Timing) -> Value {
         "control_plane": {
             "cluster": "cp", "username": "admin", "password": {"env": "APIM_TEST_CP_PASSWORD"},
             "refresh_s": timing.refresh_s, "timeout_ms": timing.timeout_ms, "negative_ttl_s": 30,
+            // Serves ChatAPI, a WebSocket API (by default, not served: its tiers count messages).
+            "event_apis": "count_connections",
             "endpoints": {"PizzaShackAPI": {"production": "live", "sandbox": "sandbox"},
                           "LegacyAPI:2.0.0": {"production": "live"}, "ChatAPI": {"production": "live"},
                           "StarWarsAPI": {"production": "live"}}

@@ -70,6 +70,14 @@ pub struct RawControlPlane {
     /// whether a resource is secured). Defaults to `["oauth2", "api_key"]`.
     #[serde(default = "default_security")]
     pub security: Vec<SecurityScheme>,
+    /// WebSocket and server-sent-events APIs (`apiType` `WS`, `SSE`). API-M counts each of their
+    /// messages against their tiers (`eventCount` quotas); the filter sees the handshake only, so
+    /// it can count connections, not messages. `not_served` (the default): such APIs are not
+    /// served, logged with the reason, so no tier admits more than its limit.
+    /// `count_connections`: served at their handshake (authenticated, the topic's scopes
+    /// checked), each connection counted once against the tiers, whatever it then carries.
+    #[serde(default = "default_event_apis")]
+    pub event_apis: String,
 }
 
 /// Envoy cluster names of an API's production and sandbox endpoints.
@@ -105,6 +113,9 @@ fn default_negative_ttl_s() -> u64 {
 }
 fn default_lookups_per_second() -> u64 {
     50
+}
+fn default_event_apis() -> String {
+    "not_served".to_string()
 }
 fn default_security() -> Vec<SecurityScheme> {
     vec![SecurityScheme::Oauth2, SecurityScheme::ApiKey]

@@ -55,6 +55,9 @@ pub struct ControlPlane {
     pub endpoints: BTreeMap<String, RawCpEndpoints>,
     pub endpoint_template: Option<RawCpEndpoints>,
     pub security: Vec<SecurityScheme>,
+    /// Whether WebSocket and server-sent-events APIs are served, counting connections
+    /// (`event_apis: count_connections`).
+    pub serve_event_apis: bool,
     /// The configuration's own APIs, served beside the control plane's (they win a clash).
     pub static_apis: Vec<RawApi>,
 }
@@ -98,6 +101,16 @@ impl ControlPlane {
         if !(1..=10_000).contains(&raw.lookups_per_second) {
             return Err(ConfigError::new(format!("{field}.lookups_per_second"), "must be from 1 to 10000"));
         }
+        let serve_event_apis = match raw.event_apis.as_str() {
+            "not_served" => false,
+            "count_connections" => true,
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{field}.event_apis"),
+                    "must be `not_served` (the default) or `count_connections`",
+                ))
+            }
+        };
         let clusters = raw.endpoints.iter().map(|(key, endpoints)| (format!("{field}.endpoints.{key}"), endpoints));
         for (name, endpoints) in
             clusters.chain(raw.endpoint_template.iter().map(|t| (format!("{field}.endpoint_template"), t)))
@@ -139,6 +152,7 @@ impl ControlPlane {
             endpoints: raw.endpoints,
             endpoint_template: raw.endpoint_template,
             security: raw.security,
+            serve_event_apis,
             static_apis: static_apis.to_vec(),
         })
     }

@@ -398,6 +398,10 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
             loaded.skipped_apis.push(format!("{label} (no cluster in control_plane.endpoints)"));
             continue;
         };
+        if !control_plane.serve_event_apis && wire::is_event_api(&api.api_type) {
+            loaded.skipped_apis.push(format!("{label} ({})", wire::EVENT_APIS_NOT_SERVED));
+            continue;
+        }
         let compiled = wire::api(api, endpoints, &control_plane.security).and_then(|raw| {
             table.add_from_control_plane(&format!("control plane API {label}"), raw).map_err(|error| error.to_string())
         });

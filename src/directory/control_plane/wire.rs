@@ -416,6 +416,16 @@ fn topics(api_type: &str) -> Result<bool, String> {
     Err(format!("API type `{api_type}` not served: {why}"))
 }
 
+/// Whether an API's messages are counted against its tiers in API-M (WebSocket and
+/// server-sent-events APIs): the filter sees their handshakes only.
+pub fn is_event_api(api_type: &str) -> bool {
+    api_type.eq_ignore_ascii_case("WS") || api_type.eq_ignore_ascii_case("SSE")
+}
+
+/// Why an event API is not served by default (`control_plane.event_apis`).
+pub const EVENT_APIS_NOT_SERVED: &str =
+    "a WebSocket or SSE API: its tiers count messages; served with `control_plane.event_apis: count_connections`";
+
 /// Whether API-M takes an API's credentials from the query too: a WebSocket API's, on its
 /// handshake, for browsers, whose WebSockets cannot set headers: the OAuth2 token from
 /// `access_token` (`InboundWebSocketProcessor.isOauthAuthentication`) and, where the API takes API

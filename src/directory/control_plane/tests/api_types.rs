@@ -1,8 +1,10 @@
-//! API-M's API types in one full load: what the filter can serve as API-M does is served (HTTP,
-//! WebSocket and event-stream topics), what it cannot is not, each logged with its reason, and
-//! the load's other APIs are served whatever the types beside them.
+//! API-M's API types in one full load: what the filter can serve as API-M does is served (HTTP;
+//! WebSocket and event-stream topics when `event_apis` lets it count their connections), what it
+//! cannot is not, each logged with its reason, and the load's other APIs are served whatever the
+//! types beside them.
 
 use super::*;
+use crate::directory::control_plane::view::Loaded;
 
 /// API-M's `/apis` with one API of each type.
 const APIS: &str = r#"{"count":5,"list":[
@@ -20,13 +22,15 @@ const APIS: &str = r#"{"count":5,"list":[
    "urlMappings":[{"authScheme":"Any","httpMethod":"POST","urlPattern":"/checkPhoneNumber","scopes":[]}]}
 ],"pagination":null}"#;
 
-#[test]
-fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
-    let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
+/// The control plane's APIs loaded by one worker, with `event_apis` as given.
+fn loaded(event_apis: Option<&str>) -> (CpWorker, Loaded) {
+    let mut raw = serde_json::json!({
         "cluster": "cp", "username": "gw", "password": "secret", "endpoint_template": {"production": "live"}
-    }))
-    .unwrap();
-    let cp = ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap();
+    });
+    if let Some(event_apis) = event_apis {
+        raw["event_apis"] = event_apis.into();
+    }
+    let cp = ControlPlane::compile(serde_json::from_value(raw).unwrap(), &[], &mut Vec::new()).unwrap();
     let mut store = MemoryStore::default();
     load(&mut store, &cp, NOW, |fetch| match fetch {
         Fetch::Apis => Answer::Http { status: 200, body: APIS.as_bytes().to_vec() },
@@ -34,6 +38,27 @@ fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
     });
     let mut view = worker();
     let loaded = view.sync(&store, &cp, &[]).unwrap();
+    (view, loaded)
+}
+
+/// By default WebSocket and event-stream APIs are not served: API-M counts their messages
+/// against their tiers, and the filter sees only the handshake.
+#[test]
+fn event_apis_are_not_served_unless_counting_connections_is_chosen() {
+    let (view, loaded) = loaded(None);
+    assert_eq!(loaded.apis, 1, "{:?}", loaded.skipped_apis);
+    let [chat, ticks, graphql, soap_to_rest] = &loaded.skipped_apis[..] else { panic!("{:?}", loaded.skipped_apis) };
+    for (event_api, label) in [(chat, "Chat:1.0.0"), (ticks, "Ticks:1.0.0")] {
+        assert!(event_api.starts_with(label) && event_api.contains("event_apis: count_connections"), "{event_api}");
+        assert!(view.routes.by_label(label).is_none());
+    }
+    assert!(graphql.starts_with("StarWars:1.0.0") && soap_to_rest.starts_with("Phone:1.0.0"));
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some());
+}
+
+#[test]
+fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
+    let (view, loaded) = loaded(Some("count_connections"));
     assert_eq!(loaded.apis, 3, "{:?}", loaded.skipped_apis);
     let chat = view.routes.by_label("Chat:1.0.0").unwrap();
     let [rooms] = &chat.resources[..] else { panic!("{:?}", chat.resources) };
@@ -50,4 +75,14 @@ fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
     assert!(graphql.starts_with("StarWars:1.0.0") && graphql.contains("GraphQL"), "{graphql}");
     assert!(soap_to_rest.starts_with("Phone:1.0.0") && soap_to_rest.contains("SOAP"), "{soap_to_rest}");
     assert!(view.routes.by_label("StarWars:1.0.0").is_none() && view.routes.by_label("Phone:1.0.0").is_none());
+}
+
+#[test]
+fn an_unknown_event_apis_choice_is_refused_naming_the_field() {
+    let raw = serde_json::from_value(serde_json::json!({
+        "cluster": "cp", "username": "gw", "password": "secret", "event_apis": "count_messages"
+    }))
+    .unwrap();
+    let error = ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap_err().to_string();
+    assert!(error.contains("control_plane.event_apis") && error.contains("count_connections"), "{error}");
 }
