@@ -127,12 +127,8 @@ fn readme_demo_lines_hold_against_the_shipped_config() {
 fn the_demo_menu_allows_five_calls_a_minute() {
     let envoy = launch_demo();
     let key = variables().into_iter().find(|(name, _)| name == "$DEMO_API_KEY").unwrap().1;
-    // Six calls in one minute window: wait out the end of a minute that is about to roll over.
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let into_minute = seconds % 60.0;
-    if into_minute > 50.0 {
-        std::thread::sleep(std::time::Duration::from_secs_f64(60.0 - into_minute + 0.1));
-    }
+    // Seven calls in one minute window: wait out the end of a minute that is about to roll over.
+    common::windows::away_from_window_end(60, 10);
     let readme = read_repo_file("README.md");
     assert!(readme.contains("for i in 1 2 3 4 5 6 7;"), "the README's loop makes seven calls");
     let responses: Vec<_> = (0..7)
