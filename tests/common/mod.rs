@@ -769,7 +769,7 @@ impl KeyManager {
             if try_request(port, "GET", "/.well-known/openid-configuration", &[], None).is_ok_and(|r| r.status == 200) {
                 return km;
             }
-            assert!(Instant::now() < deadline, "the key manager was not ready within 30 s");
+            assert!(Instant::now() < deadline, "the key manager was not ready within 120 s");
             thread::sleep(Duration::from_millis(100));
         }
     }
