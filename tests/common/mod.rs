@@ -42,22 +42,34 @@ pub fn wasm_path() -> PathBuf {
 
 static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
 
-/// A port nothing listens on right now, chosen below the kernel's ephemeral range: a port from
-/// that range can be taken by any process's outgoing connection between this check and the
-/// test's bind (Envoy, the rate-limit service and Redis open many). Test binaries run in
-/// parallel, so each starts at its own offset (from its process id).
+/// A port nothing listens on right now, chosen outside the kernel's ephemeral range (below it,
+/// or above it where it starts low): a port from that range can be taken by any process's
+/// outgoing connection between this check and the test's bind (Envoy, the rate-limit service and
+/// Redis open many). Test binaries run in parallel, so each starts at its own offset (from its
+/// process id).
 pub fn free_port() -> u16 {
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    let range: Vec<usize> = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(32768);
+        .map(|range| range.split_whitespace().filter_map(|port| port.parse().ok()).collect())
+        .unwrap_or_default();
+    let (ephemeral_start, ephemeral_end) = match range[..] {
+        [start, end] => (start, end),
+        _ => (32768, 60999),
+    };
     let low = 10_000usize;
-    if ephemeral_start > low + 1000 {
-        let span = ephemeral_start - low;
+    let outside = if ephemeral_start > low + 1000 {
+        Some((low, ephemeral_start))
+    } else if ephemeral_end + 1000 < 65_535 {
+        Some((ephemeral_end + 1, 65_536))
+    } else {
+        None
+    };
+    if let Some((first, end)) = outside {
+        let span = end - first;
         let offset = (std::process::id() as usize).wrapping_mul(7919) % span;
         for _ in 0..span {
             let step = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-            let port = low + (offset + step.wrapping_mul(101)) % span;
+            let port = first + (offset + step.wrapping_mul(101)) % span;
             if let Ok(port) = u16::try_from(port) {
                 if TcpListener::bind(("127.0.0.1", port)).is_ok() {
                     return port;
@@ -65,6 +77,8 @@ pub fn free_port() -> u16 {
             }
         }
     }
+    // The ephemeral range covers (nearly) every port: the race above is possible here.
+    eprintln!("free_port: no ports outside the ephemeral range {ephemeral_start}-{ephemeral_end}; a port may be taken before its bind");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
