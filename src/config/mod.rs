@@ -595,6 +595,10 @@ mod tests {
                 "control_plane.base_path",
             ),
             (
+                r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","event_apis":"count_messages"}}"#,
+                "control_plane.event_apis",
+            ),
+            (
                 r#"{"throttling":{"rate_limit_service":{"cluster":"rl"}},
                     "policies":{"B":{"bytes":100,"per":"minute","burst":{"requests":4294967296,"per":"second"}}}}"#,
                 "policies.B.burst.requests",

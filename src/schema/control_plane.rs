@@ -72,12 +72,21 @@ pub struct RawControlPlane {
     pub security: Vec<SecurityScheme>,
     /// WebSocket and server-sent-events APIs (`apiType` `WS`, `SSE`). API-M counts each of their
     /// messages against their tiers (`eventCount` quotas); the filter sees the handshake only, so
-    /// it can count connections, not messages. `not_served` (the default): such APIs are not
-    /// served, logged with the reason, so no tier admits more than its limit.
-    /// `count_connections`: served at their handshake (authenticated, the topic's scopes
-    /// checked), each connection counted once against the tiers, whatever it then carries.
-    #[serde(default = "default_event_apis")]
-    pub event_apis: String,
+    /// it can count connections, not messages. Defaults to `not_served`.
+    #[serde(default)]
+    pub event_apis: EventApis,
+}
+
+/// What the filter does with the control plane's WebSocket and server-sent-events APIs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventApis {
+    /// Not served, logged with the reason, so no tier admits more than its limit. The default.
+    #[default]
+    NotServed,
+    /// Served at their handshake (authenticated, the topic's scopes checked), each connection
+    /// counted once against the tiers, whatever it then carries.
+    CountConnections,
 }
 
 /// Envoy cluster names of an API's production and sandbox endpoints.
@@ -113,9 +122,6 @@ fn default_negative_ttl_s() -> u64 {
 }
 fn default_lookups_per_second() -> u64 {
     50
-}
-fn default_event_apis() -> String {
-    "not_served".to_string()
 }
 fn default_security() -> Vec<SecurityScheme> {
     vec![SecurityScheme::Oauth2, SecurityScheme::ApiKey]

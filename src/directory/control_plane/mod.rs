@@ -32,7 +32,7 @@ use base64::Engine;
 use crate::hashing::form_encode;
 use crate::host::Call;
 use crate::schema::checks::{call_authority, check_cluster_call, check_cluster_name};
-use crate::schema::{resolve_secret, ConfigError, RawApi, RawControlPlane, RawCpEndpoints, RawEndpoints};
+use crate::schema::{resolve_secret, ConfigError, EventApis, RawApi, RawControlPlane, RawCpEndpoints, RawEndpoints};
 use crate::vocab::SecurityScheme;
 
 /// The control plane, compiled.
@@ -101,16 +101,6 @@ impl ControlPlane {
         if !(1..=10_000).contains(&raw.lookups_per_second) {
             return Err(ConfigError::new(format!("{field}.lookups_per_second"), "must be from 1 to 10000"));
         }
-        let serve_event_apis = match raw.event_apis.as_str() {
-            "not_served" => false,
-            "count_connections" => true,
-            _ => {
-                return Err(ConfigError::new(
-                    format!("{field}.event_apis"),
-                    "must be `not_served` (the default) or `count_connections`",
-                ))
-            }
-        };
         let clusters = raw.endpoints.iter().map(|(key, endpoints)| (format!("{field}.endpoints.{key}"), endpoints));
         for (name, endpoints) in
             clusters.chain(raw.endpoint_template.iter().map(|t| (format!("{field}.endpoint_template"), t)))
@@ -152,7 +142,7 @@ impl ControlPlane {
             endpoints: raw.endpoints,
             endpoint_template: raw.endpoint_template,
             security: raw.security,
-            serve_event_apis,
+            serve_event_apis: raw.event_apis == EventApis::CountConnections,
             static_apis: static_apis.to_vec(),
         })
     }

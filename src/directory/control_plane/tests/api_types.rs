@@ -77,12 +77,18 @@ fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
     assert!(view.routes.by_label("StarWars:1.0.0").is_none() && view.routes.by_label("Phone:1.0.0").is_none());
 }
 
+/// A choice like every other in the configuration: refused naming the choices (at load, naming
+/// the field: `config::a_refusal_names_the_field_that_was_written`), and listed in the JSON schema
+/// (`docs/config.schema.json`) an editor checks a configuration against.
 #[test]
-fn an_unknown_event_apis_choice_is_refused_naming_the_field() {
-    let raw = serde_json::from_value(serde_json::json!({
+fn an_unknown_event_apis_choice_is_refused_and_the_choices_are_listed() {
+    let raw = serde_json::json!({
         "cluster": "cp", "username": "gw", "password": "secret", "event_apis": "count_messages"
-    }))
-    .unwrap();
-    let error = ControlPlane::compile(raw, &[], &mut Vec::new()).unwrap_err().to_string();
-    assert!(error.contains("control_plane.event_apis") && error.contains("count_connections"), "{error}");
+    });
+    let error = serde_json::from_value::<crate::schema::RawControlPlane>(raw).err().unwrap().to_string();
+    assert!(error.contains("count_connections"), "{error}");
+    let schema = serde_json::to_value(schemars::schema_for!(crate::schema::RawControlPlane)).unwrap();
+    let choices = schema.pointer("/$defs/EventApis/oneOf").and_then(|choices| choices.as_array()).cloned();
+    let choices: Vec<_> = choices.unwrap_or_default().iter().map(|choice| choice["const"].clone()).collect();
+    assert_eq!(choices, ["not_served", "count_connections"], "{schema}");
 }
