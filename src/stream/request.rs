@@ -185,13 +185,14 @@ pub fn apply_forward(
     // An API key in the query is a credential wherever the API accepts API keys: it never goes
     // upstream (or into upstream access logs), whether this resource asked for it or not.
     // So is an OAuth2 token in the query where the API takes it there.
-    let upstream_path =
-        match api.filter(|_| credentials.strip).map(|api| (api.api_keys, api.websocket_query_credentials)) {
-            Some((true, true)) => without_query_credentials(upstream_path, &credentials.api_key_query_param),
-            Some((true, false)) => strip_query_param(upstream_path, &credentials.api_key_query_param),
-            Some((false, true)) => strip_query_param(upstream_path, ACCESS_TOKEN_PARAM),
-            _ => Cow::Borrowed(upstream_path),
-        };
+    let names = [credentials.api_key_query_param.as_str(), ACCESS_TOKEN_PARAM];
+    let names = match api.filter(|_| credentials.strip).map(|api| (api.api_keys, api.websocket_query_credentials)) {
+        Some((true, true)) => names.as_slice(),
+        Some((true, false)) => names.get(..1).unwrap_or_default(),
+        Some((false, true)) => names.get(1..).unwrap_or_default(),
+        _ => &[],
+    };
+    let upstream_path = strip_query_params(upstream_path, names);
     if upstream_path != request.path.as_str() {
         host.set_request_header(":path", Some(upstream_path.as_bytes()));
     }
@@ -228,25 +229,23 @@ pub fn client_ip(host: &impl Host) -> Option<IpAddr> {
 
 /// A path without the credentials a query can carry: the API key, and an OAuth2 `access_token`.
 pub fn without_query_credentials<'p>(path: &'p str, api_key_param: &str) -> Cow<'p, str> {
-    match strip_query_param(path, api_key_param) {
-        Cow::Borrowed(path) => strip_query_param(path, ACCESS_TOKEN_PARAM),
-        Cow::Owned(path) => Cow::Owned(strip_query_param(&path, ACCESS_TOKEN_PARAM).into_owned()),
-    }
+    strip_query_params(path, &[api_key_param, ACCESS_TOKEN_PARAM])
 }
 
-/// Removes a query parameter (a credential) from a path, every pair of that name whether `&` or `;`
-/// separates it ([`QUERY_SEPARATORS`]); the parameter's name is compared after percent-decoding, so
-/// `api%6Bey=` goes too.
-pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
+/// Removes query parameters (credentials) from a path, every pair of these names whether `&` or
+/// `;` separates it ([`QUERY_SEPARATORS`]), in one pass over the query; a parameter's name is
+/// compared after percent-decoding, so `api%6Bey=` goes too.
+pub fn strip_query_params<'p>(path: &'p str, names: &[&str]) -> Cow<'p, str> {
     let Some((base, query)) = path.split_once('?') else {
         return Cow::Borrowed(path);
     };
-    // Most queries hold neither the name nor an escape: nothing to decode, pair by pair (this runs
-    // for every request with a query, for the access log).
-    if !query.contains(name) && !query.contains('%') {
+    // Most queries hold neither the names nor an escape: nothing to decode, pair by pair (this
+    // runs for every request with a query, for the access log).
+    if !names.iter().any(|name| query.contains(name)) && !query.contains('%') {
         return Cow::Borrowed(path);
     }
-    if !query.split(QUERY_SEPARATORS).any(|pair| is_param_named(pair, name)) {
+    let is_named = |pair: &str| names.iter().any(|name| is_param_named(pair, name));
+    if !query.split(QUERY_SEPARATORS).any(is_named) {
         return Cow::Borrowed(path);
     }
     // The pairs kept, each after the separator the client put before it (the first after `?`).
@@ -255,7 +254,7 @@ pub fn strip_query_param<'p>(path: &'p str, name: &str) -> Cow<'p, str> {
     let mut separator = '?';
     for piece in query.split_inclusive(QUERY_SEPARATORS) {
         let pair = piece.strip_suffix(QUERY_SEPARATORS).unwrap_or(piece);
-        if !is_param_named(pair, name) {
+        if !is_named(pair) {
             stripped.push(if stripped.len() == base.len() { '?' } else { separator });
             stripped.push_str(pair);
         }
