@@ -143,11 +143,9 @@ pub fn is_param_named(pair: &str, name: &str) -> bool {
     if key == name || !key.contains('%') {
         return key == name;
     }
-    if !name.is_ascii() {
-        return percent_decode(key) == name;
-    }
-    // An ASCII name: the decoded bytes are the name's exactly, or the key is another name (invalid
-    // UTF-8, which `percent_decode` replaces, never decodes to ASCII).
+    // The decoded bytes are the name's exactly, or the key is another name. Names are plain ASCII
+    // (`credentials.api_key_query_param` is checked at load; `access_token`), and invalid UTF-8,
+    // which `percent_decode` replaces, never decodes to ASCII.
     let bytes = key.as_bytes();
     let mut expected = name.bytes();
     let mut index = 0;
