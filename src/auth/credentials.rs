@@ -143,44 +143,35 @@ pub fn is_param_named(pair: &str, name: &str) -> bool {
     if key == name || !key.contains('%') {
         return key == name;
     }
-    // The decoded bytes are the name's exactly, or the key is another name. Names are plain ASCII
-    // (`credentials.api_key_query_param` is checked at load; `access_token`), and invalid UTF-8,
-    // which `percent_decode` replaces, never decodes to ASCII.
-    let bytes = key.as_bytes();
-    let mut expected = name.bytes();
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        let escaped = (byte == b'%').then(|| crate::routing::matcher::hex_pair(bytes, index + 1)).flatten();
-        let (decoded, width) = match escaped {
-            Some(decoded) => (decoded, 3),
-            None => (if byte == b'+' { b' ' } else { byte }, 1),
-        };
-        if expected.next() != Some(decoded) {
-            return false;
-        }
-        index += width;
-    }
-    expected.next().is_none()
+    // Names are plain ASCII (`credentials.api_key_query_param` is checked at load; `access_token`),
+    // and invalid UTF-8, which `percent_decode` replaces, never decodes to ASCII.
+    decoded_bytes(key).eq(name.bytes())
 }
 
 /// Percent-decodes a query component (`+` is a space); invalid UTF-8 is replaced, never refused.
 pub fn percent_decode(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    out.extend(decoded_bytes(text));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A query component's bytes percent-decoded (`+` is a space), one at a time.
+fn decoded_bytes(text: &str) -> impl Iterator<Item = u8> + '_ {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
+    std::iter::from_fn(move || {
+        let byte = *bytes.get(index)?;
         match (byte == b'%').then(|| crate::routing::matcher::hex_pair(bytes, index + 1)).flatten() {
             Some(decoded) => {
-                out.push(decoded);
                 index += 3;
+                Some(decoded)
             }
             None => {
-                out.push(if byte == b'+' { b' ' } else { byte });
                 index += 1;
+                Some(if byte == b'+' { b' ' } else { byte })
             }
         }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    })
 }
 
 #[cfg(test)]
