@@ -34,7 +34,8 @@ pub struct RawApi {
     /// Defaults to `["oauth2"]`, as in WSO2.
     #[serde(default = "default_security")]
     pub security: Vec<SecurityScheme>,
-    /// Accept the API key in the `apikey` query parameter too. Defaults to false.
+    /// Accept the API key in the query too, in the parameter `credentials.api_key_query_param` names
+    /// (`apikey` by default). Defaults to false.
     #[serde(default)]
     pub api_key_in_query: bool,
     /// API-level throttling policy name. Defaults to none.
