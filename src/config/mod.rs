@@ -415,6 +415,9 @@ mod tests {
         assert_eq!(parsed.auth.fingerprint.len(), 64);
         parsed.auth.fingerprint.clear();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+        // A directory prints as its kind only: the empty one holds nothing.
+        let directory = &parsed.directory;
+        assert!(!directory.has_policies() && directory.blocking().is_empty() && directory.application("").is_none());
     }
 
     #[test]
