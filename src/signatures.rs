@@ -2,10 +2,11 @@
 //! two it signs the backend JWT with (RS256, ES256), on the RustCrypto crates, with every key
 //! parsed once, when it loads.
 //!
-//! jsonwebtoken is used for its types only (`Algorithm`, `Jwk`). Its crypto provider is not
-//! linked: the provider holds a signer for every algorithm (Ed25519's basepoint table, P-384 and
-//! RSA-PSS signing) that the filter never runs, and it parsed the key again at every verification.
-//! The calls below are the ones that provider makes, so what verifies is unchanged.
+//! jsonwebtoken is used for its `Algorithm` type only (src/auth/keys.rs reads JWKs itself). Its
+//! crypto provider is not linked: the provider holds a signer for every algorithm (Ed25519's
+//! basepoint table, P-384 and RSA-PSS signing) that the filter never runs, and it parsed the key
+//! again at every verification. The calls below are the ones that provider makes, so what
+//! verifies is unchanged.
 
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};

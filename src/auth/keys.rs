@@ -4,7 +4,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -153,12 +152,23 @@ fn parse_key(entry: &Value) -> Result<VerificationKey, &'static str> {
         (Some("OKP"), crv) if crv != Some("Ed25519") => return Err("an OKP curve (`crv`) other than Ed25519"),
         _ => {}
     }
-    let jwk: Jwk = serde_json::from_value(entry.clone())
-        .map_err(|_| "not a JWK of a known type (`kty` RSA, EC or OKP, with its members)")?;
-    let (key, mut algorithms) = match &jwk.algorithm {
-        AlgorithmParameters::RSA(params) => {
-            let modulus = decoded(&params.n).ok_or(BASE64)?;
-            let exponent = decoded(&params.e).ok_or(BASE64)?;
+    // The members are read from the JSON value itself (a typed JWK's parser cost 20 KB of
+    // .wasm). A member of the wrong type makes the key malformed, optional ones too: a `kid` that
+    // is a number, an `x5c` that is not an array of strings (RFC 7517 4).
+    for name in ["kid", "alg", "x5u", "x5t", "x5t#S256"] {
+        text(entry, name)?;
+    }
+    let strings = |value: &Value| value.as_array().is_some_and(|items| items.iter().all(Value::is_string));
+    if entry.get("x5c").is_some_and(|chain| !chain.is_null() && !strings(chain))
+        || entry.get("key_ops").is_some_and(|operations| !strings(operations))
+    {
+        return Err(NOT_A_JWK);
+    }
+    let required = |name| text(entry, name)?.ok_or(NOT_A_JWK);
+    let (key, mut algorithms) = match text(entry, "kty")? {
+        Some("RSA") => {
+            let modulus = decoded(required("n")?).ok_or(BASE64)?;
+            let exponent = decoded(required("e")?).ok_or(BASE64)?;
             let significant = modulus.iter().skip_while(|byte| **byte == 0).count();
             if significant * 8 < MIN_RSA_BITS {
                 return Err("an RSA modulus shorter than 2048 bits");
@@ -168,8 +178,9 @@ fn parse_key(entry: &Value) -> Result<VerificationKey, &'static str> {
             }
             (VerifyingKey::rsa(&modulus, &exponent).ok_or("an RSA key that cannot be used")?, RSA_ALGORITHMS.to_vec())
         }
-        AlgorithmParameters::EllipticCurve(params) => {
-            let (x, y) = (decoded(&params.x).ok_or(BASE64)?, decoded(&params.y).ok_or(BASE64)?);
+        Some("EC") => {
+            let (x, y) = (required("x")?, required("y")?);
+            let (x, y) = (decoded(x).ok_or(BASE64)?, decoded(y).ok_or(BASE64)?);
             // The coordinates must be the curve's full size (RFC 7518 6.2.1.2) and on the curve.
             let off_curve = "coordinates not of the curve's size or not on the curve";
             match entry.get("crv").and_then(Value::as_str) {
@@ -183,27 +194,32 @@ fn parse_key(entry: &Value) -> Result<VerificationKey, &'static str> {
                 _ => return Err("an EC curve (`crv`) other than P-256 or P-384"),
             }
         }
-        AlgorithmParameters::OctetKeyPair(params) => {
-            // Ed25519 only: exactly 32 bytes that decompress to a point.
-            if entry.get("crv").and_then(Value::as_str) != Some("Ed25519") {
-                return Err("an OKP curve (`crv`) other than Ed25519");
-            }
-            let x = decoded(&params.x).ok_or(BASE64)?;
+        Some("OKP") => {
+            // Ed25519 only (checked above): exactly 32 bytes that decompress to a point.
+            let x = decoded(required("x")?).ok_or(BASE64)?;
             (VerifyingKey::ed25519(&x).ok_or("an Ed25519 key that is not 32 bytes of a point")?, vec![Algorithm::EdDSA])
         }
-        // Symmetric keys are never taken from a JWKS: HMAC needs a configured secret.
-        AlgorithmParameters::OctetKey(_) => {
-            return Err("a symmetric (`oct`) key is never taken from a JWKS: HMAC needs `hmac_secret`")
-        }
+        _ => return Err(NOT_A_JWK),
     };
-    if let Some(declared) = entry.get("alg").and_then(Value::as_str) {
+    if let Some(declared) = text(entry, "alg")? {
         let declared: Algorithm = declared.parse().map_err(|_| "an unknown `alg`")?;
         if !algorithms.contains(&declared) {
             return Err("an `alg` this type of key cannot verify");
         }
         algorithms = vec![declared];
     }
-    Ok(VerificationKey { kid: jwk.common.key_id.clone(), algorithms, key })
+    Ok(VerificationKey { kid: text(entry, "kid")?.map(String::from), algorithms, key })
+}
+
+const NOT_A_JWK: &str = "not a JWK of a known type (`kty` RSA, EC or OKP, with its members)";
+
+/// A member that is a string when present (`null` is absent).
+fn text<'a>(entry: &'a Value, name: &str) -> Result<Option<&'a str>, &'static str> {
+    match entry.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(NOT_A_JWK),
+    }
 }
 
 /// An HMAC key from a configured secret, for HS256/384/512.
@@ -247,7 +263,7 @@ pub(crate) mod testkeys {
             let x = URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]);
             return serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "kid": kid});
         }
-        let jwk = Jwk::from_encoding_key(&encoding_key(name), algorithm).unwrap();
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding_key(name), algorithm).unwrap();
         let mut value = serde_json::to_value(jwk).unwrap();
         value["kid"] = Value::from(kid);
         value
@@ -321,6 +337,60 @@ mod tests {
         assert_eq!(kids, vec!["verify-ops", "good"]);
         assert!(KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
         assert!(KeySet::from_jwks(&json!({"nokeys": []})).is_err());
+    }
+
+    #[test]
+    fn a_member_of_the_wrong_type_makes_a_key_malformed_as_a_typed_jwk_parser_found_it() {
+        let rsa = jwk("rsa-a.pem", Algorithm::RS256, "rsa");
+        let ec = jwk("ec-p256.pem", Algorithm::ES256, "ec");
+        let ed = jwk("ed25519.pem", Algorithm::EdDSA, "ed");
+        let with = |base: &Value, name: &str, value: Value| {
+            let mut key = base.clone();
+            match value {
+                Value::Null if name.starts_with('-') => {
+                    key.as_object_mut().unwrap().remove(&name[1..]);
+                }
+                value => key[name] = value,
+            }
+            key
+        };
+        let malformed = [
+            with(&rsa, "kid", json!(5)),
+            with(&rsa, "alg", json!(["RS256"])),
+            with(&rsa, "x5u", json!(1)),
+            with(&rsa, "x5t", json!({})),
+            with(&rsa, "x5t#S256", json!(true)),
+            with(&rsa, "x5c", json!("MIIB")),
+            with(&rsa, "x5c", json!(["MIIB", 1])),
+            with(&rsa, "key_ops", json!(["verify", 1])),
+            with(&rsa, "n", json!(5)),
+            with(&rsa, "-e", Value::Null),
+            with(&rsa, "kty", json!("rsa")),
+            with(&ec, "x", json!(1)),
+            with(&ec, "-y", Value::Null),
+            with(&ed, "-x", Value::Null),
+            with(&ed, "kty", Value::Null),
+        ];
+        for key in malformed {
+            let jwks = json!({"keys": [key.clone(), jwk("rsa-b.pem", Algorithm::RS256, "good")]});
+            let (set, skipped) = KeySet::with_skipped(&jwks).unwrap();
+            assert_eq!(set.keys.len(), 1, "{key}");
+            assert_eq!(skipped[0].reason, NOT_A_JWK, "{key}");
+            // jsonwebtoken's typed JWK, which the filter parsed keys with before, refuses it too.
+            assert!(serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone()).is_err(), "{key}");
+        }
+        // Absent and null optional members are the same; well-typed ones are ignored.
+        let kept = [
+            with(&rsa, "kid", Value::Null),
+            with(&rsa, "x5c", json!(["MIIB"])),
+            with(&rsa, "x5c", Value::Null),
+            with(&ec, "x5t", json!("thumb")),
+            ed.clone(),
+        ];
+        for key in kept {
+            assert!(KeySet::from_jwks(&json!({"keys": [key.clone()]})).is_ok(), "{key}");
+            assert!(serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone()).is_ok(), "{key}");
+        }
     }
 }
 
