@@ -166,8 +166,9 @@ pub trait Host: SharedStore {
     /// Sets a value in the request's filter state (`wasm.<name>` in Envoy), for access logs.
     fn set_property(&mut self, name: &str, value: &[u8]);
     /// Answers the request locally (also valid in the response phase, before the response
-    /// headers went downstream: Envoy then sends this reply instead).
-    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]);
+    /// headers went downstream: Envoy then sends this reply instead). A gRPC client reads
+    /// `grpc_status`, or without one Envoy's mapping of `status`.
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8], grpc_status: Option<u8>);
     /// Adds one to a counter (`wasmcustom.<name>` in Envoy's stats).
     fn count(&mut self, name: &str);
     /// Unix time, seconds. An error means the clock could not be read: callers fail closed.
@@ -279,8 +280,8 @@ impl<H: Host> Host for GatewayScoped<'_, H> {
     fn set_property(&mut self, name: &str, value: &[u8]) {
         self.host.set_property(name, value);
     }
-    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        self.host.send_response(status, headers, body);
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8], grpc_status: Option<u8>) {
+        self.host.send_response(status, headers, body, grpc_status);
     }
     fn count(&mut self, name: &str) {
         let host = &mut *self.host;

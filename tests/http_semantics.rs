@@ -162,12 +162,20 @@ fn header<'h>(headers: &'h [(String, String)], name: &str) -> Vec<&'h str> {
 
 /// Envoy answers a gRPC request whose upstream failed with a trailers-only 200 (`grpc-status`
 /// 14): the filter replaces it with the transport fault as it does for any client, so the gRPC
-/// client reads the WSO2 code in `grpc-message`, and the fault is counted.
+/// client reads the WSO2 code in `grpc-message`, and the fault is counted. The filter's own
+/// faults reach gRPC clients the same way, with the `grpc-status` an override names (here 8,
+/// RESOURCE_EXHAUSTED, for the throttling codes) or Envoy's mapping of the HTTP status.
 #[test]
 fn a_grpc_clients_failed_upstream_is_answered_with_the_transport_fault() {
     let silent = Silent::start();
     let config = json!({
+        "errors": {"overrides": {"9008xx": {"grpc_status": 8}}},
+        "blocking": [{"api": "Blocked:1.0.0"}],
         "apis": [
+            {"name": "Blocked", "context": "/blocked", "version": "1.0.0", "security": [],
+             "endpoints": {"production": "closed"}, "resources": [{"method": "POST", "path": "/*"}]},
+            {"name": "Secured", "context": "/secured", "version": "1.0.0",
+             "endpoints": {"production": "closed"}, "resources": [{"method": "POST", "path": "/*"}]},
             {"name": "Closed", "context": "/closed", "version": "1.0.0", "security": [],
              "endpoints": {"production": "closed"}, "resources": [{"method": "POST", "path": "/*"}]},
             {"name": "Slow", "context": "/slow", "version": "1.0.0", "security": [],
@@ -191,6 +199,15 @@ fn a_grpc_clients_failed_upstream_is_answered_with_the_transport_fault() {
         assert_eq!(message.len(), 1, "{headers:?}");
         assert!(message[0].contains(&format!("\"code\":\"{code}\"")), "the WSO2 fault: {headers:?}");
         assert_eq!(envoy.stat(&format!("wasmcustom.apim.fault.{code}")), 1, "counted");
+    }
+    for (path, code, grpc_status) in
+        [("/blocked/1.0.0/pkg.Shop/Get", "900805", "8"), ("/secured/1.0.0/pkg.Shop/Get", "900902", "16")]
+    {
+        let (status, headers) = grpc_call(envoy.port, path);
+        assert_eq!(status, 200, "a gRPC answer: {headers:?}");
+        assert_eq!(header(&headers, "grpc-status"), [grpc_status], "{code}: {headers:?}");
+        let message = header(&headers, "grpc-message");
+        assert!(message.len() == 1 && message[0].contains(&format!("\"code\":\"{code}\"")), "{headers:?}");
     }
 }
 

@@ -317,8 +317,15 @@ pub fn continue_request() -> HostResult<()> {
     check(unsafe { sys::proxy_continue_stream(STREAM_REQUEST) })
 }
 
-/// Answers the current stream locally (Envoy sends it once the callback returns).
-pub fn send_local_response(status: u32, details: &str, body: &[u8], headers: &[(&str, &[u8])]) -> HostResult<()> {
+/// Answers the current stream locally (Envoy sends it once the callback returns). A gRPC request
+/// gets `grpc_status` (-1: Envoy's mapping of `status`).
+pub fn send_local_response(
+    status: u32,
+    details: &str,
+    body: &[u8],
+    headers: &[(&str, &[u8])],
+    grpc_status: i32,
+) -> HostResult<()> {
     let headers = encode_pairs(headers);
     // SAFETY: pointers and lengths of live buffers.
     check(unsafe {
@@ -330,7 +337,7 @@ pub fn send_local_response(status: u32, details: &str, body: &[u8], headers: &[(
             body.len(),
             headers.as_ptr(),
             headers.len(),
-            -1,
+            grpc_status,
         )
     })
 }

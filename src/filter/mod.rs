@@ -587,9 +587,10 @@ impl Host for WasmHost<'_> {
         let _ = abi::set_property(&[name], value);
     }
 
-    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8], grpc_status: Option<u8>) {
         let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())).collect();
-        if let Err(status) = abi::send_local_response(u32::from(status), "apim_filter", body, &pairs) {
+        let grpc_status = grpc_status.map_or(-1, i32::from);
+        if let Err(status) = abi::send_local_response(u32::from(status), "apim_filter", body, &pairs, grpc_status) {
             log::error!("cannot send the local reply: {status:?}");
         }
     }

@@ -16,6 +16,8 @@ pub use settings::{Cors, ErrorSettings};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
     pub status: u16,
+    /// The `grpc-status` a gRPC client reads; `None`: Envoy's mapping of `status`.
+    pub grpc_status: Option<u8>,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -35,6 +37,7 @@ pub struct Resolved<'a> {
     pub status: u16,
     pub message: Cow<'a, str>,
     pub description: Cow<'a, str>,
+    pub grpc_status: Option<u8>,
 }
 
 /// Applies the format's own statuses and messages, then code overrides, then id overrides.
@@ -45,6 +48,7 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
         status: spec.status,
         message: Cow::Borrowed(spec.message),
         description: Cow::Borrowed(spec.description),
+        grpc_status: None,
     };
     if fault.id == FaultId::MissingCredentials {
         resolved.description = Cow::Owned(missing_credentials_description(settings));
@@ -84,6 +88,9 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
         }
         if let Some(description) = &found.description {
             resolved.description = Cow::Borrowed(description.as_str());
+        }
+        if let Some(grpc_status) = found.grpc_status {
+            resolved.grpc_status = Some(grpc_status);
         }
     }
     resolved
@@ -152,7 +159,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
     if let Some(cors) = &settings.cors {
         headers.extend(cors_headers(cors, origin, None));
     }
-    Rendered { status: resolved.status, headers, body }
+    Rendered { status: resolved.status, grpc_status: resolved.grpc_status, headers, body }
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
@@ -780,3 +787,6 @@ mod tests {
         assert_eq!(rendered.header("content-type"), Some("text/plain"));
     }
 }
+
+#[cfg(test)]
+mod grpc_tests;

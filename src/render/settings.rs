@@ -13,11 +13,17 @@ pub struct Override {
     pub status: Option<u16>,
     pub message: Option<String>,
     pub description: Option<String>,
+    pub grpc_status: Option<u8>,
 }
 
 impl From<RawOverride> for Override {
     fn from(raw: RawOverride) -> Self {
-        Override { status: raw.status, message: raw.message, description: raw.description }
+        Override {
+            status: raw.status,
+            message: raw.message,
+            description: raw.description,
+            grpc_status: raw.grpc_status,
+        }
     }
 }
 
@@ -179,6 +185,12 @@ impl ErrorSettings {
                         format!("a {status} response carries no content, and a fault is its body"),
                     ));
                 }
+            }
+            if value.grpc_status.is_some_and(|status| !(1..=16).contains(&status)) {
+                return Err(ConfigError::new(
+                    format!("{field}.grpc_status"),
+                    "a gRPC status from 1 to 16 (0 is OK, and a fault is never OK)",
+                ));
             }
             for text in [&value.message, &value.description].into_iter().flatten() {
                 if text.len() > 4096 {

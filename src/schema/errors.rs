@@ -87,6 +87,14 @@ pub struct RawOverride {
     /// The `description` field. Defaults to the catalogue's description.
     #[serde(default)]
     pub description: Option<String>,
+    /// The `grpc-status` a gRPC client reads (Envoy answers a gRPC request with a trailers-only
+    /// 200, the fault in `grpc-message`), 1 to 16: `8` (RESOURCE_EXHAUSTED) on the throttling
+    /// codes gives throttled gRPC clients what Envoy's rate-limit filters give them with
+    /// `rate_limited_as_resource_exhausted`. Defaults to Envoy's mapping of the HTTP status: 400 is
+    /// 13 (INTERNAL), 401 16 (UNAUTHENTICATED), 403 7 (PERMISSION_DENIED), 404 12
+    /// (UNIMPLEMENTED), 429 and 502 to 504 14 (UNAVAILABLE), others 2 (UNKNOWN).
+    #[serde(default)]
+    pub grpc_status: Option<u8>,
 }
 
 /// CORS settings: the gateway's CORS policy, for faults, preflights and the backend's answers.

@@ -236,7 +236,7 @@ impl Stream {
                     None => Vec::new(),
                 };
                 self.answered_locally = true;
-                host.send_response(200, &headers, b"");
+                host.send_response(200, &headers, b"", None);
                 Flow::Answered
             }
             Verdict::Deny { fault, matched } => {
@@ -730,7 +730,7 @@ impl Stream {
             self.record.fault(fault, rendered.status);
             self.emit_record(host);
         }
-        host.send_response(rendered.status, &headers, rendered.body.as_bytes());
+        host.send_response(rendered.status, &headers, rendered.body.as_bytes(), rendered.grpc_status);
         Flow::Answered
     }
 }

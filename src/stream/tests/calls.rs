@@ -257,8 +257,8 @@ impl Host for NoCluster {
     fn set_property(&mut self, name: &str, value: &[u8]) {
         self.0.set_property(name, value)
     }
-    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        self.0.send_response(status, headers, body)
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8], grpc_status: Option<u8>) {
+        self.0.send_response(status, headers, body, grpc_status)
     }
     fn count(&mut self, name: &str) {
         self.0.count(name)

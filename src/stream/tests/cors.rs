@@ -118,8 +118,8 @@ impl Host for Quiet<'_> {
     fn set_property(&mut self, name: &str, value: &[u8]) {
         uncounted(|| self.0.set_property(name, value));
     }
-    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        uncounted(|| self.0.send_response(status, headers, body));
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8], grpc_status: Option<u8>) {
+        uncounted(|| self.0.send_response(status, headers, body, grpc_status));
     }
     fn count(&mut self, name: &str) {
         uncounted(|| self.0.count(name));

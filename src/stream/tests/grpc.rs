@@ -45,3 +45,26 @@ fn a_grpc_backends_answer_and_other_clients_200s_pass() {
     assert_eq!(web.on_response_headers(&mut host), Flow::Continue);
     assert!(host.sent.is_none(), "a 200 of a request that is not gRPC's is never looked at");
 }
+
+#[test]
+fn a_fault_asks_envoy_for_the_grpc_status_an_override_names_and_else_for_none() {
+    let json = r#"{"errors":{"overrides":{"1015xx":{"grpc_status":4}}},
+        "apis":[{"name":"P","context":"/p","version":"1","security":[],
+        "endpoints":{"production":"backend"},"resources":[{"method":"GET","path":"/menu"}]}]}"#;
+    let overridden = Rc::new(Config::from_json(json.as_bytes()).unwrap());
+    for (settings, expected) in [(overridden, Some(4)), (config(), None)] {
+        let mut host = grpc_request("application/grpc");
+        let mut call = stream(Rc::clone(&settings));
+        call.on_request_headers(&mut host, true);
+        host.response.insert(":status".into(), b"200".to_vec());
+        host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
+        host.properties.insert("response.code_details".into(), b"upstream_reset_before_response_started{x}".to_vec());
+        assert_eq!(call.on_response_headers(&mut host), Flow::Answered);
+        assert_eq!(host.sent_grpc_status, expected);
+        // A path no API serves: a fault of the request phase, which no override names.
+        let mut host =
+            FakeHost::request(&[(":method", "GET"), (":path", "/nowhere"), ("content-type", "application/grpc")]);
+        stream(settings).on_request_headers(&mut host, true);
+        assert!(host.sent.is_some() && host.sent_grpc_status.is_none());
+    }
+}
