@@ -196,6 +196,8 @@ fn a_websocket_api_is_served_at_its_handshake_and_a_graphql_api_is_not_served() 
     assert_eq!(code(&envoy.get(&format!("/pizzashack/1.0.0/menu?access_token={app1}"))), "900902");
     assert_eq!(code(&bearer(envoy, "/swapi/1.0.0", &app1)), "404");
     assert!(envoy.log().contains("StarWarsAPI:1.0.0 (API type `GRAPHQL` not served: GraphQL"), "logged");
+    // Counted in the load's line, with the API whose endpoint maps to no cluster.
+    assert!(envoy.log().contains(": 3 APIs served, 2 not served, "), "{}", envoy.log());
     assert!(!envoy.log().contains(&app1), "the token is never logged");
 }
 

@@ -21,7 +21,7 @@ impl Stream {
         let Some(view) = worker.control_plane.as_mut() else { return Rc::clone(&config.routes) };
         if let Some(loaded) = view.sync(host, control_plane, config.directory.blocking()) {
             log::info!(
-                "control plane generation {}: {} APIs ({} not served), {} policies, {} blocking conditions, {} revoked \
+                "control plane generation {}: {} APIs served, {} not served, {} policies, {} blocking conditions, {} revoked \
                  tokens",
                 loaded.generation,
                 loaded.apis,
