@@ -377,6 +377,34 @@ thread_local! {
     static WARNED: std::cell::RefCell<Vec<Warned>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Takes one call from a budget of `per_second` that the Envoy's workers share under `key` (a
+/// fixed window per second, by compare-and-swap); `false` when the second's budget is spent or
+/// cannot be counted.
+pub fn take_from_budget(store: &mut dyn SharedStore, key: &str, per_second: u64, now: u64) -> bool {
+    let number = |bytes: &[u8], at: usize| {
+        bytes.get(at..at + 8).and_then(|bytes| bytes.try_into().ok()).map_or(0, u64::from_le_bytes)
+    };
+    for _ in 0..16 {
+        let (second, used, cas) = match store.shared_get(key) {
+            Ok(Some((bytes, cas))) => (number(&bytes, 0), number(&bytes, 8), Some(cas)),
+            Ok(None) => (0, 0, None),
+            Err(_) => return false,
+        };
+        let used = if second == now { used } else { 0 };
+        if used >= per_second {
+            return false;
+        }
+        let mut out = now.to_le_bytes().to_vec();
+        out.extend_from_slice(&(used + 1).to_le_bytes());
+        // The first write has no token to compare: two workers may both take the first call of
+        // the Envoy's life, which is harmless.
+        if store.shared_set(key, &out, cas).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Logs a warning about a failure that comes back with every request while a dependency is down
 /// or misnamed (a key manager, the control plane, a cluster that cannot be called): the first of
 /// its `kind`, then at most one every [`REPEATED_WARNING_S`] per worker, saying how many were held

@@ -629,6 +629,54 @@ fn a_key_manager_outage_under_load_logs_a_line_not_one_per_request() {
     }
 }
 
+/// A flood of made-up opaque tokens against `introspection.calls_per_second` (1 here): beyond it a
+/// token the caches do not hold answers 900900 without a call, so the key manager sees at most the
+/// budget (two workers together); a real token is introspected again the next second.
+#[test]
+fn introspection_beyond_its_calls_per_second_answers_900900_without_calling_the_key_manager() {
+    let km = KeyManager::start();
+    let live = Backend::start();
+    let config = json!({
+        "key_managers": [{"name": "oidc", "issuer": km.issuer(),
+            "introspection": {"cluster": "km", "path": "/token/introspection", "client_id": "gateway",
+                              "client_secret": {"env": "APIM_TEST_KM_SECRET"}, "calls_per_second": 1}}],
+        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "endpoints": {"production": "live"},
+                  "resources": [{"method": "GET", "path": "/items"}]}],
+        "applications": [{"id": "app-1", "name": "ShopApp", "owner": "alice",
+                          "client_ids": [{"id": "app1", "key_manager": "oidc"}]}],
+        "subscriptions": [{"application": "app-1", "api": "Shop:1.0.0"}]
+    });
+    let setup = EnvoySetup {
+        clusters: vec![("live".into(), live.port), ("km".into(), km.port)],
+        env: vec![("APIM_TEST_KM_SECRET".into(), "gateway-secret".into())],
+        host_env_keys: vec!["APIM_TEST_KM_SECRET".into()],
+        ..Default::default()
+    };
+    let envoy = Envoy::start(&config.to_string(), setup);
+    let started = Instant::now();
+    let codes: Vec<String> = (0..6)
+        .map(|index| {
+            let response = bearer(&envoy, "GET", "/shop/1.0.0/items", &format!("made-up-token-{index}"));
+            response.json()["code"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    let seconds = started.elapsed().as_secs() as usize;
+    let called = km.introspections() as usize;
+    // One call a second of the clock: the six requests, `seconds` and a fraction long, touch
+    // `seconds` + 2 of its seconds at most.
+    assert!(called <= seconds + 2, "{called} calls in {seconds} s: {codes:?}");
+    assert_eq!(codes.iter().filter(|code| *code == "900901").count(), called, "introspected: inactive");
+    assert_eq!(codes.iter().filter(|code| *code == "900900").count(), 6 - called, "{codes:?}");
+    if seconds < 4 {
+        assert!(called < 6, "some were refused: {codes:?}");
+        assert!(envoy.log().contains("more than 1 calls a second"), "warned");
+    }
+    assert!(live.requests().is_empty());
+    std::thread::sleep(Duration::from_millis(1100));
+    let token = km.opaque("app1", "app1-secret", "menu:read");
+    assert_eq!(bearer(&envoy, "GET", "/shop/1.0.0/items", &token).status, 200, "the next second's call");
+}
+
 /// JWKS that cannot be had (the endpoint down, slow, failing, or its cluster misnamed) are a key
 /// manager outage: 900900 (500), never 401. So is a token with an unknown `kid` once the key
 /// manager stopped answering.

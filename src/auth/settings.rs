@@ -86,6 +86,8 @@ pub struct Introspection {
     pub timeout_ms: u32,
     pub cache_ttl_s: u64,
     pub negative_cache_ttl_s: u64,
+    /// At most this many calls a second per Envoy (`None`: no limit).
+    pub calls_per_second: Option<u64>,
 }
 
 /// A compiled key manager.
@@ -338,6 +340,12 @@ fn compile_key_manager(
             if std::str::from_utf8(&client_secret.0).is_err() {
                 return Err(ConfigError::new(secret_field, "must be text (it is sent with HTTP Basic)"));
             }
+            if introspection.calls_per_second.is_some_and(|calls| !(1..=100_000).contains(&calls)) {
+                return Err(ConfigError::new(
+                    format!("{introspection_field}.calls_per_second"),
+                    "must be from 1 to 100000",
+                ));
+            }
             Some(Introspection {
                 cluster: introspection.cluster.clone(),
                 path: introspection.path.clone(),
@@ -347,6 +355,7 @@ fn compile_key_manager(
                 timeout_ms: introspection.timeout_ms as u32,
                 cache_ttl_s: introspection.cache_ttl_s,
                 negative_cache_ttl_s: introspection.negative_cache_ttl_s,
+                calls_per_second: introspection.calls_per_second,
             })
         }
         None => None,

@@ -145,6 +145,22 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
             Some(Introspected::NotYetValid { .. } | Introspected::Unavailable(_)) | None => {}
         }
     }
+    if let Some(budget) = settings.calls_per_second {
+        if !crate::host::take_from_budget(
+            context.store,
+            &format!("apim.introspection.{}", km.name),
+            budget,
+            context.now,
+        ) {
+            crate::host::warn_repeated(
+                context.store.gateway_scope(),
+                &format!("introspection_budget:{}", km.name),
+                context.now,
+                || format!("introspection at key manager `{}` refused: more than {budget} calls a second", km.name),
+            );
+            return Step::Refused(AuthFailure::KeyManagerUnavailable.because("introspection_budget"));
+        }
+    }
     Step::Call(introspection::call(settings, token), Resume::Introspection { key_manager, hash })
 }
 
@@ -281,6 +297,49 @@ mod tests {
         match validate(&other, &mut third, &mut store, &token) {
             Step::Done(Identity::Token(identity)) => assert_eq!(identity.client_id, "c"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A flood of made-up opaque tokens: beyond `calls_per_second` (per Envoy: every worker's
+    /// calls count) a token the caches do not hold is refused with 900900, and no call is made.
+    #[test]
+    fn beyond_its_calls_per_second_introspection_refuses_without_calling_the_key_manager() {
+        let json = r#"{"key_managers": [{"name": "o", "issuer": "https://o", "introspection":
+            {"cluster": "km", "client_id": "gw", "client_secret": "s", "calls_per_second": 2}}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let (mut first, mut second) = (WorkerState::new(&config.auth), WorkerState::new(&config.auth));
+        let mut start_at = |worker: &mut WorkerState, token: &str, now: u64| {
+            let mut context =
+                Context { auth: &config.auth, directory: config.directory.as_ref(), worker, store: &mut store, now };
+            match start(&mut context, Presented::Bearer(token.to_string())) {
+                Step::Call(..) => Ok(()),
+                Step::Refused(refusal) => Err((refusal.failure, refusal.reason)),
+                Step::Done(_) => panic!("nothing is cached"),
+            }
+        };
+        let over = Err((AuthFailure::KeyManagerUnavailable, "introspection_budget"));
+        assert_eq!(start_at(&mut first, "made-up-1", 100), Ok(()));
+        assert_eq!(start_at(&mut second, "made-up-2", 100), Ok(()));
+        assert_eq!(start_at(&mut first, "made-up-3", 100), over);
+        assert_eq!(start_at(&mut second, "made-up-4", 100), over, "the budget is the Envoy's");
+        assert_eq!(start_at(&mut second, "made-up-5", 101), Ok(()), "a new second");
+        let unlimited = Config::from_json(json.replace(r#", "calls_per_second": 2"#, "").as_bytes()).unwrap();
+        let mut worker = WorkerState::new(&unlimited.auth);
+        for index in 0..10 {
+            let mut context = Context {
+                auth: &unlimited.auth,
+                directory: unlimited.directory.as_ref(),
+                worker: &mut worker,
+                store: &mut MemoryStore::default(),
+                now: 100,
+            };
+            let step = start(&mut context, Presented::Bearer(format!("made-up-{index}")));
+            assert!(matches!(step, Step::Call(..)), "no budget by default: {step:?}");
+        }
+        for calls in ["0", "100001"] {
+            let refused = Config::from_json(json.replace(": 2}", &format!(": {calls}}}")).as_bytes()).unwrap_err();
+            assert_eq!(refused.field, "key_managers[0].introspection.calls_per_second", "{calls}");
         }
     }
 

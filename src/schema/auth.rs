@@ -174,6 +174,12 @@ pub struct RawIntrospection {
     /// Inactive results are cached this long. Defaults to 10.
     #[serde(default = "default_negative_ttl")]
     pub negative_cache_ttl_s: u64,
+    /// The most introspection calls a second this Envoy makes to this key manager, all workers
+    /// together; a token the caches do not hold beyond it answers 900900 (with a paced warning),
+    /// so a flood of made-up tokens cannot flood the key manager. 1 to 100000. Defaults to none:
+    /// every token the caches do not hold is introspected, as WSO2's gateway does.
+    #[serde(default)]
+    pub calls_per_second: Option<u64>,
 }
 
 fn default_introspection_path() -> String {

@@ -116,7 +116,7 @@ fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> Look
         return Step::Refused(unavailable());
     }
     let budget = context.control_plane.lookups_per_second;
-    if super::store::take_lookup(context.store, budget, context.now) {
+    if crate::host::take_from_budget(context.store, super::store::BUDGET_KEY, budget, context.now) {
         Step::Call(call, Resume { asked, generation: Meta::read(context.store).generation })
     } else {
         warn_repeated(context.store.gateway_scope(), "control_plane_lookup_budget", context.now, || {

@@ -371,34 +371,8 @@ impl KindBuilder {
     }
 }
 
-const BUDGET_KEY: &str = "apim.cp.lookups";
-
-/// Takes one lookup from this Envoy's budget of `per_second` (a fixed window per second, by
-/// compare-and-swap); `false` when the second's budget is spent or cannot be counted.
-pub fn take_lookup(store: &mut dyn SharedStore, per_second: u64, now: u64) -> bool {
-    for _ in 0..16 {
-        let (second, used, cas) = match store.shared_get(BUDGET_KEY) {
-            Ok(Some((bytes, cas))) => {
-                let mut reader = Reader::new(&bytes);
-                (reader.u64().unwrap_or(0), reader.u64().unwrap_or(0), Some(cas))
-            }
-            Ok(None) => (0, 0, None),
-            Err(_) => return false,
-        };
-        let used = if second == now { used } else { 0 };
-        if used >= per_second {
-            return false;
-        }
-        let mut out = now.to_le_bytes().to_vec();
-        out.extend_from_slice(&(used + 1).to_le_bytes());
-        // The first write has no token to compare: two workers may both take the first lookup
-        // of the Envoy's life, which is harmless.
-        if store.shared_set(BUDGET_KEY, &out, cas).is_ok() {
-            return true;
-        }
-    }
-    false
-}
+/// The shared-data key of this Envoy's lookup budget ([`crate::host::take_from_budget`]).
+pub const BUDGET_KEY: &str = "apim.cp.lookups";
 
 /// A small kind's JSON, as stored.
 pub fn document(store: &dyn SharedStore, document: Document) -> Option<Vec<u8>> {
