@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::catalogue::{formats, Family, ProtocolState, ALL};
 use crate::schema::RawConfig;
+use crate::transport::{self, UpstreamFailure};
 
 /// The JSON Schema of the configuration, pretty-printed.
 pub fn config_schema() -> String {
@@ -62,17 +63,42 @@ pub fn error_code_reference() -> String {
     out.push_str("for a failed upstream (never a response the backend sent) and classifies them on\n");
     out.push_str("`response.flags`:\n\n");
     out.push_str("| Envoy flag | cause | code |\n|---|---|---|\n");
-    out.push_str("| UF | connection failed | 101503 (state REQUEST_READY) |\n");
-    out.push_str(
-        "| UH, UO, URX, NC, DF | no healthy host, overflow, retries exhausted, no cluster, DNS failure | 101503 |\n",
-    );
-    out.push_str("| UT, UMSDR | upstream timeout, max stream duration | 101504 + state: 101507 when the request was fully sent |\n");
-    out.push_str("| UPE | upstream protocol error | 101506 + state: 101509 when the request was fully sent |\n");
-    out.push_str(
-        "| UC, UR, LR | connection closed or reset | 101505 + state: 101508 when the request was fully sent |\n",
-    );
-    out.push_str("| NR | no route | 404 (`not_found`) |\n");
-    out.push_str("| (413, `request_payload_too_large`) | request body over Envoy's limit | 102511 |\n\n");
+    // The flags of each row come from the list the classification reads, so none goes unlisted.
+    let flags_of = |failures: &[UpstreamFailure]| {
+        transport::FLAGS_READ
+            .iter()
+            .filter(|(_, _, failure)| failures.contains(failure))
+            .map(|(_, name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    use UpstreamFailure::*;
+    let rows: [(&[UpstreamFailure], &str, &str); 6] = [
+        (&[ConnectFailure], "connection failed", "101503 (state REQUEST_READY)"),
+        (
+            &[NoHealthyUpstream, Overflow, RetriesExhausted, NoCluster, DnsFailure],
+            "DNS failure, no healthy host, overflow or a cluster's `drop_overloads`, retries exhausted, no cluster",
+            "101503",
+        ),
+        (
+            &[Timeout],
+            "upstream timeout, max stream duration, the stream's idle timeout (the connection manager's \
+             `stream_idle_timeout`, a route's `idle_timeout`); also the `max_duration_timeout` details \
+             (the connection manager's or a route's `max_stream_duration`), which carry no flag",
+            "101504 + state: 101507 when the request was fully sent",
+        ),
+        (&[ProtocolError], "upstream protocol error", "101506 + state: 101509 when the request was fully sent"),
+        (
+            &[ConnectionTermination, RemoteReset, LocalReset],
+            "connection closed or reset",
+            "101505 + state: 101508 when the request was fully sent",
+        ),
+        (&[NoRoute], "no route", "404 (`not_found`)"),
+    ];
+    for (failures, cause, code) in rows {
+        out.push_str(&format!("| {} | {cause} | {code} |\n", flags_of(failures)));
+    }
+    out.push_str("| (413, `request_payload_too_large` details) | request body over Envoy's limit | 102511 |\n\n");
     out.push_str(
         "With the `choreo-connect` format the `choreo` entries are used instead (UF 102503, UT 102504, …).\n\n",
     );
@@ -178,9 +204,12 @@ fn describe_object(out: &mut String, title: &str, schema: &Value) {
         for variant in variants {
             let value = variant.get("const").or_else(|| variant.get("enum").and_then(|e| e.get(0)));
             let description = variant.get("description").and_then(Value::as_str).unwrap_or("");
-            if let Some(value) = value.and_then(Value::as_str) {
-                out.push_str(&format!("| `{value}` | {} |\n", cell(description)));
-            }
+            // A choice of values, or (an untagged enum) a choice of shapes: each is a row.
+            let value = match value.and_then(Value::as_str) {
+                Some(value) => format!("`{value}`"),
+                None => type_of(variant),
+            };
+            out.push_str(&format!("| {value} | {} |\n", cell(description)));
         }
     } else if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         let list: Vec<String> = values.iter().filter_map(Value::as_str).map(|v| format!("`{v}`")).collect();

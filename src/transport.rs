@@ -64,6 +64,37 @@ pub const FROM_UPSTREAM: &str = "via_upstream";
 /// `response.code_details` of Envoy's reply to a stream that outlived its `max_stream_duration`.
 const MAX_DURATION_TIMEOUT: &str = "max_duration_timeout";
 
+/// `response.code_details` of Envoy's 413 for a request body over its buffer limit (a prefix:
+/// some versions add a suffix).
+const PAYLOAD_TOO_LARGE: &str = "request_payload_too_large";
+
+/// Every `response.code_details` value the classification reads, beside the flags: a reference
+/// for another Envoy version to be checked against (the README's "Not verified" names them).
+pub const DETAILS_READ: [&str; 3] = [FROM_UPSTREAM, PAYLOAD_TOO_LARGE, MAX_DURATION_TIMEOUT];
+
+/// Every response flag the classification reads, with the short name Envoy's access log prints
+/// (`%RESPONSE_FLAGS%`), the most specific cause first: a retried connection failure carries URX
+/// and UF, and is a connection failure. The idle timeout of the whole stream (the connection
+/// manager's or the route's) is a timeout too. docs/ERROR-CODES.md lists them from here.
+pub const FLAGS_READ: [(u64, &str, UpstreamFailure); 16] = [
+    (flags::UPSTREAM_REQUEST_TIMEOUT, "UT", UpstreamFailure::Timeout),
+    (flags::UPSTREAM_MAX_STREAM_DURATION_REACHED, "UMSDR", UpstreamFailure::Timeout),
+    (flags::STREAM_IDLE_TIMEOUT, "SI", UpstreamFailure::Timeout),
+    (flags::UPSTREAM_CONNECTION_FAILURE, "UF", UpstreamFailure::ConnectFailure),
+    (flags::DNS_RESOLUTION_FAILED, "DF", UpstreamFailure::DnsFailure),
+    (flags::UPSTREAM_PROTOCOL_ERROR, "UPE", UpstreamFailure::ProtocolError),
+    (flags::UPSTREAM_CONNECTION_TERMINATION, "UC", UpstreamFailure::ConnectionTermination),
+    (flags::UPSTREAM_REMOTE_RESET, "UR", UpstreamFailure::RemoteReset),
+    (flags::LOCAL_RESET, "LR", UpstreamFailure::LocalReset),
+    (flags::NO_HEALTHY_UPSTREAM, "UH", UpstreamFailure::NoHealthyUpstream),
+    (flags::UPSTREAM_OVERFLOW, "UO", UpstreamFailure::Overflow),
+    (flags::DROP_OVERLOAD, "DO", UpstreamFailure::Overflow),
+    (flags::UNCONDITIONAL_DROP_OVERLOAD, "UDO", UpstreamFailure::Overflow),
+    (flags::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX", UpstreamFailure::RetriesExhausted),
+    (flags::NO_CLUSTER_FOUND, "NC", UpstreamFailure::NoCluster),
+    (flags::NO_ROUTE_FOUND, "NR", UpstreamFailure::NoRoute),
+];
+
 /// Classifies a response; `None` means it passes untouched.
 pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
     if view.code_details == Some(FROM_UPSTREAM) {
@@ -71,33 +102,13 @@ pub fn classify(view: &ResponseView<'_>) -> Option<UpstreamFailure> {
     }
     // By the details alone: Envoy answers a gRPC client's 413 with a 200 too, and sets no flag
     // when a stream outlives the connection manager's or the route's max_stream_duration.
-    if view.code_details.is_some_and(|details| details.starts_with("request_payload_too_large")) {
+    if view.code_details.is_some_and(|details| details.starts_with(PAYLOAD_TOO_LARGE)) {
         return Some(UpstreamFailure::PayloadTooLarge);
     }
     if view.code_details == Some(MAX_DURATION_TIMEOUT) {
         return Some(UpstreamFailure::Timeout);
     }
-    // The most specific cause first: a retried connection failure carries URX and UF. The idle
-    // timeout of the whole stream (the connection manager's or the route's) is a timeout too.
-    let order = [
-        (flags::UPSTREAM_REQUEST_TIMEOUT, UpstreamFailure::Timeout),
-        (flags::UPSTREAM_MAX_STREAM_DURATION_REACHED, UpstreamFailure::Timeout),
-        (flags::STREAM_IDLE_TIMEOUT, UpstreamFailure::Timeout),
-        (flags::UPSTREAM_CONNECTION_FAILURE, UpstreamFailure::ConnectFailure),
-        (flags::DNS_RESOLUTION_FAILED, UpstreamFailure::DnsFailure),
-        (flags::UPSTREAM_PROTOCOL_ERROR, UpstreamFailure::ProtocolError),
-        (flags::UPSTREAM_CONNECTION_TERMINATION, UpstreamFailure::ConnectionTermination),
-        (flags::UPSTREAM_REMOTE_RESET, UpstreamFailure::RemoteReset),
-        (flags::LOCAL_RESET, UpstreamFailure::LocalReset),
-        (flags::NO_HEALTHY_UPSTREAM, UpstreamFailure::NoHealthyUpstream),
-        (flags::UPSTREAM_OVERFLOW, UpstreamFailure::Overflow),
-        (flags::DROP_OVERLOAD, UpstreamFailure::Overflow),
-        (flags::UNCONDITIONAL_DROP_OVERLOAD, UpstreamFailure::Overflow),
-        (flags::UPSTREAM_RETRY_LIMIT_EXCEEDED, UpstreamFailure::RetriesExhausted),
-        (flags::NO_CLUSTER_FOUND, UpstreamFailure::NoCluster),
-        (flags::NO_ROUTE_FOUND, UpstreamFailure::NoRoute),
-    ];
-    order.iter().find(|(bit, _)| view.flags & bit != 0).map(|(_, failure)| *failure)
+    FLAGS_READ.iter().find(|(bit, _, _)| view.flags & bit != 0).map(|(_, _, failure)| *failure)
 }
 
 /// WSO2's protocol state when the failure happened, as far as the filter can tell: a reply from

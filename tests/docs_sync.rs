@@ -123,3 +123,45 @@ fn every_counter_the_filter_keeps_is_documented() {
         }
     }
 }
+
+/// Every table of the generated references has rows: a table whose rows the generator could not
+/// make (an untagged enum's shapes, which have no value to list) printed a header alone, as
+/// CONFIG.md's `Secret` did.
+#[test]
+fn every_table_of_the_references_has_rows() {
+    for (name, text) in [("ERROR-CODES.md", docs::error_code_reference()), ("CONFIG.md", docs::config_reference())] {
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate() {
+            if line.starts_with("|---") {
+                let row = lines.get(at + 1).copied().unwrap_or_default();
+                assert!(row.starts_with('|'), "{name}: the table `{}` has no rows", lines[at - 1]);
+            }
+        }
+    }
+}
+
+/// The error-code reference's transport table names every response flag and code detail the
+/// response phase classifies (README: a stream's idle timeout, `max_stream_duration`, a cluster's
+/// `drop_overloads` become transport faults), so an operator who sees the flag in Envoy's access
+/// log finds the fault it became.
+#[test]
+fn the_transport_table_names_every_flag_and_detail_the_classification_reads() {
+    let reference = docs::error_code_reference();
+    let table: Vec<&str> = reference
+        .split("## Transport codes")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| state") && !line.starts_with("| REQUEST_"))
+        .collect();
+    let flag_cells: Vec<&str> =
+        table.iter().flat_map(|line| line.split('|').nth(1).unwrap().split(',')).map(str::trim).collect();
+    for (_, name, _) in apim_filter::transport::FLAGS_READ {
+        assert!(flag_cells.contains(&name), "ERROR-CODES.md's transport table lacks the flag {name}: {table:#?}");
+    }
+    for details in apim_filter::transport::DETAILS_READ {
+        if details != apim_filter::transport::FROM_UPSTREAM {
+            assert!(table.iter().any(|line| line.contains(details)), "the table lacks the details {details}");
+        }
+    }
+}

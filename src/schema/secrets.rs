@@ -20,6 +20,7 @@ use crate::vocab::Secret;
 pub enum RawSecret {
     /// Inline text (its UTF-8 bytes).
     Inline(String),
+    /// By reference (`env`) or inline (`value`), with its encoding.
     Source(RawSecretSource),
 }
 
