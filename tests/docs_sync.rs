@@ -165,3 +165,14 @@ fn the_transport_table_names_every_flag_and_detail_the_classification_reads() {
         }
     }
 }
+
+/// The README's "Not verified" note on other Envoy versions names every `response.code_details`
+/// value the response phase reads: they are what another version could spell differently.
+#[test]
+fn the_readme_names_every_code_detail_the_response_phase_reads() {
+    let readme = common::read_repo_file("README.md");
+    let note = readme.split("**Other Envoy versions.**").nth(1).unwrap().split("\n\n").next().unwrap();
+    for details in apim_filter::transport::DETAILS_READ {
+        assert!(note.contains(&format!("`{details}`")), "the README's note on Envoy versions omits `{details}`: {note}");
+    }
+}
