@@ -1,8 +1,8 @@
 //! What the user docs show works as shown: every JSON configuration in README.md and
 //! docs/HOWTO.md loads through the filter's own loader (the one `on_configure` runs), a fragment
 //! (`"backend_jwt": {...}`) as the only member of a configuration, its placeholders filled with
-//! the test fixtures; and the HOWTO's commands start services on ports the shipped Envoy configs
-//! leave free.
+//! the test fixtures; the HOWTO's commands start services on ports the shipped Envoy configs
+//! leave free; and the README's "Needs:" names every program `make run` and `make test` call.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -191,4 +191,86 @@ fn every_section_the_docs_and_configs_point_to_exists() {
         }
     }
     assert!(checked >= 10, "the links are found ({checked})");
+}
+
+/// The recipes `make run` and `make test` run on a fresh machine, with the Makefile's variables
+/// expanded: the rules reachable from those two targets.
+fn recipes_reached_from(targets: &[&str]) -> Vec<String> {
+    let makefile = read_repo_file("Makefile");
+    let mut variables: Vec<(String, String)> = Vec::new();
+    let expand = |text: &str, variables: &[(String, String)]| {
+        let mut text = text.to_string();
+        for _ in 0..4 {
+            for (name, value) in variables {
+                text = text.replace(&format!("$({name})"), value);
+            }
+        }
+        text
+    };
+    let mut rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = Vec::new();
+    for line in makefile.lines() {
+        if let Some((name, value)) = line.split_once(" := ") {
+            variables.push((name.trim().to_string(), value.trim().to_string()));
+        } else if let Some(recipe) = line.strip_prefix('\t') {
+            if let Some(rule) = rules.last_mut() {
+                rule.2.push(expand(recipe, &variables));
+            }
+        } else if let Some((names, prerequisites)) = line.split_once(':').filter(|_| !line.starts_with('#')) {
+            if names.starts_with('.') || names.contains('=') {
+                continue;
+            }
+            let names = expand(names, &variables).split_whitespace().map(String::from).collect();
+            let prerequisites = expand(prerequisites, &variables).split_whitespace().map(String::from).collect();
+            rules.push((names, prerequisites, Vec::new()));
+        }
+    }
+    let mut wanted: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    let mut seen: Vec<String> = Vec::new();
+    let mut recipes = Vec::new();
+    while let Some(target) = wanted.pop() {
+        if seen.contains(&target) {
+            continue;
+        }
+        seen.push(target.clone());
+        for (names, prerequisites, lines) in &rules {
+            if names.contains(&target) {
+                wanted.extend(prerequisites.iter().cloned());
+                recipes.extend(lines.iter().cloned());
+                // `$(MAKE) <target>` runs another rule.
+                for line in lines {
+                    if let Some(rest) = line.split("$(MAKE)").nth(1) {
+                        wanted.extend(rest.split_whitespace().filter(|word| !word.starts_with('-')).map(String::from));
+                    }
+                }
+            }
+        }
+    }
+    recipes
+}
+
+/// The README's "Needs:" names every program the recipes of `make run` and `make test` call that a
+/// fresh machine must bring: `make test` builds envoyproxy/ratelimit with Go and installs Redis
+/// with apt-get, which the list left out.
+#[test]
+fn the_readme_needs_every_program_make_run_and_make_test_call() {
+    let readme = read_repo_file("README.md");
+    let needs = readme.split("Needs:").nth(1).expect("the README's Needs").split("\n\n").next().unwrap();
+    let recipes = recipes_reached_from(&["run", "test"]);
+    assert!(recipes.len() >= 8, "the Makefile's recipes are found: {recipes:#?}");
+    let programs = [
+        ("cargo ", "Rust"),
+        ("rustup ", "rustup"),
+        ("npm ", "npm"),
+        ("python3 ", "Python 3"),
+        ("go install", "Go"),
+        ("apt-get ", "apt-get"),
+    ];
+    for (call, named) in programs {
+        if recipes.iter().any(|line| line.contains(call)) {
+            assert!(
+                needs.contains(named),
+                "a recipe calls `{call}` but the README's Needs does not name {named}: {needs}"
+            );
+        }
+    }
 }
