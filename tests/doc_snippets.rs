@@ -2,7 +2,8 @@
 //! docs/HOWTO.md loads through the filter's own loader (the one `on_configure` runs), a fragment
 //! (`"backend_jwt": {...}`) as the only member of a configuration, its placeholders filled with
 //! the test fixtures; the HOWTO's commands start services on ports the shipped Envoy configs
-//! leave free; and the README's "Needs:" names every program `make run` and `make test` call.
+//! leave free; the README's "Needs:" names every program `make run` and `make test` call; and
+//! every `cargo build` shown builds the wasm module.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -273,4 +274,26 @@ fn the_readme_needs_every_program_make_run_and_make_test_call() {
             );
         }
     }
+}
+
+/// Every `cargo build` the README and HOWTO show builds the module they name,
+/// `target/wasm32-wasip1/release/apim_filter.wasm`: a plain `cargo build` builds a native library
+/// in `target/debug` (the wasm target is not cargo's default here), which Envoy cannot load.
+#[test]
+fn every_cargo_build_the_docs_show_builds_the_wasm_module() {
+    let mut checked = 0;
+    for file in ["README.md", "docs/HOWTO.md"] {
+        let text = read_repo_file(file);
+        for (at, _) in text.match_indices("`cargo build") {
+            let command = &text[at + 1..];
+            let command = &command[..command.find('`').unwrap()];
+            let words: Vec<&str> = command.split_whitespace().collect();
+            assert!(
+                words.contains(&"--release") && words.windows(2).any(|pair| pair == ["--target", "wasm32-wasip1"]),
+                "{file} shows `{command}`, which does not build target/wasm32-wasip1/release/apim_filter.wasm"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "the README shows cargo's own build");
 }
