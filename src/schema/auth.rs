@@ -33,6 +33,7 @@ pub struct RawKeyManager {
     pub audiences: Vec<String>,
     /// Allowed clock skew for `exp` and `nbf`, seconds, at most 3600. Defaults to 60.
     #[serde(default = "default_skew")]
+    #[schemars(range(max = 3600))]
     pub clock_skew_s: u64,
     /// Which claims carry what. Defaults as documented on each field.
     #[serde(default)]
@@ -78,9 +79,11 @@ pub struct RawJwks {
     /// fetch's `timeout_ms` plus a second. The last good set is kept when a fetch fails. Defaults
     /// to 300.
     #[serde(default = "default_refresh")]
+    #[schemars(range(min = 1, max = 86400))]
     pub refresh_s: u64,
-    /// Fetch timeout, milliseconds. Defaults to 2000.
+    /// Fetch timeout, milliseconds, 1 to 60000. Defaults to 2000.
     #[serde(default = "default_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
 }
 
@@ -165,8 +168,9 @@ pub struct RawIntrospection {
     /// The gateway's client secret (text). Required; give it as `{"env": "NAME"}` to keep it out
     /// of Envoy's config dump.
     pub client_secret: RawSecret,
-    /// Call timeout, milliseconds; a timeout answers 900900. Defaults to 2000.
+    /// Call timeout, milliseconds, 1 to 60000; a timeout answers 900900. Defaults to 2000.
     #[serde(default = "default_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
     /// Active results are cached (all workers) until min(this, the token's `exp`). Defaults to 300.
     #[serde(default = "default_refresh")]
@@ -179,6 +183,7 @@ pub struct RawIntrospection {
     /// so a flood of made-up tokens cannot flood the key manager. 1 to 100000. Defaults to none:
     /// every token the caches do not hold is introspected, as WSO2's gateway does.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100000))]
     pub calls_per_second: Option<u64>,
 }
 
@@ -223,6 +228,7 @@ pub struct RawApiKeyJwt {
     pub algorithms: Vec<String>,
     /// Allowed clock skew, seconds, at most 3600. Defaults to 60.
     #[serde(default = "default_skew")]
+    #[schemars(range(max = 3600))]
     pub clock_skew_s: u64,
 }
 

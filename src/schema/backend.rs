@@ -38,9 +38,10 @@ pub struct RawBackendJwt {
     /// Defaults to none.
     #[serde(default)]
     pub key_id: Option<String>,
-    /// Lifetime of an issued JWT, seconds (`exp` = `iat` + this). Defaults to 900 (WSO2's token
-    /// cache expiry).
+    /// Lifetime of an issued JWT, seconds (`exp` = `iat` + this), 1 to 86400. Defaults to 900
+    /// (WSO2's token cache expiry).
     #[serde(default = "default_lifetime")]
+    #[schemars(range(min = 1, max = 86400))]
     pub lifetime_s: u64,
     /// An issued JWT is reused for the same caller and API until this many seconds before its
     /// `exp`; then a new one is issued. Must be less than `lifetime_s`. Defaults to 300 (WSO2's
@@ -76,8 +77,9 @@ pub struct RawBackendJwt {
     #[serde(default = "default_tenant_id")]
     pub tenant_id: String,
     /// How many issued JWTs the Envoy keeps for reuse (shared by its workers; a new caller may
-    /// take the place of an old one). Defaults to 4096.
+    /// take the place of an old one), 1 to 1048576. Defaults to 4096.
     #[serde(default = "default_cache_entries")]
+    #[schemars(range(min = 1, max = 1048576))]
     pub cache_entries: u32,
 }
 

@@ -95,14 +95,17 @@ fn default_tier() -> Cow<'static, str> {
 pub struct RawPolicy {
     /// Requests allowed per window. Exactly one of `requests` and `bytes` is required.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub requests: Option<u64>,
     /// Request and response body bytes allowed per window.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub bytes: Option<u64>,
     /// Window unit. Required.
     pub per: TimeUnit,
     /// Window length in units. Defaults to 1.
     #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
     pub unit_count: u32,
     /// Burst control (subscription policies). Defaults to none.
     #[serde(default)]
@@ -130,6 +133,7 @@ pub struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawBurst {
     /// Requests allowed per unit. Required.
+    #[schemars(range(min = 1))]
     pub requests: u64,
     /// `second` or `minute`. Required.
     pub per: TimeUnit,

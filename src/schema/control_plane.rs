@@ -45,17 +45,21 @@ pub struct RawControlPlane {
     /// within one interval); a load that takes longer is never joined by another, the next
     /// starts when it ends. 5 to 86400. Defaults to 60.
     #[serde(default = "default_refresh_s")]
+    #[schemars(range(min = 5, max = 86400))]
     pub refresh_s: u64,
     /// How long one call may take, milliseconds (1 to 60000). Defaults to 10000.
     #[serde(default = "default_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
     /// Seconds an answer that a client id or subscription does not exist is remembered, so a
     /// flood of unknown keys cannot flood the control plane. 1 to 3600. Defaults to 30.
     #[serde(default = "default_negative_ttl_s")]
+    #[schemars(range(min = 1, max = 3600))]
     pub negative_ttl_s: u64,
     /// The most lookups per second this Envoy makes for things it does not know (beyond: 900900).
     /// 1 to 10000. Defaults to 50.
     #[serde(default = "default_lookups_per_second")]
+    #[schemars(range(min = 1, max = 10000))]
     pub lookups_per_second: u64,
     /// Envoy clusters of the control plane's APIs by `<name>:<version>` or `<name>`. Defaults to
     /// none.

@@ -80,6 +80,7 @@ pub struct RawOverride {
     /// HTTP status, 200 to 599, but not 204, 205 or 304 (they carry no content, and a fault is its
     /// body). Defaults to the catalogue's status.
     #[serde(default)]
+    #[schemars(range(min = 200, max = 599))]
     pub status: Option<u16>,
     /// The `message` field. Defaults to the catalogue's message.
     #[serde(default)]
@@ -94,6 +95,7 @@ pub struct RawOverride {
     /// 13 (INTERNAL), 401 16 (UNAUTHENTICATED), 403 7 (PERMISSION_DENIED), 404 12
     /// (UNIMPLEMENTED), 429 and 502 to 504 14 (UNAVAILABLE), others 2 (UNKNOWN).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 16))]
     pub grpc_status: Option<u8>,
 }
 

@@ -29,16 +29,19 @@ pub struct RawCredentials {
     /// WebSocket API's `access_token` query parameter. Defaults to true.
     #[serde(default = "default_true")]
     pub strip: bool,
-    /// Tokens and API keys longer than this (bytes) are refused before parsing. Defaults to 8192.
+    /// Tokens and API keys longer than this (bytes) are refused before parsing, 64 to 65536.
+    /// Defaults to 8192.
     #[serde(default = "default_max_token_bytes")]
+    #[schemars(range(min = 64, max = 65536))]
     pub max_token_bytes: usize,
     /// Verified JWTs remembered per worker (never past their `exp`): this many access tokens, and
     /// as many JWT API keys again (whose restrictions are still checked on every request), so a
     /// worker holds up to twice this many tokens of up to `max_token_bytes` each. An access token
     /// one worker verified is also shared with the others (by its SHA-256, in shared data); a JWT
-    /// API key is not. 0 turns them all off, so every request verifies its token. Defaults to
-    /// 10000.
+    /// API key is not. 0 turns them all off, so every request verifies its token. At most
+    /// 1000000. Defaults to 10000.
     #[serde(default = "default_verified_cache_entries")]
+    #[schemars(range(max = 1000000))]
     pub verified_cache_entries: usize,
     /// Query parameter carrying an API key, for APIs with `api_key_in_query` and a control plane's
     /// WebSocket APIs that take API keys (as API-M's gateway takes it on a handshake). Defaults to

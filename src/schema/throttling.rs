@@ -22,14 +22,17 @@ pub struct RawCustomPolicy {
     pub key: String,
     /// Requests per window. Exactly one of `requests` and `bytes` is required.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub requests: Option<u64>,
     /// Body bytes per window.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub bytes: Option<u64>,
     /// Window unit. Required.
     pub per: TimeUnit,
     /// Window length in units. Defaults to 1.
     #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
     pub unit_count: u32,
     /// APIs the policy applies to, as `<name>:<version>`. Defaults to all APIs.
     #[serde(default)]
@@ -51,6 +54,7 @@ pub struct RawHardLimit {
     #[serde(default)]
     pub key_type: KeyType,
     /// Requests per second. Required.
+    #[schemars(range(min = 1))]
     pub requests_per_second: u64,
     /// Count this policy across Envoy nodes on `throttling.rate_limit_service` (true) or in this
     /// Envoy alone (false). Defaults to the service's `applies_to` (node-local without a service).
@@ -67,8 +71,9 @@ pub struct RawThrottling {
     /// 900808 (500), `allow` lets the request through. Defaults to `deny`.
     #[serde(default)]
     pub failure_mode: FailureMode,
-    /// Compare-and-swap attempts per counter update. Defaults to 20.
+    /// Compare-and-swap attempts per counter update, 1 to 1000. Defaults to 20.
     #[serde(default = "default_cas_retries")]
+    #[schemars(range(min = 1, max = 1000))]
     pub cas_retries: u32,
     /// Add the IETF `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers: the
     /// most restrictive level counting requests, and on a throttled answer the level that refused
@@ -91,6 +96,7 @@ pub struct RawThrottling {
     /// gateway (see `gateway`) an Envoy loads fixes its count until Envoy restarts.
     /// 1 to 65536; see docs/HOWTO.md to size it. Defaults to 4096.
     #[serde(default = "default_counter_slots")]
+    #[schemars(range(min = 1, max = 65536))]
     pub counter_slots: u32,
     /// Levels counted in this Envoy: a worker takes this percentage of what remains in a
     /// counter's window as one block (at most `worker_lease_max` tokens) and spends it with no
@@ -105,10 +111,12 @@ pub struct RawThrottling {
     /// `RateLimit-Remaining` is what remained when the worker last took a block, less what it spent
     /// since. 1 to 100. Defaults to 5.
     #[serde(default = "default_worker_lease_share")]
+    #[schemars(range(min = 1, max = 100))]
     pub worker_lease_share_percent: u32,
     /// The largest block of tokens a worker takes at once (see `worker_lease_share_percent`); 0
     /// or 1 counts every request in shared data. 0 to 1000. Defaults to 100.
     #[serde(default = "default_worker_lease_max")]
+    #[schemars(range(max = 1000))]
     pub worker_lease_max: u32,
     /// A rate-limit service (Envoy's RLS v3 protocol, e.g. envoyproxy/ratelimit with Redis) to
     /// count across Envoy nodes. Defaults to none: every level counts in this Envoy alone.
@@ -144,6 +152,7 @@ pub struct RawRateLimitService {
     pub domain: String,
     /// How long a call may take, in milliseconds (1 to 60000). Defaults to 100.
     #[serde(default = "default_rls_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u32,
     /// When the service cannot be reached, answers late or answers without the filter's limits:
     /// `deny` answers 900808 (500), `allow` lets the request through uncounted (counted in
@@ -167,10 +176,12 @@ pub struct RawRateLimitService {
     /// (at least 1 token, at most `lease_max`), so blocks shrink to single tokens near the limit.
     /// 1 to 100. Defaults to 10.
     #[serde(default = "default_lease_share")]
+    #[schemars(range(min = 1, max = 100))]
     pub lease_share_percent: u32,
     /// Leased counting: the most tokens a node asks for at once (1 to 1000; 1 makes leased
     /// counting call once per request, keeping given-back tokens). Defaults to 100.
     #[serde(default = "default_lease_max")]
+    #[schemars(range(min = 1, max = 1000))]
     pub lease_max: u32,
 }
 
