@@ -2,8 +2,9 @@
 //! docs/HOWTO.md loads through the filter's own loader (the one `on_configure` runs), a fragment
 //! (`"backend_jwt": {...}`) as the only member of a configuration, its placeholders filled with
 //! the test fixtures; the HOWTO's commands start services on ports the shipped Envoy configs
-//! leave free; the README's "Needs:" names every program `make run` and `make test` call; and
-//! every `cargo build` shown builds the wasm module.
+//! leave free; the README's "Needs:" names every program `make run` and `make test` call;
+//! every `cargo build` shown builds the wasm module; and the HOWTO's commands for hashing an API
+//! key and making the backend JWT's key do what it says.
 
 // Test code: panicking on a broken fixture is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -296,4 +297,87 @@ fn every_cargo_build_the_docs_show_builds_the_wasm_module() {
         }
     }
     assert!(checked >= 1, "the README shows cargo's own build");
+}
+
+/// The command lines of the HOWTO's `sh` block that contains `marker`, comments left out.
+fn howto_commands(marker: &str) -> Vec<String> {
+    let howto = read_repo_file("docs/HOWTO.md");
+    let block = blocks(&howto, "sh").into_iter().find(|block| block.contains(marker)).expect("the HOWTO's commands");
+    block
+        .lines()
+        .map(|line| line.split("  #").next().unwrap().trim().to_string())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+}
+
+fn shell(command: &str, directory: &std::path::Path, environment: &[(&str, &str)]) -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", command])
+        .current_dir(directory)
+        .envs(environment.iter().copied())
+        .output()
+        .expect("run sh");
+    assert!(output.status.success(), "`{command}`: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// "Hash an API key": each of the HOWTO's commands gives, for the demo's API key, the hash the
+/// demo configuration holds (the HOWTO says every recipe that can run here is run by a test).
+#[test]
+fn the_howtos_api_key_hash_commands_give_the_hash_the_demo_config_holds() {
+    let credentials = read_repo_file("envoy/demo/credentials.env");
+    let key = credentials.lines().find_map(|line| line.strip_prefix("DEMO_API_KEY=")).unwrap();
+    let demo = read_repo_file("envoy/envoy.yaml");
+    let hash = demo.split("\"sha256\": \"").nth(1).unwrap().split('"').next().unwrap();
+    let commands = howto_commands("sha256sum");
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    for command in commands {
+        let printed = shell(&command, &common::repo_root(), &[("API_KEY", key)]);
+        assert_eq!(printed.trim_end_matches('\n'), hash, "`{command}`");
+    }
+}
+
+/// "Send WSO2's backend JWT": the HOWTO's commands make a key and a certificate the filter signs
+/// with (RS256, and ES256 with the HOWTO's EC command), given as its configuration shows.
+#[test]
+fn the_howtos_backend_jwt_commands_make_a_key_the_filter_signs_with() {
+    let scratch = common::Scratch::new("howto-backend-jwt");
+    let commands = howto_commands("openssl genpkey");
+    let mut ran = 0;
+    for command in commands.iter().filter(|command| command.starts_with("openssl ")) {
+        shell(command, &scratch.0, &[]);
+        ran += 1;
+    }
+    assert!(ran >= 3, "{commands:?}");
+    let howto = read_repo_file("docs/HOWTO.md");
+    let ec_command = howto
+        .split('`')
+        .find(|text| text.starts_with("openssl genpkey -algorithm EC"))
+        .expect("the HOWTO's ES256 command");
+    shell(&format!("{ec_command} -out backend-jwt-ec.pem"), &scratch.0, &[]);
+    // Its certificate, by the HOWTO's certificate command with that key.
+    let certificate_command = commands.iter().find(|command| command.starts_with("openssl req ")).unwrap();
+    shell(
+        &certificate_command
+            .replace("backend-jwt.pem", "backend-jwt-ec.pem")
+            .replace("backend-jwt.crt", "backend-jwt-ec.crt"),
+        &scratch.0,
+        &[],
+    );
+    let snippet = blocks(&howto, "json").into_iter().find(|block| block.contains("backend-jwt.crt")).unwrap();
+    let file = |name: &str| serde_json::to_string(&std::fs::read_to_string(scratch.0.join(name)).unwrap()).unwrap();
+    for (key, certificate, algorithm) in
+        [("backend-jwt.pem", "backend-jwt.crt", "RS256"), ("backend-jwt-ec.pem", "backend-jwt-ec.crt", "ES256")]
+    {
+        let json = format!(
+            "{{{},\"apis\":[]}}",
+            snippet
+                .replace(r#""<the PEM text of backend-jwt.crt>""#, &file(certificate))
+                .replace(r#"{ "env": "APIM_BACKEND_JWT_KEY" }"#, &format!(r#"{{"value": {}}}"#, file(key)))
+                .replacen("\"backend_jwt\": {", &format!("\"backend_jwt\": {{\"algorithm\": \"{algorithm}\","), 1)
+        );
+        if let Err(error) = Config::from_json(json.as_bytes()) {
+            panic!("{algorithm} with the key of the HOWTO's commands: {error}\n{json}");
+        }
+    }
 }
