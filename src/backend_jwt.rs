@@ -102,7 +102,10 @@ impl BackendJwt {
                 Some(key)
             }
         };
-        let x5t = raw.certificate.as_deref().map(x5t_of_certificate).transpose()?;
+        let x5t = match raw.certificate.as_deref() {
+            Some(pem_text) => Some(x5t_of_certificate(pem_text, key.as_ref())?),
+            None => None,
+        };
         let alg = match raw.algorithm {
             BackendJwtAlgorithm::RS256 => "RS256",
             BackendJwtAlgorithm::ES256 => "ES256",
@@ -474,11 +477,23 @@ fn signing_key(
 }
 
 /// WSO2's `x5t`: base64url, padded, of the lowercase hex SHA-1 thumbprint of the certificate's DER.
-fn x5t_of_certificate(pem_text: &str) -> Result<String, ConfigError> {
+/// The certificate must be the signing key's (`key`, when the JWT is signed): a backend that finds
+/// the certificate by `x5t` verifies with its public key, and another key's certificate would
+/// fail every JWT.
+fn x5t_of_certificate(pem_text: &str, key: Option<&SigningKey>) -> Result<String, ConfigError> {
     let field = format!("{FIELD}.certificate");
     let parsed = pem::parse(pem_text).map_err(|_| ConfigError::new(&field, "is not a PEM certificate"))?;
     if parsed.tag() != "CERTIFICATE" {
         return Err(ConfigError::new(field, "is not a PEM certificate"));
+    }
+    // A certificate holds its key's modulus or point byte for byte (DER is canonical), and
+    // another key's 256 or 65 bytes do not appear in it by chance.
+    if let Some(public_key) = key.map(SigningKey::public_key_bytes) {
+        let certifies = !public_key.is_empty()
+            && parsed.contents().windows(public_key.len()).any(|window| window == public_key.as_slice());
+        if !certifies {
+            return Err(ConfigError::new(field, "is not the certificate of `private_key` (its public key differs)"));
+        }
     }
     let thumbprint = crate::hashing::hex(&Sha1::digest(parsed.contents()));
     Ok(URL_SAFE.encode(thumbprint.as_bytes()))
@@ -638,6 +653,15 @@ mod tests {
         );
         assert_eq!(field(serde_json::json!({"algorithm": "none", "header": ":path"})), "backend_jwt.header");
         assert_eq!(field(serde_json::json!({"algorithm": "none", "certificate": RSA_KEY})), "backend_jwt.certificate");
+        // Another key's certificate: a backend finding it by `x5t` could verify no JWT.
+        let other_rsa = include_str!("../tests/fixtures/keys/rsa-b.pem");
+        for (algorithm, key) in [("RS256", other_rsa), ("ES256", EC_KEY)] {
+            let json = serde_json::json!({"algorithm": algorithm, "private_key": key, "certificate": RSA_CERT});
+            let error = settings(json).unwrap_err();
+            assert_eq!(error.field, "backend_jwt.certificate", "{algorithm}");
+            assert!(error.to_string().contains("not the certificate of `private_key`"), "{error}");
+        }
+        assert!(settings(serde_json::json!({"private_key": RSA_KEY, "certificate": RSA_CERT})).is_ok());
     }
 
     #[test]

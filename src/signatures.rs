@@ -195,6 +195,17 @@ impl SigningKey {
         p256::ecdsa::SigningKey::from_pkcs8_der(der).ok().map(SigningKey::Es256)
     }
 
+    /// The bytes that make the public key, as a certificate of it holds them: an RSA modulus
+    /// (big-endian, without leading zeros), or a P-256 point (uncompressed SEC1).
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        use rsa::signature::Keypair;
+        use rsa::traits::PublicKeyParts;
+        match self {
+            SigningKey::Rs256(key) => significant(&key.verifying_key().as_ref().n().to_be_bytes()).to_vec(),
+            SigningKey::Es256(key) => key.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
+        }
+    }
+
     /// The raw signature of `message` (PKCS#1 v1.5 bytes, or ECDSA `r || s`); `None` if signing
     /// failed (no randomness from the host, or an arithmetic failure).
     pub fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {

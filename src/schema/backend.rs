@@ -31,7 +31,8 @@ pub struct RawBackendJwt {
     pub private_key: Option<RawSecret>,
     /// The certificate of the signing key, PEM. When set, the JOSE header carries WSO2's `x5t`:
     /// base64url (padded) of the lowercase hex SHA-1 thumbprint of the certificate, as API-M 4.x
-    /// computes it. Defaults to none (no `x5t`).
+    /// computes it. It must certify `private_key` (another key's certificate is refused at load: a
+    /// backend that finds it by `x5t` could verify no JWT). Defaults to none (no `x5t`).
     #[serde(default)]
     pub certificate: Option<String>,
     /// A `kid` for the JOSE header (what the backend finds the public key by in a JWKS).
