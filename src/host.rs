@@ -142,8 +142,9 @@ const NO_VALUE_HAS_THIS_CAS: u32 = u32::MAX;
 /// Stores `value` only if `key` has none; a value another VM stored first is kept. Envoy's shared
 /// data has no such call, but compares a CAS token only against a value that exists: a write
 /// with a token no value holds inserts where the key is absent and fails where it is present.
-/// For what every worker must agree on (the counter slots' seed and count, an empty slot), where
-/// "read, then write if absent" lets two VMs that read at once each keep their own.
+/// For what every worker must agree on (the counter slots' seed and count, an empty slot, a due
+/// time, a budget's first call), where "read, then write if absent" lets two VMs that read at
+/// once each keep their own.
 pub fn create_if_absent(store: &mut dyn SharedStore, key: &str, value: &[u8]) -> Result<(), HostError> {
     store.shared_set(key, value, Some(NO_VALUE_HAS_THIS_CAS))
 }
@@ -396,9 +397,9 @@ pub fn take_from_budget(store: &mut dyn SharedStore, key: &str, per_second: u64,
         }
         let mut out = now.to_le_bytes().to_vec();
         out.extend_from_slice(&(used + 1).to_le_bytes());
-        // The first write has no token to compare: two workers may both take the first call of
-        // the Envoy's life, which is harmless.
-        if store.shared_set(key, &out, cas).is_ok() {
+        // The first write creates the key only where none is ([`create_if_absent`]): two workers
+        // that both read it absent would otherwise both take a call, past a budget of one.
+        if store.shared_set(key, &out, Some(cas.unwrap_or(NO_VALUE_HAS_THIS_CAS))).is_ok() {
             return true;
         }
     }
@@ -552,6 +553,26 @@ pub mod testing {
         result
     }
 
+    /// Another worker's write lands between this worker's read and its write: the next write
+    /// through this store finds `rival` written (unconditionally) to its key first.
+    #[derive(Default)]
+    pub struct RivalWrite {
+        pub inner: MemoryStore,
+        pub rival: Option<Vec<u8>>,
+    }
+
+    impl SharedStore for RivalWrite {
+        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+            self.inner.shared_get(key)
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+            if let Some(rival) = self.rival.take() {
+                self.inner.shared_set(key, &rival, None)?;
+            }
+            self.inner.shared_set(key, value, cas)
+        }
+    }
+
     /// An in-memory store; `conflicts` makes the next N writes fail as if another worker won.
     #[derive(Default)]
     pub struct MemoryStore {
@@ -611,6 +632,19 @@ mod tests {
         // The clock stepped back: the line noted in its future holds nothing back.
         warn_repeated("", "b", 50, || "b down".into());
         assert_eq!(warnings().len(), 4);
+    }
+
+    /// Two workers read the budget's key as absent (the Envoy's first call): the second's write
+    /// finds the first's and takes nothing from a budget of one, as at any other time.
+    #[test]
+    fn a_budget_is_exact_on_the_first_call_of_the_envoy_too() {
+        let mut other = testing::MemoryStore::default();
+        assert!(take_from_budget(&mut other, "apim.budget", 1, 100));
+        let (taken_by_the_other, _) = other.data.remove("apim.budget").unwrap();
+        let mut store = testing::RivalWrite { rival: Some(taken_by_the_other), ..Default::default() };
+        assert!(!take_from_budget(&mut store, "apim.budget", 1, 100), "one call in the second, the other's");
+        assert!(take_from_budget(&mut store, "apim.budget", 1, 101), "a new second");
+        assert!(!take_from_budget(&mut store, "apim.budget", 1, 101));
     }
 
     #[test]

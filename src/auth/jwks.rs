@@ -9,7 +9,7 @@
 use super::keys::{KeySet, Skipped};
 use super::settings::{AuthConfig, KeyManager, RemoteJwks};
 use super::WorkerState;
-use crate::host::{recent, Answer, Call, SharedStore};
+use crate::host::{create_if_absent, recent, Answer, Call, SharedStore};
 use crate::vocab::KmId;
 
 /// Fetches on behalf of requests (missing keys, unknown `kid`s) happen at most this often per key
@@ -173,15 +173,13 @@ pub fn ingest(
 }
 
 /// Creates each key manager's due time (due at once) if this Envoy has none, at configure time,
-/// so that taking the refresh lease is always a compare-and-swap: Envoy's shared data has no
-/// "create if absent", and a due time read as absent and then written unconditionally let every
-/// worker take the first refresh.
+/// so that taking the refresh lease is always a compare-and-swap: a due time read as absent and
+/// then written unconditionally let every worker take the first refresh. Created only where none
+/// is ([`create_if_absent`]): read as absent, then written, it undid a lease another worker took
+/// in between, and both refreshed.
 pub fn prepare(store: &mut dyn SharedStore, auth: &AuthConfig) {
     for km in auth.key_managers.iter().filter(|km| km.remote_jwks.is_some()) {
-        let key = due_key(km);
-        if matches!(store.shared_get(&key), Ok(None)) {
-            let _ = store.shared_set(&key, &0u64.to_le_bytes(), None);
-        }
+        let _ = create_if_absent(store, &due_key(km), &0u64.to_le_bytes());
     }
 }
 
@@ -229,7 +227,7 @@ fn answered_within_s(timeout_ms: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::testing::MemoryStore;
+    use crate::host::testing::{MemoryStore, RivalWrite};
     use crate::host::HostError;
 
     /// Another worker's tick runs `due` between this worker's read and write of the due time.
@@ -274,23 +272,6 @@ mod tests {
         assert_eq!(due(&mut store, &minutely.auth, 100_000 - 86_339).len(), 1);
     }
 
-    /// Another worker's fetch lands in shared data between this worker's read and its write.
-    struct RivalFetch {
-        inner: MemoryStore,
-        rival: Option<Vec<u8>>,
-    }
-    impl SharedStore for RivalFetch {
-        fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-            self.inner.shared_get(key)
-        }
-        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-            if let Some(rival) = self.rival.take() {
-                self.inner.shared_set(key, &rival, None)?;
-            }
-            self.inner.shared_set(key, value, cas)
-        }
-    }
-
     #[test]
     fn a_worker_whose_write_lost_the_race_takes_the_winners_keys() {
         use crate::auth::keys::testkeys::jwk;
@@ -299,7 +280,7 @@ mod tests {
         let config = crate::config::Config::from_json(json.as_bytes()).unwrap();
         let km = &config.auth.key_managers[0];
         let set = |kid: &str| serde_json::json!({"keys": [jwk("rsa-a.pem", Algorithm::RS256, kid)]}).to_string();
-        let mut store = RivalFetch { inner: MemoryStore::default(), rival: None };
+        let mut store = RivalWrite::default();
         let mut state = WorkerState::new(&config.auth);
         let first = Answer::Http { status: 200, body: set("old").into_bytes() };
         assert!(ingest(&mut store, km, &mut state.jwks[0], &first, 1_000));
@@ -352,5 +333,14 @@ mod tests {
         assert_eq!(due(&mut store, &config.auth, 1_000).len(), 0);
         // Without a due time (never prepared) nobody refreshes rather than everybody.
         assert!(due(&mut MemoryStore::default(), &config.auth, 1_000).is_empty());
+        // A worker configuring reads no due time, another worker creates it and takes the first
+        // refresh, then the first writes its own: the other's lease stands.
+        let mut taken = MemoryStore::default();
+        prepare(&mut taken, &config.auth);
+        assert_eq!(due(&mut taken, &config.auth, 1_000).len(), 1);
+        let leased = taken.data.values().next().map(|(value, _)| value.clone());
+        let mut store = RivalWrite { rival: leased, ..Default::default() };
+        prepare(&mut store, &config.auth);
+        assert!(due(&mut store, &config.auth, 1_000).is_empty(), "the other worker refreshes alone");
     }
 }

@@ -10,7 +10,7 @@
 use super::store::{self, AppEntry, Document, KeyEntry, Kind, KindBuilder, Meta, SubEntry};
 use super::view::{key_of_client, key_of_subscription};
 use super::{listed, wire, ControlPlane};
-use crate::host::{Answer, Call, SharedStore};
+use crate::host::{create_if_absent, Answer, Call, SharedStore};
 
 /// Seconds before a load that failed somewhere is tried again.
 pub const RETRY_S: u64 = 5;
@@ -105,9 +105,9 @@ const DUE_KEY: &str = "apim.cp.due";
 /// configuration, and loads from this one at once. Data of no known source (written by an
 /// earlier version) is adopted.
 pub fn prepare(store: &mut dyn SharedStore, control_plane: &ControlPlane) {
-    if matches!(store.shared_get(DUE_KEY), Ok(None)) {
-        let _ = store.shared_set(DUE_KEY, &0u64.to_le_bytes(), None);
-    }
+    // Only where none is: read as absent and then written, it undid a load another worker took
+    // in between, and both loaded.
+    let _ = create_if_absent(store, DUE_KEY, &0u64.to_le_bytes());
     let meta = Meta::read(store);
     if meta.source == control_plane.source {
         return;

@@ -225,6 +225,18 @@ fn a_load_that_fails_somewhere_keeps_the_last_good_data_and_retries_soon() {
     assert!(refresh::due(&mut store, &cp, NOW + 1000, 0).is_none());
 }
 
+/// Another worker created the due time and took the first load between this one's read and write.
+#[test]
+fn a_worker_configuring_never_undoes_the_load_another_took() {
+    let (cp, mut taken) = (control_plane(50), MemoryStore::default());
+    refresh::prepare(&mut taken, &cp);
+    assert!(refresh::due(&mut taken, &cp, NOW, 0).is_some());
+    let rival = taken.data.get("apim.cp.due").map(|(value, _)| value.clone());
+    let mut store = crate::host::testing::RivalWrite { rival, ..Default::default() };
+    refresh::prepare(&mut store, &cp);
+    assert!(refresh::due(&mut store, &cp, NOW, 0).is_none(), "the other worker loads alone");
+}
+
 #[test]
 fn a_load_that_outlasts_refresh_s_is_never_joined_by_another() {
     // refresh_s 60, timeout 10 s: every call of this load takes the longest it may (10 s), and
