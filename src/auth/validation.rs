@@ -325,13 +325,14 @@ mod tests {
         assert_eq!(start_at(&mut second, "made-up-4", 100), over, "the budget is the Envoy's");
         assert_eq!(start_at(&mut second, "made-up-5", 101), Ok(()), "a new second");
         let unlimited = Config::from_json(json.replace(r#", "calls_per_second": 2"#, "").as_bytes()).unwrap();
-        let mut worker = WorkerState::new(&unlimited.auth);
+        // Ten calls in one second through one store: a default budget would refuse some.
+        let (mut worker, mut store) = (WorkerState::new(&unlimited.auth), MemoryStore::default());
         for index in 0..10 {
             let mut context = Context {
                 auth: &unlimited.auth,
                 directory: unlimited.directory.as_ref(),
                 worker: &mut worker,
-                store: &mut MemoryStore::default(),
+                store: &mut store,
                 now: 100,
             };
             let step = start(&mut context, Presented::Bearer(format!("made-up-{index}")));
