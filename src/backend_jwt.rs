@@ -215,7 +215,8 @@ impl BackendJwt {
     pub fn cache_key(&self, identity: &Map<String, Value>) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(self.fingerprint);
-        hasher.update(Value::Object(identity.clone()).to_string().as_bytes());
+        // serde_json's own writer (to_vec), not Value's Display, which links a pretty printer too.
+        hasher.update(serde_json::to_vec(identity).unwrap_or_default());
         hasher.finalize().into()
     }
 
@@ -226,8 +227,8 @@ impl BackendJwt {
         claims.insert("iat".to_string(), Value::from(now));
         claims.insert("exp".to_string(), Value::from(expires));
         claims.insert("jti".to_string(), Value::String(jti(key, now)));
-        let payload = Value::Object(claims).to_string();
-        let signing_input = format!("{}.{}", self.encoded_header, encode(self.encoding, payload.as_bytes()));
+        let payload = serde_json::to_vec(&claims).map_err(|_| SigningFailed)?;
+        let signing_input = format!("{}.{}", self.encoded_header, encode(self.encoding, &payload));
         let signature = self.sign(&signing_input)?;
         Ok(Issued { jwt: format!("{signing_input}.{signature}"), validity: Validity { issued_at: now, expires } })
     }
@@ -437,8 +438,9 @@ fn encode(encoding: BackendJwtEncoding, bytes: &[u8]) -> String {
     }
 }
 
+/// `text` as a JSON string (writing a string cannot fail).
 fn json_string(text: &str) -> String {
-    Value::String(text.to_string()).to_string()
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 const RSA_OID: &str = "1.2.840.113549.1.1.1";
