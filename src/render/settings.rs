@@ -276,8 +276,20 @@ impl ErrorSettings {
             }
             (_, None) => {}
         }
-        // Broadest first: the renderer applies them in order, so the most specific wins.
-        overrides_by_pattern.sort_by_key(|(pattern, _)| pattern.specificity());
+        // Broadest first: the renderer applies them in order, so the most specific wins. Equally
+        // specific patterns keep their order. Sorted as packed numbers, (specificity, position),
+        // with the sort of the directory's indexes: a stable sort of the pairs was 6 KB of .wasm.
+        let mut order: Vec<u128> = overrides_by_pattern
+            .iter()
+            .enumerate()
+            .map(|(position, (pattern, _))| (pattern.specificity() as u128) << 64 | position as u128)
+            .collect();
+        order.sort_unstable();
+        let mut unsorted: Vec<_> = overrides_by_pattern.into_iter().map(Some).collect();
+        let overrides_by_pattern: Vec<(CodePattern, Override)> = order
+            .iter()
+            .filter_map(|packed| unsorted.get_mut(*packed as u64 as usize).and_then(Option::take))
+            .collect();
         Ok(ErrorSettings {
             format: raw.format,
             overrides_by_code,
