@@ -1,6 +1,7 @@
 //! What the backend receives besides the request, and what operators see, as users write it: the
 //! signed backend JWT (WSO2's `X-JWT-Assertion`) and the observability settings.
 
+use crate::vocab::choice;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +86,7 @@ pub struct RawBackendJwt {
 }
 
 /// How the backend JWT is signed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, Serialize)]
 pub enum BackendJwtAlgorithm {
     #[default]
     RS256,
@@ -94,8 +95,14 @@ pub enum BackendJwtAlgorithm {
     None,
 }
 
+choice!(BackendJwtAlgorithm {
+    RS256 = "RS256",
+    ES256 = "ES256",
+    None = "none",
+});
+
 /// How the backend JWT's parts are encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendJwtEncoding {
     #[default]
@@ -103,6 +110,12 @@ pub enum BackendJwtEncoding {
     Base64urlPadded,
     Base64,
 }
+
+choice!(BackendJwtEncoding {
+    Base64url = "base64url",
+    Base64urlPadded = "base64url_padded",
+    Base64 = "base64",
+});
 
 fn default_header() -> String {
     "X-JWT-Assertion".to_string()
@@ -158,7 +171,7 @@ pub struct RawObservability {
 }
 
 /// How the access-log fields reach Envoy's filter state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessLogEncoding {
     /// One filter-state object per field, `wasm.apim.<field>`, read with
@@ -171,6 +184,11 @@ pub enum AccessLogEncoding {
     /// field: the cheaper choice (see `bench/RESULTS.md`).
     Struct,
 }
+
+choice!(AccessLogEncoding {
+    Properties = "properties",
+    Struct = "struct",
+});
 
 impl Default for RawObservability {
     fn default() -> Self {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::vocab::choice;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -82,7 +83,7 @@ pub struct RawControlPlane {
 }
 
 /// What the filter does with the control plane's WebSocket and server-sent-events APIs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventApis {
     /// Not served, logged with the reason, so no tier admits more than its limit. The default.
@@ -92,6 +93,11 @@ pub enum EventApis {
     /// counted once against the tiers, whatever it then carries.
     CountConnections,
 }
+
+choice!(EventApis {
+    NotServed = "not_served",
+    CountConnections = "count_connections",
+});
 
 /// Envoy cluster names of an API's production and sandbox endpoints.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

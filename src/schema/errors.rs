@@ -2,6 +2,7 @@
 //! which gateway's codes to use.
 use std::collections::BTreeMap;
 
+use crate::vocab::choice;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -52,7 +53,7 @@ fn default_kanali_docs_url() -> String {
 }
 
 /// Fault body formats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorFormat {
     /// WSO2 API Manager 4.x JSON: `{"code":"900901","message":...,"description":...}`.
@@ -71,6 +72,16 @@ pub enum ErrorFormat {
     /// `errors.template`, with placeholders.
     Template,
 }
+
+choice!(ErrorFormat {
+    ApimJson = "apim-json",
+    ApimXml = "apim-xml",
+    Microgateway = "microgateway",
+    ChoreoConnect = "choreo-connect",
+    Kanali = "kanali",
+    Tyk = "tyk",
+    Template = "template",
+});
 
 /// An override of one catalogue entry. Unset fields keep the catalogue's value.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -154,7 +165,7 @@ fn default_template_content_type() -> String {
 }
 
 /// Where WSO2's gateways disagree on codes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compatibility {
     /// WSO2 API Manager: 900901 for expired, inactive and malformed credentials.
@@ -164,8 +175,13 @@ pub enum Compatibility {
     Microgateway,
 }
 
+choice!(Compatibility {
+    Apim = "apim",
+    Microgateway = "microgateway",
+});
+
 /// What to do with a request that matches no API.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
     /// Answer with the gateway's 404 fault.
@@ -174,3 +190,8 @@ pub enum Unmatched {
     /// Let the request through untouched to Envoy's routes.
     PassThrough,
 }
+
+choice!(Unmatched {
+    Fault = "fault",
+    PassThrough = "pass_through",
+});

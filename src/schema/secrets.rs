@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use crate::vocab::Secret;
+use crate::vocab::{choice, Secret};
 
 /// A secret: given by reference (`{"env": "NAME"}`, resolved when the configuration loads, so it
 /// never appears in Envoy's configuration or its `/config_dump`), or inline (a plain string, or
@@ -50,7 +50,7 @@ pub struct RawSecretSource {
 }
 
 /// How a secret's text is encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretEncoding {
     #[default]
@@ -58,6 +58,12 @@ pub enum SecretEncoding {
     Base64,
     Base64url,
 }
+
+choice!(SecretEncoding {
+    Text = "text",
+    Base64 = "base64",
+    Base64url = "base64url",
+});
 
 /// Resolves a secret at `field`; an inline one adds a warning (the config dump shows it).
 pub fn resolve_secret(field: &str, raw: &RawSecret, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {

@@ -2,7 +2,7 @@
 //! how counters behave.
 
 use super::default_one;
-use crate::vocab::{FailureMode, KeyType, TimeUnit};
+use crate::vocab::{choice, FailureMode, KeyType, TimeUnit};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -186,7 +186,7 @@ pub struct RawRateLimitService {
 }
 
 /// How cluster-wide levels are counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Counting {
     #[default]
@@ -194,14 +194,24 @@ pub enum Counting {
     Strict,
 }
 
+choice!(Counting {
+    Leased = "leased",
+    Strict = "strict",
+});
+
 /// Which request policies count across nodes by default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AppliesTo {
     #[default]
     All,
     Marked,
 }
+
+choice!(AppliesTo {
+    All = "all",
+    Marked = "marked",
+});
 
 fn default_domain() -> String {
     "apim".to_string()
