@@ -26,6 +26,18 @@ const MAX_CHUNK: usize = 1 << 20;
 /// piece being read and the text's next room hold at most about three times this.
 pub const MAX_VALUE: usize = 32 << 20;
 
+/// Parses JSON held whole as bytes, as the pieces and the configuration are read: the text is
+/// checked for UTF-8 once, then serde_json reads it as `str`. Every JSON the filter reads goes
+/// through that one reader: serde_json's reader of bytes was a second copy, in the .wasm, of every
+/// type's deserializer and of serde_json's parser, and it let bytes that are not UTF-8 through
+/// inside a member it skipped, where the pieces refuse them.
+pub fn from_bytes<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, serde_json::Error> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        serde_json::Error::custom(format!("the text is not UTF-8 (at byte offset {})", error.valid_up_to()))
+    })?;
+    serde_json::from_str(text)
+}
+
 /// A family of types that borrow from the text they are parsed from, for [`Pieces::borrowed`].
 pub trait Borrowing {
     type Value<'de>: Deserialize<'de>;
@@ -361,6 +373,23 @@ mod tests {
                 assert!(strings(bytes, chunk).is_err(), "{bytes:?} in chunks of {chunk}");
             }
         }
+    }
+
+    #[test]
+    fn json_held_whole_is_refused_where_it_is_not_utf8_as_pieces_refuse_it() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Listed {
+            #[allow(dead_code)]
+            list: Vec<String>,
+        }
+        // Where serde_json's reader of bytes took it: in a member the type skips.
+        let skipped: &[u8] = b"{\"description\": \"caf\xE9\", \"list\": [\"a\"]}";
+        let whole = super::from_bytes::<Listed>(skipped).unwrap_err().to_string();
+        assert!(whole.starts_with("the text is not UTF-8 (at byte offset 20)"), "{whole}");
+        let mut input = Pieces::new(skipped, 7);
+        let pieces = input.object(|input, _| input.value::<serde::de::IgnoredAny>().map(drop)).unwrap_err().to_string();
+        assert!(pieces.starts_with("the text is not UTF-8 (at byte offset 20)"), "{pieces}");
+        assert_eq!(super::from_bytes::<Listed>(br#"{"description": "caf\u00e9", "list": ["a"]}"#).unwrap().list, ["a"]);
     }
 
     #[test]

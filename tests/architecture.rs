@@ -146,3 +146,32 @@ fn the_filter_stays_under_its_size_budget() {
     let budget = 1_572_864;
     assert!(wasm.len() <= budget, "the .wasm is {} bytes, over its budget of {budget}", wasm.len());
 }
+
+#[test]
+fn the_filter_reads_json_with_one_reader() {
+    // serde_json monomorphizes every type's deserializer and its own parser per reader: bytes
+    // (`from_slice`), `io::Read` (`from_reader`) and `str` (`from_str`) were three copies in the
+    // .wasm. The filter reads JSON as `str`: the pieces and the configuration check UTF-8 once, and
+    // JSON held whole as bytes goes through `pieces::from_bytes`.
+    let src = common::repo_root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for path in &files {
+        let relative = path.strip_prefix(&src).unwrap();
+        let name = relative.file_name().unwrap().to_string_lossy();
+        if name.ends_with("tests.rs") || relative.components().any(|part| part.as_os_str() == "tests") {
+            continue;
+        }
+        let code = production_code(&std::fs::read_to_string(path).unwrap());
+        for reader in ["from_slice(", "from_reader(", "from_value("] {
+            for (at, _) in code.match_indices(reader) {
+                let before = &code[..at];
+                assert!(
+                    !before.ends_with("serde_json::") && !before.ends_with("Deserializer::"),
+                    "{}: serde_json's `{reader}..)` is a second JSON reader in the .wasm: use `pieces::from_bytes`",
+                    relative.display()
+                );
+            }
+        }
+    }
+}

@@ -190,14 +190,14 @@ impl CachedIntrospection {
 
     /// Whether the entry is a fresh active answer (worth keeping over a negative one).
     pub fn is_fresh_active(bytes: &[u8], now: u64) -> bool {
-        serde_json::from_slice::<CachedIntrospection>(bytes)
+        crate::pieces::from_bytes::<CachedIntrospection>(bytes)
             .is_ok_and(|entry| entry.covers(now) && entry.identity.is_some_and(|identity| now < identity.expires_at))
     }
 
     /// The cached answer for this hash at `now`, if the slot holds it and it is fresh; the
     /// identity is reported as coming from `key_manager` (the slot belongs to it).
     pub fn lookup(bytes: &[u8], hash: &[u8; 32], key_manager: KmId, now: u64) -> Option<Introspected> {
-        let entry: CachedIntrospection = serde_json::from_slice(bytes).ok()?;
+        let entry: CachedIntrospection = crate::pieces::from_bytes(bytes).ok()?;
         if entry.hash != hex(hash) || !entry.covers(now) {
             return None;
         }

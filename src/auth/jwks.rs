@@ -83,7 +83,7 @@ pub fn call(jwks: &RemoteJwks) -> Call {
 }
 
 fn parse(bytes: &[u8]) -> Option<(KeySet, Vec<Skipped>)> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let value: serde_json::Value = crate::pieces::from_bytes(bytes).ok()?;
     KeySet::with_skipped(&value).ok()
 }
 

@@ -84,7 +84,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, JwtError> {
 pub fn is_jws_header(segment: &str) -> bool {
     decode_segment(segment)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .and_then(|bytes| crate::pieces::from_bytes::<Map<String, Value>>(&bytes).ok())
         .is_some_and(|header| header.get("alg").is_some_and(Value::is_string))
 }
 

@@ -36,7 +36,7 @@ fn slot(hash: &[u8; 32]) -> String {
 /// The identity of a token another worker verified under this configuration, if still valid.
 pub fn lookup(store: &dyn SharedStore, config: &str, hash: &[u8; 32], now: u64) -> Option<TokenIdentity> {
     let (bytes, _) = store.shared_get(&slot(hash)).ok()??;
-    let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+    let entry: Entry = crate::pieces::from_bytes(&bytes).ok()?;
     (entry.format == IDENTITY_FORMAT
         && entry.hash == hex(hash)
         && entry.config == config

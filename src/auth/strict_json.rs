@@ -70,7 +70,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 /// Parses a JSON object, refusing duplicate keys and trailing data.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
-    let StrictValue(value) = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+    let StrictValue(value) = crate::pieces::from_bytes(bytes).map_err(|error| error.to_string())?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err("not a JSON object".to_string()),

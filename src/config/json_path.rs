@@ -131,7 +131,7 @@ fn string_end(text: &[u8], start: usize) -> usize {
 /// A JSON string literal's text, unescaped by serde_json (the literal as written if it does not
 /// parse).
 fn unescape(literal: &[u8]) -> String {
-    serde_json::from_slice(literal).unwrap_or_else(|_| String::from_utf8_lossy(literal).into_owned())
+    crate::pieces::from_bytes::<String>(literal).unwrap_or_else(|_| String::from_utf8_lossy(literal).into_owned())
 }
 
 /// The byte offset of serde_json's (1-based line, column) position: the column counts the bytes

@@ -207,7 +207,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
 }
 
 fn parse<T: serde::de::DeserializeOwned>(context: &Context<'_>, body: &[u8]) -> Option<Vec<T>> {
-    match serde_json::from_slice::<wire::Envelope<T>>(body) {
+    match crate::pieces::from_bytes::<wire::Envelope<T>>(body) {
         Ok(envelope) => Some(envelope.list),
         Err(_) => {
             warn_repeated(context.store.gateway_scope(), FAILED_LOOKUP, context.now, || {

@@ -480,7 +480,7 @@ fn document<T: serde::de::DeserializeOwned>(
     body: &Body<'_>,
 ) -> Result<(), String> {
     let bytes = body.to_vec()?;
-    serde_json::from_slice::<T>(&bytes).map_err(|error| format!("not WSO2's JSON ({error})"))?;
+    crate::pieces::from_bytes::<T>(&bytes).map_err(|error| format!("not WSO2's JSON ({error})"))?;
     store::write_document(store, document, &bytes);
     Ok(())
 }

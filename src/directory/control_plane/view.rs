@@ -177,7 +177,7 @@ impl CpWorker {
             }
         }
         let block: wire::Block = store::document(store, Document::Block)
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .and_then(|bytes| crate::pieces::from_bytes(&bytes).ok())
             .unwrap_or_default();
         let (conditions, skipped) = wire::blocking(&block);
         if skipped > 0 {
@@ -186,7 +186,7 @@ impl CpWorker {
         loaded.blocking = conditions.len();
         self.blocking = fixed_blocking.iter().cloned().chain(conditions).collect();
         let revoked: Vec<wire::RevokedJwt> = store::document(store, Document::Revoked)
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .and_then(|bytes| crate::pieces::from_bytes(&bytes).ok())
             .unwrap_or_default();
         self.revoked = revoked
             .into_iter()
@@ -379,7 +379,7 @@ fn subscription(entry: SubEntry) -> Subscription {
 /// A list document (`{"list": [...]}`) as stored; garbage reads as empty.
 fn read_list<T: serde::de::DeserializeOwned>(store: &dyn SharedStore, document: Document) -> Vec<T> {
     store::document(store, document)
-        .and_then(|bytes| serde_json::from_slice::<wire::Envelope<T>>(&bytes).ok())
+        .and_then(|bytes| crate::pieces::from_bytes::<wire::Envelope<T>>(&bytes).ok())
         .map(|envelope| envelope.list)
         .unwrap_or_default()
 }
