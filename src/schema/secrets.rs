@@ -14,7 +14,7 @@ use crate::vocab::{choice, Secret};
 /// `{"value": "..."}`; visible in the config dump, so the filter logs a warning). WSO2's
 /// deployment.toml references (`$env{NAME}`, `$sys{NAME}`, `$secret{alias}`) are not resolved:
 /// written inline, one is refused (write `{"env": "NAME"}`).
-#[derive(Clone, Deserialize, JsonSchema, Serialize)]
+#[derive(Clone, JsonSchema, Serialize)]
 #[schemars(rename = "Secret")]
 #[serde(untagged)]
 pub enum RawSecret {
@@ -22,6 +22,127 @@ pub enum RawSecret {
     Inline(String),
     /// By reference (`env`) or inline (`value`), with its encoding.
     Source(RawSecretSource),
+}
+
+/// What serde's derive of an untagged enum says of any value neither variant takes.
+const NO_VARIANT: &str = "data did not match any variant of untagged enum RawSecret";
+
+/// Read as serde's derive read the untagged enum (a string, or a source's members or, as any
+/// struct, its fields in order), refused with the same one error once the whole value is read
+/// (so serde_json places it where the derive's was): the derive buffered the value in serde's own
+/// content type first, whose reading this one enum alone linked into the .wasm; a source's fields are
+/// read as serde_json's `Value`, which JWKS keys are read as already.
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawSecret, D::Error> {
+        deserializer.deserialize_any(SecretVisitor)?.ok_or_else(|| serde::de::Error::custom(NO_VARIANT))
+    }
+}
+
+struct SecretVisitor;
+
+/// The secret, or `None` for a value of neither variant.
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = Option<RawSecret>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a secret")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Option<RawSecret>, E> {
+        Ok(Some(RawSecret::Inline(text.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Option<RawSecret>, E> {
+        Ok(Some(RawSecret::Inline(text)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<RawSecret>, A::Error> {
+        let mut members: Vec<(String, serde_json::Value)> = Vec::new();
+        let mut repeated = false;
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value()?;
+            repeated |= members.iter().any(|(seen, _)| *seen == name);
+            members.push((name, value));
+        }
+        let mut fields = [None, None, None];
+        for (name, value) in members {
+            let at = ["env", "value", "encoding"].iter().position(|field| *field == name);
+            match at.and_then(|at| fields.get_mut(at)) {
+                Some(field) => *field = Some(value),
+                None => return Ok(None),
+            }
+        }
+        Ok(source(fields).filter(|_| !repeated))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<RawSecret>, A::Error> {
+        let mut fields = [None, None, None];
+        let mut extra = false;
+        let mut at = 0;
+        while let Some(value) = seq.next_element::<serde_json::Value>()? {
+            match fields.get_mut(at) {
+                Some(field) => *field = Some(value),
+                None => extra = true,
+            }
+            at += 1;
+        }
+        Ok(source(fields).filter(|_| !extra))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Option<RawSecret>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Option<RawSecret>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Option<RawSecret>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Option<RawSecret>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<RawSecret>, E> {
+        Ok(None)
+    }
+}
+
+/// A source from its fields (`env`, `value`, `encoding`; absent or `null` is unset), if each is
+/// of its type.
+fn source(fields: [Option<serde_json::Value>; 3]) -> Option<RawSecret> {
+    let text = |field: Option<serde_json::Value>| match field {
+        None | Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(text)) => Some(Some(text)),
+        Some(_) => None,
+    };
+    let [env, value, encoding] = fields;
+    Some(RawSecret::Source(RawSecretSource {
+        env: text(env)?,
+        value: text(value)?,
+        encoding: match encoding {
+            None => SecretEncoding::default(),
+            Some(encoding) => encoding_of(&encoding)?,
+        },
+    }))
+}
+
+/// A choice's variant as an enum's derive reads it from a value: its name, or an object of its
+/// name alone, whose value is `null`.
+fn encoding_of(value: &serde_json::Value) -> Option<SecretEncoding> {
+    use crate::vocab::Choice;
+    let name = match value {
+        serde_json::Value::String(name) => name,
+        serde_json::Value::Object(members) if members.len() == 1 => match members.iter().next() {
+            Some((name, serde_json::Value::Null)) => name,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let at = SecretEncoding::NAMES.iter().position(|known| known == name)?;
+    SecretEncoding::VARIANTS.get(at).copied()
 }
 
 impl fmt::Debug for RawSecret {
@@ -133,3 +254,7 @@ fn is_wso2_reference(text: &[u8]) -> bool {
         })
     })
 }
+
+#[cfg(test)]
+#[path = "secrets_tests.rs"]
+mod tests;
