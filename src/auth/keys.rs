@@ -68,6 +68,11 @@ impl KeySet {
         let Some(entries) = jwks.get("keys").and_then(Value::as_array) else {
             return Err("a JWKS is an object with a `keys` array".to_string());
         };
+        Self::from_entries(entries)
+    }
+
+    /// The keys of a JWKS's `keys` array, with those skipped and why.
+    fn from_entries(entries: &[Value]) -> Result<(KeySet, Vec<Skipped>), String> {
         if entries.len() > MAX_KEYS {
             return Err(format!("a JWKS may hold at most {MAX_KEYS} keys"));
         }
@@ -93,7 +98,7 @@ impl KeySet {
     /// has to see, not a key quietly missing). The error: the index of the key at fault (`None`
     /// for the set as a whole) and why.
     pub fn from_configured(keys: &[Value]) -> Result<KeySet, (Option<usize>, String)> {
-        let (set, skipped) = Self::with_skipped(&serde_json::json!({ "keys": keys })).map_err(|reason| {
+        let (set, skipped) = Self::from_entries(keys).map_err(|reason| {
             // A set with no usable key names its first key's reason when there is one.
             match keys.first().map(parse_key) {
                 Some(Err(why)) => (Some(0), why.to_string()),
