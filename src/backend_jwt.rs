@@ -166,12 +166,6 @@ impl BackendJwt {
     /// of WSO2's that has no value here (an application without an owner has no `subscriber`) is
     /// left out, never taken from the caller. Without the time claims.
     pub fn identity_claims(&self, api: &Api, authorized: &Authorized) -> Map<String, Value> {
-        let mut claims = Map::new();
-        if let Some(copied) = &authorized.caller_claims {
-            for (name, value) in copied.iter() {
-                claims.insert(name.clone(), value.clone());
-            }
-        }
         let named = [
             ("subscriber", authorized.subscriber()),
             ("applicationid", authorized.application_id()),
@@ -181,9 +175,18 @@ impl BackendJwt {
             ("version", api.version.as_str()),
             ("tier", authorized.tier()),
         ];
-        for (name, _) in named.iter().filter(|(_, value)| value.is_empty()) {
-            // WSO2's claim is left out, never stood in for by the caller's of that name.
-            claims.remove(&format!("{}{name}", self.claim_prefix));
+        // WSO2's claim without a value is left out, never stood in for by the caller's of that
+        // name: such a caller claim is not copied (not copied and then removed, which linked a
+        // map's removal and rebalancing for this alone).
+        let left_out = |name: &str| {
+            name.strip_prefix(self.claim_prefix.as_str())
+                .is_some_and(|name| named.iter().any(|(wso2, value)| value.is_empty() && *wso2 == name))
+        };
+        let mut claims = Map::new();
+        if let Some(copied) = &authorized.caller_claims {
+            for (name, value) in copied.iter().filter(|(name, _)| !left_out(name)) {
+                claims.insert(name.clone(), value.clone());
+            }
         }
         let mut put = |name: &str, value: &str| {
             claims.insert(format!("{}{name}", self.claim_prefix), Value::String(value.to_string()));
