@@ -1,5 +1,6 @@
-//! The `grpc-status` a fault gives gRPC clients: Envoy's mapping of the HTTP status unless an
-//! override names one, resolved as the overrides' other fields are.
+//! The `grpc-status` a fault gives gRPC clients (Envoy's mapping of the HTTP status unless an
+//! override names one, resolved as the overrides' other fields are), and overrides' keys that
+//! name one code or family twice.
 
 use super::*;
 use crate::schema::RawConfig;
@@ -52,4 +53,17 @@ fn a_grpc_status_outside_1_to_16_is_refused_naming_the_field() {
     for status in [1, 8, 16] {
         assert!(compiled(&format!(r#"{{"errors":{{"overrides":{{"900901":{{"grpc_status":{status}}}}}}}}}"#)).is_ok());
     }
+}
+
+#[test]
+fn two_keys_for_one_code_or_family_are_refused_naming_the_second() {
+    for (first, second) in [("900901", "0900901"), ("900901", "+900901"), ("9008xx", "9008XX")] {
+        let json =
+            format!(r#"{{"errors":{{"overrides":{{"{first}":{{"status":555}},"{second}":{{"status":556}}}}}}}}"#);
+        let error = compiled(&json).expect_err("ambiguous");
+        // The keys are read in their sorted order: the later one is named.
+        let later = if first < second { second } else { first };
+        assert_eq!(error.field, format!("errors.overrides.{later}"), "{first} {second}");
+    }
+    assert!(compiled(r#"{"errors":{"overrides":{"9008xx":{"status":555},"90080x":{"status":556}}}}"#).is_ok());
 }

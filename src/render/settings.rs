@@ -159,6 +159,10 @@ impl Default for ErrorSettings {
     }
 }
 
+/// Two keys of `errors.overrides` for one code or family (`900901` and `0900901`, `9008xx` and
+/// `9008XX`): one would silently win, by the keys' order.
+const SAME_ENTRY: &str = "names the same code or family as another key: write each once";
+
 /// The statuses whose responses carry no content (RFC 9110 15.3.5, 15.3.6, 15.4.5): a fault sent
 /// with one would break the connection (HTTP/2 resets the stream; an HTTP/1.1 client reads the
 /// body as the next response).
@@ -201,12 +205,17 @@ impl ErrorSettings {
                 if !catalogue::is_known_code(code) {
                     return Err(ConfigError::new(field, format!("{code} is not a code of the catalogue")));
                 }
-                overrides_by_code.insert(code, Override::from(value));
+                if overrides_by_code.insert(code, Override::from(value)).is_some() {
+                    return Err(ConfigError::new(field, SAME_ENTRY));
+                }
             } else if let Some(id) = catalogue::by_id(&key) {
                 overrides_by_id.insert(id, Override::from(value));
             } else if let Some(pattern) = catalogue::CodePattern::parse(&key) {
                 if !catalogue::known_codes().any(|code| pattern.matches(code)) {
                     return Err(ConfigError::new(field, format!("`{key}` matches no code of the catalogue")));
+                }
+                if overrides_by_pattern.iter().any(|(other, _)| *other == pattern) {
+                    return Err(ConfigError::new(field, SAME_ENTRY));
                 }
                 overrides_by_pattern.push((pattern, Override::from(value)));
             } else {

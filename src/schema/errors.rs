@@ -19,7 +19,8 @@ pub struct RawErrors {
     /// code) or by catalogue id (`"production_key_without_endpoint"`). The most specific key wins:
     /// an id over a code, a code over a family, a narrower family over a broader one. A code two
     /// entries share (`102511`: an incomplete payload, and Choreo Connect's local reset; `404`) is
-    /// overridden for both: name the entry's id to change one. Defaults to none.
+    /// overridden for both: name the entry's id to change one. Two keys for one code or family
+    /// (`900901` and `0900901`, `9008xx` and `9008XX`) are refused. Defaults to none.
     #[serde(default)]
     pub overrides: BTreeMap<String, RawOverride>,
     /// CORS headers on every response of an API, as WSO2's CORS handler sets them: faults,
