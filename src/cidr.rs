@@ -1,4 +1,4 @@
-//! Client IP addresses and CIDR ranges for blocking conditions.
+//! Client IP addresses, CIDR ranges and address intervals for blocking and throttling conditions.
 
 use std::net::IpAddr;
 
@@ -57,6 +57,15 @@ impl IpRange {
             _ => false,
         }
     }
+}
+
+/// Whether `ip` lies between `low` and `high` (canonical addresses of one family), the ends
+/// included or not. `::ffff:192.0.2.1` is `192.0.2.1`; an address of the other family is never
+/// between them.
+pub fn between(ip: IpAddr, low: IpAddr, high: IpAddr, inclusive: bool) -> bool {
+    let ip = ip.to_canonical();
+    let comparable = low.is_ipv4() == ip.is_ipv4();
+    comparable && if inclusive { low <= ip && ip <= high } else { low < ip && ip < high }
 }
 
 /// The IP of Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`, or a bare address).

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod backend_jwt;
 pub mod catalogue;
 pub mod cidr;
+pub mod conditions;
 pub mod config;
 pub mod directory;
 pub mod docs;

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "catalogue",
     "render",
     "routing",
+    "conditions",
     "directory",
     "auth",
     "throttle",

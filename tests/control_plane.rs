@@ -166,6 +166,47 @@ fn the_first_load_serves_the_control_planes_apis_with_its_applications_tiers_and
     assert_eq!(stack.cp.requests("application-key-mappings?"), 1, "the absence is remembered");
 }
 
+/// An API policy's condition groups (API-M's advanced policies) as the control plane sends them:
+/// a request meeting a group counts under the group's limit, an unlimited group's requests count
+/// nowhere, and the policy's own limit counts the rest.
+#[test]
+fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_apart() {
+    let cp = ControlPlane::start();
+    let limit = |count: u64| json!({"quotaType": "requestCount", "requestCount": {"timeUnit": "min", "unitTime": 1, "requestCount": count}});
+    let condition = |kind: &str, name: &str, value: &str| json!({"conditionType": kind, "name": name, "value": value, "isInverted": false});
+    cp.update(
+        "api-policies",
+        "name",
+        "ThreePerMin",
+        json!({"conditionGroups": [
+            {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 21, "defaultLimit": limit(1),
+             "condition": [condition("Header", "x-plan", "^free$"), condition("IPSpecific", "IPSpecific", "127.0.0.1")]},
+            {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 22, "defaultLimit": limit(2_147_483_647),
+             "condition": [condition("QueryParameterType", "debug", "^true$")]}
+        ]}),
+    );
+    let stack = start(
+        cp,
+        |km| json!({"name": KM, "issuer": km.issuer(), "audiences": ["urn:apim:jwt"], "jwks": {"cluster": "km", "path": "/jwks"}}),
+        STILL,
+    );
+    let envoy = &stack.envoy;
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    let free =
+        |path: &str| envoy.send("GET", path, &[("authorization", &format!("Bearer {app1}")), ("x-plan", "free")], None);
+    away_from_window_end(60, 20);
+    // This client is 127.0.0.1 on the free plan: group 21 allows 1 a minute (900802: a resource tier).
+    assert_eq!([code(&free("/pizzashack/1.0.0/order/7")), code(&free("/pizzashack/1.0.0/order/7"))], ["200", "900802"]);
+    // Group 22 is unlimited: five requests, over the policy's own 3, all pass.
+    let debug: Vec<String> =
+        (0..5).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/order/7?debug=true", &app1))).collect();
+    assert_eq!(debug, ["200"; 5]);
+    // The rest count under the policy's own 3 a minute, untouched by the groups' requests.
+    let codes: Vec<String> = (0..4).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/order/7", &app1))).collect();
+    assert_eq!(codes, ["200", "200", "200", "900802"]);
+    assert!(!envoy.log().contains("condition group"), "no group was left out");
+}
+
 /// API-M's API types: a WebSocket API's topics are served at the handshake, its token taken from
 /// `access_token` in the query as API-M takes it (and not sent on), each topic's scopes checked;
 /// a GraphQL API, whose operations' scopes the filter cannot check, is not served, saying why.

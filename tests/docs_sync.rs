@@ -195,6 +195,11 @@ fn with_integer(field: &str) -> Option<String> {
     let control_plane = |member: &str| {
         format!(r#"{{"control_plane":{{"cluster":"apim","username":"u","password":{{"value":"p"}},{member}}}}}"#)
     };
+    let condition_group = |member: &str| {
+        format!(
+            r#"{{"policies":{{"p":{{"requests":1,"per":"minute","condition_groups":[{{"per":"minute",{member},"conditions":[{{"ip":"10.0.0.1"}}]}}]}}}}}}"#
+        )
+    };
     Some(match field {
         "KeyManager.clock_skew_s" => format!(r#"{{"key_managers":[{{"name":"k","issuer":"i",{hmac},"clock_skew_s":#V#}}]}}"#),
         "Jwks.refresh_s" => r#"{"key_managers":[{"name":"k","issuer":"i","jwks":{"cluster":"km","refresh_s":#V#}}]}"#.into(),
@@ -211,6 +216,9 @@ fn with_integer(field: &str) -> Option<String> {
         "Policy.requests" => r#"{"policies":{"p":{"requests":#V#,"per":"minute"}}}"#.into(),
         "Policy.bytes" => r#"{"policies":{"p":{"bytes":#V#,"per":"minute"}}}"#.into(),
         "Policy.unit_count" => r#"{"policies":{"p":{"requests":1,"per":"minute","unit_count":#V#}}}"#.into(),
+        "ConditionGroup.requests" => condition_group(r#""requests":#V#"#),
+        "ConditionGroup.bytes" => condition_group(r#""bytes":#V#"#),
+        "ConditionGroup.unit_count" => condition_group(r#""requests":1,"unit_count":#V#"#),
         "Burst.requests" => {
             r#"{"policies":{"p":{"requests":18446744073709551615,"per":"minute","burst":{"requests":#V#,"per":"second"}}}}"#
                 .into()

@@ -280,6 +280,7 @@ impl Config {
     /// Whether throttling needs the client's IP address.
     pub fn uses_client_ip(&self) -> bool {
         self.control_plane.is_some()
+            || self.throttle.conditions_read_client_ip
             || self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
             || self.throttle.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
     }

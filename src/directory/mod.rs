@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::net::IpAddr;
 
 use crate::cidr::IpRange;
+use crate::conditions::ConditionGroup;
 use crate::routing::Api;
 use crate::vocab::{KeyType, KmId, SubscriptionState};
 pub use static_dir::StaticDirectory;
@@ -39,6 +40,10 @@ pub struct PolicySpec {
     /// Count across Envoy nodes (true) or per node (false); `None` follows the rate-limit
     /// service's `applies_to`.
     pub cluster_wide: Option<bool>,
+    /// Condition groups (an API's or a resource's policy): a request matching any counts in
+    /// each group it matches instead of under `limit`, which counts the requests matching none
+    /// ([`crate::conditions::UNLIMITED`]: they count nowhere).
+    pub groups: Vec<ConditionGroup>,
 }
 
 impl PolicySpec {
@@ -51,6 +56,7 @@ impl PolicySpec {
             stop_on_quota_reach: true,
             per_user: false,
             cluster_wide,
+            groups: Vec::new(),
         }
     }
 }

@@ -152,7 +152,10 @@ impl StaticDirectory {
             applications, listed, client_ids, clients, client_index, api_keys, key_origins, ..
         } = applications;
         let mut directory = StaticDirectory {
-            policies: policies.iter().map(|(name, policy)| (name.clone(), Rc::new(policy_spec(policy)))).collect(),
+            policies: policies
+                .iter()
+                .map(|(name, policy)| Ok((name.clone(), Rc::new(policy_spec(name, policy)?))))
+                .collect::<Result<_, ConfigError>>()?,
             blocking,
             applications,
             listed,
@@ -346,8 +349,8 @@ fn hex_digest(hex: &str) -> Option<[u8; 32]> {
     (hex.len() == 64 && base16ct::lower::decode(hex, &mut digest).is_ok()).then_some(digest)
 }
 
-fn policy_spec(policy: &RawPolicy) -> PolicySpec {
-    PolicySpec {
+fn policy_spec(name: &str, policy: &RawPolicy) -> Result<PolicySpec, ConfigError> {
+    Ok(PolicySpec {
         limit: policy.requests.or(policy.bytes).unwrap_or(0),
         bytes: policy.bytes.is_some(),
         window_s: policy.per.seconds().saturating_mul(u64::from(policy.unit_count)),
@@ -355,7 +358,8 @@ fn policy_spec(policy: &RawPolicy) -> PolicySpec {
         stop_on_quota_reach: policy.stop_on_quota_reach,
         per_user: policy.per_user,
         cluster_wide: policy.cluster_wide,
-    }
+        groups: crate::conditions::from_config(&format!("policies.{name}"), &policy.condition_groups)?,
+    })
 }
 
 fn check_policy_ref(

@@ -4,6 +4,7 @@
 //! [`table`]; paths are normalized and templates matched in [`matcher`].
 
 pub mod matcher;
+pub mod query;
 pub mod table;
 
 use std::borrow::Cow;

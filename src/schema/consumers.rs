@@ -125,6 +125,77 @@ pub struct RawPolicy {
     /// Envoy alone (false). Defaults to the service's `applies_to` (node-local without a service).
     #[serde(default)]
     pub cluster_wide: Option<bool>,
+    /// Condition groups (WSO2's advanced throttling policies), where this is an API's or a
+    /// resource's policy: a request that meets every condition of a group counts in that group,
+    /// under the group's own limit, and in each other group it meets; `requests` (or `bytes`)
+    /// then counts only the requests that meet no group. Per user and across nodes as this
+    /// policy. Defaults to none.
+    #[serde(default)]
+    pub condition_groups: Vec<RawConditionGroup>,
+}
+
+/// A condition group: its own limit for the requests that meet all of its conditions.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ConditionGroup")]
+#[serde(deny_unknown_fields)]
+pub struct RawConditionGroup {
+    /// Requests allowed per window. Exactly one of `requests` and `bytes` is required.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub requests: Option<u64>,
+    /// Request and response body bytes allowed per window.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub bytes: Option<u64>,
+    /// Window unit. Required.
+    pub per: TimeUnit,
+    /// Window length in units. Defaults to 1.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub unit_count: u32,
+    /// The conditions, all of which a request must meet. Required: at least one.
+    pub conditions: Vec<RawCondition>,
+}
+
+/// One condition of a group: exactly one of `ip`, `ip_range`, `ip_from` with `ip_to`, `header`,
+/// `query_param` and `jwt_claim`; the last three with `matches`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "Condition")]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    /// The client IP address (Envoy's `source.address`) is this one.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The client IP address is in this CIDR range (`203.0.113.0/24`, `2001:db8::/32`).
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// The client IP address is from this one to `ip_to`, both included (WSO2's `IPRange`).
+    #[serde(default)]
+    pub ip_from: Option<String>,
+    /// The last address of `ip_from`'s range.
+    #[serde(default)]
+    pub ip_to: Option<String>,
+    /// A request header (any letter case): its values, joined by `,` when it repeats, match
+    /// `matches`. An absent or empty header matches nothing.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A query parameter (its first value, percent-decoded) matches `matches`. An absent or empty
+    /// parameter matches nothing.
+    #[serde(default)]
+    pub query_param: Option<String>,
+    /// A claim of the caller's JWT (a bearer token or a JWT API key; an opaque credential has
+    /// none): a string, or a string of an array, matches `matches`.
+    #[serde(default)]
+    pub jwt_claim: Option<String>,
+    /// A regular expression (regex-lite's syntax: Java's without look-around and
+    /// back-references) found anywhere in the value, as WSO2's `Matcher.find()`: anchor it
+    /// (`^free$`) to match the whole value. Required with `header`, `query_param` and `jwt_claim`.
+    #[serde(default)]
+    pub matches: Option<String>,
+    /// The condition holds when the test fails (`invert` of an absent header holds). Defaults to
+    /// false.
+    #[serde(default)]
+    pub invert: bool,
 }
 
 /// Burst control: at most `requests` per `per` (second or minute).

@@ -13,6 +13,7 @@ mod request;
 mod response;
 #[cfg(test)]
 mod tests;
+mod throttling;
 pub mod waiters;
 
 use std::cell::RefCell;
@@ -36,7 +37,7 @@ use crate::schema::AccessLogEncoding;
 use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::Settings;
 use crate::throttle::worker_lease::WorkerLeases;
-use crate::throttle::{self, ByteCounter, Caller, Engines, LocalEngine, Outcome, RateLimitInfo, ThrottleStep};
+use crate::throttle::{self, ByteCounter, Engines, LocalEngine, RateLimitInfo};
 use request::Snapshot;
 
 pub use background::prepare_counters;
@@ -343,85 +344,6 @@ impl Stream {
                 host.count(&format!("apim.auth.refused.{}", fault.id.spec().id));
                 self.deny(host, &fault)
             }
-        }
-    }
-
-    /// Throttling comes after authentication, as in WSO2's handler chain.
-    fn throttle(&mut self, host: &mut impl Host, authorized: Option<Authorized>) -> Flow {
-        let config = Rc::clone(&self.config);
-        if !config.throttles() {
-            return self.forward(host, authorized.as_ref(), false);
-        }
-        let routes = Rc::clone(&self.routes);
-        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
-            return self.internal_error(host, "matched route out of range");
-        };
-        let client_ip = if config.uses_client_ip() { request::client_ip(host) } else { None };
-        let who = caller(authorized.as_ref(), client_ip);
-        match self.with_throttle(host, |context| throttle::start(context, api, resource, &who)) {
-            Ok((step, now)) => self.after_throttle(host, step, authorized, now),
-            Err(flow) => flow,
-        }
-    }
-
-    /// Runs a step of throttling with the counting engines, the directory and the clock, and
-    /// starts the lease refills it asked for; the step and the time it ran at, or the refusal
-    /// when the clock cannot be read.
-    fn with_throttle<T>(
-        &mut self,
-        host: &mut impl Host,
-        work: impl FnOnce(&mut throttle::Context<'_>) -> T,
-    ) -> Result<(T, u64), Flow> {
-        let config = Rc::clone(&self.config);
-        let now = self.clock(host, FaultId::ThrottleInternalError)?;
-        let worker = Rc::clone(&self.worker);
-        let mut worker = worker.borrow_mut();
-        let Worker { control_plane, counter_leases, .. } = &mut *worker;
-        let mut engine = engines(&config, Some(counter_leases));
-        let directory = Layered { fixed: config.directory.as_ref(), control_plane: control_plane.as_ref() };
-        let mut context = throttle::Context {
-            throttle: &config.throttle,
-            directory: &directory,
-            engine: &mut engine,
-            store: host,
-            now,
-        };
-        let step = work(&mut context);
-        let refills = std::mem::take(&mut engine.refills);
-        drop(engine);
-        drop(worker);
-        self.start_refills(host, &config, refills, now);
-        Ok((step, now))
-    }
-
-    fn after_throttle(
-        &mut self,
-        host: &mut impl Host,
-        step: ThrottleStep,
-        authorized: Option<Authorized>,
-        now: u64,
-    ) -> Flow {
-        self.throttled = true;
-        match step {
-            Step::Done(Outcome::Allowed { over_quota, byte_counters, rate_limit, uncounted }) => {
-                self.byte_counters = byte_counters;
-                self.rate_limit = rate_limit;
-                if let Some(why) = uncounted {
-                    self.report_uncounted(host, why, now);
-                }
-                let early = std::mem::take(&mut self.uncharged_bytes);
-                self.charge(host, early);
-                self.forward(host, authorized.as_ref(), over_quota)
-            }
-            Step::Done(Outcome::Denied { fault, rate_limit, uncounted }) => {
-                self.rate_limit = rate_limit;
-                if let Some(why) = uncounted {
-                    self.report_uncounted(host, why, now);
-                }
-                self.deny(host, &fault)
-            }
-            Step::Call(call, resume) => self.call(host, call, Resume::Throttle(Box::new((resume, authorized)))),
-            Step::Refused(never) => match never {},
         }
     }
 
@@ -748,20 +670,6 @@ fn matched_of(routes: &Table, matched: Matched) -> Option<(&routing::Api, Option
     match matched.resource {
         Some(resource) => Some((api, Some(api.resource(resource)?))),
         None => Some((api, None)),
-    }
-}
-
-/// Who is calling, as throttling sees it.
-fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) -> Caller<'_> {
-    Caller {
-        application_id: authorized.map(|a| a.application_id()),
-        application_name: authorized.map(|a| a.application_name()),
-        application_policy: authorized.and_then(|a| a.application.policy()),
-        tier: authorized.map(|a| a.tier()),
-        key_type: authorized.map(|a| a.key_type),
-        end_user: authorized.and_then(|a| a.end_user.as_deref()),
-        owner: authorized.map(|a| a.subscriber()),
-        client_ip,
     }
 }
 

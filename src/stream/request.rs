@@ -8,11 +8,13 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::auth::authorize::Authorized;
-use crate::auth::credentials::{is_param_named, CredentialHeader, ACCESS_TOKEN_PARAM, QUERY_SEPARATORS};
+use crate::auth::credentials::{self, CredentialHeader, Extracted, Presented, ACCESS_TOKEN_PARAM};
+use crate::auth::settings::CredentialSettings;
 use crate::cidr::parse_source_address;
 use crate::config::Config;
 use crate::host::{text, Header, Host};
-use crate::routing::{Api, Forward, RequestView};
+use crate::routing::query::{is_param_named, QUERY_SEPARATORS};
+use crate::routing::{Api, Forward, RequestView, Resource};
 
 /// The request headers as they arrived, and what the stream learned of the request. Its `Debug`
 /// names the headers and sizes the path: their values hold credentials.
@@ -137,6 +139,28 @@ impl Snapshot {
         self.bytes("upgrade").is_some_and(|value| {
             value.split(|byte| *byte == b',').any(|protocol| protocol.trim_ascii().eq_ignore_ascii_case(b"websocket"))
         })
+    }
+
+    /// The request headers as they arrived, less the filter's own.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// The credential the request presents for `resource` (the token of a bearer, or an API key),
+    /// as authentication read it.
+    pub fn presented_credential(
+        &self,
+        settings: &CredentialSettings,
+        api: &Api,
+        resource: &Resource,
+    ) -> Option<String> {
+        let authorization = self.credential(&settings.authorization_header);
+        let api_key = self.credential(&settings.api_key_header);
+        let handshake = self.is_websocket_upgrade();
+        match credentials::extract(settings, api, resource, authorization, api_key, self.query(), handshake) {
+            Extracted::Found(Presented::Bearer(token) | Presented::ApiKey(token)) => Some(token),
+            _ => None,
+        }
     }
 
     /// A credential header as extraction sees it.

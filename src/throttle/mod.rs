@@ -312,6 +312,10 @@ fn tighter(current: Option<RateLimitInfo>, count: &Count) -> Option<RateLimitInf
 mod outcome_tests;
 
 #[cfg(test)]
+#[path = "condition_group_tests.rs"]
+mod condition_group_tests;
+
+#[cfg(test)]
 mod tests {
     use super::limiter::tests::MemoryStore;
     use super::limiter::{Hit, Settings};
@@ -389,6 +393,7 @@ mod tests {
             end_user: Some(user),
             owner: Some("owner"),
             client_ip: Some("198.51.100.7".parse().unwrap()),
+            request: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::settings::ThrottleConfig;
 use crate::catalogue::FaultId;
+use crate::conditions::{self, RequestFacts};
 use crate::directory::{BlockingCondition, Directory, PolicyLevel, PolicySpec};
 use crate::routing::{Api, Resource};
 use crate::vocab::{is_unlimited, user_without_tenant, KeyType};
@@ -53,6 +54,9 @@ pub struct Caller<'a> {
     /// for, as in WSO2.
     pub owner: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+    /// What condition groups read of the request (headers, query, the caller's JWT); `None`
+    /// where nothing is known of it.
+    pub request: Option<&'a RequestFacts<'a>>,
 }
 
 impl Caller<'_> {
@@ -146,14 +150,11 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant
         // WSO2's `authorizedUser`, as `$userId`: an application credential acts for its owner.
         BlockingCondition::User(user) => same_user(caller.user(), user, tenant),
         BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
-        BlockingCondition::IpBetween { low, high, inclusive, invert } => caller.client_ip.is_some_and(|ip| {
-            // `::ffff:192.0.2.1` is `192.0.2.1`; an address of another family is never inside,
-            // so an inverted condition (block all but these) blocks it, as in WSO2.
-            let ip = ip.to_canonical();
-            let comparable = low.is_ipv4() == ip.is_ipv4();
-            let inside = comparable && if *inclusive { *low <= ip && ip <= *high } else { *low < ip && ip < *high };
-            inside != *invert
-        }),
+        // An address of another family is never inside, so an inverted condition (block all but
+        // these) blocks it, as in WSO2.
+        BlockingCondition::IpBetween { low, high, inclusive, invert } => {
+            caller.client_ip.is_some_and(|ip| crate::cidr::between(ip, *low, *high, *inclusive) != *invert)
+        }
         BlockingCondition::Subscription { application, api: subscribed } => {
             caller.application_id == Some(application.as_str()) && *subscribed == api.label
         }
@@ -205,13 +206,15 @@ pub fn plan(
     let policy = |name: Option<&String>| name.and_then(|name| directory.policy(PolicyLevel::Api, name));
     // An API-level policy replaces the resource level: never both. Applied per user, a user's
     // count is apart (one part more: no key of the API or resource as a whole).
-    if let Some(spec) = policy(api.policy.as_ref()) {
+    if let Some((name, spec)) = api.policy.as_ref().and_then(|name| Some((name, policy(Some(name))?))) {
         let parts: &[&str] = if spec.per_user { &["api", context, version, user] } else { &["api", context, version] };
-        counters.push(Counter::new(Level::Api, key(parts), &spec, throttle));
-    } else if let Some(spec) = policy(resource.policy.as_ref()) {
+        let level = LevelCounters { level: Level::Api, parts, policy: name, spec: &spec };
+        level.push(&mut counters, throttle, caller, user);
+    } else if let Some((name, spec)) = resource.policy.as_ref().and_then(|name| Some((name, policy(Some(name))?))) {
         let parts: &[&str] =
             if spec.per_user { &["resource", &resource.key, user] } else { &["resource", &resource.key] };
-        counters.push(Counter::new(Level::Resource, key(parts), &spec, throttle));
+        let level = LevelCounters { level: Level::Resource, parts, policy: name, spec: &spec };
+        level.push(&mut counters, throttle, caller, user);
     }
     if let (Some(application), Some(spec)) =
         (caller.application_id, caller.tier.and_then(|tier| directory.policy(PolicyLevel::Subscription, tier)))
@@ -265,6 +268,56 @@ pub fn plan(
         ));
     }
     counters
+}
+
+/// The API or resource level of a request: its policy's own counter, or one per condition
+/// group the request matches.
+struct LevelCounters<'p> {
+    level: Level,
+    /// The own counter's key parts (`api`, context, version and, per user, the user).
+    parts: &'p [&'p str],
+    policy: &'p str,
+    spec: &'p PolicySpec,
+}
+
+impl LevelCounters<'_> {
+    fn push(&self, counters: &mut Vec<Counter>, throttle: &ThrottleConfig, caller: &Caller<'_>, user: &str) {
+        let mut matched = false;
+        if let Some(request) = caller.request.filter(|_| !self.spec.groups.is_empty()) {
+            for group in self.spec.groups.iter().filter(|group| group.matches(request, caller.client_ip)) {
+                matched = true;
+                if group.limit == conditions::UNLIMITED {
+                    continue;
+                }
+                // `api_condition:<context>:<version>:<policy>:<group>[:<user>]`: a prefix of its
+                // own (no key of the level's own counter), and the policy's name, so another
+                // policy's group of the same id counts apart.
+                let prefix = if self.level == Level::Api { "api_condition" } else { "resource_condition" };
+                let (own, per_user) = match self.spec.per_user {
+                    true => (self.parts.get(1..self.parts.len() - 1).unwrap_or_default(), Some(user)),
+                    false => (self.parts.get(1..).unwrap_or_default(), None),
+                };
+                let mut parts = Vec::with_capacity(own.len() + 4);
+                parts.push(prefix);
+                parts.extend_from_slice(own);
+                parts.extend([self.policy, group.id.as_str()]);
+                parts.extend(per_user);
+                let spec = PolicySpec {
+                    limit: group.limit,
+                    bytes: group.bytes,
+                    window_s: group.window_s,
+                    burst: None,
+                    stop_on_quota_reach: true,
+                    groups: Vec::new(),
+                    ..*self.spec
+                };
+                counters.push(Counter::new(self.level, key(&parts), &spec, throttle));
+            }
+        }
+        if !matched && self.spec.limit != conditions::UNLIMITED {
+            counters.push(Counter::new(self.level, key(self.parts), self.spec, throttle));
+        }
+    }
 }
 
 /// A counter's key: its parts joined by `:` (`subscription:<app>:<context>:<version>`), each with

@@ -67,6 +67,8 @@ pub struct ThrottleConfig {
     /// The tenant the gateway serves (`control_plane.tenant`, else WSO2's super tenant
     /// `carbon.super`): blocked users are compared qualified with it, as WSO2's gateway does.
     pub tenant: String,
+    /// A configured policy's condition group tests the client's address.
+    pub conditions_read_client_ip: bool,
 }
 
 impl Default for ThrottleConfig {
@@ -77,6 +79,7 @@ impl Default for ThrottleConfig {
             settings: CounterSettings::from(RawThrottling::default()),
             rate_limit_service: None,
             tenant: SUPER_TENANT.to_string(),
+            conditions_read_client_ip: false,
         }
     }
 }
@@ -139,7 +142,27 @@ impl ThrottleConfig {
                 let burst_field = format!("{field}.burst.requests");
                 check_scope((&field, &burst_field), service, policy.cluster_wide, burst.requests, false, 1)?;
             }
+            for (index, group) in policy.condition_groups.iter().enumerate() {
+                let field = format!("{field}.condition_groups[{index}]");
+                let window_s = group.per.seconds().saturating_mul(u64::from(group.unit_count));
+                let limit = group.requests.or(group.bytes).unwrap_or(0);
+                let limit_field = format!("{field}.requests");
+                check_scope(
+                    (&field, &limit_field),
+                    service,
+                    policy.cluster_wide,
+                    limit,
+                    group.bytes.is_some(),
+                    window_s,
+                )?;
+            }
         }
+        let conditions_read_client_ip = policies.values().flat_map(|policy| &policy.condition_groups).any(|group| {
+            group
+                .conditions
+                .iter()
+                .any(|condition| condition.ip.is_some() || condition.ip_range.is_some() || condition.ip_from.is_some())
+        });
         for (index, policy) in custom_policies.iter().enumerate() {
             let window_s = policy.per.seconds().saturating_mul(u64::from(policy.unit_count));
             let limit = policy.requests.or(policy.bytes).unwrap_or(0);
@@ -196,6 +219,7 @@ impl ThrottleConfig {
             settings: CounterSettings::from(throttling),
             rate_limit_service,
             tenant: SUPER_TENANT.to_string(),
+            conditions_read_client_ip,
         })
     }
 }
@@ -301,6 +325,7 @@ fn compile_custom_policies(policies: &[RawCustomPolicy]) -> Result<Vec<CustomPol
             stop_on_quota_reach: true,
             per_user: false,
             cluster_wide: policy.cluster_wide,
+            groups: Vec::new(),
         };
         compiled.push(CustomPolicy { name: policy.name.clone(), template, spec, apis: policy.apis.clone() });
     }

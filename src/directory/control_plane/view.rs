@@ -153,7 +153,7 @@ impl CpWorker {
             let never_loaded = store::document(store, document).is_none_or(|bytes| bytes.is_empty());
             self.sent_policies |= !list.is_empty() || never_loaded;
             for policy in &list {
-                match wire::policy_spec(policy) {
+                match wire::policy_at(level, policy, &mut loaded.skipped_policies) {
                     Ok(Some(spec)) => {
                         policies.insert(policy.name.clone(), Rc::new(spec));
                     }
@@ -161,11 +161,6 @@ impl CpWorker {
                         unlimited.insert(policy.name.clone());
                     }
                     Err(reason) => loaded.skipped_policies.push(format!("{} ({reason})", policy.name)),
-                }
-                if !policy.condition_groups.is_empty() {
-                    loaded
-                        .skipped_policies
-                        .push(format!("{}: condition groups (its default limit applies)", policy.name));
                 }
             }
             loaded.policies += policies.len();

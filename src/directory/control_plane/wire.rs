@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::directory::{BlockingCondition, PolicySpec};
+use crate::conditions;
+use crate::directory::{BlockingCondition, PolicyLevel, PolicySpec};
 use crate::schema::{RawApi, RawEndpoints, RawResource};
 use crate::vocab::{KeyType, Lifecycle, SecurityScheme, SubscriptionState};
 
@@ -137,9 +138,37 @@ pub struct Policy {
     /// whole.
     #[serde(default, deserialize_with = "nullable")]
     pub applicable_level: String,
-    /// API policies with condition groups: the groups are not applied (see the mapping).
+    /// API policies: condition groups, each with its own limit (see [`condition_groups`]).
     #[serde(default, deserialize_with = "nullable")]
-    pub condition_groups: Vec<serde_json::Value>,
+    pub condition_groups: Vec<ConditionGroup>,
+}
+
+/// `APIPolicyConditionGroupDTO`: its limit and conditions, all of which a request must meet.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionGroup {
+    /// A number (`11`) as API-M writes it; a string read as written.
+    #[serde(default)]
+    pub condition_group_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub default_limit: Option<Limit>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub condition: Vec<Condition>,
+}
+
+/// `ConditionDTO`: `IPSpecific` (the address in `value`), `IPRange` (from `name` to `value`),
+/// `Header`, `QueryParameterType` and `JWTClaims` (`name` and a pattern in `value`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(default, deserialize_with = "nullable")]
+    pub condition_type: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub value: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub is_inverted: bool,
 }
 
 /// `ThrottleLimitDTO`: only the member matching `quotaType` is set.
@@ -259,6 +288,114 @@ pub fn policy_spec(policy: &Policy) -> Result<Option<PolicySpec>, String> {
         return Ok(None);
     }
     let Some(limit) = &policy.default_limit else { return Err("no default limit".to_string()) };
+    let Some((limit, bytes, window_s)) = quota(limit)? else { return Ok(None) };
+    let burst = match (policy.rate_limit_count, &policy.rate_limit_time_unit) {
+        (count, Some(unit)) if count > 0 => {
+            let unit_s = unit_seconds(unit).ok_or_else(|| format!("burst time unit `{unit}`"))?;
+            u64::try_from(count).ok().map(|count| (count, unit_s))
+        }
+        _ => None,
+    };
+    Ok(Some(PolicySpec {
+        limit,
+        bytes,
+        window_s,
+        burst,
+        stop_on_quota_reach: policy.stop_on_quota_reach.unwrap_or(true),
+        per_user: policy.applicable_level.eq_ignore_ascii_case("userLevel"),
+        cluster_wide: None,
+        groups: Vec::new(),
+    }))
+}
+
+/// A policy as the gateway applies it at `level` (`None`: it counts nothing): an API policy
+/// with its condition groups, whose unreadable groups are put in `skipped`. An API policy
+/// unlimited but for its groups counts the requests of its groups only.
+pub fn policy_at(level: PolicyLevel, policy: &Policy, skipped: &mut Vec<String>) -> Result<Option<PolicySpec>, String> {
+    let spec = policy_spec(policy)?;
+    if level != PolicyLevel::Api || crate::vocab::is_unlimited(&policy.name) {
+        return Ok(spec);
+    }
+    let (groups, unread) = condition_groups(policy);
+    skipped.extend(unread);
+    Ok(match spec {
+        Some(spec) => Some(PolicySpec { groups, ..spec }),
+        None if groups.is_empty() => None,
+        None => Some(PolicySpec {
+            limit: conditions::UNLIMITED,
+            per_user: policy.applicable_level.eq_ignore_ascii_case("userLevel"),
+            groups,
+            ..PolicySpec::requests_per_second(0, None)
+        }),
+    })
+}
+
+/// An API policy's condition groups, each with its own limit (per user as the policy is);
+/// a group the filter cannot apply (an unknown condition type, a pattern regex-lite cannot read,
+/// an address that is none, no limit) is left out, with the reason. A request matching it then
+/// counts under the policy's own limit, or another group's.
+pub fn condition_groups(policy: &Policy) -> (Vec<conditions::ConditionGroup>, Vec<String>) {
+    let (mut groups, mut skipped) = (Vec::new(), Vec::new());
+    for (index, group) in policy.condition_groups.iter().enumerate() {
+        let id = match &group.condition_group_id {
+            Some(serde_json::Value::Number(number)) => number.to_string(),
+            Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => (index + 1).to_string(),
+        };
+        match condition_group(id.clone(), group) {
+            Ok(group) => groups.push(group),
+            Err(reason) => skipped.push(format!("{}: condition group {id} ({reason})", policy.name)),
+        }
+    }
+    (groups, skipped)
+}
+
+/// A group's limit and conditions; an unlimited group's requests count nowhere.
+fn condition_group(id: String, group: &ConditionGroup) -> Result<conditions::ConditionGroup, String> {
+    if group.condition.is_empty() {
+        return Err("no condition".to_string());
+    }
+    let conditions = group.condition.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+    let limit = group.default_limit.as_ref().ok_or("no limit")?;
+    let (limit, bytes, window_s) = quota(limit)?.unwrap_or((conditions::UNLIMITED, false, 1));
+    Ok(conditions::ConditionGroup { id, limit, bytes, window_s, conditions })
+}
+
+fn condition(condition: &Condition) -> Result<conditions::Condition, String> {
+    let address = |text: &str| {
+        text.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()).map_err(|_| format!("`{text}` is not an IP address"))
+    };
+    let pattern = || conditions::Pattern::new(&condition.value);
+    let name = || {
+        let name = condition.name.trim();
+        if name.is_empty() {
+            Err(format!("a {} condition without a name", condition.condition_type))
+        } else {
+            Ok(name.to_string())
+        }
+    };
+    let test = match condition.condition_type.to_ascii_lowercase().as_str() {
+        "ipspecific" => {
+            let ip = address(&condition.value)?;
+            conditions::Test::IpBetween { low: ip, high: ip }
+        }
+        "iprange" => {
+            let (low, high) = (address(&condition.name)?, address(&condition.value)?);
+            if low.is_ipv4() != high.is_ipv4() {
+                return Err(format!("a range from `{low}` to `{high}`"));
+            }
+            conditions::Test::IpBetween { low, high }
+        }
+        "header" => conditions::Test::Header { name: name()?.to_ascii_lowercase(), pattern: pattern()? },
+        "queryparametertype" => conditions::Test::QueryParam { name: name()?, pattern: pattern()? },
+        "jwtclaims" => conditions::Test::Claim { name: name()?, pattern: pattern()? },
+        other => return Err(format!("condition type `{other}`")),
+    };
+    Ok(conditions::Condition { test, invert: condition.is_inverted })
+}
+
+/// A quota as (limit, counts bytes, window seconds); `None` when it is unlimited.
+fn quota(limit: &Limit) -> Result<Option<(u64, bool, u64)>, String> {
     let window = |unit: &str, count: i64| -> Result<u64, String> {
         let unit_s = unit_seconds(unit).ok_or_else(|| format!("time unit `{unit}`"))?;
         Ok(unit_s.saturating_mul(u64::try_from(count.max(1)).unwrap_or(1)))
@@ -293,22 +430,7 @@ pub fn policy_spec(policy: &Policy) -> Result<Option<PolicySpec>, String> {
     if limit == 0 {
         return Err("a limit of 0".to_string());
     }
-    let burst = match (policy.rate_limit_count, &policy.rate_limit_time_unit) {
-        (count, Some(unit)) if count > 0 => {
-            let unit_s = unit_seconds(unit).ok_or_else(|| format!("burst time unit `{unit}`"))?;
-            u64::try_from(count).ok().map(|count| (count, unit_s))
-        }
-        _ => None,
-    };
-    Ok(Some(PolicySpec {
-        limit,
-        bytes,
-        window_s,
-        burst,
-        stop_on_quota_reach: policy.stop_on_quota_reach.unwrap_or(true),
-        per_user: policy.applicable_level.eq_ignore_ascii_case("userLevel"),
-        cluster_wide: None,
-    }))
+    Ok(Some((limit, bytes, window_s)))
 }
 
 /// A subscription state as WSO2's gateway treats it: `TIER_UPDATE_PENDING`, `DELETE_PENDING`

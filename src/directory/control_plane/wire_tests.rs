@@ -301,3 +301,83 @@ fn api_types_the_filter_cannot_serve_as_wso2_does_are_not_served_saying_why() {
         assert_eq!(routes.apis[0].resources[0].method, "POST", "{api_type}");
     }
 }
+
+#[test]
+fn an_api_policys_condition_groups_are_read_each_type_as_api_m_writes_it() {
+    let limit = |count: &str| {
+        format!(
+            r#"{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":{count}}}}}"#
+        )
+    };
+    let group = |id: &str, conditions: &str, count: &str| {
+        format!(
+            r#"{{"policyId":4,"quotaType":"requestCount","conditionGroupId":{id},"condition":[{conditions}],"defaultLimit":{}}}"#,
+            limit(count)
+        )
+    };
+    let condition = |kind: &str, name: &str, value: &str, inverted: bool| {
+        format!(r#"{{"conditionType":"{kind}","name":"{name}","value":"{value}","isInverted":{inverted}}}"#)
+    };
+    let groups = [
+        group("11", &condition("IPSpecific", "IPSpecific", "10.0.0.5", false), "100"),
+        group("12", &condition("IPRange", "10.0.0.1", "10.0.0.9", true), "200"),
+        group(
+            r#""13""#,
+            &[condition("Header", "X-Plan", "^free$", false), condition("QueryParameterType", "format", "csv", false)]
+                .join(","),
+            "300",
+        ),
+        group("14", &condition("JWTClaims", "groups", "admin", false), "2147483647"),
+        group("15", &condition("HTTPVerb", "GET", "GET", false), "1"),
+        group("16", &condition("Header", "x", "(?<=a)b", false), "1"),
+        group("17", &condition("IPRange", "10.0.0.1", "::1", false), "1"),
+        group("null", "", "1"),
+    ];
+    let json = format!(
+        r#"{{"name":"Gold","applicableLevel":"userLevel","defaultLimit":{},"conditionGroups":[{}]}}"#,
+        limit("1000"),
+        groups.join(",")
+    );
+    let policy: Policy = serde_json::from_str(&json).unwrap();
+    let (read, skipped) = condition_groups(&policy);
+    let ids: Vec<&str> = read.iter().map(|group| group.id.as_str()).collect();
+    assert_eq!(ids, ["11", "12", "13", "14"]);
+    let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+    assert_eq!(read[0].conditions[0].test, conditions::Test::IpBetween { low: ip("10.0.0.5"), high: ip("10.0.0.5") });
+    assert_eq!(read[1].conditions[0].test, conditions::Test::IpBetween { low: ip("10.0.0.1"), high: ip("10.0.0.9") });
+    assert!(read[1].conditions[0].invert);
+    assert!(matches!(&read[2].conditions[0].test, conditions::Test::Header { name, .. } if name == "x-plan"));
+    assert!(matches!(&read[2].conditions[1].test, conditions::Test::QueryParam { name, .. } if name == "format"));
+    assert!(matches!(&read[3].conditions[0].test, conditions::Test::Claim { name, .. } if name == "groups"));
+    assert_eq!((read[0].limit, read[0].window_s, read[0].bytes), (100, 60, false));
+    assert_eq!(read[3].limit, conditions::UNLIMITED, "WSO2's unlimited count");
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    for (skipped, reason) in skipped.iter().zip(["`httpverb`", "regular expression", "a range from", "no condition"]) {
+        assert!(skipped.starts_with("Gold: condition group ") && skipped.contains(reason), "{skipped}");
+    }
+}
+
+#[test]
+fn an_api_policy_unlimited_but_for_its_groups_counts_its_groups_only_and_other_levels_have_none() {
+    let json = |default: &str| {
+        format!(
+            r#"{{"name":"Guarded","applicableLevel":"userLevel",
+                "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":{default}}}}},
+                "conditionGroups":[{{"conditionGroupId":3,"condition":[{{"conditionType":"IPSpecific","name":"IPSpecific","value":"10.0.0.5","isInverted":false}}],
+                  "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"sec","unitTime":1,"requestCount":2}}}}}}]}}"#
+        )
+    };
+    let unlimited: Policy = serde_json::from_str(&json("2147483647")).unwrap();
+    let mut skipped = Vec::new();
+    let spec = policy_at(PolicyLevel::Api, &unlimited, &mut skipped).unwrap().unwrap();
+    assert_eq!(
+        (spec.limit, spec.per_user, spec.groups.len(), spec.groups[0].limit),
+        (conditions::UNLIMITED, true, 1, 2)
+    );
+    assert_eq!(policy_at(PolicyLevel::Subscription, &unlimited, &mut skipped), Ok(None), "groups are API policies'");
+    let limited: Policy = serde_json::from_str(&json("50")).unwrap();
+    let spec = policy_at(PolicyLevel::Api, &limited, &mut skipped).unwrap().unwrap();
+    assert_eq!((spec.limit, spec.groups[0].id.as_str()), (50, "3"));
+    assert!(policy_at(PolicyLevel::Subscription, &limited, &mut skipped).unwrap().unwrap().groups.is_empty());
+    assert!(skipped.is_empty());
+}

@@ -1,0 +1,133 @@
+//! The stream's throttling step: who is calling and what the request holds, as throttling and
+//! condition groups read them; the counting engines' steps, and what their outcome does.
+
+use std::rc::Rc;
+
+use super::{engines, request, route_of, Flow, Resume, Stream, Worker};
+use crate::auth::authorize::Authorized;
+use crate::auth::jwt;
+use crate::catalogue::FaultId;
+use crate::conditions::RequestFacts;
+use crate::directory::Layered;
+use crate::host::{Host, Step};
+use crate::throttle::{self, Caller, Outcome, ThrottleStep};
+
+impl Stream {
+    /// Throttling comes after authentication, as in WSO2's handler chain.
+    pub(super) fn throttle(&mut self, host: &mut impl Host, authorized: Option<Authorized>) -> Flow {
+        let config = Rc::clone(&self.config);
+        if !config.throttles() {
+            return self.forward(host, authorized.as_ref(), false);
+        }
+        let routes = Rc::clone(&self.routes);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
+            return self.internal_error(host, "matched route out of range");
+        };
+        let client_ip = if config.uses_client_ip() { request::client_ip(host) } else { None };
+        let now = match self.clock(host, FaultId::ThrottleInternalError) {
+            Ok(now) => now,
+            Err(flow) => return flow,
+        };
+        // Condition groups read the request's headers, query and credential: the snapshot is
+        // lent to them while throttling runs, and given back before anything answers.
+        let snapshot = std::mem::take(&mut self.request);
+        let settings = &config.auth.credentials;
+        let read_claims = || {
+            let credential = snapshot.presented_credential(settings, api, resource)?;
+            jwt::parse(&credential, settings.max_token_bytes).ok().map(|jwt| jwt.payload)
+        };
+        let read_claims: &dyn Fn() -> Option<serde_json::Map<String, serde_json::Value>> = &read_claims;
+        let facts = RequestFacts::new(snapshot.headers(), snapshot.query(), authorized.as_ref().map(|_| read_claims));
+        let who = Caller { request: Some(&facts), ..caller(authorized.as_ref(), client_ip) };
+        let step = self.throttle_at(host, now, |context| throttle::start(context, api, resource, &who));
+        drop(facts);
+        self.request = snapshot;
+        self.after_throttle(host, step, authorized, now)
+    }
+
+    /// Runs a step of throttling with the counting engines, the directory and the clock, and
+    /// starts the lease refills it asked for; the step and the time it ran at, or the refusal
+    /// when the clock cannot be read.
+    pub(super) fn with_throttle<T>(
+        &mut self,
+        host: &mut impl Host,
+        work: impl FnOnce(&mut throttle::Context<'_>) -> T,
+    ) -> Result<(T, u64), Flow> {
+        let now = self.clock(host, FaultId::ThrottleInternalError)?;
+        Ok((self.throttle_at(host, now, work), now))
+    }
+
+    /// [`Stream::with_throttle`] at a time already read: it reads nothing of the request.
+    fn throttle_at<T>(
+        &mut self,
+        host: &mut impl Host,
+        now: u64,
+        work: impl FnOnce(&mut throttle::Context<'_>) -> T,
+    ) -> T {
+        let config = Rc::clone(&self.config);
+        let worker = Rc::clone(&self.worker);
+        let mut worker = worker.borrow_mut();
+        let Worker { control_plane, counter_leases, .. } = &mut *worker;
+        let mut engine = engines(&config, Some(counter_leases));
+        let directory = Layered { fixed: config.directory.as_ref(), control_plane: control_plane.as_ref() };
+        let mut context = throttle::Context {
+            throttle: &config.throttle,
+            directory: &directory,
+            engine: &mut engine,
+            store: host,
+            now,
+        };
+        let step = work(&mut context);
+        let refills = std::mem::take(&mut engine.refills);
+        drop(engine);
+        drop(worker);
+        self.start_refills(host, &config, refills, now);
+        step
+    }
+
+    pub(super) fn after_throttle(
+        &mut self,
+        host: &mut impl Host,
+        step: ThrottleStep,
+        authorized: Option<Authorized>,
+        now: u64,
+    ) -> Flow {
+        self.throttled = true;
+        match step {
+            Step::Done(Outcome::Allowed { over_quota, byte_counters, rate_limit, uncounted }) => {
+                self.byte_counters = byte_counters;
+                self.rate_limit = rate_limit;
+                if let Some(why) = uncounted {
+                    self.report_uncounted(host, why, now);
+                }
+                let early = std::mem::take(&mut self.uncharged_bytes);
+                self.charge(host, early);
+                self.forward(host, authorized.as_ref(), over_quota)
+            }
+            Step::Done(Outcome::Denied { fault, rate_limit, uncounted }) => {
+                self.rate_limit = rate_limit;
+                if let Some(why) = uncounted {
+                    self.report_uncounted(host, why, now);
+                }
+                self.deny(host, &fault)
+            }
+            Step::Call(call, resume) => self.call(host, call, Resume::Throttle(Box::new((resume, authorized)))),
+            Step::Refused(never) => match never {},
+        }
+    }
+}
+
+/// Who is calling, as throttling sees it.
+fn caller(authorized: Option<&Authorized>, client_ip: Option<std::net::IpAddr>) -> Caller<'_> {
+    Caller {
+        application_id: authorized.map(|a| a.application_id()),
+        application_name: authorized.map(|a| a.application_name()),
+        application_policy: authorized.and_then(|a| a.application.policy()),
+        tier: authorized.map(|a| a.tier()),
+        key_type: authorized.map(|a| a.key_type),
+        end_user: authorized.and_then(|a| a.end_user.as_deref()),
+        owner: authorized.map(|a| a.subscriber()),
+        client_ip,
+        request: None,
+    }
+}
