@@ -166,6 +166,59 @@ fn the_first_load_serves_the_control_planes_apis_with_its_applications_tiers_and
     assert_eq!(stack.cp.requests("application-key-mappings?"), 1, "the absence is remembered");
 }
 
+/// A tier created in API-M after the gateway's full load, and a subscription with it: WSO2's
+/// gateway fetches a policy it does not hold (`/subscription-policies?policyName=`), so the
+/// first request works and counts against the tier; an unknown tier is asked once and refused.
+#[test]
+fn a_tier_created_after_the_load_is_looked_up_on_its_first_request() {
+    let stack = stack(STILL);
+    stack.cp.add(
+        "subscription-policies",
+        json!({"id": 20, "tenantId": -1234, "tenantDomain": "carbon.super", "name": "TwoPerHourNew",
+        "quotaType": "requestCount", "rateLimitCount": 0, "rateLimitTimeUnit": null, "stopOnQuotaReach": true,
+        "defaultLimit": {"quotaType": "requestCount", "requestCount": {"timeUnit": "hours", "unitTime": 1, "requestCount": 2}}}),
+    );
+    stack.cp.add(
+        "application-key-mappings",
+        json!({"applicationId": 4, "applicationUUID": WEB_APP,
+        "consumerKey": "app2", "keyType": "PRODUCTION", "keyManager": KM}),
+    );
+    stack.cp.add(
+        "subscriptions",
+        json!({"subscriptionUUID": "new-sub", "subscriptionId": 9, "policyId": "TwoPerHourNew",
+        "apiUUID": PIZZA, "apiId": 2, "applicationUUID": WEB_APP, "appId": 4, "subscriptionState": "UNBLOCKED"}),
+    );
+    away_from_window_end(3600, 120);
+    let app2 = stack.km.jwt("app2", "app2-secret", "menu:read");
+    let codes: Vec<String> = (0..3).map(|_| code(&bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app2))).collect();
+    assert_eq!(codes, ["200", "200", "900804"], "the new tier's 2 an hour, not 900809");
+    assert_eq!(stack.live.requests().pop().unwrap().header("x-apim-tier"), Some("TwoPerHourNew"));
+    assert_eq!(stack.cp.requests("subscription-policies?"), 1, "looked up once, for every worker");
+    // A tier API-M does not have either: asked once, then 900809 (500) while the absence counts.
+    let ghost_app = "7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
+    stack.cp.add(
+        "applications",
+        json!({"uuid": ghost_app, "id": 5, "name": "GhostApp", "subName": "bob", "policy": "Unlimited",
+        "tokenType": "JWT", "groupIds": [], "attributes": {}, "organization": "carbon.super"}),
+    );
+    stack.cp.add(
+        "application-key-mappings",
+        json!({"applicationId": 5, "applicationUUID": ghost_app, "consumerKey": "unsubscribed-app",
+        "keyType": "PRODUCTION", "keyManager": KM}),
+    );
+    stack.cp.add(
+        "subscriptions",
+        json!({"subscriptionUUID": "ghost-sub", "subscriptionId": 10, "policyId": "Ghost", "apiUUID": PIZZA,
+        "apiId": 2, "applicationUUID": ghost_app, "appId": 5, "subscriptionState": "UNBLOCKED"}),
+    );
+    let ghost = stack.km.jwt("unsubscribed-app", "unsubscribed-secret", "menu:read");
+    for _ in 0..3 {
+        let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &ghost);
+        assert_eq!((response.status, code(&response)), (500, "900809".to_string()));
+    }
+    assert_eq!(stack.cp.requests("subscription-policies?"), 2, "the absence is remembered");
+}
+
 /// An API policy's condition groups (API-M's advanced policies) as the control plane sends them:
 /// a request meeting a group counts under the group's limit, an unlimited group's requests count
 /// nowhere, and the policy's own limit counts the rest.

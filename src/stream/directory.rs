@@ -64,10 +64,10 @@ impl Stream {
         // What the configuration itself knows is not looked up.
         let need = match &identity {
             Identity::Token(token) if config.directory.client(&token.client_id, token.key_manager).is_none() => {
-                Need { client: Some((token.key_manager, token.client_id.clone())), application: None, api }
+                Need { client: Some((token.key_manager, token.client_id.clone())), api, ..Need::default() }
             }
             Identity::JwtApiKey(key) if config.directory.application(&key.application_id).is_none() => {
-                Need { client: None, application: Some(key.application_id.clone()), api }
+                Need { application: Some(key.application_id.clone()), api, ..Need::default() }
             }
             _ => return self.authorize(host, &identity),
         };

@@ -92,6 +92,8 @@ enum Resume {
     Throttle(Box<(throttle::Resume, Option<Authorized>)>),
     /// A control-plane lookup, for the identity it authorizes.
     Lookup(Box<(lookup::Resume, lookup::Need, Identity)>),
+    /// A control-plane lookup of policies, before throttling the authorized request.
+    PolicyLookup(Box<(lookup::Resume, lookup::Need, Option<Authorized>)>),
 }
 
 /// The one pending call.
@@ -535,6 +537,10 @@ impl Stream {
                 let (resume, need, _) = *waiting;
                 let _ = self.with_lookup(host, |context| lookup::resume(context, &need, resume, answer));
             }
+            Resume::PolicyLookup(waiting) => {
+                let (resume, need, _) = *waiting;
+                let _ = self.with_lookup(host, |context| lookup::resume(context, &need, resume, answer));
+            }
             Resume::Throttle(waiting) => {
                 let (resume, _) = *waiting;
                 let _ = self.with_throttle(host, |context| throttle::abandon(context, resume, answer));
@@ -558,6 +564,11 @@ impl Stream {
             Resume::Lookup(waiting) => {
                 let (resume, need, identity) = *waiting;
                 self.lookup_answered(host, resume, need, identity, answer)
+            }
+            Resume::PolicyLookup(waiting) => {
+                let (resume, need, authorized) = *waiting;
+                let step = self.with_lookup(host, |context| lookup::resume(context, &need, resume, answer));
+                self.after_policy_lookup(host, step, need, authorized)
             }
             Resume::Throttle(waiting) => {
                 let (resume, authorized) = *waiting;

@@ -8,9 +8,11 @@ use crate::auth::authorize::Authorized;
 use crate::auth::jwt;
 use crate::catalogue::FaultId;
 use crate::conditions::RequestFacts;
+use crate::directory::control_plane::lookup::{self, LookupStep, Need};
 use crate::directory::Layered;
 use crate::host::{Host, Step};
-use crate::throttle::{self, Caller, Outcome, ThrottleStep};
+use crate::routing::{Api, Resource};
+use crate::throttle::{self, plan, Caller, Outcome, ThrottleStep};
 
 impl Stream {
     /// Throttling comes after authentication, as in WSO2's handler chain.
@@ -19,6 +21,57 @@ impl Stream {
         if !config.throttles() {
             return self.forward(host, authorized.as_ref(), false);
         }
+        let routes = Rc::clone(&self.routes);
+        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
+            return self.internal_error(host, "matched route out of range");
+        };
+        // A policy no full load brought (a tier created since) is asked of the control plane
+        // first, as WSO2's gateway fetches a policy it does not hold.
+        let need = self.policies_to_look_up(api, resource, authorized.as_ref());
+        if need.policies.is_empty() {
+            return self.throttle_now(host, authorized);
+        }
+        let step = self.with_lookup(host, |context| lookup::start(context, &need));
+        self.after_policy_lookup(host, step, need, authorized)
+    }
+
+    /// The policies a control plane is asked for: those the request is subject to that neither
+    /// the configuration nor the control plane's directory defines.
+    fn policies_to_look_up(&self, api: &Api, resource: &Resource, authorized: Option<&Authorized>) -> Need {
+        let Some(_) = &self.config.control_plane else { return Need::default() };
+        let worker = self.worker.borrow();
+        let directory = Layered { fixed: self.config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
+        let missing = plan::missing_policies(&directory, api, resource, &caller(authorized, None));
+        Need {
+            policies: missing.into_iter().map(|(level, name)| (level, name.to_string())).collect(),
+            ..Need::default()
+        }
+    }
+
+    /// After a step of a policy lookup: throttling once every policy is known or known to be
+    /// missing (900809), the next call, or the lookup's refusal.
+    pub(super) fn after_policy_lookup(
+        &mut self,
+        host: &mut impl Host,
+        step: LookupStep,
+        need: Need,
+        authorized: Option<Authorized>,
+    ) -> Flow {
+        match step {
+            Step::Done(()) => self.throttle_now(host, authorized),
+            Step::Call(call, resume) => {
+                self.call(host, call, Resume::PolicyLookup(Box::new((resume, need, authorized))))
+            }
+            Step::Refused(fault) => {
+                host.count("apim.control_plane.lookup_failed");
+                self.deny(host, &fault)
+            }
+        }
+    }
+
+    /// Throttling with the policies the directory knows.
+    fn throttle_now(&mut self, host: &mut impl Host, authorized: Option<Authorized>) -> Flow {
+        let config = Rc::clone(&self.config);
         let routes = Rc::clone(&self.routes);
         let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
             return self.internal_error(host, "matched route out of range");

@@ -91,7 +91,7 @@ pub fn start(context: &mut Context<'_>, api: &Api, resource: &Resource, caller: 
     if plan::blocked(context.directory, api, caller, &context.throttle.tenant) {
         return Step::Done(Outcome::Denied { fault: Fault::new(FaultId::Blocked), rate_limit: None, uncounted: None });
     }
-    if plan::missing_policy(context.directory, api, resource, caller) {
+    if !plan::missing_policies(context.directory, api, resource, caller).is_empty() {
         let fault = Fault::new(FaultId::ThrottlePolicyMissing);
         return Step::Done(Outcome::Denied { fault, rate_limit: None, uncounted: None });
     }

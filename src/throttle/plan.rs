@@ -161,26 +161,46 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant
     })
 }
 
-/// Whether a policy the request is subject to (the API's or resource's, the caller's
-/// subscription tier or application policy) is one the directory does not define (900809, the
-/// Microgateway's "throttle policy is not deployed"): such a request is never let through
-/// unthrottled. Names arrive at run time from the control plane and JWT API keys (the
-/// configuration's own are checked at load); without any policy at all, tiers throttle nothing.
-pub fn missing_policy(directory: &dyn Directory, api: &Api, resource: &Resource, caller: &Caller<'_>) -> bool {
+/// The policies the request is subject to (the API's or resource's, the caller's subscription
+/// tier and application policy) that the directory does not define: with any, the request is
+/// refused (900809, the Microgateway's "throttle policy is not deployed"), never let through
+/// unthrottled; a control plane is asked for them first. Names arrive at run time from the
+/// control plane and JWT API keys (the configuration's own are checked at load); without any
+/// policy at all, tiers throttle nothing.
+pub fn missing_policies<'n>(
+    directory: &dyn Directory,
+    api: &'n Api,
+    resource: &'n Resource,
+    caller: &Caller<'n>,
+) -> Vec<(PolicyLevel, &'n str)> {
+    let mut missing = Vec::new();
     if !directory.has_policies() {
-        return false;
+        return missing;
     }
     let unlimited = |name: &str| name.is_empty() || is_unlimited(name);
-    let missing = |level, name: &str| !unlimited(name) && !directory.knows_policy(level, name);
-    // An API policy (not `Unlimited`) replaces the resource's, as in `plan`.
-    let api_level = match api.policy.as_deref().filter(|name| !unlimited(name)) {
-        Some(name) => missing(PolicyLevel::Api, name),
-        None => resource.policy.as_deref().is_some_and(|name| missing(PolicyLevel::Api, name)),
+    let mut check = |level, name: &'n str| {
+        if !unlimited(name) && !directory.knows_policy(level, name) {
+            missing.push((level, name));
+        }
     };
-    let application_levels = caller.application_id.is_some()
-        && (caller.tier.is_some_and(|tier| missing(PolicyLevel::Subscription, tier))
-            || caller.application_policy.is_some_and(|policy| missing(PolicyLevel::Application, policy)));
-    api_level || application_levels
+    // An API policy (not `Unlimited`) replaces the resource's, as in `plan`.
+    match api.policy.as_deref().filter(|name| !unlimited(name)) {
+        Some(name) => check(PolicyLevel::Api, name),
+        None => {
+            if let Some(name) = resource.policy.as_deref() {
+                check(PolicyLevel::Api, name);
+            }
+        }
+    }
+    if caller.application_id.is_some() {
+        if let Some(tier) = caller.tier {
+            check(PolicyLevel::Subscription, tier);
+        }
+        if let Some(policy) = caller.application_policy {
+            check(PolicyLevel::Application, policy);
+        }
+    }
+    missing
 }
 
 /// An end user against a blocked user, both qualified with the gateway's tenant as WSO2 qualifies

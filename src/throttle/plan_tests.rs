@@ -171,7 +171,7 @@ fn an_api_or_resource_policy_no_policy_defines_is_missing_too() {
     let directory = Conditions(Vec::new(), vec!["Known"]);
     let missing = |routes: Table| {
         let api = &routes.apis[0];
-        missing_policy(&directory, api, &api.resources[0], &Caller::default())
+        !missing_policies(&directory, api, &api.resources[0], &Caller::default()).is_empty()
     };
     assert!(missing(api(Some("Ghost"), None)));
     assert!(missing(api(None, Some("Ghost"))));

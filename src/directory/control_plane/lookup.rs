@@ -2,7 +2,8 @@
 //! control plane as WSO2's gateway asks on a cache miss, one call at a time: the key mapping of a
 //! client id (`/application-key-mappings?consumerKey=&keymanager=`), then its application
 //! (`/applications?appId=`), then the subscription to the API
-//! (`/subscriptions?apiUUID=&applicationUUID=`). Each answer, found or not, is remembered for
+//! (`/subscriptions?apiUUID=&applicationUUID=`); and, before throttling, a policy no full load
+//! brought (`/subscription-policies?policyName=`, ...). Each answer, found or not, is remembered for
 //! every worker (not found only for `negative_ttl_s`); at most `lookups_per_second` calls are
 //! made per Envoy. A lookup that cannot be made (over that budget, the control plane down, slow,
 //! failing or answering garbage) refuses the request with 900900, never 401 or 403.
@@ -11,6 +12,7 @@ use super::store::{AppEntry, KeyEntry, Meta, SubEntry};
 use super::view::{key_of_client, key_of_subscription, Cached, CpWorker, Trust};
 use super::{wire, ControlPlane};
 use crate::catalogue::{Fault, FaultId};
+use crate::directory::PolicyLevel;
 use crate::host::{warn_repeated, Answer, SharedStore, Step};
 use crate::vocab::KmId;
 
@@ -23,6 +25,10 @@ pub struct Need {
     pub application: Option<String>,
     /// The control plane's UUID of the requested API (`None` for the configuration's APIs).
     pub api: Option<String>,
+    /// Policies the request is subject to that no full load brought (a tier, application or
+    /// API policy created since): looked up as WSO2's gateway fetches a missing policy
+    /// (`/<level>-policies?policyName=`), before throttling.
+    pub policies: Vec<(PolicyLevel, String)>,
 }
 
 /// The lookup under way: what was asked, and the generation of the shared data when it was.
@@ -38,6 +44,7 @@ pub enum Asked {
     Key { key_manager: String, client_id: String },
     App { uuid: String, id: i64 },
     Sub { application: String, api: String },
+    Policy { level: PolicyLevel, name: String },
 }
 
 /// What lookups work with.
@@ -57,6 +64,20 @@ fn unavailable() -> Fault {
 /// Makes sure the directory knows what the request needs, looking up what it does not.
 pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
     let trust = Trust { now: context.now, negative_ttl_s: context.control_plane.negative_ttl_s };
+    for (level, name) in &need.policies {
+        if context.worker.knows_policy(*level, name)
+            || context.worker.learned_policy(context.store, *level, name, trust).is_some()
+        {
+            continue;
+        }
+        let resource = match level {
+            PolicyLevel::Api => "api-policies",
+            PolicyLevel::Subscription => "subscription-policies",
+            PolicyLevel::Application => "application-policies",
+        };
+        let call = context.control_plane.get(resource, &[("policyName", name)]);
+        return ask(context, call, Asked::Policy { level: *level, name: name.clone() });
+    }
     // The application: from the client id's key mapping, or from the credential.
     let application = match &need.client {
         Some((key_manager, client_id)) => {
@@ -201,6 +222,11 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
                 })
                 .unwrap_or(Cached::Absent { until });
             context.worker.learn_sub(context.store, &key_of_subscription(&application, &api), found, now);
+        }
+        Asked::Policy { level, name } => {
+            let Some(list) = parse::<wire::Policy>(context, body) else { return Step::Refused(unavailable()) };
+            let answer = list.iter().any(|policy| policy.name == name).then_some(body.as_slice());
+            context.worker.learn_policy(context.store, level, &name, answer, (now, until));
         }
     }
     start(context, need)

@@ -198,6 +198,10 @@ impl ControlPlane {
 #[cfg(test)]
 pub(crate) mod tests;
 
+#[cfg(test)]
+#[path = "policy_lookup_tests.rs"]
+mod policy_lookup_tests;
+
 /// A digest of what names a control plane's data (never 0: 0 is data of no known source).
 fn source_of(parts: &[&str]) -> u64 {
     let mut hash = 0u64;

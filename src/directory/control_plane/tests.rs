@@ -12,15 +12,15 @@ use crate::directory::{Directory, Layered, PolicyLevel, StaticDirectory};
 use crate::host::{Answer, Call, Step};
 use crate::routing::Table;
 use crate::schema::RawControlPlane;
-use crate::throttle::limiter::tests::MemoryStore;
+pub(super) use crate::throttle::limiter::tests::MemoryStore;
 use crate::vocab::{KmId, SubscriptionState};
 
-const NOW: u64 = 1_800_000_000;
+pub(super) const NOW: u64 = 1_800_000_000;
 const MOBILE_APP: &str = "0c9e2b4a-8d1f-4b0e-9a55-3f6c2d7e8a90";
 const WEB_APP: &str = "5b2d7c1e-3a4f-4e6d-9b8c-7a6f5e4d3c2b";
 const PIZZA: &str = "6a1bdb2e-2c5d-4f7a-9d3c-0d7b1c2f9e11";
 
-fn fixture(fetch: Fetch) -> &'static str {
+pub(super) fn fixture(fetch: Fetch) -> &'static str {
     match fetch {
         Fetch::Apis => include_str!("../../../tests/cp/fixtures/apis.json"),
         Fetch::SubscriptionPolicies => include_str!("../../../tests/cp/fixtures/subscription-policies.json"),
@@ -34,7 +34,7 @@ fn fixture(fetch: Fetch) -> &'static str {
     }
 }
 
-fn control_plane(lookups_per_second: u64) -> ControlPlane {
+pub(super) fn control_plane(lookups_per_second: u64) -> ControlPlane {
     let raw: RawControlPlane = serde_json::from_value(serde_json::json!({
         "cluster": "cp", "username": "gw", "password": "secret", "lookups_per_second": lookups_per_second,
         "endpoints": {"PizzaShackAPI": {"production": "live"}, "LegacyAPI:2.0.0": {"production": "live"}}
@@ -44,7 +44,7 @@ fn control_plane(lookups_per_second: u64) -> ControlPlane {
 }
 
 /// A full load answered by `answer` for each resource; returns the calls made.
-fn load(store: &mut MemoryStore, cp: &ControlPlane, now: u64, answer: impl Fn(Fetch) -> Answer) -> Vec<Call> {
+pub fn load(store: &mut MemoryStore, cp: &ControlPlane, now: u64, answer: impl Fn(Fetch) -> Answer) -> Vec<Call> {
     refresh::prepare(store, cp);
     let Some(mut load) = refresh::due(store, cp, now, now * 1000) else { return Vec::new() };
     let mut calls = vec![load.fetch.call(cp)];
@@ -62,11 +62,11 @@ pub(crate) fn ok(fetch: Fetch) -> Answer {
     Answer::Http { status: 200, body: fixture(fetch).as_bytes().to_vec() }
 }
 
-fn worker() -> CpWorker {
+pub(super) fn worker() -> CpWorker {
     CpWorker::new(vec!["Resident Key Manager".into()], Rc::new(Table::default()), Vec::new())
 }
 
-fn path(call: &Call) -> String {
+pub(super) fn path(call: &Call) -> String {
     let Call::Http { headers, .. } = call else { panic!() };
     headers.iter().find(|(name, _)| name == ":path").map(|(_, value)| value.clone()).unwrap()
 }
@@ -108,7 +108,7 @@ fn a_full_load_asks_for_every_resource_as_wso2s_gateway_does_and_workers_decode_
 
     // Everything the full load brought is known without a call.
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
-    let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    let need = Need { client: Some((KmId(0), "app1".into())), api: Some(PIZZA.into()), ..Need::default() };
     assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
     let directory = Layered { fixed: &StaticDirectory::default(), control_plane: Some(&view) };
     let app_key = directory.client("app1", KmId(0)).unwrap();
@@ -133,7 +133,7 @@ fn an_unknown_client_is_looked_up_then_its_application_and_subscription() {
     let mut view = worker();
     view.sync(&store, &cp, &[]);
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
-    let need = Need { client: Some((KmId(0), "app 2".into())), application: None, api: Some(PIZZA.into()) };
+    let need = Need { client: Some((KmId(0), "app 2".into())), api: Some(PIZZA.into()), ..Need::default() };
     let Step::Call(call, resume) = lookup::start(&mut context, &need) else { panic!() };
     assert_eq!(
         path(&call),
@@ -168,7 +168,7 @@ fn lookups_that_cannot_be_made_answer_900900() {
     load(&mut store, &cp, NOW, ok);
     let mut view = worker();
     view.sync(&store, &cp, &[]);
-    let need = |client: &str| Need { client: Some((KmId(0), client.into())), application: None, api: None };
+    let need = |client: &str| Need { client: Some((KmId(0), client.into())), api: None, ..Need::default() };
     for (second, failure) in [
         Answer::Failed { code: 14 },
         Answer::Http { status: 500, body: b"{}".to_vec() },
@@ -213,7 +213,7 @@ fn a_load_that_fails_somewhere_keeps_the_last_good_data_and_retries_soon() {
     let routes = Rc::clone(&view.routes);
     let pizza = routes.by_label("PizzaShackAPI:1.0.0").unwrap();
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 61 };
-    let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    let need = Need { client: Some((KmId(0), "app1".into())), api: Some(PIZZA.into()), ..Need::default() };
     assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "the last good data");
     assert!(view.subscription(MOBILE_APP, pizza).is_some());
     // Retried in RETRY_S, not refresh_s.
@@ -318,7 +318,7 @@ fn answers_read_in_pieces_from_envoy_load_the_same_directory() {
     }
     let mut in_memory = MemoryStore::default();
     load_all(&mut in_memory, &cp);
-    let need = Need { client: Some((KmId(0), "sandbox-app".into())), application: None, api: Some(PIZZA.into()) };
+    let need = Need { client: Some((KmId(0), "sandbox-app".into())), api: Some(PIZZA.into()), ..Need::default() };
     let mut a = worker();
     a.sync(&streamed, &cp, &[]);
     let mut context = lookup::Context { control_plane: &cp, worker: &mut a, store: &mut streamed, now: NOW };
@@ -361,7 +361,7 @@ fn answers_of_any_declared_size_fail_the_load_without_ending_the_vm() {
     let routes = Rc::clone(&view.routes);
     let pizza = routes.by_label("PizzaShackAPI:1.0.0").expect("the last good APIs");
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
-    let need = Need { client: Some((KmId(0), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    let need = Need { client: Some((KmId(0), "app1".into())), api: Some(PIZZA.into()), ..Need::default() };
     assert_eq!(lookup::start(&mut context, &need), Step::Done(()), "the last good data");
     assert!(view.subscription(MOBILE_APP, pizza).is_some(), "the last good subscriptions");
 }
@@ -395,7 +395,7 @@ fn web_app_subscription_asked() -> (ControlPlane, MemoryStore, CpWorker, Need, l
     load(&mut store, &cp, NOW, ok);
     let mut view = worker();
     view.sync(&store, &cp, &[]);
-    let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
+    let need = Need { application: Some(WEB_APP.into()), api: Some(PIZZA.into()), ..Need::default() };
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
     let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
     (cp, store, view, need, resume)
@@ -439,7 +439,7 @@ fn a_key_mapping_without_an_application_leads_nowhere() {
     let mut view = worker();
     view.sync(&store, &cp, &[]);
     for (client, uuid) in [("alice-key", "null"), ("mallory-key", r#""""#)] {
-        let need = Need { client: Some((KmId(0), client.into())), application: None, api: Some(PIZZA.into()) };
+        let need = Need { client: Some((KmId(0), client.into())), api: Some(PIZZA.into()), ..Need::default() };
         let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 1 };
         let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
         let body = format!(
@@ -452,7 +452,7 @@ fn a_key_mapping_without_an_application_leads_nowhere() {
         assert!(view.client(client, KmId(0)).is_none(), "{client}: no application");
     }
     // The first mapping a full load would take, as the full load takes it: one with a key type.
-    let need = Need { client: Some((KmId(0), "twice".into())), application: None, api: None };
+    let need = Need { client: Some((KmId(0), "twice".into())), api: None, ..Need::default() };
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 2 };
     let Step::Call(_, resume) = lookup::start(&mut context, &need) else { panic!() };
     let body = format!(
@@ -623,7 +623,7 @@ fn a_lookup_that_lands_during_a_full_load_is_not_kept_by_the_loads_fingerprint()
     assert!(!load(&mut store, &cp, NOW + 7_200, changed).is_empty(), "a third load ran");
     let mut view = worker();
     view.sync(&store, &cp, &[]);
-    let need = Need { client: None, application: Some(WEB_APP.into()), api: Some(PIZZA.into()) };
+    let need = Need { application: Some(WEB_APP.into()), api: Some(PIZZA.into()), ..Need::default() };
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 7_201 };
     assert!(matches!(lookup::start(&mut context, &need), Step::Call(..)), "deleted in API-M: asked again");
 }
@@ -640,7 +640,7 @@ fn a_configured_client_of_another_key_manager_does_not_hide_the_control_planes()
     let mut view = CpWorker::new(names, Rc::new(Table::default()), Vec::new());
     view.sync(&store, &cp, &[]);
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
-    let need = Need { client: Some((KmId(1), "app1".into())), application: None, api: Some(PIZZA.into()) };
+    let need = Need { client: Some((KmId(1), "app1".into())), api: Some(PIZZA.into()), ..Need::default() };
     assert_eq!(lookup::start(&mut context, &need), Step::Done(()));
     let config = crate::config::Config::from_json(
         br#"{"key_managers": [{"name": "Keycloak", "issuer": "https://kc", "jwks": {"cluster": "kc"}},
@@ -690,7 +690,7 @@ fn failing_or_refused_lookups_log_a_line_now_and_then_not_one_per_request() {
     load(&mut store, &cp, NOW, ok);
     let mut view = worker();
     view.sync(&store, &cp, &[]);
-    let need = |client: &str| Need { client: Some((KmId(0), client.into())), application: None, api: None };
+    let need = |client: &str| Need { client: Some((KmId(0), client.into())), api: None, ..Need::default() };
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW + 10 };
     for client in 0..100 {
         let client = format!("unknown-{client}");

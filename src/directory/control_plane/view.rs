@@ -93,6 +93,15 @@ fn level_index(level: PolicyLevel) -> usize {
     }
 }
 
+/// Where what a lookup found of a policy is kept: the generation it is of, then the answer, or
+/// an absence and until when it counts.
+fn learned_policy_key(level: PolicyLevel, name: &str) -> String {
+    format!("apim.cp.policy.{}.{name}", level_index(level))
+}
+
+const LEARNED_ABSENT: u8 = 0;
+const LEARNED_PRESENT: u8 = 1;
+
 pub fn key_of_client(key_manager: &str, client_id: &str) -> String {
     format!("{key_manager}{SEPARATOR}{client_id}")
 }
@@ -310,6 +319,91 @@ impl CpWorker {
             Cached::Present(subscription) => Some(Rc::clone(subscription)),
             Cached::Absent { .. } => None,
         }
+    }
+
+    /// What an on-demand lookup in this generation found of a policy the full load did not
+    /// bring, for every worker: `Some(true)`, the policy is now this worker's too; `Some(false)`,
+    /// the control plane has none readable of that name (an absence counts as [`Trust::counts`]
+    /// says); `None`, look it up.
+    pub fn learned_policy(
+        &mut self,
+        store: &dyn SharedStore,
+        level: PolicyLevel,
+        name: &str,
+        now: Trust,
+    ) -> Option<bool> {
+        let meta = Meta::read(store);
+        if !self.owns(&meta) {
+            return None;
+        }
+        let Ok(Some((bytes, _))) = store.shared_get(&learned_policy_key(level, name)) else { return None };
+        let (generation, rest) = bytes.split_first_chunk::<8>()?;
+        if u64::from_le_bytes(*generation) != meta.generation {
+            return None;
+        }
+        match rest.split_first()? {
+            (&LEARNED_ABSENT, until) => {
+                let until = u64::from_le_bytes(*until.first_chunk::<8>()?);
+                now.counts(until).then_some(false)
+            }
+            (_, answer) => Some(self.take_policy(store.gateway_scope(), level, name, answer, now.now)),
+        }
+    }
+
+    /// Takes the answer to a lookup of a policy (WSO2's list; `None`: it has no such policy,
+    /// believed until `until`): here, and for every worker until the next generation.
+    pub fn learn_policy(
+        &mut self,
+        store: &mut dyn SharedStore,
+        level: PolicyLevel,
+        name: &str,
+        answer: Option<&[u8]>,
+        (now, until): (u64, u64),
+    ) {
+        let meta = Meta::read(store);
+        let mut value = meta.generation.to_le_bytes().to_vec();
+        match answer {
+            Some(answer) => {
+                value.push(LEARNED_PRESENT);
+                value.extend_from_slice(answer);
+                self.take_policy(store.gateway_scope(), level, name, answer, now);
+            }
+            None => {
+                value.push(LEARNED_ABSENT);
+                value.extend_from_slice(&until.to_le_bytes());
+            }
+        }
+        let _ = store.shared_set(&learned_policy_key(level, name), &value, None);
+    }
+
+    /// Takes the policy `name` of a lookup's answer into this worker's policies; whether it is
+    /// known now (absent from the answer, or unreadable: not, and logged now and then).
+    fn take_policy(&mut self, scope: &str, level: PolicyLevel, name: &str, answer: &[u8], now: u64) -> bool {
+        let list = crate::pieces::from_bytes::<wire::Envelope<wire::Policy>>(answer).map(|envelope| envelope.list);
+        let Some(policy) = list.ok().and_then(|list| list.into_iter().find(|policy| policy.name == name)) else {
+            return false;
+        };
+        let mut skipped = Vec::new();
+        let index = level_index(level);
+        match wire::policy_at(level, &policy, &mut skipped) {
+            Ok(Some(spec)) => {
+                if let Some(policies) = self.policies.get_mut(index) {
+                    policies.insert(policy.name.clone(), Rc::new(spec));
+                }
+            }
+            Ok(None) => {
+                if let Some(unlimited) = self.unlimited.get_mut(index) {
+                    unlimited.insert(policy.name.clone());
+                }
+            }
+            Err(reason) => skipped.push(format!("{} ({reason})", policy.name)),
+        }
+        for skipped in skipped {
+            crate::host::warn_repeated(scope, "control_plane_policy_not_applied", now, || {
+                format!("control plane: not applied: {skipped}")
+            });
+        }
+        self.knows_policy(level, name)
     }
 
     pub fn policy(&self, level: PolicyLevel, name: &str) -> Option<Rc<PolicySpec>> {

@@ -32,7 +32,7 @@ fn a_configuration_whose_control_plane_was_replaced_remembers_no_lookup_for_the_
     // (a client of another tenant mapped to an application).
     let mut view = worker();
     let mut context = lookup::Context { control_plane: &first, worker: &mut view, store: &mut store, now: NOW };
-    let need = Need { client: Some((KmId(0), "newcomer".into())), application: None, api: None };
+    let need = Need { client: Some((KmId(0), "newcomer".into())), api: None, ..Need::default() };
     assert!(matches!(lookup::start(&mut context, &need), Step::Refused(_)), "900900: its control plane is gone");
     // The new configuration asks its own.
     let mut view = worker();
@@ -78,7 +78,7 @@ fn the_draining_configurations_refused_lookups_log_a_line_now_and_then() {
     let first = control_plane(50);
     load(&mut store, &first, NOW, ok);
     refresh::prepare(&mut store, &other_control_plane(600));
-    let need = Need { client: Some((KmId(0), "newcomer".into())), application: None, api: None };
+    let need = Need { client: Some((KmId(0), "newcomer".into())), api: None, ..Need::default() };
     for _ in 0..100 {
         let mut view = worker();
         let mut context = lookup::Context { control_plane: &first, worker: &mut view, store: &mut store, now: NOW };

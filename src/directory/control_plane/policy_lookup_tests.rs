@@ -1,0 +1,87 @@
+//! On-demand lookups of policies no full load brought: asked once per Envoy, known to every
+//! worker until the next generation, an absence believed for `negative_ttl_s`.
+
+use super::lookup::{self, Need};
+use super::refresh::Fetch;
+use super::tests::{control_plane, load, ok, path, worker, MemoryStore, NOW};
+use crate::directory::PolicyLevel;
+use crate::host::{Answer, Step};
+
+fn policies(json: &str) -> Answer {
+    Answer::Http { status: 200, body: format!(r#"{{"count":1,"list":[{json}],"pagination":null}}"#).into_bytes() }
+}
+
+const PLATINUM: &str = r#"{"name":"Platinum","quotaType":"requestCount","stopOnQuotaReach":true,
+    "defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":7}}}"#;
+
+fn need(level: PolicyLevel, name: &str) -> Need {
+    Need { policies: vec![(level, name.to_string())], ..Need::default() }
+}
+
+#[test]
+fn a_policy_is_looked_up_once_and_known_to_every_worker_until_the_next_generation() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut first = worker();
+    first.sync(&store, &cp, &[]).unwrap();
+    let platinum = need(PolicyLevel::Subscription, "Platinum");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut first, store: &mut store, now: NOW };
+    let Step::Call(call, resume) = lookup::start(&mut context, &platinum) else { panic!("asked") };
+    assert_eq!(path(&call), "/internal/data/v1/subscription-policies?policyName=Platinum");
+    assert_eq!(lookup::resume(&mut context, &platinum, resume, &policies(PLATINUM)), Step::Done(()));
+    assert_eq!(first.policy(PolicyLevel::Subscription, "Platinum").unwrap().limit, 7);
+    assert!(first.policy(PolicyLevel::Application, "Platinum").is_none(), "levels are apart");
+    // Another worker knows it from the shared data, without a call.
+    let mut second = worker();
+    second.sync(&store, &cp, &[]).unwrap();
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut second, store: &mut store, now: NOW };
+    assert_eq!(lookup::start(&mut context, &platinum), Step::Done(()));
+    assert!(second.knows_policy(PolicyLevel::Subscription, "Platinum"));
+    // A full load that changed something: its answer is the truth, the lookup's is forgotten.
+    load(&mut store, &cp, NOW + 3600, |fetch| match fetch {
+        Fetch::Revoked => Answer::Http { status: 200, body: br#"[{"jwt_signature":"s","expiry_time":1}]"#.to_vec() },
+        other => ok(other),
+    });
+    let mut third = worker();
+    third.sync(&store, &cp, &[]).unwrap();
+    assert!(!third.knows_policy(PolicyLevel::Subscription, "Platinum"));
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut third, store: &mut store, now: NOW + 3600 };
+    assert!(matches!(lookup::start(&mut context, &platinum), Step::Call(..)), "asked again");
+}
+
+#[test]
+fn a_policy_the_control_plane_lacks_or_cannot_be_read_is_asked_once_then_refused() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]).unwrap();
+    let ghost = need(PolicyLevel::Api, "Ghost");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let Step::Call(call, resume) = lookup::start(&mut context, &ghost) else { panic!("asked") };
+    assert_eq!(path(&call), "/internal/data/v1/api-policies?policyName=Ghost");
+    // WSO2's answer to a policy it does not have: an empty list.
+    let empty = Answer::Http { status: 200, body: br#"{"count":0,"list":[],"pagination":null}"#.to_vec() };
+    assert_eq!(lookup::resume(&mut context, &ghost, resume, &empty), Step::Done(()));
+    assert_eq!(lookup::start(&mut context, &ghost), Step::Done(()), "the absence counts");
+    assert!(!view.knows_policy(PolicyLevel::Api, "Ghost"));
+    let later = NOW + cp.negative_ttl_s;
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: later };
+    assert!(matches!(lookup::start(&mut context, &ghost), Step::Call(..)), "asked again once it expired");
+    // A policy that is there but unreadable (a limit of 0) is not known, and not asked again.
+    let broken = need(PolicyLevel::Subscription, "Broken");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let Step::Call(_, resume) = lookup::start(&mut context, &broken) else { panic!("asked") };
+    let zero = PLATINUM.replace("Platinum", "Broken").replace(r#""requestCount":7"#, r#""requestCount":0"#);
+    assert_eq!(lookup::resume(&mut context, &broken, resume, &policies(&zero)), Step::Done(()));
+    assert_eq!(lookup::start(&mut context, &broken), Step::Done(()));
+    assert!(!view.knows_policy(PolicyLevel::Subscription, "Broken"));
+    // An answer that is not WSO2's list: the lookup fails (900900), nothing is remembered.
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let odd = need(PolicyLevel::Application, "Odd");
+    let Step::Call(_, resume) = lookup::start(&mut context, &odd) else { panic!("asked") };
+    let garbage = Answer::Http { status: 200, body: b"{\"list\": [".to_vec() };
+    assert!(matches!(lookup::resume(&mut context, &odd, resume, &garbage), Step::Refused(_)));
+    assert!(matches!(lookup::start(&mut context, &odd), Step::Call(..)));
+}
