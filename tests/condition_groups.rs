@@ -12,26 +12,13 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::windows::away_from_window_end;
-use common::{api_key_hash, Backend, Envoy, EnvoySetup, Response};
+use common::{api_key_hash, keys, Backend, Envoy, EnvoySetup, Response};
 use serde_json::{json, Value};
 
 const KEY_KID: &str = "apikey-b";
 
-fn api_key_jwk() -> Value {
-    let pem = common::read_repo_file("tests/fixtures/keys/rsa-b.pem");
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
-    let mut jwk = serde_json::to_value(jwk).unwrap();
-    jwk["kid"] = Value::from(KEY_KID);
-    jwk
-}
-
 /// A WSO2 JWT API key of application `caller`, subscribed to every API here, with `groups`.
 fn jwt_api_key(groups: &[&str]) -> String {
-    let pem = common::read_repo_file("tests/fixtures/keys/rsa-b.pem");
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some(KEY_KID.to_string());
     let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
     let subscribed: Vec<Value> = ["Plans", "Claims"]
         .iter()
@@ -41,7 +28,7 @@ fn jwt_api_key(groups: &[&str]) -> String {
         "groups": groups,
         "application": {"uuid": "caller", "name": "caller", "owner": "caller-owner", "tier": "Unlimited"},
         "subscribedAPIs": subscribed});
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    keys::signed_jwt("rsa-b.pem", KEY_KID, &claims)
 }
 
 fn config() -> String {
@@ -50,7 +37,7 @@ fn config() -> String {
                "endpoints": {"production": "live"}, "policy": "Gold", "resources": [{"method": "GET", "path": "/*"}]})
     };
     json!({
-        "api_key_jwt": {"keys": [api_key_jwk()], "issuer": "https://apim.test/apikey"},
+        "api_key_jwt": {"keys": [keys::public_jwk("rsa-b.pem", KEY_KID)], "issuer": "https://apim.test/apikey"},
         "apis": [api("Plans"), api("Claims")],
         "applications": [{"id": "caller", "name": "caller", "owner": "caller-owner",
                           "api_keys": [{"sha256": api_key_hash("caller-key")}]}],

@@ -92,8 +92,13 @@ fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timin
 }
 
 fn stack(timing: Timing) -> Stack {
+    stack_on(ControlPlane::start(), timing)
+}
+
+/// [`stack`] on a control plane the test prepared.
+fn stack_on(cp: ControlPlane, timing: Timing) -> Stack {
     start(
-        ControlPlane::start(),
+        cp,
         |km| json!({"name": KM, "issuer": km.issuer(), "audiences": ["urn:apim:jwt"], "jwks": {"cluster": "km", "path": "/jwks"}}),
         timing,
     )
@@ -238,11 +243,7 @@ fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_a
              "condition": [condition("QueryParameterType", "debug", "^true$")]}
         ]}),
     );
-    let stack = start(
-        cp,
-        |km| json!({"name": KM, "issuer": km.issuer(), "audiences": ["urn:apim:jwt"], "jwks": {"cluster": "km", "path": "/jwks"}}),
-        STILL,
-    );
+    let stack = stack_on(cp, STILL);
     let envoy = &stack.envoy;
     let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
     let free =

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::windows::{align_to_window, away_from_window_end, in_one_window, now_f64};
-use common::{api_key_hash, request, Backend, Envoy, EnvoySetup, Response};
+use common::{api_key_hash, keys, request, Backend, Envoy, EnvoySetup, Response};
 use serde_json::{json, Value};
 
 fn api(name: &str, context: &str, policy: Option<&str>, resources: Value) -> Value {
@@ -34,36 +34,20 @@ fn app(id: &str, policy: Option<&str>) -> Value {
     app
 }
 
-fn api_key_jwk() -> Value {
-    let key =
-        jsonwebtoken::EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-b.pem").as_bytes())
-            .unwrap();
-    let mut jwk =
-        serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap())
-            .unwrap();
-    jwk["kid"] = Value::from("apikey-b");
-    jwk
-}
-
 /// A WSO2 JWT API key of the `plain` application, issued to end user `user`.
 fn jwt_api_key(user: &str) -> String {
-    let key =
-        jsonwebtoken::EncodingKey::from_rsa_pem(common::read_repo_file("tests/fixtures/keys/rsa-b.pem").as_bytes())
-            .unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("apikey-b".to_string());
     let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
     let claims = json!({"iss": "https://apim.test/apikey", "sub": user, "exp": exp, "keytype": "PRODUCTION",
         "application": {"uuid": "plain", "name": "plain", "owner": "plain-owner", "tier": "Unlimited"},
         "subscribedAPIs": [{"name": "ApiLevel", "version": "1.0.0", "context": "/apilevel/1.0.0"}]});
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    keys::signed_jwt("rsa-b.pem", "apikey-b", &claims)
 }
 
 fn config() -> String {
     let any = json!([{"method": "GET", "path": "/*"}, {"method": "POST", "path": "/*"}]);
     json!({
         "throttling": {"rate_limit_headers": true},
-        "api_key_jwt": {"keys": [api_key_jwk()], "issuer": "https://apim.test/apikey"},
+        "api_key_jwt": {"keys": [keys::public_jwk("rsa-b.pem", "apikey-b")], "issuer": "https://apim.test/apikey"},
         "apis": [
             {"name": "Exact", "context": "/exact", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
              "resources": [{"method": "GET", "path": "/items", "policy": "TwentyFivePerTen"}]},

@@ -13,6 +13,7 @@
 
 pub mod cp;
 pub mod engines;
+pub mod keys;
 pub mod windows;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
