@@ -143,10 +143,13 @@ impl ThrottleConfig {
                 check_scope((&field, &burst_field), service, policy.cluster_wide, burst.requests, false, 1)?;
             }
             for (index, group) in policy.condition_groups.iter().enumerate() {
-                let field = format!("{field}.condition_groups[{index}]");
+                // A group counts across nodes as its policy: what keeps it from doing so is refused
+                // naming the policy's `cluster_wide` (a group has none), the group in the reason.
+                let group_field = format!("condition_groups[{index}]");
                 let window_s = group.per.seconds().saturating_mul(u64::from(group.unit_count));
                 let limit = group.requests.or(group.bytes).unwrap_or(0);
-                let limit_field = format!("{field}.requests");
+                let limit_field = format!("{field}.{group_field}.requests");
+                let cluster_wide_field = format!("{field}.cluster_wide");
                 check_scope(
                     (&field, &limit_field),
                     service,
@@ -154,7 +157,11 @@ impl ThrottleConfig {
                     limit,
                     group.bytes.is_some(),
                     window_s,
-                )?;
+                )
+                .map_err(|error| match error.field == cluster_wide_field {
+                    true => ConfigError::new(error.field, format!("{group_field}: {}", error.reason)),
+                    false => error,
+                })?;
             }
         }
         let conditions_read_client_ip = policies.values().flat_map(|policy| &policy.condition_groups).any(|group| {
@@ -379,6 +386,26 @@ mod tests {
             "policies.P.requests",
             "limits travel as 32 bits"
         );
+    }
+
+    /// A condition group has no `cluster_wide` of its own: what keeps it from counting across
+    /// nodes is refused naming its policy's `cluster_wide`, and which group in the reason.
+    #[test]
+    fn a_groups_scope_is_refused_naming_its_policys_cluster_wide() {
+        let group = |member: &str| {
+            format!(
+                r#""P":{{"requests":5,"per":"minute","condition_groups":[{{{member},"conditions":[{{"ip":"10.0.0.1"}}]}}]}}"#
+            )
+        };
+        let eleven = compile(&group(r#""requests":1,"per":"minute","unit_count":11"#), SERVICE).expect_err("refused");
+        assert_eq!(eleven.field, "policies.P.cluster_wide");
+        assert!(eleven.reason.contains("condition_groups[0]") && eleven.reason.contains("660 s"), "{eleven}");
+        let bytes = group(r#""bytes":100,"per":"minute""#).replacen(r#""per""#, r#""cluster_wide":true,"per""#, 1);
+        let bytes = compile(&bytes, SERVICE).expect_err("refused");
+        assert_eq!(bytes.field, "policies.P.cluster_wide");
+        assert!(bytes.reason.contains("condition_groups[0]"), "{bytes}");
+        let large = compile(&group(r#""requests":5000000000,"per":"day""#), SERVICE).expect_err("refused");
+        assert_eq!(large.field, "policies.P.condition_groups[0].requests");
     }
 
     #[test]
