@@ -332,8 +332,8 @@ pub fn policy_at(level: PolicyLevel, policy: &Policy, skipped: &mut Vec<String>)
 
 /// An API policy's condition groups, each with its own limit (per user as the policy is);
 /// a group the filter cannot apply (an unknown condition type, a pattern regex-lite cannot read,
-/// an address that is none, no limit) is left out, with the reason. A request matching it then
-/// counts under the policy's own limit, or another group's.
+/// an address that is none, no limit, the id of a group before it) is left out, with the
+/// reason. A request matching it then counts under the policy's own limit, or another group's.
 pub fn condition_groups(policy: &Policy) -> (Vec<conditions::ConditionGroup>, Vec<String>) {
     let (mut groups, mut skipped) = (Vec::new(), Vec::new());
     for (index, group) in policy.condition_groups.iter().enumerate() {
@@ -342,7 +342,12 @@ pub fn condition_groups(policy: &Policy) -> (Vec<conditions::ConditionGroup>, Ve
             Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
             _ => (index + 1).to_string(),
         };
-        match condition_group(id.clone(), group) {
+        // The id names the group's counter: a group with another's id would count in its counter.
+        let read = match groups.iter().any(|read: &conditions::ConditionGroup| read.id == id) {
+            true => Err("its id is another group's".to_string()),
+            false => condition_group(id.clone(), group),
+        };
+        match read {
             Ok(group) => groups.push(group),
             Err(reason) => skipped.push(format!("{}: condition group {id} ({reason})", policy.name)),
         }

@@ -381,3 +381,29 @@ fn an_api_policy_unlimited_but_for_its_groups_counts_its_groups_only_and_other_l
     assert!(policy_at(PolicyLevel::Subscription, &limited, &mut skipped).unwrap().unwrap().groups.is_empty());
     assert!(skipped.is_empty());
 }
+
+/// Two groups of one policy never share a counter: a group whose id another group already has
+/// (the same number, as a number or a string, or the place a group without an id takes) is left
+/// out, with the reason, as a group the filter cannot apply.
+#[test]
+fn a_condition_group_whose_id_repeats_is_left_out() {
+    let group = |id: &str, address: &str| {
+        format!(
+            r#"{{"conditionGroupId":{id},"condition":[{{"conditionType":"IPSpecific","name":"IPSpecific","value":"{address}"}}],
+                "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":5}}}}}}"#
+        )
+    };
+    let groups =
+        [group("2", "10.0.0.1"), group("null", "10.0.0.2"), group(r#""2""#, "10.0.0.3"), group("4", "10.0.0.4")];
+    let json = format!(
+        r#"{{"name":"Gold","defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":9}}}},
+            "conditionGroups":[{}]}}"#,
+        groups.join(",")
+    );
+    let policy: Policy = serde_json::from_str(&json).unwrap();
+    let (read, skipped) = condition_groups(&policy);
+    let ids: Vec<&str> = read.iter().map(|group| group.id.as_str()).collect();
+    assert_eq!(ids, ["2", "4"]);
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped.iter().all(|skipped| skipped.starts_with("Gold: condition group 2 (")), "{skipped:?}");
+}
