@@ -73,7 +73,7 @@ pub enum Test {
     /// A request header (its name in lower case): every value, joined by `,` as Envoy's header
     /// matchers join a repeated header.
     Header { name: String, pattern: Pattern },
-    /// A query parameter (the first of its name), percent-decoded.
+    /// A query parameter (the first non-empty value of its name), percent-decoded.
     QueryParam { name: String, pattern: Pattern },
     /// A claim of the caller's token: a string, or any string of an array of strings.
     Claim { name: String, pattern: Pattern },

@@ -70,6 +70,7 @@ fn a_query_parameter_is_its_first_value_percent_decoded() {
     assert!(format.matches(&request("a=1&format=c+sv&format=json"), None));
     assert!(format.matches(&request("format=c%20sv"), None));
     assert!(!format.matches(&request("format=json&format=c+sv"), None), "the first value is read");
+    assert!(format.matches(&request("format=&format=c+sv"), None), "the first non-empty one, as the API key");
     assert!(!format.matches(&request("formats=c+sv"), None));
     assert!(!format.matches(&RequestFacts::new(&[], None, None), None));
 }

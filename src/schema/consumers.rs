@@ -129,7 +129,7 @@ pub struct RawPolicy {
     /// resource's policy: a request that meets every condition of a group counts in that group,
     /// under the group's own limit, and in each other group it meets; `requests` (or `bytes`)
     /// then counts only the requests that meet no group. Per user and across nodes as this
-    /// policy. Defaults to none.
+    /// policy (a `bytes` group, as every byte budget, per node). Defaults to none.
     #[serde(default)]
     pub condition_groups: Vec<RawConditionGroup>,
 }
@@ -179,8 +179,8 @@ pub struct RawCondition {
     /// `matches`. An absent or empty header matches nothing.
     #[serde(default)]
     pub header: Option<String>,
-    /// A query parameter (its first value, percent-decoded) matches `matches`. An absent or empty
-    /// parameter matches nothing.
+    /// A query parameter (its first non-empty value, percent-decoded, as the API key in the query
+    /// is read) matches `matches`. An absent or empty parameter matches nothing.
     #[serde(default)]
     pub query_param: Option<String>,
     /// A claim of the caller's JWT (a bearer token or a JWT API key; an opaque credential has
