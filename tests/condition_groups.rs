@@ -33,16 +33,21 @@ fn jwt_api_key(groups: &[&str]) -> String {
 
 fn config() -> String {
     let api = |name: &str| {
+        let policy = if name == "Hosts" { "Hosted" } else { "Gold" };
         json!({"name": name, "context": format!("/{}", name.to_lowercase()), "version": "1.0.0", "security": ["api_key"],
-               "endpoints": {"production": "live"}, "policy": "Gold", "resources": [{"method": "GET", "path": "/*"}]})
+               "endpoints": {"production": "live"}, "policy": policy, "resources": [{"method": "GET", "path": "/*"}]})
     };
     json!({
         "api_key_jwt": {"keys": [keys::public_jwk("rsa-b.pem", KEY_KID)], "issuer": "https://apim.test/apikey"},
-        "apis": [api("Plans"), api("Claims")],
+        "apis": [api("Plans"), api("Claims"), api("Hosts")],
         "applications": [{"id": "caller", "name": "caller", "owner": "caller-owner",
                           "api_keys": [{"sha256": api_key_hash("caller-key")}]}],
-        "subscriptions": [{"application": "caller", "api": "Plans:1.0.0"}, {"application": "caller", "api": "Claims:1.0.0"}],
+        "subscriptions": [{"application": "caller", "api": "Plans:1.0.0"}, {"application": "caller", "api": "Claims:1.0.0"},
+                          {"application": "caller", "api": "Hosts:1.0.0"}],
         "policies": {
+            "Hosted": {"requests": 4, "per": "hour", "condition_groups": [
+                {"requests": 1, "per": "hour", "conditions": [{"header": "Host", "matches": "^127\\.0\\.0\\.1:"}]}
+            ]},
             "Gold": {"requests": 4, "per": "hour", "condition_groups": [
                 {"requests": 2, "per": "hour", "conditions": [{"header": "x-plan", "matches": "^free$"}]},
                 {"requests": 1, "per": "hour", "conditions": [
@@ -104,4 +109,13 @@ fn a_claim_of_the_callers_jwt_api_key_puts_it_in_a_group() {
     // Without the claim, the policy's own 4; an opaque API key has no claims at all.
     assert_eq!(codes((0..2).map(|_| send(&developer))), ["200", "200"]);
     assert_eq!(codes((0..3).map(|_| send("caller-key"))), ["200", "200", "900800"]);
+}
+
+/// API-M's header conditions read the transport header `Host`; Envoy gives it as `:authority`.
+#[test]
+fn a_host_condition_reads_the_requests_authority() {
+    let (envoy, _backend) = stack();
+    // The client sends `host: 127.0.0.1:<port>`: the group's 1 an hour, not the policy's own 4.
+    let send = || envoy.send("GET", "/hosts/1.0.0/a", &[("apikey", "caller-key")], None);
+    assert_eq!(codes((0..2).map(|_| send())), ["200", "900800"]);
 }

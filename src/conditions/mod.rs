@@ -154,6 +154,9 @@ impl Condition {
             Test::Ip(range) => client_ip.is_some_and(|ip| range.contains(ip)),
             Test::IpBetween { low, high } => client_ip.is_some_and(|ip| cidr::between(ip, *low, *high, true)),
             Test::Header { name, pattern } => {
+                // Envoy carries HTTP/1's `Host` as `:authority`, HTTP/2's name for it: a condition
+                // on `Host` (API-M reads the transport header) reads that.
+                let name = if name == "host" { ":authority" } else { name.as_str() };
                 header_value(request.headers, name).is_some_and(|value| pattern.found_in(&value))
             }
             Test::QueryParam { name, pattern } => {

@@ -51,6 +51,17 @@ fn an_absent_or_empty_value_matches_nothing_and_its_inverse_holds() {
     assert!(!inverted.matches(&RequestFacts::new(&sent, None, None), None));
 }
 
+/// Envoy gives a request's `Host` (HTTP/1) as `:authority` (HTTP/2's name for it): WSO2's header
+/// conditions on `Host` read it.
+#[test]
+fn a_host_condition_reads_the_authority() {
+    let host = group(vec![condition(Test::Header { name: "host".into(), pattern: pattern("^api\\.example$") })]);
+    let sent = headers(&[(":authority", b"api.example"), (":path", b"/a")]);
+    assert!(host.matches(&RequestFacts::new(&sent, None, None), None));
+    let other = headers(&[(":authority", b"other.example")]);
+    assert!(!host.matches(&RequestFacts::new(&other, None, None), None));
+}
+
 #[test]
 fn a_repeated_header_is_read_as_its_values_joined() {
     let both = group(vec![condition(Test::Header { name: "x-tag".into(), pattern: pattern("^a,b$") })]);

@@ -175,8 +175,9 @@ pub struct RawCondition {
     /// The last address of `ip_from`'s range.
     #[serde(default)]
     pub ip_to: Option<String>,
-    /// A request header (any letter case): its values, joined by `,` when it repeats, match
-    /// `matches`. An absent or empty header matches nothing.
+    /// A request header (any letter case; `host` reads the request's authority, which Envoy
+    /// carries as `:authority`): its values, joined by `,` when it repeats, match `matches`. An
+    /// absent or empty header matches nothing.
     #[serde(default)]
     pub header: Option<String>,
     /// A query parameter (its first non-empty value, percent-decoded, as the API key in the query
