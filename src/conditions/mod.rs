@@ -193,18 +193,7 @@ pub fn from_config(field: &str, raw: &[RawConditionGroup]) -> Result<Vec<Conditi
     let mut groups = Vec::with_capacity(raw.len());
     for (index, group) in raw.iter().enumerate() {
         let field = format!("{field}.condition_groups[{index}]");
-        let (limit, bytes) = match (group.requests, group.bytes) {
-            (Some(limit), None) => (limit, false),
-            (None, Some(limit)) => (limit, true),
-            _ => return Err(ConfigError::new(field, "set one of `requests` and `bytes`")),
-        };
-        if limit == 0 {
-            let which = if bytes { "bytes" } else { "requests" };
-            return Err(ConfigError::new(format!("{field}.{which}"), "must be at least 1"));
-        }
-        if group.unit_count == 0 {
-            return Err(ConfigError::new(format!("{field}.unit_count"), "must be at least 1"));
-        }
+        let (limit, bytes) = group_limit(&field, group)?;
         if group.conditions.is_empty() {
             return Err(ConfigError::new(format!("{field}.conditions"), "must hold at least one condition"));
         }
@@ -218,6 +207,24 @@ pub fn from_config(field: &str, raw: &[RawConditionGroup]) -> Result<Vec<Conditi
         groups.push(ConditionGroup { id: (index + 1).to_string(), limit, bytes, window_s, conditions });
     }
     Ok(groups)
+}
+
+/// A configured group's limit and whether it counts bytes, checked with its window; `field` names
+/// the group. Checked with the policy's own fields, before what counting across nodes needs.
+pub fn group_limit(field: &str, group: &RawConditionGroup) -> Result<(u64, bool), ConfigError> {
+    let (limit, bytes) = match (group.requests, group.bytes) {
+        (Some(limit), None) => (limit, false),
+        (None, Some(limit)) => (limit, true),
+        _ => return Err(ConfigError::new(field, "set one of `requests` and `bytes`")),
+    };
+    if limit == 0 {
+        let which = if bytes { "bytes" } else { "requests" };
+        return Err(ConfigError::new(format!("{field}.{which}"), "must be at least 1"));
+    }
+    if group.unit_count == 0 {
+        return Err(ConfigError::new(format!("{field}.unit_count"), "must be at least 1"));
+    }
+    Ok((limit, bytes))
 }
 
 fn condition_from_config(field: &str, raw: &RawCondition) -> Result<Condition, ConfigError> {

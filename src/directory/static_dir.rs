@@ -115,6 +115,9 @@ impl StaticDirectory {
             if policy.unit_count == 0 {
                 return Err(ConfigError::new(format!("{field}.unit_count"), "must be at least 1"));
             }
+            for (index, group) in policy.condition_groups.iter().enumerate() {
+                crate::conditions::group_limit(&format!("{field}.condition_groups[{index}]"), group)?;
+            }
             if let Some(burst) = &policy.burst {
                 if burst.requests == 0 {
                     return Err(ConfigError::new(format!("{field}.burst.requests"), "must be at least 1"));

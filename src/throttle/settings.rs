@@ -406,6 +406,11 @@ mod tests {
         assert!(bytes.reason.contains("condition_groups[0]"), "{bytes}");
         let large = compile(&group(r#""requests":5000000000,"per":"day""#), SERVICE).expect_err("refused");
         assert_eq!(large.field, "policies.P.condition_groups[0].requests");
+        // A group's own mistakes are named before what its scope needs, as a policy's are.
+        let zero = compile(&group(r#""requests":1,"per":"minute","unit_count":0"#), SERVICE).expect_err("refused");
+        assert_eq!(zero.field, "policies.P.condition_groups[0].unit_count");
+        let both = compile(&group(r#""requests":1,"bytes":1,"per":"minute""#), SERVICE).expect_err("refused");
+        assert_eq!(both.field, "policies.P.condition_groups[0]");
     }
 
     #[test]
