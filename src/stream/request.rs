@@ -141,7 +141,8 @@ impl Snapshot {
         })
     }
 
-    /// The request headers as they arrived, less the filter's own.
+    /// The request headers as they arrived, the client's copies of the filter's own included
+    /// (removed upstream only, in [`Snapshot::take`]).
     pub fn headers(&self) -> &[Header] {
         &self.headers
     }
