@@ -11,6 +11,7 @@ mod json_path;
 mod owned_headers;
 mod streamed;
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -26,7 +27,9 @@ use crate::pieces::{HostText, CHUNK};
 use crate::render::ErrorSettings;
 use crate::routing::{Router, RoutingSettings, Table};
 pub use crate::schema::ConfigError;
-use crate::schema::{Compatibility, ErrorFormat, RawConfig, RawCredentials, RawRouting, RawThrottling, Unmatched};
+use crate::schema::{
+    Compatibility, ErrorFormat, RawConfig, RawCredentials, RawPolicy, RawRouting, RawThrottling, Unmatched,
+};
 use crate::throttle::plan::KeyPart;
 use crate::throttle::ThrottleConfig;
 use owned_headers::{check_owned_headers, owned_headers};
@@ -183,6 +186,9 @@ impl Config {
         let control_plane =
             raw.control_plane.map(|cp| ControlPlane::compile(cp, &raw.apis, &mut warnings)).transpose()?;
         let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
+        if control_plane.is_none() {
+            warnings.extend(unapplied_condition_groups(&raw.policies, &routes));
+        }
         let mut auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings)?;
         auth.fingerprint = raw.fingerprint;
         let backend_jwt = raw.backend_jwt.map(|jwt| BackendJwt::compile(jwt, &mut warnings)).transpose()?;
@@ -347,6 +353,27 @@ fn redact_values(message: &str) -> String {
 #[cfg(test)]
 mod migration_tests;
 
+/// A policy's condition groups apply where it is an API's or a resource's policy: where no API or
+/// resource of the configuration names it (and no control plane's API can), they count nothing.
+fn unapplied_condition_groups(policies: &BTreeMap<String, RawPolicy>, routes: &Table) -> Vec<String> {
+    let named = |name: &String| {
+        routes.apis.iter().any(|api| {
+            api.policy.as_ref() == Some(name)
+                || api.resources.iter().any(|resource| resource.policy.as_ref() == Some(name))
+        })
+    };
+    policies
+        .iter()
+        .filter(|(name, policy)| !policy.condition_groups.is_empty() && !named(name))
+        .map(|(name, _)| {
+            format!(
+                "`policies.{name}.condition_groups` apply where `{name}` is an API's or a resource's policy, and no API \
+                 or resource names it: they count nothing"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +381,25 @@ mod tests {
 
     fn error_of(json: &str) -> ConfigError {
         Config::from_json(json.as_bytes()).expect_err("config should be refused")
+    }
+
+    /// Condition groups count only where their policy is an API's or a resource's: a policy no
+    /// API or resource names (a subscription tier, say) is told at load that its groups count nothing.
+    #[test]
+    fn condition_groups_of_a_policy_no_api_names_are_warned_of() {
+        let config = |api_policy: &str| {
+            let json = format!(
+                r#"{{"apis":[{{"name":"A","context":"/a","version":"1","endpoints":{{"production":"c"}}{api_policy},
+                      "resources":[{{"method":"GET","path":"/r"}}]}}],
+                  "policies":{{"Gold":{{"requests":5,"per":"minute","condition_groups":[
+                      {{"requests":1,"per":"minute","conditions":[{{"ip":"10.0.0.1"}}]}}]}}}}}}"#
+            );
+            Config::from_json(json.as_bytes()).unwrap()
+        };
+        let unnamed = config("");
+        assert_eq!(unnamed.warnings().len(), 1, "{:?}", unnamed.warnings());
+        assert!(unnamed.warnings()[0].contains("policies.Gold.condition_groups"), "{:?}", unnamed.warnings());
+        assert!(config(r#","policy":"Gold""#).warnings().is_empty());
     }
 
     #[test]
