@@ -39,11 +39,13 @@ fn config() -> String {
     };
     json!({
         "api_key_jwt": {"keys": [keys::public_jwk("rsa-b.pem", KEY_KID)], "issuer": "https://apim.test/apikey"},
-        "apis": [api("Plans"), api("Claims"), api("Hosts")],
+        "apis": [api("Plans"), api("Claims"), api("Hosts"), api("Named")],
+        // WSO2 reads a claim condition from the JWT its gateway sends the backend.
+        "backend_jwt": {"algorithm": "none"},
         "applications": [{"id": "caller", "name": "caller", "owner": "caller-owner",
                           "api_keys": [{"sha256": api_key_hash("caller-key")}]}],
         "subscriptions": [{"application": "caller", "api": "Plans:1.0.0"}, {"application": "caller", "api": "Claims:1.0.0"},
-                          {"application": "caller", "api": "Hosts:1.0.0"}],
+                          {"application": "caller", "api": "Hosts:1.0.0"}, {"application": "caller", "api": "Named:1.0.0"}],
         "policies": {
             "Hosted": {"requests": 4, "per": "hour", "condition_groups": [
                 {"requests": 1, "per": "hour", "conditions": [{"header": "Host", "matches": "^127\\.0\\.0\\.1:"}]}
@@ -54,7 +56,10 @@ fn config() -> String {
                     {"query_param": "format", "matches": "^csv$"}, {"ip_range": "127.0.0.0/8"}]},
                 {"requests": 1, "per": "hour", "conditions": [
                     {"query_param": "format", "matches": "^csv$"}, {"ip_range": "10.0.0.0/8"}]},
-                {"requests": 3, "per": "hour", "conditions": [{"jwt_claim": "groups", "matches": "^admin$"}]}
+                {"requests": 3, "per": "hour", "conditions": [{"jwt_claim": "groups", "matches": "^admin$"}]},
+                {"requests": 1, "per": "hour", "conditions": [
+                    {"jwt_claim": "http://wso2.org/claims/applicationname", "matches": "^caller$"},
+                    {"header": "x-named", "matches": "^yes$"}]}
             ]}
         }
     })
@@ -112,6 +117,15 @@ fn a_claim_of_the_callers_jwt_api_key_puts_it_in_a_group() {
 }
 
 /// API-M's header conditions read the transport header `Host`; Envoy gives it as `:authority`.
+/// WSO2's gateway reads a claim condition from the backend JWT it generates: its claims
+/// (`http://wso2.org/claims/applicationname`) are read, for an opaque API key too.
+#[test]
+fn a_claim_of_the_backend_jwt_puts_a_caller_in_a_group() {
+    let (envoy, _backend) = stack();
+    let send = || envoy.send("GET", "/named/1.0.0/a", &[("apikey", "caller-key"), ("x-named", "yes")], None);
+    assert_eq!(codes([send(), send()]), ["200", "900800"], "the group's 1, not the policy's 4");
+}
+
 #[test]
 fn a_host_condition_reads_the_requests_authority() {
     let (envoy, _backend) = stack();

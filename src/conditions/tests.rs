@@ -26,6 +26,27 @@ fn ip(text: &str) -> Option<IpAddr> {
 }
 
 #[test]
+fn patterns_of_hundreds_of_alternatives_compile_and_larger_ones_are_refused() {
+    let words = |count: usize| (0..count).map(|index| format!("client-{index:04}")).collect::<Vec<_>>().join("|");
+    assert!(Pattern::new(&format!("^({})$", words(80))).is_ok());
+    assert!(Pattern::new(&format!("^({})$", words(1_000))).is_err(), "over the size a request may be matched against");
+}
+
+#[test]
+fn a_value_longer_than_the_matched_bound_matches_nothing() {
+    let any = group(vec![condition(Test::Header { name: "user-agent".into(), pattern: pattern("a") })]);
+    let inverted = group(vec![Condition {
+        test: Test::Header { name: "user-agent".into(), pattern: pattern("a") },
+        invert: true,
+    }]);
+    let at_bound = headers(&[("user-agent", "a".repeat(MAX_MATCHED_BYTES).as_bytes())]);
+    let over = headers(&[("user-agent", "a".repeat(MAX_MATCHED_BYTES + 1).as_bytes())]);
+    assert!(any.matches(&RequestFacts::new(&at_bound, None, None), None));
+    assert!(!any.matches(&RequestFacts::new(&over, None, None), None));
+    assert!(inverted.matches(&RequestFacts::new(&over, None, None), None), "as an absent value");
+}
+
+#[test]
 fn a_header_pattern_is_found_anywhere_in_the_value_unless_anchored() {
     let anywhere = group(vec![condition(Test::Header { name: "x-plan".into(), pattern: pattern("free") })]);
     let anchored = group(vec![condition(Test::Header { name: "x-plan".into(), pattern: pattern("^free$") })]);

@@ -185,12 +185,15 @@ pub struct RawCondition {
     #[serde(default)]
     pub query_param: Option<String>,
     /// A claim of the caller's JWT (a bearer token or a JWT API key; an opaque credential has
-    /// none): a string, or a string of an array, matches `matches`.
+    /// none) or, with `backend_jwt`, of the JWT sent to the backend (its claims win, as WSO2
+    /// reads claim conditions from the JWT its gateway generates): a string, or a string of an
+    /// array, matches `matches`.
     #[serde(default)]
     pub jwt_claim: Option<String>,
     /// A regular expression (regex-lite's syntax: Java's without look-around and
     /// back-references) found anywhere in the value, as WSO2's `Matcher.find()`: anchor it
-    /// (`^free$`) to match the whole value. Required with `header`, `query_param` and `jwt_claim`.
+    /// (`^free$`) to match the whole value; a value over 8 KiB matches nothing. Required with
+    /// `header`, `query_param` and `jwt_claim`.
     #[serde(default)]
     pub matches: Option<String>,
     /// The condition holds when the test fails (`invert` of an absent header holds). Defaults to

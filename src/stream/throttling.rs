@@ -85,9 +85,18 @@ impl Stream {
         // lent to them while throttling runs, and given back before anything answers.
         let snapshot = std::mem::take(&mut self.request);
         let settings = &config.auth.credentials;
+        // The caller JWT's claims and, with a backend JWT, the claims it carries over them: WSO2
+        // reads a claim condition from the JWT its gateway generates (`http://wso2.org/claims/
+        // applicationname`, ...).
         let read_claims = || {
-            let credential = snapshot.presented_credential(settings, api, resource)?;
-            jwt::parse(&credential, settings.max_token_bytes).ok().map(|jwt| jwt.payload)
+            let credential = snapshot.presented_credential(settings, api, resource);
+            let caller = credential
+                .and_then(|credential| jwt::parse(&credential, settings.max_token_bytes).ok().map(|jwt| jwt.payload));
+            let mut claims = caller.unwrap_or_default();
+            if let (Some(backend_jwt), Some(authorized)) = (&config.backend_jwt, authorized.as_ref()) {
+                claims.extend(backend_jwt.identity_claims(api, authorized));
+            }
+            (!claims.is_empty()).then_some(claims)
         };
         let read_claims: &dyn Fn() -> Option<serde_json::Map<String, serde_json::Value>> = &read_claims;
         let facts = RequestFacts::new(snapshot.headers(), snapshot.query(), authorized.as_ref().map(|_| read_claims));

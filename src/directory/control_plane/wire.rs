@@ -386,7 +386,9 @@ fn condition(condition: &Condition) -> Result<conditions::Condition, String> {
         }
         "iprange" => {
             let (low, high) = (address(&condition.name)?, address(&condition.value)?);
-            if low.is_ipv4() != high.is_ipv4() {
+            // A range of two families, or ending before it starts, holds no address: refused, as
+            // the configuration's `ip_from` and `ip_to` are.
+            if low.is_ipv4() != high.is_ipv4() || low > high {
                 return Err(format!("a range from `{low}` to `{high}`"));
             }
             conditions::Test::IpBetween { low, high }
