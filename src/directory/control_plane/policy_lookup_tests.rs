@@ -69,7 +69,9 @@ fn a_policy_the_control_plane_lacks_or_cannot_be_read_is_asked_once_then_refused
     let later = NOW + cp.negative_ttl_s;
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: later };
     assert!(matches!(lookup::start(&mut context, &ghost), Step::Call(..)), "asked again once it expired");
-    // A policy that is there but unreadable (a limit of 0) is not known, and not asked again.
+    // A policy that is there but unreadable (a limit of 0) is not known, and counts as absent:
+    // not asked again (nor decoded again) until the "not found" expires, then asked again, as
+    // API-M's admin may have fixed it.
     let broken = need(PolicyLevel::Subscription, "Broken");
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
     let Step::Call(_, resume) = lookup::start(&mut context, &broken) else { panic!("asked") };
@@ -77,6 +79,10 @@ fn a_policy_the_control_plane_lacks_or_cannot_be_read_is_asked_once_then_refused
     assert_eq!(lookup::resume(&mut context, &broken, resume, &policies(&zero)), Step::Done(()));
     assert_eq!(lookup::start(&mut context, &broken), Step::Done(()));
     assert!(!view.knows_policy(PolicyLevel::Subscription, "Broken"));
+    let stored = store.data.iter().find(|(key, _)| key.ends_with(".Broken")).map(|(_, value)| value.0.len());
+    assert_eq!(stored, Some(8 + 1 + 8), "an absence, not the answer to decode again on every request");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: later };
+    assert!(matches!(lookup::start(&mut context, &broken), Step::Call(..)), "asked again once it expired");
     // An answer that is not WSO2's list: the lookup fails (900900), nothing is remembered.
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
     let odd = need(PolicyLevel::Application, "Odd");

@@ -351,7 +351,9 @@ impl CpWorker {
     }
 
     /// Takes the answer to a lookup of a policy (WSO2's list; `None`: it has no such policy,
-    /// believed until `until`): here, and for every worker until the next generation.
+    /// believed until `until`): here, and for every worker until the next generation. A policy
+    /// the answer holds but the filter cannot read is remembered as absent, until `until` too:
+    /// asked again then (API-M's admin may have fixed it), and never decoded again per request.
     pub fn learn_policy(
         &mut self,
         store: &mut dyn SharedStore,
@@ -362,11 +364,11 @@ impl CpWorker {
     ) {
         let meta = Meta::read(store);
         let mut value = meta.generation.to_le_bytes().to_vec();
-        match answer {
+        let readable = answer.filter(|answer| self.take_policy(store.gateway_scope(), level, name, answer, now));
+        match readable {
             Some(answer) => {
                 value.push(LEARNED_PRESENT);
                 value.extend_from_slice(answer);
-                self.take_policy(store.gateway_scope(), level, name, answer, now);
             }
             None => {
                 value.push(LEARNED_ABSENT);
