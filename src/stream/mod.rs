@@ -533,13 +533,17 @@ impl Stream {
                     validation::resume(context, resume, answer)
                 });
             }
+            // The answer is stored; what else the request needed is not asked for (nothing would
+            // make that call, and it would spend a call of the lookup budget live requests share).
             Resume::Lookup(waiting) => {
-                let (resume, need, _) = *waiting;
-                let _ = self.with_lookup(host, |context| lookup::resume(context, &need, resume, answer));
+                let (resume, _, _) = *waiting;
+                let _ =
+                    self.with_lookup(host, |context| lookup::resume(context, &lookup::Need::default(), resume, answer));
             }
             Resume::PolicyLookup(waiting) => {
-                let (resume, need, _) = *waiting;
-                let _ = self.with_lookup(host, |context| lookup::resume(context, &need, resume, answer));
+                let (resume, _, _) = *waiting;
+                let _ =
+                    self.with_lookup(host, |context| lookup::resume(context, &lookup::Need::default(), resume, answer));
             }
             Resume::Throttle(waiting) => {
                 let (resume, _) = *waiting;

@@ -290,3 +290,55 @@ fn a_jwks_fetch_that_cannot_be_made_is_an_outage() {
     // A failed fetch, as one whose call was made and failed: in the stats an operator alerts on.
     assert_eq!(host.0.counters.iter().filter(|name| *name == "apim.jwks.fetch_failed").count(), 1);
 }
+
+/// A policy lookup answered after its client hung up, when a full load changed the data while
+/// the call was out: the answer is settled, and nothing else is asked for that request (no call
+/// would be made, and it would spend a call of the budget live requests share).
+#[test]
+fn a_policy_lookup_answered_after_its_client_hung_up_spends_no_more_of_the_budget() {
+    use super::gateways::{control_plane, Gateway, NOW};
+    use crate::directory::control_plane::store::Meta;
+    let mut shared = HashMap::new();
+    let json = r#"{"control_plane": {"cluster": "cp", "username": "gw", "password": "secret",
+        "lookups_per_second": 2, "gateway_label": "internal", "endpoints": {"PizzaShackAPI": {"production": "live"}}}}"#;
+    let gateway = Gateway::configure(&mut shared, json);
+    // The open `/health` of PizzaShackAPI is under a resource policy the full load did not bring.
+    let ghost = |path: &str| {
+        control_plane(path).replace(
+            r#""throttlingPolicy":"Unlimited","httpMethod":"GET","urlPattern":"/health""#,
+            r#""throttlingPolicy":"Ghost","httpMethod":"GET","urlPattern":"/health""#,
+        )
+    };
+    gateway.run_background(&mut shared, &|path: &str| {
+        if path.contains("/apis?") || path.ends_with("/apis") {
+            ghost(path)
+        } else {
+            control_plane(path)
+        }
+    });
+    let health = |shared: &mut HashMap<String, (Vec<u8>, u32)>| {
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/pizzashack/1.0.0/health")]);
+        host.now = NOW;
+        host.shared = std::mem::take(shared);
+        let mut stream = Stream::new(Rc::clone(&gateway.config), Rc::clone(&gateway.worker));
+        let flow = stream.on_request_headers(&mut host, true);
+        (stream, flow, host)
+    };
+    let (mut abandoned, flow, mut host) = health(&mut shared);
+    assert_eq!(flow, Flow::Waiting, "{:?}", host.sent);
+    let (_, headers, _) = host.dispatched.last().unwrap().clone();
+    assert!(headers.iter().any(|(name, value)| name == ":path" && value.ends_with("api-policies?policyName=Ghost")));
+    let token = abandoned.own_pending_call().expect("the request's own call");
+    // A full load changed something while the call was out; then the client hung up.
+    let mut meta = Meta::read(&host);
+    meta.generation += 1;
+    meta.write(&mut host);
+    abandoned.abandon();
+    let empty = br#"{"count":0,"list":[],"pagination":null}"#.to_vec();
+    abandoned.on_abandoned_answer(&mut host, token, &Answer::Http { status: 200, body: empty });
+    assert!(host.sent.is_none() && !host.resumed);
+    // The same second's next request makes the second call of a budget of two, not 900900.
+    shared = host.shared;
+    let (_, flow, host) = health(&mut shared);
+    assert_eq!(flow, Flow::Waiting, "{:?}", host.sent);
+}

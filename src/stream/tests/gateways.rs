@@ -5,7 +5,7 @@
 use super::*;
 use crate::stream::background;
 
-const NOW: u64 = 1_800_000_000;
+pub(super) const NOW: u64 = 1_800_000_000;
 
 /// A gateway serving `/p/1` (open) under an API policy of `per_minute` requests.
 fn limited(gateway: &str, per_minute: u64, slots: u32) -> String {
@@ -19,13 +19,13 @@ fn limited(gateway: &str, per_minute: u64, slots: u32) -> String {
 
 /// One gateway's filter: its configuration (prepared on `shared` as Envoy's `on_configure` does)
 /// and one worker's state.
-struct Gateway {
-    config: Rc<Config>,
-    worker: Rc<RefCell<Worker>>,
+pub(super) struct Gateway {
+    pub(super) config: Rc<Config>,
+    pub(super) worker: Rc<RefCell<Worker>>,
 }
 
 impl Gateway {
-    fn configure(shared: &mut HashMap<String, (Vec<u8>, u32)>, json: &str) -> Gateway {
+    pub(super) fn configure(shared: &mut HashMap<String, (Vec<u8>, u32)>, json: &str) -> Gateway {
         let mut host = FakeHost { shared: std::mem::take(shared), now: NOW, ..Default::default() };
         let mut config = Config::from_json(json.as_bytes()).unwrap();
         prepare_counters(&mut host, &mut config);
@@ -54,7 +54,7 @@ impl Gateway {
 
     /// Runs this gateway's background work until no call is left, answering each control-plane
     /// call with `answer(path)`.
-    fn run_background(&self, shared: &mut HashMap<String, (Vec<u8>, u32)>, answer: &dyn Fn(&str) -> String) {
+    pub(super) fn run_background(&self, shared: &mut HashMap<String, (Vec<u8>, u32)>, answer: &dyn Fn(&str) -> String) {
         let mut host = FakeHost { shared: std::mem::take(shared), now: NOW, ..Default::default() };
         let mut jobs = background::tick(&mut host, &self.config, &mut self.worker.borrow_mut());
         while let Some((token, job)) = jobs.pop() {
@@ -139,7 +139,7 @@ fn fixture(resource: &str) -> &'static str {
 }
 
 /// A WSO2 control plane: PizzaShackAPI is deployed to the gateway label `internal` only.
-fn control_plane(path: &str) -> String {
+pub(super) fn control_plane(path: &str) -> String {
     let resource = path.trim_start_matches("/internal/data/v1/");
     let (resource, query) = resource.split_once('?').unwrap_or((resource, ""));
     if resource == "apis" && !query.contains("gatewayLabel=internal") {
