@@ -173,6 +173,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
     }
     let until = context.now.saturating_add(context.control_plane.negative_ttl_s);
     let now = context.now;
+    let generation = resume.generation;
     match resume.asked {
         Asked::Key { key_manager, client_id } => {
             let Some(list) = parse::<wire::KeyMapping>(context, body) else { return Step::Refused(unavailable()) };
@@ -226,7 +227,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
         Asked::Policy { level, name } => {
             let Some(list) = parse::<wire::Policy>(context, body) else { return Step::Refused(unavailable()) };
             let answer = list.iter().any(|policy| policy.name == name).then_some(body.as_slice());
-            context.worker.learn_policy(context.store, level, &name, answer, (now, until));
+            context.worker.learn_policy(context.store, level, &name, answer, generation, (now, until));
         }
     }
     start(context, need)

@@ -5,7 +5,8 @@ use super::lookup::{self, Need};
 use super::refresh::Fetch;
 use super::tests::{control_plane, load, ok, path, worker, MemoryStore, NOW};
 use crate::directory::PolicyLevel;
-use crate::host::{Answer, Step};
+use crate::host::{Answer, HostError, SharedStore, Step};
+use std::cell::{Cell, RefCell};
 
 fn policies(json: &str) -> Answer {
     Answer::Http { status: 200, body: format!(r#"{{"count":1,"list":[{json}],"pagination":null}}"#).into_bytes() }
@@ -90,4 +91,48 @@ fn a_policy_the_control_plane_lacks_or_cannot_be_read_is_asked_once_then_refused
     let garbage = Answer::Http { status: 200, body: b"{\"list\": [".to_vec() };
     assert!(matches!(lookup::resume(&mut context, &odd, resume, &garbage), Step::Refused(_)));
     assert!(matches!(lookup::start(&mut context, &odd), Step::Call(..)));
+}
+
+/// Shared data where a full load lands (another worker bumps the generation) at the
+/// `lands_at`-th read of the meta: between a lookup's check of the generation and its write.
+struct LoadLands {
+    store: RefCell<MemoryStore>,
+    meta_reads: Cell<u32>,
+    lands_at: u32,
+}
+
+impl SharedStore for LoadLands {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        if key == "apim.cp.meta" {
+            self.meta_reads.set(self.meta_reads.get() + 1);
+            if self.meta_reads.get() == self.lands_at {
+                let mut meta = super::store::Meta::read(&*self.store.borrow());
+                meta.generation += 1;
+                meta.write(&mut *self.store.borrow_mut());
+            }
+        }
+        self.store.borrow().shared_get(key)
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.store.get_mut().shared_set(key, value, cas)
+    }
+}
+
+#[test]
+fn an_answer_a_full_load_overtook_after_its_generation_was_checked_is_not_trusted_by_the_next_generation() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]).unwrap();
+    let ghost = need(PolicyLevel::Subscription, "Ghost");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let Step::Call(_, resume) = lookup::start(&mut context, &ghost) else { panic!("asked") };
+    // The answer's generation is checked (the first read), then the load lands.
+    let mut racing = LoadLands { store: RefCell::new(store), meta_reads: Cell::new(0), lands_at: 2 };
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut racing, now: NOW };
+    let empty = Answer::Http { status: 200, body: br#"{"count":0,"list":[],"pagination":null}"#.to_vec() };
+    let step = lookup::resume(&mut context, &ghost, resume, &empty);
+    assert!(racing.meta_reads.get() >= 2, "the load landed");
+    assert!(matches!(step, Step::Call(..)), "the new generation asks again: {step:?}");
 }

@@ -350,8 +350,10 @@ impl CpWorker {
         }
     }
 
-    /// Takes the answer to a lookup of a policy (WSO2's list; `None`: it has no such policy,
-    /// believed until `until`): here, and for every worker until the next generation. A policy
+    /// Takes the answer to a lookup of a policy asked in `generation` (WSO2's list; `None`: it
+    /// has no such policy, believed until `until`): here, and for every worker while the shared
+    /// data stays of that generation (a full load that lands meanwhile makes it stale: it is
+    /// never stamped with the load's generation). A policy
     /// the answer holds but the filter cannot read is remembered as absent, until `until` too:
     /// asked again then (API-M's admin may have fixed it), and never decoded again per request.
     pub fn learn_policy(
@@ -360,10 +362,10 @@ impl CpWorker {
         level: PolicyLevel,
         name: &str,
         answer: Option<&[u8]>,
+        generation: u64,
         (now, until): (u64, u64),
     ) {
-        let meta = Meta::read(store);
-        let mut value = meta.generation.to_le_bytes().to_vec();
+        let mut value = generation.to_le_bytes().to_vec();
         let readable = answer.filter(|answer| self.take_policy(store.gateway_scope(), level, name, answer, now));
         match readable {
             Some(answer) => {
