@@ -13,8 +13,8 @@ use crate::vocab::SecurityScheme;
 /// (`/internal/data/v1`) as WSO2's own gateways read it: APIs deployed on a gateway label with
 /// their resources, applications, subscriptions, OAuth2 client ids (key mappings),
 /// subscription, application and API policies, blocking conditions and revoked JWTs. Loaded in
-/// full at start and every `refresh_s`, once per Envoy (shared by its workers); a client id or
-/// subscription the filter does not know yet is looked up when a request brings it.
+/// full at start and every `refresh_s`, once per Envoy (shared by its workers); a client id,
+/// subscription or policy the filter does not know yet is looked up when a request needs it.
 /// Everything written in the filter's own configuration keeps working beside it.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[schemars(rename = "ControlPlane")]
@@ -52,8 +52,9 @@ pub struct RawControlPlane {
     #[serde(default = "default_timeout_ms")]
     #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
-    /// Seconds an answer that a client id or subscription does not exist is remembered, so a
-    /// flood of unknown keys cannot flood the control plane. 1 to 3600. Defaults to 30.
+    /// Seconds an answer that a client id, subscription or policy does not exist (or a policy
+    /// the filter cannot read) is remembered, so a flood of unknown keys cannot flood the
+    /// control plane. 1 to 3600. Defaults to 30.
     #[serde(default = "default_negative_ttl_s")]
     #[schemars(range(min = 1, max = 3600))]
     pub negative_ttl_s: u64,
