@@ -116,7 +116,6 @@ fn a_claim_of_the_callers_jwt_api_key_puts_it_in_a_group() {
     assert_eq!(codes((0..3).map(|_| send("caller-key"))), ["200", "200", "900800"]);
 }
 
-/// API-M's header conditions read the transport header `Host`; Envoy gives it as `:authority`.
 /// WSO2's gateway reads a claim condition from the backend JWT it generates: its claims
 /// (`http://wso2.org/claims/applicationname`) are read, for an opaque API key too.
 #[test]
@@ -126,6 +125,7 @@ fn a_claim_of_the_backend_jwt_puts_a_caller_in_a_group() {
     assert_eq!(codes([send(), send()]), ["200", "900800"], "the group's 1, not the policy's 4");
 }
 
+/// API-M's header conditions read the transport header `Host`; Envoy gives it as `:authority`.
 #[test]
 fn a_host_condition_reads_the_requests_authority() {
     let (envoy, _backend) = stack();
