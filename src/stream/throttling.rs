@@ -27,7 +27,7 @@ impl Stream {
         };
         // A policy no full load brought (a tier created since) is asked of the control plane
         // first, as WSO2's gateway fetches a policy it does not hold.
-        let need = self.policies_to_look_up(api, resource, authorized.as_ref());
+        let need = self.policies_to_look_up(host, api, resource, authorized.as_ref());
         if need.policies.is_empty() {
             return self.throttle_now(host, authorized);
         }
@@ -36,12 +36,27 @@ impl Stream {
     }
 
     /// The policies a control plane is asked for: those the request is subject to that neither
-    /// the configuration nor the control plane's directory defines.
-    fn policies_to_look_up(&self, api: &Api, resource: &Resource, authorized: Option<&Authorized>) -> Need {
+    /// the configuration nor the control plane's directory defines. None for a request a
+    /// blocking condition refuses: 900805 comes before any policy (`throttle::start`), and is
+    /// answered whatever the control plane's state, without spending a lookup.
+    fn policies_to_look_up(
+        &self,
+        host: &impl Host,
+        api: &Api,
+        resource: &Resource,
+        authorized: Option<&Authorized>,
+    ) -> Need {
         let Some(_) = &self.config.control_plane else { return Need::default() };
         let worker = self.worker.borrow();
         let directory = Layered { fixed: self.config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
         let missing = plan::missing_policies(&directory, api, resource, &caller(authorized, None));
+        if missing.is_empty() {
+            return Need::default();
+        }
+        let client_ip = if self.config.uses_client_ip() { request::client_ip(host) } else { None };
+        if plan::blocked(&directory, api, &caller(authorized, client_ip), &self.config.throttle.tenant) {
+            return Need::default();
+        }
         Need {
             policies: missing.into_iter().map(|(level, name)| (level, name.to_string())).collect(),
             ..Need::default()

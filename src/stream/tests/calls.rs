@@ -342,3 +342,38 @@ fn a_policy_lookup_answered_after_its_client_hung_up_spends_no_more_of_the_budge
     let (_, flow, host) = health(&mut shared);
     assert_eq!(flow, Flow::Waiting, "{:?}", host.sent);
 }
+
+/// A request a blocking condition refuses is refused (900805) before any policy matters, as
+/// `throttle::start` orders it: a policy it would be subject to is not looked up (API-M down,
+/// that lookup answered 900900 instead; up, it spent the lookup budget on a refused request).
+#[test]
+fn a_blocked_request_is_refused_without_looking_up_its_missing_policy() {
+    use super::gateways::{control_plane, Gateway, NOW};
+    let mut shared = HashMap::new();
+    let json = r#"{"control_plane": {"cluster": "cp", "username": "gw", "password": "secret",
+        "gateway_label": "internal", "endpoints": {"PizzaShackAPI": {"production": "live"}}}}"#;
+    let gateway = Gateway::configure(&mut shared, json);
+    gateway.run_background(&mut shared, &|path: &str| {
+        if path.contains("/apis") {
+            control_plane(path).replace(
+                r#""throttlingPolicy":"Unlimited","httpMethod":"GET","urlPattern":"/health""#,
+                r#""throttlingPolicy":"Ghost","httpMethod":"GET","urlPattern":"/health""#,
+            )
+        } else if path.contains("/block") {
+            r#"{"api":["/pizzashack/1.0.0"],"application":[],"user":[],"ip":[],"custom":[],"subscription":[]}"#
+                .to_string()
+        } else {
+            control_plane(path)
+        }
+    });
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/pizzashack/1.0.0/health")]);
+    host.now = NOW;
+    host.shared = std::mem::take(&mut shared);
+    let dispatched = host.dispatched.len();
+    let mut stream = Stream::new(Rc::clone(&gateway.config), Rc::clone(&gateway.worker));
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+    let (status, _, body) = host.sent.clone().unwrap();
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("900805"));
+    assert_eq!(host.dispatched.len(), dispatched, "nothing asked of the control plane");
+}
