@@ -70,12 +70,7 @@ pub fn start(context: &mut Context<'_>, need: &Need) -> LookupStep {
         {
             continue;
         }
-        let resource = match level {
-            PolicyLevel::Api => "api-policies",
-            PolicyLevel::Subscription => "subscription-policies",
-            PolicyLevel::Application => "application-policies",
-        };
-        let call = context.control_plane.get(resource, &[("policyName", name)]);
+        let call = context.control_plane.get(super::store::policy_resource(*level), &[("policyName", name)]);
         return ask(context, call, Asked::Policy { level: *level, name: name.clone() });
     }
     // The application: from the client id's key mapping, or from the credential.
@@ -149,8 +144,12 @@ fn ask(context: &mut Context<'_>, call: crate::host::Call, asked: Asked) -> Look
 
 /// Takes a lookup's answer, then goes on with what else the request needs.
 pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &Answer) -> LookupStep {
+    // A policy API-M does not have may be answered 404 rather than with an empty list: it is
+    // absent, not a failed lookup (which would ask again on every request).
+    let not_found: &[u8] = br#"{"list":[]}"#;
     let body = match answer {
-        Answer::Http { status: 200, body } => body,
+        Answer::Http { status: 200, body } => body.as_slice(),
+        Answer::Http { status: 404, .. } if matches!(resume.asked, Asked::Policy { .. }) => not_found,
         Answer::Http { status, .. } => {
             warn_repeated(context.store.gateway_scope(), FAILED_LOOKUP, context.now, || {
                 format!("control plane lookup failed: HTTP {status}")
@@ -226,7 +225,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
         }
         Asked::Policy { level, name } => {
             let Some(list) = parse::<wire::Policy>(context, body) else { return Step::Refused(unavailable()) };
-            let answer = list.iter().any(|policy| policy.name == name).then_some(body.as_slice());
+            let answer = list.iter().any(|policy| policy.name == name).then_some(body);
             context.worker.learn_policy(context.store, level, &name, answer, generation, (now, until));
         }
     }

@@ -2,7 +2,7 @@
 //! worker until the next generation, an absence believed for `negative_ttl_s`.
 
 use super::lookup::{self, Need};
-use super::refresh::Fetch;
+use super::store::Meta;
 use super::tests::{control_plane, load, ok, path, worker, MemoryStore, NOW};
 use crate::directory::PolicyLevel;
 use crate::host::{Answer, HostError, SharedStore, Step};
@@ -39,11 +39,12 @@ fn a_policy_is_looked_up_once_and_known_to_every_worker_until_the_next_generatio
     let mut context = lookup::Context { control_plane: &cp, worker: &mut second, store: &mut store, now: NOW };
     assert_eq!(lookup::start(&mut context, &platinum), Step::Done(()));
     assert!(second.knows_policy(PolicyLevel::Subscription, "Platinum"));
-    // A full load that changed something: its answer is the truth, the lookup's is forgotten.
-    load(&mut store, &cp, NOW + 3600, |fetch| match fetch {
-        Fetch::Revoked => Answer::Http { status: 200, body: br#"[{"jwt_signature":"s","expiry_time":1}]"#.to_vec() },
-        other => ok(other),
-    });
+    // The next full load is the truth, the lookup's answer forgotten: API-M deleted Platinum
+    // meanwhile, and its answers are the last load's byte for byte, yet the policy list is
+    // taken again (a new generation), so Platinum is not kept.
+    let before = Meta::read(&store).generation;
+    load(&mut store, &cp, NOW + 3600, ok);
+    assert!(Meta::read(&store).generation > before, "the policy list is taken again");
     let mut third = worker();
     third.sync(&store, &cp, &[]).unwrap();
     assert!(!third.knows_policy(PolicyLevel::Subscription, "Platinum"));
@@ -84,6 +85,13 @@ fn a_policy_the_control_plane_lacks_or_cannot_be_read_is_asked_once_then_refused
     assert_eq!(stored, Some(8 + 1 + 8), "an absence, not the answer to decode again on every request");
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: later };
     assert!(matches!(lookup::start(&mut context, &broken), Step::Call(..)), "asked again once it expired");
+    // A 404 for a policy is an absence too, not a failed lookup asked again on every request.
+    let gone = need(PolicyLevel::Subscription, "Gone");
+    let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
+    let Step::Call(_, resume) = lookup::start(&mut context, &gone) else { panic!("asked") };
+    let not_found = Answer::Http { status: 404, body: b"Not Found".to_vec() };
+    assert_eq!(lookup::resume(&mut context, &gone, resume, &not_found), Step::Done(()));
+    assert_eq!(lookup::start(&mut context, &gone), Step::Done(()), "remembered absent");
     // An answer that is not WSO2's list: the lookup fails (900900), nothing is remembered.
     let mut context = lookup::Context { control_plane: &cp, worker: &mut view, store: &mut store, now: NOW };
     let odd = need(PolicyLevel::Application, "Odd");

@@ -283,7 +283,23 @@ fn resource_of(kind: Kind) -> &'static str {
 /// in the last full answer, and an unchanged answer would otherwise keep it after the control
 /// plane deleted it.
 pub fn forget_fingerprint(store: &mut dyn SharedStore, kind: Kind) {
-    let _ = store.shared_set(&fingerprint_key(resource_of(kind)), b"", None);
+    forget_resource_fingerprint(store, resource_of(kind));
+}
+
+/// Makes the next full load rewrite `resource` whatever its answer (a policy list, after a
+/// lookup learned a policy it did not hold: the load then changes the generation, which ends
+/// what the lookup learned, so a policy deleted in API-M meanwhile is not kept).
+pub fn forget_resource_fingerprint(store: &mut dyn SharedStore, resource: &str) {
+    let _ = store.shared_set(&fingerprint_key(resource), b"", None);
+}
+
+/// The control plane's resource of a level's policies.
+pub fn policy_resource(level: crate::directory::PolicyLevel) -> &'static str {
+    match level {
+        crate::directory::PolicyLevel::Api => "api-policies",
+        crate::directory::PolicyLevel::Subscription => "subscription-policies",
+        crate::directory::PolicyLevel::Application => "application-policies",
+    }
 }
 
 /// Reads what the directory holds for `key`.

@@ -371,6 +371,7 @@ impl CpWorker {
             Some(answer) => {
                 value.push(LEARNED_PRESENT);
                 value.extend_from_slice(answer);
+                store::forget_resource_fingerprint(store, store::policy_resource(level));
             }
             None => {
                 value.push(LEARNED_ABSENT);
