@@ -11,8 +11,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::windows::away_from_window_end;
-use common::{api_key_hash, keys, Backend, Envoy, EnvoySetup, Response};
+use common::{api_key_hash, keys, Backend, Envoy, Response};
 use serde_json::{json, Value};
 
 const KEY_KID: &str = "apikey-b";
@@ -67,12 +66,7 @@ fn config() -> String {
 }
 
 fn stack() -> (Envoy, Backend) {
-    let backend = Backend::start();
-    let envoy =
-        Envoy::start(&config(), EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
-    // Every policy here counts per hour: the test runs in one hour's window.
-    away_from_window_end(3600, 120);
-    (envoy, backend)
+    common::envoy_in_one_hour(&config())
 }
 
 fn codes(responses: impl IntoIterator<Item = Response>) -> Vec<String> {

@@ -118,6 +118,20 @@ fn until_within(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
     }
 }
 
+/// As made in the developer portal after the gateway loaded: a key mapping of the client `app2`
+/// to WebApp, and a subscription of WebApp to PizzaShackAPI with `tier`.
+fn add_web_app_key_and_subscription(cp: &ControlPlane, tier: &str) {
+    cp.add(
+        "application-key-mappings",
+        json!({"applicationId": 4, "applicationUUID": WEB_APP, "consumerKey": "app2", "keyType": "PRODUCTION", "keyManager": KM}),
+    );
+    cp.add(
+        "subscriptions",
+        json!({"subscriptionUUID": "new-sub", "subscriptionId": 9, "policyId": tier,
+        "apiUUID": PIZZA, "apiId": 2, "applicationUUID": WEB_APP, "appId": 4, "subscriptionState": "UNBLOCKED"}),
+    );
+}
+
 fn bearer(envoy: &Envoy, path: &str, token: &str) -> Response {
     envoy.send("GET", path, &[("authorization", &format!("Bearer {token}"))], None)
 }
@@ -183,16 +197,7 @@ fn a_tier_created_after_the_load_is_looked_up_on_its_first_request() {
         "quotaType": "requestCount", "rateLimitCount": 0, "rateLimitTimeUnit": null, "stopOnQuotaReach": true,
         "defaultLimit": {"quotaType": "requestCount", "requestCount": {"timeUnit": "hours", "unitTime": 1, "requestCount": 2}}}),
     );
-    stack.cp.add(
-        "application-key-mappings",
-        json!({"applicationId": 4, "applicationUUID": WEB_APP,
-        "consumerKey": "app2", "keyType": "PRODUCTION", "keyManager": KM}),
-    );
-    stack.cp.add(
-        "subscriptions",
-        json!({"subscriptionUUID": "new-sub", "subscriptionId": 9, "policyId": "TwoPerHourNew",
-        "apiUUID": PIZZA, "apiId": 2, "applicationUUID": WEB_APP, "appId": 4, "subscriptionState": "UNBLOCKED"}),
-    );
+    add_web_app_key_and_subscription(&stack.cp, "TwoPerHourNew");
     away_from_window_end(3600, 120);
     let app2 = stack.km.jwt("app2", "app2-secret", "menu:read");
     let codes: Vec<String> = (0..3).map(|_| code(&bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app2))).collect();
@@ -301,16 +306,7 @@ fn a_new_key_and_subscription_work_on_their_first_request() {
     let stack = stack(STILL);
     // Created in the developer portal after the gateway loaded: a key mapping for WebApp and a
     // subscription of WebApp to the API.
-    stack.cp.add(
-        "application-key-mappings",
-        json!({"applicationId": 4, "applicationUUID": WEB_APP,
-        "consumerKey": "app2", "keyType": "PRODUCTION", "keyManager": KM}),
-    );
-    stack.cp.add(
-        "subscriptions",
-        json!({"subscriptionUUID": "new-sub", "subscriptionId": 9, "policyId": "Gold",
-        "apiUUID": PIZZA, "apiId": 2, "applicationUUID": WEB_APP, "appId": 4, "subscriptionState": "UNBLOCKED"}),
-    );
+    add_web_app_key_and_subscription(&stack.cp, "Gold");
     let app2 = stack.km.jwt("app2", "app2-secret", "menu:read");
     let response = bearer(&stack.envoy, "/pizzashack/1.0.0/menu", &app2);
     assert_eq!(response.status, 200, "{}", response.body);

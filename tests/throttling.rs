@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::windows::{align_to_window, away_from_window_end, in_one_window, now_f64};
+use common::windows::{align_to_window, in_one_window, now_f64};
 use common::{api_key_hash, keys, request, Backend, Envoy, EnvoySetup, Response};
 use serde_json::{json, Value};
 
@@ -98,11 +98,7 @@ fn config() -> String {
 /// A started Envoy with at least two minutes left of the hour (its hourly policies count in one
 /// window for the whole test).
 fn stack() -> (Envoy, Backend) {
-    let backend = Backend::start();
-    let envoy =
-        Envoy::start(&config(), EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
-    away_from_window_end(3600, 120);
-    (envoy, backend)
+    common::envoy_in_one_hour(&config())
 }
 
 fn with_key(envoy: &Envoy, path: &str, application: &str) -> Response {

@@ -446,6 +446,16 @@ impl Response {
 }
 
 /// An API key as the configuration stores it: its SHA-256, in hex.
+/// An Envoy with `config` in front of a started backend (the cluster `live`), with at least two
+/// minutes left of the hour: hourly policies count in one window for the whole test.
+pub fn envoy_in_one_hour(config: &str) -> (Envoy, Backend) {
+    let backend = Backend::start();
+    let envoy =
+        Envoy::start(config, EnvoySetup { clusters: vec![("live".into(), backend.port)], ..Default::default() });
+    windows::away_from_window_end(3600, 120);
+    (envoy, backend)
+}
+
 pub fn api_key_hash(key: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
