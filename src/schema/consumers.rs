@@ -192,7 +192,7 @@ pub struct RawCondition {
     pub jwt_claim: Option<String>,
     /// A regular expression (regex-lite's syntax: Java's without look-around and
     /// back-references) found anywhere in the value, as WSO2's `Matcher.find()`: anchor it
-    /// (`^free$`) to match the whole value; a value over 8 KiB matches nothing. Required with
+    /// (`^free$`) to match the whole value; a value over 4 KiB matches nothing. Required with
     /// `header`, `query_param` and `jwt_claim`.
     #[serde(default)]
     pub matches: Option<String>,
