@@ -24,13 +24,14 @@ use crate::schema::{ConfigError, RawCondition, RawConditionGroup};
 /// The largest compiled pattern accepted (regex-lite's estimate, in bytes): a pattern from the
 /// control plane is compiled in every worker, and matched against every request of its API in
 /// time proportional to its size times the value's length. WSO2's conditions are a word or an
-/// alternation of a few: this holds about 90 alternatives of 11 characters.
-const PATTERN_SIZE_LIMIT: usize = 64 * 1024;
+/// alternation of a few: this holds about 90 alternatives of 11 characters (twice that took
+/// twice the time).
+const PATTERN_SIZE_LIMIT: usize = 32 * 1024;
 
 /// The longest value a pattern is matched against: a longer one (a client may send a header of
 /// Envoy's 60 KiB) matches nothing. Matching costs the pattern's size times the value's length:
 /// natively, a 10-alternative pattern took 0.7 ms on 4 KiB a client chose to be worst for it,
-/// the largest pattern accepted 6 ms; on 8 KiB, 2.8 and 21 ms.
+/// one of 85 (about the largest accepted) 6 ms; on 8 KiB, 2.8 and 21 ms.
 pub const MAX_MATCHED_BYTES: usize = 4 * 1024;
 
 /// A limit that counts nothing (WSO2's unlimited count): a group's, or a policy's own limit

@@ -26,10 +26,10 @@ fn ip(text: &str) -> Option<IpAddr> {
 }
 
 #[test]
-fn patterns_of_hundreds_of_alternatives_compile_and_larger_ones_are_refused() {
+fn patterns_of_dozens_of_alternatives_compile_and_larger_ones_are_refused() {
     let words = |count: usize| (0..count).map(|index| format!("client-{index:04}")).collect::<Vec<_>>().join("|");
     assert!(Pattern::new(&format!("^({})$", words(80))).is_ok());
-    assert!(Pattern::new(&format!("^({})$", words(1_000))).is_err(), "over the size a request may be matched against");
+    assert!(Pattern::new(&format!("^({})$", words(120))).is_err(), "over the size a request may be matched against");
 }
 
 #[test]

@@ -129,7 +129,8 @@ pub struct RawPolicy {
     /// resource's policy: a request that meets every condition of a group counts in that group,
     /// under the group's own limit, and in each other group it meets; `requests` (or `bytes`)
     /// then counts only the requests that meet no group. Per user and across nodes as this
-    /// policy (a `bytes` group, as every byte budget, per node). Defaults to none.
+    /// policy (a `bytes` group, as every byte budget, per node: refused with `cluster_wide: true`).
+    /// Defaults to none.
     #[serde(default)]
     pub condition_groups: Vec<RawConditionGroup>,
 }
@@ -190,10 +191,11 @@ pub struct RawCondition {
     /// array, matches `matches`.
     #[serde(default)]
     pub jwt_claim: Option<String>,
-    /// A regular expression (regex-lite's syntax: Java's without look-around and
-    /// back-references) found anywhere in the value, as WSO2's `Matcher.find()`: anchor it
-    /// (`^free$`) to match the whole value; a value over 4 KiB matches nothing. Required with
-    /// `header`, `query_param` and `jwt_claim`.
+    /// A regular expression (regex-lite's syntax: Java's without look-around, back-references,
+    /// `\p{...}` classes, atomic groups, `\Q...\E` and `&&` in classes) found anywhere in the
+    /// value, as WSO2's `Matcher.find()`: anchor it (`^free$`) to match the whole value; a value
+    /// over 4 KiB matches nothing, as an absent one. Required with `header`, `query_param` and
+    /// `jwt_claim`.
     #[serde(default)]
     pub matches: Option<String>,
     /// The condition holds when the test fails (`invert` of an absent header holds). Defaults to
