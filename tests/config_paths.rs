@@ -14,6 +14,7 @@
 mod common;
 
 use apim_filter::config::Config;
+use apim_filter::pieces::ObjectsOnly;
 use apim_filter::schema::RawConfig;
 use common::read_repo_file;
 use serde_json::{json, Value};
@@ -49,10 +50,11 @@ fn shipped_configs() -> Vec<Value> {
 
 use serde::Deserialize;
 
-/// The path serde_path_to_error names, in the filter's spelling of the root.
+/// The path serde_path_to_error names, in the filter's spelling of the root. The configuration is
+/// read as the filter reads it: every struct from an object only.
 fn tracked_path(text: &str) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, RawConfig>(&mut deserializer) {
+    match serde_path_to_error::deserialize::<_, ObjectsOnly<RawConfig>>(&mut deserializer) {
         Ok(_) => None,
         Err(error) => {
             let path = error.path().to_string();

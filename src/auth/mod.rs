@@ -160,7 +160,7 @@ pub(crate) mod fixture {
 
     pub fn compile(json: &str) -> Fixture {
         let raw: RawConfig<StagedApplications, PackedSubscriptions> =
-            serde_json::from_str(json).expect("well-formed test JSON");
+            crate::pieces::from_text(json).expect("well-formed test JSON");
         let mut warnings = Vec::new();
         let auth = AuthConfig::compile(raw.credentials, raw.key_managers, raw.api_key_jwt, &mut warnings).unwrap();
         let policies = StaticDirectory::policy_names(&raw.policies).unwrap();

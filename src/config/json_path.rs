@@ -106,12 +106,21 @@ pub fn path_of_error(text: &[u8], error: &serde_json::Error) -> String {
     let message = error.to_string();
     let about = if message.starts_with("unknown variant") {
         About::Variant
-    } else if message.starts_with("expected `,` or") {
+    } else if message.starts_with("expected `,` or") || struct_as_array(text, offset, &message) {
         About::Container
     } else {
         About::Value
     };
     path_at(text, offset, about)
+}
+
+/// Whether the error is a struct's refusal of an array (`pieces::objects`; serde's derive says
+/// "struct X" or "struct variant X::Y"): raised once the `[` was read, so the array being read is
+/// the value the error is about. (Other values are refused an array before the `[` is read.)
+fn struct_as_array(text: &[u8], offset: usize, message: &str) -> bool {
+    let read = text.get(..offset).unwrap_or(text);
+    message.starts_with("invalid type: sequence, expected struct")
+        && read.iter().rev().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[')
 }
 
 /// The byte offset in `text` of the quote closing the string opened at `start` (the last byte

@@ -14,8 +14,6 @@ mod streamed;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use serde::Deserialize;
-
 use crate::auth::AuthConfig;
 use crate::backend_jwt::BackendJwt;
 use crate::directory::control_plane::ControlPlane;
@@ -158,12 +156,9 @@ impl Config {
                     format!("the configuration is not UTF-8 (at byte offset {at})"),
                 )
             })?;
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let raw = RawConfig::deserialize(&mut deserializer).map_err(|error| {
+            crate::pieces::from_text(text).map_err(|error| {
                 ConfigError::new(json_path::path_of_error(bytes, &error), redact_values(&error.to_string()))
-            })?;
-            deserializer.end().map_err(|error| ConfigError::new("(root)", error.to_string()))?;
-            raw
+            })?
         };
         let fingerprint = verification_fingerprint(&raw);
         Ok(RawConfig { fingerprint, ..raw })

@@ -334,6 +334,25 @@ fn routing_headers_must_not_be_reserved_or_credentials() {
     assert_eq!(error_of(r#"{"routing":{"api_header":"x-envoy-upstream-rq-timeout-ms"}}"#).field, "routing.api_header");
 }
 
+/// The schema says object for every struct: one written as an array (which serde_json's own struct
+/// reader takes, by position) is refused, naming the member, wherever it is.
+#[test]
+fn a_struct_written_as_an_array_is_refused() {
+    let refused = error_of(r#"{"policies":{"P":[5,"minute"]}}"#);
+    assert_eq!(refused.field, "policies.P");
+    assert!(refused.reason.starts_with("invalid type: sequence, expected"), "{}", refused.reason);
+    let api = MINIMAL_API.replace(r#"{"method":"GET","path":"/menu"}"#, r#"["GET","/menu"]"#);
+    assert_eq!(error_of(&format!(r#"{{"apis":[{api}]}}"#)).field, "apis[0].resources[0]");
+    let api = MINIMAL_API.replace(r#"{"production":"pizza"}"#, r#"["pizza"]"#);
+    assert_eq!(error_of(&format!(r#"{{"apis":[{api}]}}"#)).field, "apis[0].endpoints");
+    assert_eq!(error_of(r#"{"throttling":[]}"#).field, "throttling");
+    assert_eq!(error_of(r#"{"applications":[["App","Unlimited"]]}"#).field, "applications[0]");
+    // Other values refused an array are named as before (the array's first element is read).
+    let api = MINIMAL_API.replace(r#""path":"/menu""#, r#""path":"/menu","scopes":[["x"]]"#);
+    assert_eq!(error_of(&format!(r#"{{"apis":[{api}]}}"#)).field, "apis[0].resources[0].scopes[0]");
+    assert_eq!(error_of(r#"{"gateway":[1]}"#).field, "gateway");
+}
+
 #[test]
 fn trailing_garbage_is_refused() {
     assert_eq!(error_of("{} {}").field, "(root)");

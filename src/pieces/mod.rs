@@ -11,6 +11,10 @@ use std::io::Read;
 use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
 use serde::Deserialize;
 
+mod objects;
+
+pub use objects::ObjectsOnly;
+
 /// Bytes read from the source at a time (the text in hand grows only for a value larger than
 /// this).
 pub const CHUNK: usize = 1 << 16;
@@ -35,7 +39,13 @@ pub fn from_bytes<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, serde
     let text = std::str::from_utf8(bytes).map_err(|error| {
         serde_json::Error::custom(format!("the text is not UTF-8 (at byte offset {})", error.valid_up_to()))
     })?;
-    serde_json::from_str(text)
+    from_text(text)
+}
+
+/// Parses JSON text held whole (and nothing after it but whitespace), every struct in it read from
+/// a JSON object only ([`objects`]). Every JSON the filter reads is parsed here or by the pieces.
+pub fn from_text<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, serde_json::Error> {
+    serde_json::from_str::<ObjectsOnly<T>>(text).map(|read| read.0)
 }
 
 /// A family of types that borrow from the text they are parsed from, for [`Pieces::borrowed`].
@@ -280,8 +290,8 @@ impl<T: DeserializeOwned> Borrowing for Owned<T> {
 /// not the input's end: a WSO2 answer with such a number across a 64 KiB boundary was refused.)
 /// A genuine error there is found again once more text is in hand, or the source has ended.
 fn parse<'de, T: Deserialize<'de>>(text: &'de str, ended: bool) -> Parsed<T> {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
-    let parsed = stream.next();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<ObjectsOnly<T>>();
+    let parsed = stream.next().map(|read| read.map(|read| read.0));
     let used = stream.byte_offset();
     match parsed {
         Some(Ok(value)) if used < text.len() || ended => Parsed::Value(value, used),
