@@ -50,6 +50,9 @@ fn control_plane_config(key_manager: Value, timing: Timing) -> Value {
             "refresh_s": timing.refresh_s, "timeout_ms": timing.timeout_ms, "negative_ttl_s": 30,
             // Serves ChatAPI, a WebSocket API (by default, not served: its tiers count messages).
             "event_apis": "count_connections",
+            // Header and query conditions on, as in an API-M that enables them; claim conditions off, as
+            // API-M's default.
+            "header_conditions": true, "query_param_conditions": true,
             "endpoints": {"PizzaShackAPI": {"production": "live", "sandbox": "sandbox"},
                           "LegacyAPI:2.0.0": {"production": "live"}, "ChatAPI": {"production": "live"},
                           "StarWarsAPI": {"production": "live"}}
@@ -231,7 +234,8 @@ fn a_tier_created_after_the_load_is_looked_up_on_its_first_request() {
 
 /// An API policy's condition groups (API-M's advanced policies) as the control plane sends them:
 /// a request meeting a group counts under the group's limit, an unlimited group's requests count
-/// nowhere, and the policy's own limit counts the rest.
+/// nowhere, and the policy's own limit counts the rest. A group with a claim condition, while
+/// claim conditions are off (API-M's default), is left out: its requests count as the rest.
 #[test]
 fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_apart() {
     let cp = ControlPlane::start();
@@ -245,7 +249,9 @@ fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_a
             {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 21, "defaultLimit": limit(1),
              "condition": [condition("Header", "x-plan", "^free$"), condition("IPSpecific", "IPSpecific", "127.0.0.1")]},
             {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 22, "defaultLimit": limit(2_147_483_647),
-             "condition": [condition("QueryParameterType", "debug", "^true$")]}
+             "condition": [condition("QueryParameterType", "debug", "^true$")]},
+            {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 23, "defaultLimit": limit(1),
+             "condition": [condition("JWTClaims", "scope", "menu")]}
         ]}),
     );
     let stack = stack_on(cp, STILL);
@@ -263,7 +269,15 @@ fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_a
     // The rest count under the policy's own 3 a minute, untouched by the groups' requests.
     let codes: Vec<String> = (0..4).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/order/7", &app1))).collect();
     assert_eq!(codes, ["200", "200", "200", "900802"]);
-    assert!(!envoy.log().contains("condition group"), "no group was left out");
+    // Group 23 (every token here has a `menu` scope) was left out: the four above counted as the rest.
+    let log = envoy.log();
+    assert!(
+        log.contains(
+            "ThreePerMin: condition group 23 (jwt_claim conditions are off: `control_plane.jwt_claim_conditions`"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("condition group 21") && !log.contains("condition group 22"), "{log}");
 }
 
 /// API-M's API types: a WebSocket API's topics are served at the handshake, its token taken from

@@ -81,6 +81,21 @@ pub struct RawControlPlane {
     /// it can count connections, not messages. Defaults to `not_served`.
     #[serde(default)]
     pub event_apis: EventApis,
+    /// Whether API policies' `Header` conditions read the request's headers, as API-M's
+    /// `[apim.throttling] enable_header_based_throttling` lets them. Off, a condition group with a
+    /// `Header` condition is left out (logged): its requests count under the policy's own limit,
+    /// as in API-M, whose Traffic Manager is then never sent the headers. Defaults to false, as
+    /// API-M.
+    #[serde(default)]
+    pub header_conditions: bool,
+    /// The same for `QueryParameterType` conditions (API-M's
+    /// `enable_query_param_based_throttling`). Defaults to false, as API-M.
+    #[serde(default)]
+    pub query_param_conditions: bool,
+    /// The same for `JWTClaims` conditions (API-M's `enable_jwt_claim_based_throttling`). Defaults
+    /// to false, as API-M.
+    #[serde(default)]
+    pub jwt_claim_conditions: bool,
 }
 
 /// What the filter does with the control plane's WebSocket and server-sent-events APIs.

@@ -58,6 +58,8 @@ pub struct ControlPlane {
     /// Whether WebSocket and server-sent-events APIs are served, counting connections
     /// (`event_apis: count_connections`).
     pub serve_event_apis: bool,
+    /// Which condition types of API policies' groups apply (API-M's switches).
+    pub condition_types: wire::ConditionTypes,
     /// The configuration's own APIs, served beside the control plane's (they win a clash).
     pub static_apis: Vec<RawApi>,
 }
@@ -143,6 +145,11 @@ impl ControlPlane {
             endpoint_template: raw.endpoint_template,
             security: raw.security,
             serve_event_apis: raw.event_apis == EventApis::CountConnections,
+            condition_types: wire::ConditionTypes {
+                header: raw.header_conditions,
+                query_param: raw.query_param_conditions,
+                jwt_claim: raw.jwt_claim_conditions,
+            },
             static_apis: static_apis.to_vec(),
         })
     }

@@ -71,6 +71,8 @@ pub struct CpWorker {
     /// The control plane this worker's configuration reads ([`super::ControlPlane::source`]; 0
     /// before the first sync): the shared data of another is never decoded or read.
     source: u64,
+    /// The condition types of API policies' groups that apply (set at each sync).
+    condition_types: wire::ConditionTypes,
 }
 
 /// What a generation held, for the log.
@@ -125,6 +127,7 @@ impl CpWorker {
             apps: HashMap::new(),
             subs: HashMap::new(),
             source: 0,
+            condition_types: wire::ConditionTypes::default(),
         }
     }
 
@@ -138,6 +141,7 @@ impl CpWorker {
     ) -> Option<Loaded> {
         let meta = Meta::read(store);
         self.source = control_plane.source;
+        self.condition_types = control_plane.condition_types;
         // Another control plane's data (this configuration's was replaced and its listener
         // drains, or another gateway whose filter shares the vm_id has no name of its own): this
         // worker keeps what it decoded from its own.
@@ -162,7 +166,7 @@ impl CpWorker {
             let never_loaded = store::document(store, document).is_none_or(|bytes| bytes.is_empty());
             self.sent_policies |= !list.is_empty() || never_loaded;
             for policy in &list {
-                match wire::policy_at(level, policy, &mut loaded.skipped_policies) {
+                match wire::policy_at(level, policy, self.condition_types, &mut loaded.skipped_policies) {
                     Ok(Some(spec)) => {
                         policies.insert(policy.name.clone(), Rc::new(spec));
                     }
@@ -390,7 +394,7 @@ impl CpWorker {
         };
         let mut skipped = Vec::new();
         let index = level_index(level);
-        match wire::policy_at(level, &policy, &mut skipped) {
+        match wire::policy_at(level, &policy, self.condition_types, &mut skipped) {
             Ok(Some(spec)) => {
                 if let Some(policies) = self.policies.get_mut(index) {
                     policies.insert(policy.name.clone(), Rc::new(spec));

@@ -311,12 +311,17 @@ pub fn policy_spec(policy: &Policy) -> Result<Option<PolicySpec>, String> {
 /// A policy as the gateway applies it at `level` (`None`: it counts nothing): an API policy
 /// with its condition groups, whose unreadable groups are put in `skipped`. An API policy
 /// unlimited but for its groups counts the requests of its groups only.
-pub fn policy_at(level: PolicyLevel, policy: &Policy, skipped: &mut Vec<String>) -> Result<Option<PolicySpec>, String> {
+pub fn policy_at(
+    level: PolicyLevel,
+    policy: &Policy,
+    types: ConditionTypes,
+    skipped: &mut Vec<String>,
+) -> Result<Option<PolicySpec>, String> {
     let spec = policy_spec(policy)?;
     if level != PolicyLevel::Api || crate::vocab::is_unlimited(&policy.name) {
         return Ok(spec);
     }
-    let (groups, unread) = condition_groups(policy);
+    let (groups, unread) = condition_groups(policy, types);
     skipped.extend(unread);
     Ok(match spec {
         Some(spec) => Some(PolicySpec { groups, ..spec }),
@@ -330,11 +335,24 @@ pub fn policy_at(level: PolicyLevel, policy: &Policy, skipped: &mut Vec<String>)
     })
 }
 
+/// Which condition types apply besides addresses: API-M's `[apim.throttling]`
+/// `enable_header_based_throttling`, `enable_query_param_based_throttling` and
+/// `enable_jwt_claim_based_throttling`, all off by default. With one off, API-M's gateway never
+/// sends its Traffic Manager what such a condition reads, so a group with one never counts its
+/// requests: they count under the policy's own limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConditionTypes {
+    pub header: bool,
+    pub query_param: bool,
+    pub jwt_claim: bool,
+}
+
 /// An API policy's condition groups, each with its own limit (per user as the policy is);
-/// a group the filter cannot apply (an unknown condition type, a pattern regex-lite cannot read,
-/// an address that is none, no limit, the id of a group before it) is left out, with the
-/// reason. A request matching it then counts under the policy's own limit, or another group's.
-pub fn condition_groups(policy: &Policy) -> (Vec<conditions::ConditionGroup>, Vec<String>) {
+/// a group the filter cannot apply (an unknown condition type, one of a type `types` turns off, a
+/// pattern regex-lite cannot read, an address that is none, no limit, the id of a group before
+/// it) is left out, with the reason. A request matching it then counts under the policy's own
+/// limit, or another group's.
+pub fn condition_groups(policy: &Policy, types: ConditionTypes) -> (Vec<conditions::ConditionGroup>, Vec<String>) {
     let (mut groups, mut skipped) = (Vec::new(), Vec::new());
     for (index, group) in policy.condition_groups.iter().enumerate() {
         let id = match &group.condition_group_id {
@@ -345,7 +363,7 @@ pub fn condition_groups(policy: &Policy) -> (Vec<conditions::ConditionGroup>, Ve
         // The id names the group's counter: a group with another's id would count in its counter.
         let read = match groups.iter().any(|read: &conditions::ConditionGroup| read.id == id) {
             true => Err("its id is another group's".to_string()),
-            false => condition_group(id.clone(), group),
+            false => condition_group(id.clone(), group, types),
         };
         match read {
             Ok(group) => groups.push(group),
@@ -356,17 +374,24 @@ pub fn condition_groups(policy: &Policy) -> (Vec<conditions::ConditionGroup>, Ve
 }
 
 /// A group's limit and conditions; an unlimited group's requests count nowhere.
-fn condition_group(id: String, group: &ConditionGroup) -> Result<conditions::ConditionGroup, String> {
+fn condition_group(
+    id: String,
+    group: &ConditionGroup,
+    types: ConditionTypes,
+) -> Result<conditions::ConditionGroup, String> {
     if group.condition.is_empty() {
         return Err("no condition".to_string());
     }
-    let conditions = group.condition.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+    let conditions = group.condition.iter().map(|read| condition(read, types)).collect::<Result<Vec<_>, _>>()?;
     let limit = group.default_limit.as_ref().ok_or("no limit")?;
     let (limit, bytes, window_s) = quota(limit)?.unwrap_or((conditions::UNLIMITED, false, 1));
     Ok(conditions::ConditionGroup { id, limit, bytes, window_s, conditions })
 }
 
-fn condition(condition: &Condition) -> Result<conditions::Condition, String> {
+fn condition(condition: &Condition, types: ConditionTypes) -> Result<conditions::Condition, String> {
+    let off = |kind: &str, field: &str| {
+        Err(format!("{kind} conditions are off: `control_plane.{field}`, API-M's `enable_{kind}_based_throttling`"))
+    };
     let address = |text: &str| {
         text.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()).map_err(|_| format!("`{text}` is not an IP address"))
     };
@@ -393,6 +418,9 @@ fn condition(condition: &Condition) -> Result<conditions::Condition, String> {
             }
             conditions::Test::IpBetween { low, high }
         }
+        "header" if !types.header => return off("header", "header_conditions"),
+        "queryparametertype" if !types.query_param => return off("query_param", "query_param_conditions"),
+        "jwtclaims" if !types.jwt_claim => return off("jwt_claim", "jwt_claim_conditions"),
         "header" => conditions::Test::Header { name: name()?.to_ascii_lowercase(), pattern: pattern()? },
         "queryparametertype" => conditions::Test::QueryParam { name: name()?, pattern: pattern()? },
         "jwtclaims" => conditions::Test::Claim { name: name()?, pattern: pattern()? },

@@ -302,6 +302,9 @@ fn api_types_the_filter_cannot_serve_as_wso2_does_are_not_served_saying_why() {
     }
 }
 
+/// Every condition type on, as an API-M that enables them all.
+const ALL: ConditionTypes = ConditionTypes { header: true, query_param: true, jwt_claim: true };
+
 #[test]
 fn an_api_policys_condition_groups_are_read_each_type_as_api_m_writes_it() {
     let limit = |count: &str| {
@@ -340,7 +343,7 @@ fn an_api_policys_condition_groups_are_read_each_type_as_api_m_writes_it() {
         groups.join(",")
     );
     let policy: Policy = serde_json::from_str(&json).unwrap();
-    let (read, skipped) = condition_groups(&policy);
+    let (read, skipped) = condition_groups(&policy, ALL);
     let ids: Vec<&str> = read.iter().map(|group| group.id.as_str()).collect();
     assert_eq!(ids, ["11", "12", "13", "14"]);
     let ip = |text: &str| text.parse::<IpAddr>().unwrap();
@@ -371,16 +374,20 @@ fn an_api_policy_unlimited_but_for_its_groups_counts_its_groups_only_and_other_l
     };
     let unlimited: Policy = serde_json::from_str(&json("2147483647")).unwrap();
     let mut skipped = Vec::new();
-    let spec = policy_at(PolicyLevel::Api, &unlimited, &mut skipped).unwrap().unwrap();
+    let spec = policy_at(PolicyLevel::Api, &unlimited, ALL, &mut skipped).unwrap().unwrap();
     assert_eq!(
         (spec.limit, spec.per_user, spec.groups.len(), spec.groups[0].limit),
         (conditions::UNLIMITED, true, 1, 2)
     );
-    assert_eq!(policy_at(PolicyLevel::Subscription, &unlimited, &mut skipped), Ok(None), "groups are API policies'");
+    assert_eq!(
+        policy_at(PolicyLevel::Subscription, &unlimited, ALL, &mut skipped),
+        Ok(None),
+        "groups are API policies'"
+    );
     let limited: Policy = serde_json::from_str(&json("50")).unwrap();
-    let spec = policy_at(PolicyLevel::Api, &limited, &mut skipped).unwrap().unwrap();
+    let spec = policy_at(PolicyLevel::Api, &limited, ALL, &mut skipped).unwrap().unwrap();
     assert_eq!((spec.limit, spec.groups[0].id.as_str()), (50, "3"));
-    assert!(policy_at(PolicyLevel::Subscription, &limited, &mut skipped).unwrap().unwrap().groups.is_empty());
+    assert!(policy_at(PolicyLevel::Subscription, &limited, ALL, &mut skipped).unwrap().unwrap().groups.is_empty());
     assert!(skipped.is_empty());
 }
 
@@ -403,9 +410,51 @@ fn a_condition_group_whose_id_repeats_is_left_out() {
         groups.join(",")
     );
     let policy: Policy = serde_json::from_str(&json).unwrap();
-    let (read, skipped) = condition_groups(&policy);
+    let (read, skipped) = condition_groups(&policy, ALL);
     let ids: Vec<&str> = read.iter().map(|group| group.id.as_str()).collect();
     assert_eq!(ids, ["2", "4"]);
     assert_eq!(skipped.len(), 2, "{skipped:?}");
     assert!(skipped.iter().all(|skipped| skipped.starts_with("Gold: condition group 2 (")), "{skipped:?}");
+}
+
+/// API-M applies header, query and claim conditions only where its deployment turns them on (all
+/// off by default): a group with one of a type turned off is left out, naming the switch, and its
+/// requests count under the policy's own limit. Address conditions always apply.
+#[test]
+fn condition_types_api_m_turns_off_leave_their_groups_out() {
+    let group = |id: u32, kind: &str, name: &str| {
+        format!(
+            r#"{{"conditionGroupId":{id},"condition":[{{"conditionType":"{kind}","name":"{name}","value":"x","isInverted":true}}],
+                "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":5}}}}}}"#
+        )
+    };
+    let json = format!(
+        r#"{{"name":"Gold","defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":9}}}},
+            "conditionGroups":[{},{},{},{}]}}"#,
+        group(1, "Header", "x-plan"),
+        group(2, "QueryParameterType", "format"),
+        group(3, "JWTClaims", "groups"),
+        group(4, "IPRange", "10.0.0.1").replace(r#""value":"x""#, r#""value":"10.0.0.9""#)
+    );
+    let policy: Policy = serde_json::from_str(&json).unwrap();
+    let ids = |types: ConditionTypes| {
+        let (read, skipped) = condition_groups(&policy, types);
+        (read.iter().map(|group| group.id.clone()).collect::<Vec<_>>(), skipped)
+    };
+    let (read, skipped) = ids(ConditionTypes::default());
+    assert_eq!(read, ["4"], "API-M's defaults: addresses only");
+    let switches = [
+        "`control_plane.header_conditions`",
+        "`control_plane.query_param_conditions`",
+        "`control_plane.jwt_claim_conditions`",
+    ];
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    for (skipped, switch) in skipped.iter().zip(switches) {
+        assert!(skipped.contains(switch) && skipped.contains("conditions are off"), "{skipped}");
+    }
+    assert!(skipped[0].contains("API-M's `enable_header_based_throttling`"), "{}", skipped[0]);
+    assert_eq!(ids(ConditionTypes { header: true, ..ConditionTypes::default() }).0, ["1", "4"]);
+    assert_eq!(ids(ConditionTypes { query_param: true, ..ConditionTypes::default() }).0, ["2", "4"]);
+    assert_eq!(ids(ConditionTypes { jwt_claim: true, ..ConditionTypes::default() }).0, ["3", "4"]);
+    assert_eq!(ids(ALL).0, ["1", "2", "3", "4"]);
 }
