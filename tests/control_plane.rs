@@ -71,6 +71,14 @@ struct Stack {
 }
 
 fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timing: Timing) -> Stack {
+    let stack = launch(cp, key_manager, timing);
+    // The first full load starts on the first tick: wait until the control plane's API is served.
+    until("the first load", || stack.envoy.get("/pizzashack/1.0.0/health").status == 200);
+    stack
+}
+
+/// The stack with Envoy started, its first load not waited for.
+fn launch(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timing: Timing) -> Stack {
     let km = KeyManager::start();
     let live = Backend::start();
     let sandbox = Backend::start();
@@ -88,10 +96,7 @@ fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timin
         ..Default::default()
     };
     let envoy = Envoy::start(&config.to_string(), setup);
-    let stack = Stack { envoy, live, sandbox, km, cp };
-    // The first full load starts on the first tick: wait until the control plane's API is served.
-    until("the first load", || stack.envoy.get("/pizzashack/1.0.0/health").status == 200);
-    stack
+    Stack { envoy, live, sandbox, km, cp }
 }
 
 fn stack(timing: Timing) -> Stack {
@@ -421,6 +426,30 @@ fn down_slow_or_garbage_the_last_good_directory_serves_and_lookups_answer_900900
     let log = stack.envoy.log();
     assert!(log.contains("kept its last good data") || log.contains("its last good data stays"), "logged");
     assert!(!log.contains("panicked"));
+}
+
+/// API-M down when Envoy starts: until a load brings the APIs, a request that matches no API may
+/// be for one of them, so it answers 503 with `Retry-After`, not 404; the configuration's own
+/// APIs are served meanwhile. Once API-M answers, its APIs are served and others are 404.
+#[test]
+fn before_the_first_load_a_request_for_no_known_api_waits() {
+    let cp = ControlPlane::start();
+    cp.mode("error", 0);
+    let stack =
+        launch(cp, |km| json!({"name": KM, "issuer": km.issuer(), "jwks": {"cluster": "km", "path": "/jwks"}}), STILL);
+    let envoy = &stack.envoy;
+    for path in ["/pizzashack/1.0.0/health", "/nowhere/1.0.0"] {
+        let response = envoy.get(path);
+        assert_eq!((response.status, code(&response)), (503, "503".to_string()), "{path}: {}", response.body);
+        assert_eq!(response.header("retry-after"), Some("5"), "{path}");
+    }
+    assert_eq!(envoy.get("/static/1/x").status, 200, "the configuration's own API");
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(envoy.get("/nowhere/1.0.0").status, 503, "API-M still down: a load failed again");
+    stack.cp.mode("ok", 0);
+    until("the first load", || envoy.get("/pizzashack/1.0.0/health").status == 200);
+    let response = envoy.get("/nowhere/1.0.0");
+    assert_eq!((response.status, response.header("retry-after")), (404, None), "{}", response.body);
 }
 
 #[test]

@@ -12,7 +12,7 @@ impl FaultId {
     pub fn level(self) -> &'static str {
         use FaultId::*;
         match self {
-            NotFound | NoMatchingResource | ChoreoNoRoute => "routing",
+            NotFound | NoMatchingResource | ChoreoNoRoute | ApisNotLoaded => "routing",
             ApiBlocked => "lifecycle",
             InvalidGraphqlQuery | TemporaryServerError | IncompletePayload => "request",
             ApiThrottled => "api",

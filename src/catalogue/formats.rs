@@ -62,7 +62,8 @@ pub fn tyk(id: FaultId) -> (u16, &'static str) {
         | ChoreoNoHealthyUpstream
         | ChoreoRemoteReset
         | ChoreoConnectionTermination
-        | ChoreoLocalReset => (500, "There was a problem proxying the request"),
+        | ChoreoLocalReset
+        | ApisNotLoaded => (500, "There was a problem proxying the request"),
     }
 }
 
@@ -155,7 +156,8 @@ pub fn kanali(id: FaultId) -> KanaliError {
         | ThrottlePolicyMissing
         | AuthGeneralError
         | IncompletePayload
-        | InvalidGraphqlQuery => 1,
+        | InvalidGraphqlQuery
+        | ApisNotLoaded => 1,
     };
     KANALI.get(code).copied().unwrap_or(KANALI[1])
 }

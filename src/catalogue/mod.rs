@@ -95,6 +95,10 @@ catalogue! {
     // ---- the gateway itself (WSO2's main sequence) ------------------------------------------
     NotFound => ("not_found", 404, 404, Gateway, "Not Found",
         "The requested resource is not available."),
+    // Not WSO2's (its gateway serves nothing before its APIs are deployed): a request that matches
+    // no API before the control plane's first load of APIs, which may be one of them.
+    ApisNotLoaded => ("apis_not_loaded", 503, 503, Gateway, "Service Unavailable",
+        "The gateway has not loaded its APIs yet. Please try again later."),
     // ---- throttling ------------------------------------------------------------------------
     ApiThrottled => ("api_throttled", 900800, 429, Throttle, "Message throttled out",
         "You have exceeded your quota"),

@@ -259,13 +259,15 @@ impl Config {
     }
 
     /// Routing's view of the configuration, over `table` (the configuration's own, or a worker's
-    /// with the control plane's APIs too).
-    pub fn router<'a>(&'a self, table: &'a Table) -> Router<'a> {
+    /// with the control plane's APIs too); `apis_pending` while the control plane's APIs are not
+    /// loaded yet (see [`Router::apis_pending`]).
+    pub fn router<'a>(&'a self, table: &'a Table, apis_pending: Option<u64>) -> Router<'a> {
         Router {
             table,
             settings: &self.routing,
             unmatched: self.unmatched,
             answers_preflights: self.errors.cors.is_some(),
+            apis_pending,
         }
     }
 

@@ -63,6 +63,11 @@ pub struct Router<'a> {
     pub unmatched: Unmatched,
     /// CORS is configured: preflights of known resources are answered by the gateway.
     pub answers_preflights: bool,
+    /// The control plane's APIs are not loaded yet, and the seconds within which a load is tried
+    /// again: a request that matches no API may be for one of them, so it is answered 503
+    /// (`apis_not_loaded`, with `Retry-After`) whatever `unmatched` says, never let through or
+    /// told that its API does not exist.
+    pub apis_pending: Option<u64>,
 }
 
 /// The decision.
@@ -94,7 +99,7 @@ impl Verdict {
 
 /// Decides what to do with a request.
 pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
-    let Router { table, settings, unmatched, answers_preflights } = router;
+    let Router { table, settings, unmatched, answers_preflights, apis_pending } = router;
     // A path that cannot be matched safely is refused whatever API it names, even when unmatched
     // requests pass through: otherwise `/other/../pizzashack/1.0.0/admin` would skip the policy.
     let Ok(path) = matcher::normalize(request.path) else {
@@ -115,6 +120,10 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
     });
     let Some((api_id, depth)) = matched else {
         return match unmatched {
+            _ if apis_pending.is_some() => Verdict::Deny {
+                fault: Fault { retry_after_s: apis_pending, ..Fault::new(FaultId::ApisNotLoaded) },
+                matched: None,
+            },
             Unmatched::PassThrough => Verdict::PassThrough,
             Unmatched::Fault => Verdict::deny(FaultId::NotFound),
         };
@@ -244,6 +253,7 @@ mod tests {
                 settings: &self.settings,
                 unmatched: self.unmatched,
                 answers_preflights: self.answers_preflights,
+                apis_pending: None,
             }
         }
     }
@@ -422,6 +432,24 @@ mod tests {
         let config = Config::from_json(json.as_bytes()).unwrap();
         assert_eq!(decide_get(&config, "/somewhere/else"), Verdict::PassThrough);
         assert_eq!(denied_with(decide_get(&config, "/somewhere/../pizzashack/1.0.0/secure")), 900906);
+    }
+
+    /// Before a control plane's first load of APIs, a request that matches no API may be for one
+    /// of them: 503 with `Retry-After`, whatever `unmatched` says. The configuration's own APIs
+    /// are served meanwhile.
+    #[test]
+    fn unmatched_requests_wait_for_the_control_planes_apis() {
+        for unmatched in ["fault", "pass_through"] {
+            let json = CONFIG.replacen('{', &format!(r#"{{"unmatched": "{unmatched}","#), 1);
+            let config = Config::from_json(json.as_bytes()).unwrap();
+            let pending = Router { apis_pending: Some(5), ..config.router() };
+            let request = RequestView { method: "GET", path: "/elsewhere/1.0.0/menu", ..Default::default() };
+            let Verdict::Deny { fault, matched: None } = decide(pending, &request) else { panic!("{unmatched}") };
+            assert_eq!((fault.id, fault.code, fault.retry_after_s), (FaultId::ApisNotLoaded, 503, Some(5)));
+            let known = RequestView { method: "GET", path: "/pizzashack/1.0.0/menu", ..Default::default() };
+            assert!(matches!(decide(pending, &known), Verdict::Forward(_)), "{unmatched}");
+            assert_ne!(decide(config.router(), &request), decide(pending, &request), "{unmatched}: once loaded");
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions =
     /// credential format errors). Defaults to `apim`.
     #[serde(default)]
     pub compatibility: Compatibility,
-    /// What to do with a request that matches no API. Defaults to `fault` (the 404 fault).
+    /// What to do with a request that matches no API. Defaults to `fault` (the 404 fault). Before a
+    /// control plane's first load of APIs, such a request may be for one of them: it is answered
+    /// 503 (`apis_not_loaded`, `Retry-After: 5`) whatever this says.
     #[serde(default)]
     pub unmatched: Unmatched,
     /// Where credentials are read from and how the upstream request is prepared.

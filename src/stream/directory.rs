@@ -14,6 +14,13 @@ use crate::routing::Table;
 impl Stream {
     /// The APIs to route among: the configuration's, or with a control plane the worker's table
     /// after catching up with the shared data (one small read when nothing changed).
+    /// While this configuration reads a control plane whose APIs no load has brought yet: the
+    /// seconds within which a load is tried again.
+    pub(super) fn control_plane_apis_pending(&self) -> Option<u64> {
+        let loaded = self.worker.borrow().control_plane.as_ref().is_some_and(|view| view.apis_loaded());
+        (self.config.control_plane.is_some() && !loaded).then_some(crate::directory::control_plane::refresh::RETRY_S)
+    }
+
     pub(super) fn current_routes(&mut self, host: &mut impl Host) -> Rc<Table> {
         let config = Rc::clone(&self.config);
         let Some(control_plane) = &config.control_plane else { return Rc::clone(&config.routes) };

@@ -230,7 +230,7 @@ impl Stream {
         self.request = Snapshot::take(host, &config, end_of_stream);
         self.routes = self.current_routes(host);
         let routes = Rc::clone(&self.routes);
-        let verdict = routing::decide(config.router(&routes), &self.request.view());
+        let verdict = routing::decide(config.router(&routes, self.control_plane_apis_pending()), &self.request.view());
         match verdict {
             Verdict::PassThrough => Flow::Continue,
             Verdict::Preflight { methods } => {

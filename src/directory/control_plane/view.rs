@@ -73,6 +73,9 @@ pub struct CpWorker {
     source: u64,
     /// The condition types of API policies' groups that apply (set at each sync).
     condition_types: wire::ConditionTypes,
+    /// A load of this control plane brought its APIs: until then a request that matches no API
+    /// may be for one of them.
+    apis_loaded: bool,
 }
 
 /// What a generation held, for the log.
@@ -128,7 +131,13 @@ impl CpWorker {
             subs: HashMap::new(),
             source: 0,
             condition_types: wire::ConditionTypes::default(),
+            apis_loaded: false,
         }
+    }
+
+    /// Whether a load of this control plane brought its APIs (as of the last [`CpWorker::sync`]).
+    pub fn apis_loaded(&self) -> bool {
+        self.apis_loaded
     }
 
     /// Catches up with the shared data: a new generation is decoded (what it held comes back,
@@ -149,6 +158,7 @@ impl CpWorker {
             return None;
         }
         self.generation = Some(meta.generation);
+        self.apis_loaded = store::document(store, Document::Apis).is_some_and(|bytes| !bytes.is_empty());
         let mut loaded = Loaded { generation: meta.generation, ..Loaded::default() };
         self.routes = Rc::new(routes(store, control_plane, &mut loaded));
         self.sent_policies = false;

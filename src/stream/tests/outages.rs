@@ -74,7 +74,8 @@ fn a_failed_request_fetch_that_stood_in_for_the_refresh_is_retried_soon() {
 }
 
 /// A control plane load with a resource that failed is in the stats: its last good data stays
-/// served, so nothing else but the log shows that API-M is down.
+/// served, so nothing else but the log shows that API-M is down. Before the first load of APIs,
+/// a request that matches none may be for one of them, and waits.
 #[test]
 fn a_control_plane_load_that_fails_is_counted() {
     let config =
@@ -94,11 +95,26 @@ fn a_control_plane_load_that_fails_is_counted() {
     };
     let failed =
         |host: &FakeHost| host.counters.iter().filter(|name| *name == "apim.control_plane.load_failed").count();
+    // Until a load brings the APIs, a request that matches no API may be for one of them: 503,
+    // told when to try again, not 404 (or let through, with `unmatched: pass_through`).
+    let unmatched = |host: &mut FakeHost| {
+        host.request = [(":method", "GET"), (":path", "/pizzashack/1.0.0/menu")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        assert_eq!(stream.on_request_headers(host, true), Flow::Answered);
+        let (status, headers, _) = host.sent.take().unwrap();
+        (status, headers.iter().find(|(name, _)| name == "retry-after").map(|(_, value)| value.clone()))
+    };
+    assert_eq!(unmatched(&mut host), (503, Some("5".to_string())), "before the first load");
     load(&mut host, &|_| Answer::Failed { code: 14 });
     assert_eq!(failed(&host), 1, "one load, one count (not one per resource)");
+    assert_eq!(unmatched(&mut host), (503, Some("5".to_string())), "after a failed first load");
     host.now += 60;
     load(&mut host, &crate::directory::control_plane::tests::ok);
     assert_eq!(failed(&host), 1, "a load that went well is not counted");
+    assert_eq!(unmatched(&mut host).0, 404, "the APIs are known: this one is not among them");
 }
 
 /// Two gateways in one Envoy (one VM per worker for both) whose key managers share a name: the
