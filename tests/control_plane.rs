@@ -239,8 +239,9 @@ fn a_tier_created_after_the_load_is_looked_up_on_its_first_request() {
 
 /// An API policy's condition groups (API-M's advanced policies) as the control plane sends them:
 /// a request meeting a group counts under the group's limit, an unlimited group's requests count
-/// nowhere, and the policy's own limit counts the rest. A group with a claim condition, while
-/// claim conditions are off (API-M's default), is left out: its requests count as the rest.
+/// nowhere, and the policy's own limit counts the rest. While claim conditions are off (API-M's
+/// default), a claim condition never holds (its group is left out, its requests count as the
+/// rest) and an inverted one always does.
 #[test]
 fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_apart() {
     let cp = ControlPlane::start();
@@ -256,7 +257,10 @@ fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_a
             {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 22, "defaultLimit": limit(2_147_483_647),
              "condition": [condition("QueryParameterType", "debug", "^true$")]},
             {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 23, "defaultLimit": limit(1),
-             "condition": [condition("JWTClaims", "scope", "menu")]}
+             "condition": [condition("JWTClaims", "scope", "menu")]},
+            {"policyId": 1, "quotaType": "requestCount", "conditionGroupId": 24, "defaultLimit": limit(1),
+             "condition": [condition("Header", "x-plan", "^vip$"),
+                           {"conditionType": "JWTClaims", "name": "scope", "value": "menu", "isInverted": true}]}
         ]}),
     );
     let stack = stack_on(cp, STILL);
@@ -267,6 +271,17 @@ fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_a
     away_from_window_end(60, 20);
     // This client is 127.0.0.1 on the free plan: group 21 allows 1 a minute (900802: a resource tier).
     assert_eq!([code(&free("/pizzashack/1.0.0/order/7")), code(&free("/pizzashack/1.0.0/order/7"))], ["200", "900802"]);
+    // Group 24's inverted claim condition always holds, claim conditions being off: its header
+    // decides, and its 1 a minute applies.
+    let vip = || {
+        envoy.send(
+            "GET",
+            "/pizzashack/1.0.0/order/7",
+            &[("authorization", &format!("Bearer {app1}")), ("x-plan", "vip")],
+            None,
+        )
+    };
+    assert_eq!([code(&vip()), code(&vip())], ["200", "900802"]);
     // Group 22 is unlimited: five requests, over the policy's own 3, all pass.
     let debug: Vec<String> =
         (0..5).map(|_| code(&bearer(envoy, "/pizzashack/1.0.0/order/7?debug=true", &app1))).collect();
@@ -282,6 +297,7 @@ fn an_api_policys_condition_groups_from_the_control_plane_count_their_requests_a
         ),
         "{log}"
     );
+    assert!(log.contains("ThreePerMin: condition group 24: its inverted JWTClaims condition always holds"), "{log}");
     assert!(!log.contains("condition group 21") && !log.contains("condition group 22"), "{log}");
 }
 

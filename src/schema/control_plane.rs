@@ -82,10 +82,10 @@ pub struct RawControlPlane {
     #[serde(default)]
     pub event_apis: EventApis,
     /// Whether API policies' `Header` conditions read the request's headers, as API-M's
-    /// `[apim.throttling] enable_header_based_throttling` lets them. Off, a condition group with a
-    /// `Header` condition is left out (logged): its requests count under the policy's own limit,
-    /// as in API-M, whose Traffic Manager is then never sent the headers. Defaults to false, as
-    /// API-M.
+    /// `[apim.throttling] enable_header_based_throttling` lets them. Off, a `Header` condition
+    /// reads no value, as API-M's Traffic Manager, which is then never sent the headers: it never
+    /// holds (its group is left out, logged, and its requests count under the policy's own limit),
+    /// and inverted it always holds. Defaults to false, as API-M.
     #[serde(default)]
     pub header_conditions: bool,
     /// The same for `QueryParameterType` conditions (API-M's

@@ -338,8 +338,9 @@ pub fn policy_at(
 /// Which condition types apply besides addresses: API-M's `[apim.throttling]`
 /// `enable_header_based_throttling`, `enable_query_param_based_throttling` and
 /// `enable_jwt_claim_based_throttling`, all off by default. With one off, API-M's gateway never
-/// sends its Traffic Manager what such a condition reads, so a group with one never counts its
-/// requests: they count under the policy's own limit.
+/// sends its Traffic Manager what such a condition reads, and the Traffic Manager's
+/// `regex:find` of a value it was not sent is false: the condition never holds (a group with it
+/// never counts, its requests count under the policy's own limit), and inverted it always holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConditionTypes {
     pub header: bool,
@@ -348,10 +349,11 @@ pub struct ConditionTypes {
 }
 
 /// An API policy's condition groups, each with its own limit (per user as the policy is);
-/// a group the filter cannot apply (an unknown condition type, one of a type `types` turns off, a
-/// pattern regex-lite cannot read, an address that is none, no limit, the id of a group before
-/// it) is left out, with the reason. A request matching it then counts under the policy's own
-/// limit, or another group's.
+/// a group the filter cannot apply (an unknown condition type, a pattern regex-lite cannot read,
+/// an address that is none, no limit, the id of a group before it) or that never holds (a
+/// condition of a type `types` turns off) is left out, with the reason. A request matching it
+/// then counts under the policy's own limit, or another group's. An inverted condition of a type
+/// turned off always holds: it is left out of its group, and noted with the others.
 pub fn condition_groups(policy: &Policy, types: ConditionTypes) -> (Vec<conditions::ConditionGroup>, Vec<String>) {
     let (mut groups, mut skipped) = (Vec::new(), Vec::new());
     for (index, group) in policy.condition_groups.iter().enumerate() {
@@ -366,32 +368,53 @@ pub fn condition_groups(policy: &Policy, types: ConditionTypes) -> (Vec<conditio
             false => condition_group(id.clone(), group, types),
         };
         match read {
-            Ok(group) => groups.push(group),
+            Ok((group, notes)) => {
+                groups.push(group);
+                skipped.extend(notes.into_iter().map(|note| format!("{}: condition group {id}: {note}", policy.name)));
+            }
             Err(reason) => skipped.push(format!("{}: condition group {id} ({reason})", policy.name)),
         }
     }
     (groups, skipped)
 }
 
-/// A group's limit and conditions; an unlimited group's requests count nowhere.
+/// A group's limit and conditions, and notes on the inverted conditions left out because they
+/// always hold; an unlimited group's requests count nowhere.
 fn condition_group(
     id: String,
     group: &ConditionGroup,
     types: ConditionTypes,
-) -> Result<conditions::ConditionGroup, String> {
+) -> Result<(conditions::ConditionGroup, Vec<String>), String> {
     if group.condition.is_empty() {
         return Err("no condition".to_string());
     }
-    let conditions = group.condition.iter().map(|read| condition(read, types)).collect::<Result<Vec<_>, _>>()?;
+    let (mut conditions, mut notes) = (Vec::new(), Vec::new());
+    for read in &group.condition {
+        match turned_off(read, types) {
+            // Never holds: neither does the group.
+            Some(off) if !read.is_inverted => return Err(off),
+            // Always holds: the group's other conditions decide (none: every request).
+            Some(off) => notes.push(format!("its inverted {} condition always holds ({off})", read.condition_type)),
+            None => conditions.push(condition(read)?),
+        }
+    }
     let limit = group.default_limit.as_ref().ok_or("no limit")?;
     let (limit, bytes, window_s) = quota(limit)?.unwrap_or((conditions::UNLIMITED, false, 1));
-    Ok(conditions::ConditionGroup { id, limit, bytes, window_s, conditions })
+    Ok((conditions::ConditionGroup { id, limit, bytes, window_s, conditions }, notes))
 }
 
-fn condition(condition: &Condition, types: ConditionTypes) -> Result<conditions::Condition, String> {
-    let off = |kind: &str, field: &str| {
-        Err(format!("{kind} conditions are off: `control_plane.{field}`, API-M's `enable_{kind}_based_throttling`"))
+/// Why a condition of a type `types` turns off reads no value; `None` for a type that applies.
+fn turned_off(condition: &Condition, types: ConditionTypes) -> Option<String> {
+    let (kind, field) = match condition.condition_type.to_ascii_lowercase().as_str() {
+        "header" if !types.header => ("header", "header_conditions"),
+        "queryparametertype" if !types.query_param => ("query_param", "query_param_conditions"),
+        "jwtclaims" if !types.jwt_claim => ("jwt_claim", "jwt_claim_conditions"),
+        _ => return None,
     };
+    Some(format!("{kind} conditions are off: `control_plane.{field}`, API-M's `enable_{kind}_based_throttling`"))
+}
+
+fn condition(condition: &Condition) -> Result<conditions::Condition, String> {
     let address = |text: &str| {
         text.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()).map_err(|_| format!("`{text}` is not an IP address"))
     };
@@ -418,9 +441,6 @@ fn condition(condition: &Condition, types: ConditionTypes) -> Result<conditions:
             }
             conditions::Test::IpBetween { low, high }
         }
-        "header" if !types.header => return off("header", "header_conditions"),
-        "queryparametertype" if !types.query_param => return off("query_param", "query_param_conditions"),
-        "jwtclaims" if !types.jwt_claim => return off("jwt_claim", "jwt_claim_conditions"),
         "header" => conditions::Test::Header { name: name()?.to_ascii_lowercase(), pattern: pattern()? },
         "queryparametertype" => conditions::Test::QueryParam { name: name()?, pattern: pattern()? },
         "jwtclaims" => conditions::Test::Claim { name: name()?, pattern: pattern()? },

@@ -418,43 +418,76 @@ fn a_condition_group_whose_id_repeats_is_left_out() {
 }
 
 /// API-M applies header, query and claim conditions only where its deployment turns them on (all
-/// off by default): a group with one of a type turned off is left out, naming the switch, and its
-/// requests count under the policy's own limit. Address conditions always apply.
+/// off by default). With one off, its Traffic Manager is never sent what the condition reads, and
+/// finds no pattern in a value it was not sent: the condition never holds, so its group is left
+/// out (naming the switch) and its requests count under the policy's own limit; inverted, it
+/// always holds, so the group's other conditions decide. Address conditions always apply.
 #[test]
-fn condition_types_api_m_turns_off_leave_their_groups_out() {
-    let group = |id: u32, kind: &str, name: &str| {
+fn condition_types_api_m_turns_off_read_no_value() {
+    let condition = |kind: &str, name: &str, value: &str, inverted: bool| {
+        format!(r#"{{"conditionType":"{kind}","name":"{name}","value":"{value}","isInverted":{inverted}}}"#)
+    };
+    let group = |id: u32, conditions: &[String]| {
         format!(
-            r#"{{"conditionGroupId":{id},"condition":[{{"conditionType":"{kind}","name":"{name}","value":"x","isInverted":true}}],
-                "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":5}}}}}}"#
+            r#"{{"conditionGroupId":{id},"condition":[{}],
+                "defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":5}}}}}}"#,
+            conditions.join(",")
         )
     };
     let json = format!(
         r#"{{"name":"Gold","defaultLimit":{{"quotaType":"requestCount","requestCount":{{"timeUnit":"min","unitTime":1,"requestCount":9}}}},
-            "conditionGroups":[{},{},{},{}]}}"#,
-        group(1, "Header", "x-plan"),
-        group(2, "QueryParameterType", "format"),
-        group(3, "JWTClaims", "groups"),
-        group(4, "IPRange", "10.0.0.1").replace(r#""value":"x""#, r#""value":"10.0.0.9""#)
+            "conditionGroups":[{}]}}"#,
+        [
+            group(1, &[condition("Header", "x-plan", "free", false)]),
+            group(2, &[condition("QueryParameterType", "format", "csv", false)]),
+            group(3, &[condition("JWTClaims", "groups", "admin", false)]),
+            group(4, &[condition("IPRange", "10.0.0.1", "10.0.0.9", false)]),
+            group(5, &[condition("Header", "x-plan", "free", true)]),
+            group(
+                6,
+                &[
+                    condition("QueryParameterType", "format", "csv", true),
+                    condition("IPSpecific", "IPSpecific", "10.0.0.5", false)
+                ]
+            ),
+        ]
+        .join(",")
     );
     let policy: Policy = serde_json::from_str(&json).unwrap();
-    let ids = |types: ConditionTypes| {
-        let (read, skipped) = condition_groups(&policy, types);
-        (read.iter().map(|group| group.id.clone()).collect::<Vec<_>>(), skipped)
-    };
-    let (read, skipped) = ids(ConditionTypes::default());
-    assert_eq!(read, ["4"], "API-M's defaults: addresses only");
+    let (read, skipped) = condition_groups(&policy, ConditionTypes::default());
+    let ids: Vec<&str> = read.iter().map(|group| group.id.as_str()).collect();
+    assert_eq!(ids, ["4", "5", "6"], "API-M's defaults: {skipped:?}");
+    assert!(read[1].conditions.is_empty(), "group 5 holds for every request");
+    assert!(matches!(
+        read[2].conditions[..],
+        [conditions::Condition { test: conditions::Test::IpBetween { .. }, invert: false }]
+    ));
     let switches = [
         "`control_plane.header_conditions`",
         "`control_plane.query_param_conditions`",
         "`control_plane.jwt_claim_conditions`",
+        "`control_plane.header_conditions`",
+        "`control_plane.query_param_conditions`",
     ];
-    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert_eq!(skipped.len(), 5, "{skipped:?}");
     for (skipped, switch) in skipped.iter().zip(switches) {
         assert!(skipped.contains(switch) && skipped.contains("conditions are off"), "{skipped}");
     }
+    assert!(skipped[0].starts_with("Gold: condition group 1 (header conditions are off"), "{}", skipped[0]);
     assert!(skipped[0].contains("API-M's `enable_header_based_throttling`"), "{}", skipped[0]);
-    assert_eq!(ids(ConditionTypes { header: true, ..ConditionTypes::default() }).0, ["1", "4"]);
-    assert_eq!(ids(ConditionTypes { query_param: true, ..ConditionTypes::default() }).0, ["2", "4"]);
-    assert_eq!(ids(ConditionTypes { jwt_claim: true, ..ConditionTypes::default() }).0, ["3", "4"]);
-    assert_eq!(ids(ALL).0, ["1", "2", "3", "4"]);
+    assert!(
+        skipped[3].starts_with("Gold: condition group 5: its inverted Header condition always holds"),
+        "{}",
+        skipped[3]
+    );
+    let ids = |types: ConditionTypes| -> Vec<String> {
+        condition_groups(&policy, types).0.into_iter().map(|group| group.id).collect()
+    };
+    assert_eq!(ids(ConditionTypes { header: true, ..ConditionTypes::default() }), ["1", "4", "5", "6"]);
+    assert_eq!(ids(ConditionTypes { query_param: true, ..ConditionTypes::default() }), ["2", "4", "5", "6"]);
+    assert_eq!(ids(ConditionTypes { jwt_claim: true, ..ConditionTypes::default() }), ["3", "4", "5", "6"]);
+    let (all, notes) = condition_groups(&policy, ALL);
+    assert_eq!(all.len(), 6);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(all[4].conditions.len(), 1, "inverted and applied");
 }
