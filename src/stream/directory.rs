@@ -17,8 +17,9 @@ impl Stream {
     /// While this configuration reads a control plane whose APIs no load has brought yet: the
     /// seconds within which a load is tried again.
     pub(super) fn control_plane_apis_pending(&self) -> Option<u64> {
+        self.config.control_plane.as_ref()?;
         let loaded = self.worker.borrow().control_plane.as_ref().is_some_and(|view| view.apis_loaded());
-        (self.config.control_plane.is_some() && !loaded).then_some(crate::directory::control_plane::refresh::RETRY_S)
+        (!loaded).then_some(crate::directory::control_plane::refresh::RETRY_S)
     }
 
     pub(super) fn current_routes(&mut self, host: &mut impl Host) -> Rc<Table> {
