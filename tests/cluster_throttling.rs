@@ -473,6 +473,21 @@ fn an_unreachable_hanging_or_storage_less_service_follows_the_failure_mode_and_c
     }
 }
 
+/// The rate-limit service as docs/HOWTO.md tells users to run it (its command's own settings,
+/// on this test's ports) counts for both nodes: a limit of 5 admits 5.
+#[test]
+fn the_service_run_as_the_howto_says_counts_across_nodes() {
+    let redis = Redis::start();
+    let service = RateLimit::start_as_documented(&redis);
+    let cluster = Cluster::start(&service, json!({"counting": "strict"}));
+    away_from_window_end(60, 10);
+    let codes: Vec<String> = (0..7)
+        .map(|index| request(cluster.nodes[index % 2].port, "GET", "/failing/1.0.0/stopped", &[], None).code())
+        .collect();
+    assert_eq!(codes, ["200", "200", "200", "200", "200", "900802", "900802"], "{}", service.log());
+    assert!(redis.command(&["KEYS", "*"]).contains("apim"), "counted in Redis");
+}
+
 #[test]
 fn a_service_without_the_filters_domain_is_unusable_and_says_so() {
     // A service that does not know the domain answers OK to everything; the filter notices the

@@ -168,30 +168,89 @@ impl RateLimit {
         service
     }
 
+    /// Starts it as docs/HOWTO.md's "Count across Envoy nodes" says, with that command's own
+    /// environment (and nothing else), on free ports and a scratch runtime root: the command's
+    /// `mkdir` and `cp` make the configuration directory, and each of its `NAME=value` settings
+    /// is passed as written, but for `/tmp/rls` and the ports.
+    pub fn start_as_documented(redis: &Redis) -> RateLimit {
+        let howto = super::read_repo_file("docs/HOWTO.md");
+        let block = howto
+            .split("```")
+            .find(|block| block.starts_with("sh") && block.contains(".tools/bin/service_cmd"))
+            .expect("HOWTO shows the rate-limit service's command");
+        let text = block.replace("\\\n", " ");
+        let scratch = Scratch::new("ratelimit");
+        let root = scratch.0.join("runtime");
+        let mut service = RateLimit {
+            grpc_port: free_port(),
+            http_port: free_port(),
+            debug_port: free_port(),
+            redis_port: redis.port,
+            child: None,
+            scratch,
+        };
+        let substitute = |value: &str| -> String {
+            value
+                .replace("/tmp/rls", &root.display().to_string())
+                .replace("6379", &service.redis_port.to_string())
+                .replace("8089", &service.grpc_port.to_string())
+                .replace("8070", &service.http_port.to_string())
+                .replace("6070", &service.debug_port.to_string())
+        };
+        // The `mkdir -p <dir> && cp envoy/ratelimit/config/apim.yaml <dir>/` line.
+        let copy = text.lines().find(|line| line.contains("mkdir -p")).expect("HOWTO makes the config directory");
+        let words: Vec<&str> = copy.split_whitespace().collect();
+        let directory = words.get(2).map(|dir| substitute(dir)).expect("mkdir's directory");
+        let source = words.iter().position(|word| *word == "cp").map(|at| words[at + 1]).expect("cp's source");
+        std::fs::create_dir_all(&directory).expect("create the documented config directory");
+        std::fs::write(PathBuf::from(&directory).join("apim.yaml"), super::read_repo_file(source)).expect("copy");
+        // The settings before `.tools/bin/service_cmd`.
+        let command = text.lines().find(|line| line.contains("service_cmd")).expect("the command line");
+        let settings: Vec<(String, String)> = command
+            .split_whitespace()
+            .take_while(|word| !word.contains("service_cmd"))
+            .filter_map(|word| word.split_once('='))
+            .map(|(name, value)| (name.to_string(), substitute(value)))
+            .collect();
+        for (name, value) in
+            [("REDIS_URL", &format!("127.0.0.1:{}", service.redis_port)), ("GRPC_PORT", &service.grpc_port.to_string())]
+        {
+            assert!(settings.iter().any(|(n, v)| n == name && v == value), "HOWTO's command sets {name}: {settings:?}");
+        }
+        service.spawn(settings.into_iter().collect());
+        service
+    }
+
     /// Starts it again on the same ports (after [`RateLimit::stop`]).
     pub fn restart(&mut self) {
+        let settings = [
+            ("REDIS_SOCKET_TYPE", "tcp".to_string()),
+            ("REDIS_URL", format!("127.0.0.1:{}", self.redis_port)),
+            ("RUNTIME_ROOT", self.scratch.0.join("runtime").display().to_string()),
+            ("RUNTIME_SUBDIRECTORY", "ratelimit".to_string()),
+            ("RUNTIME_APPDIRECTORY", "config".to_string()),
+            ("RUNTIME_WATCH_ROOT", "false".to_string()),
+            ("RUNTIME_IGNOREDOTFILES", "true".to_string()),
+            ("USE_STATSD", "false".to_string()),
+            ("DISABLE_STATS", "true".to_string()),
+            ("HOST", "127.0.0.1".to_string()),
+            ("PORT", self.http_port.to_string()),
+            ("GRPC_HOST", "127.0.0.1".to_string()),
+            ("GRPC_PORT", self.grpc_port.to_string()),
+            ("DEBUG_HOST", "127.0.0.1".to_string()),
+            ("DEBUG_PORT", self.debug_port.to_string()),
+            ("LOG_LEVEL", "warn".to_string()),
+        ];
+        self.spawn(settings.into_iter().map(|(name, value)| (name.to_string(), value)).collect());
+    }
+
+    /// Runs the service with exactly this environment, until its health check answers.
+    fn spawn(&mut self, settings: Vec<(String, String)>) {
         let log = self.scratch.0.join("ratelimit.log");
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create log");
         let mut child = Command::new(ratelimit_binary())
             .env_clear()
-            .envs([
-                ("REDIS_SOCKET_TYPE", "tcp".to_string()),
-                ("REDIS_URL", format!("127.0.0.1:{}", self.redis_port)),
-                ("RUNTIME_ROOT", self.scratch.0.join("runtime").display().to_string()),
-                ("RUNTIME_SUBDIRECTORY", "ratelimit".to_string()),
-                ("RUNTIME_APPDIRECTORY", "config".to_string()),
-                ("RUNTIME_WATCH_ROOT", "false".to_string()),
-                ("RUNTIME_IGNOREDOTFILES", "true".to_string()),
-                ("USE_STATSD", "false".to_string()),
-                ("DISABLE_STATS", "true".to_string()),
-                ("HOST", "127.0.0.1".to_string()),
-                ("PORT", self.http_port.to_string()),
-                ("GRPC_HOST", "127.0.0.1".to_string()),
-                ("GRPC_PORT", self.grpc_port.to_string()),
-                ("DEBUG_HOST", "127.0.0.1".to_string()),
-                ("DEBUG_PORT", self.debug_port.to_string()),
-                ("LOG_LEVEL", "warn".to_string()),
-            ])
+            .envs(settings)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file)
