@@ -152,20 +152,24 @@ impl RateLimit {
 
     /// Starts it with another configuration file (a domain other than the filter's, say).
     pub fn start_with_config(redis: &Redis, config: &str) -> RateLimit {
-        let scratch = Scratch::new("ratelimit");
-        let config_dir = scratch.0.join("runtime/ratelimit/config");
+        let mut service = RateLimit::not_started(redis);
+        let config_dir = service.scratch.0.join("runtime/ratelimit/config");
         std::fs::create_dir_all(&config_dir).expect("create the service's config directory");
         std::fs::write(config_dir.join("apim.yaml"), config).expect("write the service's config");
-        let mut service = RateLimit {
+        service.restart();
+        service
+    }
+
+    /// A service on free ports with a scratch directory of its own, not started yet.
+    fn not_started(redis: &Redis) -> RateLimit {
+        RateLimit {
             grpc_port: free_port(),
             http_port: free_port(),
             debug_port: free_port(),
             redis_port: redis.port,
             child: None,
-            scratch,
-        };
-        service.restart();
-        service
+            scratch: Scratch::new("ratelimit"),
+        }
     }
 
     /// Starts it as docs/HOWTO.md's "Count across Envoy nodes" says, with that command's own
@@ -179,16 +183,8 @@ impl RateLimit {
             .find(|block| block.starts_with("sh") && block.contains(".tools/bin/service_cmd"))
             .expect("HOWTO shows the rate-limit service's command");
         let text = block.replace("\\\n", " ");
-        let scratch = Scratch::new("ratelimit");
-        let root = scratch.0.join("runtime");
-        let mut service = RateLimit {
-            grpc_port: free_port(),
-            http_port: free_port(),
-            debug_port: free_port(),
-            redis_port: redis.port,
-            child: None,
-            scratch,
-        };
+        let mut service = RateLimit::not_started(redis);
+        let root = service.scratch.0.join("runtime");
         let substitute = |value: &str| -> String {
             value
                 .replace("/tmp/rls", &root.display().to_string())
