@@ -186,6 +186,30 @@ fn an_opaque_token_is_introspected_once_and_then_served_from_the_cache() {
     assert_eq!(stack.live.requests().len(), 4);
 }
 
+/// A burst of requests with one new opaque token: a worker asks the key manager once, and its
+/// other requests with that token wait for the answer (without it, each request made a call).
+#[test]
+fn a_burst_with_a_new_opaque_token_is_introspected_once_per_worker() {
+    let stack = stack();
+    let token = stack.km.opaque("app1", "app1-secret", "menu:read");
+    let start = std::sync::Barrier::new(24);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..24)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    bearer(&stack.envoy, "GET", "/shop/1.0.0/items", &token).status
+                })
+            })
+            .collect();
+        requests.into_iter().map(|request| request.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, [200; 24]);
+    let calls = stack.km.introspections();
+    assert!((1..=2).contains(&calls), "{calls} introspections for 24 requests over two workers");
+    assert_eq!(stack.live.requests().len(), 24);
+}
+
 #[test]
 fn secrets_given_by_reference_work_and_never_appear_in_envoys_config_dump_or_log() {
     let stack = stack();

@@ -14,6 +14,43 @@ use crate::hashing::{form_encode, hex};
 use crate::host::{Answer, Call};
 use crate::vocab::KmId;
 
+/// This worker's introspection calls under way, by the hash of the token each asks about: a
+/// request whose token is being introspected waits for that call's answer instead of making its
+/// own (a burst of requests with a new token made one call each, all to the key manager at once).
+#[derive(Debug, Default)]
+pub struct UnderWay {
+    calls: std::collections::HashMap<[u8; 32], (u32, u64)>,
+}
+
+impl UnderWay {
+    /// The most calls remembered: beyond, a request makes its own call, as without this.
+    const MAX: usize = 4096;
+
+    /// The call under way for the token with `hash`, unless it has outlived its timeout (Envoy
+    /// answers every call, a timeout included: one seen this late was missed, and is not waited
+    /// for).
+    pub fn call_for(&self, hash: &[u8; 32], now: u64, timeout_ms: u32) -> Option<u32> {
+        let (token, started) = self.calls.get(hash)?;
+        (now <= started.saturating_add(u64::from(timeout_ms) / 1000 + 2)).then_some(*token)
+    }
+
+    /// This worker's call `token` asks about the token with `hash`.
+    pub fn started(&mut self, hash: [u8; 32], token: u32, now: u64) {
+        if self.calls.len() >= Self::MAX {
+            // Calls answered without being seen (none should be) go first.
+            self.calls.retain(|_, (_, started)| now <= started.saturating_add(120));
+        }
+        if self.calls.len() < Self::MAX {
+            self.calls.insert(hash, (token, now));
+        }
+    }
+
+    /// The call about the token with `hash` answered.
+    pub fn answered(&mut self, hash: &[u8; 32]) {
+        self.calls.remove(hash);
+    }
+}
+
 /// The introspection call: a form body, the gateway authenticating with HTTP Basic.
 pub fn call(introspection: &Introspection, token: &str) -> Call {
     let credentials = STANDARD.encode(format!(

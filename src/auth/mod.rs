@@ -131,6 +131,8 @@ pub struct WorkerState {
     pub tokens: TokenCache,
     pub api_keys: TokenCache<api_keys::JwtApiKey>,
     pub jwks: Vec<jwks::FetchedKeys>,
+    /// Introspection calls under way, which requests for the same token wait for.
+    pub introspecting: introspection::UnderWay,
 }
 
 impl WorkerState {
@@ -139,6 +141,7 @@ impl WorkerState {
             tokens: TokenCache::new(auth.credentials.verified_cache_entries),
             api_keys: TokenCache::new(auth.credentials.verified_cache_entries),
             jwks: auth.key_managers.iter().map(|_| jwks::FetchedKeys::default()).collect(),
+            introspecting: introspection::UnderWay::default(),
         }
     }
 }

@@ -18,8 +18,10 @@ use crate::vocab::KmId;
 
 /// What key validation waits for.
 pub enum Resume {
-    /// An introspection answer for the token with this hash.
-    Introspection { key_manager: KmId, hash: [u8; 32] },
+    /// An introspection answer for the token with this hash. `joined` is the token of the
+    /// worker's call under way for it, which the request waits for (`None`: the request makes
+    /// the call).
+    Introspection { key_manager: KmId, hash: [u8; 32], joined: Option<u32> },
     /// A JWKS fetch, to verify this token once the keys are in. `fetch` is the token of the
     /// worker's call the request waits for: `None` until the stream made the call, or `Some` of
     /// the fetch under way it joins.
@@ -67,7 +69,7 @@ pub fn start(context: &mut Context<'_>, presented: Presented) -> AuthStep {
 /// Continues with the answer to the call a step asked for.
 pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> AuthStep {
     match resume {
-        Resume::Introspection { key_manager, hash } => introspected(context, key_manager, &hash, answer),
+        Resume::Introspection { key_manager, hash, .. } => introspected(context, key_manager, &hash, answer),
         Resume::Jwks { key_manager, token, fetch } => {
             // The worker's call may have taken the answer already (then this finds it taken); a
             // fetch that could not even be made (`fetch` none) is a failed one.
@@ -145,6 +147,12 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
             Some(Introspected::NotYetValid { .. } | Introspected::Unavailable(_)) | None => {}
         }
     }
+    // This worker asks about the token already: the request waits for that answer (no call, so
+    // none of the call budget).
+    if let Some(call) = context.worker.introspecting.call_for(&hash, context.now, settings.timeout_ms) {
+        let resume = Resume::Introspection { key_manager, hash, joined: Some(call) };
+        return Step::Call(introspection::call(settings, token), resume);
+    }
     if let Some(budget) = settings.calls_per_second {
         if !crate::host::take_from_budget(
             context.store,
@@ -161,11 +169,12 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
             return Step::Refused(AuthFailure::KeyManagerUnavailable.because("introspection_budget"));
         }
     }
-    Step::Call(introspection::call(settings, token), Resume::Introspection { key_manager, hash })
+    Step::Call(introspection::call(settings, token), Resume::Introspection { key_manager, hash, joined: None })
 }
 
 /// Reads an introspection answer and caches it for every worker.
 fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], answer: &Answer) -> AuthStep {
+    context.worker.introspecting.answered(hash);
     let Some(km) = context.auth.key_manager(key_manager) else {
         return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
     };

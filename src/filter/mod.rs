@@ -130,7 +130,7 @@ struct Registry {
     parents: HashMap<u32, u32>,
     /// Call token to who made the call.
     calls: HashMap<u32, Caller>,
-    /// A worker's JWKS fetch to the streams that wait for its keys.
+    /// A worker's JWKS fetch, or a request's introspection, to the streams that wait for its answer.
     waiting: FetchWaiters,
     /// Call token to the state of the deleted stream that made it, and its root context.
     abandoned: HashMap<u32, (u32, Stream)>,
@@ -384,6 +384,30 @@ fn route_calls(
     }
 }
 
+/// What resuming the requests that wait for another's call touches of the registry.
+struct Waiters<'a> {
+    streams: &'a mut HashMap<u32, Stream>,
+    metrics: &'a mut Metrics,
+    calls: &'a mut HashMap<u32, Caller>,
+    parents: &'a HashMap<u32, u32>,
+    waiting: &'a mut FetchWaiters,
+}
+
+/// The requests that waited for call `token` (a worker's JWKS fetch, or another request's
+/// introspection of the same token) go on with its answer, each as the effective context.
+fn resume_waiters(token: u32, answer: &Answer, registry: Waiters<'_>) {
+    let Waiters { streams, metrics, calls, parents, waiting } = registry;
+    for context in waiting.answered(token) {
+        let Some(stream) = streams.get_mut(&context) else { continue };
+        if abi::set_effective_context(context).is_err() {
+            continue;
+        }
+        let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
+        stream.on_call_response(&mut host, token, answer.clone());
+        route_calls(calls, waiting, parents, context, stream);
+    }
+}
+
 /// Routes a call's answer to whoever waits for it. `answer(stream_body)` builds the answer; with
 /// `stream_body` an HTTP body stays in Envoy (`Answer::HttpStream`) and is read in pieces.
 fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
@@ -391,13 +415,16 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
         let Registry { roots, streams, metrics, calls, parents, waiting, abandoned } = registry;
         match calls.remove(&token) {
             Some(Caller::Stream(context)) => {
-                let Some(stream) = streams.get_mut(&context) else { return };
-                if abi::set_effective_context(context).is_err() {
-                    return;
+                let answer = answer(false);
+                if let Some(stream) = streams.get_mut(&context) {
+                    if abi::set_effective_context(context).is_ok() {
+                        let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
+                        stream.on_call_response(&mut host, token, answer.clone());
+                        route_calls(calls, waiting, parents, context, stream);
+                    }
                 }
-                let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
-                stream.on_call_response(&mut host, token, answer(false));
-                route_calls(calls, waiting, parents, context, stream);
+                // The requests that waited for this introspection (of the same token) go on.
+                resume_waiters(token, &answer, Waiters { streams, metrics, calls, parents, waiting });
             }
             Some(Caller::Root(root, job)) => {
                 let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
@@ -416,25 +443,20 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
                         calls.insert(next, Caller::Root(root, job));
                     }
                 }
-                // The requests that waited for this fetch's keys go on, each as the effective
-                // context (the keys are in the worker now).
-                for context in waiting.answered(token) {
-                    let Some(stream) = streams.get_mut(&context) else { continue };
-                    if abi::set_effective_context(context).is_err() {
-                        continue;
-                    }
-                    let mut host = WasmHost::new(metrics, Some((context, root)));
-                    stream.on_call_response(&mut host, token, answer.clone());
-                    route_calls(calls, waiting, parents, context, stream);
-                }
+                // The requests that waited for this fetch's keys go on (the keys are in the
+                // worker now).
+                resume_waiters(token, &answer, Waiters { streams, metrics, calls, parents, waiting });
             }
             Some(Caller::Abandoned) => {
                 let Some((root, mut stream)) = abandoned.remove(&token) else { return };
+                let answer = answer(false);
                 let mut host = WasmHost::new(metrics, None);
-                stream.on_abandoned_answer(&mut host, token, &answer(false));
+                stream.on_abandoned_answer(&mut host, token, &answer);
                 for (next, job) in stream.take_background_calls() {
                     calls.insert(next, Caller::Root(root, job));
                 }
+                // Requests that waited for the introspection it made still do.
+                resume_waiters(token, &answer, Waiters { streams, metrics, calls, parents, waiting });
             }
             None => {}
         }

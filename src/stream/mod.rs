@@ -200,7 +200,14 @@ impl Stream {
     pub fn own_pending_call(&self) -> Option<u32> {
         self.pending
             .as_ref()
-            .filter(|pending| !matches!(&pending.resume, Resume::Auth(validation::Resume::Jwks { .. })))
+            .filter(|pending| {
+                !matches!(
+                    &pending.resume,
+                    Resume::Auth(
+                        validation::Resume::Jwks { .. } | validation::Resume::Introspection { joined: Some(_), .. }
+                    )
+                )
+            })
             .map(|pending| pending.token)
     }
 
@@ -449,13 +456,24 @@ impl Stream {
 
     /// Starts a call and leaves the stream waiting for it; a call that cannot be made resumes at
     /// once with a failed answer (the stage decides what that means). A JWKS fetch is the
-    /// worker's: the stream waits for it, joining the one under way if there is one.
+    /// worker's: the stream waits for it, joining the one under way if there is one. An
+    /// introspection another request of this worker made for the same token is waited for too.
     fn call(&mut self, host: &mut impl Host, call: Call, resume: Resume) -> Flow {
         if let Resume::Auth(validation::Resume::Jwks { key_manager, token, fetch }) = resume {
             return self.await_fetch(host, call, key_manager, token, fetch);
         }
+        if let Resume::Auth(validation::Resume::Introspection { joined: Some(token), .. }) = &resume {
+            let token = *token;
+            self.awaited_fetch = Some(token);
+            self.pending = Some(Pending { token, resume });
+            return Flow::Waiting;
+        }
         match host.call(&call) {
             Ok(token) => {
+                if let Resume::Auth(validation::Resume::Introspection { hash, joined: None, .. }) = &resume {
+                    let now = host.now().unwrap_or(0);
+                    self.worker.borrow_mut().auth.introspecting.started(*hash, token, now);
+                }
                 self.started_call = Some(token);
                 self.pending = Some(Pending { token, resume });
                 Flow::Waiting

@@ -1,8 +1,8 @@
-//! Which requests wait for which of the worker's JWKS fetches (the glue resumes them together
-//! when the fetch answers). A request Envoy deletes while it waits leaves its fetch's list at the
-//! cost of that one entry: scanning every list on every deletion made a flood of requests that
-//! wait (tokens naming a `kid` the keys lack, while the fetch is under way) and are reset cost the
-//! worker the square of their number.
+//! Which requests wait for which call: a worker's JWKS fetch, or another request's introspection
+//! of the same token (the glue resumes them together when the call answers). A request Envoy
+//! deletes while it waits leaves its call's list at the cost of that one entry: scanning every
+//! list on every deletion made a flood of requests that wait (tokens naming a `kid` the keys
+//! lack, while the fetch is under way) and are reset cost the worker the square of their number.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -194,6 +194,52 @@ fn an_introspection_answered_after_its_client_hung_up_is_cached_and_nothing_is_s
     assert_eq!(stream.own_pending_call(), None, "settled once");
 }
 
+/// Requests of one worker with the same new opaque token make one introspection call: the
+/// others wait for its answer (the glue hands it to each), so a burst of requests with a new
+/// token asks the key manager once, not once per request. A failed call's answer reaches them
+/// all, and the next request asks again.
+#[test]
+fn requests_with_a_token_under_introspection_wait_for_that_call() {
+    let config = secured();
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let request = |token: &str| {
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("authorization", token)]);
+        host.now = 1_000;
+        host
+    };
+    let mut host = request("Bearer opaque-token-1");
+    prepare_counters(&mut host, &mut Config::from_json(SECURED.as_bytes()).unwrap());
+    let mut streams: Vec<Stream> = (0..3).map(|_| Stream::new(Rc::clone(&config), Rc::clone(&worker))).collect();
+    for stream in &mut streams {
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Waiting);
+    }
+    assert_eq!(host.dispatched.len(), 1, "one call for the three requests");
+    let call = streams[0].own_pending_call().expect("the first request's own call");
+    for waiter in &mut streams[1..] {
+        assert_eq!(waiter.own_pending_call(), None, "not its call: its client hanging up leaves the call alone");
+        assert_eq!(waiter.take_awaited_fetch(), Some(call), "waits for the first request's call");
+    }
+    // Another token is another call.
+    let mut other = request("Bearer opaque-token-2");
+    other.dispatched = host.dispatched.clone();
+    assert_eq!(Stream::new(Rc::clone(&config), Rc::clone(&worker)).on_request_headers(&mut other, true), Flow::Waiting);
+    assert_eq!(other.dispatched.len(), 2);
+    // The key manager down: the answer reaches every request, each refused as the first is.
+    for stream in &mut streams {
+        stream.on_call_response(&mut host, call, Answer::Failed { code: 14 });
+    }
+    assert_eq!(host.counted, [900900, 900900, 900900]);
+    // Nothing was cached: the next request asks again, with a call of its own.
+    (host.sent, host.resumed) = (None, false);
+    let mut next = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+    assert_eq!(next.on_request_headers(&mut host, true), Flow::Waiting);
+    assert_eq!(host.dispatched.len(), 2);
+    let again = next.own_pending_call().expect("a call of its own");
+    let answer = br#"{"active":true,"client_id":"app1","scope":"menu:read","exp":5000}"#.to_vec();
+    next.on_call_response(&mut host, again, Answer::Http { status: 200, body: answer });
+    assert!(host.resumed && host.sent.is_none(), "served");
+}
+
 /// A client opens streams with a random opaque token and big headers, and resets each at once:
 /// the worker keeps each one's state until its introspection answers (the key manager's
 /// timeout). What it keeps is what the answer needs, not the request's headers.
