@@ -463,3 +463,15 @@ fn duplicate_base_paths_are_refused() {
     let error = error_of(&format!(r#"{{"apis":[{MINIMAL_API},{other}]}}"#));
     assert_eq!(error.field, "apis[1].context");
 }
+
+/// A secret written as an array (a source's fields by position, which serde's derive of the
+/// untagged enum took) is refused, as every struct written as an array is, naming its field.
+#[test]
+fn a_secret_written_as_an_array_is_refused_naming_its_field() {
+    for secret in [r#"["NAME"]"#, r#"[null, "x", "base64"]"#, "[]", r#"[[], {}]"#] {
+        let json = format!(r#"{{"control_plane":{{"cluster":"apim","password":{secret},"username":"a"}}}}"#);
+        let refused = error_of(&json);
+        assert_eq!(refused.field, "control_plane.password", "{json}");
+        assert!(refused.reason.starts_with("data did not match any variant"), "{json}: {}", refused.reason);
+    }
+}

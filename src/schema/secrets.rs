@@ -27,11 +27,12 @@ pub enum RawSecret {
 /// What serde's derive of an untagged enum says of any value neither variant takes.
 const NO_VARIANT: &str = "data did not match any variant of untagged enum RawSecret";
 
-/// Read as serde's derive read the untagged enum (a string, or a source's members or, as any
-/// struct, its fields in order), refused with the same one error once the whole value is read
-/// (so serde_json places it where the derive's was): the derive buffered the value in serde's own
-/// content type first, whose reading this one enum alone linked into the .wasm; a source's fields are
-/// read as serde_json's `Value`, which JWKS keys are read as already.
+/// Read as serde's derive read the untagged enum (a string, or a source's members), refused with
+/// the same one error once the whole value is read (so serde_json places it where the derive's
+/// was): the derive buffered the value in serde's own content type first, whose reading this one
+/// enum alone linked into the .wasm; a source's fields are read as serde_json's `Value`, which JWKS
+/// keys are read as already. A source written as an array (its fields by position, which the
+/// derive took) is refused, as every other struct is ([`crate::pieces::ObjectsOnly`]).
 impl<'de> Deserialize<'de> for RawSecret {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawSecret, D::Error> {
         deserializer.deserialize_any(SecretVisitor)?.ok_or_else(|| serde::de::Error::custom(NO_VARIANT))
@@ -75,18 +76,10 @@ impl<'de> serde::de::Visitor<'de> for SecretVisitor {
         Ok(source(fields).filter(|_| !repeated))
     }
 
+    /// Not a secret: the array is read to its end first, so the error is placed after it.
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<RawSecret>, A::Error> {
-        let mut fields = [None, None, None];
-        let mut extra = false;
-        let mut at = 0;
-        while let Some(value) = seq.next_element::<serde_json::Value>()? {
-            match fields.get_mut(at) {
-                Some(field) => *field = Some(value),
-                None => extra = true,
-            }
-            at += 1;
-        }
-        Ok(source(fields).filter(|_| !extra))
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 
     fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Option<RawSecret>, E> {

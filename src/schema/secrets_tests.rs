@@ -78,6 +78,8 @@ const SECRETS: &[&str] = &[
     r#"{"value": "x", "encoding": "base64", "encoding": "text"}"#,
     r#"{"other": 1, "other": 2}"#,
     r#"[[], {}]"#,
+    r#"{"other": 1, "env": "A"}"#,
+    r#"{"other": {"a": [1]}, "env": "A", "value": "x"}"#,
 ];
 
 #[test]
@@ -89,7 +91,15 @@ fn a_secret_is_read_as_the_untagged_derive_read_it() {
             format!(r#"{{"optional": {secret} , "required": "r"}}"#),
             format!("{{\"required\": {secret}\n}}"),
         ] {
-            assert_eq!(outcome::<RawSecret>(&json), outcome::<derived::RawSecret>(&json), "{json}");
+            // A source written as an array, which the derive took by position, is refused as any
+            // value of neither variant, at the same place (a number of the array's length).
+            let derived = match outcome::<derived::RawSecret>(&json) {
+                ok if secret.starts_with('[') && ok.starts_with("Ok") => {
+                    outcome::<derived::RawSecret>(&json.replacen(secret, &format!("{:>1$}", "1", secret.len()), 1))
+                }
+                derived => derived,
+            };
+            assert_eq!(outcome::<RawSecret>(&json), derived, "{json}");
         }
     }
 }
