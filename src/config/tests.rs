@@ -475,3 +475,33 @@ fn a_secret_written_as_an_array_is_refused_naming_its_field() {
         assert!(refused.reason.starts_with("data did not match any variant"), "{json}: {}", refused.reason);
     }
 }
+
+/// A secret of neither variant is named wherever it is written in its object, the last member
+/// included (the error was placed past the object's end, which named the object).
+#[test]
+fn a_secret_of_neither_variant_is_named_written_last() {
+    for secret in ["1", "true", r#"{"env":1}"#, r#"{"other":"x"}"#, r#"["NAME"]"#] {
+        for (json, field) in [
+            (
+                format!(r#"{{"control_plane":{{"cluster":"apim","username":"a","password":{secret}}}}}"#),
+                "control_plane.password",
+            ),
+            (
+                format!("{{\"control_plane\":{{\"cluster\":\"apim\",\"username\":\"a\",\"password\":{secret} \n}}}}"),
+                "control_plane.password",
+            ),
+            (
+                format!(r#"{{"control_plane":{{"cluster":"apim","password":{secret} ,"username":"a"}}}}"#),
+                "control_plane.password",
+            ),
+            (
+                format!(r#"{{"key_managers":[{{"name":"km","issuer":"i","hmac_secret":{secret}}}]}}"#),
+                "key_managers[0].hmac_secret",
+            ),
+        ] {
+            let refused = error_of(&json);
+            assert_eq!(refused.field, field, "{json}");
+            assert!(refused.reason.starts_with("data did not match any variant"), "{json}: {}", refused.reason);
+        }
+    }
+}

@@ -28,36 +28,43 @@ pub enum RawSecret {
 const NO_VARIANT: &str = "data did not match any variant of untagged enum RawSecret";
 
 /// Read as serde's derive read the untagged enum (a string, or a source's members), refused with
-/// the same one error once the whole value is read (so serde_json places it where the derive's
-/// was): the derive buffered the value in serde's own content type first, whose reading this one
-/// enum alone linked into the .wasm; a source's fields are read as serde_json's `Value`, which JWKS
-/// keys are read as already. A source written as an array (its fields by position, which the
-/// derive took) is refused, as every other struct is ([`crate::pieces::ObjectsOnly`]).
+/// the same one error once the whole value is read: the derive buffered the value in serde's own
+/// content type first, whose reading this one enum alone linked into the .wasm; a source's fields
+/// are read as serde_json's `Value`, which JWKS keys are read as already. A source written as an
+/// array (its fields by position, which the derive took) is refused, as every other struct is
+/// ([`crate::pieces::ObjectsOnly`]). The error is raised within serde_json's reading of the value,
+/// which places it right after the value: the derive's, raised after that reading, was placed
+/// where serde_json then stood, past the end of the object holding a secret written last in it,
+/// so the configuration's error named that object instead of the secret.
 impl<'de> Deserialize<'de> for RawSecret {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawSecret, D::Error> {
-        deserializer.deserialize_any(SecretVisitor)?.ok_or_else(|| serde::de::Error::custom(NO_VARIANT))
+        deserializer.deserialize_any(SecretVisitor)
     }
 }
 
 struct SecretVisitor;
 
-/// The secret, or `None` for a value of neither variant.
+/// The secret, or the derive's error for a value of neither variant.
+fn found<E: serde::de::Error>(secret: Option<RawSecret>) -> Result<RawSecret, E> {
+    secret.ok_or_else(|| E::custom(NO_VARIANT))
+}
+
 impl<'de> serde::de::Visitor<'de> for SecretVisitor {
-    type Value = Option<RawSecret>;
+    type Value = RawSecret;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a secret")
     }
 
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Option<RawSecret>, E> {
-        Ok(Some(RawSecret::Inline(text.to_string())))
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawSecret, E> {
+        Ok(RawSecret::Inline(text.to_string()))
     }
 
-    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Option<RawSecret>, E> {
-        Ok(Some(RawSecret::Inline(text)))
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<RawSecret, E> {
+        Ok(RawSecret::Inline(text))
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<RawSecret>, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
         let mut members: Vec<(String, serde_json::Value)> = Vec::new();
         let mut repeated = false;
         while let Some(name) = map.next_key::<String>()? {
@@ -70,36 +77,36 @@ impl<'de> serde::de::Visitor<'de> for SecretVisitor {
             let at = ["env", "value", "encoding"].iter().position(|field| *field == name);
             match at.and_then(|at| fields.get_mut(at)) {
                 Some(field) => *field = Some(value),
-                None => return Ok(None),
+                None => return found(None),
             }
         }
-        Ok(source(fields).filter(|_| !repeated))
+        found(source(fields).filter(|_| !repeated))
     }
 
     /// Not a secret: the array is read to its end first, so the error is placed after it.
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<RawSecret>, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawSecret, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(None)
+        found(None)
     }
 
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Option<RawSecret>, E> {
-        Ok(None)
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RawSecret, E> {
+        found(None)
     }
 
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Option<RawSecret>, E> {
-        Ok(None)
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RawSecret, E> {
+        found(None)
     }
 
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Option<RawSecret>, E> {
-        Ok(None)
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<RawSecret, E> {
+        found(None)
     }
 
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Option<RawSecret>, E> {
-        Ok(None)
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RawSecret, E> {
+        found(None)
     }
 
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<RawSecret>, E> {
-        Ok(None)
+    fn visit_unit<E: serde::de::Error>(self) -> Result<RawSecret, E> {
+        found(None)
     }
 }
 
