@@ -65,8 +65,11 @@ fn tracked_path(text: &str) -> Option<String> {
 
 /// Each value of `config` replaced by each of `replacements`, each object given an unknown field
 /// and each object member removed, one change at a time.
-fn mutations(config: &Value) -> Vec<Value> {
-    fn walk(node: &Value, rebuild: &dyn Fn(Value) -> Value, out: &mut Vec<Value>) {
+/// Each mutation comes with the key of the member it changed (none for an array's element or the
+/// root), which [`written_last`] writes last.
+fn mutations(config: &Value) -> Vec<(Value, Option<String>)> {
+    fn walk(node: &Value, key: Option<&str>, rebuild: &dyn Fn(Value) -> Value, out: &mut Vec<(Value, Option<String>)>) {
+        let changed = key.map(str::to_string);
         let replacements = [
             json!(7),
             json!(-1),
@@ -80,25 +83,25 @@ fn mutations(config: &Value) -> Vec<Value> {
         ];
         for replacement in replacements {
             if &replacement != node {
-                out.push(rebuild(replacement));
+                out.push((rebuild(replacement), changed.clone()));
             }
         }
         match node {
             Value::Object(map) => {
                 let mut with_unknown = map.clone();
                 with_unknown.insert("zz_unknown".into(), json!(1));
-                out.push(rebuild(Value::Object(with_unknown)));
+                out.push((rebuild(Value::Object(with_unknown)), changed.clone()));
                 for key in map.keys() {
                     let mut without = map.clone();
                     without.remove(key);
-                    out.push(rebuild(Value::Object(without)));
+                    out.push((rebuild(Value::Object(without)), changed.clone()));
                     let child = &map[key];
                     let rebuild_child = |value: Value| {
                         let mut changed = map.clone();
                         changed.insert(key.clone(), value);
                         rebuild(Value::Object(changed))
                     };
-                    walk(child, &rebuild_child, out);
+                    walk(child, Some(key), &rebuild_child, out);
                 }
             }
             Value::Array(items) => {
@@ -108,7 +111,7 @@ fn mutations(config: &Value) -> Vec<Value> {
                         changed[index] = value;
                         rebuild(Value::Array(changed))
                     };
-                    walk(child, &rebuild_child, out);
+                    walk(child, None, &rebuild_child, out);
                 }
             }
             _ => {}
@@ -117,9 +120,30 @@ fn mutations(config: &Value) -> Vec<Value> {
     // Only objects are configurations (anything else is refused before parsing): the root keeps
     // its type.
     let mut out = Vec::new();
-    walk(config, &|value| value, &mut out);
-    out.retain(Value::is_object);
+    walk(config, None, &|value| value, &mut out);
+    out.retain(|(value, _)| value.is_object());
     out
+}
+
+/// `value` as JSON with each object's member named `key` written last: serialized, an object's
+/// members are in key order, so most members were never last, where an error raised once their
+/// value is read is placed past the object's end.
+fn written_last(value: &Value, key: Option<&str>) -> String {
+    match value {
+        Value::Object(map) => {
+            let (last, first): (Vec<_>, Vec<_>) = map.iter().partition(|(name, _)| Some(name.as_str()) == key);
+            let members: Vec<String> = first
+                .into_iter()
+                .chain(last)
+                .map(|(name, value)| format!("{}:{}", Value::from(name.as_str()), written_last(value, key)))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(|item| written_last(item, key)).collect::<Vec<_>>().join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 #[test]
@@ -127,8 +151,9 @@ fn refused_configurations_name_the_field_serde_path_tracking_names() {
     let mut checked = 0;
     let mut mismatches = Vec::new();
     for config in shipped_configs() {
-        for mutated in mutations(&config) {
-            for text in [mutated.to_string(), serde_json::to_string_pretty(&mutated).unwrap()] {
+        for (mutated, key) in mutations(&config) {
+            let last = written_last(&mutated, key.as_deref());
+            for text in [mutated.to_string(), serde_json::to_string_pretty(&mutated).unwrap(), last] {
                 let Some(expected) = tracked_path(&text) else { continue };
                 let Err(error) = Config::parse(text.as_bytes()) else {
                     panic!("parsing accepted what path tracking refused: {text}");
@@ -233,8 +258,9 @@ fn a_configuration_read_in_pieces_compiles_or_is_refused_as_the_whole_text_is() 
     for config in shipped_configs().iter().chain([&with_directory(2)]) {
         texts.push(config.to_string().into_bytes());
         texts.push(serde_json::to_string_pretty(config).unwrap().into_bytes());
-        for mutated in mutations(config) {
+        for (mutated, key) in mutations(config) {
             texts.push(mutated.to_string().into_bytes());
+            texts.push(written_last(&mutated, key.as_deref()).into_bytes());
         }
     }
     texts.push(serde_json::to_string_pretty(&with_directory(40)).unwrap().into_bytes());
