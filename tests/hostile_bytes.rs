@@ -310,3 +310,40 @@ fn without_the_filter_a_client_cannot_route_itself() {
     }
     assert!(backend.heads().is_empty(), "nothing reached the backend");
 }
+
+/// A token whose header or payload nests arrays and objects deeper than serde_json reads (128
+/// levels) is refused as an invalid credential, in Envoy's wasm stack, and one nested just within
+/// the limit is read: the VM never overflows its stack, and keeps answering.
+#[test]
+fn deeply_nested_token_json_is_refused_without_harm() {
+    let stack = stack();
+    let deep = |depth: usize, open: &str, close: &str| format!("{}1{}", open.repeat(depth), close.repeat(depth));
+    let claims = |nested: String| {
+        format!(
+            r#"{{"iss":"https://jwt.test","sub":"bob","client_id":"jwt-client","exp":{},"x":{nested}}}"#,
+            now() + 600
+        )
+    };
+    let signed = |header: &str, payload: &str| {
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &signing_key(), Algorithm::RS256).unwrap();
+        format!("{input}.{signature}")
+    };
+    let header = r#"{"alg":"RS256","kid":"k1"}"#;
+    for (token, expected) in [
+        (signed(header, &claims(deep(15_000, "[", "]"))), "900901"),
+        (signed(header, &claims(deep(6_000, r#"{"a":"#, "}"))), "900901"),
+        (
+            signed(&format!(r#"{{"alg":"RS256","kid":"k1","x":{}}}"#, deep(15_000, "[", "]")), &claims("1".into())),
+            "900901",
+        ),
+        (signed(header, &claims(deep(120, "[", "]"))), "200"),
+        (signed(header, &claims(deep(120, r#"{"a":"#, "}"))), "200"),
+    ] {
+        let response =
+            stack.envoy.send("GET", "/secure/1.0.0/x", &[("authorization", &format!("Bearer {token}"))], None);
+        let got = if response.status == 200 { "200".to_string() } else { code(&response) };
+        assert_eq!(got, expected, "{} bytes: {}", token.len(), response.body);
+    }
+    assert_healthy(&stack.envoy);
+}
