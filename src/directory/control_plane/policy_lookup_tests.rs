@@ -144,3 +144,40 @@ fn an_answer_a_full_load_overtook_after_its_generation_was_checked_is_not_truste
     assert!(racing.meta_reads.get() >= 2, "the load landed");
     assert!(matches!(step, Step::Call(..)), "the new generation asks again: {step:?}");
 }
+
+/// An API policy looked up on demand has its groups decided by the switches of the configuration
+/// of the worker that reads it (`control_plane.header_conditions`), the answer's or the shared
+/// data's alike: a header group is left out where header conditions are off.
+#[test]
+fn a_looked_up_api_policys_groups_follow_the_condition_switches_of_each_worker() {
+    const ADVANCED: &str = r#"{"name":"Advanced","quotaType":"requestCount","stopOnQuotaReach":true,
+        "defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":9}},
+        "conditionGroups":[{"conditionGroupId":1,"condition":[{"conditionType":"Header","name":"x-plan","value":"free"}],
+            "defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":2}}}]}"#;
+    let off = control_plane(50);
+    let mut on = control_plane(50);
+    on.condition_types.header = true;
+    let mut store = MemoryStore::default();
+    load(&mut store, &off, NOW, ok);
+    let advanced = need(PolicyLevel::Api, "Advanced");
+    let groups =
+        |worker: &super::view::CpWorker| worker.policy(PolicyLevel::Api, "Advanced").map(|spec| spec.groups.len());
+    for (cp, expected) in [(&on, 1), (&off, 0)] {
+        let mut asking = worker();
+        asking.sync(&store, cp, &[]).unwrap();
+        let mut context = lookup::Context { control_plane: cp, worker: &mut asking, store: &mut store, now: NOW };
+        let Step::Call(_, resume) = lookup::start(&mut context, &advanced) else { panic!("asked") };
+        assert_eq!(lookup::resume(&mut context, &advanced, resume, &policies(ADVANCED)), Step::Done(()));
+        assert_eq!(groups(&asking), Some(expected), "the answer");
+        // Workers of either configuration read the shared data with their own switches.
+        for (other_cp, other_expected) in [(&on, 1), (&off, 0)] {
+            let mut other = worker();
+            other.sync(&store, other_cp, &[]).unwrap();
+            let mut context =
+                lookup::Context { control_plane: other_cp, worker: &mut other, store: &mut store, now: NOW };
+            assert_eq!(lookup::start(&mut context, &advanced), Step::Done(()));
+            assert_eq!(groups(&other), Some(other_expected), "the shared data");
+        }
+        load(&mut store, &off, NOW + 3600 * (expected as u64 + 1), ok);
+    }
+}
