@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -193,20 +193,37 @@ impl RateLimit {
                 .replace("8070", &service.http_port.to_string())
                 .replace("6070", &service.debug_port.to_string())
         };
-        // The `mkdir -p <dir> && cp envoy/ratelimit/config/apim.yaml <dir>/` line.
+        // The `mkdir -p <dir> && cp envoy/ratelimit/config/apim.yaml <dir>/` line, done as the
+        // shell does it: the file lands where `cp` puts it (a misspelt destination leaves the
+        // service without the filter's domain), not where the test expects it.
         let copy = text.lines().find(|line| line.contains("mkdir -p")).expect("HOWTO makes the config directory");
         let words: Vec<&str> = copy.split_whitespace().collect();
         let directory = words.get(2).map(|dir| substitute(dir)).expect("mkdir's directory");
-        let source = words.iter().position(|word| *word == "cp").map(|at| words[at + 1]).expect("cp's source");
+        let cp = words.iter().position(|word| *word == "cp").expect("HOWTO copies the service's configuration");
+        let (source, destination) = match words.get(cp + 1..) {
+            Some([source, destination]) => (*source, PathBuf::from(substitute(destination))),
+            other => panic!("`cp <source> <destination>` in HOWTO's command, not {other:?}"),
+        };
         std::fs::create_dir_all(&directory).expect("create the documented config directory");
-        std::fs::write(PathBuf::from(&directory).join("apim.yaml"), super::read_repo_file(source)).expect("copy");
-        // The settings before `.tools/bin/service_cmd`.
+        let destination = match destination.is_dir() {
+            true => destination.join(Path::new(source).file_name().expect("cp's source names a file")),
+            false => destination,
+        };
+        std::fs::write(&destination, super::read_repo_file(source)).expect("copy as HOWTO's `cp` does");
+        // The settings before `.tools/bin/service_cmd`: each one `NAME=value` (anything else is
+        // not a setting, and the shell would run it) and a setting the service reads (it ignores
+        // a name it does not know, so a misspelt one would leave its default in place unseen).
         let command = text.lines().find(|line| line.contains("service_cmd")).expect("the command line");
+        let known = String::from_utf8_lossy(&std::fs::read(ratelimit_binary()).expect("read the service's binary"))
+            .into_owned();
         let settings: Vec<(String, String)> = command
             .split_whitespace()
             .take_while(|word| !word.contains("service_cmd"))
-            .filter_map(|word| word.split_once('='))
-            .map(|(name, value)| (name.to_string(), substitute(value)))
+            .map(|word| {
+                let (name, value) = word.split_once('=').unwrap_or_else(|| panic!("`{word}` is no NAME=value setting"));
+                assert!(known.contains(&format!("envconfig:\"{name}\"")), "the service reads no setting `{name}`");
+                (name.to_string(), substitute(value))
+            })
             .collect();
         for (name, value) in
             [("REDIS_URL", &format!("127.0.0.1:{}", service.redis_port)), ("GRPC_PORT", &service.grpc_port.to_string())]
