@@ -62,8 +62,9 @@ pub fn tyk(id: FaultId) -> (u16, &'static str) {
         | ChoreoNoHealthyUpstream
         | ChoreoRemoteReset
         | ChoreoConnectionTermination
-        | ChoreoLocalReset
-        | ApisNotLoaded => (500, "There was a problem proxying the request"),
+        | ChoreoLocalReset => (500, "There was a problem proxying the request"),
+        // Tyk's own "try again later" (its open circuit breaker's answer): 503, as the fault is.
+        ApisNotLoaded => (503, "Service temporarily unavailable."),
     }
 }
 
@@ -182,6 +183,13 @@ pub fn microgateway(id: FaultId) -> Option<(&'static str, &'static str)> {
 mod tests {
     use super::*;
     use crate::catalogue::ALL;
+
+    /// A request that may be for an API not loaded yet is told to try again later in Tyk's words
+    /// too: its 503, not the 500 of a failed proxying (a server error, not a wait).
+    #[test]
+    fn tyk_tells_a_request_before_the_apis_are_loaded_to_wait() {
+        assert_eq!(tyk(FaultId::ApisNotLoaded), (503, "Service temporarily unavailable."));
+    }
 
     #[test]
     fn kanali_codes_carry_their_own_status_and_message() {
