@@ -230,6 +230,17 @@ impl RateLimit {
         {
             assert!(settings.iter().any(|(n, v)| n == name && v == value), "HOWTO's command sets {name}: {settings:?}");
         }
+        // The test runs its own Redis and Envoys: the HOWTO's Redis must listen where REDIS_URL
+        // points (6379, above), and its Envoy cluster be pointed at GRPC_PORT (8089), or a user
+        // following it has a service that reaches no Redis, or an Envoy that reaches no service.
+        let redis =
+            text.lines().find(|line| line.trim_start().starts_with("redis-server")).expect("HOWTO starts Redis");
+        let words: Vec<&str> = redis.split_whitespace().collect();
+        assert!(
+            words.windows(2).any(|pair| pair == ["--port", "6379"]),
+            "HOWTO's Redis is on REDIS_URL's port: {redis}"
+        );
+        assert!(howto.contains("`127.0.0.1:8089`"), "HOWTO points Envoy's cluster at the service's GRPC_PORT");
         service.spawn(settings.into_iter().collect());
         service
     }
