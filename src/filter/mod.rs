@@ -458,6 +458,11 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
                 // Requests that waited for the introspection it made still do.
                 resume_waiters(token, &answer, Waiters { streams, metrics, calls, parents, waiting });
             }
+            // A call no one made any more (its stream went without a root to keep its state):
+            // requests waiting for it still get its answer, never left waiting for nothing.
+            None if waiting.is_awaited(token) => {
+                resume_waiters(token, &answer(false), Waiters { streams, metrics, calls, parents, waiting });
+            }
             None => {}
         }
     });

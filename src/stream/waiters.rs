@@ -49,6 +49,11 @@ impl FetchWaiters {
         streams.into_iter().collect()
     }
 
+    /// Whether any request waits for `call`.
+    pub fn is_awaited(&self, call: u32) -> bool {
+        self.by_fetch.contains_key(&call)
+    }
+
     /// Requests waiting, over all fetches.
     pub fn len(&self) -> usize {
         self.fetch_of.len()
@@ -80,7 +85,9 @@ mod tests {
         assert_eq!(waiters.len(), 1);
         // A request waits for one fetch at a time.
         waiters.wait(9, 50_000);
+        assert!(waiters.is_awaited(9) && !waiters.is_awaited(8));
         assert_eq!((waiters.answered(8), waiters.answered(9)), (vec![], vec![50_000]));
+        assert!(!waiters.is_awaited(9));
         assert!(waiters.is_empty());
     }
 }
