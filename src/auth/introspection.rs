@@ -45,9 +45,11 @@ impl UnderWay {
         }
     }
 
-    /// The call about the token with `hash` answered.
-    pub fn answered(&mut self, hash: &[u8; 32]) {
-        self.calls.remove(hash);
+    /// Call `token` about the token with `hash` answered (a newer call about it stays noted).
+    pub fn answered(&mut self, hash: &[u8; 32], token: u32) {
+        if self.calls.get(hash).is_some_and(|(call, _)| *call == token) {
+            self.calls.remove(hash);
+        }
     }
 }
 
@@ -254,6 +256,20 @@ mod tests {
 
     const CONFIG: &str = r#"{"key_managers": [{"name": "a", "issuer": "https://a",
         "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#;
+
+    /// A call seen answering after its timeout, which a newer call about the same token
+    /// replaced, forgets nothing: the requests waiting for the newer one still have it to join.
+    #[test]
+    fn a_late_call_answering_leaves_the_newer_call_about_its_token_noted() {
+        let mut under_way = UnderWay::default();
+        under_way.started([7; 32], 1, 1_000);
+        assert_eq!(under_way.call_for(&[7; 32], 1_020, 10_000), None, "outlived its timeout");
+        under_way.started([7; 32], 2, 1_020);
+        under_way.answered(&[7; 32], 1);
+        assert_eq!(under_way.call_for(&[7; 32], 1_020, 10_000), Some(2));
+        under_way.answered(&[7; 32], 2);
+        assert_eq!(under_way.call_for(&[7; 32], 1_020, 10_000), None);
+    }
 
     fn parse_introspection(km: &KeyManager, status: Option<u16>, body: &[u8], now: u64) -> Introspected {
         let answer = match status {

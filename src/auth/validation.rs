@@ -174,7 +174,6 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
 
 /// Reads an introspection answer and caches it for every worker.
 fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], answer: &Answer) -> AuthStep {
-    context.worker.introspecting.answered(hash);
     let Some(km) = context.auth.key_manager(key_manager) else {
         return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
     };

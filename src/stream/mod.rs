@@ -543,6 +543,7 @@ impl Stream {
         let scope = Rc::clone(&self.config);
         let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
+        self.call_answered(&pending);
         // Without a clock nothing is settled (and nothing may be refused: there is no request).
         let Ok(now) = host.now() else { return };
         match pending.resume {
@@ -570,11 +571,21 @@ impl Stream {
         }
     }
 
+    /// An introspection's call answered: the worker's requests for that token no longer wait for
+    /// it, whatever becomes of its answer (forgotten only once read, a call whose answer went
+    /// unread stayed noted, and the next requests with the token waited for it forever).
+    fn call_answered(&self, pending: &Pending) {
+        if let Resume::Auth(validation::Resume::Introspection { hash, .. }) = &pending.resume {
+            self.worker.borrow_mut().auth.introspecting.answered(hash, pending.token);
+        }
+    }
+
     /// The answer to a call this stream made.
     pub fn on_call_response(&mut self, host: &mut impl Host, token: u32, answer: Answer) {
         let scope = Rc::clone(&self.config);
         let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         let Some(pending) = self.pending.take_if(|pending| pending.token == token) else { return };
+        self.call_answered(&pending);
         if self.resume(host, pending.resume, &answer) == Flow::Continue {
             host.resume_request();
         }

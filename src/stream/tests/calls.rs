@@ -240,6 +240,51 @@ fn requests_with_a_token_under_introspection_wait_for_that_call() {
     assert!(host.resumed && host.sent.is_none(), "served");
 }
 
+/// The call a worker notes as under way for a token is forgotten when it answers, whatever
+/// becomes of the answer: a request that took it without reading it (the host's clock failed
+/// then) left it noted, and the next request with that token waited for a call already answered,
+/// which nothing would ever resume.
+#[test]
+fn an_introspection_answered_is_no_longer_waited_for_even_when_its_answer_could_not_be_read() {
+    let config = secured();
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut host =
+        FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("authorization", "Bearer opaque-1")]);
+    host.now = 1_000;
+    prepare_counters(&mut host, &mut Config::from_json(SECURED.as_bytes()).unwrap());
+    let answer = || {
+        let body = br#"{"active":true,"client_id":"app1","scope":"menu:read","exp":5000}"#.to_vec();
+        Answer::Http { status: 200, body }
+    };
+    for (abandoned, token) in [(false, "Bearer opaque-1"), (true, "Bearer opaque-2")] {
+        let headers = [(":method", "GET"), (":path", "/p/1/menu"), ("authorization", token)];
+        let request = || headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        host.request = request();
+        let mut first = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        assert_eq!(first.on_request_headers(&mut host, true), Flow::Waiting);
+        let call = first.own_pending_call().expect("its own call");
+        host.clock_broken = true;
+        if abandoned {
+            first.abandon();
+            first.on_abandoned_answer(&mut host, call, &answer());
+        } else {
+            first.on_call_response(&mut host, call, answer());
+        }
+        host.clock_broken = false;
+        (host.sent, host.resumed) = (None, false);
+        // The next request, the same second: the call it would join has answered.
+        let calls = host.dispatched.len();
+        host.request = request();
+        let mut next = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        assert_eq!(next.on_request_headers(&mut host, true), Flow::Waiting);
+        assert_eq!(next.take_awaited_fetch(), None, "abandoned: {abandoned}: waits for no call that answered");
+        assert_eq!(host.dispatched.len(), calls + 1, "a call of its own");
+        let again = next.own_pending_call().expect("a call of its own");
+        next.on_call_response(&mut host, again, answer());
+        assert!(host.resumed && host.sent.is_none(), "served");
+    }
+}
+
 /// A client opens streams with a random opaque token and big headers, and resets each at once:
 /// the worker keeps each one's state until its introspection answers (the key manager's
 /// timeout). What it keeps is what the answer needs, not the request's headers.
