@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::introspection::SlowIntrospection;
 use common::{read_repo_file, Backend, Envoy, EnvoySetup};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -169,65 +170,13 @@ fn a_client_that_hangs_up_does_not_take_the_jwks_fetch_it_started_with_it() {
     assert_eq!(jwks.fetches(), fetched + 1, "one fetch for the rotated key");
 }
 
-/// A key manager's introspection endpoint that answers each call after a second: the token is
-/// active, of client `c`. Counts the calls.
-fn slow_introspection() -> (u16, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let calls = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&calls);
-    std::thread::spawn(move || {
-        for mut connection in listener.incoming().flatten() {
-            let count = Arc::clone(&count);
-            std::thread::spawn(move || {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 4096];
-                loop {
-                    let Ok(read) = connection.read(&mut buffer) else { return };
-                    if read == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buffer[..read]);
-                    // The form body follows the head; its length is small, one read or two.
-                    let Some(head) = request.windows(4).position(|window| window == b"\r\n\r\n") else { continue };
-                    let text = String::from_utf8_lossy(&request[..head]).to_ascii_lowercase();
-                    let length = text
-                        .lines()
-                        .find_map(|line| line.strip_prefix("content-length:"))
-                        .and_then(|value| value.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if request.len() < head + 4 + length {
-                        continue;
-                    }
-                    request.clear();
-                    count.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_secs(1));
-                    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
-                    let body = json!({"active": true, "client_id": "c", "exp": exp}).to_string();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    if connection
-                        .write_all(head.as_bytes())
-                        .and_then(|()| connection.write_all(body.as_bytes()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, calls)
-}
-
 /// The request that introspects a new opaque token hangs up while the call is under way; a
 /// request with the same token waits for that call (it makes none of its own), and the answer the
 /// hung-up request's state takes still reaches it.
 #[test]
 fn a_request_waiting_for_the_introspection_of_a_client_that_hung_up_gets_its_answer() {
-    let (port, calls) = slow_introspection();
+    let introspection = SlowIntrospection::start(Duration::from_secs(1), "c");
+    let port = introspection.port;
     let live = Backend::start();
     let config = json!({
         "key_managers": [{"name": "km", "issuer": ISSUER,
@@ -247,7 +196,7 @@ fn a_request_waiting_for_the_introspection_of_a_client_that_hung_up_gets_its_ans
     let mut hung_up = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
     hung_up.write_all(b"GET /s/1/x HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer opaque-token-1\r\n\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
-    while calls.load(Ordering::SeqCst) == 0 {
+    while introspection.calls() == 0 {
         assert!(Instant::now() < deadline, "the first request did not introspect");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -269,5 +218,5 @@ fn a_request_waiting_for_the_introspection_of_a_client_that_hung_up_gets_its_ans
     reset(hung_up);
     let answer = waiting.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one introspection for both");
+    assert_eq!(introspection.calls(), 1, "one introspection for both");
 }

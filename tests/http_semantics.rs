@@ -11,59 +11,16 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::windows::away_from_window_end;
 use common::{free_port, read_response, Backend, Envoy, EnvoySetup, Silent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
 /// An introspection endpoint that answers every token active for client `app1`, after `delay`.
 fn slow_introspection(delay: Duration) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for connection in listener.incoming().flatten() {
-            std::thread::spawn(move || answer_introspections(connection, delay));
-        }
-    });
-    port
-}
-
-fn answer_introspections(mut connection: TcpStream, delay: Duration) {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let Ok(read) = connection.read(&mut buffer) else { return };
-        if read == 0 {
-            return;
-        }
-        request.extend_from_slice(&buffer[..read]);
-        let Some(end) = request.windows(4).position(|window| window == b"\r\n\r\n") else { continue };
-        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0);
-        if request.len() < end + 4 + length {
-            continue;
-        }
-        request.clear();
-        std::thread::sleep(delay);
-        let body = json!({"active": true, "client_id": "app1", "exp": now() + 600}).to_string();
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if connection.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
+    common::introspection::SlowIntrospection::start(delay, "app1").port
 }
 
 /// A POST whose body is written by another thread while the response is read (a gateway may

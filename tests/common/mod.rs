@@ -13,6 +13,7 @@
 
 pub mod cp;
 pub mod engines;
+pub mod introspection;
 pub mod keys;
 pub mod windows;
 
