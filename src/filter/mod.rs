@@ -416,15 +416,19 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
         match calls.remove(&token) {
             Some(Caller::Stream(context)) => {
                 let answer = answer(false);
+                // Copied only for requests that wait for this call (an introspection of the same
+                // token): every other call's answer goes to its stream alone, uncopied.
+                let for_waiters = waiting.is_awaited(token).then(|| answer.clone());
                 if let Some(stream) = streams.get_mut(&context) {
                     if abi::set_effective_context(context).is_ok() {
                         let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
-                        stream.on_call_response(&mut host, token, answer.clone());
+                        stream.on_call_response(&mut host, token, answer);
                         route_calls(calls, waiting, parents, context, stream);
                     }
                 }
-                // The requests that waited for this introspection (of the same token) go on.
-                resume_waiters(token, &answer, Waiters { streams, metrics, calls, parents, waiting });
+                if let Some(answer) = for_waiters {
+                    resume_waiters(token, &answer, Waiters { streams, metrics, calls, parents, waiting });
+                }
             }
             Some(Caller::Root(root, job)) => {
                 let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
