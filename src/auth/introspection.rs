@@ -20,6 +20,8 @@ use crate::vocab::KmId;
 #[derive(Debug, Default)]
 pub struct UnderWay {
     calls: std::collections::HashMap<[u8; 32], (u32, u64)>,
+    /// When the calls were last looked through for ones never seen answering.
+    pruned_at: u64,
 }
 
 impl UnderWay {
@@ -36,8 +38,10 @@ impl UnderWay {
 
     /// This worker's call `token` asks about the token with `hash`.
     pub fn started(&mut self, hash: [u8; 32], token: u32, now: u64) {
-        if self.calls.len() >= Self::MAX {
-            // Calls answered without being seen (none should be) go first.
+        // Calls answered without being seen (none should be) go first, looked for at most once a
+        // second: a flood of calls keeping it full would otherwise pay a scan per request.
+        if self.calls.len() >= Self::MAX && now > self.pruned_at {
+            self.pruned_at = now;
             self.calls.retain(|_, (_, started)| now <= started.saturating_add(120));
         }
         if self.calls.len() < Self::MAX {
@@ -256,6 +260,31 @@ mod tests {
 
     const CONFIG: &str = r#"{"key_managers": [{"name": "a", "issuer": "https://a",
         "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#;
+
+    /// Full, the note takes no more calls (those requests make their own, as without it), and
+    /// looks for calls never seen answering at most once a second.
+    #[test]
+    fn a_full_note_is_looked_through_once_a_second() {
+        let mut under_way = UnderWay::default();
+        let hash = |index: usize| {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&(index as u64).to_le_bytes());
+            hash
+        };
+        for index in 0..UnderWay::MAX {
+            under_way.started(hash(index), index as u32, 1_000);
+        }
+        under_way.started(hash(UnderWay::MAX), 99_999, 1_200);
+        assert_eq!(under_way.call_for(&hash(UnderWay::MAX), 1_200, 10_000), Some(99_999), "the old ones went");
+        assert_eq!(under_way.calls.len(), 1);
+        for index in 0..UnderWay::MAX {
+            under_way.started(hash(index), index as u32, 1_300);
+        }
+        assert_eq!(under_way.calls.len(), UnderWay::MAX);
+        under_way.started(hash(UnderWay::MAX + 1), 7, 1_300);
+        assert_eq!(under_way.call_for(&hash(UnderWay::MAX + 1), 1_300, 10_000), None, "full: not noted");
+        assert_eq!(under_way.pruned_at, 1_300, "looked through once this second");
+    }
 
     /// A call seen answering after its timeout, which a newer call about the same token
     /// replaced, forgets nothing: the requests waiting for the newer one still have it to join.
