@@ -121,18 +121,25 @@ fn reset(connection: TcpStream) {
     drop(connection);
 }
 
-#[test]
-fn a_client_that_hangs_up_does_not_take_the_jwks_fetch_it_started_with_it() {
-    let jwks = SlowJwks::start(&["a"]);
-    let live = Backend::start();
-    let config = json!({
-        "key_managers": [{"name": "km", "issuer": ISSUER, "jwks": {"cluster": "jwks", "timeout_ms": 5000}}],
+/// One API for client `c` of key manager `km`, whose keys or introspection `key_manager` gives.
+fn one_api(key_manager: Value) -> String {
+    let mut km = json!({"name": "km", "issuer": ISSUER});
+    km.as_object_mut().unwrap().extend(key_manager.as_object().unwrap().clone());
+    json!({
+        "key_managers": [km],
         "apis": [{"name": "S", "context": "/s", "version": "1", "endpoints": {"production": "live"},
                   "resources": [{"method": "GET", "path": "/*"}]}],
         "applications": [{"id": "app", "name": "App", "client_ids": [{"id": "c"}]}],
         "subscriptions": [{"application": "app", "api": "S:1"}]
     })
-    .to_string();
+    .to_string()
+}
+
+#[test]
+fn a_client_that_hangs_up_does_not_take_the_jwks_fetch_it_started_with_it() {
+    let jwks = SlowJwks::start(&["a"]);
+    let live = Backend::start();
+    let config = one_api(json!({"jwks": {"cluster": "jwks", "timeout_ms": 5000}}));
     let setup = EnvoySetup {
         clusters: vec![("jwks".to_string(), jwks.port), ("live".to_string(), live.port)],
         concurrency: 1,
@@ -178,15 +185,9 @@ fn a_request_waiting_for_the_introspection_of_a_client_that_hung_up_gets_its_ans
     let introspection = SlowIntrospection::start(Duration::from_secs(1), "c");
     let port = introspection.port;
     let live = Backend::start();
-    let config = json!({
-        "key_managers": [{"name": "km", "issuer": ISSUER,
-                          "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s", "timeout_ms": 5000}}],
-        "apis": [{"name": "S", "context": "/s", "version": "1", "endpoints": {"production": "live"},
-                  "resources": [{"method": "GET", "path": "/*"}]}],
-        "applications": [{"id": "app", "name": "App", "client_ids": [{"id": "c"}]}],
-        "subscriptions": [{"application": "app", "api": "S:1"}]
-    })
-    .to_string();
+    let config = one_api(
+        json!({"introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s", "timeout_ms": 5000}}),
+    );
     let setup = EnvoySetup {
         clusters: vec![("km".to_string(), port), ("live".to_string(), live.port)],
         concurrency: 1,
