@@ -4,7 +4,7 @@
 //! Everything but `filter` is plain Rust with no proxy-wasm dependency, tested natively. Modules
 //! from the bottom up (each imports only those above it in this list):
 //! [`vocab`] (shared vocabulary), [`host`] (the seam to Envoy), [`cidr`], [`hashing`],
-//! [`signatures`] (verifying and signing keys),
+//! [`websocket`] (WebSocket frames in a body's chunks), [`signatures`] (verifying and signing keys),
 //! [`schema`] (the JSON users write), [`catalogue`] (every fault), [`render`] (the one renderer),
 //! [`routing`] (APIs, resources, paths), [`directory`] (applications, subscriptions, keys,
 //! policies), [`auth`] (key validation and authorization), [`throttle`] (levels, plans, engines),
@@ -36,6 +36,7 @@ pub mod stream;
 pub mod throttle;
 pub mod transport;
 pub mod vocab;
+pub mod websocket;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "host",
     "cidr",
     "hashing",
+    "websocket",
     "pieces",
     "signatures",
     "schema",
