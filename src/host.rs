@@ -189,6 +189,17 @@ pub trait Host: SharedStore {
     fn call(&mut self, call: &Call) -> Result<u32, HostError>;
     /// Resumes a paused request.
     fn resume_request(&mut self);
+    /// The body chunk of the current body callback (`Direction::Response`: the response's), whole.
+    fn body_chunk(&self, direction: Direction, size: usize) -> Option<Vec<u8>>;
+    /// Replaces the body chunk of the current body callback (`size` bytes) with `bytes`.
+    fn replace_body_chunk(&mut self, direction: Direction, size: usize, bytes: &[u8]);
+}
+
+/// A direction of a stream's body: the request's (client to backend) or the response's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Request,
+    Response,
 }
 
 /// The host as one gateway of several in one Envoy sees it: its shared-data keys and its stats
@@ -299,6 +310,12 @@ impl<H: Host> Host for GatewayScoped<'_, H> {
     }
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {
         self.host.call(call)
+    }
+    fn body_chunk(&self, direction: Direction, size: usize) -> Option<Vec<u8>> {
+        self.host.body_chunk(direction, size)
+    }
+    fn replace_body_chunk(&mut self, direction: Direction, size: usize, bytes: &[u8]) {
+        self.host.replace_body_chunk(direction, size, bytes)
     }
     fn resume_request(&mut self) {
         self.host.resume_request();

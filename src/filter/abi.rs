@@ -39,6 +39,8 @@ mod sys {
             data: *mut *mut u8,
             size: *mut usize,
         ) -> u32;
+        pub fn proxy_set_buffer_bytes(buffer: u32, start: usize, size: usize, data: *const u8, data_size: usize)
+            -> u32;
         pub fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
         pub fn proxy_get_header_map_value(
             map: u32,
@@ -189,6 +191,8 @@ pub fn set_tick_period_ms(period: u32) -> HostResult<()> {
 // Buffers.
 // ---------------------------------------------------------------------------------------------
 
+pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
+pub const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
 pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_GRPC_RECEIVE: u32 = 5;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
@@ -204,6 +208,13 @@ pub fn buffer(kind: u32, start: usize, max_size: usize) -> HostResult<Option<Vec
         NOT_FOUND => Ok(None),
         other => Err(HostError(other)),
     }
+}
+
+/// Replaces `size` bytes of a buffer from `start` with `data` (Envoy: from 0, the first `size`
+/// bytes are drained and `data` put before the rest).
+pub fn set_buffer(kind: u32, start: usize, size: usize, data: &[u8]) -> HostResult<()> {
+    // SAFETY: `data` is valid for its length during the call; the host copies it.
+    check(unsafe { sys::proxy_set_buffer_bytes(kind, start, size, data.as_ptr(), data.len()) })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::Config;
-use crate::host::{text, unread_when_too_large, Answer, Call, Header, Host, HostError, SharedStore};
+use crate::host::{text, unread_when_too_large, Answer, Call, Direction, Header, Host, HostError, SharedStore};
 use crate::stream::background::{self, Job};
 use crate::stream::waiters::FetchWaiters;
 use crate::stream::{Flow, Stream, Worker};
@@ -679,9 +679,27 @@ impl Host for WasmHost<'_> {
         result
     }
 
+    fn body_chunk(&self, direction: Direction, size: usize) -> Option<Vec<u8>> {
+        abi::buffer(body_buffer(direction), 0, size).ok().flatten()
+    }
+
+    fn replace_body_chunk(&mut self, direction: Direction, size: usize, bytes: &[u8]) {
+        if let Err(status) = abi::set_buffer(body_buffer(direction), 0, size, bytes) {
+            log::warn!("cannot rewrite a body chunk: {status:?}");
+        }
+    }
+
     fn resume_request(&mut self) {
         if let Err(status) = abi::continue_request() {
             log::warn!("cannot resume the request: {status:?}");
         }
+    }
+}
+
+/// The proxy-wasm buffer of a body direction.
+fn body_buffer(direction: Direction) -> u32 {
+    match direction {
+        Direction::Request => abi::BUFFER_HTTP_REQUEST_BODY,
+        Direction::Response => abi::BUFFER_HTTP_RESPONSE_BODY,
     }
 }

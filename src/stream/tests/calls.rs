@@ -360,6 +360,12 @@ impl Host for NoCluster {
     fn call(&mut self, _: &Call) -> Result<u32, HostError> {
         Err(HostError(1))
     }
+    fn body_chunk(&self, direction: crate::host::Direction, size: usize) -> Option<Vec<u8>> {
+        self.0.body_chunk(direction, size)
+    }
+    fn replace_body_chunk(&mut self, direction: crate::host::Direction, size: usize, bytes: &[u8]) {
+        self.0.replace_body_chunk(direction, size, bytes)
+    }
     fn resume_request(&mut self) {
         self.0.resume_request()
     }

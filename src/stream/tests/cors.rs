@@ -130,6 +130,12 @@ impl Host for Quiet<'_> {
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {
         uncounted(|| self.0.call(call))
     }
+    fn body_chunk(&self, direction: crate::host::Direction, size: usize) -> Option<Vec<u8>> {
+        uncounted(|| self.0.body_chunk(direction, size))
+    }
+    fn replace_body_chunk(&mut self, direction: crate::host::Direction, size: usize, bytes: &[u8]) {
+        uncounted(|| self.0.replace_body_chunk(direction, size, bytes));
+    }
     fn resume_request(&mut self) {
         self.0.resume_request();
     }
