@@ -7,7 +7,7 @@ use super::FaultId;
 impl FaultId {
     /// The stage or throttling level that answers with this fault: `routing`, `lifecycle`,
     /// `request`, `authentication`, `authorization`, `blocking`, `api`, `resource`,
-    /// `subscription`, `application`, `custom`, `burst`, `hard_limit`, `throttling` (it could
+    /// `subscription`, `application`, `custom`, `burst`, `websocket_frame` (a WebSocket frame over a tier), `hard_limit`, `throttling` (it could
     /// not count) or `transport`.
     pub fn level(self) -> &'static str {
         use FaultId::*;
@@ -23,6 +23,7 @@ impl FaultId {
             Blocked => "blocking",
             CustomPolicyThrottled => "custom",
             BurstThrottled => "burst",
+            WebsocketFrameThrottled => "websocket_frame",
             ThrottleInternalError | ThrottlePolicyMissing => "throttling",
             ProductionKeyWithoutEndpoint
             | SandboxKeyWithoutEndpoint

@@ -35,7 +35,8 @@ pub fn tyk(id: FaultId) -> (u16, &'static str) {
         | ResourceThrottled
         | ApplicationThrottled
         | CustomPolicyThrottled
-        | BurstThrottled => (429, "Rate Limit Exceeded"),
+        | BurstThrottled
+        | WebsocketFrameThrottled => (429, "Rate Limit Exceeded"),
         NotFound | ChoreoNoRoute => (404, "API not found"),
         IncompletePayload | InvalidGraphqlQuery => (400, "Request malformed"),
         TemporaryServerError
@@ -151,7 +152,8 @@ pub fn kanali(id: FaultId) -> KanaliError {
         | ApplicationThrottled
         | SubscriptionThrottled
         | CustomPolicyThrottled
-        | BurstThrottled => 14,
+        | BurstThrottled
+        | WebsocketFrameThrottled => 14,
         TemporaryServerError
         | ThrottleInternalError
         | ThrottlePolicyMissing

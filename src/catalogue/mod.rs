@@ -116,6 +116,11 @@ catalogue! {
         "You have exceeded your quota"),
     BurstThrottled => ("burst_throttled", 900807, 429, Throttle, "Message throttled out",
         "You have exceeded your quota"),
+    // Not an HTTP answer: the text frame API-M 4.x's gateway sends a WebSocket client in place of
+    // a frame over its tiers, `Error code: <code> reason: <message>` (`WebSocketApiConstants`'
+    // `THROTTLED_OUT_ERROR`; 4003 in earlier 4.x releases). Its status is for stats and logs.
+    WebsocketFrameThrottled => ("websocket_frame_throttled", 4008, 429, Throttle, "Websocket frame throttled out",
+        "You have exceeded your quota"),
     ThrottleInternalError => ("throttle_internal_error", 900808, 500, Throttle, "Internal Server Error",
         "The request could not be counted against its throttling policies"),
     ThrottlePolicyMissing => ("throttle_policy_missing", 900809, 500, Throttle, "Internal Server Error",

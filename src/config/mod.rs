@@ -198,6 +198,7 @@ impl Config {
         if let Some(control_plane) = &control_plane {
             throttle.tenant.clone_from(&control_plane.tenant);
         }
+        check_frame_counting(&throttle, &routes, control_plane.as_ref())?;
         let directory = StaticDirectory::compile(
             raw.applications,
             raw.subscriptions,
@@ -299,6 +300,29 @@ fn verification_fingerprint<Applications, Subscriptions>(raw: &RawConfig<'_, App
     use sha2::Digest;
     let sections = (&raw.credentials, &raw.key_managers, &raw.api_key_jwt, &raw.backend_jwt);
     serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()
+}
+
+/// WebSocket frames never wait for a call: a rate-limit service counting strictly (one call per
+/// request) cannot count them.
+fn check_frame_counting(
+    throttle: &ThrottleConfig,
+    routes: &Table,
+    control_plane: Option<&ControlPlane>,
+) -> Result<(), ConfigError> {
+    let strict =
+        throttle.rate_limit_service.as_ref().is_some_and(|service| service.counting == crate::schema::Counting::Strict);
+    if !strict {
+        return Ok(());
+    }
+    let why = "WebSocket frames are not held for a call to the rate-limit service: counting them needs \
+               `throttling.rate_limit_service.counting: leased`";
+    if let Some(index) = routes.apis.iter().position(|api| api.counts_websocket_frames) {
+        return Err(ConfigError::new(format!("apis[{index}].count_websocket_frames"), why));
+    }
+    match control_plane {
+        Some(control_plane) if control_plane.count_frames => Err(ConfigError::new("control_plane.event_apis", why)),
+        _ => Ok(()),
+    }
 }
 
 /// The values serde quotes in its errors: where each begins, how it is shown instead, and where it

@@ -162,6 +162,14 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
     Rendered { status: resolved.status, grpc_status: resolved.grpc_status, headers, body }
 }
 
+/// The text of the frame a WebSocket client is sent in place of a frame the filter dropped, as
+/// API-M 4.x's gateway words it (`Error code: 4008 reason: Websocket frame throttled out`), with the
+/// entry's overrides applied: a WebSocket connection has no status or body to render into.
+pub fn websocket_frame_text(fault: &Fault, settings: &ErrorSettings) -> String {
+    let resolved = resolve(fault, settings);
+    format!("Error code: {} reason: {}", resolved.code, resolved.message)
+}
+
 const JSON: &str = "application/json; charset=UTF-8";
 const XML: &str = "application/xml; charset=UTF-8";
 

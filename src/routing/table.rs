@@ -43,6 +43,9 @@ pub struct Api {
     /// its OAuth2 token from the `access_token` query parameter, and its API key from the API key's
     /// one, as API-M's gateway does; `access_token` then never goes upstream.
     pub websocket_query_credentials: bool,
+    /// A WebSocket connection's frames are counted, not its handshake (`count_websocket_frames`,
+    /// or a control plane's WebSocket API with `event_apis: count_frames`).
+    pub counts_websocket_frames: bool,
     /// Some resource accepts API keys (or the API takes them in the query): an `apikey` query
     /// parameter is then a credential and never goes upstream.
     pub api_keys: bool,
@@ -423,6 +426,7 @@ fn compile_api(
         api_keys: raw.api_key_in_query || any_api_key_resource,
         api_key_in_query: raw.api_key_in_query,
         websocket_query_credentials: false,
+        counts_websocket_frames: raw.count_websocket_frames,
         policy: raw.policy,
         resources,
         source_id: None,

@@ -41,6 +41,18 @@ pub struct RawApi {
     /// API-level throttling policy name. Defaults to none.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Count a WebSocket connection's frames, not its handshake, as API-M counts a WebSocket API's:
+    /// a handshake (a WebSocket upgrade) is authenticated and checked (blocking conditions, the
+    /// policies deployed) but not counted, and every text, binary and continuation frame the
+    /// connection then carries, in either direction, takes one request at the API (or resource),
+    /// subscription and application levels. A frame over a limit is dropped, and the client is
+    /// sent the text frame `Error code: 4008 reason: Websocket frame throttled out` in its place
+    /// (errors entry `websocket_frame_throttled`; for a client's frame, with the next bytes the
+    /// backend sends: a filter cannot start a write to the client). Needs the listener's
+    /// `upgrade_configs: [{upgrade_type: websocket}]`. Defaults to false: a handshake counts as one
+    /// request, whatever the connection then carries.
+    #[serde(default)]
+    pub count_websocket_frames: bool,
     /// Resources (method + path template). Defaults to none (every request answers 900906).
     #[serde(default)]
     pub resources: Vec<RawResource>,

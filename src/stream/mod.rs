@@ -9,6 +9,7 @@
 
 pub mod background;
 mod directory;
+mod frames;
 mod request;
 mod response;
 #[cfg(test)]
@@ -140,6 +141,8 @@ pub struct Stream {
     api_stats: bool,
     /// The authorized application (with application stats: its name is counted).
     application: Option<Rc<Application>>,
+    /// A WebSocket connection whose frames are counted, once its handshake is forwarded.
+    frames: Option<Box<frames::Frames>>,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data (through the worker's
@@ -175,6 +178,7 @@ impl Stream {
             record: Record::default(),
             api_stats: false,
             application: None,
+            frames: None,
         }
     }
 
@@ -618,6 +622,9 @@ impl Stream {
         let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         self.request.body_started = true;
         self.charge(host, body_size as u64);
+        if self.frames.is_some() {
+            self.count_frames(host, crate::host::Direction::Request, body_size);
+        }
         if end_of_stream {
             self.request.complete = true;
         }

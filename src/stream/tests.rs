@@ -30,6 +30,8 @@ struct FakeHost {
     /// The gRPC calls made (each also in `dispatched`, with its message as the body).
     grpc_calls: Vec<Call>,
     resumed: bool,
+    /// The body chunk of the current body callback, per direction (request, response).
+    bodies: [Vec<u8>; 2],
 }
 
 impl FakeHost {
@@ -121,6 +123,14 @@ impl Host for FakeHost {
     }
     fn resume_request(&mut self) {
         self.resumed = true;
+    }
+    fn body_chunk(&self, direction: crate::host::Direction, size: usize) -> Option<Vec<u8>> {
+        let body = &self.bodies[direction as usize];
+        Some(body[..size.min(body.len())].to_vec())
+    }
+    fn replace_body_chunk(&mut self, direction: crate::host::Direction, size: usize, bytes: &[u8]) {
+        let body = &mut self.bodies[direction as usize];
+        body.splice(..size.min(body.len()), bytes.iter().copied());
     }
 }
 
@@ -777,4 +787,5 @@ mod query_credentials;
 mod rate_limit_headers;
 mod reload;
 mod trailers;
+mod websocket_frames;
 mod websocket_query_token;

@@ -116,6 +116,24 @@ impl Stream {
         let read_claims: &dyn Fn() -> Option<serde_json::Map<String, serde_json::Value>> = &read_claims;
         let facts = RequestFacts::new(snapshot.headers(), snapshot.query(), authorized.as_ref().map(|_| read_claims));
         let who = Caller { request: Some(&facts), ..caller(authorized.as_ref(), client_ip) };
+        if api.counts_websocket_frames && snapshot.is_websocket_upgrade() {
+            // The handshake is checked, not counted: its frames are.
+            let planned = self.throttle_at(host, now, |context| {
+                throttle::frames::plan_frames(context.throttle, context.directory, api, resource, &who)
+            });
+            drop(facts);
+            self.request = snapshot;
+            self.throttled = true;
+            return match planned {
+                Ok(counters) => {
+                    self.count_frames_from_now(counters);
+                    let early = std::mem::take(&mut self.uncharged_bytes);
+                    self.charge(host, early);
+                    self.forward(host, authorized.as_ref(), false)
+                }
+                Err(fault) => self.deny(host, &fault),
+            };
+        }
         let step = self.throttle_at(host, now, |context| throttle::start(context, api, resource, &who));
         drop(facts);
         self.request = snapshot;

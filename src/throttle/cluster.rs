@@ -93,6 +93,14 @@ pub struct Pending {
     called_at: u64,
 }
 
+impl Pending {
+    /// The call asks for the node's next block (not one request's token while a block is on its
+    /// way).
+    pub fn asks_for_block(&self) -> bool {
+        self.block
+    }
+}
+
 /// A block asked for in the background: the call, and what its answer settles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refill {

@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod engine;
+pub mod frames;
 pub mod limiter;
 pub mod plan;
 pub mod rls;

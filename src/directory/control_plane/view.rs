@@ -510,6 +510,11 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
             loaded.skipped_apis.push(format!("{label} ({})", wire::EVENT_APIS_NOT_SERVED));
             continue;
         }
+        let websocket = wire::takes_query_credentials(&api.api_type);
+        if control_plane.count_frames && wire::is_event_api(&api.api_type) && !websocket {
+            loaded.skipped_apis.push(format!("{label} ({})", wire::SSE_EVENTS_NOT_COUNTED));
+            continue;
+        }
         let compiled = wire::api(api, endpoints, &control_plane.security).and_then(|raw| {
             table.add_from_control_plane(&format!("control plane API {label}"), raw).map_err(|error| error.to_string())
         });
@@ -519,7 +524,8 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
                     last.source_id = Some(api.uuid.clone());
                     // A browser's WebSocket cannot set headers: API-M's gateway takes a handshake's
                     // OAuth2 token, and its API key where the API takes API keys, from the query.
-                    last.websocket_query_credentials = wire::takes_query_credentials(&api.api_type);
+                    last.websocket_query_credentials = websocket;
+                    last.counts_websocket_frames = websocket && control_plane.count_frames;
                 }
                 loaded.apis += 1;
             }

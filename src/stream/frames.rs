@@ -1,0 +1,134 @@
+//! A WebSocket connection whose frames are counted (`count_websocket_frames`, a control plane's
+//! WebSocket API with `event_apis: count_frames`): the handshake's plan of counters, the frames
+//! read in each direction, the dropped frames' notices to the client.
+
+use std::rc::Rc;
+
+use super::{engines, Stream, Worker};
+use crate::catalogue::{Fault, FaultId};
+use crate::host::{Direction, Host};
+use crate::observe;
+use crate::render;
+use crate::throttle::frames::{count_frame, FrameCount};
+use crate::throttle::{ByteCounter, Counter, Units};
+use crate::websocket::{self, Chunk, Scanner, Verdict};
+
+/// A connection's frame counting.
+#[derive(Debug)]
+pub(super) struct Frames {
+    /// What each frame counts at, planned at the handshake.
+    counters: Vec<Counter>,
+    /// The client's frames.
+    from_client: Scanner,
+    /// The backend's frames, read once the backend accepted the upgrade.
+    from_backend: Scanner,
+    /// Notices not yet sent to the client (a client's dropped frame's, until the backend sends).
+    pending: Vec<u8>,
+    /// The notice frame sent in place of a dropped frame.
+    notice: Vec<u8>,
+}
+
+impl Frames {
+    pub(super) fn new(counters: Vec<Counter>, notice_text: &str) -> Frames {
+        Frames {
+            counters,
+            from_client: Scanner::default(),
+            from_backend: Scanner::default(),
+            pending: Vec::new(),
+            notice: websocket::server_text_frame(notice_text),
+        }
+    }
+
+    /// The byte budgets among the counters: a frame's bytes are charged to them as they pass.
+    pub(super) fn byte_counters(&self) -> Vec<ByteCounter> {
+        self.counters
+            .iter()
+            .filter(|counter| counter.units == Units::Bytes)
+            .map(|counter| ByteCounter { key: counter.key.clone(), limit: counter.limit, window_s: counter.window_s })
+            .collect()
+    }
+}
+
+impl Stream {
+    /// A handshake whose frames are counted: the notice its dropped frames get, rendered once.
+    pub(super) fn count_frames_from_now(&mut self, counters: Vec<Counter>) {
+        let text = render::websocket_frame_text(&Fault::new(FaultId::WebsocketFrameThrottled), &self.config.errors);
+        let frames = Frames::new(counters, &text);
+        self.byte_counters = frames.byte_counters();
+        self.frames = Some(Box::new(frames));
+    }
+
+    /// The backend answered the handshake: its frames are read only if it accepted the upgrade.
+    pub(super) fn handshake_answered(&mut self, status: u16) {
+        if status != 101 {
+            self.frames = None;
+        }
+    }
+
+    /// Counts the frames of a body chunk (`size` bytes) of a connection whose frames are counted:
+    /// a frame over a limit is taken out of the chunk, and the client is sent the notice in its
+    /// place (for its own frame, with the next bytes the backend sends).
+    pub(super) fn count_frames(&mut self, host: &mut impl Host, direction: Direction, size: usize) {
+        let Some(frames) = self.frames.as_deref_mut() else { return };
+        if size == 0 && frames.pending.is_empty() {
+            return;
+        }
+        let Some(chunk) = host.body_chunk(direction, size) else { return };
+        let Ok(now) = host.now() else {
+            // Nothing is counted without the clock: the frames pass, and the log says so.
+            crate::host::warn_repeated(host.gateway_scope(), "frames_clock", 0, || {
+                "the host clock cannot be read: WebSocket frames pass uncounted".to_string()
+            });
+            return;
+        };
+        let config = Rc::clone(&self.config);
+        let worker = Rc::clone(&self.worker);
+        let mut worker = worker.borrow_mut();
+        let Worker { counter_leases, .. } = &mut *worker;
+        let mut engine = engines(&config, Some(counter_leases));
+        let Frames { counters, from_client, from_backend, pending, notice } = frames;
+        let mut uncounted = None;
+        let mut decide = |_| {
+            let FrameCount { passed, uncounted: why } = count_frame(&config.throttle, &mut engine, host, counters, now);
+            uncounted = why.or(uncounted);
+            if passed {
+                Verdict::Pass
+            } else {
+                Verdict::Drop
+            }
+        };
+        let (chunk_out, drops) = match direction {
+            Direction::Request => {
+                let scanned = from_client.scan(&chunk, &mut decide, None);
+                for _ in 0..scanned.1 {
+                    pending.extend_from_slice(notice);
+                }
+                scanned
+            }
+            Direction::Response => from_backend.scan(&chunk, &mut decide, Some((pending, notice))),
+        };
+        let refills = std::mem::take(&mut engine.refills);
+        drop(engine);
+        drop(worker);
+        self.start_refills(host, &config, refills, now);
+        if let Chunk::Rewritten(bytes) = chunk_out {
+            host.replace_body_chunk(direction, size, &bytes);
+        }
+        for _ in 0..drops {
+            self.frame_dropped(host);
+        }
+        if let Some(why) = uncounted {
+            self.report_uncounted(host, why, now);
+        }
+    }
+
+    /// A dropped frame, counted as the fault it is, per API and application.
+    fn frame_dropped(&mut self, host: &mut impl Host) {
+        let fault = &Fault::new(FaultId::WebsocketFrameThrottled);
+        host.count(&format!("apim.fault.{}", fault.code));
+        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
+            host.count(&observe::refused_stat(&api.stats_prefix, fault));
+        }
+        self.count_application(host, "refused");
+    }
+}

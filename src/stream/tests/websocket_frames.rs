@@ -1,0 +1,141 @@
+//! A WebSocket API whose frames are counted (`count_websocket_frames`), as API-M's gateway counts
+//! a WebSocket API's: the handshake checked but not counted, every data frame in either direction
+//! taking a request, a frame over the limit dropped and the client sent API-M's notice in its place.
+
+use super::*;
+use crate::websocket;
+
+/// An open API with three requests an hour at the API level, its frames counted or not.
+fn frames_config(count_frames: bool, extra: &str) -> Config {
+    let json = format!(
+        r#"{{"apis":[{{"name":"Chat","context":"/chat","version":"1","security":[],"policy":"Three",
+            "count_websocket_frames":{count_frames},
+            "endpoints":{{"production":"ws"}},"resources":[{{"method":"GET","path":"/*"}}]}}],
+            "policies":{{"Three":{{"requests":3,"per":"hour"}}}}{extra}}}"#
+    );
+    Config::from_json(json.as_bytes()).unwrap()
+}
+
+/// A handshake on a fresh host at `now`, or on `host` when given (its shared data kept).
+fn handshake(config: Config, host: Option<FakeHost>) -> (FakeHost, Stream, Flow) {
+    let upgrade = [(":method", "GET"), (":path", "/chat/1/room"), ("connection", "Upgrade"), ("upgrade", "websocket")];
+    let mut host = match host {
+        Some(mut host) => {
+            host.request = FakeHost::request(&upgrade).request;
+            host.sent = None;
+            host
+        }
+        None => FakeHost::request(&upgrade),
+    };
+    host.now = 7_200;
+    let mut config = config;
+    prepare_counters(&mut host, &mut config);
+    let mut stream = stream(Rc::new(config));
+    let flow = stream.on_request_headers(&mut host, false);
+    (host, stream, flow)
+}
+
+fn client_frame(text: &str) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&key);
+    frame.extend(text.bytes().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
+    frame
+}
+
+/// Hands the stream a body chunk in `direction`; what goes on.
+fn body(stream: &mut Stream, host: &mut FakeHost, direction: crate::host::Direction, bytes: &[u8]) -> Vec<u8> {
+    host.bodies[direction as usize] = bytes.to_vec();
+    let flow = match direction {
+        crate::host::Direction::Request => stream.on_request_body(host, bytes.len(), false),
+        crate::host::Direction::Response => stream.on_response_body(host, bytes.len(), false),
+    };
+    assert_eq!(flow, Flow::Continue, "a frame never waits");
+    host.bodies[direction as usize].clone()
+}
+
+const NOTICE: &str = "Error code: 4008 reason: Websocket frame throttled out";
+
+#[test]
+fn frames_in_either_direction_count_and_one_over_the_limit_is_replaced_by_the_notice() {
+    use crate::host::Direction::{Request, Response};
+    let (mut host, mut stream, flow) = handshake(frames_config(true, ""), None);
+    assert_eq!(flow, Flow::Continue, "the handshake is forwarded");
+    host.response.insert(":status".into(), b"101".to_vec());
+    assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+    // Two client frames and one of the backend's: the three of the hour (the handshake took none).
+    let two = [client_frame("a"), client_frame("b")].concat();
+    assert_eq!(body(&mut stream, &mut host, Request, &two), two);
+    let backend = [websocket::server_text_frame("one"), websocket::server_text_frame("two")].concat();
+    let notice = websocket::server_text_frame(NOTICE);
+    // The backend's second frame is over: the notice takes its place.
+    let expected = [websocket::server_text_frame("one"), notice.clone()].concat();
+    assert_eq!(body(&mut stream, &mut host, Response, &backend), expected);
+    // A client's frame over the limit goes nowhere; its notice goes out with the backend's next bytes.
+    assert_eq!(body(&mut stream, &mut host, Request, &client_frame("c")), Vec::<u8>::new());
+    let ping = vec![0x89, 0];
+    assert_eq!(body(&mut stream, &mut host, Response, &ping), [notice.clone(), ping.clone()].concat());
+    assert_eq!(host.counted, vec![4008, 4008], "each dropped frame is counted as its fault");
+    assert!(host.sent.is_none(), "no local reply on an upgraded connection");
+    // Control frames pass over the limit; nothing more is owed to the client.
+    assert_eq!(body(&mut stream, &mut host, Request, &[0x8A, 0x80, 0, 0, 0, 0]), vec![0x8A, 0x80, 0, 0, 0, 0]);
+    assert_eq!(body(&mut stream, &mut host, Response, &ping), ping);
+
+    // A new handshake is not counted: it is upgraded over the limit, and its frames are dropped.
+    let (mut host, mut stream, flow) = handshake(frames_config(true, ""), Some(host));
+    assert_eq!((flow, host.sent.is_none()), (Flow::Continue, true));
+    assert_eq!(body(&mut stream, &mut host, Request, &client_frame("d")), Vec::<u8>::new());
+}
+
+#[test]
+fn a_refused_upgrade_and_a_plain_request_are_http() {
+    use crate::host::Direction::Response;
+    // The backend answered the handshake 200: its body is not frames.
+    let (mut host, mut stream, _) = handshake(frames_config(true, ""), None);
+    host.response.insert(":status".into(), b"200".to_vec());
+    stream.on_response_headers(&mut host);
+    let looks_like_frames = websocket::server_text_frame("x").repeat(5);
+    assert_eq!(body(&mut stream, &mut host, Response, &looks_like_frames), looks_like_frames);
+    // A plain request to the API counts as a request: the fourth of the hour is refused.
+    let mut host = FakeHost { now: 7_200, ..FakeHost::default() };
+    let mut config = frames_config(true, "");
+    prepare_counters(&mut host, &mut config);
+    let config = Rc::new(config);
+    for expected in [Flow::Continue, Flow::Continue, Flow::Continue, Flow::Answered] {
+        host.request = FakeHost::request(&[(":method", "GET"), (":path", "/chat/1/room")]).request;
+        assert_eq!(stream_of(&config).on_request_headers(&mut host, true), expected);
+    }
+    assert_eq!(host.counted, vec![900800]);
+}
+
+/// Without `count_websocket_frames` a handshake is a request, counted once, and its frames pass.
+#[test]
+fn without_frame_counting_the_handshake_counts_and_frames_pass() {
+    use crate::host::Direction::Request;
+    let (mut host, mut stream, _) = handshake(frames_config(false, ""), None);
+    let many = client_frame("a").repeat(10);
+    assert_eq!(body(&mut stream, &mut host, Request, &many), many);
+    let mut flows = Vec::new();
+    for _ in 0..3 {
+        let (next, _, flow) = handshake(frames_config(false, ""), Some(host));
+        host = next;
+        flows.push(flow);
+    }
+    assert_eq!(flows, [Flow::Continue, Flow::Continue, Flow::Answered], "the fourth handshake of the hour");
+}
+
+/// A frame is never held for a call: a rate-limit service counting one call per request cannot
+/// count frames, and the configuration says so at load.
+#[test]
+fn strict_counting_across_nodes_cannot_count_frames() {
+    let json = r#"{"throttling":{"rate_limit_service":{"cluster":"rls","counting":"strict"}},
+        "apis":[{"name":"Chat","context":"/chat","version":"1","security":[],"count_websocket_frames":true,
+        "endpoints":{"production":"ws"},"resources":[{"method":"GET","path":"/*"}]}]}"#;
+    let error = Config::from_json(json.as_bytes()).err().unwrap();
+    assert_eq!(error.field, "apis[0].count_websocket_frames", "{error:?}");
+    assert!(Config::from_json(json.replace("strict", "leased").as_bytes()).is_ok());
+}
+
+fn stream_of(config: &Rc<Config>) -> Stream {
+    stream(Rc::clone(config))
+}
