@@ -13,6 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
+use common::websocket;
 use common::windows::away_from_window_end;
 use common::{free_port, read_response, Backend, Envoy, EnvoySetup, Silent};
 use serde_json::{json, Value};
@@ -291,17 +292,7 @@ fn websocket_echo() -> u16 {
     std::thread::spawn(move || {
         for mut connection in listener.incoming().flatten() {
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if connection.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let answer = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-                              sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-                if connection.write_all(answer.as_bytes()).is_err() {
+                if !websocket::accept_upgrade(&mut connection) {
                     return;
                 }
                 let mut buffer = [0u8; 1024];
@@ -341,24 +332,7 @@ fn websocket_handshakes_are_authenticated_and_throttled_and_upgraded_after_a_wai
             ..Default::default()
         },
     );
-    let handshake = |authorization: Option<&str>| {
-        let mut stream = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut request = "GET /chat/1.0.0/room HTTP/1.1\r\nhost: gw\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
-                           sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            .to_string();
-        if let Some(authorization) = authorization {
-            request.push_str(&format!("authorization: {authorization}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
-        (String::from_utf8_lossy(&head).into_owned(), stream)
-    };
+    let handshake = |authorization: Option<&str>| websocket::handshake(envoy.port, "/chat/1.0.0/room", authorization);
     // Two handshakes an hour: all three fall in one hour.
     away_from_window_end(3600, 60);
     let (head, _) = handshake(None);

@@ -12,6 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::websocket;
 use common::windows::away_from_window_end;
 use common::{Envoy, EnvoySetup};
 use serde_json::json;
@@ -54,17 +55,7 @@ fn acking_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
         for mut connection in listener.incoming().flatten() {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if connection.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let answer = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-                              sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-                if connection.write_all(answer.as_bytes()).is_err() {
+                if !websocket::accept_upgrade(&mut connection) {
                     return;
                 }
                 while let Some((opcode, payload)) = read_frame(&mut connection) {
@@ -84,17 +75,7 @@ fn acking_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
 }
 
 fn handshake(port: u16) -> (String, TcpStream) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let request = "GET /chat/1.0.0/room HTTP/1.1\r\nhost: gw\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
-                   sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-        head.push(byte[0]);
-    }
-    (String::from_utf8_lossy(&head).into_owned(), stream)
+    websocket::handshake(port, "/chat/1.0.0/room", None)
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod cp;
 pub mod engines;
 pub mod introspection;
 pub mod keys;
+pub mod websocket;
 pub mod windows;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
