@@ -10,12 +10,14 @@
 
 mod common;
 
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::cp::ControlPlane;
+use common::websocket::{self, acking_backend, read_frame, text_frame};
 use common::windows::away_from_window_end;
 use common::{Backend, Envoy, EnvoySetup, KeyManager, Response};
 use jsonwebtoken::jwk::Jwk;
@@ -79,11 +81,21 @@ fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timin
 
 /// The stack with Envoy started, its first load not waited for.
 fn launch(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timing: Timing) -> Stack {
+    launch_adjusted(cp, key_manager, timing, |_, _| {})
+}
+
+/// [`launch`], with the configuration and Envoy's setup changed by `adjust` first.
+fn launch_adjusted(
+    cp: ControlPlane,
+    key_manager: impl FnOnce(&KeyManager) -> Value,
+    timing: Timing,
+    adjust: impl FnOnce(&mut Value, &mut EnvoySetup),
+) -> Stack {
     let km = KeyManager::start();
     let live = Backend::start();
     let sandbox = Backend::start();
-    let config = control_plane_config(key_manager(&km), timing);
-    let setup = EnvoySetup {
+    let mut config = control_plane_config(key_manager(&km), timing);
+    let mut setup = EnvoySetup {
         clusters: vec![
             ("live".into(), live.port),
             ("sandbox".into(), sandbox.port),
@@ -95,6 +107,7 @@ fn launch(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timi
         connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
         ..Default::default()
     };
+    adjust(&mut config, &mut setup);
     let envoy = Envoy::start(&config.to_string(), setup);
     Stack { envoy, live, sandbox, km, cp }
 }
@@ -334,6 +347,43 @@ fn a_websocket_api_is_served_at_its_handshake_and_a_graphql_api_is_not_served() 
     // Counted in the load's line, with the API whose endpoint maps to no cluster.
     assert!(envoy.log().contains(": 3 APIs served, 2 not served, "), "{}", envoy.log());
     assert!(!envoy.log().contains(&app1), "the token is never logged");
+}
+
+/// `event_apis: count_frames`: a WebSocket API's frames count against its subscription's tier, as
+/// API-M counts them, and its handshake does not; a frame over the tier never reaches the backend.
+#[test]
+fn a_websocket_apis_frames_count_against_its_subscription() {
+    let (backend, received) = acking_backend();
+    let key_manager = |km: &KeyManager| json!({"name": KM, "issuer": km.issuer(), "audiences": ["urn:apim:jwt"], "jwks": {"cluster": "km", "path": "/jwks"}});
+    let stack = launch_adjusted(ControlPlane::start(), key_manager, STILL, |config, setup| {
+        config["control_plane"]["event_apis"] = "count_frames".into();
+        config["control_plane"]["endpoints"]["ChatAPI"] = json!({"production": "ws"});
+        setup.clusters.push(("ws".into(), backend));
+    });
+    until("the first load", || stack.envoy.get("/pizzashack/1.0.0/health").status == 200);
+    // MobileApp subscribes to the WebSocket API on TwoPerHour: two frames an hour.
+    stack.cp.add(
+        "subscriptions",
+        json!({"subscriptionUUID": "chat-sub", "subscriptionId": 9, "policyId": "TwoPerHour",
+        "apiUUID": CHAT, "apiId": 8, "applicationUUID": MOBILE_APP, "appId": 3, "subscriptionState": "UNBLOCKED"}),
+    );
+    let app1 = stack.km.jwt("app1", "app1-secret", "menu:read");
+    away_from_window_end(3600, 60);
+    for _ in 0..3 {
+        let (head, _) =
+            websocket::handshake(stack.envoy.port, &format!("/chat/1.0.0/rooms/7?access_token={app1}"), None);
+        assert!(head.starts_with("HTTP/1.1 101"), "handshakes are not counted: {head}");
+    }
+    let (_, mut client) =
+        websocket::handshake(stack.envoy.port, "/chat/1.0.0/rooms/7", Some(&format!("Bearer {app1}")));
+    // "a" and its acknowledgement are the two frames of the hour; "b" goes nowhere.
+    client.write_all(&text_frame("a", true)).unwrap();
+    assert_eq!(read_frame(&mut client), Some((1, b"ack:a".to_vec())));
+    client.write_all(&text_frame("b", true)).unwrap();
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(*received.lock().unwrap(), ["a"]);
+    assert_eq!(stack.envoy.stat("wasmcustom.apim.fault.4008"), 1);
+    assert!(!stack.envoy.log().contains(&app1), "the token is never logged");
 }
 
 #[test]

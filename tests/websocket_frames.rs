@@ -7,72 +7,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::websocket;
+use common::websocket::{self, acking_backend, read_frame, text_frame};
 use common::windows::away_from_window_end;
 use common::{Envoy, EnvoySetup};
 use serde_json::json;
-
-/// Reads one frame (payload under 126 bytes): its opcode and its payload, unmasked.
-fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).ok()?;
-    let length = usize::from(head[1] & 0x7F);
-    assert!(length < 126, "the test's frames are short");
-    let mut mask = [0u8; 4];
-    if head[1] & 0x80 != 0 {
-        stream.read_exact(&mut mask).ok()?;
-    }
-    let mut payload = vec![0u8; length];
-    stream.read_exact(&mut payload).ok()?;
-    Some((head[0] & 0x0F, payload.iter().enumerate().map(|(at, byte)| byte ^ mask[at % 4]).collect()))
-}
-
-/// A text frame, masked as a client's (`mask`) or not, as a server's.
-fn text_frame(text: &str, mask: bool) -> Vec<u8> {
-    let key = [9, 8, 7, 6];
-    let mut frame = vec![0x81, text.len() as u8 | if mask { 0x80 } else { 0 }];
-    if mask {
-        frame.extend_from_slice(&key);
-        frame.extend(text.bytes().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
-    } else {
-        frame.extend_from_slice(text.as_bytes());
-    }
-    frame
-}
-
-/// A WebSocket backend that answers each text frame with `ack:<text>`; what it received.
-fn acking_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&received);
-    std::thread::spawn(move || {
-        for mut connection in listener.incoming().flatten() {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                if !websocket::accept_upgrade(&mut connection) {
-                    return;
-                }
-                while let Some((opcode, payload)) = read_frame(&mut connection) {
-                    if opcode != 1 {
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(&payload).into_owned();
-                    log.lock().unwrap().push(text.clone());
-                    if connection.write_all(&text_frame(&format!("ack:{text}"), false)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, received)
-}
 
 fn handshake(port: u16) -> (String, TcpStream) {
     websocket::handshake(port, "/chat/1.0.0/room", None)

@@ -1,8 +1,10 @@
 //! WebSocket both ends for the tests: a backend's side of the handshake (read the upgrade, answer
-//! 101) and a client's (send an upgrade through Envoy, read the answer's head).
+//! 101) and a client's (send an upgrade through Envoy, read the answer's head); frames, and a
+//! backend that acknowledges each text frame it receives.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Reads an upgrade request and answers it 101; false when the connection ended first.
@@ -40,4 +42,61 @@ pub fn handshake(port: u16, path: &str, authorization: Option<&str>) -> (String,
         head.push(byte[0]);
     }
     (String::from_utf8_lossy(&head).into_owned(), stream)
+}
+
+/// Reads one frame (payload under 126 bytes): its opcode and its payload, unmasked.
+pub fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).ok()?;
+    let length = usize::from(head[1] & 0x7F);
+    assert!(length < 126, "the test's frames are short");
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        stream.read_exact(&mut mask).ok()?;
+    }
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).ok()?;
+    Some((head[0] & 0x0F, payload.iter().enumerate().map(|(at, byte)| byte ^ mask[at % 4]).collect()))
+}
+
+/// A text frame, masked as a client's (`mask`) or not, as a server's.
+pub fn text_frame(text: &str, mask: bool) -> Vec<u8> {
+    let key = [9, 8, 7, 6];
+    let mut frame = vec![0x81, text.len() as u8 | if mask { 0x80 } else { 0 }];
+    if mask {
+        frame.extend_from_slice(&key);
+        frame.extend(text.bytes().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
+    } else {
+        frame.extend_from_slice(text.as_bytes());
+    }
+    frame
+}
+
+/// A WebSocket backend that answers each text frame with `ack:<text>`; what it received.
+pub fn acking_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&received);
+    std::thread::spawn(move || {
+        for mut connection in listener.incoming().flatten() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                if !accept_upgrade(&mut connection) {
+                    return;
+                }
+                while let Some((opcode, payload)) = read_frame(&mut connection) {
+                    if opcode != 1 {
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&payload).into_owned();
+                    log.lock().unwrap().push(text.clone());
+                    if connection.write_all(&text_frame(&format!("ack:{text}"), false)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
 }
