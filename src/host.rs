@@ -193,6 +193,8 @@ pub trait Host: SharedStore {
     fn body_chunk(&self, direction: Direction, size: usize) -> Option<Vec<u8>>;
     /// Replaces the body chunk of the current body callback (`size` bytes) with `bytes`.
     fn replace_body_chunk(&mut self, direction: Direction, size: usize, bytes: &[u8]);
+    /// Resets the stream once the callback returns: an upgraded connection (a WebSocket) ends.
+    fn close_stream(&mut self);
 }
 
 /// A direction of a stream's body: the request's (client to backend) or the response's.
@@ -316,6 +318,9 @@ impl<H: Host> Host for GatewayScoped<'_, H> {
     }
     fn replace_body_chunk(&mut self, direction: Direction, size: usize, bytes: &[u8]) {
         self.host.replace_body_chunk(direction, size, bytes)
+    }
+    fn close_stream(&mut self) {
+        self.host.close_stream()
     }
     fn resume_request(&mut self) {
         self.host.resume_request();

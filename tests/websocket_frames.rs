@@ -9,11 +9,11 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::websocket::{self, acking_backend, read_frame, text_frame};
 use common::windows::away_from_window_end;
-use common::{Envoy, EnvoySetup};
+use common::{keys, Envoy, EnvoySetup};
 use serde_json::json;
 
 fn handshake(port: u16) -> (String, TcpStream) {
@@ -60,4 +60,55 @@ fn frames_count_both_ways_and_one_over_the_limit_never_arrives() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(envoy.stat("wasmcustom.apim.fault.4008"), 3, "each dropped frame counted as its fault");
     assert_eq!(*received.lock().unwrap(), ["a", "b"]);
+}
+
+/// A WebSocket connection ends when its credential expires (a WSO2 JWT API key here, with no
+/// clock skew allowed), as API-M re-checks a connection's token on each frame the client sends:
+/// the first frame after `exp` never reaches the backend, and the connection is reset.
+#[test]
+fn a_connection_ends_when_its_credential_expires() {
+    let (backend, received) = acking_backend();
+    let config = json!({
+        "api_key_jwt": {"keys": [keys::public_jwk("rsa-b.pem", "apikey-b")], "issuer": "https://apim.test/apikey",
+                        "clock_skew_s": 0},
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": ["api_key"],
+            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "policies": {}
+    });
+    let envoy = Envoy::start(
+        &config.to_string(),
+        EnvoySetup {
+            clusters: vec![("ws".into(), backend)],
+            connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
+            ..Default::default()
+        },
+    );
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 2;
+    let claims = json!({"iss": "https://apim.test/apikey", "sub": "alice", "exp": exp, "keytype": "PRODUCTION",
+        "application": {"uuid": "caller", "name": "caller", "owner": "caller-owner", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": "Chat", "version": "1.0.0", "context": "/chat/1.0.0"}]});
+    let key = keys::signed_jwt("rsa-b.pem", "apikey-b", &claims);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET /chat/1.0.0/room HTTP/1.1\r\nhost: gw\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\napikey: {key}\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut client, &mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    client.write_all(&text_frame("a", true)).unwrap();
+    assert_eq!(read_frame(&mut client), Some((1, b"ack:a".to_vec())));
+    // Past `exp`: the next frame ends the connection.
+    while SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() <= exp {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client.write_all(&text_frame("b", true)).unwrap();
+    assert_eq!(read_frame(&mut client), None, "the connection ended");
+    assert_eq!(*received.lock().unwrap(), ["a"]);
+    assert_eq!(envoy.stat("wasmcustom.apim.fault.900903"), 1);
 }

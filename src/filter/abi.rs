@@ -79,6 +79,7 @@ mod sys {
             cas: u32,
         ) -> u32;
         pub fn proxy_continue_stream(stream: u32) -> u32;
+        pub fn proxy_close_stream(stream: u32) -> u32;
         #[allow(clippy::too_many_arguments)]
         pub fn proxy_send_local_response(
             status: u32,
@@ -326,6 +327,13 @@ const STREAM_REQUEST: u32 = 0;
 pub fn continue_request() -> HostResult<()> {
     // SAFETY: no pointers.
     check(unsafe { sys::proxy_continue_stream(STREAM_REQUEST) })
+}
+
+/// Resets the current HTTP stream (Envoy does it once the callback returns): for an upgraded
+/// connection, the connection ends.
+pub fn close_request() -> HostResult<()> {
+    // SAFETY: no pointers.
+    check(unsafe { sys::proxy_close_stream(STREAM_REQUEST) })
 }
 
 /// Answers the current stream locally (Envoy sends it once the callback returns). A gRPC request

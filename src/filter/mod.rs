@@ -689,6 +689,12 @@ impl Host for WasmHost<'_> {
         }
     }
 
+    fn close_stream(&mut self) {
+        if let Err(status) = abi::close_request() {
+            log::warn!("cannot close a stream: {status:?}");
+        }
+    }
+
     fn resume_request(&mut self) {
         if let Err(status) = abi::continue_request() {
             log::warn!("cannot resume the request: {status:?}");

@@ -9,6 +9,7 @@
 
 pub mod background;
 mod directory;
+mod expiry;
 mod frames;
 mod request;
 mod response;
@@ -143,6 +144,10 @@ pub struct Stream {
     application: Option<Rc<Application>>,
     /// A WebSocket connection whose frames are counted, once its handshake is forwarded.
     frames: Option<Box<frames::Frames>>,
+    /// When the request's credential expires (a WebSocket connection ends then).
+    credential_expires_at: Option<u64>,
+    /// The connection was ended (its credential expired): the client's bytes go nowhere.
+    connection_ended: bool,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data (through the worker's
@@ -179,6 +184,8 @@ impl Stream {
             api_stats: false,
             application: None,
             frames: None,
+            credential_expires_at: None,
+            connection_ended: false,
         }
     }
 
@@ -342,6 +349,7 @@ impl Stream {
         let origin = RequestOrigin { client_ip, referer };
         let decision = authorize(&directory, api, resource, identity, &origin);
         drop(worker);
+        self.credential_expires_at = expiry::expiry_of(&config.auth, identity);
         match decision {
             Ok(authorized) => {
                 if config.observability.access_log_fields {
@@ -621,6 +629,9 @@ impl Stream {
         let scope = Rc::clone(&self.config);
         let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         self.request.body_started = true;
+        if self.route.is_some() && self.end_if_expired(host, body_size) {
+            return Flow::Continue;
+        }
         self.charge(host, body_size as u64);
         if self.frames.is_some() {
             self.count_frames(host, crate::host::Direction::Request, body_size);

@@ -32,6 +32,8 @@ struct FakeHost {
     resumed: bool,
     /// The body chunk of the current body callback, per direction (request, response).
     bodies: [Vec<u8>; 2],
+    /// The stream was reset (`close_stream`).
+    closed: bool,
 }
 
 impl FakeHost {
@@ -131,6 +133,9 @@ impl Host for FakeHost {
     fn replace_body_chunk(&mut self, direction: crate::host::Direction, size: usize, bytes: &[u8]) {
         let body = &mut self.bodies[direction as usize];
         body.splice(..size.min(body.len()), bytes.iter().copied());
+    }
+    fn close_stream(&mut self) {
+        self.closed = true;
     }
 }
 

@@ -366,6 +366,9 @@ impl Host for NoCluster {
     fn replace_body_chunk(&mut self, direction: crate::host::Direction, size: usize, bytes: &[u8]) {
         self.0.replace_body_chunk(direction, size, bytes)
     }
+    fn close_stream(&mut self) {
+        self.0.close_stream()
+    }
     fn resume_request(&mut self) {
         self.0.resume_request()
     }

@@ -136,6 +136,9 @@ impl Host for Quiet<'_> {
     fn replace_body_chunk(&mut self, direction: crate::host::Direction, size: usize, bytes: &[u8]) {
         uncounted(|| self.0.replace_body_chunk(direction, size, bytes));
     }
+    fn close_stream(&mut self) {
+        uncounted(|| self.0.close_stream());
+    }
     fn resume_request(&mut self) {
         self.0.resume_request();
     }

@@ -139,3 +139,38 @@ fn strict_counting_across_nodes_cannot_count_frames() {
 fn stream_of(config: &Rc<Config>) -> Stream {
     stream(Rc::clone(config))
 }
+
+/// A WebSocket connection ends when its token expires, as API-M re-checks the token on each frame
+/// a client sends: the first bytes after `exp` (and the key manager's clock skew, when a new
+/// request with the token is refused) go nowhere and the connection is reset. A plain
+/// request's body is not a connection: it passes whatever the token's `exp`.
+#[test]
+fn a_websocket_connection_ends_when_its_token_expires() {
+    use crate::host::Direction::Request;
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
+    for upgrade in [true, false] {
+        let mut headers = vec![(":method", "GET"), (":path", "/p/1/menu"), ("authorization", "Bearer opaque-token-1")];
+        if upgrade {
+            headers.extend([("connection", "Upgrade"), ("upgrade", "websocket")]);
+        }
+        let mut host = FakeHost::request(&headers);
+        host.now = 1_000;
+        let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
+        prepare_counters(&mut host, &mut config);
+        let last = 2_000 + config.auth.key_managers[0].clock_skew_s;
+        let mut stream = stream(Rc::new(config));
+        assert_eq!(stream.on_request_headers(&mut host, false), Flow::Waiting);
+        stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+        assert!(host.resumed && host.sent.is_none(), "{upgrade}");
+        let frame = client_frame("hello");
+        host.now = last;
+        assert_eq!(body(&mut stream, &mut host, Request, &frame), frame, "valid to its last second");
+        host.now = last + 1;
+        let expected = if upgrade { Vec::new() } else { frame.clone() };
+        assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "{upgrade}");
+        assert_eq!(host.closed, upgrade);
+        assert_eq!(host.counted, if upgrade { vec![900903] } else { vec![] });
+        assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "and after: {upgrade}");
+        assert_eq!(host.counted.len(), usize::from(upgrade), "counted once");
+    }
+}

@@ -1,0 +1,56 @@
+//! A WebSocket connection ends when its credential expires, as API-M 4.x's gateway re-checks a
+//! connection's token on each frame the client sends (`InboundWebSocketProcessor`'s
+//! `authenticateToken`: an expired token closes the connection): the first bytes the client sends
+//! after its token's (or JWT API key's) `exp`, and the clock skew its verifier allows, are
+//! dropped and the connection is reset.
+
+use super::Stream;
+use crate::auth::bearer::Expiring;
+use crate::auth::settings::AuthConfig;
+use crate::auth::Identity;
+use crate::catalogue::{Fault, FaultId};
+use crate::host::{Direction, Host};
+use crate::observe;
+
+/// The last second a credential is accepted (Unix seconds), if it ever stops being: its `exp`
+/// plus the clock skew its verifier allows (the key manager's, or the JWT API keys'), when a new
+/// request with it is refused.
+pub(super) fn expiry_of(auth: &AuthConfig, identity: &Identity) -> Option<u64> {
+    let (expires_at, skew) = match identity {
+        Identity::Token(token) => {
+            (token.expires_at(), auth.key_manager(token.key_manager).map_or(0, |km| km.clock_skew_s))
+        }
+        Identity::JwtApiKey(key) => (key.expires_at(), auth.api_key_jwt.as_ref().map_or(0, |jwt| jwt.clock_skew_s)),
+        Identity::ApiKey(_) => return None,
+    };
+    (expires_at != u64::MAX).then(|| expires_at.saturating_add(skew))
+}
+
+impl Stream {
+    /// A client's bytes on an upgraded WebSocket connection (`size` of them in this chunk): past its
+    /// credential's expiry they are dropped and the connection ends. Answers whether it ended.
+    pub(super) fn end_if_expired(&mut self, host: &mut impl Host, size: usize) -> bool {
+        let Some(expires_at) = self.credential_expires_at.filter(|_| self.request.is_websocket_upgrade()) else {
+            return false;
+        };
+        if self.connection_ended {
+            host.replace_body_chunk(Direction::Request, size, &[]);
+            return true;
+        }
+        // Without a clock nothing is decided: the bytes pass (the next chunk asks again).
+        let Ok(now) = host.now() else { return false };
+        if now <= expires_at {
+            return false;
+        }
+        self.connection_ended = true;
+        host.replace_body_chunk(Direction::Request, size, &[]);
+        host.close_stream();
+        let fault = &Fault::new(FaultId::AccessTokenExpired);
+        host.count(&format!("apim.fault.{}", fault.code));
+        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
+            host.count(&observe::refused_stat(&api.stats_prefix, fault));
+        }
+        log::debug!("a WebSocket connection's credential expired: the connection ends");
+        true
+    }
+}
