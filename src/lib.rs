@@ -4,7 +4,8 @@
 //! Everything but `filter` is plain Rust with no proxy-wasm dependency, tested natively. Modules
 //! from the bottom up (each imports only those above it in this list):
 //! [`vocab`] (shared vocabulary), [`host`] (the seam to Envoy), [`cidr`], [`hashing`],
-//! [`websocket`] (WebSocket frames in a body's chunks), [`signatures`] (verifying and signing keys),
+//! [`websocket`] (WebSocket frames in a body's chunks), [`event_stream`] (server-sent events in a
+//! response's chunks), [`signatures`] (verifying and signing keys),
 //! [`schema`] (the JSON users write), [`catalogue`] (every fault), [`render`] (the one renderer),
 //! [`routing`] (APIs, resources, paths), [`directory`] (applications, subscriptions, keys,
 //! policies), [`auth`] (key validation and authorization), [`throttle`] (levels, plans, engines),
@@ -24,6 +25,7 @@ pub mod conditions;
 pub mod config;
 pub mod directory;
 pub mod docs;
+pub mod event_stream;
 pub mod hashing;
 pub mod host;
 pub mod observe;

@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "cidr",
     "hashing",
     "websocket",
+    "event_stream",
     "pieces",
     "signatures",
     "schema",

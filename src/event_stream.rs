@@ -1,0 +1,103 @@
+//! Server-sent events (the `text/event-stream` format) read from a response's chunks as Envoy
+//! cuts them: where each event starts, so that each can be counted before a byte of it goes on.
+//! Pure: the stream feeds it body chunks.
+
+/// Where a response is, between chunks.
+#[derive(Clone, Debug, Default)]
+pub struct EventScanner {
+    /// Bytes of the current line so far (0: at a line's start).
+    line_len: usize,
+    /// The last byte was a CR (a LF right after it ends no other line).
+    after_cr: bool,
+    /// An event is under way (a line of it read, its blank line not yet).
+    in_event: bool,
+}
+
+impl EventScanner {
+    /// Reads `chunk`, asking `admit` about each event at its first byte (an event: lines up to a
+    /// blank line; a line ends with CRLF, LF or CR). Answers where the first event `admit` refused
+    /// starts in the chunk, if one did: the caller ends the stream there, as API-M's gateway ends
+    /// a server-sent-events stream over its tiers. Comment lines (`:` first, a keep-alive) make an
+    /// event as any other line does, as API-M counts each blank-line-ended block.
+    pub fn scan(&mut self, chunk: &[u8], mut admit: impl FnMut() -> bool) -> Option<usize> {
+        for (at, byte) in chunk.iter().enumerate() {
+            match byte {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\n' | b'\r' => {
+                    self.after_cr = *byte == b'\r';
+                    if self.line_len == 0 {
+                        self.in_event = false;
+                    }
+                    self.line_len = 0;
+                }
+                _ => {
+                    self.after_cr = false;
+                    if self.line_len == 0 && !self.in_event {
+                        if !admit() {
+                            return Some(at);
+                        }
+                        self.in_event = true;
+                    }
+                    self.line_len = self.line_len.saturating_add(1);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `stream` cut at `cuts`, admitting `admitted` events: how many were asked about and
+    /// the bytes that passed.
+    fn run(stream: &[u8], cuts: &[usize], admitted: usize) -> (usize, Vec<u8>) {
+        let mut scanner = EventScanner::default();
+        let (mut asked, mut passed) = (0, Vec::new());
+        let mut from = 0;
+        for to in cuts.iter().copied().chain([stream.len()]) {
+            let chunk = &stream[from..to];
+            let admit = || {
+                asked += 1;
+                asked <= admitted
+            };
+            match scanner.scan(chunk, admit) {
+                None => passed.extend_from_slice(chunk),
+                Some(end) => {
+                    passed.extend_from_slice(&chunk[..end]);
+                    return (asked, passed);
+                }
+            }
+            from = to;
+        }
+        (asked, passed)
+    }
+
+    const STREAM: &[u8] = b"data: one\n\n: keep-alive\r\n\r\nevent: two\ndata: a\ndata: b\r\rdata: three\r\n\r\n";
+
+    #[test]
+    fn every_event_is_asked_about_once_whatever_the_line_endings_and_cuts() {
+        for cut in 0..STREAM.len() {
+            assert_eq!(run(STREAM, &[cut], usize::MAX), (4, STREAM.to_vec()), "cut at {cut}");
+        }
+        let every_byte: Vec<usize> = (1..STREAM.len()).collect();
+        assert_eq!(run(STREAM, &every_byte, usize::MAX), (4, STREAM.to_vec()));
+        // A CRLF cut between its CR and LF ends one line, not two (no blank line between them).
+        let crlf = b"data: x\r\ndata: y\r\n\r\n";
+        for cut in 0..crlf.len() {
+            assert_eq!(run(crlf, &[cut], usize::MAX).0, 1, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_refused_event_ends_the_stream_where_it_starts() {
+        let third = STREAM.windows(11).position(|window| window == b"event: two\n").unwrap();
+        let fourth = STREAM.windows(11).position(|window| window == b"data: three").unwrap();
+        for cut in [0, 3, third, third + 1, STREAM.len() - 1] {
+            assert_eq!(run(STREAM, &[cut], 2), (3, STREAM[..third].to_vec()), "cut at {cut}");
+            assert_eq!(run(STREAM, &[cut], 3), (4, STREAM[..fourth].to_vec()), "cut at {cut}");
+            assert_eq!(run(STREAM, &[cut], 0), (1, Vec::new()), "cut at {cut}");
+        }
+    }
+}
