@@ -37,9 +37,6 @@ pub struct Scanner {
     in_message: bool,
     /// The opcode of the message under way (what its continuation frames are asked about as).
     last_data_opcode: u8,
-    /// The byte stream is not WebSocket framing the scanner can follow (a frame over 2^63 bytes):
-    /// from there on, every byte passes unread.
-    lost: bool,
 }
 
 /// A data frame, as the caller is asked about it.
@@ -84,7 +81,7 @@ impl Scanner {
         let mut kept: Option<Vec<u8>> = None;
         let mut drops = 0u32;
         let mut at = 0;
-        while at < chunk.len() && !self.lost {
+        while at < chunk.len() {
             if self.header_len == 0 && self.payload_left == 0 {
                 // A frame starts here.
                 if let Some((pending, _)) =
@@ -139,7 +136,7 @@ impl Scanner {
         if let Some(kept) = kept.as_mut() {
             kept.extend_from_slice(chunk.get(at..).unwrap_or_default());
         }
-        let at_boundary = self.header_len == 0 && self.payload_left == 0 && !self.in_message && !self.lost;
+        let at_boundary = self.header_len == 0 && self.payload_left == 0 && !self.in_message;
         if let Some((pending, _)) = notices.as_mut().filter(|(pending, _)| !pending.is_empty() && at_boundary) {
             kept.get_or_insert_with(|| chunk.to_vec()).append(pending);
         }
@@ -161,10 +158,10 @@ impl Scanner {
             self.header_len += 1;
             read += 1;
             if let Some(payload) = self.header_complete() {
+                // A length RFC 6455 forbids (the top bit set) or too large to end is a frame that
+                // never ends: every byte after it is its payload, passed or dropped with it (a
+                // dropped one never lets the bytes after it through unread).
                 self.header_len = 0;
-                if payload > i64::MAX as u64 {
-                    self.lost = true;
-                }
                 self.payload_left = payload;
                 if payload == 0 {
                     return read;
@@ -364,7 +361,7 @@ mod tests {
         stream.extend_from_slice(&client_frame(FIN | TEXT, b"x"));
         let (asked, passed) = run(&stream, &[], &[]);
         assert_eq!(asked, vec![TEXT], "the frame after it is not read");
-        // Lost mid-frame, a pending notice is never put into the stream.
+        // Inside a frame that never ends, a pending notice is never put into the stream.
         let mut scanner = Scanner::default();
         let mut pending = Vec::new();
         let (out, _) = scanner.scan(&stream[..12], |_| Verdict::Pass, Some((&mut pending, b"notice")));
@@ -373,6 +370,20 @@ mod tests {
         let (out, _) = scanner.scan(&stream[12..], |_| Verdict::Pass, Some((&mut pending, b"notice")));
         assert_eq!((out, pending.len()), (Chunk::Unchanged, 6));
         assert_eq!(passed, stream);
+    }
+
+    #[test]
+    fn a_dropped_frame_whose_length_no_frame_can_have_takes_every_byte_after_it() {
+        // Over the limit, a client cannot make the scanner stop reading by sending a length with
+        // the top bit set: the frames after it, which a backend may still read, are not let
+        // through uncounted.
+        let mut stream = vec![FIN | TEXT, MASK | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+        let after = client_frame(FIN | TEXT, b"smuggled");
+        stream.extend_from_slice(&after);
+        for cuts in [vec![], vec![3], vec![14], vec![14, 16], (1..stream.len()).collect()] {
+            let (asked, passed) = run(&stream, &cuts, &[0]);
+            assert_eq!((asked, passed), (vec![TEXT], Vec::new()), "cuts {cuts:?}");
+        }
     }
 
     #[test]
