@@ -18,6 +18,18 @@ pub const CLOSE: u8 = 0x8;
 /// A frame header is at most 14 bytes: 2, 8 of extended length, 4 of mask.
 const MAX_HEADER: usize = 14;
 
+/// The most notices that wait for the client at once: a client flooding frames over its limit
+/// while the backend says nothing would otherwise grow them without bound (a notice of ~60 bytes
+/// for each frame of 6). Drops beyond are still counted, in stats and analytics.
+pub const MAX_PENDING_NOTICES: usize = 16;
+
+/// Adds `notice` to the bytes waiting for the client, unless `MAX_PENDING_NOTICES` wait already.
+pub fn queue_notice(pending: &mut Vec<u8>, notice: &[u8]) {
+    if pending.len() < notice.len().saturating_mul(MAX_PENDING_NOTICES) {
+        pending.extend_from_slice(notice);
+    }
+}
+
 /// Where one direction of a connection is, between chunks.
 #[derive(Clone, Debug, Default)]
 pub struct Scanner {
@@ -104,7 +116,7 @@ impl Scanner {
                     self.dropping_message = true;
                     drops = drops.saturating_add(1);
                     if let Some((pending, notice)) = notices.as_mut() {
-                        pending.extend_from_slice(notice);
+                        queue_notice(pending, notice);
                     }
                 }
                 if data {

@@ -100,8 +100,8 @@ impl Stream {
         let (chunk_out, drops) = match direction {
             Direction::Request => {
                 let scanned = from_client.scan(&chunk, &mut decide, None);
-                for _ in 0..scanned.1 {
-                    pending.extend_from_slice(notice);
+                for _ in 0..scanned.1.min(websocket::MAX_PENDING_NOTICES as u32) {
+                    websocket::queue_notice(pending, notice);
                 }
                 scanned
             }

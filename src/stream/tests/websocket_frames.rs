@@ -87,6 +87,26 @@ fn frames_in_either_direction_count_and_one_over_the_limit_is_replaced_by_the_no
     assert_eq!(body(&mut stream, &mut host, Request, &client_frame("d")), Vec::<u8>::new());
 }
 
+/// A client flooding frames over its limit while the backend says nothing: the notices owed to it
+/// wait in a bounded space, the drops all counted.
+#[test]
+fn the_notices_waiting_for_a_silent_backend_are_bounded() {
+    use crate::host::Direction::{Request, Response};
+    let (mut host, mut stream, _) = handshake(frames_config(true, ""), None);
+    host.response.insert(":status".into(), b"101".to_vec());
+    stream.on_response_headers(&mut host);
+    let flood = client_frame("x").repeat(1_000);
+    for _ in 0..3 {
+        body(&mut stream, &mut host, Request, &flood);
+    }
+    assert_eq!(host.counted.len(), 3_000 - 3, "every frame over the limit is counted");
+    let ping = vec![0x89, 0];
+    let notice = websocket::server_text_frame(NOTICE);
+    let sent = body(&mut stream, &mut host, Response, &ping);
+    assert_eq!(sent, [notice.repeat(websocket::MAX_PENDING_NOTICES), ping.clone()].concat());
+    assert_eq!(body(&mut stream, &mut host, Response, &ping), ping, "nothing more is owed");
+}
+
 #[test]
 fn a_refused_upgrade_and_a_plain_request_are_http() {
     use crate::host::Direction::Response;
