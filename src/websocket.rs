@@ -75,6 +75,12 @@ pub enum Chunk {
 }
 
 impl Scanner {
+    /// A direction whose framing cannot be followed from here (bytes went by unread): every byte
+    /// from now on is dropped, as the payload of a dropped frame that never ends.
+    pub fn dropping_everything() -> Scanner {
+        Scanner { payload_left: u64::MAX, dropping_frame: true, dropping_message: true, ..Scanner::default() }
+    }
+
     /// Reads `chunk`, asking `decide` about each data frame (text, binary, continuation) at its
     /// first byte, so that every byte of a dropped frame, its header included, is still to be
     /// forwarded. Control frames (close, ping, pong) pass; once a frame of a message is dropped,

@@ -51,9 +51,16 @@ impl Frames {
 
 impl Stream {
     /// A handshake whose frames are counted: the notice its dropped frames get, rendered once.
-    pub(super) fn count_frames_from_now(&mut self, counters: Vec<Counter>) {
+    /// `early_bytes`: what the client sent while the handshake waited on a call (RFC 6455 forbids
+    /// it), which Envoy forwards unread: the client's frames cannot be followed after them, and
+    /// nothing more of the client's is forwarded (else a frame read out of step could carry the
+    /// rest uncounted).
+    pub(super) fn count_frames_from_now(&mut self, counters: Vec<Counter>, early_bytes: u64) {
         let text = render::websocket_frame_text(&Fault::new(FaultId::WebsocketFrameThrottled), &self.config.errors);
-        let frames = Frames::new(counters, &text);
+        let mut frames = Frames::new(counters, &text);
+        if early_bytes > 0 {
+            frames.from_client = Scanner::dropping_everything();
+        }
         self.byte_counters = frames.byte_counters();
         self.frames = Some(Box::new(frames));
     }

@@ -126,8 +126,8 @@ impl Stream {
             self.throttled = true;
             return match planned {
                 Ok(counters) => {
-                    self.count_frames_from_now(counters);
                     let early = std::mem::take(&mut self.uncharged_bytes);
+                    self.count_frames_from_now(counters, early);
                     self.charge(host, early);
                     self.forward(host, authorized.as_ref(), false)
                 }

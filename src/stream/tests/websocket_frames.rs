@@ -107,6 +107,40 @@ fn the_notices_waiting_for_a_silent_backend_are_bounded() {
     assert_eq!(body(&mut stream, &mut host, Response, &ping), ping, "nothing more is owed");
 }
 
+/// A client that sends bytes while its handshake waits on a call (RFC 6455 forbids sending before
+/// the server's answer): Envoy forwards them unread once the handshake goes on, so the frames read
+/// from there may not start where the client's do. Nothing more from the client is forwarded; it
+/// cannot make its frames be read out of step and pass uncounted.
+#[test]
+fn bytes_sent_before_a_waiting_handshake_is_answered_stop_the_client() {
+    use crate::host::Direction::Request;
+    let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
+    if let Some(api) = Rc::get_mut(&mut config.routes).and_then(|routes| routes.apis.first_mut()) {
+        api.counts_websocket_frames = true;
+    }
+    let upgrade = [(":method", "GET"), (":path", "/p/1/menu"), ("connection", "Upgrade"), ("upgrade", "websocket")];
+    let mut host = FakeHost::request(&upgrade);
+    host.request.insert("authorization".into(), b"Bearer opaque-token-1".to_vec());
+    host.now = 1_000;
+    prepare_counters(&mut host, &mut config);
+    let mut stream = stream(Rc::new(config));
+    assert_eq!(stream.on_request_headers(&mut host, false), Flow::Waiting, "the token is introspected");
+    // Half a header: a binary frame of 10 bytes, its mask still to come.
+    host.bodies[Request as usize] = vec![0x82, 0x8A];
+    assert_eq!(stream.on_request_body(&mut host, 2, false), Flow::Waiting);
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+    assert!(host.resumed && host.sent.is_none(), "the handshake goes on");
+    host.response.insert(":status".into(), b"101".to_vec());
+    stream.on_response_headers(&mut host);
+    // Its mask reads as a header of a frame that never ends, and 10 bytes of payload follow:
+    // read from here, the 150 frames after them would all be its payload.
+    let mut rest = vec![0x82, 0x7F, 0x7F, 0xFF];
+    rest.extend_from_slice(&[0xFF; 10]);
+    rest.extend(client_frame("x").repeat(150));
+    assert_eq!(body(&mut stream, &mut host, Request, &rest), Vec::<u8>::new(), "the Gold tier allows 100 a minute");
+}
+
 #[test]
 fn a_refused_upgrade_and_a_plain_request_are_http() {
     use crate::host::Direction::Response;
