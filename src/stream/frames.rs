@@ -80,14 +80,28 @@ impl Stream {
         if size == 0 && frames.pending.is_empty() {
             return;
         }
-        let Some(chunk) = host.body_chunk(direction, size) else { return };
-        let Ok(now) = host.now() else {
-            // Nothing is counted without the clock: the frames pass, and the log says so.
+        let Some(chunk) = host.body_chunk(direction, size) else {
+            // Bytes gone by unread: the frames after them cannot be followed (read out of step,
+            // one could carry the rest uncounted), and nothing more goes that way.
+            crate::host::warn_repeated(host.gateway_scope(), "frames_unreadable", 0, || {
+                "a WebSocket body chunk cannot be read: the connection's direction is cut".to_string()
+            });
+            let scanner = match direction {
+                Direction::Request => &mut frames.from_client,
+                Direction::Response => &mut frames.from_backend,
+            };
+            *scanner = Scanner::dropping_everything();
+            host.replace_body_chunk(direction, size, &[]);
+            return;
+        };
+        let now = host.now().ok();
+        if now.is_none() {
+            // Nothing is counted without the clock: the frames pass (still read, to stay in step
+            // with them), and the log says so.
             crate::host::warn_repeated(host.gateway_scope(), "frames_clock", 0, || {
                 "the host clock cannot be read: WebSocket frames pass uncounted".to_string()
             });
-            return;
-        };
+        }
         let config = Rc::clone(&self.config);
         let worker = Rc::clone(&self.worker);
         let mut worker = worker.borrow_mut();
@@ -96,6 +110,7 @@ impl Stream {
         let Frames { counters, from_client, from_backend, pending, notice } = frames;
         let mut uncounted = None;
         let mut decide = |_| {
+            let Some(now) = now else { return Verdict::Pass };
             let FrameCount { passed, uncounted: why } = count_frame(&config.throttle, &mut engine, host, counters, now);
             uncounted = why.or(uncounted);
             if passed {
@@ -117,6 +132,7 @@ impl Stream {
         let refills = std::mem::take(&mut engine.refills);
         drop(engine);
         drop(worker);
+        let now = now.unwrap_or_default();
         self.start_refills(host, &config, refills, now);
         if let Chunk::Rewritten(bytes) = chunk_out {
             host.replace_body_chunk(direction, size, &bytes);

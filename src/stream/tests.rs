@@ -34,6 +34,8 @@ struct FakeHost {
     bodies: [Vec<u8>; 2],
     /// The stream was reset (`close_stream`).
     closed: bool,
+    /// The body chunks cannot be read.
+    bodies_unreadable: bool,
 }
 
 impl FakeHost {
@@ -127,6 +129,9 @@ impl Host for FakeHost {
         self.resumed = true;
     }
     fn body_chunk(&self, direction: crate::host::Direction, size: usize) -> Option<Vec<u8>> {
+        if self.bodies_unreadable {
+            return None;
+        }
         let body = &self.bodies[direction as usize];
         Some(body[..size.min(body.len())].to_vec())
     }

@@ -141,6 +141,46 @@ fn bytes_sent_before_a_waiting_handshake_is_answered_stop_the_client() {
     assert_eq!(body(&mut stream, &mut host, Request, &rest), Vec::<u8>::new(), "the Gold tier allows 100 a minute");
 }
 
+/// Bytes that go by unscanned (the clock unreadable, the chunk unreadable) must not put the
+/// frames read after them out of step: a client could otherwise send half a header through and
+/// make the rest of its stream one frame that never ends, uncounted.
+#[test]
+fn frames_stay_in_step_when_a_chunk_cannot_be_counted() {
+    use crate::host::Direction::{Request, Response};
+    // The mask of the frame the first chunk starts reads, out of step, as a header of a frame that
+    // never ends; 10 bytes of payload, and 150 frames (3 an hour pass).
+    let mut rest = vec![0x82, 0x7F, 0x7F, 0xFF];
+    rest.extend_from_slice(&[0xFF; 10]);
+    rest.extend(client_frame("x").repeat(150));
+    for unreadable in ["clock", "chunk"] {
+        let (mut host, mut stream, _) = handshake(frames_config(true, ""), None);
+        host.response.insert(":status".into(), b"101".to_vec());
+        stream.on_response_headers(&mut host);
+        host.clock_broken = unreadable == "clock";
+        host.bodies_unreadable = unreadable == "chunk";
+        body(&mut stream, &mut host, Request, &[0x82, 0x8A]);
+        (host.clock_broken, host.bodies_unreadable) = (false, false);
+        let passed = body(&mut stream, &mut host, Request, &rest);
+        let notices = match unreadable {
+            // Scanned without counting: the frame goes on, and the three of the hour after it.
+            "clock" => {
+                assert_eq!(passed, [&rest[..14], &client_frame("x").repeat(3)].concat());
+                websocket::MAX_PENDING_NOTICES
+            }
+            // Unread: nothing after it can be followed, and nothing more goes.
+            _ => {
+                assert_eq!(passed, Vec::<u8>::new());
+                0
+            }
+        };
+        let notice = websocket::server_text_frame(NOTICE);
+        assert_eq!(
+            body(&mut stream, &mut host, Response, &[0x89, 0]),
+            [notice.repeat(notices), vec![0x89, 0]].concat()
+        );
+    }
+}
+
 #[test]
 fn a_refused_upgrade_and_a_plain_request_are_http() {
     use crate::host::Direction::Response;
