@@ -737,56 +737,10 @@ fn without_access_log_fields_no_property_is_set_in_either_encoding() {
     }
 }
 
-/// A config whose API takes API keys in the query, and an application with `SECRET_KEY`.
-const SECRET_KEY: &str = "k-SECRET-0123456789";
-
-fn api_key_config(extra: &str) -> Rc<Config> {
-    let json = format!(
-        r#"{{{extra}"apis":[{{"name":"P","context":"/p","version":"1","api_key_in_query":true,
-            "security":["api_key"],"endpoints":{{"production":"backend"}},
-            "resources":[{{"method":"GET","path":"/menu"}}]}}],
-          "applications":[{{"id":"app-1","name":"App","api_keys":[{{"sha256":"{}"}}]}}],
-          "subscriptions":[{{"application":"app-1","api":"P:1"}}]}}"#,
-        crate::hashing::hex(&credential_hash(SECRET_KEY))
-    );
-    Rc::new(Config::from_json(json.as_bytes()).unwrap())
-}
-
-#[test]
-fn an_api_key_in_the_query_reaches_no_access_log_field_and_no_refused_path() {
-    for encoding in ["properties", "struct"] {
-        let extra = format!(r#""observability":{{"access_log_encoding":"{encoding}"}},"#);
-        let original_path = |host: &FakeHost| match encoding {
-            "struct" => crate::observe::decode_struct(&host.properties[crate::observe::STRUCT_PROPERTY])
-                ["original_path"]
-                .clone(),
-            _ => String::from_utf8(host.properties["apim.original_path"].clone()).unwrap(),
-        };
-        // Allowed: the key leaves the upstream path and the field.
-        let mut host =
-            FakeHost::request(&[(":method", "GET"), (":path", &format!("/p/1/menu?x=1&apikey={SECRET_KEY}"))]);
-        let mut allowed = stream(api_key_config(&extra));
-        assert_eq!(allowed.on_request_headers(&mut host, true), Flow::Continue);
-        assert_eq!(host.req(":path"), "/menu?x=1");
-        assert_eq!(original_path(&host), "/p/1/menu?x=1", "{encoding}");
-        // A failed upstream answered with a fault: the request's `:path` stays what went upstream.
-        host.response.insert(":status".into(), b"503".to_vec());
-        host.properties.insert("response.flags".into(), 32u64.to_le_bytes().to_vec());
-        host.properties.insert("response.code_details".into(), b"upstream_reset_before_response_started{x}".to_vec());
-        assert_eq!(allowed.on_response_headers(&mut host), Flow::Answered);
-        assert_eq!(host.req(":path"), "/menu?x=1");
-        // Refused (a wrong key, spelled `api%6Bey`): neither the field nor Envoy's `:path`, which
-        // its access log prints, holds the guess.
-        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu?api%6Bey=guess-SECRET")]);
-        assert_eq!(stream(api_key_config(&extra)).on_request_headers(&mut host, true), Flow::Answered);
-        assert_eq!(original_path(&host), "/p/1/menu", "{encoding}");
-        assert_eq!(host.req(":path"), "/p/1/menu");
-    }
-}
-
 mod calls;
 mod cors;
 mod debug_output;
+mod event_streams;
 mod gateways;
 mod grpc;
 mod hostile_keys;

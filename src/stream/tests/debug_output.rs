@@ -1,5 +1,6 @@
 //! What the request's and the worker's `Debug` print: never a credential.
 
+use super::query_credentials::SECRET_KEY;
 use super::*;
 
 #[test]

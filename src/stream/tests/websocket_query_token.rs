@@ -2,6 +2,7 @@
 //! API-M's gateway takes it (`InboundWebSocketProcessor.validateOAuthHeader`: a browser's
 //! WebSocket cannot set `Authorization`), and the parameter never going upstream or into a log.
 
+use super::query_credentials::{api_key_config, SECRET_KEY};
 use super::*;
 
 /// `SECURED` with its API `P` as a control-plane WebSocket API is (`wire::takes_query_credentials`).
