@@ -349,14 +349,14 @@ fn a_websocket_api_is_served_at_its_handshake_and_a_graphql_api_is_not_served() 
     assert!(!envoy.log().contains(&app1), "the token is never logged");
 }
 
-/// `event_apis: count_frames`: a WebSocket API's frames count against its subscription's tier, as
+/// `event_apis: count_messages`: a WebSocket API's frames count against its subscription's tier, as
 /// API-M counts them, and its handshake does not; a frame over the tier never reaches the backend.
 #[test]
 fn a_websocket_apis_frames_count_against_its_subscription() {
     let (backend, received) = acking_backend();
     let key_manager = |km: &KeyManager| json!({"name": KM, "issuer": km.issuer(), "audiences": ["urn:apim:jwt"], "jwks": {"cluster": "km", "path": "/jwks"}});
     let stack = launch_adjusted(ControlPlane::start(), key_manager, STILL, |config, setup| {
-        config["control_plane"]["event_apis"] = "count_frames".into();
+        config["control_plane"]["event_apis"] = "count_messages".into();
         config["control_plane"]["endpoints"]["ChatAPI"] = json!({"production": "ws"});
         setup.clusters.push(("ws".into(), backend));
     });

@@ -302,8 +302,8 @@ fn verification_fingerprint<Applications, Subscriptions>(raw: &RawConfig<'_, App
     serde_json::to_vec(&sections).map(|json| crate::hashing::hex(&sha2::Sha256::digest(json))).unwrap_or_default()
 }
 
-/// WebSocket frames never wait for a call: a rate-limit service counting strictly (one call per
-/// request) cannot count them.
+/// WebSocket frames and server-sent events never wait for a call: a rate-limit service counting
+/// strictly (one call per request) cannot count them.
 fn check_frame_counting(
     throttle: &ThrottleConfig,
     routes: &Table,
@@ -314,13 +314,18 @@ fn check_frame_counting(
     if !strict {
         return Ok(());
     }
-    let why = "WebSocket frames are not held for a call to the rate-limit service: counting them needs \
-               `throttling.rate_limit_service.counting: leased`";
-    if let Some(index) = routes.apis.iter().position(|api| api.counts_websocket_frames) {
-        return Err(ConfigError::new(format!("apis[{index}].count_websocket_frames"), why));
+    let why = "WebSocket frames and server-sent events are not held for a call to the rate-limit service: \
+               counting them needs `throttling.rate_limit_service.counting: leased`";
+    for (index, api) in routes.apis.iter().enumerate() {
+        let field = match (api.counts_websocket_frames, api.counts_server_sent_events) {
+            (true, _) => "count_websocket_frames",
+            (_, true) => "count_server_sent_events",
+            _ => continue,
+        };
+        return Err(ConfigError::new(format!("apis[{index}].{field}"), why));
     }
     match control_plane {
-        Some(control_plane) if control_plane.count_frames => Err(ConfigError::new("control_plane.event_apis", why)),
+        Some(control_plane) if control_plane.count_messages => Err(ConfigError::new("control_plane.event_apis", why)),
         _ => Ok(()),
     }
 }

@@ -267,7 +267,7 @@ fn a_refusal_names_the_field_that_was_written() {
             "control_plane.base_path",
         ),
         (
-            r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","event_apis":"count_messages"}}"#,
+            r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","event_apis":"count_events"}}"#,
             "control_plane.event_apis",
         ),
         (

@@ -44,8 +44,11 @@ pub struct Api {
     /// one, as API-M's gateway does; `access_token` then never goes upstream.
     pub websocket_query_credentials: bool,
     /// A WebSocket connection's frames are counted, not its handshake (`count_websocket_frames`,
-    /// or a control plane's WebSocket API with `event_apis: count_frames`).
+    /// or a control plane's WebSocket API with `event_apis: count_messages`).
     pub counts_websocket_frames: bool,
+    /// A response's server-sent events are counted, not its request (`count_server_sent_events`,
+    /// or a control plane's server-sent-events API with `event_apis: count_messages`).
+    pub counts_server_sent_events: bool,
     /// Some resource accepts API keys (or the API takes them in the query): an `apikey` query
     /// parameter is then a credential and never goes upstream.
     pub api_keys: bool,
@@ -427,6 +430,7 @@ fn compile_api(
         api_key_in_query: raw.api_key_in_query,
         websocket_query_credentials: false,
         counts_websocket_frames: raw.count_websocket_frames,
+        counts_server_sent_events: raw.count_server_sent_events,
         policy: raw.policy,
         resources,
         source_id: None,

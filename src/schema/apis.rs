@@ -53,6 +53,16 @@ pub struct RawApi {
     /// request, whatever the connection then carries.
     #[serde(default)]
     pub count_websocket_frames: bool,
+    /// Count a response's server-sent events, not its request, as API-M counts a server-sent-events
+    /// API's: a request is authenticated and checked (blocking conditions, the policies deployed)
+    /// but not counted, and each event of its answer (a `2xx`; lines up to a blank line, a
+    /// keep-alive comment too, as API-M counts each blank-line-ended block) takes one request at
+    /// the API (or resource), subscription and application levels. The first event over a limit
+    /// ends the stream there, as API-M ends it (no error event; Envoy resets the stream, and a
+    /// client's `EventSource` reconnects). Defaults to false: a request counts once, whatever its
+    /// answer carries.
+    #[serde(default)]
+    pub count_server_sent_events: bool,
     /// Resources (method + path template). Defaults to none (every request answers 900906).
     #[serde(default)]
     pub resources: Vec<RawResource>,

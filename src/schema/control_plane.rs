@@ -77,9 +77,8 @@ pub struct RawControlPlane {
     #[serde(default = "default_security")]
     pub security: Vec<SecurityScheme>,
     /// WebSocket and server-sent-events APIs (`apiType` `WS`, `SSE`). API-M counts each of their
-    /// frames (events) against their tiers (`eventCount` quotas): `count_frames` counts a
-    /// WebSocket API's frames as API-M does; the filter does not count a server-sent-events
-    /// API's events, so it serves those only with `count_connections`. Defaults to `not_served`.
+    /// messages (a WebSocket API's frames, a server-sent-events API's events) against their tiers
+    /// (`eventCount` quotas): `count_messages` counts them as API-M does. Defaults to `not_served`.
     #[serde(default)]
     pub event_apis: EventApis,
     /// Whether API policies' `Header` conditions read the request's headers, as API-M's
@@ -109,17 +108,17 @@ pub enum EventApis {
     /// Served at their handshake (authenticated, the topic's scopes checked), each connection
     /// counted once against the tiers, whatever it then carries.
     CountConnections,
-    /// WebSocket APIs served at their handshake, which is not counted, and every data frame of the
-    /// connection then counted against the tiers in either direction, as API-M's gateway counts
-    /// them (see `apis[].count_websocket_frames`). Server-sent-events APIs are not served (their
-    /// events are not counted; logged).
-    CountFrames,
+    /// Served at their handshake, which is checked and not counted, and every message then counted
+    /// against the tiers as API-M's gateway counts them: a WebSocket API's data frames in either
+    /// direction (see `apis[].count_websocket_frames`), a server-sent-events API's events (see
+    /// `apis[].count_server_sent_events`).
+    CountMessages,
 }
 
 choice!(EventApis {
     NotServed = "not_served",
     CountConnections = "count_connections",
-    CountFrames = "count_frames",
+    CountMessages = "count_messages",
 });
 
 /// Envoy cluster names of an API's production and sandbox endpoints.

@@ -1,5 +1,5 @@
 //! A WebSocket connection whose frames are counted (`count_websocket_frames`, a control plane's
-//! WebSocket API with `event_apis: count_frames`): the handshake's plan of counters, the frames
+//! WebSocket API with `event_apis: count_messages`): the handshake's plan of counters, the frames
 //! read in each direction, the dropped frames' notices to the client.
 
 use std::rc::Rc;
@@ -111,7 +111,8 @@ impl Stream {
         let mut uncounted = None;
         let mut decide = |_| {
             let Some(now) = now else { return Verdict::Pass };
-            let FrameCount { passed, uncounted: why } = count_frame(&config.throttle, &mut engine, host, counters, now);
+            let FrameCount { passed, uncounted: why, .. } =
+                count_frame(&config.throttle, &mut engine, host, counters, now);
             uncounted = why.or(uncounted);
             if passed {
                 Verdict::Pass

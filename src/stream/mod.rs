@@ -9,6 +9,7 @@
 
 pub mod background;
 mod directory;
+mod events;
 mod expiry;
 mod frames;
 mod request;
@@ -144,6 +145,8 @@ pub struct Stream {
     application: Option<Rc<Application>>,
     /// A WebSocket connection whose frames are counted, once its handshake is forwarded.
     frames: Option<Box<frames::Frames>>,
+    /// A response whose server-sent events are counted, once its request is forwarded.
+    events: Option<Box<events::Events>>,
     /// When the request's credential expires (a WebSocket connection ends then).
     credential_expires_at: Option<u64>,
     /// The connection was ended (its credential expired): the client's bytes go nowhere.
@@ -184,6 +187,7 @@ impl Stream {
             api_stats: false,
             application: None,
             frames: None,
+            events: None,
             credential_expires_at: None,
             connection_ended: false,
         }

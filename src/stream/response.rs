@@ -43,6 +43,7 @@ impl Stream {
             .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
             .unwrap_or(0);
         self.handshake_answered(status);
+        self.stream_answered(status);
         // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
         // everything else; but for a gRPC request, whose every reply from Envoy is a 200.
         if status < 400 && !self.request.grpc {
@@ -107,6 +108,9 @@ impl Stream {
         self.charge(host, body_size as u64);
         if self.frames.is_some() {
             self.count_frames(host, crate::host::Direction::Response, body_size);
+        }
+        if self.events.is_some() {
+            self.count_events(host, body_size);
         }
         Flow::Continue
     }

@@ -116,8 +116,9 @@ impl Stream {
         let read_claims: &dyn Fn() -> Option<serde_json::Map<String, serde_json::Value>> = &read_claims;
         let facts = RequestFacts::new(snapshot.headers(), snapshot.query(), authorized.as_ref().map(|_| read_claims));
         let who = Caller { request: Some(&facts), ..caller(authorized.as_ref(), client_ip) };
-        if api.counts_websocket_frames && snapshot.is_websocket_upgrade() {
-            // The handshake is checked, not counted: its frames are.
+        let websocket = api.counts_websocket_frames && snapshot.is_websocket_upgrade();
+        if websocket || api.counts_server_sent_events {
+            // The handshake is checked, not counted: its messages are.
             let planned = self.throttle_at(host, now, |context| {
                 throttle::frames::plan_frames(context.throttle, context.directory, api, resource, &who)
             });
@@ -127,7 +128,11 @@ impl Stream {
             return match planned {
                 Ok(counters) => {
                     let early = std::mem::take(&mut self.uncharged_bytes);
-                    self.count_frames_from_now(counters, early);
+                    if websocket {
+                        self.count_frames_from_now(counters, early);
+                    } else {
+                        self.count_events_from_now(counters);
+                    }
                     self.charge(host, early);
                     self.forward(host, authorized.as_ref(), false)
                 }

@@ -52,6 +52,9 @@ pub struct FrameCount {
     pub passed: bool,
     /// A level could not count the frame.
     pub uncounted: Option<Contended>,
+    /// The fault of the level that dropped it (throttled at that level, or 900808 when it could
+    /// not count).
+    pub dropped_by: Option<FaultId>,
 }
 
 /// Counts one frame at `counters`, in order: each takes a token (a byte budget is only checked:
@@ -92,7 +95,11 @@ pub fn count_frame(
                     FailureMode::Allow => continue,
                     FailureMode::Deny => {
                         give_back(engines, store, taken, now);
-                        return FrameCount { passed: false, uncounted };
+                        return FrameCount {
+                            passed: false,
+                            uncounted,
+                            dropped_by: Some(FaultId::ThrottleInternalError),
+                        };
                     }
                 }
             }
@@ -102,13 +109,13 @@ pub fn count_frame(
                 continue;
             }
             give_back(engines, store, taken, now);
-            return FrameCount { passed: false, uncounted };
+            return FrameCount { passed: false, uncounted, dropped_by: Some(counter.level.fault_id()) };
         }
         if counter.units == Units::Requests {
             taken.push((counter, count));
         }
     }
-    FrameCount { passed: true, uncounted }
+    FrameCount { passed: true, uncounted, dropped_by: None }
 }
 
 fn give_back(engines: &mut Engines<'_>, store: &mut dyn SharedStore, taken: Vec<(&Counter, Count)>, now: u64) {

@@ -58,9 +58,9 @@ pub struct ControlPlane {
     /// Whether WebSocket and server-sent-events APIs are served, counting connections
     /// (`event_apis: count_connections`).
     pub serve_event_apis: bool,
-    /// A WebSocket API's frames are counted, not its handshakes, and server-sent-events APIs are not
-    /// served (`event_apis: count_frames`).
-    pub count_frames: bool,
+    /// A WebSocket API's frames and a server-sent-events API's events are counted, not their
+    /// handshakes (`event_apis: count_messages`).
+    pub count_messages: bool,
     /// Which condition types of API policies' groups apply (API-M's switches).
     pub condition_types: wire::ConditionTypes,
     /// The configuration's own APIs, served beside the control plane's (they win a clash).
@@ -148,7 +148,7 @@ impl ControlPlane {
             endpoint_template: raw.endpoint_template,
             security: raw.security,
             serve_event_apis: raw.event_apis != EventApis::NotServed,
-            count_frames: raw.event_apis == EventApis::CountFrames,
+            count_messages: raw.event_apis == EventApis::CountMessages,
             condition_types: wire::ConditionTypes {
                 header: raw.header_conditions,
                 query_param: raw.query_param_conditions,

@@ -511,10 +511,7 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
             continue;
         }
         let websocket = wire::takes_query_credentials(&api.api_type);
-        if control_plane.count_frames && wire::is_event_api(&api.api_type) && !websocket {
-            loaded.skipped_apis.push(format!("{label} ({})", wire::SSE_EVENTS_NOT_COUNTED));
-            continue;
-        }
+        let counts_messages = control_plane.count_messages && wire::is_event_api(&api.api_type);
         let compiled = wire::api(api, endpoints, &control_plane.security).and_then(|raw| {
             table.add_from_control_plane(&format!("control plane API {label}"), raw).map_err(|error| error.to_string())
         });
@@ -525,7 +522,8 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
                     // A browser's WebSocket cannot set headers: API-M's gateway takes a handshake's
                     // OAuth2 token, and its API key where the API takes API keys, from the query.
                     last.websocket_query_credentials = websocket;
-                    last.counts_websocket_frames = websocket && control_plane.count_frames;
+                    last.counts_websocket_frames = counts_messages && websocket;
+                    last.counts_server_sent_events = counts_messages && !websocket;
                 }
                 loaded.apis += 1;
             }

@@ -564,6 +564,7 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         security: security.to_vec(),
         api_key_in_query: false,
         count_websocket_frames: false,
+        count_server_sent_events: false,
         policy: tier(&api.policy),
         resources,
     })
@@ -602,11 +603,7 @@ pub fn is_event_api(api_type: &str) -> bool {
 
 /// Why an event API is not served by default (`control_plane.event_apis`).
 pub const EVENT_APIS_NOT_SERVED: &str =
-    "a WebSocket or SSE API: its tiers count messages; served with `control_plane.event_apis: count_frames` (WebSocket) or `count_connections`";
-
-/// Why a server-sent-events API is not served with `control_plane.event_apis: count_frames`.
-pub const SSE_EVENTS_NOT_COUNTED: &str =
-    "a server-sent-events API: the filter does not count its events; served with `control_plane.event_apis: count_connections`";
+    "a WebSocket or SSE API: its tiers count messages; served with `control_plane.event_apis: count_messages` or `count_connections`";
 
 /// Whether API-M takes an API's credentials from the query too: a WebSocket API's, on its
 /// handshake, for browsers, whose WebSockets cannot set headers: the OAuth2 token from

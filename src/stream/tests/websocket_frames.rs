@@ -222,12 +222,16 @@ fn without_frame_counting_the_handshake_counts_and_frames_pass() {
 /// count frames, and the configuration says so at load.
 #[test]
 fn strict_counting_across_nodes_cannot_count_frames() {
-    let json = r#"{"throttling":{"rate_limit_service":{"cluster":"rls","counting":"strict"}},
-        "apis":[{"name":"Chat","context":"/chat","version":"1","security":[],"count_websocket_frames":true,
-        "endpoints":{"production":"ws"},"resources":[{"method":"GET","path":"/*"}]}]}"#;
-    let error = Config::from_json(json.as_bytes()).err().unwrap();
-    assert_eq!(error.field, "apis[0].count_websocket_frames", "{error:?}");
-    assert!(Config::from_json(json.replace("strict", "leased").as_bytes()).is_ok());
+    for field in ["count_websocket_frames", "count_server_sent_events"] {
+        let json = format!(
+            r#"{{"throttling":{{"rate_limit_service":{{"cluster":"rls","counting":"strict"}}}},
+            "apis":[{{"name":"Chat","context":"/chat","version":"1","security":[],"{field}":true,
+            "endpoints":{{"production":"ws"}},"resources":[{{"method":"GET","path":"/*"}}]}}]}}"#
+        );
+        let error = Config::from_json(json.as_bytes()).err().unwrap();
+        assert_eq!(error.field, format!("apis[0].{field}"), "{error:?}");
+        assert!(Config::from_json(json.replace("strict", "leased").as_bytes()).is_ok());
+    }
 }
 
 fn stream_of(config: &Rc<Config>) -> Stream {

@@ -49,7 +49,7 @@ fn event_apis_are_not_served_unless_counting_connections_is_chosen() {
     assert_eq!(loaded.apis, 1, "{:?}", loaded.skipped_apis);
     let [chat, ticks, graphql, soap_to_rest] = &loaded.skipped_apis[..] else { panic!("{:?}", loaded.skipped_apis) };
     for (event_api, label) in [(chat, "Chat:1.0.0"), (ticks, "Ticks:1.0.0")] {
-        assert!(event_api.starts_with(label) && event_api.contains("event_apis: count_frames"), "{event_api}");
+        assert!(event_api.starts_with(label) && event_api.contains("event_apis: count_messages"), "{event_api}");
         assert!(view.routes.by_label(label).is_none());
     }
     assert!(graphql.starts_with("StarWars:1.0.0") && soap_to_rest.starts_with("Phone:1.0.0"));
@@ -75,21 +75,21 @@ fn each_api_type_is_served_as_api_m_serves_it_or_not_served_saying_why() {
     assert!(graphql.starts_with("StarWars:1.0.0") && graphql.contains("GraphQL"), "{graphql}");
     assert!(soap_to_rest.starts_with("Phone:1.0.0") && soap_to_rest.contains("SOAP"), "{soap_to_rest}");
     assert!(view.routes.by_label("StarWars:1.0.0").is_none() && view.routes.by_label("Phone:1.0.0").is_none());
-    assert!(!chat.counts_websocket_frames, "counting connections: the handshake counts");
+    assert!(!chat.counts_websocket_frames && !ticks.counts_server_sent_events, "counting connections");
 }
 
-/// `count_frames`: a WebSocket API's frames are counted, not its handshakes; a server-sent-events
-/// API, whose events the filter does not count, is not served.
+/// `count_messages`: a WebSocket API's frames and a server-sent-events API's events are counted,
+/// not their handshakes.
 #[test]
-fn counting_frames_serves_websocket_apis_and_not_event_streams() {
-    let (view, loaded) = loaded(Some("count_frames"));
-    assert_eq!(loaded.apis, 2, "{:?}", loaded.skipped_apis);
+fn counting_messages_counts_websocket_frames_and_server_sent_events() {
+    let (view, loaded) = loaded(Some("count_messages"));
+    assert_eq!(loaded.apis, 3, "{:?}", loaded.skipped_apis);
     let chat = view.routes.by_label("Chat:1.0.0").unwrap();
-    assert!(chat.counts_websocket_frames && chat.websocket_query_credentials);
-    assert!(!view.routes.by_label("PizzaShackAPI:1.0.0").unwrap().counts_websocket_frames);
-    assert!(view.routes.by_label("Ticks:1.0.0").is_none());
-    let ticks = loaded.skipped_apis.iter().find(|skipped| skipped.starts_with("Ticks:1.0.0")).unwrap();
-    assert!(ticks.contains("does not count its events"), "{ticks}");
+    assert!(chat.counts_websocket_frames && !chat.counts_server_sent_events && chat.websocket_query_credentials);
+    let ticks = view.routes.by_label("Ticks:1.0.0").unwrap();
+    assert!(ticks.counts_server_sent_events && !ticks.counts_websocket_frames);
+    let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    assert!(!pizza.counts_websocket_frames && !pizza.counts_server_sent_events);
 }
 
 /// A choice like every other in the configuration: refused naming the choices (at load, naming
@@ -98,12 +98,12 @@ fn counting_frames_serves_websocket_apis_and_not_event_streams() {
 #[test]
 fn an_unknown_event_apis_choice_is_refused_and_the_choices_are_listed() {
     let raw = serde_json::json!({
-        "cluster": "cp", "username": "gw", "password": "secret", "event_apis": "count_messages"
+        "cluster": "cp", "username": "gw", "password": "secret", "event_apis": "count_events"
     });
     let error = serde_json::from_value::<crate::schema::RawControlPlane>(raw).err().unwrap().to_string();
     assert!(error.contains("count_connections"), "{error}");
     let schema = serde_json::to_value(schemars::schema_for!(crate::schema::RawControlPlane)).unwrap();
     let choices = schema.pointer("/$defs/EventApis/oneOf").and_then(|choices| choices.as_array()).cloned();
     let choices: Vec<_> = choices.unwrap_or_default().iter().map(|choice| choice["const"].clone()).collect();
-    assert_eq!(choices, ["not_served", "count_connections", "count_frames"], "{schema}");
+    assert_eq!(choices, ["not_served", "count_connections", "count_messages"], "{schema}");
 }

@@ -1,0 +1,99 @@
+//! A response whose server-sent events are counted (`count_server_sent_events`, a control
+//! plane's server-sent-events API with `event_apis: count_messages`), as API-M's gateway counts a
+//! server-sent-events API's (`SseResponseStreamInterceptor`: each event one throttle event, the
+//! stream ended once a key is over): the request's plan of counters, the events read.
+
+use std::rc::Rc;
+
+use super::{engines, Stream, Worker};
+use crate::catalogue::{Fault, FaultId};
+use crate::event_stream::EventScanner;
+use crate::host::{Direction, Host};
+use crate::observe;
+use crate::throttle::frames::{count_frame, FrameCount};
+use crate::throttle::{ByteCounter, Counter, Units};
+
+/// A response's event counting.
+#[derive(Debug)]
+pub(super) struct Events {
+    /// What each event counts at, planned with the request.
+    counters: Vec<Counter>,
+    scanner: EventScanner,
+    /// An event was over a limit: the stream was ended there, and nothing more of it goes on.
+    ended: bool,
+}
+
+impl Stream {
+    /// A request whose answer's events are counted.
+    pub(super) fn count_events_from_now(&mut self, counters: Vec<Counter>) {
+        self.byte_counters = counters
+            .iter()
+            .filter(|counter| counter.units == Units::Bytes)
+            .map(|counter| ByteCounter { key: counter.key.clone(), limit: counter.limit, window_s: counter.window_s })
+            .collect();
+        self.events = Some(Box::new(Events { counters, scanner: EventScanner::default(), ended: false }));
+    }
+
+    /// The backend answered: only a success carries events (an error's body is not counted).
+    pub(super) fn stream_answered(&mut self, status: u16) {
+        if !(200..300).contains(&status) {
+            self.events = None;
+        }
+    }
+
+    /// Counts the events of a response chunk (`size` bytes): the first over a limit ends the
+    /// stream where it starts (the chunk cut there, the stream reset).
+    pub(super) fn count_events(&mut self, host: &mut impl Host, size: usize) {
+        let Some(events) = self.events.as_deref_mut() else { return };
+        if events.ended {
+            host.replace_body_chunk(Direction::Response, size, &[]);
+            return;
+        }
+        if size == 0 {
+            return;
+        }
+        let Some(chunk) = host.body_chunk(Direction::Response, size) else {
+            // Bytes gone by unread: the events after them cannot be followed; the stream ends.
+            events.ended = true;
+            host.replace_body_chunk(Direction::Response, size, &[]);
+            host.close_stream();
+            return;
+        };
+        // Without the clock nothing is counted: the events pass (still read, to stay in step).
+        let now = host.now().ok();
+        let config = Rc::clone(&self.config);
+        let worker = Rc::clone(&self.worker);
+        let mut worker = worker.borrow_mut();
+        let Worker { counter_leases, .. } = &mut *worker;
+        let mut engine = engines(&config, Some(counter_leases));
+        let Events { counters, scanner, ended } = events;
+        let (mut uncounted, mut dropped_by) = (None, None);
+        let cut = scanner.scan(&chunk, || {
+            let Some(now) = now else { return true };
+            let FrameCount { passed, uncounted: why, dropped_by: by } =
+                count_frame(&config.throttle, &mut engine, host, counters, now);
+            uncounted = why.or(uncounted);
+            dropped_by = by;
+            passed
+        });
+        *ended = cut.is_some();
+        let refills = std::mem::take(&mut engine.refills);
+        drop(engine);
+        drop(worker);
+        let now = now.unwrap_or_default();
+        self.start_refills(host, &config, refills, now);
+        if let Some(at) = cut {
+            host.replace_body_chunk(Direction::Response, size, chunk.get(..at).unwrap_or_default());
+            host.close_stream();
+            let fault = &Fault::new(dropped_by.unwrap_or(FaultId::ThrottleInternalError));
+            host.count(&format!("apim.fault.{}", fault.code));
+            if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
+                host.count(&observe::refused_stat(&api.stats_prefix, fault));
+            }
+            self.count_application(host, "refused");
+        }
+        if let Some(why) = uncounted {
+            self.report_uncounted(host, why, now);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! An API whose responses' server-sent events are counted (`count_server_sent_events`), as
+//! API-M's gateway counts a server-sent-events API's: the request checked but not counted, each
+//! event taking a request, the first event over a limit ending the stream where it starts.
+
+use super::*;
+
+/// An open API with three requests an hour at the API level.
+fn events_config() -> Config {
+    let json = r#"{"apis":[{"name":"Ticks","context":"/ticks","version":"1","security":[],"policy":"Three",
+        "count_server_sent_events":true,
+        "endpoints":{"production":"sse"},"resources":[{"method":"GET","path":"/*"}]}],
+        "policies":{"Three":{"requests":3,"per":"hour"}}}"#;
+    Config::from_json(json.as_bytes()).unwrap()
+}
+
+/// A request for the stream, on `host` (its shared data kept), answered `status`.
+fn subscribe(host: &mut FakeHost, status: &str) -> Stream {
+    host.request = FakeHost::request(&[(":method", "GET"), (":path", "/ticks/1/prices")]).request;
+    host.now = 7_200;
+    let mut config = events_config();
+    prepare_counters(host, &mut config);
+    let mut stream = stream(Rc::new(config));
+    assert_eq!(stream.on_request_headers(host, true), Flow::Continue, "the request is not counted");
+    host.response.insert(":status".into(), status.as_bytes().to_vec());
+    stream.on_response_headers(host);
+    stream
+}
+
+/// Hands the stream a response chunk; what goes on.
+fn chunk(stream: &mut Stream, host: &mut FakeHost, bytes: &[u8]) -> Vec<u8> {
+    host.bodies[crate::host::Direction::Response as usize] = bytes.to_vec();
+    assert_eq!(stream.on_response_body(host, bytes.len(), false), Flow::Continue);
+    host.bodies[crate::host::Direction::Response as usize].clone()
+}
+
+#[test]
+fn each_event_counts_and_the_first_over_the_limit_ends_the_stream_there() {
+    let mut host = FakeHost::default();
+    let mut stream = subscribe(&mut host, "200");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 1\n\ndata: 2\n\n"), b"data: 1\n\ndata: 2\n\n");
+    assert!(!host.closed);
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 3\n\ndata: 4\n\ndata: 5\n\n"), b"data: 3\n\n");
+    assert!(host.closed, "the stream ends");
+    assert_eq!(host.counted, vec![900800], "counted as the level's fault");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 6\n\n"), b"", "nothing more goes on");
+    assert_eq!(host.counted.len(), 1);
+
+    // A new request is not counted: it is answered, and its first event ends it.
+    host.closed = false;
+    let mut stream = subscribe(&mut host, "200");
+    assert!(host.sent.is_none());
+    assert_eq!(chunk(&mut stream, &mut host, b": keep-alive\n\n"), b"");
+    assert!(host.closed);
+}
+
+#[test]
+fn an_error_answer_carries_no_events() {
+    let mut host = FakeHost::default();
+    let mut stream = subscribe(&mut host, "503");
+    let many = b"data: x\n\n".repeat(10);
+    assert_eq!(chunk(&mut stream, &mut host, &many), many);
+    assert!(!host.closed && host.counted.is_empty());
+}
