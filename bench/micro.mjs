@@ -104,7 +104,9 @@ function instantiate(config, requestHeaders) {
       shared.set(key, { value: bytes(valuePtr, valueLen).slice(), cas: ++cas });
       return 0;
     },
+    proxy_set_buffer_bytes: () => { count("set_buffer_bytes"); return 0; },
     proxy_continue_stream: () => 0,
+    proxy_close_stream: () => { count("close_stream"); return 0; },
     proxy_send_local_response: () => { count("send_local_response"); return 0; },
     proxy_http_call: () => { count("http_call"); return 1; },
     proxy_grpc_call: () => { count("grpc_call"); return 1; },
