@@ -371,11 +371,11 @@ fn a_websocket_apis_frames_count_against_its_subscription() {
     away_from_window_end(3600, 60);
     for _ in 0..3 {
         let (head, _) =
-            websocket::handshake(stack.envoy.port, &format!("/chat/1.0.0/rooms/7?access_token={app1}"), None);
+            websocket::handshake(stack.envoy.port, &format!("/chat/1.0.0/rooms/7?access_token={app1}"), &[]);
         assert!(head.starts_with("HTTP/1.1 101"), "handshakes are not counted: {head}");
     }
     let (_, mut client) =
-        websocket::handshake(stack.envoy.port, "/chat/1.0.0/rooms/7", Some(&format!("Bearer {app1}")));
+        websocket::handshake(stack.envoy.port, "/chat/1.0.0/rooms/7", &[("authorization", &format!("Bearer {app1}"))]);
     // "a" and its acknowledgement are the two frames of the hour; "b" goes nowhere.
     client.write_all(&text_frame("a", true)).unwrap();
     assert_eq!(read_frame(&mut client), Some((1, b"ack:a".to_vec())));

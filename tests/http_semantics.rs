@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -287,24 +287,17 @@ fn every_answer_the_filter_writes_is_well_formed_over_http1_and_http2_for_get_an
 
 /// A WebSocket backend: answers every upgrade with 101 and then echoes what it reads.
 fn websocket_echo() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut connection in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                if !websocket::accept_upgrade(&mut connection) {
-                    return;
-                }
-                let mut buffer = [0u8; 1024];
-                while let Ok(read) = connection.read(&mut buffer) {
-                    if read == 0 || connection.write_all(&buffer[..read]).is_err() {
-                        return;
-                    }
-                }
-            });
+    websocket::serve_each(|mut connection| {
+        if !websocket::accept_upgrade(&mut connection) {
+            return;
         }
-    });
-    port
+        let mut buffer = [0u8; 1024];
+        while let Ok(read) = connection.read(&mut buffer) {
+            if read == 0 || connection.write_all(&buffer[..read]).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// WebSocket APIs are authenticated and throttled at the handshake, as WSO2 does: a handshake that
@@ -332,7 +325,10 @@ fn websocket_handshakes_are_authenticated_and_throttled_and_upgraded_after_a_wai
             ..Default::default()
         },
     );
-    let handshake = |authorization: Option<&str>| websocket::handshake(envoy.port, "/chat/1.0.0/room", authorization);
+    let handshake = |authorization: Option<&str>| {
+        let headers: Vec<(&str, &str)> = authorization.map(|value| ("authorization", value)).into_iter().collect();
+        websocket::handshake(envoy.port, "/chat/1.0.0/room", &headers)
+    };
     // Two handshakes an hour: all three fall in one hour.
     away_from_window_end(3600, 60);
     let (head, _) = handshake(None);

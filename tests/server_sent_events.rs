@@ -8,44 +8,33 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
+use common::websocket;
 use common::windows::away_from_window_end;
 use common::{Envoy, EnvoySetup};
 use serde_json::json;
 
 /// A backend answering every request with a stream of five events, one every 50 ms.
 fn event_source() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut connection in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if connection.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let answer = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-                if connection.write_all(answer.as_bytes()).is_err() {
-                    return;
-                }
-                for n in 1..=5 {
-                    let event = format!("data: tick {n}\n\n");
-                    if connection.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes()).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = connection.write_all(b"0\r\n\r\n");
-            });
+    websocket::serve_each(|mut connection| {
+        if !websocket::read_head(&mut connection) {
+            return;
         }
-    });
-    port
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        if connection.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        for n in 1..=5 {
+            let event = format!("data: tick {n}\n\n");
+            if connection.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = connection.write_all(b"0\r\n\r\n");
+    })
 }
 
 /// Everything Envoy sends for a GET of the stream, until it ends the connection.

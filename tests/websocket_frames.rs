@@ -17,7 +17,19 @@ use common::{keys, Envoy, EnvoySetup};
 use serde_json::json;
 
 fn handshake(port: u16) -> (String, TcpStream) {
-    websocket::handshake(port, "/chat/1.0.0/room", None)
+    websocket::handshake(port, "/chat/1.0.0/room", &[])
+}
+
+/// Envoy with `config`, its cluster `ws` the WebSocket backend at `backend`.
+fn with_websocket_backend(config: &serde_json::Value, backend: u16) -> Envoy {
+    Envoy::start(
+        &config.to_string(),
+        EnvoySetup {
+            clusters: vec![("ws".into(), backend)],
+            connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -29,14 +41,7 @@ fn frames_count_both_ways_and_one_over_the_limit_never_arrives() {
             "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
         "policies": {"Three": {"requests": 3, "per": "hour"}}
     });
-    let envoy = Envoy::start(
-        &config.to_string(),
-        EnvoySetup {
-            clusters: vec![("ws".into(), backend)],
-            connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
-            ..Default::default()
-        },
-    );
+    let envoy = with_websocket_backend(&config, backend);
     // Three frames an hour: all of them in one hour.
     away_from_window_end(3600, 60);
     let (head, mut client) = handshake(envoy.port);
@@ -75,32 +80,14 @@ fn a_connection_ends_when_its_credential_expires() {
             "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
         "policies": {}
     });
-    let envoy = Envoy::start(
-        &config.to_string(),
-        EnvoySetup {
-            clusters: vec![("ws".into(), backend)],
-            connection_manager: vec!["upgrade_configs: [{ upgrade_type: websocket }]".to_string()],
-            ..Default::default()
-        },
-    );
+    let envoy = with_websocket_backend(&config, backend);
     let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 2;
     let claims = json!({"iss": "https://apim.test/apikey", "sub": "alice", "exp": exp, "keytype": "PRODUCTION",
         "application": {"uuid": "caller", "name": "caller", "owner": "caller-owner", "tier": "Unlimited"},
         "subscribedAPIs": [{"name": "Chat", "version": "1.0.0", "context": "/chat/1.0.0"}]});
     let key = keys::signed_jwt("rsa-b.pem", "apikey-b", &claims);
-    let mut client = std::net::TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let request = format!(
-        "GET /chat/1.0.0/room HTTP/1.1\r\nhost: gw\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
-         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\napikey: {key}\r\n\r\n"
-    );
-    client.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut client, &mut byte).unwrap_or(0) == 1 {
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let (head, mut client) = websocket::handshake(envoy.port, "/chat/1.0.0/room", &[("apikey", &key)]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     client.write_all(&text_frame("a", true)).unwrap();
     assert_eq!(read_frame(&mut client), Some((1, b"ack:a".to_vec())));
     // Past `exp`: the next frame ends the connection.

@@ -7,8 +7,21 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Reads an upgrade request and answers it 101; false when the connection ended first.
-pub fn accept_upgrade(connection: &mut TcpStream) -> bool {
+/// A server on a free port that hands each connection to `serve` on a thread of its own: its port.
+pub fn serve_each(serve: impl Fn(TcpStream) + Send + Clone + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for connection in listener.incoming().flatten() {
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(connection));
+        }
+    });
+    port
+}
+
+/// Reads a request's head; false when the connection ended first.
+pub fn read_head(connection: &mut TcpStream) -> bool {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -17,22 +30,30 @@ pub fn accept_upgrade(connection: &mut TcpStream) -> bool {
         }
         head.push(byte[0]);
     }
+    true
+}
+
+/// Reads an upgrade request and answers it 101; false when the connection ended first.
+pub fn accept_upgrade(connection: &mut TcpStream) -> bool {
+    if !read_head(connection) {
+        return false;
+    }
     let answer = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
                   sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     connection.write_all(answer.as_bytes()).is_ok()
 }
 
-/// Sends a WebSocket handshake for `path` to Envoy at `port` (with `authorization` when given):
+/// Sends a WebSocket handshake for `path` to Envoy at `port`, with `headers` beside the upgrade's:
 /// the answer's head, and the connection.
-pub fn handshake(port: u16, path: &str, authorization: Option<&str>) -> (String, TcpStream) {
+pub fn handshake(port: u16, path: &str, headers: &[(&str, &str)]) -> (String, TcpStream) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nhost: gw\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     );
-    if let Some(authorization) = authorization {
-        request.push_str(&format!("authorization: {authorization}\r\n"));
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).unwrap();
@@ -74,28 +95,21 @@ pub fn text_frame(text: &str, mask: bool) -> Vec<u8> {
 
 /// A WebSocket backend that answers each text frame with `ack:<text>`; what it received.
 pub fn acking_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&received);
-    std::thread::spawn(move || {
-        for mut connection in listener.incoming().flatten() {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                if !accept_upgrade(&mut connection) {
-                    return;
-                }
-                while let Some((opcode, payload)) = read_frame(&mut connection) {
-                    if opcode != 1 {
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(&payload).into_owned();
-                    log.lock().unwrap().push(text.clone());
-                    if connection.write_all(&text_frame(&format!("ack:{text}"), false)).is_err() {
-                        return;
-                    }
-                }
-            });
+    let port = serve_each(move |mut connection| {
+        if !accept_upgrade(&mut connection) {
+            return;
+        }
+        while let Some((opcode, payload)) = read_frame(&mut connection) {
+            if opcode != 1 {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            log.lock().unwrap().push(text.clone());
+            if connection.write_all(&text_frame(&format!("ack:{text}"), false)).is_err() {
+                return;
+            }
         }
     });
     (port, received)
