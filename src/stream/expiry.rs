@@ -12,11 +12,18 @@ use crate::catalogue::{Fault, FaultId};
 use crate::host::{Direction, Host};
 use crate::observe;
 
-/// The last second a credential is accepted (Unix seconds), if it ever stops being: its `exp`
-/// plus the clock skew its verifier allows (the key manager's, or the JWT API keys'), when a new
-/// request with it is refused.
+/// The last second a credential is accepted (Unix seconds), if it ever stops being, as a new
+/// request with it is refused: a JWT (a token, a JWT API key) through its `exp` plus the clock
+/// skew its verifier allows (the key manager's, or the JWT API keys'); an introspected token
+/// until its `exp`, no skew (`introspection::parse` finds it expired at `exp`, and its cached
+/// answer is not taken from then).
 pub(super) fn expiry_of(auth: &AuthConfig, identity: &Identity) -> Option<u64> {
     let (expires_at, skew) = match identity {
+        // Only a verified JWT has a `token_id` (its `jti` or signature); an introspected token none.
+        Identity::Token(token) if token.token_id.is_none() => {
+            let exp = token.expires_at();
+            return (exp != u64::MAX).then(|| exp.saturating_sub(1));
+        }
         Identity::Token(token) => {
             (token.expires_at(), auth.key_manager(token.key_manager).map_or(0, |km| km.clock_skew_s))
         }

@@ -239,9 +239,10 @@ fn stream_of(config: &Rc<Config>) -> Stream {
 }
 
 /// A WebSocket connection ends when its token expires, as API-M re-checks the token on each frame
-/// a client sends: the first bytes after `exp` (and the key manager's clock skew, when a new
-/// request with the token is refused) go nowhere and the connection is reset. A plain
-/// request's body is not a connection: it passes whatever the token's `exp`.
+/// a client sends: the first bytes from when a new request with the token is refused (an
+/// introspected token's `exp`: no clock skew, as `introspection::parse` refuses it at `exp`) go
+/// nowhere and the connection is reset. A plain request's body is not a connection: it passes
+/// whatever the token's `exp`.
 #[test]
 fn a_websocket_connection_ends_when_its_token_expires() {
     use crate::host::Direction::Request;
@@ -255,7 +256,8 @@ fn a_websocket_connection_ends_when_its_token_expires() {
         host.now = 1_000;
         let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
         prepare_counters(&mut host, &mut config);
-        let last = 2_000 + config.auth.key_managers[0].clock_skew_s;
+        assert!(config.auth.key_managers[0].clock_skew_s > 0, "a skew that is not added");
+        let last = 1_999;
         let mut stream = stream(Rc::new(config));
         assert_eq!(stream.on_request_headers(&mut host, false), Flow::Waiting);
         stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
@@ -271,4 +273,44 @@ fn a_websocket_connection_ends_when_its_token_expires() {
         assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "and after: {upgrade}");
         assert_eq!(host.counted.len(), usize::from(upgrade), "counted once");
     }
+}
+
+/// A connection with a verified JWT lasts as long as a new request with that JWT is accepted: through
+/// its `exp` plus the key manager's clock skew; then the client's bytes go nowhere.
+#[test]
+fn a_websocket_connection_with_a_jwt_ends_when_a_request_with_it_would_be_refused() {
+    use crate::host::Direction::Request;
+    let config = jwks_config();
+    let skew = config.auth.key_managers[0].clock_skew_s;
+    assert!(skew > 0);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    jwks::prepare(&mut host, &config.auth);
+    let token = signed("a", 2_000);
+    host.request = FakeHost::request(&[
+        (":method", "GET"),
+        (":path", "/p/1/menu"),
+        ("authorization", &format!("Bearer {token}")),
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+    ])
+    .request;
+    let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+    assert_eq!(stream.on_request_headers(&mut host, false), Flow::Waiting);
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: jwks_body() });
+    assert!(host.resumed && host.sent.is_none());
+    host.response.insert(":status".into(), b"101".to_vec());
+    assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+    // A new request with the token is accepted to its last second, and refused after.
+    host.now = 2_000 + skew;
+    assert_eq!(bearer_call(&config, &worker, &mut host, &token).1, Flow::Continue);
+    let frame = client_frame("hello");
+    assert_eq!(body(&mut stream, &mut host, Request, &frame), frame, "valid through exp and the skew");
+    assert!(!host.closed);
+    host.now = 2_001 + skew;
+    assert!(host.sent.is_none());
+    bearer_call(&config, &worker, &mut host, &token);
+    assert!(host.sent.is_some(), "a new request is refused");
+    assert_eq!(body(&mut stream, &mut host, Request, &frame), Vec::<u8>::new());
+    assert!(host.closed);
 }
