@@ -34,10 +34,17 @@ pub(super) fn expiry_of(auth: &AuthConfig, identity: &Identity) -> Option<u64> {
 }
 
 impl Stream {
+    /// The backend answered: a 101 opens the connection whose credential can expire.
+    pub(super) fn upgrade_answered(&mut self, status: u16) {
+        self.upgraded = status == 101 && self.request.is_websocket_upgrade();
+    }
+
     /// A client's bytes on an upgraded WebSocket connection (`size` of them in this chunk): past its
     /// credential's expiry they are dropped and the connection ends. Answers whether it ended.
+    /// Only once the backend accepted the upgrade (101) is there a connection: before, and after
+    /// any other answer, the client's bytes are a request's body, never cut for its credential.
     pub(super) fn end_if_expired(&mut self, host: &mut impl Host, size: usize) -> bool {
-        let Some(expires_at) = self.credential_expires_at.filter(|_| self.request.is_websocket_upgrade()) else {
+        let Some(expires_at) = self.credential_expires_at.filter(|_| self.upgraded) else {
             return false;
         };
         if self.connection_ended {

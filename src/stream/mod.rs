@@ -151,6 +151,8 @@ pub struct Stream {
     credential_expires_at: Option<u64>,
     /// The connection was ended (its credential expired): the client's bytes go nowhere.
     connection_ended: bool,
+    /// The backend accepted the WebSocket upgrade (101): the stream is a connection.
+    upgraded: bool,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data (through the worker's
@@ -190,6 +192,7 @@ impl Stream {
             events: None,
             credential_expires_at: None,
             connection_ended: false,
+            upgraded: false,
         }
     }
 

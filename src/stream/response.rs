@@ -43,6 +43,7 @@ impl Stream {
             .and_then(|status| crate::host::text(&status).and_then(|status| status.parse::<u16>().ok()))
             .unwrap_or(0);
         self.handshake_answered(status);
+        self.upgrade_answered(status);
         self.stream_answered(status);
         // Envoy's own replies for failed upstreams are all errors: skip the property lookups for
         // everything else; but for a gRPC request, whose every reply from Envoy is a 200.

@@ -241,13 +241,15 @@ fn stream_of(config: &Rc<Config>) -> Stream {
 /// A WebSocket connection ends when its token expires, as API-M re-checks the token on each frame
 /// a client sends: the first bytes from when a new request with the token is refused (an
 /// introspected token's `exp`: no clock skew, as `introspection::parse` refuses it at `exp`) go
-/// nowhere and the connection is reset. A plain request's body is not a connection: it passes
-/// whatever the token's `exp`.
+/// nowhere and the connection is reset. There is a connection only once the backend accepted the
+/// upgrade (101): a plain request's body, an upgrade's before its answer or after the backend
+/// declined it, is a request's body and passes whatever the token's `exp`.
 #[test]
 fn a_websocket_connection_ends_when_its_token_expires() {
     use crate::host::Direction::Request;
     let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
-    for upgrade in [true, false] {
+    for (upgrade, answer) in [(true, Some("101")), (true, Some("200")), (true, None), (false, Some("200"))] {
+        let case = format!("{upgrade} {answer:?}");
         let mut headers = vec![(":method", "GET"), (":path", "/p/1/menu"), ("authorization", "Bearer opaque-token-1")];
         if upgrade {
             headers.extend([("connection", "Upgrade"), ("upgrade", "websocket")]);
@@ -261,17 +263,22 @@ fn a_websocket_connection_ends_when_its_token_expires() {
         let mut stream = stream(Rc::new(config));
         assert_eq!(stream.on_request_headers(&mut host, false), Flow::Waiting);
         stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
-        assert!(host.resumed && host.sent.is_none(), "{upgrade}");
+        assert!(host.resumed && host.sent.is_none(), "{case}");
+        if let Some(status) = answer {
+            host.response.insert(":status".into(), status.as_bytes().to_vec());
+            assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+        }
+        let connection = answer == Some("101");
         let frame = client_frame("hello");
         host.now = last;
         assert_eq!(body(&mut stream, &mut host, Request, &frame), frame, "valid to its last second");
         host.now = last + 1;
-        let expected = if upgrade { Vec::new() } else { frame.clone() };
-        assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "{upgrade}");
-        assert_eq!(host.closed, upgrade);
-        assert_eq!(host.counted, if upgrade { vec![900903] } else { vec![] });
-        assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "and after: {upgrade}");
-        assert_eq!(host.counted.len(), usize::from(upgrade), "counted once");
+        let expected = if connection { Vec::new() } else { frame.clone() };
+        assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "{case}");
+        assert_eq!(host.closed, connection, "{case}");
+        assert_eq!(host.counted, if connection { vec![900903] } else { vec![] }, "{case}");
+        assert_eq!(body(&mut stream, &mut host, Request, &frame), expected, "and after: {case}");
+        assert_eq!(host.counted.len(), usize::from(connection), "counted once");
     }
 }
 
