@@ -712,6 +712,9 @@ impl Stream {
         let mut headers = rendered.headers;
         headers.extend(self.rate_limit_headers(host));
         self.answered_locally = true;
+        // The answer is the filter's: no backend's frames or events are counted in it.
+        self.frames = None;
+        self.events = None;
         host.count(&format!("apim.fault.{}", fault.code));
         if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
             host.count(&observe::refused_stat(&api.stats_prefix, fault));

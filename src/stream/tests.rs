@@ -25,6 +25,8 @@ struct FakeHost {
     counters: Vec<String>,
     now: u64,
     clock_broken: bool,
+    /// Reads of the clock that succeed before it breaks (`None`: as `clock_broken` says).
+    clock_reads_left: std::cell::Cell<Option<u32>>,
     shared: HashMap<String, (Vec<u8>, u32)>,
     dispatched: Vec<Dispatched>,
     /// The gRPC calls made (each also in `dispatched`, with its message as the body).
@@ -109,6 +111,12 @@ impl Host for FakeHost {
     fn now(&self) -> Result<u64, HostError> {
         if self.clock_broken {
             return Err(HostError(10));
+        }
+        if let Some(left) = self.clock_reads_left.get() {
+            if left == 0 {
+                return Err(HostError(10));
+            }
+            self.clock_reads_left.set(Some(left - 1));
         }
         Ok(self.now)
     }

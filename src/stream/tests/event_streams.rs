@@ -61,3 +61,34 @@ fn an_error_answer_carries_no_events() {
     assert_eq!(chunk(&mut stream, &mut host, &many), many);
     assert!(!host.closed && host.counted.is_empty());
 }
+
+/// A request the filter answers itself after its events were planned (here the clock fails as the
+/// backend JWT is made, after throttling read it) carries no events: the filter's own answer goes
+/// out whole, its body never read as events nor counted, the stream never reset.
+#[test]
+fn a_request_answered_by_the_filter_counts_no_events() {
+    let json = SECURED
+        .replacen('{', r#"{"backend_jwt": {"algorithm": "none", "header": "X-Backend-JWT"},"#, 1)
+        .replacen(r#""version": "1","#, r#""version": "1", "count_server_sent_events": true,"#, 1);
+    let mut config = Config::from_json(json.as_bytes()).unwrap();
+    assert!(config.routes.apis[0].counts_server_sent_events);
+    let mut host =
+        FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("authorization", "Bearer opaque-token-1")]);
+    host.now = 1_000;
+    prepare_counters(&mut host, &mut config);
+    let mut stream = stream(Rc::new(config));
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Waiting);
+    // Authentication and throttling read the clock; making the backend JWT finds it broken.
+    host.clock_reads_left.set(Some(2));
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":5000}"#;
+    stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+    assert_eq!(host.counted, vec![900900], "answered by the filter");
+    host.clock_reads_left.set(None);
+    host.response.insert(":status".into(), b"200".to_vec());
+    stream.on_response_headers(&mut host);
+    let reply = b"{\"code\":\"900900\"}\n\n{\"more\":1}\n\n".repeat(200);
+    // More blank-line-ended blocks than the subscription's 100 a minute.
+    assert!(chunk(&mut stream, &mut host, &reply) == reply, "the filter's answer goes out whole");
+    assert!(!host.closed);
+    assert_eq!(host.counted, vec![900900]);
+}
