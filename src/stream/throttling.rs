@@ -131,6 +131,9 @@ impl Stream {
                     if websocket {
                         self.count_frames_from_now(counters, early);
                     } else {
+                        // The events are read in the answer: the backend is not asked to compress
+                        // it (gzip's bytes read as lines would count nothing an event is).
+                        host.set_request_header("accept-encoding", None);
                         self.count_events_from_now(counters);
                     }
                     self.charge(host, early);

@@ -92,3 +92,21 @@ fn a_request_answered_by_the_filter_counts_no_events() {
     assert!(!host.closed);
     assert_eq!(host.counted, vec![900900]);
 }
+
+/// The events are read in the answer as the backend sends it: the backend is not asked to
+/// compress it (a gzipped stream's bytes, read as lines, would count nothing its events are, and
+/// be cut anywhere). Other APIs' requests keep the client's `accept-encoding`.
+#[test]
+fn the_backend_is_not_asked_to_compress_a_stream_whose_events_are_counted() {
+    let headers = [(":method", "GET"), (":path", "/ticks/1/prices"), ("accept-encoding", "gzip, br")];
+    let mut host = FakeHost { now: 7_200, ..FakeHost::request(&headers) };
+    let mut counted = events_config();
+    prepare_counters(&mut host, &mut counted);
+    let mut events = stream(Rc::new(counted));
+    assert_eq!(events.on_request_headers(&mut host, true), Flow::Continue);
+    assert!(!host.request.contains_key("accept-encoding"));
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("accept-encoding", "gzip")]);
+    let mut plain = stream(config());
+    assert_eq!(plain.on_request_headers(&mut host, true), Flow::Continue);
+    assert_eq!(host.req("accept-encoding"), "gzip");
+}
