@@ -117,7 +117,9 @@ impl Stream {
         let facts = RequestFacts::new(snapshot.headers(), snapshot.query(), authorized.as_ref().map(|_| read_claims));
         let who = Caller { request: Some(&facts), ..caller(authorized.as_ref(), client_ip) };
         let websocket = api.counts_websocket_frames && snapshot.is_websocket_upgrade();
-        if websocket || api.counts_server_sent_events {
+        // A WebSocket upgrade to a server-sent-events API carries no events: it counts as a request.
+        let events = api.counts_server_sent_events && !snapshot.is_websocket_upgrade();
+        if websocket || events {
             // The handshake is checked, not counted: its messages are.
             let planned = self.throttle_at(host, now, |context| {
                 throttle::frames::plan_frames(context.throttle, context.directory, api, resource, &who)

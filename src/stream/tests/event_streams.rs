@@ -110,3 +110,22 @@ fn the_backend_is_not_asked_to_compress_a_stream_whose_events_are_counted() {
     assert_eq!(plain.on_request_headers(&mut host, true), Flow::Continue);
     assert_eq!(host.req("accept-encoding"), "gzip");
 }
+
+/// A WebSocket upgrade to an API whose events are counted carries no events (a 101 is no `2xx`):
+/// it counts as a request, else a backend that accepts it gave an uncounted connection.
+#[test]
+fn a_websocket_upgrade_to_an_event_stream_api_counts_as_a_request() {
+    let mut host = FakeHost::default();
+    for at in 0..4 {
+        let headers =
+            [(":method", "GET"), (":path", "/ticks/1/prices"), ("connection", "Upgrade"), ("upgrade", "websocket")];
+        host.request = FakeHost::request(&headers).request;
+        host.now = 7_200;
+        let mut counted = events_config();
+        prepare_counters(&mut host, &mut counted);
+        let mut upgrade = stream(Rc::new(counted));
+        let flow = upgrade.on_request_headers(&mut host, false);
+        assert_eq!((flow == Flow::Continue, host.sent.is_none()), (at < 3, at < 3), "upgrade {at}");
+    }
+    assert_eq!(host.counted, vec![900800], "the fourth is over the API's three an hour");
+}
