@@ -44,8 +44,9 @@ pub struct RawApi {
     /// Count a WebSocket connection's frames, not its handshake, as API-M counts a WebSocket API's:
     /// a handshake (a WebSocket upgrade) is authenticated and checked (blocking conditions, the
     /// policies deployed) but not counted, and every text, binary and continuation frame the
-    /// connection then carries, in either direction, takes one request at the API (or resource),
-    /// subscription and application levels. A frame over a limit is dropped, and the client is
+    /// connection then carries, in either direction, takes one request at the API, subscription
+    /// and application levels (no resource's tier: API-M counts a frame at the API's key, with the
+    /// API's tier). A frame over a limit is dropped, and the client is
     /// sent the text frame `Error code: 4008 reason: Websocket frame throttled out` in its place
     /// (errors entry `websocket_frame_throttled`; for a client's frame, with the next bytes the
     /// backend sends: a filter cannot start a write to the client). Needs the listener's

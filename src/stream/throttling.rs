@@ -122,7 +122,7 @@ impl Stream {
         if websocket || events {
             // The handshake is checked, not counted: its messages are.
             let planned = self.throttle_at(host, now, |context| {
-                throttle::frames::plan_frames(context.throttle, context.directory, api, resource, &who)
+                throttle::frames::plan_frames(context.throttle, context.directory, api, resource, &who, websocket)
             });
             drop(facts);
             self.request = snapshot;

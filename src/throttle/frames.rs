@@ -15,16 +15,23 @@ use crate::host::{SharedStore, Step};
 use crate::routing::{Api, Resource};
 use crate::vocab::FailureMode;
 
-/// The levels API-M's gateway checks per frame (`WebsocketUtil.isThrottled`: the API's or
-/// resource's key, the subscription's, the application's). Burst control, custom policies and
-/// hard limits are checked on requests only.
-fn counts_frames(level: Level) -> bool {
-    matches!(level, Level::Api | Level::Resource | Level::Subscription | Level::Application)
+/// The levels API-M's gateway checks per message (`WebsocketUtil.isThrottled`,
+/// `SseUtils.isThrottled`: the resource's key, the subscription's, the application's). A
+/// WebSocket frame's resource key is the API's, with the API's tier (`verbInfoDTO` is null for a
+/// frame: no topic's tier applies to it); a server-sent event's is its resource's. Burst control,
+/// custom policies and hard limits are checked on requests only.
+fn counts_messages(level: Level, websocket: bool) -> bool {
+    match level {
+        Level::Api | Level::Subscription | Level::Application => true,
+        Level::Resource => !websocket,
+        _ => false,
+    }
 }
 
-/// The counters a connection's frames count at, planned once at its handshake: those a request
-/// there counts at the API (or resource), subscription and application levels, byte budgets
-/// included. A blocking condition (900805) or a policy not deployed (900809) refuses the
+/// The counters a connection's messages count at (a WebSocket's frames, `websocket`, or a
+/// response's server-sent events), planned once at its handshake: those a request there counts
+/// at the API, subscription and application levels, and for events the resource level, byte
+/// budgets included. A blocking condition (900805) or a policy not deployed (900809) refuses the
 /// handshake, as it refuses a request.
 pub fn plan_frames(
     throttle: &ThrottleConfig,
@@ -32,6 +39,7 @@ pub fn plan_frames(
     api: &Api,
     resource: &Resource,
     caller: &Caller<'_>,
+    websocket: bool,
 ) -> Result<Vec<Counter>, Fault> {
     if plan::blocked(directory, api, caller, &throttle.tenant) {
         return Err(Fault::new(FaultId::Blocked));
@@ -40,7 +48,7 @@ pub fn plan_frames(
         return Err(Fault::new(FaultId::ThrottlePolicyMissing));
     }
     let mut counters = plan::plan(throttle, directory, api, resource, caller);
-    counters.retain(|counter| counts_frames(counter.level));
+    counters.retain(|counter| counts_messages(counter.level, websocket));
     Ok(counters)
 }
 

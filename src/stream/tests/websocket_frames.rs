@@ -321,3 +321,36 @@ fn a_websocket_connection_with_a_jwt_ends_when_a_request_with_it_would_be_refuse
     assert_eq!(body(&mut stream, &mut host, Request, &frame), Vec::<u8>::new());
     assert!(host.closed);
 }
+
+/// API-M counts a WebSocket frame at the API's key with the API's tier, never a topic's: an API
+/// whose only tier is a resource's counts its frames at no API level (its handshakes, were they
+/// counted, would be). A server-sent event counts at its resource's tier.
+#[test]
+fn a_topics_tier_counts_server_sent_events_and_not_websocket_frames() {
+    use crate::host::Direction::{Request, Response};
+    let json = |field: &str| {
+        format!(
+            r#"{{"apis":[{{"name":"Chat","context":"/chat","version":"1","security":[],"{field}":true,
+            "endpoints":{{"production":"ws"}},"resources":[{{"method":"GET","path":"/*","policy":"One"}}]}}],
+            "policies":{{"One":{{"requests":1,"per":"hour"}}}}}}"#
+        )
+    };
+    let config = Config::from_json(json("count_websocket_frames").as_bytes()).unwrap();
+    let (mut host, mut connection, _) = handshake(config, None);
+    host.response.insert(":status".into(), b"101".to_vec());
+    connection.on_response_headers(&mut host);
+    let many = client_frame("a").repeat(5);
+    assert_eq!(body(&mut connection, &mut host, Request, &many), many, "no tier applies to a frame");
+
+    let config = Config::from_json(json("count_server_sent_events").as_bytes()).unwrap();
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/chat/1/room")]);
+    host.now = 7_200;
+    let mut config = config;
+    prepare_counters(&mut host, &mut config);
+    let mut stream = stream(Rc::new(config));
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+    host.response.insert(":status".into(), b"200".to_vec());
+    stream.on_response_headers(&mut host);
+    assert_eq!(body(&mut stream, &mut host, Response, b"data: 1\n\ndata: 2\n\n"), b"data: 1\n\n", "the topic's tier");
+    assert_eq!(host.counted, vec![900802]);
+}
