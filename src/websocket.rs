@@ -81,6 +81,19 @@ impl Scanner {
         Scanner { payload_left: u64::MAX, dropping_frame: true, dropping_message: true, ..Scanner::default() }
     }
 
+    /// Takes `size` bytes without reading them when they all fall inside the current frame's
+    /// payload, short of its end (no frame starts among them, and no notice can go in): answers
+    /// whether they are dropped. `None`: the chunk has to be read ([`Scanner::scan`]). A large
+    /// frame's chunks are then never copied out of Envoy.
+    pub fn skip_payload(&mut self, size: usize) -> Option<bool> {
+        let size = u64::try_from(size).ok()?;
+        if self.header_len != 0 || self.payload_left <= size {
+            return None;
+        }
+        self.payload_left -= size;
+        Some(self.dropping_frame)
+    }
+
     /// Reads `chunk`, asking `decide` about each data frame (text, binary, continuation) at its
     /// first byte, so that every byte of a dropped frame, its header included, is still to be
     /// forwarded. Control frames (close, ping, pong) pass; once a frame of a message is dropped,
@@ -364,6 +377,44 @@ mod tests {
         assert_eq!(out, Chunk::Rewritten(join(&[&notice]).into_iter().chain(f[0][..3].iter().copied()).collect()));
         let (out, _) = scanner.scan(&f[0][3..], |_| Verdict::Pass, Some((&mut pending, &notice)));
         assert_eq!(out, Chunk::Unchanged, "nothing left to insert");
+    }
+
+    /// Skipping a frame's payload without reading it leaves the scanner where reading it would.
+    #[test]
+    fn a_payload_skipped_unread_keeps_the_scanner_in_step() {
+        let (stream, _) = sample();
+        for drop in [vec![], vec![1], vec![2]] {
+            let expected = run(&stream, &[], &drop);
+            // Cut in 100-byte chunks, each skipped whenever it can be.
+            let mut scanner = Scanner::default();
+            let (mut asked, mut passed, mut skipped) = (Vec::new(), Vec::new(), 0);
+            for chunk in stream.chunks(100) {
+                match scanner.skip_payload(chunk.len()) {
+                    Some(dropped) => {
+                        skipped += 1;
+                        if !dropped {
+                            passed.extend_from_slice(chunk);
+                        }
+                    }
+                    None => {
+                        let verdict = |start: MessageStart| {
+                            asked.push(start.opcode);
+                            if drop.contains(&(asked.len() - 1)) {
+                                Verdict::Drop
+                            } else {
+                                Verdict::Pass
+                            }
+                        };
+                        match scanner.scan(chunk, verdict, None).0 {
+                            Chunk::Unchanged => passed.extend_from_slice(chunk),
+                            Chunk::Rewritten(kept) => passed.extend_from_slice(&kept),
+                        }
+                    }
+                }
+            }
+            assert!(skipped > 600, "the 70,000-byte fragment's chunks are skipped: {skipped}");
+            assert_eq!((asked, passed), expected, "dropping {drop:?}");
+        }
     }
 
     #[test]

@@ -80,6 +80,17 @@ impl Stream {
         if size == 0 && frames.pending.is_empty() {
             return;
         }
+        // The middle of a large frame: passed or dropped whole, never copied out of Envoy.
+        let scanner = match direction {
+            Direction::Request => &mut frames.from_client,
+            Direction::Response => &mut frames.from_backend,
+        };
+        if let Some(dropped) = scanner.skip_payload(size) {
+            if dropped {
+                host.replace_body_chunk(direction, size, &[]);
+            }
+            return;
+        }
         let Some(chunk) = host.body_chunk(direction, size) else {
             // Bytes gone by unread: the frames after them cannot be followed (read out of step,
             // one could carry the rest uncounted), and nothing more goes that way.

@@ -354,3 +354,30 @@ fn a_topics_tier_counts_server_sent_events_and_not_websocket_frames() {
     assert_eq!(body(&mut stream, &mut host, Response, b"data: 1\n\ndata: 2\n\n"), b"data: 1\n\n", "the topic's tier");
     assert_eq!(host.counted, vec![900802]);
 }
+
+/// A large frame arrives in many chunks: those inside its payload pass, or go with the frame,
+/// whole, without being read.
+#[test]
+fn a_large_frames_chunks_go_with_it() {
+    use crate::host::Direction::Request;
+    let (mut host, mut stream, _) = handshake(frames_config(true, ""), None);
+    host.response.insert(":status".into(), b"101".to_vec());
+    stream.on_response_headers(&mut host);
+    let large = |fill: u8| {
+        let mut frame = vec![0x82, 0x80 | 126, 0x10, 0x00, 0, 0, 0, 0];
+        frame.extend(std::iter::repeat_n(fill, 0x1000));
+        frame
+    };
+    // Three frames of the hour: the first two and a small one pass, the third large one goes.
+    for (fill, passes) in [(1u8, true), (2, true), (3, false)] {
+        if fill == 3 {
+            assert_eq!(body(&mut stream, &mut host, Request, &client_frame("x")), client_frame("x"));
+        }
+        let frame = large(fill);
+        for piece in frame.chunks(1000) {
+            let expected = if passes { piece.to_vec() } else { Vec::new() };
+            assert_eq!(body(&mut stream, &mut host, Request, piece), expected, "frame {fill}");
+        }
+    }
+    assert_eq!(host.counted, vec![4008]);
+}
