@@ -100,4 +100,30 @@ mod tests {
             assert_eq!(run(STREAM, &[cut], 0), (1, Vec::new()), "cut at {cut}");
         }
     }
+
+    /// Random streams of lines (CR, LF, CRLF, blank lines, any bytes), cut at random: the same
+    /// events are asked about and the same bytes pass, whatever the cuts.
+    #[test]
+    fn random_streams_read_the_same_whatever_the_cuts() {
+        let mut state = 11u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for round in 0..500 {
+            let length = (next() % 200) as usize;
+            let stream: Vec<u8> = (0..length)
+                .map(|_| match next() % 6 {
+                    0 => b'\n',
+                    1 => b'\r',
+                    _ => b"data: xyz\0\xff"[(next() % 11) as usize],
+                })
+                .collect();
+            let admitted = (next() % 6) as usize;
+            let whole = run(&stream, &[], admitted);
+            let mut cuts: Vec<usize> = (0..next() % 12).map(|_| (next() as usize) % (length + 1)).collect();
+            cuts.sort_unstable();
+            assert_eq!(run(&stream, &cuts, admitted), whole, "round {round}: {stream:?} cut at {cuts:?}");
+        }
+    }
 }
