@@ -272,6 +272,16 @@ mod tests {
         frame
     }
 
+    /// Notes the frame asked about, and drops it when its number (from 0) is in `drop`.
+    fn dropping(asked: &mut Vec<u8>, drop: &[usize], start: MessageStart) -> Verdict {
+        asked.push(start.opcode);
+        if drop.contains(&(asked.len() - 1)) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }
+
     /// Feeds `stream` cut at `cuts`, dropping the data frames whose number (from 0, in the order
     /// asked) is in `drop`, with a notice for each drop: the opcodes asked about and the bytes
     /// passed.
@@ -297,14 +307,7 @@ mod tests {
         let mut from = 0;
         for to in cuts.iter().copied().chain([stream.len()]) {
             let chunk = &stream[from..to];
-            let verdict = |start: MessageStart| {
-                asked.push(start.opcode);
-                if drop.contains(&(asked.len() - 1)) {
-                    Verdict::Drop
-                } else {
-                    Verdict::Pass
-                }
-            };
+            let verdict = |start: MessageStart| dropping(&mut asked, drop, start);
             let (out, dropped) = scanner.scan(chunk, verdict, notice.map(|notice| (&mut pending, notice)));
             drops += dropped;
             match out {
@@ -406,14 +409,7 @@ mod tests {
                         }
                     }
                     None => {
-                        let verdict = |start: MessageStart| {
-                            asked.push(start.opcode);
-                            if drop.contains(&(asked.len() - 1)) {
-                                Verdict::Drop
-                            } else {
-                                Verdict::Pass
-                            }
-                        };
+                        let verdict = |start: MessageStart| dropping(&mut asked, &drop, start);
                         match scanner.scan(chunk, verdict, None).0 {
                             Chunk::Unchanged => passed.extend_from_slice(chunk),
                             Chunk::Rewritten(kept) => passed.extend_from_slice(&kept),

@@ -9,9 +9,8 @@ use super::{engines, Stream, Worker};
 use crate::catalogue::{Fault, FaultId};
 use crate::event_stream::EventScanner;
 use crate::host::{Direction, Host};
-use crate::observe;
-use crate::throttle::frames::{count_frame, FrameCount};
-use crate::throttle::{ByteCounter, Counter, Units};
+use crate::throttle::frames::{byte_counters, count_frame, FrameCount};
+use crate::throttle::Counter;
 
 /// A response's event counting.
 #[derive(Debug)]
@@ -26,11 +25,7 @@ pub(super) struct Events {
 impl Stream {
     /// A request whose answer's events are counted.
     pub(super) fn count_events_from_now(&mut self, counters: Vec<Counter>) {
-        self.byte_counters = counters
-            .iter()
-            .filter(|counter| counter.units == Units::Bytes)
-            .map(|counter| ByteCounter { key: counter.key.clone(), limit: counter.limit, window_s: counter.window_s })
-            .collect();
+        self.byte_counters = byte_counters(&counters);
         self.events = Some(Box::new(Events { counters, scanner: EventScanner::default(), ended: false }));
     }
 
@@ -85,12 +80,7 @@ impl Stream {
         if let Some(at) = cut {
             host.replace_body_chunk(Direction::Response, size, chunk.get(..at).unwrap_or_default());
             host.close_stream();
-            let fault = &Fault::new(dropped_by.unwrap_or(FaultId::ThrottleInternalError));
-            host.count(&format!("apim.fault.{}", fault.code));
-            if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
-                host.count(&observe::refused_stat(&api.stats_prefix, fault));
-            }
-            self.count_application(host, "refused");
+            self.count_refused(host, &Fault::new(dropped_by.unwrap_or(FaultId::ThrottleInternalError)));
         }
         if let Some(why) = uncounted {
             self.report_uncounted(host, why, now);

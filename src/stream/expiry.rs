@@ -10,7 +10,6 @@ use crate::auth::settings::AuthConfig;
 use crate::auth::Identity;
 use crate::catalogue::{Fault, FaultId};
 use crate::host::{Direction, Host};
-use crate::observe;
 
 /// The last second a credential is accepted (Unix seconds), if it ever stops being, as a new
 /// request with it is refused: a JWT (a token, a JWT API key) through its `exp` plus the clock
@@ -59,11 +58,7 @@ impl Stream {
         self.connection_ended = true;
         host.replace_body_chunk(Direction::Request, size, &[]);
         host.close_stream();
-        let fault = &Fault::new(FaultId::AccessTokenExpired);
-        host.count(&format!("apim.fault.{}", fault.code));
-        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
-            host.count(&observe::refused_stat(&api.stats_prefix, fault));
-        }
+        self.count_refused(host, &Fault::new(FaultId::AccessTokenExpired));
         log::debug!("a WebSocket connection's credential expired: the connection ends");
         true
     }

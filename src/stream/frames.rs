@@ -7,10 +7,9 @@ use std::rc::Rc;
 use super::{engines, Stream, Worker};
 use crate::catalogue::{Fault, FaultId};
 use crate::host::{Direction, Host};
-use crate::observe;
 use crate::render;
-use crate::throttle::frames::{count_frame, FrameCount};
-use crate::throttle::{ByteCounter, Counter, Units};
+use crate::throttle::frames::{byte_counters, count_frame, FrameCount};
+use crate::throttle::Counter;
 use crate::websocket::{self, Chunk, Scanner, Verdict};
 
 /// A connection's frame counting.
@@ -38,15 +37,6 @@ impl Frames {
             notice: websocket::server_text_frame(notice_text),
         }
     }
-
-    /// The byte budgets among the counters: a frame's bytes are charged to them as they pass.
-    pub(super) fn byte_counters(&self) -> Vec<ByteCounter> {
-        self.counters
-            .iter()
-            .filter(|counter| counter.units == Units::Bytes)
-            .map(|counter| ByteCounter { key: counter.key.clone(), limit: counter.limit, window_s: counter.window_s })
-            .collect()
-    }
 }
 
 impl Stream {
@@ -61,7 +51,7 @@ impl Stream {
         if early_bytes > 0 {
             frames.from_client = Scanner::dropping_everything();
         }
-        self.byte_counters = frames.byte_counters();
+        self.byte_counters = byte_counters(&frames.counters);
         self.frames = Some(Box::new(frames));
     }
 
@@ -149,21 +139,12 @@ impl Stream {
         if let Chunk::Rewritten(bytes) = chunk_out {
             host.replace_body_chunk(direction, size, &bytes);
         }
+        let fault = &Fault::new(FaultId::WebsocketFrameThrottled);
         for _ in 0..drops {
-            self.frame_dropped(host);
+            self.count_refused(host, fault);
         }
         if let Some(why) = uncounted {
             self.report_uncounted(host, why, now);
         }
-    }
-
-    /// A dropped frame, counted as the fault it is, per API and application.
-    fn frame_dropped(&mut self, host: &mut impl Host) {
-        let fault = &Fault::new(FaultId::WebsocketFrameThrottled);
-        host.count(&format!("apim.fault.{}", fault.code));
-        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
-            host.count(&observe::refused_stat(&api.stats_prefix, fault));
-        }
-        self.count_application(host, "refused");
     }
 }

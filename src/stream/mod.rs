@@ -420,6 +420,17 @@ impl Stream {
         Flow::Continue
     }
 
+    /// A refusal (a request's, or a message's on a stream: a WebSocket frame, a server-sent event,
+    /// a connection whose credential expired), counted per code, per API and level, and per
+    /// application.
+    fn count_refused(&mut self, host: &mut impl Host, fault: &Fault) {
+        host.count(&format!("apim.fault.{}", fault.code));
+        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
+            host.count(&observe::refused_stat(&api.stats_prefix, fault));
+        }
+        self.count_application(host, "refused");
+    }
+
     /// Counts the authorized application's outcome (bounded names).
     fn count_application(&mut self, host: &mut impl Host, outcome: &str) {
         let Some(application) = &self.application else { return };
@@ -715,11 +726,7 @@ impl Stream {
         // The answer is the filter's: no backend's frames or events are counted in it.
         self.frames = None;
         self.events = None;
-        host.count(&format!("apim.fault.{}", fault.code));
-        if let (true, Some(api)) = (self.api_stats, self.matched.and_then(|matched| self.routes.api(matched.api))) {
-            host.count(&observe::refused_stat(&api.stats_prefix, fault));
-        }
-        self.count_application(host, "refused");
+        self.count_refused(host, fault);
         if self.config.observability.access_log_fields {
             self.record.fault(fault, rendered.status);
             self.emit_record(host);

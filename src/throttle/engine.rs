@@ -37,6 +37,13 @@ pub struct ByteCounter {
     pub window_s: u64,
 }
 
+impl ByteCounter {
+    /// A byte budget's counter, as bytes are charged to it.
+    pub fn of(counter: &Counter) -> ByteCounter {
+        ByteCounter { key: counter.key.clone(), limit: counter.limit, window_s: counter.window_s }
+    }
+}
+
 /// A counting engine.
 pub trait Engine {
     /// Counts one request at `counter` if its limit allows (`Count::allowed`).

@@ -5,7 +5,7 @@
 //! takes a token at the levels the handshake planned. A frame never waits for a call.
 
 use super::cluster::Refill;
-use super::engine::{Engine, EngineResume, Engines};
+use super::engine::{ByteCounter, Engine, EngineResume, Engines};
 use super::limiter::{Contended, Count};
 use super::plan::{self, Caller, Counter, Level, Units};
 use super::ThrottleConfig;
@@ -50,6 +50,11 @@ pub fn plan_frames(
     let mut counters = plan::plan(throttle, directory, api, resource, caller);
     counters.retain(|counter| counts_messages(counter.level, websocket));
     Ok(counters)
+}
+
+/// The byte budgets among a plan's counters: a message's bytes are charged to them as they pass.
+pub fn byte_counters(counters: &[Counter]) -> Vec<ByteCounter> {
+    counters.iter().filter(|counter| counter.units == Units::Bytes).map(ByteCounter::of).collect()
 }
 
 /// What counting one frame decided.

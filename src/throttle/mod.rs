@@ -238,11 +238,7 @@ impl Evaluation {
         };
         let counter = self.counters.get(self.current)?;
         if counter.units == Units::Bytes {
-            self.byte_counters.push(ByteCounter {
-                key: counter.key.clone(),
-                limit: counter.limit,
-                window_s: counter.window_s,
-            });
+            self.byte_counters.push(ByteCounter::of(counter));
         }
         if !count.allowed {
             if counter.soft {
