@@ -42,7 +42,7 @@ fn loaded(event_apis: Option<&str>) -> (CpWorker, Loaded) {
 }
 
 /// By default WebSocket and event-stream APIs are not served: API-M counts their messages
-/// against their tiers, and the filter sees only the handshake.
+/// against their tiers, which the filter does only with `event_apis: count_messages`.
 #[test]
 fn event_apis_are_not_served_unless_counting_connections_is_chosen() {
     let (view, loaded) = loaded(None);
