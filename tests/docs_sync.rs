@@ -228,6 +228,7 @@ fn with_integer(field: &str) -> Option<String> {
         "ControlPlane.negative_ttl_s" => control_plane(r#""negative_ttl_s":#V#"#),
         "ControlPlane.lookups_per_second" => control_plane(r#""lookups_per_second":#V#"#),
         "Override.status" => r#"{"errors":{"overrides":{"900800":{"status":#V#}}}}"#.into(),
+        "Override.code" => r#"{"errors":{"overrides":{"900800":{"code":#V#}}}}"#.into(),
         "Override.grpc_status" => r#"{"errors":{"overrides":{"900800":{"grpc_status":#V#}}}}"#.into(),
         "Cors.max_age_s" => r#"{"errors":{"cors":{"allow_origins":["*"],"max_age_s":#V#}}}"#.into(),
         "Credentials.max_token_bytes" => r#"{"credentials":{"max_token_bytes":#V#}}"#.into(),

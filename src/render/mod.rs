@@ -80,6 +80,9 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
     let patterns = settings.overrides_by_pattern.iter().filter(|(pattern, _)| pattern.matches(fault.code));
     let exact = [settings.overrides_by_code.get(&fault.code), settings.overrides_by_id.get(&fault.id)];
     for found in patterns.map(|(_, value)| value).chain(exact.into_iter().flatten()) {
+        if let Some(code) = found.code {
+            resolved.code = code;
+        }
         if let Some(status) = found.status {
             resolved.status = status;
         }
@@ -592,26 +595,6 @@ mod tests {
     }
 
     #[test]
-    fn overrides_change_status_message_and_description() {
-        let settings = settings(
-            r#"{"errors":{"overrides":{"900800":{"status":555},"api_throttled":{"description":"slow down"}}}}"#,
-        );
-        let rendered = render(&Fault::new(FaultId::ApiThrottled), &settings, None);
-        assert_eq!(rendered.status, 555);
-        assert!(rendered.body.contains("slow down"));
-        // Transport codes are overridden by the code the arithmetic produces.
-        let settings = settings_with_override("101507");
-        let timeout = Fault::transport(FaultId::ConnectionTimedOut, ProtocolState::RequestDone);
-        assert_eq!(render(&timeout, &settings, None).status, 599);
-        let refused = Fault::transport(FaultId::ConnectionFailed, ProtocolState::RequestReady);
-        assert_eq!(render(&refused, &settings, None).status, 503);
-    }
-
-    fn settings_with_override(code: &str) -> ErrorSettings {
-        settings(&format!(r#"{{"errors":{{"overrides":{{"{code}":{{"status":599}}}}}}}}"#))
-    }
-
-    #[test]
     fn missing_credentials_description_names_the_configured_headers() {
         let default = render(&Fault::new(FaultId::MissingCredentials), &settings("{}"), None);
         assert!(default.body.contains(FaultId::MissingCredentials.spec().description), "{}", default.body);
@@ -798,3 +781,6 @@ mod tests {
 
 #[cfg(test)]
 mod grpc_tests;
+
+#[cfg(test)]
+mod override_tests;

@@ -10,6 +10,7 @@ use crate::schema::{ConfigError, ErrorFormat, RawCredentials, RawErrors, RawOver
 /// An override of one catalogue entry. Unset fields keep the catalogue's value.
 #[derive(Clone, Debug, Default)]
 pub struct Override {
+    pub code: Option<u32>,
     pub status: Option<u16>,
     pub message: Option<String>,
     pub description: Option<String>,
@@ -19,6 +20,7 @@ pub struct Override {
 impl From<RawOverride> for Override {
     fn from(raw: RawOverride) -> Self {
         Override {
+            code: raw.code,
             status: raw.status,
             message: raw.message,
             description: raw.description,

@@ -94,6 +94,12 @@ pub struct RawOverride {
     #[serde(default)]
     #[schemars(range(min = 200, max = 599))]
     pub status: Option<u16>,
+    /// The `code` field: the code the body carries (and the text frame a WebSocket client is sent,
+    /// `Error code: <code> reason: ...`). For clients of a release whose codes differ: API-M 4.x's
+    /// earlier releases send 4003 for a WebSocket frame throttled out, later ones 4008. Stats and
+    /// logs keep the catalogue's code. Defaults to the catalogue's code.
+    #[serde(default)]
+    pub code: Option<u32>,
     /// The `message` field. Defaults to the catalogue's message.
     #[serde(default)]
     pub message: Option<String>,
