@@ -41,7 +41,11 @@ fn event_source() -> u16 {
 fn read_stream(port: u16) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"GET /ticks/1.0.0/prices HTTP/1.1\r\nhost: gw\r\naccept: text/event-stream\r\n\r\n").unwrap();
+    stream
+        .write_all(
+            b"GET /ticks/1.0.0/prices HTTP/1.1\r\nhost: gw\r\naccept: text/event-stream\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -75,9 +79,10 @@ fn events_count_and_the_first_over_the_limit_ends_the_stream() {
     assert!(received.contains("data: tick 3") && !received.contains("data: tick 4"), "{received}");
     assert!(!received.ends_with("0\r\n\r\n"), "the stream was ended, not completed: {received}");
     assert_eq!(envoy.stat("wasmcustom.apim.fault.900800"), 1);
-    // The request is not counted: a second one is answered, and ended at its first event.
+    // The tier is spent: a second request is refused before the backend is asked, as API-M
+    // refuses it.
     let received = read_stream(envoy.port);
-    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
-    assert_eq!(received.matches("data: tick").count(), 0, "{received}");
+    assert!(received.starts_with("HTTP/1.1 429"), "{received}");
+    assert!(received.contains("900800") && !received.contains("data: tick"), "{received}");
     assert_eq!(envoy.stat("wasmcustom.apim.fault.900800"), 2);
 }

@@ -59,8 +59,9 @@ pub struct RawApi {
     /// but not counted, and each event of its answer (a `2xx`; lines up to a blank line, a
     /// keep-alive comment too, as API-M counts each blank-line-ended block) takes one request at
     /// the API (or resource), subscription and application levels. The first event over a limit
-    /// ends the stream there, as API-M ends it (no error event; Envoy resets the stream, and a
-    /// client's `EventSource` reconnects). Defaults to false: a request counts once, whatever its
+    /// ends the stream there, as API-M ends it (no error event; Envoy resets the stream), and a
+    /// request whose first event would be refused now is answered with that level's fault before
+    /// its backend is asked, as API-M answers it. Defaults to false: a request counts once, whatever its
     /// answer carries.
     #[serde(default)]
     pub count_server_sent_events: bool,

@@ -9,7 +9,7 @@ use super::{engines, Stream, Worker};
 use crate::catalogue::{Fault, FaultId};
 use crate::event_stream::EventScanner;
 use crate::host::{Direction, Host};
-use crate::throttle::frames::{byte_counters, count_frame, FrameCount};
+use crate::throttle::frames::{byte_counters, count_frame, refused_now, FrameCount};
 use crate::throttle::Counter;
 
 /// A response's event counting.
@@ -23,6 +23,23 @@ pub(super) struct Events {
 }
 
 impl Stream {
+    /// Whether an event stream's request is refused before its backend is asked, its first event
+    /// being refused now (nothing counted), as API-M's gateway answers a server-sent-events
+    /// request whose key is already over: the level's fault.
+    pub(super) fn events_refused_now(&mut self, host: &mut impl Host, counters: &[Counter], now: u64) -> Option<Fault> {
+        let config = Rc::clone(&self.config);
+        let worker = Rc::clone(&self.worker);
+        let mut worker = worker.borrow_mut();
+        let Worker { counter_leases, .. } = &mut *worker;
+        let mut engine = engines(&config, Some(counter_leases));
+        let refused = refused_now(&config.throttle, &mut engine, host, counters, now);
+        let refills = std::mem::take(&mut engine.refills);
+        drop(engine);
+        drop(worker);
+        self.start_refills(host, &config, refills, now);
+        refused.map(Fault::new)
+    }
+
     /// A request whose answer's events are counted.
     pub(super) fn count_events_from_now(&mut self, counters: Vec<Counter>) {
         self.byte_counters = byte_counters(&counters);

@@ -133,6 +133,9 @@ impl Stream {
                     if websocket {
                         self.count_frames_from_now(counters, early);
                     } else {
+                        if let Some(fault) = self.events_refused_now(host, &counters, now) {
+                            return self.deny(host, &fault);
+                        }
                         // The events are read in the answer: the backend is not asked to compress
                         // it (gzip's bytes read as lines would count nothing an event is).
                         host.set_request_header("accept-encoding", None);

@@ -87,6 +87,33 @@ pub fn count_frame(
     counters: &[Counter],
     now: u64,
 ) -> FrameCount {
+    take_all(throttle, engines, store, counters, now, true)
+}
+
+/// Whether a message would be refused now, counting nothing (each level's token is taken and
+/// given back): an event stream's request is answered with the level's fault before its backend
+/// is asked, as API-M's gateway refuses a server-sent-events request whose key is already over
+/// (`SseApiHandler`). A level that would need the rate-limit service's answer does not refuse it
+/// (its block is asked for in the background, as for a message).
+pub fn refused_now(
+    throttle: &ThrottleConfig,
+    engines: &mut Engines<'_>,
+    store: &mut dyn SharedStore,
+    counters: &[Counter],
+    now: u64,
+) -> Option<FaultId> {
+    take_all(throttle, engines, store, counters, now, false).dropped_by
+}
+
+/// [`count_frame`]; with `keep` false, what the levels took is given back whatever they answer.
+fn take_all(
+    throttle: &ThrottleConfig,
+    engines: &mut Engines<'_>,
+    store: &mut dyn SharedStore,
+    counters: &[Counter],
+    now: u64,
+    keep: bool,
+) -> FrameCount {
     let mut taken: Vec<(&Counter, Count)> = Vec::new();
     let mut uncounted = None;
     for counter in counters {
@@ -127,6 +154,9 @@ pub fn count_frame(
         if counter.units == Units::Requests {
             taken.push((counter, count));
         }
+    }
+    if !keep {
+        give_back(engines, store, taken, now);
     }
     FrameCount { passed: true, uncounted, dropped_by: None }
 }

@@ -15,15 +15,20 @@ fn events_config() -> Config {
 
 /// A request for the stream, on `host` (its shared data kept), answered `status`.
 fn subscribe(host: &mut FakeHost, status: &str) -> Stream {
-    host.request = FakeHost::request(&[(":method", "GET"), (":path", "/ticks/1/prices")]).request;
-    host.now = 7_200;
-    let mut config = events_config();
-    prepare_counters(host, &mut config);
-    let mut stream = stream(Rc::new(config));
+    let mut stream = request(host);
     assert_eq!(stream.on_request_headers(host, true), Flow::Continue, "the request is not counted");
     host.response.insert(":status".into(), status.as_bytes().to_vec());
     stream.on_response_headers(host);
     stream
+}
+
+/// A stream for a request to the API, on `host` (its shared data kept).
+fn request(host: &mut FakeHost) -> Stream {
+    host.request = FakeHost::request(&[(":method", "GET"), (":path", "/ticks/1/prices")]).request;
+    host.now = 7_200;
+    let mut config = events_config();
+    prepare_counters(host, &mut config);
+    stream(Rc::new(config))
 }
 
 /// Hands the stream a response chunk; what goes on.
@@ -45,12 +50,26 @@ fn each_event_counts_and_the_first_over_the_limit_ends_the_stream_there() {
     assert_eq!(chunk(&mut stream, &mut host, b"data: 6\n\n"), b"", "nothing more goes on");
     assert_eq!(host.counted.len(), 1);
 
-    // A new request is not counted: it is answered, and its first event ends it.
-    host.closed = false;
+    // The tier is spent: a new request is answered with its fault before the backend is asked,
+    // as API-M answers it.
+    let mut stream = request(&mut host);
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+    assert_eq!(host.sent.as_ref().map(|(status, _, _)| *status), Some(429));
+    assert_eq!(host.counted, vec![900800, 900800]);
+}
+
+/// Looking at whether a request's first event would be refused counts nothing: the three events
+/// of the hour still pass after three requests were let through.
+#[test]
+fn requests_let_through_count_nothing() {
+    let mut host = FakeHost::default();
+    for _ in 0..3 {
+        subscribe(&mut host, "200");
+    }
     let mut stream = subscribe(&mut host, "200");
-    assert!(host.sent.is_none());
-    assert_eq!(chunk(&mut stream, &mut host, b": keep-alive\n\n"), b"");
-    assert!(host.closed);
+    let three = b"data: 1\n\ndata: 2\n\ndata: 3\n\n";
+    assert_eq!(chunk(&mut stream, &mut host, three), three);
+    assert!(!host.closed && host.counted.is_empty());
 }
 
 #[test]
