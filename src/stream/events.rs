@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::{engines, Stream, Worker};
+use super::{with_worker_engines, Stream};
 use crate::catalogue::{Fault, FaultId};
 use crate::event_stream::EventScanner;
 use crate::host::{Direction, Host};
@@ -28,14 +28,9 @@ impl Stream {
     /// request whose key is already over: the level's fault.
     pub(super) fn events_refused_now(&mut self, host: &mut impl Host, counters: &[Counter], now: u64) -> Option<Fault> {
         let config = Rc::clone(&self.config);
-        let worker = Rc::clone(&self.worker);
-        let mut worker = worker.borrow_mut();
-        let Worker { counter_leases, .. } = &mut *worker;
-        let mut engine = engines(&config, Some(counter_leases));
-        let refused = refused_now(&config.throttle, &mut engine, host, counters, now);
-        let refills = std::mem::take(&mut engine.refills);
-        drop(engine);
-        drop(worker);
+        let (refused, refills) = with_worker_engines(&config, &self.worker, host, |engine, host| {
+            refused_now(&config.throttle, engine, host, counters, now)
+        });
         self.start_refills(host, &config, refills, now);
         refused.map(Fault::new)
     }
@@ -74,24 +69,19 @@ impl Stream {
         // Without the clock nothing is counted: the events pass (still read, to stay in step).
         let now = host.now().ok();
         let config = Rc::clone(&self.config);
-        let worker = Rc::clone(&self.worker);
-        let mut worker = worker.borrow_mut();
-        let Worker { counter_leases, .. } = &mut *worker;
-        let mut engine = engines(&config, Some(counter_leases));
         let Events { counters, scanner, ended } = events;
         let (mut uncounted, mut dropped_by) = (None, None);
-        let cut = scanner.scan(&chunk, || {
-            let Some(now) = now else { return true };
-            let FrameCount { passed, uncounted: why, dropped_by: by } =
-                count_frame(&config.throttle, &mut engine, host, counters, now);
-            uncounted = why.or(uncounted);
-            dropped_by = by;
-            passed
+        let (cut, refills) = with_worker_engines(&config, &self.worker, host, |engine, host| {
+            scanner.scan(&chunk, || {
+                let Some(now) = now else { return true };
+                let FrameCount { passed, uncounted: why, dropped_by: by } =
+                    count_frame(&config.throttle, engine, host, counters, now);
+                uncounted = why.or(uncounted);
+                dropped_by = by;
+                passed
+            })
         });
         *ended = cut.is_some();
-        let refills = std::mem::take(&mut engine.refills);
-        drop(engine);
-        drop(worker);
         let now = now.unwrap_or_default();
         self.start_refills(host, &config, refills, now);
         if let Some(at) = cut {

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::{engines, Stream, Worker};
+use super::{with_worker_engines, Stream};
 use crate::catalogue::{Fault, FaultId};
 use crate::host::{Direction, Host};
 use crate::render;
@@ -104,36 +104,31 @@ impl Stream {
             });
         }
         let config = Rc::clone(&self.config);
-        let worker = Rc::clone(&self.worker);
-        let mut worker = worker.borrow_mut();
-        let Worker { counter_leases, .. } = &mut *worker;
-        let mut engine = engines(&config, Some(counter_leases));
         let Frames { counters, from_client, from_backend, pending, notice } = frames;
         let mut uncounted = None;
-        let mut decide = |_| {
-            let Some(now) = now else { return Verdict::Pass };
-            let FrameCount { passed, uncounted: why, .. } =
-                count_frame(&config.throttle, &mut engine, host, counters, now);
-            uncounted = why.or(uncounted);
-            if passed {
-                Verdict::Pass
-            } else {
-                Verdict::Drop
-            }
-        };
-        let (chunk_out, drops) = match direction {
-            Direction::Request => {
-                let scanned = from_client.scan(&chunk, &mut decide, None);
-                for _ in 0..scanned.1.min(websocket::MAX_PENDING_NOTICES as u32) {
-                    websocket::queue_notice(pending, notice);
+        let ((chunk_out, drops), refills) = with_worker_engines(&config, &self.worker, host, |engine, host| {
+            let mut decide = |_| {
+                let Some(now) = now else { return Verdict::Pass };
+                let FrameCount { passed, uncounted: why, .. } =
+                    count_frame(&config.throttle, engine, host, counters, now);
+                uncounted = why.or(uncounted);
+                if passed {
+                    Verdict::Pass
+                } else {
+                    Verdict::Drop
                 }
-                scanned
+            };
+            match direction {
+                Direction::Request => {
+                    let scanned = from_client.scan(&chunk, &mut decide, None);
+                    for _ in 0..scanned.1.min(websocket::MAX_PENDING_NOTICES as u32) {
+                        websocket::queue_notice(pending, notice);
+                    }
+                    scanned
+                }
+                Direction::Response => from_backend.scan(&chunk, &mut decide, Some((pending, notice))),
             }
-            Direction::Response => from_backend.scan(&chunk, &mut decide, Some((pending, notice))),
-        };
-        let refills = std::mem::take(&mut engine.refills);
-        drop(engine);
-        drop(worker);
+        });
         let now = now.unwrap_or_default();
         self.start_refills(host, &config, refills, now);
         if let Chunk::Rewritten(bytes) = chunk_out {

@@ -167,6 +167,21 @@ pub(crate) fn engines<'a>(config: &'a Config, leases: Option<&'a mut WorkerLease
     }
 }
 
+/// Runs `work` with the worker's counting engines (a stream's messages: WebSocket frames,
+/// server-sent events), answering what it answered and the lease refills it asked for, for the
+/// stream to start ([`Stream::start_refills`]).
+fn with_worker_engines<H: Host, T>(
+    config: &Config,
+    worker: &RefCell<Worker>,
+    host: &mut H,
+    work: impl FnOnce(&mut Engines<'_>, &mut H) -> T,
+) -> (T, Vec<Refill>) {
+    let mut worker = worker.borrow_mut();
+    let mut engine = engines(config, Some(&mut worker.counter_leases));
+    let answer = work(&mut engine, host);
+    (answer, engine.refills)
+}
+
 impl Stream {
     pub fn new(config: Rc<Config>, worker: Rc<RefCell<Worker>>) -> Self {
         Stream {
