@@ -1,11 +1,11 @@
 //! Full loads of the control plane's directory: at start and every `refresh_s`, by one worker of
 //! the Envoy (the due time in shared data is taken by compare-and-swap and held until the load
 //! ends, so loads never overlap), as background work of its root context. The load asks for
-//! each resource in turn; a resource whose answer did not
-//! change since the last load (same bytes) is not rewritten, and a load that changed something
-//! bumps the generation, which every worker notices on its next request. A resource that cannot
-//! be had (the control plane down, slow, failing, or answering garbage) keeps its last good data,
-//! and the next load comes sooner (`RETRY_S`).
+//! each resource in turn; a resource whose answer did not change since the last load (same
+//! bytes) is not rewritten, and a load that changed something (or follows one cut off after
+//! writing) bumps the generation, which every worker notices on its next request. A resource that
+//! cannot be had (the control plane down, slow, failing, or answering garbage) keeps its last good
+//! data, and the next load comes sooner (`RETRY_S`).
 
 use super::store::{self, AppEntry, Document, KeyEntry, Kind, KindBuilder, Meta, SubEntry};
 use super::view::{key_of_client, key_of_subscription};
@@ -98,6 +98,16 @@ impl Load {
 }
 
 const DUE_KEY: &str = "apim.cp.due";
+
+/// Set (non-empty) while a load has written an answer that no generation publishes yet: before
+/// its first write, cleared by the generation its end bumps. A load cut off in between (its VM
+/// drained by a configuration change with a call under way) leaves it set, and the next load
+/// publishes what it wrote, though that load then finds every answer unchanged.
+const UNPUBLISHED_KEY: &str = "apim.cp.unpublished";
+
+fn unpublished(store: &dyn SharedStore) -> bool {
+    store.shared_get(UNPUBLISHED_KEY).ok().flatten().is_some_and(|(bytes, _)| !bytes.is_empty())
+}
 
 /// At configure time: creates the due time (at once) if this Envoy has none, so that taking it
 /// is always a compare-and-swap; and drops the data another control plane left (another API-M,
@@ -352,11 +362,15 @@ pub fn ingest(
 
 fn finish(store: &mut dyn SharedStore, control_plane: &ControlPlane, load: &Load, now: u64, now_ms: u64) {
     let mut meta = Meta::read(store);
-    if load.changed || meta.generation == 0 {
+    let unpublished = unpublished(store);
+    if load.changed || unpublished || meta.generation == 0 {
         meta.generation = meta.generation.saturating_add(1);
     }
     meta.loaded_at = now;
     meta.write(store);
+    if unpublished {
+        let _ = store.shared_set(UNPUBLISHED_KEY, b"", None);
+    }
     if load.failed.is_empty() {
         set_due(store, load.started_at.saturating_add(control_plane.refresh_s).max(now.saturating_add(1)));
         log::info!(
@@ -364,7 +378,7 @@ fn finish(store: &mut dyn SharedStore, control_plane: &ControlPlane, load: &Load
             now_ms.saturating_sub(load.started_ms),
             load.waiting_ms,
             meta.generation,
-            if load.changed { "" } else { " (unchanged)" }
+            if load.changed || unpublished { "" } else { " (unchanged)" }
         );
     } else {
         set_due(store, now.saturating_add(RETRY_S));
@@ -413,6 +427,7 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
             store.shared_get(&key).ok().flatten().map(|(_, cas)| cas)
         }
     };
+    let _ = store.shared_set(UNPUBLISHED_KEY, b"1", None);
     let garbage = |error: serde_json::Error| format!("not WSO2's JSON ({error})");
     let expected = body.size / BYTES_PER_ENTRY;
     match fetch {

@@ -798,3 +798,38 @@ fn what_a_full_load_makes_of_wso2s_answers_is_the_version_store_format_names() {
         (2, "7ac8beea192597af99c6a73b0cb3628f035d6151fa25cc2fabcc5778fab1c0b6".to_string())
     );
 }
+
+/// A load cut off after writing a changed answer (its VM drained by a configuration change, the
+/// call's answer never delivered) leaves that answer written and its fingerprint recorded. The
+/// next load finds the same answer unchanged: it must still publish what the cut-off load wrote,
+/// or workers keep serving the earlier data until API-M's data changes again.
+#[test]
+fn what_a_load_cut_off_wrote_is_published_by_the_next_load() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let mut view = worker();
+    view.sync(&store, &cp, &[]).unwrap();
+    assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some());
+    // API-M retires PizzaShackAPI: its APIs answer without it.
+    let retired = |fetch: Fetch| match fetch {
+        Fetch::Apis => {
+            let apis = fixture(Fetch::Apis).replacen("\"status\":\"PUBLISHED\"", "\"status\":\"RETIRED\"", 1);
+            Answer::Http { status: 200, body: apis.into_bytes() }
+        }
+        other => ok(other),
+    };
+    let later = NOW + 600;
+    let mut cut_off = refresh::due(&mut store, &cp, later, later * 1000).unwrap();
+    assert_eq!(cut_off.fetch, Fetch::Apis);
+    assert!(
+        refresh::ingest(&mut store, &cp, &mut cut_off, &retired(Fetch::Apis), &|_, _| Vec::new(), later, 0).is_some()
+    );
+    drop(cut_off);
+    // The next load, once the cut-off one's hold has passed, finds every answer as last written.
+    let next = later + 3600;
+    load(&mut store, &cp, next, retired);
+    assert!(view.sync(&store, &cp, &[]).is_some(), "a new generation");
+    let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
+    assert_eq!(pizza.lifecycle, crate::vocab::Lifecycle::Retired, "the retirement is served");
+}
