@@ -1,0 +1,443 @@
+//! A seeded campaign of malformed and hostile requests through a real Envoy (`--concurrency 2`):
+//! valid requests mutated at random (methods, paths and their encodings, credentials cut,
+//! flipped, doubled or forged, the filter's own headers forged, CORS, gRPC, bodies). Whatever a
+//! request holds, its answer is one the contract allows: the backend's (which never sees a
+//! credential or a forged header of the filter's), a fault of the catalogue with its status and
+//! message, a CORS preflight answered, or Envoy's own codec refusal of what is not HTTP (which
+//! never reaches the backend). The gateway keeps serving on both workers throughout.
+//!
+//! A failure prints the seed and the request: `APIM_CAMPAIGN_SEED=<seed>` replays the campaign,
+//! `APIM_CAMPAIGN_REQUESTS=<n>` sizes it (default 5,000).
+
+// Test code: panicking on a broken fixture is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use apim_filter::catalogue;
+use common::{api_key_hash, keys, Response};
+use serde_json::{json, Value};
+
+const API_KEY: &str = "campaign-key-6f1c";
+const ISSUER: &str = "https://km.campaign.test";
+
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn token(claims: Value) -> String {
+    keys::signed_jwt("rsa-a.pem", "k1", &claims)
+}
+
+fn config() -> String {
+    json!({
+        "errors": {"cors": {"allow_origins": ["https://app.example"]}},
+        "key_managers": [{"name": "km", "issuer": ISSUER, "jwks": {"keys": [keys::public_jwk("rsa-a.pem", "k1")]}}],
+        "apis": [
+            {"name": "Open", "context": "/open", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
+             "resources": [{"method": "GET", "path": "/*"}, {"method": "POST", "path": "/items"}]},
+            {"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["oauth2", "api_key"],
+             "api_key_in_query": true, "endpoints": {"production": "live"},
+             "resources": [
+                {"method": "GET", "path": "/items/{id}"},
+                {"method": "GET", "path": "/items"},
+                {"method": "POST", "path": "/orders", "scopes": ["orders:write"]},
+                {"method": "GET", "path": "/limited", "policy": "TwoPerHour"},
+                {"method": "DELETE", "path": "/*"}
+             ]}
+        ],
+        "applications": [{"id": "app-1", "name": "App", "owner": "owner-1",
+            "client_ids": [{"id": "client-1", "key_manager": "km"}],
+            "api_keys": [{"sha256": api_key_hash(API_KEY)}]}],
+        "subscriptions": [{"application": "app-1", "api": "Shop:1.0.0"}],
+        "policies": {"TwoPerHour": {"requests": 2, "per": "hour"}}
+    })
+    .to_string()
+}
+
+/// Values the filter itself writes into its own headers: a forged `x-apim-*` value that reaches
+/// the backend is none of these.
+const FILTER_VALUES: &[&str] =
+    &["live", "Open:1.0.0", "Shop:1.0.0", "app-1", "App", "owner-1", "PRODUCTION", "Unlimited", "alice", "true"];
+
+/// One request of the campaign, as raw bytes, and what the checks need to know about it.
+struct Request {
+    raw: Vec<u8>,
+    method: String,
+    shop: bool,
+    /// The path is neither origin-form (`/...`) nor absolute-form with one (`http://host/...`).
+    not_a_path: bool,
+}
+
+fn mutate_token(random: &mut Random, token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    match random.below(6) {
+        0 => {
+            let at = random.below(bytes.len());
+            bytes[at] = *random.pick(b"AZaz09-_.=+/");
+        }
+        1 => bytes.truncate(random.below(bytes.len())),
+        2 => bytes.extend_from_slice(b".x"),
+        3 => {
+            let at = random.below(bytes.len());
+            bytes.insert(at, b'.');
+        }
+        4 => bytes.retain(|byte| *byte != b'.'),
+        _ => {
+            let at = random.below(bytes.len());
+            bytes.splice(at..at, b"%00".iter().copied());
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+fn path(random: &mut Random, clean: bool) -> (String, bool) {
+    let bases = [
+        "/open/1.0.0/anything",
+        "/open/1.0.0/items",
+        "/shop/1.0.0/items/42",
+        "/shop/1.0.0/items",
+        "/shop/1.0.0/orders",
+        "/shop/1.0.0/limited",
+        "/shop/1.0.0/x/y",
+        "/shop/1.0.0",
+        "/shop",
+        "/nowhere",
+        "/",
+    ];
+    let mut path = random.pick(&bases).to_string();
+    let shop = path.starts_with("/shop");
+    let tokens = [
+        "%2F",
+        "%2f",
+        "%2e",
+        "%2E%2E",
+        "..",
+        ".",
+        "//",
+        ";",
+        ";jsessionid=1",
+        "%",
+        "%ZZ",
+        "%00",
+        "%5C",
+        "\\",
+        "*",
+        "{id}",
+        "~",
+        "%C0%AE",
+        "+",
+        "%20",
+        "é",
+        "/",
+        "?",
+        "#",
+        "&",
+        "=",
+        "%3F",
+        "%23",
+    ];
+    for _ in 0..if clean { 0 } else { random.below(4) } {
+        let mut at = random.below(path.len() + 1);
+        while !path.is_char_boundary(at) {
+            at -= 1;
+        }
+        let token = *random.pick(&tokens);
+        path.insert_str(at, token);
+    }
+    if !clean && random.chance(25) {
+        let queries = [
+            format!("?apikey={API_KEY}"),
+            "?apikey=wrong".to_string(),
+            format!("?a=1&apikey={API_KEY}&b=2"),
+            "?apikey=".to_string(),
+            "?a=%ZZ".to_string(),
+            "?access_token=abc".to_string(),
+            "?;;&&==".to_string(),
+        ];
+        let query = random.pick(&queries).clone();
+        path.push_str(&query);
+    }
+    // Non-ASCII goes as UTF-8 bytes, which Envoy refuses in a path: percent-encode most of it.
+    if random.chance(80) {
+        path = path.replace('é', "%C3%A9");
+    }
+    if !clean && random.chance(3) {
+        path = format!("http://127.0.0.1{path}");
+    }
+    (path, shop)
+}
+
+fn request(random: &mut Random, port: u16, valid: &str, scoped: &str) -> Request {
+    let methods = ["GET", "GET", "GET", "POST", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get", "FOO"];
+    // A third of the requests are valid ones (a valid credential, a path as sent), so that every
+    // resource is reached and its tiers run out; the rest are mutated.
+    let clean = random.chance(33);
+    let method = if clean { "GET".to_string() } else { random.pick(&methods).to_string() };
+    let (path, shop) = path(random, clean);
+    let mut headers: Vec<String> = vec![format!("host: 127.0.0.1:{port}"), "connection: close".to_string()];
+    let credentials = [
+        format!("Authorization: Bearer {valid}"),
+        format!("Authorization: Bearer {scoped}"),
+        format!("Authorization: Bearer {}", mutate_token(random, valid)),
+        format!("Authorization: Bearer {}", mutate_token(random, scoped)),
+        format!("Authorization: bearer {valid}"),
+        format!("Authorization: Bearer  {valid}"),
+        format!("Authorization: Bearer {valid} extra"),
+        "Authorization: Bearer".to_string(),
+        "Authorization: Basic Y2xpZW50LTE6c2VjcmV0".to_string(),
+        "Authorization: Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2ttLmNhbXBhaWduLnRlc3QifQ.".to_string(),
+        "Authorization: Bearer a.b.c".to_string(),
+        format!("apikey: {API_KEY}"),
+        format!("APIKEY: {API_KEY}"),
+        format!("apikey: {API_KEY} "),
+        format!("apikey: {}", mutate_token(random, API_KEY)),
+        "apikey:".to_string(),
+    ];
+    if clean {
+        headers.push(credentials[*random.pick(&[0, 1, 11])].clone());
+    }
+    for _ in 0..if clean { 0 } else { random.below(3) } {
+        headers.push(random.pick(&credentials).clone());
+    }
+    let others = [
+        "x-apim-cluster: evil",
+        "X-Apim-Api: evil",
+        "x_apim_application_id: evil",
+        "x-apim-application-name: evil",
+        "x-apim-end-user: evil",
+        "x-apim-quota-exceeded: evil",
+        "origin: https://app.example",
+        "origin: https://evil.example",
+        "access-control-request-method: GET",
+        "access-control-request-method: POST",
+        "content-type: application/grpc",
+        "content-type: application/json",
+        "accept: application/xml",
+        "x-forwarded-for: 203.0.113.9, 10.0.0.1",
+        "te: trailers",
+        "expect: 100-continue",
+    ];
+    for _ in 0..random.below(4) {
+        headers.push(random.pick(&others).to_string());
+    }
+    if random.chance(3) {
+        headers.push(format!("x-long: {}", "a".repeat(8 * 1024)));
+    }
+    let body: Vec<u8> = if random.chance(20) {
+        (0..random.below(2048)).map(|_| b' ' + random.below(95) as u8).collect()
+    } else {
+        Vec::new()
+    };
+    if !body.is_empty() || random.chance(10) {
+        headers.push(format!("content-length: {}", body.len()));
+    }
+    let mut raw = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+    for header in &headers {
+        raw.extend_from_slice(header.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(&body);
+    let not_a_path = !path.strip_prefix("http://127.0.0.1").unwrap_or(&path).starts_with('/');
+    Request { raw, method, shop, not_a_path }
+}
+
+/// The final answer's head and body, read as soon as its declared length is in (Envoy delays
+/// closing a connection until the client does, up to a second).
+fn send(port: u16, raw: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(raw).ok()?;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        if let Some(response) = complete_answer(&mut received) {
+            return Some(response);
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return complete_answer(&mut received).or_else(|| until_close(&received)),
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+        }
+    }
+}
+
+/// The final answer in `received` once its body is complete, dropping interim (1xx) answers
+/// before it.
+fn complete_answer(received: &mut Vec<u8>) -> Option<Response> {
+    loop {
+        let split = received.windows(4).position(|window| window == b"\r\n\r\n")?;
+        let (status, headers) = head(&received[..split])?;
+        if (100..200).contains(&status) {
+            received.drain(..split + 4);
+            continue;
+        }
+        let length: usize =
+            headers.iter().find(|(name, _)| name == "content-length").and_then(|(_, value)| value.parse().ok())?;
+        let body = received.get(split + 4..split + 4 + length)?;
+        return Some(Response { status, headers, body: String::from_utf8_lossy(body).into_owned() });
+    }
+}
+
+/// An answer without a declared length: its body runs to the connection's end.
+fn until_close(received: &[u8]) -> Option<Response> {
+    let split = received.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let (status, headers) = head(&received[..split])?;
+    Some(Response { status, headers, body: String::from_utf8_lossy(&received[split + 4..]).into_owned() })
+}
+
+fn head(head: &[u8]) -> Option<(u16, Vec<(String, String)>)> {
+    let head = String::from_utf8_lossy(head).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    Some((status, headers))
+}
+
+/// Why `response` is not an answer the contract allows for `request`, if it is not.
+fn violation(request: &Request, response: &Response, reached_backend: bool, secrets: &[&str]) -> Option<String> {
+    if response.header("x-backend") == Some("real") {
+        if !reached_backend {
+            return Some("a backend answer the backend never gave".into());
+        }
+        let echo: Value = serde_json::from_str(&response.body).ok()?;
+        for (name, value) in echo["headers"].as_object()? {
+            let value = value.as_str().unwrap_or_default();
+            if name == "authorization" || name == "apikey" {
+                return Some(format!("the backend got a credential header: {name}"));
+            }
+            let own = name.starts_with("x-apim-") || name.starts_with("x_apim_");
+            if own && !FILTER_VALUES.contains(&value) {
+                return Some(format!("the backend got a forged header of the filter's: {name}: {value}"));
+            }
+        }
+        let upstream = echo.to_string();
+        if request.shop && secrets.iter().any(|secret| upstream.contains(secret)) {
+            return Some("a credential reached the backend".into());
+        }
+        return None;
+    }
+    if reached_backend {
+        return Some(format!("the backend was asked, and the client got {} instead of its answer", response.status));
+    }
+    // A gRPC client gets a fault as Envoy answers gRPC: a trailers-only 200, the fault's body in
+    // `grpc-message`.
+    let grpc = response.header("grpc-status").filter(|_| response.status == 200);
+    let (status, body) = match grpc {
+        Some("0") => return Some("a gRPC fault with status 0 (OK)".into()),
+        // Envoy's codec refusal (400) of a gRPC request, which it maps to INTERNAL.
+        Some("13") if response.header("grpc-message").is_none() => return None,
+        Some(_) => (None, response.header("grpc-message").unwrap_or_default()),
+        None => (Some(response.status), response.body.as_str()),
+    };
+    if let Ok(fault) = serde_json::from_str::<Value>(body) {
+        let Some(code) = fault["code"].as_str() else { return Some("a JSON answer without a code".into()) };
+        let message = fault["message"].as_str().unwrap_or_default();
+        let known = catalogue::ALL.iter().map(|id| id.spec()).any(|spec| {
+            spec.code.to_string() == code
+                && status.is_none_or(|status| spec.status == status)
+                && spec.message == message
+        });
+        if !known {
+            return Some(format!("not a catalogue fault: {} {code} {message:?}", response.status));
+        }
+        if status == Some(401) && response.header("www-authenticate").is_none() {
+            return Some("a 401 without WWW-Authenticate".into());
+        }
+        if secrets.iter().any(|secret| body.contains(secret)) {
+            return Some("a credential in a fault's body".into());
+        }
+        return None;
+    }
+    if request.method == "OPTIONS" && (response.status == 200 || response.status == 204) {
+        return None;
+    }
+    // Envoy's codec refuses what is not HTTP before any filter runs, and its connection manager
+    // a path that is not one (`*`, which only `OPTIONS` may send as a whole) with an empty 404.
+    if response.status == 400 && !response.body.contains("code") {
+        return None;
+    }
+    if response.status == 404 && response.body.is_empty() && request.not_a_path {
+        return None;
+    }
+    Some(format!("an answer outside the contract: {} {:?}", response.status, response.body))
+}
+
+#[test]
+fn thousands_of_mutated_requests_each_get_an_answer_the_contract_allows() {
+    let seed: u64 = std::env::var("APIM_CAMPAIGN_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x5eed_2026);
+    let count: usize =
+        std::env::var("APIM_CAMPAIGN_REQUESTS").ok().and_then(|count| count.parse().ok()).unwrap_or(5_000);
+    let (envoy, backend) = common::envoy_in_one_hour(&config());
+    let valid = token(json!({"iss": ISSUER, "sub": "alice", "azp": "client-1", "exp": now() + 3600}));
+    let scoped =
+        token(json!({"iss": ISSUER, "sub": "alice", "azp": "client-1", "scope": "orders:write", "exp": now() + 3600}));
+    let secrets = [API_KEY, valid.as_str(), scoped.as_str()];
+    let mut random = Random(seed);
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for index in 0..count {
+        let request = request(&mut random, envoy.port, &valid, &scoped);
+        let before = backend.requests().len();
+        let response = send(envoy.port, &request.raw);
+        let reached_backend = backend.requests().len() > before;
+        let shown = String::from_utf8_lossy(&request.raw[..request.raw.len().min(600)]).into_owned();
+        let Some(response) = response else { panic!("request {index} (seed {seed}) got no HTTP answer:\n{shown}") };
+        if let Some(why) = violation(&request, &response, reached_backend, &secrets) {
+            panic!(
+                "request {index} (seed {seed}): {why}\n--- request:\n{shown}\n--- answer:\n{:?}\n{}",
+                response.headers, response.body
+            );
+        }
+        let outcome = if reached_backend {
+            "backend".to_string()
+        } else {
+            {
+                let body = response.header("grpc-message").unwrap_or(&response.body);
+                let body = serde_json::from_str::<Value>(body).unwrap_or_default();
+                format!("{} {}", response.status, body["code"].as_str().unwrap_or("-"))
+            }
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+        if index % 100 == 99 {
+            let good = envoy.send("GET", "/shop/1.0.0/items/1", &[("apikey", API_KEY)], None);
+            assert_eq!(good.status, 200, "after request {index} (seed {seed}) a valid request still passes");
+        }
+    }
+    eprintln!("outcomes of {count} requests: {outcomes:?}");
+    // The campaign reached every kind of answer: the backend, refusals of credentials, of
+    // resources, of throttling, and Envoy's codec.
+    for expected in ["backend", "401 900901", "401 900902", "403 900906", "429 900802", "404 404"] {
+        assert!(outcomes.contains_key(expected), "the campaign produced {expected}: {outcomes:?}");
+    }
+    let log = envoy.log();
+    assert!(!log.contains("panicked") && !log.contains("internal error"), "the VM stayed healthy");
+    assert!(secrets.iter().all(|secret| !log.contains(secret)), "no credential in Envoy's log");
+}
