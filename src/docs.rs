@@ -4,8 +4,9 @@
 
 use serde_json::Value;
 
+use crate::auth::{self, AuthFailure};
 use crate::catalogue::{formats, Family, ProtocolState, ALL};
-use crate::schema::RawConfig;
+use crate::schema::{Compatibility, RawConfig};
 use crate::transport::{self, UpstreamFailure};
 
 /// The JSON Schema of the configuration, pretty-printed.
@@ -37,13 +38,14 @@ pub fn error_code_reference() -> String {
     out.push_str("# Error codes\n\n");
     out.push_str("Generated from `src/catalogue/` by `make docs`; a test fails when this file is stale.\n\n");
     out.push_str("Every fault the filter sends is one of these entries. `errors.overrides` can change the status,\n");
-    out.push_str("message and description of any entry: by id (`\"api_throttled\"`), by code (`\"900800\"`), or by\n");
+    out.push_str("code, message, description and gRPC status of any entry: by id (`\"api_throttled\"`), by code (`\"900800\"`), or by\n");
     out.push_str("a family of codes written with trailing `x`s (`\"9008xx\"`: every throttling code; `\"1015xx\"`:\n");
     out.push_str("every transport code). The most specific key wins: id, then code, then the narrowest family.\n\n");
     out.push_str("Messages and descriptions are the strings WSO2 API Manager 4.x sends (including the trailing\n");
     out.push_str("space of `Resource forbidden `). Statuses follow the status table of WSO2 API Manager's\n");
     out.push_str("documentation (\"Error Handling\": HTTP status code per error code), so 900805 is 429, although\n");
     out.push_str("API-M 4.x's code sends 403 for it: override it if your clients expect that.\n\n");
+    out.push_str(&compatibility_paragraph());
     out.push_str("| code | id | status | family | message | description |\n|---|---|---|---|---|---|\n");
     for id in ALL {
         let spec = id.spec();
@@ -137,6 +139,38 @@ pub fn error_code_reference() -> String {
         out.push_str(&format!("| `{}` | {status} | {} |\n", id.spec().id, cell(error)));
     }
     out
+}
+
+/// Which code a refused credential gets under each `compatibility`, from the code that picks it
+/// (`auth::failure_fault`): a client written for API-M reads 900901 for an expired token, not
+/// the catalogue's 900903, unless the configuration asks for the Microgateway's codes.
+fn compatibility_paragraph() -> String {
+    let cases = [
+        (AuthFailure::Expired, "an expired credential"),
+        (AuthFailure::Inactive, "an inactive one"),
+        (AuthFailure::BadFormat, "`Authorization: Bearer` with no usable token"),
+        (AuthFailure::BadScheme, "an `Authorization` scheme other than `Bearer`"),
+    ];
+    let code = |failure, compatibility| auth::failure_fault(failure, compatibility).code;
+    let answers = |compatibility| {
+        cases.iter().map(|(failure, what)| format!("{what} {}", code(*failure, compatibility))).collect::<Vec<_>>()
+    };
+    let mut only_microgateway: Vec<String> = cases
+        .iter()
+        .map(|(failure, _)| code(*failure, Compatibility::Microgateway))
+        .filter(|microgateway| cases.iter().all(|(failure, _)| code(*failure, Compatibility::Apim) != *microgateway))
+        .map(|microgateway| microgateway.to_string())
+        .collect();
+    only_microgateway.dedup();
+    format!(
+        "Where WSO2's gateways disagree, `compatibility` picks the code of a refused credential. With the\n\
+         default, `apim` (as WSO2 API Manager 4.x answers): {}. With `compatibility:\n\
+         microgateway` (as the WSO2 API Microgateway answers): {}. So {} are sent only\n\
+         with `microgateway`.\n\n",
+        answers(Compatibility::Apim).join(", "),
+        answers(Compatibility::Microgateway).join(", "),
+        only_microgateway.join(", ")
+    )
 }
 
 fn type_of(schema: &Value) -> String {
@@ -236,4 +270,32 @@ pub fn config_reference() -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client migrating from API-M reads ERROR-CODES.md for what an expired token answers: the
+    /// reference says it, with the code the filter sends under each `compatibility`.
+    #[test]
+    fn the_error_code_reference_says_which_code_an_expired_token_gets_under_each_compatibility() {
+        let reference = error_code_reference();
+        assert_eq!(auth::failure_fault(AuthFailure::Expired, Compatibility::Apim).code, 900901);
+        assert_eq!(auth::failure_fault(AuthFailure::Expired, Compatibility::Microgateway).code, 900903);
+        assert!(reference.contains("default, `apim` (as WSO2 API Manager 4.x answers): an expired credential 900901"));
+        assert!(reference.contains("answers): an expired credential 900903"));
+        assert!(reference.contains("So 900903, 900904, 900912, 900917 are sent only"), "{reference}");
+    }
+
+    /// `errors.overrides` entries take `code` and `grpc_status` too (docs/CONFIG.md, "Override").
+    #[test]
+    fn the_error_code_reference_names_every_field_an_override_can_change() {
+        let reference = error_code_reference().replace('\n', " ");
+        assert!(reference.contains("can change the status, code, message, description and gRPC status of any entry"));
+        let config = config_reference();
+        for field in ["`status`", "`code`", "`message`", "`description`", "`grpc_status`"] {
+            assert!(config.contains(&format!("| {field} |")), "{field}");
+        }
+    }
 }
