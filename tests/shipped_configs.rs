@@ -252,6 +252,29 @@ fn the_control_plane_example_validates_and_reads_its_password_from_the_environme
     assert_eq!(routed.expect("the routed route")["route"]["auto_host_rewrite"].as_bool(), Some(true));
 }
 
+/// README's "Using it" has users route on the filter's header with `auto_host_rewrite: true`, and
+/// points them at the shipped configs to copy: each of them routes so, or a copy pointed at a DNS
+/// backend would send it the host the client called the gateway by, not the backend's own.
+#[test]
+fn every_shipped_gateway_routes_on_the_filters_header_with_the_backends_host() {
+    let readme = read_repo_file("README.md");
+    assert!(readme.contains("`route: { cluster_header: x-apim-cluster, auto_host_rewrite: true }`"));
+    for path in [
+        "envoy/envoy.yaml",
+        "envoy/examples/ecds/envoy.yaml",
+        "envoy/examples/cluster/envoy.yaml",
+        "envoy/examples/control-plane/envoy.yaml",
+    ] {
+        let bootstrap: serde_yaml::Value = serde_yaml::from_str(&read_repo_file(path)).unwrap();
+        let routes = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["virtual_hosts"][0]["routes"];
+        let routed = routes.as_sequence().unwrap().iter().find(|route| route["route"]["cluster_header"].is_string());
+        let route = &routed.unwrap_or_else(|| panic!("{path}: no route on the filter's header"))["route"];
+        assert_eq!(route["cluster_header"].as_str(), Some("x-apim-cluster"), "{path}");
+        assert_eq!(route["auto_host_rewrite"].as_bool(), Some(true), "{path}");
+    }
+}
+
 /// docs/HOWTO.md has users copy `memory_allocator_manager` from these examples for large
 /// directories, with the figures the bench measured using the same values.
 #[test]
