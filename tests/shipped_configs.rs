@@ -275,6 +275,20 @@ fn every_shipped_gateway_routes_on_the_filters_header_with_the_backends_host() {
     }
 }
 
+/// The control-plane example tells users how many places name API-M's host besides the issuer:
+/// one left unchanged (the cluster's `sni`, an `authority`) sends API-M the example's host.
+#[test]
+fn the_control_plane_example_names_every_place_that_holds_api_ms_host() {
+    let example = read_repo_file("envoy/examples/control-plane/envoy.yaml");
+    let places = example
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.contains("\"issuer\""))
+        .map(|line| line.matches("apim.example.com").count())
+        .sum::<usize>();
+    assert_eq!(places, 4);
+    assert!(example.contains("# Change `apim.example.com` (four places: the two `authority` fields, the `apim` cluster's address\n# and its `sni`)"));
+}
+
 /// docs/HOWTO.md has users copy `memory_allocator_manager` from these examples for large
 /// directories, with the figures the bench measured using the same values.
 #[test]
