@@ -483,6 +483,11 @@ pub fn text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
 }
 
+/// Random and mutated outside data, for the tests that feed it to the entry points.
+#[cfg(test)]
+#[path = "host/fuzz_tests.rs"]
+pub mod fuzz;
+
 /// Test doubles of the host.
 #[cfg(test)]
 pub mod testing {

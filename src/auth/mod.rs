@@ -147,6 +147,10 @@ impl WorkerState {
 }
 
 #[cfg(test)]
+#[path = "hostile_tests.rs"]
+mod hostile_tests;
+
+#[cfg(test)]
 pub(crate) mod fixture {
     //! Key validation's inputs compiled from a configuration's JSON, the way `crate::config` does.
     use super::AuthConfig;

@@ -402,3 +402,7 @@ fn unapplied_condition_groups(policies: &BTreeMap<String, RawPolicy>, routes: &T
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "hostile_tests.rs"]
+pub(crate) mod hostile_tests;

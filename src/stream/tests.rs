@@ -751,6 +751,7 @@ mod debug_output;
 mod event_streams;
 mod gateways;
 mod grpc;
+mod hostile_inputs;
 mod hostile_keys;
 mod jwt_api_keys;
 mod observability;

@@ -654,3 +654,7 @@ pub(crate) mod tests;
 #[cfg(test)]
 #[path = "cluster_answer_tests.rs"]
 mod answer_tests;
+
+#[cfg(test)]
+#[path = "hostile_answer_tests.rs"]
+mod hostile_answer_tests;

@@ -213,6 +213,10 @@ pub(crate) mod tests;
 #[path = "policy_lookup_tests.rs"]
 mod policy_lookup_tests;
 
+#[cfg(test)]
+#[path = "hostile_tests.rs"]
+mod hostile_tests;
+
 /// A digest of what names a control plane's data (never 0: 0 is data of no known source).
 fn source_of(parts: &[&str]) -> u64 {
     let mut hash = 0u64;
