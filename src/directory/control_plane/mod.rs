@@ -226,3 +226,6 @@ fn source_of(parts: &[&str]) -> u64 {
     }
     hash.max(1)
 }
+
+#[cfg(test)]
+mod refresh_tests;
