@@ -109,7 +109,9 @@ impl Meta {
             return Meta::default();
         };
         let source = reader.u64().unwrap_or(0);
-        Meta { generation, loaded_at, buckets: [keys, apps, subs], source }
+        // Never more buckets than a load makes: emptying a kind writes each of them.
+        let buckets = [keys, apps, subs].map(|count| count.min(MAX_BUCKETS));
+        Meta { generation, loaded_at, buckets, source }
     }
 
     pub fn write(&self, store: &mut dyn SharedStore) {
@@ -137,11 +139,12 @@ impl Meta {
 }
 
 const MIN_BUCKETS: u32 = 16;
+const MAX_BUCKETS: u32 = 65_536;
 
 /// About eight entries a bucket, from 16 to 65536 buckets.
 pub fn bucket_count_for(entries: usize) -> u32 {
-    let wanted = (entries / 8).clamp(MIN_BUCKETS as usize, 65_536);
-    u32::try_from(wanted.next_power_of_two()).unwrap_or(65_536)
+    let wanted = (entries / 8).clamp(MIN_BUCKETS as usize, MAX_BUCKETS as usize);
+    u32::try_from(wanted.next_power_of_two()).unwrap_or(MAX_BUCKETS)
 }
 
 fn bucket_name(kind: Kind, count: u32, index: u64) -> String {
@@ -593,5 +596,16 @@ mod tests {
         meta.generation = 3;
         meta.write(&mut store);
         assert_eq!(Meta::read(&store), meta);
+    }
+
+    /// Shared data another module version wrote (a `vm_id` shared) can hold any bucket count:
+    /// emptying a kind writes each bucket, so a count is never taken above what a load makes.
+    #[test]
+    fn a_bucket_count_read_is_never_above_what_a_load_makes() {
+        let mut store = MemoryStore::default();
+        Meta { generation: 1, loaded_at: 0, buckets: [u32::MAX, 17, 0], source: 9 }.write(&mut store);
+        let meta = Meta::read(&store);
+        assert_eq!(meta.buckets, [MAX_BUCKETS, 17, 0]);
+        assert_eq!(meta.bucket_count(Kind::Keys), bucket_count_for(usize::MAX));
     }
 }
