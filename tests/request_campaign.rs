@@ -369,8 +369,10 @@ fn violation(site: &Site, request: &Request, response: &Response, reached_backen
     let grpc = response.header("grpc-status").filter(|_| response.status == 200);
     let (status, body) = match grpc {
         Some("0") => return Some("a gRPC fault with status 0 (OK)".into()),
-        // Envoy's codec refusal (400) of a gRPC request, which it maps to INTERNAL.
+        // Envoy's own refusals of a gRPC request, mapped as it maps statuses: its codec's 400
+        // (INTERNAL) and its connection manager's 404 for what is not a path (UNIMPLEMENTED).
         Some("13") if response.header("grpc-message").is_none() => return None,
+        Some("12") if response.header("grpc-message").is_none() && request.not_a_path => return None,
         Some(_) => (None, response.header("grpc-message").unwrap_or_default()),
         None => (Some(response.status), response.body.as_str()),
     };
