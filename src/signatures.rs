@@ -206,6 +206,37 @@ impl SigningKey {
         }
     }
 
+    /// The public key as a JWK's key members (RFC 7518 section 6): `kty` and `n`, `e` (RSA) or
+    /// `crv`, `x`, `y` (P-256), each number base64url without padding.
+    pub fn public_jwk_members(&self) -> Vec<(&'static str, String)> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        use rsa::signature::Keypair;
+        use rsa::traits::PublicKeyParts;
+        match self {
+            SigningKey::Rs256(key) => {
+                let public = key.verifying_key();
+                let public = public.as_ref();
+                vec![
+                    ("kty", "RSA".to_string()),
+                    ("n", URL_SAFE_NO_PAD.encode(significant(&public.n().to_be_bytes()))),
+                    ("e", URL_SAFE_NO_PAD.encode(significant(&public.e().to_be_bytes()))),
+                ]
+            }
+            SigningKey::Es256(key) => {
+                let point = key.verifying_key().to_sec1_point(false);
+                let coordinates = point.as_bytes().get(1..).unwrap_or_default();
+                let (x, y) = coordinates.split_at(coordinates.len() / 2);
+                vec![
+                    ("kty", "EC".to_string()),
+                    ("crv", "P-256".to_string()),
+                    ("x", URL_SAFE_NO_PAD.encode(x)),
+                    ("y", URL_SAFE_NO_PAD.encode(y)),
+                ]
+            }
+        }
+    }
+
     /// The raw signature of `message` (PKCS#1 v1.5 bytes, or ECDSA `r || s`); `None` if signing
     /// failed (no randomness from the host, or an arithmetic failure).
     pub fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {

@@ -140,6 +140,16 @@ fn the_backend_gets_a_signed_wso2_jwt_reused_for_the_same_caller() {
         let name = format!("x-apim-{suffix}");
         assert!(received.iter().all(|r| r.header(&name).is_none()), "no {name} with `context_headers: false`");
     }
+    // The gateway's JWKS, as API-M's gateway serves it at `/jwks` (no credentials), holds the key
+    // that verifies the JWT; the backend is not asked.
+    let jwks = stack.envoy.get("/jwks");
+    assert_eq!((jwks.status, jwks.header("content-type")), (200, Some("application/json")), "{}", jwks.body);
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks.body).unwrap();
+    let key = DecodingKey::from_jwk(&set.keys[0]).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_aud = false;
+    assert!(decode::<Map<String, Value>>(jwts[0], &key, &validation).is_ok(), "the JWKS key verifies the JWT");
+    assert_eq!(stack.live.requests().len(), 3, "the JWKS is the gateway's answer");
 }
 
 /// The caller's token claims, unverified (the test only compares them).

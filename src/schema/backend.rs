@@ -36,10 +36,19 @@ pub struct RawBackendJwt {
     /// backend that finds it by `x5t` could verify no JWT). Defaults to none (no `x5t`).
     #[serde(default)]
     pub certificate: Option<String>,
-    /// A `kid` for the JOSE header (what the backend finds the public key by in a JWKS).
+    /// A `kid` for the JOSE header and the key `jwks_path` serves (what a backend finds the
+    /// public key by in a JWKS). API-M 4.x names its key by the certificate's issuer and serial
+    /// number: to keep backends that pinned it working, copy the `kid` of a JWT API-M issued.
     /// Defaults to none.
     #[serde(default)]
     pub key_id: Option<String>,
+    /// Where the gateway serves the public key as a JWKS (`GET`, no credentials: API-M 4.x's
+    /// gateway JWKS endpoint, `https://<gateway>/jwks`), for backends that fetch the key to
+    /// verify the JWT: `{"keys": [{"kty", "n", "e" (or "crv", "x", "y"), "use": "sig", "alg",
+    /// "kid" (with `key_id`), "x5c" (with `certificate`)}]}`. `null` serves none. Not served with
+    /// `algorithm` `none`. Defaults to `/jwks`.
+    #[serde(default = "default_jwks_path")]
+    pub jwks_path: Option<String>,
     /// Lifetime of an issued JWT, seconds (`exp` = `iat` + this), 1 to 86400. Defaults to 900
     /// (WSO2's token cache expiry).
     #[serde(default = "default_lifetime")]
@@ -131,6 +140,9 @@ fn default_dialect() -> String {
 }
 fn default_issuer() -> String {
     "wso2.org/products/am".to_string()
+}
+fn default_jwks_path() -> Option<String> {
+    Some("/jwks".to_string())
 }
 fn default_tenant_domain() -> String {
     "carbon.super".to_string()

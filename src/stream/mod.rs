@@ -268,6 +268,12 @@ impl Stream {
         let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         let config = Rc::clone(&self.config);
         self.request = Snapshot::take(host, &config, end_of_stream);
+        let view = self.request.view();
+        if let Some(jwks) = config.backend_jwt.as_ref().and_then(|jwt| jwt.jwks_answer(view.method, view.path)) {
+            self.answered_locally = true;
+            host.send_response(200, &[("content-type".into(), "application/json".into())], jwks.as_bytes(), None);
+            return Flow::Answered;
+        }
         self.routes = self.current_routes(host);
         let routes = Rc::clone(&self.routes);
         let verdict = routing::decide(config.router(&routes, self.control_plane_apis_pending()), &self.request.view());
