@@ -12,18 +12,6 @@ use crate::host::testing::MemoryStore;
 use crate::host::{Answer, Step};
 use crate::vocab::KmId;
 
-const FETCHES: [Fetch; 9] = [
-    Fetch::Apis,
-    Fetch::SubscriptionPolicies,
-    Fetch::ApplicationPolicies,
-    Fetch::ApiPolicies,
-    Fetch::Applications,
-    Fetch::Subscriptions,
-    Fetch::KeyMappings,
-    Fetch::Block,
-    Fetch::Revoked,
-];
-
 fn mutated(fetch: Fetch, rng: &mut Rng) -> Vec<u8> {
     let text = fixture(fetch);
     match rng.below(8) {
@@ -42,7 +30,7 @@ fn mutated_full_loads_are_taken_or_refused_and_workers_decode_what_was_taken() {
     each_case("full load", 250, 0xC0FFEE, |rng, case| {
         let mut store = MemoryStore::default();
         // Some of the resources mutated, the others as WSO2 sent them.
-        let chosen: Vec<Fetch> = FETCHES.iter().copied().filter(|_| rng.chance(3)).collect();
+        let chosen: Vec<Fetch> = refresh::ORDER.iter().copied().filter(|_| rng.chance(3)).collect();
         let bodies: Vec<(Fetch, Vec<u8>)> = chosen.iter().map(|fetch| (*fetch, mutated(*fetch, rng))).collect();
         let status = if rng.chance(20) { 500 } else { 200 };
         let answer = |fetch: Fetch| match bodies.iter().find(|(mutated, _)| *mutated == fetch) {

@@ -29,7 +29,8 @@ pub enum Fetch {
     Revoked,
 }
 
-const ORDER: [Fetch; 9] = [
+/// Every resource of a full load, in the order they are asked for.
+pub(super) const ORDER: [Fetch; 9] = [
     Fetch::Apis,
     Fetch::SubscriptionPolicies,
     Fetch::ApplicationPolicies,
