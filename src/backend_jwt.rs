@@ -20,7 +20,9 @@ use crate::auth::authorize::Authorized;
 use crate::host::SharedStore;
 use crate::routing::Api;
 use crate::schema::checks::check_header_name;
-use crate::schema::{resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt};
+use crate::schema::{
+    resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt, DEFAULT_JWKS_PATH,
+};
 use crate::signatures::SigningKey;
 use crate::vocab::user_without_tenant;
 
@@ -114,9 +116,14 @@ impl BackendJwt {
             BackendJwtAlgorithm::ES256 => "ES256",
             BackendJwtAlgorithm::None => "none",
         };
+        if let Some(path) = &raw.jwks_path {
+            check_jwks_path(path)?;
+            if key.is_none() && path != DEFAULT_JWKS_PATH {
+                warnings.push(format!("`{FIELD}.jwks_path` is set but `algorithm` is `none`: no JWKS is served"));
+            }
+        }
         let jwks = match (&raw.jwks_path, &key) {
             (Some(path), Some(key)) => {
-                check_jwks_path(path)?;
                 Some((path.clone(), jwks(key, alg, raw.key_id.as_deref(), certificate.as_deref())))
             }
             _ => None,

@@ -316,3 +316,21 @@ fn the_jwks_is_served_at_its_path_to_get_and_head_only() {
         assert!(error.to_string().contains("backend_jwt.jwks_path"), "{bad}: {error}");
     }
 }
+
+/// A bad `jwks_path` is refused whatever the algorithm, and one set beside `algorithm: none`
+/// (which serves no JWKS: there is no key) is named in a warning.
+#[test]
+fn a_jwks_path_without_a_key_is_checked_and_warned_about() {
+    let error = settings(serde_json::json!({"algorithm": "none", "jwks_path": "jwks"})).unwrap_err();
+    assert_eq!(error.field, "backend_jwt.jwks_path");
+    let warned = |json| {
+        let mut warnings = Vec::new();
+        BackendJwt::compile(serde_json::from_value(json).unwrap(), &mut warnings).unwrap();
+        warnings
+    };
+    let warnings = warned(serde_json::json!({"algorithm": "none", "jwks_path": "/gw/keys"}));
+    assert!(warnings.iter().any(|line| line.contains("`backend_jwt.jwks_path`")), "{warnings:?}");
+    assert!(warned(serde_json::json!({"algorithm": "none"})).is_empty(), "the default is not the user's");
+    let warnings = warned(serde_json::json!({"private_key": RSA_KEY, "jwks_path": "/gw/keys"}));
+    assert!(!warnings.iter().any(|line| line.contains("jwks_path")), "{warnings:?}");
+}

@@ -141,8 +141,10 @@ fn default_dialect() -> String {
 fn default_issuer() -> String {
     "wso2.org/products/am".to_string()
 }
+/// Where the backend JWT's JWKS is served unless `jwks_path` says otherwise.
+pub const DEFAULT_JWKS_PATH: &str = "/jwks";
 fn default_jwks_path() -> Option<String> {
-    Some("/jwks".to_string())
+    Some(DEFAULT_JWKS_PATH.to_string())
 }
 fn default_tenant_domain() -> String {
     "carbon.super".to_string()
