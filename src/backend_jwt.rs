@@ -180,6 +180,11 @@ impl BackendJwt {
         Ok(compiled)
     }
 
+    /// Where the JWKS is served, if it is.
+    pub fn jwks_path(&self) -> Option<&str> {
+        self.jwks.as_ref().map(|(path, _)| path.as_str())
+    }
+
     /// The JWKS a request for the public key gets (`GET` or `HEAD` of `jwks_path`, whatever its
     /// query), before any API is matched, as API-M's gateway answers `/jwks`.
     pub fn jwks_answer(&self, method: &str, path: &str) -> Option<&str> {

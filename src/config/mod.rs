@@ -211,7 +211,7 @@ impl Config {
                 applications_at_run_time: control_plane.is_some() || auth.api_key_jwt.is_some(),
             },
         )?;
-        Ok(Config {
+        let config = Config {
             warnings,
             directory_size: directory.len(),
             owned_headers,
@@ -227,7 +227,9 @@ impl Config {
             backend_jwt,
             observability: Observability::from(raw.observability),
             shared_prefix,
-        })
+        };
+        check_jwks_path_is_free(&config)?;
+        Ok(config)
     }
 
     /// What the operator should know about this configuration (the filter logs each line).
@@ -398,6 +400,26 @@ fn unapplied_condition_groups(policies: &BTreeMap<String, RawPolicy>, routes: &T
             )
         })
         .collect()
+}
+
+/// The backend JWT's JWKS is answered before any API is matched: a configured API's resource at
+/// `jwks_path` would never be reached (its requests got the JWKS), so the two are refused together,
+/// naming the field that moves it.
+fn check_jwks_path_is_free(config: &Config) -> Result<(), ConfigError> {
+    let Some(path) = config.backend_jwt.as_ref().and_then(BackendJwt::jwks_path) else { return Ok(()) };
+    for method in ["GET", "HEAD"] {
+        let request = crate::routing::RequestView { method, path, access_control_request_method: None };
+        if let crate::routing::Verdict::Forward(forward) =
+            crate::routing::decide(config.router(&config.routes, None), &request)
+        {
+            let label = config.routes.api(forward.api).map(|api| api.label.as_str()).unwrap_or_default();
+            return Err(ConfigError::new(
+                "backend_jwt.jwks_path",
+                format!("`{path}` is answered with the JWKS before routing, but API `{label}` has a resource there: move one (`null` serves no JWKS)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -505,3 +505,19 @@ fn a_secret_of_neither_variant_is_named_written_last() {
         }
     }
 }
+
+/// The backend JWT's JWKS is answered before routing: a `jwks_path` where an API has a resource
+/// would take that resource's requests, so the configuration is refused naming the field.
+#[test]
+fn a_jwks_path_over_an_api_resource_is_refused() {
+    let key = serde_json::to_string(include_str!("../../tests/fixtures/keys/rsa-a.pem")).unwrap();
+    let with = |jwks_path: &str| {
+        format!(r#"{{"apis":[{MINIMAL_API}],"backend_jwt":{{"private_key":{key},"jwks_path":{jwks_path}}}}}"#)
+    };
+    let error = error_of(&with(r#""/pizzashack/1.0.0/menu""#));
+    assert_eq!(error.field, "backend_jwt.jwks_path", "{error}");
+    assert!(error.to_string().contains("Pizza:1.0.0"), "{error}");
+    for free in [r#""/jwks""#, r#""/pizzashack/1.0.0""#, "null"] {
+        assert!(Config::from_json(with(free).as_bytes()).is_ok(), "{free}");
+    }
+}

@@ -46,7 +46,9 @@ pub struct RawBackendJwt {
     /// gateway JWKS endpoint, `https://<gateway>/jwks`), for backends that fetch the key to
     /// verify the JWT: `{"keys": [{"kty", "n", "e" (or "crv", "x", "y"), "use": "sig", "alg",
     /// "kid" (with `key_id`), "x5c" (with `certificate`)}]}`. `null` serves none. Not served with
-    /// `algorithm` `none`. Defaults to `/jwks`.
+    /// `algorithm` `none`. Answered before any API is matched: a configured API with a resource at
+    /// this path is refused at load (a control plane's API there is not reached). Defaults to
+    /// `/jwks`.
     #[serde(default = "default_jwks_path")]
     pub jwks_path: Option<String>,
     /// Lifetime of an issued JWT, seconds (`exp` = `iat` + this), 1 to 86400. Defaults to 900
