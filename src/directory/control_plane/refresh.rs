@@ -106,6 +106,12 @@ const DUE_KEY: &str = "apim.cp.due";
 /// publishes what it wrote, though that load then finds every answer unchanged.
 const UNPUBLISHED_KEY: &str = "apim.cp.unpublished";
 
+/// Set before an answer's first write, once it was read whole and found to be WSO2's: an answer
+/// refused as garbage writes nothing, and leaves nothing to publish.
+fn mark_unpublished(store: &mut dyn SharedStore) {
+    let _ = store.shared_set(UNPUBLISHED_KEY, b"1", None);
+}
+
 fn unpublished(store: &dyn SharedStore) -> bool {
     store.shared_get(UNPUBLISHED_KEY).ok().flatten().is_some_and(|(bytes, _)| !bytes.is_empty())
 }
@@ -428,7 +434,6 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
             store.shared_get(&key).ok().flatten().map(|(_, cas)| cas)
         }
     };
-    let _ = store.shared_set(UNPUBLISHED_KEY, b"1", None);
     let garbage = |error: serde_json::Error| format!("not WSO2's JSON ({error})");
     let expected = body.size / BYTES_PER_ENTRY;
     match fetch {
@@ -452,6 +457,7 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
                 }
             })
             .map_err(garbage)?;
+            mark_unpublished(store);
             builder.write(store);
         }
         Fetch::Subscriptions => {
@@ -464,6 +470,7 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
                 }
             })
             .map_err(garbage)?;
+            mark_unpublished(store);
             builder.write(store);
         }
         Fetch::KeyMappings => {
@@ -482,6 +489,7 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
                 builder.add(&key_of_client(&mapping.key_manager, &mapping.consumer_key), &entry.encode());
             })
             .map_err(garbage)?;
+            mark_unpublished(store);
             builder.write(store);
         }
     }
@@ -497,6 +505,7 @@ fn document<T: serde::de::DeserializeOwned>(
 ) -> Result<(), String> {
     let bytes = body.to_vec()?;
     crate::pieces::from_bytes::<T>(&bytes).map_err(|error| format!("not WSO2's JSON ({error})"))?;
+    mark_unpublished(store);
     store::write_document(store, document, &bytes);
     Ok(())
 }

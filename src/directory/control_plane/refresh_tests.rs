@@ -114,3 +114,26 @@ fn what_a_load_cut_off_wrote_is_published_by_the_next_load() {
     let pizza = view.routes.by_label("PizzaShackAPI:1.0.0").unwrap();
     assert_eq!(pizza.lifecycle, crate::vocab::Lifecycle::Retired, "the retirement is served");
 }
+
+/// An answer refused as garbage writes nothing: the load publishes no new generation for it
+/// (workers would rebuild their tables, and drop the policies they learned, at every retry of a
+/// control plane that keeps answering garbage for one resource).
+#[test]
+fn an_answer_refused_as_garbage_publishes_no_generation() {
+    let cp = control_plane(50);
+    let mut store = MemoryStore::default();
+    load(&mut store, &cp, NOW, ok);
+    let first = super::store::Meta::read(&store).generation;
+    for (index, broken) in [Fetch::Apis, Fetch::Applications, Fetch::Revoked].into_iter().enumerate() {
+        let garbage = |fetch: Fetch| {
+            if fetch == broken {
+                Answer::Http { status: 200, body: b"<html>maintenance</html>".to_vec() }
+            } else {
+                ok(fetch)
+            }
+        };
+        let later = NOW + 3600 * (index as u64 + 1);
+        assert!(load(&mut store, &cp, later, garbage).len() > 1, "{broken:?}: a load ran");
+        assert_eq!(super::store::Meta::read(&store).generation, first, "{broken:?} refused: nothing to publish");
+    }
+}
