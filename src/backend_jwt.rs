@@ -544,13 +544,13 @@ fn x5t_of_certificate(der: &[u8]) -> String {
 fn check_jwks_path(path: &str) -> Result<(), ConfigError> {
     let fine = path.starts_with('/')
         && path.len() <= 256
-        && !path.bytes().any(|byte| byte <= b' ' || byte == b'?' || byte == b'#' || byte == 0x7f);
+        && path.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'?' && byte != b'#');
     if fine {
         Ok(())
     } else {
         Err(ConfigError::new(
             format!("{FIELD}.jwks_path"),
-            "must be a path (`/jwks`), without query, spaces or controls",
+            "must be a path (`/jwks`) of printable ASCII, without query, spaces or controls",
         ))
     }
 }

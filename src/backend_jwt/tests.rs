@@ -311,7 +311,7 @@ fn the_jwks_is_served_at_its_path_to_get_and_head_only() {
     assert!(off.jwks_answer("GET", "/jwks").is_none(), "null serves none");
     let unsigned = settings(serde_json::json!({"algorithm": "none"})).unwrap();
     assert!(unsigned.jwks_answer("GET", "/jwks").is_none(), "no key, no JWKS");
-    for bad in ["jwks", "/jwks?x", "/jw ks", "/jwks#", ""] {
+    for bad in ["jwks", "/jwks?x", "/jw ks", "/jwks#", "", "/jwké", "/jwks\t"] {
         let error = settings(serde_json::json!({"private_key": RSA_KEY, "jwks_path": bad})).unwrap_err();
         assert!(error.to_string().contains("backend_jwt.jwks_path"), "{bad}: {error}");
     }

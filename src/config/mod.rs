@@ -211,7 +211,7 @@ impl Config {
                 applications_at_run_time: control_plane.is_some() || auth.api_key_jwt.is_some(),
             },
         )?;
-        let config = Config {
+        let mut config = Config {
             warnings,
             directory_size: directory.len(),
             owned_headers,
@@ -228,7 +228,7 @@ impl Config {
             observability: Observability::from(raw.observability),
             shared_prefix,
         };
-        check_jwks_path_is_free(&config)?;
+        check_jwks_path_is_free(&mut config)?;
         Ok(config)
     }
 
@@ -404,9 +404,16 @@ fn unapplied_condition_groups(policies: &BTreeMap<String, RawPolicy>, routes: &T
 
 /// The backend JWT's JWKS is answered before any API is matched: a configured API's resource at
 /// `jwks_path` would never be reached (its requests got the JWKS), so the two are refused together,
-/// naming the field that moves it.
-fn check_jwks_path_is_free(config: &Config) -> Result<(), ConfigError> {
+/// naming the field that moves it. With `unmatched: pass_through`, a service behind Envoy at that
+/// path is not reached either: the operator is told.
+fn check_jwks_path_is_free(config: &mut Config) -> Result<(), ConfigError> {
     let Some(path) = config.backend_jwt.as_ref().and_then(BackendJwt::jwks_path) else { return Ok(()) };
+    if config.unmatched == crate::schema::Unmatched::PassThrough {
+        config.warnings.push(format!(
+            "`backend_jwt.jwks_path` `{path}` is answered with the JWKS before routing: with `unmatched: pass_through`, \
+             requests there never reach Envoy's own routes (`null` serves no JWKS)"
+        ));
+    }
     for method in ["GET", "HEAD"] {
         let request = crate::routing::RequestView { method, path, access_control_request_method: None };
         if let crate::routing::Verdict::Forward(forward) =

@@ -521,3 +521,19 @@ fn a_jwks_path_over_an_api_resource_is_refused() {
         assert!(Config::from_json(with(free).as_bytes()).is_ok(), "{free}");
     }
 }
+
+/// With `unmatched: pass_through`, the JWKS path also hides whatever Envoy routes there: the
+/// operator is told at load.
+#[test]
+fn a_jwks_path_beside_pass_through_is_warned_about() {
+    let key = serde_json::to_string(include_str!("../../tests/fixtures/keys/rsa-a.pem")).unwrap();
+    let with = |unmatched: &str| {
+        format!(r#"{{"apis":[{MINIMAL_API}],"unmatched":"{unmatched}","backend_jwt":{{"private_key":{key}}}}}"#)
+    };
+    let warned = |unmatched: &str| {
+        let config = Config::from_json(with(unmatched).as_bytes()).unwrap();
+        config.warnings().iter().any(|line| line.contains("`backend_jwt.jwks_path` `/jwks`"))
+    };
+    assert!(warned("pass_through"));
+    assert!(!warned("fault"));
+}
