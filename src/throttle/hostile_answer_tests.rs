@@ -80,7 +80,18 @@ fn mutated_service_answers_grant_refuse_or_are_unusable() {
         };
         let later = now + *rng.pick(&[0, 1, 59, 61, 3600]);
         let answer = Answer::Grpc { message };
-        let _ = engine.resume_take(&mut store, &counter, pending, &answer, later);
+        // A grant never holds more tokens than were asked for, whatever the service says.
+        if let Ok(granted) = read_answer(&answer, pending, &counter) {
+            assert!(
+                granted.tokens <= pending.requested,
+                "case {case}: {} granted of {}",
+                granted.tokens,
+                pending.requested
+            );
+        }
+        // The answer ends the request's wait: counted, or refused.
+        let step = engine.resume_take(&mut store, &counter, pending, &answer, later);
+        assert!(!matches!(step, Step::Call(..)), "case {case}: an answer made another call");
         // The node goes on counting after it, whatever the answer was.
         let _ = take(&engine, &mut store, &counter, later);
     });
