@@ -337,6 +337,18 @@ fn head(head: &[u8]) -> Option<(u16, Vec<(String, String)>)> {
     Some((status, headers))
 }
 
+/// The `grpc-status` Envoy gives an HTTP status (`Grpc::Utility::httpToGrpcStatus`).
+fn grpc_status_of(status: u16) -> u16 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
 /// Why `response` is not an answer the contract allows for `request`, if it is not.
 fn violation(site: &Site, request: &Request, response: &Response, reached_backend: bool) -> Option<String> {
     let secrets = site.secrets();
@@ -386,9 +398,12 @@ fn violation(site: &Site, request: &Request, response: &Response, reached_backen
     if let Ok(fault) = serde_json::from_str::<Value>(body) {
         let Some(code) = fault["code"].as_str() else { return Some("a JSON answer without a code".into()) };
         let message = fault["message"].as_str().unwrap_or_default();
+        // A gRPC client reads the fault's HTTP status as Envoy maps it (no override here).
+        let grpc_status = grpc.and_then(|grpc| grpc.parse::<u16>().ok());
         let known = catalogue::ALL.iter().map(|id| id.spec()).any(|spec| {
             spec.code.to_string() == code
                 && status.is_none_or(|status| spec.status == status)
+                && grpc_status.is_none_or(|grpc| grpc == grpc_status_of(spec.status))
                 && spec.message == message
         });
         if !known {
