@@ -99,3 +99,161 @@ fn a_connection_ends_when_its_credential_expires() {
     assert_eq!(*received.lock().unwrap(), ["a"]);
     assert_eq!(envoy.stat("wasmcustom.apim.fault.900903"), 1);
 }
+
+/// A frame as the test reads it: its first byte (FIN and opcode) and its payload.
+type Frame = (u8, Vec<u8>);
+
+/// A frame of any length, as a client sends it (masked): `fin`, `opcode`, the payload.
+fn client_frame(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        length @ 0..=125 => frame.push(0x80 | length as u8),
+        length @ 126..=65_535 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        length => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
+    frame
+}
+
+/// Reads one frame of any length: its first byte (FIN and opcode) and its payload, unmasked.
+fn read_any_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).ok()?;
+    let length = match head[1] & 0x7F {
+        126 => {
+            let mut bytes = [0u8; 2];
+            stream.read_exact(&mut bytes).ok()?;
+            usize::from(u16::from_be_bytes(bytes))
+        }
+        127 => {
+            let mut bytes = [0u8; 8];
+            stream.read_exact(&mut bytes).ok()?;
+            usize::try_from(u64::from_be_bytes(bytes)).ok()?
+        }
+        length => usize::from(length),
+    };
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        stream.read_exact(&mut mask).ok()?;
+    }
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).ok()?;
+    Some((head[0], payload.iter().enumerate().map(|(at, byte)| byte ^ mask[at % 4]).collect()))
+}
+
+/// Random streams of frames through Envoy, written in random pieces (a frame's header split,
+/// several frames in one write, a large frame across many): of a tier of N frames, exactly the
+/// first N data frames reach the backend, byte for byte and in order, whatever the lengths
+/// (7-, 16- and 64-bit forms), fragments and pieces; every ping passes, counted or not.
+/// `APIM_FRAMES_SEED` replays another stream.
+#[test]
+fn random_frame_streams_admit_exactly_the_first_n_data_frames() {
+    const LIMIT: usize = 40;
+    let received: std::sync::Arc<std::sync::Mutex<Vec<Frame>>> = Default::default();
+    let log = std::sync::Arc::clone(&received);
+    let backend = websocket::serve_each(move |mut connection| {
+        if !websocket::accept_upgrade(&mut connection) {
+            return;
+        }
+        while let Some(frame) = read_any_frame(&mut connection) {
+            log.lock().unwrap().push(frame);
+        }
+    });
+    let config = json!({
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": [], "policy": "Forty",
+            "count_websocket_frames": true,
+            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "policies": {"Forty": {"requests": LIMIT, "per": "hour"}}
+    });
+    let envoy = with_websocket_backend(&config, backend);
+    away_from_window_end(3600, 120);
+    // `APIM_FRAMES_SEED` replays another stream.
+    let mut state: u64 =
+        std::env::var("APIM_FRAMES_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    // Data frames (text, binary, fragmented messages) and pings, numbered in their payloads.
+    let mut frames: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut sent = 0u32;
+    while frames.iter().filter(|(first, _)| first & 0x0F != 9).count() < LIMIT + 30 {
+        sent += 1;
+        let size = match next(10) {
+            0 => 0,
+            1..=5 => next(126),
+            6..=8 => 126 + next(70_000),
+            _ => 65_536 + next(40_000),
+        };
+        let mut payload: Vec<u8> = format!("{sent}:").into_bytes();
+        payload.extend((0..size).map(|at| b'a' + (at % 26) as u8));
+        match next(8) {
+            0 => frames.push((0x89, format!("ping {sent}").into_bytes())),
+            1 => {
+                // A message in three fragments, a ping between the second and the third.
+                frames.push((0x01, payload.clone()));
+                frames.push((0x00, payload.clone()));
+                frames.push((0x89, format!("ping in {sent}").into_bytes()));
+                frames.push((0x80, payload));
+            }
+            2 => frames.push((0x82, payload)),
+            _ => frames.push((0x81, payload)),
+        }
+    }
+    let mut bytes = Vec::new();
+    for (at, (first, payload)) in frames.iter().enumerate() {
+        bytes.extend(client_frame(first & 0x80 != 0, first & 0x0F, payload, (at as u32).to_be_bytes()));
+    }
+    let (head, mut client) = handshake(envoy.port);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let piece = match next(4) {
+            0 => 1 + next(3),
+            1 => 1 + next(200),
+            _ => 1 + next(50_000),
+        };
+        let end = (offset + piece).min(bytes.len());
+        client.write_all(&bytes[offset..end]).unwrap();
+        offset = end;
+        if next(4) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let pings = frames.iter().filter(|(first, _)| first & 0x0F == 9).count();
+    let data: Vec<&(u8, Vec<u8>)> = frames.iter().filter(|(first, _)| first & 0x0F != 9).collect();
+    let expected: Vec<(u8, Vec<u8>)> = data.iter().take(LIMIT).map(|frame| (*frame).clone()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = received.lock().unwrap().clone();
+        let got_data: Vec<(u8, Vec<u8>)> = got.iter().filter(|(first, _)| first & 0x0F != 9).cloned().collect();
+        let got_pings = got.len() - got_data.len();
+        if (got_data.len() >= LIMIT && got_pings == pings) || std::time::Instant::now() > deadline {
+            assert_eq!(got_pings, pings, "every ping passes");
+            assert_eq!(got_data.len(), LIMIT, "exactly the tier's frames reach the backend");
+            for (at, (got, want)) in got_data.iter().zip(&expected).enumerate() {
+                assert!(
+                    got == want,
+                    "data frame {at} arrives as sent ({} against {} bytes)",
+                    got.1.len(),
+                    want.1.len()
+                );
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(received.lock().unwrap().iter().filter(|(first, _)| first & 0x0F != 9).count(), LIMIT, "no more after");
+    assert_eq!(envoy.stat("wasmcustom.apim.fault.4008") as usize, data.len() - LIMIT, "each dropped frame counted");
+}
