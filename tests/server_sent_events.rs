@@ -86,3 +86,103 @@ fn events_count_and_the_first_over_the_limit_ends_the_stream() {
     assert!(received.contains("900800") && !received.contains("data: tick"), "{received}");
     assert_eq!(envoy.stat("wasmcustom.apim.fault.900800"), 2);
 }
+
+/// Random event streams (data, id, event, retry and comment lines; multi-line data; LF, CRLF and
+/// CR endings), written by the backend in random pieces across chunks: the client receives the
+/// stream as sent up to the event after the tier's last, and not a byte of it or after; the stream
+/// is ended (not completed) and counted once. `APIM_EVENTS_SEED` replays another stream.
+#[test]
+fn random_event_streams_never_deliver_a_byte_past_the_tiers_last_event() {
+    const LIMIT: usize = 25;
+    let seed: u64 =
+        std::env::var("APIM_EVENTS_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x2545_f491_4f6c_dd1d);
+    let mut state = seed;
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    // The stream, and where each event starts in it.
+    let mut stream = Vec::new();
+    let mut starts = Vec::new();
+    for n in 0..LIMIT + 15 {
+        starts.push(stream.len());
+        let end = *["\n", "\r\n", "\r"].get(next(3)).unwrap();
+        let size = next(3000);
+        let mut lines = vec![format!("data: event {n} {}", "x".repeat(size))];
+        for _ in 0..next(4) {
+            let line = match next(5) {
+                0 => format!("id: {n}"),
+                1 => "event: price".to_string(),
+                2 => "retry: 1000".to_string(),
+                3 => ": a comment".to_string(),
+                _ => format!("data: more of {n}"),
+            };
+            let at = next(lines.len() + 1);
+            lines.insert(at, line);
+        }
+        for line in lines {
+            stream.extend_from_slice(line.as_bytes());
+            stream.extend_from_slice(end.as_bytes());
+        }
+        stream.extend_from_slice(end.as_bytes());
+    }
+    let allowed = stream[..starts[LIMIT]].to_vec();
+    // Random pieces: the event after the tier's last may share its chunk with the events before.
+    let mut pieces = Vec::new();
+    let mut offset = 0;
+    while offset < stream.len() {
+        let largest = if next(3) == 0 { 8 } else { 6000 };
+        let end = (offset + 1 + next(largest)).min(stream.len());
+        pieces.push(stream[offset..end].to_vec());
+        offset = end;
+    }
+    let backend = websocket::serve_each(move |mut connection| {
+        if !websocket::read_head(&mut connection) {
+            return;
+        }
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        if connection.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        for piece in &pieces {
+            let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+            chunk.extend_from_slice(piece);
+            chunk.extend_from_slice(b"\r\n");
+            if connection.write_all(&chunk).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        let _ = connection.write_all(b"0\r\n\r\n");
+    });
+    let config = json!({
+        "apis": [{"name": "Ticks", "context": "/ticks", "version": "1.0.0", "security": [], "policy": "Tier",
+            "count_server_sent_events": true,
+            "endpoints": {"production": "sse"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "policies": {"Tier": {"requests": LIMIT, "per": "hour"}}
+    });
+    let envoy =
+        Envoy::start(&config.to_string(), EnvoySetup { clusters: vec![("sse".into(), backend)], ..Default::default() });
+    away_from_window_end(3600, 60);
+    let received = read_stream(envoy.port);
+    assert!(received.starts_with("HTTP/1.1 200"), "{}", &received[..received.len().min(300)]);
+    assert!(!received.ends_with("0\r\n\r\n"), "the stream was ended, not completed");
+    // The body, de-chunked as far as it came.
+    let raw = received.as_bytes();
+    let mut rest = &raw[received.find("\r\n\r\n").unwrap() + 4..];
+    let mut body = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|window| window == b"\r\n") {
+        let Ok(size) = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap_or("x"), 16) else { break };
+        let data = &rest[line_end + 2..];
+        body.extend_from_slice(&data[..size.min(data.len())]);
+        if data.len() < size + 2 {
+            break;
+        }
+        rest = &data[size + 2..];
+    }
+    assert!(allowed.starts_with(&body), "every byte received is of the tier's events, as sent ({} bytes)", body.len());
+    assert_eq!(body.len(), allowed.len(), "the tier's events all arrived, those sharing a chunk with the cut too");
+    assert_eq!(envoy.stat("wasmcustom.apim.fault.900800"), 1, "the stream's end is counted once");
+}

@@ -18,7 +18,8 @@ pub(super) struct Events {
     /// What each event counts at, planned with the request.
     counters: Vec<Counter>,
     scanner: EventScanner,
-    /// An event was over a limit: the stream was ended there, and nothing more of it goes on.
+    /// An event was over a limit: the stream was cut there, and nothing more of it goes on (it is
+    /// reset with the backend's next bytes if the chunk that was cut still went on).
     ended: bool,
 }
 
@@ -53,7 +54,10 @@ impl Stream {
     pub(super) fn count_events(&mut self, host: &mut impl Host, size: usize) {
         let Some(events) = self.events.as_deref_mut() else { return };
         if events.ended {
+            // The chunk that ended the stream went on with the events before the cut: the
+            // stream is reset now, with nothing more of it.
             host.replace_body_chunk(Direction::Response, size, &[]);
+            host.close_stream();
             return;
         }
         if size == 0 {
@@ -85,8 +89,13 @@ impl Stream {
         let now = now.unwrap_or_default();
         self.start_refills(host, &config, refills, now);
         if let Some(at) = cut {
-            host.replace_body_chunk(Direction::Response, size, chunk.get(..at).unwrap_or_default());
-            host.close_stream();
+            let admitted = chunk.get(..at).unwrap_or_default();
+            host.replace_body_chunk(Direction::Response, size, admitted);
+            // Reset now, Envoy drops the chunk: events before the cut, counted, would never
+            // arrive. They go on, and the stream is reset with the backend's next bytes.
+            if admitted.is_empty() {
+                host.close_stream();
+            }
             self.count_refused(host, &Fault::new(dropped_by.unwrap_or(FaultId::ThrottleInternalError)));
         }
         if let Some(why) = uncounted {

@@ -38,6 +38,17 @@ fn chunk(stream: &mut Stream, host: &mut FakeHost, bytes: &[u8]) -> Vec<u8> {
     host.bodies[crate::host::Direction::Response as usize].clone()
 }
 
+/// A chunk that starts with the event over the limit ends the stream at once.
+#[test]
+fn a_chunk_starting_with_the_event_over_the_limit_ends_the_stream_at_once() {
+    let mut host = FakeHost::default();
+    let mut stream = subscribe(&mut host, "200");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 1\n\ndata: 2\n\ndata: 3\n\n").len(), 27);
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 4\n\n"), b"");
+    assert!(host.closed, "nothing of the chunk goes on: the stream is reset");
+    assert_eq!(host.counted, vec![900800]);
+}
+
 #[test]
 fn each_event_counts_and_the_first_over_the_limit_ends_the_stream_there() {
     let mut host = FakeHost::default();
@@ -45,9 +56,12 @@ fn each_event_counts_and_the_first_over_the_limit_ends_the_stream_there() {
     assert_eq!(chunk(&mut stream, &mut host, b"data: 1\n\ndata: 2\n\n"), b"data: 1\n\ndata: 2\n\n");
     assert!(!host.closed);
     assert_eq!(chunk(&mut stream, &mut host, b"data: 3\n\ndata: 4\n\ndata: 5\n\n"), b"data: 3\n\n");
-    assert!(host.closed, "the stream ends");
+    // Reset now, Envoy would drop the chunk and the counted "data: 3" with it: the stream ends
+    // with the backend's next bytes.
+    assert!(!host.closed, "the events before the cut go on");
     assert_eq!(host.counted, vec![900800], "counted as the level's fault");
     assert_eq!(chunk(&mut stream, &mut host, b"data: 6\n\n"), b"", "nothing more goes on");
+    assert!(host.closed, "the stream ends");
     assert_eq!(host.counted.len(), 1);
 
     // The tier is spent: a new request is answered with its fault before the backend is asked,
