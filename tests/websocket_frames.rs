@@ -103,23 +103,96 @@ fn a_connection_ends_when_its_credential_expires() {
 /// A frame as the test reads it: its first byte (FIN and opcode) and its payload.
 type Frame = (u8, Vec<u8>);
 
-/// A frame of any length, as a client sends it (masked): `fin`, `opcode`, the payload.
-fn client_frame(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+/// A frame of any length: `fin`, `opcode`, the payload, masked with `mask` as a client's (a
+/// server's is not masked).
+fn frame_bytes(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let masked = if mask.is_some() { 0x80 } else { 0 };
     let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
     match payload.len() {
-        length @ 0..=125 => frame.push(0x80 | length as u8),
+        length @ 0..=125 => frame.push(masked | length as u8),
         length @ 126..=65_535 => {
-            frame.push(0x80 | 126);
+            frame.push(masked | 126);
             frame.extend_from_slice(&(length as u16).to_be_bytes());
         }
         length => {
-            frame.push(0x80 | 127);
+            frame.push(masked | 127);
             frame.extend_from_slice(&(length as u64).to_be_bytes());
         }
     }
-    frame.extend_from_slice(&key);
+    let key = mask.unwrap_or_default();
+    if mask.is_some() {
+        frame.extend_from_slice(&key);
+    }
     frame.extend(payload.iter().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
     frame
+}
+
+/// A seeded generator (`APIM_FRAMES_SEED` replays another): a number below its argument.
+fn random_source() -> impl FnMut(usize) -> usize {
+    let mut state: u64 =
+        std::env::var("APIM_FRAMES_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
+    move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    }
+}
+
+/// At least `data` data frames (text, binary, messages of three fragments with a ping inside) and
+/// pings, of every length form, numbered in their payloads.
+fn random_frames(next: &mut impl FnMut(usize) -> usize, data: usize) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut sent = 0u32;
+    while frames.iter().filter(|(first, _)| !is_ping(*first)).count() < data {
+        sent += 1;
+        let size = match next(10) {
+            0 => 0,
+            1..=5 => next(126),
+            6..=8 => 126 + next(70_000),
+            _ => 65_536 + next(40_000),
+        };
+        let mut payload: Vec<u8> = format!("{sent}:").into_bytes();
+        payload.extend((0..size).map(|at| b'a' + (at % 26) as u8));
+        match next(8) {
+            0 => frames.push((0x89, format!("ping {sent}").into_bytes())),
+            1 => {
+                frames.push((0x01, payload.clone()));
+                frames.push((0x00, payload.clone()));
+                frames.push((0x89, format!("ping in {sent}").into_bytes()));
+                frames.push((0x80, payload));
+            }
+            2 => frames.push((0x82, payload)),
+            _ => frames.push((0x81, payload)),
+        }
+    }
+    frames
+}
+
+fn is_ping(first: u8) -> bool {
+    first & 0x0F == 9
+}
+
+/// Writes `bytes` in random pieces: a few bytes (a header split), hundreds, or tens of thousands,
+/// now and then pausing.
+fn write_in_pieces(stream: &mut TcpStream, bytes: &[u8], next: &mut impl FnMut(usize) -> usize) -> bool {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let piece = match next(4) {
+            0 => 1 + next(3),
+            1 => 1 + next(200),
+            _ => 1 + next(50_000),
+        };
+        let end = (offset + piece).min(bytes.len());
+        if stream.write_all(&bytes[offset..end]).is_err() {
+            return false;
+        }
+        offset = end;
+        if next(4) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    true
 }
 
 /// Reads one frame of any length: its first byte (FIN and opcode) and its payload, unmasked.
@@ -175,61 +248,15 @@ fn random_frame_streams_admit_exactly_the_first_n_data_frames() {
     });
     let envoy = with_websocket_backend(&config, backend);
     away_from_window_end(3600, 120);
-    // `APIM_FRAMES_SEED` replays another stream.
-    let mut state: u64 =
-        std::env::var("APIM_FRAMES_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
-    let mut next = move |below: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % below as u64) as usize
-    };
-    // Data frames (text, binary, fragmented messages) and pings, numbered in their payloads.
-    let mut frames: Vec<(u8, Vec<u8>)> = Vec::new();
-    let mut sent = 0u32;
-    while frames.iter().filter(|(first, _)| first & 0x0F != 9).count() < LIMIT + 30 {
-        sent += 1;
-        let size = match next(10) {
-            0 => 0,
-            1..=5 => next(126),
-            6..=8 => 126 + next(70_000),
-            _ => 65_536 + next(40_000),
-        };
-        let mut payload: Vec<u8> = format!("{sent}:").into_bytes();
-        payload.extend((0..size).map(|at| b'a' + (at % 26) as u8));
-        match next(8) {
-            0 => frames.push((0x89, format!("ping {sent}").into_bytes())),
-            1 => {
-                // A message in three fragments, a ping between the second and the third.
-                frames.push((0x01, payload.clone()));
-                frames.push((0x00, payload.clone()));
-                frames.push((0x89, format!("ping in {sent}").into_bytes()));
-                frames.push((0x80, payload));
-            }
-            2 => frames.push((0x82, payload)),
-            _ => frames.push((0x81, payload)),
-        }
-    }
+    let mut next = random_source();
+    let frames = random_frames(&mut next, LIMIT + 30);
     let mut bytes = Vec::new();
     for (at, (first, payload)) in frames.iter().enumerate() {
-        bytes.extend(client_frame(first & 0x80 != 0, first & 0x0F, payload, (at as u32).to_be_bytes()));
+        bytes.extend(frame_bytes(first & 0x80 != 0, first & 0x0F, payload, Some((at as u32).to_be_bytes())));
     }
     let (head, mut client) = handshake(envoy.port);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let piece = match next(4) {
-            0 => 1 + next(3),
-            1 => 1 + next(200),
-            _ => 1 + next(50_000),
-        };
-        let end = (offset + piece).min(bytes.len());
-        client.write_all(&bytes[offset..end]).unwrap();
-        offset = end;
-        if next(4) == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
+    assert!(write_in_pieces(&mut client, &bytes, &mut next));
     let pings = frames.iter().filter(|(first, _)| first & 0x0F == 9).count();
     let data: Vec<&(u8, Vec<u8>)> = frames.iter().filter(|(first, _)| first & 0x0F != 9).collect();
     let expected: Vec<(u8, Vec<u8>)> = data.iter().take(LIMIT).map(|frame| (*frame).clone()).collect();
@@ -256,4 +283,56 @@ fn random_frame_streams_admit_exactly_the_first_n_data_frames() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(received.lock().unwrap().iter().filter(|(first, _)| first & 0x0F != 9).count(), LIMIT, "no more after");
     assert_eq!(envoy.stat("wasmcustom.apim.fault.4008") as usize, data.len() - LIMIT, "each dropped frame counted");
+}
+
+/// The same random streams from the backend, written in random pieces: of a tier of N frames, the
+/// client gets exactly the first N data frames as sent and every ping, and in place of the
+/// backend's frames over the tier only API-M's notice (4008), each dropped frame counted.
+#[test]
+fn random_backend_frame_streams_reach_the_client_up_to_the_tier_then_notices() {
+    const LIMIT: usize = 30;
+    let mut next = random_source();
+    let frames = random_frames(&mut next, LIMIT + 20);
+    let mut bytes = Vec::new();
+    for (first, payload) in &frames {
+        bytes.extend(frame_bytes(first & 0x80 != 0, first & 0x0F, payload, None));
+    }
+    let backend = websocket::serve_each(move |mut connection| {
+        if !websocket::accept_upgrade(&mut connection) {
+            return;
+        }
+        let mut next = random_source();
+        if write_in_pieces(&mut connection, &bytes, &mut next) {
+            std::thread::sleep(Duration::from_secs(20));
+        }
+    });
+    let config = json!({
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": [], "policy": "Tier",
+            "count_websocket_frames": true,
+            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "policies": {"Tier": {"requests": LIMIT, "per": "hour"}}
+    });
+    let envoy = with_websocket_backend(&config, backend);
+    away_from_window_end(3600, 120);
+    let (head, mut client) = handshake(envoy.port);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut got = Vec::new();
+    while let Some(frame) = read_any_frame(&mut client) {
+        got.push(frame);
+    }
+    let notice = (0x81, b"Error code: 4008 reason: Websocket frame throttled out".to_vec());
+    let pings = frames.iter().filter(|(first, _)| is_ping(*first)).count();
+    let data: Vec<&Frame> = frames.iter().filter(|(first, _)| !is_ping(*first)).collect();
+    let got_pings = got.iter().filter(|(first, _)| is_ping(*first)).count();
+    let (notices, got_data): (Vec<&Frame>, Vec<&Frame>) =
+        got.iter().filter(|(first, _)| !is_ping(*first)).partition(|frame| **frame == notice);
+    assert_eq!(got_pings, pings, "every ping passes");
+    assert_eq!(got_data.len(), LIMIT, "exactly the tier's frames reach the client");
+    for (at, (got, want)) in got_data.iter().zip(&data).enumerate() {
+        assert!(got == want, "data frame {at} arrives as sent ({} against {} bytes)", got.1.len(), want.1.len());
+    }
+    let dropped = data.len() - LIMIT;
+    assert!(!notices.is_empty() && notices.len() <= dropped, "{} notices for {dropped} dropped frames", notices.len());
+    assert_eq!(envoy.stat("wasmcustom.apim.fault.4008") as usize, dropped, "each dropped frame counted");
 }
