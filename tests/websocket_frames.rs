@@ -11,13 +11,23 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::websocket::{self, acking_backend, read_frame, text_frame};
+use common::websocket::{self, acking_backend, frame_bytes, read_any_frame, read_frame, text_frame};
 use common::windows::away_from_window_end;
 use common::{keys, Envoy, EnvoySetup};
 use serde_json::json;
 
 fn handshake(port: u16) -> (String, TcpStream) {
     websocket::handshake(port, "/chat/1.0.0/room", &[])
+}
+
+/// An open WebSocket API whose frames count against a tier of `requests` an hour.
+fn counted_chat(requests: usize) -> serde_json::Value {
+    json!({
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": [], "policy": "Tier",
+            "count_websocket_frames": true,
+            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
+        "policies": {"Tier": {"requests": requests, "per": "hour"}}
+    })
 }
 
 /// Envoy with `config`, its cluster `ws` the WebSocket backend at `backend`.
@@ -35,12 +45,7 @@ fn with_websocket_backend(config: &serde_json::Value, backend: u16) -> Envoy {
 #[test]
 fn frames_count_both_ways_and_one_over_the_limit_never_arrives() {
     let (backend, received) = acking_backend();
-    let config = json!({
-        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": [], "policy": "Three",
-            "count_websocket_frames": true,
-            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
-        "policies": {"Three": {"requests": 3, "per": "hour"}}
-    });
+    let config = counted_chat(3);
     let envoy = with_websocket_backend(&config, backend);
     // Three frames an hour: all of them in one hour.
     away_from_window_end(3600, 60);
@@ -102,30 +107,6 @@ fn a_connection_ends_when_its_credential_expires() {
 
 /// A frame as the test reads it: its first byte (FIN and opcode) and its payload.
 type Frame = (u8, Vec<u8>);
-
-/// A frame of any length: `fin`, `opcode`, the payload, masked with `mask` as a client's (a
-/// server's is not masked).
-fn frame_bytes(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let masked = if mask.is_some() { 0x80 } else { 0 };
-    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
-    match payload.len() {
-        length @ 0..=125 => frame.push(masked | length as u8),
-        length @ 126..=65_535 => {
-            frame.push(masked | 126);
-            frame.extend_from_slice(&(length as u16).to_be_bytes());
-        }
-        length => {
-            frame.push(masked | 127);
-            frame.extend_from_slice(&(length as u64).to_be_bytes());
-        }
-    }
-    let key = mask.unwrap_or_default();
-    if mask.is_some() {
-        frame.extend_from_slice(&key);
-    }
-    frame.extend(payload.iter().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
-    frame
-}
 
 /// A seeded generator (`APIM_FRAMES_SEED` replays another): a number below its argument.
 fn random_source() -> impl FnMut(usize) -> usize {
@@ -195,33 +176,6 @@ fn write_in_pieces(stream: &mut TcpStream, bytes: &[u8], next: &mut impl FnMut(u
     true
 }
 
-/// Reads one frame of any length: its first byte (FIN and opcode) and its payload, unmasked.
-fn read_any_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    use std::io::Read;
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).ok()?;
-    let length = match head[1] & 0x7F {
-        126 => {
-            let mut bytes = [0u8; 2];
-            stream.read_exact(&mut bytes).ok()?;
-            usize::from(u16::from_be_bytes(bytes))
-        }
-        127 => {
-            let mut bytes = [0u8; 8];
-            stream.read_exact(&mut bytes).ok()?;
-            usize::try_from(u64::from_be_bytes(bytes)).ok()?
-        }
-        length => usize::from(length),
-    };
-    let mut mask = [0u8; 4];
-    if head[1] & 0x80 != 0 {
-        stream.read_exact(&mut mask).ok()?;
-    }
-    let mut payload = vec![0u8; length];
-    stream.read_exact(&mut payload).ok()?;
-    Some((head[0], payload.iter().enumerate().map(|(at, byte)| byte ^ mask[at % 4]).collect()))
-}
-
 /// Random streams of frames through Envoy, written in random pieces (a frame's header split,
 /// several frames in one write, a large frame across many): of a tier of N frames, exactly the
 /// first N data frames reach the backend, byte for byte and in order, whatever the lengths
@@ -240,12 +194,7 @@ fn random_frame_streams_admit_exactly_the_first_n_data_frames() {
             log.lock().unwrap().push(frame);
         }
     });
-    let config = json!({
-        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": [], "policy": "Forty",
-            "count_websocket_frames": true,
-            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
-        "policies": {"Forty": {"requests": LIMIT, "per": "hour"}}
-    });
+    let config = counted_chat(LIMIT);
     let envoy = with_websocket_backend(&config, backend);
     away_from_window_end(3600, 120);
     let mut next = random_source();
@@ -306,12 +255,7 @@ fn random_backend_frame_streams_reach_the_client_up_to_the_tier_then_notices() {
             std::thread::sleep(Duration::from_secs(20));
         }
     });
-    let config = json!({
-        "apis": [{"name": "Chat", "context": "/chat", "version": "1.0.0", "security": [], "policy": "Tier",
-            "count_websocket_frames": true,
-            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
-        "policies": {"Tier": {"requests": LIMIT, "per": "hour"}}
-    });
+    let config = counted_chat(LIMIT);
     let envoy = with_websocket_backend(&config, backend);
     away_from_window_end(3600, 120);
     let (head, mut client) = handshake(envoy.port);

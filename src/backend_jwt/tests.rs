@@ -252,6 +252,14 @@ fn the_end_user_carries_the_tenant_once() {
     assert_eq!(enduser("alice@carbon.super"), "alice@carbon.super");
 }
 
+/// Whether `key` verifies `jwt`'s signature (its claims' times not checked).
+fn verifies(jwt: &str, key: &DecodingKey, algorithm: Algorithm) -> bool {
+    let mut validation = Validation::new(algorithm);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    decode::<Map<String, Value>>(jwt, key, &validation).is_ok()
+}
+
 /// The key a JWKS holds, as a backend reads it (jsonwebtoken's JWK reader).
 fn jwks_key(jwks: &str) -> (Value, DecodingKey) {
     let set: Value = serde_json::from_str(jwks).unwrap();
@@ -273,10 +281,7 @@ fn the_jwks_holds_the_key_that_verifies_the_jwts_issued() {
     let certificate = pem::parse(RSA_CERT).unwrap();
     assert_eq!(jwk["x5c"][0], base64::engine::general_purpose::STANDARD.encode(certificate.contents()));
     let issued = rsa.issue(rsa.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.validate_exp = false;
-    validation.required_spec_claims.clear();
-    assert!(decode::<Map<String, Value>>(&issued.jwt, &key, &validation).is_ok(), "the JWKS key verifies the JWT");
+    assert!(verifies(&issued.jwt, &key, Algorithm::RS256), "the JWKS key verifies the JWT");
 
     let ec =
         settings(serde_json::json!({"algorithm": "ES256", "private_key": EC_KEY, "jwks_path": "/gw/keys"})).unwrap();
@@ -287,10 +292,7 @@ fn the_jwks_holds_the_key_that_verifies_the_jwts_issued() {
     );
     assert!(jwk.get("kid").is_none() && jwk.get("x5c").is_none(), "no kid or certificate configured: {jwk}");
     let issued = ec.issue(ec.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.validate_exp = false;
-    validation.required_spec_claims.clear();
-    assert!(decode::<Map<String, Value>>(&issued.jwt, &key, &validation).is_ok());
+    assert!(verifies(&issued.jwt, &key, Algorithm::ES256));
     // The JWKS is never a private key's.
     assert!(!rsa.jwks_answer("GET", "/jwks").unwrap().contains("\"d\""));
     assert!(!ec.jwks_answer("GET", "/gw/keys").unwrap().contains("\"d\""));

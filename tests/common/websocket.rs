@@ -65,32 +65,64 @@ pub fn handshake(port: u16, path: &str, headers: &[(&str, &str)]) -> (String, Tc
     (String::from_utf8_lossy(&head).into_owned(), stream)
 }
 
-/// Reads one frame (payload under 126 bytes): its opcode and its payload, unmasked.
+/// Reads one frame: its opcode and its payload, unmasked.
 pub fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    read_any_frame(stream).map(|(first, payload)| (first & 0x0F, payload))
+}
+
+/// A text frame, masked as a client's (`mask`) or not, as a server's.
+pub fn text_frame(text: &str, mask: bool) -> Vec<u8> {
+    frame_bytes(true, 1, text.as_bytes(), mask.then_some([9, 8, 7, 6]))
+}
+
+/// A frame of any length: `fin`, `opcode`, the payload, masked with `mask` as a client's (a
+/// server's is not masked).
+pub fn frame_bytes(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let masked = if mask.is_some() { 0x80 } else { 0 };
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        length @ 0..=125 => frame.push(masked | length as u8),
+        length @ 126..=65_535 => {
+            frame.push(masked | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        length => {
+            frame.push(masked | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+    let key = mask.unwrap_or_default();
+    if mask.is_some() {
+        frame.extend_from_slice(&key);
+    }
+    frame.extend(payload.iter().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
+    frame
+}
+
+/// Reads one frame of any length: its first byte (FIN and opcode) and its payload, unmasked.
+pub fn read_any_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).ok()?;
-    let length = usize::from(head[1] & 0x7F);
-    assert!(length < 126, "the test's frames are short");
+    let length = match head[1] & 0x7F {
+        126 => {
+            let mut bytes = [0u8; 2];
+            stream.read_exact(&mut bytes).ok()?;
+            usize::from(u16::from_be_bytes(bytes))
+        }
+        127 => {
+            let mut bytes = [0u8; 8];
+            stream.read_exact(&mut bytes).ok()?;
+            usize::try_from(u64::from_be_bytes(bytes)).ok()?
+        }
+        length => usize::from(length),
+    };
     let mut mask = [0u8; 4];
     if head[1] & 0x80 != 0 {
         stream.read_exact(&mut mask).ok()?;
     }
     let mut payload = vec![0u8; length];
     stream.read_exact(&mut payload).ok()?;
-    Some((head[0] & 0x0F, payload.iter().enumerate().map(|(at, byte)| byte ^ mask[at % 4]).collect()))
-}
-
-/// A text frame, masked as a client's (`mask`) or not, as a server's.
-pub fn text_frame(text: &str, mask: bool) -> Vec<u8> {
-    let key = [9, 8, 7, 6];
-    let mut frame = vec![0x81, text.len() as u8 | if mask { 0x80 } else { 0 }];
-    if mask {
-        frame.extend_from_slice(&key);
-        frame.extend(text.bytes().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
-    } else {
-        frame.extend_from_slice(text.as_bytes());
-    }
-    frame
+    Some((head[0], payload.iter().enumerate().map(|(at, byte)| byte ^ mask[at % 4]).collect()))
 }
 
 /// A WebSocket backend that answers each text frame with `ack:<text>`; what it received.
