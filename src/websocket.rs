@@ -231,19 +231,25 @@ pub fn server_text_frame(text: &str) -> Vec<u8> {
     let payload = text.as_bytes();
     let mut frame = Vec::with_capacity(payload.len() + 10);
     frame.push(FIN | TEXT);
-    match payload.len() {
-        length @ 0..=125 => frame.push(length as u8),
-        length @ 126..=0xFFFF => {
-            frame.push(126);
+    push_length(&mut frame, 0, payload.len());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A frame header's second byte (`mask_bit` and the length's first form) and its extended
+/// length (16 or 64 bits) for a payload of `length` bytes.
+fn push_length(frame: &mut Vec<u8>, mask_bit: u8, length: usize) {
+    match length {
+        0..=125 => frame.push(mask_bit | length as u8),
+        126..=0xFFFF => {
+            frame.push(mask_bit | 126);
             frame.extend_from_slice(&(length as u16).to_be_bytes());
         }
-        length => {
-            frame.push(127);
+        _ => {
+            frame.push(mask_bit | 127);
             frame.extend_from_slice(&(length as u64).to_be_bytes());
         }
     }
-    frame.extend_from_slice(payload);
-    frame
 }
 
 #[cfg(test)]
@@ -255,17 +261,7 @@ mod tests {
     /// A client's frame (masked, as RFC 6455 requires of clients).
     fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
         let mut frame = vec![first];
-        match payload.len() {
-            length @ 0..=125 => frame.push(MASK | length as u8),
-            length @ 126..=0xFFFF => {
-                frame.push(MASK | 126);
-                frame.extend_from_slice(&(length as u16).to_be_bytes());
-            }
-            length => {
-                frame.push(MASK | 127);
-                frame.extend_from_slice(&(length as u64).to_be_bytes());
-            }
-        }
+        push_length(&mut frame, MASK, payload.len());
         let key = [7, 1, 9, 3];
         frame.extend_from_slice(&key);
         frame.extend(payload.iter().enumerate().map(|(at, byte)| byte ^ key[at % 4]));
