@@ -110,7 +110,16 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 struct Root {
     config: Rc<Config>,
     worker: Option<Rc<RefCell<Worker>>>,
+    /// The tick runs every [`CLOSE_TICK_MS`] for streams to reset (`Registry::closing`).
+    fast_tick: bool,
+    /// When the background work last ran (ms), while the tick runs fast.
+    background_ran_ms: u64,
 }
+
+/// The tick period while a stream of the root context waits to be reset, milliseconds: long
+/// enough for Envoy to have sent on the chunk before the reset, short enough that the client
+/// sees the stream end at once.
+const CLOSE_TICK_MS: u32 = 50;
 
 /// Who made a call, and waits for its answer.
 #[derive(Clone)]
@@ -134,6 +143,9 @@ struct Registry {
     waiting: FetchWaiters,
     /// Call token to the state of the deleted stream that made it, and its root context.
     abandoned: HashMap<u32, (u32, Stream)>,
+    /// Streams to reset on their root context's next tick, and that root: a stream whose cut
+    /// chunk must reach the client first (server-sent events over a limit).
+    closing: Vec<(u32, u32)>,
     metrics: Metrics,
 }
 
@@ -262,13 +274,62 @@ fn declare_properties(config: &Config) -> Result<(), String> {
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root: u32) {
     with_registry(|registry| {
-        let Registry { roots, metrics, calls, .. } = registry;
-        let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
-        let mut host = WasmHost::new(metrics, None);
-        for (token, job) in background::tick(&mut host, config, &mut worker.borrow_mut()) {
-            calls.insert(token, Caller::Root(root, job));
+        let Registry { roots, metrics, calls, streams, parents, closing, .. } = registry;
+        let Some(Root { config, worker: Some(worker), fast_tick, background_ran_ms }) = roots.get_mut(&root) else {
+            return;
+        };
+        let now_ms = abi::now_nanos().map_or(0, |nanos| nanos / 1_000_000);
+        let background_due = !*fast_tick || now_ms >= background_ran_ms.saturating_add(u64::from(background::TICK_MS));
+        if background_due && background::needed(config) {
+            *background_ran_ms = now_ms;
+            let mut host = WasmHost::new(metrics, None);
+            for (token, job) in background::tick(&mut host, config, &mut worker.borrow_mut()) {
+                calls.insert(token, Caller::Root(root, job));
+            }
+        }
+        if !*fast_tick {
+            return;
+        }
+        // The streams whose cut chunk Envoy has sent on since: each reset as the effective context.
+        closing.retain(|&(context, parent)| {
+            if parent != root {
+                return true;
+            }
+            if let Some(stream) = streams.get_mut(&context) {
+                if abi::set_effective_context(context).is_ok() {
+                    let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
+                    stream.close_after_cut(&mut host);
+                }
+            }
+            false
+        });
+        *fast_tick = false;
+        if let Err(status) = abi::set_effective_context(root) {
+            log::warn!("the root context is not the effective context again after a reset ({status:?})");
+        }
+        let period = if background::needed(config) { background::TICK_MS } else { 0 };
+        if let Err(status) = abi::set_tick_period_ms(period) {
+            log::warn!("the tick cannot be set back after a reset ({status:?})");
         }
     });
+}
+
+/// Asks the root context's tick to reset stream `context` soon (see [`CLOSE_TICK_MS`]), making
+/// the tick fast if it is not: the root is the effective context for that, the stream again after.
+fn close_on_next_tick(roots: &mut HashMap<u32, Root>, closing: &mut Vec<(u32, u32)>, context: u32, root: u32) {
+    closing.push((context, root));
+    let Some(parent) = roots.get_mut(&root) else { return };
+    if parent.fast_tick {
+        return;
+    }
+    let made = abi::set_effective_context(root).and_then(|()| abi::set_tick_period_ms(CLOSE_TICK_MS));
+    match made {
+        Ok(()) => parent.fast_tick = true,
+        Err(status) => log::warn!("a stream is reset with the backend's next bytes: no tick ({status:?})"),
+    }
+    if let Err(status) = abi::set_effective_context(context) {
+        log::warn!("the request is not the effective context again after setting the tick ({status:?})");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,11 +346,16 @@ fn action(flow: Flow) -> u32 {
 /// Runs `work` on a stream with a host; a stream Envoy never announced continues untouched.
 fn on_stream(context: u32, work: impl FnOnce(&mut Stream, &mut WasmHost<'_>) -> Flow) -> u32 {
     with_registry(|registry| {
-        let Registry { streams, metrics, calls, parents, waiting, .. } = registry;
+        let Registry { roots, streams, metrics, calls, parents, waiting, closing, .. } = registry;
         let Some(stream) = streams.get_mut(&context) else { return Flow::Continue };
         let mut host = WasmHost::new(metrics, parents.get(&context).map(|root| (context, *root)));
         let flow = work(stream, &mut host);
         route_calls(calls, waiting, parents, context, stream);
+        if stream.take_close_due() {
+            if let Some(root) = parents.get(&context) {
+                close_on_next_tick(roots, closing, context, *root);
+            }
+        }
         flow
     })
     .map_or(0, action)
@@ -331,6 +397,7 @@ pub extern "C" fn proxy_on_delete(context: u32) {
             // What is the stream's is found from the stream (every call and list holds many
             // others: a scan of them on every deletion cost the square of the requests waiting).
             registry.waiting.forget(context);
+            registry.closing.retain(|(stream, _)| *stream != context);
             let own = stream.own_pending_call();
             if let Some(token) = own {
                 if matches!(registry.calls.get(&token), Some(Caller::Stream(caller)) if *caller == context) {
@@ -344,6 +411,7 @@ pub extern "C" fn proxy_on_delete(context: u32) {
             }
         } else {
             registry.roots.remove(&context);
+            registry.closing.retain(|(_, root)| *root != context);
             let Registry { calls, abandoned, .. } = registry;
             calls.retain(|_, caller| !matches!(caller, Caller::Root(root, _) if *root == context));
             abandoned.retain(|token, (root, _)| {
@@ -412,7 +480,7 @@ fn resume_waiters(token: u32, answer: &Answer, registry: Waiters<'_>) {
 /// `stream_body` an HTTP body stays in Envoy (`Answer::HttpStream`) and is read in pieces.
 fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
     with_registry(|registry| {
-        let Registry { roots, streams, metrics, calls, parents, waiting, abandoned } = registry;
+        let Registry { roots, streams, metrics, calls, parents, waiting, abandoned, .. } = registry;
         match calls.remove(&token) {
             Some(Caller::Stream(context)) => {
                 let answer = answer(false);
@@ -431,7 +499,7 @@ fn deliver(token: u32, answer: impl FnOnce(bool) -> Answer) {
                 }
             }
             Some(Caller::Root(root, job)) => {
-                let Some(Root { config, worker: Some(worker) }) = roots.get(&root) else { return };
+                let Some(Root { config, worker: Some(worker), .. }) = roots.get(&root) else { return };
                 let answer = answer(background::streams(&job));
                 {
                     let mut host = WasmHost::new(metrics, None);

@@ -19,8 +19,13 @@ pub(super) struct Events {
     counters: Vec<Counter>,
     scanner: EventScanner,
     /// An event was over a limit: the stream was cut there, and nothing more of it goes on (it is
-    /// reset with the backend's next bytes if the chunk that was cut still went on).
+    /// reset soon after if the chunk that was cut still went on: by the root context's tick, or
+    /// with the backend's next bytes, whichever comes first).
     ended: bool,
+    /// The cut chunk went on: the stream is to be reset once Envoy has sent it on.
+    close_due: bool,
+    /// The stream was reset.
+    closed: bool,
 }
 
 impl Stream {
@@ -39,7 +44,13 @@ impl Stream {
     /// A request whose answer's events are counted.
     pub(super) fn count_events_from_now(&mut self, counters: Vec<Counter>) {
         self.byte_counters = byte_counters(&counters);
-        self.events = Some(Box::new(Events { counters, scanner: EventScanner::default(), ended: false }));
+        self.events = Some(Box::new(Events {
+            counters,
+            scanner: EventScanner::default(),
+            ended: false,
+            close_due: false,
+            closed: false,
+        }));
     }
 
     /// The backend answered: only a success carries events (an error's body is not counted).
@@ -57,7 +68,7 @@ impl Stream {
             // The chunk that ended the stream went on with the events before the cut: the
             // stream is reset now, with nothing more of it.
             host.replace_body_chunk(Direction::Response, size, &[]);
-            host.close_stream();
+            events.close(host);
             return;
         }
         if size == 0 {
@@ -67,13 +78,13 @@ impl Stream {
             // Bytes gone by unread: the events after them cannot be followed; the stream ends.
             events.ended = true;
             host.replace_body_chunk(Direction::Response, size, &[]);
-            host.close_stream();
+            events.close(host);
             return;
         };
         // Without the clock nothing is counted: the events pass (still read, to stay in step).
         let now = host.now().ok();
         let config = Rc::clone(&self.config);
-        let Events { counters, scanner, ended } = events;
+        let Events { counters, scanner, ended, close_due, closed } = events;
         let (mut uncounted, mut dropped_by) = (None, None);
         let (cut, refills) = with_worker_engines(&config, &self.worker, host, |engine, host| {
             scanner.scan(&chunk, || {
@@ -86,20 +97,49 @@ impl Stream {
             })
         });
         *ended = cut.is_some();
+        let admitted = cut.map(|at| chunk.get(..at).unwrap_or_default());
+        // Reset now, Envoy drops the chunk: events before the cut, counted, would never arrive.
+        // They go on, and the stream is reset on the root context's next tick (or with the
+        // backend's next bytes, if they come first).
+        let reset_now = admitted.is_some_and(<[u8]>::is_empty);
+        *close_due = admitted.is_some() && !reset_now;
+        *closed |= reset_now;
         let now = now.unwrap_or_default();
         self.start_refills(host, &config, refills, now);
-        if let Some(at) = cut {
-            let admitted = chunk.get(..at).unwrap_or_default();
+        if let Some(admitted) = admitted {
             host.replace_body_chunk(Direction::Response, size, admitted);
-            // Reset now, Envoy drops the chunk: events before the cut, counted, would never
-            // arrive. They go on, and the stream is reset with the backend's next bytes.
-            if admitted.is_empty() {
+            if reset_now {
                 host.close_stream();
             }
             self.count_refused(host, &Fault::new(dropped_by.unwrap_or(FaultId::ThrottleInternalError)));
         }
         if let Some(why) = uncounted {
             self.report_uncounted(host, why, now);
+        }
+    }
+
+    /// Whether the last callback cut the stream's events and let the cut chunk go on, so that
+    /// the stream is to be reset once Envoy has sent it (taken once): the glue asks the root
+    /// context's tick to call [`Stream::close_after_cut`].
+    pub fn take_close_due(&mut self) -> bool {
+        self.events.as_deref_mut().is_some_and(|events| std::mem::take(&mut events.close_due))
+    }
+
+    /// Resets a stream whose events were cut, if it is not already (the tick after the cut
+    /// chunk went on): a backend that goes quiet right after the cut does not keep the client
+    /// connected, as API-M's gateway closes the stream at once.
+    pub fn close_after_cut(&mut self, host: &mut impl Host) {
+        if let Some(events) = self.events.as_deref_mut().filter(|events| events.ended) {
+            events.close(host);
+        }
+    }
+}
+
+impl Events {
+    fn close(&mut self, host: &mut impl Host) {
+        if !self.closed {
+            self.closed = true;
+            host.close_stream();
         }
     }
 }
