@@ -496,6 +496,8 @@ pub mod testing {
 
     thread_local! {
         static CAPTURED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+        /// This thread keeps every log line, of any level ([`capture_all_logs`]).
+        static EVERY_LEVEL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     /// Keeps each test thread's warnings and errors, for tests that count log lines.
@@ -503,7 +505,7 @@ pub mod testing {
 
     impl log::Log for Capture {
         fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-            metadata.level() <= log::Level::Warn
+            metadata.level() <= log::Level::Warn || EVERY_LEVEL.with(std::cell::Cell::get)
         }
         fn log(&self, record: &log::Record<'_>) {
             if self.enabled(record.metadata()) {
@@ -520,9 +522,18 @@ pub mod testing {
         static INSTALLED: std::sync::Once = std::sync::Once::new();
         INSTALLED.call_once(|| {
             let _ = log::set_logger(&CAPTURE);
-            log::set_max_level(log::LevelFilter::Warn);
+            // Every level reaches the logger, which keeps a thread's debug lines only when it
+            // asked for them ([`capture_all_logs`]).
+            log::set_max_level(log::LevelFilter::Trace);
         });
         CAPTURED.with(|captured| captured.borrow_mut().clear());
+    }
+
+    /// Starts keeping this thread's log lines of every level (from here on); [`warnings`] returns
+    /// them.
+    pub fn capture_all_logs() {
+        EVERY_LEVEL.with(|every| every.set(true));
+        capture_warnings();
     }
 
     /// The warnings this thread logged since [`capture_warnings`].

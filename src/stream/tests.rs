@@ -38,6 +38,10 @@ struct FakeHost {
     closed: bool,
     /// The body chunks cannot be read.
     bodies_unreadable: bool,
+    /// Every header written (request and response), every filter-state property, every call.
+    written: Vec<(String, Vec<u8>)>,
+    properties_set: Vec<String>,
+    calls: Vec<Call>,
 }
 
 impl FakeHost {
@@ -72,6 +76,7 @@ impl Host for FakeHost {
         self.request.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
     fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.written.push((name.to_string(), value.unwrap_or_default().to_vec()));
         match value {
             Some(value) => self.request.insert(name.to_string(), value.to_vec()),
             None => self.request.remove(name),
@@ -87,6 +92,7 @@ impl Host for FakeHost {
         self.response.get(name).cloned()
     }
     fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.written.push((name.to_string(), value.unwrap_or_default().to_vec()));
         match value {
             Some(value) => self.response.insert(name.to_string(), value.to_vec()),
             None => self.response.remove(name),
@@ -96,6 +102,7 @@ impl Host for FakeHost {
         self.properties.get(&path.join(".")).cloned()
     }
     fn set_property(&mut self, name: &str, value: &[u8]) {
+        self.properties_set.push(name.to_string());
         self.properties.insert(name.to_string(), value.to_vec());
     }
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8], grpc_status: Option<u8>) {
@@ -121,6 +128,7 @@ impl Host for FakeHost {
         Ok(self.now)
     }
     fn call(&mut self, call: &Call) -> Result<u32, HostError> {
+        self.calls.push(call.clone());
         match call {
             Call::Http { cluster, headers, body, .. } => {
                 self.dispatched.push((cluster.clone(), headers.clone(), Some(body.clone())));
@@ -746,6 +754,7 @@ fn without_access_log_fields_no_property_is_set_in_either_encoding() {
 }
 
 mod calls;
+mod configs_that_load;
 mod cors;
 mod debug_output;
 mod event_streams;
