@@ -312,7 +312,7 @@ fn random_policies_and_clients_across_two_nodes_never_admit_over_a_limit() {
     let mut all: Vec<&Counter> = targets.iter().flat_map(|t| t.counters.iter()).collect();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     all.dedup_by(|a, b| a.name == b.name);
-    let mut checked_close = 0;
+    let (mut checked_close, mut worst_shortfall) = (0, 0);
     for ((name, window), (placed, maybe, refused)) in &tallies {
         let counter = all.iter().find(|c| &c.name == name).unwrap();
         assert!(
@@ -333,6 +333,7 @@ fn random_policies_and_clients_across_two_nodes_never_admit_over_a_limit() {
                 counter.limit
             );
             checked_close += 1;
+            worst_shortfall = worst_shortfall.max(counter.limit.saturating_sub(placed + maybe));
         }
     }
 
@@ -361,7 +362,7 @@ fn random_policies_and_clients_across_two_nodes_never_admit_over_a_limit() {
     });
     eprintln!(
         "seed {seed}: {} answers {by_code:?}, {errors} errors at the kill, backend {received}; {} counter windows, \
-         {checked_close} refused windows checked for closeness",
+         {checked_close} refused windows checked for closeness (at most {worst_shortfall} short)",
         outcomes.len(),
         tallies.len()
     );
