@@ -1,6 +1,7 @@
 //! A seeded randomized throttling campaign across two Envoy nodes (`--concurrency 2` each) on the
 //! real envoyproxy/ratelimit and Redis: random policies at the API, resource, subscription and
-//! application levels at once (limits 1 to 300, windows of 1, 2 or 5 seconds or a minute), random
+//! application levels at once (limits 1 to 300, windows of 1, 2 or 5 seconds or a minute; the
+//! service's `lease_max` and `lease_share_percent` drawn too), random
 //! clients per node (which API, resource and application each hammers, bursts and pauses), and a
 //! node killed and started again mid-window. Checked from counts only: in every window each
 //! counter admits at most its limit; a counter that refused in a window the load covered to its
@@ -79,7 +80,7 @@ struct Target {
 /// The configuration and the targets: API `alpha` with an API-level policy, API `beta` with a
 /// resource-level policy on `/r` and none elsewhere; every application subscribed to both under
 /// a random tier, each with a random application policy (or none).
-fn campaign(random: &mut Random) -> (String, Vec<Target>) {
+fn campaign(random: &mut Random) -> (String, Vec<Target>, Leasing) {
     let mut policies = serde_json::Map::new();
     let counter =
         |random: &mut Random, name: String, code: &'static str, policies: &mut serde_json::Map<String, Value>| {
@@ -116,7 +117,10 @@ fn campaign(random: &mut Random) -> (String, Vec<Target>) {
             }
         }
     }
-    let rls = json!({"cluster": "rls", "timeout_ms": 10_000, "counting": "leased"});
+    let lease_max = [1, 5, 20, 100][random.below(4) as usize];
+    let lease_share_percent = [5, 10, 50][random.below(3) as usize];
+    let rls = json!({"cluster": "rls", "timeout_ms": 10_000, "counting": "leased", "lease_max": lease_max,
+                     "lease_share_percent": lease_share_percent});
     let config = json!({
         "throttling": {"rate_limit_headers": true, "rate_limit_service": rls},
         "apis": [
@@ -129,7 +133,14 @@ fn campaign(random: &mut Random) -> (String, Vec<Target>) {
         "subscriptions": subscriptions,
         "policies": policies,
     });
-    (config.to_string(), targets)
+    (config.to_string(), targets, Leasing { max: lease_max, share_percent: lease_share_percent })
+}
+
+/// The node's blocks: at most `max` tokens, `share_percent` of what remains.
+#[derive(Clone, Copy, Debug)]
+struct Leasing {
+    max: u64,
+    share_percent: u64,
 }
 
 /// One answer: which target, its code and headers, when it was sent and answered.
@@ -221,12 +232,12 @@ fn run_clients(
 
 /// The tokens leased counting may leave stranded for a counter in a window (docs/CONFIG.md's
 /// `RateLimitService`, src/throttle/cluster.rs): per node one and a half of the node's blocks
-/// (10% of what remains, at most `lease_max` 100) and a worker block per worker (at most half of
+/// (`lease_share_percent` of what remains, at most `lease_max`) and a worker block per worker (at most half of
 /// what the node holds), plus tokens given back by in-flight requests a later level denied
 /// (`clients`); `nodes_lost` more nodes' worth when a node was killed. A block asked for in one
 /// piece (`lease_max` - 1) needs limits over 1000, not drawn here.
-fn stranded_bound(limit: u64, clients: u64, nodes_lost: u64) -> u64 {
-    let block = (limit / 10).clamp(1, 100);
+fn stranded_bound(leasing: Leasing, limit: u64, clients: u64, nodes_lost: u64) -> u64 {
+    let block = (limit * leasing.share_percent / 100).clamp(1, leasing.max);
     let per_node = block * 3 / 2 + 1 + 2 * (block / 2 + 1);
     (2 + nodes_lost) * per_node + clients
 }
@@ -235,7 +246,7 @@ fn stranded_bound(limit: u64, clients: u64, nodes_lost: u64) -> u64 {
 fn random_policies_and_clients_across_two_nodes_never_admit_over_a_limit() {
     let seed: u64 = std::env::var("APIM_CLUSTER_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0xc105_7e12);
     let mut random = Random(seed.max(1));
-    let (config, targets) = campaign(&mut random);
+    let (config, targets, leasing) = campaign(&mut random);
     let per_node: Vec<usize> = (0..2).map(|_| 1 + random.below(4) as usize).collect();
     let clients: Vec<Client> = (0..2)
         .flat_map(|node| std::iter::repeat_n(node, per_node[node]))
@@ -248,7 +259,7 @@ fn random_policies_and_clients_across_two_nodes_never_admit_over_a_limit() {
             pause_ms: if random.chance(50) { 0 } else { random.below(300) },
         })
         .collect();
-    eprintln!("seed {seed}: clients {clients:?}");
+    eprintln!("seed {seed}: {leasing:?}, clients {clients:?}");
 
     let redis = Redis::start();
     let service = RateLimit::start(&redis);
@@ -325,7 +336,7 @@ fn random_policies_and_clients_across_two_nodes_never_admit_over_a_limit() {
         // what it held).
         if *refused > 0 && end <= load_end - 0.5 {
             let lost = u64::from(start <= killed_at + 5.0 && end >= killed_at);
-            let bound = stranded_bound(counter.limit, clients.len() as u64, lost);
+            let bound = stranded_bound(leasing, counter.limit, clients.len() as u64, lost);
             assert!(
                 placed + maybe + bound >= counter.limit,
                 "seed {seed}: {name} admitted {placed} (+{maybe} near an edge) in window {window} though it refused \
