@@ -232,14 +232,15 @@ fn run_clients(
 
 /// The tokens leased counting may leave stranded for a counter in a window (docs/CONFIG.md's
 /// `RateLimitService`, src/throttle/cluster.rs): per node one and a half of the node's blocks
-/// (`lease_share_percent` of what remains, at most `lease_max`) and a worker block per worker (at most half of
-/// what the node holds), plus tokens given back by in-flight requests a later level denied
-/// (`clients`); `nodes_lost` more nodes' worth when a node was killed. A block asked for in one
-/// piece (`lease_max` - 1) needs limits over 1000, not drawn here.
+/// (`lease_share_percent` of what remains, at most `lease_max`) and a worker block per worker (at
+/// most half of what the node holds), plus tokens given back by in-flight requests a later level
+/// denied (`clients`); `nodes_lost` more nodes' worth when a node was killed; and `lease_max` - 1 once
+/// where blocks are asked for in one increment (while more than ten of the largest remain).
 fn stranded_bound(leasing: Leasing, limit: u64, clients: u64, nodes_lost: u64) -> u64 {
     let block = (limit * leasing.share_percent / 100).clamp(1, leasing.max);
     let per_node = block * 3 / 2 + 1 + 2 * (block / 2 + 1);
-    (2 + nodes_lost) * per_node + clients
+    let whole_refused = if limit > 10 * leasing.max { leasing.max - 1 } else { 0 };
+    (2 + nodes_lost) * per_node + clients + whole_refused
 }
 
 #[test]
