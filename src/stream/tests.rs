@@ -34,8 +34,9 @@ struct FakeHost {
     resumed: bool,
     /// The body chunk of the current body callback, per direction (request, response).
     bodies: [Vec<u8>; 2],
-    /// The stream was reset (`close_stream`).
+    /// The stream was reset (`close_stream`), and how many times it was asked to be.
     closed: bool,
+    closes: u32,
     /// The body chunks cannot be read.
     bodies_unreadable: bool,
     /// Every header written (request and response), every filter-state property, every call.
@@ -157,6 +158,7 @@ impl Host for FakeHost {
     }
     fn close_stream(&mut self) {
         self.closed = true;
+        self.closes += 1;
     }
 }
 

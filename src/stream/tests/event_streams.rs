@@ -72,6 +72,37 @@ fn each_event_counts_and_the_first_over_the_limit_ends_the_stream_there() {
     assert_eq!(host.counted, vec![900800, 900800]);
 }
 
+/// A cut chunk that went on asks the glue, once, for the stream's reset on the root context's
+/// tick (a backend that goes quiet must not keep the client connected); the tick resets it once,
+/// and the backend's bytes after it go nowhere without asking again.
+#[test]
+fn a_cut_chunk_that_went_on_asks_for_the_reset_on_the_tick_once() {
+    let mut host = FakeHost::default();
+    let mut stream = subscribe(&mut host, "200");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 1\n\n"), b"data: 1\n\n");
+    assert!(!stream.take_close_due(), "nothing cut");
+    stream.close_after_cut(&mut host);
+    assert_eq!(host.closes, 0, "a stream not cut is never reset by the tick");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 2\n\ndata: 3\n\ndata: 4\n\n"), b"data: 2\n\ndata: 3\n\n");
+    assert!(stream.take_close_due(), "the cut chunk went on: the reset is asked for");
+    assert!(!stream.take_close_due(), "once");
+    assert_eq!(host.closes, 0);
+    stream.close_after_cut(&mut host);
+    assert_eq!(host.closes, 1, "the tick resets it");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 5\n\n"), b"", "nothing more goes on");
+    stream.close_after_cut(&mut host);
+    assert_eq!(host.closes, 1, "reset once");
+
+    // A chunk starting with the refused event is reset in its callback: nothing asked of the tick.
+    let mut host = FakeHost::default();
+    let mut stream = subscribe(&mut host, "200");
+    chunk(&mut stream, &mut host, b"data: 1\n\ndata: 2\n\ndata: 3\n\n");
+    assert_eq!(chunk(&mut stream, &mut host, b"data: 4\n\n"), b"");
+    assert!(!stream.take_close_due());
+    stream.close_after_cut(&mut host);
+    assert_eq!(host.closes, 1);
+}
+
 /// Looking at whether a request's first event would be refused counts nothing: the three events
 /// of the hour still pass after three requests were let through.
 #[test]
