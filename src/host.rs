@@ -483,6 +483,26 @@ pub fn text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
 }
 
+/// A log record as one line of Envoy's log: control characters (a CR or LF that would start a
+/// forged line, a NUL, an escape sequence for a terminal; Unicode's line and paragraph
+/// separators) written as Rust escapes. Names in a configuration or in a control plane's data
+/// (an API's, published in API-M) and a request's bytes reach log lines.
+pub fn log_line(record: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !record.contains(escaped) {
+        return std::borrow::Cow::Borrowed(record);
+    }
+    let mut line = String::with_capacity(record.len() + 8);
+    for c in record.chars() {
+        if escaped(c) {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(line)
+}
+
 /// Random and mutated outside data, for the tests that feed it to the entry points.
 #[cfg(test)]
 #[path = "host/fuzz_tests.rs"]
@@ -509,7 +529,8 @@ pub mod testing {
         }
         fn log(&self, record: &log::Record<'_>) {
             if self.enabled(record.metadata()) {
-                CAPTURED.with(|captured| captured.borrow_mut().push(record.args().to_string()));
+                let line = super::log_line(&record.args().to_string()).into_owned();
+                CAPTURED.with(|captured| captured.borrow_mut().push(line));
             }
         }
         fn flush(&self) {}
@@ -647,6 +668,19 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_record_is_one_line_whatever_names_it_holds() {
+        assert_eq!(log_line("key manager `km-1` answered"), "key manager `km-1` answered");
+        assert!(matches!(log_line("API `注文` 1.0"), std::borrow::Cow::Borrowed(_)), "nothing to escape: not copied");
+        assert_eq!(
+            log_line("API `a\r\n[info] forged` not served"),
+            "API `a\\r\\n[info] forged` not served",
+            "a CR LF in a name does not start a line"
+        );
+        assert_eq!(log_line("a\0b\x1b[31mc\x7f"), "a\\u{0}b\\u{1b}[31mc\\u{7f}");
+        assert_eq!(log_line("x\u{2028}y\u{85}z\tw"), "x\\u{2028}y\\u{85}z\\tw");
+    }
 
     #[test]
     fn a_time_from_the_clocks_future_is_not_recent() {

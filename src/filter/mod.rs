@@ -33,8 +33,9 @@ const LOG_WARN: u32 = 3;
 const LOG_ERROR: u32 = 4;
 const LOG_CRITICAL: u32 = 5;
 
-/// `log` records go to Envoy's log through `proxy_log`; the level Envoy logs at is read at
-/// configure time and on every tick, so records Envoy would drop never cross into the host.
+/// `log` records go to Envoy's log through `proxy_log`, each one line ([`crate::host::log_line`]);
+/// the level Envoy logs at is read at configure time and on every tick, so records Envoy would
+/// drop never cross into the host.
 struct EnvoyLogger;
 
 impl log::Log for EnvoyLogger {
@@ -53,7 +54,7 @@ impl log::Log for EnvoyLogger {
             log::Level::Debug => LOG_DEBUG,
             log::Level::Trace => LOG_TRACE,
         };
-        abi::log(level, &record.args().to_string());
+        abi::log(level, &crate::host::log_line(&record.args().to_string()));
     }
 
     fn flush(&self) {}

@@ -434,6 +434,10 @@ fn run(text: &[u8], requests: usize, rng: &mut Rng, what: &str, totals: &mut [us
         }
     }
     let mut lines = warnings();
+    for line in &lines {
+        // Names the configuration gave (a CR/LF among the mutations) never start a log line.
+        assert!(!line.contains(|c: char| c.is_control()), "{what}: a control character in a log line: {line:?}");
+    }
     lines.extend(config.warnings().iter().cloned());
     lines.push(config.summary());
     for line in lines {
