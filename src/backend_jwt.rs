@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 use crate::auth::authorize::Authorized;
 use crate::host::SharedStore;
 use crate::routing::Api;
+
+#[path = "backend_jwt/wso2_kid.rs"]
+mod wso2_kid;
 use crate::schema::checks::check_header_name;
 use crate::schema::{
     resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt, DEFAULT_JWKS_PATH,
@@ -111,6 +114,20 @@ impl BackendJwt {
             None => None,
         };
         let x5t = certificate.as_deref().map(x5t_of_certificate);
+        // API-M names its key after the certificate (`use_kid_property`, on by default).
+        let key_id = match (&raw.key_id, certificate.as_deref()) {
+            (Some(key_id), _) => Some(key_id.clone()),
+            (None, Some(certificate)) => match wso2_kid::of_certificate(certificate) {
+                Ok(kid) => Some(kid),
+                Err(why) => {
+                    warnings.push(format!(
+                        "`{FIELD}.certificate`: {why}, so the JWT carries no `kid` (set `{FIELD}.key_id` to API-M's)"
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
         let alg = match raw.algorithm {
             BackendJwtAlgorithm::RS256 => "RS256",
             BackendJwtAlgorithm::ES256 => "ES256",
@@ -123,14 +140,12 @@ impl BackendJwt {
             }
         }
         let jwks = match (&raw.jwks_path, &key) {
-            (Some(path), Some(key)) => {
-                Some((path.clone(), jwks(key, alg, raw.key_id.as_deref(), certificate.as_deref())))
-            }
+            (Some(path), Some(key)) => Some((path.clone(), jwks(key, alg, key_id.as_deref(), certificate.as_deref()))),
             _ => None,
         };
         // WSO2 writes the header by hand, in this order.
         let mut header = format!(r#"{{"typ":"JWT","alg":"{alg}""#);
-        for (name, value) in [("x5t", x5t.as_deref()), ("kid", raw.key_id.as_deref())] {
+        for (name, value) in [("x5t", x5t.as_deref()), ("kid", key_id.as_deref())] {
             if let Some(value) = value {
                 header.push_str(&format!(",\"{name}\":{}", json_string(value)));
             }

@@ -336,3 +336,28 @@ fn a_jwks_path_without_a_key_is_checked_and_warned_about() {
     let warnings = warned(serde_json::json!({"private_key": RSA_KEY, "jwks_path": "/gw/keys"}));
     assert!(!warnings.iter().any(|line| line.contains("jwks_path")), "{warnings:?}");
 }
+
+/// With a certificate and no `key_id`, the JWT's header and the JWKS name the key as API-M does
+/// (`JWTUtil.getKID`: the issuer and serial number; the value Java computes for the fixture);
+/// a `key_id` given wins.
+#[test]
+fn with_a_certificate_the_key_is_named_as_api_m_names_it() {
+    const API_M_KID: &str = "Tz1hcGltLWZpbHRlciB0ZXN0cywgQ049YXBpbS1iYWNrZW5kLWp3dCMyNzk4MjYxOTMyODM2NjM0NzkxOTQwMDc2NTI2MzAyMTA5NDIyNjU5NjA2NDgwNjQ";
+    let routes = api();
+    let header_kid = |jwt_settings: &BackendJwt| {
+        let issued =
+            jwt_settings.issue(jwt_settings.identity_claims(&routes.apis[0], &authorized()), &[7; 32], 10).unwrap();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(issued.jwt.split('.').next().unwrap()).unwrap()).unwrap();
+        header["kid"].clone()
+    };
+    let named = settings(serde_json::json!({"private_key": RSA_KEY, "certificate": RSA_CERT})).unwrap();
+    assert_eq!(header_kid(&named), API_M_KID);
+    let (jwk, _) = jwks_key(named.jwks_answer("GET", "/jwks").unwrap());
+    assert_eq!(jwk["kid"], API_M_KID, "the JWKS names it alike");
+    let chosen =
+        settings(serde_json::json!({"private_key": RSA_KEY, "certificate": RSA_CERT, "key_id": "gw-1"})).unwrap();
+    assert_eq!(header_kid(&chosen), "gw-1");
+    let unnamed = settings(serde_json::json!({"private_key": RSA_KEY})).unwrap();
+    assert_eq!(header_kid(&unnamed), Value::Null, "no certificate, no key_id: no kid");
+}

@@ -32,20 +32,21 @@ pub struct RawBackendJwt {
     pub private_key: Option<RawSecret>,
     /// The certificate of the signing key, PEM. When set, the JOSE header carries WSO2's `x5t`:
     /// base64url (padded) of the lowercase hex SHA-1 thumbprint of the certificate, as API-M 4.x
-    /// computes it. It must certify `private_key` (another key's certificate is refused at load: a
-    /// backend that finds it by `x5t` could verify no JWT). Defaults to none (no `x5t`).
+    /// computes it, and API-M's `kid` (unless `key_id` is set): base64url of the certificate's
+    /// issuer as Java prints it, `#` and its serial number (`JWTUtil.getKID`). It must certify
+    /// `private_key` (another key's certificate is refused at load: a backend that finds it by
+    /// `x5t` could verify no JWT). Defaults to none (no `x5t`, no `kid` but `key_id`).
     #[serde(default)]
     pub certificate: Option<String>,
     /// A `kid` for the JOSE header and the key `jwks_path` serves (what a backend finds the
-    /// public key by in a JWKS). API-M 4.x names its key by the certificate's issuer and serial
-    /// number: to keep backends that pinned it working, copy the `kid` of a JWT API-M issued.
-    /// Defaults to none.
+    /// public key by in a JWKS), instead of the one API-M computes from `certificate`. Defaults to
+    /// API-M's with a `certificate`, else none.
     #[serde(default)]
     pub key_id: Option<String>,
     /// Where the gateway serves the public key as a JWKS (`GET`, no credentials: API-M 4.x's
     /// gateway JWKS endpoint, `https://<gateway>/jwks`), for backends that fetch the key to
     /// verify the JWT: `{"keys": [{"kty", "n", "e" (or "crv", "x", "y"), "use": "sig", "alg",
-    /// "kid" (with `key_id`), "x5c" (with `certificate`)}]}`. `null` serves none. Not served with
+    /// "kid" (the JWT's), "x5c" (with `certificate`)}]}`. `null` serves none. Not served with
     /// `algorithm` `none`. Answered before any API is matched: a configured API with a resource at
     /// this path is refused at load (a control plane's API there is not reached). Defaults to
     /// `/jwks`.
