@@ -16,272 +16,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use apim_filter::catalogue;
-use common::{api_key_hash, keys, Backend, Envoy, EnvoySetup, Response};
-use serde_json::{json, Value};
-
-const API_KEY: &str = "campaign-key-6f1c";
-const ISSUER: &str = "https://km.campaign.test";
-
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn token(claims: Value) -> String {
-    keys::signed_jwt("rsa-a.pem", "k1", &claims)
-}
-
-fn config() -> String {
-    json!({
-        "errors": {"cors": {"allow_origins": ["https://app.example"]}},
-        "key_managers": [{"name": "km", "issuer": ISSUER, "jwks": {"keys": [keys::public_jwk("rsa-a.pem", "k1")]}}],
-        "apis": [
-            {"name": "Open", "context": "/open", "version": "1.0.0", "security": [], "endpoints": {"production": "live"},
-             "resources": [{"method": "GET", "path": "/*"}, {"method": "POST", "path": "/items"}]},
-            {"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["oauth2", "api_key"],
-             "api_key_in_query": true, "endpoints": {"production": "live"},
-             "resources": [
-                {"method": "GET", "path": "/items/{id}"},
-                {"method": "GET", "path": "/items"},
-                {"method": "POST", "path": "/orders", "scopes": ["orders:write"]},
-                {"method": "GET", "path": "/limited", "policy": "TwoPerHour"},
-                {"method": "DELETE", "path": "/*"}
-             ]}
-        ],
-        "applications": [{"id": "app-1", "name": "App", "owner": "owner-1",
-            "client_ids": [{"id": "client-1", "key_manager": "km"}],
-            "api_keys": [{"sha256": api_key_hash(API_KEY)}]}],
-        "subscriptions": [{"application": "app-1", "api": "Shop:1.0.0"}],
-        "policies": {"TwoPerHour": {"requests": 2, "per": "hour"}}
-    })
-    .to_string()
-}
-
-/// The value of every copy of the filter's own headers a request forges.
-const FORGED: &str = "evil";
-
-/// A gateway a campaign runs against.
-struct Site {
-    /// Paths of its APIs (and of none) that requests start from.
-    bases: Vec<&'static str>,
-    /// Path prefixes of its APIs that take credentials.
-    secured: Vec<&'static str>,
-    /// Valid bearer tokens (each request picks one, sends it as is or mutated).
-    tokens: Vec<String>,
-    /// A valid API key, where its APIs take them.
-    api_key: Option<String>,
-    /// A request that must pass whatever came before: its path and headers.
-    healthy: (&'static str, Vec<(String, String)>),
-}
-
-impl Site {
-    /// What must reach no backend (of a secured API), no fault's body and no log.
-    fn secrets(&self) -> Vec<&str> {
-        self.tokens.iter().map(String::as_str).chain(self.api_key.as_deref()).collect()
-    }
-}
-
-/// One request of the campaign, as raw bytes, and what the checks need to know about it.
-struct Request {
-    raw: Vec<u8>,
-    method: String,
-    /// The path names an API that takes credentials.
-    secured: bool,
-    /// The path is neither origin-form (`/...`) nor absolute-form with one (`http://host/...`).
-    not_a_path: bool,
-}
-
-fn mutate_token(random: &mut Random, token: &str) -> String {
-    let mut bytes = token.as_bytes().to_vec();
-    match random.below(6) {
-        0 => {
-            let at = random.below(bytes.len());
-            bytes[at] = *random.pick(b"AZaz09-_.=+/");
-        }
-        1 => bytes.truncate(random.below(bytes.len())),
-        2 => bytes.extend_from_slice(b".x"),
-        3 => {
-            let at = random.below(bytes.len());
-            bytes.insert(at, b'.');
-        }
-        4 => bytes.retain(|byte| *byte != b'.'),
-        _ => {
-            let at = random.below(bytes.len());
-            bytes.splice(at..at, b"%00".iter().copied());
-        }
-    }
-    String::from_utf8(bytes).unwrap()
-}
-
-fn path(random: &mut Random, site: &Site, clean: bool) -> (String, bool) {
-    let mut path = random.pick(&site.bases).to_string();
-    let secured = site.secured.iter().any(|prefix| path.starts_with(prefix));
-    let tokens = [
-        "%2F",
-        "%2f",
-        "%2e",
-        "%2E%2E",
-        "..",
-        ".",
-        "//",
-        ";",
-        ";jsessionid=1",
-        "%",
-        "%ZZ",
-        "%00",
-        "%5C",
-        "\\",
-        "*",
-        "{id}",
-        "~",
-        "%C0%AE",
-        "+",
-        "%20",
-        "é",
-        "/",
-        "?",
-        "#",
-        "&",
-        "=",
-        "%3F",
-        "%23",
-    ];
-    for _ in 0..if clean { 0 } else { random.below(4) } {
-        let mut at = random.below(path.len() + 1);
-        while !path.is_char_boundary(at) {
-            at -= 1;
-        }
-        let token = *random.pick(&tokens);
-        path.insert_str(at, token);
-    }
-    if !clean && random.chance(25) {
-        let key = site.api_key.as_deref().unwrap_or("none");
-        let queries = [
-            format!("?apikey={key}"),
-            "?apikey=wrong".to_string(),
-            format!("?a=1&apikey={key}&b=2"),
-            "?apikey=".to_string(),
-            "?a=%ZZ".to_string(),
-            "?access_token=abc".to_string(),
-            "?;;&&==".to_string(),
-        ];
-        let query = random.pick(&queries).clone();
-        path.push_str(&query);
-    }
-    // Non-ASCII goes as UTF-8 bytes, which Envoy refuses in a path: percent-encode most of it.
-    if random.chance(80) {
-        path = path.replace('é', "%C3%A9");
-    }
-    if !clean && random.chance(3) {
-        path = format!("http://127.0.0.1{path}");
-    }
-    (path, secured)
-}
-
-fn request(random: &mut Random, port: u16, site: &Site) -> Request {
-    let methods = ["GET", "GET", "GET", "POST", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get", "FOO"];
-    // A third of the requests are valid ones (a valid credential, a path as sent), so that every
-    // resource is reached and its tiers run out; the rest are mutated.
-    let clean = random.chance(33);
-    let method = if clean { "GET".to_string() } else { random.pick(&methods).to_string() };
-    let (path, secured) = path(random, site, clean);
-    let mut headers: Vec<String> = vec![format!("host: 127.0.0.1:{port}"), "connection: close".to_string()];
-    let token = random.pick(&site.tokens).clone();
-    let mut credentials = vec![
-        format!("Authorization: Bearer {token}"),
-        format!("Authorization: Bearer {}", mutate_token(random, &token)),
-        format!("Authorization: bearer {token}"),
-        format!("Authorization: Bearer  {token}"),
-        format!("Authorization: Bearer {token} extra"),
-        "Authorization: Bearer".to_string(),
-        "Authorization: Basic Y2xpZW50LTE6c2VjcmV0".to_string(),
-        "Authorization: Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2ttLmNhbXBhaWduLnRlc3QifQ.".to_string(),
-        "Authorization: Bearer a.b.c".to_string(),
-        "apikey:".to_string(),
-    ];
-    if let Some(key) = &site.api_key {
-        credentials.extend([
-            format!("apikey: {key}"),
-            format!("APIKEY: {key}"),
-            format!("apikey: {key} "),
-            format!("apikey: {}", mutate_token(random, key)),
-        ]);
-    }
-    if clean {
-        let key = site.api_key.as_ref().filter(|_| random.chance(30));
-        headers.push(key.map_or_else(|| credentials[0].clone(), |key| format!("apikey: {key}")));
-    }
-    for _ in 0..if clean { 0 } else { random.below(3) } {
-        headers.push(random.pick(&credentials).clone());
-    }
-    let others = [
-        "x-apim-cluster: evil",
-        "X-Apim-Api: evil",
-        "x_apim_application_id: evil",
-        "x-apim-application-name: evil",
-        "x-apim-end-user: evil",
-        "x-apim-quota-exceeded: evil",
-        "x-apim-key-type: evil",
-        "x-apim-tier: evil",
-        "X-APIM-SUBSCRIBER: evil",
-        "origin: https://app.example",
-        "origin: https://evil.example",
-        "access-control-request-method: GET",
-        "access-control-request-method: POST",
-        "content-type: application/grpc",
-        "content-type: application/json",
-        "accept: application/xml",
-        "x-forwarded-for: 203.0.113.9, 10.0.0.1",
-        "te: trailers",
-        "expect: 100-continue",
-    ];
-    for _ in 0..random.below(4) {
-        headers.push(random.pick(&others).to_string());
-    }
-    if random.chance(3) {
-        headers.push(format!("x-long: {}", "a".repeat(8 * 1024)));
-    }
-    let body: Vec<u8> = if random.chance(20) {
-        (0..random.below(2048)).map(|_| b' ' + random.below(95) as u8).collect()
-    } else {
-        Vec::new()
-    };
-    if !body.is_empty() || random.chance(10) {
-        headers.push(format!("content-length: {}", body.len()));
-    }
-    let mut raw = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
-    for header in &headers {
-        raw.extend_from_slice(header.as_bytes());
-        raw.extend_from_slice(b"\r\n");
-    }
-    raw.extend_from_slice(b"\r\n");
-    raw.extend_from_slice(&body);
-    let not_a_path = !path.strip_prefix("http://127.0.0.1").unwrap_or(&path).starts_with('/');
-    Request { raw, method, secured, not_a_path }
-}
+use common::campaign::{config, control_plane_gateway, local_site, request, violation, Random, Request, Site};
+use common::{Backend, Envoy, Received, Response};
+use serde_json::Value;
 
 /// The final answer's head and body, read as soon as its declared length is in (Envoy delays
 /// closing a connection until the client does, up to a second).
@@ -337,100 +76,13 @@ fn head(head: &[u8]) -> Option<(u16, Vec<(String, String)>)> {
     Some((status, headers))
 }
 
-/// The `grpc-status` Envoy gives an HTTP status (`Grpc::Utility::httpToGrpcStatus`).
-fn grpc_status_of(status: u16) -> u16 {
-    match status {
-        400 => 13,
-        401 => 16,
-        403 => 7,
-        404 => 12,
-        429 | 502 | 503 | 504 => 14,
-        _ => 2,
-    }
-}
-
-/// Why `response` is not an answer the contract allows for `request`, if it is not.
-fn violation(site: &Site, request: &Request, response: &Response, reached_backend: bool) -> Option<String> {
-    let secrets = site.secrets();
-    if response.header("x-backend") == Some("real") {
-        if !reached_backend {
-            return Some("a backend answer the backend never gave".into());
-        }
-        // The backend echoes what it got as JSON: an answer that is not its echo (cut or
-        // rewritten on the way) is not the backend's answer, and hides what reached it.
-        let Ok(echo) = serde_json::from_str::<Value>(&response.body) else {
-            return Some(format!("a backend answer that is not its echo: {:?}", response.body));
-        };
-        let Some(received) = echo["headers"].as_object() else {
-            return Some(format!("a backend answer without the headers it got: {:?}", response.body));
-        };
-        for (name, value) in received {
-            let value = value.as_str().unwrap_or_default();
-            if name == "authorization" || name == "apikey" {
-                return Some(format!("the backend got a credential header: {name}"));
-            }
-            let own = name.starts_with("x-apim-") || name.starts_with("x_apim_");
-            if own && value.contains(FORGED) {
-                return Some(format!("the backend got a forged header of the filter's: {name}: {value}"));
-            }
-        }
-        let upstream = echo.to_string();
-        if request.secured && secrets.iter().any(|secret| upstream.contains(secret)) {
-            return Some("a credential reached the backend".into());
-        }
-        return None;
-    }
-    if reached_backend {
-        return Some(format!("the backend was asked, and the client got {} instead of its answer", response.status));
-    }
-    // A gRPC client gets a fault as Envoy answers gRPC: a trailers-only 200, the fault's body in
-    // `grpc-message`.
-    let grpc = response.header("grpc-status").filter(|_| response.status == 200);
-    let (status, body) = match grpc {
-        Some("0") => return Some("a gRPC fault with status 0 (OK)".into()),
-        // Envoy's own refusals of a gRPC request, mapped as it maps statuses: its codec's 400
-        // (INTERNAL) and its connection manager's 404 for what is not a path (UNIMPLEMENTED).
-        Some("13") if response.header("grpc-message").is_none() => return None,
-        Some("12") if response.header("grpc-message").is_none() && request.not_a_path => return None,
-        Some(_) => (None, response.header("grpc-message").unwrap_or_default()),
-        None => (Some(response.status), response.body.as_str()),
-    };
-    if let Ok(fault) = serde_json::from_str::<Value>(body) {
-        let Some(code) = fault["code"].as_str() else { return Some("a JSON answer without a code".into()) };
-        let message = fault["message"].as_str().unwrap_or_default();
-        // A gRPC client reads the fault's HTTP status as Envoy maps it (no override here).
-        let grpc_status = grpc.and_then(|grpc| grpc.parse::<u16>().ok());
-        let known = catalogue::ALL.iter().map(|id| id.spec()).any(|spec| {
-            spec.code.to_string() == code
-                && status.is_none_or(|status| spec.status == status)
-                && grpc_status.is_none_or(|grpc| grpc == grpc_status_of(spec.status))
-                && spec.message == message
-        });
-        if !known {
-            return Some(format!("not a catalogue fault: {} {code} {message:?}", response.status));
-        }
-        if status == Some(401) && response.header("www-authenticate").is_none() {
-            return Some("a 401 without WWW-Authenticate".into());
-        }
-        if secrets.iter().any(|secret| body.contains(secret)) {
-            return Some("a credential in a fault's body".into());
-        }
-        return None;
-    }
-    if request.method == "OPTIONS" && (response.status == 200 || response.status == 204) {
-        return None;
-    }
-    // Envoy's codec refuses what is not HTTP before any filter runs (400, empty or its own text
-    // for the status: any other 400 without a fault's JSON would pass unseen), and its connection
-    // manager a path that is not one (`*`, which only `OPTIONS` may send as a whole) with an
-    // empty 404.
-    if response.status == 400 && (response.body.is_empty() || response.body == "Bad Request") {
-        return None;
-    }
-    if response.status == 404 && response.body.is_empty() && request.not_a_path {
-        return None;
-    }
-    Some(format!("an answer outside the contract: {} {:?}", response.status, response.body))
+/// What the backends received since they had received `before` (the campaign sends one request at
+/// a time): the last request of one whose count grew.
+fn received_since(backends: &[&Backend], before: &[usize]) -> Option<Received> {
+    backends.iter().zip(before).find_map(|(backend, before)| {
+        let requests = backend.received.lock().ok()?;
+        (requests.len() > *before).then(|| requests.last().cloned()).flatten()
+    })
 }
 
 /// Runs the campaign (`APIM_CAMPAIGN_SEED`, `APIM_CAMPAIGN_REQUESTS`: default 5,000) against
@@ -440,19 +92,23 @@ fn campaign(site: &Site, envoy: &Envoy, backends: &[&Backend], expected: &[&str]
     let seed: u64 = std::env::var("APIM_CAMPAIGN_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x5eed_2026);
     let count: usize =
         std::env::var("APIM_CAMPAIGN_REQUESTS").ok().and_then(|count| count.parse().ok()).unwrap_or(5_000);
-    let backend_requests = || -> usize {
-        backends.iter().map(|backend| backend.received.lock().map(|received| received.len()).unwrap_or_default()).sum()
+    let backend_requests = || -> Vec<usize> {
+        backends
+            .iter()
+            .map(|backend| backend.received.lock().map(|received| received.len()).unwrap_or_default())
+            .collect()
     };
     let mut random = Random(seed);
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for index in 0..count {
         let request = request(&mut random, envoy.port, site);
         let before = backend_requests();
-        let response = send(envoy.port, &request.raw);
-        let reached_backend = backend_requests() > before;
-        let shown = String::from_utf8_lossy(&request.raw[..request.raw.len().min(600)]).into_owned();
+        let response = send(envoy.port, &request.raw());
+        let last = received_since(backends, &before);
+        let reached_backend = last.is_some();
+        let shown = request.shown();
         let Some(response) = response else { panic!("request {index} (seed {seed}) got no HTTP answer:\n{shown}") };
-        if let Some(why) = violation(site, &request, &response, reached_backend) {
+        if let Some(why) = violation(site, &request, &response, last.as_ref()) {
             panic!(
                 "request {index} (seed {seed}): {why}\n--- request:\n{shown}\n--- answer:\n{:?}\n{}",
                 response.headers, response.body
@@ -486,28 +142,7 @@ fn campaign(site: &Site, envoy: &Envoy, backends: &[&Backend], expected: &[&str]
 #[test]
 fn thousands_of_mutated_requests_each_get_an_answer_the_contract_allows() {
     let (envoy, backend) = common::envoy_in_one_hour(&config());
-    let claims = json!({"iss": ISSUER, "sub": "alice", "azp": "client-1", "exp": now() + 3600});
-    let mut scoped = claims.clone();
-    scoped["scope"] = Value::from("orders:write");
-    let site = Site {
-        bases: vec![
-            "/open/1.0.0/anything",
-            "/open/1.0.0/items",
-            "/shop/1.0.0/items/42",
-            "/shop/1.0.0/items",
-            "/shop/1.0.0/orders",
-            "/shop/1.0.0/limited",
-            "/shop/1.0.0/x/y",
-            "/shop/1.0.0",
-            "/shop",
-            "/nowhere",
-            "/",
-        ],
-        secured: vec!["/shop"],
-        tokens: vec![token(claims), token(scoped)],
-        api_key: Some(API_KEY.to_string()),
-        healthy: ("/shop/1.0.0/items/1", vec![("apikey".into(), API_KEY.into())]),
-    };
+    let site = local_site();
     // The backend, refusals of credentials, of resources, of throttling, and no API.
     campaign(
         &site,
@@ -523,50 +158,7 @@ fn thousands_of_mutated_requests_each_get_an_answer_the_contract_allows() {
 /// request within `lookups_per_second`.
 #[test]
 fn the_same_campaign_against_a_gateway_fed_by_a_control_plane() {
-    let cp = common::cp::ControlPlane::start();
-    let (live, sandbox) = (Backend::start(), Backend::start());
-    let config = json!({
-        "key_managers": [{"name": "Resident Key Manager", "issuer": ISSUER,
-                          "jwks": {"keys": [keys::public_jwk("rsa-a.pem", "k1")]}}],
-        "control_plane": {
-            "cluster": "cp", "username": "admin", "password": "admin", "refresh_s": 3600, "lookups_per_second": 5,
-            "event_apis": "count_connections",
-            "endpoints": {"PizzaShackAPI": {"production": "live", "sandbox": "sandbox"},
-                          "LegacyAPI:2.0.0": {"production": "live"}, "ChatAPI": {"production": "live"}}
-        }
-    });
-    let envoy = Envoy::start(
-        &config.to_string(),
-        EnvoySetup {
-            clusters: vec![("live".into(), live.port), ("sandbox".into(), sandbox.port), ("cp".into(), cp.port)],
-            ..Default::default()
-        },
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while envoy.get("/pizzashack/1.0.0/health").status != 200 {
-        assert!(std::time::Instant::now() < deadline, "the control plane's first load within 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let client = |azp: &str| token(json!({"iss": ISSUER, "sub": "alice", "azp": azp, "exp": now() + 3600}));
-    let mut tokens = vec![client("app1"), client("app1"), client("sandbox-app")];
-    tokens.extend((0..12).map(|n| client(&format!("unknown-client-{n}"))));
-    let site = Site {
-        bases: vec![
-            "/pizzashack/1.0.0/menu",
-            "/pizzashack/1.0.0/order",
-            "/pizzashack/1.0.0/order/7",
-            "/pizzashack/1.0.0/health",
-            "/pizzashack/menu",
-            "/legacy/2.0.0/anything",
-            "/unmapped/1.0.0/x",
-            "/chat/1.0.0/rooms/1",
-            "/nowhere",
-        ],
-        secured: vec!["/pizzashack", "/legacy", "/chat"],
-        tokens,
-        api_key: None,
-        healthy: ("/pizzashack/1.0.0/health", Vec::new()),
-    };
+    let (_cp, live, sandbox, envoy, site) = control_plane_gateway();
     // Both backends (`/pizzashack/menu`: the default version), refusals of credentials and of
     // resources, a blocked API (700700), and no API.
     campaign(
@@ -579,23 +171,45 @@ fn the_same_campaign_against_a_gateway_fed_by_a_control_plane() {
 }
 
 /// The oracle itself refuses what a defect would answer: a backend answer that is not the
-/// backend's echo, and a 400 that is neither a fault nor Envoy's codec's.
+/// backend's echo, a credential or forged header the backend read, and a 400 that is neither a fault nor Envoy's codec's.
 #[test]
 fn the_oracle_refuses_answers_no_contract_allows() {
     let site = Site { bases: vec![], secured: vec![], tokens: vec![], api_key: None, healthy: ("/", Vec::new()) };
-    let request = Request { raw: Vec::new(), method: "GET".into(), secured: true, not_a_path: false };
+    let request = Request {
+        method: "GET".into(),
+        path: "/".into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        secured: true,
+        not_a_path: false,
+    };
+    let got = |headers: &[(&str, &str)]| Received {
+        method: "GET".into(),
+        path: "/".into(),
+        headers: headers.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+        body: Vec::new(),
+    };
+    let clean = got(&[("x-apim-tier", "Gold")]);
     let answer = |status: u16, headers: &[(&str, &str)], body: &str| Response {
         status,
         headers: headers.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
         body: body.into(),
     };
     let backend = [("x-backend", "real")];
-    assert!(violation(&site, &request, &answer(200, &backend, r#"{"headers":{}}"#), true).is_none());
+    assert!(violation(&site, &request, &answer(200, &backend, r#"{"headers":{}}"#), Some(&clean)).is_none());
     for body in ["", "{\"head", "[]"] {
-        assert!(violation(&site, &request, &answer(200, &backend, body), true).is_some(), "backend answer {body:?}");
+        assert!(
+            violation(&site, &request, &answer(200, &backend, body), Some(&clean)).is_some(),
+            "backend answer {body:?}"
+        );
     }
     for body in ["", "Bad Request"] {
-        assert!(violation(&site, &request, &answer(400, &[], body), false).is_none(), "Envoy's 400 {body:?}");
+        assert!(violation(&site, &request, &answer(400, &[], body), None).is_none(), "Envoy's 400 {body:?}");
     }
-    assert!(violation(&site, &request, &answer(400, &[], "invalid credentials"), false).is_some());
+    assert!(violation(&site, &request, &answer(400, &[], "invalid credentials"), None).is_some());
+    // What the backend read counts, each copy of a header, not only the echo (one value a name).
+    let echo = answer(200, &backend, r#"{"headers":{}}"#);
+    for headers in [[("x-apim-tier", "evil"), ("x-apim-tier", "Gold")], [("authorization", "Bearer x"), ("a", "b")]] {
+        assert!(violation(&site, &request, &echo, Some(&got(&headers))).is_some(), "{headers:?}");
+    }
 }
