@@ -545,3 +545,27 @@ fn the_http2_campaign_against_a_gateway_fed_by_a_control_plane() {
     let (_cp, live, sandbox, envoy, site) = control_plane_gateway();
     h2_campaign(&site, &envoy, &[&live, &sandbox], &["backend", "401 900901", "401 900902", "404 404"]);
 }
+
+/// The HTTP/2 oracle blames Envoy's codec only for what it refuses before any filter runs: a
+/// request HTTP/2 carries that gets no answer is a failure, whatever curl's exit code.
+#[test]
+fn the_http2_oracle_leaves_no_unanswered_request_unexplained() {
+    let request = |method: &str, path: &str, headers: &[&str], body: usize| Request {
+        method: method.into(),
+        path: path.into(),
+        headers: headers.iter().map(|line| line.to_string()).collect(),
+        body: vec![b'a'; body],
+        secured: true,
+        not_a_path: !path.starts_with('/'),
+    };
+    for exit in [16, 18, 56, 92] {
+        assert!(unanswered_because(&request("GET", "/shop/1.0.0/items", &[], 0), exit).is_none(), "{exit}");
+        assert!(unanswered_because(&request("GET", "?apikey=k", &[], 0), exit).is_some(), "{exit}");
+        assert!(unanswered_because(&request("CONNECT", "/", &[], 0), exit).is_some(), "{exit}");
+        assert!(unanswered_because(&request("GET", "/", &["host: user@127.0.0.1"], 0), exit).is_some());
+    }
+    assert!(unanswered_because(&request("GET", "/", &["host: evil.example"], 0), 18).is_none());
+    assert!(unanswered_because(&request("POST", "/shop/1.0.0/orders", &[], 10), 92).is_some());
+    assert!(unanswered_because(&request("POST", "/shop/1.0.0/orders", &[], 10), 18).is_none());
+    assert!(unanswered_because(&request("GET", "/shop", &[], 0), 0).is_none(), "curl wrote nothing");
+}
