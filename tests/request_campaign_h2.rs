@@ -533,9 +533,13 @@ fn chunked_and_pipelined_requests_each_get_an_answer_the_contract_allows() {
     let (envoy, backend) = common::envoy_in_one_hour(&config());
     let site = local_site();
     let outcomes = chunked_campaign(&site, &envoy, &[&backend]);
-    for expected in ["backend", "401 900901", "401 900902", "429 900802", "404 404"] {
+    // Only a third of these requests are answered (Envoy closes a connection after an early
+    // answer, and what was pipelined behind it is never read): a refusal of credentials, of either
+    // kind.
+    for expected in ["backend", "403 900906", "429 900802", "404 404"] {
         assert!(outcomes.contains_key(expected), "the campaign produced {expected}: {outcomes:?}");
     }
+    assert!(outcomes.keys().any(|outcome| outcome.starts_with("401 9009")), "a 401: {outcomes:?}");
     throttled_exactly_twice(&backend);
     assert!(!envoy.log().contains("panicked"), "the VM stayed healthy");
 }
