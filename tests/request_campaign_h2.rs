@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::campaign::{config, control_plane_gateway, local_site, request, violation, Random, Request, Site};
-use common::{Backend, Envoy, Received, Response, Scratch};
+use common::{dechunk, response_head, Backend, Envoy, Received, Response, Scratch};
 use serde_json::Value;
 
 /// The header each request carries its index in (the backend records it).
@@ -411,35 +411,15 @@ fn next_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Respons
 
 /// One complete response at the start of `raw` and the bytes it takes.
 fn framed_response(raw: &[u8]) -> Option<(Response, usize)> {
-    let split = raw.windows(4).position(|window| window == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let start = split + 4;
+    let ((status, headers), start) = response_head(raw)?;
     let find = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
     let (body, end) = if (100..200).contains(&status) {
         (Vec::new(), start)
     } else if let Some(length) = find("content-length").and_then(|length| length.parse::<usize>().ok()) {
         (raw.get(start..start + length)?.to_vec(), start + length)
     } else if find("transfer-encoding").is_some_and(|value| value.contains("chunked")) {
-        let mut body = Vec::new();
-        let mut at = start;
-        loop {
-            let line_end = at + raw.get(at..)?.windows(2).position(|window| window == b"\r\n")?;
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&raw[at..line_end]).ok()?.split(';').next()?, 16).ok()?;
-            at = line_end + 2;
-            if size == 0 {
-                let end = at + raw.get(at..)?.windows(2).position(|window| window == b"\r\n")? + 2;
-                break (body, end);
-            }
-            body.extend_from_slice(raw.get(at..at + size)?);
-            at += size + 2;
-        }
+        let (body, used) = dechunk(raw.get(start..)?)?;
+        (body, start + used)
     } else {
         (Vec::new(), start)
     };

@@ -539,8 +539,22 @@ fn declared_body_complete(raw: &[u8]) -> bool {
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
+    let ((status, headers), start) = response_head(raw)?;
+    let mut body = raw[start..].to_vec();
+    let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    if chunked {
+        body = dechunk(&body)?.0;
+    }
+    Some(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// A response's status and headers (names lowercased, values as read).
+pub type Head = (u16, Vec<(String, String)>);
+
+/// A response's status, its headers (names lowercased) and where its body starts, once its head
+/// is complete. Header values may be any bytes (obs-text): they are read leniently.
+pub fn response_head(raw: &[u8]) -> Option<(Head, usize)> {
     let split = raw.windows(4).position(|window| window == b"\r\n\r\n")?;
-    // Header values may be any bytes (obs-text): read them leniently.
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
@@ -548,26 +562,25 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Some(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Some(((status, headers), split + 4))
 }
 
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+/// A chunked body's bytes, and how many bytes of `data` it took up to the end of its last chunk's
+/// line (no trailers), once complete.
+pub fn dechunk(data: &[u8]) -> Option<(Vec<u8>, usize)> {
     let mut out = Vec::new();
+    let mut at = 0;
     loop {
-        let line_end = data.windows(2).position(|window| window == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let line_end = at + data.get(at..)?.windows(2).position(|window| window == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[at..line_end]).ok()?;
         let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
+        at = line_end + 2;
         if size == 0 {
-            return Some(out);
+            let end = at + data.get(at..)?.windows(2).position(|window| window == b"\r\n")? + 2;
+            return Some((out, end));
         }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
+        out.extend_from_slice(data.get(at..at + size)?);
+        at += size + 2;
     }
 }
 
