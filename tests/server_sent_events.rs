@@ -89,7 +89,9 @@ fn events_count_and_the_first_over_the_limit_ends_the_stream() {
 
 /// The first event over the limit shares its chunk with the tier's last, and then the backend
 /// goes quiet with the stream open: the client still gets the tier's events, and its stream ends
-/// then (as API-M's gateway closes it), not when the backend next sends.
+/// then (as API-M's gateway closes it), not when the backend next sends. Also with a key manager
+/// whose keys are refreshed in the background (the worker's tick already runs, every second), and
+/// the gateway serves on after.
 #[test]
 fn a_stream_cut_mid_chunk_ends_even_when_the_backend_goes_quiet() {
     let backend = websocket::serve_each(|mut connection| {
@@ -107,38 +109,50 @@ fn a_stream_cut_mid_chunk_ends_even_when_the_backend_goes_quiet() {
         // Quiet, the stream open, for longer than the client waits.
         std::thread::sleep(Duration::from_secs(30));
     });
-    let config = json!({
+    let api = json!({
         "apis": [{"name": "Ticks", "context": "/ticks", "version": "1.0.0", "security": [], "policy": "Three",
             "count_server_sent_events": true,
             "endpoints": {"production": "sse"}, "resources": [{"method": "GET", "path": "/*"}]}],
         "policies": {"Three": {"requests": 3, "per": "hour"}}
     });
-    // The route's timeout would end the stream too: longer than the client waits.
-    let setup = EnvoySetup {
-        clusters: vec![("sse".into(), backend)],
-        route_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let envoy = Envoy::start(&config.to_string(), setup);
-    away_from_window_end(3600, 60);
-    let mut stream = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"GET /ticks/1.0.0/prices HTTP/1.1\r\nhost: gw\r\naccept: text/event-stream\r\n\r\n").unwrap();
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let ended = loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break true,
-            Ok(read) => received.extend_from_slice(&buffer[..read]),
-            Err(error) => break !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
-        }
-    };
-    let received = String::from_utf8_lossy(&received);
-    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
-    assert_eq!(received.matches("data: tick").count(), 3, "the tier's three events arrived: {received}");
-    assert!(ended, "the stream ended while the backend was quiet, not 10 s later: {received}");
-    assert!(!received.ends_with("0\r\n\r\n"), "the stream was ended, not completed: {received}");
-    assert_eq!(envoy.stat("wasmcustom.apim.fault.900800"), 1, "the stream's end is counted once");
+    let mut with_background = api.clone();
+    with_background["key_managers"] =
+        json!([{"name": "km", "issuer": "https://km.test", "jwks": {"cluster": "sse", "timeout_ms": 500}}]);
+    for config in [api, with_background] {
+        // The route's timeout would end the stream too: longer than the client waits.
+        let setup = EnvoySetup {
+            clusters: vec![("sse".into(), backend)],
+            route_timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let envoy = Envoy::start(&config.to_string(), setup);
+        away_from_window_end(3600, 60);
+        let mut stream = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(b"GET /ticks/1.0.0/prices HTTP/1.1\r\nhost: gw\r\naccept: text/event-stream\r\n\r\n").unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let ended = loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break true,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+                Err(error) => {
+                    break !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                }
+            }
+        };
+        let received = String::from_utf8_lossy(&received);
+        assert!(received.starts_with("HTTP/1.1 200"), "{config}: {received}");
+        assert_eq!(received.matches("data: tick").count(), 3, "the tier's three events arrived: {received}");
+        assert!(ended, "{config}: the stream ended while the backend was quiet, not 10 s later: {received}");
+        assert!(!received.ends_with("0\r\n\r\n"), "the stream was ended, not completed: {received}");
+        assert_eq!(envoy.stat("wasmcustom.apim.fault.900800"), 1, "the stream's end is counted once");
+        // The tick is back to its own period (or off): the gateway serves on, its ticks too.
+        std::thread::sleep(Duration::from_millis(1500));
+        let next = read_stream(envoy.port);
+        assert!(next.starts_with("HTTP/1.1 429") && next.contains("900800"), "{config}: {next}");
+        assert!(!envoy.log().contains("critical"), "{config}");
+    }
 }
 
 /// Random event streams (data, id, event, retry and comment lines; multi-line data; LF, CRLF and
