@@ -13,6 +13,7 @@ use crate::auth::authorize::Authorized;
 use crate::catalogue::analytics::classify;
 use crate::catalogue::Fault;
 use crate::directory::Application;
+use crate::host::log_line;
 use crate::routing::table::stat_segment;
 use crate::routing::{Api, Resource};
 use crate::schema::{AccessLogEncoding, RawObservability};
@@ -134,13 +135,17 @@ pub fn route_fields<'r>(
 
 impl Record {
     /// Sets a field (replacing an earlier value of the same field); empty values are left out.
+    /// Control characters are written as escapes ([`log_line`]): an application's name is its
+    /// developer's choice in API-M's developer portal, and a CR/LF in it would forge lines of a
+    /// plain-text access log. (The route's fields are checked at load.)
     fn put(&mut self, name: &'static str, value: &str) {
         if value.is_empty() {
             return;
         }
+        let value = log_line(value);
         match self.fields.iter_mut().find(|(field, _)| *field == name) {
-            Some((_, earlier)) => value.clone_into(earlier),
-            None => self.fields.push((name, value.to_string())),
+            Some((_, earlier)) => value.as_ref().clone_into(earlier),
+            None => self.fields.push((name, value.into_owned())),
         }
     }
 
@@ -301,6 +306,15 @@ mod tests {
         let arguments = DeclarePropertyArguments::decode(declared.as_slice()).unwrap();
         assert_eq!((arguments.name.as_str(), arguments.readonly, arguments.r#type), (STRUCT_PROPERTY, false, 3));
         assert_eq!(arguments.schema, b"type.googleapis.com/google.protobuf.Struct");
+    }
+
+    #[test]
+    fn a_field_holds_no_control_character() {
+        let mut record = Record::default();
+        record.put(field!("application_name"), "App\r\n[2026-12-07] forged line");
+        record.put(field!("user_name"), "plain");
+        assert_eq!(record.fields[0].1, "App\\r\\n[2026-12-07] forged line", "one line in a text access log");
+        assert_eq!(record.fields[1].1, "plain");
     }
 
     #[test]
