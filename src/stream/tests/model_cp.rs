@@ -51,6 +51,8 @@ struct App {
     id: u64,
     name: String,
     owner: String,
+    /// Its application policy: `Missing` is one no policy list defines.
+    policy: &'static str,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,8 @@ struct KeyMap {
     client: String,
     app: usize,
     sandbox: bool,
+    /// Its key manager's name: another than the configured one's maps no token of it.
+    key_manager: &'static str,
 }
 
 /// The directory API-M holds.
@@ -66,8 +70,8 @@ struct Model {
     apis: Vec<ModelApi>,
     apps: Vec<App>,
     keys: Vec<KeyMap>,
-    /// (app index, api index, state)
-    subs: Vec<(usize, usize, &'static str)>,
+    /// (app index, api index, state, tier): the tier `Missing` is one no policy list defines.
+    subs: Vec<(usize, usize, &'static str, &'static str)>,
     blocked_apis: Vec<usize>,
     blocked_apps: Vec<usize>,
     blocked_users: Vec<String>,
@@ -117,13 +121,20 @@ fn random_model(rng: &mut Rng) -> Model {
             id: 10 + i as u64,
             name: format!("App{i}"),
             owner: format!("owner{i}"),
+            policy: if rng.chance(12) { "Missing" } else { "Unlimited" },
         })
         .collect();
     let mut keys = Vec::new();
     for app in 0..apps.len() {
         for sandbox in [false, true] {
             if !rng.chance(4) {
-                keys.push(KeyMap { client: format!("c{app}{}", if sandbox { "s" } else { "p" }), app, sandbox });
+                let key_manager = if rng.chance(8) { "Other KM" } else { "Resident Key Manager" };
+                keys.push(KeyMap {
+                    client: format!("c{app}{}", if sandbox { "s" } else { "p" }),
+                    app,
+                    sandbox,
+                    key_manager,
+                });
             }
         }
     }
@@ -131,7 +142,8 @@ fn random_model(rng: &mut Rng) -> Model {
     for app in 0..apps.len() {
         for api in 0..apis.len() {
             if !rng.chance(4) {
-                subs.push((app, api, *rng.pick(&STATES)));
+                let tier = if rng.chance(10) { "Missing" } else { "Gold" };
+                subs.push((app, api, *rng.pick(&STATES), tier));
             }
         }
     }
@@ -165,6 +177,13 @@ fn list(items: Vec<Value>) -> String {
     json!({"count": items.len(), "list": items, "pagination": null}).to_string()
 }
 
+/// A policy list, or its policy `name` alone (a lookup's answer).
+fn policies(fixture: &str, name: Option<&str>) -> String {
+    let all: Value = serde_json::from_str(fixture).unwrap();
+    let items = all["list"].as_array().unwrap().iter().filter(|policy| name.is_none_or(|name| policy["name"] == name));
+    list(items.cloned().collect())
+}
+
 fn query<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
@@ -185,21 +204,21 @@ impl Model {
             "urlMappings": mappings})
     }
 
-    fn sub_json(&self, (app, api, state): &(usize, usize, &str)) -> Value {
-        json!({"subscriptionUUID": format!("s-{app}-{api}"), "subscriptionId": 1, "policyId": "Gold",
+    fn sub_json(&self, (app, api, state, tier): &(usize, usize, &str, &str)) -> Value {
+        json!({"subscriptionUUID": format!("s-{app}-{api}"), "subscriptionId": 1, "policyId": tier,
             "apiUUID": self.apis[*api].uuid, "apiId": 1, "applicationUUID": self.apps[*app].uuid,
             "appId": self.apps[*app].id, "subscriptionState": state})
     }
 
     fn app_json(&self, app: &App) -> Value {
-        json!({"uuid": app.uuid, "id": app.id, "name": app.name, "subName": app.owner, "policy": "Unlimited",
+        json!({"uuid": app.uuid, "id": app.id, "name": app.name, "subName": app.owner, "policy": app.policy,
             "tokenType": "JWT", "groupIds": [], "attributes": {}, "organization": "carbon.super"})
     }
 
     fn key_json(&self, key: &KeyMap) -> Value {
         let app = &self.apps[key.app];
         json!({"applicationId": app.id, "applicationUUID": app.uuid, "consumerKey": key.client,
-            "keyType": if key.sandbox { "SANDBOX" } else { "PRODUCTION" }, "keyManager": "Resident Key Manager"})
+            "keyType": if key.sandbox { "SANDBOX" } else { "PRODUCTION" }, "keyManager": key.key_manager})
     }
 
     /// API-M's answer to `path` (full loads and lookups alike).
@@ -218,7 +237,7 @@ impl Model {
             "subscriptions" => list(
                 self.subs
                     .iter()
-                    .filter(|(app, api, _)| {
+                    .filter(|(app, api, _, _)| {
                         query(q, "apiUUID").is_none_or(|id| id == self.apis[*api].uuid)
                             && query(q, "applicationUUID").is_none_or(|id| id == self.apps[*app].uuid)
                     })
@@ -247,9 +266,15 @@ impl Model {
                     "user": self.blocked_users, "ip": ip, "custom": [], "subscription": []})
                 .to_string()
             }
-            "subscription-policies" => include_str!("../../../tests/cp/fixtures/subscription-policies.json").into(),
-            "application-policies" => include_str!("../../../tests/cp/fixtures/application-policies.json").into(),
-            "api-policies" => include_str!("../../../tests/cp/fixtures/api-policies.json").into(),
+            "subscription-policies" => {
+                policies(include_str!("../../../tests/cp/fixtures/subscription-policies.json"), query(q, "policyName"))
+            }
+            "application-policies" => {
+                policies(include_str!("../../../tests/cp/fixtures/application-policies.json"), query(q, "policyName"))
+            }
+            "api-policies" => {
+                policies(include_str!("../../../tests/cp/fixtures/api-policies.json"), query(q, "policyName"))
+            }
             _ => "[]".into(),
         }
     }
@@ -349,15 +374,23 @@ fn decide(model: &Model, request: &Request) -> Result<String, (u32, u16)> {
     let mut app = None;
     let mut sandbox = false;
     let mut user = None;
+    let mut missing_policy = false;
     if mapping.scheme != "None" {
         let Credential::Token(client, scope, user_token, end_user) = &request.credential else {
             return Err((900902, 401));
         };
         // A valid token of a client API-M maps to no application: WSO2's subscription validation
         // (`validateSubscription`: no key mapping, application or subscription) answers 900908.
-        let Some(key) = model.keys.iter().find(|key| &key.client == client) else { return Err((900908, 403)) };
+        // A mapping of another key manager maps no token of the configured one.
+        let Some(key) =
+            model.keys.iter().find(|key| &key.client == client && key.key_manager == "Resident Key Manager")
+        else {
+            return Err((900908, 403));
+        };
         sandbox = key.sandbox;
-        match model.subs.iter().find(|(a, s, _)| *a == key.app && *s == index).map(|sub| sub.2) {
+        let sub = model.subs.iter().find(|(a, s, _, _)| *a == key.app && *s == index);
+        missing_policy = sub.is_some_and(|sub| sub.3 == "Missing") || model.apps[key.app].policy == "Missing";
+        match sub.map(|sub| sub.2) {
             None => return Err((900908, 403)),
             Some("BLOCKED") => return Err((900907, 401)),
             Some("PROD_ONLY_BLOCKED") if !key.sandbox => return Err((900907, 401)),
@@ -409,6 +442,11 @@ fn decide(model: &Model, request: &Request) -> Result<String, (u32, u16)> {
         || ip_blocked
     {
         return Err((900805, 429));
+    }
+    // A subscription tier or application policy API-M does not have either (looked up by name,
+    // answered with an empty list): 900809, never unthrottled.
+    if missing_policy {
+        return Err((900809, 500));
     }
     let cluster = format!("{}-{}", api.name.to_lowercase(), api.version);
     Ok(if sandbox { format!("{cluster}-sandbox") } else { cluster })
@@ -550,6 +588,7 @@ fn the_control_planes_authorization_agrees_with_the_documented_model() {
         "900909",
         "900910",
         "900805",
+        "900809",
         "900901",
     ] {
         assert!(tally.get(class).is_some_and(|count| *count > 0), "{class} never decided: {tally:?}");
