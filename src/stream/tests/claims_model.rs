@@ -8,29 +8,29 @@ use crate::auth::keys::testkeys::{jwk, sign_raw};
 use jsonwebtoken::Algorithm;
 
 /// A small deterministic generator (SplitMix64).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(super) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(super) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
 
 const SECRET: &str = "a-shared-hmac-secret-of-at-least-32-bytes";
-const NOW: u64 = 1_700_000_000;
+pub(super) const NOW: u64 = 1_700_000_000;
 const SCOPES: [&str; 3] = ["read", "write", "admin"];
 
 /// One key manager of the generated configuration.
@@ -134,11 +134,11 @@ struct Token {
     header_extra: Vec<(String, String)>,
 }
 
-fn quoted(text: &str) -> String {
+pub(super) fn quoted(text: &str) -> String {
     serde_json::Value::from(text).to_string()
 }
 
-fn time_value(rng: &mut Rng, now: u64, skew: u64) -> String {
+pub(super) fn time_value(rng: &mut Rng, now: u64, skew: u64) -> String {
     let around = [now - skew - 1, now - skew, now - skew + 1, now, now + 1, now + skew, now + skew + 1, now + 600];
     match rng.below(12) {
         0 => format!("{}.5", rng.pick(&around)),
@@ -237,6 +237,12 @@ fn token(rng: &mut Rng, setup: &Setup, now: u64) -> Token {
         6 => claims.push((scope_claim.into(), "[\"read\",1]".into())),
         _ => claims.push((scope_claim.into(), quoted(&format!(" {} ", scopes.join("  "))))),
     }
+    // Both names, with other scopes under the second: the key manager's order decides.
+    if rng.chance(20) {
+        let other = if scope_claim == "scope" { "scp" } else { "scope" };
+        let others: Vec<&str> = SCOPES.iter().copied().filter(|_| rng.chance(50)).collect();
+        claims.push((other.into(), quoted(&others.join(" "))));
+    }
     match rng.below(8) {
         0 => claims.push(("aut".into(), quoted("APPLICATION"))),
         1 => claims.push(("aut".into(), quoted("APPLICATION_USER"))),
@@ -273,7 +279,7 @@ fn token(rng: &mut Rng, setup: &Setup, now: u64) -> Token {
     Token { alg, kid, crit: rng.chance(3), signer, claims, header_extra }
 }
 
-fn object(members: &[(String, String)]) -> String {
+pub(super) fn object(members: &[(String, String)]) -> String {
     let body: Vec<String> = members.iter().map(|(name, value)| format!("{}:{value}", quoted(name))).collect();
     format!("{{{}}}", body.join(","))
 }
@@ -314,7 +320,7 @@ const INVALID: Outcome = Outcome::Fault { code: 900901, status: 401 };
 
 /// A NumericDate as the docs say: a number that fits a signed 64-bit integer, not negative;
 /// a fraction counts toward validity no longer than the claim says.
-fn numeric_date(raw: &str, round_up: bool) -> Option<u64> {
+pub(super) fn numeric_date(raw: &str, round_up: bool) -> Option<u64> {
     if let Ok(whole) = raw.parse::<i128>() {
         return (0..=i64::MAX as i128).contains(&whole).then_some(whole as u64);
     }
