@@ -765,6 +765,7 @@ mod gateways;
 mod grpc;
 mod hostile_inputs;
 mod hostile_keys;
+mod introspection_model;
 mod jwt_api_key_model;
 mod jwt_api_keys;
 mod model_cp;
