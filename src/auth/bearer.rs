@@ -191,7 +191,9 @@ pub fn token_identity(
     }
     let client_id = client_id.ok_or("no_client_id")?;
     let mut scopes = Vec::new();
-    if let Some(value) = claims_names.scopes.iter().find_map(|name| claims.get(name)) {
+    // First present wins, and a null member is absent, as for the client id, the end user and
+    // the token type: `"scope": null` is no scopes, not a malformed token.
+    if let Some(value) = claims_names.scopes.iter().find_map(|name| claims.get(name).filter(|value| !value.is_null())) {
         match value {
             // Scopes are separated by spaces (U+0020) only (RFC 6749 3.3): `read\u{a0}admin` is
             // one scope, never `read` and `admin`.
@@ -379,6 +381,24 @@ mod tests {
         assert_eq!(scopes("read\u{a0}admin read\u{2028}write"), ["read\u{a0}admin", "read\u{2028}write"]);
         assert_eq!(scopes(" read  write "), ["read", "write"]);
         assert_eq!(scopes("read\tadmin"), ["read\tadmin"]);
+    }
+
+    /// A null scope claim is an absent one, as a null client id, end user or token type is: the
+    /// next configured name is read, and without one the token has no scopes. It refused the
+    /// token (900901, `wrong_claim_type`) even on resources that ask for no scope.
+    #[test]
+    fn a_null_scope_claim_is_absent() {
+        let config = compile(CONFIG);
+        let claims_names = &config.auth.key_managers[0].claims;
+        let scopes = |claims: serde_json::Value| {
+            token_identity(KmId(0), claims_names, claims.as_object().unwrap(), 1).map(|identity| identity.scopes)
+        };
+        assert_eq!(scopes(serde_json::json!({"client_id": "c", "scope": null})), Ok(Vec::<String>::new()));
+        assert_eq!(
+            scopes(serde_json::json!({"client_id": "c", "scope": null, "scp": "read"})),
+            Ok(vec!["read".into()])
+        );
+        assert_eq!(scopes(serde_json::json!({"client_id": "c", "scope": 5})), Err("wrong_claim_type"));
     }
 
     /// WSO2's OAuthAuthenticator refuses an API key or an internal key as an access token (900901),

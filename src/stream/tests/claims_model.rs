@@ -235,6 +235,7 @@ fn token(rng: &mut Rng, setup: &Setup, now: u64) -> Token {
         1..=4 => claims.push((scope_claim.into(), serde_json::json!(scopes).to_string())),
         5 => claims.push((scope_claim.into(), quoted(&scopes.join("\u{a0}")))),
         6 => claims.push((scope_claim.into(), "[\"read\",1]".into())),
+        7 => claims.push((scope_claim.into(), "null".into())),
         _ => claims.push((scope_claim.into(), quoted(&format!(" {} ", scopes.join("  "))))),
     }
     // Both names, with other scopes under the second: the key manager's order decides.
@@ -405,7 +406,8 @@ fn model(setup: &Setup, token: &Token, resource: &str, now: u64) -> Outcome {
     }
     let Some(client) = client else { return INVALID };
     // Scopes: the first name present; a string split at spaces, or an array of strings.
-    let scopes: Vec<String> = match km.scope_claims.iter().find_map(|name| value(name)) {
+    // As for the client id, a null member is absent.
+    let scopes: Vec<String> = match km.scope_claims.iter().find_map(|name| value(name).filter(|v| !v.is_null())) {
         None => Vec::new(),
         Some(serde_json::Value::String(text)) => text.split(' ').filter(|s| !s.is_empty()).map(String::from).collect(),
         Some(serde_json::Value::Array(items)) if items.iter().all(|item| item.is_string()) => {
