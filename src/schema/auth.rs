@@ -31,7 +31,9 @@ pub struct RawKeyManager {
     /// it, any JWT the issuer signs with a client id is taken as an access token, as WSO2 takes it.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Allowed clock skew for `exp` and `nbf`, seconds, at most 3600. Defaults to 60.
+    /// Allowed clock skew for a JWT's `exp` and `nbf`, seconds, at most 3600 (an introspected
+    /// token is taken until the `exp` of the key manager's answer, no skew: the key manager said
+    /// when it stops being active). Defaults to 60.
     #[serde(default = "default_skew")]
     #[schemars(range(max = 3600))]
     pub clock_skew_s: u64,
