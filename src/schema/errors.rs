@@ -160,7 +160,8 @@ fn default_cors_headers() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct RawTemplate {
     /// `Content-Type` of the body. Values are JSON-escaped when it contains `json`, XML-escaped
-    /// when it contains `xml`, inserted as they are otherwise. Defaults to `application/json`.
+    /// when it contains `xml` or `html`, inserted as they are otherwise. Defaults to
+    /// `application/json`.
     #[serde(default = "default_template_content_type")]
     pub content_type: String,
     /// The body, with placeholders `{code}`, `{status}`, `{message}`, `{description}`. Required.
