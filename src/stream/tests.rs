@@ -761,6 +761,7 @@ mod configs_that_load;
 mod cors;
 mod debug_output;
 mod event_streams;
+mod fault_model;
 mod gateways;
 mod grpc;
 mod hostile_inputs;
