@@ -147,6 +147,10 @@ const KEYS: &[&str] = &[
     "900800",
     "9008xx",
     "90080x",
+    "blocked",
+    "900805",
+    "custom_policy_throttled",
+    "900806",
     "connection_failed",
     "101503",
     "connection_timed_out",
@@ -276,7 +280,14 @@ fn config_json(setup: &Setup) -> String {
             {"name": "T", "context": "/t", "version": "1", "security": [], "policy": "OnePerMinute",
              "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/x"}]},
             {"name": "B", "context": "/b", "version": "1", "security": [], "lifecycle": "BLOCKED",
+             "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/x"}]},
+            {"name": "K", "context": "/k", "version": "1", "security": [],
+             "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/x"}]},
+            {"name": "C", "context": "/c", "version": "1", "security": [],
              "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/x"}]}],
+        "blocking": [{"api": "K:1"}],
+        "custom_policies": [{"name": "PerContext", "key": "$apiContext", "requests": 1, "per": "minute",
+                             "apis": ["C:1"]}],
         "throttling": {"rate_limit_headers": setup.rate_limit_headers},
         "policies": {"OnePerMinute": {"requests": 1, "per": "minute"}}
     })
@@ -295,6 +306,8 @@ enum Provoke {
     BlockedApi,
     ResourceThrottled,
     ApiThrottled,
+    BlockedByCondition,
+    CustomThrottled,
     /// Envoy refused a request body over its limit (413).
     TooLarge,
     /// The backend failed: Envoy's flag, and how far the request went (0 headers only, 1 part of
@@ -337,7 +350,7 @@ const CHOREO: &[(&str, &str)] = &[
 ];
 
 fn provoke(rng: &mut Rng, format: &str) -> Provoke {
-    match rng.below(11) {
+    match rng.below(13) {
         0 => Provoke::NoApi,
         1 => Provoke::WrongMethod,
         2 => Provoke::UnknownResource,
@@ -348,6 +361,8 @@ fn provoke(rng: &mut Rng, format: &str) -> Provoke {
         7 => Provoke::ResourceThrottled,
         8 => Provoke::ApiThrottled,
         9 => Provoke::TooLarge,
+        10 => Provoke::BlockedByCondition,
+        11 => Provoke::CustomThrottled,
         _ => {
             let flag = match format {
                 "choreo-connect" => rng.pick(CHOREO).0,
@@ -372,6 +387,8 @@ fn documented(doc: &Doc, setup: &Setup, provoke: Provoke) -> (String, u32) {
         Provoke::ResourceThrottled => plain("resource_throttled"),
         Provoke::ApiThrottled => plain("api_throttled"),
         Provoke::TooLarge => plain("incomplete_payload"),
+        Provoke::BlockedByCondition => plain("blocked"),
+        Provoke::CustomThrottled => plain("custom_policy_throttled"),
         Provoke::Upstream(flag, sent) => {
             if setup.format == "choreo-connect" {
                 return plain(CHOREO.iter().find(|(f, _)| *f == flag).unwrap().1);

@@ -3,6 +3,7 @@
 //! checked against docs/ERROR-CODES.md.
 
 use super::*;
+use crate::schema::ErrorFormat;
 
 /// A minute starts at 1_800_000_000: requests are counted ten seconds into it.
 const NOW: u64 = 1_800_000_010;
@@ -37,6 +38,8 @@ fn send(config: &Rc<Config>, host: &mut FakeHost, provoke: Provoke, request: &Re
         Provoke::BlockedApi => ("GET", "/b/1/x", None),
         Provoke::ResourceThrottled => ("GET", "/p/1/limited", None),
         Provoke::ApiThrottled => ("GET", "/t/1/x", None),
+        Provoke::BlockedByCondition => ("GET", "/k/1/x", None),
+        Provoke::CustomThrottled => ("GET", "/c/1/x", None),
         Provoke::Upstream(..) | Provoke::TooLarge => ("GET", "/p/1/open", None),
     };
     // A HEAD request only where no resource is matched by method (no API, or a wrong method).
@@ -54,7 +57,7 @@ fn send(config: &Rc<Config>, host: &mut FakeHost, provoke: Provoke, request: &Re
     fresh(host);
     let mut stream = Stream::new(Rc::clone(config), Rc::clone(&worker));
     match provoke {
-        Provoke::ResourceThrottled | Provoke::ApiThrottled => {
+        Provoke::ResourceThrottled | Provoke::ApiThrottled | Provoke::CustomThrottled => {
             assert_eq!(stream.on_request_headers(host, true), Flow::Continue, "the first request is in quota");
             fresh(host);
             stream = Stream::new(Rc::clone(config), Rc::clone(&worker));
@@ -112,7 +115,7 @@ fn status_report(family: &str) -> bool {
 }
 
 fn throttled(id: &str) -> bool {
-    matches!(id, "resource_throttled" | "api_throttled")
+    matches!(id, "resource_throttled" | "api_throttled" | "custom_policy_throttled")
 }
 
 /// The body the documents give, as a JSON value (XML bodies are compared element by element).
@@ -415,5 +418,33 @@ fn every_entry_is_documented_as_rendered() {
             "{}",
             spec.id
         );
+        // And in each other gateway's table: Kanali's code, status and message, Tyk's status and
+        // error, the Microgateway's texts.
+        let format = |format| crate::render::ErrorSettings { format, ..Default::default() };
+        let kanali = crate::render::render(&crate::catalogue::Fault::new(*id), &format(ErrorFormat::Kanali), None);
+        let body: serde_json::Value = serde_json::from_str(&kanali.body).unwrap();
+        let code = &doc.kanali_of[spec.id];
+        let (status, message) = &doc.kanali_codes[code];
+        assert_eq!(
+            (kanali.status, &body["message"], &body["code"]),
+            (*status, &message.as_str().into(), &code.parse::<u8>().unwrap().into()),
+            "{}",
+            spec.id
+        );
+        let tyk = crate::render::render(&crate::catalogue::Fault::new(*id), &format(ErrorFormat::Tyk), None);
+        let body: serde_json::Value = serde_json::from_str(&tyk.body).unwrap();
+        let (status, error) = &doc.tyk[spec.id];
+        assert_eq!((tyk.status, &body["error"]), (*status, &error.as_str().into()), "{}", spec.id);
+        let mgw = crate::render::render(&crate::catalogue::Fault::new(*id), &format(ErrorFormat::Microgateway), None);
+        let body: serde_json::Value = serde_json::from_str(&mgw.body).unwrap();
+        let (message, description) =
+            doc.microgateway.get(spec.id).cloned().unwrap_or((entry.message.clone(), entry.description.clone()));
+        assert_eq!(
+            (&body["fault"]["message"], &body["fault"]["description"]),
+            (&message.into(), &description.into()),
+            "{}",
+            spec.id
+        );
     }
+    assert_eq!((doc.kanali_of.len(), doc.tyk.len()), (ALL.len(), ALL.len()), "one row per entry");
 }
