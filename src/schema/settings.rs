@@ -20,7 +20,8 @@ pub struct RawCredentials {
     /// Header carrying an API key. Defaults to `apikey`.
     #[serde(default = "default_api_key_header")]
     pub api_key_header: String,
-    /// Realm in `WWW-Authenticate` challenges. Defaults to `WSO2 API Manager`.
+    /// Realm in `WWW-Authenticate` challenges (`Bearer realm="..."`): no `"`, `\` or control
+    /// characters. Defaults to `WSO2 API Manager`.
     #[serde(default = "default_realm")]
     pub realm: String,
     /// Remove the credentials before the request goes upstream: the credential headers (and
