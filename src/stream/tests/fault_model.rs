@@ -311,7 +311,8 @@ enum Provoke {
     /// Envoy refused a request body over its limit (413).
     TooLarge,
     /// The backend failed: Envoy's flag, and how far the request went (0 headers only, 1 part of
-    /// the body, 2 all of it).
+    /// the body, 2 all of it with its headers, 3 all of it with its body, 4 all of it with
+    /// trailers).
     Upstream(&'static str, u8),
 }
 
@@ -368,7 +369,7 @@ fn provoke(rng: &mut Rng, format: &str) -> Provoke {
                 "choreo-connect" => rng.pick(CHOREO).0,
                 _ => rng.pick(FLAGS).0,
             };
-            Provoke::Upstream(flag, rng.below(3) as u8)
+            Provoke::Upstream(flag, rng.below(5) as u8)
         }
     }
 }
@@ -394,7 +395,7 @@ fn documented(doc: &Doc, setup: &Setup, provoke: Provoke) -> (String, u32) {
                 return plain(CHOREO.iter().find(|(f, _)| *f == flag).unwrap().1);
             }
             // REQUEST_HEAD 1, REQUEST_BODY 2, REQUEST_DONE 3.
-            let state = [1, 2, 3][sent as usize];
+            let state = [1, 2, 3, 3, 3][sent as usize];
             let (id, with_state) = match flag {
                 "NR" => return plain("not_found"),
                 "UF" => ("connection_failed", false),

@@ -65,9 +65,13 @@ fn send(config: &Rc<Config>, host: &mut FakeHost, provoke: Provoke, request: &Re
         }
         Provoke::Upstream(flag, sent) => {
             assert_eq!(stream.on_request_headers(host, sent == 2), Flow::Continue);
-            if sent == 1 {
+            if sent == 1 || sent == 3 {
                 host.bodies[0] = b"0123456789".to_vec();
-                stream.on_request_body(host, 10, false);
+                stream.on_request_body(host, 10, sent == 3);
+            }
+            if sent == 4 {
+                host.trailers.insert("x-checksum".to_string(), b"1".to_vec());
+                stream.on_request_trailers(host);
             }
             let bits = FLAGS.iter().find(|(name, _)| *name == flag).unwrap().1;
             let status = match (request.content_type.is_some_and(|t| t.starts_with("application/grpc")), flag) {
