@@ -775,6 +775,7 @@ mod outages;
 mod query_credentials;
 mod rate_limit_headers;
 mod reload;
+mod throttle_model;
 mod trailers;
 mod websocket_frames;
 mod websocket_query_token;
