@@ -92,6 +92,15 @@ fn gen_pol(rng: &mut Rng, json: &mut Vec<String>, name: &str, level: &str) -> Po
             text.push_str(&format!(r#","condition_groups":[{}]"#, groups.join(",")));
         }
     }
+    if level != "api" && rng.chance(20) {
+        // Subscription tiers count per application and application policies per user whatever
+        // `per_user` says.
+        text.push_str(&format!(r#","per_user":{}"#, rng.chance(50)));
+    }
+    if level != "sub" && rng.chance(20) {
+        // Used at another level than a subscription's, a policy always denies.
+        text.push_str(r#","stop_on_quota_reach":false"#);
+    }
     if level == "sub" {
         text.push_str(&format!(r#","stop_on_quota_reach":{}"#, pol.stop));
         if !bytes && limit > 1 && rng.chance(40) {
@@ -138,7 +147,7 @@ fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
         }
         let policy = if api_pol.is_some() { format!(r#""policy":"A{a}","#) } else { String::new() };
         apis_json.push(format!(
-            r#"{{"name":"N{a}","context":"/c{a}","version":"1","security":["api_key"],{policy}
+            r#"{{"name":"N{a}","context":"/c{a}","version":"1","default_version":true,"security":["api_key"],{policy}
                 "endpoints":{{"production":"prod","sandbox":"sand"}},"resources":[{}]}}"#,
             res_json.join(",")
         ));
@@ -487,10 +496,16 @@ fn campaign(seed: u64, requests: usize, seen: &mut BTreeMap<String, usize>) -> V
             Some("gold") => *rng.pick(&["?plan=gold", "?plan=&plan=gold", "?plan=%67old", "?a=1&plan=gold"]),
             Some(_) => *rng.pick(&["?plan=silver", "?plan=silver&plan=gold", "?plan=%73ilver"]),
         };
-        let path = format!("/c{api}/1/r{res}{query}");
+        // The default version's path counts as the versioned one: one API, one set of counters.
+        let version = if rng.chance(25) { "" } else { "/1" };
+        let path = format!("/c{api}{version}/r{res}{query}");
         let mut pairs_h = vec![(":method", "GET"), (":path", path.as_str()), ("apikey", w.apps[app].2.as_str())];
         if let Some(tier) = tier {
             pairs_h.push(("x-tier", tier));
+        }
+        // A client's own flag never reaches the backend as the gateway's.
+        if rng.chance(15) {
+            pairs_h.push(("x-apim-quota-exceeded", "true"));
         }
         host.request = pairs_h.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
         host.response = [(":status".to_string(), b"200".to_vec())].into_iter().collect();
