@@ -10,6 +10,26 @@ use super::*;
 use std::collections::BTreeMap;
 
 const START: u64 = 1_800_000_000;
+const JWT_SECRET: &str = "a-shared-hmac-secret-of-at-least-32-bytes";
+
+/// An HS256 access token of the key manager `km` for the client `cid<app>`: a user token for
+/// `user` (WSO2's `aut: APPLICATION_USER`) or an application token, with a `plan` claim.
+fn access_token(app: usize, user: Option<&str>, plan: Option<&str>) -> String {
+    use base64::Engine;
+    let mut claims = serde_json::json!({"iss": "https://km", "sub": user.unwrap_or("svc"), "client_id": format!("cid{app}"),
+        "exp": START + 10_000_000});
+    if user.is_some() {
+        claims["aut"] = "APPLICATION_USER".into();
+    }
+    if let Some(plan) = plan {
+        claims["plan"] = plan.into();
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!("{}.{}", b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#), b64.encode(claims.to_string()));
+    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).unwrap();
+    format!("{input}.{signature}")
+}
 const UNITS: [(&str, u64); 4] = [("second", 1), ("minute", 60), ("hour", 3600), ("day", 86_400)];
 
 /// A request-count or byte policy as generated.
@@ -31,6 +51,8 @@ enum Cond {
     Header(String),
     /// The query parameter `plan`, which the campaign sends as the request's tier too.
     Query(String),
+    /// The caller's JWT's claim `plan`.
+    Claim(String),
     Ip(u8, u8),
 }
 
@@ -67,7 +89,11 @@ fn gen_pol(rng: &mut Rng, json: &mut Vec<String>, name: &str, level: &str) -> Po
             let mut groups = Vec::new();
             for _ in 0..1 + rng.below(2) {
                 let invert = rng.chance(25);
-                let (condition, value) = match rng.below(5) {
+                let (condition, value) = match rng.below(6) {
+                    4 => {
+                        let value = rng.pick(&["gold", "silver"]).to_string();
+                        (format!(r#""jwt_claim":"plan","matches":"^{value}$""#), Cond::Claim(value))
+                    }
                     3 => {
                         let value = rng.pick(&["gold", "silver"]).to_string();
                         (format!(r#""query_param":"plan","matches":"^{value}$""#), Cond::Query(value))
@@ -147,7 +173,7 @@ fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
         }
         let policy = if api_pol.is_some() { format!(r#""policy":"A{a}","#) } else { String::new() };
         apis_json.push(format!(
-            r#"{{"name":"N{a}","context":"/c{a}","version":"1","default_version":true,"security":["api_key"],{policy}
+            r#"{{"name":"N{a}","context":"/c{a}","version":"1","default_version":true,"security":["api_key","oauth2"],{policy}
                 "endpoints":{{"production":"prod","sandbox":"sand"}},"resources":[{}]}}"#,
             res_json.join(",")
         ));
@@ -167,11 +193,12 @@ fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
         let pol = rng.chance(50).then(|| gen_pol(rng, &mut policies, &format!("P{p}"), "app"));
         let key = format!("key-{p}-{}", rng.next());
         let sandbox = rng.chance(30);
+        let key_type = if sandbox { "SANDBOX" } else { "PRODUCTION" };
         let policy = if pol.is_some() { format!(r#","policy":"P{p}""#) } else { String::new() };
         apps_json.push(format!(
-            r#"{{"id":"app{p}","name":"App{p}","owner":"{owner}"{policy},"api_keys":[{{"sha256":"{}","key_type":"{}"}}]}}"#,
+            r#"{{"id":"app{p}","name":"App{p}","owner":"{owner}"{policy},"api_keys":[{{"sha256":"{}","key_type":"{key_type}"}}],
+                "client_ids":[{{"id":"cid{p}","key_type":"{key_type}"}}]}}"#,
             crate::hashing::hex(&credential_hash(&key)),
-            if sandbox { "SANDBOX" } else { "PRODUCTION" }
         ));
         apps.push((owner, pol, key, sandbox));
         for a in 0..apis.len() {
@@ -200,7 +227,8 @@ fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
     }
     let lease = if rng.chance(50) { r#","worker_lease_max":0"# } else { "" };
     let json = format!(
-        r#"{{"throttling":{{"rate_limit_headers":true{lease}}},"apis":[{}],"applications":[{}],"subscriptions":[{}],
+        r#"{{"throttling":{{"rate_limit_headers":true{lease}}},
+            "key_managers":[{{"name":"km","issuer":"https://km","hmac_secret":"{JWT_SECRET}","algorithms":["HS256"]}}],"apis":[{}],"applications":[{}],"subscriptions":[{}],
             "policies":{{{}}},"hard_limits":[{}],"custom_policies":[{}]}}"#,
         apis_json.join(","),
         apps_json.join(","),
@@ -246,6 +274,7 @@ fn level_counters(
     user: &str,
     tier: Option<&str>,
     plan: Option<&str>,
+    claim: Option<&str>,
     ip: u8,
 ) {
     let base = if pol.per_user { format!("{base}|{user}") } else { base };
@@ -255,6 +284,7 @@ fn level_counters(
             let holds = match &group.cond {
                 Cond::Header(value) => tier == Some(value.as_str()),
                 Cond::Query(value) => plan == Some(value.as_str()),
+                Cond::Claim(value) => claim == Some(value.as_str()),
                 Cond::Ip(from, to) => (*from..=*to).contains(&ip),
             };
             holds != group.invert
@@ -280,19 +310,21 @@ impl Model {
         res: usize,
         tier: Option<&str>,
         plan: Option<&str>,
+        (end_user, claim): (Option<&str>, Option<&str>),
         ip: &str,
         now: u64,
     ) -> (Expect, Vec<(String, u64)>) {
         let (api_pol, res_pols, hard) = &w.apis[api];
         let (owner, app_pol, _, sandbox) = &w.apps[app];
         // One user, one counter: `u1@carbon.super` is `u1`.
-        let user = owner.strip_suffix("@carbon.super").unwrap_or(owner);
+        let user = end_user.unwrap_or(owner);
+        let user = user.strip_suffix("@carbon.super").unwrap_or(user);
         let ip_last: u8 = ip.rsplit('.').next().and_then(|last| last.parse().ok()).unwrap_or(0);
         let mut levels = Vec::new();
         if let Some(pol) = api_pol {
-            level_counters(&mut levels, 900800, format!("api{api}"), pol, user, tier, plan, ip_last);
+            level_counters(&mut levels, 900800, format!("api{api}"), pol, user, tier, plan, claim, ip_last);
         } else if let Some(pol) = &res_pols[res] {
-            level_counters(&mut levels, 900802, format!("res{api}.{res}"), pol, user, tier, plan, ip_last);
+            level_counters(&mut levels, 900802, format!("res{api}.{res}"), pol, user, tier, plan, claim, ip_last);
         }
         if let Some(Some(pol)) = w.subs.get(&(app, api)) {
             let key = format!("sub{app}.{api}");
@@ -499,7 +531,19 @@ fn campaign(seed: u64, requests: usize, seen: &mut BTreeMap<String, usize>) -> V
         // The default version's path counts as the versioned one: one API, one set of counters.
         let version = if rng.chance(25) { "" } else { "/1" };
         let path = format!("/c{api}{version}/r{res}{query}");
-        let mut pairs_h = vec![(":method", "GET"), (":path", path.as_str()), ("apikey", w.apps[app].2.as_str())];
+        // An API key (it acts for the application's owner), or an access token of the
+        // application's client, which acts for its `sub`, a user token's and an application
+        // token's alike, as WSO2's gateways take a JWT's `sub` as the user (the model first
+        // took an application token for its owner; see the report).
+        let jwt = rng.chance(40);
+        let end_user = (jwt && rng.chance(70)).then(|| *rng.pick(&["u0", "u1", "u2", "u2@carbon.super"]));
+        let claim = if jwt { [None, Some("gold"), Some("silver")][rng.below(3)] } else { None };
+        let bearer = format!("Bearer {}", access_token(app, end_user, claim));
+        let mut pairs_h = vec![(":method", "GET"), (":path", path.as_str())];
+        match jwt {
+            true => pairs_h.push(("authorization", bearer.as_str())),
+            false => pairs_h.push(("apikey", w.apps[app].2.as_str())),
+        }
         if let Some(tier) = tier {
             pairs_h.push(("x-tier", tier));
         }
@@ -519,7 +563,8 @@ fn campaign(seed: u64, requests: usize, seen: &mut BTreeMap<String, usize>) -> V
         }
         host.sent = None;
         host.now = now;
-        let (expect, byte_keys) = model.decide(&w, app, api, res, tier, plan, ip, now);
+        let sub = jwt.then_some(end_user.unwrap_or("svc"));
+        let (expect, byte_keys) = model.decide(&w, app, api, res, tier, plan, (sub, claim), ip, now);
         let mut stream = Stream::new(Rc::clone(&w.config), Rc::clone(&worker));
         let flow = stream.on_request_headers(&mut host, false);
         let got = if flow == Flow::Continue {
@@ -578,7 +623,7 @@ fn campaign(seed: u64, requests: usize, seen: &mut BTreeMap<String, usize>) -> V
         };
         *seen.entry(outcome).or_insert(0) += 1;
         if trace {
-            eprintln!("#{i} now {now} app{app} api{api} r{res} {tier:?}: model {expect:?} filter {got:?}");
+            eprintln!("#{i} jwt {jwt} user {end_user:?} claim {claim:?} now {now} app{app} api{api} r{res} {tier:?}: model {expect:?} filter {got:?}");
         }
         if got != expect {
             let class = match (&expect, &got) {
