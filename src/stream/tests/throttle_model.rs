@@ -1,6 +1,8 @@
 //! A seeded, model-based differential campaign over throttling through the stream: random APIs,
 //! resources, applications, subscriptions (tiers with burst control, stop-on-quota-reach off,
-//! bandwidth, `Unlimited`), condition groups and hard limits, random requests at random clock
+//! bandwidth, `Unlimited`), condition groups (header, query, client address, JWT claim), custom
+//! policies, hard limits per key type and blocking conditions, requests with API keys or access
+//! tokens at random clock
 //! advances (within windows, at their edges, across several), each outcome and its RateLimit
 //! headers compared with a model written from README.md, docs/CONFIG.md and WSO2-CONTRACT.md's
 //! throttle order (never the filter's throttle functions).
@@ -153,8 +155,17 @@ struct World {
     subs: BTreeMap<(usize, usize), Option<Pol>>,
     /// Custom policies: template, limit, window, bytes, the one API it applies to.
     customs: Vec<(&'static str, u64, u64, bool, Option<usize>)>,
+    blocking: Vec<Block>,
     config: Rc<Config>,
     json: String,
+}
+
+/// A blocking condition: a user (as `$userId` reads it), a client address `10.0.0.<n>`, a
+/// subscription (application, API).
+enum Block {
+    User(String),
+    Ip(u8),
+    Subscription((usize, usize)),
 }
 
 fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
@@ -225,21 +236,39 @@ fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
         ));
         customs.push((template, limit, unit_s, bytes, only));
     }
+    // Blocking conditions (900805 before any counter): a user, a client address, a subscription.
+    let mut blocking = Vec::new();
+    let mut blocking_json = Vec::new();
+    if rng.chance(30) {
+        let pairs: Vec<(usize, usize)> = subs.keys().copied().collect();
+        let block = match rng.below(3) {
+            0 => Block::User(rng.pick(&["u0", "u2@carbon.super", "svc"]).to_string()),
+            1 if !pairs.is_empty() => Block::Subscription(*rng.pick(&pairs)),
+            _ => Block::Ip(4),
+        };
+        blocking_json.push(match &block {
+            Block::User(user) => format!(r#"{{"user":"{user}"}}"#),
+            Block::Ip(last) => format!(r#"{{"ip":"10.0.0.{last}"}}"#),
+            Block::Subscription((p, a)) => format!(r#"{{"subscription":"app{p}:N{a}:1"}}"#),
+        });
+        blocking.push(block);
+    }
     let lease = if rng.chance(50) { r#","worker_lease_max":0"# } else { "" };
     let json = format!(
         r#"{{"throttling":{{"rate_limit_headers":true{lease}}},
             "key_managers":[{{"name":"km","issuer":"https://km","hmac_secret":"{JWT_SECRET}","algorithms":["HS256"]}}],"apis":[{}],"applications":[{}],"subscriptions":[{}],
-            "policies":{{{}}},"hard_limits":[{}],"custom_policies":[{}]}}"#,
+            "policies":{{{}}},"hard_limits":[{}],"custom_policies":[{}],"blocking":[{}]}}"#,
         apis_json.join(","),
         apps_json.join(","),
         subs_json.join(","),
         policies.join(","),
         hard.join(","),
-        customs_json.join(",")
+        customs_json.join(","),
+        blocking_json.join(",")
     );
     let mut config = Config::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{e:?}\n{json}"));
     crate::stream::prepare_counters(host, &mut config);
-    World { apis, apps, subs, customs, config: Rc::new(config), json }
+    World { apis, apps, subs, customs, blocking, config: Rc::new(config), json }
 }
 
 /// One counter the model takes: fault code, key, limit, window, bytes, soft.
@@ -320,6 +349,15 @@ impl Model {
         let user = end_user.unwrap_or(owner);
         let user = user.strip_suffix("@carbon.super").unwrap_or(user);
         let ip_last: u8 = ip.rsplit('.').next().and_then(|last| last.parse().ok()).unwrap_or(0);
+        let blocked = w.blocking.iter().any(|block| match block {
+            Block::User(blocked) => blocked.strip_suffix("@carbon.super").unwrap_or(blocked) == user,
+            Block::Ip(last) => *last == ip_last,
+            Block::Subscription(pair) => *pair == (app, api),
+        });
+        if blocked {
+            // Blocked: no counter touched, no Retry-After, no RateLimit headers.
+            return (Expect::Denied { code: 900805, retry_after: None, rate: None }, Vec::new());
+        }
         let mut levels = Vec::new();
         if let Some(pol) = api_pol {
             level_counters(&mut levels, 900800, format!("api{api}"), pol, user, tier, plan, claim, ip_last);
@@ -657,7 +695,9 @@ fn throttling_matches_the_model_of_the_documents() {
         }
     }
     eprintln!("outcomes the model predicted: {seen:?}");
-    for outcome in ["forwarded", "flagged", "900800", "900801", "900802", "900803", "900804", "900806", "900807"] {
+    for outcome in
+        ["forwarded", "flagged", "900805", "900800", "900801", "900802", "900803", "900804", "900806", "900807"]
+    {
         assert!(seen.get(outcome).copied().unwrap_or(0) >= 20, "{outcome} too rare: {seen:?}");
     }
     assert!(classes.is_empty(), "{classes:#?}");
