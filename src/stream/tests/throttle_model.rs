@@ -2,10 +2,10 @@
 //! resources, applications, subscriptions (tiers with burst control, stop-on-quota-reach off,
 //! bandwidth, `Unlimited`), condition groups (header, query, client address, JWT claim), custom
 //! policies, hard limits per key type and blocking conditions, requests with API keys or access
-//! tokens at random clock
-//! advances (within windows, at their edges, across several), each outcome and its RateLimit
-//! headers compared with a model written from README.md, docs/CONFIG.md and WSO2-CONTRACT.md's
-//! throttle order (never the filter's throttle functions).
+//! tokens at random clock advances (within windows, at their edges, across several, a clock
+//! stepped back), each outcome and its RateLimit headers compared with a model written from
+//! README.md, docs/CONFIG.md and WSO2-CONTRACT.md's throttle order (never the filter's throttle
+//! functions).
 
 use super::claims_model::Rng;
 use super::*;
