@@ -230,8 +230,9 @@ pub struct RawBlockingCondition {
     /// (`api_key_jwt`, whose keys name their application by id) are configured.
     #[serde(default)]
     pub application: Option<String>,
-    /// A user: the one the request acts for, as `$userId` (the credential's end user, else the
-    /// application's owner: an application token or API key acts for its owner), compared as
+    /// A user: the one the request acts for, as `$userId` (the credential's end user: a token's
+    /// `sub`, which WSO2's key manager sets to the application's owner in an application token;
+    /// else the application's owner: an API key, or a token without `sub`), compared as
     /// WSO2 compares its `authorizedUser`: with `@<tenant>` (the control plane's tenant, else
     /// `carbon.super`) taken off both, so `bob` and `bob@carbon.super` are one user and
     /// `bob@wso2.com` is another.

@@ -15,8 +15,10 @@ pub struct RawCustomPolicy {
     pub name: String,
     /// Counter key template over `$userId`, `$apiContext`, `$apiVersion`, `$appId`, `$clientIp`,
     /// `$resourceKey` (e.g. `$userId:$apiContext`). `$userId` is the user the request acts for, as
-    /// WSO2 has it: the credential's end user, else the application's owner (application tokens
-    /// and API keys act for their owner), else `anonymous` (open resources: every unauthenticated
+    /// WSO2 has it: the credential's end user (a token's `sub`, which WSO2's key manager sets to
+    /// the application's owner in an application token; another identity provider's
+    /// client-credentials token may carry the client id there), else the application's owner (an
+    /// API key, a token without `sub`), else `anonymous` (open resources: every unauthenticated
     /// caller shares that counter), without the gateway's `@<tenant>` (`bob@carbon.super` is
     /// `bob`); `$appId` is `anonymous` without a credential. Required.
     pub key: String,

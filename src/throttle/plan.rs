@@ -147,7 +147,8 @@ pub fn blocked(directory: &dyn Directory, api: &Api, caller: &Caller<'_>, tenant
         BlockingCondition::ApplicationNamed { owner, name } => {
             caller.owner == Some(owner.as_str()) && caller.application_name == Some(name.as_str())
         }
-        // WSO2's `authorizedUser`, as `$userId`: an application credential acts for its owner.
+        // WSO2's `authorizedUser`, as `$userId`: the token's `sub` (an application token's owner,
+        // from WSO2's key manager), else the application's owner.
         BlockingCondition::User(user) => same_user(caller.user(), user, tenant),
         BlockingCondition::Ip(range) => caller.client_ip.is_some_and(|ip| range.contains(ip)),
         // An address of another family is never inside, so an inverted condition (block all but
