@@ -447,13 +447,9 @@ fn model(setup: &Setup, token: &Token, resource: &str, now: u64) -> Outcome {
 }
 
 /// Sends `token` to `resource` through a stream of `worker` at `now`; what the filter did.
-fn send(
-    config: &Rc<Config>,
-    worker: &Rc<RefCell<Worker>>,
-    host: &mut FakeHost,
-    token: &str,
-    resource: &str,
-) -> Outcome {
+/// `host`'s next request: a GET of `resource` with `token` as its bearer, nothing sent or
+/// counted yet.
+pub(super) fn bearer_request(host: &mut FakeHost, token: &str, resource: &str) {
     host.request = [(":method", "GET"), (":path", &*format!("/p/1/{resource}"))]
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -461,6 +457,16 @@ fn send(
     host.request.insert("authorization".into(), format!("Bearer {token}").into_bytes());
     host.sent = None;
     host.counted.clear();
+}
+
+fn send(
+    config: &Rc<Config>,
+    worker: &Rc<RefCell<Worker>>,
+    host: &mut FakeHost,
+    token: &str,
+    resource: &str,
+) -> Outcome {
+    bearer_request(host, token, resource);
     let mut stream = Stream::new(Rc::clone(config), Rc::clone(worker));
     match stream.on_request_headers(host, true) {
         Flow::Continue => Outcome::Forwarded {

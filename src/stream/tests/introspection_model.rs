@@ -4,7 +4,7 @@
 //! `username`, duplicate members), each token sent now, again (from the shared cache) and later,
 //! compared with a model written from docs/CONFIG.md (`Claims`, `Introspection`) and README.md.
 
-use super::claims_model::{numeric_date, object, quoted, time_value, Rng, NOW};
+use super::claims_model::{bearer_request, numeric_date, object, quoted, time_value, Rng, NOW};
 use super::*;
 
 struct Setup {
@@ -145,13 +145,7 @@ fn model(setup: &Setup, members: &[(String, String)], resource: &str, now: u64) 
 /// Sends `token` at `now`, answering every introspection call with `body`. Returns the outcome
 /// and the number of calls made.
 fn send(config: &Rc<Config>, host: &mut FakeHost, token: &str, resource: &str, body: &str) -> (Outcome, usize) {
-    host.request = [(":method", "GET"), (":path", &*format!("/p/1/{resource}"))]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
-    host.request.insert("authorization".into(), format!("Bearer {token}").into_bytes());
-    host.sent = None;
-    host.counted.clear();
+    bearer_request(host, token, resource);
     host.resumed = false;
     let calls = host.dispatched.len();
     let worker = Rc::new(RefCell::new(Worker::new(config)));
