@@ -19,15 +19,15 @@ use sha2::{Digest, Sha256};
 use crate::auth::authorize::Authorized;
 use crate::host::SharedStore;
 use crate::routing::Api;
-
-#[path = "backend_jwt/wso2_kid.rs"]
-mod wso2_kid;
 use crate::schema::checks::check_header_name;
 use crate::schema::{
     resolve_secret, BackendJwtAlgorithm, BackendJwtEncoding, ConfigError, RawBackendJwt, DEFAULT_JWKS_PATH,
 };
 use crate::signatures::SigningKey;
 use crate::vocab::user_without_tenant;
+
+#[path = "backend_jwt/wso2_kid.rs"]
+mod wso2_kid;
 
 /// The compiled backend-JWT settings.
 pub struct BackendJwt {

@@ -111,16 +111,9 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 struct Root {
     config: Rc<Config>,
     worker: Option<Rc<RefCell<Worker>>>,
-    /// The tick runs every [`CLOSE_TICK_MS`] for streams to reset (`Registry::closing`).
-    fast_tick: bool,
-    /// When the background work last ran (ms), while the tick runs fast.
-    background_ran_ms: u64,
+    /// How fast the tick runs (fast while streams wait for their reset: `Registry::closing`).
+    pace: background::TickPace,
 }
-
-/// The tick period while a stream of the root context waits to be reset, milliseconds: long
-/// enough for Envoy to have sent on the chunk before the reset, short enough that the client
-/// sees the stream end at once.
-const CLOSE_TICK_MS: u32 = 50;
 
 /// Who made a call, and waits for its answer.
 #[derive(Clone)]
@@ -276,21 +269,16 @@ fn declare_properties(config: &Config) -> Result<(), String> {
 pub extern "C" fn proxy_on_tick(root: u32) {
     with_registry(|registry| {
         let Registry { roots, metrics, calls, streams, parents, closing, .. } = registry;
-        let Some(Root { config, worker: Some(worker), fast_tick, background_ran_ms }) = roots.get_mut(&root) else {
-            return;
-        };
+        let Some(Root { config, worker: Some(worker), pace }) = roots.get_mut(&root) else { return };
         let now_ms = abi::now_nanos().map_or(0, |nanos| nanos / 1_000_000);
-        let background_due = !*fast_tick || now_ms >= background_ran_ms.saturating_add(u64::from(background::TICK_MS));
-        if background_due && background::needed(config) {
-            *background_ran_ms = now_ms;
+        let needed = background::needed(config);
+        if pace.background_due(needed, now_ms) {
             let mut host = WasmHost::new(metrics, None);
             for (token, job) in background::tick(&mut host, config, &mut worker.borrow_mut()) {
                 calls.insert(token, Caller::Root(root, job));
             }
         }
-        if !*fast_tick {
-            return;
-        }
+        let Some(period) = pace.settle(needed) else { return };
         // The streams whose cut chunk Envoy has sent on since: each reset as the effective context.
         closing.retain(|&(context, parent)| {
             if parent != root {
@@ -304,28 +292,24 @@ pub extern "C" fn proxy_on_tick(root: u32) {
             }
             false
         });
-        *fast_tick = false;
         if let Err(status) = abi::set_effective_context(root) {
             log::warn!("the root context is not the effective context again after a reset ({status:?})");
         }
-        let period = if background::needed(config) { background::TICK_MS } else { 0 };
         if let Err(status) = abi::set_tick_period_ms(period) {
             log::warn!("the tick cannot be set back after a reset ({status:?})");
         }
     });
 }
 
-/// Asks the root context's tick to reset stream `context` soon (see [`CLOSE_TICK_MS`]), making
+/// Asks the root context's tick to reset stream `context` soon ([`background::TickPace`]), making
 /// the tick fast if it is not: the root is the effective context for that, the stream again after.
 fn close_on_next_tick(roots: &mut HashMap<u32, Root>, closing: &mut Vec<(u32, u32)>, context: u32, root: u32) {
     closing.push((context, root));
     let Some(parent) = roots.get_mut(&root) else { return };
-    if parent.fast_tick {
-        return;
-    }
-    let made = abi::set_effective_context(root).and_then(|()| abi::set_tick_period_ms(CLOSE_TICK_MS));
+    let Some(period) = parent.pace.hurry() else { return };
+    let made = abi::set_effective_context(root).and_then(|()| abi::set_tick_period_ms(period));
     match made {
-        Ok(()) => parent.fast_tick = true,
+        Ok(()) => parent.pace.hurried(),
         Err(status) => log::warn!("a stream is reset with the backend's next bytes: no tick ({status:?})"),
     }
     if let Err(status) = abi::set_effective_context(context) {

@@ -20,6 +20,47 @@ use crate::vocab::KmId;
 /// How often the root context ticks, milliseconds.
 pub const TICK_MS: u32 = 1_000;
 
+/// The tick period while a stream of the root context waits to be reset, milliseconds: long
+/// enough for Envoy to have sent on the chunk before the reset, short enough that the client sees
+/// the stream end at once.
+pub const CLOSE_TICK_MS: u32 = 50;
+
+/// How fast a root context ticks: every [`TICK_MS`] for background work (or not at all), and
+/// every [`CLOSE_TICK_MS`] while streams wait for their reset (a server-sent-events stream cut
+/// mid-chunk), the background work still at most once every [`TICK_MS`].
+#[derive(Debug, Default)]
+pub struct TickPace {
+    fast: bool,
+    background_ran_ms: u64,
+}
+
+impl TickPace {
+    /// A stream asks for its reset: the period to set now, unless the tick is fast already.
+    pub fn hurry(&self) -> Option<u32> {
+        (!self.fast).then_some(CLOSE_TICK_MS)
+    }
+
+    /// The period [`TickPace::hurry`] asked for was set.
+    pub fn hurried(&mut self) {
+        self.fast = true;
+    }
+
+    /// A tick at `now_ms`: whether the background work runs in it (noted as run when it does).
+    pub fn background_due(&mut self, needed: bool, now_ms: u64) -> bool {
+        let due = needed && (!self.fast || now_ms >= self.background_ran_ms.saturating_add(u64::from(TICK_MS)));
+        if due {
+            self.background_ran_ms = now_ms;
+        }
+        due
+    }
+
+    /// After a tick's work: the period to go back to when the tick was fast (its waiting streams
+    /// are reset in this tick), `None` when it was not.
+    pub fn settle(&mut self, needed: bool) -> Option<u32> {
+        std::mem::take(&mut self.fast).then_some(if needed { TICK_MS } else { 0 })
+    }
+}
+
 /// A background call under way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Job {
@@ -198,5 +239,31 @@ pub fn prepare_counters(host: &mut impl Host, config: &mut Config) {
             );
         }
         config.throttle.settings.counter_slots = slots;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream waiting for its reset makes the tick fast once; the background work still runs
+    /// at most once a second meanwhile; the tick then goes back to its own period (or off).
+    #[test]
+    fn the_tick_runs_fast_while_a_stream_waits_and_background_work_keeps_its_pace() {
+        let mut pace = TickPace::default();
+        assert!(pace.background_due(true, 1_000), "the tick's own period: background work each tick");
+        assert!(pace.background_due(true, 2_000));
+        assert_eq!(pace.settle(true), None, "not fast: nothing to set back");
+        assert_eq!(pace.hurry(), Some(CLOSE_TICK_MS));
+        pace.hurried();
+        assert_eq!(pace.hurry(), None, "already fast");
+        assert!(!pace.background_due(true, 2_050), "fast ticks do not run it more than once a second");
+        assert!(pace.background_due(true, 3_000));
+        assert_eq!(pace.settle(true), Some(TICK_MS), "back to the background's period");
+        assert_eq!(pace.settle(true), None, "once");
+        pace.hurried();
+        assert!(!pace.background_due(false, 9_000), "no background work configured");
+        assert_eq!(pace.settle(false), Some(0), "without background work the tick stops");
+        assert_eq!(pace.hurry(), Some(CLOSE_TICK_MS));
     }
 }
