@@ -6,7 +6,7 @@
 //! requests resume after) and to the
 //! blocks of tokens a request asked the rate-limit service for without waiting (calls are the
 //! root context's, so they outlive the request that made them). And full loads of a WSO2 control
-//! plane's directory, one call after another.
+//! plane's directory, one call after another. And how fast the tick runs ([`TickPace`]).
 
 use super::{engines, Worker};
 use crate::auth::jwks;
