@@ -1,8 +1,8 @@
 //! Authorization of a verified credential, in WSO2's order: a JWT API key's restrictions (client
 //! address and `Referer`, 900908), the subscription (none 900908, BLOCKED 900907,
 //! PROD_ONLY_BLOCKED for production keys, inactive states 900909), the token type (a user's or an
-//! application's, as the resource's auth type asks: 900905), the
-//! scopes (900910), then the endpoint of the key type (900901/403). The directory answers who the
+//! application's, as the resource's auth type asks: 900905), the scopes (900910); and the endpoint
+//! of the key type (900901/403), asked for after throttling. The directory answers who the
 //! application is and what it subscribed to.
 
 use std::net::IpAddr;
@@ -19,7 +19,9 @@ use crate::vocab::{KeyType, SubscriptionState, UNLIMITED};
 /// count each, not copies of their strings on every request).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authorized {
-    pub cluster: Rc<str>,
+    /// The Envoy cluster of the key type's endpoint, `None` when the API has none: read through
+    /// [`Authorized::endpoint`], after throttling.
+    pub cluster: Option<Rc<str>>,
     pub key_type: KeyType,
     pub application: Rc<Application>,
     /// The subscription to the API (its tier).
@@ -37,6 +39,15 @@ pub struct Authorized {
 }
 
 impl Authorized {
+    /// The Envoy cluster of the key type's endpoint, or 900901 (403) when the API has no endpoint
+    /// of that type. API-M refuses such a key in the API's in-sequence (its
+    /// `_production_key_error_` and `_sandbox_key_error_`), after its handlers: the request is
+    /// throttled and counted first, and the stream asks for the endpoint once throttling let the
+    /// request through.
+    pub fn endpoint(&self) -> Result<&str, Fault> {
+        self.cluster.as_deref().ok_or_else(|| missing_endpoint(self.key_type))
+    }
+
     pub fn application_id(&self) -> &str {
         &self.application.id
     }
@@ -89,12 +100,19 @@ fn api_key_resource_checks(resource: &Resource, opaque: bool) -> Result<(), Faul
     Ok(())
 }
 
-fn endpoint(api: &Api, key_type: KeyType) -> Result<Rc<str>, Fault> {
+fn endpoint(api: &Api, key_type: KeyType) -> Option<Rc<str>> {
     match key_type {
-        KeyType::Production => {
-            api.endpoints.production.clone().ok_or(Fault::new(FaultId::ProductionKeyWithoutEndpoint))
-        }
-        KeyType::Sandbox => api.endpoints.sandbox.clone().ok_or(Fault::new(FaultId::SandboxKeyWithoutEndpoint)),
+        KeyType::Production => api.endpoints.production.clone(),
+        KeyType::Sandbox => api.endpoints.sandbox.clone(),
+    }
+}
+
+/// The fault for a key type the API has no endpoint for (an open resource's traffic is
+/// production traffic).
+pub fn missing_endpoint(key_type: KeyType) -> Fault {
+    match key_type {
+        KeyType::Production => Fault::new(FaultId::ProductionKeyWithoutEndpoint),
+        KeyType::Sandbox => Fault::new(FaultId::SandboxKeyWithoutEndpoint),
     }
 }
 
@@ -108,7 +126,8 @@ pub struct RequestOrigin<'r> {
 
 /// Checks, in WSO2's order: a JWT API key's IP and referer restrictions (900908), subscription
 /// (900908 none, 900907 blocked, 900909 inactive), token type (900905), scopes (900910, any one
-/// of the resource's), then the key type's endpoint (900901/403).
+/// of the resource's). The key type's endpoint is looked up, not checked: see
+/// [`Authorized::endpoint`].
 pub fn authorize(
     directory: &dyn Directory,
     api: &Api,
@@ -146,7 +165,7 @@ pub fn authorize(
             let application =
                 Application::new(Rc::from(&*key.application_id), &key.application_name, &key.owner, Some(&key.tier));
             Ok(Authorized {
-                cluster: endpoint(api, key.key_type)?,
+                cluster: endpoint(api, key.key_type),
                 key_type: key.key_type,
                 application: Rc::new(application),
                 subscription,
@@ -188,7 +207,7 @@ pub fn authorize(
                 }
             }
             Ok(Authorized {
-                cluster: endpoint(api, app_key.key_type)?,
+                cluster: endpoint(api, app_key.key_type),
                 key_type: app_key.key_type,
                 application,
                 subscription,

@@ -29,7 +29,7 @@ fn authorized() -> Authorized {
     // A caller claim with the name of one of WSO2's: WSO2's wins.
     claims.insert("http://wso2.org/claims/tier".into(), Value::String("Forged".into()));
     Authorized {
-        cluster: "backend".into(),
+        cluster: Some("backend".into()),
         key_type: KeyType::Production,
         application: Rc::new(Application::new(Rc::from("app-uuid"), "App", "admin", None)),
         subscription: subscription("Gold"),

@@ -32,8 +32,11 @@ pub struct RequestView<'a> {
 pub struct Forward {
     pub api: ApiId,
     pub resource: ResourceId,
-    /// The Envoy cluster of the endpoint; `None` until the credential's key type picks it
-    /// (secured resources).
+    /// An open resource (no security): production traffic, as in WSO2.
+    pub open: bool,
+    /// The Envoy cluster of the endpoint: an open resource's production endpoint (`None` when the
+    /// API has none: refused after throttling, as API-M's `_production_key_error_` runs after its
+    /// handlers); `None` for a secured resource, whose credential's key type picks it.
     pub cluster: Option<Rc<str>>,
     /// The `:path` for the upstream, when rewriting is on.
     pub upstream_path: Option<String>,
@@ -165,14 +168,8 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
 
     // Open resources are production traffic, as in WSO2; secured ones get their endpoint from
     // the key type once the credential is verified.
-    let cluster = if resource.security.is_empty() {
-        match api.endpoints.production.as_ref() {
-            Some(cluster) => Some(cluster.clone()),
-            None => return Verdict::deny_at(FaultId::ProductionKeyWithoutEndpoint, api_id, Some(resource_id)),
-        }
-    } else {
-        None
-    };
+    let open = resource.security.is_empty();
+    let cluster = if open { api.endpoints.production.clone() } else { None };
     let upstream_path = settings.rewrite_path.then(|| {
         // Runs of `/` are collapsed: the filter matched them as one, and a path starting with
         // `//` would read as a network-path reference (`//host/x`) to some backends.
@@ -186,7 +183,7 @@ pub fn decide(router: Router<'_>, request: &RequestView<'_>) -> Verdict {
         }
         upstream
     });
-    Verdict::Forward(Forward { api: api_id, resource: resource_id, cluster, upstream_path })
+    Verdict::Forward(Forward { api: api_id, resource: resource_id, open, cluster, upstream_path })
 }
 
 /// The methods a preflight for `requested` may announce: those of the path template that
@@ -373,17 +370,15 @@ mod tests {
     }
 
     #[test]
-    fn longest_base_path_wins_and_keyless_traffic_needs_a_production_endpoint() {
+    fn longest_base_path_wins_and_keyless_traffic_has_no_endpoint_without_a_production_one() {
         let config = config();
-        // `/pizzashack/1.0.0/extra/v2` is the Nested API (sandbox only), not PizzaShack's `/extra`.
-        match decide_get(&config, "/pizzashack/1.0.0/extra/v2/x") {
-            Verdict::Deny { fault, matched } => {
-                assert_eq!(fault.id, FaultId::ProductionKeyWithoutEndpoint);
-                let nested = config.routes.labels.get("Nested:v2").copied();
-                assert_eq!(matched, nested.map(|api| Matched { api, resource: Some(ResourceId(0)) }));
-            }
-            other => panic!("{other:?}"),
-        }
+        // `/pizzashack/1.0.0/extra/v2` is the Nested API (sandbox only), not PizzaShack's `/extra`:
+        // open, with no production endpoint (refused after throttling, by the stream).
+        let forward = forwarded(decide_get(&config, "/pizzashack/1.0.0/extra/v2/x"));
+        let nested = config.routes.labels.get("Nested:v2").copied();
+        assert_eq!(Some(forward.matched()), nested.map(|api| Matched { api, resource: Some(ResourceId(0)) }));
+        assert!(forward.open);
+        assert_eq!(forward.cluster, None);
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl Stream {
                 self.deny(host, &fault)
             }
             Verdict::Forward(forward) => {
-                let open = forward.cluster.is_some();
+                let open = forward.open;
                 self.matched(forward.matched());
                 self.route = Some(forward);
                 if open {
@@ -401,8 +401,10 @@ impl Stream {
         let Some(route) = self.route.clone() else {
             return self.internal_error(host, "forwarded without a route");
         };
-        let Some(cluster) = authorized.map(|a| &*a.cluster).or(route.cluster.as_deref()) else {
-            return self.internal_error(host, "forwarded without an endpoint");
+        let cluster = match request::endpoint(&route, authorized) {
+            Some(Ok(cluster)) => cluster,
+            Some(Err(fault)) => return self.deny(host, &fault),
+            None => return self.internal_error(host, "a secured resource forwarded without a credential"),
         };
         let routes = Rc::clone(&self.routes);
         let api = routes.api(route.api);

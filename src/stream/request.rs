@@ -7,9 +7,10 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::auth::authorize::Authorized;
+use crate::auth::authorize::{missing_endpoint, Authorized};
 use crate::auth::credentials::{self, CredentialHeader, Extracted, Presented, ACCESS_TOKEN_PARAM};
 use crate::auth::settings::CredentialSettings;
+use crate::catalogue::Fault;
 use crate::cidr::parse_source_address;
 use crate::config::Config;
 use crate::host::{text, Header, Host};
@@ -178,6 +179,20 @@ impl Snapshot {
 /// is not).
 fn is_grpc_content_type(value: &[u8]) -> bool {
     value.strip_prefix(b"application/grpc").is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
+}
+
+/// The endpoint cluster a request goes to once throttling let it through: the credential's key
+/// type's, or an open resource's production one. A key type the API has no endpoint for is
+/// refused here, after throttling and counted, as API-M refuses it in the API's in-sequence after
+/// its handlers. `None`: a secured resource forwarded without a credential (a defect).
+pub fn endpoint<'r>(route: &'r Forward, authorized: Option<&'r Authorized>) -> Option<Result<&'r str, Fault>> {
+    match authorized {
+        Some(authorized) => Some(authorized.endpoint()),
+        None if route.open => {
+            Some(route.cluster.as_deref().ok_or_else(|| missing_endpoint(crate::vocab::KeyType::Production)))
+        }
+        None => None,
+    }
 }
 
 /// Where a forwarded request goes: its API, route and endpoint cluster.

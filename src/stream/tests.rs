@@ -769,6 +769,7 @@ mod hostile_keys;
 mod introspection_model;
 mod jwt_api_key_model;
 mod jwt_api_keys;
+mod key_type_endpoints;
 mod model_cp;
 mod observability;
 mod outages;

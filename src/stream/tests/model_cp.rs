@@ -412,12 +412,6 @@ fn decide(model: &Model, request: &Request) -> Result<String, (u32, u16)> {
         // JWT's `sub`, for an application token too (API-M puts the owner there).
         user = Some(end_user.clone());
     }
-    // The key type's endpoint: the filter checks it in authorization, before throttling. WSO2's
-    // `_sandbox_key_error_` sequence runs in the API's sequence, after the throttle handler (a
-    // blocked client gets 900805 there): a known divergence, noted in the report, not fixed here.
-    if (sandbox && !api.sandbox) || (!sandbox && !api.production) {
-        return Err((900901, 403));
-    }
     // Blocking conditions (throttling's first step).
     // `IP` blocks its address, `IPRANGE` the addresses between its ends (without them), of its
     // family (an IPv4-mapped address is its IPv4 one); `invert` every other address.
@@ -447,6 +441,11 @@ fn decide(model: &Model, request: &Request) -> Result<String, (u32, u16)> {
     // answered with an empty list): 900809, never unthrottled.
     if missing_policy {
         return Err((900809, 500));
+    }
+    // The key type's endpoint: WSO2's `_sandbox_key_error_` and `_production_key_error_` run in
+    // the API's in-sequence, after the throttle handler (a blocked client gets 900805 first).
+    if (sandbox && !api.sandbox) || (!sandbox && !api.production) {
+        return Err((900901, 403));
     }
     let cluster = format!("{}-{}", api.name.to_lowercase(), api.version);
     Ok(if sandbox { format!("{cluster}-sandbox") } else { cluster })
