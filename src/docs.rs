@@ -122,6 +122,22 @@ pub fn error_code_reference() -> String {
             out.push_str(&format!("| `{}` | {} | {} |\n", id.spec().id, cell(message), cell(description)));
         }
     }
+    out.push_str(
+        "\n## Choreo Connect format\n\nThe `choreo-connect` format answers as Choreo Connect's enforcer does:\n",
+    );
+    out.push_str(
+        "`{\"code\":...,\"error_message\":...,\"error_description\":...}` (its router's answers, to upstream\n",
+    );
+    out.push_str(
+        "failures and unknown paths, as `{\"code\":...,\"message\":...,\"description\":...}`), with these statuses and\n",
+    );
+    out.push_str("descriptions where they differ from API-M's:\n\n| id | status | description |\n|---|---|---|\n");
+    for id in ALL {
+        if let Some((status, description)) = formats::choreo_connect(*id) {
+            let description = description.unwrap_or(id.spec().description);
+            out.push_str(&format!("| `{}` | {status} | {} |\n", id.spec().id, cell(description)));
+        }
+    }
     out.push_str("\n## Kanali format\n\nThe `kanali` format answers with Kanali's own codes, each with Kanali's status and message\n");
     out.push_str("(`details` links `errors.kanali_docs_url` + `#<code>`):\n\n");
     out.push_str("| Kanali code | status | message |\n|---|---|---|\n");

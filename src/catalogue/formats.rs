@@ -1,7 +1,7 @@
 //! What the non-WSO2-4.x formats answer for each catalogue entry: the statuses and texts of Tyk
 //! (its documented error list), Kanali (its numbered error table, where each code has its own
-//! status and message), and the WSO2 API Microgateway (whose texts differ from API-M 4.x for a few
-//! entries). Every match is exhaustive: a new catalogue entry cannot compile without a decision
+//! status and message), the WSO2 API Microgateway (whose texts differ from API-M 4.x for a few
+//! entries) and Choreo Connect (whose statuses differ for a few). Every match is exhaustive: a new catalogue entry cannot compile without a decision
 //! for each format.
 
 use super::FaultId;
@@ -177,6 +177,28 @@ pub fn microgateway(id: FaultId) -> Option<(&'static str, &'static str)> {
         }
         FaultId::ConnectionTimedOut => Some(("Runtime Error", "Connection timed out")),
         FaultId::ConnectionFailed => Some(("Runtime Error", "Error connecting to the back end")),
+        _ => None,
+    }
+}
+
+/// Where Choreo Connect's enforcer answers otherwise than API-M 4.x: `(status, description)`.
+///
+/// It answers a blocking condition (900805) with 403 and every other throttle code, the hard
+/// limit's too, with 429 (its `setThrottleErrorToContext`). Its `AuthFilter` refuses a key type
+/// the API has no endpoint for as an authentication failure: 401, its own sentence followed by
+/// the invalid-credentials advice (`getFailureMessageDetailDescription`, for 900901).
+pub fn choreo_connect(id: FaultId) -> Option<(u16, Option<&'static str>)> {
+    match id {
+        FaultId::Blocked => Some((403, None)),
+        FaultId::HardLimitExceeded => Some((429, None)),
+        FaultId::ProductionKeyWithoutEndpoint => Some((
+            401,
+            Some("Production key offered to an API with no production endpoint. Make sure you have provided the correct security credentials"),
+        )),
+        FaultId::SandboxKeyWithoutEndpoint => Some((
+            401,
+            Some("Sandbox key offered to an API with no sandbox endpoint. Make sure you have provided the correct security credentials"),
+        )),
         _ => None,
     }
 }

@@ -70,9 +70,14 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
                 resolved.description = Cow::Borrowed(description);
             }
         }
-        // Choreo Connect answers 900805 with 403 and every other throttle code with 429.
-        ErrorFormat::ChoreoConnect if fault.id == FaultId::Blocked => resolved.status = 403,
-        ErrorFormat::ChoreoConnect if fault.id == FaultId::HardLimitExceeded => resolved.status = 429,
+        ErrorFormat::ChoreoConnect => {
+            if let Some((status, description)) = formats::choreo_connect(fault.id) {
+                resolved.status = status;
+                if let Some(description) = description {
+                    resolved.description = Cow::Borrowed(description);
+                }
+            }
+        }
         _ => {}
     }
     // The least specific first, so the most specific wins: code patterns (`9008xx`, broadest
@@ -469,8 +474,7 @@ mod tests {
                 let expected_status = match settings.format {
                     ErrorFormat::Tyk => formats::tyk(*id).0,
                     ErrorFormat::Kanali => formats::kanali(*id).status,
-                    ErrorFormat::ChoreoConnect if *id == FaultId::Blocked => 403,
-                    ErrorFormat::ChoreoConnect if *id == FaultId::HardLimitExceeded => 429,
+                    ErrorFormat::ChoreoConnect => formats::choreo_connect(*id).map_or(spec.status, |choreo| choreo.0),
                     _ => spec.status,
                 };
                 assert_eq!(rendered.status, expected_status, "{format} {}", spec.id);
@@ -509,6 +513,9 @@ mod tests {
                             let description = match settings.format {
                                 ErrorFormat::Microgateway => {
                                     formats::microgateway(*id).map_or(spec.description, |m| m.1)
+                                }
+                                ErrorFormat::ChoreoConnect => {
+                                    formats::choreo_connect(*id).and_then(|choreo| choreo.1).unwrap_or(spec.description)
                                 }
                                 _ => spec.description,
                             };
@@ -731,6 +738,15 @@ mod tests {
         );
         let choreo = settings_for("choreo-connect");
         assert_eq!(render(&Fault::new(FaultId::HardLimitExceeded), &choreo, None).status, 429);
+        // Choreo Connect's enforcer refuses a key type without an endpoint as an authentication
+        // failure (API-M answers 403).
+        let sandbox = render(&Fault::new(FaultId::SandboxKeyWithoutEndpoint), &choreo, None);
+        assert_eq!((sandbox.status, sandbox.header("www-authenticate").is_some()), (401, true));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&sandbox.body).unwrap()["error_description"],
+            "Sandbox key offered to an API with no sandbox endpoint. Make sure you have provided the correct security credentials"
+        );
+        assert_eq!(render(&Fault::new(FaultId::SandboxKeyWithoutEndpoint), &settings("{}"), None).status, 403);
         // XML keeps line breaks and tabs as references: in an attribute a raw one reads as a space.
         assert_eq!(xml_escape("a\nb\r\tc<&"), "a&#10;b&#13;&#9;c&lt;&amp;");
         // A fault whose CORS answer depends on the origin says so, allowed or not.

@@ -64,7 +64,9 @@ pub enum ErrorFormat {
     ApimXml,
     /// WSO2 API Microgateway JSON: `{"fault":{"code":...,"message":...,"description":...}}`.
     Microgateway,
-    /// WSO2 Choreo Connect JSON: `{"code":...,"error_message":...,"error_description":...}`.
+    /// WSO2 Choreo Connect JSON: `{"code":...,"error_message":...,"error_description":...}`, with
+    /// its statuses where they differ from API-M's: 403 for 900805, 429 for 900801, 401 for a key
+    /// type the API has no endpoint for.
     ChoreoConnect,
     /// Kanali JSON: `{"status":...,"message":...,"code":...,"details":...}`.
     Kanali,
