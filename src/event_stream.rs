@@ -2,9 +2,17 @@
 //! cuts them: where each event starts, so that each can be counted before a byte of it goes on.
 //! Pure: the stream feeds it body chunks.
 
+/// The UTF-8 byte order mark a stream may start with, which is no part of any line (WHATWG HTML,
+/// "Parsing an event stream": a single BOM at the start of the stream is ignored).
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Where a response is, between chunks.
 #[derive(Clone, Debug, Default)]
 pub struct EventScanner {
+    /// The stream's first bytes are read: past its BOM, or past the bytes that began none.
+    past_bom: bool,
+    /// How many bytes of a BOM the stream started with so far.
+    bom_read: usize,
     /// Bytes of the current line so far (0: at a line's start).
     line_len: usize,
     /// The last byte was a CR (a LF right after it ends no other line).
@@ -18,9 +26,27 @@ impl EventScanner {
     /// blank line; a line ends with CRLF, LF or CR). Answers where the first event `admit` refused
     /// starts in the chunk, if one did: the caller ends the stream there, as API-M's gateway ends
     /// a server-sent-events stream over its tiers. Comment lines (`:` first, a keep-alive) make an
-    /// event as any other line does, as API-M counts each blank-line-ended block.
+    /// event as any other line does, as API-M counts each blank-line-ended block. A BOM the stream
+    /// starts with is no part of its first line: a BOM and a blank line make no event.
     pub fn scan(&mut self, chunk: &[u8], mut admit: impl FnMut() -> bool) -> Option<usize> {
         for (at, byte) in chunk.iter().enumerate() {
+            if !self.past_bom {
+                if BOM.get(self.bom_read) == Some(byte) {
+                    self.bom_read += 1;
+                    self.past_bom = self.bom_read == BOM.len();
+                    continue;
+                }
+                self.past_bom = true;
+                if self.bom_read > 0 {
+                    // Not a BOM after all: its bytes began the first line, and its event (when
+                    // they came in an earlier chunk, the cut can only be here).
+                    if !admit() {
+                        return Some(at.saturating_sub(self.bom_read));
+                    }
+                    self.in_event = true;
+                    self.line_len = self.bom_read;
+                }
+            }
             match byte {
                 b'\n' if self.after_cr => self.after_cr = false,
                 b'\n' | b'\r' => {
@@ -99,6 +125,27 @@ mod tests {
             assert_eq!(run(STREAM, &[cut], 3), (4, STREAM[..fourth].to_vec()), "cut at {cut}");
             assert_eq!(run(STREAM, &[cut], 0), (1, Vec::new()), "cut at {cut}");
         }
+    }
+
+    /// A stream's leading BOM is no part of its first line (WHATWG): a BOM and a blank line are no
+    /// event, and an event refused right after a BOM is cut after it; a BOM later in the stream,
+    /// or bytes that only begin one, are a line's bytes.
+    #[test]
+    fn a_leading_bom_is_no_event() {
+        let stream = b"\xEF\xBB\xBF\r\ndata: one\n\n";
+        for cut in 0..stream.len() {
+            assert_eq!(run(stream, &[cut], usize::MAX), (1, stream.to_vec()), "cut at {cut}");
+            assert_eq!(run(stream, &[cut], 0), (1, stream[..5].to_vec()), "cut at {cut}");
+        }
+        let stream = b"\xEF\xBB\xBFdata: one\n\n";
+        for cut in 0..stream.len() {
+            assert_eq!(run(stream, &[cut], 0), (1, stream[..3].to_vec()), "cut at {cut}");
+        }
+        // Half a BOM is the first line's start: the event is cut there.
+        let stream = b"\xEF\xBBx\n\n";
+        assert_eq!(run(stream, &[], 0), (1, Vec::new()));
+        assert_eq!(run(stream, &[], usize::MAX), (1, stream.to_vec()));
+        assert_eq!(run(b"data: 1\n\n\xEF\xBB\xBF\n\n", &[], usize::MAX).0, 2, "a BOM later on is a line");
     }
 
     /// Random streams of lines (CR, LF, CRLF, blank lines, any bytes), cut at random: the same
