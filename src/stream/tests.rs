@@ -776,6 +776,7 @@ mod outages;
 mod query_credentials;
 mod rate_limit_headers;
 mod reload;
+mod streams_model;
 mod throttle_model;
 mod trailers;
 mod websocket_frames;
