@@ -25,16 +25,22 @@ pub fn for_each_listed_in_chunks<T: DeserializeOwned, R: Read>(
     mut each: impl FnMut(T),
 ) -> Result<(), serde_json::Error> {
     let mut input = Pieces::new(reader, chunk);
-    input.object(
-        |input, key| {
-            if key == "list" {
-                list(input, &mut each)
-            } else {
-                input.value::<IgnoredAny>().map(drop)
-            }
-        },
-    )?;
-    input.end()
+    // An object without `list` is another document (`/block`'s, an error's), not an empty list:
+    // taken as one, it emptied the last good data of the resource it was answered for.
+    let mut listed = false;
+    input.object(|input, key| {
+        if key == "list" {
+            listed = true;
+            list(input, &mut each)
+        } else {
+            input.value::<IgnoredAny>().map(drop)
+        }
+    })?;
+    input.end()?;
+    if !listed {
+        return Err(serde::de::Error::missing_field("list"));
+    }
+    Ok(())
 }
 
 /// The `list` member: `null`, or an array whose elements go to `each`.
@@ -90,12 +96,17 @@ mod tests {
             formatter.write_str("WSO2's list envelope")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut listed = false;
             while let Some(key) = map.next_key::<String>()? {
                 if key == "list" {
+                    listed = true;
                     map.next_value_seed(ListSeed { each: &mut *self.each, item: PhantomData })?;
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
+            }
+            if !listed {
+                return Err(serde::de::Error::missing_field("list"));
             }
             Ok(())
         }
@@ -164,19 +175,21 @@ mod tests {
     }
 
     /// The first `VALID` documents are envelopes; the rest are refused.
-    const VALID: usize = 9;
+    const VALID: usize = 7;
     const DOCUMENTS: &[&str] = &[
         r#"{"count":2,"list":[{"uuid":"a","id":1},{"uuid":"b","id":-2.5e3}],"pagination":null}"#,
         " \n{ \"list\" : [ 1 , 22 , 333 , true , null , \"x\\\"y\\u00e9é\" , [ ] , { } ] , \"count\" : 12345678 }\t",
         r#"{"list":null}"#,
         r#"{"list":[]}"#,
-        r#"{}"#,
-        r#"{"count":0}"#,
         r#"{"pagination":{"next":[1,{"a":"]"}]},"list":[{"k":"v,}]"}]}"#,
         r#"{"list":[{"a":1}],"list":[{"b":2}]}"#,
         // Numbers in ignored members, cut by a chunk after `-`, `.` or `e`.
         "{\"count\":-1.5e+3,\"x\":[-0.25E-2,1e5,-7],\n\"list\":[{\"apiId\":-1}],\"y\":0.5}",
-        // Not the envelope, or not JSON: refused by both.
+        // Not the envelope, or not JSON: refused by both. An object without `list` is another
+        // document (`/block`'s answered for a list), never an empty list.
+        r#"{}"#,
+        r#"{"count":0}"#,
+        r#"{"api":[],"application":[],"user":[],"ip":[],"custom":[],"subscription":[]}"#,
         "",
         "   ",
         r#"[]"#,

@@ -20,11 +20,13 @@ fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(deserializ
     Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
-/// WSO2's list envelope: `{"count": n, "list": [...], "pagination": null}`.
+/// WSO2's list envelope: `{"count": n, "list": [...], "pagination": null}`. `list` is required
+/// (`null` reads as none): an object without it is another document (`/block`'s answered for
+/// `/apis`), and read as an empty list it dropped every API the last good load brought.
 #[derive(Debug, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Envelope<T> {
-    #[serde(default = "Vec::new", deserialize_with = "nullable_list")]
+    #[serde(deserialize_with = "nullable_list")]
     pub list: Vec<T>,
 }
 

@@ -491,3 +491,17 @@ fn condition_types_api_m_turns_off_read_no_value() {
     assert!(notes.is_empty(), "{notes:?}");
     assert_eq!(all[4].conditions.len(), 1, "inverted and applied");
 }
+
+#[test]
+fn an_object_without_a_list_is_not_an_empty_list_of_apis_or_policies() {
+    // `/block`'s document answered for `/apis` (or an error object) read as an empty list
+    // dropped every API the last good load brought; `"list": null` stays an empty list.
+    for text in
+        [r#"{"api":[],"application":[],"user":[],"ip":[],"custom":[],"subscription":[]}"#, "{}", r#"{"count":0}"#]
+    {
+        assert!(crate::pieces::from_bytes::<Envelope<Api>>(text.as_bytes()).is_err(), "{text}");
+        assert!(crate::pieces::from_bytes::<Envelope<Policy>>(text.as_bytes()).is_err(), "{text}");
+    }
+    let empty = crate::pieces::from_bytes::<Envelope<Api>>(br#"{"count":0,"list":null}"#).unwrap();
+    assert!(empty.list.is_empty());
+}
