@@ -445,7 +445,16 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
             document::<wire::Envelope<wire::Policy>>(store, Document::ApplicationPolicies, body)?
         }
         Fetch::ApiPolicies => document::<wire::Envelope<wire::Policy>>(store, Document::ApiPolicies, body)?,
-        Fetch::Block => document::<wire::Block>(store, Document::Block, body)?,
+        Fetch::Block => {
+            // Another document's shape read as a `Block` has no conditions: taken, it lifted
+            // every blocking condition the last good load brought.
+            let members: wire::BlockMembers =
+                crate::pieces::from_bytes(&body.to_vec()?).map_err(|error| format!("not WSO2's JSON ({error})"))?;
+            if !members.any() {
+                return Err("not WSO2's blocking conditions (none of their members)".into());
+            }
+            document::<wire::Block>(store, Document::Block, body)?
+        }
         Fetch::Revoked => document::<Vec<wire::RevokedJwt>>(store, Document::Revoked, body)?,
         Fetch::Applications => {
             let mut builder = KindBuilder::new(Kind::Apps, expected);

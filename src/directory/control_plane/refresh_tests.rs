@@ -137,3 +137,26 @@ fn an_answer_refused_as_garbage_publishes_no_generation() {
         assert_eq!(super::store::Meta::read(&store).generation, first, "{broken:?} refused: nothing to publish");
     }
 }
+
+/// `/block` answered with another document's shape (a list envelope, an error object): the
+/// blocking conditions the last good load brought stay, as every other resource's do.
+#[test]
+fn a_block_answer_of_another_shape_keeps_the_last_good_blocking_conditions() {
+    use super::tests::MemoryStore as Store;
+    let cp = control_plane(50);
+    let block = r#"{"api":["/pizzashack/1.0.0"],"application":["admin:MobileApp"],"user":[],"ip":[],"custom":[],"subscription":[]}"#;
+    for wrong in [r#"{"count":0,"list":[],"pagination":null}"#, r#"{"error":"internal"}"#, "{}"] {
+        let mut store = Store::default();
+        load(&mut store, &cp, NOW, |fetch| match fetch {
+            Fetch::Block => Answer::Http { status: 200, body: block.as_bytes().to_vec() },
+            other => ok(other),
+        });
+        load(&mut store, &cp, NOW + 3600, |fetch| match fetch {
+            Fetch::Block => Answer::Http { status: 200, body: wrong.as_bytes().to_vec() },
+            other => ok(other),
+        });
+        let mut view = worker();
+        view.sync(&store, &cp, &[]);
+        assert_eq!(view.blocking().len(), 2, "after /block answered {wrong}");
+    }
+}

@@ -228,6 +228,34 @@ pub struct Block {
     pub subscription: Vec<String>,
 }
 
+/// Which of `BlockConditionsDTO`'s members an answer to `/block` has: one with none of them is
+/// another document (a list envelope, an error object), never "no blocking conditions".
+#[derive(Debug, Default, Deserialize)]
+pub struct BlockMembers {
+    #[serde(default, deserialize_with = "present")]
+    api: bool,
+    #[serde(default, deserialize_with = "present")]
+    application: bool,
+    #[serde(default, deserialize_with = "present")]
+    user: bool,
+    #[serde(default, deserialize_with = "present")]
+    ip: bool,
+    #[serde(default, deserialize_with = "present")]
+    custom: bool,
+    #[serde(default, deserialize_with = "present")]
+    subscription: bool,
+}
+
+impl BlockMembers {
+    pub fn any(&self) -> bool {
+        self.api || self.application || self.user || self.ip || self.custom || self.subscription
+    }
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
 /// `IPLevelDTO`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
