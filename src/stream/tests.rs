@@ -759,6 +759,7 @@ mod calls;
 mod claims_model;
 mod configs_that_load;
 mod cors;
+mod cp_live_model;
 mod debug_output;
 mod event_streams;
 mod fault_model;
