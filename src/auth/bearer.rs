@@ -322,6 +322,13 @@ impl<T: Expiring> TokenCache<T> {
         }
     }
 
+    /// Forgets every token.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+        self.len = 0;
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len

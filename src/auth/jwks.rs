@@ -29,6 +29,10 @@ pub struct FetchedKeys {
     pub last_attempt: Option<u64>,
     /// This worker's last fetch failed and no worker has fetched since.
     pub failed: bool,
+    /// A fingerprint of the JWKS text `keys` were parsed from: what a token verified with them
+    /// was verified under (a verified token is trusted only while its worker, or the worker
+    /// that shared it, holds the same set).
+    pub fingerprint: Option<u64>,
     /// The fetch of this worker under way (a request's or the background refresh's): its call
     /// token and when it was made. Requests that need the keys wait for its answer.
     pub in_flight: Option<(u32, u64)>,
@@ -55,6 +59,17 @@ impl FetchedKeys {
     pub fn started(&mut self, token: u32, now: u64) {
         self.in_flight = Some((token, now));
     }
+}
+
+/// What the verified tokens of a worker holding these sets were verified under: the fingerprint
+/// of each key manager's fetched JWKS (empty without any). A key the key manager dropped at a
+/// refresh is trusted no more, not even through a token it verified before.
+pub fn sets_fingerprint(fetched: &[FetchedKeys]) -> String {
+    fetched
+        .iter()
+        .map(|fetched| fetched.fingerprint.map_or_else(|| "-".to_string(), |f| format!("{f:x}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The shared-data key of a key manager's fetched JWKS.
@@ -103,6 +118,7 @@ pub fn sync(store: &dyn SharedStore, auth: &AuthConfig, state: &mut WorkerState,
         if let Some((keys, _)) = parse(&bytes) {
             fetched.keys = Some(keys);
             fetched.cas = Some(cas);
+            fetched.fingerprint = Some(crate::hashing::fnv1a(0, &bytes));
             // Another worker fetched them: the key manager answered.
             fetched.failed = false;
         }
@@ -161,6 +177,7 @@ pub fn ingest(
     }
     let written = store.shared_set(&key, body, current.map(|(_, cas)| cas)).is_ok();
     fetched.keys = Some(keys);
+    fetched.fingerprint = Some(crate::hashing::fnv1a(0, body));
     // The CAS of the set written, so that [`sync`] skips it. A write that lost the race to
     // another worker's set (before it, or just after) claims nothing: taking the winner's CAS,
     // the worker kept its own set while every other worker used the winner's, until the next
@@ -304,6 +321,7 @@ mod tests {
             last_attempt: Some(10_000),
             failed: false,
             in_flight: Some((7, 10_000)),
+            fingerprint: None,
         };
         // The clock is stepped back an hour.
         assert!(fetched.may_fetch(6_400), "a request may fetch: its last fetch is not 'recent'");

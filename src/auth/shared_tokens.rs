@@ -2,8 +2,9 @@
 //! the others (signature verification in wasm costs about a millisecond). Entries are keyed by
 //! the token's SHA-256 (the token itself is never stored), in a fixed number of shared-data slots
 //! (memory is bounded by the slots), and name the verification settings they were verified under
-//! (key managers, credential settings, JWT API keys, the backend JWT's claim copying): after a
-//! change to those nothing verified before is taken; a change to the directory alone keeps them. An entry is never used past
+//! (key managers, credential settings, JWT API keys, the backend JWT's claim copying) and the
+//! JWKS sets the verifying worker held: after a change to those nothing verified before is taken
+//! (a key dropped at a refresh verifies nothing more); a change to the directory alone keeps them. An entry is never used past
 //! the token's `exp`; the per-worker cache in front of it keeps the hot tokens. An entry names the
 //! module's [`IDENTITY_FORMAT`]: one an earlier module wrote (before an upgrade, or by its VMs
 //! draining beside this one's) is verified again.

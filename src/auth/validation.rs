@@ -89,26 +89,36 @@ pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> Aut
 /// A bearer token: from the cache, verified locally, or introspected.
 fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> AuthStep {
     let now = context.now;
+    // The keys first: a token verified with a key the key manager has dropped since (a set
+    // another worker refreshed, or this one) is not taken from a cache, this worker's or the
+    // Envoy's, but verified again with the keys held now (CONFIG.md: a key removed from the set
+    // is trusted until the next refresh).
+    jwks::sync(context.store, context.auth, context.worker, now);
+    let under = jwks::sets_fingerprint(&context.worker.jwks);
+    if context.worker.tokens_under != under {
+        context.worker.tokens.clear();
+        context.worker.tokens_under = under;
+    }
     if let Some(identity) = context.worker.tokens.get(&token, now) {
         return Step::Done(Identity::Token(Rc::clone(identity)));
     }
-    // Another worker of this Envoy may have verified it already.
+    // Another worker of this Envoy may have verified it already, under the same keys.
     let shared = context.auth.shares_verified_tokens() && looks_like_jws(&token);
     let hash = shared.then(|| credential_hash(&token));
+    let verified_under = format!("{}|{}", context.auth.fingerprint, context.worker.tokens_under);
     if let Some(hash) = &hash {
-        if let Some(identity) = shared_tokens::lookup(context.store, &context.auth.fingerprint, hash, now) {
+        if let Some(identity) = shared_tokens::lookup(context.store, &verified_under, hash, now) {
             let identity = Rc::new(identity);
             context.worker.tokens.insert(&token, Rc::clone(&identity));
             return Step::Done(Identity::Token(identity));
         }
     }
-    jwks::sync(context.store, context.auth, context.worker, now);
     match bearer::verify(context.auth, &context.worker.jwks, &token, now, may_fetch) {
         bearer::BearerStep::Verified(identity) => {
             let identity = Rc::new(identity);
             context.worker.tokens.insert(&token, Rc::clone(&identity));
             if let Some(hash) = &hash {
-                shared_tokens::remember(context.store, &context.auth.fingerprint, hash, &identity);
+                shared_tokens::remember(context.store, &verified_under, hash, &identity);
             }
             Step::Done(Identity::Token(identity))
         }

@@ -477,3 +477,40 @@ fn a_blocked_request_is_refused_without_looking_up_its_missing_policy() {
     assert!(String::from_utf8_lossy(&body).contains("900805"));
     assert_eq!(host.dispatched.len(), dispatched, "nothing asked of the control plane");
 }
+
+/// A key the key manager drops from its JWKS verifies no token after the refresh that brought
+/// the new set, not even one a worker verified with it before: neither from that worker's cache
+/// nor, on another worker, from the Envoy's shared cache (CONFIG.md, `jwks.refresh_s`: "a key
+/// removed from the set is trusted until the next"). Both caches served such a token until its
+/// `exp`: a key rotated out after a leak kept its tokens working for hours.
+#[test]
+fn a_key_dropped_at_a_refresh_verifies_no_token_from_any_cache() {
+    let config = jwks_config();
+    let workers: Vec<_> = (0..3).map(|_| Rc::new(RefCell::new(Worker::new(&config)))).collect();
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    let old = signed("a", 9_000);
+    let (mut s, flow) = bearer_call(&config, &workers[0], &mut host, &old);
+    assert_eq!(flow, Flow::Waiting);
+    s.on_call_response(&mut host, 1, Answer::Http { status: 200, body: jwks_body() });
+    assert!(host.resumed && host.sent.is_none(), "verified by worker 0, shared");
+    assert_eq!(bearer_call(&config, &workers[1], &mut host, &old).1, Flow::Continue, "worker 1, from shared data");
+    // The key manager rotates: kid "b" only. A token with kid "b" makes worker 0 fetch the new set.
+    host.now = 1_010;
+    let (mut s, flow) = bearer_call(&config, &workers[0], &mut host, &signed("b", 9_000));
+    assert_eq!((flow, host.dispatched.len()), (Flow::Waiting, 2));
+    s.on_call_response(&mut host, 2, Answer::Http { status: 200, body: jwks_body_with(&["b"]) });
+    assert!(host.resumed && host.sent.is_none());
+    host.now = 1_011;
+    for (worker, cache) in [(0, "its own cache"), (1, "its own cache"), (2, "the Envoy's cache")] {
+        host.counted.clear();
+        let (mut s, flow) = bearer_call(&config, &workers[worker], &mut host, &old);
+        if flow == Flow::Waiting {
+            // A worker that has not fetched lately asks for kid "a": the key manager has it no more.
+            let token = host.dispatched.len() as u32;
+            s.on_call_response(&mut host, token, Answer::Http { status: 200, body: jwks_body_with(&["b"]) });
+        }
+        assert_eq!((host.sent.is_some(), &host.counted[..]), (true, &[900901][..]), "worker {worker}, {cache}");
+    }
+    // Tokens of the keys held stay cached (verified once more under the new set).
+    assert_eq!(bearer_call(&config, &workers[2], &mut host, &signed("b", 9_000)).1, Flow::Continue);
+}
