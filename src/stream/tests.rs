@@ -779,6 +779,7 @@ mod rate_limit_headers;
 mod reload;
 mod streams_model;
 mod throttle_model;
+mod token_life_model;
 mod trailers;
 mod websocket_frames;
 mod websocket_query_token;
