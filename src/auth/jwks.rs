@@ -61,15 +61,15 @@ impl FetchedKeys {
     }
 }
 
-/// What the verified tokens of a worker holding these sets were verified under: the fingerprint
-/// of each key manager's fetched JWKS (empty without any). A key the key manager dropped at a
-/// refresh is trusted no more, not even through a token it verified before.
-pub fn sets_fingerprint(fetched: &[FetchedKeys]) -> String {
-    fetched
-        .iter()
-        .map(|fetched| fetched.fingerprint.map_or_else(|| "-".to_string(), |f| format!("{f:x}")))
-        .collect::<Vec<_>>()
-        .join(",")
+/// What the verified tokens of a worker holding these sets were verified under: the fingerprints
+/// of each key manager's fetched JWKS, folded (no allocation: it is asked on every bearer
+/// request). A key the key manager dropped at a refresh is trusted no more, not even through a
+/// token it verified before.
+pub fn sets_fingerprint(fetched: &[FetchedKeys]) -> u64 {
+    fetched.iter().fold(0, |folded, fetched| match fetched.fingerprint {
+        Some(fingerprint) => crate::hashing::fnv1a(folded, &fingerprint.to_le_bytes()),
+        None => crate::hashing::fnv1a(folded, b"-"),
+    })
 }
 
 /// The shared-data key of a key manager's fetched JWKS.

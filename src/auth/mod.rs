@@ -133,7 +133,7 @@ pub struct WorkerState {
     pub jwks: Vec<jwks::FetchedKeys>,
     /// The fetched sets `tokens` were verified under ([`jwks::sets_fingerprint`]): when this
     /// worker takes another set, the tokens verified before are verified again.
-    pub tokens_under: String,
+    pub tokens_under: u64,
     /// Introspection calls under way, which requests for the same token wait for.
     pub introspecting: introspection::UnderWay,
 }
@@ -144,7 +144,7 @@ impl WorkerState {
             tokens: TokenCache::new(auth.credentials.verified_cache_entries),
             api_keys: TokenCache::new(auth.credentials.verified_cache_entries),
             jwks: auth.key_managers.iter().map(|_| jwks::FetchedKeys::default()).collect(),
-            tokens_under: String::new(),
+            tokens_under: 0,
             introspecting: introspection::UnderWay::default(),
         }
     }

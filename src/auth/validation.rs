@@ -105,9 +105,10 @@ fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> A
     // Another worker of this Envoy may have verified it already, under the same keys.
     let shared = context.auth.shares_verified_tokens() && looks_like_jws(&token);
     let hash = shared.then(|| credential_hash(&token));
-    let verified_under = format!("{}|{}", context.auth.fingerprint, context.worker.tokens_under);
+    // Named when a token is looked up or shared only: a worker's cache answers most requests.
+    let verified_under = |worker: &WorkerState| format!("{}|{:x}", context.auth.fingerprint, worker.tokens_under);
     if let Some(hash) = &hash {
-        if let Some(identity) = shared_tokens::lookup(context.store, &verified_under, hash, now) {
+        if let Some(identity) = shared_tokens::lookup(context.store, &verified_under(context.worker), hash, now) {
             let identity = Rc::new(identity);
             context.worker.tokens.insert(&token, Rc::clone(&identity));
             return Step::Done(Identity::Token(identity));
@@ -118,7 +119,7 @@ fn verify_bearer(context: &mut Context<'_>, token: String, may_fetch: bool) -> A
             let identity = Rc::new(identity);
             context.worker.tokens.insert(&token, Rc::clone(&identity));
             if let Some(hash) = &hash {
-                shared_tokens::remember(context.store, &verified_under, hash, &identity);
+                shared_tokens::remember(context.store, &verified_under(context.worker), hash, &identity);
             }
             Step::Done(Identity::Token(identity))
         }
