@@ -299,9 +299,9 @@ impl ClusterEngine<'_> {
     fn lease<R>(
         &self,
         store: &mut dyn SharedStore,
-        counter: &Counter,
-        window_start: u64,
+        (counter, window_start): (&Counter, u64),
         now: u64,
+        settings: Settings,
         mut change: impl FnMut(&mut Lease) -> R,
     ) -> Result<R, Contended> {
         let window = Window::StartingAt(window_start);
@@ -312,7 +312,7 @@ impl ClusterEngine<'_> {
             counter.window_s,
             window,
             now,
-            self.leases,
+            settings,
             |value, _| {
                 let mut lease = Lease::unpack(value);
                 let answer = change(&mut lease);
@@ -403,7 +403,7 @@ impl ClusterEngine<'_> {
             }
             (failing, failure_read) = (self.recent_failure(store, now), true);
             let timeout_ms = self.service.timeout_ms;
-            match self.lease(store, counter, window_start, now, |lease| {
+            match self.lease(store, (counter, window_start), now, self.leases, |lease| {
                 let size = self.block_size(counter, lease.remaining);
                 let whole = self.whole(counter, lease.remaining);
                 let wanted = worker_leasing.map_or(1, |leasing| worker_block(leasing, lease));
@@ -474,7 +474,7 @@ impl ClusterEngine<'_> {
     ) {
         let unit_s = rls::unit_for(counter.window_s).map_or(0, |(_, unit_s)| unit_s);
         let same_window = window_of(counter, now).0 == pending.window_start;
-        let _ = self.lease(store, counter, pending.window_start, now, |lease| {
+        let _ = self.lease(store, (counter, pending.window_start), now, self.leases.must_land(), |lease| {
             lease.block_asked = 0;
             if let Ok(granted) = granted {
                 if granted.tokens < pending.requested {
@@ -522,7 +522,7 @@ impl ClusterEngine<'_> {
         }
         let unit_s = rls::unit_for(counter.window_s).map_or(0, |(_, unit_s)| unit_s);
         let same_window = window_of(counter, now).0 == pending.window_start;
-        let outcome = self.lease(store, counter, pending.window_start, now, |lease| {
+        let outcome = self.lease(store, (counter, pending.window_start), now, self.leases.must_land(), |lease| {
             if pending.block {
                 lease.block_asked = 0;
             }
@@ -582,7 +582,7 @@ impl ClusterEngine<'_> {
         {
             return;
         }
-        let _ = self.lease(store, counter, window_start, now, |lease| lease.hold(1));
+        let _ = self.lease(store, (counter, window_start), now, self.leases.must_land(), |lease| lease.hold(1));
     }
 }
 

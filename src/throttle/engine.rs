@@ -141,7 +141,8 @@ impl Engine for LocalEngine<'_> {
             }
         }
         let undo = Hit::Undo(window_start);
-        let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, undo, now, self.settings);
+        let settings = self.settings.must_land();
+        let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, undo, now, settings);
     }
 
     fn check(&mut self, store: &mut dyn SharedStore, counter: &Counter, now: u64) -> Result<Count, Contended> {
@@ -149,7 +150,8 @@ impl Engine for LocalEngine<'_> {
     }
 
     fn charge(&mut self, store: &mut dyn SharedStore, counter: &ByteCounter, bytes: u64, now: u64) {
-        let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, Hit::Add(bytes), now, self.settings);
+        let settings = self.settings.must_land();
+        let _ = limiter::hit(store, &counter.key, counter.limit, counter.window_s, Hit::Add(bytes), now, settings);
     }
 }
 
@@ -255,6 +257,28 @@ mod tests {
             Step::Done(count) => count,
             other => panic!("the local engine answers at once: {other:?}"),
         }
+    }
+
+    /// Bytes charged after a response and a token given back are updates nothing refuses: other
+    /// workers winning more races than `cas_retries` delay them, never drop them. Dropped, the
+    /// bytes were never charged (a bandwidth budget admitted past its limit: the multi-worker
+    /// campaign found it) and the token never came back.
+    #[test]
+    fn charges_and_give_backs_land_however_many_races_they_lose() {
+        let mut store = MemoryStore::prepared(64);
+        let counter = api_counter(10);
+        let mut engine = LocalEngine::unleased(SETTINGS);
+        store.conflicts = SETTINGS.retries + 5;
+        engine.charge(&mut store, &ByteCounter::of(&counter), 7, 120);
+        assert_eq!(store.conflicts, 0, "every race was run");
+        let Ok(after) = limiter::hit(&mut store, "api", 10, 60, Hit::Check, 120, SETTINGS) else { panic!() };
+        assert_eq!(after.remaining, 3, "7 of 10 bytes charged");
+        let Step::Done(taken) = engine.take(&mut store, &counter, 121) else { panic!() };
+        assert_eq!(taken.remaining, 2);
+        store.conflicts = SETTINGS.retries + 5;
+        engine.give_back(&mut store, &counter, &taken, 121);
+        let Ok(after) = limiter::hit(&mut store, "api", 10, 60, Hit::Check, 121, SETTINGS) else { panic!() };
+        assert_eq!(after.remaining, 3, "the token came back");
     }
 
     /// A small deterministic sequence for interleaving workers.

@@ -95,6 +95,20 @@ pub struct Settings {
     pub seed: SlotSeed,
 }
 
+/// The most compare-and-swap attempts `throttling.cas_retries` may ask for.
+pub const MAX_RETRIES: u32 = 1000;
+
+impl Settings {
+    /// For an update that nothing may refuse and no request waits on (bytes charged after a
+    /// response, a token given back, a block the rate-limit service granted): dropped after
+    /// `retries` lost races, a bandwidth budget admitted past its limit (bytes never charged) and
+    /// a counter stranded what it was given back. Each lost race is another worker's update
+    /// landing, so the attempts end; at most [`MAX_RETRIES`].
+    pub fn must_land(self) -> Self {
+        Settings { retries: MAX_RETRIES, ..self }
+    }
+}
+
 /// The secret mixed into a key's slot: random per Envoy process, the same for all its workers
 /// (kept in shared data). Without it a client could compute offline which client addresses or
 /// user names fall in the slot of an API's or an application's counter, and fill that slot with

@@ -208,7 +208,7 @@ impl ThrottleConfig {
             }
         }
         check_header_name("throttling.quota_exceeded_header", &throttling.quota_exceeded_header)?;
-        if throttling.cas_retries == 0 || throttling.cas_retries > 1000 {
+        if throttling.cas_retries == 0 || throttling.cas_retries > crate::throttle::limiter::MAX_RETRIES {
             return Err(ConfigError::new("throttling.cas_retries", "must be from 1 to 1000"));
         }
         if throttling.counter_slots == 0 || throttling.counter_slots > 65_536 {
