@@ -783,3 +783,4 @@ mod token_life_model;
 mod trailers;
 mod websocket_frames;
 mod websocket_query_token;
+mod workers_model;
