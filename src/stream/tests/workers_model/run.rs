@@ -384,11 +384,6 @@ fn workers_never_admit_more_than_the_limit_and_strand_at_most_a_block_each() {
         }
     }
     eprintln!("workers campaign: {seen:?}, {conflicts} conflicts injected");
-    // Untriaged at the deadline (seed 6, after a reconfiguration): a request forwarded while the
-    // model had its byte budget spent. Printed and bounded, not yet explained (see the report).
-    let bytes = classes.remove("bytes: forwarded over a spent budget");
-    eprintln!("untriaged: {bytes:?}");
-    assert!(bytes.as_ref().is_none_or(|(n, _)| *n <= 5), "{bytes:?}");
     assert!(classes.is_empty(), "{classes:#?}");
     if std::env::var("WM_SEED").is_err() {
         for what in [
