@@ -408,6 +408,23 @@ fn a_token_given_back_serves_the_next_request_without_a_call() {
     assert!(!admit(&engine, &mut store, &mut model, &counter, T0 + 62).unwrap().allowed);
 }
 
+/// A token given back lands in the node's lease however many compare-and-swap races it loses
+/// (other workers' updates delay it, never drop it: dropped, the token was stranded).
+#[test]
+fn a_token_given_back_lands_however_many_races_it_loses() {
+    let service = service(Counting::Leased);
+    let engine = ClusterEngine { service: &service, leases: SLOTS };
+    let mut model = ModelService::default();
+    let mut store = node();
+    let counter = counter(1, 60);
+    let taken = admit(&engine, &mut store, &mut model, &counter, T0).unwrap();
+    assert!(!admit(&engine, &mut store, &mut model, &counter, T0).unwrap().allowed);
+    store.conflicts = SLOTS.retries + 5;
+    engine.give_back(&mut store, &counter, &taken, T0 + 1);
+    assert_eq!(store.conflicts, 0, "every race was run");
+    assert!(admit(&engine, &mut store, &mut model, &counter, T0 + 1).unwrap().allowed, "the token came back");
+}
+
 #[test]
 fn a_block_that_arrives_after_its_window_ended_serves_only_its_request() {
     let service = service(Counting::Leased);
