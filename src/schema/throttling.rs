@@ -73,7 +73,10 @@ pub struct RawThrottling {
     /// 900808 (500), `allow` lets the request through. Defaults to `deny`.
     #[serde(default)]
     pub failure_mode: FailureMode,
-    /// Compare-and-swap attempts per counter update, 1 to 1000. Defaults to 20.
+    /// Compare-and-swap attempts per counter update a request waits on, 1 to 1000 (then
+    /// `failure_mode`). Updates nothing refuses (bytes charged after a response, a token given
+    /// back, a block the rate-limit service granted) try up to 1000 times whatever this says: other
+    /// workers' updates delay them, never drop them. Defaults to 20.
     #[serde(default = "default_cas_retries")]
     #[schemars(range(min = 1, max = 1000))]
     pub cas_retries: u32,
