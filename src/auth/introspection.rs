@@ -237,6 +237,18 @@ impl CachedIntrospection {
             .is_ok_and(|entry| entry.covers(now) && entry.identity.is_some_and(|identity| now < identity.expires_at))
     }
 
+    /// Whether the entry is a fresh active answer about another token than the one with `hash`:
+    /// kept over that token's inactive answer (a flood of bogus tokens sharing its slot must not
+    /// evict it). The token's own active answer gives way: the key manager's newer word is that
+    /// the token is no longer active.
+    pub fn is_fresh_active_of_another(bytes: &[u8], hash: &[u8; 32], now: u64) -> bool {
+        crate::pieces::from_bytes::<CachedIntrospection>(bytes).is_ok_and(|entry| {
+            entry.hash != hex(hash)
+                && entry.covers(now)
+                && entry.identity.is_some_and(|identity| now < identity.expires_at)
+        })
+    }
+
     /// The cached answer for this hash at `now`, if the slot holds it and it is fresh; the
     /// identity is reported as coming from `key_manager` (the slot belongs to it).
     pub fn lookup(bytes: &[u8], hash: &[u8; 32], key_manager: KmId, now: u64) -> Option<Introspected> {

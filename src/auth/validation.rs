@@ -192,11 +192,15 @@ fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], a
     let answer = introspection::parse(km, answer, now);
     if let Some(entry) = CachedIntrospection::for_answer(hash, &answer, km, now) {
         let slot = introspection::slot(km, hash);
-        // A flood of bogus tokens must not evict the cached answers of real ones; the write
+        // A flood of bogus tokens must not evict the cached answers of real ones (but a token's
+        // own active answer gives way to a newer inactive one: another worker's call, answered
+        // first, must not keep a token the key manager now refuses in for the TTL); the write
         // carries the CAS of what was read, so it never overwrites a newer entry.
         let current = context.store.shared_get(&slot).ok().flatten();
         let evicts_active = entry.identity.is_none()
-            && current.as_ref().is_some_and(|(bytes, _)| CachedIntrospection::is_fresh_active(bytes, now));
+            && current
+                .as_ref()
+                .is_some_and(|(bytes, _)| CachedIntrospection::is_fresh_active_of_another(bytes, hash, now));
         if let (false, Ok(bytes)) = (evicts_active, serde_json::to_vec(&entry)) {
             if bytes.len() <= introspection::MAX_CACHED_ENTRY {
                 let _ = context.store.shared_set(&slot, &bytes, current.map(|(_, cas)| cas));
@@ -408,5 +412,47 @@ mod tests {
             {"name": "b", "issuer": "https://km/", "jwks": {"cluster": "b"}}]});
         let error = Config::from_json(two.to_string().as_bytes()).unwrap_err();
         assert_eq!(error.field, "key_managers[1].issuer");
+    }
+
+    /// Two workers introspect one token at once; the key manager answers the first call active,
+    /// then the token is revoked and it answers the second inactive. The newer answer is what
+    /// every worker's next request sees: the token is refused, not taken from the cache for the
+    /// TTL (300 s) on the strength of the older answer.
+    #[test]
+    fn a_newer_inactive_answer_replaces_the_same_tokens_cached_active_one() {
+        let json = r#"{"key_managers": [{"name": "km", "issuer": "https://km",
+            "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let (mut first, mut second) = (WorkerState::new(&config.auth), WorkerState::new(&config.auth));
+        let active = Answer::Http { status: 200, body: br#"{"active":true,"client_id":"c"}"#.to_vec() };
+        let inactive = Answer::Http { status: 200, body: br#"{"active":false}"#.to_vec() };
+        let begin = |worker: &mut WorkerState, store: &mut MemoryStore| {
+            let mut context =
+                Context { auth: &config.auth, directory: config.directory.as_ref(), worker, store, now: 1_000 };
+            start(&mut context, Presented::Bearer("opaque-1".to_string()))
+        };
+        let (Step::Call(_, one), Step::Call(_, two)) = (begin(&mut first, &mut store), begin(&mut second, &mut store))
+        else {
+            panic!("both workers introspect")
+        };
+        let mut context = Context {
+            auth: &config.auth,
+            directory: config.directory.as_ref(),
+            worker: &mut first,
+            store: &mut store,
+            now: 1_000,
+        };
+        assert!(matches!(resume(&mut context, one, &active), Step::Done(_)));
+        let mut context = Context {
+            auth: &config.auth,
+            directory: config.directory.as_ref(),
+            worker: &mut second,
+            store: &mut store,
+            now: 1_000,
+        };
+        assert!(matches!(resume(&mut context, two, &inactive), Step::Refused(_)));
+        let step = begin(&mut first, &mut store);
+        assert!(matches!(step, Step::Refused(_)), "taken from the older active answer: {step:?}");
     }
 }
