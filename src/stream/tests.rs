@@ -760,6 +760,7 @@ mod claims_model;
 mod configs_that_load;
 mod cors;
 mod cp_live_model;
+mod credential_life_model;
 mod debug_output;
 mod event_streams;
 mod fault_model;
