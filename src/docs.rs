@@ -115,11 +115,17 @@ pub fn error_code_reference() -> String {
     );
     out.push_str("arithmetic (a backend timeout is 101504, every other backend failure 101503; the Microgateway\n");
     out.push_str("itself sent these with status 500, the filter keeps Envoy's 503/504 unless overridden); and these\n");
-    out.push_str("entries carry the Microgateway's texts:\n\n");
-    out.push_str("| id | message | description |\n|---|---|---|\n");
+    out.push_str("entries carry the Microgateway's statuses and texts (its 3.x gateway module's):\n\n");
+    out.push_str("| id | status | message | description |\n|---|---|---|---|\n");
     for id in ALL {
-        if let Some((message, description)) = formats::microgateway(*id) {
-            out.push_str(&format!("| `{}` | {} | {} |\n", id.spec().id, cell(message), cell(description)));
+        if let Some(mgw) = formats::microgateway(*id) {
+            let status = mgw.status.unwrap_or(id.spec().status);
+            out.push_str(&format!(
+                "| `{}` | {status} | {} | {} |\n",
+                id.spec().id,
+                cell(mgw.message),
+                cell(mgw.description)
+            ));
         }
     }
     out.push_str(

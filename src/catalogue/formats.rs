@@ -167,16 +167,114 @@ pub fn kanali(id: FaultId) -> KanaliError {
 
 /// Where the WSO2 API Microgateway's texts differ from API-M 4.x: `(message, description)`.
 ///
-/// The Microgateway answers a key manager outage with "Unclassified Authentication Failure" as
-/// both message and description, and a backend timeout with 101504 "Connection timed out" (it has
-/// no protocol-state arithmetic: every other backend failure is 101503).
-pub fn microgateway(id: FaultId) -> Option<(&'static str, &'static str)> {
+/// What the WSO2 API Microgateway 3.x answers for an entry, where it differs from API-M 4.x.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Microgateway {
+    /// Its status, when it is not the catalogue's.
+    pub status: Option<u16>,
+    pub message: &'static str,
+    pub description: &'static str,
+}
+
+const fn mgw(status: Option<u16>, message: &'static str, description: &'static str) -> Option<Microgateway> {
+    Some(Microgateway { status, message, description })
+}
+
+/// The Microgateway 3.x's answer for an entry, as its gateway module writes it
+/// (wso2/product-microgateway, `components/micro-gateway-core/src/main/ballerina/src/gateway/`,
+/// tags v3.1.0 to v3.2.10).
+///
+/// Authentication faults (`constants/api_security_constants.bal`): the message is
+/// `getAuthenticationFailureMessage(code)` and the description
+/// `getFailureMessageDetailDescription`, the message, `". "` and a detail; codes without a detail
+/// of their own get `"Unclassified Authentication Failure"` (900904 too: its branch tests 900906
+/// again). The status is `setErrorMessageToInvocationContext`'s (`utils/utils.bal`): 500 for 900900
+/// and 900916, 403 for 900906, 900908, 900910, 422 for 900915, 401 for every other.
+///
+/// A key manager outage (900900) keeps the body the Microgateway's troubleshooting page (seed 000)
+/// shows, "Unclassified Authentication Failure" as both message and description; a backend
+/// timeout is 101504 "Connection timed out" (it has no protocol-state arithmetic: every other
+/// backend failure is 101503).
+pub fn microgateway(id: FaultId) -> Option<Microgateway> {
+    use FaultId::*;
+    const GENERAL: &str = "Unclassified Authentication Failure";
     match id {
-        FaultId::AuthGeneralError => {
-            Some(("Unclassified Authentication Failure", "Unclassified Authentication Failure"))
+        AuthGeneralError => mgw(None, GENERAL, GENERAL),
+        InvalidCredentials => {
+            mgw(None, "Invalid Credentials", "Invalid Credentials. Make sure you have given the correct access token")
         }
-        FaultId::ConnectionTimedOut => Some(("Runtime Error", "Connection timed out")),
-        FaultId::ConnectionFailed => Some(("Runtime Error", "Error connecting to the back end")),
+        MissingCredentials => mgw(
+            None,
+            "Missing Credentials",
+            "Missing Credentials. Make sure your API request provides required credentials",
+        ),
+        AccessTokenExpired => {
+            mgw(None, "Access Token Expired", "Access Token Expired. Renew the access token and try again")
+        }
+        AccessTokenInactive => {
+            mgw(None, "Access Token Inactive", "Access Token Inactive. Unclassified Authentication Failure")
+        }
+        IncorrectAccessTokenType => mgw(
+            None,
+            "Incorrect Access Token Type is provided",
+            "Incorrect Access Token Type is provided. Unclassified Authentication Failure",
+        ),
+        NoMatchingResource => mgw(
+            None,
+            "No matching resource found in the API for the given request",
+            "No matching resource found in the API for the given request. Check the API documentation and add a proper REST resource path to the invocation URL",
+        ),
+        ApiTemporarilyBlocked => mgw(
+            None,
+            "The requested API is temporarily blocked",
+            "The requested API is temporarily blocked. Unclassified Authentication Failure",
+        ),
+        ResourceForbidden | ApiKeyRestricted => {
+            mgw(None, "Resource forbidden ", "Resource forbidden . Unclassified Authentication Failure")
+        }
+        SubscriptionInactive => mgw(
+            None,
+            "The subscription to the API is inactive",
+            "The subscription to the API is inactive. Unclassified Authentication Failure",
+        ),
+        InsufficientScope => mgw(
+            None,
+            "The access token does not allow you to access the requested resource",
+            "The access token does not allow you to access the requested resource. Unclassified Authentication Failure",
+        ),
+        InvalidCredentialsAlt => mgw(
+            None,
+            "Invalid Credentials",
+            "Invalid Credentials. Make sure you have given the correct username and password",
+        ),
+        InvalidCredentialFormat => mgw(
+            None,
+            "Invalid Format",
+            "Invalid Format. Make sure you have given the credentials in correct format with \":\" character",
+        ),
+        InvalidCookie => mgw(
+            None,
+            "Invalid Cookie is Provided",
+            "Invalid Cookie is Provided. Make sure you have given the valid cookie at the Server startup",
+        ),
+        NoCookies => mgw(
+            None,
+            "No Cookies are provided at Server startup.",
+            "No Cookies are provided at Server startup.. Make sure you have given the authorized cookie at the server startup",
+        ),
+        UnprocessableEntity => {
+            mgw(Some(422), "Unprocessable entity", "Unprocessable entity. Unclassified Authentication Failure")
+        }
+        UnprocessableEntityAlt => {
+            mgw(Some(500), "Unprocessable entity", "Unprocessable entity. Unclassified Authentication Failure")
+        }
+        InvalidAuthScheme => mgw(
+            None,
+            "Invalid Authentication scheme",
+            "Invalid Authentication scheme. API can not be used with this authentication scheme",
+        ),
+        ConnectionTimedOut => mgw(None, "Runtime Error", "Connection timed out"),
+        ConnectionFailed => mgw(None, "Runtime Error", "Error connecting to the back end"),
         _ => None,
     }
 }
@@ -213,6 +311,87 @@ mod tests {
     #[test]
     fn tyk_tells_a_request_before_the_apis_are_loaded_to_wait() {
         assert_eq!(tyk(FaultId::ApisNotLoaded), (503, "Service temporarily unavailable."));
+    }
+
+    /// wso2/product-microgateway v3.2.10, `constants/api_security_constants.bal` lines 19-173
+    /// (messages, details, `getFailureMessageDetailDescription`) and `utils/utils.bal` lines
+    /// 290-311 (`setErrorMessageToInvocationContext`: the status).
+    #[test]
+    fn the_microgateway_answers_authentication_faults_with_its_own_texts_and_statuses() {
+        let answer = |id| microgateway(id).map(|m| (m.status.unwrap_or(id.spec().status), m.message, m.description));
+        let cases: [(FaultId, u16, &str, &str); 8] = [
+            (
+                FaultId::InvalidCredentials,
+                401,
+                "Invalid Credentials",
+                "Invalid Credentials. Make sure you have given the correct access token",
+            ),
+            (
+                FaultId::MissingCredentials,
+                401,
+                "Missing Credentials",
+                "Missing Credentials. Make sure your API request provides required credentials",
+            ),
+            (
+                FaultId::AccessTokenExpired,
+                401,
+                "Access Token Expired",
+                "Access Token Expired. Renew the access token and try again",
+            ),
+            // Its 900904 branch tests 900906 again (line 150): the general detail.
+            (
+                FaultId::AccessTokenInactive,
+                401,
+                "Access Token Inactive",
+                "Access Token Inactive. Unclassified Authentication Failure",
+            ),
+            (
+                FaultId::InvalidCredentialFormat,
+                401,
+                "Invalid Format",
+                "Invalid Format. Make sure you have given the credentials in correct format with \":\" character",
+            ),
+            (
+                FaultId::InvalidAuthScheme,
+                401,
+                "Invalid Authentication scheme",
+                "Invalid Authentication scheme. API can not be used with this authentication scheme",
+            ),
+            (
+                FaultId::UnprocessableEntity,
+                422,
+                "Unprocessable entity",
+                "Unprocessable entity. Unclassified Authentication Failure",
+            ),
+            (
+                FaultId::UnprocessableEntityAlt,
+                500,
+                "Unprocessable entity",
+                "Unprocessable entity. Unclassified Authentication Failure",
+            ),
+        ];
+        for (id, status, message, description) in cases {
+            assert_eq!(answer(id), Some((status, message, description)), "{id:?}");
+        }
+        assert_eq!(
+            answer(FaultId::InsufficientScope),
+            Some((403, "The access token does not allow you to access the requested resource",
+                "The access token does not allow you to access the requested resource. Unclassified Authentication Failure"))
+        );
+        assert_eq!(
+            answer(FaultId::NoCookies).map(|m| m.2),
+            Some("No Cookies are provided at Server startup.. Make sure you have given the authorized cookie at the server startup")
+        );
+        assert_eq!(
+            answer(FaultId::ResourceForbidden),
+            Some((403, "Resource forbidden ", "Resource forbidden . Unclassified Authentication Failure"))
+        );
+        // Every 9009xx entry but the key-type refusals (its resource templates answer those) has
+        // the Microgateway's answer.
+        let key_type = [FaultId::ProductionKeyWithoutEndpoint, FaultId::SandboxKeyWithoutEndpoint];
+        for id in ALL.iter().filter(|id| (900900..=900917).contains(&id.spec().code) && !key_type.contains(id)) {
+            assert!(microgateway(*id).is_some(), "{id:?}");
+        }
     }
 
     #[test]

@@ -65,9 +65,10 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
             resolved.message = Cow::Borrowed(kanali.message);
         }
         ErrorFormat::Microgateway => {
-            if let Some((message, description)) = formats::microgateway(fault.id) {
-                resolved.message = Cow::Borrowed(message);
-                resolved.description = Cow::Borrowed(description);
+            if let Some(mgw) = formats::microgateway(fault.id) {
+                resolved.status = mgw.status.unwrap_or(resolved.status);
+                resolved.message = Cow::Borrowed(mgw.message);
+                resolved.description = Cow::Borrowed(mgw.description);
             }
         }
         ErrorFormat::ChoreoConnect => {
@@ -475,6 +476,9 @@ mod tests {
                     ErrorFormat::Tyk => formats::tyk(*id).0,
                     ErrorFormat::Kanali => formats::kanali(*id).status,
                     ErrorFormat::ChoreoConnect => formats::choreo_connect(*id).map_or(spec.status, |choreo| choreo.0),
+                    ErrorFormat::Microgateway => {
+                        formats::microgateway(*id).and_then(|m| m.status).unwrap_or(spec.status)
+                    }
                     _ => spec.status,
                 };
                 assert_eq!(rendered.status, expected_status, "{format} {}", spec.id);
@@ -505,14 +509,14 @@ mod tests {
                         // strings.
                         ErrorFormat::Microgateway if !status_report(spec.family) => {
                             assert_eq!(value["fault"]["code"], fault.code, "{format} {}", spec.id);
-                            let description = formats::microgateway(*id).map_or(spec.description, |m| m.1);
+                            let description = formats::microgateway(*id).map_or(spec.description, |m| m.description);
                             assert_eq!(value["fault"]["description"], description);
                         }
                         _ => {
                             assert!(text.contains(&format!("\"{}\"", fault.code)), "{format} {}: {text}", spec.id);
                             let description = match settings.format {
                                 ErrorFormat::Microgateway => {
-                                    formats::microgateway(*id).map_or(spec.description, |m| m.1)
+                                    formats::microgateway(*id).map_or(spec.description, |m| m.description)
                                 }
                                 ErrorFormat::ChoreoConnect => {
                                     formats::choreo_connect(*id).and_then(|choreo| choreo.1).unwrap_or(spec.description)

@@ -41,7 +41,8 @@ struct Entry {
 
 struct Doc {
     entries: Vec<Entry>,
-    microgateway: HashMap<String, (String, String)>,
+    /// The Microgateway's status, message and description, by id.
+    microgateway: HashMap<String, (u16, String, String)>,
     kanali_codes: HashMap<String, (u16, String)>,
     kanali_of: HashMap<String, String>,
     tyk: HashMap<String, (u16, String)>,
@@ -59,9 +60,9 @@ fn doc() -> Doc {
             description: cells[5].clone(),
         })
         .collect();
-    let microgateway = table("## Microgateway format", "| id | message |")
+    let microgateway = table("## Microgateway format", "| id | status | message |")
         .into_iter()
-        .map(|cells| (cells[0].clone(), (cells[1].clone(), cells[2].clone())))
+        .map(|cells| (cells[0].clone(), (cells[1].parse().unwrap(), cells[2].clone(), cells[3].clone())))
         .collect();
     let kanali_codes = table("## Kanali format", "| Kanali code | status |")
         .into_iter()
@@ -477,8 +478,8 @@ fn expected(doc: &Doc, setup: &Setup, provoke: Provoke) -> Expected {
             out.kanali = Some(kanali);
         }
         "microgateway" => {
-            if let Some((message, description)) = doc.microgateway.get(&id) {
-                (out.message, out.description) = (message.clone(), description.clone());
+            if let Some((status, message, description)) = doc.microgateway.get(&id) {
+                (out.status, out.message, out.description) = (*status, message.clone(), description.clone());
             }
         }
         "choreo-connect" if id == "blocked" => out.status = 403,

@@ -441,11 +441,14 @@ fn every_entry_is_documented_as_rendered() {
         assert_eq!((tyk.status, &body["error"]), (*status, &error.as_str().into()), "{}", spec.id);
         let mgw = crate::render::render(&crate::catalogue::Fault::new(*id), &format(ErrorFormat::Microgateway), None);
         let body: serde_json::Value = serde_json::from_str(&mgw.body).unwrap();
-        let (message, description) =
-            doc.microgateway.get(spec.id).cloned().unwrap_or((entry.message.clone(), entry.description.clone()));
+        let (status, message, description) = doc.microgateway.get(spec.id).cloned().unwrap_or((
+            entry.status,
+            entry.message.clone(),
+            entry.description.clone(),
+        ));
         assert_eq!(
-            (&body["fault"]["message"], &body["fault"]["description"]),
-            (&message.into(), &description.into()),
+            (mgw.status, &body["fault"]["message"], &body["fault"]["description"]),
+            (status, &message.into(), &description.into()),
             "{}",
             spec.id
         );
