@@ -191,7 +191,8 @@ const fn mgw(status: Option<u16>, message: &'static str, description: &'static s
 /// again). The status is `setErrorMessageToInvocationContext`'s (`utils/utils.bal`): 500 for 900900
 /// and 900916, 403 for 900906, 900908, 900910, 422 for 900915, 401 for every other.
 ///
-/// A key manager outage (900900) keeps the body the Microgateway's troubleshooting page (seed 000)
+/// Blocking and throttle errors are its throttle filter's (see the test). A key manager outage
+/// (900900) keeps the body the Microgateway's troubleshooting page (seed 000)
 /// shows, "Unclassified Authentication Failure" as both message and description; a backend
 /// timeout is 101504 "Connection timed out" (it has no protocol-state arithmetic: every other
 /// backend failure is 101503).
@@ -273,6 +274,12 @@ pub fn microgateway(id: FaultId) -> Option<Microgateway> {
             "Invalid Authentication scheme",
             "Invalid Authentication scheme. API can not be used with this authentication scheme",
         ),
+        // Its throttle filter (`filters/throttle_filter.bal` lines 79-80, 96-98, 212-213): a
+        // blocking condition is 403 with the description's typo, internal errors are
+        // `INTERNAL_SERVER_ERROR_MESSAGE` (`constants/constants.bal` line 486).
+        Blocked => mgw(Some(403), "Message blocked", "You have been blocked from accesing the resource"),
+        ThrottleInternalError => mgw(None, "Internal server error occured", "Internal server error occured"),
+        ThrottlePolicyMissing => mgw(None, "Internal server error occured", "POLICY ENFORCEMENT ERROR"),
         ConnectionTimedOut => mgw(None, "Runtime Error", "Connection timed out"),
         ConnectionFailed => mgw(None, "Runtime Error", "Error connecting to the back end"),
         _ => None,
@@ -391,6 +398,34 @@ mod tests {
         let key_type = [FaultId::ProductionKeyWithoutEndpoint, FaultId::SandboxKeyWithoutEndpoint];
         for id in ALL.iter().filter(|id| (900900..=900917).contains(&id.spec().code) && !key_type.contains(id)) {
             assert!(microgateway(*id).is_some(), "{id:?}");
+        }
+    }
+
+    /// wso2/product-microgateway v3.2.10, `filters/throttle_filter.bal` lines 79-80 (900805 with
+    /// `FORBIDDEN`), 96-98 (900809), 212-213 (900808); `constants/api_throttle_out_constants.bal`
+    /// lines 26-35; `constants/constants.bal` line 486.
+    #[test]
+    fn the_microgateway_answers_blocking_and_throttling_errors_with_its_own_texts_and_statuses() {
+        let answer = |id| microgateway(id).map(|m| (m.status.unwrap_or(id.spec().status), m.message, m.description));
+        assert_eq!(
+            answer(FaultId::Blocked),
+            Some((403, "Message blocked", "You have been blocked from accesing the resource"))
+        );
+        assert_eq!(
+            answer(FaultId::ThrottleInternalError),
+            Some((500, "Internal server error occured", "Internal server error occured"))
+        );
+        assert_eq!(
+            answer(FaultId::ThrottlePolicyMissing),
+            Some((500, "Internal server error occured", "POLICY ENFORCEMENT ERROR"))
+        );
+        // Throttled out: the same texts as API-M's, 429.
+        for id in [FaultId::ApiThrottled, FaultId::ResourceThrottled, FaultId::SubscriptionThrottled] {
+            assert_eq!(microgateway(id), None, "{id:?}");
+            assert_eq!(
+                (id.spec().status, id.spec().message, id.spec().description),
+                (429, "Message throttled out", "You have exceeded your quota")
+            );
         }
     }
 
