@@ -116,18 +116,28 @@ pub fn error_code_reference() -> String {
     out.push_str("arithmetic (a backend timeout is 101504, every other backend failure 101503; the Microgateway\n");
     out.push_str("itself sent these with status 500, the filter keeps Envoy's 503/504 unless overridden); and these\n");
     out.push_str("entries carry the Microgateway's statuses and texts (its 3.x gateway module's):\n\n");
-    out.push_str("| id | status | message | description |\n|---|---|---|---|\n");
+    out.push_str("| id | status | message | description | body |\n|---|---|---|---|---|\n");
     for id in ALL {
         if let Some(mgw) = formats::microgateway(*id) {
             let status = mgw.status.unwrap_or(id.spec().status);
+            let body = match mgw.shape {
+                formats::MicrogatewayShape::Fault => "fault",
+                formats::MicrogatewayShape::StatusReport => "status report",
+                formats::MicrogatewayShape::KeyTypeError => "ERROR_CODE",
+            };
             out.push_str(&format!(
-                "| `{}` | {status} | {} | {} |\n",
+                "| `{}` | {status} | {} | {} | {body} |\n",
                 id.spec().id,
                 cell(mgw.message),
                 cell(mgw.description)
             ));
         }
     }
+    out.push_str(
+        "\nBodies: `fault` is `{\"fault\":{\"code\":...,\"message\":...,\"description\":...}}`; `status report` is\n\
+         `{\"code\":404,\"type\":\"Status report\",\"message\":...,\"description\":...}` (a number, unwrapped);\n\
+         `ERROR_CODE` is `{\"ERROR_CODE\":\"900901\",\"ERROR_MESSAGE\":<description>}`.\n",
+    );
     out.push_str(
         "\n## Choreo Connect format\n\nThe `choreo-connect` format answers as Choreo Connect's enforcer does:\n",
     );

@@ -174,10 +174,24 @@ pub struct Microgateway {
     pub status: Option<u16>,
     pub message: &'static str,
     pub description: &'static str,
+    pub shape: MicrogatewayShape,
+}
+
+/// The body a Microgateway answer has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MicrogatewayShape {
+    /// `{"fault":{"code":...,"message":...,"description":...}}` (its `sendErrorResponse`).
+    Fault,
+    /// `{"code":404,"type":"Status report","message":...,"description":...}`, unwrapped: its
+    /// generated `apiNotFoundService` (`faultResponses.mustache`, `METHOD_NOT_FOUND_RESPONSE`).
+    StatusReport,
+    /// `{"ERROR_CODE":"900901","ERROR_MESSAGE":<description>}`: its resource templates' refusal of a
+    /// key type the API has no endpoint for (`noProdAvailableError.mustache`).
+    KeyTypeError,
 }
 
 const fn mgw(status: Option<u16>, message: &'static str, description: &'static str) -> Option<Microgateway> {
-    Some(Microgateway { status, message, description })
+    Some(Microgateway { status, message, description, shape: MicrogatewayShape::Fault })
 }
 
 /// The Microgateway 3.x's answer for an entry, as its gateway module writes it
@@ -280,6 +294,27 @@ pub fn microgateway(id: FaultId) -> Option<Microgateway> {
         Blocked => mgw(Some(403), "Message blocked", "You have been blocked from accesing the resource"),
         ThrottleInternalError => mgw(None, "Internal server error occured", "Internal server error occured"),
         ThrottlePolicyMissing => mgw(None, "Internal server error occured", "POLICY ENFORCEMENT ERROR"),
+        // The CLI's templates (`components/micro-gateway-cli/src/main/resources/templates/`):
+        // `apiNotFoundService.mustache` lines 28-31 with `faultResponses.mustache` lines 1-6, and
+        // `noProdAvailableError.mustache` / `noSandAvailableError.mustache` lines 1-9 (403).
+        NotFound => Some(Microgateway {
+            status: None,
+            message: "Runtime Error",
+            description: "No matching resource found for given API Request",
+            shape: MicrogatewayShape::StatusReport,
+        }),
+        ProductionKeyWithoutEndpoint => Some(Microgateway {
+            status: Some(403),
+            message: "Invalid Credentials",
+            description: "Production key offered to the API with no production endpoint",
+            shape: MicrogatewayShape::KeyTypeError,
+        }),
+        SandboxKeyWithoutEndpoint => Some(Microgateway {
+            status: Some(403),
+            message: "Invalid Credentials",
+            description: "Sandbox key offered to the API with no sandbox endpoint",
+            shape: MicrogatewayShape::KeyTypeError,
+        }),
         ConnectionTimedOut => mgw(None, "Runtime Error", "Connection timed out"),
         ConnectionFailed => mgw(None, "Runtime Error", "Error connecting to the back end"),
         _ => None,
@@ -393,10 +428,8 @@ mod tests {
             answer(FaultId::ResourceForbidden),
             Some((403, "Resource forbidden ", "Resource forbidden . Unclassified Authentication Failure"))
         );
-        // Every 9009xx entry but the key-type refusals (its resource templates answer those) has
-        // the Microgateway's answer.
-        let key_type = [FaultId::ProductionKeyWithoutEndpoint, FaultId::SandboxKeyWithoutEndpoint];
-        for id in ALL.iter().filter(|id| (900900..=900917).contains(&id.spec().code) && !key_type.contains(id)) {
+        // Every 9009xx entry has the Microgateway's answer.
+        for id in ALL.iter().filter(|id| (900900..=900917).contains(&id.spec().code)) {
             assert!(microgateway(*id).is_some(), "{id:?}");
         }
     }

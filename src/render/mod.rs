@@ -2,6 +2,7 @@
 //! in the configured format, with overrides, CORS headers and `WWW-Authenticate` applied. Its
 //! settings are compiled in [`settings`].
 
+mod microgateway;
 pub mod settings;
 
 use std::borrow::Cow;
@@ -146,7 +147,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
     let (content_type, body) = match settings.format {
         ErrorFormat::ApimJson => (JSON, apim_json(&resolved, family, next_access_time.as_deref())),
         ErrorFormat::ApimXml => (XML, apim_xml(&resolved, family, next_access_time.as_deref())),
-        ErrorFormat::Microgateway => (JSON, microgateway_json(&resolved, family)),
+        ErrorFormat::Microgateway => (JSON, microgateway::json(&resolved, fault.id)),
         ErrorFormat::ChoreoConnect => (JSON, choreo_json(&resolved, fault.id)),
         ErrorFormat::Kanali => (JSON, kanali_json(&resolved, fault.id, &settings.kanali_docs_url)),
         ErrorFormat::Tyk => (JSON, to_json(&TykBody { error: &resolved.message })),
@@ -266,38 +267,6 @@ fn apim_xml(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&s
     }
     xml.push_str(&format!("</{prefix}:fault>"));
     xml
-}
-
-#[derive(Serialize)]
-struct MicrogatewayBody<'a> {
-    fault: MicrogatewayFault<'a>,
-}
-
-#[derive(Serialize)]
-struct MicrogatewayFault<'a> {
-    code: MicrogatewayCode,
-    message: &'a str,
-    description: &'a str,
-}
-
-/// The Microgateway writes the codes of backend failures as strings (`"101503"`) and its own
-/// (authentication, throttling) as numbers (`900900`), as its documentation shows them.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum MicrogatewayCode {
-    Text(String),
-    Number(u32),
-}
-
-fn microgateway_json(resolved: &Resolved<'_>, family: Family) -> String {
-    let code = if status_report(family) {
-        MicrogatewayCode::Text(resolved.code.to_string())
-    } else {
-        MicrogatewayCode::Number(resolved.code)
-    };
-    to_json(&MicrogatewayBody {
-        fault: MicrogatewayFault { code, message: &resolved.message, description: &resolved.description },
-    })
 }
 
 #[derive(Serialize)]
@@ -507,6 +476,18 @@ mod tests {
                         }
                         // The Microgateway writes its own codes as numbers, backend failures' as
                         // strings.
+                        ErrorFormat::Microgateway
+                            if formats::microgateway(*id)
+                                .is_some_and(|m| m.shape != formats::MicrogatewayShape::Fault) =>
+                        {
+                            let mgw = formats::microgateway(*id).unwrap();
+                            let code = match mgw.shape {
+                                formats::MicrogatewayShape::KeyTypeError => &value["ERROR_CODE"],
+                                _ => &value["code"],
+                            };
+                            assert!(code.to_string().contains(&fault.code.to_string()), "{}: {text}", spec.id);
+                            assert!(text.contains(&serde_json::to_string(mgw.description).unwrap()), "{text}");
+                        }
                         ErrorFormat::Microgateway if !status_report(spec.family) => {
                             assert_eq!(value["fault"]["code"], fault.code, "{format} {}", spec.id);
                             let description = formats::microgateway(*id).map_or(spec.description, |m| m.description);
@@ -801,3 +782,6 @@ mod grpc_tests;
 
 #[cfg(test)]
 mod override_tests;
+
+#[cfg(test)]
+mod microgateway_tests;

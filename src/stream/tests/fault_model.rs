@@ -42,7 +42,7 @@ struct Entry {
 struct Doc {
     entries: Vec<Entry>,
     /// The Microgateway's status, message and description, by id.
-    microgateway: HashMap<String, (u16, String, String)>,
+    microgateway: HashMap<String, (u16, String, String, String)>,
     kanali_codes: HashMap<String, (u16, String)>,
     kanali_of: HashMap<String, String>,
     tyk: HashMap<String, (u16, String)>,
@@ -62,7 +62,7 @@ fn doc() -> Doc {
         .collect();
     let microgateway = table("## Microgateway format", "| id | status | message |")
         .into_iter()
-        .map(|cells| (cells[0].clone(), (cells[1].parse().unwrap(), cells[2].clone(), cells[3].clone())))
+        .map(|c| (c[0].clone(), (c[1].parse().unwrap(), c[2].clone(), c[3].clone(), c[4].clone())))
         .collect();
     let kanali_codes = table("## Kanali format", "| Kanali code | status |")
         .into_iter()
@@ -444,6 +444,8 @@ struct Expected {
     grpc_status: Option<u8>,
     /// Kanali's own code.
     kanali: Option<String>,
+    /// The Microgateway's body shape (its table's `body` column; `fault` when not listed).
+    mgw_body: String,
 }
 
 fn expected(doc: &Doc, setup: &Setup, provoke: Provoke) -> Expected {
@@ -458,6 +460,7 @@ fn expected(doc: &Doc, setup: &Setup, provoke: Provoke) -> Expected {
         description: entry.description.clone(),
         grpc_status: None,
         kanali: None,
+        mgw_body: "fault".to_string(),
     };
     if id == "missing_credentials" {
         // The description names the configured headers (`Authorization` as WSO2 spells it).
@@ -478,8 +481,9 @@ fn expected(doc: &Doc, setup: &Setup, provoke: Provoke) -> Expected {
             out.kanali = Some(kanali);
         }
         "microgateway" => {
-            if let Some((status, message, description)) = doc.microgateway.get(&id) {
+            if let Some((status, message, description, shape)) = doc.microgateway.get(&id) {
                 (out.status, out.message, out.description) = (*status, message.clone(), description.clone());
+                out.mgw_body = shape.clone();
             }
         }
         "choreo-connect" if id == "blocked" => out.status = 403,
