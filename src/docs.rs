@@ -145,13 +145,21 @@ pub fn error_code_reference() -> String {
         "`{\"code\":...,\"error_message\":...,\"error_description\":...}` (its router's answers, to upstream\n",
     );
     out.push_str(
-        "failures and unknown paths, as `{\"code\":...,\"message\":...,\"description\":...}`), with these statuses and\n",
+        "failures and unknown paths, as `{\"code\":...,\"message\":...,\"description\":...}`), with these statuses, codes and\n",
     );
-    out.push_str("descriptions where they differ from API-M's:\n\n| id | status | description |\n|---|---|---|\n");
+    out.push_str("texts where they differ from API-M's:\n\n| id | status | code | message | description |\n|---|---|---|---|---|\n");
     for id in ALL {
-        if let Some((status, description)) = formats::choreo_connect(*id) {
-            let description = description.unwrap_or(id.spec().description);
-            out.push_str(&format!("| `{}` | {status} | {} |\n", id.spec().id, cell(description)));
+        let answer = formats::choreo_connect(*id);
+        if answer != formats::ChoreoAnswer::default() {
+            let spec = id.spec();
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                spec.id,
+                answer.status.unwrap_or(spec.status),
+                answer.code.unwrap_or(spec.code),
+                cell(answer.message.unwrap_or(spec.message)),
+                cell(answer.description.unwrap_or(spec.description))
+            ));
         }
     }
     out.push_str("\n## Kanali format\n\nThe `kanali` format answers with Kanali's own codes, each with Kanali's status and message\n");

@@ -321,25 +321,116 @@ pub fn microgateway(id: FaultId) -> Option<Microgateway> {
     }
 }
 
-/// Where Choreo Connect's enforcer answers otherwise than API-M 4.x: `(status, description)`.
+/// What Choreo Connect answers for a fault where it differs from API-M 4.x: each field that is
+/// `Some` replaces the catalogue's (overrides still apply on top).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChoreoAnswer {
+    pub status: Option<u16>,
+    pub code: Option<u32>,
+    pub message: Option<&'static str>,
+    pub description: Option<&'static str>,
+}
+
+impl ChoreoAnswer {
+    const SAME: ChoreoAnswer = ChoreoAnswer { status: None, code: None, message: None, description: None };
+
+    const fn status(status: u16) -> ChoreoAnswer {
+        ChoreoAnswer { status: Some(status), ..ChoreoAnswer::SAME }
+    }
+}
+
+/// Where Choreo Connect (its enforcer, `org.wso2.choreo.connect.enforcer`, 1.0 to 1.2) answers
+/// otherwise than API-M 4.x.
 ///
 /// It answers a blocking condition (900805) with 403 and every other throttle code, the hard
-/// limit's too, with 429 (its `setThrottleErrorToContext`). Its `AuthFilter` refuses a key type
-/// the API has no endpoint for as an authentication failure: 401, its own sentence followed by
-/// the invalid-credentials advice (`getFailureMessageDetailDescription`, for 900901).
-pub fn choreo_connect(id: FaultId) -> Option<(u16, Option<&'static str>)> {
+/// limit's too, with 429 (`FilterUtils.setThrottleErrorToContext`). Its `AuthFilter` refuses a key
+/// type the API has no endpoint for as an authentication failure: 401, its own sentence followed
+/// by the invalid-credentials advice (`getFailureMessageDetailDescription`, for 900901).
+pub fn choreo_connect(id: FaultId) -> ChoreoAnswer {
+    use FaultId::*;
     match id {
-        FaultId::Blocked => Some((403, None)),
-        FaultId::HardLimitExceeded => Some((429, None)),
-        FaultId::ProductionKeyWithoutEndpoint => Some((
-            401,
-            Some("Production key offered to an API with no production endpoint. Make sure you have provided the correct security credentials"),
-        )),
-        FaultId::SandboxKeyWithoutEndpoint => Some((
-            401,
-            Some("Sandbox key offered to an API with no sandbox endpoint. Make sure you have provided the correct security credentials"),
-        )),
-        _ => None,
+        Blocked => ChoreoAnswer::status(403),
+        HardLimitExceeded => ChoreoAnswer::status(429),
+        ProductionKeyWithoutEndpoint => ChoreoAnswer {
+            status: Some(401),
+            description: Some("Production key offered to an API with no production endpoint. Make sure you have provided the correct security credentials"),
+            ..ChoreoAnswer::SAME
+        },
+        SandboxKeyWithoutEndpoint => ChoreoAnswer {
+            status: Some(401),
+            description: Some("Sandbox key offered to an API with no sandbox endpoint. Make sure you have provided the correct security credentials"),
+            ..ChoreoAnswer::SAME
+        },
+        // `AuthFilter` finds no credential it can authenticate with: `setUnauthenticatedErrorToContext`
+        // answers 900901 with the bare advice.
+        MissingCredentials => ChoreoAnswer {
+            code: Some(900901),
+            message: Some("Invalid Credentials"),
+            description: Some("Make sure you have provided the correct security credentials"),
+            ..ChoreoAnswer::SAME
+        },
+        // `JWTValidator` marks an expired token 900901 like any invalid one, and `JWTAuthenticator`
+        // throws it with `getAuthenticationFailureMessage(900901)`, which the advice is appended to.
+        AccessTokenExpired => ChoreoAnswer {
+            code: Some(900901),
+            message: Some("Invalid Credentials"),
+            description: Some("Invalid Credentials. Make sure you have provided the correct security credentials"),
+            ..ChoreoAnswer::SAME
+        },
+        ApiBlocked
+        | InvalidGraphqlQuery
+        | TemporaryServerError
+        | NoMatchingResource
+        | IncompletePayload
+        | NotFound
+        | ApisNotLoaded
+        | ApiThrottled
+        | ResourceThrottled
+        | ApplicationThrottled
+        | SubscriptionThrottled
+        | CustomPolicyThrottled
+        | BurstThrottled
+        | WebsocketFrameThrottled
+        | ThrottleInternalError
+        | ThrottlePolicyMissing
+        | AuthGeneralError
+        | InvalidCredentials
+        | AccessTokenInactive
+        | IncorrectAccessTokenType
+        | ApiTemporarilyBlocked
+        | ResourceForbidden
+        | ApiKeyRestricted
+        | SubscriptionInactive
+        | InsufficientScope
+        | InvalidCredentialsAlt
+        | InvalidCredentialFormat
+        | InvalidCookie
+        | NoCookies
+        | UnprocessableEntity
+        | UnprocessableEntityAlt
+        | InvalidAuthScheme
+        | ReceiverIoErrorSending
+        | ReceiverIoErrorReceiving
+        | SenderIoErrorSending
+        | SenderIoErrorReceiving
+        | ConnectionFailed
+        | ConnectionTimedOut
+        | ConnectionClosed
+        | ProtocolViolation
+        | ConnectionCanceled
+        | NewConnectionTimedOut
+        | SendAbort
+        | ResponseProcessingFailed
+        | ChoreoNoRoute
+        | ChoreoConnectFailure
+        | ChoreoTimeout
+        | ChoreoOverflow
+        | ChoreoRetryLimit
+        | ChoreoNoCluster
+        | ChoreoNoHealthyUpstream
+        | ChoreoRemoteReset
+        | ChoreoConnectionTermination
+        | ChoreoLocalReset => ChoreoAnswer::SAME,
     }
 }
 

@@ -43,6 +43,8 @@ struct Doc {
     entries: Vec<Entry>,
     /// The Microgateway's status, message and description, by id.
     microgateway: HashMap<String, (u16, String, String, String)>,
+    /// Choreo Connect's answers where they differ: status, code, message, description.
+    choreo: HashMap<String, (u16, u32, String, String)>,
     kanali_codes: HashMap<String, (u16, String)>,
     kanali_of: HashMap<String, String>,
     tyk: HashMap<String, (u16, String)>,
@@ -64,6 +66,10 @@ fn doc() -> Doc {
         .into_iter()
         .map(|c| (c[0].clone(), (c[1].parse().unwrap(), c[2].clone(), c[3].clone(), c[4].clone())))
         .collect();
+    let choreo = table("## Choreo Connect format", "| id | status | code | message | description |")
+        .into_iter()
+        .map(|c| (c[0].clone(), (c[1].parse().unwrap(), c[2].parse().unwrap(), c[3].clone(), c[4].clone())))
+        .collect();
     let kanali_codes = table("## Kanali format", "| Kanali code | status |")
         .into_iter()
         .map(|cells| (cells[0].clone(), (cells[1].parse().unwrap(), cells[2].clone())))
@@ -74,7 +80,7 @@ fn doc() -> Doc {
         .into_iter()
         .map(|cells| (cells[0].clone(), (cells[1].parse().unwrap(), cells[2].clone())))
         .collect();
-    Doc { entries, microgateway, kanali_codes, kanali_of, tyk }
+    Doc { entries, microgateway, choreo, kanali_codes, kanali_of, tyk }
 }
 
 impl Doc {
@@ -486,8 +492,12 @@ fn expected(doc: &Doc, setup: &Setup, provoke: Provoke) -> Expected {
                 out.mgw_body = shape.clone();
             }
         }
-        "choreo-connect" if id == "blocked" => out.status = 403,
-        "choreo-connect" if entry.family == "throttle" => out.status = 429,
+        "choreo-connect" => {
+            if let Some((status, code, message, description)) = doc.choreo.get(&id) {
+                (out.status, out.code) = (*status, *code);
+                (out.message, out.description) = (message.clone(), description.clone());
+            }
+        }
         _ => {}
     }
     let mut keyed: Vec<(usize, &Fields)> = setup
