@@ -144,9 +144,8 @@ pub fn error_code_reference() -> String {
     out.push_str(
         "`{\"code\":...,\"error_message\":...,\"error_description\":...}` (its router's answers, to upstream\n",
     );
-    out.push_str(
-        "failures and unknown paths, as `{\"code\":...,\"message\":...,\"description\":...}`), with these statuses, codes and\n",
-    );
+    out.push_str("failures, unknown paths and a path or method no resource has (`no_matching_resource`),\n");
+    out.push_str("as `{\"code\":...,\"message\":...,\"description\":...}`), with these statuses, codes and\n");
     out.push_str("texts where they differ from API-M's:\n\n| id | status | code | message | description |\n|---|---|---|---|---|\n");
     for id in ALL {
         let answer = formats::choreo_connect(*id);

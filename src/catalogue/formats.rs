@@ -4,7 +4,7 @@
 //! entries) and Choreo Connect (whose statuses differ for a few). Every match is exhaustive: a new catalogue entry cannot compile without a decision
 //! for each format.
 
-use super::FaultId;
+use super::{Family, FaultId};
 
 /// Tyk's status and `error` text for a fault.
 pub fn tyk(id: FaultId) -> (u16, &'static str) {
@@ -377,10 +377,32 @@ pub fn choreo_connect(id: FaultId) -> ChoreoAnswer {
             description: Some("Invalid Credentials. Make sure you have provided the correct security credentials"),
             ..ChoreoAnswer::SAME
         },
+        // A key manager or token-handling failure: every `APISecurityException` thrown with 900900
+        // carries `API_AUTH_GENERAL_ERROR_MESSAGE` as its message, which becomes the description.
+        AuthGeneralError => ChoreoAnswer { description: Some("Unclassified Authentication Failure"), ..ChoreoAnswer::SAME },
+        // An API key's IP or referrer restriction (`APIKeyAuthenticator.validateAPIKeyRestrictions`):
+        // thrown with `API_AUTH_FORBIDDEN_MESSAGE` as its message.
+        ApiKeyRestricted => ChoreoAnswer { description: Some("Resource forbidden "), ..ChoreoAnswer::SAME },
+        // An inactive (on hold, rejected) subscription: `JWTAuthenticator` throws the validation
+        // status 900909 with 403 and the subscription-validation sentence.
+        SubscriptionInactive => ChoreoAnswer {
+            status: Some(403),
+            description: Some("User is NOT authorized to access the Resource. API Subscription validation failed."),
+            ..ChoreoAnswer::SAME
+        },
+        // `HttpRequestHandler` and `GraphQLQueryAnalysisFilter`: 400 with carbon-apimgt's
+        // `GRAPHQL_INVALID_QUERY_MESSAGE` (the description is the parser's message).
+        InvalidGraphqlQuery => ChoreoAnswer { status: Some(400), message: Some("INVALID QUERY"), ..ChoreoAnswer::SAME },
+        // The adapter makes one route per resource and method (`routes_with_clusters.go`): a path or
+        // method no resource has is the router's NR local reply (`response_mapper.go`).
+        NoMatchingResource => ChoreoAnswer {
+            status: Some(404),
+            code: Some(404),
+            message: Some("Not Found"),
+            description: Some("The requested resource is not available."),
+        },
         ApiBlocked
-        | InvalidGraphqlQuery
         | TemporaryServerError
-        | NoMatchingResource
         | IncompletePayload
         | NotFound
         | ApisNotLoaded
@@ -393,14 +415,11 @@ pub fn choreo_connect(id: FaultId) -> ChoreoAnswer {
         | WebsocketFrameThrottled
         | ThrottleInternalError
         | ThrottlePolicyMissing
-        | AuthGeneralError
         | InvalidCredentials
         | AccessTokenInactive
         | IncorrectAccessTokenType
         | ApiTemporarilyBlocked
         | ResourceForbidden
-        | ApiKeyRestricted
-        | SubscriptionInactive
         | InsufficientScope
         | InvalidCredentialsAlt
         | InvalidCredentialFormat
@@ -432,6 +451,14 @@ pub fn choreo_connect(id: FaultId) -> ChoreoAnswer {
         | ChoreoConnectionTermination
         | ChoreoLocalReset => ChoreoAnswer::SAME,
     }
+}
+
+/// Whether Choreo Connect's router answers a fault (an Envoy local reply, whose body has
+/// `message`/`description`) rather than its enforcer (`error_message`/`error_description`): upstream
+/// failures, and a path or method no route matches.
+pub fn choreo_router_answers(id: FaultId) -> bool {
+    matches!(id.spec().family, Family::ChoreoUpstream | Family::Gateway | Family::Transport)
+        || id == FaultId::NoMatchingResource
 }
 
 #[cfg(test)]

@@ -37,3 +37,44 @@ fn missing_credentials_and_an_expired_token_are_choreo_connects_900901() {
         "Invalid Credentials. Make sure you have provided the correct security credentials"
     );
 }
+
+/// Entries whose status or texts Choreo Connect's enforcer and router give otherwise:
+/// an inactive subscription (`KeyValidator.validate` marks ON_HOLD/REJECTED 900909 and
+/// `JWTAuthenticator` throws it with `StatusCodes.UNAUTHORIZED`, 403, and "User is NOT authorized
+/// to access the Resource. API Subscription validation failed."); an API key's IP or referrer
+/// restriction (`APIKeyAuthenticator.validateAPIKeyRestrictions`: 403, 900908, message and
+/// description both `API_AUTH_FORBIDDEN_MESSAGE`); a 900900 (thrown with
+/// `API_AUTH_GENERAL_ERROR_MESSAGE`, which `getFailureMessageDetailDescription` leaves alone); an
+/// invalid GraphQL query (`HttpRequestHandler`: `BAD_REQUEST_ERROR`, 400, carbon-apimgt's
+/// `GRAPHQL_INVALID_QUERY_MESSAGE` "INVALID QUERY"); a path or method no resource has (the
+/// router's NR mapping in `envoyconf/response_mapper.go`: 404, "404", `NotFoundMessage`,
+/// `NotFoundDescription`, with `message`/`description` keys).
+#[test]
+fn statuses_and_texts_follow_the_enforcer_and_the_router() {
+    let (status, body) = answer(&Fault::new(FaultId::SubscriptionInactive));
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "900909");
+    assert_eq!(body["error_message"], "The subscription to the API is inactive");
+    assert_eq!(
+        body["error_description"],
+        "User is NOT authorized to access the Resource. API Subscription validation failed."
+    );
+    let (status, body) = answer(&Fault::new(FaultId::ApiKeyRestricted));
+    assert_eq!((status, body["code"].clone()), (403, "900908".into()));
+    assert_eq!(body["error_message"], "Resource forbidden ");
+    assert_eq!(body["error_description"], "Resource forbidden ");
+    let (status, body) = answer(&Fault::new(FaultId::AuthGeneralError));
+    assert_eq!((status, body["code"].clone()), (500, "900900".into()));
+    assert_eq!(body["error_description"], "Unclassified Authentication Failure");
+    let (status, body) = answer(&Fault::new(FaultId::InvalidGraphqlQuery));
+    assert_eq!((status, body["code"].clone()), (400, "900422".into()));
+    assert_eq!(body["error_message"], "INVALID QUERY");
+    let (status, body) = answer(&Fault::new(FaultId::NoMatchingResource));
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        serde_json::json!({"code": "404", "message": "Not Found", "description": "The requested resource is not available."})
+    );
+    let rendered = render(&Fault::new(FaultId::NoMatchingResource), &choreo(), None);
+    assert_eq!(rendered.header("www-authenticate"), None);
+}

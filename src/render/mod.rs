@@ -282,8 +282,7 @@ struct ChoreoEnforcerBody<'a> {
 /// Choreo Connect's enforcer answers `error_message`/`error_description`; its router (upstream
 /// failures and unknown paths) answers `message`/`description`.
 fn choreo_json(resolved: &Resolved<'_>, id: FaultId) -> String {
-    let family = id.spec().family;
-    if matches!(family, Family::ChoreoUpstream | Family::Gateway | Family::Transport) {
+    if formats::choreo_router_answers(id) {
         return to_json(&ApimBody {
             code: resolved.code.to_string(),
             kind: None,
