@@ -427,3 +427,6 @@ mod microgateway_tests;
 
 #[cfg(test)]
 mod choreo_tests;
+
+#[cfg(test)]
+mod choreo_audit;
