@@ -461,6 +461,16 @@ pub fn choreo_router_answers(id: FaultId) -> bool {
         || id == FaultId::NoMatchingResource
 }
 
+/// The `error_description` of the challenge Choreo Connect's `AuthFilter` sends.
+pub const CHOREO_CHALLENGE_DESCRIPTION: &str = "The provided token is invalid";
+
+/// Whether Choreo Connect's `AuthFilter` refuses the request: it then adds `WWW-Authenticate`
+/// (`<challenges>, error="invalid_token", error_description="The provided token is invalid"`)
+/// whatever the status, a missing credential, a 403 and a blocked API's 503 included.
+pub fn choreo_auth_filter_answers(id: FaultId) -> bool {
+    (id.spec().family == Family::Auth && !choreo_router_answers(id)) || id == FaultId::ApiBlocked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

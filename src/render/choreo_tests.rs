@@ -78,3 +78,27 @@ fn statuses_and_texts_follow_the_enforcer_and_the_router() {
     let rendered = render(&Fault::new(FaultId::NoMatchingResource), &choreo(), None);
     assert_eq!(rendered.header("www-authenticate"), None);
 }
+
+/// `AuthFilter.handleRequest` adds `WWW-Authenticate` on every refusal it makes, whatever the
+/// status and whether or not a credential was sent: the authenticators' challenges followed by
+/// `, error="invalid_token", error_description="The provided token is invalid"`. Throttling,
+/// GraphQL and router answers carry none.
+#[test]
+fn every_auth_filter_refusal_carries_choreo_connects_challenge() {
+    let expected =
+        r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#;
+    for id in [
+        FaultId::MissingCredentials,
+        FaultId::InvalidCredentials,
+        FaultId::ResourceForbidden,
+        FaultId::InsufficientScope,
+        FaultId::ApiBlocked,
+        FaultId::AuthGeneralError,
+    ] {
+        let rendered = render(&Fault::new(id).with_challenge_error("insufficient_scope"), &choreo(), None);
+        assert_eq!(rendered.header("www-authenticate"), Some(expected), "{id:?}");
+    }
+    for id in [FaultId::ApiThrottled, FaultId::Blocked, FaultId::NoMatchingResource, FaultId::InvalidGraphqlQuery] {
+        assert_eq!(render(&Fault::new(id), &choreo(), None).header("www-authenticate"), None, "{id:?}");
+    }
+}

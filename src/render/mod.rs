@@ -114,7 +114,18 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
 /// were sent, as RFC 6750 3.1 asks), and a 403 for a scope the token lacks
 /// (`error="insufficient_scope"`). A fault whose status an override or a format changed to
 /// anything else carries none.
-fn challenge(fault: &Fault, status: u16, realm: &str) -> Option<String> {
+///
+/// Choreo Connect's `AuthFilter` sends its own form on every refusal it makes, whatever the status.
+fn challenge(fault: &Fault, status: u16, settings: &ErrorSettings) -> Option<String> {
+    let realm = &settings.realm;
+    if settings.format == ErrorFormat::ChoreoConnect {
+        return formats::choreo_auth_filter_answers(fault.id).then(|| {
+            format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                formats::CHOREO_CHALLENGE_DESCRIPTION
+            )
+        });
+    }
     let error = match (status, fault.challenge_error) {
         (401, _) if fault.id == FaultId::MissingCredentials => None,
         (401, error) => Some(error.unwrap_or("invalid_token")),
@@ -163,7 +174,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
         },
     };
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
-    if let Some(challenge) = challenge(fault, resolved.status, &settings.realm) {
+    if let Some(challenge) = challenge(fault, resolved.status, settings) {
         headers.push(("www-authenticate".to_string(), challenge));
     }
     if let Some(seconds) = fault.retry_after_s {

@@ -270,7 +270,12 @@ fn compare(setup: &Setup, request: &Request, want: &Expected, sent: &Sent, found
     }
     // WWW-Authenticate: every 401, with error="invalid_token" unless no credential was sent.
     let realm = setup.realm.as_deref().unwrap_or("WSO2 API Manager");
+    // Choreo Connect's AuthFilter challenges on every refusal it makes (ERROR-CODES.md).
+    let auth_filter = (want.family == "auth" && want.id != "no_matching_resource") || want.id == "api_blocked";
     let challenge = match (want.status, want.id.as_str()) {
+        _ if setup.format == "choreo-connect" => auth_filter.then(|| {
+            format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The provided token is invalid\"")
+        }),
         (401, "missing_credentials") => Some(format!("Bearer realm=\"{realm}\"")),
         (401, _) => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
         _ => None,
