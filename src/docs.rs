@@ -167,6 +167,8 @@ pub fn error_code_reference() -> String {
     out.push_str("carries `WWW-Authenticate: Bearer realm=\"<realm>\", error=\"invalid_token\", error_description=\"");
     out.push_str(formats::CHOREO_CHALLENGE_DESCRIPTION);
     out.push_str("\"`\nwhatever its status; no other answer carries one.\n");
+    out.push_str("A throttled answer's `Retry-After` is the next access time as an HTTP date\n");
+    out.push_str("(`Fri, 15 Jan 2027 08:01:00 GMT`, Choreo Connect 1.2's `ThrottleUtils.setRetryAfterHeader`).\n");
     out.push_str("\n## Kanali format\n\nThe `kanali` format answers with Kanali's own codes, each with Kanali's status and message\n");
     out.push_str("(`details` links `errors.kanali_docs_url` + `#<code>`):\n\n");
     out.push_str("| Kanali code | status | message |\n|---|---|---|\n");

@@ -102,3 +102,16 @@ fn every_auth_filter_refusal_carries_choreo_connects_challenge() {
         assert_eq!(render(&Fault::new(id), &choreo(), None).header("www-authenticate"), None, "{id:?}");
     }
 }
+
+/// Choreo Connect 1.2's `ThrottleUtils.setRetryAfterHeader` formats the reset time with
+/// `SimpleDateFormat("EEE, dd MMM yyyy HH:mm:ss z")` in GMT (1.0 and 1.1 sent none over HTTP).
+#[test]
+fn retry_after_is_the_reset_time_as_an_http_date() {
+    let mut fault = Fault::new(FaultId::ResourceThrottled);
+    fault.next_access_time = Some(1_787_393_730); // 2026-08-22 10:15:30 UTC, a Saturday
+    fault.retry_after_s = Some(17);
+    let rendered = render(&fault, &choreo(), None);
+    assert_eq!(rendered.header("retry-after"), Some("Sat, 22 Aug 2026 10:15:30 GMT"));
+    assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+}

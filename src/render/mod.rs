@@ -178,7 +178,13 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
         headers.push(("www-authenticate".to_string(), challenge));
     }
     if let Some(seconds) = fault.retry_after_s {
-        headers.push(("retry-after".to_string(), seconds.to_string()));
+        // Choreo Connect 1.2's `ThrottleUtils.setRetryAfterHeader` sends the reset time as an
+        // HTTP date (`EEE, dd MMM yyyy HH:mm:ss z`, GMT).
+        let value = match (settings.format, fault.next_access_time) {
+            (ErrorFormat::ChoreoConnect, Some(time)) => http_date(time),
+            _ => seconds.to_string(),
+        };
+        headers.push(("retry-after".to_string(), value));
     }
     if let Some(cors) = &settings.cors {
         headers.extend(cors_headers(cors, origin, None));
@@ -404,6 +410,23 @@ pub fn format_next_access_time(unix_seconds: u64) -> String {
     let month_name = MONTHS.get((month as usize).saturating_sub(1)).copied().unwrap_or("Jan");
     format!(
         "{year:04}-{month_name}-{day:02} {:02}:{:02}:{:02}+0000 UTC",
+        seconds_of_day / 3_600,
+        (seconds_of_day % 3_600) / 60,
+        seconds_of_day % 60
+    )
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate): `Fri, 15 Jan 2027 08:01:00 GMT`.
+pub fn http_date(unix_seconds: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix_seconds / 86_400;
+    let seconds_of_day = unix_seconds % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    let weekday = DAYS.get((days % 7) as usize).copied().unwrap_or("Thu");
+    let month_name = MONTHS.get((month as usize).saturating_sub(1)).copied().unwrap_or("Jan");
+    format!(
+        "{weekday}, {day:02} {month_name} {year:04} {:02}:{:02}:{:02} GMT",
         seconds_of_day / 3_600,
         (seconds_of_day % 3_600) / 60,
         seconds_of_day % 60
