@@ -64,9 +64,10 @@ pub enum ErrorFormat {
     ApimXml,
     /// WSO2 API Microgateway JSON: `{"fault":{"code":...,"message":...,"description":...}}`.
     Microgateway,
-    /// WSO2 Choreo Connect JSON: `{"code":...,"error_message":...,"error_description":...}`, with
-    /// its statuses where they differ from API-M's: 403 for 900805, 429 for 900801, 401 for a key
-    /// type the API has no endpoint for.
+    /// WSO2 Choreo Connect JSON: `{"code":...,"error_message":...,"error_description":...}` (its
+    /// router's answers with `message`/`description`), with its statuses, codes, texts and headers
+    /// where they differ from API-M's (docs/ERROR-CODES.md): 403 for 900805, 429 for 900801, 401
+    /// for a key type the API has no endpoint for, 900901 for a missing credential.
     ChoreoConnect,
     /// Kanali JSON: `{"status":...,"message":...,"code":...,"details":...}`.
     Kanali,
