@@ -155,6 +155,10 @@ impl WorkerState {
 mod hostile_tests;
 
 #[cfg(test)]
+#[path = "compatibility_tests.rs"]
+mod compatibility_tests;
+
+#[cfg(test)]
 pub(crate) mod fixture {
     //! Key validation's inputs compiled from a configuration's JSON, the way `crate::config` does.
     use super::AuthConfig;

@@ -107,28 +107,3 @@ fn every_counterpart_answers_as_the_microgateway_does() {
     assert_eq!(shapes.into_iter().collect::<Vec<_>>(), ["ERROR_CODE", "code", "fault"]);
     assert_eq!(answers.len(), 32);
 }
-
-/// With `compatibility: microgateway` a refused credential gets the Microgateway's codes, which
-/// then render as above (seed 000's table; docs/CONFIG.md `compatibility`).
-#[test]
-fn microgateway_compatibility_picks_its_codes() {
-    use crate::auth::{failure_fault, AuthFailure};
-    use crate::schema::Compatibility;
-    let cases = [
-        (AuthFailure::Missing, 900902, 900902),
-        (AuthFailure::Invalid, 900901, 900901),
-        (AuthFailure::Expired, 900901, 900903),
-        (AuthFailure::Inactive, 900901, 900904),
-        (AuthFailure::BadFormat, 900901, 900912),
-        (AuthFailure::BadScheme, 900901, 900917),
-        (AuthFailure::KeyManagerUnavailable, 900900, 900900),
-    ];
-    let mgw = settings(r#"{"errors":{"format":"microgateway"}}"#);
-    for (failure, apim, microgateway) in cases {
-        assert_eq!(failure_fault(failure, Compatibility::Apim).code, apim, "{failure:?}");
-        let fault = failure_fault(failure, Compatibility::Microgateway);
-        assert_eq!(fault.code, microgateway, "{failure:?}");
-        let body: serde_json::Value = serde_json::from_str(&render(&fault, &mgw, None).body).unwrap();
-        assert_eq!(body["fault"]["code"], microgateway, "{failure:?}");
-    }
-}

@@ -463,4 +463,4 @@ mod microgateway_tests;
 mod choreo_tests;
 
 #[cfg(test)]
-mod choreo_audit;
+mod choreo_audit_tests;
