@@ -12,7 +12,6 @@ use super::claims_model::Rng;
 use super::gateways::{Gateway, NOW};
 use super::*;
 use crate::directory::control_plane::refresh::MAX_DOCUMENT;
-use crate::stream::background;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -5,6 +5,26 @@
 use super::*;
 use crate::stream::background;
 
+/// Runs `worker`'s root-context tick, answering each call it starts with `answer(cluster, path)`
+/// (one at a time, as Envoy would) until no work is left. The paths asked, in order.
+pub(super) fn tick_answering(
+    host: &mut FakeHost,
+    config: &Config,
+    worker: &RefCell<Worker>,
+    mut answer: impl FnMut(&str, &str) -> Answer,
+) -> Vec<String> {
+    let mut jobs = background::tick(host, config, &mut worker.borrow_mut());
+    let mut asked = Vec::new();
+    while let Some((token, job)) = jobs.pop() {
+        let (cluster, headers, _) = &host.dispatched[token as usize - 1];
+        let path = headers.iter().find(|(name, _)| name == ":path").map(|(_, v)| v.clone()).unwrap();
+        let reply = answer(cluster, &path);
+        asked.push(path);
+        jobs.extend(background::answered(host, config, &mut worker.borrow_mut(), job, &reply, &|_, _| Vec::new()));
+    }
+    asked
+}
+
 pub(super) const NOW: u64 = 1_800_000_000;
 
 /// A gateway serving `/p/1` (open) under an API policy of `per_minute` requests.

@@ -7,7 +7,6 @@
 use super::gateways::{Gateway, NOW};
 use super::*;
 use crate::host::fuzz::{each_case, Rng};
-use crate::stream::background;
 use serde_json::{json, Value};
 
 /// Requests per directory (and per load in the second phase).
@@ -501,14 +500,26 @@ fn filter(
         host.request
             .insert("authorization".into(), format!("Bearer {}", token(client, scope, *user_token, user)).into_bytes());
     }
+    through_the_gateway(gateway, shared, host, |path| model.answer(path))
+}
+
+/// Runs `host`'s request through the gateway, answering each control-plane lookup it makes with
+/// `answer(path)`: the cluster it was forwarded to, or its fault's code and status. The shared
+/// data goes back to `shared`.
+pub(super) fn through_the_gateway(
+    gateway: &Gateway,
+    shared: &mut HashMap<String, (Vec<u8>, u32)>,
+    mut host: FakeHost,
+    mut answer: impl FnMut(&str) -> String,
+) -> Result<String, (u32, u16)> {
     let mut stream = Stream::new(Rc::clone(&gateway.config), Rc::clone(&gateway.worker));
     stream.on_request_headers(&mut host, true);
     let mut answered = 0;
     while host.sent.is_none() && !host.resumed && answered < host.dispatched.len() {
         answered += 1;
-        let (_, headers, _) = host.dispatched[answered - 1].clone();
+        let (_, headers, _) = &host.dispatched[answered - 1];
         let path = headers.iter().find(|(name, _)| name == ":path").map(|(_, v)| v.clone()).unwrap();
-        let body = model.answer(&path).into_bytes();
+        let body = answer(&path).into_bytes();
         stream.on_call_response(&mut host, answered as u32, Answer::Http { status: 200, body });
     }
     *shared = std::mem::take(&mut host.shared);
@@ -525,20 +536,10 @@ fn filter(
 /// Loads `model` through the background's real full load.
 fn load(gateway: &Gateway, shared: &mut HashMap<String, (Vec<u8>, u32)>, model: &Model, now: u64) {
     let mut host = FakeHost { shared: std::mem::take(shared), now, ..Default::default() };
-    let mut jobs = background::tick(&mut host, &gateway.config, &mut gateway.worker.borrow_mut());
-    while let Some((token, job)) = jobs.pop() {
-        let (_, headers, _) = host.dispatched[token as usize - 1].clone();
-        let path = headers.iter().find(|(name, _)| name == ":path").map(|(_, v)| v.clone()).unwrap();
-        let reply = Answer::Http { status: 200, body: model.answer(&path).into_bytes() };
-        jobs.extend(background::answered(
-            &mut host,
-            &gateway.config,
-            &mut gateway.worker.borrow_mut(),
-            job,
-            &reply,
-            &|_, _| Vec::new(),
-        ));
-    }
+    super::gateways::tick_answering(&mut host, &gateway.config, &gateway.worker, |_, path| Answer::Http {
+        status: 200,
+        body: model.answer(path).into_bytes(),
+    });
     *shared = std::mem::take(&mut host.shared);
 }
 

@@ -7,6 +7,7 @@
 //! with an independent model written from README.md, docs/CONFIG.md and docs/HOWTO.md (never the
 //! filter's functions): the caches of any worker, or the Envoy's, must never change an outcome.
 
+use super::claims_model::Rng;
 use super::*;
 use crate::auth::keys::testkeys::{jwk, sign_raw};
 use crate::stream::background;
@@ -15,28 +16,6 @@ use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const START: u64 = 1_800_000_000;
 const WORKERS: usize = 3;
@@ -271,22 +250,7 @@ impl Envoy {
     fn tick(&mut self, world: &mut World, worker: usize) -> Vec<String> {
         self.host.now = world.now;
         let worker = Rc::clone(&self.workers[worker]);
-        let mut jobs = background::tick(&mut self.host, &self.config, &mut worker.borrow_mut());
-        let mut asked = Vec::new();
-        while let Some((token, job)) = jobs.pop() {
-            let path = self.path_of(token);
-            let reply = world.answer(&path);
-            asked.push(path);
-            jobs.extend(background::answered(
-                &mut self.host,
-                &self.config,
-                &mut worker.borrow_mut(),
-                job,
-                &reply,
-                &|_, _| Vec::new(),
-            ));
-        }
-        asked
+        super::gateways::tick_answering(&mut self.host, &self.config, &worker, |_, path| world.answer(path))
     }
 
     /// Sends `token` to `worker`: `Ok(())` forwarded, or the fault's (code, status).

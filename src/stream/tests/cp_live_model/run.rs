@@ -189,10 +189,6 @@ fn token(client: &str, jti: &str, read: bool) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
 }
 
-fn path_of(headers: &[(String, String)]) -> String {
-    headers.iter().find(|(name, _)| name == ":path").map(|(_, v)| v.clone()).unwrap()
-}
-
 /// The filter's decision on `request`, answering its lookups from API-M as it is now.
 fn filter(
     gateway: &Gateway,
@@ -209,23 +205,7 @@ fn filter(
     if let Some((client, jti, read)) = request.token {
         host.request.insert("authorization".into(), format!("Bearer {}", token(client, jti, read)).into_bytes());
     }
-    let mut stream = Stream::new(Rc::clone(&gateway.config), Rc::clone(&gateway.worker));
-    stream.on_request_headers(&mut host, true);
-    let mut answered = 0;
-    while host.sent.is_none() && !host.resumed && answered < host.dispatched.len() {
-        answered += 1;
-        let body = live.answer(&path_of(&host.dispatched[answered - 1].1)).into_bytes();
-        stream.on_call_response(&mut host, answered as u32, Answer::Http { status: 200, body });
-    }
-    *shared = std::mem::take(&mut host.shared);
-    match host.sent {
-        Some((status, _, body)) => {
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let code = body["code"].as_str().and_then(|code| code.parse().ok()).unwrap_or(u32::from(status));
-            Err((code, status))
-        }
-        None => Ok(host.req("x-apim-cluster").to_string()),
-    }
+    super::model_cp::through_the_gateway(gateway, shared, host, |path| live.answer(path))
 }
 
 /// `resource`'s answer under `mode`.
@@ -268,27 +248,17 @@ fn load(
     now: u64,
 ) -> usize {
     let mut host = FakeHost { shared: std::mem::take(shared), now, ..Default::default() };
-    let mut jobs = background::tick(&mut host, &gateway.config, &mut gateway.worker.borrow_mut());
-    let mut asked = 0;
     let mut bodies = vec![None; RESOURCES.len()];
-    while let Some((token, job)) = jobs.pop() {
-        let path = path_of(&host.dispatched[token as usize - 1].1);
+    let asked = super::gateways::tick_answering(&mut host, &gateway.config, &gateway.worker, |_, path| {
         let resource = path.trim_start_matches("/internal/data/v1/").split('?').next().unwrap_or_default().to_string();
         let index = RESOURCES.iter().position(|name| *name == resource).unwrap();
-        asked += 1;
-        let reply = answer(apim, &path, modes[index]);
+        let reply = answer(apim, path, modes[index]);
         if let Answer::Http { body, .. } = &reply {
             bodies[index] = Some(body.clone());
         }
-        jobs.extend(background::answered(
-            &mut host,
-            &gateway.config,
-            &mut gateway.worker.borrow_mut(),
-            job,
-            &reply,
-            &|_, _| Vec::new(),
-        ));
-    }
+        reply
+    })
+    .len();
     *shared = std::mem::take(&mut host.shared);
     for (index, mode) in modes.iter().enumerate() {
         if asked == RESOURCES.len() && mode.taken() {
