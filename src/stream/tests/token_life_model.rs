@@ -255,19 +255,10 @@ impl Envoy {
 
     /// Sends `token` to `worker`: `Ok(())` forwarded, or the fault's (code, status).
     fn send(&mut self, world: &mut World, worker: usize, token: &str) -> Result<(), (u32, u16)> {
-        let host = &mut self.host;
-        host.now = world.now;
-        host.request = [(":method", "GET"), (":path", "/p/1/menu")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        host.request.insert("authorization".into(), format!("Bearer {token}").into_bytes());
-        host.sent = None;
-        host.resumed = false;
-        host.counted.clear();
-        let first = host.dispatched.len();
-        let mut stream = Stream::new(Rc::clone(&self.config), Rc::clone(&self.workers[worker]));
-        let mut flow = stream.on_request_headers(&mut self.host, true);
+        self.host.now = world.now;
+        self.host.counted.clear();
+        let first = self.host.dispatched.len();
+        let (mut stream, mut flow) = bearer_call(&self.config, &self.workers[worker], &mut self.host, token);
         let mut answered = first;
         while flow == Flow::Waiting && self.host.sent.is_none() && !self.host.resumed {
             assert!(answered < self.host.dispatched.len(), "a waiting stream made a call");
