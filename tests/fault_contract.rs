@@ -283,7 +283,14 @@ fn every_format_chosen_in_config_is_what_comes_back() {
                 assert!(refused.body.contains("<am:code>101503</am:code>"), "{}", refused.body);
             }
             "microgateway" => {
-                assert_eq!(not_found.json()["fault"]["code"], "404");
+                // The Microgateway's catch-all answer has no `fault` wrapper and a numeric code.
+                assert_eq!(
+                    (not_found.status, not_found.body.as_str()),
+                    (
+                        404,
+                        r#"{"code":404,"type":"Status report","message":"Runtime Error","description":"No matching resource found for given API Request"}"#
+                    )
+                );
                 assert_eq!(
                     refused.body,
                     r#"{"fault":{"code":"101503","message":"Runtime Error","description":"Error connecting to the back end"}}"#
@@ -303,8 +310,11 @@ fn every_format_chosen_in_config_is_what_comes_back() {
                 assert_eq!(refused.status, 503);
                 assert_eq!(refused.json()["code"], "102503");
                 assert_eq!(refused.json()["message"], "Upstream connection failed");
+                // Choreo Connect answers a missing credential as an invalid one
+                // (`setUnauthenticatedErrorToContext`).
                 let missing = stack.envoy.get("/secure/1.0.0/x");
-                assert_eq!(missing.json()["error_message"], "Missing Credentials");
+                assert_eq!((missing.status, missing.json()["code"].clone()), (401, "900901".into()));
+                assert_eq!(missing.json()["error_message"], "Invalid Credentials");
             }
             "kanali" => {
                 let body = not_found.json();
