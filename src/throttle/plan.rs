@@ -90,7 +90,7 @@ pub enum Scope {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counter {
     pub level: Level,
-    /// The counter's key (`subscription:<app>:<context>:<version>`, ...).
+    /// The counter's key (`subscription:<app>:<context>:<version>:<tier>`, ...).
     pub key: String,
     pub limit: u64,
     pub window_s: u64,
@@ -237,17 +237,25 @@ pub fn plan(
         let level = LevelCounters { level: Level::Resource, parts, policy: name, spec: &spec };
         level.push(&mut counters, throttle, caller, user);
     }
-    if let (Some(application), Some(spec)) =
-        (caller.application_id, caller.tier.and_then(|tier| directory.policy(PolicyLevel::Subscription, tier)))
-    {
+    // The tier is part of the key, as in WSO2's ThrottleHandler (`appId:context:version:subTier`):
+    // a subscription moved to another tier counts afresh under it.
+    if let Some((application, tier, spec)) = caller.application_id.and_then(|application| {
+        let tier = caller.tier?;
+        Some((application, tier, directory.policy(PolicyLevel::Subscription, tier)?))
+    }) {
         counters.push(Counter::new(
             Level::Subscription,
-            key(&["subscription", application, context, version]),
+            key(&["subscription", application, context, version, tier]),
             &spec,
             throttle,
         ));
         if spec.burst.is_some() {
-            counters.push(Counter::new(Level::Burst, key(&["burst", application, context, version]), &spec, throttle));
+            counters.push(Counter::new(
+                Level::Burst,
+                key(&["burst", application, context, version, tier]),
+                &spec,
+                throttle,
+            ));
         }
     }
     if let Some(application) = caller.application_id {
@@ -341,7 +349,7 @@ impl LevelCounters<'_> {
     }
 }
 
-/// A counter's key: its parts joined by `:` (`subscription:<app>:<context>:<version>`), each with
+/// A counter's key: its parts joined by `:` (`subscription:<app>:<context>:<version>:<tier>`), each with
 /// its own `:` and `%` escaped (`%3A`, `%25`). Names, contexts, versions and users may hold `:`,
 /// and two different requests' parts must never join into one key: an API versioned `v1:beta`
 /// at `/shop` and one versioned `beta` at `/shop:v1` count apart.

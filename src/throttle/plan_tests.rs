@@ -160,6 +160,45 @@ fn a_user_with_and_without_the_gateways_tenant_has_one_application_and_custom_co
 }
 
 #[test]
+fn a_subscription_moved_to_another_tier_counts_afresh_under_it() {
+    // WSO2's ThrottleHandler keys the subscription level (and its burst control) by
+    // `appId:context:version:subTier`: a tier changed mid-window starts a fresh count, up and
+    // down, as API-M's does; the application's own level keeps its count.
+    let fixture = crate::throttle::tests::compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r"}]}],
+          "applications":[{"id":"app","name":"App","policy":"One"}],
+          "policies":{"One":{"requests":1,"per":"hour"},
+                      "Gold":{"requests":5,"per":"minute","burst":{"requests":2,"per":"second"}},
+                      "Silver":{"requests":5,"per":"minute","burst":{"requests":2,"per":"second"}}}}"#,
+    );
+    let api = &fixture.routes.apis[0];
+    let keys = |tier| {
+        let caller = Caller {
+            application_id: Some("app"),
+            application_policy: Some("One"),
+            tier: Some(tier),
+            owner: Some("alice"),
+            ..Caller::default()
+        };
+        plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller)
+            .into_iter()
+            .map(|counter| (counter.level, counter.key))
+            .collect::<Vec<_>>()
+    };
+    let (gold, silver) = (keys("Gold"), keys("Silver"));
+    let levels = |keys: &[(Level, String)]| keys.iter().map(|(level, _)| *level).collect::<Vec<_>>();
+    assert_eq!(levels(&gold), vec![Level::Subscription, Level::Burst, Level::Application]);
+    assert_eq!(levels(&gold), levels(&silver));
+    assert_eq!(gold[0].1, "subscription:app:/a:1:Gold");
+    assert_eq!(gold[1].1, "burst:app:/a:1:Gold");
+    assert_ne!(gold[0].1, silver[0].1);
+    assert_ne!(gold[1].1, silver[1].1);
+    assert_eq!(gold[2].1, silver[2].1, "the application level is the application's, whatever the tier");
+    assert_eq!(gold, keys("Gold"));
+}
+
+#[test]
 fn an_api_or_resource_policy_no_policy_defines_is_missing_too() {
     // The control plane's APIs name their policies as WSO2 sends them: a name it did not send
     // (or the filter could not read) is no limit to drop silently.

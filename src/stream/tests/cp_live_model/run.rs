@@ -37,8 +37,9 @@ struct Known {
     keys: HashMap<&'static str, (Option<Key>, u64)>,
     apps: HashMap<String, (Option<App>, u64)>,
     subs: HashMap<(String, String), (Option<Sub>, u64)>,
-    /// Subscription counters by (application, API context): `subscription:<app>:<context>:<version>`.
-    counters: HashMap<(String, usize), u64>,
+    /// Subscription counters by (application, API context, tier), as WSO2's ThrottleHandler keys
+    /// them (`appId:context:version:subTier`): a subscription moved to another tier counts afresh.
+    counters: HashMap<(String, usize, &'static str), u64>,
 }
 
 fn remembered<K: std::hash::Hash + Eq, T: Clone>(
@@ -158,7 +159,7 @@ impl Known {
             return Err((900805, 429));
         }
         let limit = self.of(1).limits[TIERS.iter().position(|tier| *tier == sub.tier).unwrap_or(0)];
-        let count = self.counters.entry((app.uuid.clone(), api.slot)).or_default();
+        let count = self.counters.entry((app.uuid.clone(), api.slot, sub.tier)).or_default();
         if *count >= limit {
             return Err((900804, 429));
         }
