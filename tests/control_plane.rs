@@ -74,8 +74,13 @@ struct Stack {
 
 fn start(cp: ControlPlane, key_manager: impl FnOnce(&KeyManager) -> Value, timing: Timing) -> Stack {
     let stack = launch(cp, key_manager, timing);
-    // The first full load starts on the first tick: wait until the control plane's API is served.
+    // The first full load starts on the first tick: wait until the control plane's API is served,
+    // and until the load has asked for its last resource (it asks for each in turn, after the
+    // answer before): a test that then changes API-M's data sees it through lookups or the next
+    // load, never through the rest of the first one (a slow machine served the APIs while the
+    // subscriptions were still to come).
     until("the first load", || stack.envoy.get("/pizzashack/1.0.0/health").status == 200);
+    until("the first load's last resource", || stack.cp.requests("revokedjwt") >= 1);
     stack
 }
 
