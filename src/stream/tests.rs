@@ -778,6 +778,7 @@ mod outages;
 mod query_credentials;
 mod rate_limit_headers;
 mod reload;
+mod routing_model;
 mod streams_model;
 mod throttle_model;
 mod token_life_model;
