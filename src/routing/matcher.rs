@@ -11,7 +11,8 @@
 //! - Segments are percent-decoded before matching: `/men%75` matches `/menu`.
 //! - Matching is case-sensitive.
 //! - Refused outright (never matched, whatever API they name): dot segments `.` and `..` in any
-//!   spelling (`%2e`, `..;x`), encoded slashes and backslashes (`%2F`, `%5C`), raw backslashes,
+//!   spelling (`%2e`, `..;x`), encoded slashes, backslashes and semicolons (`%2F`, `%5C`, `%3B`:
+//!   `/admin%3Bx` is `/admin` to a backend that decodes before it strips `;` parameters), raw backslashes,
 //!   NUL bytes, malformed percent-encoding, non-UTF-8 after decoding, and paths that do not
 //!   start with `/`. Matrix parameters are checked for the same (they go upstream, and a backend
 //!   may decode them).
@@ -26,7 +27,7 @@ pub enum PathRejection {
     NotAbsolute,
     /// A `.` or `..` segment, in any spelling.
     DotSegment,
-    /// `%2F` or `%5C` (an encoded `/` or `\`), or a raw `\`.
+    /// `%2F`, `%5C` or `%3B` (an encoded `/`, `\` or `;` in a segment), or a raw `\`.
     AmbiguousSeparator,
     /// Malformed percent-encoding, a NUL byte or invalid UTF-8.
     BadEncoding,
@@ -107,6 +108,11 @@ pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathRejection> {
         let stem = decoded.split(';').next().unwrap_or_default();
         if stem == "." || stem == ".." {
             return Err(PathRejection::DotSegment);
+        }
+        // `admin%3Bx` is `admin` to a backend that decodes before stripping parameters, and the
+        // segment `admin;x` to one that does not: no one policy is right for both.
+        if decoded.len() != stem.len() {
+            return Err(PathRejection::AmbiguousSeparator);
         }
         segments.push(decoded);
         ends.push(end);
@@ -343,6 +349,8 @@ mod tests {
             ("/a%2Fb", PathRejection::AmbiguousSeparator),
             ("/a%2fb", PathRejection::AmbiguousSeparator),
             ("/a%5Cb", PathRejection::AmbiguousSeparator),
+            ("/admin%3Bx", PathRejection::AmbiguousSeparator),
+            ("/admin%3b", PathRejection::AmbiguousSeparator),
             ("/a\\..\\b", PathRejection::AmbiguousSeparator),
             ("/a%00", PathRejection::BadEncoding),
             ("/a%zz", PathRejection::BadEncoding),

@@ -390,6 +390,21 @@ mod tests {
         assert!(matches!(decide_get(&config, "/f/1/files/readme"), Verdict::Forward(_)));
     }
 
+    /// `%3B` is a `;` to a backend that decodes the path before it strips `;` parameters (as
+    /// `..%3B` is `..` to it): `/admin%3Bx` is its `/admin`. Matched as the segment `admin;x`, it
+    /// would reach the secured `/admin` through the open `/*`; it is refused as `%2F` is.
+    #[test]
+    fn an_encoded_semicolon_cannot_reach_a_secured_resource_through_an_open_one() {
+        let json = r#"{"apis":[{"name":"F","context":"/f","version":"1","endpoints":{"production":"c"},
+            "resources":[{"method":"GET","path":"/admin"},{"method":"GET","path":"/*","security":[]}]}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(forwarded(decide_get(&config, "/f/1/admin")).cluster, None, "the secured resource");
+        for path in ["/f/1/admin%3Bx", "/f/1/admin%3b", "/f/1/admin%3B;y", "/f/1/x/admin%3B.css"] {
+            assert_eq!(denied_with(decide_get(&config, path)), 900906, "{path}");
+        }
+        assert!(matches!(decide_get(&config, "/f/1/admin;x"), Verdict::Forward(Forward { cluster: None, .. })));
+    }
+
     #[test]
     fn forwarded_paths_never_start_with_a_double_slash() {
         let json = r#"{"apis":[{"name":"A","context":"/a","version":"1","security":[],

@@ -383,7 +383,8 @@ fn model(setup: &Setup, method: &str, path: &str) -> Expect {
             return fault(900906, 403, "", "");
         };
         let stem = decoded.split(';').next().unwrap_or("");
-        if stem == "." || stem == ".." {
+        // Dot segments, and an encoded `;` in a name (`%3B`), are refused (matcher docs).
+        if stem == "." || stem == ".." || stem != decoded {
             return fault(900906, 403, "", "");
         }
         segments.push((decoded, end));
