@@ -171,9 +171,10 @@ impl Record {
         }
     }
 
-    /// The fault the filter answered with.
-    pub fn fault(&mut self, fault: &Fault, status: u16) {
-        let (error_type, error_message) = classify(fault.code, status);
+    /// The fault the filter answered with (classified by its code alone, as WSO2 does: an
+    /// operator's status override does not move it between categories).
+    pub fn fault(&mut self, fault: &Fault) {
+        let (error_type, error_message) = classify(fault.code);
         self.put(field!("error_code"), &fault.code.to_string());
         self.put(field!("error_type"), error_type);
         self.put(field!("error_message"), error_message);

@@ -72,8 +72,11 @@ impl FaultId {
 
 /// WSO2's analytics classification of a fault code: `(errorType, errorMessage)`, as API-M 4.x's
 /// `FaultCodeClassifier` makes it (AUTH 900900-900999, THROTTLED 900800-900899,
-/// TARGET_CONNECTIVITY 101500-101599, everything else OTHER).
-pub fn classify(code: u32, status: u16) -> (&'static str, &'static str) {
+/// TARGET_CONNECTIVITY 101500-101599 and 303001, everything else OTHER). It reads the code alone,
+/// as WSO2's does (`isResourceNotFound`/`isMethodNotAllowed` compare the error code with 404 and
+/// 405), never the HTTP status: an operator's status override changes what the client is sent,
+/// not how dashboards count the fault.
+pub fn classify(code: u32) -> (&'static str, &'static str) {
     match code {
         900900..=900999 => (
             "AUTH",
@@ -108,7 +111,7 @@ pub fn classify(code: u32, status: u16) -> (&'static str, &'static str) {
         ),
         _ => (
             "OTHER",
-            match status {
+            match code {
                 404 => "RESOURCE_NOT_FOUND",
                 405 => "METHOD_NOT_ALLOWED",
                 _ => "UNCLASSIFIED",
@@ -134,13 +137,16 @@ mod tests {
 
     #[test]
     fn codes_classify_as_wso2_analytics_does() {
-        assert_eq!(classify(900901, 401), ("AUTH", "AUTHENTICATION_FAILURE"));
-        assert_eq!(classify(900910, 403), ("AUTH", "AUTHORIZATION_FAILURE"));
-        assert_eq!(classify(900908, 403), ("AUTH", "SUBSCRIPTION_VALIDATION_FAILURE"));
-        assert_eq!(classify(900802, 429), ("THROTTLED", "RESOURCE_LEVEL_LIMIT_EXCEEDED"));
-        assert_eq!(classify(101504, 504), ("TARGET_CONNECTIVITY", "CONNECTION_TIMEOUT"));
-        assert_eq!(classify(101503, 503), ("TARGET_CONNECTIVITY", "OTHER"));
-        assert_eq!(classify(404, 404), ("OTHER", "RESOURCE_NOT_FOUND"));
-        assert_eq!(classify(700700, 503), ("OTHER", "UNCLASSIFIED"));
+        assert_eq!(classify(900901), ("AUTH", "AUTHENTICATION_FAILURE"));
+        assert_eq!(classify(900910), ("AUTH", "AUTHORIZATION_FAILURE"));
+        assert_eq!(classify(900908), ("AUTH", "SUBSCRIPTION_VALIDATION_FAILURE"));
+        assert_eq!(classify(900802), ("THROTTLED", "RESOURCE_LEVEL_LIMIT_EXCEEDED"));
+        assert_eq!(classify(101504), ("TARGET_CONNECTIVITY", "CONNECTION_TIMEOUT"));
+        assert_eq!(classify(101503), ("TARGET_CONNECTIVITY", "OTHER"));
+        assert_eq!(classify(404), ("OTHER", "RESOURCE_NOT_FOUND"));
+        assert_eq!(classify(700700), ("OTHER", "UNCLASSIFIED"));
+        assert_eq!(classify(405), ("OTHER", "METHOD_NOT_ALLOWED"));
+        assert_eq!(classify(303001), ("TARGET_CONNECTIVITY", "CONNECTION_SUSPENDED"));
+        assert_eq!(classify(101001), ("OTHER", "UNCLASSIFIED"), "receiver I/O errors are below WSO2's target range");
     }
 }

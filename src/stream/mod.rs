@@ -751,7 +751,7 @@ impl Stream {
         self.events = None;
         self.count_refused(host, fault);
         if self.config.observability.access_log_fields {
-            self.record.fault(fault, rendered.status);
+            self.record.fault(fault);
             self.emit_record(host);
         }
         host.send_response(rendered.status, &headers, rendered.body.as_bytes(), rendered.grpc_status);

@@ -118,3 +118,26 @@ fn two_applications_of_one_name_are_counted_apart() {
         ]
     );
 }
+
+#[test]
+fn a_status_override_does_not_move_a_fault_between_wso2_analytics_sub_categories() {
+    // WSO2's FaultCodeClassifier reads the error code (404 is RESOURCE_NOT_FOUND), never the
+    // status the client was sent; an operator's status override must not change the dashboards.
+    let config = config_of(
+        r#"{"errors":{"overrides":{"not_found":{"status":400},"700700":{"status":404}}},
+        "apis":[{"name":"P","context":"/p","version":"1","security":[],"lifecycle":"BLOCKED",
+        "endpoints":{"production":"backend"},"resources":[{"method":"GET","path":"/menu"}]}]}"#,
+    );
+    for (path, status, code, sub_category) in
+        [("/nowhere", 400, "404", "RESOURCE_NOT_FOUND"), ("/p/1/menu", 404, "700700", "UNCLASSIFIED")]
+    {
+        let mut host = FakeHost::request(&[(":method", "GET"), (":path", path)]);
+        let mut stream = stream(Rc::clone(&config));
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+        assert_eq!(host.sent.as_ref().map(|sent| sent.0), Some(status), "the override is sent");
+        let field = |name: &str| host.properties.get(name).map(|value| String::from_utf8_lossy(value).into_owned());
+        assert_eq!(field("apim.error_code").as_deref(), Some(code));
+        assert_eq!(field("apim.error_type").as_deref(), Some("OTHER"));
+        assert_eq!(field("apim.error_message").as_deref(), Some(sub_category), "{path}");
+    }
+}
