@@ -774,6 +774,7 @@ mod jwt_api_keys;
 mod key_type_endpoints;
 mod model_cp;
 mod observability;
+mod observe_model;
 mod outages;
 mod query_credentials;
 mod rate_limit_headers;
