@@ -780,6 +780,7 @@ mod query_credentials;
 mod rate_limit_headers;
 mod reload;
 mod routing_model;
+mod seed_sweep;
 mod streams_model;
 mod throttle_model;
 mod token_life_model;
