@@ -779,6 +779,7 @@ mod outages;
 mod query_credentials;
 mod rate_limit_headers;
 mod reload;
+mod reload_model;
 mod routing_model;
 mod seed_sweep;
 mod streams_model;
