@@ -7,7 +7,8 @@
 //! configurations, the same configuration again, and requests open across an update. The model
 //! is written from README.md ("a live update keeps serving with the previous configuration"),
 //! docs/HOWTO.md ("Throttling counts carry over", the counter keys: `subscription:<application>:
-//! <context>:<version>`, `application:<application>:<user>`, no policy name in either),
+//! <context>:<version>:<tier>`, whose tier renamed counts afresh, `application:<application>:<user>`,
+//! with no policy name),
 //! docs/CONFIG.md (`worker_lease_max` 0 counts every request in shared data) and
 //! ARCHITECTURE.md ("a request keeps the table it started with"); it never calls the filter's
 //! decision functions. Seed: `RELOAD_SEED`.
@@ -309,7 +310,9 @@ impl Campaign {
         }
         let window = self.now - self.now % 60;
         let levels: Vec<(&'static str, u64, u32)> = [
-            gen.tier.map(|(_, limit)| ("subscription", limit, 900804)),
+            // The subscription's counter is keyed by its tier (WSO2's `appId:context:version:subTier`):
+            // one moved to another tier counts afresh; the tier's name stands for its key here.
+            gen.tier.map(|(name, limit)| (TIER_NAMES[name], limit, 900804)),
             gen.app_policy.map(|limit| ("application", limit, 900803)),
         ]
         .into_iter()
