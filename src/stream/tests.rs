@@ -759,6 +759,7 @@ mod calls;
 mod claims_model;
 mod configs_that_load;
 mod cors;
+mod cors_model;
 mod cp_live_model;
 mod credential_life_model;
 mod debug_output;
