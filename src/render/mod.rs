@@ -203,17 +203,34 @@ pub fn websocket_frame_text(fault: &Fault, settings: &ErrorSettings) -> String {
 const JSON: &str = "application/json; charset=UTF-8";
 const XML: &str = "application/xml; charset=UTF-8";
 
-/// CORS headers for a response to a request from `origin`. A preflight's answer (`preflight`:
-/// the methods of the resource asked about) allows those of them the configuration allows, and
-/// adds `Max-Age`; other responses allow every configured method.
-pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: Option<&[String]>) -> Vec<(String, String)> {
+/// What a preflight asked about: the methods of the resource (its path template) and the
+/// request's `Access-Control-Request-Headers`.
+#[derive(Clone, Copy, Debug)]
+pub struct Preflight<'a> {
+    pub methods: &'a [String],
+    pub request_headers: Option<&'a str>,
+}
+
+/// CORS headers for a response to a request from `origin`. A preflight's answer allows those of
+/// the resource's methods the configuration allows, adds `Max-Age`, and with `allow_headers`
+/// `"*"` allows the headers the preflight asked for (echoed, as API-M's `CORSRequestHandler`
+/// does: a browser never reads a literal `*` as `Authorization`, nor as anything when
+/// credentials are allowed); other responses allow every configured method.
+pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: Option<Preflight<'_>>) -> Vec<(String, String)> {
     let answer = cors.headers(origin, preflight.is_some());
     let mut headers = Vec::with_capacity(answer.values.len() + 1);
     for (name, value) in answer.values {
         let Some(value) = value else { continue };
         let value = match preflight {
-            Some(methods) if name == "access-control-allow-methods" => {
+            Some(Preflight { methods, .. }) if name == "access-control-allow-methods" => {
                 methods.iter().filter(|method| cors.allows_method(method)).cloned().collect::<Vec<_>>().join(",")
+            }
+            Some(Preflight { request_headers: Some(requested), .. })
+                if name == "access-control-allow-headers"
+                    && !requested.trim().is_empty()
+                    && cors.allow_headers.iter().any(|allowed| allowed == "*") =>
+            {
+                requested.to_string()
             }
             _ => value.to_string(),
         };

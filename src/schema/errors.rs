@@ -134,7 +134,9 @@ pub struct RawCors {
     /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
     #[serde(default = "default_cors_methods")]
     pub allow_methods: Vec<String>,
-    /// `Access-Control-Allow-Headers`. Defaults to WSO2's
+    /// `Access-Control-Allow-Headers`. `"*"` allows every header a preflight asks for: its
+    /// answer echoes the `Access-Control-Request-Headers` (as API-M's CORS handler does; browsers
+    /// never read a literal `*` as `Authorization`). Defaults to WSO2's
     /// `authorization, Access-Control-Allow-Origin, Content-Type, SOAPAction, apikey`.
     #[serde(default = "default_cors_headers")]
     pub allow_headers: Vec<String>,

@@ -281,7 +281,11 @@ impl Stream {
             Verdict::PassThrough => Flow::Continue,
             Verdict::Preflight { methods } => {
                 let headers = match &config.errors.cors {
-                    Some(cors) => render::cors_headers(cors, self.request.origin.as_deref(), Some(&methods)),
+                    Some(cors) => {
+                        let preflight =
+                            render::Preflight { methods: &methods, request_headers: self.request.preflight_headers() };
+                        render::cors_headers(cors, self.request.origin.as_deref(), Some(preflight))
+                    }
                     None => Vec::new(),
                 };
                 self.answered_locally = true;

@@ -115,6 +115,11 @@ impl Snapshot {
         }
     }
 
+    /// `Access-Control-Request-Headers`, as the client sent it.
+    pub fn preflight_headers(&self) -> Option<&str> {
+        self.text("access-control-request-headers")
+    }
+
     /// The query string of `:path`, if any.
     pub fn query(&self) -> Option<&str> {
         self.path.split_once('?').map(|(_, query)| query)

@@ -168,3 +168,25 @@ fn the_cors_headers_of_a_backends_answer_cost_no_allocation() {
         assert_eq!(allocations(cors_config(cors)), without, "{cors}");
     }
 }
+
+/// `allow_headers: ["*"]` allows what a preflight asks for: the answer echoes its
+/// `Access-Control-Request-Headers`, as API-M's `CORSRequestHandler.setCORSHeaders` does. A
+/// literal `*` never covers `Authorization` in a browser (nor anything once credentials are
+/// allowed), so an app sending its token was refused by its preflight.
+#[test]
+fn a_wildcard_allow_headers_echoes_what_the_preflight_asks_for() {
+    let config =
+        cors_config(r#"{"allow_origins": ["https://app.example"], "allow_headers": ["*"], "allow_credentials": true}"#);
+    let mut host = FakeHost::request(&[
+        (":method", "OPTIONS"),
+        (":path", "/p/1/menu"),
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "GET"),
+        ("access-control-request-headers", "authorization,x-trace"),
+    ]);
+    assert_eq!(stream(config).on_request_headers(&mut host, true), Flow::Answered);
+    let (status, headers, _) = host.sent.clone().unwrap();
+    assert_eq!(status, 200);
+    let allowed = headers.iter().find(|(name, _)| name == "access-control-allow-headers").map(|(_, v)| v.as_str());
+    assert_eq!(allowed, Some("authorization,x-trace"));
+}

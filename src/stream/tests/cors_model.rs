@@ -82,8 +82,9 @@ fn setup(rng: &mut Rng) -> Setup {
             _ => Some(METHODS.iter().filter(|_| rng.chance(60)).map(|method| method.to_string()).collect())
                 .filter(|methods: &Vec<String>| !methods.is_empty()),
         };
-        let headers = match rng.below(3) {
+        let headers = match rng.below(4) {
             0 => None,
+            3 => Some(vec!["*".to_string()]),
             1 => Some(vec!["authorization".to_string(), "content-type".to_string()]),
             _ => Some(vec!["X-Custom".to_string(), "apikey".to_string(), "Authorization".to_string()]),
         };
@@ -318,7 +319,14 @@ fn model(setup: &Setup, request: &Request) -> Answer {
                 .map(String::from)
                 .to_vec()
         });
-        headers.insert("access-control-allow-headers", allow_headers.join(","));
+        // `*` on a preflight allows what it asked for: its Access-Control-Request-Headers are
+        // echoed (API-M's setCORSHeaders; Fetch never reads a literal `*` as `Authorization`).
+        let requested = request.acrh.filter(|requested| !requested.trim().is_empty());
+        let value = match (allow_headers.iter().any(|allowed| allowed == "*"), &preflight_methods, requested) {
+            (true, Some(_), Some(requested)) => requested.to_string(),
+            _ => allow_headers.join(","),
+        };
+        headers.insert("access-control-allow-headers", value);
         if !policy.expose.is_empty() {
             headers.insert("access-control-expose-headers", policy.expose.join(","));
         }
