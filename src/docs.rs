@@ -24,6 +24,7 @@ fn family_name(family: Family) -> &'static str {
         Family::Throttle => "throttle",
         Family::Transport => "transport",
         Family::Gateway => "gateway",
+        Family::FaultSequence => "fault sequence",
         Family::ChoreoUpstream => "choreo",
     }
 }
@@ -162,7 +163,7 @@ pub fn error_code_reference() -> String {
         }
     }
     out.push_str(
-        "\nEvery refusal of its `AuthFilter` (an `auth` entry but `no_matching_resource`, and `api_blocked`)\n",
+        "\nEvery refusal of its `AuthFilter` (an `auth` entry but `no_matching_resource`, `api_blocked`, and a key type\nwithout an endpoint)\n",
     );
     out.push_str("carries `WWW-Authenticate: Bearer realm=\"<realm>\", error=\"invalid_token\", error_description=\"");
     out.push_str(formats::CHOREO_CHALLENGE_DESCRIPTION);

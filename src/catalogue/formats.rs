@@ -353,11 +353,13 @@ pub fn choreo_connect(id: FaultId) -> ChoreoAnswer {
         HardLimitExceeded => ChoreoAnswer::status(429),
         ProductionKeyWithoutEndpoint => ChoreoAnswer {
             status: Some(401),
+            message: Some("Invalid Credentials"),
             description: Some("Production key offered to an API with no production endpoint. Make sure you have provided the correct security credentials"),
             ..ChoreoAnswer::SAME
         },
         SandboxKeyWithoutEndpoint => ChoreoAnswer {
             status: Some(401),
+            message: Some("Invalid Credentials"),
             description: Some("Sandbox key offered to an API with no sandbox endpoint. Make sure you have provided the correct security credentials"),
             ..ChoreoAnswer::SAME
         },
@@ -468,7 +470,11 @@ pub const CHOREO_CHALLENGE_DESCRIPTION: &str = "The provided token is invalid";
 /// (`<challenges>, error="invalid_token", error_description="The provided token is invalid"`)
 /// whatever the status, a missing credential, a 403 and a blocked API's 503 included.
 pub fn choreo_auth_filter_answers(id: FaultId) -> bool {
-    (id.spec().family == Family::Auth && !choreo_router_answers(id)) || id == FaultId::ApiBlocked
+    (id.spec().family == Family::Auth && !choreo_router_answers(id))
+        || matches!(
+            id,
+            FaultId::ApiBlocked | FaultId::ProductionKeyWithoutEndpoint | FaultId::SandboxKeyWithoutEndpoint
+        )
 }
 
 #[cfg(test)]

@@ -25,6 +25,10 @@ pub enum Family {
     Transport,
     /// Faults of the gateway itself (no API matched), from WSO2's `main` sequence.
     Gateway,
+    /// Faults API-M answers through its generic `fault` sequence for an API (`_production_key_error_`
+    /// and `_sandbox_key_error_` set the code, the description and the status, then call it): a
+    /// status report, `Runtime Error`, in the `http://wso2.org/apimanager` namespace.
+    FaultSequence,
     /// Choreo Connect's upstream failure codes (`1025xx`), used only with the `choreo-connect` format.
     ChoreoUpstream,
 }
@@ -130,9 +134,12 @@ catalogue! {
         "An unspecified error has occurred"),
     InvalidCredentials => ("invalid_credentials", 900901, 401, Auth, "Invalid Credentials",
         "Invalid Credentials. Make sure you have provided the correct security credentials"),
-    ProductionKeyWithoutEndpoint => ("production_key_without_endpoint", 900901, 403, Auth, "Invalid Credentials",
+    // API-M's `_production_key_error_` / `_sandbox_key_error_` (ERROR_CODE, ERROR_MESSAGE,
+    // CUSTOM_HTTP_SC 403) hand over to its `fault` sequence, whose body is a status report whose
+    // message is always `Runtime Error` (product-apim v4.0.0 and v4.2.0, `fault.xml` line 35).
+    ProductionKeyWithoutEndpoint => ("production_key_without_endpoint", 900901, 403, FaultSequence, "Runtime Error",
         "Production key offered to the API with no production endpoint"),
-    SandboxKeyWithoutEndpoint => ("sandbox_key_without_endpoint", 900901, 403, Auth, "Invalid Credentials",
+    SandboxKeyWithoutEndpoint => ("sandbox_key_without_endpoint", 900901, 403, FaultSequence, "Runtime Error",
         "Sandbox key offered to the API with no sandbox endpoint"),
     MissingCredentials => ("missing_credentials", 900902, 401, Auth, "Missing Credentials",
         "Invalid Credentials. Make sure your API invocation call has a header: 'Authorization : Bearer ACCESS_TOKEN' or 'Authorization : Basic ACCESS_TOKEN' or 'apikey : API_KEY'"),

@@ -261,7 +261,7 @@ struct ApimBody<'a> {
 }
 
 fn status_report(family: Family) -> bool {
-    matches!(family, Family::Transport | Family::Gateway | Family::ChoreoUpstream)
+    matches!(family, Family::Transport | Family::Gateway | Family::FaultSequence | Family::ChoreoUpstream)
 }
 
 fn apim_json(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&str>) -> String {
@@ -287,7 +287,7 @@ fn apim_xml(resolved: &Resolved<'_>, family: Family, next_access_time: Option<&s
     let (prefix, namespace) = match family {
         Family::Auth => ("ams", "http://wso2.org/apimanager/security"),
         Family::Throttle => ("amt", "http://wso2.org/apimanager/throttling"),
-        Family::Handler | Family::Transport | Family::Gateway | Family::ChoreoUpstream => {
+        Family::Handler | Family::Transport | Family::Gateway | Family::FaultSequence | Family::ChoreoUpstream => {
             ("am", "http://wso2.org/apimanager")
         }
     };

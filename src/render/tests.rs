@@ -361,3 +361,31 @@ fn template_placeholders_and_unknown_braces() {
     assert_eq!(rendered.body, "404 {x} 404: Not Found");
     assert_eq!(rendered.header("content-type"), Some("text/plain"));
 }
+
+/// API-M's `_production_key_error_` and `_sandbox_key_error_` set ERROR_CODE 900901, ERROR_MESSAGE
+/// and CUSTOM_HTTP_SC 403, then call the `fault` sequence (product-apim v4.0.0 and v4.2.0,
+/// `_sandbox_key_error_.xml` lines 20-23), whose JSON is a status report with the message
+/// `Runtime Error` (`fault.xml` line 35); 3.x's `fault.xml` (v3.2.0, lines 36-41) wrote the same in
+/// `<am:fault xmlns:am="http://wso2.org/apimanager">`.
+#[test]
+fn a_key_type_without_an_endpoint_is_answered_by_the_fault_sequence() {
+    let fault = Fault::new(FaultId::SandboxKeyWithoutEndpoint);
+    let json = render(&fault, &settings_for("apim-json"), None);
+    assert_eq!(json.status, 403);
+    assert_eq!(
+        json.body,
+        r#"{"code":"900901","type":"Status report","message":"Runtime Error","description":"Sandbox key offered to the API with no sandbox endpoint"}"#
+    );
+    let xml = render(&Fault::new(FaultId::ProductionKeyWithoutEndpoint), &settings_for("apim-xml"), None);
+    assert_eq!(
+        xml.body,
+        "<am:fault xmlns:am=\"http://wso2.org/apimanager\"><am:code>900901</am:code><am:type>Status report</am:type>\
+         <am:message>Runtime Error</am:message><am:description>Production key offered to the API with no production \
+         endpoint</am:description></am:fault>"
+    );
+    // A 403: no challenge in API-M's formats; Choreo Connect's AuthFilter keeps its own answer.
+    assert_eq!((xml.status, xml.header("www-authenticate")), (403, None));
+    let choreo: serde_json::Value =
+        serde_json::from_str(&render(&fault, &settings_for("choreo-connect"), None).body).unwrap();
+    assert_eq!(choreo["error_message"], "Invalid Credentials");
+}

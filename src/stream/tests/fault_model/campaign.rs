@@ -115,7 +115,7 @@ fn header<'a>(sent: &'a Sent, name: &str) -> Option<&'a str> {
 }
 
 fn status_report(family: &str) -> bool {
-    matches!(family, "gateway" | "transport" | "choreo")
+    matches!(family, "gateway" | "transport" | "fault sequence" | "choreo")
 }
 
 fn throttled(id: &str) -> bool {
@@ -271,7 +271,11 @@ fn compare(setup: &Setup, request: &Request, want: &Expected, sent: &Sent, found
     // WWW-Authenticate: every 401, with error="invalid_token" unless no credential was sent.
     let realm = setup.realm.as_deref().unwrap_or("WSO2 API Manager");
     // Choreo Connect's AuthFilter challenges on every refusal it makes (ERROR-CODES.md).
-    let auth_filter = (want.family == "auth" && want.id != "no_matching_resource") || want.id == "api_blocked";
+    let auth_filter = (want.family == "auth" && want.id != "no_matching_resource")
+        || matches!(
+            want.id.as_str(),
+            "api_blocked" | "production_key_without_endpoint" | "sandbox_key_without_endpoint"
+        );
     let challenge = match (want.status, want.id.as_str()) {
         _ if setup.format == "choreo-connect" => auth_filter.then(|| {
             format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The provided token is invalid\"")
