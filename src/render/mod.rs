@@ -481,3 +481,6 @@ mod choreo_tests;
 
 #[cfg(test)]
 mod choreo_audit_tests;
+
+#[cfg(test)]
+mod apim_audit_tests;
