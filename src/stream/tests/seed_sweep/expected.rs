@@ -356,7 +356,10 @@ pub(super) fn check_xml(kind: Kind, outcome: &Outcome, _origin: bool) -> &'stati
     assert_eq!(root.tag_name().name(), "fault", "{kind:?}");
     // Seed 001:97 (API-M's `am` namespace); WSO2-CONTRACT.md:50-51: `security` for authentication,
     // `throttling` for throttling faults.
+    // A key type without an endpoint (900901, 403) is API-M's generic `fault` sequence's answer
+    // (`_sandbox_key_error_` calls it; WSO2-CONTRACT.md: generic faults are `fault.xml`'s `am`).
     let namespace = match apim.code {
+        _ if kind == Kind::SandboxKey => "http://wso2.org/apimanager",
         code if code.starts_with("9009") => "http://wso2.org/apimanager/security",
         code if code.starts_with("9008") => "http://wso2.org/apimanager/throttling",
         _ => "http://wso2.org/apimanager",
