@@ -166,7 +166,7 @@ pub fn error_code_reference() -> String {
         "\nEvery refusal of its `AuthFilter` (an `auth` entry but `no_matching_resource`, `api_blocked`, and a key type\nwithout an endpoint)\n",
     );
     out.push_str("carries `WWW-Authenticate: Bearer realm=\"<realm>\", error=\"invalid_token\", error_description=\"");
-    out.push_str(formats::CHOREO_CHALLENGE_DESCRIPTION);
+    out.push_str(formats::CHALLENGE_DESCRIPTION);
     out.push_str("\"`\nwhatever its status; no other answer carries one.\n");
     out.push_str("A throttled answer's `Retry-After` is the next access time as an HTTP date\n");
     out.push_str("(`Fri, 15 Jan 2027 08:01:00 GMT`, Choreo Connect 1.2's `ThrottleUtils.setRetryAfterHeader`).\n");

@@ -218,10 +218,20 @@ fn secured_resources_are_closed_without_credentials_support() {
     let stack = stack("{}");
     let response = stack.envoy.get("/secure/1.0.0/x");
     assert_fault(&response, 401, "900902");
-    assert_eq!(response.header("www-authenticate"), Some(r#"Bearer realm="WSO2 API Manager""#));
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#
+        )
+    );
     let response = stack.envoy.send("GET", "/secure/1.0.0/x", &[("authorization", "Bearer s3cr3t-t0ken-value")], None);
     assert_fault(&response, 401, "900901");
-    assert_eq!(response.header("www-authenticate"), Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#));
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#
+        )
+    );
     assert!(
         !response.body.contains("s3cr3t") && !stack.envoy.log().contains("s3cr3t"),
         "the token never appears in the body"

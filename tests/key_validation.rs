@@ -234,14 +234,21 @@ fn missing_and_invalid_credentials() {
     let stack = stack();
     let response = stack.envoy.get("/shop/1.0.0/items");
     assert_fault(&response, 401, "900902");
-    assert_eq!(response.header("www-authenticate"), Some(r#"Bearer realm="WSO2 API Manager""#));
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#
+        )
+    );
     assert!(response.json()["description"].as_str().unwrap().contains("'Authorization : Bearer ACCESS_TOKEN'"));
     for authorization in ["Bearer not-a-real-token", "Basic YWxhZGRpbjpvcGVuc2VzYW1l", "Bearer", "Bearer a b"] {
         let response = stack.envoy.send("GET", "/shop/1.0.0/items", &[("authorization", authorization)], None);
         assert_fault(&response, 401, "900901");
         assert_eq!(
             response.header("www-authenticate"),
-            Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#)
+            Some(
+                r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#
+            )
         );
     }
     // The open resource needs nothing.

@@ -463,8 +463,10 @@ pub fn choreo_router_answers(id: FaultId) -> bool {
         || id == FaultId::NoMatchingResource
 }
 
-/// The `error_description` of the challenge Choreo Connect's `AuthFilter` sends.
-pub const CHOREO_CHALLENGE_DESCRIPTION: &str = "The provided token is invalid";
+/// The `error_description` of the `invalid_token` challenge WSO2's gateways send on every 401
+/// (API-M 4.x's `APIAuthenticationHandler.handleAuthFailure`, a missing credential's included)
+/// and Choreo Connect's `AuthFilter` on every refusal it makes.
+pub const CHALLENGE_DESCRIPTION: &str = "The provided token is invalid";
 
 /// Whether Choreo Connect's `AuthFilter` refuses the request: it then adds `WWW-Authenticate`
 /// (`<challenges>, error="invalid_token", error_description="The provided token is invalid"`)

@@ -239,17 +239,15 @@ fn apim(id: FaultId) -> Option<Apim> {
     })
 }
 
-/// The challenge the filter sends on a 401 in API-M's formats. API-M 4.x sends `OAuth2
-/// realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is
-/// invalid"` on every 401, a missing credential's too; the contract asks for RFC 6750's form
-/// (`Bearer`, `error="invalid_token"`), and the filter leaves the error out when no credential was
-/// sent (RFC 6750 3.1).
-fn challenge(id: FaultId, status: u16) -> Option<String> {
-    match (status, id) {
-        (401, FaultId::MissingCredentials) => Some(r#"Bearer realm="WSO2 API Manager""#.to_string()),
-        (401, _) => Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#.to_string()),
-        _ => None,
-    }
+/// The challenge the filter sends on a 401 in API-M's formats. API-M 4.x sends `<its
+/// authenticators' challenges>, error="invalid_token", error_description="The provided token is
+/// invalid"` on every 401, a missing credential's too (`APIAuthenticationHandler.handleAuthFailure`);
+/// the contract asks for RFC 6750's `Bearer` scheme and `error="invalid_token"` on every 401.
+fn challenge(_id: FaultId, status: u16) -> Option<String> {
+    (status == 401).then(|| {
+        r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#
+            .to_string()
+    })
 }
 
 /// Compares one rendered fault with API-M's answer in both formats; the disagreement, if any.

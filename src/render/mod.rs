@@ -109,34 +109,27 @@ pub fn resolve<'a>(fault: &Fault, settings: &'a ErrorSettings) -> Resolved<'a> {
     resolved
 }
 
-/// The `WWW-Authenticate` challenge a fault answered with `status` carries (RFC 6750 3): every 401
-/// (`error="invalid_token"` unless the fault names another error, and no error when no credentials
-/// were sent, as RFC 6750 3.1 asks), and a 403 for a scope the token lacks
-/// (`error="insufficient_scope"`). A fault whose status an override or a format changed to
-/// anything else carries none.
+/// The `WWW-Authenticate` challenge a fault answered with `status` carries: every 401, as API-M
+/// 4.x's `APIAuthenticationHandler` sends it (`error="invalid_token"` unless the fault names
+/// another error, and `error_description="The provided token is invalid"`, a missing credential's
+/// 401 included, as WSO2-CONTRACT.md asks of every 401), and a 403 for a scope the token lacks
+/// (RFC 6750's `error="insufficient_scope"`). A fault whose status an override or a format changed
+/// to anything else carries none.
 ///
-/// Choreo Connect's `AuthFilter` sends its own form on every refusal it makes, whatever the status.
+/// Choreo Connect's `AuthFilter` sends its form on every refusal it makes, whatever the status.
 fn challenge(fault: &Fault, status: u16, settings: &ErrorSettings) -> Option<String> {
     let realm = &settings.realm;
-    if settings.format == ErrorFormat::ChoreoConnect {
-        return formats::choreo_auth_filter_answers(fault.id).then(|| {
-            format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
-                formats::CHOREO_CHALLENGE_DESCRIPTION
-            )
-        });
-    }
-    let error = match (status, fault.challenge_error) {
-        (401, _) if fault.id == FaultId::MissingCredentials => None,
-        (401, error) => Some(error.unwrap_or("invalid_token")),
-        (403, Some(error @ "insufficient_scope")) => Some(error),
-        _ => return None,
+    let invalid = |error: &str| {
+        format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", formats::CHALLENGE_DESCRIPTION)
     };
-    let mut challenge = format!("Bearer realm=\"{realm}\"");
-    if let Some(error) = error {
-        challenge.push_str(&format!(", error=\"{error}\""));
+    if settings.format == ErrorFormat::ChoreoConnect {
+        return formats::choreo_auth_filter_answers(fault.id).then(|| invalid("invalid_token"));
     }
-    Some(challenge)
+    match (status, fault.challenge_error) {
+        (401, error) => Some(invalid(error.unwrap_or("invalid_token"))),
+        (403, Some(error @ "insufficient_scope")) => Some(format!("Bearer realm=\"{realm}\", error=\"{error}\"")),
+        _ => None,
+    }
 }
 
 /// WSO2 names the configured headers in the 900902 description (`Authorization` as WSO2 spells

@@ -189,10 +189,13 @@ fn missing_credentials_description_names_the_configured_headers() {
 fn unauthorized_faults_carry_a_challenge() {
     let settings = settings(r#"{"credentials":{"realm":"shop"}}"#);
     let missing = render(&Fault::new(FaultId::MissingCredentials), &settings, None);
-    assert_eq!(missing.header("www-authenticate"), Some("Bearer realm=\"shop\""));
+    // Every 401, a missing credential's too, as API-M 4.x sends it (WSO2-CONTRACT.md: every 401).
+    let challenge =
+        "Bearer realm=\"shop\", error=\"invalid_token\", error_description=\"The provided token is invalid\"";
+    assert_eq!(missing.header("www-authenticate"), Some(challenge));
     let invalid =
         render(&Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"), &settings, None);
-    assert_eq!(invalid.header("www-authenticate"), Some("Bearer realm=\"shop\", error=\"invalid_token\""));
+    assert_eq!(invalid.header("www-authenticate"), Some(challenge));
     let forbidden = render(&Fault::new(FaultId::ResourceForbidden), &settings, None);
     assert_eq!(forbidden.header("www-authenticate"), None);
 }
@@ -269,7 +272,7 @@ fn kanali_answers_with_its_own_pairs_and_the_microgateway_with_its_texts() {
 }
 
 #[test]
-fn every_401_and_only_a_401_challenges_with_invalid_token_unless_no_credential_was_sent() {
+fn every_401_and_only_a_401_challenges_with_invalid_token_as_api_m_does() {
     // Choreo Connect's own form: src/render/choreo_tests.rs.
     for format in FORMATS.iter().filter(|format| **format != "choreo-connect") {
         let settings = settings_for(format);
@@ -277,11 +280,12 @@ fn every_401_and_only_a_401_challenges_with_invalid_token_unless_no_credential_w
             let fault = Fault::transport(*id, ProtocolState::RequestDone);
             let rendered = render(&fault, &settings, None);
             let challenge = rendered.header("www-authenticate");
-            let expected = match (rendered.status, *id) {
-                (401, FaultId::MissingCredentials) => Some(r#"Bearer realm="WSO2 API Manager""#.to_string()),
-                (401, _) => Some(r#"Bearer realm="WSO2 API Manager", error="invalid_token""#.to_string()),
-                _ => None,
-            };
+            // API-M 4.x's `APIAuthenticationHandler.handleAuthFailure`: every 401, a missing
+            // credential's included.
+            let expected = (rendered.status == 401).then(|| {
+                r#"Bearer realm="WSO2 API Manager", error="invalid_token", error_description="The provided token is invalid""#
+                    .to_string()
+            });
             assert_eq!(challenge.map(String::from), expected, "{format} {}", id.spec().id);
         }
     }

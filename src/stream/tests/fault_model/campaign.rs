@@ -268,7 +268,7 @@ fn compare(setup: &Setup, request: &Request, want: &Expected, sent: &Sent, found
             Err(_) => disagree(found, "json unparsable", case()),
         }
     }
-    // WWW-Authenticate: every 401, with error="invalid_token" unless no credential was sent.
+    // WWW-Authenticate: every 401, with error="invalid_token" and API-M's error_description.
     let realm = setup.realm.as_deref().unwrap_or("WSO2 API Manager");
     // Choreo Connect's AuthFilter challenges on every refusal it makes (ERROR-CODES.md).
     let auth_filter = (want.family == "auth" && want.id != "no_matching_resource")
@@ -280,8 +280,9 @@ fn compare(setup: &Setup, request: &Request, want: &Expected, sent: &Sent, found
         _ if setup.format == "choreo-connect" => auth_filter.then(|| {
             format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The provided token is invalid\"")
         }),
-        (401, "missing_credentials") => Some(format!("Bearer realm=\"{realm}\"")),
-        (401, _) => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
+        (401, _) => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The provided token is invalid\""
+        )),
         _ => None,
     };
     if header(sent, "www-authenticate").map(String::from) != challenge {
