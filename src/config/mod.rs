@@ -178,9 +178,14 @@ impl Config {
             warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
         }
         let errors = ErrorSettings::compile(raw.errors, &raw.credentials)?;
-        let control_plane =
+        let mut control_plane =
             raw.control_plane.map(|cp| ControlPlane::compile(cp, &raw.apis, &mut warnings)).transpose()?;
-        let routes = Table::compile(raw.apis, &|name| policies.contains(name))?;
+        // Every table's resources join the methods CORS answers allow once (`cors_methods`).
+        let cors_allow_methods = errors.cors.as_ref().map(|cors| cors.allow_methods.clone());
+        if let Some(control_plane) = &mut control_plane {
+            control_plane.cors_allow_methods.clone_from(&cors_allow_methods);
+        }
+        let routes = Table::compile_for_cors(raw.apis, &|name| policies.contains(name), cors_allow_methods)?;
         if control_plane.is_none() {
             warnings.extend(unapplied_condition_groups(&raw.policies, &routes));
         }

@@ -537,3 +537,16 @@ fn a_jwks_path_beside_pass_through_is_warned_about() {
     assert!(warned("pass_through"));
     assert!(!warned("fault"));
 }
+
+/// The control plane's tables filter their resources' CORS methods by `errors.cors.allow_methods`,
+/// as the configuration's own table does: the configuration hands the list over.
+#[test]
+fn the_control_plane_gets_the_cors_methods_the_configuration_allows() {
+    let control_plane = r#""control_plane":{"cluster":"apim","username":"a","password":"p"}"#;
+    let cors = r#""errors":{"cors":{"allow_origins":["*"],"allow_methods":["DELETE","GET"]}}"#;
+    let with = Config::from_json(format!("{{{control_plane},{cors}}}").as_bytes()).unwrap();
+    let allowed = with.control_plane.unwrap().cors_allow_methods;
+    assert_eq!(allowed, Some(vec!["DELETE".to_string(), "GET".to_string()]));
+    let without = Config::from_json(format!("{{{control_plane}}}").as_bytes()).unwrap();
+    assert_eq!(without.control_plane.unwrap().cors_allow_methods, None);
+}

@@ -148,6 +148,18 @@ fn missing_credentials_description(settings: &ErrorSettings) -> String {
 
 /// Renders a fault. `origin` is the request's `Origin` header, for CORS.
 pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> Rendered {
+    render_at(fault, settings, origin, None)
+}
+
+/// Renders a fault for a request that matched a resource whose CORS answers allow
+/// `resource_methods` (`Resource::cors_methods`; `None` when no resource matched: every
+/// configured method), as API-M's `CORSRequestHandler` answers with the matched resource's.
+pub fn render_at(
+    fault: &Fault,
+    settings: &ErrorSettings,
+    origin: Option<&str>,
+    resource_methods: Option<&str>,
+) -> Rendered {
     let resolved = resolve(fault, settings);
     let family = fault.id.spec().family;
     let next_access_time = fault.next_access_time.map(format_next_access_time);
@@ -180,7 +192,7 @@ pub fn render(fault: &Fault, settings: &ErrorSettings, origin: Option<&str>) -> 
         headers.push(("retry-after".to_string(), value));
     }
     if let Some(cors) = &settings.cors {
-        headers.extend(cors_headers(cors, origin, None));
+        headers.extend(cors_headers(cors, origin, None, resource_methods));
     }
     Rendered { status: resolved.status, grpc_status: resolved.grpc_status, headers, body }
 }
@@ -208,9 +220,15 @@ pub struct Preflight<'a> {
 /// the resource's methods the configuration allows, adds `Max-Age`, and with `allow_headers`
 /// `"*"` allows the headers the preflight asked for (echoed, as API-M's `CORSRequestHandler`
 /// does: a browser never reads a literal `*` as `Authorization`, nor as anything when
-/// credentials are allowed); other responses allow every configured method.
-pub fn cors_headers(cors: &Cors, origin: Option<&str>, preflight: Option<Preflight<'_>>) -> Vec<(String, String)> {
-    let answer = cors.headers(origin, preflight.is_some());
+/// credentials are allowed); other responses allow `resource_methods`, the matched resource's
+/// template's methods the policy allows, or every configured method when no resource matched.
+pub fn cors_headers(
+    cors: &Cors,
+    origin: Option<&str>,
+    preflight: Option<Preflight<'_>>,
+    resource_methods: Option<&str>,
+) -> Vec<(String, String)> {
+    let answer = cors.headers(origin, preflight.is_some(), resource_methods);
     let mut headers = Vec::with_capacity(answer.values.len() + 1);
     for (name, value) in answer.values {
         let Some(value) = value else { continue };

@@ -90,9 +90,18 @@ impl Cors {
     }
 
     /// The CORS headers of a response to a request from `origin` (a preflight's adds `Max-Age`),
-    /// without an allocation: every response of an API carries them. An origin the policy does not
-    /// allow gets none; any answer but one to every origin (`*`) varies on `Origin`.
-    pub fn headers<'a>(&'a self, origin: Option<&'a str>, preflight: bool) -> CorsHeaders<'a> {
+    /// without an allocation: every response of an API carries them. `resource_methods` is the
+    /// `Access-Control-Allow-Methods` of a request that matched a resource (its template's methods
+    /// this policy allows, joined when the routing table was compiled: API-M's `CORSRequestHandler`
+    /// sends the matched resource's); any other request's lists every configured method. An origin
+    /// the policy does not allow gets none; any answer but one to every origin (`*`) varies on
+    /// `Origin`.
+    pub fn headers<'a>(
+        &'a self,
+        origin: Option<&'a str>,
+        preflight: bool,
+        resource_methods: Option<&'a str>,
+    ) -> CorsHeaders<'a> {
         let wildcard = self.allow_origins.iter().any(|allowed| allowed == "*");
         let allowed = match wildcard {
             true => Some("*"),
@@ -102,7 +111,7 @@ impl Cors {
         let [origin_name, methods, headers, expose, credentials, max_age] = CORS_HEADERS;
         let values = [
             (origin_name, allowed),
-            (methods, listed(&self.values.methods)),
+            (methods, listed(resource_methods.unwrap_or(&self.values.methods))),
             (headers, listed(&self.values.headers)),
             (expose, listed(&self.values.expose).filter(|_| !self.expose_headers.is_empty())),
             (credentials, listed("true").filter(|_| self.allow_credentials)),

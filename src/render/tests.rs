@@ -223,7 +223,7 @@ fn a_wildcard_method_allows_the_resources_methods() {
     let wildcard = settings(r#"{"errors":{"cors":{"allow_origins":["https://a.example"],"allow_methods":["*"]}}}"#);
     let methods = ["GET".to_string(), "PUT".to_string()];
     let preflight = Preflight { methods: &methods, request_headers: None };
-    let headers = cors_headers(wildcard.cors.as_ref().unwrap(), Some("https://a.example"), Some(preflight));
+    let headers = cors_headers(wildcard.cors.as_ref().unwrap(), Some("https://a.example"), Some(preflight), None);
     let allowed = headers.iter().find(|(name, _)| name == "access-control-allow-methods").map(|(_, v)| v.as_str());
     assert_eq!(allowed, Some("GET,PUT"));
 }

@@ -105,6 +105,13 @@ pub struct Resource {
     pub application_token_only: bool,
     /// WSO2's key of the resource: `<context>/<version><template>:<method>`.
     pub key: String,
+    /// The methods of its path template (every verb its API defines for that template, in
+    /// configuration order) that the CORS configuration allows, joined with `,`: the
+    /// `Access-Control-Allow-Methods` of every answer to a request it matched, as API-M's
+    /// `CORSRequestHandler` sends its Synapse resource's methods. Joined once when the table is
+    /// compiled and shared by the template's resources, so that a backend's answer sets it without
+    /// an allocation.
+    pub cors_methods: Rc<str>,
 }
 
 /// Every served API by base path.
@@ -117,6 +124,9 @@ pub struct Table {
     pub max_base_depth: usize,
     /// `<name>:<version>` label to API.
     pub labels: HashMap<String, ApiId>,
+    /// The methods a CORS answer may allow (`errors.cors.allow_methods`; `None`: every method),
+    /// which each resource's [`Resource::cors_methods`] keeps of its template's.
+    pub cors_allow_methods: Option<Vec<String>>,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
@@ -144,7 +154,17 @@ impl RoutingSettings {
 impl Table {
     /// Compiles the APIs; `policy_exists` says whether a throttling policy name is defined.
     pub fn compile(raw: Vec<RawApi>, policy_exists: &dyn Fn(&str) -> bool) -> Result<Table, ConfigError> {
-        let mut table = Table::default();
+        Table::compile_for_cors(raw, policy_exists, None)
+    }
+
+    /// Compiles the APIs for a CORS configuration that allows `cors_allow_methods` (`None`: every
+    /// method), which each resource's [`Resource::cors_methods`] keeps.
+    pub fn compile_for_cors(
+        raw: Vec<RawApi>,
+        policy_exists: &dyn Fn(&str) -> bool,
+        cors_allow_methods: Option<Vec<String>>,
+    ) -> Result<Table, ConfigError> {
+        let mut table = Table { cors_allow_methods, ..Table::default() };
         for (index, raw_api) in raw.into_iter().enumerate() {
             table.add(&format!("apis[{index}]"), raw_api, policy_exists)?;
         }
@@ -172,7 +192,8 @@ impl Table {
         unservable: Unservable,
     ) -> Result<(), ConfigError> {
         let id = ApiId(u32::try_from(self.apis.len()).map_err(|_| ConfigError::new(field, "too many APIs"))?);
-        let api = compile_api(field, id, raw, policy_exists, unservable)?;
+        let mut api = compile_api(field, id, raw, policy_exists, unservable)?;
+        join_cors_methods(&mut api.resources, self.cors_allow_methods.as_deref());
         if self.labels.contains_key(&api.label) {
             return Err(ConfigError::new(format!("{field}.name"), format!("API {} is defined twice", api.label)));
         }
@@ -399,6 +420,7 @@ fn compile_api(
             user_token_only: resource.user_token_only,
             application_token_only: resource.application_token_only,
             key,
+            cors_methods: Rc::from(""),
         });
     }
     let any_api_key_resource = resources.iter().any(|resource| resource.security.contains(&SecurityScheme::ApiKey));
@@ -435,6 +457,32 @@ fn compile_api(
         resources,
         source_id: None,
     })
+}
+
+/// Sets each resource's [`Resource::cors_methods`]: the methods of its template that
+/// `allow_methods` allows (`*` or the method itself; `None`: every method), in configuration
+/// order, one shared string per template.
+fn join_cors_methods(resources: &mut [Resource], allow_methods: Option<&[String]>) {
+    let allowed =
+        |method: &str| allow_methods.is_none_or(|list| list.iter().any(|allowed| allowed == "*" || allowed == method));
+    let mut joined: Vec<Rc<str>> = Vec::with_capacity(resources.len());
+    for (index, resource) in resources.iter().enumerate() {
+        let earlier = resources.iter().zip(&joined).take(index).find(|(other, _)| other.template == resource.template);
+        if let Some((_, shared)) = earlier {
+            joined.push(Rc::clone(shared));
+            continue;
+        }
+        let mut methods: Vec<&str> = Vec::new();
+        for other in resources.iter().filter(|other| other.template == resource.template) {
+            if allowed(&other.method) && !methods.contains(&other.method.as_str()) {
+                methods.push(&other.method);
+            }
+        }
+        joined.push(Rc::from(methods.join(",")));
+    }
+    for (resource, methods) in resources.iter_mut().zip(joined) {
+        resource.cors_methods = methods;
+    }
 }
 
 /// The base paths an API is served on: `<context>/<version>` (or the context with `{version}`

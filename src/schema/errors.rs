@@ -129,9 +129,13 @@ pub struct RawCors {
     /// ASCII (punycode), no default port, no path, no trailing `/`; other spellings are refused);
     /// `"*"` allows any. Required, at least one.
     pub allow_origins: Vec<String>,
-    /// `Access-Control-Allow-Methods`: methods as requests carry them (case-sensitive: `GET`,
-    /// never `get`), or `"*"` for every method of the resource a preflight asks about. Defaults to
-    /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
+    /// The methods `Access-Control-Allow-Methods` may list: methods as requests carry them
+    /// (case-sensitive: `GET`, never `get`), or `"*"` for every method. A preflight's answer, and
+    /// every answer to a request that matched a resource (the backend's, and a fault after
+    /// routing such as 900901, 900902 or 900804), lists the methods of that resource's path
+    /// template (every verb the API defines for it, in configuration order) that this list allows,
+    /// as API-M's CORS handler sends its matched resource's; an answer to a request no resource
+    /// matched (900906, 404) lists this list. Defaults to `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
     #[serde(default = "default_cors_methods")]
     pub allow_methods: Vec<String>,
     /// `Access-Control-Allow-Headers`. `"*"` allows every header a preflight asks for: its

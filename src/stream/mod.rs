@@ -284,7 +284,7 @@ impl Stream {
                     Some(cors) => {
                         let preflight =
                             render::Preflight { methods: &methods, request_headers: self.request.preflight_headers() };
-                        render::cors_headers(cors, self.request.origin.as_deref(), Some(preflight))
+                        render::cors_headers(cors, self.request.origin.as_deref(), Some(preflight), None)
                     }
                     None => Vec::new(),
                 };
@@ -746,7 +746,8 @@ impl Stream {
     /// Answers with a fault: before the request went upstream (through [`Stream::deny`]), or in
     /// place of Envoy's reply for a failed upstream (the request's headers are what was sent).
     pub(super) fn reply(&mut self, host: &mut impl Host, fault: &Fault) -> Flow {
-        let rendered = render::render(fault, &self.config.errors, self.request.origin.as_deref());
+        let (errors, origin) = (&self.config.errors, self.request.origin.as_deref());
+        let rendered = render::render_at(fault, errors, origin, self.resource_cors_methods());
         let mut headers = rendered.headers;
         headers.extend(self.rate_limit_headers(host));
         self.answered_locally = true;
@@ -771,7 +772,7 @@ fn route_of<'t>(routes: &'t Table, route: &Forward) -> Option<(&'t routing::Api,
 
 /// The API and, when one matched, the resource a request matched; `None` when either is not in
 /// the table.
-fn matched_of(routes: &Table, matched: Matched) -> Option<(&routing::Api, Option<&routing::Resource>)> {
+pub(super) fn matched_of(routes: &Table, matched: Matched) -> Option<(&routing::Api, Option<&routing::Resource>)> {
     let api = routes.api(matched.api)?;
     match matched.resource {
         Some(resource) => Some((api, Some(api.resource(resource)?))),

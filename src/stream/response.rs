@@ -81,7 +81,7 @@ impl Stream {
     fn cors_on_response(&self, host: &mut impl Host) {
         let Some(cors) = &self.config.errors.cors else { return };
         // Each header set, or removed when the gateway's answer has none: nothing is allocated.
-        let answer = cors.headers(self.request.origin.as_deref(), false);
+        let answer = cors.headers(self.request.origin.as_deref(), false, self.resource_cors_methods());
         for (name, value) in answer.values {
             host.set_response_header(name, value.map(str::as_bytes));
         }
@@ -91,6 +91,13 @@ impl Stream {
                 host.set_response_header("vary", Some(vary.as_bytes()));
             }
         }
+    }
+
+    /// The CORS methods of the resource the request matched (`None` when none did): what its
+    /// answers, faults and the backend's, allow (`Resource::cors_methods`, joined once).
+    pub(super) fn resource_cors_methods(&self) -> Option<&str> {
+        let (_, resource) = super::matched_of(&self.routes, self.matched?)?;
+        Some(&resource?.cors_methods)
     }
 
     /// The backend's answer goes on: its status is the access log's target response code (a

@@ -65,6 +65,10 @@ pub struct ControlPlane {
     pub condition_types: wire::ConditionTypes,
     /// The configuration's own APIs, served beside the control plane's (they win a clash).
     pub static_apis: Vec<RawApi>,
+    /// The methods the CORS configuration allows (`None`: every method), which the compiled
+    /// tables' resources keep of their templates' (`Resource::cors_methods`), as the
+    /// configuration's own table does. Set where the configuration loads.
+    pub cors_allow_methods: Option<Vec<String>>,
 }
 
 /// A value kept out of logs.
@@ -155,6 +159,7 @@ impl ControlPlane {
                 jwt_claim: raw.jwt_claim_conditions,
             },
             static_apis: static_apis.to_vec(),
+            cors_allow_methods: None,
         })
     }
 

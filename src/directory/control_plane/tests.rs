@@ -679,6 +679,7 @@ fn a_load_that_fails_at_start_says_nothing_is_served_yet() {
 }
 
 mod api_types;
+mod cors_methods;
 mod replaced;
 
 #[test]

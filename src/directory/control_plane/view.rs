@@ -494,7 +494,7 @@ fn read_list<T: serde::de::DeserializeOwned>(store: &dyn SharedStore, document: 
 
 /// The configuration's APIs, then the control plane's that map to clusters and do not clash.
 fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Loaded) -> Table {
-    let mut table = Table::default();
+    let mut table = Table { cors_allow_methods: control_plane.cors_allow_methods.clone(), ..Table::default() };
     for (index, raw) in control_plane.static_apis.iter().enumerate() {
         // Checked when the configuration loaded.
         let _ = table.add(&format!("apis[{index}]"), raw.clone(), &|_| true);

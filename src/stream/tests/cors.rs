@@ -190,3 +190,82 @@ fn a_wildcard_allow_headers_echoes_what_the_preflight_asks_for() {
     let allowed = headers.iter().find(|(name, _)| name == "access-control-allow-headers").map(|(_, v)| v.as_str());
     assert_eq!(allowed, Some("authorization,x-trace"));
 }
+
+/// An API whose `/menu` takes `GET` and `POST`, whose `/order/{id}` takes `GET` and `DELETE`
+/// (with an API key), under `errors.cors` (or none).
+fn two_templates(cors: Option<&str>) -> Rc<Config> {
+    let errors = cors.map(|cors| format!(r#""errors": {{"cors": {cors}}},"#)).unwrap_or_default();
+    let json = format!(
+        r#"{{{errors}
+        "apis": [{{"name": "P", "context": "/p", "version": "1", "security": [], "endpoints": {{"production": "prod"}},
+                  "resources": [{{"method": "GET", "path": "/menu"}}, {{"method": "GET", "path": "/order/{{id}}", "security": ["api_key"]}},
+                                {{"method": "POST", "path": "/menu"}}, {{"method": "DELETE", "path": "/order/{{id}}", "security": ["api_key"]}}]}}]}}"#
+    );
+    Rc::new(Config::from_json(json.as_bytes()).unwrap())
+}
+
+/// The `Access-Control-Allow-Methods` of the answer to `method path`, and whether the backend gave it.
+fn allowed_methods(config: Rc<Config>, method: &str, path: &str) -> (bool, Option<String>) {
+    let mut host = FakeHost::request(&[(":method", method), (":path", path), ("origin", "https://app.example")]);
+    host.response = vec![(":status".to_string(), b"200".to_vec())].into_iter().collect();
+    let mut stream = stream(config);
+    let backend = stream.on_request_headers(&mut host, true) == Flow::Continue;
+    let methods = match backend {
+        true => {
+            assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+            header(&host.response, "access-control-allow-methods").map(String::from)
+        }
+        false => {
+            let (_, headers, _) = host.sent.clone().unwrap();
+            headers.into_iter().find(|(name, _)| name == "access-control-allow-methods").map(|(_, value)| value)
+        }
+    };
+    (backend, methods)
+}
+
+/// Every answer to a request that matched a resource, the backend's and a fault after routing,
+/// allows the methods of that resource's path template the policy allows, as API-M's
+/// `CORSRequestHandler.setCORSHeaders` sends its Synapse resource's (seed 002: a 900901 with
+/// `Access-Control-Allow-Methods: GET`); a request no resource matched gets every configured
+/// method. The filter sent the whole configured list on all of them, telling a browser that a
+/// resource takes methods it refuses.
+#[test]
+fn a_matched_resources_answers_allow_its_templates_methods() {
+    let config = || two_templates(Some(r#"{"allow_origins": ["*"], "allow_methods": ["DELETE", "GET", "PUT"]}"#));
+    let some = |methods: &str| Some(methods.to_string());
+    assert_eq!(allowed_methods(config(), "GET", "/p/1/menu"), (true, some("GET")), "POST is not allowed by CORS");
+    assert_eq!(
+        allowed_methods(config(), "POST", "/p/1/menu"),
+        (true, some("GET")),
+        "a CORS-refused verb is still routed"
+    );
+    assert_eq!(
+        allowed_methods(config(), "DELETE", "/p/1/order/7"),
+        (false, some("GET,DELETE")),
+        "900902: in config order"
+    );
+    assert_eq!(allowed_methods(config(), "PUT", "/p/1/menu"), (false, some("DELETE,GET,PUT")), "900906: no resource");
+    assert_eq!(allowed_methods(config(), "GET", "/q/1/menu"), (false, some("DELETE,GET,PUT")), "404: no API");
+    let every = || two_templates(Some(r#"{"allow_origins": ["*"], "allow_methods": ["*"]}"#));
+    assert_eq!(allowed_methods(every(), "GET", "/p/1/menu"), (true, some("GET,POST")));
+    assert_eq!(allowed_methods(every(), "GET", "/p/1/order/7"), (false, some("GET,DELETE")));
+}
+
+/// The matched resource's methods are joined once, when the table is compiled: setting them on a
+/// backend's answer allocates no more than an answer without CORS, whatever the policy filters.
+#[test]
+fn a_resources_cors_methods_on_a_backends_answer_cost_no_allocation() {
+    let allocations = |config: Rc<Config>| {
+        let mut host =
+            FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("origin", "https://a.example")]);
+        host.response = vec![(":status".to_string(), b"200".to_vec())].into_iter().collect();
+        let mut stream = stream(config);
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+        allocations_in(|| assert_eq!(stream.on_response_headers(&mut Quiet(&mut host)), Flow::Continue))
+    };
+    let without = allocations(two_templates(None));
+    for cors in [r#"{"allow_origins": ["*"], "allow_methods": ["GET"]}"#, r#"{"allow_origins": ["https://a.example"]}"#]
+    {
+        assert_eq!(allocations(two_templates(Some(cors))), without, "{cors}");
+    }
+}

@@ -3,7 +3,8 @@
 //! secured and open resources, to unknown paths and to no API; plain `OPTIONS`; simple requests
 //! answered by a backend that sends its own CORS headers and `Vary`; 401, 404, 403 and 429
 //! faults) from origins that differ in case, scheme, port, `null`, lists and trailing `/`, each
-//! answer's CORS headers and whether the request reached the backend compared with a model
+//! answer's CORS headers (a matched resource's answers allowing its template's methods, as API-M's
+//! `CORSRequestHandler` does) and whether the request reached the backend compared with a model
 //! written from docs/CONFIG.md (`Cors`, `errors.cors`), README.md, WSO2-CONTRACT.md ("every fault
 //! passes through CORS handling") and, where they are silent, API-M's `CORSRequestHandler`
 //! (never the filter's CORS or routing functions). `CORS_SEED=N` runs seed N alone.
@@ -296,21 +297,27 @@ fn model(setup: &Setup, request: &Request) -> Answer {
         true => Some("*".to_string()),
         false => request.origin.filter(|origin| policy.origins.iter().any(|listed| listed == origin)).map(String::from),
     };
-    let configured_methods: Vec<String> = policy
-        .methods
-        .clone()
-        .unwrap_or_else(|| ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"].map(String::from).to_vec());
+    let configured_methods = configured_methods(policy);
     if let Some(origin) = allowed {
         headers.insert("access-control-allow-origin", origin);
-        let methods = match &preflight_methods {
-            // A preflight's answer allows the verbs of the resource asked about that the
-            // configuration allows (`*`: all of them), as API-M's setCORSHeaders does.
-            Some(verbs) => verbs
+        let allowed_verbs = |verbs: &[&str]| {
+            verbs
                 .iter()
                 .filter(|verb| configured_methods.iter().any(|allowed| allowed == "*" || allowed == *verb))
                 .copied()
                 .collect::<Vec<_>>()
-                .join(","),
+                .join(",")
+        };
+        let methods = match &preflight_methods {
+            // A preflight's answer allows the verbs of the resource asked about that the
+            // configuration allows (`*`: all of them), as API-M's setCORSHeaders does.
+            Some(verbs) => allowed_verbs(verbs),
+            // So does every other answer to a request that matched a resource, the backend's and
+            // a fault after routing alike: API-M's setCORSHeaders sends the selected Synapse
+            // resource's methods (one resource per URI template, holding all its verbs) that the
+            // configuration allows; seed 002 shows a 900901 with `Access-Control-Allow-Methods:
+            // GET`. Where no resource matched (900906, 404) it sends every configured method.
+            None if matched => allowed_verbs(&verbs),
             None => configured_methods.join(","),
         };
         headers.insert("access-control-allow-methods", methods);
@@ -360,6 +367,14 @@ fn model(setup: &Setup, request: &Request) -> Answer {
         headers.insert("vary", vary);
     }
     Answer { backend, status, headers }
+}
+
+/// The methods the policy allows (`None`: the documented default).
+fn configured_methods(policy: &Policy) -> Vec<String> {
+    policy
+        .methods
+        .clone()
+        .unwrap_or_else(|| ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"].map(String::from).to_vec())
 }
 
 /// Sends the request through the stream on a fresh host: the answer the client gets.
@@ -441,6 +456,15 @@ fn cors_headers_and_preflights_follow_the_documents_for_random_policies_and_requ
             let got = send(&config, &prepared.shared, &request);
             cases += 1;
             *seen.entry(class(&request, &got)).or_default() += 1;
+            // A matched resource's answer whose methods are not the configured list: the model's
+            // per-resource rule is exercised, not only where both agree.
+            let configured = setup.cors.as_ref().map(|policy| configured_methods(policy).join(","));
+            let methods = expected.headers.get("access-control-allow-methods");
+            if request.acrm.is_none() && methods.is_some() && methods != configured.as_ref() {
+                *seen
+                    .entry(format!("{}/resource-methods", if expected.backend { "backend" } else { "fault" }))
+                    .or_default() += 1;
+            }
             if got != expected {
                 let differing: Vec<&str> = CHECKED
                     .iter()
@@ -482,6 +506,8 @@ fn cors_headers_and_preflights_follow_the_documents_for_random_policies_and_requ
         "simple/403+acao",
         "simple/404+acao",
         "simple/401",
+        "backend/resource-methods",
+        "fault/resource-methods",
     ] {
         assert!(seen.get(class).is_some_and(|count| *count >= 5), "{class} reached: {seen:?}");
     }
