@@ -594,3 +594,7 @@ fn jwks(key: &SigningKey, alg: &str, key_id: Option<&str>, certificate: Option<&
 #[cfg(test)]
 #[path = "backend_jwt/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "backend_jwt/audit_tests.rs"]
+mod audit_tests;
