@@ -143,7 +143,9 @@ impl BackendJwt {
             (Some(path), Some(key)) => Some((path.clone(), jwks(key, alg, key_id.as_deref(), certificate.as_deref()))),
             _ => None,
         };
-        // WSO2 writes the header by hand, in this order.
+        // WSO2 writes the header by hand, in this order; its unsigned (`NONE`) header has no
+        // `x5t`, only the `kid` (`AbstractAPIMgtGatewayJWTGenerator.buildHeader`).
+        let x5t = x5t.filter(|_| raw.algorithm != BackendJwtAlgorithm::None);
         let mut header = format!(r#"{{"typ":"JWT","alg":"{alg}""#);
         for (name, value) in [("x5t", x5t.as_deref()), ("kid", key_id.as_deref())] {
             if let Some(value) = value {

@@ -278,3 +278,25 @@ fn every_member_of_every_kind_is_wso2s_or_a_listed_difference() {
     // API key's own claims (4) and applicationUUId (1).
     assert_eq!(differences.len(), 5 + 5 + 4 + 1, "{differences:#?}");
 }
+#[test]
+fn an_unsigned_jwt_has_wso2s_none_header() {
+    // AbstractAPIMgtGatewayJWTGenerator.buildHeader, NONE: `typ`, `alg` and, with a certificate
+    // (`use_kid_property`), `kid`; never `x5t`.
+    let jwt_settings = BackendJwt::compile(
+        serde_json::from_value(serde_json::json!({"algorithm": "none", "certificate": RSA_CERT})).unwrap(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    let routes = compile(
+        r#"{"apis": [{"name": "A", "context": "/a", "version": "1",
+             "endpoints": {"production": "p"}, "resources": [{"method": "GET", "path": "/x"}]}]}"#,
+    )
+    .routes;
+    let kind = kinds().into_iter().next().unwrap();
+    let issued =
+        jwt_settings.issue(jwt_settings.identity_claims(&routes.apis[0], &kind.authorized), &[1; 32], 5).unwrap();
+    let (names, header) = header_members(&issued.jwt);
+    assert_eq!(names, ["typ", "alg", "kid"]);
+    assert_eq!(header["alg"], "none");
+    assert!(issued.jwt.ends_with('.'));
+}

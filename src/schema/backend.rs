@@ -35,7 +35,8 @@ pub struct RawBackendJwt {
     /// computes it, and API-M's `kid` (unless `key_id` is set): base64url of the certificate's
     /// issuer as Java prints it, `#` and its serial number (`JWTUtil.getKID`). It must certify
     /// `private_key` (another key's certificate is refused at load: a backend that finds it by
-    /// `x5t` could verify no JWT). Defaults to none (no `x5t`, no `kid` but `key_id`).
+    /// `x5t` could verify no JWT). With `algorithm` `none` the header carries the `kid` only, as
+    /// WSO2's unsigned header. Defaults to none (no `x5t`, no `kid` but `key_id`).
     #[serde(default)]
     pub certificate: Option<String>,
     /// A `kid` for the JOSE header and the key `jwks_path` serves (what a backend finds the
