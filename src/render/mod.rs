@@ -230,6 +230,7 @@ pub fn cors_headers(
 ) -> Vec<(String, String)> {
     let answer = cors.headers(origin, preflight.is_some(), resource_methods);
     let mut headers = Vec::with_capacity(answer.values.len() + 1);
+    let mut echoed = false;
     for (name, value) in answer.values {
         let Some(value) = value else { continue };
         let value = match preflight {
@@ -241,16 +242,23 @@ pub fn cors_headers(
                     && !requested.trim().is_empty()
                     && cors.allow_headers.iter().any(|allowed| allowed == "*") =>
             {
+                echoed = true;
                 requested.to_string()
             }
             _ => value.to_string(),
         };
         headers.push((name.to_string(), value));
     }
-    if answer.varies_on_origin {
-        // The answer depends on the origin whatever it is: a shared cache must not serve one
-        // without CORS headers to an allowed origin.
-        headers.push(("vary".to_string(), "Origin".to_string()));
+    // The answer depends on the origin whatever it is (a shared cache must not serve one without
+    // CORS headers to an allowed origin), and an echoed list on the headers the preflight asked for.
+    let vary = match (answer.varies_on_origin, echoed) {
+        (true, true) => Some("Origin, Access-Control-Request-Headers"),
+        (true, false) => Some("Origin"),
+        (false, true) => Some("Access-Control-Request-Headers"),
+        (false, false) => None,
+    };
+    if let Some(vary) = vary {
+        headers.push(("vary".to_string(), vary.to_string()));
     }
     headers
 }

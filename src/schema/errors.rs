@@ -140,7 +140,7 @@ pub struct RawCors {
     pub allow_methods: Vec<String>,
     /// `Access-Control-Allow-Headers`. `"*"` allows every header a preflight asks for: its
     /// answer echoes the `Access-Control-Request-Headers` (as API-M's CORS handler does; browsers
-    /// never read a literal `*` as `Authorization`). Defaults to WSO2's
+    /// never read a literal `*` as `Authorization`) and names them in its `Vary`. Defaults to WSO2's
     /// `authorization, Access-Control-Allow-Origin, Content-Type, SOAPAction, apikey`.
     #[serde(default = "default_cors_headers")]
     pub allow_headers: Vec<String>,

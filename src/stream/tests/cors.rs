@@ -189,6 +189,9 @@ fn a_wildcard_allow_headers_echoes_what_the_preflight_asks_for() {
     assert_eq!(status, 200);
     let allowed = headers.iter().find(|(name, _)| name == "access-control-allow-headers").map(|(_, v)| v.as_str());
     assert_eq!(allowed, Some("authorization,x-trace"));
+    // The answer depends on the headers asked for: a cache keys it on them too.
+    let vary = headers.iter().find(|(name, _)| name == "vary").map(|(_, v)| v.as_str());
+    assert_eq!(vary, Some("Origin, Access-Control-Request-Headers"));
 }
 
 /// An API whose `/menu` takes `GET` and `POST`, whose `/order/{id}` takes `GET` and `DELETE`

@@ -298,6 +298,7 @@ fn model(setup: &Setup, request: &Request) -> Answer {
         false => request.origin.filter(|origin| policy.origins.iter().any(|listed| listed == origin)).map(String::from),
     };
     let configured_methods = configured_methods(policy);
+    let mut echoed = false;
     if let Some(origin) = allowed {
         headers.insert("access-control-allow-origin", origin);
         let allowed_verbs = |verbs: &[&str]| {
@@ -330,7 +331,10 @@ fn model(setup: &Setup, request: &Request) -> Answer {
         // echoed (API-M's setCORSHeaders; Fetch never reads a literal `*` as `Authorization`).
         let requested = request.acrh.filter(|requested| !requested.trim().is_empty());
         let value = match (allow_headers.iter().any(|allowed| allowed == "*"), &preflight_methods, requested) {
-            (true, Some(_), Some(requested)) => requested.to_string(),
+            (true, Some(_), Some(requested)) => {
+                echoed = !backend;
+                requested.to_string()
+            }
             _ => allow_headers.join(","),
         };
         headers.insert("access-control-allow-headers", value);
@@ -362,6 +366,12 @@ fn model(setup: &Setup, request: &Request) -> Answer {
             }
             Some(vary) => format!("{vary}, Origin"),
         }),
+    };
+    // An echoed list depends on the headers the preflight asked for: a cache keys it on them too.
+    let vary = match (vary, echoed) {
+        (Some(vary), true) => Some(format!("{vary}, Access-Control-Request-Headers")),
+        (None, true) => Some("Access-Control-Request-Headers".to_string()),
+        (vary, false) => vary,
     };
     if let Some(vary) = vary {
         headers.insert("vary", vary);
