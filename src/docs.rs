@@ -47,6 +47,15 @@ pub fn error_code_reference() -> String {
     out.push_str("documentation (\"Error Handling\": HTTP status code per error code), so 900805 is 429, although\n");
     out.push_str("API-M 4.x's code sends 403 for it: override it if your clients expect that.\n\n");
     out.push_str(&compatibility_paragraph());
+    out.push_str("With the default format (`apim-json`) the body is `{\"code\":\"900901\",\"message\":...,\"description\":...}`,\n");
+    out.push_str("the code a string. Entries of the `transport`, `gateway` and `fault sequence` families add\n");
+    out.push_str("`\"type\":\"Status report\"` after the code, as API-M's `fault.xml` sequence does:\n");
+    out.push_str("`{\"code\":\"101503\",\"type\":\"Status report\",\"message\":\"Runtime Error\",\"description\":\"Error connecting to the back end\"}`.\n");
+    out.push_str("A request refused by a counter (900800, 900802, 900803, 900804, 900806, 900807; not the hard\n");
+    out.push_str("limit's 900801) gets WSO2's next access time twice: appended to the description, and as\n");
+    out.push_str("`nextAccessTime` (with `Retry-After` in seconds):\n");
+    out.push_str("`{\"code\":\"900802\",\"message\":\"Message throttled out\",\"description\":\"You have exceeded your quota .You can access API after 2026-Dec-07 20:26:00+0000 UTC\",\"nextAccessTime\":\"2026-Dec-07 20:26:00+0000 UTC\"}`\n");
+    out.push_str("(WSO2's spacing: ` .You`). The `apim-xml` format carries the same members as elements.\n\n");
     out.push_str("| code | id | status | family | message | description |\n|---|---|---|---|---|---|\n");
     for id in ALL {
         let spec = id.spec();
