@@ -3,7 +3,8 @@
 //! (`"backend_jwt": {...}`) as the only member of a configuration, its placeholders filled with
 //! the test fixtures; the HOWTO's commands start services on ports the shipped Envoy configs
 //! leave free; the README's "Needs:" names every program `make run` and `make test` call;
-//! every `cargo build` shown builds the wasm module; and the HOWTO's commands for hashing an API
+//! every `cargo build` shown builds the wasm module; every fragment the prose shows inline
+//! (`"credentials": {...}`) loads too; and the HOWTO's commands for hashing an API
 //! key and making the backend JWT's key do what it says.
 
 // Test code: panicking on a broken fixture is the point.
@@ -54,6 +55,41 @@ fn every_json_configuration_in_the_docs_loads() {
         }
     }
     assert!(checked >= 6, "the docs' configurations are found ({checked})");
+}
+
+/// The inline code spans of a Markdown text, fenced blocks left out (a span may wrap a line).
+fn inline_spans(text: &str) -> Vec<String> {
+    let mut prose = String::new();
+    for (at, part) in text.split("```").enumerate() {
+        if at % 2 == 0 {
+            prose.push_str(part);
+        }
+    }
+    prose.replace("``", "").split('`').skip(1).step_by(2).map(|span| span.replace('\n', " ")).collect()
+}
+
+/// The prose shows fragments to paste as they are (`"credentials": { "context_headers": false }`,
+/// `"observability": {"access_log_encoding": "struct"}`): each that starts with a top-level field
+/// loads as the only member of a configuration, as the fenced ones do.
+#[test]
+fn every_inline_configuration_fragment_in_the_docs_loads() {
+    let schema: serde_json::Value = serde_json::from_str(&read_repo_file("docs/config.schema.json")).unwrap();
+    let fields: Vec<String> =
+        schema["properties"].as_object().unwrap().keys().map(|field| format!("\"{field}\":")).collect();
+    let mut checked = 0;
+    for file in ["README.md", "docs/HOWTO.md", "docs/CONFIG.md"] {
+        for span in inline_spans(&read_repo_file(file)) {
+            if !span.contains('{') || !fields.iter().any(|field| span.starts_with(field.as_str())) {
+                continue;
+            }
+            let json = format!("{{{span}}}");
+            if let Err(error) = Config::from_json(json.as_bytes()) {
+                panic!("{file} shows a fragment the filter refuses: {error}\n{span}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "the docs' inline fragments are found ({checked})");
 }
 
 /// Envoy sees a file-based configuration change only as a move into place (inotify's
