@@ -11,11 +11,13 @@ pub fn tyk(id: FaultId) -> (u16, &'static str) {
     use FaultId::*;
     match id {
         MissingCredentials => (401, "Authorization Field Missing"),
+        // Its `KeyExpired` middleware (`gateway/mw_key_expired_check.go`): an expired key is 401,
+        // an inactive one 403, each with its own sentence.
+        AccessTokenExpired => (401, "Key has expired, please renew"),
+        AccessTokenInactive => (403, "Key is inactive, please renew"),
         InvalidCredentials
         | ProductionKeyWithoutEndpoint
         | SandboxKeyWithoutEndpoint
-        | AccessTokenExpired
-        | AccessTokenInactive
         | IncorrectAccessTokenType
         | InvalidCredentialsAlt
         | InvalidCredentialFormat

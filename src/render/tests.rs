@@ -393,3 +393,15 @@ fn a_key_type_without_an_endpoint_is_answered_by_the_fault_sequence() {
         serde_json::from_str(&render(&fault, &settings_for("choreo-connect"), None).body).unwrap();
     assert_eq!(choreo["error_message"], "Invalid Credentials");
 }
+
+/// TykTechnologies/tyk `gateway/mw_key_expired_check.go` lines 45 and 62: Tyk tells a client
+/// whose key expired to renew it (401) and one whose key is inactive (403), not "Key not
+/// authorised", so a client that renews on that text keeps working.
+#[test]
+fn tyk_tells_an_expired_or_inactive_key_to_renew() {
+    let tyk = settings(r#"{"errors":{"format":"tyk"}}"#);
+    let expired = render(&Fault::new(FaultId::AccessTokenExpired), &tyk, None);
+    assert_eq!((expired.status, expired.body.as_str()), (401, r#"{"error":"Key has expired, please renew"}"#));
+    let inactive = render(&Fault::new(FaultId::AccessTokenInactive), &tyk, None);
+    assert_eq!((inactive.status, inactive.body.as_str()), (403, r#"{"error":"Key is inactive, please renew"}"#));
+}
