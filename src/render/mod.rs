@@ -503,3 +503,6 @@ mod choreo_audit_tests;
 
 #[cfg(test)]
 mod apim_audit_tests;
+
+#[cfg(test)]
+mod tyk_kanali_audit_tests;
