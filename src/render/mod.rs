@@ -168,8 +168,10 @@ pub fn render_at(
         ErrorFormat::ApimXml => (XML, apim_xml(&resolved, family, next_access_time.as_deref())),
         ErrorFormat::Microgateway => (JSON, microgateway::json(&resolved, fault.id)),
         ErrorFormat::ChoreoConnect => (JSON, choreo_json(&resolved, fault.id)),
-        ErrorFormat::Kanali => (JSON, kanali_json(&resolved, fault.id, &settings.kanali_docs_url)),
-        ErrorFormat::Tyk => (JSON, to_json(&TykBody { error: &resolved.message })),
+        // Kanali's `pkg/middleware/gateway.go` and Tyk's `handler_error.go` (`header.ApplicationJSON`)
+        // send a bare `application/json`.
+        ErrorFormat::Kanali => (BARE_JSON, kanali_json(&resolved, fault.id, &settings.kanali_docs_url)),
+        ErrorFormat::Tyk => (BARE_JSON, to_json(&TykBody { error: &resolved.message })),
         ErrorFormat::Template => match &settings.template {
             Some(template) => {
                 (template.content_type.as_str(), fill_template(&template.body, &template.content_type, &resolved))
@@ -206,6 +208,7 @@ pub fn websocket_frame_text(fault: &Fault, settings: &ErrorSettings) -> String {
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
+const BARE_JSON: &str = "application/json";
 const XML: &str = "application/xml; charset=UTF-8";
 
 /// What a preflight asked about: the methods of the resource (its path template) and the

@@ -405,3 +405,14 @@ fn tyk_tells_an_expired_or_inactive_key_to_renew() {
     let inactive = render(&Fault::new(FaultId::AccessTokenInactive), &tyk, None);
     assert_eq!((inactive.status, inactive.body.as_str()), (403, r#"{"error":"Key is inactive, please renew"}"#));
 }
+
+/// Tyk (`gateway/handler_error.go` line 309, `header.ApplicationJSON`) and Kanali (release-2.0
+/// `pkg/middleware/gateway.go` line 57) send their errors as a bare `application/json`: a client
+/// or test migrated from them that compares the header sees the same value.
+#[test]
+fn tyk_and_kanali_send_a_bare_json_content_type() {
+    for format in ["tyk", "kanali"] {
+        let rendered = render(&Fault::new(FaultId::InvalidCredentials), &settings_for(format), None);
+        assert_eq!(rendered.header("content-type"), Some("application/json"), "{format}");
+    }
+}

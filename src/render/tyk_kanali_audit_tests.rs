@@ -222,12 +222,12 @@ fn settings(format: &str) -> ErrorSettings {
     ErrorSettings::compile(raw.errors, &raw.credentials).unwrap()
 }
 
-/// The headers: JSON (both gateways send `application/json`; the filter adds a charset), the
+/// The headers: `application/json` (as both gateways send it), the
 /// filter's own `WWW-Authenticate` on a 401 and `Retry-After` when known (neither gateway sends
 /// these; Tyk sends `X-Generator: tyk.io`, which the filter does not), and nothing else.
 fn check_headers(fault: &Fault, rendered: &Rendered) -> Result<(), String> {
     let content_type = rendered.header("content-type").unwrap_or_default();
-    if !content_type.starts_with("application/json") {
+    if content_type != "application/json" {
         return Err(format!("content-type {content_type}"));
     }
     let mut names: Vec<&str> = rendered.headers.iter().map(|(name, _)| name.as_str()).collect();

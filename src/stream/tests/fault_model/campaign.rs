@@ -211,6 +211,8 @@ fn compare(setup: &Setup, request: &Request, want: &Expected, sent: &Sent, found
     let content_type = match (setup.format, TEMPLATES[setup.template].0) {
         ("template", content_type) => content_type.unwrap_or("application/json"),
         ("apim-xml", _) => "application/xml; charset=UTF-8",
+        // Tyk's `handler_error.go` and Kanali's `pkg/middleware/gateway.go`: a bare type.
+        ("tyk" | "kanali", _) => "application/json",
         _ => "application/json; charset=UTF-8",
     };
     if header(sent, "content-type") != Some(content_type) {
