@@ -31,22 +31,8 @@
 
 use super::*;
 use crate::catalogue::{ProtocolState, ALL};
+use crate::host::fuzz::Rng;
 use crate::schema::RawConfig;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Which body API-M writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,7 +333,7 @@ fn compile(format: &str) -> ErrorSettings {
 fn apim_formats_answer_as_api_manager() {
     let seed = std::env::var("APIM_AUDIT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0a91_3a11_u64);
     let (json, xml) = (compile("apim-json"), compile("apim-xml"));
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut classes: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut failures: Vec<String> = Vec::new();
     // Every fault once, then random ones with random states and throttle details.
@@ -359,8 +345,8 @@ fn apim_formats_answer_as_api_manager() {
             fault = fault.with_challenge_error("invalid_token");
         }
         if rng.below(2) == 0 && apim(id).is_some_and(|want| want.next_access) {
-            fault.next_access_time = Some(1_700_000_000 + rng.next() % 100_000_000);
-            fault.retry_after_s = Some(1 + rng.next() % 3_600);
+            fault.next_access_time = Some(1_700_000_000 + rng.word() % 100_000_000);
+            fault.retry_after_s = Some(1 + rng.word() % 3_600);
         }
         match audit(&fault, &json, &xml) {
             Ok(class) => *classes.entry(class).or_default() += 1,

@@ -6,22 +6,8 @@
 
 use super::*;
 use crate::catalogue::{ProtocolState, ALL};
+use crate::host::fuzz::Rng;
 use crate::schema::RawConfig;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Who answers in Choreo Connect: its enforcer (`JsonDeniedResponse`: `code`, `error_message`,
 /// `error_description`) or its router (an Envoy local reply from `response_mapper.go`: `code`,
@@ -218,7 +204,7 @@ fn choreo_connect_format_answers_as_choreo_connect() {
     let seed = std::env::var("CHOREO_AUDIT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x00c0_ffee_u64);
     let raw: RawConfig = serde_json::from_str(r#"{"errors":{"format":"choreo-connect"}}"#).unwrap();
     let settings = ErrorSettings::compile(raw.errors, &raw.credentials).unwrap();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut classes: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut failures: Vec<String> = Vec::new();
     // Every fault once, then random ones with random states and throttle details.
@@ -227,8 +213,8 @@ fn choreo_connect_format_answers_as_choreo_connect() {
         let id = ALL.get(case).copied().unwrap_or_else(|| ALL[rng.below(ALL.len())]);
         let mut fault = Fault::transport(id, ProtocolState::ALL[rng.below(ProtocolState::ALL.len())]);
         if rng.below(2) == 0 {
-            fault.next_access_time = Some(1_700_000_000 + rng.next() % 100_000_000);
-            fault.retry_after_s = Some(rng.next() % 3_600);
+            fault.next_access_time = Some(1_700_000_000 + rng.word() % 100_000_000);
+            fault.retry_after_s = Some(rng.word() % 3_600);
         }
         match audit(&fault, &settings) {
             Ok(class) => *classes.entry(class).or_default() += 1,
