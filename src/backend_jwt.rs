@@ -217,7 +217,7 @@ impl BackendJwt {
     pub fn identity_claims(&self, api: &Api, authorized: &Authorized) -> Map<String, Value> {
         let named = [
             ("subscriber", authorized.subscriber()),
-            ("applicationid", authorized.application_id()),
+            ("applicationid", authorized.application_number()),
             ("applicationname", authorized.application_name()),
             ("applicationtier", authorized.application_tier()),
             ("apiname", api.name.as_str()),
@@ -255,6 +255,9 @@ impl BackendJwt {
         put("enduser", &format!("{user}@{}", self.tenant_domain));
         put("enduserTenantId", &self.tenant_id);
         put("applicationUUId", authorized.application_id());
+        if let Some(attributes) = authorized.application.attributes() {
+            claims.insert(format!("{}applicationAttributes", self.claim_prefix), Value::Object(attributes.clone()));
+        }
         if let Some(subject) = &authorized.subject {
             claims.insert("sub".to_string(), Value::String(subject.clone()));
         }
@@ -430,10 +433,19 @@ fn quick_key(api: &Api, authorized: &Authorized) -> Option<String> {
         (Some(_), Some(token)) => token.as_str(),
         (Some(_), None) => return None,
     };
+    // The attributes as their JSON, for the rare application that has any.
+    let attributes = authorized.application.attributes().map(serde_json::to_vec);
+    let attributes = match &attributes {
+        Some(Ok(json)) => std::str::from_utf8(json).unwrap_or_default(),
+        Some(Err(_)) => return None,
+        None => "",
+    };
     let parts = [
         api.label.as_str(),
         api.context.as_str(),
         authorized.application_id(),
+        authorized.application_number(),
+        attributes,
         authorized.application_name(),
         authorized.application_tier(),
         authorized.subscriber(),

@@ -239,6 +239,7 @@ fn with_integer(field: &str) -> Option<String> {
             r#"{"custom_policies":[{"name":"c","key":"$userId","per":"minute","requests":1,"unit_count":#V#}]}"#.into()
         }
         "HardLimit.requests_per_second" => format!(r#"{{"apis":[{api}],"hard_limits":[{{"api":"A:1","requests_per_second":#V#}}]}}"#),
+        "Application.numeric_id" => r#"{"applications":[{"id":"a","name":"A","numeric_id":#V#}]}"#.into(),
         "Throttling.cas_retries" => r#"{"throttling":{"cas_retries":#V#}}"#.into(),
         "Throttling.counter_slots" => r#"{"throttling":{"counter_slots":#V#}}"#.into(),
         "Throttling.worker_lease_share_percent" => r#"{"throttling":{"worker_lease_share_percent":#V#}}"#.into(),

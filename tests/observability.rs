@@ -35,6 +35,7 @@ fn filter_config(km: &KeyManager, encoding: &str) -> String {
              "resources": [{"method": "GET", "path": "/menu"}]}
         ],
         "applications": [{"id": "6f0c-app", "name": "ShopApp", "owner": "alice", "policy": "Unlimited",
+                          "numeric_id": 12, "attributes": {"region": "eu-west", "tier": "gold"},
                           "client_ids": [{"id": "app1", "key_manager": "oidc"}]}],
         "subscriptions": [{"application": "6f0c-app", "api": "PizzaShackAPI:1.0.0", "tier": "Gold"},
                           {"application": "6f0c-app", "api": "DeadEnd:2.1", "tier": "Gold"}],
@@ -116,8 +117,10 @@ fn the_backend_gets_a_signed_wso2_jwt_reused_for_the_same_caller() {
     let claims = verify(jwts[0]);
     let wso2 = |name: &str| claims.get(&format!("http://wso2.org/claims/{name}")).cloned().unwrap_or(Value::Null);
     assert_eq!(wso2("subscriber"), "alice");
-    assert_eq!(wso2("applicationid"), "6f0c-app");
+    // WSO2's applicationid is the numeric id; the UUID has its own claim.
+    assert_eq!(wso2("applicationid"), "12");
     assert_eq!(wso2("applicationUUId"), "6f0c-app");
+    assert_eq!(wso2("applicationAttributes"), serde_json::json!({"region": "eu-west", "tier": "gold"}));
     assert_eq!(wso2("applicationname"), "ShopApp");
     assert_eq!(wso2("applicationtier"), "Unlimited");
     assert_eq!(wso2("apiname"), "PizzaShackAPI");

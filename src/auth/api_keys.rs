@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::bearer::{jwt_failure, TokenCache};
 use super::jwt::{self, JwtError, Rules};
-use super::settings::{issuer_key, ApiKeyJwt, AuthConfig};
+use super::settings::{copyable_claims, issuer_key, ApiKeyJwt, AuthConfig};
 use super::{credential_hash, looks_like_jws, AuthFailure, Identity, Refusal};
 use crate::cidr::IpRange;
 use crate::directory::Directory;
@@ -19,7 +19,12 @@ use crate::vocab::KeyType;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JwtApiKey {
     pub key_type: KeyType,
+    /// The application's UUID (`application.uuid`), else its numeric id.
     pub application_id: String,
+    /// The application's numeric id (`application.id`), empty when the key has none.
+    pub application_number: String,
+    /// The key's claims the backend JWT copies, when it copies any.
+    pub claims: Option<Box<Map<String, Value>>>,
     pub application_name: String,
     pub owner: String,
     pub tier: String,
@@ -229,6 +234,8 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
     Ok(JwtApiKey {
         key_type,
         application_id,
+        application_number: api_key_text(application, "id")?,
+        claims: verifier.copy_except.as_deref().map(|excluded| copyable_claims(claims, excluded)),
         application_name: api_key_text(application, "name")?,
         owner: api_key_text(application, "owner")?,
         tier: api_key_text(application, "tier")?,

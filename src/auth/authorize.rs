@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use super::Identity;
 use crate::catalogue::{Fault, FaultId};
-use crate::directory::{Application, Directory, Subscription};
+use crate::directory::{Application, Directory, Subscription, Wso2Details};
 use crate::routing::{Api, Resource};
 use crate::vocab::{KeyType, SubscriptionState, UNLIMITED};
 
@@ -48,8 +48,15 @@ impl Authorized {
         self.cluster.as_deref().ok_or_else(|| missing_endpoint(self.key_type))
     }
 
+    /// The application's UUID.
     pub fn application_id(&self) -> &str {
         &self.application.id
+    }
+
+    /// The application's id as WSO2's backend JWT sends it (`applicationid`): its numeric id,
+    /// else its UUID when the numeric one is not known.
+    pub fn application_number(&self) -> &str {
+        self.application.number().unwrap_or(&self.application.id)
     }
 
     pub fn application_name(&self) -> &str {
@@ -162,8 +169,15 @@ pub fn authorize(
                     Rc::new(Subscription { tier: tier.clone(), state: SubscriptionState::Unblocked })
                 }
             };
-            let application =
-                Application::new(Rc::from(&*key.application_id), &key.application_name, &key.owner, Some(&key.tier));
+            // WSO2 sends the key's numeric `application.id` as the backend JWT's `applicationid`.
+            let details = Wso2Details { number: &key.application_number, attributes: serde_json::Map::new() };
+            let application = Application::with_details(
+                Rc::from(&*key.application_id),
+                &key.application_name,
+                &key.owner,
+                Some(&key.tier),
+                details,
+            );
             Ok(Authorized {
                 cluster: endpoint(api, key.key_type),
                 key_type: key.key_type,
@@ -172,7 +186,7 @@ pub fn authorize(
                 end_user: key.end_user.clone(),
                 user_token: key.end_user.is_some(),
                 subject: key.end_user.clone(),
-                caller_claims: None,
+                caller_claims: key.claims.clone(),
                 caller_token: Some(format!("api-key:{}", key.token_id)),
             })
         }
@@ -386,6 +400,8 @@ mod tests {
         let key = Identity::JwtApiKey(Rc::new(JwtApiKey {
             key_type: KeyType::Production,
             application_id: "jwt-app".into(),
+            application_number: "3".into(),
+            claims: None,
             application_name: "JwtApp".into(),
             owner: "o".into(),
             tier: "Unlimited".into(),

@@ -55,17 +55,24 @@ impl Claims {
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Option<Box<serde_json::Map<String, serde_json::Value>>> {
-        let excluded = self.copy_except.as_ref()?;
-        // Inserted one by one: collecting into the map links a stable sort (6 KB of .wasm) to put
-        // in order claims that come in order.
-        let mut kept = serde_json::Map::new();
-        for (name, value) in claims {
-            if !RESTRICTED_CLAIMS.contains(&name.as_str()) && !excluded.contains(name) {
-                kept.insert(name.clone(), value.clone());
-            }
-        }
-        Some(Box::new(kept))
+        self.copy_except.as_deref().map(|excluded| copyable_claims(claims, excluded))
     }
+}
+
+/// A token's claims the backend JWT copies: all but WSO2's restricted ones and `excluded`.
+pub fn copyable_claims(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    excluded: &[String],
+) -> Box<serde_json::Map<String, serde_json::Value>> {
+    // Inserted one by one: collecting into the map links a stable sort (6 KB of .wasm) to put in
+    // order claims that come in order.
+    let mut kept = serde_json::Map::new();
+    for (name, value) in claims {
+        if !RESTRICTED_CLAIMS.contains(&name.as_str()) && !excluded.contains(name) {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    Box::new(kept)
 }
 
 /// A compiled JWKS endpoint.
@@ -123,6 +130,9 @@ pub struct ApiKeyJwt {
     pub issuer: Option<String>,
     pub algorithms: Vec<Algorithm>,
     pub clock_skew_s: u64,
+    /// Keep a key's claims for the backend JWT, except these (set when a backend JWT copies
+    /// caller claims, as for key managers' tokens).
+    pub copy_except: Option<Vec<String>>,
 }
 
 /// Key validation's configuration.
@@ -486,5 +496,5 @@ fn compile_api_key_jwt(raw: RawApiKeyJwt) -> Result<ApiKeyJwt, ConfigError> {
         Some(index) => ConfigError::new(format!("api_key_jwt.keys[{index}]"), reason),
         None => ConfigError::new("api_key_jwt.keys", reason),
     })?;
-    Ok(ApiKeyJwt { keys, issuer: raw.issuer, algorithms, clock_skew_s: raw.clock_skew_s })
+    Ok(ApiKeyJwt { keys, issuer: raw.issuer, algorithms, clock_skew_s: raw.clock_skew_s, copy_except: None })
 }

@@ -361,3 +361,42 @@ fn with_a_certificate_the_key_is_named_as_api_m_names_it() {
     let unnamed = settings(serde_json::json!({"private_key": RSA_KEY})).unwrap();
     assert_eq!(header_kid(&unnamed), Value::Null, "no certificate, no key_id: no kid");
 }
+
+#[test]
+fn the_application_is_named_by_wso2s_numeric_id_with_its_attributes() {
+    // APIMgtGatewayJWTGeneratorImpl.populateStandardClaims: `applicationid` is the numeric id,
+    // `applicationUUId` the UUID, `applicationAttributes` the attributes (an object) when any.
+    let jwt_settings = settings(serde_json::json!({"algorithm": "none"})).unwrap();
+    let routes = api();
+    let mut attributes = Map::new();
+    attributes.insert("region".into(), Value::from("eu-west"));
+    let described = |attributes: Map<String, Value>| Authorized {
+        application: Rc::new(Application::with_details(
+            Rc::from("app-uuid"),
+            "App",
+            "admin",
+            None,
+            crate::directory::Wso2Details { number: "7", attributes },
+        )),
+        ..authorized()
+    };
+    let (mut store, mut worker) = (MemoryStore::default(), IssuedCache::default());
+    let mut jwt = |caller: &Authorized| {
+        let (jwt, _) = jwt_settings.jwt_for(&mut store, &mut worker, &routes.apis[0], caller, 100).unwrap();
+        payload_of(&jwt)
+    };
+    let claims = jwt(&described(attributes.clone()));
+    let wso2 = |name: &str| claims.get(&format!("http://wso2.org/claims/{name}")).cloned();
+    assert_eq!(wso2("applicationid"), Some(Value::from("7")));
+    assert_eq!(wso2("applicationUUId"), Some(Value::from("app-uuid")));
+    assert_eq!(wso2("applicationAttributes"), Some(Value::Object(attributes.clone())));
+    // Without attributes the claim is left out; the same caller's JWT follows its application's
+    // attributes and numeric id (the worker's quick cache is keyed by them too).
+    let bare = jwt(&described(Map::new()));
+    assert_eq!(bare.get("http://wso2.org/claims/applicationAttributes"), None);
+    attributes.insert("region".into(), Value::from("us-east"));
+    let moved = jwt(&described(attributes.clone()));
+    assert_eq!(moved["http://wso2.org/claims/applicationAttributes"], Value::Object(attributes));
+    let unnumbered = jwt(&authorized());
+    assert_eq!(unnumbered["http://wso2.org/claims/applicationid"], "app-uuid", "the UUID when no number is known");
+}

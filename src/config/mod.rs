@@ -197,6 +197,9 @@ impl Config {
             for km in &mut auth.key_managers {
                 km.copy_claims_except(jwt.excluded_claims.clone());
             }
+            if let Some(api_key_jwt) = &mut auth.api_key_jwt {
+                api_key_jwt.copy_except = Some(jwt.excluded_claims.clone());
+            }
         }
         let mut throttle =
             ThrottleConfig::compile(raw.custom_policies, raw.hard_limits, raw.throttling, &routes, &raw.policies)?;

@@ -20,6 +20,7 @@ use crate::cidr::IpRange;
 use crate::conditions::ConditionGroup;
 use crate::routing::Api;
 use crate::vocab::{KeyType, KmId, SubscriptionState};
+use serde_json::{Map, Value};
 pub use static_dir::StaticDirectory;
 
 /// A compiled throttling policy: a request or byte budget per window.
@@ -61,31 +62,60 @@ impl PolicySpec {
     }
 }
 
-/// An application (API consumer). Its name, owner and policy are kept in one string (one
-/// allocation instead of three: a static directory holds 100,000 applications and more).
+/// An application (API consumer). Its name, owner, policy and WSO2's numeric id are kept in one
+/// string (one allocation instead of four: a static directory holds 100,000 applications and
+/// more).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Application {
     /// WSO2's application id (UUID).
     pub id: Rc<str>,
-    /// The name, then the owner, then the policy.
+    /// The name, then the owner, then the policy, then WSO2's numeric id (decimal).
     text: Box<str>,
     name_end: u32,
     owner_end: u32,
+    policy_end: u32,
     has_policy: bool,
+    /// WSO2's application attributes (string values), `None` when it has none.
+    attributes: Option<Box<Map<String, Value>>>,
+}
+
+/// What WSO2 knows of an application beyond its name, owner and policy: the backend JWT sends
+/// them (`applicationid`, `applicationAttributes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wso2Details<'a> {
+    /// WSO2's numeric application id, empty when unknown.
+    pub number: &'a str,
+    /// The application's attributes; empty when it has none.
+    pub attributes: Map<String, Value>,
 }
 
 impl Application {
     /// `owner` is the subscriber, the user who owns the application; `policy` the
     /// application-level throttling policy.
     pub fn new(id: Rc<str>, name: &str, owner: &str, policy: Option<&str>) -> Application {
-        let text = [name, owner, policy.unwrap_or_default()].concat().into_boxed_str();
+        Application::with_details(id, name, owner, policy, Wso2Details::default())
+    }
+
+    /// An application with its numeric id and attributes.
+    pub fn with_details(
+        id: Rc<str>,
+        name: &str,
+        owner: &str,
+        policy: Option<&str>,
+        details: Wso2Details<'_>,
+    ) -> Application {
+        let policy_text = policy.unwrap_or_default();
+        let text = [name, owner, policy_text, details.number].concat().into_boxed_str();
         let end = |length: usize| u32::try_from(length).unwrap_or(u32::MAX);
+        let owner_end = name.len().saturating_add(owner.len());
         Application {
             id,
             text,
             name_end: end(name.len()),
-            owner_end: end(name.len().saturating_add(owner.len())),
+            owner_end: end(owner_end),
+            policy_end: end(owner_end.saturating_add(policy_text.len())),
             has_policy: policy.is_some(),
+            attributes: (!details.attributes.is_empty()).then(|| Box::new(details.attributes)),
         }
     }
 
@@ -100,7 +130,17 @@ impl Application {
 
     /// Application-level throttling policy.
     pub fn policy(&self) -> Option<&str> {
-        self.has_policy.then(|| self.text.get(self.owner_end as usize..).unwrap_or_default())
+        self.has_policy.then(|| self.text.get(self.owner_end as usize..self.policy_end as usize).unwrap_or_default())
+    }
+
+    /// WSO2's numeric application id (`"7"`), when known.
+    pub fn number(&self) -> Option<&str> {
+        self.text.get(self.policy_end as usize..).filter(|number| !number.is_empty())
+    }
+
+    /// WSO2's application attributes, when it has any.
+    pub fn attributes(&self) -> Option<&Map<String, Value>> {
+        self.attributes.as_deref()
     }
 }
 
@@ -112,6 +152,8 @@ impl fmt::Debug for Application {
             .field("name", &self.name())
             .field("owner", &self.owner())
             .field("policy", &self.policy())
+            .field("number", &self.number())
+            .field("attributes", &self.attributes())
             .finish()
     }
 }
@@ -255,7 +297,17 @@ mod tests {
         for (name, owner, policy) in cases {
             let application = Application::new(Rc::from("id"), name, owner, policy);
             assert_eq!((application.name(), application.owner(), application.policy()), (name, owner, policy));
-            assert_eq!(&*application.id, "id");
+            assert_eq!((&*application.id, application.number(), application.attributes()), ("id", None, None));
+            let mut attributes = Map::new();
+            attributes.insert("tier".into(), Value::from("gold"));
+            let details = Wso2Details { number: "42", attributes: attributes.clone() };
+            let described = Application::with_details(Rc::from("id"), name, owner, policy, details);
+            assert_eq!((described.name(), described.owner(), described.policy()), (name, owner, policy));
+            assert_eq!((described.number(), described.attributes()), (Some("42"), Some(&attributes)));
+            // Empty attributes are none.
+            let details = Wso2Details { number: "", attributes: Map::new() };
+            let bare = Application::with_details(Rc::from("id"), name, owner, policy, details);
+            assert_eq!(bare, application);
         }
         // Equal strings split differently are different applications.
         let (a, b) =

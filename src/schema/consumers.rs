@@ -25,6 +25,15 @@ pub struct RawApplication<'a> {
     /// Application-level throttling policy. Defaults to none.
     #[serde(default, borrow)]
     pub policy: Option<Cow<'a, str>>,
+    /// WSO2's numeric application id, which the backend JWT sends as `applicationid` (as WSO2's
+    /// gateway does). Defaults to none: the backend JWT then sends `id`.
+    #[serde(default)]
+    pub numeric_id: Option<u32>,
+    /// WSO2's application attributes (names to text values), which the backend JWT sends as
+    /// `applicationAttributes` when there are any (as WSO2's gateway does). Defaults to none.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     /// OAuth2 client ids of the application's keys. Defaults to none.
     #[serde(default, borrow)]
     pub client_ids: Vec<RawClientId<'a>>,

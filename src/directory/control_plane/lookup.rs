@@ -201,13 +201,7 @@ pub fn resume(context: &mut Context<'_>, need: &Need, resume: Resume, answer: &A
             let found = list
                 .into_iter()
                 .find(|application| application.uuid == uuid || (application.uuid.is_empty() && application.id == id))
-                .map(|application| {
-                    Cached::Present(AppEntry {
-                        name: application.name,
-                        owner: application.sub_name,
-                        policy: application.policy,
-                    })
-                })
+                .map(|application| Cached::Present(AppEntry::from_wire(application)))
                 .unwrap_or(Cached::Absent { until });
             context.worker.learn_app(context.store, &uuid, found, now);
         }

@@ -458,11 +458,10 @@ fn take(store: &mut dyn SharedStore, fetch: Fetch, body: &Body<'_>) -> Result<bo
         Fetch::Revoked => document::<Vec<wire::RevokedJwt>>(store, Document::Revoked, body)?,
         Fetch::Applications => {
             let mut builder = KindBuilder::new(Kind::Apps, expected);
-            listed::for_each_listed(body.reader(), |application: wire::Application| {
+            listed::for_each_listed(body.reader(), |mut application: wire::Application| {
                 if !application.uuid.is_empty() {
-                    let entry =
-                        AppEntry { name: application.name, owner: application.sub_name, policy: application.policy };
-                    builder.add(&application.uuid, &entry.encode());
+                    let uuid = std::mem::take(&mut application.uuid);
+                    builder.add(&uuid, &AppEntry::from_wire(application).encode());
                 }
             })
             .map_err(garbage)?;

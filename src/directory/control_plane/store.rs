@@ -186,7 +186,7 @@ const MAGIC: u8 = 0xC2;
 /// a module that changed either rewrites what an earlier module made of the same answer (shared
 /// data outlives a module upgrade; kept, it served the earlier module's entries until API-M's
 /// answer changed). Bump it with any such change.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 0;
 
@@ -419,6 +419,10 @@ pub struct AppEntry {
     pub name: String,
     pub owner: String,
     pub policy: Option<String>,
+    /// WSO2's numeric id (`id`), 0 when not sent.
+    pub number: i64,
+    /// The attributes with a text value, in the order they came.
+    pub attributes: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,12 +470,49 @@ impl AppEntry {
         put_text(&mut out, &self.name);
         put_text(&mut out, &self.owner);
         put_text(&mut out, self.policy.as_deref().unwrap_or_default());
+        out.extend_from_slice(&self.number.to_le_bytes());
+        let count = self.attributes.len().min(usize::from(u16::MAX));
+        out.extend_from_slice(&u16::try_from(count).unwrap_or(u16::MAX).to_le_bytes());
+        for (name, value) in self.attributes.iter().take(count) {
+            put_text(&mut out, name);
+            put_text(&mut out, value);
+        }
         out
     }
+    /// An entry an earlier module wrote (name, owner and policy only) reads without a number
+    /// and attributes.
     pub fn decode(bytes: &[u8]) -> Option<AppEntry> {
         let mut reader = Reader::new(bytes);
         let (name, owner, policy) = (reader.text()?, reader.text()?, reader.text()?);
-        Some(AppEntry { name, owner, policy: Some(policy).filter(|policy| !policy.is_empty()) })
+        let policy = Some(policy).filter(|policy| !policy.is_empty());
+        if reader.done() {
+            return Some(AppEntry { name, owner, policy, number: 0, attributes: Vec::new() });
+        }
+        let number = i64::from_le_bytes(reader.array()?);
+        let mut attributes = Vec::new();
+        for _ in 0..reader.u16()? {
+            attributes.push((reader.text()?, reader.text()?));
+        }
+        Some(AppEntry { name, owner, policy, number, attributes })
+    }
+
+    /// The entry of an application as the control plane sends it.
+    pub fn from_wire(application: super::wire::Application) -> AppEntry {
+        let attributes = application
+            .attributes
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                serde_json::Value::String(value) => Some((name, value)),
+                _ => None,
+            })
+            .collect();
+        AppEntry {
+            name: application.name,
+            owner: application.sub_name,
+            policy: application.policy,
+            number: application.id,
+            attributes,
+        }
     }
 }
 
@@ -552,8 +593,17 @@ mod tests {
     fn entries_round_trip_and_garbage_reads_as_nothing() {
         let key = KeyEntry { application: "app-uuid".into(), application_id: 42, production: false };
         assert_eq!(KeyEntry::decode(&key.encode()), Some(key));
-        let app = AppEntry { name: "App".into(), owner: "admin".into(), policy: None };
-        assert_eq!(AppEntry::decode(&app.encode()), Some(app));
+        let app = AppEntry { name: "App".into(), owner: "admin".into(), policy: None, number: 0, attributes: vec![] };
+        assert_eq!(AppEntry::decode(&app.encode()), Some(app.clone()));
+        let attributes = vec![("tier".into(), "gold".into()), ("".into(), "☃".into())];
+        let described = AppEntry { policy: Some("10PerMin".into()), number: 7, attributes, ..app.clone() };
+        assert_eq!(AppEntry::decode(&described.encode()), Some(described.clone()));
+        // An earlier module's entry (name, owner, policy) reads without number and attributes;
+        // one cut inside its attributes reads as nothing.
+        let earlier = [&[3, 0][..], b"App", &[5, 0], b"admin", &[0, 0]].concat();
+        assert_eq!(AppEntry::decode(&earlier), Some(app));
+        let encoded = described.encode();
+        assert_eq!(AppEntry::decode(encoded.get(..encoded.len() - 1).unwrap()), None);
         let sub = SubEntry { tier: "Gold".into(), state: 1 };
         assert_eq!(SubEntry::decode(&sub.encode()), Some(sub));
         assert_eq!(KeyEntry::decode(&[1, 2, 3]), None);

@@ -115,6 +115,10 @@ fn a_full_load_asks_for_every_resource_as_wso2s_gateway_does_and_workers_decode_
     assert_eq!(&*app_key.application, MOBILE_APP);
     let application = directory.application(MOBILE_APP).unwrap();
     assert_eq!((application.name(), application.owner()), ("MobileApp", "admin"));
+    // Its numeric id and attributes, for the backend JWT's `applicationid` and
+    // `applicationAttributes`.
+    let attributes = serde_json::json!({"tier": "gold"});
+    assert_eq!((application.number(), application.attributes()), (Some("3"), attributes.as_object()));
     let subscription = directory.subscription(MOBILE_APP, pizza).unwrap();
     assert_eq!((subscription.tier.as_str(), subscription.state), ("Gold", SubscriptionState::Unblocked));
 
@@ -721,6 +725,6 @@ fn what_a_full_load_makes_of_wso2s_answers_is_the_version_store_format_names() {
         buckets.iter().fold(Sha256::new(), |hash, (key, (value, _))| hash.chain_update(key).chain_update(value));
     assert_eq!(
         (super::store::FORMAT, crate::hashing::hex(&digest.finalize())),
-        (2, "7ac8beea192597af99c6a73b0cb3628f035d6151fa25cc2fabcc5778fab1c0b6".to_string())
+        (3, "3c4f79aaab107d44976f862bfae011fe3055945bb866dad7b824adf09cb7ded2".to_string())
     );
 }

@@ -9,10 +9,11 @@ use std::rc::Rc;
 
 use super::store::{self, AppEntry, Document, Found, KeyEntry, Kind, Meta, SubEntry, SEPARATOR};
 use super::{wire, ControlPlane};
-use crate::directory::{AppKey, Application, BlockingCondition, PolicyLevel, PolicySpec, Subscription};
+use crate::directory::{AppKey, Application, BlockingCondition, PolicyLevel, PolicySpec, Subscription, Wso2Details};
 use crate::host::SharedStore;
 use crate::routing::{Api, Table};
 use crate::vocab::{KeyType, KmId};
+use serde_json::{Map, Value};
 
 /// An entry as a worker remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -476,7 +477,14 @@ fn insert<T>(cache: &mut HashMap<String, Cached<T>>, key: &str, found: Cached<T>
 }
 
 fn application(uuid: &str, entry: AppEntry) -> Application {
-    Application::new(Rc::from(uuid), &entry.name, &entry.owner, entry.policy.as_deref())
+    // WSO2's ids start at 1: 0 is an application whose `id` was not sent.
+    let number = if entry.number > 0 { entry.number.to_string() } else { String::new() };
+    let mut attributes = Map::new();
+    for (name, value) in entry.attributes {
+        attributes.insert(name, Value::String(value));
+    }
+    let details = Wso2Details { number: &number, attributes };
+    Application::with_details(Rc::from(uuid), &entry.name, &entry.owner, entry.policy.as_deref(), details)
 }
 
 fn subscription(entry: SubEntry) -> Subscription {

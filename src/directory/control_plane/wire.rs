@@ -89,6 +89,9 @@ pub struct Application {
     pub sub_name: String,
     #[serde(default)]
     pub policy: Option<String>,
+    /// `attributes`: names to text values (others are left out).
+    #[serde(default, deserialize_with = "nullable")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `SubscriptionDTO`.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{client_id, hex_digest, key_type_bit, listed_id, Client, Context, Listed, PolicyNames};
 use crate::directory::index::{offset, Index};
-use crate::directory::{AppKey, Application};
+use crate::directory::{AppKey, Application, Wso2Details};
 use crate::schema::{ConfigError, RawApplication};
 use crate::vocab::KmId;
 
@@ -82,10 +82,14 @@ impl StagedApplications {
         }
     }
 
-    fn compile(&mut self, index: usize, application: RawApplication<'_>) -> Result<(), (Origin, ConfigError)> {
+    fn compile(&mut self, index: usize, mut application: RawApplication<'_>) -> Result<(), (Origin, ConfigError)> {
         let field = || format!("applications[{index}]");
         if application.id.is_empty() {
             return Err(((index, ID), ConfigError::new(format!("{}.id", field()), "must not be empty")));
+        }
+        if let Some((name, _)) = application.attributes.iter().find(|(_, value)| !value.is_string()) {
+            let field = format!("{}.attributes.{name}", field());
+            return Err(((index, ID), ConfigError::new(field, "must be a string")));
         }
         if let Some(policy) = &application.policy {
             note_name(&mut self.policies, policy, (index, POLICY), 0);
@@ -95,7 +99,15 @@ impl StagedApplications {
         // the parse then see its id and the clients before the failure (a place in `listed` is
         // an application's index).
         let compiled = self.compile_keys(index, &id, &application);
-        let application = Application::new(id, &application.name, &application.owner, application.policy.as_deref());
+        let number = application.numeric_id.map(|number| number.to_string()).unwrap_or_default();
+        let details = Wso2Details { number: &number, attributes: std::mem::take(&mut application.attributes) };
+        let application = Application::with_details(
+            id,
+            &application.name,
+            &application.owner,
+            application.policy.as_deref(),
+            details,
+        );
         let key_types = compiled.as_ref().copied().unwrap_or_default();
         self.listed.push(Listed { application: Rc::new(application), key_types, subscriptions: (0, 0) });
         compiled.map(|_| ())

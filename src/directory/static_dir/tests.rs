@@ -428,3 +428,26 @@ fn the_reported_failure_is_the_one_a_plain_reading_finds_first() {
         }
     }
 }
+
+/// An application's numeric id and attributes (for the backend JWT) are kept; an attribute that
+/// is not text is refused at load, naming it.
+#[test]
+fn an_applications_numeric_id_and_text_attributes_are_kept() {
+    let with = |extra: &str| {
+        let json = format!(
+            r#"{{"apis":{APIS},"applications":[{{"id":"app","name":"App"{extra}}}],
+                "subscriptions":[{{"application":"app","api":"A:1"}}]}}"#
+        );
+        Config::from_json(json.as_bytes())
+    };
+    let config = with(r#","numeric_id":42,"attributes":{"region":"eu","team":""}"#).unwrap();
+    let application = config.directory.application("app").unwrap();
+    let attributes = serde_json::json!({"region": "eu", "team": ""});
+    assert_eq!((application.number(), application.attributes()), (Some("42"), attributes.as_object()));
+    let bare = with("").unwrap();
+    let application = bare.directory.application("app").unwrap();
+    assert_eq!((application.number(), application.attributes()), (None, None));
+    let error = with(r#","attributes":{"region":"eu","tier":3}"#).unwrap_err();
+    assert_eq!((error.field.as_str(), error.reason.as_str()), ("applications[0].attributes.tier", "must be a string"));
+    assert!(with(r#","numeric_id":-1"#).is_err());
+}

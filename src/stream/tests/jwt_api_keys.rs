@@ -89,3 +89,53 @@ fn a_jwt_api_key_is_verified_once_per_worker_and_never_past_its_exp() {
     assert_eq!(request(1_000, "198.51.100.7:5555"), (Flow::Answered, vec![900908]));
     assert_eq!(request(2_100, "192.0.2.1:5555"), (Flow::Answered, vec![900901]));
 }
+
+/// WSO2's backend JWT for a JWT API key (`GatewayUtils.constructJWTContent`, its
+/// `subscribedAPI` branch, and `APIMgtGatewayJWTGeneratorImpl.populateCustomClaims`): the
+/// `applicationid` is the key's numeric `application.id`, and the key's own claims but the
+/// restricted and excluded ones are copied, as a bearer token's are.
+#[test]
+fn a_jwt_api_keys_backend_jwt_names_its_numeric_application_and_copies_its_claims() {
+    let json = serde_json::json!({
+        "api_key_jwt": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
+        "backend_jwt": {"algorithm": "none", "excluded_claims": ["permittedReferer"]},
+        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["api_key"],
+                  "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/*"}]}]
+    });
+    let config = Rc::new(Config::from_json(json.to_string().as_bytes()).unwrap());
+    let mut claims = serde_json::json!({"iss": "https://apim", "sub": "admin", "keytype": "PRODUCTION",
+        "token_type": "apiKey", "permittedIP": "", "permittedReferer": "", "team": "checkout",
+        "jti": "key-1", "tierInfo": {"Unlimited": {}},
+        "application": {"id": 42, "uuid": "jwt-app", "name": "JwtApp", "owner": "erin", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": "Shop", "context": "/shop/1.0.0", "version": "1.0.0", "subscriptionTier": "Gold"}]});
+    let key =
+        sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256);
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/shop/1.0.0/items"), ("apikey", &key)]);
+    host.now = 1_000;
+    assert_eq!(stream(Rc::clone(&config)).on_request_headers(&mut host, true), Flow::Continue);
+    use base64::Engine;
+    let jwt = host.req("x-jwt-assertion");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap();
+    let sent: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(sent["http://wso2.org/claims/applicationid"], "42");
+    assert_eq!(sent["http://wso2.org/claims/applicationname"], "JwtApp");
+    assert_eq!(sent["http://wso2.org/claims/tier"], "Gold");
+    for copied in ["keytype", "token_type", "permittedIP", "team"] {
+        assert_eq!(sent.get(copied), claims.get(copied), "{copied} is copied");
+    }
+    for left in ["permittedReferer", "tierInfo", "application", "subscribedAPIs"] {
+        assert!(!sent.contains_key(left), "{left} is not copied: {sent:?}");
+    }
+    assert_ne!(sent.get("jti"), claims.get("jti"), "the backend JWT has its own jti");
+    // A key whose application has no numeric id is named by its UUID.
+    claims["application"].as_object_mut().unwrap().remove("id");
+    let key =
+        sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, &claims.to_string(), "rsa-b.pem", Algorithm::RS256);
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/shop/1.0.0/items"), ("apikey", &key)]);
+    host.now = 1_000;
+    assert_eq!(stream(config).on_request_headers(&mut host, true), Flow::Continue);
+    let jwt = host.req("x-jwt-assertion");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap();
+    let sent: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(sent["http://wso2.org/claims/applicationid"], "jwt-app");
+}
