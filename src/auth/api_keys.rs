@@ -174,6 +174,16 @@ fn verify_jwt_api_key(verifier: &ApiKeyJwt, max_bytes: usize, key: &str, now: u6
     if !is_api_key(&parsed.payload) {
         return Err(AuthFailure::Invalid.because("not_an_api_key"));
     }
+    // WSO2's gateway (`ApiKeyAuthenticatorUtils.isAPIKey`) takes as an API key only a JWS whose
+    // header says `typ: JWT` (compared as Nimbus's `JOSEObjectType` compares, ignoring case) and
+    // names its signing key by `kid` (the certificate alias): any other is refused, 900901, even
+    // when a configured key verifies it.
+    if !parsed.typ.as_deref().is_some_and(|typ| typ.eq_ignore_ascii_case("JWT")) {
+        return Err(AuthFailure::Invalid.because("api_key_not_typ_jwt"));
+    }
+    if parsed.kid.is_none() {
+        return Err(AuthFailure::Invalid.because("api_key_without_kid"));
+    }
     // The same checks, in the same order, as bearer tokens: issuer, signature, times, audience.
     if let Some(issuer) = &verifier.issuer {
         if parsed.issuer().map(issuer_key) != Some(issuer_key(issuer)) {
@@ -304,6 +314,33 @@ mod tests {
         );
         let fixture = with_key(&sha256_hex(&forged), false);
         assert!(matches!(verify(&fixture.auth, &fixture.directory, &forged, 0), Ok(Identity::ApiKey(_))));
+    }
+
+    /// WSO2's gateway (`ApiKeyAuthenticatorUtils.isAPIKey`) refuses, 900901, a JWT API key whose
+    /// header lacks `typ: JWT` (Nimbus compares the type ignoring case) or a `kid`, even one the
+    /// configured key verifies: only such keys are taken here too.
+    #[test]
+    fn a_jwt_api_key_needs_typ_jwt_and_a_kid_in_its_header() {
+        let fixture = with_key(&sha256_hex("unused"), true);
+        let claims = r#"{"token_type":"apiKey","application":{"uuid":"app"}}"#;
+        let cases = [
+            (r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#, None),
+            (r#"{"alg":"RS256","typ":"jwt","kid":"apikey-b"}"#, None),
+            (r#"{"alg":"RS256","kid":"apikey-b"}"#, Some("api_key_not_typ_jwt")),
+            (r#"{"alg":"RS256","typ":"at+jwt","kid":"apikey-b"}"#, Some("api_key_not_typ_jwt")),
+            (r#"{"alg":"RS256","typ":7,"kid":"apikey-b"}"#, Some("api_key_not_typ_jwt")),
+            (r#"{"alg":"RS256","typ":"JWT"}"#, Some("api_key_without_kid")),
+        ];
+        for (header, refused) in cases {
+            let key = sign_raw(header, claims, "rsa-b.pem", Algorithm::RS256);
+            match (verify(&fixture.auth, &fixture.directory, &key, 0), refused) {
+                (Ok(Identity::JwtApiKey(_)), None) => {}
+                (Err(Refusal { failure: AuthFailure::Invalid, reason }), Some(expected)) => {
+                    assert_eq!(reason, expected, "{header}")
+                }
+                (other, _) => panic!("{header}: {other:?}"),
+            }
+        }
     }
 
     #[test]

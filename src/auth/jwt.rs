@@ -63,6 +63,8 @@ impl JwtError {
 pub struct Parsed<'a> {
     pub algorithm: Algorithm,
     pub kid: Option<String>,
+    /// The header's `typ`, when it is a string.
+    pub typ: Option<String>,
     pub payload: Map<String, Value>,
     signing_input: &'a str,
     signature: &'a str,
@@ -122,10 +124,12 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, JwtError> {
         }
         Some(_) => return Err(JwtError::BadKeyId),
     };
+    let typ = header_json.get("typ").and_then(Value::as_str).map(String::from);
     let signing_input_len = header.len() + 1 + payload.len();
     Ok(Parsed {
         algorithm,
         kid,
+        typ,
         payload: payload_json,
         signing_input: token.get(..signing_input_len).ok_or(JwtError::Malformed)?,
         signature,

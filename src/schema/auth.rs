@@ -201,7 +201,9 @@ fn default_negative_ttl() -> u64 {
 /// `api_key_jwt` is not set, is an opaque key looked up by its hash. Only WSO2 API keys are taken:
 /// `token_type` `apiKey`, or without `token_type` an `application` and no `consumerKey` (an access
 /// token or an internal key signed by the same key is refused, 900901; an API key sent as a bearer
-/// token is refused too). Claims read: `keytype` (`PRODUCTION` or `SANDBOX`; absent is production,
+/// token is refused too). As WSO2's gateway, only a key whose JOSE header has `typ` `JWT` (any
+/// case) and a `kid` is taken (any other is refused, 900901, whatever key signed it). Claims
+/// read: `keytype` (`PRODUCTION` or `SANDBOX`; absent is production,
 /// as in WSO2), `application` (an object: `uuid` or `id`, `name`, `owner`, `tier`),
 /// `subscribedAPIs` (an array of objects: `name`, `version`, `context`, `subscriptionTier`; the API
 /// must be listed by its versioned context, `/pizzashack/1.0.0` or `/v1/tpl` for `/{version}/tpl`,

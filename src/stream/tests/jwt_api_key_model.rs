@@ -181,8 +181,9 @@ fn model(setup: &Setup, key: &Key, resource: &str, origin: Origin, now: u64) -> 
             return Err(INVALID);
         }
     }
+    // As WSO2's gateway, a key's header must name its signing key (`kid`).
     let right = if key.ed { ("EdDSA", "ak-ed") } else { ("ES256", "ak-ec") };
-    if key.alg != right.0 || key.kid.is_some_and(|kid| kid != right.1) {
+    if key.alg != right.0 || key.kid != Some(right.1) {
         return Err(INVALID);
     }
     if let Some(raw) = claim("exp") {
