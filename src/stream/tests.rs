@@ -772,6 +772,7 @@ mod hostile_keys;
 mod introspection_model;
 mod jwt_api_key_model;
 mod jwt_api_keys;
+mod jwt_audit;
 mod key_type_endpoints;
 mod model_cp;
 mod observability;
