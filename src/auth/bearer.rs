@@ -160,6 +160,9 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
             let (token_id, token_twin) = parsed.revocation_ids();
             BearerStep::Verified(TokenIdentity { token_id: Some(token_id), token_twin, ..identity })
         }
+        // WSO2's `JWTValidator.validateSubscriptionUsingKeyManager`: a valid JWT without a
+        // consumer key names no application, refused as a missing subscription (900908, 403).
+        Err("no_client_id") => BearerStep::Failed(AuthFailure::NoApplication.because("no_client_id")),
         Err(reason) => BearerStep::Failed(AuthFailure::Invalid.because(reason)),
     }
 }
@@ -428,6 +431,34 @@ mod tests {
         assert_eq!(verified(r#""application":{"uuid":"a"}"#), refused, "WSO2's API key without token_type");
         assert!(matches!(verified(r#""application":{"uuid":"a"},"consumerKey":"c""#), BearerStep::Verified(_)));
         assert!(matches!(verified(r#""token_type":"Bearer""#), BearerStep::Verified(_)));
+    }
+
+    /// WSO2's `JWTValidator.validateSubscriptionUsingKeyManager` refuses a valid JWT that names no
+    /// consumer key (no claim of `claims.client_id`) with 900908 (403, "Resource forbidden"), not
+    /// as bad credentials: its signature and times were good. A bad token stays 900901.
+    #[test]
+    fn a_valid_token_without_a_client_id_is_refused_as_forbidden() {
+        use crate::auth::failure_fault;
+        use crate::auth::keys::testkeys::{jwk, sign_raw};
+        use crate::schema::Compatibility;
+        use jsonwebtoken::Algorithm;
+        let json = serde_json::json!({"key_managers": [{"name": "apim", "issuer": "https://apim",
+            "jwks": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "b")]}}]});
+        let config = compile(&json.to_string());
+        let token = |payload: &str| {
+            sign_raw(r#"{"alg":"RS256","typ":"JWT","kid":"b"}"#, payload, "rsa-b.pem", Algorithm::RS256)
+        };
+        for compatibility in [Compatibility::Apim, Compatibility::Microgateway] {
+            let no_client =
+                verify(&config.auth, &[], &token(r#"{"iss":"https://apim","exp":2000,"sub":"u"}"#), 1_000, false);
+            let BearerStep::Failed(refusal) = no_client else { panic!("{no_client:?}") };
+            let fault = failure_fault(refusal.failure, compatibility);
+            assert_eq!((fault.code, fault.id.spec().status), (900908, 403), "{refusal:?}");
+            let expired =
+                verify(&config.auth, &[], &token(r#"{"iss":"https://apim","exp":500,"sub":"u"}"#), 1_000, false);
+            let BearerStep::Failed(refusal) = expired else { panic!("{expired:?}") };
+            assert_eq!(failure_fault(refusal.failure, Compatibility::Apim).code, 900901);
+        }
     }
 
     /// A key manager with an HMAC secret beside a JWKS endpoint that is down (its keys never

@@ -39,6 +39,9 @@ pub enum AuthFailure {
     Invalid,
     Expired,
     Inactive,
+    /// A verified token that names no application: WSO2's `JWTValidator` refuses a JWT without a
+    /// consumer key (`azp`) as it refuses a missing subscription (900908, 403).
+    NoApplication,
     /// The key manager could not answer (timeout, 5xx, unreachable, a garbled answer, keys that
     /// could not be fetched): 900900, never 401.
     KeyManagerUnavailable,
@@ -80,6 +83,7 @@ pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Faul
             Fault::new(FaultId::AccessTokenInactive).with_challenge_error("invalid_token")
         }
         AuthFailure::BadFormat | AuthFailure::BadScheme | AuthFailure::Expired | AuthFailure::Inactive => invalid,
+        AuthFailure::NoApplication => Fault::new(FaultId::ResourceForbidden),
         AuthFailure::KeyManagerUnavailable => Fault::new(FaultId::AuthGeneralError),
     }
 }

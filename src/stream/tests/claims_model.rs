@@ -404,7 +404,9 @@ fn model(setup: &Setup, token: &Token, resource: &str, now: u64) -> Outcome {
             Some(_) => return INVALID,
         }
     }
-    let Some(client) = client else { return INVALID };
+    // None: the token names no application, refused as a missing subscription (CONFIG.md,
+    // `claims.client_id`: 900908).
+    let Some(client) = client else { return Outcome::Fault { code: 900908, status: 403 } };
     // Scopes: the first name present; a string split at spaces, or an array of strings.
     // As for the client id, a null member is absent.
     let scopes: Vec<String> = match km.scope_claims.iter().find_map(|name| value(name).filter(|v| !v.is_null())) {
