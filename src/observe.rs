@@ -52,6 +52,10 @@ macro_rules! field {
     };
 }
 
+/// The fields naming the application (WSO2's analytics `Application`: id, name, owner, key type).
+const APPLICATION_FIELDS: [&str; 4] =
+    [field!("application_id"), field!("application_name"), field!("application_owner"), field!("key_type")];
+
 /// The backend's status field (set in the response phase).
 pub const TARGET_RESPONSE_CODE: &str = field!("target_response_code");
 
@@ -172,9 +176,15 @@ impl Record {
     }
 
     /// The fault the filter answered with (classified by its code alone, as WSO2 does: an
-    /// operator's status override does not move it between categories).
+    /// operator's status override does not move it between categories). An `AUTH` fault names no
+    /// application, even one authorized before it (a key offered to an API without its key
+    /// type's endpoint, 900901): WSO2's `AuthFaultDataCollector` publishes every auth fault with
+    /// the `UNKNOWN` application, which is an absent field here.
     pub fn fault(&mut self, fault: &Fault) {
         let (error_type, error_message) = classify(fault.code);
+        if error_type == "AUTH" {
+            self.fields.retain(|(name, _)| !APPLICATION_FIELDS.contains(name));
+        }
         self.put(field!("error_code"), &fault.code.to_string());
         self.put(field!("error_type"), error_type);
         self.put(field!("error_message"), error_message);
@@ -316,6 +326,23 @@ mod tests {
         record.put(field!("user_name"), "plain");
         assert_eq!(record.fields[0].1, "App\\r\\n[2026-12-07] forged line", "one line in a text access log");
         assert_eq!(record.fields[1].1, "plain");
+    }
+
+    #[test]
+    fn an_auth_fault_names_no_application_and_a_throttled_one_keeps_it() {
+        let mut record = Record::default();
+        for name in APPLICATION_FIELDS {
+            record.put(name, "x");
+        }
+        record.put(field!("tier"), "Gold");
+        record.fault(&Fault::new(crate::catalogue::FaultId::SandboxKeyWithoutEndpoint));
+        let names: Vec<&str> = record.fields.iter().map(|(name, _)| *name).collect();
+        assert!(names.iter().all(|name| !APPLICATION_FIELDS.contains(name)), "{names:?}");
+        assert!(names.contains(&field!("tier")) && names.contains(&field!("error_code")), "{names:?}");
+        let mut record = Record::default();
+        record.put(field!("application_name"), "App");
+        record.fault(&Fault::new(crate::catalogue::FaultId::SubscriptionThrottled));
+        assert_eq!(record.fields[0], (field!("application_name"), "App".to_string()));
     }
 
     #[test]

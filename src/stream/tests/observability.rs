@@ -141,3 +141,30 @@ fn a_status_override_does_not_move_a_fault_between_wso2_analytics_sub_categories
         assert_eq!(field("apim.error_message").as_deref(), Some(sub_category), "{path}");
     }
 }
+
+/// WSO2 publishes a key offered to an API without its key type's endpoint (900901, after the
+/// handlers authorized the application) as an AUTH fault, whose application is `UNKNOWN`
+/// (carbon-apimgt `AuthFaultDataCollector`): the access log names no application for it.
+#[test]
+fn a_key_without_its_endpoint_is_logged_as_an_auth_fault_without_its_application() {
+    let config = config_of(&format!(
+        r#"{{"apis":[{{"name":"P","context":"/p","version":"1","security":["api_key"],
+        "endpoints":{{"production":"backend"}},"resources":[{{"method":"GET","path":"/menu"}}]}}],
+        "applications":[{{"id":"app1","name":"App","owner":"alice",
+            "api_keys":[{{"sha256":"{}","key_type":"SANDBOX"}},{{"sha256":"{}","key_type":"PRODUCTION"}}]}}],
+        "subscriptions":[{{"application":"app1","api":"P:1","tier":"Unlimited"}}]}}"#,
+        crate::hashing::hex(&credential_hash("sandbox-key")),
+        crate::hashing::hex(&credential_hash("production-key"))
+    ));
+    let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu"), ("apikey", "sandbox-key")]);
+    let mut stream = stream(config);
+    assert_eq!(stream.on_request_headers(&mut host, true), Flow::Answered);
+    assert_eq!(host.counted, vec![900901]);
+    let field = |name: &str| host.properties.get(name).map(|value| String::from_utf8_lossy(value).into_owned());
+    assert_eq!(field("apim.error_type").as_deref(), Some("AUTH"));
+    assert_eq!(field("apim.error_message").as_deref(), Some("AUTHENTICATION_FAILURE"));
+    for name in ["apim.application_id", "apim.application_name", "apim.application_owner", "apim.key_type"] {
+        assert_eq!(field(name), None, "{name}");
+    }
+    assert_eq!(field("apim.api_name").as_deref(), Some("P"));
+}
