@@ -249,6 +249,14 @@ impl CachedIntrospection {
         })
     }
 
+    /// Whether the entry is a fresh refusal of the token with `hash` (inactive, or not yet
+    /// valid) cached at or after `asked_at`: the key manager's word after that call was made.
+    pub fn is_refusal_since(bytes: &[u8], hash: &[u8; 32], asked_at: u64, now: u64) -> bool {
+        crate::pieces::from_bytes::<CachedIntrospection>(bytes).is_ok_and(|entry| {
+            entry.hash == hex(hash) && entry.identity.is_none() && entry.since >= asked_at && entry.covers(now)
+        })
+    }
+
     /// The cached answer for this hash at `now`, if the slot holds it and it is fresh; the
     /// identity is reported as coming from `key_manager` (the slot belongs to it).
     pub fn lookup(bytes: &[u8], hash: &[u8; 32], key_manager: KmId, now: u64) -> Option<Introspected> {

@@ -20,8 +20,9 @@ use crate::vocab::KmId;
 pub enum Resume {
     /// An introspection answer for the token with this hash. `joined` is the token of the
     /// worker's call under way for it, which the request waits for (`None`: the request makes
-    /// the call).
-    Introspection { key_manager: KmId, hash: [u8; 32], joined: Option<u32> },
+    /// the call). `asked_at` is when the request asked (a refusal cached since is newer word
+    /// than this call's answer).
+    Introspection { key_manager: KmId, hash: [u8; 32], joined: Option<u32>, asked_at: u64 },
     /// A JWKS fetch, to verify this token once the keys are in. `fetch` is the token of the
     /// worker's call the request waits for: `None` until the stream made the call, or `Some` of
     /// the fetch under way it joins.
@@ -69,7 +70,9 @@ pub fn start(context: &mut Context<'_>, presented: Presented) -> AuthStep {
 /// Continues with the answer to the call a step asked for.
 pub fn resume(context: &mut Context<'_>, resume: Resume, answer: &Answer) -> AuthStep {
     match resume {
-        Resume::Introspection { key_manager, hash, .. } => introspected(context, key_manager, &hash, answer),
+        Resume::Introspection { key_manager, hash, asked_at, .. } => {
+            introspected(context, key_manager, &hash, asked_at, answer)
+        }
         Resume::Jwks { key_manager, token, fetch } => {
             // The worker's call may have taken the answer already (then this finds it taken); a
             // fetch that could not even be made (`fetch` none) is a failed one.
@@ -161,7 +164,7 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
     // This worker asks about the token already: the request waits for that answer (no call, so
     // none of the call budget).
     if let Some(call) = context.worker.introspecting.call_for(&hash, context.now, settings.timeout_ms) {
-        let resume = Resume::Introspection { key_manager, hash, joined: Some(call) };
+        let resume = Resume::Introspection { key_manager, hash, joined: Some(call), asked_at: context.now };
         return Step::Call(introspection::call(settings, token), resume);
     }
     if let Some(budget) = settings.calls_per_second {
@@ -180,11 +183,21 @@ fn introspect(context: &mut Context<'_>, token: &str, key_manager: KmId) -> Auth
             return Step::Refused(AuthFailure::KeyManagerUnavailable.because("introspection_budget"));
         }
     }
-    Step::Call(introspection::call(settings, token), Resume::Introspection { key_manager, hash, joined: None })
+    Step::Call(
+        introspection::call(settings, token),
+        Resume::Introspection { key_manager, hash, joined: None, asked_at: context.now },
+    )
 }
 
-/// Reads an introspection answer and caches it for every worker.
-fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], answer: &Answer) -> AuthStep {
+/// Reads an introspection answer and caches it for every worker. `asked_at`: when the call was
+/// asked for (a join: when the request joined, after any refusal it would have found cached).
+fn introspected(
+    context: &mut Context<'_>,
+    key_manager: KmId,
+    hash: &[u8; 32],
+    asked_at: u64,
+    answer: &Answer,
+) -> AuthStep {
     let Some(km) = context.auth.key_manager(key_manager) else {
         return Step::Refused(AuthFailure::KeyManagerUnavailable.because("internal_key_manager_index"));
     };
@@ -201,7 +214,14 @@ fn introspected(context: &mut Context<'_>, key_manager: KmId, hash: &[u8; 32], a
             && current
                 .as_ref()
                 .is_some_and(|(bytes, _)| CachedIntrospection::is_fresh_active_of_another(bytes, hash, now));
-        if let (false, Ok(bytes)) = (evicts_active, serde_json::to_vec(&entry)) {
+        // Nor does an active answer to an older call bring back a token another worker's call,
+        // asked since, found refused (revoked): answered in the other order, the revoked token
+        // was served from the cache on every worker for up to `cache_ttl_s`.
+        let undoes_refusal = entry.identity.is_some()
+            && current
+                .as_ref()
+                .is_some_and(|(bytes, _)| CachedIntrospection::is_refusal_since(bytes, hash, asked_at, now));
+        if let (false, false, Ok(bytes)) = (evicts_active, undoes_refusal, serde_json::to_vec(&entry)) {
             if bytes.len() <= introspection::MAX_CACHED_ENTRY {
                 let _ = context.store.shared_set(&slot, &bytes, current.map(|(_, cas)| cas));
             }
@@ -454,5 +474,37 @@ mod tests {
         assert!(matches!(resume(&mut context, two, &inactive), Step::Refused(_)));
         let step = begin(&mut first, &mut store);
         assert!(matches!(step, Step::Refused(_)), "taken from the older active answer: {step:?}");
+    }
+
+    /// The same race answered in the other order: the second call's refusal (the token revoked
+    /// after the first call was made) comes back first, then the first call's older active
+    /// answer. That answer serves its own request, but does not replace the refusal: the token
+    /// was taken from the cache by every worker for up to `cache_ttl_s` after its revocation.
+    #[test]
+    fn an_older_active_answer_arriving_late_does_not_undo_a_newer_refusal() {
+        let json = r#"{"key_managers": [{"name": "km", "issuer": "https://km",
+            "introspection": {"cluster": "km", "client_id": "gw", "client_secret": "s"}}]}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let (mut first, mut second) = (WorkerState::new(&config.auth), WorkerState::new(&config.auth));
+        let active = Answer::Http { status: 200, body: br#"{"active":true,"client_id":"c"}"#.to_vec() };
+        let inactive = Answer::Http { status: 200, body: br#"{"active":false}"#.to_vec() };
+        let at = |worker: &mut WorkerState, store: &mut MemoryStore, now: u64, answer: Option<(Resume, &Answer)>| {
+            let mut context = Context { auth: &config.auth, directory: config.directory.as_ref(), worker, store, now };
+            match answer {
+                Some((waiting, answer)) => resume(&mut context, waiting, answer),
+                None => start(&mut context, Presented::Bearer("opaque-1".to_string())),
+            }
+        };
+        let Step::Call(_, one) = at(&mut first, &mut store, 1_000, None) else { panic!("introspected") };
+        let Step::Call(_, two) = at(&mut second, &mut store, 1_001, None) else { panic!("introspected") };
+        assert!(matches!(at(&mut second, &mut store, 1_001, Some((two, &inactive))), Step::Refused(_)));
+        assert!(matches!(at(&mut first, &mut store, 1_002, Some((one, &active))), Step::Done(_)), "its own request");
+        let step = at(&mut second, &mut store, 1_002, None);
+        assert!(matches!(step, Step::Refused(_)), "the revoked token came back from the cache: {step:?}");
+        // A refusal cached before a call was made is older word: that call's active answer replaces it.
+        let Step::Call(_, three) = at(&mut first, &mut store, 1_020, None) else { panic!("the refusal expired") };
+        assert!(matches!(at(&mut first, &mut store, 1_020, Some((three, &active))), Step::Done(_)));
+        assert!(matches!(at(&mut second, &mut store, 1_021, None), Step::Done(_)), "cached active");
     }
 }

@@ -175,7 +175,9 @@ pub struct RawIntrospection {
     #[serde(default = "default_timeout_ms")]
     #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
-    /// Active results are cached (all workers) until min(this, the token's `exp`). Defaults to 300.
+    /// Active results are cached (all workers) until min(this, the token's `exp`); an active
+    /// answer to a call made before the token's refusal was cached (revoked meanwhile) does not
+    /// replace that refusal. Defaults to 300.
     #[serde(default = "default_refresh")]
     pub cache_ttl_s: u64,
     /// Inactive results are cached this long. Defaults to 10.
