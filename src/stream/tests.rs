@@ -770,6 +770,7 @@ mod gateways;
 mod grpc;
 mod hostile_inputs;
 mod hostile_keys;
+mod introspection_audit;
 mod introspection_model;
 mod jwt_api_key_model;
 mod jwt_api_keys;
