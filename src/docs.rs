@@ -205,7 +205,8 @@ fn compatibility_paragraph() -> String {
     let cases = [
         (AuthFailure::Expired, "an expired credential"),
         (AuthFailure::Inactive, "an inactive one"),
-        (AuthFailure::BadFormat, "`Authorization: Bearer` with no usable token"),
+        (AuthFailure::NoToken, "`Authorization: Bearer` with no token"),
+        (AuthFailure::BadFormat, "`Authorization: Bearer` with whitespace inside the token"),
         (AuthFailure::BadScheme, "an `Authorization` scheme other than `Bearer`"),
     ];
     let code = |failure, compatibility| auth::failure_fault(failure, compatibility).code;

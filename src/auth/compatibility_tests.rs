@@ -14,8 +14,10 @@ fn microgateway_compatibility_picks_its_codes() {
         (AuthFailure::Invalid, 900901, 900901),
         (AuthFailure::Expired, 900901, 900903),
         (AuthFailure::Inactive, 900901, 900904),
+        // API-M: no `Bearer` token found is a missing credential (OAuthAuthenticator).
+        (AuthFailure::NoToken, 900902, 900912),
         (AuthFailure::BadFormat, 900901, 900912),
-        (AuthFailure::BadScheme, 900901, 900917),
+        (AuthFailure::BadScheme, 900902, 900917),
         (AuthFailure::KeyManagerUnavailable, 900900, 900900),
     ];
     let raw: RawConfig = serde_json::from_str(r#"{"errors":{"format":"microgateway"}}"#).unwrap();

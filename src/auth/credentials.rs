@@ -3,7 +3,7 @@
 //! not malformed: a missing credential, a malformed one, another scheme, and a header that is not
 //! text are told apart.
 
-use super::CredentialSettings;
+use super::{AuthFailure, CredentialSettings, Refusal};
 use crate::routing::query::query_param;
 use crate::routing::{Api, Resource};
 use crate::vocab::SecurityScheme;
@@ -32,12 +32,28 @@ impl std::fmt::Debug for Presented {
 pub enum Extracted {
     Missing,
     Found(Presented),
-    /// `Authorization: Bearer` with nothing usable after it.
+    /// `Authorization: Bearer` with nothing after it.
+    NoToken,
+    /// `Authorization: Bearer` with a token that cannot be one (whitespace inside).
     BadFormat,
     /// An `Authorization` scheme other than Bearer.
     BadScheme,
     /// A credential header whose value is not UTF-8 (Envoy lets such bytes through).
     Unreadable,
+}
+
+impl Extracted {
+    /// The credential found, or why the request is refused (the reason operators see).
+    pub fn presented(self) -> Result<Presented, Refusal> {
+        match self {
+            Extracted::Found(presented) => Ok(presented),
+            Extracted::Missing => Err(AuthFailure::Missing.because("missing")),
+            Extracted::NoToken => Err(AuthFailure::NoToken.because("no_token")),
+            Extracted::BadFormat => Err(AuthFailure::BadFormat.because("bad_format")),
+            Extracted::BadScheme => Err(AuthFailure::BadScheme.because("bad_scheme")),
+            Extracted::Unreadable => Err(AuthFailure::Invalid.because("not_utf8")),
+        }
+    }
 }
 
 /// A credential header as the request has it.
@@ -81,7 +97,9 @@ pub fn extract(
             let token = rest.trim();
             if !scheme.eq_ignore_ascii_case("bearer") {
                 problem = Some(Extracted::BadScheme);
-            } else if token.is_empty() || has_whitespace(token) {
+            } else if token.is_empty() {
+                problem = Some(Extracted::NoToken);
+            } else if has_whitespace(token) {
                 problem = Some(Extracted::BadFormat);
             } else {
                 return Extracted::Found(Presented::Bearer(token.to_string()));

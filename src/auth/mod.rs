@@ -34,7 +34,11 @@ pub use settings::{AuthConfig, CredentialSettings};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthFailure {
     Missing,
+    /// `Authorization: Bearer` with no token after it.
+    NoToken,
+    /// `Authorization: Bearer` with a token that cannot be one (whitespace inside).
     BadFormat,
+    /// An `Authorization` scheme other than `Bearer`.
     BadScheme,
     Invalid,
     Expired,
@@ -64,13 +68,17 @@ pub struct Refusal {
 }
 
 /// The fault for a failure; `compatibility` picks API-M's or the Microgateway's codes.
+///
+/// API-M 4.x's `OAuthAuthenticator` finds a token only in an `Authorization` value with a
+/// `Bearer` segment and something after it: another scheme, or `Bearer` alone, is a request
+/// without one, 900902 (seed 001: "Accessing an API without the Authorization: Bearer header").
 pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Fault {
     let microgateway = compatibility == Compatibility::Microgateway;
     let invalid = Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token");
     match failure {
         AuthFailure::Missing => Fault::new(FaultId::MissingCredentials),
         AuthFailure::Invalid => invalid,
-        AuthFailure::BadFormat if microgateway => {
+        AuthFailure::NoToken | AuthFailure::BadFormat if microgateway => {
             Fault::new(FaultId::InvalidCredentialFormat).with_challenge_error("invalid_token")
         }
         AuthFailure::BadScheme if microgateway => {
@@ -82,7 +90,8 @@ pub fn failure_fault(failure: AuthFailure, compatibility: Compatibility) -> Faul
         AuthFailure::Inactive if microgateway => {
             Fault::new(FaultId::AccessTokenInactive).with_challenge_error("invalid_token")
         }
-        AuthFailure::BadFormat | AuthFailure::BadScheme | AuthFailure::Expired | AuthFailure::Inactive => invalid,
+        AuthFailure::NoToken | AuthFailure::BadScheme => Fault::new(FaultId::MissingCredentials),
+        AuthFailure::BadFormat | AuthFailure::Expired | AuthFailure::Inactive => invalid,
         AuthFailure::NoApplication => Fault::new(FaultId::ResourceForbidden),
         AuthFailure::KeyManagerUnavailable => Fault::new(FaultId::AuthGeneralError),
     }

@@ -23,9 +23,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::auth::authorize::{authorize, Authorized, RequestOrigin};
-use crate::auth::credentials::{self, Extracted};
+use crate::auth::credentials;
 use crate::auth::validation::{self, AuthStep};
-use crate::auth::{self, failure_fault, AuthFailure, Identity, Refusal};
+use crate::auth::{self, failure_fault, Identity, Refusal};
 use crate::backend_jwt::IssuedCache;
 use crate::catalogue::{Fault, FaultId};
 use crate::config::Config;
@@ -332,12 +332,10 @@ impl Stream {
         let authorization = self.request.credential(&settings.authorization_header);
         let api_key = self.request.credential(&settings.api_key_header);
         let (query, handshake) = (self.request.query(), self.request.is_websocket_upgrade());
-        let presented = match credentials::extract(settings, api, resource, authorization, api_key, query, handshake) {
-            Extracted::Found(presented) => presented,
-            Extracted::Missing => return self.refuse(host, AuthFailure::Missing.because("missing")),
-            Extracted::BadFormat => return self.refuse(host, AuthFailure::BadFormat.because("bad_format")),
-            Extracted::BadScheme => return self.refuse(host, AuthFailure::BadScheme.because("bad_scheme")),
-            Extracted::Unreadable => return self.refuse(host, AuthFailure::Invalid.because("not_utf8")),
+        let extracted = credentials::extract(settings, api, resource, authorization, api_key, query, handshake);
+        let presented = match extracted.presented() {
+            Ok(presented) => presented,
+            Err(refusal) => return self.refuse(host, refusal),
         };
         self.with_validation(host, |context| validation::start(context, presented))
     }

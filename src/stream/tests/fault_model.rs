@@ -389,8 +389,9 @@ fn documented(doc: &Doc, setup: &Setup, provoke: Provoke) -> (String, u32) {
         Provoke::NoApi => plain("not_found"),
         Provoke::WrongMethod | Provoke::UnknownResource => plain("no_matching_resource"),
         Provoke::Missing => plain("missing_credentials"),
-        Provoke::Basic => plain(if mgw { "invalid_auth_scheme" } else { "invalid_credentials" }),
-        Provoke::EmptyBearer => plain(if mgw { "invalid_credential_format" } else { "invalid_credentials" }),
+        // Seeds 001 and 002: 900902 is "Accessing an API without the Authorization: Bearer header".
+        Provoke::Basic => plain(if mgw { "invalid_auth_scheme" } else { "missing_credentials" }),
+        Provoke::EmptyBearer => plain(if mgw { "invalid_credential_format" } else { "missing_credentials" }),
         Provoke::BlockedApi => plain("api_blocked"),
         Provoke::ResourceThrottled => plain("resource_throttled"),
         Provoke::ApiThrottled => plain("api_throttled"),

@@ -80,7 +80,7 @@ fn only_a_websocket_api_takes_a_token_in_the_query() {
 /// that cannot be used is refused as it is, not replaced by the query's token.
 #[test]
 fn an_authorization_header_wins_over_the_query() {
-    for (header, code) in [("Basic dXNlcjpwYXNz", 900901), ("Bearer", 900901), ("", 900902)] {
+    for (header, code) in [("Basic dXNlcjpwYXNz", 900902), ("Bearer", 900902), ("Bearer a b", 900901), ("", 900902)] {
         let mut host = FakeHost::request(&[
             (":method", "GET"),
             (":path", "/p/1/menu?access_token=opaque-token-1"),

@@ -37,13 +37,11 @@ pub(super) fn apim_expected(kind: Kind) -> Option<Apim> {
         Kind::NoApi => apim(404, "404", None, None),
         // 002:77-79, 002:115; 001:43 "403 | No matching resource found".
         Kind::UnknownResource => apim(403, "900906", Some("No matching resource found in the API for the given request"), None),
-        // 002:67-69, 002:114 (001:26 "Accessing an API without the Authorization: Bearer header").
-        Kind::Missing => apim(401, "900902", Some("Missing credentials"), None),
+        // 002:67-69, 002:114 (001:26 "Accessing an API without the Authorization: Bearer header"):
+        // another scheme, or `Bearer` with no token, is a request without that header.
+        Kind::Missing | Kind::Basic | Kind::EmptyBearer => apim(401, "900902", Some("Missing credentials"), None),
         // 002:58-65: "invalid, inactive or expired" is 900901; 001:34-37 900903/900904 deprecated.
-        // WSO2-CONTRACT.md: the Authorization header with another scheme or no token is 900901 too.
-        Kind::BadSignature | Kind::Expired | Kind::Basic | Kind::EmptyBearer => {
-            apim(401, "900901", Some("Invalid credentials"), None)
-        }
+        Kind::BadSignature | Kind::Expired => apim(401, "900901", Some("Invalid credentials"), None),
         // 002:71-75, 002:114.
         Kind::AppTokenOnUserResource => apim(
             401,
