@@ -297,6 +297,8 @@ impl Config {
             || self.throttle.conditions_read_client_ip
             || self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
             || self.throttle.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
+            // Open resources count per client address under the `Unauthenticated` tier.
+            || self.directory.policy(crate::directory::PolicyLevel::Subscription, crate::throttle::plan::UNAUTHENTICATED_TIER).is_some()
     }
 }
 

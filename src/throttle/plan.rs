@@ -11,6 +11,10 @@ use crate::directory::{BlockingCondition, Directory, PolicyLevel, PolicySpec};
 use crate::routing::{Api, Resource};
 use crate::vocab::{is_unlimited, user_without_tenant, KeyType};
 
+/// WSO2's subscription tier of requests to open resources (`APIConstants.UNAUTHENTICATED_TIER`),
+/// counted per client address.
+pub const UNAUTHENTICATED_TIER: &str = "Unauthenticated";
+
 /// A throttling level with a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -253,6 +257,23 @@ pub fn plan(
             counters.push(Counter::new(
                 Level::Burst,
                 key(&["burst", application, context, version, tier]),
+                &spec,
+                throttle,
+            ));
+        }
+    }
+    // An open resource (no credential): WSO2's gateway authenticates the request as its client's
+    // address, under the `Unauthenticated` subscription tier (`APIAuthenticationHandler.
+    // handleNoAuthentication`: application id = client IP, tier `Unauthenticated`, stop on quota
+    // reach, no burst control), so each client address has that tier's limit on each API. Where
+    // the directory defines no such policy, open resources have no subscription level.
+    if caller.application_id.is_none() {
+        if let Some(spec) = directory.policy(PolicyLevel::Subscription, UNAUTHENTICATED_TIER) {
+            let spec = PolicySpec { burst: None, stop_on_quota_reach: true, groups: Vec::new(), ..*spec };
+            let address = caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            counters.push(Counter::new(
+                Level::Subscription,
+                key(&["unauthenticated", &address, context, version, UNAUTHENTICATED_TIER]),
                 &spec,
                 throttle,
             ));
