@@ -119,8 +119,9 @@ pub struct RawPolicy {
     /// Burst control (subscription policies). Defaults to none.
     #[serde(default)]
     pub burst: Option<RawBurst>,
-    /// Deny requests over quota; when false they pass, flagged (`throttling.quota_exceeded_header`).
-    /// Subscription policies only, as in WSO2: used at another level, the policy always denies.
+    /// Deny requests over quota; when false they pass, flagged (`throttling.quota_exceeded_header`),
+    /// with no later level checked (burst control, application, custom, hard limit) and counted
+    /// nowhere, as WSO2's gateway does. Subscription policies only, as in WSO2: used at another level, the policy always denies.
     /// Defaults to true.
     #[serde(default = "default_true")]
     pub stop_on_quota_reach: bool,

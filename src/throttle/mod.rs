@@ -242,8 +242,13 @@ impl Evaluation {
         }
         if !count.allowed {
             if counter.soft {
+                // As WSO2's ThrottleHandler: through, flagged, no later level checked, counted
+                // nowhere (tokens back, no bytes charged, no RateLimit headers).
+                self.give_back(context);
+                self.byte_counters.clear();
+                self.rate_limit = None;
                 self.over_quota = true;
-                return None;
+                return Some(std::mem::take(self).finish());
             }
             let level = counter.level;
             // A denial's RateLimit headers speak of the level that denied it (whose window

@@ -1,6 +1,7 @@
 //! Focused tests of throttling decisions the audit against WSO2's `ThrottleHandler`
 //! (`throttle_audit.rs`) found the filter making otherwise: open resources under the
-//! `Unauthenticated` tier per client address.
+//! `Unauthenticated` tier per client address, and a request let through over a subscription
+//! quota without stop-on-quota-reach, which WSO2 checks and counts nowhere else.
 
 use super::*;
 
@@ -56,4 +57,32 @@ fn an_open_resource_counts_each_client_address_under_the_unauthenticated_tier() 
     assert_eq!(get("10.0.0.1", "/p/menu"), Ok(false), "the default version is the same API");
     assert_eq!(get("10.0.0.1", "/p/1/menu"), Err((429, true)), "the address's third request in the minute");
     assert_eq!(get("10.0.0.2", "/p/1/menu"), Ok(false), "another address counts apart");
+}
+
+/// Over a subscription quota without stop-on-quota-reach, WSO2's ThrottleHandler lets a request
+/// through flagged without checking the application level (nor custom policies, the hard limit)
+/// and publishes no event for it: it counts nowhere, the API level included.
+#[test]
+fn a_request_over_a_soft_subscription_quota_is_checked_and_counted_nowhere_else() {
+    let key = |name: &str| crate::hashing::hex(&credential_hash(name));
+    let json = format!(
+        r#"{{"apis":[{{"name":"P","context":"/p","version":"1","security":["api_key"],"policy":"Api3","endpoints":{{"production":"b"}},
+            "resources":[{{"method":"GET","path":"/menu"}}]}}],
+        "applications":[{{"id":"a","name":"A","owner":"alice","policy":"App2","api_keys":[{{"sha256":"{}"}}]}},
+                        {{"id":"b","name":"B","owner":"bob","api_keys":[{{"sha256":"{}"}}]}}],
+        "subscriptions":[{{"application":"a","api":"P:1","tier":"Soft1"}},{{"application":"b","api":"P:1","tier":"Unlimited"}}],
+        "policies":{{"Api3":{{"requests":3,"per":"minute"}},"App2":{{"requests":2,"per":"minute"}},
+                     "Soft1":{{"requests":1,"per":"minute","stop_on_quota_reach":false}}}}}}"#,
+        key("key-a"),
+        key("key-b")
+    );
+    let mut gateway = Gateway::new(&json);
+    let mut get = |apikey: &str| gateway.get("10.0.0.1", "/p/1/menu", Some(apikey)).map_err(|(status, _)| status);
+    assert_eq!(get("key-a"), Ok(false), "within every limit");
+    assert_eq!(get("key-a"), Ok(true), "over the subscription quota: flagged");
+    assert_eq!(get("key-a"), Ok(true), "the application level was not checked nor counted for the last one");
+    // The flagged requests counted nowhere: the API level has two of its three left.
+    assert_eq!(get("key-b"), Ok(false));
+    assert_eq!(get("key-b"), Ok(false));
+    assert_eq!(get("key-b"), Err(429));
 }

@@ -426,7 +426,6 @@ impl Model {
         }
         let mut taken: Vec<(String, u64, u64)> = Vec::new();
         let mut byte_keys = Vec::new();
-        let mut flagged = false;
         let mut rate: Option<(u64, u64, u64)> = None;
         for c in &levels {
             let (start, count) = self.read(&c.key, c.bytes, c.window, now);
@@ -434,13 +433,13 @@ impl Model {
             if c.bytes {
                 let used = count;
                 if used >= c.limit && c.soft {
-                    flagged = true;
+                    return self.over_quota(&taken, now);
                 } else if used >= c.limit {
                     self.give_back(&taken, now);
                     return (Expect::Denied { code: c.code, retry_after: Some(reset - now), rate: None }, Vec::new());
                 }
-                // A request let through over a soft byte quota still has its bytes charged as
-                // they pass (in the window they pass in, which may be the next one).
+                // Bytes are charged as they pass (in the window they pass in, which may be the
+                // next one).
                 byte_keys.push((c.key.clone(), c.window));
                 continue;
             }
@@ -452,7 +451,7 @@ impl Model {
                     rate = Some((c.limit, remaining, reset));
                 }
             } else if c.soft {
-                flagged = true;
+                return self.over_quota(&taken, now);
             } else {
                 self.give_back(&taken, now);
                 let retry = (c.code != 900801).then_some(reset - now);
@@ -460,7 +459,14 @@ impl Model {
                 return (Expect::Denied { code: c.code, retry_after: retry, rate }, Vec::new());
             }
         }
-        (Expect::Forwarded { flagged, rate }, byte_keys)
+        (Expect::Forwarded { flagged: false, rate }, byte_keys)
+    }
+
+    /// Over a subscription quota without stop-on-quota-reach (WSO2's ThrottleHandler): through,
+    /// flagged, no later level checked, counted nowhere (no bytes charged, no RateLimit headers).
+    fn over_quota(&mut self, taken: &[(String, u64, u64)], now: u64) -> (Expect, Vec<(String, u64)>) {
+        self.give_back(taken, now);
+        (Expect::Forwarded { flagged: true, rate: None }, Vec::new())
     }
 
     /// The windows of `key` a worker's clock at `now` sees: its own, the one before (kept so a
