@@ -787,6 +787,7 @@ mod reload_model;
 mod routing_model;
 mod seed_sweep;
 mod streams_model;
+mod throttle_audit;
 mod throttle_fixes;
 mod throttle_model;
 mod token_life_model;
