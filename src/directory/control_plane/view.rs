@@ -198,7 +198,7 @@ impl CpWorker {
         let block: wire::Block = store::document(store, Document::Block)
             .and_then(|bytes| crate::pieces::from_bytes(&bytes).ok())
             .unwrap_or_default();
-        let (conditions, skipped) = wire::blocking(&block);
+        let (conditions, skipped) = wire::blocking(&block, &control_plane.tenant);
         if skipped > 0 {
             loaded.skipped_policies.push(format!("{skipped} blocking conditions (unreadable, or of a subscription)"));
         }

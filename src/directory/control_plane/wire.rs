@@ -273,6 +273,11 @@ pub struct BlockedIp {
     pub ending_ip: Option<String>,
     #[serde(default)]
     pub invert: Option<bool>,
+    /// The tenant whose APIs it blocks: `/block` answers every tenant's conditions, and WSO2's
+    /// gateway applies an address condition to its own tenant's APIs only
+    /// (`ThrottleDataHolder.isIpLevelBlocked`, keyed by `tenantDomain`).
+    #[serde(default)]
+    pub tenant_domain: Option<String>,
 }
 
 /// `RevokedJWTDTO` (`/revokedjwt` is a plain array of them).
@@ -695,8 +700,12 @@ fn unversioned_context(context: &str, version: &str) -> String {
 /// by `<owner>:<name>`, users with or without `@<tenant>`, addresses (an `IPRANGE` excludes its
 /// ends, and `invert` blocks everything else). Entries that cannot be read are skipped, and so
 /// are subscription conditions, whose format WSO2 does not document (a subscription is blocked
-/// by its state, which is applied): the count comes back for the log.
-pub fn blocking(block: &Block) -> (Vec<BlockingCondition>, usize) {
+/// by its state, which is applied): the count comes back for the log. `/block` answers every
+/// tenant's conditions: an address condition of a tenant other than `tenant` (the control plane's
+/// `xWSO2Tenant`, whose APIs the filter serves) is another tenant's business, and left out
+/// silently, as WSO2's gateway applies an address condition to its own tenant's APIs only (one
+/// without a tenant applies).
+pub fn blocking(block: &Block, tenant: &str) -> (Vec<BlockingCondition>, usize) {
     let mut conditions = Vec::new();
     let mut skipped = block.subscription.len();
     conditions.extend(block.api.iter().map(|context| BlockingCondition::Api(context.clone())));
@@ -715,7 +724,13 @@ pub fn blocking(block: &Block) -> (Vec<BlockingCondition>, usize) {
             conditions.push(BlockingCondition::User(user.clone()));
         }
     }
-    for ip in &block.ip {
+    let others = |ip: &BlockedIp| {
+        ip.tenant_domain
+            .as_deref()
+            .map(str::trim)
+            .is_some_and(|domain| !domain.is_empty() && !domain.eq_ignore_ascii_case(tenant))
+    };
+    for ip in block.ip.iter().filter(|ip| !others(ip)) {
         let parse = |text: &Option<String>| {
             text.as_deref().and_then(|text| text.trim().parse::<IpAddr>().ok()).map(|ip| ip.to_canonical())
         };

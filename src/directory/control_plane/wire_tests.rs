@@ -134,7 +134,7 @@ fn a_version_template_context_keeps_its_version_where_wso2_put_it() {
     let routes = crate::routing::Table::compile(vec![raw], &|_| true).unwrap();
     assert_eq!(routes.apis[0].versioned_context, "/t/shop.example/v1/tpl");
     let block = Block { api: vec!["/t/shop.example/v1/tpl".into()], ..Block::default() };
-    let (conditions, _) = blocking(&block);
+    let (conditions, _) = blocking(&block, "carbon.super");
     let [crate::directory::BlockingCondition::Api(named)] = &conditions[..] else { panic!("{conditions:?}") };
     assert!(routes.apis[0].is_named_by(named));
 }
@@ -149,7 +149,7 @@ fn blocking_conditions_and_revocations_read_as_wso2_writes_them() {
             "custom":[],"subscription":null}"#,
     )
     .unwrap();
-    let (conditions, skipped) = blocking(&block);
+    let (conditions, skipped) = blocking(&block, "carbon.super");
     assert_eq!(skipped, 3, "no-colon, not-an-ip and the empty user");
     assert!(
         conditions.contains(&BlockingCondition::ApplicationNamed { owner: "admin".into(), name: "MobileApp".into() })
@@ -163,7 +163,7 @@ fn blocking_conditions_and_revocations_read_as_wso2_writes_them() {
     }));
     // Subscription conditions are not applied, and counted as skipped (so logged).
     let block: Block = serde_json::from_str(r#"{"subscription":["/pizzashack/1.0.0:admin:MobileApp"]}"#).unwrap();
-    assert_eq!(blocking(&block), (Vec::new(), 1));
+    assert_eq!(blocking(&block, "carbon.super"), (Vec::new(), 1));
     let revoked: Vec<RevokedJwt> = serde_json::from_str(
         r#"[{"jwt_signature":"3f1b","expiry_time":1735689600000},{"jwt_signature":"b2a1","expiry_time":1735689600}]"#,
     )
@@ -504,4 +504,27 @@ fn an_object_without_a_list_is_not_an_empty_list_of_apis_or_policies() {
     }
     let empty = crate::pieces::from_bytes::<Envelope<Api>>(br#"{"count":0,"list":null}"#).unwrap();
     assert!(empty.list.is_empty());
+}
+
+#[test]
+fn another_tenants_address_conditions_are_not_applied() {
+    // `/block` answers every tenant's conditions (`BlockConditionDBUtil.getBlockConditions`
+    // selects all of `AM_BLOCK_CONDITIONS`); WSO2's gateway keys address conditions by
+    // `tenantDomain` and applies them to that tenant's APIs only.
+    let block: Block = serde_json::from_str(
+        r#"{"api":[],"application":[],"user":[],"custom":[],"subscription":[],
+            "ip":[{"type":"IP","fixedIp":"192.0.2.7","startingIp":null,"endingIp":null,"invert":true,"tenantDomain":"acme.com","id":8},
+                  {"type":"IPRANGE","fixedIp":null,"startingIp":"10.0.0.1","endingIp":"10.0.0.9","invert":false,"tenantDomain":"acme.com","id":9},
+                  {"type":"IP","fixedIp":"192.0.2.1","startingIp":null,"endingIp":null,"invert":false,"tenantDomain":"carbon.super","id":10},
+                  {"type":"IP","fixedIp":"192.0.2.2","startingIp":null,"endingIp":null,"invert":false,"tenantDomain":null,"id":11}]}"#,
+    )
+    .unwrap();
+    let (conditions, skipped) = blocking(&block, "carbon.super");
+    let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+    let fixed =
+        |text: &str| BlockingCondition::IpBetween { low: ip(text), high: ip(text), inclusive: true, invert: false };
+    assert_eq!((conditions, skipped), (vec![fixed("192.0.2.1"), fixed("192.0.2.2")], 0));
+    // The other tenant's gateway applies its own.
+    let (conditions, _) = blocking(&block, "ACME.com");
+    assert_eq!(conditions.len(), 3, "acme.com's two and the one without a tenant: {conditions:?}");
 }
