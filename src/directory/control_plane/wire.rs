@@ -395,6 +395,9 @@ pub struct ConditionTypes {
 pub fn condition_groups(policy: &Policy, types: ConditionTypes) -> (Vec<conditions::ConditionGroup>, Vec<String>) {
     let (mut groups, mut skipped) = (Vec::new(), Vec::new());
     for (index, group) in policy.condition_groups.iter().enumerate() {
+        if is_no_group(group) {
+            continue;
+        }
         let id = match &group.condition_group_id {
             Some(serde_json::Value::Number(number)) => number.to_string(),
             Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
@@ -414,6 +417,20 @@ pub fn condition_groups(policy: &Policy, types: ConditionTypes) -> (Vec<conditio
         }
     }
     (groups, skipped)
+}
+
+/// What API-M sends for an API policy without condition groups: its policies are read with a
+/// `LEFT JOIN` of their groups (`SubscriptionValidationSQLConstants.GET_*API_POLICIES_SQL`), and
+/// `SubscriptionValidationDAO.populateApiPolicyList` makes a group of the row without one:
+/// `conditionGroupId` 0, no condition, no limit. No group at all, not one "left out" (logged on
+/// every load for every such policy, it told the operator of groups that do not exist).
+fn is_no_group(group: &ConditionGroup) -> bool {
+    let id_zero = match &group.condition_group_id {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::Number(number)) => number.as_i64() == Some(0),
+        Some(_) => false,
+    };
+    id_zero && group.condition.is_empty() && group.default_limit.is_none()
 }
 
 /// A group's limit and conditions, and notes on the inverted conditions left out because they

@@ -528,3 +528,30 @@ fn another_tenants_address_conditions_are_not_applied() {
     let (conditions, _) = blocking(&block, "ACME.com");
     assert_eq!(conditions.len(), 3, "acme.com's two and the one without a tenant: {conditions:?}");
 }
+
+#[test]
+fn an_api_policy_without_groups_as_api_m_writes_it_has_no_group_to_leave_out() {
+    // API-M reads API policies with a LEFT JOIN of their groups: a policy without any comes with
+    // one group of id 0, no condition and no limit (`populateApiPolicyList`).
+    let policy: Policy = serde_json::from_str(
+        r#"{"id":null,"tenantId":-1234,"tenantDomain":"carbon.super","name":"50KPerMin","quotaType":"requestCount",
+            "conditionGroups":[{"policyId":3,"quotaType":null,"conditionGroupId":0,"condition":[],"defaultLimit":null}],
+            "applicableLevel":"apiLevel",
+            "defaultLimit":{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":50000},
+                "bandwidth":null,"eventCount":null}}"#,
+    )
+    .unwrap();
+    let mut skipped = Vec::new();
+    let spec = policy_at(PolicyLevel::Api, &policy, ConditionTypes::default(), &mut skipped).unwrap().unwrap();
+    assert_eq!((spec.limit, spec.groups.len()), (50_000, 0));
+    assert!(skipped.is_empty(), "nothing to log: {skipped:?}");
+    // A group that has a limit but no condition is still one the filter cannot apply, and logged.
+    let limited = r#"{"quotaType":"requestCount","requestCount":{"timeUnit":"min","unitTime":1,"requestCount":5}}"#;
+    let policy: Policy = serde_json::from_str(&format!(
+        r#"{{"name":"P","defaultLimit":{limited},"conditionGroups":[{{"conditionGroupId":0,"condition":[],"defaultLimit":{limited}}}]}}"#
+    ))
+    .unwrap();
+    let mut skipped = Vec::new();
+    policy_at(PolicyLevel::Api, &policy, ConditionTypes::default(), &mut skipped).unwrap();
+    assert_eq!(skipped, vec!["P: condition group 0 (no condition)".to_string()]);
+}
