@@ -222,6 +222,10 @@ mod policy_lookup_tests;
 #[path = "hostile_tests.rs"]
 mod hostile_tests;
 
+#[cfg(test)]
+#[path = "wire_audit_tests.rs"]
+mod wire_audit_tests;
+
 /// A digest of what names a control plane's data (never 0: 0 is data of no known source).
 fn source_of(parts: &[&str]) -> u64 {
     let mut hash = 0u64;
