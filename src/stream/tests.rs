@@ -756,6 +756,7 @@ fn without_access_log_fields_no_property_is_set_in_either_encoding() {
 }
 
 mod analytics_audit;
+mod blocking_audit;
 mod calls;
 mod claims_model;
 mod configs_that_load;
