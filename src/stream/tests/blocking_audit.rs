@@ -337,8 +337,14 @@ fn filter(
     }
     *shared = std::mem::take(&mut host.shared);
     match host.sent {
-        Some((status, _, body)) => {
+        Some((status, headers, body)) => {
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            // A blocked request is no throttled one: no next access time (ThrottleHandler sets
+            // none for REQUEST_BLOCKED), so neither `Retry-After` nor `nextAccessTime`.
+            if body["code"] == "900805" {
+                assert!(!headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("retry-after")), "{headers:?}");
+                assert!(body.get("nextAccessTime").is_none(), "{body}");
+            }
             let code = body["code"].as_str().and_then(|code| code.parse().ok()).unwrap_or(u32::from(status));
             Err((code, status, body["message"].as_str().unwrap_or_default().to_string()))
         }
