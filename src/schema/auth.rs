@@ -205,7 +205,8 @@ fn default_negative_ttl() -> u64 {
 /// `token_type` `apiKey`, or without `token_type` an `application` and no `consumerKey` (an access
 /// token or an internal key signed by the same key is refused, 900901; an API key sent as a bearer
 /// token is refused too). As WSO2's gateway, only a key whose JOSE header has `typ` `JWT` (any
-/// case) and a `kid` is taken (any other is refused, 900901, whatever key signed it). Claims
+/// case) and a `kid` is taken (any other is refused, 900901, whatever key signed it): keys that
+/// API-M issued have both, but a key minted by another tool without them is refused. Claims
 /// read: `keytype` (`PRODUCTION` or `SANDBOX`; absent is production,
 /// as in WSO2), `application` (an object: `uuid` or `id`, `name`, `owner`, `tier`),
 /// `subscribedAPIs` (an array of objects: `name`, `version`, `context`, `subscriptionTier`; the API
@@ -223,8 +224,10 @@ fn default_negative_ttl() -> u64 {
 #[schemars(rename = "ApiKeyJwt")]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeyJwt {
-    /// The API manager's signing keys as inline JWKs. Required. A key that cannot verify is
-    /// refused at load, naming it (`api_key_jwt.keys[j]`).
+    /// The API manager's signing keys as inline JWKs, each with the `kid` its API keys carry in
+    /// their header (WSO2's gateway finds the certificate by that alias): a key is verified only by
+    /// the JWK of its `kid`, so a JWK without `kid` verifies none (900901). Required. A key that
+    /// cannot verify is refused at load, naming it (`api_key_jwt.keys[j]`).
     pub keys: Vec<serde_json::Value>,
     /// Required `iss`, if set (compared as key managers' issuers are). Defaults to none (any
     /// issuer).
