@@ -107,7 +107,8 @@ pub struct RawClaims {
     /// Claims holding the client id, first present wins (Okta's tokens name it `cid`, Azure AD
     /// v1's `appid`). An introspection answer is read by RFC 7662's `client_id` first, then these.
     /// A verified JWT with none of them names no application: 900908 (403), as WSO2's gateway
-    /// answers a JWT without its consumer key claim. Defaults to `["client_id", "azp"]`.
+    /// answers a JWT without its consumer key claim; an introspection answer with none is taken
+    /// as an inactive token (900901). Defaults to `["client_id", "azp"]`.
     #[serde(default = "default_client_id_claims")]
     pub client_id: Vec<String>,
     /// Claims holding scopes: a space-separated string or an array. First present wins. An
