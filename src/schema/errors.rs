@@ -185,7 +185,9 @@ fn default_template_content_type() -> String {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compatibility {
-    /// WSO2 API Manager: 900901 for expired, inactive and malformed credentials.
+    /// WSO2 API Manager: 900901 for expired, inactive and malformed credentials (a bearer token
+    /// with whitespace inside); 900902, as for no credential, for an `Authorization` header of
+    /// another scheme (`Basic ...`) or `Bearer` with no token.
     #[default]
     Apim,
     /// WSO2 API Microgateway: 900903, 900904, 900912 and 900917 where they apply.
