@@ -20,7 +20,9 @@ pub struct RawCustomPolicy {
     /// client-credentials token may carry the client id there), else the application's owner (an
     /// API key, a token without `sub`), else `anonymous` (open resources: every unauthenticated
     /// caller shares that counter), without the gateway's `@<tenant>` (`bob@carbon.super` is
-    /// `bob`); `$appId` is `anonymous` without a credential. Required.
+    /// `bob`); `$appId` is `anonymous` without a credential (unlike WSO2's gateway, which puts the
+    /// client's address there, as the `Unauthenticated` tier counts open requests: a `$appId`
+    /// policy counts every open request together here). Required.
     pub key: String,
     /// Requests per window. Exactly one of `requests` and `bytes` is required.
     #[serde(default)]
