@@ -70,10 +70,11 @@ pub struct RawBackendJwt {
     /// The `iss` claim. Defaults to `wso2.org/products/am`.
     #[serde(default = "default_issuer")]
     pub issuer: String,
-    /// Copy the caller's token claims (a JWT's claims, or an introspection answer's fields) into
-    /// the backend JWT, as WSO2 does, except the registered and WSO2-internal ones (`iss`, `sub`,
-    /// `aud`, `exp`, `nbf`, `iat`, `jti`, `application`, `tierInfo`, `subscribedAPIs`, `aut`) and
-    /// `excluded_claims`. WSO2's own claims win a name clash. Defaults to true.
+    /// Copy the caller's token claims (a JWT's claims, an introspection answer's fields, or a JWT
+    /// API key's claims such as `keytype`, `token_type`, `permittedIP` and `permittedReferer`)
+    /// into the backend JWT, as WSO2 does, except the registered and WSO2-internal ones (`iss`,
+    /// `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `application`, `tierInfo`, `subscribedAPIs`,
+    /// `aut`, `active`) and `excluded_claims`. WSO2's own claims win a name clash. Defaults to true.
     #[serde(default = "super::default_true")]
     pub copy_caller_claims: bool,
     /// Caller claims never copied (WSO2's `apim.jwt.gateway_generator.excluded_claims`).
