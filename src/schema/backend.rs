@@ -74,7 +74,8 @@ pub struct RawBackendJwt {
     /// API key's claims such as `keytype`, `token_type`, `permittedIP` and `permittedReferer`)
     /// into the backend JWT, as WSO2 does, except the registered and WSO2-internal ones (`iss`,
     /// `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `application`, `tierInfo`, `subscribedAPIs`,
-    /// `aut`, `active`) and `excluded_claims`. WSO2's own claims win a name clash. Defaults to true.
+    /// `aut`, `active`) and `excluded_claims`. WSO2's own claims win a name clash. Defaults to
+    /// true.
     #[serde(default = "super::default_true")]
     pub copy_caller_claims: bool,
     /// Caller claims never copied (WSO2's `apim.jwt.gateway_generator.excluded_claims`).

@@ -124,7 +124,8 @@ pub struct RawPolicy {
     /// headers, and counted nowhere, as WSO2's gateway does (with strict counting across nodes,
     /// the cluster-wide levels before keep the count, as they keep a denied request's). Unlike
     /// WSO2's gateway, which also lets a request over this policy's `burst` through flagged when
-    /// this is false, the filter refuses it (900807). Subscription policies only, as in WSO2: used at another level, the policy always denies.
+    /// this is false, the filter refuses it (900807). Subscription policies only, as in WSO2: used
+    /// at another level, the policy always denies.
     /// Defaults to true.
     #[serde(default = "default_true")]
     pub stop_on_quota_reach: bool,

@@ -92,9 +92,9 @@ pub struct RawConfig<'a, Applications = Vec<RawApplication<'a>>, Subscriptions =
     /// subscription tier of unauthenticated requests) is also the tier of every open resource, of
     /// every API: each client address may make its limit on each API, then 900804, as WSO2's
     /// gateway counts open requests (stop on quota reach; its `burst`, `stop_on_quota_reach` and
-    /// `condition_groups` do not apply there). A control plane's `Unauthenticated` (API-M always has
-    /// one, 500 a minute by default) does the same when the configuration defines none. Defaults to
-    /// none.
+    /// `condition_groups` do not apply there). A control plane's `Unauthenticated` (API-M always
+    /// has one, 500 a minute by default) does the same when the configuration defines none.
+    /// Defaults to none.
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
     /// Blocking conditions (answer 900805 before any counter). Defaults to none.
