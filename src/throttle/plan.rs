@@ -266,14 +266,16 @@ pub fn plan(
     // address, under the `Unauthenticated` subscription tier (`APIAuthenticationHandler.
     // handleNoAuthentication`: application id = client IP, tier `Unauthenticated`, stop on quota
     // reach, no burst control), so each client address has that tier's limit on each API. Where
-    // the directory defines no such policy, open resources have no subscription level.
-    if caller.application_id.is_none() {
+    // the directory defines no such policy, open resources have no subscription level. Nor where
+    // Envoy knows no client address (a Unix socket or internal listener): WSO2 always has one,
+    // and counted under one empty address, every client of the API would share a single
+    // client's limit.
+    if let (None, Some(address)) = (caller.application_id, caller.client_ip) {
         if let Some(spec) = directory.policy(PolicyLevel::Subscription, UNAUTHENTICATED_TIER) {
             let spec = PolicySpec { burst: None, stop_on_quota_reach: true, groups: Vec::new(), ..*spec };
-            let address = caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
             counters.push(Counter::new(
                 Level::Subscription,
-                key(&["unauthenticated", &address, context, version, UNAUTHENTICATED_TIER]),
+                key(&["unauthenticated", &address.to_string(), context, version, UNAUTHENTICATED_TIER]),
                 &spec,
                 throttle,
             ));

@@ -229,3 +229,26 @@ fn key_templates() {
     assert!(parse_key_template("constant").is_err());
     assert_eq!(parse_key_template("ip=$clientIp").unwrap().len(), 2);
 }
+
+/// An open resource counts per client address under the `Unauthenticated` tier; a request whose
+/// address Envoy does not know (a Unix socket or internal listener) counts there nowhere: keyed
+/// by an empty address, every such client of the API shared one client's limit.
+#[test]
+fn an_open_request_without_a_client_address_has_no_unauthenticated_counter() {
+    let fixture = crate::throttle::tests::compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","security":[],"endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r"}]}],
+            "policies":{"Unauthenticated":{"requests":5,"per":"minute"}}}"#,
+    );
+    let api = &fixture.routes.apis[0];
+    let keys = |client_ip: Option<IpAddr>| {
+        let caller = Caller { client_ip, ..Caller::default() };
+        plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller)
+            .into_iter()
+            .map(|counter| (counter.level, counter.key))
+            .collect::<Vec<_>>()
+    };
+    let known = keys(Some("192.0.2.7".parse().unwrap()));
+    assert_eq!(known, vec![(Level::Subscription, "unauthenticated:192.0.2.7:/a:1:Unauthenticated".to_string())]);
+    assert_eq!(keys(None), Vec::new());
+}
