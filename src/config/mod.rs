@@ -296,7 +296,10 @@ impl Config {
         self.control_plane.is_some()
             || self.throttle.conditions_read_client_ip
             || self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))
-            || self.throttle.custom_policies.iter().any(|policy| policy.template.contains(&KeyPart::ClientIp))
+            // `$appId` is an open request's client address.
+            || self.throttle.custom_policies.iter().any(|policy| {
+                policy.template.iter().any(|part| matches!(part, KeyPart::ClientIp | KeyPart::AppId))
+            })
             // Open resources count per client address under the `Unauthenticated` tier.
             || self.directory.policy(crate::directory::PolicyLevel::Subscription, crate::throttle::plan::UNAUTHENTICATED_TIER).is_some()
     }

@@ -20,9 +20,11 @@ pub struct RawCustomPolicy {
     /// client-credentials token may carry the client id there), else the application's owner (an
     /// API key, a token without `sub`), else `anonymous` (open resources: every unauthenticated
     /// caller shares that counter), without the gateway's `@<tenant>` (`bob@carbon.super` is
-    /// `bob`); `$appId` is `anonymous` without a credential (unlike WSO2's gateway, which puts the
-    /// client's address there, as the `Unauthenticated` tier counts open requests: a `$appId`
-    /// policy counts every open request together here). Required.
+    /// `bob`); `$appId` is the application's id, or without a credential the client's address
+    /// (as WSO2's gateway has it, and as the `Unauthenticated` tier counts open requests). A
+    /// request whose client address Envoy does not know (a Unix socket or internal listener)
+    /// counts nowhere under a policy whose key needs it (`$clientIp`, an open request's
+    /// `$appId`). Required.
     pub key: String,
     /// Requests per window. Exactly one of `requests` and `bytes` is required.
     #[serde(default)]

@@ -287,24 +287,32 @@ pub fn plan(
             counters.push(Counter::new(Level::Application, key(&["application", application, user]), &spec, throttle));
         }
     }
-    for custom in
+    // An open request's application is its client's address, as WSO2's gateway has it
+    // (`handleNoAuthentication`); an address Envoy does not know fills no placeholder: such a
+    // policy counts nothing for the request rather than every such client together.
+    let address = caller.client_ip.map(|ip| ip.to_string());
+    let application = caller.application_id.or(address.as_deref());
+    'customs: for custom in
         throttle.custom_policies.iter().filter(|custom| custom.apis.is_empty() || custom.apis.contains(&api.label))
     {
         let mut key = String::new();
         for part in &custom.template {
             // The template's own text is the author's; what fills a placeholder is escaped, so
             // `$userId:$clientIp` separates `alice` at `2001:db8::1` from `alice:2001` at `db8::1`.
-            match part {
-                KeyPart::Text(text) => key.push_str(text),
-                KeyPart::UserId => push_escaped(&mut key, user),
-                KeyPart::ApiContext => push_escaped(&mut key, &api.context),
-                KeyPart::ApiVersion => push_escaped(&mut key, &api.version),
-                KeyPart::AppId => push_escaped(&mut key, caller.application_id.unwrap_or("anonymous")),
-                KeyPart::ClientIp => {
-                    push_escaped(&mut key, &caller.client_ip.map(|ip| ip.to_string()).unwrap_or_default())
+            let value = match part {
+                KeyPart::Text(text) => {
+                    key.push_str(text);
+                    continue;
                 }
-                KeyPart::ResourceKey => push_escaped(&mut key, &resource.key),
-            }
+                KeyPart::UserId => Some(user),
+                KeyPart::ApiContext => Some(api.context.as_str()),
+                KeyPart::ApiVersion => Some(api.version.as_str()),
+                KeyPart::AppId => application,
+                KeyPart::ClientIp => address.as_deref(),
+                KeyPart::ResourceKey => Some(resource.key.as_str()),
+            };
+            let Some(value) = value else { continue 'customs };
+            push_escaped(&mut key, value);
         }
         counters.push(Counter::new(Level::Custom, self::key(&["custom", &custom.name, &key]), &custom.spec, throttle));
     }

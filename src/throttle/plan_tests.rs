@@ -252,3 +252,37 @@ fn an_open_request_without_a_client_address_has_no_unauthenticated_counter() {
     assert_eq!(known, vec![(Level::Subscription, "unauthenticated:192.0.2.7:/a:1:Unauthenticated".to_string())]);
     assert_eq!(keys(None), Vec::new());
 }
+
+/// A custom policy's `$appId` of an open request is its client's address, as WSO2's gateway
+/// takes the address as an open request's application (`handleNoAuthentication`); a template
+/// whose placeholder has no value (the address Envoy does not know) counts nothing for the
+/// request, rather than every such client together under an empty value.
+#[test]
+fn a_custom_policys_app_id_of_an_open_request_is_its_client_address() {
+    let fixture = crate::throttle::tests::compile(
+        r#"{"apis":[{"name":"A","context":"/a","version":"1","security":[],"endpoints":{"production":"c"},
+              "resources":[{"method":"GET","path":"/r"}]}],
+            "custom_policies":[{"name":"per-app","key":"$appId","requests":5,"per":"minute"},
+                               {"name":"per-ip","key":"ip-$clientIp","requests":5,"per":"minute"},
+                               {"name":"per-user","key":"$userId","requests":5,"per":"minute"}]}"#,
+    );
+    let api = &fixture.routes.apis[0];
+    let keys = |caller: Caller| {
+        plan(&fixture.throttle, &fixture.directory, api, &api.resources[0], &caller)
+            .into_iter()
+            .map(|counter| counter.key)
+            .collect::<Vec<_>>()
+    };
+    let address = Some("2001:db8::7".parse().unwrap());
+    assert_eq!(
+        keys(Caller { client_ip: address, ..Caller::default() }),
+        [
+            "custom:per-app:2001%253Adb8%253A%253A7",
+            "custom:per-ip:ip-2001%253Adb8%253A%253A7",
+            "custom:per-user:anonymous"
+        ]
+    );
+    assert_eq!(keys(Caller::default()), ["custom:per-user:anonymous"]);
+    let application = Caller { application_id: Some("app-1"), client_ip: address, ..Caller::default() };
+    assert_eq!(keys(application)[0], "custom:per-app:app-1");
+}

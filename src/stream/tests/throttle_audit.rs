@@ -32,9 +32,9 @@
 //!   `anonymous`, key type PRODUCTION, no application tier.
 //!
 //! Documented choices of the filter the model follows (README, HOWTO's counter-key table): the
-//! client address is the connection's (not `X-Forwarded-For`'s first entry), `$appId` of an open
-//! resource is `anonymous` (WSO2: the address), burst control denies with 900807 even without
-//! stop-on-quota-reach (WSO2-CONTRACT.md's order; WSO2's code lets it through flagged).
+//! client address is the connection's (not `X-Forwarded-For`'s first entry), burst control
+//! denies with 900807 even without stop-on-quota-reach (WSO2-CONTRACT.md's order; WSO2's code
+//! lets it through flagged).
 
 use super::*;
 use crate::host::fuzz::Rng;
@@ -285,8 +285,8 @@ impl Model {
             publish.push((key, pol.window));
         }
         for (c, (template, limit, window)) in w.customs.iter().enumerate() {
-            // The filter's documented `$appId` of an open resource is `anonymous`.
-            let app = if r.app.is_some() { app_id.as_str() } else { "anonymous" };
+            // WSO2's application of an open request is its client's address.
+            let app = if r.app.is_some() { app_id.as_str() } else { r.ip };
             let key = template
                 .replace("$userId", &user)
                 .replace("$appId", app)
