@@ -383,19 +383,6 @@ fn expected(event: &WsoEvent, case: Case, sent: &Sent, apps: &[App]) -> BTreeMap
     fields
 }
 
-fn fields_of(host: &FakeHost, structured: bool) -> BTreeMap<String, String> {
-    if structured {
-        let bytes = host.properties.get(crate::observe::STRUCT_PROPERTY).cloned().unwrap_or_default();
-        return crate::observe::decode_struct(&bytes).into_iter().collect();
-    }
-    host.properties
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.strip_prefix("apim.")?.to_string(), String::from_utf8_lossy(value).into_owned()))
-        })
-        .collect()
-}
-
 const SEEDS: u64 = 40;
 const REQUESTS_PER_SEED: usize = 40;
 
@@ -471,18 +458,11 @@ fn the_access_log_fields_are_wso2_analytics_events_field_by_field() {
                     Backend::Answers(status) => (status, 0),
                     Backend::Fails(flags) => (if flags == 0x4 { 504 } else { 503 }, flags),
                 };
-                host.response = [(":status".to_string(), status.to_string().into_bytes())].into_iter().collect();
-                host.properties.insert("response.flags".into(), flags.to_le_bytes().to_vec());
-                let details: &[u8] = if flags == 0 {
-                    b"via_upstream"
-                } else {
-                    b"upstream_reset_before_response_started{connection_failure}"
-                };
-                host.properties.insert("response.code_details".into(), details.to_vec());
+                super::observe_model::backend_answer(&mut host, status, flags);
                 stream.on_response_headers(&mut host);
             }
             requests += 1;
-            let got = fields_of(&host, structured);
+            let got = super::observe_model::fields_of(&host, structured);
             for key in got.keys().chain(want.keys()) {
                 if got.get(key) != want.get(key) {
                     failures.push(format!(

@@ -380,8 +380,18 @@ fn strip_apikey(path: &str) -> String {
     }
 }
 
+/// The backend's answer as Envoy hands it over: its status, or (with response `flags`) the
+/// status Envoy answers a failed upstream with.
+pub(super) fn backend_answer(host: &mut FakeHost, status: u16, flags: u64) {
+    host.response = [(":status".to_string(), status.to_string().into_bytes())].into_iter().collect();
+    host.properties.insert("response.flags".into(), flags.to_le_bytes().to_vec());
+    let details: &[u8] =
+        if flags == 0 { b"via_upstream" } else { b"upstream_reset_before_response_started{connection_failure}" };
+    host.properties.insert("response.code_details".into(), details.to_vec());
+}
+
 /// The access-log fields the host holds, by their short names.
-fn fields_of(host: &FakeHost, structured: bool) -> BTreeMap<String, String> {
+pub(super) fn fields_of(host: &FakeHost, structured: bool) -> BTreeMap<String, String> {
     if structured {
         let bytes = host.properties.get(crate::observe::STRUCT_PROPERTY).cloned().unwrap_or_default();
         return crate::observe::decode_struct(&bytes).into_iter().collect();
@@ -538,14 +548,7 @@ fn what_operators_see_is_what_the_documents_and_wso2_analytics_say_and_never_a_s
                     Backend::Answers(status) => (status, 0),
                     Backend::Fails(flags, flag) => (if flag == "UT" { 504 } else { 503 }, flags),
                 };
-                host.response = [(":status".to_string(), status.to_string().into_bytes())].into_iter().collect();
-                host.properties.insert("response.flags".into(), flags.to_le_bytes().to_vec());
-                let details: &[u8] = if flags == 0 {
-                    b"via_upstream"
-                } else {
-                    b"upstream_reset_before_response_started{connection_failure}"
-                };
-                host.properties.insert("response.code_details".into(), details.to_vec());
+                backend_answer(&mut host, status, flags);
                 stream.on_response_headers(&mut host);
             }
             requests += 1;
