@@ -433,19 +433,12 @@ fn quick_key(api: &Api, authorized: &Authorized) -> Option<String> {
         (Some(_), Some(token)) => token.as_str(),
         (Some(_), None) => return None,
     };
-    // The attributes as their JSON, for the rare application that has any.
-    let attributes = authorized.application.attributes().map(serde_json::to_vec);
-    let attributes = match &attributes {
-        Some(Ok(json)) => std::str::from_utf8(json).unwrap_or_default(),
-        Some(Err(_)) => return None,
-        None => "",
-    };
     let parts = [
         api.label.as_str(),
         api.context.as_str(),
         authorized.application_id(),
         authorized.application_number(),
-        attributes,
+        authorized.application.attributes_json(),
         authorized.application_name(),
         authorized.application_tier(),
         authorized.subscriber(),

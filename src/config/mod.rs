@@ -41,6 +41,9 @@ pub type Parsed<'a> = RawConfig<'a, StagedApplications, PackedSubscriptions>;
 pub struct Config {
     /// What the operator should know about an accepted configuration (logged at load).
     warnings: Vec<String>,
+    /// Whether throttling reads the client's address ([`Config::uses_client_ip`]), worked out
+    /// once at load rather than on every request.
+    client_ip_used: bool,
     /// Applications and subscriptions of the static directory (for the load log line).
     directory_size: (usize, usize),
     /// The request headers only the filter sets (routing, auth context, quota flag), lowercase
@@ -75,6 +78,7 @@ impl Default for Config {
         let throttling = RawThrottling::default();
         Config {
             warnings: Vec::new(),
+            client_ip_used: false,
             directory_size: (0, 0),
             owned_headers: owned_headers(&routing, &credentials, &throttling, None),
             errors: ErrorSettings::default(),
@@ -221,6 +225,7 @@ impl Config {
         )?;
         let mut config = Config {
             warnings,
+            client_ip_used: false,
             directory_size: directory.len(),
             owned_headers,
             errors,
@@ -237,6 +242,7 @@ impl Config {
             shared_prefix,
         };
         check_jwks_path_is_free(&mut config)?;
+        config.client_ip_used = config.reads_client_ip();
         Ok(config)
     }
 
@@ -293,6 +299,10 @@ impl Config {
 
     /// Whether throttling needs the client's IP address.
     pub fn uses_client_ip(&self) -> bool {
+        self.client_ip_used
+    }
+
+    fn reads_client_ip(&self) -> bool {
         self.control_plane.is_some()
             || self.throttle.conditions_read_client_ip
             || self.directory.blocking().iter().any(|condition| matches!(condition, BlockingCondition::Ip(_)))

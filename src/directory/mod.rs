@@ -75,9 +75,12 @@ pub struct Application {
     owner_end: u32,
     policy_end: u32,
     has_policy: bool,
-    /// WSO2's application attributes (string values), `None` when it has none.
-    attributes: Option<Box<Map<String, Value>>>,
+    /// WSO2's application attributes (string values) and their JSON, `None` when it has none.
+    attributes: Option<Box<Attributes>>,
 }
+
+/// An application's attributes and their JSON (made once, at load).
+type Attributes = (Map<String, Value>, Box<str>);
 
 /// What WSO2 knows of an application beyond its name, owner and policy: the backend JWT sends
 /// them (`applicationid`, `applicationAttributes`).
@@ -115,7 +118,10 @@ impl Application {
             owner_end: end(owner_end),
             policy_end: end(owner_end.saturating_add(policy_text.len())),
             has_policy: policy.is_some(),
-            attributes: (!details.attributes.is_empty()).then(|| Box::new(details.attributes)),
+            attributes: (!details.attributes.is_empty()).then(|| {
+                let json = serde_json::to_string(&details.attributes).unwrap_or_default().into_boxed_str();
+                Box::new((details.attributes, json))
+            }),
         }
     }
 
@@ -140,7 +146,12 @@ impl Application {
 
     /// WSO2's application attributes, when it has any.
     pub fn attributes(&self) -> Option<&Map<String, Value>> {
-        self.attributes.as_deref()
+        self.attributes.as_deref().map(|(attributes, _)| attributes)
+    }
+
+    /// The attributes as JSON (made once, at load), empty when it has none.
+    pub fn attributes_json(&self) -> &str {
+        self.attributes.as_deref().map_or("", |(_, json)| json)
     }
 }
 
@@ -304,6 +315,7 @@ mod tests {
             let described = Application::with_details(Rc::from("id"), name, owner, policy, details);
             assert_eq!((described.name(), described.owner(), described.policy()), (name, owner, policy));
             assert_eq!((described.number(), described.attributes()), (Some("42"), Some(&attributes)));
+            assert_eq!((described.attributes_json(), application.attributes_json()), (r#"{"tier":"gold"}"#, ""));
             // Empty attributes are none.
             let details = Wso2Details { number: "", attributes: Map::new() };
             let bare = Application::with_details(Rc::from("id"), name, owner, policy, details);
