@@ -549,10 +549,19 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     assert_eq!(request.header("apikey"), None, "the key is stripped");
     assert_eq!(request.header("x-apim-application-id"), Some("app-1"));
     assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", "shop-key-2")], None), 401, "900901");
+    // A refused bearer token gives way to the API key beside it (WSO2's authenticator chain), and
+    // neither credential goes upstream; a refused key answers with its own fault (the token's is 900901).
+    let both = [("authorization", "Bearer not-a-token"), ("apikey", "shop-key-1")];
+    let response = stack.envoy.send("GET", "/shop/1.0.0/catalog", &both, None);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let request = stack.live.requests().pop().unwrap();
+    assert_eq!((request.header("authorization"), request.header("apikey")), (None, None));
+    assert_eq!(request.header("x-apim-application-id"), Some("app-1"));
+    assert_fault(&stack.envoy.send("GET", "/shop/1.0.0/items", &both, None), 403, "900910");
 
     let response = stack.envoy.get("/query/1.0.0/report?apikey=shop-key-1&month=5");
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(stack.live.requests()[1].path, "/report?month=5", "the key is removed from the query");
+    assert_eq!(stack.live.requests().pop().unwrap().path, "/report?month=5", "the key is removed from the query");
     assert_fault(&stack.envoy.get("/shop/1.0.0/items?apikey=shop-key-1"), 401, "900902");
     // On an open resource of an API that takes keys, a key in the query is still a credential:
     // it never reaches the backend (or its access log), in any spelling of its name.
@@ -572,8 +581,9 @@ fn api_keys_opaque_in_header_and_query_and_wso2_jwt_keys() {
     );
     let response = stack.envoy.send("GET", "/shop/1.0.0/catalog", &[("apikey", &key)], None);
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(stack.live.requests()[3].header("x-apim-application-id"), Some("jwt-app"));
-    assert_eq!(stack.live.requests()[3].header("x-apim-tier"), Some("Gold"), "the subscribed API's tier");
+    let request = stack.live.requests().pop().unwrap();
+    assert_eq!(request.header("x-apim-application-id"), Some("jwt-app"));
+    assert_eq!(request.header("x-apim-tier"), Some("Gold"), "the subscribed API's tier");
     assert_fault(&stack.envoy.send("GET", "/query/1.0.0/x", &[("apikey", &key)], None), 403, "900908");
     // WSO2's key restrictions, on the client's address as Envoy has it (this test's 127.0.0.1).
     let restricted = |ip: &str| {

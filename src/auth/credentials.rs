@@ -82,12 +82,6 @@ pub fn extract(
     // WebSocket endpoint serves nothing else, and a token in any other request's URL is refused.
     let websocket_query = api.websocket_query_credentials && handshake;
     let mut problem = None;
-    fn present<'h>(header: CredentialHeader<'h>) -> Option<&'h str> {
-        match header {
-            CredentialHeader::Text(value) => Some(value.trim()).filter(|value| !value.is_empty()),
-            CredentialHeader::Absent | CredentialHeader::Unreadable => None,
-        }
-    }
     if resource.security.contains(&SecurityScheme::Oauth2) {
         if authorization == CredentialHeader::Unreadable {
             problem = Some(Extracted::Unreadable);
@@ -113,20 +107,58 @@ pub fn extract(
             }
         }
     }
-    if resource.security.contains(&SecurityScheme::ApiKey) {
-        if api_key_header == CredentialHeader::Unreadable {
-            return Extracted::Unreadable;
-        }
-        if let Some(key) = present(api_key_header) {
-            return Extracted::Found(Presented::ApiKey(key.to_string()));
-        }
-        if api.api_key_in_query || websocket_query {
-            if let Some(key) = query_param(query, &settings.api_key_query_param) {
-                return Extracted::Found(Presented::ApiKey(key));
-            }
-        }
+    api_key(settings, api, resource, api_key_header, query, handshake).or(problem).unwrap_or(Extracted::Missing)
+}
+
+/// The API key a request offers where `resource` accepts API keys: its header, or the query
+/// parameter where the API allows it (or on a WebSocket API's handshake); `None` when it offers none.
+fn api_key(
+    settings: &CredentialSettings,
+    api: &Api,
+    resource: &Resource,
+    api_key_header: CredentialHeader<'_>,
+    query: Option<&str>,
+    handshake: bool,
+) -> Option<Extracted> {
+    if !resource.security.contains(&SecurityScheme::ApiKey) {
+        return None;
     }
-    problem.unwrap_or(Extracted::Missing)
+    if api_key_header == CredentialHeader::Unreadable {
+        return Some(Extracted::Unreadable);
+    }
+    if let Some(key) = present(api_key_header) {
+        return Some(Extracted::Found(Presented::ApiKey(key.to_string())));
+    }
+    let in_query = api.api_key_in_query || (api.websocket_query_credentials && handshake);
+    in_query
+        .then(|| query_param(query, &settings.api_key_query_param))
+        .flatten()
+        .map(|key| Extracted::Found(Presented::ApiKey(key)))
+}
+
+/// The API key to try when the request's bearer token is refused: WSO2's gateway runs its
+/// authenticators in turn (OAuth2, then API key), and a refused token lets the next one try, so a
+/// request offering both is let in on a valid key (`APIAuthenticationHandler.isAuthenticate`).
+pub fn fallback_api_key(
+    settings: &CredentialSettings,
+    api: &Api,
+    resource: &Resource,
+    api_key_header: CredentialHeader<'_>,
+    query: Option<&str>,
+    handshake: bool,
+) -> Option<String> {
+    match api_key(settings, api, resource, api_key_header, query, handshake)? {
+        Extracted::Found(Presented::ApiKey(key)) => Some(key),
+        _ => None,
+    }
+}
+
+/// A header's value with its surrounding whitespace trimmed, when it has one.
+fn present(header: CredentialHeader<'_>) -> Option<&str> {
+    match header {
+        CredentialHeader::Text(value) => Some(value.trim()).filter(|value| !value.is_empty()),
+        CredentialHeader::Absent | CredentialHeader::Unreadable => None,
+    }
 }
 
 /// Whitespace anywhere in a token (Unicode's, as `char::is_whitespace`); ASCII tokens, which every

@@ -7,6 +7,7 @@
 //! The stream talks to Envoy only through [`Host`], so it runs natively in tests against a fake
 //! host. Header values are bytes (Envoy accepts obs-text): see [`request`].
 
+mod authenticate;
 pub mod background;
 mod directory;
 mod events;
@@ -22,17 +23,16 @@ pub mod waiters;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::auth::authorize::{authorize, Authorized, RequestOrigin};
-use crate::auth::credentials;
-use crate::auth::validation::{self, AuthStep};
-use crate::auth::{self, failure_fault, Identity, Refusal};
+use crate::auth::authorize::Authorized;
+use crate::auth::validation;
+use crate::auth::{self, Identity};
 use crate::backend_jwt::IssuedCache;
 use crate::catalogue::{Fault, FaultId};
 use crate::config::Config;
 use crate::directory::control_plane::lookup;
 use crate::directory::control_plane::view::CpWorker;
-use crate::directory::{Application, Layered};
-use crate::host::{Answer, Call, GatewayScoped, Host, Step};
+use crate::directory::Application;
+use crate::host::{Answer, Call, GatewayScoped, Host};
 use crate::observe::{self, ApplicationNames, Record};
 use crate::render;
 use crate::routing::{self, Forward, Matched, Table, Verdict};
@@ -41,6 +41,7 @@ use crate::throttle::cluster::{ClusterEngine, Refill};
 use crate::throttle::limiter::Settings;
 use crate::throttle::worker_lease::WorkerLeases;
 use crate::throttle::{self, ByteCounter, Engines, LocalEngine, RateLimitInfo};
+use authenticate::{with_validation, KeyFallback};
 use request::Snapshot;
 
 pub use background::prepare_counters;
@@ -153,6 +154,8 @@ pub struct Stream {
     connection_ended: bool,
     /// The backend accepted the WebSocket upgrade (101): the stream is a connection.
     upgraded: bool,
+    /// An API key offered beside the bearer token, tried if the token is refused.
+    key_fallback: KeyFallback,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data (through the worker's
@@ -208,6 +211,7 @@ impl Stream {
             credential_expires_at: None,
             connection_ended: false,
             upgraded: false,
+            key_fallback: KeyFallback::None,
         }
     }
 
@@ -320,82 +324,6 @@ impl Stream {
             }
         }
         self.matched = Some(matched);
-    }
-
-    fn authenticate(&mut self, host: &mut impl Host) -> Flow {
-        let config = Rc::clone(&self.config);
-        let routes = Rc::clone(&self.routes);
-        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
-            return self.internal_error(host, "matched route out of range");
-        };
-        let settings = &config.auth.credentials;
-        let authorization = self.request.credential(&settings.authorization_header);
-        let api_key = self.request.credential(&settings.api_key_header);
-        let (query, handshake) = (self.request.query(), self.request.is_websocket_upgrade());
-        let extracted = credentials::extract(settings, api, resource, authorization, api_key, query, handshake);
-        let presented = match extracted.presented() {
-            Ok(presented) => presented,
-            Err(refusal) => return self.refuse(host, refusal),
-        };
-        self.with_validation(host, |context| validation::start(context, presented))
-    }
-
-    /// Runs a step of key validation with this worker's state and the clock, then continues.
-    fn with_validation(
-        &mut self,
-        host: &mut impl Host,
-        work: impl FnOnce(&mut validation::Context<'_>) -> AuthStep,
-    ) -> Flow {
-        let config = Rc::clone(&self.config);
-        let now = match self.clock(host, FaultId::AuthGeneralError) {
-            Ok(now) => now,
-            Err(flow) => return flow,
-        };
-        let step = with_validation(&config, &self.worker, host, now, work);
-        self.after_auth(host, step)
-    }
-
-    fn after_auth(&mut self, host: &mut impl Host, step: AuthStep) -> Flow {
-        match step {
-            Step::Done(identity) => self.look_up(host, identity),
-            Step::Call(call, resume) => self.call(host, call, Resume::Auth(resume)),
-            Step::Refused(refusal) => self.refuse(host, refusal),
-        }
-    }
-
-    /// Authorization against the directory, once it knows what the request needs (see
-    /// [`directory`]).
-    fn authorize(&mut self, host: &mut impl Host, identity: &Identity) -> Flow {
-        let config = Rc::clone(&self.config);
-        let routes = Rc::clone(&self.routes);
-        let Some((api, resource)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else {
-            return self.internal_error(host, "matched route out of range");
-        };
-        let worker = Rc::clone(&self.worker);
-        let worker = worker.borrow();
-        let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
-        let client_ip = if identity.reads_client_ip() { request::client_ip(host) } else { None };
-        let referer = if identity.reads_referer() { self.request.referer() } else { None };
-        let origin = RequestOrigin { client_ip, referer };
-        let decision = authorize(&directory, api, resource, identity, &origin);
-        drop(worker);
-        self.credential_expires_at = expiry::expiry_of(&config.auth, identity);
-        match decision {
-            Ok(authorized) => {
-                if config.observability.access_log_fields {
-                    self.record.caller(&authorized);
-                }
-                if config.observability.application_stats > 0 {
-                    self.application = Some(Rc::clone(&authorized.application));
-                }
-                self.throttle(host, Some(authorized))
-            }
-            Err(fault) => {
-                log::debug!("request to {} refused: {}", api.label, fault.id.spec().id);
-                host.count(&format!("apim.auth.refused.{}", fault.id.spec().id));
-                self.deny(host, &fault)
-            }
-        }
     }
 
     fn forward(&mut self, host: &mut impl Host, authorized: Option<&Authorized>, over_quota: bool) -> Flow {
@@ -714,15 +642,6 @@ impl Stream {
         }
     }
 
-    /// Refuses a credential: the reason goes to the debug log and the counters, the fault to the
-    /// client.
-    fn refuse(&mut self, host: &mut impl Host, refusal: Refusal) -> Flow {
-        log::debug!("credential refused: {}", refusal.reason);
-        host.count(&format!("apim.auth.refused.{}", refusal.reason));
-        let fault = failure_fault(refusal.failure, self.config.compatibility);
-        self.deny(host, &fault)
-    }
-
     /// An internal invariant broke: an internal fault and a log line, never a credential fault.
     fn internal_error(&mut self, host: &mut impl Host, what: &str) -> Flow {
         log::error!("internal error: {what}");
@@ -776,23 +695,4 @@ pub(super) fn matched_of(routes: &Table, matched: Matched) -> Option<(&routing::
         Some(resource) => Some((api, Some(api.resource(resource)?))),
         None => Some((api, None)),
     }
-}
-
-/// Runs key-validation work with this worker's state and the host's shared data.
-fn with_validation<R>(
-    config: &Config,
-    worker: &RefCell<Worker>,
-    host: &mut impl Host,
-    now: u64,
-    work: impl FnOnce(&mut validation::Context<'_>) -> R,
-) -> R {
-    let mut worker = worker.borrow_mut();
-    let mut context = validation::Context {
-        auth: &config.auth,
-        directory: config.directory.as_ref(),
-        worker: &mut worker.auth,
-        store: host,
-        now,
-    };
-    work(&mut context)
 }

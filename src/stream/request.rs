@@ -154,17 +154,21 @@ impl Snapshot {
     }
 
     /// The credential the request presents for `resource` (the token of a bearer, or an API key),
-    /// as authentication read it.
+    /// as authentication read it: with `bearer_refused`, the API key that stood in for the token.
     pub fn presented_credential(
         &self,
         settings: &CredentialSettings,
         api: &Api,
         resource: &Resource,
+        bearer_refused: bool,
     ) -> Option<String> {
         let authorization = self.credential(&settings.authorization_header);
         let api_key = self.credential(&settings.api_key_header);
-        let handshake = self.is_websocket_upgrade();
-        match credentials::extract(settings, api, resource, authorization, api_key, self.query(), handshake) {
+        let (query, handshake) = (self.query(), self.is_websocket_upgrade());
+        if bearer_refused {
+            return credentials::fallback_api_key(settings, api, resource, api_key, query, handshake);
+        }
+        match credentials::extract(settings, api, resource, authorization, api_key, query, handshake) {
             Extracted::Found(Presented::Bearer(token) | Presented::ApiKey(token)) => Some(token),
             _ => None,
         }

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use super::authenticate::KeyFallback;
 use super::{engines, request, route_of, Flow, Resume, Stream, Worker};
 use crate::auth::authorize::Authorized;
 use crate::auth::jwt;
@@ -103,8 +104,9 @@ impl Stream {
         // The caller JWT's claims and, with a backend JWT, the claims it carries over them: WSO2
         // reads a claim condition from the JWT its gateway generates (`http://wso2.org/claims/
         // applicationname`, ...).
+        let bearer_refused = matches!(self.key_fallback, KeyFallback::Taken);
         let read_claims = || {
-            let credential = snapshot.presented_credential(settings, api, resource);
+            let credential = snapshot.presented_credential(settings, api, resource, bearer_refused);
             let caller = credential
                 .and_then(|credential| jwt::parse(&credential, settings.max_token_bytes).ok().map(|jwt| jwt.payload));
             let mut claims = caller.unwrap_or_default();

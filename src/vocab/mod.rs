@@ -43,7 +43,9 @@ choice!(Lifecycle {
     Retired = "RETIRED",
 });
 
-/// Security schemes.
+/// Security schemes. Where a resource takes both and a request offers both, the bearer token is
+/// validated first and, when it is refused, the API key in its place (WSO2's gateway runs its
+/// authenticators in turn): the request is the key's, or refused with the key's fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityScheme {

@@ -139,3 +139,49 @@ fn a_jwt_api_keys_backend_jwt_names_its_numeric_application_and_copies_its_claim
     let sent: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&payload).unwrap();
     assert_eq!(sent["http://wso2.org/claims/applicationid"], "jwt-app");
 }
+
+/// WSO2's gateway tries its API key authenticator when the bearer token is refused
+/// (`APIAuthenticationHandler.isAuthenticate`): the request is the API key's. A claim condition
+/// then reads the key's claims, never those of the refused token, which no one verified: a
+/// forged token cannot put its caller in (or out of) a condition group.
+#[test]
+fn a_refused_bearer_tokens_claims_are_not_read_when_its_api_key_stands_in() {
+    let json = serde_json::json!({
+        "api_key_jwt": {"keys": [jwk("rsa-b.pem", Algorithm::RS256, "apikey-b")]},
+        "key_managers": [{"name": "km", "issuer": "https://km", "hmac_secret": "a-secret-of-at-least-32-bytes-long!", "algorithms": ["HS256"]}],
+        "policies": {"G": {"requests": 100, "per": "minute", "condition_groups": [{"requests": 1, "per": "minute",
+            "conditions": [{"jwt_claim": "sub", "matches": "^mallory$"}]}]}},
+        "apis": [{"name": "Shop", "context": "/shop", "version": "1.0.0", "security": ["oauth2", "api_key"], "policy": "G",
+                  "endpoints": {"production": "prod"}, "resources": [{"method": "GET", "path": "/*"}]}]
+    });
+    let mut host = FakeHost { now: 1_000, ..Default::default() };
+    let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
+    crate::stream::prepare_counters(&mut host, &mut config);
+    let config = Rc::new(config);
+    let forged = sign_raw(
+        r#"{"alg":"RS256","typ":"JWT"}"#,
+        r#"{"iss":"https://km","sub":"mallory"}"#,
+        "rsa-b.pem",
+        Algorithm::RS256,
+    );
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let mut request = |headers: &[(&str, &str)]| {
+        let mut pairs = vec![(":method", "GET"), (":path", "/shop/1.0.0/items")];
+        pairs.extend_from_slice(headers);
+        host.request = pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        host.counted.clear();
+        let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        let flow = stream.on_request_headers(&mut host, true);
+        (flow, host.counted.clone(), host.request.get("x-apim-cluster").cloned())
+    };
+    let admin = jwt_api_key(serde_json::json!({}));
+    for _ in 0..3 {
+        let answer = request(&[("authorization", &format!("Bearer {forged}")), ("apikey", &admin)]);
+        assert_eq!(answer, (Flow::Continue, vec![], Some(b"prod".to_vec())), "the key's caller is admin");
+    }
+    // The condition itself counts mallory's own key: the test above could fail.
+    let mallory = jwt_api_key(serde_json::json!({"sub": "mallory"}));
+    assert_eq!(request(&[("apikey", &mallory)]).0, Flow::Continue);
+    let throttled = request(&[("apikey", &mallory)]);
+    assert_eq!((throttled.0, throttled.1), (Flow::Answered, vec![900800]));
+}

@@ -146,13 +146,14 @@ const ROWS: &[Row] = &[
     row("subscription ON_HOLD", INACTIVE, "KVH: SUBSCRIPTION_INACTIVE 900909"),
     row("sandbox token, production-only API", NO_SANDBOX, "_sandbox_key_error_ sequence (contract)"),
     row("open resource, invalid token", Pass("prod"), "OAuth: AUTH_NO_AUTHENTICATION, no validation"),
-    differs(
+    row(
         "invalid token and a valid API key",
         Pass("prod"),
-        INVALID,
-        "one credential is taken: the bearer token where the resource takes OAuth2",
-        "AAH: the API key authenticator tried after OAuth fails",
+        "AAH isAuthenticate: OAuth fails and goes on; API key passes",
     ),
+    row("unsubscribed token and a valid API key", Pass("prod"), "AAH: OAuth's 900908 goes on to the API key"),
+    row("invalid token and an API key for another API", FORBIDDEN, "AAH getError: the last mandatory fault"),
+    row("unsubscribed token and an expired API key", INVALID, "AAH getError: the API key's 900901, not 900908"),
     row("valid token and a garbage API key", Pass("prod"), "AAH: OAuth succeeds first"),
     row("API key, valid", Pass("prod"), "AKU"),
     row("API key, no kid", INVALID, "AKU isAPIKey: kid required"),
@@ -360,6 +361,25 @@ fn request(index: usize, rng: &mut Rng, now: u64, skew: u64) -> Request {
         "invalid token and a valid API key" => {
             let mut headers = bearer("not-a-token");
             headers.push(("apikey".into(), api_key(rng, now, "P", &api_key_header(), &|_| {})));
+            (items, headers)
+        }
+        "unsubscribed token and a valid API key" => {
+            let mut headers = bearer(&token(rng, now, "cu", &|_| {}));
+            headers.push(("apikey".into(), api_key(rng, now, "P", &api_key_header(), &|_| {})));
+            (items, headers)
+        }
+        "invalid token and an API key for another API" => {
+            let mut headers = bearer("not-a-token");
+            headers.push(("apikey".into(), api_key(rng, now, "Q", &api_key_header(), &|_| {})));
+            (items, headers)
+        }
+        "unsubscribed token and an expired API key" => {
+            let exp = now - skew - 1 - rng.below(1_000) as u64;
+            let mut headers = bearer(&token(rng, now, "cu", &|_| {}));
+            headers.push((
+                "apikey".into(),
+                api_key(rng, now, "P", &api_key_header(), &|c| set(c, "exp", exp.to_string())),
+            ));
             (items, headers)
         }
         "valid token and a garbage API key" => {
