@@ -793,6 +793,7 @@ mod throttle_fixes;
 mod throttle_model;
 mod token_life_model;
 mod trailers;
+mod upstream_audit;
 mod websocket_frames;
 mod websocket_query_token;
 mod workers_model;
