@@ -187,6 +187,11 @@ impl ControlPlane {
         }
     }
 
+    /// Whether `endpoints` names the API (by `<name>:<version>` or `<name>`), not the template.
+    pub fn names_endpoints(&self, name: &str, version: &str) -> bool {
+        self.endpoints.contains_key(&format!("{name}:{version}")) || self.endpoints.contains_key(name)
+    }
+
     /// The Envoy clusters of a control-plane API: `endpoints` by `<name>:<version>`, then by
     /// `<name>`, then `endpoint_template`; `None` when none applies.
     pub fn endpoints_for(&self, name: &str, version: &str) -> Option<RawEndpoints> {

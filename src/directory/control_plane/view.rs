@@ -510,6 +510,10 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
     let apis: Vec<wire::Api> = read_list(store, Document::Apis);
     for api in &apis {
         let label = format!("{}:{}", api.name, api.version);
+        if wire::is_product(&api.api_type) && !control_plane.names_endpoints(&api.name, &api.version) {
+            loaded.skipped_apis.push(format!("{label} ({})", wire::PRODUCT_NEEDS_ENDPOINTS));
+            continue;
+        }
         let Some(endpoints) = control_plane.endpoints_for(&api.name, &api.version) else {
             loaded.skipped_apis.push(format!("{label} (no cluster in control_plane.endpoints)"));
             continue;

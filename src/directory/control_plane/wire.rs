@@ -660,6 +660,17 @@ pub fn is_event_api(api_type: &str) -> bool {
 pub const EVENT_APIS_NOT_SERVED: &str =
     "a WebSocket or SSE API: its tiers count messages; served with `control_plane.event_apis: count_messages` or `count_connections`";
 
+/// Whether an API is an API product (`apiType` `APIProduct`): API-M sends each of its resources to
+/// the backend of the API it came from (`APIProductResource.endpointConfig`), which `/apis` does
+/// not say, so `endpoint_template` cannot name its cluster: only `control_plane.endpoints` can.
+pub fn is_product(api_type: &str) -> bool {
+    api_type.eq_ignore_ascii_case("APIProduct")
+}
+
+/// Why a product is not served under `endpoint_template` alone.
+pub const PRODUCT_NEEDS_ENDPOINTS: &str =
+    "an API product: API-M sends each resource to its own API's backend; name its cluster in control_plane.endpoints";
+
 /// Whether API-M takes an API's credentials from the query too: a WebSocket API's, on its
 /// handshake, for browsers, whose WebSockets cannot set headers: the OAuth2 token from
 /// `access_token` (`InboundWebSocketProcessor.isOauthAuthentication`) and, where the API takes API

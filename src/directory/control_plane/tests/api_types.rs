@@ -107,3 +107,46 @@ fn an_unknown_event_apis_choice_is_refused_and_the_choices_are_listed() {
     let choices: Vec<_> = choices.unwrap_or_default().iter().map(|choice| choice["const"].clone()).collect();
     assert_eq!(choices, ["not_served", "count_connections", "count_messages"], "{schema}");
 }
+
+/// An API product (`apiType` `APIProduct`): API-M sends each of its resources to the backend of
+/// the API it came from, which `/apis` does not say. `endpoint_template` would send them all to
+/// one cluster named after the product: the product is not served then, saying why, and the
+/// APIs beside it are; named in `control_plane.endpoints` it is served there.
+#[test]
+fn an_api_product_is_served_only_where_endpoints_name_its_cluster() {
+    let apis = r#"{"count":2,"list":[
+      {"uuid":"a1","name":"PizzaShackAPI","version":"1.0.0","context":"/pizzashack/1.0.0","apiType":"HTTP","status":"PUBLISHED",
+       "urlMappings":[{"authScheme":"Any","httpMethod":"GET","urlPattern":"/menu","scopes":[]}]},
+      {"uuid":"p1","name":"Bundle","version":"1.0.0","context":"/bundle/1.0.0","apiType":"APIProduct","status":"PUBLISHED",
+       "urlMappings":[{"authScheme":"Any","httpMethod":"GET","urlPattern":"/menu","scopes":[]}]}
+    ],"pagination":null}"#;
+    for (named, served) in [(None, false), (Some("Bundle:1.0.0"), true), (Some("Bundle"), true)] {
+        let mut raw = serde_json::json!({
+            "cluster": "cp", "username": "gw", "password": "secret", "endpoint_template": {"production": "{name}"}
+        });
+        if let Some(named) = named {
+            raw["endpoints"] = serde_json::json!({ named: {"production": "bundle-backends"} });
+        }
+        let cp = ControlPlane::compile(serde_json::from_value(raw).unwrap(), &[], &mut Vec::new()).unwrap();
+        let mut store = MemoryStore::default();
+        load(&mut store, &cp, NOW, |fetch| match fetch {
+            Fetch::Apis => Answer::Http { status: 200, body: apis.as_bytes().to_vec() },
+            other => ok(other),
+        });
+        let mut view = worker();
+        let loaded = view.sync(&store, &cp, &[]).unwrap();
+        assert!(view.routes.by_label("PizzaShackAPI:1.0.0").is_some(), "{named:?}");
+        let bundle = view.routes.by_label("Bundle:1.0.0");
+        assert_eq!(bundle.is_some(), served, "{named:?}: {:?}", loaded.skipped_apis);
+        if served {
+            assert_eq!(loaded.apis, 2, "{:?}", loaded.skipped_apis);
+            assert_eq!(
+                bundle.and_then(|api| api.endpoints.production.as_deref().map(str::to_string)).as_deref(),
+                Some("bundle-backends")
+            );
+        } else {
+            let [skipped] = &loaded.skipped_apis[..] else { panic!("{:?}", loaded.skipped_apis) };
+            assert!(skipped.starts_with("Bundle:1.0.0 (an API product") && skipped.contains("endpoints"), "{skipped}");
+        }
+    }
+}
