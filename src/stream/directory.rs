@@ -67,6 +67,9 @@ impl Stream {
         if revoked {
             return self.refuse(host, AuthFailure::Invalid.because("revoked"));
         }
+        if self.request.is_websocket_upgrade() {
+            self.revocation_names = token_ids.iter().flatten().map(|id| (*id).to_owned()).collect();
+        }
         let api =
             self.route.as_ref().and_then(|route| self.routes.api(route.api)).and_then(|api| api.source_id.clone());
         // What the configuration itself knows is not looked up.

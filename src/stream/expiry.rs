@@ -1,8 +1,8 @@
-//! A WebSocket connection ends when its credential expires, as API-M 4.x's gateway re-checks a
-//! connection's token on each frame the client sends (`InboundWebSocketProcessor`'s
-//! `authenticateToken`: an expired token closes the connection): the first bytes the client sends
-//! after its token's (or JWT API key's) `exp`, and the clock skew its verifier allows, are
-//! dropped and the connection is reset.
+//! A WebSocket connection ends when its credential expires or is revoked, as API-M 4.x's gateway
+//! re-checks a connection's token on each frame the client sends (`RequestProcessor` calls
+//! `authenticateToken`: an expired or revoked token closes the connection): the first bytes the
+//! client sends after its token's (or JWT API key's) `exp`, and the clock skew its verifier
+//! allows, or once the control plane lists it as revoked, are dropped and the connection is reset.
 
 use super::Stream;
 use crate::auth::bearer::Expiring;
@@ -39,27 +39,45 @@ impl Stream {
     }
 
     /// A client's bytes on an upgraded WebSocket connection (`size` of them in this chunk): past its
-    /// credential's expiry they are dropped and the connection ends. Answers whether it ended.
-    /// Only once the backend accepted the upgrade (101) is there a connection: before, and after
-    /// any other answer, the client's bytes are a request's body, never cut for its credential.
+    /// credential's expiry, or once the control plane lists its JWT as revoked, they are dropped and
+    /// the connection ends. Answers whether it ended. Only once the backend accepted the upgrade
+    /// (101) is there a connection: before, and after any other answer, the client's bytes are a
+    /// request's body, never cut for its credential.
     pub(super) fn end_if_expired(&mut self, host: &mut impl Host, size: usize) -> bool {
-        let Some(expires_at) = self.credential_expires_at.filter(|_| self.upgraded) else {
+        if !self.upgraded || (self.credential_expires_at.is_none() && self.revocation_names.is_empty()) {
             return false;
-        };
+        }
         if self.connection_ended {
             host.replace_body_chunk(Direction::Request, size, &[]);
             return true;
         }
         // Without a clock nothing is decided: the bytes pass (the next chunk asks again).
-        let Ok(now) = host.now() else { return false };
-        if now <= expires_at {
+        let expired = self.credential_expires_at.is_some_and(|at| host.now().is_ok_and(|now| now > at));
+        let fault = if expired {
+            FaultId::AccessTokenExpired
+        } else if self.revoked_since(host) {
+            FaultId::InvalidCredentials
+        } else {
             return false;
-        }
+        };
         self.connection_ended = true;
         host.replace_body_chunk(Direction::Request, size, &[]);
         host.close_stream();
-        self.count_refused(host, &Fault::new(FaultId::AccessTokenExpired));
-        log::debug!("a WebSocket connection's credential expired: the connection ends");
+        self.count_refused(host, &Fault::new(fault));
+        log::debug!("a WebSocket connection's credential expired or was revoked: the connection ends");
         true
+    }
+
+    /// The connection's JWT is revoked now (API-M checks its revoked JWTs on each frame the client
+    /// sends, `JWTValidator.authenticateForWebSocket`): the worker's control-plane data caught up
+    /// with the shared data first (one small read when nothing changed).
+    fn revoked_since(&mut self, host: &mut impl Host) -> bool {
+        if self.revocation_names.is_empty() {
+            return false;
+        }
+        self.current_routes(host);
+        let worker = self.worker.borrow();
+        let view = worker.control_plane.as_ref();
+        view.is_some_and(|view| self.revocation_names.iter().any(|name| view.revoked(name)))
     }
 }

@@ -156,6 +156,9 @@ pub struct Stream {
     upgraded: bool,
     /// An API key offered beside the bearer token, tried if the token is refused.
     key_fallback: KeyFallback,
+    /// A WebSocket handshake's JWT's revocation names, with a control plane (the connection ends
+    /// once they are revoked).
+    revocation_names: Vec<String>,
 }
 
 /// The counting engines of a configuration: this Envoy's shared data (through the worker's
@@ -212,6 +215,7 @@ impl Stream {
             connection_ended: false,
             upgraded: false,
             key_fallback: KeyFallback::None,
+            revocation_names: Vec::new(),
         }
     }
 

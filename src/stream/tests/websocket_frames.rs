@@ -381,3 +381,71 @@ fn a_large_frames_chunks_go_with_it() {
     }
     assert_eq!(host.counted, vec![4008]);
 }
+
+/// A JWT revoked through the control plane while its connection is open: API-M checks its revoked
+/// JWTs on each frame the client sends (`RequestProcessor` → `authenticateToken` →
+/// `JWTValidator.authenticateForWebSocket`: close 4001). The first client bytes after the load
+/// that lists it go nowhere and the connection ends; the backend's frames are not re-checked.
+#[test]
+fn a_jwt_revoked_while_its_connection_is_open_ends_it_at_the_clients_next_frame() {
+    use crate::host::Direction::{Request, Response};
+    use serde_json::json;
+    let key = crate::auth::keys::testkeys::jwk("ed25519.pem", jsonwebtoken::Algorithm::EdDSA, "ed");
+    let json = json!({
+        "key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": [key]}}],
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1", "endpoints": {"production": "ws"},
+            "resources": [{"method": "GET", "path": "/*"}]}],
+        "applications": [{"id": "app-1", "name": "App", "client_ids": [{"id": "c1", "key_manager": "km"}]}],
+        "subscriptions": [{"application": "app-1", "api": "Chat:1"}],
+        "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5}
+    });
+    let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
+    let mut host = FakeHost { now: 1_800_000_000, ..Default::default() };
+    crate::stream::background::prepare_counters(&mut host, &mut config);
+    let config = Rc::new(config);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let claims = json!({"iss": "https://km", "exp": host.now + 3600, "client_id": "c1", "jti": "j1"}).to_string();
+    let token = crate::auth::keys::testkeys::sign_raw(
+        r#"{"alg":"EdDSA","kid":"ed"}"#,
+        &claims,
+        "ed25519.pem",
+        jsonwebtoken::Algorithm::EdDSA,
+    );
+    let answer = |listed: bool| {
+        move |_: &str, path: &str| {
+            let body = if path.contains("revokedjwt") {
+                if listed {
+                    r#"[{"jwt_signature":"j1","expiry_time":1900000000}]"#
+                } else {
+                    "[]"
+                }
+            } else if path.contains("/block") {
+                r#"{"api":[],"application":[],"user":[],"custom":[],"subscription":[],"ip":[]}"#
+            } else {
+                r#"{"count":0,"list":[],"pagination":null}"#
+            };
+            Answer::Http { status: 200, body: body.as_bytes().to_vec() }
+        }
+    };
+    super::gateways::tick_answering(&mut host, &config, &worker, answer(false));
+    let upgrade = [(":method", "GET"), (":path", "/chat/1/room"), ("connection", "Upgrade"), ("upgrade", "websocket")];
+    host.request = FakeHost::request(&upgrade).request;
+    host.request.insert("authorization".into(), format!("Bearer {token}").into_bytes());
+    let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+    assert_eq!((stream.on_request_headers(&mut host, false), host.sent.is_none()), (Flow::Continue, true));
+    host.response.insert(":status".into(), b"101".to_vec());
+    stream.on_response_headers(&mut host);
+    assert_eq!(body(&mut stream, &mut host, Request, &client_frame("a")), client_frame("a"));
+    // The control plane lists it at its next refresh.
+    host.now += 6;
+    let asked = super::gateways::tick_answering(&mut host, &config, &worker, answer(true));
+    assert!(asked.iter().any(|path| path.contains("revokedjwt")), "{asked:?}");
+    let backend = websocket::server_text_frame("news");
+    assert_eq!(body(&mut stream, &mut host, Response, &backend), backend, "the backend's frames are not re-checked");
+    assert!(!host.closed);
+    assert_eq!(body(&mut stream, &mut host, Request, &client_frame("b")), Vec::<u8>::new());
+    assert!(host.closed, "the connection ends");
+    assert_eq!(host.counted, vec![900901]);
+    assert_eq!(body(&mut stream, &mut host, Request, &client_frame("c")), Vec::<u8>::new());
+    assert_eq!(host.counted, vec![900901], "counted once");
+}
