@@ -794,6 +794,7 @@ mod throttle_model;
 mod token_life_model;
 mod trailers;
 mod upstream_audit;
+mod websocket_audit;
 mod websocket_frames;
 mod websocket_query_token;
 mod workers_model;
