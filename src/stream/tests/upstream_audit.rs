@@ -216,9 +216,9 @@ enum Outcome {
 }
 
 /// Which credential the request presents, as README.md's "Key validation" and CONFIG.md describe
-/// it: a bearer token in the authorization header where OAuth2 is accepted, else the API key
-/// header, else (on an API with `api_key_in_query`) the first non-empty query value of the key's
-/// parameter. Another scheme (`Basic`) is no credential.
+/// it: a bearer token in the authorization header where OAuth2 is accepted, else (or when the
+/// token is refused) the API key header, else (on an API with `api_key_in_query`) the first
+/// non-empty query value of the key's parameter. Another scheme (`Basic`) is no credential.
 fn model_outcome(request: &Request, settings: &Settings, bearer: &str) -> Outcome {
     let security: &[&str] = match (request.api, request.resource) {
         (_, "/open") => return Outcome::Forwarded { authorized: false },
@@ -229,8 +229,13 @@ fn model_outcome(request: &Request, settings: &Settings, bearer: &str) -> Outcom
     let header = |name: &str| request.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let valid = |ok: bool| if ok { Outcome::Forwarded { authorized: true } } else { Outcome::Refused };
     if security.contains(&"oauth2") {
-        if let Some(token) = header(settings.authorization).and_then(|v| v.strip_prefix("Bearer ")) {
-            return valid(token == bearer);
+        // A refused token gives way to the API key beside it (WSO2's authenticator chain).
+        let token = header(settings.authorization).and_then(|v| v.strip_prefix("Bearer "));
+        if token == Some(bearer) {
+            return valid(true);
+        }
+        if token.is_some() && !security.contains(&"api_key") {
+            return Outcome::Refused;
         }
     }
     if security.contains(&"api_key") {
