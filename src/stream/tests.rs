@@ -786,6 +786,7 @@ mod rate_limit_headers;
 mod reload;
 mod reload_model;
 mod routing_model;
+mod scope_audit;
 mod seed_sweep;
 mod streams_model;
 mod throttle_audit;

@@ -30,12 +30,12 @@ use crate::host::fuzz::Rng;
 use jsonwebtoken::Algorithm;
 
 const NOW: u64 = 1_700_000_000;
-const ISS: &str = "https://km.example/oauth2/token";
-const ALIAS: &str = "gateway_certificate_alias";
+pub(super) const ISS: &str = "https://km.example/oauth2/token";
+pub(super) const ALIAS: &str = "gateway_certificate_alias";
 
 /// What a request gets: let through to a cluster, or a fault (code, status, description part).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
+pub(super) enum Outcome {
     Pass(&'static str),
     Fault(u32, u16, &'static str),
 }
@@ -195,7 +195,7 @@ fn config(skew: u64) -> Rc<Config> {
 }
 
 /// A change to a credential's claims.
-type Edit<'a> = &'a dyn Fn(&mut Vec<(String, String)>);
+pub(super) type Edit<'a> = &'a dyn Fn(&mut Vec<(String, String)>);
 
 /// The parts of one generated request.
 struct Request {
@@ -204,7 +204,7 @@ struct Request {
     address: &'static str,
 }
 
-fn sign(header: &[(&str, String)], claims: &[(String, String)]) -> String {
+pub(super) fn sign(header: &[(&str, String)], claims: &[(String, String)]) -> String {
     let header: Vec<(String, String)> = header.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
     sign_raw(&object(&header), &object(claims), "ec-p256.pem", Algorithm::ES256)
 }
@@ -232,13 +232,13 @@ fn token(rng: &mut Rng, now: u64, client: &str, edit: Edit<'_>) -> String {
     sign(&header, &claims)
 }
 
-fn set(claims: &mut Vec<(String, String)>, name: &str, value: String) {
+pub(super) fn set(claims: &mut Vec<(String, String)>, name: &str, value: String) {
     claims.retain(|(n, _)| n != name);
     claims.push((name.to_string(), value));
 }
 
 /// A JWT API key of an application the directory does not know, subscribed to `api`.
-fn api_key(rng: &mut Rng, now: u64, api: &str, header: &[(&str, String)], edit: Edit<'_>) -> String {
+pub(super) fn api_key(rng: &mut Rng, now: u64, api: &str, header: &[(&str, String)], edit: Edit<'_>) -> String {
     let mut claims = vec![
         ("iss".to_string(), quoted("https://apim/oauth2/token")),
         ("sub".into(), quoted("alice")),
@@ -261,7 +261,7 @@ fn api_key(rng: &mut Rng, now: u64, api: &str, header: &[(&str, String)], edit: 
     sign(header, &claims)
 }
 
-fn api_key_header() -> Vec<(&'static str, String)> {
+pub(super) fn api_key_header() -> Vec<(&'static str, String)> {
     vec![("alg", quoted("ES256")), ("typ", quoted("JWT")), ("kid", quoted(ALIAS))]
 }
 
@@ -471,13 +471,13 @@ fn send(config: &Rc<Config>, worker: &Rc<RefCell<Worker>>, request: &Request, no
 }
 
 /// A body kept for comparison (the test's short life).
-fn leak(text: String) -> &'static str {
+pub(super) fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
 }
 
 /// Whether what was sent is the answer the table wants: the same cluster, or the same code and
 /// status with a body holding the description's part.
-fn matches(sent: Outcome, want: Outcome) -> bool {
+pub(super) fn matches(sent: Outcome, want: Outcome) -> bool {
     match (sent, want) {
         (Pass(a), Pass(b)) => a == b,
         (F(code, status, body), F(want_code, want_status, part)) => {
