@@ -399,9 +399,11 @@ mod tests {
     #[test]
     fn a_null_scope_claim_is_absent() {
         let config = compile(CONFIG);
-        let claims_names = &config.auth.key_managers[0].claims;
+        // Two configured names (the default is `scope` alone).
+        let mut claims_names = config.auth.key_managers[0].claims.clone();
+        claims_names.scopes = vec!["scope".into(), "scp".into()];
         let scopes = |claims: serde_json::Value| {
-            token_identity(KmId(0), claims_names, claims.as_object().unwrap(), 1).map(|identity| identity.scopes)
+            token_identity(KmId(0), &claims_names, claims.as_object().unwrap(), 1).map(|identity| identity.scopes)
         };
         assert_eq!(scopes(serde_json::json!({"client_id": "c", "scope": null})), Ok(Vec::<String>::new()));
         assert_eq!(

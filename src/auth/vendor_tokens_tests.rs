@@ -86,7 +86,7 @@ fn keycloak_tokens() {
 fn okta_tokens() {
     let fixture = config(
         json!({"issuer": "https://dev-1.okta.com/oauth2/default", "audiences": ["api://default"],
-               "claims": {"client_id": ["cid"]}}),
+               "claims": {"client_id": ["cid"], "scopes": ["scp"]}}),
         json!({}),
     );
     let header = json!({"kid": "k", "alg": "RS256"});

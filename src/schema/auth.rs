@@ -113,7 +113,9 @@ pub struct RawClaims {
     pub client_id: Vec<String>,
     /// Claims holding scopes: a space-separated string or an array. First present wins. An
     /// introspection answer is read by RFC 7662's `scope` first, then these. Defaults to
-    /// `["scope", "scp"]`.
+    /// `["scope"]`: WSO2's gateway reads `scope` only unless the key manager's `scopes_claim` names
+    /// another, so a token whose scopes only `scp` holds has none (900910 on a scoped resource);
+    /// name `scp` for Okta and Azure AD.
     #[serde(default = "default_scope_claims")]
     pub scopes: Vec<String>,
     /// Claim holding the end user (Keycloak's user name is `preferred_username`, Azure AD's
@@ -143,7 +145,7 @@ fn default_client_id_claims() -> Vec<String> {
     vec!["client_id".to_string(), "azp".to_string()]
 }
 fn default_scope_claims() -> Vec<String> {
-    vec!["scope".to_string(), "scp".to_string()]
+    vec!["scope".to_string()]
 }
 fn default_sub() -> String {
     "sub".to_string()
