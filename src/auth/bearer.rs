@@ -109,11 +109,19 @@ pub fn verify(auth: &AuthConfig, fetched: &[FetchedKeys], token: &str, now: u64,
     if api_keys::is_api_key(&parsed.payload) || api_keys::is_internal_key(&parsed.payload) {
         return BearerStep::Failed(AuthFailure::Invalid.because("api_key_as_bearer"));
     }
-    // The issuer picks the key manager, and with it the keys and the rules.
-    let Some(km) =
-        parsed.issuer().and_then(|issuer| auth.issuers.get(issuer_key(issuer))).and_then(|id| auth.key_manager(*id))
+    // The issuer picks the key manager, and with it the keys and the rules. A JWT that names no
+    // key manager with keys for JWTs (no or an unknown `iss`, or one that only introspects: API-M's
+    // `self_validate_jwt` off) is an opaque token to WSO2's gateway, introspected
+    // (`JWTValidationServiceImpl.getKeyManagerNameIfJwtValidatorExist` null, then
+    // `OAuthAuthenticator` takes the key validation path).
+    let named =
+        parsed.issuer().and_then(|issuer| auth.issuers.get(issuer_key(issuer))).and_then(|id| auth.key_manager(*id));
+    let Some(km) = named.filter(|km| !km.static_keys.keys.is_empty() || km.remote_jwks.is_some() || km.hmac.is_some())
     else {
-        return BearerStep::Failed(jwt_failure(JwtError::UnknownIssuer));
+        return match auth.key_managers.iter().find(|km| km.introspection.is_some()) {
+            Some(km) => BearerStep::Introspect { key_manager: km.id },
+            None => BearerStep::Failed(jwt_failure(JwtError::UnknownIssuer)),
+        };
     };
     let remote = fetched.get(km.id.index());
     let remote_keys = remote.and_then(|fetched| fetched.keys.as_ref());

@@ -434,6 +434,54 @@ mod tests {
         assert_eq!(error.field, "key_managers[1].issuer");
     }
 
+    /// WSO2's gateway takes a JWT that names no key manager with a JWT validator (no or an
+    /// unknown `iss`, or a key manager with `self_validate_jwt` off) for an opaque token and
+    /// introspects it (`getKeyManagerNameIfJwtValidatorExist` null, `OAuthAuthenticator`'s key
+    /// validation path): such a JWT of an introspect-only key manager (Keycloak, say) was refused
+    /// 900901 here, valid as its key manager says it is. Without introspection it stays refused.
+    #[test]
+    fn a_jwt_no_key_manager_verifies_itself_is_introspected_as_wso2_does() {
+        let json = serde_json::json!({"key_managers": [
+            {"name": "a", "issuer": "https://a", "jwks": {"keys": [jwk("rsa-a.pem", Algorithm::RS256, "k")]}},
+            {"name": "kc", "issuer": "https://kc", "introspection": {"cluster": "kc", "client_id": "gw", "client_secret": "s"}}]});
+        let config = Config::from_json(json.to_string().as_bytes()).unwrap();
+        let jwt = |payload: &str| sign_raw(r#"{"alg":"RS256","kid":"k"}"#, payload, "rsa-b.pem", Algorithm::RS256);
+        let active = Answer::Http { status: 200, body: br#"{"active":true,"client_id":"c"}"#.to_vec() };
+        for payload in [
+            r#"{"iss":"https://kc","client_id":"c","exp":2000}"#,
+            r#"{"iss":"https://elsewhere","client_id":"c","exp":2000}"#,
+            r#"{"client_id":"c","exp":2000}"#,
+        ] {
+            let (mut worker, mut store) = (WorkerState::new(&config.auth), MemoryStore::default());
+            let mut context = Context {
+                auth: &config.auth,
+                directory: config.directory.as_ref(),
+                worker: &mut worker,
+                store: &mut store,
+                now: 1_000,
+            };
+            let Step::Call(_, waiting) = start(&mut context, Presented::Bearer(jwt(payload))) else {
+                panic!("{payload}: not introspected")
+            };
+            assert!(matches!(waiting, Resume::Introspection { key_manager: KmId(1), .. }), "{payload}");
+            match resume(&mut context, waiting, &active) {
+                Step::Done(Identity::Token(identity)) => assert_eq!(identity.key_manager, KmId(1), "{payload}"),
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+        // A JWT of a key manager that verifies JWTs itself is never introspected (a bad signature
+        // is bad credentials); with no key manager introspecting, an unknown issuer is refused.
+        let (mut worker, mut store) = (WorkerState::new(&config.auth), MemoryStore::default());
+        let step =
+            validate(&config, &mut worker, &mut store, &jwt(r#"{"iss":"https://a","client_id":"c","exp":2000}"#));
+        assert!(matches!(step, Step::Refused(_)), "{step:?}");
+        let alone = self::config("apikey");
+        let mut worker = WorkerState::new(&alone.auth);
+        let step =
+            validate(&alone, &mut worker, &mut store, &jwt(r#"{"iss":"https://kc","client_id":"c","exp":2000}"#));
+        assert!(matches!(step, Step::Refused(_)), "{step:?}");
+    }
+
     /// Two workers introspect one token at once; the key manager answers the first call active,
     /// then the token is revoked and it answers the second inactive. The newer answer is what
     /// every worker's next request sees: the token is refused, not taken from the cache for the

@@ -16,7 +16,9 @@ pub struct RawKeyManager {
     /// The `iss` of its JWTs, compared exactly except for one trailing `/` (`https://km/` and
     /// `https://km` are one issuer, as both spellings are in use). Required.
     pub issuer: String,
-    /// Where its JWT verification keys come from. Defaults to none (no JWTs from this issuer).
+    /// Where its JWT verification keys come from. Defaults to none: its JWTs are introspected
+    /// (by the key manager that introspects, as API-M introspects the JWTs of a key manager with
+    /// `self_validate_jwt` off), or refused (900901) when none does.
     #[serde(default)]
     pub jwks: Option<RawJwks>,
     /// Shared secret for HS256/384/512 tokens, at least 32 bytes (random bytes: give it with
@@ -41,7 +43,9 @@ pub struct RawKeyManager {
     #[serde(default)]
     pub claims: RawClaims,
     /// RFC 7662 introspection of opaque tokens; one key manager at most has it (an opaque token
-    /// names no issuer). Defaults to none.
+    /// names no issuer). It also introspects a JWT that names no key manager with keys for it (no
+    /// or an unknown `iss`, or a key manager without `jwks` and `hmac_secret`), as WSO2's gateway
+    /// takes such a JWT for an opaque token. Defaults to none.
     #[serde(default)]
     pub introspection: Option<RawIntrospection>,
 }
