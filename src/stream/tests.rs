@@ -776,6 +776,7 @@ mod introspection_model;
 mod jwt_api_key_model;
 mod jwt_api_keys;
 mod jwt_audit;
+mod key_manager_audit;
 mod key_type_endpoints;
 mod model_cp;
 mod observability;
