@@ -733,28 +733,6 @@ fn as_one_struct_the_access_log_fields_are_one_property_replaced_whole() {
     assert_eq!(sent["target_response_code"], "-1");
 }
 
-#[test]
-fn without_access_log_fields_no_property_is_set_in_either_encoding() {
-    for encoding in ["properties", "struct"] {
-        let json = format!(
-            r#"{{"observability": {{"access_log_fields": false, "access_log_encoding": "{encoding}"}},
-            "apis":[{{"name":"P","context":"/p","version":"1","security":[],
-            "endpoints":{{"production":"backend"}},"resources":[{{"method":"GET","path":"/menu"}}]}}]}}"#
-        );
-        let config = Rc::new(Config::from_json(json.as_bytes()).unwrap());
-        let mut host = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]);
-        let mut filter = stream(config);
-        assert_eq!(filter.on_request_headers(&mut host, true), Flow::Continue);
-        host.response.insert(":status".into(), b"200".to_vec());
-        assert_eq!(filter.on_response_headers(&mut host), Flow::Continue);
-        assert!(
-            !host.properties.keys().any(|name| name.starts_with("apim")),
-            "{encoding}: {:?}",
-            host.properties.keys()
-        );
-    }
-}
-
 mod analytics_audit;
 mod blocking_audit;
 mod calls;
