@@ -1,15 +1,48 @@
-//! A WebSocket connection ends when its credential expires or is revoked, as API-M 4.x's gateway
-//! re-checks a connection's token on each frame the client sends (`RequestProcessor` calls
-//! `authenticateToken`: an expired or revoked token closes the connection): the first bytes the
-//! client sends after its token's (or JWT API key's) `exp`, and the clock skew its verifier
-//! allows, or once the control plane lists it as revoked, are dropped and the connection is reset.
+//! A WebSocket connection ends when its credential expires or is revoked, or its caller is
+//! blocked, as API-M 4.x's gateway re-checks a connection on each frame the client sends
+//! (`RequestProcessor` calls `authenticateToken`: an expired or revoked token closes the
+//! connection; `WebsocketUtil.validateDenyPolicies`: a blocking condition closes it): the first
+//! bytes the client sends after its token's (or JWT API key's) `exp`, and the clock skew its
+//! verifier allows, or once the control plane lists it as revoked or its caller as blocked, are
+//! dropped and the connection is reset.
 
-use super::Stream;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use super::{route_of, Stream};
 use crate::auth::bearer::Expiring;
 use crate::auth::settings::AuthConfig;
 use crate::auth::Identity;
 use crate::catalogue::{Fault, FaultId};
+use crate::directory::{Application, Layered};
 use crate::host::{Direction, Host};
+use crate::throttle::{plan, Caller};
+
+/// Who an open WebSocket connection acts for, as blocking conditions read it (kept from its
+/// handshake where a control plane can block it later).
+#[derive(Debug)]
+pub(super) struct ConnectionCaller {
+    pub application: Option<Rc<Application>>,
+    pub end_user: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl ConnectionCaller {
+    fn caller(&self) -> Caller<'_> {
+        let application = self.application.as_deref();
+        Caller {
+            application_id: application.map(|app| &*app.id),
+            application_name: application.map(Application::name),
+            application_policy: None,
+            tier: None,
+            key_type: None,
+            end_user: self.end_user.as_deref(),
+            owner: application.map(Application::owner),
+            client_ip: self.client_ip,
+            request: None,
+        }
+    }
+}
 
 /// The last second a credential is accepted (Unix seconds), if it ever stops being, as a new
 /// request with it is refused: a JWT (a token, a JWT API key) through its `exp` plus the clock
@@ -44,7 +77,8 @@ impl Stream {
     /// (101) is there a connection: before, and after any other answer, the client's bytes are a
     /// request's body, never cut for its credential.
     pub(super) fn end_if_expired(&mut self, host: &mut impl Host, size: usize) -> bool {
-        if !self.upgraded || (self.credential_expires_at.is_none() && self.revocation_names.is_empty()) {
+        let rechecked = self.credential_expires_at.is_some() || self.connection_caller.is_some();
+        if !self.upgraded || (!rechecked && self.revocation_names.is_empty()) {
             return false;
         }
         if self.connection_ended {
@@ -57,6 +91,8 @@ impl Stream {
             FaultId::AccessTokenExpired
         } else if self.revoked_since(host) {
             FaultId::InvalidCredentials
+        } else if self.blocked_since(host) {
+            FaultId::Blocked
         } else {
             return false;
         };
@@ -64,7 +100,9 @@ impl Stream {
         host.replace_body_chunk(Direction::Request, size, &[]);
         host.close_stream();
         self.count_refused(host, &Fault::new(fault));
-        log::debug!("a WebSocket connection's credential expired or was revoked: the connection ends");
+        log::debug!(
+            "a WebSocket connection's credential expired or was revoked, or its caller blocked: the connection ends"
+        );
         true
     }
 
@@ -79,5 +117,20 @@ impl Stream {
         let worker = self.worker.borrow();
         let view = worker.control_plane.as_ref();
         view.is_some_and(|view| self.revocation_names.iter().any(|name| view.revoked(name)))
+    }
+
+    /// The connection's caller is blocked now (API-M checks blocking conditions on each frame,
+    /// `WebsocketUtil.validateDenyPolicies`): conditions the control plane sent since its handshake.
+    fn blocked_since(&mut self, host: &mut impl Host) -> bool {
+        if self.connection_caller.is_none() {
+            return false;
+        }
+        self.current_routes(host);
+        let (config, routes) = (Rc::clone(&self.config), Rc::clone(&self.routes));
+        let Some((api, _)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else { return false };
+        let worker = self.worker.borrow();
+        let directory = Layered { fixed: config.directory.as_ref(), control_plane: worker.control_plane.as_ref() };
+        let caller = self.connection_caller.as_deref().map(ConnectionCaller::caller);
+        caller.is_some_and(|caller| plan::blocked(&directory, api, &caller, &config.throttle.tenant))
     }
 }

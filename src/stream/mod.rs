@@ -156,6 +156,8 @@ pub struct Stream {
     upgraded: bool,
     /// An API key offered beside the bearer token, tried if the token is refused.
     key_fallback: KeyFallback,
+    /// A WebSocket connection's caller, with a control plane (the connection ends once blocked).
+    connection_caller: Option<Box<expiry::ConnectionCaller>>,
     /// A WebSocket handshake's JWT's revocation names, with a control plane (the connection ends
     /// once they are revoked).
     revocation_names: Vec<String>,
@@ -215,6 +217,7 @@ impl Stream {
             connection_ended: false,
             upgraded: false,
             key_fallback: KeyFallback::None,
+            connection_caller: None,
             revocation_names: Vec::new(),
         }
     }

@@ -118,6 +118,12 @@ impl Stream {
         let read_claims: &dyn Fn() -> Option<serde_json::Map<String, serde_json::Value>> = &read_claims;
         let facts = RequestFacts::new(snapshot.headers(), snapshot.query(), authorized.as_ref().map(|_| read_claims));
         let who = Caller { request: Some(&facts), ..caller(authorized.as_ref(), client_ip) };
+        if snapshot.is_websocket_upgrade() && config.control_plane.is_some() {
+            let application = authorized.as_ref().map(|authorized| Rc::clone(&authorized.application));
+            let end_user = authorized.as_ref().and_then(|authorized| authorized.end_user.clone());
+            self.connection_caller =
+                Some(Box::new(super::expiry::ConnectionCaller { application, end_user, client_ip }));
+        }
         let websocket = api.counts_websocket_frames && snapshot.is_websocket_upgrade();
         // A WebSocket upgrade to a server-sent-events API carries no events: it counts as a request.
         let events = api.counts_server_sent_events && !snapshot.is_websocket_upgrade();

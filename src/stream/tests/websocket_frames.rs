@@ -449,3 +449,81 @@ fn a_jwt_revoked_while_its_connection_is_open_ends_it_at_the_clients_next_frame(
     assert_eq!(body(&mut stream, &mut host, Request, &client_frame("c")), Vec::<u8>::new());
     assert_eq!(host.counted, vec![900901], "counted once");
 }
+
+/// A blocking condition the control plane sends while a connection is open: API-M checks them on
+/// each frame (`WebsocketUtil.validateDenyPolicies`, close 4006). The first client bytes after
+/// the load that lists the connection's application, or its client address, go nowhere and the
+/// connection ends (900805); a condition for someone else leaves it open.
+#[test]
+fn a_caller_blocked_while_its_connection_is_open_is_cut_at_the_clients_next_frame() {
+    use crate::host::Direction::Request;
+    use serde_json::json;
+    let key = crate::auth::keys::testkeys::jwk("ed25519.pem", jsonwebtoken::Algorithm::EdDSA, "ed");
+    let json = json!({
+        "key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": [key]}}],
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1", "endpoints": {"production": "ws"},
+            "resources": [{"method": "GET", "path": "/*"}]}],
+        "applications": [{"id": "app-1", "name": "App", "owner": "alice", "client_ids": [{"id": "c1", "key_manager": "km"}]}],
+        "subscriptions": [{"application": "app-1", "api": "Chat:1"}],
+        "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5}
+    });
+    let claims = json!({"iss": "https://km", "exp": 1_800_003_600u64, "client_id": "c1", "jti": "j1"}).to_string();
+    let token = crate::auth::keys::testkeys::sign_raw(
+        r#"{"alg":"EdDSA","kid":"ed"}"#,
+        &claims,
+        "ed25519.pem",
+        jsonwebtoken::Algorithm::EdDSA,
+    );
+    let blocks = [
+        ("", false),
+        (r#""application":["bob:App"]"#, false),
+        (r#""application":["alice:App"]"#, true),
+        (r#""ip":[{"type":"IP","fixedIp":"192.0.2.7","invert":false,"tenantDomain":"carbon.super","id":1}]"#, true),
+    ];
+    for (block, cut) in blocks {
+        let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
+        let mut host = FakeHost { now: 1_800_000_000, ..Default::default() };
+        crate::stream::background::prepare_counters(&mut host, &mut config);
+        let config = Rc::new(config);
+        let worker = Rc::new(RefCell::new(Worker::new(&config)));
+        let answer = |block: &'static str| {
+            move |_: &str, path: &str| {
+                let body = if path.contains("/block") {
+                    let mut lists = serde_json::Map::new();
+                    for name in ["api", "application", "user", "custom", "subscription", "ip"] {
+                        lists.insert(name.into(), json!([]));
+                    }
+                    let given: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&format!("{{{block}}}")).unwrap();
+                    lists.extend(given);
+                    serde_json::Value::Object(lists).to_string()
+                } else if path.contains("revokedjwt") {
+                    "[]".to_string()
+                } else {
+                    r#"{"count":0,"list":[],"pagination":null}"#.to_string()
+                };
+                Answer::Http { status: 200, body: body.into_bytes() }
+            }
+        };
+        super::gateways::tick_answering(&mut host, &config, &worker, answer(""));
+        let upgrade =
+            [(":method", "GET"), (":path", "/chat/1/room"), ("connection", "Upgrade"), ("upgrade", "websocket")];
+        host.request = FakeHost::request(&upgrade).request;
+        host.request.insert("authorization".into(), format!("Bearer {token}").into_bytes());
+        host.properties.insert("source.address".into(), b"192.0.2.7:4000".to_vec());
+        let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        assert_eq!((stream.on_request_headers(&mut host, false), host.sent.is_none()), (Flow::Continue, true));
+        host.response.insert(":status".into(), b"101".to_vec());
+        stream.on_response_headers(&mut host);
+        assert_eq!(body(&mut stream, &mut host, Request, &client_frame("a")), client_frame("a"));
+        host.now += 6;
+        let asked = super::gateways::tick_answering(&mut host, &config, &worker, answer(block));
+        assert!(asked.iter().any(|path| path.contains("/block")), "{asked:?}");
+        let passed = body(&mut stream, &mut host, Request, &client_frame("b"));
+        if cut {
+            assert_eq!((passed, host.closed, host.counted.clone()), (Vec::new(), true, vec![900805]), "{block}");
+        } else {
+            assert_eq!((passed, host.closed, host.counted.clone()), (client_frame("b"), false, vec![]), "{block}");
+        }
+    }
+}
