@@ -63,13 +63,16 @@ pub struct RawControlPlane {
     #[serde(default = "default_lookups_per_second")]
     #[schemars(range(min = 1, max = 10000))]
     pub lookups_per_second: u64,
-    /// Envoy clusters of the control plane's APIs by `<name>:<version>` or `<name>`. Defaults to
-    /// none.
+    /// Envoy clusters of the control plane's APIs by `<name>:<version>` or `<name>`: the only way
+    /// to serve an API product (`apiType` `APIProduct`), all of whose resources go to the
+    /// clusters named here. Defaults to none.
     #[serde(default)]
     pub endpoints: BTreeMap<String, RawCpEndpoints>,
     /// Cluster names for APIs not in `endpoints`, with `{name}` and `{version}` replaced
-    /// (e.g. `{name}-{version}`; no other placeholder). Defaults to none: such APIs are not
-    /// served (logged).
+    /// (e.g. `{name}-{version}`; no other placeholder). Not for API products: API-M sends each
+    /// of a product's resources to the backend of the API it came from, which `/apis` does not
+    /// say, so a product not in `endpoints` is not served (logged). Defaults to none: such APIs
+    /// are not served (logged).
     #[serde(default)]
     pub endpoint_template: Option<RawCpEndpoints>,
     /// Security schemes of the control plane's secured resources (WSO2's `/apis` tells only
