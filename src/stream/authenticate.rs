@@ -126,7 +126,7 @@ impl Stream {
 
     /// The bearer token was refused: the API key the request also offers is validated instead,
     /// once, and its answer is the request's (WSO2 answers the last authenticator's fault).
-    fn fall_back(&mut self, host: &mut impl Host) -> Option<Flow> {
+    pub(super) fn fall_back(&mut self, host: &mut impl Host) -> Option<Flow> {
         let KeyFallback::Offered(key) = std::mem::replace(&mut self.key_fallback, KeyFallback::Taken) else {
             return None;
         };

@@ -120,6 +120,10 @@ impl Stream {
             Step::Call(call, resume) => self.call(host, call, Resume::Lookup(Box::new((resume, need, identity)))),
             Step::Refused(fault) => {
                 host.count("apim.control_plane.lookup_failed");
+                // The credential's authentication failed: the API key beside a bearer token is next.
+                if let Some(flow) = self.fall_back(host) {
+                    return flow;
+                }
                 self.deny(host, &fault)
             }
         }

@@ -155,3 +155,54 @@ fn uncounted_requests_are_paced_per_reason() {
     assert_eq!(lines("rate-limit service could not count"), 1, "the outage is not held back: {:?}", warnings());
     assert_eq!(host.counters.len(), 51, "every request is in the stats");
 }
+
+/// A bearer token whose application the control plane cannot be asked for (it answers 500) is
+/// refused as any other bearer failure is: the API key the request also offers is tried next
+/// (WSO2's authenticator chain goes on after any OAuth failure), and without one, 900900.
+#[test]
+fn a_bearer_token_whose_lookup_fails_gives_way_to_the_api_key_beside_it() {
+    let secret = "a-secret-of-at-least-32-bytes-long!";
+    let json = serde_json::json!({
+        "key_managers": [{"name": "km", "issuer": "https://km", "hmac_secret": secret, "algorithms": ["HS256"]}],
+        "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5},
+        "apis": [{"name": "P", "context": "/p", "version": "1", "security": ["oauth2", "api_key"],
+            "endpoints": {"production": "backend"}, "resources": [{"method": "GET", "path": "/menu"}]}],
+        "applications": [{"id": "app-1", "name": "App", "api_keys": [{"sha256": crate::hashing::hex(&credential_hash("k1"))}]}],
+        "subscriptions": [{"application": "app-1", "api": "P:1"}]
+    });
+    let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
+    let mut host = FakeHost { now: 1_800_000_000, ..Default::default() };
+    crate::stream::background::prepare_counters(&mut host, &mut config);
+    let config = Rc::new(config);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    super::gateways::tick_answering(&mut host, &config, &worker, |_, path| {
+        let body = if path.contains("/block") {
+            r#"{"api":[],"application":[],"user":[],"custom":[],"subscription":[],"ip":[]}"#
+        } else if path.contains("revokedjwt") {
+            "[]"
+        } else {
+            r#"{"count":0,"list":[],"pagination":null}"#
+        };
+        Answer::Http { status: 200, body: body.as_bytes().to_vec() }
+    });
+    let claims = serde_json::json!({"iss": "https://km", "exp": host.now + 600, "client_id": "c9"});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    for (api_key, forwarded) in [(Some("k1"), true), (None, false)] {
+        host.request = FakeHost::request(&[(":method", "GET"), (":path", "/p/1/menu")]).request;
+        host.request.insert("authorization".into(), format!("Bearer {token}").into_bytes());
+        if let Some(api_key) = api_key {
+            host.request.insert("apikey".into(), api_key.as_bytes().to_vec());
+        }
+        (host.sent, host.dispatched, host.counted) = (None, Vec::new(), Vec::new());
+        let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
+        assert_eq!(stream.on_request_headers(&mut host, true), Flow::Waiting, "the client is looked up");
+        let token = host.dispatched.len() as u32;
+        stream.on_call_response(&mut host, token, Answer::Http { status: 500, body: Vec::new() });
+        if forwarded {
+            assert_eq!((host.sent.is_none(), host.req("x-apim-application-id")), (true, "app-1"));
+        } else {
+            assert_eq!((host.sent.as_ref().map(|sent| sent.0), host.counted.clone()), (Some(500), vec![900900]));
+        }
+    }
+}
