@@ -103,12 +103,24 @@ fn answer_time(answer: &Map<String, Value>, name: &str, fraction: Fraction) -> R
 /// scopes is asked again rather than filling shared data (4,096 slots).
 pub const MAX_CACHED_ENTRY: usize = 16 * 1024;
 
-/// Reads an introspection answer. Only a 200 with a well-typed JSON object is an answer: a
-/// timeout, a reset, a 5xx, anything unreadable, or a field of the wrong type means the key
-/// manager is unavailable (900900, nothing cached), not that the token is bad.
+/// A key manager that does not introspect this kind of token says so with a 400
+/// `unsupported_token_type` (oidc-provider answers it for every JWT): the token is none of its
+/// own, refused (900901) as an inactive one, not a key manager outage.
+fn unsupported_token_type(body: &[u8]) -> bool {
+    let answer = crate::auth::strict_json::parse_object(body);
+    answer.is_ok_and(|answer| answer.get("error").and_then(Value::as_str) == Some("unsupported_token_type"))
+}
+
+/// Reads an introspection answer. Only a 200 with a well-typed JSON object is an answer (and a
+/// 400 `unsupported_token_type`, a refusal): a timeout, a reset, a 5xx, anything unreadable, or a
+/// field of the wrong type means the key manager is unavailable (900900, nothing cached), not that
+/// the token is bad.
 pub fn parse(km: &KeyManager, answer: &Answer, now: u64) -> Introspected {
     let body = match answer {
         Answer::Http { status: 200, body } => body,
+        Answer::Http { status: 400, body } if unsupported_token_type(body) => {
+            return Introspected::Inactive("unsupported_token_type")
+        }
         Answer::Http { .. } | Answer::HttpStream { .. } => return Introspected::Unavailable("introspection_status"),
         Answer::Grpc { .. } | Answer::Failed { .. } => return Introspected::Unavailable("introspection_call_failed"),
     };
@@ -337,6 +349,18 @@ mod tests {
         let access = br#"{"active":true,"client_id":"c","token_type":"Bearer"}"#;
         assert!(matches!(parse_introspection(km, Some(200), access, 0), Introspected::Active(_)));
         assert_eq!(parse_introspection(km, Some(503), access, 0), Introspected::Unavailable("introspection_status"));
+        let unsupported =
+            br#"{"error":"unsupported_token_type","error_description":"Structured JWT Tokens cannot be introspected"}"#;
+        assert_eq!(
+            parse_introspection(km, Some(400), unsupported, 0),
+            Introspected::Inactive("unsupported_token_type")
+        );
+        let other = br#"{"error":"invalid_request"}"#;
+        assert_eq!(parse_introspection(km, Some(400), other, 0), Introspected::Unavailable("introspection_status"));
+        assert_eq!(
+            parse_introspection(km, Some(500), unsupported, 0),
+            Introspected::Unavailable("introspection_status")
+        );
         // Fields of the wrong type are a garbled answer (900900, nothing cached), never "no expiry".
         for exp in [r#""2000""#, "-5", "1e300", "9223372036854775808", "true", "[]"] {
             let answer = format!(r#"{{"active":true,"client_id":"c","exp":{exp}}}"#);
