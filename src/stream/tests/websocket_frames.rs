@@ -382,6 +382,29 @@ fn a_large_frames_chunks_go_with_it() {
     assert_eq!(host.counted, vec![4008]);
 }
 
+/// A gateway serving WebSocket API `Chat` beside a control plane, its worker, and an EdDSA JWT of
+/// application `App` (owner `alice`) valid for an hour from the host's clock.
+fn chat_beside_a_control_plane(host: &mut FakeHost) -> (Rc<Config>, Rc<RefCell<Worker>>, String) {
+    use serde_json::json;
+    let key = crate::auth::keys::testkeys::jwk("ed25519.pem", jsonwebtoken::Algorithm::EdDSA, "ed");
+    let json = json!({
+        "key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": [key]}}],
+        "apis": [{"name": "Chat", "context": "/chat", "version": "1", "endpoints": {"production": "ws"},
+            "resources": [{"method": "GET", "path": "/*"}]}],
+        "applications": [{"id": "app-1", "name": "App", "owner": "alice", "client_ids": [{"id": "c1", "key_manager": "km"}]}],
+        "subscriptions": [{"application": "app-1", "api": "Chat:1"}],
+        "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5}
+    });
+    let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
+    crate::stream::background::prepare_counters(host, &mut config);
+    let config = Rc::new(config);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let claims = json!({"iss": "https://km", "exp": host.now + 3600, "client_id": "c1", "jti": "j1"}).to_string();
+    let header = r#"{"alg":"EdDSA","kid":"ed"}"#;
+    let token = crate::auth::keys::testkeys::sign_raw(header, &claims, "ed25519.pem", jsonwebtoken::Algorithm::EdDSA);
+    (config, worker, token)
+}
+
 /// A JWT revoked through the control plane while its connection is open: API-M checks its revoked
 /// JWTs on each frame the client sends (`RequestProcessor` → `authenticateToken` →
 /// `JWTValidator.authenticateForWebSocket`: close 4001). The first client bytes after the load
@@ -389,28 +412,8 @@ fn a_large_frames_chunks_go_with_it() {
 #[test]
 fn a_jwt_revoked_while_its_connection_is_open_ends_it_at_the_clients_next_frame() {
     use crate::host::Direction::{Request, Response};
-    use serde_json::json;
-    let key = crate::auth::keys::testkeys::jwk("ed25519.pem", jsonwebtoken::Algorithm::EdDSA, "ed");
-    let json = json!({
-        "key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": [key]}}],
-        "apis": [{"name": "Chat", "context": "/chat", "version": "1", "endpoints": {"production": "ws"},
-            "resources": [{"method": "GET", "path": "/*"}]}],
-        "applications": [{"id": "app-1", "name": "App", "client_ids": [{"id": "c1", "key_manager": "km"}]}],
-        "subscriptions": [{"application": "app-1", "api": "Chat:1"}],
-        "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5}
-    });
-    let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
     let mut host = FakeHost { now: 1_800_000_000, ..Default::default() };
-    crate::stream::background::prepare_counters(&mut host, &mut config);
-    let config = Rc::new(config);
-    let worker = Rc::new(RefCell::new(Worker::new(&config)));
-    let claims = json!({"iss": "https://km", "exp": host.now + 3600, "client_id": "c1", "jti": "j1"}).to_string();
-    let token = crate::auth::keys::testkeys::sign_raw(
-        r#"{"alg":"EdDSA","kid":"ed"}"#,
-        &claims,
-        "ed25519.pem",
-        jsonwebtoken::Algorithm::EdDSA,
-    );
+    let (config, worker, token) = chat_beside_a_control_plane(&mut host);
     let answer = |listed: bool| {
         move |_: &str, path: &str| {
             let body = if path.contains("revokedjwt") {
@@ -458,22 +461,6 @@ fn a_jwt_revoked_while_its_connection_is_open_ends_it_at_the_clients_next_frame(
 fn a_caller_blocked_while_its_connection_is_open_is_cut_at_the_clients_next_frame() {
     use crate::host::Direction::Request;
     use serde_json::json;
-    let key = crate::auth::keys::testkeys::jwk("ed25519.pem", jsonwebtoken::Algorithm::EdDSA, "ed");
-    let json = json!({
-        "key_managers": [{"name": "km", "issuer": "https://km", "jwks": {"keys": [key]}}],
-        "apis": [{"name": "Chat", "context": "/chat", "version": "1", "endpoints": {"production": "ws"},
-            "resources": [{"method": "GET", "path": "/*"}]}],
-        "applications": [{"id": "app-1", "name": "App", "owner": "alice", "client_ids": [{"id": "c1", "key_manager": "km"}]}],
-        "subscriptions": [{"application": "app-1", "api": "Chat:1"}],
-        "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5}
-    });
-    let claims = json!({"iss": "https://km", "exp": 1_800_003_600u64, "client_id": "c1", "jti": "j1"}).to_string();
-    let token = crate::auth::keys::testkeys::sign_raw(
-        r#"{"alg":"EdDSA","kid":"ed"}"#,
-        &claims,
-        "ed25519.pem",
-        jsonwebtoken::Algorithm::EdDSA,
-    );
     let blocks = [
         ("", false),
         (r#""application":["bob:App"]"#, false),
@@ -481,11 +468,8 @@ fn a_caller_blocked_while_its_connection_is_open_is_cut_at_the_clients_next_fram
         (r#""ip":[{"type":"IP","fixedIp":"192.0.2.7","invert":false,"tenantDomain":"carbon.super","id":1}]"#, true),
     ];
     for (block, cut) in blocks {
-        let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
         let mut host = FakeHost { now: 1_800_000_000, ..Default::default() };
-        crate::stream::background::prepare_counters(&mut host, &mut config);
-        let config = Rc::new(config);
-        let worker = Rc::new(RefCell::new(Worker::new(&config)));
+        let (config, worker, token) = chat_beside_a_control_plane(&mut host);
         let answer = |block: &'static str| {
             move |_: &str, path: &str| {
                 let body = if path.contains("/block") {
