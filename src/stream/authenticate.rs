@@ -43,7 +43,10 @@ impl Stream {
             Ok(presented) => presented,
             Err(refusal) => return self.refuse(host, refusal),
         };
-        if matches!(presented, Presented::Bearer(_)) {
+        // A WebSocket handshake has one authenticator: API-M's WebSocket gateway takes OAuth2 where
+        // the handshake offers a token, its API key only where it offers none
+        // (`InboundWebSocketProcessor.handleHandshake`), so a refused token refuses it.
+        if matches!(presented, Presented::Bearer(_)) && !handshake {
             if let Some(key) = credentials::fallback_api_key(settings, api, resource, api_key, query, handshake) {
                 self.key_fallback = KeyFallback::Offered(key);
             }

@@ -45,7 +45,8 @@ choice!(Lifecycle {
 
 /// Security schemes. Where a resource takes both and a request offers both, the bearer token is
 /// validated first and, when it is refused, the API key in its place (WSO2's gateway runs its
-/// authenticators in turn): the request is the key's, or refused with the key's fault.
+/// authenticators in turn): the request is the key's, or refused with the key's fault. Not on a
+/// WebSocket handshake, which API-M authenticates by its token alone when it offers one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityScheme {

@@ -150,3 +150,51 @@ fn a_handshake_takes_its_api_key_from_the_query() {
     assert_eq!(stream(websocket_api_keys()).on_request_headers(&mut host, true), Flow::Answered);
     assert_eq!((host.counted.as_slice(), host.req(":path")), (&[900902][..], "/p/1/menu?x=1"));
 }
+
+/// API-M's WebSocket gateway takes one authenticator for a handshake
+/// (`InboundWebSocketProcessor.handleHandshake`): OAuth2 where it offers a token
+/// (`isOauthAuthentication`), its API key only where it offers none. A refused token refuses the
+/// handshake whatever key is beside it (in a header or the query); a plain request goes through
+/// `APIAuthenticationHandler`'s chain, where the key stands in for the refused token.
+#[test]
+fn a_handshakes_refused_token_does_not_give_way_to_its_api_key() {
+    let json = format!(
+        r#"{{"key_managers":[{{"name":"km","issuer":"https://km","hmac_secret":"a-secret-of-at-least-32-bytes-long!",
+            "algorithms":["HS256"]}}],
+          "apis":[{{"name":"P","context":"/p","version":"1","security":["oauth2","api_key"],
+            "endpoints":{{"production":"backend"}},"resources":[{{"method":"GET","path":"/menu"}}]}}],
+          "applications":[{{"id":"app-1","name":"App","api_keys":[{{"sha256":"{}"}}]}}],
+          "subscriptions":[{{"application":"app-1","api":"P:1"}}]}}"#,
+        crate::hashing::hex(&credential_hash(SECRET_KEY))
+    );
+    let claims = serde_json::json!({"iss": "https://km", "exp": 2_000, "client_id": "c9"});
+    let forged = jsonwebtoken::EncodingKey::from_secret(b"not-the-key-managers-secret-at-all!!");
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &forged).unwrap();
+    let bearer = format!("Bearer {token}");
+    let in_query = format!("/p/1/menu?apikey={SECRET_KEY}");
+    for (path, key_header) in [("/p/1/menu", Some(SECRET_KEY)), (in_query.as_str(), None)] {
+        for upgrade in [false, true] {
+            let mut headers = vec![(":method", "GET"), (":path", path), ("authorization", bearer.as_str())];
+            headers.extend(key_header.map(|key| ("apikey", key)));
+            if upgrade {
+                headers.extend([("connection", "Upgrade"), ("upgrade", "websocket")]);
+            }
+            let mut host = FakeHost::request(&headers);
+            host.now = 1_000;
+            let mut config = Config::from_json(json.as_bytes()).unwrap();
+            if let Some(api) = Rc::get_mut(&mut config.routes).and_then(|routes| routes.apis.first_mut()) {
+                api.websocket_query_credentials = true;
+            }
+            prepare_counters(&mut host, &mut config);
+            let flow = stream(Rc::new(config)).on_request_headers(&mut host, true);
+            if upgrade {
+                assert_eq!((flow, host.counted.as_slice()), (Flow::Answered, &[900901][..]), "{path}");
+            } else if key_header.is_some() {
+                assert_eq!((flow, host.req("x-apim-application-id")), (Flow::Continue, "app-1"), "{path}");
+            } else {
+                // A plain request does not read a WebSocket API's key from the query.
+                assert_eq!((flow, host.counted.as_slice()), (Flow::Answered, &[900901][..]), "{path}");
+            }
+        }
+    }
+}
