@@ -21,8 +21,9 @@ pub(super) enum KeyFallback {
     /// The request offers no API key beside its bearer token (or the resource takes none).
     #[default]
     None,
-    /// An API key to try if the bearer token is refused.
-    Offered(String),
+    /// An API key to try if the bearer token is refused (a [`Presented`], whose `Debug` never
+    /// prints it).
+    Offered(Presented),
     /// The bearer token was refused and the API key is the credential now.
     Taken,
 }
@@ -48,7 +49,7 @@ impl Stream {
         // (`InboundWebSocketProcessor.handleHandshake`), so a refused token refuses it.
         if matches!(presented, Presented::Bearer(_)) && !handshake {
             if let Some(key) = credentials::fallback_api_key(settings, api, resource, api_key, query, handshake) {
-                self.key_fallback = KeyFallback::Offered(key);
+                self.key_fallback = KeyFallback::Offered(Presented::ApiKey(key));
             }
         }
         self.with_validation(host, |context| validation::start(context, presented))
@@ -134,7 +135,7 @@ impl Stream {
             return None;
         };
         log::debug!("bearer token refused: trying the request's API key");
-        Some(self.with_validation(host, |context| validation::start(context, Presented::ApiKey(key))))
+        Some(self.with_validation(host, |context| validation::start(context, key)))
     }
 }
 
@@ -155,4 +156,17 @@ pub(super) fn with_validation<R>(
         now,
     };
     work(&mut context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The API key kept behind a bearer token is a credential: printed for debugging (a `{:?}` of
+    /// the stream's state), it shows as `***`, as every `Presented` does.
+    #[test]
+    fn a_kept_api_key_is_never_printed() {
+        let kept = KeyFallback::Offered(Presented::ApiKey("k-SECRET-0123456789".into()));
+        assert!(!format!("{kept:?}").contains("SECRET"), "{kept:?}");
+    }
 }
