@@ -87,11 +87,15 @@ impl Stream {
         }
         // Without a clock nothing is decided: the bytes pass (the next chunk asks again).
         let expired = self.credential_expires_at.is_some_and(|at| host.now().is_ok_and(|now| now > at));
+        if !expired && (!self.revocation_names.is_empty() || self.connection_caller.is_some()) {
+            // The worker's control-plane data catches up with the shared data, once a chunk.
+            self.current_routes(host);
+        }
         let fault = if expired {
             FaultId::AccessTokenExpired
-        } else if self.revoked_since(host) {
+        } else if self.revoked_since() {
             FaultId::InvalidCredentials
-        } else if self.blocked_since(host) {
+        } else if self.blocked_since() {
             FaultId::Blocked
         } else {
             return false;
@@ -107,13 +111,11 @@ impl Stream {
     }
 
     /// The connection's JWT is revoked now (API-M checks its revoked JWTs on each frame the client
-    /// sends, `JWTValidator.authenticateForWebSocket`): the worker's control-plane data caught up
-    /// with the shared data first (one small read when nothing changed).
-    fn revoked_since(&mut self, host: &mut impl Host) -> bool {
+    /// sends, `JWTValidator.authenticateForWebSocket`), as the worker's control-plane data says.
+    fn revoked_since(&self) -> bool {
         if self.revocation_names.is_empty() {
             return false;
         }
-        self.current_routes(host);
         let worker = self.worker.borrow();
         let view = worker.control_plane.as_ref();
         view.is_some_and(|view| self.revocation_names.iter().any(|name| view.revoked(name)))
@@ -121,11 +123,10 @@ impl Stream {
 
     /// The connection's caller is blocked now (API-M checks blocking conditions on each frame,
     /// `WebsocketUtil.validateDenyPolicies`): conditions the control plane sent since its handshake.
-    fn blocked_since(&mut self, host: &mut impl Host) -> bool {
+    fn blocked_since(&self) -> bool {
         if self.connection_caller.is_none() {
             return false;
         }
-        self.current_routes(host);
         let (config, routes) = (Rc::clone(&self.config), Rc::clone(&self.routes));
         let Some((api, _)) = self.route.as_ref().and_then(|route| route_of(&routes, route)) else { return false };
         let worker = self.worker.borrow();

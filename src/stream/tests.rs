@@ -28,6 +28,7 @@ struct FakeHost {
     /// Reads of the clock that succeed before it breaks (`None`: as `clock_broken` says).
     clock_reads_left: std::cell::Cell<Option<u32>>,
     shared: HashMap<String, (Vec<u8>, u32)>,
+    shared_reads: std::cell::Cell<u32>,
     dispatched: Vec<Dispatched>,
     /// The gRPC calls made (each also in `dispatched`, with its message as the body).
     grpc_calls: Vec<Call>,
@@ -60,6 +61,7 @@ impl FakeHost {
 
 impl SharedStore for FakeHost {
     fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.shared_reads.set(self.shared_reads.get() + 1);
         Ok(self.shared.get(key).cloned())
     }
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {

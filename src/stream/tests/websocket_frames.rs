@@ -500,6 +500,11 @@ fn a_caller_blocked_while_its_connection_is_open_is_cut_at_the_clients_next_fram
         host.response.insert(":status".into(), b"101".to_vec());
         stream.on_response_headers(&mut host);
         assert_eq!(body(&mut stream, &mut host, Request, &client_frame("a")), client_frame("a"));
+        // Each client chunk costs one read of the shared data (the control plane's generation),
+        // however many re-checks (revocation, blocking conditions) read it.
+        let reads = host.shared_reads.get();
+        assert_eq!(body(&mut stream, &mut host, Request, &client_frame("a")), client_frame("a"));
+        assert_eq!(host.shared_reads.get() - reads, 1, "{block}");
         host.now += 6;
         let asked = super::gateways::tick_answering(&mut host, &config, &worker, answer(block));
         assert!(asked.iter().any(|path| path.contains("/block")), "{asked:?}");
