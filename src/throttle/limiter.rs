@@ -389,10 +389,18 @@ pub fn update<R>(
         // rather than reopen it. A window more than one window ahead of this clock was opened by
         // a clock that was wrong (stepped back since): it is dropped, or every request would
         // count into it, and be refused, until this clock reached it.
+        // Another key's entries are its own business: a clock stepped back since must not drop
+        // (or keep) them for it, or a key's count would hang on which keys share its slot. Only
+        // windows long ended (one more window of grace) give up their places.
         let mut entries: Vec<Entry> = decode(&bytes)
             .into_iter()
-            .filter(|e| now < e.window_start.saturating_add(e.window_s.saturating_mul(2)))
-            .filter(|e| e.window_start <= next_window_start(now, e.window_s))
+            .filter(|e| {
+                if e.id != id {
+                    return now < e.window_start.saturating_add(e.window_s.saturating_mul(3));
+                }
+                now < e.window_start.saturating_add(e.window_s.saturating_mul(2))
+                    && e.window_start <= next_window_start(now, e.window_s)
+            })
             .collect();
         let window_start = match window {
             // The next window of this key (another worker's clock is a little ahead): count
@@ -548,6 +556,23 @@ pub(crate) mod tests {
         hit(store, key, 5, 60, Hit::Request, 0, Settings { slots, retries: 3, seed: [0; 16] }).unwrap()
     }
 
+    /// A key's count never hangs on which keys share its slot: another key counting while the
+    /// clock is stepped back (NTP) leaves this key's windows as they were, as a slot of its own
+    /// would (the throttle campaign found it with every key in one slot, seed 32).
+    #[test]
+    fn another_key_counting_under_a_stepped_back_clock_leaves_this_keys_windows() {
+        for slots in [1, 64] {
+            let mut store = MemoryStore::prepared(slots);
+            let settings = Settings { slots, retries: 20, seed: [0; 16] };
+            let mut at = |key: &str, now: u64| hit(&mut store, key, 1, 1, Hit::Request, now, settings).unwrap().allowed;
+            assert!(at("b", 1_002), "b's first request in window 1002");
+            assert!(at("a", 1_000), "a counts with the clock two seconds back");
+            assert!(!at("b", 1_002), "{slots} slots: b's window 1002 is still full");
+            assert!(at("a", 1_003) && at("b", 1_005) && at("a", 1_004), "{slots} slots");
+            assert!(!at("b", 1_005), "{slots} slots: b's window 1005 is still full");
+        }
+    }
+
     #[test]
     fn keys_are_independent_even_in_one_slot() {
         let mut store = MemoryStore::prepared(1);
@@ -576,7 +601,9 @@ pub(crate) mod tests {
         }
         let entries =
             decode(&store.data[&slot_of(Space::Counters, "x", Settings { slots: 1, retries: 1, seed: [0; 16] })].0);
-        assert_eq!(entries.len(), 1, "only the key active in the current window remains");
+        // Another key's window gives up its place one window after it could last matter (a clock
+        // stepped back): the key of two minutes ago stays, the older ones are gone.
+        assert_eq!(entries.len(), 2, "only the keys active in the last three windows remain");
         // Long, client-chosen keys take a fixed 40 bytes each, and a slot holds a bounded number.
         let mut store = MemoryStore::prepared(1);
         for i in 0..MAX_ENTRIES_PER_SLOT {
