@@ -254,6 +254,9 @@ fn world(rng: &mut Rng, host: &mut FakeHost) -> World {
         blocking.push(block);
     }
     let lease = if rng.chance(50) { r#","worker_lease_max":0"# } else { "" };
+    // Every key in one slot: a count must not hang on which keys share a slot (placement is
+    // random per process otherwise).
+    let lease = if rng.chance(25) { format!(r#"{lease},"counter_slots":1"#) } else { lease.to_string() };
     let json = format!(
         r#"{{"throttling":{{"rate_limit_headers":true{lease}}},
             "key_managers":[{{"name":"km","issuer":"https://km","hmac_secret":"{JWT_SECRET}","algorithms":["HS256"]}}],"apis":[{}],"applications":[{}],"subscriptions":[{}],
