@@ -363,6 +363,24 @@ pub fn next_window_start(now: u64, window_s: u64) -> u64 {
     (now / window_s).saturating_add(1).saturating_mul(window_s)
 }
 
+/// A slot's entries that still count, as a writer at `now` keeps them. Keep the previous window
+/// too: a worker whose clock lags a little must find it full rather than reopen it. A window more
+/// than one window ahead of this clock was opened by a clock that was wrong (stepped back since):
+/// it is dropped, or every request would count into it, and be refused, until this clock reached
+/// it. Another key's entries are its own business: a clock stepped back since must not drop them
+/// for it, or a key's count would hang on which keys share its slot; only windows long ended (one
+/// more window of grace) give up their places. (Not generic: [`update`]'s instances share it.)
+fn live_entries(bytes: &[u8], id: &[u8; 16], now: u64) -> Vec<Entry> {
+    let mut entries = decode(bytes);
+    entries.retain(|e| {
+        let own = e.id == *id;
+        let lasts = if own { 2 } else { 3 };
+        now < e.window_start.saturating_add(e.window_s.saturating_mul(lasts))
+            && (!own || e.window_start <= next_window_start(now, e.window_s))
+    });
+    entries
+}
+
 /// Reads the value of `key` in a window (0 when absent), lets `change` compute the next value and
 /// an answer from it and the window's end, and writes the next value back by compare-and-swap,
 /// retrying from a fresh read when another worker wrote in between. The answer of the attempt
@@ -385,23 +403,7 @@ pub fn update<R>(
     let id = key_id(key);
     for _ in 0..retries.max(1) {
         let Ok(Some((bytes, cas))) = store.shared_get(&slot) else { return Err(Contended::SlotMissing) };
-        // Keep the previous window too: a worker whose clock lags a little must find it full
-        // rather than reopen it. A window more than one window ahead of this clock was opened by
-        // a clock that was wrong (stepped back since): it is dropped, or every request would
-        // count into it, and be refused, until this clock reached it.
-        // Another key's entries are its own business: a clock stepped back since must not drop
-        // (or keep) them for it, or a key's count would hang on which keys share its slot. Only
-        // windows long ended (one more window of grace) give up their places.
-        let mut entries: Vec<Entry> = decode(&bytes)
-            .into_iter()
-            .filter(|e| {
-                if e.id != id {
-                    return now < e.window_start.saturating_add(e.window_s.saturating_mul(3));
-                }
-                now < e.window_start.saturating_add(e.window_s.saturating_mul(2))
-                    && e.window_start <= next_window_start(now, e.window_s)
-            })
-            .collect();
+        let mut entries = live_entries(&bytes, &id, now);
         let window_start = match window {
             // The next window of this key (another worker's clock is a little ahead): count
             // into it.
