@@ -434,7 +434,10 @@ fn compile_api(
         format!("apim.api.{}.version.{}", stat_segment(&raw.name, false), stat_segment(&raw.version, true));
     Ok(Api {
         id,
-        versioned_context: versioned_context(&raw.context, &raw.version),
+        versioned_context: match raw.unversioned_path {
+            true => raw.context.clone(),
+            false => versioned_context(&raw.context, &raw.version),
+        },
         label: format!("{}:{}", raw.name, raw.version),
         stats_allowed: format!("{stats_prefix}.allowed"),
         stats_prefix,
@@ -486,8 +489,14 @@ fn join_cors_methods(resources: &mut [Resource], allow_methods: Option<&[String]
 }
 
 /// The base paths an API is served on: `<context>/<version>` (or the context with `{version}`
-/// substituted) and, with `default_version`, the context alone.
+/// substituted) and, with `default_version`, the context alone; an API without its version in
+/// the path, its context alone.
 fn api_base_paths(field: &str, api: &Api) -> Result<Vec<String>, ConfigError> {
+    // Served at its context alone (`RawApi::unversioned_path`: no other API's versioned context is
+    // its context).
+    if api.versioned_context == api.context {
+        return Ok(vec![api.context.clone()]);
+    }
     let mut bases = Vec::new();
     if api.context.contains("{version}") {
         bases.push(api.context.replace("{version}", &api.version));

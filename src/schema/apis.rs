@@ -68,6 +68,10 @@ pub struct RawApi {
     /// Resources (method + path template). Defaults to none (every request answers 900906).
     #[serde(default)]
     pub resources: Vec<RawResource>,
+    /// Served at its context alone, without its version in the path: a control plane's API product
+    /// of API-M 4.0 to 4.2, whose context holds no version. Never read from the configuration.
+    #[serde(skip)]
+    pub unversioned_path: bool,
 }
 
 fn default_security() -> Vec<SecurityScheme> {

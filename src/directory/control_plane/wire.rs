@@ -575,13 +575,12 @@ fn lifecycle(status: &str) -> Option<Lifecycle> {
     })
 }
 
-/// An API as the filter serves it (`endpoints` are the Envoy clusters the configuration maps it
-/// to); `Err` says why it is not served. WSO2's context carries the version
-/// (`/pizzashack/1.0.0`): the filter's does not. A resource whose `authScheme` is `None` is
-/// open; every other is secured by `security`, and `Application User` (or `Application_User`)
-/// takes user tokens only, `Application` application tokens only (WSO2's auth levels; `Any`
-/// takes both). `Unlimited` tiers count nothing. The API's `apiType` decides what its URL
-/// mappings are (see [`topics`]); a type the filter cannot serve as API-M does is not served.
+/// An API as the filter serves it (`endpoints`: its Envoy clusters); `Err` says why it is not
+/// served. WSO2's context carries the version (`/pizzashack/1.0.0`), the filter's does not; a
+/// product's without it (API-M 4.0 to 4.2 write `/bundle`, serve `/bundle/...`) is served at it
+/// alone. `authScheme` `None` is open, any other secured by `security`; `Application User` (or
+/// `Application_User`) takes user tokens only, `Application` application tokens only (`Any`
+/// both). `Unlimited` tiers count nothing. `apiType` decides what URL mappings are ([`topics`]).
 pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> Result<RawApi, String> {
     if api.name.is_empty() || api.version.is_empty() || api.context.is_empty() {
         return Err("no name, version or context".to_string());
@@ -589,6 +588,7 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
     let topics = topics(&api.api_type)?;
     let lifecycle = lifecycle(&api.status).ok_or_else(|| format!("status `{}`", api.status))?;
     let context = unversioned_context(&api.context, &api.version);
+    let unversioned_path = is_product(&api.api_type) && context == api.context;
     let tier =
         |name: &Option<String>| name.clone().filter(|name| !name.is_empty() && !crate::vocab::is_unlimited(name));
     let mut resources: Vec<RawResource> = Vec::with_capacity(api.url_mappings.len());
@@ -622,6 +622,7 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         count_server_sent_events: false,
         policy: tier(&api.policy),
         resources,
+        unversioned_path,
     })
 }
 
@@ -660,9 +661,8 @@ pub fn is_event_api(api_type: &str) -> bool {
 pub const EVENT_APIS_NOT_SERVED: &str =
     "a WebSocket or SSE API: its tiers count messages; served with `control_plane.event_apis: count_messages` or `count_connections`";
 
-/// Whether an API is an API product (`apiType` `APIProduct`): API-M sends each of its resources to
-/// the backend of the API it came from (`APIProductResource.endpointConfig`), which `/apis` does
-/// not say, so `endpoint_template` cannot name its cluster: only `control_plane.endpoints` can.
+/// Whether an API is an API product (`apiType` `APIProduct`): API-M sends each resource to its own
+/// API's backend (`APIProductResource.endpointConfig`), which `/apis` does not say: only `endpoints` can name it.
 pub fn is_product(api_type: &str) -> bool {
     api_type.eq_ignore_ascii_case("APIProduct")
 }

@@ -150,3 +150,32 @@ fn an_api_product_is_served_only_where_endpoints_name_its_cluster() {
         }
     }
 }
+
+/// An API product's context as API-M 4.0 to 4.2 write it: without its version (`/bundle`, version
+/// `1.0.0`: `APIMappingUtil.fromDTOtoAPIProduct`), which Synapse serves at `/bundle/...`
+/// (`APIConfigContext.setApiProductVelocityContext` puts the context, not a `{version}` template).
+/// It is served there alone, and a blocking condition or JWT API key naming `/bundle` names it;
+/// a product versioned as later updates write it (`/bundle/1.0.0`) is served as any API.
+#[test]
+fn a_product_whose_context_holds_no_version_is_served_at_its_context() {
+    for (context, versioned_context) in [("/bundle", "/bundle"), ("/bundle/1.0.0", "/bundle/1.0.0")] {
+        let apis = format!(
+            r#"{{"count":1,"list":[{{"uuid":"p1","name":"Bundle","version":"1.0.0","context":"{context}",
+            "apiType":"APIProduct","status":"PUBLISHED",
+            "urlMappings":[{{"authScheme":"Any","httpMethod":"GET","urlPattern":"/menu","scopes":[]}}]}}]}}"#
+        );
+        let raw = serde_json::json!({"cluster": "cp", "username": "gw", "password": "secret",
+            "endpoints": {"Bundle": {"production": "bundle-backends"}}});
+        let cp = ControlPlane::compile(serde_json::from_value(raw).unwrap(), &[], &mut Vec::new()).unwrap();
+        let mut store = MemoryStore::default();
+        load(&mut store, &cp, NOW, |fetch| match fetch {
+            Fetch::Apis => Answer::Http { status: 200, body: apis.as_bytes().to_vec() },
+            other => ok(other),
+        });
+        let mut view = worker();
+        view.sync(&store, &cp, &[]).unwrap();
+        let bundle = view.routes.by_label("Bundle:1.0.0").unwrap();
+        assert_eq!((bundle.context.as_str(), bundle.versioned_context.as_str()), ("/bundle", versioned_context));
+        assert!(bundle.is_named_by(context), "{context}");
+    }
+}
