@@ -91,6 +91,10 @@ struct Model {
     /// The product's lifecycle is BLOCKED: `APIStatusHandler` (gateway, `handlers/common/`)
     /// answers 700700 for a product as for any API whose `status` is BLOCKED, before resources.
     product_blocked: bool,
+    /// The product's subscription was made after the full load: only the lookup
+    /// (`/subscriptions?apiUUID=&applicationUUID=`) brings it, as API-M's gateway loads a
+    /// subscription it does not hold (`SubscriptionDataStoreImpl.getSubscriptionById`).
+    late_product_sub: bool,
 }
 
 fn random_model(rng: &mut Rng) -> Model {
@@ -107,6 +111,7 @@ fn random_model(rng: &mut Rng) -> Model {
         menu_sub: state(rng),
         lease_sub: state(rng),
         product_blocked: rng.chance(8),
+        late_product_sub: rng.chance(3),
     }
 }
 
@@ -204,6 +209,7 @@ impl Model {
                 self.subs(tiers)
                     .into_iter()
                     .filter(|(api, _, _)| query(q, "apiUUID").is_none_or(|id| id == *api))
+                    .filter(|(api, _, _)| !(self.late_product_sub && q.is_empty() && *api == "p-bundle"))
                     .filter(|_| query(q, "applicationUUID").is_none_or(|id| id == "app-1"))
                     .map(|(api, state, tier)| {
                         json!({"subscriptionUUID": format!("s-{api}"), "subscriptionId": 1, "policyId": tier,
@@ -438,6 +444,7 @@ fn a_products_tiers_count_its_own_requests() {
                 menu_sub: Some("UNBLOCKED"),
                 lease_sub: Some("UNBLOCKED"),
                 product_blocked: false,
+                late_product_sub: false,
             };
             let mut shared = HashMap::new();
             let gateway = loaded(&model, tiers, &mut shared);
