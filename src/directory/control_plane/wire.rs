@@ -729,10 +729,11 @@ fn unversioned_context(context: &str, version: &str) -> String {
 /// ends, and `invert` blocks everything else). Entries that cannot be read are skipped, and so
 /// are subscription conditions, whose format WSO2 does not document (a subscription is blocked
 /// by its state, which is applied): the count comes back for the log. `/block` answers every
-/// tenant's conditions: an address condition of a tenant other than `tenant` (the control plane's
-/// `xWSO2Tenant`, whose APIs the filter serves) is another tenant's business, and left out
+/// tenant's conditions: an address or user condition of a tenant other than `tenant` (the control
+/// plane's `xWSO2Tenant`, whose APIs the filter serves) is another tenant's business, and left out
 /// silently, as WSO2's gateway applies an address condition to its own tenant's APIs only (one
-/// without a tenant applies).
+/// without a tenant applies) and a user condition (`<name>@<tenant>`) matches only callers
+/// qualified with the API's tenant.
 pub fn blocking(block: &Block, tenant: &str) -> (Vec<BlockingCondition>, usize) {
     let mut conditions = Vec::new();
     let mut skipped = block.subscription.len();
@@ -744,21 +745,19 @@ pub fn blocking(block: &Block, tenant: &str) -> (Vec<BlockingCondition>, usize) 
             None => skipped += 1,
         }
     }
-    // An empty user would be every owner-less application's: unreadable, skipped.
+    let another = |domain: Option<&str>| {
+        domain.map(str::trim).is_some_and(|domain| !domain.is_empty() && !domain.eq_ignore_ascii_case(tenant))
+    };
+    // An empty user would be every owner-less application's: unreadable, skipped. Another tenant's
+    // (API-M stores `<name>@<tenant>`: `APIProviderImpl.addBlockCondition`) is left out.
     for user in &block.user {
         if user.trim().is_empty() {
             skipped += 1;
-        } else {
+        } else if !another(user.rsplit_once('@').map(|(_, domain)| domain)) {
             conditions.push(BlockingCondition::User(user.clone()));
         }
     }
-    let others = |ip: &BlockedIp| {
-        ip.tenant_domain
-            .as_deref()
-            .map(str::trim)
-            .is_some_and(|domain| !domain.is_empty() && !domain.eq_ignore_ascii_case(tenant))
-    };
-    for ip in block.ip.iter().filter(|ip| !others(ip)) {
+    for ip in block.ip.iter().filter(|ip| !another(ip.tenant_domain.as_deref())) {
         let parse = |text: &Option<String>| {
             text.as_deref().and_then(|text| text.trim().parse::<IpAddr>().ok()).map(|ip| ip.to_canonical())
         };

@@ -530,6 +530,23 @@ fn another_tenants_address_conditions_are_not_applied() {
 }
 
 #[test]
+fn another_tenants_user_conditions_are_not_applied() {
+    // API-M stores a blocked user as `<tenant-aware name>@<tenant>` (`APIProviderImpl
+    // .addBlockCondition`); WSO2's gateway looks up the caller with `@<API tenant>` appended unless
+    // it holds it (`ThrottleHandler`): acme.com's `bob@acme.com` never matches on wso2.com's APIs
+    // (its caller `bob@acme.com` is `bob@acme.com@wso2.com` there).
+    let block: Block = serde_json::from_str(
+        r#"{"api":[],"application":[],"user":["bob@acme.com","carol@wso2.com","dave"],"custom":[],
+            "subscription":[],"ip":[]}"#,
+    )
+    .unwrap();
+    let users = |tenant: &str| blocking(&block, tenant).0;
+    let user = |name: &str| BlockingCondition::User(name.to_string());
+    assert_eq!(users("wso2.com"), vec![user("carol@wso2.com"), user("dave")]);
+    assert_eq!(users("ACME.com"), vec![user("bob@acme.com"), user("dave")]);
+}
+
+#[test]
 fn an_api_policy_without_groups_as_api_m_writes_it_has_no_group_to_leave_out() {
     // API-M reads API policies with a LEFT JOIN of their groups: a policy without any comes with
     // one group of id 0, no condition and no limit (`populateApiPolicyList`).
