@@ -270,6 +270,12 @@ fn a_refusal_names_the_field_that_was_written() {
             r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","event_apis":"count_events"}}"#,
             "control_plane.event_apis",
         ),
+        // One tenant: API-M answers `ALL` with every tenant's APIs and policies, `*` with 400.
+        (
+            r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","tenant":"ALL"}}"#,
+            "control_plane.tenant",
+        ),
+        (r#"{"control_plane":{"cluster":"apim","username":"a","password":"p","tenant":"*"}}"#, "control_plane.tenant"),
         (
             r#"{"throttling":{"rate_limit_service":{"cluster":"rl"}},
                 "policies":{"B":{"bytes":100,"per":"minute","burst":{"requests":4294967296,"per":"second"}}}}"#,

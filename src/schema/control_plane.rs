@@ -35,7 +35,10 @@ pub struct RawControlPlane {
     pub username: String,
     /// Its password. Required.
     pub password: RawSecret,
-    /// The tenant (`xWSO2Tenant`). Defaults to `carbon.super`.
+    /// The one tenant this gateway serves (`xWSO2Tenant`): API-M answers its APIs (under
+    /// `/t/<tenant>/` but for the super tenant), applications, key mappings, subscriptions and
+    /// policies. Not `ALL` or `*` (every tenant's at once): run one gateway per tenant. Defaults to
+    /// `carbon.super`.
     #[serde(default = "default_tenant")]
     pub tenant: String,
     /// The gateway label (environment) whose deployed APIs this gateway serves. Defaults to

@@ -101,6 +101,11 @@ impl ControlPlane {
                 return Err(ConfigError::new(format!("{field}.{name}"), "must be non-empty text"));
             }
         }
+        // API-M answers `ALL` with every tenant's APIs and policies (one name, several tenants'
+        // definitions) and no application, and `*` with 400 (`OnPremResolver`): one tenant serves.
+        if raw.tenant.eq_ignore_ascii_case("all") || raw.tenant == "*" {
+            return Err(ConfigError::new(format!("{field}.tenant"), "must name one tenant (not `ALL` or `*`)"));
+        }
         if !(5..=86_400).contains(&raw.refresh_s) {
             return Err(ConfigError::new(format!("{field}.refresh_s"), "must be from 5 to 86400"));
         }
