@@ -771,6 +771,7 @@ mod routing_model;
 mod scope_audit;
 mod seed_sweep;
 mod streams_model;
+mod tenant_audit;
 mod throttle_audit;
 mod throttle_fixes;
 mod throttle_model;
