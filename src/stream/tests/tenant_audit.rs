@@ -31,8 +31,10 @@
 //!   `org.wso2.carbon.apimgt.impl/.../impl/APIProviderImpl.java` (`addBlockCondition`: a user
 //!   condition is stored `<tenant-aware name>@<tenant>`).
 //! - A request whose `/t/<tenant>/` context is not this gateway's (another tenant's API, an
-//!   unknown tenant) matches no API: the filter's 404 fault (README, "No API"); what Carbon's
-//!   tenant dispatcher answers for an unknown tenant (carbon-kernel) is not modelled.
+//!   unknown tenant) matches no API: the filter's 404 fault (README, "No API"). Carbon's
+//!   `MultitenantMessageReceiver.processRequest` (carbon-kernel) answers an unknown tenant with an
+//!   Axis2 fault (`Tenant <tenant>  not found`), which a one-tenant gateway cannot tell from another
+//!   tenant: not modelled (docs/HOWTO.md says so).
 //!   Seeds: 900805 is 429, 900804 429, 900908 403, 900902 401 (seed 002).
 
 use super::gateways::{Gateway, NOW};
