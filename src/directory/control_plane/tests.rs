@@ -685,6 +685,7 @@ fn a_load_that_fails_at_start_says_nothing_is_served_yet() {
 mod api_types;
 mod cors_methods;
 mod replaced;
+mod tenants;
 
 #[test]
 fn a_full_load_rewrites_what_an_earlier_module_made_of_the_same_answers() {

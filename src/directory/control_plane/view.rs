@@ -510,6 +510,14 @@ fn routes(store: &dyn SharedStore, control_plane: &ControlPlane, loaded: &mut Lo
     let apis: Vec<wire::Api> = read_list(store, Document::Apis);
     for api in &apis {
         let label = format!("{}:{}", api.name, api.version);
+        // API-M answers the tenant of the user it authenticates, whatever `xWSO2Tenant` says
+        // (`validateTenantDomain`): another tenant's APIs are not this gateway's.
+        if let Some(tenant) =
+            api.organization.as_deref().filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(&control_plane.tenant))
+        {
+            loaded.skipped_apis.push(format!("{label} (of tenant `{tenant}`, not control_plane.tenant)"));
+            continue;
+        }
         if wire::is_product(&api.api_type) && !control_plane.names_endpoints(&api.name, &api.version) {
             loaded.skipped_apis.push(format!("{label} ({})", wire::PRODUCT_NEEDS_ENDPOINTS));
             continue;

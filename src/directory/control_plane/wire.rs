@@ -34,10 +34,12 @@ fn nullable_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D
     Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
-/// `APIDTO`.
+/// `APIDTO` (`organization`: its tenant).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Api {
+    #[serde(default)]
+    pub organization: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub uuid: String,
     #[serde(default, deserialize_with = "nullable")]
@@ -748,8 +750,7 @@ pub fn blocking(block: &Block, tenant: &str) -> (Vec<BlockingCondition>, usize) 
     let another = |domain: Option<&str>| {
         domain.map(str::trim).is_some_and(|domain| !domain.is_empty() && !domain.eq_ignore_ascii_case(tenant))
     };
-    // An empty user would be every owner-less application's: unreadable, skipped. Another tenant's
-    // (API-M stores `<name>@<tenant>`: `APIProviderImpl.addBlockCondition`) is left out.
+    // Empty: every owner-less application's, skipped; another tenant's (`<name>@<tenant>`): left out.
     for user in &block.user {
         if user.trim().is_empty() {
             skipped += 1;
