@@ -61,6 +61,8 @@ const BLOCK_APPS: [&str; 2] = ["alice@acme.com:App", "carol@wso2.com:App"];
 const BLOCK_USERS: [&str; 3] = ["bob@acme.com", "bob@wso2.com", "dave@wso2.com"];
 /// (tenant, blocked address).
 const BLOCK_IPS: [(&str, &str); 2] = [(OTHER, "10.0.0.5"), (TENANT, "10.0.0.9")];
+/// Client addresses: blocked by acme.com, blocked by wso2.com, neither.
+const CLIENTS: [&str; 3] = ["10.0.0.5", "10.0.0.9", "10.0.0.1"];
 
 #[derive(Clone, Debug, Default)]
 struct Block {
@@ -220,7 +222,7 @@ fn random_request(rng: &mut Rng) -> Request {
         Credential::ApiKey(OTHER),
         Credential::ApiKey(TENANT),
     ]);
-    Request { tenant, credential, ip: *rng.pick(&["10.0.0.5", "10.0.0.9", "10.0.0.1"]) }
+    Request { tenant, credential, ip: CLIENTS[rng.below(CLIENTS.len())] }
 }
 
 /// WSO2's answer: `Ok(cluster)` or `Err((code, status, why))`; `counts` holds the requests each
