@@ -52,9 +52,16 @@ fn a_worker_never_serves_another_control_planes_data() {
     let mut draining = worker();
     draining.sync(&store, &first, &[]);
     // Another control plane is configured in this Envoy (the gateway's replacement, or another
-    // gateway whose filter shares the vm_id), and loads PizzaShackAPI and its clients.
+    // gateway whose filter shares the vm_id), and loads PizzaShackAPI and its clients (its
+    // tenant's: API-M answers `other.com`'s APIs to its `xWSO2Tenant`).
     let other = other_control_plane(600);
-    load(&mut store, &other, NOW + 1, ok);
+    load(&mut store, &other, NOW + 1, |fetch| match (fetch, ok(fetch)) {
+        (Fetch::Apis, Answer::Http { status, body }) => {
+            let body = String::from_utf8(body).unwrap().replace("\"carbon.super\"", "\"other.com\"");
+            Answer::Http { status, body: body.into_bytes() }
+        }
+        (_, answer) => answer,
+    });
     let trust = super::super::view::Trust { now: NOW + 1, negative_ttl_s: 60 };
     for mut view in [draining, worker()] {
         assert!(view.sync(&store, &first, &[]).is_none(), "another source's generation is not decoded");
