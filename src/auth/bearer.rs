@@ -21,7 +21,10 @@ use crate::vocab::KmId;
 /// (and the old module's VMs drain beside the new ones): an entry of another version is not
 /// taken, the token is verified or introspected again. Bump it with any change that would make
 /// this module refuse, or name differently, a token an earlier one accepted.
-pub const IDENTITY_FORMAT: u32 = 2;
+pub const IDENTITY_FORMAT: u32 = 3;
+
+/// The scope API-M gives a JWT without a scopes claim (`JWTConstants.OAUTH2_DEFAULT_SCOPE`).
+const DEFAULT_SCOPE: &str = "default";
 
 /// A verified OAuth2 token (also what the introspection cache stores for an active token).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -195,7 +198,15 @@ pub fn token_identity(
 ) -> Result<TokenIdentity, &'static str> {
     let mut client_id = None;
     for name in &claims_names.client_id {
-        if let Some(found) = string_claim(claims, name)? {
+        // API-M's `DefaultJWTTransformer.getTransformedConsumerKey`: a configured claim that is a
+        // list gives its first item (ForgeRock); an empty list, or one of other items, is refused.
+        let found = match claims.get(name) {
+            Some(Value::Array(items)) if claims_names.client_id_lists => {
+                Some(items.first().and_then(Value::as_str).ok_or("wrong_claim_type")?)
+            }
+            _ => string_claim(claims, name)?,
+        };
+        if let Some(found) = found {
             client_id = Some(found.to_string());
             break;
         }
@@ -218,6 +229,10 @@ pub fn token_identity(
             }
             _ => return Err("wrong_claim_type"),
         }
+    } else if claims_names.default_scope {
+        // API-M's `DefaultJWTTransformer.getTransformedScopes`: a JWT without its scopes claim
+        // has the scope `default` (an introspected token has none: `getTokenMetaData`).
+        scopes.push(DEFAULT_SCOPE.to_string());
     }
     let end_user = string_claim(claims, &claims_names.end_user)?.map(String::from);
     // Only an explicit claim makes a user token: a service account's `sub` is no end user.
@@ -402,8 +417,9 @@ mod tests {
     }
 
     /// A null scope claim is an absent one, as a null client id, end user or token type is: the
-    /// next configured name is read, and without one the token has no scopes. It refused the
-    /// token (900901, `wrong_claim_type`) even on resources that ask for no scope.
+    /// next configured name is read, and without one a JWT has the scope `default`, as API-M's
+    /// `DefaultJWTTransformer` gives it (an introspection answer none). It refused the token
+    /// (900901, `wrong_claim_type`) even on resources that ask for no scope.
     #[test]
     fn a_null_scope_claim_is_absent() {
         let config = compile(CONFIG);
@@ -413,7 +429,15 @@ mod tests {
         let scopes = |claims: serde_json::Value| {
             token_identity(KmId(0), &claims_names, claims.as_object().unwrap(), 1).map(|identity| identity.scopes)
         };
-        assert_eq!(scopes(serde_json::json!({"client_id": "c", "scope": null})), Ok(Vec::<String>::new()));
+        assert_eq!(scopes(serde_json::json!({"client_id": "c", "scope": null})), Ok(vec!["default".into()]));
+        assert_eq!(scopes(serde_json::json!({"client_id": "c"})), Ok(vec!["default".into()]));
+        // A claim present but empty is no absent one: no `default` (API-M splits `""` into `[""]`).
+        assert_eq!(scopes(serde_json::json!({"client_id": "c", "scope": ""})), Ok(Vec::<String>::new()));
+        assert_eq!(scopes(serde_json::json!({"client_id": "c", "scp": []})), Ok(Vec::<String>::new()));
+        let answer_names = Claims { default_scope: false, ..claims_names.clone() };
+        let answer = serde_json::json!({"client_id": "c", "scope": null});
+        let identity = token_identity(KmId(0), &answer_names, answer.as_object().unwrap(), 1);
+        assert_eq!(identity.map(|identity| identity.scopes), Ok(Vec::<String>::new()));
         assert_eq!(
             scopes(serde_json::json!({"client_id": "c", "scope": null, "scp": "read"})),
             Ok(vec!["read".into()])

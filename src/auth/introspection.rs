@@ -184,6 +184,9 @@ fn rfc7662_names(claims: &Claims) -> Claims {
     Claims {
         client_id: first("client_id", &claims.client_id),
         scopes: first("scope", &claims.scopes),
+        // API-M reads an answer's `client_id` and `scope` as strings, and gives no `default`.
+        client_id_lists: false,
+        default_scope: false,
         ..claims.clone()
     }
 }

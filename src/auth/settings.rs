@@ -37,6 +37,13 @@ pub struct CredentialSettings {
 #[derive(Clone, Debug)]
 pub struct Claims {
     pub client_id: Vec<String>,
+    /// Whether a client-id claim that is an array gives its first item: only where the key
+    /// manager names its client-id claims, as API-M reads a list only for a configured
+    /// `consumer_key_claim` (ForgeRock's), never for its own `consumerKey` and `azp`.
+    pub client_id_lists: bool,
+    /// Whether a token without a scopes claim has the scope `default`: a JWT's (API-M's
+    /// `DefaultJWTTransformer`), not an introspection answer's.
+    pub default_scope: bool,
     pub scopes: Vec<String>,
     pub end_user: String,
     pub token_type: String,
@@ -406,7 +413,9 @@ fn compile_key_manager(
         audiences: raw.audiences,
         clock_skew_s: raw.clock_skew_s,
         claims: Claims {
+            client_id_lists: claims.client_id != crate::schema::default_client_id_claims(),
             client_id: claims.client_id,
+            default_scope: true,
             scopes: claims.scopes,
             end_user: claims.end_user,
             token_type: claims.token_type,

@@ -142,6 +142,6 @@ mod upgrade_tests {
         let serde_json::Value::Object(fields) = serde_json::to_value(&identity).unwrap() else { panic!() };
         let fields: Vec<&str> = fields.keys().map(String::as_str).collect();
         let known = ["claims", "client_id", "end_user", "expires_at", "key_manager", "scopes", "subject", "token_id"];
-        assert_eq!((IDENTITY_FORMAT, fields), (2, [&known[..], &["token_twin", "user_token"]].concat()));
+        assert_eq!((IDENTITY_FORMAT, fields), (3, [&known[..], &["token_twin", "user_token"]].concat()));
     }
 }

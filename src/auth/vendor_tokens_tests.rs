@@ -173,7 +173,8 @@ fn pingfederate_forgerock_and_is7_tokens() {
         "nbf": NOW, "azp": "shop-client", "org_id": "10084a8d", "scope": "read", "exp": NOW + 300,
         "org_name": "Super", "iat": NOW, "binding_ref": "b", "jti": "j"});
     let header = json!({"x5t": "k", "kid": "k", "typ": "at+jwt", "alg": "RS256"});
-    accepted_for_its_app_only("is7", &is7, header, payload, "client_id");
+    // Its `azp` and `client_id` both name the client: `azp` is read first, as API-M reads it.
+    accepted_for_its_app_only("is7", &is7, header, payload, "azp");
 }
 
 /// An introspection answer is RFC 7662's whatever the key manager's JWTs call their claims, as

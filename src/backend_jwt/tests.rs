@@ -165,6 +165,8 @@ fn bad_settings_are_refused_naming_the_field() {
 fn restricted_and_excluded_caller_claims_are_not_copied() {
     let claims_settings = crate::auth::settings::Claims {
         client_id: vec![],
+        client_id_lists: false,
+        default_scope: false,
         scopes: vec![],
         end_user: "sub".into(),
         token_type: "aut".into(),

@@ -109,10 +109,15 @@ fn default_timeout_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RawClaims {
     /// Claims holding the client id, first present wins (Okta's tokens name it `cid`, Azure AD
-    /// v1's `appid`). An introspection answer is read by RFC 7662's `client_id` first, then these.
-    /// A verified JWT with none of them names no application: 900908 (403), as WSO2's gateway
-    /// answers a JWT without its consumer key claim; an introspection answer with none is taken
-    /// as an inactive token (900901). Defaults to `["client_id", "azp"]`.
+    /// v1's `appid`). Where this is set (to other than the default), a claim that is an array
+    /// gives its first item, as API-M reads a key manager's `consumer_key_claim` (ForgeRock's
+    /// client id can be a list, API-M's source notes). An introspection
+    /// answer is read by RFC 7662's `client_id` first, then these. A verified JWT with none of
+    /// them names no application: 900908 (403), as WSO2's gateway answers a JWT without its
+    /// consumer key claim; an introspection answer with none is taken as an inactive token
+    /// (900901). Defaults to `["consumerKey", "azp", "client_id"]`: API-M's own (`consumerKey`,
+    /// else `azp`, when a key manager names no `consumer_key_claim`), then `client_id` (WSO2 IS
+    /// 6+, Keycloak service accounts); an array is refused under these (900901).
     #[serde(default = "default_client_id_claims")]
     pub client_id: Vec<String>,
     /// Claims holding scopes: a space-separated string or an array. First present wins. An
@@ -145,8 +150,9 @@ impl Default for RawClaims {
     }
 }
 
-fn default_client_id_claims() -> Vec<String> {
-    vec!["client_id".to_string(), "azp".to_string()]
+/// API-M's consumer key claims when a key manager names none, then `client_id`.
+pub(crate) fn default_client_id_claims() -> Vec<String> {
+    ["consumerKey", "azp", "client_id"].map(String::from).to_vec()
 }
 fn default_scope_claims() -> Vec<String> {
     vec!["scope".to_string()]

@@ -21,8 +21,18 @@
 //!   `EXCHANGED` key managers are not loaded), L164-179 (`claim_mappings`, `consumer_key_claim`,
 //!   `scopes_claim`).
 //! - DJT = `org.wso2.carbon.apimgt.common.gateway/.../jwttransformer/DefaultJWTTransformer.java`:
-//!   the consumer key claim (a list's first item), the scopes claim (`default` without it),
-//!   `transform` renaming remote claims to local ones for the backend JWT only.
+//!   L42-47 no `consumer_key_claim` (the Resident Key Manager's: `KeyMgtRegistrationService`
+//!   registers it without one): `consumerKey`, else `azp` (`JWTConstants` L45-46), each read by
+//!   `getStringClaim` (a list throws: `JWTValidatorImpl` L91 `APIManagementException`, the
+//!   gateway's `JWTValidator` L711 900900); L49-56 a configured claim: a String, or a List's first
+//!   item (ForgeRock), else null; L67-83 the scopes claim, `default` when it is neither a String
+//!   nor a List (absent, null); `transform` renames remote claims for the backend JWT only.
+//! - JWTV = `org.wso2.carbon.apimgt.gateway/.../handlers/security/jwt/JWTValidator.java` L347-356:
+//!   no consumer key, 900908 (`API_AUTH_FORBIDDEN`).
+//! - AMKM = `org.wso2.carbon.apimgt.impl/.../AMDefaultKeyManagerImpl.java` `getTokenMetaData`:
+//!   L534 scopes only from the answer's `scope` (none: no scopes, no `default`), L538 the consumer
+//!   key is the answer's `client_id`, whatever the token says; DKVH L292 the elected (introspecting)
+//!   key manager is the token's.
 //! - DKVH = `org.wso2.carbon.apimgt.keymgt/.../handlers/DefaultKeyValidationHandler.java`
 //!   L215-297: an opaque token goes to ONE key manager: with `all` the first that can handle it,
 //!   else the first of the API's list; none: 900901.
@@ -65,6 +75,8 @@ enum Token {
 /// What Keycloak (the introspecting key manager) answers, when it is asked.
 const ACTIVE_K1: &str = r#"{"active":true,"client_id":"k1","scope":"read"}"#;
 const ACTIVE_O1: &str = r#"{"active":true,"client_id":"o1"}"#;
+const ACTIVE_R1: &str = r#"{"active":true,"client_id":"r1"}"#;
+const ACTIVE_K1_NO_SCOPE: &str = r#"{"active":true,"client_id":"k1"}"#;
 const INACTIVE: &str = r#"{"active":false}"#;
 
 /// How the filter's answer stands to WSO2's.
@@ -80,7 +92,8 @@ enum Class {
 struct Row {
     name: &'static str,
     /// `p` (every key manager: API-M's `all`) or `r` (API-M: `keyManagers` =
-    /// [`Resident Key Manager`]), and the resource (`menu` needs scope `read`).
+    /// [`Resident Key Manager`]), and the resource (`menu` needs scope `read`, `def` scope
+    /// `default`).
     path: &'static str,
     token: Token,
     /// Keycloak's answer, when the filter asks it (one call, then the cache).
@@ -106,7 +119,9 @@ const fn differs(base: Row, filter: Outcome, why: &'static str) -> Row {
     Row { filter: Some((filter, why)), ..base }
 }
 
-const R1: &[(&str, &str)] = &[("client_id", r#""r1""#)];
+/// The Resident Key Manager's tokens name their client `azp` (API-M reads it when no
+/// `consumerKey`).
+const R1: &[(&str, &str)] = &[("azp", r#""r1""#)];
 const O1: &[(&str, &str)] = &[("cid", r#""o1""#)];
 const K1: &[(&str, &str)] = &[("client_id", r#""k1""#)];
 const NO_SLASH: &str = "https://okta.example/oauth2/default";
@@ -125,18 +140,25 @@ const ROWS: &[Row] = &[
     row("Okta iss, signed by the Resident key", "p/1/any", Token::Jwt(Some(OKTA), "rsa-a.pem", O1), None, INVALID,
         "JWTValidatorImpl.validateSignature with the issuer's keys only"),
     row("client id `same` of the Resident Key Manager", "p/1/any",
-        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("client_id", r#""same""#)]), None, Pass("prod"), "AKVH L222"),
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""same""#)]), None, Pass("prod"), "AKVH L222"),
     row("client id `same` of Okta (another application)", "p/1/any",
         Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#""same""#)]), None, FORBIDDEN, "AKVH L222, L261"),
     row("Okta token with `client_id`, its claim is `cid`", "p/1/any",
         Token::Jwt(Some(OKTA), "rsa-b.pem", &[("client_id", r#""o1""#)]), None, FORBIDDEN,
         "DJT: consumer_key_claim absent, null; JWTValidator.validateSubscriptionUsingKeyManager 900908"),
+    row("Okta token, `cid` a one-item list", "p/1/any", Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#"["o1"]"#)]),
+        None, Pass("prod"), "DJT L54-55: a configured claim's list, its first item (ForgeRock)"),
+    row("Okta token, `cid` a list, its client first", "p/1/any",
+        Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#"["o1","x9"]"#)]), None, Pass("prod"), "DJT L55: get(0)"),
+    row("Okta token, `cid` a list, its client second", "p/1/any",
+        Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#"["x9","o1"]"#)]), None, FORBIDDEN,
+        "DJT L55: get(0) only; AKVH L261"),
     differs(
-        row("Okta token, `cid` a one-item list", "p/1/any",
-            Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#"["o1"]"#)]), None, Pass("prod"),
-            "DJT getTransformedConsumerKey: a list's first item (ForgeRock)"),
+        row("Resident token, `azp` a list (no consumer_key_claim)", "p/1/any",
+            Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#"["r1"]"#)]), None, F(900900, 500),
+            "DJT L46 getStringClaim of a list: ParseException; JWTValidatorImpl L91, JWTValidator L711: 900900"),
         INVALID,
-        "CONFIG.md `claims.client_id`: a client id is a string (a claim of another type is a malformed token)",
+        "README: a claim the filter relies on must have its type (900901), as for scopes (scope_audit TYPED)",
     ),
     row("Okta token, `scp` [read] on a scoped resource", "p/1/menu",
         Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#""o1""#), ("scp", r#"["read"]"#)]), None, Pass("prod"),
@@ -144,11 +166,40 @@ const ROWS: &[Row] = &[
     row("Okta token, `scope` read (its claim is `scp`)", "p/1/menu",
         Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#""o1""#), ("scope", r#""read""#)]), None, SCOPE,
         "DJT: scopes_claim absent, scope `default`; 900910"),
-    row("Resident token, `azp` only", "p/1/any", Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""r1""#)]), None,
-        Pass("prod"), "DJT: consumerKey, else azp"),
+    row("Resident token, `consumerKey` only", "p/1/any",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("consumerKey", r#""r1""#)]), None, Pass("prod"), "DJT L43-44"),
+    row("Resident token, `consumerKey` its client, `azp` another", "p/1/any",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("consumerKey", r#""r1""#), ("azp", r#""x9""#)]), None,
+        Pass("prod"), "DJT L43-46: consumerKey first"),
+    row("Resident token, `azp` its client, `client_id` another", "p/1/any",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""r1""#), ("client_id", r#""x9""#)]), None,
+        Pass("prod"), "DJT L45-46: azp; client_id is not read"),
+    row("Resident token, `azp` another, `client_id` its client", "p/1/any",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""x9""#), ("client_id", r#""r1""#)]), None, FORBIDDEN,
+        "DJT L45-46: azp (x9, no application); AKVH L261"),
+    differs(
+        row("Resident token, `client_id` only", "p/1/any",
+            Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("client_id", r#""r1""#)]), None, FORBIDDEN,
+            "DJT L42-47: neither consumerKey nor azp, null; JWTV L347-356 900908"),
+        Pass("prod"),
+        "CONFIG.md `claims.client_id`: the default reads `client_id` last (WSO2 IS 6+, Keycloak service accounts)",
+    ),
     row("Resident token, `scope` \"openid read\"", "p/1/menu",
-        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("client_id", r#""r1""#), ("scope", r#""openid read""#)]), None,
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""r1""#), ("scope", r#""openid read""#)]), None,
         Pass("prod"), "DJT: split at spaces"),
+    row("Resident token without a scope claim, scope `default` asked", "p/1/def",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", R1), None, Pass("prod"), "DJT L83: [default]; DKVH validateScopes"),
+    row("Resident token, `scope` null, scope `default` asked", "p/1/def",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""r1""#), ("scope", "null")]), None, Pass("prod"),
+        "DJT L74-83: null is no String nor List: [default]"),
+    row("Resident token, `scope` \"\", scope `default` asked", "p/1/def",
+        Token::Jwt(Some(RESIDENT), "rsa-a.pem", &[("azp", r#""r1""#), ("scope", r#""""#)]), None, SCOPE,
+        "DJT L74-76: \"\".split is [\"\"], no default"),
+    row("Okta token, `scope` only (its claim is `scp`), scope `default` asked", "p/1/def",
+        Token::Jwt(Some(OKTA), "rsa-b.pem", &[("cid", r#""o1""#), ("scope", r#""read""#)]), None, Pass("prod"),
+        "DJT L70-83: scopes_claim `scp` absent: [default]"),
+    row("opaque token without scope, scope `default` asked", "p/1/def", Token::Opaque, Some(ACTIVE_K1_NO_SCOPE),
+        SCOPE, "AMKM L534: no scopes (no default); DKVH INVALID_SCOPE"),
     row("Keycloak JWT (no self-validation), active", "p/1/any", Token::Jwt(Some(KEYCLOAK), "rsa-b.pem", K1),
         Some(ACTIVE_K1), Pass("prod"), "KMH L159 no validator, JVS null, OAUTH L319, DKVH getTokenMetaData"),
     row("Keycloak JWT (no self-validation), inactive", "p/1/any", Token::Jwt(Some(KEYCLOAK), "rsa-b.pem", K1),
@@ -159,6 +210,15 @@ const ROWS: &[Row] = &[
         Some(ACTIVE_K1), Pass("prod"), "JVS null: introspected, DKVH"),
     row("JWT without iss, active", "p/1/any", Token::Jwt(None, "rsa-b.pem", K1), Some(ACTIVE_K1), Pass("prod"),
         "OKMD get(null): no validator, introspected"),
+    row("Keycloak JWT naming Okta's client, answer Keycloak's", "p/1/any",
+        Token::Jwt(Some(KEYCLOAK), "rsa-b.pem", &[("client_id", r#""o1""#), ("cid", r#""o1""#)]), Some(ACTIVE_K1),
+        Pass("prod"), "AMKM L538: the answer's client_id; DKVH L292: the introspecting key manager's"),
+    row("JWT of Okta's iss spelled otherwise, answer names Okta's client", "p/1/any",
+        Token::Jwt(Some("https://okta.example/oauth2/other"), "rsa-b.pem", O1), Some(ACTIVE_O1), FORBIDDEN,
+        "DKVH L292: (o1, Keycloak), whatever the iss; AKVH L261"),
+    row("JWT of an unknown issuer, answer names a Resident client", "p/1/any",
+        Token::Jwt(Some("https://other"), "rsa-a.pem", R1), Some(ACTIVE_R1), FORBIDDEN,
+        "AMKM L538, DKVH L292: (r1, Keycloak) has no mapping; AKVH L261"),
     row("opaque token, active", "p/1/menu", Token::Opaque, Some(ACTIVE_K1), Pass("prod"), "DKVH, AKVH"),
     row("opaque token, active, a client of Okta", "p/1/any", Token::Opaque, Some(ACTIVE_O1), FORBIDDEN,
         "DKVH setKeyManager(elected): AKVH L222 (o1, Keycloak) has no mapping, L261"),
@@ -190,7 +250,7 @@ fn config() -> Rc<Config> {
     let app =
         |id: &str, clients: Vec<serde_json::Value>| serde_json::json!({"id": id, "name": id, "client_ids": clients});
     let resources = serde_json::json!([{"method": "GET", "path": "/any"},
-        {"method": "GET", "path": "/menu", "scopes": ["read"]}]);
+        {"method": "GET", "path": "/menu", "scopes": ["read"]}, {"method": "GET", "path": "/def", "scopes": ["default"]}]);
     let subscribed = |api: &str| {
         ["app-r", "app-o", "app-k"].map(|application| serde_json::json!({"application": application, "api": api}))
     };
@@ -347,8 +407,9 @@ fn several_key_managers_answer_as_the_audit_table_says() {
 }
 
 /// The rows the filter lets through and WSO2 refuses are these, each with its reason: a new one
-/// must be added here, on purpose. Every one but the issuer's spelling is an API's key manager
-/// list, which the filter does not read.
+/// must be added here, on purpose. Every one but the issuer's spelling and `client_id` (read last
+/// by the default claim names, for WSO2 IS 6+ and Keycloak) is an API's key manager list, which
+/// the filter does not read.
 #[test]
 fn the_key_manager_table_names_every_lenient_row() {
     let lenient: Vec<&str> = ROWS
@@ -360,6 +421,7 @@ fn the_key_manager_table_names_every_lenient_row() {
         lenient,
         [
             "Okta token, iss without the configured /",
+            "Resident token, `client_id` only",
             "Okta token, API of the Resident Key Manager",
             "Keycloak JWT, API of the Resident Key Manager",
             "opaque token, API of the Resident Key Manager"
