@@ -2,13 +2,16 @@
 //! blocked, as API-M 4.x's gateway re-checks a connection on each frame the client sends
 //! (`RequestProcessor` calls `authenticateToken`: an expired or revoked token closes the
 //! connection; `WebsocketUtil.validateDenyPolicies`: a blocking condition closes it): the first
-//! bytes the client sends after its token's (or JWT API key's) `exp`, and the clock skew its
-//! verifier allows, or once the control plane lists it as revoked or its caller as blocked, are
-//! dropped and the connection is reset.
+//! data frame the client sends after its token's (or JWT API key's) `exp`, and the clock skew its
+//! verifier allows, or once the control plane lists it as revoked or its caller as blocked, is
+//! dropped with its chunk and the connection is reset. Control frames (close, ping, pong) pass, as
+//! API-M writes them through before any check (`WebsocketInboundHandler.channelRead`); where the
+//! client's framing cannot be followed (it sent bytes before the 101), any bytes end it.
 
 use std::net::IpAddr;
 use std::rc::Rc;
 
+use super::frames::Frames;
 use super::{route_of, Stream};
 use crate::auth::bearer::Expiring;
 use crate::auth::settings::AuthConfig;
@@ -69,6 +72,15 @@ impl Stream {
     /// The backend answered: a 101 opens the connection whose credential can expire.
     pub(super) fn upgrade_answered(&mut self, status: u16) {
         self.upgraded = status == 101 && self.request.is_websocket_upgrade();
+        // A connection checked again per frame follows the client's frames, counted or not
+        // (unless the client sent bytes before the 101: their framing is not known; then any
+        // bytes after the credential lapsed end it).
+        let rechecked = self.credential_expires_at.is_some()
+            || self.connection_caller.is_some()
+            || !self.revocation_names.is_empty();
+        if self.upgraded && rechecked && self.frames.is_none() && !self.request.body_started {
+            self.frames = Some(Box::new(Frames::new(Vec::new(), "")));
+        }
     }
 
     /// A client's bytes on an upgraded WebSocket connection (`size` of them in this chunk): past its
@@ -100,6 +112,20 @@ impl Stream {
         } else {
             return false;
         };
+        // API-M re-checks the client's data frames only (`WebsocketInboundHandler.channelRead`
+        // writes a close, ping or pong frame through unchecked): where the client's frames are
+        // followed, the chunk's first data frame ends the connection (`Stream::count_frames`).
+        if let Some(frames) = self.frames.as_deref_mut() {
+            frames.lapsed = Some(fault);
+            return false;
+        }
+        self.end_connection(host, size, fault);
+        true
+    }
+
+    /// Ends the connection for `fault`: the client's chunk (`size` bytes) is dropped, the stream
+    /// reset, and the fault counted.
+    pub(super) fn end_connection(&mut self, host: &mut impl Host, size: usize, fault: FaultId) {
         self.connection_ended = true;
         host.replace_body_chunk(Direction::Request, size, &[]);
         host.close_stream();
@@ -107,7 +133,6 @@ impl Stream {
         log::debug!(
             "a WebSocket connection's credential expired or was revoked, or its caller blocked: the connection ends"
         );
-        true
     }
 
     /// The connection's JWT is revoked now (API-M checks its revoked JWTs on each frame the client

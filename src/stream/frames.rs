@@ -25,6 +25,9 @@ pub(super) struct Frames {
     pending: Vec<u8>,
     /// The notice frame sent in place of a dropped frame.
     notice: Vec<u8>,
+    /// The connection's credential lapsed (expired, revoked, or its caller blocked), as found
+    /// before this client chunk is read: its first data frame ends the connection.
+    pub(super) lapsed: Option<FaultId>,
 }
 
 impl Frames {
@@ -35,6 +38,7 @@ impl Frames {
             from_backend: Scanner::default(),
             pending: Vec::new(),
             notice: websocket::server_text_frame(notice_text),
+            lapsed: None,
         }
     }
 }
@@ -67,7 +71,10 @@ impl Stream {
     /// place (for its own frame, with the next bytes the backend sends).
     pub(super) fn count_frames(&mut self, host: &mut impl Host, direction: Direction, size: usize) {
         let Some(frames) = self.frames.as_deref_mut() else { return };
-        if size == 0 && frames.pending.is_empty() {
+        let lapsed = frames.lapsed.take();
+        // Without counters (a connection followed only for its lapse) the backend's are not read.
+        if (size == 0 && frames.pending.is_empty()) || (frames.counters.is_empty() && direction == Direction::Response)
+        {
             return;
         }
         // The middle of a large frame: passed or dropped whole, never copied out of Envoy.
@@ -82,6 +89,14 @@ impl Stream {
             return;
         }
         let Some(chunk) = host.body_chunk(direction, size) else {
+            if frames.counters.is_empty() {
+                // Followed only for its lapse: not followed any more (any bytes after it end it).
+                self.frames = None;
+                if let Some(fault) = lapsed {
+                    self.end_connection(host, size, fault);
+                }
+                return;
+            }
             // Bytes gone by unread: the frames after them cannot be followed (read out of step,
             // one could carry the rest uncounted), and nothing more goes that way.
             crate::host::warn_repeated(host.gateway_scope(), "frames_unreadable", 0, || {
@@ -104,10 +119,15 @@ impl Stream {
             });
         }
         let config = Rc::clone(&self.config);
-        let Frames { counters, from_client, from_backend, pending, notice } = frames;
+        let Frames { counters, from_client, from_backend, pending, notice, .. } = frames;
         let mut uncounted = None;
+        let mut ended = false;
         let ((chunk_out, drops), refills) = with_worker_engines(&config, &self.worker, host, |engine, host| {
             let mut decide = |_| {
+                if lapsed.is_some() {
+                    ended = true;
+                    return Verdict::Drop;
+                }
                 let Some(now) = now else { return Verdict::Pass };
                 let FrameCount { passed, uncounted: why, .. } =
                     count_frame(&config.throttle, engine, host, counters, now);
@@ -129,6 +149,10 @@ impl Stream {
                 Direction::Response => from_backend.scan(&chunk, &mut decide, Some((pending, notice))),
             }
         });
+        if let Some(fault) = lapsed.filter(|_| ended) {
+            self.end_connection(host, size, fault);
+            return;
+        }
         let now = now.unwrap_or_default();
         self.start_refills(host, &config, refills, now);
         if let Chunk::Rewritten(bytes) = chunk_out {

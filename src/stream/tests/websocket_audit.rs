@@ -26,6 +26,7 @@
 //! | control frames | ping/pong/close written through uncounted (`WebsocketHandler.write`) | pass, uncounted | same |
 //! | fragmented message | each frame a `WebSocketFrame`, each counted | each frame counted; once one is dropped the rest of its message goes with it (each counted as a drop) | same count |
 //! | client frame after `exp` (+ skew) | `RequestProcessor` → `authenticateToken` per frame: close 4001 | bytes dropped, stream reset, `apim.fault.900903` | documented (Envoy cannot send a close frame) |
+//! | client ping / pong / close after `exp` or revocation | `WebsocketInboundHandler.channelRead` (389d4e22, lines 218-225): `CloseWebSocketFrame`, `PingWebSocketFrame`, `PongWebSocketFrame` go to `fireChannelRead` before `handleRequest`, never re-authenticated | was: any client chunk ended the connection; now a chunk of control frames alone passes, its first data frame ends it (counted or uncounted API alike) | FIXED |
 //! | client frame after the JWT is revoked | `authenticateForWebSocket`: `RevokedJWTDataHolder` → `APISecurityException` → close 4001 (`getFrameErrorDTO(..., true)`) | was: forwarded for the connection's life; now reset, `apim.fault.900901` | FIXED (81482f1) |
 //! | backend frame after expiry / revocation | `ResponseProcessor`: throttled only, never re-authenticated | passes | same |
 //! | client frame once a blocking condition matches | `validateDenyPolicies` per frame: close 4006 (`BLOCKED_REQUEST`, close=true) | passes (the handshake's plan is kept) | differs, not fixed (listed) |
@@ -60,12 +61,14 @@ fn config() -> Config {
         "key_managers": [{"name": "km", "issuer": "https://km", "clock_skew_s": SKEW, "algorithms": ["EdDSA"],
             "jwks": {"keys": [key]}}],
         "apis": [{"name": "Chat", "context": "/chat", "version": "1", "policy": "Lim", "count_websocket_frames": true,
-            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]}],
+            "endpoints": {"production": "ws"}, "resources": [{"method": "GET", "path": "/*"}]},
+            {"name": "Talk", "context": "/talk", "version": "1", "endpoints": {"production": "ws"},
+            "resources": [{"method": "GET", "path": "/*"}]}],
         "policies": {"Lim": {"requests": QUOTA, "per": "hour"}},
         "applications": [
             {"id": "app-1", "name": "App", "owner": "alice", "client_ids": [{"id": "c1", "key_manager": "km"}]},
             {"id": "app-2", "name": "Other", "owner": "bob", "client_ids": [{"id": "c2", "key_manager": "km"}]}],
-        "subscriptions": [{"application": "app-1", "api": "Chat:1"}],
+        "subscriptions": [{"application": "app-1", "api": "Chat:1"}, {"application": "app-1", "api": "Talk:1"}],
         "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5}
     });
     Config::from_json(json.to_string().as_bytes()).unwrap()
@@ -87,6 +90,8 @@ struct Conn {
     /// The backend answered 101 (else the client's bytes are a request body).
     upgraded: bool,
     ended: bool,
+    /// To `Talk`, whose frames are not counted (followed only for the token's lapse).
+    uncounted: bool,
     /// Notices owed to the client.
     pending: usize,
 }
@@ -252,7 +257,8 @@ fn run(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
                 // (A token in `access_token`: websocket_query_token.rs; the control plane's view
                 // serves this configuration's own APIs as written, without it.)
                 let in_query = false;
-                let mut path = "/chat/1/room".to_string();
+                let uncounted = rng.chance(4);
+                let mut path = if uncounted { "/talk/1/room" } else { "/chat/1/room" }.to_string();
                 host.request = [(":method", "GET"), ("connection", "Upgrade"), ("upgrade", "websocket")]
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -307,7 +313,7 @@ fn run(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
                             conns.remove(rng.below(conns.len()));
                         }
                         let upgraded = status == 101;
-                        conns.push(Conn { stream, token, upgraded, ended: false, pending: 0 });
+                        conns.push(Conn { stream, token, upgraded, ended: false, uncounted, pending: 0 });
                     }
                 }
             }
@@ -318,16 +324,23 @@ fn run(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
                 let messages: Vec<_> = (0..1 + rng.below(3)).map(|_| message(&mut rng, client_frame, tally)).collect();
                 let chunk: Vec<u8> = messages.iter().flatten().flat_map(|(bytes, _)| bytes.clone()).collect();
                 let out = body(&mut conn.stream, &mut host, Request, &chunk);
+                // API-M re-checks data frames only: control frames alone pass a lapsed connection.
+                let data = messages.iter().flatten().any(|(_, data)| *data);
+                let lapsed = world.expired(&conn.token) || world.loaded.contains(&conn.token.jti);
                 let (expected, counted, closed, class) = if !conn.upgraded {
                     (chunk.clone(), vec![], false, "client: a body (no 101)")
                 } else if conn.ended {
                     (vec![], vec![], false, "client: after the end")
+                } else if lapsed && !data {
+                    (chunk.clone(), vec![], false, "client: control frames pass the lapsed token")
                 } else if world.expired(&conn.token) {
                     conn.ended = true;
                     (vec![], vec![900903], true, "client: expired mid-connection")
                 } else if world.loaded.contains(&conn.token.jti) {
                     conn.ended = true;
                     (vec![], vec![900901], true, "client: revoked mid-connection")
+                } else if conn.uncounted {
+                    (chunk.clone(), vec![], false, "client: uncounted frames pass")
                 } else {
                     let (out, drops) = model_frames(&mut world, &messages, None);
                     conn.pending =
@@ -352,6 +365,8 @@ fn run(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
                 let out = body(&mut conn.stream, &mut host, Response, &chunk);
                 let (expected, counted, class) = if !conn.upgraded {
                     (chunk.clone(), vec![], "backend: a body (no 101)")
+                } else if conn.uncounted {
+                    (chunk.clone(), vec![], "backend: uncounted frames pass")
                 } else {
                     let owed = notice.repeat(conn.pending);
                     conn.pending = 0;
@@ -429,9 +444,12 @@ fn websocket_handshakes_and_frames_agree_with_api_m() {
             "client: after the end",
             "client: expired mid-connection",
             "client: revoked mid-connection",
+            "client: control frames pass the lapsed token",
+            "client: uncounted frames pass",
             "client: frame over the quota",
             "client: frames pass",
             "backend: a body (no 101)",
+            "backend: uncounted frames pass",
             "backend: frames pass",
             "backend: passes after the token expired or was revoked",
             "backend: carries the client's notices",
