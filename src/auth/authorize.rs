@@ -79,7 +79,8 @@ impl Authorized {
     }
 }
 
-fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
+/// A subscription's state refuses the key type (900907, 900909), as at the handshake.
+pub fn check_subscription_state(state: SubscriptionState, key_type: KeyType) -> Result<(), Fault> {
     match state {
         SubscriptionState::Unblocked | SubscriptionState::TierUpdatePending | SubscriptionState::DeletePending => {
             Ok(())

@@ -1,7 +1,8 @@
-//! A WebSocket connection ends when its credential expires or is revoked, or its caller is
-//! blocked, as API-M 4.x's gateway re-checks a connection on each frame the client sends
-//! (`RequestProcessor` calls `authenticateToken`: an expired or revoked token closes the
-//! connection; `WebsocketUtil.validateDenyPolicies`: a blocking condition closes it): the first
+//! A WebSocket connection ends when its credential expires or is revoked, its caller is blocked,
+//! or its subscription (the control plane's) is blocked, inactive or gone, as API-M 4.x's gateway
+//! re-checks a connection on each frame the client sends (`RequestProcessor` calls
+//! `authenticateToken`: an expired or revoked token, or a subscription that fails validation,
+//! closes the connection; `WebsocketUtil.validateDenyPolicies`: a blocking condition closes it): the first
 //! data frame the client sends after its token's (or JWT API key's) `exp`, and the clock skew its
 //! verifier allows, or once the control plane lists it as revoked or its caller as blocked, is
 //! dropped with its chunk and the connection is reset. Control frames (close, ping, pong) pass, as
@@ -13,13 +14,18 @@ use std::rc::Rc;
 
 use super::frames::Frames;
 use super::{route_of, Stream};
+use crate::auth::authorize::{check_subscription_state, Authorized};
 use crate::auth::bearer::Expiring;
 use crate::auth::settings::AuthConfig;
 use crate::auth::Identity;
 use crate::catalogue::{Fault, FaultId};
+use crate::directory::control_plane::store::Meta;
+use crate::directory::control_plane::view::{key_of_subscription, Cached, Trust};
 use crate::directory::{Application, Layered};
 use crate::host::{Direction, Host};
+use crate::routing::Api;
 use crate::throttle::{plan, Caller};
+use crate::vocab::KeyType;
 
 /// Who an open WebSocket connection acts for, as blocking conditions read it (kept from its
 /// handshake where a control plane can block it later).
@@ -28,6 +34,10 @@ pub(super) struct ConnectionCaller {
     pub application: Option<Rc<Application>>,
     pub end_user: Option<String>,
     pub client_ip: Option<IpAddr>,
+    /// The key type, where the subscription is the control plane's (checked again per frame).
+    pub key_type: Option<KeyType>,
+    /// When the full load ended after which the subscription was first found missing (0: not).
+    pub missing_since: u64,
 }
 
 impl ConnectionCaller {
@@ -109,6 +119,8 @@ impl Stream {
             FaultId::InvalidCredentials
         } else if self.blocked_since() {
             FaultId::Blocked
+        } else if let Some(fault) = self.subscription_lapsed(host) {
+            fault
         } else {
             return false;
         };
@@ -144,6 +156,55 @@ impl Stream {
         let worker = self.worker.borrow();
         let view = worker.control_plane.as_ref();
         view.is_some_and(|view| self.revocation_names.iter().any(|name| view.revoked(name)))
+    }
+
+    /// The key type of a handshake whose subscription is the control plane's (not the
+    /// configuration's, which cannot change under a stream): its frames check it again.
+    pub(super) fn control_plane_subscription(&self, api: &Api, authorized: &Authorized) -> Option<KeyType> {
+        let application = authorized.application_id();
+        let worker = self.worker.borrow();
+        let view = worker.control_plane.as_ref()?;
+        (self.config.directory.subscription(application, api).is_none()
+            && view.subscription(application, api).is_some())
+        .then_some(authorized.key_type)
+    }
+
+    /// The connection's subscription, the control plane's, refuses it now: API-M validates the
+    /// subscription again on each client frame (`JWTValidator.authenticateForWebSocket` →
+    /// `validateSubscriptionsForWS`; an opaque token's `getAPIKeyData`), from its in-memory
+    /// store, and closes the connection (4001) when it is BLOCKED (PROD_ONLY_BLOCKED for a
+    /// production key), inactive, or gone with its application. Gone: the control plane said so
+    /// (a lookup's "not found"), or two full loads in turn left it out (the first may have
+    /// fetched its list before the subscription was made).
+    fn subscription_lapsed(&mut self, host: &mut impl Host) -> Option<FaultId> {
+        let now = host.now().ok()?;
+        let config = Rc::clone(&self.config);
+        let routes = Rc::clone(&self.routes);
+        let control_plane = config.control_plane.as_ref()?;
+        let caller = self.connection_caller.as_deref_mut()?;
+        let key_type = caller.key_type?;
+        let application = caller.application.as_deref()?;
+        let (api, _) = self.route.as_ref().and_then(|route| route_of(&routes, route))?;
+        let key = key_of_subscription(&application.id, api.source_id.as_deref()?);
+        let trust = Trust { now, negative_ttl_s: control_plane.negative_ttl_s };
+        let mut worker = self.worker.borrow_mut();
+        let view = worker.control_plane.as_mut()?;
+        let app_gone = matches!(view.app(host, &application.id, trust), Some(Cached::Absent { .. }));
+        let gone = match view.sub(host, &key, trust) {
+            Some(Cached::Present(subscription)) if !app_gone => {
+                caller.missing_since = 0;
+                return check_subscription_state(subscription.state, key_type).err().map(|fault| fault.id);
+            }
+            Some(_) => true,
+            None => {
+                let loaded_at = Meta::read(host).loaded_at.max(1);
+                if caller.missing_since == 0 {
+                    caller.missing_since = loaded_at;
+                }
+                loaded_at > caller.missing_since
+            }
+        };
+        gone.then_some(FaultId::ResourceForbidden)
     }
 
     /// The connection's caller is blocked now (API-M checks blocking conditions on each frame,

@@ -779,6 +779,7 @@ mod token_life_model;
 mod trailers;
 mod upstream_audit;
 mod websocket_audit;
+mod websocket_cp_audit;
 mod websocket_frames;
 mod websocket_query_token;
 mod workers_model;

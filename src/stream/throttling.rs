@@ -121,8 +121,14 @@ impl Stream {
         if snapshot.is_websocket_upgrade() && config.control_plane.is_some() {
             let application = authorized.as_ref().map(|authorized| Rc::clone(&authorized.application));
             let end_user = authorized.as_ref().and_then(|authorized| authorized.end_user.clone());
-            self.connection_caller =
-                Some(Box::new(super::expiry::ConnectionCaller { application, end_user, client_ip }));
+            let key_type = authorized.as_ref().and_then(|authorized| self.control_plane_subscription(api, authorized));
+            self.connection_caller = Some(Box::new(super::expiry::ConnectionCaller {
+                application,
+                end_user,
+                client_ip,
+                key_type,
+                missing_since: 0,
+            }));
         }
         let websocket = api.counts_websocket_frames && snapshot.is_websocket_upgrade();
         // A WebSocket upgrade to a server-sent-events API carries no events: it counts as a request.

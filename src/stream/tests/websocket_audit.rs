@@ -29,8 +29,9 @@
 //! | client ping / pong / close after `exp` or revocation | `WebsocketInboundHandler.channelRead` (389d4e22, lines 218-225): `CloseWebSocketFrame`, `PingWebSocketFrame`, `PongWebSocketFrame` go to `fireChannelRead` before `handleRequest`, never re-authenticated | was: any client chunk ended the connection; now a chunk of control frames alone passes, its first data frame ends it (counted or uncounted API alike) | FIXED |
 //! | client frame after the JWT is revoked | `authenticateForWebSocket`: `RevokedJWTDataHolder` → `APISecurityException` → close 4001 (`getFrameErrorDTO(..., true)`) | was: forwarded for the connection's life; now reset, `apim.fault.900901` | FIXED (81482f1) |
 //! | backend frame after expiry / revocation | `ResponseProcessor`: throttled only, never re-authenticated | passes | same |
-//! | client frame once a blocking condition matches | `validateDenyPolicies` per frame: close 4006 (`BLOCKED_REQUEST`, close=true) | passes (the handshake's plan is kept) | differs, not fixed (listed) |
-//! | config reload mid-connection | the frame path reads the API again (`setLatestElectedAPI`) | the stream keeps the configuration it started with | differs in corner cases, not fixed (listed) |
+//! | client frame once a blocking condition matches | `validateDenyPolicies` per frame: close 4006 (`BLOCKED_REQUEST`, close=true) | reset, `apim.fault.900805` (blocking_audit.rs) | FIXED (99c4b11) |
+//! | client frame once the subscription is blocked or removed | `validateSubscriptionsForWS` per frame: close 4001 | reset, 900907 / 900909 / 900908 (websocket_cp_audit.rs) | FIXED |
+//! | config reload mid-connection | each frame re-validates the subscription by the API's context and version from the in-memory store (`JWTValidator.authenticateForWebSocket`; at 389d4e22 there is no `setLatestElectedAPI`): an API removed is forbidden (close 4001), and `doThrottle` publishes the tiers of that frame's validation | the stream keeps the configuration and frame plan it started with; a control plane's API removed ends it with its subscription (websocket_cp_audit.rs) | tiers: differs, not fixed (listed) |
 //! | backend answers other than 101 | no connection | the client's bytes are a body, never cut or counted as frames | same |
 
 use super::*;
