@@ -75,9 +75,37 @@ fn frames_count_both_ways_and_one_over_the_limit_never_arrives() {
 /// A WebSocket connection ends when its credential expires (a WSO2 JWT API key here, with no
 /// clock skew allowed), as API-M re-checks a connection's token on each frame the client sends:
 /// the first frame after `exp` never reaches the backend, and the connection is reset.
+/// A backend that acks text frames as `acking_backend` does and answers a ping with its pong.
+fn ponging_backend() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&received);
+    let port = websocket::serve_each(move |mut connection| {
+        if !websocket::accept_upgrade(&mut connection) {
+            return;
+        }
+        while let Some((opcode, payload)) = read_frame(&mut connection) {
+            let reply = match opcode {
+                1 => {
+                    let text = String::from_utf8_lossy(&payload).into_owned();
+                    log.lock().unwrap().push(text.clone());
+                    text_frame(&format!("ack:{text}"), false)
+                }
+                9 => frame_bytes(true, 0xA, &payload, None),
+                _ => continue,
+            };
+            if connection.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    });
+    (port, received)
+}
+
+/// Past `exp` the client's next data frame ends the connection; its ping before goes through
+/// (API-M writes control frames through unchecked: `WebsocketInboundHandler.channelRead`).
 #[test]
 fn a_connection_ends_when_its_credential_expires() {
-    let (backend, received) = acking_backend();
+    let (backend, received) = ponging_backend();
     let config = json!({
         "api_key_jwt": {"keys": [keys::public_jwk("rsa-b.pem", "apikey-b")], "issuer": "https://apim.test/apikey",
                         "clock_skew_s": 0},
@@ -99,6 +127,8 @@ fn a_connection_ends_when_its_credential_expires() {
     while SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() <= exp {
         std::thread::sleep(Duration::from_millis(100));
     }
+    client.write_all(&frame_bytes(true, 9, b"p", Some([1, 2, 3, 4]))).unwrap();
+    assert_eq!(read_frame(&mut client), Some((0xA, b"p".to_vec())), "a ping passes the expired token");
     client.write_all(&text_frame("b", true)).unwrap();
     assert_eq!(read_frame(&mut client), None, "the connection ended");
     assert_eq!(*received.lock().unwrap(), ["a"]);

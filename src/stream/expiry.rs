@@ -88,7 +88,7 @@ impl Stream {
         let rechecked = self.credential_expires_at.is_some()
             || self.connection_caller.is_some()
             || !self.revocation_names.is_empty();
-        if self.upgraded && rechecked && self.frames.is_none() && !self.request.body_started {
+        if self.upgraded && rechecked && self.frames.is_none() && !self.bytes_before_upgrade {
             self.frames = Some(Box::new(Frames::new(Vec::new(), "")));
         }
     }

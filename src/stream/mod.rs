@@ -154,6 +154,8 @@ pub struct Stream {
     connection_ended: bool,
     /// The backend accepted the WebSocket upgrade (101): the stream is a connection.
     upgraded: bool,
+    /// The client sent body bytes before any 101 (Envoy also calls with none).
+    bytes_before_upgrade: bool,
     /// An API key offered beside the bearer token, tried if the token is refused.
     key_fallback: KeyFallback,
     /// A WebSocket connection's caller, with a control plane (the connection ends once blocked).
@@ -216,6 +218,7 @@ impl Stream {
             credential_expires_at: None,
             connection_ended: false,
             upgraded: false,
+            bytes_before_upgrade: false,
             key_fallback: KeyFallback::None,
             connection_caller: None,
             revocation_names: Vec::new(),
@@ -607,6 +610,7 @@ impl Stream {
         let scope = Rc::clone(&self.config);
         let host = &mut GatewayScoped::new(host, &scope.shared_prefix);
         self.request.body_started = true;
+        self.bytes_before_upgrade |= !self.upgraded && body_size > 0;
         if self.route.is_some() && self.end_if_expired(host, body_size) {
             return Flow::Continue;
         }

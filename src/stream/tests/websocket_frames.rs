@@ -282,6 +282,44 @@ fn a_websocket_connection_ends_when_its_token_expires() {
     }
 }
 
+/// After the token's expiry a chunk of the client's control frames alone passes (API-M writes
+/// ping, pong and close through unchecked, `WebsocketInboundHandler.channelRead`) on a connection
+/// whose frames are not counted; its first data frame ends it. Envoy's call with no bytes before
+/// the 101 changes nothing; a client that sent bytes before it cannot be followed frame by frame,
+/// and any bytes of its after the expiry end the connection.
+#[test]
+fn control_frames_pass_an_expired_connection_its_next_data_frame_ends_it() {
+    use crate::host::Direction::Request;
+    let active = r#"{"active":true,"client_id":"app1","scope":"menu:read","exp":2000}"#;
+    let ping = [0x89, 0x81, 1, 2, 3, 4, b'p' ^ 1];
+    for early in [&[][..], &client_frame("early")[..]] {
+        let case = format!("{} bytes before the 101", early.len());
+        let mut host = FakeHost::request(&[
+            (":method", "GET"),
+            (":path", "/p/1/menu"),
+            ("authorization", "Bearer opaque-token-1"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        host.now = 1_000;
+        let mut config = Config::from_json(SECURED.as_bytes()).unwrap();
+        prepare_counters(&mut host, &mut config);
+        let mut stream = stream(Rc::new(config));
+        assert_eq!(stream.on_request_headers(&mut host, false), Flow::Waiting);
+        stream.on_call_response(&mut host, 1, Answer::Http { status: 200, body: active.as_bytes().to_vec() });
+        assert_eq!(body(&mut stream, &mut host, Request, early), early, "{case}");
+        host.response.insert(":status".into(), b"101".to_vec());
+        assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+        host.now = 2_000;
+        let expected: &[u8] = if early.is_empty() { &ping } else { &[] };
+        assert_eq!(body(&mut stream, &mut host, Request, &ping), expected, "{case}: a ping");
+        assert_eq!(host.closed, !early.is_empty(), "{case}");
+        let frame = [&ping[..], &client_frame("hello")].concat();
+        assert_eq!(body(&mut stream, &mut host, Request, &frame), Vec::<u8>::new(), "{case}: a data frame");
+        assert_eq!((host.closed, host.counted.as_slice()), (true, &[900903][..]), "{case}");
+    }
+}
+
 /// A connection with a verified JWT lasts as long as a new request with that JWT is accepted: through
 /// its `exp` plus the key manager's clock skew; then the client's bytes go nowhere.
 #[test]
