@@ -195,6 +195,11 @@ pub fn authorize(
             let (app_key, token) = match identity {
                 Identity::ApiKey(app_key) => (app_key.clone(), None),
                 Identity::Token(token) => {
+                    // An API that names its key managers refuses another's token as invalid
+                    // (`OAuthAuthenticator`: "not found in API level list", 900901).
+                    if api.key_managers.as_ref().is_some_and(|allowed| !allowed.contains(&token.key_manager)) {
+                        return Err(Fault::new(FaultId::InvalidCredentials).with_challenge_error("invalid_token"));
+                    }
                     let app_key = directory.client(&token.client_id, token.key_manager).ok_or_else(forbidden)?;
                     // A client id belongs to the key manager that issued it: another's is no key
                     // mapping of this token (WSO2's `getKeyMappingByKeyAndKeyManager`, 900908).

@@ -26,10 +26,12 @@ use crate::render::ErrorSettings;
 use crate::routing::{Router, RoutingSettings, Table};
 pub use crate::schema::ConfigError;
 use crate::schema::{
-    Compatibility, ErrorFormat, RawConfig, RawCredentials, RawPolicy, RawRouting, RawThrottling, Unmatched,
+    Compatibility, ErrorFormat, RawApi, RawConfig, RawCredentials, RawKeyManager, RawPolicy, RawRouting, RawThrottling,
+    Unmatched,
 };
 use crate::throttle::plan::KeyPart;
 use crate::throttle::ThrottleConfig;
+use crate::vocab::KmId;
 use owned_headers::{check_owned_headers, owned_headers};
 
 /// A configuration parsed, not yet checked: its directory's lists as the filter reads them (the
@@ -182,14 +184,16 @@ impl Config {
             warnings.push("`errors.template` is set but `errors.format` is not `template`: it is not used".to_string());
         }
         let errors = ErrorSettings::compile(raw.errors, &raw.credentials)?;
+        let mut apis = raw.apis;
+        resolve_key_managers(&mut apis, &raw.key_managers)?;
         let mut control_plane =
-            raw.control_plane.map(|cp| ControlPlane::compile(cp, &raw.apis, &mut warnings)).transpose()?;
+            raw.control_plane.map(|cp| ControlPlane::compile(cp, &apis, &mut warnings)).transpose()?;
         // Every table's resources join the methods CORS answers allow once (`cors_methods`).
         let cors_allow_methods = errors.cors.as_ref().map(|cors| cors.allow_methods.clone());
         if let Some(control_plane) = &mut control_plane {
             control_plane.cors_allow_methods.clone_from(&cors_allow_methods);
         }
-        let routes = Table::compile_for_cors(raw.apis, &|name| policies.contains(name), cors_allow_methods)?;
+        let routes = Table::compile_for_cors(apis, &|name| policies.contains(name), cors_allow_methods)?;
         if control_plane.is_none() {
             warnings.extend(unapplied_condition_groups(&raw.policies, &routes));
         }
@@ -458,3 +462,27 @@ mod tests;
 #[cfg(test)]
 #[path = "hostile_tests.rs"]
 pub(crate) mod hostile_tests;
+
+/// Each API's `key_managers`, by name, as the key managers' ids (their places in `key_managers`):
+/// an empty list, or a name no key manager has, is refused (no token of it could pass).
+fn resolve_key_managers(apis: &mut [RawApi], key_managers: &[RawKeyManager]) -> Result<(), ConfigError> {
+    for (index, api) in apis.iter_mut().enumerate() {
+        let Some(names) = &api.key_managers else { continue };
+        let field = format!("apis[{index}].key_managers");
+        if names.is_empty() {
+            return Err(ConfigError::new(
+                field,
+                "lists no key manager: no token could pass (leave it out for every one)",
+            ));
+        }
+        let mut ids = Vec::with_capacity(names.len());
+        for (place, name) in names.iter().enumerate() {
+            let Some(id) = key_managers.iter().position(|km| &km.name == name) else {
+                return Err(ConfigError::new(format!("{field}[{place}]"), "names no key manager in `key_managers`"));
+            };
+            ids.push(KmId(id as u32));
+        }
+        api.key_manager_ids = Some(ids);
+    }
+    Ok(())
+}

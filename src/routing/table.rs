@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::matcher::{self, PathTemplate};
 use crate::schema::checks::{check_cluster_name, check_header_name, check_header_value};
 use crate::schema::{ConfigError, RawApi, RawRouting};
-use crate::vocab::{ApiId, Lifecycle, ResourceId, SecurityScheme};
+use crate::vocab::{ApiId, KmId, Lifecycle, ResourceId, SecurityScheme};
 
 /// How the chosen endpoint reaches Envoy's router.
 #[derive(Clone, Debug)]
@@ -57,6 +57,8 @@ pub struct Api {
     pub resources: Vec<Resource>,
     /// The API's id where it came from (the control plane's UUID); `None` for the configuration's.
     pub source_id: Option<String>,
+    /// The key managers whose tokens it takes (`RawApi::key_managers`); `None`: every one.
+    pub key_managers: Option<Vec<KmId>>,
     /// Its stats prefix, `apim.api.<name>.version.<version>` (see [`stat_segment`]), built once.
     pub stats_prefix: String,
     /// The counter of its allowed requests, `<stats_prefix>.allowed`, built once.
@@ -459,6 +461,7 @@ fn compile_api(
         policy: raw.policy,
         resources,
         source_id: None,
+        key_managers: raw.key_manager_ids,
     })
 }
 

@@ -1,11 +1,11 @@
 //! APIs and their resources, as users write them.
 
-use crate::vocab::{Lifecycle, SecurityScheme};
+use crate::vocab::{KmId, Lifecycle, SecurityScheme};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// An API.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[schemars(rename = "Api")]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
@@ -72,6 +72,16 @@ pub struct RawApi {
     /// of API-M 4.0 to 4.2, whose context holds no version. Never read from the configuration.
     #[serde(skip)]
     pub unversioned_path: bool,
+    /// The key managers whose OAuth2 tokens this API takes (their `name`s in `key_managers`), as
+    /// API-M's per-API key manager setting: a token of another is refused with 900901, and the
+    /// API key the request also offers is then tried where the resource takes both, as API-M's
+    /// gateway moves on to its API key authenticator. API keys are not affected. Defaults to every
+    /// key manager (API-M's `all`).
+    #[serde(default)]
+    pub key_managers: Option<Vec<String>>,
+    /// `key_managers` as the key managers' ids, set when the configuration compiles.
+    #[serde(skip)]
+    pub key_manager_ids: Option<Vec<KmId>>,
 }
 
 fn default_security() -> Vec<SecurityScheme> {

@@ -736,6 +736,7 @@ fn as_one_struct_the_access_log_fields_are_one_property_replaced_whole() {
 }
 
 mod analytics_audit;
+mod api_key_managers;
 mod api_product_audit;
 mod blocking_audit;
 mod calls;

@@ -617,14 +617,11 @@ pub fn api(api: &Api, endpoints: RawEndpoints, security: &[SecurityScheme]) -> R
         lifecycle,
         default_version: api.is_default_version,
         endpoints,
-        backend_path: String::new(),
         security: security.to_vec(),
-        api_key_in_query: false,
-        count_websocket_frames: false,
-        count_server_sent_events: false,
         policy: tier(&api.policy),
         resources,
         unversioned_path,
+        ..RawApi::default()
     })
 }
 
