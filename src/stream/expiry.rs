@@ -175,7 +175,8 @@ impl Stream {
     /// store, and closes the connection (4001) when it is BLOCKED (PROD_ONLY_BLOCKED for a
     /// production key), inactive, or gone with its application. Gone: the control plane said so
     /// (a lookup's "not found"), or two full loads in turn left it out (the first may have
-    /// fetched its list before the subscription was made).
+    /// fetched its list before the subscription was made; a load with a failed fetch does not
+    /// count). Between the two, it is not looked up again on each chunk.
     fn subscription_lapsed(&mut self, host: &mut impl Host) -> Option<FaultId> {
         let now = host.now().ok()?;
         let config = Rc::clone(&self.config);
@@ -187,6 +188,12 @@ impl Stream {
         let (api, _) = self.route.as_ref().and_then(|route| route_of(&routes, route))?;
         let key = key_of_subscription(&application.id, api.source_id.as_deref()?);
         let trust = Trust { now, negative_ttl_s: control_plane.negative_ttl_s };
+        // Found missing since the load it was last asked under: not asked again (a lookup per
+        // frame) before the next load.
+        let loaded_at = (caller.missing_since != 0).then(|| Meta::read(host).loaded_at.max(1));
+        if loaded_at == Some(caller.missing_since) {
+            return None;
+        }
         let mut worker = self.worker.borrow_mut();
         let view = worker.control_plane.as_mut()?;
         let app_gone = matches!(view.app(host, &application.id, trust), Some(Cached::Absent { .. }));
@@ -197,7 +204,7 @@ impl Stream {
             }
             Some(_) => true,
             None => {
-                let loaded_at = Meta::read(host).loaded_at.max(1);
+                let loaded_at = loaded_at.unwrap_or_else(|| Meta::read(host).loaded_at.max(1));
                 if caller.missing_since == 0 {
                     caller.missing_since = loaded_at;
                 }

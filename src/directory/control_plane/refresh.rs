@@ -373,7 +373,11 @@ fn finish(store: &mut dyn SharedStore, control_plane: &ControlPlane, load: &Load
     if load.changed || unpublished || meta.generation == 0 {
         meta.generation = meta.generation.saturating_add(1);
     }
-    meta.loaded_at = now;
+    // When a load brought everything last (WebSocket connections read it: a subscription two
+    // loads in turn left out is gone); a failed fetch kept the old data, which tells nothing new.
+    if load.failed.is_empty() {
+        meta.loaded_at = now;
+    }
     meta.write(store);
     if unpublished {
         let _ = store.shared_set(UNPUBLISHED_KEY, b"", None);

@@ -102,6 +102,24 @@ fn text_frame() -> Vec<u8> {
     frame
 }
 
+/// A handshake that the loaded data lets through, answered 101.
+fn handshake(host: &mut FakeHost, config: &Rc<Config>, worker: &Rc<RefCell<Worker>>, at: &str) -> Stream {
+    host.request =
+        [(":method", "GET"), (":path", "/chat/1.0.0/room"), ("connection", "Upgrade"), ("upgrade", "websocket")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+    host.request.insert("authorization".into(), format!("Bearer {}", token()).into_bytes());
+    host.sent = None;
+    let mut stream = Stream::new(Rc::clone(config), Rc::clone(worker));
+    let flow = stream.on_request_headers(host, false);
+    assert_eq!((flow, &host.sent, &host.counted), (Flow::Continue, &None, &vec![]), "{at}: handshake");
+    host.response.clear();
+    host.response.insert(":status".into(), b"101".to_vec());
+    assert_eq!(stream.on_response_headers(host), Flow::Continue);
+    stream
+}
+
 /// An open connection, and when (the number of the load) the model first found its subscription
 /// missing from the loaded data.
 struct Conn {
@@ -151,23 +169,7 @@ fn run(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
                 if !usable {
                     continue;
                 }
-                host.request = [
-                    (":method", "GET"),
-                    (":path", "/chat/1.0.0/room"),
-                    ("connection", "Upgrade"),
-                    ("upgrade", "websocket"),
-                ]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                .collect();
-                host.request.insert("authorization".into(), format!("Bearer {}", token()).into_bytes());
-                host.sent = None;
-                let mut stream = Stream::new(Rc::clone(&config), Rc::clone(&worker));
-                let flow = stream.on_request_headers(&mut host, false);
-                assert_eq!((flow, &host.sent, &host.counted), (Flow::Continue, &None, &vec![]), "{at}: handshake");
-                host.response.clear();
-                host.response.insert(":status".into(), b"101".to_vec());
-                assert_eq!(stream.on_response_headers(&mut host), Flow::Continue);
+                let stream = handshake(&mut host, &config, &worker, &at);
                 conn = Some(Conn { stream, ended: false, missing_since: None });
                 *tally.entry("handshake").or_default() += 1;
             }
@@ -247,4 +249,49 @@ fn an_open_websocket_connection_follows_its_subscription_as_api_m_does() {
             assert!(tally.get(class).copied().unwrap_or(0) > 0, "never decided: {class} ({tally:?})");
         }
     }
+}
+
+/// A load whose `/subscriptions` failed kept the old data: it is not the second load to leave a
+/// subscription out (one made while the first load fetched its list, and still there, ended the
+/// connection, 900908), and between the two loads a client chunk does not look the subscription
+/// up again in the shared data (it did, three reads a chunk).
+#[test]
+fn a_failed_load_ends_no_connection_and_a_missing_subscription_is_not_read_per_chunk() {
+    let mut config = config();
+    let mut host = FakeHost { now: START, ..Default::default() };
+    background::prepare_counters(&mut host, &mut config);
+    let config = Rc::new(config);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let load = |host: &mut FakeHost, apim: &Apim, subscriptions_fail: bool| {
+        host.now += 5;
+        super::gateways::tick_answering(host, &config, &worker, |_, path| match path.contains("subscriptions") {
+            true if subscriptions_fail => Answer::Http { status: 500, body: Vec::new() },
+            _ => apim.answer(path),
+        });
+    };
+    // The client's data frame: whether it passed, and the shared-data reads it took.
+    let frame = |host: &mut FakeHost, stream: &mut Stream| {
+        host.counted.clear();
+        host.bodies[Direction::Request as usize] = text_frame();
+        let reads = host.shared_reads.get();
+        assert_eq!(stream.on_request_body(host, text_frame().len(), false), Flow::Continue);
+        let passed = !host.bodies[Direction::Request as usize].is_empty() && host.counted.is_empty();
+        (passed, host.shared_reads.get() - reads)
+    };
+    let mut apim = Apim { app: true, sub: Some("UNBLOCKED"), production: true };
+    load(&mut host, &apim, false);
+    let mut stream = handshake(&mut host, &config, &worker, "start");
+    let (passed, present_reads) = frame(&mut host, &mut stream);
+    assert!(passed, "subscription active");
+    // A load whose subscription list was fetched before the subscription was (made again).
+    apim.sub = None;
+    load(&mut host, &apim, false);
+    apim.sub = Some("UNBLOCKED");
+    assert!(frame(&mut host, &mut stream).0, "missing from one load");
+    assert_eq!(frame(&mut host, &mut stream), (true, present_reads + 1), "missing: the load's time read, no lookup");
+    load(&mut host, &apim, true);
+    assert_eq!(frame(&mut host, &mut stream), (true, present_reads + 1), "a failed load is no second load");
+    assert!(!host.closed);
+    load(&mut host, &apim, false);
+    assert!(frame(&mut host, &mut stream).0, "the next full load brings it");
 }
