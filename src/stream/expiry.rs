@@ -108,7 +108,8 @@ impl Stream {
             return true;
         }
         // Without a clock nothing is decided: the bytes pass (the next chunk asks again).
-        let expired = self.credential_expires_at.is_some_and(|at| host.now().is_ok_and(|now| now > at));
+        let now = host.now().ok();
+        let expired = self.credential_expires_at.is_some_and(|at| now.is_some_and(|now| now > at));
         if !expired && (!self.revocation_names.is_empty() || self.connection_caller.is_some()) {
             // The worker's control-plane data catches up with the shared data, once a chunk.
             self.current_routes(host);
@@ -119,7 +120,7 @@ impl Stream {
             FaultId::InvalidCredentials
         } else if self.blocked_since() {
             FaultId::Blocked
-        } else if let Some(fault) = self.subscription_lapsed(host) {
+        } else if let Some(fault) = self.subscription_lapsed(host, now) {
             fault
         } else {
             return false;
@@ -177,8 +178,8 @@ impl Stream {
     /// (a lookup's "not found"), or two full loads in turn left it out (the first may have
     /// fetched its list before the subscription was made; a load with a failed fetch does not
     /// count). Between the two, it is not looked up again on each chunk.
-    fn subscription_lapsed(&mut self, host: &mut impl Host) -> Option<FaultId> {
-        let now = host.now().ok()?;
+    fn subscription_lapsed(&mut self, host: &mut impl Host, now: Option<u64>) -> Option<FaultId> {
+        let now = now?;
         let config = Rc::clone(&self.config);
         let routes = Rc::clone(&self.routes);
         let control_plane = config.control_plane.as_ref()?;
