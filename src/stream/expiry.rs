@@ -176,8 +176,8 @@ impl Stream {
     /// store, and closes the connection (4001) when it is BLOCKED (PROD_ONLY_BLOCKED for a
     /// production key), inactive, or gone with its application. Gone: the control plane said so
     /// (a lookup's "not found"), or two full loads in turn left it out (the first may have
-    /// fetched its list before the subscription was made; a load with a failed fetch does not
-    /// count). Between the two, it is not looked up again on each chunk.
+    /// fetched its list before the subscription was made; a load that could not fetch them does
+    /// not count). Between the two, it is not looked up again on each chunk.
     fn subscription_lapsed(&mut self, host: &mut impl Host, now: Option<u64>) -> Option<FaultId> {
         let now = now?;
         let config = Rc::clone(&self.config);

@@ -373,9 +373,11 @@ fn finish(store: &mut dyn SharedStore, control_plane: &ControlPlane, load: &Load
     if load.changed || unpublished || meta.generation == 0 {
         meta.generation = meta.generation.saturating_add(1);
     }
-    // When a load brought everything last (WebSocket connections read it: a subscription two
-    // loads in turn left out is gone); a failed fetch kept the old data, which tells nothing new.
-    if load.failed.is_empty() {
+    // When a load last brought the subscriptions and applications (WebSocket connections read
+    // it: a subscription two such loads in turn left out is gone); a failed fetch of either kept
+    // the old list, which tells nothing new.
+    let lists = [Fetch::Subscriptions.resource(), Fetch::Applications.resource()];
+    if !load.failed.iter().any(|failed| lists.contains(failed)) {
         meta.loaded_at = now;
     }
     meta.write(store);

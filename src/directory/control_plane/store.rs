@@ -87,7 +87,8 @@ pub const SEPARATOR: char = '\u{1f}';
 pub struct Meta {
     /// 0 until the first full load wrote something.
     pub generation: u64,
-    /// When the last full load with no failed fetch ended (Unix seconds; 0: never).
+    /// When the last full load that fetched the subscriptions and applications ended (Unix
+    /// seconds; 0: never).
     pub loaded_at: u64,
     /// Bucket counts by kind (0: the kind was never written).
     pub buckets: [u32; 3],

@@ -251,7 +251,7 @@ fn an_open_websocket_connection_follows_its_subscription_as_api_m_does() {
     }
 }
 
-/// A load whose `/subscriptions` failed kept the old data: it is not the second load to leave a
+/// A load whose `/subscriptions` failed kept the old list: it is not the second load to leave a
 /// subscription out (one made while the first load fetched its list, and still there, ended the
 /// connection, 900908), and between the two loads a client chunk does not look the subscription
 /// up again in the shared data (it did, three reads a chunk). A chunk reads the clock once (it
@@ -263,11 +263,14 @@ fn a_failed_load_ends_no_connection_and_a_missing_subscription_is_not_read_per_c
     background::prepare_counters(&mut host, &mut config);
     let config = Rc::new(config);
     let worker = Rc::new(RefCell::new(Worker::new(&config)));
-    let load = |host: &mut FakeHost, apim: &Apim, subscriptions_fail: bool| {
+    // A full load; the resource `failing` answers 500.
+    let load = |host: &mut FakeHost, apim: &Apim, failing: &str| {
         host.now += 5;
-        super::gateways::tick_answering(host, &config, &worker, |_, path| match path.contains("subscriptions") {
-            true if subscriptions_fail => Answer::Http { status: 500, body: Vec::new() },
-            _ => apim.answer(path),
+        super::gateways::tick_answering(host, &config, &worker, |_, path| {
+            match path.trim_start_matches("/internal/data/v1/").split('?').next() == Some(failing) {
+                true => Answer::Http { status: 500, body: Vec::new() },
+                false => apim.answer(path),
+            }
         });
     };
     // The client's data frame: whether it passed, and the shared-data reads it took.
@@ -283,19 +286,26 @@ fn a_failed_load_ends_no_connection_and_a_missing_subscription_is_not_read_per_c
         (passed, host.shared_reads.get() - reads)
     };
     let mut apim = Apim { app: true, sub: Some("UNBLOCKED"), production: true };
-    load(&mut host, &apim, false);
+    load(&mut host, &apim, "");
     let mut stream = handshake(&mut host, &config, &worker, "start");
     let (passed, present_reads) = frame(&mut host, &mut stream);
     assert!(passed, "subscription active");
     // A load whose subscription list was fetched before the subscription was (made again).
     apim.sub = None;
-    load(&mut host, &apim, false);
+    load(&mut host, &apim, "");
     apim.sub = Some("UNBLOCKED");
     assert!(frame(&mut host, &mut stream).0, "missing from one load");
     assert_eq!(frame(&mut host, &mut stream), (true, present_reads + 1), "missing: the load's time read, no lookup");
-    load(&mut host, &apim, true);
+    load(&mut host, &apim, "subscriptions");
     assert_eq!(frame(&mut host, &mut stream), (true, present_reads + 1), "a failed load is no second load");
     assert!(!host.closed);
-    load(&mut host, &apim, false);
+    load(&mut host, &apim, "");
     assert!(frame(&mut host, &mut stream).0, "the next full load brings it");
+    // Removed: a load that fetched the subscriptions, whatever else failed, is the second.
+    apim.sub = None;
+    load(&mut host, &apim, "");
+    assert!(frame(&mut host, &mut stream).0, "missing from one load");
+    load(&mut host, &apim, "block");
+    assert!(!frame(&mut host, &mut stream).0, "removed");
+    assert_eq!((host.counted.clone(), host.closed), (vec![900908], true));
 }
