@@ -38,7 +38,15 @@ pub struct Authorized {
     pub caller_token: Option<String>,
 }
 
+/// How a JWT API key's `caller_token` starts.
+const JWT_API_KEY: &str = "api-key:";
+
 impl Authorized {
+    /// A JWT API key's: its claims name its subscriptions (one the gateway does not know passes).
+    pub fn by_jwt_api_key(&self) -> bool {
+        self.caller_token.as_deref().is_some_and(|token| token.starts_with(JWT_API_KEY))
+    }
+
     /// The Envoy cluster of the key type's endpoint, or 900901 (403) when the API has no endpoint
     /// of that type. API-M refuses such a key in the API's in-sequence (its
     /// `_production_key_error_` and `_sandbox_key_error_`), after its handlers: the request is
@@ -188,7 +196,7 @@ pub fn authorize(
                 user_token: key.end_user.is_some(),
                 subject: key.end_user.clone(),
                 caller_claims: key.claims.clone(),
-                caller_token: Some(format!("api-key:{}", key.token_id)),
+                caller_token: Some(format!("{JWT_API_KEY}{}", key.token_id)),
             })
         }
         Identity::ApiKey(_) | Identity::Token(_) => {

@@ -38,6 +38,9 @@ pub(super) struct ConnectionCaller {
     pub key_type: Option<KeyType>,
     /// When the full load ended after which the subscription was first found missing (0: not).
     pub missing_since: u64,
+    /// A JWT API key's connection: its subscription gone does not end it (its claims name it, and
+    /// its handshake passes without one); a blocked or inactive one does.
+    pub subscription_named: bool,
 }
 
 impl ConnectionCaller {
@@ -212,7 +215,7 @@ impl Stream {
                 loaded_at > caller.missing_since
             }
         };
-        gone.then_some(FaultId::ResourceForbidden)
+        (gone && !caller.subscription_named).then_some(FaultId::ResourceForbidden)
     }
 
     /// The connection's caller is blocked now (API-M checks blocking conditions on each frame,

@@ -128,6 +128,7 @@ impl Stream {
                 client_ip,
                 key_type,
                 missing_since: 0,
+                subscription_named: authorized.as_ref().is_some_and(|authorized| authorized.by_jwt_api_key()),
             }));
         }
         let websocket = api.counts_websocket_frames && snapshot.is_websocket_upgrade();

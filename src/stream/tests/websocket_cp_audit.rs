@@ -79,12 +79,16 @@ impl Apim {
 }
 
 fn config() -> Config {
-    let json = json!({
+    Config::from_json(config_json().as_bytes()).unwrap()
+}
+
+fn config_json() -> String {
+    json!({
         "key_managers": [{"name": "km", "issuer": "https://km", "algorithms": ["HS256"], "hmac_secret": SECRET}],
         "control_plane": {"cluster": "cp", "username": "gw", "password": "secret", "refresh_s": 5,
             "event_apis": "count_connections", "endpoint_template": {"production": "live", "sandbox": "sandbox"}}
-    });
-    Config::from_json(json.to_string().as_bytes()).unwrap()
+    })
+    .to_string()
 }
 
 fn token() -> String {
@@ -104,12 +108,22 @@ fn text_frame() -> Vec<u8> {
 
 /// A handshake that the loaded data lets through, answered 101.
 fn handshake(host: &mut FakeHost, config: &Rc<Config>, worker: &Rc<RefCell<Worker>>, at: &str) -> Stream {
+    handshake_with(host, config, worker, at, ("authorization", format!("Bearer {}", token())))
+}
+
+fn handshake_with(
+    host: &mut FakeHost,
+    config: &Rc<Config>,
+    worker: &Rc<RefCell<Worker>>,
+    at: &str,
+    (header, credential): (&str, String),
+) -> Stream {
     host.request =
         [(":method", "GET"), (":path", "/chat/1.0.0/room"), ("connection", "Upgrade"), ("upgrade", "websocket")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
-    host.request.insert("authorization".into(), format!("Bearer {}", token()).into_bytes());
+    host.request.insert(header.into(), credential.into_bytes());
     host.sent = None;
     let mut stream = Stream::new(Rc::clone(config), Rc::clone(worker));
     let flow = stream.on_request_headers(host, false);
@@ -308,4 +322,53 @@ fn a_failed_load_ends_no_connection_and_a_missing_subscription_is_not_read_per_c
     load(&mut host, &apim, "block");
     assert!(!frame(&mut host, &mut stream).0, "removed");
     assert_eq!((host.counted.clone(), host.closed), (vec![900908], true));
+}
+
+/// A JWT API key's connection: the key's claims name its subscription, and its handshake passes
+/// on them where the gateway knows none (`authorize`, as API-M's `validateAPISubscription` reads
+/// the key's `subscribedAPIs`). Its subscription gone from the control plane's loads ended it
+/// (900908), though a new handshake with the key passes; blocked, it still ends it (900907), as
+/// its handshake would refuse it.
+#[test]
+fn a_jwt_api_keys_connection_ends_with_its_subscription_blocked_not_gone() {
+    use crate::auth::keys::testkeys::{jwk, sign_raw};
+    let mut json: Value = serde_json::from_str(&config_json()).unwrap();
+    json["api_key_jwt"] = json!({"keys": [jwk("rsa-b.pem", jsonwebtoken::Algorithm::RS256, "apikey-b")]});
+    json["control_plane"]["security"] = json!(["oauth2", "api_key"]);
+    let mut config = Config::from_json(json.to_string().as_bytes()).unwrap();
+    let mut host = FakeHost { now: START, ..Default::default() };
+    background::prepare_counters(&mut host, &mut config);
+    let config = Rc::new(config);
+    let worker = Rc::new(RefCell::new(Worker::new(&config)));
+    let load = |host: &mut FakeHost, apim: &Apim| {
+        host.now += 5;
+        super::gateways::tick_answering(host, &config, &worker, |_, path| apim.answer(path));
+    };
+    let claims = json!({"iss": "https://apim", "sub": "alice", "keytype": "PRODUCTION", "token_type": "apiKey",
+        "exp": START + 86_400, "application": {"uuid": "app-1", "name": "App", "owner": "alice", "tier": "Unlimited"},
+        "subscribedAPIs": [{"name": "Chat", "context": "/chat/1.0.0", "version": "1.0.0", "subscriptionTier": "Unlimited"}]});
+    let key = sign_raw(
+        r#"{"alg":"RS256","typ":"JWT","kid":"apikey-b"}"#,
+        &claims.to_string(),
+        "rsa-b.pem",
+        jsonwebtoken::Algorithm::RS256,
+    );
+    let frame = |host: &mut FakeHost, stream: &mut Stream| {
+        host.counted.clear();
+        host.bodies[Direction::Request as usize] = text_frame();
+        assert_eq!(stream.on_request_body(host, text_frame().len(), false), Flow::Continue);
+        (!host.bodies[Direction::Request as usize].is_empty(), host.counted.clone())
+    };
+    let mut apim = Apim { app: true, sub: Some("UNBLOCKED"), production: true };
+    load(&mut host, &apim);
+    let mut stream = handshake_with(&mut host, &config, &worker, "api key", ("apikey", key));
+    assert_eq!(frame(&mut host, &mut stream), (true, vec![]), "subscription active");
+    apim.sub = None;
+    load(&mut host, &apim);
+    assert_eq!(frame(&mut host, &mut stream), (true, vec![]), "gone from one load");
+    load(&mut host, &apim);
+    assert_eq!(frame(&mut host, &mut stream), (true, vec![]), "gone from two loads: the key names it");
+    apim.sub = Some("BLOCKED");
+    load(&mut host, &apim);
+    assert_eq!(frame(&mut host, &mut stream), (false, vec![900907]), "blocked");
 }
