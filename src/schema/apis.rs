@@ -5,6 +5,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// An API.
+// `Default` is for code that sets what it needs (the control plane's APIs): its `security` is
+// empty (open), not the configuration's default `oauth2`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[schemars(rename = "Api")]
 #[serde(deny_unknown_fields)]

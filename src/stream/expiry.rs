@@ -34,8 +34,9 @@ pub(super) struct ConnectionCaller {
     pub application: Option<Rc<Application>>,
     pub end_user: Option<String>,
     pub client_ip: Option<IpAddr>,
-    /// The key type, where the subscription is the control plane's (checked again per frame).
-    pub key_type: Option<KeyType>,
+    /// The key type and the subscription's key in the control plane's data, where the
+    /// subscription is the control plane's (checked again per frame; the key built once).
+    pub subscription: Option<(KeyType, String)>,
     /// When the full load ended after which the subscription was first found missing (0: not).
     pub missing_since: u64,
     /// A JWT API key's connection: its subscription gone does not end it (its claims name it, and
@@ -97,8 +98,9 @@ impl Stream {
     }
 
     /// A client's bytes on an upgraded WebSocket connection (`size` of them in this chunk): past its
-    /// credential's expiry, or once the control plane lists its JWT as revoked, they are dropped and
-    /// the connection ends. Answers whether it ended. Only once the backend accepted the upgrade
+    /// credential's expiry, or once the control plane lists its JWT as revoked, blocks its caller or
+    /// refuses its subscription, they are dropped and the connection ends (where its frames are
+    /// followed, at the first data frame: `Stream::count_frames`). Answers whether it ended. Only once the backend accepted the upgrade
     /// (101) is there a connection: before, and after any other answer, the client's bytes are a
     /// request's body, never cut for its credential.
     pub(super) fn end_if_expired(&mut self, host: &mut impl Host, size: usize) -> bool {
@@ -147,7 +149,7 @@ impl Stream {
         host.close_stream();
         self.count_refused(host, &Fault::new(fault));
         log::debug!(
-            "a WebSocket connection's credential expired or was revoked, or its caller blocked: the connection ends"
+            "a WebSocket connection's credential expired or was revoked, its caller blocked or its subscription lapsed: the connection ends"
         );
     }
 
@@ -162,15 +164,18 @@ impl Stream {
         view.is_some_and(|view| self.revocation_names.iter().any(|name| view.revoked(name)))
     }
 
-    /// The key type of a handshake whose subscription is the control plane's (not the
-    /// configuration's, which cannot change under a stream): its frames check it again.
-    pub(super) fn control_plane_subscription(&self, api: &Api, authorized: &Authorized) -> Option<KeyType> {
+    /// The key type and subscription key of a handshake whose subscription is the control plane's
+    /// (not the configuration's, which cannot change under a stream): its frames check it again.
+    pub(super) fn control_plane_subscription(&self, api: &Api, authorized: &Authorized) -> Option<(KeyType, String)> {
         let application = authorized.application_id();
         let worker = self.worker.borrow();
         let view = worker.control_plane.as_ref()?;
-        (self.config.directory.subscription(application, api).is_none()
-            && view.subscription(application, api).is_some())
-        .then_some(authorized.key_type)
+        if self.config.directory.subscription(application, api).is_some()
+            || view.subscription(application, api).is_none()
+        {
+            return None;
+        }
+        Some((authorized.key_type, key_of_subscription(application, api.source_id.as_deref()?)))
     }
 
     /// The connection's subscription, the control plane's, refuses it now: API-M validates the
@@ -184,13 +189,10 @@ impl Stream {
     fn subscription_lapsed(&mut self, host: &mut impl Host, now: Option<u64>) -> Option<FaultId> {
         let now = now?;
         let config = Rc::clone(&self.config);
-        let routes = Rc::clone(&self.routes);
         let control_plane = config.control_plane.as_ref()?;
         let caller = self.connection_caller.as_deref_mut()?;
-        let key_type = caller.key_type?;
+        let (key_type, key) = caller.subscription.as_ref()?;
         let application = caller.application.as_deref()?;
-        let (api, _) = self.route.as_ref().and_then(|route| route_of(&routes, route))?;
-        let key = key_of_subscription(&application.id, api.source_id.as_deref()?);
         let trust = Trust { now, negative_ttl_s: control_plane.negative_ttl_s };
         // Found missing since the load it was last asked under: not asked again (a lookup per
         // frame) before the next load.
@@ -201,10 +203,10 @@ impl Stream {
         let mut worker = self.worker.borrow_mut();
         let view = worker.control_plane.as_mut()?;
         let app_gone = matches!(view.app(host, &application.id, trust), Some(Cached::Absent { .. }));
-        let gone = match view.sub(host, &key, trust) {
+        let gone = match view.sub(host, key, trust) {
             Some(Cached::Present(subscription)) if !app_gone => {
                 caller.missing_since = 0;
-                return check_subscription_state(subscription.state, key_type).err().map(|fault| fault.id);
+                return check_subscription_state(subscription.state, *key_type).err().map(|fault| fault.id);
             }
             Some(_) => true,
             None => {

@@ -121,12 +121,13 @@ impl Stream {
         if snapshot.is_websocket_upgrade() && config.control_plane.is_some() {
             let application = authorized.as_ref().map(|authorized| Rc::clone(&authorized.application));
             let end_user = authorized.as_ref().and_then(|authorized| authorized.end_user.clone());
-            let key_type = authorized.as_ref().and_then(|authorized| self.control_plane_subscription(api, authorized));
+            let subscription =
+                authorized.as_ref().and_then(|authorized| self.control_plane_subscription(api, authorized));
             self.connection_caller = Some(Box::new(super::expiry::ConnectionCaller {
                 application,
                 end_user,
                 client_ip,
-                key_type,
+                subscription,
                 missing_since: 0,
                 subscription_named: authorized.as_ref().is_some_and(|authorized| authorized.by_jwt_api_key()),
             }));
